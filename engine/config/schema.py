@@ -1,0 +1,115 @@
+"""The shape of conf/conduit.yaml and of each channels/*.yaml, as msgspec structs.
+
+Descriptions live in `Meta` beside each field, so validation errors and the reference
+documentation come from the same declaration. Source and destination unions are built
+from the registry: a new connector kind needs no edit here.
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+from operator import or_
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from engine import registry
+from engine.config.base import RetryConfig
+
+SourceConfig: Any = reduce(or_, (k.config for k in registry.SOURCES.values()))
+DestinationConfig: Any = reduce(or_, (k.config for k in registry.DESTINATIONS.values()))
+
+
+class FilterRule(msgspec.Struct, forbid_unknown_fields=True, frozen=True, rename={"in_": "in"}):
+    """One condition on a field; a channel accepts a message only if every rule holds."""
+
+    field: Annotated[str, Meta(description="field path in the codec's notation, e.g. MSH-9.1")]
+    equals: Annotated[str | None, Meta(description="the field must equal this")] = None
+    in_: Annotated[list[str] | None, Meta(description="the field must be one of these")] = None
+    not_in: Annotated[list[str] | None, Meta(description="the field must be none of these")] = (
+        None
+    )
+    matches: Annotated[str | None, Meta(description="the field must match this regex")] = None
+    present: Annotated[bool | None, Meta(description="the field must (not) be empty")] = None
+
+
+class ChannelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """One channel: a source, an optional filter and mapping, and its destinations."""
+
+    source: Annotated[SourceConfig, Meta(description="where messages come from")]
+    destinations: Annotated[
+        list[DestinationConfig], Meta(min_length=1, description="where messages go")
+    ]
+    name: (
+        Annotated[
+            str,
+            Meta(pattern=r"^[a-z0-9][a-z0-9_-]*$",
+                 description="defaults to the file name without .yaml"),
+        ]
+        | None
+    ) = None
+    description: str = ""
+    enabled: Annotated[bool, Meta(description="a disabled channel is loaded but not run")] = (
+        True
+    )
+    format: Annotated[
+        Literal["hl7v2"], Meta(description="standard of incoming messages (the codec)")
+    ] = "hl7v2"
+    filter: Annotated[
+        list[FilterRule], Meta(description="every rule must hold, or the message is filtered")
+    ] = []
+    mapping: (
+        Annotated[
+            str,
+            Meta(pattern=r"^[a-z0-9][a-z0-9-]*@\d+$",
+                 description="mapping pinned as name@version; none passes messages through"),
+        ]
+        | None
+    ) = None
+    retry: Annotated[
+        RetryConfig, Meta(description="retry policy for destinations that set none")
+    ] = RetryConfig()
+
+
+class StoreConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    url: Annotated[
+        str | None,
+        Meta(description="SQLAlchemy URL; default: SQLite file conduit.db in the data folder"),
+    ] = None
+
+
+class WebConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    host: Annotated[str, Meta(description="address of the status page and API")] = "127.0.0.1"
+    port: Annotated[int, Meta(ge=0, le=65535, description="0 disables the web listener")] = (
+        8080
+    )
+
+
+class LogConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Annotated[Literal["text", "json"], Meta(description="json for log shippers")] = (
+        "text"
+    )
+    file: Annotated[str | None, Meta(description="log file; default is standard error")] = None
+
+
+class KeysConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    directory: Annotated[
+        str | None, Meta(description="key files; default: keys/ in the data folder")
+    ] = None
+
+
+class EngineConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """conf/conduit.yaml."""
+
+    data_dir: Annotated[str, Meta(description="folder for the embedded store and keys")] = "data"
+    channels_dir: Annotated[str, Meta(description="folder of channel YAML files")] = "channels"
+    mappings_dir: Annotated[str, Meta(description="folder of mapping plugins")] = "mappings"
+    application: Annotated[
+        str, Meta(description="this engine's name in acknowledgements (MSH-3)")
+    ] = "CONDUIT"
+    store: StoreConfig = StoreConfig()
+    web: WebConfig = WebConfig()
+    log: LogConfig = LogConfig()
+    keys: KeysConfig = KeysConfig()

@@ -1,0 +1,60 @@
+"""Value types that read the way analysts write them: `30s`, `5m`, `10MiB`."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*\Z")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?\s*\Z", re.IGNORECASE)
+_SIZE_UNITS = {
+    None: 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2,
+    "gb": 1000**3, "gib": 1024**3,
+}
+
+
+class Duration(float):
+    """Seconds. YAML may say `500ms`, `30s`, `5m`, `1h`, `1d` or a plain number of seconds."""
+
+    @classmethod
+    def parse(cls, value: Any) -> Duration:
+        if isinstance(value, bool):
+            raise ValueError("expected a duration such as 30s or 5m")
+        if isinstance(value, int | float):
+            if value < 0:
+                raise ValueError("a duration cannot be negative")
+            return cls(value)
+        if isinstance(value, str):
+            m = _DURATION.match(value)
+            if m:
+                return cls(float(m[1]) * _DURATION_UNITS[m[2]])
+        raise ValueError(f"expected a duration such as 500ms, 30s, 5m or 1h, got {value!r}")
+
+
+class ByteSize(int):
+    """Bytes. YAML may say `64KiB`, `10MiB`, `1GB` or a plain number of bytes."""
+
+    @classmethod
+    def parse(cls, value: Any) -> ByteSize:
+        if isinstance(value, bool):
+            raise ValueError("expected a size such as 10MiB")
+        if isinstance(value, int):
+            if value < 0:
+                raise ValueError("a size cannot be negative")
+            return cls(value)
+        if isinstance(value, str):
+            m = _SIZE.match(value)
+            if m:
+                unit = m[2].lower() if m[2] else None
+                return cls(int(float(m[1]) * _SIZE_UNITS[unit]))
+        raise ValueError(f"expected a size such as 64KiB or 10MiB, got {value!r}")
+
+
+def dec_hook(type_: type, value: Any) -> Any:
+    """msgspec decode hook for the types above."""
+    if type_ is Duration:
+        return Duration.parse(value)
+    if type_ is ByteSize:
+        return ByteSize.parse(value)
+    raise NotImplementedError(f"no decoder for {type_.__name__}")

@@ -1,0 +1,69 @@
+"""The two shapes every connector takes.
+
+A Source binds something (a port, a folder) and calls `deliver(raw, meta)` for each
+message; `deliver` returns only after the durable commit, with the Receipt whose reply
+the source writes back. A Destination sends one Outbound and answers with a Delivery;
+it never sleeps or retries by itself: the queue's RetryPolicy decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import msgspec
+
+from engine.message import Delivery, Outbound, Parsed, Receipt, SourceMeta
+
+Deliver = Callable[[bytes, SourceMeta], Awaitable[Receipt]]
+
+
+class ReplyReader(Protocol):
+    """What a destination asks the codec: what does this acknowledgement mean?"""
+
+    def read_reply(self, reply: bytes, sent: Outbound) -> Delivery: ...
+
+
+class ReplyWriter(Protocol):
+    """What a source asks the codec when it must answer without the channel (framing
+    errors, oversize frames): the standard's rejection for these bytes."""
+
+    def reply(self, raw: bytes, parsed: Parsed | None, outcome: object) -> bytes: ...
+
+
+class Source(Protocol):
+    def resources(self) -> list[str]:
+        """What this source binds, such as "tcp:127.0.0.1:2575", so validation can catch
+        two channels on one port."""
+        ...
+
+    async def start(self, deliver: Deliver) -> None:
+        """Bind and begin accepting; returns once listening."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight messages finish and their replies go out."""
+        ...
+
+    def describe(self) -> dict[str, object]:
+        """Address and connected peers, for the status page; no content."""
+        ...
+
+
+class Destination(Protocol):
+    async def open(self) -> None: ...
+
+    async def send(self, outbound: Outbound) -> Delivery: ...
+
+    async def healthcheck(self) -> str | None:
+        """None when the receiver looks reachable, else why not."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class DestinationContext(msgspec.Struct, frozen=True):
+    """What a destination may know of the channel that owns it."""
+
+    channel: str
+    reply_reader: ReplyReader | None = None

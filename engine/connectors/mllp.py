@@ -1,0 +1,287 @@
+"""MLLP over TCP: a listener (source) and a sender (destination).
+
+The listener handles each connection's frames strictly in order and writes each reply
+only after the channel's durable commit. Silent or slow peers are timed out on their own
+connection; nothing one peer does can block another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from typing import Annotated
+
+from msgspec import Meta
+
+from engine.config.base import DestinationBase, SourceBase
+from engine.config.types import ByteSize, Duration
+from engine.connectors.base import Deliver, DestinationContext
+from engine.connectors.mllp_framing import Frame, Framer, wrap
+from engine.message import Delivery, Outbound, Receipt, Retry, SourceMeta
+
+log = logging.getLogger("conduit.mllp")
+
+_MAX_PENDING_FRAMES = 64  # frames a pipelining sender may have waiting before we pause it
+
+
+class MllpSourceConfig(SourceBase, tag="mllp"):
+    port: Annotated[int, Meta(ge=1, le=65535, description="TCP port to listen on")]
+    host: Annotated[str, Meta(description="address to bind; 0.0.0.0 for every interface")] = (
+        "127.0.0.1"
+    )
+    max_message_size: Annotated[
+        ByteSize, Meta(description="larger frames are rejected with AR and kept truncated")
+    ] = ByteSize(10 * 1024 * 1024)
+    read_timeout: Annotated[
+        Duration, Meta(description="time allowed to finish a frame once it has started")
+    ] = Duration(30.0)
+    idle_timeout: Annotated[
+        Duration, Meta(description="a connection silent this long is closed")
+    ] = Duration(600.0)
+    max_connections: Annotated[int, Meta(ge=1, description="concurrent connections")] = 200
+
+    def resources(self) -> list[str]:
+        """What this source binds, so validation can catch two channels on one port."""
+        return [f"tcp:{self.port}"]
+
+
+class _Connection(asyncio.Protocol):
+    """One peer: frames in, replies out, in order."""
+
+    def __init__(self, source: MllpSource) -> None:
+        self._source = source
+        self._framer = Framer(source.config.max_message_size)
+        self._pending: collections.deque[Frame] = collections.deque()
+        self._worker: asyncio.Task | None = None
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._paused = False
+        self.peer = ""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "")
+        if len(self._source.connections) >= self._source.config.max_connections:
+            log.warning("mllp %s: refusing %s, %d connections open", self._source.address,
+                        self.peer, len(self._source.connections))
+            transport.close()
+            return
+        self._source.connections.add(self)
+        self._arm_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._source.connections.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._framer.discarded:
+            log.warning("mllp %s: dropped %d bytes outside MLLP framing from %s",
+                        self._source.address, self._framer.discarded, self.peer)
+
+    def data_received(self, data: bytes) -> None:
+        frames = self._framer.feed(data)
+        self._arm_timer()
+        if frames:
+            self._pending.extend(frames)
+            if self._worker is None or self._worker.done():
+                self._worker = asyncio.ensure_future(self._work())
+                self._source.workers.add(self._worker)
+                self._worker.add_done_callback(self._source.workers.discard)
+            if len(self._pending) > _MAX_PENDING_FRAMES and not self._paused:
+                self._paused = True
+                assert self._transport is not None
+                self._transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        # Keep the write side open until pending replies are sent.
+        return self._worker is not None and not self._worker.done()
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def _arm_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        cfg = self._source.config
+        timeout = cfg.read_timeout if self._framer.in_frame else cfg.idle_timeout
+        self._timer = asyncio.get_running_loop().call_later(timeout, self._timed_out)
+
+    def _timed_out(self) -> None:
+        if self._worker is not None and not self._worker.done():
+            self._arm_timer()  # we are the slow one; the peer is waiting on our reply
+            return
+        what = "an unfinished frame" if self._framer.in_frame else "silence"
+        log.info("mllp %s: closing %s after %s", self._source.address, self.peer, what)
+        if self._transport is not None:
+            self._transport.close()
+
+    async def _work(self) -> None:
+        transport = self._transport
+        assert transport is not None
+        while self._pending:
+            frame = self._pending.popleft()
+            meta = SourceMeta("mllp", self.peer, frame.size, frame.truncated)
+            receipt = await self._source.deliver(frame.payload, meta)
+            if transport.is_closing():
+                # The peer left before its reply; the message is stored and queued, so
+                # nothing is lost. Its sender will resend and duplicate detection applies.
+                log.info("mllp %s: %s left before reply to message %s",
+                         self._source.address, self.peer, receipt.message_id)
+                continue
+            transport.write(wrap(receipt.reply))
+            receipt.replied()
+            if self._paused and len(self._pending) <= _MAX_PENDING_FRAMES // 2:
+                self._paused = False
+                transport.resume_reading()
+        self._arm_timer()
+
+
+class MllpSource:
+    """Listens for MLLP connections and hands each frame to the channel."""
+
+    def __init__(self, config: MllpSourceConfig) -> None:
+        self.config = config
+        self.connections: set[_Connection] = set()
+        self.workers: set[asyncio.Task] = set()
+        self._server: asyncio.base_events.Server | None = None
+        self._deliver: Deliver | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.config.host}:{self.config.port}"
+
+    def resources(self) -> list[str]:
+        return self.config.resources()
+
+    async def deliver(self, payload: bytes, meta: SourceMeta) -> Receipt:
+        assert self._deliver is not None
+        return await self._deliver(payload, meta)
+
+    async def start(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Connection(self), self.config.host, self.config.port, reuse_address=True
+        )
+        log.info("mllp listening on %s", self.address)
+
+    async def stop(self) -> None:
+        """Stop accepting, finish the frames already received, then close connections."""
+        if self._server is not None:
+            self._server.close()
+        if self.workers:
+            await asyncio.gather(*list(self.workers), return_exceptions=True)
+        for conn in list(self.connections):
+            conn.close()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 5)
+        self._server = None
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "address": f"mllp://{self.address}",
+            "peers": sorted(c.peer for c in self.connections),
+        }
+
+
+class MllpDestinationConfig(DestinationBase, tag="mllp"):
+    host: Annotated[str, Meta(description="receiving system's host")]
+    port: Annotated[int, Meta(ge=1, le=65535, description="receiving system's MLLP port")]
+    connect_timeout: Annotated[Duration, Meta(description="limit for connecting")] = Duration(
+        10.0
+    )
+
+
+class MllpClient:
+    """One MLLP connection that sends a frame and waits for the reply frame."""
+
+    def __init__(self, host: str, port: int, max_reply: int = 10 * 1024 * 1024) -> None:
+        self.host = host
+        self.port = port
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._framer = Framer(max_reply)
+        self._frames: collections.deque[Frame] = collections.deque()
+
+    @property
+    def connected(self) -> bool:
+        return self._writer is not None and not self._writer.is_closing()
+
+    async def connect(self, timeout: float) -> None:
+        self._reader, self._writer = await asyncio.wait_for(
+            asyncio.open_connection(self.host, self.port), timeout
+        )
+        self._framer = Framer(self._framer.max_size)
+        self._frames.clear()
+
+    async def exchange(self, payload: bytes, timeout: float) -> bytes:
+        """Send one message and return the next reply frame's payload."""
+        assert self._writer is not None and self._reader is not None
+        self._writer.write(wrap(payload))
+        await self._writer.drain()
+        return await asyncio.wait_for(self._next_frame(), timeout)
+
+    async def _next_frame(self) -> bytes:
+        assert self._reader is not None
+        while not self._frames:
+            data = await self._reader.read(65536)
+            if not data:
+                raise ConnectionError("connection closed before the acknowledgement")
+            self._frames.extend(self._framer.feed(data))
+        return self._frames.popleft().payload
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(Exception):
+                await self._writer.wait_closed()
+        self._writer = self._reader = None
+
+
+class MllpDestination:
+    """Sends each message over one kept-open MLLP connection and reads the receiver's
+    acknowledgement through the codec."""
+
+    def __init__(self, config: MllpDestinationConfig, context: DestinationContext) -> None:
+        self.config = config
+        self._context = context
+        self._client = MllpClient(config.host, config.port)
+
+    async def open(self) -> None:
+        """Connect lazily on first send, so a down receiver does not stop the engine."""
+
+    async def send(self, outbound: Outbound) -> Delivery:
+        reader = self._context.reply_reader
+        try:
+            if not self._client.connected:
+                await self._client.connect(self.config.connect_timeout)
+            reply = await self._client.exchange(outbound.content, self.config.timeout)
+        except TimeoutError:
+            await self._client.close()
+            return Retry("no acknowledgement within the timeout")
+        except OSError as exc:
+            await self._client.close()
+            return Retry(f"connection failed: {exc.strerror or type(exc).__name__}")
+        except ConnectionError as exc:
+            await self._client.close()
+            return Retry(str(exc))
+        if reader is None:
+            return Retry("channel has no codec to read acknowledgements")
+        return reader.read_reply(reply, outbound)
+
+    async def healthcheck(self) -> str | None:
+        if self._client.connected:
+            return None
+        try:
+            await self._client.connect(self.config.connect_timeout)
+        except (OSError, TimeoutError) as exc:
+            return f"cannot connect to {self.config.host}:{self.config.port}: {exc}"
+        return None
+
+    async def close(self) -> None:
+        await self._client.close()

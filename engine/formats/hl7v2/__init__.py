@@ -1,0 +1,16 @@
+"""HL7 version 2: a lazy tokenizer, escape handling and acknowledgements."""
+
+from engine.formats.hl7v2.codec import Hl7v2Codec, decode_text
+from engine.formats.hl7v2.escape import Delimiters, escape, unescape
+from engine.formats.hl7v2.message import Hl7Message, Repetition, Segment
+
+__all__ = [
+    "Delimiters",
+    "Hl7Message",
+    "Hl7v2Codec",
+    "Repetition",
+    "Segment",
+    "decode_text",
+    "escape",
+    "unescape",
+]

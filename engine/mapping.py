@@ -1,0 +1,159 @@
+"""Versioned mapping plugins: the `@mapping` declaration, discovery and pinning.
+
+A mapping is a pure function from a codec's parsed message to an output, registered as
+`name@version` from `mappings/<name>/v<version>.py`. Several versions live side by side
+so a channel can pin one and move to the next with evidence. The declaration must agree
+with the file's place: a v1.py copied to v2.py without bumping its declaration is caught
+here instead of silently replacing version 1.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from engine.errors import ConfigError, MappingError
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9-]*\Z")
+_FILE = re.compile(r"v(\d+)\.py\Z")
+_REF = re.compile(r"(?P<name>[a-z0-9][a-z0-9-]*)@(?P<version>\d+)\Z")
+
+
+class Skip(msgspec.Struct, frozen=True):
+    """Returned by a mapping that deliberately produces nothing for this message."""
+
+    reason: str
+
+
+class Mapping(msgspec.Struct, frozen=True):
+    name: str
+    version: int
+    accepts: str  # codec name of the input, e.g. "hl7v2"
+    emits: str  # content type of the output, e.g. "application/fhir+json"
+    func: Callable[[Any], Any]
+    file: str = ""
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def apply(self, body: Any) -> bytes | Skip:
+        """Run the mapping; dicts and lists become JSON. Raises MappingError on failure,
+        including for an unexpected exception in the mapping, which it names."""
+        try:
+            result = self.func(body)
+        except MappingError:
+            raise
+        except Exception as exc:  # a bug in a mapping must not stop the channel
+            raise MappingError(
+                f"mapping {self.ref} raised {type(exc).__name__} "
+                f"at {_where(exc)}"
+            ) from exc
+        if isinstance(result, Skip):
+            return result
+        if isinstance(result, bytes):
+            return result
+        if isinstance(result, str):
+            return result.encode("utf-8")
+        if isinstance(result, dict | list):
+            return msgspec.json.encode(result)
+        raise MappingError(
+            f"mapping {self.ref} returned {type(result).__name__}; "
+            "expected a dict, list, str, bytes or Skip"
+        )
+
+
+def _where(exc: BaseException) -> str:
+    """File and line of the innermost frame, without the exception's text (which may
+    quote message content)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return "unknown location"
+    return f"{Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}"
+
+
+_declared: list[Mapping] = []
+
+
+def mapping(ref: str, *, accepts: str, emits: str) -> Callable[[Callable], Callable]:
+    """Declare a mapping function as `name@version`."""
+    m = _REF.match(ref)
+    if m is None:
+        raise ValueError(f"mapping reference {ref!r} must look like name@1")
+
+    def register(func: Callable) -> Callable:
+        _declared.append(
+            Mapping(m["name"], int(m["version"]), accepts, emits, func, func.__code__.co_filename)
+        )
+        return func
+
+    return register
+
+
+class MappingCatalog:
+    """Every mapping found under a folder, by `name@version`."""
+
+    def __init__(self, mappings: dict[str, Mapping]) -> None:
+        self._mappings = mappings
+
+    @classmethod
+    def discover(cls, folder: str | Path) -> MappingCatalog:
+        """Import every `<name>/v<N>.py` under `folder`; raises ConfigError naming the
+        file for a mapping that fails to import or is declared under the wrong name."""
+        folder = Path(folder)
+        found: dict[str, Mapping] = {}
+        if not folder.is_dir():
+            return cls(found)
+        for path in sorted(folder.glob("*/v*.py")):
+            fm = _FILE.match(path.name)
+            name = path.parent.name
+            if fm is None or not _NAME.match(name):
+                continue
+            declared = _load(path)
+            expected = f"{name}@{int(fm[1])}"
+            if len(declared) != 1 or declared[0].ref != expected:
+                got = ", ".join(d.ref for d in declared) or "nothing"
+                raise ConfigError(
+                    f"declares {got}; a file at this place must declare exactly "
+                    f"@mapping(\"{expected}\", ...)",
+                    file=str(path),
+                )
+            found[expected] = declared[0]
+        return cls(found)
+
+    def get(self, ref: str) -> Mapping | None:
+        return self._mappings.get(ref)
+
+    def refs(self) -> list[str]:
+        return sorted(self._mappings)
+
+    def versions(self, name: str) -> list[int]:
+        return sorted(m.version for m in self._mappings.values() if m.name == name)
+
+
+def _load(path: Path) -> list[Mapping]:
+    module_name = "conduit_mappings." + path.parent.name.replace("-", "_") + "." + path.stem
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ConfigError("cannot be imported as a Python module", file=str(path))
+    module = importlib.util.module_from_spec(spec)
+    start = len(_declared)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(module_name, None)
+        raise ConfigError(
+            f"failed to import: {type(exc).__name__}: {exc}", file=str(path)
+        ) from exc
+    declared = _declared[start:]
+    del _declared[start:]
+    return declared

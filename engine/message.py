@@ -1,0 +1,145 @@
+"""What travels between the parts of the engine.
+
+A source hands the channel raw bytes and `SourceMeta`; a codec turns the bytes into
+`Parsed` (routing fields plus its own parsed body); the channel answers the source with
+a `Receipt` that carries the protocol's acknowledgement; a destination answers each
+`Outbound` with a `Delivery`: `Sent`, `Retry` or `Fail`. Destinations never retry by
+themselves; the queue's RetryPolicy reads the Delivery and decides.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+
+class SourceMeta(msgspec.Struct, frozen=True):
+    """Where a message came from; never holds content."""
+
+    transport: str
+    peer: str = ""
+    size: int = 0
+    truncated: bool = False  # the frame was over the size limit and only a prefix is kept
+
+
+class Parsed(msgspec.Struct):
+    """A codec's reading of a message: routing fields plus the standard's own body.
+
+    `patient_id` is PHI: it lives only in memory and is turned into a keyed pseudonym
+    before anything is written.
+    """
+
+    standard: str
+    message_type: str = ""
+    control_id: str = ""
+    version: str = ""
+    sender: str = ""
+    receiver: str = ""
+    patient_id: str | None = None
+    body: Any = None
+
+
+class Verdict(enum.Enum):
+    """The engine's answer to a sender, independent of the standard's codes."""
+
+    ACCEPTED = "accepted"  # stored and taken on (HL7 AA / CA)
+    ERROR = "error"  # stored, but could not be processed (HL7 AE / CE)
+    REJECTED = "rejected"  # refused as malformed or unsupported (HL7 AR / CR)
+
+
+class Problem(msgspec.Struct, frozen=True):
+    """One thing wrong with a message, for the acknowledgement's error segment."""
+
+    text: str
+    code: str = "207"  # HL7 table 0357; other codecs translate
+    segment: str | None = None
+    field: int | None = None
+    severity: str = "E"
+
+
+class Outcome(msgspec.Struct, frozen=True):
+    verdict: Verdict
+    problems: tuple[Problem, ...] = ()
+
+
+class MessageStatus(enum.StrEnum):
+    """Where a stored message ended up at ingest."""
+
+    ACCEPTED = "accepted"  # queued for its destinations
+    FILTERED = "filtered"  # dropped by a channel filter, on purpose and on record
+    ERROR = "error"  # parsed but the mapping failed; waits for an analyst
+    REJECTED = "rejected"  # could not be parsed; raw bytes kept for inspection
+
+
+class Receipt(msgspec.Struct):
+    """The channel's answer to a source: the reply to write back, and a hook to call once
+    the reply has been written, so the "acknowledged" hop lands in the audit trail."""
+
+    message_id: str
+    status: MessageStatus
+    reply: bytes
+    on_replied: Callable[[], None] | None = None
+
+    def replied(self) -> None:
+        if self.on_replied is not None:
+            self.on_replied()
+
+
+class Outbound(msgspec.Struct):
+    """One queued delivery as a destination sees it."""
+
+    entry_id: int
+    message_id: str
+    channel: str
+    destination: str
+    content: bytes
+    content_type: str
+    control_id: str = ""
+    attempts: int = 0
+
+
+class Sent(msgspec.Struct, frozen=True):
+    """Delivered; `code` is the receiver's answer (HTTP status, HL7 MSA-1)."""
+
+    code: str = ""
+
+
+class Retry(msgspec.Struct, frozen=True):
+    """Not delivered, worth trying again; `after` is the receiver's own hint in seconds
+    (HTTP Retry-After), which the retry policy honours within its max delay."""
+
+    reason: str
+    code: str = ""
+    after: float | None = None
+
+
+class Fail(msgspec.Struct, frozen=True):
+    """Not delivered and never will be as it is: goes to the dead-letter queue at once."""
+
+    reason: str
+    code: str = ""
+
+
+Delivery = Sent | Retry | Fail
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_message_id() -> str:
+    """A ULID: 26 characters, sortable by creation time, unique across processes.
+
+    Message ids appear in logs and audit events in place of content, so they must carry
+    nothing about the patient; they are time plus randomness only.
+    """
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))

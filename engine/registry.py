@@ -1,0 +1,42 @@
+"""Every kind of source, destination and codec the engine knows, by its `type:` name.
+
+A new transport or standard is one new module plus one line here; the config schema's
+tagged unions and the runtime's factories both come from these tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from engine.connectors.file import FileDestination, FileDestinationConfig
+from engine.connectors.fhir import FhirDestination, FhirDestinationConfig
+from engine.connectors.http import HttpDestination, HttpDestinationConfig
+from engine.connectors.mllp import (
+    MllpDestination,
+    MllpDestinationConfig,
+    MllpSource,
+    MllpSourceConfig,
+)
+from engine.formats.hl7v2 import Hl7v2Codec
+
+
+class Kind(NamedTuple):
+    config: type
+    factory: Callable[..., Any]
+
+
+SOURCES: dict[str, Kind] = {
+    "mllp": Kind(MllpSourceConfig, MllpSource),
+}
+
+DESTINATIONS: dict[str, Kind] = {
+    "file": Kind(FileDestinationConfig, FileDestination),
+    "http": Kind(HttpDestinationConfig, HttpDestination),
+    "fhir": Kind(FhirDestinationConfig, FhirDestination),
+    "mllp": Kind(MllpDestinationConfig, MllpDestination),
+}
+
+CODECS: dict[str, Callable[[], Any]] = {
+    "hl7v2": Hl7v2Codec,
+}
