@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from engine.connectors.file import FileDestination, FileDestinationConfig
 from engine.connectors.fhir import FhirDestination, FhirDestinationConfig
+from engine.connectors.file import FileDestination, FileDestinationConfig
 from engine.connectors.http import HttpDestination, HttpDestinationConfig
 from engine.connectors.mllp import (
     MllpDestination,

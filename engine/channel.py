@@ -1,0 +1,220 @@
+"""Channel: the pipeline of one channel, wiring source, codec, filter, mapping, store,
+queues and destination workers, and nothing else.
+
+For each message the source hands over: parse, filter and map in memory; then one
+durable commit of the sealed raw message, its output, a queue entry per destination and
+the audit events of every hop so far; only then the acknowledgement. A message that
+fails to parse or map is still stored (with its status and a PHI-free reason) so an
+analyst can look at it, and the sender gets the standard's rejection or error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from typing import Any
+
+from engine.config.schema import ChannelConfig
+from engine.connectors.base import Source
+from engine.delivery import DestinationWorker
+from engine.errors import MappingError, ParseError
+from engine.events import Event, Kind
+from engine.filters import Filter
+from engine.mapping import Mapping, Skip
+from engine.message import (
+    MessageStatus,
+    Outcome,
+    Parsed,
+    Problem,
+    Receipt,
+    SourceMeta,
+    Verdict,
+    new_message_id,
+)
+from engine.queue.sql import SqlQueue
+from engine.security.crypto import Vault, content_hash
+from engine.store.messages import MessageStore
+from engine.store.writer import UnitOfWork, Writer
+
+log = logging.getLogger("conduit.channel")
+
+
+class State(enum.StrEnum):
+    STOPPED = "stopped"
+    STARTED = "started"
+    ERROR = "error"
+
+
+_VERDICTS = {
+    MessageStatus.ACCEPTED: Verdict.ACCEPTED,
+    MessageStatus.FILTERED: Verdict.ACCEPTED,
+    MessageStatus.ERROR: Verdict.ERROR,
+    MessageStatus.REJECTED: Verdict.REJECTED,
+}
+
+
+class Channel:
+    def __init__(
+        self,
+        config: ChannelConfig,
+        *,
+        codec: Any,
+        mapping: Mapping | None,
+        source: Source,
+        workers: list[DestinationWorker],
+        store: MessageStore,
+        queue: SqlQueue,
+        writer: Writer,
+        vault: Vault,
+    ) -> None:
+        assert config.name is not None
+        self.name = config.name
+        self.config = config
+        self.codec = codec
+        self.mapping = mapping
+        self.source = source
+        self.workers = workers
+        self.filter = Filter(config.filter)
+        self._store = store
+        self._queue = queue
+        self._writer = writer
+        self._vault = vault
+        self.state = State.STOPPED
+        self.last_error: str | None = None
+
+    async def start(self) -> None:
+        for worker in self.workers:
+            worker.start()
+        try:
+            await self.source.start(self.deliver)
+        except OSError as exc:
+            self.state = State.ERROR
+            self.last_error = f"source could not start: {exc.strerror or exc}"
+            log.error("channel %s: %s", self.name, self.last_error)
+            return
+        self.state = State.STARTED
+
+    async def stop(self) -> None:
+        """Stop accepting, answer what was already received, finish sends in progress."""
+        await self.source.stop()
+        await asyncio.gather(*(w.stop() for w in self.workers))
+        self.state = State.STOPPED
+
+    async def deliver(self, raw: bytes, meta: SourceMeta) -> Receipt:
+        """Take one message on: returns once it is durable, with the reply to send."""
+        message_id = new_message_id()
+        now = time.time()
+        digest = content_hash(raw)
+        uow = UnitOfWork()
+        hop = {"channel": self.name, "message_id": message_id}
+        parsed, problem = self._parse(raw, meta)
+        patient = self._vault.pseudonym(parsed.patient_id) if parsed else None
+        hop["patient"] = patient
+        uow.record(Event(kind=Kind.RECEIVED, peer=meta.peer, content_hash=digest,
+                         detail={"transport": meta.transport, "size": meta.size}, **hop))
+        status, error, verdict_problems = MessageStatus.ACCEPTED, None, ()
+        if parsed is None:
+            assert problem is not None
+            status, error, verdict_problems = MessageStatus.REJECTED, problem.text, (problem,)
+            uow.record(Event(kind=Kind.REJECTED, detail=_problem_detail(problem), **hop))
+        else:
+            uow.record(Event(kind=Kind.PARSED, detail={
+                "standard": parsed.standard, "type": parsed.message_type,
+                "control_id": parsed.control_id, "version": parsed.version}, **hop))
+            status, error, verdict_problems = self._route(uow, parsed, hop, now)
+        row = {
+            "id": message_id, "channel": self.name, "received_at": now, "status": status,
+            "standard": parsed.standard if parsed else self.config.format,
+            "message_type": parsed.message_type[:40] if parsed else "",
+            "control_id": parsed.control_id[:64] if parsed else "",
+            "sender": parsed.sender[:200] if parsed else "", "peer": meta.peer,
+            "patient": patient, "content_hash": digest, "error": error,
+        }
+        self._store.add_message(uow, row, raw)
+        try:
+            await self._writer.commit(uow)
+        except Exception as exc:
+            log.error("channel %s: could not store an incoming message (%s); answered with "
+                      "an error so the sender resends", self.name, exc)
+            busy = Problem("the engine could not store the message; send it again")
+            return Receipt("", MessageStatus.ERROR,
+                           self.codec.reply(raw, parsed, Outcome(Verdict.ERROR, (busy,))))
+        if status is MessageStatus.ACCEPTED:
+            for worker in self.workers:
+                worker.notify()
+        outcome = Outcome(_VERDICTS[status], tuple(verdict_problems))
+        reply = self.codec.reply(raw, parsed, outcome)
+        return Receipt(message_id, status, reply,
+                       on_replied=lambda: self._acknowledged(hop, outcome))
+
+    def _parse(self, raw: bytes, meta: SourceMeta) -> tuple[Parsed | None, Problem | None]:
+        if meta.truncated:
+            return None, Problem(
+                f"message of {meta.size} bytes is over this channel's limit; "
+                "only its first bytes were kept", code="207")
+        try:
+            return self.codec.parse(raw), None
+        except ParseError as exc:
+            return None, Problem(exc.message, exc.code, exc.segment, exc.field)
+        except Exception as exc:  # a codec bug is a rejection, never a crash
+            log.exception("channel %s: codec %s failed on a message", self.name,
+                          self.codec.name)
+            return None, Problem(f"unreadable message ({type(exc).__name__})", code="207")
+
+    def _route(self, uow: UnitOfWork, parsed: Parsed, hop: dict, now: float
+               ) -> tuple[MessageStatus, str | None, tuple[Problem, ...]]:
+        """Filter, map and queue a parsed message; returns its status, the PHI-free
+        reason when it is not accepted, and the problems for the reply."""
+        failed = self.filter.first_failed(lambda path: self.codec.field(parsed, path))
+        if failed is not None:
+            uow.record(Event(kind=Kind.FILTERED, detail={"rule": failed}, **hop))
+            return MessageStatus.FILTERED, f"filtered: {failed}", ()
+        output_id = None
+        if self.mapping is not None:
+            try:
+                result = self.mapping.apply(parsed.body)
+            except MappingError as exc:
+                reason = f"mapping {self.mapping.ref} failed: {exc}"
+                uow.record(Event(kind=Kind.ERRORED, detail={
+                    "mapping": self.mapping.ref, "reason": str(exc),
+                    **({"field": exc.field} if exc.field else {})}, **hop))
+                return MessageStatus.ERROR, reason, (Problem(reason, code="207"),)
+            if isinstance(result, Skip):
+                uow.record(Event(kind=Kind.FILTERED, detail={
+                    "mapping": self.mapping.ref, "skipped": result.reason}, **hop))
+                return MessageStatus.FILTERED, f"skipped by {self.mapping.ref}: {result.reason}", ()
+            output_id = self._store.add_output(uow, hop["message_id"], self.mapping.ref,
+                                               self.mapping.emits, result)
+            uow.record(Event(kind=Kind.MAPPED, content_hash=content_hash(result), detail={
+                "mapping": self.mapping.ref, "output": output_id}, **hop))
+        for worker in self.workers:
+            self._queue.put(uow, worker.key, hop["message_id"], output_id, now)
+            uow.record(Event(kind=Kind.QUEUED, destination=worker.name, **hop))
+        return MessageStatus.ACCEPTED, None, ()
+
+    def _acknowledged(self, hop: dict, outcome: Outcome) -> None:
+        uow = UnitOfWork()
+        uow.record(Event(kind=Kind.ACKNOWLEDGED, detail={"verdict": outcome.verdict.value},
+                         **hop))
+        self._writer.submit(uow)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "state": self.state.value,
+            "source": self.source.describe(),
+            "mapping": self.mapping.ref if self.mapping else None,
+            "destinations": [w.name for w in self.workers],
+            "last_error": self.last_error,
+        }
+
+
+def _problem_detail(problem: Problem) -> dict[str, Any]:
+    detail: dict[str, Any] = {"code": problem.code, "reason": problem.text}
+    if problem.segment:
+        detail["segment"] = problem.segment
+    if problem.field is not None:
+        detail["field"] = problem.field
+    return detail

@@ -1,0 +1,283 @@
+"""`conduit`: the command line. Thin: each command parses its arguments and calls the
+runtime, the stores or a connector."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from engine.errors import ConduitError, ConfigErrors
+
+DEFAULT_CONF = "conf/conduit.yaml"
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:
+        return "cli"
+
+
+def _conf_path(args: argparse.Namespace) -> str:
+    return args.conf or os.environ.get("CONDUIT_CONF") or DEFAULT_CONF
+
+
+def _load_everything(args: argparse.Namespace):
+    from engine.config.checks import check
+    from engine.config.loader import load_all
+    from engine.mapping import MappingCatalog
+
+    engine_cfg, channels = load_all(_conf_path(args), os.environ)
+    catalog = MappingCatalog.discover(engine_cfg.mappings_dir)
+    problems = check(engine_cfg, channels, catalog)
+    if problems:
+        raise ConfigErrors(problems)
+    return engine_cfg, channels, catalog
+
+
+def _engine_config(args: argparse.Namespace):
+    from engine.config.loader import load_engine_config
+
+    return load_engine_config(_conf_path(args), os.environ)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    _, channels, catalog = _load_everything(args)
+    for loaded in channels:
+        cfg = loaded.config
+        dests = ", ".join(d.name for d in cfg.destinations)
+        print(f"ok {loaded.file}: channel {cfg.name} ({cfg.mapping or 'no mapping'}) -> {dests}")
+        for dest, variables in loaded.disabled.items():
+            print(f"   destination {dest} will be disabled: {', '.join(variables)} not set")
+    print(f"configuration is valid: {len(channels)} channel(s), "
+          f"{len(catalog.refs())} mapping(s)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from engine import logs
+    from engine.runtime import Engine
+
+    engine_cfg, channels, catalog = _load_everything(args)
+    logs.setup(engine_cfg.log)
+    _use_uvloop()
+    asyncio.run(Engine(engine_cfg, channels, catalog).run_until_signal())
+    return 0
+
+
+def _use_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from engine.connectors.mllp import MllpClient
+    from engine.formats.hl7v2.ack import read_ack
+    from engine.formats.hl7v2.codec import decode_text
+    from engine.formats.hl7v2.message import Hl7Message
+    from engine.formats.hl7v2.split import split_messages
+
+    host, _, port = args.mllp.rpartition(":")
+    if not host or not port.isdigit():
+        raise SystemExit(f"--mllp expects HOST:PORT, got {args.mllp!r}")
+
+    async def send_all() -> int:
+        client = MllpClient(host, int(port))
+        await client.connect(args.timeout)
+        failures = 0
+        try:
+            for name in args.files:
+                raw = Path(name).read_bytes()
+                for n, message in enumerate(split_messages(decode_text(raw)), start=1):
+                    reply = await client.exchange(message.encode(_encoding(raw)), args.timeout)
+                    try:
+                        ack = read_ack(Hl7Message.parse(decode_text(reply)))
+                    except ConduitError:
+                        ack = None
+                    code = ack.code if ack else "??"
+                    control = ack.control_id if ack else ""
+                    print(f"{name}#{n} {control} {code}")
+                    failures += code not in ("AA", "CA")
+        finally:
+            await client.close()
+        return 1 if failures else 0
+
+    try:
+        return asyncio.run(send_all())
+    except (OSError, TimeoutError) as exc:
+        print(f"conduit send: {args.mllp}: {exc or 'timed out'}", file=sys.stderr)
+        return 2
+
+
+def _encoding(raw: bytes) -> str:
+    """Re-encode in the file's own encoding: a Latin-1 file stays Latin-1 on the wire."""
+    try:
+        raw.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError:
+        return "latin-1"
+
+
+def _with_services(args: argparse.Namespace, body) -> int:
+    from engine.runtime import Services
+
+    async def run() -> int:
+        svc = Services(_engine_config(args))
+        svc.start_writer()
+        try:
+            return await body(svc)
+        finally:
+            await svc.close()
+
+    return asyncio.run(run())
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from engine.store import audit
+
+    async def body(svc) -> int:
+        with svc.db.connect() as conn:
+            result = audit.verify(conn, svc.keys.audit)
+        if result.broken is None:
+            print(f"ok {result.events} events")
+            return 0
+        b = result.broken
+        print(f"BROKEN at event #{b.seq} ({b.event_id}): {b.reason}; "
+              f"{result.events} events verified before it")
+        return 1
+
+    return _with_services(args, body)
+
+
+def cmd_audit_show(args: argparse.Namespace) -> int:
+    from engine.store import audit
+
+    async def body(svc) -> int:
+        with svc.db.connect() as conn:
+            events = audit.events_of_message(conn, args.message)
+        if not events:
+            print(f"no audit events for message {args.message}", file=sys.stderr)
+            return 1
+        for e in events:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["at_us"] / 1e6))
+            ms = f".{(e['at_us'] // 1000) % 1000:03d}"
+            where = e["destination"] or ""
+            print(f"#{e['seq']:<6} {when}{ms} {e['kind']:<14} {where:<14} "
+                  f"{e['actor']:<10} {e['detail']}")
+        return 0
+
+    return _with_services(args, body)
+
+
+def cmd_queue_list(args: argparse.Namespace) -> int:
+    async def body(svc) -> int:
+        stats = await asyncio.to_thread(svc.queue.stats)
+        print(f"{'DESTINATION':<40} {'DEPTH':>7} {'IN-FLIGHT':>9} {'RETRYING':>8} "
+              f"{'DEAD':>6}  OLDEST")
+        for s in stats:
+            oldest = (f"{time.time() - s.oldest_at:.0f}s ago" if s.oldest_at else "-")
+            print(f"{s.destination:<40} {s.ready + s.leased:>7} {s.leased:>9} "
+                  f"{s.retrying:>8} {s.dead:>6}  {oldest}")
+        if not stats:
+            print("(no queued, retrying or dead-lettered messages)")
+        return 0
+
+    return _with_services(args, body)
+
+
+def cmd_queue_retry(args: argparse.Namespace) -> int:
+    async def body(svc) -> int:
+        target = args.destination
+        if "/" not in target:
+            names = {s.destination for s in await asyncio.to_thread(svc.queue.stats)
+                     if s.destination.endswith("/" + target)}
+            if len(names) != 1:
+                which = ", ".join(sorted(names)) or "none has dead letters"
+                print(f"give the destination as CHANNEL/DESTINATION ({which})",
+                      file=sys.stderr)
+                return 2
+            target = names.pop()
+        count = await svc.writer.commit(svc.queue.replay(target, _actor()))
+        print(f"requeued {count} dead letter(s) on {target}")
+        return 0
+
+    return _with_services(args, body)
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    from engine.events import Event, Kind
+    from engine.security.keys import rotate
+    from engine.store.writer import UnitOfWork
+
+    async def body(svc) -> int:
+        folder = svc.config.keys.directory or str(svc.data_dir / "keys")
+        key_id = rotate(folder)
+        uow = UnitOfWork()
+        uow.record(Event(kind=Kind.ADMIN, actor=_actor(),
+                         detail={"action": "key-rotate", "key_id": key_id}))
+        await svc.writer.commit(uow)
+        print(f"new content key {key_id}; the engine writes with it after its next start")
+        return 0
+
+    return _with_services(args, body)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="conduit", description="Conduit interface engine")
+    parser.add_argument("--conf", help=f"engine settings (default {DEFAULT_CONF} or "
+                        "$CONDUIT_CONF)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="run the daemon").set_defaults(func=cmd_run)
+    sub.add_parser("validate", help="check conf/ and channels/").set_defaults(func=cmd_validate)
+    send = sub.add_parser("send", help="send HL7v2 files over MLLP and print each ACK code")
+    send.add_argument("--mllp", required=True, metavar="HOST:PORT")
+    send.add_argument("--timeout", type=float, default=30.0)
+    send.add_argument("files", nargs="+", metavar="FILE")
+    send.set_defaults(func=cmd_send)
+    audit = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="what",
+                                                                           required=True)
+    audit.add_parser("verify", help="check the hash chain").set_defaults(func=cmd_audit_verify)
+    show = audit.add_parser("show", help="every hop of one message")
+    show.add_argument("--message", required=True, metavar="ID")
+    show.set_defaults(func=cmd_audit_show)
+    queue = sub.add_parser("queue", help="destination queues").add_subparsers(dest="what",
+                                                                              required=True)
+    queue.add_parser("list", help="depth, in-flight, retrying, dead").set_defaults(
+        func=cmd_queue_list)
+    retry = queue.add_parser("retry", help="put a destination's dead letters back")
+    retry.add_argument("destination", metavar="DESTINATION",
+                       help="CHANNEL/DESTINATION, or a destination name that is unique")
+    retry.set_defaults(func=cmd_queue_retry)
+    keys = sub.add_parser("keys", help="encryption keys").add_subparsers(dest="what",
+                                                                          required=True)
+    keys.add_parser("rotate", help="make a new content key").set_defaults(func=cmd_keys_rotate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigErrors as exc:
+        print(f"conduit: the configuration has {len(exc.errors)} error(s):", file=sys.stderr)
+        for err in exc.errors:
+            print(f"  {err}", file=sys.stderr)
+        return 2
+    except ConduitError as exc:
+        print(f"conduit: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

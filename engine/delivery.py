@@ -1,0 +1,164 @@
+"""A destination's worker: leases from its queue, sends in order, records each outcome.
+
+One worker per destination, so a failing receiver holds up only its own queue. The head
+of the queue is kept until it is confirmed or dead-lettered (FIFO); the RetryPolicy
+decides the waits. Confirmations are written without waiting for their commit: if the
+engine dies first, the entry is simply sent again (at-least-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from engine.connectors.base import Destination
+from engine.events import Event, Kind
+from engine.message import Outbound, Retry
+from engine.queue.retry import RetryPolicy
+from engine.queue.sql import Leased, SqlQueue
+from engine.security.crypto import Vault
+from engine.store.writer import UnitOfWork, Writer
+
+log = logging.getLogger("conduit.delivery")
+
+LEASE_BATCH = 100
+IDLE_POLL = 1.0  # seconds between looks at the queue when nothing announced work
+
+
+class DestinationWorker:
+    def __init__(
+        self,
+        *,
+        channel: str,
+        name: str,
+        destination: Destination,
+        policy: RetryPolicy,
+        timeout: float,
+        queue: SqlQueue,
+        writer: Writer,
+        vault: Vault,
+        raw_content_type: str,
+    ) -> None:
+        self.channel = channel
+        self.name = name
+        self.key = f"{channel}/{name}"
+        self.destination = destination
+        self.policy = policy
+        self.timeout = timeout
+        self._queue = queue
+        self._writer = writer
+        self._vault = vault
+        self._raw_type = raw_content_type
+        self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+
+    def notify(self) -> None:
+        """New entries were committed for this destination."""
+        self._wakeup.set()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"deliver {self.key}")
+
+    async def stop(self) -> None:
+        """Finish the send in progress, give back the rest of the lease, close."""
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        try:
+            await self.destination.open()
+        except Exception as exc:
+            log.error("destination %s could not open: %s", self.key, type(exc).__name__)
+        try:
+            while not self._stopping.is_set():
+                self._wakeup.clear()
+                try:
+                    batch: list[Leased] = await self._writer.commit(
+                        self._queue.lease(self.key, LEASE_BATCH))
+                except Exception as exc:
+                    log.error("destination %s: cannot lease from the queue: %s", self.key, exc)
+                    await self._pause(5.0)
+                    continue
+                if not batch:
+                    await self._idle()
+                    continue
+                for entry in batch:
+                    if not await self._deliver(entry):
+                        break  # stopping: the rest of the lease is given back below
+            release = UnitOfWork()
+            self._queue.release(release, self.key)
+            await self._writer.commit(release)
+        finally:
+            with contextlib.suppress(Exception):
+                await self.destination.close()
+
+    async def _idle(self) -> None:
+        waits = [asyncio.ensure_future(self._wakeup.wait()),
+                 asyncio.ensure_future(self._stopping.wait())]
+        await asyncio.wait(waits, timeout=IDLE_POLL, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
+
+    async def _pause(self, seconds: float) -> bool:
+        """Sleep unless stopping; True when the sleep ran its course."""
+        if seconds <= 0:
+            return not self._stopping.is_set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        return not self._stopping.is_set()
+
+    async def _deliver(self, entry: Leased) -> bool:
+        """Send one entry until it is confirmed or dead; False if stopped first."""
+        content = self._vault.open(entry.key_id, entry.sealed, entry.record_id)
+        outbound = Outbound(entry.id, entry.message_id, self.channel, self.name, content,
+                            entry.content_type or self._raw_type, entry.control_id,
+                            entry.attempts)
+        attempts = entry.attempts
+        due = entry.available_at
+        while True:
+            if not await self._pause(due - time.time()):
+                return False
+            attempts += 1
+            outbound.attempts = attempts
+            try:
+                delivery = await asyncio.wait_for(self.destination.send(outbound),
+                                                  self.timeout + 5.0)
+            except TimeoutError:
+                delivery = Retry("no answer within the timeout")
+            except Exception as exc:  # a connector bug must not kill the worker
+                log.exception("destination %s raised while sending message %s",
+                              self.key, entry.message_id)
+                delivery = Retry(f"destination raised {type(exc).__name__}")
+            decision = self.policy.decide(delivery, attempts)
+            uow = UnitOfWork()
+            base = {"channel": self.channel, "destination": self.name,
+                    "message_id": entry.message_id, "patient": entry.patient}
+            code = getattr(delivery, "code", "")
+            if decision.action == "confirm":
+                self._queue.ack(uow, entry.id)
+                uow.record(Event(kind=Kind.SENT, **base,
+                                 detail={"code": code, "attempt": attempts}))
+                self._writer.submit(uow)
+                return True
+            self.last_error, self.last_error_at = decision.reason, time.time()
+            if decision.action == "dead":
+                self._queue.dead_letter(uow, entry.id, attempts, decision.reason)
+                uow.record(Event(kind=Kind.DEAD_LETTERED, **base,
+                                 detail={"code": code, "attempt": attempts,
+                                         "reason": decision.reason}))
+                self._writer.submit(uow)
+                return True
+            due = time.time() + decision.delay
+            self._queue.retry_later(uow, entry.id, attempts, due, decision.reason)
+            uow.record(Event(kind=Kind.RETRIED, **base,
+                             detail={"code": code, "attempt": attempts,
+                                     "delay_s": round(decision.delay, 3),
+                                     "reason": decision.reason}))
+            self._writer.submit(uow)

@@ -1,0 +1,45 @@
+"""Logging set-up: text for people, JSON lines for log shippers.
+
+Log lines name channels, destinations, message ids and codes; they never carry message
+content or patient identifiers (events.describe builds them from ids only).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+import msgspec
+
+from engine.config.schema import LogConfig
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return msgspec.json.encode(entry).decode()
+
+
+def setup(config: LogConfig) -> None:
+    handler: logging.Handler = (
+        logging.FileHandler(config.file) if config.file else logging.StreamHandler(sys.stderr)
+    )
+    if config.format == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(config.level.upper())
+    # aiohttp's access log would print request lines; ours says what matters.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -1,0 +1,1 @@
+"""Durable per-destination queues and the one retry policy of the engine."""

@@ -1,0 +1,220 @@
+"""The queue backend in the SQL store (SQLite embedded, PostgreSQL in production).
+
+Living in the same database as the message store lets the inbound commit write the
+sealed message, its output and its queue entries in one transaction: once a sender has
+its ACK, the engine owns a delivery for every destination. Entries are FIFO per
+destination by id; a worker leases a batch, keeps the head until it is confirmed or
+dead-lettered, and records each outcome in the same transaction as its audit event.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+
+from engine.events import Event, Kind
+from engine.store.schema import messages, outputs, queue
+from engine.store.writer import UnitOfWork
+
+READY, LEASED, DEAD = "ready", "leased", "dead"
+
+
+class Leased(msgspec.Struct):
+    """A leased entry with its sealed content (opened by the worker)."""
+
+    id: int
+    message_id: str
+    output_id: str | None
+    attempts: int
+    available_at: float
+    control_id: str
+    patient: str | None
+    key_id: str
+    sealed: bytes
+    record_id: str  # the id the content was sealed under
+    content_type: str  # "" for the raw message: the channel's codec knows its type
+
+
+class QueueStats(msgspec.Struct):
+    destination: str
+    ready: int = 0
+    leased: int = 0
+    retrying: int = 0
+    dead: int = 0
+    oldest_at: float | None = None
+
+
+_ack = queue.delete().where(queue.c.id == sa.bindparam("eid"))
+_retry = (
+    queue.update()
+    .where(queue.c.id == sa.bindparam("eid"))
+    .values(attempts=sa.bindparam("attempts"), available_at=sa.bindparam("at"),
+            lease_until=sa.bindparam("until"), last_error=sa.bindparam("error"))
+)
+_dead = (
+    queue.update()
+    .where(queue.c.id == sa.bindparam("eid"))
+    .values(state=DEAD, attempts=sa.bindparam("attempts"), last_error=sa.bindparam("error"),
+            lease_owner=None, lease_until=None)
+)
+
+
+class SqlQueue:
+    """FIFO queues per destination key ("channel/destination")."""
+
+    def __init__(self, engine: sa.Engine, owner: str, lease_seconds: float = 300.0) -> None:
+        self._engine = engine
+        self.owner = owner
+        self.lease_seconds = lease_seconds
+
+    @staticmethod
+    def put(uow: UnitOfWork, destination: str, message_id: str, output_id: str | None,
+            now: float) -> None:
+        uow.insert(queue, {
+            "destination": destination, "message_id": message_id, "output_id": output_id,
+            "state": READY, "attempts": 0, "available_at": now, "created_at": now,
+        })
+
+    def lease(self, destination: str, limit: int) -> UnitOfWork:
+        """A unit of work whose result is the next `limit` entries, in order, leased to
+        this process. Entries not yet due are included: the worker waits on them, which
+        is what keeps the destination FIFO."""
+        def run(conn: sa.Connection) -> list[Leased]:
+            now = time.time()
+            rows = conn.execute(
+                sa.select(queue.c.id, queue.c.message_id, queue.c.output_id,
+                          queue.c.attempts, queue.c.available_at)
+                .where(queue.c.destination == destination,
+                       sa.or_(queue.c.state == READY,
+                              sa.and_(queue.c.state == LEASED, queue.c.lease_until < now)))
+                .order_by(queue.c.id)
+                .limit(limit)
+            ).all()
+            if not rows:
+                return []
+            conn.execute(
+                queue.update().where(queue.c.id.in_([r.id for r in rows]))
+                .values(state=LEASED, lease_owner=self.owner,
+                        lease_until=now + self.lease_seconds)
+            )
+            return _with_content(conn, rows)
+
+        uow = UnitOfWork()
+        uow.query = run
+        return uow
+
+    @staticmethod
+    def ack(uow: UnitOfWork, entry_id: int) -> None:
+        uow.execute(_ack, {"eid": entry_id})
+
+    def retry_later(self, uow: UnitOfWork, entry_id: int, attempts: int, at: float,
+                    error: str) -> None:
+        uow.execute(_retry, {"eid": entry_id, "attempts": attempts, "at": at,
+                             "until": at + self.lease_seconds, "error": error})
+
+    @staticmethod
+    def dead_letter(uow: UnitOfWork, entry_id: int, attempts: int, error: str) -> None:
+        uow.execute(_dead, {"eid": entry_id, "attempts": attempts, "error": error})
+
+    def release(self, uow: UnitOfWork, destination: str | None = None,
+                any_owner: bool = False) -> None:
+        """Give leased entries back (shutdown; or start-up of the embedded engine, which
+        alone uses its database and so may take back every lease)."""
+        cond = [queue.c.state == LEASED]
+        if not any_owner:
+            cond.append(queue.c.lease_owner == self.owner)
+        if destination is not None:
+            cond.append(queue.c.destination == destination)
+        uow.execute(queue.update().where(*cond).values(state=READY, lease_owner=None,
+                                                       lease_until=None))
+
+    @staticmethod
+    def replay(destination: str, actor: str) -> UnitOfWork:
+        """Put every dead letter of `destination` back at the tail of its queue; each
+        message put back is one "requeued" event by `actor`."""
+        uow = UnitOfWork()
+
+        def run(conn: sa.Connection) -> int:
+            now = time.time()
+            dead = conn.execute(
+                sa.select(queue.c.id, queue.c.message_id, queue.c.output_id)
+                .where(queue.c.destination == destination, queue.c.state == DEAD)
+                .order_by(queue.c.id)
+            ).all()
+            if not dead:
+                return 0
+            conn.execute(queue.insert(), [{
+                "destination": destination, "message_id": r.message_id,
+                "output_id": r.output_id, "state": READY, "attempts": 0,
+                "available_at": now, "created_at": now,
+            } for r in dead])
+            conn.execute(queue.delete().where(queue.c.id.in_([r.id for r in dead])))
+            channel, _, dest = destination.partition("/")
+            # Assigned, not appended: the writer may run this again after a failed batch.
+            uow.events[:] = [
+                Event(kind=Kind.REQUEUED, actor=actor, channel=channel, destination=dest,
+                      message_id=r.message_id) for r in dead
+            ]
+            return len(dead)
+
+        uow.query = run
+        return uow
+
+    def stats(self) -> list[QueueStats]:
+        """Counts per destination, from one grouped query."""
+        retrying = sa.case((queue.c.attempts > 0, 1), else_=0)
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(queue.c.destination, queue.c.state, retrying.label("retrying"),
+                          sa.func.count(), sa.func.min(queue.c.created_at))
+                .group_by(queue.c.destination, queue.c.state, retrying)
+            ).all()
+        by_dest: dict[str, QueueStats] = {}
+        for dest, state, is_retrying, count, oldest in rows:
+            s = by_dest.setdefault(dest, QueueStats(dest))
+            if state == DEAD:
+                s.dead += count
+                continue
+            if state == LEASED:
+                s.leased += count
+            else:
+                s.ready += count
+            if is_retrying:
+                s.retrying += count
+            if oldest is not None and (s.oldest_at is None or oldest < s.oldest_at):
+                s.oldest_at = oldest
+        return sorted(by_dest.values(), key=lambda s: s.destination)
+
+
+def _with_content(conn: sa.Connection, rows: list[Any]) -> list[Leased]:
+    message_ids = list({r.message_id for r in rows})
+    meta = {
+        m.id: m for m in conn.execute(
+            sa.select(messages.c.id, messages.c.control_id, messages.c.patient,
+                      messages.c.key_id, messages.c.content)
+            .where(messages.c.id.in_(message_ids))
+        )
+    }
+    output_ids = [r.output_id for r in rows if r.output_id]
+    outs = {
+        o.id: o for o in conn.execute(
+            sa.select(outputs.c.id, outputs.c.key_id, outputs.c.content,
+                      outputs.c.content_type)
+            .where(outputs.c.id.in_(output_ids))
+        )
+    } if output_ids else {}
+    leased = []
+    for r in rows:
+        m = meta[r.message_id]
+        if r.output_id:
+            o = outs[r.output_id]
+            key_id, sealed, record_id, ctype = o.key_id, o.content, o.id, o.content_type
+        else:
+            key_id, sealed, record_id, ctype = m.key_id, m.content, m.id, ""
+        leased.append(Leased(r.id, r.message_id, r.output_id, r.attempts, r.available_at,
+                             m.control_id, m.patient, key_id, sealed, record_id, ctype))
+    return leased
+

@@ -1,0 +1,196 @@
+"""Engine: builds channels from configuration, supervises them, shuts down cleanly.
+
+Start-up order: keys, store, writer, queues (taking back leases a crash left behind),
+channels (workers, then sources), web. Shutdown runs it backwards, so by the time the
+store closes every reply has been sent and every outcome recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from engine import __version__, registry
+from engine.channel import Channel, State
+from engine.config.base import DestinationBase
+from engine.config.schema import EngineConfig
+from engine.connectors.base import DestinationContext
+from engine.delivery import DestinationWorker
+from engine.errors import StoreError
+from engine.events import Event, Kind, Metrics, observe
+from engine.mapping import MappingCatalog
+from engine.queue.retry import RetryPolicy
+from engine.queue.sql import SqlQueue
+from engine.security.crypto import Vault
+from engine.security.keys import KeyRing
+from engine.store.database import default_url, open_database
+from engine.store.messages import MessageStore
+from engine.store.writer import UnitOfWork, Writer
+from engine.web.app import build_app
+
+log = logging.getLogger("conduit.engine")
+
+
+class Services:
+    """The stores and keys, opened once; shared by the daemon and the CLI's commands."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.data_dir = Path(config.data_dir)
+        self.url = config.store.url or default_url(self.data_dir)
+        self.embedded = self.url.startswith("sqlite")
+        keys_dir = config.keys.directory or str(self.data_dir / "keys")
+        self.keys = KeyRing.load(keys_dir)
+        self.vault = Vault(self.keys)
+        self.db = open_database(self.url)
+        self.metrics = Metrics()
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.queue = SqlQueue(self.db, self.owner)
+        self.store = MessageStore(self.db, self.vault)
+        self.writer: Writer | None = None
+
+    def start_writer(self) -> Writer:
+        self.writer = Writer(self.db, self.keys.audit,
+                             on_committed=lambda events: observe(events, self.metrics))
+        self.writer.start()
+        return self.writer
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            await self.writer.close()
+        self.db.dispose()
+
+
+class Engine:
+    def __init__(self, config: EngineConfig, channels: list[Any], catalog: MappingCatalog
+                 ) -> None:
+        self.config = config
+        self._loaded = channels
+        self._catalog = catalog
+        self.services: Services | None = None
+        self.channels: dict[str, Channel] = {}
+        self._runner: web.AppRunner | None = None
+        self._lock_fd: int | None = None
+        self.started_at: float | None = None
+
+    async def start(self) -> None:
+        data_dir = Path(self.config.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        svc = Services(self.config)
+        self.services = svc
+        if svc.embedded:
+            self._lock(data_dir)
+        writer = svc.start_writer()
+        recovered = UnitOfWork()
+        svc.queue.release(recovered, any_owner=svc.embedded)
+        recovered.record(Event(kind=Kind.ADMIN, detail={
+            "action": "engine-start", "version": __version__, "channels": len(self._loaded)}))
+        await writer.commit(recovered)
+        for loaded in self._loaded:
+            if not loaded.config.enabled:
+                log.info("channel %s is disabled in %s", loaded.config.name, loaded.file)
+                continue
+            for dest, variables in loaded.disabled.items():
+                log.warning("channel %s: destination %s disabled: %s not set",
+                            loaded.config.name, dest, ", ".join(variables))
+            channel = self._build(loaded.config)
+            self.channels[channel.name] = channel
+        for channel in self.channels.values():
+            await channel.start()
+        if self.config.web.port:
+            self._runner = web.AppRunner(build_app(self), access_log=None)
+            await self._runner.setup()
+            await web.TCPSite(self._runner, self.config.web.host, self.config.web.port).start()
+            log.info("status and health on http://%s:%d", self.config.web.host,
+                     self.config.web.port)
+        self.started_at = time.time()
+        log.info("conduit %s started: %d channel(s), store %s", __version__,
+                 len(self.channels), "embedded SQLite" if svc.embedded else "external")
+
+    def _build(self, cfg: Any) -> Channel:
+        svc = self.services
+        assert svc is not None and svc.writer is not None
+        codec = registry.CODECS[cfg.format]()
+        mapping = self._catalog.get(cfg.mapping) if cfg.mapping else None
+        source = registry.SOURCES[type(cfg.source).__struct_config__.tag].factory(cfg.source)
+        workers = []
+        for dest_cfg in cfg.destinations:
+            workers.append(self._worker(cfg, dest_cfg, codec))
+        return Channel(cfg, codec=codec, mapping=mapping, source=source, workers=workers,
+                       store=svc.store, queue=svc.queue, writer=svc.writer, vault=svc.vault)
+
+    def _worker(self, cfg: Any, dest_cfg: DestinationBase, codec: Any) -> DestinationWorker:
+        svc = self.services
+        assert svc is not None and svc.writer is not None
+        kind = registry.DESTINATIONS[type(dest_cfg).__struct_config__.tag]
+        destination = kind.factory(dest_cfg, DestinationContext(cfg.name, codec))
+        return DestinationWorker(
+            channel=cfg.name, name=dest_cfg.name, destination=destination,
+            policy=RetryPolicy(dest_cfg.retry or cfg.retry), timeout=dest_cfg.timeout,
+            queue=svc.queue, writer=svc.writer, vault=svc.vault,
+            raw_content_type=codec.content_type,
+        )
+
+    def _lock(self, data_dir: Path) -> None:
+        """One daemon per embedded data folder: a second would fight over the queues."""
+        fd = os.open(data_dir / "conduit.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreError(f"another conduit engine is already running on {data_dir}/"
+                             ) from None
+        self._lock_fd = fd
+
+    async def stop(self) -> None:
+        """Drain: stop accepting, answer and record what is in flight, then close."""
+        log.info("stopping: no new connections; finishing messages in flight")
+        await asyncio.gather(*(c.stop() for c in self.channels.values()))
+        if self._runner is not None:
+            await self._runner.cleanup()
+        svc = self.services
+        if svc is not None:
+            if svc.writer is not None:
+                done = UnitOfWork()
+                done.record(Event(kind=Kind.ADMIN, detail={"action": "engine-stop"}))
+                with contextlib.suppress(StoreError):
+                    await svc.writer.commit(done)
+            await svc.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        log.info("stopped cleanly")
+
+    async def readiness(self) -> dict[str, Any]:
+        svc = self.services
+        store_ok = False
+        if svc is not None:
+            try:
+                await asyncio.to_thread(svc.queue.stats)
+                store_ok = True
+            except Exception:
+                store_ok = False
+        channels = {name: c.state.value for name, c in self.channels.items()}
+        ready = store_ok and all(s == State.STARTED.value for s in channels.values())
+        return {"ready": ready, "store": "ok" if store_ok else "unreachable",
+                "channels": channels}
+
+    async def run_until_signal(self) -> None:
+        """Run until SIGTERM or SIGINT, then drain and stop."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        await stop.wait()
+        await self.stop()

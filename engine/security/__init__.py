@@ -1,0 +1,1 @@
+"""Keys and encryption, PHI pseudonyms (and, later, users, tokens and roles)."""

@@ -1,0 +1,125 @@
+"""The audit trail: an HMAC-SHA256 hash chain over every event, with its head kept in a
+separate row moved in the same transaction.
+
+Each event's hash covers the previous hash and every column of the event, keyed with
+the audit key, so editing, deleting, inserting or reordering rows breaks the chain, and
+recomputing it needs the key. Deleting the newest rows leaves a shorter valid chain, which
+the head row catches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+
+from engine.events import Event
+from engine.message import new_message_id
+from engine.store.schema import audit, audit_head
+
+GENESIS = "0" * 64
+_COLUMNS = ("seq", "id", "at_us", "kind", "actor", "channel", "destination", "message_id",
+            "peer", "content_hash", "patient", "detail")
+
+
+def link_hash(key: bytes, prev_hash: str, row: dict[str, Any]) -> str:
+    record = msgspec.json.encode([row[c] for c in _COLUMNS])
+    return hmac.new(key, prev_hash.encode() + record, hashlib.sha256).hexdigest()
+
+
+def append(conn: sa.Connection, key: bytes, events: list[Event]) -> None:
+    """Append events to the chain inside the caller's transaction. Locking the head row
+    serialises appenders across processes (PostgreSQL); SQLite's write lock already does."""
+    seq, prev = conn.execute(
+        sa.select(audit_head.c.seq, audit_head.c.hash)
+        .where(audit_head.c.id == 1)
+        .with_for_update()
+    ).one()
+    now_us = time.time_ns() // 1000
+    rows = []
+    for e in events:
+        seq += 1
+        row = {
+            "seq": seq,
+            "id": new_message_id(),
+            "at_us": now_us,
+            "kind": e.kind.value,
+            "actor": e.actor,
+            "channel": e.channel,
+            "destination": e.destination,
+            "message_id": e.message_id,
+            "peer": e.peer,
+            "content_hash": e.content_hash,
+            "patient": e.patient,
+            "detail": msgspec.json.encode(e.detail).decode(),
+        }
+        row["prev_hash"] = prev
+        prev = link_hash(key, prev, row)
+        row["hash"] = prev
+        rows.append(row)
+    conn.execute(audit.insert(), rows)
+    conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=seq, hash=prev))
+
+
+class Broken(msgspec.Struct):
+    seq: int
+    event_id: str
+    reason: str
+
+
+class Verified(msgspec.Struct):
+    events: int
+    broken: Broken | None = None
+
+
+def verify(conn: sa.Connection, key: bytes, chunk: int = 5000) -> Verified:
+    """Walk the whole chain in order; report the first broken link, if any."""
+    prev = GENESIS
+    expected_seq = 1
+    count = 0
+    for row in _rows(conn, chunk):
+        if row["seq"] != expected_seq:
+            what = "missing" if row["seq"] > expected_seq else "repeated"
+            return Verified(count, Broken(row["seq"], row["id"],
+                                          f"event #{expected_seq} is {what} before it"))
+        if row["prev_hash"] != prev:
+            return Verified(count, Broken(row["seq"], row["id"],
+                                          "does not link to the event before it"))
+        if link_hash(key, prev, row) != row["hash"]:
+            return Verified(count, Broken(row["seq"], row["id"],
+                                          "its content differs from what was recorded"))
+        prev = row["hash"]
+        expected_seq += 1
+        count += 1
+    head_seq, head_hash = conn.execute(
+        sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
+    ).one()
+    if head_seq != count or head_hash != prev:
+        return Verified(count, Broken(head_seq, "head",
+                                      f"the trail ends at event #{count}, but event "
+                                      f"#{head_seq} was recorded as the last"))
+    return Verified(count)
+
+
+def _rows(conn: sa.Connection, chunk: int) -> Iterator[dict[str, Any]]:
+    last = 0
+    while True:
+        batch = conn.execute(
+            sa.select(audit).where(audit.c.seq > last).order_by(audit.c.seq).limit(chunk)
+        ).mappings().all()
+        if not batch:
+            return
+        for row in batch:
+            yield dict(row)
+        last = batch[-1]["seq"]
+
+
+def events_of_message(conn: sa.Connection, message_id: str) -> list[dict[str, Any]]:
+    return [dict(r) for r in conn.execute(
+        sa.select(audit).where(audit.c.message_id == message_id).order_by(audit.c.seq)
+    ).mappings()]

@@ -1,0 +1,58 @@
+"""Opening the database: SQLite (WAL, full fsync, immediate write transactions) or
+PostgreSQL, with tables created on first use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from engine.errors import StoreError
+from engine.store.schema import audit_head, metadata
+
+
+def default_url(data_dir: str | Path) -> str:
+    return f"sqlite:///{Path(data_dir) / 'conduit.db'}"
+
+
+def open_database(url: str) -> sa.Engine:
+    """Create the engine and the tables. SQLite gets WAL (readers never wait for the
+    writer), synchronous=FULL (a committed message survives power loss) and BEGIN
+    IMMEDIATE (writers queue on the lock instead of failing mid-transaction)."""
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            url, connect_args={"isolation_level": None, "timeout": 30,
+                               "check_same_thread": False},
+        )
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        engine = sa.create_engine(url, pool_size=4, max_overflow=4, pool_pre_ping=True)
+    try:
+        with engine.begin() as conn:
+            metadata.create_all(conn)
+            if conn.execute(sa.select(audit_head.c.id)).first() is None:
+                conn.execute(audit_head.insert().values(id=1, seq=0, hash="0" * 64))
+    except sa.exc.SQLAlchemyError as exc:
+        raise StoreError(f"cannot open the store at {_safe(url)}: {exc.__class__.__name__}: "
+                         f"{str(exc).splitlines()[0]}") from exc
+    return engine
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages."""
+    return sa.engine.make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,83 @@
+"""The message store: sealed raw messages and mapped outputs, and audited reading."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+
+from engine.errors import StoreError
+from engine.events import Event, Kind
+from engine.message import new_message_id
+from engine.security.crypto import Vault, content_hash
+from engine.store.schema import messages, outputs
+from engine.store.writer import UnitOfWork
+
+
+class StoredMessage(msgspec.Struct):
+    """A message's metadata as stored; no content."""
+
+    id: str
+    channel: str
+    received_at: float
+    status: str
+    standard: str
+    message_type: str
+    control_id: str
+    sender: str
+    peer: str
+    patient: str | None
+    size: int
+    content_hash: str
+    error: str | None
+
+
+class MessageStore:
+    def __init__(self, engine: sa.Engine, vault: Vault) -> None:
+        self._engine = engine
+        self._vault = vault
+
+    def add_message(self, uow: UnitOfWork, row: dict[str, Any], raw: bytes) -> None:
+        """Seal `raw` into a new messages row (the row dict carries the metadata)."""
+        key_id, sealed = self._vault.seal(raw, row["id"])
+        row.update(key_id=key_id, content=sealed, size=len(raw))
+        uow.insert(messages, row)
+
+    def add_output(
+        self, uow: UnitOfWork, message_id: str, mapping: str, content_type: str, content: bytes
+    ) -> str:
+        output_id = new_message_id()
+        key_id, sealed = self._vault.seal(content, output_id)
+        uow.insert(outputs, {
+            "id": output_id, "message_id": message_id, "mapping": mapping,
+            "content_type": content_type, "created_at": time.time(),
+            "content_hash": content_hash(content), "key_id": key_id, "content": sealed,
+        })
+        return output_id
+
+    def get(self, message_id: str) -> StoredMessage | None:
+        cols = [messages.c[f] for f in StoredMessage.__struct_fields__]
+        with self._engine.connect() as conn:
+            row = conn.execute(sa.select(*cols).where(messages.c.id == message_id)).first()
+        return StoredMessage(*row) if row is not None else None
+
+    async def read(self, writer: Any, message_id: str, actor: str, reason: str) -> bytes:
+        """Decrypt a message's raw content; the access is audited before it is returned."""
+        if not reason.strip():
+            raise StoreError("reading message content needs a stated reason")
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(messages.c.key_id, messages.c.content, messages.c.channel,
+                          messages.c.patient, messages.c.content_hash)
+                .where(messages.c.id == message_id)
+            ).first()
+        if row is None:
+            raise StoreError(f"no message {message_id}")
+        uow = UnitOfWork()
+        uow.record(Event(kind=Kind.VIEWED, actor=actor, channel=row.channel,
+                         message_id=message_id, patient=row.patient,
+                         content_hash=row.content_hash, detail={"reason": reason[:200]}))
+        await writer.commit(uow)
+        return self._vault.open(row.key_id, row.content, message_id)

@@ -1,0 +1,101 @@
+"""Table definitions. Only `messages.content` and `outputs.content` hold PHI, sealed
+with AES-256-GCM; every other column is metadata, ids, hashes or keyed pseudonyms."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+# SQLite only auto-numbers an INTEGER PRIMARY KEY; PostgreSQL wants BIGINT for growth.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", sa.String(26), primary_key=True),
+    sa.Column("channel", sa.String(64), nullable=False),
+    sa.Column("received_at", sa.Float, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("standard", sa.String(16), nullable=False, server_default=""),
+    sa.Column("message_type", sa.String(40), nullable=False, server_default=""),
+    sa.Column("control_id", sa.String(64), nullable=False, server_default=""),
+    sa.Column("sender", sa.String(200), nullable=False, server_default=""),
+    sa.Column("peer", sa.String(80), nullable=False, server_default=""),
+    sa.Column("patient", sa.String(32)),  # keyed pseudonym, never the identifier
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("key_id", sa.String(40), nullable=False),
+    sa.Column("content", sa.LargeBinary, nullable=False),
+    sa.Column("error", sa.Text),  # PHI-free reason for error / rejected status
+    sa.Index("ix_messages_channel_time", "channel", "received_at"),
+    sa.Index("ix_messages_status_time", "status", "received_at"),
+    sa.Index("ix_messages_control_id", "control_id"),
+    sa.Index("ix_messages_patient", "patient"),
+    sa.Index("ix_messages_type", "message_type"),
+)
+
+outputs = sa.Table(
+    "outputs",
+    metadata,
+    sa.Column("id", sa.String(26), primary_key=True),
+    sa.Column("message_id", sa.String(26), nullable=False),
+    sa.Column("mapping", sa.String(80), nullable=False),  # name@version that produced it
+    sa.Column("content_type", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("key_id", sa.String(40), nullable=False),
+    sa.Column("content", sa.LargeBinary, nullable=False),
+    sa.Index("ix_outputs_message", "message_id"),
+)
+
+queue = sa.Table(
+    "queue",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("destination", sa.String(130), nullable=False),  # "channel/destination"
+    sa.Column("message_id", sa.String(26), nullable=False),
+    sa.Column("output_id", sa.String(26)),  # None: deliver the raw message
+    sa.Column("state", sa.String(10), nullable=False),  # ready | leased | dead
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("available_at", sa.Float, nullable=False),
+    sa.Column("lease_owner", sa.String(40)),
+    sa.Column("lease_until", sa.Float),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_queue_destination", "destination", "state", "id"),
+    sa.Index("ix_queue_message", "message_id"),
+)
+
+audit = sa.Table(
+    "audit",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("id", sa.String(26), nullable=False, unique=True),
+    sa.Column("at_us", sa.BigInteger, nullable=False),  # microseconds since the epoch
+    sa.Column("kind", sa.String(24), nullable=False),
+    sa.Column("actor", sa.String(64), nullable=False),
+    sa.Column("channel", sa.String(64)),
+    sa.Column("destination", sa.String(64)),
+    sa.Column("message_id", sa.String(26)),
+    sa.Column("peer", sa.String(200)),
+    sa.Column("content_hash", sa.String(64)),
+    sa.Column("patient", sa.String(32)),
+    sa.Column("detail", sa.Text, nullable=False),  # JSON, PHI-free
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Index("ix_audit_message", "message_id"),
+    sa.Index("ix_audit_channel_time", "channel", "at_us"),
+    sa.Index("ix_audit_patient", "patient"),
+    sa.Index("ix_audit_actor", "actor", "at_us"),
+)
+
+# The chain's head, moved in the same transaction as every append, so that deleting the
+# newest audit rows (which leaves an intact but shorter chain) is still detected.
+audit_head = sa.Table(
+    "audit_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)

@@ -1,0 +1,176 @@
+"""The single writer: group commit for every durable change the engine makes.
+
+Coroutines describe their changes as a UnitOfWork and await `commit`; one task gathers
+whatever units are waiting into one transaction, runs it on a dedicated thread (so the
+event loop keeps serving sockets during fsync), and resolves every waiter once the
+transaction is durable. While one transaction runs the next batch fills, so the cost of
+a commit is shared by everyone who arrived meanwhile (DESIGN.md: 5,700 single-row
+commits/s against 56,000 rows/s in batches of 100).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import sqlalchemy as sa
+
+from engine.errors import StoreError
+from engine.events import Event
+from engine.store import audit as audit_chain
+from engine.store.schema import messages, outputs, queue
+
+log = logging.getLogger("conduit.store")
+
+# Inserts run before statements, tables in this order, so rows exist before anything
+# in the same batch refers to them.
+_INSERT_ORDER = (messages, outputs, queue)
+
+
+class UnitOfWork:
+    """Changes that must become durable together, with the events that record them."""
+
+    __slots__ = ("events", "inserts", "query", "statements")
+
+    def __init__(self) -> None:
+        self.inserts: dict[sa.Table, list[dict[str, Any]]] = {}
+        self.statements: list[tuple[sa.Executable, Any]] = []
+        self.events: list[Event] = []
+        self.query: Callable[[sa.Connection], Any] | None = None
+
+    def insert(self, table: sa.Table, row: dict[str, Any]) -> None:
+        self.inserts.setdefault(table, []).append(row)
+
+    def execute(self, statement: sa.Executable, params: Any = None) -> None:
+        self.statements.append((statement, params))
+
+    def record(self, event: Event) -> None:
+        self.events.append(event)
+
+
+class Writer:
+    """Batches units of work into transactions on one thread."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        audit_key: bytes,
+        on_committed: Callable[[list[Event]], None] | None = None,
+        max_batch: int = 1000,
+    ) -> None:
+        self._engine = engine
+        self._audit_key = audit_key
+        self._on_committed = on_committed
+        self._max_batch = max_batch
+        self._pending: list[tuple[UnitOfWork, asyncio.Future]] = []
+        self._wakeup = asyncio.Event()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="conduit-writer")
+        self._task: asyncio.Task | None = None
+        self._closing = False
+        self.batches = 0
+        self.units = 0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="writer")
+
+    async def commit(self, uow: UnitOfWork) -> Any:
+        """Make `uow` durable; returns its query's result. Raises StoreError if the
+        database refused it (nothing of it was written)."""
+        return await self.submit(uow)
+
+    def submit(self, uow: UnitOfWork) -> asyncio.Future:
+        """Queue `uow` without waiting: for changes whose loss in a crash is harmless
+        because they would be redone (a delivery confirmation re-sends at worst)."""
+        if self._closing and self._task is None:
+            raise StoreError("the store is closed")
+        fut = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(_retrieve)
+        self._pending.append((uow, fut))
+        self._wakeup.set()
+        return fut
+
+    async def close(self) -> None:
+        """Write everything already submitted, then stop."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        self._executor.shutdown(wait=True)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
+            try:
+                results = await loop.run_in_executor(self._executor, self._write, batch)
+            except Exception as exc:  # one bad unit must not fail its neighbours
+                results = await loop.run_in_executor(self._executor, self._write_each, batch)
+                if all(isinstance(r, Exception) for r in results):
+                    log.error("store write failed: %s", _brief(exc))
+            committed: list[Event] = []
+            for (uow, fut), result in zip(batch, results, strict=True):
+                if isinstance(result, Exception):
+                    if not fut.done():
+                        fut.set_exception(StoreError(f"store write failed: {_brief(result)}"))
+                    continue
+                committed.extend(uow.events)
+                if not fut.done():
+                    fut.set_result(result)
+            self.batches += 1
+            self.units += len(batch)
+            if committed and self._on_committed is not None:
+                self._on_committed(committed)
+
+    def _write(self, batch: list[tuple[UnitOfWork, asyncio.Future]]) -> list[Any]:
+        with self._engine.begin() as conn:
+            return self._apply(conn, [uow for uow, _ in batch])
+
+    def _write_each(self, batch: list[tuple[UnitOfWork, asyncio.Future]]) -> list[Any]:
+        results: list[Any] = []
+        for uow, _ in batch:
+            try:
+                with self._engine.begin() as conn:
+                    results.append(self._apply(conn, [uow])[0])
+            except Exception as exc:
+                results.append(exc)
+        return results
+
+    def _apply(self, conn: sa.Connection, units: list[UnitOfWork]) -> list[Any]:
+        for table in _INSERT_ORDER:
+            rows = [row for uow in units for row in uow.inserts.get(table, ())]
+            if rows:
+                conn.execute(table.insert(), rows)
+        results = []
+        for uow in units:
+            for statement, params in uow.statements:
+                conn.execute(statement, params)
+            results.append(uow.query(conn) if uow.query is not None else None)
+        events = [e for uow in units for e in uow.events]
+        if events:
+            audit_chain.append(conn, self._audit_key, events)
+        return results
+
+
+def _retrieve(fut: asyncio.Future) -> None:
+    """Mark a failure as seen: it was already logged, and a caller that awaits the
+    future still gets the exception."""
+    if not fut.cancelled():
+        fut.exception()
+
+
+def _brief(exc: BaseException) -> str:
+    """First line of a database error, without bound parameters (they may be PHI)."""
+    if isinstance(exc, sa.exc.StatementError) and exc.orig is not None:
+        return f"{type(exc.orig).__name__}: {str(exc.orig).splitlines()[0]}"
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
