@@ -25,6 +25,7 @@ Choices a receiver will notice:
 
 from __future__ import annotations
 
+import copy
 import re
 import uuid
 
@@ -143,8 +144,7 @@ def _identifiers(pid: Segment, facility: str) -> list[dict]:
         if ident
     ]
     if not identifiers:
-        raise MappingError("has no identifier, so the patient cannot be identified",
-                           field="PID-3")
+        raise MappingError("has no identifier, so the patient cannot be identified", field="PID-3")
     return identifiers
 
 
@@ -199,7 +199,7 @@ def _encounter(
     )
     if visit is None:
         return None
-    visit.setdefault("type", {"coding": [_VISIT_NUMBER]})
+    visit.setdefault("type", {"coding": [dict(_VISIT_NUMBER)]})
     class_code = dt.present(pv1.value(2)).upper()
     end = dt.to_fhir_datetime(pv1.value(45), "PV1-45", sender_offset)
     status = _encounter_status(event, class_code, discharged=end is not None)
@@ -243,7 +243,7 @@ def _encounter_class(class_code: str) -> dict:
 def _attenders(pv1: Segment) -> list[dict]:
     """PV1-7 attending doctors as participants with a display name only."""
     names = [dt.xcn_display(rep) for rep in pv1.repetitions(7)]
-    return [{"type": [_ATTENDER], "individual": {"display": n}} for n in names if n]
+    return [{"type": [copy.deepcopy(_ATTENDER)], "individual": {"display": n}} for n in names if n]
 
 
 _LOCATION_STATUS = {"in-progress": "active", "planned": "planned", "finished": "completed"}

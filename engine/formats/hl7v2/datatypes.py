@@ -282,9 +282,7 @@ def xtn_to_contact_point(rep: Repetition, default_use: str) -> dict | None:
         system, value = "email", email or _get(rep, 1)
     else:
         value = _phone_number(rep)
-        system = tables.TELECOM_SYSTEM.get(equipment) or (
-            "pager" if use_code == "BPN" else "phone"
-        )
+        system = tables.TELECOM_SYSTEM.get(equipment) or ("pager" if use_code == "BPN" else "phone")
         if "@" in value and not equipment:
             system = "email"
     if not value:

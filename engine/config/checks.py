@@ -1,0 +1,128 @@
+"""Checks that need more than one file at a time: clashing names and ports, mappings that
+are not installed or read another format, and filter rules that could never work.
+
+Each file converts cleanly on its own before these run; what is left are problems only
+visible across files (or against the mapping catalog), located in the channel file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from engine.config.loader import LoadedChannel
+from engine.config.schema import EngineConfig, FilterRule
+from engine.errors import ConfigError
+from engine.formats.hl7v2.message import _PATH as HL7_PATH
+from engine.mapping import MappingCatalog
+
+_CONDITIONS = {"equals": "equals", "in_": "in", "not_in": "not_in", "matches": "matches",
+               "present": "present"}
+
+
+def check(
+    engine: EngineConfig, channels: list[LoadedChannel], catalog: MappingCatalog
+) -> list[ConfigError]:
+    """Every cross-file problem, each located in the channel file that has to change."""
+    errors = [*_duplicate_channel_names(channels), *_resource_clashes(engine, channels)]
+    for channel in channels:
+        errors += _duplicate_destination_names(channel)
+        errors += _mapping_problems(channel, catalog)
+        errors += _filter_problems(channel)
+    return errors
+
+
+def _duplicate_channel_names(channels: list[LoadedChannel]) -> Iterator[ConfigError]:
+    """Names identify channels in the status page, the API and the audit trail."""
+    first: dict[str, LoadedChannel] = {}
+    for channel in channels:
+        name = channel.config.name or ""
+        if name in first:
+            yield channel.error(f"channel name `{name}` is already used by "
+                                f"{first[name].file}; give each channel its own name", "name")
+        else:
+            first[name] = channel
+
+
+def _resource_clashes(
+    engine: EngineConfig, channels: list[LoadedChannel]
+) -> Iterator[ConfigError]:
+    """Two enabled sources on one port would fail only at start-up; catch it here."""
+    web = f"tcp:{engine.web.port}" if engine.web.port else None
+    owner: dict[str, LoadedChannel] = {}
+    for channel in channels:
+        if not channel.config.enabled:
+            continue
+        resources = getattr(channel.config.source, "resources", lambda: [])()
+        for resource in resources:
+            if resource == web:
+                yield channel.error(
+                    f"source binds {resource}, the port of the engine's web listener "
+                    f"(web.port); use another port for one of them", "source.port")
+            elif resource in owner:
+                other = owner[resource]
+                yield channel.error(
+                    f"source binds {resource}, which channel `{other.config.name}` "
+                    f"({other.file}) binds too; give each channel its own port", "source.port")
+            else:
+                owner[resource] = channel
+
+
+def _duplicate_destination_names(channel: LoadedChannel) -> Iterator[ConfigError]:
+    """A destination's name keys its queue; two with one name would share it."""
+    seen: set[str] = set()
+    for i, dest in enumerate(channel.config.destinations):
+        if dest.name in seen:
+            yield channel.error(f"destination name `{dest.name}` is used twice in this channel; "
+                                "each destination needs its own name", f"destinations[{i}].name")
+        seen.add(dest.name)
+
+
+def _mapping_problems(channel: LoadedChannel, catalog: MappingCatalog) -> Iterator[ConfigError]:
+    """A pinned mapping must be installed and must read this channel's format."""
+    ref = channel.config.mapping
+    if ref is None:
+        return
+    found = catalog.get(ref)
+    if found is None:
+        yield channel.error(_missing_mapping(ref, catalog), "mapping")
+    elif found.accepts != channel.config.format:
+        yield channel.error(f"mapping {ref} accepts {found.accepts} messages, but this "
+                            f"channel's format is {channel.config.format}", "mapping")
+
+
+def _missing_mapping(ref: str, catalog: MappingCatalog) -> str:
+    name = ref.partition("@")[0]
+    versions = catalog.versions(name)
+    if versions:
+        listed = ", ".join([f"{name}@{versions[0]}", *(f"@{v}" for v in versions[1:])])
+        return f"unknown mapping {ref}; available: {listed}"
+    refs = catalog.refs()
+    available = ", ".join(refs) if refs else "none (check mappings_dir)"
+    return f"no mapping called {name}; available: {available}"
+
+
+def _filter_problems(channel: LoadedChannel) -> Iterator[ConfigError]:
+    for i, rule in enumerate(channel.config.filter):
+        yield from _rule_problems(channel, rule, f"filter[{i}]")
+
+
+def _rule_problems(channel: LoadedChannel, rule: FilterRule, path: str) -> Iterator[ConfigError]:
+    """One condition per rule keeps each rule's meaning, and its 'filtered because'
+    line, obvious."""
+    given = [word for attr, word in _CONDITIONS.items() if getattr(rule, attr) is not None]
+    if not given:
+        yield channel.error(f"filter rule on {rule.field} has no condition; give one of "
+                            f"{', '.join(_CONDITIONS.values())}", path)
+    elif len(given) > 1:
+        yield channel.error(f"filter rule on {rule.field} has {len(given)} conditions "
+                            f"({', '.join(given)}); write one rule per condition", path)
+    if rule.matches is not None:
+        try:
+            re.compile(rule.matches)
+        except re.error as exc:
+            yield channel.error(f"invalid regular expression: {exc.msg} at position {exc.pos}",
+                                f"{path}.matches")
+    if channel.config.format == "hl7v2" and not HL7_PATH.match(rule.field.strip()):
+        yield channel.error(f"`{rule.field}` is not an HL7 field path; write e.g. MSH-9.1, "
+                            "PID-3[2].4 or OBX[2]-5", f"{path}.field")
