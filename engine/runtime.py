@@ -26,7 +26,7 @@ from engine.config.base import DestinationBase
 from engine.config.schema import EngineConfig
 from engine.connectors.base import DestinationContext
 from engine.delivery import DestinationWorker
-from engine.errors import StoreError
+from engine.errors import ConduitError, StoreError
 from engine.events import Event, Kind, Metrics, observe
 from engine.mapping import MappingCatalog
 from engine.queue.retry import RetryPolicy
@@ -110,7 +110,15 @@ class Engine:
         if self.config.web.port:
             self._runner = web.AppRunner(build_app(self), access_log=None)
             await self._runner.setup()
-            await web.TCPSite(self._runner, self.config.web.host, self.config.web.port).start()
+            web_site = web.TCPSite(self._runner, self.config.web.host, self.config.web.port)
+            try:
+                await web_site.start()
+            except OSError as exc:
+                await self.stop()
+                raise ConduitError(
+                    f"the web listener cannot bind {self.config.web.host}:"
+                    f"{self.config.web.port}: {exc.strerror or exc}; choose another port "
+                    "with CONDUIT_WEB_PORT (0 turns the listener off)") from None
             log.info("status and health on http://%s:%d", self.config.web.host,
                      self.config.web.port)
         self.started_at = time.time()

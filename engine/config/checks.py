@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from engine.config.loader import LoadedChannel
 from engine.config.schema import EngineConfig, FilterRule
 from engine.errors import ConfigError
-from engine.formats.hl7v2.message import _PATH as HL7_PATH
+from engine.formats.hl7v2.message import FIELD_PATH as HL7_PATH
 from engine.mapping import MappingCatalog
 
 _CONDITIONS = {"equals": "equals", "in_": "in", "not_in": "not_in", "matches": "matches",

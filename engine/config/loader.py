@@ -212,6 +212,10 @@ class _Document:
         except yaml.MarkedYAMLError as exc:
             self._yaml_error(exc)
             return
+        except RecursionError:
+            self.add("an alias (*name) refers to a value that contains it; aliases must not "
+                     "loop")
+            return
         finally:
             loader.dispose()
         if not isinstance(data, dict):
@@ -225,8 +229,8 @@ class _Document:
         message = f"invalid YAML: {exc.problem or exc.context}"
         if exc.context and exc.problem and exc.context_mark is not None:
             message += f" ({exc.context} at line {exc.context_mark.line + 1})"
-        line_text = self.text.splitlines()[mark.line] if mark is not None and mark.line < len(
-            self.text.splitlines()) else ""
+        lines = self.text.splitlines()
+        line_text = lines[mark.line] if mark is not None and mark.line < len(lines) else ""
         if "'\\t'" in (exc.problem or ""):
             message += "; indent with spaces, not tabs"
         elif "${" in line_text and "'{'" in (exc.problem or ""):
@@ -502,7 +506,9 @@ class _Converter:
                          at=self.doc.key_pos(path))
             return value
         tag = value[tag_field]
-        if tag not in by_tag:
+        if (*path, tag_field) in self.doc.skip:
+            return value  # its unset variable is already reported
+        if not isinstance(tag, str) or tag not in by_tag:
             self.doc.add(f"unknown type `{tag}`; {known}", (*path, tag_field))
             return value
         return self._struct(value, by_tag[tag], path)

@@ -96,7 +96,7 @@ def test_duplicate_destination_names(project: Path) -> None:
     extra = "  - name: files\n    type: file\n    directory: other\n"
     text = channel().replace("destinations:\n", "destinations:\n" + extra)
     assert problems(project, {"a.yaml": text}) == [
-        "channels/a.yaml:8:13: destinations[1].name: destination name `files` is used twice "
+        "channels/a.yaml:8:11: destinations[1].name: destination name `files` is used twice "
         "in this channel; each destination needs its own name"
     ]
 

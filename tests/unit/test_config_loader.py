@@ -334,6 +334,13 @@ def test_bad_value_from_environment_is_named_not_shown(project: Path) -> None:
     ]
 
 
+def test_unset_type_is_reported_once(project: Path) -> None:
+    assert channel_errors(project, GOOD.replace("type: mllp", "type: ${KIND}")) == [
+        "channels/c.yaml:2:9: source.type: environment variable KIND is not set (give it a "
+        "value, or a default with ${KIND:-value})"
+    ]
+
+
 def test_malformed_reference(project: Path) -> None:
     text = GOOD.replace("directory: out", "directory: ${OUT-dir}")
     assert channel_errors(project, text) == [

@@ -20,7 +20,7 @@ from engine.formats.hl7v2.escape import Delimiters, unescape
 
 _SEGMENT_NAME = re.compile(r"[A-Z][A-Z0-9]{2}\Z")
 _SEGMENT_BREAK = re.compile(r"\r\n|\r|\n")
-_PATH = re.compile(
+FIELD_PATH = re.compile(
     r"(?P<seg>[A-Z][A-Z0-9]{2})(?:\[(?P<segrep>\d+)\])?"
     r"(?:-(?P<field>\d+)(?:\[(?P<rep>\d+)\])?(?:\.(?P<comp>\d+)(?:\.(?P<sub>\d+))?)?)?\Z"
 )
@@ -191,7 +191,7 @@ class Hl7Message:
 
         Missing segments, fields or components read as "" (HL7 has no null on read).
         """
-        m = _PATH.match(path.strip())
+        m = FIELD_PATH.match(path.strip())
         if m is None:
             raise ValueError(
                 f"not an HL7 field path: {path!r} (expected e.g. PID-3.1 or OBX[2]-5)"
