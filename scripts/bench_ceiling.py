@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import signal
 import sys
+from typing import cast
 
 START, END = b"\x0b", b"\x1c\x0d"
 ACK = (START + b"MSH|^~\\&|CEILING|BENCH|BENCH|BENCH|20240101000000||ACK^A01|1|P|2.5\r"
@@ -27,8 +28,8 @@ class AckServer(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses: no isinstance check.
+        self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         # Keep one byte of the previous chunk so an end marker split across reads counts.

@@ -1,0 +1,84 @@
+"""Helpers for tests that run the engine in-process over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import textwrap
+from pathlib import Path
+
+from engine.config.checks import check
+from engine.config.loader import load_all
+from engine.connectors.mllp import MllpClient
+from engine.formats.hl7v2 import Hl7Message
+from engine.mapping import MappingCatalog
+from engine.runtime import Engine
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def adt(control_id: str, mrn: str, event: str = "A01", family: str = "TESTPATIENT",
+        facility: str = "NORTHWING", version: str = "2.5.1") -> bytes:
+    """A realistic ADT message with a unique control id and MRN."""
+    return (
+        f"MSH|^~\\&|EPIC|{facility}|CONDUIT|{facility}|20240301101500-0500||ADT^{event}^ADT_A01|"
+        f"{control_id}|P|{version}\r"
+        f"EVN|{event}|20240301101500-0500\r"
+        f"PID|1||{mrn}^^^{facility}^MR||{family}^ALEX^J||19700412|F|||"
+        "12 ELM ST^^SPRINGFIELD^IL^62701^USA^H||^PRN^PH^^1^217^5550134\r"
+        f"PV1|1|I|4W^401^A^{facility}||||1234^WELBY^MARCUS||||||||||||V{mrn}\r"
+    ).encode()
+
+
+async def exchange(port: int, payloads: list[bytes], timeout: float = 10.0) -> list[Hl7Message]:
+    """Send each payload on one connection; return the parsed ACKs."""
+    client = MllpClient("127.0.0.1", port)
+    await client.connect(timeout)
+    try:
+        return [Hl7Message.parse((await client.exchange(p, timeout)).decode()) for p in payloads]
+    finally:
+        await client.close()
+
+
+class EngineHarness:
+    """Writes a conf and channel files into a folder and runs an Engine on them."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.data = root / "data"
+        self.engine: Engine | None = None
+
+    async def start(self, channels: dict[str, str]) -> Engine:
+        (self.root / "channels").mkdir(exist_ok=True)
+        for name, text in channels.items():
+            (self.root / "channels" / f"{name}.yaml").write_text(textwrap.dedent(text))
+        conf = self.root / "conduit.yaml"
+        conf.write_text(
+            f"data_dir: {self.data}\nchannels_dir: {self.root / 'channels'}\n"
+            f"mappings_dir: {REPO / 'mappings'}\nweb:\n  port: 0\n"
+        )
+        engine_cfg, loaded = load_all(conf, {})
+        catalog = MappingCatalog.discover(engine_cfg.mappings_dir)
+        assert check(engine_cfg, loaded, catalog) == []
+        self.engine = Engine(engine_cfg, loaded, catalog)
+        await self.engine.start()
+        return self.engine
+
+    async def stop(self) -> None:
+        if self.engine is not None:
+            await self.engine.stop()
+            self.engine = None
+
+    async def settle(self, predicate, timeout: float = 10.0) -> None:
+        """Wait until `predicate()` holds (deliveries are asynchronous)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not predicate():
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError("condition not reached in time")
+            await asyncio.sleep(0.02)
