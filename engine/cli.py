@@ -151,7 +151,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
             print(f"ok {result.events} events")
             return 0
         b = result.broken
-        print(f"BROKEN at event #{b.seq} ({b.event_id}): {b.reason}; "
+        print(f"BROKEN at event #{b.seq} ({b.kind}): {b.reason}; "
               f"{result.events} events verified before it")
         return 1
 

@@ -110,11 +110,10 @@ class StoreError(ConduitError):
 class AuditChainBroken(StoreError):
     """The audit trail's hash chain does not verify at `seq`."""
 
-    def __init__(self, seq: int, event_id: str, reason: str) -> None:
+    def __init__(self, seq: int, reason: str) -> None:
         self.seq = seq
-        self.event_id = event_id
         self.reason = reason
-        super().__init__(f"audit chain broken at event #{seq} ({event_id}): {reason}")
+        super().__init__(f"audit chain broken at event #{seq}: {reason}")
 
 
 class KeyError_(ConduitError):

@@ -281,6 +281,19 @@ def proc_status_mb(pid: int, field: str) -> float:
     raise BenchError(f"no {field} for pid {pid}")
 
 
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """CPU time (user + system) a process has used, all threads, or one thread's."""
+    path = f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat"
+    fields = Path(path).read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU time every core of the machine spent busy: other people's load shows here."""
+    ticks = [int(t) for t in Path("/proc/stat").read_text().split()[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -376,7 +389,7 @@ def queue_depth(db: Path) -> Callable[[], Awaitable[int]]:
         if not conn:
             conn.append(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30,
                                         check_same_thread=False))
-        return conn[0].execute("SELECT count(*) FROM queue WHERE state != 'dead'").fetchone()[0]
+        return conn[0].execute("SELECT count(*) FROM queue WHERE state != 'dead'").fetchall()[0][0]
 
     async def probe() -> int:
         return await asyncio.to_thread(count)
@@ -386,15 +399,18 @@ def queue_depth(db: Path) -> Callable[[], Awaitable[int]]:
 
 # --- profile ------------------------------------------------------------------------------
 
-async def start_profile(procs: Procs, pid: int, seconds: float, out: Path
+async def start_profile(procs: Procs, pid: int, seconds: float, out: Path, gil: bool
                         ) -> asyncio.subprocess.Process | None:
+    """py-spy on the engine; with `gil`, only the thread holding the GIL is sampled, which
+    shows where Python CPU goes when the loop and the writer thread take turns."""
     spy = BIN / "py-spy"
     if not spy.exists():
         print("profile: py-spy is not installed (.venv/bin/pip install py-spy)")
         return None
     return await procs.start(spy, "record", "--pid", pid, "--duration", int(seconds),
                              "--rate", 250, "--nonblocking", "--format", "raw", "--output",
-                             out, stdout=asyncio.subprocess.DEVNULL,
+                             out, *(["--gil"] if gil else []),
+                             stdout=asyncio.subprocess.DEVNULL,
                              stderr=asyncio.subprocess.DEVNULL)
 
 
@@ -402,32 +418,32 @@ _FRAME = re.compile(r"^(.*) \((.*?)(?::\d+)?\)$")
 
 
 def summarize_profile(path: Path, top: int = 15) -> list[str]:
-    """Top functions by own samples (and samples anywhere on the stack) from collapsed
-    stacks, so the report names where the engine spends its time."""
+    """Top functions by own samples (with their share anywhere on the stack), and own
+    samples per package, from py-spy's collapsed stacks: where the engine's time goes."""
     own: Counter[str] = Counter()
     anywhere: Counter[str] = Counter()
+    packages: Counter[str] = Counter()
     total = 0
     for line in path.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
-        if not n.isdigit():
-            continue
-        frames = []
-        for f in stack.split(";"):
-            m = _FRAME.match(f)
-            if m:
-                frames.append(f"{m[1]} ({m[2].replace(str(ROOT) + '/', '')})")
+        frames = [m for f in stack.split(";") if (m := _FRAME.match(f))] if n.isdigit() else []
         if not frames:
             continue
+        names = [f"{m[1]} ({m[2].replace(str(ROOT) + '/', '')})" for m in frames]
         count = int(n)
         total += count
-        own[frames[-1]] += count
-        for f in set(frames):
-            anywhere[f] += count
+        own[names[-1]] += count
+        for name in set(names):
+            anywhere[name] += count
+        file = frames[-1][2].replace(str(ROOT) + "/", "").split("/")
+        packages["/".join(file[:2]) if file[0] == "engine" else file[0]] += count
     if not total:
         return ["profile: no samples"]
     lines = [f"profile: {total} samples; top {top} by own time (own%, on-stack%):"]
     for name, n in own.most_common(top):
         lines.append(f"  {100 * n / total:5.1f}% {100 * anywhere[name] / total:5.1f}%  {name}")
+    lines.append("  own time by package: " + ", ".join(
+        f"{pkg} {100 * n / total:.0f}%" for pkg, n in packages.most_common(8)))
     return lines
 
 
@@ -474,10 +490,15 @@ async def bench(args: argparse.Namespace, procs: Procs, tmp: Path) -> dict[str, 
 
     spy = None
     if args.profile:
-        spy = await start_profile(procs, engine.pid, args.profile, tmp / "profile.txt")
+        spy = await start_profile(procs, engine.pid, args.profile, tmp / "profile.txt",
+                                  args.profile_gil)
+    cpu0 = (time.monotonic(), cpu_seconds(engine.pid), cpu_seconds(engine.pid, engine.pid),
+            machine_busy_seconds())
     load, first_id = await phase(args.messages)
     acked_at = time.time()
     delivered = await until(sink.count, next_id, stall_s=60)
+    cpu1 = (time.monotonic(), cpu_seconds(engine.pid), cpu_seconds(engine.pid, engine.pid),
+            machine_busy_seconds())
     if spy is not None:
         with contextlib.suppress(ProcessLookupError):
             spy.send_signal(signal.SIGINT)
@@ -496,6 +517,10 @@ async def bench(args: argparse.Namespace, procs: Procs, tmp: Path) -> dict[str, 
                missing=load.total - len(arrived), sink_requests=records["requests"],
                sink_unmatched=records["unmatched"])
     out["ratio"] = out["engine_msgs_per_s"] / out["ceiling_msgs_per_s"]
+    wall, cpu, main_cpu, busy = (b - a for a, b in zip(cpu0, cpu1, strict=True))
+    out.update(engine_cpu_pct=100 * cpu / wall, engine_main_thread_cpu_pct=100 * main_cpu / wall,
+               engine_cpu_ms_per_msg=1000 * cpu / load.total,
+               machine_busy_pct=100 * busy / wall / (os.cpu_count() or 1))
     print(f"engine ACKs: {figs['ack_msgs_per_s']:,.0f} msg/s, p50 {figs['ack_p50_ms']:.1f} ms, "
           f"p99 {figs['ack_p99_ms']:.1f} ms; codes {dict(load.codes)}, lost {load.lost}, "
           f"MSA-2 mismatches {load.mismatched}")
@@ -504,6 +529,11 @@ async def bench(args: argparse.Namespace, procs: Procs, tmp: Path) -> dict[str, 
           f"{max(arrived.values(), default=acked_at) - acked_at:.2f} s after the last ACK), "
           f"p50 {out['p50_ms']:.1f} ms, p99 {out['p99_ms']:.1f} ms; "
           f"ratio to ceiling {out['ratio']:.3f}")
+    print(f"engine CPU: {out['engine_cpu_pct']:.0f}% of a core "
+          f"({out['engine_main_thread_cpu_pct']:.0f}% event loop thread, the rest the store "
+          f"writer), {out['engine_cpu_ms_per_msg']:.2f} ms per message; the machine's "
+          f"{os.cpu_count()} cores {out['machine_busy_pct']:.0f}% busy (bench and sink "
+          "included, other people's work too)")
     if delivered < next_id:
         print(f"WARNING: the sink has {delivered:,} of {next_id:,} messages after 60 s "
               "without progress")
@@ -588,6 +618,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--dest-type", choices=["http", "fhir"], default="http")
     p.add_argument("--profile", type=float, default=0.0, metavar="SECONDS",
                    help="py-spy the engine for up to SECONDS of the measured phase")
+    p.add_argument("--profile-gil", action="store_true",
+                   help="sample only the thread holding the GIL (Python CPU time)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     p.add_argument("--quick", action="store_true", help="a ~10 s smoke run")
     args = p.parse_args(argv)
@@ -614,9 +646,10 @@ def main(argv: list[str]) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
         elif not ok:
             print(f"bench: kept {tmp} for a look", file=sys.stderr)
-    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v
-                      for k, v in result.items()}))
-    return 0 if result.get("engine_exit_code") == 0 and not result["not_aa"] else 1
+    print(json.dumps({k: (None if v != v else round(v, 3)) if isinstance(v, float) else v
+                      for k, v in result.items()}))  # NaN is not JSON: null
+    clean = result.get("engine_exit_code") == 0 and not result["not_aa"] and not result["missing"]
+    return 0 if clean else 1
 
 
 def run_loop(coro: Awaitable[dict[str, Any]]) -> dict[str, Any]:

@@ -19,11 +19,11 @@ import msgspec
 import sqlalchemy as sa
 
 from engine.events import Event
-from engine.message import new_message_id
+from engine.store.database import bulk_insert
 from engine.store.schema import audit, audit_head
 
 GENESIS = "0" * 64
-_COLUMNS = ("seq", "id", "at_us", "kind", "actor", "channel", "destination", "message_id",
+_COLUMNS = ("seq", "at_us", "kind", "actor", "channel", "destination", "message_id",
             "peer", "content_hash", "patient", "detail")
 
 
@@ -46,7 +46,6 @@ def append(conn: sa.Connection, key: bytes, events: list[Event]) -> None:
         seq += 1
         row = {
             "seq": seq,
-            "id": new_message_id(),
             "at_us": now_us,
             "kind": e.kind.value,
             "actor": e.actor,
@@ -62,13 +61,13 @@ def append(conn: sa.Connection, key: bytes, events: list[Event]) -> None:
         prev = link_hash(key, prev, row)
         row["hash"] = prev
         rows.append(row)
-    conn.execute(audit.insert(), rows)
+    bulk_insert(conn, audit, rows)
     conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=seq, hash=prev))
 
 
 class Broken(msgspec.Struct):
-    seq: int
-    event_id: str
+    seq: int  # the event's number in the chain, which is its id
+    kind: str
     reason: str
 
 
@@ -85,13 +84,13 @@ def verify(conn: sa.Connection, key: bytes, chunk: int = 5000) -> Verified:
     for row in _rows(conn, chunk):
         if row["seq"] != expected_seq:
             what = "missing" if row["seq"] > expected_seq else "repeated"
-            return Verified(count, Broken(row["seq"], row["id"],
+            return Verified(count, Broken(row["seq"], row["kind"],
                                           f"event #{expected_seq} is {what} before it"))
         if row["prev_hash"] != prev:
-            return Verified(count, Broken(row["seq"], row["id"],
+            return Verified(count, Broken(row["seq"], row["kind"],
                                           "does not link to the event before it"))
         if link_hash(key, prev, row) != row["hash"]:
-            return Verified(count, Broken(row["seq"], row["id"],
+            return Verified(count, Broken(row["seq"], row["kind"],
                                           "its content differs from what was recorded"))
         prev = row["hash"]
         expected_seq += 1

@@ -4,6 +4,7 @@ PostgreSQL, with tables created on first use."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -51,6 +52,20 @@ def open_database(url: str) -> sa.Engine:
         raise StoreError(f"cannot open the store at {_safe(url)}: {exc.__class__.__name__}: "
                          f"{str(exc).splitlines()[0]}") from exc
     return engine
+
+
+def bulk_insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """Insert many rows with one driver-level executemany.
+
+    The hot path writes a few rows per message; SQLAlchemy's per-row parameter processing
+    cost as much as SQLite itself, and these columns need none (str, int, float, bytes,
+    None), so rows go to the driver as tuples. Rows must share their keys.
+    """
+    columns = list(rows[0])
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = (f"INSERT INTO {table.name} ({', '.join(columns)}) "
+           f"VALUES ({', '.join([mark] * len(columns))})")
+    conn.exec_driver_sql(sql, [tuple(row[c] for c in columns) for row in rows])
 
 
 def _safe(url: str) -> str:

@@ -70,8 +70,7 @@ queue = sa.Table(
 audit = sa.Table(
     "audit",
     metadata,
-    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("id", sa.String(26), nullable=False, unique=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),  # the event's id
     sa.Column("at_us", sa.BigInteger, nullable=False),  # microseconds since the epoch
     sa.Column("kind", sa.String(24), nullable=False),
     sa.Column("actor", sa.String(64), nullable=False),

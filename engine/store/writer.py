@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from engine.errors import StoreError
 from engine.events import Event
 from engine.store import audit as audit_chain
+from engine.store.database import bulk_insert
 from engine.store.schema import messages, outputs, queue
 
 log = logging.getLogger("conduit.store")
@@ -150,12 +151,19 @@ class Writer:
         for table in _INSERT_ORDER:
             rows = [row for uow in units for row in uow.inserts.get(table, ())]
             if rows:
-                conn.execute(table.insert(), rows)
-        results = []
+                bulk_insert(conn, table, rows)
+        # The same statement from many units runs once, as an executemany. Units of one
+        # batch touch different queue entries, so their relative order does not matter.
+        grouped: dict[int, tuple[sa.Executable, list[Any]]] = {}
         for uow in units:
             for statement, params in uow.statements:
-                conn.execute(statement, params)
-            results.append(uow.query(conn) if uow.query is not None else None)
+                if isinstance(params, dict):
+                    grouped.setdefault(id(statement), (statement, []))[1].append(params)
+                else:
+                    conn.execute(statement, params)
+        for statement, params in grouped.values():
+            conn.execute(statement, params)
+        results = [uow.query(conn) if uow.query is not None else None for uow in units]
         events = [e for uow in units for e in uow.events]
         if events:
             audit_chain.append(conn, self._audit_key, events)
