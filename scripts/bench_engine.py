@@ -1,7 +1,8 @@
 """End-to-end benchmark of `conduit run`, reported against a ceiling measured in the same run.
 
 A benchmark, never a test: it asserts nothing about speed, it measures and prints. Phases:
-  1. ceiling: a bare MLLP ACK server (bench_ceiling.py) driven by the load generator below;
+  1. ceiling: a bare MLLP ACK server (bench_ceiling.py) driven by the load generator below,
+     once on plain asyncio (the ceiling the ratio is defined against) and once on uvloop;
   2. engine: `conduit run` with one channel, MLLP in -> hl7v2-adt-to-fhir@1 -> HTTP out to
      bench_sink.py; warm-up, then the measured messages, each followed from its MLLP send
      to its arrival at the sink (matched by a unique PID-3 `BENCH<9 digits>`);
@@ -453,19 +454,21 @@ async def bench(args: argparse.Namespace, procs: Procs, tmp: Path) -> dict[str, 
     out: dict[str, Any] = {"connections": args.connections, "messages": args.messages,
                            "warmup": args.warmup, "backlog": args.backlog}
 
-    # 1. Ceiling.
-    ceiling = await procs.start(sys.executable, SCRIPTS / "bench_ceiling.py",
-                                stdout=asyncio.subprocess.PIPE)
-    cport = await read_port(ceiling, "the ceiling server")
+    # 1. Ceilings: bare asyncio (the reference the ratio is defined against) and uvloop.
     sample, _ = build_messages(900_000_000, 1000)
-    await drive(cport, sample, None, min(2000, args.ceiling_messages), args.connections)
-    load = await drive(cport, sample, None, args.ceiling_messages, args.connections)
-    ceiling.terminate()
-    figs = ack_figures(load)
-    out["ceiling_msgs_per_s"] = figs["ack_msgs_per_s"]
-    print(f"ceiling: {figs['ack_msgs_per_s']:,.0f} msg/s bare MLLP ACK, "
-          f"p50 {figs['ack_p50_ms']:.2f} ms, p99 {figs['ack_p99_ms']:.2f} ms "
-          f"({args.ceiling_messages:,} messages, {args.connections} connections)")
+    ceilings = (("asyncio", "ceiling_msgs_per_s"), ("uvloop", "ceiling_uvloop_msgs_per_s"))
+    for loop_name, key in ceilings:
+        ceiling = await procs.start(sys.executable, SCRIPTS / "bench_ceiling.py",
+                                    "--loop", loop_name, stdout=asyncio.subprocess.PIPE)
+        cport = await read_port(ceiling, "the ceiling server")
+        await drive(cport, sample, None, min(2000, args.ceiling_messages), args.connections)
+        load = await drive(cport, sample, None, args.ceiling_messages, args.connections)
+        ceiling.terminate()
+        figs = ack_figures(load)
+        out[key] = figs["ack_msgs_per_s"]
+        print(f"ceiling ({loop_name}): {figs['ack_msgs_per_s']:,.0f} msg/s bare MLLP ACK, "
+              f"p50 {figs['ack_p50_ms']:.2f} ms, p99 {figs['ack_p99_ms']:.2f} ms "
+              f"({args.ceiling_messages:,} messages, {args.connections} connections)")
 
     # 2. Engine.
     sink = await Sink.start(procs)
@@ -517,6 +520,7 @@ async def bench(args: argparse.Namespace, procs: Procs, tmp: Path) -> dict[str, 
                missing=load.total - len(arrived), sink_requests=records["requests"],
                sink_unmatched=records["unmatched"])
     out["ratio"] = out["engine_msgs_per_s"] / out["ceiling_msgs_per_s"]
+    out["ratio_uvloop"] = out["engine_msgs_per_s"] / out["ceiling_uvloop_msgs_per_s"]
     wall, cpu, main_cpu, busy = (b - a for a, b in zip(cpu0, cpu1, strict=True))
     out.update(engine_cpu_pct=100 * cpu / wall, engine_main_thread_cpu_pct=100 * main_cpu / wall,
                engine_cpu_ms_per_msg=1000 * cpu / load.total,
@@ -528,7 +532,8 @@ async def bench(args: argparse.Namespace, procs: Procs, tmp: Path) -> dict[str, 
           f"({len(arrived):,}/{load.total:,} delivered in {span:.2f} s, the last "
           f"{max(arrived.values(), default=acked_at) - acked_at:.2f} s after the last ACK), "
           f"p50 {out['p50_ms']:.1f} ms, p99 {out['p99_ms']:.1f} ms; "
-          f"ratio to ceiling {out['ratio']:.3f}")
+          f"ratio to the asyncio ceiling {out['ratio']:.3f} "
+          f"(to the uvloop ceiling {out['ratio_uvloop']:.3f})")
     print(f"engine CPU: {out['engine_cpu_pct']:.0f}% of a core "
           f"({out['engine_main_thread_cpu_pct']:.0f}% event loop thread, the rest the store "
           f"writer), {out['engine_cpu_ms_per_msg']:.2f} ms per message; the machine's "
