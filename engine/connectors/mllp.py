@@ -57,6 +57,7 @@ class _Connection(asyncio.Protocol):
         self._worker: asyncio.Task | None = None
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._last_activity = 0.0
         self._paused = False
         self.peer = ""
 
@@ -82,7 +83,13 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         frames = self._framer.feed(data)
-        self._arm_timer()
+        loop = asyncio.get_running_loop()
+        self._last_activity = now = loop.time()
+        if self._framer.in_frame and self._timer is not None:
+            deadline = now + self._timeout()
+            if self._timer.when() > deadline:  # a frame has begun: the shorter limit applies
+                self._timer.cancel()
+                self._timer = loop.call_at(deadline, self._timed_out)
         if frames:
             self._pending.extend(frames)
             if self._worker is None or self._worker.done():
@@ -103,15 +110,23 @@ class _Connection(asyncio.Protocol):
             self._transport.close()
 
     def _arm_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        """One timer per connection, moved only when it fires: activity just records its
+        time, so a busy connection costs no timer churn per message."""
+        loop = asyncio.get_running_loop()
+        self._last_activity = loop.time()
+        self._timer = loop.call_later(self._timeout(), self._timed_out)
+
+    def _timeout(self) -> float:
         cfg = self._source.config
-        timeout = cfg.read_timeout if self._framer.in_frame else cfg.idle_timeout
-        self._timer = asyncio.get_running_loop().call_later(timeout, self._timed_out)
+        return cfg.read_timeout if self._framer.in_frame else cfg.idle_timeout
 
     def _timed_out(self) -> None:
-        if self._worker is not None and not self._worker.done():
-            self._arm_timer()  # we are the slow one; the peer is waiting on our reply
+        loop = asyncio.get_running_loop()
+        busy = self._worker is not None and not self._worker.done()
+        remaining = self._last_activity + self._timeout() - loop.time()
+        if busy or remaining > 0:  # busy: we are the slow one, the peer awaits our reply
+            self._timer = loop.call_later(max(remaining, 0.05) if not busy else self._timeout(),
+                                          self._timed_out)
             return
         what = "an unfinished frame" if self._framer.in_frame else "silence"
         log.info("mllp %s: closing %s after %s", self._source.address, self.peer, what)
@@ -127,7 +142,7 @@ class _Connection(asyncio.Protocol):
             receipt = await self._source.deliver(frame.payload, meta)
             if transport.is_closing():
                 # The peer left before its reply; the message is stored and queued, so
-                # nothing is lost. Its sender will resend and duplicate detection applies.
+                # nothing is lost; its sender will probably resend it.
                 log.info("mllp %s: %s left before reply to message %s",
                          self._source.address, self.peer, receipt.message_id)
                 continue
@@ -136,7 +151,7 @@ class _Connection(asyncio.Protocol):
             if self._paused and len(self._pending) <= _MAX_PENDING_FRAMES // 2:
                 self._paused = False
                 transport.resume_reading()
-        self._arm_timer()
+        self._last_activity = asyncio.get_running_loop().time()
 
 
 class MllpSource:

@@ -47,6 +47,29 @@ class QueueStats(msgspec.Struct):
     oldest_at: float | None = None
 
 
+_head = (
+    sa.select(queue.c.id, queue.c.message_id, queue.c.output_id, queue.c.attempts,
+              queue.c.available_at)
+    .where(queue.c.destination == sa.bindparam("destination"),
+           sa.or_(queue.c.state == READY,
+                  sa.and_(queue.c.state == LEASED, queue.c.lease_until < sa.bindparam("now"))))
+    .order_by(queue.c.id)
+    .limit(sa.bindparam("limit"))
+)
+_take = (
+    queue.update()
+    .where(queue.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .values(state=LEASED, lease_owner=sa.bindparam("owner"), lease_until=sa.bindparam("until"))
+)
+_message_content = (
+    sa.select(messages.c.id, messages.c.control_id, messages.c.patient, messages.c.key_id,
+              messages.c.content)
+    .where(messages.c.id.in_(sa.bindparam("ids", expanding=True)))
+)
+_output_content = (
+    sa.select(outputs.c.id, outputs.c.key_id, outputs.c.content, outputs.c.content_type)
+    .where(outputs.c.id.in_(sa.bindparam("ids", expanding=True)))
+)
 _ack = queue.delete().where(queue.c.id == sa.bindparam("eid"))
 _retry = (
     queue.update()
@@ -84,22 +107,12 @@ class SqlQueue:
         is what keeps the destination FIFO."""
         def run(conn: sa.Connection) -> list[Leased]:
             now = time.time()
-            rows = conn.execute(
-                sa.select(queue.c.id, queue.c.message_id, queue.c.output_id,
-                          queue.c.attempts, queue.c.available_at)
-                .where(queue.c.destination == destination,
-                       sa.or_(queue.c.state == READY,
-                              sa.and_(queue.c.state == LEASED, queue.c.lease_until < now)))
-                .order_by(queue.c.id)
-                .limit(limit)
-            ).all()
+            rows = conn.execute(_head, {"destination": destination, "now": now,
+                                        "limit": limit}).all()
             if not rows:
                 return []
-            conn.execute(
-                queue.update().where(queue.c.id.in_([r.id for r in rows]))
-                .values(state=LEASED, lease_owner=self.owner,
-                        lease_until=now + self.lease_seconds)
-            )
+            conn.execute(_take, {"ids": [r.id for r in rows], "owner": self.owner,
+                                 "until": now + self.lease_seconds})
             return _with_content(conn, rows)
 
         uow = UnitOfWork()
@@ -191,21 +204,10 @@ class SqlQueue:
 
 def _with_content(conn: sa.Connection, rows: list[Any]) -> list[Leased]:
     message_ids = list({r.message_id for r in rows})
-    meta = {
-        m.id: m for m in conn.execute(
-            sa.select(messages.c.id, messages.c.control_id, messages.c.patient,
-                      messages.c.key_id, messages.c.content)
-            .where(messages.c.id.in_(message_ids))
-        )
-    }
+    meta = {m.id: m for m in conn.execute(_message_content, {"ids": message_ids})}
     output_ids = [r.output_id for r in rows if r.output_id]
-    outs = {
-        o.id: o for o in conn.execute(
-            sa.select(outputs.c.id, outputs.c.key_id, outputs.c.content,
-                      outputs.c.content_type)
-            .where(outputs.c.id.in_(output_ids))
-        )
-    } if output_ids else {}
+    outs = ({o.id: o for o in conn.execute(_output_content, {"ids": output_ids})}
+            if output_ids else {})
     leased = []
     for r in rows:
         m = meta[r.message_id]

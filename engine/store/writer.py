@@ -11,6 +11,7 @@ commits/s against 56,000 rows/s in batches of 100).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -69,6 +70,7 @@ class Writer:
         self._pending: list[tuple[UnitOfWork, asyncio.Future]] = []
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="conduit-writer")
+        self._conn: sa.Connection | None = None  # used on the writer thread only
         self._task: asyncio.Task | None = None
         self._closing = False
         self.batches = 0
@@ -100,6 +102,7 @@ class Writer:
         if self._task is not None:
             await self._task
             self._task = None
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._disconnect)
         self._executor.shutdown(wait=True)
 
     async def _run(self) -> None:
@@ -133,16 +136,34 @@ class Writer:
             if committed and self._on_committed is not None:
                 self._on_committed(committed)
 
+    def _transaction(self, units: list[UnitOfWork]) -> list[Any]:
+        """One transaction on the writer's own connection, kept open between batches
+        (a pool checkout, and on PostgreSQL a liveness ping, per batch would cost more
+        than the batch); a connection that failed is replaced on the next batch."""
+        if self._conn is None:
+            self._conn = self._engine.connect()
+        try:
+            with self._conn.begin():
+                return self._apply(self._conn, units)
+        except sa.exc.DBAPIError as exc:
+            if exc.connection_invalidated or self._conn.invalidated:
+                self._disconnect()
+            raise
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
     def _write(self, batch: list[tuple[UnitOfWork, asyncio.Future]]) -> list[Any]:
-        with self._engine.begin() as conn:
-            return self._apply(conn, [uow for uow, _ in batch])
+        return self._transaction([uow for uow, _ in batch])
 
     def _write_each(self, batch: list[tuple[UnitOfWork, asyncio.Future]]) -> list[Any]:
         results: list[Any] = []
         for uow, _ in batch:
             try:
-                with self._engine.begin() as conn:
-                    results.append(self._apply(conn, [uow])[0])
+                results.append(self._transaction([uow])[0])
             except Exception as exc:
                 results.append(exc)
         return results
