@@ -9,6 +9,7 @@ from __future__ import annotations
 import email.utils
 import os
 import time
+from http import HTTPStatus
 from typing import Annotated, Literal
 
 import aiohttp
@@ -65,7 +66,7 @@ class HttpDestination:
                 method, url, data=outbound.content, headers=headers
             ) as resp:
                 await resp.read()
-                return classify(resp.status, resp.reason or "", resp.headers.get("Retry-After"))
+                return classify(resp.status, resp.headers.get("Retry-After"))
         except TimeoutError:
             return Retry("no answer within the timeout")
         except aiohttp.ClientError as exc:
@@ -80,12 +81,16 @@ class HttpDestination:
             self._session = None
 
 
-def classify(status: int, reason: str, retry_after: str | None) -> Delivery:
-    """What an HTTP status means for the queue."""
+def classify(status: int, retry_after: str | None) -> Delivery:
+    """What an HTTP status means for the queue. The reason text is the standard phrase,
+    never the server's own, which could quote the patient back at us."""
     code = str(status)
     if 200 <= status < 300:
         return Sent(code)
-    text = f"HTTP {status} {reason}".strip()
+    try:
+        text = f"HTTP {status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        text = f"HTTP {status}"
     if status in _RETRY_STATUSES or status >= 500:
         return Retry(text, code=code, after=parse_retry_after(retry_after))
     return Fail(text, code=code)

@@ -120,8 +120,9 @@ class Writer:
                 results = await loop.run_in_executor(self._executor, self._write, batch)
             except Exception as exc:  # one bad unit must not fail its neighbours
                 results = await loop.run_in_executor(self._executor, self._write_each, batch)
-                if all(isinstance(r, Exception) for r in results):
-                    log.error("store write failed: %s", _brief(exc))
+                failed = sum(isinstance(r, Exception) for r in results)
+                log.error("store write failed for %d of %d units: %s", failed, len(batch),
+                          _brief(exc))
             committed: list[Event] = []
             for (uow, fut), result in zip(batch, results, strict=True):
                 if isinstance(result, Exception):
