@@ -1,0 +1,381 @@
+"""Helpers for end-to-end tests: `conduit run` as a real process, fake ADT traffic, and a
+small MLLP sender that records which messages were acknowledged.
+
+The daemon always runs from the repository root with the shipped `conf/conduit.yaml` and
+`channels/`, exactly as a newcomer would start it; each test is isolated only through the
+environment variables those files read (data folder, ports, FHIR URL, log level).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from engine.connectors.mllp import MllpClient
+from engine.errors import ConduitError
+from engine.formats.hl7v2 import Hl7Message
+from tests.fhir_server import FhirTestServer
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = REPO / ".venv" / "bin"
+CONDUIT = str(BIN / "conduit")
+CHANNEL = "adt-to-fhir"
+FHIR_DESTINATION = f"{CHANNEL}/fhir-server"
+
+
+def free_port() -> int:
+    """A port nobody listens on right now (the kernel picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_accepts(port: int) -> bool:
+    """True if something accepts TCP connections on 127.0.0.1:port."""
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def clean_env() -> dict[str, str]:
+    """The caller's environment without any CONDUIT_* setting, so that only what a test
+    sets reaches the daemon (a developer's CONDUIT_FHIR_URL must not leak in)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("CONDUIT_")}
+
+
+# ---------------------------------------------------------------- the daemon process
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class Daemon:
+    """`conduit run` as a subprocess with its own data folder and ports.
+
+    Every start writes its stdout and stderr to numbered files in the test's tmp_path, so
+    logs of runs that were SIGKILLed survive for the assertions and for debugging.
+    """
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.data_dir = tmp_path / "data"
+        self.mllp_port = free_port()
+        self.web_port = free_port()
+        self.env = clean_env()
+        self.env.update({
+            "CONDUIT_DATA_DIR": str(self.data_dir),
+            "CONDUIT_MLLP_PORT": str(self.mllp_port),
+            "CONDUIT_WEB_PORT": str(self.web_port),
+            "CONDUIT_LOG_LEVEL": "debug",
+        })
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.runs = 0
+        self.log_files: list[Path] = []
+
+    @property
+    def out_dir(self) -> Path:
+        """Where the shipped channel's `files` destination writes one Bundle per message."""
+        return self.data_dir / "out" / CHANNEL
+
+    def deliver_to(self, fhir_url: str | None) -> None:
+        """Point the channel's optional FHIR destination at a server (None disables it)."""
+        if fhir_url is None:
+            self.env.pop("CONDUIT_FHIR_URL", None)
+        else:
+            self.env["CONDUIT_FHIR_URL"] = fhir_url
+
+    async def start(self, *, timeout: float = 20.0) -> None:
+        """Start `conduit run` and return once /readyz says the channels are started."""
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        self.runs += 1
+        out = self.tmp_path / f"daemon-{self.runs}.stdout"
+        err = self.tmp_path / f"daemon-{self.runs}.stderr"
+        self.log_files += [out, err]
+        with open(out, "wb") as fo, open(err, "wb") as fe:
+            self.proc = subprocess.Popen([CONDUIT, "run"], cwd=REPO, env=self.env,
+                                         stdout=fo, stderr=fe, stdin=subprocess.DEVNULL)
+        await self.wait_ready(timeout)
+
+    async def wait_ready(self, timeout: float) -> None:
+        url = f"http://127.0.0.1:{self.web_port}/readyz"
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+            while time.monotonic() < deadline:
+                assert self.proc is not None
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"conduit run exited with {self.proc.returncode} "
+                                         f"before it was ready:\n{self.logs()}")
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with http.get(url) as resp:
+                        if resp.status == 200 and (await resp.json()).get("ready"):
+                            return
+                await asyncio.sleep(0.05)
+        raise AssertionError(f"conduit run was not ready within {timeout}s:\n{self.logs()}")
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    async def wait_exit(self, timeout: float) -> int:
+        """The exit code; fails the test if the process is still alive after `timeout`."""
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"conduit run still running {timeout}s later:\n"
+                                     f"{self.logs()[-3000:]}")
+            await asyncio.sleep(0.02)
+        return self.proc.returncode
+
+    async def crash(self) -> None:
+        """SIGKILL: no chance to drain, flush or say goodbye."""
+        self.signal(signal.SIGKILL)
+        await self.wait_exit(5)
+
+    async def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM, as an init system would, and the exit code."""
+        self.signal(signal.SIGTERM)
+        return await self.wait_exit(timeout)
+
+    def kill_leftover(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def logs(self, run: int | None = None) -> str:
+        """stdout and stderr of every run so far (or only of the 1-based `run`)."""
+        files = self.log_files if run is None else self.log_files[2 * run - 2: 2 * run]
+        return "".join(p.read_text(errors="replace") for p in files if p.exists())
+
+    async def cli(self, *args: str, cwd: Path = REPO, timeout: float = 30.0) -> CliResult:
+        """Another `conduit` command with this daemon's environment (not blocking the
+        event loop, which also serves the FHIR test server)."""
+        proc = await asyncio.create_subprocess_exec(
+            CONDUIT, *args, cwd=cwd, env=self.env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        assert proc.returncode is not None
+        return CliResult(proc.returncode, out.decode(errors="replace"),
+                         err.decode(errors="replace"))
+
+    def output_files(self) -> list[Path]:
+        if not self.out_dir.exists():
+            return []
+        return sorted(p for p in self.out_dir.iterdir() if not p.name.startswith("."))
+
+
+async def run_tool(*argv: str, env: dict[str, str], cwd: Path = REPO,
+                   timeout: float = 30.0) -> CliResult:
+    """Any command line tool, run without blocking the event loop."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv, cwd=cwd, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return CliResult(proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
+
+
+# ---------------------------------------------------------------- the FHIR receiver
+
+
+class CountingFhirServer(FhirTestServer):
+    """The shared FHIR test server, also counting requests it is still answering, so a
+    test can SIGKILL the engine exactly while a delivery is in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_flight = 0
+        self._handlers: set[asyncio.Task] = set()
+
+    async def _handle(self, request):  # type: ignore[override]
+        self.in_flight += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            return await super()._handle(request)
+        finally:
+            self.in_flight -= 1
+            self._handlers.discard(task)
+
+    async def stop(self) -> None:
+        """Stop at once: a request held by a long `Answer(delay=...)` would otherwise keep
+        aiohttp's graceful shutdown waiting for a minute."""
+        for task in list(self._handlers):
+            task.cancel()
+        await super().stop()
+
+    def bodies(self) -> list[bytes]:
+        return [r.body for r in self.received]
+
+
+# ---------------------------------------------------------------- fake ADT traffic
+
+_MRN = re.compile(rb'"(E2E[A-Z0-9]+)"')
+
+
+def mrns_in(blobs: Iterable[bytes]) -> set[str]:
+    """Our fake MRNs (all start with E2E) quoted in JSON bodies or files."""
+    found: set[str] = set()
+    for blob in blobs:
+        found.update(m.decode() for m in _MRN.findall(blob))
+    return found
+
+
+def mrns_in_files(paths: Iterable[Path]) -> set[str]:
+    return mrns_in(p.read_bytes() for p in paths)
+
+
+@dataclass(frozen=True)
+class Adt:
+    """One fake ADT message; MRN and control id are unique within a test."""
+
+    control_id: str
+    mrn: str
+    event: str = "A01"
+    family: str = "TESTPATIENT"
+    given: str = "ALEX"
+    birth_date: str = "19700412"
+    sex: str = "F"
+    admit: str = "20240301101000"
+    message_type: str = "ADT"
+    facility: str = "NORTHWING"
+
+    def text(self, newline: str = "\r") -> str:
+        pv1 = ["PV1"] + [""] * 44
+        pv1[1], pv1[2], pv1[3] = "1", "I", f"4W^401^A^{self.facility}"
+        pv1[7] = "1234567890^WELBY^MARCUS^^^DR^MD"
+        pv1[10], pv1[19] = "MED", f"V{self.mrn}^^^{self.facility}^VN"
+        pv1[44] = self.admit
+        structure = "ADT_A01" if self.message_type == "ADT" else f"{self.message_type}_{self.event}"
+        segments = [
+            f"MSH|^~\\&|EPIC|{self.facility}|CONDUIT|HIE|20240301101500-0500||"
+            f"{self.message_type}^{self.event}^{structure}|{self.control_id}|P|2.5.1|||AL|NE",
+            f"EVN|{self.event}|20240301101500-0500",
+            f"PID|1||{self.mrn}^^^{self.facility}^MR||{self.family}^{self.given}^J^^^^L||"
+            f"{self.birth_date}|{self.sex}|||12 ELM ST^^SPRINGFIELD^IL^62701^USA^H||"
+            "^PRN^PH^^1^217^5550134|||S",
+            "|".join(pv1),
+        ]
+        return newline.join(segments) + newline
+
+    def payload(self) -> bytes:
+        return self.text().encode()
+
+
+def adt_batch(prefix: str, count: int, *, event: str = "A01") -> list[Adt]:
+    """`count` messages, alternating admissions and updates when event is "mixed"."""
+    out = []
+    for i in range(count):
+        ev = event if event != "mixed" else ("A01", "A08")[i % 2]
+        out.append(Adt(control_id=f"{prefix}{i:06d}", mrn=f"E2E{prefix}{i:06d}", event=ev,
+                       family=f"TESTPATIENT{i % 97}"))
+    return out
+
+
+def ack_code(reply: bytes) -> str:
+    """MSA-1 of an HL7 ACK, or "??" if the reply is no readable ACK."""
+    try:
+        return Hl7Message.parse(reply.decode("utf-8", "replace")).value("MSA-1") or "??"
+    except ConduitError:
+        return "??"
+
+
+# ---------------------------------------------------------------- MLLP senders
+
+
+@dataclass
+class Ledger:
+    """What the senders saw: AA'd messages, other answers, and sends that got no reply."""
+
+    acked: list[Adt] = field(default_factory=list)
+    other: dict[str, str] = field(default_factory=dict)  # control id -> MSA-1
+    unanswered: list[Adt] = field(default_factory=list)
+
+    @property
+    def acked_mrns(self) -> set[str]:
+        return {m.mrn for m in self.acked}
+
+
+async def send_all(port: int, messages: list[Adt], ledger: Ledger, *, reconnect: bool = True,
+                   pause: float = 0.0, reply_timeout: float = 15.0) -> None:
+    """Send `messages` one after another on one connection, as an EHR's interface does.
+
+    A message whose connection dies before its ACK is recorded as unanswered and the
+    sender moves on (reconnecting when `reconnect`, else it gives up, as a sender that
+    has been told to stop would)."""
+    client: MllpClient | None = None
+    try:
+        for msg in messages:
+            while client is None:
+                candidate = MllpClient("127.0.0.1", port)
+                try:
+                    await candidate.connect(1.0)
+                    client = candidate
+                except (OSError, TimeoutError):
+                    if not reconnect:
+                        return
+                    await asyncio.sleep(0.05)
+            try:
+                reply = await client.exchange(msg.payload(), reply_timeout)
+            except (OSError, TimeoutError, asyncio.IncompleteReadError):
+                ledger.unanswered.append(msg)
+                await client.close()
+                client = None
+                if not reconnect:
+                    return
+                continue
+            code = ack_code(reply)
+            if code == "AA":
+                ledger.acked.append(msg)
+            else:
+                ledger.other[msg.control_id] = code
+            if pause:
+                await asyncio.sleep(pause)
+    finally:
+        if client is not None:
+            await client.close()
+
+
+async def exchange_one(port: int, payload: bytes, timeout: float = 10.0) -> bytes:
+    """One message on its own connection; the raw reply."""
+    client = MllpClient("127.0.0.1", port)
+    await client.connect(timeout)
+    try:
+        return await client.exchange(payload, timeout)
+    finally:
+        await client.close()
+
+
+async def eventually(predicate, *, timeout: float, interval: float = 0.1,
+                     message: str = "condition") -> None:
+    """Poll `predicate` (sync or async) until true; fail the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        await asyncio.sleep(interval)
