@@ -25,6 +25,9 @@ log = logging.getLogger("conduit.delivery")
 
 LEASE_BATCH = 100
 IDLE_POLL = 1.0  # seconds between looks at the queue when nothing announced work
+# How long shutdown waits for a send in progress before abandoning it; the abandoned
+# message keeps its queue entry and is sent again after restart (at-least-once).
+DRAIN_GRACE = 5.0
 
 
 class DestinationWorker:
@@ -65,10 +68,17 @@ class DestinationWorker:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"deliver {self.key}")
 
     async def stop(self) -> None:
-        """Finish the send in progress, give back the rest of the lease, close."""
+        """Let the send in progress finish (for up to DRAIN_GRACE seconds), give back the
+        rest of the lease, close."""
         self._stopping.set()
         if self._task is not None:
-            await self._task
+            done, _ = await asyncio.wait({self._task}, timeout=DRAIN_GRACE)
+            if not done:
+                log.warning("destination %s: abandoning a send still waiting after %.0fs; "
+                            "it stays queued and is sent again after restart", self.key,
+                            DRAIN_GRACE)
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
     async def _run(self) -> None:
@@ -92,10 +102,13 @@ class DestinationWorker:
                 for entry in batch:
                     if not await self._deliver(entry):
                         break  # stopping: the rest of the lease is given back below
+        except asyncio.CancelledError:
+            pass  # abandoned at shutdown (see stop); the lease is given back below
+        finally:
             release = UnitOfWork()
             self._queue.release(release, self.key)
-            await self._writer.commit(release)
-        finally:
+            with contextlib.suppress(Exception):
+                await self._writer.commit(release)
             with contextlib.suppress(Exception):
                 await self.destination.close()
 

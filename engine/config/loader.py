@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import msgspec
 
 from engine.config.base import DestinationBase, SourceBase
-from engine.config.schema import ChannelConfig, EngineConfig
+from engine.config.schema import ChannelConfig, DestinationConfig, EngineConfig
 from engine.config.types import dec_hook
 from engine.config.yaml_source import (
     ROOT,
@@ -154,9 +154,11 @@ def _load_channel(path: Path, env: Mapping[str, str]) -> tuple[LoadedChannel | N
     if "name" not in doc.data:
         doc.data["name"] = path.stem
         doc.defaulted_name = True
-    disabled = disable_optional_destinations(doc)
+    converter = _Converter(doc)
+    disabled = disable_optional_destinations(
+        doc, lambda dest, path: converter.convert(dest, DestinationConfig, path))
     doc.report_unset()
-    config = _Converter(doc).build(ChannelConfig)
+    config = converter.build(ChannelConfig)
     if config is None:
         return None, doc.errors
     positions = {render(p): pos for p, pos in doc.values.items()}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -256,9 +256,15 @@ def _mark(mark: yaml.Mark) -> Pos:
 # ----------------------------------------------------------------- optional destinations
 
 
-def disable_optional_destinations(doc: Document) -> dict[str, list[str]]:
+def disable_optional_destinations(
+    doc: Document, check: Callable[[Any, Path_], Any]
+) -> dict[str, list[str]]:
     """Drop destinations marked `optional: true` that use unset variables, and return
-    them as name -> variables; error if that leaves the channel with no destination."""
+    them as name -> variables; error if that leaves the channel with no destination.
+
+    Each is first given to `check` with only its unset values skipped, so a typo in a
+    destination that is off here is reported now, not on the day production sets the
+    variable."""
     dests = doc.data.get("destinations")
     if not isinstance(dests, list):
         return {}
@@ -273,6 +279,9 @@ def disable_optional_destinations(doc: Document) -> dict[str, list[str]]:
         if not isinstance(name, str) or ("destinations", i, "name") in unset:
             name = f"destinations[{i}]"
         disabled[name] = sorted({var for found in unset.values() for var, _ in found})
+        doc.skip.update(unset)
+        check(dest, ("destinations", i))
+        doc.skip.difference_update(unset)
         for path in unset:
             del doc.unset[path]
     if not disabled:

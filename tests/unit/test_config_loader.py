@@ -374,11 +374,19 @@ destinations:
 
 
 def test_optional_destination_with_unset_variable_is_disabled(project: Path) -> None:
-    loaded = one_channel(project, OPTIONAL)
+    loaded = one_channel(project, OPTIONAL.replace("timeout: soon", "timeout: 5s"))
     assert [d.name for d in loaded.config.destinations] == ["files", "tail"]
     assert loaded.disabled == {"fhir": ["CONDUIT_FHIR_URL"]}
     # positions follow the destinations that remain
     assert loaded.locate("destinations[1].directory") == (13, 16)
+
+
+def test_disabled_destination_still_has_its_written_settings_checked(project: Path) -> None:
+    """A typo in a destination that is off here must not wait for production to show."""
+    assert channel_errors(project, OPTIONAL) == [
+        "channels/c.yaml:10:14: destinations[1].timeout: expected a duration such as 500ms, "
+        '30s, 5m or 1h, got text "soon"'
+    ]
 
 
 def test_optional_destination_is_checked_when_its_variables_are_set(project: Path) -> None:
