@@ -49,9 +49,10 @@ async def exchange(port: int, payloads: list[bytes], timeout: float = 10.0) -> l
 class EngineHarness:
     """Writes a conf and channel files into a folder and runs an Engine on them."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, store_url: str | None = None) -> None:
         self.root = root
         self.data = root / "data"
+        self.store_url = store_url
         self.engine: Engine | None = None
 
     async def start(self, channels: dict[str, str]) -> Engine:
@@ -62,6 +63,7 @@ class EngineHarness:
         conf.write_text(
             f"data_dir: {self.data}\nchannels_dir: {self.root / 'channels'}\n"
             f"mappings_dir: {REPO / 'mappings'}\nweb:\n  port: 0\n"
+            + (f"store:\n  url: {self.store_url}\n" if self.store_url else "")
         )
         engine_cfg, loaded = load_all(conf, {})
         catalog = MappingCatalog.discover(engine_cfg.mappings_dir)
