@@ -9,7 +9,6 @@ the head row catches.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import time
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ _COLUMNS = ("seq", "at_us", "kind", "actor", "channel", "destination", "message_
 
 def link_hash(key: bytes, prev_hash: str, row: dict[str, Any]) -> str:
     record = msgspec.json.encode([row[c] for c in _COLUMNS])
-    return hmac.new(key, prev_hash.encode() + record, hashlib.sha256).hexdigest()
+    return hmac.digest(key, prev_hash.encode() + record, "sha256").hex()
 
 
 def append(conn: sa.Connection, key: bytes, events: list[Event]) -> None:

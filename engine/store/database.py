@@ -3,6 +3,7 @@ PostgreSQL, with tables created on first use."""
 
 from __future__ import annotations
 
+import operator
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,9 @@ def bulk_insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     sql = (f"INSERT INTO {table.name} ({', '.join(columns)}) "
            f"VALUES ({', '.join([mark] * len(columns))})")
-    conn.exec_driver_sql(sql, [tuple(row[c] for c in columns) for row in rows])
+    values = operator.itemgetter(*columns)
+    conn.exec_driver_sql(sql, [values(row) for row in rows] if len(columns) > 1
+                         else [(values(row),) for row in rows])
 
 
 def _safe(url: str) -> str:
