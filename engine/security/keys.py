@@ -92,7 +92,10 @@ def _ensure_private_dir(folder: Path) -> None:
 
 
 def _new_content_key(folder: Path) -> str:
-    key_id = time.strftime("k%Y%m%dT%H%M%S", time.gmtime()) + f"-{os.urandom(2).hex()}"
+    # Sortable by creation time (the newest is current), to the microsecond.
+    now = time.time_ns() // 1000
+    seconds, micros = divmod(now, 1_000_000)
+    key_id = time.strftime("k%Y%m%dT%H%M%S", time.gmtime(seconds)) + f"{micros:06d}"
     _write_key(folder / f"{key_id}.key", os.urandom(KEY_BYTES))
     return key_id
 

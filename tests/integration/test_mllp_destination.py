@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.harness import EngineHarness, adt, exchange, free_port
+from tests.harness import adt, exchange, free_port
 from tests.mllp_receiver import MllpReceiver
 
 
@@ -13,13 +13,6 @@ async def receiver():
     r = await MllpReceiver().start()
     yield r
     await r.stop()
-
-
-@pytest.fixture
-async def harness(tmp_path):
-    h = EngineHarness(tmp_path)
-    yield h
-    await h.stop()
 
 
 def router(port: int, out_port: int) -> str:

@@ -5,27 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 
-import pytest
 import sqlalchemy as sa
 from fhir.resources.R4B.bundle import Bundle
 
 from engine.store.schema import audit, messages
-from tests.fhir_server import Answer, FhirTestServer
-from tests.harness import EngineHarness, adt, exchange, free_port
-
-
-@pytest.fixture
-async def fhir():
-    server = await FhirTestServer().start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def harness(tmp_path):
-    h = EngineHarness(tmp_path)
-    yield h
-    await h.stop()
+from tests.fhir_server import Answer
+from tests.harness import adt, exchange, free_port
 
 
 def adt_channel(port: int, fhir_url: str, out: str, extra: str = "") -> str:

@@ -35,9 +35,9 @@ def channel(port: int = 2575, extra: str = "") -> str:
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "channels").mkdir()
+def project(project: Path) -> Path:
+    """The shared project root, with mappings the channels can name."""
+    tmp_path = project
     for ref, accepts in [("adt-to-fhir@1", "hl7v2"), ("adt-to-fhir@2", "hl7v2"),
                          ("fhir-to-adt@1", "fhir")]:
         name, version = ref.split("@")

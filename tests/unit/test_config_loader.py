@@ -29,14 +29,6 @@ destinations:
 """
 
 
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A project root we run in, so files are named as an analyst sees them."""
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "channels").mkdir()
-    return tmp_path
-
-
 def write(root: Path, name: str, text: str) -> Path:
     path = root / name
     path.parent.mkdir(parents=True, exist_ok=True)
