@@ -108,11 +108,11 @@ class Channel:
         now = time.time()
         digest = content_hash(raw)
         uow = UnitOfWork()
-        hop = {"channel": self.name, "message_id": message_id}
+        hop = {"channel": self.name, "message_id": message_id, "peer": meta.peer}
         parsed, problem = self._parse(raw, meta)
         patient = self._vault.pseudonym(parsed.patient_id) if parsed else None
         hop["patient"] = patient
-        uow.record(Event(kind=Kind.RECEIVED, peer=meta.peer, content_hash=digest,
+        uow.record(Event(kind=Kind.RECEIVED, content_hash=digest,
                          detail={"transport": meta.transport, "size": meta.size}, **hop))
         status, error, verdict_problems = MessageStatus.ACCEPTED, None, ()
         if parsed is None:

@@ -152,7 +152,8 @@ class DestinationWorker:
             decision = self.policy.decide(delivery, attempts)
             uow = UnitOfWork()
             base = {"channel": self.channel, "destination": self.name,
-                    "message_id": entry.message_id, "patient": entry.patient}
+                    "message_id": entry.message_id, "patient": entry.patient,
+                    "peer": self.destination.address}
             code = getattr(delivery, "code", "")
             if decision.action == "confirm":
                 self._queue.ack(uow, entry.id)

@@ -51,6 +51,11 @@ class Source(Protocol):
 
 
 class Destination(Protocol):
+    @property
+    def address(self) -> str:
+        """Where it delivers (URL, host:port, folder), for the audit trail's peer."""
+        ...
+
     async def open(self) -> None: ...
 
     async def send(self, outbound: Outbound) -> Delivery: ...

@@ -38,6 +38,10 @@ class FileDestination:
         self._context = context
         self._dir = Path(config.directory)
 
+    @property
+    def address(self) -> str:
+        return f"file:{self._dir}"
+
     async def open(self) -> None:
         self._dir.mkdir(parents=True, exist_ok=True)
 

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 
 import aiohttp
 from msgspec import Meta
+from yarl import URL
 
 from engine.config.base import DestinationBase
 from engine.connectors.base import DestinationContext
@@ -39,6 +40,11 @@ class HttpDestination:
         self.config = config
         self._context = context
         self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def address(self) -> str:
+        """The URL without any user or password in it."""
+        return str(URL(self.config.url).with_user(None))
 
     async def open(self) -> None:
         headers = dict(self.config.headers)

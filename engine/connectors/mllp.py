@@ -266,6 +266,10 @@ class MllpDestination:
         self._context = context
         self._client = MllpClient(config.host, config.port)
 
+    @property
+    def address(self) -> str:
+        return f"mllp://{self.config.host}:{self.config.port}"
+
     async def open(self) -> None:
         """Connect lazily on first send, so a down receiver does not stop the engine."""
 
