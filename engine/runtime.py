@@ -59,6 +59,11 @@ class Services:
         self.store = MessageStore(self.db, self.vault)
         self.writer: Writer | None = None
 
+    def ping(self) -> None:
+        """Raises if the database cannot answer a trivial query."""
+        with self.db.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
     def start_writer(self) -> Writer:
         self.writer = Writer(self.db, self.keys.audit,
                              on_committed=lambda events: observe(events, self.metrics))
@@ -184,7 +189,7 @@ class Engine:
         store_ok = False
         if svc is not None:
             try:
-                await asyncio.to_thread(svc.queue.stats)
+                await asyncio.to_thread(svc.ping)
                 store_ok = True
             except Exception:
                 store_ok = False
