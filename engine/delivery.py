@@ -157,8 +157,9 @@ class DestinationWorker:
             code = getattr(delivery, "code", "")
             if decision.action == "confirm":
                 self._queue.ack(uow, entry.id)
-                uow.record(Event(kind=Kind.SENT, **base,
-                                 detail={"code": code, "attempt": attempts}))
+                latency_ms = round((time.time() - entry.received_at) * 1000, 1)
+                uow.record(Event(kind=Kind.SENT, **base, detail={
+                    "code": code, "attempt": attempts, "latency_ms": latency_ms}))
                 self._writer.submit(uow)
                 return True
             self.last_error, self.last_error_at = decision.reason, time.time()

@@ -1,13 +1,13 @@
 """Typed events: every hop of a message, and every admin action, is one Event.
 
 An event is written to the audit trail in the same transaction as the state change it
-describes; once that transaction commits, `observe` writes its PHI-free log line and
-counts it in the metrics. One source for all three, so they never disagree.
+describes; once that transaction commits, `log_events` writes its PHI-free log line and
+`Stats.observe` counts it for the status page and the metrics. One source for all three,
+so they never disagree.
 """
 
 from __future__ import annotations
 
-import collections
 import enum
 import logging
 from typing import Any
@@ -30,8 +30,11 @@ class Kind(enum.StrEnum):
     RETRIED = "retried"  # a delivery attempt failed and will be tried again
     DEAD_LETTERED = "dead-lettered"  # gave up; waits in the dead-letter queue
     REQUEUED = "requeued"  # a dead letter put back on its queue
+    REPROCESSED = "reprocessed"  # mapped again from the stored raw message, on request
     VIEWED = "viewed"  # someone read message content (a PHI access)
-    ADMIN = "admin"  # engine or channel started/stopped, keys rotated, ...
+    DENIED = "denied"  # a request the caller's role does not allow
+    ALERT = "alert"  # an alert fired, repeated or cleared
+    ADMIN = "admin"  # engine or channel started/stopped, keys rotated, users changed ...
 
 
 # Hops that are routine at volume log at DEBUG; what an operator must see logs higher.
@@ -41,7 +44,10 @@ _LEVELS = {
     Kind.RETRIED: logging.WARNING,
     Kind.DEAD_LETTERED: logging.ERROR,
     Kind.REQUEUED: logging.INFO,
+    Kind.REPROCESSED: logging.INFO,
     Kind.VIEWED: logging.INFO,
+    Kind.DENIED: logging.WARNING,
+    Kind.ALERT: logging.WARNING,
     Kind.ADMIN: logging.INFO,
 }
 
@@ -61,25 +67,10 @@ class Event(msgspec.Struct, kw_only=True):
     detail: dict[str, Any] = {}
 
 
-class Metrics:
-    """Counts of committed events by (kind, channel, destination)."""
-
-    def __init__(self) -> None:
-        self.counts: collections.Counter[tuple[str, str, str]] = collections.Counter()
-
-    def count(self, kind: str, channel: str | None = None, destination: str | None = None) -> int:
-        if channel is None:
-            return sum(n for (k, _, _), n in self.counts.items() if k == kind)
-        if destination is None:
-            return sum(n for (k, c, _), n in self.counts.items() if k == kind and c == channel)
-        return self.counts[(kind, channel, destination)]
-
-
-def observe(events: list[Event], metrics: Metrics) -> None:
-    """After commit: log and count each event."""
+def log_events(events: list[Event]) -> None:
+    """After commit: the log line of each event."""
     debug = log.isEnabledFor(logging.DEBUG)
     for e in events:
-        metrics.counts[(e.kind.value, e.channel or "", e.destination or "")] += 1
         level = _LEVELS.get(e.kind, logging.DEBUG)
         if level > logging.DEBUG or debug:
             log.log(level, "%s", describe(e))

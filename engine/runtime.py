@@ -27,12 +27,13 @@ from engine.config.schema import EngineConfig
 from engine.connectors.base import DestinationContext
 from engine.delivery import DestinationWorker
 from engine.errors import ConduitError, StoreError
-from engine.events import Event, Kind, Metrics, observe
+from engine.events import Event, Kind, log_events
 from engine.mapping import MappingCatalog
 from engine.queue.retry import RetryPolicy
 from engine.queue.sql import SqlQueue
 from engine.security.crypto import Vault
 from engine.security.keys import KeyRing
+from engine.stats import Stats
 from engine.store.database import default_url, open_database
 from engine.store.messages import MessageStore
 from engine.store.writer import UnitOfWork, Writer
@@ -53,11 +54,15 @@ class Services:
         self.keys = KeyRing.load(keys_dir)
         self.vault = Vault(self.keys)
         self.db = open_database(self.url)
-        self.metrics = Metrics()
+        self.stats = Stats()
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self.queue = SqlQueue(self.db, self.owner)
         self.store = MessageStore(self.db, self.vault)
         self.writer: Writer | None = None
+
+    def _committed(self, events: list[Event]) -> None:
+        log_events(events)
+        self.stats.observe(events)
 
     def ping(self) -> None:
         """Raises if the database cannot answer a trivial query."""
@@ -65,8 +70,7 @@ class Services:
             conn.exec_driver_sql("SELECT 1")
 
     def start_writer(self) -> Writer:
-        self.writer = Writer(self.db, self.keys.audit,
-                             on_committed=lambda events: observe(events, self.metrics))
+        self.writer = Writer(self.db, self.keys.audit, on_committed=self._committed)
         self.writer.start()
         return self.writer
 

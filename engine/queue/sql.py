@@ -36,6 +36,7 @@ class Leased(msgspec.Struct):
     sealed: bytes
     record_id: str  # the id the content was sealed under
     content_type: str  # "" for the raw message: the channel's codec knows its type
+    received_at: float  # when the engine took the message on, for delivery latency
 
 
 class QueueStats(msgspec.Struct):
@@ -63,7 +64,7 @@ _take = (
 )
 _message_content = (
     sa.select(messages.c.id, messages.c.control_id, messages.c.patient, messages.c.key_id,
-              messages.c.content)
+              messages.c.content, messages.c.received_at)
     .where(messages.c.id.in_(sa.bindparam("ids", expanding=True)))
 )
 _output_content = (
@@ -217,6 +218,7 @@ def _with_content(conn: sa.Connection, rows: list[Any]) -> list[Leased]:
         else:
             key_id, sealed, record_id, ctype = m.key_id, m.content, m.id, ""
         leased.append(Leased(r.id, r.message_id, r.output_id, r.attempts, r.available_at,
-                             m.control_id, m.patient, key_id, sealed, record_id, ctype))
+                             m.control_id, m.patient, key_id, sealed, record_id, ctype,
+                             m.received_at))
     return leased
 

@@ -32,8 +32,8 @@ async def test_ae_is_retried_and_delivered_unchanged(harness, receiver):
     await exchange(port, [message])
     await harness.settle(lambda: len(receiver.received) == 1)
     assert receiver.received == [message]
-    assert engine.services.metrics.count("retried", "router", "lis") == 2
-    assert engine.services.metrics.count("sent", "router", "lis") == 1
+    assert engine.services.stats.count("retried", "router", "lis") == 2
+    assert engine.services.stats.count("sent", "router", "lis") == 1
 
 
 async def test_ar_is_dead_lettered_at_once_and_the_queue_moves_on(harness, receiver):
@@ -43,8 +43,8 @@ async def test_ar_is_dead_lettered_at_once_and_the_queue_moves_on(harness, recei
     await exchange(port, [adt("R2", "MRN101"), adt("R3", "MRN102")])
     await harness.settle(lambda: len(receiver.received) == 1)
     assert b"R3" in receiver.received[0]
-    await harness.settle(lambda: engine.services.metrics.count("dead-lettered") == 1)
-    assert engine.services.metrics.count("retried") == 0
+    await harness.settle(lambda: engine.services.stats.count("dead-lettered") == 1)
+    assert engine.services.stats.count("retried") == 0
 
 
 async def test_silent_receiver_times_out_and_is_retried(harness, receiver):
@@ -52,7 +52,7 @@ async def test_silent_receiver_times_out_and_is_retried(harness, receiver):
     port = free_port()
     engine = await harness.start({"router": router(port, receiver.port)})
     await exchange(port, [adt("R4", "MRN103")])
-    await harness.settle(lambda: engine.services.metrics.count("retried") >= 1)
+    await harness.settle(lambda: engine.services.stats.count("retried") >= 1)
     receiver.silent = False
     await harness.settle(lambda: len(receiver.received) == 1)
 
@@ -62,6 +62,6 @@ async def test_receiver_down_is_retried_not_dropped(harness):
     port = free_port()
     engine = await harness.start({"router": router(port, down_port)})
     await exchange(port, [adt("R5", "MRN104")])
-    await harness.settle(lambda: engine.services.metrics.count("retried") >= 1)
+    await harness.settle(lambda: engine.services.stats.count("retried") >= 1)
     stats = engine.services.queue.stats()
     assert stats[0].retrying == 1

@@ -159,8 +159,8 @@ async def test_retries_keep_fifo_order_and_block_only_that_destination(harness, 
     received = await fhir.wait_for(5)
     mrns = [r.json()["entry"][0]["resource"]["identifier"][0]["value"] for r in received]
     assert mrns == [f"MRN1{i}" for i in range(5)]
-    assert engine.services.metrics.count("retried", "adt", "fhir") == 3
-    assert engine.services.metrics.count("retried", "adt", "files") == 0
+    assert engine.services.stats.count("retried", "adt", "fhir") == 3
+    assert engine.services.stats.count("retried", "adt", "files") == 0
 
 
 async def test_permanent_http_error_dead_letters_at_once(harness, fhir, tmp_path):
@@ -170,10 +170,10 @@ async def test_permanent_http_error_dead_letters_at_once(harness, fhir, tmp_path
     await exchange(port, [adt("D1", "MRN020"), adt("D2", "MRN021")])
     [delivered] = await fhir.wait_for(1)
     assert delivered.json()["entry"][0]["resource"]["identifier"][0]["value"] == "MRN021"
-    await harness.settle(lambda: engine.services.metrics.count("dead-lettered") == 1)
+    await harness.settle(lambda: engine.services.stats.count("dead-lettered") == 1)
     stats = {s.destination: s for s in engine.services.queue.stats()}
     assert stats["adt/fhir"].dead == 1
-    assert engine.services.metrics.count("retried") == 0
+    assert engine.services.stats.count("retried") == 0
 
 
 async def test_exhausted_retries_dead_letter(harness, fhir, tmp_path):
@@ -181,8 +181,8 @@ async def test_exhausted_retries_dead_letter(harness, fhir, tmp_path):
     port = free_port()
     engine = await harness.start({"adt": adt_channel(port, fhir.url, tmp_path / "out")})
     await exchange(port, [adt("X1", "MRN030")])
-    await harness.settle(lambda: engine.services.metrics.count("dead-lettered") == 1)
-    assert engine.services.metrics.count("retried", "adt", "fhir") == 3  # max_attempts 4
+    await harness.settle(lambda: engine.services.stats.count("dead-lettered") == 1)
+    assert engine.services.stats.count("retried", "adt", "fhir") == 3  # max_attempts 4
     [row] = _message_rows(engine)
     assert _kinds(engine, row.id)[-1] == ("dead-lettered", "fhir")
 

@@ -28,8 +28,8 @@ async def test_engine_on_postgresql_delivers_retries_and_audits(tmp_path, pg_url
         results = await asyncio.gather(*(exchange(port, b) for b in batches))
         assert {a.value("MSA-1") for acks in results for a in acks} == {"AA"}
         await fhir.wait_for(40)
-        await harness.settle(lambda: engine.services.metrics.count("sent") == 40)
-        assert engine.services.metrics.count("retried") == 1
+        await harness.settle(lambda: engine.services.stats.count("sent") == 40)
+        assert engine.services.stats.count("retried") == 1
         assert engine.services.db.dialect.name == "postgresql"
         with engine.services.db.connect() as conn:
             verified = audit.verify(conn, engine.services.keys.audit)

@@ -1,0 +1,193 @@
+"""Live statistics of channels and destinations, fed by committed events.
+
+Everything the status page, /metrics, alerts and service levels show is derived here
+from the same events the audit trail records, so the page never claims a delivery the
+audit trail does not hold. Memory is bounded: per-second buckets for five minutes,
+per-minute buckets for an hour, and at most a few thousand latency samples.
+"""
+
+from __future__ import annotations
+
+import bisect
+import collections
+import time
+from collections.abc import Iterable
+
+from engine.events import Event, Kind
+
+RECENT_SECONDS = 300
+SERIES_MINUTES = 60
+LATENCY_SAMPLES = 5000
+# Upper bounds (seconds) of the delivery latency histogram exported to Prometheus.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                   60.0, 300.0, 900.0, 3600.0)
+
+# The counts an operator reads, and which event kinds feed each.
+COUNTED = {
+    Kind.RECEIVED: "received",
+    Kind.FILTERED: "filtered",
+    Kind.QUEUED: "queued",
+    Kind.SENT: "sent",
+    Kind.ERRORED: "errored",
+    Kind.REJECTED: "errored",
+    Kind.DEAD_LETTERED: "dead_lettered",
+    Kind.RETRIED: "retried",
+}
+
+
+class Window:
+    """Counts in one-second buckets over the last `seconds`."""
+
+    __slots__ = ("_buckets", "_seconds")
+
+    def __init__(self, seconds: int = RECENT_SECONDS) -> None:
+        self._seconds = seconds
+        self._buckets: collections.deque[list[int]] = collections.deque()  # [second, n]
+
+    def add(self, n: int = 1, now: float | None = None) -> None:
+        second = int(now if now is not None else time.time())
+        if self._buckets and self._buckets[-1][0] == second:
+            self._buckets[-1][1] += n
+        else:
+            self._buckets.append([second, n])
+            self._trim(second)
+
+    def _trim(self, second: int) -> None:
+        while self._buckets and self._buckets[0][0] <= second - self._seconds:
+            self._buckets.popleft()
+
+    def total(self, last: int | None = None, now: float | None = None) -> int:
+        """Count over the last `last` seconds (default: the whole window)."""
+        since = int(now if now is not None else time.time()) - (last or self._seconds)
+        return sum(n for second, n in self._buckets if second > since)
+
+
+class MinuteSeries:
+    """Counts per minute for the last hour, for sparklines."""
+
+    __slots__ = ("_minutes",)
+
+    def __init__(self) -> None:
+        self._minutes: collections.deque[list[int]] = collections.deque()
+
+    def add(self, n: int = 1, now: float | None = None) -> None:
+        minute = int((now if now is not None else time.time()) // 60)
+        if self._minutes and self._minutes[-1][0] == minute:
+            self._minutes[-1][1] += n
+            return
+        self._minutes.append([minute, n])
+        while self._minutes and self._minutes[0][0] <= minute - SERIES_MINUTES:
+            self._minutes.popleft()
+
+    def values(self, now: float | None = None) -> list[int]:
+        """SERIES_MINUTES counts, oldest first, the current minute last."""
+        current = int((now if now is not None else time.time()) // 60)
+        by_minute = dict(map(tuple, self._minutes))
+        return [by_minute.get(m, 0) for m in range(current - SERIES_MINUTES + 1, current + 1)]
+
+
+class Latencies:
+    """Recent delivery latencies (seconds) for percentiles, and a cumulative histogram."""
+
+    __slots__ = ("_samples", "buckets", "count", "sum")
+
+    def __init__(self) -> None:
+        self._samples: collections.deque[tuple[float, float]] = collections.deque(
+            maxlen=LATENCY_SAMPLES)
+        self.buckets = [0] * len(LATENCY_BUCKETS)
+        self.count = 0
+        self.sum = 0.0
+
+    def add(self, seconds: float, now: float) -> None:
+        self._samples.append((now, seconds))
+        self.count += 1
+        self.sum += seconds
+        i = bisect.bisect_left(LATENCY_BUCKETS, seconds)
+        if i < len(self.buckets):
+            self.buckets[i] += 1
+
+    def percentiles(self, *qs: float, now: float | None = None) -> list[float | None]:
+        """Percentiles over the last five minutes' samples; None when there are none."""
+        since = (now if now is not None else time.time()) - RECENT_SECONDS
+        values = sorted(v for t, v in self._samples if t > since)
+        if not values:
+            return [None] * len(qs)
+        return [values[min(len(values) - 1, int(q * len(values)))] for q in qs]
+
+    def cumulative(self) -> list[int]:
+        out, running = [], 0
+        for n in self.buckets:
+            running += n
+            out.append(running)
+        return out
+
+
+class DestinationStats:
+    def __init__(self) -> None:
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.recent: dict[str, Window] = collections.defaultdict(Window)
+        self.latency = Latencies()
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+
+
+class ChannelStats:
+    def __init__(self) -> None:
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.recent: dict[str, Window] = collections.defaultdict(Window)
+        self.series: dict[str, MinuteSeries] = collections.defaultdict(MinuteSeries)
+        self.latency = Latencies()
+        self.destinations: dict[str, DestinationStats] = collections.defaultdict(
+            DestinationStats)
+        self.last_message_at: float | None = None
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+
+    def throughput(self, seconds: int = 10, now: float | None = None) -> float:
+        """Messages received per second over the last `seconds`."""
+        return self.recent["received"].total(seconds, now) / seconds
+
+
+class Stats:
+    """Statistics of every channel, fed by `observe` after each commit."""
+
+    def __init__(self) -> None:
+        self.started_at = time.time()
+        self.channels: dict[str, ChannelStats] = collections.defaultdict(ChannelStats)
+        # Every committed event by (kind, channel, destination), admin ones included.
+        self.events: collections.Counter[tuple[str, str, str]] = collections.Counter()
+
+    def count(self, kind: str, channel: str | None = None, destination: str | None = None
+              ) -> int:
+        """Committed events of `kind` since start, optionally of one channel/destination."""
+        return sum(n for (k, c, d), n in self.events.items()
+                   if k == kind and channel in (None, c) and destination in (None, d))
+
+    def observe(self, events: Iterable[Event], now: float | None = None) -> None:
+        now = now if now is not None else time.time()
+        for e in events:
+            self.events[(e.kind.value, e.channel or "", e.destination or "")] += 1
+            name = COUNTED.get(e.kind)
+            if name is None or not e.channel:
+                continue
+            ch = self.channels[e.channel]
+            ch.counts[name] += 1
+            ch.recent[name].add(1, now)
+            ch.series[name].add(1, now)
+            if e.kind is Kind.RECEIVED:
+                ch.last_message_at = now
+            if e.kind in (Kind.ERRORED, Kind.REJECTED, Kind.RETRIED, Kind.DEAD_LETTERED):
+                reason = str(e.detail.get("reason", e.kind.value))
+                ch.last_error, ch.last_error_at = reason, now
+            if e.destination and e.kind in (Kind.SENT, Kind.RETRIED, Kind.DEAD_LETTERED,
+                                            Kind.QUEUED):
+                dest = ch.destinations[e.destination]
+                dest.counts[name] += 1
+                dest.recent[name].add(1, now)
+                if e.kind is Kind.SENT and "latency_ms" in e.detail:
+                    seconds = e.detail["latency_ms"] / 1000
+                    dest.latency.add(seconds, now)
+                    ch.latency.add(seconds, now)
+                elif e.kind in (Kind.RETRIED, Kind.DEAD_LETTERED):
+                    dest.last_error = ch.last_error
+                    dest.last_error_at = now
