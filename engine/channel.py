@@ -42,9 +42,10 @@ log = logging.getLogger("conduit.channel")
 
 
 class State(enum.StrEnum):
-    STOPPED = "stopped"
+    STOPPED = "stopped"  # neither accepting nor delivering
     STARTED = "started"
-    ERROR = "error"
+    PAUSED = "paused"  # not accepting; queued messages still delivered
+    ERROR = "error"  # the source could not start (port taken, ...)
 
 
 _VERDICTS = {
@@ -83,23 +84,44 @@ class Channel:
         self._vault = vault
         self.state = State.STOPPED
         self.last_error: str | None = None
+        self.last_error_at: float | None = None
 
     async def start(self) -> None:
-        for worker in self.workers:
-            worker.start()
+        """Deliver and accept (from stopped); a started channel stays as it is."""
+        if self.state in (State.STOPPED, State.ERROR):
+            for worker in self.workers:
+                worker.start()
+            self.state = State.PAUSED
+        await self.resume()
+
+    async def resume(self) -> None:
+        """Accept again (from paused)."""
+        if self.state is not State.PAUSED:
+            return
         try:
             await self.source.start(self.deliver)
         except OSError as exc:
             self.state = State.ERROR
             self.last_error = f"source could not start: {exc.strerror or exc}"
+            self.last_error_at = time.time()
             log.error("channel %s: %s", self.name, self.last_error)
+            await asyncio.gather(*(w.stop() for w in self.workers))
             return
         self.state = State.STARTED
 
+    async def pause(self) -> None:
+        """Stop accepting (senders see the port closed and queue on their side), answer
+        what was already received, and keep delivering what is queued."""
+        if self.state is State.STARTED:
+            await self.source.stop()
+            self.state = State.PAUSED
+
     async def stop(self) -> None:
         """Stop accepting, answer what was already received, finish sends in progress."""
-        await self.source.stop()
-        await asyncio.gather(*(w.stop() for w in self.workers))
+        if self.state is State.STARTED:
+            await self.source.stop()
+        if self.state in (State.STARTED, State.PAUSED):
+            await asyncio.gather(*(w.stop() for w in self.workers))
         self.state = State.STOPPED
 
     async def deliver(self, raw: bytes, meta: SourceMeta) -> Receipt:
@@ -163,36 +185,65 @@ class Channel:
                           self.codec.name)
             return None, Problem(f"unreadable message ({type(exc).__name__})", code="207")
 
-    def _route(self, uow: UnitOfWork, parsed: Parsed, hop: dict, now: float
+    def _route(self, uow: UnitOfWork, parsed: Parsed, hop: dict, now: float,
+               mapping: Mapping | None = None,
                ) -> tuple[MessageStatus, str | None, tuple[Problem, ...]]:
-        """Filter, map and queue a parsed message; returns its status, the PHI-free
-        reason when it is not accepted, and the problems for the reply."""
+        """Filter, map (with the channel's mapping unless another is given) and queue a
+        parsed message; returns its status, the PHI-free reason when it is not accepted,
+        and the problems for the reply."""
+        mapping = mapping or self.mapping
         failed = self.filter.first_failed(lambda path: self.codec.field(parsed, path))
         if failed is not None:
             uow.record(Event(kind=Kind.FILTERED, detail={"rule": failed}, **hop))
             return MessageStatus.FILTERED, f"filtered: {failed}", ()
         output_id = None
-        if self.mapping is not None:
+        if mapping is not None:
             try:
-                result = self.mapping.apply(parsed.body)
+                result = mapping.apply(parsed.body)
             except MappingError as exc:
-                reason = f"mapping {self.mapping.ref} failed: {exc}"
+                reason = f"mapping {mapping.ref} failed: {exc}"
                 uow.record(Event(kind=Kind.ERRORED, detail={
-                    "mapping": self.mapping.ref, "reason": str(exc),
+                    "mapping": mapping.ref, "reason": str(exc),
                     **({"field": exc.field} if exc.field else {})}, **hop))
                 return MessageStatus.ERROR, reason, (Problem(reason, code="207"),)
             if isinstance(result, Skip):
                 uow.record(Event(kind=Kind.FILTERED, detail={
-                    "mapping": self.mapping.ref, "skipped": result.reason}, **hop))
-                return MessageStatus.FILTERED, f"skipped by {self.mapping.ref}: {result.reason}", ()
-            output_id = self._store.add_output(uow, hop["message_id"], self.mapping.ref,
-                                               self.mapping.emits, result)
+                    "mapping": mapping.ref, "skipped": result.reason}, **hop))
+                return MessageStatus.FILTERED, f"skipped by {mapping.ref}: {result.reason}", ()
+            output_id = self._store.add_output(uow, hop["message_id"], mapping.ref,
+                                               mapping.emits, result)
             uow.record(Event(kind=Kind.MAPPED, content_hash=content_hash(result), detail={
-                "mapping": self.mapping.ref, "output": output_id}, **hop))
+                "mapping": mapping.ref, "output": output_id}, **hop))
         for worker in self.workers:
             self._queue.put(uow, worker.key, hop["message_id"], output_id, now)
             uow.record(Event(kind=Kind.QUEUED, destination=worker.name, **hop))
         return MessageStatus.ACCEPTED, None, ()
+
+    async def reprocess(self, message_id: str, raw: bytes, mapping: Mapping | None,
+                        actor: str) -> MessageStatus:
+        """Run a stored message through the channel again, from its raw bytes, with the
+        channel's current mapping or the one given; new output, new queue entries."""
+        uow = UnitOfWork()
+        now = time.time()
+        parsed, problem = self._parse(raw, SourceMeta("reprocess", size=len(raw)))
+        patient = self._vault.pseudonym(parsed.patient_id) if parsed else None
+        hop = {"channel": self.name, "message_id": message_id, "patient": patient,
+               "peer": None}
+        mapping = mapping or self.mapping
+        uow.record(Event(kind=Kind.REPROCESSED, actor=actor, detail={
+            "mapping": mapping.ref if mapping else None}, **hop))
+        if parsed is None:
+            assert problem is not None
+            status, error = MessageStatus.REJECTED, problem.text
+            uow.record(Event(kind=Kind.REJECTED, detail=_problem_detail(problem), **hop))
+        else:
+            status, error, _ = self._route(uow, parsed, hop, now, mapping)
+        self._store.set_status(uow, message_id, status, error)
+        await self._writer.commit(uow)
+        if status is MessageStatus.ACCEPTED:
+            for worker in self.workers:
+                worker.notify()
+        return status
 
     def _acknowledged(self, hop: dict, outcome: Outcome) -> None:
         uow = UnitOfWork()

@@ -231,6 +231,43 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     return _with_services(args, body)
 
 
+def cmd_users(args: argparse.Namespace) -> int:
+    from engine.events import Event, Kind
+    from engine.security.roles import Role
+    from engine.security.users import UserStore
+    from engine.store.writer import UnitOfWork
+
+    async def body(svc) -> int:
+        users = UserStore(svc.db)
+        detail: dict[str, str] = {"user": getattr(args, "name", "")}
+        if args.what == "list":
+            for name, role, has_token in users.list():
+                print(f"{name:<24} {role:<9} {'token' if has_token else 'no token'}")
+            return 0
+        if args.what == "add":
+            users.add(args.name, Role(args.role))
+            detail.update(action="user-add", role=args.role)
+            print(f"added {args.name} as {args.role}; make a token with: "
+                  f"conduit users token {args.name}")
+        elif args.what == "role":
+            users.set_role(args.name, Role(args.role))
+            detail.update(action="user-role", role=args.role)
+            print(f"{args.name} is now {args.role}")
+        elif args.what == "remove":
+            users.remove(args.name)
+            detail.update(action="user-remove")
+            print(f"removed {args.name}")
+        else:  # token: printed alone on its line, so scripts can capture it
+            print(users.new_token(args.name))
+            detail.update(action="user-token")
+        uow = UnitOfWork()
+        uow.record(Event(kind=Kind.ADMIN, actor=_actor(), detail=detail))
+        await svc.writer.commit(uow)
+        return 0
+
+    return _with_services(args, body)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="conduit", description="Conduit interface engine")
     parser.add_argument("--conf", help=f"engine settings (default {DEFAULT_CONF} or "
@@ -257,6 +294,24 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("destination", metavar="DESTINATION",
                        help="CHANNEL/DESTINATION, or a destination name that is unique")
     retry.set_defaults(func=cmd_queue_retry)
+    roles = ["viewer", "operator", "analyst", "auditor", "admin"]
+    users = sub.add_parser("users", help="users and API tokens").add_subparsers(
+        dest="what", required=True)
+    users.add_parser("list", help="every user and role").set_defaults(func=cmd_users)
+    add = users.add_parser("add", help="add a user")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=roles)
+    add.set_defaults(func=cmd_users)
+    token = users.add_parser("token", help="make a new token (printed once, stored hashed)")
+    token.add_argument("name")
+    token.set_defaults(func=cmd_users)
+    role = users.add_parser("role", help="change a user's role")
+    role.add_argument("name")
+    role.add_argument("role", choices=roles)
+    role.set_defaults(func=cmd_users)
+    remove = users.add_parser("remove", help="remove a user and end their sessions")
+    remove.add_argument("name")
+    remove.set_defaults(func=cmd_users)
     keys = sub.add_parser("keys", help="encryption keys").add_subparsers(dest="what",
                                                                           required=True)
     keys.add_parser("rotate", help="make a new content key").set_defaults(func=cmd_keys_rotate)

@@ -65,6 +65,7 @@ class DestinationWorker:
         self._wakeup.set()
 
     def start(self) -> None:
+        self._stopping.clear()
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"deliver {self.key}")
 
     async def stop(self) -> None:

@@ -30,6 +30,7 @@ class Kind(enum.StrEnum):
     RETRIED = "retried"  # a delivery attempt failed and will be tried again
     DEAD_LETTERED = "dead-lettered"  # gave up; waits in the dead-letter queue
     REQUEUED = "requeued"  # a dead letter put back on its queue
+    DISCARDED = "discarded"  # a dead letter removed on purpose; the message stays stored
     REPROCESSED = "reprocessed"  # mapped again from the stored raw message, on request
     VIEWED = "viewed"  # someone read message content (a PHI access)
     DENIED = "denied"  # a request the caller's role does not allow
@@ -44,6 +45,7 @@ _LEVELS = {
     Kind.RETRIED: logging.WARNING,
     Kind.DEAD_LETTERED: logging.ERROR,
     Kind.REQUEUED: logging.INFO,
+    Kind.DISCARDED: logging.INFO,
     Kind.REPROCESSED: logging.INFO,
     Kind.VIEWED: logging.INFO,
     Kind.DENIED: logging.WARNING,

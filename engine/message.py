@@ -138,3 +138,10 @@ def new_message_id() -> str:
     """
     raw = (time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10)
     return base64.b32hexencode(raw)[:26].decode()
+
+
+def message_id_floor(at: float) -> str:
+    """The smallest message id made at or after time `at`: time ranges become id ranges,
+    so searches by time use the same indexes as every other search."""
+    raw = int(at * 1000).to_bytes(6, "big") + bytes(10)
+    return base64.b32hexencode(raw)[:26].decode()

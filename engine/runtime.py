@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import time
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,12 @@ from engine.delivery import DestinationWorker
 from engine.errors import ConduitError, StoreError
 from engine.events import Event, Kind, log_events
 from engine.mapping import MappingCatalog
+from engine.operations import Operations
 from engine.queue.retry import RetryPolicy
 from engine.queue.sql import SqlQueue
 from engine.security.crypto import Vault
 from engine.security.keys import KeyRing
+from engine.security.users import UserStore
 from engine.stats import Stats
 from engine.store.database import default_url, open_database
 from engine.store.messages import MessageStore
@@ -85,9 +88,11 @@ class Engine:
                  ) -> None:
         self.config = config
         self._loaded = channels
-        self._catalog = catalog
+        self.catalog = catalog
         self.services: Services | None = None
         self.channels: dict[str, Channel] = {}
+        self.ops = Operations(self)
+        self.users: UserStore | None = None
         self._runner: web.AppRunner | None = None
         self._lock_fd: int | None = None
         self.started_at: float | None = None
@@ -99,6 +104,7 @@ class Engine:
         self.services = svc
         if svc.embedded:
             self._lock(data_dir)
+        self.users = UserStore(svc.db)
         writer = svc.start_writer()
         recovered = UnitOfWork()
         svc.queue.release(recovered, any_owner=svc.embedded)
@@ -117,9 +123,13 @@ class Engine:
         for channel in self.channels.values():
             await channel.start()
         if self.config.web.port:
-            self._runner = web.AppRunner(build_app(self), access_log=None)
+            web_cfg = self.config.web
+            tls = _tls_context(web_cfg.tls_cert, web_cfg.tls_key)
+            app = build_app(self, metrics_open=web_cfg.metrics_open,
+                            secure_cookies=tls is not None)
+            self._runner = web.AppRunner(app, access_log=None)
             await self._runner.setup()
-            web_site = web.TCPSite(self._runner, self.config.web.host, self.config.web.port)
+            web_site = web.TCPSite(self._runner, web_cfg.host, web_cfg.port, ssl_context=tls)
             try:
                 await web_site.start()
             except OSError as exc:
@@ -128,8 +138,8 @@ class Engine:
                     f"the web listener cannot bind {self.config.web.host}:"
                     f"{self.config.web.port}: {exc.strerror or exc}; choose another port "
                     "with CONDUIT_WEB_PORT (0 turns the listener off)") from None
-            log.info("status and health on http://%s:%d", self.config.web.host,
-                     self.config.web.port)
+            log.info("status page on %s://%s:%d/", "https" if tls else "http",
+                     web_cfg.host, web_cfg.port)
         self.started_at = time.time()
         log.info("conduit %s started: %d channel(s), store %s", __version__,
                  len(self.channels), "embedded SQLite" if svc.embedded else "external")
@@ -138,7 +148,7 @@ class Engine:
         svc = self.services
         assert svc is not None and svc.writer is not None
         codec = registry.CODECS[cfg.format]()
-        mapping = self._catalog.get(cfg.mapping) if cfg.mapping else None
+        mapping = self.catalog.get(cfg.mapping) if cfg.mapping else None
         source = registry.SOURCES[type(cfg.source).__struct_config__.tag].factory(cfg.source)
         workers = []
         for dest_cfg in cfg.destinations:
@@ -211,3 +221,18 @@ class Engine:
         await self.start()
         await stop.wait()
         await self.stop()
+
+
+def _tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    """TLS for the web listener when both files are configured."""
+    if not cert and not key:
+        return None
+    if not (cert and key):
+        raise ConduitError("web TLS needs both tls_cert and tls_key")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConduitError(f"web TLS: cannot load {cert} / {key}: {exc}") from None
+    return context

@@ -84,6 +84,14 @@ class WebConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     port: Annotated[int, Meta(ge=0, le=65535, description="0 disables the web listener")] = (
         8080
     )
+    tls_cert: Annotated[
+        str | None, Meta(description="PEM certificate (chain) file; with tls_key, serves HTTPS")
+    ] = None
+    tls_key: Annotated[str | None, Meta(description="PEM private key file for tls_cert")] = None
+    metrics_open: Annotated[
+        bool, Meta(description="serve /metrics without a token (for a scraper on a "
+                   "trusted network)")
+    ] = False
 
 
 class LogConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

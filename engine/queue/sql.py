@@ -177,6 +177,29 @@ class SqlQueue:
         uow.query = run
         return uow
 
+    @staticmethod
+    def discard(destination: str, actor: str) -> UnitOfWork:
+        """Remove every dead letter of `destination`; each is one "discarded" event. The
+        message itself stays in the store and can be reprocessed later."""
+        uow = UnitOfWork()
+
+        def run(conn: sa.Connection) -> int:
+            dead = conn.execute(
+                sa.select(queue.c.id, queue.c.message_id)
+                .where(queue.c.destination == destination, queue.c.state == DEAD)
+            ).all()
+            if dead:
+                conn.execute(queue.delete().where(queue.c.id.in_([r.id for r in dead])))
+            channel, _, dest = destination.partition("/")
+            uow.events[:] = [
+                Event(kind=Kind.DISCARDED, actor=actor, channel=channel, destination=dest,
+                      message_id=r.message_id) for r in dead
+            ]
+            return len(dead)
+
+        uow.query = run
+        return uow
+
     def stats(self) -> list[QueueStats]:
         """Counts per destination, from one grouped query."""
         retrying = sa.case((queue.c.attempts > 0, 1), else_=0)

@@ -57,6 +57,40 @@ class MessageStore:
         })
         return output_id
 
+    @staticmethod
+    def set_status(uow: UnitOfWork, message_id: str, status: str, error: str | None) -> None:
+        uow.execute(messages.update().where(messages.c.id == message_id)
+                    .values(status=status, error=error))
+
+    def outputs_of(self, message_id: str) -> list[dict[str, Any]]:
+        """Metadata of every output a message has had (one per mapping run)."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(outputs.c.id, outputs.c.mapping, outputs.c.content_type,
+                          outputs.c.created_at, outputs.c.content_hash)
+                .where(outputs.c.message_id == message_id).order_by(outputs.c.id)
+            ).mappings().all()
+        return [dict(r) for r in rows]
+
+    def open_raw(self, message_id: str) -> bytes | None:
+        """Decrypt a message for the engine's own use (reprocessing); not a read by a
+        person, so the caller records why it needed it."""
+        with self._engine.connect() as conn:
+            row = conn.execute(sa.select(messages.c.key_id, messages.c.content)
+                               .where(messages.c.id == message_id)).first()
+        return self._vault.open(row.key_id, row.content, message_id) if row else None
+
+    def open_outputs(self, message_id: str) -> list[tuple[str, str, bytes]]:
+        """(mapping, content type, content) of each output, decrypted."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(outputs.c.id, outputs.c.mapping, outputs.c.content_type,
+                          outputs.c.key_id, outputs.c.content)
+                .where(outputs.c.message_id == message_id).order_by(outputs.c.id)
+            ).all()
+        return [(r.mapping, r.content_type, self._vault.open(r.key_id, r.content, r.id))
+                for r in rows]
+
     def get(self, message_id: str) -> StoredMessage | None:
         cols = [messages.c[f] for f in StoredMessage.__struct_fields__]
         with self._engine.connect() as conn:

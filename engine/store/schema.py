@@ -28,11 +28,12 @@ messages = sa.Table(
     sa.Column("key_id", sa.String(40), nullable=False),
     sa.Column("content", sa.LargeBinary, nullable=False),
     sa.Column("error", sa.Text),  # PHI-free reason for error / rejected status
-    sa.Index("ix_messages_channel_time", "channel", "received_at"),
-    sa.Index("ix_messages_status_time", "status", "received_at"),
+    sa.Index("ix_messages_channel_id", "channel", "id"),
+    sa.Index("ix_messages_channel_status_id", "channel", "status", "id"),
+    sa.Index("ix_messages_status_id", "status", "id"),
     sa.Index("ix_messages_control_id", "control_id"),
-    sa.Index("ix_messages_patient", "patient"),
-    sa.Index("ix_messages_type", "message_type"),
+    sa.Index("ix_messages_patient", "patient", "id"),
+    sa.Index("ix_messages_type", "message_type", "id"),
 )
 
 outputs = sa.Table(
@@ -97,4 +98,23 @@ audit_head = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("token_hash", sa.String(64), unique=True),  # SHA-256 of the token; never the token
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("token_created_at", sa.Float),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),  # SHA-256 of the cookie value
+    sa.Column("user", sa.String(64), nullable=False),
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
 )

@@ -1,0 +1,246 @@
+"""What operators, analysts and auditors can ask of a running engine, in one place.
+
+The web API is a thin layer over this (and a future CLI talking to a daemon could be
+too): status snapshots, channel actions, dead letters, message search, audited content
+reads, reprocessing and the audit trail. Every action that changes something records an
+event with the actor who asked for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from engine.errors import ConduitError
+from engine.events import Event, Kind
+from engine.queue.sql import QueueStats
+from engine.store import audit as audit_chain
+from engine.store.search import AuditQuery, MessageQuery, find_audit, find_messages
+from engine.store.writer import UnitOfWork
+
+if TYPE_CHECKING:
+    from engine.channel import Channel
+    from engine.runtime import Engine
+
+ACTIONS = ("start", "stop", "pause", "resume")
+QUEUE_STATS_TTL = 1.0  # seconds a queue count is reused: pages poll; the database need not
+
+
+class NotFound(ConduitError):
+    """No such channel, destination or message (only said to callers allowed to know)."""
+
+
+class Operations:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._queue_cache: tuple[float, list[QueueStats]] | None = None
+
+    @property
+    def _svc(self) -> Any:
+        assert self._engine.services is not None
+        return self._engine.services
+
+    # -- status ------------------------------------------------------------------------
+
+    async def queue_stats(self) -> dict[str, QueueStats]:
+        now = time.monotonic()
+        if self._queue_cache is None or now - self._queue_cache[0] > QUEUE_STATS_TTL:
+            self._queue_cache = (now, await asyncio.to_thread(self._svc.queue.stats))
+        return {s.destination: s for s in self._queue_cache[1]}
+
+    async def channels(self) -> list[dict[str, Any]]:
+        queues = await self.queue_stats()
+        return [self._summary(c, queues) for c in self._engine.channels.values()]
+
+    def _summary(self, channel: Channel, queues: dict[str, QueueStats]) -> dict[str, Any]:
+        stats = self._svc.stats.channels[channel.name]
+        now = time.time()
+        p50, p99 = stats.latency.percentiles(0.5, 0.99, now=now)
+        destinations = []
+        for worker in channel.workers:
+            q = queues.get(worker.key) or QueueStats(worker.key)
+            dest = stats.destinations[worker.name]
+            destinations.append({
+                "name": worker.name,
+                "address": worker.destination.address,
+                "queued": q.ready + q.leased, "in_flight": q.leased,
+                "retrying": q.retrying, "dead": q.dead,
+                "oldest_age_s": round(now - q.oldest_at, 1) if q.oldest_at else None,
+                "sent": dest.counts["sent"], "sent_5m": dest.recent["sent"].total(now=now),
+                "last_error": dest.last_error, "last_error_at": dest.last_error_at,
+            })
+        counts = {k: stats.counts[k] for k in ("received", "filtered", "queued", "sent",
+                                               "errored", "dead_lettered", "retried")}
+        recent = {k: stats.recent[k].total(now=now) for k in counts}
+        last_error, last_error_at = stats.last_error, stats.last_error_at
+        if channel.last_error_at and (last_error_at is None
+                                      or channel.last_error_at > last_error_at):
+            last_error, last_error_at = channel.last_error, channel.last_error_at
+        return {
+            "name": channel.name,
+            "description": channel.config.description,
+            "state": channel.state.value,
+            "source": channel.source.describe(),
+            "mapping": channel.mapping.ref if channel.mapping else None,
+            "counts": counts,
+            "counts_5m": recent,
+            "throughput_per_s": round(stats.throughput(now=now), 2),
+            "latency_ms": {"p50": _ms(p50), "p99": _ms(p99)},
+            "last_message_at": stats.last_message_at,
+            "last_error": last_error,
+            "last_error_at": last_error_at,
+            "destinations": destinations,
+        }
+
+    async def channel(self, name: str) -> dict[str, Any]:
+        channel = self._channel(name)
+        summary = self._summary(channel, await self.queue_stats())
+        stats = self._svc.stats.channels[name]
+        summary["series"] = {k: stats.series[k].values() for k in
+                             ("received", "sent", "errored", "dead_lettered")}
+        summary["recent_messages"] = await self.search(MessageQuery(channel=name, limit=50))
+        return summary
+
+    def _channel(self, name: str) -> Channel:
+        channel = self._engine.channels.get(name)
+        if channel is None:
+            raise NotFound(f"no channel {name}")
+        return channel
+
+    async def queues(self) -> list[dict[str, Any]]:
+        return [msgspec.to_builtins(s) for s in (await self.queue_stats()).values()]
+
+    # -- actions -----------------------------------------------------------------------
+
+    async def control(self, name: str, action: str, actor: str) -> dict[str, Any]:
+        channel = self._channel(name)
+        if action not in ACTIONS:
+            raise NotFound(f"no action {action}")
+        before = channel.state.value
+        await getattr(channel, action)()
+        await self._record(Event(kind=Kind.ADMIN, actor=actor, channel=name, detail={
+            "action": f"channel-{action}", "from": before, "to": channel.state.value}))
+        return {"name": name, "state": channel.state.value}
+
+    def _destination(self, key: str) -> str:
+        for channel in self._engine.channels.values():
+            for worker in channel.workers:
+                if worker.key == key:
+                    return key
+        raise NotFound(f"no destination {key}")
+
+    async def retry_dead(self, key: str, actor: str) -> int:
+        count = await self._svc.writer.commit(self._svc.queue.replay(self._destination(key),
+                                                                      actor))
+        self._queue_cache = None
+        for channel in self._engine.channels.values():
+            for worker in channel.workers:
+                if worker.key == key:
+                    worker.notify()
+        return count
+
+    async def discard_dead(self, key: str, actor: str) -> int:
+        count = await self._svc.writer.commit(self._svc.queue.discard(self._destination(key),
+                                                                       actor))
+        self._queue_cache = None
+        return count
+
+    # -- messages ----------------------------------------------------------------------
+
+    def pseudonym(self, identifier: str) -> str | None:
+        return self._svc.vault.pseudonym(identifier)
+
+    async def search(self, query: MessageQuery) -> list[dict[str, Any]]:
+        def run() -> list[Any]:
+            with self._svc.db.connect() as conn:
+                return find_messages(conn, query)
+        return [msgspec.to_builtins(m) for m in await asyncio.to_thread(run)]
+
+    async def message(self, message_id: str) -> dict[str, Any]:
+        stored = await asyncio.to_thread(self._svc.store.get, message_id)
+        if stored is None:
+            raise NotFound(f"no message {message_id}")
+        out = msgspec.to_builtins(stored)
+        out["outputs"] = await asyncio.to_thread(self._svc.store.outputs_of, message_id)
+        out["hops"] = [_public_event(e) for e in await self.audit(
+            AuditQuery(message_id=message_id, limit=500))][::-1]
+        return out
+
+    async def content(self, message_id: str, actor: str, reason: str) -> dict[str, Any]:
+        """Raw message and outputs, after recording who read them and why."""
+        store = self._svc.store
+        raw = await store.read(self._svc.writer, message_id, actor, reason)
+        outputs = await asyncio.to_thread(store.open_outputs, message_id)
+        return {
+            "raw": raw.decode("utf-8", errors="replace"),
+            "outputs": [{"mapping": m, "content_type": t,
+                         "content": c.decode("utf-8", errors="replace")}
+                        for m, t, c in outputs],
+        }
+
+    async def reprocess(self, message_id: str, mapping_ref: str | None, actor: str
+                        ) -> dict[str, Any]:
+        stored = await asyncio.to_thread(self._svc.store.get, message_id)
+        if stored is None:
+            raise NotFound(f"no message {message_id}")
+        channel = self._channel(stored.channel)
+        mapping = None
+        if mapping_ref:
+            mapping = self._engine.catalog.get(mapping_ref)
+            if mapping is None:
+                raise NotFound(f"no mapping {mapping_ref}; available: "
+                               f"{', '.join(self._engine.catalog.refs())}")
+        raw = await asyncio.to_thread(self._svc.store.open_raw, message_id)
+        assert raw is not None
+        status = await channel.reprocess(message_id, raw, mapping, actor)
+        used = mapping or channel.mapping
+        return {"id": message_id, "status": status.value,
+                "mapping": used.ref if used else None}
+
+    # -- audit -------------------------------------------------------------------------
+
+    async def audit(self, query: AuditQuery) -> list[dict[str, Any]]:
+        def run() -> list[dict[str, Any]]:
+            with self._svc.db.connect() as conn:
+                return find_audit(conn, query)
+        return await asyncio.to_thread(run)
+
+    async def verify(self) -> dict[str, Any]:
+        def run() -> Any:
+            with self._svc.db.connect() as conn:
+                return audit_chain.verify(conn, self._svc.keys.audit)
+        return msgspec.to_builtins(await asyncio.to_thread(run))
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Alerts that hold now (empty when alerting is not configured)."""
+        alerting = getattr(self._engine, "alerting", None)
+        return alerting.active() if alerting is not None else []
+
+    def extra_metrics(self) -> list[Any]:
+        """Metric families of features beyond the core counts (service levels)."""
+        slo = getattr(self._engine, "slo", None)
+        return slo.metrics() if slo is not None else []
+
+    async def _record(self, event: Event) -> None:
+        uow = UnitOfWork()
+        uow.record(event)
+        await self._svc.writer.commit(uow)
+
+    async def record(self, event: Event) -> None:
+        """Audit something the web layer saw (a denied request, a sign-in)."""
+        await self._record(event)
+
+
+def _public_event(row: dict[str, Any]) -> dict[str, Any]:
+    """An audit row as the API shows it: time in seconds, detail decoded."""
+    out = {k: v for k, v in row.items() if k not in ("prev_hash", "hash", "at_us")}
+    out["at"] = row["at_us"] / 1e6
+    out["detail"] = msgspec.json.decode(row["detail"])
+    return out
+
+
+def _ms(seconds: float | None) -> float | None:
+    return round(seconds * 1000, 1) if seconds is not None else None

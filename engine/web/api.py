@@ -1,0 +1,312 @@
+"""The JSON API: everything the status page does, for scripts and other tools too.
+
+Handlers are thin: they read parameters, check the finer permissions that depend on
+them (content, patient search), and call Operations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from engine.errors import StoreError
+from engine.operations import ACTIONS, NotFound, Operations
+from engine.security.roles import Permission, allows
+from engine.store.search import AuditQuery, MessageQuery
+from engine.web.auth import (
+    CSRF_HEADER,
+    PUBLIC,
+    SESSION_COOKIE,
+    SIGNED_IN,
+    Auth,
+    json_error,
+    requires,
+    user_of,
+)
+
+OPS = web.AppKey("ops", Operations)
+AUTH = web.AppKey("auth", Auth)
+SECURE_COOKIES = web.AppKey("secure_cookies", bool)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=msgspec.json.encode(data), status=status,
+                        content_type="application/json")
+
+
+def _ops(request: web.Request) -> Operations:
+    return request.app[OPS]
+
+
+def _actor(request: web.Request) -> str:
+    return f"web:{user_of(request).name}"
+
+
+def _number(request: web.Request, name: str, kind: type = float) -> Any:
+    raw = request.query.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        return kind(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(
+            text=msgspec.json.encode({"error": "bad-parameter",
+                                      "message": f"{name} must be a number"}).decode(),
+            content_type="application/json") from None
+
+
+# -- session ----------------------------------------------------------------------------
+
+@requires(PUBLIC)
+async def sign_in(request: web.Request) -> web.Response:
+    """Exchange a token for an HttpOnly, SameSite=Strict session cookie."""
+    try:
+        body = await request.json()
+        token = str(body.get("token", ""))
+    except (ValueError, AttributeError):
+        token = ""
+    auth = request.app[AUTH]
+    users = auth.users
+    user = await asyncio.to_thread(users.by_token, token) if token else None
+    if user is None:
+        return await auth.deny(request, None, 401, "unauthenticated", "unknown token")
+    session_id, csrf = await asyncio.to_thread(users.open_session, user)
+    response = _json({"user": user.name, "role": user.role.value, "csrf": csrf})
+    response.set_cookie(SESSION_COOKIE, session_id, httponly=True, samesite="Strict",
+                        secure=request.app[SECURE_COOKIES], path="/")
+    return response
+
+
+@requires(SIGNED_IN)
+async def whoami(request: web.Request) -> web.Response:
+    user = user_of(request)
+    return _json({"user": user.name, "role": user.role.value, "csrf": request.get("csrf"),
+                  "permissions": sorted(p.value for p in Permission if allows(user.role, p))})
+
+
+@requires(SIGNED_IN)
+async def sign_out(request: web.Request) -> web.Response:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        await asyncio.to_thread(request.app[AUTH].users.close_session, cookie)
+    response = _json({"signed_out": True})
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+# -- channels and queues ----------------------------------------------------------------
+
+@requires(Permission.VIEW_STATUS)
+async def list_channels(request: web.Request) -> web.Response:
+    return _json(await _ops(request).channels())
+
+
+@requires(Permission.VIEW_STATUS)
+async def channel_detail(request: web.Request) -> web.Response:
+    detail = await _ops(request).channel(request.match_info["name"])
+    if not allows(user_of(request).role, Permission.SEARCH_PATIENT):
+        for m in detail["recent_messages"]:
+            m["patient"] = None
+    return _json(detail)
+
+
+@requires(Permission.CONTROL_CHANNELS)
+async def control_channel(request: web.Request) -> web.Response:
+    action = request.match_info["action"]
+    if action not in ACTIONS:
+        return json_error(404, "not-found", f"actions are {', '.join(ACTIONS)}")
+    return _json(await _ops(request).control(request.match_info["name"], action,
+                                             _actor(request)))
+
+
+@requires(Permission.VIEW_STATUS)
+async def list_queues(request: web.Request) -> web.Response:
+    return _json(await _ops(request).queues())
+
+
+def _queue_key(request: web.Request) -> str:
+    return f"{request.match_info['channel']}/{request.match_info['destination']}"
+
+
+@requires(Permission.MANAGE_QUEUES)
+async def retry_dead(request: web.Request) -> web.Response:
+    key = _queue_key(request)
+    return _json({"destination": key,
+                  "requeued": await _ops(request).retry_dead(key, _actor(request))})
+
+
+@requires(Permission.MANAGE_QUEUES)
+async def discard_dead(request: web.Request) -> web.Response:
+    key = _queue_key(request)
+    return _json({"destination": key,
+                  "discarded": await _ops(request).discard_dead(key, _actor(request))})
+
+
+# -- messages ---------------------------------------------------------------------------
+
+@requires(Permission.VIEW_STATUS)
+async def list_messages(request: web.Request) -> web.Response:
+    q = request.query
+    role = user_of(request).role
+    patient = None
+    if q.get("patient"):
+        if not allows(role, Permission.SEARCH_PATIENT):
+            return await request.app[AUTH].deny(request, user_of(request), 403, "forbidden",
+                                                f"role {role.value} may not search by patient")
+        patient = _ops(request).pseudonym(q["patient"])
+    query = MessageQuery(
+        channel=q.get("channel") or None, status=q.get("status") or None,
+        message_type=q.get("type") or None, control_id=q.get("control_id") or None,
+        patient=patient, since=_number(request, "since"), until=_number(request, "until"),
+        before=q.get("before") or None, limit=_number(request, "limit", int) or 50)
+    started = time.perf_counter()
+    found = await _ops(request).search(query)
+    if not allows(role, Permission.SEARCH_PATIENT):
+        for m in found:
+            m["patient"] = None
+    return _json({"messages": found, "took_ms": round((time.perf_counter() - started) * 1000,
+                                                      2),
+                  "next": found[-1]["id"] if len(found) == query.limit else None})
+
+
+@requires(Permission.VIEW_STATUS)
+async def message_detail(request: web.Request) -> web.Response:
+    user = user_of(request)
+    wants_content = request.query.get("content") in ("1", "true", "yes")
+    reason = request.query.get("reason", "").strip()
+    if wants_content and not allows(user.role, Permission.VIEW_CONTENT):
+        return await request.app[AUTH].deny(request, user, 403, "forbidden",
+                                            f"role {user.role.value} may not see content")
+    if wants_content and not reason:
+        return json_error(400, "reason-required",
+                          "reading message content needs a reason (&reason=...)")
+    ops = _ops(request)
+    detail = await ops.message(request.match_info["id"])
+    if not allows(user.role, Permission.SEARCH_PATIENT):
+        detail["patient"] = None
+        for hop in detail["hops"]:
+            hop["patient"] = None
+    if wants_content:
+        detail["content"] = await ops.content(detail["id"], _actor(request), reason)
+    return _json(detail)
+
+
+@requires(Permission.REPROCESS)
+async def reprocess(request: web.Request) -> web.Response:
+    mapping = None
+    if request.can_read_body:
+        try:
+            body = await request.json()
+            mapping = body.get("mapping") if isinstance(body, dict) else None
+        except ValueError:
+            return json_error(400, "bad-json", "the body must be JSON, e.g. "
+                              '{"mapping": "hl7v2-adt-to-fhir@2"}')
+    return _json(await _ops(request).reprocess(request.match_info["id"], mapping,
+                                               _actor(request)))
+
+
+# -- audit ------------------------------------------------------------------------------
+
+def _audit_query(request: web.Request) -> AuditQuery:
+    q = request.query
+    patient = _ops(request).pseudonym(q["patient"]) if q.get("patient") else None
+    since, until = _number(request, "since"), _number(request, "until")
+    return AuditQuery(
+        message_id=q.get("message") or None, channel=q.get("channel") or None,
+        patient=patient, actor=q.get("actor") or None, kind=q.get("kind") or None,
+        since_us=int(since * 1e6) if since is not None else None,
+        until_us=int(until * 1e6) if until is not None else None,
+        before_seq=_number(request, "before", int), limit=_number(request, "limit", int) or 100)
+
+
+@requires(Permission.READ_AUDIT)
+async def audit_events(request: web.Request) -> web.Response:
+    rows = await _ops(request).audit(_audit_query(request))
+    for row in rows:
+        row["detail"] = msgspec.json.decode(row["detail"])
+    return _json({"events": rows, "next": rows[-1]["seq"] if rows else None})
+
+
+@requires(Permission.READ_AUDIT)
+async def audit_verify(request: web.Request) -> web.Response:
+    result = await _ops(request).verify()
+    return _json({"ok": result["broken"] is None, **result})
+
+
+@requires(Permission.READ_AUDIT)
+async def audit_export(request: web.Request) -> web.StreamResponse:
+    """Every matching event as JSON lines, oldest first, streamed a page at a time."""
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+    query = _audit_query(request)
+    query.limit, query.after_seq = 500, 0
+    while rows := await _ops(request).audit(query):
+        await response.write(b"".join(msgspec.json.encode(row) + b"\n" for row in rows))
+        query.after_seq = rows[-1]["seq"]
+    await response.write_eof()
+    return response
+
+
+# -- live updates -----------------------------------------------------------------------
+
+@requires(Permission.VIEW_STATUS)
+async def events_stream(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: a status snapshot every two seconds, for the live page."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    ops = _ops(request)
+    try:
+        while True:
+            snapshot = {"channels": await ops.channels(), "alerts": ops.alerts(),
+                        "at": time.time()}
+            await response.write(b"event: status\ndata: " + msgspec.json.encode(snapshot)
+                                 + b"\n\n")
+            await asyncio.sleep(2.0)
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    return response
+
+
+@requires(Permission.VIEW_STATUS)
+async def list_alerts(request: web.Request) -> web.Response:
+    return _json(_ops(request).alerts())
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/api/session", sign_in)
+    r.add_get("/api/session", whoami)
+    r.add_delete("/api/session", sign_out)
+    r.add_get("/api/channels", list_channels)
+    r.add_get("/api/channels/{name}", channel_detail)
+    r.add_post("/api/channels/{name}/{action}", control_channel)
+    r.add_get("/api/queues", list_queues)
+    r.add_post("/api/queues/{channel}/{destination}/retry", retry_dead)
+    r.add_post("/api/queues/{channel}/{destination}/discard", discard_dead)
+    r.add_get("/api/messages", list_messages)
+    r.add_get("/api/messages/{id}", message_detail)
+    r.add_post("/api/messages/{id}/reprocess", reprocess)
+    r.add_get("/api/audit", audit_events)
+    r.add_get("/api/audit/verify", audit_verify)
+    r.add_get("/api/audit/export", audit_export)
+    r.add_get("/api/events", events_stream)
+    r.add_get("/api/alerts", list_alerts)
+
+
+@web.middleware
+async def errors_as_json(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Known failures become JSON errors a script can read; no tracebacks leak."""
+    try:
+        return await handler(request)
+    except NotFound as exc:
+        return json_error(404, "not-found", str(exc))
+    except StoreError as exc:
+        return json_error(400 if "reason" in str(exc) else 503, "store", str(exc))
+
+
+__all__ = ["AUTH", "CSRF_HEADER", "OPS", "SECURE_COOKIES", "add_routes", "errors_as_json"]
