@@ -127,7 +127,7 @@ class Engine:
             tls = _tls_context(web_cfg.tls_cert, web_cfg.tls_key)
             app = build_app(self, metrics_open=web_cfg.metrics_open,
                             secure_cookies=tls is not None)
-            self._runner = web.AppRunner(app, access_log=None)
+            self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
             await self._runner.setup()
             web_site = web.TCPSite(self._runner, web_cfg.host, web_cfg.port, ssl_context=tls)
             try:

@@ -7,6 +7,7 @@ them (content, patient search), and call Operations.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -29,6 +30,7 @@ from engine.web.auth import (
 )
 
 OPS = web.AppKey("ops", Operations)
+CLOSING = web.AppKey("closing", asyncio.Event)  # set when the server shuts down
 AUTH = web.AppKey("auth", Auth)
 SECURE_COOKIES = web.AppKey("secure_cookies", bool)
 
@@ -260,15 +262,17 @@ async def events_stream(request: web.Request) -> web.StreamResponse:
                                            "Cache-Control": "no-cache"})
     await response.prepare(request)
     ops = _ops(request)
+    closing = request.app[CLOSING]
     try:
-        while True:
+        while not closing.is_set():
             snapshot = {"channels": await ops.channels(), "alerts": ops.alerts(),
                         "at": time.time()}
             await response.write(b"event: status\ndata: " + msgspec.json.encode(snapshot)
                                  + b"\n\n")
-            await asyncio.sleep(2.0)
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(closing.wait(), 2.0)
+    except ConnectionResetError:
+        pass  # the page went away
     return response
 
 
@@ -309,4 +313,5 @@ async def errors_as_json(request: web.Request, handler: Any) -> web.StreamRespon
         return json_error(400 if "reason" in str(exc) else 503, "store", str(exc))
 
 
-__all__ = ["AUTH", "CSRF_HEADER", "OPS", "SECURE_COOKIES", "add_routes", "errors_as_json"]
+__all__ = ["AUTH", "CLOSING", "CSRF_HEADER", "OPS", "SECURE_COOKIES", "add_routes",
+           "errors_as_json"]

@@ -4,6 +4,7 @@ channel is started), which need no token."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,12 @@ def build_app(engine: Any, *, metrics_open: bool = False, secure_cookies: bool =
     app[api.OPS] = engine.ops
     app[api.AUTH] = auth
     app[api.SECURE_COOKIES] = secure_cookies
+    app[api.CLOSING] = asyncio.Event()
+
+    async def end_streams(app: web.Application) -> None:
+        app[api.CLOSING].set()  # live streams end, so shutdown does not wait on them
+
+    app.on_shutdown.append(end_streams)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", _metrics_handler(metrics_open))
