@@ -242,7 +242,8 @@ async def audit_verify(request: web.Request) -> web.Response:
 @requires(Permission.READ_AUDIT)
 async def audit_export(request: web.Request) -> web.StreamResponse:
     """Every matching event as JSON lines, oldest first, streamed a page at a time."""
-    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson",
+                                           "Cache-Control": "no-store"})
     await response.prepare(request)
     query = _audit_query(request)
     query.limit, query.after_seq = 500, 0
@@ -259,12 +260,16 @@ async def audit_export(request: web.Request) -> web.StreamResponse:
 async def events_stream(request: web.Request) -> web.StreamResponse:
     """Server-sent events: a status snapshot every two seconds, for the live page."""
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                           "Cache-Control": "no-cache"})
+                                           "Cache-Control": "no-store"})
     await response.prepare(request)
     ops = _ops(request)
     closing = request.app[CLOSING]
+    auth = request.app[AUTH]
     try:
         while not closing.is_set():
+            user, _ = await auth.identify(request)
+            if user is None:  # signed out or token revoked since the stream opened
+                break
             snapshot = {"channels": await ops.channels(), "alerts": ops.alerts(),
                         "at": time.time()}
             await response.write(b"event: status\ndata: " + msgspec.json.encode(snapshot)
@@ -304,13 +309,21 @@ def add_routes(app: web.Application) -> None:
 
 @web.middleware
 async def errors_as_json(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Known failures become JSON errors a script can read; no tracebacks leak."""
+    """Known failures become JSON errors a script can read; no tracebacks leak. API
+    answers are never cached (some hold content); static files are revalidated, so a
+    browser never runs an old page against a new engine."""
     try:
-        return await handler(request)
+        response = await handler(request)
     except NotFound as exc:
-        return json_error(404, "not-found", str(exc))
+        response = json_error(404, "not-found", str(exc))
     except StoreError as exc:
-        return json_error(400 if "reason" in str(exc) else 503, "store", str(exc))
+        response = json_error(400 if "reason" in str(exc) else 503, "store", str(exc))
+    if not response.prepared:
+        if request.path.startswith("/api/"):
+            response.headers["Cache-Control"] = "no-store"
+        elif request.path.startswith("/static/"):
+            response.headers["Cache-Control"] = "no-cache"
+    return response
 
 
 __all__ = ["AUTH", "CLOSING", "CSRF_HEADER", "OPS", "SECURE_COOKIES", "add_routes",
