@@ -16,6 +16,7 @@ import logging
 import time
 from typing import Any
 
+from engine import tracing
 from engine.config.schema import ChannelConfig
 from engine.connectors.base import Source
 from engine.delivery import DestinationWorker
@@ -127,11 +128,14 @@ class Channel:
     async def deliver(self, raw: bytes, meta: SourceMeta) -> Receipt:
         """Take one message on: returns once it is durable, with the reply to send."""
         message_id = new_message_id()
+        trace = tracing.receive(message_id, self.name, meta.transport)
         now = time.time()
         digest = content_hash(raw)
         uow = UnitOfWork()
         hop = {"channel": self.name, "message_id": message_id, "peer": meta.peer}
-        parsed, problem = self._parse(raw, meta)
+        with trace.step("parse"):
+            parsed, problem = self._parse(raw, meta)
+            trace.parsed(parsed, problem)
         patient = self._vault.pseudonym(parsed.patient_id) if parsed else None
         hop["patient"] = patient
         uow.record(Event(kind=Kind.RECEIVED, content_hash=digest,
@@ -145,7 +149,9 @@ class Channel:
             uow.record(Event(kind=Kind.PARSED, detail={
                 "standard": parsed.standard, "type": parsed.message_type,
                 "control_id": parsed.control_id, "version": parsed.version}, **hop))
-            status, error, verdict_problems = self._route(uow, parsed, hop, now)
+            with trace.step("map"):
+                status, error, verdict_problems = self._route(uow, parsed, hop, now)
+                trace.routed(status, self.mapping)
         row = {
             "id": message_id, "channel": self.name, "received_at": now, "status": status,
             "standard": parsed.standard if parsed else self.config.format,
@@ -156,10 +162,12 @@ class Channel:
         }
         self._store.add_message(uow, row, raw)
         try:
-            await self._writer.commit(uow)
+            with trace.step("commit"):
+                await self._writer.commit(uow)
         except Exception as exc:
             log.error("channel %s: could not store an incoming message (%s); answered with "
                       "an error so the sender resends", self.name, exc)
+            trace.end(MessageStatus.ERROR, "the store could not take the message")
             busy = Problem("the engine could not store the message; send it again")
             return Receipt("", MessageStatus.ERROR,
                            self.codec.reply(raw, parsed, Outcome(Verdict.ERROR, (busy,))))
@@ -168,6 +176,7 @@ class Channel:
                 worker.notify()
         outcome = Outcome(_VERDICTS[status], tuple(verdict_problems))
         reply = self.codec.reply(raw, parsed, outcome)
+        trace.end(status)
         return Receipt(message_id, status, reply,
                        on_replied=lambda: self._acknowledged(hop, outcome))
 
@@ -223,9 +232,12 @@ class Channel:
                         actor: str) -> MessageStatus:
         """Run a stored message through the channel again, from its raw bytes, with the
         channel's current mapping or the one given; new output, new queue entries."""
+        trace = tracing.reprocess(message_id, self.name)
         uow = UnitOfWork()
         now = time.time()
-        parsed, problem = self._parse(raw, SourceMeta("reprocess", size=len(raw)))
+        with trace.step("parse"):
+            parsed, problem = self._parse(raw, SourceMeta("reprocess", size=len(raw)))
+            trace.parsed(parsed, problem)
         patient = self._vault.pseudonym(parsed.patient_id) if parsed else None
         hop = {"channel": self.name, "message_id": message_id, "patient": patient,
                "peer": None}
@@ -237,9 +249,15 @@ class Channel:
             status, error = MessageStatus.REJECTED, problem.text
             uow.record(Event(kind=Kind.REJECTED, detail=_problem_detail(problem), **hop))
         else:
-            status, error, _ = self._route(uow, parsed, hop, now, mapping)
+            with trace.step("map"):
+                status, error, _ = self._route(uow, parsed, hop, now, mapping)
+                trace.routed(status, mapping)
         self._store.set_status(uow, message_id, status, error)
-        await self._writer.commit(uow)
+        try:
+            with trace.step("commit"):
+                await self._writer.commit(uow)
+        finally:
+            trace.end(status)
         if status is MessageStatus.ACCEPTED:
             for worker in self.workers:
                 worker.notify()

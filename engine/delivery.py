@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 
+from engine import tracing
 from engine.connectors.base import Destination
 from engine.events import Event, Kind
 from engine.message import Outbound, Retry
@@ -141,6 +142,8 @@ class DestinationWorker:
                 return False
             attempts += 1
             outbound.attempts = attempts
+            span = tracing.attempt(entry.message_id, self.channel, self.name, attempts,
+                                   entry.control_id)
             try:
                 delivery = await asyncio.wait_for(self.destination.send(outbound),
                                                   self.timeout + 5.0)
@@ -156,6 +159,7 @@ class DestinationWorker:
                     "message_id": entry.message_id, "patient": entry.patient,
                     "peer": self.destination.address}
             code = getattr(delivery, "code", "")
+            span.done(decision.action, code)
             if decision.action == "confirm":
                 self._queue.ack(uow, entry.id)
                 latency_ms = round((time.time() - entry.received_at) * 1000, 1)

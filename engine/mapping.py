@@ -22,7 +22,7 @@ from engine.errors import ConfigError, MappingError
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]*\Z")
 _FILE = re.compile(r"v(\d+)\.py\Z")
-_REF = re.compile(r"(?P<name>[a-z0-9][a-z0-9-]*)@(?P<version>\d+)\Z")
+MAPPING_REF = re.compile(r"(?P<name>[a-z0-9][a-z0-9-]*)@(?P<version>\d+)\Z")
 
 
 class Skip(msgspec.Struct, frozen=True):
@@ -85,7 +85,7 @@ _declared: list[Mapping] = []
 
 def mapping(ref: str, *, accepts: str, emits: str) -> Callable[[Callable], Callable]:
     """Declare a mapping function as `name@version`."""
-    m = _REF.match(ref)
+    m = MAPPING_REF.match(ref)
     if m is None:
         raise ValueError(f"mapping reference {ref!r} must look like name@1")
 

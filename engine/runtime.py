@@ -21,7 +21,8 @@ from typing import Any
 
 from aiohttp import web
 
-from engine import __version__, registry
+from engine import __version__, registry, tracing
+from engine.alerts import Alerting
 from engine.channel import Channel, State
 from engine.config.base import DestinationBase
 from engine.config.schema import EngineConfig
@@ -36,6 +37,7 @@ from engine.queue.sql import SqlQueue
 from engine.security.crypto import Vault
 from engine.security.keys import KeyRing
 from engine.security.users import UserStore
+from engine.slo import ServiceLevels
 from engine.stats import Stats
 from engine.store.database import default_url, open_database
 from engine.store.messages import MessageStore
@@ -96,10 +98,13 @@ class Engine:
         self._runner: web.AppRunner | None = None
         self._lock_fd: int | None = None
         self.started_at: float | None = None
+        self.slo: ServiceLevels | None = None  # service levels, once started
+        self.alerting: Alerting | None = None  # alert rules, once started
 
     async def start(self) -> None:
         data_dir = Path(self.config.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
+        tracing.setup(self.config.tracing)
         svc = Services(self.config)
         self.services = svc
         if svc.embedded:
@@ -122,6 +127,10 @@ class Engine:
             self.channels[channel.name] = channel
         for channel in self.channels.values():
             await channel.start()
+        self.slo = ServiceLevels(self.config.slo)
+        self.slo.start(self)
+        self.alerting = Alerting.for_engine(self.config.alerts, self)
+        self.alerting.start()
         if self.config.web.port:
             web_cfg = self.config.web
             tls = _tls_context(web_cfg.tls_cert, web_cfg.tls_key)
@@ -182,6 +191,11 @@ class Engine:
     async def stop(self) -> None:
         """Drain: stop accepting, answer and record what is in flight, then close."""
         log.info("stopping: no new connections; finishing messages in flight")
+        # Alerts and service levels first: channels stopping on purpose are no incident.
+        if self.alerting is not None:
+            await self.alerting.stop()
+        if self.slo is not None:
+            await self.slo.stop()
         await asyncio.gather(*(c.stop() for c in self.channels.values()))
         if self._runner is not None:
             await self._runner.cleanup()
@@ -196,6 +210,7 @@ class Engine:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+        await tracing.shutdown()
         log.info("stopped cleanly")
 
     async def readiness(self) -> dict[str, Any]:

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import bisect
 import collections
+import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from engine.events import Event, Kind
+
+log = logging.getLogger("conduit.stats")
 
 RECENT_SECONDS = 300
 SERIES_MINUTES = 60
@@ -156,6 +159,12 @@ class Stats:
         self.channels: dict[str, ChannelStats] = collections.defaultdict(ChannelStats)
         # Every committed event by (kind, channel, destination), admin ones included.
         self.events: collections.Counter[tuple[str, str, str]] = collections.Counter()
+        self._listeners: list[Callable[[list[Event], float], None]] = []
+
+    def subscribe(self, listener: Callable[[list[Event], float], None]) -> None:
+        """Also hand every committed batch to `listener`, for figures kept elsewhere
+        (service levels classify each delivery against their own thresholds)."""
+        self._listeners.append(listener)
 
     def count(self, kind: str, channel: str | None = None, destination: str | None = None
               ) -> int:
@@ -165,6 +174,13 @@ class Stats:
 
     def observe(self, events: Iterable[Event], now: float | None = None) -> None:
         now = now if now is not None else time.time()
+        if self._listeners:
+            events = list(events)
+            for listener in self._listeners:
+                try:
+                    listener(events, now)
+                except Exception:  # a listener's bug must not stop the writer's callback
+                    log.exception("statistics listener failed")
         for e in events:
             self.events[(e.kind.value, e.channel or "", e.destination or "")] += 1
             name = COUNTED.get(e.kind)

@@ -15,7 +15,10 @@ import msgspec
 from msgspec import Meta
 
 from engine import registry
+from engine.alerts import AlertsConfig
 from engine.config.base import RetryConfig
+from engine.slo import SloConfig
+from engine.tracing import TracingConfig
 
 SourceConfig: Any = reduce(or_, (k.config for k in registry.SOURCES.values()))
 DestinationConfig: Any = reduce(or_, (k.config for k in registry.DESTINATIONS.values()))
@@ -121,3 +124,13 @@ class EngineConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     web: WebConfig = WebConfig()
     log: LogConfig = LogConfig()
     keys: KeysConfig = KeysConfig()
+    alerts: Annotated[
+        AlertsConfig, Meta(description="alert rules, sent to the log, the audit trail, the "
+                           "status page and a webhook")
+    ] = AlertsConfig()
+    slo: Annotated[
+        SloConfig, Meta(description="service-level objectives per channel")
+    ] = SloConfig()
+    tracing: Annotated[
+        TracingConfig, Meta(description="OpenTelemetry traces over OTLP/HTTP; off by default")
+    ] = TracingConfig()

@@ -30,6 +30,7 @@ messages = sa.Table(
     sa.Column("error", sa.Text),  # PHI-free reason for error / rejected status
     sa.Index("ix_messages_channel_id", "channel", "id"),
     sa.Index("ix_messages_channel_status_id", "channel", "status", "id"),
+    sa.Index("ix_messages_channel_type_id", "channel", "message_type", "id"),
     sa.Index("ix_messages_status_id", "status", "id"),
     sa.Index("ix_messages_control_id", "control_id"),
     sa.Index("ix_messages_patient", "patient", "id"),

@@ -15,11 +15,13 @@ import msgspec
 from aiohttp import web
 
 from engine.errors import StoreError
+from engine.mapping import MAPPING_REF
 from engine.operations import ACTIONS, NotFound, Operations
 from engine.security.roles import Permission, allows
-from engine.store.search import AuditQuery, MessageQuery
+from engine.store.search import MAX_PAGE, AuditQuery, MessageQuery
 from engine.web.auth import (
     CSRF_HEADER,
+    CSRF_KEY,
     PUBLIC,
     SESSION_COOKIE,
     SIGNED_IN,
@@ -48,17 +50,44 @@ def _actor(request: web.Request) -> str:
     return f"web:{user_of(request).name}"
 
 
-def _number(request: web.Request, name: str, kind: type = float) -> Any:
+class BadParameter(ValueError):
+    """A query parameter a handler cannot use; answered with 400 before any work."""
+
+
+# Unix seconds the engine can have stored messages at: from 1970 to the year 5000.
+_TIME_RANGE = (0.0, 95_617_584_000.0)
+
+
+def _time(request: web.Request, name: str) -> float | None:
+    """A Unix time in seconds, or None when absent."""
     raw = request.query.get(name)
     if raw in (None, ""):
         return None
     try:
-        return kind(raw)
+        value = float(raw)
     except ValueError:
-        raise web.HTTPBadRequest(
-            text=msgspec.json.encode({"error": "bad-parameter",
-                                      "message": f"{name} must be a number"}).decode(),
-            content_type="application/json") from None
+        raise BadParameter(f"{name} must be a Unix time in seconds") from None
+    if not _TIME_RANGE[0] <= value <= _TIME_RANGE[1]:  # also refuses nan and inf
+        raise BadParameter(f"{name} must be a Unix time in seconds after 1970")
+    return value
+
+
+def _int(request: web.Request, name: str, low: int, high: int) -> int | None:
+    raw = request.query.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadParameter(f"{name} must be a whole number") from None
+    if not low <= value <= high:
+        raise BadParameter(f"{name} must be between {low} and {high}")
+    return value
+
+
+def _limit(request: web.Request, default: int) -> int:
+    """Page size; a larger ask gets a full page (whose `next` continues the rest)."""
+    return min(_int(request, "limit", 1, 1_000_000) or default, MAX_PAGE)
 
 
 # -- session ----------------------------------------------------------------------------
@@ -86,7 +115,7 @@ async def sign_in(request: web.Request) -> web.Response:
 @requires(SIGNED_IN)
 async def whoami(request: web.Request) -> web.Response:
     user = user_of(request)
-    return _json({"user": user.name, "role": user.role.value, "csrf": request.get("csrf"),
+    return _json({"user": user.name, "role": user.role.value, "csrf": request.get(CSRF_KEY),
                   "permissions": sorted(p.value for p in Permission if allows(user.role, p))})
 
 
@@ -163,8 +192,8 @@ async def list_messages(request: web.Request) -> web.Response:
     query = MessageQuery(
         channel=q.get("channel") or None, status=q.get("status") or None,
         message_type=q.get("type") or None, control_id=q.get("control_id") or None,
-        patient=patient, since=_number(request, "since"), until=_number(request, "until"),
-        before=q.get("before") or None, limit=_number(request, "limit", int) or 50)
+        patient=patient, since=_time(request, "since"), until=_time(request, "until"),
+        before=q.get("before") or None, limit=_limit(request, 50))
     started = time.perf_counter()
     found = await _ops(request).search(query)
     if not allows(role, Permission.SEARCH_PATIENT):
@@ -197,16 +226,24 @@ async def message_detail(request: web.Request) -> web.Response:
     return _json(detail)
 
 
+_REPROCESS_BODY = 'the body must be empty or a JSON object such as {"mapping": "name@2"}'
+
+
 @requires(Permission.REPROCESS)
 async def reprocess(request: web.Request) -> web.Response:
     mapping = None
     if request.can_read_body:
         try:
             body = await request.json()
-            mapping = body.get("mapping") if isinstance(body, dict) else None
         except ValueError:
-            return json_error(400, "bad-json", "the body must be JSON, e.g. "
-                              '{"mapping": "hl7v2-adt-to-fhir@2"}')
+            return json_error(400, "bad-json", _REPROCESS_BODY)
+        if not isinstance(body, dict):
+            return json_error(400, "bad-json", _REPROCESS_BODY)
+        mapping = body.get("mapping")
+        if mapping is not None and not (isinstance(mapping, str)
+                                        and MAPPING_REF.match(mapping)):
+            return json_error(400, "bad-parameter",
+                              "mapping must be a name@version such as hl7v2-adt-to-fhir@1")
     return _json(await _ops(request).reprocess(request.match_info["id"], mapping,
                                                _actor(request)))
 
@@ -216,13 +253,13 @@ async def reprocess(request: web.Request) -> web.Response:
 def _audit_query(request: web.Request) -> AuditQuery:
     q = request.query
     patient = _ops(request).pseudonym(q["patient"]) if q.get("patient") else None
-    since, until = _number(request, "since"), _number(request, "until")
+    since, until = _time(request, "since"), _time(request, "until")
     return AuditQuery(
         message_id=q.get("message") or None, channel=q.get("channel") or None,
         patient=patient, actor=q.get("actor") or None, kind=q.get("kind") or None,
         since_us=int(since * 1e6) if since is not None else None,
         until_us=int(until * 1e6) if until is not None else None,
-        before_seq=_number(request, "before", int), limit=_number(request, "limit", int) or 100)
+        before_seq=_int(request, "before", 1, 2**62), limit=_limit(request, 100))
 
 
 @requires(Permission.READ_AUDIT)
@@ -242,11 +279,11 @@ async def audit_verify(request: web.Request) -> web.Response:
 @requires(Permission.READ_AUDIT)
 async def audit_export(request: web.Request) -> web.StreamResponse:
     """Every matching event as JSON lines, oldest first, streamed a page at a time."""
+    query = _audit_query(request)  # before the 200 goes out: a bad parameter is a 400
+    query.limit, query.after_seq = MAX_PAGE, 0
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson",
                                            "Cache-Control": "no-store"})
     await response.prepare(request)
-    query = _audit_query(request)
-    query.limit, query.after_seq = 500, 0
     while rows := await _ops(request).audit(query):
         await response.write(b"".join(msgspec.json.encode(row) + b"\n" for row in rows))
         query.after_seq = rows[-1]["seq"]
@@ -316,6 +353,8 @@ async def errors_as_json(request: web.Request, handler: Any) -> web.StreamRespon
         response = await handler(request)
     except NotFound as exc:
         response = json_error(404, "not-found", str(exc))
+    except BadParameter as exc:
+        response = json_error(400, "bad-parameter", str(exc))
     except StoreError as exc:
         response = json_error(400 if "reason" in str(exc) else 503, "store", str(exc))
     if not response.prepared:

@@ -26,7 +26,8 @@ SIGNED_IN = "signed-in"  # any user
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-USER_KEY = "conduit_user"
+USER_KEY = web.RequestKey("conduit_user", User)
+CSRF_KEY = web.RequestKey("conduit_csrf", str)
 
 
 def requires(permission: Permission | str) -> Callable[[Handler], Handler]:
@@ -88,14 +89,14 @@ class Auth:
                                    f"role {user.role.value} does not allow {permission}")
         request[USER_KEY] = user
         if session is not None:
-            request["csrf"] = session.csrf
+            request[CSRF_KEY] = session.csrf
         return await handler(request)
 
     async def deny(self, request: web.Request, user: User | None, status: int, error: str,
                    message: str) -> web.Response:
         """Refuse, and audit the refusal by route pattern and method only."""
         await self._record(Event(
-            kind=Kind.DENIED, actor=user.name if user else "anonymous",
+            kind=Kind.DENIED, actor=f"web:{user.name}" if user else "anonymous",
             peer=request.remote or "",
             detail={"method": request.method, "route": route_pattern(request),
                     "status": status, "why": error}))
