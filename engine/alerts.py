@@ -366,7 +366,7 @@ def _at(day: dt.date, minute: int, zone: zoneinfo.ZoneInfo) -> float:
 State = Literal["fired", "repeated", "cleared"]
 _LABELS = {"queue_depth": "queue depth", "queue_age": "oldest queued entry",
            "error_rate": "error rate", "channel_state": "channel state",
-           "silence": "no message for", "slo_burn": "error budget burn rate"}
+           "silence": "silence", "slo_burn": "error budget burn rate"}
 
 
 @dataclass(frozen=True)
@@ -384,7 +384,7 @@ class Notification:
     @property
     def message(self) -> str:
         r = self.reading
-        return (f"{self.rule} {self.state}: {_LABELS[self.kind]} on {r.subject} "
+        return (f"{self.rule} {self.state}: {_LABELS[self.kind]} of {r.subject} is "
                 f"{_show(r.value, r.unit)} (threshold {_show(r.threshold, r.unit)})")
 
     def payload(self, host: str) -> dict[str, Any]:

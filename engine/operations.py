@@ -53,7 +53,17 @@ class Operations:
 
     async def channels(self) -> list[dict[str, Any]]:
         queues = await self.queue_stats()
-        return [self._summary(c, queues) for c in self._engine.channels.values()]
+        levels = self._service_levels()
+        return [{**self._summary(c, queues), "slo": levels.get(c.name, [])}
+                for c in self._engine.channels.values()]
+
+    def _service_levels(self) -> dict[str, list[dict[str, Any]]]:
+        """Each channel's service-level rows (none when no objective is configured)."""
+        slo = getattr(self._engine, "slo", None)
+        by_channel: dict[str, list[dict[str, Any]]] = {}
+        for row in slo.status() if slo is not None else []:
+            by_channel.setdefault(row["channel"], []).append(row)
+        return by_channel
 
     def _summary(self, channel: Channel, queues: dict[str, QueueStats]) -> dict[str, Any]:
         stats = self._svc.stats.channels[channel.name]
@@ -98,6 +108,7 @@ class Operations:
     async def channel(self, name: str) -> dict[str, Any]:
         channel = self._channel(name)
         summary = self._summary(channel, await self.queue_stats())
+        summary["slo"] = self._service_levels().get(name, [])
         stats = self._svc.stats.channels[name]
         summary["series"] = {k: stats.series[k].values() for k in
                              ("received", "sent", "errored", "dead_lettered")}

@@ -37,9 +37,19 @@ AUTH = web.AppKey("auth", Auth)
 SECURE_COOKIES = web.AppKey("secure_cookies", bool)
 
 
+def _plain(value: Any) -> Any:
+    """Config values such as Duration (a float subclass) encode as plain numbers."""
+    for kind in (float, int, str):
+        if isinstance(value, kind):
+            return kind(value)
+    raise NotImplementedError(f"cannot encode {type(value).__name__}")
+
+
+_encode = msgspec.json.Encoder(enc_hook=_plain).encode
+
+
 def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=msgspec.json.encode(data), status=status,
-                        content_type="application/json")
+    return web.Response(body=_encode(data), status=status, content_type="application/json")
 
 
 def _ops(request: web.Request) -> Operations:
@@ -285,7 +295,7 @@ async def audit_export(request: web.Request) -> web.StreamResponse:
                                            "Cache-Control": "no-store"})
     await response.prepare(request)
     while rows := await _ops(request).audit(query):
-        await response.write(b"".join(msgspec.json.encode(row) + b"\n" for row in rows))
+        await response.write(b"".join(_encode(row) + b"\n" for row in rows))
         query.after_seq = rows[-1]["seq"]
     await response.write_eof()
     return response
@@ -309,8 +319,7 @@ async def events_stream(request: web.Request) -> web.StreamResponse:
                 break
             snapshot = {"channels": await ops.channels(), "alerts": ops.alerts(),
                         "at": time.time()}
-            await response.write(b"event: status\ndata: " + msgspec.json.encode(snapshot)
-                                 + b"\n\n")
+            await response.write(b"event: status\ndata: " + _encode(snapshot) + b"\n\n")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(closing.wait(), 2.0)
     except ConnectionResetError:

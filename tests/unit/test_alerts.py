@@ -302,7 +302,7 @@ async def test_notifications_go_to_webhook_audit_and_page():
         "severity": "critical", "state": "fired", "subject": "adt/fhir", "channel": "adt",
         "destination": "fhir", "value": 25, "threshold": 10, "unit": "entries",
         "since": "2023-11-14T22:13:25+00:00", "at": "2023-11-14T22:13:25+00:00",
-        "message": "deep fired: queue depth on adt/fhir 25 entries (threshold 10 entries)",
+        "message": "deep fired: queue depth of adt/fhir is 25 entries (threshold 10 entries)",
     }
     assert cleared["state"] == "cleared" and cleared["value"] == 2
     assert cleared["since"] == fired["since"] and cleared["at"] == "2023-11-14T22:13:29+00:00"
