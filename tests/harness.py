@@ -49,10 +49,18 @@ async def exchange(port: int, payloads: list[bytes], timeout: float = 10.0) -> l
 class EngineHarness:
     """Writes a conf and channel files into a folder and runs an Engine on them."""
 
-    def __init__(self, root: Path, store_url: str | None = None) -> None:
+    def __init__(self, root: Path, store_url: str | None = None, *, conf: str = "",
+                 web_port: int = 0, web: dict[str, str] | None = None,
+                 mappings_dir: Path | None = None) -> None:
+        """`conf` is YAML added to the engine settings (alerts:, slo:, tracing: ...);
+        `web_port` 0 leaves the web listener off; `web` adds settings under web:."""
         self.root = root
         self.data = root / "data"
         self.store_url = store_url
+        self.conf = conf
+        self.web_port = web_port
+        self.web = web or {}
+        self.mappings_dir = mappings_dir or REPO / "mappings"
         self.engine: Engine | None = None
 
     async def start(self, channels: dict[str, str]) -> Engine:
@@ -62,8 +70,11 @@ class EngineHarness:
         conf = self.root / "conduit.yaml"
         conf.write_text(
             f"data_dir: {self.data}\nchannels_dir: {self.root / 'channels'}\n"
-            f"mappings_dir: {REPO / 'mappings'}\nweb:\n  port: 0\n"
+            f"mappings_dir: {self.mappings_dir}\n"
+            f"web:\n  host: 127.0.0.1\n  port: {self.web_port}\n"
+            + "".join(f"  {key}: {value}\n" for key, value in self.web.items())
             + (f"store:\n  url: {self.store_url}\n" if self.store_url else "")
+            + textwrap.dedent(self.conf)
         )
         engine_cfg, loaded = load_all(conf, {})
         catalog = MappingCatalog.discover(engine_cfg.mappings_dir)

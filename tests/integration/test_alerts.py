@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import textwrap
-from pathlib import Path
 
 import msgspec
 import pytest
 import sqlalchemy as sa
 from aiohttp import web
 
-import tests.harness as harness_module
 from engine.store.schema import audit
 from engine.web.metrics import render
 from tests.fhir_server import Answer
@@ -58,18 +55,6 @@ async def receiver():
     await r.stop()
 
 
-def engine_conf(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
-    """Append `text` to the conduit.yaml the harness writes, just before it is loaded."""
-    real = harness_module.load_all
-
-    def load_all(conf, env):
-        path = Path(conf)
-        path.write_text(path.read_text() + textwrap.dedent(text))
-        return real(conf, env)
-
-    monkeypatch.setattr(harness_module, "load_all", load_all)
-
-
 def channel(port: int, fhir_url: str) -> str:
     return f"""
     source: {{type: mllp, port: {port}, read_timeout: 1s}}
@@ -90,8 +75,8 @@ def alert_rows(engine) -> list[dict]:
 
 
 async def test_backed_up_queue_fires_then_clears_through_webhook_and_audit(
-        harness, fhir, receiver, monkeypatch):
-    engine_conf(monkeypatch, f"""
+        harness, fhir, receiver):
+    harness.conf = f"""
     alerts:
       interval: 100ms
       repeat: 0s
@@ -108,7 +93,7 @@ async def test_backed_up_queue_fires_then_clears_through_webhook_and_audit(
       objectives:
         - {{name: delivered-fast, kind: delivery, channel: "*", target: 99, within: 300ms}}
         - {{name: accepting, kind: availability, channel: adt, target: 99.9}}
-    """)
+    """
     fhir.default = Answer(503)
     port = free_port()
     engine = await harness.start({"adt": channel(port, fhir.url)})

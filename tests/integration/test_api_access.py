@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +20,11 @@ import pytest
 import pytest_asyncio
 import sqlalchemy as sa
 
-from engine.config.checks import check
-from engine.config.loader import load_all
-from engine.mapping import MappingCatalog
 from engine.runtime import Engine
 from engine.security.roles import Role
 from engine.store.schema import audit
 from tests.fhir_server import Answer, FhirTestServer
-from tests.harness import REPO, EngineHarness, adt, exchange, free_port
+from tests.harness import EngineHarness, adt, exchange, free_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -40,35 +36,16 @@ BAD_TOKEN = "cdt_" + "x" * 43
 
 
 class WebHarness(EngineHarness):
-    """EngineHarness with the web listener on: the base class writes `web: port: 0`."""
+    """EngineHarness with the web listener on a free port, and one user per role."""
 
     def __init__(self, root: Path, *, metrics_open: bool = False,
                  mappings_dir: Path | None = None) -> None:
-        super().__init__(root)
-        self.web_port = free_port()
-        self.metrics_open = metrics_open
-        self.mappings_dir = mappings_dir or REPO / "mappings"
+        super().__init__(root, web_port=free_port(), mappings_dir=mappings_dir,
+                         web={"metrics_open": "true" if metrics_open else "false"})
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.web_port}"
-
-    async def start(self, channels: dict[str, str]) -> Engine:
-        (self.root / "channels").mkdir(exist_ok=True)
-        for name, text in channels.items():
-            (self.root / "channels" / f"{name}.yaml").write_text(textwrap.dedent(text))
-        conf = self.root / "conduit.yaml"
-        conf.write_text(
-            f"data_dir: {self.data}\nchannels_dir: {self.root / 'channels'}\n"
-            f"mappings_dir: {self.mappings_dir}\n"
-            f"web:\n  host: 127.0.0.1\n  port: {self.web_port}\n"
-            f"  metrics_open: {'true' if self.metrics_open else 'false'}\n")
-        engine_cfg, loaded = load_all(conf, {})
-        catalog = MappingCatalog.discover(engine_cfg.mappings_dir)
-        assert check(engine_cfg, loaded, catalog) == []
-        self.engine = Engine(engine_cfg, loaded, catalog)
-        await self.engine.start()
-        return self.engine
 
     def add_users(self) -> dict[str, str]:
         """One user per role, made as `conduit users add/token` makes them: role -> token."""

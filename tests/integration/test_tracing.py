@@ -4,7 +4,7 @@ restart, included) arrives in one trace whose id is the message id."""
 
 from __future__ import annotations
 
-import textwrap
+from pathlib import Path
 
 import sqlalchemy as sa
 from aiohttp import web
@@ -14,13 +14,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from engine import tracing
-from engine.config.checks import check
-from engine.config.loader import load_all
-from engine.mapping import MappingCatalog
 from engine.runtime import Engine
 from engine.store.schema import audit, messages
 from tests.fhir_server import Answer
-from tests.harness import REPO, EngineHarness, adt, exchange, free_port
+from tests.harness import EngineHarness, adt, exchange, free_port
 
 PHI = (b"TESTPATIENT", b"ALEX", b"MRN4242", b"19700412", b"12 ELM ST", b"5550134")
 
@@ -75,30 +72,14 @@ class OtlpReceiver:
         return found
 
 
-class TracedHarness(EngineHarness):
-    """EngineHarness whose conduit.yaml also turns tracing on, to `endpoint`."""
-
-    def __init__(self, root, endpoint: str) -> None:
-        super().__init__(root)
-        self.endpoint = endpoint
-
-    async def start(self, channels: dict[str, str]) -> Engine:
-        (self.root / "channels").mkdir(exist_ok=True)
-        for name, text in channels.items():
-            (self.root / "channels" / f"{name}.yaml").write_text(textwrap.dedent(text))
-        conf = self.root / "conduit.yaml"
-        conf.write_text(
-            f"data_dir: {self.data}\nchannels_dir: {self.root / 'channels'}\n"
-            f"mappings_dir: {REPO / 'mappings'}\nweb:\n  port: 0\n"
-            f"tracing:\n  otlp_endpoint: {self.endpoint}\n  service_name: conduit-it\n"
-            "  sample_ratio: 1.0\n")
-        engine_cfg, loaded = load_all(conf, {})
-        assert engine_cfg.tracing.otlp_endpoint == self.endpoint
-        catalog = MappingCatalog.discover(engine_cfg.mappings_dir)
-        assert check(engine_cfg, loaded, catalog) == []
-        self.engine = Engine(engine_cfg, loaded, catalog)
-        await self.engine.start()
-        return self.engine
+def traced_harness(root: Path, endpoint: str) -> EngineHarness:
+    """An EngineHarness whose settings turn tracing on, to `endpoint`."""
+    return EngineHarness(root, conf=f"""
+        tracing:
+          otlp_endpoint: {endpoint}
+          service_name: conduit-it
+          sample_ratio: 1.0
+        """)
 
 
 def fhir_channel(port: int, fhir_url: str) -> str:
@@ -132,7 +113,7 @@ def attribute(span, key: str):
 
 async def test_all_hops_of_a_message_arrive_in_one_trace(tmp_path, fhir):
     receiver = await OtlpReceiver().start()
-    harness = TracedHarness(tmp_path, receiver.endpoint)
+    harness = traced_harness(tmp_path, receiver.endpoint)
     try:
         fhir.script.extend([Answer(503), Answer(200)])
         port = free_port()
@@ -178,7 +159,7 @@ async def test_a_delivery_after_a_restart_joins_the_message_trace(tmp_path, fhir
     try:
         fhir.default = Answer(503)
         port = free_port()
-        first = TracedHarness(tmp_path, receiver.endpoint)
+        first = traced_harness(tmp_path, receiver.endpoint)
         try:
             engine = await first.start({"adt": fhir_channel(port, fhir.url)})
             await exchange(port, [adt("C1", "MRN4242")])
@@ -189,7 +170,7 @@ async def test_a_delivery_after_a_restart_joins_the_message_trace(tmp_path, fhir
         before = len(receiver.trace(message_id)["deliver"])
 
         fhir.default = Answer(200)
-        second = TracedHarness(tmp_path, receiver.endpoint)
+        second = traced_harness(tmp_path, receiver.endpoint)
         try:
             engine = await second.start({"adt": fhir_channel(port, fhir.url)})
             await second.settle(lambda: audited(engine, "sent") == 1)
