@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from tests.loopback import LoopbackServer
+
 
 @dataclass
 class Answer:
@@ -32,13 +34,12 @@ class Received:
         return json.loads(self.body)
 
 
-class FhirTestServer:
+class FhirTestServer(LoopbackServer):
     def __init__(self) -> None:
+        super().__init__()
         self.received: list[Received] = []
         self.script: deque[Answer] = deque()
         self.default = Answer(200)
-        self._runner: web.AppRunner | None = None
-        self.port = 0
         self.arrived = asyncio.Event()
 
     @property
@@ -64,16 +65,9 @@ class FhirTestServer:
     async def start(self) -> FhirTestServer:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
+        await self.serve(app)
         return self
 
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     async def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
         async def enough() -> None:

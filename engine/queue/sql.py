@@ -149,56 +149,13 @@ class SqlQueue:
     def replay(destination: str, actor: str) -> UnitOfWork:
         """Put every dead letter of `destination` back at the tail of its queue; each
         message put back is one "requeued" event by `actor`."""
-        uow = UnitOfWork()
-
-        def run(conn: sa.Connection) -> int:
-            now = time.time()
-            dead = conn.execute(
-                sa.select(queue.c.id, queue.c.message_id, queue.c.output_id)
-                .where(queue.c.destination == destination, queue.c.state == DEAD)
-                .order_by(queue.c.id)
-            ).all()
-            if not dead:
-                return 0
-            conn.execute(queue.insert(), [{
-                "destination": destination, "message_id": r.message_id,
-                "output_id": r.output_id, "state": READY, "attempts": 0,
-                "available_at": now, "created_at": now,
-            } for r in dead])
-            conn.execute(queue.delete().where(queue.c.id.in_([r.id for r in dead])))
-            channel, _, dest = destination.partition("/")
-            # Assigned, not appended: the writer may run this again after a failed batch.
-            uow.events[:] = [
-                Event(kind=Kind.REQUEUED, actor=actor, channel=channel, destination=dest,
-                      message_id=r.message_id) for r in dead
-            ]
-            return len(dead)
-
-        uow.query = run
-        return uow
+        return _clear_dead(destination, actor, Kind.REQUEUED, requeue=True)
 
     @staticmethod
     def discard(destination: str, actor: str) -> UnitOfWork:
         """Remove every dead letter of `destination`; each is one "discarded" event. The
         message itself stays in the store and can be reprocessed later."""
-        uow = UnitOfWork()
-
-        def run(conn: sa.Connection) -> int:
-            dead = conn.execute(
-                sa.select(queue.c.id, queue.c.message_id)
-                .where(queue.c.destination == destination, queue.c.state == DEAD)
-            ).all()
-            if dead:
-                conn.execute(queue.delete().where(queue.c.id.in_([r.id for r in dead])))
-            channel, _, dest = destination.partition("/")
-            uow.events[:] = [
-                Event(kind=Kind.DISCARDED, actor=actor, channel=channel, destination=dest,
-                      message_id=r.message_id) for r in dead
-            ]
-            return len(dead)
-
-        uow.query = run
-        return uow
+        return _clear_dead(destination, actor, Kind.DISCARDED, requeue=False)
 
     def stats(self) -> list[QueueStats]:
         """Counts per destination, from one grouped query."""
@@ -224,6 +181,37 @@ class SqlQueue:
             if oldest is not None and (s.oldest_at is None or oldest < s.oldest_at):
                 s.oldest_at = oldest
         return sorted(by_dest.values(), key=lambda s: s.destination)
+
+
+def _clear_dead(destination: str, actor: str, kind: Kind, requeue: bool) -> UnitOfWork:
+    """A unit of work that empties a destination's dead letters, optionally putting them
+    back at the tail, with one `kind` event per message; its result is the count."""
+    uow = UnitOfWork()
+
+    def run(conn: sa.Connection) -> int:
+        dead = conn.execute(
+            sa.select(queue.c.id, queue.c.message_id, queue.c.output_id)
+            .where(queue.c.destination == destination, queue.c.state == DEAD)
+            .order_by(queue.c.id)
+        ).all()
+        if not dead:
+            return 0
+        if requeue:
+            now = time.time()
+            conn.execute(queue.insert(), [{
+                "destination": destination, "message_id": r.message_id,
+                "output_id": r.output_id, "state": READY, "attempts": 0,
+                "available_at": now, "created_at": now,
+            } for r in dead])
+        conn.execute(queue.delete().where(queue.c.id.in_([r.id for r in dead])))
+        channel, _, dest = destination.partition("/")
+        # Assigned, not appended: the writer may run this again after a failed batch.
+        uow.events[:] = [Event(kind=kind, actor=actor, channel=channel, destination=dest,
+                               message_id=r.message_id) for r in dead]
+        return len(dead)
+
+    uow.query = run
+    return uow
 
 
 def _with_content(conn: sa.Connection, rows: list[Any]) -> list[Leased]:

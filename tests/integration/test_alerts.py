@@ -16,15 +16,15 @@ from engine.store.schema import audit
 from engine.web.metrics import render
 from tests.fhir_server import Answer
 from tests.harness import adt, exchange, free_port
+from tests.loopback import LoopbackServer
 
 
-class WebhookReceiver:
+class WebhookReceiver(LoopbackServer):
     """Collects the JSON bodies POSTed to it."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.received: list[dict] = []
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     async def _hook(self, request: web.Request) -> web.Response:
         self.received.append(await request.json())
@@ -33,16 +33,9 @@ class WebhookReceiver:
     async def start(self) -> WebhookReceiver:
         app = web.Application()
         app.router.add_post("/hook", self._hook)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
+        await self.serve(app)
         return self
 
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     def states(self, rule: str) -> list[str]:
         return [p["state"] for p in self.received if p["rule"] == rule]

@@ -18,19 +18,19 @@ from engine.runtime import Engine
 from engine.store.schema import audit, messages
 from tests.fhir_server import Answer
 from tests.harness import EngineHarness, adt, exchange, free_port
+from tests.loopback import LoopbackServer
 
 PHI = (b"TESTPATIENT", b"ALEX", b"MRN4242", b"19700412", b"12 ELM ST", b"5550134")
 
 
-class OtlpReceiver:
+class OtlpReceiver(LoopbackServer):
     """A collector's OTLP/HTTP traces endpoint: keeps every span it is sent."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.bodies: list[bytes] = []
         self.spans: list = []
         self.resources: list[dict] = []
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     @property
     def endpoint(self) -> str:
@@ -52,16 +52,9 @@ class OtlpReceiver:
     async def start(self) -> OtlpReceiver:
         app = web.Application()
         app.router.add_post("/v1/traces", self._traces)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
+        await self.serve(app)
         return self
 
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     def trace(self, message_id: str) -> dict[str, list]:
         """The spans of one message's trace, by name."""
