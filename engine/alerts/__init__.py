@@ -1,0 +1,79 @@
+"""Alerts: rules over the engine's live state that fire once, repeat while they hold, and
+clear when they stop holding.
+
+Operations must hear about a backed-up queue, a failing or stopped channel, or an
+interface that quietly stopped sending before clinicians notice. Each evaluation takes a
+`Snapshot` (live stats, queue counts, channel states, service-level burn rates) and
+`evaluate` turns it into `Reading`s without any I/O or clock of its own, so every rule is
+testable with a fake clock. `Tracker` turns readings into fired / repeated / cleared
+`Notification`s; `Alerting` runs both every few seconds and sends each notification to
+the log, the audit trail (an ALERT event: rule, state, subject, value and threshold;
+names and numbers only, never PHI), the status page (`active()`) and a webhook.
+
+The package, one job per module: `config` (the `alerts:` section), `hours` (when a
+silence rule's hours are open), `rules` (snapshot in, readings out), `tracker` (fire,
+repeat, clear), `notify` (log, audit trail, webhook) and `runner` (the engine-facing
+loop). Everything is re-exported here; import from `engine.alerts`.
+"""
+
+from engine.alerts.config import (
+    AlertsConfig,
+    ChannelPattern,
+    ChannelStateRule,
+    DestinationPattern,
+    ErrorRateRule,
+    QueueAgeRule,
+    QueueDepthRule,
+    Rule,
+    RuleBase,
+    SilenceRule,
+    SloBurnRule,
+    WebhookConfig,
+)
+from engine.alerts.hours import DAYS, Day, active_since, span
+from engine.alerts.notify import OUTBOX_LIMIT, Notifier, Webhook
+from engine.alerts.rules import (
+    BurnView,
+    ChannelView,
+    QueueView,
+    Reading,
+    Snapshot,
+    evaluate,
+)
+from engine.alerts.runner import Alerting, collect
+from engine.alerts.tracker import Active, Notification, State, Tracker, human
+
+__all__ = [
+    "DAYS",
+    "OUTBOX_LIMIT",
+    "Active",
+    "Alerting",
+    "AlertsConfig",
+    "BurnView",
+    "ChannelPattern",
+    "ChannelStateRule",
+    "ChannelView",
+    "Day",
+    "DestinationPattern",
+    "ErrorRateRule",
+    "Notification",
+    "Notifier",
+    "QueueAgeRule",
+    "QueueDepthRule",
+    "QueueView",
+    "Reading",
+    "Rule",
+    "RuleBase",
+    "SilenceRule",
+    "SloBurnRule",
+    "Snapshot",
+    "State",
+    "Tracker",
+    "Webhook",
+    "WebhookConfig",
+    "active_since",
+    "collect",
+    "evaluate",
+    "human",
+    "span",
+]

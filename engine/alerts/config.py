@@ -1,0 +1,148 @@
+"""The `alerts:` section of conf/conduit.yaml: the rule kinds, the webhook and the
+defaults, validated when the configuration is loaded.
+
+Only declarations and their checks live here, so the configuration schema can import
+them without pulling in evaluation, delivery or the engine.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from engine.alerts.hours import DAYS, Day, span, zone
+from engine.config.types import Duration
+from engine.stats import RECENT_SECONDS
+
+_NAME = r"^[a-z0-9][a-z0-9_-]*$"
+
+ChannelPattern = Annotated[str, Meta(
+    min_length=1, description='a channel name, a pattern such as "adt-*", or "*" for all')]
+DestinationPattern = Annotated[str, Meta(
+    min_length=1, description='channel/destination such as "adt/fhir", a pattern such as '
+    '"adt/*", or "*" for every destination')]
+
+
+class RuleBase(msgspec.Struct, tag_field="kind", forbid_unknown_fields=True, kw_only=True,
+               frozen=True):
+    """What every rule has: a name, a severity, and how often it repeats."""
+
+    name: Annotated[str, Meta(pattern=_NAME, description="names the alert in the webhook, "
+                              "the status page and the audit trail")]
+    severity: Annotated[Literal["info", "warning", "critical"], Meta(
+        description="passed on to the webhook, for routing")] = "warning"
+    repeat: Annotated[Duration | None, Meta(
+        description="re-send this often while it holds; default alerts.repeat; 0 never")] = None
+
+
+class QueueDepthRule(RuleBase, tag="queue_depth", kw_only=True):
+    """More entries waiting (or in flight) in a destination's queue than `threshold`."""
+
+    destination: DestinationPattern = "*"
+    threshold: Annotated[int, Meta(ge=0, description="fires when more entries than this wait")]
+
+
+class QueueAgeRule(RuleBase, tag="queue_age", kw_only=True):
+    """The oldest entry waiting in a destination's queue is older than `threshold`."""
+
+    destination: DestinationPattern = "*"
+    threshold: Annotated[Duration, Meta(
+        description="fires when the oldest waiting entry is older than this")]
+
+
+class ErrorRateRule(RuleBase, tag="error_rate", kw_only=True):
+    """Errored + rejected + dead-lettered over received, per channel, in a recent window."""
+
+    channel: ChannelPattern = "*"
+    threshold: Annotated[float, Meta(gt=0, le=100, description="percent of received messages "
+                                     "that errored, were rejected or dead-lettered")]
+    window: Annotated[Duration, Meta(description="measured over this much recent time, at "
+                                     "most 5m (what the live statistics keep)")] = Duration(300)
+    min_received: Annotated[int, Meta(ge=1, description="with fewer messages than this in the "
+                                      "window the rule does not fire (1 of 1 is no rate)")] = 10
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.window <= RECENT_SECONDS:
+            raise ValueError(f"error_rate window must be between 1s and {RECENT_SECONDS}s")
+
+
+class ChannelStateRule(RuleBase, tag="channel_state", kw_only=True):
+    """A channel is in one of `states` (by default stopped or in error)."""
+
+    channel: ChannelPattern = "*"
+    states: Annotated[tuple[Literal["stopped", "error", "paused"], ...], Meta(
+        min_length=1, description="states that fire the alert")] = ("stopped", "error")
+
+
+class SilenceRule(RuleBase, tag="silence", kw_only=True):
+    """No message received on a started channel for `after`, counted only during the
+    configured hours and days: the interface that quietly stopped is the one that hurts."""
+
+    channel: ChannelPattern = "*"
+    after: Annotated[Duration, Meta(description="fires after this long without a message")]
+    hours: Annotated[str, Meta(pattern=r"^\d\d:\d\d-\d\d:\d\d$", description='when silence '
+                               'matters, such as "07:00-19:00" in `timezone`; may cross '
+                               'midnight; default all day')] = "00:00-24:00"
+    days: Annotated[tuple[Day, ...], Meta(min_length=1, description="days the hours apply to; "
+                                          "a span crossing midnight belongs to the day it "
+                                          "starts")] = DAYS
+    timezone: Annotated[str, Meta(description="IANA time zone of hours and days, such as "
+                                  "America/Chicago")] = "UTC"
+
+    def __post_init__(self) -> None:
+        span(self.hours)
+        zone(self.timezone)
+
+
+class SloBurnRule(RuleBase, tag="slo_burn", kw_only=True):
+    """A service-level objective's error budget burns `factor` times faster than it can
+    sustain, over `window` and (so the alert clears soon after) over `short_window`."""
+
+    channel: ChannelPattern = "*"
+    objective: Annotated[str, Meta(min_length=1, description='name of an objective under '
+                                   'slo.objectives, or a pattern; "*" for all')] = "*"
+    factor: Annotated[float, Meta(gt=0, description="burn rate that fires; 14.4 spends 2 % "
+                                  "of a 30-day budget in one hour")] = 14.4
+    window: Annotated[Duration, Meta(description="long window; at most slo.window")] = (
+        Duration(3600))
+    short_window: Annotated[Duration, Meta(description="the burn must hold over this recent "
+                                           "window too; 0 ignores it")] = Duration(300)
+    min_events: Annotated[int, Meta(ge=0, description="deliveries (or sampled seconds, for "
+                                    "availability) in the long window before it can fire")] = 10
+
+
+Rule = QueueDepthRule | QueueAgeRule | ErrorRateRule | ChannelStateRule | SilenceRule | SloBurnRule
+
+
+class WebhookConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Where each fire, repeat and clear is POSTed as JSON."""
+
+    url: Annotated[str, Meta(pattern=r"^https?://", description="http(s) URL of the receiver")]
+    timeout: Annotated[Duration, Meta(description="limit for one POST")] = Duration(5.0)
+    headers: Annotated[dict[str, str], Meta(description="extra request headers")] = {}
+    bearer_token_env: Annotated[str | None, Meta(
+        description="name of an environment variable holding a bearer token")] = None
+
+
+class AlertsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """conf/conduit.yaml `alerts:`; no rules, no alerting."""
+
+    interval: Annotated[Duration, Meta(description="how often rules are evaluated")] = (
+        Duration(5.0))
+    repeat: Annotated[Duration, Meta(description="default re-send interval while an alert "
+                                     "holds; 0 never repeats")] = Duration(3600.0)
+    webhook: Annotated[WebhookConfig | None, Meta(
+        description="JSON POST receiver; without it alerts go to the log, the audit trail "
+        "and the status page only")] = None
+    rules: Annotated[list[Rule], Meta(description="what to alert on")] = []
+
+    def __post_init__(self) -> None:
+        if self.interval <= 0:
+            raise ValueError("alerts.interval must be more than 0")
+        names = [r.name for r in self.rules]
+        doubled = sorted({n for n in names if names.count(n) > 1})
+        if doubled:
+            raise ValueError(f"alert rule names must be unique: {', '.join(doubled)}")
+

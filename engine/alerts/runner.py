@@ -1,0 +1,133 @@
+"""The engine-facing side of alerting: every `interval`, take a `Snapshot` of the running
+engine, evaluate the rules, track what changed and deliver it.
+
+Only this module knows about the engine (its channels, statistics, queues and service
+levels) and about time passing; rules, tracking and delivery are tested without either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from engine.alerts.config import (
+    AlertsConfig,
+    ErrorRateRule,
+    QueueAgeRule,
+    QueueDepthRule,
+    Rule,
+    SloBurnRule,
+)
+from engine.alerts.notify import Notifier, Webhook
+from engine.alerts.rules import BurnView, ChannelView, QueueView, Snapshot, evaluate
+from engine.alerts.tracker import Notification, Tracker
+from engine.events import Event
+from engine.store.writer import UnitOfWork
+
+if TYPE_CHECKING:
+    from engine.runtime import Engine
+
+log = logging.getLogger("conduit.alerts")
+
+
+class Alerting:
+    """Evaluates the rules every `interval` and sends what changed everywhere it goes.
+
+    Nothing here may take the engine down: a failed evaluation is logged and tried again,
+    a webhook that fails keeps its payloads (in order, bounded) for the next evaluation,
+    and an audit write that fails is logged.
+    """
+
+    def __init__(self, config: AlertsConfig, snapshot: Callable[[], Awaitable[Snapshot]],
+                 record: Callable[[list[Event]], Awaitable[Any]],
+                 webhook: Webhook | None = None, host: str | None = None) -> None:
+        self.config = config
+        self.tracker = Tracker(config.repeat)
+        self.notifier = Notifier(record, webhook, host)
+        self._snapshot = snapshot
+        self._task: asyncio.Task | None = None
+
+    @classmethod
+    def for_engine(cls, config: AlertsConfig, engine: Engine) -> Alerting:
+        async def record(events: list[Event]) -> None:
+            assert engine.services is not None and engine.services.writer is not None
+            uow = UnitOfWork()
+            for e in events:
+                uow.record(e)
+            await engine.services.writer.commit(uow)
+
+        webhook = Webhook(config.webhook) if config.webhook else None
+        return cls(config, lambda: collect(engine, config.rules), record, webhook)
+
+    def start(self) -> None:
+        if self.config.rules and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name="alerts")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        await self.notifier.close()
+
+    def active(self) -> list[dict[str, Any]]:
+        """Alerts that hold now, oldest first."""
+        return [a.public() for a in sorted(self.tracker.active.values(),
+                                           key=lambda a: (a.since, a.rule.name))]
+
+    async def run_once(self) -> list[Notification]:
+        """One evaluation: snapshot, rules, notifications, delivery."""
+        snap = await self._snapshot()
+        notes = self.tracker.step(evaluate(self.config.rules, snap), snap.now)
+        await self.notifier.send(notes)
+        return notes
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("alert evaluation failed; trying again in %gs",
+                              self.config.interval)
+            await asyncio.sleep(self.config.interval)
+
+
+async def collect(engine: Engine, rules: list[Rule]) -> Snapshot:
+    """A snapshot of the running engine: only what the rules need is computed."""
+    svc = engine.services
+    assert svc is not None
+    windows = {int(r.window) for r in rules if isinstance(r, ErrorRateRule)}
+    wants_queues = any(isinstance(r, QueueDepthRule | QueueAgeRule) for r in rules)
+    queues_now = await engine.ops.queue_stats() if wants_queues else {}
+    now = time.time()
+    channels: dict[str, ChannelView] = {}
+    queues: dict[str, QueueView] = {}
+    for name, channel in engine.channels.items():
+        stats = svc.stats.channels.get(name)
+        received, failed = {}, {}
+        if stats is not None:
+            for w in windows:
+                received[w] = stats.recent["received"].total(w, now)
+                failed[w] = (stats.recent["errored"].total(w, now)
+                             + stats.recent["dead_lettered"].total(w, now))
+        channels[name] = ChannelView(channel.state.value,
+                                     stats.last_message_at if stats else None,
+                                     received, failed)
+        if wants_queues:
+            for worker in channel.workers:
+                q = queues_now.get(worker.key)
+                queues[worker.key] = QueueView(
+                    q.ready + q.leased if q else 0,
+                    now - q.oldest_at if q and q.oldest_at else None)
+    burns: list[BurnView] = []
+    burn_rules = [r for r in rules if isinstance(r, SloBurnRule)]
+    slo = getattr(engine, "slo", None)
+    if burn_rules and slo is not None:
+        burn_windows = {int(w) for r in burn_rules for w in (r.window, r.short_window) if w}
+        burns = [BurnView(c, o, rates) for c, o, rates in slo.burn_rates(burn_windows, now)]
+    return Snapshot(now, svc.stats.started_at, channels, queues, burns)
