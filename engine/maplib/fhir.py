@@ -1,0 +1,46 @@
+"""FHIR building blocks every mapping shares: deterministic ids, transaction entries,
+and the rule that empty elements are left out.
+
+Ids are uuid5 of (resource type, scope, identifier system, identifier value) in one
+namespace, so the same patient, visit or order gets the same id from every feed and every
+mapping version: a redelivered or reprocessed message updates instead of duplicating.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+# Changing this changes every id already stored on receiving servers: never do.
+ID_NAMESPACE = uuid.UUID("b2ec2468-a2cd-5d39-8c09-0636614f6dc6")
+
+
+def resource_id(resource_type: str, scope: str, identifier: dict[str, Any]) -> str:
+    """uuid5 of type, scope (the sending facility), system and value: stable, a valid id."""
+    name = "|".join((resource_type, scope, identifier.get("system", ""), identifier["value"]))
+    return str(uuid.uuid5(ID_NAMESPACE, name))
+
+
+def put_entry(resource: dict[str, Any]) -> dict[str, Any]:
+    """A transaction entry that creates or replaces the resource at its derived id."""
+    kind, rid = resource["resourceType"], resource["id"]
+    return {
+        "fullUrl": f"urn:uuid:{rid}",
+        "resource": resource,
+        "request": {"method": "PUT", "url": f"{kind}/{rid}"},
+    }
+
+
+def reference(resource: dict[str, Any]) -> dict[str, str]:
+    """A reference to a resource of the same transaction Bundle."""
+    return {"reference": f"urn:uuid:{resource['id']}"}
+
+
+def transaction(resources: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": "transaction",
+            "entry": [put_entry(r) for r in resources]}
+
+
+def compact(resource: dict[str, Any]) -> dict[str, Any]:
+    """Drop absent elements: FHIR forbids empty strings, arrays and objects."""
+    return {k: v for k, v in resource.items() if v is not None and v != "" and v != [] and v != {}}

@@ -1,0 +1,188 @@
+"""HL7v2 segments that most messages carry, as FHIR resources: PID as Patient, PV1 as
+Encounter, and the sender facts (facility, time zone) their ids and dates depend on.
+
+Shared by every v2-to-FHIR mapping, so an ORU's subject is the very Patient an ADT made.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from engine.errors import MappingError
+from engine.formats.hl7v2 import Hl7Message, Segment, tables
+from engine.formats.hl7v2 import datatypes as dt
+from engine.maplib.fhir import compact as _compact
+from engine.maplib.fhir import resource_id as _resource_id
+
+_VISIT_NUMBER = {"system": tables.V2_0203, "code": "VN", "display": "Visit number"}
+_ATTENDER = {
+    "coding": [{"system": tables.V3_PARTICIPATION_TYPE, "code": "ATND", "display": "attender"}]
+}
+
+
+def sending_facility(message: Hl7Message) -> str:
+    """MSH-4.1, else MSH-3.1: the scope every resource id is derived within."""
+    msh = message.segments[0]
+    facility = dt.present(msh.value(4, 1)) or dt.present(msh.value(3, 1))
+    if not facility:
+        raise MappingError(
+            "sending facility and sending application (MSH-3) are both empty, so resource "
+            "ids cannot be scoped to a sender",
+            field="MSH-4",
+        )
+    return facility
+
+
+def sender_offset(message: Hl7Message) -> str | None:
+    """The sender's time zone, from MSH-7, for times sent without one."""
+    return dt.dtm_offset(message.segments[0].value(7))
+
+
+def patient_of(message: Hl7Message) -> dict:
+    """The Patient of a message's PID; fails naming PID-3 when there is no PID."""
+    pid = message.segment("PID")
+    if pid is None:
+        raise MappingError("the PID segment is missing, so there is no patient", field="PID-3")
+    return patient(pid, sending_facility(message), sender_offset(message))
+
+
+def patient(pid: Segment, facility: str, sender_offset: str | None) -> dict:
+    """The Patient from PID; its id comes from the preferred PID-3 identifier."""
+    identifiers = _identifiers(pid, facility)
+    preferred = _preferred_identifier(identifiers)
+    patient = {
+        "resourceType": "Patient",
+        "id": _resource_id("Patient", facility, preferred),
+        "identifier": identifiers,
+        "name": [n for n in map(dt.xpn_to_human_name, pid.repetitions(5)) if n],
+        "telecom": _telecoms(pid),
+        "gender": _gender(pid),
+        "birthDate": dt.to_fhir_date(pid.value(7), "PID-7"),
+        **_deceased(pid, sender_offset),
+        "address": [a for a in map(dt.xad_to_address, pid.repetitions(11)) if a],
+    }
+    return _compact(patient)
+
+
+def _identifiers(pid: Segment, facility: str) -> list[dict]:
+    """Every PID-3 repetition with an id number; fails naming PID-3 when there is none."""
+    identifiers = [
+        ident
+        for ident in (dt.cx_to_identifier(rep, facility) for rep in pid.repetitions(3))
+        if ident
+    ]
+    if not identifiers:
+        raise MappingError("has no identifier, so the patient cannot be identified", field="PID-3")
+    return identifiers
+
+
+def _preferred_identifier(identifiers: list[dict]) -> dict:
+    """The medical record number (type MR) if there is one, else the first identifier."""
+    for ident in identifiers:
+        codings = ident.get("type", {}).get("coding", [])
+        if any(c["code"] == "MR" for c in codings):
+            return ident
+    return identifiers[0]
+
+
+def _telecoms(pid: Segment) -> list[dict]:
+    """PID-13 (home) then PID-14 (business) numbers, in message order."""
+    points = [dt.xtn_to_contact_point(rep, "home") for rep in pid.repetitions(13)]
+    points += [dt.xtn_to_contact_point(rep, "work") for rep in pid.repetitions(14)]
+    return [p for p in points if p]
+
+
+def _gender(pid: Segment) -> str | None:
+    """PID-8 through table 0001; a code outside it fails, since gender's binding is
+    required and guessing would write a wrong value into a chart."""
+    code = dt.present(pid.value(8)).upper()
+    if not code:
+        return None
+    if code not in tables.ADMINISTRATIVE_SEX:
+        raise MappingError("is not a code from HL7 table 0001 (M, F, O, U, A, N)", field="PID-8")
+    return tables.ADMINISTRATIVE_SEX[code]
+
+
+def _deceased(pid: Segment, sender_offset: str | None) -> dict:
+    """deceasedDateTime from PID-29, else deceasedBoolean from PID-30 (Y/N), else nothing."""
+    when = dt.to_fhir_datetime(pid.value(29), "PID-29", sender_offset)
+    if when:
+        return {"deceasedDateTime": when}
+    indicator = dt.present(pid.value(30)).upper()
+    if indicator in ("Y", "N"):
+        return {"deceasedBoolean": indicator == "Y"}
+    return {}
+
+
+
+def encounter(
+    pv1: Segment, event: str, facility: str, patient_id: str, sender_offset: str | None
+) -> dict | None:
+    """The Encounter from PV1, or None when PV1-19 gives no visit number to key it on."""
+    visit = next(
+        (v for v in (dt.cx_to_identifier(rep, facility) for rep in pv1.repetitions(19)) if v),
+        None,
+    )
+    if visit is None:
+        return None
+    visit.setdefault("type", {"coding": [dict(_VISIT_NUMBER)]})
+    class_code = dt.present(pv1.value(2)).upper()
+    end = dt.to_fhir_datetime(pv1.value(45), "PV1-45", sender_offset)
+    status = _encounter_status(event, class_code, discharged=end is not None)
+    encounter = {
+        "resourceType": "Encounter",
+        "id": _resource_id("Encounter", facility, visit),
+        "identifier": [visit],
+        "status": status,
+        "class": _encounter_class(class_code),
+        "subject": {"reference": f"urn:uuid:{patient_id}"},
+        "participant": _attenders(pv1),
+        "period": _compact(
+            {"start": dt.to_fhir_datetime(pv1.value(44), "PV1-44", sender_offset), "end": end}
+        ),
+        "location": _location(pv1, status),
+    }
+    return _compact(encounter)
+
+
+def _encounter_status(event: str, class_code: str, *, discharged: bool) -> str:
+    """Status from the event, refined by the discharge time and the preadmit class."""
+    if event == "A11":
+        return "cancelled"
+    if event == "A03" or discharged:
+        return "finished"
+    if class_code == "P":
+        return "planned"
+    return "in-progress"
+
+
+def _encounter_class(class_code: str) -> dict:
+    """PV1-2 through table 0004; a local code (0004 is user-defined) keeps its own code."""
+    if not class_code:
+        return tables.PATIENT_CLASS_UNKNOWN.as_fhir()
+    known = tables.PATIENT_CLASS.get(class_code)
+    if known is None:
+        return {"system": tables.V2_0004, "code": class_code}
+    return known.as_fhir()
+
+
+def _attenders(pv1: Segment) -> list[dict]:
+    """PV1-7 attending doctors as participants with a display name only."""
+    names = [dt.xcn_display(rep) for rep in pv1.repetitions(7)]
+    return [{"type": [copy.deepcopy(_ATTENDER)], "individual": {"display": n}} for n in names if n]
+
+
+_LOCATION_STATUS = {"in-progress": "active", "planned": "planned", "finished": "completed"}
+
+
+def _location(pv1: Segment, encounter_status: str) -> list[dict]:
+    """PV1-3 as the encounter's location, by display; its status follows the encounter."""
+    reps = pv1.repetitions(3)
+    display = dt.pl_display(reps[0]) if reps else ""
+    if not display:
+        return []
+    entry: dict = {"location": {"display": display}}
+    status = _LOCATION_STATUS.get(encounter_status)
+    if status:
+        entry["status"] = status
+    return [entry]
