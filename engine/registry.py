@@ -9,6 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from engine.connectors.channel import (
+    ChannelDestination,
+    ChannelDestinationConfig,
+    ChannelSource,
+    ChannelSourceConfig,
+)
 from engine.connectors.fhir import FhirDestination, FhirDestinationConfig
 from engine.connectors.file import FileDestination, FileDestinationConfig
 from engine.connectors.http import HttpDestination, HttpDestinationConfig
@@ -18,6 +24,7 @@ from engine.connectors.mllp import (
     MllpSource,
     MllpSourceConfig,
 )
+from engine.formats.fhir import FhirCodec
 from engine.formats.hl7v2 import Hl7v2Codec
 
 
@@ -28,6 +35,7 @@ class Kind(NamedTuple):
 
 SOURCES: dict[str, Kind] = {
     "mllp": Kind(MllpSourceConfig, MllpSource),
+    "channel": Kind(ChannelSourceConfig, ChannelSource),
 }
 
 DESTINATIONS: dict[str, Kind] = {
@@ -35,8 +43,10 @@ DESTINATIONS: dict[str, Kind] = {
     "http": Kind(HttpDestinationConfig, HttpDestination),
     "fhir": Kind(FhirDestinationConfig, FhirDestination),
     "mllp": Kind(MllpDestinationConfig, MllpDestination),
+    "channel": Kind(ChannelDestinationConfig, ChannelDestination),
 }
 
 CODECS: dict[str, Callable[[], Any]] = {
     "hl7v2": Hl7v2Codec,
+    "fhir": FhirCodec,
 }

@@ -57,7 +57,8 @@ class ChannelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         True
     )
     format: Annotated[
-        Literal["hl7v2"], Meta(description="standard of incoming messages (the codec)")
+        Literal[tuple(registry.CODECS)],  # type: ignore[valid-type]
+        Meta(description="standard of incoming messages (the codec)"),
     ] = "hl7v2"
     filter: Annotated[
         list[FilterRule], Meta(description="every rule must hold, or the message is filtered")

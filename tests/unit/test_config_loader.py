@@ -118,14 +118,14 @@ def test_unknown_key_without_suggestion_lists_known_ones(project: Path) -> None:
 
 def test_unknown_source_type(project: Path) -> None:
     assert channel_errors(project, GOOD.replace("type: mllp", "type: mlp")) == [
-        "channels/c.yaml:2:9: source.type: unknown type `mlp`; known source types: mllp"
+        "channels/c.yaml:2:9: source.type: unknown type `mlp`; known source types: channel, mllp"
     ]
 
 
 def test_missing_type_lists_the_known_ones(project: Path) -> None:
     assert channel_errors(project, GOOD.replace("    type: file\n", "")) == [
         "channels/c.yaml:5:5: destinations[0]: missing required setting `type`; known "
-        "destination types: fhir, file, http, mllp"
+        "destination types: channel, fhir, file, http, mllp"
     ]
 
 
@@ -147,7 +147,7 @@ def test_wrong_types_and_bounds_in_plain_words(project: Path) -> None:
             port: 70000
             optional: maybe
         enabled: sometimes
-        format: fhir
+        format: x12
         mapping: adt
         """
     assert channel_errors(project, text) == [
@@ -168,7 +168,7 @@ def test_wrong_types_and_bounds_in_plain_words(project: Path) -> None:
         'channels/c.yaml:15:15: destinations[1].optional: expected true or false, got text '
         '"maybe"',
         'channels/c.yaml:16:10: enabled: expected true or false, got text "sometimes"',
-        'channels/c.yaml:17:9: format: expected one of hl7v2, got text "fhir"',
+        'channels/c.yaml:17:9: format: expected one of hl7v2, fhir, got text "x12"',
         "channels/c.yaml:18:10: mapping: expected a mapping pinned as name@version, such as "
         'adt-to-fhir@1, got text "adt"',
     ]
@@ -459,7 +459,7 @@ def test_load_all_reports_every_error_in_every_file_at_once(project: Path) -> No
         'channels/b.yaml:10:10: destinations[1].url: expected an http:// or https:// URL, got '
         'text "ftp://x"',
         "channels/c.yaml:6:11: destinations[0].type: unknown type `fil`; known destination "
-        "types: fhir, file, http, mllp",
+        "types: channel, fhir, file, http, mllp",
         "conf/conduit.yaml:2:3: web.hots: unknown setting `hots` (did you mean `host`?)",
         'conf/conduit.yaml:4:10: log.level: expected one of debug, info, warning, error, got '
         'text "warn" (did you mean `warning`?)',
@@ -480,6 +480,7 @@ def test_load_all_checks_channels_even_when_engine_file_is_broken(project: Path)
     assert errors_of(load_all, "conf/conduit.yaml", {}) == [
         "conf/conduit.yaml:2:14: application: expected text, got a list "
         "(this engine's name in acknowledgements (MSH-3))",
-        "mine/x.yaml:1:1: source: missing required setting `type`; known source types: mllp",
+        "mine/x.yaml:1:1: source: missing required setting `type`; known source types: "
+        "channel, mllp",
         "mine/x.yaml:1:1: missing required setting `destinations` (where messages go)",
     ]
