@@ -268,6 +268,139 @@ def cmd_users(args: argparse.Namespace) -> int:
     return _with_services(args, body)
 
 
+def _messages_of(path: str) -> list[bytes]:
+    """The messages in a file: HL7v2 files may hold many; other standards one each."""
+    from engine.formats.hl7v2.codec import decode_text
+    from engine.formats.hl7v2.split import split_messages
+    from engine.testbench import detect
+
+    raw = Path(path).read_bytes()
+    if detect(raw) != "hl7v2":
+        return [raw]
+    return [m.encode(_encoding(raw)) for m in split_messages(decode_text(raw))]
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    from engine.testbench import inspect
+
+    worst = 0
+    for name in args.files:
+        for n, raw in enumerate(_messages_of(name), start=1):
+            found = inspect(raw, args.validate)
+            p = found.parsed
+            label = f"{name}#{n}"
+            if p is None:
+                print(f"{label}: {found.standard}: NOT READABLE")
+            else:
+                print(f"{label}: {p.standard} {p.version} {p.message_type} control "
+                      f"{p.control_id or '-'} from {p.sender or '-'} to {p.receiver or '-'}")
+            for problem in found.problems:
+                where = problem.segment or ""
+                if problem.field is not None:
+                    where += f"-{problem.field}"
+                print(f"  {problem.severity} {where or 'message'} ({problem.code}): "
+                      f"{problem.text}")
+                worst = max(worst, 1 if problem.severity in ("E", "F") else 0)
+            if not found.problems:
+                print("  no problems found" + ("" if args.validate == "off"
+                                               else f" ({args.validate} validation)"))
+    return worst
+
+
+def cmd_ack(args: argparse.Namespace) -> int:
+    from engine.testbench import acknowledgement
+
+    for n, raw in enumerate(_messages_of(args.file), start=1):
+        if n > 1:
+            print()
+        reply = acknowledgement(raw, args.validate)
+        print(reply.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "\n")
+              .rstrip("\n"))
+    return 0
+
+
+def _catalog(args: argparse.Namespace):
+    from engine.mapping import MappingCatalog
+
+    return MappingCatalog.discover(_engine_config(args).mappings_dir)
+
+
+def _mapping(catalog, ref: str):
+    mapping = catalog.get(ref)
+    if mapping is None:
+        known = ", ".join(catalog.refs()) or "none"
+        raise ConduitError(f"no mapping {ref}; available: {known}")
+    return mapping
+
+
+def cmd_map(args: argparse.Namespace) -> int:
+    from engine.mapping import Skip
+    from engine.testbench import pretty, run_mapping
+
+    mapping = _mapping(_catalog(args), args.mapping)
+    status = 0
+    for n, raw in enumerate(_messages_of(args.file), start=1):
+        try:
+            result = run_mapping(mapping, raw)
+        except ConduitError as exc:
+            print(f"{args.file}#{n}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        if isinstance(result, Skip):
+            print(f"{args.file}#{n}: skipped: {result.reason}", file=sys.stderr)
+            continue
+        print(pretty(result, mapping.emits))
+    return status
+
+
+def cmd_mapping_diff(args: argparse.Namespace) -> int:
+    from engine.testbench import diff_versions
+
+    catalog = _catalog(args)
+    a, b = _mapping(catalog, args.a), _mapping(catalog, args.b)
+    differing = 0
+    total = 0
+    for name in args.files:
+        for n, raw in enumerate(_messages_of(name), start=1):
+            total += 1
+            changes = diff_versions(a, b, raw)
+            if not changes:
+                print(f"{name}#{n}: same")
+                continue
+            differing += 1
+            if isinstance(changes, str):
+                print(f"{name}#{n}: {changes}")
+                continue
+            print(f"{name}#{n}: {len(changes)} difference(s)")
+            for change in changes:
+                print(f"  {change.describe()}")
+    print(f"{differing} of {total} message(s) differ between {a.ref} and {b.ref}")
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from engine.config.loader import load_channels
+    from engine.testbench import channel_fixtures, mapping_fixtures
+
+    engine_cfg = _engine_config(args)
+    catalog = _catalog(args)
+    results = list(mapping_fixtures(catalog, Path(engine_cfg.mappings_dir), args.names))
+    channels_dir = Path(engine_cfg.channels_dir)
+    if channels_dir.is_dir():
+        channels = load_channels(channels_dir, os.environ)
+        results += channel_fixtures(channels, catalog, channels_dir, args.names)
+    failed = [r for r in results if not r.ok]
+    for r in results:
+        if r.ok and not args.quiet:
+            print(f"ok   {r.name}")
+        elif not r.ok:
+            print(f"FAIL {r.name}")
+            for line in r.details:
+                print(f"       {line}")
+    print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed or not results else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="conduit", description="Conduit interface engine")
     parser.add_argument("--conf", help=f"engine settings (default {DEFAULT_CONF} or "
@@ -294,6 +427,32 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("destination", metavar="DESTINATION",
                        help="CHANNEL/DESTINATION, or a destination name that is unique")
     retry.set_defaults(func=cmd_queue_retry)
+    levels = ["off", "lenient", "strict"]
+    parse = sub.add_parser("parse", help="what a message is, and every problem with it")
+    parse.add_argument("files", nargs="+", metavar="FILE")
+    parse.add_argument("--validate", choices=levels, default="strict",
+                       help="structure validation (HL7v2: hl7apy); default strict")
+    parse.set_defaults(func=cmd_parse)
+    ack = sub.add_parser("ack", help="the acknowledgement the engine would send")
+    ack.add_argument("file", metavar="FILE")
+    ack.add_argument("--validate", choices=levels, default="off")
+    ack.set_defaults(func=cmd_ack)
+    test = sub.add_parser("test", help="run every mapping's and channel's fixtures")
+    test.add_argument("names", nargs="*", metavar="NAME",
+                      help="only these mappings (name or name@version) or channels")
+    test.add_argument("-q", "--quiet", action="store_true", help="print failures only")
+    test.set_defaults(func=cmd_test)
+    map_ = sub.add_parser("map", help="what a mapping makes of a message")
+    map_.add_argument("mapping", metavar="NAME@VERSION")
+    map_.add_argument("file", metavar="FILE")
+    map_.set_defaults(func=cmd_map)
+    mapping = sub.add_parser("mapping", help="mapping versions").add_subparsers(
+        dest="what", required=True)
+    mdiff = mapping.add_parser("diff", help="how two versions' outputs differ, per message")
+    mdiff.add_argument("a", metavar="NAME@A")
+    mdiff.add_argument("b", metavar="NAME@B")
+    mdiff.add_argument("files", nargs="+", metavar="FILE")
+    mdiff.set_defaults(func=cmd_mapping_diff)
     roles = ["viewer", "operator", "analyst", "auditor", "admin"]
     users = sub.add_parser("users", help="users and API tokens").add_subparsers(
         dest="what", required=True)

@@ -1,0 +1,230 @@
+"""The analyst's test bench: what a message is, what the engine would answer, what a
+mapping makes of it, and whether every fixture still gives what it should.
+
+Pure and offline: nothing here opens a socket or touches the store, so analysts run it
+in their own CI against the same files the daemon would load.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from engine import registry
+from engine.errors import MappingError, ParseError
+from engine.filters import Filter
+from engine.mapping import Mapping, MappingCatalog, Skip
+from engine.message import Outcome, Parsed, Problem, Verdict
+from engine.structdiff import Change, diff_outputs
+
+# Input and expected-output file extensions by codec and by output content type.
+INPUT_EXT = {"hl7v2": ".hl7", "fhir": ".json"}
+OUTCOME_EXT = (".skip", ".error", ".filtered", ".rejected")
+
+
+def detect(raw: bytes) -> str:
+    """The standard a message is written in, from its first bytes."""
+    head = raw.lstrip(b"\xef\xbb\xbf \t\r\n\x0b")[:512]
+    if head[:3] in (b"MSH", b"FHS", b"BHS"):
+        return "hl7v2"
+    if head[:3] == b"ISA":
+        return "x12"
+    if head[:1] in (b"{", b"["):
+        return "fhir"
+    if head[:1] == b"<":
+        lowered = head.lower()
+        if b"ncpdp" in lowered or b"<message" in lowered:
+            return "ncpdp"
+        if b"http://hl7.org/fhir" in lowered:
+            return "fhir-xml"
+    return "unknown"
+
+
+def codec_for(standard: str) -> Any:
+    factory = registry.CODECS.get(standard)
+    if factory is None:
+        raise ParseError(f"this looks like {standard.upper()}, which this engine does not "
+                         "read yet", code="200")
+    return factory()
+
+
+def validation_problems(parsed: Parsed, level: str) -> list[Problem]:
+    """Structure problems beyond what parsing found (HL7v2: hl7apy's rules)."""
+    if level == "off" or parsed.standard != "hl7v2":
+        return []
+    from engine.formats.hl7v2.validation import validate  # hl7apy loads slowly: on demand
+
+    return validate(parsed.body, level)
+
+
+@dataclass
+class Inspection:
+    standard: str
+    parsed: Parsed | None
+    problems: list[Problem]
+
+
+def inspect(raw: bytes, level: str = "strict") -> Inspection:
+    standard = detect(raw)
+    try:
+        # Unrecognisable bytes are read as HL7v2, the commonest feed, whose parser says
+        # precisely what is wrong ("does not start with an MSH segment").
+        codec = codec_for("hl7v2" if standard == "unknown" else standard)
+        parsed = codec.parse(raw)
+    except ParseError as exc:
+        return Inspection(standard, None, [Problem(exc.message, exc.code, exc.segment,
+                                                   exc.field)])
+    return Inspection(standard, parsed, validation_problems(parsed, level))
+
+
+def acknowledgement(raw: bytes, level: str = "off") -> bytes:
+    """The reply the engine would send for `raw` (as if stored, mapped and queued)."""
+    found = inspect(raw, level)
+    codec = codec_for(found.standard if found.standard in registry.CODECS else "hl7v2")
+    # (X12 and NCPDP replies come with their codecs; until then they get HL7v2's AR.)
+    errors = [p for p in found.problems if p.severity in ("E", "F")]
+    verdict = Verdict.REJECTED if errors or found.parsed is None else Verdict.ACCEPTED
+    return codec.reply(raw, found.parsed, Outcome(verdict, tuple(errors)))
+
+
+def run_mapping(mapping: Mapping, raw: bytes) -> bytes | Skip:
+    """Parse `raw` with the mapping's input codec and apply the mapping."""
+    parsed = codec_for(mapping.accepts).parse(raw)
+    return mapping.apply(parsed.body)
+
+
+# -- fixtures ----------------------------------------------------------------------------
+
+@dataclass
+class FixtureResult:
+    name: str  # e.g. "hl7v2-adt-to-fhir@1 epic_a01_admit"
+    ok: bool
+    details: list[str] = field(default_factory=list)
+
+
+def _expected_files(folder: Path, case: str, output_ext: str) -> list[Path]:
+    return [p for p in (folder / f"{case}{ext}" for ext in (output_ext, *OUTCOME_EXT))
+            if p.exists()]
+
+
+def _output_ext(content_type: str) -> str:
+    return ".hl7" if "hl7" in content_type else ".json" if "json" in content_type else ".out"
+
+
+def mapping_fixtures(catalog: MappingCatalog, folder: Path, names: list[str] | None = None
+                     ) -> Iterator[FixtureResult]:
+    """Run every fixture of every mapping version under `folder` (or those named)."""
+    for ref in catalog.refs():
+        mapping = catalog.get(ref)
+        assert mapping is not None
+        if names and mapping.name not in names and ref not in names:
+            continue
+        cases = folder / mapping.name / "fixtures" / f"v{mapping.version}"
+        in_ext = INPUT_EXT.get(mapping.accepts, ".in")
+        for source in sorted(cases.glob(f"*{in_ext}")) if cases.is_dir() else []:
+            yield _run_case(f"{ref} {source.stem}", source,
+                            lambda raw, m=mapping: _mapping_outcome(m, raw),
+                            _output_ext(mapping.emits), mapping.emits)
+
+
+def _mapping_outcome(mapping: Mapping, raw: bytes) -> tuple[str, Any]:
+    try:
+        result = run_mapping(mapping, raw)
+    except MappingError as exc:
+        return "error", str(exc)
+    except ParseError as exc:
+        return "rejected", str(exc)
+    if isinstance(result, Skip):
+        return "skip", result.reason
+    return "output", result
+
+
+def _run_case(name: str, source: Path, run: Any, output_ext: str, content_type: str
+              ) -> FixtureResult:
+    expected = _expected_files(source.parent, source.stem, output_ext)
+    if len(expected) != 1:
+        found = ", ".join(p.name for p in expected) or "none"
+        return FixtureResult(name, False, [f"needs exactly one expected file beside "
+                                           f"{source.name} ({found} found)"])
+    want = expected[0]
+    kind, got = run(source.read_bytes())
+    want_kind = {".skip": "skip", ".error": "error", ".filtered": "filtered",
+                 ".rejected": "rejected"}.get(want.suffix, "output")
+    if kind != want_kind:
+        return FixtureResult(name, False, [f"expected {want_kind} ({want.name}), got {kind}"
+                                           + (f": {got}" if kind != "output" else "")])
+    if kind != "output":
+        text = want.read_text().strip()
+        ok = not text or text == str(got).strip() or (kind == "filtered" and text in str(got))
+        return FixtureResult(name, ok, [] if ok else [f"expected: {text}", f"got:      {got}"])
+    try:
+        changes = diff_outputs(want.read_bytes(), got, content_type)
+    except (ValueError, msgspec.DecodeError, ParseError) as exc:
+        return FixtureResult(name, False, [f"cannot compare with {want.name}: {exc}"])
+    return FixtureResult(name, not changes, [c.describe() for c in changes])
+
+
+def channel_fixtures(channels: list[Any], catalog: MappingCatalog, folder: Path,
+                     names: list[str] | None = None) -> Iterator[FixtureResult]:
+    """Run `channels/fixtures/<channel>/<case>.<ext>` through each channel's filter and
+    mapping, as the daemon would, without sockets or store."""
+    for loaded in channels:
+        cfg = loaded.config
+        if names and cfg.name not in names:
+            continue
+        cases = folder / "fixtures" / cfg.name
+        if not cases.is_dir():
+            continue
+        codec = codec_for(cfg.format)
+        mapping = catalog.get(cfg.mapping) if cfg.mapping else None
+        emits = mapping.emits if mapping else codec.content_type
+        rules = Filter(cfg.filter)
+        in_ext = INPUT_EXT.get(cfg.format, ".in")
+
+        def outcome(raw: bytes, codec: Any = codec, mapping: Mapping | None = mapping,
+                    rules: Filter = rules) -> tuple[str, Any]:
+            try:
+                parsed = codec.parse(raw)
+            except ParseError as exc:
+                return "rejected", str(exc)
+            failed = rules.first_failed(lambda path: codec.field(parsed, path))
+            if failed is not None:
+                return "filtered", failed
+            if mapping is None:
+                return "output", raw
+            try:
+                result = mapping.apply(parsed.body)
+            except MappingError as exc:
+                return "error", str(exc)
+            return ("filtered", f"skipped: {result.reason}") if isinstance(result, Skip) \
+                else ("output", result)
+
+        for source in sorted(cases.glob(f"*{in_ext}")):
+            yield _run_case(f"channel {cfg.name} {source.stem}", source, outcome,
+                            _output_ext(emits), emits)
+
+
+def pretty(output: bytes, content_type: str) -> str:
+    """Output as a person reads it: indented JSON, one HL7 segment per line."""
+    if "json" in content_type:
+        return json.dumps(msgspec.json.decode(output), indent=2, ensure_ascii=False)
+    text = output.decode("utf-8", "replace")
+    return text.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n")
+
+
+def diff_versions(a: Mapping, b: Mapping, raw: bytes) -> list[Change] | str:
+    """How two mapping versions' outputs differ for one message (or why they can't be
+    compared: one skipped or failed)."""
+    outcomes = [_mapping_outcome(m, raw) for m in (a, b)]
+    if any(kind != "output" for kind, _ in outcomes):
+        (ka, va), (kb, vb) = outcomes
+        if (ka, va) == (kb, vb):
+            return []
+        return (f"{a.ref}: {ka}{'' if ka == 'output' else ': ' + str(va)}; "
+                f"{b.ref}: {kb}{'' if kb == 'output' else ': ' + str(vb)}")
+    return diff_outputs(outcomes[0][1], outcomes[1][1], b.emits)
