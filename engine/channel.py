@@ -36,6 +36,7 @@ from engine.message import (
 )
 from engine.queue.sql import SqlQueue
 from engine.security.crypto import Vault, content_hash
+from engine.shadow import Shadow
 from engine.store.messages import MessageStore
 from engine.store.writer import UnitOfWork, Writer
 
@@ -70,6 +71,7 @@ class Channel:
         queue: SqlQueue,
         writer: Writer,
         vault: Vault,
+        shadow: Shadow | None = None,
     ) -> None:
         assert config.name is not None
         self.name = config.name
@@ -79,6 +81,7 @@ class Channel:
         self.source = source
         self.workers = workers
         self.filter = Filter(config.filter)
+        self.shadow = shadow
         self._store = store
         self._queue = queue
         self._writer = writer
@@ -210,11 +213,13 @@ class Channel:
             try:
                 result = mapping.apply(parsed.body)
             except MappingError as exc:
+                self._shadow(hop["message_id"], parsed, mapping, exc)
                 reason = f"mapping {mapping.ref} failed: {exc}"
                 uow.record(Event(kind=Kind.ERRORED, detail={
                     "mapping": mapping.ref, "reason": str(exc),
                     **({"field": exc.field} if exc.field else {})}, **hop))
                 return MessageStatus.ERROR, reason, (Problem(reason, code="207"),)
+            self._shadow(hop["message_id"], parsed, mapping, result)
             if isinstance(result, Skip):
                 uow.record(Event(kind=Kind.FILTERED, detail={
                     "mapping": mapping.ref, "skipped": result.reason}, **hop))
@@ -227,6 +232,17 @@ class Channel:
             self._queue.put(uow, worker.key, hop["message_id"], output_id, now)
             uow.record(Event(kind=Kind.QUEUED, destination=worker.name, **hop))
         return MessageStatus.ACCEPTED, None, ()
+
+    def _shadow(self, message_id: str, parsed: Parsed, mapping: Mapping,
+                live: bytes | Skip | MappingError) -> None:
+        """Compare the live outcome with the shadow candidate's (live traffic only)."""
+        if self.shadow is None or mapping is not self.mapping:
+            return
+        try:
+            self.shadow.compare(message_id, parsed.body, live)
+        except Exception:  # the candidate is on trial; it must never hurt the live path
+            log.exception("channel %s: shadow mapping %s failed", self.name,
+                          self.shadow.candidate.ref)
 
     async def reprocess(self, message_id: str, raw: bytes, mapping: Mapping | None,
                         actor: str) -> MessageStatus:
@@ -275,6 +291,7 @@ class Channel:
             "state": self.state.value,
             "source": self.source.describe(),
             "mapping": self.mapping.ref if self.mapping else None,
+            "shadow": self.shadow.summary() if self.shadow else None,
             "destinations": [w.name for w in self.workers],
             "last_error": self.last_error,
         }

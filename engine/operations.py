@@ -95,6 +95,7 @@ class Operations:
             "state": channel.state.value,
             "source": channel.source.describe(),
             "mapping": channel.mapping.ref if channel.mapping else None,
+            "shadow": channel.shadow.summary() if channel.shadow else None,
             "counts": counts,
             "counts_5m": recent,
             "throughput_per_s": round(stats.throughput(now=now), 2),

@@ -37,6 +37,7 @@ from engine.queue.sql import SqlQueue
 from engine.security.crypto import Vault
 from engine.security.keys import KeyRing
 from engine.security.users import UserStore
+from engine.shadow import Shadow
 from engine.slo import ServiceLevels
 from engine.stats import Stats
 from engine.store.database import default_url, open_database
@@ -162,8 +163,10 @@ class Engine:
         workers = []
         for dest_cfg in cfg.destinations:
             workers.append(self._worker(cfg, dest_cfg, codec))
+        candidate = self.catalog.get(cfg.shadow) if cfg.shadow else None
         return Channel(cfg, codec=codec, mapping=mapping, source=source, workers=workers,
-                       store=svc.store, queue=svc.queue, writer=svc.writer, vault=svc.vault)
+                       store=svc.store, queue=svc.queue, writer=svc.writer, vault=svc.vault,
+                       shadow=Shadow(candidate) if candidate else None)
 
     def _worker(self, cfg: Any, dest_cfg: DestinationBase, codec: Any) -> DestinationWorker:
         svc = self.services

@@ -79,16 +79,27 @@ def _duplicate_destination_names(channel: LoadedChannel) -> Iterator[ConfigError
 
 
 def _mapping_problems(channel: LoadedChannel, catalog: MappingCatalog) -> Iterator[ConfigError]:
-    """A pinned mapping must be installed and must read this channel's format."""
-    ref = channel.config.mapping
-    if ref is None:
-        return
-    found = catalog.get(ref)
-    if found is None:
-        yield channel.error(_missing_mapping(ref, catalog), "mapping")
-    elif found.accepts != channel.config.format:
-        yield channel.error(f"mapping {ref} accepts {found.accepts} messages, but this "
-                            f"channel's format is {channel.config.format}", "mapping")
+    """A pinned (or shadow) mapping must be installed and must read this channel's format;
+    a shadow needs a live mapping to be compared with, emitting the same kind of output."""
+    cfg = channel.config
+    for setting, ref in (("mapping", cfg.mapping), ("shadow", cfg.shadow)):
+        if ref is None:
+            continue
+        found = catalog.get(ref)
+        if found is None:
+            yield channel.error(_missing_mapping(ref, catalog), setting)
+        elif found.accepts != cfg.format:
+            yield channel.error(f"mapping {ref} accepts {found.accepts} messages, but this "
+                                f"channel's format is {cfg.format}", setting)
+    if cfg.shadow is not None:
+        live, candidate = catalog.get(cfg.mapping or ""), catalog.get(cfg.shadow)
+        if cfg.mapping is None:
+            yield channel.error("a shadow mapping is compared with the live one: set "
+                                "mapping too", "shadow")
+        elif live is not None and candidate is not None and live.emits != candidate.emits:
+            yield channel.error(f"shadow {cfg.shadow} emits {candidate.emits} but the live "
+                                f"mapping emits {live.emits}; they cannot be compared",
+                                "shadow")
 
 
 def _missing_mapping(ref: str, catalog: MappingCatalog) -> str:

@@ -71,6 +71,15 @@ class ChannelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         ]
         | None
     ) = None
+    shadow: (
+        Annotated[
+            str,
+            Meta(pattern=r"^[a-z0-9][a-z0-9-]*@\d+$",
+                 description="a candidate mapping version run beside the live one on real "
+                             "traffic; only compared, never delivered"),
+        ]
+        | None
+    ) = None
     retry: Annotated[
         RetryConfig, Meta(description="retry policy for destinations that set none")
     ] = RetryConfig()
