@@ -20,6 +20,7 @@ from engine import tracing
 from engine.config.schema import ChannelConfig
 from engine.connectors.base import Source
 from engine.delivery import DestinationWorker
+from engine.duplicates import DuplicateIndex
 from engine.errors import MappingError, ParseError
 from engine.events import Event, Kind
 from engine.filters import Filter
@@ -52,10 +53,16 @@ class State(enum.StrEnum):
 
 _VERDICTS = {
     MessageStatus.ACCEPTED: Verdict.ACCEPTED,
+    MessageStatus.DUPLICATE: Verdict.ACCEPTED,
     MessageStatus.FILTERED: Verdict.ACCEPTED,
     MessageStatus.ERROR: Verdict.ERROR,
     MessageStatus.REJECTED: Verdict.REJECTED,
 }
+
+
+# Statuses after which a resent copy of the message is a duplicate (an errored message
+# may be sent again on purpose, once the sender or the mapping is fixed).
+_TAKEN_ON = (MessageStatus.ACCEPTED, MessageStatus.FILTERED)
 
 
 class Channel:
@@ -82,6 +89,8 @@ class Channel:
         self.workers = workers
         self.filter = Filter(config.filter)
         self.shadow = shadow
+        window = config.duplicate_window
+        self.duplicates = DuplicateIndex(window) if window > 0 else None
         self._store = store
         self._queue = queue
         self._writer = writer
@@ -92,6 +101,11 @@ class Channel:
 
     async def start(self) -> None:
         """Deliver and accept (from stopped); a started channel stays as it is."""
+        if self.duplicates is not None and not len(self.duplicates):
+            since = time.time() - self.duplicates.window
+            for sender, control_id, message_id, at in await asyncio.to_thread(
+                    self._store.recent_control_ids, self.name, since):
+                self.duplicates.remember(sender, control_id, message_id, at)
         if self.state in (State.STOPPED, State.ERROR):
             for worker in self.workers:
                 worker.start()
@@ -152,9 +166,17 @@ class Channel:
             uow.record(Event(kind=Kind.PARSED, detail={
                 "standard": parsed.standard, "type": parsed.message_type,
                 "control_id": parsed.control_id, "version": parsed.version}, **hop))
-            with trace.step("map"):
-                status, error, verdict_problems = self._route(uow, parsed, hop, now)
-                trace.routed(status, self.mapping)
+            original = (self.duplicates.original(parsed.sender, parsed.control_id, now)
+                        if self.duplicates is not None else None)
+            if original is not None:
+                status = MessageStatus.DUPLICATE
+                uow.record(Event(kind=Kind.DUPLICATE, detail={"original": original}, **hop))
+            else:
+                with trace.step("map"):
+                    status, error, verdict_problems = self._route(uow, parsed, hop, now)
+                    trace.routed(status, self.mapping)
+                if self.duplicates is not None and status in _TAKEN_ON:
+                    self.duplicates.remember(parsed.sender, parsed.control_id, message_id, now)
         row = {
             "id": message_id, "channel": self.name, "received_at": now, "status": status,
             "standard": parsed.standard if parsed else self.config.format,
@@ -170,6 +192,8 @@ class Channel:
         except Exception as exc:
             log.error("channel %s: could not store an incoming message (%s); answered with "
                       "an error so the sender resends", self.name, exc)
+            if self.duplicates is not None and parsed is not None:
+                self.duplicates.forget(parsed.sender, parsed.control_id, message_id)
             trace.end(MessageStatus.ERROR, "the store could not take the message")
             busy = Problem("the engine could not store the message; send it again")
             return Receipt("", MessageStatus.ERROR,

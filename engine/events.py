@@ -23,6 +23,7 @@ class Kind(enum.StrEnum):
     PARSED = "parsed"
     REJECTED = "rejected"  # could not be parsed; raw kept for the analyst
     FILTERED = "filtered"  # dropped on purpose by a filter or a mapping's Skip
+    DUPLICATE = "duplicate"  # a resent message, acknowledged but not processed again
     MAPPED = "mapped"  # output produced by mapping@version
     ERRORED = "errored"  # mapping failed; waits for an analyst
     QUEUED = "queued"  # entered a destination's queue
@@ -40,6 +41,7 @@ class Kind(enum.StrEnum):
 
 # Hops that are routine at volume log at DEBUG; what an operator must see logs higher.
 _LEVELS = {
+    Kind.DUPLICATE: logging.INFO,
     Kind.REJECTED: logging.WARNING,
     Kind.ERRORED: logging.WARNING,
     Kind.RETRIED: logging.WARNING,

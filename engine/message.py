@@ -75,6 +75,7 @@ class MessageStatus(enum.StrEnum):
     FILTERED = "filtered"  # dropped by a channel filter, on purpose and on record
     ERROR = "error"  # parsed but the mapping failed; waits for an analyst
     REJECTED = "rejected"  # could not be parsed; raw bytes kept for inspection
+    DUPLICATE = "duplicate"  # a control id already taken on from this sender; not redone
 
 
 class Receipt(msgspec.Struct):

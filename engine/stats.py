@@ -29,6 +29,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 COUNTED = {
     Kind.RECEIVED: "received",
     Kind.FILTERED: "filtered",
+    Kind.DUPLICATE: "duplicate",
     Kind.QUEUED: "queued",
     Kind.SENT: "sent",
     Kind.ERRORED: "errored",

@@ -17,6 +17,7 @@ from msgspec import Meta
 from engine import registry
 from engine.alerts import AlertsConfig
 from engine.config.base import RetryConfig
+from engine.config.types import Duration
 from engine.slo import SloConfig
 from engine.tracing import TracingConfig
 
@@ -71,6 +72,11 @@ class ChannelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         ]
         | None
     ) = None
+    duplicate_window: Annotated[
+        Duration,
+        Meta(description="a control id already taken on from the same sender this recently "
+                         "is acknowledged but not processed again; 0 turns this off"),
+    ] = Duration(3600.0)
     shadow: (
         Annotated[
             str,

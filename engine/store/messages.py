@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from engine.errors import StoreError
 from engine.events import Event, Kind
-from engine.message import new_message_id
+from engine.message import message_id_floor, new_message_id
 from engine.security.crypto import Vault, content_hash
 from engine.store.schema import messages, outputs
 from engine.store.writer import UnitOfWork
@@ -90,6 +90,20 @@ class MessageStore:
             ).all()
         return [(r.mapping, r.content_type, self._vault.open(r.key_id, r.content, r.id))
                 for r in rows]
+
+    def recent_control_ids(self, channel: str, since: float) -> list[tuple[str, str, str, float]]:
+        """(sender, control id, message id, received at) of the messages a channel took
+        on since `since`, oldest first: what duplicate detection must remember."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(messages.c.sender, messages.c.control_id, messages.c.id,
+                          messages.c.received_at)
+                .where(messages.c.channel == channel,
+                       messages.c.status.in_(("accepted", "filtered")),
+                       messages.c.id >= message_id_floor(since))
+                .order_by(messages.c.id)
+            ).all()
+        return [tuple(r) for r in rows]
 
     def get(self, message_id: str) -> StoredMessage | None:
         cols = [messages.c[f] for f in StoredMessage.__struct_fields__]

@@ -112,7 +112,8 @@ def test_unknown_key_without_suggestion_lists_known_ones(project: Path) -> None:
     errors = channel_errors(project, GOOD + "colour: blue\n")
     assert errors == [
         "channels/c.yaml:8:1: colour: unknown setting `colour`; known settings here: "
-        "description, destinations, enabled, filter, format, mapping, name, retry, source"
+        "description, destinations, duplicate_window, enabled, filter, format, mapping, "
+        "name, retry, shadow, source"
     ]
 
 
