@@ -155,8 +155,10 @@ class Channel:
             trace.parsed(parsed, problem)
         patient = self._vault.pseudonym(parsed.patient_id) if parsed else None
         hop["patient"] = patient
-        uow.record(Event(kind=Kind.RECEIVED, content_hash=digest,
-                         detail={"transport": meta.transport, "size": meta.size}, **hop))
+        received = {"transport": meta.transport, "size": meta.size}
+        if meta.tls_subject:
+            received["client"] = meta.tls_subject
+        uow.record(Event(kind=Kind.RECEIVED, content_hash=digest, detail=received, **hop))
         status, error, verdict_problems = MessageStatus.ACCEPTED, None, ()
         if parsed is None:
             assert problem is not None

@@ -26,6 +26,7 @@ class SourceMeta(msgspec.Struct, frozen=True):
     peer: str = ""
     size: int = 0
     truncated: bool = False  # the frame was over the size limit and only a prefix is kept
+    tls_subject: str = ""  # the client certificate's subject, under mutual TLS
 
 
 class Parsed(msgspec.Struct):

@@ -11,6 +11,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import socket
 from typing import Annotated
 
 from msgspec import Meta
@@ -18,7 +19,8 @@ from msgspec import Meta
 from engine.config.base import DestinationBase, SourceBase
 from engine.config.types import ByteSize, Duration
 from engine.connectors.base import Deliver, DestinationContext
-from engine.connectors.mllp_framing import Frame, Framer, wrap
+from engine.connectors.mllp_framing import CR, END, STANDARD, START, Frame, Framer, Markers
+from engine.connectors.tls import ClientTls, ServerTls, client_context, peer_subject, server_context
 from engine.message import Delivery, Outbound, Receipt, Retry, SourceMeta
 
 log = logging.getLogger("conduit.mllp")
@@ -41,10 +43,27 @@ class MllpSourceConfig(SourceBase, tag="mllp"):
         Duration, Meta(description="a connection silent this long is closed")
     ] = Duration(600.0)
     max_connections: Annotated[int, Meta(ge=1, description="concurrent connections")] = 200
+    tls: Annotated[
+        ServerTls | None, Meta(description="serve MLLP over TLS (and require client "
+                                           "certificates with client_ca)")
+    ] = None
+    start_byte: Annotated[int, Meta(ge=0, le=255, description="frame start (0x0B)")] = START
+    end_byte: Annotated[int, Meta(ge=0, le=255, description="frame end (0x1C)")] = END
+    end_trailer: (
+        Annotated[int, Meta(ge=0, le=255, description="byte after the end (0x0D); null: none")]
+        | None
+    ) = CR
+    keepalive: Annotated[
+        bool, Meta(description="TCP keep-alive, so a vanished peer's connection is noticed")
+    ] = True
 
     def resources(self) -> list[str]:
         """What this source binds, so validation can catch two channels on one port."""
         return [f"tcp:{self.port}"]
+
+    @property
+    def markers(self) -> Markers:
+        return Markers(self.start_byte, self.end_byte, self.end_trailer)
 
 
 class _Connection(asyncio.Protocol):
@@ -52,7 +71,7 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, source: MllpSource) -> None:
         self._source = source
-        self._framer = Framer(source.config.max_message_size)
+        self._framer = Framer(source.config.max_message_size, source.config.markers)
         self._pending: collections.deque[Frame] = collections.deque()
         self._worker: asyncio.Task | None = None
         self._transport: asyncio.Transport | None = None
@@ -60,11 +79,17 @@ class _Connection(asyncio.Protocol):
         self._last_activity = 0.0
         self._paused = False
         self.peer = ""
+        self.subject = ""  # the client certificate's subject under mutual TLS
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "")
+        self.subject = peer_subject(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and self._source.config.keepalive:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         if len(self._source.connections) >= self._source.config.max_connections:
             log.warning("mllp %s: refusing %s, %d connections open", self._source.address,
                         self.peer, len(self._source.connections))
@@ -138,7 +163,7 @@ class _Connection(asyncio.Protocol):
         assert transport is not None
         while self._pending:
             frame = self._pending.popleft()
-            meta = SourceMeta("mllp", self.peer, frame.size, frame.truncated)
+            meta = SourceMeta("mllp", self.peer, frame.size, frame.truncated, self.subject)
             receipt = await self._source.deliver(frame.payload, meta)
             if transport.is_closing():
                 # The peer left before its reply; the message is stored and queued, so
@@ -146,7 +171,8 @@ class _Connection(asyncio.Protocol):
                 log.info("mllp %s: %s left before reply to message %s",
                          self._source.address, self.peer, receipt.message_id)
                 continue
-            transport.write(wrap(receipt.reply))
+            if receipt.reply:  # enhanced mode may ask for no commit acknowledgement
+                transport.write(self._source.config.markers.wrap(receipt.reply))
             receipt.replied()
             if self._paused and len(self._pending) <= _MAX_PENDING_FRAMES // 2:
                 self._paused = False
@@ -178,8 +204,10 @@ class MllpSource:
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
         loop = asyncio.get_running_loop()
+        tls = server_context(self.config.tls) if self.config.tls else None
         self._server = await loop.create_server(
-            lambda: _Connection(self), self.config.host, self.config.port, reuse_address=True
+            lambda: _Connection(self), self.config.host, self.config.port, reuse_address=True,
+            ssl=tls,
         )
         log.info("mllp listening on %s", self.address)
 
@@ -198,7 +226,7 @@ class MllpSource:
 
     def describe(self) -> dict[str, object]:
         return {
-            "address": f"mllp://{self.address}",
+            "address": f"{'mllps' if self.config.tls else 'mllp'}://{self.address}",
             "peers": sorted(c.peer for c in self.connections),
         }
 
@@ -209,17 +237,31 @@ class MllpDestinationConfig(DestinationBase, tag="mllp"):
     connect_timeout: Annotated[Duration, Meta(description="limit for connecting")] = Duration(
         10.0
     )
+    tls: Annotated[
+        ClientTls | None, Meta(description="send over TLS (verify the receiver; present a "
+                                           "client certificate for mutual TLS)")
+    ] = None
+    start_byte: Annotated[int, Meta(ge=0, le=255, description="frame start (0x0B)")] = START
+    end_byte: Annotated[int, Meta(ge=0, le=255, description="frame end (0x1C)")] = END
+    end_trailer: (
+        Annotated[int, Meta(ge=0, le=255, description="byte after the end (0x0D); null: none")]
+        | None
+    ) = CR
 
 
 class MllpClient:
     """One MLLP connection that sends a frame and waits for the reply frame."""
 
-    def __init__(self, host: str, port: int, max_reply: int = 10 * 1024 * 1024) -> None:
+    def __init__(self, host: str, port: int, max_reply: int = 10 * 1024 * 1024, *,
+                 tls: ClientTls | None = None, markers: Markers = STANDARD) -> None:
         self.host = host
         self.port = port
+        self._tls = client_context(tls) if tls else None
+        self._server_name = (tls.server_name or host) if tls else None
+        self._markers = markers
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._framer = Framer(max_reply)
+        self._framer = Framer(max_reply, markers)
         self._frames: collections.deque[Frame] = collections.deque()
 
     @property
@@ -228,15 +270,16 @@ class MllpClient:
 
     async def connect(self, timeout: float) -> None:
         self._reader, self._writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port), timeout
+            asyncio.open_connection(self.host, self.port, ssl=self._tls,
+                                    server_hostname=self._server_name), timeout
         )
-        self._framer = Framer(self._framer.max_size)
+        self._framer = Framer(self._framer.max_size, self._markers)
         self._frames.clear()
 
     async def exchange(self, payload: bytes, timeout: float) -> bytes:
         """Send one message and return the next reply frame's payload."""
         assert self._writer is not None and self._reader is not None
-        self._writer.write(wrap(payload))
+        self._writer.write(self._markers.wrap(payload))
         await self._writer.drain()
         return await asyncio.wait_for(self._next_frame(), timeout)
 
@@ -264,11 +307,14 @@ class MllpDestination:
     def __init__(self, config: MllpDestinationConfig, context: DestinationContext) -> None:
         self.config = config
         self._context = context
-        self._client = MllpClient(config.host, config.port)
+        self._client = MllpClient(
+            config.host, config.port, tls=config.tls,
+            markers=Markers(config.start_byte, config.end_byte, config.end_trailer))
 
     @property
     def address(self) -> str:
-        return f"mllp://{self.config.host}:{self.config.port}"
+        scheme = "mllps" if self.config.tls else "mllp"
+        return f"{scheme}://{self.config.host}:{self.config.port}"
 
     async def open(self) -> None:
         """Connect lazily on first send, so a down receiver does not stop the engine."""

@@ -1,8 +1,10 @@
 """MLLP framing (HL7 v2 Minimal Lower Layer Protocol): <VT> message <FS><CR>.
 
-Only frames; never parses. Shared by the MLLP listener, the MLLP destination and
-`conduit send`. A frame over the size limit is reported with its first bytes and its
-total size, so the listener can reject it and keep the connection usable.
+The start byte, end byte and trailer are the standard's by default and configurable for
+the odd system that uses others. Only frames; never parses. Shared by the MLLP listener,
+the MLLP destination and `conduit send`. A frame over the size limit is reported with its
+first bytes and its total size, so the listener can reject it and keep the connection
+usable.
 """
 
 from __future__ import annotations
@@ -15,8 +17,23 @@ CR = 0x0D
 KEPT_OF_OVERSIZE = 64 * 1024
 
 
-def wrap(payload: bytes) -> bytes:
-    return b"\x0b" + payload + b"\x1c\x0d"
+class Markers(NamedTuple):
+    """The bytes around a frame: start, end, and the optional trailer after the end."""
+
+    start: int = START
+    end: int = END
+    trailer: int | None = CR
+
+    def wrap(self, payload: bytes) -> bytes:
+        tail = bytes([self.end]) if self.trailer is None else bytes([self.end, self.trailer])
+        return bytes([self.start]) + payload + tail
+
+
+STANDARD = Markers()
+
+
+def wrap(payload: bytes, markers: Markers = STANDARD) -> bytes:
+    return markers.wrap(payload)
 
 
 class Frame(NamedTuple):
@@ -32,11 +49,14 @@ class Framer:
     ended by <FS> without the trailing <CR> is accepted (some senders omit it).
     """
 
-    __slots__ = ("_buf", "_in_frame", "_oversize", "_skip_cr", "_total", "discarded",
-                 "max_size")
+    __slots__ = ("_buf", "_end", "_in_frame", "_oversize", "_skip_cr", "_start", "_total",
+                 "_trailer", "discarded", "max_size")
 
-    def __init__(self, max_size: int) -> None:
+    def __init__(self, max_size: int, markers: Markers = STANDARD) -> None:
         self.max_size = max_size
+        self._start = bytes([markers.start])
+        self._end = bytes([markers.end])
+        self._trailer = markers.trailer
         self._buf = bytearray()
         self._in_frame = False
         self._oversize = False
@@ -55,11 +75,11 @@ class Framer:
         n = len(data)
         if self._skip_cr and n:
             self._skip_cr = False
-            if data[0] == CR:
+            if data[0] == self._trailer:
                 pos = 1
         while pos < n:
             if not self._in_frame:
-                start = data.find(b"\x0b", pos)
+                start = data.find(self._start, pos)
                 if start < 0:
                     self.discarded += _count_junk(data, pos, n)
                     break
@@ -70,7 +90,7 @@ class Framer:
                 self._buf.clear()
                 pos = start + 1
                 continue
-            end = data.find(b"\x1c", pos)
+            end = data.find(self._end, pos)
             stop = n if end < 0 else end
             self._append(data, pos, stop)
             if end < 0:
@@ -79,8 +99,10 @@ class Framer:
             self._buf.clear()
             self._in_frame = False
             pos = end + 1
+            if self._trailer is None:
+                continue
             if pos < n:
-                if data[pos] == CR:
+                if data[pos] == self._trailer:
                     pos += 1
             else:
                 self._skip_cr = True
