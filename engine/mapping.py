@@ -5,6 +5,10 @@ A mapping is a pure function from a codec's parsed message to an output, registe
 so a channel can pin one and move to the next with evidence. The declaration must agree
 with the file's place: a v1.py copied to v2.py without bumping its declaration is caught
 here instead of silently replacing version 1.
+
+A version may instead be declarative, `mappings/<name>/v<version>.yaml` (see
+`engine/declarative`); it is registered the same way, and one version is either Python or
+YAML, never both.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import msgspec
 from engine.errors import ConfigError, MappingError
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]*\Z")
-_FILE = re.compile(r"v(\d+)\.py\Z")
+_FILE = re.compile(r"v(\d+)\.(py|yaml|yml)\Z")
 MAPPING_REF = re.compile(r"(?P<name>[a-z0-9][a-z0-9-]*)@(?P<version>\d+)\Z")
 
 
@@ -106,28 +110,32 @@ class MappingCatalog:
 
     @classmethod
     def discover(cls, folder: str | Path) -> MappingCatalog:
-        """Import every `<name>/v<N>.py` under `folder`; raises ConfigError naming the
-        file for a mapping that fails to import or is declared under the wrong name."""
+        """Load every `<name>/v<N>.py` and `<name>/v<N>.yaml` under `folder`; raises
+        ConfigError naming the file for a mapping that fails to import, is declared under
+        the wrong name, or whose version is given twice (v1.py beside v1.yaml), and
+        ConfigErrors listing every mistake in a declarative file."""
         folder = Path(folder)
-        found: dict[str, Mapping] = {}
-        if not folder.is_dir():
-            return cls(found)
-        for path in sorted(folder.glob("*/v*.py")):
+        files: dict[str, Path] = {}
+        for path in sorted(folder.glob("*/v*.*")) if folder.is_dir() else []:
             fm = _FILE.match(path.name)
             name = path.parent.name
-            if fm is None or not _NAME.match(name):
+            if fm is None or not _NAME.match(name) or not path.is_file():
                 continue
-            declared = _load(path)
             expected = f"{name}@{int(fm[1])}"
-            if len(declared) != 1 or declared[0].ref != expected:
-                got = ", ".join(d.ref for d in declared) or "nothing"
+            if fm[2] == "yml":
+                raise ConfigError(f"rename it v{int(fm[1])}.yaml: declarative mappings are "
+                                  "read from .yaml files", file=str(path))
+            if expected in files:
                 raise ConfigError(
-                    f"declares {got}; a file at this place must declare exactly "
-                    f"@mapping(\"{expected}\", ...)",
+                    f"{files[expected]} and {path} both declare {expected}; a version is "
+                    "either Python or YAML: keep one of them",
                     file=str(path),
                 )
-            found[expected] = declared[0]
-        return cls(found)
+            files[expected] = path
+        return cls({
+            ref: _load_yaml(path, ref) if path.suffix == ".yaml" else _load_python(path, ref)
+            for ref, path in files.items()
+        })
 
     def get(self, ref: str) -> Mapping | None:
         return self._mappings.get(ref)
@@ -137,6 +145,25 @@ class MappingCatalog:
 
     def versions(self, name: str) -> list[int]:
         return sorted(m.version for m in self._mappings.values() if m.name == name)
+
+
+def _load_python(path: Path, expected: str) -> Mapping:
+    declared = _load(path)
+    if len(declared) != 1 or declared[0].ref != expected:
+        got = ", ".join(d.ref for d in declared) or "nothing"
+        raise ConfigError(
+            f"declares {got}; a file at this place must declare exactly "
+            f"@mapping(\"{expected}\", ...)",
+            file=str(path),
+        )
+    return declared[0]
+
+
+def _load_yaml(path: Path, expected: str) -> Mapping:
+    # Imported here: the declarative package builds on this module's Mapping and Skip.
+    from engine.declarative import load
+
+    return load(path, expected)
 
 
 def _load(path: Path) -> list[Mapping]:

@@ -14,7 +14,7 @@ can point at the exact column in the YAML file.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,19 +45,20 @@ class Context:
     into PID-3 read the current repetition. Everything else reads the whole message.
     """
 
-    __slots__ = ("_offset", "message", "reps", "segments")
+    __slots__ = ("_offset", "_offset_read", "message", "reps", "segments")
 
     def __init__(self, message: Hl7Message) -> None:
         self.message = message
         self.segments: dict[str, tuple[Segment, int]] = {}
         self.reps: dict[tuple[str, int], tuple[Repetition, int]] = {}
-        self._offset: str | None | bool = False  # False: not read yet
+        self._offset: str | None = None
+        self._offset_read = False
 
     def inside(self, segment: tuple[str, Segment, int] | None = None,
                rep: tuple[str, int, Repetition, int] | None = None) -> Context:
         """A context for one iteration of `each:`, sharing the message and MSH-7 zone."""
         ctx = Context(self.message)
-        ctx._offset = self._offset
+        ctx._offset, ctx._offset_read = self.sender_offset, True
         ctx.segments = dict(self.segments)
         ctx.reps = dict(self.reps)
         if segment is not None:
@@ -72,9 +73,10 @@ class Context:
     @property
     def sender_offset(self) -> str | None:
         """The sender's time zone from MSH-7, read once per message."""
-        if self._offset is False:
+        if not self._offset_read:
             self._offset = dt.dtm_offset(self.message.segments[0].value(7))
-        return self._offset  # type: ignore[return-value]
+            self._offset_read = True
+        return self._offset
 
 
 class Expr:
@@ -93,9 +95,6 @@ class Expr:
         """The HL7 field this value is read from, for naming it in an error."""
         return None
 
-    def walk(self) -> Iterator[Expr]:
-        yield self
-
 
 class Text(Expr):
     __slots__ = ("value",)
@@ -111,7 +110,7 @@ class Text(Expr):
 class Path(Expr):
     """An HL7 path; reads "" for anything absent and for the explicit null `""`."""
 
-    __slots__ = ("comp", "fieldno", "rep", "seg", "segrep", "sub")
+    __slots__ = ("comp", "fieldno", "free", "rep", "seg", "segrep", "sub")
 
     def __init__(self, text: str, offset: int, m: re.Match[str]) -> None:
         super().__init__(text, offset)
@@ -121,6 +120,7 @@ class Path(Expr):
         self.rep = int(m["rep"]) if m["rep"] else None
         self.comp = int(m["comp"] or 1)
         self.sub = int(m["sub"] or 1)
+        self.free = self.rep is None and self.segrep is None  # may follow an `each:`
 
     @property
     def is_segment(self) -> bool:
@@ -138,17 +138,20 @@ class Path(Expr):
         return found[self.segrep - 1] if self.segrep <= len(found) else None
 
     def _bound_rep(self, ctx: Context) -> tuple[Repetition, int] | None:
-        if self.rep is None and self.segrep is None and ctx.reps:
+        if self.free and ctx.reps:
             return ctx.reps.get((self.seg, self.fieldno or 0))
         return None
 
     def eval(self, ctx: Context) -> str:
-        bound = self._bound_rep(ctx)
-        if bound is not None:
-            return dt.present(bound[0].value(self.comp, self.sub))
+        if ctx.reps:
+            bound = self._bound_rep(ctx)
+            if bound is not None:
+                return dt.present(bound[0].value(self.comp, self.sub))
         seg = self.segment(ctx)
-        if seg is None or self.fieldno is None:
+        if seg is None:
             return ""
+        if self.fieldno is None:
+            return seg.name  # "is there a PV1?" for present: and if(), never its content
         return dt.present(seg.value(self.fieldno, self.comp, self.sub, self.rep or 1))
 
     def present(self, ctx: Context) -> bool:
@@ -192,6 +195,7 @@ class Function:
     min_args: int
     max_args: int | None = None  # None: any number
     prepare: Callable[[Call, Mapping[str, Mapping[str, Any]]], None] | None = None
+    lazy: bool = False  # impl gets the unevaluated arguments (default and if stop early)
 
 
 class Call(Expr):
@@ -206,6 +210,8 @@ class Call(Expr):
         self.data: Any = None  # resolved at load time by Function.prepare (lookup's table)
 
     def eval(self, ctx: Context) -> Any:
+        if self.function.lazy:
+            return self.function.impl(ctx, self, self.args)
         return self.function.impl(ctx, self, [a.eval(ctx) for a in self.args])
 
     def field(self, ctx: Context) -> str | None:
@@ -214,11 +220,6 @@ class Call(Expr):
             if found:
                 return found
         return None
-
-    def walk(self) -> Iterator[Expr]:
-        yield self
-        for arg in self.args:
-            yield from arg.walk()
 
 
 def parse_path(text: str, offset: int = 0) -> Path:
