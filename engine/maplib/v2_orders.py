@@ -12,6 +12,7 @@ modules are shared and were not ours to change; they can move there unchanged.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterable
 from typing import NamedTuple
 from urllib.parse import quote
@@ -51,6 +52,14 @@ CODING_SYSTEMS: dict[str, str] = {
     "CVX": "http://hl7.org/fhir/sid/cvx",
     "NDC": "http://hl7.org/fhir/sid/ndc",
 }
+
+# Coding systems a sender may name by OID (allowed in CWE.3 from v2.7, and common before).
+CODING_SYSTEM_OIDS: dict[str, str] = {
+    "2.16.840.1.113883.6.1": LOINC,
+    "2.16.840.1.113883.6.96": SNOMED,
+    "2.16.840.1.113883.6.8": UCUM,
+}
+_OID = re.compile(r"[0-2](?:\.(?:0|[1-9]\d*))+\Z")
 
 # Identifier types for order numbers (v2-0203 codes the ADT table does not list).
 PLACER = tables.Coding(tables.V2_0203, "PLAC", "Placer Identifier")
@@ -113,19 +122,24 @@ PRIORITY: dict[str, str] = {
 
 
 def local_code_system(facility: str, name: str = "") -> str:
-    """urn:conduit:code:<facility>[:<name>]: a sender's local codes mean something only
-    at that sender, so the system is scoped to it, and stable across messages."""
-    system = CONDUIT_CODE_PREFIX + quote(facility, safe="-._~")
-    return f"{system}:{quote(name, safe='-._~')}" if name else system
+    """urn:conduit:code:<facility>:<name, or "local">: a sender's local codes mean
+    something only at that sender, so the system is scoped to it and stable across
+    messages (the form the other v2 mappings use too)."""
+    return (
+        f"{CONDUIT_CODE_PREFIX}{quote(facility, safe='-._~')}:{quote(name or 'local', safe='-._~')}"
+    )
 
 
 def coding_system(name: str, facility: str) -> str:
     """A FHIR system URI for a CWE coding system name (table 0396): the published URI of
-    LOINC, SNOMED CT, UCUM, ICD, CPT, ...; HL7nnnn tables as v2-nnnn; anything else (L,
-    99zzz, a vendor name, nothing) as the sender's local system."""
+    LOINC, SNOMED CT, UCUM, ICD, CPT, ...; HL7nnnn tables as v2-nnnn; an OID as urn:oid:
+    (or the URI it stands for); anything else (L, 99zzz, a vendor name, nothing) as the
+    sender's local system."""
     key = dt.present(name).upper()
     if key in CODING_SYSTEMS:
         return CODING_SYSTEMS[key]
+    if _OID.match(key):
+        return CODING_SYSTEM_OIDS.get(key, f"urn:oid:{key}")
     table = key.removeprefix("HL7").lstrip("-")
     if key.startswith("HL7") and len(table) == 4 and table.isdigit():
         return f"http://terminology.hl7.org/CodeSystem/v2-{table}"
@@ -150,15 +164,24 @@ def cwe_to_codeable_concept(rep: Repetition | None, facility: str) -> dict | Non
     """A CE/CWE (v2.3 CE or v2.5+ CWE) as a CodeableConcept; None when it says nothing.
 
     The identifier triplet and the alternate triplet each become a coding. CWE.9 (original
-    text) is the text; a CE/CWE with text but no code keeps that text, so nothing is lost.
+    text) is the text; a CE/CWE with text but no code keeps that text, so nothing is lost,
+    and so does one whose only component is words rather than a code.
     """
     if rep is None:
         return None
+    if _is_free_text(rep):
+        return {"text": dt.present(rep.value(1))}
     codings = [c for c in (_coding(rep, 1, 7, facility), _coding(rep, 4, 8, facility)) if c]
     text = dt.present(rep.value(9))
     if not codings and not text:
         text = dt.present(rep.value(2)) or dt.present(rep.value(5))
     return compact({"coding": codings, "text": text}) or None
+
+
+def _is_free_text(rep: Repetition) -> bool:
+    """A CE of one component holding words ("Fatigue, query deficiency"): old senders put
+    free text in the code's place, and a code with spaces in it would be an invented one."""
+    return len(rep.components()) == 1 and " " in dt.present(rep.value(1))
 
 
 def first_rep(segment: Segment | None, field: int) -> Repetition | None:
@@ -270,7 +293,8 @@ def sole_patient(message: Hl7Message) -> dict:
 
 
 class OrderGroup(NamedTuple):
-    """One ORC and/or OBR with the segments that follow it, in message order."""
+    """One ORC and/or OBR with the segments that follow the ORC (the OBR among them), in
+    message order: OML puts TQ1 between ORC and OBR, ORU after OBR."""
 
     orc: Segment | None
     obr: Segment | None
@@ -285,13 +309,14 @@ def order_groups(message: Hl7Message) -> list[OrderGroup]:
     for seg in message.segments:
         if seg.name == "ORC":
             groups.append(OrderGroup(seg, None, []))
-        elif seg.name == "OBR":
+            continue
+        if seg.name == "OBR":
             current = groups[-1] if groups else None
             if current is not None and current.orc is not None and current.obr is None:
                 groups[-1] = OrderGroup(current.orc, seg, current.body)
             else:
                 groups.append(OrderGroup(None, seg, []))
-        elif groups:
+        if groups:
             groups[-1].body.append(seg)
     return groups
 
@@ -366,14 +391,18 @@ def _spm_identifiers(spm: Segment, facility: str) -> list[dict]:
     """SPM-2 (EIP): filler's id first (2.2, the lab's accession), then the placer's (2.1);
     each is an EI in subcomponents."""
     found: list[dict] = []
-    for component in (2, 1):
+    for component, kind in ((2, FILLER), (1, PLACER)):
         value = dt.present(spm.value(2, component, 1))
         if not value:
             continue
         system = dt.hd_system(
             spm.value(2, component, 2), spm.value(2, component, 3), spm.value(2, component, 4)
         )
-        found.append({"system": system or dt.hd_system(facility), "value": value})
+        found.append({
+            "type": {"coding": [kind.as_fhir()]},
+            "system": system or dt.hd_system(facility),
+            "value": value,
+        })
     return found
 
 
