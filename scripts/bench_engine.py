@@ -25,6 +25,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -609,6 +610,19 @@ async def bench(args: argparse.Namespace, procs: Procs, tmp: Path) -> dict[str, 
     return out
 
 
+def codec_figures(quick: bool) -> dict[str, Any] | None:
+    """bench_codec.py (parse, route, validate vs hl7 and hl7apy) in a child process before
+    the engine starts, so the two never share a core; its table is printed, its JSON kept."""
+    run = subprocess.run([sys.executable, str(SCRIPTS / "bench_codec.py"),
+                          *(["--quick"] if quick else [])], capture_output=True, text=True)
+    lines = run.stdout.strip().splitlines()
+    if run.returncode != 0 or not lines:
+        print(f"codec: bench_codec.py failed: {run.stderr.strip()[-300:]}")
+        return None
+    print("\n".join(lines[:-1]))
+    return json.loads(lines[-1])
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.splitlines()[0])
     p.add_argument("--messages", type=int, default=20_000, help="measured messages")
@@ -627,6 +641,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="sample only the thread holding the GIL (Python CPU time)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     p.add_argument("--quick", action="store_true", help="a ~10 s smoke run")
+    p.add_argument("--no-codec", dest="codec", action="store_false",
+                   help="skip the codec benchmark (scripts/bench --codec-only runs it alone)")
     args = p.parse_args(argv)
     if args.quick:
         args.messages, args.warmup = min(args.messages, 2_000), min(args.warmup, 200)
@@ -636,6 +652,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    codec = codec_figures(args.quick) if args.codec else None
     tmp = Path(tempfile.mkdtemp(prefix="conduit-bench-"))
     procs = Procs()
     ok = False
@@ -651,6 +668,7 @@ def main(argv: list[str]) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
         elif not ok:
             print(f"bench: kept {tmp} for a look", file=sys.stderr)
+    result["codec"] = codec
     print(json.dumps({k: (None if v != v else round(v, 3)) if isinstance(v, float) else v
                       for k, v in result.items()}))  # NaN is not JSON: null
     clean = result.get("engine_exit_code") == 0 and not result["not_aa"] and not result["missing"]
