@@ -49,7 +49,7 @@ class BenchError(Exception):
 
 _ADT = (
     "MSH|^~\\&|EPIC|LAKESHORE^1.2.840.114350.1.13.999.2^ISO|CONDUIT|HIE|{ts}||ADT^{ev}^ADT_A01"
-    "|{ctl}|P|2.5.1|||AL|NE\r"
+    "|{ctl}|P|2.5.1\r"
     "EVN|{ev}|{ts}|||JSMITH^SMITH^JANE^^^^^^EPIC|{ts}\r"
     "PID|1||{pid}^^^LKS^MR~999{ssn:06d}^^^SSA^SS||{last}^{first}^ANNE^^^^L~{last}^{nick}^^^^^N"
     "||{dob}|{sex}||2106-3^White^CDCREC|1402 WILLOW BEND RD^APT 3B^MADISON^WI^53711^USA^H^^DANE"

@@ -3,6 +3,16 @@
 An ACK echoes the version and control id of the message it answers, swaps sending and
 receiving application and facility, and carries one ERR segment per problem. ERR is
 laid out as the answered version expects: ERR-1 (ELD) before v2.5, ERR-2/3/4/8 from v2.5.
+MSA-3 (text message) is written only before v2.7, which withdrew it. MSH-15 and MSH-16
+of an ACK are always empty: an acknowledgement is never itself acknowledged.
+
+Acknowledgement modes (v2.5 chapter 2.9): when MSH-15 (accept acknowledgement type) and
+MSH-16 (application acknowledgement type) are both empty the message is in original mode
+and gets one application ACK (AA/AE/AR). When either is valued it is in enhanced mode:
+a commit ACK (CA/CE/CR) when MSH-15 asks for one under the outcome, and separately an
+application ACK (AA/AE/AR) when MSH-16 does. Table 0155: AL always, NE never, ER only
+on error or reject, SU only on success. The standard requires both fields in enhanced
+mode; an empty or unknown one is read as AL, erring on the side of answering.
 """
 
 from __future__ import annotations
@@ -14,8 +24,30 @@ from engine.formats.hl7v2.escape import DEFAULT, Delimiters, escape
 from engine.formats.hl7v2.message import Hl7Message, Segment
 from engine.message import Outcome, Problem, Verdict
 
-_ORIGINAL_CODES = {Verdict.ACCEPTED: "AA", Verdict.ERROR: "AE", Verdict.REJECTED: "AR"}
+APPLICATION_CODES = {Verdict.ACCEPTED: "AA", Verdict.ERROR: "AE", Verdict.REJECTED: "AR"}
+COMMIT_CODES = {Verdict.ACCEPTED: "CA", Verdict.ERROR: "CE", Verdict.REJECTED: "CR"}
 DEFAULT_VERSION = "2.5"
+
+
+def ack_types(msh: Segment | None) -> tuple[str, str] | None:
+    """MSH-15 and MSH-16 when the message is in enhanced mode; None in original mode."""
+    if msh is None:
+        return None
+    accept, application = msh.value(15).strip().upper(), msh.value(16).strip().upper()
+    if not accept and not application:
+        return None
+    return accept, application
+
+
+def wanted(condition: str, verdict: Verdict) -> bool:
+    """Whether table 0155 `condition` asks for an acknowledgement of this verdict."""
+    if condition == "NE":
+        return False
+    if condition == "ER":
+        return verdict is not Verdict.ACCEPTED
+    if condition == "SU":
+        return verdict is Verdict.ACCEPTED
+    return True  # AL, and empty or unknown values (see the module docstring)
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
@@ -27,7 +59,10 @@ def _version_tuple(version: str) -> tuple[int, ...]:
     return tuple(parts) or (2, 5)
 
 
-def _ack_control_id() -> str:
+def new_control_id() -> str:
+    """A fresh control id for what we originate (ACKs, batch headers).
+
+    20 characters: the limit of MSH-10 and BHS-11 up to v2.5; time first, so they sort."""
     # 20 characters: the limit of MSH-10 up to v2.5.
     return f"{time.time_ns() // 1_000_000:013d}{os.urandom(4).hex()[:7]}"
 
@@ -37,8 +72,11 @@ def build_ack(
     outcome: Outcome,
     *,
     application: str = "CONDUIT",
+    commit: bool = False,
 ) -> str:
-    """The ACK answering a message whose MSH is `msh` (None when none could be read)."""
+    """The ACK answering a message whose MSH is `msh` (None when none could be read):
+    an application ACK (AA/AE/AR), or with `commit` an enhanced-mode commit ACK
+    (CA/CE/CR). Whether one is wanted at all is the caller's question (`wanted`)."""
     d = msh._d if msh is not None else DEFAULT
     def get(field: int, comp: int = 1) -> str:
         return msh.value(field, comp) if msh is not None else ""
@@ -55,7 +93,7 @@ def build_ack(
         msg_type = f"ACK{d.component}{trigger}" if trigger else "ACK"
     else:
         msg_type = f"ACK{d.component}{trigger}{d.component}ACK"
-    code = _ORIGINAL_CODES[outcome.verdict]
+    code = (COMMIT_CODES if commit else APPLICATION_CODES)[outcome.verdict]
     f = d.field
     msh_fields = [
         "MSH",
@@ -67,7 +105,7 @@ def build_ack(
         time.strftime("%Y%m%d%H%M%S%z"),
         "",
         msg_type,
-        _ack_control_id(),
+        new_control_id(),
         raw(11) or "P",
         raw(12) or DEFAULT_VERSION,
     ]
@@ -76,7 +114,7 @@ def build_ack(
         msh_fields += ["", "", "", "", "", charset]
     segments = [f.join(msh_fields)]
     msa = ["MSA", code, raw(10)]
-    if outcome.problems and outcome.verdict is not Verdict.ACCEPTED:
+    if outcome.problems and outcome.verdict is not Verdict.ACCEPTED and vt < (2, 7):
         msa.append(escape(outcome.problems[0].text[:80], d))
     segments.append(f.join(msa))
     segments.extend(_err_segment(p, d, vt) for p in outcome.problems)

@@ -8,13 +8,20 @@
 
 Values are escaped on the way out, so a mapping writes plain text and never thinks
 about delimiters. Segments come out in the order they were first touched; MSH is always
-first and its MSH-1/MSH-2 come from the delimiters.
+first and its MSH-1/MSH-2 come from the delimiters (four encoding characters, or five
+with a v2.7 truncation character).
+
+A character set is chosen by its MSH-18 name (`MessageBuilder(charset="8859/1")`, or by
+setting MSH-18): it is written into MSH-18, control characters are hex-escaped in it, and
+`encode_bytes` encodes in it, raising ValueError for a character it cannot carry (there
+is no \\X form for such a character: its bytes do not exist in that set).
 """
 
 from __future__ import annotations
 
 import re
 
+from engine.formats.hl7v2.charsets import codec_for, encode_text
 from engine.formats.hl7v2.escape import DEFAULT, Delimiters, escape
 
 _PATH = re.compile(
@@ -27,10 +34,15 @@ _Field = dict[int, dict[int, dict[int, str]]]
 
 
 class MessageBuilder:
-    def __init__(self, delimiters: Delimiters = DEFAULT) -> None:
+    def __init__(self, delimiters: Delimiters = DEFAULT, charset: str = "") -> None:
         self.delimiters = delimiters
         self._segments: list[tuple[str, dict[int, _Field]]] = []
         self._index: dict[tuple[str, int], dict[int, _Field]] = {}
+        if charset:
+            if not codec_for(charset):
+                raise ValueError(f"{charset!r} is not a character set of HL7 table 0211 "
+                                 "(e.g. UNICODE UTF-8, 8859/1, ASCII)")
+            self.set("MSH-18", charset)
 
     def segment(self, name: str, occurrence: int = 1) -> dict[int, _Field]:
         """The fields of the `occurrence`-th segment called `name`, creating it (and any
@@ -57,8 +69,31 @@ class MessageBuilder:
         rep, comp, sub = int(m["rep"] or 1), int(m["comp"] or 1), int(m["sub"] or 1)
         fields.setdefault(field, {}).setdefault(rep, {}).setdefault(comp, {})[sub] = value
 
+    @property
+    def encoding(self) -> str:
+        """The Python codec MSH-18 (as set so far) names; "" when undeclared (UTF-8)."""
+        declared = self._index.get(("MSH", 1), {}).get(18, {}).get(1, {}).get(1, {}).get(1, "")
+        return codec_for(declared, "") if declared else ""  # a plain value, not raw text
+
+    def encode_bytes(self, segment_end: str = "\r") -> bytes:
+        """The message encoded in its MSH-18 character set (UTF-8 when undeclared).
+
+        Raises ValueError naming the first character the set cannot carry."""
+        text = self.encode(segment_end)
+        try:
+            return encode_text(text, self.encoding)
+        except UnicodeEncodeError as exc:
+            bad = exc.object[exc.start : exc.end]
+            raise ValueError(
+                f"{bad!r} cannot be written in MSH-18's character set ({self.encoding}); "
+                "declare UNICODE UTF-8 or leave the character out"
+            ) from None
+
     def encode(self, segment_end: str = "\r") -> str:
         d = self.delimiters
+        encoding = self.encoding
+        if encoding != d.encoding:
+            d = Delimiters(*d[:6], encoding)
         if ("MSH", 1) not in self._index:
             self.segment("MSH")
         ordered = sorted(self._segments, key=lambda s: s[0] != "MSH")
@@ -66,23 +101,23 @@ class MessageBuilder:
         for name, fields in ordered:
             if name == "MSH":
                 parts = ["MSH", d.encoding_characters.replace("\x00", "")]
-                parts += [self._field(fields.get(n, {})) for n in range(3, _last(fields) + 1)]
+                parts += [_field(fields.get(n, {}), d) for n in range(3, _last(fields) + 1)]
                 lines.append(d.field.join(parts))
             else:
-                parts = [name] + [self._field(fields.get(n, {}))
+                parts = [name] + [_field(fields.get(n, {}), d)
                                   for n in range(1, _last(fields) + 1)]
                 lines.append(d.field.join(parts))
         return segment_end.join(lines) + segment_end
 
-    def _field(self, reps: dict[int, dict[int, dict[int, str]]]) -> str:
-        d = self.delimiters
-        return d.repetition.join(
-            d.component.join(
-                d.subcomponent.join(escape(subs.get(s, ""), d) for s in range(1, _last(subs) + 1))
-                for c, subs in ((c, comps.get(c, {})) for c in range(1, _last(comps) + 1))
-            )
-            for comps in (reps.get(r, {}) for r in range(1, _last(reps) + 1))
+
+def _field(reps: dict[int, dict[int, dict[int, str]]], d: Delimiters) -> str:
+    return d.repetition.join(
+        d.component.join(
+            d.subcomponent.join(escape(subs.get(s, ""), d) for s in range(1, _last(subs) + 1))
+            for c, subs in ((c, comps.get(c, {})) for c in range(1, _last(comps) + 1))
         )
+        for comps in (reps.get(r, {}) for r in range(1, _last(reps) + 1))
+    )
 
 
 def _last(numbered: dict[int, object]) -> int:

@@ -1,59 +1,56 @@
-"""The HL7v2 codec: bytes to `Parsed` with routing fields, and ACKs both ways."""
+"""The HL7v2 codec: bytes to `Parsed` with routing fields, and ACKs both ways.
+
+Acknowledgement modes (see ack.py): `reply` is what goes back on the connection the
+message came in on, right after the durable commit: the AA/AE/AR ACK in original mode,
+the CA/CE/CR commit ACK in enhanced mode (or b"" when MSH-15 says none is wanted).
+`application_reply` is the enhanced-mode application ACK (AA/AE/AR), built once the
+message has been processed, and b"" in original mode or when MSH-16 wants none.
+"""
 
 from __future__ import annotations
 
 from engine.errors import ParseError
-from engine.formats.hl7v2.ack import build_ack, read_ack
-from engine.formats.hl7v2.message import Hl7Message, Segment, read_delimiters
+from engine.formats.hl7v2.ack import ack_types, build_ack, read_ack, wanted
+from engine.formats.hl7v2.batch import Batch, build_batch_reply, split_batch
+from engine.formats.hl7v2.charsets import decode_text, encode_text, reply_codec
+from engine.formats.hl7v2.escape import unescape
+from engine.formats.hl7v2.message import Hl7Message, Segment, read_header
 from engine.message import Delivery, Fail, Outbound, Outcome, Parsed, Retry, Sent
 
-# MSH-18 values (HL7 table 0211) and the Python codecs that read them.
-_CHARSETS = {
-    "": "utf-8",
-    "ASCII": "ascii",
-    "8859/1": "latin-1",
-    "8859/2": "iso8859-2",
-    "8859/5": "iso8859-5",
-    "8859/7": "iso8859-7",
-    "8859/15": "iso8859-15",
-    "UNICODE UTF-8": "utf-8",
-    "UTF-8": "utf-8",
-    "UNICODE UTF-16": "utf-16",
-    "UNICODE": "utf-16",
-}
+__all__ = ["Hl7v2Codec", "decode_text"]
 
 
-def decode_text(raw: bytes) -> str:
-    """Decode a message using the character set it declares in MSH-18.
-
-    Undeclared or wrong (many senders declare ASCII and send Latin-1) falls back to
-    Latin-1, which maps every byte, so a bad byte never makes a message unreadable.
-    """
-    charset = ""
-    if raw[:3] == b"MSH" and len(raw) > 4:
-        first_line = raw.split(b"\r", 1)[0].split(b"\n", 1)[0]
-        parts = first_line.split(raw[3:4])
-        if len(parts) > 17:
-            charset = parts[17].split(raw[4:5] or b"^")[0].decode("latin-1").strip().upper()
-    encoding = _CHARSETS.get(charset, "utf-8")
-    try:
-        return raw.decode(encoding)
-    except (UnicodeDecodeError, LookupError):
-        return raw.decode("latin-1")
+def _first_subcomponent(text: str, sub: str) -> str:
+    return text.split(sub, 1)[0] if sub in text else text
 
 
 def _patient_identifier(message: Hl7Message) -> str | None:
-    """PID-3's medical record number (identifier type MR), else its first identifier."""
-    pid = message.segment("PID")
+    """PID-3's medical record number (identifier type MR), else its first identifier.
+
+    Read from PID-3's raw text rather than through Repetition objects: this runs for
+    every message, and only the identifier it returns needs unescaping."""
+    pid = None
+    for segment in message.segments:  # PID is near the top; cheaper than the index
+        if segment.name == "PID":
+            pid = segment
+            break
     if pid is None:
         return None
-    reps = pid.repetitions(3)
-    for rep in reps:
-        if rep.value(5).upper() == "MR" and rep.value(1):
-            return rep.value(1)
-    for rep in reps:
-        if rep.value(1):
-            return rep.value(1)
+    d = pid.delimiters
+    first = ""
+    for rep in pid.raw(3).split(d.repetition):
+        comps = rep.split(d.component)
+        ident = _first_subcomponent(comps[0], d.subcomponent)
+        if not ident:
+            continue
+        if len(comps) > 4:
+            kind = unescape(_first_subcomponent(comps[4], d.subcomponent), d)
+            if kind.upper() == "MR":
+                return unescape(ident, d)
+        if not first:
+            first = ident
+    if first:
+        return unescape(first, d)
     return pid.value(2) or None  # PID-2 external id, used by older senders
 
 
@@ -64,19 +61,23 @@ class Hl7v2Codec:
     content_type = "x-application/hl7-v2+er7"
 
     def parse(self, raw: bytes) -> Parsed:
-        if b"\x00" in raw[:4096]:
+        text = decode_text(raw)
+        if "\x00" in text[:4096]:
             raise ParseError("message holds binary (NUL) bytes; HL7v2 is text", code="102")
-        message = Hl7Message.parse(decode_text(raw))
+        message = Hl7Message.parse(text)
         msh = message.segments[0]
-        if not msh.value(9, 1):
+        code = msh.value(9, 1)
+        if not code:
             raise ParseError("message type is missing", segment="MSH", field=9, code="101")
-        if not msh.value(10):
+        control_id = msh.value(10)
+        if not control_id:
             raise ParseError("message control id is missing", segment="MSH", field=10, code="101")
+        event = msh.value(9, 2)
         return Parsed(
             standard=self.name,
-            message_type=message.message_type,
-            control_id=message.control_id,
-            version=message.version,
+            message_type=f"{code}^{event}" if event else code,
+            control_id=control_id,
+            version=msh.value(12),
             sender=f"{msh.value(3)}^{msh.value(4)}",
             receiver=f"{msh.value(5)}^{msh.value(6)}",
             patient_id=_patient_identifier(message),
@@ -84,8 +85,34 @@ class Hl7v2Codec:
         )
 
     def reply(self, raw: bytes, parsed: Parsed | None, outcome: Outcome) -> bytes:
+        """The acknowledgement to write back on the inbound connection after the commit:
+        AA/AE/AR in original mode; in enhanced mode the CA/CE/CR commit ACK when MSH-15
+        asks for one under this outcome, else b"" (send nothing). `parsed` is None when
+        the message did not parse; its MSH is then salvaged if it can be."""
         msh = parsed.body.segments[0] if parsed is not None else _salvage_msh(raw)
-        return build_ack(msh, outcome).encode("utf-8")
+        types = ack_types(msh)
+        if types is None:
+            return self._encode(build_ack(msh, outcome), msh, raw)
+        if not wanted(types[0], outcome.verdict):
+            return b""
+        return self._encode(build_ack(msh, outcome, commit=True), msh, raw)
+
+    def application_reply(self, raw: bytes, parsed: Parsed | None, outcome: Outcome) -> bytes:
+        """Enhanced mode's application ACK (AA/AE/AR) once the message has been
+        processed, when MSH-16 asks for one under this outcome; b"" otherwise, and always
+        in original mode (where `reply` already was the application ACK)."""
+        msh = parsed.body.segments[0] if parsed is not None else _salvage_msh(raw)
+        types = ack_types(msh)
+        if types is None or not wanted(types[1], outcome.verdict):
+            return b""
+        return self._encode(build_ack(msh, outcome), msh, raw)
+
+    @staticmethod
+    def _encode(text: str, msh: Segment | None, raw: bytes) -> bytes:
+        """An ACK in the answered message's character set; a character that set cannot
+        carry (only possible in our own error texts) becomes "?" rather than failing."""
+        codec = reply_codec(msh.delimiters.encoding, raw) if msh is not None else ""
+        return encode_text(text, codec, errors="replace")
 
     def read_reply(self, reply: bytes, sent: Outbound) -> Delivery:
         """What a receiving system's ACK means for the queue: AA/CA sent, AE/CE retry,
@@ -112,16 +139,42 @@ class Hl7v2Codec:
     def field(self, parsed: Parsed, path: str) -> str:
         return parsed.body.value(path)
 
+    def split_batch(self, raw: bytes) -> Batch | None:
+        """The messages of a batch (FHS/BHS...BTS/FTS, or several MSH in one frame or
+        file), or None when `raw` is a single message: a cheap test, fine to call on
+        every inbound frame.
+
+        Contract for the channel: commit, parse and `reply` to each of
+        `batch.messages` exactly as if it had arrived alone, collecting the replies in
+        order (b"" where `reply` returned b""), then write `batch_reply(batch, replies)`
+        back as the one answer to the frame or file. `batch.problems` lists what is wrong
+        with the envelope itself (BTS-1/FTS-1 counts that disagree with what arrived,
+        segments outside any message); a batch whose counts disagree has lost or gained
+        messages on the way, so the standard's advice is to reject it as a whole: reply
+        `Outcome(Verdict.REJECTED, tuple(batch.problems))` to each message and do not
+        process them. Raises ParseError only when a header's own delimiters are
+        unreadable (reply to `raw` as to an unparseable message then)."""
+        return split_batch(raw)
+
+    def batch_reply(self, batch: Batch, replies: list[bytes], *,
+                    errors_only: bool = False) -> bytes:
+        """The acknowledgement batch for `batch`: BHS/BTS (FHS/FTS when the input had a
+        file header) around the non-empty `replies`, BHS-12/FHS-12 naming the answered
+        batch's control id and BTS-1 counting the ACKs inside. `errors_only` leaves out
+        AA/CA ACKs (original mode's "errors on an exception basis" option); enhanced-mode
+        messages have already chosen through MSH-15. Raises ValueError when `replies`
+        does not line up with `batch.messages`."""
+        return build_batch_reply(batch, replies, errors_only=errors_only)
+
 
 def _salvage_msh(raw: bytes) -> Segment | None:
     """Read just the MSH of a message that failed to parse, so the ACK can still echo its
-    control id, version and applications; None when there is no usable MSH."""
+    control id, version, applications, character set and acknowledgement types; None
+    when there is no usable MSH."""
     text = decode_text(raw).lstrip("\ufeff \t\r\n\x00")
     if not text.startswith("MSH"):
         return None
     try:
-        d = read_delimiters(text)
+        return read_header(text)
     except ParseError:
         return None
-    line = text.replace("\r\n", "\r").replace("\n", "\r").split("\r", 1)[0]
-    return Segment(line, d)

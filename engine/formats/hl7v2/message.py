@@ -16,10 +16,15 @@ import re
 from collections.abc import Iterator
 
 from engine.errors import ParseError
+from engine.formats.hl7v2.charsets import codec_for
 from engine.formats.hl7v2.escape import Delimiters, unescape
 
 _SEGMENT_NAME = re.compile(r"[A-Z][A-Z0-9]{2}\Z")
-_SEGMENT_BREAK = re.compile(r"\r\n|\r|\n")
+# Segments whose field 1 is the field separator and field 2 the encoding characters.
+HEADER_SEGMENTS = frozenset({"MSH", "FHS", "BHS"})
+# Names already checked against _SEGMENT_NAME (at most 26*36*36, so bounded): a set
+# look-up per segment instead of a regex match.
+_VALID_NAMES: set[str] = set()
 FIELD_PATH = re.compile(
     r"(?P<seg>[A-Z][A-Z0-9]{2})(?:\[(?P<segrep>\d+)\])?"
     r"(?:-(?P<field>\d+)(?:\[(?P<rep>\d+)\])?(?:\.(?P<comp>\d+)(?:\.(?P<sub>\d+))?)?)?\Z"
@@ -76,11 +81,16 @@ class Segment:
     def _split(self) -> list[str]:
         if self._fields is None:
             parts = self.text.split(self._d.field)
-            if self.name == "MSH":
+            if self.name in HEADER_SEGMENTS:
                 # MSH-1 is the separator itself; shift so indices match the standard.
                 parts.insert(1, self._d.field)
             self._fields = parts
         return self._fields
+
+    @property
+    def delimiters(self) -> Delimiters:
+        """The delimiters (and character set) this segment is read with."""
+        return self._d
 
     def __len__(self) -> int:
         """Number of fields present, not counting the segment name."""
@@ -96,7 +106,7 @@ class Segment:
         raw = self.raw(field)
         if not raw:
             return []
-        if self.name == "MSH" and field in (1, 2):
+        if field < 3 and self.name in HEADER_SEGMENTS:
             return [Repetition(raw, _LITERAL)]
         return [Repetition(text, self._d) for text in raw.split(self._d.repetition)]
 
@@ -104,10 +114,11 @@ class Segment:
         self, field: int, component: int = 1, subcomponent: int = 1, repetition: int = 1
     ) -> str:
         """The decoded value at field[repetition].component.subcomponent, or ""."""
-        raw = self.raw(field)
+        fields = self._fields or self._split()
+        raw = fields[field] if 0 < field < len(fields) else ""
         if not raw:
             return ""
-        if self.name == "MSH" and field in (1, 2):
+        if field < 3 and self.name in HEADER_SEGMENTS:
             return raw if component == 1 and repetition == 1 else ""
         d = self._d
         if d.repetition in raw:
@@ -144,7 +155,8 @@ class Hl7Message:
         """Tokenize `text`; raises ParseError naming the segment and field at fault.
 
         Segments may end in \\r (the standard), \\n or \\r\\n (files, some vendors); blank
-        lines are ignored.
+        lines are ignored. MSH-18 is read here so that hex escapes decode in the declared
+        character set; the MSH fields split for it are kept for the codec's reads.
         """
         text = text.lstrip("\ufeff \t\r\n\x00")
         if not text.startswith("MSH"):
@@ -152,18 +164,30 @@ class Hl7Message:
                 "message does not start with an MSH segment", segment="MSH", code="100"
             )
         d = read_delimiters(text)
+        if "\n" in text:
+            text = text.replace("\r\n", "\r").replace("\n", "\r")
+        lines = text.split("\r")
+        field = d.field
+        msh_fields = lines[0].split(field)
+        if len(msh_fields) > 17 and msh_fields[17]:
+            encoding = codec_for(msh_fields[17], "".join(d[:6]))
+            if encoding:
+                d = Delimiters(*d[:6], encoding)
         segments: list[Segment] = []
-        for number, line in enumerate(_SEGMENT_BREAK.split(text), start=1):
-            if not line.strip():
+        append = segments.append
+        for number, line in enumerate(lines, start=1):
+            if not line or (line[0].isspace() and not line.strip()):
                 continue
             name = line[:3]
-            if not _SEGMENT_NAME.match(name) or (len(line) > 3 and line[3] != d.field):
-                raise ParseError(
-                    f"segment {number} does not begin with a segment name and field separator",
-                    segment=name if _SEGMENT_NAME.match(name) else None,
-                    code="100",
-                )
-            segments.append(Segment(line, d))
+            if name not in _VALID_NAMES:
+                if not _SEGMENT_NAME.match(name):
+                    raise _bad_segment(number, name)
+                _VALID_NAMES.add(name)
+            if len(line) > 3 and line[3] != field:
+                raise _bad_segment(number, name)
+            append(Segment(line, d))
+        msh_fields.insert(1, field)
+        segments[0]._fields = msh_fields
         return cls(segments, d)
 
     def _index(self) -> dict[str, list[Segment]]:
@@ -214,6 +238,11 @@ class Hl7Message:
         """The message text with standard segment terminators."""
         return segment_end.join(seg.text for seg in self.segments) + segment_end
 
+    @property
+    def encoding(self) -> str:
+        """The Python codec MSH-18 names ("" when undeclared): how to encode replies."""
+        return self.delimiters.encoding
+
     # Routing fields, read by the codec without walking the rest of the message.
     @property
     def message_type(self) -> str:
@@ -230,8 +259,18 @@ class Hl7Message:
         return self.segments[0].value(12)
 
 
+def _bad_segment(number: int, name: str) -> ParseError:
+    return ParseError(
+        f"segment {number} does not begin with a segment name and field separator",
+        segment=name if _SEGMENT_NAME.match(name) else None,
+        code="100",
+    )
+
+
 def read_delimiters(text: str) -> Delimiters:
-    """Read MSH-1 and MSH-2; a message may use any delimiters it declares there."""
+    """Read MSH-1 and MSH-2 (or FHS/BHS-1 and -2); a message may use any delimiters it
+    declares there. Two to five encoding characters: component, repetition, escape,
+    subcomponent and (v2.7+) truncation, each distinct punctuation."""
     if len(text) < 8:
         raise ParseError("MSH segment is truncated before its encoding characters",
                          segment="MSH", field=2, code="100")
@@ -240,16 +279,38 @@ def read_delimiters(text: str) -> Delimiters:
         raise ParseError(f"MSH-1 field separator {field!r} is not a valid delimiter",
                          segment="MSH", field=1, code="102")
     end = text.find(field, 4)
-    encoding = text[4:end] if end >= 0 else text[4:].split("\r", 1)[0]
+    encoding = text[4:end] if end >= 0 else text[4:]
+    if "\r" in encoding or "\n" in encoding:  # MSH ends right after MSH-2
+        encoding = encoding.split("\r", 1)[0].split("\n", 1)[0]
     if not 2 <= len(encoding) <= 5:
         raise ParseError("MSH-2 must hold the encoding characters (usually ^~\\&)",
                          segment="MSH", field=2, code="102")
-    chars = encoding.ljust(4, "\x00")[:4]
-    if len(set(encoding[:4] + field)) != len(encoding[:4]) + 1 or any(
-        c.isalnum() or c in " \r\n" for c in encoding
+    if len(set(encoding + field)) != len(encoding) + 1 or any(
+        c.isalnum() or c.isspace() or c == "\x00" for c in encoding
     ):
         raise ParseError("MSH-2 encoding characters must be distinct punctuation",
                          segment="MSH", field=2, code="102")
     # A delimiter the message does not declare becomes NUL, which never occurs in text.
-    component, repetition, esc, sub = chars
-    return Delimiters(field, component, repetition, esc, sub)
+    component, repetition, esc, sub = encoding.ljust(4, "\x00")[:4]
+    return Delimiters(field, component, repetition, esc, sub, encoding[4:])
+
+
+def read_header(text: str) -> Segment:
+    """The header segment (MSH, FHS or BHS) that `text` starts with, alone, carrying its
+    delimiters and, for MSH, the character set MSH-18 names. For reading just the header
+    of something that is not (or not yet) a whole message: the MSH of a message that
+    failed to parse, the envelope of a batch. Raises ParseError on bad delimiters."""
+    d = read_delimiters(text)
+    end = len(text)
+    for stop in ("\r", "\n"):
+        found = text.find(stop, 0, end)
+        if found >= 0:
+            end = found
+    line = text[:end]
+    segment = Segment(line, d)
+    if line[:3] == "MSH":
+        charset = segment.raw(18)
+        encoding = codec_for(charset, "".join(d[:6])) if charset else ""
+        if encoding:
+            segment = Segment(line, Delimiters(*d[:6], encoding))
+    return segment
