@@ -1,0 +1,113 @@
+"""fhir-to-hl7v2-adt@1: a FHIR R4 Patient as an HL7 v2.5.1 ADT^A28 (add person) or
+ADT^A31 (update person information).
+
+Input: a Patient, or a Bundle of any type (transaction, batch, collection, searchset) that
+holds one. A mapping gives one message per input, so of a Bundle with several Patients
+only the first (in entry order) is mapped: split such Bundles upstream if every Patient
+must go. A Bundle without a Patient fails naming Bundle.entry; any other resource fails
+naming resourceType.
+
+Choices a receiver will notice:
+- Event: A28 when Patient.meta.versionId is absent or "1" (the server's first version of
+  the person), else A31. MSH-9 is ADT^A28^ADT_A05 or ADT^A31^ADT_A05; EVN-1 the event,
+  EVN-2 the message time.
+- MSH-3 CONDUIT; MSH-4 from meta.source (Patient's, else the Bundle's; a URI becomes the
+  HD's universal id of type URI); MSH-5/6 are left to the channel; MSH-11 P; MSH-12 2.5.1;
+  MSH-18 UNICODE UTF-8 only when a value is not ASCII.
+- MSH-7 is Patient.meta.lastUpdated, else Bundle.timestamp, else Bundle.meta.lastUpdated,
+  with its zone (Z is +0000). Without any of them the mapping fails naming
+  Patient.meta.lastUpdated: the time is never read from the clock, so the same resource
+  always gives byte-identical messages.
+- MSH-10 is 20 hex digits of SHA-256 over (Patient, id, versionId, MSH-7), and over the
+  resource's canonical JSON when it has no id: a resent version keeps its control id (a
+  receiver's duplicate check drops it), a new version gets a new one.
+- PID (see `engine.maplib.fhir_to_v2`): PID-3 every identifier with a value (authority
+  from the system: urn:oid: -> &OID&ISO, urn:conduit:id:X -> X, us-ssn -> SSA with type
+  SS, any other URI -> &<uri>&URI; CX.5 from a v2-0203 type); PID-5 names with XPN.7
+  from use (official L, usual D, maiden M, nickname N, old NOUSE, ...); PID-7 birth date;
+  PID-8 sex (table 0001); PID-10/22 US Core race/ethnicity codes (CDCREC); PID-11
+  addresses; PID-13 home, mobile and other numbers and email, PID-14 work ones
+  (v2.5 XTN parts); PID-29/30 death. A Patient without an identifier fails naming
+  Patient.identifier, as PID-3 is required.
+- PV1|1|N: ADT_A05 requires a PV1, and a person event has no visit (class N, not
+  applicable).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from engine.errors import MappingError
+from engine.formats.hl7v2.builder import MessageBuilder
+from engine.maplib import fhir_to_v2 as v2
+from engine.mapping import mapping
+
+
+@mapping("fhir-to-hl7v2-adt@1", accepts="fhir", emits="x-application/hl7-v2+er7")
+def patient_to_adt(resource: dict) -> str:
+    """One ADT^A28/A31 for the (first) Patient of the input."""
+    patient = _patient(resource)
+    bundle = resource if resource.get("resourceType") == "Bundle" else {}
+    meta = _meta(patient.resource)
+    version = v2.text(meta.get("versionId"))
+    event = "A28" if version in ("", "1") else "A31"
+    when = v2.message_time(
+        (meta.get("lastUpdated"), f"{patient.path}.meta.lastUpdated"),
+        *_bundle_times(bundle),
+    )
+    header = v2.Header(
+        facility=v2.source_facility(meta) or v2.source_facility(_meta(bundle)),
+        time=when,
+        message_type=("ADT", event, "ADT_A05"),
+        control_id=_control_id(patient.resource, version, when),
+    )
+    builder = MessageBuilder()
+    v2.write_msh(builder, header)
+    builder.set("EVN-1", event)
+    builder.set("EVN-2", when)
+    v2.write_pid(builder, patient)
+    builder.set("PV1-1", "1")
+    builder.set("PV1-2", "N")
+    return v2.encode(builder)
+
+
+def _patient(resource: dict) -> v2.Located:
+    """The Patient itself, or a Bundle's first Patient."""
+    kind = resource.get("resourceType")
+    if kind == "Patient":
+        return v2.Located(resource, "Patient")
+    if kind == "Bundle":
+        found = next(v2.Resources(resource).of_type("Patient"), None)
+        if found is None:
+            raise MappingError("holds no Patient, so there is no person to send",
+                               field="Bundle.entry")
+        return found
+    raise MappingError("is not Patient or Bundle; this mapping sends a Patient as ADT",
+                       field="resourceType")
+
+
+def _bundle_times(bundle: dict) -> list[tuple[Any, str]]:
+    """A Bundle's own times, the fallbacks for MSH-7 (none for a bare Patient)."""
+    if not bundle:
+        return []
+    return [(bundle.get("timestamp"), "Bundle.timestamp"),
+            (_meta(bundle).get("lastUpdated"), "Bundle.meta.lastUpdated")]
+
+
+def _meta(resource: dict) -> dict:
+    meta = resource.get("meta")
+    return meta if isinstance(meta, dict) else {}
+
+
+def _control_id(patient: dict, version: str, when: str) -> str:
+    rid = v2.text(patient.get("id"))
+    parts = ["Patient", rid, version, when]
+    if not rid:
+        parts.append(_canonical(patient))
+    return v2.control_id(*parts)
+
+
+def _canonical(resource: Any) -> str:
+    """The resource as JSON with sorted keys: the same content, the same text."""
+    return json.dumps(resource, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
