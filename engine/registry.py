@@ -50,3 +50,13 @@ CODECS: dict[str, Callable[[], Any]] = {
     "hl7v2": Hl7v2Codec,
     "fhir": FhirCodec,
 }
+
+
+def codec_for_content(content_type: str) -> Any | None:
+    """The codec of the standard a content type belongs to, e.g. to read the replies to
+    what a channel sends (an HL7v2 ACK for HL7v2 out, whatever the channel reads in)."""
+    for factory in CODECS.values():
+        codec = factory()
+        if codec.content_type == content_type.split(";")[0].strip():
+            return codec
+    return None

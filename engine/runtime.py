@@ -160,24 +160,27 @@ class Engine:
         codec = registry.CODECS[cfg.format]()
         mapping = self.catalog.get(cfg.mapping) if cfg.mapping else None
         source = registry.SOURCES[type(cfg.source).__struct_config__.tag].factory(cfg.source)
-        workers = []
-        for dest_cfg in cfg.destinations:
-            workers.append(self._worker(cfg, dest_cfg, codec))
+        # Replies are read in the standard of what is sent: an HL7v2 ACK comes back for
+        # HL7v2 made from FHIR, whatever the channel itself reads.
+        outgoing = (registry.codec_for_content(mapping.emits) if mapping else None) or codec
+        workers = [self._worker(cfg, dest_cfg, outgoing, codec.content_type)
+                   for dest_cfg in cfg.destinations]
         candidate = self.catalog.get(cfg.shadow) if cfg.shadow else None
         return Channel(cfg, codec=codec, mapping=mapping, source=source, workers=workers,
                        store=svc.store, queue=svc.queue, writer=svc.writer, vault=svc.vault,
                        shadow=Shadow(candidate) if candidate else None)
 
-    def _worker(self, cfg: Any, dest_cfg: DestinationBase, codec: Any) -> DestinationWorker:
+    def _worker(self, cfg: Any, dest_cfg: DestinationBase, reply_codec: Any,
+                raw_content_type: str) -> DestinationWorker:
         svc = self.services
         assert svc is not None and svc.writer is not None
         kind = registry.DESTINATIONS[type(dest_cfg).__struct_config__.tag]
-        destination = kind.factory(dest_cfg, DestinationContext(cfg.name, codec))
+        destination = kind.factory(dest_cfg, DestinationContext(cfg.name, reply_codec))
         return DestinationWorker(
             channel=cfg.name, name=dest_cfg.name, destination=destination,
             policy=RetryPolicy(dest_cfg.retry or cfg.retry), timeout=dest_cfg.timeout,
             queue=svc.queue, writer=svc.writer, vault=svc.vault,
-            raw_content_type=codec.content_type,
+            raw_content_type=raw_content_type,
         )
 
     def _lock(self, data_dir: Path) -> None:
