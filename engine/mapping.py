@@ -25,6 +25,9 @@ import msgspec
 from engine.errors import ConfigError, MappingError
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]*\Z")
+# Decimals are written as JSON numbers with their digits: a FHIR decimal's precision is
+# meaningful ("7.20" is not "7.2"), and the FHIR codec decodes numbers as Decimals.
+_encode = msgspec.json.Encoder(decimal_format="number").encode
 _FILE = re.compile(r"v(\d+)\.(py|yaml|yml)\Z")
 MAPPING_REF = re.compile(r"(?P<name>[a-z0-9][a-z0-9-]*)@(?P<version>\d+)\Z")
 
@@ -48,7 +51,8 @@ class Mapping(msgspec.Struct, frozen=True):
         return f"{self.name}@{self.version}"
 
     def apply(self, body: Any) -> bytes | Skip:
-        """Run the mapping; dicts and lists become JSON. Raises MappingError on failure,
+        """Run the mapping; dicts and lists become JSON (a Decimal as a number with the
+        digits it holds). Raises MappingError on failure,
         including for an unexpected exception in the mapping, which it names."""
         try:
             result = self.func(body)
@@ -66,7 +70,7 @@ class Mapping(msgspec.Struct, frozen=True):
         if isinstance(result, str):
             return result.encode("utf-8")
         if isinstance(result, dict | list):
-            return msgspec.json.encode(result)
+            return _encode(result)
         raise MappingError(
             f"mapping {self.ref} returned {type(result).__name__}; "
             "expected a dict, list, str, bytes or Skip"

@@ -2,11 +2,14 @@
 OperationOutcome as the acknowledgement.
 
 Decoding is msgspec's, the fast path DESIGN.md measures; validation against the models
-of fhir.resources is for channels that ask for it, not every message.
+of fhir.resources is for channels that ask for it, not every message. JSON numbers with a
+fraction or exponent decode as `decimal.Decimal`, never float: a FHIR decimal's digits are
+its precision ("7.20" must reach a mapping as 7.20, not 7.2).
 """
 
 from __future__ import annotations
 
+import decimal
 from typing import Any
 
 import msgspec
@@ -15,7 +18,7 @@ from engine.errors import ParseError
 from engine.message import Delivery, Fail, Outbound, Outcome, Parsed, Retry, Sent, Verdict
 
 CONTENT_TYPE = "application/fhir+json"
-_decode = msgspec.json.Decoder().decode
+_decode = msgspec.json.Decoder(float_hook=decimal.Decimal).decode
 _SEVERITY = {"E": "error", "W": "warning", "I": "information", "F": "fatal"}
 
 

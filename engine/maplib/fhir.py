@@ -36,9 +36,25 @@ def reference(resource: dict[str, Any]) -> dict[str, str]:
     return {"reference": f"urn:uuid:{resource['id']}"}
 
 
-def transaction(resources: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"resourceType": "Bundle", "type": "transaction",
-            "entry": [put_entry(r) for r in resources]}
+def transaction(resources: list[dict[str, Any]], timestamp: str | None = None) -> dict[str, Any]:
+    """A transaction Bundle that PUTs every resource; `timestamp` (an instant: when the
+    source message was made) is Bundle.timestamp when given."""
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "transaction"}
+    if timestamp:
+        bundle["timestamp"] = timestamp
+    bundle["entry"] = [put_entry(r) for r in resources]
+    return bundle
+
+
+def one_per_id(resources: list[dict[str, Any]], *, latest: bool = False) -> list[dict[str, Any]]:
+    """Each resource once, where its id first stands: a transaction may not PUT one
+    resource twice. The first of them is kept, or with `latest` the last one's content
+    (a later segment about the same thing replaces an earlier one)."""
+    by_id: dict[str, dict[str, Any]] = {}
+    for resource in resources:
+        if latest or resource["id"] not in by_id:
+            by_id[resource["id"]] = resource
+    return list(by_id.values())
 
 
 def compact(resource: dict[str, Any]) -> dict[str, Any]:

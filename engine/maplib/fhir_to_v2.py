@@ -22,41 +22,31 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 from urllib.parse import unquote
 
+import msgspec
+
 from engine.errors import MappingError
 from engine.formats.hl7v2 import datatypes as dt
 from engine.formats.hl7v2 import tables
 from engine.formats.hl7v2.builder import MessageBuilder
 from engine.maplib import v2_clinical as clinical
+from engine.maplib import v2_codes
 
 V2_VERSION = "2.5.1"
 SENDING_APPLICATION = "CONDUIT"
 US_SSN = dt.US_SSN_SYSTEM
 V3_INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
-V2_0078 = "http://terminology.hl7.org/CodeSystem/v2-0078"
-UCUM = "http://unitsofmeasure.org"
 
 # Identifier systems with a well-known v2 assigning authority (namespace, OID, ISO).
 KNOWN_AUTHORITIES: dict[str, tuple[str, str, str]] = {
     US_SSN: ("SSA", "", ""),
     "http://hl7.org/fhir/sid/us-npi": ("NPI", "2.16.840.1.113883.4.6", "ISO"),
 }
-# FHIR system URI -> table 0396 coding system name (CWE.3).
+# FHIR system URI -> table 0396 coding system name (CWE.3): the inverse of the v2-to-FHIR
+# map, each system by its first (preferred) name there.
 SYSTEM_NAMES: dict[str, str] = {
-    "http://loinc.org": "LN",
-    "http://snomed.info/sct": "SCT",
-    "http://www.nlm.nih.gov/research/umls/rxnorm": "RXNORM",
-    "http://hl7.org/fhir/sid/ndc": "NDC",
-    "http://hl7.org/fhir/sid/cvx": "CVX",
-    "http://fdasis.nlm.nih.gov": "UNII",
-    UCUM: "UCUM",
-    "http://hl7.org/fhir/sid/icd-10": "I10",
-    clinical.ICD10CM: "I10C",
-    clinical.ICD9CM: "I9CDX",
-    "http://www.ama-assn.org/go/cpt": "C4",
-    clinical.CDC_RACE_ETHNICITY: "CDCREC",
-    tables.V3_NULL_FLAVOR: "NULLFL",
+    system: name for name, system in reversed(tables.CODING_SYSTEMS.items())
 }
-_V2_TABLE = re.compile(r"http://terminology\.hl7\.org/CodeSystem/v2-(\d{4})\Z")
+_V2_TABLE = re.compile(re.escape(tables.V2_SYSTEM) + r"(\d{4})\Z")
 
 # FHIR -> v2 tables, the inverse of the v2-to-FHIR ones.
 SEX: dict[str, str] = {"male": "M", "female": "F", "other": "O", "unknown": "U"}
@@ -118,6 +108,24 @@ class Located(NamedTuple):
 
     resource: dict
     path: str
+
+
+def focus(resource: dict, index: Resources, kind: str, noun: str, sends: str) -> Located:
+    """What a mapping sends: the input itself when it is a `kind`, else the Bundle's first
+    `kind` in entry order (one message per input). Fails naming Bundle.entry when the
+    Bundle holds none ("so there is no <noun> to send"), and resourceType for any other
+    input ("this mapping sends <sends>")."""
+    found = resource.get("resourceType")
+    if found == kind:
+        return Located(resource, kind)
+    if found == "Bundle":
+        first = next(index.of_type(kind), None)
+        if first is None:
+            raise MappingError(f"holds no {kind}, so there is no {noun} to send",
+                               field="Bundle.entry")
+        return first
+    raise MappingError(f"is not {kind} or Bundle; this mapping sends {sends}",
+                       field="resourceType")
 
 
 class Resources:
@@ -209,6 +217,22 @@ def to_tm(value: Any, field: str) -> str:
     return "".join(p for p in m.groups() if p)
 
 
+def meta(resource: Any) -> dict:
+    """A resource's meta, or {} when it has none."""
+    found = resource.get("meta") if isinstance(resource, dict) else None
+    return found if isinstance(found, dict) else {}
+
+
+def bundle_times(root: dict) -> list[tuple[Any, str]]:
+    """A Bundle's own times, Bundle.timestamp then Bundle.meta.lastUpdated, as (value,
+    FHIR path) for `message_time`: the fallbacks for MSH-7 (none for a bare resource).
+    The v2-to-FHIR mappings write Bundle.timestamp from MSH-7, so their Bundles have one."""
+    if root.get("resourceType") != "Bundle":
+        return []
+    return [(root.get("timestamp"), "Bundle.timestamp"),
+            (meta(root).get("lastUpdated"), "Bundle.meta.lastUpdated")]
+
+
 def message_time(*candidates: tuple[Any, str]) -> str:
     """MSH-7: the first of (value, FHIR path) that is valued, as a DTM.
 
@@ -231,6 +255,25 @@ def control_id(*parts: str) -> str:
     """MSH-10: 20 hex digits of SHA-256 over what identifies this version of the input,
     so a resent version keeps its control id and every new version gets a new one."""
     return hashlib.sha256("|".join(parts).encode("utf-8")).hexdigest()[:20].upper()
+
+
+def resource_control_id(resource: dict, when: str) -> str:
+    """MSH-10 for the message about one resource: over (type, id, meta.versionId, MSH-7),
+    and over the resource's canonical JSON when it has no id."""
+    rid = text(resource.get("id"))
+    parts = [text(resource.get("resourceType")), rid, text(meta(resource).get("versionId")), when]
+    if not rid:
+        parts.append(canonical(resource))
+    return control_id(*parts)
+
+
+_canonical = msgspec.json.Encoder(decimal_format="number", order="sorted").encode
+
+
+def canonical(resource: Any) -> str:
+    """The resource as JSON with sorted keys and numbers as sent: the same content, the
+    same text."""
+    return _canonical(resource).decode("utf-8")
 
 
 # ---- writing -----------------------------------------------------------------------------
@@ -465,7 +508,8 @@ def race_reps(patient: dict, url: str) -> list[list[Component]]:
 
 def system_name(system: str) -> str:
     """CWE.3 for a FHIR system: the table 0396 name, HL7nnnn for v2 tables, the sender's
-    own name for a Conduit local system, else L (local)."""
+    own name for a Conduit local system (none when it had none: `local`, or the older form
+    without a name), else L (local)."""
     if not system:
         return ""
     if system in SYSTEM_NAMES:
@@ -473,9 +517,10 @@ def system_name(system: str) -> str:
     table = _V2_TABLE.match(system)
     if table:
         return f"HL7{table[1]}"
-    if system.startswith(clinical.CONDUIT_CODE_PREFIX):
-        _, _, name = system.removeprefix(clinical.CONDUIT_CODE_PREFIX).partition(":")
-        return unquote(name)
+    if system.startswith(v2_codes.LOCAL_CODE_PREFIX):
+        _, _, name = system.removeprefix(v2_codes.LOCAL_CODE_PREFIX).partition(":")
+        name = unquote(name)
+        return "" if name == v2_codes.LOCAL_NAME else name
     return "L"
 
 
@@ -516,12 +561,16 @@ class ObxValue(NamedTuple):
 
 
 def number(value: Any, field: str) -> str:
-    """A JSON number as v2 NM text, never in exponent form (1e-05 is 0.00001)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    """A JSON number as v2 NM text with the digits it was sent with (the FHIR codec reads
+    7.20 as Decimal("7.20"), so OBX-5 says 7.20), never in exponent form (1e-05 is
+    0.00001)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         raise MappingError("is not a number", field=field)
     if isinstance(value, int):
         return str(value)
-    return format(Decimal(repr(value)), "f")
+    if isinstance(value, float):
+        value = Decimal(repr(value))
+    return format(value, "f")
 
 
 def obx_value(element: dict, path: str) -> ObxValue | None:
@@ -553,7 +602,7 @@ def _quantity(q: Any, field: str) -> ObxValue:
 def units(q: dict) -> list[Component] | None:
     """OBX-6 from a Quantity: UCUM code ^ unit ^ UCUM, else the unit as written."""
     code, unit = text(q.get("code")), text(q.get("unit"))
-    if code and q.get("system") == UCUM:
+    if code and q.get("system") == tables.UCUM:
         return [code, unit or code, "UCUM"]
     return [unit or code] if unit or code else None
 
@@ -642,7 +691,7 @@ def abnormal_flags(element: dict, path: str) -> list[str]:
     for n, concept in enumerate(dicts(element.get("interpretation"))):
         codes = [
             text(c.get("code")) for c in dicts(concept.get("coding"))
-            if c.get("system") in (V3_INTERPRETATION, V2_0078)
+            if c.get("system") in (V3_INTERPRETATION, tables.V2_0078)
             and text(c.get("code")) in ABNORMAL_FLAGS
         ]
         if not codes:

@@ -14,71 +14,30 @@ same patient to the next, so a later A08 updates what an A01 wrote:
 | Coverage           | the Patient's id + IN1-2 plan id + IN1-36 policy (else IN1-49)   |
 
 Code tables follow the HL7 v2-to-FHIR IG's concept maps; where the IG is silent the choice
-is written next to the table. They live here, not in `formats/hl7v2/tables.py`, because
-that module is shared; they can move there unchanged. `cwe_to_concept` follows the same
-convention as `v2_orders.cwe_to_codeable_concept` (a sender's local codes get the system
-urn:conduit:code:<facility>[:<name>]), so a code reads the same from an ADT and an ORU.
+is written next to the table. The tables here are only these resources'; the shared ones
+are in `formats/hl7v2/tables.py`. Coded values are read by `v2_codes`, as in every other
+v2 mapping (a sender's local codes get the system urn:conduit:code:<facility>:<name or
+local>), so a code reads the same from an ADT and an ORU; in DG1, I10 and I9 mean
+ICD-10-CM and ICD-9-CM (`tables.DIAGNOSIS_CODING_SYSTEMS`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
-from urllib.parse import quote
+from typing import NamedTuple
 
 from engine.errors import MappingError
 from engine.formats.hl7v2 import Repetition, Segment, tables
 from engine.formats.hl7v2 import datatypes as dt
 from engine.maplib.fhir import compact, resource_id
+from engine.maplib.v2_codes import Bound, coding_system, cwe_to_codeable_concept
+from engine.maplib.v2_fhir import administrative_gender
 
-CONDUIT_CODE_PREFIX = "urn:conduit:code:"
-CDC_RACE_ETHNICITY = "urn:oid:2.16.840.1.113883.6.238"
 US_CORE_RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
 US_CORE_ETHNICITY = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity"
-ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
-ICD9CM = "http://hl7.org/fhir/sid/icd-9-cm"
-SNOMED = "http://snomed.info/sct"
-V2_0052 = "http://terminology.hl7.org/CodeSystem/v2-0052"
-V2_0063 = "http://terminology.hl7.org/CodeSystem/v2-0063"
-V2_0131 = "http://terminology.hl7.org/CodeSystem/v2-0131"
 V3_ROLE_CODE = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
 SUBSCRIBER_RELATIONSHIP = "http://terminology.hl7.org/CodeSystem/subscriber-relationship"
 COVERAGE_CLASS = "http://terminology.hl7.org/CodeSystem/coverage-class"
-
-# Table 0396 (CWE.3, name of coding system) -> FHIR system URI, for published systems.
-CODING_SYSTEMS: dict[str, str] = {
-    "LN": "http://loinc.org",
-    "SCT": SNOMED,
-    "SNOMEDCT": SNOMED,
-    "SNOMED-CT": SNOMED,
-    "RXNORM": "http://www.nlm.nih.gov/research/umls/rxnorm",
-    "RXN": "http://www.nlm.nih.gov/research/umls/rxnorm",
-    "NDC": "http://hl7.org/fhir/sid/ndc",
-    "CVX": "http://hl7.org/fhir/sid/cvx",
-    "UNII": "http://fdasis.nlm.nih.gov",
-    "UCUM": "http://unitsofmeasure.org",
-    "I10": "http://hl7.org/fhir/sid/icd-10",
-    "I10C": ICD10CM,
-    "ICD10CM": ICD10CM,
-    "I9C": ICD9CM,
-    "I9CDX": ICD9CM,
-    "C4": "http://www.ama-assn.org/go/cpt",
-    "CDCREC": CDC_RACE_ETHNICITY,
-    "NULLFL": tables.V3_NULL_FLAVOR,
-}
-# In DG1 a US sender's "I10"/"I9" mean the clinical modifications (ICD-10-CM, ICD-9-CM),
-# the only ICD editions US diagnoses are coded in; elsewhere I10 keeps meaning WHO ICD-10.
-DIAGNOSIS_SYSTEMS: dict[str, str] = {
-    **CODING_SYSTEMS,
-    "I10": ICD10CM,
-    "ICD10": ICD10CM,
-    "ICD-10-CM": ICD10CM,
-    "I9": ICD9CM,
-    "ICD9": ICD9CM,
-    "ICD-9-CM": ICD9CM,
-}
-_HL7_TABLE = re.compile(r"HL7-?(\d{4})\Z")
-_OID = re.compile(r"[0-2](?:\.(?:0|[1-9]\d*))+\Z")
 
 # Table 0063 relationship -> display (the v2-0063 coding every NK1 relationship keeps).
 RELATIONSHIP: dict[str, str] = {
@@ -111,10 +70,10 @@ RELATIONSHIP_ROLE: dict[str, tables.Coding] = {
     "BRO": tables.Coding(V3_ROLE_CODE, "BRO", "brother"),
     "SIS": tables.Coding(V3_ROLE_CODE, "SIS", "sister"),
     "FND": tables.Coding(V3_ROLE_CODE, "FRND", "unrelated friend"),
-    "EMR": tables.Coding(V2_0131, "E", "Employer"),
-    "EMC": tables.Coding(V2_0131, "C", "Emergency Contact"),
-    "UNK": tables.Coding(V2_0131, "U", "Unknown"),
-    "OTH": tables.Coding(V2_0131, "O", "Other"),
+    "EMR": tables.Coding(tables.V2_0131, "E", "Employer"),
+    "EMC": tables.Coding(tables.V2_0131, "C", "Emergency Contact"),
+    "UNK": tables.Coding(tables.V2_0131, "U", "Unknown"),
+    "OTH": tables.Coding(tables.V2_0131, "O", "Other"),
 }
 # Table 0131 contact role (NK1-7), a second relationship of the RelatedPerson.
 CONTACT_ROLE: dict[str, str] = {
@@ -143,12 +102,12 @@ CRITICALITY: dict[str, str] = {"SV": "high", "MO": "low", "MI": "low", "U": "una
 # "No known allergy" statements that senders put where the allergen belongs. Written as
 # the SNOMED CT situations FHIR uses for them, so no receiver shows an allergy to "NKA".
 NO_KNOWN_ALLERGY: dict[str, tables.Coding] = {
-    "NKA": tables.Coding(SNOMED, "716186003", "No known allergy"),
-    "NO KNOWN ALLERGIES": tables.Coding(SNOMED, "716186003", "No known allergy"),
-    "NKDA": tables.Coding(SNOMED, "409137002", "No known drug allergy"),
-    "NO KNOWN DRUG ALLERGIES": tables.Coding(SNOMED, "409137002", "No known drug allergy"),
-    "NKFA": tables.Coding(SNOMED, "429625007", "No known food allergy"),
-    "NO KNOWN FOOD ALLERGIES": tables.Coding(SNOMED, "429625007", "No known food allergy"),
+    "NKA": tables.Coding(tables.SNOMED, "716186003", "No known allergy"),
+    "NO KNOWN ALLERGIES": tables.Coding(tables.SNOMED, "716186003", "No known allergy"),
+    "NKDA": tables.Coding(tables.SNOMED, "409137002", "No known drug allergy"),
+    "NO KNOWN DRUG ALLERGIES": tables.Coding(tables.SNOMED, "409137002", "No known drug allergy"),
+    "NKFA": tables.Coding(tables.SNOMED, "429625007", "No known food allergy"),
+    "NO KNOWN FOOD ALLERGIES": tables.Coding(tables.SNOMED, "429625007", "No known food allergy"),
 }
 _ALLERGY_ACTIVE = {
     "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
@@ -198,65 +157,6 @@ _CDC_CODE = re.compile(r"\d{4}-\d\Z")
 # ---- coded elements ---------------------------------------------------------------------
 
 
-def local_code_system(facility: str, name: str = "") -> str:
-    """urn:conduit:code:<facility>[:<name>]: a local code means something only at its
-    sender, so its system is scoped to the sender and stable across messages."""
-    system = CONDUIT_CODE_PREFIX + quote(facility, safe="-._~")
-    return f"{system}:{quote(name, safe='-._~')}" if name else system
-
-
-def coding_system(name: str, facility: str, systems: Mapping[str, str] = CODING_SYSTEMS) -> str:
-    """A FHIR system for a CWE.3 coding system name: a published URI, v2-nnnn for HL7
-    tables, urn:oid: for an OID, else the sender's local system."""
-    key = dt.present(name).upper()
-    if key in systems:
-        return systems[key]
-    table = _HL7_TABLE.match(key)
-    if table:
-        return f"http://terminology.hl7.org/CodeSystem/v2-{table[1]}"
-    if _OID.match(key):
-        return f"urn:oid:{key}"
-    return local_code_system(facility, dt.present(name))
-
-
-def cwe_to_concept(
-    rep: Repetition | None,
-    facility: str,
-    *,
-    systems: Mapping[str, str] = CODING_SYSTEMS,
-    default_system: str = "",
-) -> dict | None:
-    """A CE/CWE as a CodeableConcept; None when it says nothing.
-
-    Both triplets (1-3 and 4-6) become codings; CWE.9 is the text, else (when no triplet
-    has a code) CWE.2 / CWE.5. `default_system` names the system of a triplet that names
-    none (DG1-2 for DG1-3, say).
-    """
-    if rep is None:
-        return None
-    codings = [c for c in (_coding(rep, 1, facility, systems, default_system),
-                           _coding(rep, 4, facility, systems, default_system)) if c]
-    text = dt.present(rep.value(9))
-    if not codings and not text:
-        text = dt.present(rep.value(2)) or dt.present(rep.value(5))
-    return compact({"coding": codings, "text": text}) or None
-
-
-def _coding(
-    rep: Repetition, first: int, facility: str, systems: Mapping[str, str], default_system: str
-) -> dict | None:
-    code = dt.present(rep.value(first))
-    if not code:
-        return None
-    name = dt.present(rep.value(first + 2)) or default_system
-    coding = {
-        "system": coding_system(name, facility, systems),
-        "code": code,
-        "display": dt.present(rep.value(first + 1)),
-    }
-    return compact(coding)
-
-
 def text_or_concept(rep: Repetition | None, facility: str) -> dict | None:
     """A field that is coded for some senders and free text for others (AL1-3 "Allergen
     Code/Mnemonic/Description", AL1-5 reaction, ST until v2.6): a value without components
@@ -264,12 +164,7 @@ def text_or_concept(rep: Repetition | None, facility: str) -> dict | None:
     if rep is not None and len(rep.components()) == 1:
         text = dt.present(rep.value(1))
         return {"text": text} if text else None
-    return cwe_to_concept(rep, facility)
-
-
-def _first(segment: Segment, field: int) -> Repetition | None:
-    reps = segment.repetitions(field)
-    return reps[0] if reps else None
+    return cwe_to_codeable_concept(rep, facility)
 
 
 def _code(segment: Segment, field: int) -> str:
@@ -300,27 +195,34 @@ def race_and_ethnicity(pid: Segment) -> list[dict]:
     translated. Local codes are kept only in the text, which US Core requires: the sender's
     texts, else the codes' displays.
     """
-    found = [
-        _race_extension(US_CORE_RACE, pid.repetitions(10), _race_coding, many_omb=True),
-        _race_extension(US_CORE_ETHNICITY, pid.repetitions(22), _ethnicity_coding,
-                        many_omb=False),
-    ]
+    found = [_us_core_extension(RACE, pid.repetitions(10)),
+             _us_core_extension(ETHNICITY, pid.repetitions(22))]
     return [e for e in found if e]
 
 
-_CodingReader = Callable[[Repetition], tuple[dict | None, bool]]  # -> (coding, is OMB)
+class _UsCore(NamedTuple):
+    """One US Core extension: its url, its OMB categories, whether it takes several of
+    them, and the v2 table (name, codes -> CDC codes) a sender may code it in instead."""
+
+    url: str
+    omb: dict[str, str]
+    many_omb: bool
+    v2_table: tuple[str, dict[str, str]] = ("", {})
 
 
-def _race_extension(
-    url: str, reps: list[Repetition], read: _CodingReader, *, many_omb: bool
-) -> dict | None:
+RACE = _UsCore(US_CORE_RACE, OMB_RACE, many_omb=True)
+ETHNICITY = _UsCore(US_CORE_ETHNICITY, OMB_ETHNICITY, many_omb=False,
+                    v2_table=("HL70189", ETHNIC_GROUP))
+
+
+def _us_core_extension(kind: _UsCore, reps: list[Repetition]) -> dict | None:
     """One US Core extension: ombCategory codings, detailed codings, then the text."""
     omb: list[dict] = []
     detailed: list[dict] = []
     texts: list[str] = []
     for rep in reps:
         text = dt.present(rep.value(9)) or dt.present(rep.value(2))
-        coding, is_omb = read(rep)
+        coding, is_omb = _cdc_coding(rep, kind)
         if coding is not None and coding not in omb + detailed:
             (omb if is_omb else detailed).append(coding)
         label = text or (coding or {}).get("display", "") or dt.present(rep.value(1))
@@ -328,38 +230,29 @@ def _race_extension(
             texts.append(label)
     if not texts:
         return None
-    real = [c for c in omb if c["system"] == CDC_RACE_ETHNICITY]
+    real = [c for c in omb if c["system"] == tables.CDC_RACE_ETHNICITY]
     omb = real or omb[:1]  # US Core: UNK/ASKU only when no category is known
-    omb = omb if many_omb else omb[:1]
+    omb = omb if kind.many_omb else omb[:1]
     parts = [{"url": "ombCategory", "valueCoding": c} for c in omb]
     parts += [{"url": "detailed", "valueCoding": c} for c in detailed]
     parts.append({"url": "text", "valueString": ", ".join(texts)})
-    return {"url": url, "extension": parts}
+    return {"url": kind.url, "extension": parts}
 
 
-def _race_coding(rep: Repetition) -> tuple[dict | None, bool]:
+def _cdc_coding(rep: Repetition, kind: _UsCore) -> tuple[dict | None, bool]:
+    """A CWE as a CDC race & ethnicity coding (or a null flavor), and whether it is an OMB
+    category; (None, False) for a code of another system."""
     code, name = dt.present(rep.value(1)), dt.present(rep.value(3)).upper()
+    table, translated = kind.v2_table
+    if table and name in ("", table) and code.upper() in translated:
+        code = translated[code.upper()]
     if code.upper() in RACE_NULL_FLAVORS:
         return _null_flavor(code.upper()), True
     if not _is_cdc(code, name):
         return None, False
-    display = OMB_RACE.get(code) or dt.present(rep.value(2))
-    return compact({"system": CDC_RACE_ETHNICITY, "code": code, "display": display}), (
-        code in OMB_RACE
-    )
-
-
-def _ethnicity_coding(rep: Repetition) -> tuple[dict | None, bool]:
-    code, name = dt.present(rep.value(1)), dt.present(rep.value(3)).upper()
-    if name in ("", "HL70189") and code.upper() in ETHNIC_GROUP:
-        code = ETHNIC_GROUP[code.upper()]
-    if code.upper() in RACE_NULL_FLAVORS:
-        return _null_flavor(code.upper()), True
-    if not _is_cdc(code, name):
-        return None, False
-    display = OMB_ETHNICITY.get(code) or dt.present(rep.value(2))
-    return compact({"system": CDC_RACE_ETHNICITY, "code": code, "display": display}), (
-        code in OMB_ETHNICITY
+    display = kind.omb.get(code) or dt.present(rep.value(2))
+    return compact({"system": tables.CDC_RACE_ETHNICITY, "code": code, "display": display}), (
+        code in kind.omb
     )
 
 
@@ -404,7 +297,7 @@ def related_person(
         "id": resource_id("RelatedPerson", facility, key),
         "patient": _patient_ref(patient_id),
         **person,
-        "gender": _gender(nk1, 15),
+        "gender": administrative_gender(nk1, 15),
         "birthDate": dt.to_fhir_date(nk1.value(16), "NK1-16"),
         "period": compact({
             "start": dt.to_fhir_datetime(nk1.value(8), "NK1-8", offset),
@@ -417,11 +310,11 @@ def related_person(
 def _relationship(nk1: Segment, facility: str) -> dict | None:
     """NK1-3 through table 0063; a local code (0063 names it, or it is not in 0063) is
     kept as the sender coded it."""
-    rep = _first(nk1, 3)
+    rep = dt.first_rep(nk1, 3)
     code, name = _code(nk1, 3), dt.present(nk1.value(3, 3)).upper()
     if rep is None or code not in RELATIONSHIP or name not in ("", "HL70063"):
-        return cwe_to_concept(rep, facility)
-    codings = [{"system": V2_0063, "code": code, "display": RELATIONSHIP[code]}]
+        return cwe_to_codeable_concept(rep, facility)
+    codings = [{"system": tables.V2_0063, "code": code, "display": RELATIONSHIP[code]}]
     if code in RELATIONSHIP_ROLE:
         codings.append(RELATIONSHIP_ROLE[code].as_fhir())
     return {"coding": codings}
@@ -431,21 +324,9 @@ def _contact_role(nk1: Segment, facility: str) -> dict | None:
     """NK1-7 through table 0131."""
     code = _code(nk1, 7)
     if code in CONTACT_ROLE:
-        return {"coding": [{"system": V2_0131, "code": code, "display": CONTACT_ROLE[code]}]}
-    return cwe_to_concept(_first(nk1, 7), facility)
-
-
-def _gender(segment: Segment, field: int) -> str | None:
-    """Administrative sex through table 0001; a code outside it fails naming the field."""
-    code = _code(segment, field)
-    if not code:
-        return None
-    if code not in tables.ADMINISTRATIVE_SEX:
-        raise MappingError(
-            "is not a code from HL7 table 0001 (M, F, O, U, A, N)",
-            field=f"{segment.name}-{field}",
-        )
-    return tables.ADMINISTRATIVE_SEX[code]
+        display = CONTACT_ROLE[code]
+        return {"coding": [{"system": tables.V2_0131, "code": code, "display": display}]}
+    return cwe_to_codeable_concept(dt.first_rep(nk1, 7), facility)
 
 
 # ---- AL1: AllergyIntolerance ------------------------------------------------------------
@@ -458,7 +339,7 @@ def allergy(al1: Segment, facility: str, patient_id: str, offset: str | None) ->
     unconfirmed; AL1-2 gives category (and type "allergy"), AL1-4 criticality, AL1-5 the
     manifestations of one reaction, AL1-6 the onset.
     """
-    substance = text_or_concept(_first(al1, 3), facility)
+    substance = text_or_concept(dt.first_rep(al1, 3), facility)
     if substance is None:
         raise MappingError("names no allergen, so the allergy cannot be recorded",
                            field="AL1-3")
@@ -510,8 +391,8 @@ def condition(
     ICD-9-CM; DG1-4 is its text. DG1-6 type is a second category (v2-0052) and sets
     verificationStatus; DG1-5 is recordedDate.
     """
-    code = cwe_to_concept(_first(dg1, 3), facility, systems=DIAGNOSIS_SYSTEMS,
-                          default_system=dt.present(dg1.value(2)))
+    code = cwe_to_codeable_concept(dt.first_rep(dg1, 3), facility, _coding_method(dg1, facility),
+                                   tables.DIAGNOSIS_CODING_SYSTEMS)
     description = dt.present(dg1.value(4))
     if code is None and not description:
         raise MappingError("has no diagnosis code, nor a description in DG1-4", field="DG1-3")
@@ -534,6 +415,15 @@ def condition(
     return compact(resource)
 
 
+def _coding_method(dg1: Segment, facility: str) -> Bound | None:
+    """DG1-2 (diagnosis coding method, withdrawn in v2.5) as the system of a DG1-3 code
+    sent without one."""
+    method = dt.present(dg1.value(2))
+    if not method:
+        return None
+    return Bound(coding_system(method, facility, tables.DIAGNOSIS_CODING_SYSTEMS))
+
+
 def _verification(code: str) -> dict:
     return {"coding": [{"system": _CONDITION_VERIFICATION, "code": code,
                         "display": _VERIFICATION_DISPLAY[code]}]}
@@ -541,9 +431,9 @@ def _verification(code: str) -> dict:
 
 def _diagnosis_type(dg1: Segment, kind: str, facility: str) -> list[dict]:
     if kind in DIAGNOSIS_TYPE:
-        return [{"coding": [{"system": V2_0052, "code": kind,
+        return [{"coding": [{"system": tables.V2_0052, "code": kind,
                              "display": DIAGNOSIS_TYPE[kind][0]}]}]
-    other = cwe_to_concept(_first(dg1, 6), facility)
+    other = cwe_to_codeable_concept(dt.first_rep(dg1, 6), facility)
     return [other] if other else []
 
 
@@ -572,7 +462,7 @@ def coverage(in1: Segment, facility: str, patient_id: str) -> dict:
         "id": resource_id("Coverage", facility, key),
         "identifier": [i for i in (_policy_identifier(in1, policy), *member_ids) if i],
         "status": "active",
-        "type": cwe_to_concept(_first(in1, 15), facility),
+        "type": cwe_to_codeable_concept(dt.first_rep(in1, 15), facility),
         "subscriber": _subscriber(in1, relationship, patient_id),
         "subscriberId": policy or (member_ids[0]["value"] if member_ids else None),
         "beneficiary": _patient_ref(patient_id),
@@ -603,8 +493,7 @@ def _policy_identifier(in1: Segment, policy: str) -> dict | None:
         return None
     company = dt.present(in1.value(3))
     ident = {
-        "type": {"coding": [{"system": tables.V2_0203, "code": "SN",
-                             "display": "Subscriber Number"}]},
+        "type": {"coding": [tables.SUBSCRIBER_NUMBER.as_fhir()]},
         "system": dt.hd_system(company) if company else None,
         "value": policy,
     }
@@ -623,7 +512,7 @@ def _subscriber_relationship(in1: Segment) -> dict | None:
     target, display = SUBSCRIBER.get(code, ("other", "Other"))
     return {"coding": [
         {"system": SUBSCRIBER_RELATIONSHIP, "code": target, "display": display},
-        {"system": V2_0063, "code": code, "display": RELATIONSHIP[code]},
+        {"system": tables.V2_0063, "code": code, "display": RELATIONSHIP[code]},
     ]}
 
 
@@ -632,7 +521,7 @@ def _subscriber(in1: Segment, relationship: dict | None, patient_id: str) -> dic
     codes = [c["code"] for c in (relationship or {}).get("coding", [])]
     if "self" in codes:
         return _patient_ref(patient_id)
-    rep = _first(in1, 16)
+    rep = dt.first_rep(in1, 16)
     name = dt.xpn_to_human_name(rep) if rep is not None else None
     if not name:
         return None

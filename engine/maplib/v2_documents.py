@@ -1,18 +1,7 @@
-"""HL7v2 clinical documents as FHIR: TXA codes, OBX text and encapsulated data as
-Attachments, plus the coded-value, entity-identifier and visit-reference helpers that
-any v2-to-FHIR mapping needs (MDM and RDE use them today).
-
-The general helpers (`codeable_concept`, `code_system`, `ei_to_identifier`,
-`encounter_reference`, `decimal`) belong with `datatypes` / `v2_fhir`; they live here
-until those shared modules take them, so that no other mapping's output changes now.
+"""HL7v2 clinical documents as FHIR: TXA codes, and OBX text and encapsulated data as
+Attachments (the MDM mapping's building blocks).
 
 Choices, written once:
-- A CWE's coding system (CWE.3, table 0396) becomes its well-known URI (LN → LOINC,
-  SCT → SNOMED CT, NDC, RXNORM, UCUM, HL7nnnn → terminology.hl7.org v2-nnnn, a known OID).
-  Anything else is the sender's own code system: `urn:conduit:code:<facility>:<name>`
-  (`local` when CWE.3 is empty), stable per sender, never a guessed standard system;
-  this is the form `v2_orders.cwe_to_codeable_concept` writes too, free-text rule
-  included, so a code reads the same from every feed.
 - Document text (OBX-2 TX, FT, ST) keeps every line: each OBX and each OBX-5 repetition
   is a line, an OBX with an empty value is a blank line, `\\.br\\` ends a line and
   `\\.sp\\` adds blank lines, other formatting commands carry no text and are dropped.
@@ -29,235 +18,10 @@ import base64
 import binascii
 import hashlib
 import re
-from urllib.parse import quote
 
 from engine.errors import MappingError
-from engine.formats.hl7v2 import Delimiters, Hl7Message, Repetition, Segment, unescape
+from engine.formats.hl7v2 import Delimiters, Repetition, Segment, unescape
 from engine.formats.hl7v2 import datatypes as dt
-from engine.maplib.fhir import resource_id
-
-# ---- coded values (CWE / CE / IS) -------------------------------------------------------
-
-LOINC = "http://loinc.org"
-SNOMED = "http://snomed.info/sct"
-NDC = "http://hl7.org/fhir/sid/ndc"
-RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
-UCUM = "http://unitsofmeasure.org"
-V2_SYSTEM = "http://terminology.hl7.org/CodeSystem/v2-"
-LOCAL_CODE_PREFIX = "urn:conduit:code:"
-
-# Table 0396 coding system names (and vendor spellings of them) -> code system URI.
-CODE_SYSTEMS: dict[str, str] = {
-    "LN": LOINC,
-    "LOINC": LOINC,
-    "SCT": SNOMED,
-    "SCT2": SNOMED,
-    "SNOMED": SNOMED,
-    "SNOMEDCT": SNOMED,
-    "SNOMED-CT": SNOMED,
-    "SNM": SNOMED,  # SNOMED International (v2.3 era); today's senders mean SNOMED CT
-    "SNM3": SNOMED,
-    "NDC": NDC,
-    "RXNORM": RXNORM,
-    "RXN": RXNORM,
-    "UCUM": UCUM,
-    "ANS+": UCUM,  # the v2.5 name of UCUM in table 0396
-    "CVX": "http://hl7.org/fhir/sid/cvx",
-    "I10": "http://hl7.org/fhir/sid/icd-10",
-    "I10C": "http://hl7.org/fhir/sid/icd-10-cm",
-    "ICD10CM": "http://hl7.org/fhir/sid/icd-10-cm",
-    "I9C": "http://hl7.org/fhir/sid/icd-9-cm",
-    "I9CM": "http://hl7.org/fhir/sid/icd-9-cm",
-    "I9CDX": "http://hl7.org/fhir/sid/icd-9-cm",
-    "C4": "http://www.ama-assn.org/go/cpt",
-    "CPT": "http://www.ama-assn.org/go/cpt",
-}
-# The same systems when a sender names them by OID.
-CODE_SYSTEM_OIDS: dict[str, str] = {
-    "2.16.840.1.113883.6.1": LOINC,
-    "2.16.840.1.113883.6.96": SNOMED,
-    "2.16.840.1.113883.6.69": NDC,
-    "2.16.840.1.113883.6.88": RXNORM,
-    "2.16.840.1.113883.6.8": UCUM,
-}
-_HL7_TABLE = re.compile(r"HL7-?(\d{4})\Z")
-_OID = re.compile(r"[0-2](?:\.(?:0|[1-9]\d*))+\Z")
-
-
-def code_system(name: str, facility: str) -> str:
-    """The Coding.system for a CWE.3 coding system name; a local one is scoped to the
-    sending facility, because two senders' local codes are not the same codes."""
-    name = dt.present(name)
-    upper = name.upper().replace(" ", "")
-    if upper in CODE_SYSTEMS:
-        return CODE_SYSTEMS[upper]
-    table = _HL7_TABLE.match(upper)
-    if table:
-        return V2_SYSTEM + table[1]
-    if _OID.match(name):
-        return CODE_SYSTEM_OIDS.get(name, f"urn:oid:{name}")
-    scope, local = quote(facility, safe="-._~"), quote(name or "local", safe="-._~")
-    return f"{LOCAL_CODE_PREFIX}{scope}:{local}"
-
-
-def coding(
-    code: str, display: str, system_name: str, facility: str, version: str = ""
-) -> dict | None:
-    """One Coding from code, display, CWE coding system name and version; None without
-    a code."""
-    code = dt.present(code)
-    if not code:
-        return None
-    result = {"system": code_system(system_name, facility)}
-    version = dt.present(version)
-    if version:
-        result["version"] = version
-    result["code"] = code
-    display = dt.present(display)
-    if display:
-        result["display"] = display
-    return result
-
-
-def codeable_concept(rep: Repetition, facility: str) -> dict | None:
-    """A CWE/CE as a CodeableConcept: the identifier triplet (with CWE.7 version) and the
-    alternate triplet (CWE.8) as codings, original text (CWE.9) as text; text alone when
-    no code was sent, or when the only component is words, which old senders put in the
-    code's place ("Take with food" is text, not a code)."""
-    if len(rep.components()) == 1 and " " in dt.present(rep.value(1)):
-        return {"text": dt.present(rep.value(1))}
-    codings = [
-        c
-        for c in (
-            coding(rep.value(1), rep.value(2), rep.value(3), facility, rep.value(7)),
-            coding(rep.value(4), rep.value(5), rep.value(6), facility, rep.value(8)),
-        )
-        if c
-    ]
-    text = dt.present(rep.value(9))
-    if not codings:
-        text = text or dt.present(rep.value(2)) or dt.present(rep.value(5))
-    concept: dict = {}
-    if codings:
-        concept["coding"] = codings
-    if text:
-        concept["text"] = text
-    return concept or None
-
-
-def first_concept(segment: Segment, field: int, facility: str) -> dict | None:
-    """The first repetition of a CWE field as a CodeableConcept, or None."""
-    reps = segment.repetitions(field)
-    return codeable_concept(reps[0], facility) if reps else None
-
-
-# ---- message type -----------------------------------------------------------------------
-
-_EVENT_CODE = re.compile(r"[A-Z0-9]{1,8}\Z")
-
-
-def trigger_event(message: Hl7Message, message_code: str) -> str:
-    """The trigger event of a message that must be of type `message_code` (MSH-9.1), from
-    MSH-9.2, or EVN-1 for old senders that leave it out; fails naming MSH-9 otherwise."""
-    msh = message.segments[0]
-    if dt.present(msh.value(9, 1)).upper() != message_code:
-        raise MappingError(
-            f"message type is not {message_code}; this mapping reads {message_code} only",
-            field="MSH-9",
-        )
-    event = (dt.present(msh.value(9, 2)) or dt.present(message.value("EVN-1"))).upper()
-    if not event:
-        raise MappingError("has no trigger event (and EVN-1 is empty)", field="MSH-9")
-    return event if _EVENT_CODE.match(event) else "(unrecognised event)"
-
-
-# ---- identifiers, numbers, visits -------------------------------------------------------
-
-
-def ei_to_identifier(rep: Repetition, facility: str) -> dict | None:
-    """An EI (entity identifier) as a FHIR Identifier; None without an id.
-
-    The system comes from the assigning authority (EI.2-4, see `datatypes.hd_system`);
-    without one the id was assigned by the sender, so its facility scopes it, as for CX.
-    """
-    value = dt.present(rep.value(1))
-    if not value:
-        return None
-    system = dt.hd_system(rep.value(2), rep.value(3), rep.value(4)) or dt.hd_system(facility)
-    return {"system": system, "value": value}
-
-
-def first_identifier(segment: Segment, field: int, facility: str) -> dict | None:
-    """The first repetition of an EI field that holds an id, as an Identifier."""
-    for rep in segment.repetitions(field):
-        identifier = ei_to_identifier(rep, facility)
-        if identifier:
-            return identifier
-    return None
-
-
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)\Z")
-
-
-def decimal(value: str, field: str) -> int | float | None:
-    """A v2 NM as a JSON number (an int when whole, so "500" stays 500); None when empty.
-
-    Raises MappingError naming `field` for anything that is not a number: a dose that
-    cannot be read must reach an analyst, not become zero.
-    """
-    value = dt.present(value)
-    if not value:
-        return None
-    if not _NUMBER.match(value):
-        raise MappingError("is not a number", field=field)
-    number = float(value)
-    return int(number) if number.is_integer() and "." not in value else number
-
-
-_VISIT_NUMBER_TYPE = {
-    "coding": [
-        {
-            "system": "http://terminology.hl7.org/CodeSystem/v2-0203",
-            "code": "VN",
-            "display": "Visit number",
-        }
-    ]
-}
-
-
-def encounter_reference(message: Hl7Message, facility: str) -> dict | None:
-    """A reference to the Encounter that hl7v2-adt-to-fhir made for PV1-19, or None.
-
-    The id is derived exactly as `v2_fhir.encounter` derives it, so it is the ADT feed's
-    Encounter; the reference is literal (`Encounter/<id>`), since this message does not
-    carry the Encounter, and holds the visit number too, for a receiver to search by.
-    """
-    pv1 = message.segment("PV1")
-    if pv1 is None:
-        return None
-    for rep in pv1.repetitions(19):
-        visit = dt.cx_to_identifier(rep, facility)
-        if visit:
-            visit.setdefault("type", _VISIT_NUMBER_TYPE)
-            return {
-                "reference": f"Encounter/{resource_id('Encounter', facility, visit)}",
-                "identifier": visit,
-            }
-    return None
-
-
-def display_reference(rep: Repetition | None) -> dict | None:
-    """An XCN/PPN person as a Reference with a display name only, or None."""
-    if rep is None:
-        return None
-    name = dt.xcn_display(rep)
-    return {"display": name} if name else None
-
-
-def first_rep(segment: Segment, field: int) -> Repetition | None:
-    reps = segment.repetitions(field)
-    return reps[0] if reps else None
-
 
 # ---- document codes (TXA) ---------------------------------------------------------------
 
@@ -419,7 +183,14 @@ def mime_type(type_of_data: str, subtype: str) -> str:
 
 
 def encapsulated_attachment(rep: Repetition, field: str) -> dict | None:
-    """An ED value (source^type^subtype^encoding^data) as an Attachment; None when empty.
+    """An ED value as an Attachment with its size and hash; None when it holds no data."""
+    found = encapsulated_data(rep, field)
+    return attachment(*found) if found is not None else None
+
+
+def encapsulated_data(rep: Repetition, field: str) -> tuple[bytes, str] | None:
+    """An ED value (source^type^subtype^encoding^data) as its bytes and MIME type; None
+    when it holds no data.
 
     Also reads the common variant without the source application component
     (type^subtype^encoding^data). Raises MappingError naming `field` when the encoding
@@ -433,7 +204,7 @@ def encapsulated_attachment(rep: Repetition, field: str) -> dict | None:
     _, kind, subtype, encoding, data = (dt.present(p) for p in parts)
     if not data:
         return None
-    return attachment(_decode(data, encoding.upper(), field), mime_type(kind, subtype))
+    return _decode(data, encoding.upper(), field), mime_type(kind, subtype)
 
 
 def _decode(data: str, encoding: str, field: str) -> bytes:

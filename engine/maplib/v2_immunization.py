@@ -6,71 +6,26 @@ administration), RXR (route and site) and the OBX observations that CDC's HL7 2.
 immunization implementation guide attaches (VFC eligibility, funding source, VIS). This
 module reads those groups; `mappings/hl7v2-vxu-to-fhir` assembles the Bundle.
 
-Coded values (CE/CWE) become CodeableConcepts through `cwe_to_concept`, which knows the
-coding-system names of HL7 table 0396 that immunization feeds use and reads a code sent
-without a system from the table its field is bound to. It is not specific to
-immunizations (SIU uses it too) and, like the similar helpers in v2_orders and
-v2_documents whose local-system form (urn:conduit:code:<facility>:<name>) it shares,
-belongs in `engine/formats/hl7v2/datatypes.py` once that module's owners take it.
+Coded values (CE/CWE) become CodeableConcepts through `v2_codes`, which reads a code sent
+without a system from the table its field is bound to (RXA-5 CVX, RXR-1 0162, RXA-18
+NIP002, ...).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import quote
 
 from engine.errors import MappingError
-from engine.formats.hl7v2 import Hl7Message, Repetition, Segment
+from engine.formats.hl7v2 import Hl7Message, Repetition, Segment, tables
 from engine.formats.hl7v2 import datatypes as dt
 from engine.maplib.fhir import compact, reference, resource_id
+from engine.maplib.v2_codes import Bound, coding_system, cwe_to_codeable_concept, first_concept
+from engine.maplib.v2_fhir import nte_text
 
-# ---- code systems -----------------------------------------------------------------------
-
-CVX = "http://hl7.org/fhir/sid/cvx"
-NDC = "http://hl7.org/fhir/sid/ndc"
-MVX = "http://hl7.org/fhir/sid/mvx"
-UCUM = "http://unitsofmeasure.org"
-LOINC = "http://loinc.org"
-SNOMED = "http://snomed.info/sct"
-RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
-NCI_THESAURUS = "http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl"
-CPT = "http://www.ama-assn.org/go/cpt"
-# THO's canonical URL for CDC's PHIN VS local coding system (OID 2.16.840.1.114222.4.5.274).
-CDC_PHIN_VS = "https://phinvads.cdc.gov/vads/ViewCodeSystem.action?id=2.16.840.1.114222.4.5.274"
-HL7_TABLE = "http://terminology.hl7.org/CodeSystem/v2-"
-V2_0064 = HL7_TABLE + "0064"  # financial class (VFC eligibility)
-V2_0162 = HL7_TABLE + "0162"  # route of administration
-V2_0163 = HL7_TABLE + "0163"  # administrative site
-V2_0203 = HL7_TABLE + "0203"  # identifier type
-V2_0443 = HL7_TABLE + "0443"  # provider role
 V3_ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 IMMUNIZATION_ORIGIN = "http://terminology.hl7.org/CodeSystem/immunization-origin"
 SUBPOTENT_REASON = "http://terminology.hl7.org/CodeSystem/immunization-subpotent-reason"
-# A coding system FHIR has no URI for: urn:conduit:code:<facility>:<name> for a sender's
-# own (the form the other v2 mappings use), urn:conduit:code:<name> for CDC's NIP tables.
-LOCAL_CODE_PREFIX = "urn:conduit:code:"
-
-# HL7 table 0396 names (as CWE.3 carries them) -> FHIR system URIs.
-CODING_SYSTEMS: dict[str, str] = {
-    "CVX": CVX,
-    "NDC": NDC,
-    "MVX": MVX,
-    "UCUM": UCUM,
-    "LN": LOINC,
-    "SCT": SNOMED,
-    "RXNORM": RXNORM,
-    "NCIT": NCI_THESAURUS,
-    "CPT": CPT,
-    "CDCPHINVS": CDC_PHIN_VS,
-}
-_HL7_TABLE_NAME = re.compile(r"HL7(\d{4})\Z")
-_OID = re.compile(r"[0-2](?:\.(?:0|[1-9]\d*))+\Z")
-_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S+\Z")
-
-NIP001 = LOCAL_CODE_PREFIX + "NIP001"  # CDC immunization information source (no FHIR URI)
-NIP002 = LOCAL_CODE_PREFIX + "NIP002"  # CDC substance refusal reason (no FHIR URI)
 
 # ---- code tables --------------------------------------------------------------------------
 
@@ -84,32 +39,6 @@ COMPLETION_STATUS: dict[str, str] = {
 # Table 0323 action code: A add, U update, D delete (-> entered-in-error).
 ACTION_CODES = frozenset({"A", "U", "D"})
 
-# Table 0162 route (the codes CDC's IG lists), for a display the sender left out.
-ROUTE_DISPLAYS: dict[str, str] = {
-    "ID": "Intradermal",
-    "IM": "Intramuscular",
-    "IV": "Intravenous",
-    "NS": "Nasal",
-    "PO": "Oral",
-    "SC": "Subcutaneous",
-    "TD": "Transdermal",
-    "OTH": "Other/Miscellaneous",
-}
-# Table 0163 administrative site (CDC's subset), likewise.
-SITE_DISPLAYS: dict[str, str] = {
-    "LA": "Left Arm",
-    "LD": "Left Deltoid",
-    "LG": "Left Gluteous Medius",
-    "LLFA": "Left Lower Forearm",
-    "LT": "Left Thigh",
-    "LVL": "Left Vastus Lateralis",
-    "RA": "Right Arm",
-    "RD": "Right Deltoid",
-    "RG": "Right Gluteous Medius",
-    "RLFA": "Right Lower Forearm",
-    "RT": "Right Thigh",
-    "RVL": "Right Vastus Lateralis",
-}
 # NIP001 immunization information source (RXA-9): 00 is a new record, the rest historical.
 INFORMATION_SOURCE: dict[str, str] = {
     "00": "New immunization record",
@@ -167,106 +96,19 @@ VIS_CODES = frozenset(
 # (refusals, some historical records). It is a placeholder, never an identifier.
 PLACEHOLDER_ORDER_NUMBERS = frozenset({"9999"})
 
-_ADMINISTERING = {"system": V2_0443, "code": "AP", "display": "Administering Provider"}
-_ORDERING = {"system": V2_0443, "code": "OP", "display": "Ordering Provider"}
-_FILLER_TYPE = {"system": V2_0203, "code": "FILL", "display": "Filler Identifier"}
-_PLACER_TYPE = {"system": V2_0203, "code": "PLAC", "display": "Placer Identifier"}
+# The tables the coded fields of a dose are bound to; CDC's IG binds them, so every code
+# sent without a coding system is read in the field's table, listed here or not.
+VACCINE = Bound(tables.CVX)  # RXA-5, table 0292
+REFUSAL = Bound(tables.NIP002, REFUSAL_REASON, every_code=True)  # RXA-18
+SOURCE = Bound(tables.NIP001, INFORMATION_SOURCE, every_code=True)  # RXA-9
+ROUTE = Bound(tables.V2_0162, tables.ROUTE_OF_ADMINISTRATION, every_code=True)  # RXR-1
+SITE = Bound(tables.V2_0163, tables.ADMINISTRATIVE_SITE, every_code=True)  # RXR-2
+ELIGIBILITY = Bound(tables.V2_0064, VFC_ELIGIBILITY, every_code=True)  # OBX-5 of 64994-7
+FUNDING = Bound(tables.CDC_PHIN_VS)  # OBX-5 of 30963-3
+
+_ADMINISTERING = {"system": tables.V2_0443, "code": "AP", "display": "Administering Provider"}
+_ORDERING = {"system": tables.V2_0443, "code": "OP", "display": "Ordering Provider"}
 _PARTIAL_DOSE = {"system": SUBPOTENT_REASON, "code": "partial", "display": "Partial Dose"}
-_NUMBER = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)\Z")
-
-# ---- coded values -------------------------------------------------------------------------
-
-
-def local_code_system(facility: str, name: str = "") -> str:
-    """urn:conduit:code:<facility>:<name, or "local">: a sender's own codes mean something
-    only at that sender, so the system is scoped to it and stable across messages."""
-    scope, local = quote(facility, safe="-._~"), quote(name or "local", safe="-._~")
-    return f"{LOCAL_CODE_PREFIX}{scope}:{local}"
-
-
-def coding_system(name: str, facility: str) -> str | None:
-    """The FHIR system URI for a v2 coding-system name (CWE.3); None when there is none.
-
-    Names from table 0396 get their registered URI, HL7nnnn the v2 table's code system,
-    CDC's NIP001/NIP002 urn:conduit:code:NIPnnn, an OID or URI is used as it is; any other
-    name is the sender's own system (`local_code_system`).
-    """
-    name = dt.present(name)
-    if not name:
-        return None
-    upper = name.upper()
-    if upper in ("NIP001", "NIP002"):
-        return LOCAL_CODE_PREFIX + upper
-    if upper in CODING_SYSTEMS:
-        return CODING_SYSTEMS[upper]
-    table = _HL7_TABLE_NAME.match(upper)
-    if table:
-        return HL7_TABLE + table[1]
-    if _OID.match(name):
-        return f"urn:oid:{name}"
-    if _URI.match(name):
-        return name
-    return local_code_system(facility, name)
-
-
-def _coding(
-    code: str,
-    display: str,
-    system_name: str,
-    facility: str,
-    default_system: str | None = None,
-    displays: Mapping[str, str] | None = None,
-) -> dict | None:
-    """One Coding; the field's own table (`default_system`) stands in for a missing CWE.3,
-    else the sender's local system. A code of that table is written as the table spells
-    it ("normal" -> "Normal"), with the table's display when the sender sent none."""
-    code, display = dt.present(code), dt.present(display)
-    if not code:
-        return None
-    system = coding_system(system_name, facility) or default_system
-    system = system or local_code_system(facility)
-    if displays is not None and system == default_system:
-        canonical = next((k for k in displays if k.upper() == code.upper()), None)
-        if canonical is not None:
-            code, display = canonical, display or displays[canonical]
-    return compact({"system": system, "code": code, "display": display})
-
-
-def cwe_to_concept(
-    rep: Repetition | None,
-    facility: str,
-    default_system: str | None = None,
-    displays: Mapping[str, str] | None = None,
-) -> dict | None:
-    """A CE/CWE as a CodeableConcept: the identifier (CWE.1-3) and the alternate identifier
-    (CWE.4-6) as codings, CWE.9 original text as text; None when it holds nothing.
-
-    `default_system` is the table the field is bound to (RXR-1 to 0162, RXA-5 to 0292 =
-    CVX): a code sent without CWE.3 is read from it. Without one, such a code is the
-    sender's (`local_code_system`); a CWE with text only becomes {"text": ...}.
-    """
-    if rep is None:
-        return None
-    primary = _coding(
-        rep.value(1), rep.value(2), rep.value(3), facility, default_system, displays
-    )
-    alternate = _coding(rep.value(4), rep.value(5), rep.value(6), facility)
-    codings = [c for c in (primary, alternate) if c]
-    if len(codings) == 2 and codings[0] == codings[1]:
-        codings = codings[:1]
-    text = dt.present(rep.value(9))
-    if not codings:
-        text = text or dt.present(rep.value(2)) or dt.present(rep.value(5))
-    return compact({"coding": codings, "text": text}) or None
-
-
-def first(segment: Segment | None, field_number: int) -> Repetition | None:
-    """The first repetition of a field, or None when the field (or segment) is empty."""
-    if segment is None:
-        return None
-    reps = segment.repetitions(field_number)
-    return reps[0] if reps else None
-
 
 # ---- dose groups --------------------------------------------------------------------------
 
@@ -323,15 +165,11 @@ def dose_groups(message: Hl7Message) -> list[DoseGroup]:
 
 def _order_identifier(orc: Segment | None, number: int, facility: str) -> dict | None:
     """ORC-3 (filler) or ORC-2 (placer) as an Identifier; None when empty or 9999."""
-    rep = first(orc, number)
-    if rep is None:
+    kind = tables.FILLER_IDENTIFIER if number == 3 else tables.PLACER_IDENTIFIER
+    identifier = dt.ei_to_identifier(dt.first_rep(orc, number), facility, kind)
+    if identifier is None or identifier["value"] in PLACEHOLDER_ORDER_NUMBERS:
         return None
-    value = dt.present(rep.value(1))
-    if not value or value in PLACEHOLDER_ORDER_NUMBERS:
-        return None
-    system = dt.hd_system(rep.value(2), rep.value(3), rep.value(4)) or dt.hd_system(facility)
-    kind = _FILLER_TYPE if number == 3 else _PLACER_TYPE
-    return {"type": {"coding": [dict(kind)]}, "system": system, "value": value}
+    return identifier
 
 
 def order_identifiers(group: DoseGroup, facility: str) -> list[dict]:
@@ -365,7 +203,7 @@ def immunization_id(group: DoseGroup, facility: str, patient_id: str) -> tuple[s
 
 def vaccine_code(group: DoseGroup, facility: str) -> dict:
     """RXA-5 as vaccineCode; a code without a system is CVX (table 0292, the field's)."""
-    concept = cwe_to_concept(first(group.rxa, 5), facility, CVX)
+    concept = first_concept(group.rxa, 5, facility, VACCINE)
     if concept is None:
         raise MappingError("is empty; every dose needs its vaccine", field=group.field(5))
     return concept
@@ -408,12 +246,12 @@ def dose_status(group: DoseGroup, facility: str) -> DoseStatus:
 
 def refusal_reason(rxa: Segment, facility: str) -> dict | None:
     """RXA-18 (NIP002) as statusReason, with its v3 ActReason equivalent when it has one."""
-    concept = cwe_to_concept(first(rxa, 18), facility, NIP002, REFUSAL_REASON)
+    concept = first_concept(rxa, 18, facility, REFUSAL)
     if concept is None:
         return None
     primary = concept.get("coding", [{}])[0]
     act = None
-    if primary.get("system") == NIP002:
+    if primary.get("system") == REFUSAL.system:
         act = REFUSAL_ACT_REASON.get(primary.get("code", ""))
     if act:
         concept["coding"].append({"system": V3_ACT_REASON, "code": act[0], "display": act[1]})
@@ -447,7 +285,7 @@ def information_source(group: DoseGroup, facility: str) -> dict:
 def _source(code: str, rep: Repetition, facility: str) -> dict:
     if code == "00":
         return {"primarySource": True}
-    origin = cwe_to_concept(rep, facility, NIP001, INFORMATION_SOURCE) or {}
+    origin = cwe_to_codeable_concept(rep, facility, SOURCE) or {}
     fhir_origin = REPORT_ORIGIN.get(code)
     if fhir_origin:
         origin.setdefault("coding", []).append(
@@ -462,14 +300,15 @@ def dose_quantity(group: DoseGroup) -> dict | None:
     amount = dt.present(group.rxa.value(6))
     if not amount or amount == "999":
         return None
-    if not _NUMBER.match(amount):
+    value = dt.parse_nm(amount)
+    if value is None or value < 0:
         raise MappingError("is not a non-negative number", field=group.field(6))
-    quantity: dict = {"value": float(amount) if "." in amount else int(amount)}
-    units = first(group.rxa, 7)
+    quantity: dict = {"value": value}
+    units = dt.first_rep(group.rxa, 7)
     if units is not None:
         code, text = dt.present(units.value(1)), dt.present(units.value(2))
         if code and dt.present(units.value(3)).upper() == "UCUM":
-            quantity.update(unit=text or code, system=UCUM, code=code)
+            quantity.update(unit=text or code, system=tables.UCUM, code=code)
         elif text or code:
             quantity["unit"] = text or code
     return quantity
@@ -477,13 +316,14 @@ def dose_quantity(group: DoseGroup) -> dict | None:
 
 def manufacturer(group: DoseGroup, facility: str) -> dict | None:
     """RXA-17 as a logical reference: the MVX code as identifier, the name as display."""
-    rep = first(group.rxa, 17)
+    rep = dt.first_rep(group.rxa, 17)
     if rep is None:
         return None
-    code, name = dt.present(rep.value(1)), dt.present(rep.value(2))
+    code, name, system = (dt.present(rep.value(i)) for i in (1, 2, 3))
     ref: dict = {"display": name}
     if code:
-        ref["identifier"] = {"system": coding_system(rep.value(3), facility) or MVX, "value": code}
+        system = coding_system(system, facility) if system else tables.MVX
+        ref["identifier"] = {"system": system, "value": code}
     return compact(ref) or None
 
 
@@ -511,8 +351,8 @@ def performers(group: DoseGroup) -> list[dict]:
 def route_and_site(group: DoseGroup, facility: str) -> dict:
     """RXR-1 route (table 0162) and RXR-2 site (table 0163)."""
     return {
-        "route": cwe_to_concept(first(group.rxr, 1), facility, V2_0162, ROUTE_DISPLAYS),
-        "site": cwe_to_concept(first(group.rxr, 2), facility, V2_0163, SITE_DISPLAYS),
+        "route": first_concept(group.rxr, 1, facility, ROUTE),
+        "site": first_concept(group.rxr, 2, facility, SITE),
     }
 
 
@@ -526,10 +366,7 @@ def notes(group: DoseGroup, status: DoseStatus) -> list[dict]:
         text = dt.present(rep.value(9)) or dt.present(rep.value(2))
         if text and not _is_source(rep):
             found.append({"text": text})
-    for nte in group.notes:
-        text = "\n".join(t for t in (dt.present(r.value(1)) for r in nte.repetitions(3)) if t)
-        if text:
-            found.append({"text": text})
+    found += [{"text": t} for t in map(nte_text, group.notes) if t]
     return found
 
 
@@ -546,13 +383,13 @@ def observations(group: DoseGroup, facility: str, sender_offset: str | None) -> 
     vis: dict[str, dict[str, tuple[str, Segment]]] = {}
     for path, obx in group.observations:
         code = dt.present(obx.value(3, 1))
-        value = first(obx, 5)
+        value = dt.first_rep(obx, 5)
         if code == LOINC_VFC_ELIGIBILITY:
-            concept = cwe_to_concept(value, facility, V2_0064, VFC_ELIGIBILITY)
+            concept = cwe_to_codeable_concept(value, facility, ELIGIBILITY)
             if concept:
                 eligibility.append(concept)
         elif code == LOINC_FUNDING_SOURCE and funding is None:
-            funding = cwe_to_concept(value, facility, CDC_PHIN_VS)
+            funding = cwe_to_codeable_concept(value, facility, FUNDING)
         elif code in VIS_CODES:
             vis.setdefault(dt.present(obx.value(4)), {})[code] = (path, obx)
     education = [e for e in (_education(parts, sender_offset) for parts in vis.values()) if e]
@@ -601,7 +438,7 @@ def visit_eligibility(message: Hl7Message) -> dict | None:
     if not _VFC_CODE.match(code):
         return None
     return {"coding": [compact({
-        "system": V2_0064, "code": code, "display": VFC_ELIGIBILITY.get(code, ""),
+        "system": tables.V2_0064, "code": code, "display": VFC_ELIGIBILITY.get(code, ""),
     })]}
 
 

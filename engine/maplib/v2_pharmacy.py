@@ -9,7 +9,8 @@ Choices, written once:
   error, ...). The v2-to-FHIR guide maps a CA/DC *request* to active (not yet done); an
   RDE is the pharmacy's own statement of the order, so here its cancel is cancelled and
   its discontinue stopped. An ORC-1 outside the table fails rather than being guessed.
-- Doses come from RXE-3/4/5 (a range when minimum and maximum differ), not from TQ1-2.
+- Doses come from RXE-3/4/5 (a range when minimum and maximum differ), not from TQ1-2,
+  with the digits sent (`datatypes.to_fhir_decimal`).
   Units are UCUM when the sender says so (CWE.3 UCUM or ANS+) or the code is a common
   UCUM unit sent in capitals (MG, ML, MCG → ug, MEQ → meq, UNITS → U, ...); otherwise the
   unit is kept as text only, because a wrong UCUM code is worse than none.
@@ -21,19 +22,21 @@ Choices, written once:
   (or ORC-7) quantity/timing is read the same way when there is no TQ1.
 - Route (table 0162) is coded in v2-0162, plus the v3 RouteOfAdministration code where
   the v2-to-FHIR guide gives one (PO, IV, IM, SC, ID, TD); site (table 0163) in v2-0163.
-  Codes sent with another coding system keep it (see `v2_documents.code_system`).
+  A code sent without a coding system is read in the table when the table lists it, else
+  it is the sender's own; codes sent with another coding system keep it (`v2_codes`).
 """
 
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import NamedTuple
 
 from engine.errors import MappingError
-from engine.formats.hl7v2 import Hl7Message, Repetition, Segment
+from engine.formats.hl7v2 import Hl7Message, Repetition, Segment, tables
 from engine.formats.hl7v2 import datatypes as dt
 from engine.maplib.fhir import compact
-from engine.maplib.v2_documents import UCUM, V2_SYSTEM, codeable_concept, decimal, first_rep
+from engine.maplib.v2_codes import Bound, first_concept
 
 # ---- order groups -----------------------------------------------------------------------
 
@@ -207,7 +210,7 @@ UCUM_UNITS: dict[str, str] = {
 _UCUM_SYSTEM_NAMES = frozenset({"UCUM", "ANS+"})
 
 
-def quantity(value: int | float | None, unit: Repetition | None) -> dict | None:
+def quantity(value: Decimal | None, unit: Repetition | None) -> dict | None:
     """A Quantity of `value` in a CWE unit; UCUM-coded when the unit is known UCUM."""
     if value is None:
         return None
@@ -220,46 +223,45 @@ def quantity(value: int | float | None, unit: Repetition | None) -> dict | None:
     if display or code:
         result["unit"] = display or code
     if ucum:
-        result.update({"system": UCUM, "code": ucum})
+        result.update({"system": tables.UCUM, "code": ucum})
     return result
 
 
 def quantity_of(segment: Segment, value_field: int, unit_field: int, name: str) -> dict | None:
     """The NM at `value_field` in the CWE units at `unit_field`, as a Quantity."""
-    value = decimal(segment.value(value_field), f"{name}-{value_field}")
-    return quantity(value, first_rep(segment, unit_field))
+    value = dt.to_fhir_decimal(segment.value(value_field), f"{name}-{value_field}")
+    return quantity(value, dt.first_rep(segment, unit_field))
 
 
 def whole_number(value: str, field: str) -> int | None:
     """A v2 NM that must be a count (refills, occurrences): a non-negative integer."""
-    number = decimal(value, field)
+    number = dt.to_fhir_decimal(value, field)
     if number is None:
         return None
-    if not isinstance(number, int) or number < 0:
+    if number.as_tuple().exponent != 0 or number < 0:
         raise MappingError("is not a whole number of zero or more", field=field)
-    return number
+    return int(number)
 
 
 def dose_and_rate(rxe: Segment, name: str) -> list[dict]:
     """RXE-3/4 give amount (a range when min and max differ) in RXE-5 units, and
     RXE-23/24 give rate, as Dosage.doseAndRate."""
-    units = first_rep(rxe, 5)
-    low = decimal(rxe.value(3), f"{name}-3")
-    high = decimal(rxe.value(4), f"{name}-4")
+    units = dt.first_rep(rxe, 5)
+    low = dt.to_fhir_decimal(rxe.value(3), f"{name}-3")
+    high = dt.to_fhir_decimal(rxe.value(4), f"{name}-4")
     entry: dict = {}
     if low is not None and high is not None and high != low:
         entry["doseRange"] = {"low": quantity(low, units), "high": quantity(high, units)}
     elif low is not None or high is not None:
         entry["doseQuantity"] = quantity(low if low is not None else high, units)
-    rate = decimal(rxe.value(23), f"{name}-23")
+    rate = dt.to_fhir_decimal(rxe.value(23), f"{name}-23")
     if rate is not None:
-        entry["rateQuantity"] = quantity(rate, first_rep(rxe, 24))
+        entry["rateQuantity"] = quantity(rate, dt.first_rep(rxe, 24))
     return [entry] if entry else []
 
 
 # ---- timing -----------------------------------------------------------------------------
 
-_PERIOD_UNITS = {"S": "s", "M": "min", "H": "h", "D": "d", "W": "wk", "L": "mo"}
 _EVERY = re.compile(r"Q(\d+)([SMHDWL])\Z")
 _TIMES_A_DAY = re.compile(r"(\d+)ID\Z")
 # Table 0335 patterns with a fixed meaning: frequency, period, period unit, event.
@@ -297,49 +299,32 @@ def repeat_pattern(code: str) -> tuple[dict, bool]:
         return repeat, as_needed
     every = _EVERY.match(code)
     if every:
-        return {"frequency": 1, "period": int(every[1]), "periodUnit": _PERIOD_UNITS[every[2]]}, (
-            as_needed
-        )
+        unit = tables.TIME_UNITS[every[2]]
+        return {"frequency": 1, "period": int(every[1]), "periodUnit": unit}, as_needed
     times = _TIMES_A_DAY.match(code)
     if times:
         return {"frequency": int(times[1]), "period": 1, "periodUnit": "d"}, as_needed
     return {}, as_needed
 
 
-# CQ units for durations -> FHIR UnitsOfTime (also UCUM codes).
-_TIME_UNITS: dict[str, str] = {
-    **{u: "s" for u in ("S", "SEC", "SECOND", "SECONDS")},
-    **{u: "min" for u in ("MIN", "MINUTE", "MINUTES")},
-    **{u: "h" for u in ("H", "HR", "HRS", "HOUR", "HOURS")},
-    **{u: "d" for u in ("D", "DAY", "DAYS")},
-    **{u: "wk" for u in ("W", "WK", "WEEK", "WEEKS")},
-    **{u: "mo" for u in ("MO", "MON", "MONTH", "MONTHS", "L")},
-    **{u: "a" for u in ("A", "Y", "YR", "YEAR", "YEARS")},
-}
-
-
-def _time_quantity(value: int | float | None, unit_code: str) -> tuple[int | float, str] | None:
-    unit = _TIME_UNITS.get(dt.present(unit_code).upper())
+def _time_quantity(value: Decimal | None, unit_code: str) -> tuple[Decimal, str] | None:
+    unit = tables.TIME_UNITS.get(dt.present(unit_code).upper())
     return (value, unit) if value is not None and unit else None
 
 
-def _duration(value: int | float, unit: str) -> dict:
-    return {"value": value, "unit": unit, "system": UCUM, "code": unit}
-
-
-_TM = re.compile(r"(\d{2})(\d{2})?(\d{2})?\Z")
+def _duration(value: Decimal | int, unit: str) -> dict:
+    return {"value": value, "unit": unit, "system": tables.UCUM, "code": unit}
 
 
 def time_of_day(value: str, field: str) -> str | None:
-    """A v2 TM (HHMM[SS]) as a FHIR time; 2400 is midnight."""
-    value = dt.present(value).replace(":", "")
-    if not value:
+    """An explicit time (TQ1-4, TQ.2) as a FHIR time (`datatypes.to_fhir_time`; 2400 is
+    midnight); None when empty, and a failure naming `field` when it is not a time."""
+    if not dt.present(value):
         return None
-    m = _TM.match(value)
-    if m is None or int(m[1]) > 24 or int(m[2] or 0) > 59 or int(m[3] or 0) > 59:
+    time = dt.to_fhir_time(value)
+    if time is None:
         raise MappingError("is not a time of day (expected HHMM[SS])", field=field)
-    hour = int(m[1]) % 24
-    return f"{hour:02d}:{m[2] or '00'}:{m[3] or '00'}"
+    return time
 
 
 class Schedule(NamedTuple):
@@ -352,10 +337,6 @@ class Schedule(NamedTuple):
     condition: str | None = None
     start: str | None = None
     end: str | None = None
-
-
-# Table 0485 / TQ priority -> MedicationRequest.priority ("PRN" is as needed, not urgency).
-PRIORITY: dict[str, str] = {"S": "stat", "A": "asap", "R": "routine"}
 
 
 def _schedule(
@@ -385,7 +366,7 @@ def _schedule(
     return Schedule(
         timing or None,
         as_needed or priority_code == "PRN",
-        PRIORITY.get(priority_code),
+        tables.PRIORITY.get(priority_code),  # "PRN" is as needed, not urgency
         text,
         condition,
         start,
@@ -398,8 +379,10 @@ def schedule_from_tq1(tq1: Segment, name: str, offset: str | None) -> Schedule:
     (7, 8), priority (9), condition (10), text (11), occurrence duration (13) and total
     occurrences (14)."""
     times = [t for t in (time_of_day(r.value(1), f"{name}-4") for r in tq1.repetitions(4)) if t]
-    service = _time_quantity(decimal(tq1.value(6, 1), f"{name}-6"), tq1.value(6, 2))
-    occurrence = _time_quantity(decimal(tq1.value(13, 1), f"{name}-13"), tq1.value(13, 2))
+    service = _time_quantity(dt.to_fhir_decimal(tq1.value(6, 1), f"{name}-6"), tq1.value(6, 2))
+    occurrence = _time_quantity(
+        dt.to_fhir_decimal(tq1.value(13, 1), f"{name}-13"), tq1.value(13, 2)
+    )
     extra = compact(
         {
             "count": whole_number(tq1.value(14), f"{name}-14"),
@@ -422,9 +405,6 @@ def schedule_from_tq1(tq1: Segment, name: str, offset: str | None) -> Schedule:
     )
 
 
-_TQ_DURATION = re.compile(r"([SMHDWLX])(\d+)\Z")
-
-
 def schedule_from_tq(rep: Repetition, field: str, offset: str | None) -> Schedule:
     """A v2.3 TQ (RXE-1 or ORC-7): interval (2: pattern & explicit times), duration
     (3: X<n> times, D<n> days, ...), start and end (4, 5), priority (6), condition (7)
@@ -432,11 +412,11 @@ def schedule_from_tq(rep: Repetition, field: str, offset: str | None) -> Schedul
     times = [t for t in (time_of_day(v, f"{field}.2") for v in rep.value(2, 2).split(",")) if t]
     extra: dict = {}
     duration = None
-    span = _TQ_DURATION.match(dt.present(rep.value(3)).upper())
-    if span and span[1] == "X":
-        extra["count"] = int(span[2])
+    span = dt.tq_duration(rep.value(3))
+    if span and span[0] == "X":
+        extra["count"] = span[1]
     elif span:
-        duration = _duration(int(span[2]), _PERIOD_UNITS[span[1]])
+        duration = _duration(span[1], span[0])
     bounds = (
         dt.to_fhir_datetime(rep.value(4, 1), f"{field}.4", offset),
         dt.to_fhir_datetime(rep.value(5, 1), f"{field}.5", offset),
@@ -452,7 +432,7 @@ def schedules(group: OrderGroup, offset: str | None) -> list[Schedule]:
     if group.timings:
         return [schedule_from_tq1(seg, name, offset) for seg, name in group.timings]
     for segment, name, field in ((group.rxe, group.rxe_name, 1), (group.orc, group.orc_name, 7)):
-        rep = first_rep(segment, field)
+        rep = dt.first_rep(segment, field)
         if rep is not None and any(dt.present(c) for c in rep.components()):
             return [schedule_from_tq(rep, f"{name}-{field}", offset)]
     return []
@@ -460,178 +440,27 @@ def schedules(group: OrderGroup, offset: str | None) -> list[Schedule]:
 
 # ---- route, site, method ----------------------------------------------------------------
 
-V2_0162 = V2_SYSTEM + "0162"
-V2_0163 = V2_SYSTEM + "0163"
-V3_ROUTE = "http://terminology.hl7.org/CodeSystem/v3-RouteOfAdministration"
-
-# Table 0162 route of administration.
-ROUTE: dict[str, str] = {
-    "AP": "Apply Externally",
-    "B": "Buccal",
-    "DT": "Dental",
-    "EP": "Epidural",
-    "ET": "Endotrachial Tube",
-    "GTT": "Gastrostomy Tube",
-    "GU": "GU Irrigant",
-    "IA": "Intra-arterial",
-    "IB": "Intrabursal",
-    "IC": "Intracardiac",
-    "ICV": "Intracervical (uterus)",
-    "ID": "Intradermal",
-    "IH": "Inhalation",
-    "IHA": "Intrahepatic Artery",
-    "IM": "Intramuscular",
-    "IMR": "Immerse (Soak) Body Part",
-    "IN": "Intranasal",
-    "IO": "Intraocular",
-    "IP": "Intraperitoneal",
-    "IS": "Intrasynovial",
-    "IT": "Intrathecal",
-    "IU": "Intrauterine",
-    "IV": "Intravenous",
-    "MM": "Mucous Membrane",
-    "MTH": "Mouth/Throat",
-    "NG": "Nasogastric",
-    "NP": "Nasal Prongs",
-    "NS": "Nasal",
-    "NT": "Nasotrachial Tube",
-    "OP": "Ophthalmic",
-    "OT": "Otic",
-    "OTH": "Other/Miscellaneous",
-    "PF": "Perfusion",
-    "PO": "Oral",
-    "PR": "Rectal",
-    "RM": "Rebreather Mask",
-    "SC": "Subcutaneous",
-    "SD": "Soaked Dressing",
-    "SL": "Sublingual",
-    "TD": "Transdermal",
-    "TL": "Translingual",
-    "TP": "Topical",
-    "TRA": "Tracheostomy",
-    "UR": "Urethral",
-    "VG": "Vaginal",
-    "VM": "Ventimask",
-    "WND": "Wound",
-}
-# The v3 equivalents the v2-to-FHIR guide's RouteOfAdministration map gives.
-ROUTE_V3: dict[str, tuple[str, str]] = {
-    "ID": ("IDINJ", "Injection, intradermal"),
-    "IM": ("IM", "Injection, intramuscular"),
-    "IV": ("IVINJ", "Injection, intravenous"),
-    "PO": ("PO", "Swallow, oral"),
-    "SC": ("SQ", "Injection, subcutaneous"),
-    "TD": ("TRNSDERM", "Transdermal"),
-}
-
-# Table 0163 body site (administration sites).
-BODY_SITE: dict[str, str] = {
-    "BE": "Bilateral Ears",
-    "BN": "Bilateral Nares",
-    "BU": "Buttock",
-    "CT": "Chest Tube",
-    "LA": "Left Arm",
-    "LAC": "Left Anterior Chest",
-    "LACF": "Left Antecubital Fossa",
-    "LD": "Left Deltoid",
-    "LE": "Left Ear",
-    "LEJ": "Left External Jugular",
-    "LF": "Left Foot",
-    "LG": "Left Gluteus Medius",
-    "LH": "Left Hand",
-    "LIJ": "Left Internal Jugular",
-    "LLAQ": "Left Lower Abd Quadrant",
-    "LLFA": "Left Lower Forearm",
-    "LMFA": "Left Mid Forearm",
-    "LN": "Left Naris",
-    "LPC": "Left Posterior Chest",
-    "LSC": "Left Subclavian",
-    "LT": "Left Thigh",
-    "LUA": "Left Upper Arm",
-    "LUAQ": "Left Upper Abd Quadrant",
-    "LUFA": "Left Upper Forearm",
-    "LVG": "Left Ventragluteal",
-    "LVL": "Left Vastus Lateralis",
-    "NB": "Nebulized",
-    "OD": "Right Eye",
-    "OS": "Left Eye",
-    "OU": "Bilateral Eyes",
-    "PA": "Perianal",
-    "PERIN": "Perineal",
-    "RA": "Right Arm",
-    "RAC": "Right Anterior Chest",
-    "RACF": "Right Antecubital Fossa",
-    "RD": "Right Deltoid",
-    "RE": "Right Ear",
-    "REJ": "Right External Jugular",
-    "RF": "Right Foot",
-    "RG": "Right Gluteus Medius",
-    "RH": "Right Hand",
-    "RIJ": "Right Internal Jugular",
-    "RLAQ": "Rt Lower Abd Quadrant",
-    "RLFA": "Right Lower Forearm",
-    "RMFA": "Right Mid Forearm",
-    "RN": "Right Naris",
-    "RPC": "Right Posterior Chest",
-    "RSC": "Right Subclavian",
-    "RT": "Right Thigh",
-    "RUA": "Right Upper Arm",
-    "RUAQ": "Right Upper Abd Quadrant",
-    "RUFA": "Right Upper Forearm",
-    "RVG": "Right Ventragluteal",
-    "RVL": "Right Vastus Lateralis",
-}
-
-
-class _Table(NamedTuple):
-    """An HL7 table a CWE field is bound to, and the coded equivalents of its codes."""
-
-    name: str  # as CWE.3 names it, e.g. HL70162
-    system: str
-    codes: dict[str, str]
-    equivalents: dict[str, tuple[str, str]]
-    equivalent_system: str = ""
-
-
-ROUTE_TABLE = _Table("HL70162", V2_0162, ROUTE, ROUTE_V3, V3_ROUTE)
-SITE_TABLE = _Table("HL70163", V2_0163, BODY_SITE, {})
-
-
-def _table_concept(rep: Repetition | None, table: _Table, facility: str) -> dict | None:
-    """A CWE from a known HL7 table, coded in that table's system (plus its equivalent)
-    when the code is in it and the sender named no other system; else the CWE as sent."""
-    if rep is None:
-        return None
-    code = dt.present(rep.value(1)).upper()
-    sender_system = dt.present(rep.value(3)).upper().replace("-", "")
-    if code not in table.codes or sender_system not in ("", table.name):
-        return codeable_concept(rep, facility)
-    codings = [{"system": table.system, "code": code, "display": table.codes[code]}]
-    if code in table.equivalents:
-        other_code, other_display = table.equivalents[code]
-        codings.append(
-            {"system": table.equivalent_system, "code": other_code, "display": other_display}
-        )
-    concept: dict = {"coding": codings}
-    text = dt.present(rep.value(9))
-    if text:
-        concept["text"] = text
-    return concept
+ROUTE = Bound(tables.V2_0162, tables.ROUTE_OF_ADMINISTRATION)
+SITE = Bound(tables.V2_0163, tables.ADMINISTRATIVE_SITE)
 
 
 def route(rxr: Segment, facility: str) -> dict | None:
-    """RXR-1 route through table 0162."""
-    return _table_concept(first_rep(rxr, 1), ROUTE_TABLE, facility)
+    """RXR-1 route through table 0162, plus its v3 RouteOfAdministration equivalent."""
+    concept = first_concept(rxr, 1, facility, ROUTE)
+    primary = (concept or {}).get("coding", [{}])[0]
+    equivalent = tables.ROUTE_V3.get(primary.get("code", ""))
+    if equivalent is not None and primary.get("system") == ROUTE.system:
+        concept["coding"].insert(1, equivalent.as_fhir())
+    return concept
 
 
 def site(rxr: Segment, facility: str) -> dict | None:
     """RXR-2 administration site through table 0163 (one sent as HL70550 keeps v2-0550)."""
-    return _table_concept(first_rep(rxr, 2), SITE_TABLE, facility)
+    return first_concept(rxr, 2, facility, SITE)
 
 
 # ---- substitution -----------------------------------------------------------------------
 
-V2_0167 = V2_SYSTEM + "0167"
 V3_SUBSTITUTION = "http://terminology.hl7.org/CodeSystem/v3-substanceAdminSubstitution"
 # Table 0167 substitution status -> the v3 substitution code for what the order allows
 # (N none, G generic, TE therapeutic alternative); the v2 code travels beside it.
@@ -651,6 +480,6 @@ def substitution(rxe: Segment) -> dict | None:
     v3_code, v3_display, v2_display = SUBSTITUTION[code]
     codings = [
         {"system": V3_SUBSTITUTION, "code": v3_code, "display": v3_display},
-        {"system": V2_0167, "code": code, "display": v2_display},
+        {"system": tables.V2_0167, "code": code, "display": v2_display},
     ]
     return {"allowedCodeableConcept": {"coding": codings}}

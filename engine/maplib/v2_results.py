@@ -2,34 +2,25 @@
 abnormal flags and statuses, and the Observation and DiagnosticReport they make.
 
 Code tables follow the HL7 v2-to-FHIR IG's concept maps (0078, 0085, 0123); where the IG
-leaves a code unmapped the choice is written beside it. Orders, coded elements, notes and
-specimens come from `v2_orders`, which results build on.
+leaves a code unmapped the choice is written beside it. Orders and specimens come from
+`v2_orders`, which results build on; coded values from `v2_codes`.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import re
+from decimal import Decimal
 from typing import NamedTuple
 
-import msgspec
-
 from engine.errors import MappingError
-from engine.formats.hl7v2 import Repetition, Segment
+from engine.formats.hl7v2 import Repetition, Segment, tables
 from engine.formats.hl7v2 import datatypes as dt
 from engine.maplib.fhir import compact, resource_id
-from engine.maplib.v2_orders import (
-    LAB_SECTIONS,
-    UCUM,
-    annotations,
-    cwe_to_codeable_concept,
-    first_rep,
-    keyed,
-    section_categories,
-    to_fhir_instant,
-    xcn_reference,
-)
+from engine.maplib.v2_codes import cwe_to_codeable_concept, first_concept
+from engine.maplib.v2_documents import encapsulated_data
+from engine.maplib.v2_fhir import annotations
+from engine.maplib.v2_orders import keyed, section_categories
 
 V3_INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
@@ -87,37 +78,7 @@ INTERPRETATION: dict[str, str] = {
     "W": "Worse", "WR": "Weakly reactive",
 }
 
-# ED (encapsulated data) subtypes -> MIME types for DiagnosticReport.presentedForm.
-_ED_MIME: dict[str, str] = {
-    "PDF": "application/pdf", "RTF": "application/rtf", "HTML": "text/html",
-    "XML": "application/xml", "JPEG": "image/jpeg", "JPG": "image/jpeg", "PNG": "image/png",
-    "GIF": "image/gif", "TIFF": "image/tiff", "PLAIN": "text/plain", "TEXT": "text/plain",
-}
-
-# ---- numbers and units ---------------------------------------------------------------------
-
-_NM = re.compile(r"\s*([+-]?)(\d*)(?:\.(\d*))?\s*\Z")
-
-
-def fhir_decimal(text: str) -> msgspec.Raw | None:
-    """A v2 NM as a FHIR decimal, written as sent: "5.10" stays 5.10, because the digits a
-    lab reports are its precision. None when the text is not a number.
-
-    The JSON number is embedded verbatim (msgspec.Raw), since a float would drop trailing
-    zeros; leading "+", leading zeros and a bare "." are normalised to JSON's grammar.
-    """
-    m = _NM.match(text)
-    if m is None:
-        return None
-    sign, whole, fraction = m.group(1), m.group(2), m.group(3) or ""
-    if not whole and not fraction:
-        return None
-    whole = whole.lstrip("0") or "0"
-    number = f"{whole}.{fraction}" if fraction else whole
-    if sign == "-" and number.strip("0.") != "":
-        number = "-" + number
-    return msgspec.Raw(number.encode())
-
+# ---- units ---------------------------------------------------------------------------------
 
 # UCUM atoms a lab sends, split into those that take a metric prefix and those that do
 # not. Not the whole of UCUM on purpose: a unit outside this list is sent as text, which
@@ -190,7 +151,7 @@ class Unit(NamedTuple):
     system: str = ""
     code: str = ""
 
-    def quantity(self, value: msgspec.Raw, comparator: str = "") -> dict:
+    def quantity(self, value: Decimal, comparator: str = "") -> dict:
         return compact({
             "value": value, "comparator": comparator, "unit": self.unit,
             "system": self.system, "code": self.code,
@@ -203,9 +164,9 @@ def obx_unit(obx: Segment) -> Unit:
     code, text, system = (dt.present(obx.value(6, c)) for c in (1, 2, 3))
     alt_code, alt_system = dt.present(obx.value(6, 4)), dt.present(obx.value(6, 6))
     if alt_system.upper() == "UCUM" and alt_code and system.upper() != "UCUM":
-        return Unit(text or code or alt_code, UCUM, alt_code)
+        return Unit(text or code or alt_code, tables.UCUM, alt_code)
     if code and (system.upper() == "UCUM" or looks_like_ucum(code)):
-        return Unit(text or code, UCUM, code)
+        return Unit(text or code, tables.UCUM, code)
     return Unit(text or code)
 
 
@@ -222,8 +183,9 @@ class ObxContext(NamedTuple):
 def observation_value(obx: Segment, ctx: ObxContext) -> dict:
     """Observation.value[x] from OBX-5 as OBX-2 (value type) says; {} when OBX-5 is empty.
 
-    NM: valueQuantity (a non-number, such as "TNP", stays valueString: it is what the lab
-    said). SN: valueQuantity with comparator, valueRange (10-20) or valueRatio (1:128).
+    NM: valueQuantity with the digits sent ("5.10" stays 5.10: they are the lab's
+    precision), but a non-number such as "TNP" stays valueString: it is what the lab
+    said. SN: valueQuantity with comparator, valueRange (10-20) or valueRatio (1:128).
     ST/TX/FT: valueString, repetitions as lines. CE/CWE: valueCodeableConcept. DT, TS,
     DTM: valueDateTime. TM: valueTime. Any other type: its text as valueString.
     """
@@ -253,7 +215,7 @@ def _rep_text(rep: Repetition) -> str:
 
 def _numeric(rep: Repetition, unit: Unit) -> dict:
     text = dt.present(rep.value(1))
-    value = fhir_decimal(text)
+    value = dt.parse_nm(text)
     if value is None:
         return {"valueString": text}
     return {"valueQuantity": unit.quantity(value)}
@@ -265,7 +227,7 @@ _COMPARATORS = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "=": "", "": ""}
 def _structured_numeric(rep: Repetition, unit: Unit) -> dict:
     """SN = comparator ^ num1 ^ separator/suffix ^ num2, per the v2 standard."""
     comparator, num1, separator, num2 = (dt.present(rep.value(i)) for i in (1, 2, 3, 4))
-    first, second = fhir_decimal(num1), fhir_decimal(num2)
+    first, second = dt.parse_nm(num1), dt.parse_nm(num2)
     fhir_comparator = _COMPARATORS.get(comparator)
     text = "".join((comparator, num1, separator, num2))
     if first is None or fhir_comparator is None:
@@ -281,11 +243,9 @@ def _structured_numeric(rep: Repetition, unit: Unit) -> dict:
 
 
 def _time(value: str) -> dict:
-    """A v2 TM (HHMM[SS]) as a FHIR time; other forms stay text."""
-    m = re.match(r"(\d{2})(\d{2})(\d{2})?(?:\.\d+)?(?:[+-]\d{4})?\Z", dt.present(value))
-    if m is None or int(m.group(1)) > 23 or int(m.group(2)) > 59:
-        return {"valueString": dt.present(value)}
-    return {"valueTime": f"{m.group(1)}:{m.group(2)}:{m.group(3) or '00'}"}
+    """A v2 TM as a FHIR time (`datatypes.to_fhir_time`); other forms stay text."""
+    time = dt.to_fhir_time(value)
+    return {"valueTime": time} if time else {"valueString": dt.present(value)}
 
 
 def is_encapsulated(obx: Segment) -> bool:
@@ -294,32 +254,15 @@ def is_encapsulated(obx: Segment) -> bool:
 
 
 def presented_form(obx: Segment) -> dict | None:
-    """An ED OBX-5 as an Attachment: ED.3 subtype gives the MIME type, ED.4 the encoding
-    (Base64 kept, Hex and plain text re-encoded), ED.5 the data. None when it is empty;
-    data that is not valid in its declared encoding fails naming OBX-5."""
-    reps = obx.repetitions(5)
-    if not reps:
+    """An ED OBX-5 as an Attachment of its MIME type with its data as canonical Base64 (see
+    `v2_documents.encapsulated_data`); None when it is empty. Data that is not valid in its
+    declared encoding (ED.4: Base64, Hex or A) fails naming OBX-5."""
+    rep = dt.first_rep(obx, 5)
+    found = encapsulated_data(rep, "OBX-5") if rep is not None else None
+    if found is None:
         return None
-    rep = reps[0]
-    data, encoding = dt.present(rep.value(5)), dt.present(rep.value(4)).upper()
-    if not data:
-        return None
-    try:
-        if encoding == "BASE64":
-            payload = base64.b64decode(data, validate=True)
-        elif encoding == "HEX":
-            payload = bytes.fromhex(data)
-        else:
-            payload = data.encode("utf-8")
-    except (binascii.Error, ValueError):
-        raise MappingError(
-            "holds encapsulated data that is not valid in its declared encoding (ED.4)",
-            field="OBX-5",
-        ) from None
-    subtype = dt.present(rep.value(3)).upper()
-    mime = _ED_MIME.get(subtype) or ("text/plain" if encoding not in ("BASE64", "HEX")
-                                     else "application/octet-stream")
-    return {"contentType": mime, "data": base64.b64encode(payload).decode("ascii")}
+    data, mime = found
+    return {"contentType": mime, "data": base64.b64encode(data).decode("ascii")}
 
 
 # ---- reference range, flags, status --------------------------------------------------------
@@ -347,7 +290,7 @@ def reference_range(obx: Segment, unit: Unit) -> list[dict]:
 
 
 def _bound(number: str, unit: Unit) -> dict:
-    value = fhir_decimal(number)
+    value = dt.parse_nm(number)
     return unit.quantity(value) if value is not None else {}
 
 
@@ -385,7 +328,7 @@ def report_status(obr: Segment) -> str:
 def observation_category(section: str) -> list[dict]:
     """Observation.category laboratory for lab sections (or none sent); else nothing."""
     code = dt.present(section).upper()
-    if code and code not in LAB_SECTIONS:
+    if code and code not in tables.LAB_SECTIONS:
         return []
     coding = {"system": OBSERVATION_CATEGORY, "code": "laboratory", "display": "Laboratory"}
     return [{"coding": [coding]}]
@@ -415,7 +358,7 @@ def observation(
     code OBX-3, value OBX-5, unit OBX-6, range OBX-7, flags OBX-8, status OBX-11,
     effective OBX-14 (else OBR-7), method OBX-17, performer OBX-16/OBX-23, notes NTE."""
     obx = obxs[0]
-    code = cwe_to_codeable_concept(first_rep(obx, 3), ctx.facility)
+    code = first_concept(obx, 3, ctx.facility)
     if code is None:
         raise MappingError("is empty, so the result has no test code", field="OBX-3")
     oc = ObxContext(ctx.facility, ctx.offset)
@@ -439,7 +382,7 @@ def observation(
         **value,
         "interpretation": interpretations(obx),
         "note": annotations(notes),
-        "method": cwe_to_codeable_concept(first_rep(obx, 17), ctx.facility),
+        "method": first_concept(obx, 17, ctx.facility),
         "specimen": {"reference": f"urn:uuid:{specimen_id}"} if specimen_id else None,
         "referenceRange": reference_range(obx, unit),
     }
@@ -448,16 +391,13 @@ def observation(
 
 def _instance_identifier(obx: Segment, facility: str) -> list[dict]:
     """OBX-21 observation instance identifier (v2.6+), an EI."""
-    value = dt.present(obx.value(21, 1))
-    if not value:
-        return []
-    system = dt.hd_system(obx.value(21, 2), obx.value(21, 3), obx.value(21, 4))
-    return [{"system": system or dt.hd_system(facility), "value": value}]
+    identifier = dt.ei_to_identifier(dt.first_rep(obx, 21), facility)
+    return [identifier] if identifier else []
 
 
 def _performers(obx: Segment) -> list[dict]:
     """OBX-16 responsible observer, then OBX-23 performing organization, by display."""
-    found = [xcn_reference(obx, 16)]
+    found = [dt.xcn_reference(dt.first_rep(obx, 16))]
     org = dt.present(obx.value(23, 1))
     found.append({"display": org} if org else None)
     return [p for p in found if p]
@@ -470,7 +410,7 @@ def diagnostic_report(
     """The DiagnosticReport of one OBR: identifiers (placer/filler), status OBR-25,
     category OBR-24 (LAB by default), code OBR-4, effective OBR-7, issued OBR-22,
     resultsInterpreter OBR-32, its results, specimens, notes and presented forms."""
-    code = cwe_to_codeable_concept(first_rep(obr, 4), ctx.facility)
+    code = first_concept(obr, 4, ctx.facility)
     if code is None:
         raise MappingError("is empty, so the report has no test code", field="OBR-4")
     report = {
@@ -511,5 +451,5 @@ def report_times(obr: Segment, offset: str | None) -> tuple[str | None, str | No
     """OBR-7 (effective) and OBR-22 (issued, only when it can be an instant)."""
     return (
         dt.to_fhir_datetime(obr.value(7), "OBR-7", offset),
-        to_fhir_instant(obr.value(22), "OBR-22", offset),
+        dt.to_fhir_instant(obr.value(22), "OBR-22", offset),
     )

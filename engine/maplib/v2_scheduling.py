@@ -9,18 +9,18 @@ the field when it cannot, rather than write an appointment at a guessed time.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from engine.errors import MappingError
-from engine.formats.hl7v2 import Hl7Message, Repetition, Segment
+from engine.formats.hl7v2 import Hl7Message, Repetition, Segment, tables
 from engine.formats.hl7v2 import datatypes as dt
 from engine.maplib.fhir import compact, reference, resource_id
-from engine.maplib.v2_immunization import HL7_TABLE, V2_0203, cwe_to_concept, first
+from engine.maplib.v2_codes import Bound, cwe_to_codeable_concept, first_concept
+from engine.maplib.v2_fhir import nte_text
 
-V2_0276 = HL7_TABLE + "0276"  # appointment reason (R4's preferred appointmentType binding)
-V2_0277 = HL7_TABLE + "0277"  # appointment type
+V2_0276 = tables.V2_SYSTEM + "0276"  # appointment reason (R4's preferred appointmentType)
+V2_0277 = tables.V2_SYSTEM + "0277"  # appointment type
 
 # Trigger event -> Appointment.status.
 EVENT_STATUS: dict[str, str] = {
@@ -66,22 +66,17 @@ APPOINTMENT_TYPE: dict[str, str] = {  # table 0277
 PATIENT_INSTRUCTION_NOTES = frozenset({"PI"})
 REASON_NOTES = frozenset({"1R", "2R", "GR"})
 
-_FILLER_TYPE = {"system": V2_0203, "code": "FILL", "display": "Filler Identifier"}
-_PLACER_TYPE = {"system": V2_0203, "code": "PLAC", "display": "Placer Identifier"}
+# SCH-7 and SCH-8 read codes of their tables in them; other codes are the sender's.
+REASON = Bound(V2_0276, APPOINTMENT_REASON)
+TYPE = Bound(V2_0277, APPOINTMENT_TYPE)
 
-_SECOND, _MINUTE, _HOUR = timedelta(seconds=1), timedelta(minutes=1), timedelta(hours=1)
-_DAY, _WEEK = timedelta(days=1), timedelta(weeks=1)
-# Duration units as senders write them (ISO+, ANSI, table 0395 words); empty is minutes,
-# the default the standard gives AIS-8, AIG-12, AIL-10 and AIP-10 (applied to SCH-10 too).
-DURATION_UNITS: dict[str, timedelta] = {
-    **dict.fromkeys(("S", "SEC", "SECS", "SECOND", "SECONDS"), _SECOND),
-    **dict.fromkeys(("M", "MIN", "MINS", "MINUTE", "MINUTES"), _MINUTE),
-    **dict.fromkeys(("H", "HR", "HRS", "HOUR", "HOURS"), _HOUR),
-    **dict.fromkeys(("D", "DAY", "DAYS"), _DAY),
-    **dict.fromkeys(("W", "WK", "WKS", "WEEK", "WEEKS"), _WEEK),
+# The units of time (`tables.TIME_UNITS`, as senders write them) with a fixed length;
+# empty is minutes, the default the standard gives AIS-8, AIG-12, AIL-10 and AIP-10
+# (applied to SCH-10 too). Months and years vary, so an appointment cannot last "1 mo".
+STEPS: dict[str, timedelta] = {
+    "s": timedelta(seconds=1), "min": timedelta(minutes=1), "h": timedelta(hours=1),
+    "d": timedelta(days=1), "wk": timedelta(weeks=1),
 }
-_TQ_DURATION = re.compile(r"([SMHDW])(\d+)\Z")  # TQ.3: S30, M15, H1, D2, W1
-_NUMBER = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)\Z")
 
 
 @dataclass(frozen=True)
@@ -130,21 +125,12 @@ def appointment_status(event: str, sch: Segment) -> str:
     return FILLER_STATUS.get(filler.upper().replace(" ", ""), status)
 
 
-def _ei_identifier(rep: Repetition | None, facility: str, kind: dict) -> dict | None:
-    """An EI (entity identifier) as an Identifier: EI.2-4 are its assigning authority."""
-    value = dt.present(rep.value(1)) if rep is not None else ""
-    if rep is None or not value:
-        return None
-    system = dt.hd_system(rep.value(2), rep.value(3), rep.value(4)) or dt.hd_system(facility)
-    return {"type": {"coding": [dict(kind)]}, "system": system, "value": value}
-
-
 def appointment_identifiers(sch: Segment, facility: str) -> list[dict]:
     """SCH-2 filler then SCH-1 placer appointment id; fails naming SCH-2 when both are
     empty, because without one no later S14 or S15 could find the appointment."""
     found = [
-        _ei_identifier(first(sch, 2), facility, _FILLER_TYPE),
-        _ei_identifier(first(sch, 1), facility, _PLACER_TYPE),
+        dt.ei_to_identifier(dt.first_rep(sch, 2), facility, tables.FILLER_IDENTIFIER),
+        dt.ei_to_identifier(dt.first_rep(sch, 1), facility, tables.PLACER_IDENTIFIER),
     ]
     identifiers = [i for i in found if i]
     if not identifiers:
@@ -174,10 +160,11 @@ class Timing:
 
 
 def instant(value: str, field: str, sender_offset: str | None) -> str | None:
-    """A v2 DTM as a FHIR instant; fails naming the field when it has no time of day or
-    no zone (its own or MSH-7's): an appointment at a guessed hour is worse than none."""
-    when = dt.to_fhir_datetime(value, field, sender_offset)
-    if when is not None and "T" not in when:
+    """A v2 DTM as a FHIR instant (None when empty); fails naming the field when it has no
+    time of day or no zone (its own or MSH-7's): an appointment at a guessed hour is worse
+    than none."""
+    when = dt.to_fhir_instant(value, field, sender_offset)
+    if when is None and dt.present(value):
         raise MappingError(
             "has no time of day with a time zone (nor does MSH-7 give the sender's zone); "
             "an appointment's start and end must be exact",
@@ -187,12 +174,12 @@ def instant(value: str, field: str, sender_offset: str | None) -> str | None:
 
 
 def _amount(value: str, field: str) -> float | None:
-    value = dt.present(value)
-    if not value:
+    if not dt.present(value):
         return None
-    if not _NUMBER.match(value):
+    number = dt.parse_nm(value)
+    if number is None or number < 0:
         raise MappingError("is not a non-negative number", field=field)
-    return float(value)
+    return float(number)
 
 
 def duration(amount: str, unit: str, amount_field: str, units_field: str) -> timedelta | None:
@@ -201,7 +188,7 @@ def duration(amount: str, unit: str, amount_field: str, units_field: str) -> tim
     if number is None:
         return None
     unit = dt.present(unit).upper()
-    step = DURATION_UNITS.get(unit) if unit else _MINUTE
+    step = STEPS.get(tables.TIME_UNITS.get(unit, "")) if unit else STEPS["min"]
     if step is None:
         raise MappingError(
             "is not a unit of time this mapping reads (s, min, h, d, wk)", field=units_field
@@ -220,10 +207,10 @@ def _tq_duration(sch: Segment) -> timedelta | None:
     value = dt.present(sch.value(11, 3)).upper()
     if not value or value == "INDEF":
         return None
-    coded = _TQ_DURATION.match(value)
-    if coded:
-        return DURATION_UNITS[coded[1]] * int(coded[2])
-    if _NUMBER.match(value):
+    coded = dt.tq_duration(value)
+    if coded and coded[0] in STEPS:
+        return STEPS[coded[0]] * coded[1]
+    if coded is None and dt.parse_nm(value) is not None:
         return duration(value, _unit(sch, 10), "SCH-11", "SCH-10")
     raise MappingError(
         "has a duration (component 3) that is not S, M, H, D or W and a number",
@@ -330,29 +317,16 @@ def _whole_minutes(length: timedelta) -> int | None:
 # ---- what the appointment is --------------------------------------------------------------
 
 
-def _table_concept(
-    rep: Repetition | None, facility: str, system: str, table: dict[str, str]
-) -> dict | None:
-    """A CWE read against a v2 table when it names that table (HL7nnnn) or, without a
-    coding system, holds one of its codes; any other code is the sender's own."""
-    if rep is None:
-        return None
-    code = dt.present(rep.value(1)).upper()
-    in_table = any(k.upper() == code for k in table)
-    return cwe_to_concept(rep, facility, system if in_table else None, table)
-
-
 def appointment_type(sch: Segment, facility: str) -> dict | None:
     """SCH-7 appointment reason (table 0276 codes are R4's preferred appointmentType
     binding), else SCH-8 appointment type (table 0277)."""
-    reason = _table_concept(first(sch, 7), facility, V2_0276, APPOINTMENT_REASON)
-    return reason or _table_concept(first(sch, 8), facility, V2_0277, APPOINTMENT_TYPE)
+    return first_concept(sch, 7, facility, REASON) or first_concept(sch, 8, facility, TYPE)
 
 
 def service_types(message: Hl7Message, facility: str) -> list[dict]:
     """AIS-3, the service each kept AIS books."""
     services = (seg for _path, seg in kept_resources(message) if seg.name == "AIS")
-    found = (cwe_to_concept(first(seg, 3), facility) for seg in services)
+    found = (first_concept(seg, 3, facility) for seg in services)
     return [c for c in found if c]
 
 
@@ -360,7 +334,7 @@ def event_reason(sch: Segment, event: str, status: str, facility: str) -> dict:
     """SCH-6, why this event happened. For a new booking (S12) that is why the appointment
     is made: reasonCode. For a cancelled, deleted or missed one, cancelationReason. Why an
     appointment was moved or changed (S13, S14) has no R4 element, so it is not mapped."""
-    concept = cwe_to_concept(first(sch, 6), facility)
+    concept = first_concept(sch, 6, facility)
     if concept is None:
         return {}
     if status in CANCELLED_STATUSES:
@@ -376,7 +350,7 @@ def note_elements(message: Hl7Message) -> dict:
     several NTE are joined with line breaks; escape sequences are already decoded."""
     found: dict[str, list[str]] = {"comment": [], "description": [], "patientInstruction": []}
     for nte in message.all("NTE"):
-        text = "\n".join(t for t in (dt.present(r.value(1)) for r in nte.repetitions(3)) if t)
+        text = nte_text(nte)
         if not text:
             continue
         kind = dt.present(nte.value(4, 1)).upper()
@@ -408,15 +382,15 @@ def _resource_participant(seg: Segment, facility: str) -> dict | None:
     if seg.name == "AIS":
         return None
     if seg.name == "AIP":
-        rep = first(seg, 3)
-        display, kind = (dt.xcn_display(rep) if rep else ""), first(seg, 4)
+        rep = dt.first_rep(seg, 3)
+        display, kind = (dt.xcn_display(rep) if rep else ""), dt.first_rep(seg, 4)
     elif seg.name == "AIL":
-        display, kind = location_display(first(seg, 3)), None
+        display, kind = location_display(dt.first_rep(seg, 3)), None
     else:
-        rep = first(seg, 3)
+        rep = dt.first_rep(seg, 3)
         display = (dt.present(rep.value(2)) or dt.present(rep.value(1))) if rep else ""
-        kind = first(seg, 4)
-    concept = cwe_to_concept(kind, facility)
+        kind = dt.first_rep(seg, 4)
+    concept = cwe_to_codeable_concept(kind, facility)
     if not display and concept is None:
         return None
     participant = {"type": [concept] if concept else None, "status": "accepted"}

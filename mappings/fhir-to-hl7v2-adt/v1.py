@@ -35,10 +35,6 @@ Choices a receiver will notice:
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-from engine.errors import MappingError
 from engine.formats.hl7v2.builder import MessageBuilder
 from engine.maplib import fhir_to_v2 as v2
 from engine.mapping import mapping
@@ -47,20 +43,19 @@ from engine.mapping import mapping
 @mapping("fhir-to-hl7v2-adt@1", accepts="fhir", emits="x-application/hl7-v2+er7")
 def patient_to_adt(resource: dict) -> str:
     """One ADT^A28/A31 for the (first) Patient of the input."""
-    patient = _patient(resource)
-    bundle = resource if resource.get("resourceType") == "Bundle" else {}
-    meta = _meta(patient.resource)
+    patient = v2.focus(resource, v2.Resources(resource), "Patient", "person", "a Patient as ADT")
+    meta = v2.meta(patient.resource)
     version = v2.text(meta.get("versionId"))
     event = "A28" if version in ("", "1") else "A31"
     when = v2.message_time(
         (meta.get("lastUpdated"), f"{patient.path}.meta.lastUpdated"),
-        *_bundle_times(bundle),
+        *v2.bundle_times(resource),
     )
     header = v2.Header(
-        facility=v2.source_facility(meta) or v2.source_facility(_meta(bundle)),
+        facility=v2.source_facility(meta) or v2.source_facility(v2.meta(resource)),
         time=when,
         message_type=("ADT", event, "ADT_A05"),
-        control_id=_control_id(patient.resource, version, when),
+        control_id=v2.resource_control_id(patient.resource, when),
     )
     builder = MessageBuilder()
     v2.write_msh(builder, header)
@@ -70,44 +65,3 @@ def patient_to_adt(resource: dict) -> str:
     builder.set("PV1-1", "1")
     builder.set("PV1-2", "N")
     return v2.encode(builder)
-
-
-def _patient(resource: dict) -> v2.Located:
-    """The Patient itself, or a Bundle's first Patient."""
-    kind = resource.get("resourceType")
-    if kind == "Patient":
-        return v2.Located(resource, "Patient")
-    if kind == "Bundle":
-        found = next(v2.Resources(resource).of_type("Patient"), None)
-        if found is None:
-            raise MappingError("holds no Patient, so there is no person to send",
-                               field="Bundle.entry")
-        return found
-    raise MappingError("is not Patient or Bundle; this mapping sends a Patient as ADT",
-                       field="resourceType")
-
-
-def _bundle_times(bundle: dict) -> list[tuple[Any, str]]:
-    """A Bundle's own times, the fallbacks for MSH-7 (none for a bare Patient)."""
-    if not bundle:
-        return []
-    return [(bundle.get("timestamp"), "Bundle.timestamp"),
-            (_meta(bundle).get("lastUpdated"), "Bundle.meta.lastUpdated")]
-
-
-def _meta(resource: dict) -> dict:
-    meta = resource.get("meta")
-    return meta if isinstance(meta, dict) else {}
-
-
-def _control_id(patient: dict, version: str, when: str) -> str:
-    rid = v2.text(patient.get("id"))
-    parts = ["Patient", rid, version, when]
-    if not rid:
-        parts.append(_canonical(patient))
-    return v2.control_id(*parts)
-
-
-def _canonical(resource: Any) -> str:
-    """The resource as JSON with sorted keys: the same content, the same text."""
-    return json.dumps(resource, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -35,15 +35,12 @@ Choices a receiver will notice:
 
 from __future__ import annotations
 
-import json
-
 from engine.errors import MappingError
 from engine.formats.hl7v2 import tables
 from engine.formats.hl7v2.builder import MessageBuilder
 from engine.maplib import fhir_to_v2 as v2
 from engine.mapping import mapping
 
-V2_0074 = "http://terminology.hl7.org/CodeSystem/v2-0074"
 _MAX_PANEL_DEPTH = 4
 
 
@@ -51,7 +48,7 @@ _MAX_PANEL_DEPTH = 4
 def report_to_oru(resource: dict) -> str:
     """One ORU^R01 for the (first) DiagnosticReport of the input."""
     index = v2.Resources(resource)
-    report = _report(resource, index)
+    report = v2.focus(resource, index, "DiagnosticReport", "report", "a report")
     patient = _subject(report, index)
     results = _results(report, index)
     builder = MessageBuilder()
@@ -66,20 +63,6 @@ def report_to_oru(resource: dict) -> str:
 
 
 # ---- finding what to send ------------------------------------------------------------------
-
-
-def _report(resource: dict, index: v2.Resources) -> v2.Located:
-    kind = resource.get("resourceType")
-    if kind == "DiagnosticReport":
-        return v2.Located(resource, "DiagnosticReport")
-    if kind == "Bundle":
-        found = next(index.of_type("DiagnosticReport"), None)
-        if found is None:
-            raise MappingError("holds no DiagnosticReport, so there is no report to send",
-                               field="Bundle.entry")
-        return found
-    raise MappingError("is not DiagnosticReport or Bundle; this mapping sends a report",
-                       field="resourceType")
 
 
 def _subject(report: v2.Located, index: v2.Resources) -> v2.Located:
@@ -124,30 +107,18 @@ def _has_value(observation: dict) -> bool:
 
 
 def _header(report: v2.Located, root: dict) -> v2.Header:
-    meta = _meta(report.resource)
-    bundle = root if root.get("resourceType") == "Bundle" else {}
-    bundle_times = [(bundle.get("timestamp"), "Bundle.timestamp"),
-                    (_meta(bundle).get("lastUpdated"), "Bundle.meta.lastUpdated")]
+    meta = v2.meta(report.resource)
     when = v2.message_time(
         (meta.get("lastUpdated"), f"{report.path}.meta.lastUpdated"),
         (report.resource.get("issued"), f"{report.path}.issued"),
-        *(bundle_times if bundle else []),
+        *v2.bundle_times(root),
     )
-    rid = v2.text(report.resource.get("id"))
-    parts = ["DiagnosticReport", rid, v2.text(meta.get("versionId")), when]
-    if not rid:
-        parts.append(json.dumps(report.resource, sort_keys=True, separators=(",", ":")))
     return v2.Header(
-        facility=v2.source_facility(meta) or v2.source_facility(_meta(bundle)),
+        facility=v2.source_facility(meta) or v2.source_facility(v2.meta(root)),
         time=when,
         message_type=("ORU", "R01", "ORU_R01"),
-        control_id=v2.control_id(*parts),
+        control_id=v2.resource_control_id(report.resource, when),
     )
-
-
-def _meta(resource: dict) -> dict:
-    meta = resource.get("meta")
-    return meta if isinstance(meta, dict) else {}
 
 
 def _write_order(builder: MessageBuilder, report: v2.Located) -> None:
@@ -211,7 +182,7 @@ def _section(report: dict) -> str:
     """OBR-24 from a category coded in v2-0074 (diagnostic service section)."""
     for concept in v2.dicts(report.get("category")):
         for coding in v2.dicts(concept.get("coding")):
-            if coding.get("system") == V2_0074 and v2.text(coding.get("code")):
+            if coding.get("system") == tables.V2_0074 and v2.text(coding.get("code")):
                 return v2.text(coding["code"])
     return ""
 

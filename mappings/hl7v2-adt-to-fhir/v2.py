@@ -29,30 +29,36 @@ Choices a receiver will notice (v1's are in its docstring and still hold):
 - Coverage: status active; payor is a display/identifier (IN1-4/IN1-3), never a resource;
   an IN1 with neither fails naming IN1-3; IN1-17 codes outside table 0063 keep only text.
 - A28 and A31 write no Encounter (v1's rule), so their diagnoses are keyed on the patient.
+- Coded values follow `engine.maplib.v2_codes`, as in every v2 mapping: a code without a
+  coding system is urn:conduit:code:<facility>:local (this version first wrote
+  urn:conduit:code:<facility>, without the name, unlike the other v2 mappings).
+- Bundle.timestamp is MSH-7 when it has a time of day and a zone (`v2_fhir.bundle`;
+  v1 writes none).
 """
 
 from __future__ import annotations
 
-import re
-
-from engine.errors import MappingError
 from engine.formats.hl7v2 import Hl7Message
-from engine.formats.hl7v2 import datatypes as dt
 from engine.maplib import v2_clinical as clinical
-from engine.maplib.fhir import transaction
-from engine.maplib.v2_fhir import encounter, patient_of, sender_offset, sending_facility
+from engine.maplib.fhir import one_per_id
+from engine.maplib.v2_fhir import (
+    bundle,
+    encounter,
+    patient_of,
+    sender_offset,
+    sending_facility,
+    trigger_event,
+)
 from engine.mapping import Skip, mapping
 
 MAPPED_EVENTS = frozenset({"A01", "A03", "A04", "A08", "A11", "A28", "A31"})
 PERSON_ONLY_EVENTS = frozenset({"A28", "A31"})
 
-_EVENT_CODE = re.compile(r"[A-Z0-9]{1,8}\Z")
-
 
 @mapping("hl7v2-adt-to-fhir@2", accepts="hl7v2", emits="application/fhir+json")
 def adt_to_fhir(message: Hl7Message) -> dict | Skip:
     """Map one ADT message to a transaction Bundle, or skip an event this version omits."""
-    event = _trigger_event(message)
+    event = trigger_event(message, "ADT")
     if event not in MAPPED_EVENTS:
         return Skip(f"ADT^{event} is not mapped by this version")
     facility = sending_facility(message)
@@ -67,7 +73,7 @@ def adt_to_fhir(message: Hl7Message) -> dict | Skip:
     if visit is not None:
         resources.append(visit)
     resources += _clinical(message, facility, person["id"], visit, offset)
-    return transaction(_one_per_id(resources))
+    return bundle(message, one_per_id(resources, latest=True))
 
 
 def _encounter(
@@ -96,24 +102,3 @@ def _clinical(
     ]
     found += [clinical.coverage(in1, facility, patient_id) for in1 in message.all("IN1")]
     return [r for r in found if r is not None]
-
-
-def _one_per_id(resources: list[dict]) -> list[dict]:
-    """One resource per id: a transaction may not PUT the same resource twice, so a later
-    segment with the same key replaces the earlier one where that one stood."""
-    by_id: dict[str, dict] = {}
-    for resource in resources:
-        by_id[resource["id"]] = resource
-    return list(by_id.values())
-
-
-def _trigger_event(message: Hl7Message) -> str:
-    """The ADT trigger event from MSH-9.2 (EVN-1 for old senders that leave it out)."""
-    msh = message.segments[0]
-    if dt.present(msh.value(9, 1)).upper() != "ADT":
-        raise MappingError("message type is not ADT; this mapping reads ADT only", field="MSH-9")
-    event = dt.present(msh.value(9, 2)) or dt.present(message.value("EVN-1"))
-    event = event.upper()
-    if not event:
-        raise MappingError("has no trigger event (and EVN-1 is empty)", field="MSH-9")
-    return event if _EVENT_CODE.match(event) else "(unrecognised event)"

@@ -17,8 +17,8 @@ Choices a receiver will notice:
   filler (type FILL) order numbers. An EI without an authority is scoped to the facility.
 - type is TXA-2 as sent. Table 0270 is user-defined (HL7 suggests PN for "procedure
   note"; many sites send it for "progress note"), so a code without a coding system is
-  the sender's: `urn:conduit:code:<facility>:local`; LN is LOINC, HL70270 is v2-0270.
-  category is US Core's clinical-note.
+  the sender's: `urn:conduit:code:<facility>:local`; LN is LOINC, HL70270 is v2-0270
+  (see `engine.maplib.v2_codes`). category is US Core's clinical-note.
 - status: T11, or TXA-19 availability CA, is entered-in-error; TXA-19 OB (obsolete) is
   superseded; otherwise current. docStatus from TXA-17 (table 0271): AU, DO and LA are
   final; DI, IN, IP and PA preliminary; another code is left out, not guessed.
@@ -38,7 +38,8 @@ Choices a receiver will notice:
   text. A T11 without content gets an attachment with the title only, because FHIR
   requires content and the cancelled content must not stay visible.
 - context.encounter is a literal reference to the Encounter hl7v2-adt-to-fhir made for
-  PV1-19 (`v2_documents.encounter_reference`), with the visit number as identifier.
+  PV1-19 (`v2_fhir.encounter_reference`), with the visit number as identifier.
+- Bundle.timestamp is MSH-7 when it has a time of day and a zone (`v2_fhir.bundle`).
 """
 
 from __future__ import annotations
@@ -46,30 +47,31 @@ from __future__ import annotations
 from engine.errors import MappingError
 from engine.formats.hl7v2 import Hl7Message, Segment
 from engine.formats.hl7v2 import datatypes as dt
-from engine.maplib.fhir import compact, reference, resource_id, transaction
+from engine.maplib.fhir import compact, reference, resource_id
+from engine.maplib.v2_codes import first_concept
 from engine.maplib.v2_documents import (
     DOC_STATUS,
     TEXT_TYPES,
-    codeable_concept,
-    display_reference,
     encapsulated_attachment,
-    encounter_reference,
-    first_concept,
-    first_identifier,
-    first_rep,
     security_label,
     text_attachment,
     text_lines,
+)
+from engine.maplib.v2_fhir import (
+    bundle,
+    encounter_reference,
+    patient_of,
+    sender_offset,
+    sending_facility,
     trigger_event,
 )
-from engine.maplib.v2_fhir import patient_of, sender_offset, sending_facility
+from engine.maplib.v2_orders import placer_and_filler
 from engine.mapping import Skip, mapping
 
 CONTENT_EVENTS = frozenset({"T02", "T04", "T06", "T08", "T10"})
 CANCEL_EVENT = "T11"
 RELATION = {"T06": "appends", "T10": "replaces"}
 
-V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 CLINICAL_NOTE = {
     "coding": [
         {
@@ -80,7 +82,6 @@ CLINICAL_NOTE = {
     ]
 }
 CANCELLED_TITLE = "Cancelled document"
-_ORDER_NUMBER_TYPES = ((14, "PLAC", "Placer Identifier"), (15, "FILL", "Filler Identifier"))
 
 
 @mapping("hl7v2-mdm-to-fhir@1", accepts="hl7v2", emits="application/fhir+json")
@@ -93,13 +94,13 @@ def mdm_to_fhir(message: Hl7Message) -> dict | Skip:
     txa = message.segment("TXA")
     if txa is None:
         raise MappingError("the TXA segment is missing, so there is no document", field="TXA-12")
-    return transaction([person, _document(message, txa, event, person)])
+    return bundle(message, [person, _document(message, txa, event, person)])
 
 
 def _document(message: Hl7Message, txa: Segment, event: str, person: dict) -> dict:
     """The DocumentReference of the TXA and its OBX content."""
     facility, offset = sending_facility(message), sender_offset(message)
-    master = first_identifier(txa, 12, facility)
+    master = dt.first_ei(txa, 12, facility)
     if master is None:
         raise MappingError(
             "has no unique document number, so the document cannot be identified",
@@ -112,15 +113,16 @@ def _document(message: Hl7Message, txa: Segment, event: str, person: dict) -> di
         "resourceType": "DocumentReference",
         "id": resource_id("DocumentReference", facility, master),
         "masterIdentifier": master,
-        "identifier": _order_identifiers(txa, facility),
+        "identifier": placer_and_filler(txa, 14, 15, facility),
         "status": _status(event, txa),
         "docStatus": DOC_STATUS.get(dt.present(txa.value(17)).upper()),
         "type": first_concept(txa, 2, facility),
         "category": [CLINICAL_NOTE],
         "subject": reference(person),
-        "date": _instant(origination) or _instant(activity),
-        "author": [a for a in map(display_reference, txa.repetitions(9)) if a],
-        "authenticator": display_reference(first_rep(txa, 10) or first_rep(txa, 22)),
+        "date": dt.to_fhir_instant(txa.value(6), "TXA-6", offset)
+        or dt.to_fhir_instant(txa.value(4), "TXA-4", offset),
+        "author": [a for a in map(dt.xcn_reference, txa.repetitions(9)) if a],
+        "authenticator": dt.xcn_reference(dt.first_rep(txa, 10) or dt.first_rep(txa, 22)),
         "relatesTo": _relates_to(event, txa, facility),
         "securityLabel": security_label(txa, 18),
         "content": _content(message, event, _title(txa, facility), origination),
@@ -134,17 +136,6 @@ def _document(message: Hl7Message, txa: Segment, event: str, person: dict) -> di
     return compact(document)
 
 
-def _order_identifiers(txa: Segment, facility: str) -> list[dict]:
-    """TXA-14 placer and TXA-15 filler order numbers, typed PLAC and FILL."""
-    found = []
-    for field, code, display in _ORDER_NUMBER_TYPES:
-        identifier = first_identifier(txa, field, facility)
-        if identifier:
-            kind = {"coding": [{"system": V2_0203, "code": code, "display": display}]}
-            found.append({"type": kind, **identifier})
-    return found
-
-
 def _status(event: str, txa: Segment) -> str:
     """current, unless the event or TXA-19 availability says cancelled or obsolete."""
     availability = dt.present(txa.value(19)).upper()
@@ -155,17 +146,12 @@ def _status(event: str, txa: Segment) -> str:
     return "current"
 
 
-def _instant(value: str | None) -> str | None:
-    """A FHIR dateTime that is also a valid instant (it has a time and a zone), or None."""
-    return value if value and "T" in value else None
-
-
 def _relates_to(event: str, txa: Segment, facility: str) -> list[dict]:
     """For an addendum or a replacement, the link to the TXA-13 parent document."""
     code = RELATION.get(event)
     if code is None:
         return []
-    parent = first_identifier(txa, 13, facility)
+    parent = dt.first_ei(txa, 13, facility)
     if parent is None:
         raise MappingError(
             f"is empty, but MDM^{event} ({code} a document) needs the parent document number",
@@ -183,8 +169,7 @@ def _title(txa: Segment, facility: str) -> str | None:
     title = dt.present(txa.value(25))
     if title:
         return title
-    rep = first_rep(txa, 2)
-    concept = codeable_concept(rep, facility) if rep is not None else None
+    concept = first_concept(txa, 2, facility)
     if not concept:
         return None
     codings = concept.get("coding", [])

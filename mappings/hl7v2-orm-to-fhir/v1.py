@@ -29,39 +29,34 @@ Choices a receiver will notice:
   therefore leaves no code; Epic-, Cerner- and Meditech-style feeds send the OBR too.
 - requester: ORC-12, else OBR-16, by display. reasonCode: OBR-31 and the group's DG1-3.
   note: the NTEs right after ORC or OBR. category only when OBR-24 is sent (v2-0074).
-- Codes as in hl7v2-oru-to-fhir (LN -> loinc.org, I10 -> ICD-10, local codes scoped to the
-  sender). Dates follow `datatypes.to_fhir_datetime` (the sender's zone from MSH-7).
+- Codes as in every v2 mapping (`engine.maplib.v2_codes`: LN -> loinc.org, I10 -> ICD-10,
+  local codes urn:conduit:code:<facility>:<name or local>). Dates follow
+  `datatypes.to_fhir_datetime` (the sender's zone from MSH-7).
+- Bundle.timestamp is MSH-7 when it has a time of day and a zone (`v2_fhir.bundle`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from engine.errors import MappingError
-from engine.formats.hl7v2 import Hl7Message, Segment
+from engine.formats.hl7v2 import Hl7Message, Segment, tables
 from engine.formats.hl7v2 import datatypes as dt
-from engine.maplib.fhir import compact, resource_id, transaction
-from engine.maplib.v2_fhir import sender_offset, sending_facility
+from engine.maplib.fhir import compact, one_per_id, resource_id
+from engine.maplib.v2_codes import codeable_concepts, first_concept
+from engine.maplib.v2_fhir import annotations, bundle
 from engine.maplib.v2_orders import (
-    PLACER_GROUP,
     OrderGroup,
+    Sender,
     SpecimenContext,
-    annotations,
-    codeable_concepts,
-    cwe_to_codeable_concept,
-    ei_to_identifier,
-    first_rep,
     leading_notes,
     order_groups,
     order_numbers,
     order_priority,
     order_status,
-    receiving_facility,
     section_categories,
+    sender_of,
     sole_patient,
     specimen_from_obr15,
     specimen_from_spm,
-    xcn_reference,
 )
 from engine.mapping import Skip, mapping
 
@@ -83,23 +78,17 @@ def orm_to_fhir(message: Hl7Message) -> dict | Skip:
         return Skip(f"{kind} holds only pharmacy, diet or supply orders, not mapped by this "
                     "version")
     person = sole_patient(message)
-    sender = _Sender(sending_facility(message), receiving_facility(message),
-                     sender_offset(message), person["id"])
+    sender = sender_of(message, person)
     resources: list[dict] = [person]
     orders: set[str] = set()
-    specimens: set[str] = set()
     for group in services:
-        request, found = _service_request(group, sender)
+        request, specimens = _service_request(group, sender)
         if request["id"] in orders:
             raise MappingError("two orders in the message carry the same order number",
                                field="ORC-2")
         orders.add(request["id"])
-        resources.append(request)
-        for specimen in found:
-            if specimen["id"] not in specimens:
-                specimens.add(specimen["id"])
-                resources.append(specimen)
-    return transaction(resources)
+        resources += [request, *specimens]
+    return bundle(message, one_per_id(resources))  # a tube of several orders once
 
 
 def _require_order_message(message: Hl7Message) -> str:
@@ -119,17 +108,7 @@ def _is_other_order(group: OrderGroup) -> bool:
     return group.obr is None and any(s.name in NON_SERVICE_DETAIL for s in group.body)
 
 
-@dataclass(frozen=True)
-class _Sender:
-    """Facts of the message every order needs."""
-
-    facility: str
-    receiver: str
-    offset: str | None
-    patient_id: str
-
-
-def _service_request(group: OrderGroup, sender: _Sender) -> tuple[dict, list[dict]]:
+def _service_request(group: OrderGroup, sender: Sender) -> tuple[dict, list[dict]]:
     """The ServiceRequest of one ORC/OBR group and the Specimens it refers to."""
     orc, obr = group.orc, group.obr
     numbers = order_numbers(
@@ -151,16 +130,19 @@ def _service_request(group: OrderGroup, sender: _Sender) -> tuple[dict, list[dic
         "resourceType": "ServiceRequest",
         "id": resource_id("ServiceRequest", sender.facility, key),
         "identifier": numbers.identifiers(),
-        "requisition": ei_to_identifier(first_rep(orc, 4), PLACER_GROUP, sender.facility),
+        "requisition": dt.ei_to_identifier(
+            dt.first_rep(orc, 4), sender.facility, tables.PLACER_GROUP_NUMBER
+        ),
         "status": order_status(orc),
         "intent": "order",
         "category": section_categories(obr.value(24)) if _sent(obr, 24) else [],
         "priority": order_priority(tq1, orc, obr),
-        "code": cwe_to_codeable_concept(first_rep(obr, 4), sender.facility),
+        "code": first_concept(obr, 4, sender.facility),
         "subject": {"reference": f"urn:uuid:{sender.patient_id}"},
         "occurrenceDateTime": _requested_start(tq1, orc, obr, sender.offset),
         "authoredOn": _authored_on(orc, sender.offset),
-        "requester": xcn_reference(orc, 12) or xcn_reference(obr, 16),
+        "requester": dt.xcn_reference(dt.first_rep(orc, 12))
+        or dt.xcn_reference(dt.first_rep(obr, 16)),
         "reasonCode": _reasons(group, sender.facility),
         "specimen": [{"reference": f"urn:uuid:{s['id']}"} for s in specimens],
         "note": annotations(leading_notes(group.body, frozenset({"ORC", "OBR", ""}))),
@@ -202,7 +184,7 @@ def _authored_on(orc: Segment | None, offset: str | None) -> str | None:
 
 def _reasons(group: OrderGroup, facility: str) -> list[dict]:
     """OBR-31 reasons for study, then the group's DG1-3 diagnoses, without repeats."""
-    found = codeable_concepts(group.obr, 31, facility) if group.obr is not None else []
+    found = codeable_concepts(group.obr, 31, facility)
     for dg1 in (s for s in group.body if s.name == "DG1"):
         found += codeable_concepts(dg1, 3, facility)
     unique: list[dict] = []

@@ -31,13 +31,15 @@ Choices a receiver will notice:
   not an Observation.
 - Units: UCUM (system and code) when OBX-6 says UCUM or parses as common UCUM; otherwise
   the unit text alone. OBX-7 always keeps its text; "3.5-5.0", "<200", ">10" add low/high.
-- Codes: CWE.3 names map to their FHIR URIs (LN -> loinc.org, SCT/SNM -> snomed.info/sct,
-  HL7nnnn -> v2-nnnn, ...); local codes get urn:conduit:code:<facility>:<name|local>.
+- Codes (`engine.maplib.v2_codes`): CWE.3 names map to their FHIR URIs (LN -> loinc.org,
+  SCT/SNM -> snomed.info/sct, HL7nnnn -> v2-nnnn, ...); local codes get
+  urn:conduit:code:<facility>:<name|local>.
 - OBR-32 (principal result interpreter) is resultsInterpreter; OBR-16 (ordering provider)
   is not mapped: R4 has no place for it on a report, and it is the ServiceRequest's
   requester, which the order feed writes. NTE after OBR becomes a note via the R5
   DiagnosticReport.note extension (R4 has no note); NTE after OBX is Observation.note.
 - issued (OBR-22) is written only when it is a full instant (time and a known zone).
+- Bundle.timestamp is MSH-7 when it has a time of day and a zone (`v2_fhir.bundle`).
 """
 
 from __future__ import annotations
@@ -49,15 +51,16 @@ from dataclasses import dataclass, field
 from engine.errors import MappingError
 from engine.formats.hl7v2 import Hl7Message, Segment
 from engine.formats.hl7v2 import datatypes as dt
-from engine.maplib.fhir import transaction
-from engine.maplib.v2_fhir import sender_offset, sending_facility
+from engine.maplib.fhir import one_per_id
+from engine.maplib.v2_fhir import bundle
 from engine.maplib.v2_orders import (
     OrderGroup,
+    Sender,
     SpecimenContext,
     keyed,
     order_groups,
     order_numbers,
-    receiving_facility,
+    sender_of,
     sole_patient,
     specimen_from_obr15,
     specimen_from_spm,
@@ -84,15 +87,9 @@ def oru_to_fhir(message: Hl7Message) -> dict:
     if not groups:
         raise MappingError("the message has no OBR segment, so there is no report", field="OBR")
     person = sole_patient(message)
-    sender = _Sender(
-        sending_facility(message),
-        receiving_facility(message),
-        sender_offset(message),
-        person["id"],
-    )
+    sender = sender_of(message, person)
     resources: list[dict] = [person]
     reports: set[str] = set()
-    specimens: set[str] = set()
     for number, group in enumerate(groups, start=1):
         with _located("OBR", number, len(groups)):
             made = _report_group(group, sender, message)
@@ -103,13 +100,8 @@ def oru_to_fhir(message: Hl7Message) -> dict:
                 field=_path("OBR", number, len(groups), "-3"),
             )
         reports.add(report["id"])
-        for resource in made:
-            if resource["resourceType"] == "Specimen":
-                if resource["id"] in specimens:
-                    continue  # one tube, several panels: write it once
-                specimens.add(resource["id"])
-            resources.append(resource)
-    return transaction(resources)
+        resources += made
+    return bundle(message, one_per_id(resources))  # one tube, several panels: once
 
 
 def _require_oru_r01(message: Hl7Message) -> None:
@@ -119,16 +111,6 @@ def _require_oru_r01(message: Hl7Message) -> None:
     if code != "ORU" or event not in ("R01", ""):
         raise MappingError("message type is not ORU^R01; this mapping reads ORU^R01 only",
                            field="MSH-9")
-
-
-@dataclass(frozen=True)
-class _Sender:
-    """Facts of the message every group needs."""
-
-    facility: str
-    receiver: str
-    offset: str | None
-    patient_id: str
 
 
 @dataclass
@@ -150,7 +132,7 @@ class _GroupParts:
     forms: list[Segment] = field(default_factory=list)
 
 
-def _report_group(group: OrderGroup, sender: _Sender, message: Hl7Message) -> list[dict]:
+def _report_group(group: OrderGroup, sender: Sender, message: Hl7Message) -> list[dict]:
     """DiagnosticReport first, then its Observations and Specimens."""
     obr = group.obr
     assert obr is not None

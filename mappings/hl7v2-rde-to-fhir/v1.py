@@ -20,7 +20,7 @@ Choices a receiver will notice:
   order control (why it was stopped or held), so it is not a reasonCode; reasonCode is
   RXE-27 give indication.
 - medicationCodeableConcept is RXE-2 with its coding system: NDC and RXNORM get their
-  standard URIs, a local code the sender's own system (`v2_documents.code_system`).
+  standard URIs, a local code the sender's own system (see `engine.maplib.v2_codes`).
 - dosageInstruction: one Dosage per TQ1 (or the v2.3 RXE-1/ORC-7 timing), with dose from
   RXE-3/4/5, rate from RXE-23/24, route/site/method from the first RXR, RXE-7 as
   additional instructions; see `v2_pharmacy` for units, patterns and PRN. priority is the
@@ -30,25 +30,19 @@ Choices a receiver will notice:
 - substitution from RXE-9 (table 0167) as a v3 substitution code beside the v2 code.
 - authoredOn ORC-9; requester ORC-12 as a display name only; note one per NTE of the
   group; encounter is a literal reference to the Encounter hl7v2-adt-to-fhir made for
-  PV1-19 (`v2_documents.encounter_reference`), with the visit number as identifier.
+  PV1-19 (`v2_fhir.encounter_reference`), with the visit number as identifier.
+- Bundle.timestamp is MSH-7 when it has a time of day and a zone (`v2_fhir.bundle`).
 """
 
 from __future__ import annotations
 
 from engine.errors import MappingError
-from engine.formats.hl7v2 import Hl7Message, Segment
+from engine.formats.hl7v2 import Hl7Message
 from engine.formats.hl7v2 import datatypes as dt
-from engine.maplib.fhir import compact, reference, resource_id, transaction
-from engine.maplib.v2_documents import (
-    codeable_concept,
-    display_reference,
-    encounter_reference,
-    first_concept,
-    first_identifier,
-    first_rep,
-    trigger_event,
-)
-from engine.maplib.v2_fhir import patient_of, sender_offset, sending_facility
+from engine.maplib import v2_fhir
+from engine.maplib.fhir import compact, reference, resource_id
+from engine.maplib.v2_codes import codeable_concepts, first_concept
+from engine.maplib.v2_orders import placer_and_filler
 from engine.maplib.v2_pharmacy import (
     OrderGroup,
     Schedule,
@@ -65,31 +59,29 @@ from engine.maplib.v2_pharmacy import (
 from engine.mapping import Skip, mapping
 
 MAPPED_EVENTS = frozenset({"O11", "O01"})
-V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
-_ORDER_NUMBER_TYPES = ((2, "PLAC", "Placer Identifier"), (3, "FILL", "Filler Identifier"))
 
 
 @mapping("hl7v2-rde-to-fhir@1", accepts="hl7v2", emits="application/fhir+json")
 def rde_to_fhir(message: Hl7Message) -> dict | Skip:
     """Map one RDE message to a transaction Bundle, or skip an event this version omits."""
-    event = trigger_event(message, "RDE")
+    event = v2_fhir.trigger_event(message, "RDE")
     if event not in MAPPED_EVENTS:
         return Skip(f"RDE^{event} is not mapped by this version")
-    person = patient_of(message)
+    person = v2_fhir.patient_of(message)
     context = _Context(message, person)
     requests = [_medication_request(group, context) for group in order_groups(message)]
     _check_unique(requests)
-    return transaction([person, *requests])
+    return v2_fhir.bundle(message, [person, *requests])
 
 
 class _Context:
     """What every order of one message shares: sender, zone, patient and visit."""
 
     def __init__(self, message: Hl7Message, person: dict) -> None:
-        self.facility = sending_facility(message)
-        self.offset = sender_offset(message)
+        self.facility = v2_fhir.sending_facility(message)
+        self.offset = v2_fhir.sender_offset(message)
         self.subject = reference(person)
-        self.encounter = encounter_reference(message, self.facility)
+        self.encounter = v2_fhir.encounter_reference(message, self.facility)
 
 
 def _medication_request(group: OrderGroup, ctx: _Context) -> dict:
@@ -101,7 +93,7 @@ def _medication_request(group: OrderGroup, ctx: _Context) -> dict:
         "resourceType": "MedicationRequest",
         "id": resource_id("MedicationRequest", ctx.facility, identifiers[0]),
         "identifier": identifiers,
-        "groupIdentifier": first_identifier(orc, 4, ctx.facility),
+        "groupIdentifier": dt.first_ei(orc, 4, ctx.facility),
         "status": order_status(orc, group.orc_name),
         "statusReason": first_concept(orc, 16, ctx.facility),
         "intent": "order",
@@ -110,9 +102,9 @@ def _medication_request(group: OrderGroup, ctx: _Context) -> dict:
         "subject": ctx.subject,
         "encounter": ctx.encounter,
         "authoredOn": dt.to_fhir_datetime(orc.value(9), f"{group.orc_name}-9", ctx.offset),
-        "requester": display_reference(first_rep(orc, 12)),
-        "reasonCode": _concepts(rxe, 27, ctx.facility),
-        "note": _notes(group),
+        "requester": dt.xcn_reference(dt.first_rep(orc, 12)),
+        "reasonCode": codeable_concepts(rxe, 27, ctx.facility),
+        "note": v2_fhir.annotations(group.notes),
         "dosageInstruction": _dosages(group, plans, ctx.facility),
         "dispenseRequest": _dispense_request(group, plans, ctx.offset),
         "substitution": substitution(rxe),
@@ -122,12 +114,7 @@ def _medication_request(group: OrderGroup, ctx: _Context) -> dict:
 
 def _order_identifiers(group: OrderGroup, facility: str) -> list[dict]:
     """ORC-2 placer and ORC-3 filler order numbers; fails naming ORC-2 without either."""
-    found = []
-    for field, code, display in _ORDER_NUMBER_TYPES:
-        identifier = first_identifier(group.orc, field, facility)
-        if identifier:
-            kind = {"coding": [{"system": V2_0203, "code": code, "display": display}]}
-            found.append({"type": kind, **identifier})
+    found = placer_and_filler(group.orc, 2, 3, facility)
     if not found:
         raise MappingError(
             "is empty and so is ORC-3: the order has no number to identify it by",
@@ -154,27 +141,11 @@ def _medication(group: OrderGroup, facility: str) -> dict:
     return concept
 
 
-def _concepts(segment: Segment, field: int, facility: str) -> list[dict]:
-    """Every repetition of a CWE field that holds something, as CodeableConcepts."""
-    found = (codeable_concept(rep, facility) for rep in segment.repetitions(field))
-    return [c for c in found if c]
-
-
-def _notes(group: OrderGroup) -> list[dict]:
-    """One Annotation per NTE, its NTE-3 repetitions as lines."""
-    notes = []
-    for nte in group.notes:
-        text = "\n".join(r.value(1) for r in nte.repetitions(3)).strip()
-        if text:
-            notes.append({"text": text})
-    return notes
-
-
 def _dosages(group: OrderGroup, plans: list[Schedule], facility: str) -> list[dict]:
     """One Dosage per schedule (at least one), sharing dose, route and instructions."""
     rxr = group.routes[0] if group.routes else None
     shared = {
-        "additionalInstruction": _concepts(group.rxe, 7, facility),
+        "additionalInstruction": codeable_concepts(group.rxe, 7, facility),
         "route": route(rxr, facility) if rxr else None,
         "site": site(rxr, facility) if rxr else None,
         "method": first_concept(rxr, 4, facility) if rxr else None,

@@ -34,29 +34,24 @@ Choices a receiver will notice:
 - participant: the Patient (accepted), then each AIG (AIG-3 display, AIG-4 type), AIL
   (AIL-3 location display) and AIP (AIP-3 name, AIP-4 type), all accepted and by display
   only; a resource segment with action code D (removed in an S14) is left out.
-- A coded value's system follows `v2_immunization.coding_system`: registered URIs for
-  table 0396 names, v2-nnnn for HL7 tables, urn:conduit:code:<facility>:<name> otherwise.
+- A coded value's system follows `v2_codes.coding_system`: registered URIs for table 0396
+  names, v2-nnnn for HL7 tables, urn:conduit:code:<facility>:<name or local> otherwise.
+- Bundle.timestamp is MSH-7 when it has a time of day and a zone (`v2_fhir.bundle`).
 """
 
 from __future__ import annotations
 
-import re
-
 from engine.errors import MappingError
 from engine.formats.hl7v2 import Hl7Message
-from engine.formats.hl7v2 import datatypes as dt
 from engine.maplib import v2_scheduling as sched
-from engine.maplib.fhir import transaction
-from engine.maplib.v2_fhir import patient_of, sender_offset, sending_facility
+from engine.maplib.v2_fhir import bundle, patient_of, sender_offset, sending_facility, trigger_event
 from engine.mapping import Skip, mapping
-
-_EVENT_CODE = re.compile(r"[A-Z0-9]{1,8}\Z")
 
 
 @mapping("hl7v2-siu-to-fhir@1", accepts="hl7v2", emits="application/fhir+json")
 def siu_to_fhir(message: Hl7Message) -> dict | Skip:
     """Map one SIU message to a transaction Bundle of its Patient and Appointment."""
-    event = _trigger_event(message)
+    event = trigger_event(message, "SIU")
     if event not in sched.EVENT_STATUS:
         return Skip(f"SIU^{event} is not mapped by this version")
     sch = message.segment("SCH")
@@ -68,15 +63,4 @@ def siu_to_fhir(message: Hl7Message) -> dict | Skip:
     visit = sched.appointment(
         message, sch, event, facility=facility, patient=person, sender_offset=offset
     )
-    return transaction([person, visit])
-
-
-def _trigger_event(message: Hl7Message) -> str:
-    """The trigger event from MSH-9.2."""
-    msh = message.segments[0]
-    if dt.present(msh.value(9, 1)).upper() != "SIU":
-        raise MappingError("message type is not SIU; this mapping reads SIU only", field="MSH-9")
-    event = dt.present(msh.value(9, 2)).upper()
-    if not event:
-        raise MappingError("has no trigger event", field="MSH-9")
-    return event if _EVENT_CODE.match(event) else "(unrecognised event)"
+    return bundle(message, [person, visit])

@@ -23,7 +23,8 @@ Choices a receiver will notice:
 - vaccineCode from RXA-5, both CWE triplets: CVX -> http://hl7.org/fhir/sid/cvx, NDC ->
   http://hl7.org/fhir/sid/ndc, CPT; a code without a system is CVX (RXA-5's table 0292).
   Other named systems are kept, a sender's own as urn:conduit:code:<facility>:<name>
-  (the form the other v2 mappings use); CDC's NIP001/NIP002 as urn:conduit:code:NIPnnn.
+  (the form every v2 mapping uses, `v2_codes`); CDC's NIP001/NIP002 as
+  urn:conduit:code:NIPnnn.
 - doseQuantity from RXA-6/RXA-7; 999 (amount unknown) writes none; units carry the UCUM
   system only when RXA-7 names UCUM. manufacturer is a logical reference (MVX code as
   identifier, name as display); lotNumber RXA-15; expirationDate RXA-16 (a date).
@@ -37,27 +38,22 @@ Choices a receiver will notice:
   not mapped. note: NTE after the RXA, and RXA-9 repetitions that are free text.
 - Dates follow `datatypes.to_fhir_datetime` (a time without a zone takes MSH-7's, else
   only its date is kept); a malformed date fails naming its field, e.g. RXA[2]-3.
+- Bundle.timestamp is MSH-7 when it has a time of day and a zone (`v2_fhir.bundle`).
 """
 
 from __future__ import annotations
 
-import re
-
 from engine.errors import MappingError
 from engine.formats.hl7v2 import Hl7Message
-from engine.formats.hl7v2 import datatypes as dt
 from engine.maplib import v2_immunization as imm
-from engine.maplib.fhir import transaction
-from engine.maplib.v2_fhir import patient_of, sender_offset, sending_facility
+from engine.maplib.v2_fhir import bundle, patient_of, sender_offset, sending_facility, trigger_event
 from engine.mapping import Skip, mapping
-
-_EVENT_CODE = re.compile(r"[A-Z0-9]{1,8}\Z")
 
 
 @mapping("hl7v2-vxu-to-fhir@1", accepts="hl7v2", emits="application/fhir+json")
 def vxu_to_fhir(message: Hl7Message) -> dict | Skip:
     """Map one VXU^V04 to a transaction Bundle of its Patient and Immunizations."""
-    event = _trigger_event(message)
+    event = trigger_event(message, "VXU", default="V04")
     if event != "V04":
         return Skip(f"VXU^{event} is not mapped by this version")
     facility = sending_facility(message)
@@ -83,13 +79,4 @@ def vxu_to_fhir(message: Hl7Message) -> dict | Skip:
                 eligibility_from_visit=from_visit,
             )
         )
-    return transaction(resources)
-
-
-def _trigger_event(message: Hl7Message) -> str:
-    """The trigger event from MSH-9.2; VXU has only V04, so an empty one reads as V04."""
-    msh = message.segments[0]
-    if dt.present(msh.value(9, 1)).upper() != "VXU":
-        raise MappingError("message type is not VXU; this mapping reads VXU only", field="MSH-9")
-    event = (dt.present(msh.value(9, 2)) or "V04").upper()
-    return event if _EVENT_CODE.match(event) else "(unrecognised event)"
+    return bundle(message, resources)

@@ -72,3 +72,23 @@ def test_skip_and_text_results(tmp_path):
     mapping = MappingCatalog.discover(tmp_path).get("skipper@1")
     assert mapping.apply("skip") == Skip("not for us")
     assert mapping.apply("go") == b"text out"
+
+
+def test_fhir_to_fhir_keeps_decimal_digits(tmp_path):
+    """The FHIR codec reads 7.20 as Decimal("7.20"); a mapping that passes it on writes
+    7.20 back, not 7.2: a FHIR decimal's digits are its precision."""
+    from engine.formats.fhir import FhirCodec
+
+    _write(tmp_path, "passthrough", 1, """
+        from engine.mapping import mapping
+        @mapping("passthrough@1", accepts="fhir", emits="application/fhir+json")
+        def run(resource):
+            return {"resourceType": "Observation", "valueQuantity": resource["valueQuantity"]}
+    """)
+    mapping = MappingCatalog.discover(tmp_path).get("passthrough@1")
+    body = FhirCodec().parse(
+        b'{"resourceType": "Observation", "valueQuantity": {"value": 7.20, "low": 0.050}}'
+    ).body
+    assert mapping.apply(body) == (
+        b'{"resourceType":"Observation","valueQuantity":{"value":7.20,"low":0.050}}'
+    )

@@ -5,6 +5,7 @@ errors that name FHIR paths."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -196,6 +197,32 @@ def test_value_types(to_oru: Mapping, value: dict, kind: str, obx5: list, obx6: 
     assert [rep.value(i) for i in range(1, len(obx5) + 1)] == obx5
     assert [seg.value(6, i) for i in range(1, len(obx6) + 1)] == obx6
     assert seg.value(6, len(obx6) + 1) == ""
+
+
+def _json(resource: dict) -> bytes:
+    """`resource` as JSON, each string "@<digits>" written as that JSON number verbatim."""
+    return re.sub(r'"@([0-9.]+)"', r"\1", json.dumps(resource)).encode()
+
+
+def test_decimals_are_sent_with_the_digits_written(to_oru: Mapping) -> None:
+    """7.20 is not 7.2: the FHIR codec keeps a decimal's digits and OBX-5/OBX-7 carry them."""
+    raw = _json(report_bundle(observation(
+        valueQuantity={"value": "@7.20", "unit": "mmol/L"},
+        referenceRange=[{"low": {"value": "@3.50"}, "high": {"value": "@5.10"}}],
+    )))
+    seg = message_of(to_oru, raw).segment("OBX")
+    assert seg is not None
+    assert (seg.value(2), seg.value(5), seg.value(7)) == ("NM", "7.20", "3.50-5.10")
+
+
+def test_a_report_without_id_with_decimals_gets_a_stable_control_id(to_oru: Mapping) -> None:
+    """MSH-10 hashes a report without id as canonical JSON, Decimals included."""
+    bundle = report_bundle(observation(valueQuantity={"value": "@7.20"}))
+    bundle["entry"][0]["resource"].pop("id")
+    raw = _json(bundle)
+    first, again = message_of(to_oru, raw), message_of(to_oru, raw)
+    assert first.value("MSH-10") == again.value("MSH-10") != ""
+    assert first.value("OBX-5") == "7.20"
 
 
 def test_unsupported_value_type_fails_naming_it(to_oru: Mapping) -> None:

@@ -318,7 +318,7 @@ def test_no_race_or_ethnicity_writes_no_extension(adt: Mapping) -> None:
         ("MTH", [("v2-0063", "MTH"), ("v3-RoleCode", "MTH")]),
         ("EMC^Emergency contact", [("v2-0063", "EMC"), ("v2-0131", "C")]),
         ("GRD", [("v2-0063", "GRD")]),
-        ("SON^Son", [("MERCY_GEN", "SON")]),
+        ("SON^Son", [("local", "SON")]),  # urn:conduit:code:MERCY_GEN:local
     ],
 )
 def test_nk1_relationship_through_table_0063(

@@ -1,8 +1,9 @@
 """HL7 v2 data types turned into FHIR data types: pure functions mappings share.
 
-One function per v2 data type (DTM, HD, CX, XPN, XAD, XTN, XCN, PL), each returning the
-FHIR value or None when the v2 value carries nothing, so a mapping can omit the element
-(FHIR forbids empty strings, arrays and objects). They take the tokenizer's decoded
+One function per v2 data type (DTM, TM, NM, TQ, HD, CX, EI, XPN, XAD, XTN, XCN, PL), each
+returning
+the FHIR value or None when the v2 value carries nothing, so a mapping can omit the
+element (FHIR forbids empty strings, arrays and objects). They take the tokenizer's decoded
 values, never raw text, so escape sequences are already resolved.
 
 Dates follow one policy, written here once so every mapping agrees:
@@ -11,19 +12,28 @@ Dates follow one policy, written here once so every mapping agrees:
 - a FHIR dateTime with a time of day must carry a time zone, and v2 often sends none. v2
   says such a time is in the sender's local zone, so the caller may pass the sender's
   offset (read from MSH-7 with `dtm_offset`); without one only the date is kept, which is
-  true, where inventing "+00:00" would shift the time by hours.
+  true, where inventing "+00:00" would shift the time by hours. An instant (exact, with a
+  zone) is such a dateTime that has a time of day: `to_fhir_instant`.
+
+Numbers (NM) become `decimal.Decimal`, written with the digits sent: "5.10" stays 5.10,
+because the digits a lab or pharmacy reports are its precision (mappings' output is
+encoded with Decimals as JSON numbers, see `engine.mapping`).
+
+Coded values (CE/CWE) need the coding-system vocabulary and live in `engine.maplib.v2_codes`.
 """
 
 from __future__ import annotations
 
 import calendar
 import re
+from collections.abc import Sequence
+from decimal import Decimal
 from typing import NamedTuple
 from urllib.parse import quote
 
 from engine.errors import MappingError
 from engine.formats.hl7v2 import tables
-from engine.formats.hl7v2.message import Repetition
+from engine.formats.hl7v2.message import Repetition, Segment
 
 # YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]; each part only after the one before it.
 _DTM = re.compile(
@@ -34,6 +44,9 @@ _DTM = re.compile(
 _OID = re.compile(r"[0-2](?:\.(?:0|[1-9]\d*))+\Z")
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S+\Z")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\Z")
+_NM = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)\Z")
+_TM = re.compile(r"(\d{2})(?:(\d{2})(?:(\d{2})(?:\.\d{1,4})?)?)?(?:[+-]\d{4})?\Z")
+_TQ_DURATION = re.compile(r"([SMHDWLX])(\d+)\Z")
 
 CONDUIT_ID_PREFIX = "urn:conduit:id:"
 US_SSN_SYSTEM = "http://hl7.org/fhir/sid/us-ssn"
@@ -152,6 +165,60 @@ def to_fhir_datetime(value: str, field: str, default_offset: str | None = None) 
     return f"{_date_part(dtm)}T{time}{offset[:3]}:{offset[3:]}"
 
 
+def to_fhir_instant(value: str, field: str, default_offset: str | None) -> str | None:
+    """A v2 DTM as a FHIR instant, or None when it is empty or has no time of day and zone
+    (its own, else `default_offset`): an instant is exact, so a date alone cannot be one.
+    Raises MappingError naming `field` for a malformed date/time, as `to_fhir_datetime`."""
+    when = to_fhir_datetime(value, field, default_offset)
+    return when if when and "T" in when else None
+
+
+def to_fhir_time(value: str) -> str | None:
+    """A v2 TM (HH[MM[SS[.S]]][+/-ZZZZ], colons tolerated) as a FHIR time (hh:mm:ss), or
+    None when it is empty or not a time of day. 2400 is midnight; the fraction and zone
+    are dropped (a FHIR time has none)."""
+    m = _TM.match(present(value).replace(":", ""))
+    if m is None:
+        return None
+    hour, minute, second = int(m[1]), int(m[2] or 0), int(m[3] or 0)
+    if hour == 24 and minute == second == 0:
+        hour = 0
+    if hour > 23 or minute > 59 or second > 59:
+        return None
+    return f"{hour:02d}:{minute:02d}:{second:02d}"
+
+
+def tq_duration(value: str) -> tuple[str, int] | None:
+    """A TQ duration (TQ.3: S30, M15, H1, D2, W1, L1, or X3 times) as (UCUM unit of time,
+    number), the unit "X" for a number of times; None when it is none of these."""
+    m = _TQ_DURATION.match(present(value).upper())
+    if m is None:
+        return None
+    return (m[1] if m[1] == "X" else tables.TIME_UNITS[m[1]]), int(m[2])
+
+
+def parse_nm(value: str) -> Decimal | None:
+    """A v2 NM as a Decimal with the digits sent ("5.10" keeps its zero; "+5", "05" and
+    ".5" read as 5, 5 and 0.5); None when it is empty or not a number."""
+    value = present(value)
+    if not _NM.match(value):
+        return None
+    number = Decimal(value)
+    return number.copy_abs() if number.is_zero() else number  # "-0" is 0
+
+
+def to_fhir_decimal(value: str, field: str) -> Decimal | None:
+    """A v2 NM as a FHIR decimal (see `parse_nm`); None when empty. Raises MappingError
+    naming `field` for anything that is not a number: a dose that cannot be read must
+    reach an analyst, not become zero."""
+    if not present(value):
+        return None
+    number = parse_nm(value)
+    if number is None:
+        raise MappingError("is not a number", field=field)
+    return number
+
+
 def hd_system(namespace: str, universal_id: str = "", universal_id_type: str = "") -> str | None:
     """An Identifier.system URI for an HD (hierarchic designator) assigning authority.
 
@@ -179,6 +246,14 @@ def hd_system(namespace: str, universal_id: str = "", universal_id_type: str = "
 
 def _get(rep: Repetition, component: int, subcomponent: int = 1) -> str:
     return present(rep.value(component, subcomponent))
+
+
+def first_rep(segment: Segment | None, field: int) -> Repetition | None:
+    """The first repetition of a field, or None when the segment or field is empty."""
+    if segment is None:
+        return None
+    reps = segment.repetitions(field)
+    return reps[0] if reps else None
 
 
 def cx_to_identifier(rep: Repetition, default_authority: str) -> dict | None:
@@ -212,6 +287,46 @@ def cx_to_identifier(rep: Repetition, default_authority: str) -> dict | None:
     identifier["system"] = system or hd_system(default_authority)
     identifier["value"] = value
     return {k: v for k, v in identifier.items() if v}
+
+
+def ei_to_identifier(
+    rep: Repetition | None, default_authority: str, kind: tables.Coding | None = None
+) -> dict | None:
+    """An EI (entity identifier: an order, document or appointment number) as a FHIR
+    Identifier, typed `kind` when given; None without an id.
+
+    EI.2-4 is the assigning authority (see `hd_system`); without one the number was
+    assigned by `default_authority`, which the caller chooses (the sender, or for a
+    filler number in an order the receiving system), as for a CX.
+    """
+    if rep is None:
+        return None
+    return ei_parts_to_identifier([rep.value(i) for i in (1, 2, 3, 4)], default_authority, kind)
+
+
+def ei_parts_to_identifier(
+    parts: Sequence[str], default_authority: str, kind: tables.Coding | None = None
+) -> dict | None:
+    """`ei_to_identifier` for an EI held in (sub)components elsewhere, such as the EIP
+    halves of SPM-2: `parts` are its id, namespace, universal id and universal id type."""
+    value = present(parts[0])
+    if not value:
+        return None
+    identifier: dict = {"type": {"coding": [kind.as_fhir()]}} if kind is not None else {}
+    identifier["system"] = hd_system(*parts[1:4]) or hd_system(default_authority)
+    identifier["value"] = value
+    return identifier
+
+
+def first_ei(
+    segment: Segment, field: int, default_authority: str, kind: tables.Coding | None = None
+) -> dict | None:
+    """The first repetition of an EI field that holds an id, as an Identifier."""
+    for rep in segment.repetitions(field):
+        identifier = ei_to_identifier(rep, default_authority, kind)
+        if identifier:
+            return identifier
+    return None
 
 
 def xpn_to_human_name(rep: Repetition) -> dict | None:
@@ -318,6 +433,13 @@ def xcn_display(rep: Repetition) -> str:
     )
     degree = _get(rep, 7)
     return f"{name}, {degree}" if name and degree else name
+
+
+def xcn_reference(rep: Repetition | None) -> dict | None:
+    """An XCN (or PPN, NDL's name) person as a Reference by display only (`xcn_display`);
+    None when it names nobody."""
+    name = xcn_display(rep) if rep is not None else ""
+    return {"display": name} if name else None
 
 
 def pl_display(rep: Repetition) -> str:

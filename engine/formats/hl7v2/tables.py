@@ -138,3 +138,210 @@ TELECOM_SYSTEM: dict[str, str] = {
     "TDD": "other",
     "TTY": "other",
 }
+
+
+# ---- coding systems (table 0396) ------------------------------------------------------------
+
+# Published code system URIs, for the systems v2 senders name in CWE.3.
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+UCUM = "http://unitsofmeasure.org"
+NDC = "http://hl7.org/fhir/sid/ndc"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+CVX = "http://hl7.org/fhir/sid/cvx"
+MVX = "http://hl7.org/fhir/sid/mvx"
+CPT = "http://www.ama-assn.org/go/cpt"
+ICD10 = "http://hl7.org/fhir/sid/icd-10"
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+ICD9 = "http://hl7.org/fhir/sid/icd-9"
+ICD9CM = "http://hl7.org/fhir/sid/icd-9-cm"
+UNII = "http://fdasis.nlm.nih.gov"
+NCI_THESAURUS = "http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl"
+CDC_RACE_ETHNICITY = "urn:oid:2.16.840.1.113883.6.238"
+# THO's canonical URL for CDC's PHIN VS local coding system (OID 2.16.840.1.114222.4.5.274).
+CDC_PHIN_VS = "https://phinvads.cdc.gov/vads/ViewCodeSystem.action?id=2.16.840.1.114222.4.5.274"
+# CDC's immunization tables NIP001 (information source) and NIP002 (refusal reason) have no
+# FHIR URI; they get one of Conduit's, not scoped to a sender (they are CDC's, not local).
+NIP001 = "urn:conduit:code:NIP001"
+NIP002 = "urn:conduit:code:NIP002"
+
+# An HL7 table's code system is V2_SYSTEM + its four digits (HL70162 -> .../v2-0162).
+V2_SYSTEM = "http://terminology.hl7.org/CodeSystem/v2-"
+V2_0052 = V2_SYSTEM + "0052"  # diagnosis type
+V2_0063 = V2_SYSTEM + "0063"  # relationship
+V2_0064 = V2_SYSTEM + "0064"  # financial class
+V2_0074 = V2_SYSTEM + "0074"  # diagnostic service section
+V2_0078 = V2_SYSTEM + "0078"  # abnormal flags
+V2_0131 = V2_SYSTEM + "0131"  # contact role
+V2_0162 = V2_SYSTEM + "0162"  # route of administration
+V2_0163 = V2_SYSTEM + "0163"  # administrative site
+V2_0167 = V2_SYSTEM + "0167"  # substitution status
+V2_0443 = V2_SYSTEM + "0443"  # provider role
+V3_ROUTE = "http://terminology.hl7.org/CodeSystem/v3-RouteOfAdministration"
+
+# Table 0396 (name of coding system, CWE.3) and the spellings senders use for it -> FHIR
+# system URI. Only systems with a published URI are here; any other name is the sender's
+# own system (see `engine.maplib.v2_codes`). The first name of each system is the one a
+# FHIR-to-v2 mapping writes back.
+CODING_SYSTEMS: dict[str, str] = {
+    "LN": LOINC,
+    "LOINC": LOINC,
+    "SCT": SNOMED,
+    "SNOMED": SNOMED,
+    "SNOMEDCT": SNOMED,
+    "SNOMED-CT": SNOMED,
+    "SCT2": SNOMED,
+    "SNM": SNOMED,  # SNOMED International (v2.3 era); today's senders mean SNOMED CT
+    "SNM3": SNOMED,
+    "RXNORM": RXNORM,
+    "RXN": RXNORM,
+    "NDC": NDC,
+    "CVX": CVX,
+    "MVX": MVX,
+    "UNII": UNII,
+    "UCUM": UCUM,
+    "ANS+": UCUM,  # the v2.5 name of UCUM in table 0396
+    "I10": ICD10,
+    "I10C": ICD10CM,
+    "ICD10CM": ICD10CM,
+    "ICD-10-CM": ICD10CM,
+    "I9": ICD9,
+    "I9CDX": ICD9CM,
+    "I9C": ICD9CM,
+    "I9CM": ICD9CM,
+    "ICD-9-CM": ICD9CM,
+    "C4": CPT,
+    "CPT": CPT,
+    "NCIT": NCI_THESAURUS,
+    "CDCREC": CDC_RACE_ETHNICITY,
+    "CDCPHINVS": CDC_PHIN_VS,
+    "NIP001": NIP001,
+    "NIP002": NIP002,
+    "NULLFL": V3_NULL_FLAVOR,
+}
+# The same systems when a sender names them by OID (allowed in CWE.3 from v2.7).
+CODING_SYSTEM_OIDS: dict[str, str] = {
+    "2.16.840.1.113883.6.1": LOINC,
+    "2.16.840.1.113883.6.96": SNOMED,
+    "2.16.840.1.113883.6.69": NDC,
+    "2.16.840.1.113883.6.88": RXNORM,
+    "2.16.840.1.113883.6.8": UCUM,
+    "2.16.840.1.113883.12.292": CVX,
+}
+# In DG1 a US sender's "I10"/"I9" mean the clinical modifications (ICD-10-CM, ICD-9-CM),
+# the only ICD editions US diagnoses are coded in; elsewhere I10 keeps meaning WHO ICD-10.
+DIAGNOSIS_CODING_SYSTEMS: dict[str, str] = {
+    **CODING_SYSTEMS,
+    "I10": ICD10CM,
+    "ICD10": ICD10CM,
+    "I9": ICD9CM,
+    "ICD9": ICD9CM,
+}
+
+# ---- identifier types (table 0203) that are not CX.5 codes ----------------------------------
+
+# Identifier.type of the numbers mappings read from EI fields (orders, appointments) and
+# of an insurance policy number. Kept apart from IDENTIFIER_TYPE, the CX.5 codes, so that
+# a CX typed PLAC keeps the type text it has always had.
+PLACER_IDENTIFIER = Coding(V2_0203, "PLAC", "Placer Identifier")
+FILLER_IDENTIFIER = Coding(V2_0203, "FILL", "Filler Identifier")
+PLACER_GROUP_NUMBER = Coding(V2_0203, "PGN", "Placer Group Number")
+SUBSCRIBER_NUMBER = Coding(V2_0203, "SN", "Subscriber Number")
+VISIT_NUMBER = Coding(V2_0203, "VN", IDENTIFIER_TYPE["VN"])
+
+# ---- orders -----------------------------------------------------------------------------
+
+# Table 0485 (and the TQ priority component) -> ServiceRequest / MedicationRequest
+# priority. P (preop), C (callback), T (timing critical) and PRN say when, not how
+# urgently, so they are left out.
+PRIORITY: dict[str, str] = {
+    "S": "stat", "STAT": "stat", "A": "asap", "ASAP": "asap", "R": "routine",
+    "ROUTINE": "routine",
+}
+
+# Table 0074 diagnostic service section -> display; the IG maps each code to itself in
+# v2-0074. The sections in LAB_SECTIONS are laboratory sections.
+SERVICE_SECTIONS: dict[str, str] = {
+    "AU": "Audiology", "BG": "Blood Gases", "BLB": "Blood Bank", "CG": "Cytogenetics",
+    "CH": "Chemistry", "CP": "Cytopathology", "CT": "CAT Scan", "CTH": "Cardiac Catheterization",
+    "CUS": "Cardiac Ultrasound", "EC": "Electrocardiac (e.g., EKG,  EEC, Holter)",
+    "EN": "Electroneuro (EEG, EMG,EP,PSG)", "GE": "Genetics", "HM": "Hematology",
+    "ICU": "Bedside ICU Monitoring", "IMM": "Immunology", "LAB": "Laboratory",
+    "MB": "Microbiology", "MCB": "Mycobacteriology", "MYC": "Mycology",
+    "NMR": "Nuclear Magnetic Resonance", "NMS": "Nuclear Medicine Scan",
+    "NRS": "Nursing Service Measures", "OSL": "Outside Lab", "OT": "Occupational Therapy",
+    "OTH": "Other", "OUS": "OB Ultrasound", "PF": "Pulmonary Function", "PHR": "Pharmacy",
+    "PHY": "Physician (Hx. Dx, admission note, etc.)", "PT": "Physical Therapy",
+    "RAD": "Radiology", "RC": "Respiratory Care (therapy)", "RT": "Radiation Therapy",
+    "RUS": "Radiology Ultrasound", "RX": "Radiograph", "SP": "Surgical Pathology",
+    "SR": "Serology", "TX": "Toxicology", "VR": "Virology", "VUS": "Vascular Ultrasound",
+    "XRC": "Cineradiograph",
+}
+LAB_SECTIONS = frozenset(
+    {"BG", "BLB", "CG", "CH", "CP", "GE", "HM", "IMM", "LAB", "MB", "MCB", "MYC", "OSL",
+     "SP", "SR", "TX", "VR"}
+)
+
+# ---- administration (pharmacy, immunization) ----------------------------------------------
+
+# Table 0162 route of administration.
+ROUTE_OF_ADMINISTRATION: dict[str, str] = {
+    "AP": "Apply Externally", "B": "Buccal", "DT": "Dental", "EP": "Epidural",
+    "ET": "Endotrachial Tube", "GTT": "Gastrostomy Tube", "GU": "GU Irrigant",
+    "IA": "Intra-arterial", "IB": "Intrabursal", "IC": "Intracardiac",
+    "ICV": "Intracervical (uterus)", "ID": "Intradermal", "IH": "Inhalation",
+    "IHA": "Intrahepatic Artery", "IM": "Intramuscular", "IMR": "Immerse (Soak) Body Part",
+    "IN": "Intranasal", "IO": "Intraocular", "IP": "Intraperitoneal", "IS": "Intrasynovial",
+    "IT": "Intrathecal", "IU": "Intrauterine", "IV": "Intravenous", "MM": "Mucous Membrane",
+    "MTH": "Mouth/Throat", "NG": "Nasogastric", "NP": "Nasal Prongs", "NS": "Nasal",
+    "NT": "Nasotrachial Tube", "OP": "Ophthalmic", "OT": "Otic", "OTH": "Other/Miscellaneous",
+    "PF": "Perfusion", "PO": "Oral", "PR": "Rectal", "RM": "Rebreather Mask",
+    "SC": "Subcutaneous", "SD": "Soaked Dressing", "SL": "Sublingual", "TD": "Transdermal",
+    "TL": "Translingual", "TP": "Topical", "TRA": "Tracheostomy", "UR": "Urethral",
+    "VG": "Vaginal", "VM": "Ventimask", "WND": "Wound",
+}
+# The v3 RouteOfAdministration equivalents the v2-to-FHIR guide gives.
+ROUTE_V3: dict[str, Coding] = {
+    "ID": Coding(V3_ROUTE, "IDINJ", "Injection, intradermal"),
+    "IM": Coding(V3_ROUTE, "IM", "Injection, intramuscular"),
+    "IV": Coding(V3_ROUTE, "IVINJ", "Injection, intravenous"),
+    "PO": Coding(V3_ROUTE, "PO", "Swallow, oral"),
+    "SC": Coding(V3_ROUTE, "SQ", "Injection, subcutaneous"),
+    "TD": Coding(V3_ROUTE, "TRNSDERM", "Transdermal"),
+}
+# Table 0163 administrative site, with the table's own spellings ("Gluteous").
+ADMINISTRATIVE_SITE: dict[str, str] = {
+    "BE": "Bilateral Ears", "BN": "Bilateral Nares", "BU": "Buttock", "CT": "Chest Tube",
+    "LA": "Left Arm", "LAC": "Left Anterior Chest", "LACF": "Left Antecubital Fossa",
+    "LD": "Left Deltoid", "LE": "Left Ear", "LEJ": "Left External Jugular", "LF": "Left Foot",
+    "LG": "Left Gluteous Medius", "LH": "Left Hand", "LIJ": "Left Internal Jugular",
+    "LLAQ": "Left Lower Abd Quadrant", "LLFA": "Left Lower Forearm",
+    "LMFA": "Left Mid Forearm", "LN": "Left Naris", "LPC": "Left Posterior Chest",
+    "LSC": "Left Subclavian", "LT": "Left Thigh", "LUA": "Left Upper Arm",
+    "LUAQ": "Left Upper Abd Quadrant", "LUFA": "Left Upper Forearm",
+    "LVG": "Left Ventragluteal", "LVL": "Left Vastus Lateralis", "NB": "Nebulized",
+    "OD": "Right Eye", "OS": "Left Eye", "OU": "Bilateral Eyes", "PA": "Perianal",
+    "PERIN": "Perineal", "RA": "Right Arm", "RAC": "Right Anterior Chest",
+    "RACF": "Right Antecubital Fossa", "RD": "Right Deltoid", "RE": "Right Ear",
+    "REJ": "Right External Jugular", "RF": "Right Foot", "RG": "Right Gluteous Medius",
+    "RH": "Right Hand", "RIJ": "Right Internal Jugular", "RLAQ": "Rt Lower Abd Quadrant",
+    "RLFA": "Right Lower Forearm", "RMFA": "Right Mid Forearm", "RN": "Right Naris",
+    "RPC": "Right Posterior Chest", "RSC": "Right Subclavian", "RT": "Right Thigh",
+    "RUA": "Right Upper Arm", "RUAQ": "Right Upper Abd Quadrant",
+    "RUFA": "Right Upper Forearm", "RVG": "Right Ventragluteal",
+    "RVL": "Right Vastus Lateralis",
+}
+
+# ---- units of time --------------------------------------------------------------------------
+
+# Units of time as senders write them (CQ units, TQ.3 and table 0335 letters, ISO+ and ANSI
+# words) -> the UCUM code FHIR's UnitsOfTime uses. M is minutes, as in TQ (a month is L).
+TIME_UNITS: dict[str, str] = {
+    **dict.fromkeys(("S", "SEC", "SECS", "SECOND", "SECONDS"), "s"),
+    **dict.fromkeys(("M", "MIN", "MINS", "MINUTE", "MINUTES"), "min"),
+    **dict.fromkeys(("H", "HR", "HRS", "HOUR", "HOURS"), "h"),
+    **dict.fromkeys(("D", "DAY", "DAYS"), "d"),
+    **dict.fromkeys(("W", "WK", "WKS", "WEEK", "WEEKS"), "wk"),
+    **dict.fromkeys(("L", "MO", "MON", "MONTH", "MONTHS"), "mo"),
+    **dict.fromkeys(("A", "Y", "YR", "YEAR", "YEARS"), "a"),
+}
