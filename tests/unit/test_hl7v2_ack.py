@@ -107,3 +107,96 @@ def test_ack_for_another_message_is_retried():
 
 def test_unreadable_ack_is_retried():
     assert isinstance(codec.read_reply(b"HTTP/1.1 200 OK\r\n", _outbound()), Retry)
+
+
+# Enhanced acknowledgement mode (MSH-15 accept, MSH-16 application; table 0155).
+
+OK = Outcome(Verdict.ACCEPTED)
+BAD = Outcome(Verdict.ERROR, (Problem("bad value", code="102", segment="PID", field=3),))
+REFUSED = Outcome(Verdict.REJECTED, (Problem("unsupported", code="200"),))
+
+
+def _enhanced(accept, application, version="2.5.1"):
+    return _msg(version, extra=f"|||{accept}|{application}")
+
+
+def _code(answer: bytes) -> str:
+    return Hl7Message.parse(answer.decode()).value("MSA-1") if answer else ""
+
+
+@pytest.mark.parametrize(("condition", "ok", "bad", "refused"), [
+    ("AL", "CA", "CE", "CR"),
+    ("NE", "", "", ""),
+    ("ER", "", "CE", "CR"),
+    ("SU", "CA", "", ""),
+    ("", "CA", "CE", "CR"),  # enhanced (MSH-16 valued) with MSH-15 empty: read as AL
+])
+def test_commit_ack_follows_msh_15(condition, ok, bad, refused):
+    raw = _enhanced(condition, "AL")
+    parsed = codec.parse(raw)
+    got = [_code(codec.reply(raw, parsed, o)) for o in (OK, BAD, REFUSED)]
+    assert got == [ok, bad, refused]
+
+
+@pytest.mark.parametrize(("condition", "ok", "bad", "refused"), [
+    ("AL", "AA", "AE", "AR"),
+    ("NE", "", "", ""),
+    ("ER", "", "AE", "AR"),
+    ("SU", "AA", "", ""),
+])
+def test_application_ack_follows_msh_16(condition, ok, bad, refused):
+    raw = _enhanced("AL", condition)
+    parsed = codec.parse(raw)
+    got = [_code(codec.application_reply(raw, parsed, o)) for o in (OK, BAD, REFUSED)]
+    assert got == [ok, bad, refused]
+
+
+def test_original_mode_has_no_separate_application_ack():
+    raw = _msg()
+    assert codec.application_reply(raw, codec.parse(raw), OK) == b""
+    assert _code(codec.reply(raw, codec.parse(raw), OK)) == "AA"
+
+
+def test_enhanced_acks_echo_the_message_and_ask_for_no_ack_themselves():
+    raw = _enhanced("AL", "AL", version="2.4")
+    parsed = codec.parse(raw)
+    for answer in (codec.reply(raw, parsed, BAD), codec.application_reply(raw, parsed, BAD)):
+        ack = Hl7Message.parse(answer.decode())
+        assert ack.value("MSA-2") == "CTRL42"
+        assert ack.value("MSH-12") == "2.4"
+        assert (ack.value("MSH-3"), ack.value("MSH-5")) == ("EHR", "LAB")
+        assert ack.value("MSH-15") == "" and ack.value("MSH-16") == ""
+        assert ack.value("ERR-1.1") == "PID"  # v2.4 lays ERR out as ERR-1
+
+
+def test_unparseable_message_in_enhanced_mode_is_answered_by_its_msh_15():
+    broken = b"MSH|^~\\&|LAB|NORTH|EHR|SOUTH|2024||ADT^A01|C9|P|2.5|||NE|NE\r\x01junk\r"
+    assert codec.reply(broken, None, REFUSED) == b""
+    broken_er = broken.replace(b"|NE|NE", b"|ER|NE")
+    ack = Hl7Message.parse(codec.reply(broken_er, None, REFUSED).decode())
+    assert (ack.value("MSA-1"), ack.value("MSA-2")) == ("CR", "C9")
+
+
+def test_v27_ack_keeps_the_truncation_character_and_drops_msa_3():
+    raw = _msg("2.7").replace(b"MSH|^~\\&|", b"MSH|^~\\&#|")
+    ack = Hl7Message.parse(codec.reply(raw, codec.parse(raw), BAD).decode())
+    assert ack.value("MSH-2") == "^~\\&#"
+    assert ack.value("MSA-1") == "AE" and ack.value("MSA-3") == ""
+    assert ack.value("ERR-8") == "bad value"
+    older = Hl7Message.parse(codec.reply(_msg(), codec.parse(_msg()), BAD).decode())
+    assert older.value("MSA-3") == "bad value"
+
+
+def test_ack_writes_the_trigger_event_escaped():
+    raw = _msg(trigger="A\\.sp 5\\01\\F\\")
+    ack = Hl7Message.parse(codec.reply(raw, None, OK).decode())
+    assert [s.name for s in ack] == ["MSH", "MSA"]
+    assert ack.value("MSH-9.2") == "A" + "\n" * 6 + "01|"  # .sp 5: end line, skip 5
+
+
+def test_ack_to_a_message_without_subcomponent_separator_has_no_nul():
+    raw = _msg("2.3").replace(b"MSH|^~\\&|", b"MSH|^~\\|")
+    problem = Problem("bad", code="101", segment="PID", field=3)
+    answer = codec.reply(raw, codec.parse(raw), Outcome(Verdict.ERROR, (problem,)))
+    assert b"\x00" not in answer
+    assert Hl7Message.parse(answer.decode()).value("ERR-1.4") == "101"

@@ -84,7 +84,7 @@ def time_limit(seconds: float = 2.0) -> Iterator[None]:
 def feed_in_pieces(framer: Framer, stream: bytes, cuts: list[int]) -> list[Frame]:
     frames: list[Frame] = []
     last = 0
-    for cut in sorted({min(c, len(stream)) for c in cuts}) + [len(stream)]:
+    for cut in [*sorted({min(c, len(stream)) for c in cuts}), len(stream)]:
         frames += framer.feed(stream[last:cut])
         last = cut
     return frames

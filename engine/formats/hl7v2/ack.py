@@ -53,7 +53,7 @@ def wanted(condition: str, verdict: Verdict) -> bool:
 def _version_tuple(version: str) -> tuple[int, ...]:
     parts: list[int] = []
     for piece in version.split("."):
-        if not piece.isdigit():
+        if not (piece.isascii() and piece.isdigit()):
             break
         parts.append(int(piece))
     return tuple(parts) or (2, 5)
@@ -63,7 +63,6 @@ def new_control_id() -> str:
     """A fresh control id for what we originate (ACKs, batch headers).
 
     20 characters: the limit of MSH-10 and BHS-11 up to v2.5; time first, so they sort."""
-    # 20 characters: the limit of MSH-10 up to v2.5.
     return f"{time.time_ns() // 1_000_000:013d}{os.urandom(4).hex()[:7]}"
 
 
@@ -77,7 +76,8 @@ def build_ack(
     """The ACK answering a message whose MSH is `msh` (None when none could be read):
     an application ACK (AA/AE/AR), or with `commit` an enhanced-mode commit ACK
     (CA/CE/CR). Whether one is wanted at all is the caller's question (`wanted`)."""
-    d = msh._d if msh is not None else DEFAULT
+    d = msh.delimiters if msh is not None else DEFAULT
+
     def get(field: int, comp: int = 1) -> str:
         return msh.value(field, comp) if msh is not None else ""
 
@@ -86,7 +86,7 @@ def build_ack(
 
     version = get(12) or DEFAULT_VERSION
     vt = _version_tuple(version)
-    trigger = get(9, 2)
+    trigger = escape(get(9, 2), d)  # read decoded, so written escaped again
     if vt < (2, 3):
         msg_type = "ACK"
     elif vt < (2, 3, 1) or not trigger:
@@ -127,8 +127,9 @@ def _err_segment(problem: Problem, d: Delimiters, vt: tuple[int, ...]) -> str:
     seg = problem.segment or ""
     field = str(problem.field) if problem.field is not None else ""
     if vt < (2, 5):
-        # ERR-1 ELD: segment ^ sequence ^ field position ^ code&text&HL70357
-        code = f"{problem.code}{s}{text}{s}HL70357"
+        # ERR-1 ELD: segment ^ sequence ^ field position ^ code&text&HL70357 (just the
+        # code when the message declares no subcomponent separator)
+        code = f"{problem.code}{s}{text}{s}HL70357" if s not in ("", "\x00") else problem.code
         return f"ERR{f}{seg}{c}{'1' if seg else ''}{c}{field}{c}{code}"
     location = f"{seg}{c}{'1' if seg else ''}{c}{field}" if seg else ""
     code = f"{problem.code}{c}{_CODE_NAMES.get(problem.code, '')}{c}HL70357"

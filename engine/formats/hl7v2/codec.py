@@ -109,10 +109,18 @@ class Hl7v2Codec:
 
     @staticmethod
     def _encode(text: str, msh: Segment | None, raw: bytes) -> bytes:
-        """An ACK in the answered message's character set; a character that set cannot
-        carry (only possible in our own error texts) becomes "?" rather than failing."""
+        """An ACK in the answered message's character set. When that set cannot carry
+        the text: Latin-1 if it can (the message declared a set it did not use and was
+        read as Latin-1, so echoing its fields in Latin-1 gives back the bytes it sent),
+        else "?" for what cannot be written (only our own error texts get there)."""
         codec = reply_codec(msh.delimiters.encoding, raw) if msh is not None else ""
-        return encode_text(text, codec, errors="replace")
+        try:
+            return encode_text(text, codec)
+        except UnicodeEncodeError:
+            try:
+                return text.encode("latin-1")
+            except UnicodeEncodeError:
+                return encode_text(text, codec, errors="replace")
 
     def read_reply(self, reply: bytes, sent: Outbound) -> Delivery:
         """What a receiving system's ACK means for the queue: AA/CA sent, AE/CE retry,

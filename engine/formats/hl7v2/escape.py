@@ -13,12 +13,13 @@ What each sequence reads as (`unescape`):
 - `\\H\\` and `\\N\\` (highlight on/off) carry no text and read as "".
 - Formatting commands (meant for FT fields; rendered as plain text, wherever they occur,
   because mappings want text, not markup):
-  `\\.br\\` a line break; `\\.sp n\\` n line breaks (`\\.sp\\` one), the reading senders
-  intend; `\\.ce\\` a line break (centering has no meaning without a page width);
+  `\\.br\\` a line break; `\\.sp n\\` ends the line and skips n lines, so n+1 line breaks
+  (`\\.sp\\` skips one: two breaks), as the standard words it and as the mapping library
+  renders FT; `\\.ce\\` a line break (centering has no meaning without a page width);
   `\\.sk n\\` n spaces; `\\.ti n\\` n spaces (a temporary indent of this line);
   `\\.in n\\` n spaces now and after every later line break of the value (a lasting
   indent); `\\.fi\\` and `\\.nf\\` (wrap mode) read as "". A malformed number keeps the
-  command as sent.
+  command as sent; counts are capped at 100.
 - `\\Zxx\\` (locally defined), `\\Cxxyy\\` and `\\Mxxyyzz\\` (ISO 2022 character set
   switches) and anything unknown are kept exactly as sent, escape characters
   included, so nothing is lost and a mapping can still see them.
@@ -115,6 +116,10 @@ def _unescape(value: str, d: Delimiters) -> str:
 
 
 # Sequence -> the Delimiters field it stands for ("" for the highlighting pair).
+# A count in a formatting command is capped, so `\\.sp 999999999\\` cannot make a value
+# of a gigabyte out of eleven characters.
+MAX_FORMAT_COUNT = 100
+
 _SIMPLE = {
     "F": "field",
     "S": "component",
@@ -147,8 +152,9 @@ def _format(seq: str, indent: int) -> tuple[str | None, int]:
         number = int(arg) if arg else 1
     except ValueError:
         return None, indent
+    number = max(-MAX_FORMAT_COUNT, min(number, MAX_FORMAT_COUNT))
     if command == "sp":
-        return ("\n" + " " * indent) * max(number, 1), indent
+        return ("\n" + " " * indent) * (max(number, 0) + 1), indent
     if command == "in":
         indent = max(number, 0)
         return " " * indent, indent

@@ -267,15 +267,22 @@ def _bad_segment(number: int, name: str) -> ParseError:
     )
 
 
+def _unusable(char: str) -> bool:
+    """A delimiter must be ASCII punctuation: a letter, digit, space or control character
+    would be read as data, and a non-ASCII one has no single byte to find segments and
+    MSH-18 by before the message is decoded."""
+    return not (char.isascii() and char.isprintable()) or char.isalnum() or char == " "
+
+
 def read_delimiters(text: str) -> Delimiters:
     """Read MSH-1 and MSH-2 (or FHS/BHS-1 and -2); a message may use any delimiters it
     declares there. Two to five encoding characters: component, repetition, escape,
-    subcomponent and (v2.7+) truncation, each distinct punctuation."""
+    subcomponent and (v2.7+) truncation, each distinct ASCII punctuation."""
     if len(text) < 8:
         raise ParseError("MSH segment is truncated before its encoding characters",
                          segment="MSH", field=2, code="100")
     field = text[3]
-    if field.isalnum() or field in " \r\n":
+    if _unusable(field):
         raise ParseError(f"MSH-1 field separator {field!r} is not a valid delimiter",
                          segment="MSH", field=1, code="102")
     end = text.find(field, 4)
@@ -285,9 +292,7 @@ def read_delimiters(text: str) -> Delimiters:
     if not 2 <= len(encoding) <= 5:
         raise ParseError("MSH-2 must hold the encoding characters (usually ^~\\&)",
                          segment="MSH", field=2, code="102")
-    if len(set(encoding + field)) != len(encoding) + 1 or any(
-        c.isalnum() or c.isspace() or c == "\x00" for c in encoding
-    ):
+    if len(set(encoding + field)) != len(encoding) + 1 or any(map(_unusable, encoding)):
         raise ParseError("MSH-2 encoding characters must be distinct punctuation",
                          segment="MSH", field=2, code="102")
     # A delimiter the message does not declare becomes NUL, which never occurs in text.

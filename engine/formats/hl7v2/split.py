@@ -1,8 +1,9 @@
 """Splitting a file of HL7v2 messages into messages.
 
 Files hold one or many messages with \\r, \\n or \\r\\n segment endings; each message
-starts at an MSH segment. Batch envelope segments (FHS, BHS, BTS, FTS) are dropped here;
-acknowledging batches by the batch rules is a codec matter, not a file matter.
+starts at an MSH segment. Batch envelope segments (FHS, BHS, BTS, FTS) are dropped here:
+this is for tools that only want the messages (`conduit send`); reading the envelope,
+checking its counts and acknowledging by the batch rules is batch.py's job.
 """
 
 from __future__ import annotations
