@@ -60,6 +60,10 @@ _VERDICTS = {
 }
 
 
+# Worst last: the status a batch is reported with.
+_SEVERITY = [MessageStatus.ACCEPTED, MessageStatus.DUPLICATE, MessageStatus.FILTERED,
+             MessageStatus.ERROR, MessageStatus.REJECTED]
+
 # Statuses after which a resent copy of the message is a duplicate (an errored message
 # may be sent again on purpose, once the sender or the mapping is fixed).
 _TAKEN_ON = (MessageStatus.ACCEPTED, MessageStatus.FILTERED)
@@ -143,7 +147,54 @@ class Channel:
         self.state = State.STOPPED
 
     async def deliver(self, raw: bytes, meta: SourceMeta) -> Receipt:
-        """Take one message on: returns once it is durable, with the reply to send."""
+        """Take a message (or a batch of them) on: returns once it is durable, with the
+        replies to send."""
+        batch = self._split_batch(raw, meta)
+        if batch is None:
+            receipt, _ = await self._take(raw, meta)
+            return receipt
+        return await self._take_batch(raw, meta, batch)
+
+    def _split_batch(self, raw: bytes, meta: SourceMeta) -> Any:
+        split = getattr(self.codec, "split_batch", None)
+        if split is None or meta.truncated:
+            return None
+        try:
+            return split(raw)
+        except ParseError:
+            return None  # read as one message: the codec then says what is wrong
+
+    async def _take_batch(self, raw: bytes, meta: SourceMeta, batch: Any) -> Receipt:
+        """Every message of a batch, committed together in order, answered with one batch
+        acknowledgement. A batch whose envelope does not add up (its trailer counts
+        another number of messages) is refused whole, and kept as one rejected message."""
+        if batch.problems:
+            receipt, _ = await self._take(raw, meta, refuse=tuple(batch.problems))
+            replies = [self.codec.reply(m, None, Outcome(Verdict.REJECTED,
+                                                         tuple(batch.problems)))
+                       for m in batch.messages]
+            return Receipt(receipt.message_id, MessageStatus.REJECTED,
+                           (self.codec.batch_reply(batch, replies),), receipt.on_replied)
+        taken = await asyncio.gather(*(
+            self._take(message, SourceMeta(meta.transport, meta.peer, len(message),
+                                           tls_subject=meta.tls_subject))
+            for message in batch.messages))
+        replies = [reply for _, reply in taken]
+        receipts = [receipt for receipt, _ in taken]
+
+        def replied() -> None:
+            for receipt in receipts:
+                receipt.replied()
+
+        worst = max((r.status for r in receipts), key=_SEVERITY.index,
+                    default=MessageStatus.ACCEPTED)
+        first = next((r.message_id for r in receipts if r.message_id), "")
+        return Receipt(first, worst, (self.codec.batch_reply(batch, replies),), replied)
+
+    async def _take(self, raw: bytes, meta: SourceMeta, refuse: tuple[Problem, ...] = ()
+                    ) -> tuple[Receipt, bytes]:
+        """One message: parse, check, route, commit. Returns the receipt and, for a batch
+        acknowledgement, this message's own (original mode) reply."""
         message_id = new_message_id()
         trace = tracing.receive(message_id, self.name, meta.transport)
         now = time.time()
@@ -153,6 +204,12 @@ class Channel:
         with trace.step("parse"):
             parsed, problem = self._parse(raw, meta)
             trace.parsed(parsed, problem)
+        warnings: tuple[Problem, ...] = ()
+        rejection = refuse
+        if parsed is not None and not refuse and self.config.validation != "off":
+            rejection, warnings = self._validate(parsed)
+        if rejection:
+            parsed, problem = None, rejection[0]
         patient = self._vault.pseudonym(parsed.patient_id) if parsed else None
         hop["patient"] = patient
         received = {"transport": meta.transport, "size": meta.size}
@@ -162,12 +219,15 @@ class Channel:
         status, error, verdict_problems = MessageStatus.ACCEPTED, None, ()
         if parsed is None:
             assert problem is not None
-            status, error, verdict_problems = MessageStatus.REJECTED, problem.text, (problem,)
+            status, error = MessageStatus.REJECTED, problem.text
+            verdict_problems = rejection or (problem,)
             uow.record(Event(kind=Kind.REJECTED, detail=_problem_detail(problem), **hop))
         else:
-            uow.record(Event(kind=Kind.PARSED, detail={
-                "standard": parsed.standard, "type": parsed.message_type,
-                "control_id": parsed.control_id, "version": parsed.version}, **hop))
+            parsed_detail = {"standard": parsed.standard, "type": parsed.message_type,
+                             "control_id": parsed.control_id, "version": parsed.version}
+            if warnings:
+                parsed_detail["warnings"] = len(warnings)
+            uow.record(Event(kind=Kind.PARSED, detail=parsed_detail, **hop))
             original = (self.duplicates.original(parsed.sender, parsed.control_id, now)
                         if self.duplicates is not None else None)
             if original is not None:
@@ -197,17 +257,43 @@ class Channel:
             if self.duplicates is not None and parsed is not None:
                 self.duplicates.forget(parsed.sender, parsed.control_id, message_id)
             trace.end(MessageStatus.ERROR, "the store could not take the message")
-            busy = Problem("the engine could not store the message; send it again")
-            return Receipt("", MessageStatus.ERROR,
-                           self.codec.reply(raw, parsed, Outcome(Verdict.ERROR, (busy,))))
+            busy = Outcome(Verdict.ERROR, (Problem(
+                "the engine could not store the message; send it again"),))
+            replies = self._replies(raw, parsed, busy)
+            return Receipt("", MessageStatus.ERROR, replies), self._batch_part(raw, parsed, busy)
         if status is MessageStatus.ACCEPTED:
             for worker in self.workers:
                 worker.notify()
-        outcome = Outcome(_VERDICTS[status], tuple(verdict_problems))
-        reply = self.codec.reply(raw, parsed, outcome)
+        outcome = Outcome(_VERDICTS[status], tuple(verdict_problems) + warnings)
         trace.end(status)
-        return Receipt(message_id, status, reply,
-                       on_replied=lambda: self._acknowledged(hop, outcome))
+        receipt = Receipt(message_id, status, self._replies(raw, parsed, outcome),
+                          on_replied=lambda: self._acknowledged(hop, outcome))
+        return receipt, self._batch_part(raw, parsed, outcome)
+
+    def _replies(self, raw: bytes, parsed: Parsed | None, outcome: Outcome
+                 ) -> tuple[bytes, ...]:
+        """What the sender asked for: in HL7's original mode one ACK; in enhanced mode a
+        commit ACK and/or an application ACK (MSH-15/16), both known by now since the
+        message was mapped and queued before it was committed."""
+        replies = [self.codec.reply(raw, parsed, outcome)]
+        application = getattr(self.codec, "application_reply", None)
+        if application is not None:
+            replies.append(application(raw, parsed, outcome))
+        return tuple(r for r in replies if r)
+
+    def _batch_part(self, raw: bytes, parsed: Parsed | None, outcome: Outcome) -> bytes:
+        """This message's acknowledgement inside a batch acknowledgement."""
+        return self.codec.reply(raw, parsed, outcome)
+
+    def _validate(self, parsed: Parsed) -> tuple[tuple[Problem, ...], tuple[Problem, ...]]:
+        """Structure validation as the channel asks: (problems that refuse the message,
+        warnings for an accepted one). Lenient accepts and reports every problem as a
+        warning; strict refuses on any error, naming segment, field and rule."""
+        problems = tuple(self.codec.validate(parsed, self.config.validation))
+        if any(p.severity in ("E", "F") for p in problems):
+            errors = tuple(p for p in problems if p.severity in ("E", "F"))
+            return errors + tuple(p for p in problems if p not in errors), ()
+        return (), problems
 
     def _parse(self, raw: bytes, meta: SourceMeta) -> tuple[Parsed | None, Problem | None]:
         if meta.truncated:

@@ -80,12 +80,14 @@ class MessageStatus(enum.StrEnum):
 
 
 class Receipt(msgspec.Struct):
-    """The channel's answer to a source: the reply to write back, and a hook to call once
-    the reply has been written, so the "acknowledged" hop lands in the audit trail."""
+    """The channel's answer to a source: the replies to write back (one frame each: a
+    commit and an application acknowledgement in HL7's enhanced mode; none when the sender
+    asked for none), and a hook to call once they are written, so the "acknowledged" hop
+    lands in the audit trail."""
 
     message_id: str
     status: MessageStatus
-    reply: bytes
+    replies: tuple[bytes, ...] = ()
     on_replied: Callable[[], None] | None = None
 
     def replied(self) -> None:

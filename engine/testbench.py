@@ -55,11 +55,9 @@ def codec_for(standard: str) -> Any:
 
 def validation_problems(parsed: Parsed, level: str) -> list[Problem]:
     """Structure problems beyond what parsing found (HL7v2: hl7apy's rules)."""
-    if level == "off" or parsed.standard != "hl7v2":
+    if level == "off":
         return []
-    from engine.formats.hl7v2.validation import validate  # hl7apy loads slowly: on demand
-
-    return validate(parsed.body, level)
+    return codec_for(parsed.standard).validate(parsed, level)
 
 
 @dataclass
@@ -83,13 +81,20 @@ def inspect(raw: bytes, level: str = "strict") -> Inspection:
 
 
 def acknowledgement(raw: bytes, level: str = "off") -> bytes:
-    """The reply the engine would send for `raw` (as if stored, mapped and queued)."""
+    """The reply (or replies, a line apart) the engine would send for `raw`, as if it
+    were stored, mapped and queued."""
     found = inspect(raw, level)
     codec = codec_for(found.standard if found.standard in registry.CODECS else "hl7v2")
     # (X12 and NCPDP replies come with their codecs; until then they get HL7v2's AR.)
     errors = [p for p in found.problems if p.severity in ("E", "F")]
     verdict = Verdict.REJECTED if errors or found.parsed is None else Verdict.ACCEPTED
-    return codec.reply(raw, found.parsed, Outcome(verdict, tuple(errors)))
+    outcome = Outcome(verdict, tuple(found.problems))
+    # Enhanced mode (MSH-15/16) may ask for a commit ACK, an application ACK, or both.
+    replies = [codec.reply(raw, found.parsed, outcome)]
+    application = getattr(codec, "application_reply", None)
+    if application is not None:
+        replies.append(application(raw, found.parsed, outcome))
+    return b"\n".join(r for r in replies if r)
 
 
 def run_mapping(mapping: Mapping, raw: bytes) -> bytes | Skip:

@@ -72,6 +72,12 @@ class ChannelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         ]
         | None
     ) = None
+    validation: Annotated[
+        Literal["off", "lenient", "strict"],
+        Meta(description="structure validation of incoming messages (HL7v2: the message "
+                         "structures of the declared version): lenient reports and "
+                         "accepts, strict rejects with AR naming segment, field and rule"),
+    ] = "off"
     duplicate_window: Annotated[
         Duration,
         Meta(description="a control id already taken on from the same sender this recently "

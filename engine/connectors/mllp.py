@@ -171,8 +171,8 @@ class _Connection(asyncio.Protocol):
                 log.info("mllp %s: %s left before reply to message %s",
                          self._source.address, self.peer, receipt.message_id)
                 continue
-            if receipt.reply:  # enhanced mode may ask for no commit acknowledgement
-                transport.write(self._source.config.markers.wrap(receipt.reply))
+            for reply in receipt.replies:
+                transport.write(self._source.config.markers.wrap(reply))
             receipt.replied()
             if self._paused and len(self._pending) <= _MAX_PENDING_FRAMES // 2:
                 self._paused = False

@@ -110,13 +110,14 @@ class Framer:
 
     def _append(self, data: bytes, start: int, stop: int) -> None:
         self._total += stop - start
-        if self._oversize:
-            return
         if self._total > self.max_size:
-            keep = KEPT_OF_OVERSIZE - len(self._buf)
-            if keep > 0:
-                self._buf += data[start : start + keep]
+            # Over the limit: keep only the first KEPT_OF_OVERSIZE bytes of the frame, the
+            # same ones however the frame was split across reads.
             self._oversize = True
+            room = KEPT_OF_OVERSIZE - len(self._buf)
+            if room > 0:
+                self._buf += data[start : min(stop, start + room)]
+            del self._buf[KEPT_OF_OVERSIZE:]
             return
         self._buf += data[start:stop]
 

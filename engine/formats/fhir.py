@@ -15,7 +15,17 @@ from typing import Any
 import msgspec
 
 from engine.errors import ParseError
-from engine.message import Delivery, Fail, Outbound, Outcome, Parsed, Retry, Sent, Verdict
+from engine.message import (
+    Delivery,
+    Fail,
+    Outbound,
+    Outcome,
+    Parsed,
+    Problem,
+    Retry,
+    Sent,
+    Verdict,
+)
 
 CONTENT_TYPE = "application/fhir+json"
 _decode = msgspec.json.Decoder(float_hook=decimal.Decimal).decode
@@ -74,6 +84,10 @@ class FhirCodec:
         if any(i.get("severity") in ("error", "fatal") for i in issues if isinstance(i, dict)):
             return Fail("receiver answered with an error OperationOutcome")
         return Sent("ok")
+
+    def validate(self, parsed: Parsed, level: str) -> list[Problem]:
+        """Structural validation of FHIR resources comes with the FHIR source."""
+        return []
 
     def field(self, parsed: Parsed, path: str) -> str:
         """A dotted path into the resource (`resourceType`, `meta.source`,

@@ -97,10 +97,10 @@ async def test_sign_in_then_counts_move_while_messages_flow(engine: StatusEngine
         await client.close()
 
     # `conduit send` prints one line per message with its ACK code (AE for the fixtures
-    # the mapping rejects on purpose).
+    # the mapping rejects on purpose; CA for those asking for enhanced-mode commit ACKs).
     sent = await engine.daemon.cli("send", "--mllp", f"127.0.0.1:{engine.daemon.mllp_port}",
                                    *map(str, FIXTURES))
-    answered = re.findall(r"#\d+ \S+ A[AER]$", sent.stdout, re.MULTILINE)
+    answered = re.findall(r"#\d+ \S+ [AC][AER]$", sent.stdout, re.MULTILINE)
     assert len(answered) >= len(FIXTURES), sent.stdout + sent.stderr
     received = row.locator("[data-col=received] .total")
     await expect(received).to_have_text(str(before + len(answered)))

@@ -269,7 +269,7 @@ class Adt:
         structure = "ADT_A01" if self.message_type == "ADT" else f"{self.message_type}_{self.event}"
         segments = [
             f"MSH|^~\\&|EPIC|{self.facility}|CONDUIT|HIE|20240301101500-0500||"
-            f"{self.message_type}^{self.event}^{structure}|{self.control_id}|P|2.5.1|||AL|NE",
+            f"{self.message_type}^{self.event}^{structure}|{self.control_id}|P|2.5.1",
             f"EVN|{self.event}|20240301101500-0500",
             f"PID|1||{self.mrn}^^^{self.facility}^MR||{self.family}^{self.given}^J^^^^L||"
             f"{self.birth_date}|{self.sex}|||12 ELM ST^^SPRINGFIELD^IL^62701^USA^H||"

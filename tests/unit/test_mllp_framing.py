@@ -140,12 +140,6 @@ def test_oversize_frames_are_flagged_with_their_true_size(case, cuts, max_size):
         assert frame.payload.startswith(payload[:max_size])  # the first bytes are kept
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "mllp_framing.Framer._append: the kept prefix of an oversize frame depends on where "
-    "reads split it (a frame crossing max_size in a later read keeps every byte read so "
-    "far, beyond KEPT_OF_OVERSIZE), and when max_size < KEPT_OF_OVERSIZE it copies past "
-    "the end byte into the payload (data[start:start+keep] ignores stop). Fix: copy "
-    "data[start:min(stop, start + keep)] and trim the buffer to KEPT_OF_OVERSIZE."))
 @pytest.mark.parametrize(("max_size", "content", "cuts"), [
     (100_000, b"M" * 150_000, [90_000]),  # crosses the limit in the second read
     (10, b"x" * 20, []),  # one read holding the whole frame and the next

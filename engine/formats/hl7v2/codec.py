@@ -15,7 +15,7 @@ from engine.formats.hl7v2.batch import Batch, build_batch_reply, split_batch
 from engine.formats.hl7v2.charsets import decode_text, encode_text, reply_codec
 from engine.formats.hl7v2.escape import unescape
 from engine.formats.hl7v2.message import Hl7Message, Segment, read_header
-from engine.message import Delivery, Fail, Outbound, Outcome, Parsed, Retry, Sent
+from engine.message import Delivery, Fail, Outbound, Outcome, Parsed, Problem, Retry, Sent
 
 __all__ = ["Hl7v2Codec", "decode_text"]
 
@@ -143,6 +143,13 @@ class Hl7v2Codec:
         if ack.code in ("AR", "CR"):
             return Fail(f"receiver answered {ack.code}{detail}", code=ack.code)
         return Retry(f"acknowledgement code {ack.code!r} is not an HL7 ACK code", code=ack.code)
+
+    def validate(self, parsed: Parsed, level: str) -> list[Problem]:
+        """Problems with the message's structure for its declared version (hl7apy's rule
+        tables over our own tokenizer); never on the routing path."""
+        from engine.formats.hl7v2.validation import validate  # hl7apy loads slowly
+
+        return validate(parsed.body, level)
 
     def field(self, parsed: Parsed, path: str) -> str:
         return parsed.body.value(path)

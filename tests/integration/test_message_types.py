@@ -1,0 +1,90 @@
+"""Every shipped message type flows through a channel from MLLP to FHIR, and ADT and ORU
+come back from FHIR to HL7v2 through a second channel, as a hospital would chain them."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from engine.formats.hl7v2 import Hl7Message
+from tests.fhir_server import FhirTestServer
+from tests.harness import REPO, EngineHarness, exchange, free_port
+from tests.mllp_receiver import MllpReceiver
+
+FIXTURES = REPO / "mappings"
+
+# type -> (mapping, a vendor-style fixture, resource types the Bundle must hold)
+FEEDS = {
+    "adt": ("hl7v2-adt-to-fhir@2", "hl7v2-adt-to-fhir/fixtures/v2/epic_a01_clinical.hl7",
+            {"Patient", "Encounter", "RelatedPerson", "AllergyIntolerance", "Condition",
+             "Coverage"}),
+    "oru": ("hl7v2-oru-to-fhir@1", "hl7v2-oru-to-fhir/fixtures/v1/epic_beaker_cbc_cmp.hl7",
+            {"Patient", "DiagnosticReport", "Observation", "Specimen"}),
+    "orm": ("hl7v2-orm-to-fhir@1", "hl7v2-orm-to-fhir/fixtures/v1/epic_new_orders.hl7",
+            {"Patient", "ServiceRequest"}),
+    "vxu": ("hl7v2-vxu-to-fhir@1", "hl7v2-vxu-to-fhir/fixtures/v1/epic_v251_cdc_ig.hl7",
+            {"Patient", "Immunization"}),
+    "siu": ("hl7v2-siu-to-fhir@1",
+            "hl7v2-siu-to-fhir/fixtures/v1/epic_cadence_s12_booked.hl7",
+            {"Patient", "Appointment"}),
+    "mdm": ("hl7v2-mdm-to-fhir@1", "hl7v2-mdm-to-fhir/fixtures/v1/epic_t02_discharge_pdf.hl7",
+            {"Patient", "DocumentReference"}),
+    "rde": ("hl7v2-rde-to-fhir@1",
+            "hl7v2-rde-to-fhir/fixtures/v1/epic_o11_willow_amlodipine.hl7",
+            {"Patient", "MedicationRequest"}),
+}
+BACK = {"adt": ("fhir-to-hl7v2-adt@1", "ADT"), "oru": ("fhir-to-hl7v2-oru@1", "ORU")}
+
+
+@pytest.fixture
+async def systems():
+    fhir = await FhirTestServer().start()
+    lis = await MllpReceiver().start()
+    yield fhir, lis
+    await fhir.stop()
+    await lis.stop()
+
+
+async def test_every_type_reaches_fhir_and_adt_and_oru_come_back(tmp_path, systems):
+    fhir, lis = systems
+    ports = {kind: free_port() for kind in FEEDS}
+    channels = {}
+    for kind, (mapping, _, _) in FEEDS.items():
+        back = (f'\n          - {{name: to-hl7, type: channel, inbox: {kind}-back}}'
+                if kind in BACK else "")
+        channels[kind] = f"""
+        source: {{type: mllp, port: {ports[kind]}}}
+        mapping: {mapping}
+        retry: {{initial_delay: 50ms, jitter: 0}}
+        destinations:
+          - {{name: ehr, type: fhir, url: "{fhir.url}"}}{back}
+        """
+    for kind, (mapping, _) in BACK.items():
+        channels[f"{kind}-back"] = f"""
+        source: {{type: channel, inbox: {kind}-back}}
+        format: fhir
+        mapping: {mapping}
+        destinations:
+          - {{name: lis, type: mllp, host: 127.0.0.1, port: {lis.port}}}
+        """
+    harness = EngineHarness(tmp_path)
+    engine = await harness.start(channels)
+    try:
+        for kind, (_, fixture, _) in FEEDS.items():
+            [ack] = await exchange(ports[kind], [(FIXTURES / fixture).read_bytes()])
+            assert ack.value("MSA-1") in ("AA", "CA"), kind
+        received = await fhir.wait_for(len(FEEDS), timeout=15)
+        kinds_by_bundle = [{e["resource"]["resourceType"] for e in r.json()["entry"]}
+                           for r in received]
+        for kind, (_, _, expected) in FEEDS.items():
+            assert any(expected <= kinds for kinds in kinds_by_bundle), kind
+        await harness.settle(lambda: len(lis.received) == len(BACK), timeout=15)
+        types = sorted(Hl7Message.parse(m.decode()).message_type.split("^")[0]
+                       for m in lis.received)
+        assert types == sorted(t for _, t in BACK.values())
+        await asyncio.sleep(0.1)
+        assert engine.services.stats.count("dead-lettered") == 0
+        assert engine.services.stats.count("errored") == 0
+    finally:
+        await harness.stop()
