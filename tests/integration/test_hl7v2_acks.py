@@ -14,9 +14,10 @@ from engine.store.schema import messages
 from tests.harness import adt, free_port
 
 
-async def _frames(port: int, payload: bytes, expect: int, timeout: float = 5.0
-                  ) -> list[bytes]:
-    """Send one frame and collect `expect` reply frames (then check no more come)."""
+async def _frames(port: int, payload: bytes, expect: int, timeout: float = 5.0,
+                  quiet: float = 0.1) -> list[bytes]:
+    """Send one frame and collect `expect` reply frames, then `quiet` seconds more to see
+    that no unrequested acknowledgement follows."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     framer, frames = Framer(10 * 1024 * 1024), []
     writer.write(wrap(payload))
@@ -25,7 +26,7 @@ async def _frames(port: int, payload: bytes, expect: int, timeout: float = 5.0
         while len(frames) < expect:
             frames += framer.feed(await asyncio.wait_for(reader.read(65536), timeout))
         try:
-            extra = await asyncio.wait_for(reader.read(65536), 0.3)
+            extra = await asyncio.wait_for(reader.read(65536), quiet)
             frames += framer.feed(extra)
         except TimeoutError:
             pass

@@ -1,0 +1,59 @@
+"""The test bench commands as an analyst types them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+from tests.harness import REPO
+
+ADT = REPO / "mappings" / "hl7v2-adt-to-fhir" / "fixtures"
+
+
+def conduit(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_parse_and_ack():
+    good = conduit("parse", str(ADT / "v1" / "epic_a01_admit.hl7"))
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "hl7v2 2.5.1 ADT^A01 control EP2024031208451200001 from EPIC^UWHEALTH" in good.stdout
+    bad = conduit("parse", str(ADT / "v1" / "a28_add_person_no_pv1.hl7"))
+    assert bad.returncode == 1 and "PV1" in bad.stdout  # strict: ADT_A05 requires PV1
+    ack = conduit("ack", str(ADT / "v1" / "cerner_a04_register.hl7"))
+    assert ack.returncode == 0
+    lines = ack.stdout.splitlines()
+    assert lines[0].startswith("MSH|") and lines[1] == "MSA|AA|Q7788120T8812301"
+
+
+def test_map_and_mapping_diff():
+    mapped = conduit("map", "hl7v2-adt-to-fhir@1", str(ADT / "v1" / "epic_a01_admit.hl7"))
+    assert mapped.returncode == 0
+    assert json.loads(mapped.stdout)["resourceType"] == "Bundle"
+    diff = conduit("mapping", "diff", "hl7v2-adt-to-fhir@1", "hl7v2-adt-to-fhir@2",
+                   str(ADT / "v2" / "epic_a01_clinical.hl7"),
+                   str(ADT / "v1" / "a02_transfer_skipped.hl7"))
+    assert diff.returncode == 0, diff.stderr
+    assert "epic_a01_clinical.hl7#1:" in diff.stdout and "difference(s)" in diff.stdout
+    assert "a02_transfer_skipped.hl7#1: same" in diff.stdout
+    assert "1 of 2 message(s) differ" in diff.stdout
+    unknown = conduit("map", "hl7v2-adt-to-fhir@9", str(ADT / "v1" / "epic_a01_admit.hl7"))
+    assert unknown.returncode == 2 and "hl7v2-adt-to-fhir@1" in unknown.stderr
+
+
+def test_conduit_test_passes_then_fails_on_a_changed_expectation(tmp_path):
+    shutil.copytree(REPO / "conf", tmp_path / "conf")
+    shutil.copytree(REPO / "channels", tmp_path / "channels")
+    shutil.copytree(REPO / "mappings", tmp_path / "mappings")
+    ok = conduit("test", "-q", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stdout
+    assert "0 failed" in ok.stdout
+    expected = tmp_path / "channels" / "fixtures" / "adt-to-fhir" / "epic_a01_admit.json"
+    expected.write_text(expected.read_text().replace('"female"', '"unknown"'))
+    broken = conduit("test", "-q", cwd=tmp_path)
+    assert broken.returncode == 1
+    assert "FAIL channel adt-to-fhir epic_a01_admit" in broken.stdout
+    assert "gender" in broken.stdout
