@@ -107,9 +107,9 @@ class Channel:
         """Deliver and accept (from stopped); a started channel stays as it is."""
         if self.duplicates is not None and not len(self.duplicates):
             since = time.time() - self.duplicates.window
-            for sender, control_id, message_id, at in await asyncio.to_thread(
+            for sender, control_id, _, at in await asyncio.to_thread(
                     self._store.recent_control_ids, self.name, since):
-                self.duplicates.remember(sender, control_id, message_id, at)
+                self.duplicates.remember(sender, control_id, at)
         if self.state in (State.STOPPED, State.ERROR):
             for worker in self.workers:
                 worker.start()
@@ -228,8 +228,7 @@ class Channel:
             if warnings:
                 parsed_detail["warnings"] = len(warnings)
             uow.record(Event(kind=Kind.PARSED, detail=parsed_detail, **hop))
-            original = (self.duplicates.original(parsed.sender, parsed.control_id, now)
-                        if self.duplicates is not None else None)
+            original = await self._original(parsed, now)
             if original is not None:
                 status = MessageStatus.DUPLICATE
                 uow.record(Event(kind=Kind.DUPLICATE, detail={"original": original}, **hop))
@@ -238,7 +237,7 @@ class Channel:
                     status, error, verdict_problems = self._route(uow, parsed, hop, now)
                     trace.routed(status, self.mapping)
                 if self.duplicates is not None and status in _TAKEN_ON:
-                    self.duplicates.remember(parsed.sender, parsed.control_id, message_id, now)
+                    self.duplicates.remember(parsed.sender, parsed.control_id, now)
         row = {
             "id": message_id, "channel": self.name, "received_at": now, "status": status,
             "standard": parsed.standard if parsed else self.config.format,
@@ -255,7 +254,7 @@ class Channel:
             log.error("channel %s: could not store an incoming message (%s); answered with "
                       "an error so the sender resends", self.name, exc)
             if self.duplicates is not None and parsed is not None:
-                self.duplicates.forget(parsed.sender, parsed.control_id, message_id)
+                self.duplicates.forget(parsed.sender, parsed.control_id)
             trace.end(MessageStatus.ERROR, "the store could not take the message")
             busy = Outcome(Verdict.ERROR, (Problem(
                 "the engine could not store the message; send it again"),))
@@ -269,6 +268,17 @@ class Channel:
         receipt = Receipt(message_id, status, self._replies(raw, parsed, outcome),
                           on_replied=lambda: self._acknowledged(hop, outcome))
         return receipt, self._batch_part(raw, parsed, outcome)
+
+    async def _original(self, parsed: Parsed, now: float) -> str | None:
+        """The id of the message that first brought this control id from this sender
+        within the window, when this one is a resend ("" if the store no longer says)."""
+        if self.duplicates is None or not self.duplicates.seen(parsed.sender,
+                                                               parsed.control_id, now):
+            return None
+        found = await asyncio.to_thread(
+            self._store.first_with_control_id, self.name, parsed.sender, parsed.control_id,
+            now - self.duplicates.window)
+        return found or ""
 
     def _replies(self, raw: bytes, parsed: Parsed | None, outcome: Outcome
                  ) -> tuple[bytes, ...]:

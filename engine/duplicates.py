@@ -3,43 +3,47 @@ window is acknowledged again but not processed again.
 
 Senders resend when an acknowledgement is late or lost; without this the receiving
 systems would see the admission twice. The index lives in memory (reloaded from the store
-at start) with a cap, so a flood cannot exhaust memory: past the cap the oldest entries
-go first, which only shortens the window.
+at start) as 64-bit digests of (sender, control id) with their arrival time, about a
+hundred bytes each, under a cap: past it the oldest entries go first, which only shortens
+the window. Which stored message came first is asked of the store, on the rare hit.
 """
 
 from __future__ import annotations
 
 import collections
+import hashlib
 import logging
 
 log = logging.getLogger("conduit.duplicates")
 
-DEFAULT_CAP = 500_000
+DEFAULT_CAP = 200_000
+
+
+def _key(sender: str, control_id: str) -> int:
+    digest = hashlib.blake2b(f"{sender}\x1f{control_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
 
 
 class DuplicateIndex:
     def __init__(self, window: float, cap: int = DEFAULT_CAP) -> None:
         self.window = window
         self.cap = cap
-        # (sender, control id) -> (message id, time); insertion order is arrival order
-        self._seen: collections.OrderedDict[tuple[str, str], tuple[str, float]] = (
-            collections.OrderedDict())
+        self._seen: collections.OrderedDict[int, float] = collections.OrderedDict()
         self._warned = False
 
-    def original(self, sender: str, control_id: str, now: float) -> str | None:
-        """The message id that first brought this control id, if still in the window."""
+    def seen(self, sender: str, control_id: str, now: float) -> bool:
+        """Whether this control id was taken on from this sender within the window."""
         if not control_id:
-            return None
+            return False
         self._expire(now)
-        found = self._seen.get((sender, control_id))
-        return found[0] if found is not None else None
+        return _key(sender, control_id) in self._seen
 
-    def remember(self, sender: str, control_id: str, message_id: str, at: float) -> None:
+    def remember(self, sender: str, control_id: str, at: float) -> None:
         if not control_id:
             return
-        key = (sender, control_id)
+        key = _key(sender, control_id)
         self._seen.pop(key, None)
-        self._seen[key] = (message_id, at)
+        self._seen[key] = at
         if len(self._seen) > self.cap:
             self._seen.popitem(last=False)
             if not self._warned:
@@ -47,19 +51,17 @@ class DuplicateIndex:
                 log.warning("duplicate index full (%d entries): the oldest are forgotten "
                             "before the window ends", self.cap)
 
-    def forget(self, sender: str, control_id: str, message_id: str) -> None:
+    def forget(self, sender: str, control_id: str) -> None:
         """Undo `remember` for a message that was not stored after all."""
-        key = (sender, control_id)
-        if self._seen.get(key, ("",))[0] == message_id:
-            del self._seen[key]
+        self._seen.pop(_key(sender, control_id), None)
 
     def _expire(self, now: float) -> None:
         cutoff = now - self.window
         while self._seen:
-            _, (_, at) = next(iter(self._seen.items()))
+            key, at = next(iter(self._seen.items()))
             if at >= cutoff:
                 return
-            self._seen.popitem(last=False)
+            del self._seen[key]
 
     def __len__(self) -> int:
         return len(self._seen)

@@ -105,6 +105,19 @@ class MessageStore:
             ).all()
         return [tuple(r) for r in rows]
 
+    def first_with_control_id(self, channel: str, sender: str, control_id: str,
+                              since: float) -> str | None:
+        """The earliest message a channel took on with this sender and control id."""
+        with self._engine.connect() as conn:
+            return conn.execute(
+                sa.select(messages.c.id)
+                .where(messages.c.control_id == control_id, messages.c.sender == sender,
+                       messages.c.channel == channel,
+                       messages.c.status.in_(("accepted", "filtered")),
+                       messages.c.id >= message_id_floor(since))
+                .order_by(messages.c.id).limit(1)
+            ).scalar()
+
     def get(self, message_id: str) -> StoredMessage | None:
         cols = [messages.c[f] for f in StoredMessage.__struct_fields__]
         with self._engine.connect() as conn:
