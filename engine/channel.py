@@ -95,6 +95,8 @@ class Channel:
         self.shadow = shadow
         window = config.duplicate_window
         self.duplicates = DuplicateIndex(window) if window > 0 else None
+        # (sender, control id) -> message id of messages taken on but not yet committed
+        self._pending_keys: dict[tuple[str, str], str] = {}
         self._store = store
         self._queue = queue
         self._writer = writer
@@ -105,7 +107,7 @@ class Channel:
 
     async def start(self) -> None:
         """Deliver and accept (from stopped); a started channel stays as it is."""
-        if self.duplicates is not None and not len(self.duplicates):
+        if self.duplicates is not None and not self.duplicates.entries:
             since = time.time() - self.duplicates.window
             for sender, control_id, _, at in await asyncio.to_thread(
                     self._store.recent_control_ids, self.name, since):
@@ -238,6 +240,7 @@ class Channel:
                     trace.routed(status, self.mapping)
                 if self.duplicates is not None and status in _TAKEN_ON:
                     self.duplicates.remember(parsed.sender, parsed.control_id, now)
+                    self._pending_keys[(parsed.sender, parsed.control_id)] = message_id
         row = {
             "id": message_id, "channel": self.name, "received_at": now, "status": status,
             "standard": parsed.standard if parsed else self.config.format,
@@ -253,13 +256,15 @@ class Channel:
         except Exception as exc:
             log.error("channel %s: could not store an incoming message (%s); answered with "
                       "an error so the sender resends", self.name, exc)
-            if self.duplicates is not None and parsed is not None:
-                self.duplicates.forget(parsed.sender, parsed.control_id)
+            if parsed is not None:
+                self._pending_keys.pop((parsed.sender, parsed.control_id), None)
             trace.end(MessageStatus.ERROR, "the store could not take the message")
             busy = Outcome(Verdict.ERROR, (Problem(
                 "the engine could not store the message; send it again"),))
             replies = self._replies(raw, parsed, busy)
             return Receipt("", MessageStatus.ERROR, replies), self._batch_part(raw, parsed, busy)
+        if parsed is not None:
+            self._pending_keys.pop((parsed.sender, parsed.control_id), None)
         if status is MessageStatus.ACCEPTED:
             for worker in self.workers:
                 worker.notify()
@@ -271,14 +276,16 @@ class Channel:
 
     async def _original(self, parsed: Parsed, now: float) -> str | None:
         """The id of the message that first brought this control id from this sender
-        within the window, when this one is a resend ("" if the store no longer says)."""
-        if self.duplicates is None or not self.duplicates.seen(parsed.sender,
-                                                               parsed.control_id, now):
+        within the window, when this one is a resend; None when it is not."""
+        if self.duplicates is None or not self.duplicates.maybe_seen(
+                parsed.sender, parsed.control_id, now):
             return None
-        found = await asyncio.to_thread(
+        pending = self._pending_keys.get((parsed.sender, parsed.control_id))
+        if pending is not None:  # taken on a moment ago, still being committed
+            return pending
+        return await asyncio.to_thread(
             self._store.first_with_control_id, self.name, parsed.sender, parsed.control_id,
             now - self.duplicates.window)
-        return found or ""
 
     def _replies(self, raw: bytes, parsed: Parsed | None, outcome: Outcome
                  ) -> tuple[bytes, ...]:

@@ -2,66 +2,74 @@
 window is acknowledged again but not processed again.
 
 Senders resend when an acknowledgement is late or lost; without this the receiving
-systems would see the admission twice. The index lives in memory (reloaded from the store
-at start) as 64-bit digests of (sender, control id) with their arrival time, about a
-hundred bytes each, under a cap: past it the oldest entries go first, which only shortens
-the window. Which stored message came first is asked of the store, on the rare hit.
+systems would see the admission twice. The store is the truth (its control-id index);
+in front of it sit two Bloom filters, each covering half the window, so the question
+"could this be a resend?" costs a few microseconds and a fixed 2 MiB however much
+traffic flows, and only a "maybe" (a real resend, or about one message in a hundred at
+a million per half window) asks the store.
 """
 
 from __future__ import annotations
 
-import collections
 import hashlib
-import logging
 
-log = logging.getLogger("conduit.duplicates")
-
-DEFAULT_CAP = 200_000
+BITS = 8 * 1024 * 1024  # per filter: 1 MiB
+HASHES = 5  # about 1% false "maybe" at a million entries per half window
 
 
-def _key(sender: str, control_id: str) -> int:
-    digest = hashlib.blake2b(f"{sender}\x1f{control_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big")
+class _Bloom:
+    __slots__ = ("bits",)
+
+    def __init__(self) -> None:
+        self.bits = bytearray(BITS // 8)
+
+    def add(self, positions: list[int]) -> None:
+        for p in positions:
+            self.bits[p >> 3] |= 1 << (p & 7)
+
+    def __contains__(self, positions: list[int]) -> bool:
+        return all(self.bits[p >> 3] & (1 << (p & 7)) for p in positions)
+
+
+def _positions(sender: str, control_id: str) -> list[int]:
+    digest = hashlib.blake2b(f"{sender}\x1f{control_id}".encode(), digest_size=16).digest()
+    a, b = int.from_bytes(digest[:8], "big"), int.from_bytes(digest[8:], "big") | 1
+    return [(a + i * b) % BITS for i in range(HASHES)]
 
 
 class DuplicateIndex:
-    def __init__(self, window: float, cap: int = DEFAULT_CAP) -> None:
-        self.window = window
-        self.cap = cap
-        self._seen: collections.OrderedDict[int, float] = collections.OrderedDict()
-        self._warned = False
+    """May this control id have been taken on from this sender within the window?
+    Never a false "no"; a "yes" is confirmed against the store."""
 
-    def seen(self, sender: str, control_id: str, now: float) -> bool:
-        """Whether this control id was taken on from this sender within the window."""
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self._current = _Bloom()
+        self._previous = _Bloom()
+        self._rotated_at: float | None = None
+        self.entries = 0
+
+    def maybe_seen(self, sender: str, control_id: str, now: float) -> bool:
         if not control_id:
             return False
-        self._expire(now)
-        return _key(sender, control_id) in self._seen
+        self._rotate(now)
+        positions = _positions(sender, control_id)
+        return positions in self._current or positions in self._previous
 
     def remember(self, sender: str, control_id: str, at: float) -> None:
         if not control_id:
             return
-        key = _key(sender, control_id)
-        self._seen.pop(key, None)
-        self._seen[key] = at
-        if len(self._seen) > self.cap:
-            self._seen.popitem(last=False)
-            if not self._warned:
-                self._warned = True
-                log.warning("duplicate index full (%d entries): the oldest are forgotten "
-                            "before the window ends", self.cap)
+        self._rotate(at)
+        self._current.add(_positions(sender, control_id))
+        self.entries += 1
 
-    def forget(self, sender: str, control_id: str) -> None:
-        """Undo `remember` for a message that was not stored after all."""
-        self._seen.pop(_key(sender, control_id), None)
-
-    def _expire(self, now: float) -> None:
-        cutoff = now - self.window
-        while self._seen:
-            key, at = next(iter(self._seen.items()))
-            if at >= cutoff:
-                return
-            del self._seen[key]
-
-    def __len__(self) -> int:
-        return len(self._seen)
+    def _rotate(self, now: float) -> None:
+        """Every half window the older filter is dropped: an entry lives between one half
+        and one whole window more, and the store's answer has the exact window."""
+        if self._rotated_at is None:
+            self._rotated_at = now
+        elif now - self._rotated_at >= self.window:  # a long quiet spell: both are stale
+            self._previous, self._current = _Bloom(), _Bloom()
+            self._rotated_at = now
+        elif now - self._rotated_at >= self.window / 2:
+            self._previous, self._current = self._current, _Bloom()
+            self._rotated_at = now
