@@ -3,18 +3,18 @@ window is acknowledged again but not processed again.
 
 Senders resend when an acknowledgement is late or lost; without this the receiving
 systems would see the admission twice. The store is the truth (its control-id index);
-in front of it sit two Bloom filters, each covering half the window, so the question
-"could this be a resend?" costs a few microseconds and a fixed 2 MiB however much
-traffic flows, and only a "maybe" (a real resend, or about one message in a hundred at
-a million per half window) asks the store.
+in front of it sit two Bloom filters, the current window's and the last one's, so the
+question "could this be a resend?" costs a few microseconds and a fixed 4 MiB however
+much traffic flows, and only a "maybe" (a real resend, or about one message in a hundred
+at 1.7 million per window) asks the store.
 """
 
 from __future__ import annotations
 
 import hashlib
 
-BITS = 8 * 1024 * 1024  # per filter: 1 MiB
-HASHES = 5  # about 1% false "maybe" at a million entries per half window
+BITS = 16 * 1024 * 1024  # per filter: 2 MiB
+HASHES = 5  # about 1% false "maybe" at 1.7 million entries per window
 
 
 class _Bloom:
@@ -63,13 +63,14 @@ class DuplicateIndex:
         self.entries += 1
 
     def _rotate(self, now: float) -> None:
-        """Every half window the older filter is dropped: an entry lives between one half
-        and one whole window more, and the store's answer has the exact window."""
+        """Once a window has passed since the last turn, the older filter is dropped: every
+        entry it held is at least a window old, so none is forgotten early; the store's
+        answer applies the exact window."""
         if self._rotated_at is None:
             self._rotated_at = now
-        elif now - self._rotated_at >= self.window:  # a long quiet spell: both are stale
+        elif now - self._rotated_at >= 2 * self.window:  # a long quiet spell: both stale
             self._previous, self._current = _Bloom(), _Bloom()
             self._rotated_at = now
-        elif now - self._rotated_at >= self.window / 2:
+        elif now - self._rotated_at >= self.window:
             self._previous, self._current = self._current, _Bloom()
             self._rotated_at = now
