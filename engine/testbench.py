@@ -117,7 +117,7 @@ def _expected_files(folder: Path, case: str, output_ext: str) -> list[Path]:
             if p.exists()]
 
 
-def _output_ext(content_type: str) -> str:
+def output_ext(content_type: str) -> str:
     return ".hl7" if "hl7" in content_type else ".json" if "json" in content_type else ".out"
 
 
@@ -132,12 +132,12 @@ def mapping_fixtures(catalog: MappingCatalog, folder: Path, names: list[str] | N
         cases = folder / mapping.name / "fixtures" / f"v{mapping.version}"
         in_ext = INPUT_EXT.get(mapping.accepts, ".in")
         for source in sorted(cases.glob(f"*{in_ext}")) if cases.is_dir() else []:
-            yield _run_case(f"{ref} {source.stem}", source,
-                            lambda raw, m=mapping: _mapping_outcome(m, raw),
-                            _output_ext(mapping.emits), mapping.emits)
+            yield run_case(f"{ref} {source.stem}", source,
+                            lambda raw, m=mapping: mapping_outcome(m, raw),
+                            output_ext(mapping.emits), mapping.emits)
 
 
-def _mapping_outcome(mapping: Mapping, raw: bytes) -> tuple[str, Any]:
+def mapping_outcome(mapping: Mapping, raw: bytes) -> tuple[str, Any]:
     try:
         result = run_mapping(mapping, raw)
     except MappingError as exc:
@@ -149,7 +149,7 @@ def _mapping_outcome(mapping: Mapping, raw: bytes) -> tuple[str, Any]:
     return "output", result
 
 
-def _run_case(name: str, source: Path, run: Any, output_ext: str, content_type: str
+def run_case(name: str, source: Path, run: Any, output_ext: str, content_type: str
               ) -> FixtureResult:
     expected = _expected_files(source.parent, source.stem, output_ext)
     if len(expected) != 1:
@@ -210,8 +210,8 @@ def channel_fixtures(channels: list[Any], catalog: MappingCatalog, folder: Path,
                 else ("output", result)
 
         for source in sorted(cases.glob(f"*{in_ext}")):
-            yield _run_case(f"channel {cfg.name} {source.stem}", source, outcome,
-                            _output_ext(emits), emits)
+            yield run_case(f"channel {cfg.name} {source.stem}", source, outcome,
+                            output_ext(emits), emits)
 
 
 def pretty(output: bytes, content_type: str) -> str:
@@ -225,7 +225,7 @@ def pretty(output: bytes, content_type: str) -> str:
 def diff_versions(a: Mapping, b: Mapping, raw: bytes) -> list[Change] | str:
     """How two mapping versions' outputs differ for one message (or why they can't be
     compared: one skipped or failed)."""
-    outcomes = [_mapping_outcome(m, raw) for m in (a, b)]
+    outcomes = [mapping_outcome(m, raw) for m in (a, b)]
     if any(kind != "output" for kind, _ in outcomes):
         (ka, va), (kb, vb) = outcomes
         if (ka, va) == (kb, vb):

@@ -6,57 +6,24 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import pytest
-from fhir.resources.R4B import get_fhir_model_class
 
-from engine.errors import MappingError
-from engine.formats.fhir import FhirCodec
-from engine.formats.hl7v2 import Hl7Message, Hl7v2Codec
-from engine.mapping import Mapping, MappingCatalog, Skip
-from engine.structdiff import diff_outputs
+from engine.formats.hl7v2 import Hl7v2Codec
+from engine.mapping import Mapping
+from tests import mapping_checks as checks
+from tests.mapping_checks import bundle_of, message_of, run
 
-ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT / "mappings" / "fhir-to-hl7v2-adt" / "fixtures" / "v1"
-ADT_FIXTURES = ROOT / "mappings" / "hl7v2-adt-to-fhir" / "fixtures"
-EXPECTED_KINDS = (".hl7", ".skip", ".error")
-CASES = sorted(p.stem for p in FIXTURES.glob("*.json"))
-OUTPUT_CASES = [c for c in CASES if (FIXTURES / f"{c}.hl7").exists()]
+FIXTURES = checks.Fixtures("fhir-to-hl7v2-adt@1", input_ext=".json", output_ext=".hl7")
+ADT_V1 = checks.Fixtures("hl7v2-adt-to-fhir@1")
+ADT_V2 = checks.Fixtures("hl7v2-adt-to-fhir@2")
 INVALID_ON_PURPOSE = {"patient_invalid_birth_date_error"}  # fhir.resources rejects it too
-ROUND_TRIP_CASES = sorted(p.stem for p in (ADT_FIXTURES / "v1").glob("*.json"))
+ROUND_TRIP_CASES = ADT_V1.output_cases
 ROUND_TRIP_FIELDS = ("identifier", "name", "birthDate", "gender", "address", "telecom",
                      "deceasedBoolean", "deceasedDateTime")
 HL7 = "x-application/hl7-v2+er7"
 
-
-@pytest.fixture(scope="module")
-def catalog() -> MappingCatalog:
-    return MappingCatalog.discover(ROOT / "mappings")
-
-
-@pytest.fixture(scope="module")
-def to_adt(catalog: MappingCatalog) -> Mapping:
-    found = catalog.get("fhir-to-hl7v2-adt@1")
-    assert found is not None, "mappings/fhir-to-hl7v2-adt/v1.py was not discovered"
-    assert (found.accepts, found.emits) == ("fhir", HL7)
-    return found
-
-
-def run(mapping: Mapping, resource: dict | bytes) -> bytes | Skip:
-    """Decode with the FHIR codec and apply the mapping, as a channel does."""
-    raw = resource if isinstance(resource, bytes) else json.dumps(resource).encode()
-    return mapping.apply(FhirCodec().parse(raw).body)
-
-
-def message_of(mapping: Mapping, resource: dict | bytes) -> Hl7Message:
-    out = run(mapping, resource)
-    assert isinstance(out, bytes)
-    return Hl7Message.parse(out.decode("utf-8"))
-
-
-def source(case: str) -> bytes:
-    return (FIXTURES / f"{case}.json").read_bytes()
+to_adt = checks.mapping_fixture(FIXTURES.ref, accepts="fhir", emits=HL7)
 
 
 def patient(**fields: object) -> dict:
@@ -72,40 +39,12 @@ def patient(**fields: object) -> dict:
 # ---- fixtures ---------------------------------------------------------------------------
 
 
-def test_every_fixture_has_exactly_one_expected_file() -> None:
-    assert len(OUTPUT_CASES) >= 6
-    for case in CASES:
-        expected = [k for k in EXPECTED_KINDS if (FIXTURES / f"{case}{k}").exists()]
-        assert len(expected) == 1, f"{case}.json needs one of {EXPECTED_KINDS}, has {expected}"
-    for path in FIXTURES.iterdir():
-        assert (FIXTURES / f"{path.stem}.json").exists(), f"{path.name} has no input file"
+TestFixtures = checks.fixture_tests(FIXTURES, min_outputs=6, invalid_inputs=INVALID_ON_PURPOSE)
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_fixture(to_adt: Mapping, case: str) -> None:
-    error = FIXTURES / f"{case}.error"
-    if error.exists():
-        with pytest.raises(MappingError) as caught:
-            run(to_adt, source(case))
-        assert str(caught.value) == error.read_text().strip()
-        return
-    out = run(to_adt, source(case))
-    assert isinstance(out, bytes), f"{case}: expected a message, got {out!r}"
-    changes = diff_outputs((FIXTURES / f"{case}.hl7").read_bytes(), out, HL7)
-    if changes:
-        pytest.fail(f"{case}: output differs from {case}.hl7 (expected -> actual):\n"
-                    + "\n".join(c.describe() for c in changes), pytrace=False)
-
-
-@pytest.mark.parametrize("case", [c for c in CASES if c not in INVALID_ON_PURPOSE])
-def test_fixture_inputs_are_valid_r4(case: str) -> None:
-    resource = json.loads(source(case))
-    get_fhir_model_class(resource["resourceType"]).model_validate(resource)
-
-
-@pytest.mark.parametrize("case", OUTPUT_CASES)
+@pytest.mark.parametrize("case", FIXTURES.output_cases)
 def test_output_parses_and_carries_the_required_msh_fields(to_adt: Mapping, case: str) -> None:
-    out = run(to_adt, source(case))
+    out = run(to_adt, FIXTURES.input(case))
     assert isinstance(out, bytes)
     parsed = Hl7v2Codec().parse(out)  # as a receiving channel would read it
     message = parsed.body
@@ -123,54 +62,28 @@ def test_output_parses_and_carries_the_required_msh_fields(to_adt: Mapping, case
     assert (message.value("PV1-1"), message.value("PV1-2")) == ("1", "N")
 
 
-@pytest.mark.parametrize("case", OUTPUT_CASES)
-def test_same_input_gives_identical_bytes(to_adt: Mapping, case: str) -> None:
-    resource = json.loads(source(case))
-    reordered = _reversed_keys(resource)
-    assert run(to_adt, source(case)) == run(to_adt, source(case)) == run(to_adt, reordered)
-
-
-def _reversed_keys(node: object) -> object:
-    """The same JSON with every object's keys in reverse order."""
-    if isinstance(node, dict):
-        return {k: _reversed_keys(node[k]) for k in reversed(list(node))}
-    if isinstance(node, list):
-        return [_reversed_keys(v) for v in node]
-    return node
-
-
 # ---- round trip -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("case", ROUND_TRIP_CASES)
-def test_round_trip_through_hl7v2_adt_to_fhir_v1(
-    catalog: MappingCatalog, to_adt: Mapping, case: str
-) -> None:
-    back = catalog.get("hl7v2-adt-to-fhir@1")
-    assert back is not None
-    bundle = json.loads((ADT_FIXTURES / "v1" / f"{case}.json").read_text(encoding="utf-8"))
+def test_round_trip_through_hl7v2_adt_to_fhir_v1(to_adt: Mapping, case: str) -> None:
+    bundle = json.loads((ADT_V1.folder / f"{case}.json").read_text(encoding="utf-8"))
     original = bundle["entry"][0]["resource"]
     sent = {**original, "meta": {"versionId": "3", "lastUpdated": "2024-06-01T12:00:00-05:00"}}
     message = run(to_adt, sent)
     assert isinstance(message, bytes)
-    returned = back.apply(Hl7v2Codec().parse(message).body)
-    assert isinstance(returned, bytes)
-    again = json.loads(returned)["entry"][0]["resource"]
+    again = checks.adt_bundle(message)["entry"][0]["resource"]
     for field in ROUND_TRIP_FIELDS:
         assert again.get(field) == original.get(field), f"{case}: {field} changed"
 
 
-def test_race_and_ethnicity_round_trip_through_v2(catalog: MappingCatalog, to_adt: Mapping) -> None:
-    v2 = catalog.get("hl7v2-adt-to-fhir@2")
-    assert v2 is not None
-    raw = (ADT_FIXTURES / "v2" / "epic_a01_clinical.hl7").read_bytes()
-    out = v2.apply(Hl7v2Codec().parse(raw).body)
-    assert isinstance(out, bytes)
-    original = json.loads(out)["entry"][0]["resource"]
+def test_race_and_ethnicity_round_trip_through_v2(to_adt: Mapping) -> None:
+    v2 = checks.mapping(ADT_V2.ref)
+    original = bundle_of(v2, ADT_V2.input("epic_a01_clinical"))["entry"][0]["resource"]
     sent = {**original, "meta": {"lastUpdated": "2024-07-04T09:15:12-05:00"}}
     message = run(to_adt, sent)
     assert isinstance(message, bytes)
-    again = json.loads(v2.apply(Hl7v2Codec().parse(message).body))["entry"][0]["resource"]
+    again = bundle_of(v2, message)["entry"][0]["resource"]
     assert again["extension"] == original["extension"]
 
 
@@ -284,11 +197,8 @@ def test_only_the_first_patient_of_a_bundle_is_sent(to_adt: Mapping) -> None:
 )
 def test_bad_values_fail_naming_the_fhir_path(to_adt: Mapping, fields: dict, path: str) -> None:
     resource = patient(name=[{"family": "QUARTERMAINE"}], **fields)
-    with pytest.raises(MappingError) as caught:
-        run(to_adt, resource)
-    assert caught.value.field == path
-    for value in ("QUARTERMAINE", "MG001234", *map(str, fields.values())):
-        assert value not in str(caught.value)
+    phi = ("QUARTERMAINE", "MG001234", *map(str, fields.values()))
+    checks.check_error(to_adt, resource, path, phi=phi)
 
 
 def test_a_bundled_patients_errors_name_its_entry(to_adt: Mapping) -> None:
@@ -296,13 +206,11 @@ def test_a_bundled_patients_errors_name_its_entry(to_adt: Mapping) -> None:
         {"resource": {"resourceType": "Organization", "name": "X"}},
         {"resource": patient(gender="F")},
     ]}
-    with pytest.raises(MappingError) as caught:
-        run(to_adt, bundle)
-    assert caught.value.field == "Bundle.entry[1].resource.gender"
+    checks.check_error(to_adt, bundle, "Bundle.entry[1].resource.gender")
 
 
 def test_input_is_not_changed(to_adt: Mapping) -> None:
-    resource = json.loads(source("patient_update_many_identifiers_a31"))
+    resource = json.loads(FIXTURES.input("patient_update_many_identifiers_a31"))
     before = copy.deepcopy(resource)
     to_adt.func(resource)
     assert resource == before

@@ -6,51 +6,22 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
-from fhir.resources.R4B import get_fhir_model_class
 
-from engine.errors import MappingError
-from engine.formats.fhir import FhirCodec
 from engine.formats.hl7v2 import Hl7Message, Hl7v2Codec
-from engine.mapping import Mapping, MappingCatalog, Skip
-from engine.structdiff import diff_outputs
+from engine.mapping import Mapping
+from tests import mapping_checks as checks
+from tests.mapping_checks import message_of, run
 
-ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT / "mappings" / "fhir-to-hl7v2-oru" / "fixtures" / "v1"
-EXPECTED_KINDS = (".hl7", ".skip", ".error")
-CASES = sorted(p.stem for p in FIXTURES.glob("*.json"))
-OUTPUT_CASES = [c for c in CASES if (FIXTURES / f"{c}.hl7").exists()]
+FIXTURES = checks.Fixtures("fhir-to-hl7v2-oru@1", input_ext=".json", output_ext=".hl7")
 HL7 = "x-application/hl7-v2+er7"
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
 V3_INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 
-
-@pytest.fixture(scope="module")
-def to_oru() -> Mapping:
-    found = MappingCatalog.discover(ROOT / "mappings").get("fhir-to-hl7v2-oru@1")
-    assert found is not None, "mappings/fhir-to-hl7v2-oru/v1.py was not discovered"
-    assert (found.accepts, found.emits) == ("fhir", HL7)
-    return found
-
-
-def run(mapping: Mapping, resource: dict | bytes) -> bytes | Skip:
-    """Decode with the FHIR codec and apply the mapping, as a channel does."""
-    raw = resource if isinstance(resource, bytes) else json.dumps(resource).encode()
-    return mapping.apply(FhirCodec().parse(raw).body)
-
-
-def message_of(mapping: Mapping, resource: dict | bytes) -> Hl7Message:
-    out = run(mapping, resource)
-    assert isinstance(out, bytes)
-    return Hl7Message.parse(out.decode("utf-8"))
-
-
-def source(case: str) -> bytes:
-    return (FIXTURES / f"{case}.json").read_bytes()
+to_oru = checks.mapping_fixture(FIXTURES.ref, accepts="fhir", emits=HL7)
 
 
 def observation(oid: str = "o1", **fields: Any) -> dict:
@@ -83,40 +54,12 @@ def obx(mapping: Mapping, **fields: Any) -> Hl7Message:
 # ---- fixtures ---------------------------------------------------------------------------
 
 
-def test_every_fixture_has_exactly_one_expected_file() -> None:
-    assert len(OUTPUT_CASES) >= 5 and len(CASES) >= 6
-    for case in CASES:
-        expected = [k for k in EXPECTED_KINDS if (FIXTURES / f"{case}{k}").exists()]
-        assert len(expected) == 1, f"{case}.json needs one of {EXPECTED_KINDS}, has {expected}"
-    for path in FIXTURES.iterdir():
-        assert (FIXTURES / f"{path.stem}.json").exists(), f"{path.name} has no input file"
+TestFixtures = checks.fixture_tests(FIXTURES, min_cases=6, min_outputs=5)
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_fixture(to_oru: Mapping, case: str) -> None:
-    error = FIXTURES / f"{case}.error"
-    if error.exists():
-        with pytest.raises(MappingError) as caught:
-            run(to_oru, source(case))
-        assert str(caught.value) == error.read_text().strip()
-        return
-    out = run(to_oru, source(case))
-    assert isinstance(out, bytes), f"{case}: expected a message, got {out!r}"
-    changes = diff_outputs((FIXTURES / f"{case}.hl7").read_bytes(), out, HL7)
-    if changes:
-        pytest.fail(f"{case}: output differs from {case}.hl7 (expected -> actual):\n"
-                    + "\n".join(c.describe() for c in changes), pytrace=False)
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_fixture_inputs_are_valid_r4(case: str) -> None:
-    resource = json.loads(source(case))
-    get_fhir_model_class(resource["resourceType"]).model_validate(resource)
-
-
-@pytest.mark.parametrize("case", OUTPUT_CASES)
+@pytest.mark.parametrize("case", FIXTURES.output_cases)
 def test_output_parses_and_carries_the_required_fields(to_oru: Mapping, case: str) -> None:
-    out = run(to_oru, source(case))
+    out = run(to_oru, FIXTURES.input(case))
     assert isinstance(out, bytes)
     parsed = Hl7v2Codec().parse(out)
     message = parsed.body
@@ -135,26 +78,12 @@ def test_output_parses_and_carries_the_required_fields(to_oru: Mapping, case: st
         assert bool(seg.value(2)) == bool(seg.raw(5))
 
 
-@pytest.mark.parametrize("case", OUTPUT_CASES)
-def test_same_input_gives_identical_bytes(to_oru: Mapping, case: str) -> None:
-    reordered = _reversed_keys(json.loads(source(case)))
-    assert run(to_oru, source(case)) == run(to_oru, source(case)) == run(to_oru, reordered)
-
-
-def _reversed_keys(node: object) -> object:
-    if isinstance(node, dict):
-        return {k: _reversed_keys(node[k]) for k in reversed(list(node))}
-    if isinstance(node, list):
-        return [_reversed_keys(v) for v in node]
-    return node
-
-
-@pytest.mark.parametrize("case", OUTPUT_CASES)
+@pytest.mark.parametrize("case", FIXTURES.output_cases)
 def test_output_passes_hl7apy_strict_structure_validation(to_oru: Mapping, case: str) -> None:
     from hl7apy.consts import VALIDATION_LEVEL
     from hl7apy.parser import parse_message
 
-    out = run(to_oru, source(case))
+    out = run(to_oru, FIXTURES.input(case))
     assert isinstance(out, bytes)
     parse_message(out.decode("utf-8"), validation_level=VALIDATION_LEVEL.STRICT,
                   find_groups=True).validate()
@@ -226,9 +155,8 @@ def test_a_report_without_id_with_decimals_gets_a_stable_control_id(to_oru: Mapp
 
 
 def test_unsupported_value_type_fails_naming_it(to_oru: Mapping) -> None:
-    with pytest.raises(MappingError) as caught:
-        obx(to_oru, valuePeriod={"start": "2024-01-01"})
-    assert caught.value.field == "Bundle.entry[2].resource.valuePeriod"
+    result = observation(valuePeriod={"start": "2024-01-01"})
+    checks.check_error(to_oru, report_bundle(result), "Bundle.entry[2].resource.valuePeriod")
 
 
 @pytest.mark.parametrize(
@@ -254,10 +182,10 @@ def test_interpretation_is_the_abnormal_flag(to_oru: Mapping, code: str) -> None
 
 
 def test_interpretation_outside_table_0078_fails(to_oru: Mapping) -> None:
-    interpretation = [{"text": "a bit high"}]
-    with pytest.raises(MappingError) as caught:
-        obx(to_oru, valueQuantity={"value": 4}, interpretation=interpretation)
-    assert caught.value.field == "Bundle.entry[2].resource.interpretation[0]"
+    result = observation(valueQuantity={"value": 4}, interpretation=[{"text": "a bit high"}])
+    checks.check_error(
+        to_oru, report_bundle(result), "Bundle.entry[2].resource.interpretation[0]"
+    )
 
 
 @pytest.mark.parametrize(
@@ -270,9 +198,8 @@ def test_observation_status_through_table_0085(to_oru: Mapping, status: str, cod
 
 
 def test_unknown_observation_status_fails(to_oru: Mapping) -> None:
-    with pytest.raises(MappingError) as caught:
-        obx(to_oru, status="unknown", valueInteger=1)
-    assert caught.value.field == "Bundle.entry[2].resource.status"
+    result = observation(status="unknown", valueInteger=1)
+    checks.check_error(to_oru, report_bundle(result), "Bundle.entry[2].resource.status")
 
 
 @pytest.mark.parametrize(
@@ -355,7 +282,4 @@ def test_what_cannot_be_sent_fails_naming_the_fhir_path(
 ) -> None:
     bundle = report_bundle(observation(valueInteger=1))
     change(bundle)
-    with pytest.raises(MappingError) as caught:
-        run(to_oru, bundle)
-    assert caught.value.field == path
-    assert "E4410023" not in str(caught.value) and "HALVORSEN" not in str(caught.value)
+    checks.check_error(to_oru, bundle, path, phi=("E4410023", "HALVORSEN"))

@@ -2,49 +2,15 @@
 
 from __future__ import annotations
 
-import difflib
-import json
-import re
-from pathlib import Path
-from typing import Any
-
 import pytest
-from fhir.resources.R4B import get_fhir_model_class
-from fhir.resources.R4B.bundle import Bundle
 
-from engine.errors import MappingError
-from engine.formats.hl7v2 import Hl7v2Codec
-from engine.mapping import Mapping, MappingCatalog, Skip
+from engine.mapping import Mapping, Skip
+from tests import mapping_checks as checks
+from tests.mapping_checks import bundle_of, by_type, run
 
-ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT / "mappings" / "hl7v2-adt-to-fhir" / "fixtures" / "v1"
-EXPECTED_KINDS = (".json", ".skip", ".error")
-CASES = sorted(p.stem for p in FIXTURES.glob("*.hl7"))
-JSON_CASES = [c for c in CASES if (FIXTURES / f"{c}.json").exists()]
-FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}\Z")
+FIXTURES = checks.Fixtures("hl7v2-adt-to-fhir@1")
 
-
-@pytest.fixture(scope="module")
-def adt() -> Mapping:
-    found = MappingCatalog.discover(ROOT / "mappings").get("hl7v2-adt-to-fhir@1")
-    assert found is not None, "mappings/hl7v2-adt-to-fhir/v1.py was not discovered"
-    return found
-
-
-def run(mapping: Mapping, raw: bytes) -> bytes | Skip:
-    """Parse with the codec and apply the mapping, as a channel does."""
-    return mapping.apply(Hl7v2Codec().parse(raw).body)
-
-
-def bundle_of(mapping: Mapping, raw: bytes) -> dict:
-    out = run(mapping, raw)
-    assert isinstance(out, bytes), f"expected a Bundle, got {out!r}"
-    return json.loads(out)
-
-
-def resources(bundle: dict) -> dict[str, dict]:
-    """The bundle's resources by type (this mapping writes at most one of each)."""
-    return {e["resource"]["resourceType"]: e["resource"] for e in bundle["entry"]}
+adt = checks.mapping_fixture(FIXTURES.ref)
 
 
 def pv1_with(fields: dict[int, str]) -> str:
@@ -74,102 +40,15 @@ def adt_message(
     return ("\r".join(segments) + "\r").encode()
 
 
-# ---- fixtures ---------------------------------------------------------------------------
+# ---- fixtures, valid FHIR, deterministic ids -------------------------------------------
 
 
-def test_every_fixture_has_exactly_one_expected_file() -> None:
-    assert len(CASES) >= 10
-    for case in CASES:
-        expected = [k for k in EXPECTED_KINDS if (FIXTURES / f"{case}{k}").exists()]
-        assert len(expected) == 1, f"{case}.hl7 needs one of {EXPECTED_KINDS}, has {expected}"
-    for path in FIXTURES.iterdir():
-        assert (FIXTURES / f"{path.stem}.hl7").exists(), f"{path.name} has no input file"
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_fixture(adt: Mapping, case: str) -> None:
-    raw = (FIXTURES / f"{case}.hl7").read_bytes()
-    skip, error = FIXTURES / f"{case}.skip", FIXTURES / f"{case}.error"
-    if error.exists():
-        with pytest.raises(MappingError) as caught:
-            run(adt, raw)
-        assert str(caught.value) == error.read_text().strip()
-        return
-    out = run(adt, raw)
-    if skip.exists():
-        assert out == Skip(skip.read_text().strip())
-        return
-    assert isinstance(out, bytes), f"{case}: expected output, got {out!r}"
-    expected = json.loads((FIXTURES / f"{case}.json").read_text(encoding="utf-8"))
-    actual = json.loads(out)
-    if actual != expected:
-        diff = difflib.unified_diff(
-            _pretty(expected).splitlines(),
-            _pretty(actual).splitlines(),
-            f"{case}.json (expected)",
-            f"{case} (mapping output)",
-            lineterm="",
-        )
-        pytest.fail("output differs from the fixture:\n" + "\n".join(diff), pytrace=False)
-
-
-def _pretty(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False)
-
-
-# ---- valid FHIR -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("case", JSON_CASES)
-def test_output_is_a_valid_r4_transaction(adt: Mapping, case: str) -> None:
-    bundle = bundle_of(adt, (FIXTURES / f"{case}.hl7").read_bytes())
-    Bundle.model_validate(bundle)
-    assert (bundle["resourceType"], bundle["type"]) == ("Bundle", "transaction")
-    full_urls = {e["fullUrl"] for e in bundle["entry"]}
-    for entry in bundle["entry"]:
-        resource = entry["resource"]
-        get_fhir_model_class(resource["resourceType"]).model_validate(resource)
-        rid = resource["id"]
-        assert FHIR_ID.match(rid), f"{rid!r} is not a FHIR id"
-        assert entry["fullUrl"] == f"urn:uuid:{rid}"
-        assert entry["request"] == {"method": "PUT", "url": f"{resource['resourceType']}/{rid}"}
-    for ref in _references(bundle):
-        assert ref in full_urls, f"reference {ref} does not resolve inside the bundle"
-    assert _empty_elements(bundle) == []
-
-
-def _references(node: Any) -> list[str]:
-    if isinstance(node, dict):
-        found = [node["reference"]] if isinstance(node.get("reference"), str) else []
-        return found + [r for v in node.values() for r in _references(v)]
-    if isinstance(node, list):
-        return [r for v in node for r in _references(v)]
-    return []
-
-
-def _empty_elements(node: Any, path: str = "$") -> list[str]:
-    """Paths of empty strings, arrays or objects, which FHIR forbids."""
-    if node in ("", [], {}, None):
-        return [path]
-    if isinstance(node, dict):
-        return [p for k, v in node.items() for p in _empty_elements(v, f"{path}.{k}")]
-    if isinstance(node, list):
-        return [p for i, v in enumerate(node) for p in _empty_elements(v, f"{path}[{i}]")]
-    return []
-
-
-# ---- deterministic ids ------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("case", JSON_CASES)
-def test_same_input_gives_identical_bytes(adt: Mapping, case: str) -> None:
-    raw = (FIXTURES / f"{case}.hl7").read_bytes()
-    assert run(adt, raw) == run(adt, raw)
+TestFixtures = checks.fixture_tests(FIXTURES, min_cases=10, output=checks.check_transaction)
 
 
 def test_admit_and_discharge_update_the_same_patient_and_encounter(adt: Mapping) -> None:
-    admit = resources(bundle_of(adt, (FIXTURES / "epic_a01_admit.hl7").read_bytes()))
-    discharge = resources(bundle_of(adt, (FIXTURES / "epic_a03_discharge.hl7").read_bytes()))
+    admit = by_type(bundle_of(adt, FIXTURES.input("epic_a01_admit")))
+    discharge = by_type(bundle_of(adt, FIXTURES.input("epic_a03_discharge")))
     assert admit["Patient"]["id"] == discharge["Patient"]["id"]
     assert admit["Encounter"]["id"] == discharge["Encounter"]["id"]
     assert (admit["Encounter"]["status"], discharge["Encounter"]["status"]) == (
@@ -179,35 +58,33 @@ def test_admit_and_discharge_update_the_same_patient_and_encounter(adt: Mapping)
 
 
 def test_patient_id_ignores_event_names_and_other_identifiers(adt: Mapping) -> None:
-    first = resources(bundle_of(adt, adt_message("A04")))["Patient"]
+    first = by_type(bundle_of(adt, adt_message("A04")))["Patient"]
     updated = adt_message(
         "A08",
         pid="PID|1||X-77^^^OTHER^PI~MG001234^^^MERCY^MR||ROWE-HALL^TAMSIN^^^^^L||19900101|F",
     )
-    assert resources(bundle_of(adt, updated))["Patient"]["id"] == first["id"]
+    assert by_type(bundle_of(adt, updated))["Patient"]["id"] == first["id"]
 
 
 def test_another_facility_gets_other_ids(adt: Mapping) -> None:
-    here = resources(bundle_of(adt, adt_message(facility="MERCY_GEN")))
-    there = resources(bundle_of(adt, adt_message(facility="MERCY_NORTH")))
+    here = by_type(bundle_of(adt, adt_message(facility="MERCY_GEN")))
+    there = by_type(bundle_of(adt, adt_message(facility="MERCY_NORTH")))
     assert here["Patient"]["id"] != there["Patient"]["id"]
     assert here["Encounter"]["id"] != there["Encounter"]["id"]
 
 
 def test_another_identifier_gets_another_patient(adt: Mapping) -> None:
-    one = resources(bundle_of(adt, adt_message()))["Patient"]["id"]
+    one = by_type(bundle_of(adt, adt_message()))["Patient"]["id"]
     other = adt_message(pid="PID|1||MG001235^^^MERCY^MR||ROWE^TAMSIN^^^^^L||19900101|F")
-    assert resources(bundle_of(adt, other))["Patient"]["id"] != one
+    assert by_type(bundle_of(adt, other))["Patient"]["id"] != one
 
 
 def test_sending_application_scopes_ids_when_facility_is_empty(adt: Mapping) -> None:
     raw = adt_message(facility="")
-    assert resources(bundle_of(adt, raw))["Patient"]["id"]
+    assert by_type(bundle_of(adt, raw))["Patient"]["id"]
     msh = raw.split(b"\r")[0].split(b"|")
     msh[2] = b""
-    with pytest.raises(MappingError) as caught:
-        run(adt, b"|".join(msh) + raw[raw.index(b"\r") :])
-    assert caught.value.field == "MSH-4"
+    checks.check_error(adt, b"|".join(msh) + raw[raw.index(b"\r") :], "MSH-4")
 
 
 # ---- errors name fields, never values ---------------------------------------------------
@@ -224,20 +101,13 @@ PHI_PID = "PID|1|EXT-55012|{pid3}||QUARTERMAINE^ODALYS^^^^^L||19770315|F|||9 ELM
     ],
 )
 def test_missing_pid3_fails_naming_the_field_and_no_value(adt: Mapping, pid: str) -> None:
-    with pytest.raises(MappingError) as caught:
-        run(adt, adt_message(pid=pid))
-    assert caught.value.field == "PID-3"
-    text = str(caught.value)
-    assert text.startswith("PID-3: ")
-    for value in ("EXT-55012", "QUARTERMAINE", "ODALYS", "19770315", "ELM", "SALEM", "MERCY"):
-        assert value not in text
+    phi = ("EXT-55012", "QUARTERMAINE", "ODALYS", "19770315", "ELM", "SALEM", "MERCY")
+    checks.check_error(adt, adt_message(pid=pid), "PID-3", phi=phi)
 
 
 def test_missing_pid_segment_fails_naming_pid3(adt: Mapping) -> None:
     raw = adt_message(pid="PD1|||CLINIC", pv1=None)
-    with pytest.raises(MappingError) as caught:
-        run(adt, raw)
-    assert caught.value.field == "PID-3"
+    checks.check_error(adt, raw, "PID-3")
 
 
 @pytest.mark.parametrize(
@@ -253,23 +123,16 @@ def test_missing_pid_segment_fails_naming_pid3(adt: Mapping) -> None:
     ],
 )
 def test_bad_values_fail_naming_their_field(adt: Mapping, pid: str, field: str, value: str) -> None:
-    with pytest.raises(MappingError) as caught:
-        run(adt, adt_message(pid=pid))
-    assert caught.value.field == field
-    assert value not in str(caught.value).removeprefix(f"{field}:")
+    checks.check_error(adt, adt_message(pid=pid), field, values=[value])
 
 
 def test_bad_admit_time_fails_naming_pv1_44(adt: Mapping) -> None:
-    with pytest.raises(MappingError) as caught:
-        run(adt, adt_message(pv1=pv1_with({44: "20241332"})))
-    assert caught.value.field == "PV1-44"
+    checks.check_error(adt, adt_message(pv1=pv1_with({44: "20241332"})), "PV1-44")
 
 
 def test_non_adt_message_fails_naming_msh9(adt: Mapping) -> None:
     raw = adt_message().replace(b"ADT^A01", b"ORM^O01")
-    with pytest.raises(MappingError) as caught:
-        run(adt, raw)
-    assert caught.value.field == "MSH-9"
+    checks.check_error(adt, raw, "MSH-9")
 
 
 # ---- events -----------------------------------------------------------------------------
@@ -282,7 +145,7 @@ def test_unmapped_adt_events_are_skipped_with_a_reason(adt: Mapping, event: str)
 
 def test_event_is_read_from_evn_when_msh9_has_none(adt: Mapping) -> None:
     raw = adt_message("A03").replace(b"ADT^A03", b"ADT")
-    assert resources(bundle_of(adt, raw))["Encounter"]["status"] == "finished"
+    assert by_type(bundle_of(adt, raw))["Encounter"]["status"] == "finished"
 
 
 @pytest.mark.parametrize(
@@ -302,7 +165,7 @@ def test_encounter_status_follows_the_event(
     adt: Mapping, event: str, pv1_fields: dict[int, str], status: str
 ) -> None:
     bundle = bundle_of(adt, adt_message(event, pv1=pv1_with(pv1_fields)))
-    assert resources(bundle)["Encounter"]["status"] == status
+    assert by_type(bundle)["Encounter"]["status"] == status
 
 
 @pytest.mark.parametrize(
@@ -321,7 +184,7 @@ def test_encounter_status_follows_the_event(
 def test_patient_class_becomes_encounter_class(
     adt: Mapping, code: str, system: str, expected: str
 ) -> None:
-    encounter = resources(bundle_of(adt, adt_message(pv1=pv1_with({2: code}))))["Encounter"]
+    encounter = by_type(bundle_of(adt, adt_message(pv1=pv1_with({2: code}))))["Encounter"]
     assert (encounter["class"]["system"], encounter["class"]["code"]) == (system, expected)
 
 
@@ -353,23 +216,23 @@ def test_person_events_write_no_encounter_even_with_a_visit(adt: Mapping, event:
 )
 def test_sex_maps_through_table_0001(adt: Mapping, code: str, gender: str) -> None:
     pid = f"PID|1||MG1^^^MERCY^MR||ROWE^T||19900101|{code}"
-    assert resources(bundle_of(adt, adt_message(pid=pid)))["Patient"]["gender"] == gender
+    assert by_type(bundle_of(adt, adt_message(pid=pid)))["Patient"]["gender"] == gender
 
 
 def test_missing_sex_is_omitted(adt: Mapping) -> None:
     pid = "PID|1||MG1^^^MERCY^MR||ROWE^T||19900101"
-    assert "gender" not in resources(bundle_of(adt, adt_message(pid=pid)))["Patient"]
+    assert "gender" not in by_type(bundle_of(adt, adt_message(pid=pid)))["Patient"]
 
 
 def test_times_without_zone_take_the_senders_zone_from_msh7(adt: Mapping) -> None:
     pv1 = pv1_with({44: "202406011130", 45: "20240601180000"})
-    period = resources(bundle_of(adt, adt_message(pv1=pv1)))["Encounter"]["period"]
+    period = by_type(bundle_of(adt, adt_message(pv1=pv1)))["Encounter"]["period"]
     assert period == {"start": "2024-06-01T11:30:00-05:00", "end": "2024-06-01T18:00:00-05:00"}
 
 
 def test_times_without_any_zone_keep_only_the_date(adt: Mapping) -> None:
     raw = adt_message(msh7="20240601120000", pv1=pv1_with({44: "202406011130"}))
-    assert resources(bundle_of(adt, raw))["Encounter"]["period"] == {"start": "2024-06-01"}
+    assert by_type(bundle_of(adt, raw))["Encounter"]["period"] == {"start": "2024-06-01"}
 
 
 @pytest.mark.parametrize(
@@ -384,13 +247,13 @@ def test_times_without_any_zone_keep_only_the_date(adt: Mapping) -> None:
 )
 def test_death_indicator_and_time(adt: Mapping, fields: str, deceased: dict) -> None:
     pid = "PID|1||MG1^^^MERCY^MR||ROWE^T||19300101|F" + "|" * 21 + fields
-    patient = resources(bundle_of(adt, adt_message(pid=pid)))["Patient"]
+    patient = by_type(bundle_of(adt, adt_message(pid=pid)))["Patient"]
     assert {k: v for k, v in patient.items() if k.startswith("deceased")} == deceased
 
 
 def test_escaped_delimiters_arrive_as_text(adt: Mapping) -> None:
-    bundle = bundle_of(adt, (FIXTURES / "escapes_a08_preadmit.hl7").read_bytes())
-    patient = resources(bundle)["Patient"]
+    bundle = bundle_of(adt, FIXTURES.input("escapes_a08_preadmit"))
+    patient = by_type(bundle)["Patient"]
     assert patient["name"][0]["family"] == "O'BRIEN-MCKAY"
     assert patient["address"][0]["line"] == [
         "12 HARBOR ST & 3RD AVE",
@@ -400,7 +263,7 @@ def test_escaped_delimiters_arrive_as_text(adt: Mapping) -> None:
 
 
 def test_latin1_message_keeps_its_accents(adt: Mapping) -> None:
-    bundle = bundle_of(adt, (FIXTURES / "latin1_a01.hl7").read_bytes())
-    patient = resources(bundle)["Patient"]
+    bundle = bundle_of(adt, FIXTURES.input("latin1_a01"))
+    patient = by_type(bundle)["Patient"]
     assert patient["name"][0]["family"] == "PEÑA IBÁÑEZ"
     assert patient["address"][0]["city"] == "BAYAMÓN"

@@ -3,70 +3,28 @@ ids for the new resources, the code tables, and errors that name fields without 
 
 from __future__ import annotations
 
-import difflib
 import json
-import re
-from pathlib import Path
 from typing import Any
 
 import pytest
-from fhir.resources.R4B import get_fhir_model_class
-from fhir.resources.R4B.bundle import Bundle
 
 from engine.errors import MappingError
-from engine.formats.hl7v2 import Hl7v2Codec
-from engine.mapping import Mapping, MappingCatalog, Skip
+from engine.mapping import Mapping, Skip
+from tests import mapping_checks as checks
+from tests.mapping_checks import bundle_of, of_type, run
 
-ROOT = Path(__file__).resolve().parents[2]
-FOLDER = ROOT / "mappings" / "hl7v2-adt-to-fhir" / "fixtures"
-FIXTURES = FOLDER / "v2"
-V1_FIXTURES = FOLDER / "v1"
-EXPECTED_KINDS = (".json", ".skip", ".error")
-CASES = sorted(p.stem for p in FIXTURES.glob("*.hl7"))
-JSON_CASES = [c for c in CASES if (FIXTURES / f"{c}.json").exists()]
-V1_CASES = sorted(p.stem for p in V1_FIXTURES.glob("*.hl7"))
-FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}\Z")
+FIXTURES = checks.Fixtures("hl7v2-adt-to-fhir@2")
+V1_FIXTURES = checks.Fixtures("hl7v2-adt-to-fhir@1")
 CDC = "urn:oid:2.16.840.1.113883.6.238"
 RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
 ETHNICITY = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity"
 
-
-@pytest.fixture(scope="module")
-def catalog() -> MappingCatalog:
-    return MappingCatalog.discover(ROOT / "mappings")
-
-
-@pytest.fixture(scope="module")
-def adt(catalog: MappingCatalog) -> Mapping:
-    found = catalog.get("hl7v2-adt-to-fhir@2")
-    assert found is not None, "mappings/hl7v2-adt-to-fhir/v2.py was not discovered"
-    return found
-
-
-@pytest.fixture(scope="module")
-def adt_v1(catalog: MappingCatalog) -> Mapping:
-    found = catalog.get("hl7v2-adt-to-fhir@1")
-    assert found is not None
-    return found
-
-
-def run(mapping: Mapping, raw: bytes) -> bytes | Skip:
-    """Parse with the codec and apply the mapping, as a channel does."""
-    return mapping.apply(Hl7v2Codec().parse(raw).body)
-
-
-def bundle_of(mapping: Mapping, raw: bytes) -> dict:
-    out = run(mapping, raw)
-    assert isinstance(out, bytes), f"expected a Bundle, got {out!r}"
-    return json.loads(out)
-
-
-def of_type(bundle: dict, kind: str) -> list[dict]:
-    return [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == kind]
+adt = checks.mapping_fixture(FIXTURES.ref)
+adt_v1 = checks.mapping_fixture(V1_FIXTURES.ref)
 
 
 def fixture(case: str) -> bytes:
-    return (FIXTURES / f"{case}.hl7").read_bytes()
+    return FIXTURES.input(case)
 
 
 def message(*segments: str, event: str = "A08", pid: str | None = None) -> bytes:
@@ -89,49 +47,17 @@ def one(mapping: Mapping, kind: str, *segments: str, **kw: Any) -> dict:
 # ---- fixtures ---------------------------------------------------------------------------
 
 
-def test_every_fixture_has_exactly_one_expected_file() -> None:
-    assert len(CASES) >= len(V1_CASES) + 5
-    for case in CASES:
-        expected = [k for k in EXPECTED_KINDS if (FIXTURES / f"{case}{k}").exists()]
-        assert len(expected) == 1, f"{case}.hl7 needs one of {EXPECTED_KINDS}, has {expected}"
-    for path in FIXTURES.iterdir():
-        assert (FIXTURES / f"{path.stem}.hl7").exists(), f"{path.name} has no input file"
+TestFixtures = checks.fixture_tests(
+    FIXTURES, min_cases=len(V1_FIXTURES.cases) + 5, output=checks.check_transaction
+)
 
 
 def test_every_v1_input_is_a_v2_fixture_byte_for_byte() -> None:
-    for case in V1_CASES:
-        assert (FIXTURES / f"{case}.hl7").read_bytes() == (V1_FIXTURES / f"{case}.hl7").read_bytes()
+    for case in V1_FIXTURES.cases:
+        assert FIXTURES.input(case) == V1_FIXTURES.input(case)
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_fixture(adt: Mapping, case: str) -> None:
-    raw = fixture(case)
-    skip, error = FIXTURES / f"{case}.skip", FIXTURES / f"{case}.error"
-    if error.exists():
-        with pytest.raises(MappingError) as caught:
-            run(adt, raw)
-        assert str(caught.value) == error.read_text().strip()
-        return
-    out = run(adt, raw)
-    if skip.exists():
-        assert out == Skip(skip.read_text().strip())
-        return
-    assert isinstance(out, bytes), f"{case}: expected output, got {out!r}"
-    expected = json.loads((FIXTURES / f"{case}.json").read_text(encoding="utf-8"))
-    actual = json.loads(out)
-    if actual != expected:
-        diff = difflib.unified_diff(
-            _pretty(expected).splitlines(), _pretty(actual).splitlines(),
-            f"{case}.json (expected)", f"{case} (mapping output)", lineterm="",
-        )
-        pytest.fail("output differs from the fixture:\n" + "\n".join(diff), pytrace=False)
-
-
-def _pretty(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False)
-
-
-@pytest.mark.parametrize("case", V1_CASES)
+@pytest.mark.parametrize("case", V1_FIXTURES.cases)
 def test_v2_keeps_v1s_patient_encounter_skips_and_errors(
     adt: Mapping, adt_v1: Mapping, case: str
 ) -> None:
@@ -153,53 +79,6 @@ def test_v2_keeps_v1s_patient_encounter_skips_and_errors(
     for entry in kept:
         entry["resource"].pop("extension", None)
     assert kept == old_bundle["entry"]
-
-
-# ---- valid FHIR -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("case", JSON_CASES)
-def test_output_is_a_valid_r4_transaction(adt: Mapping, case: str) -> None:
-    bundle = bundle_of(adt, fixture(case))
-    Bundle.model_validate(bundle)
-    assert (bundle["resourceType"], bundle["type"]) == ("Bundle", "transaction")
-    full_urls = [e["fullUrl"] for e in bundle["entry"]]
-    assert len(set(full_urls)) == len(full_urls), "a transaction may not PUT one id twice"
-    for entry in bundle["entry"]:
-        resource = entry["resource"]
-        get_fhir_model_class(resource["resourceType"]).model_validate(resource)
-        rid = resource["id"]
-        assert FHIR_ID.match(rid), f"{rid!r} is not a FHIR id"
-        assert entry["fullUrl"] == f"urn:uuid:{rid}"
-        assert entry["request"] == {"method": "PUT", "url": f"{resource['resourceType']}/{rid}"}
-    for ref in _references(bundle):
-        assert ref in full_urls, f"reference {ref} does not resolve inside the bundle"
-    assert _empty_elements(bundle) == []
-
-
-def _references(node: Any) -> list[str]:
-    if isinstance(node, dict):
-        found = [node["reference"]] if isinstance(node.get("reference"), str) else []
-        return found + [r for v in node.values() for r in _references(v)]
-    if isinstance(node, list):
-        return [r for v in node for r in _references(v)]
-    return []
-
-
-def _empty_elements(node: Any, path: str = "$") -> list[str]:
-    """Paths of empty strings, arrays or objects, which FHIR forbids."""
-    if node in ("", [], {}, None):
-        return [path]
-    if isinstance(node, dict):
-        return [p for k, v in node.items() for p in _empty_elements(v, f"{path}.{k}")]
-    if isinstance(node, list):
-        return [p for i, v in enumerate(node) for p in _empty_elements(v, f"{path}[{i}]")]
-    return []
-
-
-@pytest.mark.parametrize("case", JSON_CASES)
-def test_same_input_gives_identical_bytes(adt: Mapping, case: str) -> None:
-    assert run(adt, fixture(case)) == run(adt, fixture(case))
 
 
 # ---- ids of the new resources -----------------------------------------------------------
@@ -495,10 +374,4 @@ def test_coverage_id_follows_plan_and_policy(adt: Mapping) -> None:
 def test_bad_segments_fail_naming_the_field(
     adt: Mapping, segment: str, field: str, value: str
 ) -> None:
-    with pytest.raises(MappingError) as caught:
-        run(adt, message(segment))
-    assert caught.value.field == field
-    text = str(caught.value)
-    assert text.startswith(f"{field}: ")
-    assert value not in text.removeprefix(f"{field}:")
-    assert "TAMSIN" not in text and "MG001234" not in text
+    checks.check_error(adt, message(segment), field, phi=("TAMSIN", "MG001234"), values=[value])

@@ -4,78 +4,29 @@ document content decoded byte for byte, and errors without PHI."""
 from __future__ import annotations
 
 import base64
-import difflib
 import hashlib
-import json
 import re
-from pathlib import Path
-from typing import Any
 
 import pytest
-from fhir.resources.R4B import get_fhir_model_class
-from fhir.resources.R4B.bundle import Bundle
 
-from engine.errors import MappingError
-from engine.formats.hl7v2 import Hl7v2Codec
 from engine.maplib.v2_documents import mime_type
-from engine.mapping import Mapping, MappingCatalog, Skip
+from engine.mapping import Mapping, Skip
+from tests import mapping_checks as checks
+from tests.mapping_checks import bundle_of, by_type, run, segment
 
-ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT / "mappings" / "hl7v2-mdm-to-fhir" / "fixtures" / "v1"
-ADT_FIXTURES = ROOT / "mappings" / "hl7v2-adt-to-fhir" / "fixtures" / "v1"
-EXPECTED_KINDS = (".json", ".skip", ".error")
-CASES = sorted(p.stem for p in FIXTURES.glob("*.hl7"))
-JSON_CASES = [c for c in CASES if (FIXTURES / f"{c}.json").exists()]
-FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}\Z")
+FIXTURES = checks.Fixtures("hl7v2-mdm-to-fhir@1")
+ADT_FIXTURES = checks.Fixtures("hl7v2-adt-to-fhir@1")
 LITERAL_REFERENCE = re.compile(r"(Encounter|DocumentReference)/[0-9a-f-]{36}\Z")
 
-
-@pytest.fixture(scope="module")
-def catalog() -> MappingCatalog:
-    return MappingCatalog.discover(ROOT / "mappings")
-
-
-@pytest.fixture(scope="module")
-def mdm(catalog: MappingCatalog) -> Mapping:
-    found = catalog.get("hl7v2-mdm-to-fhir@1")
-    assert found is not None, "mappings/hl7v2-mdm-to-fhir/v1.py was not discovered"
-    return found
-
-
-@pytest.fixture(scope="module")
-def adt(catalog: MappingCatalog) -> Mapping:
-    found = catalog.get("hl7v2-adt-to-fhir@1")
-    assert found is not None
-    return found
-
-
-def run(mapping: Mapping, raw: bytes) -> bytes | Skip:
-    """Parse with the codec and apply the mapping, as a channel does."""
-    return mapping.apply(Hl7v2Codec().parse(raw).body)
-
-
-def bundle_of(mapping: Mapping, raw: bytes) -> dict:
-    out = run(mapping, raw)
-    assert isinstance(out, bytes), f"expected a Bundle, got {out!r}"
-    return json.loads(out)
-
-
-def resources(bundle: dict) -> dict[str, dict]:
-    """The bundle's resources by type (this mapping writes one of each)."""
-    return {e["resource"]["resourceType"]: e["resource"] for e in bundle["entry"]}
+mdm = checks.mapping_fixture(FIXTURES.ref)
 
 
 def document(mapping: Mapping, raw: bytes) -> dict:
-    return resources(bundle_of(mapping, raw))["DocumentReference"]
+    return by_type(bundle_of(mapping, raw))["DocumentReference"]
 
 
 def fixture(case: str) -> bytes:
-    return (FIXTURES / f"{case}.hl7").read_bytes()
-
-
-def segment(name: str, fields: dict[int, str]) -> str:
-    """A segment from {field number: value}."""
-    return name + "|" + "|".join(fields.get(i, "") for i in range(1, max(fields) + 1))
+    return FIXTURES.input(case)
 
 
 TXA = {
@@ -120,75 +71,18 @@ def text_of(doc: dict, index: int = 0) -> str:
 # ---- fixtures ---------------------------------------------------------------------------
 
 
-def test_every_fixture_has_exactly_one_expected_file() -> None:
-    assert len(JSON_CASES) >= 6
-    for case in CASES:
-        expected = [k for k in EXPECTED_KINDS if (FIXTURES / f"{case}{k}").exists()]
-        assert len(expected) == 1, f"{case}.hl7 needs one of {EXPECTED_KINDS}, has {expected}"
-    for path in FIXTURES.iterdir():
-        assert (FIXTURES / f"{path.stem}.hl7").exists(), f"{path.name} has no input file"
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_fixture(mdm: Mapping, case: str) -> None:
-    raw = fixture(case)
-    skip, error = FIXTURES / f"{case}.skip", FIXTURES / f"{case}.error"
-    if error.exists():
-        with pytest.raises(MappingError) as caught:
-            run(mdm, raw)
-        assert str(caught.value) == error.read_text().strip()
-        return
-    out = run(mdm, raw)
-    if skip.exists():
-        assert out == Skip(skip.read_text().strip())
-        return
-    assert isinstance(out, bytes), f"{case}: expected output, got {out!r}"
-    expected = json.loads((FIXTURES / f"{case}.json").read_text(encoding="utf-8"))
-    actual = json.loads(out)
-    if actual != expected:
-        diff = difflib.unified_diff(
-            _pretty(expected).splitlines(),
-            _pretty(actual).splitlines(),
-            f"{case}.json (expected)",
-            f"{case} (mapping output)",
-            lineterm="",
-        )
-        pytest.fail("output differs from the fixture:\n" + "\n".join(diff), pytrace=False)
-
-
-def _pretty(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False)
-
-
-# ---- valid FHIR -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("case", JSON_CASES)
-def test_output_is_a_valid_r4_transaction(mdm: Mapping, case: str) -> None:
-    bundle = bundle_of(mdm, fixture(case))
-    Bundle.model_validate(bundle)
-    assert (bundle["resourceType"], bundle["type"]) == ("Bundle", "transaction")
+def _check_output(bundle: dict) -> None:
+    checks.check_transaction(bundle, literal=LITERAL_REFERENCE)
     assert [e["resource"]["resourceType"] for e in bundle["entry"]] == [
         "Patient",
         "DocumentReference",
     ]
-    full_urls = {e["fullUrl"] for e in bundle["entry"]}
-    for entry in bundle["entry"]:
-        resource = entry["resource"]
-        get_fhir_model_class(resource["resourceType"]).model_validate(resource)
-        rid = resource["id"]
-        assert FHIR_ID.match(rid), f"{rid!r} is not a FHIR id"
-        assert entry["fullUrl"] == f"urn:uuid:{rid}"
-        assert entry["request"] == {"method": "PUT", "url": f"{resource['resourceType']}/{rid}"}
-    for ref in _references(bundle):
-        if ref.startswith("urn:uuid:"):
-            assert ref in full_urls, f"reference {ref} does not resolve inside the bundle"
-        else:
-            assert LITERAL_REFERENCE.match(ref), f"{ref} is neither in the bundle nor literal"
-    assert _empty_elements(bundle) == []
 
 
-@pytest.mark.parametrize("case", JSON_CASES)
+TestFixtures = checks.fixture_tests(FIXTURES, min_outputs=6, output=_check_output)
+
+
+@pytest.mark.parametrize("case", FIXTURES.output_cases)
 def test_content_data_matches_its_size_and_hash(mdm: Mapping, case: str) -> None:
     for content in document(mdm, fixture(case))["content"]:
         attachment = content["attachment"]
@@ -199,50 +93,23 @@ def test_content_data_matches_its_size_and_hash(mdm: Mapping, case: str) -> None
         assert base64.b64decode(attachment["hash"]) == hashlib.sha1(data).digest()
 
 
-def _references(node: Any) -> list[str]:
-    if isinstance(node, dict):
-        found = [node["reference"]] if isinstance(node.get("reference"), str) else []
-        return found + [r for v in node.values() for r in _references(v)]
-    if isinstance(node, list):
-        return [r for v in node for r in _references(v)]
-    return []
+# ---- ids shared with the ADT feed -------------------------------------------------------
 
 
-def _empty_elements(node: Any, path: str = "$") -> list[str]:
-    """Paths of empty strings, arrays or objects, which FHIR forbids."""
-    if node in ("", [], {}, None):
-        return [path]
-    if isinstance(node, dict):
-        return [p for k, v in node.items() for p in _empty_elements(v, f"{path}.{k}")]
-    if isinstance(node, list):
-        return [p for i, v in enumerate(node) for p in _empty_elements(v, f"{path}[{i}]")]
-    return []
-
-
-# ---- deterministic ids, shared with the ADT feed ----------------------------------------
-
-
-@pytest.mark.parametrize("case", JSON_CASES)
-def test_same_input_gives_identical_bytes(mdm: Mapping, case: str) -> None:
-    assert run(mdm, fixture(case)) == run(mdm, fixture(case))
-
-
-def test_patient_and_encounter_are_the_ones_the_adt_feed_made(mdm: Mapping, adt: Mapping) -> None:
-    admit = resources(bundle_of(adt, (ADT_FIXTURES / "epic_a01_admit.hl7").read_bytes()))
-    bundle = resources(bundle_of(mdm, fixture("epic_t02_discharge_pdf")))
-    assert bundle["Patient"]["id"] == admit["Patient"]["id"]
+def test_patient_and_encounter_are_the_ones_the_adt_feed_made(mdm: Mapping) -> None:
+    bundle = by_type(bundle_of(mdm, fixture("epic_t02_discharge_pdf")))
+    admit = checks.check_same_patient(bundle["Patient"], ADT_FIXTURES.input("epic_a01_admit"))
     encounter = bundle["DocumentReference"]["context"]["encounter"][0]
     assert encounter["reference"] == f"Encounter/{admit['Encounter']['id']}"
     assert encounter["identifier"]["value"] == admit["Encounter"]["identifier"][0]["value"]
 
 
-def test_patient_id_equals_adts_for_the_same_pid_and_facility(mdm: Mapping, adt: Mapping) -> None:
+def test_patient_id_equals_adts_for_the_same_pid_and_facility(mdm: Mapping) -> None:
     raw = mdm_message()
     as_adt = raw.replace(b"MDM^T02", b"ADT^A01").replace(b"EVN|T02", b"EVN|A01")
     as_adt = as_adt[: as_adt.index(b"TXA|")]
-    admit = resources(bundle_of(adt, as_adt))
-    note = resources(bundle_of(mdm, raw))
-    assert note["Patient"] == admit["Patient"]
+    note = by_type(bundle_of(mdm, raw))
+    admit = checks.check_same_patient(note["Patient"], as_adt, whole=True)
     assert note["DocumentReference"]["context"]["encounter"][0]["reference"] == (
         f"Encounter/{admit['Encounter']['id']}"
     )
@@ -525,27 +392,17 @@ PHI = ("ROWE", "TAMSIN", "MG001234", "DOC-1001", "Patient seen", "19900101", "20
 def test_bad_input_fails_naming_the_field_and_no_value(
     mdm: Mapping, kwargs: dict, field: str
 ) -> None:
-    with pytest.raises(MappingError) as caught:
-        run(mdm, mdm_message(**kwargs))
-    assert caught.value.field == field
-    text = str(caught.value)
-    assert text.startswith(f"{field}: ")
-    for value in PHI:
-        assert value not in text
+    checks.check_error(mdm, mdm_message(**kwargs), field, phi=PHI)
 
 
 def test_missing_txa_fails_naming_txa12(mdm: Mapping) -> None:
     raw = mdm_message()
     raw = b"\r".join(s for s in raw.split(b"\r") if not s.startswith(b"TXA"))
-    with pytest.raises(MappingError) as caught:
-        run(mdm, raw)
-    assert caught.value.field == "TXA-12"
+    checks.check_error(mdm, raw, "TXA-12")
 
 
 def test_non_mdm_message_fails_naming_msh9(mdm: Mapping) -> None:
-    with pytest.raises(MappingError) as caught:
-        run(mdm, mdm_message().replace(b"MDM^T02", b"ORU^R01"))
-    assert caught.value.field == "MSH-9"
+    checks.check_error(mdm, mdm_message().replace(b"MDM^T02", b"ORU^R01"), "MSH-9")
 
 
 def test_event_is_read_from_evn_when_msh9_has_none(mdm: Mapping) -> None:

@@ -3,61 +3,19 @@ without PHI."""
 
 from __future__ import annotations
 
-import difflib
-import json
-import re
-from pathlib import Path
-from typing import Any
-
 import pytest
-from fhir.resources.R4B import get_fhir_model_class
-from fhir.resources.R4B.bundle import Bundle
 
-from engine.errors import MappingError
-from engine.formats.hl7v2 import Hl7v2Codec
 from engine.maplib.v2_results import looks_like_ucum
-from engine.mapping import Mapping, MappingCatalog, Skip
+from engine.mapping import Mapping
+from tests import mapping_checks as checks
+from tests.mapping_checks import bundle_of, check_transaction, of_type, run, segment
 
-ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT / "mappings" / "hl7v2-oru-to-fhir" / "fixtures" / "v1"
-ADT_FIXTURES = ROOT / "mappings" / "hl7v2-adt-to-fhir" / "fixtures" / "v1"
-EXPECTED_KINDS = (".json", ".skip", ".error")
-CASES = sorted(p.stem for p in FIXTURES.glob("*.hl7"))
-JSON_CASES = [c for c in CASES if (FIXTURES / f"{c}.json").exists()]
-FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}\Z")
+FIXTURES = checks.Fixtures("hl7v2-oru-to-fhir@1")
+ADT_FIXTURES = checks.Fixtures("hl7v2-adt-to-fhir@1")
 UCUM = "http://unitsofmeasure.org"
 V3_INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 
-
-@pytest.fixture(scope="module")
-def catalog() -> MappingCatalog:
-    return MappingCatalog.discover(ROOT / "mappings")
-
-
-@pytest.fixture(scope="module")
-def oru(catalog: MappingCatalog) -> Mapping:
-    found = catalog.get("hl7v2-oru-to-fhir@1")
-    assert found is not None, "mappings/hl7v2-oru-to-fhir/v1.py was not discovered"
-    return found
-
-
-def run(mapping: Mapping, raw: bytes) -> bytes | Skip:
-    """Parse with the codec and apply the mapping, as a channel does."""
-    return mapping.apply(Hl7v2Codec().parse(raw).body)
-
-
-def bundle_of(mapping: Mapping, raw: bytes) -> dict:
-    out = run(mapping, raw)
-    assert isinstance(out, bytes), f"expected a Bundle, got {out!r}"
-    return json.loads(out)
-
-
-def of_type(bundle: dict, kind: str) -> list[dict]:
-    return [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == kind]
-
-
-def seg(name: str, fields: dict[int, str]) -> str:
-    return name + "".join("|" + fields.get(i, "") for i in range(1, max(fields) + 1))
+oru = checks.mapping_fixture(FIXTURES.ref)
 
 
 PID = "PID|1||RB7781204^^^RIVERBEND^MR||HOLLOWAY^PRUDENCE^M^^^^L||19660214|F"
@@ -67,14 +25,14 @@ def obr(**fields: str) -> str:
     """An OBR with filler number L1 and a glucose test unless `fields` (f<N>=...) differ."""
     base = {1: "1", 3: "L1^LIS", 4: "2345-7^Glucose^LN", 7: "20240312071500", 25: "F"}
     base.update({int(k[1:]): v for k, v in fields.items()})
-    return seg("OBR", base)
+    return segment("OBR", base)
 
 
 def obx(**fields: str) -> str:
     """A final NM OBX (glucose 98 mg/dL) unless `fields` (f<N>=...) say otherwise."""
     base = {1: "1", 2: "NM", 3: "2345-7^Glucose^LN", 5: "98", 6: "mg/dL", 11: "F"}
     base.update({int(k[1:]): v for k, v in fields.items()})
-    return seg("OBX", base)
+    return segment("OBX", base)
 
 
 def oru_message(
@@ -95,99 +53,15 @@ def one_observation(mapping: Mapping, *segments: str) -> dict:
     return observations[0]
 
 
-# ---- fixtures ---------------------------------------------------------------------------
+# ---- fixtures, valid FHIR, deterministic ids -------------------------------------------
 
 
-def test_every_fixture_has_exactly_one_expected_file() -> None:
-    assert len(CASES) >= 6
-    for case in CASES:
-        expected = [k for k in EXPECTED_KINDS if (FIXTURES / f"{case}{k}").exists()]
-        assert len(expected) == 1, f"{case}.hl7 needs one of {EXPECTED_KINDS}, has {expected}"
-    for path in FIXTURES.iterdir():
-        assert (FIXTURES / f"{path.stem}.hl7").exists(), f"{path.name} has no input file"
+TestFixtures = checks.fixture_tests(FIXTURES, min_cases=6, output=check_transaction)
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_fixture(oru: Mapping, case: str) -> None:
-    raw = (FIXTURES / f"{case}.hl7").read_bytes()
-    skip, error = FIXTURES / f"{case}.skip", FIXTURES / f"{case}.error"
-    if error.exists():
-        with pytest.raises(MappingError) as caught:
-            run(oru, raw)
-        assert str(caught.value) == error.read_text().strip()
-        return
-    out = run(oru, raw)
-    if skip.exists():
-        assert out == Skip(skip.read_text().strip())
-        return
-    assert isinstance(out, bytes), f"{case}: expected output, got {out!r}"
-    expected = json.loads((FIXTURES / f"{case}.json").read_text(encoding="utf-8"))
-    actual = json.loads(out)
-    if actual != expected:
-        diff = difflib.unified_diff(
-            _pretty(expected).splitlines(),
-            _pretty(actual).splitlines(),
-            f"{case}.json (expected)",
-            f"{case} (mapping output)",
-            lineterm="",
-        )
-        pytest.fail("output differs from the fixture:\n" + "\n".join(diff), pytrace=False)
-
-
-def _pretty(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False)
-
-
-# ---- valid FHIR -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("case", JSON_CASES)
-def test_output_is_a_valid_r4_transaction(oru: Mapping, case: str) -> None:
-    bundle = bundle_of(oru, (FIXTURES / f"{case}.hl7").read_bytes())
-    assert_valid_transaction(bundle)
-
-
-def assert_valid_transaction(bundle: dict) -> None:
-    """The Bundle and each resource validate; ids, entries and references are sound."""
-    Bundle.model_validate(bundle)
-    assert (bundle["resourceType"], bundle["type"]) == ("Bundle", "transaction")
-    full_urls = [e["fullUrl"] for e in bundle["entry"]]
-    assert len(full_urls) == len(set(full_urls)), "a resource is written twice"
-    for entry in bundle["entry"]:
-        resource = entry["resource"]
-        get_fhir_model_class(resource["resourceType"]).model_validate(resource)
-        rid = resource["id"]
-        assert FHIR_ID.match(rid), f"{rid!r} is not a FHIR id"
-        assert entry["fullUrl"] == f"urn:uuid:{rid}"
-        assert entry["request"] == {"method": "PUT", "url": f"{resource['resourceType']}/{rid}"}
-    for ref in _references(bundle):
-        assert ref in full_urls, f"reference {ref} does not resolve inside the bundle"
-    assert _empty_elements(bundle) == []
-
-
-def _references(node: Any) -> list[str]:
-    if isinstance(node, dict):
-        found = [node["reference"]] if isinstance(node.get("reference"), str) else []
-        return found + [r for v in node.values() for r in _references(v)]
-    if isinstance(node, list):
-        return [r for v in node for r in _references(v)]
-    return []
-
-
-def _empty_elements(node: Any, path: str = "$") -> list[str]:
-    """Paths of empty strings, arrays or objects, which FHIR forbids."""
-    if node in ("", [], {}, None):
-        return [path]
-    if isinstance(node, dict):
-        return [p for k, v in node.items() for p in _empty_elements(v, f"{path}.{k}")]
-    if isinstance(node, list):
-        return [p for i, v in enumerate(node) for p in _empty_elements(v, f"{path}[{i}]")]
-    return []
-
-
-@pytest.mark.parametrize("case", JSON_CASES)
+@pytest.mark.parametrize("case", FIXTURES.output_cases)
 def test_every_observation_is_a_result_of_its_report(oru: Mapping, case: str) -> None:
-    bundle = bundle_of(oru, (FIXTURES / f"{case}.hl7").read_bytes())
+    bundle = bundle_of(oru, FIXTURES.input(case))
     results = {
         r["reference"] for report in of_type(bundle, "DiagnosticReport")
         for r in report.get("result", [])
@@ -199,39 +73,26 @@ def test_every_observation_is_a_result_of_its_report(oru: Mapping, case: str) ->
         assert resource["subject"] == {"reference": f"urn:uuid:{patient['id']}"}
 
 
-# ---- deterministic ids ------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("case", JSON_CASES)
-def test_same_input_gives_identical_bytes(oru: Mapping, case: str) -> None:
-    raw = (FIXTURES / f"{case}.hl7").read_bytes()
-    assert run(oru, raw) == run(oru, raw)
-
-
 def test_decimals_keep_the_digits_the_lab_sent(oru: Mapping) -> None:
-    raw = (FIXTURES / "epic_beaker_cbc_cmp.hl7").read_bytes()
+    raw = FIXTURES.input("epic_beaker_cbc_cmp")
     out = run(oru, raw)
     assert isinstance(out, bytes)
     assert b'"value":38.50' in out and b'"value":3.80' in out
 
 
-def test_patient_is_the_one_the_adt_feed_made(catalog: MappingCatalog, oru: Mapping) -> None:
-    adt = catalog.get("hl7v2-adt-to-fhir@1")
-    assert adt is not None
-    admitted = bundle_of(adt, (ADT_FIXTURES / "cerner_a04_register.hl7").read_bytes())
-    resulted = bundle_of(oru, (FIXTURES / "cerner_pathnet_lipids_abo.hl7").read_bytes())
-    assert of_type(resulted, "Patient")[0]["id"] == of_type(admitted, "Patient")[0]["id"]
+def test_patient_is_the_one_the_adt_feed_made(oru: Mapping) -> None:
+    resulted = bundle_of(oru, FIXTURES.input("cerner_pathnet_lipids_abo"))
+    checks.check_same_patient(
+        of_type(resulted, "Patient")[0], ADT_FIXTURES.input("cerner_a04_register")
+    )
 
 
-def test_patient_id_matches_adt_for_a_built_message(catalog: MappingCatalog, oru: Mapping) -> None:
-    adt = catalog.get("hl7v2-adt-to-fhir@1")
-    assert adt is not None
+def test_patient_id_matches_adt_for_a_built_message(oru: Mapping) -> None:
     adt_raw = (
         "MSH|^~\\&|ADT|RIVERBEND_LAB|EHR|HIE|20240312084512-0500||ADT^A08|C1|P|2.5.1\r"
         f"EVN|A08\r{PID}\r"
     ).encode()
-    expected = of_type(bundle_of(adt, adt_raw), "Patient")[0]["id"]
-    assert of_type(bundle_of(oru, oru_message()), "Patient")[0]["id"] == expected
+    checks.check_same_patient(of_type(bundle_of(oru, oru_message()), "Patient")[0], adt_raw)
 
 
 def test_corrected_result_replaces_the_preliminary_one(oru: Mapping) -> None:
@@ -259,21 +120,18 @@ def test_one_accession_for_two_panels_makes_two_reports(oru: Mapping) -> None:
     bundle = bundle_of(oru, raw)
     assert len({r["id"] for r in of_type(bundle, "DiagnosticReport")}) == 2
     assert len({o["id"] for o in of_type(bundle, "Observation")}) == 2
-    assert_valid_transaction(bundle)
+    check_transaction(bundle)
 
 
 def test_empty_or_repeated_set_ids_still_give_distinct_observations(oru: Mapping) -> None:
     raw = oru_message(obr(), obx(f1=""), obx(f1="", f5="99"), obx(f1="1"), obx(f1="1"))
     bundle = bundle_of(oru, raw)
     assert len({o["id"] for o in of_type(bundle, "Observation")}) == 4
-    assert_valid_transaction(bundle)
+    check_transaction(bundle)
 
 
-def test_placer_number_without_authority_reads_as_the_order_feed_wrote_it(
-    catalog: MappingCatalog, oru: Mapping
-) -> None:
-    orm = catalog.get("hl7v2-orm-to-fhir@1")
-    assert orm is not None
+def test_placer_number_without_authority_reads_as_the_order_feed_wrote_it(oru: Mapping) -> None:
+    orm = checks.mapping("hl7v2-orm-to-fhir@1")
     order = (
         "MSH|^~\\&|EHR|RIVERBEND_HOSP|LIS|RIVERBEND_LAB|20240312060000-0500||ORM^O01|C2|P|2.5.1\r"
         f"{PID}\rORC|NW|ORD-9\rOBR|1|ORD-9||2345-7^Glucose^LN\r"
@@ -285,7 +143,7 @@ def test_placer_number_without_authority_reads_as_the_order_feed_wrote_it(
 
 
 def test_a_tube_shared_by_two_panels_is_written_once(oru: Mapping) -> None:
-    spm = seg("SPM", {1: "1", 2: "^SP-1&LIS", 4: "BLD^Blood^HL70487"})
+    spm = segment("SPM", {1: "1", 2: "^SP-1&LIS", 4: "BLD^Blood^HL70487"})
     raw = oru_message(obr(), obx(), spm, obr(f1="2", f4="2951-2^Sodium^LN"),
                       obx(f3="2951-2^Sodium^LN"), spm)
     bundle = bundle_of(oru, raw)
@@ -293,7 +151,7 @@ def test_a_tube_shared_by_two_panels_is_written_once(oru: Mapping) -> None:
     assert len(specimens) == 1
     for report in of_type(bundle, "DiagnosticReport"):
         assert report["specimen"] == [{"reference": f"urn:uuid:{specimens[0]['id']}"}]
-    assert_valid_transaction(bundle)
+    check_transaction(bundle)
 
 
 # ---- errors name fields, never values ---------------------------------------------------
@@ -301,19 +159,9 @@ def test_a_tube_shared_by_two_panels_is_written_once(oru: Mapping) -> None:
 PHI = ("RB7781204", "HOLLOWAY", "PRUDENCE", "19660214", "L1", "98", "Glucose")
 
 
-def _fails(mapping: Mapping, raw: bytes, field: str) -> MappingError:
-    with pytest.raises(MappingError) as caught:
-        run(mapping, raw)
-    assert caught.value.field == field, str(caught.value)
-    text = str(caught.value).removeprefix(f"{field}:")
-    for value in PHI:
-        assert value not in text
-    return caught.value
-
-
 @pytest.mark.parametrize("msh9", ["ADT^A01", "ORU^R30", "ORM^O01", "MDM^T02"])
 def test_other_message_types_fail_naming_msh9(oru: Mapping, msh9: str) -> None:
-    _fails(oru, oru_message(msh9=msh9), "MSH-9")
+    checks.check_error(oru, oru_message(msh9=msh9), "MSH-9", values=PHI)
 
 
 def test_oru_without_trigger_event_is_read_as_r01(oru: Mapping) -> None:
@@ -333,22 +181,22 @@ def test_oru_without_trigger_event_is_read_as_r01(oru: Mapping) -> None:
         ((obr(), obx(), obx(f1="2", f14="20240231")), "OBX[2]-14"),
         ((obr(), obr(f1="2", f4="2345-7^Glucose^LN")), "OBR[2]-3"),
         ((obr(), obx(f2="ED", f5="LIS^AP^PDF^Base64^not*base64!")), "OBX-5"),
-        ((obr(), seg("SPM", {1: "1", 17: "20240399"})), "SPM-17"),
+        ((obr(), segment("SPM", {1: "1", 17: "20240399"})), "SPM-17"),
     ],
 )
 def test_bad_input_fails_naming_the_field_and_no_value(
     oru: Mapping, body: tuple[str, ...], field: str
 ) -> None:
-    _fails(oru, oru_message(*body), field)
+    checks.check_error(oru, oru_message(*body), field, values=PHI)
 
 
 def test_a_second_patient_fails_naming_pid(oru: Mapping) -> None:
     raw = oru_message(obr(), obx(), "PID|2||RB0000001^^^RIVERBEND^MR||OTHER^PERSON", obr(f1="2"))
-    _fails(oru, raw, "PID")
+    checks.check_error(oru, raw, "PID", values=PHI)
 
 
 def test_missing_pid_fails_naming_pid3(oru: Mapping) -> None:
-    _fails(oru, oru_message(pid="PD1|||CLINIC"), "PID-3")
+    checks.check_error(oru, oru_message(pid="PD1|||CLINIC"), "PID-3", values=PHI)
 
 
 # ---- values by OBX-2 --------------------------------------------------------------------
@@ -595,8 +443,8 @@ def test_obr15_gives_a_specimen_when_there_is_no_spm(oru: Mapping) -> None:
 def test_observations_after_an_spm_belong_to_that_specimen(oru: Mapping) -> None:
     raw = oru_message(
         obr(), obx(),
-        seg("SPM", {1: "1", 2: "^SP-1&LIS", 4: "BLD^Blood^HL70487"}),
-        seg("SPM", {1: "2", 2: "^SP-2&LIS", 4: "UR^Urine^HL70487"}),
+        segment("SPM", {1: "1", 2: "^SP-1&LIS", 4: "BLD^Blood^HL70487"}),
+        segment("SPM", {1: "2", 2: "^SP-2&LIS", 4: "UR^Urine^HL70487"}),
         obx(f1="2", f3="VOL^Volume^L", f5="12", f6="mL"),
     )
     bundle = bundle_of(oru, raw)
@@ -604,4 +452,4 @@ def test_observations_after_an_spm_belong_to_that_specimen(oru: Mapping) -> None
     glucose, volume = of_type(bundle, "Observation")
     assert glucose["specimen"]["reference"] == f"urn:uuid:{first['id']}"
     assert volume["specimen"]["reference"] == f"urn:uuid:{second['id']}"
-    assert_valid_transaction(bundle)
+    check_transaction(bundle)

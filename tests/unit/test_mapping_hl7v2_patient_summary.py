@@ -3,26 +3,14 @@ agreement with hl7v2-adt-to-fhir@1's Patient, and errors without PHI."""
 
 from __future__ import annotations
 
-import difflib
-import json
-import re
-from pathlib import Path
-from typing import Any
-
 import pytest
-from fhir.resources.R4B.patient import Patient
 
-from engine.errors import MappingError
-from engine.formats.hl7v2 import Hl7v2Codec
 from engine.mapping import Mapping, MappingCatalog, Skip
+from tests import mapping_checks as checks
+from tests.mapping_checks import bundle_of as patient_of
+from tests.mapping_checks import run
 
-ROOT = Path(__file__).resolve().parents[2]
-FOLDER = ROOT / "mappings" / "hl7v2-patient-summary"
-FIXTURES = FOLDER / "fixtures" / "v1"
-EXPECTED_KINDS = (".json", ".skip", ".error")
-CASES = sorted(p.stem for p in FIXTURES.glob("*.hl7"))
-JSON_CASES = [c for c in CASES if (FIXTURES / f"{c}.json").exists()]
-FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}\Z")
+FIXTURES = checks.Fixtures("hl7v2-patient-summary@1")
 
 
 @pytest.fixture(scope="module")
@@ -31,30 +19,19 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> MappingCatalog:
     (so a mapping being edited elsewhere in mappings/ cannot break these tests)."""
     folder = tmp_path_factory.mktemp("mappings")
     for name in ("hl7v2-patient-summary", "hl7v2-adt-to-fhir"):
-        (folder / name).symlink_to(ROOT / "mappings" / name)
+        (folder / name).symlink_to(checks.MAPPINGS / name)
     return MappingCatalog.discover(folder)
 
 
 @pytest.fixture(scope="module")
 def summary(catalog: MappingCatalog) -> Mapping:
-    found = catalog.get("hl7v2-patient-summary@1")
+    found = catalog.get(FIXTURES.ref)
     assert found is not None, "mappings/hl7v2-patient-summary/v1.yaml was not discovered"
     return found
 
 
-def run(mapping: Mapping, raw: bytes) -> bytes | Skip:
-    """Parse with the codec and apply the mapping, as a channel does."""
-    return mapping.apply(Hl7v2Codec().parse(raw).body)
-
-
-def patient_of(mapping: Mapping, raw: bytes) -> dict:
-    out = run(mapping, raw)
-    assert isinstance(out, bytes), f"expected a Patient, got {out!r}"
-    return json.loads(out)
-
-
 def fixture(case: str) -> bytes:
-    return (FIXTURES / f"{case}.hl7").read_bytes()
+    return FIXTURES.input(case)
 
 
 def adt_message(pid: str, msh9: str = "ADT^A08") -> bytes:
@@ -65,71 +42,21 @@ def adt_message(pid: str, msh9: str = "ADT^A08") -> bytes:
 # ---- fixtures ---------------------------------------------------------------------------
 
 
-def test_every_fixture_has_exactly_one_expected_file() -> None:
-    assert len(JSON_CASES) >= 4
-    for case in CASES:
-        expected = [k for k in EXPECTED_KINDS if (FIXTURES / f"{case}{k}").exists()]
-        assert len(expected) == 1, f"{case}.hl7 needs one of {EXPECTED_KINDS}, has {expected}"
-    for path in FIXTURES.iterdir():
-        assert (FIXTURES / f"{path.stem}.hl7").exists(), f"{path.name} has no input file"
-    kinds = {p.suffix for p in FIXTURES.iterdir()}
-    assert {".json", ".skip", ".error"} <= kinds
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_fixture(summary: Mapping, case: str) -> None:
-    raw = fixture(case)
-    skip, error = FIXTURES / f"{case}.skip", FIXTURES / f"{case}.error"
-    if error.exists():
-        with pytest.raises(MappingError) as caught:
-            run(summary, raw)
-        assert str(caught.value) == error.read_text().strip()
-        return
-    out = run(summary, raw)
-    if skip.exists():
-        assert out == Skip(skip.read_text().strip())
-        return
-    assert isinstance(out, bytes), f"{case}: expected output, got {out!r}"
-    expected = json.loads((FIXTURES / f"{case}.json").read_text(encoding="utf-8"))
-    actual = json.loads(out)
-    if actual != expected:
-        diff = difflib.unified_diff(
-            _pretty(expected).splitlines(), _pretty(actual).splitlines(),
-            f"{case}.json (expected)", f"{case} (mapping output)", lineterm="")
-        pytest.fail("output differs from the fixture:\n" + "\n".join(diff), pytrace=False)
-
-
-def _pretty(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False)
-
-
-# ---- valid FHIR -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("case", JSON_CASES)
-def test_output_is_a_valid_r4_patient(summary: Mapping, case: str) -> None:
-    patient = patient_of(summary, fixture(case))
-    Patient.model_validate(patient)
+def _check_output(patient: dict) -> None:
+    checks.check_resource(patient)
     assert patient["resourceType"] == "Patient"
-    assert FHIR_ID.match(patient["id"])
-    assert _empty_elements(patient) == []
     assert not ({"deceasedBoolean", "deceasedDateTime"} <= set(patient))
 
 
-def _empty_elements(node: Any, path: str = "$") -> list[str]:
-    """Paths of empty strings, arrays or objects, which FHIR forbids."""
-    if node in ("", [], {}, None):
-        return [path]
-    if isinstance(node, dict):
-        return [p for k, v in node.items() for p in _empty_elements(v, f"{path}.{k}")]
-    if isinstance(node, list):
-        return [p for i, v in enumerate(node) for p in _empty_elements(v, f"{path}[{i}]")]
-    return []
+class TestFixtures(checks.fixture_tests(FIXTURES, min_outputs=4, output=_check_output)):
+    @pytest.fixture
+    def mapping(self, summary: Mapping) -> Mapping:
+        return summary
 
-
-@pytest.mark.parametrize("case", JSON_CASES)
-def test_same_input_gives_identical_bytes(summary: Mapping, case: str) -> None:
-    assert run(summary, fixture(case)) == run(summary, fixture(case))
+    def test_every_fixture_has_exactly_one_expected_file(self) -> None:
+        super().test_every_fixture_has_exactly_one_expected_file()
+        kinds = {p.suffix for p in FIXTURES.folder.iterdir()}
+        assert {".json", ".skip", ".error"} <= kinds
 
 
 # ---- agreement with the Python ADT mapping ---------------------------------------------
@@ -138,7 +65,7 @@ def test_same_input_gives_identical_bytes(summary: Mapping, case: str) -> None:
 _OWN_CHOICES = ("id", "telecom", "maritalStatus")
 
 
-@pytest.mark.parametrize("case", JSON_CASES)
+@pytest.mark.parametrize("case", FIXTURES.output_cases)
 def test_agrees_with_the_python_adt_mappings_patient(
     catalog: MappingCatalog, summary: Mapping, case: str
 ) -> None:
@@ -196,15 +123,9 @@ PHI = ("EXT-55012", "QUARTERMAINE", "ODALYS", "ELM", "SALEM", "MERCY")
 def test_errors_name_the_field_and_no_value(
     summary: Mapping, pid3: str, dob: str, sex: str, field: str
 ) -> None:
-    with pytest.raises(MappingError) as caught:
-        run(summary, adt_message(PHI_PID.format(pid3=pid3, dob=dob, sex=sex)))
-    assert caught.value.field == field
-    text = str(caught.value)
-    for value in (*PHI, dob):
-        assert value not in text.removeprefix(f"{field}:")
+    raw = adt_message(PHI_PID.format(pid3=pid3, dob=dob, sex=sex))
+    checks.check_error(summary, raw, field, values=(*PHI, dob))
 
 
 def test_missing_pid_segment_fails_naming_pid3(summary: Mapping) -> None:
-    with pytest.raises(MappingError) as caught:
-        run(summary, adt_message("PD1|||CLINIC"))
-    assert caught.value.field == "PID-3"
+    checks.check_error(summary, adt_message("PD1|||CLINIC"), "PID-3")

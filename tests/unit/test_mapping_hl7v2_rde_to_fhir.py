@@ -3,66 +3,26 @@ statuses, doses and timing, and errors without PHI."""
 
 from __future__ import annotations
 
-import difflib
-import json
 import re
-from pathlib import Path
-from typing import Any
 
 import pytest
-from fhir.resources.R4B import get_fhir_model_class
-from fhir.resources.R4B.bundle import Bundle
 
-from engine.errors import MappingError
-from engine.formats.hl7v2 import Hl7v2Codec
 from engine.maplib.v2_pharmacy import repeat_pattern, time_of_day
-from engine.mapping import Mapping, MappingCatalog, Skip
+from engine.mapping import Mapping, Skip
+from tests import mapping_checks as checks
+from tests.mapping_checks import bundle_of, run, segment
 
-ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT / "mappings" / "hl7v2-rde-to-fhir" / "fixtures" / "v1"
-ADT_FIXTURES = ROOT / "mappings" / "hl7v2-adt-to-fhir" / "fixtures" / "v1"
-EXPECTED_KINDS = (".json", ".skip", ".error")
-CASES = sorted(p.stem for p in FIXTURES.glob("*.hl7"))
-JSON_CASES = [c for c in CASES if (FIXTURES / f"{c}.json").exists()]
-FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}\Z")
+FIXTURES = checks.Fixtures("hl7v2-rde-to-fhir@1")
+ADT_FIXTURES = checks.Fixtures("hl7v2-adt-to-fhir@1")
 ENCOUNTER_REFERENCE = re.compile(r"Encounter/[0-9a-f-]{36}\Z")
 UCUM = "http://unitsofmeasure.org"
 
-
-@pytest.fixture(scope="module")
-def catalog() -> MappingCatalog:
-    return MappingCatalog.discover(ROOT / "mappings")
-
-
-@pytest.fixture(scope="module")
-def rde(catalog: MappingCatalog) -> Mapping:
-    found = catalog.get("hl7v2-rde-to-fhir@1")
-    assert found is not None, "mappings/hl7v2-rde-to-fhir/v1.py was not discovered"
-    return found
-
-
-@pytest.fixture(scope="module")
-def adt(catalog: MappingCatalog) -> Mapping:
-    found = catalog.get("hl7v2-adt-to-fhir@1")
-    assert found is not None
-    return found
-
-
-def run(mapping: Mapping, raw: bytes) -> bytes | Skip:
-    """Parse with the codec and apply the mapping, as a channel does."""
-    return mapping.apply(Hl7v2Codec().parse(raw).body)
-
-
-def bundle_of(mapping: Mapping, raw: bytes) -> dict:
-    out = run(mapping, raw)
-    assert isinstance(out, bytes), f"expected a Bundle, got {out!r}"
-    return json.loads(out)
+rde = checks.mapping_fixture(FIXTURES.ref)
 
 
 def requests(mapping: Mapping, raw: bytes) -> list[dict]:
     """The MedicationRequests of the bundle, in order."""
-    entries = bundle_of(mapping, raw)["entry"]
-    return [e["resource"] for e in entries if e["resource"]["resourceType"] == "MedicationRequest"]
+    return checks.of_type(bundle_of(mapping, raw), "MedicationRequest")
 
 
 def request(mapping: Mapping, raw: bytes) -> dict:
@@ -71,12 +31,7 @@ def request(mapping: Mapping, raw: bytes) -> dict:
 
 
 def fixture(case: str) -> bytes:
-    return (FIXTURES / f"{case}.hl7").read_bytes()
-
-
-def segment(name: str, fields: dict[int, str]) -> str:
-    """A segment from {field number: value}."""
-    return name + "|" + "|".join(fields.get(i, "") for i in range(1, max(fields) + 1))
+    return FIXTURES.input(case)
 
 
 ORC = {1: "NW", 2: "ORD-1^EHR", 3: "RX-1^PHARM", 9: "20240601110000", 12: "77^ROWE^ANNIKA^^^DR"}
@@ -129,103 +84,20 @@ def rde_message(
 # ---- fixtures ---------------------------------------------------------------------------
 
 
-def test_every_fixture_has_exactly_one_expected_file() -> None:
-    assert len(JSON_CASES) >= 6
-    for case in CASES:
-        expected = [k for k in EXPECTED_KINDS if (FIXTURES / f"{case}{k}").exists()]
-        assert len(expected) == 1, f"{case}.hl7 needs one of {EXPECTED_KINDS}, has {expected}"
-    for path in FIXTURES.iterdir():
-        assert (FIXTURES / f"{path.stem}.hl7").exists(), f"{path.name} has no input file"
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_fixture(rde: Mapping, case: str) -> None:
-    raw = fixture(case)
-    skip, error = FIXTURES / f"{case}.skip", FIXTURES / f"{case}.error"
-    if error.exists():
-        with pytest.raises(MappingError) as caught:
-            run(rde, raw)
-        assert str(caught.value) == error.read_text().strip()
-        return
-    out = run(rde, raw)
-    if skip.exists():
-        assert out == Skip(skip.read_text().strip())
-        return
-    assert isinstance(out, bytes), f"{case}: expected output, got {out!r}"
-    expected = json.loads((FIXTURES / f"{case}.json").read_text(encoding="utf-8"))
-    actual = json.loads(out)
-    if actual != expected:
-        diff = difflib.unified_diff(
-            _pretty(expected).splitlines(),
-            _pretty(actual).splitlines(),
-            f"{case}.json (expected)",
-            f"{case} (mapping output)",
-            lineterm="",
-        )
-        pytest.fail("output differs from the fixture:\n" + "\n".join(diff), pytrace=False)
-
-
-def _pretty(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False)
-
-
-# ---- valid FHIR -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("case", JSON_CASES)
-def test_output_is_a_valid_r4_transaction(rde: Mapping, case: str) -> None:
-    bundle = bundle_of(rde, fixture(case))
-    Bundle.model_validate(bundle)
-    assert (bundle["resourceType"], bundle["type"]) == ("Bundle", "transaction")
+def _check_output(bundle: dict) -> None:
+    checks.check_transaction(bundle, literal=ENCOUNTER_REFERENCE)
     kinds = [e["resource"]["resourceType"] for e in bundle["entry"]]
     assert kinds[0] == "Patient" and set(kinds[1:]) == {"MedicationRequest"}
-    full_urls = {e["fullUrl"] for e in bundle["entry"]}
-    assert len(full_urls) == len(bundle["entry"])
-    for entry in bundle["entry"]:
-        resource = entry["resource"]
-        get_fhir_model_class(resource["resourceType"]).model_validate(resource)
-        rid = resource["id"]
-        assert FHIR_ID.match(rid), f"{rid!r} is not a FHIR id"
-        assert entry["fullUrl"] == f"urn:uuid:{rid}"
-        assert entry["request"] == {"method": "PUT", "url": f"{resource['resourceType']}/{rid}"}
-    for ref in _references(bundle):
-        if ref.startswith("urn:uuid:"):
-            assert ref in full_urls, f"reference {ref} does not resolve inside the bundle"
-        else:
-            assert ENCOUNTER_REFERENCE.match(ref), f"{ref} is neither in the bundle nor literal"
-    assert _empty_elements(bundle) == []
 
 
-def _references(node: Any) -> list[str]:
-    if isinstance(node, dict):
-        found = [node["reference"]] if isinstance(node.get("reference"), str) else []
-        return found + [r for v in node.values() for r in _references(v)]
-    if isinstance(node, list):
-        return [r for v in node for r in _references(v)]
-    return []
+TestFixtures = checks.fixture_tests(FIXTURES, min_outputs=6, output=_check_output)
 
 
-def _empty_elements(node: Any, path: str = "$") -> list[str]:
-    """Paths of empty strings, arrays or objects, which FHIR forbids."""
-    if node in ("", [], {}, None):
-        return [path]
-    if isinstance(node, dict):
-        return [p for k, v in node.items() for p in _empty_elements(v, f"{path}.{k}")]
-    if isinstance(node, list):
-        return [p for i, v in enumerate(node) for p in _empty_elements(v, f"{path}[{i}]")]
-    return []
+# ---- ids shared with the ADT feed -------------------------------------------------------
 
 
-# ---- deterministic ids, shared with the ADT feed ----------------------------------------
-
-
-@pytest.mark.parametrize("case", JSON_CASES)
-def test_same_input_gives_identical_bytes(rde: Mapping, case: str) -> None:
-    assert run(rde, fixture(case)) == run(rde, fixture(case))
-
-
-def test_patient_and_encounter_are_the_ones_the_adt_feed_made(rde: Mapping, adt: Mapping) -> None:
-    admit = bundle_of(adt, (ADT_FIXTURES / "epic_a01_admit.hl7").read_bytes())
+def test_patient_and_encounter_are_the_ones_the_adt_feed_made(rde: Mapping) -> None:
+    admit = checks.adt_bundle(ADT_FIXTURES.input("epic_a01_admit"))
     patient, encounter = (e["resource"] for e in admit["entry"])
     bundle = bundle_of(rde, fixture("epic_o11_willow_amlodipine"))
     assert bundle["entry"][0]["resource"]["id"] == patient["id"]
@@ -234,13 +106,12 @@ def test_patient_and_encounter_are_the_ones_the_adt_feed_made(rde: Mapping, adt:
     assert medication["subject"] == {"reference": f"urn:uuid:{patient['id']}"}
 
 
-def test_patient_id_equals_adts_for_the_same_pid_and_facility(rde: Mapping, adt: Mapping) -> None:
+def test_patient_id_equals_adts_for_the_same_pid_and_facility(rde: Mapping) -> None:
     raw = rde_message()
     as_adt = raw.replace(b"RDE^O11", b"ADT^A01")
     as_adt = as_adt[: as_adt.index(b"ORC|")]
-    admit = {e["resource"]["resourceType"]: e["resource"] for e in bundle_of(adt, as_adt)["entry"]}
     bundle = bundle_of(rde, raw)
-    assert bundle["entry"][0]["resource"] == admit["Patient"]
+    admit = checks.check_same_patient(bundle["entry"][0]["resource"], as_adt, whole=True)
     assert request(rde, raw)["encounter"]["reference"] == f"Encounter/{admit['Encounter']['id']}"
 
 
@@ -597,38 +468,24 @@ PHI = ("ROWE", "TAMSIN", "MG001234", "ORD-1", "197361", "amlodipine", "abc", "20
 def test_bad_input_fails_naming_the_field_and_no_value(
     rde: Mapping, groups: list[list[str]], field: str
 ) -> None:
-    with pytest.raises(MappingError) as caught:
-        run(rde, rde_message(*groups))
-    assert caught.value.field == field
-    text = str(caught.value)
-    assert text.startswith(f"{field}: ")
-    for value in PHI:
-        assert value not in text
+    checks.check_error(rde, rde_message(*groups), field, phi=PHI)
 
 
 def test_order_without_rxe_fails_naming_rxe(rde: Mapping) -> None:
     raw = rde_message(["ORC|NW|ORD-1^EHR"])
-    with pytest.raises(MappingError) as caught:
-        run(rde, raw)
-    assert caught.value.field == "RXE"
+    checks.check_error(rde, raw, "RXE")
 
 
 def test_rxe_without_orc_fails_naming_orc2(rde: Mapping) -> None:
-    with pytest.raises(MappingError) as caught:
-        run(rde, rde_message(order()[1:]))
-    assert caught.value.field == "ORC-2"
+    checks.check_error(rde, rde_message(order()[1:]), "ORC-2")
 
 
 def test_missing_pid_fails_naming_pid3(rde: Mapping) -> None:
-    with pytest.raises(MappingError) as caught:
-        run(rde, rde_message(pid="PD1|||CLINIC", pv1=None))
-    assert caught.value.field == "PID-3"
+    checks.check_error(rde, rde_message(pid="PD1|||CLINIC", pv1=None), "PID-3")
 
 
 def test_non_rde_message_fails_naming_msh9(rde: Mapping) -> None:
-    with pytest.raises(MappingError) as caught:
-        run(rde, rde_message().replace(b"RDE^O11", b"ORM^O01"))
-    assert caught.value.field == "MSH-9"
+    checks.check_error(rde, rde_message().replace(b"RDE^O11", b"ORM^O01"), "MSH-9")
 
 
 def test_words_in_a_code_field_are_text_and_versions_are_kept(rde: Mapping) -> None:
@@ -646,6 +503,4 @@ def test_an_obx_note_is_not_an_order_note(rde: Mapping) -> None:
 
 def test_a_second_rxe_in_one_order_fails_instead_of_being_lost(rde: Mapping) -> None:
     group = [*order(), segment("RXE", RXE)]
-    with pytest.raises(MappingError) as caught:
-        run(rde, rde_message(group))
-    assert caught.value.field == "RXE[2]"
+    checks.check_error(rde, rde_message(group), "RXE[2]")

@@ -2,61 +2,21 @@
 
 from __future__ import annotations
 
-import difflib
-import json
 import re
 from datetime import datetime
-from pathlib import Path
-from typing import Any
 
 import pytest
-from fhir.resources.R4B import get_fhir_model_class
-from fhir.resources.R4B.bundle import Bundle
 
-from engine.errors import MappingError
-from engine.formats.hl7v2 import Hl7v2Codec
-from engine.mapping import Mapping, MappingCatalog, Skip
+from engine.mapping import Mapping, Skip
+from tests import mapping_checks as checks
+from tests.mapping_checks import bundle_of, by_type, run, segment
 
-ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT / "mappings" / "hl7v2-siu-to-fhir" / "fixtures" / "v1"
-EXPECTED_KINDS = (".json", ".skip", ".error")
-CASES = sorted(p.stem for p in FIXTURES.glob("*.hl7"))
-JSON_CASES = [c for c in CASES if (FIXTURES / f"{c}.json").exists()]
-FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}\Z")
+FIXTURES = checks.Fixtures("hl7v2-siu-to-fhir@1")
 V2_0276 = "http://terminology.hl7.org/CodeSystem/v2-0276"
 V2_0277 = "http://terminology.hl7.org/CodeSystem/v2-0277"
 INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?[+-]\d{2}:\d{2}\Z")
 
-
-@pytest.fixture(scope="module")
-def catalog() -> MappingCatalog:
-    return MappingCatalog.discover(ROOT / "mappings")
-
-
-@pytest.fixture(scope="module")
-def siu(catalog: MappingCatalog) -> Mapping:
-    found = catalog.get("hl7v2-siu-to-fhir@1")
-    assert found is not None, "mappings/hl7v2-siu-to-fhir/v1.py was not discovered"
-    return found
-
-
-def run(mapping: Mapping, raw: bytes) -> bytes | Skip:
-    """Parse with the codec and apply the mapping, as a channel does."""
-    return mapping.apply(Hl7v2Codec().parse(raw).body)
-
-
-def bundle_of(mapping: Mapping, raw: bytes) -> dict:
-    out = run(mapping, raw)
-    assert isinstance(out, bytes), f"expected a Bundle, got {out!r}"
-    return json.loads(out)
-
-
-def resources(bundle: dict) -> dict[str, dict]:
-    return {e["resource"]["resourceType"]: e["resource"] for e in bundle["entry"]}
-
-
-def segment(name: str, fields: dict[int, str]) -> str:
-    return name + "|" + "|".join(fields.get(i, "") for i in range(1, max(fields) + 1))
+siu = checks.mapping_fixture(FIXTURES.ref)
 
 
 BASE_SCH = {
@@ -92,82 +52,28 @@ def siu_message(
 
 
 def appointment(mapping: Mapping, raw: bytes) -> dict:
-    return resources(bundle_of(mapping, raw))["Appointment"]
+    return by_type(bundle_of(mapping, raw))["Appointment"]
 
 
 # ---- fixtures ---------------------------------------------------------------------------
 
 
-def test_every_fixture_has_exactly_one_expected_file() -> None:
-    assert len(CASES) >= 6
-    for case in CASES:
-        expected = [k for k in EXPECTED_KINDS if (FIXTURES / f"{case}{k}").exists()]
-        assert len(expected) == 1, f"{case}.hl7 needs one of {EXPECTED_KINDS}, has {expected}"
-    for path in FIXTURES.iterdir():
-        assert (FIXTURES / f"{path.stem}.hl7").exists(), f"{path.name} has no input file"
+def _check_output(bundle: dict) -> None:
+    checks.check_transaction(bundle)
+    assert [e["resource"]["resourceType"] for e in bundle["entry"]] == ["Patient", "Appointment"]
+    _assert_r4_timing_invariants(by_type(bundle)["Appointment"])
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_fixture(siu: Mapping, case: str) -> None:
-    raw = (FIXTURES / f"{case}.hl7").read_bytes()
-    skip, error = FIXTURES / f"{case}.skip", FIXTURES / f"{case}.error"
-    if error.exists():
-        with pytest.raises(MappingError) as caught:
-            run(siu, raw)
-        assert str(caught.value) == error.read_text().strip()
-        return
-    out = run(siu, raw)
-    if skip.exists():
-        assert out == Skip(skip.read_text().strip())
-        return
-    assert isinstance(out, bytes), f"{case}: expected output, got {out!r}"
-    expected = json.loads((FIXTURES / f"{case}.json").read_text(encoding="utf-8"))
-    actual = json.loads(out)
-    if actual != expected:
-        diff = difflib.unified_diff(
-            _pretty(expected).splitlines(),
-            _pretty(actual).splitlines(),
-            f"{case}.json (expected)",
-            f"{case} (mapping output)",
-            lineterm="",
-        )
-        pytest.fail("output differs from the fixture:\n" + "\n".join(diff), pytrace=False)
-
-
-def _pretty(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False)
+TestFixtures = checks.fixture_tests(FIXTURES, min_cases=6, output=_check_output)
 
 
 def test_fixtures_cover_the_events_and_styles() -> None:
-    raw = {case: (FIXTURES / f"{case}.hl7").read_bytes() for case in CASES}
+    raw = {case: FIXTURES.input(case) for case in FIXTURES.cases}
     for event in (b"S12", b"S13", b"S14", b"S15"):
         assert any(b"SIU^" + event in r for r in raw.values()), event
     assert any(b"\n" in r and b"\r" not in r for r in raw.values()), "a \\n-only fixture"
     assert any(b"\r\n" in r for r in raw.values()), "a \\r\\n fixture"
     assert any(b"\\F\\" in r and b"\rNTE|" in r.replace(b"\n", b"\r") for r in raw.values())
-
-
-# ---- valid FHIR -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("case", JSON_CASES)
-def test_output_is_a_valid_r4_transaction(siu: Mapping, case: str) -> None:
-    bundle = bundle_of(siu, (FIXTURES / f"{case}.hl7").read_bytes())
-    Bundle.model_validate(bundle)
-    assert (bundle["resourceType"], bundle["type"]) == ("Bundle", "transaction")
-    assert [e["resource"]["resourceType"] for e in bundle["entry"]] == ["Patient", "Appointment"]
-    full_urls = {e["fullUrl"] for e in bundle["entry"]}
-    for entry in bundle["entry"]:
-        resource = entry["resource"]
-        get_fhir_model_class(resource["resourceType"]).model_validate(resource)
-        rid = resource["id"]
-        assert FHIR_ID.match(rid), f"{rid!r} is not a FHIR id"
-        assert entry["fullUrl"] == f"urn:uuid:{rid}"
-        assert entry["request"] == {"method": "PUT", "url": f"{resource['resourceType']}/{rid}"}
-    for ref in _references(bundle):
-        assert ref in full_urls, f"reference {ref} does not resolve inside the bundle"
-    assert _empty_elements(bundle) == []
-    _assert_r4_timing_invariants(resources(bundle)["Appointment"])
 
 
 def _assert_r4_timing_invariants(appt: dict) -> None:
@@ -181,42 +87,11 @@ def _assert_r4_timing_invariants(appt: dict) -> None:
         assert datetime.fromisoformat(appt["start"]) <= datetime.fromisoformat(appt["end"])
 
 
-def _references(node: Any) -> list[str]:
-    if isinstance(node, dict):
-        found = [node["reference"]] if isinstance(node.get("reference"), str) else []
-        return found + [r for v in node.values() for r in _references(v)]
-    if isinstance(node, list):
-        return [r for v in node for r in _references(v)]
-    return []
-
-
-def _empty_elements(node: Any, path: str = "$") -> list[str]:
-    """Paths of empty strings, arrays or objects, which FHIR forbids."""
-    if node in ("", [], {}, None):
-        return [path]
-    if isinstance(node, dict):
-        return [p for k, v in node.items() for p in _empty_elements(v, f"{path}.{k}")]
-    if isinstance(node, list):
-        return [p for i, v in enumerate(node) for p in _empty_elements(v, f"{path}[{i}]")]
-    return []
-
-
-# ---- deterministic ids ------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("case", JSON_CASES)
-def test_same_input_gives_identical_bytes(siu: Mapping, case: str) -> None:
-    raw = (FIXTURES / f"{case}.hl7").read_bytes()
-    assert run(siu, raw) == run(siu, raw)
-
-
-def test_patient_is_the_one_the_adt_feed_makes(catalog: MappingCatalog, siu: Mapping) -> None:
-    adt = catalog.get("hl7v2-adt-to-fhir@1")
-    assert adt is not None
+def test_patient_is_the_one_the_adt_feed_makes(siu: Mapping) -> None:
     msh = "MSH|^~\\&|ADT|MERCY_GEN|HIE|HIE|20240520120000-0500||ADT^A08|A1|P|2.5.1"
     adt_raw = "\r".join([msh, "EVN|A08", PID, "PV1|1|O"]).encode() + b"\r"
-    from_adt = resources(bundle_of(adt, adt_raw))["Patient"]
-    assert resources(bundle_of(siu, siu_message()))["Patient"] == from_adt
+    patient = by_type(bundle_of(siu, siu_message()))["Patient"]
+    checks.check_same_patient(patient, adt_raw, whole=True)
 
 
 def test_every_event_about_one_appointment_updates_the_same_resource(siu: Mapping) -> None:
@@ -271,9 +146,7 @@ def test_unmapped_siu_events_are_skipped(siu: Mapping, event: str) -> None:
 
 
 def test_non_siu_message_fails_naming_msh9(siu: Mapping) -> None:
-    with pytest.raises(MappingError) as caught:
-        run(siu, siu_message(message_type="SRM^S01"))
-    assert caught.value.field == "MSH-9"
+    checks.check_error(siu, siu_message(message_type="SRM^S01"), "MSH-9")
 
 
 # ---- timing -------------------------------------------------------------------------------
@@ -338,30 +211,19 @@ def test_cancelled_appointment_may_be_untimed(siu: Mapping) -> None:
 def test_timing_and_identity_errors_name_the_field_and_no_value(
     siu: Mapping, event: str, sch: dict, field: str
 ) -> None:
-    with pytest.raises(MappingError) as caught:
-        run(siu, siu_message(event, sch=sch))
-    assert caught.value.field == field
-    text = str(caught.value)
-    for phi in ("ROWE", "TAMSIN", "MG001234", "19900101", "ELM", "SALEM", "thirty", "FORTNIGHT"):
-        assert phi not in text
-    assert "2024" not in text
+    phi = ("ROWE", "TAMSIN", "MG001234", "19900101", "ELM", "SALEM", "thirty", "FORTNIGHT", "2024")
+    checks.check_error(siu, siu_message(event, sch=sch), field, phi=phi)
 
 
 def test_time_without_any_zone_fails(siu: Mapping) -> None:
-    with pytest.raises(MappingError) as caught:
-        run(siu, siu_message(msh7="20240520120000"))
-    assert caught.value.field == "SCH-11"
+    checks.check_error(siu, siu_message(msh7="20240520120000"), "SCH-11")
 
 
 def test_missing_sch_and_pid_fail_naming_fields(siu: Mapping) -> None:
     raw = siu_message(pid=None)
-    with pytest.raises(MappingError) as caught:
-        run(siu, raw)
-    assert caught.value.field == "PID-3"
+    checks.check_error(siu, raw, "PID-3")
     no_sch = b"\r".join(line for line in raw.split(b"\r") if not line.startswith(b"SCH"))
-    with pytest.raises(MappingError) as caught:
-        run(siu, no_sch)
-    assert caught.value.field == "SCH-2"
+    checks.check_error(siu, no_sch, "SCH-2")
 
 
 # ---- what the appointment is --------------------------------------------------------------
@@ -409,7 +271,7 @@ def test_notes_by_comment_type(siu: Mapping) -> None:
     assert found["comment"] == "Call pt day before\nWheelchair & escort"
 
 
-def test_participants_leave_out_removed_resources(siu: Mapping) -> None:
+def test_participants_leave_out_removed_by_type(siu: Mapping) -> None:
     extra = [
         "RGS|1",
         "AIG|1|A|MRI-1^MRI scanner 1|EQUIP^Equipment",

@@ -2,59 +2,24 @@
 
 from __future__ import annotations
 
-import difflib
-import json
-import re
-from pathlib import Path
-from typing import Any
-
 import pytest
-from fhir.resources.R4B import get_fhir_model_class
-from fhir.resources.R4B.bundle import Bundle
 
-from engine.errors import MappingError
-from engine.formats.hl7v2 import Hl7v2Codec
-from engine.mapping import Mapping, MappingCatalog, Skip
+from engine.mapping import Mapping, Skip
+from tests import mapping_checks as checks
+from tests.mapping_checks import bundle_of, run, segment
 
-ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT / "mappings" / "hl7v2-vxu-to-fhir" / "fixtures" / "v1"
-EXPECTED_KINDS = (".json", ".skip", ".error")
-CASES = sorted(p.stem for p in FIXTURES.glob("*.hl7"))
-JSON_CASES = [c for c in CASES if (FIXTURES / f"{c}.json").exists()]
-FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}\Z")
+FIXTURES = checks.Fixtures("hl7v2-vxu-to-fhir@1")
 
 CVX = "http://hl7.org/fhir/sid/cvx"
 V2_0162 = "http://terminology.hl7.org/CodeSystem/v2-0162"
 V2_0163 = "http://terminology.hl7.org/CodeSystem/v2-0163"
 UCUM = "http://unitsofmeasure.org"
 
-
-@pytest.fixture(scope="module")
-def catalog() -> MappingCatalog:
-    return MappingCatalog.discover(ROOT / "mappings")
-
-
-@pytest.fixture(scope="module")
-def vxu(catalog: MappingCatalog) -> Mapping:
-    found = catalog.get("hl7v2-vxu-to-fhir@1")
-    assert found is not None, "mappings/hl7v2-vxu-to-fhir/v1.py was not discovered"
-    return found
-
-
-def run(mapping: Mapping, raw: bytes) -> bytes | Skip:
-    """Parse with the codec and apply the mapping, as a channel does."""
-    return mapping.apply(Hl7v2Codec().parse(raw).body)
-
-
-def bundle_of(mapping: Mapping, raw: bytes) -> dict:
-    out = run(mapping, raw)
-    assert isinstance(out, bytes), f"expected a Bundle, got {out!r}"
-    return json.loads(out)
+vxu = checks.mapping_fixture(FIXTURES.ref)
 
 
 def immunizations(bundle: dict) -> list[dict]:
-    found = (e["resource"] for e in bundle["entry"])
-    return [r for r in found if r["resourceType"] == "Immunization"]
+    return checks.of_type(bundle, "Immunization")
 
 
 def only_immunization(mapping: Mapping, raw: bytes) -> dict:
@@ -65,10 +30,6 @@ def only_immunization(mapping: Mapping, raw: bytes) -> dict:
 
 def patient_of(bundle: dict) -> dict:
     return bundle["entry"][0]["resource"]
-
-
-def segment(name: str, fields: dict[int, str]) -> str:
-    return name + "|" + "|".join(fields.get(i, "") for i in range(1, max(fields) + 1))
 
 
 BASE_RXA = {
@@ -114,48 +75,16 @@ def dose(orc3: str | None = "IMM-1^EHR", rxr: str | None = None, **fields: str) 
 # ---- fixtures ---------------------------------------------------------------------------
 
 
-def test_every_fixture_has_exactly_one_expected_file() -> None:
-    assert len(CASES) >= 6
-    for case in CASES:
-        expected = [k for k in EXPECTED_KINDS if (FIXTURES / f"{case}{k}").exists()]
-        assert len(expected) == 1, f"{case}.hl7 needs one of {EXPECTED_KINDS}, has {expected}"
-    for path in FIXTURES.iterdir():
-        assert (FIXTURES / f"{path.stem}.hl7").exists(), f"{path.name} has no input file"
+def _check_output(bundle: dict) -> None:
+    checks.check_transaction(bundle)
+    assert bundle["entry"][0]["resource"]["resourceType"] == "Patient"
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_fixture(vxu: Mapping, case: str) -> None:
-    raw = (FIXTURES / f"{case}.hl7").read_bytes()
-    skip, error = FIXTURES / f"{case}.skip", FIXTURES / f"{case}.error"
-    if error.exists():
-        with pytest.raises(MappingError) as caught:
-            run(vxu, raw)
-        assert str(caught.value) == error.read_text().strip()
-        return
-    out = run(vxu, raw)
-    if skip.exists():
-        assert out == Skip(skip.read_text().strip())
-        return
-    assert isinstance(out, bytes), f"{case}: expected output, got {out!r}"
-    expected = json.loads((FIXTURES / f"{case}.json").read_text(encoding="utf-8"))
-    actual = json.loads(out)
-    if actual != expected:
-        diff = difflib.unified_diff(
-            _pretty(expected).splitlines(),
-            _pretty(actual).splitlines(),
-            f"{case}.json (expected)",
-            f"{case} (mapping output)",
-            lineterm="",
-        )
-        pytest.fail("output differs from the fixture:\n" + "\n".join(diff), pytrace=False)
-
-
-def _pretty(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False)
+TestFixtures = checks.fixture_tests(FIXTURES, min_cases=6, output=_check_output)
 
 
 def test_fixtures_cover_the_vendor_styles() -> None:
-    raw = {case: (FIXTURES / f"{case}.hl7").read_bytes() for case in CASES}
+    raw = {case: FIXTURES.input(case) for case in FIXTURES.cases}
     assert any(b"\n" in r and b"\r" not in r for r in raw.values()), "a \\n-only fixture"
     assert any(b"\r\n" in r for r in raw.values()), "a \\r\\n fixture"
     assert any(not r.startswith(b"MSH|^~\\&") for r in raw.values()), "custom delimiters"
@@ -163,84 +92,25 @@ def test_fixtures_cover_the_vendor_styles() -> None:
     assert any(b"|2.3.1|" in r for r in raw.values()), "a v2.3.1 message"
 
 
-# ---- valid FHIR -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("case", JSON_CASES)
-def test_output_is_a_valid_r4_transaction(vxu: Mapping, case: str) -> None:
-    bundle = bundle_of(vxu, (FIXTURES / f"{case}.hl7").read_bytes())
-    Bundle.model_validate(bundle)
-    assert (bundle["resourceType"], bundle["type"]) == ("Bundle", "transaction")
-    full_urls = [e["fullUrl"] for e in bundle["entry"]]
-    assert len(set(full_urls)) == len(full_urls), "two entries share a fullUrl"
-    for entry in bundle["entry"]:
-        resource = entry["resource"]
-        get_fhir_model_class(resource["resourceType"]).model_validate(resource)
-        rid = resource["id"]
-        assert FHIR_ID.match(rid), f"{rid!r} is not a FHIR id"
-        assert entry["fullUrl"] == f"urn:uuid:{rid}"
-        assert entry["request"] == {"method": "PUT", "url": f"{resource['resourceType']}/{rid}"}
-    for ref in _references(bundle):
-        assert ref in full_urls, f"reference {ref} does not resolve inside the bundle"
-    assert _empty_elements(bundle) == []
-    assert bundle["entry"][0]["resource"]["resourceType"] == "Patient"
-
-
-def _references(node: Any) -> list[str]:
-    if isinstance(node, dict):
-        found = [node["reference"]] if isinstance(node.get("reference"), str) else []
-        return found + [r for v in node.values() for r in _references(v)]
-    if isinstance(node, list):
-        return [r for v in node for r in _references(v)]
-    return []
-
-
-def _empty_elements(node: Any, path: str = "$") -> list[str]:
-    """Paths of empty strings, arrays or objects, which FHIR forbids."""
-    if node in ("", [], {}, None):
-        return [path]
-    if isinstance(node, dict):
-        return [p for k, v in node.items() for p in _empty_elements(v, f"{path}.{k}")]
-    if isinstance(node, list):
-        return [p for i, v in enumerate(node) for p in _empty_elements(v, f"{path}[{i}]")]
-    return []
-
-
-# ---- deterministic ids ------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("case", JSON_CASES)
-def test_same_input_gives_identical_bytes(vxu: Mapping, case: str) -> None:
-    raw = (FIXTURES / f"{case}.hl7").read_bytes()
-    assert run(vxu, raw) == run(vxu, raw)
-
-
-def test_patient_is_the_one_the_adt_feed_makes(catalog: MappingCatalog, vxu: Mapping) -> None:
-    adt = catalog.get("hl7v2-adt-to-fhir@1")
-    assert adt is not None
+def test_patient_is_the_one_the_adt_feed_makes(vxu: Mapping) -> None:
     from_vxu = patient_of(bundle_of(vxu, vxu_message(dose())))
     msh = "MSH|^~\\&|ADT|MERCY_GEN|HIE|HIE|20240601120000-0500||ADT^A08|A1|P|2.5.1"
     raw = "\r".join([msh, "EVN|A08", PID, "PV1|1|O"]).encode() + b"\r"
-    from_adt = patient_of(bundle_of(adt, raw))
-    assert from_vxu == from_adt
+    checks.check_same_patient(from_vxu, raw, whole=True)
 
 
-def test_epic_fixture_patient_matches_adt_for_the_same_pid(
-    catalog: MappingCatalog, vxu: Mapping
-) -> None:
-    adt = catalog.get("hl7v2-adt-to-fhir@1")
-    assert adt is not None
-    raw = (FIXTURES / "epic_v251_cdc_ig.hl7").read_bytes()
+def test_epic_fixture_patient_matches_adt_for_the_same_pid(vxu: Mapping) -> None:
+    raw = FIXTURES.input("epic_v251_cdc_ig")
     lines = raw.split(b"\r")
     msh = lines[0].replace(b"VXU^V04^VXU_V04", b"ADT^A28^ADT_A05")
     pid = next(line for line in lines if line.startswith(b"PID|"))
     adt_raw = b"\r".join([msh, b"EVN|A28", pid]) + b"\r"
-    assert patient_of(bundle_of(vxu, raw))["id"] == patient_of(bundle_of(adt, adt_raw))["id"]
+    checks.check_same_patient(patient_of(bundle_of(vxu, raw)), adt_raw)
 
 
 def test_delete_lands_on_the_dose_it_deletes(vxu: Mapping) -> None:
-    given = immunizations(bundle_of(vxu, (FIXTURES / "epic_v251_cdc_ig.hl7").read_bytes()))
-    deleted = immunizations(bundle_of(vxu, (FIXTURES / "deleted_dose_rxa21_d.hl7").read_bytes()))
+    given = immunizations(bundle_of(vxu, FIXTURES.input("epic_v251_cdc_ig")))
+    deleted = immunizations(bundle_of(vxu, FIXTURES.input("deleted_dose_rxa21_d")))
     assert [i["id"] for i in given] == [i["id"] for i in deleted]
     assert (given[0]["status"], deleted[0]["status"]) == ("completed", "entered-in-error")
 
@@ -276,19 +146,15 @@ def test_two_placeholder_doses_in_one_message_do_not_collide(vxu: Mapping) -> No
 
 
 def test_the_same_dose_twice_fails_naming_the_second_order_number(vxu: Mapping) -> None:
-    with pytest.raises(MappingError) as caught:
-        run(vxu, vxu_message(dose(orc3="IMM-1^EHR"), dose(orc3="IMM-1^EHR")))
-    assert caught.value.field == "ORC[2]-3"
-    assert "IMM-1" not in str(caught.value)
+    raw = vxu_message(dose(orc3="IMM-1^EHR"), dose(orc3="IMM-1^EHR"))
+    checks.check_error(vxu, raw, "ORC[2]-3", phi=["IMM-1"])
 
 
 # ---- message and event ------------------------------------------------------------------
 
 
 def test_non_vxu_message_fails_naming_msh9(vxu: Mapping) -> None:
-    with pytest.raises(MappingError) as caught:
-        run(vxu, vxu_message(dose(), message_type="ADT^A04"))
-    assert caught.value.field == "MSH-9"
+    checks.check_error(vxu, vxu_message(dose(), message_type="ADT^A04"), "MSH-9")
 
 
 def test_vxu_without_event_reads_as_v04(vxu: Mapping) -> None:
@@ -485,24 +351,15 @@ def test_times_without_zone_take_the_senders_zone(vxu: Mapping) -> None:
 def test_bad_values_fail_naming_their_field(
     vxu: Mapping, fields: dict[str, str], field: str, value: str | None
 ) -> None:
-    with pytest.raises(MappingError) as caught:
-        run(vxu, vxu_message(dose(**fields)))
-    assert caught.value.field == field
-    text = str(caught.value)
-    assert text.startswith(f"{field}: ")
-    for phi in ("ROWE", "TAMSIN", "MG001234", "19900101", "ELM", "SALEM", "FL2291"):
-        assert phi not in text
-    if value:
-        assert value not in text.removeprefix(f"{field}:")
+    phi = ("ROWE", "TAMSIN", "MG001234", "19900101", "ELM", "SALEM", "FL2291")
+    checks.check_error(vxu, vxu_message(dose(**fields)), field, phi=phi, values=[value])
 
 
 def test_errors_in_a_later_dose_name_its_rxa(vxu: Mapping) -> None:
-    with pytest.raises(MappingError) as caught:
-        run(vxu, vxu_message(dose(orc3="A^EHR"), dose(orc3="B^EHR", rxa5="")))
-    assert caught.value.field == "RXA[2]-5"
+    checks.check_error(
+        vxu, vxu_message(dose(orc3="A^EHR"), dose(orc3="B^EHR", rxa5="")), "RXA[2]-5"
+    )
 
 
 def test_missing_pid_fails_naming_pid3(vxu: Mapping) -> None:
-    with pytest.raises(MappingError) as caught:
-        run(vxu, vxu_message(dose(), pid="PD1|||CLINIC"))
-    assert caught.value.field == "PID-3"
+    checks.check_error(vxu, vxu_message(dose(), pid="PD1|||CLINIC"), "PID-3")

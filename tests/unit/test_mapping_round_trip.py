@@ -7,78 +7,60 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
-from engine.errors import MappingError
 from engine.formats.fhir import FhirCodec
 from engine.formats.hl7v2 import Hl7Message, Hl7v2Codec
 from engine.formats.hl7v2 import datatypes as dt
-from engine.mapping import Mapping, MappingCatalog
+from tests import mapping_checks as checks
 
-ROOT = Path(__file__).resolve().parents[2]
-MAPPINGS = ROOT / "mappings"
-
-
-def _cases(name: str, version: int) -> list[str]:
-    folder = MAPPINGS / name / "fixtures" / f"v{version}"
-    return sorted(p.stem for p in folder.glob("*.hl7") if p.with_suffix(".json").exists())
+ADT = checks.Fixtures("hl7v2-adt-to-fhir@2")
+ORU = checks.Fixtures("hl7v2-oru-to-fhir@1")
 
 
-def _raw(name: str, version: int, case: str) -> bytes:
-    return (MAPPINGS / name / "fixtures" / f"v{version}" / f"{case}.hl7").read_bytes()
-
-
-def _zoned(name: str, version: int) -> list[str]:
+def _zoned(fixtures: checks.Fixtures) -> list[str]:
     """The fixtures whose MSH-7 has a time of day and a zone."""
     found = []
-    for case in _cases(name, version):
-        msh7 = Hl7v2Codec().parse(_raw(name, version, case)).body.segments[0].value(7)
+    for case in fixtures.output_cases:
+        msh7 = Hl7v2Codec().parse(fixtures.input(case)).body.segments[0].value(7)
         if dt.to_fhir_instant(msh7, "MSH-7", None):
             found.append(case)
     return found
 
 
-ADT_CASES = _zoned("hl7v2-adt-to-fhir", 2)
-ORU_CASES = _zoned("hl7v2-oru-to-fhir", 1)
+ADT_CASES = _zoned(ADT)
+ORU_CASES = _zoned(ORU)
 
 
-@pytest.fixture(scope="module")
-def catalog() -> MappingCatalog:
-    return MappingCatalog.discover(MAPPINGS)
-
-
-def _get(catalog: MappingCatalog, ref: str) -> Mapping:
-    found = catalog.get(ref)
-    assert found is not None, f"{ref} was not discovered"
-    return found
-
-
-def to_fhir(catalog: MappingCatalog, ref: str, raw: bytes) -> bytes:
-    out = _get(catalog, ref).apply(Hl7v2Codec().parse(raw).body)
+def to_fhir(ref: str, raw: bytes) -> bytes:
+    out = checks.run(checks.mapping(ref), raw)
     assert isinstance(out, bytes)
     return out
 
 
-def to_v2(catalog: MappingCatalog, ref: str, bundle: bytes) -> Hl7Message:
-    out = _get(catalog, ref).apply(FhirCodec().parse(bundle).body)
+def to_v2(ref: str, bundle: bytes) -> Hl7Message:
+    out = checks.run(checks.mapping(ref), bundle)
     assert isinstance(out, bytes)
     return Hl7Message.parse(out.decode("utf-8"))
 
 
+def there_and_back(fixtures: checks.Fixtures, back: str, case: str) -> tuple[Hl7Message, ...]:
+    """A fixture's message as sent, and as `back` writes it again from the FHIR the
+    fixture's mapping made of it."""
+    raw = fixtures.input(case)
+    return Hl7v2Codec().parse(raw).body, to_v2(back, to_fhir(fixtures.ref, raw))
+
+
 def test_the_fixtures_cover_zoned_and_unzoned_senders() -> None:
     assert len(ADT_CASES) >= 10 and len(ORU_CASES) >= 4
-    assert len(ADT_CASES) < len(_cases("hl7v2-adt-to-fhir", 2))  # Meditech sends no zone
-    assert len(ORU_CASES) < len(_cases("hl7v2-oru-to-fhir", 1))
+    assert len(ADT_CASES) < len(ADT.output_cases)  # Meditech sends no zone
+    assert len(ORU_CASES) < len(ORU.output_cases)
 
 
 @pytest.mark.parametrize("case", ADT_CASES)
-def test_adt_comes_back_as_adt(catalog: MappingCatalog, case: str) -> None:
-    raw = _raw("hl7v2-adt-to-fhir", 2, case)
-    original = Hl7v2Codec().parse(raw).body
-    bundle = to_fhir(catalog, "hl7v2-adt-to-fhir@2", raw)
-    message = to_v2(catalog, "fhir-to-hl7v2-adt@1", bundle)
+def test_adt_comes_back_as_adt(case: str) -> None:
+    original, message = there_and_back(ADT, "fhir-to-hl7v2-adt@1", case)
     assert message.value("MSH-7") == original.value("MSH-7")
     assert message.value("MSH-9.2") == "A28"  # our Patient has no meta.versionId
     sent = [dt.present(r.value(1)) for r in original.segment("PID").repetitions(3)]
@@ -101,11 +83,8 @@ def _nm_results(message: Hl7Message) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("case", ORU_CASES)
-def test_oru_comes_back_as_oru_with_the_digits_sent(catalog: MappingCatalog, case: str) -> None:
-    raw = _raw("hl7v2-oru-to-fhir", 1, case)
-    original = Hl7v2Codec().parse(raw).body
-    bundle = to_fhir(catalog, "hl7v2-oru-to-fhir@1", raw)
-    message = to_v2(catalog, "fhir-to-hl7v2-oru@1", bundle)
+def test_oru_comes_back_as_oru_with_the_digits_sent(case: str) -> None:
+    original, message = there_and_back(ORU, "fhir-to-hl7v2-oru@1", case)
     assert message.value("MSH-9") == "ORU" and message.value("PID-3") == original.value("PID-3")
     assert message.value("OBR-4") == original.value("OBR-4")
     sent = [(code, format(dt.parse_nm(value), "f")) for code, value in _nm_results(original)]
@@ -114,25 +93,24 @@ def test_oru_comes_back_as_oru_with_the_digits_sent(catalog: MappingCatalog, cas
 
 @pytest.mark.parametrize("case", ORU_CASES)
 def test_oru_report_without_issued_takes_msh7_from_the_bundle_timestamp(
-    catalog: MappingCatalog, case: str
+    case: str
 ) -> None:
-    raw = _raw("hl7v2-oru-to-fhir", 1, case)
-    bundle = json.loads(to_fhir(catalog, "hl7v2-oru-to-fhir@1", raw))
+    raw = ORU.input(case)
+    bundle = json.loads(to_fhir("hl7v2-oru-to-fhir@1", raw))
     for entry in bundle["entry"]:
         entry["resource"].pop("issued", None)
-    message = to_v2(catalog, "fhir-to-hl7v2-oru@1", json.dumps(bundle).encode())
+    message = to_v2("fhir-to-hl7v2-oru@1", json.dumps(bundle).encode())
     assert message.value("MSH-7") == Hl7v2Codec().parse(raw).body.value("MSH-7")
 
 
-def test_a_sender_without_a_zone_gives_no_timestamp(catalog: MappingCatalog) -> None:
+def test_a_sender_without_a_zone_gives_no_timestamp() -> None:
     """An instant needs a zone: without one in MSH-7 the Bundle has no timestamp, and the
     FHIR-to-v2 mapping says so rather than read the clock."""
-    case = next(c for c in _cases("hl7v2-adt-to-fhir", 2) if c not in ADT_CASES)
-    bundle = to_fhir(catalog, "hl7v2-adt-to-fhir@2", _raw("hl7v2-adt-to-fhir", 2, case))
+    case = next(c for c in ADT.output_cases if c not in ADT_CASES)
+    bundle = to_fhir("hl7v2-adt-to-fhir@2", ADT.input(case))
     assert "timestamp" not in json.loads(bundle)
-    with pytest.raises(MappingError) as caught:
-        to_v2(catalog, "fhir-to-hl7v2-adt@1", bundle)
-    assert caught.value.field == "Bundle.entry[0].resource.meta.lastUpdated"
+    to_adt = checks.mapping("fhir-to-hl7v2-adt@1")
+    checks.check_error(to_adt, bundle, "Bundle.entry[0].resource.meta.lastUpdated")
 
 
 @pytest.mark.parametrize(
@@ -140,22 +118,20 @@ def test_a_sender_without_a_zone_gives_no_timestamp(catalog: MappingCatalog) -> 
             "hl7v2-oru-to-fhir@1", "hl7v2-rde-to-fhir@1", "hl7v2-siu-to-fhir@1",
             "hl7v2-vxu-to-fhir@1"],
 )
-def test_every_v2_to_fhir_mapping_but_adt_v1_stamps_the_bundle(
-    catalog: MappingCatalog, ref: str
-) -> None:
-    name, version = ref.split("@")
+def test_every_v2_to_fhir_mapping_but_adt_v1_stamps_the_bundle(ref: str) -> None:
+    fixtures = checks.Fixtures(ref)
     stamped = 0
-    for case in _zoned(name, int(version)):
-        bundle = json.loads(to_fhir(catalog, ref, _raw(name, int(version), case)))
+    for case in _zoned(fixtures):
+        bundle = json.loads(to_fhir(ref, fixtures.input(case)))
         assert bundle["timestamp"][10] == "T" and bundle["timestamp"][-6] in "+-"
         stamped += 1
     assert stamped
 
 
-def test_adt_v1_stays_as_released(catalog: MappingCatalog) -> None:
-    for case in _cases("hl7v2-adt-to-fhir", 1):
-        bundle = json.loads(to_fhir(catalog, "hl7v2-adt-to-fhir@1",
-                                    _raw("hl7v2-adt-to-fhir", 1, case)))
+def test_adt_v1_stays_as_released() -> None:
+    v1 = checks.Fixtures("hl7v2-adt-to-fhir@1")
+    for case in v1.output_cases:
+        bundle = json.loads(to_fhir(v1.ref, v1.input(case)))
         assert "timestamp" not in bundle
 
 
