@@ -262,7 +262,8 @@ class Channel:
             busy = Outcome(Verdict.ERROR, (Problem(
                 "the engine could not store the message; send it again"),))
             replies = self._replies(raw, parsed, busy)
-            return Receipt("", MessageStatus.ERROR, replies), self._batch_part(raw, parsed, busy)
+            return (Receipt("", MessageStatus.ERROR, replies, problems=busy.problems),
+                    self._batch_part(raw, parsed, busy))
         if parsed is not None:
             self._pending_keys.pop((parsed.sender, parsed.control_id), None)
         if status is MessageStatus.ACCEPTED:
@@ -271,7 +272,8 @@ class Channel:
         outcome = Outcome(_VERDICTS[status], tuple(verdict_problems) + warnings)
         trace.end(status)
         receipt = Receipt(message_id, status, self._replies(raw, parsed, outcome),
-                          on_replied=lambda: self._acknowledged(hop, outcome))
+                          on_replied=lambda: self._acknowledged(hop, outcome),
+                          problems=outcome.problems)
         return receipt, self._batch_part(raw, parsed, outcome)
 
     async def _original(self, parsed: Parsed, now: float) -> str | None:

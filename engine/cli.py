@@ -453,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     mdiff.add_argument("b", metavar="NAME@B")
     mdiff.add_argument("files", nargs="+", metavar="FILE")
     mdiff.set_defaults(func=cmd_mapping_diff)
-    roles = ["viewer", "operator", "analyst", "auditor", "admin"]
+    roles = ["viewer", "operator", "analyst", "auditor", "admin", "integration"]
     users = sub.add_parser("users", help="users and API tokens").add_subparsers(
         dest="what", required=True)
     users.add_parser("list", help="every user and role").set_defaults(func=cmd_users)

@@ -89,6 +89,7 @@ class Receipt(msgspec.Struct):
     status: MessageStatus
     replies: tuple[bytes, ...] = ()
     on_replied: Callable[[], None] | None = None
+    problems: tuple[Problem, ...] = ()  # for transports that answer with codes (HTTP 4xx)
 
     def replied(self) -> None:
         if self.on_replied is not None:

@@ -5,6 +5,8 @@
     analyst   viewer + message content (with a stated reason), reprocess, patient search
     auditor   viewer + audit trail read, verify and export, patient search
     admin     everything, and users
+    integration  a sending system: may submit messages to a channel's HTTP/FHIR source,
+              and nothing else (no status, no content)
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class Permission(enum.StrEnum):
     SEARCH_PATIENT = "search-patient"
     READ_AUDIT = "read-audit"
     MANAGE_USERS = "manage-users"
+    SUBMIT = "submit-messages"
 
 
 class Role(enum.StrEnum):
@@ -30,6 +33,7 @@ class Role(enum.StrEnum):
     ANALYST = "analyst"
     AUDITOR = "auditor"
     ADMIN = "admin"
+    INTEGRATION = "integration"
 
 
 _VIEW = {Permission.VIEW_STATUS, Permission.VIEW_METRICS}
@@ -41,6 +45,7 @@ GRANTS: dict[Role, frozenset[Permission]] = {
                                      Permission.SEARCH_PATIENT}),
     Role.AUDITOR: frozenset(_VIEW | {Permission.READ_AUDIT, Permission.SEARCH_PATIENT}),
     Role.ADMIN: frozenset(Permission),
+    Role.INTEGRATION: frozenset({Permission.SUBMIT}),
 }
 
 

@@ -15,13 +15,15 @@ P = Permission
 VIEW = {P.VIEW_STATUS, P.VIEW_METRICS}
 
 # viewer (status and metrics only), operator (start, stop, pause, retry; no content),
-# analyst (content, reprocess), auditor (audit trail read, verify, export), admin (all).
+# analyst (content, reprocess), auditor (audit trail read, verify, export), admin (all),
+# integration (a sending system: submits to HTTP/FHIR sources, sees nothing).
 DOCUMENTED = {
     Role.VIEWER: VIEW,
     Role.OPERATOR: VIEW | {P.CONTROL_CHANNELS, P.MANAGE_QUEUES},
     Role.ANALYST: VIEW | {P.VIEW_CONTENT, P.REPROCESS, P.SEARCH_PATIENT},
     Role.AUDITOR: VIEW | {P.READ_AUDIT, P.SEARCH_PATIENT},
     Role.ADMIN: set(Permission),
+    Role.INTEGRATION: {P.SUBMIT},
 }
 
 
@@ -40,11 +42,14 @@ def test_content_and_users_are_never_granted_by_accident():
     assert {r for r in Role if allows(r, P.VIEW_CONTENT)} == {Role.ANALYST, Role.ADMIN}
     assert {r for r in Role if allows(r, P.MANAGE_USERS)} == {Role.ADMIN}
     assert {r for r in Role if allows(r, P.READ_AUDIT)} == {Role.AUDITOR, Role.ADMIN}
-    assert all(allows(r, P.VIEW_STATUS) and allows(r, P.VIEW_METRICS) for r in Role)
+    people = [r for r in Role if r is not Role.INTEGRATION]
+    assert all(allows(r, P.VIEW_STATUS) and allows(r, P.VIEW_METRICS) for r in people)
+    assert {r for r in Role if allows(r, P.SUBMIT)} == {Role.INTEGRATION, Role.ADMIN}
 
 
 def test_role_names_are_the_cli_choices():
-    assert [r.value for r in Role] == ["viewer", "operator", "analyst", "auditor", "admin"]
+    assert [r.value for r in Role] == ["viewer", "operator", "analyst", "auditor", "admin",
+                                       "integration"]
 
 
 ROUTES = {
