@@ -1,0 +1,118 @@
+"""`conduit`: the command line. Thin: each command parses its arguments and calls the
+runtime, the stores or a connector; the commands live beside this module by topic."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from engine.cli.admin import (
+    cmd_audit_show,
+    cmd_audit_verify,
+    cmd_keys_rotate,
+    cmd_queue_list,
+    cmd_queue_retry,
+    cmd_users,
+)
+from engine.cli.bench import cmd_ack, cmd_map, cmd_mapping_diff, cmd_parse, cmd_test
+from engine.cli.common import DEFAULT_CONF
+from engine.cli.daemon import cmd_run, cmd_validate
+from engine.cli.send import cmd_send
+from engine.errors import ConduitError, ConfigErrors
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="conduit", description="Conduit interface engine")
+    parser.add_argument("--conf", help=f"engine settings (default {DEFAULT_CONF} or "
+                        "$CONDUIT_CONF)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="run the daemon").set_defaults(func=cmd_run)
+    sub.add_parser("validate", help="check conf/ and channels/").set_defaults(func=cmd_validate)
+    send = sub.add_parser("send", help="send HL7v2 files over MLLP and print each ACK code")
+    send.add_argument("--mllp", required=True, metavar="HOST:PORT")
+    send.add_argument("--timeout", type=float, default=30.0)
+    send.add_argument("files", nargs="+", metavar="FILE")
+    send.set_defaults(func=cmd_send)
+    audit = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="what",
+                                                                           required=True)
+    audit.add_parser("verify", help="check the hash chain").set_defaults(func=cmd_audit_verify)
+    show = audit.add_parser("show", help="every hop of one message")
+    show.add_argument("--message", required=True, metavar="ID")
+    show.set_defaults(func=cmd_audit_show)
+    queue = sub.add_parser("queue", help="destination queues").add_subparsers(dest="what",
+                                                                              required=True)
+    queue.add_parser("list", help="depth, in-flight, retrying, dead").set_defaults(
+        func=cmd_queue_list)
+    retry = queue.add_parser("retry", help="put a destination's dead letters back")
+    retry.add_argument("destination", metavar="DESTINATION",
+                       help="CHANNEL/DESTINATION, or a destination name that is unique")
+    retry.set_defaults(func=cmd_queue_retry)
+    levels = ["off", "lenient", "strict"]
+    parse = sub.add_parser("parse", help="what a message is, and every problem with it")
+    parse.add_argument("files", nargs="+", metavar="FILE")
+    parse.add_argument("--validate", choices=levels, default="strict",
+                       help="structure validation (HL7v2: hl7apy); default strict")
+    parse.set_defaults(func=cmd_parse)
+    ack = sub.add_parser("ack", help="the acknowledgement the engine would send")
+    ack.add_argument("file", metavar="FILE")
+    ack.add_argument("--validate", choices=levels, default="off")
+    ack.set_defaults(func=cmd_ack)
+    test = sub.add_parser("test", help="run every mapping's and channel's fixtures")
+    test.add_argument("names", nargs="*", metavar="NAME",
+                      help="only these mappings (name or name@version) or channels")
+    test.add_argument("-q", "--quiet", action="store_true", help="print failures only")
+    test.set_defaults(func=cmd_test)
+    map_ = sub.add_parser("map", help="what a mapping makes of a message")
+    map_.add_argument("mapping", metavar="NAME@VERSION")
+    map_.add_argument("file", metavar="FILE")
+    map_.set_defaults(func=cmd_map)
+    mapping = sub.add_parser("mapping", help="mapping versions").add_subparsers(
+        dest="what", required=True)
+    mdiff = mapping.add_parser("diff", help="how two versions' outputs differ, per message")
+    mdiff.add_argument("a", metavar="NAME@A")
+    mdiff.add_argument("b", metavar="NAME@B")
+    mdiff.add_argument("files", nargs="+", metavar="FILE")
+    mdiff.set_defaults(func=cmd_mapping_diff)
+    roles = ["viewer", "operator", "analyst", "auditor", "admin", "integration"]
+    users = sub.add_parser("users", help="users and API tokens").add_subparsers(
+        dest="what", required=True)
+    users.add_parser("list", help="every user and role").set_defaults(func=cmd_users)
+    add = users.add_parser("add", help="add a user")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=roles)
+    add.set_defaults(func=cmd_users)
+    token = users.add_parser("token", help="make a new token (printed once, stored hashed)")
+    token.add_argument("name")
+    token.set_defaults(func=cmd_users)
+    role = users.add_parser("role", help="change a user's role")
+    role.add_argument("name")
+    role.add_argument("role", choices=roles)
+    role.set_defaults(func=cmd_users)
+    remove = users.add_parser("remove", help="remove a user and end their sessions")
+    remove.add_argument("name")
+    remove.set_defaults(func=cmd_users)
+    keys = sub.add_parser("keys", help="encryption keys").add_subparsers(dest="what",
+                                                                          required=True)
+    keys.add_parser("rotate", help="make a new content key").set_defaults(func=cmd_keys_rotate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigErrors as exc:
+        print(f"conduit: the configuration has {len(exc.errors)} error(s):", file=sys.stderr)
+        for err in exc.errors:
+            print(f"  {err}", file=sys.stderr)
+        return 2
+    except ConduitError as exc:
+        print(f"conduit: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""The audit trail, the queues, the keys and the users, from the command line; every
+change is an audited admin event by the operating-system user who ran it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+
+from engine.cli.common import actor, with_services
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from engine.store import audit
+
+    async def body(svc) -> int:
+        with svc.db.connect() as conn:
+            result = audit.verify(conn, svc.keys.audit)
+        if result.broken is None:
+            print(f"ok {result.events} events")
+            return 0
+        b = result.broken
+        print(f"BROKEN at event #{b.seq} ({b.kind}): {b.reason}; "
+              f"{result.events} events verified before it")
+        return 1
+
+    return with_services(args, body)
+
+
+def cmd_audit_show(args: argparse.Namespace) -> int:
+    from engine.store import audit
+
+    async def body(svc) -> int:
+        with svc.db.connect() as conn:
+            events = audit.events_of_message(conn, args.message)
+        if not events:
+            print(f"no audit events for message {args.message}", file=sys.stderr)
+            return 1
+        for e in events:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["at_us"] / 1e6))
+            ms = f".{(e['at_us'] // 1000) % 1000:03d}"
+            where = e["destination"] or ""
+            print(f"#{e['seq']:<6} {when}{ms} {e['kind']:<14} {where:<14} "
+                  f"{e['actor']:<10} {e['detail']}")
+        return 0
+
+    return with_services(args, body)
+
+
+def cmd_queue_list(args: argparse.Namespace) -> int:
+    async def body(svc) -> int:
+        stats = await asyncio.to_thread(svc.queue.stats)
+        print(f"{'DESTINATION':<40} {'DEPTH':>7} {'IN-FLIGHT':>9} {'RETRYING':>8} "
+              f"{'DEAD':>6}  OLDEST")
+        for s in stats:
+            oldest = (f"{time.time() - s.oldest_at:.0f}s ago" if s.oldest_at else "-")
+            print(f"{s.destination:<40} {s.ready + s.leased:>7} {s.leased:>9} "
+                  f"{s.retrying:>8} {s.dead:>6}  {oldest}")
+        if not stats:
+            print("(no queued, retrying or dead-lettered messages)")
+        return 0
+
+    return with_services(args, body)
+
+
+def cmd_queue_retry(args: argparse.Namespace) -> int:
+    async def body(svc) -> int:
+        target = args.destination
+        if "/" not in target:
+            names = {s.destination for s in await asyncio.to_thread(svc.queue.stats)
+                     if s.destination.endswith("/" + target)}
+            if len(names) != 1:
+                which = ", ".join(sorted(names)) or "none has dead letters"
+                print(f"give the destination as CHANNEL/DESTINATION ({which})",
+                      file=sys.stderr)
+                return 2
+            target = names.pop()
+        count = await svc.writer.commit(svc.queue.replay(target, actor()))
+        print(f"requeued {count} dead letter(s) on {target}")
+        return 0
+
+    return with_services(args, body)
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    from engine.events import Event, Kind
+    from engine.security.keys import rotate
+    from engine.store.writer import UnitOfWork
+
+    async def body(svc) -> int:
+        folder = svc.config.keys.directory or str(svc.data_dir / "keys")
+        key_id = rotate(folder)
+        uow = UnitOfWork()
+        uow.record(Event(kind=Kind.ADMIN, actor=actor(),
+                         detail={"action": "key-rotate", "key_id": key_id}))
+        await svc.writer.commit(uow)
+        print(f"new content key {key_id}; the engine writes with it after its next start")
+        return 0
+
+    return with_services(args, body)
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from engine.events import Event, Kind
+    from engine.security.roles import Role
+    from engine.security.users import UserStore
+    from engine.store.writer import UnitOfWork
+
+    async def body(svc) -> int:
+        users = UserStore(svc.db)
+        detail: dict[str, str] = {"user": getattr(args, "name", "")}
+        if args.what == "list":
+            for name, role, has_token in users.list():
+                print(f"{name:<24} {role:<9} {'token' if has_token else 'no token'}")
+            return 0
+        if args.what == "add":
+            users.add(args.name, Role(args.role))
+            detail.update(action="user-add", role=args.role)
+            print(f"added {args.name} as {args.role}; make a token with: "
+                  f"conduit users token {args.name}")
+        elif args.what == "role":
+            users.set_role(args.name, Role(args.role))
+            detail.update(action="user-role", role=args.role)
+            print(f"{args.name} is now {args.role}")
+        elif args.what == "remove":
+            users.remove(args.name)
+            detail.update(action="user-remove")
+            print(f"removed {args.name}")
+        else:  # token: printed alone on its line, so scripts can capture it
+            print(users.new_token(args.name))
+            detail.update(action="user-token")
+        uow = UnitOfWork()
+        uow.record(Event(kind=Kind.ADMIN, actor=actor(), detail=detail))
+        await svc.writer.commit(uow)
+        return 0
+
+    return with_services(args, body)

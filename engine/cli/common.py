@@ -1,0 +1,93 @@
+"""What the commands share: where the configuration is, who is acting, opening the
+stores, and reading message files."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+from pathlib import Path
+
+from engine.errors import ConduitError, ConfigErrors
+
+DEFAULT_CONF = "conf/conduit.yaml"
+
+
+def actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:
+        return "cli"
+
+
+def conf_path(args: argparse.Namespace) -> str:
+    return args.conf or os.environ.get("CONDUIT_CONF") or DEFAULT_CONF
+
+
+def load_everything(args: argparse.Namespace):
+    from engine.config.checks import check
+    from engine.config.loader import load_all
+    from engine.mapping import MappingCatalog
+
+    engine_cfg, channels = load_all(conf_path(args), os.environ)
+    catalog = MappingCatalog.discover(engine_cfg.mappings_dir)
+    problems = check(engine_cfg, channels, catalog)
+    if problems:
+        raise ConfigErrors(problems)
+    return engine_cfg, channels, catalog
+
+
+def engine_config(args: argparse.Namespace):
+    from engine.config.loader import load_engine_config
+
+    return load_engine_config(conf_path(args), os.environ)
+
+
+def with_services(args: argparse.Namespace, body) -> int:
+    from engine.runtime import Services
+
+    async def run() -> int:
+        svc = Services(engine_config(args))
+        svc.start_writer()
+        try:
+            return await body(svc)
+        finally:
+            await svc.close()
+
+    return asyncio.run(run())
+
+
+def file_encoding(raw: bytes) -> str:
+    """Re-encode in the file's own encoding: a Latin-1 file stays Latin-1 on the wire."""
+    try:
+        raw.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError:
+        return "latin-1"
+
+
+def messages_of(path: str) -> list[bytes]:
+    """The messages in a file: HL7v2 files may hold many; other standards one each."""
+    from engine.formats.hl7v2.codec import decode_text
+    from engine.formats.hl7v2.split import split_messages
+    from engine.testbench import detect
+
+    raw = Path(path).read_bytes()
+    if detect(raw) != "hl7v2":
+        return [raw]
+    return [m.encode(file_encoding(raw)) for m in split_messages(decode_text(raw))]
+
+
+def catalog(args: argparse.Namespace):
+    from engine.mapping import MappingCatalog
+
+    return MappingCatalog.discover(engine_config(args).mappings_dir)
+
+
+def mapping_named(catalog, ref: str):
+    mapping = catalog.get(ref)
+    if mapping is None:
+        known = ", ".join(catalog.refs()) or "none"
+        raise ConduitError(f"no mapping {ref}; available: {known}")
+    return mapping
