@@ -6,6 +6,9 @@ durable commit of the sealed raw message, its output, a queue entry per destinat
 the audit events of every hop so far; only then the acknowledgement. A message that
 fails to parse or map is still stored (with its status and a PHI-free reason) so an
 analyst can look at it, and the sender gets the standard's rejection or error.
+
+A batch (HL7 BHS/BTS) or a Bundle the channel splits (`split:`, engine.splitting) is
+taken as its messages, each on its own path as above, answered with one reply.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import logging
 import time
 from typing import Any
 
+import msgspec
+
 from engine import tracing
 from engine.config.schema import ChannelConfig
 from engine.connectors.base import Source
@@ -23,12 +28,13 @@ from engine.delivery import DestinationWorker
 from engine.duplicates import DuplicateIndex
 from engine.errors import MappingError, ParseError
 from engine.events import Event, Kind
-from engine.filters import Filter
+from engine.filters import Filter, FilterError
 from engine.mapping import Mapping, Skip
 from engine.message import (
     MessageStatus,
     Outcome,
     Parsed,
+    PartReceipt,
     Problem,
     Receipt,
     SourceMeta,
@@ -38,6 +44,7 @@ from engine.message import (
 from engine.queue.sql import SqlQueue
 from engine.security.crypto import Vault, content_hash
 from engine.shadow import Shadow
+from engine.splitting import Split, Splitter
 from engine.store.messages import MessageStore
 from engine.store.writer import UnitOfWork, Writer
 
@@ -91,7 +98,8 @@ class Channel:
         self.mapping = mapping
         self.source = source
         self.workers = workers
-        self.filter = Filter(config.filter)
+        self.splitter = Splitter(config.split) if config.split is not None else None
+        self.filter = Filter(config.filter, first=[self.splitter] if self.splitter else ())
         self.shadow = shadow
         window = config.duplicate_window
         self.duplicates = DuplicateIndex(window) if window > 0 else None
@@ -151,6 +159,10 @@ class Channel:
     async def deliver(self, raw: bytes, meta: SourceMeta) -> Receipt:
         """Take a message (or a batch of them) on: returns once it is durable, with the
         replies to send."""
+        if self.splitter is not None and not meta.truncated:
+            split = self.splitter.split(raw)
+            if split is not None:
+                return await self._take_split(raw, meta, split)
         batch = self._split_batch(raw, meta)
         if batch is None:
             receipt, _ = await self._take(raw, meta)
@@ -182,21 +194,70 @@ class Channel:
                                            tls_subject=meta.tls_subject))
             for message in batch.messages))
         replies = [reply for _, reply in taken]
-        receipts = [receipt for receipt, _ in taken]
+        return _combine([r for r, _ in taken], self.codec.batch_reply(batch, replies))
 
-        def replied() -> None:
-            for receipt in receipts:
-                receipt.replied()
+    async def _take_split(self, raw: bytes, meta: SourceMeta, split: Split) -> Receipt:
+        """Every part of a split Bundle as a message of its own, committed each on its
+        own (concurrently, as a batch's), answered with one reply and a PartReceipt per
+        part. A malformed Bundle, or a transaction one of whose parts would be refused or
+        fail, is refused whole: kept as one rejected message, nothing of it queued."""
+        assert self.splitter is not None
+        problems = tuple(split.problems)
+        if not problems and split.atomic:
+            problems = tuple(await asyncio.to_thread(self._failing_parts, split))
+        if problems:
+            receipt, _ = await self._take(raw, meta, refuse=problems)
+            return receipt
+        taken = await asyncio.gather(*(
+            self._take(part, msgspec.structs.replace(meta, size=len(part)), received=detail)
+            for part, detail in zip(split.messages, split.details, strict=True)))
+        receipts = [r for r, _ in taken]
+        reply = self.splitter.reply(split, [reply for _, reply in taken],
+                                    [r.message_id for r in receipts])
+        parts = tuple(PartReceipt(split.index(i), r.message_id, r.status, r.problems)
+                      for i, r in enumerate(receipts))
+        located = tuple(_located(part.index, p) for part in parts for p in part.problems)
+        return msgspec.structs.replace(_combine(receipts, reply), parts=parts,
+                                       problems=located)
 
-        worst = max((r.status for r in receipts), key=_SEVERITY.index,
-                    default=MessageStatus.ACCEPTED)
-        first = next((r.message_id for r in receipts if r.message_id), "")
-        return Receipt(first, worst, (self.codec.batch_reply(batch, replies),), replied)
+    def _failing_parts(self, split: Split) -> list[Problem]:
+        """What would refuse or fail each part, found in memory with nothing stored (the
+        check before a transaction is taken on); run in a worker thread."""
+        found = []
+        for i, part in enumerate(split.messages):
+            parsed, problem = self._parse(part, SourceMeta("check", size=len(part)))
+            if parsed is not None and self.config.validation != "off":
+                rejection, _ = self._validate(parsed)
+                problem = rejection[0] if rejection else None
+            if parsed is not None and problem is None:
+                problem = self._would_fail(parsed)
+            if problem is not None:
+                found.append(_located(split.index(i), problem))
+        return found
 
-    async def _take(self, raw: bytes, meta: SourceMeta, refuse: tuple[Problem, ...] = ()
-                    ) -> tuple[Receipt, bytes]:
+    def _would_fail(self, parsed: Parsed) -> Problem | None:
+        """A filter rule that cannot be evaluated, or a mapping error, for this message."""
+        try:
+            if self.filter.first_failed(lambda path: self.codec.field(parsed, path),
+                                        parsed.body) is not None:
+                return None  # filtered: not a failure
+        except FilterError as exc:
+            return Problem(str(exc), code="207")
+        if self.mapping is None:
+            return None
+        try:
+            self.mapping.apply(parsed.body)
+        except MappingError as exc:
+            return Problem(f"mapping {self.mapping.ref} failed: {exc}", code="207",
+                           segment=exc.field if exc.field and exc.field[:1].isupper()
+                           else None)
+        return None
+
+    async def _take(self, raw: bytes, meta: SourceMeta, refuse: tuple[Problem, ...] = (),
+                    received: dict[str, Any] | None = None) -> tuple[Receipt, bytes]:
         """One message: parse, check, route, commit. Returns the receipt and, for a batch
-        acknowledgement, this message's own (original mode) reply."""
+        acknowledgement, this message's own (original mode) reply. `received` adds to
+        the "received" audit detail (where a split part came from)."""
         message_id = new_message_id()
         trace = tracing.receive(message_id, self.name, meta.transport)
         now = time.time()
@@ -214,10 +275,11 @@ class Channel:
             parsed, problem = None, rejection[0]
         patient = self._vault.pseudonym(parsed.patient_id) if parsed else None
         hop["patient"] = patient
-        received = {"transport": meta.transport, "size": meta.size}
+        detail: dict[str, Any] = {"transport": meta.transport, "size": meta.size,
+                                  **(received or {})}
         if meta.tls_subject:
-            received["client"] = meta.tls_subject
-        uow.record(Event(kind=Kind.RECEIVED, content_hash=digest, detail=received, **hop))
+            detail["client"] = meta.tls_subject
+        uow.record(Event(kind=Kind.RECEIVED, content_hash=digest, detail=detail, **hop))
         status, error, verdict_problems = MessageStatus.ACCEPTED, None, ()
         if parsed is None:
             assert problem is not None
@@ -235,8 +297,10 @@ class Channel:
                 status = MessageStatus.DUPLICATE
                 uow.record(Event(kind=Kind.DUPLICATE, detail={"original": original}, **hop))
             else:
+                failed = await self._filtered(parsed)
                 with trace.step("map"):
-                    status, error, verdict_problems = self._route(uow, parsed, hop, now)
+                    status, error, verdict_problems = self._route(uow, parsed, hop, now,
+                                                                  failed)
                     trace.routed(status, self.mapping)
                 if self.duplicates is not None and status in _TAKEN_ON:
                     self.duplicates.remember(parsed.sender, parsed.control_id, now)
@@ -328,14 +392,29 @@ class Channel:
                           self.codec.name)
             return None, Problem(f"unreadable message ({type(exc).__name__})", code="207")
 
+    async def _filtered(self, parsed: Parsed) -> str | FilterError | None:
+        """The first filter rule the message fails, or the error of one that cannot be
+        evaluated on it. FHIRPath rules run in a worker thread: their cost grows with
+        the resource, and a big one must not hold up every other channel."""
+        def first_failed() -> str | FilterError | None:
+            try:
+                return self.filter.first_failed(
+                    lambda path: self.codec.field(parsed, path), parsed.body)
+            except FilterError as exc:
+                return exc
+        return await asyncio.to_thread(first_failed) if self.filter.slow else first_failed()
+
     def _route(self, uow: UnitOfWork, parsed: Parsed, hop: dict, now: float,
-               mapping: Mapping | None = None,
+               failed: str | FilterError | None, mapping: Mapping | None = None,
                ) -> tuple[MessageStatus, str | None, tuple[Problem, ...]]:
-        """Filter, map (with the channel's mapping unless another is given) and queue a
-        parsed message; returns its status, the PHI-free reason when it is not accepted,
-        and the problems for the reply."""
+        """Record the filter's verdict (`failed`, from `_filtered`), map (with the
+        channel's mapping unless another is given) and queue a parsed message; returns
+        its status, the PHI-free reason when it is not accepted, and the problems for the
+        reply."""
         mapping = mapping or self.mapping
-        failed = self.filter.first_failed(lambda path: self.codec.field(parsed, path))
+        if isinstance(failed, FilterError):
+            uow.record(Event(kind=Kind.ERRORED, detail={"filter": str(failed)}, **hop))
+            return MessageStatus.ERROR, f"filter: {failed}", (Problem(str(failed)),)
         if failed is not None:
             uow.record(Event(kind=Kind.FILTERED, detail={"rule": failed}, **hop))
             return MessageStatus.FILTERED, f"filtered: {failed}", ()
@@ -396,8 +475,9 @@ class Channel:
             status, error = MessageStatus.REJECTED, problem.text
             uow.record(Event(kind=Kind.REJECTED, detail=_problem_detail(problem), **hop))
         else:
+            failed = await self._filtered(parsed)
             with trace.step("map"):
-                status, error, _ = self._route(uow, parsed, hop, now, mapping)
+                status, error, _ = self._route(uow, parsed, hop, now, failed, mapping)
                 trace.routed(status, mapping)
         self._store.set_status(uow, message_id, status, error)
         try:
@@ -426,6 +506,29 @@ class Channel:
             "destinations": [w.name for w in self.workers],
             "last_error": self.last_error,
         }
+
+
+def _combine(receipts: list[Receipt], reply: bytes) -> Receipt:
+    """One receipt for the messages of a batch or split Bundle: the worst status, the
+    first stored message's id, one reply; acknowledging it acknowledges each."""
+
+    def replied() -> None:
+        for receipt in receipts:
+            receipt.replied()
+
+    worst = max((r.status for r in receipts), key=_SEVERITY.index,
+                default=MessageStatus.ACCEPTED)
+    first = next((r.message_id for r in receipts if r.message_id), "")
+    return Receipt(first, worst, (reply,), replied)
+
+
+def _located(index: int, problem: Problem) -> Problem:
+    """A part's problem as one of the whole Bundle's: located at its entry."""
+    where = f"Bundle.entry[{index}].resource"
+    segment = problem.segment
+    if segment and segment[:1].isupper() and "." in segment:
+        where += segment[segment.index("."):]  # Patient.identifier -> ...resource.identifier
+    return msgspec.structs.replace(problem, segment=where, field=None)
 
 
 def _problem_detail(problem: Problem) -> dict[str, Any]:

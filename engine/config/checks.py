@@ -1,5 +1,6 @@
 """Checks that need more than one file at a time: clashing names and ports, mappings that
-are not installed or read another format, and filter rules that could never work.
+are not installed or read another format, filter rules that could never work, and
+Bundle splitting that could never happen.
 
 Each file converts cleanly on its own before these run; what is left are problems only
 visible across files (or against the mapping catalog), located in the channel file.
@@ -7,12 +8,15 @@ visible across files (or against the mapping catalog), located in the channel fi
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterator
+from functools import cache
 
 from engine.config.loader import LoadedChannel
 from engine.config.schema import EngineConfig, FilterRule
 from engine.errors import ConfigError
+from engine.filters import FhirPathError, compile_fhirpath
 from engine.formats.hl7v2.message import FIELD_PATH as HL7_PATH
 from engine.mapping import MappingCatalog
 
@@ -29,6 +33,7 @@ def check(
         errors += _duplicate_destination_names(channel)
         errors += _mapping_problems(channel, catalog)
         errors += _filter_problems(channel)
+        errors += _split_problems(channel)
     return errors
 
 
@@ -120,8 +125,15 @@ def _filter_problems(channel: LoadedChannel) -> Iterator[ConfigError]:
 
 def _rule_problems(channel: LoadedChannel, rule: FilterRule, path: str) -> Iterator[ConfigError]:
     """One condition per rule keeps each rule's meaning, and its 'filtered because'
-    line, obvious."""
+    line, obvious; a FHIRPath rule is its own condition."""
     given = [word for attr, word in _CONDITIONS.items() if getattr(rule, attr) is not None]
+    if rule.fhirpath is not None:
+        yield from _fhirpath_problems(channel, rule, given, path)
+        return
+    if rule.field is None:
+        yield channel.error("a filter rule needs `field:` with one condition, or "
+                            "`fhirpath:` (FHIR channels)", path)
+        return
     if not given:
         yield channel.error(f"filter rule on {rule.field} has no condition; give one of "
                             f"{', '.join(_CONDITIONS.values())}", path)
@@ -137,3 +149,58 @@ def _rule_problems(channel: LoadedChannel, rule: FilterRule, path: str) -> Itera
     if channel.config.format == "hl7v2" and not HL7_PATH.match(rule.field.strip()):
         yield channel.error(f"`{rule.field}` is not an HL7 field path; write e.g. MSH-9.1, "
                             "PID-3[2].4 or OBX[2]-5", f"{path}.field")
+
+
+def _fhirpath_problems(channel: LoadedChannel, rule: FilterRule, given: list[str],
+                       path: str) -> Iterator[ConfigError]:
+    assert rule.fhirpath is not None
+    if rule.field is not None:
+        yield channel.error("a filter rule takes `field:` or `fhirpath:`, not both; write "
+                            "two rules", path)
+    elif given:
+        yield channel.error(f"a fhirpath rule is its own condition; remove {', '.join(given)} "
+                            "(write e.g. `fhirpath: Patient.gender = 'female'`)", path)
+    if channel.config.format != "fhir":
+        yield channel.error(f"fhirpath rules read FHIR resources, but this channel's format "
+                            f"is {channel.config.format}", f"{path}.fhirpath")
+        return
+    try:
+        compile_fhirpath(rule.fhirpath)
+    except FhirPathError as exc:
+        yield channel.error(f"invalid FHIRPath: {exc}", f"{path}.fhirpath")
+
+
+def _split_problems(channel: LoadedChannel) -> Iterator[ConfigError]:
+    """Splitting reads FHIR Bundles; the resource type must be one an entry can hold."""
+    split = channel.config.split
+    if split is None:
+        return
+    if channel.config.format != "fhir":
+        yield channel.error(f"split takes FHIR Bundles apart, but this channel's format is "
+                            f"{channel.config.format}", "split")
+    elif split.resource != "*" and not _is_resource_type(split.resource):
+        close = [c for c in difflib.get_close_matches(split.resource, _model_names(), n=5)
+                 if _is_resource_type(c)]
+        hint = f" (did you mean `{close[0]}`?)" if close else ""
+        yield channel.error(f"`{split.resource}` is not a FHIR R4 resource type{hint}; give "
+                            "one such as Patient, or * for every entry", "split.resource")
+
+
+@cache
+def _is_resource_type(name: str) -> bool:
+    """A resource type of the fhir.resources R4B models (the R4-compatible ones); not a
+    data type or a backbone element such as BundleEntry."""
+    from fhir.resources.R4B import get_fhir_model_class
+    from fhir.resources.R4B.resource import Resource
+
+    try:
+        return issubclass(get_fhir_model_class(name), Resource)
+    except ValueError:
+        return False
+
+
+@cache
+def _model_names() -> list[str]:
+    from fhir.resources.R4B import fhirtypes
+
+    return [n.removesuffix("Type") for n in dir(fhirtypes) if n.endswith("Type")]

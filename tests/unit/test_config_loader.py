@@ -113,7 +113,7 @@ def test_unknown_key_without_suggestion_lists_known_ones(project: Path) -> None:
     assert errors == [
         "channels/c.yaml:8:1: colour: unknown setting `colour`; known settings here: "
         "description, destinations, duplicate_window, enabled, filter, format, mapping, "
-        "name, retry, shadow, source, validation"
+        "name, retry, shadow, source, split, validation"
     ]
 
 
