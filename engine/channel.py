@@ -75,6 +75,9 @@ _SEVERITY = [MessageStatus.ACCEPTED, MessageStatus.DUPLICATE, MessageStatus.FILT
 # may be sent again on purpose, once the sender or the mapping is fixed).
 _TAKEN_ON = (MessageStatus.ACCEPTED, MessageStatus.FILTERED)
 
+# Message size from which FHIRPath filter rules are evaluated off the event loop.
+_THREAD_FROM = 16 * 1024
+
 
 class Channel:
     def __init__(
@@ -297,7 +300,7 @@ class Channel:
                 status = MessageStatus.DUPLICATE
                 uow.record(Event(kind=Kind.DUPLICATE, detail={"original": original}, **hop))
             else:
-                failed = await self._filtered(parsed)
+                failed = await self._filtered(parsed, len(raw))
                 with trace.step("map"):
                     status, error, verdict_problems = self._route(uow, parsed, hop, now,
                                                                   failed)
@@ -392,17 +395,21 @@ class Channel:
                           self.codec.name)
             return None, Problem(f"unreadable message ({type(exc).__name__})", code="207")
 
-    async def _filtered(self, parsed: Parsed) -> str | FilterError | None:
+    async def _filtered(self, parsed: Parsed, size: int) -> str | FilterError | None:
         """The first filter rule the message fails, or the error of one that cannot be
-        evaluated on it. FHIRPath rules run in a worker thread: their cost grows with
-        the resource, and a big one must not hold up every other channel."""
+        evaluated on it. FHIRPath rules on a message of `size` bytes over _THREAD_FROM
+        run in a worker thread: their cost grows with the resource (about a millisecond
+        per kilobyte in a `where`), and a big one must not hold up every other channel;
+        below it the hop would cost more than it saves."""
         def first_failed() -> str | FilterError | None:
             try:
                 return self.filter.first_failed(
                     lambda path: self.codec.field(parsed, path), parsed.body)
             except FilterError as exc:
                 return exc
-        return await asyncio.to_thread(first_failed) if self.filter.slow else first_failed()
+        if self.filter.slow and size > _THREAD_FROM:
+            return await asyncio.to_thread(first_failed)
+        return first_failed()
 
     def _route(self, uow: UnitOfWork, parsed: Parsed, hop: dict, now: float,
                failed: str | FilterError | None, mapping: Mapping | None = None,
@@ -463,6 +470,12 @@ class Channel:
         now = time.time()
         with trace.step("parse"):
             parsed, problem = self._parse(raw, SourceMeta("reprocess", size=len(raw)))
+            if parsed is not None and self._splits(raw):
+                # a transaction refused whole, kept as the Bundle: mapped as one message it
+                # would send its first Patient only
+                parsed, problem = None, Problem(
+                    "a Bundle this channel splits cannot be reprocessed as one message; "
+                    "have the sender send it again", code="207")
             trace.parsed(parsed, problem)
         patient = self._vault.pseudonym(parsed.patient_id) if parsed else None
         hop = {"channel": self.name, "message_id": message_id, "patient": patient,
@@ -475,7 +488,7 @@ class Channel:
             status, error = MessageStatus.REJECTED, problem.text
             uow.record(Event(kind=Kind.REJECTED, detail=_problem_detail(problem), **hop))
         else:
-            failed = await self._filtered(parsed)
+            failed = await self._filtered(parsed, len(raw))
             with trace.step("map"):
                 status, error, _ = self._route(uow, parsed, hop, now, failed, mapping)
                 trace.routed(status, mapping)
@@ -489,6 +502,12 @@ class Channel:
             for worker in self.workers:
                 worker.notify()
         return status
+
+    def _splits(self, raw: bytes) -> bool:
+        """Whether `raw` is a Bundle this channel would split (under `*` a stored part
+        may itself be a Bundle, taken whole, so there nothing is refused)."""
+        return (self.splitter is not None and self.splitter.resource != "*"
+                and self.splitter.split(raw) is not None)
 
     def _acknowledged(self, hop: dict, outcome: Outcome) -> None:
         uow = UnitOfWork()

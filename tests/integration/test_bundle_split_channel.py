@@ -221,6 +221,17 @@ async def test_a_stored_part_reprocesses_as_itself(running, tmp_path):
     assert output_count(engine) == 3
 
 
+async def test_a_transaction_refused_whole_is_not_reprocessed_as_one_message(running):
+    _harness, engine, ch = await running()
+    raw = bundle("transaction", patient("p1", "ONE"), patient("p2", "TWO", identifier=False))
+    receipt = await deliver(ch, raw)
+    stored = engine.services.store.open_raw(receipt.message_id)
+    status = await ch.reprocess(receipt.message_id, stored, None, "analyst")
+    assert status is MessageStatus.REJECTED and output_count(engine) == 0
+    [row] = rows(engine)
+    assert row.error.startswith("a Bundle this channel splits cannot be reprocessed")
+
+
 FILTERS = f"""
         filter:
           - fhirpath: "Patient.birthDate >= @2000-01-01"
@@ -251,6 +262,19 @@ async def test_fhirpath_filters_route_each_part_and_say_which_rule(running, tmp_
         details = " ".join(r.detail or "" for r in conn.execute(sa.select(audit.c.detail)))
     for phi in ("OLDSTER", "YOUNGSTER", "ELSEWHERE", "1950-05-05", "MRNp1", "MRNp3"):
         assert phi not in details and phi not in caplog.text
+
+
+async def test_fhirpath_rules_on_a_large_resource(running):
+    _harness, engine, ch = await running(FILTERS)
+    big = patient("p1", "BIG", birth="2001-01-01", system="urn:oid:9.9", version="1")
+    big["identifier"] += [{"system": "urn:oid:9.9", "value": f"X{i}"} for i in range(600)]
+    raw = json.dumps(big).encode()
+    assert len(raw) > 16 * 1024  # evaluated off the event loop
+    assert (await deliver(ch, raw)).status is MessageStatus.FILTERED
+    big["identifier"].append({"system": EPIC_MRN, "value": "E1"})
+    big["id"] = "p2"  # another resource (p1 again would be a duplicate of the filtered one)
+    assert (await deliver(ch, json.dumps(big).encode())).status is MessageStatus.ACCEPTED
+    assert output_count(engine) == 1
 
 
 async def test_a_fhirpath_rule_that_cannot_be_evaluated_errors_the_message(running, caplog):
