@@ -14,6 +14,7 @@ taken as its messages, each on its own path as above, answered with one reply.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import logging
 import time
@@ -75,8 +76,25 @@ _SEVERITY = [MessageStatus.ACCEPTED, MessageStatus.DUPLICATE, MessageStatus.FILT
 # may be sent again on purpose, once the sender or the mapping is fixed).
 _TAKEN_ON = (MessageStatus.ACCEPTED, MessageStatus.FILTERED)
 
+# A transaction is refused whole when one of its parts ends so.
+_FAILED = (MessageStatus.ERROR, MessageStatus.REJECTED)
+
 # Message size from which FHIRPath filter rules are evaluated off the event loop.
 _THREAD_FROM = 16 * 1024
+
+
+@dataclasses.dataclass(slots=True)
+class _Taking:
+    """A message parsed, checked and routed into its unit of work, not yet committed."""
+
+    raw: bytes
+    parsed: Parsed | None
+    uow: UnitOfWork
+    hop: dict[str, Any]
+    status: MessageStatus
+    problems: tuple[Problem, ...]  # for the reply
+    warnings: tuple[Problem, ...]
+    trace: Any
 
 
 class Channel:
@@ -202,18 +220,23 @@ class Channel:
     async def _take_split(self, raw: bytes, meta: SourceMeta, split: Split) -> Receipt:
         """Every part of a split Bundle as a message of its own, committed each on its
         own (concurrently, as a batch's), answered with one reply and a PartReceipt per
-        part. A malformed Bundle, or a transaction one of whose parts would be refused or
-        fail, is refused whole: kept as one rejected message, nothing of it queued."""
+        part. A malformed Bundle, or a transaction one of whose parts is refused or
+        fails, is refused whole: kept as one rejected message, nothing of it queued."""
         assert self.splitter is not None
-        problems = tuple(split.problems)
-        if not problems and split.atomic:
-            problems = tuple(await asyncio.to_thread(self._failing_parts, split))
-        if problems:
+        if split.problems:
+            receipt, _ = await self._take(raw, meta, refuse=tuple(split.problems))
+            return receipt
+        prepared = await asyncio.gather(*(
+            self._prepare(part, msgspec.structs.replace(meta, size=len(part)), (), detail)
+            for part, detail in zip(split.messages, split.details, strict=True)))
+        if split.atomic and any(t.status in _FAILED for t in prepared):
+            problems = tuple(_located(split.index(i), p) for i, t in enumerate(prepared)
+                             if t.status in _FAILED for p in t.problems)
+            for taking in prepared:
+                self._drop(taking, "its transaction was refused whole")
             receipt, _ = await self._take(raw, meta, refuse=problems)
             return receipt
-        taken = await asyncio.gather(*(
-            self._take(part, msgspec.structs.replace(meta, size=len(part)), received=detail)
-            for part, detail in zip(split.messages, split.details, strict=True)))
+        taken = await asyncio.gather(*(self._commit(t) for t in prepared))
         receipts = [r for r, _ in taken]
         reply = self.splitter.reply(split, [reply for _, reply in taken],
                                     [r.message_id for r in receipts])
@@ -223,44 +246,17 @@ class Channel:
         return msgspec.structs.replace(_combine(receipts, reply), parts=parts,
                                        problems=located)
 
-    def _failing_parts(self, split: Split) -> list[Problem]:
-        """What would refuse or fail each part, found in memory with nothing stored (the
-        check before a transaction is taken on); run in a worker thread."""
-        found = []
-        for i, part in enumerate(split.messages):
-            parsed, problem = self._parse(part, SourceMeta("check", size=len(part)))
-            if parsed is not None and self.config.validation != "off":
-                rejection, _ = self._validate(parsed)
-                problem = rejection[0] if rejection else None
-            if parsed is not None and problem is None:
-                problem = self._would_fail(parsed)
-            if problem is not None:
-                found.append(_located(split.index(i), problem))
-        return found
-
-    def _would_fail(self, parsed: Parsed) -> Problem | None:
-        """A filter rule that cannot be evaluated, or a mapping error, for this message."""
-        try:
-            if self.filter.first_failed(lambda path: self.codec.field(parsed, path),
-                                        parsed.body) is not None:
-                return None  # filtered: not a failure
-        except FilterError as exc:
-            return Problem(str(exc), code="207")
-        if self.mapping is None:
-            return None
-        try:
-            self.mapping.apply(parsed.body)
-        except MappingError as exc:
-            return Problem(f"mapping {self.mapping.ref} failed: {exc}", code="207",
-                           segment=exc.field if exc.field and exc.field[:1].isupper()
-                           else None)
-        return None
-
-    async def _take(self, raw: bytes, meta: SourceMeta, refuse: tuple[Problem, ...] = (),
-                    received: dict[str, Any] | None = None) -> tuple[Receipt, bytes]:
+    async def _take(self, raw: bytes, meta: SourceMeta, refuse: tuple[Problem, ...] = ()
+                    ) -> tuple[Receipt, bytes]:
         """One message: parse, check, route, commit. Returns the receipt and, for a batch
-        acknowledgement, this message's own (original mode) reply. `received` adds to
-        the "received" audit detail (where a split part came from)."""
+        acknowledgement, this message's own (original mode) reply."""
+        return await self._commit(await self._prepare(raw, meta, refuse))
+
+    async def _prepare(self, raw: bytes, meta: SourceMeta, refuse: tuple[Problem, ...],
+                       received: dict[str, Any] | None = None) -> _Taking:
+        """Parse, check and route a message into a unit of work, not yet committed (so
+        a transaction's parts can all be seen before any is). `received` adds to the
+        "received" audit detail (where a split part came from)."""
         message_id = new_message_id()
         trace = tracing.receive(message_id, self.name, meta.transport)
         now = time.time()
@@ -295,12 +291,13 @@ class Channel:
             if warnings:
                 parsed_detail["warnings"] = len(warnings)
             uow.record(Event(kind=Kind.PARSED, detail=parsed_detail, **hop))
+            # filtered first: no await may come between the duplicate check and remember
+            failed = await self._filtered(parsed, len(raw))
             original = await self._original(parsed, now)
             if original is not None:
                 status = MessageStatus.DUPLICATE
                 uow.record(Event(kind=Kind.DUPLICATE, detail={"original": original}, **hop))
             else:
-                failed = await self._filtered(parsed, len(raw))
                 with trace.step("map"):
                     status, error, verdict_problems = self._route(uow, parsed, hop, now,
                                                                   failed)
@@ -317,6 +314,20 @@ class Channel:
             "patient": patient, "content_hash": digest, "error": error,
         }
         self._store.add_message(uow, row, raw)
+        return _Taking(raw, parsed, uow, hop, status, tuple(verdict_problems), warnings,
+                       trace)
+
+    def _drop(self, taking: _Taking, why: str) -> None:
+        """Forget a prepared message that will not be committed."""
+        if taking.parsed is not None:
+            self._pending_keys.pop((taking.parsed.sender, taking.parsed.control_id), None)
+        taking.trace.end(MessageStatus.REJECTED, why)
+
+    async def _commit(self, taking: _Taking) -> tuple[Receipt, bytes]:
+        """Make a prepared message durable, then answer: the receipt, and this message's
+        own reply for a batch acknowledgement."""
+        raw, parsed, uow, hop, status, trace = (taking.raw, taking.parsed, taking.uow,
+                                                taking.hop, taking.status, taking.trace)
         try:
             with trace.step("commit"):
                 await self._writer.commit(uow)
@@ -336,9 +347,9 @@ class Channel:
         if status is MessageStatus.ACCEPTED:
             for worker in self.workers:
                 worker.notify()
-        outcome = Outcome(_VERDICTS[status], tuple(verdict_problems) + warnings)
+        outcome = Outcome(_VERDICTS[status], taking.problems + taking.warnings)
         trace.end(status)
-        receipt = Receipt(message_id, status, self._replies(raw, parsed, outcome),
+        receipt = Receipt(hop["message_id"], status, self._replies(raw, parsed, outcome),
                           on_replied=lambda: self._acknowledged(hop, outcome),
                           problems=outcome.problems)
         return receipt, self._batch_part(raw, parsed, outcome)

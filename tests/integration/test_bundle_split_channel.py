@@ -161,7 +161,7 @@ async def test_a_transaction_with_a_failing_entry_is_refused_whole(running, tmp_
 
     assert receipt.status is MessageStatus.REJECTED and receipt.parts == ()
     [problem] = receipt.problems
-    assert problem.segment == "Bundle.entry[1].resource.identifier"
+    assert problem.segment == "Bundle.entry[1].resource"
     assert "Patient.identifier" in problem.text
     [stored] = rows(engine)  # the Bundle, kept whole for the analyst
     assert (stored.id, stored.status) == (receipt.message_id, "rejected")
@@ -170,7 +170,7 @@ async def test_a_transaction_with_a_failing_entry_is_refused_whole(running, tmp_
     await acknowledged(harness, engine, stored.id)
     assert [k for k, _ in trail(engine, stored.id)] == ["received", "rejected", "acknowledged"]
     reply = json.loads(receipt.replies[0])
-    assert reply["issue"][0]["expression"] == ["Bundle.entry[1].resource.identifier"]
+    assert reply["issue"][0]["expression"] == ["Bundle.entry[1].resource"]
     # fixed and resent, the whole transaction goes through
     fixed = bundle("transaction", patient("p1", "ONE"), patient("p2", "TWO"),
                    patient("p3", "THREE"))
