@@ -227,8 +227,10 @@ class Channel:
             receipt, _ = await self._take(raw, meta, refuse=tuple(split.problems))
             return receipt
         prepared = await asyncio.gather(*(
-            self._prepare(part, msgspec.structs.replace(meta, size=len(part)), (), detail)
-            for part, detail in zip(split.messages, split.details, strict=True)))
+            self._prepare(part, msgspec.structs.replace(meta, size=len(part)), (), detail,
+                          control_id)
+            for part, detail, control_id in zip(split.messages, split.details,
+                                                split.control_ids, strict=True)))
         if split.atomic and any(t.status in _FAILED for t in prepared):
             problems = tuple(_located(split.index(i), p) for i, t in enumerate(prepared)
                              if t.status in _FAILED for p in t.problems)
@@ -253,10 +255,12 @@ class Channel:
         return await self._commit(await self._prepare(raw, meta, refuse))
 
     async def _prepare(self, raw: bytes, meta: SourceMeta, refuse: tuple[Problem, ...],
-                       received: dict[str, Any] | None = None) -> _Taking:
+                       received: dict[str, Any] | None = None, control_id: str = ""
+                       ) -> _Taking:
         """Parse, check and route a message into a unit of work, not yet committed (so
         a transaction's parts can all be seen before any is). `received` adds to the
-        "received" audit detail (where a split part came from)."""
+        "received" audit detail and `control_id` replaces the codec's (for a split part:
+        where it came from, and its identity when it has no id)."""
         message_id = new_message_id()
         trace = tracing.receive(message_id, self.name, meta.transport)
         now = time.time()
@@ -265,6 +269,8 @@ class Channel:
         hop = {"channel": self.name, "message_id": message_id, "peer": meta.peer}
         with trace.step("parse"):
             parsed, problem = self._parse(raw, meta)
+            if parsed is not None and control_id:
+                parsed = msgspec.structs.replace(parsed, control_id=control_id)
             trace.parsed(parsed, problem)
         warnings: tuple[Problem, ...] = ()
         rejection = refuse

@@ -3,8 +3,8 @@
 A mapping gives one output per input, so a Bundle holding three Patients would give
 one ADT. A channel with `split: {resource: Patient}` instead takes each Patient entry
 as a message of its own: stored with its own id, filtered, mapped, queued and audited on
-its own, exactly as the messages of an HL7 batch are (the channel runs both through one
-path: `Split` has the shape of an HL7 `Batch` that `Channel._take_batch` reads).
+its own, exactly as the messages of an HL7 batch are (`Channel._take_split`), and the
+source is told what became of each (`Receipt.parts`).
 
 Decisions, each for a reason:
 - A part is the entry's resource alone (fullUrl and request are dropped): that is what
@@ -19,18 +19,23 @@ Decisions, each for a reason:
   reply, so nothing goes unsaid. With `*` every entry with a resource is a part, except
   a subscription notification's status entry (SubscriptionStatus, or the R4 backport's
   status Parameters), which is envelope, not data.
-- The parent Bundle is not stored; each part's "received" detail says where it came
-  from: `{"split_from": <entry index>, "parts": n, "entries": m, "bundle": <hash>}`,
-  the hash (SHA-256 of the Bundle as received) tying the siblings together.
+- A part without an id of its own (a POST in a transaction, with a urn:uuid fullUrl)
+  gets a control id from its content (`sha256:` and 40 hex digits of the part as
+  stored, the Bundle's time carried in), so the duplicate check knows a resent Bundle's
+  parts; a part with an id keeps the codec's (id and version, or lastUpdated).
+- The parent Bundle is not stored (unless refused whole); each part's "received"
+  detail says where it came from: `{"split_from": <entry index>, "parts": n,
+  "entries": m, "bundle": <hash>}`, the hash (SHA-256 of the Bundle as received) tying
+  the siblings together.
 - A Bundle with nothing to split is not an error: it goes through whole and is filtered
   (`failure`, a rule run before the channel's own), on record and acknowledged, since a
   notification holding only Observations is ordinary on a Patient channel. A Bundle
   whose `entry` is not a list of objects is refused whole, as a malformed message.
 - Anything that is not a Bundle passes through unsplit (a Patient posted alone is
   already one message); the channel's filter decides about its type.
-- A `transaction` Bundle is all or nothing, as FHIR defines it: the channel first runs
-  every part through parse, validation, filter and mapping in memory, and when one would
-  be refused or fail, the whole Bundle is refused (kept as one rejected message, its
+- A `transaction` Bundle is all or nothing, as FHIR defines it: the channel prepares
+  every part (parse, validation, filter, mapping) before committing any, and when one is
+  refused or fails, the whole Bundle is refused (kept as one rejected message, its
   problems naming each failing entry) and no part is queued. A sender that chose a
   transaction cannot handle "two of three Patients went through"; it fixes the entry and
   resends the Bundle. Any other Bundle type (batch, collection, searchset, history, a
@@ -64,6 +69,7 @@ class Split(msgspec.Struct):
     details: list[dict[str, Any]]
     problems: list[Problem]
     atomic: bool = False
+    control_ids: list[str] = []  # per part; "" where the codec's (id and version) applies
 
     def index(self, part: int) -> int:
         """The Bundle.entry index of part number `part`."""
@@ -94,15 +100,18 @@ class Splitter:
                                    "bundle": content_hash(raw)}
         if dropped:
             summary["dropped"] = sum(dropped.values())
-        messages, details = [], []
+        messages, details, control_ids = [], [], []
         for index in chosen:
             resource, carried = _with_context(entries[index]["resource"], time, source)
             messages.append(_encode(resource))
+            control_ids.append("" if resource.get("id") else
+                               f"sha256:{content_hash(messages[-1])[:40]}")
             detail = {"split_from": index, **summary}
             if carried:
                 detail["carried"] = carried
             details.append(detail)
-        return Split(messages, details, [], atomic=bundle.get("type") == "transaction")
+        return Split(messages, details, [], atomic=bundle.get("type") == "transaction",
+                     control_ids=control_ids)
 
     def failure(self, resource: Any) -> str | None:
         """A rule run before the channel's filter: a Bundle that reaches it holds nothing

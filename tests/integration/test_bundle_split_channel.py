@@ -196,6 +196,27 @@ async def test_a_resent_bundle_is_duplicate_part_by_part_and_a_new_version_is_no
     assert sum("ADT^A31" in t for t in texts) == 1
 
 
+async def test_a_resent_transaction_of_new_patients_without_ids_is_duplicate(running):
+    _harness, engine, ch = await running()
+
+    def new_patients(stamp: str) -> bytes:
+        body = json.loads(bundle("transaction", patient("p1", "ONE"), patient("p2", "TWO"),
+                                 stamp=stamp))
+        for entry in body["entry"]:
+            del entry["resource"]["id"]  # POSTed: the server assigns ids
+        return json.dumps(body).encode()
+
+    first = await deliver(ch, new_patients(STAMP))
+    assert [p.status for p in first.parts] == [MessageStatus.ACCEPTED] * 2
+    resent = await deliver(ch, new_patients(STAMP))
+    assert [p.status for p in resent.parts] == [MessageStatus.DUPLICATE] * 2
+    later = await deliver(ch, new_patients("2024-03-02T09:00:00Z"))
+    assert [p.status for p in later.parts] == [MessageStatus.ACCEPTED] * 2
+    control_ids = [r.control_id for r in rows(engine)]
+    assert all(c.startswith("sha256:") for c in control_ids) and len(set(control_ids)) == 4
+    assert output_count(engine) == 4
+
+
 async def test_bundles_with_nothing_to_split_or_malformed(running, tmp_path):
     _harness, engine, ch = await running()
     only_obs = await deliver(ch, bundle("collection", OBSERVATION))

@@ -21,7 +21,7 @@ def patient(pid: str, **extra) -> dict:
 
 
 def entry(resource: dict | None, method: str = "POST", **extra) -> dict:
-    out: dict = {"fullUrl": f"urn:uuid:{resource['id'] if resource else 'x'}", **extra}
+    out: dict = {"fullUrl": f"urn:uuid:{(resource or {}).get('id', 'x')}", **extra}
     if resource is not None:
         out["resource"] = resource
     out["request"] = {"method": method, "url": resource["resourceType"] if resource else
@@ -85,6 +85,18 @@ def test_decimals_keep_their_digits_in_a_part():
            b'{"resourceType":"Observation","id":"o","valueQuantity":{"value":7.20}}}]}')
     [part] = split(raw, "Observation").messages
     assert b'"value":7.20' in part
+
+
+def test_a_part_without_an_id_gets_a_control_id_from_its_content():
+    anonymous = {k: v for k, v in patient("x").items() if k != "id"}
+    raw = bundle("transaction", entry(patient("a")), entry(anonymous),
+                 timestamp="2024-03-01T10:00:00Z")
+    result = split(raw)
+    assert result.control_ids[0] == ""  # the codec's: id and version
+    assert result.control_ids[1].startswith("sha256:") and len(result.control_ids[1]) == 47
+    assert split(raw).control_ids == result.control_ids  # a resend: the same
+    later = split(raw.replace(b"2024-03-01T10", b"2024-03-02T10"))
+    assert later.control_ids[1] != result.control_ids[1]  # another Bundle time: new
 
 
 def test_entries_without_a_resource_are_counted_not_taken():
