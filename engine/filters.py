@@ -32,7 +32,6 @@ check can tell; keep rules linear.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -47,8 +46,6 @@ from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
 from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
 from engine.config.schema import FilterRule
-
-log = logging.getLogger("conduit.filters")
 
 FieldReader = Callable[[str], str]
 Evaluator = Callable[[Any], list[Any]]
@@ -118,8 +115,6 @@ class FhirPathRule:
         try:
             result = self._evaluate(resource)
         except Exception as exc:  # fhirpathpy raises bare Exceptions on bad types
-            log.info("fhirpath rule %r could not be evaluated (%s)", self.expression,
-                     type(exc).__name__)
             raise FilterError(f"{self.text} could not be evaluated on this message "
                               f"({type(exc).__name__})") from None
         return None if truthy(result) else self.text
