@@ -20,6 +20,7 @@ from engine.message import Outbound, Retry
 from engine.queue.retry import RetryPolicy
 from engine.queue.sql import Leased, SqlQueue
 from engine.security.crypto import Vault
+from engine.store import answers
 from engine.store.writer import UnitOfWork, Writer
 
 log = logging.getLogger("conduit.delivery")
@@ -170,6 +171,11 @@ class DestinationWorker:
             self.last_error, self.last_error_at = decision.reason, time.time()
             if decision.action == "dead":
                 self._queue.dead_letter(uow, entry.id, attempts, decision.reason)
+                answer = getattr(delivery, "answer", None)
+                if answer is not None:  # sealed: it may quote the patient back
+                    answers.keep(uow, self._vault, entry_id=entry.id,
+                                 message_id=entry.message_id, destination=self.key,
+                                 code=code, reason=decision.reason, answer=answer)
                 uow.record(Event(kind=Kind.DEAD_LETTERED, **base,
                                  detail={"code": code, "attempt": attempts,
                                          "reason": decision.reason}))

@@ -26,7 +26,8 @@ class SourceMeta(msgspec.Struct, frozen=True):
     peer: str = ""
     size: int = 0
     truncated: bool = False  # the frame was over the size limit and only a prefix is kept
-    tls_subject: str = ""  # the client certificate's subject, under mutual TLS
+    tls_subject: str = ""  # the client: certificate subject under mutual TLS, or token's
+    changes: tuple[str, ...] = ()  # what the source set before storing (FHIRPaths)
 
 
 class Parsed(msgspec.Struct):
@@ -79,6 +80,16 @@ class MessageStatus(enum.StrEnum):
     DUPLICATE = "duplicate"  # a control id already taken on from this sender; not redone
 
 
+class PartReceipt(msgspec.Struct, frozen=True):
+    """What became of one part of a split message (an entry of a FHIR Bundle split by the
+    channel), so a source can answer per part (a transaction-response entry each)."""
+
+    index: int  # the part's position in the whole (Bundle.entry index)
+    message_id: str  # "" when the part could not be stored
+    status: MessageStatus
+    problems: tuple[Problem, ...] = ()
+
+
 class Receipt(msgspec.Struct):
     """The channel's answer to a source: the replies to write back (one frame each: a
     commit and an application acknowledgement in HL7's enhanced mode; none when the sender
@@ -90,6 +101,7 @@ class Receipt(msgspec.Struct):
     replies: tuple[bytes, ...] = ()
     on_replied: Callable[[], None] | None = None
     problems: tuple[Problem, ...] = ()  # for transports that answer with codes (HTTP 4xx)
+    parts: tuple[PartReceipt, ...] = ()  # per part, when the channel split the message
 
     def replied(self) -> None:
         if self.on_replied is not None:
@@ -115,20 +127,34 @@ class Sent(msgspec.Struct, frozen=True):
     code: str = ""
 
 
+class Answer(msgspec.Struct, frozen=True):
+    """A receiver's own answer to a delivery that did not go through (a FHIR
+    OperationOutcome, a transaction-response, an error page). It may quote the patient
+    back at us, so it is PHI: kept sealed with the dead letter for the analyst, never
+    logged or audited (the Delivery's `reason` is the PHI-free summary)."""
+
+    body: bytes
+    content_type: str = ""
+
+
 class Retry(msgspec.Struct, frozen=True):
     """Not delivered, worth trying again; `after` is the receiver's own hint in seconds
-    (HTTP Retry-After), which the retry policy honours within its max delay."""
+    (HTTP Retry-After), which the retry policy honours within its max delay. `answer`
+    is kept if this turns out to be the last attempt."""
 
     reason: str
     code: str = ""
     after: float | None = None
+    answer: Answer | None = None
 
 
 class Fail(msgspec.Struct, frozen=True):
-    """Not delivered and never will be as it is: goes to the dead-letter queue at once."""
+    """Not delivered and never will be as it is: goes to the dead-letter queue at once,
+    with the receiver's `answer` (sealed) when there is one."""
 
     reason: str
     code: str = ""
+    answer: Answer | None = None
 
 
 Delivery = Sent | Retry | Fail

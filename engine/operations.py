@@ -17,6 +17,7 @@ import msgspec
 from engine.errors import ConduitError
 from engine.events import Event, Kind
 from engine.queue.sql import QueueStats
+from engine.store import answers
 from engine.store import audit as audit_chain
 from engine.store.search import AuditQuery, MessageQuery, find_audit, find_messages
 from engine.store.writer import UnitOfWork
@@ -123,7 +124,16 @@ class Operations:
         return channel
 
     async def queues(self) -> list[dict[str, Any]]:
-        return [msgspec.to_builtins(s) for s in (await self.queue_stats()).values()]
+        """Counts per destination, and the newest dead letters of those that have any
+        (message ids and PHI-free reasons; a receiver's answer is read with content)."""
+        out = []
+        for s in (await self.queue_stats()).values():
+            row = msgspec.to_builtins(s)
+            if s.dead:
+                row["dead_letters"] = msgspec.to_builtins(
+                    await asyncio.to_thread(self._svc.queue.dead_letters, s.destination))
+            out.append(row)
+        return out
 
     # -- actions -----------------------------------------------------------------------
 
@@ -177,6 +187,8 @@ class Operations:
             raise NotFound(f"no message {message_id}")
         out = msgspec.to_builtins(stored)
         out["outputs"] = await asyncio.to_thread(self._svc.store.outputs_of, message_id)
+        # Receivers' answers to dead letters: metadata here, the text only with content.
+        out["answers"] = await asyncio.to_thread(answers.of_message, self._svc.db, message_id)
         out["hops"] = [_public_event(e) for e in await self.audit(
             AuditQuery(message_id=message_id, limit=500))][::-1]
         return out
@@ -186,11 +198,14 @@ class Operations:
         store = self._svc.store
         raw = await store.read(self._svc.writer, message_id, actor, reason)
         outputs = await asyncio.to_thread(store.open_outputs, message_id)
+        kept = await asyncio.to_thread(answers.open_for_message, self._svc.db,
+                                       self._svc.vault, message_id)
         return {
             "raw": raw.decode("utf-8", errors="replace"),
             "outputs": [{"mapping": m, "content_type": t,
                          "content": c.decode("utf-8", errors="replace")}
                         for m, t, c in outputs],
+            "answers": kept,  # what receivers answered to its dead letters (may quote PHI)
         }
 
     async def reprocess(self, message_id: str, mapping_ref: str | None, actor: str

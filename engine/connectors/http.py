@@ -1,14 +1,17 @@
 """HTTP destination: POST (or PUT) each message to a URL and classify the answer.
 
-2xx is delivered; 408, 429 and 5xx, timeouts and connection errors are retried
-(honouring Retry-After); any other status is permanent and goes to the dead letters.
+2xx is delivered; 408, 425, 429 and 5xx, timeouts and connection errors are retried
+(honouring Retry-After); any other status is permanent and goes to the dead letters,
+with the receiver's answer body kept (sealed) for the analyst. Authentication (static
+bearer, basic, SMART backend services) is `auth:`; see http_auth.
 """
 
 from __future__ import annotations
 
+import datetime
 import email.utils
-import os
 import time
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Annotated, Literal
 
@@ -18,9 +21,12 @@ from yarl import URL
 
 from engine.config.base import DestinationBase
 from engine.connectors.base import DestinationContext
-from engine.message import Delivery, Fail, Outbound, Retry, Sent
+from engine.connectors.http_auth import AuthConfig, AuthUnavailable, authenticator_for
+from engine.errors import ConduitError
+from engine.message import Answer, Delivery, Fail, Outbound, Retry, Sent
 
 _RETRY_STATUSES = {408, 425, 429}
+MAX_BODY = 8 * 1024 * 1024  # an answer is read up to this; the rest is left unread
 
 
 class HttpDestinationConfig(DestinationBase, tag="http"):
@@ -29,10 +35,16 @@ class HttpDestinationConfig(DestinationBase, tag="http"):
     headers: Annotated[
         dict[str, str], Meta(description="extra request headers (values may use ${ENV})")
     ] = {}
-    bearer_token_env: Annotated[
-        str | None,
-        Meta(description="name of an environment variable holding a bearer token"),
+    auth: Annotated[
+        AuthConfig | None,
+        Meta(description="how to authenticate to the server: type bearer, basic or "
+             "smart-backend; secrets come from environment variables or a key file"),
     ] = None
+
+
+class Unsendable(ConduitError):
+    """This message can never be sent as it is (an update without an id, say): the
+    destination answers Fail, so it goes to the dead letters at once."""
 
 
 class HttpDestination:
@@ -40,6 +52,7 @@ class HttpDestination:
         self.config = config
         self._context = context
         self._session: aiohttp.ClientSession | None = None
+        self._auth = authenticator_for(config.auth, config.timeout)
 
     @property
     def address(self) -> str:
@@ -47,32 +60,48 @@ class HttpDestination:
         return str(URL(self.config.url).with_user(None))
 
     async def open(self) -> None:
-        headers = dict(self.config.headers)
-        if self.config.bearer_token_env:
-            token = os.environ.get(self.config.bearer_token_env, "")
-            if token:
-                headers["Authorization"] = f"Bearer {token}"
         self._session = aiohttp.ClientSession(
-            headers=headers,
+            headers=dict(self.config.headers),
             timeout=aiohttp.ClientTimeout(total=self.config.timeout),
             connector=aiohttp.TCPConnector(limit=8, keepalive_timeout=30),
         )
 
     def request_for(self, outbound: Outbound) -> tuple[str, str, dict[str, str]]:
-        """Method, URL and headers for one message; subclasses speak dialects of HTTP."""
+        """Method, URL and headers for one message; subclasses speak dialects of HTTP.
+        Raises Unsendable for a message no retry could ever deliver."""
         return self.config.method, self.config.url, {"Content-Type": outbound.content_type}
+
+    def read_answer(self, status: int, headers: Mapping[str, str], body: bytes) -> Delivery:
+        """What the receiver's answer means for the queue; subclasses read their
+        standard's error bodies for a better (still PHI-free) reason."""
+        return classify(status, headers.get("Retry-After"), answer=_answer(status, headers,
+                                                                           body))
 
     async def send(self, outbound: Outbound) -> Delivery:
         if self._session is None:
             await self.open()
         assert self._session is not None
-        method, url, headers = self.request_for(outbound)
+        try:
+            method, url, headers = self.request_for(outbound)
+        except Unsendable as exc:
+            return Fail(str(exc))
+        try:
+            credentials = await self._auth.authorization()
+        except AuthUnavailable as exc:
+            return Retry(f"authentication: {exc}")
+        if credentials:
+            headers["Authorization"] = credentials
         try:
             async with self._session.request(
                 method, url, data=outbound.content, headers=headers
             ) as resp:
-                await resp.read()
-                return classify(resp.status, resp.headers.get("Retry-After"))
+                body = await _read_body(resp)
+                if resp.status == 401 and self._auth.refused():
+                    return Retry("HTTP 401 Unauthorized: the access token was refused; the "
+                                 "next attempt fetches a new one", code="401")
+                if resp.status != 401:
+                    self._auth.accepted()
+                return self.read_answer(resp.status, resp.headers, body)
         except TimeoutError:
             return Retry("no answer within the timeout")
         except aiohttp.ClientError as exc:
@@ -85,21 +114,53 @@ class HttpDestination:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        await self._auth.close()
 
 
-def classify(status: int, retry_after: str | None) -> Delivery:
-    """What an HTTP status means for the queue. The reason text is the standard phrase,
-    never the server's own, which could quote the patient back at us."""
+async def _read_body(resp: aiohttp.ClientResponse) -> bytes:
+    """The answer's body, up to MAX_BODY (a receiver cannot make us hold more)."""
+    chunks, size = [], 0
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= MAX_BODY:
+            break
+    return b"".join(chunks)[:MAX_BODY]
+
+
+def _answer(status: int, headers: Mapping[str, str], body: bytes) -> Answer | None:
+    """The body of a failed answer, to keep with the dead letter (none for a success)."""
+    if 200 <= status < 300 or not body:
+        return None
+    return Answer(body, headers.get("Content-Type", ""))
+
+
+def classify(status: int, retry_after: str | None, *, detail: str = "",
+             answer: Answer | None = None) -> Delivery:
+    """What an HTTP status means for the queue. The reason text is the standard phrase
+    (plus `detail`, a PHI-free summary the caller made), never the server's own words,
+    which could quote the patient back at us; those travel sealed, as `answer`."""
     code = str(status)
     if 200 <= status < 300:
         return Sent(code)
+    text = status_text(status) + (f": {detail}" if detail else "")
+    if retryable(status):
+        return Retry(text, code=code, after=parse_retry_after(retry_after), answer=answer)
+    return Fail(text, code=code, answer=answer)
+
+
+def status_text(status: int) -> str:
+    """The status with its standard phrase (HTTP 422 Unprocessable Entity), never the
+    server's own."""
     try:
-        text = f"HTTP {status} {HTTPStatus(status).phrase}"
+        return f"HTTP {status} {HTTPStatus(status).phrase}"
     except ValueError:
-        text = f"HTTP {status}"
-    if status in _RETRY_STATUSES or status >= 500:
-        return Retry(text, code=code, after=parse_retry_after(retry_after))
-    return Fail(text, code=code)
+        return f"HTTP {status}"
+
+
+def retryable(status: int) -> bool:
+    """Whether a receiver that answered `status` may take the message later."""
+    return status in _RETRY_STATUSES or status >= 500
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -113,4 +174,6 @@ def parse_retry_after(value: str | None) -> float | None:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:  # "-0000": RFC 5322's UTC of unknown origin
+        when = when.replace(tzinfo=datetime.UTC)
     return max(0.0, when.timestamp() - time.time())

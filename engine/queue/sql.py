@@ -16,7 +16,7 @@ import msgspec
 import sqlalchemy as sa
 
 from engine.events import Event, Kind
-from engine.store.schema import messages, outputs, queue
+from engine.store.schema import dead_letter_answers, messages, outputs, queue
 from engine.store.writer import UnitOfWork
 
 READY, LEASED, DEAD = "ready", "leased", "dead"
@@ -37,6 +37,16 @@ class Leased(msgspec.Struct):
     record_id: str  # the id the content was sealed under
     content_type: str  # "" for the raw message: the channel's codec knows its type
     received_at: float  # when the engine took the message on, for delivery latency
+
+
+class DeadLetter(msgspec.Struct):
+    """A dead letter as the queues view lists it: ids and the PHI-free reason; whether
+    the receiver's answer was kept (readable with the message's content)."""
+
+    message_id: str
+    attempts: int
+    last_error: str | None
+    answer_kept: bool
 
 
 class QueueStats(msgspec.Struct):
@@ -156,6 +166,18 @@ class SqlQueue:
         """Remove every dead letter of `destination`; each is one "discarded" event. The
         message itself stays in the store and can be reprocessed later."""
         return _clear_dead(destination, actor, Kind.DISCARDED, requeue=False)
+
+    def dead_letters(self, destination: str, limit: int = 20) -> list[DeadLetter]:
+        """The newest dead letters of one destination, newest first."""
+        kept = (sa.select(dead_letter_answers.c.id)
+                .where(dead_letter_answers.c.queue_id == queue.c.id).exists())
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(queue.c.message_id, queue.c.attempts, queue.c.last_error, kept)
+                .where(queue.c.destination == destination, queue.c.state == DEAD)
+                .order_by(queue.c.id.desc()).limit(limit)
+            ).all()
+        return [DeadLetter(r[0], r[1], r[2], bool(r[3])) for r in rows]
 
     def stats(self) -> list[QueueStats]:
         """Counts per destination, from one grouped query."""

@@ -1,5 +1,6 @@
-"""Table definitions. Only `messages.content` and `outputs.content` hold PHI, sealed
-with AES-256-GCM; every other column is metadata, ids, hashes or keyed pseudonyms."""
+"""Table definitions. Only `messages.content`, `outputs.content` and
+`dead_letter_answers.content` hold PHI, sealed with AES-256-GCM; every other column is
+metadata, ids, hashes or keyed pseudonyms."""
 
 from __future__ import annotations
 
@@ -67,6 +68,28 @@ queue = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Index("ix_queue_destination", "destination", "state", "id"),
     sa.Index("ix_queue_message", "message_id"),
+)
+
+# What a receiver answered to a delivery that ended in the dead-letter queue (a FHIR
+# OperationOutcome may quote the patient back): sealed like message content, under its
+# own id. A table of its own, not queue columns, so existing databases gain it on start
+# (create_all adds tables, never columns) and it outlives the entry's requeue or discard.
+dead_letter_answers = sa.Table(
+    "dead_letter_answers",
+    metadata,
+    sa.Column("id", sa.String(26), primary_key=True),  # also the seal's associated data
+    sa.Column("message_id", sa.String(26), nullable=False),
+    sa.Column("destination", sa.String(130), nullable=False),  # "channel/destination"
+    sa.Column("queue_id", sa.BigInteger, nullable=False),  # the dead queue entry
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("code", sa.String(16), nullable=False, server_default=""),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),  # PHI-free summary
+    sa.Column("content_type", sa.String(64), nullable=False, server_default=""),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("key_id", sa.String(40), nullable=False),
+    sa.Column("content", sa.LargeBinary, nullable=False),
+    sa.Index("ix_dead_letter_answers_message", "message_id", "id"),
+    sa.Index("ix_dead_letter_answers_queue", "queue_id"),
 )
 
 audit = sa.Table(

@@ -73,6 +73,10 @@ export function createMessagePanel(ctx, { close, changed, mappingOf }) {
       m.error ? ['Note', m.error] : null,
       ['Outputs', m.outputs?.length
         ? m.outputs.map((o) => `${o.mapping} (${o.content_type})`).join(', ') : 'none'],
+      // What a receiver answered when it refused the message: the PHI-free summary here,
+      // its own words (which may quote the patient) only with the content.
+      m.answers?.length ? ['Receiver said', h('ul', { class: 'answers' },
+        m.answers.map((a) => h('li', null, `${a.destination}: ${a.reason}`)))] : null,
     ].filter(Boolean);
     const tools = h('div', { class: 'actions' });
     const contentArea = h('div', { class: 'content-area' });
@@ -132,7 +136,11 @@ export function createMessagePanel(ctx, { close, changed, mappingOf }) {
       (content.outputs ?? []).map((o) => [
         h('h4', null, `Output of ${o.mapping}`, h('span', { class: 'muted' },
           ` ${o.content_type}`)),
-        h('pre', { class: 'output', tabindex: '0' }, pretty(o.content, o.content_type))])));
+        h('pre', { class: 'output', tabindex: '0' }, pretty(o.content, o.content_type))]),
+      (content.answers ?? []).map((a) => [
+        h('h4', null, `Answer of ${a.destination} (HTTP ${a.code})`, h('span', { class: 'muted' },
+          ` ${absolute(a.at)}`)),
+        h('pre', { class: 'answer', tabindex: '0' }, pretty(a.content, a.content_type))])));
     area.querySelector('h3').focus();
   }
 
