@@ -16,6 +16,7 @@ from engine.connectors.channel import (
     ChannelSourceConfig,
 )
 from engine.connectors.fhir import FhirDestination, FhirDestinationConfig
+from engine.connectors.fhir_source import FhirSource, FhirSourceConfig
 from engine.connectors.file import FileDestination, FileDestinationConfig
 from engine.connectors.http import HttpDestination, HttpDestinationConfig
 from engine.connectors.mllp import (
@@ -33,9 +34,12 @@ class Kind(NamedTuple):
     factory: Callable[..., Any]
 
 
+# Source factories take (config, SourceContext); those that need nothing of the engine
+# take their config only.
 SOURCES: dict[str, Kind] = {
-    "mllp": Kind(MllpSourceConfig, MllpSource),
-    "channel": Kind(ChannelSourceConfig, ChannelSource),
+    "mllp": Kind(MllpSourceConfig, lambda config, context: MllpSource(config)),
+    "fhir": Kind(FhirSourceConfig, FhirSource),
+    "channel": Kind(ChannelSourceConfig, lambda config, context: ChannelSource(config)),
 }
 
 DESTINATIONS: dict[str, Kind] = {

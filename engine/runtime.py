@@ -26,7 +26,7 @@ from engine.alerts import Alerting
 from engine.channel import Channel, State
 from engine.config.base import DestinationBase
 from engine.config.schema import EngineConfig
-from engine.connectors.base import DestinationContext
+from engine.connectors.base import DestinationContext, SourceContext
 from engine.delivery import DestinationWorker
 from engine.errors import ConduitError, StoreError
 from engine.events import Event, Kind, log_events
@@ -158,8 +158,16 @@ class Engine:
         svc = self.services
         assert svc is not None and svc.writer is not None
         codec = registry.CODECS[cfg.format]()
+        required = getattr(cfg.source, "required", None)
+        if required and hasattr(codec, "require"):
+            codec.require(required)  # checked under validation: lenient or strict only
+            if cfg.validation == "off":
+                log.warning("channel %s: source.required is checked only with validation: "
+                            "lenient or strict; this channel has validation: off", cfg.name)
         mapping = self.catalog.get(cfg.mapping) if cfg.mapping else None
-        source = registry.SOURCES[type(cfg.source).__struct_config__.tag].factory(cfg.source)
+        context = SourceContext(cfg.name, self.users, self.ops.record)
+        source = registry.SOURCES[type(cfg.source).__struct_config__.tag].factory(
+            cfg.source, context)
         # Replies are read in the standard of what is sent: an HL7v2 ACK comes back for
         # HL7v2 made from FHIR, whatever the channel itself reads.
         outgoing = (registry.codec_for_content(mapping.emits) if mapping else None) or codec

@@ -9,10 +9,11 @@ it never sleeps or retries by itself: the queue's RetryPolicy decides.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
+from engine.events import Event
 from engine.message import Delivery, Outbound, Parsed, Receipt, SourceMeta
 
 Deliver = Callable[[bytes, SourceMeta], Awaitable[Receipt]]
@@ -72,3 +73,13 @@ class DestinationContext(msgspec.Struct, frozen=True):
 
     channel: str
     reply_reader: ReplyReader | None = None
+
+
+class SourceContext(msgspec.Struct, frozen=True):
+    """What a source may use of the engine besides `deliver`: the channel's name, the
+    engine's users (to check bearer tokens) and the audit trail (for refusals and for
+    requests that carry no message, such as a subscription's heartbeat)."""
+
+    channel: str
+    users: Any = None  # engine.security.users.UserStore
+    record: Callable[[Event], Awaitable[None]] | None = None

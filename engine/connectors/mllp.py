@@ -14,6 +14,7 @@ import logging
 import socket
 from typing import Annotated
 
+import msgspec
 from msgspec import Meta
 
 from engine.config.base import DestinationBase, SourceBase
@@ -232,8 +233,14 @@ class MllpSource:
 
 
 class MllpDestinationConfig(DestinationBase, tag="mllp"):
-    host: Annotated[str, Meta(description="receiving system's host")]
-    port: Annotated[int, Meta(ge=1, le=65535, description="receiving system's MLLP port")]
+    host: Annotated[str, Meta(description="receiving system's host")] = ""
+    port: Annotated[int, Meta(ge=0, le=65535, description="receiving system's MLLP port")] = 0
+    address: (
+        Annotated[str, Meta(pattern=r"^[^\s:]+:\d{1,5}$",
+                            description="host:port in one value (one environment variable), "
+                                        "instead of host and port")]
+        | None
+    ) = None
     connect_timeout: Annotated[Duration, Meta(description="limit for connecting")] = Duration(
         10.0
     )
@@ -247,6 +254,14 @@ class MllpDestinationConfig(DestinationBase, tag="mllp"):
         Annotated[int, Meta(ge=0, le=255, description="byte after the end (0x0D); null: none")]
         | None
     ) = CR
+
+    def __post_init__(self) -> None:
+        if self.address:
+            host, _, port = self.address.rpartition(":")
+            msgspec.structs.force_setattr(self, "host", host)
+            msgspec.structs.force_setattr(self, "port", int(port))
+        if not self.host or not 1 <= self.port <= 65535:
+            raise ValueError("give host and port (1-65535), or address as host:port")
 
 
 class MllpClient:

@@ -5,16 +5,23 @@ Decoding is msgspec's, the fast path DESIGN.md measures; validation against the 
 of fhir.resources is for channels that ask for it, not every message. JSON numbers with a
 fraction or exponent decode as `decimal.Decimal`, never float: a FHIR decimal's digits are
 its precision ("7.20" must reach a mapping as 7.20, not 7.2).
+
+Problems of FHIR content carry a FHIR issue type in `code` and a FHIRPath expression in
+`segment` (see fhir_validation); problems the channel itself raises carry HL7 table 0357
+codes, which `reply` translates.
 """
 
 from __future__ import annotations
 
 import decimal
+import hashlib
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
 
 from engine.errors import ParseError
+from engine.formats import fhir_validation
 from engine.message import (
     Delivery,
     Fail,
@@ -30,6 +37,10 @@ from engine.message import (
 CONTENT_TYPE = "application/fhir+json"
 _decode = msgspec.json.Decoder(float_hook=decimal.Decimal).decode
 _SEVERITY = {"E": "error", "W": "warning", "I": "information", "F": "fatal"}
+# HL7 table 0357 codes (what the channel uses for its own problems) as FHIR issue types.
+_ISSUE_TYPES = {"100": "structure", "101": "required", "102": "structure", "103": "value",
+                "200": "not-supported", "207": "processing"}
+_MAX_CONTROL_ID = 64  # the store's column
 
 
 def _patient_identifier(resource: dict[str, Any]) -> str | None:
@@ -49,26 +60,35 @@ class FhirCodec:
     name = "fhir"
     content_type = CONTENT_TYPE
 
+    def __init__(self, must_have: Mapping[str, Sequence[str]] | None = None) -> None:
+        self.must_have: Mapping[str, Sequence[str]] = must_have or {}
+
+    def require(self, must_have: Mapping[str, Sequence[str]]) -> None:
+        """Elements this channel requires per resource type ({"Patient": ["identifier",
+        "name.family"]}), checked by `validate` beside the base structure."""
+        self.must_have = dict(must_have)
+
     def parse(self, raw: bytes) -> Parsed:
         try:
             resource = _decode(raw)
         except msgspec.DecodeError as exc:
             raise ParseError(f"not valid JSON: {exc}", code="102") from None
+        except UnicodeDecodeError:
+            raise ParseError("not valid JSON: the bytes are not UTF-8", code="102") from None
+        except RecursionError:
+            raise ParseError("not valid JSON here: nested too deeply", code="102") from None
         if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
             raise ParseError("not a FHIR resource: no resourceType", code="101")
         kind = resource["resourceType"]
         if kind == "Bundle" and resource.get("type"):
             kind = f"Bundle/{resource['type']}"
-        ident = resource.get("identifier")
-        control = resource.get("id") or (ident.get("value") if isinstance(ident, dict) else "")
         return Parsed(standard=self.name, message_type=str(kind)[:40],
-                      control_id=str(control or "")[:64], version="R4",
+                      control_id=control_id(resource), version="R4",
                       patient_id=_patient_identifier(resource), body=resource)
 
     def reply(self, raw: bytes, parsed: Parsed | None, outcome: Outcome) -> bytes:
         """An OperationOutcome saying what became of the resource."""
-        issues = [{"severity": _SEVERITY.get(p.severity, "error"), "code": "processing",
-                   "diagnostics": p.text} for p in outcome.problems]
+        issues = [issue(p) for p in outcome.problems]
         if outcome.verdict is Verdict.ACCEPTED and not issues:
             issues = [{"severity": "information", "code": "informational",
                        "diagnostics": "accepted"}]
@@ -86,8 +106,9 @@ class FhirCodec:
         return Sent("ok")
 
     def validate(self, parsed: Parsed, level: str) -> list[Problem]:
-        """Structural validation of FHIR resources comes with the FHIR source."""
-        return []
+        """Structure by the fhir.resources R4B models (a Bundle with its entries) and the
+        channel's must-have elements: warnings under `lenient`, errors under `strict`."""
+        return fhir_validation.validate_resource(parsed.body, level, self.must_have)
 
     def field(self, parsed: Parsed, path: str) -> str:
         """A dotted path into the resource (`resourceType`, `meta.source`,
@@ -103,3 +124,31 @@ class FhirCodec:
         return "" if value is None or isinstance(value, dict | list) else str(value)
 
 
+def issue(problem: Problem) -> dict[str, Any]:
+    """One OperationOutcome.issue: severity, FHIR issue type, text and, where known, the
+    FHIRPath expression of the element."""
+    code = problem.code
+    if code not in fhir_validation.ISSUE_TYPES:
+        code = _ISSUE_TYPES.get(code, code if code.replace("-", "").isalpha() else "processing")
+    out: dict[str, Any] = {"severity": _SEVERITY.get(problem.severity, "error"), "code": code,
+                           "diagnostics": problem.text}
+    if problem.segment and problem.segment[:1].isupper():
+        out["expression"] = [problem.segment]
+    return out
+
+
+def control_id(resource: dict[str, Any]) -> str:
+    """What the channel's duplicate check keys on: the resource's id (a Bundle's identifier)
+    and its version, versionId or else lastUpdated, so a resent version is a duplicate and
+    a new version of the same resource is not. "" (never a duplicate) without an id."""
+    ident = resource.get("identifier")
+    base = resource.get("id") or (ident.get("value") if isinstance(ident, dict) else "")
+    if not base or not isinstance(base, str | int):
+        return ""
+    meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
+    version = meta.get("versionId") or meta.get("lastUpdated") or resource.get("timestamp")
+    control = f"{base}@{version}" if isinstance(version, str) and version else str(base)
+    if len(control) > _MAX_CONTROL_ID:
+        digest = hashlib.sha256(control.encode()).hexdigest()
+        control = f"{str(base)[:_MAX_CONTROL_ID - 25]}@{digest[:24]}"
+    return control

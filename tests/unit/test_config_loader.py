@@ -119,7 +119,8 @@ def test_unknown_key_without_suggestion_lists_known_ones(project: Path) -> None:
 
 def test_unknown_source_type(project: Path) -> None:
     assert channel_errors(project, GOOD.replace("type: mllp", "type: mlp")) == [
-        "channels/c.yaml:2:9: source.type: unknown type `mlp`; known source types: channel, mllp"
+        "channels/c.yaml:2:9: source.type: unknown type `mlp`; known source types: "
+        "channel, fhir, mllp"
     ]
 
 
@@ -482,6 +483,6 @@ def test_load_all_checks_channels_even_when_engine_file_is_broken(project: Path)
         "conf/conduit.yaml:2:14: application: expected text, got a list "
         "(this engine's name in acknowledgements (MSH-3))",
         "mine/x.yaml:1:1: source: missing required setting `type`; known source types: "
-        "channel, mllp",
+        "channel, fhir, mllp",
         "mine/x.yaml:1:1: missing required setting `destinations` (where messages go)",
     ]

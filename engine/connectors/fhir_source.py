@@ -1,0 +1,616 @@
+"""The engine as a FHIR R4 REST endpoint: a channel source of type `fhir`.
+
+Serves, under a base path, `POST [base]/[type]` (create), `PUT [base]/[type]/[id]`
+(update), `POST [base]` with a batch or transaction Bundle, `GET [base]/metadata`
+(the CapabilityStatement), and, with `subscription: true`, the R4 rest-hook receiver
+(an empty POST is a ping; a backport-IG `history` Bundle is a handshake, a heartbeat or
+an event notification). Everything else is 404 or 405 with an OperationOutcome.
+
+Decisions a sender will notice:
+- Answers come only after `deliver` returns, that is after the durable commit; every
+  answer that follows a commit names the engine's message id (header
+  X-Conduit-Message-Id, and in the OperationOutcome).
+- What HTTP itself can judge (method, path, Content-Type, size, readable JSON, a
+  resource of the URL's type, the id of a PUT) is refused here without storing anything,
+  like an MLLP framing error; what the channel judges (validation, mapping) is stored
+  with its status for the analyst, and answered 400/422.
+- A server sets meta.lastUpdated itself: where a resource (or a Bundle entry's
+  resource) has none, the source sets it to the receipt time (UTC, milliseconds) before
+  the message is stored, so the stored message is what the mapping read (HL7v2 MSH-7
+  comes from it). Where the sender set one, it is kept. Stamped messages say so in their
+  "received" audit detail (SourceMeta.changes).
+- JSON only: XML would need lxml and a second parser for a format few senders use;
+  application/fhir+xml is answered 415 (and Accept asking only for XML, 406).
+- No access log: URLs name resource ids, which may be identifiers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import email.utils
+import logging
+import re
+from typing import Annotated, Any, NoReturn
+
+import msgspec
+from aiohttp import web
+from msgspec import Meta
+
+from engine.config.base import SourceBase
+from engine.config.types import ByteSize
+from engine.connectors import fhir_source_rest as rest
+from engine.connectors.base import Deliver, SourceContext
+from engine.connectors.fhir_source_auth import AuthConfig, Authenticator, Client, Refused
+from engine.events import Event, Kind
+from engine.message import MessageStatus, Receipt, SourceMeta
+from engine.security.jwt import CREATE, UPDATE
+
+log = logging.getLogger("conduit.fhir")
+
+_decode = msgspec.json.Decoder(float_hook=decimal.Decimal).decode
+_encode = msgspec.json.Encoder(decimal_format="number").encode
+_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}\Z")
+_TYPE = r"^[A-Z][A-Za-z]+$"
+_ENVELOPES = ("Parameters", "SubscriptionStatus")  # a notification's status entry
+MESSAGE_ID_HEADER = "X-Conduit-Message-Id"
+_PINGS = ("handshake", "heartbeat", "query-status")
+# No FHIR resource repeats an element this often; a body that does is built to make
+# validation and mapping spend seconds of CPU (200,000 items: 2 s of model validation).
+MAX_ARRAY_ITEMS = 10_000
+
+
+class FhirSourceConfig(SourceBase, tag="fhir", rename={"types": "resources"}, kw_only=True):
+    port: Annotated[int, Meta(ge=1, le=65535, description="TCP port to listen on (HTTP)")]
+    auth: Annotated[
+        AuthConfig,
+        Meta(description="who may post: {type: users} (tokens of engine users whose role "
+                         "may submit), {type: jwt, issuer, audience, jwks_url, scopes}, or "
+                         "{type: none}"),
+    ]
+    host: Annotated[str, Meta(description="address to bind; 0.0.0.0 for every interface")] = (
+        "127.0.0.1"
+    )
+    base_path: Annotated[
+        str, Meta(pattern=r"^(/[A-Za-z0-9._~-]+)*$",
+                  description="the FHIR base under the host, e.g. /fhir")
+    ] = "/fhir"
+    types: Annotated[  # `resources:` in YAML; resources() is what the source binds
+        list[Annotated[str, Meta(pattern=_TYPE)]],
+        Meta(min_length=1, description="resource types accepted by create and update; "
+                                       "Bundle: batch and transaction Bundles on POST [base]"),
+    ]
+    required: Annotated[
+        dict[Annotated[str, Meta(pattern=_TYPE)], list[str]],
+        Meta(description="elements each resource type must have, e.g. {Patient: "
+                         "[identifier, name.family]}: 422 when missing (needs the "
+                         "channel's validation: lenient or strict)"),
+    ] = {}
+    max_request_size: Annotated[
+        ByteSize, Meta(description="larger request bodies are refused with 413 unread")
+    ] = ByteSize(10 * 1024 * 1024)
+    subscription: Annotated[
+        bool, Meta(description="also a FHIR R4 rest-hook subscription endpoint at the base: "
+                               "pings, handshakes and heartbeats are answered and audited, "
+                               "event notifications taken as messages")
+    ] = False
+
+    def resources(self) -> list[str]:
+        """What this source binds, so validation can catch two channels on one port."""
+        return [f"tcp:{self.port}"]
+
+
+class _Answer(Exception):
+    """A finished response, raised from deep in a request's handling."""
+
+    def __init__(self, response: web.StreamResponse) -> None:
+        self.response = response
+
+
+class FhirSource:
+    """An aiohttp server that hands each accepted resource or Bundle to the channel."""
+
+    def __init__(self, config: FhirSourceConfig, context: SourceContext) -> None:
+        self.config = config
+        self.context = context
+        self.base = config.base_path.rstrip("/")
+        self.auth = Authenticator(config.auth, context.users)
+        self.types = frozenset(config.types)
+        self.bundles = "Bundle" in self.types
+        self._deliver: Deliver | None = None
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def address(self) -> str:
+        return f"http://{self.config.host}:{self.config.port}{self.base}"
+
+    def resources(self) -> list[str]:
+        return self.config.resources()
+
+    async def start(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+        app = web.Application(client_max_size=self.config.max_request_size + 1)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port,
+                           reuse_address=True)
+        try:
+            await site.start()
+        except OSError:
+            await self._runner.cleanup()
+            self._runner = None
+            raise
+        log.info("fhir listening on %s", self.address)
+
+    async def stop(self) -> None:
+        """Stop accepting; requests in flight finish and get their answers."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def describe(self) -> dict[str, object]:
+        return {"address": self.address, "peers": []}
+
+    # ------------------------------------------------------------------ routing
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        pattern = "unmatched"
+        try:
+            pattern, handler, allowed = self._route(request)
+            if handler is None:
+                if allowed:
+                    raise _Answer(_fhir(405, rest.refusal(
+                        "not-supported", f"{request.method} is not supported here; this "
+                        f"endpoint takes {', '.join(allowed)}"), Allow=", ".join(allowed)))
+                raise _Answer(_fhir(404, rest.refusal(
+                    "not-supported", "no such FHIR interaction at this endpoint; "
+                    f"see {self.base}/metadata")))
+            return await handler(request, pattern)
+        except _Answer as answer:
+            if answer.response.status >= 400 and answer.response.status not in (401, 403):
+                log.info("fhir %s: %s %s answered %d", self.address, request.method, pattern,
+                         answer.response.status)
+            return answer.response
+        except Exception as exc:  # a bug must cost one request, never the daemon
+            log.error("fhir %s: %s %s failed (%s)", self.address, request.method, pattern,
+                      type(exc).__name__)
+            return _fhir(500, rest.refusal("exception", "the engine failed on this request; "
+                                                        "nothing was taken on"))
+
+    def _route(self, request: web.Request) -> tuple[str, Any, list[str]]:
+        """(route pattern, handler or None, methods allowed on this path)."""
+        path = request.path
+        if path != self.base and not path.startswith(self.base + "/"):
+            return "unmatched", None, []
+        parts = [p for p in path[len(self.base):].split("/") if p]
+        method = request.method
+        base = self.base or "/"
+        if not parts:
+            if not (self.bundles or self.config.subscription):
+                return base, None, []
+            return base, self._system if method == "POST" else None, ["POST"]
+        if parts == ["metadata"]:
+            return f"{self.base}/metadata", self._metadata if method in ("GET", "HEAD") \
+                else None, ["GET"]
+        kind = parts[0]
+        if kind not in self.types or kind == "Bundle" or len(parts) > 2:
+            return f"{self.base}/{{type}}", None, []
+        if len(parts) == 1:
+            return f"{self.base}/{{type}}", self._create if method == "POST" else None, ["POST"]
+        return (f"{self.base}/{{type}}/{{id}}", self._update if method == "PUT" else None,
+                ["PUT"])
+
+    # ------------------------------------------------------------------ interactions
+
+    async def _metadata(self, request: web.Request, pattern: str) -> web.StreamResponse:
+        self._answer_type(request)
+        statement = rest.capability_statement(
+            list(self.config.types), bundles=self.bundles,
+            subscription=self.config.subscription, auth=self.auth.kind,
+            base_url=f"{request.scheme}://{request.host}{self.base}",
+            now=dt.datetime.now(dt.UTC))
+        return _fhir(200, statement)
+
+    async def _create(self, request: web.Request, pattern: str) -> web.StreamResponse:
+        kind = request.path.rstrip("/").rsplit("/", 1)[-1]
+        client = await self._authenticate(request, pattern)
+        resource = await self._read_resource(request)
+        if resource.get("resourceType") != kind:
+            raise _Answer(_fhir(400, rest.refusal(
+                "invalid", f"the body is a {_kind_text(resource)}, but this URL takes {kind}",
+                "resourceType")))
+        await self._authorize(request, pattern, client, [(kind, CREATE)])
+        return await self._take(request, resource, client, created=True)
+
+    async def _update(self, request: web.Request, pattern: str) -> web.StreamResponse:
+        kind, rid = request.path.rstrip("/").rsplit("/", 2)[-2:]
+        client = await self._authenticate(request, pattern)
+        resource = await self._read_resource(request)
+        if resource.get("resourceType") != kind:
+            raise _Answer(_fhir(400, rest.refusal(
+                "invalid", f"the body is a {_kind_text(resource)}, but this URL takes {kind}",
+                "resourceType")))
+        if resource.get("id") != rid:
+            raise _Answer(_fhir(400, rest.refusal(
+                "invalid", "the resource's id must equal the id in the URL", f"{kind}.id")))
+        await self._authorize(request, pattern, client, [(kind, UPDATE)])
+        return await self._take(request, resource, client, created=False)
+
+    async def _system(self, request: web.Request, pattern: str) -> web.StreamResponse:
+        """A batch or transaction Bundle; with `subscription`, also pings and
+        notifications."""
+        client = await self._authenticate(request, pattern)
+        if self.config.subscription and _empty(request):
+            await self._audit_ping(request, client, "ping")
+            return _fhir(200, rest.outcome([rest.issue(
+                "information", "informational", "subscription ping received")]))
+        bundle = await self._read_resource(request)
+        if bundle.get("resourceType") != "Bundle":
+            raise _Answer(_fhir(400, rest.refusal(
+                "invalid", f"POST {self.base} takes a Bundle, not a {_kind_text(bundle)}",
+                "resourceType")))
+        kind = bundle.get("type")
+        notification = rest.notification_type(bundle) if self.config.subscription else None
+        if notification in _PINGS:
+            await self._audit_ping(request, client, str(notification))
+            return _fhir(200, rest.outcome([rest.issue(
+                "information", "informational", f"subscription {notification} received")]))
+        if notification is None and not (self.bundles and kind in ("transaction", "batch")):
+            what = "batch or transaction Bundles" if self.bundles else "subscription " \
+                "notifications"
+            raise _Answer(_fhir(400, rest.refusal(
+                "not-supported", f"Bundle type {str(kind)[:40]} is not processed here; this "
+                f"endpoint takes {what}", "Bundle.type")))
+        entries = bundle.get("entry", [])
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise _Answer(_fhir(400, rest.refusal(
+                "structure", "Bundle.entry must be a list of objects", "Bundle.entry")))
+        wants = self._entry_wants(entries, notification is not None)
+        await self._authorize(request, pattern, client, wants)
+        receipt, _ = await self._deliver_resource(request, bundle, client)
+        if notification is not None:
+            code = rest.http_status(receipt.status, receipt.problems, receipt.message_id,
+                                    created=False)
+            headers = {MESSAGE_ID_HEADER: receipt.message_id} if receipt.message_id else {}
+            if code == 503:
+                headers["Retry-After"] = "10"
+            response = _fhir(code, _receipt_outcome(receipt), **headers)
+        else:
+            response = self._bundle_answer(receipt, entries, str(kind))
+        return await _send(request, response, receipt)
+
+    # ------------------------------------------------------------------ steps
+
+    def _answer_type(self, request: web.Request) -> None:
+        if rest.answer_type(request.headers.get("Accept", ""),
+                            request.query.get("_format")) is None:
+            raise _Answer(_fhir(406, rest.refusal(
+                "not-supported", "this endpoint answers in application/fhir+json only")))
+
+    async def _authenticate(self, request: web.Request, pattern: str) -> Client:
+        self._answer_type(request)
+        try:
+            return await self.auth.authenticate(request.headers.get("Authorization", ""))
+        except Refused as refused:
+            await self._deny(request, pattern, None, refused)
+
+    async def _authorize(self, request: web.Request, pattern: str, client: Client,
+                         wants: list[tuple[str, str]]) -> None:
+        try:
+            self.auth.authorize(client, wants)
+        except Refused as refused:
+            await self._deny(request, pattern, client, refused)
+
+    async def _deny(self, request: web.Request, pattern: str, client: Client | None,
+                    refused: Refused) -> NoReturn:
+        """Audit the refusal (route pattern and reason; never the URL or the token), then
+        answer it."""
+        if self.context.record is not None and refused.status in (401, 403):
+            await self.context.record(Event(
+                kind=Kind.DENIED, actor=client.name if client else "anonymous",
+                channel=self.context.channel, peer=request.remote or "",
+                detail={"method": request.method, "route": pattern, "status": refused.status,
+                        "why": refused.reason}))
+        headers = {}
+        if refused.status == 401:
+            headers["WWW-Authenticate"] = 'Bearer realm="conduit", error="invalid_token"' \
+                if request.headers.get("Authorization") else 'Bearer realm="conduit"'
+        elif refused.status == 503:
+            headers["Retry-After"] = "30"
+        raise _Answer(_fhir(refused.status, rest.refusal(refused.code, refused.reason),
+                            **headers))
+
+    async def _read_resource(self, request: web.Request) -> dict[str, Any]:
+        """The request body as a JSON object with a resourceType, or a refusal: 415 for
+        another Content-Type, 413 over the size limit (read no further), 400 when it is
+        no FHIR resource."""
+        fmt = rest.body_format(request.headers.get("Content-Type", ""),
+                               request.query.get("_format"))
+        if fmt != "json":
+            hint = " (XML is not supported)" if fmt == "xml" else ""
+            raise _Answer(_fhir(415, rest.refusal(
+                "not-supported", f"send the resource as application/fhir+json{hint}")))
+        raw = await self._read_body(request)
+        if not raw.strip():
+            raise _Answer(_fhir(400, rest.refusal("required", "the request has no body")))
+        try:
+            body = _decode(raw)
+        except msgspec.DecodeError as exc:
+            text = "the body is not UTF-8" if "UTF-8" in str(exc) else "the body is not JSON"
+            raise _Answer(_fhir(400, rest.refusal("structure", text))) from None
+        except RecursionError:
+            raise _Answer(_fhir(400, rest.refusal(
+                "structure", "the body is nested too deeply to be a FHIR resource"))) from None
+        if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
+            raise _Answer(_fhir(400, rest.refusal(
+                "structure", "the body is not a FHIR resource (no resourceType)",
+                "resourceType")))
+        where = _oversized_array(body)
+        if where is not None:
+            raise _Answer(_fhir(400, rest.refusal(
+                "too-costly", f"an array holds more than {MAX_ARRAY_ITEMS} items", where)))
+        request["conduit_raw"] = raw
+        return body
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        limit = self.config.max_request_size
+        too_big = _fhir(413, rest.refusal(
+            "too-costly", f"the request is over this endpoint's limit of {limit} bytes"))
+        too_big.force_close()
+        if request.content_length is not None and request.content_length > limit:
+            raise _Answer(too_big)
+        chunks, size = [], 0
+        async for chunk in request.content.iter_chunked(65536):
+            size += len(chunk)
+            if size > limit:
+                raise _Answer(too_big)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _entry_wants(self, entries: list[dict[str, Any]], notification: bool
+                     ) -> list[tuple[str, str]]:
+        """(resource type, action) for each entry, refusing methods we do not take."""
+        wants: list[tuple[str, str]] = []
+        for index, entry in enumerate(entries):
+            resource = entry.get("resource")
+            kind = resource.get("resourceType") if isinstance(resource, dict) else None
+            if notification:
+                if isinstance(kind, str) and kind not in _ENVELOPES:
+                    wants.append((kind, UPDATE))
+                continue
+            request = entry.get("request") if isinstance(entry.get("request"), dict) else {}
+            method = str(request.get("method", ""))
+            if method not in ("POST", "PUT") or not isinstance(kind, str):
+                raise _Answer(_fhir(400, rest.refusal(
+                    "not-supported", f"entry {index}: only POST and PUT of a resource are "
+                    "taken here", f"Bundle.entry[{index}].request.method")))
+            wants.append((kind, CREATE if method == "POST" else UPDATE))
+        return wants
+
+    async def _take(self, request: web.Request, resource: dict[str, Any], client: Client,
+                    *, created: bool) -> web.StreamResponse:
+        receipt, stamped = await self._deliver_resource(request, resource, client)
+        response = self._single_answer(receipt, stamped, created=created,
+                                       prefer=_prefer(request))
+        return await _send(request, response, receipt)
+
+    async def _deliver_resource(self, request: web.Request, resource: dict[str, Any],
+                                client: Client) -> tuple[Receipt, dict[str, Any]]:
+        """Stamp meta.lastUpdated where missing, hand the message to the channel, and
+        return its receipt (after the durable commit) with what was stored."""
+        now = dt.datetime.now(dt.UTC)
+        stamped, changes = _stamp(resource, rest.instant(now))
+        raw = _encode(stamped) if changes else request["conduit_raw"]
+        assert self._deliver is not None
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        meta = SourceMeta("fhir", f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "",
+                          len(raw), False, client.name, changes=tuple(changes))
+        return await self._deliver(raw, meta), stamped
+
+    async def _audit_ping(self, request: web.Request, client: Client, kind: str) -> None:
+        if self.context.record is not None:
+            await self.context.record(Event(
+                kind=Kind.ADMIN, actor=client.name, channel=self.context.channel,
+                peer=request.remote or "",
+                detail={"action": f"subscription-{kind}"}))
+
+    # ------------------------------------------------------------------ answers
+
+    def _single_answer(self, receipt: Receipt, resource: dict[str, Any], *, created: bool,
+                       prefer: str) -> web.StreamResponse:
+        mid = receipt.message_id
+        code = rest.http_status(receipt.status, receipt.problems, mid, created)
+        headers = {MESSAGE_ID_HEADER: mid} if mid else {}
+        headers["X-Conduit-Status"] = receipt.status.value if mid else "not-stored"
+        if code >= 400:
+            if code == 503:
+                headers["Retry-After"] = "10"
+            return _fhir(code, _receipt_outcome(receipt), **headers)
+        kind = str(resource.get("resourceType"))
+        rid = resource.get("id") if isinstance(resource.get("id"), str) else mid
+        version = rest.version_of(resource)
+        headers["Location"] = f"{self.base}/{kind}/{rid}/_history/{version}"
+        headers["ETag"] = f'W/"{version}"'
+        modified = _http_date(resource)
+        if modified:
+            headers["Last-Modified"] = modified
+        if prefer == "minimal":
+            return web.Response(status=code, headers=headers)
+        if prefer == "OperationOutcome":
+            return _fhir(code, _receipt_outcome(receipt), **headers)
+        shown = dict(resource)
+        shown["id"] = rid
+        shown["meta"] = {**(resource.get("meta") or {}), "versionId": version}
+        return _fhir(code, shown, **headers)
+
+    def _bundle_answer(self, receipt: Receipt, entries: list[dict[str, Any]], kind: str
+                       ) -> web.Response:
+        """The transaction/batch-response: per entry, its part's receipt when the channel
+        split the Bundle, else the whole Bundle's. A transaction in which any part was
+        not taken on is answered with that part's error and an OperationOutcome naming
+        every entry's fate: parts already taken on stay taken on (each is its own
+        message), which the outcome says so a sender does not resend them blindly."""
+        mid = receipt.message_id
+        headers = {MESSAGE_ID_HEADER: mid} if mid else {}
+        if not mid:
+            return _fhir(503, _receipt_outcome(receipt), **headers, **{"Retry-After": "10"})
+        parts = {p.index: p for p in receipt.parts}
+        responses = []
+        for index, entry in enumerate(entries):
+            resource = entry.get("resource")
+            if parts and index not in parts:
+                responses.append(rest.untaken_entry(resource))
+                continue
+            responses.append(rest.part_entry(
+                parts.get(index), resource, transaction=kind == "transaction",
+                default_status=receipt.status, message_id=mid, problems=receipt.problems))
+            if not parts:
+                responses[-1]["outcome"]["issue"][0]["diagnostics"] = \
+                    f"message {mid}: {receipt.status.value} (the Bundle as one message)"
+        failed = [r for r in responses if not r["status"].startswith("2")]
+        if not parts and failed:  # the Bundle as one message was not taken on
+            code = rest.http_status(receipt.status, receipt.problems, mid, True)
+            return _fhir(code, _receipt_outcome(receipt), **headers)
+        if kind == "transaction" and failed:
+            worst = max(int(r["status"][:3]) for r in failed)
+            issues = []
+            for index, r in enumerate(responses):
+                for item in r.get("outcome", {}).get("issue", []):
+                    issues.append({**item, "expression": [f"Bundle.entry[{index}]"]})
+            return _fhir(worst, rest.outcome(issues), **headers)
+        return _fhir(200, rest.response_bundle(kind, responses), **headers)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+async def _send(request: web.Request, response: web.Response, receipt: Receipt
+                ) -> web.Response:
+    """Write the answer, then let the channel audit that it was acknowledged."""
+    await response.prepare(request)
+    await response.write_eof()
+    receipt.replied()
+    return response
+
+
+def _fhir(status: int, body: dict[str, Any], **headers: str) -> web.Response:
+    return web.Response(status=status, body=_encode(body), headers=headers,
+                        content_type=rest.FHIR_JSON, charset="utf-8")
+
+
+def _kind_text(resource: dict[str, Any]) -> str:
+    """The resourceType for an error text: a word of letters at most 64 long, else
+    "resource" (the text is sent back and logged, so it must never carry content)."""
+    kind = resource.get("resourceType")
+    return kind if isinstance(kind, str) and re.fullmatch(r"[A-Za-z]{1,64}", kind) \
+        else "resource"
+
+
+def _prefer(request: web.Request) -> str:
+    """representation (our default: what FHIR clients expect back from a create),
+    minimal or OperationOutcome, from the Prefer header."""
+    for part in request.headers.get("Prefer", "").split(","):
+        name, _, value = part.strip().partition("=")
+        if name.strip().lower() == "return":
+            value = value.strip().strip('"')
+            if value in ("minimal", "representation", "OperationOutcome"):
+                return value
+    return "representation"
+
+
+def _empty(request: web.Request) -> bool:
+    """True for a request without a body (an R4 rest-hook ping)."""
+    return request.content_length == 0 or not request.body_exists
+
+
+def _stamp(resource: dict[str, Any], now: str) -> tuple[dict[str, Any], list[str]]:
+    """The resource with meta.lastUpdated set where the server would set it (the resource,
+    or each entry's resource of a Bundle; never a notification's status entry), and the
+    FHIRPath of each element set."""
+    changes: list[str] = []
+    if resource.get("resourceType") != "Bundle":
+        stamped = _stamp_one(resource, now)
+        if stamped is not resource:
+            changes.append(f"{resource['resourceType']}.meta.lastUpdated")
+        return stamped, changes
+    entries = resource.get("entry")
+    if not isinstance(entries, list):
+        return resource, changes
+    new_entries = []
+    for index, entry in enumerate(entries):
+        inner = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(inner, dict) and inner.get("resourceType") not in _ENVELOPES:
+            stamped = _stamp_one(inner, now)
+            if stamped is not inner:
+                entry = {**entry, "resource": stamped}
+                changes.append(f"Bundle.entry[{index}].resource.meta.lastUpdated")
+        new_entries.append(entry)
+    return ({**resource, "entry": new_entries} if changes else resource), changes
+
+
+def _stamp_one(resource: dict[str, Any], now: str) -> dict[str, Any]:
+    meta = resource.get("meta")
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict) or meta.get("lastUpdated"):
+        return resource  # a malformed meta is for validation to report, not ours to fix
+    return {**resource, "meta": {**meta, "lastUpdated": now}}
+
+
+def _oversized_array(body: dict[str, Any]) -> str | None:
+    """The FHIRPath of the first array longer than MAX_ARRAY_ITEMS, else None. Iterative
+    (depth costs no stack) and path-free until it finds one (a 10 MiB body of scalars
+    takes well under a second)."""
+    stack: list[tuple[Any, Any]] = [(body, None)]  # (node, (parent link, step))
+    containers = (dict, list)
+    while stack:
+        node, link = stack.pop()
+        if type(node) is dict:
+            stack.extend((v, (link, k)) for k, v in node.items() if type(v) in containers)
+        elif len(node) > MAX_ARRAY_ITEMS:
+            steps = []
+            while link is not None:
+                link, step = link
+                steps.append(f"[{step}]" if isinstance(step, int) else f".{step}")
+            return str(body.get("resourceType", "")) + "".join(reversed(steps))
+        else:
+            stack.extend((v, (link, i)) for i, v in enumerate(node) if type(v) in containers)
+    return None
+
+
+def _http_date(resource: dict[str, Any]) -> str | None:
+    meta = resource.get("meta")
+    value = meta.get("lastUpdated") if isinstance(meta, dict) else None
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    return email.utils.format_datetime(moment.astimezone(dt.UTC), usegmt=True)
+
+
+def _receipt_outcome(receipt: Receipt) -> dict[str, Any]:
+    """The channel's own answer (an OperationOutcome from the codec, or the splitter's
+    for a split Bundle) with the message id added, so the sender can trace it."""
+    body: Any = None
+    if receipt.replies:
+        try:
+            body = _decode(receipt.replies[0])
+        except msgspec.DecodeError:
+            body = None
+    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
+        from engine.formats.fhir import issue as problem_issue
+
+        body = rest.outcome([problem_issue(p) for p in receipt.problems])
+    issues = list(body.get("issue") or [])
+    if receipt.message_id:
+        issues.append(rest.issue("information", "informational",
+                                 f"message {receipt.message_id}: {receipt.status.value}"))
+    elif receipt.status is MessageStatus.ERROR:
+        issues = issues or [rest.issue("error", "transient", "the engine could not store the "
+                                                             "message; send it again")]
+    return {**body, "issue": issues}

@@ -1,0 +1,232 @@
+"""The FHIR R4 REST protocol as the FHIR source speaks it: content negotiation, the
+OperationOutcome of a refusal, the CapabilityStatement, transaction/batch-response
+Bundles, status codes, and what a subscription notification is.
+
+Pure functions of dicts and strings: the source (fhir_source) does the I/O.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from engine import __version__
+from engine.formats.fhir import issue as problem_issue
+from engine.formats.fhir_validation import is_must_have
+from engine.message import MessageStatus, PartReceipt, Problem
+
+FHIR_JSON = "application/fhir+json"
+FHIR_XML = "application/fhir+xml"
+# What a request body may be: the R4 type, plain JSON, and the DSTU2 spelling some
+# older clients still send.
+JSON_TYPES = frozenset({FHIR_JSON, "application/json", "application/json+fhir"})
+XML_TYPES = frozenset({FHIR_XML, "application/xml", "text/xml", "application/xml+fhir"})
+_FORMAT_PARAM = {"json": FHIR_JSON, "application/json": FHIR_JSON, FHIR_JSON: FHIR_JSON,
+                 "application/json+fhir": FHIR_JSON, "xml": FHIR_XML, "text/xml": FHIR_XML,
+                 "application/xml": FHIR_XML, FHIR_XML: FHIR_XML}
+FHIR_VERSION = "4.0.1"
+REASONS = {200: "200 OK", 201: "201 Created", 400: "400 Bad Request", 422:
+           "422 Unprocessable Entity", 503: "503 Service Unavailable", 500:
+           "500 Internal Server Error"}
+
+
+def media_type(header: str) -> str:
+    """`application/fhir+json` of `application/fhir+json; charset=utf-8; fhirVersion=4.0`."""
+    return header.split(";", 1)[0].strip().lower()
+
+
+def answer_type(accept: str, format_param: str | None) -> str | None:
+    """The media type to answer in (always FHIR JSON), or None when the client accepts
+    nothing we write (406). `_format` overrides Accept, as the spec says."""
+    if format_param:
+        return FHIR_JSON if _FORMAT_PARAM.get(format_param.strip().lower()) == FHIR_JSON \
+            else None
+    if not accept.strip():
+        return FHIR_JSON
+    for part in accept.split(","):
+        kind = media_type(part)
+        q = _quality(part)
+        if q > 0 and kind in (*JSON_TYPES, "*/*", "application/*"):
+            return FHIR_JSON
+    return None
+
+
+def _quality(part: str) -> float:
+    for param in part.split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip() == "q":
+            try:
+                return float(value)
+            except ValueError:
+                return 0.0
+    return 1.0
+
+
+def body_format(content_type: str, format_param: str | None) -> str:
+    """"json", "xml" (a FHIR format we do not read) or "other" for a request body."""
+    kind = media_type(content_type)
+    if not kind and format_param:  # a body without Content-Type: _format may say
+        kind = _FORMAT_PARAM.get(format_param.strip().lower(), "")
+    if kind in JSON_TYPES:
+        return "json"
+    return "xml" if kind in XML_TYPES else "other"
+
+
+def issue(severity: str, code: str, text: str, expression: str | None = None
+          ) -> dict[str, Any]:
+    out: dict[str, Any] = {"severity": severity, "code": code, "diagnostics": text}
+    if expression:
+        out["expression"] = [expression]
+    return out
+
+
+def outcome(issues: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    return {"resourceType": "OperationOutcome", "issue": list(issues)}
+
+
+def refusal(code: str, text: str, expression: str | None = None) -> dict[str, Any]:
+    """The OperationOutcome of a request refused before it became a message."""
+    return outcome([issue("error", code, text, expression)])
+
+
+def capability_statement(resources: Sequence[str], *, bundles: bool, subscription: bool,
+                         auth: str, base_url: str, now: dt.datetime) -> dict[str, Any]:
+    """What this endpoint accepts, and nothing more: create and update per resource type,
+    batch and transaction when Bundles are taken, the security service when tokens are
+    required. JSON only (see the source's docstring on XML)."""
+    rest: dict[str, Any] = {
+        "mode": "server",
+        "documentation": "Conduit interface engine: messages are taken on, mapped and "
+                         "delivered onwards; nothing here can be read back.",
+        "resource": [
+            {"type": kind, "interaction": [{"code": "create"}, {"code": "update"}],
+             "versioning": "no-version", "updateCreate": True}
+            for kind in resources if kind != "Bundle"],
+    }
+    if bundles:
+        rest["interaction"] = [{"code": "transaction"}, {"code": "batch"}]
+    if auth != "none":
+        service = {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+            "code": "SMART-on-FHIR" if auth == "jwt" else "OAuth"}]}
+        rest["security"] = {
+            "cors": False, "service": [service],
+            "description": "Authorization: Bearer <token> on every request but this one"
+                           + (" (a JWT of the configured issuer, with SMART system/ or "
+                              "user/ write scopes)" if auth == "jwt" else
+                              " (a token of an engine user whose role may submit)")}
+    statement: dict[str, Any] = {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "kind": "instance",
+        "software": {"name": "Conduit", "version": __version__},
+        "implementation": {"description": "Conduit FHIR source", "url": base_url},
+        "fhirVersion": FHIR_VERSION,
+        "format": ["json"],
+        "rest": [rest],
+    }
+    if subscription:
+        statement["implementation"]["description"] += " (also a rest-hook subscription endpoint)"
+    return statement
+
+
+def notification_type(bundle: dict[str, Any]) -> str | None:
+    """The type of a subscription notification (handshake, heartbeat, event-notification,
+    query-status, query-event), or None when the Bundle is no notification. R4 backport
+    IG: a `history` Bundle whose first entry is a Parameters with parameter `type`;
+    R4B/R5: a SubscriptionStatus with element `type`."""
+    if bundle.get("type") not in ("history", "subscription-notification"):
+        return None
+    entries = bundle.get("entry")
+    first = entries[0].get("resource") if isinstance(entries, list) and entries \
+        and isinstance(entries[0], dict) else None
+    if not isinstance(first, dict):
+        return None
+    if first.get("resourceType") == "SubscriptionStatus":
+        kind = first.get("type")
+        return kind if isinstance(kind, str) else "event-notification"
+    if first.get("resourceType") != "Parameters":
+        return None
+    for param in first.get("parameter") or ():
+        if isinstance(param, dict) and param.get("name") == "type":
+            kind = param.get("valueCode")
+            return kind if isinstance(kind, str) else "event-notification"
+    return None
+
+
+def http_status(status: MessageStatus, problems: Sequence[Problem], message_id: str,
+                created: bool) -> int:
+    """The HTTP answer to what became of a message.
+
+    accepted: 201 for a create, 200 for an update; filtered and duplicate: 200 (taken on,
+    on record, nothing new made). rejected: 422 when the content is valid FHIR that
+    breaks this channel's rules (must-have elements missing, a transaction part its
+    mapping cannot take), else 400 (not valid FHIR).
+    error (the mapping failed on valid FHIR): 422, since the same content sent again
+    fails the same way and a 5xx would invite exactly that; the message is kept for the
+    analyst. Not stored at all (message_id ""): 503, send again later."""
+    if not message_id:
+        return 503
+    if status is MessageStatus.ACCEPTED:
+        return 201 if created else 200
+    if status in (MessageStatus.FILTERED, MessageStatus.DUPLICATE):
+        return 200
+    if status is MessageStatus.ERROR:
+        return 422
+    errors = [p for p in problems if p.severity in ("E", "F")]
+    return 422 if errors and all(_business(p) for p in errors) else 400
+
+
+def _business(problem: Problem) -> bool:
+    """A problem of valid FHIR that this channel cannot take (its must-have elements, a
+    transaction part its mapping fails on), as opposed to content that is no valid FHIR."""
+    return is_must_have(problem) or problem.code in ("207", "processing", "business-rule")
+
+
+def response_bundle(kind: str, entries: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """A transaction-response or batch-response: one entry per request entry."""
+    return {"resourceType": "Bundle", "type": f"{kind}-response",
+            "entry": [{"response": e} for e in entries]}
+
+
+def part_entry(part: PartReceipt | None, resource: Any, *, transaction: bool,
+               default_status: MessageStatus, message_id: str,
+               problems: Sequence[Problem]) -> dict[str, Any]:
+    """The `response` of one request entry: its part's receipt when the channel split the
+    Bundle, else the whole Bundle's (`default_status`, `message_id`)."""
+    status = part.status if part else default_status
+    mid = part.message_id if part else message_id
+    own = part.problems if part else problems
+    kind = resource.get("resourceType") if isinstance(resource, dict) else None
+    code = http_status(status, own, mid, created=True)
+    response: dict[str, Any] = {"status": REASONS.get(code, str(code))}
+    if code < 300 and isinstance(kind, str):
+        rid = resource.get("id") if isinstance(resource.get("id"), str) else mid
+        response["location"] = f"{kind}/{rid}/_history/{version_of(resource)}"
+        response["etag"] = f'W/"{version_of(resource)}"'
+    texts = [issue("information", "informational", f"message {mid}: {status.value}")] \
+        if mid else []
+    response["outcome"] = outcome(texts + [problem_issue(p) for p in own])
+    return response
+
+
+def untaken_entry(resource: Any) -> dict[str, Any]:
+    """The `response` of a request entry the channel did not take as a message (its split
+    takes another resource type)."""
+    kind = resource.get("resourceType") if isinstance(resource, dict) else "entry"
+    return {"status": "200 OK", "outcome": outcome([issue(
+        "information", "informational", f"{kind} entries are not taken by this channel")])}
+
+
+def version_of(resource: dict[str, Any]) -> str:
+    meta = resource.get("meta")
+    version = meta.get("versionId") if isinstance(meta, dict) else None
+    return version if isinstance(version, str) and version else "1"
+
+
+def instant(moment: dt.datetime) -> str:
+    """A FHIR instant in UTC with milliseconds."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + \
+        f"{moment.microsecond // 1000:03d}Z"
