@@ -115,6 +115,11 @@ class Operations:
         summary["series"] = {k: stats.series[k].values() for k in
                              ("received", "sent", "errored", "dead_lettered")}
         summary["recent_messages"] = await self.search(MessageQuery(channel=name, limit=50))
+        summary["dead_letters"] = [
+            {"destination": d["name"], **msgspec.to_builtins(letter)}
+            for d in summary["destinations"] if d["dead"]
+            for letter in await asyncio.to_thread(self._svc.queue.dead_letters,
+                                                  f"{name}/{d['name']}")]
         return summary
 
     def _channel(self, name: str) -> Channel:

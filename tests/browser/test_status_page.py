@@ -266,8 +266,14 @@ async def test_an_analyst_reads_what_the_receiver_answered_to_a_dead_letter(
     assert ack_code(await exchange_one(engine.daemon.mllp_port, msg.payload())) == "AA"
     page = await sign_in("analyst")
     await open_channel(page)
-    await open_message(page, msg.control_id)
+    # The channel lists its dead letters (ids and reasons); one opens the message.
+    dead = page.locator("table.dead-letters tr.dead-row")
+    await expect(dead).to_have_count(1)
+    await expect(dead).to_contain_text("HTTP 400 Bad Request")
+    await expect(dead).to_contain_text("receiver's answer kept")
+    await dead.get_by_role("link").click()
     panel = page.get_by_role("complementary")
+    await expect(panel).to_contain_text(msg.control_id)
     # The PHI-free summary is there at once; the answer itself only with the content.
     await expect(panel.locator(".answers")).to_contain_text(
         "fhir-server: HTTP 400 Bad Request: 1 issue (error: invalid)")

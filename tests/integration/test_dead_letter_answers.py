@@ -47,6 +47,11 @@ async def test_the_analyst_reads_the_kept_outcome_and_others_do_not(tmp_path, fh
                            for d in ehr["dead_letters"])
                 assert NAME not in json.dumps(queues) and MRN not in json.dumps(queues)
             listed = {d["message_id"] for d in ehr["dead_letters"]}
+            # The channel's page lists the same, for the status page's dead-letter card.
+            status, channel = await get(client, f"{base}/api/channels/adt", tokens["viewer"])
+            assert [(d["destination"], d["message_id"]) for d in channel["dead_letters"]] == [
+                ("ehr", d["message_id"]) for d in ehr["dead_letters"]]
+            assert NAME not in json.dumps(channel) and MRN not in json.dumps(channel)
             first = (await get(client, f"{base}/api/messages", tokens["viewer"],
                                control_id="D0"))[1]["messages"][0]["id"]
             assert first not in listed  # newest first: the oldest five are left out

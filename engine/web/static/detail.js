@@ -68,7 +68,17 @@ export function createDetail(ctx) {
       messages: h('tbody'),
       noMessages: h('p', { class: 'empty', hidden: true }, 'No messages yet.'),
       slo: h('tbody'),
+      dead: h('tbody'),
     };
+    // The newest dead letters: ids and PHI-free reasons only.
+    parts.deadCard = h('section', { class: 'card', 'aria-labelledby': 'dead-title',
+      hidden: true },
+      h('h2', { id: 'dead-title' }, 'Dead letters', h('span', { class: 'h-note' },
+        'newest first, up to 20 a destination; open one for what the receiver said')),
+      h('div', { class: 'table-wrap' }, h('table', { class: 'dead-letters' },
+        h('thead', null, h('tr', null, ['Destination', 'Message id', 'Attempts', 'Reason']
+          .map((t) => h('th', { scope: 'col', class: t === 'Attempts' ? 'num' : null }, t)))),
+        parts.dead)));
     parts.sloCard = h('section', { class: 'card', 'aria-labelledby': 'slo-title', hidden: true },
       h('h2', { id: 'slo-title' }, 'Service levels'),
       h('div', { class: 'table-wrap' }, h('table', { class: 'slo' },
@@ -101,6 +111,7 @@ export function createDetail(ctx) {
                 manage ? h('th', { scope: 'col' }, 'Dead letters') : null,
                 h('th', { scope: 'col' }, 'Last error'))),
               parts.dests))),
+          parts.deadCard,
           h('section', { class: 'card', 'aria-labelledby': 'msgs-title' },
             h('h2', { id: 'msgs-title' }, 'Recent messages', h('span', { class: 'h-note' },
               'newest first; content is never shown here')),
@@ -274,6 +285,17 @@ export function createDetail(ctx) {
       h('td', { class: 'note' }, m.error ?? ''));
   }
 
+  function renderDeadLetters(letters) {
+    fill(parts.dead, letters.map((d) => h('tr', { class: 'dead-row' },
+      h('td', null, d.destination),
+      h('td', null, h('a', { class: 'mono', href:
+        `#/channels/${enc(name)}/messages/${enc(d.message_id)}` }, d.message_id)),
+      h('td', { class: 'num' }, num(d.attempts)),
+      h('td', { class: 'note' }, d.last_error ?? '',
+        d.answer_kept ? h('span', { class: 'muted' }, ' · receiver's answer kept') : null))));
+    parts.deadCard.hidden = letters.length === 0;
+  }
+
   function renderMessages(messages) {
     syncRows(parts.messages, messages, (m) => m.id, makeMessageRow, (row, m) => {
       row.classList.toggle('selected', m.id === panel.current());
@@ -294,6 +316,7 @@ export function createDetail(ctx) {
       renderSummary(detail);
       renderSeries(detail.series);
       renderMessages(detail.recent_messages ?? []);
+      renderDeadLetters(detail.dead_letters ?? []);
     } catch (error) {
       if (asked !== name) return;
       if (error.status === 404) {
