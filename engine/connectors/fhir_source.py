@@ -55,6 +55,7 @@ _TYPE = r"^[A-Z][A-Za-z]+$"
 _ENVELOPES = ("Parameters", "SubscriptionStatus")  # a notification's status entry
 MESSAGE_ID_HEADER = "X-Conduit-Message-Id"
 _PINGS = ("handshake", "heartbeat", "query-status")
+_RAW = web.RequestKey("conduit_raw", bytes)  # the body as read, until it is delivered
 # No FHIR resource repeats an element this often; a body that does is built to make
 # validation and mapping spend seconds of CPU (200,000 items: 2 s of model validation).
 MAX_ARRAY_ITEMS = 10_000
@@ -350,7 +351,7 @@ class FhirSource:
         if where is not None:
             raise _Answer(_fhir(400, rest.refusal(
                 "too-costly", f"an array holds more than {MAX_ARRAY_ITEMS} items", where)))
-        request["conduit_raw"] = raw
+        request[_RAW] = raw
         return body
 
     async def _read_body(self, request: web.Request) -> bytes:
@@ -401,7 +402,7 @@ class FhirSource:
         return its receipt (after the durable commit) with what was stored."""
         now = dt.datetime.now(dt.UTC)
         stamped, changes = _stamp(resource, rest.instant(now))
-        raw = _encode(stamped) if changes else request["conduit_raw"]
+        raw = _encode(stamped) if changes else request[_RAW]
         assert self._deliver is not None
         peer = request.transport.get_extra_info("peername") if request.transport else None
         meta = SourceMeta("fhir", f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "",
