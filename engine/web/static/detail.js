@@ -292,7 +292,7 @@ export function createDetail(ctx) {
         `#/channels/${enc(name)}/messages/${enc(d.message_id)}` }, d.message_id)),
       h('td', { class: 'num' }, num(d.attempts)),
       h('td', { class: 'note' }, d.last_error ?? '',
-        d.answer_kept ? h('span', { class: 'muted' }, ' · receiver's answer kept') : null))));
+        d.answer_kept ? h('span', { class: 'muted' }, ' · answer kept') : null))));
     parts.deadCard.hidden = letters.length === 0;
   }
 
