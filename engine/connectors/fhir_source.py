@@ -43,6 +43,7 @@ from engine.connectors import fhir_source_rest as rest
 from engine.connectors.base import Deliver, SourceContext
 from engine.connectors.fhir_source_auth import AuthConfig, Authenticator, Client, Refused
 from engine.events import Event, Kind
+from engine.formats.fhir import issue as problem_issue
 from engine.message import MessageStatus, Receipt, SourceMeta
 from engine.security.jwt import CREATE, UPDATE
 
@@ -448,10 +449,12 @@ class FhirSource:
     def _bundle_answer(self, receipt: Receipt, entries: list[dict[str, Any]], kind: str
                        ) -> web.Response:
         """The transaction/batch-response: per entry, its part's receipt when the channel
-        split the Bundle, else the whole Bundle's. A transaction in which any part was
-        not taken on is answered with that part's error and an OperationOutcome naming
-        every entry's fate: parts already taken on stay taken on (each is its own
-        message), which the outcome says so a sender does not resend them blindly."""
+        split the Bundle, else the whole Bundle's. The channel checks every part of a
+        transaction before it commits any, so a transaction is taken or refused whole
+        (400/422 with the channel's OperationOutcome). Should a part still fail after
+        others were committed (its own commit failed), the answer is that part's error
+        with an OperationOutcome naming every entry's fate and message id, so the sender
+        does not resend the committed ones blindly."""
         mid = receipt.message_id
         headers = {MESSAGE_ID_HEADER: mid} if mid else {}
         if not mid:
@@ -464,8 +467,8 @@ class FhirSource:
                 responses.append(rest.untaken_entry(resource))
                 continue
             responses.append(rest.part_entry(
-                parts.get(index), resource, transaction=kind == "transaction",
-                default_status=receipt.status, message_id=mid, problems=receipt.problems))
+                parts.get(index), resource, default_status=receipt.status, message_id=mid,
+                problems=receipt.problems))
             if not parts:
                 responses[-1]["outcome"]["issue"][0]["diagnostics"] = \
                     f"message {mid}: {receipt.status.value} (the Bundle as one message)"
@@ -604,8 +607,6 @@ def _receipt_outcome(receipt: Receipt) -> dict[str, Any]:
         except msgspec.DecodeError:
             body = None
     if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
-        from engine.formats.fhir import issue as problem_issue
-
         body = rest.outcome([problem_issue(p) for p in receipt.problems])
     issues = list(body.get("issue") or [])
     if receipt.message_id:

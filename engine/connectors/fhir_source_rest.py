@@ -191,9 +191,8 @@ def response_bundle(kind: str, entries: Sequence[dict[str, Any]]) -> dict[str, A
             "entry": [{"response": e} for e in entries]}
 
 
-def part_entry(part: PartReceipt | None, resource: Any, *, transaction: bool,
-               default_status: MessageStatus, message_id: str,
-               problems: Sequence[Problem]) -> dict[str, Any]:
+def part_entry(part: PartReceipt | None, resource: Any, *, default_status: MessageStatus,
+               message_id: str, problems: Sequence[Problem]) -> dict[str, Any]:
     """The `response` of one request entry: its part's receipt when the channel split the
     Bundle, else the whole Bundle's (`default_status`, `message_id`)."""
     status = part.status if part else default_status
