@@ -26,9 +26,11 @@ Decisions a sender will notice:
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import decimal
 import email.utils
+import importlib.util
 import logging
 import re
 from typing import Annotated, Any, NoReturn
@@ -38,7 +40,7 @@ from aiohttp import web
 from msgspec import Meta
 
 from engine.config.base import SourceBase
-from engine.config.types import ByteSize
+from engine.config.types import ByteSize, Duration
 from engine.connectors import fhir_source_rest as rest
 from engine.connectors.base import Deliver, SourceContext
 from engine.connectors.fhir_source_auth import AuthConfig, Authenticator, Client, Refused
@@ -91,11 +93,19 @@ class FhirSourceConfig(SourceBase, tag="fhir", rename={"types": "resources"}, kw
     max_request_size: Annotated[
         ByteSize, Meta(description="larger request bodies are refused with 413 unread")
     ] = ByteSize(10 * 1024 * 1024)
+    read_timeout: Annotated[
+        Duration, Meta(description="time allowed to receive a request's body (408 after)")
+    ] = Duration(30.0)
     subscription: Annotated[
         bool, Meta(description="also a FHIR R4 rest-hook subscription endpoint at the base: "
                                "pings, handshakes and heartbeats are answered and audited, "
                                "event notifications taken as messages")
     ] = False
+
+    def __post_init__(self) -> None:
+        for kind in [*self.types, *self.required]:
+            if importlib.util.find_spec(f"fhir.resources.R4B.{kind.lower()}") is None:
+                raise ValueError(f"{kind} is not a FHIR R4 resource type")
 
     def resources(self) -> list[str]:
         """What this source binds, so validation can catch two channels on one port."""
@@ -363,11 +373,18 @@ class FhirSource:
         if request.content_length is not None and request.content_length > limit:
             raise _Answer(too_big)
         chunks, size = [], 0
-        async for chunk in request.content.iter_chunked(65536):
-            size += len(chunk)
-            if size > limit:
-                raise _Answer(too_big)
-            chunks.append(chunk)
+        try:
+            async with asyncio.timeout(self.config.read_timeout):
+                async for chunk in request.content.iter_chunked(65536):
+                    size += len(chunk)
+                    if size > limit:
+                        raise _Answer(too_big)
+                    chunks.append(chunk)
+        except TimeoutError:
+            slow = _fhir(408, rest.refusal("timeout", "the request body did not arrive in "
+                                                      f"{self.config.read_timeout:g} s"))
+            slow.force_close()
+            raise _Answer(slow) from None
         return b"".join(chunks)
 
     def _entry_wants(self, entries: list[dict[str, Any]], notification: bool

@@ -4,6 +4,7 @@ an issuer's JWKS served on loopback, and the answers for what the channel decide
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -182,3 +183,20 @@ async def test_a_store_that_cannot_take_the_message_is_503_with_retry_after(harn
         conn.exec_driver_sql("DROP TRIGGER refuse")
     status, _, _ = await world.post("/Patient", patient())
     assert status == 201
+
+
+async def test_a_body_that_never_finishes_is_answered_408(harness, tmp_path):
+    port = free_port()
+    await harness.start({"slow": f"""
+        format: fhir
+        source: {{type: fhir, port: {port}, resources: [Patient], auth: {{type: none}},
+                  read_timeout: 0.5s}}
+        destinations: [{{name: files, type: file, directory: {tmp_path / 'out'}}}]
+    """})
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /fhir/Patient HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+json"
+                 b"\r\nContent-Length: 1000\r\n\r\n{\"resourceType\":")  # and then nothing
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert head.startswith(b"HTTP/1.1 408")
+    writer.close()

@@ -162,3 +162,22 @@ def test_oversized_arrays_are_found_at_any_depth():
     assert _oversized_array({"resourceType": "Patient", "name": [{"given": ["x"] * 10}]}) is None
     deep = {"resourceType": "Patient", "name": [{"given": ["x"] * 10}, {"given": [1] * 10_001}]}
     assert _oversized_array(deep) == "Patient.name[1].given"
+
+
+def test_the_source_config_needs_explicit_auth_and_real_resource_types():
+    import msgspec
+
+    from engine.connectors.fhir_source import FhirSourceConfig
+
+    def convert(**given):
+        return msgspec.convert({"type": "fhir", "port": 8081, **given}, FhirSourceConfig)
+
+    with pytest.raises(msgspec.ValidationError, match="auth"):
+        convert(resources=["Patient"])
+    with pytest.raises(msgspec.ValidationError, match="Pateint is not a FHIR R4 resource"):
+        convert(resources=["Pateint"], auth={"type": "none"})
+    with pytest.raises(msgspec.ValidationError, match="Obsrvation"):
+        convert(resources=["Patient"], auth={"type": "users"},
+                required={"Obsrvation": ["code"]})
+    config = convert(resources=["Patient", "Bundle"], auth={"type": "users"})
+    assert config.types == ["Patient", "Bundle"] and config.resources() == ["tcp:8081"]
