@@ -18,6 +18,7 @@ import dataclasses
 import enum
 import logging
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import msgspec
@@ -238,7 +239,11 @@ class Channel:
                 self._drop(taking, "its transaction was refused whole")
             receipt, _ = await self._take(raw, meta, refuse=problems)
             return receipt
-        taken = await asyncio.gather(*(self._commit(t) for t in prepared))
+        # a transaction's parts become durable in one database transaction, a batch's
+        # each in its own (the writer still groups them)
+        stored = asyncio.ensure_future(self._writer.commit(_merged(
+            [t.uow for t in prepared]))) if split.atomic else None
+        taken = await asyncio.gather(*(self._commit(t, stored) for t in prepared))
         receipts = [r for r, _ in taken]
         reply = self.splitter.reply(split, [reply for _, reply in taken],
                                     [r.message_id for r in receipts])
@@ -329,14 +334,16 @@ class Channel:
             self._pending_keys.pop((taking.parsed.sender, taking.parsed.control_id), None)
         taking.trace.end(MessageStatus.REJECTED, why)
 
-    async def _commit(self, taking: _Taking) -> tuple[Receipt, bytes]:
-        """Make a prepared message durable, then answer: the receipt, and this message's
-        own reply for a batch acknowledgement."""
+    async def _commit(self, taking: _Taking, stored: Awaitable[Any] | None = None
+                      ) -> tuple[Receipt, bytes]:
+        """Make a prepared message durable (or wait for `stored`, the commit of a unit
+        holding it), then answer: the receipt, and this message's own reply for a batch
+        acknowledgement."""
         raw, parsed, uow, hop, status, trace = (taking.raw, taking.parsed, taking.uow,
                                                 taking.hop, taking.status, taking.trace)
         try:
             with trace.step("commit"):
-                await self._writer.commit(uow)
+                await (stored if stored is not None else self._writer.commit(uow))
         except Exception as exc:
             log.error("channel %s: could not store an incoming message (%s); answered with "
                       "an error so the sender resends", self.name, exc)
@@ -556,6 +563,17 @@ def _combine(receipts: list[Receipt], reply: bytes) -> Receipt:
                 default=MessageStatus.ACCEPTED)
     first = next((r.message_id for r in receipts if r.message_id), "")
     return Receipt(first, worst, (reply,), replied)
+
+
+def _merged(units: list[UnitOfWork]) -> UnitOfWork:
+    """One unit of work doing what all of `units` do, to commit them all or none."""
+    whole = UnitOfWork()
+    for unit in units:
+        for table, rows in unit.inserts.items():
+            whole.inserts.setdefault(table, []).extend(rows)
+        whole.statements += unit.statements
+        whole.events += unit.events
+    return whole
 
 
 def _located(index: int, problem: Problem) -> Problem:

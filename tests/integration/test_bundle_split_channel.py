@@ -311,3 +311,19 @@ async def test_a_fhirpath_rule_that_cannot_be_evaluated_errors_the_message(runni
     assert [k for k, _ in trail(engine, stored.id)] == [
         "received", "parsed", "errored", "acknowledged"]
     assert "SECRETNAME" not in caplog.text and "1980-02-03" not in caplog.text
+
+
+async def test_a_transaction_is_stored_all_or_nothing(running):
+    """The store refusing part of a transaction refuses all of it; a batch's parts stand
+    alone. (Here the outputs table is gone: the filtered part needs none.)"""
+    _harness, engine, ch = await running(
+        'filter: [{fhirpath: "Patient.birthDate >= @2000-01-01"}]')
+    with engine.services.db.begin() as conn:
+        conn.execute(sa.text("DROP TABLE outputs"))
+    parts = (patient("p1", "ONE", birth="2001-01-01"), patient("p2", "TWO", birth="1950-01-01"))
+    receipt = await deliver(ch, bundle("transaction", *parts))
+    assert [(p.message_id, p.status) for p in receipt.parts] == [("", MessageStatus.ERROR)] * 2
+    assert rows(engine) == []
+    receipt = await deliver(ch, bundle("batch", *parts, stamp="2024-03-02T09:00:00Z"))
+    assert [p.status for p in receipt.parts] == [MessageStatus.ERROR, MessageStatus.FILTERED]
+    assert [r.status for r in rows(engine)] == ["filtered"]
