@@ -36,7 +36,8 @@ Decisions, each for a reason:
 - A `transaction` Bundle is all or nothing, as FHIR defines it: the channel prepares
   every part (parse, validation, filter, mapping) before committing any, and when one is
   refused or fails, the whole Bundle is refused (kept as one rejected message, its
-  problems naming each failing entry) and no part is queued. A sender that chose a
+  problems naming each failing entry) and no part is queued; the parts of one that
+  goes through are committed in one database transaction. A sender that chose a
   transaction cannot handle "two of three Patients went through"; it fixes the entry and
   resends the Bundle. Any other Bundle type (batch, collection, searchset, history, a
   notification) has independent entries: each part succeeds or fails on its own.
