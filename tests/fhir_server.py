@@ -19,7 +19,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from aiohttp import web
 from joserfc import jwt
@@ -193,7 +193,8 @@ class FhirTestServer(LoopbackServer):
         elif query:  # conditional update
             found = self._search(kind, query)
             if len(found) > 1:
-                return 412, outcome(412, "several matches", "multiple-matches"), {}
+                return 412, outcome(412, f"match URL {kind}?{unquote(query)} matched "
+                                         f"{len(found)} resources", "multiple-matches"), {}
             rid = found[0]["id"] if found else f"s{next(self._ids)}"
         existed = (kind, rid) in self.resources
         self.resources[(kind, rid)] = {**resource, "id": rid}

@@ -146,7 +146,8 @@ async def test_conditional_update_finds_the_patient_by_identifier(harness, fhir)
     assert stored["id"] == "srv-7" and stored["name"][0]["family"] == NAME
 
 
-async def test_conditional_update_with_two_matches_is_a_dead_letter(harness, fhir):
+async def test_conditional_update_with_two_matches_is_a_dead_letter(harness, fhir, caplog):
+    caplog.set_level(logging.DEBUG)
     for rid in ("a", "b"):
         fhir.resources[("Patient", rid)] = {"resourceType": "Patient", "id": rid,
                                              "identifier": [{"system": SYSTEM,
@@ -155,6 +156,10 @@ async def test_conditional_update_with_two_matches_is_a_dead_letter(harness, fhi
     [dead] = events(engine, "dead-lettered")
     assert dead["attempt"] == 1 and dead["code"] == "412"
     assert dead["reason"].startswith("HTTP 412 Precondition Failed: 1 issue (error: ")
+    # The identifier rode in the URL; it is in no log line (the server's own words are not
+    # either: its diagnostics quote it).
+    assert any(r.name.startswith("conduit") for r in caplog.records)
+    assert MRN not in caplog.text and MRN not in json.dumps(events(engine))
 
 
 async def test_a_resource_without_the_named_identifier_is_a_dead_letter_unsent(
