@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from engine.store.schema import audit, dead_letter_answers
 from tests.fhir_server import Answer
-from tests.harness import adt, exchange, free_port
+from tests.harness import EngineHarness, adt, exchange, free_port
 from tests.integration.test_api_access import WebHarness, audit_rows, bearer
 from tests.integration.test_fhir_destination import patient_channel
 
@@ -101,3 +101,21 @@ async def test_a_retried_message_that_finally_goes_through_keeps_no_answer(harne
         kept = conn.execute(sa.select(sa.func.count()).select_from(
             dead_letter_answers)).scalar()
     assert [r.status for r in fhir.requests] == [503, 201] and kept == 0
+
+
+async def test_answers_are_kept_and_opened_on_postgresql_too(tmp_path, fhir, pg_url):
+    fhir.default = Answer(422, outcome=DIAGNOSTICS)
+    harness = EngineHarness(tmp_path, store_url=pg_url)
+    try:
+        port = free_port()
+        engine = await harness.start({"adt": patient_channel(port, fhir.url)})
+        await exchange(port, [adt("PG1", MRN, family=NAME)])
+        await harness.settle(lambda: engine.services.stats.count("dead-lettered") == 1)
+        assert engine.services.db.dialect.name == "postgresql"
+        [letter] = engine.services.queue.dead_letters("adt/ehr")
+        assert letter.answer_kept and letter.last_error == REASON
+        content = await engine.ops.content(letter.message_id, "test", "PG check")
+        [answer] = content["answers"]
+        assert json.loads(answer["content"])["issue"][0]["diagnostics"] == DIAGNOSTICS
+    finally:
+        await harness.stop()
