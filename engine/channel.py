@@ -228,10 +228,10 @@ class Channel:
             receipt, _ = await self._take(raw, meta, refuse=tuple(split.problems))
             return receipt
         prepared = await asyncio.gather(*(
-            self._prepare(part, msgspec.structs.replace(meta, size=len(part)), (), detail,
+            self._prepare(part, _part_meta(meta, split.index(i), len(part)), (), detail,
                           control_id)
-            for part, detail, control_id in zip(split.messages, split.details,
-                                                split.control_ids, strict=True)))
+            for i, (part, detail, control_id) in enumerate(zip(
+                split.messages, split.details, split.control_ids, strict=True))))
         if split.atomic and any(t.status in _FAILED for t in prepared):
             problems = tuple(_located(split.index(i), p) for i, t in enumerate(prepared)
                              if t.status in _FAILED for p in t.problems)
@@ -289,6 +289,8 @@ class Channel:
                                   **(received or {})}
         if meta.tls_subject:
             detail["client"] = meta.tls_subject
+        if meta.changes:  # what the source itself set before storing (FHIR meta.lastUpdated)
+            detail["set"] = list(meta.changes)
         uow.record(Event(kind=Kind.RECEIVED, content_hash=digest, detail=detail, **hop))
         status, error, verdict_problems = MessageStatus.ACCEPTED, None, ()
         if parsed is None:
@@ -583,6 +585,14 @@ def _located(index: int, problem: Problem) -> Problem:
     if segment and segment[:1].isupper() and "." in segment:
         where += segment[segment.index("."):]  # Patient.identifier -> ...resource.identifier
     return msgspec.structs.replace(problem, segment=where, field=None)
+
+
+def _part_meta(meta: SourceMeta, index: int, size: int) -> SourceMeta:
+    """The source's facts for one part of a split Bundle: its own size, and only the
+    changes the source made to its entry."""
+    prefix = f"Bundle.entry[{index}]."
+    return msgspec.structs.replace(meta, size=size, changes=tuple(
+        c for c in meta.changes if c.startswith(prefix)))
 
 
 def _problem_detail(problem: Problem) -> dict[str, Any]:

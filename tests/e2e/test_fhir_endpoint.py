@@ -112,6 +112,9 @@ async def test_a_created_patient_is_answered_after_commit_and_becomes_an_adt_a28
     received = [e for e in hops["events"] if e["kind"] == "received"]
     assert received and received[0]["detail"]["client"] == "user:ehr-feed"
     assert received[0]["detail"]["transport"] == "fhir"
+    # The lastUpdated the source set is on record, since the stored Patient differs from
+    # the bytes the client sent.
+    assert received[0]["detail"]["set"] == ["Patient.meta.lastUpdated"]
 
 
 async def test_update_with_a_new_version_becomes_an_adt_a31_and_prefer_is_honoured(endpoint):
@@ -152,6 +155,11 @@ async def test_a_transaction_of_three_patients_gives_three_messages(endpoint):
         "E2ETX0", "E2ETX1", "E2ETX2"]
     ids = {p.stem for p in endpoint.files()}
     assert ids == {loc.split("/")[1] for loc in locations}
+    # Each part's record names only its own entry's stamped lastUpdated.
+    for index, loc in enumerate(locations):
+        hops = await endpoint.api(f"/api/audit?message={loc.split('/')[1]}")
+        (received,) = [e for e in hops["events"] if e["kind"] == "received"]
+        assert received["detail"]["set"] == [f"Bundle.entry[{index}].resource.meta.lastUpdated"]
 
 
 BAD_BODIES = [
