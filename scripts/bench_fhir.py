@@ -6,9 +6,11 @@ from concurrent keep-alive connections (aiohttp), every body unique:
   patient         POST [base]/Patient, one Patient (~1.6 kB, vendor-style extensions)
   bundle20        POST [base], a transaction Bundle of 20 Patients (split per Patient)
 each against a channel with `validation: off` and one with `validation: strict`
-(fhir.resources R4B models). Both channels map to HL7v2 (fhir-to-hl7v2-adt@1) and write
-files, as the shipped example does; a request counts once the engine answered 2xx, which
-it does only after the durable commit.
+(fhir.resources R4B models). Both channels split Bundles per Patient and map to HL7v2
+(fhir-to-hl7v2-adt@1), as the shipped example does, and deliver over HTTP to the same
+local sink as the MLLP benchmark, so the engine does all its work while it is measured;
+a request counts once the engine answered 2xx, which it does only after the durable
+commit.
 The ceiling is `msgspec.json.decode` of the same bodies in one process on one core: the
 least any FHIR endpoint must do per request. Human-readable lines first; the last line is
 one JSON object.
@@ -39,6 +41,8 @@ from bench_engine import (  # a sibling script, not a package
     ROOT,
     BenchError,
     Procs,
+    Sink,
+    cpu_seconds,
     engine_output,
     free_port,
     pct,
@@ -110,7 +114,7 @@ def decode_rate(sample: list[bytes], rounds: int = 5) -> float:
 
 # --- the engine -------------------------------------------------------------------------
 
-def write_config(tmp: Path, ports: dict[str, int]) -> Path:
+def write_config(tmp: Path, ports: dict[str, int], sink_port: int) -> Path:
     """conf/conduit.yaml and one channel per validation level, each with its own port."""
     (tmp / "conf").mkdir()
     (tmp / "channels").mkdir()
@@ -131,8 +135,9 @@ def write_config(tmp: Path, ports: dict[str, int]) -> Path:
             "  auth: {type: users}\n"
             "split: {resource: Patient}\n"
             "mapping: fhir-to-hl7v2-adt@1\n"
-            "destinations:\n  - name: files\n    type: file\n"
-            f"    directory: {tmp / 'out' / validation}\n")
+            "retry:\n  max_attempts: 1000000\n  initial_delay: 200ms\n  max_delay: 1s\n"
+            "destinations:\n  - name: sink\n    type: http\n"
+            f"    url: http://127.0.0.1:{sink_port}/hl7\n")
     return conf
 
 
@@ -213,7 +218,8 @@ async def bench(args: argparse.Namespace, procs: Procs, tmp: Path) -> dict[str, 
 
     # 2. The engine.
     ports = {"off": free_port(), "strict": free_port()}
-    conf = write_config(tmp, ports)
+    sink = await Sink.start(procs)
+    conf = write_config(tmp, ports, sink.port)
     token = await add_user(tmp, conf)
     engine = await start_engine(procs, tmp, conf, list(ports.values()))
     print(f"engine: pid {engine.pid}, FHIR ports {ports}, data in {tmp}")
@@ -226,17 +232,21 @@ async def bench(args: argparse.Namespace, procs: Procs, tmp: Path) -> dict[str, 
             await drive(url, warm, args.connections, token)
             payloads = bodies(case, first, counts[case])
             first += len(payloads) * (20 if case == "bundle20" else 1)
+            cpu0 = cpu_seconds(engine.pid)
             per_s, latencies, codes = await drive(url, payloads, args.connections, token)
+            cpu_ms = 1000 * (cpu_seconds(engine.pid) - cpu0) / len(payloads)
             key = f"{case}_{validation}"
             ceiling = out[f"ceiling_{case}_per_s"]
             out.update({f"{key}_per_s": per_s, f"{key}_p50_ms": pct(latencies, 0.5),
                         f"{key}_p99_ms": pct(latencies, 0.99),
                         f"{key}_not_2xx": sum(n for c, n in codes.items() if c >= 300),
+                        f"{key}_cpu_ms_per_request": cpu_ms,
                         f"{key}_ratio": per_s / ceiling})
             resources = per_s * (20 if case == "bundle20" else 1)
             print(f"{case}, validation {validation}: {per_s:,.0f} requests/s "
                   f"({resources:,.0f} Patients/s), p50 {pct(latencies, 0.5):.1f} ms, "
-                  f"p99 {pct(latencies, 0.99):.1f} ms, statuses {dict(codes)}; "
+                  f"p99 {pct(latencies, 0.99):.1f} ms, {cpu_ms:.2f} ms engine CPU per request, "
+                  f"statuses {dict(codes)}; "
                   f"ratio to msgspec decoding {per_s / ceiling:.4f}")
 
     # 3. Stop.
@@ -248,6 +258,7 @@ async def bench(args: argparse.Namespace, procs: Procs, tmp: Path) -> dict[str, 
         out["engine_exit_code"] = None
     print(f"engine: peak RSS {out['peak_rss_mb']:.0f} MiB; SIGTERM -> exit "
           f"{out['engine_exit_code']}")
+    await sink.stop()
     return out
 
 

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from engine.errors import ConduitError
 from engine.security.roles import Role
+from engine.store.database import reader
 from engine.store.schema import sessions, users
 
 TOKEN_PREFIX = "cdt_"
@@ -43,6 +44,7 @@ def _digest(secret: str) -> str:
 class UserStore:
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
+        self._reader = reader(engine)  # lookups on every request: never behind the writer
 
     def add(self, name: str, role: Role) -> None:
         if not _NAME.match(name):
@@ -78,7 +80,7 @@ class UserStore:
 
     def list(self) -> list[tuple[str, str, bool]]:
         """(name, role, has a token) for every user."""
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             rows = conn.execute(sa.select(users.c.name, users.c.role, users.c.token_hash)
                                 .order_by(users.c.name)).all()
         return [(r.name, r.role, r.token_hash is not None) for r in rows]
@@ -86,7 +88,7 @@ class UserStore:
     def by_token(self, token: str) -> User | None:
         if not token.startswith(TOKEN_PREFIX):
             return None
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             row = conn.execute(sa.select(users.c.name, users.c.role)
                                .where(users.c.token_hash == _digest(token))).first()
         return User(row.name, Role(row.role)) if row else None
@@ -102,7 +104,7 @@ class UserStore:
         return session_id, csrf
 
     def session(self, session_id: str) -> Session | None:
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             row = conn.execute(
                 sa.select(users.c.name, users.c.role, sessions.c.csrf)
                 .select_from(sessions.join(users, users.c.name == sessions.c.user))

@@ -13,6 +13,15 @@ from sqlalchemy import event
 from engine.errors import StoreError
 from engine.store.schema import audit_head, metadata
 
+_READ_ONLY = "conduit_read_only"
+
+
+def reader(engine: sa.Engine) -> sa.Engine:
+    """The same database for lookups that never write (who holds this token?). On SQLite
+    their transactions are deferred: in WAL mode a reader sees the last commit and never
+    queues behind the writer's lock, which every IMMEDIATE transaction takes."""
+    return engine.execution_options(**{_READ_ONLY: True})
+
 
 def default_url(data_dir: str | Path) -> str:
     return f"sqlite:///{Path(data_dir) / 'conduit.db'}"
@@ -41,7 +50,8 @@ def open_database(url: str) -> sa.Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            read_only = conn.get_execution_options().get(_READ_ONLY, False)
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
     else:
         engine = sa.create_engine(url, pool_size=4, max_overflow=4, pool_pre_ping=True)
     try:
