@@ -120,6 +120,8 @@ class Channel:
         self.mapping = mapping
         self.source = source
         self.workers = workers
+        # destinations that get the message as received rather than the mapping's output
+        self._sends_received = {d.name for d in config.destinations if d.send == "received"}
         self.splitter = Splitter(config.split) if config.split is not None else None
         self.filter = Filter(config.filter, first=[self.splitter] if self.splitter else ())
         self.shadow = shadow
@@ -472,7 +474,8 @@ class Channel:
             uow.record(Event(kind=Kind.MAPPED, content_hash=content_hash(result), detail={
                 "mapping": mapping.ref, "output": output_id}, **hop))
         for worker in self.workers:
-            self._queue.put(uow, worker.key, hop["message_id"], output_id, now)
+            sent = None if worker.name in self._sends_received else output_id
+            self._queue.put(uow, worker.key, hop["message_id"], sent, now)
             uow.record(Event(kind=Kind.QUEUED, destination=worker.name, **hop))
         return MessageStatus.ACCEPTED, None, ()
 

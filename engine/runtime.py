@@ -171,7 +171,9 @@ class Engine:
         # Replies are read in the standard of what is sent: an HL7v2 ACK comes back for
         # HL7v2 made from FHIR, whatever the channel itself reads.
         outgoing = (registry.codec_for_content(mapping.emits) if mapping else None) or codec
-        workers = [self._worker(cfg, dest_cfg, outgoing, codec.content_type)
+        workers = [self._worker(cfg, dest_cfg,
+                                codec if dest_cfg.send == "received" else outgoing,
+                                codec.content_type)
                    for dest_cfg in cfg.destinations]
         candidate = self.catalog.get(cfg.shadow) if cfg.shadow else None
         return Channel(cfg, codec=codec, mapping=mapping, source=source, workers=workers,

@@ -7,7 +7,7 @@ Each connector module declares its own config struct by subclassing `SourceBase`
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
@@ -54,3 +54,9 @@ class DestinationBase(msgspec.Struct, tag_field="type", forbid_unknown_fields=Tr
     timeout: Annotated[Duration, Meta(description="limit for one delivery attempt")] = (
         Duration(30.0)
     )
+    send: Annotated[
+        Literal["mapped", "received"],
+        Meta(description="what this destination gets: the mapping's output (mapped), or "
+             "the message as the channel took it on (received), e.g. a FHIR channel "
+             "forwarding the resource to a FHIR server beside its HL7v2 output"),
+    ] = "mapped"

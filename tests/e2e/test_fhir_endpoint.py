@@ -11,6 +11,7 @@ import pytest
 
 from engine.formats.hl7v2 import Hl7Message
 from tests.e2e.support import Daemon, eventually
+from tests.fhir_server import FhirTestServer
 from tests.mllp_receiver import MllpReceiver
 
 CHANNEL = "fhir-to-hl7v2"
@@ -366,3 +367,47 @@ async def test_with_conduit_mllp_out_set_the_adt_is_also_sent_over_mllp(daemon):
         assert await daemon.stop() == 0
     finally:
         await receiver.stop()
+
+
+async def test_with_a_forward_url_the_patient_also_reaches_another_fhir_server(daemon):
+    """Both directions from one post: HL7v2 for the legacy system, and the Patient itself,
+    as received, to another FHIR server by a conditional update on its identifier; each
+    delivery is a hop in the message's audit trail."""
+    server = await FhirTestServer().start()
+    try:
+        daemon.env["CONDUIT_FHIR_FORWARD_URL"] = server.url
+        await daemon.start()
+        token = await _token(daemon, "ehr-feed", "integration")
+        admin = await _token(daemon, "root", "admin")
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": JSON}
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"http://127.0.0.1:{daemon.fhir_port}/fhir/Patient",
+                                 json=patient(), headers=headers) as resp:
+                assert resp.status == 201
+                message_id = resp.headers["X-Conduit-Message-Id"]
+            (put,) = await server.wait_for(1, timeout=20)
+            assert put.method == "PUT" and put.path == "/fhir/Patient"
+            assert put.query == "identifier=urn:oid:2.16.840.1.113883.3.999|E2EFHIR4711"
+            forwarded = put.json()
+            assert forwarded["resourceType"] == "Patient"
+            assert forwarded["name"][0]["family"] == NAME
+            assert forwarded["meta"]["lastUpdated"]  # as stored: with the time it came in
+            # The same message also became HL7v2 in the out folder.
+            out = daemon.data_dir / "out" / CHANNEL / f"{message_id}.hl7"
+            await eventually(out.exists, timeout=20, message="the HL7 file")
+            assert Hl7Message.parse(out.read_text()).value("PID-3.1") == MRN
+
+            async def sent_to() -> set[str]:
+                async with http.get(f"http://127.0.0.1:{daemon.web_port}/api/audit"
+                                    f"?message={message_id}",
+                                    headers={"Authorization": f"Bearer {admin}"}) as r:
+                    events = (await r.json())["events"]
+                return {e["destination"] for e in events if e["kind"] == "sent"}
+
+            async def both_sent() -> bool:
+                return await sent_to() == {"files", "fhir-forward"}
+
+            await eventually(both_sent, timeout=20, message="a sent hop per destination")
+        assert await daemon.stop() == 0
+    finally:
+        await server.stop()
