@@ -623,6 +623,20 @@ def codec_figures(quick: bool) -> dict[str, Any] | None:
     return json.loads(lines[-1])
 
 
+def fhir_figures(quick: bool) -> dict[str, Any] | None:
+    """bench_fhir.py (FHIR ingest against msgspec decoding) in a child process after the
+    engine phases, so the two engines never share the machine; its lines are printed, its
+    JSON kept."""
+    run = subprocess.run([sys.executable, str(SCRIPTS / "bench_fhir.py"),
+                          *(["--quick"] if quick else [])], capture_output=True, text=True)
+    lines = run.stdout.strip().splitlines()
+    if run.returncode != 0 or not lines:
+        print(f"fhir: bench_fhir.py failed: {(run.stderr or run.stdout).strip()[-300:]}")
+        return None
+    print("\n".join(lines[:-1]))
+    return json.loads(lines[-1])
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.splitlines()[0])
     p.add_argument("--messages", type=int, default=20_000, help="measured messages")
@@ -643,6 +657,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="a ~10 s smoke run")
     p.add_argument("--no-codec", dest="codec", action="store_false",
                    help="skip the codec benchmark (scripts/bench --codec-only runs it alone)")
+    p.add_argument("--no-fhir", dest="fhir", action="store_false",
+                   help="skip the FHIR ingest benchmark (scripts/bench --fhir runs it alone)")
     args = p.parse_args(argv)
     if args.quick:
         args.messages, args.warmup = min(args.messages, 2_000), min(args.warmup, 200)
@@ -669,6 +685,7 @@ def main(argv: list[str]) -> int:
         elif not ok:
             print(f"bench: kept {tmp} for a look", file=sys.stderr)
     result["codec"] = codec
+    result["fhir"] = fhir_figures(args.quick) if args.fhir else None
     print(json.dumps({k: (None if v != v else round(v, 3)) if isinstance(v, float) else v
                       for k, v in result.items()}))  # NaN is not JSON: null
     clean = result.get("engine_exit_code") == 0 and not result["not_aa"] and not result["missing"]
