@@ -16,7 +16,8 @@ Which interaction a message becomes (the rule, in order):
      system|value` from the resource's business identifier, so a redelivery after a crash
      makes no duplicate (the server answers 200 and creates nothing).
    - `conditional-update`: PUT `[base]/[type]?identifier=system|value` (the server
-     updates the one match or creates; 412 when several match, a Fail).
+     updates the one match or creates; 412 when several match, a Fail), sent without
+     the resource's id and versionId, which are the sender's, not the server's.
    The business identifier is the first with a value, or the first with the system named
    by `identifier_system`; none is a Fail (no retry could add one). Content that is not
    a FHIR JSON resource is a Fail too.
@@ -30,6 +31,7 @@ request only, never in a reason or a log line.
 
 from __future__ import annotations
 
+import decimal
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -82,6 +84,9 @@ class _Head(msgspec.Struct):
 
 
 _decode_head = msgspec.json.Decoder(_Head).decode
+# Whole resources, numbers kept digit for digit (a FHIR decimal's precision is its digits).
+_decode_exact = msgspec.json.Decoder(float_hook=decimal.Decimal).decode
+_encode_exact = msgspec.json.Encoder(decimal_format="number").encode
 
 
 class FhirDestination(HttpDestination):
@@ -120,6 +125,25 @@ class FhirDestination(HttpDestination):
             headers["If-None-Exist"] = search
             return "POST", f"{base}/{kind}", headers
         return "PUT", f"{base}/{kind}?{search}", headers
+
+    def body_for(self, outbound: Outbound) -> bytes:
+        """A conditional update sends the resource without its id: that id is the
+        sender's, not the receiver's, and FHIR answers 400 when a body's id differs from
+        the resource the search matched. Everything else goes as queued."""
+        if self.config.interaction != "conditional-update":
+            return outbound.content
+        try:
+            resource = _decode_exact(outbound.content)
+        except msgspec.DecodeError:
+            return outbound.content
+        if not isinstance(resource, dict) or "id" not in resource \
+                or resource.get("resourceType") == "Bundle":
+            return outbound.content
+        resource = {k: v for k, v in resource.items() if k != "id"}
+        meta = resource.get("meta")
+        if isinstance(meta, dict) and "versionId" in meta:  # the sender's version, too
+            resource["meta"] = {k: v for k, v in meta.items() if k != "versionId"}
+        return _encode_exact(resource)
 
     def _identifier_search(self, kind: str, identifiers: Any) -> str:
         """`identifier=system|value`, escaped as FHIR search and URL-encoded (a `|` stays

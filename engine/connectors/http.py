@@ -71,6 +71,10 @@ class HttpDestination:
         Raises Unsendable for a message no retry could ever deliver."""
         return self.config.method, self.config.url, {"Content-Type": outbound.content_type}
 
+    def body_for(self, outbound: Outbound) -> bytes:
+        """What is sent: the content as queued, unless a dialect must adjust it."""
+        return outbound.content
+
     def read_answer(self, status: int, headers: Mapping[str, str], body: bytes) -> Delivery:
         """What the receiver's answer means for the queue; subclasses read their
         standard's error bodies for a better (still PHI-free) reason."""
@@ -93,7 +97,7 @@ class HttpDestination:
             headers["Authorization"] = credentials
         try:
             async with self._session.request(
-                method, url, data=outbound.content, headers=headers
+                method, url, data=self.body_for(outbound), headers=headers
             ) as resp:
                 body = await _read_body(resp)
                 if resp.status == 401 and self._auth.refused():

@@ -103,3 +103,27 @@ def test_retry_after_as_seconds_or_an_http_date():
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 -0000") == 0.0  # naive: UTC
     for junk in (None, "", "soon", "-5", "1.5"):
         assert parse_retry_after(junk) is None
+
+
+def sent_body(resource: dict | bytes, **settings) -> bytes:
+    config = FhirDestinationConfig(name="ehr", url=BASE, timeout=Duration(5.0), **settings)
+    body = resource if isinstance(resource, bytes) else json.dumps(resource).encode()
+    return FhirDestination(config, DestinationContext("c")).body_for(
+        Outbound(1, "M", "c", "ehr", body, "application/fhir+json"))
+
+
+def test_a_conditional_update_sends_the_resource_without_the_senders_id_and_version():
+    """The sender's id and versionId are not the receiver's: a body id that differs from
+    the matched resource would be refused (400), so they are left out; decimals keep
+    their digits."""
+    raw = (b'{"resourceType":"Observation","id":"sender-7","meta":{"versionId":"3",'
+           b'"lastUpdated":"2026-03-01T10:00:00Z"},"identifier":[{"system":"urn:a",'
+           b'"value":"X1"}],"valueQuantity":{"value":7.20,"unit":"mmol/L"}}')
+    sent = sent_body(raw, interaction="conditional-update")
+    assert b'"value":7.20' in sent
+    doc = json.loads(sent)
+    assert "id" not in doc and doc["meta"] == {"lastUpdated": "2026-03-01T10:00:00Z"}
+    assert doc["identifier"] == [{"system": "urn:a", "value": "X1"}]
+    # every other interaction sends the content exactly as queued
+    for interaction in ("auto", "create", "update", "conditional-create"):
+        assert sent_body(raw, interaction=interaction) == raw
