@@ -129,7 +129,7 @@ def write_config(tmp: Path, ports: dict[str, int], sink_port: int) -> Path:
         (tmp / "channels" / f"fhir-{validation}.yaml").write_text(
             f"description: scripts/bench_fhir, validation {validation}\n"
             "format: fhir\n"
-            f"validation: \"{validation}\"\n"
+            f"validation: {validation}\n"
             f"source:\n  type: fhir\n  host: 127.0.0.1\n  port: {port}\n"
             "  resources: [Patient, Bundle]\n"
             "  auth: {type: users}\n"

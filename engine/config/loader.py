@@ -207,8 +207,9 @@ class _Converter:
             item = (get_args(base) or (Any, Any))[-1]
             values = {k: self.convert(v, item, (*path, k)) for k, v in value.items()}
             return self._whole(values, tp, path, before)
-        if base is str and path in self.doc.raw:
-            value = self.doc.raw[path]
+        if path in self.doc.raw and (base is str or (origin is Literal and all(
+                isinstance(a, str) for a in get_args(base)))):
+            value = self.doc.raw[path]  # `validation: off` is the word, not YAML's false
         return self._leaf(value, tp, path)
 
     def _union(self, value: Any, tp: Any, base: Any, path: Path_) -> Any:

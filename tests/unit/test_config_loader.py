@@ -70,6 +70,15 @@ def test_good_channel_loads_with_name_from_file_and_positions(project: Path) -> 
     assert str(err) == "channels/c.yaml:3:9: source.port: port clash"
 
 
+def test_validation_off_unquoted_is_the_word_not_yaml_false(project: Path) -> None:
+    """YAML 1.1 reads a bare `off` as false; where the setting is one of some words, the
+    word as written is what the analyst meant."""
+    assert one_channel(project, GOOD + "validation: off\n").config.validation == "off"
+    errors = channel_errors(project, GOOD + "validation: no\n")
+    assert errors == ['channels/c.yaml:8:13: validation: expected one of off, lenient, '
+                      'strict, got text "no"']
+
+
 def test_channels_load_in_name_order_yaml_and_yml(project: Path) -> None:
     write(project, "channels/b.yml", GOOD)
     write(project, "channels/a.yaml", GOOD.replace("2575", "2576"))
