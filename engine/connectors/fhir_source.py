@@ -410,7 +410,8 @@ class FhirSource:
     async def _take(self, request: web.Request, resource: dict[str, Any], client: Client,
                     *, created: bool) -> web.StreamResponse:
         receipt, stamped = await self._deliver_resource(request, resource, client)
-        response = self._single_answer(receipt, stamped, created=created,
+        response = self._single_answer(receipt, stamped, f"{request.scheme}://"
+                                       f"{request.host}{self.base}", created=created,
                                        prefer=_prefer(request))
         return await _send(request, response, receipt)
 
@@ -436,7 +437,8 @@ class FhirSource:
 
     # ------------------------------------------------------------------ answers
 
-    def _single_answer(self, receipt: Receipt, resource: dict[str, Any], *, created: bool,
+    def _single_answer(self, receipt: Receipt, resource: dict[str, Any], base_url: str,
+                       *, created: bool,
                        prefer: str) -> web.StreamResponse:
         mid = receipt.message_id
         code = rest.http_status(receipt.status, receipt.problems, mid, created)
@@ -449,7 +451,9 @@ class FhirSource:
         kind = str(resource.get("resourceType"))
         rid = resource.get("id") if isinstance(resource.get("id"), str) else mid
         version = rest.version_of(resource)
-        headers["Location"] = f"{self.base}/{kind}/{rid}/_history/{version}"
+        # [base] in the spec's Location is the service's absolute base URL, as the client
+        # addressed it
+        headers["Location"] = f"{base_url}/{kind}/{rid}/_history/{version}"
         headers["ETag"] = f'W/"{version}"'
         modified = _http_date(resource)
         if modified:

@@ -92,7 +92,7 @@ async def test_a_created_patient_is_answered_after_commit_and_becomes_an_adt_a28
     status, headers, body = await endpoint.post(body=patient())
     assert status == 201
     message_id = headers["X-Conduit-Message-Id"]
-    assert headers["Location"] == f"/fhir/Patient/{message_id}/_history/1"
+    assert headers["Location"] == f"{endpoint.base}/Patient/{message_id}/_history/1"
     assert headers["ETag"] == 'W/"1"'
     assert headers["Content-Type"].startswith(JSON)
     # The representation is what was taken on, with the server's id and lastUpdated.
@@ -123,7 +123,7 @@ async def test_update_with_a_new_version_becomes_an_adt_a31_and_prefer_is_honour
     status, headers, answer = await endpoint.post(
         "/Patient/p-100", body, method="PUT", headers={"Prefer": "return=OperationOutcome"})
     assert status == 200
-    assert headers["Location"] == "/fhir/Patient/p-100/_history/3"
+    assert headers["Location"] == f"{endpoint.base}/Patient/p-100/_history/3"
     assert headers["Last-Modified"] == "Fri, 01 Mar 2024 10:15:00 GMT"
     assert answer["resourceType"] == "OperationOutcome"
     message_id = headers["X-Conduit-Message-Id"]
