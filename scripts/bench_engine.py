@@ -666,24 +666,33 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def run_bench(bench_fn: Callable[[argparse.Namespace, Procs, Path],
+                                  Awaitable[dict[str, Any]]],
+              args: argparse.Namespace, prefix: str) -> dict[str, Any] | None:
+    """Run one benchmark in a temporary folder, its children killed whatever happens;
+    None (said on stderr, the folder kept) when it could not go on."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    procs = Procs()
+    result = None
+    try:
+        result = run_loop(bench_fn(args, procs, tmp))
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+    finally:
+        procs.kill_all()
+        if result is not None and not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif result is None:
+            print(f"bench: kept {tmp} for a look", file=sys.stderr)
+    return result
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     codec = codec_figures(args.quick) if args.codec else None
-    tmp = Path(tempfile.mkdtemp(prefix="conduit-bench-"))
-    procs = Procs()
-    ok = False
-    try:
-        result = run_loop(bench(args, procs, tmp))
-        ok = True
-    except BenchError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
+    result = run_bench(bench, args, "conduit-bench-")
+    if result is None:
         return 1
-    finally:
-        procs.kill_all()
-        if ok and not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif not ok:
-            print(f"bench: kept {tmp} for a look", file=sys.stderr)
     result["codec"] = codec
     result["fhir"] = fhir_figures(args.quick) if args.fhir else None
     print(json.dumps({k: (None if v != v else round(v, 3)) if isinstance(v, float) else v

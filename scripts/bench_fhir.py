@@ -22,11 +22,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import signal
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -47,7 +45,7 @@ from bench_engine import (  # a sibling script, not a package
     free_port,
     pct,
     proc_status_mb,
-    run_loop,
+    run_bench,
 )
 
 CASES = ("patient", "bundle20")
@@ -277,22 +275,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str]) -> int:
-    args = parse_args(argv)
-    tmp = Path(tempfile.mkdtemp(prefix="conduit-bench-fhir-"))
-    procs = Procs()
-    ok = False
-    try:
-        result = run_loop(bench(args, procs, tmp))
-        ok = True
-    except BenchError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
+    result = run_bench(bench, parse_args(argv), "conduit-bench-fhir-")
+    if result is None:
         return 1
-    finally:
-        procs.kill_all()
-        if ok and not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif not ok:
-            print(f"bench: kept {tmp} for a look", file=sys.stderr)
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v
                       for k, v in result.items()}))
     failed = sum(v for k, v in result.items() if k.endswith("_not_2xx"))

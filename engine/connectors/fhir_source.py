@@ -227,22 +227,23 @@ class FhirSource:
     async def _create(self, request: web.Request, pattern: str) -> web.StreamResponse:
         kind = request.path.rstrip("/").rsplit("/", 1)[-1]
         client = await self._authenticate(request, pattern)
+        resource = await self._read_typed(request, kind)
+        await self._authorize(request, pattern, client, [(kind, CREATE)])
+        return await self._take(request, resource, client, created=True)
+
+    async def _read_typed(self, request: web.Request, kind: str) -> dict[str, Any]:
+        """The body, which must be a resource of the type the URL names."""
         resource = await self._read_resource(request)
         if resource.get("resourceType") != kind:
             raise _Answer(_fhir(400, rest.refusal(
                 "invalid", f"the body is a {_kind_text(resource)}, but this URL takes {kind}",
                 "resourceType")))
-        await self._authorize(request, pattern, client, [(kind, CREATE)])
-        return await self._take(request, resource, client, created=True)
+        return resource
 
     async def _update(self, request: web.Request, pattern: str) -> web.StreamResponse:
         kind, rid = request.path.rstrip("/").rsplit("/", 2)[-2:]
         client = await self._authenticate(request, pattern)
-        resource = await self._read_resource(request)
-        if resource.get("resourceType") != kind:
-            raise _Answer(_fhir(400, rest.refusal(
-                "invalid", f"the body is a {_kind_text(resource)}, but this URL takes {kind}",
-                "resourceType")))
+        resource = await self._read_typed(request, kind)
         if resource.get("id") != rid:
             raise _Answer(_fhir(400, rest.refusal(
                 "invalid", "the resource's id must equal the id in the URL", f"{kind}.id")))

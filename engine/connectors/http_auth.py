@@ -103,25 +103,11 @@ class Authenticator(Protocol):
     async def close(self) -> None: ...
 
 
-class NoAuth:
-    async def authorization(self) -> str | None:
-        return None
-
-    def refused(self) -> bool:
-        return False
-
-    def accepted(self) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
-
-
 class StaticAuth:
-    """A header made once from environment variables (bearer and basic). A 401 is
-    final: the same credentials would be refused again."""
+    """A header made once from environment variables (bearer and basic), or none at
+    all. A 401 is final: the same credentials would be refused again."""
 
-    def __init__(self, make: Callable[[], str]) -> None:
+    def __init__(self, make: Callable[[], str | None]) -> None:
         self._make = make
         self._value: str | None = None
 
@@ -324,4 +310,4 @@ def authenticator_for(config: AuthConfig | None, timeout: float = 30.0) -> Authe
         return StaticAuth(lambda: basic_header(config.username, config.password_env))
     if isinstance(config, SmartBackendAuthConfig):
         return SmartBackendAuth(config, timeout)
-    return NoAuth()
+    return StaticAuth(lambda: None)
