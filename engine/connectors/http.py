@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import logging
 import time
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -24,6 +25,8 @@ from engine.connectors.base import DestinationContext
 from engine.connectors.http_auth import AuthConfig, AuthUnavailable, authenticator_for
 from engine.errors import ConduitError
 from engine.message import Answer, Delivery, Fail, Outbound, Retry, Sent
+
+log = logging.getLogger("conduit.http")
 
 _RETRY_STATUSES = {408, 425, 429}
 MAX_BODY = 8 * 1024 * 1024  # an answer is read up to this; the rest is left unread
@@ -60,6 +63,10 @@ class HttpDestination:
         return str(URL(self.config.url).with_user(None))
 
     async def open(self) -> None:
+        problem = self._auth.problem()
+        if problem:  # say so at start, not only when the first message waits on it
+            log.warning("destination %s: authentication will fail until fixed: %s",
+                        self.config.name, problem)
         self._session = aiohttp.ClientSession(
             headers=dict(self.config.headers),
             timeout=aiohttp.ClientTimeout(total=self.config.timeout),

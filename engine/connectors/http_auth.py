@@ -100,6 +100,11 @@ class Authenticator(Protocol):
         """The server answered something other than 401."""
         ...
 
+    def problem(self) -> str | None:
+        """What keeps the credentials from being made (an unset variable, an unreadable
+        key), checked without asking any server; None when nothing does."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -115,6 +120,13 @@ class StaticAuth:
         if self._value is None:
             self._value = self._make()
         return self._value
+
+    def problem(self) -> str | None:
+        try:
+            self._make()
+        except AuthUnavailable as exc:
+            return str(exc)
+        return None
 
     def refused(self) -> bool:
         return False
@@ -193,6 +205,13 @@ class SmartBackendAuth:
         self.fetched = 0  # tokens fetched, for tests and the curious
 
     # -- the assertion ----------------------------------------------------------------
+
+    def problem(self) -> str | None:
+        try:
+            self._key = self._key or self._load_key()
+        except AuthUnavailable as exc:
+            return str(exc)
+        return None
 
     def _load_key(self) -> RSAKey | ECKey:
         path = Path(self.config.private_key_file)

@@ -50,10 +50,13 @@ async def test_bearer_token_from_the_environment(harness, fhir, monkeypatch):
 
 
 async def test_an_unset_token_variable_is_retried_not_dead_lettered(harness, fhir,
-                                                                    monkeypatch):
+                                                                    monkeypatch, caplog):
     monkeypatch.delenv("EHR_TOKEN", raising=False)
     fhir.accept = {"Bearer late"}
+    caplog.set_level(logging.WARNING, logger="conduit.http")
     engine, port = await start(harness, fhir, "{type: bearer, token_env: EHR_TOKEN}")
+    # said at start, before any message waits on it
+    await harness.settle(lambda: "environment variable EHR_TOKEN is not set" in caplog.text)
     await exchange(port, [adt("A0", "MRN0")])
     await harness.settle(lambda: len(events(engine, "retried")) >= 1)
     assert events(engine, "retried")[0]["reason"] == (

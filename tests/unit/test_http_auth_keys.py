@@ -42,6 +42,14 @@ def test_an_unusable_key_is_named_not_shown(tmp_path, write, why):
     assert str(path) in str(caught.value)
     secret = path.read_text()[30:60] if path.exists() else ""
     assert not secret or secret not in str(caught.value)
+    # the same reason is what the destination warns about when it opens
+    assert auth(path).problem() == str(caught.value)
+
+
+def test_a_usable_key_is_no_problem(tmp_path):
+    path = tmp_path / "key.pem"
+    path.write_bytes(RSAKey.generate_key(2048).as_pem(private=True))
+    assert auth(path).problem() is None
 
 
 def test_a_key_for_the_other_algorithm_is_refused(tmp_path):
