@@ -11,6 +11,7 @@ from engine.cli.admin import (
     cmd_audit_show,
     cmd_audit_verify,
     cmd_keys_rotate,
+    cmd_queue_dead,
     cmd_queue_list,
     cmd_queue_retry,
     cmd_users,
@@ -44,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                                               required=True)
     queue.add_parser("list", help="depth, in-flight, retrying, dead").set_defaults(
         func=cmd_queue_list)
+    dead = queue.add_parser("dead", help="a destination's newest dead letters and why")
+    dead.add_argument("destination", metavar="DESTINATION",
+                      help="CHANNEL/DESTINATION, or a destination name that is unique")
+    dead.add_argument("--limit", type=int, default=20, help="how many (newest first)")
+    dead.set_defaults(func=cmd_queue_dead)
     retry = queue.add_parser("retry", help="put a destination's dead letters back")
     retry.add_argument("destination", metavar="DESTINATION",
                        help="CHANNEL/DESTINATION, or a destination name that is unique")

@@ -64,18 +64,44 @@ def cmd_queue_list(args: argparse.Namespace) -> int:
     return with_services(args, body)
 
 
+async def _destination(svc, given: str) -> str | None:
+    """CHANNEL/DESTINATION from what was typed (a destination name that is unique will
+    do); None, said on stderr, when it is ambiguous or unknown."""
+    if "/" in given:
+        return given
+    names = {s.destination for s in await asyncio.to_thread(svc.queue.stats)
+             if s.destination.endswith("/" + given)}
+    if len(names) != 1:
+        which = ", ".join(sorted(names)) or "none has dead letters"
+        print(f"give the destination as CHANNEL/DESTINATION ({which})", file=sys.stderr)
+        return None
+    return names.pop()
+
+
+def cmd_queue_dead(args: argparse.Namespace) -> int:
+    """The newest dead letters of one destination: ids and PHI-free reasons; a
+    receiver's own answer is read with the message's content (API or status page)."""
+    async def body(svc) -> int:
+        target = await _destination(svc, args.destination)
+        if target is None:
+            return 2
+        dead = await asyncio.to_thread(svc.queue.dead_letters, target, args.limit)
+        print(f"{'MESSAGE':<28} {'ATTEMPTS':>8}  {'ANSWER':<6}  REASON")
+        for d in dead:
+            print(f"{d.message_id:<28} {d.attempts:>8}  {'kept' if d.answer_kept else '-':<6}"
+                  f"  {d.last_error or ''}")
+        if not dead:
+            print(f"(no dead letters on {target})")
+        return 0
+
+    return with_services(args, body)
+
+
 def cmd_queue_retry(args: argparse.Namespace) -> int:
     async def body(svc) -> int:
-        target = args.destination
-        if "/" not in target:
-            names = {s.destination for s in await asyncio.to_thread(svc.queue.stats)
-                     if s.destination.endswith("/" + target)}
-            if len(names) != 1:
-                which = ", ".join(sorted(names)) or "none has dead letters"
-                print(f"give the destination as CHANNEL/DESTINATION ({which})",
-                      file=sys.stderr)
-                return 2
-            target = names.pop()
+        target = await _destination(svc, args.destination)
+        if target is None:
+            return 2
         count = await svc.writer.commit(svc.queue.replay(target, actor()))
         print(f"requeued {count} dead letter(s) on {target}")
         return 0

@@ -67,6 +67,13 @@ async def test_dead_letter_then_retry_from_the_cli(daemon: Daemon,
     await eventually(dead_on_fhir, timeout=10, interval=0.3,
                      message=f"`conduit queue list` to show 1 dead on {FHIR_DESTINATION}")
     assert fhir.received == []
+    # why, without the receiver's own words (they may quote the patient)
+    dead = await daemon.cli("queue", "dead", "fhir-server")
+    assert dead.returncode == 0, dead.stderr
+    [row] = [line for line in dead.stdout.splitlines() if line.startswith(message_id)]
+    assert row.split()[1:3] == ["1", "kept"]
+    assert "HTTP 400 Bad Request" in row
+    assert msg.mrn not in dead.stdout
 
     retry = await daemon.cli("queue", "retry", FHIR_DESTINATION)
     assert retry.returncode == 0, retry.stderr
