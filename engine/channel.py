@@ -591,11 +591,11 @@ def _located(index: int, problem: Problem) -> Problem:
 
 
 def _part_meta(meta: SourceMeta, index: int, size: int) -> SourceMeta:
-    """The source's facts for one part of a split Bundle: its own size, and only the
-    changes the source made to its entry."""
+    """The source's facts for one part of a split Bundle: its own size, the changes the
+    source made to its entry, and those to the whole body (a conversion from XML)."""
     prefix = f"Bundle.entry[{index}]."
     return msgspec.structs.replace(meta, size=size, changes=tuple(
-        c for c in meta.changes if c.startswith(prefix)))
+        c for c in meta.changes if c.startswith(prefix) or not c.startswith("Bundle.")))
 
 
 def _problem_detail(problem: Problem) -> dict[str, Any]:

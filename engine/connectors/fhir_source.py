@@ -19,8 +19,11 @@ Decisions a sender will notice:
   the message is stored, so the stored message is what the mapping read (HL7v2 MSH-7
   comes from it). Where the sender set one, it is kept. Stamped messages say so in their
   "received" audit detail (SourceMeta.changes).
-- JSON only: XML would need lxml and a second parser for a format few senders use;
-  application/fhir+xml is answered 415 (and Accept asking only for XML, 406).
+- JSON and XML: an XML body (application/fhir+xml, or application/xml, text/xml) is
+  turned into FHIR JSON first (engine.formats.fhir_xml), so the channel, the store and
+  the mappings only ever see JSON; the "received" audit event says it was converted.
+  XML that is no FHIR resource is a 400 and stores nothing, as unreadable JSON is.
+  Answers follow `_format`, else Accept (q values), else the request's own format.
 - No access log: URLs name resource ids, which may be identifiers.
 """
 
@@ -45,6 +48,7 @@ from engine.connectors import fhir_source_rest as rest
 from engine.connectors.base import Deliver, SourceContext
 from engine.connectors.fhir_source_auth import AuthConfig, Authenticator, Client, Refused
 from engine.events import Event, Kind
+from engine.formats import fhir_xml
 from engine.formats.fhir import issue as problem_issue
 from engine.message import MessageStatus, Receipt, SourceMeta
 from engine.security.jwt import CREATE, UPDATE
@@ -59,6 +63,9 @@ _ENVELOPES = ("Parameters", "SubscriptionStatus")  # a notification's status ent
 MESSAGE_ID_HEADER = "X-Conduit-Message-Id"
 _PINGS = ("handshake", "heartbeat", "query-status")
 _RAW = web.RequestKey("conduit_raw", bytes)  # the body as read, until it is delivered
+_FROM_XML = web.RequestKey("conduit_from_xml", bool)  # the body came as XML
+CONVERTED = "converted from application/fhir+xml"  # SourceMeta.changes: all of the body
+_XML_INLINE = 256 * 1024  # larger XML bodies are converted off the event loop
 # No FHIR resource repeats an element this often; a body that does is built to make
 # validation and mapping spend seconds of CPU (200,000 items: 2 s of model validation).
 MAX_ARRAY_ITEMS = 10_000
@@ -178,17 +185,17 @@ class FhirSource:
                 raise _Answer(_fhir(404, rest.refusal(
                     "not-supported", "no such FHIR interaction at this endpoint; "
                     f"see {self.base}/metadata")))
-            return await handler(request, pattern)
+            return _negotiated(request, await handler(request, pattern))
         except _Answer as answer:
             if answer.response.status >= 400 and answer.response.status not in (401, 403):
                 log.info("fhir %s: %s %s answered %d", self.address, request.method, pattern,
                          answer.response.status)
-            return answer.response
+            return _negotiated(request, answer.response)
         except Exception as exc:  # a bug must cost one request, never the daemon
             log.error("fhir %s: %s %s failed (%s)", self.address, request.method, pattern,
                       type(exc).__name__)
-            return _fhir(500, rest.refusal("exception", "the engine failed on this request; "
-                                                        "nothing was taken on"))
+            return _negotiated(request, _fhir(500, rest.refusal(
+                "exception", "the engine failed on this request; nothing was taken on")))
 
     def _route(self, request: web.Request) -> tuple[str, Any, list[str]]:
         """(route pattern, handler or None, methods allowed on this path)."""
@@ -296,10 +303,10 @@ class FhirSource:
     # ------------------------------------------------------------------ steps
 
     def _answer_type(self, request: web.Request) -> None:
-        if rest.answer_type(request.headers.get("Accept", ""),
-                            request.query.get("_format")) is None:
+        if _wanted(request) is None:
             raise _Answer(_fhir(406, rest.refusal(
-                "not-supported", "this endpoint answers in application/fhir+json only")))
+                "not-supported", "this endpoint answers in application/fhir+json or "
+                                 "application/fhir+xml only")))
 
     async def _authenticate(self, request: web.Request, pattern: str) -> Client:
         self._answer_type(request)
@@ -335,18 +342,21 @@ class FhirSource:
                             **headers))
 
     async def _read_resource(self, request: web.Request) -> dict[str, Any]:
-        """The request body as a JSON object with a resourceType, or a refusal: 415 for
-        another Content-Type, 413 over the size limit (read no further), 400 when it is
-        no FHIR resource."""
+        """The request body as a JSON object with a resourceType (XML converted), or a
+        refusal: 415 for another Content-Type, 413 over the size limit (read no further),
+        400 when it is no FHIR resource."""
         fmt = rest.body_format(request.headers.get("Content-Type", ""),
                                request.query.get("_format"))
-        if fmt != "json":
-            hint = " (XML is not supported)" if fmt == "xml" else ""
+        if fmt == "other":
             raise _Answer(_fhir(415, rest.refusal(
-                "not-supported", f"send the resource as application/fhir+json{hint}")))
+                "not-supported", "send the resource as application/fhir+json or "
+                                 "application/fhir+xml")))
         raw = await self._read_body(request)
         if not raw.strip():
             raise _Answer(_fhir(400, rest.refusal("required", "the request has no body")))
+        if fmt == "xml":
+            raw = await _from_xml(raw)
+            request[_FROM_XML] = True
         try:
             body = _decode(raw)
         except msgspec.DecodeError as exc:
@@ -423,6 +433,8 @@ class FhirSource:
         now = dt.datetime.now(dt.UTC)
         stamped, changes = _stamp(resource, rest.instant(now))
         raw = _encode(stamped) if changes else request[_RAW]
+        if request.get(_FROM_XML):
+            changes.insert(0, CONVERTED)
         assert self._deliver is not None
         peer = request.transport.get_extra_info("peername") if request.transport else None
         meta = SourceMeta("fhir", f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "",
@@ -514,6 +526,7 @@ class FhirSource:
 async def _send(request: web.Request, response: web.Response, receipt: Receipt
                 ) -> web.Response:
     """Write the answer, then let the channel audit that it was acknowledged."""
+    response = _negotiated(request, response)
     await response.prepare(request)
     await response.write_eof()
     receipt.replied()
@@ -523,6 +536,45 @@ async def _send(request: web.Request, response: web.Response, receipt: Receipt
 def _fhir(status: int, body: dict[str, Any], **headers: str) -> web.Response:
     return web.Response(status=status, body=_encode(body), headers=headers,
                         content_type=rest.FHIR_JSON, charset="utf-8")
+
+
+async def _from_xml(raw: bytes) -> bytes:
+    """An XML body as the FHIR JSON a JSON sender would have sent, or a 400. Large bodies
+    are converted in a thread so one sender cannot stall every other request."""
+    try:
+        if len(raw) > _XML_INLINE:
+            resource = await asyncio.to_thread(fhir_xml.to_json, raw)
+        else:
+            resource = fhir_xml.to_json(raw)
+    except fhir_xml.XmlError as exc:
+        raise _Answer(_fhir(400, rest.refusal(exc.code, str(exc), exc.expression))) from None
+    return _encode(resource)
+
+
+def _wanted(request: web.Request) -> str | None:
+    """The media type the client wants its answer in (None: nothing we write)."""
+    own = rest.body_format(request.headers.get("Content-Type", ""),
+                           request.query.get("_format"))
+    return rest.answer_type(request.headers.get("Accept", ""), request.query.get("_format"),
+                            "xml" if own == "xml" else "json")
+
+
+def _negotiated(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    """The answer in XML when the client wants XML (it is built as JSON everywhere).
+    The rare answer that cannot be written as XML (a representation whose narrative div
+    is no XHTML) stays JSON rather than fail after the commit."""
+    if response.prepared or not isinstance(response, web.Response) or \
+            response.content_type != rest.FHIR_JSON or not isinstance(response.body, bytes) \
+            or _wanted(request) != rest.FHIR_XML:
+        return response
+    try:
+        response.body = fhir_xml.to_xml(_decode(response.body))
+    except (fhir_xml.XmlError, msgspec.DecodeError) as exc:
+        log.info("fhir: an answer stays JSON (%s)", type(exc).__name__)
+        return response
+    response.headers.pop("Content-Length", None)
+    response.content_type = rest.FHIR_XML
+    return response
 
 
 def _kind_text(resource: dict[str, Any]) -> str:

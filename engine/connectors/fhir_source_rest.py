@@ -36,20 +36,30 @@ def media_type(header: str) -> str:
     return header.split(";", 1)[0].strip().lower()
 
 
-def answer_type(accept: str, format_param: str | None) -> str | None:
-    """The media type to answer in (always FHIR JSON), or None when the client accepts
-    nothing we write (406). `_format` overrides Accept, as the spec says."""
+def answer_type(accept: str, format_param: str | None, body: str = "json") -> str | None:
+    """The media type to answer in, or None when the client accepts nothing we write
+    (406). `_format` overrides Accept, as the spec says; without either, or for a
+    wildcard, the answer is in the request's own format (`body`: "json" or "xml");
+    otherwise the format of the higher q value, the request's on a tie."""
+    own = FHIR_XML if body == "xml" else FHIR_JSON
     if format_param:
-        return FHIR_JSON if _FORMAT_PARAM.get(format_param.strip().lower()) == FHIR_JSON \
-            else None
+        return _FORMAT_PARAM.get(format_param.strip().lower())
     if not accept.strip():
-        return FHIR_JSON
+        return own
+    named: dict[str, float] = {}
+    wildcard = 0.0
     for part in accept.split(","):
-        kind = media_type(part)
-        q = _quality(part)
-        if q > 0 and kind in (*JSON_TYPES, "*/*", "application/*"):
-            return FHIR_JSON
-    return None
+        kind, q = media_type(part), _quality(part)
+        if kind in JSON_TYPES or kind in XML_TYPES:
+            fmt = FHIR_JSON if kind in JSON_TYPES else FHIR_XML
+            named[fmt] = max(named.get(fmt, 0.0), q)
+        elif kind in ("*/*", "application/*"):
+            wildcard = max(wildcard, q)
+    scores = {fmt: named.get(fmt, wildcard) for fmt in (own, FHIR_JSON, FHIR_XML)}
+    best = max(scores.values())
+    if best <= 0:
+        return None
+    return next(fmt for fmt, q in scores.items() if q == best)
 
 
 def _quality(part: str) -> float:
@@ -64,7 +74,7 @@ def _quality(part: str) -> float:
 
 
 def body_format(content_type: str, format_param: str | None) -> str:
-    """"json", "xml" (a FHIR format we do not read) or "other" for a request body."""
+    """"json", "xml" or "other" for a request body."""
     kind = media_type(content_type)
     if not kind and format_param:  # a body without Content-Type: _format may say
         kind = _FORMAT_PARAM.get(format_param.strip().lower(), "")
@@ -94,7 +104,7 @@ def capability_statement(resources: Sequence[str], *, bundles: bool, subscriptio
                          auth: str, base_url: str, now: dt.datetime) -> dict[str, Any]:
     """What this endpoint accepts, and nothing more: create and update per resource type,
     batch and transaction when Bundles are taken, the security service when tokens are
-    required. JSON only (see the source's docstring on XML)."""
+    required. Both formats, by R4's short codes for them (CapabilityStatement.format)."""
     rest: dict[str, Any] = {
         "mode": "server",
         "documentation": "Conduit interface engine: messages are taken on, mapped and "
@@ -124,7 +134,7 @@ def capability_statement(resources: Sequence[str], *, bundles: bool, subscriptio
         "software": {"name": "Conduit", "version": __version__},
         "implementation": {"description": "Conduit FHIR source", "url": base_url},
         "fhirVersion": FHIR_VERSION,
-        "format": ["json"],
+        "format": ["json", "xml"],
         "rest": [rest],
     }
     if subscription:

@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from engine.formats import fhir_xml
 from engine.formats.hl7v2 import Hl7Message
 from tests.e2e.support import Daemon, eventually
 from tests.fhir_server import FhirTestServer
@@ -16,6 +17,7 @@ from tests.mllp_receiver import MllpReceiver
 
 CHANNEL = "fhir-to-hl7v2"
 JSON = "application/fhir+json"
+XML = "application/fhir+xml"
 NAME = "Quixotically"  # a family name nobody else uses, to look for in logs
 MRN = "E2EFHIR4711"
 
@@ -53,7 +55,7 @@ class Endpoint:
         async with self.http.request(method, self.base + path, data=data,
                                      headers={**self.headers, **(headers or {})}) as resp:
             text = await resp.read()
-            return resp.status, resp.headers, json.loads(text) if text else None
+            return resp.status, resp.headers, answer_of(resp.headers, text)
 
     async def api(self, path: str) -> Any:
         url = f"http://127.0.0.1:{self.daemon.web_port}{path}"
@@ -82,6 +84,29 @@ async def endpoint(daemon: Daemon):
         yield Endpoint(daemon, http, token, admin)
     if daemon.running:
         assert await daemon.stop() == 0
+
+
+def answer_of(headers: Any, body: bytes) -> Any:
+    """The answer as JSON, read from XML when the endpoint answered in XML."""
+    if not body:
+        return None
+    if headers.get("Content-Type", "").startswith(XML):
+        return fhir_xml.to_json(body)
+    return json.loads(body)
+
+
+def patient_xml(mrn: str = MRN, family: str = NAME) -> str:
+    """A Patient as an XML-speaking EHR sends it: a primitive extension, a comment."""
+    return f"""<Patient xmlns="http://hl7.org/fhir">
+  <!-- sent by an XML feed -->
+  <identifier><system value="urn:oid:2.16.840.1.113883.3.999"/><value value="{mrn}"/>
+  </identifier>
+  <name><family value="{family}"/><given value="Zebulon"/></name>
+  <gender value="male"/>
+  <birthDate value="1961-07-04"><extension
+      url="http://hl7.org/fhir/StructureDefinition/patient-birthTime">
+    <valueDateTime value="1961-07-04T06:30:00-04:00"/></extension></birthDate>
+</Patient>"""
 
 
 def hl7(path) -> Hl7Message:
@@ -189,8 +214,21 @@ BAD_BODIES = [
     ("a JSON string", "/Patient", b'"Patient"', JSON, 400),
     ("malformed JSON", "/Patient", b'{"resourceType": "Patient",', JSON, 400),
     ("no resourceType", "/Patient", b'{"name": []}', JSON, 400),
-    ("XML", "/Patient", b'<Patient xmlns="http://hl7.org/fhir"/>', "application/fhir+xml",
-     415),
+    ("malformed XML", "/Patient", b'<Patient xmlns="http://hl7.org/fhir"><name>', XML, 400),
+    ("XML in no namespace", "/Patient", b"<Patient/>", XML, 400),
+    ("XML with an unknown element", "/Patient",
+     b'<Patient xmlns="http://hl7.org/fhir"><nickname value="Zeb"/></Patient>', XML, 400),
+    ("XML with an external entity", "/Patient",
+     b'<?xml version="1.0"?><!DOCTYPE Patient [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+     b'<Patient xmlns="http://hl7.org/fhir"><name><family value="&x;"/></name></Patient>',
+     XML, 400),
+    ("XML billion laughs", "/Patient",
+     b'<?xml version="1.0"?><!DOCTYPE Patient [<!ENTITY a "aaaaaaaaaa">'
+     + b"".join(b'<!ENTITY %c "%s">' % (98 + i, b"&%c;" % (97 + i) * 10) for i in range(8))
+     + b']><Patient xmlns="http://hl7.org/fhir"><name><family value="&i;"/></name></Patient>',
+     XML, 400),
+    ("XML that is valid but has no identifier", "/Patient",
+     b'<Patient xmlns="http://hl7.org/fhir"/>', XML, 422),
     ("a form", "/Patient", b"a=b", "application/x-www-form-urlencoded", 415),
     ("over the size limit", "/Patient", b'{"resourceType":"Patient","x":"' + b"a" * (11 << 20)
      + b'"}', JSON, 413),
@@ -213,7 +251,8 @@ async def test_bad_and_malicious_bodies_get_clean_answers_and_nothing_is_queued(
             assert expected == 413, what
             continue
         assert status == expected, f"{what}: {status} {answer}"
-        assert headers["Content-Type"].startswith(JSON), what
+        # Answered in the request's format (the client's Accept is */*).
+        assert headers["Content-Type"].startswith(XML if content_type == XML else JSON), what
         assert answer["resourceType"] == "OperationOutcome", what
         issue = answer["issue"][0]
         assert issue["severity"] == "error" and issue["code"] and issue["diagnostics"], what
@@ -269,8 +308,74 @@ async def test_unsupported_interactions_are_404_or_405_with_an_outcome(endpoint)
             assert resp.status == expected, (method, path)
             assert (await resp.json())["issue"][0]["code"] == "not-supported"
     async with endpoint.http.get(f"{endpoint.base}/metadata",
-                                 headers={"Accept": "application/fhir+xml"}) as resp:
+                                 headers={"Accept": "text/html"}) as resp:
         assert resp.status == 406
+    async with endpoint.http.get(f"{endpoint.base}/metadata",
+                                 headers={"Accept": "application/fhir+xml"}) as resp:
+        assert resp.status == 200 and resp.headers["Content-Type"].startswith(XML)
+        statement = fhir_xml.to_json(await resp.read())
+    assert statement["resourceType"] == "CapabilityStatement"
+    assert statement["format"] == ["json", "xml"]
+
+
+async def test_a_patient_posted_as_xml_becomes_an_adt_a28_and_is_answered_in_xml(endpoint):
+    status, headers, body = await endpoint.post(
+        raw=patient_xml().encode(), headers={"Content-Type": XML, "Accept": XML})
+    assert status == 201, body
+    assert headers["Content-Type"].startswith(XML)
+    message_id = headers["X-Conduit-Message-Id"]
+    assert headers["Location"] == f"{endpoint.base}/Patient/{message_id}/_history/1"
+    # The representation, read back from its XML: what was taken on, primitive
+    # extension and all.
+    assert body["resourceType"] == "Patient" and body["id"] == message_id
+    assert body["meta"]["lastUpdated"].endswith("Z")
+    assert body["_birthDate"]["extension"][0]["valueDateTime"] == "1961-07-04T06:30:00-04:00"
+    await eventually(lambda: len(endpoint.files()) == 1, timeout=20, message="an HL7 file")
+    adt = hl7(endpoint.files()[0])
+    assert (adt.value("MSH-9.2"), adt.value("PID-3.1"), adt.value("PID-5.1"),
+            adt.value("PID-5.2")) == ("A28", MRN, NAME, "Zebulon")
+    hops = await endpoint.api(f"/api/audit?message={message_id}")
+    (received,) = [e for e in hops["events"] if e["kind"] == "received"]
+    assert received["detail"]["set"] == ["converted from application/fhir+xml",
+                                         "Patient.meta.lastUpdated"]
+    # _format overrides Accept; Accept JSON gets JSON for an XML request.
+    for headers, query in (({"Accept": XML}, "?_format=json"), ({"Accept": JSON}, "")):
+        status, answer_headers, body = await endpoint.post(
+            f"/Patient{query}", raw=patient_xml(mrn="E2EXML2").encode(),
+            headers={"Content-Type": XML, **headers})
+        assert status == 201 and answer_headers["Content-Type"].startswith(JSON)
+        assert body["identifier"][0]["value"] == "E2EXML2"
+    # A JSON request with Accept XML is answered in XML.
+    status, answer_headers, body = await endpoint.post(
+        body=patient(mrn="E2EXML3"), headers={"Accept": f"{JSON};q=0.5, {XML}"})
+    assert status == 201 and answer_headers["Content-Type"].startswith(XML)
+    assert body["identifier"][0]["value"] == "E2EXML3"
+
+
+async def test_a_transaction_in_xml_is_answered_with_a_transaction_response_in_xml(endpoint):
+    entries = "".join(f"""<entry>
+      <fullUrl value="urn:uuid:0000000{i}-0000-4000-8000-000000000000"/>
+      <resource>{patient_xml(mrn=f"E2EXMLTX{i}", family=f"XMLFAMILY{i}")}</resource>
+      <request><method value="POST"/><url value="Patient"/></request>
+    </entry>""" for i in range(3))
+    bundle = f'<Bundle xmlns="http://hl7.org/fhir"><type value="transaction"/>{entries}</Bundle>'
+    status, headers, answer = await endpoint.post(
+        "", raw=bundle.encode(), headers={"Content-Type": XML})
+    assert status == 200, answer
+    assert headers["Content-Type"].startswith(XML)
+    assert answer["resourceType"] == "Bundle" and answer["type"] == "transaction-response"
+    assert [e["response"]["status"] for e in answer["entry"]] == ["201 Created"] * 3
+    locations = [e["response"]["location"] for e in answer["entry"]]
+    await eventually(lambda: len(endpoint.files()) == 3, timeout=20, message="3 HL7 files")
+    assert sorted((hl7(p).value("PID-3.1"), hl7(p).value("PID-5.1"))
+                  for p in endpoint.files()) == [
+        (f"E2EXMLTX{i}", f"XMLFAMILY{i}") for i in range(3)]
+    for index, loc in enumerate(locations):
+        hops = await endpoint.api(f"/api/audit?message={loc.split('/')[1]}")
+        (received,) = [e for e in hops["events"] if e["kind"] == "received"]
+        assert received["detail"]["set"] == [
+            "converted from application/fhir+xml",
+            f"Bundle.entry[{index}].resource.meta.lastUpdated"]
 
 
 async def test_subscription_notifications(endpoint):
@@ -320,6 +425,10 @@ async def test_no_patient_data_reaches_the_log(endpoint):
     await endpoint.post("/Patient/x", patient(id=MRN), method="PUT")
     await endpoint.post(raw=f'{{"resourceType": "{NAME}"}}'.encode())
     await endpoint.post(f"/{NAME}", patient())
+    for xml in (patient_xml().replace("</Patient>", ""),  # malformed
+                patient_xml().replace("<gender", f"<{NAME}"),  # an unknown element
+                patient_xml().replace('value="male"', f'value="{NAME}"')):  # invalid code
+        await endpoint.post(raw=xml.encode(), headers={"Content-Type": XML})
     await eventually(lambda: len(endpoint.files()) == 1, timeout=20, message="an HL7 file")
     await endpoint.daemon.stop()
     logs = endpoint.daemon.logs()

@@ -15,20 +15,36 @@ from engine.security.jwt import CREATE, UPDATE, grants
 NOW = dt.datetime(2026, 3, 1, 10, 15, 30, 123456, tzinfo=dt.UTC)
 
 
-@pytest.mark.parametrize(("accept", "fmt", "expected"), [
-    ("", None, rest.FHIR_JSON),
-    ("application/fhir+json", None, rest.FHIR_JSON),
-    ("application/json", None, rest.FHIR_JSON),
-    ("application/fhir+json; fhirVersion=4.0", None, rest.FHIR_JSON),
-    ("text/html, */*;q=0.1", None, rest.FHIR_JSON),
-    ("application/fhir+xml", None, None),
-    ("application/fhir+xml, application/fhir+json;q=0", None, None),
-    ("application/fhir+xml", "json", rest.FHIR_JSON),  # _format overrides Accept
-    ("", "xml", None),
-    ("", "application/fhir+json", rest.FHIR_JSON),
+XML = rest.FHIR_XML
+
+
+@pytest.mark.parametrize(("accept", "fmt", "body", "expected"), [
+    ("", None, "json", rest.FHIR_JSON),
+    ("", None, "xml", XML),  # no Accept: the request's own format
+    ("application/fhir+json", None, "xml", rest.FHIR_JSON),
+    ("application/json", None, "json", rest.FHIR_JSON),
+    ("application/fhir+json; fhirVersion=4.0", None, "json", rest.FHIR_JSON),
+    ("text/html, */*;q=0.1", None, "json", rest.FHIR_JSON),
+    ("text/html, */*;q=0.1", None, "xml", XML),
+    ("application/fhir+xml", None, "json", XML),
+    ("application/xml", None, "json", XML),
+    ("application/fhir+xml, application/fhir+json;q=0", None, "json", XML),
+    ("application/fhir+json;q=0.5, application/fhir+xml;q=0.9", None, "json", XML),
+    ("application/fhir+xml;q=0.5, application/fhir+json;q=0.9", None, "xml", rest.FHIR_JSON),
+    ("application/fhir+xml, application/fhir+json", None, "json", rest.FHIR_JSON),  # a tie
+    ("application/fhir+xml, application/fhir+json", None, "xml", XML),
+    ("application/fhir+json;q=0, */*", None, "json", XML),
+    ("text/html", None, "json", None),
+    ("application/fhir+json;q=0", None, "json", None),
+    ("application/fhir+xml", "json", "json", rest.FHIR_JSON),  # _format overrides Accept
+    ("application/fhir+json", "xml", "json", XML),
+    ("", "xml", "json", XML),
+    ("", "text/xml", "json", XML),
+    ("", "application/fhir+json", "xml", rest.FHIR_JSON),
+    ("", "html", "json", None),
 ])
-def test_answer_type_follows_accept_and_format(accept, fmt, expected):
-    assert rest.answer_type(accept, fmt) == expected
+def test_answer_type_follows_format_then_accept_then_the_request(accept, fmt, body, expected):
+    assert rest.answer_type(accept, fmt, body) == expected
 
 
 @pytest.mark.parametrize(("content_type", "expected"), [
@@ -46,7 +62,7 @@ def test_capability_statement_lists_exactly_what_is_accepted():
                                           subscription=False, auth="users",
                                           base_url="http://h/fhir", now=NOW)
     assert statement["fhirVersion"] == "4.0.1"
-    assert statement["format"] == ["json"]
+    assert statement["format"] == ["json", "xml"]
     assert statement["kind"] == "instance"
     (server,) = statement["rest"]
     assert server["mode"] == "server"
