@@ -36,6 +36,7 @@ import email.utils
 import importlib.util
 import logging
 import re
+import time
 from typing import Annotated, Any, NoReturn
 
 import msgspec
@@ -69,6 +70,7 @@ _XML_INLINE = 256 * 1024  # larger XML bodies are converted off the event loop
 # No FHIR resource repeats an element this often; a body that does is built to make
 # validation and mapping spend seconds of CPU (200,000 items: 2 s of model validation).
 MAX_ARRAY_ITEMS = 10_000
+RECENT = 300.0  # seconds a client counts as a peer on the status page after a request
 
 
 class FhirSourceConfig(SourceBase, tag="fhir", rename={"types": "resources"}, kw_only=True):
@@ -138,6 +140,7 @@ class FhirSource:
         self.bundles = "Bundle" in self.types
         self._deliver: Deliver | None = None
         self._runner: web.AppRunner | None = None
+        self._seen: dict[str, float] = {}  # client name -> when it was last let in
 
     @property
     def address(self) -> str:
@@ -169,7 +172,11 @@ class FhirSource:
             self._runner = None
 
     def describe(self) -> dict[str, object]:
-        return {"address": self.address, "peers": []}
+        """HTTP clients do not stay connected: the peers shown are the clients (user or
+        JWT client names, never PHI) that were let in within the last RECENT seconds."""
+        since = time.monotonic() - RECENT
+        return {"address": self.address,
+                "peers": sorted(name for name, at in self._seen.items() if at >= since)}
 
     # ------------------------------------------------------------------ routing
 
@@ -311,9 +318,12 @@ class FhirSource:
     async def _authenticate(self, request: web.Request, pattern: str) -> Client:
         self._answer_type(request)
         try:
-            return await self.auth.authenticate(request.headers.get("Authorization", ""))
+            client = await self.auth.authenticate(request.headers.get("Authorization", ""))
         except Refused as refused:
             await self._deny(request, pattern, None, refused)
+        if len(self._seen) < 1000 or client.name in self._seen:  # bounded, whoever knocks
+            self._seen[client.name] = time.monotonic()
+        return client
 
     async def _authorize(self, request: web.Request, pattern: str, client: Client,
                          wants: list[tuple[str, str]]) -> None:

@@ -141,6 +141,9 @@ async def test_a_created_patient_is_answered_after_commit_and_becomes_an_adt_a28
     # The lastUpdated the source set is on record, since the stored Patient differs from
     # the bytes the client sent.
     assert received[0]["detail"]["set"] == ["Patient.meta.lastUpdated"]
+    # Operations see which systems post to the endpoint (names, not patients).
+    channel = await endpoint.api(f"/api/channels/{CHANNEL}")
+    assert channel["source"]["peers"] == ["user:ehr-feed"]
 
 
 async def test_update_with_a_new_version_becomes_an_adt_a31_and_prefer_is_honoured(endpoint):
