@@ -331,8 +331,9 @@ def bad_acks(load: Load) -> int:
 
 # --- the engine under test ----------------------------------------------------------------
 
-def write_config(tmp: Path, mllp_port: int, sink_port: int, dest_type: str) -> Path:
-    """conf/conduit.yaml and channels/bench.yaml in the temporary directory."""
+def write_engine_config(tmp: Path) -> Path:
+    """conf/conduit.yaml for an engine whose data, channels and log live in `tmp`, with
+    the shipped mappings and no web listener; channels go in tmp/channels."""
     (tmp / "conf").mkdir()
     (tmp / "channels").mkdir()
     conf = tmp / "conf" / "conduit.yaml"
@@ -342,6 +343,12 @@ def write_config(tmp: Path, mllp_port: int, sink_port: int, dest_type: str) -> P
         f"mappings_dir: {ROOT / 'mappings'}\n"
         "web:\n  host: 127.0.0.1\n  port: 0\n"
         f"log:\n  level: warning\n  file: {tmp / 'conduit.log'}\n")
+    return conf
+
+
+def write_config(tmp: Path, mllp_port: int, sink_port: int, dest_type: str) -> Path:
+    """conf/conduit.yaml and channels/bench.yaml in the temporary directory."""
+    conf = write_engine_config(tmp)
     # Retries stay short and never give up: the backlog phase keeps the sink down for a
     # while, and the drain should start soon after it returns.
     (tmp / "channels" / "bench.yaml").write_text(

@@ -36,7 +36,6 @@ import msgspec
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_engine import (  # a sibling script, not a package
     BIN,
-    ROOT,
     BenchError,
     Procs,
     Sink,
@@ -46,6 +45,7 @@ from bench_engine import (  # a sibling script, not a package
     pct,
     proc_status_mb,
     run_bench,
+    write_engine_config,
 )
 
 CASES = ("patient", "bundle20")
@@ -114,15 +114,7 @@ def decode_rate(sample: list[bytes], rounds: int = 5) -> float:
 
 def write_config(tmp: Path, ports: dict[str, int], sink_port: int) -> Path:
     """conf/conduit.yaml and one channel per validation level, each with its own port."""
-    (tmp / "conf").mkdir()
-    (tmp / "channels").mkdir()
-    conf = tmp / "conf" / "conduit.yaml"
-    conf.write_text(
-        f"data_dir: {tmp / 'data'}\n"
-        f"channels_dir: {tmp / 'channels'}\n"
-        f"mappings_dir: {ROOT / 'mappings'}\n"
-        "web:\n  host: 127.0.0.1\n  port: 0\n"
-        f"log:\n  level: warning\n  file: {tmp / 'conduit.log'}\n")
+    conf = write_engine_config(tmp)
     for validation, port in ports.items():
         (tmp / "channels" / f"fhir-{validation}.yaml").write_text(
             f"description: scripts/bench_fhir, validation {validation}\n"
