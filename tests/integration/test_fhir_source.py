@@ -142,6 +142,21 @@ async def test_a_mapping_failure_is_422_and_kept_for_the_analyst(harness, tmp_pa
         ("error", headers["X-Conduit-Message-Id"])]
 
 
+async def test_lenient_validation_accepts_and_says_what_is_wrong(harness, tmp_path):
+    """A lenient channel takes the Patient on and tells the sender what strict would
+    have refused, located by FHIRPath, in the OperationOutcome it asked for."""
+    world = await start(harness, tmp_path, "{type: none}", validation="lenient")
+    body = patient("LEN1", birthDate="1961-07-04", eyeColour="blue")  # not in R4
+    async with aiohttp.ClientSession() as http, http.post(
+            world.base + "/Patient", data=json.dumps(body),
+            headers={"Content-Type": JSON, "Prefer": "return=OperationOutcome"}) as resp:
+        status, answer = resp.status, await resp.json()
+    assert status == 201
+    warnings = [i for i in answer["issue"] if i["severity"] == "warning"]
+    assert [i["expression"] for i in warnings] == [["Patient.eyeColour"]]
+    await world.harness.settle(lambda: len(world.files()) == 1)
+
+
 async def test_a_batch_answers_entry_by_entry(harness, tmp_path):
     world = await start(harness, tmp_path, "{type: none}")
     bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
