@@ -215,3 +215,39 @@ async def test_a_body_that_never_finishes_is_answered_408(harness, tmp_path):
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
     assert head.startswith(b"HTTP/1.1 408")
     writer.close()
+
+
+ORU_FIXTURES = Path(__file__).resolve().parents[2] / "mappings/fhir-to-hl7v2-oru/fixtures/v1"
+
+
+@pytest.mark.parametrize(("fixture", "path"), [
+    ("contained_chemistry_comparators", "/DiagnosticReport"),  # a report with contained
+    ("cbc_collection_bundle", ""),  # its entries posted as a transaction
+])
+async def test_the_shipped_oru_mapping_works_on_what_the_source_takes(harness, tmp_path,
+                                                                      fixture, path):
+    """fhir-to-hl7v2-oru@1 makes the ORU its fixture expects from a report posted to the
+    FHIR source: every segment after MSH byte for byte (MSH-7/10 may follow the
+    lastUpdated the source set where the sender gave none)."""
+    port, out = free_port(), tmp_path / "out"
+    await harness.start({"results-in": f"""
+        format: fhir
+        source: {{type: fhir, port: {port}, resources: [DiagnosticReport, Bundle],
+                  auth: {{type: none}}}}
+        validation: strict
+        mapping: fhir-to-hl7v2-oru@1
+        destinations: [{{name: files, type: file, directory: {out}}}]
+    """})
+    body = json.loads((ORU_FIXTURES / f"{fixture}.json").read_text())
+    if body["resourceType"] == "Bundle":
+        body["type"] = "transaction"
+        for e in body["entry"]:
+            e["request"] = {"method": "POST", "url": e["resource"]["resourceType"]}
+    world = World(harness, port, out)
+    status, _, answer = await world.post(path, body)
+    assert status in (200, 201), answer
+    await harness.settle(lambda: len(world.files()) == 1)
+    expected = (ORU_FIXTURES / f"{fixture}.hl7").read_text().strip().splitlines()
+    made = world.files()[0].read_bytes().decode().strip("\r").split("\r")
+    assert made[1:] == expected[1:]
+    assert made[0].split("|")[8] == "ORU^R01^ORU_R01"
