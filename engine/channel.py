@@ -243,7 +243,7 @@ class Channel:
             return receipt
         # a transaction's parts become durable in one database transaction, a batch's
         # each in its own (the writer still groups them)
-        stored = asyncio.ensure_future(self._writer.commit(_merged(
+        stored = asyncio.ensure_future(self._writer.commit(UnitOfWork.merged(
             [t.uow for t in prepared]))) if split.atomic else None
         taken = await asyncio.gather(*(self._commit(t, stored) for t in prepared))
         receipts = [r for r, _ in taken]
@@ -568,17 +568,6 @@ def _combine(receipts: list[Receipt], reply: bytes) -> Receipt:
                 default=MessageStatus.ACCEPTED)
     first = next((r.message_id for r in receipts if r.message_id), "")
     return Receipt(first, worst, (reply,), replied)
-
-
-def _merged(units: list[UnitOfWork]) -> UnitOfWork:
-    """One unit of work doing what all of `units` do, to commit them all or none."""
-    whole = UnitOfWork()
-    for unit in units:
-        for table, rows in unit.inserts.items():
-            whole.inserts.setdefault(table, []).extend(rows)
-        whole.statements += unit.statements
-        whole.events += unit.events
-    return whole
 
 
 def _located(index: int, problem: Problem) -> Problem:

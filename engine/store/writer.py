@@ -52,6 +52,19 @@ class UnitOfWork:
     def record(self, event: Event) -> None:
         self.events.append(event)
 
+    @classmethod
+    def merged(cls, units: list[UnitOfWork]) -> UnitOfWork:
+        """One unit doing what all of `units` do, to commit them all or none (units
+        with a query of their own cannot be merged: whose result would it be?)."""
+        whole = cls()
+        for unit in units:
+            assert unit.query is None, "a unit with a query cannot be merged"
+            for table, rows in unit.inserts.items():
+                whole.inserts.setdefault(table, []).extend(rows)
+            whole.statements += unit.statements
+            whole.events += unit.events
+        return whole
+
 
 class Writer:
     """Batches units of work into transactions on one thread."""
