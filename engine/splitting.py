@@ -47,17 +47,15 @@ Decisions, each for a reason:
 
 from __future__ import annotations
 
-import decimal
 from typing import Any
 
 import msgspec
 
 from engine.config.schema import SplitConfig
+from engine.formats.fhir import decode_json, encode_json
 from engine.message import Problem
 from engine.security.crypto import content_hash
 
-_decode = msgspec.json.Decoder(float_hook=decimal.Decimal).decode
-_encode = msgspec.json.Encoder(decimal_format="number").encode
 _STATUS_PROFILE = "subscription-status"  # in the backport IG's status profiles' URLs
 
 
@@ -104,7 +102,7 @@ class Splitter:
         messages, details, control_ids = [], [], []
         for index in chosen:
             resource, carried = _with_context(entries[index]["resource"], time, source)
-            messages.append(_encode(resource))
+            messages.append(encode_json(resource))
             control_ids.append("" if resource.get("id") else
                                f"sha256:{content_hash(messages[-1])[:40]}")
             detail = {"split_from": index, **summary}
@@ -164,17 +162,26 @@ class Splitter:
         if not issues:
             issues = [{"severity": "information", "code": "informational",
                        "diagnostics": "accepted"}]
-        return _encode({"resourceType": "OperationOutcome", "issue": issues})
+        return encode_json({"resourceType": "OperationOutcome", "issue": issues})
+
+
+class _Head(msgspec.Struct):
+    resourceType: Any = None
+
+
+_decode_head = msgspec.json.Decoder(_Head).decode
 
 
 def _bundle(raw: bytes) -> dict[str, Any] | None:
+    """The Bundle, decoded; None for anything else. Every message of the channel passes
+    here, so the type is read first without building the body: a Patient costs a skim."""
     try:
-        body = _decode(raw)
-    except msgspec.DecodeError:
+        if _decode_head(raw).resourceType != "Bundle":
+            return None
+        body = decode_json(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
         return None  # read whole: the codec then says what is wrong
-    if isinstance(body, dict) and body.get("resourceType") == "Bundle":
-        return body
-    return None
+    return body if isinstance(body, dict) else None
 
 
 def _malformed(entries: Any) -> Problem | None:
@@ -228,7 +235,7 @@ def _with_context(resource: dict[str, Any], time: str | None, source: str | None
 
 def _issues(reply: bytes) -> list[dict[str, Any]]:
     try:
-        outcome = _decode(reply)
+        outcome = decode_json(reply)
     except msgspec.DecodeError:
         return [{"severity": "error", "code": "exception", "diagnostics": "no reply"}]
     issues = outcome.get("issue") if isinstance(outcome, dict) else None

@@ -31,7 +31,6 @@ request only, never in a reason or a log line.
 
 from __future__ import annotations
 
-import decimal
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -49,6 +48,7 @@ from engine.connectors.http import (
     status_text,
 )
 from engine.formats import fhir_answer
+from engine.formats.fhir import decode_json, encode_json
 from engine.message import Answer, Delivery, Fail, Outbound, Retry, Sent
 
 FHIR_JSON = "application/fhir+json"
@@ -84,9 +84,7 @@ class _Head(msgspec.Struct):
 
 
 _decode_head = msgspec.json.Decoder(_Head).decode
-# Whole resources, numbers kept digit for digit (a FHIR decimal's precision is its digits).
-_decode_exact = msgspec.json.Decoder(float_hook=decimal.Decimal).decode
-_encode_exact = msgspec.json.Encoder(decimal_format="number").encode
+
 
 
 class FhirDestination(HttpDestination):
@@ -133,7 +131,7 @@ class FhirDestination(HttpDestination):
         if self.config.interaction != "conditional-update":
             return outbound.content
         try:
-            resource = _decode_exact(outbound.content)
+            resource = decode_json(outbound.content)
         except msgspec.DecodeError:
             return outbound.content
         if not isinstance(resource, dict) or "id" not in resource \
@@ -143,7 +141,7 @@ class FhirDestination(HttpDestination):
         meta = resource.get("meta")
         if isinstance(meta, dict) and "versionId" in meta:  # the sender's version, too
             resource["meta"] = {k: v for k, v in meta.items() if k != "versionId"}
-        return _encode_exact(resource)
+        return encode_json(resource)
 
     def _identifier_search(self, kind: str, identifiers: Any) -> str:
         """`identifier=system|value`, escaped as FHIR search and URL-encoded (a `|` stays

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import decimal
 import email.utils
 import importlib.util
 import logging
@@ -50,14 +49,13 @@ from engine.connectors.base import Deliver, SourceContext
 from engine.connectors.fhir_source_auth import AuthConfig, Authenticator, Client, Refused
 from engine.events import Event, Kind
 from engine.formats import fhir_xml
+from engine.formats.fhir import decode_json, encode_json
 from engine.formats.fhir import issue as problem_issue
 from engine.message import MessageStatus, Receipt, SourceMeta
 from engine.security.jwt import CREATE, UPDATE
 
 log = logging.getLogger("conduit.fhir")
 
-_decode = msgspec.json.Decoder(float_hook=decimal.Decimal).decode
-_encode = msgspec.json.Encoder(decimal_format="number").encode
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}\Z")
 _TYPE = r"^[A-Z][A-Za-z]+$"
 _ENVELOPES = ("Parameters", "SubscriptionStatus")  # a notification's status entry
@@ -171,6 +169,11 @@ class FhirSource:
             await self._runner.cleanup()
             self._runner = None
 
+    def _base_url(self, request: web.Request) -> str:
+        """[base] as the spec's Location and CapabilityStatement mean it: the absolute
+        URL of this endpoint, as the client addressed it."""
+        return f"{request.scheme}://{request.host}{self.base}"
+
     def describe(self) -> dict[str, object]:
         """HTTP clients do not stay connected: the peers shown are the clients (user or
         JWT client names, never PHI) that were let in within the last RECENT seconds."""
@@ -234,7 +237,7 @@ class FhirSource:
         statement = rest.capability_statement(
             list(self.config.types), bundles=self.bundles,
             subscription=self.config.subscription, auth=self.auth.kind,
-            base_url=f"{request.scheme}://{request.host}{self.base}",
+            base_url=self._base_url(request),
             now=dt.datetime.now(dt.UTC))
         return _fhir(200, statement)
 
@@ -368,7 +371,7 @@ class FhirSource:
             raw = await _from_xml(raw)
             request[_FROM_XML] = True
         try:
-            body = _decode(raw)
+            body = decode_json(raw)
         except msgspec.DecodeError as exc:
             text = "the body is not UTF-8" if "UTF-8" in str(exc) else "the body is not JSON"
             raise _Answer(_fhir(400, rest.refusal("structure", text))) from None
@@ -431,9 +434,8 @@ class FhirSource:
     async def _take(self, request: web.Request, resource: dict[str, Any], client: Client,
                     *, created: bool) -> web.StreamResponse:
         receipt, stamped = await self._deliver_resource(request, resource, client)
-        response = self._single_answer(receipt, stamped, f"{request.scheme}://"
-                                       f"{request.host}{self.base}", created=created,
-                                       prefer=_prefer(request))
+        response = self._single_answer(receipt, stamped, self._base_url(request),
+                                       created=created, prefer=_prefer(request))
         return await _send(request, response, receipt)
 
     async def _deliver_resource(self, request: web.Request, resource: dict[str, Any],
@@ -442,7 +444,7 @@ class FhirSource:
         return its receipt (after the durable commit) with what was stored."""
         now = dt.datetime.now(dt.UTC)
         stamped, changes = _stamp(resource, rest.instant(now))
-        raw = _encode(stamped) if changes else request[_RAW]
+        raw = encode_json(stamped) if changes else request[_RAW]
         if request.get(_FROM_XML):
             changes.insert(0, CONVERTED)
         assert self._deliver is not None
@@ -474,8 +476,6 @@ class FhirSource:
         kind = str(resource.get("resourceType"))
         rid = resource.get("id") if isinstance(resource.get("id"), str) else mid
         version = rest.version_of(resource)
-        # [base] in the spec's Location is the service's absolute base URL, as the client
-        # addressed it
         headers["Location"] = f"{base_url}/{kind}/{rid}/_history/{version}"
         headers["ETag"] = f'W/"{version}"'
         modified = _http_date(resource)
@@ -544,7 +544,7 @@ async def _send(request: web.Request, response: web.Response, receipt: Receipt
 
 
 def _fhir(status: int, body: dict[str, Any], **headers: str) -> web.Response:
-    return web.Response(status=status, body=_encode(body), headers=headers,
+    return web.Response(status=status, body=encode_json(body), headers=headers,
                         content_type=rest.FHIR_JSON, charset="utf-8")
 
 
@@ -558,7 +558,7 @@ async def _from_xml(raw: bytes) -> bytes:
             resource = fhir_xml.to_json(raw)
     except fhir_xml.XmlError as exc:
         raise _Answer(_fhir(400, rest.refusal(exc.code, str(exc), exc.expression))) from None
-    return _encode(resource)
+    return encode_json(resource)
 
 
 def _wanted(request: web.Request) -> str | None:
@@ -578,7 +578,7 @@ def _negotiated(request: web.Request, response: web.StreamResponse) -> web.Strea
             or _wanted(request) != rest.FHIR_XML:
         return response
     try:
-        response.body = fhir_xml.to_xml(_decode(response.body))
+        response.body = fhir_xml.to_xml(decode_json(response.body))
     except (fhir_xml.XmlError, msgspec.DecodeError) as exc:
         log.info("fhir: an answer stays JSON (%s)", type(exc).__name__)
         return response
@@ -687,7 +687,7 @@ def _receipt_outcome(receipt: Receipt) -> dict[str, Any]:
     body: Any = None
     if receipt.replies:
         try:
-            body = _decode(receipt.replies[0])
+            body = decode_json(receipt.replies[0])
         except msgspec.DecodeError:
             body = None
     if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":

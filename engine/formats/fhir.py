@@ -35,7 +35,10 @@ from engine.message import (
 )
 
 CONTENT_TYPE = "application/fhir+json"
-_decode = msgspec.json.Decoder(float_hook=decimal.Decimal).decode
+# FHIR JSON for every module that reads or writes it: numbers with a fraction keep their
+# digits both ways (decimal.Decimal in, the same digits out).
+decode_json = msgspec.json.Decoder(float_hook=decimal.Decimal).decode
+encode_json = msgspec.json.Encoder(decimal_format="number").encode
 _SEVERITY = {"E": "error", "W": "warning", "I": "information", "F": "fatal"}
 # HL7 table 0357 codes (what the channel uses for its own problems) as FHIR issue types.
 _ISSUE_TYPES = {"100": "structure", "101": "required", "102": "structure", "103": "value",
@@ -60,8 +63,8 @@ class FhirCodec:
     name = "fhir"
     content_type = CONTENT_TYPE
 
-    def __init__(self, must_have: Mapping[str, Sequence[str]] | None = None) -> None:
-        self.must_have: Mapping[str, Sequence[str]] = must_have or {}
+    def __init__(self) -> None:
+        self.must_have: Mapping[str, Sequence[str]] = {}
 
     def require(self, must_have: Mapping[str, Sequence[str]]) -> None:
         """Elements this channel requires per resource type ({"Patient": ["identifier",
@@ -70,7 +73,7 @@ class FhirCodec:
 
     def parse(self, raw: bytes) -> Parsed:
         try:
-            resource = _decode(raw)
+            resource = decode_json(raw)
         except msgspec.DecodeError as exc:
             raise ParseError(f"not valid JSON: {exc}", code="102") from None
         except UnicodeDecodeError:
@@ -97,7 +100,7 @@ class FhirCodec:
     def read_reply(self, reply: bytes, sent: Outbound) -> Delivery:
         """An OperationOutcome received back: errors fail, anything else is delivered."""
         try:
-            body = _decode(reply)
+            body = decode_json(reply)
         except msgspec.DecodeError:
             return Retry("unreadable reply")
         issues = body.get("issue", []) if isinstance(body, dict) else []
