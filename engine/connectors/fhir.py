@@ -44,12 +44,13 @@ from engine.connectors.http import (
     HttpDestinationConfig,
     Unsendable,
     classify,
+    kept_answer,
     retryable,
     status_text,
 )
 from engine.formats import fhir_answer
 from engine.formats.fhir import decode_json, encode_json
-from engine.message import Answer, Delivery, Fail, Outbound, Retry, Sent
+from engine.message import Delivery, Fail, Outbound, Retry, Sent
 
 FHIR_JSON = "application/fhir+json"
 _TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}\Z")
@@ -166,9 +167,9 @@ class FhirDestination(HttpDestination):
                 if failed is not None:
                     return failed
             return Sent(str(status))
-        answer = Answer(body, headers.get("Content-Type", "")) if body else None
         return classify(status, headers.get("Retry-After"),
-                        detail=fhir_answer.outcome_summary(doc), answer=answer)
+                        detail=fhir_answer.outcome_summary(doc),
+                        answer=kept_answer(headers, body))
 
     @staticmethod
     def _failed_entries(status: int, headers: Mapping[str, str], body: bytes,
@@ -180,7 +181,7 @@ class FhirDestination(HttpDestination):
             return None
         text = (f"{status_text(status)}: "
                 f"{fhir_answer.entries_summary(failures, len(bundle.get('entry') or []))}")
-        answer = Answer(body, headers.get("Content-Type", ""))
+        answer = kept_answer(headers, body)
         if all(f.status and retryable(f.status) for f in failures):
             return Retry(text, code=str(status), answer=answer)
         return Fail(text, code=str(status), answer=answer)

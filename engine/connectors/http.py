@@ -85,8 +85,7 @@ class HttpDestination:
     def read_answer(self, status: int, headers: Mapping[str, str], body: bytes) -> Delivery:
         """What the receiver's answer means for the queue; subclasses read their
         standard's error bodies for a better (still PHI-free) reason."""
-        return classify(status, headers.get("Retry-After"), answer=_answer(status, headers,
-                                                                           body))
+        return classify(status, headers.get("Retry-After"), answer=kept_answer(headers, body))
 
     async def send(self, outbound: Outbound) -> Delivery:
         if self._session is None:
@@ -139,11 +138,10 @@ async def _read_body(resp: aiohttp.ClientResponse) -> bytes:
     return b"".join(chunks)[:MAX_BODY]
 
 
-def _answer(status: int, headers: Mapping[str, str], body: bytes) -> Answer | None:
-    """The body of a failed answer, to keep with the dead letter (none for a success)."""
-    if 200 <= status < 300 or not body:
-        return None
-    return Answer(body, headers.get("Content-Type", ""))
+def kept_answer(headers: Mapping[str, str], body: bytes) -> Answer | None:
+    """The receiver's answer as kept with a failed delivery (classify drops it for a
+    success); None when it said nothing."""
+    return Answer(body, headers.get("Content-Type", "")) if body else None
 
 
 def classify(status: int, retry_after: str | None, *, detail: str = "",
