@@ -30,6 +30,7 @@ from engine.web.auth import (
     requires,
     user_of,
 )
+from engine.web.body import body_of
 
 OPS = web.AppKey("ops", Operations)
 CLOSING = web.AppKey("closing", asyncio.Event)  # set when the server shuts down
@@ -105,11 +106,8 @@ def _limit(request: web.Request, default: int) -> int:
 @requires(PUBLIC)
 async def sign_in(request: web.Request) -> web.Response:
     """Exchange a token for an HttpOnly, SameSite=Strict session cookie."""
-    try:
-        body = await request.json()
-        token = str(body.get("token", ""))
-    except (ValueError, AttributeError):
-        token = ""
+    body = body_of(request)
+    token = str(body.get("token", "")) if isinstance(body, dict) else ""
     auth = request.app[AUTH]
     users = auth.users
     user = await asyncio.to_thread(users.by_token, token) if token else None
@@ -242,11 +240,8 @@ _REPROCESS_BODY = 'the body must be empty or a JSON object such as {"mapping": "
 @requires(Permission.REPROCESS)
 async def reprocess(request: web.Request) -> web.Response:
     mapping = None
-    if request.can_read_body:
-        try:
-            body = await request.json()
-        except ValueError:
-            return json_error(400, "bad-json", _REPROCESS_BODY)
+    body = body_of(request)
+    if body is not None:
         if not isinstance(body, dict):
             return json_error(400, "bad-json", _REPROCESS_BODY)
         mapping = body.get("mapping")

@@ -14,6 +14,7 @@ from aiohttp import web
 from engine.security.roles import Permission
 from engine.web import api
 from engine.web.auth import PUBLIC, Auth, requires
+from engine.web.body import MAX_BYTES, json_bodies
 from engine.web.metrics import render
 
 ENGINE_KEY = web.AppKey("engine", Any)
@@ -60,8 +61,8 @@ async def index(_request: web.Request) -> web.FileResponse:
 def build_app(engine: Any, *, metrics_open: bool = False, secure_cookies: bool = False
               ) -> web.Application:
     auth = Auth(engine.users, engine.ops.record)
-    app = web.Application(middlewares=[api.errors_as_json, auth.middleware],
-                          client_max_size=1024 * 1024)
+    app = web.Application(middlewares=[api.errors_as_json, auth.middleware, json_bodies],
+                          client_max_size=MAX_BYTES)
     app[ENGINE_KEY] = engine
     app[api.OPS] = engine.ops
     app[api.AUTH] = auth

@@ -364,7 +364,8 @@ async def test_sign_in_with_a_bad_token_sets_no_cookie(world):
                 assert resp.status == NO, body
                 assert "Set-Cookie" not in resp.headers
         async with client.post(f"{world.base}/api/session", data=b"not json") as resp:
-            assert resp.status == NO
+            assert resp.status == BAD and "Set-Cookie" not in resp.headers
+            assert (await resp.json())["error"] == "bad-json"
 
 
 # -- /metrics --------------------------------------------------------------------------------
