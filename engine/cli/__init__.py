@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(func=cmd_audit_show)
     queue = sub.add_parser("queue", help="destination queues").add_subparsers(dest="what",
                                                                               required=True)
-    queue.add_parser("list", help="depth, in-flight, retrying, dead").set_defaults(
+    queue.add_parser("list", help="depth, in-flight, retrying, dead, and why").set_defaults(
         func=cmd_queue_list)
     dead = queue.add_parser("dead", help="a destination's newest dead letters and why")
     dead.add_argument("destination", metavar="DESTINATION",

@@ -7,8 +7,12 @@ import argparse
 import asyncio
 import sys
 import time
+from typing import TYPE_CHECKING, Any
 
 from engine.cli.common import actor, with_services
+
+if TYPE_CHECKING:
+    from engine.queue.sql import QueueStats
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
@@ -48,7 +52,31 @@ def cmd_audit_show(args: argparse.Namespace) -> int:
     return with_services(args, body)
 
 
+_RETRYING_SHOWN = 3  # a FIFO queue's head explains the rest; a few more for parallel ones
+
+
+def _why(svc: Any, s: QueueStats) -> list[str]:
+    """Indented lines under a destination's counts saying why it is not delivering: its
+    first retrying entries and its newest dead letter, each with the PHI-free reason."""
+    lines = []
+    if s.retrying:
+        now = time.time()
+        for r in svc.queue.retrying(s.destination, _RETRYING_SHOWN):
+            due = f"next in {r.next_at - now:.0f}s" if r.next_at > now else "due now"
+            lines.append(f"    retrying  {r.message_id}  attempt {r.attempts}, {due}: "
+                         f"{r.last_error or '(no reason recorded)'}")
+        if s.retrying > _RETRYING_SHOWN:
+            lines.append(f"    retrying  ... and {s.retrying - _RETRYING_SHOWN} more")
+    if s.dead:
+        for d in svc.queue.dead_letters(s.destination, 1):
+            lines.append(f"    dead      {d.message_id}  newest of {s.dead}, "
+                         f"{d.attempts} attempt(s): {d.last_error or '(no reason recorded)'}")
+    return lines
+
+
 def cmd_queue_list(args: argparse.Namespace) -> int:
+    """Counts per destination and, under any that is retrying or has dead letters, why
+    (`conduit queue dead` lists every dead letter)."""
     async def body(svc) -> int:
         stats = await asyncio.to_thread(svc.queue.stats)
         print(f"{'DESTINATION':<40} {'DEPTH':>7} {'IN-FLIGHT':>9} {'RETRYING':>8} "
@@ -57,6 +85,8 @@ def cmd_queue_list(args: argparse.Namespace) -> int:
             oldest = (f"{time.time() - s.oldest_at:.0f}s ago" if s.oldest_at else "-")
             print(f"{s.destination:<40} {s.ready + s.leased:>7} {s.leased:>9} "
                   f"{s.retrying:>8} {s.dead:>6}  {oldest}")
+            for line in await asyncio.to_thread(_why, svc, s):
+                print(line)
         if not stats:
             print("(no queued, retrying or dead-lettered messages)")
         return 0

@@ -49,6 +49,16 @@ class DeadLetter(msgspec.Struct):
     answer_kept: bool
 
 
+class Retrying(msgspec.Struct):
+    """An entry a receiver has turned away at least once and that will be tried again:
+    how often, when next, and the PHI-free reason of the last refusal."""
+
+    message_id: str
+    attempts: int
+    next_at: float
+    last_error: str | None
+
+
 class QueueStats(msgspec.Struct):
     destination: str
     ready: int = 0
@@ -178,6 +188,19 @@ class SqlQueue:
                 .order_by(queue.c.id.desc()).limit(limit)
             ).all()
         return [DeadLetter(r[0], r[1], r[2], bool(r[3])) for r in rows]
+
+    def retrying(self, destination: str, limit: int = 3) -> list[Retrying]:
+        """The first retrying entries of one destination, in queue order: the head is
+        the one holding the rest of a FIFO queue back."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(queue.c.message_id, queue.c.attempts, queue.c.available_at,
+                          queue.c.last_error)
+                .where(queue.c.destination == destination, queue.c.state != DEAD,
+                       queue.c.attempts > 0)
+                .order_by(queue.c.id).limit(limit)
+            ).all()
+        return [Retrying(*r) for r in rows]
 
     def stats(self) -> list[QueueStats]:
         """Counts per destination, from one grouped query."""

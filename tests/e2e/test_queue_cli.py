@@ -4,6 +4,8 @@ show` tells the whole story of the message afterwards."""
 
 from __future__ import annotations
 
+import re
+
 from tests.e2e.support import (
     FHIR_DESTINATION,
     Adt,
@@ -25,6 +27,18 @@ def queue_row(listing: str, destination: str) -> dict[str, int] | None:
             depth, in_flight, retrying, dead = (int(c) for c in cols[1:5])
             return {"depth": depth, "in_flight": in_flight, "retrying": retrying, "dead": dead}
     return None
+
+
+def why(listing: str, destination: str, kind: str) -> list[str]:
+    """The `kind` ("retrying" or "dead") lines `conduit queue list` prints under one
+    destination's counts, without the kind word."""
+    found, under = [], False
+    for line in listing.splitlines():
+        if not line.startswith(" "):
+            under = line.split()[:1] == [destination]
+        elif under and line.split()[:1] == [kind]:
+            found.append(line.strip()[len(kind):].strip())
+    return found
 
 
 def kinds(audit_show: str, destination: str | None = None) -> list[str]:
@@ -67,6 +81,12 @@ async def test_dead_letter_then_retry_from_the_cli(daemon: Daemon,
     await eventually(dead_on_fhir, timeout=10, interval=0.3,
                      message=f"`conduit queue list` to show 1 dead on {FHIR_DESTINATION}")
     assert fhir.received == []
+    # The listing says why under the counts: the newest dead letter and its reason.
+    listing = (await daemon.cli("queue", "list")).stdout
+    [dead_line] = why(listing, FHIR_DESTINATION, "dead")
+    assert dead_line.startswith(f"{message_id}  newest of 1, 1 attempt(s): "
+                                "HTTP 400 Bad Request"), listing
+    assert msg.mrn not in listing
     # why, without the receiver's own words (they may quote the patient)
     dead = await daemon.cli("queue", "dead", "fhir-server")
     assert dead.returncode == 0, dead.stderr
@@ -114,4 +134,28 @@ async def test_dead_letter_then_retry_from_the_cli(daemon: Daemon,
     shown = await daemon.cli("audit", "show", "--message", busy_id)
     assert kinds(shown.stdout, "fhir-server") == ["queued", "retried", "retried", "sent"], (
         shown.stdout)
+    assert await daemon.stop() == 0
+
+
+async def test_queue_list_says_why_a_destination_is_retrying(daemon: Daemon,
+                                                             fhir: CountingFhirServer) -> None:
+    """A busy receiver (503, come back in a minute): `queue list` shows the entry that
+    waits, its attempt count, when it is tried next and the receiver's PHI-free reason."""
+    fhir.script.append(Answer(503, headers={"Retry-After": "60"}))
+    daemon.deliver_to(fhir.url)
+    await daemon.start()
+    msg = Adt(control_id="RT0001", mrn="E2ERT0001")
+    message_id = await send_admit(daemon, msg)
+
+    async def retrying_on_fhir() -> bool:
+        row = queue_row((await daemon.cli("queue", "list")).stdout, FHIR_DESTINATION)
+        return row is not None and row["retrying"] == 1
+    await eventually(retrying_on_fhir, timeout=10, interval=0.3,
+                     message=f"`conduit queue list` to show 1 retrying on {FHIR_DESTINATION}")
+    listing = (await daemon.cli("queue", "list")).stdout
+    [line] = why(listing, FHIR_DESTINATION, "retrying")
+    assert re.fullmatch(rf"{message_id}  attempt 1, next in (5\d|60)s: HTTP 503 "
+                        r"Service Unavailable.*", line), listing
+    assert why(listing, FHIR_DESTINATION, "dead") == []
+    assert msg.mrn not in listing
     assert await daemon.stop() == 0
