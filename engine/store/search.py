@@ -2,7 +2,8 @@
 
 Every filter maps onto an index created at ingest (channel+time, status+time, type,
 control id, patient pseudonym), so a search never scans the table; pages continue from
-the last row seen (keyset pagination), so page 100 costs what page 1 costs.
+the last row seen, or go back from the first (keyset pagination), so page 100 costs what
+page 1 costs.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ class MessageQuery(msgspec.Struct, kw_only=True):
     patient: str | None = None  # a keyed pseudonym, never the identifier itself
     since: float | None = None
     until: float | None = None
-    before: str | None = None  # continue after this message id (the last of a page)
+    before: str | None = None  # older than this message id (the last of a page)
+    after: str | None = None  # newer than this message id (the first of a page)
     limit: int = 50
 
 
@@ -47,8 +49,13 @@ def find_messages(conn: sa.Connection, q: MessageQuery) -> list[StoredMessage]:
         stmt = stmt.where(messages.c.id < message_id_floor(q.until))
     if q.before is not None:
         stmt = stmt.where(messages.c.id < q.before)
-    stmt = stmt.order_by(messages.c.id.desc()).limit(max(1, min(q.limit, MAX_PAGE)))
-    return [StoredMessage(*row) for row in conn.execute(stmt)]
+    limit = max(1, min(q.limit, MAX_PAGE))
+    if q.after is None:
+        stmt = stmt.order_by(messages.c.id.desc()).limit(limit)
+        return [StoredMessage(*row) for row in conn.execute(stmt)]
+    # Paging back: the `limit` oldest of those newer than `after`, shown newest first.
+    stmt = stmt.where(messages.c.id > q.after).order_by(messages.c.id).limit(limit)
+    return [StoredMessage(*row) for row in conn.execute(stmt)][::-1]
 
 
 class AuditQuery(msgspec.Struct, kw_only=True):

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from engine.errors import StoreError
 from engine.mapping import MAPPING_REF
+from engine.message import MessageStatus
 from engine.operations import ACTIONS, NotFound, Operations
 from engine.security.roles import Permission, allows
 from engine.store.search import MAX_PAGE, AuditQuery, MessageQuery
@@ -197,19 +198,41 @@ async def list_messages(request: web.Request) -> web.Response:
             return await request.app[AUTH].deny(request, user_of(request), 403, "forbidden",
                                                 f"role {role.value} may not search by patient")
         patient = _ops(request).pseudonym(q["patient"])
+    status = q.get("status") or None
+    if status is not None and status not in _STATUSES:
+        raise BadParameter(f"status must be one of {', '.join(_STATUSES)}")
     query = MessageQuery(
-        channel=q.get("channel") or None, status=q.get("status") or None,
+        channel=q.get("channel") or None, status=status,
         message_type=q.get("type") or None, control_id=q.get("control_id") or None,
         patient=patient, since=_time(request, "since"), until=_time(request, "until"),
-        before=q.get("before") or None, limit=_limit(request, 50))
+        before=q.get("before") or None, after=q.get("after") or None,
+        limit=_limit(request, 50))
     started = time.perf_counter()
     found = await _ops(request).search(query)
+    older, newer = await _neighbours(_ops(request), query, found)
     if not allows(role, Permission.SEARCH_PATIENT):
         for m in found:
             m["patient"] = None
     return _json({"messages": found, "took_ms": round((time.perf_counter() - started) * 1000,
                                                       2),
-                  "next": found[-1]["id"] if len(found) == query.limit else None})
+                  "next": older, "previous": newer})
+
+
+_STATUSES = tuple(MessageStatus)
+
+
+async def _neighbours(ops: Operations, query: MessageQuery, found: list[dict[str, Any]]
+                      ) -> tuple[str | None, str | None]:
+    """The cursors to the older page (`before=`) and the newer one (`after=`), each only
+    when a message there matches: one indexed one-row look each way, so a browser never
+    offers a page that turns out empty."""
+    if not found:
+        return None, None
+    first, last = found[0]["id"], found[-1]["id"]
+    one = {"limit": 1, "before": None, "after": None}
+    older = await ops.search(msgspec.structs.replace(query, **{**one, "before": last}))
+    newer = await ops.search(msgspec.structs.replace(query, **{**one, "after": first}))
+    return (last if older else None), (first if newer else None)
 
 
 @requires(Permission.VIEW_STATUS)

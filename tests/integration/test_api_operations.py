@@ -451,6 +451,57 @@ async def test_a_page_larger_than_the_cap_still_says_where_to_continue(web, clie
         "100 more messages match, but the page says there is nothing after it")
 
 
+async def test_message_pages_go_both_ways_and_never_offer_an_empty_one(web, client, fhir,
+                                                                      tmp_path):
+    """What the status page's message browser relies on: `next` (older) and `previous`
+    (newer) cursors that exist only when a matching message lies that way, with every
+    filter still applied while paging."""
+    from engine.message import message_id_floor
+    from engine.store.database import bulk_insert
+
+    engine, api = await start(web, client, {"adt": adt_channel(free_port(), tmp_path / "out",
+                                                               fhir.url)})
+    start_at = time.time() - 600
+    rows = [{"id": message_id_floor(start_at + i)[:-4] + f"{i:04d}", "channel": "adt",
+             "received_at": start_at + i, "status": "error" if i % 2 else "accepted",
+             "standard": "hl7v2", "message_type": "ADT^A01", "control_id": f"PG{i}",
+             "sender": "EPIC^NORTHWING", "peer": "127.0.0.1", "patient": None, "size": 10,
+             "content_hash": "0" * 64, "key_id": "k", "content": b"x", "error": None}
+            for i in range(8)]
+    with engine.services.db.begin() as conn:
+        bulk_insert(conn, messages, rows)
+    newest_first = [r["id"] for r in reversed(rows)]
+    viewer = api["viewer"]
+
+    async def page(**params: Any) -> tuple[list[str], str | None, str | None]:
+        got = await viewer.get("/api/messages", **params)
+        return [m["id"] for m in got["messages"]], got["next"], got["previous"]
+
+    assert await page(limit=3) == (newest_first[:3], newest_first[2], None)
+    assert await page(limit=3, before=newest_first[2]) == (
+        newest_first[3:6], newest_first[5], newest_first[3])
+    # The last page is short, and offers no page after it.
+    assert await page(limit=3, before=newest_first[5]) == (
+        newest_first[6:], None, newest_first[6])
+    # Back again: the page just newer than a page's first message, newest first.
+    assert await page(limit=3, after=newest_first[6]) == (
+        newest_first[3:6], newest_first[5], newest_first[3])
+    assert await page(limit=3, after=newest_first[3]) == (newest_first[:3], newest_first[2],
+                                                           None)
+    # Exactly one full page matches: nothing either way.
+    assert await page(limit=4, status="error") == (newest_first[0:8:2], None, None)
+    # Filters hold while paging: errors only, in the time range of messages 2 to 5.
+    errors = dict(status="error", since=start_at + 2, until=start_at + 6, limit=1)
+    assert await page(**errors) == ([rows[5]["id"]], rows[5]["id"], None)
+    assert await page(**errors, before=rows[5]["id"]) == ([rows[3]["id"]], None, rows[3]["id"])
+    assert await page(**errors, after=rows[3]["id"]) == ([rows[5]["id"]], rows[5]["id"], None)
+    assert await page(control_id="PG4") == ([rows[4]["id"]], None, None)
+
+    status, answer = await viewer.call("GET", "/api/messages", params={"status": "errored"})
+    assert status == 400 and answer["error"] == "bad-parameter"
+    assert "accepted" in answer["message"]
+
+
 async def test_reprocess_with_a_malformed_mapping_is_a_400(web, client, fhir, tmp_path):
     port = free_port()
     _, api = await start(web, client, {"adt": adt_channel(port, tmp_path / "out", fhir.url)})
