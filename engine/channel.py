@@ -84,6 +84,14 @@ _FAILED = (MessageStatus.ERROR, MessageStatus.REJECTED)
 _THREAD_FROM = 16 * 1024
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Earlier:
+    """A message taken on earlier under the same sender and control id."""
+
+    message_id: str
+    resend: bool  # the same content: acknowledged again, not processed again
+
+
 @dataclasses.dataclass(slots=True)
 class _Taking:
     """A message parsed, checked and routed into its unit of work, not yet committed."""
@@ -127,8 +135,9 @@ class Channel:
         self.shadow = shadow
         window = config.duplicate_window
         self.duplicates = DuplicateIndex(window) if window > 0 else None
-        # (sender, control id) -> message id of messages taken on but not yet committed
-        self._pending_keys: dict[tuple[str, str], str] = {}
+        # (sender, control id) -> (message id, content hash) of the message taken on
+        # under that key and not yet committed
+        self._pending_keys: dict[tuple[str, str], tuple[str, str]] = {}
         self._store = store
         self._queue = queue
         self._writer = writer
@@ -308,18 +317,23 @@ class Channel:
             uow.record(Event(kind=Kind.PARSED, detail=parsed_detail, **hop))
             # filtered first: no await may come between the duplicate check and remember
             failed = await self._filtered(parsed, len(raw))
-            original = await self._original(parsed, now)
-            if original is not None:
+            earlier = await self._earlier(parsed, digest, now)
+            if earlier is not None and earlier.resend:
                 status = MessageStatus.DUPLICATE
-                uow.record(Event(kind=Kind.DUPLICATE, detail={"original": original}, **hop))
+                uow.record(Event(kind=Kind.DUPLICATE, detail={"original": earlier.message_id},
+                                 **hop))
             else:
+                if earlier is not None:  # same id, other content: a new message all the same
+                    uow.record(Event(kind=Kind.CONTROL_ID_REUSED,
+                                     detail={"original": earlier.message_id}, **hop))
                 with trace.step("map"):
                     status, error, verdict_problems = self._route(uow, parsed, hop, now,
                                                                   failed)
                     trace.routed(status, self.mapping)
                 if self.duplicates is not None and status in _TAKEN_ON:
                     self.duplicates.remember(parsed.sender, parsed.control_id, now)
-                    self._pending_keys[(parsed.sender, parsed.control_id)] = message_id
+                    self._pending_keys[(parsed.sender, parsed.control_id)] = (message_id,
+                                                                              digest)
         row = {
             "id": message_id, "channel": self.name, "received_at": now, "status": status,
             "standard": parsed.standard if parsed else self.config.format,
@@ -334,8 +348,7 @@ class Channel:
 
     def _drop(self, taking: _Taking, why: str) -> None:
         """Forget a prepared message that will not be committed."""
-        if taking.parsed is not None:
-            self._pending_keys.pop((taking.parsed.sender, taking.parsed.control_id), None)
+        self._forget_pending(taking.parsed, taking.hop["message_id"])
         taking.trace.end(MessageStatus.REJECTED, why)
 
     async def _commit(self, taking: _Taking, stored: Awaitable[Any] | None = None
@@ -351,16 +364,14 @@ class Channel:
         except Exception as exc:
             log.error("channel %s: could not store an incoming message (%s); answered with "
                       "an error so the sender resends", self.name, exc)
-            if parsed is not None:
-                self._pending_keys.pop((parsed.sender, parsed.control_id), None)
+            self._forget_pending(parsed, hop["message_id"])
             trace.end(MessageStatus.ERROR, "the store could not take the message")
             busy = Outcome(Verdict.ERROR, (Problem(
                 "the engine could not store the message; send it again"),))
             replies = self._replies(raw, parsed, busy)
             return (Receipt("", MessageStatus.ERROR, replies, problems=busy.problems),
                     self._batch_part(raw, parsed, busy))
-        if parsed is not None:
-            self._pending_keys.pop((parsed.sender, parsed.control_id), None)
+        self._forget_pending(parsed, hop["message_id"])
         if status is MessageStatus.ACCEPTED:
             for worker in self.workers:
                 worker.notify()
@@ -371,18 +382,34 @@ class Channel:
                           problems=outcome.problems)
         return receipt, self._batch_part(raw, parsed, outcome)
 
-    async def _original(self, parsed: Parsed, now: float) -> str | None:
-        """The id of the message that first brought this control id from this sender
-        within the window, when this one is a resend; None when it is not."""
+    async def _earlier(self, parsed: Parsed, digest: str, now: float) -> _Earlier | None:
+        """The message taken on within the window with this sender and control id, when
+        there is one: a resend when its content is the same, else the same id reused for
+        a new message (senders reset their counters on restart, daily, on failover)."""
         if self.duplicates is None or not self.duplicates.maybe_seen(
                 parsed.sender, parsed.control_id, now):
             return None
         pending = self._pending_keys.get((parsed.sender, parsed.control_id))
-        if pending is not None:  # taken on a moment ago, still being committed
-            return pending
-        return await asyncio.to_thread(
-            self._store.first_with_control_id, self.name, parsed.sender, parsed.control_id,
+        if pending is not None and pending[1] == digest:  # taken on a moment ago
+            return _Earlier(pending[0], resend=True)
+        taken = await asyncio.to_thread(
+            self._store.taken_with_control_id, self.name, parsed.sender, parsed.control_id,
             now - self.duplicates.window)
+        same = next((message_id for message_id, hash_ in taken if hash_ == digest), None)
+        if same is not None:
+            return _Earlier(same, resend=True)
+        first = taken[0][0] if taken else pending[0] if pending is not None else None
+        return _Earlier(first, resend=False) if first is not None else None
+
+    def _forget_pending(self, parsed: Parsed | None, message_id: str) -> None:
+        """Once a message is committed (or dropped), the store answers for it; a later
+        message under the same key may own the entry by now, and keeps it."""
+        if parsed is None:
+            return
+        key = (parsed.sender, parsed.control_id)
+        pending = self._pending_keys.get(key)
+        if pending is not None and pending[0] == message_id:
+            del self._pending_keys[key]
 
     def _replies(self, raw: bytes, parsed: Parsed | None, outcome: Outcome
                  ) -> tuple[bytes, ...]:

@@ -1,9 +1,11 @@
-"""Duplicate detection: a control id already taken on from the same sender within the
-window is acknowledged again but not processed again.
+"""Duplicate detection: a resend of a message taken on within the window (the same
+sender, control id and content) is acknowledged again but not processed again.
 
 Senders resend when an acknowledgement is late or lost; without this the receiving
-systems would see the admission twice. The store is the truth (its control-id index);
-in front of it sit two Bloom filters, the current window's and the last one's, so the
+systems would see the admission twice. Only the content tells a resend from a new
+message under a reused id: the channel compares content hashes. The store is the truth
+(its control-id index); in front of it sit two Bloom filters, the current window's and
+the last one's, so the
 question "could this be a resend?" costs a few microseconds and a fixed 4 MiB however
 much traffic flows, and only a "maybe" (a real resend, or about one message in a hundred
 at 1.7 million per window) asks the store.

@@ -24,12 +24,16 @@ class Kind(enum.StrEnum):
     REJECTED = "rejected"  # could not be parsed; raw kept for the analyst
     FILTERED = "filtered"  # dropped on purpose by a filter or a mapping's Skip
     DUPLICATE = "duplicate"  # a resent message, acknowledged but not processed again
+    # a new message under a control id the sender already used (counter reset, failover):
+    # processed like any other, and flagged, since a sender that reuses ids risks losses
+    CONTROL_ID_REUSED = "control-id-reused"
     MAPPED = "mapped"  # output produced by mapping@version
     ERRORED = "errored"  # mapping failed; waits for an analyst
     QUEUED = "queued"  # entered a destination's queue
     SENT = "sent"  # the destination accepted it
     RETRIED = "retried"  # a delivery attempt failed and will be tried again
     DEAD_LETTERED = "dead-lettered"  # gave up; waits in the dead-letter queue
+    RECLAIMED = "reclaimed"  # leases of an engine process that stopped beating taken over
     REQUEUED = "requeued"  # a dead letter put back on its queue
     DISCARDED = "discarded"  # a dead letter removed on purpose; the message stays stored
     REPROCESSED = "reprocessed"  # mapped again from the stored raw message, on request
@@ -42,10 +46,12 @@ class Kind(enum.StrEnum):
 # Hops that are routine at volume log at DEBUG; what an operator must see logs higher.
 _LEVELS = {
     Kind.DUPLICATE: logging.INFO,
+    Kind.CONTROL_ID_REUSED: logging.WARNING,
     Kind.REJECTED: logging.WARNING,
     Kind.ERRORED: logging.WARNING,
     Kind.RETRIED: logging.WARNING,
     Kind.DEAD_LETTERED: logging.ERROR,
+    Kind.RECLAIMED: logging.WARNING,
     Kind.REQUEUED: logging.INFO,
     Kind.DISCARDED: logging.INFO,
     Kind.REPROCESSED: logging.INFO,

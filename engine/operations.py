@@ -27,6 +27,11 @@ if TYPE_CHECKING:
     from engine.runtime import Engine
 
 ACTIONS = ("start", "stop", "pause", "resume")
+# A channel's counts as the API shows them: since the store began (the audit trail's
+# totals), rejected (refused with AR) apart from errored (mapping or filter failed), and
+# resends apart from new messages under a reused control id.
+CHANNEL_COUNTS = ("received", "filtered", "duplicate", "control_id_reused", "queued", "sent",
+                  "rejected", "errored", "dead_lettered", "retried")
 QUEUE_STATS_TTL = 1.0  # seconds a queue count is reused: pages poll; the database need not
 
 
@@ -83,8 +88,7 @@ class Operations:
                 "sent": dest.counts["sent"], "sent_5m": dest.recent["sent"].total(now=now),
                 "last_error": dest.last_error, "last_error_at": dest.last_error_at,
             })
-        counts = {k: stats.counts[k] for k in ("received", "filtered", "queued", "sent",
-                                               "errored", "dead_lettered", "retried")}
+        counts = {k: stats.counts[k] for k in CHANNEL_COUNTS}
         recent = {k: stats.recent[k].total(now=now) for k in counts}
         last_error, last_error_at = stats.last_error, stats.last_error_at
         if channel.last_error_at and (last_error_at is None
@@ -113,7 +117,7 @@ class Operations:
         summary["slo"] = self._service_levels().get(name, [])
         stats = self._svc.stats.channels[name]
         summary["series"] = {k: stats.series[k].values() for k in
-                             ("received", "sent", "errored", "dead_lettered")}
+                             ("received", "sent", "errored", "rejected", "dead_lettered")}
         summary["recent_messages"] = await self.search(MessageQuery(channel=name, limit=50))
         summary["dead_letters"] = [
             {"destination": d["name"], **msgspec.to_builtins(letter)}

@@ -42,10 +42,13 @@ from engine.slo import ServiceLevels
 from engine.stats import Stats
 from engine.store.database import default_url, open_database
 from engine.store.messages import MessageStore
+from engine.store.totals import Total, roll_up
 from engine.store.writer import UnitOfWork, Writer
 from engine.web.app import build_app
 
 log = logging.getLogger("conduit.engine")
+
+ROLL_UP_SECONDS = 600.0  # after a crash, start-up counts at most this much of the trail
 
 
 class Services:
@@ -69,6 +72,13 @@ class Services:
     def _committed(self, events: list[Event]) -> None:
         log_events(events)
         self.stats.observe(events)
+
+    async def roll_up_totals(self) -> list[Total]:
+        """Count the audit events since the last roll-up into the stored totals."""
+        assert self.writer is not None
+        uow = UnitOfWork()
+        uow.query = roll_up
+        return await self.writer.commit(uow)
 
     def ping(self) -> None:
         """Raises if the database cannot answer a trivial query."""
@@ -98,6 +108,7 @@ class Engine:
         self.users: UserStore | None = None
         self._runner: web.AppRunner | None = None
         self._lock_fd: int | None = None
+        self._roll_ups: asyncio.Task | None = None
         self.started_at: float | None = None
         self.slo: ServiceLevels | None = None  # service levels, once started
         self.alerting: Alerting | None = None  # alert rules, once started
@@ -117,6 +128,9 @@ class Engine:
         recovered.record(Event(kind=Kind.ADMIN, detail={
             "action": "engine-start", "version": __version__, "channels": len(self._loaded)}))
         await writer.commit(recovered)
+        svc.stats.seed(await svc.roll_up_totals())
+        self._roll_ups = asyncio.get_running_loop().create_task(self._roll_up_every(
+            ROLL_UP_SECONDS), name="roll up audit totals")
         for loaded in self._loaded:
             if not loaded.config.enabled:
                 log.info("channel %s is disabled in %s", loaded.config.name, loaded.file)
@@ -204,9 +218,21 @@ class Engine:
                              ) from None
         self._lock_fd = fd
 
+    async def _roll_up_every(self, seconds: float) -> None:
+        """Keep the events a start-up must count few, even after a crash."""
+        assert self.services is not None
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await self.services.roll_up_totals()
+            except StoreError as exc:
+                log.warning("could not roll up the audit totals: %s", exc)
+
     async def stop(self) -> None:
         """Drain: stop accepting, answer and record what is in flight, then close."""
         log.info("stopping: no new connections; finishing messages in flight")
+        if self._roll_ups is not None:
+            self._roll_ups.cancel()
         # Alerts and service levels first: channels stopping on purpose are no incident.
         if self.alerting is not None:
             await self.alerting.stop()

@@ -30,13 +30,16 @@ COUNTED = {
     Kind.RECEIVED: "received",
     Kind.FILTERED: "filtered",
     Kind.DUPLICATE: "duplicate",
+    Kind.CONTROL_ID_REUSED: "control_id_reused",
     Kind.QUEUED: "queued",
     Kind.SENT: "sent",
     Kind.ERRORED: "errored",
-    Kind.REJECTED: "errored",
+    Kind.REJECTED: "rejected",
     Kind.DEAD_LETTERED: "dead_lettered",
     Kind.RETRIED: "retried",
 }
+# Kinds also counted per destination.
+DESTINATION_KINDS = (Kind.SENT, Kind.RETRIED, Kind.DEAD_LETTERED, Kind.QUEUED)
 
 
 class Window:
@@ -173,6 +176,21 @@ class Stats:
         return sum(n for (k, c, d), n in self.events.items()
                    if k == kind and channel in (None, c) and destination in (None, d))
 
+    def seed(self, totals: Iterable[tuple[str, str, str, int]]) -> None:
+        """Add counts the audit trail already holds (kind, channel, destination, n), so
+        the counts an operator reads do not go back to zero when the engine restarts."""
+        kinds = {k.value: k for k in Kind}
+        for kind, channel, destination, n in totals:
+            self.events[(kind, channel, destination)] += n
+            known = kinds.get(kind)
+            name = COUNTED.get(known) if known is not None else None
+            if name is None or not channel:
+                continue
+            ch = self.channels[channel]
+            ch.counts[name] += n
+            if destination and known in DESTINATION_KINDS:
+                ch.destinations[destination].counts[name] += n
+
     def observe(self, events: Iterable[Event], now: float | None = None) -> None:
         now = now if now is not None else time.time()
         if self._listeners:
@@ -196,8 +214,7 @@ class Stats:
             if e.kind in (Kind.ERRORED, Kind.REJECTED, Kind.RETRIED, Kind.DEAD_LETTERED):
                 reason = str(e.detail.get("reason", e.kind.value))
                 ch.last_error, ch.last_error_at = reason, now
-            if e.destination and e.kind in (Kind.SENT, Kind.RETRIED, Kind.DEAD_LETTERED,
-                                            Kind.QUEUED):
+            if e.destination and e.kind in DESTINATION_KINDS:
                 dest = ch.destinations[e.destination]
                 dest.counts[name] += 1
                 dest.recent[name].add(1, now)

@@ -68,6 +68,22 @@ class ErrorRateRule(RuleBase, tag="error_rate", kw_only=True):
             raise ValueError(f"error_rate window must be between 1s and {RECENT_SECONDS}s")
 
 
+class ControlIdReusedRule(RuleBase, tag="control_id_reused", kw_only=True):
+    """A sender reused control ids for new messages: processed all the same, but a sender
+    whose counter restarted deserves a look before a true resend is taken for new."""
+
+    channel: ChannelPattern = "*"
+    threshold: Annotated[int, Meta(ge=0, description="fires when more messages than this "
+                                   "reused a control id in the window")] = 0
+    window: Annotated[Duration, Meta(description="counted over this much recent time, at "
+                                     "most 5m (what the live statistics keep)")] = Duration(300)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.window <= RECENT_SECONDS:
+            raise ValueError(
+                f"control_id_reused window must be between 1s and {RECENT_SECONDS}s")
+
+
 class ChannelStateRule(RuleBase, tag="channel_state", kw_only=True):
     """A channel is in one of `states` (by default stopped or in error)."""
 
@@ -113,7 +129,8 @@ class SloBurnRule(RuleBase, tag="slo_burn", kw_only=True):
                                     "availability) in the long window before it can fire")] = 10
 
 
-Rule = QueueDepthRule | QueueAgeRule | ErrorRateRule | ChannelStateRule | SilenceRule | SloBurnRule
+Rule = (QueueDepthRule | QueueAgeRule | ErrorRateRule | ControlIdReusedRule | ChannelStateRule
+        | SilenceRule | SloBurnRule)
 
 
 class WebhookConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -14,6 +14,7 @@ from typing import Any
 
 from engine.alerts.config import (
     ChannelStateRule,
+    ControlIdReusedRule,
     ErrorRateRule,
     QueueAgeRule,
     QueueDepthRule,
@@ -30,6 +31,7 @@ class ChannelView:
     last_message_at: float | None = None
     received: dict[int, int] = field(default_factory=dict)  # by window, in seconds
     failed: dict[int, int] = field(default_factory=dict)  # errored + rejected + dead
+    reused: dict[int, int] = field(default_factory=dict)  # control ids reused, by window
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,13 @@ def _error_rate(rule: ErrorRateRule, snap: Snapshot) -> Iterator[Reading]:
                       received >= rule.min_received and rate > rule.threshold, "percent", name)
 
 
+def _control_id_reused(rule: ControlIdReusedRule, snap: Snapshot) -> Iterator[Reading]:
+    window = int(rule.window)
+    for name, ch in _matching(snap.channels, rule.channel):
+        reused = ch.reused.get(window, 0)
+        yield Reading(name, reused, rule.threshold, reused > rule.threshold, "messages", name)
+
+
 def _channel_state(rule: ChannelStateRule, snap: Snapshot) -> Iterator[Reading]:
     for name, ch in _matching(snap.channels, rule.channel):
         yield Reading(name, ch.state, "|".join(rule.states), ch.state in rule.states, "state",
@@ -134,5 +143,6 @@ def _slo_burn(rule: SloBurnRule, snap: Snapshot) -> Iterator[Reading]:
 
 _MEASURES: dict[type, Callable[[Any, Snapshot], Iterator[Reading]]] = {
     QueueDepthRule: _queue_depth, QueueAgeRule: _queue_age, ErrorRateRule: _error_rate,
-    ChannelStateRule: _channel_state, SilenceRule: _silence, SloBurnRule: _slo_burn,
+    ControlIdReusedRule: _control_id_reused, ChannelStateRule: _channel_state,
+    SilenceRule: _silence, SloBurnRule: _slo_burn,
 }

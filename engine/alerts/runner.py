@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.alerts.config import (
     AlertsConfig,
+    ControlIdReusedRule,
     ErrorRateRule,
     QueueAgeRule,
     QueueDepthRule,
@@ -102,6 +103,7 @@ async def collect(engine: Engine, rules: list[Rule]) -> Snapshot:
     svc = engine.services
     assert svc is not None
     windows = {int(r.window) for r in rules if isinstance(r, ErrorRateRule)}
+    reuse_windows = {int(r.window) for r in rules if isinstance(r, ControlIdReusedRule)}
     wants_queues = any(isinstance(r, QueueDepthRule | QueueAgeRule) for r in rules)
     queues_now = await engine.ops.queue_stats() if wants_queues else {}
     now = time.time()
@@ -109,15 +111,17 @@ async def collect(engine: Engine, rules: list[Rule]) -> Snapshot:
     queues: dict[str, QueueView] = {}
     for name, channel in engine.channels.items():
         stats = svc.stats.channels.get(name)
-        received, failed = {}, {}
+        received, failed, reused = {}, {}, {}
         if stats is not None:
+            for w in reuse_windows:
+                reused[w] = stats.recent["control_id_reused"].total(w, now)
             for w in windows:
                 received[w] = stats.recent["received"].total(w, now)
-                failed[w] = (stats.recent["errored"].total(w, now)
-                             + stats.recent["dead_lettered"].total(w, now))
+                failed[w] = sum(stats.recent[k].total(w, now)
+                                for k in ("errored", "rejected", "dead_lettered"))
         channels[name] = ChannelView(channel.state.value,
                                      stats.last_message_at if stats else None,
-                                     received, failed)
+                                     received, failed, reused)
         if wants_queues:
             for worker in channel.workers:
                 q = queues_now.get(worker.key)

@@ -17,7 +17,8 @@ from engine.events import Event, Kind
 
 State = Literal["fired", "repeated", "cleared"]
 _LABELS = {"queue_depth": "queue depth", "queue_age": "oldest queued entry",
-           "error_rate": "error rate", "channel_state": "channel state",
+           "error_rate": "error rate", "control_id_reused": "control ids reused",
+           "channel_state": "channel state",
            "silence": "silence", "slo_burn": "error budget burn rate"}
 
 

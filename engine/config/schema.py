@@ -108,8 +108,10 @@ class ChannelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     ] = "off"
     duplicate_window: Annotated[
         Duration,
-        Meta(description="a control id already taken on from the same sender this recently "
-                         "is acknowledged but not processed again; 0 turns this off"),
+        Meta(description="a resend (same sender, control id and content) this recently "
+                         "after the first is acknowledged but not processed again; the same "
+                         "id with other content is processed and flagged as "
+                         "control-id-reused; 0 turns this off"),
     ] = Duration(3600.0)
     shadow: (
         Annotated[

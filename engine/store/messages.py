@@ -105,18 +105,20 @@ class MessageStore:
             ).all()
         return [tuple(r) for r in rows]
 
-    def first_with_control_id(self, channel: str, sender: str, control_id: str,
-                              since: float) -> str | None:
-        """The earliest message a channel took on with this sender and control id."""
+    def taken_with_control_id(self, channel: str, sender: str, control_id: str,
+                              since: float, limit: int = 50) -> list[tuple[str, str]]:
+        """(message id, content hash) of the messages a channel took on with this sender
+        and control id since `since`, oldest first: a resend matches one's content."""
         with self._engine.connect() as conn:
-            return conn.execute(
-                sa.select(messages.c.id)
+            rows = conn.execute(
+                sa.select(messages.c.id, messages.c.content_hash)
                 .where(messages.c.control_id == control_id, messages.c.sender == sender,
                        messages.c.channel == channel,
                        messages.c.status.in_(("accepted", "filtered")),
                        messages.c.id >= message_id_floor(since))
-                .order_by(messages.c.id).limit(1)
-            ).scalar()
+                .order_by(messages.c.id).limit(limit)
+            ).all()
+        return [(r.id, r.content_hash) for r in rows]
 
     def get(self, message_id: str) -> StoredMessage | None:
         cols = [messages.c[f] for f in StoredMessage.__struct_fields__]

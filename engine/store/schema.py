@@ -124,6 +124,25 @@ audit_head = sa.Table(
     sa.Column("hash", sa.String(64), nullable=False),
 )
 
+# Event counts per (kind, channel, destination) up to audit event `through`, so the
+# status page's counts survive a restart without counting the whole trail at each start:
+# only the events after the mark are counted and added (engine.store.totals).
+audit_totals = sa.Table(
+    "audit_totals",
+    metadata,
+    sa.Column("kind", sa.String(24), primary_key=True),
+    sa.Column("channel", sa.String(64), primary_key=True),  # "" for none
+    sa.Column("destination", sa.String(64), primary_key=True),  # "" for none
+    sa.Column("n", sa.BigInteger, nullable=False),
+)
+
+audit_totals_mark = sa.Table(
+    "audit_totals_mark",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("through", sa.BigInteger, nullable=False),  # the last event counted
+)
+
 users = sa.Table(
     "users",
     metadata,

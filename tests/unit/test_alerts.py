@@ -16,6 +16,7 @@ from engine.alerts import (
     BurnView,
     ChannelStateRule,
     ChannelView,
+    ControlIdReusedRule,
     ErrorRateRule,
     QueueAgeRule,
     QueueDepthRule,
@@ -137,6 +138,23 @@ def test_error_rate_over_threshold_with_enough_messages():
 def test_error_rate_window_is_limited_to_what_stats_keep():
     with pytest.raises(ValueError, match="error_rate window"):
         ErrorRateRule(name="errors", threshold=5, window=600)
+
+
+def test_control_id_reused_fires_over_its_threshold_in_the_window():
+    rule = ControlIdReusedRule(name="reused", window=60)  # threshold 0: any reuse
+
+    def snap(reused: int) -> Snapshot:
+        return Snapshot(T0, T0, channels={"adt": ChannelView("started", reused={60: reused}),
+                                          "lab": ChannelView("started")})
+
+    tracker = Tracker(3600)
+    assert step(tracker, [rule], snap(0)) == []
+    assert step(tracker, [rule], snap(2), T0 + 1) == [("fired", "adt")]
+    assert step(tracker, [rule], snap(0), T0 + 2) == [("cleared", "adt")]
+    tolerant = ControlIdReusedRule(name="some", threshold=5, window=60)
+    assert [r.holds for _, r in evaluate([tolerant], snap(5))] == [False, False]
+    with pytest.raises(ValueError, match="control_id_reused window"):
+        ControlIdReusedRule(name="reused", window=600)
 
 
 def test_channel_state_stopped_or_error_by_default_paused_when_asked():

@@ -49,7 +49,8 @@ def test_events_feed_channel_and_destination_counts():
                   + _events(Kind.RETRIED, 1, destination="fhir", detail={"reason": "HTTP 503"}),
                   now=T0 + 1)
     ch = stats.channels["adt"]
-    assert ch.counts["received"] == 4 and ch.counts["errored"] == 1
+    assert ch.counts["received"] == 4 and ch.counts["rejected"] == 1
+    assert ch.counts["errored"] == 0  # refused input is not a failure of ours
     assert ch.destinations["fhir"].counts["sent"] == 3
     assert ch.destinations["fhir"].last_error == "HTTP 503"
     assert ch.last_error == "HTTP 503" and ch.last_message_at == T0

@@ -32,6 +32,7 @@ const ACTION_TEXT = {
 const SERIES = [
   ['received', 'Received'],
   ['sent', 'Sent'],
+  ['rejected', 'Rejected'],
   ['errored', 'Errored'],
 ];
 

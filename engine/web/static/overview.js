@@ -6,13 +6,19 @@ import { h, fill, syncRows, enc } from './dom.js';
 import { num, rate, ms, duration, timeAgo } from './format.js';
 import { stateBadge } from './badges.js';
 
+// [key, heading, full name when the heading is short, a cause for concern when recent]
 const COUNTS = [
   ['received', 'Received'],
   ['filtered', 'Filtered'],
+  ['duplicate', 'Resent', 'Resends of a message already taken on, acknowledged again'],
+  ['control_id_reused', 'Ids reused', 'New messages under a control id the sender ' +
+    'already used: processed, but the sender should be asked why', 'warn'],
   ['queued', 'Queued'],
   ['sent', 'Sent'],
-  ['errored', 'Errored'],
-  ['dead_lettered', 'Dead-lettered'],
+  ['rejected', 'Rejected', 'Refused as unreadable or invalid (AR): the sender must fix ' +
+    'and resend', 'alarm'],
+  ['errored', 'Errored', 'Taken on but not mapped or filtered: waits for an analyst', 'alarm'],
+  ['dead_lettered', 'Dead', 'Dead-lettered: delivery gave up', 'alarm'],
 ];
 
 const OLD_QUEUE_S = 60; // a queued message older than this is worth a second look
@@ -81,12 +87,12 @@ function updateRow(row, channel) {
     h('span', { class: 'source mono' }, channel.source?.address ?? '–'),
     h('span', { class: 'peers', title: peers.join('\n') || null },
       peers.length === 1 ? '1 peer connected' : `${peers.length} peers connected`));
-  for (const [key] of COUNTS) {
+  for (const [key, , , concern] of COUNTS) {
     const td = c.counts[key];
     const recent = channel.counts_5m?.[key] ?? 0;
     td.firstChild.textContent = num(channel.counts?.[key]);
     td.lastChild.textContent = `${num(recent)} in 5 min`;
-    td.classList.toggle('alarm', (key === 'errored' || key === 'dead_lettered') && recent > 0);
+    for (const tone of ['alarm', 'warn']) td.classList.toggle(tone, concern === tone && recent > 0);
   }
   fill(c.rate, h('span', { class: 'rate-now' }, rate(channel.throughput_per_s)),
     h('span', { class: 'latency' }, h('abbr', { title: 'median latency' }, 'p50'), ' ',
@@ -118,13 +124,13 @@ export function createOverview() {
   const empty = h('p', { class: 'empty', hidden: true },
     'No channels are configured. Add a channel file under channels/ and restart the engine.');
   const table = h('table', { class: 'channels' },
-    h('caption', { class: 'sr-only' }, 'Channels: counts since the engine started, with the ' +
+    h('caption', { class: 'sr-only' }, 'Channels: counts kept across restarts, with the ' +
       'last 5 minutes underneath'),
     h('thead', null, h('tr', null,
       h('th', { scope: 'col' }, 'Channel'),
       h('th', { scope: 'col' }, 'State · source'),
-      COUNTS.map(([key, label]) => h('th', { scope: 'col', class: 'num' },
-        key === 'dead_lettered' ? h('abbr', { title: 'Dead-lettered' }, 'Dead') : label)),
+      COUNTS.map(([, label, title]) => h('th', { scope: 'col', class: 'num' },
+        title ? h('abbr', { title }, label) : label)),
       h('th', { scope: 'col', class: 'num' }, 'Rate · latency'),
       h('th', { scope: 'col' }, 'Destinations'),
       h('th', { scope: 'col' }, 'Last error'))),
@@ -132,7 +138,7 @@ export function createOverview() {
   const el = h('section', { class: 'overview', 'aria-labelledby': 'overview-title' },
     h('h1', { id: 'overview-title', tabindex: '-1' }, 'Channels'),
     h('div', { class: 'tiles' }, Object.values(tiles).map((t) => t.el)),
-    h('p', { class: 'legend' }, 'Counts since the engine started, with the last 5 minutes ' +
+    h('p', { class: 'legend' }, 'Counts kept across restarts, with the last 5 minutes ' +
       'underneath. Select a channel for its queues, last hour and messages.'),
     h('div', { class: 'table-wrap' }, table), empty);
 
@@ -144,7 +150,8 @@ export function createOverview() {
     const down = channels.filter((c) => c.state === 'error' || c.state === 'stopped').length;
     const sum = (f) => channels.reduce((acc, c) => acc + (f(c) ?? 0), 0);
     const dests = channels.flatMap((c) => c.destinations ?? []);
-    const errors = sum((c) => c.counts_5m?.errored) + sum((c) => c.counts_5m?.dead_lettered);
+    const errors = sum((c) => c.counts_5m?.errored) + sum((c) => c.counts_5m?.rejected)
+      + sum((c) => c.counts_5m?.dead_lettered);
     const dead = dests.reduce((acc, d) => acc + d.dead, 0);
     const queued = dests.reduce((acc, d) => acc + d.queued, 0);
     const oldest = Math.max(0, ...dests.map((d) => d.oldest_age_s ?? 0));
@@ -152,9 +159,10 @@ export function createOverview() {
       down ? `${down} stopped or failing` : started === channels.length ? 'all running'
         : 'some paused', down ? 'bad' : started < channels.length ? 'warn' : '');
     setTile(tiles.received, num(sum((c) => c.counts_5m?.received)),
-      `${num(sum((c) => c.counts?.received))} since start`);
+      `${num(sum((c) => c.counts?.received))} in all`);
     setTile(tiles.rate, rate(sum((c) => c.throughput_per_s)), 'messages received');
-    setTile(tiles.errors, num(errors), 'errored or dead-lettered', errors ? 'warn' : '');
+    setTile(tiles.errors, num(errors), 'rejected, errored or dead-lettered',
+      errors ? 'warn' : '');
     setTile(tiles.queued, num(queued), queued ? `oldest ${duration(oldest)}` : 'nothing waiting',
       oldest >= OLD_QUEUE_S ? 'warn' : '');
     setTile(tiles.dead, num(dead), dead ? 'need retry or discard' : 'none', dead ? 'bad' : '');

@@ -1,0 +1,51 @@
+"""Running totals of audit events per (kind, channel, destination), rolled up from the
+trail itself so counts outlive the process that saw the events.
+
+A roll-up counts only the events after its mark and moves the mark in the same
+transaction; the mark row is locked first, so two processes on one PostgreSQL database
+never count an event twice. Appends to the trail are serialised on its head row, so
+event numbers become visible in order and nothing below the mark can appear later.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from engine.store.schema import audit, audit_totals, audit_totals_mark
+
+Total = tuple[str, str, str, int]  # kind, channel ("" for none), destination, count
+
+
+def roll_up(conn: sa.Connection) -> list[Total]:
+    """Add the events after the mark to the totals; returns every total."""
+    mark = conn.execute(sa.select(audit_totals_mark.c.through)
+                        .where(audit_totals_mark.c.id == 1).with_for_update()).scalar()
+    if mark is None:
+        mark = 0
+        conn.execute(audit_totals_mark.insert().values(id=1, through=0))
+    channel = sa.func.coalesce(audit.c.channel, "")
+    destination = sa.func.coalesce(audit.c.destination, "")
+    new = conn.execute(
+        sa.select(audit.c.kind, channel, destination, sa.func.count(), sa.func.max(audit.c.seq))
+        .where(audit.c.seq > mark).group_by(audit.c.kind, channel, destination)
+    ).all()
+    if new:
+        known = {(k, c, d) for k, c, d in conn.execute(sa.select(
+            audit_totals.c.kind, audit_totals.c.channel, audit_totals.c.destination))}
+        key = ((audit_totals.c.kind == sa.bindparam("k"))
+               & (audit_totals.c.channel == sa.bindparam("c"))
+               & (audit_totals.c.destination == sa.bindparam("d")))
+        grown = [{"k": k, "c": c, "d": d, "add": n} for k, c, d, n, _ in new
+                 if (k, c, d) in known]
+        if grown:
+            conn.execute(audit_totals.update().where(key)
+                         .values(n=audit_totals.c.n + sa.bindparam("add")), grown)
+        fresh = [{"kind": k, "channel": c, "destination": d, "n": n} for k, c, d, n, _ in new
+                 if (k, c, d) not in known]
+        if fresh:
+            conn.execute(audit_totals.insert(), fresh)
+        conn.execute(audit_totals_mark.update().where(audit_totals_mark.c.id == 1)
+                     .values(through=max(last for *_, last in new)))
+    return [tuple(r) for r in conn.execute(sa.select(
+        audit_totals.c.kind, audit_totals.c.channel, audit_totals.c.destination,
+        audit_totals.c.n))]
