@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from engine.cli.admin import (
     cmd_audit_show,
@@ -22,11 +22,30 @@ from engine.cli.daemon import cmd_run, cmd_validate
 from engine.cli.send import cmd_send
 from engine.errors import ConduitError, ConfigErrors
 
+_NO_CONF = frozenset({cmd_send, cmd_parse, cmd_ack})  # files and sockets only, no settings
+
+
+def _add_conf(parser: argparse.ArgumentParser) -> None:
+    """--conf, the one declaration, given to the top level and to every command that reads
+    the configuration, so `conduit --conf X run` and `conduit run --conf X` both work.
+    SUPPRESS: a command without it keeps what came before the command's name."""
+    parser.add_argument("--conf", default=argparse.SUPPRESS, metavar="PATH",
+                        help=f"engine settings (default {DEFAULT_CONF} or $CONDUIT_CONF)")
+
+
+def commands(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """Every command's own parser (`run`, `queue list`, ...), the leaves of the tree."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield parser
+    for action in subs:
+        for child in dict.fromkeys(action.choices.values()):
+            yield from commands(child)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="conduit", description="Conduit interface engine")
-    parser.add_argument("--conf", help=f"engine settings (default {DEFAULT_CONF} or "
-                        "$CONDUIT_CONF)")
+    _add_conf(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="run the daemon").set_defaults(func=cmd_run)
     sub.add_parser("validate", help="check conf/ and channels/").set_defaults(func=cmd_validate)
@@ -101,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="encryption keys").add_subparsers(dest="what",
                                                                           required=True)
     keys.add_parser("rotate", help="make a new content key").set_defaults(func=cmd_keys_rotate)
+    for command in commands(parser):
+        if command.get_default("func") not in _NO_CONF:
+            _add_conf(command)
     return parser
 
 

@@ -22,7 +22,7 @@ def actor() -> str:
 
 
 def conf_path(args: argparse.Namespace) -> str:
-    return args.conf or os.environ.get("CONDUIT_CONF") or DEFAULT_CONF
+    return getattr(args, "conf", None) or os.environ.get("CONDUIT_CONF") or DEFAULT_CONF
 
 
 def load_everything(args: argparse.Namespace):
