@@ -1,10 +1,14 @@
-"""File destination: one file per message, written so a reader never sees half a file."""
+"""File destination: one file per message, written so a reader never sees half a file,
+and only its owner may read it (0600 in 0700 folders, whatever the umask) unless `mode:`
+says otherwise: the files hold PHI."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Annotated
 
@@ -21,6 +25,8 @@ _EXTENSIONS = {
     "x-application/hl7-v2+er7": ".hl7",
 }
 _PLACEHOLDER = re.compile(r"\{(message_id|control_id|channel|destination|ext)\}")
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # never write through a planted symlink
+log = logging.getLogger("conduit.file")
 
 
 class FileDestinationConfig(DestinationBase, tag="file"):
@@ -30,6 +36,14 @@ class FileDestinationConfig(DestinationBase, tag="file"):
         Meta(description="name of each file; {message_id}, {control_id}, {channel}, "
              "{destination} and {ext} are filled in"),
     ] = "{message_id}{ext}"
+    mode: Annotated[
+        str,
+        Meta(pattern=r"^0?6[0246][04]$",
+             description="octal permissions of each file, such as \"0640\": the owner reads "
+             "and writes, the group may read or write, others may at most read, nobody "
+             "executes; folders the engine makes get x where reading is allowed. Default "
+             "0600: the files hold PHI"),
+    ] = "0600"
 
 
 class FileDestination:
@@ -37,13 +51,17 @@ class FileDestination:
         self.config = config
         self._context = context
         self._dir = Path(config.directory)
+        self._mode = int(config.mode, 8)
 
     @property
     def address(self) -> str:
         return f"file:{self._dir}"
 
     async def open(self) -> None:
-        self._dir.mkdir(parents=True, exist_ok=True)
+        if self._dir.is_dir():
+            _warn_if_open(self._dir, self._mode, self.config.name)
+        else:
+            make_folders(self._dir, folder_mode(self._mode))
 
     def _name(self, outbound: Outbound) -> str:
         values = {
@@ -58,7 +76,7 @@ class FileDestination:
     async def send(self, outbound: Outbound) -> Delivery:
         target = self._dir / self._name(outbound)
         try:
-            await asyncio.to_thread(_write_atomically, target, outbound.content)
+            await asyncio.to_thread(write_atomically, target, outbound.content, self._mode)
         except OSError as exc:
             return Retry(f"cannot write {target.name}: {exc.strerror or type(exc).__name__}")
         return Sent("written")
@@ -72,12 +90,44 @@ class FileDestination:
         return None
 
 
-def _write_atomically(target: Path, content: bytes) -> None:
-    """Write to a hidden temporary name, flush to disk, then rename into place: a reader
+def folder_mode(file_mode: int) -> int:
+    """A folder's mode for files of `file_mode`: x (search) wherever r is allowed."""
+    return 0o700 | file_mode | (file_mode & 0o044) >> 2
+
+
+def make_folders(folder: Path, mode: int) -> None:
+    """Create `folder` and its missing parents with exactly `mode`; unlike
+    Path.mkdir(parents=True), parents get it too, and the umask takes nothing off."""
+    missing = []
+    while not folder.is_dir():
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            continue  # made meanwhile by another writer: theirs to set
+        os.chmod(path, mode)
+
+
+def _warn_if_open(folder: Path, file_mode: int, name: str) -> None:
+    """An existing folder is the admin's to set, but say so when it lets others in while
+    its files are meant for fewer."""
+    folder_bits = stat.S_IMODE(folder.stat().st_mode)
+    if folder_bits & 0o004 and not file_mode & 0o004:
+        log.warning("file destination %s: folder %s is readable by other users (mode %04o); "
+                    "its files are written %04o", name, folder, folder_bits, file_mode)
+
+
+def write_atomically(target: Path, content: bytes, mode: int = 0o600) -> None:
+    """Write to a hidden temporary name with exactly `mode` (fchmod: the umask and a stale
+    temporary file's mode do not count), flush to disk, then rename into place: a reader
     polling the folder sees the whole file or nothing."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_folders(target.parent, folder_mode(mode))
     tmp = target.with_name(f".{target.name}.tmp")
-    with open(tmp, "wb") as fh:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, mode)
+    with open(fd, "wb") as fh:
+        os.fchmod(fd, mode)
         fh.write(content)
         fh.flush()
         os.fsync(fh.fileno())

@@ -1,0 +1,132 @@
+"""engine/connectors/file.py: output files hold PHI, so they are the owner's alone (0600
+in 0700 folders) whatever the umask, unless `mode:` names a wider, still sane, mode."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine.config.loader import load_channels
+from engine.connectors.base import DestinationContext
+from engine.connectors.file import FileDestination, FileDestinationConfig, folder_mode
+from engine.errors import ConfigErrors
+from engine.message import Outbound, Sent
+
+
+@pytest.fixture(autouse=True)
+def usual_umask() -> Iterator[None]:
+    """The common default: left alone, files would come out 0644 and folders 0755."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def outbound(message_id: str = "01J0000000000000000000000A") -> Outbound:
+    return Outbound(entry_id=1, message_id=message_id, channel="c", destination="files",
+                    content=b'{"resourceType": "Bundle"}',
+                    content_type="application/fhir+json")
+
+
+async def deliver(config: FileDestinationConfig) -> Path:
+    dest = FileDestination(config, DestinationContext("c"))
+    await dest.open()
+    assert isinstance(await dest.send(outbound()), Sent)
+    [written] = [p for p in Path(config.directory).rglob("*") if p.is_file()]
+    return written
+
+
+async def test_by_default_files_are_0600_in_0700_folders(tmp_path):
+    out = tmp_path / "out" / "adt"  # two folders the engine makes
+    written = await deliver(FileDestinationConfig(name="files", directory=str(out)))
+    assert mode_of(written) == 0o600
+    assert mode_of(out) == 0o700 and mode_of(out.parent) == 0o700
+    assert written.read_bytes() == b'{"resourceType": "Bundle"}'
+
+
+async def test_folders_a_filename_adds_are_0700_too(tmp_path):
+    out = tmp_path / "out"
+    written = await deliver(FileDestinationConfig(
+        name="files", directory=str(out), filename="{channel}/{message_id}{ext}"))
+    assert written.parent == out / "c"
+    assert mode_of(written) == 0o600 and mode_of(out / "c") == 0o700
+
+
+async def test_mode_0640_lets_the_group_read(tmp_path):
+    out = tmp_path / "out"
+    written = await deliver(FileDestinationConfig(name="files", directory=str(out),
+                                                  mode="0640"))
+    assert mode_of(written) == 0o640
+    assert mode_of(out) == 0o750  # the group can reach what it may read
+
+
+async def test_a_stale_temporary_file_does_not_lend_its_mode(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir(mode=0o700)
+    stale = out / ".01J0000000000000000000000A.json.tmp"
+    stale.write_bytes(b"half")
+    stale.chmod(0o666)
+    written = await deliver(FileDestinationConfig(name="files", directory=str(out)))
+    assert mode_of(written) == 0o600 and not stale.exists()
+
+
+async def test_an_existing_folder_is_left_as_made_with_a_warning_if_others_may_read(
+        tmp_path, caplog):
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o755)
+    caplog.set_level(logging.WARNING)
+    written = await deliver(FileDestinationConfig(name="files", directory=str(out)))
+    assert mode_of(out) == 0o755 and mode_of(written) == 0o600
+    assert "readable by other users" in caplog.text and str(out) in caplog.text
+
+
+def test_folder_modes_follow_file_modes():
+    assert folder_mode(0o600) == 0o700
+    assert folder_mode(0o640) == 0o750
+    assert folder_mode(0o660) == 0o770
+    assert folder_mode(0o644) == 0o755
+
+
+CHANNEL = """\
+source: {{type: mllp, port: 2575}}
+destinations:
+  - name: files
+    type: file
+    directory: out
+    mode: {mode}
+"""
+
+
+def load_mode(project: Path, mode: str) -> str:
+    (project / "channels" / "c.yaml").write_text(textwrap.dedent(CHANNEL.format(mode=mode)))
+    [loaded] = load_channels("channels", {})
+    return loaded.config.destinations[0].mode
+
+
+@pytest.mark.parametrize(("written", "read"), [
+    ('"0640"', "0640"), ("0640", "0640"), ("'0600'", "0600"), ("0644", "0644"),
+    ("660", "660"),
+])
+def test_mode_in_yaml_quoted_or_not(project, written, read):
+    assert load_mode(project, written) == read
+
+
+@pytest.mark.parametrize("bad", ["999", "0777", "0755", "0666", "0400", "rw-r-----", "0o640",
+                                 "1640"])
+def test_unsafe_or_unreadable_modes_are_config_errors_at_their_line(project, bad):
+    with pytest.raises(ConfigErrors) as caught:
+        load_mode(project, bad)
+    [error] = [str(e) for e in caught.value.errors]
+    assert "c.yaml:6:" in error and "mode" in error, error
