@@ -15,6 +15,7 @@ import asyncio
 import base64
 import itertools
 import json
+import ssl
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -103,11 +104,11 @@ class FhirTestServer(LoopbackServer):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/fhir"
+        return f"{self.scheme}://127.0.0.1:{self.port}/fhir"
 
     @property
     def token_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/token"
+        return f"{self.scheme}://127.0.0.1:{self.port}/token"
 
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         return [r for (k, _), r in self.resources.items() if k == kind]
@@ -276,11 +277,12 @@ class FhirTestServer(LoopbackServer):
 
     # -- plumbing ---------------------------------------------------------------------
 
-    async def start(self) -> FhirTestServer:
+    async def start(self, tls: ssl.SSLContext | None = None) -> FhirTestServer:
+        """Listen on loopback; over HTTPS with `tls` (url then says https)."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/token", self._token)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        await self.serve(app)
+        await self.serve(app, tls)
         return self
 
     async def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:

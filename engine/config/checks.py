@@ -1,6 +1,7 @@
 """Checks that need more than one file at a time: clashing names and ports, mappings that
-are not installed or read another format, filter rules that could never work, and
-Bundle splitting that could never happen.
+are not installed or read another format, filter rules that could never work, Bundle
+splitting that could never happen, and listeners that would take PHI off the network in
+clear.
 
 Each file converts cleanly on its own before these run; what is left are problems only
 visible across files (or against the mapping catalog), located in the channel file.
@@ -15,6 +16,7 @@ from functools import cache
 
 from engine.config.loader import LoadedChannel
 from engine.config.schema import EngineConfig, FilterRule
+from engine.connectors.tls import exposed
 from engine.errors import ConfigError
 from engine.filters import FhirPathError, compile_fhirpath
 from engine.formats.hl7v2.message import FIELD_PATH as HL7_PATH
@@ -30,6 +32,7 @@ def check(
     """Every cross-file problem, each located in the channel file that has to change."""
     errors = [*_duplicate_channel_names(channels), *_resource_clashes(engine, channels)]
     for channel in channels:
+        errors += _cleartext_listener(channel)
         errors += _duplicate_destination_names(channel)
         errors += _mapping_problems(channel, catalog)
         errors += _filter_problems(channel)
@@ -71,6 +74,22 @@ def _resource_clashes(
                     f"({other.file}) binds too; give each channel its own port", "source.port")
             else:
                 owner[resource] = channel
+
+
+def _cleartext_listener(channel: LoadedChannel) -> Iterator[ConfigError]:
+    """A source that binds a network address (0.0.0.0 and :: included) must speak TLS, or
+    say `insecure: true`: otherwise PHI and credentials cross the network in clear.
+    Any source with `host` and `tls` settings is a listener (mllp, fhir)."""
+    source = channel.config.source
+    host = getattr(source, "host", None)
+    if not channel.config.enabled or not isinstance(host, str) or not hasattr(source, "tls"):
+        return
+    if exposed(host, source.tls) and not getattr(source, "insecure", False):
+        yield channel.error(
+            f"source listens on {host or 'every interface'} without TLS, so messages and "
+            "credentials would cross the network in clear; give it `tls:` (cert and key), "
+            "bind 127.0.0.1, or set `insecure: true` to accept the risk (logged and shown "
+            "on the status page)", "source.host")
 
 
 def _duplicate_destination_names(channel: LoadedChannel) -> Iterator[ConfigError]:

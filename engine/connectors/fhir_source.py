@@ -25,6 +25,8 @@ Decisions a sender will notice:
   XML that is no FHIR resource is a 400 and stores nothing, as unreadable JSON is.
   Answers follow `_format`, else Accept (q values), else the request's own format.
 - No access log: URLs name resource ids, which may be identifiers.
+- HTTPS with `tls:` (and client certificates with `tls.client_ca`); plain HTTP only on
+  loopback unless the source says `insecure: true` (engine.config.checks).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from engine.config.types import ByteSize, Duration
 from engine.connectors import fhir_source_rest as rest
 from engine.connectors.base import Deliver, SourceContext
 from engine.connectors.fhir_source_auth import AuthConfig, Authenticator, Client, Refused
+from engine.connectors.tls import ServerTls, exposed, server_context
 from engine.events import Event, Kind
 from engine.formats import fhir_xml
 from engine.formats.fhir import decode_json, encode_json
@@ -72,7 +75,8 @@ RECENT = 300.0  # seconds a client counts as a peer on the status page after a r
 
 
 class FhirSourceConfig(SourceBase, tag="fhir", rename={"types": "resources"}, kw_only=True):
-    port: Annotated[int, Meta(ge=1, le=65535, description="TCP port to listen on (HTTP)")]
+    port: Annotated[int, Meta(ge=1, le=65535, description="TCP port to listen on (HTTP, or "
+                                                          "HTTPS with tls)")]
     auth: Annotated[
         AuthConfig,
         Meta(description="who may post: {type: users} (tokens of engine users whose role "
@@ -82,6 +86,15 @@ class FhirSourceConfig(SourceBase, tag="fhir", rename={"types": "resources"}, kw
     host: Annotated[str, Meta(description="address to bind; 0.0.0.0 for every interface")] = (
         "127.0.0.1"
     )
+    tls: Annotated[
+        ServerTls | None, Meta(description="serve HTTPS (and require client certificates "
+                                           "with client_ca)")
+    ] = None
+    insecure: Annotated[
+        bool, Meta(description="allow listening on a non-loopback host without tls; "
+                               "resources and bearer tokens then cross the network in clear "
+                               "(logged, and shown on the status page)")
+    ] = False
     base_path: Annotated[
         str, Meta(pattern=r"^(/[A-Za-z0-9._~-]+)*$",
                   description="the FHIR base under the host, e.g. /fhir")
@@ -142,19 +155,21 @@ class FhirSource:
 
     @property
     def address(self) -> str:
-        return f"http://{self.config.host}:{self.config.port}{self.base}"
+        scheme = "https" if self.config.tls else "http"
+        return f"{scheme}://{self.config.host}:{self.config.port}{self.base}"
 
     def resources(self) -> list[str]:
         return self.config.resources()
 
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
+        tls = server_context(self.config.tls) if self.config.tls else None
         app = web.Application(client_max_size=self.config.max_request_size + 1)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port,
-                           reuse_address=True)
+                           reuse_address=True, ssl_context=tls)
         try:
             await site.start()
         except OSError:
@@ -162,6 +177,10 @@ class FhirSource:
             self._runner = None
             raise
         log.info("fhir listening on %s", self.address)
+        if exposed(self.config.host, self.config.tls):
+            log.warning("fhir %s: listening WITHOUT TLS on a network address (insecure: "
+                        "true): resources and bearer tokens cross the network in clear",
+                        self.address)
 
     async def stop(self) -> None:
         """Stop accepting; requests in flight finish and get their answers."""
@@ -179,7 +198,8 @@ class FhirSource:
         JWT client names, never PHI) that were let in within the last RECENT seconds."""
         since = time.monotonic() - RECENT
         return {"address": self.address,
-                "peers": sorted(name for name, at in self._seen.items() if at >= since)}
+                "peers": sorted(name for name, at in self._seen.items() if at >= since),
+                "insecure": exposed(self.config.host, self.config.tls)}
 
     # ------------------------------------------------------------------ routing
 

@@ -3,7 +3,10 @@
 2xx is delivered; 408, 425, 429 and 5xx, timeouts and connection errors are retried
 (honouring Retry-After); any other status is permanent and goes to the dead letters,
 with the receiver's answer body kept (sealed) for the analyst. Authentication (static
-bearer, basic, SMART backend services) is `auth:`; see http_auth.
+bearer, basic, SMART backend services) is `auth:`; see http_auth. `tls:` trusts a
+hospital's own CA, presents a client certificate (mutual TLS) and may name the server to
+verify; a receiver whose certificate fails verification is retried with a reason saying
+so (the operator must act: time alone will not fix it).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import datetime
 import email.utils
 import logging
+import ssl
 import time
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -23,6 +27,7 @@ from yarl import URL
 from engine.config.base import DestinationBase
 from engine.connectors.base import DestinationContext
 from engine.connectors.http_auth import AuthConfig, AuthUnavailable, authenticator_for
+from engine.connectors.tls import ClientTls, client_context
 from engine.errors import ConduitError
 from engine.message import Answer, Delivery, Fail, Outbound, Retry, Sent
 
@@ -43,6 +48,16 @@ class HttpDestinationConfig(DestinationBase, tag="http"):
         Meta(description="how to authenticate to the server: type bearer, basic or "
              "smart-backend; secrets come from environment variables or a key file"),
     ] = None
+    tls: Annotated[
+        ClientTls | None,
+        Meta(description="for an https URL: the CA to trust (default: the system's), a "
+             "client certificate and key for mutual TLS, and the server_name to verify"),
+    ] = None
+
+    def __post_init__(self) -> None:
+        if self.tls is not None and not self.url.lower().startswith("https://"):
+            raise ValueError("tls applies to an https:// URL; this URL is plain http, so "
+                             "nothing would be encrypted")
 
 
 class Unsendable(ConduitError):
@@ -55,7 +70,9 @@ class HttpDestination:
         self.config = config
         self._context = context
         self._session: aiohttp.ClientSession | None = None
-        self._auth = authenticator_for(config.auth, config.timeout)
+        self._tls: ssl.SSLContext | None = client_context(config.tls) if config.tls else None
+        self._server_name = config.tls.server_name if config.tls else None
+        self._auth = authenticator_for(config.auth, config.timeout, tls=self._tls)
 
     @property
     def address(self) -> str:
@@ -70,7 +87,8 @@ class HttpDestination:
         self._session = aiohttp.ClientSession(
             headers=dict(self.config.headers),
             timeout=aiohttp.ClientTimeout(total=self.config.timeout),
-            connector=aiohttp.TCPConnector(limit=8, keepalive_timeout=30),
+            connector=aiohttp.TCPConnector(limit=8, keepalive_timeout=30,
+                                           ssl=self._tls if self._tls else True),
         )
 
     def request_for(self, outbound: Outbound) -> tuple[str, str, dict[str, str]]:
@@ -103,7 +121,8 @@ class HttpDestination:
             headers["Authorization"] = credentials
         try:
             async with self._session.request(
-                method, url, data=self.body_for(outbound), headers=headers
+                method, url, data=self.body_for(outbound), headers=headers,
+                server_hostname=self._server_name,
             ) as resp:
                 body = await _read_body(resp)
                 if resp.status == 401 and self._auth.refused():
@@ -115,7 +134,7 @@ class HttpDestination:
         except TimeoutError:
             return Retry("no answer within the timeout")
         except aiohttp.ClientError as exc:
-            return Retry(f"connection failed: {type(exc).__name__}")
+            return Retry(connection_failure(exc))
 
     async def healthcheck(self) -> str | None:
         return None if self._session is not None else "not open"
@@ -136,6 +155,22 @@ async def _read_body(resp: aiohttp.ClientResponse) -> bytes:
         if size >= MAX_BODY:
             break
     return b"".join(chunks)[:MAX_BODY]
+
+
+def connection_failure(exc: aiohttp.ClientError) -> str:
+    """Why a connection failed, without PHI: a TLS failure says what to fix (a CA to
+    trust, the server name), the rest the system's words or the error's type. (A receiver
+    that wants a client certificate we did not give just resets under TLS 1.3.)"""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        why = getattr(exc.certificate_error, "verify_message", "") or "verification failed"
+        return (f"TLS: the receiver's certificate is not trusted ({why}); check tls.ca "
+                "and tls.server_name")
+    if isinstance(exc, aiohttp.ClientSSLError):
+        reason = getattr(exc.os_error, "reason", None) or type(exc.os_error).__name__
+        return f"TLS handshake failed ({reason})"
+    if isinstance(exc, aiohttp.ClientOSError) and exc.strerror:
+        return f"connection failed: {exc.strerror}"
+    return f"connection failed: {type(exc).__name__}"
 
 
 def kept_answer(headers: Mapping[str, str], body: bytes) -> Answer | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import ssl
 import time
 import uuid
 from collections.abc import Callable
@@ -191,8 +192,10 @@ class SmartBackendAuth:
     before it expires; one worker sends at a time, and a lock keeps it to one fetch."""
 
     def __init__(self, config: SmartBackendAuthConfig, timeout: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.config = config
+        self._tls = tls  # the destination's CA and client certificate, for the endpoint too
         self._timeout = timeout
         self._clock = clock
         self._key: RSAKey | ECKey | None = None
@@ -265,7 +268,8 @@ class SmartBackendAuth:
                 "client_assertion": self.assertion(), "scope": self.config.scope}
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._timeout))
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                connector=aiohttp.TCPConnector(ssl=self._tls if self._tls else True))
         where = f"token endpoint {self.config.token_url}"
         try:
             async with self._session.post(self.config.token_url, data=form,
@@ -321,12 +325,14 @@ def _lifetime(expires_in: Any) -> float:
     return seconds if 0 < seconds < 1e9 else DEFAULT_EXPIRES_IN
 
 
-def authenticator_for(config: AuthConfig | None, timeout: float = 30.0) -> Authenticator:
-    """The authenticator a destination's `auth:` setting asks for."""
+def authenticator_for(config: AuthConfig | None, timeout: float = 30.0, *,
+                      tls: ssl.SSLContext | None = None) -> Authenticator:
+    """The authenticator a destination's `auth:` setting asks for; `tls` is the
+    destination's context, so a token endpoint behind the same private CA is trusted."""
     if isinstance(config, BearerAuthConfig):
         return StaticAuth(lambda: bearer_header(config.token_env))
     if isinstance(config, BasicAuthConfig):
         return StaticAuth(lambda: basic_header(config.username, config.password_env))
     if isinstance(config, SmartBackendAuthConfig):
-        return SmartBackendAuth(config, timeout)
+        return SmartBackendAuth(config, timeout, tls=tls)
     return StaticAuth(lambda: None)

@@ -21,7 +21,14 @@ from engine.config.base import DestinationBase, SourceBase
 from engine.config.types import ByteSize, Duration
 from engine.connectors.base import Deliver, DestinationContext
 from engine.connectors.mllp_framing import CR, END, STANDARD, START, Frame, Framer, Markers
-from engine.connectors.tls import ClientTls, ServerTls, client_context, peer_subject, server_context
+from engine.connectors.tls import (
+    ClientTls,
+    ServerTls,
+    client_context,
+    exposed,
+    peer_subject,
+    server_context,
+)
 from engine.message import Delivery, Outbound, Receipt, Retry, SourceMeta
 
 log = logging.getLogger("conduit.mllp")
@@ -48,6 +55,11 @@ class MllpSourceConfig(SourceBase, tag="mllp"):
         ServerTls | None, Meta(description="serve MLLP over TLS (and require client "
                                            "certificates with client_ca)")
     ] = None
+    insecure: Annotated[
+        bool, Meta(description="allow listening on a non-loopback host without tls; PHI "
+                               "then crosses the network in clear (logged, and shown on the "
+                               "status page)")
+    ] = False
     start_byte: Annotated[int, Meta(ge=0, le=255, description="frame start (0x0B)")] = START
     end_byte: Annotated[int, Meta(ge=0, le=255, description="frame end (0x1C)")] = END
     end_trailer: (
@@ -211,6 +223,9 @@ class MllpSource:
             ssl=tls,
         )
         log.info("mllp listening on %s", self.address)
+        if exposed(self.config.host, self.config.tls):
+            log.warning("mllp %s: listening WITHOUT TLS on a network address (insecure: "
+                        "true): messages cross the network in clear", self.address)
 
     async def stop(self) -> None:
         """Stop accepting, finish the frames already received, then close connections."""
@@ -229,6 +244,7 @@ class MllpSource:
         return {
             "address": f"{'mllps' if self.config.tls else 'mllp'}://{self.address}",
             "peers": sorted(c.peer for c in self.connections),
+            "insecure": exposed(self.config.host, self.config.tls),
         }
 
 

@@ -2,11 +2,14 @@
 
 A listener can demand client certificates (mutual TLS) signed by a given CA; a sender
 verifies the receiver against a CA and may present its own certificate. Files are PEM,
-usually kept under conf/.
+usually kept under conf/. A listener without TLS is fine on loopback only: `exposed`
+says when one would carry PHI and credentials across the network in clear (validation
+refuses that unless the source says `insecure: true`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import ssl
 from typing import Annotated, Any
 
@@ -60,6 +63,24 @@ def client_context(cfg: ClientTls) -> ssl.SSLContext:
     if cfg.cert:
         _load(context.load_cert_chain, cfg.cert, cfg.key)
     return context
+
+
+def loopback(host: str) -> bool:
+    """Whether binding `host` keeps a listener on this machine: 127.0.0.0/8, ::1 or
+    localhost. 0.0.0.0, :: and any other name reach the network."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def exposed(host: str, tls: ServerTls | None) -> bool:
+    """Whether a listener on `host` would take PHI and credentials off the network in
+    clear."""
+    return tls is None and not loopback(host)
 
 
 def _load(method: Any, *files: str | None) -> None:

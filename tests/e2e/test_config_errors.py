@@ -115,3 +115,18 @@ async def test_web_port_taken(daemon: Daemon) -> None:
     assert "CONDUIT_WEB_PORT" in last
     assert "Traceback" not in result.stderr, result.stderr
     assert not port_accepts(daemon.mllp_port)
+
+
+async def test_a_listener_on_the_network_without_tls_is_refused(daemon: Daemon) -> None:
+    """The shipped ADT channel bound to every interface (CONDUIT_MLLP_HOST=0.0.0.0) with
+    neither `tls:` nor `insecure: true`: both `validate` and `run` refuse it at its line,
+    and `run` never opens the port."""
+    daemon.env["CONDUIT_MLLP_HOST"] = "0.0.0.0"
+    validate = await daemon.cli("validate")
+    assert validate.returncode == 2, validate.stdout + validate.stderr
+    assert re.search(rf"{re.escape(CHANNEL_FILE)}:\d+:\d+: source\.host: source listens on "
+                     r"0\.0\.0\.0 without TLS", validate.stderr), validate.stderr
+    run = await run_tool(CONDUIT, "run", env=daemon.env, timeout=20)
+    assert run.returncode != 0
+    assert run.stderr == validate.stderr
+    assert not port_accepts(daemon.mllp_port)

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import datetime
 import json
 import ssl
 
 import pytest
 import sqlalchemy as sa
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from engine.connectors.mllp import MllpClient
 from engine.connectors.mllp_framing import Markers
@@ -19,45 +14,7 @@ from engine.connectors.tls import ClientTls
 from engine.formats.hl7v2 import Hl7Message
 from engine.store.schema import audit
 from tests.harness import EngineHarness, adt, free_port
-
-
-class Pki:
-    """A throwaway CA with server and client certificates, written as PEM files."""
-
-    def __init__(self, folder) -> None:
-        self.folder = folder
-        self.ca_key = ec.generate_private_key(ec.SECP256R1())
-        self.ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test Hospital CA")])
-        self.ca = self._cert(self.ca_name, self.ca_key.public_key(), ca=True)
-        self.ca_file = self._write("ca.crt", self.ca)
-
-    def _cert(self, name, public_key, *, ca=False, dns=None):
-        now = datetime.datetime.now(datetime.UTC)
-        builder = (x509.CertificateBuilder().subject_name(name).issuer_name(self.ca_name)
-                   .public_key(public_key).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(minutes=1))
-                   .not_valid_after(now + datetime.timedelta(days=1))
-                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), True))
-        if dns:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(dns)]), critical=False)
-        return builder.sign(self.ca_key, hashes.SHA256())
-
-    def _write(self, name, cert) -> str:
-        path = self.folder / name
-        path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        return str(path)
-
-    def issue(self, stem: str, common_name: str, dns: str | None = None) -> tuple[str, str]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-                          x509.NameAttribute(NameOID.ORGANIZATION_NAME, "North Wing Lab")])
-        cert = self._write(f"{stem}.crt", self._cert(name, key.public_key(), dns=dns))
-        key_path = self.folder / f"{stem}.key"
-        key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                               serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
-        return cert, str(key_path)
+from tests.pki import Pki
 
 
 async def _send(port: int, payload: bytes, **kw) -> Hl7Message:

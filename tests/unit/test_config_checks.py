@@ -146,3 +146,39 @@ def test_filter_rules(project: Path) -> None:
         "channels/a.yaml:15:12: filter[3].field: `PID3` is not an HL7 field path; write e.g. "
         "MSH-9.1, PID-3[2].4 or OBX[2]-5",
     ]
+
+
+def listener(kind: str, host: str, extra: str = "") -> str:
+    source = ("type: fhir\n  port: 8443\n  resources: [Patient]\n  auth: {type: users}"
+              if kind == "fhir" else "type: mllp\n  port: 2575")
+    return (f"format: {'fhir' if kind == 'fhir' else 'hl7v2'}\nsource:\n  {source}\n"
+            f"  host: \"{host}\"\n{extra}"
+            "destinations:\n  - {name: files, type: file, directory: out}\n")
+
+
+@pytest.mark.parametrize("kind", ["mllp", "fhir"])
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3", "lis.northwing.org", ""])
+def test_a_network_listener_without_tls_is_refused(project: Path, kind: str,
+                                                   host: str) -> None:
+    line = 7 if kind == "fhir" else 5
+    assert problems(project, {"a.yaml": listener(kind, host)}) == [
+        f"channels/a.yaml:{line}:9: source.host: source listens on {host or 'every interface'} "
+        "without TLS, so messages and credentials would cross the network in clear; give it "
+        "`tls:` (cert and key), bind 127.0.0.1, or set `insecure: true` to accept the risk "
+        "(logged and shown on the status page)"
+    ]
+
+
+@pytest.mark.parametrize("kind", ["mllp", "fhir"])
+def test_insecure_true_or_tls_lets_a_network_listener_start(project: Path, kind: str) -> None:
+    files = {"a.yaml": listener(kind, "0.0.0.0", "  insecure: true\n"),
+             "b.yaml": listener(kind, "0.0.0.0", "  tls: {cert: s.crt, key: s.key}\n")
+             .replace("8443", "8444").replace("2575", "2576"),
+             "c.yaml": listener(kind, "0.0.0.0", "enabled: false\n")}
+    assert problems(project, files) == []
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.9.9.9", "::1", "[::1]", "localhost",
+                                  "LOCALHOST"])
+def test_loopback_listeners_need_no_tls(project: Path, host: str) -> None:
+    assert problems(project, {"a.yaml": listener("mllp", host)}) == []

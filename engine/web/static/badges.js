@@ -26,3 +26,13 @@ export function stateBadge(state) {
 export function statusBadge(status) {
   return h('span', { class: `badge small ${MESSAGE_STATUSES[status] ?? 'off'}` }, status);
 }
+
+// A source listening on a network address without TLS, because its channel says
+// `insecure: true`: messages and credentials cross the network in clear.
+export function insecureBadge() {
+  return h('span', {
+    class: 'badge small bad insecure',
+    title: 'Listening without TLS on a network address (insecure: true): messages and ' +
+      'credentials cross the network in clear',
+  }, h('span', { class: 'badge-icon', 'aria-hidden': 'true' }, '⚠'), 'Insecure: no TLS');
+}

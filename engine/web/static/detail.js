@@ -5,7 +5,7 @@
 
 import { h, fill, syncRows, enc } from './dom.js';
 import { num, rate, ms, duration, clockTime, timeAgo } from './format.js';
-import { stateBadge, statusBadge } from './badges.js';
+import { stateBadge, statusBadge, insecureBadge } from './badges.js';
 import { sparkline } from './sparkline.js';
 import { ask } from './dialog.js';
 import { createMessagePanel } from './message.js';
@@ -136,7 +136,8 @@ export function createDetail(ctx) {
     const fact = (term, ...value) => h('div', { class: term === 'Last error' ? 'wide' : null },
       h('dt', null, term), h('dd', null, ...value));
     fill(parts.facts,
-      fact('Source', h('span', { class: 'mono' }, summary.source?.address ?? '–')),
+      fact('Source', h('span', { class: 'mono' }, summary.source?.address ?? '–'),
+        summary.source?.insecure ? [' ', insecureBadge()] : null),
       fact('Connected peers', peers.length ? peers.join(', ') : 'none'),
       fact('Mapping', h('span', { class: 'mapping' }, summary.mapping ?? 'none')),
       fact('Throughput now', rate(summary.throughput_per_s)),

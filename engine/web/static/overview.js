@@ -4,7 +4,7 @@
 
 import { h, fill, syncRows, enc } from './dom.js';
 import { num, rate, ms, duration, timeAgo } from './format.js';
-import { stateBadge } from './badges.js';
+import { stateBadge, insecureBadge } from './badges.js';
 
 // [key, heading, full name when the heading is short, a cause for concern when recent]
 const COUNTS = [
@@ -85,6 +85,7 @@ function updateRow(row, channel) {
   const peers = channel.source?.peers ?? [];
   fill(c.state, stateBadge(channel.state),
     h('span', { class: 'source mono' }, channel.source?.address ?? '–'),
+    channel.source?.insecure ? insecureBadge() : null,
     h('span', { class: 'peers', title: peers.join('\n') || null },
       peers.length === 1 ? '1 peer connected' : `${peers.length} peers connected`));
   for (const [key, , , concern] of COUNTS) {
