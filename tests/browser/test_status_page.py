@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -291,3 +292,81 @@ async def test_an_analyst_reads_what_the_receiver_answered_to_a_dead_letter(
     await expect(content).to_contain_text("Answer of adt-to-fhir/fhir-server (HTTP 400)")
     await expect(content.locator("pre.answer")).to_contain_text(
         '"resourceType": "OperationOutcome"')
+
+
+async def test_find_messages_page_through_them_and_open_one(engine: StatusEngine,
+                                                            sign_in: SignIn) -> None:
+    since = time.time()
+    found = [Adt(control_id=f"BRFIND{i}", mrn=f"E2EBRFIND{i}", family="FINDERTESTNAME")
+             for i in range(3)]
+    for msg in found:
+        assert ack_code(await exchange_one(engine.daemon.mllp_port, msg.payload())) == "AA"
+    failing = Adt(control_id="BRFINDERR", mrn="E2EBRFINDERR", birth_date="19701345")
+    await exchange_one(engine.daemon.mllp_port, failing.payload())  # the mapping fails
+
+    page = await sign_in("analyst")
+    await page.get_by_role("link", name="Messages", exact=True).click()
+    await expect(page).to_have_url(re.compile(r"#/messages$"))
+    form = page.get_by_role("search")
+    rows = page.locator("table.found tbody tr")
+
+    # By channel, control id and status; the search goes into the address.
+    await form.get_by_label("Channel").select_option(CHANNEL)
+    await form.get_by_label("Control id").fill("BRFIND1")
+    await form.get_by_label("Status").select_option("accepted")
+    await form.get_by_role("button", name="Search").click()
+    await expect(page).to_have_url(re.compile(
+        rf"#/messages\?channel={CHANNEL}&control_id=BRFIND1&status=accepted$"))
+    await expect(rows).to_have_count(1)
+    await expect(rows).to_contain_text("BRFIND1")
+    await form.get_by_label("Control id").fill("BRFINDERR")
+    await form.get_by_role("button", name="Search").click()
+    await expect(page.get_by_text("No messages match.")).to_be_visible()
+    await form.get_by_label("Status").select_option("error")
+    await form.get_by_role("button", name="Search").click()
+    await expect(rows).to_have_count(1)
+    await expect(rows.locator("td.note")).not_to_be_empty()  # the PHI-free reason
+
+    # A linked search (since the test began, two a page) survives a refresh, and pages.
+    await page.goto(f"{engine.url}#/messages?since={since}&limit=2")
+    await page.reload()
+    await expect(rows).to_have_count(2)
+    await expect(rows.nth(0)).to_contain_text("BRFINDERR")
+    await expect(rows.nth(1)).to_contain_text("BRFIND2")
+    await expect(form.get_by_label("From")).to_have_value(re.compile(r"^\d{4}-\d\d-\d\dT"))
+    newer = page.get_by_role("button", name="← Newer")
+    older = page.get_by_role("button", name="Older →")
+    await expect(newer).to_be_disabled()
+    await older.click()
+    await expect(page).to_have_url(re.compile(r"&before=\w+$"))
+    await expect(rows).to_have_count(2)
+    await expect(rows.nth(0)).to_contain_text("BRFIND1")
+    await expect(rows.nth(1)).to_contain_text("BRFIND0")
+    await expect(older).to_be_disabled()  # nothing older matches: no empty page offered
+    await newer.click()
+    await expect(rows.nth(0)).to_contain_text("BRFINDERR")
+    await expect(newer).to_be_disabled()
+
+    # A row opens the message beside the results; content only after a reason.
+    await rows.filter(has_text="BRFIND2").click()
+    panel = page.get_by_role("complementary")
+    await expect(panel).to_contain_text("BRFIND2")
+    await expect(page).to_have_url(re.compile(r"#/messages/\w{26}\?since="))
+    assert found[2].mrn not in await page.locator("body").inner_text()
+    await panel.get_by_role("button", name="View content…").click()
+    await page.get_by_role("dialog").get_by_label("Reason").fill("INC-44: browsing")
+    await page.get_by_role("dialog").get_by_role("button", name="Show content").click()
+    await expect(panel.locator("pre.raw")).to_contain_text(found[2].mrn)
+    await panel.get_by_role("button", name="Hide content").click()
+    await page.screenshot(path=SCREENSHOT.with_name(f"{SCREENSHOT.stem}-messages.png"))
+
+    # A viewer finds and opens the same message, and is offered no content.
+    viewer = await sign_in("viewer")
+    await viewer.goto(f"{engine.url}#/messages?control_id=BRFIND2")
+    await viewer.locator("table.found tbody tr").get_by_role("link").click()
+    panel = viewer.get_by_role("complementary")
+    await expect(panel).to_contain_text("BRFIND2")
+    await expect(panel.locator(".hops")).to_contain_text("received")
+    await expect(viewer.get_by_role("button", name="View content…")).to_have_count(0)
+    text = await viewer.locator("body").inner_text()
+    assert found[2].mrn not in text and found[2].family not in text

@@ -1,5 +1,6 @@
-// The status page: sign-in, the live overview, a channel's detail, and the routing and
-// notices that tie them together. Plain ES modules served by the engine; no build step.
+// The status page: sign-in, the live overview, a channel's detail, the message browser,
+// and the routing and notices that tie them together. Plain ES modules served by the
+// engine; no build step.
 
 import { api, ApiError, errorTitle, setCsrf, whenUnauthorized } from './api.js';
 import { h, fill } from './dom.js';
@@ -8,6 +9,7 @@ import { LiveStatus } from './live.js';
 import { renderAlerts } from './alerts.js';
 import { createOverview } from './overview.js';
 import { createDetail } from './detail.js';
+import { createMessageBrowser } from './browse.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -21,6 +23,7 @@ const ctx = {
   api,
   can: (permission) => session.permissions.has(permission),
   summary: (name) => snapshot.channels.find((c) => c.name === name) ?? null,
+  channels: () => snapshot.channels.map((c) => c.name),
   notify,
   fail,
   refreshStatus,
@@ -28,6 +31,7 @@ const ctx = {
 
 const overview = createOverview();
 const detail = createDetail(ctx);
+const browser = createMessageBrowser(ctx);
 
 // -- notices ----------------------------------------------------------------------------
 
@@ -57,6 +61,7 @@ function showSignIn(message) {
   $('app').hidden = true;
   $('who').hidden = true;
   $('live').hidden = true;
+  $('views').hidden = true;
   $('signin').hidden = false;
   const problem = $('signin-problem');
   problem.textContent = message ?? '';
@@ -76,6 +81,7 @@ async function enter() {
   $('signin').hidden = true;
   $('who').hidden = false;
   $('live').hidden = false;
+  $('views').hidden = !ctx.can('view-status');
   $('app').hidden = false;
   live = new LiveStatus({ onStatus: applySnapshot, onLink: setLink, onRefused: stillSignedIn });
   live.start();
@@ -92,6 +98,8 @@ function leave(message) {
   setCsrf(null);
   snapshot = { channels: [], alerts: [], at: null };
   detail.hide();
+  browser.hide();
+  $('views').querySelector('[data-view=messages]').href = '#/messages';
   overview.clear();
   $('alerts').replaceChildren();
   delete $('alerts').dataset.signature;
@@ -158,6 +166,7 @@ function applySnapshot(next) {
   renderAlerts($('alerts'), next.alerts);
   overview.update(next.channels ?? []);
   for (const channel of next.channels ?? []) detail.update(channel);
+  browser.channelsChanged();
   showLink();
 }
 
@@ -196,21 +205,41 @@ setInterval(() => {
 
 // -- routing ----------------------------------------------------------------------------
 
+function showView(view) {
+  for (const name of ['overview', 'detail', 'messages']) {
+    $(`${name}-view`).hidden = name !== view;
+  }
+  for (const link of $('views').querySelectorAll('a')) {
+    if (link.dataset.view === view) link.setAttribute('aria-current', 'page');
+    else link.removeAttribute('aria-current');
+  }
+}
+
 function route() {
   if (!session.user) return;
   const match = location.hash.match(/^#\/channels\/([^/]+)(?:\/messages\/([^/]+))?$/);
+  // #/messages?filters, or #/messages/ID?filters with one message open
+  const messages = location.hash.match(/^#\/messages(?:\/([^/?]+))?(?:\?(.*))?$/);
+  const from = ['overview', 'detail', 'messages'].find((v) => !$(`${v}-view`).hidden);
+  if (!messages) browser.hide();
   if (match) {
-    $('overview-view').hidden = true;
-    $('detail-view').hidden = false;
+    showView('detail');
     detail.show(decodeURIComponent(match[1]), match[2] ? decodeURIComponent(match[2]) : null);
     document.title = `${decodeURIComponent(match[1])} · Conduit`;
-  } else {
-    const wasDetail = !$('detail-view').hidden;
+  } else if (messages) {
     detail.hide();
-    $('detail-view').hidden = true;
-    $('overview-view').hidden = false;
+    showView('messages');
+    document.title = 'Messages · Conduit';
+    // The top bar's link comes back to this search from another view.
+    $('views').querySelector('[data-view=messages]').href =
+      `#/messages${messages[2] ? `?${messages[2]}` : ''}`;
+    browser.show(messages[1] ? decodeURIComponent(messages[1]) : null, messages[2] ?? '');
+    if (from !== 'messages') browser.title().focus();
+  } else {
+    detail.hide();
+    showView('overview');
     document.title = 'Channels · Conduit';
-    if (wasDetail) $('overview-title').focus();
+    if (from !== 'overview') $('overview-title').focus();
   }
 }
 
@@ -220,6 +249,7 @@ window.addEventListener('hashchange', route);
 
 fill($('overview-view'), overview.el);
 fill($('detail-view'), detail.el);
+fill($('messages-view'), browser.el);
 
 enter().catch((error) => {
   showSignIn(error.status === 401 ? null : `${errorTitle(error)}: ${error.message}`);

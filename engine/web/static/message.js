@@ -64,6 +64,7 @@ export function createMessagePanel(ctx, { close, changed, mappingOf }) {
     const facts = [
       ['Received', h('time', { datetime: new Date(m.received_at * 1000).toISOString() },
         absolute(m.received_at))],
+      ['Channel', h('a', { href: `#/channels/${enc(m.channel)}` }, m.channel)],
       ['Status', statusBadge(m.status)],
       ['Type', `${m.message_type || '–'} (${m.standard})`],
       ['Control id', h('span', { class: 'mono' }, m.control_id || '–')],
