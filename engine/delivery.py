@@ -3,7 +3,9 @@
 One worker per destination, so a failing receiver holds up only its own queue. The head
 of the queue is kept until it is confirmed or dead-lettered (FIFO); the RetryPolicy
 decides the waits. Confirmations are written without waiting for their commit: if the
-engine dies first, the entry is simply sent again (at-least-once).
+engine dies first, the entry is simply sent again (at-least-once). With a heartbeat
+(engine.queue.heartbeat), nothing is sent from a batch once this process can no longer
+be sure it still holds the batch's leases: the rest is given back and leased again.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from engine import tracing
 from engine.connectors.base import Destination
 from engine.events import Event, Kind
 from engine.message import Outbound, Retry
+from engine.queue.heartbeat import Heartbeat
 from engine.queue.retry import RetryPolicy
 from engine.queue.sql import Leased, SqlQueue
 from engine.security.crypto import Vault
@@ -45,6 +48,7 @@ class DestinationWorker:
         writer: Writer,
         vault: Vault,
         raw_content_type: str,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.channel = channel
         self.name = name
@@ -56,6 +60,7 @@ class DestinationWorker:
         self._writer = writer
         self._vault = vault
         self._raw_type = raw_content_type
+        self._heartbeat = heartbeat
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -92,6 +97,10 @@ class DestinationWorker:
         try:
             while not self._stopping.is_set():
                 self._wakeup.clear()
+                token = self._heartbeat.token() if self._heartbeat is not None else 0
+                if token is None:  # this process may be taken for dead: lease nothing
+                    await self._idle()
+                    continue
                 try:
                     batch: list[Leased] = await self._writer.commit(
                         self._queue.lease(self.key, LEASE_BATCH))
@@ -103,17 +112,30 @@ class DestinationWorker:
                     await self._idle()
                     continue
                 for entry in batch:
-                    if not await self._deliver(entry):
-                        break  # stopping: the rest of the lease is given back below
+                    if not await self._deliver(entry, token):
+                        break  # stopping (given back below) or the lease is in doubt
+                else:
+                    continue
+                if not self._stopping.is_set():
+                    log.warning("destination %s: leases no longer certain; giving back "
+                                "the batch and leasing again", self.key)
+                    await self._give_back()
         except asyncio.CancelledError:
             pass  # abandoned at shutdown (see stop); the lease is given back below
         finally:
-            release = UnitOfWork()
-            self._queue.release(release, self.key)
-            with contextlib.suppress(Exception):
-                await self._writer.commit(release)
+            await self._give_back()
             with contextlib.suppress(Exception):
                 await self.destination.close()
+
+    async def _give_back(self) -> None:
+        """Return this process's leases of the destination to the queue, in place."""
+        release = UnitOfWork()
+        self._queue.release(release, self.key)
+        with contextlib.suppress(Exception):
+            await self._writer.commit(release)
+
+    def _holds(self, token: int) -> bool:
+        return self._heartbeat is None or self._heartbeat.holds(token)
 
     async def _idle(self) -> None:
         waits = [asyncio.ensure_future(self._wakeup.wait()),
@@ -130,8 +152,9 @@ class DestinationWorker:
             await asyncio.wait_for(self._stopping.wait(), seconds)
         return not self._stopping.is_set()
 
-    async def _deliver(self, entry: Leased) -> bool:
-        """Send one entry until it is confirmed or dead; False if stopped first."""
+    async def _deliver(self, entry: Leased, token: int) -> bool:
+        """Send one entry until it is confirmed or dead; False if stopped first, or if
+        the lease it was taken under (`token`) may have passed to another process."""
         content = self._vault.open(entry.key_id, entry.sealed, entry.record_id)
         outbound = Outbound(entry.id, entry.message_id, self.channel, self.name, content,
                             entry.content_type or self._raw_type, entry.control_id,
@@ -139,7 +162,7 @@ class DestinationWorker:
         attempts = entry.attempts
         due = entry.available_at
         while True:
-            if not await self._pause(due - time.time()):
+            if not await self._pause(due - time.time()) or not self._holds(token):
                 return False
             attempts += 1
             outbound.attempts = attempts

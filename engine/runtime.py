@@ -13,7 +13,6 @@ import fcntl
 import logging
 import os
 import signal
-import socket
 import ssl
 import time
 from pathlib import Path
@@ -32,6 +31,8 @@ from engine.errors import ConduitError, StoreError
 from engine.events import Event, Kind, log_events
 from engine.mapping import MappingCatalog
 from engine.operations import Operations
+from engine.queue.heartbeat import Heartbeat
+from engine.queue.owners import new_owner_id
 from engine.queue.retry import RetryPolicy
 from engine.queue.sql import SqlQueue
 from engine.security.crypto import Vault
@@ -64,7 +65,7 @@ class Services:
         self.vault = Vault(self.keys)
         self.db = open_database(self.url)
         self.stats = Stats()
-        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.owner = new_owner_id()
         self.queue = SqlQueue(self.db, self.owner)
         self.store = MessageStore(self.db, self.vault)
         self.writer: Writer | None = None
@@ -108,6 +109,7 @@ class Engine:
         self.users: UserStore | None = None
         self._runner: web.AppRunner | None = None
         self._lock_fd: int | None = None
+        self.heartbeat: Heartbeat | None = None  # this process's claim to its leases
         self._roll_ups: asyncio.Task | None = None
         self.started_at: float | None = None
         self.slo: ServiceLevels | None = None  # service levels, once started
@@ -123,6 +125,8 @@ class Engine:
             self._lock(data_dir)
         self.users = UserStore(svc.db)
         writer = svc.start_writer()
+        self.heartbeat = Heartbeat(writer, svc.queue)
+        await self.heartbeat.start()
         recovered = UnitOfWork()
         svc.queue.release(recovered, any_owner=svc.embedded)
         recovered.record(Event(kind=Kind.ADMIN, detail={
@@ -204,7 +208,7 @@ class Engine:
             channel=cfg.name, name=dest_cfg.name, destination=destination,
             policy=RetryPolicy(dest_cfg.retry or cfg.retry), timeout=dest_cfg.timeout,
             queue=svc.queue, writer=svc.writer, vault=svc.vault,
-            raw_content_type=raw_content_type,
+            raw_content_type=raw_content_type, heartbeat=self.heartbeat,
         )
 
     def _lock(self, data_dir: Path) -> None:
@@ -239,6 +243,9 @@ class Engine:
         if self.slo is not None:
             await self.slo.stop()
         await asyncio.gather(*(c.stop() for c in self.channels.values()))
+        if self.heartbeat is not None:  # after the workers: they give back their leases
+            await self.heartbeat.stop()
+            self.heartbeat = None
         if self._runner is not None:
             await self._runner.cleanup()
         svc = self.services

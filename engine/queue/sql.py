@@ -5,17 +5,28 @@ sealed message, its output and its queue entries in one transaction: once a send
 its ACK, the engine owns a delivery for every destination. Entries are FIFO per
 destination by id; a worker leases a batch, keeps the head until it is confirmed or
 dead-lettered, and records each outcome in the same transaction as its audit event.
+
+Several engine processes may share one database. FIFO per destination then needs one
+process at a time to hold a destination's leases: leasing is serialised per destination
+(SQLite's single writer does it; PostgreSQL takes a transaction-scoped advisory lock),
+takes nothing while another live owner holds leases in the destination, and otherwise
+takes the head in id order, including the entries of owners that stopped beating
+(engine.queue.owners). The head rows are also locked FOR UPDATE, so no entry is taken
+twice even by something that skips the advisory lock.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections import Counter
 from typing import Any
 
 import msgspec
 import sqlalchemy as sa
 
 from engine.events import Event, Kind
+from engine.queue import owners
 from engine.store.schema import dead_letter_answers, messages, outputs, queue
 from engine.store.writer import UnitOfWork
 
@@ -68,19 +79,21 @@ class QueueStats(msgspec.Struct):
     oldest_at: float | None = None
 
 
+_not_mine = sa.or_(queue.c.lease_owner.is_(None), queue.c.lease_owner != sa.bindparam("owner"))
+# Run only once _held_by_others found nothing: other owners' leases left are dead ones.
 _head = (
     sa.select(queue.c.id, queue.c.message_id, queue.c.output_id, queue.c.attempts,
-              queue.c.available_at)
+              queue.c.available_at, queue.c.state, queue.c.lease_owner)
     .where(queue.c.destination == sa.bindparam("destination"),
-           sa.or_(queue.c.state == READY,
-                  sa.and_(queue.c.state == LEASED, queue.c.lease_until < sa.bindparam("now"))))
+           sa.or_(queue.c.state == READY, sa.and_(queue.c.state == LEASED, _not_mine)))
     .order_by(queue.c.id)
     .limit(sa.bindparam("limit"))
+    .with_for_update(of=queue)
 )
 _take = (
     queue.update()
     .where(queue.c.id.in_(sa.bindparam("ids", expanding=True)))
-    .values(state=LEASED, lease_owner=sa.bindparam("owner"), lease_until=sa.bindparam("until"))
+    .values(state=LEASED, lease_owner=sa.bindparam("owner"), lease_until=None)
 )
 _message_content = (
     sa.select(messages.c.id, messages.c.control_id, messages.c.patient, messages.c.key_id,
@@ -92,15 +105,20 @@ _output_content = (
     .where(outputs.c.id.in_(sa.bindparam("ids", expanding=True)))
 )
 _ack = queue.delete().where(queue.c.id == sa.bindparam("eid"))
+# Retries and dead letters change only an entry this process still holds: one that
+# was taken over meanwhile is its new owner's to try. (A confirmation is a fact whoever
+# holds the entry, so `_ack` deletes it regardless.)
+_mine = sa.and_(queue.c.id == sa.bindparam("eid"), queue.c.state == LEASED,
+                queue.c.lease_owner == sa.bindparam("owner"))
 _retry = (
     queue.update()
-    .where(queue.c.id == sa.bindparam("eid"))
+    .where(_mine)
     .values(attempts=sa.bindparam("attempts"), available_at=sa.bindparam("at"),
-            lease_until=sa.bindparam("until"), last_error=sa.bindparam("error"))
+            last_error=sa.bindparam("error"))
 )
 _dead = (
     queue.update()
-    .where(queue.c.id == sa.bindparam("eid"))
+    .where(_mine)
     .values(state=DEAD, attempts=sa.bindparam("attempts"), last_error=sa.bindparam("error"),
             lease_owner=None, lease_until=None)
 )
@@ -109,10 +127,11 @@ _dead = (
 class SqlQueue:
     """FIFO queues per destination key ("channel/destination")."""
 
-    def __init__(self, engine: sa.Engine, owner: str, lease_seconds: float = 300.0) -> None:
+    def __init__(self, engine: sa.Engine, owner: str,
+                 owner_ttl: float = owners.OWNER_TTL) -> None:
         self._engine = engine
         self.owner = owner
-        self.lease_seconds = lease_seconds
+        self.owner_ttl = owner_ttl
 
     @staticmethod
     def put(uow: UnitOfWork, destination: str, message_id: str, output_id: str | None,
@@ -124,19 +143,35 @@ class SqlQueue:
 
     def lease(self, destination: str, limit: int) -> UnitOfWork:
         """A unit of work whose result is the next `limit` entries, in order, leased to
-        this process. Entries not yet due are included: the worker waits on them, which
-        is what keeps the destination FIFO."""
+        this process; nothing while another live process holds leases in `destination`
+        (or is leasing it right now). Entries not yet due are included: the worker waits
+        on them, which is what keeps the destination FIFO. Entries taken over from a dead
+        owner are one "reclaimed" event per owner."""
+        uow = UnitOfWork()
+        held_by_others = (
+            sa.select(queue.c.id)
+            .where(queue.c.destination == destination, queue.c.state == LEASED,
+                   queue.c.lease_owner != self.owner,
+                   queue.c.lease_owner.in_(owners.live(self.owner_ttl).scalar_subquery()))
+            .limit(1)
+        )
+
         def run(conn: sa.Connection) -> list[Leased]:
-            now = time.time()
-            rows = conn.execute(_head, {"destination": destination, "now": now,
+            uow.events[:] = []  # assigned: the writer may run this again after a failure
+            if not _lease_lock(conn, destination) or conn.execute(held_by_others).first():
+                return []
+            rows = conn.execute(_head, {"destination": destination, "owner": self.owner,
                                         "limit": limit}).all()
             if not rows:
                 return []
-            conn.execute(_take, {"ids": [r.id for r in rows], "owner": self.owner,
-                                 "until": now + self.lease_seconds})
+            conn.execute(_take, {"ids": [r.id for r in rows], "owner": self.owner})
+            reclaimed = Counter(r.lease_owner or "" for r in rows if r.state == LEASED)
+            channel, _, dest = destination.partition("/")
+            uow.events[:] = [Event(kind=Kind.RECLAIMED, channel=channel, destination=dest,
+                                   detail={"owner": dead, "entries": n})
+                             for dead, n in reclaimed.items()]
             return _with_content(conn, rows)
 
-        uow = UnitOfWork()
         uow.query = run
         return uow
 
@@ -146,12 +181,12 @@ class SqlQueue:
 
     def retry_later(self, uow: UnitOfWork, entry_id: int, attempts: int, at: float,
                     error: str) -> None:
-        uow.execute(_retry, {"eid": entry_id, "attempts": attempts, "at": at,
-                             "until": at + self.lease_seconds, "error": error})
+        uow.execute(_retry, {"eid": entry_id, "owner": self.owner, "attempts": attempts,
+                             "at": at, "error": error})
 
-    @staticmethod
-    def dead_letter(uow: UnitOfWork, entry_id: int, attempts: int, error: str) -> None:
-        uow.execute(_dead, {"eid": entry_id, "attempts": attempts, "error": error})
+    def dead_letter(self, uow: UnitOfWork, entry_id: int, attempts: int, error: str) -> None:
+        uow.execute(_dead, {"eid": entry_id, "owner": self.owner, "attempts": attempts,
+                            "error": error})
 
     def release(self, uow: UnitOfWork, destination: str | None = None,
                 any_owner: bool = False) -> None:
@@ -226,6 +261,19 @@ class SqlQueue:
             if oldest is not None and (s.oldest_at is None or oldest < s.oldest_at):
                 s.oldest_at = oldest
         return sorted(by_dest.values(), key=lambda s: s.destination)
+
+
+def _lease_lock(conn: sa.Connection, destination: str) -> bool:
+    """Serialise leasing of one destination across processes, until the transaction
+    ends; False if another process is leasing it right now (it will hold the head, so
+    there is nothing to take). On PostgreSQL a non-blocking advisory lock: a blocking
+    one would hold this process's whole writer batch, and could deadlock two writers
+    leasing two destinations in opposite orders. SQLite's write lock already serialises."""
+    if conn.dialect.name != "postgresql":
+        return True
+    digest = hashlib.blake2b(f"conduit.queue:{destination}".encode(), digest_size=8).digest()
+    key = int.from_bytes(digest, "big", signed=True)
+    return bool(conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(key))).scalar())
 
 
 def _clear_dead(destination: str, actor: str, kind: Kind, requeue: bool) -> UnitOfWork:

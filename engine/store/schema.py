@@ -70,6 +70,18 @@ queue = sa.Table(
     sa.Index("ix_queue_message", "message_id"),
 )
 
+# Engine processes that may hold queue leases, with the database's own clock (epoch
+# seconds, so hosts with skewed clocks agree) at their last heartbeat: the leases of an
+# owner that stopped beating are taken over by the next process that leases their
+# destination (engine.queue.owners). A table of its own so existing databases gain it.
+queue_owners = sa.Table(
+    "queue_owners",
+    metadata,
+    sa.Column("owner", sa.String(40), primary_key=True),  # queue.lease_owner
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("heartbeat_at", sa.Float, nullable=False),
+)
+
 # What a receiver answered to a delivery that ended in the dead-letter queue (a FHIR
 # OperationOutcome may quote the patient back): sealed like message content, under its
 # own id. A table of its own, not queue columns, so existing databases gain it on start

@@ -1,0 +1,148 @@
+"""Two `conduit run` processes with the production example's settings on one PostgreSQL
+database, as issue 9 found them: every acknowledged message is delivered once, in the
+order each sender sent it; and when the process that is delivering is SIGKILLed, the
+other takes its leases over within seconds (not after a 300 s lease) and goes on in
+order."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from engine.queue.owners import OWNER_TTL
+from tests.e2e.support import (
+    FHIR_DESTINATION,
+    REPO,
+    CountingFhirServer,
+    Daemon,
+    Ledger,
+    adt_batch,
+    eventually,
+    send_all,
+)
+from tests.fhir_server import Answer
+
+EXAMPLE = REPO / "conf" / "production.example.yaml"
+_MRN = re.compile(rb'"(E2E[A-Z0-9]+)"')
+
+
+@pytest.fixture
+def pair(tmp_path: Path, pg_url: str) -> Iterator[tuple[Daemon, Daemon]]:
+    """Two daemons on one database and one key folder, each with its own ports and data
+    folder; not started yet; killed in teardown if a test left them running."""
+    url = sa.engine.make_url(pg_url)
+    daemons = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        d = Daemon(tmp_path / name)
+        d.env.update({
+            "CONDUIT_CONF": str(EXAMPLE),
+            "CONDUIT_KEYS_DIR": str(tmp_path / "keys"),  # B opens what A sealed
+            "CONDUIT_DB_USER": url.username or "postgres",
+            "CONDUIT_DB_PASSWORD": url.password or "",
+            "CONDUIT_DB_HOST": url.host or "127.0.0.1",
+            "CONDUIT_DB_NAME": url.database or "",
+        })
+        daemons.append(d)
+    try:
+        yield daemons[0], daemons[1]
+    finally:
+        for d in daemons:
+            d.kill_leftover()
+
+
+def delivered(fhir: CountingFhirServer) -> list[str]:
+    """The MRN of each request the FHIR server got, in order of arrival (a request still
+    being answered counts: it was sent)."""
+    seq = []
+    for request in list(fhir.requests):
+        seq.extend(dict.fromkeys(m.decode() for m in _MRN.findall(request.body)))
+    return seq
+
+
+def leases(pg_url: str) -> dict[int, int]:
+    """pid -> entries of the FHIR destination leased by that process."""
+    db = sa.create_engine(pg_url)
+    try:
+        with db.connect() as conn:
+            rows = conn.execute(sa.text(
+                "SELECT lease_owner, count(*) FROM queue WHERE destination = :d "
+                "AND state = 'leased' GROUP BY lease_owner"), {"d": FHIR_DESTINATION}).all()
+    finally:
+        db.dispose()
+    return {int(owner.split(":")[1]): n for owner, n in rows}  # host:pid[:random]
+
+
+async def test_two_engines_on_one_database_deliver_each_message_once(
+        pair: tuple[Daemon, Daemon], fhir: CountingFhirServer) -> None:
+    for d in pair:
+        d.deliver_to(fhir.url)
+        await d.start()
+    ledger = Ledger()
+    batches = {"TA": adt_batch("TA", 200), "TB": adt_batch("TB", 200)}
+    await asyncio.wait_for(asyncio.gather(
+        *(send_all(d.mllp_port, batch, ledger) for d, batch in zip(pair, batches.values(),
+                                                                     strict=True))), 120)
+    assert len(ledger.acked) == 400, (len(ledger.acked), ledger.other, len(ledger.unanswered))
+    acked = ledger.acked_mrns
+    await eventually(lambda: acked <= set(delivered(fhir)), timeout=90, interval=0.2,
+                     message="every acknowledged message at the FHIR server")
+    for d in pair:  # a second delivery still under way arrives before they exit
+        assert await d.stop() == 0, d.logs()[-3000:]
+
+    seq = delivered(fhir)
+    twice = sorted(m for m, n in Counter(seq).items() if n > 1)
+    assert twice == [], f"{len(twice)} messages delivered more than once"
+    assert len(seq) == 400
+    for prefix in batches:  # one queue, FIFO: each sender's messages in its order
+        sent = [m for m in seq if m.startswith(f"E2E{prefix}")]
+        assert sent == sorted(sent), f"{prefix}: delivered out of order"
+
+
+async def test_after_a_sigkill_the_other_engine_takes_over_within_seconds_in_order(
+        pair: tuple[Daemon, Daemon], fhir: CountingFhirServer, pg_url: str) -> None:
+    """Delivery is at-least-once: the message in flight at the kill, and those whose
+    confirmation the killed process had not yet made durable, may arrive twice. So the
+    arrivals are the killed process's ascending run, then the survivor's ascending run
+    starting at or before where the first stopped: at most one step back, never a gap."""
+    for d in pair:
+        d.deliver_to(fhir.url)
+        await d.start()
+    fhir.default = Answer(delay=0.05)  # slow enough that a backlog builds up
+    ledger = Ledger()
+    await asyncio.wait_for(send_all(pair[0].mllp_port, adt_batch("KS", 150), ledger), 60)
+    assert len(ledger.acked) == 150 and not ledger.other
+    await eventually(lambda: len(delivered(fhir)) >= 20 and fhir.in_flight > 0, timeout=30,
+                     message="deliveries under way")
+
+    held = await asyncio.to_thread(leases, pg_url)
+    by_pid = {d.proc.pid: d for d in pair if d.proc is not None}
+    holder_pid = max((pid for pid in held if pid in by_pid), key=held.__getitem__)
+    holder = by_pid[holder_pid]  # (the order check below fails if both were holding)
+    survivor = next(d for d in pair if d is not holder)
+    await holder.crash()
+    held = await asyncio.to_thread(leases, pg_url)
+    assert held.get(holder_pid, 0) > 0, "the killed engine held no lease; proves nothing"
+    fhir.default = Answer()
+
+    # Bounded well below the old 300 s lease: the survivor reclaims after OWNER_TTL.
+    acked = ledger.acked_mrns
+    await eventually(lambda: acked <= set(delivered(fhir)), timeout=6 * OWNER_TTL,
+                     interval=0.2, message="the survivor delivering the rest")
+    assert survivor.running
+    assert await survivor.stop() == 0
+    assert "event=reclaimed" in survivor.logs(), "the takeover left no trace in the log"
+
+    seq = delivered(fhir)
+    firsts = list(dict.fromkeys(seq))
+    assert firsts == sorted(firsts), "delivered out of order"
+    steps_back = [i for i in range(1, len(seq)) if seq[i] <= seq[i - 1]]
+    assert len(steps_back) <= 1, f"order broken at {len(steps_back)} places"
+    for i in steps_back:
+        assert seq[i] in seq[:i], "a step back to a message never sent before"
