@@ -1,7 +1,8 @@
-"""Value types that read the way analysts write them: `30s`, `5m`, `10MiB`."""
+"""Value types that read the way analysts write them: `30s`, `5m`, `10MiB`, `10.0.0.0/8`."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
 
@@ -51,10 +52,33 @@ class ByteSize(int):
         raise ValueError(f"expected a size such as 64KiB or 10MiB, got {value!r}")
 
 
+class Network(str):
+    """An IPv4 or IPv6 network in CIDR notation (`10.20.0.0/16`, `fd00::/8`); a bare
+    address is a network of one. Kept as written, checked when read."""
+
+    @classmethod
+    def parse(cls, value: Any) -> Network:
+        if isinstance(value, str):
+            try:
+                ipaddress.ip_network(value.strip())
+                return cls(value.strip())
+            except ValueError:
+                try:
+                    loose = ipaddress.ip_network(value.strip(), strict=False)
+                except ValueError:
+                    pass
+                else:  # host bits set: say which network that address lies in
+                    raise ValueError(f"expected a network's first address, such as {loose}, "
+                                     f"got {value!r}") from None
+        raise ValueError(f"expected a network such as 10.20.0.0/16 or fd00::/8, got {value!r}")
+
+
 def dec_hook(type_: type, value: Any) -> Any:
     """msgspec decode hook for the types above."""
     if type_ is Duration:
         return Duration.parse(value)
     if type_ is ByteSize:
         return ByteSize.parse(value)
+    if type_ is Network:
+        return Network.parse(value)
     raise NotImplementedError(f"no decoder for {type_.__name__}")

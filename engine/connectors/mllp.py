@@ -2,7 +2,9 @@
 
 The listener handles each connection's frames strictly in order and writes each reply
 only after the channel's durable commit. Silent or slow peers are timed out on their own
-connection; nothing one peer does can block another.
+connection: a frame must end within read_timeout of its first byte, however slowly its
+bytes come. Who may connect at all, and who gives way when the listener is full, is
+mllp_admission's job; nothing one peer does can block another.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import msgspec
 from msgspec import Meta
 
 from engine.config.base import DestinationBase, SourceBase
-from engine.config.types import ByteSize, Duration
+from engine.config.types import ByteSize, Duration, Network
 from engine.connectors.base import Deliver, DestinationContext
+from engine.connectors.mllp_admission import Admission, RateLimitedLog, peer_address, peer_key
 from engine.connectors.mllp_framing import CR, END, STANDARD, START, Frame, Framer, Markers
 from engine.connectors.tls import (
     ClientTls,
@@ -45,12 +48,24 @@ class MllpSourceConfig(SourceBase, tag="mllp"):
         ByteSize, Meta(description="larger frames are rejected with AR and kept truncated")
     ] = ByteSize(10 * 1024 * 1024)
     read_timeout: Annotated[
-        Duration, Meta(description="time allowed to finish a frame once it has started")
+        Duration, Meta(description="time allowed to finish a frame, counted from its first "
+                                   "byte")
     ] = Duration(30.0)
     idle_timeout: Annotated[
-        Duration, Meta(description="a connection silent this long is closed")
+        Duration, Meta(description="a connection with no message for this long is closed")
     ] = Duration(600.0)
-    max_connections: Annotated[int, Meta(ge=1, description="concurrent connections")] = 200
+    max_connections: Annotated[
+        int, Meta(ge=1, description="concurrent connections; when full, the longest-idle one "
+                                    "gives way to a new one")
+    ] = 200
+    max_connections_per_peer: Annotated[
+        int, Meta(ge=1, description="concurrent connections from one address (an IPv6 /64); "
+                                    "beyond it, that peer's longest-idle one gives way")
+    ] = 20
+    allow: Annotated[
+        list[Network], Meta(description="networks senders may connect from (CIDR, such as "
+                                        "10.20.0.0/16 or fd00::/8); empty: any")
+    ] = []
     tls: Annotated[
         ServerTls | None, Meta(description="serve MLLP over TLS (and require client "
                                            "certificates with client_ca)")
@@ -89,45 +104,63 @@ class _Connection(asyncio.Protocol):
         self._worker: asyncio.Task | None = None
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._last_activity = 0.0
+        self._idle_since = 0.0  # connected, last frame in or last reply out
+        self._frame_began: float | None = None  # first byte of the frame under way
         self._paused = False
+        self._admitted = False
         self.peer = ""
+        self.host = ""  # the peer's address, without its port
         self.subject = ""  # the client certificate's subject under mutual TLS
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "")
+        self.host = str(peer[0]) if isinstance(peer, tuple) else str(peer or "")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else self.host
         self.subject = peer_subject(transport)
         sock = transport.get_extra_info("socket")
         if sock is not None and self._source.config.keepalive:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        if len(self._source.connections) >= self._source.config.max_connections:
-            log.warning("mllp %s: refusing %s, %d connections open", self._source.address,
-                        self.peer, len(self._source.connections))
+        if not self._source.admission.admit(self, self.host):
             transport.close()
             return
-        self._source.connections.add(self)
+        self._admitted = True
         self._arm_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._source.connections.discard(self)
+        self._source.admission.leave(self)
         if self._timer is not None:
             self._timer.cancel()
         if self._framer.discarded:
-            log.warning("mllp %s: dropped %d bytes outside MLLP framing from %s",
-                        self._source.address, self._framer.discarded, self.peer)
+            self._source.notice(logging.WARNING, "junk", self.host,
+                                "mllp %s: dropped %d bytes outside MLLP framing from %s",
+                                self._source.address, self._framer.discarded, self.peer)
+
+    @property
+    def idle_since(self) -> float | None:
+        """When this connection last finished a message; None while one is under way (a
+        frame arriving or a reply owed), when closing it would cut that message."""
+        if self._framer.in_frame or self._busy:
+            return None
+        return self._idle_since
+
+    @property
+    def _busy(self) -> bool:
+        return self._worker is not None and not self._worker.done()
 
     def data_received(self, data: bytes) -> None:
+        if not self._admitted:
+            return
         frames = self._framer.feed(data)
-        loop = asyncio.get_running_loop()
-        self._last_activity = now = loop.time()
-        if self._framer.in_frame and self._timer is not None:
-            deadline = now + self._timeout()
-            if self._timer.when() > deadline:  # a frame has begun: the shorter limit applies
-                self._timer.cancel()
-                self._timer = loop.call_at(deadline, self._timed_out)
+        now = asyncio.get_running_loop().time()
+        if frames:
+            self._idle_since = now
+        if not self._framer.in_frame:
+            self._frame_began = None
+        elif frames or self._frame_began is None:
+            self._frame_began = now  # a frame has begun: its deadline counts from here
+            self._advance_timer(now + self._source.config.read_timeout)
         if frames:
             self._pending.extend(frames)
             if self._worker is None or self._worker.done():
@@ -141,33 +174,45 @@ class _Connection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         # Keep the write side open until pending replies are sent.
-        return self._worker is not None and not self._worker.done()
+        return self._busy
 
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
 
     def _arm_timer(self) -> None:
-        """One timer per connection, moved only when it fires: activity just records its
-        time, so a busy connection costs no timer churn per message."""
+        """One timer per connection, moved later only when it fires: activity just records
+        its time, so a busy connection costs no timer churn per message. A frame's start
+        moves it earlier, to that frame's deadline."""
         loop = asyncio.get_running_loop()
-        self._last_activity = loop.time()
-        self._timer = loop.call_later(self._timeout(), self._timed_out)
+        self._idle_since = loop.time()
+        self._timer = loop.call_at(self._deadline(), self._timed_out)
 
-    def _timeout(self) -> float:
+    def _deadline(self) -> float:
+        """The frame under way must end read_timeout after its first byte; between
+        frames, a connection may stay idle_timeout after its last message."""
         cfg = self._source.config
-        return cfg.read_timeout if self._framer.in_frame else cfg.idle_timeout
+        if self._frame_began is not None:
+            return self._frame_began + cfg.read_timeout
+        return self._idle_since + cfg.idle_timeout
+
+    def _advance_timer(self, when: float) -> None:
+        if self._timer is not None and self._timer.when() > when:
+            self._timer.cancel()
+            self._timer = asyncio.get_running_loop().call_at(when, self._timed_out)
 
     def _timed_out(self) -> None:
         loop = asyncio.get_running_loop()
-        busy = self._worker is not None and not self._worker.done()
-        remaining = self._last_activity + self._timeout() - loop.time()
-        if busy or remaining > 0:  # busy: we are the slow one, the peer awaits our reply
-            self._timer = loop.call_later(max(remaining, 0.05) if not busy else self._timeout(),
-                                          self._timed_out)
+        if self._busy:  # we are the slow one, the peer awaits our reply: look again later
+            self._timer = loop.call_later(self._source.config.read_timeout, self._timed_out)
+            return
+        deadline = self._deadline()
+        if deadline > loop.time():
+            self._timer = loop.call_at(deadline, self._timed_out)
             return
         what = "an unfinished frame" if self._framer.in_frame else "silence"
-        log.info("mllp %s: closing %s after %s", self._source.address, self.peer, what)
+        self._source.notice(logging.INFO, what, self.host, "mllp %s: closing %s after %s",
+                            self._source.address, self.peer, what)
         if self._transport is not None:
             self._transport.close()
 
@@ -190,7 +235,10 @@ class _Connection(asyncio.Protocol):
             if self._paused and len(self._pending) <= _MAX_PENDING_FRAMES // 2:
                 self._paused = False
                 transport.resume_reading()
-        self._last_activity = asyncio.get_running_loop().time()
+                if self._frame_began is not None:  # its bytes waited on us, not on the peer
+                    self._frame_began = asyncio.get_running_loop().time()
+        self._idle_since = asyncio.get_running_loop().time()
+        self._advance_timer(self._deadline())  # a frame begun meanwhile may be overdue
 
 
 class MllpSource:
@@ -198,7 +246,10 @@ class MllpSource:
 
     def __init__(self, config: MllpSourceConfig) -> None:
         self.config = config
-        self.connections: set[_Connection] = set()
+        self._notices = RateLimitedLog(log)
+        self.admission = Admission(self.address, self._notices, limit=config.max_connections,
+                                   per_peer=config.max_connections_per_peer,
+                                   allow=config.allow)
         self.workers: set[asyncio.Task] = set()
         self._server: asyncio.base_events.Server | None = None
         self._deliver: Deliver | None = None
@@ -206,6 +257,15 @@ class MllpSource:
     @property
     def address(self) -> str:
         return f"{self.config.host}:{self.config.port}"
+
+    @property
+    def connections(self) -> set[_Connection]:
+        return self.admission.members  # type: ignore[return-value]
+
+    def notice(self, level: int, what: str, host: str, message: str, *args: object) -> None:
+        """Log a line about a peer at most once a minute per peer and kind of line, so a
+        flood of connections cannot flood the log."""
+        self._notices.log(level, (what, peer_key(peer_address(host), host)), message, *args)
 
     def resources(self) -> list[str]:
         return self.config.resources()
@@ -244,6 +304,8 @@ class MllpSource:
         return {
             "address": f"{'mllps' if self.config.tls else 'mllp'}://{self.address}",
             "peers": sorted(c.peer for c in self.connections),
+            "refused": dict(self.admission.refused),
+            "evicted": self.admission.evicted,
             "insecure": exposed(self.config.host, self.config.tls),
         }
 
