@@ -141,12 +141,12 @@ async def test_a_dripping_frame_is_closed_read_timeout_after_its_first_byte(list
         await asyncio.sleep(0.05)  # a byte every 50 ms: never silent for read_timeout
         writer.write(b"X")
     assert reader.at_eof()
-    assert 0.45 < loop.time() - began < 1.0
+    assert 0.45 < loop.time() - began < 2.0  # bytes kept coming for 3 s
     writer.close()
 
 
 async def test_frames_that_each_finish_in_time_keep_the_connection(listen):
-    source, sink = await listen(read_timeout=0.3)
+    source, sink = await listen(read_timeout=0.5)
     stream = await _connect(source)
     for _ in range(4):  # together longer than read_timeout, each well within it
         stream[1].write(b"\x0bMSH|")
