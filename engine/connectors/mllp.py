@@ -280,7 +280,8 @@ class MllpSource:
         tls = server_context(self.config.tls) if self.config.tls else None
         self._server = await loop.create_server(
             lambda: _Connection(self), self.config.host, self.config.port, reuse_address=True,
-            ssl=tls,
+            ssl=tls,  # a handshake is counted nowhere until done: give it a frame's time
+            ssl_handshake_timeout=self.config.read_timeout if tls else None,
         )
         log.info("mllp listening on %s", self.address)
         if exposed(self.config.host, self.config.tls):

@@ -14,8 +14,10 @@ import pytest
 
 from engine.connectors.mllp import MllpSource, MllpSourceConfig
 from engine.connectors.mllp_framing import wrap
+from engine.connectors.tls import ServerTls
 from engine.message import MessageStatus, Receipt, SourceMeta
 from tests.harness import REPO, adt, exchange, free_port
+from tests.pki import Pki
 
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
@@ -154,6 +156,13 @@ async def test_frames_that_each_finish_in_time_keep_the_connection(listen):
         stream[1].write(b"end\x1c\r")
         assert await asyncio.wait_for(stream[0].readuntil(b"\x1c\r"), 2) == b"\x0bACK\x1c\r"
     assert len(sink.taken) == 4 and not await _closed(stream, 0.1)
+
+
+async def test_a_tls_handshake_that_never_comes_is_cut_after_read_timeout(listen, tmp_path):
+    cert, key = Pki(tmp_path).issue("server", "conduit", dns="localhost")
+    source, _ = await listen(read_timeout=0.5, tls=ServerTls(cert=cert, key=key))
+    silent = await _connect(source)  # TCP only: no ClientHello, so no connection_made yet
+    assert await _closed(silent, 3.0)  # asyncio's own limit would be 60 s
 
 
 # --- per peer ----------------------------------------------------------------------------
