@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections import Counter
 
 import sqlalchemy as sa
 
+from engine.config.base import RetryConfig
+from engine.delivery import DestinationWorker
 from engine.events import Event, Kind
+from engine.message import Outbound, Sent
 from engine.queue import owners
 from engine.queue.heartbeat import Heartbeat
+from engine.queue.retry import RetryPolicy
 from engine.queue.sql import SqlQueue
 from engine.security.crypto import Vault
 from engine.security.keys import KeyRing
@@ -104,12 +109,14 @@ async def test_processes_sharing_a_database_take_each_entry_once_and_in_order(
         assert len(owners_seen) > 1, f"{dest}: only {owners_seen} delivered; no contest"
 
 
-async def _env(url: str, tmp_path):
+async def _env(url: str, tmp_path, vault: list[Vault] | None = None):
     keys = KeyRing.load(tmp_path / "keys")
     db = open_database(url)
     writer = Writer(db, keys.audit)
     writer.start()
     await _fill(writer, MessageStore(db, Vault(keys)), 10)
+    if vault is not None:
+        vault.append(Vault(keys))
     return db, writer
 
 
@@ -200,6 +207,77 @@ async def test_heartbeat_tells_a_lapse_and_gives_everything_back_on_stop(
             states = conn.execute(sa.select(queue.c.state).distinct()).scalars().all()
         assert states == ["ready"]
     finally:
+        await heartbeat.stop()
+        await writer.close()
+        db.dispose()
+
+
+class HeldReceiver:
+    """A destination that records what it is sent and holds the first send until the
+    test lets it through."""
+
+    address = "test:held"
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.holding = asyncio.Event()
+        self.let_through = asyncio.Event()
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def healthcheck(self) -> str | None:
+        return None
+
+    async def send(self, outbound: Outbound) -> Sent:
+        self.sent.append(outbound.message_id)
+        if len(self.sent) == 1:
+            self.holding.set()
+            await self.let_through.wait()
+        return Sent("200")
+
+
+async def test_a_process_whose_leases_were_taken_over_sends_no_more_of_them(
+        db_url, tmp_path, caplog) -> None:
+    """A frozen process (a VM paused past the TTL) whose entries another process took
+    over: once its heartbeat tells it so, its worker stops sending from its old batch
+    and leases nothing while the new owner is alive."""
+    vault: list[Vault] = []
+    db, writer = await _env(db_url, tmp_path, vault)
+    a, b = SqlQueue(db, owner="host:1:aaaaaa"), SqlQueue(db, owner="host:2:bbbbbb")
+    heartbeat = Heartbeat(writer, a, every=3600)  # beats only when the test says
+    receiver = HeldReceiver()
+    worker = DestinationWorker(
+        channel="adt", name="ehr", destination=receiver,
+        policy=RetryPolicy(RetryConfig()), timeout=5.0, queue=a, writer=writer,
+        vault=vault[0], raw_content_type="x-application/hl7-v2+er7", heartbeat=heartbeat)
+    caplog.set_level(logging.WARNING, "conduit.delivery")
+    try:
+        await heartbeat.start()
+        worker.start()
+        await asyncio.wait_for(receiver.holding.wait(), 10)  # a sends the head, and hangs
+
+        _silence(db, a.owner, owners.OWNER_TTL + 1)
+        await writer.commit(owners.beat(b.owner))
+        taken = await writer.commit(b.lease("adt/ehr", 100))
+        assert len(taken) == 10  # b took a's batch over
+        await heartbeat._beat()  # a thaws: its heartbeat learns of the lapse
+        receiver.let_through.set()
+
+        deadline = time.monotonic() + 10
+        while "leases no longer certain" not in caplog.text:
+            assert time.monotonic() < deadline, "the worker went on with its old batch"
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)  # room for a wrong send, were one coming
+        assert receiver.sent == [f"M{0:025d}"]
+        with db.connect() as conn:
+            owners_left = conn.execute(
+                sa.select(queue.c.lease_owner).where(queue.c.destination == "adt/ehr")
+                .distinct()).scalars().all()
+        assert owners_left == [b.owner]
+    finally:
+        await worker.stop()
         await heartbeat.stop()
         await writer.close()
         db.dispose()
