@@ -9,7 +9,14 @@ A benchmark, never a test: it asserts nothing about speed, it measures and print
   3. backlog: sink stopped, so messages pile up in the durable queue; the engine's RSS is
      sampled at a tenth of the backlog and at all of it; then the sink returns and the
      drain rate is measured;
-  4. SIGTERM, and the engine must exit 0.
+  4. SIGTERM, and the engine must exit 0;
+  5. shipped (unless --no-shipped): what users run, beside the stripped channel of 2-4:
+     `conduit run` on the repository's channels/*.yaml and conf/conduit.yaml copied
+     unchanged (both channels, logging at info, the status page on with one signed-in
+     client following its live stream), the FHIR destination pointed at the sink by
+     CONDUIT_FHIR_URL and the file destination writing to the temporary data folder; the
+     same ADTs (A01 and A08, which its filter takes), each delivered once it is both in its
+     file and at the sink. Figures under "shipped", with its ratio to the stripped channel.
 Human-readable lines first; the last line is one JSON object.
 """
 
@@ -361,12 +368,12 @@ def write_config(tmp: Path, mllp_port: int, sink_port: int, dest_type: str) -> P
     return conf
 
 
-async def start_engine(procs: Procs, tmp: Path, conf: Path, mllp_port: int
-                       ) -> asyncio.subprocess.Process:
+async def start_engine(procs: Procs, tmp: Path, conf: Path, mllp_port: int,
+                       env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
     """`conduit run`, ready once its MLLP port accepts a connection."""
     with open(tmp / "engine.out", "wb") as out, open(tmp / "engine.err", "wb") as err:
         proc = await procs.start(BIN / "conduit", "--conf", conf, "run", cwd=tmp, stdout=out,
-                                 stderr=err)
+                                 stderr=err, env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.returncode is not None:
@@ -456,6 +463,96 @@ def summarize_profile(path: Path, top: int = 15) -> list[str]:
     return lines
 
 
+# --- one measured phase -------------------------------------------------------------------
+
+Send = Callable[[int], Awaitable[tuple[Load, int]]]
+Probe = Callable[[], Awaitable[int]]
+# measure()'s keys as the stripped phase has always named them in the JSON line
+STRIPPED_KEYS = {"msgs_per_s": "engine_msgs_per_s", "cpu_pct": "engine_cpu_pct",
+                 "main_thread_cpu_pct": "engine_main_thread_cpu_pct",
+                 "cpu_ms_per_msg": "engine_cpu_ms_per_msg"}
+
+
+def numbered_sender(port: int, connections: int) -> Send:
+    """send(count): `count` fresh ADTs over MLLP, ids going on from the previous call's;
+    returns the load and the first id sent."""
+    next_id = 0
+
+    async def send(count: int) -> tuple[Load, int]:
+        nonlocal next_id
+        first = next_id
+        frames, controls = build_messages(first, count)
+        next_id += count
+        return await drive(port, frames, controls, count, connections), first
+
+    return send
+
+
+async def warm_up(send: Send, count: int, delivered: Probe, where: str,
+                  every: float = 0.05) -> None:
+    if not count:
+        return
+    warm, first = await send(count)
+    got = await until(delivered, first + count, stall_s=60, every=every)
+    print(f"warm-up: {count:,} messages, {bad_acks(warm)} not AA, "
+          f"{got:,}/{first + count:,} {where}")
+
+
+def cpu_sample(pid: int) -> tuple[float, float, float, float]:
+    """Wall clock, the engine's CPU (all threads, its main thread) and the machine's."""
+    return (time.monotonic(), cpu_seconds(pid), cpu_seconds(pid, pid),
+            machine_busy_seconds())
+
+
+async def measure(pid: int, send: Send, count: int, delivered: Probe,
+                  arrivals: Callable[[], Awaitable[dict[int, float]]],
+                  every: float = 0.05) -> dict[str, Any]:
+    """Send `count` messages, wait until `delivered` counts them all (or stalls for 60 s),
+    and figure end to end from `arrivals` (id -> time.time() it was delivered), the ACKs
+    and the engine's CPU. Keys starting with _ are for print_figures, not the JSON."""
+    cpu0 = cpu_sample(pid)
+    load, first_id = await send(count)
+    acked_at = time.time()
+    got = await until(delivered, first_id + count, stall_s=60, every=every)
+    cpu1 = cpu_sample(pid)
+    first = await arrivals()
+    figs = ack_figures(load)
+    arrived = {i: first[first_id + i] for i in range(load.total) if first_id + i in first}
+    e2e = [t - load.sent[i] for i, t in arrived.items()]
+    span = (max(arrived.values()) - min(load.sent)) if arrived else 0.0
+    wall, cpu, main_cpu, busy = (b - a for a, b in zip(cpu0, cpu1, strict=True))
+    return {"msgs_per_s": rate(len(arrived), span), "ack_msgs_per_s": figs["ack_msgs_per_s"],
+            "p50_ms": pct(e2e, 0.5), "p99_ms": pct(e2e, 0.99),
+            "ack_p50_ms": figs["ack_p50_ms"], "ack_p99_ms": figs["ack_p99_ms"],
+            "acks": figs["acks"], "not_aa": bad_acks(load), "ack_mismatched": figs["mismatched"],
+            "delivered": len(arrived), "missing": load.total - len(arrived),
+            "cpu_pct": 100 * cpu / wall, "main_thread_cpu_pct": 100 * main_cpu / wall,
+            "cpu_ms_per_msg": 1000 * cpu / load.total,
+            "machine_busy_pct": 100 * busy / wall / (os.cpu_count() or 1),
+            "_lost": load.lost, "_total": load.total, "_span_s": span,
+            "_last_after_ack_s": max(arrived.values(), default=acked_at) - acked_at,
+            "_got": got, "_target": first_id + count}
+
+
+def print_figures(label: str, figs: dict[str, Any], ratios: str, other_threads: str,
+                  where: str = "at the sink") -> None:
+    print(f"{label} ACKs: {figs['ack_msgs_per_s']:,.0f} msg/s, p50 {figs['ack_p50_ms']:.1f} ms, "
+          f"p99 {figs['ack_p99_ms']:.1f} ms; codes {figs['acks']}, lost {figs['_lost']}, "
+          f"MSA-2 mismatches {figs['ack_mismatched']}")
+    print(f"{label} end to end: {figs['msgs_per_s']:,.0f} msg/s "
+          f"({figs['delivered']:,}/{figs['_total']:,} delivered in {figs['_span_s']:.2f} s, "
+          f"the last {figs['_last_after_ack_s']:.2f} s after the last ACK), "
+          f"p50 {figs['p50_ms']:.1f} ms, p99 {figs['p99_ms']:.1f} ms; {ratios}")
+    print(f"{label} CPU: {figs['cpu_pct']:.0f}% of a core "
+          f"({figs['main_thread_cpu_pct']:.0f}% event loop thread, {other_threads}), "
+          f"{figs['cpu_ms_per_msg']:.2f} ms per message; the machine's "
+          f"{os.cpu_count()} cores {figs['machine_busy_pct']:.0f}% busy (bench and sink "
+          "included, other people's work too)")
+    if figs["_got"] < figs["_target"]:
+        print(f"WARNING: {figs['_got']:,} of {figs['_target']:,} messages {where} after 60 s "
+              "without progress")
+
+
 # --- the run ------------------------------------------------------------------------------
 
 async def bench(args: argparse.Namespace, procs: Procs, tmp: Path) -> dict[str, Any]:
@@ -484,72 +581,31 @@ async def bench(args: argparse.Namespace, procs: Procs, tmp: Path) -> dict[str, 
     conf = write_config(tmp, mllp_port, sink.port, args.dest_type)
     engine = await start_engine(procs, tmp, conf, mllp_port)
     print(f"engine: pid {engine.pid}, MLLP {mllp_port}, sink {sink.port}, data in {tmp}")
-    next_id = 0
-
-    async def phase(count: int) -> tuple[Load, int]:
-        nonlocal next_id
-        frames, controls = build_messages(next_id, count)
-        first = next_id
-        next_id += count
-        return await drive(mllp_port, frames, controls, count, args.connections), first
-
-    if args.warmup:
-        warm, _ = await phase(args.warmup)
-        got = await until(sink.count, next_id, stall_s=60)
-        print(f"warm-up: {args.warmup:,} messages, {bad_acks(warm)} not AA, "
-              f"{got:,}/{next_id:,} at the sink")
+    send = numbered_sender(mllp_port, args.connections)
+    await warm_up(send, args.warmup, sink.count, "at the sink")
 
     spy = None
     if args.profile:
         spy = await start_profile(procs, engine.pid, args.profile, tmp / "profile.txt",
                                   args.profile_gil)
-    cpu0 = (time.monotonic(), cpu_seconds(engine.pid), cpu_seconds(engine.pid, engine.pid),
-            machine_busy_seconds())
-    load, first_id = await phase(args.messages)
-    acked_at = time.time()
-    delivered = await until(sink.count, next_id, stall_s=60)
-    cpu1 = (time.monotonic(), cpu_seconds(engine.pid), cpu_seconds(engine.pid, engine.pid),
-            machine_busy_seconds())
+    records: dict[str, Any] = {}
+
+    async def sink_arrivals() -> dict[int, float]:
+        records.update(await sink.dump(tmp / "sink-measured.json"))
+        return records["first"]
+
+    figs = await measure(engine.pid, send, args.messages, sink.count, sink_arrivals)
     if spy is not None:
         with contextlib.suppress(ProcessLookupError):
             spy.send_signal(signal.SIGINT)
         await asyncio.wait_for(spy.wait(), 60)
-    records = await sink.dump(tmp / "sink-measured.json")
-    figs = ack_figures(load)
-    arrived = {i: records["first"][first_id + i] for i in range(load.total)
-               if first_id + i in records["first"]}
-    e2e = [t - load.sent[i] for i, t in arrived.items()]
-    span = (max(arrived.values()) - min(load.sent)) if arrived else 0.0
-    out.update(engine_msgs_per_s=rate(len(arrived), span),
-               ack_msgs_per_s=figs["ack_msgs_per_s"], p50_ms=pct(e2e, 0.5),
-               p99_ms=pct(e2e, 0.99), ack_p50_ms=figs["ack_p50_ms"],
-               ack_p99_ms=figs["ack_p99_ms"], acks=figs["acks"], not_aa=bad_acks(load),
-               ack_mismatched=figs["mismatched"], delivered=len(arrived),
-               missing=load.total - len(arrived), sink_requests=records["requests"],
-               sink_unmatched=records["unmatched"])
+    out.update({STRIPPED_KEYS.get(k, k): v for k, v in figs.items() if k[0] != "_"},
+               sink_requests=records["requests"], sink_unmatched=records["unmatched"])
     out["ratio"] = out["engine_msgs_per_s"] / out["ceiling_msgs_per_s"]
     out["ratio_uvloop"] = out["engine_msgs_per_s"] / out["ceiling_uvloop_msgs_per_s"]
-    wall, cpu, main_cpu, busy = (b - a for a, b in zip(cpu0, cpu1, strict=True))
-    out.update(engine_cpu_pct=100 * cpu / wall, engine_main_thread_cpu_pct=100 * main_cpu / wall,
-               engine_cpu_ms_per_msg=1000 * cpu / load.total,
-               machine_busy_pct=100 * busy / wall / (os.cpu_count() or 1))
-    print(f"engine ACKs: {figs['ack_msgs_per_s']:,.0f} msg/s, p50 {figs['ack_p50_ms']:.1f} ms, "
-          f"p99 {figs['ack_p99_ms']:.1f} ms; codes {dict(load.codes)}, lost {load.lost}, "
-          f"MSA-2 mismatches {load.mismatched}")
-    print(f"engine end to end: {out['engine_msgs_per_s']:,.0f} msg/s "
-          f"({len(arrived):,}/{load.total:,} delivered in {span:.2f} s, the last "
-          f"{max(arrived.values(), default=acked_at) - acked_at:.2f} s after the last ACK), "
-          f"p50 {out['p50_ms']:.1f} ms, p99 {out['p99_ms']:.1f} ms; "
-          f"ratio to the asyncio ceiling {out['ratio']:.3f} "
-          f"(to the uvloop ceiling {out['ratio_uvloop']:.3f})")
-    print(f"engine CPU: {out['engine_cpu_pct']:.0f}% of a core "
-          f"({out['engine_main_thread_cpu_pct']:.0f}% event loop thread, the rest the store "
-          f"writer), {out['engine_cpu_ms_per_msg']:.2f} ms per message; the machine's "
-          f"{os.cpu_count()} cores {out['machine_busy_pct']:.0f}% busy (bench and sink "
-          "included, other people's work too)")
-    if delivered < next_id:
-        print(f"WARNING: the sink has {delivered:,} of {next_id:,} messages after 60 s "
-              "without progress")
+    print_figures("engine", figs, f"ratio to the asyncio ceiling {out['ratio']:.3f} "
+                  f"(to the uvloop ceiling {out['ratio_uvloop']:.3f})",
+                  "the rest the store writer")
     if spy is not None and (tmp / "profile.txt").exists():
         print("\n".join(summarize_profile(tmp / "profile.txt")))
 
@@ -566,7 +622,7 @@ async def bench(args: argparse.Namespace, procs: Procs, tmp: Path) -> dict[str, 
 
         watcher = asyncio.ensure_future(watch())
         began = time.time()
-        backlog_load, _ = await phase(args.backlog)
+        backlog_load, _ = await send(args.backlog)
         queued = await until(depth, args.backlog, stall_s=30, every=0.2)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(watcher, 5)
@@ -596,23 +652,193 @@ async def bench(args: argparse.Namespace, procs: Procs, tmp: Path) -> dict[str, 
                   "returned)")
 
     # 4. Stop.
-    out["peak_rss_mb"] = proc_status_mb(engine.pid, "VmHWM")
+    stopped = await stop_engine("engine", engine, tmp)
+    out["peak_rss_mb"] = stopped.pop("peak_rss_mb")
+    out.update({f"engine_{k}": v for k, v in stopped.items()})
+    await sink.stop()
+    return out
+
+
+async def stop_engine(label: str, engine: asyncio.subprocess.Process, tmp: Path
+                      ) -> dict[str, Any]:
+    """Peak RSS, then SIGTERM: exit code, seconds to stop, and the error lines its log
+    (conduit.log, or stderr when the configuration logs there) holds."""
+    out: dict[str, Any] = {"peak_rss_mb": proc_status_mb(engine.pid, "VmHWM")}
     engine.send_signal(signal.SIGTERM)
     stopping = time.monotonic()
     try:
-        out["engine_exit_code"] = await asyncio.wait_for(engine.wait(), 60)
+        out["exit_code"] = await asyncio.wait_for(engine.wait(), 60)
     except TimeoutError:
-        out["engine_exit_code"] = None
-    out["engine_stop_s"] = time.monotonic() - stopping
-    log = tmp / "conduit.log"
-    log_text = log.read_text(errors="replace") if log.exists() else ""
-    out["engine_log_errors"] = sum(" ERROR " in ln or "CRITICAL" in ln
-                                   for ln in log_text.splitlines())
-    print(f"engine: peak RSS {out['peak_rss_mb']:.0f} MiB; SIGTERM -> exit "
-          f"{out['engine_exit_code']} in {out['engine_stop_s']:.1f} s; "
-          f"{out['engine_log_errors']} error lines in its log")
-    if out["engine_exit_code"] != 0 or out["engine_log_errors"]:
+        out["exit_code"] = None
+    out["stop_s"] = time.monotonic() - stopping
+    log_text = "".join(path.read_text(errors="replace") for path in
+                       (tmp / "conduit.log", tmp / "engine.err") if path.exists())
+    out["log_errors"] = sum(" ERROR " in ln or "CRITICAL" in ln
+                            for ln in log_text.splitlines())
+    print(f"{label}: peak RSS {out['peak_rss_mb']:.0f} MiB; SIGTERM -> exit "
+          f"{out['exit_code']} in {out['stop_s']:.1f} s; "
+          f"{out['log_errors']} error lines in its log")
+    if out["exit_code"] != 0 or out["log_errors"]:
         print(engine_output(tmp, 15))
+    return out
+
+
+# --- what users run: the shipped channels and settings ------------------------------------
+
+def write_shipped_config(tmp: Path) -> Path:
+    """conf/conduit.yaml and channels/*.yaml copied unchanged, mappings/ linked: run in
+    `tmp`, their relative paths resolve as they do in the checkout."""
+    (tmp / "conf").mkdir()
+    (tmp / "channels").mkdir()
+    for channel in sorted((ROOT / "channels").glob("*.yaml")):
+        shutil.copy(channel, tmp / "channels" / channel.name)
+    (tmp / "mappings").symlink_to(ROOT / "mappings")
+    return Path(shutil.copy(ROOT / "conf" / "conduit.yaml", tmp / "conf" / "conduit.yaml"))
+
+
+def shipped_env(tmp: Path, mllp: int, fhir: int, web: int, sink: int) -> dict[str, str]:
+    """The variables the shipped files read, and none of the caller's other CONDUIT_*."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONDUIT_")}
+    env.update(CONDUIT_DATA_DIR=str(tmp / "data"), CONDUIT_MLLP_PORT=str(mllp),
+               CONDUIT_FHIR_PORT=str(fhir), CONDUIT_WEB_PORT=str(web),
+               CONDUIT_FHIR_URL=f"http://127.0.0.1:{sink}/fhir")
+    return env
+
+
+async def viewer_token(procs: Procs, tmp: Path, conf: Path, env: dict[str, str]) -> str:
+    """`conduit users add bench --role viewer` and `conduit users token bench`."""
+    token = ""
+    for argv in (("add", "bench", "--role", "viewer"), ("token", "bench")):
+        cli = await procs.start(BIN / "conduit", "--conf", conf, "users", *argv, cwd=tmp,
+                                env=env, stdout=asyncio.subprocess.PIPE,
+                                stderr=asyncio.subprocess.STDOUT)
+        said, _ = await asyncio.wait_for(cli.communicate(), 60)
+        if cli.returncode != 0:
+            raise BenchError(f"conduit users {argv[0]} exited {cli.returncode}: "
+                             f"{said.decode(errors='replace').strip()[-300:]}")
+        token = said.decode().strip().splitlines()[-1]
+    return token
+
+
+class LiveClient:
+    """A signed-in status page following GET /api/events (server-sent events: a status
+    snapshot every two seconds) for as long as the engine runs."""
+
+    def __init__(self, port: int, token: str) -> None:
+        self.port, self.token = port, token
+        self.events = 0
+        self.first = asyncio.get_running_loop().create_future()
+        self.task = asyncio.ensure_future(self._follow())
+
+    async def _follow(self) -> None:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise BenchError(f"no web listener on {self.port} within 30 s") from None
+                await asyncio.sleep(0.1)
+        writer.write(f"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+                     f"Authorization: Bearer {self.token}\r\n"
+                     "Accept: text/event-stream\r\n\r\n".encode())
+        status = await reader.readline()
+        if b" 200 " not in status:
+            raise BenchError(f"GET /api/events answered {status.decode(errors='replace')!r}")
+        try:
+            while line := await reader.readline():
+                if line.startswith(b"event: status"):
+                    self.events += 1
+                    if not self.first.done():
+                        self.first.set_result(None)
+        finally:
+            writer.close()
+
+    async def started(self) -> None:
+        """Once the first snapshot arrived (or why it never will)."""
+        await asyncio.wait([self.first, self.task], timeout=30,
+                           return_when=asyncio.FIRST_COMPLETED)
+        if self.task.done():
+            self.task.result()  # raises what stopped it
+            raise BenchError("GET /api/events ended before its first event")
+        if not self.first.done():
+            raise BenchError("no event on GET /api/events within 30 s")
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, OSError):
+            await self.task
+
+
+def written_files(folder: Path) -> Probe:
+    """A probe for the files the file destination finished (its .tmp names excluded)."""
+    def count() -> int:
+        with contextlib.suppress(FileNotFoundError), os.scandir(folder) as entries:
+            return sum(1 for e in entries if e.name[0] != ".")
+        return 0
+
+    async def probe() -> int:
+        return await asyncio.to_thread(count)
+
+    return probe
+
+
+def file_arrivals(folder: Path) -> dict[int, float]:
+    """id -> mtime of the file holding it (the kernel's coarse clock: a few ms early)."""
+    first: dict[int, float] = {}
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name[0] == ".":
+                continue
+            body = Path(entry.path).read_bytes()
+            at = body.find(b"BENCH")
+            if at >= 0 and body[at + 5:at + 14].isdigit():
+                first.setdefault(int(body[at + 5:at + 14]), entry.stat().st_mtime)
+    return first
+
+
+async def shipped_bench(args: argparse.Namespace, procs: Procs, tmp: Path) -> dict[str, Any]:
+    """The engine as users run it: channels/*.yaml and conf/conduit.yaml unchanged (both
+    channels, the status page on, logging at info to stderr), a signed-in client following
+    the live stream; the same ADTs to adt-to-fhir, each counted delivered once it is both
+    in its file and at the FHIR sink (which answers a transaction-response Bundle)."""
+    sink = await Sink.start(procs)
+    mllp, fhir, web = free_port(), free_port(), free_port()
+    env = shipped_env(tmp, mllp, fhir, web, sink.port)
+    conf = write_shipped_config(tmp)
+    token = await viewer_token(procs, tmp, conf, env)
+    engine = await start_engine(procs, tmp, conf, mllp, env)
+    live = LiveClient(web, token)
+    await live.started()
+    channels = ", ".join(sorted(c.stem for c in (tmp / "channels").glob("*.yaml")))
+    print(f"shipped: pid {engine.pid}, channels {channels}, MLLP {mllp}, FHIR source {fhir}, "
+          f"status page {web} followed live, FHIR sink {sink.port}, data in {tmp}")
+    files = tmp / "data" / "out" / "adt-to-fhir"
+    on_disk = written_files(files)
+
+    async def at_both() -> int:
+        return min(await sink.count(), await on_disk())
+
+    seen: dict[str, int] = {}
+
+    async def both_arrivals() -> dict[int, float]:
+        records = await sink.dump(tmp / "sink-measured.json")
+        in_files = await asyncio.to_thread(file_arrivals, files)
+        seen.update(sink_requests=records["requests"], files=len(in_files))
+        return {i: max(t, in_files[i]) for i, t in records["first"].items() if i in in_files}
+
+    send = numbered_sender(mllp, args.connections)
+    where = "in files and at the FHIR sink"
+    await warm_up(send, args.warmup, at_both, where, every=0.2)
+    events = live.events
+    figs = await measure(engine.pid, send, args.messages, at_both, both_arrivals, every=0.2)
+    out = {k: v for k, v in figs.items() if k[0] != "_"}
+    out.update(seen, live_events=live.events - events)
+    print_figures("shipped", figs, f"{out['live_events']} live status events meanwhile",
+                  "the rest the store writer and the status page's queries", where)
+    await live.stop()
+    out.update(await stop_engine("shipped", engine, tmp))
     await sink.stop()
     return out
 
@@ -661,7 +887,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--profile-gil", action="store_true",
                    help="sample only the thread holding the GIL (Python CPU time)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    p.add_argument("--quick", action="store_true", help="a ~10 s smoke run")
+    p.add_argument("--quick", action="store_true",
+                   help="a short smoke run (the shipped phase too)")
+    p.add_argument("--no-shipped", dest="shipped", action="store_false",
+                   help="skip the engine on the shipped channels/ and conf/conduit.yaml")
     p.add_argument("--no-codec", dest="codec", action="store_false",
                    help="skip the codec benchmark (scripts/bench --codec-only runs it alone)")
     p.add_argument("--no-fhir", dest="fhir", action="store_false",
@@ -700,12 +929,35 @@ def main(argv: list[str]) -> int:
     result = run_bench(bench, args, "conduit-bench-")
     if result is None:
         return 1
+    if args.shipped:
+        shipped = run_bench(shipped_bench, args, "conduit-bench-shipped-")
+        if shipped is not None:
+            shipped["ratio_to_stripped"] = shipped["msgs_per_s"] / result["engine_msgs_per_s"]
+            shipped["ratio_to_ceiling"] = shipped["msgs_per_s"] / result["ceiling_msgs_per_s"]
+            print(f"shipped vs stripped: {shipped['msgs_per_s']:,.0f} vs "
+                  f"{result['engine_msgs_per_s']:,.0f} msg/s end to end (ratio "
+                  f"{shipped['ratio_to_stripped']:.2f}; {shipped['ratio_to_ceiling']:.4f} of "
+                  f"the ceiling), ACK p99 {shipped['ack_p99_ms']:.1f} vs "
+                  f"{result['ack_p99_ms']:.1f} ms, {shipped['cpu_ms_per_msg']:.2f} vs "
+                  f"{result['engine_cpu_ms_per_msg']:.2f} ms CPU per message")
+        result["shipped"] = json_ready(shipped) if shipped is not None else None
     result["codec"] = codec
     result["fhir"] = fhir_figures(args.quick) if args.fhir else None
-    print(json.dumps({k: (None if v != v else round(v, 3)) if isinstance(v, float) else v
-                      for k, v in result.items()}))  # NaN is not JSON: null
-    clean = result.get("engine_exit_code") == 0 and not result["not_aa"] and not result["missing"]
-    return 0 if clean else 1
+    print(json.dumps(json_ready(result)))
+    shipped_clean = not args.shipped or clean(result["shipped"], "exit_code")
+    return 0 if clean(result, "engine_exit_code") and shipped_clean else 1
+
+
+def json_ready(figures: dict[str, Any]) -> dict[str, Any]:
+    """Floats to 3 decimals, NaN (not JSON) to null."""
+    return {k: (None if v != v else round(v, 3)) if isinstance(v, float) else v
+            for k, v in figures.items()}
+
+
+def clean(figures: dict[str, Any] | None, exit_key: str) -> bool:
+    """The engine exited 0, every message got AA and arrived."""
+    return figures is not None and figures.get(exit_key) == 0 and not figures["not_aa"] \
+        and not figures["missing"]
 
 
 def run_loop(coro: Awaitable[dict[str, Any]]) -> dict[str, Any]:

@@ -1,6 +1,11 @@
 """The bench's receiving system: an HTTP/1.1 server that answers 200 to every request and
 records when each benchmark message arrived.
 
+A FHIR client (a request with `Accept: application/fhir+json`, as the engine's fhir
+destination sends) gets what a FHIR server answers a transaction: a transaction-response
+Bundle with one `201 Created` entry per entry of the request (the destination reads it
+entry by entry); any other client gets `{}`.
+
 A raw asyncio protocol rather than aiohttp, so that the sink costs far less per request
 than the engine and is never what the bench measures. Each generated message carries a
 unique patient id `BENCH<9 digits>` that the mapping copies into the FHIR Bundle; the
@@ -27,6 +32,20 @@ MARK = b"BENCH"
 ID_DIGITS = 9
 RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
             b"Content-Length: 2\r\n\r\n{}")
+FHIR_ACCEPT = b"accept: application/fhir+json"
+_ENTRY = b'{"response":{"status":"201 Created"}}'
+_FHIR_RESPONSES: dict[int, bytes] = {}
+
+
+def fhir_response(entries: int) -> bytes:
+    """200 with a transaction-response Bundle of `entries` entries (built once per size)."""
+    cache = _FHIR_RESPONSES
+    if entries not in cache:
+        body = (b'{"resourceType":"Bundle","type":"transaction-response","entry":['
+                + b",".join([_ENTRY] * entries) + b"]}")
+        cache[entries] = (b"HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\n"
+                          b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    return cache[entries]
 
 
 class Records:
@@ -66,22 +85,25 @@ class HttpSink(asyncio.Protocol):
             body_and_end = self._one_request()
             if body_and_end is None:
                 return
-            body, end = body_and_end
+            body, end, fhir = body_and_end
             del self._buf[:end]
             self._records.note(body, now)
             assert self._transport is not None
-            self._transport.write(RESPONSE)
+            self._transport.write(fhir_response(body.count(b'"request"')) if fhir else RESPONSE)
 
-    def _one_request(self) -> tuple[bytes | bytearray, int] | None:
-        """(body, bytes consumed) of the first complete request in the buffer, or None."""
+    def _one_request(self) -> tuple[bytes | bytearray, int, bool] | None:
+        """(body, bytes consumed, whether a FHIR client asks) of the first complete request
+        in the buffer, or None."""
         buf = self._buf
         head_end = buf.find(b"\r\n\r\n")
         if head_end < 0:
             return None
         start = head_end + 4
         head = bytes(buf[:head_end]).lower()
+        fhir = FHIR_ACCEPT in head
         if b"transfer-encoding: chunked" in head:
-            return _dechunk(buf, start)
+            chunked = _dechunk(buf, start)
+            return None if chunked is None else (*chunked, fhir)
         length = 0
         at = head.find(b"content-length:")
         if at >= 0:
@@ -89,7 +111,7 @@ class HttpSink(asyncio.Protocol):
             length = int(head[at + 15:line_end if line_end >= 0 else None])
         if len(buf) < start + length:
             return None
-        return buf[start:start + length], start + length
+        return buf[start:start + length], start + length, fhir
 
 
 def _dechunk(buf: bytearray, pos: int) -> tuple[bytes, int] | None:
