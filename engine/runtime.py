@@ -208,7 +208,11 @@ class Engine:
             channel=cfg.name, name=dest_cfg.name, destination=destination,
             policy=RetryPolicy(dest_cfg.retry or cfg.retry), timeout=dest_cfg.timeout,
             queue=svc.queue, writer=svc.writer, vault=svc.vault,
-            raw_content_type=raw_content_type, heartbeat=self.heartbeat,
+            raw_content_type=raw_content_type,
+            # The embedded store's lock file admits one process: nobody can take its
+            # leases over, so a writer stalled past the heartbeat's trust must not stop
+            # deliveries there.
+            heartbeat=None if svc.embedded else self.heartbeat,
         )
 
     def _lock(self, data_dir: Path) -> None:
