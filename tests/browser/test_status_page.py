@@ -113,6 +113,15 @@ async def test_sign_in_then_counts_move_while_messages_flow(engine: StatusEngine
     await expect(received).to_have_text(str(before + len(answered)))
     await expect(row.locator("[data-col=received] .recent")).to_have_text(
         f"{before + len(answered)} in 5 min")
+
+    # A resend is counted as one, and a new patient under a control id already used too.
+    port = engine.daemon.mllp_port
+    first = Adt("PAGE-REUSE-1", "MRN-PAGE-1").text().encode()
+    codes = [ack_code(await exchange_one(port, payload)) for payload in (
+        first, first, Adt("PAGE-REUSE-1", "MRN-PAGE-2", family="OTHERPATIENT").text().encode())]
+    assert codes == ["AA", "AA", "AA"]
+    await expect(row.locator("[data-col=received] .senders")).to_have_text(
+        "1 resent1 id reused")  # one line each
     # The fixtures include messages the mapping rejects: the errors and the last one show.
     assert await total(page, "errored") > 0
     await expect(row.locator("[data-col=last-error] .error-text")).to_contain_text("PID-")

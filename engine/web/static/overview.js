@@ -6,19 +6,16 @@ import { h, fill, syncRows, enc } from './dom.js';
 import { num, rate, ms, duration, timeAgo } from './format.js';
 import { stateBadge, insecureBadge } from './badges.js';
 
-// [key, heading, full name when the heading is short, a cause for concern when recent]
+// [key, heading, full name when the heading is short, alarming when any are recent]
 const COUNTS = [
   ['received', 'Received'],
   ['filtered', 'Filtered'],
-  ['duplicate', 'Resent', 'Resends of a message already taken on, acknowledged again'],
-  ['control_id_reused', 'Ids reused', 'New messages under a control id the sender ' +
-    'already used: processed, but the sender should be asked why', 'warn'],
   ['queued', 'Queued'],
   ['sent', 'Sent'],
   ['rejected', 'Rejected', 'Refused as unreadable or invalid (AR): the sender must fix ' +
-    'and resend', 'alarm'],
-  ['errored', 'Errored', 'Taken on but not mapped or filtered: waits for an analyst', 'alarm'],
-  ['dead_lettered', 'Dead', 'Dead-lettered: delivery gave up', 'alarm'],
+    'and resend', true],
+  ['errored', 'Errored', 'Taken on but not mapped or filtered: waits for an analyst', true],
+  ['dead_lettered', 'Dead', 'Dead-lettered: delivery gave up', true],
 ];
 
 const OLD_QUEUE_S = 60; // a queued message older than this is worth a second look
@@ -49,6 +46,20 @@ function destinationLine(dest) {
     dest.dead ? h('span', { class: 'chip bad' }, `${num(dest.dead)} dead`) : null);
 }
 
+// Under Received: resends (acknowledged again, not processed again) and new messages under
+// a control id the sender already used (processed; the sender should be asked why).
+function senderNote(el, channel) {
+  const resent = channel.counts?.duplicate ?? 0;
+  const reused = channel.counts?.control_id_reused ?? 0;
+  fill(el,
+    resent ? h('abbr', { title: 'Resends of a message already taken on: acknowledged ' +
+      'again, not processed again' }, `${num(resent)} resent`) : null,
+    reused ? h('abbr', { class: channel.counts_5m?.control_id_reused ? 'warn-text' : '',
+      title: 'New messages under a control id the sender already used: processed, but ' +
+        'the sender should be asked why' },
+      `${num(reused)} ${reused === 1 ? 'id' : 'ids'} reused`) : null);
+}
+
 function makeRow(channel) {
   const href = `#/channels/${enc(channel.name)}`;
   const cell = (col, label, cls = '') => h('td', { class: cls, dataset: { col, label } });
@@ -65,6 +76,8 @@ function makeRow(channel) {
     td.append(h('span', { class: 'total' }), h('span', { class: 'recent' }));
     return [key, td];
   }));
+  cells.senders = h('span', { class: 'senders' });
+  counts.received.append(cells.senders);
   const row = h('tr', { class: 'channel-row' },
     h('th', { scope: 'row' }, h('a', { href, class: 'channel-link' }, channel.name),
       cells.description, cells.mapping),
@@ -91,10 +104,12 @@ function updateRow(row, channel) {
   for (const [key, , , concern] of COUNTS) {
     const td = c.counts[key];
     const recent = channel.counts_5m?.[key] ?? 0;
-    td.firstChild.textContent = num(channel.counts?.[key]);
-    td.lastChild.textContent = `${num(recent)} in 5 min`;
-    for (const tone of ['alarm', 'warn']) td.classList.toggle(tone, concern === tone && recent > 0);
+    const [total, inRecent] = td.children;
+    total.textContent = num(channel.counts?.[key]);
+    inRecent.textContent = `${num(recent)} in 5 min`;
+    td.classList.toggle('alarm', Boolean(concern) && recent > 0);
   }
+  senderNote(c.senders, channel);
   fill(c.rate, h('span', { class: 'rate-now' }, rate(channel.throughput_per_s)),
     h('span', { class: 'latency' }, h('abbr', { title: 'median latency' }, 'p50'), ' ',
       ms(channel.latency_ms?.p50)),
