@@ -4,6 +4,7 @@ a control id the sender already used is processed and flagged, never dropped."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -133,7 +134,6 @@ async def test_reuse_while_the_first_is_still_being_committed(tmp_path):
     harness = EngineHarness(tmp_path)
     engine = await harness.start({"adt": channel(port, out)})
     try:
-        import asyncio
         a, b = labsys("SAME7", "MRN-A", "ALPHA"), labsys("SAME7", "MRN-B", "BRAVO")
         acks = await asyncio.gather(exchange(port, [a]), exchange(port, [b]))
         assert [x[0].value("MSA-1") for x in acks] == ["AA", "AA"]
