@@ -43,7 +43,7 @@ from engine.message import (
     Verdict,
     new_message_id,
 )
-from engine.queue.sql import SqlQueue
+from engine.queue.base import Queue
 from engine.security.crypto import Vault, content_hash
 from engine.shadow import Shadow
 from engine.splitting import Split, Splitter
@@ -116,7 +116,7 @@ class Channel:
         source: Source,
         workers: list[DestinationWorker],
         store: MessageStore,
-        queue: SqlQueue,
+        queue: Queue,
         writer: Writer,
         vault: Vault,
         shadow: Shadow | None = None,

@@ -19,9 +19,9 @@ from engine import tracing
 from engine.connectors.base import Destination
 from engine.events import Event, Kind
 from engine.message import Outbound, Retry
+from engine.queue.base import Leased, Queue
 from engine.queue.heartbeat import Heartbeat
 from engine.queue.retry import RetryPolicy
-from engine.queue.sql import Leased, SqlQueue
 from engine.security.crypto import Vault
 from engine.store import answers
 from engine.store.writer import UnitOfWork, Writer
@@ -44,7 +44,7 @@ class DestinationWorker:
         destination: Destination,
         policy: RetryPolicy,
         timeout: float,
-        queue: SqlQueue,
+        queue: Queue,
         writer: Writer,
         vault: Vault,
         raw_content_type: str,

@@ -16,7 +16,7 @@ import msgspec
 
 from engine.errors import ConduitError
 from engine.events import Event, Kind
-from engine.queue.sql import QueueStats
+from engine.queue.base import QueueStats
 from engine.store import answers
 from engine.store import audit as audit_chain
 from engine.store.search import AuditQuery, MessageQuery, find_audit, find_messages

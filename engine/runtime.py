@@ -31,6 +31,7 @@ from engine.errors import ConduitError, StoreError
 from engine.events import Event, Kind, log_events
 from engine.mapping import MappingCatalog
 from engine.operations import Operations
+from engine.queue.base import Queue
 from engine.queue.heartbeat import Heartbeat
 from engine.queue.owners import new_owner_id
 from engine.queue.retry import RetryPolicy
@@ -66,7 +67,7 @@ class Services:
         self.db = open_database(self.url)
         self.stats = Stats()
         self.owner = new_owner_id()
-        self.queue = SqlQueue(self.db, self.owner)
+        self.queue: Queue = SqlQueue(self.db, self.owner)
         self.store = MessageStore(self.db, self.vault)
         self.writer: Writer | None = None
 

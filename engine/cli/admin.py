@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from engine.cli.common import actor, with_services
 
 if TYPE_CHECKING:
-    from engine.queue.sql import QueueStats
+    from engine.queue.base import QueueStats
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:

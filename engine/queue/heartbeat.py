@@ -17,7 +17,7 @@ import time
 
 from engine.errors import StoreError
 from engine.queue import owners
-from engine.queue.sql import SqlQueue
+from engine.queue.base import Queue
 from engine.store.writer import UnitOfWork, Writer
 
 log = logging.getLogger("conduit.queue")
@@ -26,7 +26,7 @@ log = logging.getLogger("conduit.queue")
 class Heartbeat:
     """Beats for `queue.owner` through the writer until stopped."""
 
-    def __init__(self, writer: Writer, queue: SqlQueue, *,
+    def __init__(self, writer: Writer, queue: Queue, *,
                  every: float = owners.HEARTBEAT_EVERY, ttl: float = owners.OWNER_TTL) -> None:
         self._writer = writer
         self._queue = queue

@@ -22,61 +22,17 @@ import time
 from collections import Counter
 from typing import Any
 
-import msgspec
 import sqlalchemy as sa
 
 from engine.events import Event, Kind
 from engine.queue import owners
+from engine.queue.base import DeadLetter, Leased, QueueStats, Retrying
 from engine.store.schema import dead_letter_answers, messages, outputs, queue
 from engine.store.writer import UnitOfWork
 
+__all__ = ["DeadLetter", "Leased", "QueueStats", "Retrying", "SqlQueue"]
+
 READY, LEASED, DEAD = "ready", "leased", "dead"
-
-
-class Leased(msgspec.Struct):
-    """A leased entry with its sealed content (opened by the worker)."""
-
-    id: int
-    message_id: str
-    output_id: str | None
-    attempts: int
-    available_at: float
-    control_id: str
-    patient: str | None
-    key_id: str
-    sealed: bytes
-    record_id: str  # the id the content was sealed under
-    content_type: str  # "" for the raw message: the channel's codec knows its type
-    received_at: float  # when the engine took the message on, for delivery latency
-
-
-class DeadLetter(msgspec.Struct):
-    """A dead letter as the queues view lists it: ids and the PHI-free reason; whether
-    the receiver's answer was kept (readable with the message's content)."""
-
-    message_id: str
-    attempts: int
-    last_error: str | None
-    answer_kept: bool
-
-
-class Retrying(msgspec.Struct):
-    """An entry a receiver has turned away at least once and that will be tried again:
-    how often, when next, and the PHI-free reason of the last refusal."""
-
-    message_id: str
-    attempts: int
-    next_at: float
-    last_error: str | None
-
-
-class QueueStats(msgspec.Struct):
-    destination: str
-    ready: int = 0
-    leased: int = 0
-    retrying: int = 0
-    dead: int = 0
-    oldest_at: float | None = None
 
 
 _not_mine = sa.or_(queue.c.lease_owner.is_(None), queue.c.lease_owner != sa.bindparam("owner"))
@@ -125,7 +81,8 @@ _dead = (
 
 
 class SqlQueue:
-    """FIFO queues per destination key ("channel/destination")."""
+    """FIFO queues per destination key ("channel/destination"), in the store database;
+    implements engine.queue.base.Queue."""
 
     def __init__(self, engine: sa.Engine, owner: str,
                  owner_ttl: float = owners.OWNER_TTL) -> None:
