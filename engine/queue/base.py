@@ -100,9 +100,9 @@ class Queue(Protocol):
     def put(self, uow: UnitOfWork, destination: str, message_id: str,
             output_id: str | None, now: float) -> None:
         """Queue `message_id` (its output `output_id`, or None for the message as
-        received) at the tail of `destination`, due at once, as part of `uow`: in the
-        same commit as the message (an outbox and publishing after the commit for a
-        backend outside the store)."""
+        received) at the tail of `destination`, queued and due at `now`, as part of
+        `uow`: in the same commit as the message (an outbox, and publishing after the
+        commit, for a backend outside the store database)."""
         ...
 
     def lease(self, destination: str, limit: int) -> UnitOfWork:

@@ -1,0 +1,335 @@
+"""What every queue backend must do (engine.queue.base.Queue), run against each one.
+
+A backend is added to QUEUES; every test then runs against it on both store databases
+(the message store, which holds the content, is always SQL). The tests use only the
+protocol, the Writer and the message store, as the engine does, never a backend's
+tables. What needs several owners of one database (exclusive destinations, leases of a
+dead owner taken over, a heartbeat) is in tests/integration/test_queue_leasing.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import pytest
+import sqlalchemy as sa
+
+from engine.errors import StoreError
+from engine.events import Event, Kind
+from engine.queue.base import Leased, Queue
+from engine.queue.sql import SqlQueue
+from engine.security.crypto import Vault
+from engine.security.keys import KeyRing
+from engine.store.database import open_database
+from engine.store.messages import MessageStore
+from engine.store.writer import UnitOfWork, Writer
+
+DEST, OTHER = "adt/ehr", "adt/lab"
+
+# name -> how to build that backend on a store database, for one owner.
+# The Redis Streams queue (a later issue) is added here, e.g.
+#   "redis": lambda db, owner: RedisStreamsQueue(db, REDIS_URL, owner=owner),
+# with whatever it needs to start empty for each test.
+QUEUES: dict[str, Callable[[sa.Engine, str], Queue]] = {
+    "sql": lambda db, owner: SqlQueue(db, owner=owner),
+}
+
+
+class Env:
+    """One backend on a fresh store, with the writer the engine commits through."""
+
+    def __init__(self, make: Callable[[sa.Engine, str], Queue], db: sa.Engine,
+                 writer: Writer, store: MessageStore, vault: Vault,
+                 events: list[Event]) -> None:
+        self.make = make
+        self.db = db
+        self.writer = writer
+        self.store = store
+        self.vault = vault
+        self.events = events  # everything committed, in order
+        self.q = make(db, "host:1:conformance")
+        self._n = 0
+
+    async def add(self, n: int, *destinations: str, now: float | None = None,
+                  output: bool = False) -> list[str]:
+        """`n` messages, each queued for `destinations` (DEST if none) in the same
+        commit as the message; their ids, in order."""
+        ids = []
+        for _ in range(n):
+            self._n += 1
+            mid = f"M{self._n:025d}"
+            uow = UnitOfWork()
+            self.store.add_message(uow, _row(mid, self._n), b"MSH|raw|" + mid.encode())
+            out = (self.store.add_output(uow, mid, "adt@1", "application/fhir+json",
+                                         b'{"out": "%s"}' % mid.encode()) if output else None)
+            for dest in destinations or (DEST,):
+                self.q.put(uow, dest, mid, out, time.time() if now is None else now)
+            uow.record(Event(kind=Kind.RECEIVED, channel="adt", message_id=mid))
+            await self.writer.commit(uow)
+            ids.append(mid)
+        return ids
+
+    async def lease(self, destination: str = DEST, limit: int = 100) -> list[Leased]:
+        return await self.writer.commit(self.q.lease(destination, limit))
+
+    async def apply(self, change: Callable[[UnitOfWork], object]) -> None:
+        uow = UnitOfWork()
+        change(uow)
+        await self.writer.commit(uow)
+
+    async def release(self, destination: str | None = None) -> None:
+        await self.apply(lambda uow: self.q.release(uow, destination))
+
+    def stats(self) -> dict[str, tuple[int, int, int, int]]:
+        return {s.destination: (s.ready, s.leased, s.retrying, s.dead) for s in self.q.stats()}
+
+
+def _row(mid: str, n: int) -> dict:
+    return {"id": mid, "channel": "adt", "received_at": time.time(), "status": "accepted",
+            "standard": "hl7v2", "message_type": "ADT^A01", "control_id": f"C{n}",
+            "sender": "A^B", "peer": "127.0.0.1:1", "patient": f"pseudonym-{n}",
+            "content_hash": "h", "error": None}
+
+
+def ids_of(entries: list[Leased]) -> list[str]:
+    return [e.message_id for e in entries]
+
+
+@pytest.fixture(params=sorted(QUEUES))
+async def env(request, db_url, tmp_path):
+    keys = KeyRing.load(tmp_path / "keys")
+    vault = Vault(keys)
+    db = open_database(db_url)
+    events: list[Event] = []
+    writer = Writer(db, keys.audit, on_committed=events.extend)
+    writer.start()
+    yield Env(QUEUES[request.param], db, writer, MessageStore(db, vault), vault, events)
+    await writer.close()
+    db.dispose()
+
+
+async def test_implements_the_protocol(env):
+    assert isinstance(env.q, Queue)
+    assert env.q.owner == "host:1:conformance"
+    assert env.q.stats() == []
+    assert await env.lease() == []
+
+
+async def test_put_then_lease_is_fifo_per_destination(env):
+    ids = await env.add(6, DEST, OTHER)
+    more = await env.add(3, OTHER)
+    assert ids_of(await env.lease(OTHER)) == ids + more
+    assert ids_of(await env.lease(DEST)) == ids
+
+
+async def test_lease_respects_limit_and_never_gives_an_entry_twice(env):
+    ids = await env.add(5)
+    assert ids_of(await env.lease(limit=2)) == ids[:2]
+    assert ids_of(await env.lease(limit=2)) == ids[2:4]
+    assert ids_of(await env.lease(limit=10)) == ids[4:]
+    assert await env.lease() == []
+
+
+async def test_leases_committed_together_never_share_an_entry(env):
+    """Units of work the writer gathers into one transaction, as workers' leases are."""
+    ids = await env.add(12)
+    batches = await asyncio.gather(*(env.lease(limit=3) for _ in range(5)))
+    taken = [mid for batch in batches for mid in ids_of(batch)]
+    assert sorted(taken) == ids
+    for batch in batches:  # each batch is a run of the queue, in order
+        if batch:
+            start = ids.index(batch[0].message_id)
+            assert ids_of(batch) == ids[start:start + len(batch)]
+
+
+async def test_content_and_ids_come_back_as_put(env):
+    now = time.time() - 30
+    [raw_id] = await env.add(1, now=now)
+    [out_id] = await env.add(1, output=True)
+    raw, out = await env.lease()
+    assert (raw.message_id, raw.output_id, raw.attempts) == (raw_id, None, 0)
+    assert raw.available_at == pytest.approx(now)
+    assert (raw.control_id, raw.patient, raw.content_type) == ("C1", "pseudonym-1", "")
+    assert raw.record_id == raw_id
+    assert env.vault.open(raw.key_id, raw.sealed, raw.record_id) == b"MSH|raw|" + raw_id.encode()
+    assert raw.received_at == pytest.approx(env.store.get(raw_id).received_at)
+
+    [output] = env.store.outputs_of(out_id)
+    assert (out.message_id, out.output_id, out.record_id) == (out_id, output["id"], output["id"])
+    assert out.content_type == "application/fhir+json"
+    opened = env.vault.open(out.key_id, out.sealed, out.record_id)
+    assert opened == b'{"out": "%s"}' % out_id.encode()
+    assert raw.id != out.id
+
+
+async def test_put_is_part_of_the_message_commit(env):
+    """Queued in the same commit as the message: a refused commit queues nothing, and a
+    unit of work never committed queues nothing."""
+    [mid] = await env.add(1)
+    uow = UnitOfWork()
+    env.store.add_message(uow, _row(mid, 1), b"again")  # the same id: the commit fails
+    env.q.put(uow, OTHER, mid, None, time.time())
+    with pytest.raises(StoreError):
+        await env.writer.commit(uow)
+    uncommitted = UnitOfWork()
+    env.q.put(uncommitted, OTHER, mid, None, time.time())
+    assert await env.lease(OTHER) == []
+    assert set(env.stats()) == {DEST}
+
+
+async def test_ack_removes_the_entry(env):
+    ids = await env.add(3)
+    a, b, c = await env.lease()
+    await env.apply(lambda uow: env.q.ack(uow, b.id))
+    assert env.stats() == {DEST: (0, 2, 0, 0)}
+    await env.release()
+    assert ids_of(await env.lease()) == [ids[0], ids[2]]
+    await env.apply(lambda uow: (env.q.ack(uow, a.id), env.q.ack(uow, c.id)))
+    assert env.q.stats() == []
+    assert await env.lease() == []
+
+
+async def test_retry_later_keeps_the_entry_at_the_head(env):
+    ids = await env.add(3)
+    head, *_ = await env.lease()
+    due = time.time() + 60
+    await env.apply(lambda uow: env.q.retry_later(uow, head.id, 2, due, "HTTP 503"))
+    assert env.stats() == {DEST: (0, 3, 1, 0)}  # still leased by this owner
+    [r] = env.q.retrying(DEST)
+    assert (r.message_id, r.attempts, r.last_error) == (ids[0], 2, "HTTP 503")
+    assert r.next_at == pytest.approx(due)
+
+    await env.release()
+    again = await env.lease(limit=2)  # not yet due, and still given first: the worker waits
+    assert ids_of(again) == ids[:2]
+    assert (again[0].attempts, again[1].attempts) == (2, 0)
+    assert again[0].available_at == pytest.approx(due)
+    assert again[1].available_at <= time.time()
+
+
+async def test_retrying_lists_the_first_entries_tried_before_in_queue_order(env):
+    ids = await env.add(5)
+    entries = await env.lease()
+    due = time.time() + 60
+
+    def refuse(uow):
+        for n, e in enumerate(entries[:4]):
+            env.q.retry_later(uow, e.id, n + 1, due, f"refused {n}")
+    await env.apply(refuse)
+    assert [(r.message_id, r.attempts) for r in env.q.retrying(DEST)] == [
+        (ids[0], 1), (ids[1], 2), (ids[2], 3)]  # 3 by default
+    assert len(env.q.retrying(DEST, limit=10)) == 4
+    assert env.q.retrying(OTHER) == []
+
+
+async def test_dead_letter_takes_the_entry_out_with_its_reason(env):
+    ids = await env.add(4)
+    _, b, c, _ = await env.lease()
+    await env.apply(lambda uow: env.q.dead_letter(uow, b.id, 3, "HTTP 400"))
+    await env.apply(lambda uow: env.q.dead_letter(uow, c.id, 1, "gave up"))
+    assert env.stats() == {DEST: (0, 2, 0, 2)}
+    assert [(d.message_id, d.attempts, d.last_error, d.answer_kept)
+            for d in env.q.dead_letters(DEST)] == [
+        (ids[2], 1, "gave up", False), (ids[1], 3, "HTTP 400", False)]  # newest first
+    assert ids_of(env.q.dead_letters(DEST, limit=1)) == [ids[2]]
+    assert env.q.retrying(DEST) == []
+    await env.release()
+    assert ids_of(await env.lease()) == [ids[0], ids[3]]
+
+
+async def test_replay_puts_dead_letters_back_at_the_tail_with_an_event_each(env):
+    ids = await env.add(4)
+    entries = await env.lease()
+    await env.apply(lambda uow: [env.q.dead_letter(uow, e.id, 5, "HTTP 400")
+                                 for e in entries[:2]])
+    await env.release()
+    env.events.clear()
+    assert await env.writer.commit(env.q.replay(DEST, "cli:bob")) == 2
+    assert [(e.kind, e.actor, e.channel, e.destination, e.message_id) for e in env.events] == [
+        (Kind.REQUEUED, "cli:bob", "adt", "ehr", mid) for mid in ids[:2]]
+    assert env.q.dead_letters(DEST) == []
+    again = await env.lease()
+    assert ids_of(again) == ids[2:] + ids[:2]
+    assert [e.attempts for e in again] == [0] * 4
+    assert await env.writer.commit(env.q.replay(DEST, "cli:bob")) == 0
+
+
+async def test_discard_removes_dead_letters_with_an_event_each(env):
+    ids = await env.add(3)
+    entries = await env.lease()
+    await env.apply(lambda uow: [env.q.dead_letter(uow, e.id, 1, "HTTP 400")
+                                 for e in entries[1:]])
+    await env.release()
+    env.events.clear()
+    assert await env.writer.commit(env.q.discard(DEST, "web:alice")) == 2
+    assert [(e.kind, e.actor, e.message_id) for e in env.events] == [
+        (Kind.DISCARDED, "web:alice", mid) for mid in ids[1:]]
+    assert env.q.dead_letters(DEST) == []
+    assert env.stats() == {DEST: (1, 0, 0, 0)}
+    assert ids_of(await env.lease()) == ids[:1]
+    assert all(env.store.get(mid) is not None for mid in ids)  # the messages stay
+
+
+async def test_release_gives_leases_back_in_place(env):
+    ids = await env.add(3, DEST, OTHER)
+    assert ids_of(await env.lease(limit=2)) == ids[:2]
+    assert ids_of(await env.lease(OTHER)) == ids
+    await env.release(OTHER)  # only that destination
+    assert env.stats() == {DEST: (1, 2, 0, 0), OTHER: (3, 0, 0, 0)}
+    await env.release()  # every lease of this owner
+    assert env.stats() == {DEST: (3, 0, 0, 0), OTHER: (3, 0, 0, 0)}
+    assert ids_of(await env.lease()) == ids
+
+
+async def test_release_of_any_owner_takes_back_every_lease(env):
+    """Start-up of an engine that alone uses its queues: leases a crash left behind, by
+    an owner that will not come back, are taken back at once."""
+    ids = await env.add(3)
+    gone = env.make(env.db, "host:2:crashed")
+    assert len(await env.writer.commit(gone.lease(DEST, 2))) == 2
+    await env.release()  # this owner's leases only: not the crashed one's
+    assert env.stats() == {DEST: (1, 2, 0, 0)}
+    await env.apply(lambda uow: env.q.release(uow, any_owner=True))
+    assert env.stats() == {DEST: (3, 0, 0, 0)}
+    assert ids_of(await env.lease()) == ids
+
+
+async def test_destinations_are_independent(env):
+    ids = await env.add(3, DEST, OTHER)
+    mine = await env.lease(DEST)
+    due = time.time() + 60
+    await env.apply(lambda uow: (env.q.retry_later(uow, mine[0].id, 1, due, "HTTP 503"),
+                                 env.q.dead_letter(uow, mine[1].id, 1, "HTTP 400"),
+                                 env.q.ack(uow, mine[2].id)))
+    assert env.stats() == {DEST: (0, 1, 1, 1), OTHER: (3, 0, 0, 0)}
+    assert env.q.dead_letters(OTHER) == [] and env.q.retrying(OTHER) == []
+    assert await env.writer.commit(env.q.replay(OTHER, "cli:bob")) == 0
+    assert await env.writer.commit(env.q.discard(OTHER, "cli:bob")) == 0
+    assert len(env.q.dead_letters(DEST)) == 1
+    theirs = await env.lease(OTHER)
+    assert ids_of(theirs) == ids
+    assert [e.attempts for e in theirs] == [0, 0, 0]
+
+
+async def test_stats_count_each_state_and_the_oldest_entry(env):
+    t0 = time.time() - 100
+    await env.add(1, DEST, OTHER, now=t0)
+    await env.add(4, DEST, now=t0 + 10)
+    a, b, c, *_ = await env.lease(limit=3)
+    await env.apply(lambda uow: (env.q.retry_later(uow, b.id, 1, time.time() + 60, "503"),
+                                 env.q.dead_letter(uow, c.id, 1, "400")))
+    dest, other = env.q.stats()  # sorted by destination
+    assert (dest.destination, dest.ready, dest.leased, dest.retrying, dest.dead) == (
+        DEST, 2, 2, 1, 1)
+    assert dest.oldest_at == pytest.approx(t0)
+    assert (other.destination, other.ready, other.leased, other.dead) == (OTHER, 1, 0, 0)
+    assert other.oldest_at == pytest.approx(t0)
+
+    # Dead letters are not waiting to be delivered: they do not age the queue.
+    await env.apply(lambda uow: env.q.dead_letter(uow, a.id, 1, "400"))
+    await env.release()
+    [dest] = [s for s in env.q.stats() if s.destination == DEST]
+    assert (dest.ready, dest.leased, dest.retrying, dest.dead) == (3, 0, 1, 2)
+    assert dest.oldest_at == pytest.approx(t0 + 10)
