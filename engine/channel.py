@@ -7,8 +7,10 @@ the audit events of every hop so far; only then the acknowledgement. A message t
 fails to parse or map is still stored (with its status and a PHI-free reason) so an
 analyst can look at it, and the sender gets the standard's rejection or error.
 
-A batch (HL7 BHS/BTS) or a Bundle the channel splits (`split:`, engine.splitting) is
-taken as its messages, each on its own path as above, answered with one reply.
+An envelope the codec splits (a batch) or a Bundle the channel splits (`split:`,
+engine.splitting) is taken as its messages, each on its own path as above, answered with
+one reply. Codes and texts of the answers are the codec's: the channel names what went
+wrong by a ProblemKind.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from engine.duplicates import DuplicateIndex
 from engine.errors import MappingError, ParseError
 from engine.events import Event, Kind
 from engine.filters import Filter, FilterError
+from engine.formats.base import Codec, Envelope
 from engine.mapping import Mapping, Skip
 from engine.message import (
     MessageStatus,
@@ -38,6 +41,7 @@ from engine.message import (
     Parsed,
     PartReceipt,
     Problem,
+    ProblemKind,
     Receipt,
     SourceMeta,
     Verdict,
@@ -80,7 +84,7 @@ _TAKEN_ON = (MessageStatus.ACCEPTED, MessageStatus.FILTERED)
 # A transaction is refused whole when one of its parts ends so.
 _FAILED = (MessageStatus.ERROR, MessageStatus.REJECTED)
 
-# Message size from which FHIRPath filter rules are evaluated off the event loop.
+# Message size from which slow filter rules (path expressions) run off the event loop.
 _THREAD_FROM = 16 * 1024
 
 
@@ -111,7 +115,7 @@ class Channel:
         self,
         config: ChannelConfig,
         *,
-        codec: Any,
+        codec: Codec,
         mapping: Mapping | None,
         source: Source,
         workers: list[DestinationWorker],
@@ -196,22 +200,21 @@ class Channel:
             split = self.splitter.split(raw)
             if split is not None:
                 return await self._take_split(raw, meta, split)
-        batch = self._split_batch(raw, meta)
+        batch = self._split_envelope(raw, meta)
         if batch is None:
             receipt, _ = await self._take(raw, meta)
             return receipt
         return await self._take_batch(raw, meta, batch)
 
-    def _split_batch(self, raw: bytes, meta: SourceMeta) -> Any:
-        split = getattr(self.codec, "split_batch", None)
-        if split is None or meta.truncated:
+    def _split_envelope(self, raw: bytes, meta: SourceMeta) -> Envelope | None:
+        if meta.truncated:
             return None
         try:
-            return split(raw)
+            return self.codec.split(raw)
         except ParseError:
             return None  # read as one message: the codec then says what is wrong
 
-    async def _take_batch(self, raw: bytes, meta: SourceMeta, batch: Any) -> Receipt:
+    async def _take_batch(self, raw: bytes, meta: SourceMeta, batch: Envelope) -> Receipt:
         """Every message of a batch, committed together in order, answered with one batch
         acknowledgement. A batch whose envelope does not add up (its trailer counts
         another number of messages) is refused whole, and kept as one rejected message."""
@@ -221,13 +224,13 @@ class Channel:
                                                          tuple(batch.problems)))
                        for m in batch.messages]
             return Receipt(receipt.message_id, MessageStatus.REJECTED,
-                           (self.codec.batch_reply(batch, replies),), receipt.on_replied)
+                           (self.codec.envelope_reply(batch, replies),), receipt.on_replied)
         taken = await asyncio.gather(*(
             self._take(message, SourceMeta(meta.transport, meta.peer, len(message),
                                            tls_subject=meta.tls_subject))
             for message in batch.messages))
         replies = [reply for _, reply in taken]
-        return _combine([r for r, _ in taken], self.codec.batch_reply(batch, replies))
+        return _combine([r for r, _ in taken], self.codec.envelope_reply(batch, replies))
 
     async def _take_split(self, raw: bytes, meta: SourceMeta, split: Split) -> Receipt:
         """Every part of a split Bundle as a message of its own, committed each on its
@@ -300,7 +303,7 @@ class Channel:
                                   **(received or {})}
         if meta.tls_subject:
             detail["client"] = meta.tls_subject
-        if meta.changes:  # what the source itself set before storing (FHIR meta.lastUpdated)
+        if meta.changes:  # what the source itself set before storing (e.g. lastUpdated)
             detail["set"] = list(meta.changes)
         uow.record(Event(kind=Kind.RECEIVED, content_hash=digest, detail=detail, **hop))
         status, error, verdict_problems = MessageStatus.ACCEPTED, None, ()
@@ -366,8 +369,8 @@ class Channel:
                       "an error so the sender resends", self.name, exc)
             self._forget_pending(parsed, hop["message_id"])
             trace.end(MessageStatus.ERROR, "the store could not take the message")
-            busy = Outcome(Verdict.ERROR, (Problem(
-                "the engine could not store the message; send it again"),))
+            busy = Outcome(Verdict.ERROR, (self.codec.problem(
+                ProblemKind.NOT_STORED, "the engine could not store the message; send it again"),))
             replies = self._replies(raw, parsed, busy)
             return (Receipt("", MessageStatus.ERROR, replies, problems=busy.problems),
                     self._batch_part(raw, parsed, busy))
@@ -413,14 +416,9 @@ class Channel:
 
     def _replies(self, raw: bytes, parsed: Parsed | None, outcome: Outcome
                  ) -> tuple[bytes, ...]:
-        """What the sender asked for: in HL7's original mode one ACK; in enhanced mode a
-        commit ACK and/or an application ACK (MSH-15/16), both known by now since the
-        message was mapped and queued before it was committed."""
-        replies = [self.codec.reply(raw, parsed, outcome)]
-        application = getattr(self.codec, "application_reply", None)
-        if application is not None:
-            replies.append(application(raw, parsed, outcome))
-        return tuple(r for r in replies if r)
+        """What the sender asked for (one answer, or a commit and an application answer),
+        all known by now since the message was mapped and queued before its commit."""
+        return self.codec.replies(raw, parsed, outcome)
 
     def _batch_part(self, raw: bytes, parsed: Parsed | None, outcome: Outcome) -> bytes:
         """This message's acknowledgement inside a batch acknowledgement."""
@@ -438,9 +436,9 @@ class Channel:
 
     def _parse(self, raw: bytes, meta: SourceMeta) -> tuple[Parsed | None, Problem | None]:
         if meta.truncated:
-            return None, Problem(
-                f"message of {meta.size} bytes is over this channel's limit; "
-                "only its first bytes were kept", code="207")
+            return None, self.codec.problem(
+                ProblemKind.TRUNCATED, f"message of {meta.size} bytes is over this "
+                "channel's limit; only its first bytes were kept")
         try:
             return self.codec.parse(raw), None
         except ParseError as exc:
@@ -448,13 +446,15 @@ class Channel:
         except Exception as exc:  # a codec bug is a rejection, never a crash
             log.exception("channel %s: codec %s failed on a message", self.name,
                           self.codec.name)
-            return None, Problem(f"unreadable message ({type(exc).__name__})", code="207")
+            return None, self.codec.problem(ProblemKind.UNREADABLE,
+                                            f"unreadable message ({type(exc).__name__})")
 
     async def _filtered(self, parsed: Parsed, size: int) -> str | FilterError | None:
         """The first filter rule the message fails, or the error of one that cannot be
-        evaluated on it. FHIRPath rules on a message of `size` bytes over _THREAD_FROM
-        run in a worker thread: their cost grows with the resource (about a millisecond
-        per kilobyte in a `where`), and a big one must not hold up every other channel;
+        evaluated on it. Slow rules (path expressions) on a message of `size` bytes over
+        _THREAD_FROM run in a worker thread: their cost grows with the message (about a
+        millisecond per kilobyte in a `where`), and a big one must not hold up every other
+        channel;
         below it the hop would cost more than it saves."""
         def first_failed() -> str | FilterError | None:
             try:
@@ -476,7 +476,8 @@ class Channel:
         mapping = mapping or self.mapping
         if isinstance(failed, FilterError):
             uow.record(Event(kind=Kind.ERRORED, detail={"filter": str(failed)}, **hop))
-            return MessageStatus.ERROR, f"filter: {failed}", (Problem(str(failed)),)
+            return MessageStatus.ERROR, f"filter: {failed}", (
+                self.codec.problem(ProblemKind.FILTER_FAILED, str(failed)),)
         if failed is not None:
             uow.record(Event(kind=Kind.FILTERED, detail={"rule": failed}, **hop))
             return MessageStatus.FILTERED, f"filtered: {failed}", ()
@@ -490,7 +491,8 @@ class Channel:
                 uow.record(Event(kind=Kind.ERRORED, detail={
                     "mapping": mapping.ref, "reason": str(exc),
                     **({"field": exc.field} if exc.field else {})}, **hop))
-                return MessageStatus.ERROR, reason, (Problem(reason, code="207"),)
+                return MessageStatus.ERROR, reason, (
+                    self.codec.problem(ProblemKind.MAPPING_FAILED, reason),)
             self._shadow(hop["message_id"], parsed, mapping, result)
             if isinstance(result, Skip):
                 uow.record(Event(kind=Kind.FILTERED, detail={
@@ -529,9 +531,9 @@ class Channel:
             if parsed is not None and self._splits(raw):
                 # a transaction refused whole, kept as the Bundle: mapped as one message it
                 # would send its first Patient only
-                parsed, problem = None, Problem(
-                    "a Bundle this channel splits cannot be reprocessed as one message; "
-                    "have the sender send it again", code="207")
+                parsed, problem = None, self.codec.problem(
+                    ProblemKind.NOT_REPROCESSABLE, "a Bundle this channel splits cannot be "
+                    "reprocessed as one message; have the sender send it again")
             trace.parsed(parsed, problem)
         patient = self._vault.pseudonym(parsed.patient_id) if parsed else None
         hop = {"channel": self.name, "message_id": message_id, "patient": patient,

@@ -55,6 +55,18 @@ class Verdict(enum.Enum):
     REJECTED = "rejected"  # refused as malformed or unsupported (HL7 AR / CR)
 
 
+class ProblemKind(enum.Enum):
+    """What went wrong, when the engine itself (not a standard's parser) finds it: the
+    channel names the kind, and the codec says it in its standard's own codes."""
+
+    TRUNCATED = "truncated"  # over the channel's size limit; only a prefix was kept
+    UNREADABLE = "unreadable"  # the codec failed on the message (a bug, not bad input)
+    FILTER_FAILED = "filter failed"  # a filter rule could not be evaluated on it
+    MAPPING_FAILED = "mapping failed"
+    NOT_REPROCESSABLE = "not reprocessable"  # kept as a whole that the channel splits
+    NOT_STORED = "not stored"  # the store could not take it; the sender should resend
+
+
 class Problem(msgspec.Struct, frozen=True):
     """One thing wrong with a message, for the acknowledgement's error segment."""
 

@@ -25,6 +25,7 @@ from engine.connectors.mllp import (
     MllpSource,
     MllpSourceConfig,
 )
+from engine.formats.base import Codec
 from engine.formats.fhir import FhirCodec
 from engine.formats.hl7v2 import Hl7v2Codec
 
@@ -50,17 +51,58 @@ DESTINATIONS: dict[str, Kind] = {
     "channel": Kind(ChannelDestinationConfig, ChannelDestination),
 }
 
-CODECS: dict[str, Callable[[], Any]] = {
+CODECS: dict[str, Callable[[], Codec]] = {
     "hl7v2": Hl7v2Codec,
     "fhir": FhirCodec,
 }
 
 
-def codec_for_content(content_type: str) -> Any | None:
+def _x12(raw: bytes) -> bool:
+    return raw[:3] == b"ISA"
+
+
+def _ncpdp(raw: bytes) -> bool:
+    return raw[:1] == b"<" and (b"ncpdp" in raw.lower() or b"<message" in raw.lower())
+
+
+def _fhir_xml(raw: bytes) -> bool:
+    return raw[:1] == b"<" and b"http://hl7.org/fhir" in raw.lower()
+
+
+# Standards recognised but not read yet (no codec), by the name `detect` gives them, in
+# the order they are tried after the codecs; each becomes a codec in CODECS in its turn.
+RECOGNISED: dict[str, Callable[[bytes], bool]] = {
+    "x12": _x12,
+    "ncpdp": _ncpdp,
+    "fhir-xml": _fhir_xml,
+}
+
+
+def detect(raw: bytes) -> str:
+    """The standard a message is written in, from its first bytes: a codec's name, a
+    RECOGNISED name, or "unknown"."""
+    for name, factory in CODECS.items():
+        if factory().detect(raw):
+            return name
+    head = raw.lstrip(b"\xef\xbb\xbf \t\r\n\x0b")[:512]
+    return next((name for name, test in RECOGNISED.items() if test(head)), "unknown")
+
+
+def codec_for_content(content_type: str) -> Codec | None:
     """The codec of the standard a content type belongs to, e.g. to read the replies to
     what a channel sends (an HL7v2 ACK for HL7v2 out, whatever the channel reads in)."""
     for factory in CODECS.values():
         codec = factory()
         if codec.content_type == content_type.split(";")[0].strip():
             return codec
+    return None
+
+
+def extension_for(content_type: str) -> str | None:
+    """The default file extension of a standard's content type (exactly as the codec
+    names it), or None when no codec writes it."""
+    for factory in CODECS.values():
+        codec = factory()
+        if codec.content_type == content_type:
+            return codec.extensions[0]
     return None

@@ -29,6 +29,7 @@ from engine.connectors.base import DestinationContext, SourceContext
 from engine.delivery import DestinationWorker
 from engine.errors import ConduitError, StoreError
 from engine.events import Event, Kind, log_events
+from engine.formats.base import Codec
 from engine.mapping import MappingCatalog
 from engine.operations import Operations
 from engine.queue.base import Queue
@@ -178,7 +179,7 @@ class Engine:
         assert svc is not None and svc.writer is not None
         codec = registry.CODECS[cfg.format]()
         required = getattr(cfg.source, "required", None)
-        if required and hasattr(codec, "require"):
+        if required:
             codec.require(required)  # checked under validation: lenient or strict only
             if cfg.validation == "off":
                 log.warning("channel %s: source.required is checked only with validation: "
@@ -199,12 +200,13 @@ class Engine:
                        store=svc.store, queue=svc.queue, writer=svc.writer, vault=svc.vault,
                        shadow=Shadow(candidate) if candidate else None)
 
-    def _worker(self, cfg: Any, dest_cfg: DestinationBase, reply_codec: Any,
+    def _worker(self, cfg: Any, dest_cfg: DestinationBase, reply_codec: Codec,
                 raw_content_type: str) -> DestinationWorker:
         svc = self.services
         assert svc is not None and svc.writer is not None
         kind = registry.DESTINATIONS[type(dest_cfg).__struct_config__.tag]
-        destination = kind.factory(dest_cfg, DestinationContext(cfg.name, reply_codec))
+        destination = kind.factory(dest_cfg, DestinationContext(
+            cfg.name, reply_codec, extension_for=registry.extension_for))
         return DestinationWorker(
             channel=cfg.name, name=dest_cfg.name, destination=destination,
             policy=RetryPolicy(dest_cfg.retry or cfg.retry), timeout=dest_cfg.timeout,

@@ -2,9 +2,9 @@
 mismatch, what `conduit mapping diff` shows between versions, and what shadow mode
 counts per FHIR path.
 
-JSON outputs are compared as values (key order and formatting do not matter); HL7v2
-outputs as fields by HL7 path (`PID-5[1].2`), so a reordered key or a different line
-ending is never a difference and a changed component always is.
+An output of a standard is compared by its codec's `diff`, by the standard's own paths
+(so a reordered key or a different line ending is never a difference and a changed
+component always is); other JSON as values; anything else as a whole.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import re
 from typing import Any, NamedTuple
 
 import msgspec
-
-from engine.formats.hl7v2 import Hl7Message
 
 _INDEX = re.compile(r"\[\d+\]")
 _MISSING = object()
@@ -67,34 +65,16 @@ def diff_values(old: Any, new: Any, path: str = "") -> list[Change]:
     return []
 
 
-def hl7_fields(text: str) -> dict[str, str]:
-    """An HL7v2 message as {path: value} for every valued leaf, e.g. PID[1]-5[1].2."""
-    message = Hl7Message.parse(text)
-    seen: dict[str, int] = {}
-    leaves: dict[str, str] = {}
-    for seg in message:
-        seen[seg.name] = seen.get(seg.name, 0) + 1
-        prefix = f"{seg.name}[{seen[seg.name]}]"
-        for field in range(1, len(seg) + 1):
-            if seg.name == "MSH" and field in (1, 2):
-                continue
-            for r, rep in enumerate(seg.repetitions(field), start=1):
-                for c, comp in enumerate(rep.components(), start=1):
-                    subs = comp.split(message.delimiters.subcomponent) if comp else []
-                    for s in range(1, len(subs) + 1):
-                        value = rep.value(c, s)
-                        if value:
-                            leaves[f"{prefix}-{field}[{r}].{c}.{s}"] = value
-    return leaves
-
-
 def diff_outputs(old: bytes, new: bytes, content_type: str) -> list[Change]:
-    """Differences between two outputs of one content type."""
+    """Differences between two outputs of one content type: by the paths of its
+    standard's codec when it has one, as JSON values for other JSON, else whole."""
+    from engine.registry import codec_for_content  # the registry wires what uses this
+
+    codec = codec_for_content(content_type)
+    if codec is not None:
+        return codec.diff(old, new)
     if "json" in content_type:
         return diff_values(msgspec.json.decode(old), msgspec.json.decode(new))
-    if "hl7" in content_type:
-        return diff_values(hl7_fields(old.decode("utf-8", "replace")),
-                           hl7_fields(new.decode("utf-8", "replace")))
     return [] if old == new else [Change("(content)", old.decode("utf-8", "replace"),
                                           new.decode("utf-8", "replace"))]
 

@@ -18,34 +18,22 @@ import msgspec
 from engine import registry
 from engine.errors import MappingError, ParseError
 from engine.filters import Filter
+from engine.formats.base import Codec
 from engine.mapping import Mapping, MappingCatalog, Skip
 from engine.message import Outcome, Parsed, Problem, Verdict
 from engine.structdiff import Change, diff_outputs
 
-# Input and expected-output file extensions by codec and by output content type.
-INPUT_EXT = {"hl7v2": ".hl7", "fhir": ".json"}
+# Input file extensions by codec (each codec's default), and expected-outcome files.
+INPUT_EXT = {name: factory().extensions[0] for name, factory in registry.CODECS.items()}
 OUTCOME_EXT = (".skip", ".error", ".filtered", ".rejected")
+# The commonest feed: bytes no codec recognises are read by it, whose parser says
+# precisely what is wrong ("does not start with an MSH segment"), and answered in its
+# vocabulary.
+FALLBACK = next(iter(registry.CODECS))
+detect = registry.detect  # the standard a message is written in, from its first bytes
 
 
-def detect(raw: bytes) -> str:
-    """The standard a message is written in, from its first bytes."""
-    head = raw.lstrip(b"\xef\xbb\xbf \t\r\n\x0b")[:512]
-    if head[:3] in (b"MSH", b"FHS", b"BHS"):
-        return "hl7v2"
-    if head[:3] == b"ISA":
-        return "x12"
-    if head[:1] in (b"{", b"["):
-        return "fhir"
-    if head[:1] == b"<":
-        lowered = head.lower()
-        if b"ncpdp" in lowered or b"<message" in lowered:
-            return "ncpdp"
-        if b"http://hl7.org/fhir" in lowered:
-            return "fhir-xml"
-    return "unknown"
-
-
-def codec_for(standard: str) -> Any:
+def codec_for(standard: str) -> Codec:
     factory = registry.CODECS.get(standard)
     if factory is None:
         raise ParseError(f"this looks like {standard.upper()}, which this engine does not "
@@ -70,9 +58,7 @@ class Inspection:
 def inspect(raw: bytes, level: str = "strict") -> Inspection:
     standard = detect(raw)
     try:
-        # Unrecognisable bytes are read as HL7v2, the commonest feed, whose parser says
-        # precisely what is wrong ("does not start with an MSH segment").
-        codec = codec_for("hl7v2" if standard == "unknown" else standard)
+        codec = codec_for(FALLBACK if standard == "unknown" else standard)
         parsed = codec.parse(raw)
     except ParseError as exc:
         return Inspection(standard, None, [Problem(exc.message, exc.code, exc.segment,
@@ -84,17 +70,14 @@ def acknowledgement(raw: bytes, level: str = "off") -> bytes:
     """The reply (or replies, a line apart) the engine would send for `raw`, as if it
     were stored, mapped and queued."""
     found = inspect(raw, level)
-    codec = codec_for(found.standard if found.standard in registry.CODECS else "hl7v2")
-    # (X12 and NCPDP replies come with their codecs; until then they get HL7v2's AR.)
+    codec = codec_for(found.standard if found.standard in registry.CODECS else FALLBACK)
+    # (Standards recognised but not read yet are answered by the fallback's rejection
+    # until their codecs come.)
     errors = [p for p in found.problems if p.severity in ("E", "F")]
     verdict = Verdict.REJECTED if errors or found.parsed is None else Verdict.ACCEPTED
     outcome = Outcome(verdict, tuple(found.problems))
-    # Enhanced mode (MSH-15/16) may ask for a commit ACK, an application ACK, or both.
-    replies = [codec.reply(raw, found.parsed, outcome)]
-    application = getattr(codec, "application_reply", None)
-    if application is not None:
-        replies.append(application(raw, found.parsed, outcome))
-    return b"\n".join(r for r in replies if r)
+    # The sender may ask for more than one answer (a commit and an application ACK).
+    return b"\n".join(codec.replies(raw, found.parsed, outcome))
 
 
 def run_mapping(mapping: Mapping, raw: bytes) -> bytes | Skip:
@@ -118,7 +101,12 @@ def _expected_files(folder: Path, case: str, output_ext: str) -> list[Path]:
 
 
 def output_ext(content_type: str) -> str:
-    return ".hl7" if "hl7" in content_type else ".json" if "json" in content_type else ".out"
+    """The expected-output file extension: the codec's of the content type, else .json
+    for other JSON, else .out."""
+    codec = registry.codec_for_content(content_type)
+    if codec is not None:
+        return codec.extensions[0]
+    return ".json" if "json" in content_type else ".out"
 
 
 def mapping_fixtures(catalog: MappingCatalog, folder: Path, names: list[str] | None = None
@@ -191,7 +179,7 @@ def channel_fixtures(channels: list[Any], catalog: MappingCatalog, folder: Path,
         rules = Filter(cfg.filter)
         in_ext = INPUT_EXT.get(cfg.format, ".in")
 
-        def outcome(raw: bytes, codec: Any = codec, mapping: Mapping | None = mapping,
+        def outcome(raw: bytes, codec: Codec = codec, mapping: Mapping | None = mapping,
                     rules: Filter = rules) -> tuple[str, Any]:
             try:
                 parsed = codec.parse(raw)

@@ -68,15 +68,13 @@ def file_encoding(raw: bytes) -> str:
 
 
 def messages_of(path: str) -> list[bytes]:
-    """The messages in a file: HL7v2 files may hold many; other standards one each."""
-    from engine.formats.hl7v2.codec import decode_text
-    from engine.formats.hl7v2.split import split_messages
-    from engine.testbench import detect
+    """The messages in a file, as the codec of its standard reads a file (some
+    standards' files hold many); one message when no codec recognises it."""
+    from engine import registry
 
     raw = Path(path).read_bytes()
-    if detect(raw) != "hl7v2":
-        return [raw]
-    return [m.encode(file_encoding(raw)) for m in split_messages(decode_text(raw))]
+    factory = registry.CODECS.get(registry.detect(raw))
+    return factory().file_messages(raw) if factory is not None else [raw]
 
 
 def catalog(args: argparse.Namespace):

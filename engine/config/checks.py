@@ -14,12 +14,12 @@ import re
 from collections.abc import Iterator
 from functools import cache
 
+from engine import registry
 from engine.config.loader import LoadedChannel
 from engine.config.schema import EngineConfig, FilterRule
 from engine.connectors.tls import exposed
 from engine.errors import ConfigError
 from engine.filters import FhirPathError, compile_fhirpath
-from engine.formats.hl7v2.message import FIELD_PATH as HL7_PATH
 from engine.mapping import MappingCatalog
 
 _CONDITIONS = {"equals": "equals", "in_": "in", "not_in": "not_in", "matches": "matches",
@@ -165,9 +165,10 @@ def _rule_problems(channel: LoadedChannel, rule: FilterRule, path: str) -> Itera
         except re.error as exc:
             yield channel.error(f"invalid regular expression: {exc.msg} at position {exc.pos}",
                                 f"{path}.matches")
-    if channel.config.format == "hl7v2" and not HL7_PATH.match(rule.field.strip()):
-        yield channel.error(f"`{rule.field}` is not an HL7 field path; write e.g. MSH-9.1, "
-                            "PID-3[2].4 or OBX[2]-5", f"{path}.field")
+    codec = registry.CODECS.get(channel.config.format)
+    wrong = codec().field_path_error(rule.field) if codec is not None else None
+    if wrong is not None:
+        yield channel.error(wrong, f"{path}.field")
 
 
 def _fhirpath_problems(channel: LoadedChannel, rule: FilterRule, given: list[str],

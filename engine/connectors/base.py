@@ -73,6 +73,10 @@ class DestinationContext(msgspec.Struct, frozen=True):
 
     channel: str
     reply_reader: ReplyReader | None = None
+    # The file extension of a standard's content type (".hl7"), as its codec names it;
+    # None when no codec writes that type. Handed in by the runtime (the registry), so a
+    # connector knows no standard and never imports a codec.
+    extension_for: Callable[[str], str | None] | None = None
 
 
 class SourceContext(msgspec.Struct, frozen=True):

@@ -18,12 +18,10 @@ from engine.config.base import DestinationBase
 from engine.connectors.base import DestinationContext
 from engine.message import Delivery, Outbound, Retry, Sent
 
-_EXTENSIONS = {
-    "application/fhir+json": ".json",
-    "application/json": ".json",
-    "application/fhir+xml": ".xml",
-    "x-application/hl7-v2+er7": ".hl7",
-}
+# Generic JSON, and structured-syntax suffixes (RFC 6839: application/fhir+json is JSON,
+# application/fhir+xml XML), for content types no codec names.
+_GENERIC = {"application/json": ".json"}
+_SUFFIXES = {"+json": ".json", "+xml": ".xml"}
 _PLACEHOLDER = re.compile(r"\{(message_id|control_id|channel|destination|ext)\}")
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # never write through a planted symlink
 log = logging.getLogger("conduit.file")
@@ -53,6 +51,17 @@ class FileDestination:
         self._dir = Path(config.directory)
         self._mode = int(config.mode, 8)
 
+    def _extension(self, content_type: str) -> str:
+        """The extension its codec gives a content type (asked through the context), else
+        that of its syntax, else ".dat"."""
+        ask = self._context.extension_for
+        found = ask(content_type) if ask is not None else None
+        if found is None:
+            found = _GENERIC.get(content_type) or next(
+                (ext for suffix, ext in _SUFFIXES.items() if content_type.endswith(suffix)),
+                None)
+        return found or ".dat"
+
     @property
     def address(self) -> str:
         return f"file:{self._dir}"
@@ -69,7 +78,7 @@ class FileDestination:
             "control_id": re.sub(r"[^A-Za-z0-9._-]", "_", outbound.control_id) or "none",
             "channel": outbound.channel,
             "destination": outbound.destination,
-            "ext": _EXTENSIONS.get(outbound.content_type, ".dat"),
+            "ext": self._extension(outbound.content_type),
         }
         return _PLACEHOLDER.sub(lambda m: values[m[1]], self.config.filename)
 

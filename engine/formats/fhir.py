@@ -7,8 +7,9 @@ fraction or exponent decode as `decimal.Decimal`, never float: a FHIR decimal's 
 its precision ("7.20" must reach a mapping as 7.20, not 7.2).
 
 Problems of FHIR content carry a FHIR issue type in `code` and a FHIRPath expression in
-`segment` (see fhir_validation); problems the channel itself raises carry HL7 table 0357
-codes, which `reply` translates.
+`segment` (see fhir_validation); problems the engine itself finds (`problem`) and the
+parser's carry HL7 table 0357 codes, as they always have in stored audit details, which
+`reply` translates to issue types.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import decimal
 import hashlib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -29,10 +30,15 @@ from engine.message import (
     Outcome,
     Parsed,
     Problem,
+    ProblemKind,
     Retry,
     Sent,
     Verdict,
 )
+from engine.structdiff import Change, diff_values
+
+if TYPE_CHECKING:
+    from engine.formats.base import Envelope
 
 CONTENT_TYPE = "application/fhir+json"
 # FHIR JSON for every module that reads or writes it: numbers with a fraction keep their
@@ -62,6 +68,7 @@ def _patient_identifier(resource: dict[str, Any]) -> str | None:
 class FhirCodec:
     name = "fhir"
     content_type = CONTENT_TYPE
+    extensions = (".json",)
 
     def __init__(self) -> None:
         self.must_have: Mapping[str, Sequence[str]] = {}
@@ -70,6 +77,38 @@ class FhirCodec:
         """Elements this channel requires per resource type ({"Patient": ["identifier",
         "name.family"]}), checked by `validate` beside the base structure."""
         self.must_have = dict(must_have)
+
+    def detect(self, raw: bytes) -> bool:
+        """A JSON object or array first (FHIR XML is recognised by the registry, and not
+        read yet outside the FHIR source, which converts it)."""
+        return raw.lstrip(b"\xef\xbb\xbf \t\r\n\x0b")[:1] in (b"{", b"[")
+
+    def file_messages(self, raw: bytes) -> list[bytes]:
+        """A file holds one resource (a Bundle is one)."""
+        return [raw]
+
+    def split(self, raw: bytes) -> Envelope | None:
+        """None: a Bundle is one message unless its channel says `split:` (a choice of the
+        channel, made by engine.splitting, not of the standard)."""
+        return None
+
+    def envelope_reply(self, envelope: Envelope, replies: Sequence[bytes]) -> bytes:
+        raise NotImplementedError("FHIR has no envelope of its own; `split` gives None")
+
+    def field_path_error(self, path: str) -> str | None:
+        return None  # any dotted path may name an element
+
+    def problem(self, kind: ProblemKind, text: str) -> Problem:
+        """Table 0357's 207, as stored so far; `reply` says it as a `processing` issue."""
+        return Problem(text, code="207")
+
+    def replies(self, raw: bytes, parsed: Parsed | None, outcome: Outcome
+                ) -> tuple[bytes, ...]:
+        return (self.reply(raw, parsed, outcome),)
+
+    def diff(self, a: bytes, b: bytes) -> list[Change]:
+        """Resources compared as JSON values: key order and formatting never differ."""
+        return diff_values(msgspec.json.decode(a), msgspec.json.decode(b))
 
     def parse(self, raw: bytes) -> Parsed:
         try:

@@ -9,13 +9,28 @@ message has been processed, and b"" in original mode or when MSH-16 wants none.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from engine.errors import ParseError
+from engine.formats.base import Envelope
 from engine.formats.hl7v2.ack import ack_types, build_ack, read_ack, wanted
 from engine.formats.hl7v2.batch import Batch, build_batch_reply, split_batch
 from engine.formats.hl7v2.charsets import decode_text, encode_text, reply_codec
 from engine.formats.hl7v2.escape import unescape
-from engine.formats.hl7v2.message import Hl7Message, Segment, read_header
-from engine.message import Delivery, Fail, Outbound, Outcome, Parsed, Problem, Retry, Sent
+from engine.formats.hl7v2.message import FIELD_PATH, Hl7Message, Segment, read_header
+from engine.formats.hl7v2.split import split_messages
+from engine.message import (
+    Delivery,
+    Fail,
+    Outbound,
+    Outcome,
+    Parsed,
+    Problem,
+    ProblemKind,
+    Retry,
+    Sent,
+)
+from engine.structdiff import Change, diff_values
 
 __all__ = ["Hl7v2Codec", "decode_text"]
 
@@ -59,6 +74,59 @@ class Hl7v2Codec:
 
     name = "hl7v2"
     content_type = "x-application/hl7-v2+er7"
+    extensions = (".hl7",)
+
+    def detect(self, raw: bytes) -> bool:
+        """A message (MSH), a file (FHS) or a batch (BHS) header first."""
+        return raw.lstrip(b"\xef\xbb\xbf \t\r\n\x0b")[:3] in (b"MSH", b"FHS", b"BHS")
+
+    def require(self, must_have: Mapping[str, Sequence[str]]) -> None:
+        """HL7v2 channels have no must-have elements of their own; nothing to keep."""
+
+    def field_path_error(self, path: str) -> str | None:
+        if FIELD_PATH.match(path.strip()):
+            return None
+        return (f"`{path}` is not an HL7 field path; write e.g. MSH-9.1, PID-3[2].4 or "
+                "OBX[2]-5")
+
+    def problem(self, kind: ProblemKind, text: str) -> Problem:
+        """Everything the engine finds itself is table 0357's 207, application internal
+        error."""
+        return Problem(text, code="207")
+
+    def replies(self, raw: bytes, parsed: Parsed | None, outcome: Outcome
+                ) -> tuple[bytes, ...]:
+        """Original mode: the one ACK. Enhanced mode: the commit ACK and/or the
+        application ACK, as MSH-15/16 ask (both known at commit, since the message was
+        mapped and queued before it was committed)."""
+        replies = (self.reply(raw, parsed, outcome),
+                   self.application_reply(raw, parsed, outcome))
+        return tuple(r for r in replies if r)
+
+    def file_messages(self, raw: bytes) -> list[bytes]:
+        """Every message of a file, envelope segments dropped and segments ended by \r,
+        each in the file's own encoding (a Latin-1 file stays Latin-1 on the wire)."""
+        encoding = "utf-8"
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            encoding = "latin-1"
+        return [m.encode(encoding) for m in split_messages(decode_text(raw))]
+
+    def split(self, raw: bytes) -> Batch | None:
+        """`split_batch`, under the contract's name."""
+        return split_batch(raw)
+
+    def envelope_reply(self, envelope: Envelope, replies: Sequence[bytes]) -> bytes:
+        """`batch_reply` with every ACK in it."""
+        assert isinstance(envelope, Batch), "an envelope of this codec's own `split`"
+        return build_batch_reply(envelope, list(replies))
+
+    def diff(self, a: bytes, b: bytes) -> list[Change]:
+        """Field by field, by HL7 path (`PID[1]-5[1].2.1`): line endings and delimiters
+        never differ, a changed component always does."""
+        return diff_values(fields(a.decode("utf-8", "replace")),
+                           fields(b.decode("utf-8", "replace")))
 
     def parse(self, raw: bytes) -> Parsed:
         text = decode_text(raw)
@@ -180,6 +248,27 @@ class Hl7v2Codec:
         messages have already chosen through MSH-15. Raises ValueError when `replies`
         does not line up with `batch.messages`."""
         return build_batch_reply(batch, replies, errors_only=errors_only)
+
+
+def fields(text: str) -> dict[str, str]:
+    """An HL7v2 message as {path: value} for every valued leaf, e.g. PID[1]-5[1].2.1."""
+    message = Hl7Message.parse(text)
+    seen: dict[str, int] = {}
+    leaves: dict[str, str] = {}
+    for seg in message:
+        seen[seg.name] = seen.get(seg.name, 0) + 1
+        prefix = f"{seg.name}[{seen[seg.name]}]"
+        for field in range(1, len(seg) + 1):
+            if seg.name == "MSH" and field in (1, 2):
+                continue
+            for r, rep in enumerate(seg.repetitions(field), start=1):
+                for c, comp in enumerate(rep.components(), start=1):
+                    subs = comp.split(message.delimiters.subcomponent) if comp else []
+                    for s in range(1, len(subs) + 1):
+                        value = rep.value(c, s)
+                        if value:
+                            leaves[f"{prefix}-{field}[{r}].{c}.{s}"] = value
+    return leaves
 
 
 def _salvage_msh(raw: bytes) -> Segment | None:
