@@ -68,7 +68,7 @@ def _patient_identifier(resource: dict[str, Any]) -> str | None:
 class FhirCodec:
     name = "fhir"
     content_type = CONTENT_TYPE
-    extensions = (".json",)
+    extensions: tuple[str, ...] = (".json",)
 
     def __init__(self) -> None:
         self.must_have: Mapping[str, Sequence[str]] = {}
@@ -187,7 +187,7 @@ def control_id(resource: dict[str, Any]) -> str:
     base = resource.get("id") or (ident.get("value") if isinstance(ident, dict) else "")
     if not base or not isinstance(base, str | int):
         return ""
-    meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
+    meta = resource["meta"] if isinstance(resource.get("meta"), dict) else {}
     version = meta.get("versionId") or meta.get("lastUpdated") or resource.get("timestamp")
     control = f"{base}@{version}" if isinstance(version, str) and version else str(base)
     if len(control) > _MAX_CONTROL_ID:

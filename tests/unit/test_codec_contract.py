@@ -4,6 +4,8 @@ standard."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import msgspec
 import pytest
 
@@ -114,3 +116,15 @@ def test_recognised_but_unread_standards():
     assert registry.detect(b"<Message xmlns='http://www.ncpdp.org/schema/SCRIPT'>") == "ncpdp"
     assert registry.detect(b"<Patient xmlns='http://hl7.org/fhir'/>") == "fhir-xml"
     assert registry.detect(b"hello") == "unknown"
+
+
+def test_codecs_type_check_against_the_protocol():
+    """mypy: registry.CODECS holds factories of Codec, so every codec's signatures must
+    match the protocol's (imported modules are read for types, not checked themselves)."""
+    api = pytest.importorskip("mypy.api")
+    root = Path(__file__).resolve().parents[2]
+    files = ["engine/formats/base.py", "engine/formats/fhir.py",
+             "engine/formats/hl7v2/codec.py", "engine/registry.py"]
+    out, err, status = api.run(["--follow-imports=silent", "--ignore-missing-imports",
+                                "--cache-dir=/dev/null", *[str(root / f) for f in files]])
+    assert status == 0, out + err

@@ -130,3 +130,18 @@ def test_unsafe_or_unreadable_modes_are_config_errors_at_their_line(project, bad
         load_mode(project, bad)
     [error] = [str(e) for e in caught.value.errors]
     assert "c.yaml:6:" in error and "mode" in error, error
+
+
+def test_extension_is_the_codecs_through_the_context(tmp_path):
+    """The runtime hands the file destination the registry's extension_for: each
+    standard's extension comes from its codec; other JSON and XML by their syntax."""
+    from engine import registry
+
+    config = FileDestinationConfig(name="files", directory=str(tmp_path))
+    dest = FileDestination(config, DestinationContext("c", extension_for=registry.extension_for))
+    names = {ct: dest._name(Outbound(1, "M1", "c", "files", b"", ct)) for ct in (
+        "x-application/hl7-v2+er7", "application/fhir+json", "application/json",
+        "application/fhir+xml", "text/plain")}
+    assert names == {"x-application/hl7-v2+er7": "M1.hl7", "application/fhir+json": "M1.json",
+                     "application/json": "M1.json", "application/fhir+xml": "M1.xml",
+                     "text/plain": "M1.dat"}
