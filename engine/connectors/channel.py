@@ -67,8 +67,11 @@ class ChannelDestination:
         deliver = _INBOXES.get(self.config.inbox)
         if deliver is None:
             return Retry(f"no started channel has inbox {self.config.inbox}")
-        receipt = await deliver(outbound.content, SourceMeta(
-            "channel", f"channel:{self._from}", len(outbound.content)))
+        try:
+            receipt = await deliver(outbound.content, SourceMeta(
+                "channel", f"channel:{self._from}", len(outbound.content)))
+        except Exception as exc:  # its bug is a failed attempt here, never a crash
+            return Retry(f"the receiving channel failed ({type(exc).__name__})")
         if not receipt.message_id:
             return Retry("the receiving channel could not store the message")
         receipt.replied()

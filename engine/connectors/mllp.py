@@ -222,7 +222,15 @@ class _Connection(asyncio.Protocol):
         while self._pending:
             frame = self._pending.popleft()
             meta = SourceMeta("mllp", self.peer, frame.size, frame.truncated, self.subject)
-            receipt = await self._source.deliver(frame.payload, meta)
+            try:
+                receipt = await self._source.deliver(frame.payload, meta)
+            except Exception as exc:  # the channel's bug must not leave the sender waiting
+                log.error("mllp %s: a message from %s could not be taken on (%s); closing "
+                          "the connection unanswered, so the sender sends it again",
+                          self._source.address, self.peer, type(exc).__name__)
+                self._pending.clear()
+                transport.close()
+                return
             if transport.is_closing():
                 # The peer left before its reply; the message is stored and queued, so
                 # nothing is lost; its sender will probably resend it.

@@ -405,9 +405,6 @@ RIGS: dict[str, type[Rig]] = {
 
 # Misbehaviour cells left out for defects this suite found (issue 10), not by contract:
 DEFECTS = {
-    # ChannelDestination.send lets the receiving channel's exception out instead of
-    # answering Retry (engine.delivery catches it, logs a traceback and retries).
-    ("channel", "raises"),
     # Hl7v2Codec.read_reply quotes the receiver's MSA-1 ("acknowledgement code
     # 'SMITHERSON' is not an HL7 ACK code") and MSA-2 ("acknowledgement is for control
     # id MRN90210, not ours") into the reason, which is logged and audited: an ACK with
@@ -440,7 +437,7 @@ def test_every_destination_kind_has_a_rig():
 def test_every_kind_but_file_has_a_permanent_refusal_and_most_can_misbehave():
     """The parametrisations below cover what they claim (no kind silently left out)."""
     assert {kind for kind, _ in REFUSALS} == set(RIGS) - {"file"}
-    assert {kind for kind, _ in MISBEHAVIOURS} == set(RIGS) - {"channel"}
+    assert {kind for kind, _ in MISBEHAVIOURS} == set(RIGS)
     assert {(kind, how) for kind, rig in RIGS.items() for how in rig.misbehaviours} >= DEFECTS
 
 

@@ -301,16 +301,6 @@ class ChannelRig(Rig):
 
 RIGS: dict[str, type[Rig]] = {"mllp": MllpRig, "fhir": FhirRig, "channel": ChannelRig}
 
-# Kinds that do not meet one cell of the contract yet, left out of that cell only; each
-# is a defect this suite found (issue 10), not a part of the contract.
-RAISING_DELIVER_DEFECTS = {
-    # MllpSource._work lets the exception end the connection's worker: the sender gets
-    # no ACK and the connection stays open, so it hears nothing until its own timeout.
-    "mllp",
-    # ChannelDestination.send lets the receiving channel's exception out instead of
-    # answering Retry (engine.delivery catches it and logs a traceback).
-    "channel",
-}
 
 
 def test_every_source_kind_has_a_rig():
@@ -426,8 +416,6 @@ async def test_error_receipt_is_an_error_answer_and_serving_goes_on(rig, running
     assert len(inbox.got) == 2
 
 
-@pytest.mark.parametrize("rig", [k for k in sorted(RIGS) if k not in RAISING_DELIVER_DEFECTS],
-                         indirect=True)
 async def test_deliver_that_raises_is_an_error_answer_and_serving_goes_on(rig, running):
     _, inbox = running
     inbox.answers.append(RuntimeError("store unavailable"))
