@@ -91,6 +91,8 @@ class FileDestination:
         return Sent("written")
 
     async def healthcheck(self) -> str | None:
+        if not self._dir.is_dir():  # a plain file in its place fails every write
+            return f"{self._dir} is not a folder"
         if not os.access(self._dir, os.W_OK):
             return f"{self._dir} is not writable"
         return None

@@ -403,14 +403,6 @@ RIGS: dict[str, type[Rig]] = {
     "file": FileRig, "http": HttpRig, "fhir": FhirRig, "mllp": MllpRig, "channel": ChannelRig,
 }
 
-# Misbehaviour cells left out for defects this suite found (issue 10), not by contract:
-DEFECTS = {
-    # Hl7v2Codec.read_reply quotes the receiver's MSA-1 ("acknowledgement code
-    # 'SMITHERSON' is not an HL7 ACK code") and MSA-2 ("acknowledgement is for control
-    # id MRN90210, not ours") into the reason, which is logged and audited: an ACK with
-    # its fields out of place puts the patient into the audit trail.
-    ("mllp", "shifted-ack"),
-}
 
 REFUSALS = [(kind, how) for kind, rig in sorted(RIGS.items()) for how in rig.permanent]
 PERMANENT = [
@@ -418,15 +410,12 @@ PERMANENT = [
         reason="a folder has no permanent refusal: every write error may clear")),
     *REFUSALS,
 ]
-MISBEHAVIOURS = [(kind, how) for kind, rig in sorted(RIGS.items()) for how in rig.misbehaviours
-                 if (kind, how) not in DEFECTS]
+MISBEHAVIOURS = [(kind, how) for kind, rig in sorted(RIGS.items()) for how in rig.misbehaviours]
 
 # Kinds whose healthcheck must name a receiver that is down. Left out: http and fhir
 # (by design they report whether the destination is open, not whether the server is
-# reachable: a probe request would be a request), and file, for a defect:
-# FileDestination.healthcheck asks only os.access(folder, W_OK), so a folder replaced by
-# a writable plain file looks healthy while every send fails with NotADirectoryError.
-PROBING = ["channel", "mllp"]
+# reachable: a probe request would be a request).
+PROBING = ["channel", "file", "mllp"]
 
 
 def test_every_destination_kind_has_a_rig():
@@ -438,7 +427,6 @@ def test_every_kind_but_file_has_a_permanent_refusal_and_most_can_misbehave():
     """The parametrisations below cover what they claim (no kind silently left out)."""
     assert {kind for kind, _ in REFUSALS} == set(RIGS) - {"file"}
     assert {kind for kind, _ in MISBEHAVIOURS} == set(RIGS)
-    assert {(kind, how) for kind, rig in RIGS.items() for how in rig.misbehaviours} >= DEFECTS
 
 
 def _rig(kind: str, tmp_path: Path) -> Rig:

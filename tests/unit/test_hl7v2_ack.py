@@ -102,7 +102,16 @@ def test_ack_for_another_message_is_retried():
     reply = b"MSH|^~\\&|B|B|A|A|20240101||ACK|X|P|2.5\rMSA|AA|OTHER\r"
     result = codec.read_reply(reply, _outbound())
     assert isinstance(result, Retry)
-    assert "OTHER" in result.reason
+    assert "another control id" in result.reason
+    assert "OTHER" not in result.reason  # MSA-2 may hold anything, a shifted MRN too
+
+
+def test_a_shifted_ack_quotes_nothing_of_its_fields():
+    reply = b"MSH|^~\\&|B|B|A|A|20240101||ACK|X|P|2.5\rMSA|DOE^JANE|MRN4711\rERR|||MRN4711\r"
+    result = codec.read_reply(reply, _outbound())
+    assert isinstance(result, Retry)
+    assert "DOE" not in result.reason and "MRN4711" not in result.reason
+    assert result.code == ""
 
 
 def test_unreadable_ack_is_retried():

@@ -9,6 +9,7 @@ message has been processed, and b"" in original mode or when MSH-16 wants none.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 from engine.errors import ParseError
@@ -67,6 +68,10 @@ def _patient_identifier(message: Hl7Message) -> str | None:
     if first:
         return unescape(first, d)
     return pid.value(2) or None  # PID-2 external id, used by older senders
+
+
+_ACK_CODES = frozenset({"AA", "AE", "AR", "CA", "CE", "CR"})
+_ERROR_CODE = re.compile(r"\d{1,4}|unspecified")  # HL7 table 0357, or none given
 
 
 class Hl7v2Codec:
@@ -199,18 +204,21 @@ class Hl7v2Codec:
             return Retry(f"unreadable acknowledgement: {exc}")
         if ack is None:
             return Retry("acknowledgement has no MSA segment")
+        # A reason is logged and audited: what the receiver wrote is quoted only where it
+        # is one of HL7's codes, never a field that may hold the patient (a receiver whose
+        # ACK has its fields out of place puts an MRN where the code should be).
+        code = ack.code if ack.code in _ACK_CODES else ""
         if sent.control_id and ack.control_id and ack.control_id != sent.control_id:
-            return Retry(
-                f"acknowledgement is for control id {ack.control_id}, not ours", code=ack.code
-            )
-        detail = f" (ERR {', '.join(ack.errors)})" if ack.errors else ""
-        if ack.code in ("AA", "CA"):
-            return Sent(ack.code)
-        if ack.code in ("AE", "CE"):
-            return Retry(f"receiver answered {ack.code}{detail}", code=ack.code)
-        if ack.code in ("AR", "CR"):
-            return Fail(f"receiver answered {ack.code}{detail}", code=ack.code)
-        return Retry(f"acknowledgement code {ack.code!r} is not an HL7 ACK code", code=ack.code)
+            return Retry("acknowledgement is for another control id, not ours", code=code)
+        errors = [e if _ERROR_CODE.fullmatch(e) else "other" for e in ack.errors]
+        detail = f" (ERR {', '.join(errors)})" if errors else ""
+        if code in ("AA", "CA"):
+            return Sent(code)
+        if code in ("AE", "CE"):
+            return Retry(f"receiver answered {code}{detail}", code=code)
+        if code in ("AR", "CR"):
+            return Fail(f"receiver answered {code}{detail}", code=code)
+        return Retry("acknowledgement code (MSA-1) is not an HL7 ACK code")
 
     def validate(self, parsed: Parsed, level: str) -> list[Problem]:
         """Problems with the message's structure for its declared version (hl7apy's rule
