@@ -1,0 +1,169 @@
+"""engine/store/writer.py: group commit, failure isolation within a batch, query results,
+the committed-events callback and a closing writer; on SQLite and PostgreSQL.
+
+The single bad unit next to a good one, through the queue, is also in
+tests/conformance/test_store.py."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import sqlalchemy as sa
+
+from engine.errors import StoreError
+from engine.events import Event, Kind
+from engine.security.keys import KeyRing
+from engine.store import audit
+from engine.store.database import open_database
+from engine.store.schema import audit as trail
+from engine.store.schema import messages
+from engine.store.writer import UnitOfWork, Writer
+
+
+@pytest.fixture
+def db(db_url):
+    db = open_database(db_url)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def key(tmp_path):
+    return KeyRing.load(tmp_path / "keys").audit
+
+
+@pytest.fixture
+async def writer(db, key):
+    seen: list[list[Event]] = []
+    w = Writer(db, key, on_committed=seen.append)
+    w.start()
+    w.seen = seen
+    yield w
+    await w.close()
+
+
+def _unit(mid: str, *, event: bool = True) -> UnitOfWork:
+    uow = UnitOfWork()
+    uow.insert(messages, {"id": mid, "channel": "ch", "received_at": 0.0, "status": "accepted",
+                          "size": 1, "content_hash": "h", "key_id": "k", "content": b"x"})
+    if event:
+        uow.record(Event(kind=Kind.RECEIVED, channel="ch", message_id=mid))
+    return uow
+
+
+def _ids(db) -> list[str]:
+    with db.connect() as conn:
+        return list(conn.execute(sa.select(messages.c.id).order_by(messages.c.id)).scalars())
+
+
+def _trail(db) -> list[str | None]:
+    with db.connect() as conn:
+        return list(conn.execute(sa.select(trail.c.message_id).order_by(trail.c.seq))
+                    .scalars())
+
+
+async def test_units_waiting_together_commit_in_one_transaction(db, writer, key):
+    futures = [writer.submit(_unit(f"M{i:03d}")) for i in range(200)]
+    await asyncio.gather(*futures)
+    assert writer.units == 200
+    assert writer.batches < 10, f"{writer.batches} transactions for 200 waiting units"
+    assert _ids(db) == [f"M{i:03d}" for i in range(200)]
+    # Their events join the chain in the order the units were submitted.
+    assert _trail(db) == [f"M{i:03d}" for i in range(200)]
+    with db.connect() as conn:
+        assert audit.verify(conn, key) == audit.Verified(200)
+
+
+async def test_a_batch_is_never_larger_than_max_batch(db, key):
+    w = Writer(db, key, max_batch=7)
+    w.start()
+    try:
+        await asyncio.gather(*(w.submit(_unit(f"M{i:02d}")) for i in range(30)))
+    finally:
+        await w.close()
+    assert w.units == 30 and w.batches >= 5
+
+
+async def test_a_failing_unit_does_not_fail_its_neighbours(db, writer):
+    await writer.commit(_unit("DUP"))
+    writer.seen.clear()
+    units = [_unit("A"), _unit("DUP"), _unit("B"), _unit("DUP"), _unit("C")]
+    results = await asyncio.gather(*(writer.submit(u) for u in units), return_exceptions=True)
+    assert [isinstance(r, StoreError) for r in results] == [False, True, False, True, False]
+    assert all("store write failed" in str(r) for r in results if isinstance(r, Exception))
+    assert _ids(db) == ["A", "B", "C", "DUP"]
+    # Nothing of a failed unit was written, its event included.
+    assert _trail(db) == ["DUP", "A", "B", "C"]
+    assert [e.message_id for batch in writer.seen for e in batch] == ["A", "B", "C"]
+
+
+async def test_a_failed_unit_is_written_all_or_nothing(db, writer):
+    await writer.commit(_unit("DUP"))
+    half = _unit("NEW")
+    half.insert(messages, _unit("DUP").inserts[messages][0])
+    with pytest.raises(StoreError):
+        await writer.commit(half)
+    assert _ids(db) == ["DUP"]
+    assert _trail(db) == ["DUP"]
+
+
+async def test_the_error_quotes_no_bound_parameters(writer):
+    await writer.commit(_unit("DUP"))
+    secret = _unit("DUP")
+    secret.inserts[messages][0]["content"] = b"SMITH^ALEX"
+    secret.inserts[messages][0]["content_hash"] = "PATIENT-SECRET"
+    with pytest.raises(StoreError) as err:
+        await writer.commit(secret)
+    assert "SMITH" not in str(err.value) and "PATIENT-SECRET" not in str(err.value)
+
+
+async def test_query_results_come_back_to_their_own_unit(writer):
+    def count(conn):
+        return conn.execute(sa.select(sa.func.count()).select_from(messages)).scalar()
+
+    first, asking, second = _unit("A"), _unit("B"), _unit("C")
+    asking.query = count
+    other = UnitOfWork()
+    other.query = lambda conn: "other"
+    results = await asyncio.gather(writer.submit(first), writer.submit(asking),
+                                   writer.submit(second), writer.submit(other))
+    assert results[0] is None and results[2] is None
+    assert results[1] in (2, 3)  # sees its own insert and what ran before it
+    assert results[3] == "other"
+
+
+async def test_statements_run_after_the_inserts_of_their_batch(db, writer):
+    insert = _unit("A")
+    update = UnitOfWork()
+    update.execute(messages.update().where(messages.c.id == sa.bindparam("mid"))
+                   .values(status="error"), {"mid": "A"})
+    await asyncio.gather(writer.submit(insert), writer.submit(update))
+    with db.connect() as conn:
+        assert conn.execute(sa.select(messages.c.status)).scalar_one() == "error"
+
+
+async def test_on_committed_gets_exactly_the_committed_events(writer):
+    await writer.commit(_unit("DUP"))
+    writer.seen.clear()
+    quiet = _unit("Q", event=False)
+    admin = UnitOfWork()
+    admin.record(Event(kind=Kind.ADMIN, detail={"action": "test"}))
+    await asyncio.gather(writer.submit(_unit("A")), writer.submit(quiet), writer.submit(admin),
+                         writer.submit(_unit("DUP")), return_exceptions=True)
+    events = [e for batch in writer.seen for e in batch]
+    assert [(e.kind, e.message_id) for e in events] == [(Kind.RECEIVED, "A"),
+                                                        (Kind.ADMIN, None)]
+    assert all(batch for batch in writer.seen), "called with no events"
+
+
+async def test_close_writes_everything_submitted_then_refuses(db, key):
+    seen: list[Event] = []
+    w = Writer(db, key, on_committed=seen.extend)
+    w.start()
+    futures = [w.submit(_unit(f"M{i:03d}")) for i in range(50)]
+    await w.close()
+    assert all(f.done() and f.exception() is None for f in futures)
+    assert len(_ids(db)) == 50 and len(seen) == 50
+    with pytest.raises(StoreError, match="closed"):
+        w.submit(_unit("LATE"))
