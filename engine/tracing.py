@@ -26,10 +26,8 @@ import contextlib
 import hashlib
 import logging
 import threading
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-import msgspec
-from msgspec import Meta
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
@@ -40,6 +38,7 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from engine import __version__
+from engine.config.tracing import TracingConfig
 
 if TYPE_CHECKING:
     from engine.mapping import Mapping
@@ -49,28 +48,6 @@ log = logging.getLogger("conduit.tracing")
 
 EXPORT_TIMEOUT = 5.0  # seconds for one OTLP request, retries included
 FLUSH_GRACE = 5.0  # seconds shutdown waits for the last spans to be taken
-
-
-class TracingConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """OpenTelemetry traces, one per message; off unless otlp_endpoint is set."""
-
-    otlp_endpoint: (
-        Annotated[
-            str,
-            Meta(pattern=r"^https?://",
-                 description="OTLP/HTTP traces URL, e.g. http://127.0.0.1:4318/v1/traces; "
-                             "unset turns tracing off"),
-        ]
-        | None
-    ) = None
-    service_name: Annotated[
-        str, Meta(min_length=1, description="service.name the spans are reported under")
-    ] = "conduit"
-    sample_ratio: Annotated[
-        float,
-        Meta(ge=0.0, le=1.0, description="share of messages traced (1.0 = all); decided "
-             "from the message id, so every hop of a message agrees"),
-    ] = 1.0
 
 
 # Attribute names: ids and codes only.

@@ -10,13 +10,26 @@ testable with a fake clock. `Tracker` turns readings into fired / repeated / cle
 the log, the audit trail (an ALERT event: rule, state, subject, value and threshold;
 names and numbers only, never PHI), the status page (`active()`) and a webhook.
 
-The package, one job per module: `config` (the `alerts:` section), `hours` (when a
-silence rule's hours are open), `rules` (snapshot in, readings out), `tracker` (fire,
-repeat, clear), `notify` (log, audit trail, webhook) and `runner` (the engine-facing
-loop). Everything is re-exported here; import from `engine.alerts`.
+The package, one job per module: `hours` (when a silence rule's hours are open),
+`rules` (snapshot in, readings out), `tracker` (fire, repeat, clear), `notify` (log,
+audit trail, webhook) and `runner` (the engine-facing loop). The `alerts:` section is
+declared with the rest of the configuration, in `engine.config.alerts`. Everything is
+re-exported here; import from `engine.alerts`.
 """
 
-from engine.alerts.config import (
+from engine.alerts.hours import DAYS, Day, active_since, span
+from engine.alerts.notify import OUTBOX_LIMIT, Notifier, Webhook
+from engine.alerts.rules import (
+    BurnView,
+    ChannelView,
+    QueueView,
+    Reading,
+    Snapshot,
+    evaluate,
+)
+from engine.alerts.runner import Alerting, collect
+from engine.alerts.tracker import Active, Notification, State, Tracker, human
+from engine.config.alerts import (
     AlertsConfig,
     ChannelPattern,
     ChannelStateRule,
@@ -31,18 +44,6 @@ from engine.alerts.config import (
     SloBurnRule,
     WebhookConfig,
 )
-from engine.alerts.hours import DAYS, Day, active_since, span
-from engine.alerts.notify import OUTBOX_LIMIT, Notifier, Webhook
-from engine.alerts.rules import (
-    BurnView,
-    ChannelView,
-    QueueView,
-    Reading,
-    Snapshot,
-    evaluate,
-)
-from engine.alerts.runner import Alerting, collect
-from engine.alerts.tracker import Active, Notification, State, Tracker, human
 
 __all__ = [
     "DAYS",

@@ -2,48 +2,19 @@
 finding the start of the active period a moment falls in.
 
 Calendar arithmetic (spans crossing midnight, chosen weekdays, daylight saving) is the
-one tricky part of the rules; it stands alone so both configuration checks and
-evaluation can use it without depending on each other.
+one tricky part of the rules. Reading the hours and the zone (`span`, `zone`) is a
+configuration check and lives with the rule in `engine.config.alerts`; this module adds
+only the evaluation side.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from typing import TYPE_CHECKING, Literal
 
-if TYPE_CHECKING:
-    from engine.alerts.config import SilenceRule
+from engine.config.alerts import DAYS, Day, SilenceRule, span, zone
 
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-
-
-def span(hours: str) -> tuple[int, int]:
-    """ "07:00-19:00" as minutes after midnight (end may be 1440 for 24:00)."""
-    try:
-        start, end = (_minutes(part) for part in hours.split("-"))
-    except ValueError:
-        raise ValueError(f"hours must look like 07:00-19:00, got {hours!r}") from None
-    if start >= 1440:
-        raise ValueError(f"hours cannot start at 24:00: {hours!r}")
-    return start, end
-
-
-def _minutes(text: str) -> int:
-    h, m = (int(x) for x in text.split(":"))
-    if not (0 <= m < 60 and (h < 24 or (h == 24 and m == 0))):
-        raise ValueError(text)
-    return h * 60 + m
-
-
-def zone(name: str) -> zoneinfo.ZoneInfo:
-    """The IANA time zone `name`; a ValueError that says what is expected otherwise."""
-    try:
-        return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {name!r}; use an IANA name such as "
-                         "America/Chicago or UTC") from None
+__all__ = ["DAYS", "Day", "active_since", "span", "zone"]
 
 
 def active_since(rule: SilenceRule, now: float) -> float | None:

@@ -17,8 +17,8 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from engine.alerts.config import WebhookConfig
 from engine.alerts.tracker import Notification
+from engine.config.alerts import WebhookConfig
 from engine.events import Event
 
 log = logging.getLogger("conduit.alerts")

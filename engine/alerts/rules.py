@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.alerts.config import (
+from engine.alerts.hours import active_since
+from engine.config.alerts import (
     ChannelStateRule,
     ControlIdReusedRule,
     ErrorRateRule,
@@ -22,7 +23,6 @@ from engine.alerts.config import (
     SilenceRule,
     SloBurnRule,
 )
-from engine.alerts.hours import active_since
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from engine.alerts.config import (
+from engine.alerts.notify import Notifier, Webhook
+from engine.alerts.rules import BurnView, ChannelView, QueueView, Snapshot, evaluate
+from engine.alerts.tracker import Notification, Tracker
+from engine.config.alerts import (
     AlertsConfig,
     ControlIdReusedRule,
     ErrorRateRule,
@@ -22,9 +25,6 @@ from engine.alerts.config import (
     Rule,
     SloBurnRule,
 )
-from engine.alerts.notify import Notifier, Webhook
-from engine.alerts.rules import BurnView, ChannelView, QueueView, Snapshot, evaluate
-from engine.alerts.tracker import Notification, Tracker
 from engine.events import Event
 from engine.store.writer import UnitOfWork
 

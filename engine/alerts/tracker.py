@@ -11,8 +11,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from engine.alerts.config import Rule
 from engine.alerts.rules import Reading
+from engine.config.alerts import Rule
 from engine.events import Event, Kind
 
 State = Literal["fired", "repeated", "cleared"]

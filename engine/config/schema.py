@@ -15,11 +15,11 @@ import msgspec
 from msgspec import Meta
 
 from engine import registry
-from engine.alerts import AlertsConfig
+from engine.config.alerts import AlertsConfig
 from engine.config.base import RetryConfig
+from engine.config.slo import SloConfig
+from engine.config.tracing import TracingConfig
 from engine.config.types import Duration
-from engine.slo import SloConfig
-from engine.tracing import TracingConfig
 
 SourceConfig: Any = reduce(or_, (k.config for k in registry.SOURCES.values()))
 DestinationConfig: Any = reduce(or_, (k.config for k in registry.DESTINATIONS.values()))

@@ -1,22 +1,57 @@
 """The `alerts:` section of conf/conduit.yaml: the rule kinds, the webhook and the
 defaults, validated when the configuration is loaded.
 
-Only declarations and their checks live here, so the configuration schema can import
-them without pulling in evaluation, delivery or the engine.
+Config structs live with the config: this module was `engine/alerts/config.py`, and the
+schema importing it pulled in the `engine.alerts` package (its runner, the store writer
+and, through them, the runtime), which closed an 18-module import loop through
+`engine/config/schema.py`. Only declarations and their checks live here, including the
+two value checks a silence rule needs (`span` for its hours, `zone` for its time zone),
+so loading a configuration never imports evaluation, delivery or the engine; `engine.alerts`
+builds on this module, never the other way round.
 """
 
 from __future__ import annotations
 
+import zoneinfo
 from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
 
-from engine.alerts.hours import DAYS, Day, span, zone
 from engine.config.types import Duration
 from engine.stats import RECENT_SECONDS
 
 _NAME = r"^[a-z0-9][a-z0-9_-]*$"
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+def span(hours: str) -> tuple[int, int]:
+    """ "07:00-19:00" as minutes after midnight (end may be 1440 for 24:00)."""
+    try:
+        start, end = (_minutes(part) for part in hours.split("-"))
+    except ValueError:
+        raise ValueError(f"hours must look like 07:00-19:00, got {hours!r}") from None
+    if start >= 1440:
+        raise ValueError(f"hours cannot start at 24:00: {hours!r}")
+    return start, end
+
+
+def _minutes(text: str) -> int:
+    h, m = (int(x) for x in text.split(":"))
+    if not (0 <= m < 60 and (h < 24 or (h == 24 and m == 0))):
+        raise ValueError(text)
+    return h * 60 + m
+
+
+def zone(name: str) -> zoneinfo.ZoneInfo:
+    """The IANA time zone `name`; a ValueError that says what is expected otherwise."""
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r}; use an IANA name such as "
+                         "America/Chicago or UTC") from None
 
 ChannelPattern = Annotated[str, Meta(
     min_length=1, description='a channel name, a pattern such as "adt-*", or "*" for all')]
