@@ -8,7 +8,7 @@ fails to parse or map is still stored (with its status and a PHI-free reason) so
 analyst can look at it, and the sender gets the standard's rejection or error.
 
 An envelope the codec splits (a batch) or a Bundle the channel splits (`split:`,
-engine.splitting) is taken as its messages, each on its own path as above, answered with
+engine.pipeline.splitting) is taken as its messages, each on its own path as above, answered with
 one reply. Codes and texts of the answers are the codec's: the channel names what went
 wrong by a ProblemKind.
 """
@@ -28,11 +28,8 @@ import msgspec
 from engine import tracing
 from engine.config.schema import ChannelConfig
 from engine.connectors.base import Source
-from engine.delivery import DestinationWorker
-from engine.duplicates import DuplicateIndex
 from engine.errors import MappingError, ParseError
 from engine.events import Event, Kind
-from engine.filters import Filter, FilterError
 from engine.formats.base import Codec, Envelope
 from engine.mapping import Mapping, Skip
 from engine.message import (
@@ -47,10 +44,13 @@ from engine.message import (
     Verdict,
     new_message_id,
 )
+from engine.pipeline.delivery import DestinationWorker
+from engine.pipeline.duplicates import DuplicateIndex
+from engine.pipeline.filters import Filter, FilterError
+from engine.pipeline.shadow import Shadow
+from engine.pipeline.splitting import Split, Splitter
 from engine.queue.base import Queue
 from engine.security.crypto import Vault, content_hash
-from engine.shadow import Shadow
-from engine.splitting import Split, Splitter
 from engine.store.messages import MessageStore
 from engine.store.writer import UnitOfWork, Writer
 

@@ -26,12 +26,13 @@ from engine.channel import Channel, State
 from engine.config.base import DestinationBase
 from engine.config.schema import EngineConfig
 from engine.connectors.base import DestinationContext, SourceContext
-from engine.delivery import DestinationWorker
 from engine.errors import ConduitError, StoreError
 from engine.events import Event, Kind, log_events
 from engine.formats.base import Codec
 from engine.mapping import MappingCatalog
 from engine.operations import Operations
+from engine.pipeline.delivery import DestinationWorker
+from engine.pipeline.shadow import Shadow
 from engine.queue.base import Queue
 from engine.queue.heartbeat import Heartbeat
 from engine.queue.owners import new_owner_id
@@ -40,7 +41,6 @@ from engine.queue.sql import SqlQueue
 from engine.security.crypto import Vault
 from engine.security.keys import KeyRing
 from engine.security.users import UserStore
-from engine.shadow import Shadow
 from engine.slo import ServiceLevels
 from engine.stats import Stats
 from engine.store.database import default_url, open_database

@@ -17,10 +17,10 @@ import msgspec
 
 from engine import registry
 from engine.errors import MappingError, ParseError
-from engine.filters import Filter
 from engine.formats.base import Codec
 from engine.mapping import Mapping, MappingCatalog, Skip
 from engine.message import Outcome, Parsed, Problem, Verdict
+from engine.pipeline.filters import Filter
 from engine.structdiff import Change, diff_outputs
 
 # Input file extensions by codec (each codec's default), and expected-outcome files.

@@ -19,8 +19,8 @@ from engine.config.loader import LoadedChannel
 from engine.config.schema import EngineConfig, FilterRule
 from engine.connectors.tls import exposed
 from engine.errors import ConfigError
-from engine.filters import FhirPathError, compile_fhirpath
 from engine.mapping import MappingCatalog
+from engine.pipeline.filters import FhirPathError, compile_fhirpath
 
 _CONDITIONS = {"equals": "equals", "in_": "in", "not_in": "not_in", "matches": "matches",
                "present": "present"}

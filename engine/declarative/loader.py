@@ -30,8 +30,8 @@ from engine.declarative.template import (
     Value,
 )
 from engine.errors import ConfigErrors
-from engine.filters import Rule
 from engine.mapping import MAPPING_REF, Mapping
+from engine.pipeline.filters import Rule
 
 SETTINGS = ("mapping", "accepts", "emits", "description", "when", "required", "tables",
             "output")

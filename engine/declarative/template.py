@@ -12,9 +12,9 @@ from typing import Any
 
 from engine.declarative.expressions import Context, Expr, Path
 from engine.errors import MappingError
-from engine.filters import Rule
 from engine.formats.hl7v2 import Hl7Message
 from engine.mapping import Skip
+from engine.pipeline.filters import Rule
 
 
 def _empty(value: Any) -> bool:

@@ -89,7 +89,7 @@ class FhirCodec:
 
     def split(self, raw: bytes) -> Envelope | None:
         """None: a Bundle is one message unless its channel says `split:` (a choice of the
-        channel, made by engine.splitting, not of the standard)."""
+        channel, made by engine.pipeline.splitting, not of the standard)."""
         return None
 
     def envelope_reply(self, envelope: Envelope, replies: Sequence[bytes]) -> bytes:

@@ -14,9 +14,9 @@ from collections import Counter
 import sqlalchemy as sa
 
 from engine.config.base import RetryConfig
-from engine.delivery import DestinationWorker
 from engine.events import Event, Kind
 from engine.message import Outbound, Sent
+from engine.pipeline.delivery import DestinationWorker
 from engine.queue import owners
 from engine.queue.heartbeat import Heartbeat
 from engine.queue.retry import RetryPolicy

@@ -24,7 +24,6 @@ from engine.config.base import RetryConfig
 from engine.config.schema import ChannelConfig, EngineConfig
 from engine.config.types import dec_hook
 from engine.connectors.base import Destination
-from engine.delivery import DestinationWorker
 from engine.formats.hl7v2 import Hl7v2Codec
 from engine.mapping import MappingCatalog
 from engine.message import (
@@ -36,6 +35,7 @@ from engine.message import (
     SourceMeta,
     new_message_id,
 )
+from engine.pipeline.delivery import DestinationWorker
 from engine.queue.retry import RetryPolicy
 from engine.runtime import Services
 from engine.tracing import TracingConfig

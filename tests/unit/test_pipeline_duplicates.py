@@ -1,6 +1,6 @@
 """The duplicate index never says "no" to a message it saw within the window."""
 
-from engine.duplicates import DuplicateIndex
+from engine.pipeline.duplicates import DuplicateIndex
 
 T0 = 1_800_000_000.0
 

@@ -1,4 +1,4 @@
-"""The destination worker (engine.delivery) on its own: a scripted in-memory destination,
+"""The destination worker (engine.pipeline.delivery) on its own: a scripted in-memory destination,
 the real SQL queue on SQLite and the writer. What happens when several processes share
 the queue is in tests/integration/test_queue_leasing.py."""
 
@@ -10,12 +10,12 @@ from collections.abc import Callable
 
 import pytest
 
-from engine import delivery
 from engine.config.base import RetryConfig
 from engine.config.types import Duration
-from engine.delivery import DestinationWorker
 from engine.events import Event, Kind
 from engine.message import Answer, Delivery, Fail, Outbound, Retry, Sent
+from engine.pipeline import delivery
+from engine.pipeline.delivery import DestinationWorker
 from engine.queue.retry import RetryPolicy
 from engine.queue.sql import SqlQueue
 from engine.security.crypto import Vault

@@ -1,4 +1,4 @@
-"""engine/filters.py: FHIRPath rules on resources shaped as Epic, Cerner and HAPI send
+"""engine/pipeline/filters.py: FHIRPath rules on resources shaped as Epic, Cerner and HAPI send
 them, decoded by the FHIR codec (so decimals arrive as Decimal, as in the channel)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import msgspec
 import pytest
 
 from engine.config.schema import FilterRule
-from engine.filters import FhirPathError, Filter, FilterError, compile_fhirpath
 from engine.formats.fhir import FhirCodec
+from engine.pipeline.filters import FhirPathError, Filter, FilterError, compile_fhirpath
 
 EPIC_MRN = "urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.14"
 RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"

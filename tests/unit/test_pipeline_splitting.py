@@ -1,4 +1,4 @@
-"""engine/splitting.py: which Bundle entries become messages, what each part carries,
+"""engine/pipeline/splitting.py: which Bundle entries become messages, what each part carries,
 and what is refused whole."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from engine.config.schema import SplitConfig
-from engine.splitting import Splitter
+from engine.pipeline.splitting import Splitter
 
 STATUS_PROFILE = ("http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
                   "backport-subscription-status-r4")
