@@ -18,11 +18,14 @@ Total = tuple[str, str, str, int]  # kind, channel ("" for none), destination, c
 
 def roll_up(conn: sa.Connection) -> list[Total]:
     """Add the events after the mark to the totals; returns every total."""
-    mark = conn.execute(sa.select(audit_totals_mark.c.through)
-                        .where(audit_totals_mark.c.id == 1).with_for_update()).scalar()
-    if mark is None:
-        mark = 0
-        conn.execute(audit_totals_mark.insert().values(id=1, through=0))
+    mark = _locked_mark(conn)
+    if mark is None:  # the first roll-up on this database; another process may race it
+        try:
+            with conn.begin_nested():
+                conn.execute(audit_totals_mark.insert().values(id=1, through=0))
+        except sa.exc.IntegrityError:
+            pass  # theirs was first: wait for it and take its mark
+        mark = _locked_mark(conn) or 0
     channel = sa.func.coalesce(audit.c.channel, "")
     destination = sa.func.coalesce(audit.c.destination, "")
     new = conn.execute(
@@ -49,3 +52,9 @@ def roll_up(conn: sa.Connection) -> list[Total]:
     return [tuple(r) for r in conn.execute(sa.select(
         audit_totals.c.kind, audit_totals.c.channel, audit_totals.c.destination,
         audit_totals.c.n))]
+
+
+def _locked_mark(conn: sa.Connection) -> int | None:
+    """The last event counted, with the mark row locked until the transaction ends."""
+    return conn.execute(sa.select(audit_totals_mark.c.through)
+                        .where(audit_totals_mark.c.id == 1).with_for_update()).scalar()

@@ -183,7 +183,9 @@ class Writer:
         return results
 
     def _apply(self, conn: sa.Connection, units: list[UnitOfWork]) -> list[Any]:
-        for table in _INSERT_ORDER:
+        others = [t for t in dict.fromkeys(t for uow in units for t in uow.inserts)
+                  if t not in _INSERT_ORDER]  # any other table after those, never dropped
+        for table in (*_INSERT_ORDER, *others):
             rows = [row for uow in units for row in uow.inserts.get(table, ())]
             if rows:
                 bulk_insert(conn, table, rows)

@@ -122,3 +122,27 @@ def test_processes_rolling_up_together_never_count_an_event_twice(pg_url, key):
                       ("sent", "adt", "fhir"): 60}
     for db in (appender, *rollers):
         db.dispose()
+
+@pytest.mark.postgres
+def test_first_roll_ups_of_two_processes_on_a_new_database_both_succeed(pg_url):
+    first, second = open_database(pg_url), open_database(pg_url)
+    errors: list[BaseException] = []
+    try:
+        with first.connect() as conn, conn.begin():
+            roll_up(conn)  # holds its new, uncommitted mark row
+
+            def other() -> None:
+                try:
+                    with second.begin() as conn2:
+                        roll_up(conn2)
+                except BaseException as exc:
+                    errors.append(exc)
+
+            thread = threading.Thread(target=other)
+            thread.start()
+            thread.join(1.0)  # it waits on the first's uncommitted mark row
+        thread.join(30)
+        assert errors == [], f"the second process's first roll-up failed: {errors[0]!r}"
+    finally:
+        first.dispose()
+        second.dispose()

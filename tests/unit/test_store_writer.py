@@ -7,6 +7,7 @@ tests/conformance/test_store.py."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -17,7 +18,7 @@ from engine.security.keys import KeyRing
 from engine.store import audit
 from engine.store.database import open_database
 from engine.store.schema import audit as trail
-from engine.store.schema import messages
+from engine.store.schema import messages, queue_owners
 from engine.store.writer import UnitOfWork, Writer
 
 
@@ -167,3 +168,22 @@ async def test_close_writes_everything_submitted_then_refuses(db, key):
     assert len(_ids(db)) == 50 and len(seen) == 50
     with pytest.raises(StoreError, match="closed"):
         w.submit(_unit("LATE"))
+
+async def test_an_insert_into_another_table_is_written_or_refused(db_url, tmp_path):
+    db = open_database(db_url)
+    writer = Writer(db, KeyRing.load(tmp_path / "keys").audit)
+    writer.start()
+    try:
+        uow = UnitOfWork()
+        uow.insert(queue_owners, {"owner": "p1", "started_at": time.time(),
+                                  "heartbeat_at": time.time()})
+        try:
+            await writer.commit(uow)
+        except StoreError:
+            return  # refused: acceptable
+        with db.connect() as conn:
+            rows = conn.execute(sa.select(queue_owners.c.owner)).scalars().all()
+        assert rows == ["p1"], "the unit committed, but its queue_owners row was dropped"
+    finally:
+        await writer.close()
+        db.dispose()
