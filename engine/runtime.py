@@ -3,6 +3,10 @@
 Start-up order: keys, store, writer, queues (taking back leases a crash left behind),
 channels (workers, then sources), web. Shutdown runs it backwards, so by the time the
 store closes every reply has been sent and every outcome recorded.
+
+The web listener is not the runtime's: the web app uses the runtime, so what starts an
+engine passes `serve` (engine.web.server.serve) and the engine calls it and closes what
+it returns at its place in that order. Without `serve` there is no listener.
 """
 
 from __future__ import annotations
@@ -13,12 +17,10 @@ import fcntl
 import logging
 import os
 import signal
-import ssl
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
-
-from aiohttp import web
+from typing import Any, Protocol
 
 from engine import __version__, registry, tracing
 from engine.alerts import Alerting
@@ -26,7 +28,7 @@ from engine.channel import Channel, State
 from engine.config.base import DestinationBase
 from engine.config.schema import EngineConfig
 from engine.connectors.base import DestinationContext, SourceContext
-from engine.errors import ConduitError, StoreError
+from engine.errors import StoreError
 from engine.events import Event, Kind, log_events
 from engine.formats.base import Codec
 from engine.mapping import MappingCatalog
@@ -47,7 +49,6 @@ from engine.store.database import default_url, open_database
 from engine.store.messages import MessageStore
 from engine.store.totals import Total, roll_up
 from engine.store.writer import UnitOfWork, Writer
-from engine.web.app import build_app
 
 log = logging.getLogger("conduit.engine")
 
@@ -99,9 +100,18 @@ class Services:
         self.db.dispose()
 
 
+class Listener(Protocol):
+    """What `serve` started for the engine (the web listener); closed after the drain."""
+
+    async def close(self) -> None: ...
+
+
 class Engine:
-    def __init__(self, config: EngineConfig, channels: list[Any], catalog: MappingCatalog
+    def __init__(self, config: EngineConfig, channels: list[Any], catalog: MappingCatalog,
+                 serve: Callable[[Engine], Awaitable[Listener | None]] | None = None
                  ) -> None:
+        """`serve` starts the web listener once the channels run (engine.web.server.serve
+        for the daemon); None runs without one."""
         self.config = config
         self._loaded = channels
         self.catalog = catalog
@@ -109,7 +119,8 @@ class Engine:
         self.channels: dict[str, Channel] = {}
         self.ops = Operations(self)
         self.users: UserStore | None = None
-        self._runner: web.AppRunner | None = None
+        self._serve = serve
+        self.web: Listener | None = None  # what `serve` started, once started
         self._lock_fd: int | None = None
         self.heartbeat: Heartbeat | None = None  # this process's claim to its leases
         self._roll_ups: asyncio.Task | None = None
@@ -152,24 +163,8 @@ class Engine:
         self.slo.start(self)
         self.alerting = Alerting.for_engine(self.config.alerts, self)
         self.alerting.start()
-        if self.config.web.port:
-            web_cfg = self.config.web
-            tls = _tls_context(web_cfg.tls_cert, web_cfg.tls_key)
-            app = build_app(self, metrics_open=web_cfg.metrics_open,
-                            secure_cookies=tls is not None)
-            self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
-            await self._runner.setup()
-            web_site = web.TCPSite(self._runner, web_cfg.host, web_cfg.port, ssl_context=tls)
-            try:
-                await web_site.start()
-            except OSError as exc:
-                await self.stop()
-                raise ConduitError(
-                    f"the web listener cannot bind {self.config.web.host}:"
-                    f"{self.config.web.port}: {exc.strerror or exc}; choose another port "
-                    "with CONDUIT_WEB_PORT (0 turns the listener off)") from None
-            log.info("status page on %s://%s:%d/", "https" if tls else "http",
-                     web_cfg.host, web_cfg.port)
+        if self._serve is not None:
+            self.web = await self._serve(self)
         self.started_at = time.time()
         log.info("conduit %s started: %d channel(s), store %s", __version__,
                  len(self.channels), "embedded SQLite" if svc.embedded else "external")
@@ -253,8 +248,9 @@ class Engine:
         if self.heartbeat is not None:  # after the workers: they give back their leases
             await self.heartbeat.stop()
             self.heartbeat = None
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self.web is not None:  # after the drain: /readyz answers while channels stop
+            await self.web.close()
+            self.web = None
         svc = self.services
         if svc is not None:
             if svc.writer is not None:
@@ -292,18 +288,3 @@ class Engine:
         await self.start()
         await stop.wait()
         await self.stop()
-
-
-def _tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
-    """TLS for the web listener when both files are configured."""
-    if not cert and not key:
-        return None
-    if not (cert and key):
-        raise ConduitError("web TLS needs both tls_cert and tls_key")
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(cert, key)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConduitError(f"web TLS: cannot load {cert} / {key}: {exc}") from None
-    return context

@@ -13,6 +13,7 @@ from engine.connectors.mllp import MllpClient
 from engine.formats.hl7v2 import Hl7Message
 from engine.mapping import MappingCatalog
 from engine.runtime import Engine
+from engine.web.server import serve
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -79,7 +80,7 @@ class EngineHarness:
         engine_cfg, loaded = load_all(conf, {})
         catalog = MappingCatalog.discover(engine_cfg.mappings_dir)
         assert check(engine_cfg, loaded, catalog) == []
-        self.engine = Engine(engine_cfg, loaded, catalog)
+        self.engine = Engine(engine_cfg, loaded, catalog, serve=serve)
         await self.engine.start()
         return self.engine
 

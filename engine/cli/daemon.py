@@ -24,11 +24,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from engine import logs
     from engine.runtime import Engine
+    from engine.web.server import serve
 
     engine_cfg, channels, catalog = load_everything(args)
     logs.setup(engine_cfg.log)
     _use_uvloop()
-    asyncio.run(Engine(engine_cfg, channels, catalog).run_until_signal())
+    asyncio.run(Engine(engine_cfg, channels, catalog, serve=serve).run_until_signal())
     return 0
 
 

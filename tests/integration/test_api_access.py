@@ -259,7 +259,7 @@ async def test_access_table(world, role, method, path, expected):
 async def test_every_api_route_is_in_the_table(world):
     """A new route must get a row: the table is only a specification if it is complete."""
     app_routes = {(r.method, r.resource.canonical)
-                  for r in world.engine._runner.app.router.routes()
+                  for r in world.engine.web.app.router.routes()
                   if r.method != "HEAD" and not r.resource.canonical.startswith("/static")}
     covered = {(method, route_of(path)) for method, path, *_ in TABLE}
     assert app_routes - covered == set()

@@ -42,7 +42,7 @@ async def served(tmp_path_factory):
 def body_routes(engine: Any) -> list[tuple[str, str]]:
     """(method, path) of every route that accepts a request body."""
     routes = set()
-    for route in engine._runner.app.router.routes():
+    for route in engine.web.app.router.routes():
         if route.method in BODY_METHODS:
             path = re.sub(r"\{(\w+)\}", lambda m: PARAMS.get(m[1], "x"),
                           route.resource.canonical)
