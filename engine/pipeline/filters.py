@@ -24,14 +24,15 @@ dropping it as filtered. Only the exception's type is said: its text can quote t
 
 Evaluation is bounded by the resource and the expression, nothing else: no loops, no
 I/O. It is not fast (about 45 us per element a `where` visits; 60-140 us per rule on
-a typical Patient), so the channel runs these rules in a worker thread for messages over
-16 KiB, and the source's size limit is what bounds a hostile resource: a rule comparing
-every element with every other (`x.where(y in %resource...)`) is quadratic, and no
-check can tell; keep rules linear.
+a typical Patient), so the channel's step (`Filtering`) runs these rules in a worker
+thread for messages over 16 KiB, and the source's size limit is what bounds a hostile
+resource: a rule comparing every element with every other (`x.where(y in
+%resource...)`) is quadratic, and no check can tell; keep rules linear.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -46,6 +47,7 @@ from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
 from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
 from engine.config.schema import FilterRule
+from engine.message import Parsed
 
 FieldReader = Callable[[str], str]
 Evaluator = Callable[[Any], list[Any]]
@@ -214,3 +216,33 @@ class Filter:
             if reason is not None:
                 return reason
         return None
+
+
+# Message size from which slow filter rules (path expressions) run off the event loop.
+THREAD_FROM = 16 * 1024
+
+
+class Filtering:
+    """The filter step of a channel: its rules (and checks run before them, such as the
+    splitter's) on a parsed message, reading fields through `field` (the codec's)."""
+
+    def __init__(self, rules: list[FilterRule], field: Callable[[Parsed, str], str],
+                 first: Sequence[ResourceCheck] = ()) -> None:
+        self.filter = Filter(rules, first=first)
+        self._field = field
+
+    async def check(self, parsed: Parsed, size: int) -> str | FilterError | None:
+        """The first rule the message fails, or the error of one that cannot be evaluated
+        on it. Slow rules (path expressions) on a message of `size` bytes over THREAD_FROM
+        run in a worker thread: their cost grows with the message (about a millisecond
+        per kilobyte in a `where`), and a big one must not hold up every other channel;
+        below it the hop would cost more than it saves."""
+        def first_failed() -> str | FilterError | None:
+            try:
+                return self.filter.first_failed(lambda path: self._field(parsed, path),
+                                                parsed.body)
+            except FilterError as exc:
+                return exc
+        if self.filter.slow and size > THREAD_FROM:
+            return await asyncio.to_thread(first_failed)
+        return first_failed()

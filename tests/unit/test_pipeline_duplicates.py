@@ -1,6 +1,9 @@
-"""The duplicate index never says "no" to a message it saw within the window."""
+"""engine/pipeline/duplicates.py: the duplicate index never says "no" to a message it saw
+within the window; the channel's step tells a resend from a reused control id, first from
+the messages not yet committed, then from the store."""
 
-from engine.pipeline.duplicates import DuplicateIndex
+from engine.message import MessageStatus, Parsed
+from engine.pipeline.duplicates import DuplicateIndex, Duplicates, Earlier
 
 T0 = 1_800_000_000.0
 
@@ -35,3 +38,67 @@ def test_memory_does_not_grow_with_traffic():
     for i in range(20000):
         index.remember("EPIC^NORTH", f"C{i}", T0)
     assert len(index._current.bits) + len(index._previous.bits) == before
+
+
+# -- the channel's step: Duplicates ------------------------------------------------------
+
+class FakeStore:
+    """The store's two answers: recent control ids, and the messages taken with one."""
+
+    def __init__(self, taken: list[tuple[str, str]] = (), recent=()) -> None:
+        self.taken = list(taken)
+        self.recent = list(recent)
+        self.asked = 0
+
+    def recent_control_ids(self, channel, since):
+        return self.recent
+
+    def taken_with_control_id(self, channel, sender, control_id, since):
+        self.asked += 1
+        return self.taken
+
+
+def parsed(control_id: str = "C1", sender: str = "EPIC^NORTH") -> Parsed:
+    return Parsed("hl7v2", "ADT^A01", control_id, "2.5", sender)
+
+
+async def test_a_new_message_is_none_and_a_pending_resend_is_found_without_the_store():
+    store = FakeStore()
+    step = Duplicates("adt", 3600, store)
+    assert await step.check(parsed(), "h1", T0) is None
+    step.taken(parsed(), "M1", "h1", T0, MessageStatus.ACCEPTED)
+    assert await step.check(parsed(), "h1", T0 + 1) == Earlier("M1", resend=True)
+    assert store.asked == 0  # pending: answered before the store is asked
+    # the same id with other content: reused, naming the pending message
+    assert await step.check(parsed(), "h2", T0 + 1) == Earlier("M1", resend=False)
+
+
+async def test_once_committed_the_store_answers():
+    store = FakeStore(taken=[("M0", "h0"), ("M1", "h1")])
+    step = Duplicates("adt", 3600, store)
+    step.taken(parsed(), "M1", "h1", T0, MessageStatus.ACCEPTED)
+    step.forget(parsed(), "M1")
+    assert await step.check(parsed(), "h1", T0 + 1) == Earlier("M1", resend=True)
+    assert await step.check(parsed(), "h9", T0 + 1) == Earlier("M0", resend=False)
+    assert store.asked == 2
+
+
+async def test_errored_messages_are_not_remembered_and_forget_keeps_a_later_owner():
+    step = Duplicates("adt", 3600, FakeStore())
+    step.taken(parsed(), "M1", "h1", T0, MessageStatus.ERROR)
+    assert await step.check(parsed(), "h1", T0) is None
+    step.taken(parsed(), "M2", "h2", T0, MessageStatus.FILTERED)
+    step.forget(parsed(), "M1")  # not the owner: the entry stays
+    assert await step.check(parsed(), "h2", T0) == Earlier("M2", resend=True)
+
+
+async def test_a_window_of_zero_turns_the_step_off_and_warm_up_fills_the_index():
+    off = Duplicates("adt", 0, FakeStore())
+    off.taken(parsed(), "M1", "h1", T0, MessageStatus.ACCEPTED)
+    assert await off.check(parsed(), "h1", T0) is None
+    await off.warm_up(T0)  # nothing to fill
+    store = FakeStore(taken=[("M0", "h0")], recent=[("EPIC^NORTH", "C1", "M0", T0 - 10)])
+    warm = Duplicates("adt", 3600, store)
+    await warm.warm_up(T0)
+    assert await warm.check(parsed(), "h0", T0) == Earlier("M0", resend=True)
+    assert await warm.check(parsed("C2"), "h0", T0) is None

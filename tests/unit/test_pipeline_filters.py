@@ -196,3 +196,31 @@ def test_fhirpathpy_alone_accepts_what_the_strict_check_refuses():
 
     assert fhirpathpy.evaluate({}, "1 +* 2") == [3]
     assert fhirpathpy.evaluate({"resourceType": "Patient", "id": "a"}, "Patient.id)") == ["a"]
+
+
+# -- the channel's step: Filtering -------------------------------------------------------
+
+async def test_the_step_reads_fields_through_the_codec_and_offloads_big_messages(monkeypatch):
+    from engine.message import Parsed
+    from engine.pipeline import filters
+
+    codec = FhirCodec()
+    big = {"resourceType": "Patient", "gender": "female", "pad": "x" * (filters.THREAD_FROM)}
+    parsed = Parsed("fhir", "Patient", body=big)
+    threads: list[object] = []
+
+    async def to_thread(func, *args):
+        threads.append(func)
+        return func(*args)
+
+    monkeypatch.setattr(filters.asyncio, "to_thread", to_thread)
+    step = filters.Filtering([FilterRule(fhirpath="Patient.gender = 'male'")], codec.field)
+    assert await step.check(parsed, len(json.dumps(big))) == "fhirpath Patient.gender = 'male'"
+    assert len(threads) == 1
+    assert await step.check(parsed, 100) == "fhirpath Patient.gender = 'male'"
+    assert len(threads) == 1  # small: evaluated on the loop
+    fields = filters.Filtering([FilterRule(field="gender", equals="female")], codec.field)
+    assert await fields.check(parsed, len(json.dumps(big))) is None
+    assert len(threads) == 1  # field rules are never slow
+    failing = filters.Filtering([FilterRule(fhirpath="Patient.gender > 5 'mg'")], codec.field)
+    assert isinstance(await failing.check(parsed, 100), FilterError)

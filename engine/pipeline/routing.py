@@ -1,0 +1,118 @@
+"""Routing, a channel step: a parsed message's filter verdict, its mapping and its queue
+entries, recorded into the message's unit of work (nothing is durable until the channel
+commits it).
+
+The same step serves a message taken on and one reprocessed (with the channel's mapping
+or another one given): filtered, skipped or failed messages are recorded as such and get
+no queue entry; an accepted one gets its mapped output stored and one queue entry per
+destination (the received message itself for a destination with `send: received`). The
+shadow candidate, when there is one, is compared on live traffic only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from engine.errors import MappingError
+from engine.events import Event, Kind
+from engine.mapping import Mapping, Skip
+from engine.message import MessageStatus, Parsed, Problem, ProblemKind
+from engine.pipeline.filters import FilterError
+from engine.pipeline.shadow import Shadow
+from engine.queue.base import Queue
+from engine.security.crypto import content_hash
+from engine.store.writer import UnitOfWork
+
+log = logging.getLogger("conduit.channel")
+
+
+class Outputs(Protocol):
+    """Where a mapped output is stored (engine.store.messages.MessageStore)."""
+
+    def add_output(self, uow: UnitOfWork, message_id: str, mapping: str, content_type: str,
+                   content: bytes) -> str: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Target:
+    """A destination as routing sees it: its queue key, and whether it is sent the
+    message as received rather than the mapping's output."""
+
+    name: str
+    key: str
+    received: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Routed:
+    status: MessageStatus
+    error: str | None = None  # the PHI-free reason when not accepted
+    problems: tuple[Problem, ...] = ()  # for the reply
+
+
+class Router:
+    def __init__(self, channel: str, *, mapping: Mapping | None, targets: Sequence[Target],
+                 outputs: Outputs, queue: Queue,
+                 problem: Callable[[ProblemKind, str], Problem],
+                 shadow: Shadow | None = None) -> None:
+        self.channel = channel
+        self.mapping = mapping
+        self.targets = list(targets)
+        self.shadow = shadow
+        self._outputs = outputs
+        self._queue = queue
+        self._problem = problem
+
+    def route(self, uow: UnitOfWork, parsed: Parsed, hop: dict[str, Any], now: float,
+              failed: str | FilterError | None, mapping: Mapping | None = None) -> Routed:
+        """Record the filter's verdict (`failed`, from the filter step), map (with the
+        channel's mapping unless another is given) and queue a parsed message."""
+        mapping = mapping or self.mapping
+        if isinstance(failed, FilterError):
+            uow.record(Event(kind=Kind.ERRORED, detail={"filter": str(failed)}, **hop))
+            return Routed(MessageStatus.ERROR, f"filter: {failed}", (
+                self._problem(ProblemKind.FILTER_FAILED, str(failed)),))
+        if failed is not None:
+            uow.record(Event(kind=Kind.FILTERED, detail={"rule": failed}, **hop))
+            return Routed(MessageStatus.FILTERED, f"filtered: {failed}")
+        output_id = None
+        if mapping is not None:
+            try:
+                result = mapping.apply(parsed.body)
+            except MappingError as exc:
+                self._compare(hop["message_id"], parsed, mapping, exc)
+                reason = f"mapping {mapping.ref} failed: {exc}"
+                uow.record(Event(kind=Kind.ERRORED, detail={
+                    "mapping": mapping.ref, "reason": str(exc),
+                    **({"field": exc.field} if exc.field else {})}, **hop))
+                return Routed(MessageStatus.ERROR, reason, (
+                    self._problem(ProblemKind.MAPPING_FAILED, reason),))
+            self._compare(hop["message_id"], parsed, mapping, result)
+            if isinstance(result, Skip):
+                uow.record(Event(kind=Kind.FILTERED, detail={
+                    "mapping": mapping.ref, "skipped": result.reason}, **hop))
+                return Routed(MessageStatus.FILTERED,
+                              f"skipped by {mapping.ref}: {result.reason}")
+            output_id = self._outputs.add_output(uow, hop["message_id"], mapping.ref,
+                                                 mapping.emits, result)
+            uow.record(Event(kind=Kind.MAPPED, content_hash=content_hash(result), detail={
+                "mapping": mapping.ref, "output": output_id}, **hop))
+        for target in self.targets:
+            self._queue.put(uow, target.key, hop["message_id"],
+                            None if target.received else output_id, now)
+            uow.record(Event(kind=Kind.QUEUED, destination=target.name, **hop))
+        return Routed(MessageStatus.ACCEPTED)
+
+    def _compare(self, message_id: str, parsed: Parsed, mapping: Mapping,
+                 live: bytes | Skip | MappingError) -> None:
+        """Compare the live outcome with the shadow candidate's (live traffic only)."""
+        if self.shadow is None or mapping is not self.mapping:
+            return
+        try:
+            self.shadow.compare(message_id, parsed.body, live)
+        except Exception:  # the candidate is on trial; it must never hurt the live path
+            log.exception("channel %s: shadow mapping %s failed", self.channel,
+                          self.shadow.candidate.ref)
