@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from engine.message import Delivery, Outbound, Outcome, Parsed, Problem, ProblemKind
 
 if TYPE_CHECKING:
-    from engine.structdiff import Change
+    from engine.formats.diff import Change
 
 
 class Envelope(Protocol):

@@ -23,6 +23,7 @@ import msgspec
 
 from engine.errors import ParseError
 from engine.formats import fhir_validation
+from engine.formats.diff import Change, diff_values
 from engine.message import (
     Delivery,
     Fail,
@@ -35,7 +36,6 @@ from engine.message import (
     Sent,
     Verdict,
 )
-from engine.structdiff import Change, diff_values
 
 if TYPE_CHECKING:
     from engine.formats.base import Envelope

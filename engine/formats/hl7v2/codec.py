@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 
 from engine.errors import ParseError
 from engine.formats.base import Envelope
+from engine.formats.diff import Change, diff_values
 from engine.formats.hl7v2.ack import ack_types, build_ack, read_ack, wanted
 from engine.formats.hl7v2.batch import Batch, build_batch_reply, split_batch
 from engine.formats.hl7v2.charsets import decode_text, encode_text, reply_codec
@@ -31,7 +32,6 @@ from engine.message import (
     Retry,
     Sent,
 )
-from engine.structdiff import Change, diff_values
 
 __all__ = ["Hl7v2Codec", "decode_text"]
 
