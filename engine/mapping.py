@@ -9,6 +9,10 @@ here instead of silently replacing version 1.
 A version may instead be declarative, `mappings/<name>/v<version>.yaml` (see
 `engine/declarative`); it is registered the same way, and one version is either Python or
 YAML, never both.
+
+What a mapping is (`Mapping`, `Skip`, the `name@version` form) lives in
+`engine.mapping_base` and is re-exported here: the declarative loader builds on it, and
+this module loads declarative files, so one module holding both closed an import loop.
 """
 
 from __future__ import annotations
@@ -18,74 +22,14 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import msgspec
+from engine.errors import ConfigError
+from engine.mapping_base import MAPPING_REF, Mapping, Skip
 
-from engine.errors import ConfigError, MappingError
+__all__ = ["MAPPING_REF", "Mapping", "MappingCatalog", "Skip", "mapping"]
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]*\Z")
-# Decimals are written as JSON numbers with their digits: a FHIR decimal's precision is
-# meaningful ("7.20" is not "7.2"), and the FHIR codec decodes numbers as Decimals.
-_encode = msgspec.json.Encoder(decimal_format="number").encode
 _FILE = re.compile(r"v(\d+)\.(py|yaml|yml)\Z")
-MAPPING_REF = re.compile(r"(?P<name>[a-z0-9][a-z0-9-]*)@(?P<version>\d+)\Z")
-
-
-class Skip(msgspec.Struct, frozen=True):
-    """Returned by a mapping that deliberately produces nothing for this message."""
-
-    reason: str
-
-
-class Mapping(msgspec.Struct, frozen=True):
-    name: str
-    version: int
-    accepts: str  # codec name of the input, e.g. "hl7v2"
-    emits: str  # content type of the output, e.g. "application/fhir+json"
-    func: Callable[[Any], Any]
-    file: str = ""
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}@{self.version}"
-
-    def apply(self, body: Any) -> bytes | Skip:
-        """Run the mapping; dicts and lists become JSON (a Decimal as a number with the
-        digits it holds). Raises MappingError on failure,
-        including for an unexpected exception in the mapping, which it names."""
-        try:
-            result = self.func(body)
-        except MappingError:
-            raise
-        except Exception as exc:  # a bug in a mapping must not stop the channel
-            raise MappingError(
-                f"mapping {self.ref} raised {type(exc).__name__} "
-                f"at {_where(exc)}"
-            ) from exc
-        if isinstance(result, Skip):
-            return result
-        if isinstance(result, bytes):
-            return result
-        if isinstance(result, str):
-            return result.encode("utf-8")
-        if isinstance(result, dict | list):
-            return _encode(result)
-        raise MappingError(
-            f"mapping {self.ref} returned {type(result).__name__}; "
-            "expected a dict, list, str, bytes or Skip"
-        )
-
-
-def _where(exc: BaseException) -> str:
-    """File and line of the innermost frame, without the exception's text (which may
-    quote message content)."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    if tb is None:
-        return "unknown location"
-    return f"{Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}"
 
 
 _declared: list[Mapping] = []
@@ -164,7 +108,8 @@ def _load_python(path: Path, expected: str) -> Mapping:
 
 
 def _load_yaml(path: Path, expected: str) -> Mapping:
-    # Imported here: the declarative package builds on this module's Mapping and Skip.
+    # Imported here, so a Python mapping's `from engine.mapping import mapping` does not
+    # load the declarative language; engine.declarative builds on engine.mapping_base.
     from engine.declarative import load
 
     return load(path, expected)

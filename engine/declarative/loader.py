@@ -30,7 +30,7 @@ from engine.declarative.template import (
     Value,
 )
 from engine.errors import ConfigErrors
-from engine.mapping import MAPPING_REF, Mapping
+from engine.mapping_base import MAPPING_REF, Mapping
 from engine.pipeline.filters import Rule
 
 SETTINGS = ("mapping", "accepts", "emits", "description", "when", "required", "tables",

@@ -13,7 +13,7 @@ from typing import Any
 from engine.declarative.expressions import Context, Expr, Path
 from engine.errors import MappingError
 from engine.formats.hl7v2 import Hl7Message
-from engine.mapping import Skip
+from engine.mapping_base import Skip
 from engine.pipeline.filters import Rule
 
 
