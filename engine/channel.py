@@ -14,11 +14,9 @@ and the writer are the concrete MessageStore and Writer, which have no protocol 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import enum
 import logging
 import time
-from collections.abc import Awaitable
 from typing import Any
 
 from engine import tracing
@@ -29,15 +27,12 @@ from engine.formats.base import Codec
 from engine.mapping import Mapping
 from engine.message import (
     MessageStatus,
-    Outcome,
-    Parsed,
     Problem,
-    ProblemKind,
     Receipt,
     SourceMeta,
-    Verdict,
     new_message_id,
 )
+from engine.pipeline.commit import Committer, Taking
 from engine.pipeline.delivery import DestinationWorker
 from engine.pipeline.duplicates import Duplicates
 from engine.pipeline.envelope import Envelopes, Opened
@@ -61,25 +56,6 @@ class State(enum.StrEnum):
     ERROR = "error"  # the source could not start (port taken, ...)
 
 
-_VERDICTS = {MessageStatus.ACCEPTED: Verdict.ACCEPTED, MessageStatus.DUPLICATE:
-             Verdict.ACCEPTED, MessageStatus.FILTERED: Verdict.ACCEPTED,
-             MessageStatus.ERROR: Verdict.ERROR, MessageStatus.REJECTED: Verdict.REJECTED}
-
-
-@dataclasses.dataclass(slots=True)
-class _Taking:
-    """A message parsed, checked and routed into its unit of work, not yet committed."""
-
-    raw: bytes
-    parsed: Parsed | None
-    uow: UnitOfWork
-    hop: dict[str, Any]
-    status: MessageStatus
-    problems: tuple[Problem, ...]  # for the reply
-    warnings: tuple[Problem, ...]
-    trace: Any
-
-
 class Channel:
     def __init__(self, config: ChannelConfig, *, codec: Codec, mapping: Mapping | None,
                  source: Source, workers: list[DestinationWorker], store: MessageStore,
@@ -97,6 +73,8 @@ class Channel:
         self.router = Router(self.name, mapping=mapping, outputs=store, queue=queue,
                              problem=codec.problem, shadow=shadow, targets=[
                                  Target(w.name, w.key, w.name in received) for w in workers])
+        self.committer = Committer(self.name, codec, writer, self.duplicates.forget,
+                                   self._notify)
         self._store, self._writer, self._vault = store, writer, vault
         self.state = State.STOPPED
         self.last_error: str | None = None
@@ -146,7 +124,7 @@ class Channel:
         the replies to send."""
         opened = self.envelopes.open(raw, meta)
         if opened is None:
-            return (await self._commit(await self._prepare(raw, meta)))[0]
+            return (await self.committer.commit(await self._prepare(raw, meta)))[0]
         return await self._take_envelope(raw, meta, opened)
 
     async def _take_envelope(self, raw: bytes, meta: SourceMeta, opened: Opened) -> Receipt:
@@ -161,27 +139,29 @@ class Channel:
             for taking in prepared:
                 self.duplicates.forget(taking.parsed, taking.hop["message_id"])
                 taking.trace.end(MessageStatus.REJECTED, "its transaction was refused whole")
-            receipt, _ = await self._commit(await self._prepare(raw, meta, refused))
+            receipt, _ = await self.committer.commit(await self._prepare(raw, meta, refused))
             return opened.refused(receipt, refused)
         # an atomic envelope's parts become durable in one database transaction, others
         # each in its own (the writer still groups them)
         stored = asyncio.ensure_future(self._writer.commit(UnitOfWork.merged(
             [t.uow for t in prepared]))) if opened.atomic else None
-        taken = await asyncio.gather(*(self._commit(t, stored) for t in prepared))
+        taken = await asyncio.gather(*(self.committer.commit(t, stored) for t in prepared))
         return opened.receipt([r for r, _ in taken], [reply for _, reply in taken])
 
     async def _prepare(self, raw: bytes, meta: SourceMeta, refuse: tuple[Problem, ...] = (),
                        received: dict[str, Any] | None = None, control_id: str = ""
-                       ) -> _Taking:
+                       ) -> Taking:
         """Parse, check and route a message into a unit of work, not yet committed;
         `refuse` rejects it (an envelope refused whole), `received` adds to its
         "received" audit detail (for a split part: where it came from)."""
         message_id, now, digest = new_message_id(), time.time(), content_hash(raw)
         uow = UnitOfWork()
         trace = tracing.receive(message_id, self.name, meta.transport)
-        hop = {"channel": self.name, "message_id": message_id, "peer": meta.peer}
+        hop: dict[str, Any] = {"channel": self.name, "message_id": message_id,
+                               "peer": meta.peer}
         parsed, problem = self.reader.read(raw, meta, trace, control_id)
-        rejection, warnings = refuse, ()
+        rejection: tuple[Problem, ...] = refuse
+        warnings: tuple[Problem, ...] = ()
         if parsed is not None and not refuse:
             rejection, warnings = self.reader.validate(parsed)
         if rejection:
@@ -189,7 +169,8 @@ class Channel:
         hop["patient"] = self._vault.pseudonym(parsed.patient_id) if parsed else None
         uow.record(Event(kind=Kind.RECEIVED, content_hash=digest,
                          detail=received_detail(meta, received), **hop))
-        status, error, problems = MessageStatus.ACCEPTED, None, ()
+        status, error = MessageStatus.ACCEPTED, None
+        problems: tuple[Problem, ...] = ()
         if parsed is None:
             assert problem is not None
             status, error, problems = MessageStatus.REJECTED, problem.text, rejection or (problem,)
@@ -219,34 +200,7 @@ class Channel:
             "control_id": parsed.control_id[:64] if parsed else "",
             "sender": parsed.sender[:200] if parsed else "", "peer": meta.peer,
             "patient": hop["patient"], "content_hash": digest, "error": error}, raw)
-        return _Taking(raw, parsed, uow, hop, status, tuple(problems), warnings, trace)
-
-    async def _commit(self, taking: _Taking, stored: Awaitable[Any] | None = None
-                      ) -> tuple[Receipt, bytes]:
-        """Make a prepared message durable (or wait for `stored`, the commit of a unit
-        holding it), then answer: the receipt, and this message's own reply for an
-        envelope's reply."""
-        raw, parsed, hop, status, trace = (taking.raw, taking.parsed, taking.hop,
-                                           taking.status, taking.trace)
-        try:
-            with trace.step("commit"):
-                await (stored if stored is not None else self._writer.commit(taking.uow))
-        except Exception as exc:
-            log.error("channel %s: could not store an incoming message (%s); answered with "
-                      "an error so the sender resends", self.name, exc)
-            self.duplicates.forget(parsed, hop["message_id"])
-            trace.end(MessageStatus.ERROR, "the store could not take the message")
-            busy = Outcome(Verdict.ERROR, (self.codec.problem(
-                ProblemKind.NOT_STORED, "the engine could not store the message; send it again"),))
-            return (Receipt("", MessageStatus.ERROR, self.codec.replies(raw, parsed, busy),
-                            problems=busy.problems), self.codec.reply(raw, parsed, busy))
-        self.duplicates.forget(parsed, hop["message_id"])
-        self._notify(status)
-        outcome = Outcome(_VERDICTS[status], taking.problems + taking.warnings)
-        trace.end(status)
-        return Receipt(hop["message_id"], status, self.codec.replies(raw, parsed, outcome),
-                       on_replied=lambda: self._acknowledged(hop, outcome),
-                       problems=outcome.problems), self.codec.reply(raw, parsed, outcome)
+        return Taking(raw, parsed, uow, hop, status, tuple(problems), warnings, trace)
 
     async def reprocess(self, message_id: str, raw: bytes, mapping: Mapping | None,
                         actor: str) -> MessageStatus:
@@ -256,11 +210,13 @@ class Channel:
         trace, uow, now = tracing.reprocess(message_id, self.name), UnitOfWork(), time.time()
         parsed, problem = self.reader.read(raw, SourceMeta("reprocess", size=len(raw)),
                                            trace, whole=False)
-        hop = {"channel": self.name, "message_id": message_id, "peer": None,
-               "patient": self._vault.pseudonym(parsed.patient_id) if parsed else None}
+        hop: dict[str, Any] = {
+            "channel": self.name, "message_id": message_id, "peer": None,
+            "patient": self._vault.pseudonym(parsed.patient_id) if parsed else None}
         mapping = mapping or self.mapping
         uow.record(Event(kind=Kind.REPROCESSED, actor=actor, detail={
             "mapping": mapping.ref if mapping else None}, **hop))
+        error: str | None
         if parsed is None:
             assert problem is not None
             status, error = MessageStatus.REJECTED, problem.text
@@ -284,12 +240,6 @@ class Channel:
         if status is MessageStatus.ACCEPTED:
             for worker in self.workers:
                 worker.notify()
-
-    def _acknowledged(self, hop: dict, outcome: Outcome) -> None:
-        uow = UnitOfWork()
-        uow.record(Event(kind=Kind.ACKNOWLEDGED, detail={"verdict": outcome.verdict.value},
-                         **hop))
-        self._writer.submit(uow)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "state": self.state.value,

@@ -64,7 +64,7 @@ class Part:
 class Opened(Protocol):
     """An envelope opened into its parts."""
 
-    parts: Sequence[Part]
+    parts: list[Part]
     atomic: bool  # the parts stand or fall together
 
     def refusal(self, outcomes: Sequence[tuple[MessageStatus, tuple[Problem, ...]]]
@@ -114,7 +114,7 @@ class _Batch:
     """An envelope of the codec's own (an HL7 batch): parts independent, replied to with
     the codec's envelope reply."""
 
-    atomic = False
+    atomic: bool = False
 
     def __init__(self, codec: Codec, envelope: Envelope, meta: SourceMeta) -> None:
         self._codec = codec

@@ -3,7 +3,7 @@
 A mapping gives one output per input, so a Bundle holding three Patients would give
 one ADT. A channel with `split: {resource: Patient}` instead takes each Patient entry
 as a message of its own: stored with its own id, filtered, mapped, queued and audited on
-its own, exactly as the messages of an HL7 batch are (`Channel._take_split`), and the
+its own, exactly as the messages of an HL7 batch are (engine.pipeline.envelope), and the
 source is told what became of each (`Receipt.parts`).
 
 Decisions, each for a reason:

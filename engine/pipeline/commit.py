@@ -1,0 +1,96 @@
+"""Commit and reply, a channel step: a prepared message made durable, then answered.
+
+A message is acknowledged only after its durable commit (the sealed message, its output,
+its queue entries and the audit events so far, in one unit of work). When the store
+cannot take it, the sender gets the codec's error answer so it sends again, and nothing
+is reported as taken on. After the commit the destination workers are woken for an
+accepted message, and the receipt's `on_replied` records "acknowledged" once the source
+has written the reply.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from engine.events import Event, Kind
+from engine.formats.base import Codec
+from engine.message import (
+    MessageStatus,
+    Outcome,
+    Parsed,
+    Problem,
+    ProblemKind,
+    Receipt,
+    Verdict,
+)
+from engine.store.writer import UnitOfWork, Writer
+
+log = logging.getLogger("conduit.channel")
+
+VERDICTS = {MessageStatus.ACCEPTED: Verdict.ACCEPTED, MessageStatus.DUPLICATE:
+            Verdict.ACCEPTED, MessageStatus.FILTERED: Verdict.ACCEPTED,
+            MessageStatus.ERROR: Verdict.ERROR, MessageStatus.REJECTED: Verdict.REJECTED}
+
+
+@dataclasses.dataclass(slots=True)
+class Taking:
+    """A message parsed, checked and routed into its unit of work, not yet committed."""
+
+    raw: bytes
+    parsed: Parsed | None
+    uow: UnitOfWork
+    hop: dict[str, Any]
+    status: MessageStatus
+    problems: tuple[Problem, ...]  # for the reply
+    warnings: tuple[Problem, ...]
+    trace: Any
+
+
+class Committer:
+    """`Writer` is the concrete group-committing writer (engine.store.writer): there is
+    no protocol for it yet."""
+
+    def __init__(self, channel: str, codec: Codec, writer: Writer,
+                 forget: Callable[[Parsed | None, str], None],
+                 notify: Callable[[MessageStatus], None]) -> None:
+        self.channel = channel
+        self._codec = codec
+        self._writer = writer
+        self._forget = forget  # the duplicate step's: the store answers from now on
+        self._notify = notify
+
+    async def commit(self, taking: Taking, stored: Awaitable[Any] | None = None
+                     ) -> tuple[Receipt, bytes]:
+        """Make a prepared message durable (or wait for `stored`, the commit of a unit
+        holding it), then answer: the receipt, and this message's own reply for an
+        envelope's reply."""
+        raw, parsed, hop, status, trace = (taking.raw, taking.parsed, taking.hop,
+                                           taking.status, taking.trace)
+        try:
+            with trace.step("commit"):
+                await (stored if stored is not None else self._writer.commit(taking.uow))
+        except Exception as exc:
+            log.error("channel %s: could not store an incoming message (%s); answered with "
+                      "an error so the sender resends", self.channel, exc)
+            self._forget(parsed, hop["message_id"])
+            trace.end(MessageStatus.ERROR, "the store could not take the message")
+            busy = Outcome(Verdict.ERROR, (self._codec.problem(
+                ProblemKind.NOT_STORED, "the engine could not store the message; send it again"),))
+            return (Receipt("", MessageStatus.ERROR, self._codec.replies(raw, parsed, busy),
+                            problems=busy.problems), self._codec.reply(raw, parsed, busy))
+        self._forget(parsed, hop["message_id"])
+        self._notify(status)
+        outcome = Outcome(VERDICTS[status], taking.problems + taking.warnings)
+        trace.end(status)
+        return Receipt(hop["message_id"], status, self._codec.replies(raw, parsed, outcome),
+                       on_replied=lambda: self._acknowledged(hop, outcome),
+                       problems=outcome.problems), self._codec.reply(raw, parsed, outcome)
+
+    def _acknowledged(self, hop: dict[str, Any], outcome: Outcome) -> None:
+        uow = UnitOfWork()
+        uow.record(Event(kind=Kind.ACKNOWLEDGED, detail={"verdict": outcome.verdict.value},
+                         **hop))
+        self._writer.submit(uow)
