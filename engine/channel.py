@@ -1,7 +1,7 @@
 """Channel: wires one channel's steps (engine.pipeline) between its source, codec, store,
 queue and destination workers, and holds its state machine; nothing else.
 
-A delivery: source -> envelope (one message, or the parts of a batch or split Bundle) ->
+A delivery: source -> envelope (one message, or the parts of a batch or a split one) ->
 per message: parse and validate (the codec) -> duplicates -> filters -> routing (mapping,
 queue entries) -> one durable commit of the sealed message, its output, its queue
 entries and the audit events of every hop so far -> reply (the codec's, or the
