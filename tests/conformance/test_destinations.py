@@ -405,11 +405,6 @@ RIGS: dict[str, type[Rig]] = {
 
 
 REFUSALS = [(kind, how) for kind, rig in sorted(RIGS.items()) for how in rig.permanent]
-PERMANENT = [
-    pytest.param("file", "", marks=pytest.mark.skip(
-        reason="a folder has no permanent refusal: every write error may clear")),
-    *REFUSALS,
-]
 MISBEHAVIOURS = [(kind, how) for kind, rig in sorted(RIGS.items()) for how in rig.misbehaviours]
 
 # Kinds whose healthcheck must name a receiver that is down. Left out: http and fhir
@@ -500,7 +495,8 @@ async def test_retry_on_a_transient_error_tried_once(rig):
     assert rig.delivered() in ([], [rig.content])  # the error may be after the receipt
 
 
-@pytest.mark.parametrize(("kind", "how"), PERMANENT)
+# (file has no permanent refusal: every write error may clear)
+@pytest.mark.parametrize(("kind", "how"), REFUSALS)
 async def test_fail_on_a_permanent_refusal(kind, how, tmp_path):
     rig = _rig(kind, tmp_path)
     await rig.start()
