@@ -19,7 +19,6 @@ import logging
 import time
 from typing import Any
 
-from engine import tracing
 from engine.config.schema import ChannelConfig
 from engine.connectors.base import Source
 from engine.events import Event, Kind
@@ -32,6 +31,7 @@ from engine.message import (
     SourceMeta,
     new_message_id,
 )
+from engine.ops import tracing
 from engine.pipeline.commit import Committer, Taking
 from engine.pipeline.delivery import DestinationWorker
 from engine.pipeline.duplicates import Duplicates

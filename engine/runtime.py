@@ -22,8 +22,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from engine import __version__, registry, tracing
-from engine.alerts import Alerting
+from engine import __version__, registry
 from engine.channel import Channel, State
 from engine.config.base import DestinationBase
 from engine.config.schema import EngineConfig
@@ -33,6 +32,10 @@ from engine.events import Event, Kind, log_events
 from engine.formats.base import Codec
 from engine.mapping import MappingCatalog
 from engine.operations import Operations
+from engine.ops import tracing
+from engine.ops.alerts import Alerting
+from engine.ops.slo import ServiceLevels
+from engine.ops.stats import Stats
 from engine.pipeline.delivery import DestinationWorker
 from engine.pipeline.shadow import Shadow
 from engine.queue.base import Queue
@@ -43,8 +46,6 @@ from engine.queue.sql import SqlQueue
 from engine.security.crypto import Vault
 from engine.security.keys import KeyRing
 from engine.security.users import UserStore
-from engine.slo import ServiceLevels
-from engine.stats import Stats
 from engine.store.database import default_url, open_database
 from engine.store.messages import MessageStore
 from engine.store.totals import Total, roll_up

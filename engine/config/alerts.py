@@ -2,12 +2,13 @@
 defaults, validated when the configuration is loaded.
 
 Config structs live with the config: this module was `engine/alerts/config.py`, and the
-schema importing it pulled in the `engine.alerts` package (its runner, the store writer
-and, through them, the runtime), which closed an 18-module import loop through
+schema importing it pulled in the alerts package (its runner, the store writer and,
+through them, the runtime), which closed an 18-module import loop through
 `engine/config/schema.py`. Only declarations and their checks live here, including the
 two value checks a silence rule needs (`span` for its hours, `zone` for its time zone),
-so loading a configuration never imports evaluation, delivery or the engine; `engine.alerts`
-builds on this module, never the other way round.
+so loading a configuration never imports evaluation, delivery or the engine;
+`engine.ops.alerts` builds on this module, never the other way round, and does not
+re-export it: the rule kinds are imported from here.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import msgspec
 from msgspec import Meta
 
 from engine.config.types import Duration
-from engine.stats import RECENT_SECONDS
+from engine.ops.stats import RECENT_SECONDS
 
 _NAME = r"^[a-z0-9][a-z0-9_-]*$"
 

@@ -1,10 +1,11 @@
 """The `slo:` section of conf/conduit.yaml: the objectives and the window they are
 measured over, validated when the configuration is loaded.
 
-Config structs live with the config: `SloConfig` was declared in `engine/slo.py`, which
-computes the objectives live and so imports the engine; the schema importing it was one
-of the edges of an 18-module import loop through `engine/config/schema.py`. Declarations
-and their checks only; `engine.slo` builds on this module.
+Config structs live with the config: `SloConfig` was declared in `engine/slo.py` (now
+`engine/ops/slo.py`), which computes the objectives live and so imports the engine; the
+schema importing it was one of the edges of an 18-module import loop through
+`engine/config/schema.py`. Declarations and their checks only; `engine.ops.slo` builds on
+this module, and the structs are imported from here, not from it.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """The `tracing:` section of conf/conduit.yaml: where OpenTelemetry traces go and how
 many messages are traced.
 
-Config structs live with the config: `TracingConfig` was declared in `engine/tracing.py`,
-which sets up the OpenTelemetry SDK and names mappings and parsed messages; the schema
-importing it was one of the edges of an 18-module import loop through
-`engine/config/schema.py`, and loading a configuration loaded the SDK. Declarations
-only; `engine.tracing` builds on this module.
+Config structs live with the config: `TracingConfig` was declared in `engine/tracing.py`
+(now `engine/ops/tracing.py`), which sets up the OpenTelemetry SDK and names mappings and
+parsed messages; the schema importing it was one of the edges of an 18-module import loop
+through `engine/config/schema.py`, and loading a configuration loaded the SDK.
+Declarations only; `engine.ops.tracing` builds on this module, and `TracingConfig` is
+imported from here, not from it.
 """
 
 from __future__ import annotations

@@ -15,10 +15,10 @@ import contextlib
 import logging
 import time
 
-from engine import tracing
 from engine.connectors.base import Destination
 from engine.events import Event, Kind
 from engine.message import Outbound, Retry
+from engine.ops import tracing
 from engine.queue.base import Leased, Queue
 from engine.queue.heartbeat import Heartbeat
 from engine.queue.retry import RetryPolicy

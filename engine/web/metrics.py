@@ -14,7 +14,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from engine.stats import LATENCY_BUCKETS, Stats
+from engine.ops.stats import LATENCY_BUCKETS, Stats
 
 
 class _Snapshot:

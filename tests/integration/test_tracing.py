@@ -13,7 +13,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from engine import tracing
+from engine.ops import tracing
 from engine.runtime import Engine
 from engine.store.schema import audit, messages
 from tests.fhir_server import Answer

@@ -10,27 +10,29 @@ import zoneinfo
 import msgspec
 import pytest
 
-from engine.alerts import (
-    Alerting,
+from engine.config.alerts import (
     AlertsConfig,
-    BurnView,
     ChannelStateRule,
-    ChannelView,
     ControlIdReusedRule,
     ErrorRateRule,
     QueueAgeRule,
     QueueDepthRule,
-    QueueView,
     SilenceRule,
     SloBurnRule,
+)
+from engine.config.types import dec_hook
+from engine.events import Kind
+from engine.ops.alerts import (
+    Alerting,
+    BurnView,
+    ChannelView,
+    QueueView,
     Snapshot,
     Tracker,
     active_since,
     evaluate,
     human,
 )
-from engine.config.types import dec_hook
-from engine.events import Kind
 
 CHICAGO = zoneinfo.ZoneInfo("America/Chicago")
 T0 = 1_700_000_000.0

@@ -8,8 +8,8 @@ functions alike, since an import moved into a function is still a dependency. Im
 under `if TYPE_CHECKING:` never run; they are kept apart, and a cycle through one is
 allowed only by the list below, each edge with its reason. A package's `__init__` that
 re-exports its own modules is not counted as an edge from those modules (importing
-`engine.alerts.rules` runs `engine/alerts/__init__.py` too, but that is the package
-gathering its parts, not a dependency); the subprocess tests below see what really loads.
+`engine.ops.alerts.rules` runs `engine/ops/alerts/__init__.py` too, but that is the
+package gathering its parts, not a dependency); the subprocess tests below see what really loads.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ ENGINE = REPO / "engine"
 # Type-only edges (under TYPE_CHECKING) that may close a cycle. Operations code watches
 # the engine and names its type in annotations; the engine builds it. Nothing runs.
 TYPE_ONLY_ALLOWED = {
-    ("engine.alerts.runner", "engine.runtime"): "Alerting.for_engine(engine: Engine)",
-    ("engine.slo", "engine.runtime"): "ServiceLevels.start(engine: Engine)",
+    ("engine.ops.alerts.runner", "engine.runtime"): "Alerting.for_engine(engine: Engine)",
+    ("engine.ops.slo", "engine.runtime"): "ServiceLevels.start(engine: Engine)",
     ("engine.operations", "engine.runtime"): "Operations(engine: Engine)",
 }
 
@@ -173,8 +173,8 @@ def test_the_graph_sees_the_kinds_of_import() -> None:
     assert kinds == [("ImportFrom", False), ("Import", False), ("ImportFrom", True),
                      ("ImportFrom", False)]
     runs, typing = import_graph()
-    assert "engine.runtime" in typing["engine.slo"]
-    assert "engine.runtime" not in runs["engine.slo"]
+    assert "engine.runtime" in typing["engine.ops.slo"]
+    assert "engine.runtime" not in runs["engine.ops.slo"]
     assert "engine.registry" in runs["engine.config.schema"]  # `from engine import registry`
 
 
@@ -195,7 +195,7 @@ def test_loading_a_yaml_mapping_imports_neither_the_alerts_runner_nor_the_store_
         assert mapping is not None and mapping.file.endswith("v1.yaml"), mapping
     """)
     assert "engine.declarative.loader" in loaded
-    assert "engine.alerts.runner" not in loaded
+    assert "engine.ops.alerts.runner" not in loaded
     assert "engine.store.writer" not in loaded
     assert "engine.runtime" not in loaded
 

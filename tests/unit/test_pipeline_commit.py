@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import asyncio
 
-from engine import tracing
 from engine.events import Kind
 from engine.formats.hl7v2 import Hl7v2Codec
 from engine.message import MessageStatus, Parsed, Problem
+from engine.ops import tracing
 from engine.pipeline.commit import Committer, Taking
 from engine.store.writer import UnitOfWork
 

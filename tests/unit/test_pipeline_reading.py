@@ -7,9 +7,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from engine import tracing
 from engine.formats.hl7v2 import Hl7v2Codec
 from engine.message import Parsed, Problem, ProblemKind, SourceMeta
+from engine.ops import tracing
 from engine.pipeline.reading import Reader, parsed_detail, problem_detail, received_detail
 
 ADT = (b"MSH|^~\\&|LAB|NORTH|EHR|SOUTH|20240102||ADT^A01|C1|P|2.5\r"

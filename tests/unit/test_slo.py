@@ -6,15 +6,14 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from engine.alerts import BurnView, SloBurnRule, Snapshot, evaluate
+from engine.config.alerts import SloBurnRule
+from engine.config.slo import AvailabilityObjective, DeliveryObjective, SloConfig
 from engine.config.types import dec_hook
 from engine.events import Event, Kind
-from engine.slo import (
-    AvailabilityObjective,
-    DeliveryObjective,
+from engine.ops.alerts import BurnView, Snapshot, evaluate
+from engine.ops.slo import (
     Rolling,
     ServiceLevels,
-    SloConfig,
     budget_remaining,
     burn_rate,
     sli,

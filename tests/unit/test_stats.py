@@ -1,7 +1,7 @@
 """Live statistics: windows, per-minute series, latencies, and what events feed them."""
 
 from engine.events import Event, Kind
-from engine.stats import LATENCY_BUCKETS, Latencies, MinuteSeries, Stats, Window
+from engine.ops.stats import LATENCY_BUCKETS, Latencies, MinuteSeries, Stats, Window
 
 T0 = 1_800_000_000.0
 

@@ -1,4 +1,4 @@
-"""engine/tracing.py: one trace per message, whose ids come from the message id, with ids
+"""engine/ops/tracing.py: one trace per message, whose ids come from the message id, with ids
 and codes only in its spans; nothing at all when tracing is off.
 
 A real Channel and DestinationWorker run on an embedded store; only the receiving system
@@ -18,10 +18,10 @@ from opentelemetry.sdk.trace import Tracer
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from engine import tracing
 from engine.channel import Channel
 from engine.config.base import RetryConfig
 from engine.config.schema import ChannelConfig, EngineConfig
+from engine.config.tracing import TracingConfig
 from engine.config.types import dec_hook
 from engine.connectors.base import Destination
 from engine.formats.hl7v2 import Hl7v2Codec
@@ -35,10 +35,10 @@ from engine.message import (
     SourceMeta,
     new_message_id,
 )
+from engine.ops import tracing
 from engine.pipeline.delivery import DestinationWorker
 from engine.queue.retry import RetryPolicy
 from engine.runtime import Services
-from engine.tracing import TracingConfig
 
 REPO = Path(__file__).resolve().parents[2]
 FAMILY, GIVEN, MRN, DOB, STREET = "TRACEPATIENT", "ROBIN", "MRN7731", "19650203", "9 OAK AVE"

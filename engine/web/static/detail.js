@@ -153,7 +153,7 @@ export function createDetail(ctx) {
   }
 
   // Service-level objectives, when the engine reports them with the channel (rows as
-  // engine/slo.py's status(): objective, sli, target in %, error_budget_remaining).
+  // engine/ops/slo.py's status(): objective, sli, target in %, error_budget_remaining).
   function renderSlo(rows) {
     const list = Array.isArray(rows) ? rows : [];
     parts.sloCard.hidden = list.length === 0;

@@ -17,9 +17,9 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from engine.alerts.tracker import Notification
 from engine.config.alerts import WebhookConfig
 from engine.events import Event
+from engine.ops.alerts.tracker import Notification
 
 log = logging.getLogger("conduit.alerts")
 

@@ -13,9 +13,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from engine.alerts.notify import Notifier, Webhook
-from engine.alerts.rules import BurnView, ChannelView, QueueView, Snapshot, evaluate
-from engine.alerts.tracker import Notification, Tracker
 from engine.config.alerts import (
     AlertsConfig,
     ControlIdReusedRule,
@@ -26,6 +23,9 @@ from engine.config.alerts import (
     SloBurnRule,
 )
 from engine.events import Event
+from engine.ops.alerts.notify import Notifier, Webhook
+from engine.ops.alerts.rules import BurnView, ChannelView, QueueView, Snapshot, evaluate
+from engine.ops.alerts.tracker import Notification, Tracker
 from engine.store.writer import UnitOfWork
 
 if TYPE_CHECKING:

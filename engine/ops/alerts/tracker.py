@@ -11,9 +11,9 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from engine.alerts.rules import Reading
 from engine.config.alerts import Rule
 from engine.events import Event, Kind
+from engine.ops.alerts.rules import Reading
 
 State = Literal["fired", "repeated", "cleared"]
 _LABELS = {"queue_depth": "queue depth", "queue_age": "oldest queued entry",

@@ -12,14 +12,15 @@ names and numbers only, never PHI), the status page (`active()`) and a webhook.
 
 The package, one job per module: `hours` (when a silence rule's hours are open),
 `rules` (snapshot in, readings out), `tracker` (fire, repeat, clear), `notify` (log,
-audit trail, webhook) and `runner` (the engine-facing loop). The `alerts:` section is
-declared with the rest of the configuration, in `engine.config.alerts`. Everything is
-re-exported here; import from `engine.alerts`.
+audit trail, webhook) and `runner` (the engine-facing loop). The `alerts:` section (the
+rule kinds, `AlertsConfig`, `WebhookConfig`) is declared with the rest of the
+configuration, in `engine.config.alerts`, and imported from there only; this package's
+own parts are gathered here, so import them from `engine.ops.alerts`.
 """
 
-from engine.alerts.hours import DAYS, Day, active_since, span
-from engine.alerts.notify import OUTBOX_LIMIT, Notifier, Webhook
-from engine.alerts.rules import (
+from engine.ops.alerts.hours import DAYS, Day, active_since, span
+from engine.ops.alerts.notify import OUTBOX_LIMIT, Notifier, Webhook
+from engine.ops.alerts.rules import (
     BurnView,
     ChannelView,
     QueueView,
@@ -27,53 +28,25 @@ from engine.alerts.rules import (
     Snapshot,
     evaluate,
 )
-from engine.alerts.runner import Alerting, collect
-from engine.alerts.tracker import Active, Notification, State, Tracker, human
-from engine.config.alerts import (
-    AlertsConfig,
-    ChannelPattern,
-    ChannelStateRule,
-    ControlIdReusedRule,
-    DestinationPattern,
-    ErrorRateRule,
-    QueueAgeRule,
-    QueueDepthRule,
-    Rule,
-    RuleBase,
-    SilenceRule,
-    SloBurnRule,
-    WebhookConfig,
-)
+from engine.ops.alerts.runner import Alerting, collect
+from engine.ops.alerts.tracker import Active, Notification, State, Tracker, human
 
 __all__ = [
     "DAYS",
     "OUTBOX_LIMIT",
     "Active",
     "Alerting",
-    "AlertsConfig",
     "BurnView",
-    "ChannelPattern",
-    "ChannelStateRule",
     "ChannelView",
-    "ControlIdReusedRule",
     "Day",
-    "DestinationPattern",
-    "ErrorRateRule",
     "Notification",
     "Notifier",
-    "QueueAgeRule",
-    "QueueDepthRule",
     "QueueView",
     "Reading",
-    "Rule",
-    "RuleBase",
-    "SilenceRule",
-    "SloBurnRule",
     "Snapshot",
     "State",
     "Tracker",
     "Webhook",
-    "WebhookConfig",
     "active_since",
     "collect",
     "evaluate",

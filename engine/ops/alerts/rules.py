@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.alerts.hours import active_since
 from engine.config.alerts import (
     ChannelStateRule,
     ControlIdReusedRule,
@@ -23,6 +22,7 @@ from engine.config.alerts import (
     SilenceRule,
     SloBurnRule,
 )
+from engine.ops.alerts.hours import active_since
 
 
 @dataclass(frozen=True)

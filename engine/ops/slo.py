@@ -3,7 +3,8 @@
 An objective says what share of events must be good; what is left is the error budget,
 and the burn rate says how fast it is being spent (1 = exactly on budget). Operators see
 the indicator, the budget left and the burn rates on the page and in /metrics, and a
-fast burn raises an alert (`alerts.SloBurnRule`) before the budget is gone.
+fast burn raises an alert (`SloBurnRule`, declared in `engine.config.alerts`) before the
+budget is gone.
 
 What counts, kept simple on purpose:
 - delivery: each delivery (a message to one destination) is one event, taken from the
