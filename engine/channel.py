@@ -23,7 +23,7 @@ from engine.config.schema import ChannelConfig
 from engine.connectors.base import Source
 from engine.events import Event, Kind
 from engine.formats.base import Codec
-from engine.mapping import Mapping
+from engine.mapping_base import Mapping
 from engine.message import (
     MessageStatus,
     Problem,

@@ -11,8 +11,14 @@ A version may instead be declarative, `mappings/<name>/v<version>.yaml` (see
 YAML, never both.
 
 What a mapping is (`Mapping`, `Skip`, the `name@version` form) lives in
-`engine.mapping_base` and is re-exported here: the declarative loader builds on it, and
-this module loads declarative files, so one module holding both closed an import loop.
+`engine.mapping_base`: the declarative loader builds on it, and this module loads
+declarative files, so one module holding both closed an import loop.
+
+This module is the public API for mapping plugins: a file under mappings/ writes
+`from engine.mapping import mapping, Skip`, and analysts (and tests written like their
+plugins) rely on it, so `Mapping`, `Skip` and `MAPPING_REF` are re-exported here on
+purpose and stay. Code inside engine/ imports them from `engine.mapping_base`, their one
+home.
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ counts per FHIR path.
 An output of a standard is compared by its codec's `diff`, by the standard's own paths
 (so a reordered key or a different line ending is never a difference and a changed
 component always is); other JSON as values; anything else as a whole. The leaf-by-leaf
-comparison the codecs use is `engine.formats.diff`; this module sits above the registry
-and picks the codec.
+comparison the codecs use, and `Change` itself, live in `engine.formats.diff` and are
+imported from there, not from here; this module sits above the registry and picks the
+codec.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import msgspec
 from engine.formats.diff import Change, diff_values
 from engine.registry import codec_for_content
 
-__all__ = ["Change", "diff_outputs", "diff_values", "general_path"]
+__all__ = ["diff_outputs", "general_path"]
 
 _INDEX = re.compile(r"\[\d+\]")
 

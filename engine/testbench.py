@@ -18,10 +18,12 @@ import msgspec
 from engine import registry
 from engine.errors import MappingError, ParseError
 from engine.formats.base import Codec
-from engine.mapping import Mapping, MappingCatalog, Skip
+from engine.formats.diff import Change
+from engine.mapping import MappingCatalog
+from engine.mapping_base import Mapping, Skip
 from engine.message import Outcome, Parsed, Problem, Verdict
 from engine.pipeline.filters import Filter
-from engine.structdiff import Change, diff_outputs
+from engine.structdiff import diff_outputs
 
 # Input file extensions by codec (each codec's default), and expected-outcome files.
 INPUT_EXT = {name: factory().extensions[0] for name, factory in registry.CODECS.items()}

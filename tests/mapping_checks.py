@@ -35,9 +35,10 @@ from fhir.resources.R4B.bundle import Bundle
 
 from engine import testbench
 from engine.errors import MappingError
+from engine.formats.diff import diff_values
 from engine.formats.hl7v2 import Hl7Message
 from engine.mapping import Mapping, MappingCatalog, Skip
-from engine.structdiff import diff_outputs, diff_values
+from engine.structdiff import diff_outputs
 from engine.testbench import INPUT_EXT
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -51,7 +51,7 @@ def cmd_ack(args: argparse.Namespace) -> int:
 
 
 def cmd_map(args: argparse.Namespace) -> int:
-    from engine.mapping import Skip
+    from engine.mapping_base import Skip
     from engine.testbench import pretty, run_mapping
 
     mapping = mapping_named(catalog(args), args.mapping)

@@ -41,7 +41,7 @@ from engine import __version__
 from engine.config.tracing import TracingConfig
 
 if TYPE_CHECKING:
-    from engine.mapping import Mapping
+    from engine.mapping_base import Mapping
     from engine.message import Parsed, Problem
 
 log = logging.getLogger("conduit.tracing")

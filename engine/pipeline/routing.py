@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from engine.errors import MappingError
 from engine.events import Event, Kind
-from engine.mapping import Mapping, Skip
+from engine.mapping_base import Mapping, Skip
 from engine.message import MessageStatus, Parsed, Problem, ProblemKind
 from engine.pipeline.filters import FilterError
 from engine.pipeline.shadow import Shadow

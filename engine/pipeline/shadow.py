@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from engine.errors import MappingError
-from engine.mapping import Mapping, Skip
+from engine.mapping_base import Mapping, Skip
 from engine.structdiff import diff_outputs, general_path
 
 EXAMPLES_PER_PATH = 5  # message ids kept per differing path, for the analyst to open

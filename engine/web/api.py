@@ -15,7 +15,7 @@ import msgspec
 from aiohttp import web
 
 from engine.errors import StoreError
-from engine.mapping import MAPPING_REF
+from engine.mapping_base import MAPPING_REF
 from engine.message import MessageStatus
 from engine.operations import ACTIONS, NotFound, Operations
 from engine.security.roles import Permission, allows
