@@ -16,7 +16,8 @@ from functools import cache
 
 from engine import registry
 from engine.config.loader import LoadedChannel
-from engine.config.schema import EngineConfig, FilterRule
+from engine.config.rules import FilterRule
+from engine.config.schema import EngineConfig
 from engine.connectors.tls import exposed
 from engine.errors import ConfigError
 from engine.mapping import MappingCatalog

@@ -17,47 +17,13 @@ from msgspec import Meta
 from engine import registry
 from engine.config.alerts import AlertsConfig
 from engine.config.base import RetryConfig
+from engine.config.rules import FilterRule, SplitConfig
 from engine.config.slo import SloConfig
 from engine.config.tracing import TracingConfig
 from engine.config.types import Duration
 
 SourceConfig: Any = reduce(or_, (k.config for k in registry.SOURCES.values()))
 DestinationConfig: Any = reduce(or_, (k.config for k in registry.DESTINATIONS.values()))
-
-
-class FilterRule(msgspec.Struct, forbid_unknown_fields=True, frozen=True, rename={"in_": "in"}):
-    """One condition on a field, or one FHIRPath expression; a channel accepts a message
-    only if every rule holds."""
-
-    field: Annotated[
-        str | None,
-        Meta(description="field path in the codec's notation, e.g. MSH-9.1, or a dotted "
-                         "path such as meta.source for FHIR; takes one condition below"),
-    ] = None
-    fhirpath: Annotated[
-        str | None,
-        Meta(description="FHIRPath expression on the resource (format: fhir), instead of "
-                         "field: and a condition; holds when its result is not empty and "
-                         "not all false"),
-    ] = None
-    equals: Annotated[str | None, Meta(description="the field must equal this")] = None
-    in_: Annotated[list[str] | None, Meta(description="the field must be one of these")] = None
-    not_in: Annotated[list[str] | None, Meta(description="the field must be none of these")] = (
-        None
-    )
-    matches: Annotated[str | None, Meta(description="the field must match this regex")] = None
-    present: Annotated[bool | None, Meta(description="the field must (not) be empty")] = None
-
-
-class SplitConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """Bundle splitting: each matching entry of an incoming Bundle becomes a message."""
-
-    resource: Annotated[
-        str,
-        Meta(pattern=r"^(\*|[A-Z][A-Za-z]*)$",
-             description="resource type of the entries that become messages, e.g. Patient; "
-                         "* for every entry"),
-    ]
 
 
 class ChannelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from engine.config.schema import FilterRule
+from engine.config.rules import FilterRule
 from engine.config.yaml_source import Document, Path_, Pos, describe
 from engine.declarative.expressions import Expr, ExpressionError, Path, parse, parse_path
 from engine.declarative.functions import FUNCTIONS, SHIPPED_TABLES

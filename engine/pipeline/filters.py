@@ -46,7 +46,7 @@ from fhirpathpy.parser import parse
 from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
 from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
-from engine.config.schema import FilterRule
+from engine.config.rules import FilterRule
 from engine.message import Parsed
 
 FieldReader = Callable[[str], str]

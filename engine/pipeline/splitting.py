@@ -51,7 +51,7 @@ from typing import Any
 
 import msgspec
 
-from engine.config.schema import SplitConfig
+from engine.config.rules import SplitConfig
 from engine.formats.fhir import decode_json, encode_json
 from engine.message import Problem
 from engine.security.crypto import content_hash

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from engine.config.schema import SplitConfig
+from engine.config.rules import SplitConfig
 from engine.formats.fhir import FhirCodec
 from engine.formats.hl7v2 import Hl7v2Codec
 from engine.message import MessageStatus, Problem, Receipt, SourceMeta

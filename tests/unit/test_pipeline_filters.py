@@ -10,7 +10,7 @@ from decimal import Decimal
 import msgspec
 import pytest
 
-from engine.config.schema import FilterRule
+from engine.config.rules import FilterRule
 from engine.formats.fhir import FhirCodec
 from engine.pipeline.filters import FhirPathError, Filter, FilterError, compile_fhirpath
 

@@ -8,7 +8,7 @@ import json
 import msgspec
 import pytest
 
-from engine.config.schema import SplitConfig
+from engine.config.rules import SplitConfig
 from engine.pipeline.splitting import Splitter
 
 STATUS_PROFILE = ("http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
