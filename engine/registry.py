@@ -28,6 +28,7 @@ from engine.connectors.mllp import (
 from engine.formats.base import Codec
 from engine.formats.fhir import FhirCodec
 from engine.formats.hl7v2 import Hl7v2Codec
+from engine.formats.x12 import X12Codec
 
 
 class Kind(NamedTuple):
@@ -54,11 +55,8 @@ DESTINATIONS: dict[str, Kind] = {
 CODECS: dict[str, Callable[[], Codec]] = {
     "hl7v2": Hl7v2Codec,
     "fhir": FhirCodec,
+    "x12": X12Codec,
 }
-
-
-def _x12(raw: bytes) -> bool:
-    return raw[:3] == b"ISA"
 
 
 def _ncpdp(raw: bytes) -> bool:
@@ -72,7 +70,6 @@ def _fhir_xml(raw: bytes) -> bool:
 # Standards recognised but not read yet (no codec), by the name `detect` gives them, in
 # the order they are tried after the codecs; each becomes a codec in CODECS in its turn.
 RECOGNISED: dict[str, Callable[[bytes], bool]] = {
-    "x12": _x12,
     "ncpdp": _ncpdp,
     "fhir-xml": _fhir_xml,
 }

@@ -27,6 +27,16 @@ HL7 = (b"MSH|^~\\&|LAB|HOSP|EHR|HOSP|20240101120000||ADT^A01|MSG0001|P|2.5\r"
 FHIR = msgspec.json.encode({"resourceType": "Patient", "id": "p1",
                             "identifier": [{"value": "MRN123"}],
                             "name": [{"family": "Doe"}]})
+X12 = (b"ISA*00*          *00*          *ZZ*SUBMITTER      *ZZ*PAYER          *240101*1200*^*"
+       b"00501*000000101*0*P*:~GS*HS*SUBMITTER*PAYER*20240101*1200*1*X*005010X279A1~"
+       b"ST*270*0001*005010X279A1~BHT*0022*13*REF1*20240101*1200~HL*1**20*1~"
+       b"NM1*PR*2*PAYER*****PI*12345~HL*2*1*21*1~NM1*1P*2*CLINIC*****XX*1234567893~"
+       b"HL*3*2*22*0~NM1*IL*1*DOE*JANE****MI*MRN123~EQ*30~SE*10*0001~GE*1*1~"
+       b"IEA*1*000000101~")
+_999 = (b"ISA*00*          *00*          *ZZ*PAYER          *ZZ*SUBMITTER      *240101*1201*^*"
+        b"00501*000000900*0*P*:~GS*FA*PAYER*SUBMITTER*20240101*1201*9*X*005010X231A1~"
+        b"ST*999*0001*005010X231A1~AK1*HS*1*005010X279A1~AK2*270*0001*005010X279A1~"
+        b"IK5*%s~AK9*%s*1*1*%s~SE*6*0001~GE*1*9~IEA*1*000000900~")
 
 # Per standard: a sample, a field path and its value, an answer meaning "delivered" and
 # one meaning "failed for good".
@@ -39,6 +49,8 @@ SAMPLES = {
                  {"severity": "information", "code": "informational"}]}),
              msgspec.json.encode({"resourceType": "OperationOutcome", "issue": [
                  {"severity": "error", "code": "invalid"}]})),
+    "x12": (X12, "NM1[IL].09", "MRN123", _999 % (b"A", b"A", b"1"),
+            _999 % (b"R*5", b"R", b"0")),
 }
 
 
@@ -91,7 +103,8 @@ def test_replies_and_envelopes(codec):
 
 def test_read_reply(codec):
     raw, _, _, good, bad = SAMPLES[codec.name]
-    sent = Outbound(1, "m1", "c", "d", raw, codec.content_type, control_id="MSG0001")
+    control_id = "000000101-1-0001" if codec.name == "x12" else "MSG0001"
+    sent = Outbound(1, "m1", "c", "d", raw, codec.content_type, control_id=control_id)
     assert isinstance(codec.read_reply(good, sent), Sent)
     assert isinstance(codec.read_reply(bad, sent), Fail)
     assert isinstance(codec.read_reply(b"\x00garbage", sent), Retry | Fail)
@@ -112,6 +125,7 @@ def test_registry_finds_codecs_by_content_type(codec):
 
 
 def test_recognised_but_unread_standards():
+    assert "x12" not in registry.RECOGNISED  # read now: a codec
     assert registry.detect(b"ISA*00*") == "x12"
     assert registry.detect(b"<Message xmlns='http://www.ncpdp.org/schema/SCRIPT'>") == "ncpdp"
     assert registry.detect(b"<Patient xmlns='http://hl7.org/fhir'/>") == "fhir-xml"
@@ -124,7 +138,8 @@ def test_codecs_type_check_against_the_protocol():
     api = pytest.importorskip("mypy.api")
     root = Path(__file__).resolve().parents[2]
     files = ["engine/formats/base.py", "engine/formats/fhir.py",
-             "engine/formats/hl7v2/codec.py", "engine/registry.py"]
+             "engine/formats/hl7v2/codec.py", "engine/formats/x12/codec.py",
+             "engine/registry.py"]
     out, err, status = api.run(["--follow-imports=silent", "--ignore-missing-imports",
                                 "--cache-dir=/dev/null", *[str(root / f) for f in files]])
     assert status == 0, out + err

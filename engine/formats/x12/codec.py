@@ -1,0 +1,287 @@
+"""The X12 5010 codec: interchanges in, transaction sets out, 999/TA1 answers both ways.
+
+Routing fields of a transaction set (`parse`):
+- message_type: ST01 ("270", "835"...); an 837 is told apart by its implementation
+  convention (ST03, else GS08): X222 "837P", X223 "837I", X224 "837D".
+- control_id: "ISA13-GS06-ST02". ST02 alone is unique only within its group and senders
+  reuse 0001 in every interchange, so it cannot tell duplicates; ISA13 is the sender's
+  interchange number, unique per sender, and GS06 makes the set's number unique inside
+  it. The whole triple is what a duplicate check per sender needs.
+- sender "ISA06^GS02", receiver "ISA08^GS03" (ISA ids unpadded).
+- patient_id: NM109 of the patient (NM1*QC) where it has one, else of the subscriber
+  (NM1*IL), the member id; None when neither has one.
+- version "005010" (GS08's first six characters).
+
+A file or frame may hold several interchanges, groups and sets: `split` gives each set
+as its own interchange (the original ISA and GS, trailers fitted), so each is parsed and
+answered alone; `envelope_reply` gathers the answers into one 999 per group (see ack.py
+for when the engine answers at all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from engine.errors import ParseError
+from engine.formats.base import Envelope
+from engine.formats.diff import Change, diff_values
+from engine.formats.x12.ack import SetAnswer, build_999, build_ta1, read_ack
+from engine.formats.x12.interchange import (
+    Interchange,
+    TransactionSet,
+    X12Envelope,
+    problems_of,
+    read_interchanges,
+    wrap,
+)
+from engine.formats.x12.message import PATH, X12Message, build_loops
+from engine.formats.x12.tokens import decode
+from engine.message import (
+    Delivery,
+    Fail,
+    Outbound,
+    Outcome,
+    Parsed,
+    Problem,
+    ProblemKind,
+    Retry,
+    Sent,
+    Verdict,
+)
+
+__all__ = ["X12Codec"]
+
+_837 = {"X222": "837P", "X223": "837I", "X224": "837D"}
+_ACKS = ("999", "997", "TA1")
+# IK502 codes for what the engine finds itself: a truncated set lost its trailer (2);
+# anything else is reported as "one or more segments in error" (5), the 999 having no
+# code for application-level failures.
+_PROBLEM_CODES = {ProblemKind.TRUNCATED: "2"}
+_IK5_CODES = frozenset({"1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12",
+                        "13", "15", "16", "17", "19", "23", "24", "25", "26", "27", "I5",
+                        "I6"})
+
+
+def _read(raw: bytes) -> list[Interchange]:
+    return read_interchanges(decode(raw))[0]
+
+
+class X12Codec:
+    """ASC X12 5010 (the HIPAA transactions)."""
+
+    name = "x12"
+    content_type = "application/edi-x12"
+    extensions: tuple[str, ...] = (".x12", ".edi")
+
+    def detect(self, raw: bytes) -> bool:
+        """An ISA first, after an optional BOM and whitespace."""
+        return raw.lstrip(b"\xef\xbb\xbf \t\r\n\x0b")[:3] == b"ISA"
+
+    def require(self, must_have: Mapping[str, Sequence[str]]) -> None:
+        """No must-have elements of X12's own yet; nothing to keep."""
+
+    def field_path_error(self, path: str) -> str | None:
+        if PATH.match(path.strip()):
+            return None
+        return (f"`{path}` is not an X12 field path; write e.g. ST01, BHT03, NM1[IL].09, "
+                "CLM05-1 or HL[22]/NM1[IL]09")
+
+    def field(self, parsed: Parsed, path: str) -> str:
+        return parsed.body.value(path) if isinstance(parsed.body, X12Message) else ""
+
+    def problem(self, kind: ProblemKind, text: str) -> Problem:
+        """The IK502 code of a problem the engine found itself (see _PROBLEM_CODES)."""
+        return Problem(text, code=_PROBLEM_CODES.get(kind, "5"))
+
+    def validate(self, parsed: Parsed, level: str) -> list[Problem]:
+        """Envelope and count checks are done by `parse`; structure validation against
+        the implementation guides is a later step."""
+        return []
+
+    # -- reading -------------------------------------------------------------------------
+
+    def parse(self, raw: bytes) -> Parsed:
+        """The first transaction set of `raw`, with its routing fields; ParseError when
+        the interchange, its group or the set is broken (code: TA105, AK9 or IK502)."""
+        text = decode(raw)
+        if "\x00" in text[:4096]:
+            raise ParseError("binary (NUL) bytes; X12 is text", code="024", segment="ISA")
+        interchanges, _ = read_interchanges(text)
+        first = interchanges[0]
+        if first.codes:
+            raise ParseError(first.notes[0], segment="ISA", code=first.codes[0])
+        groups = [g for g in first.groups if g.sets]
+        if not groups:
+            raise ParseError("interchange holds no transaction set", segment="GS",
+                             code="024")
+        group = groups[0]
+        if group.codes:
+            raise ParseError(group.notes[0], segment="GS", code=group.codes[0])
+        tset = group.sets[0]
+        if tset.codes:
+            raise ParseError(tset.notes[0], segment="SE", code=tset.codes[0])
+        isa, gs, st = first.isa, group.gs, tset.st
+        body = X12Message(isa, gs, tset.segments, build_loops(tset.segments))
+        kind = st.element(1)
+        if kind == "837":
+            convention = st.element(3) or gs.element(8)
+            kind = next((v for k, v in _837.items() if k in convention), "837")
+        patient = body.value("NM1[QC]09") or body.value("NM1[IL]09")
+        return Parsed(
+            standard=self.name,
+            message_type=kind,
+            control_id=f"{isa.element(13)}-{gs.element(6)}-{st.element(2)}",
+            version=gs.element(8)[:6],
+            sender=f"{isa.element(6).strip()}^{gs.element(2)}",
+            receiver=f"{isa.element(8).strip()}^{gs.element(3)}",
+            patient_id=patient or None,
+            body=body,
+        )
+
+    def file_messages(self, raw: bytes) -> list[bytes]:
+        """Each transaction set of a file as its own interchange; the file as it is when
+        it holds one set or its envelope is broken (so `parse` names what is wrong)."""
+        try:
+            envelope = self.split(raw)
+        except ParseError:
+            return [raw]
+        if envelope is None or envelope.problems:
+            return [raw]
+        return list(envelope.messages)
+
+    def split(self, raw: bytes) -> X12Envelope | None:
+        """None for one interchange of one group of one set with a sound envelope; else
+        every set, each wrapped alone, with the interchange- and group-level problems
+        (TA105 or AK9 codes), which refuse the whole. A set's own problems (SE count or
+        control number) are found again when it is parsed, so a bad set is refused alone
+        and its group answered P."""
+        text = decode(raw)
+        interchanges, _ = read_interchanges(text)
+        problems = problems_of(interchanges)
+        sets = [(ic, g, s) for ic in interchanges for g in ic.groups for s in g.sets]
+        if len(sets) == 1 and not problems:
+            return None
+        messages = [wrap(ic, g, s).encode("utf-8") for ic, g, s in sets]
+        return X12Envelope(interchanges, messages, problems)
+
+    # -- answering -----------------------------------------------------------------------
+
+    def reply(self, raw: bytes, parsed: Parsed | None, outcome: Outcome) -> bytes:
+        """The answer to one interchange of one set: a TA1 (R) alone when the interchange
+        is broken; else a 999 for the set (with a TA1 A first when ISA14 = 1). b"" for a
+        999 or TA1 (acknowledgements are not acknowledged) and for what has no ISA."""
+        try:
+            interchanges = _read(raw)
+        except ParseError:
+            return b""
+        return self._answer(interchanges, [outcome]).encode("utf-8")
+
+    def replies(self, raw: bytes, parsed: Parsed | None, outcome: Outcome
+                ) -> tuple[bytes, ...]:
+        """The one answer of `reply` (the TA1 the sender asked for rides in the same
+        interchange as the 999)."""
+        reply = self.reply(raw, parsed, outcome)
+        return (reply,) if reply else ()
+
+    def envelope_reply(self, envelope: Envelope, replies: Sequence[bytes]) -> bytes:
+        """One answer per interchange: a TA1 R when the interchange is broken, else one
+        999 per group with each set's IK5 taken from its own reply (A when it had none),
+        AK9 A/E/P/R and counts from what arrived."""
+        assert isinstance(envelope, X12Envelope), "an envelope of this codec's own `split`"
+        outcomes: list[Outcome | str] = []
+        for reply in replies:
+            code = "A"
+            try:
+                found = read_ack(_read(reply)) if reply else None
+            except ParseError:
+                found = None
+            if found is not None and found.sets:
+                code = found.sets[0][1]
+            outcomes.append(code)
+        return self._answer(envelope.interchanges, outcomes).encode("utf-8")
+
+    def _answer(self, interchanges: list[Interchange], outcomes: Sequence[Outcome | str]
+                ) -> str:
+        out: list[str] = []
+        queue = list(outcomes)
+        for ic in interchanges:
+            sets = [s for g in ic.groups for s in g.sets]
+            mine, queue = queue[:len(sets)], queue[len(sets):]
+            if ic.codes:
+                out.append(build_ta1(ic, "R", ic.codes[0]))
+                continue
+            if not ic.groups or any(s.st.element(1) in _ACKS for s in sets) or ic.ta1:
+                continue
+            answers = []
+            groups = []
+            index = 0
+            for group in ic.groups:
+                group_answers = []
+                for tset in group.sets:
+                    given = mine[index] if index < len(mine) else "A"
+                    index += 1
+                    group_answers.append(_set_answer(tset, given, bool(group.codes)))
+                groups.append((group, group_answers))
+                answers += group_answers
+            out.append(build_999(ic, groups, ta1=ic.isa.element(14) == "1"))
+        return "".join(out)
+
+    def read_reply(self, reply: bytes, sent: Outbound) -> Delivery:
+        """A partner's TA1/999 for what we sent: TA1 R, IK5/AK9 R (or M, W, X) fail for
+        good; A and E (accepted, errors noted: the partner must not be sent it again)
+        are sent; an AK9 P counts by our own set's IK5, and without one for our set is
+        retried, as is anything unreadable or for another set."""
+        try:
+            found = read_ack(_read(reply))
+        except ParseError as exc:
+            return Retry(f"unreadable acknowledgement: {exc.message}")
+        for _, code, note in found.ta1:
+            if code == "R":
+                return Fail(f"partner refused the interchange (TA1 R, note {note[:3]})",
+                            code="R")
+        ours = sent.control_id.rsplit("-", 1)[-1] if sent.control_id else ""
+        sets = [s for s in found.sets if not ours or s[0] == ours]
+        if not sets and found.sets and ours:
+            return Retry("999 is for another transaction set, not ours")
+        if sets:
+            _, code, errors = sets[0]
+            detail = f" (IK5 {', '.join(e for e in errors if e in _IK5_CODES)})" \
+                if errors else ""
+            if code in ("A", "E"):
+                return Sent(code)
+            if code in ("R", "M", "W", "X"):
+                return Fail(f"partner rejected the transaction set{detail}", code=code)
+        if found.groups:
+            code = found.groups[0][1]
+            if code in ("A", "E"):
+                return Sent(code)
+            if code in ("R", "M", "W", "X"):
+                return Fail(f"partner rejected the functional group (AK9 {code})", code=code)
+            return Retry(f"partner answered AK9 {code} without our set's IK5")
+        if found.ta1 and all(c in ("A", "E") for _, c, _ in found.ta1):
+            return Sent(found.ta1[0][1])
+        return Retry("no TA1 or 999 in the answer")
+
+    def diff(self, a: bytes, b: bytes) -> list[Change]:
+        """Element by element of the first set, by X12 path (`NM1[2].09`, `CLM[1].05-1`):
+        delimiters and line breaks never differ, a changed element always does."""
+        return diff_values(self.parse(a).body.leaves(), self.parse(b).body.leaves())
+
+
+def _set_answer(tset: TransactionSet, given: Outcome | str, group_broken: bool
+                ) -> SetAnswer:
+    st = tset.st
+    errors: list[str]
+    if isinstance(given, str):
+        code, errors = given, []
+    elif given.verdict is Verdict.ACCEPTED:
+        code, errors = "A", []
+    else:
+        code = "E" if given.verdict is Verdict.ERROR else "R"
+        errors = [p.code for p in given.problems if p.code in _IK5_CODES] or ["5"]
+    if tset.codes:  # the set's own envelope is broken: say so whatever the outcome
+        code, errors = "R", list(tset.codes)
+    elif group_broken:
+        code, errors = "R", errors or ["5"]
+    return SetAnswer(st.element(1), st.element(2), st.element(3), code,
+                     errors if code != "A" else [])

@@ -1,0 +1,201 @@
+"""X12 envelopes: interchanges (ISA/IEA) of functional groups (GS/GE) of transaction
+sets (ST/SE), and the checks on them.
+
+Each level's problems are kept in its own standard's vocabulary, so the answer can say
+them: an interchange's as TA105 note codes (TA1), a group's as AK9 syntax error codes,
+a transaction set's as IK5 syntax error codes (999).
+
+- Interchange: ISA fixed widths (TA105 005..027 by element), ISA13 = IEA02 (001),
+  IEA01 = number of groups (021), IEA missing (023), anything but GS/GE/ST..SE between
+  ISA and IEA (024).
+- Group: GS06 = GE02 (AK9 code 4), GE01 = number of sets (5), GE missing (3).
+- Transaction set: ST02 = SE02 (IK5 code 3), SE01 = segments ST..SE inclusive (4),
+  SE missing (2), ST01 missing (6), ST02 missing (7).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from engine.errors import ParseError
+from engine.formats.x12.tokens import (
+    Delimiters,
+    Segment,
+    isa_width_errors,
+    read_delimiters,
+    tokenize,
+)
+from engine.message import Problem
+
+
+@dataclass
+class TransactionSet:
+    segments: list[Segment]  # ST..SE inclusive (SE absent when missing)
+    codes: list[str] = field(default_factory=list)  # IK5 syntax error codes
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def st(self) -> Segment:
+        return self.segments[0]
+
+
+@dataclass
+class Group:
+    gs: Segment
+    ge: Segment | None = None
+    sets: list[TransactionSet] = field(default_factory=list)
+    codes: list[str] = field(default_factory=list)  # AK9 syntax error codes
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Interchange:
+    isa: Segment
+    iea: Segment | None = None
+    groups: list[Group] = field(default_factory=list)
+    codes: list[str] = field(default_factory=list)  # TA105 note codes
+    notes: list[str] = field(default_factory=list)  # what each code means, for analysts
+    ta1: list[Segment] = field(default_factory=list)  # TA1 segments it carries
+
+    @property
+    def delimiters(self) -> Delimiters:
+        return self.isa.delimiters
+
+
+def _note(target: Interchange | Group | TransactionSet, code: str, text: str,
+          notes: list[str]) -> None:
+    notes.append(text)
+    if code not in target.codes:
+        target.codes.append(code)
+        target.notes.append(text)
+
+
+def read_interchanges(text: str) -> tuple[list[Interchange], list[str]]:
+    """Every interchange of `text`, with its groups and sets and every problem found
+    (as codes on each level), and the analyst's text of each problem. Raises ParseError
+    only when the first ISA is unreadable."""
+    read_delimiters(text.lstrip("\ufeff \t\r\n\x00"))  # the first ISA must be readable
+    notes: list[str] = []
+    interchanges: list[Interchange] = []
+    current: Interchange | None = None
+    group: Group | None = None
+    tset: TransactionSet | None = None
+    for seg in tokenize(text):
+        sid = seg.id
+        if sid == "ISA":
+            if current is not None and current.iea is None:
+                _note(current, "023", "interchange has no IEA trailer", notes)
+            current = Interchange(seg)
+            interchanges.append(current)
+            group = tset = None
+            for number, code in isa_width_errors(seg.elements):
+                _note(current, code, f"ISA{number:02d} is not of its fixed width", notes)
+            if len(seg.elements) != 17:
+                _note(current, "022", "ISA does not have 16 elements", notes)
+            continue
+        if current is None:
+            raise ParseError("segment before the first ISA", segment=sid, code="022")
+        if tset is not None and sid not in ("SE",):
+            if sid in ("ST", "GE", "IEA", "GS"):
+                _note(tset, "2", "transaction set has no SE trailer", notes)
+                tset = None
+            else:
+                tset.segments.append(seg)
+                continue
+        if sid == "SE":
+            if tset is None:
+                _note(current, "024", "SE outside a transaction set", notes)
+                continue
+            tset.segments.append(seg)
+            st = tset.st
+            if seg.element(2) != st.element(2):
+                _note(tset, "3", "ST02 and SE02 control numbers differ", notes)
+            if seg.element(1) != str(len(tset.segments)):
+                _note(tset, "4", f"SE01 says {seg.element(1) or 'nothing'}, the set has "
+                      f"{len(tset.segments)} segments", notes)
+            tset = None
+        elif sid == "ST":
+            if group is None:
+                _note(current, "024", "ST outside a functional group", notes)
+                group = Group(Segment(["GS"], seg.delimiters))
+                current.groups.append(group)
+                _note(group, "3", "transaction set outside GS/GE", notes)
+            tset = TransactionSet([seg])
+            group.sets.append(tset)
+            if not seg.element(1):
+                _note(tset, "6", "ST01 transaction set identifier is missing", notes)
+            if not seg.element(2):
+                _note(tset, "7", "ST02 transaction set control number is missing", notes)
+        elif sid == "GS":
+            if group is not None and group.ge is None:
+                _note(group, "3", "functional group has no GE trailer", notes)
+            group = Group(seg)
+            current.groups.append(group)
+        elif sid == "GE":
+            if group is None:
+                _note(current, "024", "GE outside a functional group", notes)
+                continue
+            group.ge = seg
+            if seg.element(2) != group.gs.element(6):
+                _note(group, "4", "GS06 and GE02 control numbers differ", notes)
+            if seg.element(1) != str(len(group.sets)):
+                _note(group, "5", f"GE01 says {seg.element(1) or 'nothing'}, the group has "
+                      f"{len(group.sets)} transaction sets", notes)
+            group = None
+        elif sid == "IEA":
+            if group is not None:
+                _note(group, "3", "functional group has no GE trailer", notes)
+                group = None
+            current.iea = seg
+            if seg.element(2) != current.isa.element(13):
+                _note(current, "001", "ISA13 and IEA02 control numbers differ", notes)
+            if seg.element(1) != str(len(current.groups)):
+                _note(current, "021", f"IEA01 says {seg.element(1) or 'nothing'}, the "
+                      f"interchange has {len(current.groups)} groups", notes)
+            current = None
+        elif sid == "TA1" and group is None:
+            current.ta1.append(seg)
+        else:
+            _note(current, "024", f"{sid} segment outside a transaction set", notes)
+    if tset is not None:
+        _note(tset, "2", "transaction set has no SE trailer", notes)
+    if group is not None and group.ge is None:
+        _note(group, "3", "functional group has no GE trailer", notes)
+    if current is not None and current.iea is None:
+        _note(current, "023", "interchange has no IEA trailer (ended early)", notes)
+    return interchanges, notes
+
+
+def wrap(interchange: Interchange, group: Group, tset: TransactionSet) -> str:
+    """One transaction set in its own interchange (the original ISA and GS, counts and
+    trailers made to fit), so it can be parsed and answered alone."""
+    d = interchange.delimiters
+    e = d.element
+    parts = [interchange.isa.text(), group.gs.text(), *(s.text() for s in tset.segments),
+             f"GE{e}1{e}{group.gs.element(6)}",
+             f"IEA{e}1{e}{interchange.isa.element(13)}"]
+    return d.segment.join(parts) + d.segment
+
+
+@dataclass
+class X12Envelope:
+    """What `split` found: one message per transaction set, each wrapped alone, and the
+    interchange- and group-level problems (which refuse the whole)."""
+
+    interchanges: list[Interchange]
+    messages: list[bytes]
+    problems: list[Problem]
+
+
+def problems_of(interchanges: list[Interchange]) -> list[Problem]:
+    """The envelope problems (interchange and group levels) as Problems, coded with
+    their TA105 note or AK9 error codes."""
+    problems: list[Problem] = []
+    for ic in interchanges:
+        problems += [Problem(f"interchange {ic.isa.element(13)}: {note}", code=code,
+                             segment="ISA") for code, note in zip(ic.codes, ic.notes, strict=True)]
+        for group in ic.groups:
+            problems += [Problem(f"functional group {group.gs.element(6)}: {note}",
+                                 code=code, segment="GS")
+                         for code, note in zip(group.codes, group.notes, strict=True)]
+    return problems

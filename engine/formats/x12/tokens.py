@@ -1,0 +1,138 @@
+"""X12 tokenizing: delimiters read from the ISA segment, never assumed.
+
+The ISA is fixed width (106 characters with its terminator): the element separator is
+its 4th character, the repetition separator is ISA11, the component separator is ISA16
+and the segment terminator is the character right after ISA16. The delimiters are found
+by walking the ISA's 16 element separators rather than by fixed offsets, so an ISA whose
+widths are wrong is still read (and its widths reported as a problem, see
+`isa_width_errors`). Line breaks after terminators (or a line break as the terminator)
+are tolerated.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from engine.errors import ParseError
+
+ISA_LENGTH = 106
+# Widths of ISA01..ISA16, fixed by the standard.
+ISA_WIDTHS = (2, 10, 2, 10, 2, 15, 2, 15, 6, 4, 1, 5, 9, 1, 1, 1)
+# TA105 note code for a wrong value or width of each ISA element (ISA01..ISA16).
+ISA_NOTE_CODES = ("010", "011", "012", "013", "005", "006", "007", "008", "014", "015",
+                  "026", "017", "018", "019", "020", "027")
+_SKIP = "\ufeff \t\r\n\x00"
+
+
+class Delimiters(NamedTuple):
+    element: str
+    repetition: str
+    component: str
+    segment: str
+
+
+class Segment:
+    """One segment: its id and its elements (element 1 is `elements[1]`, as X12 counts)."""
+
+    __slots__ = ("delimiters", "elements")
+
+    def __init__(self, elements: list[str], delimiters: Delimiters) -> None:
+        self.elements = elements
+        self.delimiters = delimiters
+
+    @property
+    def id(self) -> str:
+        return self.elements[0]
+
+    def __len__(self) -> int:
+        return len(self.elements) - 1
+
+    def element(self, index: int, component: int = 0, repetition: int = 1) -> str:
+        """Element `index` (1-based), its `component` (1-based, 0 for the whole element)
+        of its `repetition` (1-based); "" when absent."""
+        if index >= len(self.elements) or index < 1:
+            return ""
+        value = self.elements[index]
+        if self.id == "ISA":
+            return value if component == 0 else (value if component == 1 else "")
+        if repetition != 1 or (self.delimiters.repetition
+                               and self.delimiters.repetition in value):
+            reps = value.split(self.delimiters.repetition) if self.delimiters.repetition \
+                else [value]
+            value = reps[repetition - 1] if repetition <= len(reps) else ""
+        if component == 0:
+            return value
+        comps = value.split(self.delimiters.component)
+        return comps[component - 1] if component <= len(comps) else ""
+
+    def text(self) -> str:
+        return self.delimiters.element.join(self.elements)
+
+    def __repr__(self) -> str:
+        return f"Segment({self.text()!r})"
+
+
+def _strip(text: str) -> str:
+    return text.lstrip(_SKIP)
+
+
+def read_delimiters(text: str) -> tuple[Delimiters, list[str]]:
+    """The delimiters of the ISA at the start of `text`, and the ISA's 17 elements
+    (ISA and ISA01..ISA16); ParseError when there is no readable ISA."""
+    if not text.startswith("ISA") or len(text) < 4:
+        raise ParseError("an X12 interchange starts with an ISA segment", segment="ISA",
+                         code="022")
+    element = text[3]
+    if element.isalnum() or element in " \r\n":
+        raise ParseError(f"ISA element separator {element!r} is not usable", segment="ISA",
+                         code="026")
+    position = 3  # the separator before ISA01; 15 more to the one before ISA16
+    for _ in range(15):
+        position = text.find(element, position + 1)
+        if position < 0:
+            raise ParseError("ISA segment is incomplete (fewer than 16 elements)",
+                             segment="ISA", code="023")
+    if position + 2 >= len(text):
+        raise ParseError("ISA segment is incomplete (no ISA16 or terminator)",
+                         segment="ISA", code="023")
+    component = text[position + 1]
+    terminator = text[position + 2]
+    if terminator.isalnum() or terminator in (element, component):
+        raise ParseError(f"segment terminator {terminator!r} after ISA16 is not usable",
+                         segment="ISA", code="004")
+    elements = text[:position + 2].split(element)
+    repetition = elements[11] if len(elements[11]) == 1 and not elements[11].isalnum() \
+        else ""
+    return Delimiters(element, repetition, component, terminator), elements
+
+
+def isa_width_errors(elements: list[str]) -> list[tuple[int, str]]:
+    """(ISA element number, TA105 note code) for each ISA element not of its fixed
+    width."""
+    return [(i, ISA_NOTE_CODES[i - 1]) for i, width in enumerate(ISA_WIDTHS, start=1)
+            if len(elements[i]) != width]
+
+
+def tokenize(text: str) -> list[Segment]:
+    """Every segment of `text` (one or more interchanges, each with its own delimiters),
+    line breaks around terminators dropped."""
+    segments: list[Segment] = []
+    rest = _strip(text)
+    while rest:
+        delimiters, _ = read_delimiters(rest)
+        end = rest.find("IEA" + delimiters.element)
+        end = rest.find(delimiters.segment, end) if end >= 0 else -1
+        chunk, rest = (rest, "") if end < 0 else (rest[:end + 1], _strip(rest[end + 1:]))
+        for piece in chunk.split(delimiters.segment):
+            piece = piece.strip("\r\n")
+            if piece.strip():
+                segments.append(Segment(piece.split(delimiters.element), delimiters))
+    return segments
+
+
+def decode(raw: bytes) -> str:
+    """X12 is ASCII in practice; anything else is read as Latin-1 so nothing fails."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
