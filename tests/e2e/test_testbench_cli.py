@@ -57,3 +57,20 @@ def test_conduit_test_passes_then_fails_on_a_changed_expectation(tmp_path):
     assert broken.returncode == 1
     assert "FAIL channel adt-to-fhir epic_a01_admit" in broken.stdout
     assert "gender" in broken.stdout
+
+
+def test_parse_and_ack_an_x12_file(tmp_path):
+    from tests.unit.test_x12_codec import several
+
+    batch = tmp_path / "batch.x12"
+    batch.write_text(several())
+    parsed = conduit("parse", str(batch))
+    assert parsed.returncode == 0, parsed.stdout + parsed.stderr
+    assert "#3: x12 005010 837P control 000000101-2-0001 from SUBMITTER^SUBMITTER" \
+        in parsed.stdout
+    broken = tmp_path / "broken.x12"
+    broken.write_text(several().replace("IEA*2*000000101", "IEA*2*000000999"))
+    ack = conduit("ack", str(broken))
+    assert ack.returncode == 0 and "TA1*000000101*240101*1200*R*001~" in ack.stdout
+    good = conduit("ack", str(batch))
+    assert good.stdout.count("ST*999*") == 4 and "IK5*A~" in good.stdout
