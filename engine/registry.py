@@ -25,7 +25,7 @@ from engine.connectors.mllp import (
     MllpSource,
     MllpSourceConfig,
 )
-from engine.formats.base import Codec
+from engine.formats.base import Codec, opening
 from engine.formats.fhir import FhirCodec
 from engine.formats.hl7v2 import Hl7v2Codec
 from engine.formats.x12 import X12Codec
@@ -81,7 +81,7 @@ def detect(raw: bytes) -> str:
     for name, factory in CODECS.items():
         if factory().detect(raw):
             return name
-    head = raw.lstrip(b"\xef\xbb\xbf \t\r\n\x0b")[:512]
+    head = opening(raw, 512)
     return next((name for name, test in RECOGNISED.items() if test(head)), "unknown")
 
 

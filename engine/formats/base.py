@@ -23,6 +23,12 @@ if TYPE_CHECKING:
     from engine.formats.diff import Change
 
 
+def opening(raw: bytes, size: int) -> bytes:
+    """The first `size` bytes after a byte-order mark and white space (MLLP's start byte
+    included), as `detect` looks at them."""
+    return raw.lstrip(b"\xef\xbb\xbf \t\r\n\x0b")[:size]
+
+
 class Envelope(Protocol):
     """Several messages that arrived as one (an HL7 batch or file, later an X12
     interchange), as the codec's `split` found them."""

@@ -23,6 +23,7 @@ import msgspec
 
 from engine.errors import ParseError
 from engine.formats import fhir_validation
+from engine.formats.base import opening
 from engine.formats.diff import Change, diff_values
 from engine.message import (
     Delivery,
@@ -81,7 +82,7 @@ class FhirCodec:
     def detect(self, raw: bytes) -> bool:
         """A JSON object or array first (FHIR XML is recognised by the registry, and not
         read yet outside the FHIR source, which converts it)."""
-        return raw.lstrip(b"\xef\xbb\xbf \t\r\n\x0b")[:1] in (b"{", b"[")
+        return opening(raw, 1) in (b"{", b"[")
 
     def file_messages(self, raw: bytes) -> list[bytes]:
         """A file holds one resource (a Bundle is one)."""

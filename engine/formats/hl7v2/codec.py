@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from engine.errors import ParseError
-from engine.formats.base import Envelope
+from engine.formats.base import Envelope, opening
 from engine.formats.diff import Change, diff_values
 from engine.formats.hl7v2.ack import ack_types, build_ack, read_ack, wanted
 from engine.formats.hl7v2.batch import Batch, build_batch_reply, split_batch
@@ -83,7 +83,7 @@ class Hl7v2Codec:
 
     def detect(self, raw: bytes) -> bool:
         """A message (MSH), a file (FHS) or a batch (BHS) header first."""
-        return raw.lstrip(b"\xef\xbb\xbf \t\r\n\x0b")[:3] in (b"MSH", b"FHS", b"BHS")
+        return opening(raw, 3) in (b"MSH", b"FHS", b"BHS")
 
     def require(self, must_have: Mapping[str, Sequence[str]]) -> None:
         """HL7v2 channels have no must-have elements of their own; nothing to keep."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from engine.errors import ParseError
-from engine.formats.base import Envelope
+from engine.formats.base import Envelope, opening
 from engine.formats.diff import Change, diff_values
 from engine.formats.x12.ack import SetAnswer, build_999, build_ta1, read_ack
 from engine.formats.x12.interchange import (
@@ -75,7 +75,7 @@ class X12Codec:
 
     def detect(self, raw: bytes) -> bool:
         """An ISA first, after an optional BOM and whitespace."""
-        return raw.lstrip(b"\xef\xbb\xbf \t\r\n\x0b")[:3] == b"ISA"
+        return opening(raw, 3) == b"ISA"
 
     def require(self, must_have: Mapping[str, Sequence[str]]) -> None:
         """No must-have elements of X12's own yet; nothing to keep."""
