@@ -75,6 +75,10 @@ class Problem(msgspec.Struct, frozen=True):
     segment: str | None = None
     field: int | None = None
     severity: str = "E"
+    # Where in the message, in the codec's own terms, for answers that say it (an X12
+    # 999's IK3/IK4: segment id, position, loop, IK304, element, IK403); opaque to the
+    # engine.
+    where: tuple[str, ...] = ()
 
 
 class Outcome(msgspec.Struct, frozen=True):
@@ -102,6 +106,20 @@ class PartReceipt(msgspec.Struct, frozen=True):
     problems: tuple[Problem, ...] = ()
 
 
+class Response(msgspec.Struct, frozen=True):
+    """What a request/response channel (`respond:`) answers its caller in place of an
+    acknowledgement: the destination's answer, mapped (`outcome` "answered"), or why there
+    is none: "timeout" (no answer in time; the message stays queued and is still
+    delivered), "refused" (the receiver refused it for good) or "unmappable" (its answer
+    could not be mapped). `reason` is PHI-free; the source says it in its own terms."""
+
+    outcome: str
+    body: bytes = b""
+    content_type: str = ""
+    reason: str = ""
+    code: str = ""  # the receiver's code when it refused (a CORE ErrorCode, an HTTP status)
+
+
 class Receipt(msgspec.Struct):
     """The channel's answer to a source: the replies to write back (one frame each: a
     commit and an application acknowledgement in HL7's enhanced mode; none when the sender
@@ -114,6 +132,7 @@ class Receipt(msgspec.Struct):
     on_replied: Callable[[], None] | None = None
     problems: tuple[Problem, ...] = ()  # for transports that answer with codes (HTTP 4xx)
     parts: tuple[PartReceipt, ...] = ()  # per part, when the channel split the message
+    response: Response | None = None  # for a request/response channel: its answer
 
     def replied(self) -> None:
         if self.on_replied is not None:
@@ -133,20 +152,25 @@ class Outbound(msgspec.Struct):
     attempts: int = 0
 
 
-class Sent(msgspec.Struct, frozen=True):
-    """Delivered; `code` is the receiver's answer (HTTP status, HL7 MSA-1)."""
-
-    code: str = ""
-
-
 class Answer(msgspec.Struct, frozen=True):
-    """A receiver's own answer to a delivery that did not go through (a FHIR
-    OperationOutcome, a transaction-response, an error page). It may quote the patient
-    back at us, so it is PHI: kept sealed with the dead letter for the analyst, never
-    logged or audited (the Delivery's `reason` is the PHI-free summary)."""
+    """A receiver's own answer: to a delivery that did not go through (a FHIR
+    OperationOutcome, a transaction-response, an error page), or one that did, when the
+    answer is the point (a payer's 271). It may quote the patient back at us, so it is
+    PHI: kept sealed for the analyst, never logged or audited (the Delivery's `reason` is
+    the PHI-free summary)."""
 
     body: bytes
     content_type: str = ""
+
+
+class Sent(msgspec.Struct, frozen=True):
+    """Delivered; `code` is the receiver's answer (HTTP status, HL7 MSA-1). `answer` is
+    what it answered, when that answer is itself a message the channel may want (a
+    payer's 271 to our 270): kept sealed beside the message, and handed to a channel
+    that waits on it (engine.pipeline.respond)."""
+
+    code: str = ""
+    answer: Answer | None = None
 
 
 class Retry(msgspec.Struct, frozen=True):

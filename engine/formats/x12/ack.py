@@ -32,6 +32,7 @@ from engine.formats.x12.interchange import Group, Interchange
 from engine.formats.x12.tokens import Delimiters, Segment
 
 IMPLEMENTATION_999 = "005010X231A1"
+MAX_NOTES = 50  # IK3 loops per set in a 999; the rest are summed up by the IK5
 
 
 def _control_number() -> int:
@@ -49,15 +50,16 @@ def _stamp() -> tuple[str, str]:
 
 @dataclass
 class SetAnswer:
-    """What to say about one transaction set: IK5 code and error codes, and the IK3
-    segment notes (segment id, position in the set) when known."""
+    """What to say about one transaction set: IK5 code and error codes, and the IK3/IK4
+    notes when known: (segment id, position in the set, loop id, IK304, element
+    position or "", IK403)."""
 
     st01: str
     st02: str
     st03: str
     code: str  # IK501: A, E or R
     errors: list[str] = field(default_factory=list)
-    segments: list[tuple[str, int]] = field(default_factory=list)
+    segments: list[tuple[str, ...]] = field(default_factory=list)
 
 
 def group_code(answers: list[SetAnswer], group_errors: list[str]) -> tuple[str, int]:
@@ -101,8 +103,8 @@ def build_999(interchange: Interchange, groups: list[tuple[Group, list[SetAnswer
                         group.gs.element(8)]).rstrip(e)]
         for answer in answers:
             body.append(e.join(["AK2", answer.st01, answer.st02, answer.st03]).rstrip(e))
-            for seg_id, position in answer.segments:
-                body.append(e.join(["IK3", seg_id, str(position), "", "8"]))
+            for note in answer.segments[:MAX_NOTES]:
+                body += _ik3(note, e)
             body.append(e.join(["IK5", answer.code, *answer.errors[:5]]))
         code, accepted = group_code(answers, group.codes)
         included = group.ge.element(1) if group.ge is not None else str(len(answers))
@@ -113,6 +115,16 @@ def build_999(interchange: Interchange, groups: list[tuple[Group, list[SetAnswer
     out.append(e.join(["GE", str(len(groups)), str(gcontrol)]))
     out.append(e.join(["IEA", "1", f"{control:09d}"]))
     return t.join(out) + t
+
+
+def _ik3(note: tuple[str, ...], e: str) -> list[str]:
+    """IK3 (and IK4 for an element) for one structure note; the loop id is IK303 only
+    where the guide names one (not the set's own table)."""
+    seg_id, position, loop, code, element, element_code = note
+    out = [e.join(["IK3", seg_id, position, "" if loop == "ST" else loop, code]).rstrip(e)]
+    if element and element_code:
+        out.append(e.join(["IK4", element, "", element_code]))
+    return out
 
 
 def build_ta1(interchange: Interchange, code: str, note: str) -> str:

@@ -94,9 +94,19 @@ class X12Codec:
         return Problem(text, code=_PROBLEM_CODES.get(kind, "5"))
 
     def validate(self, parsed: Parsed, level: str) -> list[Problem]:
-        """Envelope and count checks are done by `parse`; structure validation against
-        the implementation guides is a later step."""
-        return []
+        """The set against its guide's structure (sets/): each issue a Problem carrying
+        its IK3/IK4 coordinates, an error in strict mode and a warning in lenient (the
+        999 then says E, accepted with errors noted). Envelope and counts are checked
+        by `parse`. A set without a definition has nothing to check here."""
+        body = parsed.body
+        if not isinstance(body, X12Message):
+            return []
+        severity = "E" if level == "strict" else "W"
+        return [Problem(issue.text, code="5", segment=issue.segment,
+                        field=issue.element or None, severity=severity,
+                        where=(issue.segment, str(issue.position), issue.loop, issue.code,
+                               str(issue.element or ""), issue.element_code))
+                for issue in body.issues]
 
     # -- reading -------------------------------------------------------------------------
 
@@ -272,16 +282,19 @@ def _set_answer(tset: TransactionSet, given: Outcome | str, group_broken: bool
                 ) -> SetAnswer:
     st = tset.st
     errors: list[str]
+    notes: list[tuple[str, ...]] = []
     if isinstance(given, str):
         code, errors = given, []
-    elif given.verdict is Verdict.ACCEPTED:
-        code, errors = "A", []
     else:
-        code = "E" if given.verdict is Verdict.ERROR else "R"
-        errors = [p.code for p in given.problems if p.code in _IK5_CODES] or ["5"]
+        notes = [p.where for p in given.problems if len(p.where) == 6]
+        if given.verdict is Verdict.ACCEPTED:
+            code, errors = ("E", ["5"]) if notes else ("A", [])
+        else:
+            code = "E" if given.verdict is Verdict.ERROR else "R"
+            errors = [p.code for p in given.problems if p.code in _IK5_CODES] or ["5"]
     if tset.codes:  # the set's own envelope is broken: say so whatever the outcome
         code, errors = "R", list(tset.codes)
     elif group_broken:
         code, errors = "R", errors or ["5"]
     return SetAnswer(st.element(1), st.element(2), st.element(3), code,
-                     errors if code != "A" else [])
+                     errors if code != "A" else [], notes if code != "A" else [])

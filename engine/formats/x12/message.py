@@ -14,8 +14,10 @@ optionally under an HL level as `HL[CODE]/...`:
 
 The HL view (`loops`) is the generic hierarchy every HIPAA set with HL segments shares:
 each HL with its HL01 id, HL02 parent, HL03 level code, its own segments (up to the next
-HL) and its children. The full loop definitions per transaction set (2000A/2010AA ... by
-the implementation guides' structure) are a later step.
+HL) and its children. The loops of the implementation guide (2000A, 2010BA, 2300...) are
+`tree`, read by the set's structure definition (structure.py, sets/) on first use, with
+the structure problems found on the way in `issues`; both are None/empty for a set the
+engine has no definition for (it is still read, routed and answered).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from engine.formats.x12.sets import definition_for
+from engine.formats.x12.structure import Issue, Node, SetDefinition, read_structure
 from engine.formats.x12.tokens import Delimiters, Segment
 
 PATH = re.compile(r"^(?:HL\[(?P<hl>[A-Z0-9]+)\]/)?(?P<seg>[A-Z][A-Z0-9]{1,2})"
@@ -52,6 +56,33 @@ class X12Message:
     gs: Segment
     segments: list[Segment]  # ST..SE inclusive
     loops: list[HlLoop] = field(default_factory=list)  # every HL, in order
+    _structure: tuple[Node | None, list[Issue]] | None = field(default=None, repr=False)
+
+    @property
+    def convention(self) -> str:
+        """The implementation convention: ST03, else GS08 ("005010X222A1")."""
+        return self.segments[0].element(3) or self.gs.element(8)
+
+    @property
+    def definition(self) -> SetDefinition | None:
+        return definition_for(self.segments[0].element(1), self.convention)
+
+    def _read_structure(self) -> tuple[Node | None, list[Issue]]:
+        if self._structure is None:
+            definition = self.definition
+            self._structure = (None, []) if definition is None else \
+                read_structure(definition, self.segments)
+        return self._structure
+
+    @property
+    def tree(self) -> Node | None:
+        """The set's loops by its guide's structure (the root is the ST loop)."""
+        return self._read_structure()[0]
+
+    @property
+    def issues(self) -> list[Issue]:
+        """What the structure read found wrong (see structure.Issue)."""
+        return self._read_structure()[1]
 
     @property
     def delimiters(self) -> Delimiters:

@@ -1,0 +1,270 @@
+"""Loop structure of X12 transaction sets: definitions written from the public facts of
+the 5010 implementation guides (CMS and payer companion guides, public examples), a
+reader that places each segment of a set in its loop, and the structure problems it
+finds on the way (999 IK3/IK4 codes).
+
+A definition is a tree of `Loop`s. A loop opens on its trigger segment (an id and, for
+segments that repeat with different meanings, the qualifier values of one element:
+NM1*IL opens 2010BA, HL with HL03 = 22 opens 2000B) and holds its own segments and child
+loops in the order the guide gives them. The reader walks a set once: each segment is
+matched in the open loop at or after the last matched place, else in the loops around
+it (which closes the inner ones), the way the guides' loop rules read. A segment that
+fits nowhere is kept in the loop it came in and reported (IK3 2 unexpected, or 1 when
+no loop of the set knows its id); it is never dropped, so a mapping still sees it.
+
+What is checked: required segments and loops present (IK3 3), segment and loop repeat
+limits (IK3 5 and 4), mandatory elements present (IK4 1), element values in the code
+lists a definition gives (IK4 7). Element lengths and data types are left to
+the senders' own validators; a definition lists only the codes a mapping relies on.
+
+Mappings read the tree: `tree.first("2010BA").value("NM109")` is the subscriber's
+member id whatever else the sender put before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from engine.formats.x12.tokens import Segment
+
+UNBOUNDED = 0
+
+
+@dataclass(frozen=True)
+class Seg:
+    """A segment as a loop expects it."""
+
+    id: str
+    usage: str = "S"  # R required, S situational
+    max: int = 1  # repeat limit within one loop instance; 0 unbounded
+    qualifiers: tuple[str, ...] = ()  # values of element `at` that identify it
+    at: int = 1  # which element holds the qualifier (HL03 for HL)
+    required: tuple[int, ...] = ()  # mandatory elements (IK4 1 when empty)
+    codes: tuple[tuple[int, tuple[str, ...]], ...] = ()  # element -> allowed values
+
+    def matches(self, segment: Segment) -> bool:
+        return segment.id == self.id and (
+            not self.qualifiers or segment.element(self.at) in self.qualifiers)
+
+
+@dataclass(frozen=True)
+class Loop:
+    """A loop: opened by `trigger`, holding `body` (segments and loops) in order."""
+
+    id: str
+    name: str
+    trigger: Seg
+    usage: str = "S"
+    max: int = 1
+    body: tuple[Seg | Loop, ...] = ()
+
+    def ids(self) -> Iterator[str]:
+        yield self.trigger.id
+        for item in self.body:
+            if isinstance(item, Loop):
+                yield from item.ids()
+            else:
+                yield item.id
+
+
+@dataclass(frozen=True)
+class SetDefinition:
+    """A transaction set: ST01, the implementation convention (GS08/ST03) it is for,
+    and its table as one loop opened by ST."""
+
+    st01: str
+    convention: str
+    name: str
+    root: Loop
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One structure problem, in 999 terms: IK3 (segment id, position in the set counting
+    ST as 1, loop id, IK304 code) and, for an element, IK4 (position, IK403 code)."""
+
+    segment: str
+    position: int
+    loop: str
+    code: str  # IK304: 1 unrecognized, 2 unexpected, 3 required missing, 4 loop over
+    #           max, 5 segment over max, 8 element errors
+    element: int = 0
+    element_code: str = ""  # IK403: 1 mandatory missing, 7 invalid code value
+    text: str = ""  # for the analyst: names, never values
+
+
+@dataclass
+class Node:
+    """One instance of a loop in a parsed set."""
+
+    loop: Loop
+    segments: list[Segment] = field(default_factory=list)  # the trigger first
+    children: list[Node] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)  # each segment's place in the set
+
+    @property
+    def id(self) -> str:
+        return self.loop.id
+
+    def walk(self) -> Iterator[Node]:
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+    def all(self, loop_id: str) -> list[Node]:
+        """Every instance of a loop within this one (this one included), in order."""
+        return [node for node in self.walk() if node.id == loop_id]
+
+    def first(self, loop_id: str) -> Node | None:
+        return next((node for node in self.walk() if node.id == loop_id), None)
+
+    def kids(self, loop_id: str) -> list[Node]:
+        """The direct children of one loop id (a 2110C under this 2000C, not a cousin's)."""
+        return [child for child in self.children if child.id == loop_id]
+
+    def seg(self, seg_id: str, qualifier: str = "", at: int = 1) -> Segment | None:
+        return next(iter(self.segs(seg_id, qualifier, at)), None)
+
+    def segs(self, seg_id: str, qualifier: str = "", at: int = 1) -> list[Segment]:
+        """This loop's own segments of an id (and qualifier in element `at`)."""
+        return [s for s in self.segments
+                if s.id == seg_id and (not qualifier or s.element(at) == qualifier)]
+
+    def value(self, path: str) -> str:
+        """An element of this loop's own segments: "NM109", "REF[SY]02", "CLM05-1",
+        "DTP[291]03"; "" when absent."""
+        seg_id, qualifier, element, component = _split_path(path)
+        segment = self.seg(seg_id, qualifier)
+        return segment.element(element, component) if segment is not None else ""
+
+
+def _split_path(path: str) -> tuple[str, str, int, int]:
+    path = path.strip()
+    qualifier = ""
+    if "[" in path:
+        head, rest = path.split("[", 1)
+        qualifier, tail = rest.split("]", 1)
+        path = head + tail.lstrip(".")
+    component = 0
+    if "-" in path:
+        path, comp = path.split("-", 1)
+        component = int(comp)
+    return path[:-2], qualifier, int(path[-2:]), component
+
+
+class _Open:
+    """A loop instance being read: where in its body the last segment matched, and how
+    often each body item has been used in it."""
+
+    __slots__ = ("counts", "index", "node")
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.index = 0
+        self.counts: dict[int, int] = {}
+
+
+def read_structure(definition: SetDefinition, segments: list[Segment]
+                   ) -> tuple[Node, list[Issue]]:
+    """Place each segment of a set (ST..SE) in its loop; the tree and what is wrong."""
+    issues: list[Issue] = []
+    known = set(definition.root.ids()) | {"SE"}
+    root = Node(definition.root, [segments[0]], positions=[1])
+    stack = [_Open(root)]
+    for position, segment in enumerate(segments[1:], start=2):
+        if segment.id == "SE":
+            break
+        if not _place(stack, segment, position, issues):
+            code = "2" if segment.id in known else "1"
+            issues.append(Issue(segment.id, position, stack[-1].node.id, code,
+                                text=f"{segment.id} at position {position} "
+                                     f"{'is not expected' if code == '2' else 'is unknown'}"
+                                     f" in loop {stack[-1].node.id}"))
+            stack[-1].node.segments.append(segment)
+            stack[-1].node.positions.append(position)
+    while stack:
+        _close(stack.pop(), issues)
+    for node in root.walk():
+        for segment, position in zip(node.segments, node.positions, strict=True):
+            _check_elements(node, segment, position, issues)
+    return root, issues
+
+
+def _place(stack: list[_Open], segment: Segment, position: int, issues: list[Issue]
+           ) -> bool:
+    """Match in the innermost open loop first, then outwards, closing what is left."""
+    for depth in range(len(stack) - 1, -1, -1):
+        current = stack[depth]
+        body = current.node.loop.body
+        for index in range(current.index, len(body)):
+            item = body[index]
+            trigger = item.trigger if isinstance(item, Loop) else item
+            if not trigger.matches(segment):
+                continue
+            while len(stack) > depth + 1:
+                _close(stack.pop(), issues)
+            _use(current, index, item, segment, position, issues)
+            if isinstance(item, Loop):
+                node = Node(item, [segment], positions=[position])
+                current.node.children.append(node)
+                stack.append(_Open(node))
+            else:
+                current.node.segments.append(segment)
+                current.node.positions.append(position)
+            return True
+    return False
+
+
+def _use(current: _Open, index: int, item: Seg | Loop, segment: Segment, position: int,
+         issues: list[Issue]) -> None:
+    current.index = index
+    count = current.counts.get(index, 0) + 1
+    current.counts[index] = count
+    if item.max and count == item.max + 1:
+        is_loop = isinstance(item, Loop)
+        issues.append(Issue(segment.id, position, item.id if is_loop else current.node.id,
+                            "4" if is_loop else "5",
+                            text=f"{'loop ' + item.id if is_loop else segment.id} repeats "
+                                 f"more than {item.max} time(s) in loop {current.node.id}"))
+
+
+def _close(done: _Open, issues: list[Issue]) -> None:
+    """Report what a closing loop instance required and did not get."""
+    node = done.node
+    for index, item in enumerate(node.loop.body):
+        if item.usage != "R" or done.counts.get(index):
+            continue
+        trigger = item.trigger if isinstance(item, Loop) else item
+        what = f"loop {item.id}" if isinstance(item, Loop) else f"segment {item.id}"
+        qualifier = f" ({'/'.join(trigger.qualifiers)})" if trigger.qualifiers else ""
+        issues.append(Issue(trigger.id, node.positions[0], node.id, "3",
+                            text=f"required {what}{qualifier} is missing from loop "
+                                 f"{node.id}"))
+
+
+def _check_elements(node: Node, segment: Segment, position: int,
+                    issues: list[Issue]) -> None:
+    spec = _spec_of(node, segment)
+    if spec is None:
+        return
+    for element in spec.required:
+        if not segment.element(element):
+            issues.append(Issue(segment.id, position, node.id, "8", element, "1",
+                                text=f"{segment.id}{element:02d} is required in loop "
+                                     f"{node.id}"))
+    for element, allowed in spec.codes:
+        value = segment.element(element, 1 if segment.id != "ISA" else 0)
+        if value and value not in allowed:
+            issues.append(Issue(segment.id, position, node.id, "8", element, "7",
+                                text=f"{segment.id}{element:02d} holds a code this "
+                                     f"transaction does not allow in loop {node.id}"))
+
+
+def _spec_of(node: Node, segment: Segment) -> Seg | None:
+    if node.segments and segment is node.segments[0]:
+        return node.loop.trigger
+    for item in node.loop.body:
+        if isinstance(item, Seg) and item.matches(segment):
+            return item
+    return None
