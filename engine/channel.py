@@ -38,6 +38,7 @@ from engine.pipeline.duplicates import Duplicates
 from engine.pipeline.envelope import Envelopes, Opened
 from engine.pipeline.filters import Filtering
 from engine.pipeline.reading import Reader, parsed_detail, problem_detail, received_detail
+from engine.pipeline.respond import Responder
 from engine.pipeline.routing import Router, Target
 from engine.pipeline.shadow import Shadow
 from engine.pipeline.splitting import Splitter
@@ -59,11 +60,12 @@ class State(enum.StrEnum):
 class Channel:
     def __init__(self, config: ChannelConfig, *, codec: Codec, mapping: Mapping | None,
                  source: Source, workers: list[DestinationWorker], store: MessageStore,
-                 queue: Queue, writer: Writer, vault: Vault, shadow: Shadow | None = None
-                 ) -> None:
+                 queue: Queue, writer: Writer, vault: Vault, shadow: Shadow | None = None,
+                 respond: Responder | None = None) -> None:
         assert config.name is not None
         self.name, self.config, self.codec, self.mapping = config.name, config, codec, mapping
         self.source, self.workers, self.shadow = source, workers, shadow
+        self.respond = respond  # request/response: callers answered by a destination
         splitter = Splitter(config.split) if config.split is not None else None
         self.envelopes = Envelopes(codec, splitter)
         self.reader = Reader(self.name, codec, config.validation, self.envelopes.splits)
@@ -124,7 +126,11 @@ class Channel:
         the replies to send."""
         opened = self.envelopes.open(raw, meta)
         if opened is None:
-            return (await self.committer.commit(await self._prepare(raw, meta)))[0]
+            taking = await self._prepare(raw, meta)
+            if self.respond is not None:
+                return await self.respond.answer(taking.hop["message_id"],
+                                                 self.committer.commit(taking))
+            return (await self.committer.commit(taking))[0]
         return await self._take_envelope(raw, meta, opened)
 
     async def _take_envelope(self, raw: bytes, meta: SourceMeta, opened: Opened) -> Receipt:

@@ -31,6 +31,9 @@ class Kind(enum.StrEnum):
     ERRORED = "errored"  # mapping failed; waits for an analyst
     QUEUED = "queued"  # entered a destination's queue
     SENT = "sent"  # the destination accepted it
+    # a request/response channel answered its caller with a destination's answer (or
+    # said that none came in time); the message itself goes on being delivered
+    RESPONDED = "responded"
     RETRIED = "retried"  # a delivery attempt failed and will be tried again
     DEAD_LETTERED = "dead-lettered"  # gave up; waits in the dead-letter queue
     RECLAIMED = "reclaimed"  # leases of an engine process that stopped beating taken over

@@ -15,6 +15,7 @@ from engine.connectors.channel import (
     ChannelSource,
     ChannelSourceConfig,
 )
+from engine.connectors.core import CoreDestination, CoreDestinationConfig
 from engine.connectors.fhir import FhirDestination, FhirDestinationConfig
 from engine.connectors.fhir_source import FhirSource, FhirSourceConfig
 from engine.connectors.file import FileDestination, FileDestinationConfig
@@ -50,6 +51,7 @@ DESTINATIONS: dict[str, Kind] = {
     "fhir": Kind(FhirDestinationConfig, FhirDestination),
     "mllp": Kind(MllpDestinationConfig, MllpDestination),
     "channel": Kind(ChannelDestinationConfig, ChannelDestination),
+    "core": Kind(CoreDestinationConfig, CoreDestination),
 }
 
 CODECS: dict[str, Callable[[], Codec]] = {

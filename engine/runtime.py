@@ -37,6 +37,7 @@ from engine.ops.alerts import Alerting
 from engine.ops.slo import ServiceLevels
 from engine.ops.stats import Stats
 from engine.pipeline.delivery import DestinationWorker
+from engine.pipeline.respond import Responder
 from engine.pipeline.shadow import Shadow
 from engine.queue.base import Queue
 from engine.queue.heartbeat import Heartbeat
@@ -194,7 +195,23 @@ class Engine:
         candidate = self.catalog.get(cfg.shadow) if cfg.shadow else None
         return Channel(cfg, codec=codec, mapping=mapping, source=source, workers=workers,
                        store=svc.store, queue=svc.queue, writer=svc.writer, vault=svc.vault,
-                       shadow=Shadow(candidate) if candidate else None)
+                       shadow=Shadow(candidate) if candidate else None,
+                       respond=self._responder(cfg, workers))
+
+    def _responder(self, cfg: Any, workers: list[DestinationWorker]) -> Responder | None:
+        """`respond:`: the waiter, hooked to its destination's worker; the answer is read
+        by the codec its mapping accepts."""
+        if cfg.respond is None:
+            return None
+        assert self.services is not None and self.services.writer is not None
+        mapping = self.catalog.get(cfg.respond.mapping) if cfg.respond.mapping else None
+        responder = Responder(cfg.name, cfg.respond, mapping=mapping, writer=(
+            self.services.writer), read=registry.CODECS[mapping.accepts]().parse
+            if mapping is not None else None)
+        for worker in workers:
+            if worker.name == cfg.respond.destination:
+                worker.on_result = responder.delivered
+        return responder
 
     def _worker(self, cfg: Any, dest_cfg: DestinationBase, reply_codec: Codec,
                 raw_content_type: str) -> DestinationWorker:

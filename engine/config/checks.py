@@ -116,6 +116,9 @@ def _mapping_problems(channel: LoadedChannel, catalog: MappingCatalog) -> Iterat
         elif found.accepts != cfg.format:
             yield channel.error(f"mapping {ref} accepts {found.accepts} messages, but this "
                                 f"channel's format is {cfg.format}", setting)
+    answer = cfg.respond.mapping if cfg.respond is not None else None
+    if answer is not None and catalog.get(answer) is None:  # it reads the answer's format
+        yield channel.error(_missing_mapping(answer, catalog), "respond.mapping")
     if cfg.shadow is not None:
         live, candidate = catalog.get(cfg.mapping or ""), catalog.get(cfg.shadow)
         if cfg.mapping is None:

@@ -17,6 +17,7 @@ from msgspec import Meta
 from engine import registry
 from engine.config.alerts import AlertsConfig
 from engine.config.base import RetryConfig
+from engine.config.respond import RespondConfig
 from engine.config.rules import FilterRule, SplitConfig
 from engine.config.slo import SloConfig
 from engine.config.tracing import TracingConfig
@@ -91,6 +92,18 @@ class ChannelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     retry: Annotated[
         RetryConfig, Meta(description="retry policy for destinations that set none")
     ] = RetryConfig()
+    respond: Annotated[
+        RespondConfig | None,
+        Meta(description="request/response: the source answers each caller with the "
+                         "named destination's answer (mapped), waiting up to timeout, "
+                         "instead of acknowledging on commit"),
+    ] = None
+
+    def __post_init__(self) -> None:
+        if self.respond is not None and self.respond.destination not in {
+                d.name for d in self.destinations}:
+            raise ValueError(f"respond.destination {self.respond.destination!r} is not one "
+                             "of this channel's destinations")
 
 
 class StoreConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

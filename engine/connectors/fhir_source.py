@@ -454,6 +454,8 @@ class FhirSource:
     async def _take(self, request: web.Request, resource: dict[str, Any], client: Client,
                     *, created: bool) -> web.StreamResponse:
         receipt, stamped = await self._deliver_resource(request, resource, client)
+        if receipt.response is not None:  # a `respond:` channel: its answer, not ours
+            return await _send(request, _responded(receipt), receipt)
         response = self._single_answer(receipt, stamped, self._base_url(request),
                                        created=created, prefer=_prefer(request))
         return await _send(request, response, receipt)
@@ -561,6 +563,29 @@ async def _send(request: web.Request, response: web.Response, receipt: Receipt
     await response.write_eof()
     receipt.replied()
     return response
+
+
+# A request/response channel's outcome (engine.message.Response) as HTTP: its answer
+# 200, none in time 504 (the message is still delivered), a refusal or an unusable
+# answer from the receiver 502.
+_RESPONDED = {"timeout": (504, "timeout"), "refused": (502, "exception"),
+              "bad-answer": (502, "exception")}
+
+
+def _responded(receipt: Receipt) -> web.Response:
+    """The answer of a channel with `respond:` (e.g. a CoverageEligibilityResponse
+    mapped from a payer's 271), or an OperationOutcome saying why there is none."""
+    response = receipt.response
+    assert response is not None
+    headers = {MESSAGE_ID_HEADER: receipt.message_id,
+               "X-Conduit-Status": receipt.status.value}
+    if response.outcome == "answered":
+        kind = response.content_type.partition(";")[0]
+        return web.Response(status=200, body=response.body, headers=headers,
+                            content_type=kind.strip() or "application/octet-stream",
+                            charset="utf-8" if kind.strip() == rest.FHIR_JSON else None)
+    status, code = _RESPONDED.get(response.outcome, (502, "exception"))
+    return _fhir(status, rest.refusal(code, response.reason), **headers)
 
 
 def _fhir(status: int, body: dict[str, Any], **headers: str) -> web.Response:

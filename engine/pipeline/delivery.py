@@ -14,15 +14,17 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
 from engine.connectors.base import Destination
 from engine.events import Event, Kind
-from engine.message import Outbound, Retry
+from engine.message import Delivery, Outbound, Retry, Sent
 from engine.ops import tracing
 from engine.queue.base import Leased, Queue
 from engine.queue.heartbeat import Heartbeat
 from engine.queue.retry import RetryPolicy
-from engine.security.crypto import Vault
+from engine.security.crypto import Vault, content_hash
 from engine.store import answers
 from engine.store.writer import UnitOfWork, Writer
 
@@ -66,6 +68,11 @@ class DestinationWorker:
         self._task: asyncio.Task | None = None
         self.last_error: str | None = None
         self.last_error_at: float | None = None
+        # Told (message id, delivery, reason, the commit recording it) when an entry is
+        # confirmed or dead-lettered: a request/response channel's waiter
+        # (engine.pipeline.respond) hooks in here.
+        self.on_result: Callable[[str, Delivery, str, asyncio.Future[Any] | None],
+                                 None] | None = None
 
     def notify(self) -> None:
         """New entries were committed for this destination."""
@@ -127,6 +134,14 @@ class DestinationWorker:
             with contextlib.suppress(Exception):
                 await self.destination.close()
 
+    def _tell(self, message_id: str, delivery: Delivery, reason: str,
+              stored: asyncio.Future[Any]) -> None:
+        if self.on_result is not None:
+            try:
+                self.on_result(message_id, delivery, reason, stored)
+            except Exception:  # a waiter's bug must not stop deliveries
+                log.exception("destination %s: the respond hook failed", self.key)
+
     async def _give_back(self) -> None:
         """Return this process's leases of the destination to the queue, in place."""
         release = UnitOfWork()
@@ -187,9 +202,16 @@ class DestinationWorker:
             if decision.action == "confirm":
                 self._queue.ack(uow, entry.id)
                 latency_ms = round((time.time() - entry.received_at) * 1000, 1)
-                uow.record(Event(kind=Kind.SENT, **base, detail={
-                    "code": code, "attempt": attempts, "latency_ms": latency_ms}))
-                self._writer.submit(uow)
+                detail = {"code": code, "attempt": attempts, "latency_ms": latency_ms}
+                answer = delivery.answer if isinstance(delivery, Sent) else None
+                if answer is not None:  # the receiver's answer is a message: kept sealed
+                    answers.keep(uow, self._vault, entry_id=entry.id,
+                                 message_id=entry.message_id, destination=self.key,
+                                 code=code, reason="the receiver's answer", answer=answer)
+                    detail["answer_bytes"] = len(answer.body)
+                uow.record(Event(kind=Kind.SENT, **base, detail=detail, content_hash=(
+                    content_hash(answer.body) if answer is not None else None)))
+                self._tell(entry.message_id, delivery, "", self._writer.submit(uow))
                 return True
             self.last_error, self.last_error_at = decision.reason, time.time()
             if decision.action == "dead":
@@ -202,7 +224,8 @@ class DestinationWorker:
                 uow.record(Event(kind=Kind.DEAD_LETTERED, **base,
                                  detail={"code": code, "attempt": attempts,
                                          "reason": decision.reason}))
-                self._writer.submit(uow)
+                self._tell(entry.message_id, delivery, decision.reason,
+                           self._writer.submit(uow))
                 return True
             due = time.time() + decision.delay
             self._queue.retry_later(uow, entry.id, attempts, due, decision.reason)

@@ -17,6 +17,11 @@ from engine.config.schema import EngineConfig
 from engine.connectors.fhir import FhirDestinationConfig
 from engine.connectors.mllp import MllpSourceConfig
 from engine.errors import ConfigErrors
+from engine.registry import DESTINATIONS, SOURCES
+
+# the kinds every "known types" error lists, as the registry has them (sorted)
+SOURCE_KINDS = ", ".join(sorted(SOURCES))
+DESTINATION_KINDS = ", ".join(sorted(DESTINATIONS))
 
 GOOD = """\
 source:
@@ -122,21 +127,21 @@ def test_unknown_key_without_suggestion_lists_known_ones(project: Path) -> None:
     assert errors == [
         "channels/c.yaml:8:1: colour: unknown setting `colour`; known settings here: "
         "description, destinations, duplicate_window, enabled, filter, format, mapping, "
-        "name, retry, shadow, source, split, validation"
+        "name, respond, retry, shadow, source, split, validation"
     ]
 
 
 def test_unknown_source_type(project: Path) -> None:
     assert channel_errors(project, GOOD.replace("type: mllp", "type: mlp")) == [
         "channels/c.yaml:2:9: source.type: unknown type `mlp`; known source types: "
-        "channel, fhir, mllp"
+        f"{SOURCE_KINDS}"
     ]
 
 
 def test_missing_type_lists_the_known_ones(project: Path) -> None:
     assert channel_errors(project, GOOD.replace("    type: file\n", "")) == [
         "channels/c.yaml:5:5: destinations[0]: missing required setting `type`; known "
-        "destination types: channel, fhir, file, http, mllp"
+        f"destination types: {DESTINATION_KINDS}"
     ]
 
 
@@ -470,7 +475,7 @@ def test_load_all_reports_every_error_in_every_file_at_once(project: Path) -> No
         'channels/b.yaml:10:10: destinations[1].url: expected an http:// or https:// URL, got '
         'text "ftp://x"',
         "channels/c.yaml:6:11: destinations[0].type: unknown type `fil`; known destination "
-        "types: channel, fhir, file, http, mllp",
+        f"types: {DESTINATION_KINDS}",
         "conf/conduit.yaml:2:3: web.hots: unknown setting `hots` (did you mean `host`?)",
         'conf/conduit.yaml:4:10: log.level: expected one of debug, info, warning, error, got '
         'text "warn" (did you mean `warning`?)',
@@ -492,6 +497,6 @@ def test_load_all_checks_channels_even_when_engine_file_is_broken(project: Path)
         "conf/conduit.yaml:2:14: application: expected text, got a list "
         "(this engine's name in acknowledgements (MSH-3))",
         "mine/x.yaml:1:1: source: missing required setting `type`; known source types: "
-        "channel, fhir, mllp",
+        f"{SOURCE_KINDS}",
         "mine/x.yaml:1:1: missing required setting `destinations` (where messages go)",
     ]
