@@ -291,7 +291,8 @@ def _set_answer(tset: TransactionSet, given: Outcome | str, group_broken: bool
             code, errors = ("E", ["5"]) if notes else ("A", [])
         else:
             code = "E" if given.verdict is Verdict.ERROR else "R"
-            errors = [p.code for p in given.problems if p.code in _IK5_CODES] or ["5"]
+            errors = list(dict.fromkeys(
+                p.code for p in given.problems if p.code in _IK5_CODES)) or ["5"]
     if tset.codes:  # the set's own envelope is broken: say so whatever the outcome
         code, errors = "R", list(tset.codes)
     elif group_broken:

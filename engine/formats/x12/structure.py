@@ -213,6 +213,37 @@ def _place(stack: list[_Open], segment: Segment, position: int, issues: list[Iss
                 current.node.segments.append(segment)
                 current.node.positions.append(position)
             return True
+    return _imply(stack, segment, position, issues)
+
+
+def _imply(stack: list[_Open], segment: Segment, position: int, issues: list[Issue]
+           ) -> bool:
+    """A segment that belongs inside a loop whose opening segment never came (a DMG
+    after a missing NM1*IL): open that loop without it, report the missing trigger once
+    (IK3 3), and read on, rather than call every later segment unexpected."""
+    for depth in range(len(stack) - 1, -1, -1):
+        current = stack[depth]
+        body = current.node.loop.body
+        for index in range(current.index, len(body)):
+            item = body[index]
+            if not isinstance(item, Loop) or not any(
+                    isinstance(inner, Seg) and inner.matches(segment) for inner in item.body):
+                continue
+            while len(stack) > depth + 1:
+                _close(stack.pop(), issues)
+            current.index = index
+            current.counts[index] = current.counts.get(index, 0) + 1
+            qualifier = f" ({'/'.join(item.trigger.qualifiers)})" \
+                if item.trigger.qualifiers else ""
+            issues.append(Issue(item.trigger.id, position, item.id, "3",
+                                text=f"required segment {item.trigger.id}{qualifier} "
+                                     f"opening loop {item.id} is missing"))
+            node = Node(item)
+            current.node.children.append(node)
+            opened = _Open(node)
+            stack.append(opened)
+            _place(stack, segment, position, issues)
+            return True
     return False
 
 
@@ -238,7 +269,8 @@ def _close(done: _Open, issues: list[Issue]) -> None:
         trigger = item.trigger if isinstance(item, Loop) else item
         what = f"loop {item.id}" if isinstance(item, Loop) else f"segment {item.id}"
         qualifier = f" ({'/'.join(trigger.qualifiers)})" if trigger.qualifiers else ""
-        issues.append(Issue(trigger.id, node.positions[0], node.id, "3",
+        issues.append(Issue(trigger.id, node.positions[0] if node.positions else 0,
+                            node.id, "3",
                             text=f"required {what}{qualifier} is missing from loop "
                                  f"{node.id}"))
 
@@ -262,7 +294,7 @@ def _check_elements(node: Node, segment: Segment, position: int,
 
 
 def _spec_of(node: Node, segment: Segment) -> Seg | None:
-    if node.segments and segment is node.segments[0]:
+    if node.segments and segment is node.segments[0] and node.loop.trigger.matches(segment):
         return node.loop.trigger
     for item in node.loop.body:
         if isinstance(item, Seg) and item.matches(segment):
