@@ -173,3 +173,35 @@ sessions = sa.Table(
     sa.Column("csrf", sa.String(64), nullable=False),
     sa.Column("expires_at", sa.Float, nullable=False),
 )
+
+# X12 control numbers the engine gives each trading partner (ISA13/GS06 of what it
+# sends): the last one taken, moved by one atomic statement (engine.store.control_numbers)
+# so two processes on one database never send a partner the same number.
+x12_control_numbers = sa.Table(
+    "x12_control_numbers",
+    metadata,
+    sa.Column("partner", sa.String(64), primary_key=True),  # the receiver, "ZZ:PAYERX"
+    sa.Column("last", sa.BigInteger, nullable=False),
+)
+
+# Each X12 transaction set the engine sent a partner, and what the partner's 999 (or TA1)
+# said of it: found again by the partner's id with AK102 (our GS06) and AK202 (our
+# ST02). Codes only in `detail` (IK5/AK9 codes, IK3/IK4 positions), never data.
+x12_sent = sa.Table(
+    "x12_sent",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("partner", sa.String(64), nullable=False),
+    sa.Column("interchange", sa.String(9), nullable=False),  # ISA13
+    sa.Column("group_control", sa.String(9), nullable=False),  # GS06
+    sa.Column("set_control", sa.String(9), nullable=False),  # ST02
+    sa.Column("message_id", sa.String(26), nullable=False),
+    sa.Column("channel", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(24), nullable=False),  # sent | accepted | rejected | ...
+    sa.Column("detail", sa.Text, nullable=False, server_default=""),  # JSON, codes only
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Index("ix_x12_sent_control", "partner", "group_control", "set_control"),
+    sa.Index("ix_x12_sent_interchange", "partner", "interchange"),
+    sa.Index("ix_x12_sent_message", "message_id"),
+    sa.Index("ix_x12_sent_channel_state", "channel", "state"),
+)

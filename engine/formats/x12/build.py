@@ -222,9 +222,9 @@ def reenvelope(text: str, *, sender: tuple[str, str], receiver: tuple[str, str],
             raise ValueError(f"cannot re-envelope a broken interchange (code {code})")
         for group in ic.groups:
             convention = group.gs.element(8)
-            sets = []
+            sets: list[tuple[str, str, Sequence[Sequence[Element]]]] = []
             for tset in group.sets:
-                body = [_split(seg.elements, source.repetition, source.component)
+                body: list[Sequence[Element]] = [_split(seg.elements, source.repetition, source.component)
                         for seg in tset.segments[1:-1]]
                 sets.append((tset.st.element(1), tset.st.element(3), body))
             if sets:
