@@ -42,6 +42,7 @@ from engine.pipeline.respond import Responder
 from engine.pipeline.routing import Router, Target
 from engine.pipeline.shadow import Shadow
 from engine.pipeline.splitting import Splitter
+from engine.pipeline.x12_partner import X12Partner
 from engine.queue.base import Queue
 from engine.security.crypto import Vault, content_hash
 from engine.store.messages import MessageStore
@@ -61,7 +62,8 @@ class Channel:
     def __init__(self, config: ChannelConfig, *, codec: Codec, mapping: Mapping | None,
                  source: Source, workers: list[DestinationWorker], store: MessageStore,
                  queue: Queue, writer: Writer, vault: Vault, shadow: Shadow | None = None,
-                 respond: Responder | None = None) -> None:
+                 respond: Responder | None = None, partner: X12Partner | None = None
+                 ) -> None:
         assert config.name is not None
         self.name, self.config, self.codec, self.mapping = config.name, config, codec, mapping
         self.source, self.workers, self.shadow = source, workers, shadow
@@ -71,9 +73,10 @@ class Channel:
         self.reader = Reader(self.name, codec, config.validation, self.envelopes.splits)
         self.duplicates = Duplicates(self.name, config.duplicate_window, store)
         self.filters = Filtering(config.filter, codec.field, first=[splitter] if splitter else ())
+        self.partner = partner  # X12 trading partners: our envelope out, their 999s in
         received = {d.name for d in config.destinations if d.send == "received"}
         self.router = Router(self.name, mapping=mapping, outputs=store, queue=queue,
-                             problem=codec.problem, shadow=shadow, targets=[
+                             problem=codec.problem, shadow=shadow, outbound=partner, targets=[
                                  Target(w.name, w.key, w.name in received) for w in workers])
         self.committer = Committer(self.name, codec, writer, self.duplicates.forget,
                                    self._notify)
@@ -183,6 +186,8 @@ class Channel:
             uow.record(Event(kind=Kind.REJECTED, detail=problem_detail(problem), **hop))
         else:
             uow.record(Event(kind=Kind.PARSED, detail=parsed_detail(parsed, warnings), **hop))
+            control = await self.partner.before_routing(uow, parsed, hop, self.mapping) \
+                if self.partner else None
             # filtered first: no await may come between the duplicate check and `taken`
             failed = await self.filters.check(parsed, len(raw))
             earlier = await self.duplicates.check(parsed, digest, now)
@@ -195,7 +200,7 @@ class Channel:
                     uow.record(Event(kind=Kind.CONTROL_ID_REUSED,
                                      detail={"original": earlier.message_id}, **hop))
                 with trace.step("map"):
-                    routed = self.router.route(uow, parsed, hop, now, failed)
+                    routed = self.router.route(uow, parsed, hop, now, failed, control=control)
                     trace.routed(routed.status, self.mapping)
                 status, error, problems = routed.status, routed.error, routed.problems
                 self.duplicates.taken(parsed, message_id, digest, now, status)
@@ -228,9 +233,11 @@ class Channel:
             status, error = MessageStatus.REJECTED, problem.text
             uow.record(Event(kind=Kind.REJECTED, detail=problem_detail(problem), **hop))
         else:
+            control = await self.partner.before_routing(uow, parsed, hop, mapping) \
+                if self.partner else None
             failed = await self.filters.check(parsed, len(raw))
             with trace.step("map"):
-                routed = self.router.route(uow, parsed, hop, now, failed, mapping)
+                routed = self.router.route(uow, parsed, hop, now, failed, mapping, control)
                 trace.routed(routed.status, mapping)
             status, error = routed.status, routed.error
         self._store.set_status(uow, message_id, status, error)

@@ -34,6 +34,9 @@ class Kind(enum.StrEnum):
     # a request/response channel answered its caller with a destination's answer (or
     # said that none came in time); the message itself goes on being delivered
     RESPONDED = "responded"
+    # a trading partner's 999/TA1 said accepted or rejected of X12 we sent (recorded on
+    # the set we sent, and on the acknowledgement, with those it matched none of)
+    PARTNER_ACKNOWLEDGED = "partner-acknowledged"
     RETRIED = "retried"  # a delivery attempt failed and will be tried again
     DEAD_LETTERED = "dead-lettered"  # gave up; waits in the dead-letter queue
     RECLAIMED = "reclaimed"  # leases of an engine process that stopped beating taken over
@@ -53,6 +56,7 @@ _LEVELS = {
     Kind.REJECTED: logging.WARNING,
     Kind.ERRORED: logging.WARNING,
     Kind.RETRIED: logging.WARNING,
+    Kind.PARTNER_ACKNOWLEDGED: logging.INFO,
     Kind.DEAD_LETTERED: logging.ERROR,
     Kind.RECLAIMED: logging.WARNING,
     Kind.REQUEUED: logging.INFO,

@@ -36,6 +36,7 @@ from engine.ops import tracing
 from engine.ops.alerts import Alerting
 from engine.ops.slo import ServiceLevels
 from engine.ops.stats import Stats
+from engine.pipeline import x12_partner
 from engine.pipeline.delivery import DestinationWorker
 from engine.pipeline.respond import Responder
 from engine.pipeline.shadow import Shadow
@@ -196,7 +197,8 @@ class Engine:
         return Channel(cfg, codec=codec, mapping=mapping, source=source, workers=workers,
                        store=svc.store, queue=svc.queue, writer=svc.writer, vault=svc.vault,
                        shadow=Shadow(candidate) if candidate else None,
-                       respond=self._responder(cfg, workers))
+                       respond=self._responder(cfg, workers),
+                       partner=x12_partner.for_channel(cfg.name, cfg, svc.db))
 
     def _responder(self, cfg: Any, workers: list[DestinationWorker]) -> Responder | None:
         """`respond:`: the waiter, hooked to its destination's worker; the answer is read

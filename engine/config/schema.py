@@ -22,6 +22,7 @@ from engine.config.rules import FilterRule, SplitConfig
 from engine.config.slo import SloConfig
 from engine.config.tracing import TracingConfig
 from engine.config.types import Duration
+from engine.config.x12 import X12PartnerConfig
 
 SourceConfig: Any = reduce(or_, (k.config for k in registry.SOURCES.values()))
 DestinationConfig: Any = reduce(or_, (k.config for k in registry.DESTINATIONS.values()))
@@ -58,6 +59,12 @@ class ChannelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         Meta(description="format: fhir only: split each incoming Bundle into one message "
                          "per entry of a resource type, each filtered, mapped and queued "
                          "on its own"),
+    ] = None
+    x12: Annotated[
+        X12PartnerConfig | None,
+        Meta(description="the trading-partner envelope of the X12 this channel sends: "
+                         "sender, receiver, usage, TA1 request; each interchange gets the "
+                         "next control number kept for the receiver"),
     ] = None
     mapping: (
         Annotated[

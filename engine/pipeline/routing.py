@@ -29,6 +29,16 @@ from engine.store.writer import UnitOfWork
 log = logging.getLogger("conduit.channel")
 
 
+class Outbound(Protocol):
+    """What puts a channel's X12 under a trading partner's envelope
+    (engine.pipeline.x12_partner.X12Partner)."""
+
+    def seal(self, uow: UnitOfWork, hop: dict[str, Any], content: bytes, control: int
+             ) -> bytes: ...
+
+    def received(self, parsed: Parsed) -> bytes: ...
+
+
 class Outputs(Protocol):
     """Where a mapped output is stored (engine.store.messages.MessageStore)."""
 
@@ -57,8 +67,9 @@ class Router:
     def __init__(self, channel: str, *, mapping: Mapping | None, targets: Sequence[Target],
                  outputs: Outputs, queue: Queue,
                  problem: Callable[[ProblemKind, str], Problem],
-                 shadow: Shadow | None = None) -> None:
+                 shadow: Shadow | None = None, outbound: Outbound | None = None) -> None:
         self.channel = channel
+        self.outbound = outbound
         self.mapping = mapping
         self.targets = list(targets)
         self.shadow = shadow
@@ -67,9 +78,12 @@ class Router:
         self._problem = problem
 
     def route(self, uow: UnitOfWork, parsed: Parsed, hop: dict[str, Any], now: float,
-              failed: str | FilterError | None, mapping: Mapping | None = None) -> Routed:
+              failed: str | FilterError | None, mapping: Mapping | None = None,
+              control: int | None = None) -> Routed:
         """Record the filter's verdict (`failed`, from the filter step), map (with the
-        channel's mapping unless another is given) and queue a parsed message."""
+        channel's mapping unless another is given) and queue a parsed message; with a
+        `control` number (taken by the X12 partner step) the X12 output, or the message
+        passed through, is sent under the partner's envelope."""
         mapping = mapping or self.mapping
         if isinstance(failed, FilterError):
             uow.record(Event(kind=Kind.ERRORED, detail={"filter": str(failed)}, **hop))
@@ -84,27 +98,43 @@ class Router:
                 result = mapping.apply(parsed.body)
             except MappingError as exc:
                 self._compare(hop["message_id"], parsed, mapping, exc)
-                reason = f"mapping {mapping.ref} failed: {exc}"
-                uow.record(Event(kind=Kind.ERRORED, detail={
-                    "mapping": mapping.ref, "reason": str(exc),
-                    **({"field": exc.field} if exc.field else {})}, **hop))
-                return Routed(MessageStatus.ERROR, reason, (
-                    self._problem(ProblemKind.MAPPING_FAILED, reason),))
+                return self._failed(uow, hop, mapping.ref, exc)
             self._compare(hop["message_id"], parsed, mapping, result)
             if isinstance(result, Skip):
                 uow.record(Event(kind=Kind.FILTERED, detail={
                     "mapping": mapping.ref, "skipped": result.reason}, **hop))
                 return Routed(MessageStatus.FILTERED,
                               f"skipped by {mapping.ref}: {result.reason}")
+            if control is not None and self.outbound is not None:
+                try:
+                    result = self.outbound.seal(uow, hop, result, control)
+                except MappingError as exc:
+                    return self._failed(uow, hop, mapping.ref, exc)
             output_id = self._outputs.add_output(uow, hop["message_id"], mapping.ref,
                                                  mapping.emits, result)
             uow.record(Event(kind=Kind.MAPPED, content_hash=content_hash(result), detail={
                 "mapping": mapping.ref, "output": output_id}, **hop))
+        elif control is not None and self.outbound is not None:
+            try:
+                sent = self.outbound.seal(uow, hop, self.outbound.received(parsed), control)
+            except MappingError as exc:
+                return self._failed(uow, hop, "x12-envelope", exc)
+            output_id = self._outputs.add_output(uow, hop["message_id"], "x12-envelope",
+                                                 "application/edi-x12", sent)
         for target in self.targets:
             self._queue.put(uow, target.key, hop["message_id"],
                             None if target.received else output_id, now)
             uow.record(Event(kind=Kind.QUEUED, destination=target.name, **hop))
         return Routed(MessageStatus.ACCEPTED)
+
+    def _failed(self, uow: UnitOfWork, hop: dict[str, Any], ref: str, exc: MappingError
+                ) -> Routed:
+        reason = f"mapping {ref} failed: {exc}"
+        uow.record(Event(kind=Kind.ERRORED, detail={
+            "mapping": ref, "reason": str(exc),
+            **({"field": exc.field} if exc.field else {})}, **hop))
+        return Routed(MessageStatus.ERROR, reason, (
+            self._problem(ProblemKind.MAPPING_FAILED, reason),))
 
     def _compare(self, message_id: str, parsed: Parsed, mapping: Mapping,
                  live: bytes | Skip | MappingError) -> None:
