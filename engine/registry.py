@@ -20,6 +20,7 @@ from engine.connectors.fhir import FhirDestination, FhirDestinationConfig
 from engine.connectors.fhir_source import FhirSource, FhirSourceConfig
 from engine.connectors.file import FileDestination, FileDestinationConfig
 from engine.connectors.http import HttpDestination, HttpDestinationConfig
+from engine.connectors.http_source import HttpSource, HttpSourceConfig
 from engine.connectors.mllp import (
     MllpDestination,
     MllpDestinationConfig,
@@ -43,6 +44,7 @@ SOURCES: dict[str, Kind] = {
     "mllp": Kind(MllpSourceConfig, lambda config, context: MllpSource(config)),
     "fhir": Kind(FhirSourceConfig, FhirSource),
     "channel": Kind(ChannelSourceConfig, lambda config, context: ChannelSource(config)),
+    "http": Kind(HttpSourceConfig, HttpSource),
 }
 
 DESTINATIONS: dict[str, Kind] = {

@@ -183,7 +183,7 @@ class Engine:
                 log.warning("channel %s: source.required is checked only with validation: "
                             "lenient or strict; this channel has validation: off", cfg.name)
         mapping = self.catalog.get(cfg.mapping) if cfg.mapping else None
-        context = SourceContext(cfg.name, self.users, self.ops.record)
+        context = SourceContext(cfg.name, self.users, self.ops.record, codec.content_type)
         source = registry.SOURCES[type(cfg.source).__struct_config__.tag].factory(
             cfg.source, context)
         # Replies are read in the standard of what is sent: an HL7v2 ACK comes back for

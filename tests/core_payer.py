@@ -19,9 +19,11 @@ from typing import Any
 
 from aiohttp import web
 
+from engine.errors import ParseError
 from engine.formats.x12.build import Delimiters, interchange
 from engine.formats.x12.codec import X12Codec
 from engine.formats.x12.message import X12Message
+from engine.message import Outcome, Problem, Verdict
 
 REQUEST_TYPE = "X12_270_Request_005010X279A1"
 RESPONSE_TYPE = "X12_271_Response_005010X279A1"
@@ -44,6 +46,9 @@ class CorePayer:
         self.error: tuple[str, str] | None = None  # (ErrorCode, ErrorMessage) to answer
         self.status = 200
         self.received: list[Received] = []
+        self.requests = 0  # every request seen, answered or not
+        # answers to give first, one per request: (HTTP status, body, headers), no envelope
+        self.script: list[tuple[int, bytes, dict[str, str]]] = []
         self.port = 0
         self._runner: web.AppRunner | None = None
         self._control = 7000
@@ -66,6 +71,10 @@ class CorePayer:
             await self._runner.cleanup()
 
     async def _handle(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        if self.script:
+            status, raw, headers = self.script.pop(0)
+            return web.Response(status=status, body=raw, headers=headers)
         content_type = request.headers.get("Content-Type", "")
         form = await request.post()
         fields = {k: (v if isinstance(v, str) else v.file.read().decode())
@@ -79,10 +88,18 @@ class CorePayer:
             self.received.append(Received(fields, content_type, problem[0]))
             return self._answer(fields, {"PayloadType": "CoreEnvelopeError",
                                          "ErrorCode": problem[0], "ErrorMessage": problem[1]})
+        try:
+            answer = self.reply_271(fields["Payload"])
+        except ParseError as exc:  # a broken 270: the payer's 999 rejects it
+            self.received.append(Received(fields, content_type, "999"))
+            rejected = Outcome(Verdict.REJECTED, (Problem(exc.message, code="5"),))
+            return self._answer(fields, {
+                "PayloadType": "X12_999_Response_005010X231A1", "ErrorCode": "Success",
+                "ErrorMessage": "", "Payload": X12Codec().reply(
+                    fields["Payload"].encode(), None, rejected).decode()})
         self.received.append(Received(fields, content_type, "271"))
         return self._answer(fields, {"PayloadType": RESPONSE_TYPE, "ErrorCode": "Success",
-                                     "ErrorMessage": "", "Payload": self.reply_271(
-                                         fields["Payload"])})
+                                     "ErrorMessage": "", "Payload": answer})
 
     def _check(self, content_type: str, fields: dict[str, str]) -> tuple[str, str] | None:
         """The first thing wrong with the envelope, as (ErrorCode, ErrorMessage)."""

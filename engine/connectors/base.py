@@ -87,3 +87,6 @@ class SourceContext(msgspec.Struct, frozen=True):
     channel: str
     users: Any = None  # engine.security.users.UserStore
     record: Callable[[Event], Awaitable[None]] | None = None
+    # the content type of the channel's replies (its codec's), for a source whose
+    # transport labels what it sends back (the http source); handed in by the runtime
+    content_type: str = "application/octet-stream"

@@ -42,6 +42,7 @@ from tests.conformance.receivers import (
     Reply,
     ack_text,
 )
+from tests.core_payer import CorePayer
 from tests.harness import adt
 
 MRN = "MRN90210"
@@ -399,8 +400,67 @@ class ChannelRig(Rig):
         self.script.append(RuntimeError(f"store unavailable for {NAME}"))  # type: ignore
 
 
+# ------------------------------------------------------------------------- CORE
+
+
+X12_270 = (
+    "ISA*00*          *00*          *ZZ*HARBORSIDE01   *ZZ*ACMEHEALTH     *261203*1015*^*"
+    "00501*000000101*0*P*:~GS*HS*HARBORSIDE01*ACMEHEALTH*20261203*1015*101*X*005010X279A1~"
+    "ST*270*0001*005010X279A1~BHT*0022*13*CONF1*20261203*1015~HL*1**20*1~"
+    "NM1*PR*2*ACME HEALTH*****PI*ACMEHEALTH~HL*2*1*21*1~"
+    "NM1*1P*2*HARBORSIDE MEDICAL GROUP*****XX*1234567893~HL*3*2*22*0~"
+    f"NM1*IL*1*{NAME}*ALEX****MI*{MRN}~EQ*30~SE*10*0001~GE*1*101~IEA*1*000000101~"
+).encode()
+
+
+class CoreRig(HttpRig):
+    """A payer's CAQH CORE endpoint (tests/core_payer.py): the 270 goes inside the
+    multipart envelope and the 271 comes back as the delivery's answer."""
+
+    kind = "core"
+    content = X12_270
+    content_type = "application/edi-x12"
+    permanent = ("SenderNotAuthorized", "PayloadTypeNotSupported")
+
+    def __init__(self, tmp: Path) -> None:
+        super().__init__(tmp)
+        self.payer = CorePayer()
+
+    async def start(self) -> None:
+        await self.payer.start()
+
+    async def stop(self) -> None:
+        await self.payer.stop()
+        if self.raw is not None:
+            await self.raw.stop()
+
+    def port(self) -> int:
+        return self.raw.port if self.raw is not None else self.payer.port
+
+    def url(self) -> str:
+        return f"http://conduit:{SECRET}@127.0.0.1:{self.port()}/core/realtime"
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "core", "name": "out", "url": self.url(), "timeout": TIMEOUT,
+                "sender_id": "HARBORSIDE01", "receiver_id": "ACMEHEALTH"}
+
+    def delivered(self) -> list[bytes]:
+        return [r.fields["Payload"].encode() for r in self.payer.received
+                if r.answered == "271"]
+
+    def attempts(self) -> int:
+        return self.payer.requests
+
+    def transient(self) -> None:
+        self.payer.script.append((503, QUOTED, {"Retry-After": "7"}))
+
+    def refuse(self, how: str) -> None:  # the payer's ErrorMessage quotes the patient
+        self.payer.error = (how, QUOTED.decode())
+
+
 RIGS: dict[str, type[Rig]] = {
     "file": FileRig, "http": HttpRig, "fhir": FhirRig, "mllp": MllpRig, "channel": ChannelRig,
+    "core": CoreRig,
 }
 
 
@@ -490,7 +550,7 @@ async def test_retry_on_a_transient_error_tried_once(rig):
     assert isinstance(delivery, Retry), delivery
     assert_phi_free(delivery.reason)
     assert rig.kind == "file" or rig.attempts() == 1  # one try: the queue decides the next
-    if rig.kind in ("http", "fhir"):
+    if rig.kind in ("http", "fhir", "core"):
         assert delivery.after == 7.0  # the receiver's Retry-After, for the policy
     assert rig.delivered() in ([], [rig.content])  # the error may be after the receipt
 
@@ -506,7 +566,7 @@ async def test_fail_on_a_permanent_refusal(kind, how, tmp_path):
         assert isinstance(delivery, Fail), delivery
         assert_phi_free(delivery.reason)
         assert rig.attempts() == 1
-        if kind in ("http", "fhir"):  # the receiver's words are kept, sealed, for the analyst
+        if kind in ("http", "fhir", "core"):  # the receiver's words kept, sealed, for the analyst
             assert delivery.answer is not None and MRN.encode() in delivery.answer.body
     finally:
         await rig.stop()

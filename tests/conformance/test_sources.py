@@ -299,7 +299,73 @@ class ChannelRig(Rig):
         assert isinstance(answer, Retry), answer
 
 
-RIGS: dict[str, type[Rig]] = {"mllp": MllpRig, "fhir": FhirRig, "channel": ChannelRig}
+# ------------------------------------------------------------------------- HTTP
+
+
+X12_270 = (
+    "ISA|00|          |00|          |ZZ|HARBORSIDE01   |ZZ|ACMEHEALTH     |261203|1015|^|"
+    "00501|000000101|0|P|>~\nGS|HS|HARBORSIDE01|ACMEHEALTH|20261203|1015|101|X|005010X279A1~\n"
+    "ST|270|0001|005010X279A1~\nBHT|0022|13|CONF1|20261203|1015~\nHL|1||20|1~\n"
+    "NM1|PR|2|ACME HEALTH|||||PI|ACMEHEALTH~\nHL|2|1|21|1~\n"
+    "NM1|1P|2|HARBORSIDE MEDICAL GROUP|||||XX|1234567893~\nHL|3|2|22|0~\n"
+    f"NM1|IL|1|{PATIENT_NAME}|ALEX||||MI|MRN90210~\nEQ|30~\nSE|10|0001~\nGE|1|101~\n"
+    "IEA|1|000000101~\n").encode()
+
+
+class HttpRig(Rig):
+    """A raw message POSTed as the body; the reply comes back as the body."""
+
+    kind = "http"
+    transport = "http"
+    message = X12_270
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "http", "port": self.port, "auth": {"type": "none"},
+                "path": "/x12", "read_timeout": 2.0}
+
+    def other_config(self) -> dict[str, Any]:
+        return {**self.config(), "port": free_port()}
+
+    async def send(self, raw: bytes) -> Any:
+        url = f"http://127.0.0.1:{self.port}/x12"
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as http, \
+                    http.post(url, data=raw,
+                              headers={"Content-Type": "application/edi-x12"}) as resp:
+                return resp.status, dict(resp.headers), await resp.read()
+        except TimeoutError:  # silence is no answer
+            raise
+        except aiohttp.ClientConnectionError as exc:
+            raise Closed(str(exc)) from exc
+
+    def accepted(self, message_id: str) -> Receipt:
+        return Receipt(message_id, MessageStatus.ACCEPTED, replies=(b"ISA|999 accepted~",))
+
+    def errored(self, message_id: str, status: MessageStatus) -> Receipt:
+        return Receipt(message_id, status, replies=(b"ISA|999 rejected~",) if message_id
+                       else ())
+
+    def check_accepted(self, answer: Any, receipt: Receipt) -> None:
+        status, headers, body = answer
+        assert status == 200, (status, body)
+        assert body == receipt.replies[0]
+        assert headers.get("X-Conduit-Message-Id") == receipt.message_id
+
+    def check_error(self, answer: Any, receipt: Receipt) -> None:
+        status, headers, body = answer
+        if not receipt.message_id:  # not stored: send it again later
+            assert status == 503 and headers.get("Retry-After"), (status, headers)
+            return
+        assert status == (422 if receipt.status is MessageStatus.ERROR else 400), status
+        assert body == receipt.replies[0]
+
+    def check_failed(self, answer: Any) -> None:
+        assert not isinstance(answer, Closed), answer
+        assert answer[0] >= 500, answer
+
+
+RIGS: dict[str, type[Rig]] = {"mllp": MllpRig, "fhir": FhirRig, "channel": ChannelRig,
+                              "http": HttpRig}
 
 
 

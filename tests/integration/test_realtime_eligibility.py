@@ -250,3 +250,81 @@ async def test_answers_are_matched_to_their_own_callers(world: World) -> None:
         assert status == 200, body
         assert body["identifier"] == [{"value": f"TRC0002{i:02d}"}]
     assert sorted(r.answered for r in world.payer.received) == ["271"] * 6
+
+
+# ------------------------------------------------------------------ an X12 caller
+
+
+RAW_270 = (
+    "ISA*00*          *00*          *ZZ*HARBORSIDE01   *ZZ*ACMEHEALTH     *261203*1015*^*"
+    "00501*000000417*0*P*:~GS*HS*HARBORSIDE01*ACMEHEALTH*20261203*1015*417*X*005010X279A1~"
+    "ST*270*0001*005010X279A1~BHT*0022*13*TRC000417*20261203*1015~HL*1**20*1~"
+    "NM1*PR*2*ACME HEALTH*****PI*ACMEHEALTH~HL*2*1*21*1~"
+    "NM1*1P*2*HARBORSIDE MEDICAL GROUP*****XX*1234567893~HL*3*2*22*0~"
+    "TRN*1*TRC000417*9877281234~NM1*IL*1*WAVERLY*THADDEUS****MI*ACM55031982~"
+    "DMG*D8*19780222*M~DTP*291*D8*20261203~EQ*30~SE*13*0001~GE*1*417~IEA*1*000000417~")
+
+
+@pytest.fixture
+async def x12_world(tmp_path: Path, payer: CorePayer):
+    harness = EngineHarness(tmp_path)
+    port = free_port()
+    await harness.start({"eligibility-x12": f"""
+        format: x12
+        source:
+          type: http
+          port: {port}
+          path: /eligibility
+          auth: {{type: none}}
+        respond:
+          destination: payer
+          timeout: 1500ms
+        destinations:
+          - name: payer
+            type: core
+            url: {payer.url}
+            sender_id: HARBORSIDE01
+            receiver_id: ACMEHEALTH
+            retry: {{max_attempts: 3, initial_delay: 100ms, jitter: 0}}
+    """})
+    yield World(harness, payer, port)
+    await harness.stop()
+
+
+async def post_x12(port: int, body: str) -> tuple[int, Any, bytes]:
+    async with aiohttp.ClientSession() as http, http.post(
+            f"http://127.0.0.1:{port}/eligibility", data=body.encode(),
+            headers={"Content-Type": "application/edi-x12"}) as resp:
+        return resp.status, resp.headers, await resp.read()
+
+
+async def test_an_x12_caller_posts_a_270_and_gets_the_payers_271(x12_world: World) -> None:
+    status, headers, body = await post_x12(x12_world.port, RAW_270)
+    assert status == 200, body
+    assert headers["Content-Type"].startswith("application/edi-x12")
+    answer = X12Codec().parse(body)  # the payer's own delimiters (| and >), as it sent them
+    assert answer.message_type == "271"
+    assert answer.body.value("TRN02") == "TRC000417"
+    assert answer.body.find("EB", "1") is not None
+    [seen] = x12_world.payer.received
+    assert seen.fields["Payload"] == RAW_270  # sent as received, inside the envelope
+    assert x12_world.rows(queue) == []
+
+
+async def test_an_x12_caller_gets_a_504_with_a_reason_when_the_payer_is_slow(
+        x12_world: World) -> None:
+    x12_world.payer.delay = 3.0
+    status, headers, body = await post_x12(x12_world.port, RAW_270)
+    assert status == 504
+    assert headers["Content-Type"].startswith("text/plain")
+    assert b"no answer from payer within 1.5s" in body
+    message_id = headers["X-Conduit-Message-Id"]
+    await x12_world.harness.settle(lambda: "sent" in x12_world.kinds(message_id), timeout=10)
+
+
+async def test_a_broken_270_is_refused_and_never_reaches_the_payer(x12_world: World) -> None:
+    broken = RAW_270.replace("SE*13*0001", "SE*12*0001")  # the count lies
+    status, _, body = await post_x12(x12_world.port, broken)
+    assert status == 400
+    assert b"999" in body or b"TA1" in body  # the X12 rejection, not a payer's answer
+    assert x12_world.payer.received == []
