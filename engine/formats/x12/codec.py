@@ -2,7 +2,8 @@
 
 Routing fields of a transaction set (`parse`):
 - message_type: ST01 ("270", "835"...); an 837 is told apart by its implementation
-  convention (ST03, else GS08): X222 "837P", X223 "837I", X224 "837D".
+  convention (ST03, else GS08): X222 "837P", X223 "837I", X224 "837D"; a 277 by
+  X214 as "277CA" (the claim acknowledgement, routed apart from a claim status 277).
 - control_id: "ISA13-GS06-ST02". ST02 alone is unique only within its group and senders
   reuse 0001 in every interchange, so it cannot tell duplicates; ISA13 is the sender's
   interchange number, unique per sender, and GS06 makes the set's number unique inside
@@ -136,6 +137,8 @@ class X12Codec:
         if kind == "837":
             convention = st.element(3) or gs.element(8)
             kind = next((v for k, v in _837.items() if k in convention), "837")
+        elif kind == "277" and "X214" in (st.element(3) or gs.element(8)):
+            kind = "277CA"
         patient = body.value("NM1[QC]09") or body.value("NM1[IL]09")
         return Parsed(
             standard=self.name,
