@@ -17,7 +17,7 @@ import msgspec
 from engine.errors import ConduitError
 from engine.events import Event, Kind
 from engine.queue.base import QueueStats
-from engine.store import answers
+from engine.store import answers, x12_sent
 from engine.store import audit as audit_chain
 from engine.store.search import AuditQuery, MessageQuery, find_audit, find_messages
 from engine.store.writer import UnitOfWork
@@ -118,6 +118,9 @@ class Operations:
         stats = self._svc.stats.channels[name]
         summary["series"] = {k: stats.series[k].values() for k in
                              ("received", "sent", "errored", "rejected", "dead_lettered")}
+        if channel.config.x12 is not None:  # X12 sent to a partner, by the partner's 999
+            summary["counts"].update(await asyncio.to_thread(x12_sent.counts, self._svc.db,
+                                                             name))
         summary["recent_messages"] = await self.search(MessageQuery(channel=name, limit=50))
         summary["dead_letters"] = [
             {"destination": d["name"], **msgspec.to_builtins(letter)}
@@ -198,6 +201,9 @@ class Operations:
         out["outputs"] = await asyncio.to_thread(self._svc.store.outputs_of, message_id)
         # Receivers' answers to dead letters: metadata here, the text only with content.
         out["answers"] = await asyncio.to_thread(answers.of_message, self._svc.db, message_id)
+        # X12 sent to a trading partner: what its 999/TA1 said (None: nothing sent)
+        out["partner_ack"] = await asyncio.to_thread(x12_sent.of_message, self._svc.db,
+                                                     message_id)
         out["hops"] = [_public_event(e) for e in await self.audit(
             AuditQuery(message_id=message_id, limit=500))][::-1]
         return out

@@ -36,7 +36,7 @@ from engine.formats.x12.interchange import (
     wrap,
 )
 from engine.formats.x12.message import PATH, X12Message, build_loops
-from engine.formats.x12.tokens import decode
+from engine.formats.x12.tokens import Segment, decode
 from engine.message import (
     Delivery,
     Fail,
@@ -122,6 +122,8 @@ class X12Codec:
         if first.codes:
             raise ParseError(first.notes[0], segment="ISA", code=first.codes[0])
         groups = [g for g in first.groups if g.sets]
+        if not groups and first.ta1:
+            return self._interchange_ack(first)
         if not groups:
             raise ParseError("interchange holds no transaction set", segment="GS",
                              code="024")
@@ -151,6 +153,15 @@ class X12Codec:
             body=body,
         )
 
+    def _interchange_ack(self, ic: Interchange) -> Parsed:
+        """An interchange of TA1s only (a partner's interchange acknowledgement): type
+        TA1, its TA1 segments as the body's segments."""
+        isa = ic.isa
+        body = X12Message(isa, Segment(["GS"], isa.delimiters), list(ic.ta1))
+        return Parsed(standard=self.name, message_type="TA1", control_id=isa.element(13),
+                      version=isa.element(12), sender=isa.element(6).strip(),
+                      receiver=isa.element(8).strip(), body=body)
+
     def file_messages(self, raw: bytes) -> list[bytes]:
         """Each transaction set of a file as its own interchange; the file as it is when
         it holds one set or its envelope is broken (so `parse` names what is wrong)."""
@@ -172,7 +183,7 @@ class X12Codec:
         interchanges, _ = read_interchanges(text)
         problems = problems_of(interchanges)
         sets = [(ic, g, s) for ic in interchanges for g in ic.groups for s in g.sets]
-        if len(sets) == 1 and not problems:
+        if len(sets) <= 1 and not problems:  # one set, or a TA1 alone
             return None
         messages = [wrap(ic, g, s).encode("utf-8") for ic, g, s in sets]
         return X12Envelope(interchanges, messages, problems)
