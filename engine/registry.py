@@ -19,6 +19,7 @@ from engine.connectors.core import CoreDestination, CoreDestinationConfig
 from engine.connectors.fhir import FhirDestination, FhirDestinationConfig
 from engine.connectors.fhir_source import FhirSource, FhirSourceConfig
 from engine.connectors.file import FileDestination, FileDestinationConfig
+from engine.connectors.file_source import FileSource, FileSourceConfig
 from engine.connectors.http import HttpDestination, HttpDestinationConfig
 from engine.connectors.http_source import HttpSource, HttpSourceConfig
 from engine.connectors.mllp import (
@@ -27,6 +28,8 @@ from engine.connectors.mllp import (
     MllpSource,
     MllpSourceConfig,
 )
+from engine.connectors.sftp import SftpDestination, SftpDestinationConfig
+from engine.connectors.sftp_source import SftpSource, SftpSourceConfig
 from engine.formats.base import Codec, opening
 from engine.formats.fhir import FhirCodec
 from engine.formats.hl7v2 import Hl7v2Codec
@@ -45,6 +48,8 @@ SOURCES: dict[str, Kind] = {
     "fhir": Kind(FhirSourceConfig, FhirSource),
     "channel": Kind(ChannelSourceConfig, lambda config, context: ChannelSource(config)),
     "http": Kind(HttpSourceConfig, HttpSource),
+    "file": Kind(FileSourceConfig, lambda config, context: FileSource(config)),
+    "sftp": Kind(SftpSourceConfig, lambda config, context: SftpSource(config)),
 }
 
 DESTINATIONS: dict[str, Kind] = {
@@ -53,6 +58,7 @@ DESTINATIONS: dict[str, Kind] = {
     "fhir": Kind(FhirDestinationConfig, FhirDestination),
     "mllp": Kind(MllpDestinationConfig, MllpDestination),
     "channel": Kind(ChannelDestinationConfig, ChannelDestination),
+    "sftp": Kind(SftpDestinationConfig, SftpDestination),
     "core": Kind(CoreDestinationConfig, CoreDestination),
 }
 

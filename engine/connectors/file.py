@@ -51,17 +51,6 @@ class FileDestination:
         self._dir = Path(config.directory)
         self._mode = int(config.mode, 8)
 
-    def _extension(self, content_type: str) -> str:
-        """The extension its codec gives a content type (asked through the context), else
-        that of its syntax, else ".dat"."""
-        ask = self._context.extension_for
-        found = ask(content_type) if ask is not None else None
-        if found is None:
-            found = _GENERIC.get(content_type) or next(
-                (ext for suffix, ext in _SUFFIXES.items() if content_type.endswith(suffix)),
-                None)
-        return found or ".dat"
-
     @property
     def address(self) -> str:
         return f"file:{self._dir}"
@@ -73,14 +62,7 @@ class FileDestination:
             make_folders(self._dir, folder_mode(self._mode))
 
     def _name(self, outbound: Outbound) -> str:
-        values = {
-            "message_id": outbound.message_id,
-            "control_id": re.sub(r"[^A-Za-z0-9._-]", "_", outbound.control_id) or "none",
-            "channel": outbound.channel,
-            "destination": outbound.destination,
-            "ext": self._extension(outbound.content_type),
-        }
-        return _PLACEHOLDER.sub(lambda m: values[m[1]], self.config.filename)
+        return file_name(self.config.filename, outbound, self._context)
 
     async def send(self, outbound: Outbound) -> Delivery:
         target = self._dir / self._name(outbound)
@@ -99,6 +81,30 @@ class FileDestination:
 
     async def close(self) -> None:
         return None
+
+
+def file_name(template: str, outbound: Outbound, context: DestinationContext) -> str:
+    """A `filename:` template filled in for one message (the SFTP destination's too)."""
+    values = {
+        "message_id": outbound.message_id,
+        "control_id": re.sub(r"[^A-Za-z0-9._-]", "_", outbound.control_id) or "none",
+        "channel": outbound.channel,
+        "destination": outbound.destination,
+        "ext": _extension(outbound.content_type, context),
+    }
+    return _PLACEHOLDER.sub(lambda m: values[m[1]], template)
+
+
+def _extension(content_type: str, context: DestinationContext) -> str:
+    """The extension its codec gives a content type (asked through the context), else
+    that of its syntax, else ".dat"."""
+    ask = context.extension_for
+    found = ask(content_type) if ask is not None else None
+    if found is None:
+        found = _GENERIC.get(content_type) or next(
+            (ext for suffix, ext in _SUFFIXES.items() if content_type.endswith(suffix)),
+            None)
+    return found or ".dat"
 
 
 def folder_mode(file_mode: int) -> int:

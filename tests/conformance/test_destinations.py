@@ -21,6 +21,7 @@ A new destination kind without a rig here fails `test_every_destination_kind_has
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -44,6 +45,7 @@ from tests.conformance.receivers import (
 )
 from tests.core_payer import CorePayer
 from tests.harness import adt
+from tests.sftp_server import USER, SftpServer
 
 MRN = "MRN90210"
 NAME = "SMITHERSON"
@@ -464,13 +466,85 @@ RIGS: dict[str, type[Rig]] = {
 }
 
 
+# ------------------------------------------------------------------------- SFTP
+
+
+class SftpRig(Rig):
+    """A partner's SFTP server (asyncssh, on loopback, key authentication, its host key
+    in known_hosts). Like a folder it has no permanent refusal: a server that refuses a
+    write today (permissions, a full disk) may take it once its admin has looked."""
+
+    kind = "sftp"
+    content = HL7_MESSAGE
+    content_type = HL7
+    misbehaviours = ("target-is-a-folder", "garbage", "silent")
+
+    def __init__(self, tmp: Path) -> None:
+        super().__init__(tmp)
+        self.server = SftpServer(tmp / "sftp-root", tmp / "sftp-keys")
+        self.other: Any = None  # a peer in the server's place that is no SSH server
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def stop(self) -> None:
+        await self.server.stop()
+        if self.other is not None:
+            self.other.close()
+            await self.other.wait_closed()
+
+    def port(self) -> int:
+        return self.other.sockets[0].getsockname()[1] if self.other else self.server.port
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "sftp", "name": "out", "host": "127.0.0.1", "port": self.port(),
+                "username": USER, "private_key": str(self.server.client_key),
+                "known_hosts": str(self.server.known_hosts), "directory": "/outbox",
+                "filename": "{message_id}.out", "timeout": TIMEOUT,
+                "connect_timeout": TIMEOUT}
+
+    def delivered(self) -> list[bytes]:
+        folder = self.server.root / "outbox"
+        if not folder.is_dir():
+            return []
+        return [p.read_bytes() for p in sorted(folder.iterdir())
+                if p.is_file() and not p.name.endswith(".part")]
+
+    def attempts(self) -> int:
+        return sum(1 for op in self.server.ops if op[0] == "open")
+
+    def binding(self) -> str:
+        return f"127.0.0.1:{self.port()}"
+
+    def transient(self) -> None:
+        # a folder holds the file's name: the rename fails until the admin clears it
+        os.makedirs(self.server.root / "outbox" / f"{self.outbound().message_id}.out")
+
+    async def misbehave(self, how: str) -> None:
+        if how == "target-is-a-folder":
+            self.transient()
+            return
+
+        async def answer(reader: Any, writer: Any) -> None:
+            if how == "garbage":  # no SSH banner: the patient, then the door shut
+                writer.write(b"220 " + QUOTED + b"\r\n")
+                writer.close()
+            else:
+                await reader.read()  # silent until the client gives up
+
+        self.other = await asyncio.start_server(answer, "127.0.0.1", 0)
+
+
+RIGS |= {"sftp": SftpRig}
+
+
 REFUSALS = [(kind, how) for kind, rig in sorted(RIGS.items()) for how in rig.permanent]
 MISBEHAVIOURS = [(kind, how) for kind, rig in sorted(RIGS.items()) for how in rig.misbehaviours]
 
 # Kinds whose healthcheck must name a receiver that is down. Left out: http and fhir
 # (by design they report whether the destination is open, not whether the server is
 # reachable: a probe request would be a request).
-PROBING = ["channel", "file", "mllp"]
+PROBING = ["channel", "file", "mllp", "sftp"]
 
 
 def test_every_destination_kind_has_a_rig():
@@ -480,7 +554,7 @@ def test_every_destination_kind_has_a_rig():
 
 def test_every_kind_but_file_has_a_permanent_refusal_and_most_can_misbehave():
     """The parametrisations below cover what they claim (no kind silently left out)."""
-    assert {kind for kind, _ in REFUSALS} == set(RIGS) - {"file"}
+    assert {kind for kind, _ in REFUSALS} == set(RIGS) - {"file", "sftp"}
     assert {kind for kind, _ in MISBEHAVIOURS} == set(RIGS)
 
 
@@ -555,7 +629,7 @@ async def test_retry_on_a_transient_error_tried_once(rig):
     assert rig.delivered() in ([], [rig.content])  # the error may be after the receipt
 
 
-# (file has no permanent refusal: every write error may clear)
+# (file and sftp have no permanent refusal: every write error may clear)
 @pytest.mark.parametrize(("kind", "how"), REFUSALS)
 async def test_fail_on_a_permanent_refusal(kind, how, tmp_path):
     rig = _rig(kind, tmp_path)

@@ -21,8 +21,14 @@ A new source kind without a rig here fails `test_every_source_kind_has_a_rig`.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import copy
+import itertools
 import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -44,6 +50,7 @@ from engine.message import (
     SourceMeta,
 )
 from tests.harness import adt, free_port
+from tests.sftp_server import USER, shared_server
 
 HELD = 0.3  # how long a test waits to see that no answer has come yet
 PATIENT_NAME = "CONFORMANCE"
@@ -367,6 +374,129 @@ class HttpRig(Rig):
 RIGS: dict[str, type[Rig]] = {"mllp": MllpRig, "fhir": FhirRig, "channel": ChannelRig,
                               "http": HttpRig}
 
+
+
+# ------------------------------------------------------------------ file, sftp
+
+
+_DROPPED = itertools.count(1)
+_ROOT = Path(tempfile.mkdtemp(prefix="conduit-conformance-"))
+atexit.register(shutil.rmtree, _ROOT, True)
+
+
+class FolderRig(Rig):
+    """A polling source: the sender drops a file (written under a hidden name, then
+    renamed, as transfer tools do) and its answer is where the source moved it, done or
+    error, with the reply file written beside it. How the contract reads for a folder:
+
+    - a folder cannot answer "not taken, send again": a file the channel could not take
+      on (deliver raised, or it was not stored) goes to the error folder, whence ops move
+      it back; nothing is deleted;
+    - "refused" is a file nobody picks up: the sender gives up after `patience`; a
+      stopping or stopped source leaves new files where they are for its next start;
+    - `replied()` is called once the reply file is written (the "acknowledged" hop).
+    """
+
+    message = adt("CONF1", "MRN90210", family=PATIENT_NAME)
+    patience = 4.0  # how long a sender waits for its file to be picked up
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.root = _ROOT / f"rig-{self.port}-{next(_DROPPED)}"
+
+    @property
+    def inbox(self) -> Path:
+        return self.root / "in"
+
+    def settings(self) -> dict[str, Any]:
+        return {"type": self.kind, "poll_interval": 0.05, "settle": 0.15}
+
+    def remote(self, folder: Path) -> str:
+        """A folder as the source names it."""
+        return str(folder)
+
+    def config(self) -> dict[str, Any]:
+        return {**self.settings(), "directory": self.remote(self.inbox),
+                "reply_directory": self.remote(self.root / "replies")}
+
+    def other_config(self) -> dict[str, Any]:
+        return {**self.settings(), "directory": self.remote(self.root / "other")}
+
+    def binding(self) -> str:
+        return self.remote(self.inbox)
+
+    def twin(self) -> Rig:
+        # a sender that gives up sooner: the test waits for its refusal while the first
+        # sender's file is held in flight, within the first one's patience
+        twin = copy.copy(self)
+        twin.patience = 1.0
+        return twin
+
+    async def send(self, raw: bytes) -> Any:
+        name = f"conf-{next(_DROPPED)}.hl7"
+        self.inbox.mkdir(parents=True, exist_ok=True)
+        (self.inbox / f".{name}").write_bytes(raw)
+        (self.inbox / f".{name}").rename(self.inbox / name)
+        deadline = time.monotonic() + self.patience
+        while (self.inbox / name).exists():
+            if time.monotonic() > deadline:
+                raise Closed(f"{name} was not picked up")
+            await asyncio.sleep(0.02)
+        where = "done" if (self.inbox / "done" / name).exists() else "error"
+        assert (self.inbox / where / name).read_bytes() == raw  # moved whole
+        reply = self.root / "replies" / f"{name}.ack"
+        return where, reply.read_bytes() if reply.exists() else None
+
+    def accepted(self, message_id: str) -> Receipt:
+        return Receipt(message_id, MessageStatus.ACCEPTED, replies=(_ack("AA"),))
+
+    def errored(self, message_id: str, status: MessageStatus) -> Receipt:
+        code = "AR" if status is MessageStatus.REJECTED else "AE"
+        return Receipt(message_id, status, replies=(_ack(code),))
+
+    def check_accepted(self, answer: Any, receipt: Receipt) -> None:
+        assert answer == ("done", receipt.replies[0]), answer
+
+    def check_error(self, answer: Any, receipt: Receipt) -> None:
+        assert answer == ("error", receipt.replies[0]), answer
+
+    def check_failed(self, answer: Any) -> None:
+        assert answer == ("error", None), answer  # kept for ops; no answer to give
+
+    def check_peer(self, peer: str) -> None:
+        assert peer.startswith("conf-") and peer.endswith(".hl7"), peer  # the file's name
+
+
+class FileRig(FolderRig):
+    kind = "file"
+    transport = "file"
+
+
+class SftpRig(FolderRig):
+    """The same over SFTP: the sender drops its file on a real asyncssh SFTP server (one
+    for the test run, on a thread of its own), which the source polls as a client."""
+
+    kind = "sftp"
+    transport = "sftp"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.server = shared_server()
+        self.root = self.server.root / self.root.name
+
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), "host": "127.0.0.1", "port": self.server.port,
+                "username": USER, "private_key": str(self.server.client_key),
+                "known_hosts": str(self.server.known_hosts), "connect_timeout": 2.0}
+
+    def remote(self, folder: Path) -> str:
+        return "/" + str(folder.relative_to(self.server.root))
+
+    def binding(self) -> str:
+        return f"127.0.0.1:{self.server.port}{self.remote(self.inbox)}"
+
+
+RIGS |= {"file": FileRig, "sftp": SftpRig}
 
 
 def test_every_source_kind_has_a_rig():
