@@ -52,11 +52,13 @@ def claim(account: str, member: str) -> list[list[Any]]:
     ]
 
 
-def submitted(account: str = "ACCT1", member: str = "MBR901", style: str = "*") -> bytes:
+def submitted(account: str = "ACCT1", member: str = "MBR901", style: str = "*",
+              control: int | None = None) -> bytes:
     """An 837P as our billing system hands it over: its own ids and control number."""
     text = interchange([("837", "005010X222A1", claim(account, member))],
                        sender=("ZZ", "BILLINGSYS"), receiver=("ZZ", "CONDUIT"),
-                       control_number=77, when=WHEN, newline=True)
+                       control_number=control or 100 + sum(map(ord, account)) % 800, when=WHEN,
+                       newline=True)
     return (text.replace("*", style) if style != "*" else text).encode()
 
 
