@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import itertools
 import logging
 import time
 from typing import Any
@@ -49,6 +50,9 @@ from engine.store.messages import MessageStore
 from engine.store.writer import UnitOfWork, Writer
 
 log = logging.getLogger("conduit.channel")
+# Parts of a (non-atomic) batch prepared and committed together: enough to fill the
+# writer's group commits, few enough that a batch of any size takes flat memory.
+WINDOW = 64
 
 
 class State(enum.StrEnum):
@@ -137,9 +141,20 @@ class Channel:
         return await self._take_envelope(raw, meta, opened)
 
     async def _take_envelope(self, raw: bytes, meta: SourceMeta, opened: Opened) -> Receipt:
-        """Every part prepared (concurrently) before any is committed, so that an envelope
-        refused whole (engine.pipeline.envelope) leaves nothing queued; one reply."""
+        """An atomic envelope's parts are all prepared (concurrently) before any is
+        committed, so that one refused whole (engine.pipeline.envelope) leaves nothing
+        queued; the parts of any other are taken WINDOW at a time, so memory stays flat
+        on a batch of any size. One reply for the whole."""
         refused = opened.refusal(())
+        if not refused and not opened.atomic:
+            taken: list[tuple[Receipt, bytes]] = []
+            parts = iter(opened.parts)
+            while window := list(itertools.islice(parts, WINDOW)):
+                prepared = await asyncio.gather(*(
+                    self._prepare(p.raw, p.meta, received=p.received, control_id=p.control_id)
+                    for p in window))
+                taken += await asyncio.gather(*(self.committer.commit(t) for t in prepared))
+            return opened.receipt([r for r, _ in taken], [reply for _, reply in taken])
         prepared = [] if refused else await asyncio.gather(*(
             self._prepare(p.raw, p.meta, received=p.received, control_id=p.control_id)
             for p in opened.parts))
@@ -150,10 +165,9 @@ class Channel:
                 taking.trace.end(MessageStatus.REJECTED, "its transaction was refused whole")
             receipt, _ = await self.committer.commit(await self._prepare(raw, meta, refused))
             return opened.refused(receipt, refused)
-        # an atomic envelope's parts become durable in one database transaction, others
-        # each in its own (the writer still groups them)
+        # an atomic envelope's parts become durable in one database transaction
         stored = asyncio.ensure_future(self._writer.commit(UnitOfWork.merged(
-            [t.uow for t in prepared]))) if opened.atomic else None
+            [t.uow for t in prepared])))
         taken = await asyncio.gather(*(self.committer.commit(t, stored) for t in prepared))
         return opened.receipt([r for r, _ in taken], [reply for _, reply in taken])
 

@@ -25,7 +25,7 @@ difference, since both come through `Envelopes.open`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -64,7 +64,7 @@ class Part:
 class Opened(Protocol):
     """An envelope opened into its parts."""
 
-    parts: list[Part]
+    parts: Iterable[Part]  # read once; a large batch's are made one at a time
     atomic: bool  # the parts stand or fall together
 
     def refusal(self, outcomes: Sequence[tuple[MessageStatus, tuple[Problem, ...]]]
@@ -119,9 +119,14 @@ class _Batch:
     def __init__(self, codec: Codec, envelope: Envelope, meta: SourceMeta) -> None:
         self._codec = codec
         self._envelope = envelope
-        self.parts = [Part(m, SourceMeta(meta.transport, meta.peer, len(m),
-                                         tls_subject=meta.tls_subject))
-                      for m in envelope.messages]
+        self._meta = meta
+
+    @property
+    def parts(self) -> Iterator[Part]:
+        meta = self._meta
+        return (Part(m, SourceMeta(meta.transport, meta.peer, len(m),
+                                   tls_subject=meta.tls_subject))
+                for m in self._envelope.messages)
 
     def refusal(self, outcomes: Sequence[tuple[MessageStatus, tuple[Problem, ...]]]
                 ) -> tuple[Problem, ...]:

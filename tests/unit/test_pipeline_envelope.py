@@ -47,8 +47,9 @@ def test_one_message_is_no_envelope_and_a_truncated_one_is_never_opened():
 def test_an_hl7_batch_opens_into_its_messages_each_with_its_own_size():
     opened = HL7.open(_batch(), META)
     assert opened is not None and not opened.atomic
-    assert [p.raw for p in opened.parts] == [_msg("M1"), _msg("M2")]
-    assert opened.parts[0].meta == SourceMeta("mllp", "127.0.0.1:1", len(_msg("M1")),
+    parts = list(opened.parts)
+    assert [p.raw for p in parts] == [_msg("M1"), _msg("M2")]
+    assert parts[0].meta == SourceMeta("mllp", "127.0.0.1:1", len(_msg("M1")),
                                               tls_subject="CN=lab")
     assert opened.refusal(()) == ()
     # parts are independent: one failing refuses nothing

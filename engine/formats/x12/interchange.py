@@ -15,13 +15,17 @@ a transaction set's as IK5 syntax error codes (999).
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from engine.errors import ParseError
 from engine.formats.x12.tokens import (
+    Buffer,
     Delimiters,
     Segment,
+    decode,
     isa_width_errors,
+    iter_segments,
     read_delimiters,
     tokenize,
 )
@@ -30,9 +34,12 @@ from engine.message import Problem
 
 @dataclass
 class TransactionSet:
-    segments: list[Segment]  # ST..SE inclusive (SE absent when missing)
+    segments: list[Segment]  # ST..SE inclusive (SE absent when missing); ST and SE only
+    #                          when read for its envelope (read_envelopes)
     codes: list[str] = field(default_factory=list)  # IK5 syntax error codes
     notes: list[str] = field(default_factory=list)
+    count: int = 1  # segments ST..SE seen
+    span: tuple[int, int] = (0, 0)  # its bytes in the buffer (read_envelopes)
 
     @property
     def st(self) -> Segment:
@@ -75,12 +82,32 @@ def read_interchanges(text: str) -> tuple[list[Interchange], list[str]]:
     (as codes on each level), and the analyst's text of each problem. Raises ParseError
     only when the first ISA is unreadable."""
     read_delimiters(text.lstrip("\ufeff \t\r\n\x00"))  # the first ISA must be readable
+    return _read(((segment, 0, 0) for segment in tokenize(text)), keep=True)
+
+
+def read_envelopes(buffer: Buffer) -> tuple[list[Interchange], list[str]]:
+    """The same checks as `read_interchanges` over a buffer of any size, in one pass
+    and constant memory beyond the envelopes: each set keeps only its ST and SE, its
+    segment count and its byte span, so a 100 MB batch is checked before any of it is
+    taken on, then read set by set (`set_text`)."""
+    read_delimiters(bytes(buffer[:256]).decode("latin-1").lstrip("\ufeff \t\r\n\x00"))
+    return _read(iter_segments(buffer), keep=False)
+
+
+def set_text(buffer: Buffer, tset: TransactionSet) -> str:
+    """The segments of a set read by `read_envelopes`, as text ending in its SE."""
+    start, end = tset.span
+    return decode(bytes(buffer[start:end]))
+
+
+def _read(segments: Iterator[tuple[Segment, int, int]], keep: bool
+          ) -> tuple[list[Interchange], list[str]]:
     notes: list[str] = []
     interchanges: list[Interchange] = []
     current: Interchange | None = None
     group: Group | None = None
     tset: TransactionSet | None = None
-    for seg in tokenize(text):
+    for seg, start, end in segments:
         sid = seg.id
         if sid == "ISA":
             if current is not None and current.iea is None:
@@ -100,19 +127,23 @@ def read_interchanges(text: str) -> tuple[list[Interchange], list[str]]:
                 _note(tset, "2", "transaction set has no SE trailer", notes)
                 tset = None
             else:
-                tset.segments.append(seg)
+                tset.count += 1
+                if keep:
+                    tset.segments.append(seg)
                 continue
         if sid == "SE":
             if tset is None:
                 _note(current, "024", "SE outside a transaction set", notes)
                 continue
             tset.segments.append(seg)
+            tset.count += 1
+            tset.span = (tset.span[0], end)
             st = tset.st
             if seg.element(2) != st.element(2):
                 _note(tset, "3", "ST02 and SE02 control numbers differ", notes)
-            if seg.element(1) != str(len(tset.segments)):
+            if seg.element(1) != str(tset.count):
                 _note(tset, "4", f"SE01 says {seg.element(1) or 'nothing'}, the set has "
-                      f"{len(tset.segments)} segments", notes)
+                      f"{tset.count} segments", notes)
             tset = None
         elif sid == "ST":
             if group is None:
@@ -120,7 +151,7 @@ def read_interchanges(text: str) -> tuple[list[Interchange], list[str]]:
                 group = Group(Segment(["GS"], seg.delimiters))
                 current.groups.append(group)
                 _note(group, "3", "transaction set outside GS/GE", notes)
-            tset = TransactionSet([seg])
+            tset = TransactionSet([seg], span=(start, end))
             group.sets.append(tset)
             if not seg.element(1):
                 _note(tset, "6", "ST01 transaction set identifier is missing", notes)
@@ -166,15 +197,18 @@ def read_interchanges(text: str) -> tuple[list[Interchange], list[str]]:
     return interchanges, notes
 
 
-def wrap(interchange: Interchange, group: Group, tset: TransactionSet) -> str:
+def wrap(interchange: Interchange, group: Group, tset: TransactionSet,
+         body: str | None = None) -> str:
     """One transaction set in its own interchange (the original ISA and GS, counts and
-    trailers made to fit), so it can be parsed and answered alone."""
+    trailers made to fit), so it can be parsed and answered alone; `body` is the set's
+    own text (ST..SE with its terminator) when it was read by `read_envelopes`."""
     d = interchange.delimiters
     e = d.element
-    parts = [interchange.isa.text(), group.gs.text(), *(s.text() for s in tset.segments),
-             f"GE{e}1{e}{group.gs.element(6)}",
-             f"IEA{e}1{e}{interchange.isa.element(13)}"]
-    return d.segment.join(parts) + d.segment
+    if body is None:
+        body = d.segment.join(s.text() for s in tset.segments) + d.segment
+    head = interchange.isa.text() + d.segment + group.gs.text() + d.segment
+    return (head + body + f"GE{e}1{e}{group.gs.element(6)}{d.segment}"
+            f"IEA{e}1{e}{interchange.isa.element(13)}{d.segment}")
 
 
 @dataclass
@@ -183,8 +217,26 @@ class X12Envelope:
     interchange- and group-level problems (which refuse the whole)."""
 
     interchanges: list[Interchange]
-    messages: list[bytes]
+    messages: Sequence[bytes]
     problems: list[Problem]
+
+
+class LazySets(Sequence[bytes]):
+    """The sets of a large buffer, each wrapped alone only when asked for, so a batch
+    of any size is taken on one set at a time."""
+
+    def __init__(self, buffer: Buffer, interchanges: list[Interchange]) -> None:
+        self._buffer = buffer
+        self._sets = [(ic, g, s) for ic in interchanges for g in ic.groups for s in g.sets]
+
+    def __len__(self) -> int:
+        return len(self._sets)
+
+    def __getitem__(self, index):  # type: ignore[no-untyped-def]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        ic, group, tset = self._sets[index]
+        return wrap(ic, group, tset, set_text(self._buffer, tset)).encode("utf-8")
 
 
 def problems_of(interchanges: list[Interchange]) -> list[Problem]:

@@ -11,6 +11,8 @@ are tolerated.
 
 from __future__ import annotations
 
+import mmap
+from collections.abc import Iterator
 from typing import NamedTuple
 
 from engine.errors import ParseError
@@ -22,6 +24,8 @@ ISA_WIDTHS = (2, 10, 2, 10, 2, 15, 2, 15, 6, 4, 1, 5, 9, 1, 1, 1)
 ISA_NOTE_CODES = ("010", "011", "012", "013", "005", "006", "007", "008", "014", "015",
                   "026", "017", "018", "019", "020", "027")
 _SKIP = "\ufeff \t\r\n\x00"
+_SKIP_BYTES = (b" ", b"\t", b"\r", b"\n", b"\x00", b"\xef", b"\xbb", b"\xbf")
+Buffer = bytes | mmap.mmap
 
 
 class Delimiters(NamedTuple):
@@ -116,18 +120,38 @@ def isa_width_errors(elements: list[str]) -> list[tuple[int, str]]:
 def tokenize(text: str) -> list[Segment]:
     """Every segment of `text` (one or more interchanges, each with its own delimiters),
     line breaks around terminators dropped."""
-    segments: list[Segment] = []
-    rest = _strip(text)
-    while rest:
-        delimiters, _ = read_delimiters(rest)
-        end = rest.find("IEA" + delimiters.element)
-        end = rest.find(delimiters.segment, end) if end >= 0 else -1
-        chunk, rest = (rest, "") if end < 0 else (rest[:end + 1], _strip(rest[end + 1:]))
-        for piece in chunk.split(delimiters.segment):
-            piece = piece.strip("\r\n")
+    return [segment for segment, _, _ in iter_segments(text.encode("utf-8"))]
+
+
+def iter_segments(buffer: Buffer) -> Iterator[tuple[Segment, int, int]]:
+    """Each segment of `buffer` (bytes, or an mmap of a file far larger than memory
+    should hold) with its byte span, one at a time: each interchange's delimiters are
+    read from its own ISA, each segment decoded alone (UTF-8, else Latin-1)."""
+    size = len(buffer)
+    position = _skip(buffer, 0, size)
+    while position < size:
+        head = decode(bytes(buffer[position:position + 256]))
+        delimiters, _ = read_delimiters(head)
+        terminator = delimiters.segment.encode("latin-1")
+        element = delimiters.element
+        while position < size:
+            end = buffer.find(terminator, position)
+            stop = size if end < 0 else end
+            piece = decode(bytes(buffer[position:stop])).strip("\r\n")
+            start, position = position, stop + 1
             if piece.strip():
-                segments.append(Segment(piece.split(delimiters.element), delimiters))
-    return segments
+                segment = Segment(piece.split(element), delimiters)
+                yield segment, start, stop + 1
+                if segment.id == "IEA":
+                    break
+            position = _skip(buffer, position, size)
+        position = _skip(buffer, position, size)
+
+
+def _skip(buffer: Buffer, position: int, size: int) -> int:
+    while position < size and buffer[position:position + 1] in _SKIP_BYTES:
+        position += 1
+    return position
 
 
 def decode(raw: bytes) -> str:
