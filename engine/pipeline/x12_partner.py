@@ -28,7 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from engine.config.x12 import X12PartnerConfig
-from engine.errors import MappingError, ParseError
+from engine.errors import MappingError, ParseError, StoreError
 from engine.events import Event, Kind
 from engine.formats.x12 import partner_ack
 from engine.formats.x12.build import reenvelope
@@ -68,7 +68,12 @@ class X12Partner:
             X12 if parsed.standard == "x12" else None)
         if emits != X12:
             return None
-        return await asyncio.to_thread(control_numbers.take, self._db, self.config.receiver)
+        try:
+            return await asyncio.to_thread(control_numbers.take, self._db,
+                                           self.config.receiver)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"cannot take an X12 control number for "
+                             f"{self.config.receiver}: {type(exc).__name__}") from exc
 
     # -- out -----------------------------------------------------------------------------
 
@@ -99,6 +104,11 @@ class X12Partner:
         except (ValueError, ParseError) as exc:
             raise MappingError(f"X12 output cannot be sent to {config.receiver}: "
                                f"{exc}") from None
+        if sum(len(ic.groups) for ic in interchanges) > 1:
+            # Each further group would need a GS06 of its own, which the next
+            # interchanges would repeat: one control number is taken per message.
+            raise MappingError(f"X12 output for {config.receiver} holds several functional "
+                               "groups; a partner channel sends one group per message")
         now = time.time()
         for ic in interchanges:
             for group in ic.groups:

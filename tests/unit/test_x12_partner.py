@@ -217,6 +217,21 @@ async def test_output_that_is_not_sound_x12_is_an_error_not_a_send(env):
     assert "MSG2" not in json.dumps(errored.detail)
 
 
+TWO_GROUPS = Mapping("adt-to-837", 3, "hl7v2", "application/edi-x12", lambda body: interchange(
+    [("837", "005010X222A1", claim("A1", "M1")), ("276", "005010X212", [["BHT", "0010"]])],
+    sender=("ZZ", "MAPPER"), receiver=("ZZ", "ANY"), when=WHEN))
+
+
+async def test_output_of_several_functional_groups_is_refused_not_misnumbered(env):
+    channel = env.partner_channel("hl7-claims", mapping=TWO_GROUPS, codec=Hl7v2Codec(),
+                                  x12=PARTNER_BLOCK)
+    receipt = await channel.deliver(adt("MSG4"), meta(adt("MSG4"), "channel"))
+    assert receipt.status is MessageStatus.ERROR
+    assert env.ledger() == [] and env.queued() == 0
+    assert "several functional groups" in next(
+        e for e in env.events if e.kind is Kind.ERRORED).detail["reason"]
+
+
 async def test_a_channel_whose_mapping_emits_no_x12_takes_no_number(env):
     channel = env.partner_channel("hl7-fhir", mapping=ADT_TO_JSON, codec=Hl7v2Codec(),
                                   x12=PARTNER_BLOCK)
