@@ -155,6 +155,7 @@ class PollingSource:
         self._unmoved: dict[str, tuple[tuple[int, float], str]] = {}  # name -> (sig, folder)
         self._problem: str | None = None
         self._prepared = False
+        self._in_flight = False  # from handing a file over until it is moved
         self.taken = 0
         self.refused = 0
 
@@ -170,10 +171,13 @@ class PollingSource:
         log.info("%s source polling %s", self.transport, self.address)
 
     async def stop(self) -> None:
-        """Finish the file in hand (its commit, reply and move), then stop looking."""
+        """Finish the file in hand (its commit, reply and move), then stop looking; a
+        listing or a connection attempt under way is cut short."""
         self._stopping.set()
         task, self._task = self._task, None
         if task is not None:
+            if not self._in_flight:
+                task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         await self.folder.close()
 
@@ -187,10 +191,12 @@ class PollingSource:
             try:
                 await self.poll()
                 self._problem = None
-            except Unavailable as exc:
-                if str(exc) != self._problem:
-                    log.warning("%s source %s: %s", self.transport, self.address, exc)
-                self._problem = str(exc)
+            except (Unavailable, OSError) as exc:
+                problem = str(exc) if isinstance(exc, Unavailable) else \
+                    f"cannot use the folder: {_reason(exc)}"
+                if problem != self._problem:
+                    log.warning("%s source %s: %s", self.transport, self.address, problem)
+                self._problem = problem
                 self._prepared = False
             except Exception as exc:  # a bug here must not stop the polling for good
                 problem = f"polling failed ({type(exc).__name__})"
@@ -253,6 +259,16 @@ class PollingSource:
         if len(raw) != entry.size:  # written to since it settled: look again later
             self._seen.pop(entry.name, None)
             return
+        assert self._deliver is not None
+        self._in_flight = True
+        try:
+            await self._hand_over(entry, raw)
+        finally:
+            self._in_flight = False
+
+    async def _hand_over(self, entry: Entry, raw: bytes) -> None:
+        """Deliver, answer, move: what stop() lets finish."""
+        cfg = self.config
         assert self._deliver is not None
         try:
             receipt = await self._deliver(raw, SourceMeta(self.transport, entry.name, len(raw)))

@@ -296,3 +296,15 @@ async def test_source_with_a_wrong_host_key_reads_nothing(server):
         await polling.stop()
     assert "host key" in str(polling.describe()["problem"])
     assert channel.got == [] and names(inbox) == ["a.835"]
+
+
+async def test_stopping_does_not_wait_for_a_server_that_never_speaks(server):
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        polling = source(server, port=silent.getsockname()[1], connect_timeout=10.0)
+        await polling.start(Channel())
+        await asyncio.sleep(0.3)  # connecting, and waiting for a banner
+        started = time.monotonic()
+        await polling.stop()
+    assert time.monotonic() - started < 1

@@ -269,3 +269,18 @@ async def test_a_missing_folder_is_waited_for(tmp_path):
         await polling.stop()
     assert polling.describe()["taken"] == 1
     assert polling.describe()["problem"] is None
+
+
+async def test_a_folder_that_cannot_be_read_is_a_problem_on_the_status_api(tmp_path, caplog):
+    inbox = tmp_path / "in"
+    inbox.write_bytes(b"a file where the folder should be")
+    polling = source(inbox)
+    with caplog.at_level(logging.WARNING, "conduit.polling"):
+        await polling.start(Channel())
+        try:
+            await until(lambda: polling.describe()["problem"] is not None)
+            await asyncio.sleep(5 * POLL)
+        finally:
+            await polling.stop()
+    assert polling.describe()["problem"] == "cannot use the folder: Not a directory"
+    assert len([r for r in caplog.records if "cannot use" in r.getMessage()]) == 1
