@@ -200,8 +200,9 @@ x12_sent = sa.Table(
     sa.Column("state", sa.String(24), nullable=False),  # sent | accepted | rejected | ...
     sa.Column("detail", sa.Text, nullable=False, server_default=""),  # JSON, codes only
     sa.Column("updated_at", sa.Float, nullable=False),
-    sa.Index("ix_x12_sent_control", "partner", "group_control", "set_control"),
-    sa.Index("ix_x12_sent_interchange", "partner", "interchange"),
+    # looked up by numbers, then sifted by partner id (a 999 may use another qualifier)
+    sa.Index("ix_x12_sent_control", "group_control", "set_control"),
+    sa.Index("ix_x12_sent_interchange", "interchange"),
     sa.Index("ix_x12_sent_message", "message_id"),
     sa.Index("ix_x12_sent_channel_state", "channel", "state"),
 )
