@@ -256,6 +256,12 @@ class PollingSource:
         except FileNotFoundError:  # taken away meanwhile
             self._seen.pop(entry.name, None)
             return
+        except OSError as exc:  # this file only (its permissions): the others go on
+            log.error("%s source %s: %s cannot be read (%s); moved to %s", self.transport,
+                      self.address, entry.name, _reason(exc), cfg.error)
+            self.refused += 1
+            await self._move(entry, cfg.error)
+            return
         if len(raw) != entry.size:  # written to since it settled: look again later
             self._seen.pop(entry.name, None)
             return
