@@ -121,13 +121,16 @@ class SftpSession:
                     raise Unavailable(self.reason(exc)) from None
             return self._sftp
 
-    async def _connect(self) -> None:
-        s = self.settings
-        key = asyncssh.read_private_key(s.private_key, s.passphrase)
-        if unchecked(s) and not self._warned:
+    def warn_if_unchecked(self) -> None:
+        if unchecked(self.settings) and not self._warned:
             log.warning("sftp %s: host key NOT checked (insecure: true): anyone in the path "
                         "could pose as the server", self.address)
             self._warned = True
+
+    async def _connect(self) -> None:
+        s = self.settings
+        key = asyncssh.read_private_key(s.private_key, s.passphrase)
+        self.warn_if_unchecked()
         self._conn = await asyncssh.connect(
             s.host, s.port, username=s.username, client_keys=[key],
             known_hosts=s.known_hosts or None, preferred_auth="publickey", agent_path=None,
@@ -237,7 +240,8 @@ class SftpDestination:
 
     async def open(self) -> None:
         """Connect lazily on first send, so a server that is down does not stop the
-        engine."""
+        engine; say at start when the server's key goes unchecked."""
+        self._session.warn_if_unchecked()
 
     async def send(self, outbound: Outbound) -> Delivery:
         name = file_name(self.config.filename, outbound, self._context)

@@ -191,12 +191,16 @@ def test_known_hosts_is_required_unless_insecure(server):
 async def test_insecure_connects_without_checking_and_says_so(server, caplog):
     dest = destination(server, known_hosts=None, insecure=True)
     with caplog.at_level(logging.WARNING, "conduit.sftp"):
+        await dest.open()  # said at start, before any file goes
+        assert [r.getMessage() for r in caplog.records] == [
+            f"sftp sftp://{USER}@127.0.0.1:{server.port}: host key NOT checked (insecure: "
+            "true): anyone in the path could pose as the server"]
         try:
             assert isinstance(await dest.send(outbound()), Sent)
         finally:
             await dest.close()
     assert dest.describe()["insecure"] is True
-    assert any("NOT checked" in r.getMessage() for r in caplog.records)
+    assert len(caplog.records) == 1
 
 
 # ----------------------------------------------------------------------- source
@@ -308,3 +312,18 @@ async def test_stopping_does_not_wait_for_a_server_that_never_speaks(server):
         started = time.monotonic()
         await polling.stop()
     assert time.monotonic() - started < 1
+
+
+async def test_source_gives_a_suffix_to_a_name_already_in_done_on_the_server(server):
+    inbox = server.root / "from-payer"
+    (inbox / "done").mkdir(parents=True)
+    (inbox / "done" / "remit.835").write_bytes(b"last week's")
+    (inbox / "remit.835").write_bytes(BATCH)
+    channel, polling = Channel(), source(server)
+    await polling.start(channel)
+    try:
+        await until(lambda: names(inbox / "done") == ["remit-2.835", "remit.835"])
+    finally:
+        await polling.stop()
+    assert (inbox / "done" / "remit.835").read_bytes() == b"last week's"
+    assert (inbox / "done" / "remit-2.835").read_bytes() == BATCH
