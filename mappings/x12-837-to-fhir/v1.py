@@ -1,0 +1,120 @@
+"""x12-837-to-fhir@1: an 837 claim set (837P professional 005010X222A1, 837I
+institutional 005010X223A2, 837D dental 005010X224A2) as a FHIR R4 transaction Bundle
+with one Claim per CLM and the Patient, Practitioner, Organization, Location and
+Coverage resources the claims point at. A batch with many subscribers and claims gives
+every claim, in the order sent. The builders are in `engine/maplib/x12_claims.py`, the
+shared X12 rules in `engine/maplib/x12_fhir.py`, the loops in
+`engine/formats/x12/sets/x837.py`.
+
+Choices a receiver will notice:
+- Which 837: the guide number in ST03 (else GS08): X222 professional, X223 institutional,
+  X224 oral (Claim.type, http://terminology.hl7.org/CodeSystem/claim-type). Another set
+  or another convention fails naming ST01 or ST03; a set without any CLM fails naming
+  CLM; a claim whose subscriber (2010BA) or payer (2010BB) or billing provider (2010AA)
+  is missing fails naming that loop, since a Claim needs its patient and provider.
+- Claim.id is uuid5 of CLM01, the patient control number, scoped by the billing provider
+  (its NPI, else REF*EI tax id, else name): Claim.identifier system
+  urn:conduit:id:x12:<that id>. A corrected claim (CLM05-3 7) with the same CLM01
+  updates the same Claim; REF*F8 (the payer's number of the original) is Claim.related
+  (prior). status is active, cancelled for a void (CLM05-3 8). use is claim, priority
+  normal, created is BHT04 (else GS04), total CLM02 in USD.
+- Patient: the subscriber (2010BA) when SBR02 is 18, else the patient (2010CA under
+  2000C). Member ids are scoped by the payer's id (2010BB NM109), so the same member is
+  the same Patient as from a 270/271/834 of that payer; a patient without an id (the 837
+  sends none for a dependent) is keyed by name and birth date.
+- Coverage (id from payer, member id and beneficiary): subscriberId 2010BA NM109,
+  beneficiary the patient, subscriber the subscriber Patient when they differ,
+  relationship from SBR02 (self) or PAT01 (01 spouse, 19 child, 53 common, others
+  "other", subscriber-relationship), payor the payer, class group SBR03/SBR04, order
+  from SBR01 (P 1, S 2, T 3...), type SBR09 as urn:conduit:code:x12:claim-filing-indicator.
+  Claim.insurance[0] is that coverage (focal; REF*G1 prior authorization as preAuthRef),
+  then each other payer of a 2320 loop (its 2330A member and 2330B payer) not focal.
+- provider: the billing provider (2010AA) as Organization (NM102 2) or Practitioner
+  (NM102 1) by NPI, with its REF*EI tax id as a second identifier; insurer: the payer
+  Organization (type pay).
+- careTeam: claim providers (2310x) and line providers (2420x), each once per role, with
+  the PRV taxonomy as qualification (http://nucc.org/provider-taxonomy); roles from
+  CARIN's C4BBClaimCareTeamRole (attending 71, referring DN/P3, operating 72, other
+  operating ZZ, rendering 82), else claimcareteamrole (supervisor DQ, assist DD, other DK/
+  QB). Lines name their own 2420 providers in careTeamSequence. The service facility
+  (NM1*77, FA in older dental files) is a Location and Claim.facility.
+- diagnosis: HI composites ABK/ABF (ICD-10-CM, http://hl7.org/fhir/sid/icd-10-cm) and
+  BK/BF (ICD-9-CM), principal and others in the order sent (so SV107/SV311 pointers 1-12
+  count them), then admitting ABJ, reason for visit APR and external cause ABN. Codes get
+  their dot back (J069 -> J06.9). type principal/admitting (ex-diagnosistype) or CARIN's
+  other/patientreasonforvisit/externalcauseofinjury; the present-on-admission indicator
+  (HI-9) is onAdmission.
+- 837I: procedure from BBR (principal) and BBQ (ICD-10-PCS, with the composite's D8
+  date), BR/BQ ICD-9-CM; supportingInfo (CARIN categories): typeofbill "0" + CLM05-1 +
+  CLM05-3 (NUBC), admissionperiod start DTP*435, admtype/pointoforigin/discharge-status
+  CL101-03, drg HI DR (MS-DRG); subType inpatient when the bill type's classification
+  digit is 1 or 2, else outpatient. Claim-level NTE is supportingInfo info (all types).
+- billablePeriod: DTP*434 statement dates, else a claim DTP*472, else the span of the
+  lines' DTP*472.
+- item per LX (sequence LX01): SV101/SV202/SV301 code: HC as CPT (numeric) or HCPCS
+  (leading letter), AD as CDT (http://www.ada.org/cdt), HP as HIPPS; modifiers the
+  composite's components 3-6 (numeric CPT, else HCPCS). An 837I line without a
+  procedure code has productOrService data-absent-reason not-applicable and its revenue
+  code SV201 (NUBC) in revenue. quantity SV104/SV205/SV306 with its unit (UCUM: UN 1, MJ
+  min, DA d), net the line charge, unitPrice the charge per unit when it divides into
+  whole cents (else left out). servicedDate/servicedPeriod from the line's DTP*472 (837D
+  falls back to the claim's). locationCodeableConcept: place of service SV105/SV303,
+  else CLM05-1 (837P and 837D; CMS POS code set). diagnosisSequence from the pointers
+  that name a diagnosis; others are dropped. 2410 LIN NDC (with CTP quantity) is
+  item.detail.
+- 837D teeth: TOO02 (ADA universal numbering) is bodySite; a line for several teeth codes
+  the first and names all in bodySite.text (R4 has one bodySite per item); TOO03
+  surfaces are subSite (FDI-surface letters, others urn:conduit:code:x12:tooth-surface);
+  a line without a tooth takes the SV304 oral cavity area (ADAAreaOralCavitySystem).
+- accident: DTP*439 date with CLM11 AA (MVA) or EM (WPA, v3-ActCode).
+- Not mapped: amounts of 2320/2430 adjudications (an ExplanationOfBenefit's business),
+  CAS, condition/occurrence/value codes (HI BG/BH/BI/BE), PWK attachments, ambulance
+  and spinal data (CR1/CR2), K3, CN1 contracts, pay-to address and plan (2010AB/AC).
+  Unreadable dates and amounts are left out, never failing the claim.
+- The Bundle has no timestamp: X12 times carry no zone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.errors import MappingError
+from engine.formats.x12.message import X12Message
+from engine.maplib import x12_claims as xc
+from engine.maplib import x12_fhir as xf
+from engine.maplib.fhir import one_per_id, transaction
+from engine.mapping import mapping
+
+
+@mapping("x12-837-to-fhir@1", accepts="x12", emits="application/fhir+json")
+def claims_to_fhir(message: X12Message) -> dict[str, Any]:
+    """Map one 837 transaction set to a transaction Bundle of its claims."""
+    if message.segments[0].element(1) != "837":
+        raise MappingError("this mapping reads 837 claim sets only", field="ST01")
+    variant = xc.variant_of(message)
+    tree = message.tree
+    if variant is None or tree is None:
+        raise MappingError("not an 837P (X222), 837I (X223) or 837D (X224) convention",
+                           field="ST03")
+    created = xf.set_timestamp(message)
+    if created is None:
+        raise MappingError("the set's creation date is not a date", field="BHT04")
+    found = xc.claims_of(tree)
+    if not found:
+        raise MappingError("the set holds no claim", field="CLM")
+    resources: list[dict[str, Any]] = []
+    subscribers: dict[int, xc.Subscriber] = {}
+    for billing, sub, patient_level, claim in found:
+        if xc.name_of(billing.first("2010AA")) is None:
+            raise MappingError("a claim's billing provider name is missing", field="2010AA")
+        if id(sub) not in subscribers:
+            read = xc.subscriber_of(message, sub)
+            if read is None:
+                field = "SBR" if sub.seg("SBR") is None else \
+                    "2010BA" if xc.name_of(sub.first("2010BA")) is None else "2010BB"
+                raise MappingError("a claim's subscriber or payer name is missing",
+                                   field=field)
+            subscribers[id(sub)] = read
+        resources += xc.claim_resources(message, variant[0], variant[1], created,
+                                        billing, subscribers[id(sub)], patient_level, claim)
+    return transaction(one_per_id(resources))
