@@ -425,12 +425,20 @@ def _drug(line: Node) -> list[dict[str, Any]]:
     return out
 
 
-def item(variant: str, line: Node, index: int, claim_place: str, diag: Diagnoses,
+def line_numbers(lines: list[Node]) -> list[int]:
+    """Each line's item sequence: LX01 when every line has its own positive number,
+    else the lines' order (some senders send LX*1 on every line)."""
+    sent = [line.value("LX01") for line in lines]
+    if all(n.isdigit() and int(n) > 0 for n in sent) and len({int(n) for n in sent}) == \
+            len(sent):
+        return [int(n) for n in sent]
+    return list(range(1, len(lines) + 1))
+
+
+def item(variant: str, line: Node, sequence: int, claim_place: str, diag: Diagnoses,
          team: CareTeam, claim_dates: dict[str, Any]) -> dict[str, Any]:
     """One service line (2400) as Claim.item."""
     service = _line_service(variant, line)
-    sequence = int(line.value("LX01")) if line.value("LX01").isdigit() and \
-        int(line.value("LX01")) > 0 else index
     product = service.get("product") or concept(ABSENT, "not-applicable")
     net = service.get("net")
     quantity = service.get("quantity")
@@ -579,8 +587,8 @@ def claim_resources(message: X12Message, variant: str, claim_type: str, created:
     claim_dates = {}
     if variant == "D" and (seg := claim.seg("DTP", "472")) is not None:
         claim_dates = _when(_period(seg.element(2), seg.element(3)))
-    items = [item(variant, line, index, claim_place, diag, team, claim_dates)
-             for index, line in enumerate(lines, start=1)]
+    items = [item(variant, line, number, claim_place, diag, team, claim_dates)
+             for number, line in zip(line_numbers(lines), lines, strict=True)]
     others, other_insurance = _other_payers(claim, patient)
     resources += team.resources + ([facility] if facility else []) + others
 

@@ -51,7 +51,8 @@ Choices a receiver will notice:
   digit is 1 or 2, else outpatient. Claim-level NTE is supportingInfo info (all types).
 - billablePeriod: DTP*434 statement dates, else a claim DTP*472, else the span of the
   lines' DTP*472.
-- item per LX (sequence LX01): SV101/SV202/SV301 code: HC as CPT (numeric) or HCPCS
+- item per LX (sequence LX01, or the lines' order when a sender repeats or omits
+  it): SV101/SV202/SV301 code: HC as CPT (numeric) or HCPCS
   (leading letter), AD as CDT (http://www.ada.org/cdt), HP as HIPPS; modifiers the
   composite's components 3-6 (numeric CPT, else HCPCS). An 837I line without a
   procedure code has productOrService data-absent-reason not-applicable and its revenue

@@ -217,6 +217,15 @@ def test_professional_lines_codes_and_pointers(claims):
     assert claim["total"]["value"] == 150
 
 
+def test_item_sequences_are_lx01_unless_the_sender_repeats_them(claims):
+    claim = the_claims(bundle_of(claims, raw(HEAD, [s.replace("LX*1", "LX*7")
+                                                    for s in SUBSCRIBER])))[0]
+    assert [i["sequence"] for i in claim["item"]] == [7, 2]
+    repeated = [s.replace("LX*2", "LX*1") for s in SUBSCRIBER]
+    claim = the_claims(bundle_of(claims, raw(HEAD, repeated)))[0]
+    assert [i["sequence"] for i in claim["item"]] == [1, 2]
+
+
 def test_the_claim_id_is_the_patient_control_number_of_the_billing_provider(claims):
     first = the_claims(bundle_of(claims, raw(HEAD, SUBSCRIBER)))[0]
     corrected = [s.replace("11:B:1", "11:B:7").replace("*150*", "*160*") for s in SUBSCRIBER]
