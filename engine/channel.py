@@ -130,9 +130,11 @@ class Channel:
 
     async def deliver(self, raw: bytes, meta: SourceMeta) -> Receipt:
         """Take a message (or an envelope of them) on: returns once it is durable, with
-        the replies to send."""
+        the replies to send. `raw` may be a read-only buffer (a large file's mmap), read
+        piece by piece when the codec streams, else as bytes."""
         opened = self.envelopes.open(raw, meta)
         if opened is None:
+            raw = bytes(raw)
             taking = await self._prepare(raw, meta)
             if self.respond is not None:
                 return await self.respond.answer(taking.hop["message_id"],
@@ -163,7 +165,8 @@ class Channel:
             for taking in prepared:
                 self.duplicates.forget(taking.parsed, taking.hop["message_id"])
                 taking.trace.end(MessageStatus.REJECTED, "its transaction was refused whole")
-            receipt, _ = await self.committer.commit(await self._prepare(raw, meta, refused))
+            receipt, _ = await self.committer.commit(
+                await self._prepare(bytes(raw), meta, refused))
             return opened.refused(receipt, refused)
         # an atomic envelope's parts become durable in one database transaction
         stored = asyncio.ensure_future(self._writer.commit(UnitOfWork.merged(

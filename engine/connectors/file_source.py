@@ -2,8 +2,9 @@
 as an 837 claim batch or an 835 remittance; polling, settling and moving are
 engine.connectors.polling's, this module only knows the local file system.
 
-Each file is read whole, up to `max_bytes`: a channel that splits a batch holds it in
-memory once while it does.
+Each file is read whole, up to `max_bytes`; one over MAP_ABOVE is handed over as a
+read-only memory map instead, which a streaming codec (X12) reads set by set, so a
+100 MB batch never sits in the process's own memory (other codecs are given bytes).
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import mmap
 import os
 import shutil
 from pathlib import Path
 
 from engine.connectors.file import make_folders, write_atomically
 from engine.connectors.polling import Entry, PollingSource, PollingSourceBase, free_name
+
+MAP_ABOVE = 8 * 1024 * 1024
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # never read through a planted symlink
 _FOLDER_MODE = 0o700  # the files hold PHI
@@ -64,6 +68,9 @@ class LocalFolder:
     def _read(self, name: str, limit: int) -> bytes:
         fd = os.open(self.inbox / name, os.O_RDONLY | _NOFOLLOW)
         with open(fd, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if MAP_ABOVE < size <= limit:  # unmapped when the channel lets go of it
+                return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)  # type: ignore[return-value]
             return fh.read(limit + 1)
 
     async def move(self, name: str, folder: str) -> str:

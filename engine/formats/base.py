@@ -60,6 +60,10 @@ class Codec(Protocol):
     """File extensions of this standard's messages, the default first (".hl7"): fixture
     files, files written by the file destination."""
 
+    streams: bool
+    """Whether `split` takes a large file as a read-only buffer (an mmap a source hands
+    over) and reads it piece by piece; other codecs are given the file as bytes."""
+
     def detect(self, raw: bytes) -> bool:
         """Whether these bytes look like this standard, from their first bytes only (cheap;
         `conduit parse` and `ack` use it to pick the codec of a message file)."""

@@ -70,6 +70,7 @@ class FhirCodec:
     name = "fhir"
     content_type = CONTENT_TYPE
     extensions: tuple[str, ...] = (".json",)
+    streams = False
 
     def __init__(self) -> None:
         self.must_have: Mapping[str, Sequence[str]] = {}

@@ -34,8 +34,8 @@ from engine.maplib.fhir import compact, resource_id
 
 NPI = "http://hl7.org/fhir/sid/us-npi"
 EIN = "urn:oid:2.16.840.1.113883.4.4"
-_SYSTEMS = {"XX": NPI, "FI": EIN, "24": EIN, "34": "http://hl7.org/fhir/sid/us-ssn"}
-_OWN = {"MI", "PI", "XV", "II", "NI", "46", "SV", "PP", "ZZ", "1L", "1W", "6P", "EI"}
+_SYSTEMS = {"XX": NPI, "FI": EIN, "24": EIN, "EI": EIN, "34": "http://hl7.org/fhir/sid/us-ssn"}
+_OWN = {"MI", "PI", "XV", "II", "NI", "46", "SV", "PP", "ZZ", "1L", "1W", "6P"}
 # DMG03 and INS/2100 gender codes (M, F, U) as FHIR administrative gender.
 _GENDER = {"M": "male", "F": "female", "U": "unknown"}
 

@@ -183,6 +183,9 @@ class Envelopes:
     def open(self, raw: bytes, meta: SourceMeta) -> Opened | None:
         """The envelope `raw` is, or None for one message (also for a truncated one: the
         codec then says what is wrong with it)."""
+        if not isinstance(raw, bytes) and (self.splitter is not None
+                                           or not self.codec.streams):
+            raw = bytes(raw)
         if meta.truncated:
             return None
         if self.splitter is not None:

@@ -80,6 +80,7 @@ class Hl7v2Codec:
     name = "hl7v2"
     content_type = "x-application/hl7-v2+er7"
     extensions: tuple[str, ...] = (".hl7",)
+    streams = False
 
     def detect(self, raw: bytes) -> bool:
         """A message (MSH), a file (FHS) or a batch (BHS) header first."""

@@ -224,8 +224,9 @@ def reenvelope(text: str, *, sender: tuple[str, str], receiver: tuple[str, str],
             convention = group.gs.element(8)
             sets: list[tuple[str, str, Sequence[Sequence[Element]]]] = []
             for tset in group.sets:
-                body: list[Sequence[Element]] = [_split(seg.elements, source.repetition, source.component)
-                        for seg in tset.segments[1:-1]]
+                body: list[Sequence[Element]] = [
+                    _split(seg.elements, source.repetition, source.component)
+                    for seg in tset.segments[1:-1]]
                 sets.append((tset.st.element(1), tset.st.element(3), body))
             if sets:
                 groups.append(_Group(group.gs.element(1), convention, sets))

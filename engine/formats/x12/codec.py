@@ -78,6 +78,7 @@ class X12Codec:
     name = "x12"
     content_type = "application/edi-x12"
     extensions: tuple[str, ...] = (".x12", ".edi")
+    streams = True  # split reads a large interchange from a buffer set by set
 
     def detect(self, raw: bytes) -> bool:
         """An ISA first, after an optional BOM and whitespace."""
