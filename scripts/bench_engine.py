@@ -843,28 +843,16 @@ async def shipped_bench(args: argparse.Namespace, procs: Procs, tmp: Path) -> di
     return out
 
 
-def codec_figures(quick: bool) -> dict[str, Any] | None:
-    """bench_codec.py (parse, route, validate vs hl7 and hl7apy) in a child process before
-    the engine starts, so the two never share a core; its table is printed, its JSON kept."""
-    run = subprocess.run([sys.executable, str(SCRIPTS / "bench_codec.py"),
+def child_figures(script: str, label: str, quick: bool) -> dict[str, Any] | None:
+    """A benchmark script (bench_codec.py: parse, route, validate vs hl7 and hl7apy;
+    bench_x12.py: X12 vs pyx12 and linuxforhealth-x12; bench_fhir.py: FHIR ingest
+    against msgspec decoding) in a child process, never while an engine phase runs, so
+    they never share the machine; its lines are printed, its last line's JSON kept."""
+    run = subprocess.run([sys.executable, str(SCRIPTS / script),
                           *(["--quick"] if quick else [])], capture_output=True, text=True)
     lines = run.stdout.strip().splitlines()
     if run.returncode != 0 or not lines:
-        print(f"codec: bench_codec.py failed: {run.stderr.strip()[-300:]}")
-        return None
-    print("\n".join(lines[:-1]))
-    return json.loads(lines[-1])
-
-
-def fhir_figures(quick: bool) -> dict[str, Any] | None:
-    """bench_fhir.py (FHIR ingest against msgspec decoding) in a child process after the
-    engine phases, so the two engines never share the machine; its lines are printed, its
-    JSON kept."""
-    run = subprocess.run([sys.executable, str(SCRIPTS / "bench_fhir.py"),
-                          *(["--quick"] if quick else [])], capture_output=True, text=True)
-    lines = run.stdout.strip().splitlines()
-    if run.returncode != 0 or not lines:
-        print(f"fhir: bench_fhir.py failed: {(run.stderr or run.stdout).strip()[-300:]}")
+        print(f"{label}: {script} failed: {(run.stderr or run.stdout).strip()[-300:]}")
         return None
     print("\n".join(lines[:-1]))
     return json.loads(lines[-1])
@@ -893,6 +881,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="skip the engine on the shipped channels/ and conf/conduit.yaml")
     p.add_argument("--no-codec", dest="codec", action="store_false",
                    help="skip the codec benchmark (scripts/bench --codec-only runs it alone)")
+    p.add_argument("--no-x12", dest="x12", action="store_false",
+                   help="skip the X12 benchmark (scripts/bench --x12 runs it alone)")
     p.add_argument("--no-fhir", dest="fhir", action="store_false",
                    help="skip the FHIR ingest benchmark (scripts/bench --fhir runs it alone)")
     args = p.parse_args(argv)
@@ -925,7 +915,8 @@ def run_bench(bench_fn: Callable[[argparse.Namespace, Procs, Path],
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    codec = codec_figures(args.quick) if args.codec else None
+    codec = child_figures("bench_codec.py", "codec", args.quick) if args.codec else None
+    x12 = child_figures("bench_x12.py", "x12", args.quick) if args.x12 else None
     result = run_bench(bench, args, "conduit-bench-")
     if result is None:
         return 1
@@ -942,7 +933,8 @@ def main(argv: list[str]) -> int:
                   f"{result['engine_cpu_ms_per_msg']:.2f} ms CPU per message")
         result["shipped"] = json_ready(shipped) if shipped is not None else None
     result["codec"] = codec
-    result["fhir"] = fhir_figures(args.quick) if args.fhir else None
+    result["x12"] = x12
+    result["fhir"] = child_figures("bench_fhir.py", "fhir", args.quick) if args.fhir else None
     print(json.dumps(json_ready(result)))
     shipped_clean = not args.shipped or clean(result["shipped"], "exit_code")
     return 0 if clean(result, "engine_exit_code") and shipped_clean else 1
