@@ -43,7 +43,7 @@ REMARK = "urn:conduit:code:x12:adjudication"
 PAYMENT_METHOD = "urn:conduit:code:x12:payment-method"
 PROVIDER_ADJUSTMENT = "urn:conduit:code:x12:provider-adjustment-reason"
 
-GROUPS = {"CO": "Contractual obligations", "OI": "Other adjustments",
+GROUPS = {"CO": "Contractual obligations", "OA": "Other adjustments",
           "PI": "Payor initiated reductions", "PR": "Patient responsibility",
           "CR": "Corrections and reversals"}
 METHODS = {"ACH": "Automated clearing house (EFT)", "BOP": "Financial institution option",

@@ -42,7 +42,7 @@ Choices a receiver will notice:
   revenue SVC04 (or the NU code), servicedDate DTM*472 (else DTM*150/151, else the
   claim's statement period), quantity SVC05 (units paid). adjudication: submitted
   SVC02, eligible AMT*B6, benefit SVC03, then one entry per CAS reason: category the
-  group code (urn:conduit:code:x12:claim-adjustment-group: CO, OI, PI, PR; CR as 4010
+  group code (urn:conduit:code:x12:claim-adjustment-group: CO, OA, PI, PR; CR as 4010
   senders still send it), reason the CARC (https://x12.org/codes/claim-adjustment-
   reason-codes), amount, and the adjusted quantity as value; then the line's remarks
   (LQ*HE) as entries with category `remark` (urn:conduit:code:x12:adjudication) and the

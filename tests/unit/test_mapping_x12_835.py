@@ -198,7 +198,7 @@ def test_a_reversal_is_its_own_eob_beside_the_correction(remit):
     assert reversal["claim"] == correction["claim"] == {
         "identifier": {"system": "urn:conduit:id:x12:1790012348", "value": "RBO-5402"}}
     assert found["CMH24338002"]["outcome"] == "complete"
-    assert ("OI", "23", Decimal("143.80")) in adjudications(
+    assert ("OA", "23", Decimal("143.80")) in adjudications(
         found["CMH24338002"]["item"][0]["adjudication"])
 
 

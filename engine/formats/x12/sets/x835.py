@@ -22,7 +22,7 @@ from engine.formats.x12.structure import SetDefinition
 # predetermination (pricing only).
 CLAIM_STATUS = ("1", "2", "3", "4", "19", "20", "21", "22", "23", "25")
 # CAS01 claim adjustment group codes in 5010.
-GROUP_CODES = ("CO", "OI", "PI", "PR")
+GROUP_CODES = ("CO", "OA", "PI", "PR")
 _NAMES = ("IL", "74", "82", "TT", "PR", "GB")
 
 _SERVICE = L(
