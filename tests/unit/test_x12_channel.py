@@ -45,3 +45,15 @@ async def test_an_interchange_whose_trailer_lies_is_refused_with_a_ta1(env):
     assert receipt.status is MessageStatus.REJECTED
     assert b"TA1*000000101*240101*1200*R*001~" in receipt.replies[0]
     assert env.queued() == 0
+
+
+async def test_a_resent_interchange_is_answered_again_and_not_taken_twice(env):
+    raw = several().encode()
+    channel = x12_channel(env)
+    first = await channel.deliver(raw, meta(raw, "channel"))
+    again = await channel.deliver(raw, meta(raw, "channel"))
+    assert first.status is MessageStatus.ACCEPTED
+    assert again.status is MessageStatus.DUPLICATE
+    assert again.replies[0].count(b"IK5*A~") == 4  # the sender hears the same
+    assert env.queued() == 4
+    assert sorted(r.status for r in env.rows()).count("duplicate") == 4
