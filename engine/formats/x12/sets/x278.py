@@ -77,9 +77,10 @@ def _event_names(response: bool) -> tuple[Loop, ...]:
 
 
 def _service(response: bool) -> Loop:
-    """The service level 2000F with its provider names."""
-    provider = L("2010F", "Service provider name", R("NM1", q=EVENT_PROVIDER_CODES,
-                                                      required=(1, 2)), "S", N,
+    """The service level 2000F with its provider names (2010F in a request; 2010FA, and
+    the contact 2010FB, in a response)."""
+    provider = L("2010FA" if response else "2010F", "Service provider name",
+                 R("NM1", q=EVENT_PROVIDER_CODES, required=(1, 2)), "S", N,
                  S("REF", 7), S("N3"), S("N4"), S("PER"), *_aaa(response), S("PRV"))
     contact = L("2010FB", "Additional service information contact name",
                 R("NM1", required=(1, 2)), "S", 1, S("N3"), S("N4"), S("PER", 3))
