@@ -42,7 +42,9 @@ Choices a receiver will notice:
   for the one the request reference names); UM01 ClaimResponse.subType; DTP*007 the
   preAuthPeriod (RD8 when it has both ends, DTP*036 for an end alone); MSG the
   disposition; each error an AAA*N in the loop its x12-loop extension names (2000F for
-  an item's, 2010C when unsaid), AAA03 X12 901, AAA04 X12 889.
+  an item's, 2010C when unsaid), AAA03 X12 901, AAA04 X12 889. A response with nothing
+  to say of the event (no identifier, decision, item or event error) has no 2000E: the
+  request was refused before it.
 """
 
 from __future__ import annotations
@@ -208,6 +210,13 @@ class _Writer:
         self.out.append(["INS", "N", pas.RELATIONSHIP_CODES.get(relationship, "G8")])
         return level
 
+    def _since(self, level: int) -> int:
+        """How many segments were written after the HL of `level`."""
+        for back, seg in enumerate(reversed(self.out)):
+            if seg[0] == "HL" and seg[1] == str(level):
+                return back
+        raise ValueError(f"no HL {level} written")
+
     def _requester_entity(self) -> str:
         for concept in dicts((self.requester or {}).get("type")):
             code = pas.code_of(concept, pas.ENTITY)
@@ -332,10 +341,16 @@ class _Writer:
         sequences = sorted({*items, *item_errors})
         self._header("11")
         parent = self._parties(errors)
-        event_level = self._level(parent, "EV", bool(sequences))
         request_id = (answer.get("request") or {}).get("identifier") \
             if isinstance(answer.get("request"), dict) else None
-        for ident in dicts(answer.get("identifier")):
+        idents = dicts(answer.get("identifier"))
+        decided = any(_hcr(a) for a in dicts(answer.get("adjudication")))
+        if not (idents or decided or sequences or errors.get("2000E") or answer.get(
+                "subType") or answer.get("preAuthPeriod") or text(answer.get("disposition"))):
+            self.out[-1 - self._since(parent)][4] = "0"  # refused before the event
+            return self.out
+        event_level = self._level(parent, "EV", bool(sequences))
+        for ident in idents:
             self.out.append(self._trn(ident, "2" if ident == request_id else "1"))
         self.out += errors.get("2000E", [])
         category = pas.code_of(answer.get("subType"), pas.REQUEST_CATEGORY)

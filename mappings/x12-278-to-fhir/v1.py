@@ -5,8 +5,10 @@ ClaimResponse, each first in a Bundle of type collection with what it refers to.
 Request or response is read from BHT02 (11 is a response) and, when BHT02 says
 otherwise, from HCR: a set carrying a decision is a response. Only the first patient
 event (2000E) of the set is mapped: one review, one Claim. Fails (MappingError) for a set
-that is not a 278 (ST01), or that has no UMO (2010A), no patient (2010C/2010D) or no
-patient event (2000E): without them there is no review to state.
+that is not a 278 (ST01), or that has no UMO (2010A), no subscriber (2010C), or, for a
+request, no patient event (2000E): without them there is no review to state. A response
+refused before its event (an AAA at the UMO, requester or subscriber level and no
+2000E) is a ClaimResponse with outcome error.
 
 Choices a receiver will notice:
 - Bundle.identifier is BHT03 (system urn:conduit:id:x12:bht03); no Bundle.timestamp (X12
@@ -60,7 +62,7 @@ from typing import Any
 
 from engine.errors import MappingError
 from engine.formats.x12.message import X12Message
-from engine.formats.x12.structure import Node
+from engine.formats.x12.structure import Loop, Node, Seg
 from engine.formats.x12.tokens import Segment
 from engine.maplib import x12_auth as pas
 from engine.maplib import x12_fhir as x12
@@ -68,6 +70,7 @@ from engine.maplib.fhir import compact, reference, resource_id
 from engine.mapping import mapping
 
 _EVENT_ORDER = ("2000A", "2010A", "2010B", "2010C", "2010D", "2000E")
+_NO_EVENT = Loop("2000E", "Patient event level (absent)", Seg("HL"))
 
 
 @mapping("x12-278-to-fhir@1", accepts="x12", emits="application/fhir+json")
@@ -103,11 +106,14 @@ class _Facts:
         subscriber = _need(tree.first("2010C"), "2010C", "names no subscriber")
         self.subscriber_loop = subscriber
         self.dependent_loop = tree.first("2010D")
-        self.event = _need(tree.first("2000E"), "2000E", "holds no patient event")
         self.requester_loop = tree.first("2010B")
         self.tree = tree
         self.is_response = self.bht.element(2) == "11" or any(
             node.seg("HCR") is not None for node in tree.walk())
+        event = tree.first("2000E")
+        if event is None and self.is_response:
+            event = Node(_NO_EVENT)  # a response refused before the event: AAA only
+        self.event = _need(event, "2000E", "holds no patient event")
         self.scope = x12.payer_scope(message, self.umo_loop.value("NM109"))
         self.created = x12.set_timestamp(message)
         self._made: dict[str, dict[str, Any]] = {}

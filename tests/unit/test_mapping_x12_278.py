@@ -207,6 +207,18 @@ def test_a_rejected_request_is_an_error_naming_the_reason_and_its_loop(to_fhir) 
     assert error["extension"][0]["valueString"] == "2010C"
 
 
+def test_a_response_refused_before_the_event_is_an_error_at_the_umo(to_fhir, to_x12) -> None:
+    bundle = bundle_of(to_fhir, fixture("umo_unavailable_response"))
+    answer = main(bundle)
+    assert answer["outcome"] == "error" and "item" not in answer
+    (error,) = answer["error"]
+    assert [c["code"] for c in error["code"]["coding"]] == ["42", "Y"]
+    assert error["extension"][0]["valueString"] == "2000A"
+    written = x12_of(run(to_x12, bundle))
+    assert written.hl("EV") == [] and written.hl("22")[0].segments[0].element(4) == "0"
+    assert written.tree.first("2000A").value("AAA03") == "42"
+
+
 def test_same_member_is_the_same_patient_in_request_and_response(to_fhir) -> None:
     asked = bundle_of(to_fhir, fixture("inpatient_admission_request"))
     answered = bundle_of(to_fhir, fixture("certified_response"))
