@@ -74,7 +74,7 @@ def request_to_270(resource: dict) -> str:
                            field="CoverageEligibilityRequest.patient")
     insurer = found.resolve(request.get("insurer"), request, "Organization")
     payer_id = _first_identifier(insurer, "CoverageEligibilityRequest.insurer")
-    provider = found.resolve(request.get("provider"), request)
+    provider = found.resolve(request.get("provider"), request) or {}
     provider_qualifier, provider_id = _provider_id(provider)
     coverage = found.resolve(_focal_coverage(request), request, "Coverage")
     subscriber = found.resolve(coverage.get("subscriber"), request) if coverage else None
@@ -222,11 +222,11 @@ def _first_identifier(resource: dict | None, field: str) -> str:
     raise MappingError("has no identifier to name it by in X12", field=field)
 
 
-def _provider_id(provider: dict | None) -> tuple[str, str]:
+def _provider_id(provider: dict) -> tuple[str, str]:
     field = "CoverageEligibilityRequest.provider"
-    idents = [i for i in (provider or {}).get("identifier") or []
+    idents = [i for i in provider.get("identifier") or []
               if isinstance(i, dict) and i.get("value")]
-    if provider is None or not idents:
+    if not idents:
         raise MappingError("the request names no provider with an identifier (NPI)",
                            field=field)
     for system, qualifier in ((NPI, "XX"), (EIN, "FI")):

@@ -78,7 +78,7 @@ def inquiry_to_fhir(message: X12Message) -> dict:
     for source in tree.all("2000A"):
         payer_loop = source.first("2100A")
         payer_nm1 = payer_loop.seg("NM1") if payer_loop is not None else None
-        if payer_nm1 is None:
+        if payer_loop is None or payer_nm1 is None:
             continue
         payer = organization(payer_nm1, payer_loop.segments, payer=True)
         scope = payer_scope(message, payer_nm1.element(9))
@@ -106,9 +106,9 @@ def _inquiries(subscriber_level: Node, payer: dict, provider: dict | None, scope
                created: str, reference_id: str) -> list[dict[str, Any]]:
     """The requests of one subscriber level, with their Patients."""
     subscriber_loop = subscriber_level.first("2100C")
-    if subscriber_loop is None or subscriber_loop.seg("NM1") is None:
+    subscriber_nm1 = subscriber_loop.seg("NM1") if subscriber_loop is not None else None
+    if subscriber_loop is None or subscriber_nm1 is None:
         return []
-    subscriber_nm1 = subscriber_loop.seg("NM1")
     subscriber = patient(subscriber_nm1, subscriber_loop.segments, scope)
     out: list[dict[str, Any]] = []
     dependents = subscriber_level.kids("2000D")
@@ -118,9 +118,10 @@ def _inquiries(subscriber_level: Node, payer: dict, provider: dict | None, scope
                                      reference_id, dependent=False)]
     for dependent_level in dependents:
         loop = dependent_level.first("2100D")
-        if loop is None or loop.seg("NM1") is None:
+        nm1 = loop.seg("NM1") if loop is not None else None
+        if loop is None or nm1 is None:
             continue
-        person = patient(loop.seg("NM1"), loop.segments, scope)
+        person = patient(nm1, loop.segments, scope)
         out += [subscriber, person,
                 _request(dependent_level, loop, person, subscriber, subscriber_loop, payer,
                          provider, created, reference_id, dependent=True)]

@@ -110,9 +110,9 @@ def response_to_fhir(message: X12Message) -> dict:
     resources: list[dict[str, Any]] = []
     for source in tree.all("2000A") if tree is not None else []:
         payer_loop = source.first("2100A")
-        if payer_loop is None or payer_loop.seg("NM1") is None:
+        payer_nm1 = payer_loop.seg("NM1") if payer_loop is not None else None
+        if payer_loop is None or payer_nm1 is None:
             continue
-        payer_nm1 = payer_loop.seg("NM1")
         payer = organization(payer_nm1, payer_loop.segments, payer=True)
         scope = payer_scope(message, payer_nm1.element(9))
         resources.append(payer)
@@ -148,9 +148,10 @@ class _Context:
 def _answers(level: Node, payer: dict, provider: dict | None, scope: str,
              errors: list[Segment], context: _Context) -> list[dict[str, Any]]:
     subscriber_loop = level.first("2100C")
-    if subscriber_loop is None or subscriber_loop.seg("NM1") is None:
+    subscriber_nm1 = subscriber_loop.seg("NM1") if subscriber_loop is not None else None
+    if subscriber_loop is None or subscriber_nm1 is None:
         return []
-    subscriber = patient(subscriber_loop.seg("NM1"), subscriber_loop.segments, scope)
+    subscriber = patient(subscriber_nm1, subscriber_loop.segments, scope)
     dependents = level.kids("2000D")
     out: list[dict[str, Any]] = []
     if not dependents or subscriber_loop.kids("2110C") or subscriber_loop.segs("AAA"):
@@ -159,9 +160,10 @@ def _answers(level: Node, payer: dict, provider: dict | None, scope: str,
                                      dependent=False)]
     for dependent_level in dependents:
         loop = dependent_level.first("2100D")
-        if loop is None or loop.seg("NM1") is None:
+        nm1 = loop.seg("NM1") if loop is not None else None
+        if loop is None or nm1 is None:
             continue
-        person = patient(loop.seg("NM1"), loop.segments, scope)
+        person = patient(nm1, loop.segments, scope)
         out += [subscriber, person,
                 *_answer(dependent_level, loop, person, subscriber, subscriber_loop, payer,
                          provider, errors, context, dependent=True)]
