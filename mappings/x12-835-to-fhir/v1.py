@@ -5,7 +5,8 @@ PaymentReconciliation for the payment (BPR/TRN) with the provider-level adjustme
 
 A set that is not an 835 fails naming ST01. Anything else that cannot be read (an
 amount that is not a number, a date that is not a date, a code outside the lists) is
-left out of its element; the set is never refused for it.
+left out of its element; the set is never refused for it. A claim without its patient
+(NM1*QC, which the structure reports as IK3 3 in loop 2100) writes no EOB.
 
 Choices a receiver will notice:
 - Ids are uuid5 (`maplib.fhir.resource_id`), so a re-sent 835 updates instead of

@@ -5,10 +5,12 @@ the same Patient and Coverage a receiver already holds."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 
+from engine.errors import MappingError
 from engine.formats.x12 import X12Codec
 from engine.mapping import Skip
 from engine.message import Outcome, Verdict
@@ -211,3 +213,26 @@ def test_a_file_without_a_payer_fails_naming_n1(enrollment):
 
 def test_a_set_that_is_not_an_834_fails_naming_st01(enrollment):
     checks.check_error(enrollment, fixture("remittance_835_not_834_error"), "ST01")
+
+
+def _body(case: str) -> list[str]:
+    """A fixture's set body (BGN..the last segment before SE) as * segments."""
+    return [seg.text().replace(seg.delimiters.element, "*")
+            for seg in codec.parse(fixture(case)).body.segments[1:-1]]
+
+
+@pytest.mark.parametrize("case", FIXTURES.output_cases)
+def test_any_one_segment_missing_or_emptied_maps_or_fails_cleanly(enrollment, case):
+    """Each segment dropped, or emptied to its id, still gives a valid Bundle, a skip or
+    a MappingError naming a field, never a crash."""
+    body = _body(case)
+    for index in range(len(body)):
+        for broken in (body[:index] + body[index + 1:],
+                       [*body[:index], body[index].split("*")[0], *body[index + 1:]]):
+            try:
+                out = run(enrollment, interchange_834(broken))
+            except MappingError as error:
+                assert error.field, str(error)
+                continue
+            if not isinstance(out, Skip):
+                checks.check_transaction(json.loads(out))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.errors import MappingError
 from engine.formats.x12 import X12Codec
 from engine.message import Outcome, Verdict
 from tests import mapping_checks as checks
@@ -277,3 +278,27 @@ def test_a_set_that_is_not_an_835_fails_naming_st01(remit):
 
 def test_fixture_folder_is_named_for_the_x12_codec():
     assert Path(FIXTURES.folder).is_dir() and X12Codec.extensions[0] == ".x12"
+
+
+def _body(case: str) -> list[str]:
+    """A fixture's set body (BPR..the last segment before SE) as * segments."""
+    return [seg.text().replace(seg.delimiters.element, "*")
+            for seg in codec.parse(fixture(case)).body.segments[1:-1]]
+
+
+@pytest.mark.parametrize("case", FIXTURES.output_cases)
+def test_any_one_segment_missing_or_emptied_maps_or_fails_cleanly(remit, case):
+    """Real senders leave things out: each segment dropped, or emptied to its id, still
+    gives a valid Bundle (or a MappingError naming a field), never a crash."""
+    body = _body(case)
+    for index in range(len(body)):
+        for broken in (body[:index] + body[index + 1:],
+                       [*body[:index], body[index].split("*")[0], *body[index + 1:]]):
+            raw = interchange([("835", broken)]).encode()
+            try:
+                out = run(remit, raw)
+            except MappingError as error:
+                assert error.field, str(error)
+                continue
+            assert isinstance(out, bytes)
+            checks.check_transaction(json.loads(out))
