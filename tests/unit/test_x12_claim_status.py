@@ -93,9 +93,12 @@ def test_a_277ca_is_told_apart_from_a_277_by_its_convention_in_gs08_too() -> Non
 
 
 def test_each_set_has_its_own_definition() -> None:
-    assert definition_for("276", "005010X212").name == "Health care claim status request"
-    assert definition_for("277", "005010X212").convention == "005010X212"
-    assert definition_for("277", "005010X214").convention == "005010X214"
+    request = definition_for("276", "005010X212")
+    status, acknowledgement = definition_for("277", "005010X212"), definition_for(
+        "277", "005010X214")
+    assert request is not None and request.name == "Health care claim status request"
+    assert status is not None and status.convention == "005010X212"
+    assert acknowledgement is not None and acknowledgement.convention == "005010X214"
 
 
 def test_a_277ca_without_its_receipt_trace_is_reported_in_999_terms() -> None:
