@@ -114,7 +114,7 @@ def isa_width_errors(elements: list[str]) -> list[tuple[int, str]]:
     """(ISA element number, TA105 note code) for each ISA element not of its fixed
     width."""
     return [(i, ISA_NOTE_CODES[i - 1]) for i, width in enumerate(ISA_WIDTHS, start=1)
-            if len(elements[i]) != width]
+            if i >= len(elements) or len(elements[i]) != width]
 
 
 def tokenize(text: str) -> list[Segment]:
@@ -123,29 +123,45 @@ def tokenize(text: str) -> list[Segment]:
     return [segment for segment, _, _ in iter_segments(text.encode("utf-8"))]
 
 
-def iter_segments(buffer: Buffer) -> Iterator[tuple[Segment, int, int]]:
+def iter_segments(buffer: Buffer, block: int = 1 << 18
+                  ) -> Iterator[tuple[Segment, int, int]]:
     """Each segment of `buffer` (bytes, or an mmap of a file far larger than memory
-    should hold) with its byte span, one at a time: each interchange's delimiters are
-    read from its own ISA, each segment decoded alone (UTF-8, else Latin-1)."""
+    should hold) with its byte span, a block at a time: each interchange's delimiters
+    are read from its own ISA; text is UTF-8, else Latin-1."""
     size = len(buffer)
     position = _skip(buffer, 0, size)
     while position < size:
-        head = decode(bytes(buffer[position:position + 256]))
-        delimiters, _ = read_delimiters(head)
+        delimiters, _ = read_delimiters(decode(bytes(buffer[position:position + 256])))
         terminator = delimiters.segment.encode("latin-1")
-        element = delimiters.element
-        while position < size:
-            end = buffer.find(terminator, position)
-            stop = size if end < 0 else end
-            piece = decode(bytes(buffer[position:stop])).strip("\r\n")
-            start, position = position, stop + 1
-            if piece.strip():
-                segment = Segment(piece.split(element), delimiters)
-                yield segment, start, stop + 1
+        ended = False
+        while position < size and not ended:
+            chunk = bytes(buffer[position:position + block])
+            while position + len(chunk) < size and terminator not in chunk:
+                chunk = bytes(buffer[position:position + 2 * len(chunk)])  # a huge segment
+            if position + len(chunk) < size:
+                chunk = chunk[:chunk.rfind(terminator) + 1]
+            offset = position
+            for piece in _pieces(chunk, terminator):
+                start, offset = offset, offset + len(piece) + 1
+                text = decode(piece).strip("\r\n") if not isinstance(piece, str) \
+                    else piece.strip("\r\n")
+                if not text.strip():
+                    continue
+                segment = Segment(text.split(delimiters.element), delimiters)
+                yield segment, start, min(offset, size)
                 if segment.id == "IEA":
+                    ended = True
                     break
-            position = _skip(buffer, position, size)
+            position = offset if ended else position + len(chunk)
         position = _skip(buffer, position, size)
+
+
+def _pieces(chunk: bytes, terminator: bytes) -> list[str] | list[bytes]:
+    """A block split at its terminators: as text when it is ASCII (one decode, and
+    characters are bytes, so spans stay right), else as bytes decoded piece by piece."""
+    if chunk.isascii():
+        return chunk.decode("ascii").split(terminator.decode("ascii"))
+    return chunk.split(terminator)
 
 
 def _skip(buffer: Buffer, position: int, size: int) -> int:
