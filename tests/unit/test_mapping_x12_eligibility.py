@@ -342,3 +342,26 @@ def test_a_271_names_the_request_and_the_patient_its_270_made(
     assert response["request"]["identifier"] in request["identifier"]
     assert response["patient"] == request["patient"]
     assert response["insurer"] == request["insurer"]
+
+
+# ---- the 270/271 structure ---------------------------------------------------------------
+
+
+def test_an_inquiry_with_a_referral_number_reads_clean() -> None:
+    raw = INQUIRY.input("commercial_procedure_address_crlf").replace(
+        b"EQ*AL~\r\n", b"EQ*AL~\r\nREF*G1*RFL-2026-0042~\r\n").replace(
+        b"SE*19*", b"SE*20*")
+    parsed = codec.parse(raw)
+    assert parsed.body.issues == []
+    tree: Any = parsed.body.tree
+    assert tree.all("2110C")[1].value("REF[G1]02") == "RFL-2026-0042"
+
+
+def test_a_response_with_the_receivers_address_reads_clean() -> None:
+    raw = RESPONSE.input("inactive_coverage").replace(
+        b"XX|1093817465~\n", b"XX|1093817465~\nN3|2200 RIVER RD~\nN4|SAINT PAUL|MN|55116~\n"
+    ).replace(b"SE|15|", b"SE|17|")
+    parsed = codec.parse(raw)
+    assert parsed.body.issues == []
+    tree: Any = parsed.body.tree
+    assert tree.first("2100B").value("N401") == "SAINT PAUL"

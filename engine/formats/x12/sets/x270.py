@@ -5,6 +5,9 @@ companion guides describe it): information source (2000A/2100A), information rec
 (2000B/2100B), subscriber (2000C/2100C) and dependent (2000D/2100D) levels, with the
 inquiry (EQ, 2110C/D) or the benefits (EB, 2110C/D, with their related entities 2120C/D
 between LS and LE) under the person's name loop.
+
+An inquiry may carry a prior authorization (9F) or referral (G1) number; a response
+may give the receiver's address (N3/N4 in 2100B) before any rejection of it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ def _inquiry(person: str, level: str) -> tuple:
     """The person's name loop of a 270 with its inquiries."""
     eq = L(f"2110{level}", f"{person} eligibility or benefit inquiry",
            R("EQ", required=()), "S", 99,
-           S("AMT", q="R"), S("AMT", q="PB"), S("III", 10), S("REF", q="9F"), S("DTP"))
+           S("AMT", q="R"), S("AMT", q="PB"), S("III", 10), S("REF", q=("9F", "G1")),
+           S("DTP"))
     return (S("TRN", 2, required=(1, 2, 3)),
             L(f"2100{level}", f"{person} name",
               R("NM1", q="IL" if level == "C" else "03", required=(1, 2)), "R", 1,
@@ -67,7 +71,7 @@ RESPONSE = SetDefinition("271", "005010X279A1", "Eligibility, coverage or benefi
         S("PER", 3), S("AAA", 9)),
       L("2000B", "Information receiver level", HL("21"), "S", N,
         L("2100B", "Information receiver name", R("NM1", q=_PROVIDER, required=(1,)), "R",
-          1, S("REF", 9), S("AAA", 9), S("PRV")),
+          1, S("REF", 9), S("N3"), S("N4"), S("AAA", 9), S("PRV")),
         L("2000C", "Subscriber level", HL("22"), "S", N,
           *_benefits("Subscriber", "C"),
           L("2000D", "Dependent level", HL("23"), "S", N, *_benefits("Dependent", "D"))))),
