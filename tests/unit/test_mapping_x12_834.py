@@ -236,3 +236,20 @@ def test_any_one_segment_missing_or_emptied_maps_or_fails_cleanly(enrollment, ca
                 continue
             if not isinstance(out, Skip):
                 checks.check_transaction(json.loads(out))
+
+
+def test_a_newborn_added_alone_has_no_subscriber_reference(enrollment):
+    """A dependent-only file (the subscriber is not in it) in the ! { \\ ' style: the
+    Coverage names the subscriber by id only; two HDs of one line are two Coverages;
+    the custodial parent and responsible person loops write no Patient."""
+    raw = fixture("newborn_dependent_only_responsible_person")
+    tree = codec.parse(raw).body.tree
+    assert [c.id for c in tree.first("2000").children] == [
+        "2100A", "2100B", "2100F", "2100G", "2300", "2300"]
+    bundle = bundle_of(enrollment, raw)
+    (baby,) = of_type(bundle, "Patient")
+    assert baby["birthDate"] == "2024-11-22" and baby["gender"] == "unknown"
+    covs = of_type(bundle, "Coverage")
+    assert len({c["id"] for c in covs}) == 2
+    assert all("subscriber" not in c and c["subscriberId"] == "HMS000417" for c in covs)
+    assert [c["period"].get("end") for c in covs] == ["2025-12-31", "2025-02-21"]

@@ -302,3 +302,24 @@ def test_any_one_segment_missing_or_emptied_maps_or_fails_cleanly(remit, case):
                 continue
             assert isinstance(out, bytes)
             checks.check_transaction(json.loads(out))
+
+
+def test_dental_pharmacy_forwarded_and_predetermination_claims(remit):
+    """A Medicaid remit in the ! { \\ ' style: two header numbers, dental (ADA) and
+    pharmacy (NDC) lines, a claim forwarded to another payer and a predetermination."""
+    raw = fixture("medicaid_dental_pharmacy_forwarded_predetermination")
+    assert [lx.value("LX01") for lx in codec.parse(raw).body.tree.all("2000")] == ["1", "2"]
+    found = eobs(bundle_of(remit, raw))
+    kinds = {k: (e["type"]["coding"][0]["code"], e["use"], e["outcome"])
+             for k, e in found.items()}
+    assert kinds == {"ME24344001": ("oral", "claim", "complete"),
+                     "ME24344002": ("oral", "claim", "partial"),
+                     "ME24344003": ("pharmacy", "claim", "complete"),
+                     "ME24344004": ("oral", "predetermination", "complete")}
+    drug = found["ME24344003"]["item"][0]
+    assert drug["productOrService"]["coding"][0] == {
+        "system": "http://hl7.org/fhir/sid/ndc", "code": "00093715301"}
+    assert drug["quantity"]["value"] == 30
+    assert ("remark", "75", None) in adjudications(drug["adjudication"])  # LQ*RX
+    tooth = found["ME24344001"]["item"][1]["productOrService"]["coding"][0]
+    assert tooth == {"system": "http://www.ada.org/cdt", "code": "D1110"}
