@@ -136,7 +136,7 @@ class _Resources:
         if kind != "Bundle":
             raise MappingError(f"a {kind} is not a CoverageEligibilityRequest",
                                field="resourceType")
-        entries = [e for e in resource.get("entry") or [] if isinstance(e, dict)]
+        entries = [e for e in _list(resource.get("entry")) if isinstance(e, dict)]
         for entry in entries:
             res = entry.get("resource")
             if not isinstance(res, dict):
@@ -159,7 +159,7 @@ class _Resources:
         target = str(ref.get("reference", ""))
         found: dict | None = None
         if target.startswith("#"):
-            found = next((c for c in container.get("contained") or []
+            found = next((c for c in _list(container.get("contained"))
                           if isinstance(c, dict) and c.get("id") == target[1:]), None)
         elif target:
             found = self.by_ref.get(target) or self.by_ref.get("/".join(target.split("/")[-2:]))
@@ -169,6 +169,15 @@ class _Resources:
         if found is not None and kind and found.get("resourceType") != kind:
             return None
         return found
+
+
+def _obj(value: Any) -> dict:
+    """A JSON object, or {} for anything else (a sender's wrong type reads as absent)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
 
 
 def _when(created: Any) -> datetime.datetime:
@@ -185,8 +194,9 @@ def _when(created: Any) -> datetime.datetime:
 
 
 def _focal_coverage(request: dict) -> Any:
-    insurance = [i for i in request.get("insurance") or [] if isinstance(i, dict)]
-    focal = next((i for i in insurance if i.get("focal")), insurance[0] if insurance else {})
+    insurance = [i for i in _list(request.get("insurance")) if isinstance(i, dict)]
+    focal = next((i for i in insurance if i.get("focal") is True),
+                 insurance[0] if insurance else {})
     return focal.get("coverage")
 
 
@@ -196,27 +206,27 @@ def _is_dependent(coverage: dict | None) -> bool:
     code = _code(coverage.get("relationship"))
     if code:
         return code != "self"
-    subscriber = (coverage.get("subscriber") or {}).get("reference")
-    beneficiary = (coverage.get("beneficiary") or {}).get("reference")
+    subscriber = _obj(coverage.get("subscriber")).get("reference")
+    beneficiary = _obj(coverage.get("beneficiary")).get("reference")
     return bool(subscriber and beneficiary and subscriber != beneficiary)
 
 
 def _code(concept: Any) -> str:
-    for coding in (concept or {}).get("coding") or []:
+    for coding in _list(_obj(concept).get("coding")):
         if isinstance(coding, dict) and coding.get("code"):
             return str(coding["code"])
     return ""
 
 
 def _trace(request: dict) -> tuple[str, str]:
-    for ident in request.get("identifier") or []:
+    for ident in _list(request.get("identifier")):
         if isinstance(ident, dict) and ident.get("value"):
             return str(ident["value"]), elig.trace_origin(ident) or _DEFAULT_ORIGIN
     return str(request.get("id") or "1")[:50], _DEFAULT_ORIGIN
 
 
 def _first_identifier(resource: dict | None, field: str) -> str:
-    for ident in (resource or {}).get("identifier") or []:
+    for ident in _list(_obj(resource).get("identifier")):
         if isinstance(ident, dict) and ident.get("value"):
             return _id(str(ident["value"]), field)
     raise MappingError("has no identifier to name it by in X12", field=field)
@@ -224,7 +234,7 @@ def _first_identifier(resource: dict | None, field: str) -> str:
 
 def _provider_id(provider: dict) -> tuple[str, str]:
     field = "CoverageEligibilityRequest.provider"
-    idents = [i for i in provider.get("identifier") or []
+    idents = [i for i in _list(provider.get("identifier"))
               if isinstance(i, dict) and i.get("value")]
     if not idents:
         raise MappingError("the request names no provider with an identifier (NPI)",
@@ -240,7 +250,7 @@ def _member_id(coverage: dict | None, person: dict | None) -> str:
     field = "Coverage.subscriberId"
     if coverage and coverage.get("subscriberId"):
         return _id(str(coverage["subscriberId"]), field)
-    idents = [i for i in (person or {}).get("identifier") or [] if isinstance(i, dict)
+    idents = [i for i in _list(_obj(person).get("identifier")) if isinstance(i, dict)
               and i.get("value")]
     for ident in idents:
         if _code(ident.get("type")) == "MB":
@@ -265,15 +275,15 @@ def _text(value: Any) -> str:
 
 
 def _name(resource: dict | None) -> dict:
-    names = [n for n in (resource or {}).get("name") or [] if isinstance(n, dict)]
+    names = [n for n in _list(_obj(resource).get("name")) if isinstance(n, dict)]
     official = next((n for n in names if n.get("use") == "official"), None)
     return official or (names[0] if names else {})
 
 
 def _name_elements(name: dict) -> list[str]:
     """NM103 to NM107: last, first, middle, prefix (unused), suffix."""
-    given = [str(g) for g in name.get("given") or []]
-    suffix = [str(s) for s in name.get("suffix") or []]
+    given = [str(g) for g in _list(name.get("given"))]
+    suffix = [str(s) for s in _list(name.get("suffix"))]
     return [_text(name.get("family")), _text(given[0] if given else ""),
             _text(given[1] if len(given) > 1 else ""), "",
             _text(suffix[0] if suffix else "")]
@@ -286,11 +296,11 @@ def _provider_name(provider: dict) -> list[str]:
 
 
 def _address(resource: dict | None) -> list[list[str]]:
-    addresses = [a for a in (resource or {}).get("address") or [] if isinstance(a, dict)]
+    addresses = [a for a in _list(_obj(resource).get("address")) if isinstance(a, dict)]
     if not addresses:
         return []
     address = addresses[0]
-    lines = [_text(x) for x in address.get("line") or []][:2]
+    lines = [_text(x) for x in _list(address.get("line"))][:2]
     out = [["N3", *lines]] if any(lines) else []
     city = [_text(address.get(k)) for k in ("city", "state", "postalCode")]
     country = _text(address.get("country"))
@@ -316,7 +326,7 @@ def _ins(coverage: dict | None) -> list[list[str]]:
 def _dates(request: dict) -> list[list[str]]:
     if request.get("servicedDate"):
         return [["DTP", "291", "D8", str(request["servicedDate"]).replace("-", "")]]
-    period = request.get("servicedPeriod") or {}
+    period = _obj(request.get("servicedPeriod"))
     start, end = str(period.get("start", ""))[:10], str(period.get("end", ""))[:10]
     if start and end:
         return [["DTP", "291", "RD8", f"{start.replace('-', '')}-{end.replace('-', '')}"]]
@@ -327,7 +337,7 @@ def _dates(request: dict) -> list[list[str]]:
 
 def _inquiries(request: dict) -> list[list[Any]]:
     out: list[list[Any]] = []
-    for item in request.get("item") or []:
+    for item in _list(request.get("item")):
         if not isinstance(item, dict):
             continue
         category = _service_type(item.get("category"))
@@ -340,14 +350,14 @@ def _inquiries(request: dict) -> list[list[Any]]:
 
 
 def _service_type(concept: Any) -> str:
-    codings = [c for c in (concept or {}).get("coding") or [] if isinstance(c, dict)]
+    codings = [c for c in _list(_obj(concept).get("coding")) if isinstance(c, dict)]
     chosen = next((c for c in codings if c.get("system") == elig.SERVICE_TYPES), None)
     code = str((chosen or {}).get("code") or "")
     return code if code and not any(ch in code for ch in _FORBIDDEN) else ""
 
 
 def _procedure(concept: Any) -> list[str] | None:
-    for coding in (concept or {}).get("coding") or []:
+    for coding in _list(_obj(concept).get("coding")):
         if not isinstance(coding, dict) or not coding.get("code"):
             continue
         qualifier = elig.procedure_qualifier(str(coding.get("system", "")))

@@ -346,9 +346,9 @@ def _class(kind: str, value: str, name: str) -> dict[str, Any]:
 def _items(eb_loop: Node, provider: dict | None) -> list[dict[str, Any]]:
     """One item per service type (or the procedure) of an EB."""
     eb = eb_loop.seg("EB")
-    if eb is None:
+    code = eb.element(1) if eb is not None else ""
+    if eb is None or not code:  # what an EB without EB01 says cannot be known
         return []
-    code = eb.element(1)
     messages = [m.element(1) for m in eb_loop.segs("MSG") if m.element(1)]
     common = compact({
         "provider": reference(provider) if provider is not None else None,
