@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from engine.errors import MappingError
 from engine.formats.x12 import X12Codec
 from engine.formats.x12.message import X12Message
 from engine.mapping import Mapping, Skip
@@ -365,3 +366,38 @@ def test_a_response_with_the_receivers_address_reads_clean() -> None:
     assert parsed.body.issues == []
     tree: Any = parsed.body.tree
     assert tree.first("2100B").value("N401") == "SAINT PAUL"
+
+
+# ---- messy senders ----------------------------------------------------------------------
+
+
+def _without_each_segment(raw: bytes) -> list[bytes]:
+    """The set once without each of its body segments, SE01 fitted."""
+    text = raw.decode()
+    element, terminator = text[3], text[105]
+    segments = text.split(terminator)
+    body = [i for i, s in enumerate(segments)
+            if s.strip() and not s.strip().startswith(("ISA", "GS", "GE", "IEA", "ST", "SE"))]
+    out = []
+    for index in body:
+        kept = segments[:index] + segments[index + 1:]
+        count = len(body) - 1 + 2  # the body left, ST and SE
+        fitted = [element.join(["SE", str(count), *s.split(element)[2:]])
+                  if s.strip().startswith(f"SE{element}") else s for s in kept]
+        out.append(terminator.join(fitted).encode())
+    return out
+
+
+@pytest.mark.parametrize("fixtures", [INQUIRY, RESPONSE], ids=["270", "271"])
+def test_a_missing_segment_anywhere_maps_or_fails_cleanly(fixtures: checks.Fixtures
+                                                          ) -> None:
+    mapping = checks.mapping(fixtures.ref)
+    for case in fixtures.output_cases:
+        for raw in _without_each_segment(fixtures.input(case)):
+            try:
+                out = run(mapping, raw)
+            except MappingError as exc:
+                assert "raised" not in str(exc), (case, str(exc))
+                continue
+            assert isinstance(out, bytes)
+            checks.check_transaction(json.loads(out), CONTAINED)
