@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 
 from engine.errors import MappingError
 from engine.formats.x12 import X12Codec
+from engine.formats.x12.build import interchange
 from engine.formats.x12.message import X12Message
 from engine.mapping import Mapping, Skip
 from tests import mapping_checks as checks
@@ -237,7 +239,11 @@ def test_a_bad_date_is_left_out_not_fatal(to_fhir: Mapping) -> None:
 
 
 def _response(answers: Mapping, case: str) -> tuple[dict, Any, dict]:
-    out = run(answers, RESPONSE.input(case))
+    return _response_of(answers, RESPONSE.input(case))
+
+
+def _response_of(answers: Mapping, raw: bytes) -> tuple[dict, Any, dict]:
+    out = run(answers, raw)
     assert isinstance(out, bytes)
     bundle = json.loads(out, parse_float=Decimal)
     [response] = of_type(bundle, "CoverageEligibilityResponse")
@@ -401,3 +407,30 @@ def test_a_missing_segment_anywhere_maps_or_fails_cleanly(fixtures: checks.Fixtu
                 continue
             assert isinstance(out, bytes)
             checks.check_transaction(json.loads(out), CONTAINED)
+
+
+def test_a_fhir_request_and_the_payers_answer_to_its_270_are_linked(
+        to_270: Mapping, answers: Mapping) -> None:
+    """The real-time flow: FHIR request -> 270 -> the payer echoes its TRN in a 271 ->
+    FHIR response naming the request by that trace and the same member."""
+    request = json.loads(BUILD.input("bundle_subscriber_practitioner_items"))["entry"][4][
+        "resource"]
+    asked: Any = _parse_270(run(to_270, BUILD.input("bundle_subscriber_practitioner_items")))
+    tree = asked.tree
+    subscriber, name = tree.first("2000C"), tree.first("2100C")
+    payer = tree.first("2100A").seg("NM1").elements
+    provider = tree.first("2100B").seg("NM1").elements
+    body = [["BHT", "0022", "11", asked.value("BHT03"), "20261206", "1131"],
+            ["HL", "1", "", "20", "1"], payer, ["HL", "2", "1", "21", "1"], provider,
+            ["HL", "3", "2", "22", "0"],
+            ["TRN", "2", subscriber.value("TRN02"), subscriber.value("TRN03")],
+            name.seg("NM1").elements, ["EB", "1", "IND", "30"],
+            ["EB", "B", "IND", "98", "", "", "27", "25"]]
+    answer = interchange([("271", "005010X279A1", body)], sender=("ZZ", "60054"),
+                         receiver=("ZZ", "1003987650"), when=datetime(2026, 12, 6, 11, 31))
+    response, coverage, _ = _response_of(answers, answer.encode())
+    assert response["request"]["identifier"]["value"] == request["identifier"][0]["value"]
+    assert response["request"]["identifier"] == request["identifier"][0]
+    assert coverage["subscriberId"] == "NSM4420018801"
+    assert _benefits(response)[-1] == ("98", "IND", "", "B",
+                                       {"value": Decimal("25"), "currency": "USD"})
