@@ -24,7 +24,9 @@ Choices a receiver will notice:
   (FI), else the first identifier (SV); N3/N4 from its address. A request without a
   provider with an identifier fails naming CoverageEligibilityRequest.provider.
 - Subscriber or dependent: a dependent inquiry (2000D) when the Coverage's relationship
-  is not self (or, without one, its subscriber is not its beneficiary); the subscriber
+  is not self (or, without one, its subscriber is not its beneficiary) and the patient
+  has no member number of their own (a dependent who has one is, in 5010, asked about
+  as a subscriber, by that number); the subscriber
   level then carries the subscriber's name when the subscriber resource is at hand and
   the member id, the dependent level the patient with INS*N*<01 spouse, 19 child, 34
   other>. Otherwise the patient is the subscriber.
@@ -78,9 +80,15 @@ def request_to_270(resource: dict) -> str:
     provider_qualifier, provider_id = _provider_id(provider)
     coverage = found.resolve(_focal_coverage(request), request, "Coverage")
     subscriber = found.resolve(coverage.get("subscriber"), request) if coverage else None
-    dependent = _is_dependent(coverage)
+    related = _is_dependent(coverage)
+    # A dependent with a member number of their own is asked about as a subscriber.
+    own_id = _own_member_id(patient) if related else ""
+    dependent = related and not own_id
     trace = _trace(request)
-    member_id = _member_id(coverage, subscriber if dependent else patient)
+    if dependent:
+        member_id = _member_id(coverage, subscriber)
+    else:
+        member_id = own_id or _member_id(coverage, patient)
     if not dependent and not member_id and not (_name(patient) and
                                                 patient.get("birthDate")):
         raise MappingError("the subscriber has neither a member id nor a name and birth "
@@ -247,18 +255,18 @@ def _provider_id(provider: dict) -> tuple[str, str]:
 
 
 def _member_id(coverage: dict | None, person: dict | None) -> str:
-    field = "Coverage.subscriberId"
     if coverage and coverage.get("subscriberId"):
-        return _id(str(coverage["subscriberId"]), field)
+        return _id(str(coverage["subscriberId"]), "Coverage.subscriberId")
+    return _own_member_id(person)
+
+
+def _own_member_id(person: dict | None) -> str:
+    """A person's own member number: of type MB, else one this engine minted."""
     idents = [i for i in _list(_obj(person).get("identifier")) if isinstance(i, dict)
               and i.get("value")]
-    for ident in idents:
-        if _code(ident.get("type")) == "MB":
-            return _id(str(ident["value"]), field)
-    for ident in idents:
-        if str(ident.get("system", "")).startswith(_MEMBER_PREFIX):
-            return _id(str(ident["value"]), field)
-    return ""
+    chosen = next((i for i in idents if _code(i.get("type")) == "MB"), None) or next(
+        (i for i in idents if str(i.get("system", "")).startswith(_MEMBER_PREFIX)), None)
+    return _id(str(chosen["value"]), "Patient.identifier") if chosen else ""
 
 
 def _id(value: str, field: str) -> str:

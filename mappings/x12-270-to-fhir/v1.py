@@ -184,7 +184,7 @@ def _items(eq_loop: Node) -> list[dict[str, Any]]:
 def _coverage(name_loop: Node, person: dict, subscriber: dict, subscriber_loop: Node,
               payer: dict, *, dependent: bool) -> dict[str, Any]:
     nm1 = subscriber_loop.seg("NM1")
-    member_id = nm1.element(9) if nm1 is not None and nm1.element(8) == "MI" else ""
+    member_id = nm1.element(9) if nm1 is not None and nm1.element(8) in ("MI", "II") else ""
     return compact({
         "resourceType": "Coverage",
         "id": "coverage",

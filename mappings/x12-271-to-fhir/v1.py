@@ -300,7 +300,7 @@ def _coverage(name_loop: Node, subscriber_loop: Node, person: dict, subscriber: 
               payer: dict, benefits: list[Node], period: dict | None, status: str, *,
               dependent: bool) -> dict[str, Any]:
     nm1 = subscriber_loop.seg("NM1")
-    member_id = nm1.element(9) if nm1 is not None and nm1.element(8) == "MI" else ""
+    member_id = nm1.element(9) if nm1 is not None and nm1.element(8) in ("MI", "II") else ""
     insurance_type = next((eb.value("EB04") for eb in benefits if eb.value("EB04")), "")
     return compact({
         "resourceType": "Coverage",

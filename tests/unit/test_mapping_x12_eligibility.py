@@ -434,3 +434,17 @@ def test_a_fhir_request_and_the_payers_answer_to_its_270_are_linked(
     assert coverage["subscriberId"] == "NSM4420018801"
     assert _benefits(response)[-1] == ("98", "IND", "", "B",
                                        {"value": Decimal("25"), "currency": "USD"})
+
+
+def test_a_dependent_with_a_member_number_of_their_own_is_asked_about_as_subscriber(
+        to_270: Mapping) -> None:
+    request = json.loads(BUILD.input("contained_dependent_spouse_period"))
+    spouse = request["contained"][0]
+    spouse["identifier"] = [{"type": {"coding": [{
+        "system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MB"}]},
+        "system": "urn:conduit:id:x12:SHA77", "value": "SHA900221451"}]
+    tree: Any = _parse_270(run(to_270, request)).tree
+    assert tree.first("2000D") is None
+    name = tree.first("2100C")
+    assert (name.value("NM104"), name.value("NM109")) == ("Renata", "SHA900221451")
+    assert name.seg("INS") is None
