@@ -11,6 +11,7 @@ import pytest
 
 from engine.formats.x12 import X12Codec
 from engine.formats.x12.sets import definition_for
+from engine.message import Outcome, Verdict
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "x12"
 codec = X12Codec()
@@ -107,7 +108,8 @@ def test_a_277ca_without_its_receipt_trace_is_reported_in_999_terms() -> None:
     count = sum(1 for line in lines if line and not line.startswith(("ISA", "GS", "GE",
                                                                     "IEA")))
     lines = [f"SE^{count}^0001" if line.startswith("SE^") else line for line in lines]
-    parsed = codec.parse("~\r\n".join(lines).encode())
+    broken = "~\r\n".join(lines).encode()
+    parsed = codec.parse(broken)
     issues = parsed.body.issues
     missing = [i for i in issues if i.code == "3"]
     assert [(i.segment, i.loop) for i in missing] == [("TRN", "2200A")]
@@ -115,6 +117,18 @@ def test_a_277ca_without_its_receipt_trace_is_reported_in_999_terms() -> None:
     assert problems and all(p.severity == "E" for p in problems)
     assert problems[0].where[:4] == ("TRN", "5", "2200A", "3")
     assert "ARROWOOD" not in " ".join(p.text for p in problems)  # names, never values
+    answer = codec.reply(broken, parsed, Outcome(Verdict.REJECTED, tuple(problems)))
+    assert b"AK2^277^0001^005010X214~IK3^TRN^5^2200A^3~IK5^R^5~AK9^R^1^1^0~" in answer
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_each_sound_set_is_accepted_by_a_999_naming_its_convention(name: str) -> None:
+    raw = (FIXTURES / name).read_bytes()
+    answer = codec.reply(raw, codec.parse(raw), Outcome(Verdict.ACCEPTED)).decode()
+    convention = codec.parse(raw).body.convention
+    element = answer[3]
+    assert f"AK2{element}{name[:3]}{element}0001{element}{convention}~IK5{element}A~" in \
+        answer
 
 
 def test_a_segment_out_of_place_is_reported_where_it_stands_and_kept() -> None:
