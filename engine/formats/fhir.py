@@ -55,12 +55,15 @@ _MAX_CONTROL_ID = 64  # the store's column
 
 def _patient_identifier(resource: dict[str, Any]) -> str | None:
     """The first identifier of the Patient the message is about, if it carries one."""
+    entries = resource.get("entry")
     patients = [resource] if resource.get("resourceType") == "Patient" else [
-        e.get("resource") or {} for e in resource.get("entry") or []
-        if isinstance(e, dict) and (e.get("resource") or {}).get("resourceType") == "Patient"
+        e["resource"] for e in (entries if isinstance(entries, list) else [])
+        if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+        and e["resource"].get("resourceType") == "Patient"
     ]
     for patient in patients:
-        for ident in patient.get("identifier") or []:
+        identifiers = patient.get("identifier")
+        for ident in identifiers if isinstance(identifiers, list) else []:
             if isinstance(ident, dict) and ident.get("value"):
                 return str(ident["value"])
     return None

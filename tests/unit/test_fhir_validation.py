@@ -102,3 +102,16 @@ def test_the_codec_validates_with_the_channels_must_haves(level):
 def _outcome(problems):
     from engine.message import Outcome, Verdict
     return Outcome(Verdict.REJECTED, tuple(problems))
+
+
+@pytest.mark.parametrize("body", [
+    b'{"resourceType": "Bundle", "type": "batch", "entry": "not a list"}',
+    b'{"resourceType": "Bundle", "type": "batch", "entry": [{"resource": "not an object"}]}',
+    b'{"resourceType": "Bundle", "type": "batch", "entry": [{"resource": {"resourceType":'
+    b' "Patient", "identifier": {"value": "A1"}}}]}',
+    b'{"resourceType": "Patient", "identifier": "A1"}',
+])
+def test_wrongly_shaped_entries_and_identifiers_are_read_without_a_patient_id(body):
+    """Not the codec's own failure (which a channel logs as a bug): the structure check
+    says what is wrong, and no patient id is guessed."""
+    assert FhirCodec().parse(body).patient_id is None
