@@ -38,6 +38,7 @@ from engine.formats.x12.interchange import (
     wrap,
 )
 from engine.formats.x12.message import PATH, X12Message, build_loops
+from engine.formats.x12.pyx12_check import element_issues
 from engine.formats.x12.tokens import Segment, decode
 from engine.message import (
     Delivery,
@@ -104,16 +105,19 @@ class X12Codec:
         """The set against its guide's structure (sets/): each issue a Problem carrying
         its IK3/IK4 coordinates, an error in strict mode and a warning in lenient (the
         999 then says E, accepted with errors noted). Envelope and counts are checked
-        by `parse`. A set without a definition has nothing to check here."""
+        by `parse`. A set without a definition has nothing to check here. In strict
+        mode pyx12's map for the set adds element data types, lengths, dates and full
+        code lists (pyx12_check; deduplicated against ours there)."""
         body = parsed.body
         if not isinstance(body, X12Message):
             return []
         severity = "E" if level == "strict" else "W"
+        issues = body.issues + (element_issues(body) if level == "strict" else [])
         return [Problem(issue.text, code="5", segment=issue.segment,
                         field=issue.element or None, severity=severity,
                         where=(issue.segment, str(issue.position), issue.loop, issue.code,
                                str(issue.element or ""), issue.element_code))
-                for issue in body.issues]
+                for issue in issues]
 
     # -- reading -------------------------------------------------------------------------
 
