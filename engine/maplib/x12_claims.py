@@ -19,39 +19,42 @@ from engine.formats.x12.structure import Node
 from engine.formats.x12.tokens import Segment
 from engine.maplib import x12_fhir as xf
 from engine.maplib.fhir import compact, reference, resource_id
+from engine.maplib.x12_codes import (
+    C4BB_ROLE,
+    C4BB_SUBTYPE,
+    CLAIM_TYPE,
+    COVERAGE_CLASS,
+    CPT,
+    DIAGNOSIS_TYPE,
+    HCPCS,
+    ICD9CM,
+    ICD10CM,
+    NDC,
+    PLACE_OF_SERVICE,
+    PRIORITY,
+    RELATIONSHIP,
+    REVENUE,
+    TAXONOMY,
+    TYPE_OF_BILL,
+    concept,
+    icd_code,
+    procedure_system,
+    relationships,
+)
 
-CLAIM_TYPE = "http://terminology.hl7.org/CodeSystem/claim-type"
-ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
-ICD9CM = "http://hl7.org/fhir/sid/icd-9-cm"
 ICD10PCS = "http://www.cms.gov/Medicare/Coding/ICD10"
-CPT = "http://www.ama-assn.org/go/cpt"
-HCPCS = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
-HIPPS = ("https://www.cms.gov/Medicare/Medicare-Fee-for-Service-Payment/"
-         "ProspMedicareFeeSvcPmtGen/HIPPSCodes")
-CDT = "http://www.ada.org/cdt"
-NDC = "http://hl7.org/fhir/sid/ndc"
-REVENUE = "https://www.nubc.org/CodeSystem/RevenueCodes"
-TYPE_OF_BILL = "https://www.nubc.org/CodeSystem/TypeOfBill"
-POS = ("https://www.cms.gov/Medicare/Coding/place-of-service-codes/"
-       "Place_of_Service_Code_Set")
 TOOTH = "http://terminology.hl7.org/CodeSystem/ADAUniversalToothDesignationSystem"
 ORAL_AREA = "http://terminology.hl7.org/CodeSystem/ADAAreaOralCavitySystem"
 SURFACE = "http://terminology.hl7.org/CodeSystem/FDI-surface"
 UCUM = "http://unitsofmeasure.org"
 C4BB_INFO = "http://hl7.org/fhir/us/carin-bb/CodeSystem/C4BBSupportingInfoType"
-C4BB_ROLE = "http://hl7.org/fhir/us/carin-bb/CodeSystem/C4BBClaimCareTeamRole"
 C4BB_DIAGNOSIS = "http://hl7.org/fhir/us/carin-bb/CodeSystem/C4BBClaimDiagnosisType"
-C4BB_SUBTYPE = "http://hl7.org/fhir/us/carin-bb/CodeSystem/C4BBInstitutionalClaimSubType"
 CARE_ROLE = "http://terminology.hl7.org/CodeSystem/claimcareteamrole"
-DIAGNOSIS_TYPE = "http://terminology.hl7.org/CodeSystem/ex-diagnosistype"
 ON_ADMISSION = "http://terminology.hl7.org/CodeSystem/ex-diagnosis-on-admission"
 PROCEDURE_TYPE = "http://terminology.hl7.org/CodeSystem/ex-procedure-type"
 INFO_CATEGORY = "http://terminology.hl7.org/CodeSystem/claiminformationcategory"
-RELATIONSHIP = "http://terminology.hl7.org/CodeSystem/subscriber-relationship"
-COVERAGE_CLASS = "http://terminology.hl7.org/CodeSystem/coverage-class"
 RELATED_CLAIM = "http://terminology.hl7.org/CodeSystem/ex-relatedclaimrelationship"
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
-PRIORITY = "http://terminology.hl7.org/CodeSystem/processpriority"
 ABSENT = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
 FILING = "urn:conduit:code:x12:claim-filing-indicator"
 
@@ -68,8 +71,8 @@ _DIAGNOSES = {"ABK": ("principal", ICD10CM), "BK": ("principal", ICD9CM),
 _POINTED = ("principal", "other")
 _PROCEDURES = {"BBR": ("primary", ICD10PCS), "BR": ("primary", ICD9CM),
                "BBQ": ("secondary", ICD10PCS), "BQ": ("secondary", ICD9CM)}
-# SBR02 / PAT01 individual relationship codes -> subscriber-relationship.
-_RELATIONSHIP = {"18": "self", "01": "spouse", "19": "child", "53": "common"}
+# SBR02 / PAT01 codes this release reads (another is other).
+_RELATIONSHIP = relationships("18", "01", "19", "53")
 # NM101 of a provider loop -> care team role (CARIN's where it has one, else core).
 _ROLES = {"71": (C4BB_ROLE, "attending"), "DN": (C4BB_ROLE, "referring"),
           "P3": (C4BB_ROLE, "referring"), "72": (C4BB_ROLE, "operating"),
@@ -85,28 +88,10 @@ _ORDER = {"P": 1, "S": 2, "T": 3, "A": 4, "B": 5, "C": 6, "D": 7, "E": 8, "F": 9
           "H": 11}
 
 
-def coding(system: str, code: str, display: str = "") -> dict[str, Any]:
-    return compact({"system": system, "code": code, "display": display})
-
-
-def concept(system: str, code: str, display: str = "") -> dict[str, Any]:
-    return {"coding": [coding(system, code, display)]}
-
-
 def variant_of(message: X12Message) -> tuple[str, str] | None:
     """("P", "professional"), ("I", ...) or ("D", ...) from ST03/GS08; None otherwise."""
     convention = message.convention
     return next((v for k, v in VARIANTS.items() if k in convention), None)
-
-
-def icd_code(system: str, code: str) -> str:
-    """An ICD-10-CM or ICD-9-CM diagnosis code with its dot (X12 sends it without):
-    after the third character (the fourth for ICD-9 E codes). Procedure codes have none."""
-    code = code.strip().upper()
-    if "." in code or system not in (ICD10CM, ICD9CM):
-        return code
-    at = 4 if system == ICD9CM and code.startswith("E") else 3
-    return code if len(code) <= at else f"{code[:at]}.{code[at:]}"
 
 
 def _composites(node: Node, seg_id: str) -> list[list[str]]:
@@ -233,7 +218,7 @@ def diagnoses(claim: Node) -> Diagnoses:
         poa = comp[8].lower()
         entries.append(compact({
             "sequence": index,
-            "diagnosisCodeableConcept": concept(system, icd_code(system, comp[1])),
+            "diagnosisCodeableConcept": concept(system, icd_code(system, comp[1].upper())),
             "type": [concept(type_system, kind)],
             "onAdmission": concept(ON_ADMISSION, poa) if poa in ("y", "n", "u", "w") else None,
         }))
@@ -319,7 +304,7 @@ class CareTeam:
             self.members.append(compact({
                 "sequence": self._seen[key], "provider": reference(resource),
                 "role": concept(*role),
-                "qualification": concept("http://nucc.org/provider-taxonomy", taxonomy)
+                "qualification": concept(TAXONOMY, taxonomy)
                 if taxonomy else None}))
             self.resources.append(resource)
         return self._seen[key]
@@ -330,12 +315,7 @@ def _procedure_code(comp: list[str]) -> dict[str, Any] | None:
     qualifier, code = comp[0], comp[1].strip().upper()
     if not code:
         return None
-    if qualifier == "HC":
-        system = HCPCS if code[:1].isalpha() else CPT
-    else:
-        system = {"AD": CDT, "HP": HIPPS, "N4": NDC}.get(qualifier,
-                                                         f"urn:conduit:code:x12:{qualifier}")
-    return concept(system, code, comp[6] if len(comp) > 6 else "")
+    return concept(procedure_system(qualifier, code), code, comp[6] if len(comp) > 6 else "")
 
 
 def _modifiers(comp: list[str]) -> list[dict[str, Any]]:
@@ -462,7 +442,8 @@ def item(variant: str, line: Node, sequence: int, claim_place: str, diag: Diagno
         "productOrService": product,
         "modifier": service.get("modifier", []),
         **(when or claim_dates),
-        "locationCodeableConcept": concept(POS, place) if place and variant != "I" else None,
+        "locationCodeableConcept": concept(PLACE_OF_SERVICE, place)
+        if place and variant != "I" else None,
         "quantity": quantity,
         "unitPrice": xf.money(str(u)) if (u := _unit_price(
             net, quantity.get("value") if quantity else Decimal(1))) is not None else None,

@@ -15,20 +15,19 @@ from engine.formats.x12.structure import Node
 from engine.formats.x12.tokens import Segment
 from engine.maplib import x12_fhir as xf
 from engine.maplib.fhir import compact, reference, resource_id
-from engine.maplib.x12_remit import as_nm1, concept
+from engine.maplib.x12_codes import (
+    COVERAGE_CLASS,
+    INDIVIDUAL_RELATIONSHIPS,
+    MEMBER_TYPE,
+    ORG_TYPE,
+    RELATIONSHIP,
+    concept,
+)
 
-RELATIONSHIP = "http://terminology.hl7.org/CodeSystem/subscriber-relationship"
-COVERAGE_CLASS = "http://terminology.hl7.org/CodeSystem/coverage-class"
 MARITAL = "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus"
-ORG_TYPE = "http://terminology.hl7.org/CodeSystem/organization-type"
-MEMBER_TYPE = "http://terminology.hl7.org/CodeSystem/v2-0203"
 # HD03, an X12 code list without a published URI.
 INSURANCE_LINE = "urn:conduit:code:x12:insurance-line"
 
-# INS02 -> subscriber-relationship (children of any kind are child; parents parent).
-RELATIONSHIPS = {"18": "self", "01": "spouse", "53": "common", "19": "child",
-                 "09": "child", "10": "child", "17": "child", "03": "parent",
-                 "16": "parent"}
 LINES = {"AG": "Preventative care/wellness", "AH": "24 hour care",
          "AJ": "Medicare risk", "AK": "Mental health", "DCP": "Dental capitation",
          "DEN": "Dental", "EPO": "Exclusive provider organization", "FAC": "Facility",
@@ -40,10 +39,6 @@ LINES = {"AG": "Preventative care/wellness", "AH": "24 hour care",
 # DMG04 -> v3 marital status.
 MARITAL_STATUS = {"M": "M", "D": "D", "W": "W", "X": "L", "S": "L", "B": "T", "I": "S",
                   "U": "U", "R": "UNK"}
-# PER qualifiers -> ContactPoint system and use.
-TELECOM = {"TE": ("phone", None), "HP": ("phone", "home"), "WP": ("phone", "work"),
-           "CP": ("phone", "mobile"), "BN": ("pager", None), "FX": ("fax", None),
-           "EM": ("email", None)}
 ENDED = ("024", "002")  # termination/cancellation, deletion
 
 
@@ -59,7 +54,7 @@ class Parties:
 def organization(node: Node, kind: str) -> dict[str, Any]:
     """1000A or 1000B N1 as an Organization: N102 name, N103/N104 its id (FI tax id, XV
     CMS plan id, 94 code assigned by the sender), of organization type `kind`."""
-    org = xf.organization(as_nm1(node.segments[0]), node.segments, payer=kind == "pay")
+    org = xf.organization(xf.as_nm1(node.segments[0]), node.segments, payer=kind == "pay")
     return {**org, "type": [concept(ORG_TYPE, kind)]}
 
 
@@ -99,19 +94,6 @@ def member_key(member: Node, name: Node | None, scope: str) -> dict[str, str]:
             "value": "|".join((refs.get("0F", ""), family, given, birth))}
 
 
-def _telecom(per: Segment | None) -> list[dict[str, Any]]:
-    if per is None:
-        return []
-    out = []
-    for start in (3, 5, 7):
-        system_use = TELECOM.get(per.element(start))
-        value = per.element(start + 1).strip()
-        if system_use and value:
-            system, use = system_use
-            out.append(compact({"system": system, "value": value, "use": use}))
-    return out
-
-
 def patient(member: Node, scope: str) -> dict[str, Any]:
     """A member as a Patient: name, birth date, gender and home address (2100A), the
     mailing address (2100C), phone and email (PER), marital status (DMG04), death
@@ -148,7 +130,7 @@ def patient(member: Node, scope: str) -> dict[str, Any]:
         **base,
         "id": resource_id("Patient", "x12", member_key(member, name, scope)),
         "identifier": deduped,
-        "telecom": _telecom(name.seg("PER") if name is not None else None),
+        "telecom": xf.telecom(name.seg("PER") if name is not None else None),
         "address": addresses,
         "maritalStatus": concept(MARITAL, marital) if marital else None,
         "deceasedDateTime": died,
@@ -183,7 +165,7 @@ def coverage(coverage_node: Node, member: Node, rid: str, beneficiary: dict[str,
              or group_default)
     classes = [compact({"type": concept(COVERAGE_CLASS, "plan"), "value": hd.element(4).strip()}),
                compact({"type": concept(COVERAGE_CLASS, "group"), "value": group})]
-    relationship = RELATIONSHIPS.get(member.segments[0].element(2).strip(), "other")
+    relationship = INDIVIDUAL_RELATIONSHIPS.get(member.segments[0].element(2).strip(), "other")
     return compact({
         "resourceType": "Coverage",
         "id": rid,

@@ -1,6 +1,7 @@
-"""X12 to FHIR building blocks every X12 mapping shares: dates, names (NM1) as Patient,
-Organization or Practitioner, addresses (N3/N4), demographics (DMG), identifier systems,
-amounts, and the Bundle around them.
+"""X12 to FHIR building blocks every X12 mapping shares: dates (DTP, DTM), names (NM1,
+and N1 read as one) as Patient, Organization or Practitioner, addresses (N3/N4),
+demographics (DMG), contacts (PER), identifier systems, amounts and money (USD unless a
+CUR says otherwise), and the set's timestamp. Code systems are in x12_codes.
 
 Identifier systems (one rule, so a member or a provider reads the same from every set):
 - NPI (NM108 XX): http://hl7.org/fhir/sid/us-npi;
@@ -24,7 +25,7 @@ mapping warns through its own rule, never fails the whole set.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -38,6 +39,11 @@ _SYSTEMS = {"XX": NPI, "FI": EIN, "24": EIN, "EI": EIN, "34": "http://hl7.org/fh
 _OWN = {"MI", "PI", "XV", "II", "NI", "46", "SV", "PP", "ZZ", "1L", "1W", "6P"}
 # DMG03 and INS/2100 gender codes (M, F, U) as FHIR administrative gender.
 _GENDER = {"M": "male", "F": "female", "U": "unknown"}
+# PER03/05/07 communication number qualifiers -> ContactPoint system and use.
+PER_TELECOM: Mapping[str, tuple[str, str | None]] = {
+    "TE": ("phone", None), "HP": ("phone", "home"), "WP": ("phone", "work"),
+    "CP": ("phone", "mobile"), "BN": ("pager", None), "FX": ("fax", None),
+    "EM": ("email", None)}
 
 
 def x12_date(value: str) -> str | None:
@@ -78,9 +84,44 @@ def amount(value: str) -> Decimal | None:
         return None
 
 
-def money(value: str) -> dict[str, Any] | None:
+def money(value: str, currency: str = "USD") -> dict[str, Any] | None:
+    """An amount as Money: USD unless the set's CUR names another currency."""
     number = amount(value)
-    return {"value": number, "currency": "USD"} if number is not None else None
+    return {"value": number, "currency": currency} if number is not None else None
+
+
+def as_nm1(n1: Segment) -> Segment:
+    """An N1 (N102 name, N103/N104 id) read as an NM1 of a non-person, so the NM1
+    builders make the same Organization from it as from an NM1 elsewhere."""
+    elements = ["NM1", n1.element(1), "2", n1.element(2), "", "", "", "",
+                n1.element(3), n1.element(4)]
+    return Segment(elements, n1.delimiters)
+
+
+def dtm_date(segment: Segment | None) -> str | None:
+    """A DTM's date (DTM02, CCYYMMDD); None without the DTM or a real date."""
+    return x12_date(segment.element(2)) if segment is not None else None
+
+
+def telecom(per: Segment | None,
+            kinds: Mapping[str, tuple[str, str | None]] = PER_TELECOM, *,
+            extension: bool = False, strip: bool = True) -> list[dict[str, Any]]:
+    """PER03..PER08 (qualifier and number pairs) as ContactPoints, of the qualifiers in
+    `kinds`; with `extension`, an EX pair is the extension of the phone before it
+    (written "number xEXT"); `strip` trims the numbers."""
+    if per is None:
+        return []
+    out: list[dict[str, Any]] = []
+    for start in (3, 5, 7):
+        qualifier, value = per.element(start), per.element(start + 1)
+        value = value.strip() if strip else value
+        kind = kinds.get(qualifier)
+        if kind and value:
+            out.append(compact({"system": kind[0], "value": value, "use": kind[1]}))
+        elif extension and qualifier == "EX" and value and out and \
+                out[-1]["system"] == "phone":
+            out[-1]["value"] += f" x{value}"
+    return out
 
 
 def payer_scope(message: X12Message, payer_id: str = "") -> str:

@@ -20,23 +20,25 @@ from engine.formats.x12.structure import Node
 from engine.formats.x12.tokens import Segment
 from engine.maplib import x12_fhir as xf
 from engine.maplib.fhir import compact, reference, resource_id
+from engine.maplib.x12_codes import (
+    ADJUDICATION,
+    C4BB_ROLE,
+    C4BB_SUBTYPE,
+    CLAIM_TYPE,
+    CPT,
+    HCPCS,
+    PROCEDURE_SYSTEMS,
+    REVENUE,
+    coding,
+    concept,
+    procedure_system,
+)
 
 CARC = "https://x12.org/codes/claim-adjustment-reason-codes"
 RARC = "https://x12.org/codes/remittance-advice-remark-codes"
-ADJUDICATION = "http://terminology.hl7.org/CodeSystem/adjudication"
 C4BB_ADJUDICATION = "http://hl7.org/fhir/us/carin-bb/CodeSystem/C4BBAdjudication"
-C4BB_ROLE = "http://hl7.org/fhir/us/carin-bb/CodeSystem/C4BBClaimCareTeamRole"
-C4BB_SUBTYPE = "http://hl7.org/fhir/us/carin-bb/CodeSystem/C4BBInstitutionalClaimSubType"
-CLAIM_TYPE = "http://terminology.hl7.org/CodeSystem/claim-type"
 PAYEE_TYPE = "http://terminology.hl7.org/CodeSystem/payeetype"
 PAYMENT_TYPE = "http://terminology.hl7.org/CodeSystem/payment-type"
-CPT = "http://www.ama-assn.org/go/cpt"
-HCPCS = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
-CDT = "http://www.ada.org/cdt"
-NDC = "http://hl7.org/fhir/sid/ndc"
-HIPPS = ("https://www.cms.gov/Medicare/Medicare-Fee-for-Service-Payment/"
-         "ProspMedicareFeeSvcPmtGen/HIPPSCodes")
-REVENUE = "https://www.nubc.org/CodeSystem/RevenueCodes"
 # X12's own code lists, which have no published URI.
 GROUP = "urn:conduit:code:x12:claim-adjustment-group"
 REMARK = "urn:conduit:code:x12:adjudication"
@@ -76,14 +78,6 @@ PLB_REASONS = {"50": "Late charge", "51": "Interest penalty charge", "72": "Auth
                "WU": "Unspecified recovery", "ZZ": "Mutually defined"}
 
 
-def coding(system: str, code: str, display: str = "") -> dict[str, Any]:
-    return compact({"system": system, "code": code, "display": display})
-
-
-def concept(system: str, code: str, display: str = "") -> dict[str, Any]:
-    return {"coding": [coding(system, code, display)]}
-
-
 @dataclass(frozen=True)
 class Remit:
     """What every claim of one 835 shares: the payment, the parties, the money's
@@ -100,19 +94,10 @@ class Remit:
     method: str  # BPR04
 
     def money(self, value: str) -> dict[str, Any] | None:
-        number = xf.amount(value)
-        return {"value": number, "currency": self.currency} if number is not None else None
+        return xf.money(value, self.currency)
 
 
 # ---- parties -----------------------------------------------------------------------------
-
-
-def as_nm1(n1: Segment) -> Segment:
-    """An N1 (N102 name, N103/N104 id) read as an NM1 of a non-person, so the shared NM1
-    builders make the same Organization from it as from an NM1 elsewhere."""
-    elements = ["NM1", n1.element(1), "2", n1.element(2), "", "", "", "",
-                n1.element(3), n1.element(4)]
-    return Segment(elements, n1.delimiters)
 
 
 def payer(node: Node | None, message: X12Message) -> tuple[dict[str, Any], str]:
@@ -124,7 +109,7 @@ def payer(node: Node | None, message: X12Message) -> tuple[dict[str, Any], str]:
         return xf.organization(nm1, payer=True), xf.payer_scope(message)
     n1 = node.segments[0]
     payer_id = node.value("REF[2U]02").strip()
-    nm1 = as_nm1(n1)
+    nm1 = xf.as_nm1(n1)
     if payer_id:
         nm1 = Segment([*nm1.elements[:8], "PI", payer_id], n1.delimiters)
     org = xf.organization(nm1, node.segments, payer=True)
@@ -142,7 +127,7 @@ def payee(node: Node | None, message: X12Message) -> tuple[dict[str, Any], str]:
         nm1 = Segment(["NM1", "PE", "2", "", "", "", "", "", "", ""], message.delimiters)
         return xf.organization(nm1), "unknown"
     n1 = node.segments[0]
-    org = xf.organization(as_nm1(n1), node.segments)
+    org = xf.organization(xf.as_nm1(n1), node.segments)
     org = _with_identifiers(org, [xf.identifier("EI", node.value("REF[TJ]02"))])
     scope = (n1.element(4) or node.value("REF[TJ]02") or n1.element(2) or "unknown")
     return org, scope.strip()
@@ -240,11 +225,8 @@ def amounts(pairs: Iterable[tuple[str, str, str]], remit: Remit) -> list[dict[st
 # ---- service lines -----------------------------------------------------------------------
 
 
-def _code_system(qualifier: str, code: str) -> str:
-    if qualifier == "HC":
-        return HCPCS if code[:1].isalpha() else CPT
-    return {"AD": CDT, "N4": NDC, "NU": REVENUE, "HP": HIPPS}.get(
-        qualifier, f"urn:conduit:code:x12:{qualifier or 'unknown'}")
+# SVC01 qualifiers: an 835 may name a line by its revenue code (NU) alone.
+_SVC_SYSTEMS = {**PROCEDURE_SYSTEMS, "NU": REVENUE}
 
 
 def _components(seg: Segment, index: int) -> list[str]:
@@ -260,7 +242,7 @@ def product(svc: Segment) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     code = comp[1].strip().upper() if len(comp) > 1 else ""
     if not code:
         return {"text": "service not identified in the remittance"}, []
-    system = _code_system(qualifier, code)
+    system = procedure_system(qualifier, code, systems=_SVC_SYSTEMS, unknown="unknown")
     mods = [concept(CPT if m[:1].isdigit() else HCPCS, m.strip().upper())
             for m in comp[2:6] if m.strip()]
     return concept(system, code), mods
@@ -277,13 +259,11 @@ def service_item(line: Node, sequence: int, remit: Remit,
     if not revenue and _components(svc, 1)[:1] == ["NU"] and "coding" in code:
         revenue = code["coding"][0]["code"]
     served: dict[str, Any] = {}
-    if (day := line.seg("DTM", "472")) is not None and xf.x12_date(day.element(2)):
-        served = {"servicedDate": xf.x12_date(day.element(2))}
+    if day := xf.dtm_date(line.seg("DTM", "472")):
+        served = {"servicedDate": day}
     else:
-        start = line.seg("DTM", "150")
-        end = line.seg("DTM", "151")
-        period = compact({"start": xf.x12_date(start.element(2)) if start else None,
-                          "end": xf.x12_date(end.element(2)) if end else None})
+        period = compact({"start": xf.dtm_date(line.seg("DTM", "150")),
+                          "end": xf.dtm_date(line.seg("DTM", "151"))})
         if period:
             served = {"servicedPeriod": period}
         elif claim_period:
@@ -325,10 +305,8 @@ def claim_type(claim: Node) -> str:
 
 
 def billable_period(claim: Node) -> dict[str, str] | None:
-    start = claim.seg("DTM", "232")
-    end = claim.seg("DTM", "233")
-    period = compact({"start": xf.x12_date(start.element(2)) if start else None,
-                      "end": xf.x12_date(end.element(2)) if end else None})
+    period = compact({"start": xf.dtm_date(claim.seg("DTM", "232")),
+                      "end": xf.dtm_date(claim.seg("DTM", "233"))})
     return period or None
 
 
