@@ -89,6 +89,9 @@ class CoreDestinationConfig(DestinationBase, tag="core"):
     retry_codes: Annotated[list[str], Meta(description=(
         "ErrorCodes that mean 'try again later' for this payer (all others dead-letter "
         "at once, unless they came with an HTTP 5xx)"))] = []
+    concurrency: Annotated[int, Meta(ge=1, le=64, description=(
+        "inquiries sent at once, each with its own retries; they stand alone, so the "
+        "queue is not kept in order (1 sends one at a time, in order)"))] = 4
     credentials: Annotated[CoreCredentials | None, Meta(description=(
         "the envelope's UserName and Password fields"))] = None
     headers: Annotated[dict[str, str], Meta(description="extra request headers")] = {}
@@ -167,7 +170,8 @@ class CoreDestination:
         self._session = aiohttp.ClientSession(
             headers=dict(self.config.headers),
             timeout=aiohttp.ClientTimeout(total=self.config.timeout),
-            connector=aiohttp.TCPConnector(limit=8, keepalive_timeout=30,
+            connector=aiohttp.TCPConnector(limit=max(8, self.config.concurrency),
+                                           keepalive_timeout=30,
                                            ssl=self._tls if self._tls else True))
 
     def fields(self, outbound: Outbound, payload_id: str) -> dict[str, str | bytes]:

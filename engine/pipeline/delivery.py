@@ -51,6 +51,7 @@ class DestinationWorker:
         vault: Vault,
         raw_content_type: str,
         heartbeat: Heartbeat | None = None,
+        concurrency: int = 1,
     ) -> None:
         self.channel = channel
         self.name = name
@@ -63,6 +64,9 @@ class DestinationWorker:
         self._vault = vault
         self._raw_type = raw_content_type
         self._heartbeat = heartbeat
+        # 1 keeps the queue FIFO; more sends that many at once, each with its own
+        # retries, order not kept (for messages that stand alone: real-time inquiries)
+        self.concurrency = max(1, concurrency)
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -102,6 +106,8 @@ class DestinationWorker:
         except Exception as exc:
             log.error("destination %s could not open: %s", self.key, type(exc).__name__)
         try:
+            if self.concurrency > 1:
+                await self._flow()
             while not self._stopping.is_set():
                 self._wakeup.clear()
                 token = self._heartbeat.token() if self._heartbeat is not None else 0
@@ -133,6 +139,50 @@ class DestinationWorker:
             await self._give_back()
             with contextlib.suppress(Exception):
                 await self.destination.close()
+
+    async def _flow(self) -> None:
+        """Up to `concurrency` entries in flight, each sent and retried on its own; more
+        are leased as places free up, so an entry waiting for its next attempt holds one
+        place, not the queue. Returns when stopping; in-flight entries are waited for
+        (a stop lets each finish the send under way). When a lease is in doubt, the
+        rest finish, everything is given back and leasing starts again."""
+        running: set[asyncio.Future[bool]] = set()
+        try:
+            while not self._stopping.is_set():
+                self._wakeup.clear()
+                token = self._heartbeat.token() if self._heartbeat is not None else 0
+                free = self.concurrency - len(running)
+                if token is not None and free > 0:
+                    try:
+                        batch: list[Leased] = await self._writer.commit(
+                            self._queue.lease(self.key, free))
+                    except Exception as exc:
+                        log.error("destination %s: cannot lease from the queue: %s",
+                                  self.key, exc)
+                        batch = []
+                    running.update(asyncio.ensure_future(self._deliver(entry, token))
+                                   for entry in batch)
+                waits = [asyncio.ensure_future(self._wakeup.wait()),
+                         asyncio.ensure_future(self._stopping.wait())]
+                done, _ = await asyncio.wait([*waits, *running], timeout=IDLE_POLL,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                for w in waits:
+                    w.cancel()
+                finished = done & running
+                running -= finished
+                if any(not t.result() for t in finished) and not self._stopping.is_set():
+                    log.warning("destination %s: leases no longer certain; giving back "
+                                "the entries and leasing again", self.key)
+                    await asyncio.gather(*running)
+                    running.clear()
+                    await self._give_back()
+        except BaseException:  # abandoned (cancelled at shutdown) or failed: so are they
+            for task in running:
+                task.cancel()
+            raise
+        finally:
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
 
     def _tell(self, message_id: str, delivery: Delivery, reason: str,
               stored: asyncio.Future[Any]) -> None:

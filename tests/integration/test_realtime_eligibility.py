@@ -252,6 +252,19 @@ async def test_answers_are_matched_to_their_own_callers(world: World) -> None:
     assert sorted(r.answered for r in world.payer.received) == ["271"] * 6
 
 
+async def test_callers_do_not_wait_in_line_behind_each_other(world: World) -> None:
+    """The core destination sends 4 inquiries at once (concurrency, default 4): four
+    callers of a payer that takes a second each are answered in about a second, not
+    four."""
+    world.payer.delay = 1.0
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    results = await asyncio.gather(*(world.ask(f"TRC0003{i:02d}") for i in range(1, 5)))
+    took = loop.time() - started
+    assert [status for status, _, _ in results] == [200] * 4
+    assert took < 3.0, took
+
+
 # ------------------------------------------------------------------ an X12 caller
 
 
@@ -328,3 +341,4 @@ async def test_a_broken_270_is_refused_and_never_reaches_the_payer(x12_world: Wo
     assert status == 400
     assert b"999" in body or b"TA1" in body  # the X12 rejection, not a payer's answer
     assert x12_world.payer.received == []
+

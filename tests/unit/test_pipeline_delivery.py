@@ -94,11 +94,13 @@ class Env:
             ids.append(mid)
         return ids
 
-    def worker(self, destination: Scripted, config: RetryConfig = FAST) -> DestinationWorker:
+    def worker(self, destination: Scripted, config: RetryConfig = FAST,
+               concurrency: int = 1) -> DestinationWorker:
         w = DestinationWorker(
             channel="adt", name="ehr", destination=destination,
             policy=RetryPolicy(config, rng=lambda: 0.5), timeout=5.0, queue=self.queue,
-            writer=self.writer, vault=self.vault, raw_content_type=RAW_TYPE)
+            writer=self.writer, vault=self.vault, raw_content_type=RAW_TYPE,
+            concurrency=concurrency)
         self.workers.append(w)
         return w
 
@@ -281,3 +283,57 @@ async def test_stop_abandons_a_send_that_hangs_and_the_entry_stays_queued(env, m
 
 def ids_of(entries) -> list[str]:
     return [e.message_id for e in entries]
+
+
+# ------------------------------------------------- concurrency: messages that stand alone
+
+
+async def test_with_concurrency_that_many_are_in_flight_at_once(env):
+    ids = await env.add(5)
+    release = asyncio.Event()
+    in_flight: list[int] = []
+
+    async def held() -> Delivery:
+        in_flight.append(1)
+        await release.wait()
+        return Sent("200")
+
+    dest = Scripted(*[held] * 5)
+    env.worker(dest, concurrency=3).start()
+    await until(lambda: len(dest.sent) == 3)
+    await asyncio.sleep(0.1)
+    assert len(dest.sent) == 3  # no fourth while three are under way
+    release.set()
+    await until(lambda: len(env.kinds(Kind.SENT)) == 5)
+    assert sorted(dest.ids()) == ids and env.queue.stats() == []
+
+
+async def test_with_concurrency_an_entry_waiting_to_retry_holds_back_no_other(env):
+    ids = await env.add(3)
+    slow = RetryConfig(max_attempts=4, initial_delay=Duration(60.0), jitter=0.0)
+    dest = Scripted(Retry("HTTP 503"))
+    env.worker(dest, slow, concurrency=2).start()
+    # the head waits a minute for its next attempt, holding one of the two places; the
+    # other place sends the second, then the third
+    await until(lambda: len(env.kinds(Kind.SENT)) == 2)
+    assert sorted(m for _, m, _ in env.kinds(Kind.SENT)) == ids[1:]
+    assert dest.ids() == ids and env.counts() == (0, 1, 1, 0)
+
+
+async def test_with_concurrency_results_reach_the_hook_and_stop_keeps_the_rest(env):
+    ids = await env.add(3)
+    told: list[tuple[str, str]] = []
+    slow = RetryConfig(max_attempts=4, initial_delay=Duration(60.0), jitter=0.0)
+    dest = Scripted(Sent("200", Answer(b"ISA*271~")), Fail("refused", "R"),
+                    Retry("HTTP 503"))
+    worker = env.worker(dest, slow, concurrency=3)
+    worker.on_result = lambda mid, d, reason, stored: told.append((mid, type(d).__name__))
+    worker.start()
+    await until(lambda: env.kinds(Kind.RETRIED) and len(told) == 2)
+    assert sorted(told) == [(ids[0], "Sent"), (ids[1], "Fail")]
+    started = time.monotonic()
+    await worker.stop()
+    assert time.monotonic() - started < 2.0
+    assert env.counts() == (1, 0, 1, 1)  # the retrying one is back, ready; one dead
+    [kept] = answers.of_message(env.db, ids[0])  # the receiver's answer kept with it
+    assert kept["reason"] == "the receiver's answer"
