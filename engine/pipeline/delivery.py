@@ -162,13 +162,14 @@ class DestinationWorker:
                         batch = []
                     running.update(asyncio.ensure_future(self._deliver(entry, token))
                                    for entry in batch)
-                waits = [asyncio.ensure_future(self._wakeup.wait()),
-                         asyncio.ensure_future(self._stopping.wait())]
-                done, _ = await asyncio.wait([*waits, *running], timeout=IDLE_POLL,
+                waits: list[asyncio.Future[Any]] = [
+                    asyncio.ensure_future(self._wakeup.wait()),
+                    asyncio.ensure_future(self._stopping.wait())]
+                done, _ = await asyncio.wait({*waits, *running}, timeout=IDLE_POLL,
                                              return_when=asyncio.FIRST_COMPLETED)
                 for w in waits:
                     w.cancel()
-                finished = done & running
+                finished = {t for t in running if t in done}
                 running -= finished
                 if any(not t.result() for t in finished) and not self._stopping.is_set():
                     log.warning("destination %s: leases no longer certain; giving back "
