@@ -58,7 +58,7 @@ from engine.message import Answer, Delivery, Fail, Outbound, Retry, Sent
 log = logging.getLogger("conduit.core")
 
 _CODE = re.compile(r"[^A-Za-z0-9._-]")
-_FIELD = re.compile(r"[\x21-\x7e ]{1,80}\Z")  # an envelope value we write: printable
+_FIELD = re.compile(r"^[\x21-\x7e ]{1,80}\Z")  # an envelope value we write: printable
 
 
 class CoreCredentials(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
