@@ -110,8 +110,9 @@ class Response(msgspec.Struct, frozen=True):
     """What a request/response channel (`respond:`) answers its caller in place of an
     acknowledgement: the destination's answer, mapped (`outcome` "answered"), or why there
     is none: "timeout" (no answer in time; the message stays queued and is still
-    delivered), "refused" (the receiver refused it for good) or "unmappable" (its answer
-    could not be mapped). `reason` is PHI-free; the source says it in its own terms."""
+    delivered), "refused" (the receiver refused it for good) or "bad-answer" (it gave no
+    answer, or one that could not be read or mapped). `reason` is PHI-free; the source
+    says it in its own terms."""
 
     outcome: str
     body: bytes = b""
