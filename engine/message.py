@@ -14,7 +14,7 @@ import enum
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -114,7 +114,7 @@ class Response(msgspec.Struct, frozen=True):
     answer, or one that could not be read or mapped). `reason` is PHI-free; the source
     says it in its own terms."""
 
-    outcome: str
+    outcome: Literal["answered", "timeout", "refused", "bad-answer"]
     body: bytes = b""
     content_type: str = ""
     reason: str = ""
