@@ -5,14 +5,30 @@ X12 codes are written with the X12 code system of their element, as PAS does
 (https://codesystem.x12.org/005010/<element number>): UM01 request category 1525, UM02
 certification type 1322, UM03 service type 1365, UM06 level of service 1338, HCR01
 action 306, AAA03 reject reason 901, AAA04 follow-up action 889, NM101 entity 98, HSD01
-quantity qualifier 673; HCR03 decision reasons are the external list 886.
+quantity qualifier 673; HCR03 decision reasons are the external list 886. Code systems
+the other X12 mappings share (CPT, ICD, NUBC, HL7's) come from x12_codes, and the name
+loops a 278 writes (NM1, N3/N4, DMG, PER) from fhir_to_x12.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from engine.maplib.fhir import compact
+from engine.formats.x12.tokens import Segment
+from engine.maplib import x12_codes as codes
+from engine.maplib import x12_fhir as xf
+from engine.maplib.x12_codes import (
+    CDT,
+    CPT,
+    ICD9CM,
+    ICD10CM,
+    NDC,
+    PLACE_OF_SERVICE,
+    TYPE_OF_BILL,
+    X12_CODE,
+    code_concept,
+    relationships,
+)
 
 PAS = "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/"
 EXT_CERTIFICATION_TYPE = PAS + "extension-certificationType"
@@ -37,16 +53,6 @@ FOLLOW_UP = "https://codesystem.x12.org/005010/889"
 ENTITY = "https://codesystem.x12.org/005010/98"
 QUANTITY_QUALIFIER = "https://codesystem.x12.org/005010/673"
 DECISION_REASON = "https://codesystem.x12.org/external/886"
-TAXONOMY = "http://nucc.org/provider-taxonomy"
-PLACE_OF_SERVICE = "https://www.cms.gov/Medicare/Coding/place-of-service-codes/" \
-                   "Place_of_Service_Code_Set"
-BILL_FACILITY = "https://www.nubc.org/CodeSystem/TypeOfBill"
-REVENUE = "https://www.nubc.org/CodeSystem/RevenueCodes"
-ADJUDICATION = "http://terminology.hl7.org/CodeSystem/adjudication"
-CLAIM_TYPE = "http://terminology.hl7.org/CodeSystem/claim-type"
-PRIORITY = "http://terminology.hl7.org/CodeSystem/processpriority"
-RELATIONSHIP = "http://terminology.hl7.org/CodeSystem/subscriber-relationship"
-DIAGNOSIS_TYPE = "http://terminology.hl7.org/CodeSystem/ex-diagnosistype"
 
 # HCR01: what the reviewer decided (the PAS reviewActionCode).
 ACTIONS = {"A1": "Certified in total", "A2": "Certified - partial", "A3": "Not certified",
@@ -57,35 +63,29 @@ OUTCOME = {"A1": "complete", "A2": "complete", "A3": "complete", "A6": "complete
            "C": "complete", "NA": "complete", "A4": "queued", "CT": "queued"}
 
 # HI qualifiers: ICD-10-CM (AB*) and ICD-9-CM (B*), principal, admitting or other.
-ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
-ICD9 = "http://hl7.org/fhir/sid/icd-9-cm"
-DIAGNOSIS = {"ABK": (ICD10, "principal"), "ABJ": (ICD10, "admitting"), "ABF": (ICD10, ""),
-             "APR": (ICD10, "patientreasonforvisit"), "BK": (ICD9, "principal"),
-             "BJ": (ICD9, "admitting"), "BF": (ICD9, ""), "PR": (ICD9, "patientreasonforvisit")}
+DIAGNOSIS = {"ABK": (ICD10CM, "principal"), "ABJ": (ICD10CM, "admitting"),
+             "ABF": (ICD10CM, ""), "APR": (ICD10CM, "patientreasonforvisit"),
+             "BK": (ICD9CM, "principal"), "BJ": (ICD9CM, "admitting"), "BF": (ICD9CM, ""),
+             "PR": (ICD9CM, "patientreasonforvisit")}
 
-# SV101-1 / SV202-1 / SV301-1 procedure code qualifiers and their systems.
-CPT = "http://www.ama-assn.org/go/cpt"
-HCPCS = "urn:oid:2.16.840.1.113883.6.285"
-PROCEDURE_SYSTEMS = {"AD": "http://www.ada.org/cdt", "N4": "http://hl7.org/fhir/sid/ndc",
-                     "IV": "urn:conduit:code:x12:IV", "ER": "urn:conduit:code:x12:ER",
-                     "WK": "urn:conduit:code:x12:WK", "ZZ": "urn:conduit:code:x12:ZZ"}
+# SV101-1 / SV202-1 / SV301-1 procedure code qualifiers and their systems (x12_codes'
+# but for HCPCS, which this release names by its OID, and HP, which it does not know).
+HCPCS_OID = "urn:oid:2.16.840.1.113883.6.285"
+PROCEDURE_SYSTEMS = {"AD": CDT, "N4": NDC, "IV": f"{X12_CODE}IV", "ER": f"{X12_CODE}ER",
+                     "WK": f"{X12_CODE}WK", "ZZ": f"{X12_CODE}ZZ"}
 
 # INS02 of a dependent and the Coverage relationship (18 is the subscriber).
-RELATIONSHIPS = {"18": "self", "01": "spouse", "19": "child"}
+RELATIONSHIPS = relationships("18", "01", "19")
 RELATIONSHIP_CODES = {"self": "18", "spouse": "01", "child": "19", "other": "G8"}
 
 # UM06 level of service: emergency (03) and urgent (U) are stat, the rest normal.
 STAT = frozenset({"03", "U"})
 
+# PER qualifiers a 278 requester's contact reads (its release knows no others).
+_PER_KINDS = {"TE": ("phone", None), "FX": ("fax", None), "EM": ("email", None)}
+
 # Event dates (DTP01) as PAS supporting information categories.
 EVENT_DATES = {"AAH": "patientEvent", "435": "admissionDates", "096": "dischargeDates"}
-
-
-def coding(system: str, code: str, display: str | None = None) -> dict[str, Any] | None:
-    """A CodeableConcept of one code, or None when there is no code."""
-    if not code:
-        return None
-    return {"coding": [compact({"system": system, "code": code, "display": display})]}
 
 
 def code_of(concept: Any, system: str = "") -> str:
@@ -99,7 +99,7 @@ def code_of(concept: Any, system: str = "") -> str:
 
 
 def extension(url: str, system: str, code: str) -> dict[str, Any] | None:
-    concept = coding(system, code)
+    concept = code_concept(system, code)
     return {"url": url, "valueCodeableConcept": concept} if concept else None
 
 
@@ -110,46 +110,28 @@ def find_extension(element: Any, url: str) -> dict[str, Any] | None:
                  if isinstance(e, dict) and e.get("url") == url), None)
 
 
-def icd_code(qualifier: str, code: str) -> str:
-    """An X12 ICD-10-CM code (no dot) as FHIR writes it: E119 is E11.9."""
-    code = code.strip()
-    if qualifier.startswith("AB") or qualifier == "APR":
-        return code[:3] + "." + code[3:] if len(code) > 3 and "." not in code else code
-    if qualifier in ("BK", "BJ", "BF", "PR") and len(code) > 3 and "." not in code:
-        cut = 4 if code.startswith("E") else 3
-        return code[:cut] + "." + code[cut:] if len(code) > cut else code
-    return code
-
-
-def x12_icd(code: str) -> str:
-    """A FHIR ICD code as X12 sends it (no dot)."""
-    return code.replace(".", "")
-
-
 def procedure_system(qualifier: str, code: str) -> str:
-    """The system of an SV1/SV2/SV3 procedure code: HC is CPT for codes of digits (with
-    a category II/III letter last), HCPCS level II for codes led by a letter."""
-    if qualifier == "HC":
-        return HCPCS if code[:1].isalpha() else CPT
-    return PROCEDURE_SYSTEMS.get(qualifier, f"urn:conduit:code:x12:{qualifier or 'unknown'}")
+    """The system of an SV1/SV2/SV3 procedure code (see PROCEDURE_SYSTEMS)."""
+    return codes.procedure_system(qualifier, code, hcpcs=HCPCS_OID,
+                                  systems=PROCEDURE_SYSTEMS, unknown="unknown")
 
 
 def procedure_qualifier(system: str) -> str:
-    if system in (CPT, HCPCS):
+    """The SV1/SV2/SV3 qualifier of a procedure code system (HC when unknown)."""
+    if system in (CPT, HCPCS_OID):
         return "HC"
     for qualifier, known in PROCEDURE_SYSTEMS.items():
         if known == system:
             return qualifier
-    prefix = "urn:conduit:code:x12:"
-    return system.removeprefix(prefix) if system.startswith(prefix) else "HC"
+    return system.removeprefix(X12_CODE) if system.startswith(X12_CODE) else "HC"
 
 
 def facility(composite: str, component: str) -> dict[str, Any] | None:
     """UM04 (facility code and its qualifier: B place of service, A UB facility type)."""
     code, _, rest = composite.partition(component)
     qualifier = rest.split(component, 1)[0]
-    system = BILL_FACILITY if qualifier == "A" else PLACE_OF_SERVICE
-    return coding(system, code.strip())
+    system = TYPE_OF_BILL if qualifier == "A" else PLACE_OF_SERVICE
+    return code_concept(system, code.strip())
 
 
 def facility_element(concept: Any) -> list[str]:
@@ -157,22 +139,14 @@ def facility_element(concept: Any) -> list[str]:
     code = code_of(concept, PLACE_OF_SERVICE)
     if code:
         return [code, "B"]
-    code = code_of(concept, BILL_FACILITY)
+    code = code_of(concept, TYPE_OF_BILL)
     return [code, "A"] if code else []
 
 
-def telecom(per: Any) -> list[dict[str, Any]]:
-    """PER03..PER08 (qualifier and number pairs: TE phone, FX fax, EM email; EX is the
-    phone's extension) as ContactPoints."""
-    out: list[dict[str, Any]] = []
-    for index in (3, 5, 7):
-        qualifier, value = per.element(index), per.element(index + 1)
-        kind = {"TE": "phone", "FX": "fax", "EM": "email"}.get(qualifier)
-        if kind and value:
-            out.append({"system": kind, "value": value})
-        elif qualifier == "EX" and value and out and out[-1]["system"] == "phone":
-            out[-1]["value"] += f" x{value}"
-    return out
+def telecom(per: Segment) -> list[dict[str, Any]]:
+    """A requester's PER03..PER08 as ContactPoints: TE phone, FX fax, EM email, EX the
+    phone's extension; numbers as sent."""
+    return xf.telecom(per, _PER_KINDS, extension=True, strip=False)
 
 
 def per_elements(points: Any) -> list[str]:
@@ -192,64 +166,3 @@ def per_elements(points: Any) -> list[str]:
         if len(out) >= 6:
             break
     return out[:6]
-
-
-# ---- writing X12 from FHIR: the name loops ----------------------------------------------
-
-_QUALIFIERS = {"http://hl7.org/fhir/sid/us-npi": "XX", "urn:oid:2.16.840.1.113883.4.4": "FI",
-               "http://hl7.org/fhir/sid/us-ssn": "34"}
-_X12_GENDER = {"male": "M", "female": "F", "unknown": "U"}
-
-
-def id_elements(resource: dict[str, Any], own: str) -> list[str]:
-    """NM108/NM109 from a resource's first identifier: NPI XX, EIN FI, SSN 34, a payer's
-    own id `own` (MI for a member, PI for a payer)."""
-    for ident in resource.get("identifier") or []:
-        if not isinstance(ident, dict) or not ident.get("value"):
-            continue
-        system = str(ident.get("system") or "")
-        qualifier = _QUALIFIERS.get(system)
-        if qualifier is None:
-            suffix = system.removeprefix("urn:conduit:id:x12:")
-            qualifier = suffix if system != suffix and len(suffix) == 2 and \
-                suffix.isupper() else own
-        return [qualifier, str(ident["value"])]
-    return []
-
-
-def nm1(entity: str, resource: dict[str, Any], own: str) -> list[Any]:
-    """NM1 for a Patient, Practitioner (NM102 1) or Organization (2)."""
-    ids = id_elements(resource, own)
-    if resource.get("resourceType") == "Organization":
-        names = [str(resource.get("name") or ""), "", "", "", ""]
-        kind = "2"
-    else:
-        name = next((n for n in resource.get("name") or [] if isinstance(n, dict)), {})
-        given = [str(g) for g in name.get("given") or []]
-        names = [str(name.get("family") or ""), given[0] if given else "",
-                 given[1] if len(given) > 1 else "",
-                 " ".join(name.get("prefix") or []), " ".join(name.get("suffix") or [])]
-        kind = "1"
-    return ["NM1", entity, kind, *names, *ids]
-
-
-def address_segments(resource: dict[str, Any]) -> list[list[Any]]:
-    """N3 and N4 from the resource's first address."""
-    found = next((a for a in resource.get("address") or [] if isinstance(a, dict)), None)
-    if found is None:
-        return []
-    lines = [str(line) for line in found.get("line") or []][:2]
-    out: list[list[Any]] = [["N3", *lines]] if lines else []
-    place = [str(found.get(k) or "") for k in ("city", "state", "postalCode", "country")]
-    if any(place):
-        out.append(["N4", *place])
-    return out
-
-
-def dmg(patient: dict[str, Any]) -> list[list[Any]]:
-    birth = str(patient.get("birthDate") or "").replace("-", "")
-    gender = _X12_GENDER.get(str(patient.get("gender") or ""), "")
-    if len(birth) != 8 and not gender:
-        return []
-    return [["DMG", "D8" if len(birth) == 8 else "", birth if len(birth) == 8 else "",
-             gender]]

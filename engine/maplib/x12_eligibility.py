@@ -8,8 +8,9 @@ Code systems:
 - X12's own element code lists (EB01, EB02, EB06, AAA03, AAA04, EB04, EB09, which have no
   published URI): urn:conduit:code:x12:<data element number> (1390, 1207, 615, 901,
   889, 1336, 673), with the code's name as display where this module knows it;
-- procedure codes (EQ02, EB13): HC as CPT when numeric, else HCPCS; AD as CDT; N4 as
-  NDC; another qualifier as urn:conduit:code:x12:235:<qualifier>.
+- procedure codes (EQ02, EB13), in x12_codes' systems: HC as CPT when it starts with a
+  digit, else HCPCS; AD as CDT; N4 as NDC; another qualifier as
+  urn:conduit:code:x12:235:<qualifier>.
 
 Trace numbers: a TRN (TRN02 the number, TRN03 who assigned it) is the Identifier
 {system urn:conduit:id:x12:trn:<TRN03>, value TRN02}. The 271 echoes the 270's TRN, so
@@ -24,15 +25,11 @@ from typing import Any
 
 from engine.formats.x12.structure import Node
 from engine.formats.x12.tokens import Segment
+from engine.maplib.x12_codes import CDT, CPT, HCPCS, NDC, RELATIONSHIP, relationships
 
 SERVICE_TYPES = "https://x12.org/codes/service-type-codes"
 TRACE = "urn:conduit:id:x12:trn"
 BHT_TRACE = "urn:conduit:id:x12:bht"
-CPT = "http://www.ama-assn.org/go/cpt"
-HCPCS = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
-CDT = "http://www.ada.org/cdt"
-NDC = "http://hl7.org/fhir/sid/ndc"
-RELATIONSHIP = "http://terminology.hl7.org/CodeSystem/subscriber-relationship"
 HEALTH_PLAN = "30"  # health benefit plan coverage: the general inquiry
 
 # Service type codes a mapping names (the list has some 200; a code not here is kept
@@ -129,8 +126,9 @@ FOLLOW_UPS = {
     "W": "Please Wait 30 Days and Resubmit", "X": "Please Wait 10 Days and Resubmit",
     "Y": "Do Not Resubmit; We Will Hand Deliver the Response",
 }
-# INS02 of a dependent (1069) and FHIR's subscriber relationship, both ways.
-_INS_RELATIONSHIP = {"01": "spouse", "19": "child", "34": "other"}
+# INS02 of a dependent (1069) and FHIR's subscriber relationship, both ways: a 270/271
+# dependent is a spouse, a child or other (34).
+_INS_RELATIONSHIP = relationships("01", "19", "34")
 _RELATIONSHIP_INS = {"spouse": "01", "child": "19", "parent": "34", "common": "34",
                      "other": "34", "injured": "34"}
 
@@ -141,6 +139,8 @@ def x12_system(element: str) -> str:
 
 
 def coding(system: str, code: str, names: dict[str, str] | None = None) -> dict[str, str]:
+    """A Coding with its display from `names`; an empty code is kept (x12_codes.coding
+    would drop it)."""
     out = {"system": system, "code": code}
     display = (names or {}).get(code)
     if display:

@@ -57,15 +57,17 @@ from typing import Any
 
 from engine.errors import MappingError
 from engine.formats.x12.build import interchange
+from engine.maplib import fhir_to_x12 as fx
 from engine.maplib import x12_auth as pas
+from engine.maplib import x12_codes as codes
 from engine.maplib.fhir_to_v2 import Located, Resources, dicts, text
 from engine.mapping import mapping
 
 _CREATED = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}))?")
 _EVENT_ITEM_SYSTEMS = (pas.SERVICE_TYPE,)
-_ICD = {pas.ICD10: {"principal": "ABK", "admitting": "ABJ", "patientreasonforvisit": "APR",
+_ICD = {codes.ICD10CM: {"principal": "ABK", "admitting": "ABJ", "patientreasonforvisit": "APR",
                     "": "ABF"},
-        pas.ICD9: {"principal": "BK", "admitting": "BJ", "patientreasonforvisit": "PR",
+        codes.ICD9CM: {"principal": "BK", "admitting": "BJ", "patientreasonforvisit": "PR",
                    "": "BF"}}
 _DATES = {v: k for k, v in pas.EVENT_DATES.items()}
 
@@ -148,7 +150,7 @@ class _Writer:
     def party_ids(self) -> tuple[str, str]:
         """ISA ids: the requester's and the insurer's first identifiers (15 characters)."""
         def first(resource: dict | None, fallback: str) -> str:
-            ids = pas.id_elements(resource or {}, "ZZ")
+            ids = fx.id_elements(resource or {}, "ZZ")
             return (ids[1] if ids else fallback)[:15].strip() or fallback
         return first(self.requester, "REQUESTER"), first(self.insurer, "UMO")
 
@@ -176,36 +178,36 @@ class _Writer:
         """2000A-2000D with their name loops; the HL number the event hangs under."""
         umo = self._level(0, "20", True)
         self.out += errors.get("2000A", [])
-        self.out.append(pas.nm1("X3", self.insurer, "PI"))
+        self.out.append(fx.nm1("X3", self.insurer, "PI"))
         self.out += errors.get("2010A", [])
         requester = umo
         if self.requester is not None:
             requester = self._level(umo, "21", True)
-            self.out.append(pas.nm1(self._requester_entity(), self.requester, "PI"))
+            self.out.append(fx.nm1(self._requester_entity(), self.requester, "PI"))
             if not self.is_response:
-                self.out += pas.address_segments(self.requester)
-                per = pas.per_elements(self.requester.get("telecom"))
+                self.out += fx.address_segments(self.requester)
+                per = fx.per_elements(self.requester.get("telecom"))
                 if per:
                     self.out.append(["PER", "IC", "", *per])
             self.out += errors.get("2010B", [])
         dependent = self.patient is not self.subscriber and \
             self.patient.get("id") != self.subscriber.get("id")
         subscriber = self._level(requester, "22", True)
-        self.out.append(pas.nm1("IL", self.subscriber, "MI"))
+        self.out.append(fx.nm1("IL", self.subscriber, "MI"))
         group = next((text(c.get("value")) for c in dicts((self.coverage or {}).get("class"))
                       if pas.code_of(c.get("type")) == "group"), "")
         if group:
             self.out.append(["REF", "6P", group])
-        self.out += pas.address_segments(self.subscriber)
+        self.out += fx.address_segments(self.subscriber)
         self.out += errors.get("2010C", [])
-        self.out += pas.dmg(self.subscriber)
+        self.out += fx.dmg(self.subscriber)
         if not dependent:
             return subscriber
         level = self._level(subscriber, "23", True)
-        self.out.append(pas.nm1("QC", self.patient, "MI"))
-        self.out += pas.address_segments(self.patient)
+        self.out.append(fx.nm1("QC", self.patient, "MI"))
+        self.out += fx.address_segments(self.patient)
         self.out += errors.get("2010D", [])
-        self.out += pas.dmg(self.patient)
+        self.out += fx.dmg(self.patient)
         relationship = pas.code_of((self.coverage or {}).get("relationship"))
         self.out.append(["INS", "N", pas.RELATIONSHIP_CODES.get(relationship, "G8")])
         return level
@@ -284,9 +286,9 @@ class _Writer:
                 code = pas.code_of(concept, system)
                 if not code:
                     continue
-                kinds = [pas.code_of(t, pas.DIAGNOSIS_TYPE) for t in dicts(diagnosis.get("type"))]
+                kinds = [pas.code_of(t, codes.DIAGNOSIS_TYPE) for t in dicts(diagnosis.get("type"))]
                 kind = next((k for k in kinds if k in qualifiers and k), "")
-                out.append([qualifiers[kind], pas.x12_icd(code)])
+                out.append([qualifiers[kind], codes.x12_icd(code)])
                 break
         return out
 
@@ -296,9 +298,9 @@ class _Writer:
             if found is None:
                 continue
             role = pas.code_of(member.get("role"), pas.ENTITY) or "SJ"
-            self.out.append(pas.nm1(role, found.resource, "ZZ"))
-            self.out += pas.address_segments(found.resource)
-            taxonomy = pas.code_of(member.get("qualification"), pas.TAXONOMY)
+            self.out.append(fx.nm1(role, found.resource, "ZZ"))
+            self.out += fx.address_segments(found.resource)
+            taxonomy = pas.code_of(member.get("qualification"), codes.TAXONOMY)
             if taxonomy:
                 self.out.append(["PRV", "PE", "PXC", taxonomy])
 
@@ -456,10 +458,10 @@ def _line(item: dict, units: str) -> list[Any] | None:
     procedure = [pas.procedure_qualifier(system), text(coding.get("code")), *modifiers]
     net = item.get("net") if isinstance(item.get("net"), dict) else {}
     charge = _number(net.get("value"))
-    revenue = pas.code_of(item.get("revenue"), pas.REVENUE)
+    revenue = pas.code_of(item.get("revenue"), codes.REVENUE)
     if revenue:
         return ["SV2", revenue, procedure, charge, "UN" if units else "", units]
-    if system == pas.PROCEDURE_SYSTEMS["AD"]:
+    if system == codes.CDT:
         return ["SV3", procedure, charge]
     return ["SV1", procedure, charge, "UN" if units else "", units]
 

@@ -65,6 +65,7 @@ from engine.formats.x12.message import X12Message
 from engine.formats.x12.structure import Loop, Node, Seg
 from engine.formats.x12.tokens import Segment
 from engine.maplib import x12_auth as pas
+from engine.maplib import x12_codes as codes
 from engine.maplib import x12_fhir as x12
 from engine.maplib.fhir import compact, reference, resource_id
 from engine.mapping import mapping
@@ -136,7 +137,7 @@ class _Facts:
         nm1 = loop.segments[0]
         made = x12.party(nm1, loop.segments)
         if made["resourceType"] == "Organization" and nm1.element(1):
-            made["type"] = [*made.get("type", []), pas.coding(pas.ENTITY, nm1.element(1))]
+            made["type"] = [*made.get("type", []), codes.code_concept(pas.ENTITY, nm1.element(1))]
         per = loop.seg("PER")
         if per is not None and pas.telecom(per):
             made["telecom"] = pas.telecom(per)
@@ -161,11 +162,10 @@ class _Facts:
             "subscriber": reference(subscriber) if patient is not subscriber else None,
             "subscriberId": sub_nm1.element(9),
             "beneficiary": reference(patient),
-            "relationship": pas.coding(pas.RELATIONSHIP, relationship),
+            "relationship": codes.code_concept(codes.RELATIONSHIP, relationship),
             "payor": [reference(self.umo)],
-            "class": [{"type": pas.coding(
-                "http://terminology.hl7.org/CodeSystem/coverage-class", "group"),
-                "value": group}] if group else [],
+            "class": [{"type": codes.code_concept(codes.COVERAGE_CLASS, "group"),
+                       "value": group}] if group else [],
         })
         return patient, self._keep(coverage)
 
@@ -187,14 +187,14 @@ class _Facts:
                               _el(um, 6))) if e],
             "identifier": [self._trn(self.event.seg("TRN"))] if self.event.seg("TRN") else [],
             "status": "active",
-            "type": pas.coding(pas.CLAIM_TYPE, self._claim_type(um, services)),
-            "subType": pas.coding(pas.REQUEST_CATEGORY, _el(um, 1)),
+            "type": codes.code_concept(codes.CLAIM_TYPE, self._claim_type(um, services)),
+            "subType": codes.code_concept(pas.REQUEST_CATEGORY, _el(um, 1)),
             "use": "preauthorization",
             "patient": reference(self.patient),
             "created": self.created,
             "insurer": reference(self.umo),
             "provider": reference(self.requester) if self.requester else None,
-            "priority": pas.coding(pas.PRIORITY,
+            "priority": codes.code_concept(codes.PRIORITY,
                                    "stat" if _el(um, 6) in pas.STAT else "normal"),
             "careTeam": self._care_team(),
             "supportingInfo": self._supporting_info(),
@@ -231,8 +231,8 @@ class _Facts:
             team.append(compact({
                 "sequence": len(team) + 1,
                 "provider": reference(made),
-                "role": pas.coding(pas.ENTITY, nm1.element(1)),
-                "qualification": pas.coding(pas.TAXONOMY, node.value("PRV03")),
+                "role": codes.code_concept(pas.ENTITY, nm1.element(1)),
+                "qualification": codes.code_concept(codes.TAXONOMY, node.value("PRV03")),
             }))
         return team
 
@@ -245,10 +245,10 @@ class _Facts:
                 continue
             timing = {"timingPeriod": period} if dtp.element(2) == "RD8" else \
                 {"timingDate": period["start"]}
-            found.append({"category": pas.coding(pas.SUPPORTING_INFO, category), **timing})
+            found.append({"category": codes.code_concept(pas.SUPPORTING_INFO, category), **timing})
         message = self.event.value("MSG01")
         if message:
-            found.append({"category": pas.coding(pas.SUPPORTING_INFO, "freeFormMessage"),
+            found.append({"category": codes.code_concept(pas.SUPPORTING_INFO, "freeFormMessage"),
                           "valueString": message})
         return [{"sequence": n, **info} for n, info in enumerate(found, start=1)]
 
@@ -265,9 +265,9 @@ class _Facts:
             system, kind = known
             out.append(compact({
                 "sequence": len(out) + 1,
-                "diagnosisCodeableConcept": pas.coding(system,
-                                                       pas.icd_code(qualifier, code)),
-                "type": [pas.coding(pas.DIAGNOSIS_TYPE, kind)] if kind else [],
+                "diagnosisCodeableConcept": codes.code_concept(system,
+                                                            codes.icd_code(system, code)),
+                "type": [codes.code_concept(codes.DIAGNOSIS_TYPE, kind)] if kind else [],
             }))
         return out
 
@@ -277,8 +277,8 @@ class _Facts:
         return compact({
             "extension": self._item_extensions(None, um),
             "sequence": 1,
-            "category": pas.coding(pas.SERVICE_TYPE, service_type),
-            "productOrService": pas.coding(pas.SERVICE_TYPE, service_type or "1"),
+            "category": codes.code_concept(pas.SERVICE_TYPE, service_type),
+            "productOrService": codes.code_concept(pas.SERVICE_TYPE, service_type or "1"),
             "locationCodeableConcept": pas.facility(_el(um, 4), self.component),
             "quantity": _hsd_quantity(self.event.seg("HSD")),
             **_serviced(self.event.seg("DTP", "472")),
@@ -294,9 +294,9 @@ class _Facts:
         return compact({
             "extension": self._item_extensions(node, um),
             "sequence": sequence,
-            "revenue": pas.coding(pas.REVENUE, revenue),
-            "category": pas.coding(pas.SERVICE_TYPE, service_type),
-            "productOrService": product or pas.coding(pas.SERVICE_TYPE,
+            "revenue": codes.code_concept(codes.REVENUE, revenue),
+            "category": codes.code_concept(pas.SERVICE_TYPE, service_type),
+            "productOrService": product or codes.code_concept(pas.SERVICE_TYPE,
                                                       service_type or "1"),
             "modifier": modifiers,
             "locationCodeableConcept": pas.facility(_el(um, 4) or _el(event_um, 4),
@@ -325,9 +325,9 @@ class _Facts:
         qualifier = line.element(procedure, 1)
         code = line.element(procedure, 2)
         system = pas.procedure_system(qualifier, code)
-        modifiers = [pas.coding(system, line.element(procedure, n)) for n in range(3, 7)
+        modifiers = [codes.code_concept(system, line.element(procedure, n)) for n in range(3, 7)
                      if line.element(procedure, n)]
-        return (pas.coding(system, code), modifiers, line.element(charge),
+        return (codes.code_concept(system, code), modifiers, line.element(charge),
                 line.element(units) if units else "",
                 line.element(revenue) if revenue else "")
 
@@ -348,9 +348,9 @@ class _Facts:
             "id": resource_id("ClaimResponse", "x12", key),
             "identifier": [self._trn(t) for t in trns if t.element(2)],
             "status": "active",
-            "type": pas.coding(pas.CLAIM_TYPE, "institutional" if _el(
+            "type": codes.code_concept(codes.CLAIM_TYPE, "institutional" if _el(
                 self.event.seg("UM"), 1) == "AR" else "professional"),
-            "subType": pas.coding(pas.REQUEST_CATEGORY, _el(self.event.seg("UM"), 1)),
+            "subType": codes.code_concept(pas.REQUEST_CATEGORY, _el(self.event.seg("UM"), 1)),
             "use": "preauthorization",
             "patient": reference(self.patient),
             "created": self.created,
@@ -438,16 +438,16 @@ def _adjudication(hcr: Segment) -> dict[str, Any]:
     action = hcr.element(1)
     parts = [
         {"url": pas.EXT_REVIEW_ACTION_CODE,
-         "valueCodeableConcept": pas.coding(pas.ACTION, action, pas.ACTIONS.get(action))}
+         "valueCodeableConcept": codes.code_concept(pas.ACTION, action, pas.ACTIONS.get(action))}
         if action else None,
         {"url": "number", "valueString": hcr.element(2)} if hcr.element(2) else None,
-        {"url": "reasonCode", "valueCodeableConcept": pas.coding(pas.DECISION_REASON,
+        {"url": "reasonCode", "valueCodeableConcept": codes.code_concept(pas.DECISION_REASON,
                                                                  hcr.element(3))}
         if hcr.element(3) else None,
     ]
     return {"extension": [{"url": pas.EXT_REVIEW_ACTION,
                            "extension": [p for p in parts if p]}],
-            "category": pas.coding(pas.ADJUDICATION, "submitted")}
+            "category": codes.code_concept(codes.ADJUDICATION, "submitted")}
 
 
 def _error(aaa: Segment, loop_id: str, sequence: int | None) -> dict[str, Any]:
