@@ -1,6 +1,7 @@
 """Eligibility (270/271) building blocks the three eligibility mappings share: the code
-lists they read and write, trace numbers as identifiers, procedure codes both ways, and
-the dependent's relationship.
+lists they read and write, trace numbers as identifiers, procedure codes both ways, the
+dependent's relationship, and the parts of a 270 and a 271 read alike (the payer and
+provider levels, the member id, coverage classes from REF).
 
 Code systems:
 - service type codes (EQ01, EB03): https://x12.org/codes/service-type-codes, the code
@@ -23,9 +24,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.formats.x12.message import X12Message
 from engine.formats.x12.structure import Node
 from engine.formats.x12.tokens import Segment
-from engine.maplib.x12_codes import CDT, CPT, HCPCS, NDC, RELATIONSHIP, relationships
+from engine.maplib import x12_fhir as xf
+from engine.maplib.fhir import compact
+from engine.maplib.x12_codes import (
+    CDT,
+    COVERAGE_CLASS,
+    CPT,
+    HCPCS,
+    NDC,
+    RELATIONSHIP,
+    relationships,
+)
 
 SERVICE_TYPES = "https://x12.org/codes/service-type-codes"
 TRACE = "urn:conduit:id:x12:trn"
@@ -126,6 +138,10 @@ FOLLOW_UPS = {
     "W": "Please Wait 30 Days and Resubmit", "X": "Please Wait 10 Days and Resubmit",
     "Y": "Do Not Resubmit; We Will Hand Deliver the Response",
 }
+# REF01 of a subscriber or dependent that names a Coverage.class (plan, group).
+COVERAGE_CLASSES = {"18": "plan", "6P": "group", "1L": "group"}
+# NM108 of a subscriber whose NM109 is its member id.
+_MEMBER_QUALIFIERS = ("MI", "II")
 # INS02 of a dependent (1069) and FHIR's subscriber relationship, both ways: a 270/271
 # dependent is a spouse, a child or other (34).
 _INS_RELATIONSHIP = relationships("01", "19", "34")
@@ -225,3 +241,34 @@ def relationship(ins: Segment | None, dependent: bool) -> dict[str, Any] | None:
 def ins_relationship(code: str) -> str | None:
     """INS02 of a FHIR subscriber relationship other than self."""
     return _RELATIONSHIP_INS.get(code)
+
+
+def payer_of(message: X12Message, source: Node) -> tuple[dict[str, Any], str] | None:
+    """An information source (2000A) as its payer Organization (2100A) and the scope of
+    its member ids; None when the loop has no name."""
+    loop = source.first("2100A")
+    nm1 = loop.seg("NM1") if loop is not None else None
+    if loop is None or nm1 is None:
+        return None
+    return (xf.organization(nm1, loop.segments, payer=True),
+            xf.payer_scope(message, nm1.element(9)))
+
+
+def provider_of(receiver: Node) -> dict[str, Any] | None:
+    """An information receiver (2000B) as a Practitioner or Organization (2100B)."""
+    loop = receiver.first("2100B")
+    nm1 = loop.seg("NM1") if loop is not None else None
+    return xf.party(nm1, loop.segments) if nm1 is not None and loop is not None else None
+
+
+def member_id(subscriber_loop: Node) -> str:
+    """The subscriber's member id (2100C NM109 qualified MI or II), else ""."""
+    nm1 = subscriber_loop.seg("NM1")
+    return nm1.element(9) if nm1 is not None and nm1.element(8) in _MEMBER_QUALIFIERS \
+        else ""
+
+
+def coverage_class(kind: str, value: str, name: str) -> dict[str, Any]:
+    """A Coverage.class of type `kind` (plan, group)."""
+    return compact({"type": {"coding": [{"system": COVERAGE_CLASS, "code": kind}]},
+                    "value": value, "name": name})

@@ -46,18 +46,8 @@ from engine.formats.x12.message import X12Message
 from engine.formats.x12.structure import Node
 from engine.maplib import x12_eligibility as elig
 from engine.maplib.fhir import compact, one_per_id, reference, resource_id, transaction
-from engine.maplib.x12_fhir import (
-    organization,
-    party,
-    patient,
-    payer_scope,
-    set_timestamp,
-    x12_period,
-)
+from engine.maplib.x12_fhir import patient, set_timestamp, x12_period
 from engine.mapping import mapping
-
-_CLASSES = {"6P": "group", "1L": "group", "18": "plan"}
-_CLASS_SYSTEM = "http://terminology.hl7.org/CodeSystem/coverage-class"
 
 
 @mapping("x12-270-to-fhir@1", accepts="x12", emits="application/fhir+json")
@@ -76,15 +66,13 @@ def inquiry_to_fhir(message: X12Message) -> dict:
     reference_id = bht.element(3) if bht is not None else ""
     resources: list[dict[str, Any]] = []
     for source in tree.all("2000A"):
-        payer_loop = source.first("2100A")
-        payer_nm1 = payer_loop.seg("NM1") if payer_loop is not None else None
-        if payer_loop is None or payer_nm1 is None:
+        found = elig.payer_of(message, source)
+        if found is None:
             continue
-        payer = organization(payer_nm1, payer_loop.segments, payer=True)
-        scope = payer_scope(message, payer_nm1.element(9))
+        payer, scope = found
         resources.append(payer)
         for receiver in source.kids("2000B"):
-            provider = _provider(receiver)
+            provider = elig.provider_of(receiver)
             if provider is not None:
                 resources.append(provider)
             for subscriber_level in receiver.kids("2000C"):
@@ -94,12 +82,6 @@ def inquiry_to_fhir(message: X12Message) -> dict:
     if not requests:
         raise MappingError("no subscriber level names its person", field="NM1")
     return transaction(one_per_id(resources))
-
-
-def _provider(receiver: Node) -> dict[str, Any] | None:
-    loop = receiver.first("2100B")
-    nm1 = loop.seg("NM1") if loop is not None else None
-    return party(nm1, loop.segments) if nm1 is not None and loop is not None else None
 
 
 def _inquiries(subscriber_level: Node, payer: dict, provider: dict | None, scope: str,
@@ -183,14 +165,12 @@ def _items(eq_loop: Node) -> list[dict[str, Any]]:
 
 def _coverage(name_loop: Node, person: dict, subscriber: dict, subscriber_loop: Node,
               payer: dict, *, dependent: bool) -> dict[str, Any]:
-    nm1 = subscriber_loop.seg("NM1")
-    member_id = nm1.element(9) if nm1 is not None and nm1.element(8) in ("MI", "II") else ""
     return compact({
         "resourceType": "Coverage",
         "id": "coverage",
         "status": "active",
         "subscriber": reference(subscriber),
-        "subscriberId": member_id,
+        "subscriberId": elig.member_id(subscriber_loop),
         "beneficiary": reference(person),
         "relationship": elig.relationship(name_loop.seg("INS"), dependent),
         "payor": [reference(payer)],
@@ -201,11 +181,7 @@ def _coverage(name_loop: Node, person: dict, subscriber: dict, subscriber_loop: 
 def _classes(loop: Node) -> list[dict[str, Any]]:
     out = []
     for ref in loop.segs("REF"):
-        kind = _CLASSES.get(ref.element(1))
+        kind = elig.COVERAGE_CLASSES.get(ref.element(1))
         if kind and ref.element(2):
-            out.append(compact({
-                "type": {"coding": [{"system": _CLASS_SYSTEM, "code": kind}]},
-                "value": ref.element(2),
-                "name": ref.element(3),
-            }))
+            out.append(elig.coverage_class(kind, ref.element(2), ref.element(3)))
     return out

@@ -72,17 +72,13 @@ from engine.maplib.fhir import compact, one_per_id, reference, resource_id, tran
 from engine.maplib.x12_fhir import (
     amount,
     money,
-    organization,
     party,
     patient,
-    payer_scope,
     set_timestamp,
     x12_date,
 )
 from engine.mapping import mapping
 
-_CLASS_SYSTEM = "http://terminology.hl7.org/CodeSystem/coverage-class"
-_CLASSES = {"18": "plan", "6P": "group", "1L": "group"}
 _BENEFIT_TYPE = "http://terminology.hl7.org/CodeSystem/benefit-type"
 _BENEFIT_TYPES = {"A": "copay-percent", "B": "copay", "C": "deductible"}
 _NETWORK = {"Y": "in", "N": "out"}
@@ -109,20 +105,17 @@ def response_to_fhir(message: X12Message) -> dict:
     context = _Context(created, bht.element(3) if bht is not None else "")
     resources: list[dict[str, Any]] = []
     for source in tree.all("2000A") if tree is not None else []:
+        found = elig.payer_of(message, source)
         payer_loop = source.first("2100A")
-        payer_nm1 = payer_loop.seg("NM1") if payer_loop is not None else None
-        if payer_loop is None or payer_nm1 is None:
+        if found is None or payer_loop is None:
             continue
-        payer = organization(payer_nm1, payer_loop.segments, payer=True)
-        scope = payer_scope(message, payer_nm1.element(9))
+        payer, scope = found
         resources.append(payer)
         source_errors = [*source.segs("AAA"), *payer_loop.segs("AAA")]
         answered = False
         for receiver in source.kids("2000B"):
             receiver_loop = receiver.first("2100B")
-            nm1 = receiver_loop.seg("NM1") if receiver_loop is not None else None
-            provider = party(nm1, receiver_loop.segments) \
-                if nm1 is not None and receiver_loop is not None else None
+            provider = elig.provider_of(receiver)
             if provider is not None:
                 resources.append(provider)
             errors = [*source_errors, *(receiver_loop.segs("AAA") if receiver_loop else [])]
@@ -299,8 +292,6 @@ def _period(loops: list[Node], qualifiers: dict[str, str]) -> dict[str, str] | N
 def _coverage(name_loop: Node, subscriber_loop: Node, person: dict, subscriber: dict,
               payer: dict, benefits: list[Node], period: dict | None, status: str, *,
               dependent: bool) -> dict[str, Any]:
-    nm1 = subscriber_loop.seg("NM1")
-    member_id = nm1.element(9) if nm1 is not None and nm1.element(8) in ("MI", "II") else ""
     insurance_type = next((eb.value("EB04") for eb in benefits if eb.value("EB04")), "")
     return compact({
         "resourceType": "Coverage",
@@ -309,7 +300,7 @@ def _coverage(name_loop: Node, subscriber_loop: Node, person: dict, subscriber: 
         "type": {"coding": [elig.coding(elig.x12_system("1336"), insurance_type)]}
         if insurance_type else None,
         "subscriber": reference(subscriber),
-        "subscriberId": member_id,
+        "subscriberId": elig.member_id(subscriber_loop),
         "beneficiary": reference(person),
         "relationship": elig.relationship(name_loop.seg("INS"), dependent),
         "period": period,
@@ -324,23 +315,18 @@ def _classes(loops: list[Node], benefits: list[Node]) -> list[dict[str, Any]]:
     seen: set[str] = set()
     for loop in loops:
         for ref in loop.segs("REF"):
-            kind = _CLASSES.get(ref.element(1))
+            kind = elig.COVERAGE_CLASSES.get(ref.element(1))
             if kind and ref.element(2) and kind not in seen:
                 seen.add(kind)
-                out.append(_class(kind, ref.element(2), ref.element(3)))
+                out.append(elig.coverage_class(kind, ref.element(2), ref.element(3)))
     plan_name = next((eb.value("EB05") for eb in benefits if eb.value("EB05")), "")
     if "plan" not in seen and plan_name:
-        out.append(_class("plan", plan_name, plan_name))
+        out.append(elig.coverage_class("plan", plan_name, plan_name))
     elif plan_name:
         for entry in out:
             if entry["type"]["coding"][0]["code"] == "plan" and "name" not in entry:
                 entry["name"] = plan_name
     return out
-
-
-def _class(kind: str, value: str, name: str) -> dict[str, Any]:
-    return compact({"type": {"coding": [{"system": _CLASS_SYSTEM, "code": kind}]},
-                    "value": value, "name": name})
 
 
 def _items(eb_loop: Node, provider: dict | None) -> list[dict[str, Any]]:
