@@ -227,7 +227,7 @@ def diagnoses(claim: Node) -> Diagnoses:
 
 def procedures(claim: Node) -> list[dict[str, Any]]:
     """HI principal (BBR/BR) and other (BBQ/BQ) procedures with their dates."""
-    out = []
+    out: list[dict[str, Any]] = []
     for comp in _composites(claim, "HI"):
         if comp[0] not in _PROCEDURES or not comp[1]:
             continue
@@ -390,7 +390,7 @@ def _teeth(line: Node, areas: list[str]) -> dict[str, Any]:
 
 def _drug(line: Node) -> list[dict[str, Any]]:
     """2410 LIN (NDC) with its CTP quantity as the line's detail."""
-    out = []
+    out: list[dict[str, Any]] = []
     for drug in line.kids("2410"):
         code = drug.value("LIN03")
         if not code:
@@ -632,7 +632,7 @@ def claims_of(tree: Node) -> list[tuple[Node, Node, Node | None, Node]]:
     """Every claim of a set with its billing provider, subscriber and patient levels
     (None when the patient is the subscriber), in the order sent; a claim loop read
     without its CLM (reported as IK3 3) is no claim."""
-    out = []
+    out: list[tuple[Node, Node, Node | None, Node]] = []
     for billing in tree.kids("2000A"):
         for sub in billing.kids("2000B"):
             out += [(billing, sub, None, claim) for claim in sub.kids("2300")]

@@ -108,9 +108,9 @@ def patient(member: Node, scope: str) -> dict[str, Any]:
     own = xf.identifier(nm1.element(8), nm1.element(9), scope)
     if own:
         idents.append(base["identifier"][0] if base.get("identifier") else own)
-    if is_subscriber(member) and refs.get("0F"):
-        idents.append({**xf.identifier("MI", refs["0F"], scope),
-                       "type": concept(MEMBER_TYPE, "MB", "Member Number")})
+    subscriber_id = xf.identifier("MI", refs.get("0F", ""), scope)
+    if is_subscriber(member) and subscriber_id:
+        idents.append({**subscriber_id, "type": concept(MEMBER_TYPE, "MB", "Member Number")})
     for qualifier, value in refs.items():
         if qualifier not in ("0F", "1L", "38") and (ident := xf.identifier(qualifier, value)):
             idents.append(ident)
