@@ -183,6 +183,18 @@ def test_a_set_over_the_size_limit_is_left_to_our_structure(
         f"set over {pyx12_check.MAX_BYTES} bytes: element checks by pyx12 skipped"]
 
 
+def test_a_walk_over_the_time_limit_is_abandoned(caplog: pytest.LogCaptureFixture,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # the limit is checked before each segment (no signals): with no time left the walk
+    # is given up at once, bad date and all
+    monkeypatch.setattr(pyx12_check, "TIME_LIMIT", -1.0)
+    caplog.set_level(logging.WARNING)
+    parsed = codec.parse(broken_remit().encode())
+    assert codec.validate(parsed, "strict") == []
+    assert [r.getMessage() for r in caplog.records] == [
+        "pyx12 took over -1.0 s on a set: element checks skipped"]
+
+
 def _fixture_sets() -> list[tuple[str, bytes]]:
     out = []
     for folder in FIXTURES:
