@@ -147,22 +147,3 @@ def telecom(per: Segment) -> list[dict[str, Any]]:
     """A requester's PER03..PER08 as ContactPoints: TE phone, FX fax, EM email, EX the
     phone's extension; numbers as sent."""
     return xf.telecom(per, _PER_KINDS, extension=True, strip=False)
-
-
-def per_elements(points: Any) -> list[str]:
-    """ContactPoints as PER03.. pairs (at most three, as PER holds)."""
-    out: list[str] = []
-    for point in points or []:
-        if not isinstance(point, dict):
-            continue
-        qualifier = {"phone": "TE", "fax": "FX", "email": "EM"}.get(point.get("system", ""))
-        value = str(point.get("value") or "")
-        if not qualifier or not value:
-            continue
-        number, _, ext = value.partition(" x")
-        out += [qualifier, number]
-        if ext and len(out) < 6:
-            out += ["EX", ext]
-        if len(out) >= 6:
-            break
-    return out[:6]

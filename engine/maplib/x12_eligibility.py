@@ -1,7 +1,7 @@
 """Eligibility (270/271) building blocks the three eligibility mappings share: the code
 lists they read and write, trace numbers as identifiers, procedure codes both ways, the
-dependent's relationship, and the parts of a 270 and a 271 read alike (the payer and
-provider levels, the member id, coverage classes from REF).
+dependent's relationship, and the parts of a 270 and a 271 read alike (the payer, provider,
+subscriber and dependent levels, the member id, coverage classes from REF).
 
 Code systems:
 - service type codes (EQ01, EB03): https://x12.org/codes/service-type-codes, the code
@@ -259,6 +259,16 @@ def provider_of(receiver: Node) -> dict[str, Any] | None:
     loop = receiver.first("2100B")
     nm1 = loop.seg("NM1") if loop is not None else None
     return xf.party(nm1, loop.segments) if nm1 is not None and loop is not None else None
+
+
+def person_of(level: Node, loop_id: str, scope: str) -> tuple[Node, dict[str, Any]] | None:
+    """A level's subscriber (2100C) or dependent (2100D) name loop and its Patient; None
+    when the loop or its NM1 is missing."""
+    loop = level.first(loop_id)
+    nm1 = loop.seg("NM1") if loop is not None else None
+    if loop is None or nm1 is None:
+        return None
+    return loop, xf.patient(nm1, loop.segments, scope)
 
 
 def member_id(subscriber_loop: Node) -> str:

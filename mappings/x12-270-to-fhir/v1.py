@@ -46,7 +46,7 @@ from engine.formats.x12.message import X12Message
 from engine.formats.x12.structure import Node
 from engine.maplib import x12_eligibility as elig
 from engine.maplib.fhir import compact, one_per_id, reference, resource_id, transaction
-from engine.maplib.x12_fhir import patient, set_timestamp, x12_period
+from engine.maplib.x12_fhir import set_timestamp, x12_period
 from engine.mapping import mapping
 
 
@@ -87,11 +87,10 @@ def inquiry_to_fhir(message: X12Message) -> dict:
 def _inquiries(subscriber_level: Node, payer: dict, provider: dict | None, scope: str,
                created: str, reference_id: str) -> list[dict[str, Any]]:
     """The requests of one subscriber level, with their Patients."""
-    subscriber_loop = subscriber_level.first("2100C")
-    subscriber_nm1 = subscriber_loop.seg("NM1") if subscriber_loop is not None else None
-    if subscriber_loop is None or subscriber_nm1 is None:
+    found = elig.person_of(subscriber_level, "2100C", scope)
+    if found is None:
         return []
-    subscriber = patient(subscriber_nm1, subscriber_loop.segments, scope)
+    subscriber_loop, subscriber = found
     out: list[dict[str, Any]] = []
     dependents = subscriber_level.kids("2000D")
     if subscriber_loop.kids("2110C") or not dependents:
@@ -99,11 +98,10 @@ def _inquiries(subscriber_level: Node, payer: dict, provider: dict | None, scope
                                      subscriber, subscriber_loop, payer, provider, created,
                                      reference_id, dependent=False)]
     for dependent_level in dependents:
-        loop = dependent_level.first("2100D")
-        nm1 = loop.seg("NM1") if loop is not None else None
-        if loop is None or nm1 is None:
+        dependent = elig.person_of(dependent_level, "2100D", scope)
+        if dependent is None:
             continue
-        person = patient(nm1, loop.segments, scope)
+        loop, person = dependent
         out += [subscriber, person,
                 _request(dependent_level, loop, person, subscriber, subscriber_loop, payer,
                          provider, created, reference_id, dependent=True)]

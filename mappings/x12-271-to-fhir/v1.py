@@ -73,7 +73,6 @@ from engine.maplib.x12_fhir import (
     amount,
     money,
     party,
-    patient,
     set_timestamp,
     x12_date,
 )
@@ -140,11 +139,10 @@ class _Context:
 
 def _answers(level: Node, payer: dict, provider: dict | None, scope: str,
              errors: list[Segment], context: _Context) -> list[dict[str, Any]]:
-    subscriber_loop = level.first("2100C")
-    subscriber_nm1 = subscriber_loop.seg("NM1") if subscriber_loop is not None else None
-    if subscriber_loop is None or subscriber_nm1 is None:
+    found = elig.person_of(level, "2100C", scope)
+    if found is None:
         return []
-    subscriber = patient(subscriber_nm1, subscriber_loop.segments, scope)
+    subscriber_loop, subscriber = found
     dependents = level.kids("2000D")
     out: list[dict[str, Any]] = []
     if not dependents or subscriber_loop.kids("2110C") or subscriber_loop.segs("AAA"):
@@ -152,11 +150,10 @@ def _answers(level: Node, payer: dict, provider: dict | None, scope: str,
                                      subscriber_loop, payer, provider, errors, context,
                                      dependent=False)]
     for dependent_level in dependents:
-        loop = dependent_level.first("2100D")
-        nm1 = loop.seg("NM1") if loop is not None else None
-        if loop is None or nm1 is None:
+        dependent = elig.person_of(dependent_level, "2100D", scope)
+        if dependent is None:
             continue
-        person = patient(nm1, loop.segments, scope)
+        loop, person = dependent
         out += [subscriber, person,
                 *_answer(dependent_level, loop, person, subscriber, subscriber_loop, payer,
                          provider, errors, context, dependent=True)]
