@@ -32,6 +32,7 @@ from typing import Any
 from engine.formats.x12.message import X12Message
 from engine.formats.x12.tokens import Segment
 from engine.maplib.fhir import compact, resource_id
+from engine.maplib.x12_codes import MEMBER_TYPE, ORG_TYPE
 
 NPI = "http://hl7.org/fhir/sid/us-npi"
 EIN = "urn:oid:2.16.840.1.113883.4.4"
@@ -62,6 +63,16 @@ def x12_period(qualifier: str, value: str) -> dict[str, str] | None:
         return compact({"start": x12_date(start), "end": x12_date(end)}) or None
     day = x12_date(value)
     return {"start": day, "end": day} if day else None
+
+
+def dated(dtp: Segment | None, element: str) -> dict[str, Any]:
+    """A DTP as FHIR's `element`Date (D8, DT) or `element`Period (RD8), as in
+    servicedDate/servicedPeriod; {} without the DTP or a real date."""
+    period = x12_period(dtp.element(2), dtp.element(3)) if dtp is not None else None
+    if dtp is None or period is None:
+        return {}
+    return {f"{element}Period": period} if dtp.element(2) == "RD8" else \
+        {f"{element}Date": period["start"]}
 
 
 def dtp(segments: Sequence[Segment], qualifier: str) -> dict[str, str] | None:
@@ -189,8 +200,7 @@ def patient(nm1: Segment, segments: Sequence[Segment], scope: str) -> dict[str, 
 def _member(ident: dict[str, Any]) -> dict[str, Any]:
     if ident["system"].startswith("urn:conduit:id:x12:"):
         return {**ident, "type": {"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MB",
-            "display": "Member Number"}]}}
+            "system": MEMBER_TYPE, "code": "MB", "display": "Member Number"}]}}
     return ident
 
 
@@ -206,9 +216,7 @@ def organization(nm1: Segment, segments: Sequence[Segment] = (), *,
         "resourceType": "Organization",
         "id": resource_id("Organization", "x12", key),
         "identifier": [ident] if ident else [],
-        "type": [{"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/organization-type",
-            "code": kind}]}],
+        "type": [{"coding": [{"system": ORG_TYPE, "code": kind}]}],
         "name": nm1.element(3),
         "address": [addr] if addr else [],
     })

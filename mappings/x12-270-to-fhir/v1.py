@@ -46,7 +46,7 @@ from engine.formats.x12.message import X12Message
 from engine.formats.x12.structure import Node
 from engine.maplib import x12_eligibility as elig
 from engine.maplib.fhir import compact, one_per_id, reference, resource_id, transaction
-from engine.maplib.x12_fhir import set_timestamp, x12_period
+from engine.maplib.x12_fhir import dated, set_timestamp
 from engine.mapping import mapping
 
 
@@ -137,15 +137,9 @@ def _request(level: Node, name_loop: Node, person: dict, subscriber: dict,
 def _serviced(name_loop: Node, inquiries: list[Node]) -> dict[str, Any]:
     """DTP 291 of the name loop, else of the first inquiry that has one."""
     for node in (name_loop, *inquiries):
-        segment = node.seg("DTP", "291")
-        if segment is None:
-            continue
-        period = x12_period(segment.element(2), segment.element(3))
-        if period is None:
-            continue
-        if segment.element(2) == "RD8":
-            return {"servicedPeriod": period}
-        return {"servicedDate": period["start"]}
+        found = dated(node.seg("DTP", "291"), "serviced")
+        if found:
+            return found
     return {}
 
 

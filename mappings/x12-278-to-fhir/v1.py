@@ -240,11 +240,9 @@ class _Facts:
         found = []
         for dtp in self.event.segs("DTP"):
             category = pas.EVENT_DATES.get(dtp.element(1))
-            period = x12.x12_period(dtp.element(2), dtp.element(3))
-            if category is None or period is None:
+            timing = x12.dated(dtp, "timing")
+            if category is None or not timing:
                 continue
-            timing = {"timingPeriod": period} if dtp.element(2) == "RD8" else \
-                {"timingDate": period["start"]}
             found.append({"category": codes.code_concept(pas.SUPPORTING_INFO, category), **timing})
         message = self.event.value("MSG01")
         if message:
@@ -281,7 +279,7 @@ class _Facts:
             "productOrService": codes.code_concept(pas.SERVICE_TYPE, service_type or "1"),
             "locationCodeableConcept": pas.facility(_el(um, 4), self.component),
             "quantity": _hsd_quantity(self.event.seg("HSD")),
-            **_serviced(self.event.seg("DTP", "472")),
+            **x12.dated(self.event.seg("DTP", "472"), "serviced"),
         })
 
     def _item(self, sequence: int, node: Node, event_um: Segment | None) -> dict[str, Any]:
@@ -303,7 +301,7 @@ class _Facts:
                                                     self.component),
             "quantity": quantity,
             "net": x12.money(charge),
-            **_serviced(node.seg("DTP", "472")),
+            **x12.dated(node.seg("DTP", "472"), "serviced"),
         })
 
     def _item_extensions(self, node: Node | None, um: Segment | None) -> list[dict]:
@@ -422,16 +420,6 @@ def _hsd_quantity(hsd: Segment | None) -> dict[str, Any] | None:
     return compact({"value": x12.amount(hsd.element(2)),
                     "system": pas.QUANTITY_QUALIFIER if hsd.element(1) else None,
                     "code": hsd.element(1)})
-
-
-def _serviced(dtp: Segment | None) -> dict[str, Any]:
-    if dtp is None:
-        return {}
-    period = x12.x12_period(dtp.element(2), dtp.element(3))
-    if period is None:
-        return {}
-    return {"servicedPeriod": period} if dtp.element(2) == "RD8" else \
-        {"servicedDate": period["start"]}
 
 
 def _adjudication(hcr: Segment) -> dict[str, Any]:
