@@ -118,7 +118,7 @@ def test_a_277ca_without_its_receipt_trace_is_reported_in_999_terms() -> None:
     assert problems[0].where[:4] == ("TRN", "5", "2200A", "3")
     assert "ARROWOOD" not in " ".join(p.text for p in problems)  # names, never values
     answer = codec.reply(broken, parsed, Outcome(Verdict.REJECTED, tuple(problems)))
-    assert b"AK2^277^0001^005010X214~IK3^TRN^5^2200A^3~IK5^R^5~AK9^R^1^1^0~" in answer
+    assert b"AK2^277^0001^005010X214~IK3^TRN^5^2200^3~IK5^R^5~AK9^R^1^1^0~" in answer
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

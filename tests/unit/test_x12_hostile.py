@@ -86,7 +86,7 @@ def test_segments_out_of_order_are_ik3_2_with_their_loop():
     payer = next(i for i, s in enumerate(lines) if s.startswith("NM1*PR"))
     lines.insert(payer + 1, lines.pop(dmg))  # the subscriber's DMG after the payer's name
     reply = answer("~".join(lines).encode())
-    assert ["IK3", "DMG", str(payer), "2100A", "2"] in reply  # ST is position 1
+    assert ["IK3", "DMG", str(payer), "2100", "2"] in reply  # ST is position 1
     assert ik5(reply)[1] == "R"
 
 

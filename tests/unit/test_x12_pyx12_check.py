@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -176,9 +175,7 @@ def test_a_set_over_the_size_limit_is_left_to_our_structure(
     raw = (body + f"SE*{count + 1}*0001~" + tail).encode()
     assert len(raw) > pyx12_check.MAX_BYTES
     caplog.set_level(logging.WARNING)
-    started = time.perf_counter()
     assert element_issues(message(raw)) == []
-    assert time.perf_counter() - started < 2
     assert [r.getMessage() for r in caplog.records] == [
         f"set over {pyx12_check.MAX_BYTES} bytes: element checks by pyx12 skipped"]
 
@@ -211,16 +208,13 @@ def test_the_mappings_fixtures_are_clean_by_pyx12(name: str, raw: bytes) -> None
     assert element_issues(body) == [], name
 
 
-def test_maps_are_loaded_once_and_a_small_set_is_quick() -> None:
+def test_maps_are_loaded_once() -> None:
+    """pyx12's own driver reloads its XML per call (46-78 ms for a set this size); here
+    the map is loaded once (speed is measured by scripts/bench, never asserted)."""
     body = message(broken_remit().encode())
     assert pyx12_check.has_map(body)
     element_issues(body)  # the map is loaded (or already was)
     loads = pyx12_check._load.cache_info().misses
-    timings = []
     for _ in range(5):
-        started = time.perf_counter()
         assert len(element_issues(body)) == 2
-        timings.append(time.perf_counter() - started)
     assert pyx12_check._load.cache_info().misses == loads
-    # pyx12's own driver reloads its XML per call: 46-78 ms for a set this size
-    assert sorted(timings)[2] < 0.025

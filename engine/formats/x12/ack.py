@@ -118,10 +118,12 @@ def build_999(interchange: Interchange, groups: list[tuple[Group, list[SetAnswer
 
 
 def _ik3(note: tuple[str, ...], e: str) -> list[str]:
-    """IK3 (and IK4 for an element) for one structure note; the loop id is IK303 only
-    where the guide names one (not the set's own table)."""
+    """IK3 (and IK4 for an element) for one structure note. IK303 is the loop's id where
+    the guide names one (not the set's own table), cut to the 4 characters element 447
+    allows ("2010BA" is sent as "2010"; the analyst's text keeps the whole id)."""
     seg_id, position, loop, code, element, element_code = note
-    out = [e.join(["IK3", seg_id, position, "" if loop == "ST" else loop, code]).rstrip(e)]
+    out = [e.join(["IK3", seg_id, position, "" if loop == "ST" else loop[:4], code]
+                  ).rstrip(e)]
     if element and element_code:
         out.append(e.join(["IK4", element, "", element_code]))
     return out

@@ -14,8 +14,9 @@ no loop of the set knows its id); it is never dropped, so a mapping still sees i
 
 What is checked: required segments and loops present (IK3 3), segment and loop repeat
 limits (IK3 5 and 4), mandatory elements present (IK4 1), element values in the code
-lists a definition gives (IK4 7). Element lengths and data types are left to
-the senders' own validators; a definition lists only the codes a mapping relies on.
+lists a definition gives (IK4 7); a definition lists only the codes a mapping relies
+on. Element lengths, data types and the full code lists are pyx12's, in strict mode,
+for the sets it has maps for (pyx12_check.py).
 
 Mappings read the tree: `tree.first("2010BA").value("NM109")` is the subscriber's
 member id whatever else the sender put before it.
