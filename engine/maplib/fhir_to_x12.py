@@ -1,9 +1,11 @@
 """FHIR to X12 segment writers for the name loops (NM1 with its N3/N4, DMG and PER), so
 a party written into one X12 set reads back as the same resource through x12_fhir.
 
-Each writer returns segments as lists of elements (a composite as a list of its
-components) for engine.formats.x12.build, and writes values as FHIR holds them: the
-caller keeps X12 separators out of what it passes.
+Each writer returns segments as lists of elements for engine.formats.x12.build and
+writes values as FHIR holds them, unchecked: build refuses a value holding a separator,
+so a caller that may meet one cleans it first. fhir-to-x12-270@1 writes its own name
+loops (it cleans text, and its released choices differ: no NM106, one suffix, N4 without
+a US country, DMG only with a birth date).
 
 - NM108/NM109: the resource's first identifier with a value; NPI is XX, EIN FI, SSN 34,
   an id this engine read from X12 as urn:conduit:id:x12:<two-letter qualifier> that
