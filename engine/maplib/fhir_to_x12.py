@@ -3,9 +3,10 @@ a party written into one X12 set reads back as the same resource through x12_fhi
 
 Each writer returns segments as lists of elements for engine.formats.x12.build and
 writes values as FHIR holds them, unchecked: build refuses a value holding a separator,
-so a caller that may meet one cleans it first. fhir-to-x12-270@1 writes its own name
-loops (it cleans text, and its released choices differ: no NM106, one suffix, N4 without
-a US country, DMG only with a birth date).
+so a caller cleans the free text first (`plain_text`: a name such as "O*BRIEN" must not
+fail the whole message) and lets an identifier holding one fail naming its element.
+fhir-to-x12-270@1 writes its own name loops (it cleans text, and its released choices
+differ: no NM106, one suffix, N4 without a US country, DMG only with a birth date).
 
 - NM108/NM109: the resource's first identifier with a value; NPI is XX, EIN FI, SSN 34,
   an id this engine read from X12 as urn:conduit:id:x12:<two-letter qualifier> that
@@ -23,12 +24,32 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.formats.x12.build import DEFAULT
 from engine.maplib.x12_fhir import EIN, NPI
 
 _X12_PREFIX = "urn:conduit:id:x12:"
 _QUALIFIERS = {NPI: "XX", EIN: "FI", "http://hl7.org/fhir/sid/us-ssn": "34"}
 _X12_GENDER = {"male": "M", "female": "F", "unknown": "U"}
 _PER = {"phone": "TE", "fax": "FX", "email": "EM"}
+# Free-text elements (names, address lines, city, contact name, message text): a
+# separator typed in one becomes a space.
+_TEXT = {"NM1": (3, 4, 5, 6, 7), "N3": (1, 2), "N4": (1,), "PER": (2,), "MSG": (1,),
+         "NTE": (2,)}
+# what build refuses in a plain string element (components and repetitions may be meant)
+_SEPARATORS = (DEFAULT.element, DEFAULT.segment, "\r", "\n")
+
+
+def plain_text(segments: list[list[Any]]) -> list[list[Any]]:
+    """The segments with every separator in their free-text elements made a space (in
+    place, and returned)."""
+    for segment in segments:
+        for index in _TEXT.get(str(segment[0]), ()):
+            if index < len(segment) and isinstance(segment[index], str):
+                value = segment[index]
+                for separator in _SEPARATORS:
+                    value = value.replace(separator, " ")
+                segment[index] = " ".join(value.split())
+    return segments
 
 
 def id_elements(resource: dict[str, Any], own: str) -> list[str]:

@@ -45,6 +45,9 @@ Choices a receiver will notice:
   an item's, 2010C when unsaid), AAA03 X12 901, AAA04 X12 889. A response with nothing
   to say of the event (no identifier, decision, item or event error) has no 2000E: the
   request was refused before it.
+- Text: an element separator, terminator or line break typed in a name, an address,
+  a contact or a message becomes a space (a name is never a reason to fail); an
+  identifier holding one fails naming its element (NM109), never quoting it.
 """
 
 from __future__ import annotations
@@ -82,9 +85,12 @@ def review_to_278(resource: dict) -> str:
         else writer.request()
     requester, umo = writer.party_ids()
     sender, receiver = (umo, requester) if writer.is_response else (requester, umo)
-    return interchange([("278", "005010X217", body)], sender=("ZZ", sender),
-                       receiver=("ZZ", receiver), control_number=_control(focus.resource),
-                       when=writer.when)
+    try:
+        return interchange([("278", "005010X217", fx.plain_text(body))],
+                           sender=("ZZ", sender), receiver=("ZZ", receiver),
+                           control_number=_control(focus.resource), when=writer.when)
+    except ValueError as exc:  # an identifier holding a separator: named, not quoted
+        raise MappingError(str(exc)) from None
 
 
 def _focus(resource: dict, index: Resources) -> Located:

@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from engine.errors import MappingError
 from engine.formats.x12 import X12Codec
 from engine.formats.x12.message import X12Message
 from engine.formats.x12.sets.x278 import REVIEW
@@ -385,3 +386,28 @@ def test_the_written_interchange_is_deterministic_and_dated_from_the_input(to_x1
     message = x12_of(written)
     assert message.value("BHT04") == "20260601" and message.value("ISA09") == "260601"
     assert message.value("GS01") == "HI" and message.value("ST03") == "005010X217"
+
+
+def _request_bundle() -> dict:
+    raw = (TO_X12.folder / "pas_request_knee_arthroscopy.json").read_bytes()
+    return json.loads(raw)
+
+
+def test_a_separator_typed_in_a_name_becomes_a_space_not_a_failure(to_x12) -> None:
+    bundle = _request_bundle()
+    patient = next(e["resource"] for e in bundle["entry"]
+                   if e["resource"]["resourceType"] == "Patient")
+    patient["name"][0]["family"] = "O*BRIEN~SMITH"
+    written = x12_of(run(to_x12, bundle))
+    assert "O BRIEN SMITH" in [s.element(3) for s in written.segments if s.id == "NM1"]
+    assert codec.validate(codec.parse(run(to_x12, bundle)), "strict") == []
+
+
+def test_an_identifier_holding_a_separator_fails_naming_its_element(to_x12) -> None:
+    bundle = _request_bundle()
+    patient = next(e["resource"] for e in bundle["entry"]
+                   if e["resource"]["resourceType"] == "Patient")
+    patient["identifier"][0]["value"] = "MEM*0042"
+    with pytest.raises(MappingError) as failed:
+        run(to_x12, bundle)
+    assert "NM109" in str(failed.value) and "MEM*0042" not in str(failed.value)
