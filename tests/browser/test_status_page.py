@@ -155,8 +155,8 @@ async def test_pause_and_resume_a_channel(engine: StatusEngine, sign_in: SignIn)
     # The overview, fed by the live stream, agrees.
     await page.get_by_role("link", name="All channels").click()
     await expect(channel_row(page).locator("[data-col=state]")).to_contain_text("Paused")
-    # Of the two shipped channels, the FHIR one still runs.
-    await expect(page.locator("[data-tile=channels]")).to_have_text("1 of 2")
+    # Of the four shipped channels, the FHIR and the two X12 ones still run.
+    await expect(page.locator("[data-tile=channels]")).to_have_text("3 of 4")
 
     await open_channel(page)
     await page.get_by_role("button", name="Resume", exact=True).click()

@@ -65,9 +65,12 @@ def test_parse_and_ack_an_x12_file(tmp_path):
     batch = tmp_path / "batch.x12"
     batch.write_text(several())
     parsed = conduit("parse", str(batch))
-    assert parsed.returncode == 0, parsed.stdout + parsed.stderr
+    # the sample's claim lacks what the 837P guide requires: said per loop, exit 1
+    assert parsed.returncode == 1, parsed.stdout + parsed.stderr
     assert "#3: x12 005010 837P control 000000101-2-0001 from SUBMITTER^SUBMITTER" \
         in parsed.stdout
+    assert "E PER (5): required segment PER is missing from loop 1000A" in parsed.stdout
+    assert parsed.stdout.count("no problems found (strict validation)") == 2  # the 270s
     broken = tmp_path / "broken.x12"
     broken.write_text(several().replace("IEA*2*000000101", "IEA*2*000000999"))
     ack = conduit("ack", str(broken))
