@@ -49,7 +49,8 @@ from engine.config.types import ByteSize, Duration
 from engine.connectors import fhir_source_rest as rest
 from engine.connectors.base import Deliver, SourceContext
 from engine.connectors.fhir_source_auth import AuthConfig, Authenticator, Client, Refused
-from engine.connectors.tls import ServerTls, exposed, server_context
+from engine.connectors.http_listener import listen
+from engine.connectors.tls import ServerTls, exposed
 from engine.events import Event, Kind
 from engine.formats import fhir_xml
 from engine.formats.fhir import decode_json, encode_json
@@ -163,24 +164,8 @@ class FhirSource:
 
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
-        tls = server_context(self.config.tls) if self.config.tls else None
-        app = web.Application(client_max_size=self.config.max_request_size + 1)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port,
-                           reuse_address=True, ssl_context=tls)
-        try:
-            await site.start()
-        except OSError:
-            await self._runner.cleanup()
-            self._runner = None
-            raise
-        log.info("fhir listening on %s", self.address)
-        if exposed(self.config.host, self.config.tls):
-            log.warning("fhir %s: listening WITHOUT TLS on a network address (insecure: "
-                        "true): resources and bearer tokens cross the network in clear",
-                        self.address)
+        self._runner = await listen(self.config, self._handle, self.address, log, "fhir",
+                                    "resources")
 
     async def stop(self) -> None:
         """Stop accepting; requests in flight finish and get their answers."""

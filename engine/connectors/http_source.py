@@ -37,8 +37,9 @@ from engine.config.base import SourceBase
 from engine.config.types import ByteSize, Duration, Network
 from engine.connectors.base import Deliver, SourceContext
 from engine.connectors.fhir_source_auth import AuthConfig, Authenticator, Refused
+from engine.connectors.http_listener import listen
 from engine.connectors.mllp_admission import RateLimitedLog, peer_address, peer_key
-from engine.connectors.tls import ServerTls, exposed, server_context
+from engine.connectors.tls import ServerTls, exposed
 from engine.events import Event, Kind
 from engine.message import MessageStatus, Receipt, SourceMeta
 
@@ -121,24 +122,8 @@ class HttpSource:
 
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
-        tls = server_context(self.config.tls) if self.config.tls else None
-        app = web.Application(client_max_size=self.config.max_request_size + 1)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port,
-                           reuse_address=True, ssl_context=tls)
-        try:
-            await site.start()
-        except OSError:
-            await self._runner.cleanup()
-            self._runner = None
-            raise
-        log.info("http listening on %s", self.address)
-        if exposed(self.config.host, self.config.tls):
-            log.warning("http %s: listening WITHOUT TLS on a network address (insecure: "
-                        "true): messages and bearer tokens cross the network in clear",
-                        self.address)
+        self._runner = await listen(self.config, self._handle, self.address, log, "http",
+                                    "messages")
 
     async def stop(self) -> None:
         """Stop accepting; requests in flight finish and get their answers."""
