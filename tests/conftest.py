@@ -33,3 +33,16 @@ def db_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'conduit.db'}"
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+async def channel_env(tmp_path):
+    """A channel's surroundings, started: its SQLite store, writer, queue, vault and the
+    fake source and destination worker of tests.unit.test_channel.Env."""
+    from tests.unit.test_channel import Env
+
+    env = Env(tmp_path)
+    env.writer.start()
+    yield env
+    await env.writer.close()
+    env.db.dispose()

@@ -16,7 +16,7 @@ from engine.formats.x12 import X12Codec
 from engine.mapping import MappingCatalog
 from engine.message import MessageStatus
 from tests.harness import REPO
-from tests.unit.test_channel import Env, meta
+from tests.unit.test_channel import meta
 from tests.unit.test_x12_codec import segments
 
 CATALOG = MappingCatalog.discover(REPO / "mappings")
@@ -41,26 +41,17 @@ def test_every_issue_mapping_has_channel_cases():
                     "x12-278-to-fhir@1", "fhir-to-x12-278@1"}
 
 
-@pytest.fixture
-async def env(tmp_path):
-    e = Env(tmp_path)
-    e.writer.start()
-    yield e
-    await e.writer.close()
-    e.db.dispose()
-
-
 @pytest.mark.parametrize("ref, source", cases(), ids=lambda v: getattr(v, "stem", v))
-async def test_a_fixture_through_a_channel_gives_the_expected_output(env, ref, source):
+async def test_a_fixture_through_a_channel_gives_the_expected_output(channel_env, ref, source):
     mapping = CATALOG.get(ref)
     from_x12 = mapping.accepts == "x12"
     codec = X12Codec() if from_x12 else FhirCodec()
-    channel = env.channel(mapping, codec, format=mapping.accepts,
+    channel = channel_env.channel(mapping, codec, format=mapping.accepts,
                           source={"type": "channel", "inbox": "in"})
     raw = source.read_bytes()
     receipt = await channel.deliver(raw, meta(raw, "channel"))
     assert receipt.status is MessageStatus.ACCEPTED, receipt
-    stored = [o for _, _, o in env.store.open_outputs(receipt.message_id)]
+    stored = [o for _, _, o in channel_env.store.open_outputs(receipt.message_id)]
     assert len(stored) == 1
     if from_x12:
         want = json.loads(source.with_suffix(".json").read_bytes())

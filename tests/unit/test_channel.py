@@ -162,12 +162,8 @@ class Env:
 
 
 @pytest.fixture
-async def env(tmp_path):
-    e = Env(tmp_path)
-    e.writer.start()
-    yield e
-    await e.writer.close()
-    e.db.dispose()
+def env(channel_env):
+    return channel_env
 
 
 def meta(raw: bytes, transport: str = "mllp") -> SourceMeta:

@@ -11,7 +11,7 @@ import pytest
 from engine.formats.x12 import X12Codec
 from engine.formats.x12.sets import known_sets
 from engine.message import MessageStatus, Outcome, Verdict
-from tests.unit.test_channel import Env, meta
+from tests.unit.test_channel import meta
 from tests.unit.test_x12_codec import STYLES, interchange, segments, style
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "x12"
@@ -139,25 +139,16 @@ def test_a_set_without_a_definition_reads_and_validates_clean():
     assert all(d.root.trigger.id == "ST" for d in known_sets())
 
 
-@pytest.fixture
-async def env(tmp_path):
-    e = Env(tmp_path)
-    e.writer.start()
-    yield e
-    await e.writer.close()
-    e.db.dispose()
-
-
 @pytest.mark.parametrize("validation, status, ik5", [
     ("strict", MessageStatus.REJECTED, ["IK5", "R", "5"]),
     ("lenient", MessageStatus.ACCEPTED, ["IK5", "E", "5"]),
 ])
-async def test_a_channel_answers_structure_problems_by_its_validation(env, validation,
+async def test_a_channel_answers_structure_problems_by_its_validation(channel_env, validation,
                                                                        status, ik5):
     body = [s for s in INQUIRY if not s.startswith("NM1*IL")]
     raw = interchange([("270", body)]).encode()
-    channel = env.channel(None, X12Codec(), format="x12", validation=validation,
-                          source={"type": "channel", "inbox": "x12-in"})
+    channel = channel_env.channel(None, X12Codec(), format="x12", validation=validation,
+                                  source={"type": "channel", "inbox": "x12-in"})
     receipt = await channel.deliver(raw, meta(raw, "channel"))
     assert receipt.status is status
     segs = segments(receipt.replies[0])
