@@ -43,11 +43,11 @@ from yarl import URL
 from engine.config.base import DestinationBase
 from engine.connectors.base import DestinationContext
 from engine.connectors.http import (
-    MAX_BODY,
     classify,
     connection_failure,
     kept_answer,
     parse_retry_after,
+    read_body,
     retryable,
     status_text,
 )
@@ -210,7 +210,7 @@ class CoreDestination:
         try:
             async with self._session.post(self.config.url, data=body, headers=headers,
                                           server_hostname=self._server_name) as resp:
-                answer = await _read(resp)
+                answer = await read_body(resp)
                 if resp.status == 401 and self._auth.refused():
                     return Retry("HTTP 401 Unauthorized: the access token was refused; the "
                                  "next attempt fetches a new one", code="401")
@@ -266,14 +266,3 @@ class CoreDestination:
             await self._session.close()
             self._session = None
         await self._auth.close()
-
-
-async def _read(resp: aiohttp.ClientResponse) -> bytes:
-    """The answer's body, up to MAX_BODY (a payer cannot make us hold more)."""
-    chunks, size = [], 0
-    async for chunk in resp.content.iter_chunked(64 * 1024):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= MAX_BODY:
-            break
-    return b"".join(chunks)[:MAX_BODY]

@@ -49,7 +49,7 @@ from engine.config.types import ByteSize, Duration
 from engine.connectors import fhir_source_rest as rest
 from engine.connectors.base import Deliver, SourceContext
 from engine.connectors.fhir_source_auth import AuthConfig, Authenticator, Client, Refused
-from engine.connectors.http_listener import listen
+from engine.connectors.http_listener import BodyRefused, listen, read_body
 from engine.connectors.tls import ServerTls, exposed
 from engine.events import Event, Kind
 from engine.formats import fhir_xml
@@ -395,26 +395,15 @@ class FhirSource:
         return body
 
     async def _read_body(self, request: web.Request) -> bytes:
-        limit = self.config.max_request_size
-        too_big = _fhir(413, rest.refusal(
-            "too-costly", f"the request is over this endpoint's limit of {limit} bytes"))
-        too_big.force_close()
-        if request.content_length is not None and request.content_length > limit:
-            raise _Answer(too_big)
-        chunks, size = [], 0
+        """The body, bounded in size and in time; a refusal closes the connection."""
         try:
-            async with asyncio.timeout(self.config.read_timeout):
-                async for chunk in request.content.iter_chunked(65536):
-                    size += len(chunk)
-                    if size > limit:
-                        raise _Answer(too_big)
-                    chunks.append(chunk)
-        except TimeoutError:
-            slow = _fhir(408, rest.refusal("timeout", "the request body did not arrive in "
-                                                      f"{self.config.read_timeout:g} s"))
-            slow.force_close()
-            raise _Answer(slow) from None
-        return b"".join(chunks)
+            return await read_body(request, self.config.max_request_size,
+                                   self.config.read_timeout)
+        except BodyRefused as exc:
+            code = "too-costly" if exc.status == 413 else "timeout"
+            refusal = _fhir(exc.status, rest.refusal(code, exc.reason))
+            refusal.force_close()
+            raise _Answer(refusal) from None
 
     def _entry_wants(self, entries: list[dict[str, Any]], notification: bool
                      ) -> list[tuple[str, str]]:

@@ -124,7 +124,7 @@ class HttpDestination:
                 method, url, data=self.body_for(outbound), headers=headers,
                 server_hostname=self._server_name,
             ) as resp:
-                body = await _read_body(resp)
+                body = await read_body(resp)
                 if resp.status == 401 and self._auth.refused():
                     return Retry("HTTP 401 Unauthorized: the access token was refused; the "
                                  "next attempt fetches a new one", code="401")
@@ -146,7 +146,7 @@ class HttpDestination:
         await self._auth.close()
 
 
-async def _read_body(resp: aiohttp.ClientResponse) -> bytes:
+async def read_body(resp: aiohttp.ClientResponse) -> bytes:
     """The answer's body, up to MAX_BODY (a receiver cannot make us hold more)."""
     chunks, size = [], 0
     async for chunk in resp.content.iter_chunked(64 * 1024):

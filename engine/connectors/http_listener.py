@@ -1,9 +1,12 @@
 """The HTTP listener the HTTP-based sources (fhir, http) share: one aiohttp app that
 hands every request to the source, bounded in body size, with TLS when configured, and
-a warning when it listens on a network address in clear (`insecure: true`)."""
+a warning when it listens on a network address in clear (`insecure: true`); and the
+reading of a request body bounded in size and in time, each source answering a refusal
+in its own standard's words."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -36,3 +39,30 @@ async def listen(config: Any, handler: Callable[[web.Request], Awaitable[web.Str
                     "%s and bearer tokens cross the network in clear", kind, address,
                     carries)
     return runner
+
+
+class BodyRefused(Exception):
+    """A request body over the size limit (413) or not arrived in time (408)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+async def read_body(request: web.Request, limit: int, timeout: float) -> bytes:
+    """The body, up to `limit` bytes, all of it within `timeout` seconds; BodyRefused
+    otherwise (a declared length over the limit is refused before anything is read)."""
+    too_big = BodyRefused(413, f"the request is over this endpoint's limit of {limit} bytes")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_big
+    chunks, size = [], 0
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.content.iter_chunked(65536):
+                size += len(chunk)
+                if size > limit:
+                    raise too_big
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BodyRefused(408, f"the request body did not arrive in {timeout:g} s") from None
+    return b"".join(chunks)

@@ -24,7 +24,6 @@ No access log: nothing of a request but its outcome and the peer is logged.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 from collections import Counter
@@ -37,7 +36,7 @@ from engine.config.base import SourceBase
 from engine.config.types import ByteSize, Duration, Network
 from engine.connectors.base import Deliver, SourceContext
 from engine.connectors.fhir_source_auth import AuthConfig, Authenticator, Refused
-from engine.connectors.http_listener import listen
+from engine.connectors.http_listener import BodyRefused, listen, read_body
 from engine.connectors.mllp_admission import RateLimitedLog, peer_address, peer_key
 from engine.connectors.tls import ServerTls, exposed
 from engine.events import Event, Kind
@@ -232,23 +231,11 @@ class HttpSource:
         raise _Answer(_text(refused.status, refused.reason, **headers))
 
     async def _read_body(self, request: web.Request) -> bytes:
-        """The body, bounded in size and in time (engine.web.body's rule for the API)."""
-        limit = self.config.max_request_size
-        too_big = _text(413, f"the request is over this endpoint's limit of {limit} bytes")
-        too_big.force_close()
-        if request.content_length is not None and request.content_length > limit:
-            raise _Answer(too_big)
-        chunks, size = [], 0
+        """The body, bounded in size and in time; a refusal closes the connection."""
         try:
-            async with asyncio.timeout(self.config.read_timeout):
-                async for chunk in request.content.iter_chunked(65536):
-                    size += len(chunk)
-                    if size > limit:
-                        raise _Answer(too_big)
-                    chunks.append(chunk)
-        except TimeoutError:
-            slow = _text(408, "the request body did not arrive in "
-                              f"{self.config.read_timeout:g} s")
-            slow.force_close()
-            raise _Answer(slow) from None
-        return b"".join(chunks)
+            return await read_body(request, self.config.max_request_size,
+                                   self.config.read_timeout)
+        except BodyRefused as exc:
+            refusal = _text(exc.status, exc.reason)
+            refusal.force_close()
+            raise _Answer(refusal) from None
