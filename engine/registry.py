@@ -33,6 +33,7 @@ from engine.connectors.sftp_source import SftpSource, SftpSourceConfig
 from engine.formats.base import Codec, opening
 from engine.formats.fhir import FhirCodec
 from engine.formats.hl7v2 import Hl7v2Codec
+from engine.formats.ncpdp import NcpdpCodec
 from engine.formats.x12 import X12Codec
 
 
@@ -66,11 +67,8 @@ CODECS: dict[str, Callable[[], Codec]] = {
     "hl7v2": Hl7v2Codec,
     "fhir": FhirCodec,
     "x12": X12Codec,
+    "ncpdp": NcpdpCodec,
 }
-
-
-def _ncpdp(raw: bytes) -> bool:
-    return raw[:1] == b"<" and (b"ncpdp" in raw.lower() or b"<message" in raw.lower())
 
 
 def _fhir_xml(raw: bytes) -> bool:
@@ -80,7 +78,6 @@ def _fhir_xml(raw: bytes) -> bool:
 # Standards recognised but not read yet (no codec), by the name `detect` gives them, in
 # the order they are tried after the codecs; each becomes a codec in CODECS in its turn.
 RECOGNISED: dict[str, Callable[[bytes], bool]] = {
-    "ncpdp": _ncpdp,
     "fhir-xml": _fhir_xml,
 }
 

@@ -37,6 +37,16 @@ _999 = (b"ISA*00*          *00*          *ZZ*PAYER          *ZZ*SUBMITTER      *
         b"00501*000000900*0*P*:~GS*FA*PAYER*SUBMITTER*20240101*1201*9*X*005010X231A1~"
         b"ST*999*0001*005010X231A1~AK1*HS*1*005010X279A1~AK2*270*0001*005010X279A1~"
         b"IK5*%s~AK9*%s*1*1*%s~SE*6*0001~GE*1*9~IEA*1*000000900~")
+_SCRIPT = (b'<?xml version="1.0"?><Message xmlns="http://www.ncpdp.org/schema/SCRIPT" '
+           b'TransactionVersion="2017071"><Header><To Qualifier="P">7701630</To>'
+           b'<From Qualifier="C">EHR1</From><MessageID>%s</MessageID>%s'
+           b'<SentTime>2024-01-01T12:00:00Z</SentTime></Header><Body>%s</Body></Message>')
+SCRIPT = _SCRIPT % (b"MSG0001", b"", b"<NewRx><Patient><HumanPatient><Identification>"
+                    b"<MedicalRecordIdentificationNumberEHR>MRN123"
+                    b"</MedicalRecordIdentificationNumberEHR></Identification><Name>"
+                    b"<LastName>DOE</LastName><FirstName>JANE</FirstName></Name>"
+                    b"</HumanPatient></Patient></NewRx>")
+_ANSWER = _SCRIPT % (b"A1", b"<RelatesToMessageID>MSG0001</RelatesToMessageID>", b"%s")
 
 # Per standard: a sample, a field path and its value, an answer meaning "delivered" and
 # one meaning "failed for good".
@@ -51,6 +61,10 @@ SAMPLES = {
                  {"severity": "error", "code": "invalid"}]})),
     "x12": (X12, "NM1[IL].09", "MRN123", _999 % (b"A", b"A", b"1"),
             _999 % (b"R*5", b"R", b"0")),
+    "ncpdp": (SCRIPT, "NewRx/Patient/HumanPatient/Identification/"
+              "MedicalRecordIdentificationNumberEHR", "MRN123",
+              _ANSWER % b"<Status><Code>000</Code></Status>",
+              _ANSWER % b"<Error><Code>900</Code><Description>rejected</Description></Error>"),
 }
 
 
@@ -127,6 +141,7 @@ def test_registry_finds_codecs_by_content_type(codec):
 def test_recognised_but_unread_standards():
     assert "x12" not in registry.RECOGNISED  # read now: a codec
     assert registry.detect(b"ISA*00*") == "x12"
+    assert "ncpdp" not in registry.RECOGNISED
     assert registry.detect(b"<Message xmlns='http://www.ncpdp.org/schema/SCRIPT'>") == "ncpdp"
     assert registry.detect(b"<Patient xmlns='http://hl7.org/fhir'/>") == "fhir-xml"
     assert registry.detect(b"hello") == "unknown"

@@ -1,0 +1,104 @@
+"""What each SCRIPT message type must carry, written from public facts about the
+standard (the NCPDP XSDs are licensed to members and are not copied here): the patient's
+name and date of birth, the prescriber's NPI (and DEA number for a controlled
+substance), the medication with its description, quantity and unit, days supply and
+directions, and the Header's routing and correlation fields.
+
+Each rule is a name for the analyst and the element paths any one of which satisfies
+it (a date of birth may be a Date or a DateTime). Paths are under the message element.
+"""
+
+from __future__ import annotations
+
+from engine.formats.ncpdp.message import ScriptMessage
+
+Rule = tuple[str, tuple[str, ...]]
+
+HEADER: list[Rule] = [
+    ("Header/To", ("Header/To",)),
+    ("Header/From", ("Header/From",)),
+    ("Header/MessageID", ("Header/MessageID",)),
+    ("Header/SentTime", ("Header/SentTime",)),
+]
+CORRELATED: list[Rule] = [("Header/RelatesToMessageID", ("Header/RelatesToMessageID",))]
+
+_PATIENT = "Patient/HumanPatient"
+PATIENT: list[Rule] = [
+    ("patient last name", (f"{_PATIENT}/Name/LastName",)),
+    ("patient first name", (f"{_PATIENT}/Name/FirstName",)),
+    ("patient gender", (f"{_PATIENT}/Gender",)),
+    ("patient date of birth", (f"{_PATIENT}/DateOfBirth/Date",
+                               f"{_PATIENT}/DateOfBirth/DateTime")),
+]
+_PRESCRIBER = ("Prescriber/NonVeterinarian", "Prescriber/Veterinarian")
+PRESCRIBER: list[Rule] = [
+    ("prescriber last name", tuple(f"{p}/Name/LastName" for p in _PRESCRIBER)),
+    ("prescriber NPI", tuple(f"{p}/Identification/NPI" for p in _PRESCRIBER)),
+]
+PHARMACY: list[Rule] = [
+    ("pharmacy NCPDP ID or NPI", ("Pharmacy/Identification/NCPDPID",
+                                  "Pharmacy/Identification/NPI")),
+    ("pharmacy name", ("Pharmacy/BusinessName",)),
+]
+
+
+def medication(element: str) -> list[Rule]:
+    return [
+        ("drug description", (f"{element}/DrugDescription",)),
+        ("quantity", (f"{element}/Quantity/Value",)),
+        ("quantity qualifier", (f"{element}/Quantity/CodeListQualifier",)),
+        ("quantity unit", (f"{element}/Quantity/QuantityUnitOfMeasure/Code",)),
+    ]
+
+
+PRESCRIBED = [*medication("MedicationPrescribed"),
+              ("days supply", ("MedicationPrescribed/DaysSupply",)),
+              ("written date", ("MedicationPrescribed/WrittenDate/Date",
+                                "MedicationPrescribed/WrittenDate/DateTime")),
+              ("directions (Sig)", ("MedicationPrescribed/Sig/SigText",))]
+
+RULES: dict[str, list[Rule]] = {
+    "NewRx": [*PATIENT, *PRESCRIBER, *PHARMACY, *PRESCRIBED],
+    "RxRenewalRequest": [*PATIENT, *PRESCRIBER, *PHARMACY,
+                         *medication("MedicationDispensed")],
+    "RxRenewalResponse": [*CORRELATED, *PATIENT, *PRESCRIBER,
+                          ("response", ("Response",))],
+    "RxChangeRequest": [*PATIENT, *PRESCRIBER, *PHARMACY,
+                        ("change request code", ("MessageRequestCode",)),
+                        ("drug description", ("MedicationPrescribed/DrugDescription",))],
+    "RxChangeResponse": [*CORRELATED, *PATIENT, *PRESCRIBER, ("response", ("Response",))],
+    "CancelRx": [*PATIENT, *PRESCRIBER,
+                 ("drug description", ("MedicationPrescribed/DrugDescription",))],
+    "CancelRxResponse": [*CORRELATED, ("response", ("Response",))],
+    "RxFill": [*PATIENT, *PHARMACY, ("fill status", ("FillStatus",)),
+               ("drug description", ("MedicationDispensed/DrugDescription",
+                                     "MedicationPrescribed/DrugDescription"))],
+    "RxFillIndicatorChange": [*PATIENT, *PRESCRIBER,
+                              ("fill indicator", ("FillRequestIndicator",))],
+    "Status": [*CORRELATED, ("status code", ("Code",))],
+    "Error": [*CORRELATED, ("error code", ("Code",))],
+    "Verify": [*CORRELATED, ("verify status code", ("VerifyStatus/Code",))],
+}
+# A controlled substance (a DEASchedule on the drug) needs the prescriber's DEA number.
+_SCHEDULED = ("MedicationPrescribed/DrugCoded/DEASchedule/Code",)
+_DEA = tuple(f"{p}/Identification/DEANumber" for p in _PRESCRIBER)
+
+
+def check(message: ScriptMessage) -> list[tuple[str, str]]:
+    """(where, what is missing) for each rule the message breaks; names, never values."""
+    kind = message.message_type
+    out: list[tuple[str, str]] = []
+    for name, paths in HEADER + RULES.get(kind, []):
+        if not any(message.value(_under(kind, p)) for p in paths):
+            out.append((paths[0].split("/")[0] if paths[0].startswith("Header")
+                        else kind, f"{kind}: {name} is missing ({paths[0]})"))
+    scheduled = message.value(_under(kind, _SCHEDULED[0]))
+    if scheduled and scheduled != "C38046" and not any(
+            message.value(_under(kind, p)) for p in _DEA):
+        out.append((kind, f"{kind}: a controlled substance needs the prescriber's DEA "
+                          f"number ({_DEA[0]})"))
+    return out
+
+
+def _under(kind: str, path: str) -> str:
+    return path if path.startswith("Header") else f"Body/{kind}/{path}"
