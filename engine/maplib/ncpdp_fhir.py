@@ -1,0 +1,389 @@
+"""SCRIPT to FHIR building blocks every NCPDP mapping shares (NewRx, CancelRx, RxFill,
+RxRenewal): the patient, prescriber, pharmacy and drug of any SCRIPT message read the
+same way, with the same ids, so a NewRx and the RxFill answering it name the same
+Patient, Practitioner, Organization and Medication.
+
+Every function takes the parsed message's element (tags local, see
+engine/formats/ncpdp/xml.py) and gives a FHIR R4 dict with empty elements left out.
+
+Ids: `engine.maplib.fhir.resource_id` with scope "ncpdp" and the first identifier of a
+fixed preference (Patient: the EHR's MRN, else the first identifier sent, else name and
+birth date; Practitioner: NPI, DEA, state license; Organization: NCPDPID, NPI;
+Medication: RxNorm, NDC, else the drug description).
+
+Systems: RxNorm, NDC, NPI as FHIR names them; DEA number urn:oid:2.16.840.1.113883.4.814
+(the HL7 OID used by US profiles); NCPDP provider id (NCPDPID)
+http://terminology.hl7.org/NamingSystem/NCPDPProviderIdentificationNumber (THO); NCI
+Thesaurus http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl (THO) for units of measure
+and DEA schedules. What has no published system is urn:conduit:id:ncpdp:<Element> or
+urn:conduit:code:ncpdp:<Qualifier>, so the element it came from is never lost.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from engine.maplib.fhir import compact, resource_id
+
+SCOPE = "ncpdp"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+NDC = "http://hl7.org/fhir/sid/ndc"
+NPI = "http://hl7.org/fhir/sid/us-npi"
+DEA = "urn:oid:2.16.840.1.113883.4.814"
+NCPDP_ID = "http://terminology.hl7.org/NamingSystem/NCPDPProviderIdentificationNumber"
+NCI = "http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl"
+SSN = "http://hl7.org/fhir/sid/us-ssn"
+MBI = "http://hl7.org/fhir/sid/us-mbi"
+V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+ID_LOCAL = "urn:conduit:id:ncpdp:"  # + the SCRIPT element name
+CODE_LOCAL = "urn:conduit:code:ncpdp:"  # + the SCRIPT qualifier
+EXTENSION = "urn:conduit:fhir:extension:ncpdp-"  # + what it keeps
+DEA_SCHEDULE_EXT = EXTENSION + "dea-schedule"  # Medication: the drug's DEA schedule
+DRUG_DB_QUALIFIER_EXT = EXTENSION + "drug-db-qualifier"  # coding: SCD, SBD, GPCK ...
+QUANTITY_QUALIFIER_EXT = EXTENSION + "quantity-qualifier"  # Quantity: CodeListQualifier
+
+# DrugDBCode qualifiers that are RxNorm term types (the code is an RxCUI).
+RXNORM_TERM_TYPES = frozenset({"SCD", "SBD", "GPCK", "BPCK", "SCDF", "SBDF", "SCDG",
+                               "SBDG", "SCDGP", "SBDC", "SCDC", "IN", "PIN", "MIN", "BN"})
+# ProductCode qualifiers: ND an NDC; the others have no FHIR system of their own.
+PRODUCT_SYSTEMS = {"ND": NDC}
+# DEA schedules (NCI Thesaurus, as SCRIPT and SPL carry them).
+DEA_SCHEDULES = {"C48672": "Schedule I", "C48675": "Schedule II",
+                 "C48676": "Schedule III", "C48677": "Schedule IV",
+                 "C48679": "Schedule V", "C38046": "Unspecified"}
+# Common NCI units of presentation in SCRIPT quantities (display only; any code passes).
+NCI_UNITS = {"C48542": "Tablet", "C48480": "Capsule", "C28254": "mL", "C48155": "g",
+             "C64933": "Each", "C38046": "Unspecified", "C48501": "Inhalation",
+             "C62412": "Kit", "C48520": "Patch", "C48537": "Suppository"}
+PATIENT_IDS = {"MedicalRecordIdentificationNumberEHR": ("", "MR"),
+               "SocialSecurity": (SSN, "SS"), "MedicareNumber": (MBI, "MC"),
+               "MedicaidNumber": ("", "MA")}
+PRESCRIBER_IDS = {"NPI": (NPI, "NPI"), "DEANumber": (DEA, "DEA"),
+                  "StateLicenseNumber": ("", "MD")}
+PHARMACY_IDS = {"NCPDPID": (NCPDP_ID, ""), "NPI": (NPI, "NPI"),
+                "DEANumber": (DEA, "DEA"), "StateLicenseNumber": ("", "LN")}
+GENDERS = {"M": "male", "F": "female", "U": "unknown", "O": "other"}
+_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
+_DATETIME = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}(:\d{2}(\.\d+)?)?)"
+                       r"(Z|[+-]\d{2}:?\d{2})?$")
+
+
+# ---- reading ---------------------------------------------------------------------------
+
+
+def text(element: ET.Element | None, path: str = "") -> str:
+    """The stripped text at a path under an element; "" when absent."""
+    if element is None:
+        return ""
+    found = element.find(path) if path else element
+    return (found.text or "").strip() if found is not None else ""
+
+
+def child(element: ET.Element | None, *names: str) -> ET.Element | None:
+    """The first child present of several alternative names (NonVeterinarian or
+    Veterinarian ...)."""
+    if element is None:
+        return None
+    for name in names:
+        found = element.find(name)
+        if found is not None:
+            return found
+    return None
+
+
+# ---- dates -----------------------------------------------------------------------------
+
+
+def date(value: str) -> str | None:
+    """A SCRIPT Date (CCYY-MM-DD) as a FHIR date; None when it is not one."""
+    value = value.strip()
+    return value if _DATE.match(value) else None
+
+
+def date_time(value: str) -> str | None:
+    """A SCRIPT DateTime as a FHIR dateTime: with its zone as sent, seconds added when
+    missing; without a zone only its date (FHIR needs a zone with a time)."""
+    value = value.strip()
+    found = _DATETIME.match(value)
+    if found is None:
+        return date(value)
+    day, clock, seconds, _, zone = found.groups()
+    if not zone:
+        return day
+    if seconds is None:
+        clock += ":00"
+    if zone != "Z" and ":" not in zone:
+        zone = f"{zone[:3]}:{zone[3:]}"
+    return f"{day}T{clock}{zone}"
+
+
+def date_of(element: ET.Element | None) -> str | None:
+    """An element holding Date or DateTime (WrittenDate, DateOfBirth ...) as FHIR."""
+    if element is None:
+        return None
+    if text(element, "Date"):
+        return date(text(element, "Date"))
+    if text(element, "DateTime"):
+        return date_time(text(element, "DateTime"))
+    return None
+
+
+# ---- people and places -----------------------------------------------------------------
+
+
+def human_name(name: ET.Element | None) -> dict[str, Any] | None:
+    """Name (LastName, FirstName, MiddleName, Suffix, Prefix) as a HumanName."""
+    if name is None or not text(name, "LastName"):
+        return None
+    given = [g for g in (text(name, "FirstName"), text(name, "MiddleName")) if g]
+    return compact({"family": text(name, "LastName"), "given": given,
+                    "prefix": [text(name, "Prefix")] if text(name, "Prefix") else [],
+                    "suffix": [text(name, "Suffix")] if text(name, "Suffix") else []})
+
+
+def address(element: ET.Element | None) -> dict[str, Any] | None:
+    """Address (AddressLine1/2, City, StateProvince, PostalCode, CountryCode)."""
+    if element is None:
+        return None
+    lines = [line for line in (text(element, "AddressLine1"), text(element, "AddressLine2"))
+             if line]
+    found = compact({"line": lines, "city": text(element, "City"),
+                     "state": text(element, "StateProvince"),
+                     "postalCode": text(element, "PostalCode"),
+                     "country": text(element, "CountryCode")})
+    return found or None
+
+
+def telecom(numbers: ET.Element | None) -> list[dict[str, Any]]:
+    """CommunicationNumbers: PrimaryTelephone, Beeper, Fax, HomeTelephone,
+    WorkTelephone, OtherTelephone, ElectronicMail as ContactPoints."""
+    if numbers is None:
+        return []
+    out: list[dict[str, Any]] = []
+    kinds = {"PrimaryTelephone": ("phone", None), "HomeTelephone": ("phone", "home"),
+             "WorkTelephone": ("phone", "work"), "OtherTelephone": ("phone", None),
+             "Beeper": ("pager", None), "Fax": ("fax", None)}
+    for element in numbers:
+        if element.tag in kinds:
+            number = text(element, "Number")
+            if not number:
+                continue
+            system, use = kinds[element.tag]
+            out.append(compact({"system": system, "value": number, "use": use,
+                                "rank": 1 if element.tag == "PrimaryTelephone" else None}))
+        elif element.tag == "ElectronicMail" and text(element):
+            out.append({"system": "email", "value": text(element)})
+    return out
+
+
+def identifiers(ids: ET.Element | None, known: dict[str, tuple[str, str]]
+                ) -> list[dict[str, Any]]:
+    """Each child of an Identification element as an Identifier: a published system
+    where there is one, else urn:conduit:id:ncpdp:<Element>; typed by v2 table 0203."""
+    if ids is None:
+        return []
+    out: list[dict[str, Any]] = []
+    for element in ids:
+        value = text(element)
+        if not value or not isinstance(element.tag, str):
+            continue
+        system, kind = known.get(element.tag, ("", ""))
+        out.append(compact({
+            "type": {"coding": [{"system": V2_0203, "code": kind}]} if kind else None,
+            "system": system or ID_LOCAL + element.tag, "value": value}))
+    return out
+
+
+def _id_for(kind: str, ids: list[dict[str, Any]], preferred: tuple[str, ...],
+            fallback: dict[str, str] | None) -> str | None:
+    for system in preferred:
+        for identifier in ids:
+            if identifier["system"] == system:
+                return resource_id(kind, SCOPE, identifier)
+    if ids:
+        return resource_id(kind, SCOPE, ids[0])
+    return resource_id(kind, SCOPE, fallback) if fallback else None
+
+
+def patient(element: ET.Element | None) -> dict[str, Any] | None:
+    """Patient/HumanPatient as a Patient; None when there is no patient or no name."""
+    human = child(element, "HumanPatient") if element is not None else None
+    if human is None:
+        return None
+    name = human_name(human.find("Name"))
+    if name is None:
+        return None
+    ids = identifiers(human.find("Identification"), PATIENT_IDS)
+    born = date_of(human.find("DateOfBirth"))
+    fallback = {"system": ID_LOCAL + "patient-name-birthdate",
+                "value": "|".join((name.get("family", ""), *name.get("given", [])[:1],
+                                   born or ""))}
+    rid = _id_for("Patient", ids, (ID_LOCAL + "MedicalRecordIdentificationNumberEHR",),
+                  fallback)
+    found_address = address(human.find("Address"))
+    return compact({
+        "resourceType": "Patient", "id": rid, "identifier": ids, "name": [name],
+        "telecom": telecom(human.find("CommunicationNumbers")),
+        "gender": GENDERS.get(text(human, "Gender").upper()), "birthDate": born,
+        "address": [found_address] if found_address else []})
+
+
+def practitioner(element: ET.Element | None) -> dict[str, Any] | None:
+    """Prescriber (NonVeterinarian or Veterinarian) as a Practitioner, by NPI, else
+    DEA number, else state license; None without a name or identifier."""
+    person = child(element, "NonVeterinarian", "Veterinarian") if element is not None \
+        else None
+    if person is None:
+        return None
+    ids = identifiers(person.find("Identification"), PRESCRIBER_IDS)
+    name = human_name(person.find("Name"))
+    if not ids and name is None:
+        return None
+    fallback = {"system": ID_LOCAL + "prescriber-name", "value": "|".join(
+        [*(name or {}).get("given", [])[:1], (name or {}).get("family", "")])}
+    rid = _id_for("Practitioner", ids, (NPI, DEA, ID_LOCAL + "StateLicenseNumber"),
+                  fallback)
+    found_address = address(person.find("Address"))
+    return compact({
+        "resourceType": "Practitioner", "id": rid, "identifier": ids,
+        "name": [name] if name else [],
+        "telecom": telecom(person.find("CommunicationNumbers")),
+        "address": [found_address] if found_address else []})
+
+
+def pharmacy(element: ET.Element | None) -> dict[str, Any] | None:
+    """Pharmacy as an Organization (type: pharmacy is said by its NCPDPID), by
+    NCPDPID, else NPI; None without an identifier or name."""
+    if element is None:
+        return None
+    ids = identifiers(element.find("Identification"), PHARMACY_IDS)
+    name = text(element, "BusinessName")
+    if not ids and not name:
+        return None
+    rid = _id_for("Organization", ids, (NCPDP_ID, NPI),
+                  {"system": ID_LOCAL + "pharmacy-name", "value": name})
+    found_address = address(element.find("Address"))
+    return compact({
+        "resourceType": "Organization", "id": rid, "identifier": ids, "active": True,
+        "type": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
+                              "organization-type", "code": "prov",
+                              "display": "Healthcare Provider"}], "text": "pharmacy"}],
+        "name": name,
+        "telecom": telecom(element.find("CommunicationNumbers")),
+        "address": [found_address] if found_address else []})
+
+
+# ---- drugs and quantities --------------------------------------------------------------
+
+
+def drug_codings(drug: ET.Element | None) -> list[dict[str, Any]]:
+    """DrugCoded as codings: DrugDBCode (RxNorm when its qualifier is an RxNorm term
+    type, keeping the qualifier in an extension) first, then ProductCode (ND an NDC)."""
+    coded = drug.find("DrugCoded") if drug is not None else None
+    if coded is None:
+        return []
+    out: list[dict[str, Any]] = []
+    description = text(drug, "DrugDescription")
+    for db in coded.findall("DrugDBCode"):
+        code, qualifier = text(db, "Code"), text(db, "Qualifier")
+        if not code:
+            continue
+        system = RXNORM if qualifier in RXNORM_TERM_TYPES else CODE_LOCAL + (
+            qualifier or "DrugDBCode")
+        out.append(compact({
+            "extension": [{"url": DRUG_DB_QUALIFIER_EXT, "valueCode": qualifier}]
+            if qualifier else [],
+            "system": system, "code": code, "display": description}))
+    for product in coded.findall("ProductCode"):
+        code, qualifier = text(product, "Code"), text(product, "Qualifier")
+        if code:
+            out.append(compact({"system": PRODUCT_SYSTEMS.get(qualifier) or CODE_LOCAL + (
+                qualifier or "ProductCode"), "code": code, "display": description}))
+    return out
+
+
+def drug_code(drug: ET.Element | None) -> dict[str, Any] | None:
+    """The drug as a CodeableConcept: its codings and the DrugDescription as text."""
+    if drug is None:
+        return None
+    found = compact({"coding": drug_codings(drug), "text": text(drug, "DrugDescription")})
+    return found or None
+
+
+def schedule(drug: ET.Element | None) -> dict[str, Any] | None:
+    """DrugCoded/DEASchedule/Code (NCI) as a CodeableConcept; None when absent."""
+    code = text(drug, "DrugCoded/DEASchedule/Code") if drug is not None else ""
+    if not code:
+        return None
+    return {"coding": [compact({"system": NCI, "code": code,
+                                "display": DEA_SCHEDULES.get(code)})]}
+
+
+def medication(drug: ET.Element | None) -> dict[str, Any] | None:
+    """MedicationPrescribed (or Dispensed, Requested) as a Medication: code (RxNorm,
+    NDC, description), the DEA schedule in the extension DEA_SCHEDULE_EXT (not in code:
+    a schedule is not another name of the drug), strength as the ingredient's strength
+    text (SCRIPT sends it as value, form and unit codes). Id by RxNorm, else NDC, else
+    the description; None without a description or code."""
+    code = drug_code(drug)
+    if drug is None or code is None:
+        return None
+    codings = code.get("coding", [])
+    key = next((c for c in codings if c["system"] == RXNORM), None) or next(
+        (c for c in codings if c["system"] == NDC), None) or (codings[0] if codings else None)
+    identifier = ({"system": key["system"], "value": key["code"]} if key else
+                  {"system": ID_LOCAL + "DrugDescription",
+                   "value": code.get("text", "").lower()})
+    drug_schedule = schedule(drug)
+    form = text(drug, "Strength/StrengthForm/Code")
+    return compact({
+        "resourceType": "Medication", "id": resource_id("Medication", SCOPE, identifier),
+        "extension": [{"url": DEA_SCHEDULE_EXT, "valueCodeableConcept": drug_schedule}]
+        if drug_schedule else [],
+        "code": code,
+        "form": {"coding": [{"system": NCI, "code": form}]} if form else None,
+        "ingredient": _strength(drug, code)})
+
+
+def _strength(drug: ET.Element, code: dict[str, Any]) -> list[dict[str, Any]]:
+    value = text(drug, "Strength/StrengthValue")
+    unit = text(drug, "Strength/StrengthUnitOfMeasure/Code")
+    if not value:
+        return []
+    numerator = compact({"value": _number(value), "system": NCI if unit else None,
+                         "code": unit or None})
+    if "value" not in numerator:
+        return []
+    return [{"itemCodeableConcept": {"text": code.get("text") or "active ingredient"},
+             "strength": {"numerator": numerator,
+                          "denominator": {"value": 1}}}]
+
+
+def _number(value: str) -> Decimal | None:
+    try:
+        number = Decimal(value.strip())
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def quantity(element: ET.Element | None) -> dict[str, Any] | None:
+    """Quantity (Value, CodeListQualifier, QuantityUnitOfMeasure/Code) as a
+    SimpleQuantity: value a decimal with the digits sent, the unit an NCI code (display
+    from NCI_UNITS), CodeListQualifier (38 original quantity, 87 received ...) kept in
+    QUANTITY_QUALIFIER_EXT; None without a readable value."""
+    if element is None:
+        return None
+    value = _number(text(element, "Value"))
+    if value is None:
+        return None
+    unit = text(element, "QuantityUnitOfMeasure/Code")
+    qualifier = text(element, "CodeListQualifier")
+    return compact({
+        "extension": [{"url": QUANTITY_QUALIFIER_EXT, "valueString": qualifier}]
+        if qualifier else [],
+        "value": value, "unit": NCI_UNITS.get(unit, unit) if unit else None,
+        "system": NCI if unit else None, "code": unit or None})
