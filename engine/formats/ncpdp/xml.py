@@ -1,19 +1,21 @@
 """Safe reading of SCRIPT XML: defusedxml refuses DTDs, entity declarations and external
-references (billion laughs, XXE) before anything is expanded; depth and element counts
-are bounded after the parse, without recursion. Element names are read by their local
-names (the SCRIPT namespace, a prefix or none at all are the same message)."""
+references (billion laughs, XXE) before anything is expanded; depth, element counts and
+attribute lengths are bounded while the parser reads, so a hostile message is refused at
+its first excess instead of after its whole tree is built. Element names are read by
+their local names (the SCRIPT namespace, a prefix or none at all are the same message)."""
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
 from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import fromstring
+from defusedxml.ElementTree import DefusedXMLParser
 
 from engine.errors import ParseError
 
 MAX_DEPTH = 64  # a NewRx nests about 10 deep; nothing in SCRIPT needs more
 MAX_ELEMENTS = 50_000
+MAX_ATTRIBUTE = 4096  # SCRIPT attributes are qualifiers, versions and namespaces
 
 
 def local(tag: str) -> str:
@@ -21,31 +23,57 @@ def local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1].rsplit(":", 1)[-1]
 
 
+def _refused(text: str) -> ParseError:
+    return ParseError(text, code="900", segment="Message")
+
+
+class _BoundedBuilder:
+    """An ElementTree builder that makes tags local and refuses, as each element starts,
+    the element past MAX_DEPTH or MAX_ELEMENTS and the attribute past MAX_ATTRIBUTE."""
+
+    def __init__(self) -> None:
+        self._tree = ET.TreeBuilder()
+        self.depth = self.count = 0
+        self.namespace: str | None = None
+
+    def start(self, tag: str, attrs: dict[str, str]) -> ET.Element:
+        self.depth += 1
+        self.count += 1
+        if self.depth > MAX_DEPTH or self.count > MAX_ELEMENTS:
+            raise _refused(f"XML nested deeper than {MAX_DEPTH} or with more than "
+                           f"{MAX_ELEMENTS} elements")
+        if any(len(v) > MAX_ATTRIBUTE for v in attrs.values()):
+            raise _refused(f"an XML attribute is longer than {MAX_ATTRIBUTE} characters")
+        if self.namespace is None:
+            self.namespace = tag[1:].split("}", 1)[0] if tag.startswith("{") else ""
+        return self._tree.start(local(tag), {local(k): v for k, v in attrs.items()})
+
+    def end(self, tag: str) -> ET.Element:
+        self.depth -= 1
+        return self._tree.end(local(tag))
+
+    def data(self, text: str) -> None:
+        self._tree.data(text)
+
+    def close(self) -> ET.Element:
+        return self._tree.close()
+
+
 def parse_xml(raw: bytes) -> tuple[ET.Element, str]:
     """The root element with every tag made local, and the root's namespace ("" when
     none); ParseError for what is not safe, well-formed, bounded XML."""
+    builder = _BoundedBuilder()
     try:
-        root = fromstring(raw, forbid_dtd=True, forbid_entities=True,
-                          forbid_external=True)
+        parser = DefusedXMLParser(target=builder, forbid_dtd=True, forbid_entities=True,
+                                  forbid_external=True)
+        parser.feed(raw)
+        root = parser.close()
     except DefusedXmlException as exc:
-        raise ParseError(f"refused XML: {type(exc).__name__} (DTDs, entities and external "
-                         "references are not allowed)", code="900", segment="Message"
-                         ) from None
+        raise _refused(f"refused XML: {type(exc).__name__} (DTDs, entities and external "
+                       "references are not allowed)") from None
     except ET.ParseError as exc:
         line, column = exc.position
-        raise ParseError(f"not well-formed XML at line {line}, column {column}",
-                         code="900", segment="Message") from None
-    namespace = root.tag[1:].split("}", 1)[0] if root.tag.startswith("{") else ""
-    count = 0
-    stack = [(root, 1)]
-    while stack:
-        element, depth = stack.pop()
-        count += 1
-        if depth > MAX_DEPTH or count > MAX_ELEMENTS:
-            raise ParseError(f"XML nested deeper than {MAX_DEPTH} or with more than "
-                             f"{MAX_ELEMENTS} elements", code="900", segment="Message")
-        if isinstance(element.tag, str):
-            element.tag = local(element.tag)
-        element.attrib = {local(k): v for k, v in element.attrib.items()}
-        stack.extend((child, depth + 1) for child in element)
-    return root, namespace
+        raise _refused(f"not well-formed XML at line {line}, column {column}") from None
+    except (LookupError, ValueError):  # an encoding the parser cannot read (UnicodeError too)
+        raise _refused("the XML declares an encoding that cannot be read") from None
+    return root, builder.namespace or ""
