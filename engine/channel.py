@@ -46,6 +46,7 @@ from engine.pipeline.splitting import Splitter
 from engine.pipeline.x12_partner import X12Partner
 from engine.queue.base import Queue
 from engine.security.crypto import Vault, content_hash
+from engine.store import correlation
 from engine.store.messages import MessageStore
 from engine.store.writer import UnitOfWork, Writer
 
@@ -203,6 +204,10 @@ class Channel:
             uow.record(Event(kind=Kind.REJECTED, detail=problem_detail(problem), **hop))
         else:
             uow.record(Event(kind=Kind.PARSED, detail=parsed_detail(parsed, warnings), **hop))
+            if parsed.relates_to:  # an answer: linked to what it answers (store.correlation)
+                original = await asyncio.to_thread(self._store.original_of, parsed.relates_to)
+                if original is not None:
+                    correlation.link(uow, hop, parsed.message_type, original, now)
             control = await self.partner.before_routing(uow, parsed, hop, self.mapping) \
                 if self.partner else None
             # filtered first: no await may come between the duplicate check and `taken`

@@ -91,6 +91,8 @@ class Committer:
 
     def _acknowledged(self, hop: dict[str, Any], outcome: Outcome) -> None:
         uow = UnitOfWork()
-        uow.record(Event(kind=Kind.ACKNOWLEDGED, detail={"verdict": outcome.verdict.value},
-                         **hop))
+        detail = {"verdict": outcome.verdict.value}
+        if outcome.verdict is not Verdict.ACCEPTED and outcome.problems:
+            detail["code"] = outcome.problems[0].code  # the standard's (SCRIPT Error 900)
+        uow.record(Event(kind=Kind.ACKNOWLEDGED, detail=detail, **hop))
         self._writer.submit(uow)
