@@ -37,6 +37,9 @@ class Kind(enum.StrEnum):
     # a trading partner's 999/TA1 said accepted or rejected of X12 we sent (recorded on
     # the set we sent, and on the acknowledgement, with those it matched none of)
     PARTNER_ACKNOWLEDGED = "partner-acknowledged"
+    # an answer (Status, Error, Verify, a *Response) linked to the stored message it
+    # relates to; recorded on both, with ids and the answer's type only
+    CORRELATED = "correlated"
     RETRIED = "retried"  # a delivery attempt failed and will be tried again
     DEAD_LETTERED = "dead-lettered"  # gave up; waits in the dead-letter queue
     RECLAIMED = "reclaimed"  # leases of an engine process that stopped beating taken over

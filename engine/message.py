@@ -45,6 +45,9 @@ class Parsed(msgspec.Struct):
     receiver: str = ""
     patient_id: str | None = None
     body: Any = None
+    # the control id of the message this one answers (SCRIPT RelatesToMessageID): the
+    # store links the two (engine.store.correlation); "" when it answers nothing
+    relates_to: str = ""
 
 
 class Verdict(enum.Enum):

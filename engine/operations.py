@@ -17,7 +17,7 @@ import msgspec
 from engine.errors import ConduitError
 from engine.events import Event, Kind
 from engine.queue.base import QueueStats
-from engine.store import answers, x12_sent
+from engine.store import answers, correlation, x12_sent
 from engine.store import audit as audit_chain
 from engine.store.search import AuditQuery, MessageQuery, find_audit, find_messages
 from engine.store.writer import UnitOfWork
@@ -206,7 +206,13 @@ class Operations:
                                                      message_id)
         out["hops"] = [_public_event(e) for e in await self.audit(
             AuditQuery(message_id=message_id, limit=500))][::-1]
+        # what it answers and what answered it (a NewRx's Status or Error), ids only
+        out["related"] = await asyncio.to_thread(self._related, message_id)
         return out
+
+    def _related(self, message_id: str) -> list[dict[str, Any]]:
+        with self._svc.db.connect() as conn:
+            return correlation.related(conn, message_id)
 
     async def content(self, message_id: str, actor: str, reason: str) -> dict[str, Any]:
         """Raw message and outputs, after recording who read them and why."""

@@ -33,23 +33,35 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_show(args: argparse.Namespace) -> int:
-    from engine.store import audit
+    """Every hop of a message, then those of the messages linked to it (the Status or
+    Error answering a NewRx, or the NewRx an answer relates to)."""
+    from engine.store import audit, correlation
 
     async def body(svc) -> int:
         with svc.db.connect() as conn:
             events = audit.events_of_message(conn, args.message)
+            linked = [(r, audit.events_of_message(conn, r["message_id"]))
+                      for r in correlation.related(conn, args.message)]
         if not events:
             print(f"no audit events for message {args.message}", file=sys.stderr)
             return 1
-        for e in events:
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["at_us"] / 1e6))
-            ms = f".{(e['at_us'] // 1000) % 1000:03d}"
-            where = e["destination"] or ""
-            print(f"#{e['seq']:<6} {when}{ms} {e['kind']:<14} {where:<14} "
-                  f"{e['actor']:<10} {e['detail']}")
+        _print_events(events)
+        for r, hops in linked:
+            print(f"\nrelated: {r['message_id']} {r['type'] or '?'} ({r['relation']} this "
+                  f"message), {r['status']}")
+            _print_events(hops)
         return 0
 
     return with_services(args, body)
+
+
+def _print_events(events: list[dict[str, Any]]) -> None:
+    for e in events:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["at_us"] / 1e6))
+        ms = f".{(e['at_us'] // 1000) % 1000:03d}"
+        where = e["destination"] or ""
+        print(f"#{e['seq']:<6} {when}{ms} {e['kind']:<14} {where:<14} "
+              f"{e['actor']:<10} {e['detail']}")
 
 
 _RETRYING_SHOWN = 3  # a FIFO queue's head explains the rest; a few more for parallel ones

@@ -7,6 +7,11 @@ bearer, basic, SMART backend services) is `auth:`; see http_auth. `tls:` trusts 
 hospital's own CA, presents a client certificate (mutual TLS) and may name the server to
 verify; a receiver whose certificate fails verification is retried with a reason saying
 so (the operator must act: time alone will not fix it).
+
+`read_reply: true` is for standards answered in the same exchange (an NCPDP SCRIPT
+Status or Error, an HL7v2 ACK): a 2xx answer's body is read by the channel's codec
+(the context's reply_reader), so a pharmacy's Error 900 is a dead letter and its Error
+602 a retry, though both came with HTTP 200.
 """
 
 from __future__ import annotations
@@ -53,6 +58,11 @@ class HttpDestinationConfig(DestinationBase, tag="http"):
         Meta(description="for an https URL: the CA to trust (default: the system's), a "
              "client certificate and key for mutual TLS, and the server_name to verify"),
     ] = None
+    read_reply: Annotated[
+        bool, Meta(description="read a 2xx answer's body as the standard's own answer "
+                               "with the channel's codec (a SCRIPT Status or Error, an "
+                               "HL7v2 ACK) instead of taking any 2xx as delivered")
+    ] = False
 
     def __post_init__(self) -> None:
         if self.tls is not None and not self.url.lower().startswith("https://"):
@@ -130,6 +140,9 @@ class HttpDestination:
                                  "next attempt fetches a new one", code="401")
                 if resp.status != 401:
                     self._auth.accepted()
+                reader = self._context.reply_reader
+                if self.config.read_reply and 200 <= resp.status < 300 and reader is not None:
+                    return reader.read_reply(body, outbound)
                 return self.read_answer(resp.status, resp.headers, body)
         except TimeoutError:
             return Retry("no answer within the timeout")

@@ -10,6 +10,10 @@ with the channel codec's content type.
 Answers, after `deliver` returns (that is, after the durable commit):
 - accepted, filtered or a duplicate: 200 with the reply (the codec's acknowledgement);
 - rejected: 400, stored with its status: 422 (both with the reply when there is one);
+  with `reply_status: always-ok`, 200 whenever there is a reply, for standards whose
+  answer says in its body whether the message was taken on (a SCRIPT Error: network
+  intermediaries read a delivered Error from a 200, and treat a 4xx as a transport
+  failure to retry);
 - not stored: 503 with Retry-After, so the sender sends again;
 - a `respond:` channel: 200 with the destination's answer; none in time: 504, the
   receiver refused: 502 (a short text reason; the message stays stored, and queued
@@ -27,7 +31,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections import Counter
-from typing import Annotated, NoReturn
+from typing import Annotated, Literal, NoReturn
 
 from aiohttp import web
 from msgspec import Meta
@@ -85,6 +89,12 @@ class HttpSourceConfig(SourceBase, tag="http"):
     allow: Annotated[
         list[Network], Meta(description="networks senders may post from (CIDR); empty: any")
     ] = []
+    reply_status: Annotated[
+        Literal["verdict", "always-ok"],
+        Meta(description="HTTP status of a reply: by the engine's verdict (400 rejected, "
+                         "422 error), or always-ok: 200 whenever a reply is sent, for "
+                         "standards whose reply says it (NCPDP SCRIPT Status/Error)"),
+    ] = "verdict"
 
     def resources(self) -> list[str]:
         return [f"tcp:{self.port}"]
@@ -209,6 +219,8 @@ class HttpSource:
         status = {MessageStatus.REJECTED: 400, MessageStatus.ERROR: 422}.get(
             receipt.status, 200)
         reply = receipt.replies[-1] if receipt.replies else b""
+        if reply and self.config.reply_status == "always-ok":
+            status = 200
         if not reply:
             return _text(status, f"message {receipt.message_id}: {receipt.status.value}",
                          **headers)

@@ -12,6 +12,7 @@ from engine.errors import StoreError
 from engine.events import Event, Kind
 from engine.message import message_id_floor, new_message_id
 from engine.security.crypto import Vault, content_hash
+from engine.store import correlation
 from engine.store.schema import messages, outputs
 from engine.store.writer import UnitOfWork
 
@@ -119,6 +120,10 @@ class MessageStore:
                 .order_by(messages.c.id).limit(limit)
             ).all()
         return [(r.id, r.content_hash) for r in rows]
+
+    def original_of(self, control_id: str) -> tuple[str, str] | None:
+        """(message id, channel) of the stored message an answer relates to."""
+        return correlation.original_of(self._engine, control_id)
 
     def get(self, message_id: str) -> StoredMessage | None:
         cols = [messages.c[f] for f in StoredMessage.__struct_fields__]

@@ -206,3 +206,15 @@ x12_sent = sa.Table(
     sa.Index("ix_x12_sent_message", "message_id"),
     sa.Index("ix_x12_sent_channel_state", "channel", "state"),
 )
+
+# An answer (a SCRIPT Status, Error, Verify or *Response) and the stored message it
+# relates to (engine.store.correlation); ids only. A table of its own, since
+# create_all adds tables to an existing store but never columns.
+message_relations = sa.Table(
+    "message_relations",
+    metadata,
+    sa.Column("message_id", sa.String(26), primary_key=True),  # the answer
+    sa.Column("original_id", sa.String(26), nullable=False),  # the message it answers
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Index("ix_message_relations_original", "original_id"),
+)

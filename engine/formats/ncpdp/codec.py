@@ -81,6 +81,7 @@ class NcpdpCodec:
             receiver=_party(message, "To"),
             patient_id=_patient_id(message),
             body=message,
+            relates_to=message.value("Header/RelatesToMessageID")[:64],
         )
 
     def validate(self, parsed: Parsed, level: str) -> list[Problem]:
