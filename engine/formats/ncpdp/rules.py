@@ -6,6 +6,9 @@ directions, and the Header's routing and correlation fields.
 
 Each rule is a name for the analyst and the element paths any one of which satisfies
 it (a date of birth may be a Date or a DateTime). Paths are under the message element.
+An element is there when it holds text or other elements: a Response or FillStatus is a
+choice (`<Response><Approved/></Response>`, `<FillStatus><Dispensed/></FillStatus>`)
+whose content is the element it holds, never text.
 """
 
 from __future__ import annotations
@@ -89,7 +92,7 @@ def check(message: ScriptMessage) -> list[tuple[str, str]]:
     kind = message.message_type
     out: list[tuple[str, str]] = []
     for name, paths in HEADER + RULES.get(kind, []):
-        if not any(message.value(_under(kind, p)) for p in paths):
+        if not any(_present(message, _under(kind, p)) for p in paths):
             out.append((paths[0].split("/")[0] if paths[0].startswith("Header")
                         else kind, f"{kind}: {name} is missing ({paths[0]})"))
     scheduled = message.value(_under(kind, _SCHEDULED[0]))
@@ -98,6 +101,14 @@ def check(message: ScriptMessage) -> list[tuple[str, str]]:
         out.append((kind, f"{kind}: a controlled substance needs the prescriber's DEA "
                           f"number ({_DEA[0]})"))
     return out
+
+
+def _present(message: ScriptMessage, path: str) -> bool:
+    """Text at the path, or an element there holding elements (a choice)."""
+    if message.value(path):
+        return True
+    element = message.find(path) if "@" not in path else None
+    return element is not None and any(isinstance(c.tag, str) for c in element)
 
 
 def _under(kind: str, path: str) -> str:
