@@ -198,3 +198,39 @@ async def test_pharmacy_error_602_or_silence_is_retried(world, mode):
     with harness.engine.services.db.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(queue).where(
             queue.c.message_id == message_id)).scalar() == 0
+
+
+EPCS = (Path(__file__).parent.parent / "fixtures" / "ncpdp" / "epcs_newrx_signed_crlf.xml"
+        ).read_bytes()
+
+
+async def test_a_signed_controlled_substance_newrx_is_delivered_byte_for_byte(tmp_path):
+    """EPCS: the prescriber's digital signature covers the message as signed, so the
+    engine passes it on exactly: CRLF line ends, tabs, single-quoted attributes in their
+    order, a trailing space, UTF-8 accents and the signature elements themselves."""
+    assert b"<SignatureValue>" in EPCS and b"<X509Certificate>" in EPCS and b"\r\n\t" in EPCS
+    pharmacy = Pharmacy()
+    await pharmacy.start()
+    harness = EngineHarness(tmp_path)
+    port, out = free_port(), tmp_path / "out"
+    await harness.start({"epcs": f"""
+        format: ncpdp
+        validation: strict
+        source: {{type: http, port: {port}, path: /script, auth: {{type: none}},
+                  reply_status: always-ok}}
+        destinations:
+          - {{name: files, type: file, directory: "{out}"}}
+          - {{name: pharmacy, type: http, url: "http://127.0.0.1:{pharmacy.port}/script",
+              read_reply: true, send: received}}
+        """})
+    try:
+        status, _, body, message_id = await post(port, EPCS)
+        assert status == 200 and b"<Status><Code>000</Code></Status>" in body
+        await harness.settle(lambda: kinds(harness, message_id).count(Kind.SENT) == 2)
+        written = list(out.iterdir())
+        assert len(written) == 1 and written[0].suffix == ".xml"
+        assert written[0].read_bytes() == EPCS
+        assert pharmacy.received == [EPCS]
+    finally:
+        await harness.stop()
+        await pharmacy.stop()
