@@ -77,12 +77,14 @@ class Daemon:
         self.mllp_port = free_port()
         self.web_port = free_port()
         self.fhir_port = free_port()  # the FHIR source of channels/fhir-to-hl7v2.yaml
+        self.script_port = free_port()  # the http source of channels/eprescribing.yaml
         self.env = clean_env()
         self.env.update({
             "CONDUIT_DATA_DIR": str(self.data_dir),
             "CONDUIT_MLLP_PORT": str(self.mllp_port),
             "CONDUIT_WEB_PORT": str(self.web_port),
             "CONDUIT_FHIR_PORT": str(self.fhir_port),
+            "CONDUIT_SCRIPT_PORT": str(self.script_port),
             "CONDUIT_LOG_LEVEL": "debug",
         })
         self.proc: subprocess.Popen[bytes] | None = None

@@ -38,6 +38,7 @@ def _production_env(tmp_path: Path, pg_url: str) -> tuple[dict[str, str], int]:
         "CONDUIT_WEB_PORT": str(web_port),
         "CONDUIT_MLLP_PORT": str(free_port()),  # the shipped channels' listeners
         "CONDUIT_FHIR_PORT": str(free_port()),
+        "CONDUIT_SCRIPT_PORT": str(free_port()),
     })
     return env, web_port
 
