@@ -42,7 +42,9 @@ ID_LOCAL = "urn:conduit:id:ncpdp:"  # + the SCRIPT element name
 CODE_LOCAL = "urn:conduit:code:ncpdp:"  # + the SCRIPT qualifier
 EXTENSION = "urn:conduit:fhir:extension:ncpdp-"  # + what it keeps
 DEA_SCHEDULE_EXT = EXTENSION + "dea-schedule"  # Medication: the drug's DEA schedule
-DRUG_DB_QUALIFIER_EXT = EXTENSION + "drug-db-qualifier"  # coding: SCD, SBD, GPCK ...
+# A coding's SCRIPT Qualifier when its system does not say it (SCD, SBD, GPCK ...).
+QUALIFIER_EXT = EXTENSION + "qualifier"
+DRUG_DB_QUALIFIER_EXT = QUALIFIER_EXT
 QUANTITY_QUALIFIER_EXT = EXTENSION + "quantity-qualifier"  # Quantity: CodeListQualifier
 
 # DrugDBCode qualifiers that are RxNorm term types (the code is an RxCUI).
@@ -325,9 +327,10 @@ def schedule(drug: ET.Element | None) -> dict[str, Any] | None:
 def medication(drug: ET.Element | None) -> dict[str, Any] | None:
     """MedicationPrescribed (or Dispensed, Requested) as a Medication: code (RxNorm,
     NDC, description), the DEA schedule in the extension DEA_SCHEDULE_EXT (not in code:
-    a schedule is not another name of the drug), strength as the ingredient's strength
-    text (SCRIPT sends it as value, form and unit codes). Id by RxNorm, else NDC, else
-    the description; None without a description or code."""
+    a schedule is not another name of the drug), DrugCoded/Strength (StrengthValue,
+    StrengthUnitOfMeasure and StrengthForm, NCI codes) as the ingredient's strength and
+    the form. Id by RxNorm, else NDC, else the description; None without a description
+    or code."""
     code = drug_code(drug)
     if drug is None or code is None:
         return None
@@ -338,7 +341,7 @@ def medication(drug: ET.Element | None) -> dict[str, Any] | None:
                   {"system": ID_LOCAL + "DrugDescription",
                    "value": code.get("text", "").lower()})
     drug_schedule = schedule(drug)
-    form = text(drug, "Strength/StrengthForm/Code")
+    form = text(drug, "DrugCoded/Strength/StrengthForm/Code")
     return compact({
         "resourceType": "Medication", "id": resource_id("Medication", SCOPE, identifier),
         "extension": [{"url": DEA_SCHEDULE_EXT, "valueCodeableConcept": drug_schedule}]
@@ -349,8 +352,8 @@ def medication(drug: ET.Element | None) -> dict[str, Any] | None:
 
 
 def _strength(drug: ET.Element, code: dict[str, Any]) -> list[dict[str, Any]]:
-    value = text(drug, "Strength/StrengthValue")
-    unit = text(drug, "Strength/StrengthUnitOfMeasure/Code")
+    value = text(drug, "DrugCoded/Strength/StrengthValue")
+    unit = text(drug, "DrugCoded/Strength/StrengthUnitOfMeasure/Code")
     if not value:
         return []
     numerator = compact({"value": _number(value), "system": NCI if unit else None,
@@ -387,3 +390,103 @@ def quantity(element: ET.Element | None) -> dict[str, Any] | None:
         if qualifier else [],
         "value": value, "unit": NCI_UNITS.get(unit, unit) if unit else None,
         "system": NCI if unit else None, "code": unit or None})
+
+
+# ---- the order ------------------------------------------------------------------------
+
+
+def order_identifier(order_number: str, assigner: str = "") -> dict[str, Any]:
+    """Header/PrescriberOrderNumber as the placer identifier; `assigner` the prescriber
+    system (Header/From of a NewRx) that numbered it."""
+    return compact({
+        "type": {"coding": [{"system": V2_0203, "code": "PLAC"}]},
+        "system": ID_LOCAL + "PrescriberOrderNumber", "value": order_number,
+        "assigner": {"display": assigner} if assigner else None})
+
+
+def request_id(order_number: str, prescriber: dict[str, Any] | None) -> str:
+    """The MedicationRequest's id: the prescriber order number within its prescriber
+    (the Practitioner's id), so a NewRx, the CancelRx and RxFill naming the same order
+    and prescriber reach the same MedicationRequest."""
+    value = f"{(prescriber or {}).get('id', '')}|{order_number}"
+    return resource_id("MedicationRequest", SCOPE,
+                       {"system": ID_LOCAL + "PrescriberOrderNumber", "value": value})
+
+
+# ---- directions -----------------------------------------------------------------------
+
+SNOMED = "http://snomed.info/sct"
+# NCI units of time in FrequencyUnits / IntervalUnits, as FHIR Timing units.
+TIME_UNITS = {"C25301": "d", "C25529": "h", "C29844": "wk", "C29846": "mo",
+              "C29848": "a", "C48154": "min"}
+
+
+def coded(element: ET.Element | None) -> dict[str, Any] | None:
+    """A SCRIPT Text/Qualifier/Code triple as a CodeableConcept: Qualifier SNOMED a SNOMED
+    CT coding, an NCI-looking code (C12345) NCI, else urn:conduit:code:ncpdp:<Qualifier>;
+    the Qualifier kept in QUALIFIER_EXT when the system does not say it."""
+    if element is None:
+        return None
+    code, qualifier, label = text(element, "Code"), text(element, "Qualifier"), \
+        text(element, "Text")
+    coding: dict[str, Any] | None = None
+    if code:
+        if qualifier.upper().startswith("SNOMED"):
+            system = SNOMED
+        elif re.fullmatch(r"C\d+", code):
+            system = NCI
+        else:
+            system = CODE_LOCAL + (qualifier or "code")
+        keep = qualifier and system != SNOMED
+        coding = compact({
+            "extension": [{"url": QUALIFIER_EXT, "valueCode": qualifier}] if keep else [],
+            "system": system, "code": code, "display": label})
+    found = compact({"coding": [coding] if coding else [], "text": label})
+    return found or None
+
+
+def dosage(sig: ET.Element | None) -> dict[str, Any] | None:
+    """Sig as a Dosage: SigText always as text; from the first Sig/Instruction what can
+    be read: DoseAdministration/Dosage (DoseQuantity with DoseUnitOfMeasure) as
+    doseAndRate, RouteOfAdministration as route, DoseDeliveryMethod as method,
+    TimingAndDuration/Frequency (FrequencyNumericValue per FrequencyUnits) or Interval
+    (every IntervalNumericValue IntervalUnits) as timing.repeat. What the engine cannot
+    place (a free-text unit of time, several instructions) stays only in the text."""
+    if sig is None:
+        return None
+    instruction = sig.find("Instruction")
+    out: dict[str, Any] = {"text": text(sig, "SigText")}
+    if instruction is not None:
+        administration = instruction.find("DoseAdministration")
+        if administration is not None:
+            amount = _number(text(administration, "Dosage/DoseQuantity"))
+            unit = coded(administration.find("Dosage/DoseUnitOfMeasure"))
+            unit_coding = (unit or {}).get("coding", [{}])[0]
+            if amount is not None:
+                out["doseAndRate"] = [{"doseQuantity": compact({
+                    "extension": unit_coding.get("extension", []),
+                    "value": amount, "unit": (unit or {}).get("text"),
+                    "system": unit_coding.get("system"), "code": unit_coding.get("code")})}]
+            out["route"] = coded(administration.find("RouteOfAdministration"))
+            out["method"] = coded(administration.find("DoseDeliveryMethod"))
+        out["timing"] = _timing(instruction.find("TimingAndDuration"))
+    return compact(out) or None
+
+
+def _timing(element: ET.Element | None) -> dict[str, Any] | None:
+    if element is None:
+        return None
+    frequency = element.find("Frequency")
+    interval = element.find("Interval")
+    repeat: dict[str, Any] = {}
+    if frequency is not None:
+        count = _number(text(frequency, "FrequencyNumericValue"))
+        unit = TIME_UNITS.get(text(frequency, "FrequencyUnits/Code"))
+        if count is not None and unit and count == int(count) and count > 0:
+            repeat = {"frequency": int(count), "period": 1, "periodUnit": unit}
+    elif interval is not None:
+        every = _number(text(interval, "IntervalNumericValue"))
+        unit = TIME_UNITS.get(text(interval, "IntervalUnits/Code"))
+        if every is not None and unit and every > 0:
+            repeat = {"frequency": 1, "period": every, "periodUnit": unit}
+    return {"repeat": repeat} if repeat else None
