@@ -1,0 +1,290 @@
+"""ncpdp-newrx-to-fhir@1 and fhir-to-ncpdp-newrx@1: every fixture (as `conduit test`
+runs it), valid R4 out, NewRx -> FHIR -> NewRx keeping every element both map, each
+NewRx written passing the codec's strict checks, the same people and pharmacy as the
+same resources from every SCRIPT message, and what a pharmacy or EHR sees in the
+mapped prescription (controlled substances, structured Sig, substitution, compounds)."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from engine.formats.ncpdp.codec import NcpdpCodec, _leaves
+from engine.formats.ncpdp.message import ScriptMessage
+from engine.maplib import ncpdp_fhir as ncpdp
+from engine.mapping import Mapping
+from engine.testbench import run_mapping
+from tests import mapping_checks as checks
+from tests.mapping_checks import bundle_of, by_type, run
+
+NEWRX = checks.Fixtures("ncpdp-newrx-to-fhir@1", input_ext=".xml")
+BUILD = checks.Fixtures("fhir-to-ncpdp-newrx@1", input_ext=".json", output_ext=".xml")
+FHIR = "application/fhir+json"
+codec = NcpdpCodec()
+
+to_fhir = checks.mapping_fixture(NEWRX.ref, accepts="ncpdp", emits=FHIR)
+to_newrx = checks.mapping_fixture(BUILD.ref, accepts="fhir", emits="application/xml")
+
+TestNewRxFixtures = checks.fixture_tests(NEWRX, min_cases=9, min_outputs=7,
+                                         output=checks.check_transaction)
+TestBuildFixtures = checks.fixture_tests(BUILD, min_cases=7, min_outputs=4)
+
+# What the round trip does not keep, by design (the module docstrings say why): the
+# Header's MessageID (a hash of the request id) and SentTime (from authoredOn),
+# SenderSoftware and DigitalSignature (they describe and sign the original message),
+# and the version attributes (fhir-to-ncpdp-newrx@1 writes 2017071).
+NOT_KEPT = ("Message/Header[1]/MessageID[1]", "Message/Header[1]/SentTime[1]",
+            "Message/Header[1]/SenderSoftware[1]", "Message/Header[1]/DigitalSignature[1]",
+            "Message@")
+
+
+def _script(raw: bytes) -> ScriptMessage:
+    parsed = codec.parse(raw)
+    assert isinstance(parsed.body, ScriptMessage)
+    return parsed.body
+
+
+def _strict(raw: bytes) -> list[str]:
+    return [p.text for p in codec.validate(codec.parse(raw), "strict")]
+
+
+def _kept(leaves: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in leaves.items() if not k.startswith(NOT_KEPT)}
+
+
+# ---- round trip -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", NEWRX.output_cases)
+def test_newrx_to_fhir_to_newrx_keeps_every_mapped_element(
+        to_fhir: Mapping, to_newrx: Mapping, case: str) -> None:
+    raw = NEWRX.input(case)
+    again = run_mapping(to_newrx, run_mapping(to_fhir, raw))
+    assert isinstance(again, bytes)
+    before, after = _kept(_leaves(_script(raw))), _kept(_leaves(_script(again)))
+    lost = {k: v for k, v in before.items() if after.get(k) != v}
+    added = sorted(set(after) - set(before))
+    assert not lost and not added, f"lost or changed: {sorted(lost)}; added: {added}"
+    # every element of the Body, and the Header's routing, is in what is compared
+    assert any(k.startswith("Message/Body[1]/NewRx[1]/MedicationPrescribed") for k in before)
+    assert "Message/Header[1]/PrescriberOrderNumber[1]" in before
+    assert codec.diff(raw, again) == [] or all(
+        c.path.startswith(NOT_KEPT) for c in codec.diff(raw, again))
+
+
+@pytest.mark.parametrize("case", NEWRX.output_cases + BUILD.output_cases)
+def test_each_newrx_written_parses_and_passes_strict_checks(
+        to_fhir: Mapping, to_newrx: Mapping, case: str) -> None:
+    source = (BUILD.input(case) if case in BUILD.output_cases
+              else run_mapping(to_fhir, NEWRX.input(case)))
+    out = run_mapping(to_newrx, source)
+    assert isinstance(out, bytes)
+    parsed = codec.parse(out)
+    assert parsed.message_type == "NewRx"
+    assert parsed.receiver.endswith("^P") and parsed.sender.endswith("^C")
+    assert _strict(out) == []
+
+
+@pytest.mark.parametrize("case", NEWRX.output_cases)
+def test_every_fixture_input_itself_passes_strict_checks(case: str) -> None:
+    assert _strict(NEWRX.input(case)) == []
+
+
+# ---- NewRx -> FHIR ----------------------------------------------------------------------
+
+
+def _bundle(mapping: Mapping, case: str) -> dict[str, dict]:
+    return by_type(bundle_of(mapping, NEWRX.input(case)))
+
+
+def test_the_prescription_a_pharmacy_system_reads(to_fhir: Mapping) -> None:
+    found = _bundle(to_fhir, "ehr_default_ns_atorvastatin")
+    request, patient = found["MedicationRequest"], found["Patient"]
+    assert (request["status"], request["intent"]) == ("active", "order")
+    assert request["subject"]["reference"] == f"urn:uuid:{patient['id']}"
+    assert request["requester"]["reference"] == f"urn:uuid:{found['Practitioner']['id']}"
+    assert request["medicationReference"]["reference"] == (
+        f"urn:uuid:{found['Medication']['id']}")
+    assert request["authoredOn"] == "2026-12-01"
+    assert {i["system"]: i["value"] for i in request["identifier"]} == {
+        ncpdp.ID_LOCAL + "PrescriberOrderNumber": "ORD-2026-55120",
+        ncpdp.ID_LOCAL + "MessageID": "a3f1c2d4e5b6478899aa0011bb22cc33"}
+    dispense = request["dispenseRequest"]
+    assert dispense["quantity"]["value"] == 90
+    assert (dispense["quantity"]["code"], dispense["quantity"]["unit"]) == ("C48542", "Tablet")
+    assert dispense["numberOfRepeatsAllowed"] == 3
+    assert dispense["expectedSupplyDuration"] == {"value": 90, "unit": "days",
+                                                  "system": "http://unitsofmeasure.org",
+                                                  "code": "d"}
+    assert dispense["performer"]["reference"] == f"urn:uuid:{found['Organization']['id']}"
+    assert request["substitution"] == {"allowedBoolean": True}
+    assert request["dosageInstruction"] == [
+        {"text": "Take 1 tablet by mouth once daily at bedtime"}]
+    codes = {c["system"]: c["code"] for c in found["Medication"]["code"]["coding"]}
+    assert codes == {ncpdp.RXNORM: "617310", ncpdp.NDC: "00093505698"}
+    assert patient["birthDate"] == "1962-07-14" and patient["gender"] == "female"
+    pharmacy = found["Organization"]
+    assert {i["system"]: i["value"] for i in pharmacy["identifier"]} == {
+        ncpdp.NCPDP_ID: "7701630", ncpdp.NPI: "1457392810"}
+
+
+def test_controlled_substance_keeps_schedule_and_dea_number(to_fhir: Mapping) -> None:
+    found = _bundle(to_fhir, "epcs_schedule_ii_oxycodone_signed")
+    schedule = [e for e in found["Medication"]["extension"]
+                if e["url"] == ncpdp.DEA_SCHEDULE_EXT]
+    assert schedule[0]["valueCodeableConcept"]["coding"][0] == {
+        "system": ncpdp.NCI, "code": "C48675", "display": "Schedule II"}
+    assert {"system": ncpdp.DEA, "value": "BN4829316"}.items() <= next(
+        i for i in found["Practitioner"]["identifier"] if i["system"] == ncpdp.DEA).items()
+    strength = found["Medication"]["ingredient"][0]["strength"]["numerator"]
+    assert (strength["value"], strength["code"]) == (5, "C28253")
+    assert found["MedicationRequest"]["dispenseRequest"]["numberOfRepeatsAllowed"] == 0
+    assert found["MedicationRequest"]["note"] == [
+        {"text": "Post-operative supply only. No early refills."}]
+
+
+def test_structured_sig_gives_dose_route_method_and_frequency(to_fhir: Mapping) -> None:
+    dosage = _bundle(to_fhir, "structured_sig_metformin")["MedicationRequest"][
+        "dosageInstruction"][0]
+    assert dosage["text"] == "Take 1 tablet by mouth 2 times a day with meals"
+    dose = dosage["doseAndRate"][0]["doseQuantity"]
+    assert (dose["value"], dose["unit"], dose["code"]) == (1, "tablet", "C48542")
+    assert dosage["route"]["coding"][0]["code"] == "26643006"
+    assert dosage["route"]["coding"][0]["system"] == "http://snomed.info/sct"
+    assert dosage["method"]["coding"][0]["code"] == "419652001"
+    assert dosage["timing"] == {"repeat": {"frequency": 2, "period": 1, "periodUnit": "d"}}
+
+
+def test_dispense_as_written_and_diagnosis(to_fhir: Mapping) -> None:
+    request = _bundle(to_fhir, "prefixed_ns_amoxicillin_dispense_as_written")[
+        "MedicationRequest"]
+    assert request["substitution"] == {"allowedBoolean": False}
+    assert request["reasonCode"][0]["coding"][0] == {
+        "system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "H6690",
+        "display": "Otitis media, unspecified, unspecified ear"}
+    assert request["authoredOn"] == "2026-12-03T09:10:05-05:00"
+
+
+def test_a_compound_without_codes_is_a_medication_by_its_description(
+        to_fhir: Mapping) -> None:
+    found = _bundle(to_fhir, "compound_free_text_crlf")
+    assert "coding" not in found["Medication"]["code"]
+    assert found["Medication"]["code"]["text"].startswith("Magic mouthwash")
+    assert found["MedicationRequest"]["dispenseRequest"]["quantity"]["code"] == "C28254"
+
+
+def test_2023011_maps_like_2017071(to_fhir: Mapping) -> None:
+    request = _bundle(to_fhir, "v2023011_prefixed_insulin_pen")["MedicationRequest"]
+    assert [r["coding"][0]["code"] for r in request["reasonCode"]] == ["E109", "Z794"]
+    assert request["dispenseRequest"]["numberOfRepeatsAllowed"] == 11
+
+
+def test_other_substitution_codes_are_kept_as_a_code(to_fhir: Mapping) -> None:
+    raw = NEWRX.input("ehr_default_ns_atorvastatin").replace(
+        b"<Substitutions>0</Substitutions>", b"<Substitutions>7</Substitutions>")
+    request = by_type(bundle_of(to_fhir, raw))["MedicationRequest"]
+    assert request["substitution"] == {"allowedCodeableConcept": {"coding": [
+        {"system": ncpdp.CODE_LOCAL + "Substitutions", "code": "7"}]}}
+
+
+def test_same_people_and_pharmacy_are_the_same_resources_in_every_message(
+        to_fhir: Mapping) -> None:
+    newrx = _bundle(to_fhir, "ehr_default_ns_atorvastatin")
+    cancel = _script(NEWRX.input("cancelrx_not_newrx_error")).body
+    assert cancel is not None
+    assert ncpdp.practitioner(cancel.find("Prescriber"))["id"] == newrx["Practitioner"]["id"]
+    # the same order number, prescriber and pharmacy reach the same resources again
+    again = NEWRX.input("ehr_default_ns_atorvastatin").replace(
+        b"a3f1c2d4e5b6478899aa0011bb22cc33", b"ffff0000ffff0000ffff0000ffff0000")
+    resent = by_type(bundle_of(to_fhir, again))
+    for kind in ("MedicationRequest", "Patient", "Practitioner", "Organization",
+                 "Medication"):
+        assert resent[kind]["id"] == newrx[kind]["id"], kind
+
+
+def test_the_no_namespace_message_maps_like_a_namespaced_one(to_fhir: Mapping) -> None:
+    plain = NEWRX.input("ehr_default_ns_atorvastatin").replace(
+        b' xmlns="http://www.ncpdp.org/schema/SCRIPT"', b"")
+    assert run(to_fhir, plain) == run(to_fhir, NEWRX.input("ehr_default_ns_atorvastatin"))
+
+
+def test_errors_name_the_element_and_show_no_patient_data(to_fhir: Mapping) -> None:
+    checks.check_error(to_fhir, NEWRX.input("cancelrx_not_newrx_error"), "Body",
+                       phi=["Lindqvist", "Astrid", "1962"])
+    no_prescriber = NEWRX.input("ehr_default_ns_atorvastatin")
+    start, end = no_prescriber.index(b"<Prescriber>"), no_prescriber.index(b"</Prescriber>")
+    checks.check_error(to_fhir, no_prescriber[:start] + no_prescriber[end + 13:],
+                       "NewRx/Prescriber", phi=["Lindqvist", "Okafor"])
+    no_drug = NEWRX.input("ehr_default_ns_atorvastatin").replace(
+        b"MedicationPrescribed>", b"MedicationOther>")
+    checks.check_error(to_fhir, no_drug, "NewRx/MedicationPrescribed",
+                       phi=["Lindqvist", "atorvastatin"])
+
+
+# ---- FHIR -> NewRx ----------------------------------------------------------------------
+
+
+def _build_input(case: str) -> dict:
+    return json.loads(BUILD.input(case))
+
+
+def test_header_routes_to_the_pharmacy_from_the_prescriber_system(to_newrx: Mapping) -> None:
+    message = _script(run(to_newrx, BUILD.input("bundle_structured_sig_metformin")))
+    assert (message.value("Header/To"), message.value("Header/To@Qualifier")) == (
+        "2209315", "P")
+    assert (message.value("Header/From"), message.value("Header/From@Qualifier")) == (
+        "PRAIRIEVIEWCLINIC", "C")
+    assert message.value("Header/PrescriberOrderNumber") == "PVC-2026-90311"
+    assert message.value("Header/SentTime") == "2026-12-05T00:00:00.000Z"
+    assert len(message.value("Header/MessageID")) == 32
+    unassigned = _script(run(to_newrx, BUILD.input(
+        "collection_relative_refs_no_order_number")))
+    assert unassigned.value("Header/From") == "CONDUIT"
+    assert len(unassigned.value("Header/PrescriberOrderNumber")) <= 35
+
+
+def test_contained_resources_and_a_codeable_concept(to_newrx: Mapping) -> None:
+    message = _script(run(to_newrx, BUILD.input("contained_codeable_concept_interval")))
+    prescribed = "NewRx/MedicationPrescribed"
+    assert message.value(f"{prescribed}/DrugCoded/DrugDBCode/Code") == "308191"
+    assert message.value(f"{prescribed}/DrugCoded/DrugDBCode/Qualifier") == "SCD"
+    assert message.value(f"{prescribed}/Substitutions") == "1"
+    assert message.value(f"{prescribed}/WrittenDate/DateTime") == "2026-12-03T09:10:05-05:00"
+    assert message.value("Header/SentTime") == "2026-12-03T14:10:05.000Z"
+    interval = f"{prescribed}/Sig/Instruction/TimingAndDuration/Interval"
+    assert message.value(f"{interval}/IntervalNumericValue") == "12"
+    assert message.value(f"{interval}/IntervalUnits/Code") == "C25529"
+    assert message.value("NewRx/Patient/HumanPatient/Name/LastName") == "Abernathy-Ruiz"
+
+
+def test_text_with_markup_characters_is_escaped_and_reads_back(to_newrx: Mapping) -> None:
+    bundle = _build_input("bundle_structured_sig_metformin")
+    for entry in bundle["entry"]:
+        if entry["resource"]["resourceType"] == "MedicationRequest":
+            entry["resource"]["note"] = [{"text": 'Use <b>only</b> "as directed" & call'}]
+    message = _script(run(to_newrx, bundle))
+    assert message.value("NewRx/MedicationPrescribed/Note") == (
+        'Use <b>only</b> "as directed" & call')
+
+
+def test_build_errors_name_the_element(to_newrx: Mapping) -> None:
+    bundle = _build_input("bundle_structured_sig_metformin")
+    without_patient = copy.deepcopy(bundle)
+    without_patient["entry"] = [e for e in bundle["entry"]
+                                if e["resource"]["resourceType"] != "Patient"]
+    checks.check_error(to_newrx, without_patient, "MedicationRequest.subject")
+    without_prescriber = copy.deepcopy(bundle)
+    without_prescriber["entry"] = [e for e in bundle["entry"]
+                                   if e["resource"]["resourceType"] != "Practitioner"]
+    checks.check_error(to_newrx, without_prescriber, "MedicationRequest.requester",
+                       phi=["Thibodeaux"])
+    control = copy.deepcopy(bundle)
+    for entry in control["entry"]:
+        if entry["resource"]["resourceType"] == "Patient":
+            entry["resource"]["name"][0]["family"] = "Thibo\x02deaux"
+    checks.check_error(to_newrx, control, "MedicationRequest", phi=["Thibo"])
+    checks.check_error(to_newrx, {"resourceType": "Bundle", "type": "collection",
+                                  "entry": []}, "Bundle.entry")
+
