@@ -845,7 +845,8 @@ async def shipped_bench(args: argparse.Namespace, procs: Procs, tmp: Path) -> di
 
 def child_figures(script: str, label: str, quick: bool) -> dict[str, Any] | None:
     """A benchmark script (bench_codec.py: parse, route, validate vs hl7 and hl7apy;
-    bench_x12.py: X12 vs pyx12 and linuxforhealth-x12; bench_fhir.py: FHIR ingest
+    bench_x12.py: X12 vs pyx12 and linuxforhealth-x12; bench_ncpdp.py: SCRIPT NewRx
+    parsed, validated and mapped vs plain XML parsing; bench_fhir.py: FHIR ingest
     against msgspec decoding) in a child process, never while an engine phase runs, so
     they never share the machine; its lines are printed, its last line's JSON kept."""
     run = subprocess.run([sys.executable, str(SCRIPTS / script),
@@ -883,6 +884,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="skip the codec benchmark (scripts/bench --codec-only runs it alone)")
     p.add_argument("--no-x12", dest="x12", action="store_false",
                    help="skip the X12 benchmark (scripts/bench --x12 runs it alone)")
+    p.add_argument("--no-ncpdp", dest="ncpdp", action="store_false",
+                   help="skip the NCPDP SCRIPT benchmark (scripts/bench --ncpdp runs it alone)")
     p.add_argument("--no-fhir", dest="fhir", action="store_false",
                    help="skip the FHIR ingest benchmark (scripts/bench --fhir runs it alone)")
     args = p.parse_args(argv)
@@ -917,6 +920,7 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     codec = child_figures("bench_codec.py", "codec", args.quick) if args.codec else None
     x12 = child_figures("bench_x12.py", "x12", args.quick) if args.x12 else None
+    ncpdp = child_figures("bench_ncpdp.py", "ncpdp", args.quick) if args.ncpdp else None
     result = run_bench(bench, args, "conduit-bench-")
     if result is None:
         return 1
@@ -934,6 +938,7 @@ def main(argv: list[str]) -> int:
         result["shipped"] = json_ready(shipped) if shipped is not None else None
     result["codec"] = codec
     result["x12"] = x12
+    result["ncpdp"] = ncpdp
     result["fhir"] = child_figures("bench_fhir.py", "fhir", args.quick) if args.fhir else None
     print(json.dumps(json_ready(result)))
     shipped_clean = not args.shipped or clean(result["shipped"], "exit_code")
