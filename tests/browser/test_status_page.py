@@ -155,8 +155,9 @@ async def test_pause_and_resume_a_channel(engine: StatusEngine, sign_in: SignIn)
     # The overview, fed by the live stream, agrees.
     await page.get_by_role("link", name="All channels").click()
     await expect(channel_row(page).locator("[data-col=state]")).to_contain_text("Paused")
-    # Of the four shipped channels, the FHIR and the two X12 ones still run.
-    await expect(page.locator("[data-tile=channels]")).to_have_text("3 of 4")
+    # Of the five shipped channels, the FHIR, the two X12 and the e-prescribing ones
+    # still run.
+    await expect(page.locator("[data-tile=channels]")).to_have_text("4 of 5")
 
     await open_channel(page)
     await page.get_by_role("button", name="Resume", exact=True).click()
