@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.errors import ParseError
 from engine.formats.ncpdp import NcpdpCodec
 from engine.formats.ncpdp.message import ScriptMessage
 from engine.formats.ncpdp.xml import parse_xml
@@ -29,6 +30,8 @@ ROUTED = [
      "2017071"),
     ("newrx_controlled_prefixed_2023011.xml", "NewRx", "GMC-NRX-000440", EHR2, LAKE, TOMAS,
      "2023011"),
+    ("newrx_veterinary_no_namespace.xml", "NewRx", "LVC-NRX-0098", "LAKEVIEWVETCLINIC^C",
+     CASCO, "VET-20931", "2017071"),
     ("ncpdp-cancelrx-to-fhir/fixtures/v1/cancelrx_default_ns.xml", "CancelRx",
      "c7d2e1f0a9b84c3d9e8f7a6b5c4d3e2f", EHR, CASCO, ASTRID, "2017071"),
     ("ncpdp-cancelrx-to-fhir/fixtures/v1/cancelrx_controlled_prefixed_2023011.xml", "CancelRx",
@@ -151,6 +154,24 @@ def test_broken_messages_name_what_they_lack_never_a_value(name, names, where, v
     assert [(p.text, p.severity) for p in lenient] == [(problem.text, "W")]
 
 
+def test_a_veterinarians_newrx_is_sound_without_an_npi():
+    """An animal patient (NonHumanPatient) and a Veterinarian identified by state
+    license and DEA number pass; without any identifier the prescriber is named."""
+    raw = raw_of("newrx_veterinary_no_namespace.xml")
+    assert codec.validate(codec.parse(raw), "strict") == []
+    unnamed = raw.replace(b"<StateLicenseNumber>VT-DVM-4471</StateLicenseNumber>",
+                          b"").replace(b"<DEANumber>FH3390217</DEANumber>", b"")
+    assert b"VT-DVM" not in unnamed and b"FH3390217" not in unnamed
+    texts = [p.text for p in codec.validate(codec.parse(unnamed), "strict")]
+    assert texts == [
+        "NewRx: prescriber NPI is missing (Prescriber/NonVeterinarian/Identification/NPI)",
+        "NewRx: a controlled substance needs the prescriber's DEA number "
+        "(Prescriber/NonVeterinarian/Identification/DEANumber)"]
+    human = raw_of("newrx_default_ns.xml").replace(b"<NPI>1326048851</NPI>", b"")
+    assert [p.text for p in codec.validate(codec.parse(human), "strict")] == [
+        "NewRx: prescriber NPI is missing (Prescriber/NonVeterinarian/Identification/NPI)"]
+
+
 def test_choice_elements_count_as_present():
     """A Response or FillStatus holds an element, never text: <Replace/> and
     <Dispensed/> are answers, and an empty <Response/> is not."""
@@ -207,7 +228,7 @@ def test_refused_message_is_answered_error_900_saying_what_is_missing():
 
 def test_unreadable_message_is_answered_error_correlated_when_its_id_is_found():
     raw = raw_of("newrx_default_ns.xml").replace(b"</Body>", b"</Bdy>")
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(ParseError) as caught:
         codec.parse(raw)
     problem = Problem(str(caught.value), code="900")
     error = answer_of(codec.reply(raw, None, Outcome(Verdict.REJECTED, (problem,))))
@@ -257,3 +278,15 @@ def test_our_own_answers_read_back_as_the_receiver_would():
                                                         code="900"),)))
     assert isinstance(codec.read_reply(refused, out), Fail)
     assert codec.parse(refused).control_id != parsed.control_id
+
+
+def test_an_unreadable_message_with_control_characters_still_gets_readable_xml():
+    """A NUL in the MessageID (or in what is said about the message) never reaches the
+    answer: the Error stays well-formed and is simply not correlated."""
+    raw = raw_of("newrx_default_ns.xml").replace(b"<MessageID>", b"<MessageID>\x00")
+    with pytest.raises(ParseError):
+        codec.parse(raw)
+    error = answer_of(codec.reply(raw, None, Outcome(Verdict.REJECTED, (
+        Problem("bad byte \x00 at column 9", code="900"),))))
+    assert error.value("Header/RelatesToMessageID") == ""
+    assert error.value("Error/Description") == "bad byte ? at column 9"

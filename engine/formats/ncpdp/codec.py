@@ -8,7 +8,8 @@ Routing fields of a message (`parse`):
 - control_id: Header/MessageID (unique per sender; correlation is by it);
 - sender Header/From, receiver Header/To (with their Qualifier as "value^qualifier");
 - patient_id: the patient's first identifier (MedicalRecordIdentificationNumberEHR,
-  else another under Patient/HumanPatient/Identification), else None;
+  else another under Patient/HumanPatient/Identification, or NonHumanPatient's for a
+  veterinarian's patient), else None;
 - version: TransactionVersion ("2017071").
 """
 
@@ -137,8 +138,10 @@ def _party(message: ScriptMessage, which: str) -> str:
 
 
 def _patient_id(message: ScriptMessage) -> str | None:
-    ids = message.find("Body/" + message.message_type + "/Patient/HumanPatient/"
-                       "Identification")
+    base = "Body/" + message.message_type + "/Patient/"
+    ids = message.find(base + "HumanPatient/Identification")
+    if ids is None:  # an animal, for a veterinarian
+        ids = message.find(base + "NonHumanPatient/Identification")
     if ids is None:
         return None
     preferred = ids.find("MedicalRecordIdentificationNumberEHR")

@@ -29,8 +29,11 @@ VERSION_ATTRIBUTES = {"DatatypesVersion": "2017071", "TransportVersion": "201707
                       "TransactionDomain": "SCRIPT", "TransactionVersion": "2017071",
                       "StructuresVersion": "2017071", "ECLVersion": "2017071"}
 MAX_DESCRIPTION = 250
-_MESSAGE_ID = re.compile(rb"<(?:[\w.-]+:)?MessageID>\s*([^<\s]{1,64})\s*<")
+# A MessageID salvaged from an unreadable message: printable ASCII only (a control
+# character copied into the answer would make the answer itself unreadable XML).
+_MESSAGE_ID = re.compile(rb"<(?:[\w.-]+:)?MessageID>\s*([\x21-\x3b\x3d-\x7e]{1,64})\s*<")
 _RETRY_ERRORS = frozenset({"600", "602"})
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")  # no XML 1.0 has them
 
 
 def build_status(message: ScriptMessage | None, raw: bytes) -> bytes:
@@ -40,7 +43,7 @@ def build_status(message: ScriptMessage | None, raw: bytes) -> bytes:
 def build_error(message: ScriptMessage | None, raw: bytes,
                 problems: Sequence[Problem]) -> bytes:
     code = problems[0].code if problems[0].code in ("600", "601", "602", "900") else "900"
-    description = "; ".join(p.text for p in problems)
+    description = _NOT_XML.sub("?", "; ".join(p.text for p in problems))
     if len(description) > MAX_DESCRIPTION:
         description = description[:MAX_DESCRIPTION - 3] + "..."
     return _answer(message, raw, f"<Error><Code>{code}</Code>"

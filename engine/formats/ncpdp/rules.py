@@ -25,18 +25,29 @@ HEADER: list[Rule] = [
 ]
 CORRELATED: list[Rule] = [("Header/RelatesToMessageID", ("Header/RelatesToMessageID",))]
 
-_PATIENT = "Patient/HumanPatient"
+# SCRIPT carries an animal (NonHumanPatient, its owner's last name and its own first
+# name) for a veterinarian; a veterinarian need not have an NPI (NPIs are for HIPAA
+# providers) and is identified by state license or DEA number instead.
+_PATIENTS = ("Patient/HumanPatient", "Patient/NonHumanPatient")
+
+
+def _each(paths: tuple[str, ...], rest: str) -> tuple[str, ...]:
+    return tuple(f"{p}/{rest}" for p in paths)
+
+
 PATIENT: list[Rule] = [
-    ("patient last name", (f"{_PATIENT}/Name/LastName",)),
-    ("patient first name", (f"{_PATIENT}/Name/FirstName",)),
-    ("patient gender", (f"{_PATIENT}/Gender",)),
-    ("patient date of birth", (f"{_PATIENT}/DateOfBirth/Date",
-                               f"{_PATIENT}/DateOfBirth/DateTime")),
+    ("patient last name", _each(_PATIENTS, "Name/LastName")),
+    ("patient first name", _each(_PATIENTS, "Name/FirstName")),
+    ("patient gender", _each(_PATIENTS, "Gender")),
+    ("patient date of birth", (*_each(_PATIENTS, "DateOfBirth/Date"),
+                               *_each(_PATIENTS, "DateOfBirth/DateTime"))),
 ]
 _PRESCRIBER = ("Prescriber/NonVeterinarian", "Prescriber/Veterinarian")
 PRESCRIBER: list[Rule] = [
-    ("prescriber last name", tuple(f"{p}/Name/LastName" for p in _PRESCRIBER)),
-    ("prescriber NPI", tuple(f"{p}/Identification/NPI" for p in _PRESCRIBER)),
+    ("prescriber last name", _each(_PRESCRIBER, "Name/LastName")),
+    ("prescriber NPI", (*_each(_PRESCRIBER, "Identification/NPI"),
+                        "Prescriber/Veterinarian/Identification/StateLicenseNumber",
+                        "Prescriber/Veterinarian/Identification/DEANumber")),
 ]
 PHARMACY: list[Rule] = [
     ("pharmacy NCPDP ID or NPI", ("Pharmacy/Identification/NCPDPID",
