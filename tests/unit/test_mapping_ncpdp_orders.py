@@ -265,3 +265,14 @@ def test_ids_do_not_depend_on_the_system_style(cancelrx):
              "MedicationRequest")
     assert a["id"] == b["id"] != resource_id("MedicationRequest", "ncpdp",
                                              {"value": "ORD-2026-55120"})
+
+
+@pytest.mark.parametrize("name", ["unknown_drugadministration_default_ns.xml",
+                                  "unknown_clinicalinforequest_prefixed.xml",
+                                  "status_default_ns.xml"])
+def test_other_message_types_are_refused_naming_body(cancelrx, rxfill, renewal, name):
+    """A channel routes what no mapping reads unmapped; each mapping says so by Body,
+    without the patient's name."""
+    raw = (ROOT / "tests" / "fixtures" / "ncpdp" / name).read_bytes()
+    for found in (cancelrx, rxfill, renewal):
+        checks.check_error(found, raw, "Body", phi=("Lindqvist", "Bergström"))
