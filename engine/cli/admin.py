@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -45,23 +46,39 @@ def cmd_audit_show(args: argparse.Namespace) -> int:
         if not events:
             print(f"no audit events for message {args.message}", file=sys.stderr)
             return 1
-        _print_events(events)
+        _print_events(events, _standard(svc, args.message))
         for r, hops in linked:
             print(f"\nrelated: {r['message_id']} {r['type'] or '?'} ({r['relation']} this "
                   f"message), {r['status']}")
-            _print_events(hops)
+            _print_events(hops, _standard(svc, r["message_id"]))
         return 0
 
     return with_services(args, body)
 
 
-def _print_events(events: list[dict[str, Any]]) -> None:
+# The engine's own answer, by the standard's name for it, after an acknowledged event
+# (its detail holds the verdict, and the code of a refusal).
+_ANSWERS = {"ncpdp": ("Status 000", "Error")}
+
+
+def _standard(svc: Any, message_id: str) -> str:
+    stored = svc.store.get(message_id)
+    return stored.standard if stored is not None else ""
+
+
+def _print_events(events: list[dict[str, Any]], standard: str = "") -> None:
+    names = _ANSWERS.get(standard)
     for e in events:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["at_us"] / 1e6))
         ms = f".{(e['at_us'] // 1000) % 1000:03d}"
         where = e["destination"] or ""
+        answered = ""
+        if names is not None and e["kind"] == "acknowledged":
+            detail = json.loads(e["detail"])
+            answered = (f"  answered {names[0]}" if detail.get("verdict") == "accepted"
+                        else f"  answered {names[1]} {detail.get('code', '')}".rstrip())
         print(f"#{e['seq']:<6} {when}{ms} {e['kind']:<14} {where:<14} "
-              f"{e['actor']:<10} {e['detail']}")
+              f"{e['actor']:<10} {e['detail']}{answered}")
 
 
 _RETRYING_SHOWN = 3  # a FIFO queue's head explains the rest; a few more for parallel ones

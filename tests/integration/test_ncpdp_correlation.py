@@ -126,7 +126,8 @@ async def test_a_pharmacys_error_is_shown_with_the_newrx_it_answers(world):
     printed = await audit_show(harness, newrx)
     head, _, tail = printed.partition(f"related: {error} Error (answered-by this message)")
     assert tail, printed
-    assert re.search(r"acknowledged .*\"verdict\":\"accepted\"", head), head
+    assert re.search(r"acknowledged .*\"verdict\":\"accepted\"}  answered Status 000$", head,
+                     re.MULTILINE), head
     assert "correlated" in head and "correlated" in tail and "received" in tail
     assert "Lindqvist" not in printed  # the Error's Description quotes the patient
 
@@ -166,3 +167,5 @@ async def test_the_engines_own_answers_are_audited_with_their_code(world):
     await harness.settle(lambda: Kind.ACKNOWLEDGED in dict(audited(harness, accepted)))
     assert dict(audited(harness, accepted))[Kind.ACKNOWLEDGED] == '{"verdict":"accepted"}'
     assert '"code":"900"' in dict(audited(harness, refused))[Kind.ACKNOWLEDGED]
+    printed = await audit_show(harness, refused)
+    assert re.search(r"acknowledged .*  answered Error 900$", printed, re.MULTILINE), printed
