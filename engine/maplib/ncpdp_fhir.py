@@ -21,6 +21,7 @@ urn:conduit:code:ncpdp:<Qualifier>, so the element it came from is never lost.
 
 from __future__ import annotations
 
+import datetime
 import re
 import xml.etree.ElementTree as ET
 from decimal import Decimal, InvalidOperation
@@ -102,7 +103,14 @@ def child(element: ET.Element | None, *names: str) -> ET.Element | None:
 def date(value: str) -> str | None:
     """A SCRIPT Date (CCYY-MM-DD) as a FHIR date; None when it is not one."""
     value = value.strip()
-    return value if _DATE.match(value) else None
+    if not _DATE.match(value):
+        return None
+    try:  # a full date must be a day of the calendar (not 1962-02-31)
+        if len(value) == 10:
+            datetime.date.fromisoformat(value)
+    except ValueError:
+        return None
+    return value
 
 
 def date_time(value: str) -> str | None:
@@ -113,6 +121,8 @@ def date_time(value: str) -> str | None:
     if found is None:
         return date(value)
     day, clock, seconds, _, zone = found.groups()
+    if date(day) is None or not _clock_ok(clock):
+        return None
     if not zone:
         return day
     if seconds is None:
@@ -120,6 +130,12 @@ def date_time(value: str) -> str | None:
     if zone != "Z" and ":" not in zone:
         zone = f"{zone[:3]}:{zone[3:]}"
     return f"{day}T{clock}{zone}"
+
+
+def _clock_ok(clock: str) -> bool:
+    hours, minutes = int(clock[:2]), int(clock[3:5])
+    seconds = float(clock[6:]) if len(clock) > 5 else 0.0
+    return hours < 24 and minutes < 60 and seconds < 61
 
 
 def date_of(element: ET.Element | None) -> str | None:

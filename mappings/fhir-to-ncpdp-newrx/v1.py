@@ -22,7 +22,9 @@ Choices a receiver will notice:
   `engine.maplib.fhir_to_ncpdp`; a missing subject or requester fails naming it.
 - MedicationPrescribed: DrugDescription and DrugCoded from medicationReference (its
   DEA schedule extension as DEASchedule) or medicationCodeableConcept; a drug without
-  a description or code fails naming MedicationRequest.medication[x]. Quantity,
+  a description (code.text, else a coding's display) fails naming
+  MedicationRequest.medication[x]. Elements the request lacks (a quantity, a Sig) are
+  left out: a strict channel's validation then says which (lenient ones pass it on). Quantity,
   DaysSupply (expectedSupplyDuration in days), WrittenDate (authoredOn, a Date or a
   DateTime as given), Substitutions (allowedBoolean true 0, false 1; the
   urn:conduit:code:ncpdp:Substitutions code as sent; unsaid 0), NumberOfRefills
@@ -74,8 +76,10 @@ def request_to_newrx(resource: dict) -> bytes:
     code = out.obj((medication or {}).get("code")) or out.obj(
         request.get("medicationCodeableConcept"))
     drug = out.drug(code, medication)
-    if not drug["DrugDescription"] and not code.get("coding"):
-        raise MappingError("the request names no drug", field=f"{R}.medication[x]")
+    if not drug["DrugDescription"]:
+        raise MappingError("the request's drug has no description (code.text or a "
+                           "coding's display: SCRIPT requires DrugDescription)",
+                           field=f"{R}.medication[x]")
     order = _order(request)
     rid = out.plain(request.get("id")) or order[0]
     prescribed = {

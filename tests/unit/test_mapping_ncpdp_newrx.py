@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import copy
 import json
+import xml.etree.ElementTree as ET
 
 import pytest
 
+from engine.errors import MappingError, ParseError
 from engine.formats.ncpdp.codec import NcpdpCodec, _leaves
 from engine.formats.ncpdp.message import ScriptMessage
 from engine.maplib import ncpdp_fhir as ncpdp
@@ -288,3 +290,69 @@ def test_build_errors_name_the_element(to_newrx: Mapping) -> None:
     checks.check_error(to_newrx, {"resourceType": "Bundle", "type": "collection",
                                   "entry": []}, "Bundle.entry")
 
+
+
+# ---- what senders leave out never crashes -----------------------------------------------
+
+ROBUST = ("epcs_schedule_ii_oxycodone_signed", "structured_sig_metformin",
+          "prefixed_ns_amoxicillin_dispense_as_written")
+
+
+def _variants(raw: bytes) -> list[bytes]:
+    """The message once without each element, and once with each text made nonsense."""
+    root = _script(raw).root
+    out = []
+    for index, element in enumerate(root.iter()):
+        if index:  # the root stays
+            trimmed = copy.deepcopy(root)
+            parents = {child: parent for parent in trimmed.iter() for child in parent}
+            target = list(trimmed.iter())[index]
+            parents[target].remove(target)
+            out.append(ET.tostring(trimmed))
+        if element.text and element.text.strip():
+            garbled = copy.deepcopy(root)
+            list(garbled.iter())[index].text = "9999-99-99T99:99 x<&>"
+            out.append(ET.tostring(garbled))
+    return out
+
+
+@pytest.mark.parametrize("case", ROBUST)
+def test_any_element_missing_or_garbled_maps_or_fails_naming_an_element(
+        to_fhir: Mapping, to_newrx: Mapping, case: str) -> None:
+    outcomes = {"output": 0, "error": 0}
+    for raw in _variants(NEWRX.input(case)):
+        try:
+            out = run_mapping(to_fhir, raw)
+        except ParseError:
+            continue  # no Header or Body: the codec refuses it before any mapping
+        except MappingError as exc:
+            assert exc.field, str(exc)
+            outcomes["error"] += 1
+            continue
+        assert isinstance(out, bytes)
+        checks.check_transaction(json.loads(out))
+        outcomes["output"] += 1
+        try:
+            back = run_mapping(to_newrx, out)
+        except MappingError as exc:
+            assert exc.field, str(exc)
+            continue
+        codec.parse(back)
+    assert outcomes["output"] > 50 and outcomes["error"] > 0, outcomes
+
+
+def test_an_impossible_date_is_left_out_not_passed_on(to_fhir: Mapping) -> None:
+    raw = NEWRX.input("ehr_default_ns_atorvastatin").replace(
+        b"<Date>1962-07-14</Date>", b"<Date>1962-02-31</Date>")
+    found = by_type(bundle_of(to_fhir, raw))
+    assert "birthDate" not in found["Patient"]
+    checks.check_valid(found["Patient"])
+
+
+def test_a_drug_without_a_description_fails_naming_it(to_newrx: Mapping) -> None:
+    bundle = _build_input("bundle_structured_sig_metformin")
+    for entry in bundle["entry"]:
+        if entry["resource"]["resourceType"] == "Medication":
+            entry["resource"]["code"] = {"coding": [
+                {"system": ncpdp.RXNORM, "code": "861007"}]}
+    checks.check_error(to_newrx, bundle, "MedicationRequest.medication[x]")
