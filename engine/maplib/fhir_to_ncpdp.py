@@ -110,14 +110,15 @@ def name(names: Any) -> Data:
     """The first HumanName (official first) as Name."""
     found = items(names)
     chosen = next((n for n in found if n.get("use") == "official"), found[0] if found else {})
-    given = [plain(g) for g in chosen.get("given", []) if plain(g)] \
-        if isinstance(chosen.get("given"), list) else []
-    first = lambda key: plain((chosen.get(key) or [""])[0]) \
-        if isinstance(chosen.get(key), list) else ""  # noqa: E731
+    given, suffix, prefix = (_texts(chosen.get(k)) for k in ("given", "suffix", "prefix"))
     return {"LastName": plain(chosen.get("family")),
             "FirstName": given[0] if given else "",
-            "MiddleName": " ".join(given[1:]), "Suffix": first("suffix"),
-            "Prefix": first("prefix")}
+            "MiddleName": " ".join(given[1:]), "Suffix": suffix[0] if suffix else "",
+            "Prefix": prefix[0] if prefix else ""}
+
+
+def _texts(value: Any) -> list[str]:
+    return [plain(v) for v in value if plain(v)] if isinstance(value, list) else []
 
 
 def address(addresses: Any) -> Data:
