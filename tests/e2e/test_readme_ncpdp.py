@@ -2,7 +2,7 @@
 a user with the integration role posts the NewRx the README names to the eprescribing
 channel with curl, gets the Status it shows, and the NewRx is written as FHIR; a NewRx
 missing the patient's name is answered Error 900 with HTTP 200; `conduit audit show`
-prints the NewRx's hops."""
+prints the NewRx's hops. And the shipped channel with a pharmacy behind it."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import asyncio
 import re
 import shutil
 
+import aiohttp
 import pytest
+from aiohttp import web
 
-from tests.e2e.support import REPO, Daemon, eventually
+from tests.e2e.support import REPO, Daemon, eventually, free_port
 
 README = (REPO / "README.md").read_text()
 SECTION = README.partition("## E-prescribing (NCPDP SCRIPT)")[2].partition("\n## ")[0]
@@ -71,3 +73,70 @@ async def test_a_newrx_posted_as_the_readme_says_is_answered_status(daemon: Daem
     for kind in ("received", "parsed", "mapped", "queued", "acknowledged"):
         assert kind in shown_hops.stdout, kind
     assert await daemon.stop() == 0
+
+
+class Pharmacy:
+    """A pharmacy's SCRIPT endpoint on loopback: keeps what it gets, answers Status."""
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+        self.port = free_port()
+        self.runner: web.AppRunner | None = None
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_post("/script", self.take)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        return f"http://127.0.0.1:{self.port}/script"
+
+    async def take(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        self.received.append(raw)
+        relates = re.search(rb"<(?:\w+:)?MessageID>([^<]+)<", raw).group(1).decode()
+        return web.Response(content_type="application/xml", text=(
+            '<?xml version="1.0"?><Message xmlns="http://www.ncpdp.org/schema/SCRIPT">'
+            "<Header><To>RIVERBENDORTHO</To><From>5120947</From><MessageID>ph-1</MessageID>"
+            f"<RelatesToMessageID>{relates}</RelatesToMessageID>"
+            "<SentTime>2026-12-04T16:22:10Z</SentTime></Header>"
+            "<Body><Status><Code>000</Code></Status></Body></Message>"))
+
+
+async def test_the_shipped_channel_delivers_a_signed_newrx_to_the_pharmacy(daemon: Daemon):
+    """With CONDUIT_PHARMACY_URL set, the pharmacy gets the controlled-substance NewRx
+    byte for byte and its Status is read back; a CancelRx is answered Error 601, not
+    Status, and goes nowhere."""
+    pharmacy = Pharmacy()
+    daemon.env["CONDUIT_PHARMACY_URL"] = await pharmacy.start()
+    try:
+        await daemon.start()
+        assert (await daemon.cli("users", "add", "ortho-ehr", "--role", "integration")
+                ).returncode == 0
+        token = (await daemon.cli("users", "token", "ortho-ehr")).stdout.strip()
+        fixtures = REPO / "channels" / "fixtures" / "eprescribing"
+        signed = (fixtures / "epcs_schedule_ii_oxycodone_signed.xml").read_bytes()
+        url = f"http://127.0.0.1:{daemon.script_port}/script"
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/xml"}
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url, data=signed, headers=headers) as resp:
+                assert resp.status == 200
+                assert "<Status><Code>000</Code></Status>" in await resp.text()
+                message_id = resp.headers["X-Conduit-Message-Id"]
+            await eventually(lambda: pharmacy.received, timeout=20,
+                             message="the NewRx at the pharmacy")
+            assert pharmacy.received == [signed]
+            cancel = (fixtures / "cancelrx_not_for_this_channel.xml").read_bytes()
+            async with http.post(url, data=cancel, headers=headers) as resp:
+                assert resp.status == 200
+                answer = await resp.text()
+                assert "<Error><Code>601</Code>" in answer and "CancelRx" in answer
+        await asyncio.sleep(0.5)
+        assert len(pharmacy.received) == 1
+        shown = await daemon.cli("audit", "show", "--message", message_id)
+        assert re.search(r"sent\s+pharmacy .*\"code\":\"000\"", shown.stdout), shown.stdout
+        assert "answered Status 000" in shown.stdout
+        assert await daemon.stop() == 0
+    finally:
+        if pharmacy.runner is not None:
+            await pharmacy.runner.cleanup()
