@@ -205,7 +205,8 @@ class Channel:
         else:
             uow.record(Event(kind=Kind.PARSED, detail=parsed_detail(parsed, warnings), **hop))
             if parsed.relates_to:  # an answer: linked to what it answers (store.correlation)
-                original = await asyncio.to_thread(self._store.original_of, parsed.relates_to)
+                original = await asyncio.to_thread(self._store.original_of,
+                                                   parsed.relates_to, parsed.receiver)
                 if original is not None:
                     correlation.link(uow, hop, parsed.message_type, original, now)
             control = await self.partner.before_routing(uow, parsed, hop, self.mapping) \

@@ -20,15 +20,18 @@ from engine.store.schema import messages
 from engine.store.writer import UnitOfWork
 
 
-def original_of(engine: sa.Engine, control_id: str) -> tuple[str, str] | None:
+def original_of(engine: sa.Engine, control_id: str, answered: str = ""
+                ) -> tuple[str, str] | None:
     """(message id, channel) of the newest stored message carrying `control_id` and not
-    refused as unreadable; None when there is none."""
+    refused as unreadable, preferring one sent by `answered` (the answer's receiver: a
+    MessageID is unique per sender only); None when there is none."""
+    from_answered = sa.case((messages.c.sender == answered, 1), else_=0)
     with engine.connect() as conn:
         row = conn.execute(
             sa.select(messages.c.id, messages.c.channel)
             .where(messages.c.control_id == control_id[:64],
                    messages.c.status != "rejected")
-            .order_by(messages.c.id.desc()).limit(1)
+            .order_by(from_answered.desc(), messages.c.id.desc()).limit(1)
         ).first()
     return (row.id, row.channel) if row is not None else None
 

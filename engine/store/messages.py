@@ -121,9 +121,10 @@ class MessageStore:
             ).all()
         return [(r.id, r.content_hash) for r in rows]
 
-    def original_of(self, control_id: str) -> tuple[str, str] | None:
-        """(message id, channel) of the stored message an answer relates to."""
-        return correlation.original_of(self._engine, control_id)
+    def original_of(self, control_id: str, answered: str = "") -> tuple[str, str] | None:
+        """(message id, channel) of the stored message an answer relates to, preferring
+        one from `answered` (the answer's receiver)."""
+        return correlation.original_of(self._engine, control_id, answered)
 
     def get(self, message_id: str) -> StoredMessage | None:
         cols = [messages.c[f] for f in StoredMessage.__struct_fields__]

@@ -63,9 +63,11 @@ def channel(port: int, out: Path) -> str:
         """
 
 
-@pytest.fixture
-async def world(tmp_path):
+@pytest.fixture(params=["sqlite", "postgres"])
+async def world(request, tmp_path):
     harness = WebHarness(tmp_path)
+    if request.param == "postgres":  # the link and its query on both stores
+        harness.store_url = request.getfixturevalue("pg_url")
     prescriber, pharmacy = free_port(), free_port()
     await harness.start({"prescriptions": channel(prescriber, tmp_path / "out-rx"),
                          "pharmacy-answers": channel(pharmacy, tmp_path / "out-answers")})
@@ -169,3 +171,18 @@ async def test_the_engines_own_answers_are_audited_with_their_code(world):
     assert '"code":"900"' in dict(audited(harness, refused))[Kind.ACKNOWLEDGED]
     printed = await audit_show(harness, refused)
     assert re.search(r"acknowledged .*  answered Error 900$", printed, re.MULTILINE), printed
+
+
+async def test_the_original_from_the_answers_receiver_wins_over_a_newer_one(world):
+    """A MessageID is unique per sender only: the answer is linked to the message whose
+    sender it is addressed to, even when another sender used the same id since."""
+    harness, prescriber, pharmacy, tokens = world
+    ours = await post(prescriber, NEWRX)
+    other = NEWRX.replace(b"<From Qualifier=\"C\">HARBORSIDEEHR</From>",
+                          b"<From Qualifier=\"C\">LAKESIDECLINIC</From>")
+    assert other != NEWRX
+    theirs = await post(prescriber, other)
+    status = await post(pharmacy, script("ph-st-2", "<Status><Code>000</Code></Status>",
+                                         NEWRX_ID))
+    linked = (await detail(harness, tokens["analyst"], status))["related"]
+    assert [r["message_id"] for r in linked] == [ours] and ours != theirs
