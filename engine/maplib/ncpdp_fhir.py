@@ -27,7 +27,7 @@ import xml.etree.ElementTree as ET
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from engine.maplib.fhir import compact, resource_id
+from engine.maplib.fhir import compact, reference, resource_id
 
 SCOPE = "ncpdp"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -506,3 +506,61 @@ def _timing(element: ET.Element | None) -> dict[str, Any] | None:
         if every is not None and unit and every > 0:
             repeat = {"frequency": 1, "period": every, "periodUnit": unit}
     return {"repeat": repeat} if repeat else None
+
+
+# -- what a prescription says beyond its parties (NewRx, and orders that repeat it) ----
+
+UCUM = "http://unitsofmeasure.org"
+DIAGNOSIS_SYSTEMS = {"ABF": "http://hl7.org/fhir/sid/icd-10-cm",
+                     "LD": "http://snomed.info/sct",
+                     "DX": "http://hl7.org/fhir/sid/icd-9-cm"}
+SUBSTITUTIONS = {"0": True, "1": False}  # 0 substitution allowed, 1 not allowed
+
+
+def diagnoses(drug: ET.Element) -> list[dict[str, Any]]:
+    """Diagnosis Primary/Secondary as CodeableConcepts (ABF ICD-10-CM, LD SNOMED CT, DX
+    ICD-9-CM, else urn:conduit:code:ncpdp:<Qualifier>)."""
+    out = []
+    for diagnosis in drug.findall("Diagnosis"):
+        for which in ("Primary", "Secondary"):
+            element = diagnosis.find(which)
+            code = text(element, "Code")
+            if element is None or not code:
+                continue
+            qualifier = text(element, "Qualifier")
+            description = text(element, "Description")
+            system = DIAGNOSIS_SYSTEMS.get(qualifier) or CODE_LOCAL + (
+                qualifier or "Diagnosis")
+            out.append(compact({"coding": [compact({
+                "system": system, "code": code, "display": description})],
+                "text": description}))
+    return out
+
+
+def days(value: str) -> dict[str, Any] | None:
+    """DaysSupply as a Duration in days (UCUM d); None when not a whole number."""
+    value = value.strip()
+    return ({"value": int(value), "unit": "days", "system": UCUM, "code": "d"}
+            if value.isdigit() else None)
+
+
+def dispense_request(drug: ET.Element, pharmacy: dict[str, Any] | None
+                     ) -> dict[str, Any] | None:
+    """Refills, quantity, days supply and the pharmacy as a dispenseRequest."""
+    refills = text(drug, "NumberOfRefills")
+    return compact({
+        "numberOfRepeatsAllowed": int(refills) if refills.isdigit() else None,
+        "quantity": quantity(drug.find("Quantity")),
+        "expectedSupplyDuration": days(text(drug, "DaysSupply")),
+        "performer": reference(pharmacy) if pharmacy else None,
+    }) or None
+
+
+def substitution(code: str) -> dict[str, Any] | None:
+    """Substitutions 0 allowed / 1 not allowed as allowedBoolean; another code kept."""
+    if not code:
+        return None
+    if code in SUBSTITUTIONS:
+        return {"allowedBoolean": SUBSTITUTIONS[code]}
+    return {"allowedCodeableConcept": {"coding": [
+        {"system": CODE_LOCAL + "Substitutions", "code": code}]}}

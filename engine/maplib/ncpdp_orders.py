@@ -25,16 +25,11 @@ from engine.formats.ncpdp.message import ScriptMessage
 from engine.maplib import ncpdp_fhir as ncpdp
 from engine.maplib.fhir import compact, reference, resource_id
 
-UCUM = "http://unitsofmeasure.org"
 TASK_CODE = "http://hl7.org/fhir/CodeSystem/task-code"
 MESSAGE_ID = ncpdp.ID_LOCAL + "MessageID"
 RX_REFERENCE = ncpdp.ID_LOCAL + "RxReferenceNumber"
 REASON_CODE = ncpdp.CODE_LOCAL + "ReasonCode"
 RESPONSE_CODE = ncpdp.CODE_LOCAL + "Response"  # + the response element's name
-DIAGNOSIS_SYSTEMS = {"ABF": "http://hl7.org/fhir/sid/icd-10-cm",
-                     "LD": "http://snomed.info/sct",
-                     "DX": "http://hl7.org/fhir/sid/icd-9-cm"}
-SUBSTITUTIONS = {"0": True, "1": False}
 
 
 @dataclass(frozen=True)
@@ -103,13 +98,6 @@ def instant(sent: str) -> str | None:
     return found if found and "T" in found else None
 
 
-def days(value: str) -> dict[str, Any] | None:
-    """DaysSupply as a Duration in days (UCUM d); None when not a whole number."""
-    value = value.strip()
-    return ({"value": int(value), "unit": "days", "system": UCUM, "code": "d"}
-            if value.isdigit() else None)
-
-
 def medication_request(message: ScriptMessage, drug: ET.Element, who: Parties,
                        medication: dict[str, Any], *, rid: str, status: str,
                        intent: str, identifiers: list[dict[str, Any]] | None = None
@@ -122,8 +110,6 @@ def medication_request(message: ScriptMessage, drug: ET.Element, who: Parties,
     if identifiers is None:
         identifiers = [ncpdp.order_identifier(number, message.value("Header/From"))] \
             if number else []
-    refills = ncpdp.text(drug, "NumberOfRefills")
-    substitution = ncpdp.text(drug, "Substitutions")
     return compact({
         "resourceType": "MedicationRequest", "id": rid, "identifier": identifiers,
         "status": status, "intent": intent,
@@ -131,45 +117,12 @@ def medication_request(message: ScriptMessage, drug: ET.Element, who: Parties,
         "subject": reference(who.patient) if who.patient else None,
         "authoredOn": ncpdp.date_of(drug.find("WrittenDate")),
         "requester": reference(who.prescriber) if who.prescriber else None,
-        "reasonCode": diagnoses(drug),
+        "reasonCode": ncpdp.diagnoses(drug),
         "note": [{"text": n} for n in (ncpdp.text(x) for x in drug.findall("Note")) if n],
         "dosageInstruction": [d for d in [ncpdp.dosage(drug.find("Sig"))] if d],
-        "dispenseRequest": compact({
-            "numberOfRepeatsAllowed": int(refills) if refills.isdigit() else None,
-            "quantity": ncpdp.quantity(drug.find("Quantity")),
-            "expectedSupplyDuration": days(ncpdp.text(drug, "DaysSupply")),
-            "performer": reference(who.pharmacy) if who.pharmacy else None}) or None,
-        "substitution": _substitution(substitution),
+        "dispenseRequest": ncpdp.dispense_request(drug, who.pharmacy),
+        "substitution": ncpdp.substitution(ncpdp.text(drug, "Substitutions")),
     })
-
-
-def diagnoses(drug: ET.Element) -> list[dict[str, Any]]:
-    """Diagnosis Primary/Secondary as CodeableConcepts (ABF ICD-10-CM, LD SNOMED CT, DX
-    ICD-9-CM, else urn:conduit:code:ncpdp:<Qualifier>)."""
-    out = []
-    for diagnosis in drug.findall("Diagnosis"):
-        for which in ("Primary", "Secondary"):
-            element = diagnosis.find(which)
-            code = ncpdp.text(element, "Code")
-            if element is None or not code:
-                continue
-            qualifier = ncpdp.text(element, "Qualifier")
-            description = ncpdp.text(element, "Description")
-            system = DIAGNOSIS_SYSTEMS.get(qualifier) or ncpdp.CODE_LOCAL + (
-                qualifier or "Diagnosis")
-            out.append(compact({"coding": [compact({
-                "system": system, "code": code, "display": description})],
-                "text": description}))
-    return out
-
-
-def _substitution(code: str) -> dict[str, Any] | None:
-    if not code:
-        return None
-    if code in SUBSTITUTIONS:
-        return {"allowedBoolean": SUBSTITUTIONS[code]}
-    return {"allowedCodeableConcept": {"coding": [
-        {"system": ncpdp.CODE_LOCAL + "Substitutions", "code": code}]}}
 
 
 @dataclass(frozen=True)

@@ -49,12 +49,6 @@ from engine.maplib import ncpdp_fhir as ncpdp
 from engine.maplib.fhir import compact, reference, transaction
 from engine.mapping import mapping
 
-DIAGNOSIS_SYSTEMS = {"ABF": "http://hl7.org/fhir/sid/icd-10-cm",
-                     "LD": "http://snomed.info/sct",
-                     "DX": "http://hl7.org/fhir/sid/icd-9-cm"}
-SUBSTITUTIONS = {"0": True, "1": False}
-UCUM = "http://unitsofmeasure.org"
-
 
 @mapping("ncpdp-newrx-to-fhir@1", accepts="ncpdp", emits="application/fhir+json")
 def newrx_to_fhir(message: ScriptMessage) -> dict:
@@ -87,11 +81,11 @@ def newrx_to_fhir(message: ScriptMessage) -> dict:
         "subject": reference(patient),
         "authoredOn": ncpdp.date_of(drug.find("WrittenDate")),
         "requester": reference(prescriber),
-        "reasonCode": _diagnoses(drug),
+        "reasonCode": ncpdp.diagnoses(drug),
         "note": [{"text": n} for n in (ncpdp.text(x) for x in drug.findall("Note")) if n],
         "dosageInstruction": [d for d in [ncpdp.dosage(drug.find("Sig"))] if d],
-        "dispenseRequest": _dispense(drug, pharmacy),
-        "substitution": _substitution(ncpdp.text(drug, "Substitutions")),
+        "dispenseRequest": ncpdp.dispense_request(drug, pharmacy),
+        "substitution": ncpdp.substitution(ncpdp.text(drug, "Substitutions")),
     })
     resources = [r for r in (request, patient, prescriber, pharmacy, medication) if r]
     return transaction(resources, _instant(message.value("Header/SentTime")))
@@ -110,43 +104,3 @@ def _identifiers(message: ScriptMessage, order_number: str, message_id: str
 def _instant(sent: str) -> str | None:
     found = ncpdp.date_time(sent)
     return found if found and "T" in found else None
-
-
-def _diagnoses(drug: Any) -> list[dict[str, Any]]:
-    out = []
-    for diagnosis in drug.findall("Diagnosis"):
-        for which in ("Primary", "Secondary"):
-            element = diagnosis.find(which)
-            code = ncpdp.text(element, "Code")
-            if element is None or not code:
-                continue
-            qualifier = ncpdp.text(element, "Qualifier")
-            description = ncpdp.text(element, "Description")
-            system = DIAGNOSIS_SYSTEMS.get(qualifier) or ncpdp.CODE_LOCAL + (
-                qualifier or "Diagnosis")
-            out.append(compact({"coding": [compact({
-                "system": system, "code": code, "display": description})],
-                "text": description}))
-    return out
-
-
-def _dispense(drug: Any, pharmacy: dict[str, Any] | None) -> dict[str, Any] | None:
-    refills = ncpdp.text(drug, "NumberOfRefills")
-    days = ncpdp.text(drug, "DaysSupply")
-    found = compact({
-        "numberOfRepeatsAllowed": int(refills) if refills.isdigit() else None,
-        "quantity": ncpdp.quantity(drug.find("Quantity")),
-        "expectedSupplyDuration": {"value": int(days), "unit": "days", "system": UCUM,
-                                   "code": "d"} if days.isdigit() else None,
-        "performer": reference(pharmacy) if pharmacy else None,
-    })
-    return found or None
-
-
-def _substitution(code: str) -> dict[str, Any] | None:
-    if not code:
-        return None
-    if code in SUBSTITUTIONS:
-        return {"allowedBoolean": SUBSTITUTIONS[code]}
-    return {"allowedCodeableConcept": {"coding": [
-        {"system": ncpdp.CODE_LOCAL + "Substitutions", "code": code}]}}

@@ -96,7 +96,7 @@ def rxfill_to_fhir(message: ScriptMessage) -> dict:
         "performer": [{"actor": reference(who.pharmacy)}] if who.pharmacy else [],
         "authorizingPrescription": [authorizing] if authorizing else [],
         "quantity": ncpdp.quantity(drug.find("Quantity")),
-        "daysSupply": orders.days(ncpdp.text(drug, "DaysSupply")),
+        "daysSupply": ncpdp.days(ncpdp.text(drug, "DaysSupply")),
         "whenPrepared": filled, "whenHandedOver": handed,
         "note": [{"text": note}] if note and status not in ("declined", "cancelled")
         else [],
