@@ -78,6 +78,12 @@ export function createMessagePanel(ctx, { close, changed, mappingOf }) {
       // its own words (which may quote the patient) only with the content.
       m.answers?.length ? ['Receiver said', h('ul', { class: 'answers' },
         m.answers.map((a) => h('li', null, `${a.destination}: ${a.reason}`)))] : null,
+      // Linked by the standard's own correlation (a NewRx and its Status or Error).
+      m.related?.length ? ['Related', h('ul', { class: 'related' },
+        m.related.map((r) => h('li', null,
+          h('a', { href: `#/messages/${enc(r.message_id)}` }, r.type || r.message_id),
+          r.relation === 'answers' ? ', which this answers' : ', answering this',
+          ` (${r.status})`)))] : null,
     ].filter(Boolean);
     const tools = h('div', { class: 'actions' });
     const contentArea = h('div', { class: 'content-area' });
