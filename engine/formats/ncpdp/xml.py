@@ -35,6 +35,8 @@ class _BoundedBuilder:
         self._tree = ET.TreeBuilder()
         self.depth = self.count = 0
         self.namespace: str | None = None
+        self.data = self._tree.data  # text needs no check: the parser calls it directly
+        self.close = self._tree.close
 
     def start(self, tag: str, attrs: dict[str, str]) -> ET.Element:
         self.depth += 1
@@ -42,21 +44,17 @@ class _BoundedBuilder:
         if self.depth > MAX_DEPTH or self.count > MAX_ELEMENTS:
             raise _refused(f"XML nested deeper than {MAX_DEPTH} or with more than "
                            f"{MAX_ELEMENTS} elements")
-        if any(len(v) > MAX_ATTRIBUTE for v in attrs.values()):
-            raise _refused(f"an XML attribute is longer than {MAX_ATTRIBUTE} characters")
+        if attrs:
+            if any(len(v) > MAX_ATTRIBUTE for v in attrs.values()):
+                raise _refused(f"an XML attribute is longer than {MAX_ATTRIBUTE} characters")
+            attrs = {local(k): v for k, v in attrs.items()}
         if self.namespace is None:
             self.namespace = tag[1:].split("}", 1)[0] if tag.startswith("{") else ""
-        return self._tree.start(local(tag), {local(k): v for k, v in attrs.items()})
+        return self._tree.start(local(tag), attrs)
 
     def end(self, tag: str) -> ET.Element:
         self.depth -= 1
         return self._tree.end(local(tag))
-
-    def data(self, text: str) -> None:
-        self._tree.data(text)
-
-    def close(self) -> ET.Element:
-        return self._tree.close()
 
 
 def parse_xml(raw: bytes) -> tuple[ET.Element, str]:
