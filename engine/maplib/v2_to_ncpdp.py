@@ -250,7 +250,7 @@ def days_supply(group: OrderGroup, plans: list[Schedule], quantity: Decimal) -> 
         if duration and duration.get("code") in _DAYS:
             return _whole(Decimal(duration["value"]) * _DAYS[duration["code"]])
         bounds = repeat.get("boundsPeriod", {})
-        if bounds.get("start") and bounds.get("end"):
+        if len(bounds.get("start", "")) >= 10 and len(bounds.get("end", "")) >= 10:
             start = datetime.date.fromisoformat(bounds["start"][:10])
             end = datetime.date.fromisoformat(bounds["end"][:10])
             if end > start:

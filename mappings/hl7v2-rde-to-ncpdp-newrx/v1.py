@@ -34,6 +34,8 @@ Choices a receiver will notice (building blocks in `engine/maplib/v2_to_ncpdp.py
 - Quantity: RXE-10 (digits as sent, code list qualifier 38 original quantity) in
   RXE-11's NCI unit code; an unknown unit is C38046 Unspecified and the unit as sent
   is kept in Note ("Dispense unit as sent: ..."). RXE-10 empty fails naming RXE-10.
+- Note: that unit, then the order's NTE comments (NTE after ORC, RXE, RXR or TQ1), one
+  line, cut to 210 characters.
 - DaysSupply: the TQ1-6 (or RXE-1 TQ.3) duration, else TQ1-7 to TQ1-8, else dispense
   amount / (RXE-3 dose x doses a day) when dose and dispense units agree; when none of
   these gives a whole number of days it fails naming TQ1-6.
@@ -58,6 +60,7 @@ from engine.mapping import Skip, mapping
 
 MAPPED_EVENTS = frozenset({"O11", "O01"})
 MAX_SIG = 1000
+MAX_NOTE = 210  # SCRIPT's free-text Note length
 
 
 @mapping("hl7v2-rde-to-ncpdp-newrx@1", accepts="hl7v2", emits="application/xml")
@@ -175,9 +178,18 @@ def _medication(group: OrderGroup, facility: str, offset: str | None) -> dict:
         "WrittenDate": {"Date": _written(group)},
         "Substitutions": "1" if dt.present(rxe.value(9)) == "1" else "0",
         "NumberOfRefills": str(refills) if refills is not None else None,
-        "Note": f"Dispense unit as sent: {unit_as_sent}" if unit_as_sent else None,
+        "Note": _note(group, unit_as_sent),
         "Sig": {"SigText": _sig(group, plans)[:MAX_SIG]},
     }
+
+
+def _note(group: OrderGroup, unit_as_sent: str) -> str | None:
+    """The unit as sent when it is Unspecified, then the order's NTE notes, in one Note
+    of at most MAX_NOTE characters (cut with "...")."""
+    parts = [f"Dispense unit as sent: {unit_as_sent}" if unit_as_sent else ""]
+    parts += [v2_fhir.nte_text(nte).replace("\n", " ") for nte in group.notes]
+    note = "; ".join(p for p in parts if p)
+    return note[:MAX_NOTE - 3] + "..." if len(note) > MAX_NOTE else note or None
 
 
 def _written(group: OrderGroup) -> str:

@@ -106,6 +106,12 @@ def test_an_unknown_unit_is_unspecified_and_kept_as_sent_in_the_note(rde: Mappin
     found = newrx(rde, message(rxe={11: "BTL^bottle", 5: "TAB"}, tq1={1: "1", 6: "30^d"}))
     assert found.value(f"{MED}/Quantity/QuantityUnitOfMeasure/Code") == "C38046"
     assert found.value(f"{MED}/Note") == "Dispense unit as sent: bottle"
+    noted = newrx(rde, message(rxe={11: "BTL^bottle"}, tq1={1: "1", 6: "30^d"},
+                               extra=["NTE|1||Patient prefers\\.br\\large print~labels",
+                                      "NTE|2||" + "x" * 300]))
+    note = noted.value(f"{MED}/Note")
+    assert note.startswith("Dispense unit as sent: bottle; Patient prefers large print labels; x")
+    assert len(note) == 210 and note.endswith("...")
 
 
 @pytest.mark.parametrize(("rxe", "tq1", "days"), [
@@ -124,6 +130,7 @@ def test_days_supply(rde: Mapping, rxe: dict, tq1: dict | None, days: str) -> No
     ({}, {1: "1", 3: "PRN"}),  # as needed: no rate to count by
     ({5: "MG", 3: "5"}, {1: "1", 3: "QD"}),  # dose in mg, dispensed in tablets
     ({10: "25"}, {1: "1", 3: "BID"}),  # 12.5 days is not a whole number
+    ({}, {1: "1", 3: "PRN", 7: "2026", 8: "2027"}),  # years are not a period in days
 ])
 def test_days_supply_that_cannot_be_worked_out_fails_naming_tq1_6(rde, rxe, tq1) -> None:
     checks.check_error(rde, message(rxe=rxe, tq1=tq1), "TQ1-6", phi=["Rowe", "Tamsin"])

@@ -67,6 +67,7 @@ HOSTILE: dict[str, bytes] = {
     "multibyte_encoding": GOOD.replace(b'encoding="UTF-8"', b'encoding="Shift_JIS"'),
     "bom_then_utf16_declaration": b"\xef\xbb\xbf" + GOOD.replace(b'encoding="UTF-8"',
                                                                  b'encoding="UTF-16"'),
+    "utf16_bom_on_utf8_bytes": b"\xff\xfe" + GOOD,
     "second_root": GOOD + b"<Message><Header/><Body><Status/></Body></Message>",
     "text_after_root": GOOD + b"trailing",
     "cdata_close_outside_cdata": GOOD.replace(b"Lindqvist", b"Lind]]>qvist"),
