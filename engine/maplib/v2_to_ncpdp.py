@@ -65,8 +65,6 @@ def _get(rep: Repetition | None, component: int, subcomponent: int = 1) -> str:
 
 def name(rep: Repetition | None) -> dict:
     """An XPN or XCN name (family at .1/.2, given after it) as a SCRIPT Name."""
-    if rep is None:
-        return {}
     return {"LastName": _get(rep, 1), "FirstName": _get(rep, 2),
             "MiddleName": _get(rep, 3), "Suffix": _get(rep, 4), "Prefix": _get(rep, 5)}
 
@@ -244,18 +242,34 @@ def number(value: Decimal) -> str:
 
 def days_supply(group: OrderGroup, plans: list[Schedule], quantity: Decimal) -> int | None:
     """The days an order lasts (see the module docstring), or None when not computable."""
+    service = _service_days(group)
+    if service is not None:
+        return service
     for plan in plans:
-        repeat = (plan.timing or {}).get("repeat", {})
-        duration = repeat.get("boundsDuration")
-        if duration and duration.get("code") in _DAYS:
-            return _whole(Decimal(duration["value"]) * _DAYS[duration["code"]])
-        bounds = repeat.get("boundsPeriod", {})
+        bounds = (plan.timing or {}).get("repeat", {}).get("boundsPeriod", {})
         if len(bounds.get("start", "")) >= 10 and len(bounds.get("end", "")) >= 10:
             start = datetime.date.fromisoformat(bounds["start"][:10])
             end = datetime.date.fromisoformat(bounds["end"][:10])
             if end > start:
                 return (end - start).days
     return _by_doses(group, plans, quantity)
+
+
+def _service_days(group: OrderGroup) -> int | None:
+    """TQ1-6 service duration (else a v2.3 TQ.3 in RXE-1 or ORC-7) in whole days."""
+    for tq1, _ in group.timings:
+        value = dt.parse_nm(tq1.value(6, 1))
+        unit = tables.TIME_UNITS.get(dt.present(tq1.value(6, 2)).upper())
+        if value is not None and unit in _DAYS:
+            return _whole(value * _DAYS[unit])
+    if group.timings:
+        return None
+    for segment, field in ((group.rxe, 1), (group.orc, 7)):
+        rep = dt.first_rep(segment, field)
+        span = dt.tq_duration(rep.value(3)) if rep is not None else None
+        if span is not None and span[0] in _DAYS:
+            return _whole(span[1] * _DAYS[span[0]])
+    return None
 
 
 def _by_doses(group: OrderGroup, plans: list[Schedule], quantity: Decimal) -> int | None:
@@ -268,7 +282,8 @@ def _by_doses(group: OrderGroup, plans: list[Schedule], quantity: Decimal) -> in
     for plan in plans:
         repeat = (plan.timing or {}).get("repeat", {})
         unit = repeat.get("periodUnit")
-        if plan.as_needed or "frequency" not in repeat or unit not in _PERIOD_DAYS:
+        if (plan.as_needed or "frequency" not in repeat or unit not in _PERIOD_DAYS
+                or not repeat.get("period")):
             return None
         per_day += Decimal(repeat["frequency"]) / (Decimal(repeat["period"])
                                                    * _PERIOD_DAYS[unit])

@@ -5,12 +5,16 @@ and times as the mapping's docstring says; errors name the HL7 field, never the 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from engine.errors import MappingError, ParseError
 from engine.formats.ncpdp import NcpdpCodec
 from engine.formats.ncpdp.message import ScriptMessage
 from engine.mapping import Mapping, Skip
 from tests import mapping_checks as checks
 from tests.mapping_checks import run, segment
+from tests.unit.test_hl7v2_fuzz import FUZZ
 
 REF = "hl7v2-rde-to-ncpdp-newrx@1"
 FIXTURES = checks.Fixtures(REF, ".hl7", ".xml")
@@ -118,7 +122,7 @@ def test_an_unknown_unit_is_unspecified_and_kept_as_sent_in_the_note(rde: Mappin
     ({}, {1: "1", 3: "BID"}, "15"),  # 30 tablets, 2 a day
     ({10: "20", 3: "1"}, {1: "1", 3: "Q6H"}, "5"),  # 4 a day
     ({10: "12", 3: "2"}, {1: "1", 3: "TID"}, "2"),  # 6 a day
-    ({}, {1: "1", 3: "QD", 6: "2^wk"}, "14"),  # the duration wins
+    ({}, {1: "1", 3: "QD", 6: "2^wk", 7: "20261110"}, "14"),  # the duration wins
     ({}, {1: "1", 3: "PRN", 7: "20261110", 8: "20261210"}, "30"),  # start to end
     ({1: "1^QD^D10"}, None, "10"),  # a v2.3 TQ in RXE-1
 ])
@@ -225,3 +229,45 @@ def test_output_reads_back_through_ncpdp_newrx_to_fhir_when_shipped(rde: Mapping
     bundle = checks.bundle_of(reader, out)
     kinds = {e["resource"]["resourceType"] for e in bundle.get("entry", [])}
     assert "MedicationRequest" in kinds
+
+
+# ---- fuzzing: a changed field fails naming it or still gives a sound NewRx --------------
+
+FIELDS = st.sampled_from(["PID-5", "PID-7", "PID-8", "PID-11", "PID-13", "ORC-2", "ORC-9",
+                          "ORC-12", "ORC-14", "RXE-2", "RXE-3", "RXE-5", "RXE-9", "RXE-10",
+                          "RXE-11", "RXE-12", "RXE-13", "RXE-21", "RXE-32", "RXE-35",
+                          "RXE-40", "TQ1-3", "TQ1-6", "TQ1-7", "TQ1-8", "MSH-7", "MSH-10"])
+VALUES = st.one_of(st.sampled_from(["", '""', "0", "-1", "1.5", "2^wk", "20260230",
+                                    "19000101", "2026", "C48542^^NCI", "^^NPI", "II", "VII",
+                                    "PRN", "Q0H", "Q2D", "99999999999999999999", "\\X07\\",
+                                    "<&>", "1^x^NDC", "1234567^^NCPDP"]),
+                   st.text(st.characters(blacklist_categories=["Cs"],
+                                         blacklist_characters="|\r\n"), max_size=12))
+
+
+@FUZZ
+@given(st.sampled_from(FIXTURES.output_cases), FIELDS, VALUES)
+def test_changed_fields_fail_by_name_or_stay_sound(case: str, field: str, value: str) -> None:
+    mapping = checks.mapping(REF)
+    name, number = field.split("-")
+    raw = FIXTURES.input(case)
+    end = b"\r\n" if b"\r\n" in raw else b"\r" if b"\r" in raw else b"\n"
+    lines = raw.split(end)
+    for i, line in enumerate(lines):
+        if line.startswith(name.encode()):
+            parts = line.decode().split("|")
+            index = int(number) - (1 if name == "MSH" else 0)
+            parts += [""] * (index + 1 - len(parts))
+            parts[index] = value
+            lines[i] = "|".join(parts).encode()
+    try:
+        out = run(mapping, end.join(lines))
+    except MappingError as exc:
+        assert "raised" not in str(exc), str(exc)  # an unexpected exception, not a reason
+        return
+    except ParseError:
+        return
+    if isinstance(out, Skip):
+        return
+    parsed = codec.parse(out)
+    assert [p.text for p in codec.validate(parsed, "strict")] == []
