@@ -19,6 +19,7 @@ from engine.events import Event, Kind
 from engine.queue.base import QueueStats
 from engine.store import answers, correlation, x12_sent
 from engine.store import audit as audit_chain
+from engine.store.database import reader
 from engine.store.search import AuditQuery, MessageQuery, find_audit, find_messages
 from engine.store.writer import UnitOfWork
 
@@ -211,7 +212,7 @@ class Operations:
         return out
 
     def _related(self, message_id: str) -> list[dict[str, Any]]:
-        with self._svc.db.connect() as conn:
+        with reader(self._svc.db).connect() as conn:
             return correlation.related(conn, message_id)
 
     async def content(self, message_id: str, actor: str, reason: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from engine.events import Event, Kind
+from engine.store.database import reader
 from engine.store.schema import message_relations as relations
 from engine.store.schema import messages
 from engine.store.writer import UnitOfWork
@@ -26,7 +27,7 @@ def original_of(engine: sa.Engine, control_id: str, answered: str = ""
     refused as unreadable, preferring one sent by `answered` (the answer's receiver: a
     MessageID is unique per sender only); None when there is none."""
     from_answered = sa.case((messages.c.sender == answered, 1), else_=0)
-    with engine.connect() as conn:
+    with reader(engine).connect() as conn:  # never queued behind the writer's lock
         row = conn.execute(
             sa.select(messages.c.id, messages.c.channel)
             .where(messages.c.control_id == control_id[:64],
