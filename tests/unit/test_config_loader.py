@@ -184,7 +184,7 @@ def test_wrong_types_and_bounds_in_plain_words(project: Path) -> None:
         'channels/c.yaml:15:15: destinations[1].optional: expected true or false, got text '
         '"maybe"',
         'channels/c.yaml:16:10: enabled: expected true or false, got text "sometimes"',
-        'channels/c.yaml:17:9: format: expected one of hl7v2, fhir, x12, got text "edifact"',
+        'channels/c.yaml:17:9: format: expected one of hl7v2, fhir, x12, ncpdp, got text "edifact"',
         "channels/c.yaml:18:10: mapping: expected a mapping pinned as name@version, such as "
         'adt-to-fhir@1, got text "adt"',
     ]
