@@ -58,5 +58,6 @@ class DestinationBase(msgspec.Struct, tag_field="type", forbid_unknown_fields=Tr
         Literal["mapped", "received"],
         Meta(description="what this destination gets: the mapping's output (mapped), or "
              "the message as the channel took it on (received), e.g. a FHIR channel "
-             "forwarding the resource to a FHIR server beside its HL7v2 output"),
+             "forwarding the resource to a FHIR server beside its HL7v2 output; a "
+             "message the mapping skips still goes to the received ones"),
     ] = "mapped"

@@ -3,9 +3,11 @@ entries, recorded into the message's unit of work (nothing is durable until the 
 commits it).
 
 The same step serves a message taken on and one reprocessed (with the channel's mapping
-or another one given): filtered, skipped or failed messages are recorded as such and get
-no queue entry; an accepted one gets its mapped output stored and one queue entry per
-destination (the received message itself for a destination with `send: received`). The
+or another one given): filtered or failed messages are recorded as such and get no queue
+entry; an accepted one gets its mapped output stored and one queue entry per
+destination (the received message itself for a destination with `send: received`). A
+message the mapping skips goes only to the destinations with `send: received`, and is
+filtered when there are none. The
 shadow candidate, when there is one, is compared on live traffic only.
 """
 
@@ -101,10 +103,7 @@ class Router:
                 return self._failed(uow, hop, mapping.ref, exc)
             self._compare(hop["message_id"], parsed, mapping, result)
             if isinstance(result, Skip):
-                uow.record(Event(kind=Kind.FILTERED, detail={
-                    "mapping": mapping.ref, "skipped": result.reason}, **hop))
-                return Routed(MessageStatus.FILTERED,
-                              f"skipped by {mapping.ref}: {result.reason}")
+                return self._skipped(uow, hop, mapping.ref, result.reason, now)
             if control is not None and self.outbound is not None:
                 try:
                     result = self.outbound.seal(uow, hop, result, control)
@@ -124,6 +123,24 @@ class Router:
         for target in self.targets:
             self._queue.put(uow, target.key, hop["message_id"],
                             None if target.received else output_id, now)
+            uow.record(Event(kind=Kind.QUEUED, destination=target.name, **hop))
+        return Routed(MessageStatus.ACCEPTED)
+
+    def _skipped(self, uow: UnitOfWork, hop: dict[str, Any], ref: str, reason: str,
+                 now: float) -> Routed:
+        """A mapping's Skip: no output, so destinations of the output get nothing; those
+        sent the message as received (`send: received`) still get it, since their
+        delivery never depended on the mapping (a SCRIPT channel maps NewRx to FHIR and
+        passes every message type on to the pharmacy)."""
+        received = [t for t in self.targets if t.received]
+        if not received:
+            uow.record(Event(kind=Kind.FILTERED, detail={"mapping": ref, "skipped": reason},
+                             **hop))
+            return Routed(MessageStatus.FILTERED, f"skipped by {ref}: {reason}")
+        uow.record(Event(kind=Kind.MAPPED, detail={"mapping": ref, "skipped": reason},
+                         **hop))
+        for target in received:
+            self._queue.put(uow, target.key, hop["message_id"], None, now)
             uow.record(Event(kind=Kind.QUEUED, destination=target.name, **hop))
         return Routed(MessageStatus.ACCEPTED)
 

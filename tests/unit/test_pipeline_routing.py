@@ -87,9 +87,12 @@ def test_filtered_and_filter_errors_queue_nothing():
 def test_a_skip_is_filtered_and_a_mapping_error_names_its_field():
     rec = Recorder()
     uow = UnitOfWork()
-    routed = router(rec).route(uow, Parsed("hl7v2", body="skip"), HOP, 1.0, None)
+    only_outputs = Router("adt", mapping=LIVE, targets=TARGETS[:1], outputs=rec, queue=rec,
+                          problem=problem)
+    routed = only_outputs.route(uow, Parsed("hl7v2", body="skip"), HOP, 1.0, None)
     assert (routed.status, routed.error) == (MessageStatus.FILTERED,
                                              "skipped by live@1: not ours")
+    assert rec.puts == []
     uow = UnitOfWork()
     routed = router(rec).route(uow, Parsed("hl7v2", body="bad"), HOP, 1.0, None)
     assert routed.status is MessageStatus.ERROR
@@ -98,6 +101,16 @@ def test_a_skip_is_filtered_and_a_mapping_error_names_its_field():
     assert kinds(uow) == [(Kind.ERRORED, {"mapping": "live@1", "reason": "PID-5: broken",
                                           "field": "PID-5"}, None)]
     assert rec.puts == []
+
+
+def test_a_skipped_message_still_goes_to_destinations_sent_it_as_received():
+    rec = Recorder()
+    uow = UnitOfWork()
+    routed = router(rec).route(uow, Parsed("hl7v2", body="skip"), HOP, 1.0, None)
+    assert routed.status is MessageStatus.ACCEPTED
+    assert rec.puts == [("adt/archive", "M1", None)] and rec.outputs == []
+    assert kinds(uow) == [(Kind.MAPPED, {"mapping": "live@1", "skipped": "not ours"}, None),
+                          (Kind.QUEUED, {}, "archive")]
 
 
 def test_another_mapping_for_a_reprocess_and_the_shadow_on_live_traffic_only():
