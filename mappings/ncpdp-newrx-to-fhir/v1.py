@@ -41,66 +41,13 @@ Choices a receiver will notice:
 
 from __future__ import annotations
 
-from typing import Any
-
-from engine.errors import MappingError
 from engine.formats.ncpdp.message import ScriptMessage
-from engine.maplib import ncpdp_fhir as ncpdp
-from engine.maplib.fhir import compact, reference, transaction
+from engine.maplib.ncpdp_newrx import newrx_to_fhir as _newrx_to_fhir
 from engine.mapping import mapping
 
 
 @mapping("ncpdp-newrx-to-fhir@1", accepts="ncpdp", emits="application/fhir+json")
 def newrx_to_fhir(message: ScriptMessage) -> dict:
-    """The NewRx as a MedicationRequest with its Patient, prescriber, pharmacy and drug."""
-    if message.message_type != "NewRx":
-        raise MappingError(f"the message is a {message.message_type or 'nothing'}, "
-                           "not a NewRx", field="Body")
-    rx = message.body
-    assert rx is not None
-    patient = ncpdp.patient(rx.find("Patient"))
-    if patient is None:
-        raise MappingError("the NewRx has no patient with a name", field="NewRx/Patient")
-    prescriber = ncpdp.practitioner(rx.find("Prescriber"))
-    if prescriber is None:
-        raise MappingError("the NewRx has no prescriber", field="NewRx/Prescriber")
-    drug = rx.find("MedicationPrescribed")
-    medication = ncpdp.medication(drug)
-    if drug is None or medication is None:
-        raise MappingError("the NewRx has no prescribed drug",
-                           field="NewRx/MedicationPrescribed")
-    pharmacy = ncpdp.pharmacy(rx.find("Pharmacy"))
-    order_number = message.value("Header/PrescriberOrderNumber")
-    message_id = message.value("Header/MessageID")
-    request = compact({
-        "resourceType": "MedicationRequest",
-        "id": ncpdp.request_id(order_number or message_id, prescriber),
-        "identifier": _identifiers(message, order_number, message_id),
-        "status": "active", "intent": "order",
-        "medicationReference": reference(medication),
-        "subject": reference(patient),
-        "authoredOn": ncpdp.date_of(drug.find("WrittenDate")),
-        "requester": reference(prescriber),
-        "reasonCode": ncpdp.diagnoses(drug),
-        "note": [{"text": n} for n in (ncpdp.text(x) for x in drug.findall("Note")) if n],
-        "dosageInstruction": [d for d in [ncpdp.dosage(drug.find("Sig"))] if d],
-        "dispenseRequest": ncpdp.dispense_request(drug, pharmacy),
-        "substitution": ncpdp.substitution(ncpdp.text(drug, "Substitutions")),
-    })
-    resources = [r for r in (request, patient, prescriber, pharmacy, medication) if r]
-    return transaction(resources, _instant(message.value("Header/SentTime")))
-
-
-def _identifiers(message: ScriptMessage, order_number: str, message_id: str
-                 ) -> list[dict[str, Any]]:
-    out = []
-    if order_number:
-        out.append(ncpdp.order_identifier(order_number, message.value("Header/From")))
-    if message_id:
-        out.append({"system": ncpdp.ID_LOCAL + "MessageID", "value": message_id})
-    return out
-
-
-def _instant(sent: str) -> str | None:
-    found = ncpdp.date_time(sent)
-    return found if found and "T" in found else None
+    """The rules above, kept in `engine.maplib.ncpdp_newrx` so ncpdp-to-fhir@1 uses the
+    same code."""
+    return _newrx_to_fhir(message)

@@ -1,0 +1,148 @@
+"""The logic of ncpdp-rxrenewal-to-fhir@1 (a SCRIPT RxRenewalRequest or RxRenewalResponse
+as a FHIR Task-based renewal Bundle), importable so ncpdp-to-fhir@1 can dispatch to it.
+The choices a receiver notices are documented in mappings/ncpdp-rxrenewal-to-fhir/v1.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.errors import MappingError
+from engine.formats.ncpdp.message import ScriptMessage
+from engine.maplib import ncpdp_fhir as ncpdp
+from engine.maplib import ncpdp_orders as orders
+from engine.maplib.fhir import compact, reference, transaction
+
+RENEWAL = {"coding": [{"system": orders.TASK_CODE, "code": "fulfill",
+                       "display": "Fulfill the focal request"}],
+           "text": "Prescription renewal request"}
+APPROVED = frozenset({"Approved", "ApprovedWithChanges", "Replace"})
+STATUS = {"Denied": "rejected", "Pending": "accepted"}
+
+
+def rxrenewal_to_fhir(message: ScriptMessage) -> dict:
+    """A renewal request as a proposal and its Task; a response as that Task decided."""
+    if message.message_type == "RxRenewalRequest":
+        return _request(message)
+    if message.message_type == "RxRenewalResponse":
+        return _response(message)
+    raise MappingError(f"the message is a {message.message_type or 'nothing'}, not an "
+                       "RxRenewalRequest or RxRenewalResponse", field="Body")
+
+
+def _who(message: ScriptMessage) -> orders.Parties:
+    assert message.body is not None
+    who = orders.parties(message.body)
+    if who.patient is None:
+        raise MappingError(f"the {message.message_type} has no patient with a name",
+                           field=f"{message.message_type}/Patient")
+    return who
+
+
+def _request(message: ScriptMessage) -> dict:
+    body = message.body
+    assert body is not None
+    who = _who(message)
+    drug = body.find("MedicationPrescribed")
+    if drug is None:
+        drug = body.find("MedicationDispensed")
+    medication = ncpdp.medication(drug)
+    if drug is None or medication is None:
+        raise MappingError("the RxRenewalRequest names no drug",
+                           field="RxRenewalRequest/MedicationDispensed")
+    pharmacy_system = message.value("Header/From")
+    message_id = message.value("Header/MessageID")
+    prior = orders.order_reference(message.value("Header/PrescriberOrderNumber"),
+                                   who.prescriber)
+    proposal = orders.medication_request(
+        message, drug, who, medication,
+        rid=orders.proposal_id(pharmacy_system, message_id), status="active",
+        intent="proposal", identifiers=_identifiers(message))
+    proposal["requester"] = reference(who.pharmacy) if who.pharmacy else \
+        proposal.get("requester")
+    requested = ncpdp.text(body, "MedicationDispensed/PharmacyRequestedRefills")
+    if requested.isdigit():
+        proposal.setdefault("dispenseRequest", {})["numberOfRepeatsAllowed"] = int(requested)
+    if prior:
+        proposal["priorPrescription"] = prior
+    sent = orders.instant(message.value("Header/SentTime"))
+    if sent:
+        proposal["authoredOn"] = sent
+    task = compact({
+        "resourceType": "Task", "id": orders.task_id(pharmacy_system, message_id),
+        "identifier": _identifiers(message), "basedOn": [prior] if prior else [],
+        "status": "requested", "intent": "order", "code": RENEWAL,
+        "focus": reference(proposal),
+        "for": reference(who.patient) if who.patient else None,
+        "authoredOn": sent, "lastModified": sent,
+        "requester": reference(who.pharmacy) if who.pharmacy else None,
+        "owner": reference(who.prescriber) if who.prescriber else None,
+    })
+    return transaction([task, compact(proposal), *who.resources(), medication], sent)
+
+
+def _identifiers(message: ScriptMessage) -> list[dict[str, Any]]:
+    rx_number = message.value("Header/RxReferenceNumber")
+    identifier = orders.message_identifier(message)
+    return ([identifier] if identifier else []) + (
+        [{"system": orders.RX_REFERENCE, "value": rx_number}] if rx_number else [])
+
+
+def _response(message: ScriptMessage) -> dict:
+    body = message.body
+    assert body is not None
+    relates = message.value("Header/RelatesToMessageID")
+    if not relates:
+        raise MappingError("the RxRenewalResponse does not say which request it answers",
+                           field="Header/RelatesToMessageID")
+    answer = orders.decision(body)
+    if answer is None:
+        raise MappingError("the RxRenewalResponse holds no decision",
+                           field="RxRenewalResponse/Response")
+    who = _who(message)
+    pharmacy_system = message.value("Header/To")
+    proposal_ref = {"reference": "MedicationRequest/"
+                    + orders.proposal_id(pharmacy_system, relates)}
+    renewed = _renewed(message, who, proposal_ref) if answer.kind in APPROVED else None
+    status = "completed" if answer.kind in APPROVED else STATUS.get(answer.kind, "rejected")
+    sent = orders.instant(message.value("Header/SentTime"))
+    task = compact({
+        "resourceType": "Task", "id": orders.task_id(pharmacy_system, relates),
+        "identifier": [{"system": orders.MESSAGE_ID, "value": relates}],
+        "status": status,
+        "statusReason": answer.reason() if status == "rejected" else None,
+        "businessStatus": answer.business_status("RxRenewalResponse"),
+        "intent": "order", "code": RENEWAL, "focus": proposal_ref,
+        "for": reference(who.patient) if who.patient else None, "lastModified": sent,
+        "requester": reference(who.pharmacy) if who.pharmacy else None,
+        "owner": reference(who.prescriber) if who.prescriber else None,
+        "note": [{"text": answer.note}] if answer.note else [],
+        "output": [{"type": {"text": "renewed prescription"},
+                    "valueReference": reference(renewed[0])}] if renewed else [],
+    })
+    return transaction([task, *(renewed or []), *who.resources()], sent)
+
+
+def _renewed(message: ScriptMessage, who: orders.Parties, proposal: dict[str, Any]
+             ) -> list[dict[str, Any]] | None:
+    """The renewed order and its drug; None when the response carries no prescription."""
+    body = message.body
+    assert body is not None
+    drug = body.find("MedicationPrescribed")
+    medication = ncpdp.medication(drug)
+    if drug is None or medication is None:
+        return None
+    if who.prescriber is None:
+        raise MappingError("the approval names no prescriber for the renewed order",
+                           field="RxRenewalResponse/Prescriber")
+    number = message.value("Header/PrescriberOrderNumber") or \
+        message.value("Header/MessageID")
+    identifier = orders.message_identifier(message)
+    identifiers = ([ncpdp.order_identifier(number, message.value("Header/From"))]
+                   if message.value("Header/PrescriberOrderNumber") else []) + (
+                       [identifier] if identifier else [])
+    request = orders.medication_request(
+        message, drug, who, medication, rid=ncpdp.request_id(number, who.prescriber),
+        status="active", intent="order", identifiers=identifiers)
+    request["basedOn"] = [proposal]
+    return [request, medication]
