@@ -105,8 +105,9 @@ class Pharmacy:
 
 async def test_the_shipped_channel_delivers_a_signed_newrx_to_the_pharmacy(daemon: Daemon):
     """With CONDUIT_PHARMACY_URL set, the pharmacy gets the controlled-substance NewRx
-    byte for byte and its Status is read back; a CancelRx is answered Error 601, not
-    Status, and goes nowhere."""
+    byte for byte and its Status is read back; a CancelRx is answered Status and goes to
+    the pharmacy as sent too (and to FHIR); a Status, which FHIR has no shape for here,
+    still reaches the pharmacy."""
     pharmacy = Pharmacy()
     daemon.env["CONDUIT_PHARMACY_URL"] = await pharmacy.start()
     try:
@@ -126,13 +127,17 @@ async def test_the_shipped_channel_delivers_a_signed_newrx_to_the_pharmacy(daemo
             await eventually(lambda: pharmacy.received, timeout=20,
                              message="the NewRx at the pharmacy")
             assert pharmacy.received == [signed]
-            cancel = (fixtures / "cancelrx_not_for_this_channel.xml").read_bytes()
+            cancel = (fixtures / "cancelrx_mapped.xml").read_bytes()
+            status = (fixtures / "status_from_a_system.xml").read_bytes()
             async with http.post(url, data=cancel, headers=headers) as resp:
                 assert resp.status == 200
-                answer = await resp.text()
-                assert "<Error><Code>601</Code>" in answer and "CancelRx" in answer
-        await asyncio.sleep(0.5)
-        assert len(pharmacy.received) == 1
+                assert "<Status><Code>000</Code></Status>" in await resp.text()
+            async with http.post(url, data=status, headers=headers) as resp:
+                assert resp.status == 200  # taken on; an answer is not itself answered
+                assert "accepted" in await resp.text()
+            await eventually(lambda: len(pharmacy.received) == 3, timeout=20,
+                             message="the CancelRx and the Status at the pharmacy")
+        assert pharmacy.received == [signed, cancel, status]
         shown = await daemon.cli("audit", "show", "--message", message_id)
         assert re.search(r"sent\s+pharmacy .*\"code\":\"000\"", shown.stdout), shown.stdout
         assert "answered Status 000" in shown.stdout
