@@ -68,14 +68,7 @@ def _cancel(message: ScriptMessage) -> dict:
 def _response(message: ScriptMessage) -> dict:
     body = message.body
     assert body is not None
-    relates = message.value("Header/RelatesToMessageID")
-    if not relates:
-        raise MappingError("the CancelRxResponse does not say which CancelRx it answers",
-                           field="Header/RelatesToMessageID")
-    answer = orders.decision(body)
-    if answer is None:
-        raise MappingError("the CancelRxResponse holds no Approved or Denied",
-                           field="CancelRxResponse/Response")
+    relates, answer = orders.answered(message)
     who = orders.parties(body)
     focus = orders.order_reference(message.value("Header/PrescriberOrderNumber"),
                                    who.prescriber)

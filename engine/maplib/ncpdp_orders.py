@@ -21,6 +21,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
 
+from engine.errors import MappingError
 from engine.formats.ncpdp.message import ScriptMessage
 from engine.maplib import ncpdp_fhir as ncpdp
 from engine.maplib.fhir import compact, reference, resource_id
@@ -156,3 +157,19 @@ def decision(body: ET.Element) -> Decision | None:
     reasons = tuple(r for r in (ncpdp.text(x) for x in choice.findall("ReasonCode")) if r)
     return Decision(choice.tag, ncpdp.text(choice, "Note"), reasons,
                     ncpdp.text(choice, "DenialReason"))
+
+
+def answered(message: ScriptMessage) -> tuple[str, Decision]:
+    """What a response (CancelRxResponse, RxRenewalResponse) answers and decides; a
+    MappingError naming the element when it says neither."""
+    kind = message.message_type
+    relates = message.value("Header/RelatesToMessageID")
+    if not relates:
+        raise MappingError(f"the {kind} does not say which message it answers",
+                           field="Header/RelatesToMessageID")
+    body = message.body
+    answer = decision(body) if body is not None else None
+    if answer is None:
+        raise MappingError(f"the {kind} holds no decision (Approved, Denied ...)",
+                           field=f"{kind}/Response")
+    return relates, answer

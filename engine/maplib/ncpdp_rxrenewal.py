@@ -91,14 +91,7 @@ def _identifiers(message: ScriptMessage) -> list[dict[str, Any]]:
 def _response(message: ScriptMessage) -> dict:
     body = message.body
     assert body is not None
-    relates = message.value("Header/RelatesToMessageID")
-    if not relates:
-        raise MappingError("the RxRenewalResponse does not say which request it answers",
-                           field="Header/RelatesToMessageID")
-    answer = orders.decision(body)
-    if answer is None:
-        raise MappingError("the RxRenewalResponse holds no decision",
-                           field="RxRenewalResponse/Response")
+    relates, answer = orders.answered(message)
     who = _who(message)
     pharmacy_system = message.value("Header/To")
     proposal_ref = {"reference": "MedicationRequest/"
