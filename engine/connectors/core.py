@@ -30,7 +30,6 @@ import email.policy
 import logging
 import os
 import re
-import ssl
 import uuid
 from collections.abc import Mapping
 from typing import Annotated
@@ -38,11 +37,10 @@ from typing import Annotated
 import aiohttp
 import msgspec
 from msgspec import Meta
-from yarl import URL
 
 from engine.config.base import DestinationBase
-from engine.connectors.base import DestinationContext
 from engine.connectors.http import (
+    HttpDestination,
     classify,
     connection_failure,
     kept_answer,
@@ -51,8 +49,8 @@ from engine.connectors.http import (
     retryable,
     status_text,
 )
-from engine.connectors.http_auth import ENV_NAME, AuthConfig, AuthUnavailable, authenticator_for
-from engine.connectors.tls import ClientTls, client_context
+from engine.connectors.http_auth import ENV_NAME, AuthConfig, AuthUnavailable
+from engine.connectors.tls import ClientTls
 from engine.message import Answer, Delivery, Fail, Outbound, Retry, Sent
 
 log = logging.getLogger("conduit.core")
@@ -149,30 +147,14 @@ def _text(fields: Mapping[str, bytes], name: str) -> str:
     return fields.get(name, b"").decode("utf-8", errors="replace").strip()
 
 
-class CoreDestination:
-    def __init__(self, config: CoreDestinationConfig, context: DestinationContext) -> None:
-        self.config = config
-        self._context = context
-        self._session: aiohttp.ClientSession | None = None
-        self._tls: ssl.SSLContext | None = client_context(config.tls) if config.tls else None
-        self._server_name = config.tls.server_name if config.tls else None
-        self._auth = authenticator_for(config.auth, config.timeout, tls=self._tls)
+class CoreDestination(HttpDestination):
+    """The http destination's session, TLS and authentication, speaking CORE: each
+    message is posted in the CORE envelope and the payer's envelope read back."""
 
-    @property
-    def address(self) -> str:
-        return str(URL(self.config.url).with_user(None))
+    config: CoreDestinationConfig  # type: ignore[assignment]  # a dialect's own settings
 
-    async def open(self) -> None:
-        problem = self._auth.problem()
-        if problem:
-            log.warning("destination %s: authentication will fail until fixed: %s",
-                        self.config.name, problem)
-        self._session = aiohttp.ClientSession(
-            headers=dict(self.config.headers),
-            timeout=aiohttp.ClientTimeout(total=self.config.timeout),
-            connector=aiohttp.TCPConnector(limit=max(8, self.config.concurrency),
-                                           keepalive_timeout=30,
-                                           ssl=self._tls if self._tls else True))
+    def connections(self) -> int:
+        return max(8, self.config.concurrency)
 
     def fields(self, outbound: Outbound, payload_id: str) -> dict[str, str | bytes]:
         """The request envelope's fields for one attempt. Raises AuthUnavailable when
@@ -216,14 +198,14 @@ class CoreDestination:
                                  "next attempt fetches a new one", code="401")
                 if resp.status != 401:
                     self._auth.accepted()
-                return self.read_answer(resp.status, resp.headers, answer, payload_id)
+                return self.read_envelope_answer(resp.status, resp.headers, answer, payload_id)
         except TimeoutError:
             return Retry("no answer within the timeout")
         except aiohttp.ClientError as exc:
             return Retry(connection_failure(exc))
 
-    def read_answer(self, status: int, headers: Mapping[str, str], body: bytes,
-                    payload_id: str) -> Delivery:
+    def read_envelope_answer(self, status: int, headers: Mapping[str, str], body: bytes,
+                             payload_id: str) -> Delivery:
         """What the payer's answer means for the queue (see the module's docstring)."""
         kept = kept_answer(headers, body)
         fields = read_envelope(headers.get("Content-Type", ""), body)
@@ -257,12 +239,3 @@ class CoreDestination:
                         f"{' or '.join(self.config.answer_types)}", code=str(status),
                         answer=Answer(payload, self.config.answer_content_type))
         return Sent(str(status), answer=Answer(payload, self.config.answer_content_type))
-
-    async def healthcheck(self) -> str | None:
-        return None if self._session is not None else "not open"
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        await self._auth.close()

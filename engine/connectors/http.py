@@ -97,9 +97,13 @@ class HttpDestination:
         self._session = aiohttp.ClientSession(
             headers=dict(self.config.headers),
             timeout=aiohttp.ClientTimeout(total=self.config.timeout),
-            connector=aiohttp.TCPConnector(limit=8, keepalive_timeout=30,
+            connector=aiohttp.TCPConnector(limit=self.connections(), keepalive_timeout=30,
                                            ssl=self._tls if self._tls else True),
         )
+
+    def connections(self) -> int:
+        """Connections kept to the receiver: 8 serve a FIFO queue sent one at a time."""
+        return 8
 
     def request_for(self, outbound: Outbound) -> tuple[str, str, dict[str, str]]:
         """Method, URL and headers for one message; subclasses speak dialects of HTTP.
