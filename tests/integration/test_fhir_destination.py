@@ -232,8 +232,9 @@ async def test_a_batch_response_is_read_entry_by_entry(fhir, failing, outcome):
 
 @pytest.mark.parametrize("retry_after", ["1", "http-date"])
 async def test_retry_after_is_honoured(harness, fhir, retry_after):
-    if retry_after == "http-date":  # two seconds ahead, to the whole second
-        retry_after = email.utils.formatdate(time.time() + 2, usegmt=True)
+    if retry_after == "http-date":  # whole seconds: 3 s ahead is at least 2 s ahead, so
+        # still over 0.9 s when a loaded engine reads the 429 a moment later
+        retry_after = email.utils.formatdate(time.time() + 3, usegmt=True)
     fhir.script.append(Answer(429, headers={"Retry-After": retry_after}))
     engine = await run_one(harness, fhir)
     retried, sent = events(engine)[-2:]
