@@ -109,16 +109,15 @@ async def test_every_vendor_fixture_gets_the_acknowledgement_its_outcome_calls_f
     from engine.message import Verdict
     from tests.integration.test_hl7v2_acks import _frames
 
-    port = free_port()
     mappings = sorted({m for m, _, _ in FEEDS.values()} | {"hl7v2-adt-to-fhir@1"})
+    ports = {ref: free_port() for ref in mappings}
     channels = {
         ref.replace("@", "-v"): f"""
-        source: {{type: mllp, port: {port + i}}}
+        source: {{type: mllp, port: {ports[ref]}}}
         mapping: {ref}
         duplicate_window: 0
         destinations: [{{name: out, type: file, directory: "{tmp_path / ref}"}}]
-        """ for i, ref in enumerate(mappings)}
-    ports = {ref: port + i for i, ref in enumerate(mappings)}
+        """ for ref in mappings}
     (tmp_path / "engine").mkdir()
     harness = EngineHarness(tmp_path / "engine")
     await harness.start(channels)
