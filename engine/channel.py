@@ -81,7 +81,8 @@ class Channel:
         self.partner = partner  # X12 trading partners: our envelope out, their 999s in
         received = {d.name for d in config.destinations if d.send == "received"}
         self.router = Router(self.name, mapping=mapping, outputs=store, queue=queue,
-                             problem=codec.problem, shadow=shadow, outbound=partner, targets=[
+                             problem=codec.problem, shadow=shadow, outbound=partner,
+                             strict=config.validation == "strict", targets=[
                                  Target(w.name, w.key, w.name in received) for w in workers])
         self.committer = Committer(self.name, codec, writer, self.duplicates.forget,
                                    self._notify)

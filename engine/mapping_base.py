@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 
 from engine.errors import MappingError
+from engine.leniency import Note
 
 # Decimals are written as JSON numbers with their digits: a FHIR decimal's precision is
 # meaningful ("7.20" is not "7.2"), and the FHIR codec decodes numbers as Decimals.
@@ -29,6 +30,17 @@ class Skip(msgspec.Struct, frozen=True):
     """Returned by a mapping that deliberately produces nothing for this message."""
 
     reason: str
+
+
+class Mapped(msgspec.Struct, frozen=True):
+    """An output with what its conversion could not read (`warnings`, located, never
+    quoting values) and the fields that held a value no rule read (`left_behind`, e.g.
+    `PV1-39`, `OBX[3]-17`). A mapping function may return one instead of a bare output;
+    `Mapping.run` always gives one, its output encoded as bytes."""
+
+    output: Any
+    warnings: tuple[Note, ...] = ()
+    left_behind: tuple[str, ...] = ()
 
 
 class Mapping(msgspec.Struct, frozen=True):
@@ -44,6 +56,11 @@ class Mapping(msgspec.Struct, frozen=True):
         return f"{self.name}@{self.version}"
 
     def apply(self, body: Any) -> bytes | Skip:
+        """The output of `run`, without its warnings and what it left behind."""
+        result = self.run(body)
+        return result if isinstance(result, Skip) else result.output
+
+    def run(self, body: Any) -> Mapped | Skip:
         """Run the mapping; dicts and lists become JSON (a Decimal as a number with the
         digits it holds). Raises MappingError on failure,
         including for an unexpected exception in the mapping, which it names."""
@@ -58,6 +75,11 @@ class Mapping(msgspec.Struct, frozen=True):
             ) from exc
         if isinstance(result, Skip):
             return result
+        if isinstance(result, Mapped):
+            return Mapped(self._encode(result.output), result.warnings, result.left_behind)
+        return Mapped(self._encode(result))
+
+    def _encode(self, result: Any) -> bytes:
         if isinstance(result, bytes):
             return result
         if isinstance(result, str):

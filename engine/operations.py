@@ -30,10 +30,23 @@ if TYPE_CHECKING:
 ACTIONS = ("start", "stop", "pause", "resume")
 # A channel's counts as the API shows them: since the store began (the audit trail's
 # totals), rejected (refused with AR) apart from errored (mapping or filter failed), and
-# resends apart from new messages under a reused control id.
+# resends apart from new messages under a reused control id; fields_dropped counts the
+# fields that held a value no rule of the mapping read.
 CHANNEL_COUNTS = ("received", "filtered", "duplicate", "control_id_reused", "queued", "sent",
-                  "rejected", "errored", "dead_lettered", "retried")
+                  "rejected", "errored", "dead_lettered", "retried", "fields_dropped")
 QUEUE_STATS_TTL = 1.0  # seconds a queue count is reused: pages poll; the database need not
+
+
+def _conversion(hops: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """What the latest mapping of a message could not read and what it left behind (the
+    newest mapped hop's account: a reprocess supersedes the first), or None."""
+    for hop in reversed(hops):
+        detail = hop.get("detail") or {}
+        if hop.get("kind") == "mapped" and "output" in detail:
+            return {"mapping": detail.get("mapping"),
+                    "warnings": detail.get("warnings", []),
+                    "left_behind": detail.get("left_behind", [])}
+    return None
 
 
 class NotFound(ConduitError):
@@ -207,6 +220,7 @@ class Operations:
                                                      message_id)
         out["hops"] = [_public_event(e) for e in await self.audit(
             AuditQuery(message_id=message_id, limit=500))][::-1]
+        out["conversion"] = _conversion(out["hops"])
         # what it answers and what answered it (a NewRx's Status or Error), ids only
         out["related"] = await asyncio.to_thread(self._related, message_id)
         return out

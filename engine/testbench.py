@@ -20,7 +20,7 @@ from engine.errors import MappingError, ParseError
 from engine.formats.base import Codec
 from engine.formats.diff import Change
 from engine.mapping import MappingCatalog
-from engine.mapping_base import Mapping, Skip
+from engine.mapping_base import Mapped, Mapping, Skip
 from engine.message import Outcome, Parsed, Problem, Verdict
 from engine.pipeline.filters import Filter
 from engine.structdiff import diff_outputs
@@ -82,10 +82,22 @@ def acknowledgement(raw: bytes, level: str = "off") -> bytes:
     return b"\n".join(codec.replies(raw, found.parsed, outcome))
 
 
-def run_mapping(mapping: Mapping, raw: bytes) -> bytes | Skip:
-    """Parse `raw` with the mapping's input codec and apply the mapping."""
+def run_mapping(mapping: Mapping, raw: bytes) -> Mapped | Skip:
+    """Parse `raw` with the mapping's input codec and run the mapping."""
     parsed = codec_for(mapping.accepts).parse(raw)
-    return mapping.apply(parsed.body)
+    return mapping.run(parsed.body)
+
+
+def report(mapped: Mapped) -> list[str]:
+    """What `conduit map --report` says beside an output: what could not be read, and
+    every field that held a value no rule read."""
+    lines = [f"warning {w}" for w in mapped.warnings]
+    if mapped.left_behind:
+        lines.append(f"left behind ({len(mapped.left_behind)}): "
+                     + ", ".join(mapped.left_behind))
+    else:
+        lines.append("left behind: nothing")
+    return lines
 
 
 # -- fixtures ----------------------------------------------------------------------------
@@ -139,6 +151,20 @@ def mapping_outcome(mapping: Mapping, raw: bytes) -> tuple[str, Any]:
     return "output", result
 
 
+def _warnings_differ(source: Path, got: Any) -> list[str]:
+    """Against `<case>.warnings` (one `place: reason` a line), when the fixture has one:
+    a lenient mapping's warnings are part of what it promises."""
+    want_file = source.with_suffix(".warnings")
+    if not want_file.exists() or not isinstance(got, Mapped):
+        return []
+    want = [line.strip() for line in want_file.read_text().splitlines() if line.strip()]
+    have = [str(w) for w in got.warnings]
+    if want == have:
+        return []
+    return ["warnings differ:", *(f"  expected: {w}" for w in want),
+            *(f"  got:      {w}" for w in have)]
+
+
 def run_case(name: str, source: Path, run: Any, output_ext: str, content_type: str
               ) -> FixtureResult:
     expected = _expected_files(source.parent, source.stem, output_ext)
@@ -157,11 +183,13 @@ def run_case(name: str, source: Path, run: Any, output_ext: str, content_type: s
         text = want.read_text().strip()
         ok = not text or text == str(got).strip() or (kind == "filtered" and text in str(got))
         return FixtureResult(name, ok, [] if ok else [f"expected: {text}", f"got:      {got}"])
+    output = got.output if isinstance(got, Mapped) else got
     try:
-        changes = diff_outputs(want.read_bytes(), got, content_type)
+        changes = diff_outputs(want.read_bytes(), output, content_type)
     except (ValueError, msgspec.DecodeError, ParseError) as exc:
         return FixtureResult(name, False, [f"cannot compare with {want.name}: {exc}"])
-    return FixtureResult(name, not changes, [c.describe() for c in changes])
+    details = [c.describe() for c in changes] + _warnings_differ(source, got)
+    return FixtureResult(name, not details, details)
 
 
 def channel_fixtures(channels: list[Any], catalog: MappingCatalog, folder: Path,
@@ -193,7 +221,7 @@ def channel_fixtures(channels: list[Any], catalog: MappingCatalog, folder: Path,
             if mapping is None:
                 return "output", raw
             try:
-                result = mapping.apply(parsed.body)
+                result = mapping.run(parsed.body)
             except MappingError as exc:
                 return "error", str(exc)
             return ("filtered", f"skipped: {result.reason}") if isinstance(result, Skip) \
@@ -222,4 +250,5 @@ def diff_versions(a: Mapping, b: Mapping, raw: bytes) -> list[Change] | str:
             return []
         return (f"{a.ref}: {ka}{'' if ka == 'output' else ': ' + str(va)}; "
                 f"{b.ref}: {kb}{'' if kb == 'output' else ': ' + str(vb)}")
-    return diff_outputs(outcomes[0][1], outcomes[1][1], b.emits)
+    (_, first), (_, second) = outcomes
+    return diff_outputs(first.output, second.output, b.emits)

@@ -88,7 +88,8 @@ def run(mapping: Mapping, message: bytes | dict) -> bytes | Skip:
     """Parse `message` with the mapping's input codec and apply the mapping, as a channel
     (and `conduit test`) does; a dict is sent as its JSON."""
     raw = message if isinstance(message, bytes) else json.dumps(message).encode()
-    return testbench.run_mapping(mapping, raw)
+    result = testbench.run_mapping(mapping, raw)
+    return result if isinstance(result, Skip) else result.output
 
 
 def bundle_of(mapping: Mapping, message: bytes | dict) -> dict:

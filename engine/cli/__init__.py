@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     map_ = sub.add_parser("map", help="what a mapping makes of a message")
     map_.add_argument("mapping", metavar="NAME@VERSION")
     map_.add_argument("file", metavar="FILE")
+    map_.add_argument("--report", action="store_true",
+                      help="also list, on stderr, every field that held a value the "
+                           "mapping did not read")
     map_.set_defaults(func=cmd_map)
     mapping = sub.add_parser("mapping", help="mapping versions").add_subparsers(
         dest="what", required=True)

@@ -52,7 +52,7 @@ def cmd_ack(args: argparse.Namespace) -> int:
 
 def cmd_map(args: argparse.Namespace) -> int:
     from engine.mapping_base import Skip
-    from engine.testbench import pretty, run_mapping
+    from engine.testbench import pretty, report, run_mapping
 
     mapping = mapping_named(catalog(args), args.mapping)
     status = 0
@@ -66,7 +66,10 @@ def cmd_map(args: argparse.Namespace) -> int:
         if isinstance(result, Skip):
             print(f"{args.file}#{n}: skipped: {result.reason}", file=sys.stderr)
             continue
-        print(pretty(result, mapping.emits))
+        print(pretty(result.output, mapping.emits))
+        lines = report(result) if args.report else [f"warning {w}" for w in result.warnings]
+        for line in lines:
+            print(f"{args.file}#{n}: {line}", file=sys.stderr)
     return status
 
 

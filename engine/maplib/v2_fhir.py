@@ -20,10 +20,12 @@ from collections.abc import Iterable
 from engine.errors import MappingError
 from engine.formats.hl7v2 import Hl7Message, Segment, tables
 from engine.formats.hl7v2 import datatypes as dt
+from engine.leniency import tolerate
 from engine.maplib.fhir import compact as _compact
 from engine.maplib.fhir import resource_id as _resource_id
 from engine.maplib.fhir import transaction
 
+UNNAMED_SENDER = "unnamed-sender"
 _ATTENDER = {
     "coding": [{"system": tables.V3_PARTICIPATION_TYPE, "code": "ATND", "display": "attender"}]
 }
@@ -34,11 +36,12 @@ def sending_facility(message: Hl7Message) -> str:
     msh = message.segments[0]
     facility = dt.present(msh.value(4, 1)) or dt.present(msh.value(3, 1))
     if not facility:
-        raise MappingError(
+        # Leniently, ids are scoped to one shared name for every unnamed sender.
+        return tolerate(MappingError(
             "sending facility and sending application (MSH-3) are both empty, so resource "
             "ids cannot be scoped to a sender",
             field="MSH-4",
-        )
+        ), UNNAMED_SENDER)
     return facility
 
 
@@ -144,10 +147,10 @@ def administrative_gender(segment: Segment, field: int) -> str | None:
     if not code:
         return None
     if code not in tables.ADMINISTRATIVE_SEX:
-        raise MappingError(
+        return tolerate(MappingError(
             "is not a code from HL7 table 0001 (M, F, O, U, A, N)",
             field=f"{segment.name}-{field}",
-        )
+        ))
     return tables.ADMINISTRATIVE_SEX[code]
 
 

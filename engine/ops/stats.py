@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from engine.events import Event, Kind
+from engine.store.totals import FIELDS_DROPPED
 
 log = logging.getLogger("conduit.stats")
 
@@ -181,6 +182,9 @@ class Stats:
         the counts an operator reads do not go back to zero when the engine restarts."""
         kinds = {k.value: k for k in Kind}
         for kind, channel, destination, n in totals:
+            if kind == FIELDS_DROPPED:
+                self.channels[channel].counts["fields_dropped"] += n
+                continue
             self.events[(kind, channel, destination)] += n
             known = kinds.get(kind)
             name = COUNTED.get(known) if known is not None else None
@@ -202,6 +206,10 @@ class Stats:
                     log.exception("statistics listener failed")
         for e in events:
             self.events[(e.kind.value, e.channel or "", e.destination or "")] += 1
+            if e.kind is Kind.MAPPED and e.channel and "left_behind" in e.detail:
+                dropped = len(e.detail["left_behind"])
+                self.channels[e.channel].counts["fields_dropped"] += dropped
+                self.channels[e.channel].recent["fields_dropped"].add(dropped, now)
             name = COUNTED.get(e.kind)
             if name is None or not e.channel:
                 continue

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from engine.errors import MappingError
 from engine.events import Event, Kind
-from engine.mapping_base import Mapping, Skip
+from engine.mapping_base import Mapped, Mapping, Skip
 from engine.message import MessageStatus, Parsed, Problem, ProblemKind
 from engine.pipeline.filters import FilterError
 from engine.pipeline.shadow import Shadow
@@ -69,8 +69,10 @@ class Router:
     def __init__(self, channel: str, *, mapping: Mapping | None, targets: Sequence[Target],
                  outputs: Outputs, queue: Queue,
                  problem: Callable[[ProblemKind, str], Problem],
-                 shadow: Shadow | None = None, outbound: Outbound | None = None) -> None:
+                 shadow: Shadow | None = None, outbound: Outbound | None = None,
+                 strict: bool = False) -> None:
         self.channel = channel
+        self.strict = strict
         self.outbound = outbound
         self.mapping = mapping
         self.targets = list(targets)
@@ -97,13 +99,17 @@ class Router:
         output_id = None
         if mapping is not None:
             try:
-                result = mapping.apply(parsed.body)
+                mapped = mapping.run(parsed.body)
+                if self.strict and isinstance(mapped, Mapped) and mapped.warnings:
+                    first = mapped.warnings[0]
+                    raise MappingError(first.text, field=first.at or None)
             except MappingError as exc:
                 self._compare(hop["message_id"], parsed, mapping, exc)
                 return self._failed(uow, hop, mapping.ref, exc)
-            self._compare(hop["message_id"], parsed, mapping, result)
-            if isinstance(result, Skip):
-                return self._skipped(uow, hop, mapping.ref, result.reason, now)
+            self._compare(hop["message_id"], parsed, mapping, mapped)
+            if isinstance(mapped, Skip):
+                return self._skipped(uow, hop, mapping.ref, mapped.reason, now)
+            result = mapped.output
             if control is not None and self.outbound is not None:
                 try:
                     result = self.outbound.seal(uow, hop, result, control)
@@ -112,7 +118,7 @@ class Router:
             output_id = self._outputs.add_output(uow, hop["message_id"], mapping.ref,
                                                  mapping.emits, result)
             uow.record(Event(kind=Kind.MAPPED, content_hash=content_hash(result), detail={
-                "mapping": mapping.ref, "output": output_id}, **hop))
+                "mapping": mapping.ref, "output": output_id, **notes(mapped)}, **hop))
         elif control is not None and self.outbound is not None:
             try:
                 sent = self.outbound.seal(uow, hop, self.outbound.received(parsed), control)
@@ -154,7 +160,7 @@ class Router:
             self._problem(ProblemKind.MAPPING_FAILED, reason),))
 
     def _compare(self, message_id: str, parsed: Parsed, mapping: Mapping,
-                 live: bytes | Skip | MappingError) -> None:
+                 live: Mapped | Skip | MappingError) -> None:
         """Compare the live outcome with the shadow candidate's (live traffic only)."""
         if self.shadow is None or mapping is not self.mapping:
             return
@@ -163,3 +169,15 @@ class Router:
         except Exception:  # the candidate is on trial; it must never hurt the live path
             log.exception("channel %s: shadow mapping %s failed", self.channel,
                           self.shadow.candidate.ref)
+
+
+def notes(mapped: Mapped) -> dict[str, Any]:
+    """What a mapped event says about its conversion: the warnings (places and reasons,
+    never values) and the fields left behind, for the analyst and the per-channel count
+    of fields dropped. Nothing when the conversion read everything it was given."""
+    found: dict[str, Any] = {}
+    if mapped.warnings:
+        found["warnings"] = [{"at": w.at, "text": w.text} for w in mapped.warnings]
+    if mapped.left_behind:
+        found["left_behind"] = list(mapped.left_behind)
+    return found

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from engine.errors import MappingError
-from engine.mapping_base import Mapping, Skip
+from engine.mapping_base import Mapped, Mapping, Skip
 from engine.structdiff import diff_outputs, general_path
 
 EXAMPLES_PER_PATH = 5  # message ids kept per differing path, for the analyst to open
@@ -29,11 +29,13 @@ class Shadow:
         self.examples: dict[str, collections.deque[str]] = {}
         self.since = time.time()
 
-    def compare(self, message_id: str, body: Any, live: bytes | Skip | MappingError) -> None:
-        """Run the candidate on `body` and count how its outcome differs from `live`."""
+    def compare(self, message_id: str, body: Any, live: Mapped | Skip | MappingError) -> None:
+        """Run the candidate on `body` and count how its outcome differs from `live`:
+        its output, and which fields each left behind (`(left behind) PV1-39` when one
+        version reads a field the other drops)."""
         self.compared += 1
         try:
-            candidate: bytes | Skip | MappingError = self.candidate.apply(body)
+            candidate: Mapped | Skip | MappingError = self.candidate.run(body)
         except MappingError as exc:
             candidate = exc
             self.candidate_errors += 1
@@ -47,12 +49,14 @@ class Shadow:
                                      ).append(message_id)
 
     def _differences(self, live: Any, candidate: Any) -> set[str]:
-        if isinstance(live, bytes) and isinstance(candidate, bytes):
+        if isinstance(live, Mapped) and isinstance(candidate, Mapped):
+            dropped = set(live.left_behind) ^ set(candidate.left_behind)
+            found = {f"(left behind) {_unnumbered(f)}" for f in dropped}
             try:
-                changes = diff_outputs(live, candidate, self.candidate.emits)
+                changes = diff_outputs(live.output, candidate.output, self.candidate.emits)
             except ValueError:
-                return {"(unreadable output)"}
-            return {general_path(c.path) for c in changes}
+                return found | {"(unreadable output)"}
+            return found | {general_path(c.path) for c in changes}
         live_kind, candidate_kind = _outcome(live), _outcome(candidate)
         if live_kind != candidate_kind:
             return {f"(outcome: {live_kind} -> {candidate_kind})"}
@@ -76,3 +80,9 @@ def _outcome(value: Any) -> str:
     if isinstance(value, MappingError):
         return "error"
     return "output"
+
+
+def _unnumbered(field: str) -> str:
+    """`OBX[3]-17` as `OBX-17`: shadow counts paths, not occurrences."""
+    name, _, rest = field.partition("-")
+    return f"{name.split('[')[0]}-{rest}"

@@ -9,11 +9,16 @@ event numbers become visible in order and nothing below the mark can appear late
 
 from __future__ import annotations
 
+import json
+
 import sqlalchemy as sa
 
 from engine.store.schema import audit, audit_totals, audit_totals_mark
 
 Total = tuple[str, str, str, int]  # kind, channel ("" for none), destination, count
+# Not an event kind: the fields conversions left behind (a mapped event's `left_behind`),
+# totalled beside the events so the per-channel count outlives the process too.
+FIELDS_DROPPED = "fields-dropped"
 
 
 def roll_up(conn: sa.Connection) -> list[Total]:
@@ -32,6 +37,7 @@ def roll_up(conn: sa.Connection) -> list[Total]:
         sa.select(audit.c.kind, channel, destination, sa.func.count(), sa.func.max(audit.c.seq))
         .where(audit.c.seq > mark).group_by(audit.c.kind, channel, destination)
     ).all()
+    new += _fields_dropped(conn, mark, channel)
     if new:
         known = {(k, c, d) for k, c, d in conn.execute(sa.select(
             audit_totals.c.kind, audit_totals.c.channel, audit_totals.c.destination))}
@@ -52,6 +58,22 @@ def roll_up(conn: sa.Connection) -> list[Total]:
     return [tuple(r) for r in conn.execute(sa.select(
         audit_totals.c.kind, audit_totals.c.channel, audit_totals.c.destination,
         audit_totals.c.n))]
+
+
+def _fields_dropped(conn: sa.Connection, mark: int, channel: sa.ColumnElement
+                    ) -> list[tuple[str, str, str, int, int]]:
+    """The left-behind fields of the mapped events after the mark, per channel; only
+    the events that left something behind are read."""
+    rows = conn.execute(
+        sa.select(channel, audit.c.detail, audit.c.seq)
+        .where(audit.c.seq > mark, audit.c.kind == "mapped",
+               audit.c.detail.contains('"left_behind"'))
+    ).all()
+    by_channel: dict[str, list[int]] = {}
+    for name, detail, seq in rows:
+        n, last = by_channel.setdefault(name, [0, 0])
+        by_channel[name] = [n + len(json.loads(detail).get("left_behind", ())), max(last, seq)]
+    return [(FIELDS_DROPPED, name, "", n, last) for name, (n, last) in by_channel.items()]
 
 
 def _locked_mark(conn: sa.Connection) -> int | None:

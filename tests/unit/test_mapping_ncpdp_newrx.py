@@ -17,7 +17,6 @@ from engine.formats.ncpdp.codec import NcpdpCodec, _leaves
 from engine.formats.ncpdp.message import ScriptMessage
 from engine.maplib import ncpdp_fhir as ncpdp
 from engine.mapping import Mapping
-from engine.testbench import run_mapping
 from tests import mapping_checks as checks
 from tests.mapping_checks import bundle_of, by_type, run
 
@@ -63,7 +62,7 @@ def _kept(leaves: dict[str, str]) -> dict[str, str]:
 def test_newrx_to_fhir_to_newrx_keeps_every_mapped_element(
         to_fhir: Mapping, to_newrx: Mapping, case: str) -> None:
     raw = NEWRX.input(case)
-    again = run_mapping(to_newrx, run_mapping(to_fhir, raw))
+    again = run(to_newrx, run(to_fhir, raw))
     assert isinstance(again, bytes)
     before, after = _kept(_leaves(_script(raw))), _kept(_leaves(_script(again)))
     lost = {k: v for k, v in before.items() if after.get(k) != v}
@@ -80,8 +79,8 @@ def test_newrx_to_fhir_to_newrx_keeps_every_mapped_element(
 def test_each_newrx_written_parses_and_passes_strict_checks(
         to_fhir: Mapping, to_newrx: Mapping, case: str) -> None:
     source = (BUILD.input(case) if case in BUILD.output_cases
-              else run_mapping(to_fhir, NEWRX.input(case)))
-    out = run_mapping(to_newrx, source)
+              else run(to_fhir, NEWRX.input(case)))
+    out = run(to_newrx, source)
     assert isinstance(out, bytes)
     parsed = codec.parse(out)
     assert parsed.message_type == "NewRx"
@@ -322,7 +321,7 @@ def test_any_element_missing_or_garbled_maps_or_fails_naming_an_element(
     outcomes = {"output": 0, "error": 0}
     for raw in _variants(NEWRX.input(case)):
         try:
-            out = run_mapping(to_fhir, raw)
+            out = run(to_fhir, raw)
         except ParseError:
             continue  # no Header or Body: the codec refuses it before any mapping
         except MappingError as exc:
@@ -333,7 +332,7 @@ def test_any_element_missing_or_garbled_maps_or_fails_naming_an_element(
         checks.check_transaction(json.loads(out))
         outcomes["output"] += 1
         try:
-            back = run_mapping(to_newrx, out)
+            back = run(to_newrx, out)
         except MappingError as exc:
             assert exc.field, str(exc)
             continue

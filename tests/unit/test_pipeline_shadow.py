@@ -8,6 +8,7 @@ from typing import Any
 
 from engine.errors import MappingError
 from engine.mapping import Mapping, Skip
+from engine.mapping_base import Mapped
 from engine.pipeline.shadow import EXAMPLES_PER_PATH, Shadow
 
 FHIR = "application/fhir+json"
@@ -18,12 +19,14 @@ def _candidate(body: Any) -> Any:
         raise MappingError("broken")
     if body == "skip":
         return Skip("not ours")
-    return {"resourceType": "Patient", "name": [{"family": "DOE", "given": [body]}]}
+    patient = {"resourceType": "Patient", "name": [{"family": "DOE", "given": [body]}]}
+    return Mapped(patient, left_behind=("PID-38",))
 
 
-def live(given: str) -> bytes:
-    return json.dumps({"resourceType": "Patient",
-                       "name": [{"family": "DOE", "given": [given]}]}).encode()
+def live(given: str, left_behind: tuple[str, ...] = ("PID-38",)) -> Mapped:
+    return Mapped(json.dumps({"resourceType": "Patient",
+                              "name": [{"family": "DOE", "given": [given]}]}).encode(),
+                  left_behind=left_behind)
 
 
 def shadow() -> Shadow:
@@ -60,3 +63,11 @@ def test_examples_are_bounded_per_path():
     [path] = s.summary()["paths"]
     assert path["messages"] == EXAMPLES_PER_PATH + 3
     assert len(path["examples"]) == EXAMPLES_PER_PATH
+
+
+def test_a_field_one_version_reads_and_the_other_leaves_behind_is_a_difference():
+    s = shadow()
+    s.compare("M1", "JANE", live("JANE", left_behind=()))
+    s.compare("M2", "JANE", live("JANE", left_behind=("PID-38", "OBX[3]-17")))
+    paths = {p["path"]: p["examples"] for p in s.summary()["paths"]}
+    assert paths == {"(left behind) PID-38": ["M1"], "(left behind) OBX-17": ["M2"]}

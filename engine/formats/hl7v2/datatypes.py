@@ -34,6 +34,7 @@ from urllib.parse import quote
 from engine.errors import MappingError
 from engine.formats.hl7v2 import tables
 from engine.formats.hl7v2.message import Repetition, Segment
+from engine.leniency import tolerate
 
 # YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]; each part only after the one before it.
 _DTM = re.compile(
@@ -74,20 +75,36 @@ class Dtm(NamedTuple):
 def parse_dtm(value: str, field: str) -> Dtm | None:
     """Split a v2 DTM/TS into parts, checking every part's range; None when empty.
 
-    Raises MappingError naming `field` for anything that is not a real date/time.
+    Raises MappingError naming `field` for anything that is not a real date/time. Under a
+    lenient conversion (`engine.leniency`) it warns instead: a value whose only fault is
+    its time zone is read without the zone, anything else is left out.
     """
     value = present(value)
     if not value:
         return None
+    dtm = _read_dtm(value)
+    if isinstance(dtm, Dtm):
+        return dtm
+    fallback = None
+    if dtm == _BAD_ZONE:
+        fallback = _read_dtm(value[:-5])
+        fallback = fallback if isinstance(fallback, Dtm) else None
+    return tolerate(MappingError(dtm, field=field), fallback)
+
+
+_BAD_ZONE = "holds a time zone offset that does not exist; read without it"
+
+
+def _read_dtm(value: str) -> Dtm | str:
+    """The parts of a non-empty DTM, or why it is not one."""
     m = _DTM.match(value)
     if m is None:
-        raise MappingError(
-            "is not an HL7 date/time (expected YYYY[MM[DD[HHMM[SS[.SSSS]]]]][+/-ZZZZ])",
-            field=field,
-        )
+        return "is not an HL7 date/time (expected YYYY[MM[DD[HHMM[SS[.SSSS]]]]][+/-ZZZZ])"
     dtm = Dtm(**{k: v or "" for k, v in m.groupdict().items()})
     if not _in_range(dtm):
-        raise MappingError("holds a date/time that does not exist", field=field)
+        if dtm.offset and _in_range(dtm._replace(offset="")):
+            return _BAD_ZONE
+        return "holds a date/time that does not exist"
     return dtm
 
 
@@ -121,11 +138,8 @@ def dtm_offset(value: str) -> str | None:
     Used to read the sender's zone from MSH-7; it never raises, because a bad MSH-7 must
     not fail a message whose other dates carry their own zones.
     """
-    try:
-        dtm = parse_dtm(value, "MSH-7")
-    except MappingError:
-        return None
-    return dtm.offset if dtm is not None and dtm.offset else None
+    dtm = _read_dtm(present(value)) if present(value) else None
+    return dtm.offset if isinstance(dtm, Dtm) and dtm.offset else None
 
 
 def to_fhir_date(value: str, field: str) -> str | None:
@@ -215,7 +229,7 @@ def to_fhir_decimal(value: str, field: str) -> Decimal | None:
         return None
     number = parse_nm(value)
     if number is None:
-        raise MappingError("is not a number", field=field)
+        return tolerate(MappingError("is not a number", field=field))
     return number
 
 

@@ -33,6 +33,23 @@ function pretty(content, type) {
   return hl7Lines(content);
 }
 
+// What the mapping could not read (located warnings) and the fields that held a value
+// no rule read: places only, never values, so they need no content permission.
+function conversionFacts(conversion) {
+  if (!conversion) return [];
+  const warnings = conversion.warnings ?? [];
+  const left = conversion.left_behind ?? [];
+  return [
+    warnings.length ? ['Could not read', h('ul', { class: 'conversion-warnings' },
+      warnings.map((w) => h('li', null, h('span', { class: 'mono' }, w.at || '–'), ` ${w.text}`)))]
+      : null,
+    ['Left behind', left.length
+      ? h('span', { class: 'mono left-behind' }, `${left.length} ${left.length === 1
+        ? 'field' : 'fields'}: ${left.join(', ')}`)
+      : 'nothing: every field with a value was read'],
+  ];
+}
+
 export function createMessagePanel(ctx, { close, changed, mappingOf }) {
   const el = h('aside', { class: 'message-panel card', 'aria-labelledby': 'message-title',
     hidden: true });
@@ -84,6 +101,7 @@ export function createMessagePanel(ctx, { close, changed, mappingOf }) {
           h('a', { href: `#/messages/${enc(r.message_id)}` }, r.type || r.message_id),
           r.relation === 'answers' ? ', which this answers' : ', answering this',
           ` (${r.status})`)))] : null,
+      ...conversionFacts(m.conversion),
     ].filter(Boolean);
     const tools = h('div', { class: 'actions' });
     const contentArea = h('div', { class: 'content-area' });
