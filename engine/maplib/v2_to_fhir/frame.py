@@ -1,0 +1,116 @@
+"""One HL7v2 message's conversion to FHIR: the facts every converter needs (sending
+facility, the sender's time zone, message type and event) and the resources made so far.
+
+Resources are kept by id in the order first made, so a transaction never PUTs one twice:
+a later segment about the same thing (the same allergen again) replaces the content at
+the first one's place, and a party met again (the attending doctor in PV1 and in OBR)
+only fills in what the first mention did not say (`add(..., merge=True)`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from engine.errors import MappingError
+from engine.formats.hl7v2 import Hl7Message, Segment
+from engine.formats.hl7v2 import datatypes as dt
+from engine.leniency import guard
+from engine.maplib.fhir import transaction
+from engine.maplib.v2_fhir import message_timestamp, sender_offset, sending_facility
+
+T = TypeVar("T")
+_EVENT_CODE = re.compile(r"[A-Z0-9]{1,8}\Z")
+
+
+class Build:
+    """A message being converted; see the module docstring."""
+
+    def __init__(self, message: Hl7Message, *types: str, default_event: str = "") -> None:
+        """Fails naming MSH-9 when the message is none of `types` (ADT, ORU, ...)."""
+        self.message = message
+        msh = message.segments[0]
+        self.type = dt.present(msh.value(9, 1)).upper()
+        if types and self.type not in types:
+            raise MappingError(f"message type is not {' or '.join(types)}; this mapping "
+                               f"reads {', '.join(types)} only", field="MSH-9")
+        event = (dt.present(msh.value(9, 2)) or dt.present(message.value("EVN-1"))
+                 or default_event).upper()
+        self.event = event if _EVENT_CODE.match(event) else ""
+        self.structure = dt.present(msh.value(9, 3)).upper()
+        self.facility = sending_facility(message)
+        self.offset = sender_offset(message)
+        self.patient: dict | None = None  # set by people.patient
+        self.encounter: dict | None = None  # set by visit.encounter
+        self._resources: dict[str, dict] = {}
+
+    # -- resources ------------------------------------------------------------------------
+
+    def add(self, resource: dict | None, *, merge: bool = False) -> dict | None:
+        """Keep `resource` (None is ignored); with `merge` an existing one of the same
+        id keeps its elements and gains only those it lacked. Returns what is kept."""
+        if resource is None:
+            return None
+        rid = resource["id"]
+        kept = self._resources.get(rid)
+        if kept is not None and merge:
+            for key, value in resource.items():
+                kept.setdefault(key, value)
+            return kept
+        self._resources[rid] = resource
+        return resource
+
+    def resources(self, kind: str | None = None) -> list[dict]:
+        return [r for r in self._resources.values()
+                if kind is None or r["resourceType"] == kind]
+
+    @staticmethod
+    def ref(resource: dict) -> dict:
+        """A reference to a resource of this Bundle."""
+        return {"reference": f"urn:uuid:{resource['id']}"}
+
+    def patient_ref(self) -> dict | None:
+        return self.ref(self.patient) if self.patient is not None else None
+
+    def encounter_ref(self) -> dict | None:
+        return self.ref(self.encounter) if self.encounter is not None else None
+
+    # -- segments -------------------------------------------------------------------------
+
+    def each(self, name: str, convert_one: Callable[[Segment, int], T | None],
+             segments: Iterable[Segment] | None = None) -> list[T]:
+        """`convert_one(segment, occurrence)` for every `name` segment (or those given, in
+        message order), each guarded: one that gives up is a warning located at its
+        occurrence, and the others still map."""
+        chosen = list(segments) if segments is not None else self.message.all(name)
+        numbers = {id(s): n for n, s in enumerate(self.message.all(name), start=1)}
+        found: list[T] = []
+        for segment in chosen:
+            n = numbers.get(id(segment), 1)
+            result = guard(name, n, lambda s=segment, n=n: convert_one(s, n))
+            if result is not None:
+                found.append(result)
+        return found
+
+    def occurrence(self, segment: Segment) -> int:
+        """Which `segment.name` of the message this is, from 1."""
+        for n, s in enumerate(self.message.all(segment.name), start=1):
+            if s is segment:
+                return n
+        return 1
+
+    def field(self, segment: Segment, number: int) -> str:
+        """`OBX[3]-5`: a field's place, for warnings and keys."""
+        n = self.occurrence(segment)
+        return f"{segment.name}{'' if n == 1 else f'[{n}]'}-{number}"
+
+    # -- the result -----------------------------------------------------------------------
+
+    def bundle(self, *, provenance: bool = True) -> dict[str, Any]:
+        """The transaction Bundle, with the message's Provenance last unless told not to."""
+        if provenance:
+            from engine.maplib.v2_to_fhir.provenance import provenance as made_from
+
+            self.add(made_from(self))
+        return transaction(list(self._resources.values()), message_timestamp(self.message))
