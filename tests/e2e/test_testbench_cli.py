@@ -44,6 +44,21 @@ def test_map_and_mapping_diff():
     assert unknown.returncode == 2 and "hl7v2-adt-to-fhir@1" in unknown.stderr
 
 
+def test_map_report_lists_warnings_and_the_fields_left_behind(tmp_path):
+    odd = tmp_path / "odd.hl7"
+    odd.write_bytes((ADT / "v1" / "epic_a01_admit.hl7").read_bytes()
+                    .replace(b"\rPV1|", b"\rZPV|FLAG-ONE|FLAG-TWO\rPV1|", 1))
+    plain = conduit("map", "hl7v2-adt-to-fhir@3", str(odd))
+    assert plain.returncode == 0, plain.stderr
+    assert json.loads(plain.stdout)["resourceType"] == "Bundle"
+    assert "left behind" not in plain.stderr  # only on request
+    reported = conduit("map", "--report", "hl7v2-adt-to-fhir@3", str(odd))
+    assert reported.stdout == plain.stdout
+    [line] = [x for x in reported.stderr.splitlines() if "left behind" in x]
+    assert line.startswith(f"{odd}#1: left behind (")
+    assert "ZPV-1, ZPV-2" in line and "PID-3" not in line and "FLAG" not in line
+
+
 def test_conduit_test_passes_then_fails_on_a_changed_expectation(tmp_path):
     shutil.copytree(REPO / "conf", tmp_path / "conf")
     shutil.copytree(REPO / "channels", tmp_path / "channels")
