@@ -1,0 +1,411 @@
+"""OBX anywhere as Observation: every value type, units, ranges, flags, status, who
+and what performed it, and the NTE comments that follow it.
+
+`observations(b, obxs)` is the one entry point every message builder uses (ADT, ORU,
+OUL, orders, VXU, MDM). A value that cannot be read never costs the message: a number
+that is not a number stays the lab's text (valueString) with a warning naming the field;
+a date that does not exist is kept as text; an OBX without a test code costs that OBX.
+
+Ids: inside a result group (`key`, the report's key as hl7v2-oru-to-fhir@1 derives it)
+an Observation is keyed on OBX-1/OBX-4, exactly as that mapping did, so a resend or an
+upgrade updates the results it wrote. Outside one (OBX in an ADT) it is keyed on the
+patient, OBX-3, OBX-4 and OBX-14 (else the message control id).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from engine.errors import MappingError
+from engine.formats.hl7v2 import Repetition, Segment
+from engine.formats.hl7v2 import datatypes as dt
+from engine.leniency import guard, tolerate
+from engine.maplib import v2_results as legacy
+from engine.maplib.fhir import compact, resource_id
+from engine.maplib.v2_codes import cwe_to_codeable_concept, first_concept
+from engine.maplib.v2_documents import encapsulated_attachment, formatted_text, mime_type
+from engine.maplib.v2_fhir import annotations
+from engine.maplib.v2_orders import keyed
+from engine.maplib.v2_to_fhir import people
+from engine.maplib.v2_to_fhir.frame import Build
+
+DATA_ABSENT = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
+OBSERVATION_CATEGORY = legacy.OBSERVATION_CATEGORY
+TEXT_TYPES = frozenset({"TX", "FT"})
+# LOINC codes of the vital signs US Core profiles (and a few synonyms senders use).
+VITAL_SIGNS = frozenset({
+    "85353-1", "9279-1", "8867-4", "2708-6", "59408-5", "8310-5", "8302-2", "9843-4",
+    "29463-7", "39156-5", "8480-6", "8462-4", "85354-9", "3141-9", "8287-5", "8306-3",
+    "3150-0", "8478-0", "59576-9", "8289-1", "77606-2", "8308-9", "8327-9", "8331-1",
+})
+
+
+class Context(NamedTuple):
+    """What the OBX of one group share (all optional for OBX outside a result group)."""
+
+    key: dict | None = None  # the report's key: Observation ids as ORU@1 made them
+    section: str | None = None  # OBR-24; "" is a lab report without a section
+    report_status: str = ""  # the report's FHIR status, for OBX without OBX-11
+    effective: str | None = None  # OBR-7, for OBX without OBX-14
+    issued: str | None = None  # OBR-22 as an instant
+
+
+def observations(
+    b: Build, obxs: list[Segment], *, based_on: list[dict] | None = None,
+    specimen: dict | None = None, context: Context | None = None,
+) -> list[dict]:
+    """One Observation per OBX (consecutive TX/FT lines of one test joined), each kept in
+    `b` and guarded (an OBX that cannot be mapped is a warning); returns those made.
+
+    `based_on` are ServiceRequests (resources or references), `specimen` the Specimen
+    the results are about, `context` the report group's facts when there is one.
+    """
+    ctx = context or Context()
+    made: list[dict] = []
+    seen: set[str] = set()
+    position = 0
+    for group in _results(b, obxs):
+        obx = group[0]
+        if not _is_attachment(obx):
+            position += 1
+        key = _result_key(obx, position, seen)
+        found = guard("OBX", b.occurrence(obx), lambda g=group, k=key: _observation(
+            b, g, k, ctx, based_on or [], specimen))
+        if found is not None:
+            made.append(b.add(found))
+    return made
+
+
+def _results(b: Build, obxs: list[Segment]) -> list[list[Segment]]:
+    """The OBX grouped into results: a TX/FT line continuing the previous one's test
+    (same OBX-2, OBX-3 and OBX-4, no comment between) joins it."""
+    groups: list[list[Segment]] = []
+    for obx in obxs:
+        last = groups[-1] if groups else None
+        if last is not None and not notes_after(b, last[-1]) and _continues(last[-1], obx):
+            last.append(obx)
+        else:
+            groups.append([obx])
+    return groups
+
+
+def _continues(previous: Segment, obx: Segment) -> bool:
+    kind = dt.present(obx.value(2)).upper()
+    return (kind in TEXT_TYPES and dt.present(previous.value(2)).upper() == kind
+            and previous.raw(3) == obx.raw(3) and previous.raw(4) == obx.raw(4))
+
+
+def _result_key(obx: Segment, position: int, seen: set[str]) -> str:
+    """OBX-1 and OBX-4, or the position when OBX-1 is empty or already used (as
+    hl7v2-oru-to-fhir@1 keys them)."""
+    set_id = dt.present(obx.value(1)) or f"#{position}"
+    key = f"{set_id}/{dt.present(obx.value(4))}"
+    if key in seen:
+        key = f"#{position}/{dt.present(obx.value(4))}"
+    seen.add(key)
+    return key
+
+
+def notes_after(b: Build, segment: Segment) -> list[Segment]:
+    """The NTE segments directly after `segment` in the message (its comments)."""
+    segments = b.message.segments
+    index = next((i for i, s in enumerate(segments) if s is segment), None)
+    found: list[Segment] = []
+    if index is None:
+        return found
+    for seg in segments[index + 1:]:
+        if seg.name != "NTE":
+            break
+        found.append(seg)
+    return found
+
+
+# ---- one Observation ---------------------------------------------------------------------
+
+
+def _observation(b: Build, group: list[Segment], key: str, ctx: Context,
+                 based_on: list[dict], specimen: dict | None) -> dict:
+    obx = group[0]
+    code = first_concept(obx, 3, b.facility)
+    if code is None:
+        raise MappingError("is empty, so the result has no test code", field="OBX-3")
+    unit = legacy.obx_unit(obx)
+    value = _text_value(b, group) if len(group) > 1 else observation_value(b, obx, unit)
+    attachment = value.pop("_attachment", None)
+    notes = [n for o in group for n in notes_after(b, o)]
+    status = _status(obx, ctx.report_status)
+    observation = {
+        "resourceType": "Observation",
+        "id": _id(b, obx, key, ctx),
+        "identifier": _instance_identifier(b, obx),
+        "basedOn": [_reference(b, r) for r in based_on],
+        "status": status,
+        "category": _category(code, ctx.section),
+        "code": code,
+        "subject": b.patient_ref(),
+        "encounter": b.encounter_ref(),
+        "effectiveDateTime": dt.to_fhir_datetime(obx.value(14), "OBX-14", b.offset)
+        or ctx.effective,
+        "issued": ctx.issued or dt.to_fhir_instant(obx.value(19), "OBX-19", b.offset),
+        "performer": _performers(b, obx),
+        **value,
+        "dataAbsentReason": None if value or attachment else _absent(status),
+        "interpretation": legacy.interpretations(obx),
+        "note": annotations(notes),
+        "bodySite": first_concept(obx, 20, b.facility),
+        "method": first_concept(obx, 17, b.facility),
+        "specimen": b.ref(specimen) if specimen else None,
+        "device": _device(b, obx),
+        "referenceRange": _reference_range(obx, unit),
+    }
+    observation = compact(observation)
+    if attachment is not None:
+        document = _document(b, observation, attachment)
+        observation["derivedFrom"] = [b.ref(document)]
+    return observation
+
+
+def _id(b: Build, obx: Segment, key: str, ctx: Context) -> str:
+    if ctx.key is not None:
+        return resource_id("Observation", b.facility, keyed(ctx.key, "OBX", key))
+    subject = b.patient["id"] if b.patient is not None else "no-patient"
+    when = dt.present(obx.value(14)) or dt.present(b.message.segments[0].value(10))
+    parts = (dt.present(obx.value(3, 1)), dt.present(obx.value(3, 3)),
+             dt.present(obx.value(4)), when, key)
+    return resource_id("Observation", b.facility,
+                       keyed({"system": "urn:conduit:patient", "value": subject}, *parts))
+
+
+def _reference(b: Build, target: dict) -> dict:
+    return b.ref(target) if "resourceType" in target else target
+
+
+def _status(obx: Segment, report_status: str) -> str:
+    """OBX-11 through table 0085 (see `v2_results.OBSERVATION_STATUS`); a code outside
+    it is a warning, and the report's status (else unknown) stands."""
+    code = dt.present(obx.value(11)).upper()
+    if code and code not in legacy.OBSERVATION_STATUS:
+        tolerate(MappingError("is not a result status of table 0085; read as the "
+                              "report's status", field="OBX-11"))
+    return legacy.observation_status(obx, report_status)
+
+
+def _absent(status: str) -> dict:
+    code = {"cancelled": "not-performed", "entered-in-error": "error"}.get(status, "unknown")
+    return {"coding": [{"system": DATA_ABSENT, "code": code}]}
+
+
+def _category(code: dict, section: str | None) -> list[dict]:
+    """vital-signs for a LOINC vital sign; laboratory in a lab report; else none."""
+    loinc = any(c.get("system") == "http://loinc.org" and c.get("code") in VITAL_SIGNS
+                for c in code.get("coding", []))
+    if loinc:
+        coding = {"system": OBSERVATION_CATEGORY, "code": "vital-signs",
+                  "display": "Vital Signs"}
+        return [{"coding": [coding]}]
+    if section is None:
+        return []
+    return legacy.observation_category(section)
+
+
+def _instance_identifier(b: Build, obx: Segment) -> list[dict]:
+    """OBX-21 observation instance identifier (v2.6+)."""
+    identifier = dt.ei_to_identifier(dt.first_rep(obx, 21), b.facility)
+    return [identifier] if identifier else []
+
+
+def _performers(b: Build, obx: Segment) -> list[dict]:
+    """OBX-16 responsible observers and OBX-25 the performing lab's medical director as
+    Practitioners, OBX-23 (with its OBX-24 address) the performing Organization."""
+    found: list[dict] = []
+    for rep in [*obx.repetitions(16), *obx.repetitions(25)]:
+        person = people.practitioner(b, rep)
+        if person is not None and b.ref(person) not in found:
+            found.append(b.ref(person))
+    lab = _performing_lab(b, obx)
+    if lab is not None:
+        found.append(b.ref(lab))
+    return found
+
+
+def _performing_lab(b: Build, obx: Segment) -> dict | None:
+    """OBX-23 XON (name, id number in .10 else .3, assigning authority .6) with the
+    OBX-24 address."""
+    rep = dt.first_rep(obx, 23)
+    if rep is None:
+        return None
+    number = dt.present(rep.value(10)) or dt.present(rep.value(3))
+    identifier = None
+    if number:
+        system = (dt.hd_system(rep.value(6, 1), rep.value(6, 2), rep.value(6, 3))
+                  or people.local_system(b, "organization"))
+        identifier = {"system": system, "value": number}
+    lab = people.organization(b, rep.value(1), identifier)
+    address = dt.xad_to_address(dt.first_rep(obx, 24)) if dt.first_rep(obx, 24) else None
+    if lab is not None and address:
+        lab.setdefault("address", [address])
+    return lab
+
+
+def _device(b: Build, obx: Segment) -> dict | None:
+    """OBX-18 equipment instance identifier (EI) as a Device, referenced."""
+    identifier = dt.ei_to_identifier(dt.first_rep(obx, 18), b.facility)
+    if identifier is None:
+        return None
+    device = b.add({"resourceType": "Device",
+                    "id": resource_id("Device", b.facility, identifier),
+                    "identifier": [identifier]}, merge=True)
+    return b.ref(device)
+
+
+def _reference_range(obx: Segment, unit: legacy.Unit) -> list[dict]:
+    return legacy.reference_range(obx, unit)
+
+
+def _document(b: Build, observation: dict, attachment: dict) -> dict:
+    """An ED or RP value as a DocumentReference the Observation is derived from (R4 has
+    no valueAttachment)."""
+    document = b.add(compact({
+        "resourceType": "DocumentReference",
+        "id": resource_id("DocumentReference", b.facility,
+                          {"system": "urn:conduit:observation", "value": observation["id"]}),
+        "status": "current",
+        "type": observation["code"],
+        "subject": b.patient_ref(),
+        "date": observation.get("issued"),
+        "content": [{"attachment": attachment}],
+        "context": {"encounter": [b.encounter_ref()]} if b.encounter else None,
+    }))
+    assert document is not None
+    return document
+
+
+# ---- OBX-5 by OBX-2 ------------------------------------------------------------------------
+
+
+def observation_value(b: Build, obx: Segment, unit: legacy.Unit | None = None) -> dict:
+    """Observation.value[x] from OBX-5 as OBX-2 says; {} when OBX-5 is empty.
+
+    NM valueQuantity (a non-number stays the lab's text, with a warning); SN a quantity
+    with comparator, a range or a ratio; NR valueRange; ST/TX/FT valueString (FT's
+    formatting commands decoded, repetitions as lines); CE/CWE/CNE/CF valueCodeableConcept;
+    DT/TS/DTM valueDateTime; TM valueTime; DR valuePeriod; ED and RP an attachment (in
+    "_attachment", for a DocumentReference). Other or no type: numbers as quantities, the
+    rest as text.
+    """
+    reps = [r for r in obx.repetitions(5) if dt.present(r.text)]
+    if not reps:
+        return {}
+    unit = unit or legacy.obx_unit(obx)
+    kind = dt.present(obx.value(2)).upper()
+    first = reps[0]
+    if kind == "NM":
+        return _numeric(first, unit)
+    if kind == "SN":
+        return _structured_numeric(first, unit)
+    if kind == "NR":
+        return _numeric_range(first, unit)
+    if kind in ("CE", "CWE", "CNE", "CF"):
+        concept = cwe_to_codeable_concept(first, b.facility)
+        return {"valueCodeableConcept": concept} if concept else {}
+    if kind in ("DT", "TS", "DTM"):
+        return _datetime(first.value(1), b.offset)
+    if kind == "TM":
+        return legacy._time(first.value(1))
+    if kind == "DR":
+        return _period(first, b.offset)
+    if kind == "ED":
+        try:
+            found = encapsulated_attachment(first, "OBX-5")
+        except MappingError as exc:
+            return tolerate(exc, {})
+        return {"_attachment": found} if found else {}
+    if kind == "RP":
+        return _pointer(first)
+    if kind in ("ST", "TX", "FT", "TEXT") or kind not in ("", "NA"):
+        return {"valueString": "\n".join(_lines(b, obx))}
+    return _untyped(first, unit)
+
+
+def _text_value(b: Build, group: list[Segment]) -> dict:
+    lines = [line for obx in group for line in (_lines(b, obx) or [""])]
+    text = "\n".join(lines).strip("\n")
+    return {"valueString": text} if text.strip() else {}
+
+
+def _lines(b: Build, obx: Segment) -> list[str]:
+    """OBX-5's repetitions as lines, escapes and formatting commands decoded (a stray
+    component separator in free text stays text)."""
+    d = b.message.delimiters
+    raw = obx.raw(5)
+    if not dt.present(raw):
+        return []
+    return [formatted_text(rep, d).rstrip() for rep in raw.split(d.repetition)]
+
+
+def _numeric(rep: Repetition, unit: legacy.Unit) -> dict:
+    text = dt.present(rep.value(1))
+    value = dt.parse_nm(text)
+    if value is None:
+        found = legacy._structured_numeric(rep, unit) if text[:1] in "<>=" else {}
+        if "valueString" in found or not found:
+            return tolerate(MappingError("is not a number; kept as text", field="OBX-5"),
+                            {"valueString": rep.text.strip()})
+        return found
+    return {"valueQuantity": unit.quantity(value)}
+
+
+def _structured_numeric(rep: Repetition, unit: legacy.Unit) -> dict:
+    found = legacy._structured_numeric(rep, unit)
+    if "valueString" in found and dt.parse_nm(rep.value(2)) is None:
+        return tolerate(MappingError("is not a structured numeric; kept as text",
+                                     field="OBX-5"), found)
+    return found
+
+
+def _numeric_range(rep: Repetition, unit: legacy.Unit) -> dict:
+    """NR = low ^ high (either may be absent)."""
+    low, high = dt.parse_nm(rep.value(1)), dt.parse_nm(rep.value(2))
+    if low is None and high is None:
+        return tolerate(MappingError("is not a numeric range; kept as text", field="OBX-5"),
+                        {"valueString": rep.text.strip()})
+    return {"valueRange": compact({
+        "low": unit.quantity(low) if low is not None else None,
+        "high": unit.quantity(high) if high is not None else None,
+    })}
+
+
+def _datetime(value: str, offset: str | None) -> dict:
+    when = dt.to_fhir_datetime(value, "OBX-5", offset)
+    return {"valueDateTime": when} if when else {"valueString": dt.present(value)}
+
+
+def _period(rep: Repetition, offset: str | None) -> dict:
+    """DR = start (TS, its time in the first subcomponent) ^ end."""
+    start = dt.to_fhir_datetime(rep.value(1, 1), "OBX-5", offset)
+    end = dt.to_fhir_datetime(rep.value(2, 1), "OBX-5", offset)
+    period = compact({"start": start, "end": end})
+    return {"valuePeriod": period} if period else {"valueString": rep.text.strip()}
+
+
+def _pointer(rep: Repetition) -> dict:
+    """RP = pointer ^ application id ^ type of data ^ subtype: an attachment by url."""
+    pointer = dt.present(rep.value(1))
+    if not pointer:
+        return {}
+    if " " in pointer:
+        return {"valueString": pointer}
+    return {"_attachment": {"contentType": mime_type(rep.value(3), rep.value(4)),
+                            "url": pointer}}
+
+
+def _untyped(rep: Repetition, unit: legacy.Unit) -> dict:
+    """No OBX-2: a number is a quantity, anything else is text."""
+    value = dt.parse_nm(rep.value(1))
+    if value is not None and len(rep.components()) == 1:
+        return {"valueQuantity": unit.quantity(value)}
+    return {"valueString": rep.text.strip()}
+
+
+def _is_attachment(obx: Segment) -> bool:
+    return dt.present(obx.value(2)).upper() in ("ED", "RP")
