@@ -1,0 +1,334 @@
+"""ORC/OBR (or ORC alone) as a ServiceRequest, the same order however it reaches us.
+
+The id follows `engine.maplib.v2_orders`' key rules, as `hl7v2-orm-to-fhir@1` does: uuid5
+of the placer's facility and the placer order number (ORC-2, else OBR-2), else the filler
+number (ORC-3, else OBR-3). In an order message (ORM, OML, OMG) the sender is the placer;
+in a result message (ORU, OUL) the receiver (MSH-6, else MSH-5) is, so a result's
+ServiceRequest is the very order the order feed made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from engine.errors import MappingError
+from engine.formats.hl7v2 import Segment, tables
+from engine.formats.hl7v2 import datatypes as dt
+from engine.leniency import tolerate
+from engine.maplib.fhir import compact, resource_id
+from engine.maplib.v2_codes import codeable_concepts, first_concept, subcomponent_concept
+from engine.maplib.v2_fhir import annotations
+from engine.maplib.v2_orders import (
+    ORDER_CONTROL_STATUS,
+    ORDER_STATUS,
+    OrderGroup,
+    keyed,
+    order_groups,
+    order_numbers,
+    receiving_facility,
+    section_categories,
+)
+from engine.maplib.v2_to_fhir import people, visit
+from engine.maplib.v2_to_fhir.frame import Build
+
+RESULT_TYPES = frozenset({"ORU", "OUL"})
+# ORC-1 codes that change an order already placed: their ORC-9 is when the change was
+# made, not when the order was written, so it is not authoredOn.
+CHANGE_CONTROLS = frozenset({"CA", "CR", "DC", "DR", "OC", "OD", "DF", "HD", "HR", "OH",
+                             "RL", "RR", "XO", "XR", "XX", "UA", "UC", "UD", "UH", "UM",
+                             "UN", "UX", "OE", "OF", "OR"})
+# OBR-25 result status, for a result message whose ORC says nothing of the order.
+RESULT_ORDER_STATUS = {"F": "completed", "C": "completed", "X": "revoked", "P": "active",
+                       "R": "active", "I": "active", "S": "active", "A": "active"}
+# ORC-29 order type (table 0482): inpatient or outpatient order.
+ORDER_TYPE = {"I": "Inpatient Order", "O": "Outpatient Order"}
+V2_0482 = tables.V2_SYSTEM + "0482"
+
+
+# ---- keys -------------------------------------------------------------------------------
+
+
+def placer_facility(b: Build) -> str:
+    """Who placed the message's orders: the sender of an order, the receiver of a result."""
+    if b.type in RESULT_TYPES:
+        return receiving_facility(b.message) or b.facility
+    return b.facility
+
+
+def filler_facility(b: Build) -> str:
+    """Who fills them: the receiver of an order, the sender of a result."""
+    if b.type in RESULT_TYPES:
+        return b.facility
+    return receiving_facility(b.message) or b.facility
+
+
+def order_key(b: Build, orc: Segment | None, obr: Segment | None) -> dict:
+    """The identifier a ServiceRequest id (and what hangs off the order) is keyed on.
+
+    Without any order number a lenient conversion keys the order on the message control
+    id and the group's place in it (a resend updates it), with a warning at ORC-2.
+    """
+    numbers = order_numbers(orc, obr, placer_authority=placer_facility(b),
+                            filler_authority=filler_facility(b))
+    key = numbers.placer or numbers.filler
+    if key is not None:
+        return key
+    anchor = orc if orc is not None else obr
+    assert anchor is not None
+    control = dt.present(b.message.segments[0].value(10)) or "no-control-id"
+    fallback = {"system": f"urn:conduit:msh:{b.facility}",
+                "value": f"{control}^{anchor.name}^{b.occurrence(anchor)}"}
+    return tolerate(MappingError(
+        "has no placer or filler order number (nor ORC-3, OBR-2, OBR-3), so the order is "
+        "identified by the message control id", field=b.field(anchor, 2)), fallback)
+
+
+def request_id(b: Build, orc: Segment | None, obr: Segment | None) -> str:
+    """The ServiceRequest id of an ORC/OBR pair (see the module docstring)."""
+    return resource_id("ServiceRequest", placer_facility(b), order_key(b, orc, obr))
+
+
+def group_of(b: Build, segment: Segment | None) -> OrderGroup | None:
+    """The order group (`v2_orders.order_groups`) a segment belongs to."""
+    if segment is None:
+        return None
+    for group in order_groups(b.message):
+        if group.orc is segment or group.obr is segment or any(
+                s is segment for s in group.body):
+            return group
+    return None
+
+
+# ---- the ServiceRequest -----------------------------------------------------------------
+
+
+def service_request(
+    b: Build, orc: Segment | None, obr: Segment | None, *,
+    tq1: Segment | None = None, specimens: Iterable[dict] = (),
+    notes: Iterable[Segment] = (), reasons: Iterable[Segment] = (),
+    supporting: Iterable[dict] = (),
+) -> dict | None:
+    """The ServiceRequest of an ORC/OBR pair (either may be None), kept in `b`; None
+    when both are. `tq1` is the order's timing (else the first TQ1 of its group),
+    `specimens`, `notes` (NTE), `reasons` (DG1) and `supporting` (Observations) what
+    the caller found around it. Needs `b.patient`."""
+    if orc is None and obr is None:
+        return None
+    if b.patient is None:
+        raise MappingError("the message has no patient for the order", field="PID-3")
+    if tq1 is None:
+        group = group_of(b, orc or obr)
+        tq1 = next((s for s in group.body if s.name == "TQ1"), None) if group else None
+    numbers = order_numbers(orc, obr, placer_authority=placer_facility(b),
+                            filler_authority=filler_facility(b))
+    request = {
+        "resourceType": "ServiceRequest",
+        "id": request_id(b, orc, obr),
+        "identifier": _identifiers(b, numbers.identifiers(), obr),
+        "requisition": dt.ei_to_identifier(dt.first_rep(orc, 4), placer_facility(b),
+                                           tables.PLACER_GROUP_NUMBER),
+        "status": request_status(b, orc, obr),
+        "intent": "reflex-order" if _value(obr, 11).upper() == "G" else "order",
+        "category": section_categories(obr.value(24)) if _value(obr, 24) else None,
+        "priority": _priority(b, tq1, orc, obr),
+        "code": first_concept(obr, 4, b.facility),
+        "quantityQuantity": _quantity(b, tq1, orc),
+        "subject": b.patient_ref(),
+        "encounter": b.encounter_ref(),
+        **_occurrence(b, tq1, orc, obr),
+        "authoredOn": _authored_on(b, orc),
+        "requester": _requester(b, orc, obr),
+        "locationCode": _location_code(orc),
+        "locationReference": _locations(b, orc),
+        "reasonCode": _reasons(b, obr, reasons),
+        "supportingInfo": [b.ref(r) for r in supporting],
+        "specimen": [b.ref(s) for s in specimens],
+        "bodySite": _body_site(b, obr),
+        "note": annotations(notes),
+    }
+    return b.add(compact(request))
+
+
+def request_status(b: Build, orc: Segment | None, obr: Segment | None) -> str:
+    """ORC-5 (table 0038) when valued and known, else ORC-1 (table 0119); in a result
+    message without either, OBR-25 (a final result completes the order); else unknown."""
+    status = ORDER_STATUS.get(_value(orc, 5).upper())
+    if status:
+        return status
+    control = _value(orc, 1).upper()
+    if control in ORDER_CONTROL_STATUS:
+        return ORDER_CONTROL_STATUS[control]
+    if b.type in RESULT_TYPES:
+        return RESULT_ORDER_STATUS.get(_value(obr, 25).upper(), "unknown")
+    return "unknown"
+
+
+# ---- elements ---------------------------------------------------------------------------
+
+
+def _value(segment: Segment | None, field: int, component: int = 1) -> str:
+    return dt.present(segment.value(field, component)) if segment is not None else ""
+
+
+def _identifiers(b: Build, numbers: list[dict], obr: Segment | None) -> list[dict]:
+    """Placer (PLAC) and filler (FILL) numbers, then OBR-53 alternate placer numbers."""
+    found = list(numbers)
+    if obr is not None:
+        for rep in obr.repetitions(53):
+            extra = dt.ei_to_identifier(rep, placer_facility(b), tables.PLACER_IDENTIFIER)
+            if extra and all(extra["value"] != i["value"] or extra["system"] != i["system"]
+                             for i in found):
+                found.append(extra)
+    return found
+
+
+def _priority(b: Build, tq1: Segment | None, orc: Segment | None,
+              obr: Segment | None) -> str | None:
+    """TQ1-9, else ORC-7.6, else OBR-27.6, else OBR-5; S stat, A asap, R routine. A code
+    outside those is a warning, not a guess."""
+    for segment, field, component in ((tq1, 9, 1), (orc, 7, 6), (obr, 27, 6), (obr, 5, 1)):
+        code = _value(segment, field, component).upper()
+        if code:
+            found = tables.PRIORITY.get(code)
+            if found is None and code not in ("P", "C", "T", "PRN"):
+                assert segment is not None
+                place = b.field(segment, field) + ("" if component == 1 else f".{component}")
+                return tolerate(MappingError("is not a priority code (S, A, R) this mapping "
+                                             "knows", field=place))
+            return found
+    return None
+
+
+def _quantity(b: Build, tq1: Segment | None, orc: Segment | None) -> dict | None:
+    """TQ1-2 (CQ), else ORC-7.1: how many of the service are asked for."""
+    if tq1 is not None and _value(tq1, 2):
+        number = dt.to_fhir_decimal(tq1.value(2, 1), b.field(tq1, 2))
+        unit = dt.present(tq1.value(2, 2))
+        return compact({"value": number, "unit": unit}) if number is not None else None
+    if orc is not None and _value(orc, 7):
+        number = dt.to_fhir_decimal(orc.value(7, 1), b.field(orc, 7) + ".1")
+        return {"value": number} if number is not None else None
+    return None
+
+
+def _occurrence(b: Build, tq1: Segment | None, orc: Segment | None,
+                obr: Segment | None) -> dict:
+    """When the service is wanted: TQ1-7/8 start and end (with TQ1-6 duration, TQ1-14
+    total occurrences as a Timing), else ORC-7.4/7.5, OBR-27.4/5, ORC-15 order effective
+    time, OBR-6 requested time, OBR-7/8 observation time."""
+    if tq1 is not None:
+        start = dt.to_fhir_datetime(tq1.value(7), b.field(tq1, 7), b.offset)
+        end = dt.to_fhir_datetime(tq1.value(8), b.field(tq1, 8), b.offset)
+        count = _count(b, tq1)
+        if count or (start and end):
+            repeat = compact({"boundsPeriod": compact({"start": start, "end": end}),
+                              "count": count})
+            if repeat:
+                return {"occurrenceTiming": {"repeat": repeat}}
+        if start:
+            return {"occurrenceDateTime": start}
+    for segment, field in ((orc, 7), (obr, 27)):
+        if segment is not None and dt.present(segment.value(field, 4)):
+            place = b.field(segment, field)
+            start = dt.to_fhir_datetime(segment.value(field, 4), place + ".4", b.offset)
+            end = dt.to_fhir_datetime(segment.value(field, 5), place + ".5", b.offset)
+            if start and end and start != end:
+                return {"occurrencePeriod": {"start": start, "end": end}}
+            if start:
+                return {"occurrenceDateTime": start}
+    for segment, field, end_field in ((orc, 15, 0), (obr, 6, 0), (obr, 7, 8)):
+        if segment is not None and _value(segment, field):
+            start = dt.to_fhir_datetime(segment.value(field), b.field(segment, field), b.offset)
+            end = (dt.to_fhir_datetime(segment.value(end_field), b.field(segment, end_field),
+                                       b.offset) if end_field else None)
+            if start and end and start != end:
+                return {"occurrencePeriod": {"start": start, "end": end}}
+            if start:
+                return {"occurrenceDateTime": start}
+    return {}
+
+
+def _count(b: Build, tq1: Segment) -> int | None:
+    text = _value(tq1, 14)
+    if not text:
+        return None
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    return tolerate(MappingError("is not a positive whole number of occurrences",
+                                 field=b.field(tq1, 14)))
+
+
+def _authored_on(b: Build, orc: Segment | None) -> str | None:
+    """ORC-9, unless this ORC changes an order already placed (see CHANGE_CONTROLS)."""
+    if orc is None or _value(orc, 1).upper() in CHANGE_CONTROLS:
+        return None
+    return dt.to_fhir_datetime(orc.value(9), b.field(orc, 9), b.offset)
+
+
+def _requester(b: Build, orc: Segment | None, obr: Segment | None) -> dict | None:
+    """ORC-12 ordering provider, else OBR-16, else ORC-21 ordering facility: each named
+    party is kept as a Practitioner or Organization."""
+    ordering = people.practitioner(b, dt.first_rep(orc, 12))
+    also = people.practitioner(b, dt.first_rep(obr, 16))
+    facility = ordering_facility(b, orc)
+    chosen = ordering or also or facility
+    return b.ref(chosen) if chosen is not None else None
+
+
+def ordering_facility(b: Build, orc: Segment | None) -> dict | None:
+    """ORC-21 (XON) as an Organization, with ORC-22 address and ORC-23 phone."""
+    rep = dt.first_rep(orc, 21)
+    if orc is None or rep is None:
+        return None
+    number = dt.present(rep.value(10)) or dt.present(rep.value(3))
+    identifier = None
+    if number:
+        system = (dt.hd_system(rep.value(6, 1), rep.value(6, 2), rep.value(6, 3))
+                  or people.local_system(b, "organization"))
+        identifier = {"system": system, "value": number}
+    org = people.organization(b, rep.value(1), identifier)
+    if org is not None:
+        address = [a for a in (dt.xad_to_address(r) for r in orc.repetitions(22)) if a]
+        phones = [t for t in (dt.xtn_to_contact_point(r, "work")
+                              for r in orc.repetitions(23)) if t]
+        if address:
+            org.setdefault("address", address)
+        if phones:
+            org.setdefault("telecom", phones)
+    return org
+
+
+def _location_code(orc: Segment | None) -> list[dict]:
+    code = _value(orc, 29).upper()
+    if code in ORDER_TYPE:
+        return [{"coding": [{"system": V2_0482, "code": code, "display": ORDER_TYPE[code]}]}]
+    return [{"text": code}] if code else []
+
+
+def _locations(b: Build, orc: Segment | None) -> list[dict]:
+    """ORC-13 enterer's location, where the order was placed, as a Location."""
+    where = visit.location(b, dt.first_rep(orc, 13))
+    return [b.ref(where)] if where is not None else []
+
+
+def _reasons(b: Build, obr: Segment | None, dg1s: Iterable[Segment]) -> list[dict]:
+    """OBR-31 reasons for study, then DG1-3 diagnoses, without repeats."""
+    found = codeable_concepts(obr, 31, b.facility)
+    for dg1 in dg1s:
+        found += codeable_concepts(dg1, 3, b.facility)
+    unique: list[dict] = []
+    for concept in found:
+        if concept not in unique:
+            unique.append(concept)
+    return unique
+
+
+def _body_site(b: Build, obr: Segment | None) -> list[dict]:
+    """OBR-15.4, the body site of an old (v2.3-2.4) specimen source."""
+    site = subcomponent_concept(obr, 15, 4, b.facility) if _value(obr, 15, 4) else None
+    return [site] if site else []
+
+
+def keyed_on_order(b: Build, orc: Segment | None, obr: Segment | None, *parts: str) -> dict:
+    """A key derived from the order's (for what hangs off it: a specimen without an id)."""
+    return keyed(order_key(b, orc, obr), *parts)
