@@ -35,6 +35,7 @@ from typing import NamedTuple
 from engine.errors import MappingError
 from engine.formats.hl7v2 import Hl7Message, Repetition, Segment, tables
 from engine.formats.hl7v2 import datatypes as dt
+from engine.leniency import tolerate
 from engine.maplib.fhir import compact
 from engine.maplib.v2_codes import Bound, first_concept
 
@@ -239,7 +240,7 @@ def whole_number(value: str, field: str) -> int | None:
     if number is None:
         return None
     if number.as_tuple().exponent != 0 or number < 0:
-        raise MappingError("is not a whole number of zero or more", field=field)
+        return tolerate(MappingError("is not a whole number of zero or more", field=field))
     return int(number)
 
 
@@ -323,7 +324,7 @@ def time_of_day(value: str, field: str) -> str | None:
         return None
     time = dt.to_fhir_time(value)
     if time is None:
-        raise MappingError("is not a time of day (expected HHMM[SS])", field=field)
+        return tolerate(MappingError("is not a time of day (expected HHMM[SS])", field=field))
     return time
 
 

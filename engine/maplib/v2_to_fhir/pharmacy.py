@@ -1,0 +1,558 @@
+"""Pharmacy segments as FHIR: an order (ORC with RXO or RXE, its RXR routes, RXC
+components, TQ1 timing and NTE notes) as a MedicationRequest and the Medication it
+names; a dispense (RXD) as a MedicationDispense; a give (RXG) or an administration
+(RXA) as a MedicationAdministration.
+
+Choices a receiver notices:
+- A MedicationRequest's id is the one hl7v2-rde-to-fhir@1 gives the same order (ORC-2
+  placer, else ORC-3 filler, within the sending facility), so the NW, XO, HD and DC of
+  one order and every version of the mapping update one resource. An order without
+  either number is keyed on RXE-15 prescription number, else on the patient, the drug
+  and when it was ordered, with a warning naming ORC-2.
+- The drug is a Medication resource (code RXE-2 / RXO-1 / RXD-2 / RXG-4 / RXA-5, form,
+  strength, RXC components as ingredients) referenced by medicationReference, as the
+  reference converter does; its id comes from its content, so the same drug named by
+  many orders is one resource.
+- Status, doses, timing, routes and units read as `engine.maplib.v2_pharmacy` reads them;
+  a code or value that cannot be read is a located warning and the order still maps.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import NamedTuple
+
+from engine.errors import MappingError
+from engine.formats.hl7v2 import Segment, tables
+from engine.formats.hl7v2 import datatypes as dt
+from engine.leniency import guard, tolerate
+from engine.maplib import v2_pharmacy as rx
+from engine.maplib.fhir import compact, resource_id
+from engine.maplib.v2_codes import codeable_concepts, first_concept
+from engine.maplib.v2_fhir import annotations
+from engine.maplib.v2_orders import placer_and_filler
+from engine.maplib.v2_to_fhir import people
+from engine.maplib.v2_to_fhir.frame import Build
+
+# ---- where each fact sits in RXO and RXE ------------------------------------------------
+
+
+class OrderFields(NamedTuple):
+    """Field numbers of one kind of order segment (RXO as placed, RXE as encoded)."""
+
+    code: int
+    dose_low: int
+    dose_high: int
+    dose_units: int
+    form: int
+    admin_instructions: int
+    substitution: int
+    dispense_amount: int
+    dispense_units: int
+    refills: int
+    prescriber: int  # ordering provider's DEA number (an XCN)
+    give_rate: int
+    give_rate_units: int
+    strength: int
+    strength_units: int
+    indication: int
+    daily_dose: int
+    strength_volume: int
+    strength_volume_units: int
+
+
+RXE_FIELDS = OrderFields(2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 23, 24, 25, 26, 27, 19, 33, 34)
+RXO_FIELDS = OrderFields(1, 2, 3, 4, 5, 7, 9, 11, 12, 13, 14, 21, 22, 18, 19, 20, 23, 25, 26)
+# Segments whose following NTE are notes on the order (an OBX's NTE is about the OBX).
+_ORDER_PARTS = frozenset({"ORC", "RXO", "RXE", "RXR", "RXC", "TQ1", "TQ2", "NTE"})
+
+
+def fields_of(segment: Segment) -> OrderFields:
+    return RXO_FIELDS if segment.name == "RXO" else RXE_FIELDS
+
+
+# ---- order groups --------------------------------------------------------------------------
+
+# Segments that start a part of an order group: what follows (RXR, RXC, TQ1, NTE) is theirs.
+_PARTS = frozenset({"ORC", "RXO", "RXE", "RXD", "RXG", "RXA", "OBX", "FT1", "BLG", "CTI"})
+# Segments that may open an order when a sender leaves out the ORC (v2.3 feeds).
+_OPENERS = frozenset({"RXO", "RXE", "RXD", "RXG", "RXA"})
+
+
+class PharmacyOrder:
+    """One ORC (or, without ORC, one order segment) and the segments up to the next."""
+
+    def __init__(self, orc: Segment | None) -> None:
+        self.orc = orc
+        self.segments: list[Segment] = []
+
+    def first(self, name: str) -> Segment | None:
+        return next((s for s in self.segments if s.name == name), None)
+
+    def all(self, name: str) -> list[Segment]:
+        return [s for s in self.segments if s.name == name]
+
+    def owned(self, owner: Segment | None, name: str) -> list[Segment]:
+        """The `name` segments (RXR, RXC, TQ1, NTE) between `owner` and the next part."""
+        if owner is None:
+            return []
+        found: list[Segment] = []
+        started = owner is self.orc
+        for seg in self.segments:
+            if seg is owner:
+                started = True
+            elif started and seg.name in _PARTS:
+                break
+            elif started and seg.name == name:
+                found.append(seg)
+        return found
+
+    def timings(self) -> list[Segment]:
+        """TQ1 after the encoded order (RXE) win over those after ORC or RXO."""
+        rxe = self.first("RXE")
+        return self.owned(rxe, "TQ1") or self.all("TQ1")
+
+    def routes(self, *owners: Segment | None) -> list[Segment]:
+        """The RXR of the first owner that has some."""
+        return next((r for r in (self.owned(o, "RXR") for o in owners) if r), [])
+
+    def components(self, *owners: Segment | None) -> list[Segment]:
+        return next((r for r in (self.owned(o, "RXC") for o in owners) if r), [])
+
+    def notes(self, *owners: Segment | None) -> list[Segment]:
+        """NTE after the ORC and after the owners (or their RXR/RXC/TQ1), not an OBX's."""
+        mine = {id(o) for o in owners if o is not None}
+        keep = self.orc is not None
+        found: list[Segment] = []
+        for seg in self.segments:
+            if seg.name == "NTE":
+                if keep:
+                    found.append(seg)
+            elif seg.name in _PARTS:
+                keep = id(seg) in mine
+        return found
+
+
+def pharmacy_orders(b: Build) -> list[PharmacyOrder]:
+    """The message's orders in order: each ORC with what follows it; an order segment
+    before any ORC (or a second one of its kind) opens an order of its own."""
+    orders: list[PharmacyOrder] = []
+    current: PharmacyOrder | None = None
+    for seg in b.message.segments:
+        if seg.name == "ORC":
+            current = PharmacyOrder(seg)
+            orders.append(current)
+            continue
+        if seg.name in _OPENERS and (current is None or current.first(seg.name) is not None):
+            current = PharmacyOrder(None)
+            orders.append(current)
+        if current is not None:
+            current.segments.append(seg)
+    return orders
+
+
+# ---- the order ----------------------------------------------------------------------------
+
+
+def medication_request(b: Build, orc: Segment | None, order_segment: Segment,
+                       rxrs: list[Segment], rxcs: list[Segment], *,
+                       timings: list[Segment] | None = None,
+                       notes: list[Segment] | None = None) -> dict | None:
+    """The MedicationRequest of one pharmacy order (ORC with an RXO or an RXE), kept in
+    `b` with its Medication and the practitioners it names; None (with a warning) when
+    the order names no drug. TQ1 and NTE are found after the order's segments unless
+    given."""
+    if timings is None or notes is None:
+        found_timings, found_notes = _order_parts(b, orc or order_segment)
+        timings = found_timings if timings is None else timings
+        notes = found_notes if notes is None else notes
+    return guard(order_segment.name, b.occurrence(order_segment),
+                 lambda: _request(b, orc, order_segment, rxrs, rxcs, timings, notes))
+
+
+def _order_parts(b: Build, first: Segment) -> tuple[list[Segment], list[Segment]]:
+    """The TQ1 and the order's NTE from `first` up to the next ORC (or other segment)."""
+    timings: list[Segment] = []
+    notes: list[Segment] = []
+    started = False
+    for seg in b.message.segments:
+        if seg is first:
+            started = True
+            continue
+        if not started:
+            continue
+        if seg.name == "ORC" or seg.name not in _ORDER_PARTS:
+            break
+        if seg.name == "TQ1":
+            timings.append(seg)
+        elif seg.name == "NTE":
+            notes.append(seg)
+    return timings, notes
+
+
+def _request(b: Build, orc: Segment | None, seg: Segment, rxrs: list[Segment],
+             rxcs: list[Segment], timings: list[Segment], notes: list[Segment]) -> dict:
+    f = fields_of(seg)
+    medication = medication_resource(b, seg, f.code, f.form, rxcs,
+                                     strength=(f.strength, f.strength_units,
+                                               f.strength_volume, f.strength_volume_units))
+    if medication is None:
+        raise MappingError("is empty: the order names no medication", field=b.field(seg, f.code))
+    b.add(medication)
+    identifiers = order_identifiers(b, orc, seg)
+    plans = _schedules(b, orc, seg, timings)
+    authored = _authored(b, orc, seg)
+    key = identifiers[0] if identifiers else _fallback_key(b, orc, medication, authored)
+    requester = _first_person(b, (orc, 12), (seg, f.prescriber), (orc, 21))
+    recorder = _first_person(b, (orc, 10), (orc, 19))
+    request = {
+        "resourceType": "MedicationRequest",
+        "id": resource_id("MedicationRequest", b.facility, key),
+        "identifier": identifiers,
+        "groupIdentifier": dt.first_ei(orc, 4, b.facility) if orc is not None else None,
+        "status": request_status(b, orc),
+        "statusReason": first_concept(orc, 16, b.facility),
+        "intent": "order",
+        "priority": next((p.priority for p in plans if p.priority), None),
+        "medicationReference": b.ref(medication),
+        "subject": b.patient_ref(),
+        "encounter": b.encounter_ref(),
+        "authoredOn": authored,
+        "requester": b.ref(requester) if requester else None,
+        "recorder": b.ref(recorder) if recorder else None,
+        "reasonCode": codeable_concepts(seg, f.indication, b.facility),
+        "note": _notes(seg, notes),
+        "dosageInstruction": dosages(b, seg, rxrs, plans),
+        "dispenseRequest": _dispense_request(b, orc, seg, plans),
+        "substitution": _substitution(seg, f.substitution),
+        "priorPrescription": _prior(b, orc),
+    }
+    return b.add(compact(request))
+
+
+def order_identifiers(b: Build, orc: Segment | None, seg: Segment) -> list[dict]:
+    """ORC-2 placer and ORC-3 filler numbers (the released mapping's, first one keys the
+    id), then RXE-15 prescription number."""
+    found = placer_and_filler(orc, 2, 3, b.facility) if orc is not None else []
+    if seg.name == "RXE" and dt.present(seg.value(15)):
+        found.append({"type": {"text": "Prescription number"},
+                      "system": people.local_system(b, "prescription"),
+                      "value": dt.present(seg.value(15))})
+    return found
+
+
+def _fallback_key(b: Build, orc: Segment | None, medication: dict, authored: str | None
+                  ) -> dict:
+    """Without an order number: the patient, the drug and the order time, so the same
+    message again keeps its id."""
+    tolerate(MappingError("is empty and so is ORC-3: the order is keyed on its patient, "
+                          "drug and time", field=b.field(orc, 2) if orc is not None else "ORC-2"))
+    patient = b.patient["id"] if b.patient is not None else ""
+    return {"system": "urn:conduit:medication-request-key",
+            "value": "|".join((patient, medication["id"], authored or ""))}
+
+
+def request_status(b: Build, orc: Segment | None) -> str:
+    """ORC-1 and ORC-5 as `v2_pharmacy.order_status` reads them; an order control code
+    outside table 0119 is unknown, with a warning."""
+    if orc is None:
+        return "unknown"
+    try:
+        return rx.order_status(orc, b.field(orc, 1).rsplit("-", 1)[0])
+    except MappingError as error:
+        return tolerate(error, "unknown")
+
+
+def _authored(b: Build, orc: Segment | None, seg: Segment) -> str | None:
+    """ORC-9 transaction time, else RXE-32 original order time."""
+    when = None
+    if orc is not None:
+        when = dt.to_fhir_datetime(orc.value(9), b.field(orc, 9), b.offset)
+    if when is None and seg.name == "RXE":
+        when = dt.to_fhir_datetime(seg.value(32), b.field(seg, 32), b.offset)
+    return when
+
+
+def _first_person(b: Build, *places: tuple[Segment | None, int]) -> dict | None:
+    """The Practitioner of the first of `places` that names someone; every place is read
+    (each named person is kept), the first one wins."""
+    chosen = None
+    for segment, number in places:
+        if segment is None:
+            continue
+        for rep in segment.repetitions(number)[:1]:
+            found = people.practitioner(b, rep)
+            chosen = chosen or found
+    return chosen
+
+
+def _prior(b: Build, orc: Segment | None) -> dict | None:
+    """ORC-8 parent order as a logical reference by identifier."""
+    if orc is None:
+        return None
+    identifier = dt.ei_to_identifier(dt.first_rep(orc, 8), b.facility, tables.PLACER_IDENTIFIER)
+    return {"type": "MedicationRequest", "identifier": identifier} if identifier else None
+
+
+def _notes(seg: Segment, notes: list[Segment]) -> list[dict]:
+    """The order's NTE, then RXE-21 / RXO-6 pharmacy instructions as a note."""
+    found = annotations(notes)
+    field = 21 if seg.name == "RXE" else 6
+    text = _text(seg, field)
+    if text:
+        found.append({"text": text})
+    return found
+
+
+def _text(seg: Segment, field: int) -> str:
+    """A CE/ST field as words: each repetition's text (else code), joined."""
+    parts = []
+    for rep in seg.repetitions(field):
+        text = dt.present(rep.value(2)) or dt.present(rep.value(9)) or dt.present(rep.value(1))
+        if text:
+            parts.append(text)
+    return "; ".join(parts)
+
+
+# ---- the drug -----------------------------------------------------------------------------
+
+
+def medication_resource(b: Build, seg: Segment, code_field: int, form_field: int | None,
+                        rxcs: list[Segment], *, strength: tuple[int, int, int, int] | None = None,
+                        extra_codes: tuple[int, ...] = ()) -> dict | None:
+    """A Medication from a segment's drug code (with more codes from `extra_codes`), its
+    form, its strength (value, units, volume, volume units) and RXC components as
+    ingredients; None when it names no drug and has no components. Its id is derived from
+    its content."""
+    code = first_concept(seg, code_field, b.facility)
+    for number in extra_codes:
+        more = first_concept(seg, number, b.facility)
+        if more and code:
+            code.setdefault("coding", []).extend(
+                c for c in more.get("coding", []) if c not in code.get("coding", []))
+        code = code or more
+    ingredients = [i for i in (ingredient(b, rxc) for rxc in rxcs) if i]
+    if code is None and ingredients:
+        names = [i["itemCodeableConcept"].get("text") or i["itemCodeableConcept"]["coding"][0]
+                 .get("display", i["itemCodeableConcept"]["coding"][0]["code"])
+                 for i in ingredients]
+        code = {"text": " + ".join(names)}
+    if code is None:
+        return None
+    if strength and not ingredients:
+        ratio = _strength(b, seg, *strength)
+        if ratio:
+            ingredients = [{"itemCodeableConcept": code, "strength": ratio}]
+    content = compact({
+        "resourceType": "Medication",
+        "code": code,
+        "form": first_concept(seg, form_field, b.facility) if form_field else None,
+        "ingredient": ingredients,
+    })
+    key = json.dumps(content, sort_keys=True, default=str)
+    return {"resourceType": "Medication",
+            "id": resource_id("Medication", b.facility, {"system": "content", "value": key}),
+            **{k: v for k, v in content.items() if k != "resourceType"}}
+
+
+def _strength(b: Build, seg: Segment, value: int, units: int, volume: int,
+              volume_units: int) -> dict | None:
+    """Give strength per strength volume (RXE-25/26 per RXE-33/34), per 1 without one."""
+    numerator = rx.quantity(dt.to_fhir_decimal(seg.value(value), b.field(seg, value)),
+                            dt.first_rep(seg, units))
+    if numerator is None:
+        return None
+    denominator = rx.quantity(dt.to_fhir_decimal(seg.value(volume), b.field(seg, volume)),
+                              dt.first_rep(seg, volume_units)) or {"value": 1}
+    return {"numerator": numerator, "denominator": denominator}
+
+
+def ingredient(b: Build, rxc: Segment) -> dict | None:
+    """One RXC component: RXC-2 code, strength RXC-5/6 per RXC-8/9 volume (else the
+    amount RXC-3/4 per one dose), active when an additive (RXC-1 A), not when the base."""
+    item = first_concept(rxc, 2, b.facility)
+    if item is None:
+        return tolerate(MappingError("is empty: the component names no substance",
+                                     field=b.field(rxc, 2)))
+    ratio = _strength(b, rxc, 5, 6, 8, 9) or _strength(b, rxc, 3, 4, 0, 0)
+    kind = dt.present(rxc.value(1)).upper()
+    return compact({
+        "itemCodeableConcept": item,
+        "isActive": {"A": True, "B": False}.get(kind),
+        "strength": ratio,
+    })
+
+
+# ---- dosage -------------------------------------------------------------------------------
+
+
+def _schedules(b: Build, orc: Segment | None, seg: Segment, timings: list[Segment]
+               ) -> list[rx.Schedule]:
+    """One Schedule per TQ1; else the v2.3 TQ of RXE-1, else ORC-7."""
+    if timings:
+        found = [guard("TQ1", b.occurrence(t), lambda t=t: rx.schedule_from_tq1(
+            t, b.field(t, 1).rsplit("-", 1)[0], b.offset)) for t in timings]
+        for t in timings:
+            _check_time_units(b, t)
+        return [s for s in found if s is not None]
+    places = [(seg, 1)] if seg.name == "RXE" else []
+    places += [(orc, 7)] if orc is not None else []
+    for segment, number in places:
+        rep = dt.first_rep(segment, number)
+        if rep is not None and any(dt.present(c) for c in rep.components()):
+            name = b.field(segment, number)
+            plan = guard(segment.name, b.occurrence(segment),
+                         lambda rep=rep, name=name: rx.schedule_from_tq(rep, name, b.offset))
+            return [plan] if plan else []
+    return []
+
+
+def _check_time_units(b: Build, tq1: Segment) -> None:
+    """A TQ1-6/13 duration whose unit is not a unit of time is left out: say where."""
+    for number in (6, 13):
+        unit = dt.present(tq1.value(number, 2)).upper()
+        if dt.present(tq1.value(number, 1)) and unit and unit not in tables.TIME_UNITS:
+            tolerate(MappingError("has a duration unit that is not a unit of time; the "
+                                  "duration is left out", field=b.field(tq1, number)))
+
+
+def dosages(b: Build, seg: Segment, rxrs: list[Segment], plans: list[rx.Schedule]
+            ) -> list[dict]:
+    """One Dosage per schedule (at least one), sharing dose, rate, route, site, method
+    and instructions; RXO/RXE-7 coded instructions, total daily dose as maxDosePerPeriod."""
+    f = fields_of(seg)
+    rxr = rxrs[0] if rxrs else None
+    shared = {
+        "additionalInstruction": [*codeable_concepts(seg, f.admin_instructions, b.facility),
+                                  *(codeable_concepts(rxr, 5, b.facility) if rxr else [])],
+        "route": rx.route(rxr, b.facility) if rxr else None,
+        "site": _site(b, rxr),
+        "method": first_concept(rxr, 4, b.facility) if rxr else None,
+        "doseAndRate": dose_and_rate(b, seg),
+        "maxDosePerPeriod": _daily_dose(b, seg, f.daily_dose),
+    }
+    result = []
+    for number, plan in enumerate(plans or [rx.Schedule(None)], start=1):
+        dosage = {
+            "sequence": number if len(plans) > 1 else None,
+            "text": plan.text,
+            **shared,
+            "timing": plan.timing,
+            "asNeededBoolean": True if plan.as_needed else None,
+        }
+        if plan.condition:
+            dosage["additionalInstruction"] = [*shared["additionalInstruction"],
+                                               {"text": plan.condition}]
+        result.append(compact(dosage))
+    return [d for d in result if d]
+
+
+def _site(b: Build, rxr: Segment | None) -> dict | None:
+    """RXR-2 site; RXR-6 site modifier is kept as text beside it."""
+    if rxr is None:
+        return None
+    site = rx.site(rxr, b.facility)
+    modifier = first_concept(rxr, 6, b.facility)
+    if site is not None and modifier is not None:
+        words = modifier.get("text") or modifier.get("coding", [{}])[0].get("display")
+        if words:
+            site = {**site, "text": f"{words} {site.get('text') or ''}".strip()}
+    return site
+
+
+def dose_and_rate(b: Build, seg: Segment) -> list[dict]:
+    """Give amount (a range when minimum and maximum differ) in give units, and give rate,
+    from the fields of an RXE (3/4/5, 23/24) or an RXO (2/3/4, 21/22)."""
+    f = fields_of(seg)
+    units = dt.first_rep(seg, f.dose_units)
+    low = dt.to_fhir_decimal(seg.value(f.dose_low), b.field(seg, f.dose_low))
+    high = dt.to_fhir_decimal(seg.value(f.dose_high), b.field(seg, f.dose_high))
+    entry: dict = {}
+    if low is not None and high is not None and high != low:
+        entry["doseRange"] = {"low": rx.quantity(low, units), "high": rx.quantity(high, units)}
+    elif low is not None or high is not None:
+        entry["doseQuantity"] = rx.quantity(low if low is not None else high, units)
+    rate = dt.to_fhir_decimal(seg.value(f.give_rate), b.field(seg, f.give_rate))
+    if rate is not None:
+        entry["rateQuantity"] = rx.quantity(rate, dt.first_rep(seg, f.give_rate_units))
+    return [entry] if entry else []
+
+
+def _daily_dose(b: Build, seg: Segment, number: int) -> dict | None:
+    """A CQ total daily dose (value ^ units as subcomponents) per 1 day."""
+    value = dt.to_fhir_decimal(seg.value(number, 1), b.field(seg, number))
+    if value is None:
+        return None
+    code, text = dt.present(seg.value(number, 2, 1)), dt.present(seg.value(number, 2, 2))
+    quantity: dict = {"value": value}
+    ucum = rx.UCUM_UNITS.get(code.upper())
+    if text or code:
+        quantity["unit"] = text or code
+    if ucum:
+        quantity.update(system=tables.UCUM, code=ucum)
+    day = {"value": 1, "unit": "d", "system": tables.UCUM, "code": "d"}
+    return {"numerator": quantity, "denominator": day}
+
+
+# ---- dispense request and substitution ----------------------------------------------------
+
+
+def _dispense_request(b: Build, orc: Segment | None, seg: Segment, plans: list[rx.Schedule]
+                      ) -> dict | None:
+    """Dispense amount and units, refills, initial fill (RXE-39), dispensing pharmacy
+    (RXE-40), dispense interval (RXO-28 days) and the period the order is valid for (ORC-15
+    order effective time, else the timing start, to the timing end)."""
+    f = fields_of(seg)
+    start = (dt.to_fhir_datetime(orc.value(15), b.field(orc, 15), b.offset)
+             if orc is not None else None)
+    start = start or next((p.start for p in plans if p.start), None)
+    end = next((p.end for p in plans if p.end), None)
+    units = dt.first_rep(seg, f.dispense_units)
+    request = {
+        "quantity": rx.quantity(dt.to_fhir_decimal(seg.value(f.dispense_amount),
+                                                   b.field(seg, f.dispense_amount)), units),
+        "numberOfRepeatsAllowed": _count(b, seg, f.refills),
+        "validityPeriod": compact({"start": start, "end": end}),
+    }
+    if seg.name == "RXE":
+        initial = rx.quantity(dt.to_fhir_decimal(seg.value(39), b.field(seg, 39)), units)
+        request["initialFill"] = {"quantity": initial} if initial else None
+        request["performer"] = _pharmacy(b, seg, 40)
+    else:
+        days = dt.to_fhir_decimal(seg.value(28), b.field(seg, 28))
+        request["dispenseInterval"] = ({"value": days, "unit": "days", "system": tables.UCUM,
+                                        "code": "d"} if days is not None else None)
+        request["performer"] = _pharmacy(b, seg, 32)
+    return compact(request) or None
+
+
+def _count(b: Build, seg: Segment, number: int) -> int | None:
+    """A count (refills): a whole number of zero or more, else a warning and none."""
+    try:
+        return rx.whole_number(seg.value(number), b.field(seg, number))
+    except MappingError as error:
+        return tolerate(error)
+
+
+def _pharmacy(b: Build, seg: Segment, number: int) -> dict | None:
+    """A CWE naming a pharmacy as an Organization reference."""
+    rep = dt.first_rep(seg, number)
+    if rep is None:
+        return None
+    code, name = dt.present(rep.value(1)), dt.present(rep.value(2))
+    identifier = ({"system": people.local_system(b, "pharmacy"), "value": code}
+                  if code else None)
+    org = people.organization(b, name or code, identifier)
+    return b.ref(org) if org else None
+
+
+def _substitution(seg: Segment, number: int) -> dict | None:
+    """RXE-9 / RXO-9 (table 0167) as `v2_pharmacy.substitution` reads RXE-9."""
+    code = dt.present(seg.value(number)).upper()
+    if code not in rx.SUBSTITUTION:
+        return None
+    v3_code, v3_display, v2_display = rx.SUBSTITUTION[code]
+    return {"allowedCodeableConcept": {"coding": [
+        {"system": rx.V3_SUBSTITUTION, "code": v3_code, "display": v3_display},
+        {"system": tables.V2_0167, "code": code, "display": v2_display},
+    ]}}
