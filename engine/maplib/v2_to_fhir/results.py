@@ -14,10 +14,11 @@ patient, OBX-3, OBX-4 and OBX-14 (else the message control id).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 from engine.errors import MappingError
-from engine.formats.hl7v2 import Repetition, Segment
+from engine.formats.hl7v2 import Repetition, Segment, tables
 from engine.formats.hl7v2 import datatypes as dt
 from engine.leniency import guard, tolerate
 from engine.maplib import v2_results as legacy
@@ -25,7 +26,15 @@ from engine.maplib.fhir import compact, resource_id
 from engine.maplib.v2_codes import cwe_to_codeable_concept, first_concept
 from engine.maplib.v2_documents import encapsulated_attachment, formatted_text, mime_type
 from engine.maplib.v2_fhir import annotations
-from engine.maplib.v2_orders import keyed
+from engine.maplib.v2_orders import (
+    SpecimenContext,
+    keyed,
+    order_numbers,
+    receiving_facility,
+    section_categories,
+    specimen_from_obr15,
+    specimen_from_spm,
+)
 from engine.maplib.v2_to_fhir import people
 from engine.maplib.v2_to_fhir.frame import Build
 
@@ -48,6 +57,7 @@ class Context(NamedTuple):
     report_status: str = ""  # the report's FHIR status, for OBX without OBX-11
     effective: str | None = None  # OBR-7, for OBX without OBX-14
     issued: str | None = None  # OBR-22 as an instant
+    specimen_of: Callable[[Segment], dict | None] | None = None  # the SPM an OBX follows
 
 
 def observations(
@@ -66,11 +76,12 @@ def observations(
     position = 0
     for group in _results(b, obxs):
         obx = group[0]
-        if not _is_attachment(obx):
+        if dt.present(obx.value(2)).upper() != "ED":  # as ORU@1 counted (ED was a form)
             position += 1
         key = _result_key(obx, position, seen)
-        found = guard("OBX", b.occurrence(obx), lambda g=group, k=key: _observation(
-            b, g, k, ctx, based_on or [], specimen))
+        own = ctx.specimen_of(obx) if ctx.specimen_of is not None else None
+        found = guard("OBX", b.occurrence(obx), lambda g=group, k=key, s=own: _observation(
+            b, g, k, ctx, based_on or [], s or specimen))
         if found is not None:
             made.append(b.add(found))
     return made
@@ -134,6 +145,7 @@ def _observation(b: Build, group: list[Segment], key: str, ctx: Context,
     attachment = value.pop("_attachment", None)
     notes = [n for o in group for n in notes_after(b, o)]
     status = _status(obx, ctx.report_status)
+    analysed = dt.to_fhir_instant(obx.value(19), "OBX-19", b.offset)  # when OBR-22 is not sent
     observation = {
         "resourceType": "Observation",
         "id": _id(b, obx, key, ctx),
@@ -146,7 +158,7 @@ def _observation(b: Build, group: list[Segment], key: str, ctx: Context,
         "encounter": b.encounter_ref(),
         "effectiveDateTime": dt.to_fhir_datetime(obx.value(14), "OBX-14", b.offset)
         or ctx.effective,
-        "issued": ctx.issued or dt.to_fhir_instant(obx.value(19), "OBX-19", b.offset),
+        "issued": ctx.issued or analysed,
         "performer": _performers(b, obx),
         **value,
         "dataAbsentReason": None if value or attachment else _absent(status),
@@ -407,5 +419,185 @@ def _untyped(rep: Repetition, unit: legacy.Unit) -> dict:
     return {"valueString": rep.text.strip()}
 
 
-def _is_attachment(obx: Segment) -> bool:
-    return dt.present(obx.value(2)).upper() in ("ED", "RP")
+
+
+# ---- report groups (ORC/OBR with their OBX, SPM and NTE) ------------------------------------
+
+
+class ReportParts(NamedTuple):
+    """An order group's body sorted: result OBX (with the Specimen each follows), ED
+    documents, the report's own NTE comments and its SPM segments."""
+
+    results: list[tuple[Segment, int | None]]  # (OBX, index of the SPM it follows)
+    forms: list[Segment]
+    notes: list[Segment]
+    spms: list[Segment]
+
+
+def report_parts(body: list[Segment]) -> ReportParts:
+    """Walk the segments of one group (OBR first): NTE right after OBR (or its TQ1) is
+    the report's; an ED OBX is the report's presented form; OBX after an SPM are that
+    specimen's."""
+    parts = ReportParts([], [], [], [])
+    anchor = "OBR"
+    for seg in body:
+        if seg.name == "OBX":
+            if dt.present(seg.value(2)).upper() == "ED":
+                parts.forms.append(seg)
+            else:
+                parts.results.append((seg, len(parts.spms) - 1 if parts.spms else None))
+            anchor = "OBX"
+        elif seg.name == "NTE":
+            if anchor in ("OBR", "TQ1", "TQ2", "ORC"):
+                parts.notes.append(seg)
+        elif seg.name == "SPM":
+            parts.spms.append(seg)
+            anchor = "SPM"
+        elif seg.name != "OBR":
+            anchor = seg.name
+    return parts
+
+
+def report_key(b: Build, orc: Segment | None, obr: Segment) -> tuple[dict, list[dict], dict | None]:
+    """The report's key as hl7v2-oru-to-fhir@1 derives it (filler number, else placer,
+    with OBR-4.1), its placer/filler identifiers and the placer number. Without either
+    number, the message control id and the OBR's place stand in, with a warning."""
+    numbers = order_numbers(orc, obr, placer_authority=receiving_facility(b.message)
+                            or b.facility, filler_authority=b.facility)
+    main = numbers.filler or numbers.placer
+    if main is None:
+        control = dt.present(b.message.segments[0].value(10)) or "no-control-id"
+        main = tolerate(MappingError(
+            "has no filler or placer order number (nor ORC-3/ORC-2), so the report is "
+            "identified by the message control id", field="OBR-3"),
+            {"system": f"urn:conduit:msh:{b.facility}",
+             "value": f"{control}^OBR^{b.occurrence(obr)}"})
+    identifiers = numbers.identifiers()
+    for field, kind, authority in ((2, tables.PLACER_IDENTIFIER, receiving_facility(b.message)
+                                    or b.facility), (3, tables.FILLER_IDENTIFIER, b.facility)):
+        own = dt.ei_to_identifier(dt.first_rep(obr, field), authority, kind)  # OBR-2/3 too
+        if own is not None and all(own["value"] != i["value"] for i in identifiers):
+            identifiers.append(own)
+    return keyed(main, dt.present(obr.value(4, 1))), identifiers, numbers.placer
+
+
+def report_status(obr: Segment) -> str:
+    """OBR-25 through table 0123; a code outside it is a warning and "unknown"."""
+    code = dt.present(obr.value(25)).upper()
+    if code and code not in legacy.REPORT_STATUS:
+        tolerate(MappingError("is not a result status of table 0123; the report's status "
+                              "is unknown", field="OBR-25"))
+    return legacy.report_status(obr)
+
+
+def practitioner_of_cnn(b: Build, rep: Repetition) -> dict | None:
+    """The Practitioner of an NDL (OBR-32..35: a CNN in the subcomponents of its first
+    component), read as the XCN it spells out."""
+    d = b.message.delimiters
+    first = rep.components()[0] if rep.components() else ""
+    return people.practitioner(b, Repetition(first.replace(d.subcomponent, d.component), d))
+
+
+def diagnostic_report(
+    b: Build, orc: Segment | None, obr: Segment, *, key: dict, identifiers: list[dict],
+    status: str, based_on: list[dict], results: list[dict], specimens: list[dict],
+    notes: list[Segment], forms: list[dict],
+) -> dict:
+    """The DiagnosticReport of one OBR: identifiers, basedOn, status OBR-25, category
+    OBR-24 (LAB by default), code OBR-4, effective OBR-7 (a period with OBR-8), issued
+    OBR-22, performer OBR-34 technicians and OBR-33 assistants, resultsInterpreter OBR-32,
+    results, specimens, notes (R5 note extension) and presented forms."""
+    code = first_concept(obr, 4, b.facility)
+    if code is None:
+        code = tolerate(MappingError("is empty, so the report's test is not named",
+                                     field="OBR-4"), {"text": "Unspecified report"})
+    start = dt.to_fhir_datetime(obr.value(7), "OBR-7", b.offset)
+    end = dt.to_fhir_datetime(obr.value(8), "OBR-8", b.offset)
+    effective = ({"effectivePeriod": compact({"start": start, "end": end})}
+                 if end and end != start else {"effectiveDateTime": start})
+    group = dt.ei_to_identifier(dt.first_rep(orc, 4), b.facility, tables.PLACER_GROUP_NUMBER)
+    report = {
+        "resourceType": "DiagnosticReport",
+        "id": resource_id("DiagnosticReport", b.facility, key),
+        "extension": [{"url": legacy.REPORT_NOTE_EXTENSION, "valueAnnotation": a}
+                      for a in annotations(notes)],
+        "identifier": [*identifiers, *([group] if group else [])],
+        "basedOn": based_on,
+        "status": status,
+        "category": section_categories(obr.value(24)),
+        "code": code,
+        "subject": b.patient_ref(),
+        "encounter": b.encounter_ref(),
+        **effective,
+        "issued": dt.to_fhir_instant(obr.value(22), "OBR-22", b.offset),
+        "performer": _report_people(b, obr, 34, 33),
+        "resultsInterpreter": _report_people(b, obr, 32),
+        "specimen": [b.ref(s) for s in specimens],
+        "result": [b.ref(r) for r in results],
+        "presentedForm": forms,
+    }
+    return compact(report)
+
+
+def _report_people(b: Build, obr: Segment, *fields: int) -> list[dict]:
+    found: list[dict] = []
+    for number in fields:
+        for rep in obr.repetitions(number):
+            person = practitioner_of_cnn(b, rep)
+            if person is not None and b.ref(person) not in found:
+                found.append(b.ref(person))
+    return found
+
+
+def presented_forms(b: Build, forms: list[Segment]) -> list[dict]:
+    """Each ED OBX-5 as an Attachment (its title OBX-3's text); data that does not decode
+    is a warning naming its OBX."""
+    found: list[dict] = []
+    for obx in forms:
+        def one(obx: Segment = obx) -> dict | None:
+            rep = dt.first_rep(obx, 5)
+            attachment = encapsulated_attachment(rep, "OBX-5") if rep is not None else None
+            if attachment is None:
+                return None
+            title = dt.present(obx.value(3, 2)) or dt.present(obx.value(3, 1))
+            return compact({**attachment, "title": title})
+        made = guard("OBX", b.occurrence(obx), one)
+        if made is not None:
+            found.append(made)
+    return found
+
+
+# ---- what a report hangs on: its order and specimens ----------------------------------------
+
+
+def service_request(b: Build, orc: Segment | None, obr: Segment | None) -> dict | None:
+    """The ServiceRequest a result answers, as the order builders make it
+    (`orders.service_request`), so the result's basedOn is the order feed's very order."""
+    try:
+        from engine.maplib.v2_to_fhir import orders
+    except ImportError:  # the orders builder is not installed: no order, no basedOn
+        return None
+    return orders.service_request(b, orc, obr)
+
+
+def specimens_of(b: Build, obr: Segment, spms: list[Segment], key: dict) -> list[dict]:
+    """The Specimens of a report: each SPM (guarded), else OBR-15 (v2.3-2.4)."""
+    assert b.patient is not None
+    sc = SpecimenContext(b.facility, b.patient["id"], b.offset, key)
+    try:
+        from engine.maplib.v2_to_fhir import specimens as shared
+    except ImportError:
+        shared = None
+
+    def one(spm: Segment, n: int) -> dict | None:
+        if shared is not None:
+            return shared.specimen(b, spm, key=key)
+        return b.add(specimen_from_spm(spm, sc))
+
+    if spms:
+        return b.each("SPM", one, spms)
+    if shared is not None:
+        found = guard("OBR", b.occurrence(obr), lambda: shared.from_obr15(b, obr, key=key))
+    else:
+        found = guard("OBR", b.occurrence(obr), lambda: specimen_from_obr15(obr, sc))
+    return [b.add(found)] if found else []

@@ -1,0 +1,136 @@
+"""ORU: results as DiagnosticReport per OBR with its Observations (every OBX value type),
+Specimens, the ServiceRequest each answers, and the Patient and Encounter they are about.
+
+Every PATIENT_RESULT group is mapped: a message that carries a second PID (a batch of
+reports for several patients) gives each patient's results under that patient, never
+under the first. Ids are those hl7v2-oru-to-fhir@1 gave the same facts (Patient as the
+ADT feed, DiagnosticReport by filler number and OBR-4, Observation by OBX-1/OBX-4), so a
+resend or an upgrade updates rather than duplicates.
+"""
+
+from __future__ import annotations
+
+from engine.errors import MappingError
+from engine.formats.hl7v2 import Hl7Message, Segment
+from engine.formats.hl7v2 import datatypes as dt
+from engine.leniency import tolerate
+from engine.maplib.fhir import resource_id
+from engine.maplib.v2_orders import keyed, order_groups
+from engine.maplib.v2_to_fhir import people, results, visit
+from engine.maplib.v2_to_fhir.frame import Build
+from engine.maplib.v2_to_fhir.results import (
+    Context,
+    diagnostic_report,
+    presented_forms,
+    report_key,
+    report_parts,
+    report_status,
+    service_request,
+    specimens_of,
+)
+from engine.mapping_base import Skip
+
+EVENTS: tuple[str, ...] = ("R01", "R30", "R31", "R32")
+RESOURCES: tuple[str, ...] = (
+    "Patient", "RelatedPerson", "Encounter", "Location", "Practitioner", "Organization",
+    "ServiceRequest", "Specimen", "DiagnosticReport", "Observation", "DocumentReference",
+    "Device", "Provenance",
+)
+
+
+def build(message: Hl7Message) -> dict | Skip:
+    b = Build(message, "ORU", default_event="R01")
+    if b.event not in EVENTS:
+        return Skip(f"ORU^{b.event or '(no event)'} is not a result event this mapping reads")
+    groups = patient_groups(message)
+    if not groups:
+        raise MappingError("the PID segment is missing, so there is no patient", field="PID-3")
+    if not any(s.name in ("OBR", "OBX") for s in message.segments):
+        raise MappingError("the message has no OBR or OBX segment, so there is no result",
+                           field="OBR")
+    for segments in groups:
+        with_patient(b, segments)
+        report_groups(b, segments)
+    return b.bundle()
+
+
+def patient_groups(message: Hl7Message) -> list[list[Segment]]:
+    """The message's PATIENT_RESULT groups: each PID with the segments up to the next."""
+    groups: list[list[Segment]] = []
+    for seg in message.segments:
+        if seg.name == "PID":
+            groups.append([])
+        if groups:
+            groups[-1].append(seg)
+    return groups
+
+
+def with_patient(b: Build, segments: list[Segment]) -> None:
+    """Set `b.patient` and `b.encounter` (with related persons) from one patient group's
+    PID, PV1 and NK1, read as people and visit read a message of that group alone."""
+    whole = b.message
+    b.message = Hl7Message([whole.segments[0], *segments], whole.delimiters)
+    try:
+        b.encounter = None
+        people.patient(b)
+        visit.encounter(b)
+        people.related_persons(b)
+    finally:
+        b.message = whole
+
+
+def report_groups(b: Build, segments: list[Segment]) -> list[dict]:
+    """One DiagnosticReport (and its parts) per OBR of a patient group; OBX that no OBR
+    heads are Observations of their own. Returns the reports."""
+    part = Hl7Message([b.message.segments[0], *segments], b.message.delimiters)
+    reports: list[dict] = []
+    orphans = []
+    for seg in segments:
+        if seg.name in ("ORC", "OBR"):
+            break
+        if seg.name == "OBX":
+            orphans.append(seg)
+    if orphans:
+        results.observations(b, orphans, context=Context(section=""))
+    for group in order_groups(part):
+        if group.obr is None:  # an ORC heading OBX without an OBR: results of that order
+            obxs = [s for s in group.body if s.name == "OBX"]
+            request = service_request(b, group.orc, None) if obxs else None
+            results.observations(b, obxs, based_on=[request] if request else None,
+                                 context=Context(section=""))
+            continue
+        report = b.each("OBR", lambda obr, n, g=group: report_group(b, g.orc, obr, g.body),
+                        [group.obr])
+        reports += report
+    return reports
+
+
+def report_group(b: Build, orc: Segment | None, obr: Segment, body: list[Segment]) -> dict:
+    """The ServiceRequest, Specimens, Observations and DiagnosticReport of one OBR."""
+    key, identifiers, _placer = report_key(b, orc, obr)
+    if any(r["id"] == resource_id("DiagnosticReport", b.facility, key)
+           for r in b.resources("DiagnosticReport")):
+        tolerate(MappingError("carries the order number and test code of an earlier OBR; "
+                              "mapped as a report of its own", field="OBR-3"))
+        key = keyed(key, f"OBR{b.occurrence(obr)}")
+    parts = report_parts(body)
+    request = service_request(b, orc, obr)
+    based_on = [b.ref(request)] if request is not None else []
+    specimens = specimens_of(b, obr, parts.spms, key)
+    status = report_status(obr)
+    by_spm = {id(obx): specimens[i] for obx, i in parts.results
+              if i is not None and i < len(specimens)}
+    context = Context(
+        key=key, section=obr.value(24), report_status=status,
+        effective=dt.to_fhir_datetime(obr.value(7), "OBR-7", b.offset),
+        issued=dt.to_fhir_instant(obr.value(22), "OBR-22", b.offset),
+        specimen_of=lambda obx: by_spm.get(id(obx)),
+    )
+    made = results.observations(
+        b, [obx for obx, _ in parts.results], based_on=based_on,
+        specimen=specimens[0] if specimens else None, context=context)
+    report = diagnostic_report(
+        b, orc, obr, key=key, identifiers=identifiers, status=status, based_on=based_on,
+        results=made, specimens=specimens, notes=parts.notes,
+        forms=presented_forms(b, parts.forms))
+    return b.add(report)
