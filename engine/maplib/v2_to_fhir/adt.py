@@ -1,27 +1,143 @@
-"""ADT: every admit, visit and person event as Patient, Encounter and what the message
-carries about them (related persons, allergies, diagnoses, coverage)."""
+"""ADT: every admit, visit and person event as the Patient, the Encounter and what the
+message carries about them (related persons, allergies, diagnoses, procedures,
+observations, coverage, guarantors), with the message's Provenance and MessageHeader.
+
+Event rules a receiver notices:
+- person events (A28-A31, A40, A47) map a PV1 only when it names a visit (PV1-19):
+  senders fill it with a placeholder;
+- A17 swaps two patients' beds: both PID/PV1 groups are mapped;
+- merges (A40, A41, A47) make the retired patient inactive and `replaced-by` the
+  surviving one, which `replaces` it, with a Linkage of the two; A41 also retires
+  the prior account (MRG-3);
+- A29 (delete person information) makes the Patient inactive.
+"""
 
 from __future__ import annotations
 
-from engine.maplib.v2_to_fhir import clinical, financial, people, visit
+from engine.formats.hl7v2 import Segment
+from engine.formats.hl7v2 import datatypes as dt
+from engine.maplib.fhir import compact, resource_id
+from engine.maplib.v2_to_fhir import clinical, financial, people, results, visit
 from engine.maplib.v2_to_fhir.frame import Build
 from engine.mapping_base import Skip
 
-# Events about the person alone: no Encounter, even when a PV1 is sent.
+EVENTS: tuple[str, ...] = (
+    *(f"A{n:02d}" for n in (*range(1, 18), *range(25, 32))), "A40", "A41", "A45", "A47",
+    "A60",
+)
+RESOURCES: tuple[str, ...] = (
+    "Patient", "RelatedPerson", "Practitioner", "Organization", "Location", "Encounter",
+    "Account", "AllergyIntolerance", "Condition", "Procedure", "Observation", "Coverage",
+    "Linkage", "MessageHeader", "Provenance",
+)
+# Events about the person alone: their PV1, when sent, is often a placeholder.
 PERSON_EVENTS = frozenset({"A28", "A29", "A30", "A31", "A40", "A47"})
-EVENTS = frozenset({f"A{n:02d}" for n in (*range(1, 18), *range(25, 32))}
-                   | {"A40", "A41", "A45", "A47", "A60"})
+MERGES = frozenset({"A40", "A41", "A47"})
+_EVENTS = frozenset(EVENTS)
 
 
 def build(message) -> dict | Skip:
     b = Build(message, "ADT")
-    if b.event not in EVENTS:
+    if b.event not in _EVENTS:
         return Skip(f"ADT^{b.event or '(no event)'} is not an ADT event this mapping reads")
+    groups = _patient_groups(b)
     people.patient(b)
-    if b.event not in PERSON_EVENTS:
-        visit.encounter(b)
+    _visit(b, groups[0][1])
+    if b.event == "A17":
+        _other_patients(b, groups[1:])
+    if b.event in MERGES:
+        _merges(b, groups)
+    if b.event == "A29" and b.patient is not None:
+        b.patient["active"] = False
     people.related_persons(b)
     clinical.allergies(b)
     clinical.conditions(b)
+    clinical.procedures(b)
+    results.observations(b, b.message.all("OBX"))
     financial.coverages(b)
+    financial.guarantors(b)
+    _account(b)
     return b.bundle()
+
+
+def _patient_groups(b: Build) -> list[tuple[Segment, Segment | None, Segment | None]]:
+    """Each PID with the PV1 and MRG of its group (the next ones before another PID)."""
+    groups: list[list] = []
+    for segment in b.message.segments:
+        if segment.name == "PID":
+            groups.append([segment, None, None])
+        elif groups and segment.name == "PV1" and groups[-1][1] is None:
+            groups[-1][1] = segment
+        elif groups and segment.name == "MRG" and groups[-1][2] is None:
+            groups[-1][2] = segment
+    if not groups:
+        people.patient(b)  # fails naming PID-3: no patient, nothing to map
+    return [tuple(g) for g in groups]  # type: ignore[misc]
+
+
+def _visit(b: Build, pv1: Segment | None) -> dict | None:
+    if pv1 is None:
+        return None
+    if b.event in PERSON_EVENTS and visit.visit_identifier(pv1, b.facility) is None:
+        return None
+    return visit.encounter(b, pv1)
+
+
+def _other_patients(b: Build, groups: list) -> None:
+    """A17's second patient and visit (the first is `b.patient`, `b.encounter`)."""
+    first, first_visit = b.patient, b.encounter
+    for pid, pv1, _mrg in groups:
+        b.patient = people.patient(b, pid, primary=False)
+        if pv1 is not None:
+            visit.encounter(b, pv1, primary=False)
+    b.patient, b.encounter = first, first_visit
+
+
+def _merges(b: Build, groups: list) -> None:
+    """Each PID/MRG pair: the retired patient linked to the surviving one."""
+    for n, (pid, _pv1, mrg) in enumerate(groups):
+        if mrg is None:
+            continue
+        survivor = b.patient if n == 0 else people.patient(b, pid, primary=False)
+        assert survivor is not None
+        prior = people.prior_patient(b, mrg, survivor)
+        if prior is not None:
+            b.add(_linkage(b, survivor, prior))
+        if b.event == "A41":
+            _prior_account(b, mrg, survivor)
+
+
+def _linkage(b: Build, survivor: dict, prior: dict) -> dict:
+    key = {"system": f"Patient/{survivor['id']}", "value": f"replaces|{prior['id']}"}
+    return {
+        "resourceType": "Linkage",
+        "id": resource_id("Linkage", b.facility, key),
+        "item": [{"type": "source", "resource": b.ref(survivor)},
+                 {"type": "historical", "resource": b.ref(prior)}],
+    }
+
+
+def _prior_account(b: Build, mrg: Segment, survivor: dict) -> None:
+    """A41's MRG-3 prior account, merged into the patient's current one: inactive."""
+    rep = dt.first_rep(mrg, 3)
+    ident = dt.cx_to_identifier(rep, b.facility) if rep is not None else None
+    if ident is None:
+        return
+    b.add(compact({
+        "resourceType": "Account",
+        "id": resource_id("Account", b.facility, ident),
+        "identifier": [ident],
+        "status": "inactive",
+        "subject": [b.ref(survivor)],
+    }))
+
+
+def _account(b: Build) -> None:
+    """PID-18's account (made by the guarantors already, or here), on the Encounter."""
+    pid = b.message.segment("PID")
+    numbered = pid is not None and bool(dt.present(pid.value(18)))
+    if b.patient is None or not (numbered or getattr(b, "account", None) is not None):
+        return
+    acct = financial.account(b)
+    if b.encounter is not None:
+        b.encounter["account"] = [b.ref(acct)]

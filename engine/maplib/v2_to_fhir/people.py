@@ -2,7 +2,9 @@
 every practitioner named in an XCN, and organizations (MSH-4, assigning authorities).
 
 Ids are deterministic (see `engine.maplib.fhir`), as in every v2 mapping, so the
-Patient an ORU refers to is the very one the ADT feed made.
+Patient an ORU refers to is the very one the ADT feed made: the Patient id is derived
+from the preferred PID-3 identifier exactly as hl7v2-adt-to-fhir@1 derives it. The
+element-level rules for PID live in `patient_parts`.
 """
 
 from __future__ import annotations
@@ -10,26 +12,96 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from engine.errors import MappingError
-from engine.formats.hl7v2 import Repetition, tables
+from engine.formats.hl7v2 import Repetition, Segment, tables
 from engine.formats.hl7v2 import datatypes as dt
+from engine.leniency import tolerate
 from engine.maplib import v2_clinical as clinical
 from engine.maplib.fhir import compact, resource_id
-from engine.maplib.v2_fhir import patient as patient_from_pid
+from engine.maplib.v2_to_fhir import patient_parts as parts
 from engine.maplib.v2_to_fhir.frame import Build
 
 
-def patient(b: Build) -> dict:
-    """The Patient of the message's first PID, kept in `b`; fails naming PID-3 when there
-    is no PID (a patient message with no patient has nothing to map to)."""
-    pid = b.message.segment("PID")
+def patient(b: Build, pid: Segment | None = None, *, primary: bool = True) -> dict:
+    """The Patient of `pid` (the message's first PID by default), kept in `b` (as
+    `b.patient` when `primary`); fails naming PID-3 when there is no PID (a patient
+    message with no patient has nothing to map to)."""
+    pid = pid if pid is not None else b.message.segment("PID")
     if pid is None:
         raise MappingError("the PID segment is missing, so there is no patient", field="PID-3")
-    person = patient_from_pid(pid, b.facility, b.offset)
-    extensions = clinical.race_and_ethnicity(pid)
-    if extensions:
-        person["extension"] = extensions
-    b.patient = b.add(person)
-    return person
+    where = b.field(pid, 3)
+    identifiers = parts.identifiers(pid, b.facility)
+    person = compact({
+        "resourceType": "Patient",
+        "id": patient_id(b, pid, identifiers, where),
+        "meta": parts.last_updated(pid, b.offset),
+        "extension": [*clinical.race_and_ethnicity(pid), *parts.extensions(pid, b.facility)],
+        "identifier": identifiers,
+        "active": _registry_active(b),
+        "name": parts.names(pid),
+        "telecom": parts.telecoms(pid),
+        "gender": parts.gender(pid),
+        "birthDate": dt.to_fhir_date(pid.value(7), "PID-7"),
+        **parts.deceased(pid, b.offset),
+        "address": parts.addresses(pid),
+        "maritalStatus": parts.marital_status(pid, b.facility),
+        **parts.multiple_birth(pid),
+        "communication": parts.communication(pid, b.facility),
+    })
+    kept = b.add(person, merge=not primary)
+    if primary:
+        b.patient = kept
+        _primary_care(b, kept)
+        _contacts(b, kept)
+    return kept
+
+
+def patient_id(b: Build, pid: Segment, identifiers: list[dict], where: str = "PID-3") -> str:
+    """hl7v2-adt-to-fhir@1's id (the MR, else first, PID-3 identifier); without a PID-3
+    id, leniently, the first other identifier, else the name and birth date."""
+    pid3 = [i for i in (dt.cx_to_identifier(rep, b.facility) for rep in pid.repetitions(3)) if i]
+    if pid3:
+        return resource_id("Patient", b.facility, _preferred(pid3))
+    tolerate(MappingError("has no identifier; the patient is keyed on another identifier "
+                          "or on the name and birth date", field=where))
+    if identifiers:
+        return resource_id("Patient", b.facility, identifiers[0])
+    name = dt.present(pid.value(5, 1)).upper() + "^" + dt.present(pid.value(5, 2)).upper()
+    key = {"system": "urn:conduit:name-birthdate", "value": f"{name}|{dt.present(pid.value(7))}"}
+    if key["value"] == "^|":
+        raise MappingError("has no identifier, name or birth date, so the patient cannot be "
+                           "identified", field=where)
+    return resource_id("Patient", b.facility, key)
+
+
+def _preferred(identifiers: list[dict]) -> dict:
+    for ident in identifiers:
+        if any(c["code"] == "MR" for c in ident.get("type", {}).get("coding", [])):
+            return ident
+    return identifiers[0]
+
+
+def prior_patient(b: Build, mrg: Segment, survivor: dict) -> dict | None:
+    """The patient MRG-1 (else MRG-4) names, as the resource a merge retires: inactive,
+    `replaced-by` the survivor, which in turn `replaces` it. None when MRG names nobody
+    or the survivor itself (an A47 that only retypes an identifier)."""
+    reps = mrg.repetitions(1) or mrg.repetitions(4)
+    ids = [i for i in (dt.cx_to_identifier(rep, b.facility) for rep in reps) if i]
+    if not ids:
+        return None
+    rid = resource_id("Patient", b.facility, _preferred(ids))
+    if rid == survivor["id"]:
+        return None
+    names = [n for n in (parts.human_name(rep) for rep in mrg.repetitions(7)) if n]
+    prior = b.add(compact({
+        "resourceType": "Patient", "id": rid, "identifier": ids, "active": False,
+        "name": names,
+        "link": [{"other": b.ref(survivor), "type": "replaced-by"}],
+    }))
+    links = survivor.setdefault("link", [])
+    link = {"other": b.ref(prior), "type": "replaces"}
+    if link not in links:
+        links.append(link)
+    return prior
 
 
 def related_persons(b: Build) -> list[dict]:
@@ -38,6 +110,63 @@ def related_persons(b: Build) -> list[dict]:
     pid = b.patient["id"]
     return [b.add(r) for r in b.each(
         "NK1", lambda nk1, n: clinical.related_person(nk1, n, b.facility, pid, b.offset))]
+
+
+# ---- PD1 and NK1 as elements of the Patient ---------------------------------------------
+
+
+def _registry_active(b: Build) -> bool | None:
+    """PD1-16 registry status: A is active; I, L, M and P are not (table 0441)."""
+    pd1 = b.message.segment("PD1")
+    code = dt.present(pd1.value(16)).upper() if pd1 is not None else ""
+    return True if code == "A" else (False if code in ("I", "L", "M", "P") else None)
+
+
+def _primary_care(b: Build, person: dict) -> None:
+    """PD1-4 primary care providers and PD1-3 primary facility as generalPractitioner."""
+    pd1 = b.message.segment("PD1")
+    if pd1 is None:
+        return
+    found = [practitioner(b, rep) for rep in pd1.repetitions(4)]
+    found += [xon_organization(b, rep) for rep in pd1.repetitions(3)]
+    refs = [b.ref(r) for r in found if r is not None]
+    if refs:
+        person["generalPractitioner"] = refs
+
+
+def _contacts(b: Build, person: dict) -> None:
+    """Each NK1 as a Patient.contact too (where the reference converter puts it)."""
+    contacts = [c for c in (_contact(b, nk1) for nk1 in b.message.all("NK1")) if c]
+    if contacts:
+        person["contact"] = contacts
+
+
+def _contact(b: Build, nk1: Segment) -> dict | None:
+    names = [n for n in (parts.human_name(rep) for rep in nk1.repetitions(2)) if n]
+    telecom = [dt.xtn_to_contact_point(rep, "home") for rep in nk1.repetitions(5)]
+    telecom += [dt.xtn_to_contact_point(rep, "work") for rep in nk1.repetitions(6)]
+    addresses = [a for a in (parts.address(rep) for rep in nk1.repetitions(4)) if a]
+    organization = next((o for o in (xon_organization(b, rep) for rep in nk1.repetitions(13))
+                         if o), None)
+    role = dt.present(nk1.value(7)).upper()
+    relationship = dt.present(nk1.value(3)).upper()
+    concepts = []
+    if role in clinical.CONTACT_ROLE:
+        concepts.append({"coding": [{"system": tables.V2_0131, "code": role,
+                                     "display": clinical.CONTACT_ROLE[role]}]})
+    if relationship in clinical.RELATIONSHIP:
+        concepts.append({"coding": [{"system": tables.V2_0063, "code": relationship,
+                                     "display": clinical.RELATIONSHIP[relationship]}]})
+    contact = compact({
+        "relationship": concepts,
+        "name": names[0] if names else None,
+        "telecom": [t for t in telecom if t],
+        "address": addresses[0] if addresses else None,
+        "organization": b.ref(organization) if organization else None,
+    })
+    if not (names or organization):
+        return None
+    return contact
 
 
 # ---- practitioners and organizations ----------------------------------------------------
@@ -88,6 +217,34 @@ def organization(b: Build, name: str, identifier: dict | None = None) -> dict | 
         "identifier": [identifier] if identifier else None,
         "name": name or None,
     }), merge=True)
+
+
+def hd_organization(b: Build, segment: Segment, field: int) -> dict | None:
+    """The Organization an HD field names (MSH-4, MSH-6): its namespace as name, its
+    universal id (an OID, a URI) as identifier."""
+    namespace = dt.present(segment.value(field, 1))
+    universal = dt.present(segment.value(field, 2))
+    identifier = None
+    if universal:
+        system = dt.hd_system("", universal, segment.value(field, 3))
+        identifier = {"system": "urn:ietf:rfc:3986", "value": system} if system and (
+            system.startswith(("urn:oid:", "urn:uuid:"))) else None
+    return organization(b, namespace or universal, identifier)
+
+
+def xon_organization(b: Build, rep: Repetition | None) -> dict | None:
+    """The Organization an XON names (PD1-3, NK1-13, PV1-39's facility): XON-1 name and
+    XON-10 (else XON-3) identifier within XON-6's authority."""
+    if rep is None:
+        return None
+    name = dt.present(rep.value(1))
+    number = dt.present(rep.value(10)) or dt.present(rep.value(3))
+    identifier = None
+    if number:
+        system = (dt.hd_system(rep.value(6, 1), rep.value(6, 2), rep.value(6, 3))
+                  or local_system(b, "organization"))
+        identifier = {"system": system, "value": number}
+    return organization(b, name, identifier)
 
 
 def local_system(b: Build, what: str) -> str:

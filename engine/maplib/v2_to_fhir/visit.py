@@ -1,25 +1,286 @@
-"""The visit of a message: PV1/PV2 as the Encounter, its locations and participants."""
+"""The visit of a message: PV1/PV2 as the Encounter, with its class, type, status from
+the event, period, participants (each a Practitioner), locations (each a Location),
+hospitalization and account.
+
+The Encounter id is derived from PV1-19 exactly as every earlier mapping derives it
+(`v2_fhir.visit_identifier`), so an ORU, an earlier ADT version and this one all update
+one Encounter. A PV1 without a visit number is still a visit: it is keyed, with a
+warning, on the patient and the admit time (else the message control id).
+"""
 
 from __future__ import annotations
 
-from engine.formats.hl7v2 import Repetition
+from engine.errors import MappingError
+from engine.formats.hl7v2 import Repetition, Segment, tables
 from engine.formats.hl7v2 import datatypes as dt
-from engine.leniency import guard
+from engine.leniency import guard, tolerate
 from engine.maplib.fhir import compact, resource_id
-from engine.maplib.v2_fhir import encounter as encounter_from_pv1
+from engine.maplib.v2_codes import Bound, cwe_to_codeable_concept, local_code_system
+from engine.maplib.v2_fhir import visit_identifier
+from engine.maplib.v2_to_fhir import people
 from engine.maplib.v2_to_fhir.frame import Build
 
+V2 = tables.V2_SYSTEM
+V3_PRIORITY = "http://terminology.hl7.org/CodeSystem/v3-ActPriority"
+UCUM = tables.UCUM
+_LOCATION_TYPE = "http://terminology.hl7.org/CodeSystem/location-physical-type"
 
-def encounter(b: Build) -> dict | None:
-    """The Encounter of the first PV1, kept in `b`, or None when there is no PV1 or it has
-    no visit number to key it on."""
-    pv1 = b.message.segment("PV1")
+# Encounter.status by trigger event; the events not here (A08, A31, ...) read it from
+# the visit itself (`_status`).
+EVENT_STATUS: dict[str, str] = {
+    **{e: "in-progress" for e in ("A01", "A02", "A04", "A06", "A07", "A09", "A10", "A12",
+                                  "A13", "A15", "A16", "A17", "A22", "A25", "A26")},
+    "A03": "finished", "A05": "planned", "A14": "planned", "A11": "cancelled",
+    "A27": "cancelled", "A38": "cancelled", "A21": "onleave", "A23": "entered-in-error",
+}
+# Table 0007 admission type (user-defined; the standard's suggested codes).
+ADMISSION_TYPE: dict[str, str] = {
+    "A": "Accident", "C": "Elective", "E": "Emergency", "L": "Labor and Delivery",
+    "N": "Newborn (Birth in healthcare facility)", "R": "Routine", "U": "Urgent",
+}
+# PV2-25 visit priority (table 0217) and PV1-4 admission type -> v3-ActPriority.
+PRIORITY: dict[str, tuple[str, str]] = {
+    "1": ("EM", "emergency"), "2": ("UR", "urgent"), "3": ("EL", "elective"),
+}
+ADMISSION_PRIORITY: dict[str, tuple[str, str]] = {
+    "E": ("EM", "emergency"), "U": ("UR", "urgent"), "C": ("EL", "elective"),
+    "R": ("R", "routine"), "A": ("EM", "emergency"),
+}
+ADMIT_SOURCE: dict[str, str] = {  # table 0023
+    "1": "Physician referral", "2": "Clinic referral", "3": "HMO referral",
+    "4": "Transfer from a hospital", "5": "Transfer from a skilled nursing facility",
+    "6": "Transfer from another health care facility", "7": "Emergency room",
+    "8": "Court/law enforcement", "9": "Information not available",
+}
+HOSPITAL_SERVICE: dict[str, str] = {  # table 0069
+    "CAR": "Cardiac Service", "MED": "Medical Service", "PUL": "Pulmonary Service",
+    "SUR": "Surgical Service", "URO": "Urology Service",
+}
+DISCHARGE_DISPOSITION: dict[str, str] = {  # table 0112 (UB-92 patient status codes)
+    "01": "Discharged to home or self care (routine discharge)",
+    "02": "Discharged/transferred to another short-term general hospital for inpatient care",
+    "03": "Discharged/transferred to skilled nursing facility (SNF)",
+    "04": "Discharged/transferred to an intermediate-care facility (ICF)",
+    "05": "Discharged/transferred to another type of institution for inpatient care",
+    "06": "Discharged/transferred to home under care of organized home health service",
+    "07": "Left against medical advice or discontinued care",
+    "20": "Expired", "30": "Still patient",
+}
+AMBULATORY_STATUS: dict[str, str] = {  # table 0009
+    "A0": "No functional limitations", "A1": "Ambulates with assistive device",
+    "A2": "Wheelchair/stretcher bound", "A3": "Comatose; non-responsive",
+    "A4": "Disoriented", "A5": "Vision impaired", "A6": "Hearing impaired",
+    "A7": "Speech impaired", "A8": "Non-English speaking", "A9": "Functional level unknown",
+    "B1": "Oxygen therapy", "B2": "Special equipment (tubes, IVs, catheters)",
+    "B3": "Amputee", "B4": "Mastectomy", "B5": "Paraplegic", "B6": "Pregnant",
+}
+# PV1 participants: field -> v3-ParticipationType (code, display).
+PARTICIPANTS: tuple[tuple[str, int, str, str], ...] = (
+    ("PV1", 7, "ATND", "attender"), ("PV1", 8, "REF", "referrer"),
+    ("PV1", 9, "CON", "consultant"), ("PV1", 17, "ADM", "admitter"),
+    ("PV1", 52, "PART", "Participation"), ("PV2", 13, "REF", "referrer"),
+)
+
+
+def encounter(b: Build, pv1: Segment | None = None, *, primary: bool = True) -> dict | None:
+    """The Encounter of `pv1` (the message's first PV1 by default, with the PV2 after
+    it), kept in `b` (as `b.encounter` when `primary`); None when there is no PV1."""
+    pv1 = pv1 if pv1 is not None else b.message.segment("PV1")
     if pv1 is None or b.patient is None:
         return None
-    visit = guard("PV1", 1, lambda: encounter_from_pv1(pv1, b.event, b.facility,
-                                                       b.patient["id"], b.offset))
-    b.encounter = b.add(visit)
-    return visit
+    patient = b.patient
+    n = b.occurrence(pv1)
+    visit = guard("PV1", n, lambda: _encounter(b, pv1, patient))
+    kept = b.add(visit)
+    if primary:
+        b.encounter = kept
+    return kept
+
+
+def _encounter(b: Build, pv1: Segment, patient: dict) -> dict:
+    pv2 = _following(b, pv1, "PV2")
+    visit = visit_identifier(pv1, b.facility)
+    identifiers = [visit] if visit else []
+    key = visit or _fallback_key(b, pv1, patient)
+    identifiers += [i for i in (dt.cx_to_identifier(rep, b.facility)
+                                for rep in pv1.repetitions(50)) if i and i not in identifiers]
+    class_code = dt.present(pv1.value(2)).upper()
+    end = dt.to_fhir_datetime(pv1.value(45), "PV1-45", b.offset)
+    status = _status(b.event, class_code, discharged=end is not None)
+    period = compact({"start": dt.to_fhir_datetime(pv1.value(44), "PV1-44", b.offset),
+                      "end": end})
+    return compact({
+        "resourceType": "Encounter",
+        "id": resource_id("Encounter", b.facility, key),
+        "identifier": identifiers,
+        "status": status,
+        "class": encounter_class(b, class_code),
+        "type": _types(b, pv1),
+        "serviceType": cwe_to_codeable_concept(
+            dt.first_rep(pv1, 10), b.facility, Bound(V2 + "0069", HOSPITAL_SERVICE)),
+        "priority": _priority(b, pv1, pv2),
+        "subject": b.ref(patient),
+        "participant": _participants(b, pv1, pv2),
+        "period": period,
+        "length": _length(pv2),
+        "reasonCode": [c for c in (cwe_to_codeable_concept(rep, b.facility)
+                                   for rep in (pv2.repetitions(3) if pv2 else [])) if c],
+        "hospitalization": _hospitalization(b, pv1),
+        "location": _locations(b, pv1, pv2, status),
+        "serviceProvider": _service_provider(b, pv1),
+    })
+
+
+def _following(b: Build, segment: Segment, name: str) -> Segment | None:
+    """The `name` segment right after `segment` (before the next segment of its kind)."""
+    segments = b.message.segments
+    start = next(i for i, s in enumerate(segments) if s is segment)
+    for s in segments[start + 1:]:
+        if s.name == segment.name or s.name == "PID":
+            return None
+        if s.name == name:
+            return s
+    return None
+
+
+def _fallback_key(b: Build, pv1: Segment, patient: dict) -> dict:
+    tolerate(MappingError("has no visit number; the Encounter is keyed on the patient and "
+                          "the admit time (else the message control id)",
+                          field=b.field(pv1, 19)))
+    when = dt.present(pv1.value(44)) or dt.present(b.message.segments[0].value(10))
+    return {"system": f"Patient/{patient['id']}", "value": f"PV1|{when}"}
+
+
+def _status(event: str, class_code: str, *, discharged: bool) -> str:
+    if event in EVENT_STATUS:
+        return EVENT_STATUS[event]
+    if discharged:
+        return "finished"
+    return "planned" if class_code == "P" else "in-progress"
+
+
+def encounter_class(b: Build, code: str) -> dict:
+    """PV1-2 through table 0004 (v3-ActCode where the IG maps it); a local code keeps
+    the sender's own system; an empty one is the null flavor UNK (class is required)."""
+    if not code:
+        return tables.PATIENT_CLASS_UNKNOWN.as_fhir()
+    known = tables.PATIENT_CLASS.get(code)
+    if known is None:
+        return {"system": local_code_system(b.facility, "HL70004"), "code": code}
+    return known.as_fhir()
+
+
+def _types(b: Build, pv1: Segment) -> list[dict]:
+    """PV1-4 admission type (table 0007) and PV1-18 patient type (the sender's codes)."""
+    admission = cwe_to_codeable_concept(dt.first_rep(pv1, 4), b.facility,
+                                        Bound(V2 + "0007", ADMISSION_TYPE))
+    patient_type = cwe_to_codeable_concept(dt.first_rep(pv1, 18), b.facility,
+                                           Bound(local_code_system(b.facility, "HL70018")))
+    return [t for t in (admission, patient_type) if t]
+
+
+def _priority(b: Build, pv1: Segment, pv2: Segment | None) -> dict | None:
+    """PV2-25 visit priority, else what PV1-4's admission type says of urgency."""
+    code = dt.present(pv2.value(25)).upper() if pv2 is not None else ""
+    found = PRIORITY.get(code)
+    if found is None and code:
+        return cwe_to_codeable_concept(dt.first_rep(pv2, 25), b.facility,
+                                       Bound(V2 + "0217", {}))
+    found = found or ADMISSION_PRIORITY.get(dt.present(pv1.value(4)).upper())
+    if found is None:
+        return None
+    return {"coding": [{"system": V3_PRIORITY, "code": found[0], "display": found[1]}]}
+
+
+def _participants(b: Build, pv1: Segment, pv2: Segment | None) -> list[dict]:
+    found: list[dict] = []
+    for name, field, code, display in PARTICIPANTS:
+        segment = pv1 if name == "PV1" else pv2
+        for rep in (segment.repetitions(field) if segment is not None else []):
+            who = people.practitioner(b, rep)
+            if who is None:
+                continue
+            found.append({
+                "type": [{"coding": [{"system": tables.V3_PARTICIPATION_TYPE, "code": code,
+                                      "display": display}]}],
+                "individual": {**b.ref(who), "display": dt.xcn_display(rep) or None},
+            })
+    return [compact({**p, "individual": compact(p["individual"])}) for p in found]
+
+
+def _length(pv2: Segment | None) -> dict | None:
+    """PV2-11 actual length of inpatient stay, in days."""
+    days = dt.parse_nm(dt.present(pv2.value(11))) if pv2 is not None else None
+    if days is None:
+        return None
+    return {"value": days, "unit": "d", "system": UCUM, "code": "d"}
+
+
+def _hospitalization(b: Build, pv1: Segment) -> dict | None:
+    pre_admit = next((i for i in (dt.cx_to_identifier(rep, b.facility)
+                                  for rep in pv1.repetitions(5)) if i), None)
+    readmission = dt.present(pv1.value(13)).upper()
+    destination = _destination(b, pv1)
+    return compact({
+        "preAdmissionIdentifier": pre_admit,
+        "admitSource": cwe_to_codeable_concept(dt.first_rep(pv1, 14), b.facility,
+                                               Bound(V2 + "0023", ADMIT_SOURCE)),
+        "reAdmission": {"coding": [{"system": V2 + "0092", "code": "R",
+                                    "display": "Re-admission"}]} if readmission == "R" else None,
+        "dietPreference": [c for c in (cwe_to_codeable_concept(rep, b.facility)
+                                       for rep in pv1.repetitions(38)) if c],
+        "specialCourtesy": [c for c in (cwe_to_codeable_concept(rep, b.facility)
+                                        for rep in pv1.repetitions(16)) if c],
+        "specialArrangement": [c for c in (cwe_to_codeable_concept(
+            rep, b.facility, Bound(V2 + "0009", AMBULATORY_STATUS))
+            for rep in pv1.repetitions(15)) if c],
+        "destination": b.ref(destination) if destination else None,
+        "dischargeDisposition": cwe_to_codeable_concept(
+            dt.first_rep(pv1, 36), b.facility, Bound(V2 + "0112", DISCHARGE_DISPOSITION)),
+    }) or None
+
+
+def _destination(b: Build, pv1: Segment) -> dict | None:
+    """PV1-37 discharged-to location (a DLD: its location code) as a Location."""
+    name = dt.present(pv1.value(37, 1))
+    if not name:
+        return None
+    key = {"system": "urn:conduit:discharge-location", "value": name.upper()}
+    return b.add({"resourceType": "Location", "id": resource_id("Location", b.facility, key),
+                  "name": name, "mode": "instance"}, merge=True)
+
+
+# PV1 location fields: (segment, field, status when the encounter is current).
+_LOCATION_FIELDS: tuple[tuple[str, int, str | None], ...] = (
+    ("PV1", 3, None), ("PV1", 11, None), ("PV1", 6, "completed"),
+    ("PV1", 43, "completed"), ("PV1", 42, "planned"), ("PV2", 1, "planned"),
+)
+_CURRENT_STATUS = {"in-progress": "active", "onleave": "active", "planned": "planned",
+                   "finished": "completed"}
+
+
+def _locations(b: Build, pv1: Segment, pv2: Segment | None, status: str) -> list[dict]:
+    """PV1-3 current and PV1-11 temporary locations (their status follows the visit),
+    PV1-6 and PV1-43 prior ones (completed), PV1-42 and PV2-1 pending ones (planned)."""
+    found: list[dict] = []
+    for name, field, fixed in _LOCATION_FIELDS:
+        segment = pv1 if name == "PV1" else pv2
+        rep = dt.first_rep(segment, field)
+        place = location(b, rep)
+        if place is None:
+            continue
+        entry = compact({"location": {**b.ref(place), "display": place["name"]},
+                         "status": fixed or _CURRENT_STATUS.get(status)})
+        if entry not in found:
+            found.append(entry)
+    return found
+
+
+def _service_provider(b: Build, pv1: Segment) -> dict | None:
+    """PV1-39 servicing facility, else the facility of PV1-3 (PL-4), as an Organization."""
+    name = dt.present(pv1.value(39)) or dt.present(pv1.value(3, 4))
+    found = people.organization(b, name) if name else None
+    return b.ref(found) if found else None
 
 
 def location(b: Build, rep: Repetition | None) -> dict | None:
@@ -39,9 +300,6 @@ def location(b: Build, rep: Repetition | None) -> dict | None:
         "mode": "instance",
         "physicalType": _physical_type(rep),
     }), merge=True)
-
-
-_LOCATION_TYPE = "http://terminology.hl7.org/CodeSystem/location-physical-type"
 
 
 def _physical_type(rep: Repetition) -> dict | None:
