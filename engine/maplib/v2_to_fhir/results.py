@@ -145,6 +145,8 @@ def _observation(b: Build, group: list[Segment], key: str, ctx: Context,
     attachment = value.pop("_attachment", None)
     notes = [n for o in group for n in notes_after(b, o)]
     status = _status(obx, ctx.report_status)
+    for line in group[1:]:  # the lines of one text result share the first line's status
+        line.value(11)
     analysed = dt.to_fhir_instant(obx.value(19), "OBX-19", b.offset)  # when OBR-22 is not sent
     observation = {
         "resourceType": "Observation",
