@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from engine.errors import MappingError
-from engine.formats.hl7v2 import Segment, tables
+from engine.formats.hl7v2 import Hl7Message, Segment, tables
 from engine.formats.hl7v2 import datatypes as dt
-from engine.leniency import tolerate
+from engine.leniency import guard, tolerate
+from engine.maplib import v2_clinical
 from engine.maplib.fhir import compact, resource_id
 from engine.maplib.v2_codes import codeable_concepts, first_concept, subcomponent_concept
 from engine.maplib.v2_fhir import annotations
@@ -23,13 +24,15 @@ from engine.maplib.v2_orders import (
     ORDER_STATUS,
     OrderGroup,
     keyed,
+    leading_notes,
     order_groups,
     order_numbers,
     receiving_facility,
     section_categories,
 )
-from engine.maplib.v2_to_fhir import people, visit
+from engine.maplib.v2_to_fhir import clinical, financial, people, results, specimens, visit
 from engine.maplib.v2_to_fhir.frame import Build
+from engine.mapping_base import Skip
 
 RESULT_TYPES = frozenset({"ORU", "OUL"})
 # ORC-1 codes that change an order already placed: their ORC-9 is when the change was
@@ -106,12 +109,13 @@ def service_request(
     b: Build, orc: Segment | None, obr: Segment | None, *,
     tq1: Segment | None = None, specimens: Iterable[dict] = (),
     notes: Iterable[Segment] = (), reasons: Iterable[Segment] = (),
-    supporting: Iterable[dict] = (),
+    supporting: Iterable[dict] = (), conditions: Iterable[dict] = (),
 ) -> dict | None:
     """The ServiceRequest of an ORC/OBR pair (either may be None), kept in `b`; None
     when both are. `tq1` is the order's timing (else the first TQ1 of its group),
-    `specimens`, `notes` (NTE), `reasons` (DG1) and `supporting` (Observations) what
-    the caller found around it. Needs `b.patient`."""
+    `specimens`, `notes` (NTE), `reasons` (DG1, as reason codes), `conditions` (the
+    Conditions of those DG1, as reason references) and `supporting` (Observations)
+    what the caller found around it. Needs `b.patient`."""
     if orc is None and obr is None:
         return None
     if b.patient is None:
@@ -129,24 +133,44 @@ def service_request(
                                            tables.PLACER_GROUP_NUMBER),
         "status": request_status(b, orc, obr),
         "intent": "reflex-order" if _value(obr, 11).upper() == "G" else "order",
-        "category": section_categories(obr.value(24)) if _value(obr, 24) else None,
-        "priority": _priority(b, tq1, orc, obr),
+        "category": _category(b, obr),
+        "priority": priority(b, tq1, orc, obr),
         "code": first_concept(obr, 4, b.facility),
         "quantityQuantity": _quantity(b, tq1, orc),
         "subject": b.patient_ref(),
         "encounter": b.encounter_ref(),
-        **_occurrence(b, tq1, orc, obr),
-        "authoredOn": _authored_on(b, orc),
+        **occurrence(b, tq1, orc, obr),
+        "authoredOn": authored_on(b, orc),
         "requester": _requester(b, orc, obr),
         "locationCode": _location_code(orc),
         "locationReference": _locations(b, orc),
         "reasonCode": _reasons(b, obr, reasons),
+        "reasonReference": [b.ref(c) for c in conditions],
         "supportingInfo": [b.ref(r) for r in supporting],
         "specimen": [b.ref(s) for s in specimens],
         "bodySite": _body_site(b, obr),
-        "note": annotations(notes),
+        "note": annotations(notes) + _clinical_information(obr),
     }
     return b.add(compact(request))
+
+
+LAB_TYPES = frozenset({"OML", "OUL", "ORU"})
+
+
+def _category(b: Build, obr: Segment | None) -> list[dict]:
+    """OBR-24 (v2-0074; LAB beside a laboratory section); a laboratory message's order
+    without one is LAB, another message's has none (not every order is a lab test)."""
+    if obr is None:
+        return []
+    if _value(obr, 24) or b.type in LAB_TYPES:
+        return section_categories(obr.value(24))
+    return []
+
+
+def _clinical_information(obr: Segment | None) -> list[dict]:
+    """OBR-13 relevant clinical information, kept as a note (free text in most feeds)."""
+    text = _value(obr, 13)
+    return [{"text": f"Relevant clinical information: {text}"}] if text else []
 
 
 def request_status(b: Build, orc: Segment | None, obr: Segment | None) -> str:
@@ -171,18 +195,24 @@ def _value(segment: Segment | None, field: int, component: int = 1) -> str:
 
 
 def _identifiers(b: Build, numbers: list[dict], obr: Segment | None) -> list[dict]:
-    """Placer (PLAC) and filler (FILL) numbers, then OBR-53 alternate placer numbers."""
+    """Placer (PLAC) and filler (FILL) numbers (ORC's, else OBR's), then OBR-2/OBR-3 when
+    they differ from ORC's and OBR-53 alternate placer numbers, without repeats."""
     found = list(numbers)
-    if obr is not None:
-        for rep in obr.repetitions(53):
-            extra = dt.ei_to_identifier(rep, placer_facility(b), tables.PLACER_IDENTIFIER)
-            if extra and all(extra["value"] != i["value"] or extra["system"] != i["system"]
-                             for i in found):
-                found.append(extra)
+    if obr is None:
+        return found
+    extra = [(rep, tables.PLACER_IDENTIFIER, placer_facility(b))
+             for rep in obr.repetitions(2)[:1] + obr.repetitions(53)]
+    extra += [(rep, tables.FILLER_IDENTIFIER, filler_facility(b))
+              for rep in obr.repetitions(3)[:1]]
+    for rep, kind, authority in extra:
+        more = dt.ei_to_identifier(rep, authority, kind)
+        if more and all((more["system"], more["value"]) != (i["system"], i["value"])
+                        for i in found):
+            found.append(more)
     return found
 
 
-def _priority(b: Build, tq1: Segment | None, orc: Segment | None,
+def priority(b: Build, tq1: Segment | None, orc: Segment | None,
               obr: Segment | None) -> str | None:
     """TQ1-9, else ORC-7.6, else OBR-27.6, else OBR-5; S stat, A asap, R routine. A code
     outside those is a warning, not a guess."""
@@ -211,7 +241,7 @@ def _quantity(b: Build, tq1: Segment | None, orc: Segment | None) -> dict | None
     return None
 
 
-def _occurrence(b: Build, tq1: Segment | None, orc: Segment | None,
+def occurrence(b: Build, tq1: Segment | None, orc: Segment | None,
                 obr: Segment | None) -> dict:
     """When the service is wanted: TQ1-7/8 start and end (with TQ1-6 duration, TQ1-14
     total occurrences as a Timing), else ORC-7.4/7.5, OBR-27.4/5, ORC-15 order effective
@@ -258,7 +288,7 @@ def _count(b: Build, tq1: Segment) -> int | None:
                                  field=b.field(tq1, 14)))
 
 
-def _authored_on(b: Build, orc: Segment | None) -> str | None:
+def authored_on(b: Build, orc: Segment | None) -> str | None:
     """ORC-9, unless this ORC changes an order already placed (see CHANGE_CONTROLS)."""
     if orc is None or _value(orc, 1).upper() in CHANGE_CONTROLS:
         return None
@@ -332,3 +362,159 @@ def _body_site(b: Build, obr: Segment | None) -> list[dict]:
 def keyed_on_order(b: Build, orc: Segment | None, obr: Segment | None, *parts: str) -> dict:
     """A key derived from the order's (for what hangs off it: a specimen without an id)."""
     return keyed(order_key(b, orc, obr), *parts)
+
+
+# ---- a whole order group ----------------------------------------------------------------
+
+ORDER_NOTE_ANCHORS = frozenset({"", "OBR", "TQ1", "TQ2"})
+
+
+def service_order(b: Build, group: OrderGroup) -> dict | None:
+    """An ORC/OBR group of an order message (ORM, OML, OMG) as its ServiceRequest with
+    what the group holds: Specimens (SPM with SAC, else OBR-15), Conditions (DG1, as
+    reasons), the order's own OBX (ask-at-order-entry answers, as supportingInfo) and the
+    OBX of each specimen, and the NTE after ORC/OBR as notes; plus a Provenance naming
+    who entered (ORC-10) and verified (ORC-11) it."""
+    orc, obr, body = group
+    key = order_key(b, orc, obr)
+    spms = [s for s in body if s.name == "SPM"]
+    pairs = b.each("SPM", lambda spm, n: (spm, specimens.specimen(b, spm, key=key)), spms)
+    made = {id(spm): specimen for spm, specimen in pairs if specimen is not None}
+    found = list(made.values())
+    if not spms and obr is not None:
+        old = specimens.from_obr15(b, obr, key=key)
+        found = [old] if old is not None else []
+    dg1s = [s for s in body if s.name == "DG1"]
+    request = service_request(
+        b, orc, obr, tq1=next((s for s in body if s.name == "TQ1"), None),
+        specimens=found, notes=leading_notes(body, ORDER_NOTE_ANCHORS), reasons=(),
+        conditions=order_conditions(b, dg1s))
+    if request is None:
+        return None
+    if dg1s and "reasonReference" not in request:  # a DG1 that made no Condition
+        request["reasonCode"] = _reasons(b, obr, dg1s)
+    asked, by_specimen = _order_observations(body)
+    context = results.Context(key=keyed(key, "AOE"))
+    supporting = results.observations(b, asked, based_on=[request], context=context)
+    for spm, obxs in by_specimen:
+        supporting += results.observations(b, obxs, based_on=[request],
+                                           specimen=made.get(id(spm)), context=context)
+    if supporting:
+        request["supportingInfo"] = [b.ref(o) for o in supporting]
+    order_provenance(b, orc, request)
+    return request
+
+
+def order_conditions(b: Build, dg1s: list[Segment]) -> list[dict]:
+    """The Conditions `clinical.conditions` made of these DG1 (called once per message),
+    found by the id the released DG1 converter derives."""
+    if not dg1s or b.patient is None:
+        return []
+    if not b.resources("Condition"):
+        clinical.conditions(b)
+    visit_id = b.encounter["id"] if b.encounter is not None else None
+    found = []
+    for dg1 in dg1s:
+        try:
+            rid = v2_clinical.condition(dg1, b.facility, b.patient["id"], visit_id,
+                                        b.offset)["id"]
+        except MappingError:
+            continue  # already a warning from clinical.conditions
+        kept = next((c for c in b.resources("Condition") if c["id"] == rid), None)
+        if kept is not None and kept not in found:
+            found.append(kept)
+    return found
+
+
+def _order_observations(body: list[Segment]) -> tuple[list[Segment], list[tuple[Segment, list]]]:
+    """The OBX of the order itself (before any SPM) and those of each SPM (after it,
+    its SAC containers' included)."""
+    asked: list[Segment] = []
+    by_specimen: list[tuple[Segment, list]] = []
+    current: list | None = None
+    for seg in body:
+        if seg.name == "SPM":
+            current = []
+            by_specimen.append((seg, current))
+        elif seg.name == "OBX":
+            (asked if current is None else current).append(seg)
+    return asked, [(s, o) for s, o in by_specimen if o]
+
+
+_AGENT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+_V2_0119 = tables.V2_SYSTEM + "0119"
+
+
+def order_provenance(b: Build, orc: Segment | None, request: dict) -> dict | None:
+    """ORC-10 entered by and ORC-11 verified by, who FHIR's ServiceRequest has no element
+    for, as a Provenance of the order: recorded at ORC-9 (else MSH-7), activity ORC-1.
+    An order control that changes a placed order (CA, DC, HD, XO, ...) gets one too, so
+    when the order was cancelled or changed (its ORC-9) is kept."""
+    if orc is None:
+        return None
+    agents = []
+    for field, code, display in ((10, "enterer", "Enterer"), (11, "verifier", "Verifier")):
+        who = people.practitioner(b, dt.first_rep(orc, field))
+        if who is not None:
+            agents.append({"type": {"coding": [{"system": _AGENT_TYPE, "code": code,
+                                                "display": display}]},
+                           "who": b.ref(who)})
+    control = _value(orc, 1).upper()
+    changed = control in CHANGE_CONTROLS and bool(_value(orc, 9))
+    if not agents and not changed:
+        return None
+    recorded = (dt.to_fhir_instant(orc.value(9), b.field(orc, 9), b.offset)
+                or dt.to_fhir_instant(b.message.segments[0].value(7), "MSH-7", b.offset))
+    if recorded is None:
+        return None
+    if not agents:  # who changed the order is not said: the system that sent it
+        msh = b.message.segments[0]
+        sender = " ".join(p for p in (dt.present(msh.value(3, 1)), b.facility) if p)
+        agents.append({"type": {"coding": [{"system": _AGENT_TYPE, "code": "author",
+                                            "display": "Author"}]},
+                       "who": {"display": sender or "sending system"}})
+    return b.add(compact({
+        "resourceType": "Provenance",
+        "id": resource_id("Provenance", b.facility,
+                          keyed({"system": "ServiceRequest", "value": request["id"]},
+                                control, recorded)),
+        "target": [b.ref(request)],
+        "recorded": recorded,
+        "activity": {"coding": [{"system": _V2_0119, "code": control}]} if control else None,
+        "agent": agents,
+    }))
+
+
+# ---- what every order message holds besides its orders -----------------------------------
+
+
+def patient_group(b: Build) -> None:
+    """PID (fails without one), PV1, NK1, AL1/IAM, DG1, IN1, GT1 and FT1 of an order
+    message, each as every builder maps it."""
+    people.patient(b)
+    visit.encounter(b)
+    people.related_persons(b)
+    clinical.allergies(b)
+    clinical.conditions(b)
+    financial.coverages(b)
+    financial.guarantors(b)
+    financial.charges(b)
+
+
+def order_message(message: Hl7Message, kind: str, events: tuple[str, ...]) -> dict | Skip:
+    """An OML or OMG (ORC/OBR order groups only) as a Bundle: the patient group, then
+    one `service_order` per group, each guarded (a group that cannot be mapped costs
+    only that order). Fails naming ORC when there is no order at all."""
+    b = Build(message, kind, default_event=events[0])
+    if b.event not in events:
+        return Skip(f"{kind}^{b.event or '(no event)'} is not an event this mapping reads")
+    groups = order_groups(b.message)
+    if not groups:
+        raise MappingError("the message has no ORC or OBR segment, so there is no order",
+                           field="ORC")
+    patient_group(b)
+    for group in groups:
+        anchor = group.orc if group.orc is not None else group.obr
+        assert anchor is not None
+        guard(anchor.name, b.occurrence(anchor), lambda g=group: service_order(b, g))
+    return b.bundle()
