@@ -80,10 +80,12 @@ class Channel:
         self.filters = Filtering(config.filter, codec.field, first=[splitter] if splitter else ())
         self.partner = partner  # X12 trading partners: our envelope out, their 999s in
         received = {d.name for d in config.destinations if d.send == "received"}
+        gates = {d.name: d.conformance for d in config.destinations}
         self.router = Router(self.name, mapping=mapping, outputs=store, queue=queue,
                              problem=codec.problem, shadow=shadow, outbound=partner,
                              strict=config.validation == "strict", targets=[
-                                 Target(w.name, w.key, w.name in received) for w in workers])
+                                 Target(w.name, w.key, w.name in received, gates.get(w.name))
+                                 for w in workers])
         self.committer = Committer(self.name, codec, writer, self.duplicates.forget,
                                    self._notify)
         self._store, self._writer, self._vault = store, writer, vault

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from engine.config.conformance import ConformanceConfig
 from engine.config.types import Duration
 
 
@@ -61,3 +62,9 @@ class DestinationBase(msgspec.Struct, tag_field="type", forbid_unknown_fields=Tr
              "forwarding the resource to a FHIR server beside its HL7v2 output; a "
              "message the mapping skips still goes to the received ones"),
     ] = "mapped"
+    conformance: Annotated[
+        ConformanceConfig | None,
+        Meta(description="a gate: only outputs valid against FHIR R4 and the US Core "
+             "profiles named are queued for this destination; one that fails is held as "
+             "an error with located reasons, for reprocessing after a fix"),
+    ] = None

@@ -36,6 +36,7 @@ def check(
         errors += _cleartext_listener(channel)
         errors += _duplicate_destination_names(channel)
         errors += _mapping_problems(channel, catalog)
+        errors += _conformance_problems(channel, catalog)
         errors += _filter_problems(channel)
         errors += _split_problems(channel)
     return errors
@@ -128,6 +129,31 @@ def _mapping_problems(channel: LoadedChannel, catalog: MappingCatalog) -> Iterat
             yield channel.error(f"shadow {cfg.shadow} emits {candidate.emits} but the live "
                                 f"mapping emits {live.emits}; they cannot be compared",
                                 "shadow")
+
+
+def _conformance_problems(channel: LoadedChannel, catalog: MappingCatalog
+                          ) -> Iterator[ConfigError]:
+    """A conformance gate checks the mapping's FHIR JSON output: a destination sent the
+    message as received, or a channel whose mapping emits something else (or that maps
+    nothing), would have every message held."""
+    cfg = channel.config
+    mapping = catalog.get(cfg.mapping) if cfg.mapping else None
+    for i, dest in enumerate(cfg.destinations):
+        if dest.conformance is None:
+            continue
+        where = f"destinations[{i}].conformance"
+        if dest.send == "received":
+            yield channel.error(f"destination `{dest.name}` is sent the message as received "
+                                "(send: received); a conformance gate checks the mapping's "
+                                "FHIR output: remove one of the two", where)
+        elif cfg.mapping is None:
+            yield channel.error(f"destination `{dest.name}` has a conformance gate, which "
+                                "checks the mapping's FHIR output, but this channel has no "
+                                "mapping", where)
+        elif mapping is not None and mapping.emits != "application/fhir+json":
+            yield channel.error(f"destination `{dest.name}` has a conformance gate, which "
+                                f"checks FHIR JSON, but mapping {cfg.mapping} emits "
+                                f"{mapping.emits}", where)
 
 
 def _missing_mapping(ref: str, catalog: MappingCatalog) -> str:

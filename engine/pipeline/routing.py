@@ -9,6 +9,14 @@ destination (the received message itself for a destination with `send: received`
 message the mapping skips goes only to the destinations with `send: received`, and is
 filtered when there are none. The
 shadow candidate, when there is one, is compared on live traffic only.
+
+A destination with a conformance gate (`conformance:`, engine.conformance) gets a queue
+entry only for an output that passes it; one that fails is held: an "errored" event
+names the destination, the mapping and the located reasons, the message's status is
+error (reprocess it after a fix), and the other destinations are queued as usual. The
+gates are checked here, synchronously, because routing must not await (the duplicate
+step's guarantee), so the check is bounded (engine.conformance.gate); a channel without
+gates does none of this work.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from engine.conformance.gate import Gate, check_all, warm
 from engine.errors import MappingError
 from engine.events import Event, Kind
 from engine.mapping_base import Mapped, Mapping, Skip
@@ -29,6 +38,7 @@ from engine.security.crypto import content_hash
 from engine.store.writer import UnitOfWork
 
 log = logging.getLogger("conduit.channel")
+FIRST_REASONS = 3  # of a gate's reasons, how many the message's status text repeats
 
 
 class Outbound(Protocol):
@@ -50,12 +60,14 @@ class Outputs(Protocol):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Target:
-    """A destination as routing sees it: its queue key, and whether it is sent the
-    message as received rather than the mapping's output."""
+    """A destination as routing sees it: its queue key, whether it is sent the
+    message as received rather than the mapping's output, and its conformance gate's
+    settings (engine.config.conformance), if any."""
 
     name: str
     key: str
     received: bool = False
+    conformance: Any = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -80,6 +92,11 @@ class Router:
         self._outputs = outputs
         self._queue = queue
         self._problem = problem
+        # destination name -> its gate; equal gates are checked once per output
+        self._gates = {t.name: Gate.of(t.conformance) for t in self.targets
+                       if t.conformance is not None and not t.received}
+        if self._gates:
+            warm()  # load the FHIR models now, not on the first message
 
     def route(self, uow: UnitOfWork, parsed: Parsed, hop: dict[str, Any], now: float,
               failed: str | FilterError | None, mapping: Mapping | None = None,
@@ -96,7 +113,7 @@ class Router:
         if failed is not None:
             uow.record(Event(kind=Kind.FILTERED, detail={"rule": failed}, **hop))
             return Routed(MessageStatus.FILTERED, f"filtered: {failed}")
-        output_id = None
+        output_id, result = None, None  # result: the output bytes, for the gates
         if mapping is not None:
             try:
                 mapped = mapping.run(parsed.body)
@@ -126,11 +143,46 @@ class Router:
                 return self._failed(uow, hop, "x12-envelope", exc)
             output_id = self._outputs.add_output(uow, hop["message_id"], "x12-envelope",
                                                  "application/edi-x12", sent)
+        held: dict[str, str] = {}
+        if self._gates:
+            held = self._conform(uow, hop, mapping.ref if mapping else None, result)
         for target in self.targets:
+            if target.name in held:
+                continue
             self._queue.put(uow, target.key, hop["message_id"],
                             None if target.received else output_id, now)
             uow.record(Event(kind=Kind.QUEUED, destination=target.name, **hop))
+        if held:
+            reasons = list(held.values())
+            return Routed(MessageStatus.ERROR, reasons[0] + (
+                f" (and {len(reasons) - 1} more destination(s) held)" if len(reasons) > 1
+                else ""), tuple(self._problem(ProblemKind.MAPPING_FAILED, r)
+                                for r in reasons))
         return Routed(MessageStatus.ACCEPTED)
+
+    def _conform(self, uow: UnitOfWork, hop: dict[str, Any], ref: str | None,
+                 content: bytes | None) -> dict[str, str]:
+        """Check the output against each gated destination's gate; record an errored
+        event per destination held, and return the held ones with their reason."""
+        verdicts = check_all(content, self._gates.values()) if content is not None else {}
+        held: dict[str, str] = {}
+        for name, gate in self._gates.items():
+            verdict = verdicts.get(gate)
+            if verdict is not None and verdict.passed:
+                continue
+            found = verdict.reasons if verdict is not None else (
+                "output: none to validate (the channel maps nothing)",)
+            reason = (f"held for destination {name}: the output of {ref or 'no mapping'} "
+                      f"fails its conformance gate ({gate.describe()}): "
+                      + "; ".join(found[:FIRST_REASONS])
+                      + (" ..." if len(found) > FIRST_REASONS else ""))
+            uow.record(Event(kind=Kind.ERRORED, destination=name, detail={
+                "destination": name, "mapping": ref, "gate": gate.describe(),
+                "reason": reason, "reasons": list(found),
+                **({"more_reasons": True} if verdict is not None and verdict.more else {})},
+                **hop))
+            held[name] = reason
+        return held
 
     def _skipped(self, uow: UnitOfWork, hop: dict[str, Any], ref: str, reason: str,
                  now: float) -> Routed:
