@@ -28,7 +28,7 @@ class Gate:
 
     fhir: str = "R4"
     profiles: tuple[str, ...] = ()  # expanded US Core profile names, catalogue order
-    max_entries: int = 1000
+    max_entries: int = 300  # engine.config.conformance.DEFAULT_MAX_ENTRIES
 
     @classmethod
     def of(cls, config: Any) -> Gate:

@@ -58,7 +58,7 @@ def test_a_gate_loads_with_its_defaults(project: Path) -> None:
     assert channel(project, "lab-to-fhir@1", EHR % "{profiles: [us-core]}") == []
     [loaded] = load_channels("channels", {})
     gate = loaded.config.destinations[1].conformance
-    assert (gate.fhir, gate.profiles, gate.max_entries) == ("R4", ["us-core"], 1000)
+    assert (gate.fhir, gate.profiles, gate.max_entries) == ("R4", ["us-core"], 300)
     assert loaded.config.destinations[0].conformance is None
 
 
