@@ -157,28 +157,61 @@ def _allergy_clinical(iam: Segment, verification: str) -> dict | None:
 
 def _reporter(b: Build, iam: Segment) -> dict | None:
     """IAM-14 reported by, with IAM-15 relationship: the Patient for SEL, else a
-    RelatedPerson keyed on the Patient and the name."""
+    RelatedPerson (the one this message already names so, else keyed on the name)."""
     assert b.patient is not None
-    relationship = dt.present(iam.value(15)).upper()
     name = next((n for n in map(dt.xpn_to_human_name, iam.repetitions(14)) if n), None)
-    if relationship == "SEL":
+    if dt.present(iam.value(15)).upper() == "SEL":
         return b.patient_ref()
     if name is None:
         return None
-    text = " ".join([*name.get("given", []), name.get("family", "")]).strip().upper()
-    key = {"system": f"Patient/{b.patient['id']}", "value": f"reporter|{text}"}
-    person = b.add(compact({
+    key = {"system": f"Patient/{b.patient['id']}", "value": f"reporter|{name_key(name)}"}
+    person = same_person(b, compact({
         "resourceType": "RelatedPerson",
         "id": resource_id("RelatedPerson", b.facility, key),
         "patient": b.patient_ref(),
-        "relationship": [c for c in (
-            cwe_to_codeable_concept(dt.first_rep(iam, 15), b.facility, _RELATIONSHIP),) if c],
+        "relationship": [r for r in (relationship(b, iam, 15),) if r],
         "name": [name],
-    }), merge=True)
-    return b.ref(person) if person else None
+    }))
+    return b.ref(person)
 
 
-_RELATIONSHIP = Bound(tables.V2_0063, v2c.RELATIONSHIP)
+def relationship(b: Build, segment: Segment, number: int) -> dict | None:
+    """A table 0063 relationship with the v3-RoleCode (or v2-0131) coding the HL7
+    v2-to-FHIR IG adds, as NK1-3 reads; another code as sent."""
+    code = dt.present(segment.value(number)).upper()
+    if code in v2c.RELATIONSHIP and dt.present(segment.value(number, 3)).upper() in (
+            "", "HL70063"):
+        codings = [{"system": tables.V2_0063, "code": code, "display": v2c.RELATIONSHIP[code]}]
+        if code in v2c.RELATIONSHIP_ROLE:
+            codings.append(v2c.RELATIONSHIP_ROLE[code].as_fhir())
+        return {"coding": codings}
+    return cwe_to_codeable_concept(dt.first_rep(segment, number), b.facility)
+
+
+def name_key(name: dict) -> str:
+    """A HumanName as one upper-case key: given names then family."""
+    return " ".join([*name.get("given", []), name.get("family", "")]).strip().upper()
+
+
+_MANY = ("identifier", "relationship", "telecom", "address")
+
+
+def same_person(b: Build, person: dict) -> dict:
+    """Keep a RelatedPerson, or, when the message already made one with the same name
+    (the NK1 who is also the guarantor or the insured), add to that one what it lacked
+    (other relationships, ids, numbers) and return it: one person, one resource."""
+    names = {name_key(n) for n in person.get("name", [])}
+    for kept in b.resources("RelatedPerson"):
+        if kept["id"] != person["id"] and names & {name_key(n) for n in kept.get("name", [])}:
+            for key, value in person.items():
+                if key in _MANY and key in kept:
+                    kept[key] += [v for v in value if v not in kept[key]]
+                else:
+                    kept.setdefault(key, value)
+            return kept
+    found = b.add(person, merge=True)
+    assert found is not None
+    return found
 
 
 # ---- DG1: Condition (encounter diagnosis) -----------------------------------------------
@@ -386,10 +419,10 @@ _PROBLEM_LIST_ITEM = {"coding": [{"system": _CONDITION_CATEGORY, "code": "proble
 def problems(b: Build) -> list[dict]:
     """One Condition (a problem-list item) per PRB, with the NTEs after it as notes."""
     assert b.patient is not None
-    return [b.add(r) for r in b.each("PRB", lambda prb, n: _problem(b, prb))]
+    return [b.add(r) for r in b.each("PRB", lambda prb, n: problem(b, prb))]
 
 
-def _problem(b: Build, prb: Segment) -> dict:
+def problem(b: Build, prb: Segment) -> dict:
     """The Condition of a PRB; fails naming PRB-3 when it does not say what the problem
     is. PRB-1 DE (or a PC3 message) marks it entered-in-error."""
     assert b.patient is not None

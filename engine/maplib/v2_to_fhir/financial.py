@@ -17,14 +17,13 @@ from engine.maplib import v2_clinical as v2c
 from engine.maplib.fhir import compact, resource_id
 from engine.maplib.v2_codes import Bound, cwe_to_codeable_concept
 from engine.maplib.v2_fhir import administrative_gender
-from engine.maplib.v2_to_fhir import people
+from engine.maplib.v2_to_fhir import clinical, people
 from engine.maplib.v2_to_fhir.clinical import PROCEDURE_CODING_SYSTEMS
 from engine.maplib.v2_to_fhir.frame import Build
 
 _ORGANIZATION_TYPE = "http://terminology.hl7.org/CodeSystem/organization-type"
 _COPAY_TYPE = "http://terminology.hl7.org/CodeSystem/coverage-copay-type"
 _MEDICARE = "http://hl7.org/fhir/sid/us-medicare"
-_RELATIONSHIP = Bound(tables.V2_0063, v2c.RELATIONSHIP)
 
 
 def _follows(b: Build, head: Segment, name: str, stop: str) -> list[Segment]:
@@ -65,11 +64,13 @@ def _coverage(b: Build, in1: Segment) -> dict:
     if in2 is not None:
         resource["identifier"] = resource.get("identifier", []) + _in2_identifiers(b, in2)
         if "relationship" not in resource:
-            relationship = cwe_to_codeable_concept(dt.first_rep(in2, 72), b.facility, _RELATIONSHIP)
+            relationship = clinical.relationship(b, in2, 72)
             if relationship:
                 resource["relationship"] = relationship
-    if "type" not in resource:
-        kind = cwe_to_codeable_concept(dt.first_rep(in1, 47), b.facility)
+    if "type" in resource:
+        resource["type"] = _plan_type(resource["type"])
+    else:
+        kind = cwe_to_codeable_concept(dt.first_rep(in1, 47), b.facility, _COVERAGE_TYPE)
         if kind:
             resource["type"] = kind
     deductible = _money(in1, 37)
@@ -82,6 +83,30 @@ def _coverage(b: Build, in1: Segment) -> dict:
     if dt.present(in1.value(55)).upper() == "D":
         resource["status"] = "entered-in-error"
     return compact(resource)
+
+
+# IN1-15 plan types that are v3-ActCode insurance policy codes (Coverage.type's
+# preferred binding); others stay the sender's codes.
+PLAN_TYPE = {"PPO": "preferred provider organization policy",
+             "HMO": "health maintenance organization policy",
+             "POS": "point of service policy", "EPO": "exclusive provider organization policy",
+             "DENTAL": "dental care policy", "DENTPRG": "dental program",
+             "VISPOL": "vision care policy", "AUTOPOL": "automobile policy",
+             "WCBPOL": "worker's compensation"}
+# Table 0309 coverage type (IN1-47), the type when IN1-15 is not sent.
+_COVERAGE_TYPE = Bound(tables.V2_SYSTEM + "0309", {"H": "Hospital/institutional",
+                                                  "P": "Physician/professional",
+                                                  "B": "Both hospital and physician"})
+
+
+def _plan_type(kind: dict) -> dict:
+    """IN1-15 with the v3-ActCode coding first when its code is one of PLAN_TYPE."""
+    codings = kind.get("coding", [])
+    code = codings[0]["code"].upper() if codings else ""
+    if code not in PLAN_TYPE or codings[0]["system"].startswith("http"):
+        return kind
+    act = {"system": tables.V3_ACT_CODE, "code": code, "display": PLAN_TYPE[code]}
+    return {**kind, "coding": [act, *codings]}
 
 
 def _payor(b: Build, in1: Segment) -> dict | None:
@@ -111,37 +136,24 @@ def _subscriber(b: Build, in1: Segment, in2: Segment | None,
     assert b.patient is not None
     codes = [c["code"] for c in (relationship or {}).get("coding", [])]
     name = next((n for n in map(dt.xpn_to_human_name, in1.repetitions(16)) if n), None)
-    if "self" in codes or name is None:
-        return None
+    if not codes or "self" in codes or name is None:
+        return None  # an IN1-17 outside table 0063 might mean self: the name stays a display
     ssn = _ssn(in2.value(2)) if in2 is not None else None
-    text = " ".join([*name.get("given", []), name.get("family", "")]).strip().upper()
-    key = {"system": f"Patient/{b.patient['id']}", "value": f"IN1|{text}"}
+    key = {"system": f"Patient/{b.patient['id']}", "value": f"IN1|{clinical.name_key(name)}"}
     telecom = ([t for t in (dt.xtn_to_contact_point(r, "home") for r in in2.repetitions(63)) if t]
                if in2 is not None else [])
-    return b.add(compact({
+    return clinical.same_person(b, compact({
         "resourceType": "RelatedPerson",
         "id": resource_id("RelatedPerson", b.facility, key),
         "identifier": [ssn] if ssn else None,
         "patient": b.patient_ref(),
-        "relationship": [r for r in (_relationship(b, in1, 17),) if r],
+        "relationship": [r for r in (clinical.relationship(b, in1, 17),) if r],
         "name": [name],
         "telecom": telecom,
         "gender": administrative_gender(in1, 43),
         "birthDate": dt.to_fhir_date(in1.value(18), "IN1-18"),
         "address": [a for a in map(dt.xad_to_address, in1.repetitions(19)) if a],
-    }), merge=True)
-
-
-def _relationship(b: Build, segment: Segment, number: int) -> dict | None:
-    """A table 0063 relationship with its v3-RoleCode meaning, as NK1's."""
-    code = dt.present(segment.value(number)).upper()
-    if code in v2c.RELATIONSHIP and dt.present(segment.value(number, 3)).upper() in (
-            "", "HL70063"):
-        codings = [{"system": tables.V2_0063, "code": code, "display": v2c.RELATIONSHIP[code]}]
-        if code in v2c.RELATIONSHIP_ROLE:
-            codings.append(v2c.RELATIONSHIP_ROLE[code].as_fhir())
-        return {"coding": codings}
-    return cwe_to_codeable_concept(dt.first_rep(segment, number), b.facility)
+    }))
 
 
 def _ssn(value: str) -> dict | None:
@@ -277,7 +289,7 @@ def guarantors(b: Build) -> list[dict]:
 
 def _guarantor_party(b: Build, gt1: Segment, n: int) -> dict | None:
     assert b.patient is not None
-    relationship = _relationship(b, gt1, 11)
+    relationship = clinical.relationship(b, gt1, 11)
     names = [x for x in map(dt.xpn_to_human_name, gt1.repetitions(3)) if x]
     if dt.present(gt1.value(11)).upper() == "SEL":
         return b.patient
@@ -293,7 +305,7 @@ def _guarantor_party(b: Build, gt1: Segment, n: int) -> dict | None:
     ssn = _ssn(gt1.value(12))
     guarantor_role = {"coding": [{"system": tables.V2_0131, "code": "O", "display": "Other"}],
                       "text": "Guarantor"}
-    return b.add(compact({
+    return clinical.same_person(b, compact({
         "resourceType": "RelatedPerson",
         "id": resource_id("RelatedPerson", b.facility, key),
         "identifier": [i for i in (number, ssn) if i],
@@ -304,7 +316,7 @@ def _guarantor_party(b: Build, gt1: Segment, n: int) -> dict | None:
         "gender": administrative_gender(gt1, 9),
         "birthDate": dt.to_fhir_date(gt1.value(8), "GT1-8"),
         "address": [a for a in map(dt.xad_to_address, gt1.repetitions(5)) if a],
-    }), merge=True)
+    }))
 
 
 # ---- FT1: ChargeItem --------------------------------------------------------------------
