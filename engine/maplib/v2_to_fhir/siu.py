@@ -1,0 +1,70 @@
+"""SIU: a scheduling notification as the Appointment, its Patient and visit, and what the
+appointment books (services, people, places, equipment). See `scheduling` for the rules.
+"""
+
+from __future__ import annotations
+
+from engine.errors import MappingError
+from engine.formats.hl7v2 import Hl7Message
+from engine.maplib import v2_scheduling as sched
+from engine.maplib.fhir import compact
+from engine.maplib.v2_to_fhir import clinical, people, results, scheduling, visit
+from engine.maplib.v2_to_fhir.frame import Build
+from engine.mapping_base import Skip
+
+EVENTS: tuple[str, ...] = ("S12", "S13", "S14", "S15", "S16", "S17", "S26")
+RESOURCES: tuple[str, ...] = (
+    "Patient", "Encounter", "Appointment", "ServiceRequest", "Practitioner", "Location",
+    "Device", "Condition", "Observation", "Provenance",
+)
+
+
+def build(message: Hl7Message) -> dict | Skip:
+    b = Build(message, "SIU")
+    if b.event not in EVENTS:
+        return Skip(f"SIU^{b.event or '(no event)'} is not an SIU event this mapping reads")
+    sch = message.segment("SCH")
+    if sch is None:
+        raise MappingError("the SCH segment is missing, so there is no appointment",
+                           field="SCH-2")
+    if message.segment("PID") is not None:
+        people.patient(b)
+        visit.encounter(b)
+    appointment = _appointment(b, sch)
+    if len(appointment["participant"]) == 0:
+        raise MappingError("names no patient (PID) and no resource (AIP, AIL, AIG), so the "
+                           "appointment has no participant", field="PID-3")
+    return b.bundle()
+
+
+def _appointment(b: Build, sch) -> dict:
+    """The Appointment, added to `b` before what it references so the Bundle reads in
+    the order a person would: patient, visit, appointment, then what it books."""
+    found = scheduling.identifiers(b, sch)
+    status = scheduling.status(b, sch)
+    timed, status = scheduling.timing(b, sch, status)
+    appointment: dict = {"resourceType": "Appointment",
+                         "id": scheduling.appointment_id(b, sch, found), "status": status}
+    b.add(appointment)
+    people_, services = scheduling.participants(b, appointment)
+    conditions = clinical.conditions(b) if b.patient is not None else []
+    observations = (results.observations(b, b.message.all("OBX"))
+                    if b.patient is not None else [])
+    supporting = scheduling.contacts(b, sch) + [b.ref(o) for o in observations]
+    appointment.update(compact({
+        "identifier": found,
+        **sched.event_reason(sch, b.event, status, b.facility),
+        "reasonReference": [b.ref(c) for c in conditions],
+        "serviceType": scheduling.service_types(b),
+        "appointmentType": sched.appointment_type(sch, b.facility),
+        "priority": scheduling.priority(b, sch),
+        **sched.note_elements(b.message),
+        **timed,
+        "supportingInformation": supporting,
+        "basedOn": [b.ref(s) for s in services] + scheduling.orders(b, sch),
+        "participant": people_,
+    }))
+    appointment.setdefault("participant", [])
+    if b.encounter is not None:
+        b.encounter.setdefault("appointment", [b.ref(appointment)])
+    return appointment
