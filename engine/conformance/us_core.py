@@ -351,8 +351,15 @@ _CONDITION = (
            "entered-in-error"), "a verificationStatus from condition-ver-status"),
     _condition_status,
 )
+_ISSUED = "when partial, preliminary, final, amended, corrected or appended"
 _REPORT = (required("status", "a status"), required("code", "a code"), *subject(),
-           choice("effective", "an effective time once the report is issued", _finished))
+           choice("effective", f"an effective time {_ISSUED} (us-core-8)", _finished))
+
+
+def _issued(r: dict[str, Any], ctx: Context) -> Found:
+    """us-core-9 (laboratory reports): an issued time once there is a result."""
+    if _finished(r) and not present(r.get("issued")):
+        yield "issued", f"requires an issued time {_ISSUED} (us-core-9)"
 
 PROFILES: tuple[Profile, ...] = (
     Profile("us-core-patient", "US Core Patient", "Patient", (
@@ -414,6 +421,7 @@ PROFILES: tuple[Profile, ...] = (
     Profile("us-core-diagnosticreport-lab",
             "US Core DiagnosticReport for Laboratory Results Reporting", "DiagnosticReport", (
                 sliced("category", V2_0074, ("LAB",), "a LAB category"), *_REPORT,
+                _issued,
             ), _lab_report, ("category", "a LAB category")),
     Profile("us-core-diagnosticreport-note",
             "US Core DiagnosticReport for Report and Note Exchange", "DiagnosticReport", (

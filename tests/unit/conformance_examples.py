@@ -86,7 +86,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "resourceType": "DiagnosticReport", "id": "dr-lab", "status": "final",
         "category": [cc("http://terminology.hl7.org/CodeSystem/v2-0074", "LAB")],
         "code": cc(LOINC, "24323-8"), "subject": PATIENT_REF,
-        "effectiveDateTime": "2024-03-01T10:15:00-05:00"},
+        "effectiveDateTime": "2024-03-01T10:15:00-05:00",
+        "issued": "2024-03-01T11:02:00-05:00"},
     "us-core-diagnosticreport-note": {
         "resourceType": "DiagnosticReport", "id": "dr-note", "status": "final",
         "category": [cc(LOINC, "LP29684-5")], "code": cc(LOINC, "18748-4"),

@@ -146,7 +146,15 @@ BROKEN: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
      "requires a LAB category"),
     ("us-core-diagnosticreport-lab", drop("effectiveDateTime"),
      "DiagnosticReport.effective[x]: US Core DiagnosticReport for Laboratory Results "
-     "Reporting requires an effective time once the report is issued"),
+     "Reporting requires an effective time when partial, preliminary, final, amended, "
+     "corrected or appended (us-core-8)"),
+    ("us-core-diagnosticreport-lab", drop("issued"),
+     "DiagnosticReport.issued: US Core DiagnosticReport for Laboratory Results Reporting "
+     "requires an issued time when partial, preliminary, final, amended, corrected or "
+     "appended (us-core-9)"),
+    ("us-core-diagnosticreport-lab", put(status="registered", category=[]),
+     "DiagnosticReport.category: US Core DiagnosticReport for Laboratory Results Reporting "
+     "requires a LAB category"),
     ("us-core-diagnosticreport-note", drop("code"),
      "DiagnosticReport.code: US Core DiagnosticReport for Report and Note Exchange requires "
      "a code"),
