@@ -16,7 +16,14 @@ from engine.cli.admin import (
     cmd_queue_retry,
     cmd_users,
 )
-from engine.cli.bench import cmd_ack, cmd_map, cmd_mapping_diff, cmd_parse, cmd_test
+from engine.cli.bench import (
+    cmd_ack,
+    cmd_map,
+    cmd_mapping_coverage,
+    cmd_mapping_diff,
+    cmd_parse,
+    cmd_test,
+)
 from engine.cli.common import DEFAULT_CONF
 from engine.cli.daemon import cmd_run, cmd_validate
 from engine.cli.send import cmd_send
@@ -102,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     mdiff.add_argument("b", metavar="NAME@B")
     mdiff.add_argument("files", nargs="+", metavar="FILE")
     mdiff.set_defaults(func=cmd_mapping_diff)
+    cover = mapping.add_parser("coverage", help="HL7v2 message types and the FHIR resources "
+                               "each maps to, as a Markdown table")
+    cover.add_argument("--update", metavar="FILE",
+                       help="rewrite the table between FILE's coverage markers (README.md)")
+    cover.set_defaults(func=cmd_mapping_coverage)
     roles = ["viewer", "operator", "analyst", "auditor", "admin", "integration"]
     users = sub.add_parser("users", help="users and API tokens").add_subparsers(
         dest="what", required=True)

@@ -73,6 +73,18 @@ def cmd_map(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_mapping_coverage(args: argparse.Namespace) -> int:
+    from engine.maplib.v2_to_fhir import coverage
+
+    mappings = catalog(args)
+    if args.update:
+        changed = coverage.update(Path(args.update), mappings)
+        print(f"{args.update}: {'updated' if changed else 'already current'}")
+    else:
+        print(coverage.table(mappings))
+    return 0
+
+
 def cmd_mapping_diff(args: argparse.Namespace) -> int:
     from engine.testbench import diff_versions
 
