@@ -29,14 +29,17 @@ class Gate:
     fhir: str = "R4"
     profiles: tuple[str, ...] = ()  # expanded US Core profile names, catalogue order
     max_entries: int = 300  # engine.config.conformance.DEFAULT_MAX_ENTRIES
+    # as the destination's settings name them (`us-core`), for the reasons' text only
+    named: tuple[str, ...] = dataclasses.field(default=(), compare=False)
 
     @classmethod
     def of(cls, config: Any) -> Gate:
         """From a destination's `conformance:` settings (engine.config.conformance)."""
-        return cls(config.fhir, us_core.expand(config.profiles), config.max_entries)
+        return cls(config.fhir, us_core.expand(config.profiles), config.max_entries,
+                   tuple(config.profiles))
 
     def describe(self) -> str:
-        names = ", ".join(self.profiles) if self.profiles else "no profile"
+        names = ", ".join(self.named or self.profiles) or "no US Core profile"
         return f"FHIR {self.fhir}, {names}"
 
 

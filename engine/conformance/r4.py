@@ -10,6 +10,7 @@ dateTime`, never the value that was there.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -76,6 +77,7 @@ REQUIRED_CODES: dict[str, dict[str, frozenset[str]]] = {
     "Account": {"status": frozenset({
         "active", "inactive", "entered-in-error", "on-hold", "unknown"})},
 }
+_ELEMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"})
 
 # What a pydantic error type means, in words that quote nothing.
@@ -114,8 +116,15 @@ def path(loc: tuple[Any, ...] | list[Any]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            out += f".{element(part)}" if out else element(part)
     return out
+
+
+def element(key: Any) -> str:
+    """A JSON key as a reason may name it: an element's name, else `?` (an output that
+    passes a sender's JSON through could have anything as a key)."""
+    text = str(key)
+    return text if _ELEMENT.match(text) else "?"
 
 
 def at(where: str, loc: str) -> str:
@@ -171,7 +180,7 @@ def empty_elements(value: Any, loc: str = "") -> Iterator[str]:
     """Every element that is present but holds nothing ("", {}, [] or null)."""
     if isinstance(value, dict):
         for key, item in value.items():
-            sub = f"{loc}.{key}" if loc else key
+            sub = f"{loc}.{element(key)}" if loc else element(key)
             if item is None or item == "" or item == {} or item == []:
                 yield sub
             else:

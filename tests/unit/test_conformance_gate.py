@@ -139,7 +139,7 @@ def test_a_failing_output_is_held_for_the_gated_destination_only() -> None:
     assert routed.status is MessageStatus.ERROR
     assert routed.error == (
         "held for destination ehr: the output of lab-to-fhir@1 fails its conformance gate "
-        f"(FHIR R4, {', '.join(GATED_PROFILES)}): {NO_CATEGORY}")
+        f"(FHIR R4, us-core): {NO_CATEGORY}")
     assert routed.problems == (Problem(routed.error, code="MAPPING_FAILED"),)
     [errored] = [e for e in uow.events if e.kind is Kind.ERRORED]
     assert errored.destination == "ehr"
@@ -149,8 +149,6 @@ def test_a_failing_output_is_held_for_the_gated_destination_only() -> None:
     assert [e.destination for e in uow.events if e.kind is Kind.QUEUED] == ["files"]
     assert NAME not in json.dumps(errored.detail) and MRN not in json.dumps(errored.detail)
 
-
-GATED_PROFILES = Gate.of(GATED).profiles
 
 
 def test_a_passing_output_is_queued_for_every_destination() -> None:
@@ -194,3 +192,12 @@ def test_a_destination_sent_the_message_as_received_is_not_gated() -> None:
     routed, rec, _ = route([Target("raw", "lab/raw", received=True, conformance=GATED)],
                            b"not json")
     assert routed.status is MessageStatus.ACCEPTED and rec.puts == [("lab/raw", "M1", None)]
+
+
+def test_a_gate_is_described_as_configured_and_equal_gates_are_one() -> None:
+    assert US_CORE.describe() == "FHIR R4, us-core"
+    named = Gate.of(ConformanceConfig(profiles=["us-core-patient", "us-core-encounter"]))
+    assert named.describe() == "FHIR R4, us-core-patient, us-core-encounter"
+    assert R4_ONLY.describe() == "FHIR R4, no US Core profile"
+    spelled_out = Gate.of(ConformanceConfig(profiles=list(US_CORE.profiles)))
+    assert spelled_out == US_CORE and len(check_all(lab_bundle(), [spelled_out, US_CORE])) == 1

@@ -109,3 +109,14 @@ def test_no_reason_quotes_a_value() -> None:
     assert len(found) >= 3
     text = json.dumps(found)
     assert NAME not in text and MRN not in text and BIRTH not in text
+
+
+def test_a_key_that_is_no_element_name_is_not_repeated() -> None:
+    """An output passing a sender's JSON through could hold anything as a key."""
+    patient = example("us-core-patient")
+    patient[f"{NAME} {MRN}"] = "x"
+    patient["address"] = [{f"{BIRTH}": ""}]
+    found = r4.resource_reasons(patient, "Patient")
+    assert "Patient.?: is not an element of FHIR R4 here" in found
+    assert "Patient.address[0].?: is empty (FHIR forbids empty elements)" in found
+    assert NAME not in json.dumps(found) and BIRTH not in json.dumps(found)
