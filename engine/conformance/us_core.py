@@ -9,9 +9,10 @@ name the element and the profile, never a value:
 `Bundle.entry[2].resource(Observation).category: US Core Laboratory Result Observation
 requires a laboratory category`.
 
-Which profile a resource is held to: profiles of one resource type "claim" resources by
-their category or code (a vital-sign LOINC code or category claims an Observation for
-Vital Signs, a laboratory category for Laboratory Result). A resource that no US Core
+Which profile a resource is held to: the profiles it declares (meta.profile), and those
+that "claim" it by its category or code (a vital-signs category, or a vital-sign LOINC
+code without a laboratory category, claims an Observation for Vital Signs; a laboratory
+category for Laboratory Result). A resource that no US Core
 profile claims is held to its type's first profile the gate names (an Observation with
 no category to Laboratory Result, a Condition to Encounter Diagnosis, a DiagnosticReport
 to Laboratory), so an uncategorised one fails for want of that category; one claimed
@@ -28,6 +29,7 @@ Found = Iterator[tuple[str, str]]  # (location inside the resource, what is wron
 Rule = Callable[[dict[str, Any], "Context"], Found]
 
 SHORTHAND = "us-core"
+CANONICAL = "http://hl7.org/fhir/us/core/StructureDefinition/"
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 CONDITION_CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
 US_CORE_CONDITION_CATEGORY = "http://hl7.org/fhir/us/core/CodeSystem/condition-category"
@@ -318,8 +320,10 @@ def _lab(r: dict[str, Any]) -> bool:
 
 
 def _vital(r: dict[str, Any]) -> bool:
+    """A vital-signs category, or a vital-sign code on an Observation no laboratory
+    category claims (2708-6, arterial oxygen saturation, is also a blood-gas test)."""
     return (has_code(r.get("category"), OBSERVATION_CATEGORY, {"vital-signs"})
-            or bool(code_of(r, LOINC) & VITAL_CODES))
+            or (bool(code_of(r, LOINC) & VITAL_CODES) and not _lab(r)))
 
 
 def _encounter_diagnosis(r: dict[str, Any]) -> bool:
@@ -480,6 +484,15 @@ def expand(names: Iterable[str]) -> tuple[str, ...]:
     return tuple(p.name for p in PROFILES if SHORTHAND in wanted or p.name in wanted)
 
 
+def declared_profiles(resource: dict[str, Any]) -> set[str]:
+    """The US Core profiles a resource says it follows (meta.profile), by name; a
+    resource declaring one is held to it whatever its category."""
+    meta = resource.get("meta")
+    urls = listed(meta.get("profile")) if isinstance(meta, dict) else []
+    return {url.removeprefix(CANONICAL).partition("|")[0] for url in urls
+            if isinstance(url, str) and url.startswith(CANONICAL)}
+
+
 def reasons(resource: dict[str, Any], where: str, names: Sequence[str], ctx: Context
             ) -> list[str]:
     """Why `resource` fails the named profiles that apply to it, located under
@@ -488,7 +501,9 @@ def reasons(resource: dict[str, Any], where: str, names: Sequence[str], ctx: Con
     named = [BY_NAME[n] for n in names if BY_NAME[n].type == kind]
     if not named:
         return []
-    applying = [p for p in named if p.claims is None or p.claims(resource)]
+    declared = declared_profiles(resource)
+    applying = [p for p in named
+                if p.claims is None or p.name in declared or p.claims(resource)]
     if not applying:
         if any(p.claims is not None and p.claims(resource)
                for p in PROFILES if p.type == kind):

@@ -90,8 +90,7 @@ BROKEN: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("us-core-observation-lab", drop("subject"),
      "Observation.subject: US Core Laboratory Result Observation requires a subject (the "
      "patient)"),
-    ("us-core-vital-signs", put(category=[coded(CLINICAL + "observation-category",
-                                                "laboratory")]),
+    ("us-core-vital-signs", drop("category"),
      "Observation.category: US Core Vital Signs requires a vital-signs category"),
     ("us-core-vital-signs", put(code=coded("http://loinc.org", "2823-3")),
      "Observation.code: US Core Vital Signs requires a vital-sign LOINC code"),
@@ -217,14 +216,35 @@ def test_a_practitioner_agent_needs_on_behalf_of_when_its_type_is_known() -> Non
     assert reasons_of(prov, ("us-core-provenance",), ctx) == []
 
 
-def test_a_vital_sign_code_claims_an_observation_for_vital_signs() -> None:
-    """A heart rate under a laboratory category is a vital sign all the same."""
+def test_a_vital_sign_code_without_a_category_claims_an_observation_for_vital_signs(
+        ) -> None:
     obs = example("us-core-observation-lab")
-    obs["code"] = coded("http://loinc.org", "8867-4")
+    del obs["category"]
+    obs["code"] = coded("http://loinc.org", "8867-4")  # heart rate
     obs["valueQuantity"] = {"value": 72, "unit": "/min", "system": "http://unitsofmeasure.org",
                             "code": "/min"}
     assert reasons_of(obs, ("us-core-vital-signs",)) == [
         "Observation.category: US Core Vital Signs requires a vital-signs category"]
+    assert reasons_of(obs) == [
+        "Observation.category: US Core Vital Signs requires a vital-signs category"]
+
+
+def test_a_blood_gas_saturation_under_a_laboratory_category_is_a_lab_result() -> None:
+    """2708-6 is both a vital sign's code and a blood-gas test's: the category decides."""
+    obs = example("us-core-observation-lab")
+    obs["code"] = coded("http://loinc.org", "2708-6")
+    assert reasons_of(obs) == []
+    assert reasons_of(obs, ("us-core-vital-signs",)) == []
+
+
+def test_a_declared_profile_is_held_to_whatever_the_category() -> None:
+    obs = example("us-core-observation-lab")
+    obs["meta"] = {"profile": [
+        "http://hl7.org/fhir/us/core/StructureDefinition/us-core-vital-signs|6.1.0"]}
+    assert reasons_of(obs) == [
+        "Observation.category: US Core Vital Signs requires a vital-signs category",
+        "Observation.code: US Core Vital Signs requires a vital-sign LOINC code"]
+    assert reasons_of(obs, ("us-core-observation-lab",)) == []  # not one the gate names
 
 
 def test_an_uncategorised_observation_is_held_to_the_lab_profile_the_gate_names() -> None:
