@@ -295,7 +295,16 @@ _PARTICIPATION = tables.V3_PARTICIPATION_TYPE
 def procedures(b: Build) -> list[dict]:
     """One Procedure (completed) per PR1."""
     assert b.patient is not None
-    return [b.add(r) for r in b.each("PR1", lambda pr1, n: _procedure(b, pr1))]
+    made = b.each("PR1", lambda pr1, n: (pr1, b.add(_procedure(b, pr1))))
+    found = getattr(b, "procedure_of", {})
+    found.update({id(pr1): procedure for pr1, procedure in made})
+    b.procedure_of = found  # type: ignore[attr-defined]
+    return [procedure for _, procedure in made]
+
+
+def procedure_of(b: Build, pr1: Segment) -> dict | None:
+    """The Procedure `procedures` made of this PR1, if it made one."""
+    return getattr(b, "procedure_of", {}).get(id(pr1))
 
 
 def _procedure(b: Build, pr1: Segment) -> dict:

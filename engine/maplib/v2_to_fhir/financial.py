@@ -366,6 +366,11 @@ def _charge(b: Build, ft1: Segment, n: int) -> dict:
     performers += [{"function": _ORDERER, "actor": b.ref(p)} for p in _xcns(b, ft1, 21)]
     enterer = next(iter(_xcns(b, ft1, 24)), None)
     procedure = _charged_procedure(b, ft1, start)
+    services = [procedure] if procedure else []
+    for pr1 in _follows(b, ft1, "PR1", "FT1"):  # a P11's FINANCIAL_PROCEDURE group
+        done = clinical.procedure_of(b, pr1)
+        if done is not None and done not in services:
+            services.append(done)
     product = cwe_to_codeable_concept(dt.first_rep(ft1, 29), b.facility, Bound(tables.NDC))
     return compact({
         "resourceType": "ChargeItem",
@@ -386,7 +391,7 @@ def _charge(b: Build, ft1: Segment, n: int) -> dict:
         "reason": [c for c in (cwe_to_codeable_concept(r, b.facility, None,
                                                        tables.DIAGNOSIS_CODING_SYSTEMS)
                                for r in ft1.repetitions(19)) if c],
-        "service": [b.ref(procedure)] if procedure else None,
+        "service": [b.ref(p) for p in services],
         "productCodeableConcept": product,
         "account": [b.ref(account(b))],
         "note": [{"text": f"Transaction type: {TRANSACTION_TYPE.get(kind, kind)}"}]
