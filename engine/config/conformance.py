@@ -8,12 +8,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from engine.conformance import DEFAULT_MAX_ENTRIES
 from engine.conformance.us_core import NAMES
-
-# Validation runs inside routing, on the channel's event loop (routing may not await):
-# about 1 ms per entry on the 2-core development machine, so at most ~0.3 s for one
-# message by default; a gate on larger Bundles raises it knowingly.
-DEFAULT_MAX_ENTRIES = 300
 
 
 class ConformanceConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

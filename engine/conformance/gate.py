@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from engine.conformance import r4, us_core
+from engine.conformance import DEFAULT_MAX_ENTRIES, r4, us_core
 
 MAX_REASONS = 20
 _TYPE_NAME = re.compile(r"[A-Z][A-Za-z]{1,63}\Z")
@@ -28,7 +28,7 @@ class Gate:
 
     fhir: str = "R4"
     profiles: tuple[str, ...] = ()  # expanded US Core profile names, catalogue order
-    max_entries: int = 300  # engine.config.conformance.DEFAULT_MAX_ENTRIES
+    max_entries: int = DEFAULT_MAX_ENTRIES
     # as the destination's settings name them (`us-core`), for the reasons' text only
     named: tuple[str, ...] = dataclasses.field(default=(), compare=False)
 

@@ -201,3 +201,15 @@ def test_a_gate_is_described_as_configured_and_equal_gates_are_one() -> None:
     assert R4_ONLY.describe() == "FHIR R4, no US Core profile"
     spelled_out = Gate.of(ConformanceConfig(profiles=list(US_CORE.profiles)))
     assert spelled_out == US_CORE and len(check_all(lab_bundle(), [spelled_out, US_CORE])) == 1
+
+
+def test_the_command_checks_files_as_a_gate_would(tmp_path, capsys) -> None:
+    from engine.conformance.__main__ import main
+
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    good.write_bytes(lab_bundle())
+    bad.write_bytes(lab_bundle(category=False))
+    assert main([str(good), str(bad)]) == 1
+    assert capsys.readouterr().out.splitlines() == [f"{good}: ok", f"{bad}: {NO_CATEGORY}"]
+    assert main(["--profiles", "", str(bad)]) == 0  # valid R4 all the same
+    assert main(["--profiles", "us-core-patient", str(good)]) == 0
