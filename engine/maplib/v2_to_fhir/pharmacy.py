@@ -20,12 +20,13 @@ Choices a receiver notices:
 from __future__ import annotations
 
 import json
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple, TypeVar
 
 from engine.errors import MappingError
 from engine.formats.hl7v2 import Segment, tables
 from engine.formats.hl7v2 import datatypes as dt
-from engine.leniency import guard, tolerate
+from engine.leniency import tolerate
 from engine.maplib import v2_pharmacy as rx
 from engine.maplib.fhir import compact, resource_id
 from engine.maplib.v2_codes import codeable_concepts, first_concept
@@ -33,6 +34,8 @@ from engine.maplib.v2_fhir import annotations
 from engine.maplib.v2_orders import placer_and_filler
 from engine.maplib.v2_to_fhir import people
 from engine.maplib.v2_to_fhir.frame import Build
+
+T = TypeVar("T")
 
 # ---- where each fact sits in RXO and RXE ------------------------------------------------
 
@@ -69,6 +72,16 @@ _ORDER_PARTS = frozenset({"ORC", "RXO", "RXE", "RXR", "RXC", "TQ1", "TQ2", "NTE"
 
 def fields_of(segment: Segment) -> OrderFields:
     return RXO_FIELDS if segment.name == "RXO" else RXE_FIELDS
+
+
+def guarded(convert: Callable[[], T]) -> T | None:
+    """Run one segment's converter: a MappingError it raises drops only what it would
+    have made, with a warning (strictly, it raises). The fields it names are already
+    located (`b.field`: "RXD[2]-2"), so no segment context is added."""
+    try:
+        return convert()
+    except MappingError as error:
+        return tolerate(error)
 
 
 # ---- order groups --------------------------------------------------------------------------
@@ -166,8 +179,7 @@ def medication_request(b: Build, orc: Segment | None, order_segment: Segment,
         found_timings, found_notes = _order_parts(b, orc or order_segment)
         timings = found_timings if timings is None else timings
         notes = found_notes if notes is None else notes
-    return guard(order_segment.name, b.occurrence(order_segment),
-                 lambda: _request(b, orc, order_segment, rxrs, rxcs, timings, notes))
+    return guarded(lambda: _request(b, orc, order_segment, rxrs, rxcs, timings, notes))
 
 
 def _order_parts(b: Build, first: Segment) -> tuple[list[Segment], list[Segment]]:
@@ -252,11 +264,18 @@ def _fallback_key(b: Build, orc: Segment | None, medication: dict, authored: str
             "value": "|".join((patient, medication["id"], authored or ""))}
 
 
+# Order controls that report on an order (RE: observations or a dispense follow) rather
+# than change it: ORC-5 says where it stands.
+_REPORTS = frozenset({"RE", "PR", "SR", "UA"})
+
+
 def request_status(b: Build, orc: Segment | None) -> str:
     """ORC-1 and ORC-5 as `v2_pharmacy.order_status` reads them; an order control code
     outside table 0119 is unknown, with a warning."""
     if orc is None:
         return "unknown"
+    if dt.present(orc.value(1)).upper() in _REPORTS:
+        return rx.ORDER_STATUS.get(dt.present(orc.value(5)).upper(), "active")
     try:
         return rx.order_status(orc, b.field(orc, 1).rsplit("-", 1)[0])
     except MappingError as error:
@@ -319,62 +338,71 @@ def _text(seg: Segment, field: int) -> str:
 
 def medication_resource(b: Build, seg: Segment, code_field: int, form_field: int | None,
                         rxcs: list[Segment], *, strength: tuple[int, int, int, int] | None = None,
-                        extra_codes: tuple[int, ...] = ()) -> dict | None:
-    """A Medication from a segment's drug code (with more codes from `extra_codes`), its
-    form, its strength (value, units, volume, volume units) and RXC components as
-    ingredients; None when it names no drug and has no components. Its id is derived from
-    its content."""
+                        ) -> dict | None:
+    """A Medication from a segment's drug code, its form, its strength (value, units,
+    volume, volume units fields) and RXC components as ingredients; None when it names no
+    drug and has no components. Its id is derived from its content, so the same drug
+    named by many orders is one resource."""
     code = first_concept(seg, code_field, b.facility)
-    for number in extra_codes:
-        more = first_concept(seg, number, b.facility)
-        if more and code:
-            code.setdefault("coding", []).extend(
-                c for c in more.get("coding", []) if c not in code.get("coding", []))
-        code = code or more
-    ingredients = [i for i in (ingredient(b, rxc) for rxc in rxcs) if i]
+    volume = None
+    if strength:
+        volume = rx.quantity(dt.to_fhir_decimal(seg.value(strength[2]), b.field(seg, strength[2])),
+                             dt.first_rep(seg, strength[3]))
+    ingredients = [i for i in (ingredient(b, rxc, volume) for rxc in rxcs) if i]
     if code is None and ingredients:
-        names = [i["itemCodeableConcept"].get("text") or i["itemCodeableConcept"]["coding"][0]
-                 .get("display", i["itemCodeableConcept"]["coding"][0]["code"])
-                 for i in ingredients]
-        code = {"text": " + ".join(names)}
+        code = {"text": " + ".join(_words(i["itemCodeableConcept"]) for i in ingredients)}
     if code is None:
         return None
+    amount = None
     if strength and not ingredients:
-        ratio = _strength(b, seg, *strength)
+        ratio = _strength(b, seg, strength[0], strength[1], volume)
         if ratio:
             ingredients = [{"itemCodeableConcept": code, "strength": ratio}]
+    elif volume:  # a compound: its components say the amounts, the volume its size
+        amount = {"numerator": volume, "denominator": {"value": 1}}
     content = compact({
-        "resourceType": "Medication",
         "code": code,
         "form": first_concept(seg, form_field, b.facility) if form_field else None,
         "ingredient": ingredients,
+        "amount": amount,
     })
+    return {"resourceType": "Medication", "id": content_id(b, "Medication", content), **content}
+
+
+def content_id(b: Build, kind: str, content: dict) -> str:
+    """An id derived from what a resource says (for things with no identifier of their
+    own: the same content from the same sender is the same resource)."""
     key = json.dumps(content, sort_keys=True, default=str)
-    return {"resourceType": "Medication",
-            "id": resource_id("Medication", b.facility, {"system": "content", "value": key}),
-            **{k: v for k, v in content.items() if k != "resourceType"}}
+    return resource_id(kind, b.facility, {"system": "content", "value": key})
 
 
-def _strength(b: Build, seg: Segment, value: int, units: int, volume: int,
-              volume_units: int) -> dict | None:
-    """Give strength per strength volume (RXE-25/26 per RXE-33/34), per 1 without one."""
+def _words(concept: dict) -> str:
+    if concept.get("text"):
+        return concept["text"]
+    first = concept["coding"][0]
+    return first.get("display") or first["code"]
+
+
+def _strength(b: Build, seg: Segment, value: int, units: int, per: dict | None
+              ) -> dict | None:
+    """The amount at `value`/`units` per `per` (a volume), else per one."""
     numerator = rx.quantity(dt.to_fhir_decimal(seg.value(value), b.field(seg, value)),
                             dt.first_rep(seg, units))
     if numerator is None:
         return None
-    denominator = rx.quantity(dt.to_fhir_decimal(seg.value(volume), b.field(seg, volume)),
-                              dt.first_rep(seg, volume_units)) or {"value": 1}
-    return {"numerator": numerator, "denominator": denominator}
+    return {"numerator": numerator, "denominator": per or {"value": 1}}
 
 
-def ingredient(b: Build, rxc: Segment) -> dict | None:
-    """One RXC component: RXC-2 code, strength RXC-5/6 per RXC-8/9 volume (else the
-    amount RXC-3/4 per one dose), active when an additive (RXC-1 A), not when the base."""
+def ingredient(b: Build, rxc: Segment, volume: dict | None = None) -> dict | None:
+    """One RXC component: RXC-2 code; strength its amount in the compound (RXC-3/4) per
+    the compound's volume, else its own strength (RXC-5/6) per RXC-8/9; active when an
+    additive (RXC-1 A), not when the base (B)."""
     item = first_concept(rxc, 2, b.facility)
     if item is None:
         return tolerate(MappingError("is empty: the component names no substance",
                                      field=b.field(rxc, 2)))
-    ratio = _strength(b, rxc, 5, 6, 8, 9) or _strength(b, rxc, 3, 4, 0, 0)
+    per = rx.quantity(dt.to_fhir_decimal(rxc.value(8), b.field(rxc, 8)), dt.first_rep(rxc, 9))
+    ratio = (_strength(b, rxc, 3, 4, volume) or _strength(b, rxc, 5, 6, per))
     kind = dt.present(rxc.value(1)).upper()
     return compact({
         "itemCodeableConcept": item,
@@ -390,7 +418,7 @@ def _schedules(b: Build, orc: Segment | None, seg: Segment, timings: list[Segmen
                ) -> list[rx.Schedule]:
     """One Schedule per TQ1; else the v2.3 TQ of RXE-1, else ORC-7."""
     if timings:
-        found = [guard("TQ1", b.occurrence(t), lambda t=t: rx.schedule_from_tq1(
+        found = [guarded(lambda t=t: rx.schedule_from_tq1(
             t, b.field(t, 1).rsplit("-", 1)[0], b.offset)) for t in timings]
         for t in timings:
             _check_time_units(b, t)
@@ -401,8 +429,7 @@ def _schedules(b: Build, orc: Segment | None, seg: Segment, timings: list[Segmen
         rep = dt.first_rep(segment, number)
         if rep is not None and any(dt.present(c) for c in rep.components()):
             name = b.field(segment, number)
-            plan = guard(segment.name, b.occurrence(segment),
-                         lambda rep=rep, name=name: rx.schedule_from_tq(rep, name, b.offset))
+            plan = guarded(lambda rep=rep, name=name: rx.schedule_from_tq(rep, name, b.offset))
             return [plan] if plan else []
     return []
 
@@ -556,3 +583,208 @@ def _substitution(seg: Segment, number: int) -> dict | None:
         {"system": rx.V3_SUBSTITUTION, "code": v3_code, "display": v3_display},
         {"system": tables.V2_0167, "code": code, "display": v2_display},
     ]}}
+
+
+# ---- dispense (RXD) -----------------------------------------------------------------------
+
+# Table 0038 order status -> MedicationDispense.status; an RDS without one says what was
+# dispensed, so it is completed.
+DISPENSE_STATUS: dict[str, str] = {
+    "CM": "completed", "IP": "in-progress", "SC": "preparation", "A": "in-progress",
+    "CA": "cancelled", "DC": "stopped", "HD": "on-hold", "ER": "entered-in-error",
+    "RP": "stopped",
+}
+# Table 0167 substitution status -> whether the drug dispensed was a substitute, and
+# the v3 code of what was dispensed.
+WAS_SUBSTITUTED: dict[str, bool] = {"N": False, "0": False, "1": False, "G": True, "T": True}
+_DISPENSED_SUBSTITUTION: dict[str, tuple[str, str, str]] = {
+    **{k: v for k, v in rx.SUBSTITUTION.items() if k in WAS_SUBSTITUTED},
+    "0": ("N", "none", "No product selection indicated"),
+}
+DISPENSE_TYPE = "http://terminology.hl7.org/CodeSystem/v2-0484"
+DISPENSE_TYPES: dict[str, str] = {
+    "B": "Trial Quantity Balance", "C": "Compassionate Fill", "N": "New/Renew - Full Fill",
+    "P": "New/Renew - Part Fill", "Q": "Refill - Part Fill", "R": "Refill - Full Fill",
+    "S": "Manufacturer Sample", "T": "Trial Quantity", "Z": "Non-Prescription Fill",
+}
+
+
+def dispense(b: Build, order: PharmacyOrder, rxd: Segment,
+             request: dict | None) -> dict | None:
+    """The MedicationDispense of one RXD (guarded: one that names no drug is a warning),
+    authorized by `request` (the order's MedicationRequest) when there is one."""
+    return guarded(lambda: _dispense(b, order, rxd, request))
+
+
+def _dispense(b: Build, order: PharmacyOrder, rxd: Segment, request: dict | None) -> dict:
+    medication = medication_resource(b, rxd, 2, 6, order.owned(rxd, "RXC"),
+                                     strength=(16, 17, 28, 29))
+    if medication is None:
+        raise MappingError("is empty: the dispense names no medication", field=b.field(rxd, 2))
+    _batch(b, rxd, medication)
+    b.add(medication)
+    orc = order.orc
+    order_key = (order_identifiers(b, orc, rxd)[:1] or [None])[0]
+    prescription = dt.present(rxd.value(7))
+    handed = dt.to_fhir_datetime(rxd.value(3), b.field(rxd, 3), b.offset)
+    if order_key is None and request is not None:
+        order_key = {"system": "urn:conduit:medication-request", "value": request["id"]}
+    if order_key is None:
+        order_key = {"system": people.local_system(b, "prescription"),
+                     "value": prescription or f"{b.patient['id'] if b.patient else ''}|"
+                     f"{medication['id']}"}
+    key = {"system": order_key.get("system", ""),
+           "value": "^".join((order_key["value"], "RXD", dt.present(rxd.value(1)),
+                              dt.present(rxd.value(3))))}
+    performers = [p for p in (people.practitioner(b, rep) for rep in rxd.repetitions(10)) if p]
+    resource = {
+        "resourceType": "MedicationDispense",
+        "id": resource_id("MedicationDispense", b.facility, key),
+        "identifier": _dispense_identifiers(b, orc, prescription),
+        "status": _dispense_status(orc),
+        "medicationReference": b.ref(medication),
+        "subject": b.patient_ref(),
+        "context": b.encounter_ref(),
+        "performer": [{"actor": b.ref(p)} for p in performers],
+        "location": _pharmacy_location(b, rxd),
+        "authorizingPrescription": _authorizing(b, request, prescription),
+        "type": _dispense_type(rxd),
+        "quantity": rx.quantity(dt.to_fhir_decimal(rxd.value(4), b.field(rxd, 4)),
+                                dt.first_rep(rxd, 5)),
+        "whenHandedOver": handed,
+        "destination": _destination(b, rxd),
+        "note": [*[{"text": t} for t in (_text(rxd, 9), _text(rxd, 15)) if t],
+                 *annotations(order.notes(rxd))],
+        "dosageInstruction": _dispense_dosage(b, order, rxd),
+        "substitution": _dispense_substitution(b, rxd),
+    }
+    return b.add(compact(resource))
+
+
+def _dispense_identifiers(b: Build, orc: Segment | None, prescription: str) -> list[dict]:
+    """ORC-3 filler number (the pharmacy's) of the dispense's order."""
+    if orc is None:
+        return []
+    filler = dt.first_ei(orc, 3, b.facility, tables.FILLER_IDENTIFIER)
+    return [filler] if filler else []
+
+
+def _dispense_status(orc: Segment | None) -> str:
+    code = dt.present(orc.value(5)).upper() if orc is not None else ""
+    control = dt.present(orc.value(1)).upper() if orc is not None else ""
+    if control in ("CA", "OC", "CR"):
+        return "cancelled"
+    return DISPENSE_STATUS.get(code, "completed")
+
+
+def _authorizing(b: Build, request: dict | None, prescription: str) -> list[dict]:
+    """The order's MedicationRequest, else RXD-7 prescription number as a logical one."""
+    if request is not None:
+        return [b.ref(request)]
+    if prescription:
+        return [{"type": "MedicationRequest", "identifier": {
+            "type": {"text": "Prescription number"},
+            "system": people.local_system(b, "prescription"), "value": prescription}}]
+    return []
+
+
+def _batch(b: Build, rxd: Segment, medication: dict) -> None:
+    """RXD-18 lot, RXD-19 expiry and RXD-20 manufacturer describe the package dispensed:
+    Medication.batch and manufacturer (a new content, so a new id)."""
+    lot = dt.present(rxd.value(18, 1))
+    expires = dt.to_fhir_datetime(rxd.value(19), b.field(rxd, 19), b.offset)
+    maker = dt.first_rep(rxd, 20)
+    org = None
+    if maker is not None:
+        code, name = dt.present(maker.value(1)), dt.present(maker.value(2))
+        system = dt.present(maker.value(3))
+        identifier = ({"system": tables.MVX if system.upper() == "MVX" else
+                       people.local_system(b, "manufacturer"), "value": code} if code else None)
+        org = people.organization(b, name or code, identifier)
+    extra = compact({"manufacturer": b.ref(org) if org else None,
+                     "batch": compact({"lotNumber": lot or None, "expirationDate": expires})})
+    if extra:
+        medication.update(extra)
+        content = {k: v for k, v in medication.items() if k not in ("id", "resourceType")}
+        medication["id"] = content_id(b, "Medication", content)
+
+
+def _pharmacy_location(b: Build, rxd: Segment) -> dict | None:
+    """RXD-30 dispensing pharmacy (a CWE) as the Location dispensed from."""
+    rep = dt.first_rep(rxd, 30)
+    if rep is None:
+        return None
+    name = dt.present(rep.value(2)) or dt.present(rep.value(1))
+    if not name:
+        return None
+    key = {"system": f"urn:conduit:location:{b.facility}",
+           "value": f"pharmacy:{dt.present(rep.value(1)) or name}".upper()}
+    place = b.add(compact({"resourceType": "Location",
+                           "id": resource_id("Location", b.facility, key),
+                           "name": name, "mode": "instance"}), merge=True)
+    return b.ref(place) if place else None
+
+
+def _destination(b: Build, rxd: Segment) -> dict | None:
+    """RXD-13 dispense-to location (LA2: point of care, room, bed, facility)."""
+    rep = dt.first_rep(rxd, 13)
+    if rep is None:
+        return None
+    parts = [dt.present(rep.value(i)) for i in (1, 2, 3)]
+    facility = dt.present(rep.value(4, 1))
+    name = " / ".join(p for p in parts if p) or facility
+    if not name:
+        return None
+    key = {"system": f"urn:conduit:location:{facility or b.facility}", "value": name.upper()}
+    place = b.add(compact({"resourceType": "Location",
+                           "id": resource_id("Location", b.facility, key),
+                           "name": name, "mode": "instance"}), merge=True)
+    return b.ref(place) if place else None
+
+
+def _dispense_type(rxd: Segment) -> dict | None:
+    """RXD-33 (table 0484)."""
+    code = dt.present(rxd.value(33, 1)).upper()
+    if not code:
+        return None
+    display = DISPENSE_TYPES.get(code)
+    if display is None:
+        text = dt.present(rxd.value(33, 2)) or code
+        return {"text": text}
+    return {"coding": [{"system": DISPENSE_TYPE, "code": code, "display": display}]}
+
+
+def _dispense_dosage(b: Build, order: PharmacyOrder, rxd: Segment) -> list[dict]:
+    """The route, site and method of the RXD's RXR (else the order's), the order's timing,
+    and RXD-12 total daily dose."""
+    rxr = next(iter(order.routes(rxd, order.first("RXE"), order.first("RXO"))), None)
+    plans = _schedules(b, order.orc, order.first("RXE") or rxd, order.timings()) \
+        if order.timings() else []
+    shared = compact({
+        "route": rx.route(rxr, b.facility) if rxr else None,
+        "site": _site(b, rxr),
+        "method": first_concept(rxr, 4, b.facility) if rxr else None,
+        "additionalInstruction": codeable_concepts(rxr, 5, b.facility) if rxr else None,
+        "maxDosePerPeriod": _daily_dose(b, rxd, 12),
+    })
+    found = []
+    for plan in plans or [rx.Schedule(None)]:
+        dosage = compact({**shared, "text": plan.text, "timing": plan.timing,
+                          "asNeededBoolean": True if plan.as_needed else None})
+        if dosage:
+            found.append(dosage)
+    return found
+
+
+def _dispense_substitution(b: Build, rxd: Segment) -> dict | None:
+    """RXD-11 (table 0167): whether a substitute was dispensed, and which kind."""
+    code = dt.present(rxd.value(11)).upper()
+    if not code:
+        return None
+    if code not in WAS_SUBSTITUTED:
+        return tolerate(MappingError("is not a substitution status this mapping reads "
+                                     "(table 0167: N, G, T, 0, 1)", field=b.field(rxd, 11)))
+    v3_code, v3_display, v2_display = _DISPENSED_SUBSTITUTION[code]
+    return {"wasSubstituted": WAS_SUBSTITUTED[code], "type": {"coding": [
+        {"system": rx.V3_SUBSTITUTION, "code": v3_code, "display": v3_display},
+        {"system": tables.V2_0167, "code": code, "display": v2_display}]}}

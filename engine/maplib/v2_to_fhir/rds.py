@@ -1,0 +1,57 @@
+"""RDS^O13: a pharmacy dispense as the Patient, the visit, and per order the
+MedicationDispense of each RXD, authorized by the order's MedicationRequest (from its
+RXE, else its RXO) when the message carries it, with the Medication, the dispensing
+practitioners and places, and the order's OBX as Observations."""
+
+from __future__ import annotations
+
+from engine.errors import MappingError
+from engine.formats.hl7v2 import Hl7Message
+from engine.leniency import tolerate
+from engine.maplib.v2_to_fhir import clinical, people, pharmacy, results, visit
+from engine.maplib.v2_to_fhir.frame import Build
+from engine.mapping_base import Skip
+
+EVENTS: tuple[str, ...] = ("O13", "O01")
+RESOURCES: tuple[str, ...] = (
+    "Patient", "Encounter", "Location", "Practitioner", "Organization", "Medication",
+    "MedicationRequest", "MedicationDispense", "Observation", "AllergyIntolerance",
+    "Provenance",
+)
+
+
+def build(message: Hl7Message) -> dict | Skip:
+    b = Build(message, "RDS", default_event="O13")
+    if b.event not in EVENTS:
+        return Skip(f"RDS^{b.event or '(no event)'} is not an RDS event this mapping reads")
+    people.patient(b)
+    visit.encounter(b)
+    clinical.allergies(b)
+    made = []
+    for order in pharmacy.pharmacy_orders(b):
+        made += _order(b, order)
+    if not made:
+        tolerate(MappingError("the message holds no dispense that could be mapped",
+                              field="RXD"))
+    return b.bundle()
+
+
+def _order(b: Build, order: pharmacy.PharmacyOrder) -> list[dict]:
+    """The order's MedicationRequest (when it has an RXE or RXO), its dispenses and OBX."""
+    encoded, placed = order.first("RXE"), order.first("RXO")
+    request = None
+    segment = encoded or placed
+    if segment is not None:
+        owners = (segment, placed) if placed is not segment else (segment,)
+        request = pharmacy.medication_request(
+            b, order.orc, segment, order.routes(*owners), order.components(*owners),
+            timings=order.timings(), notes=order.notes(*owners))
+    dispenses = [d for d in (pharmacy.dispense(b, order, rxd, request)
+                             for rxd in order.all("RXD")) if d]
+    based = dispenses[:1] or ([request] if request else [])
+    observations = results.observations(b, order.all("OBX"),
+                                        based_on=[request] if request else None)
+    for observation in observations:
+        if dispenses:
+            observation.setdefault("partOf", []).append(b.ref(based[0]))
+    return dispenses
