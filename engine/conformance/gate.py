@@ -108,10 +108,10 @@ def _items(root: dict[str, Any]) -> tuple[list[tuple[str, Any, str | None]], boo
 
 def _where(index: int | None, resource: Any) -> str:
     kind = resource.get("resourceType") if isinstance(resource, dict) else None
-    named = isinstance(kind, str) and bool(_TYPE_NAME.match(kind))
+    named = kind if isinstance(kind, str) and _TYPE_NAME.match(kind) else None
     if index is None:
-        return kind if named else "output"
-    return f"Bundle.entry[{index}].resource" + (f"({kind})" if named else "")
+        return named or "output"
+    return f"Bundle.entry[{index}].resource" + (f"({named})" if named else "")
 
 
 class _R4:
