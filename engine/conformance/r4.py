@@ -77,6 +77,21 @@ REQUIRED_CODES: dict[str, dict[str, frozenset[str]]] = {
     "Account": {"status": frozenset({
         "active", "inactive", "entered-in-error", "on-hold", "unknown"})},
 }
+# Required bindings inside data types, by the element names that hold those types
+# (Patient.name is a HumanName list, Reference.identifier an Identifier, ...); a string
+# under such a name (Organization.name) is no data type and is passed over.
+_DATATYPE_CODES: dict[str, dict[str, frozenset[str]]] = {
+    "identifier": {"use": frozenset({"usual", "official", "temp", "secondary", "old"})},
+    "name": {"use": frozenset({"usual", "official", "temp", "nickname", "anonymous", "old",
+                               "maiden"})},
+    "telecom": {"system": frozenset({"phone", "fax", "email", "pager", "url", "sms",
+                                     "other"}),
+                "use": frozenset({"home", "work", "temp", "old", "mobile"})},
+    "address": {"use": frozenset({"home", "work", "temp", "old", "billing"}),
+                "type": frozenset({"postal", "physical", "both"})},
+    "valueQuantity": {"comparator": frozenset({"<", "<=", ">=", ">"})},
+}
+_NARRATIVE = frozenset({"generated", "extensions", "additional", "empty"})
 _ELEMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"})
 
@@ -154,7 +169,40 @@ def resource_reasons(resource: Any, where: str) -> list[str]:
     reasons += [f"{at(where, name)}: is not a code R4 allows for {kind}.{name}"
                 for name, codes in REQUIRED_CODES.get(kind, {}).items()
                 if name in resource and resource[name] not in codes]
+    text = resource.get("text")
+    if isinstance(text, dict) and "status" in text and text["status"] not in _NARRATIVE:
+        reasons.append(f"{where}.text.status: is not a code R4 allows for Narrative.status")
+    reasons += [f"{at(where, loc)}: is not a code R4 allows for {kind_of}"
+                for loc, kind_of in datatype_codes(resource)]
     return list(dict.fromkeys(reasons))
+
+
+_TYPE_NAMES = {"identifier": "Identifier", "name": "HumanName", "telecom": "ContactPoint",
+               "address": "Address", "valueQuantity": "Quantity"}
+
+
+def datatype_codes(value: Any, loc: str = "") -> Iterator[tuple[str, str]]:
+    """(location, `Type.element`) of each data type code outside its required binding:
+    an Identifier.use, HumanName.use, ContactPoint.system/use, Address.use/type or
+    Quantity.comparator that R4 does not define."""
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from datatype_codes(item, f"{loc}[{i}]")
+        return
+    if not isinstance(value, dict):
+        return
+    for key, item in value.items():
+        sub = f"{loc}.{element(key)}" if loc else element(key)
+        rules = _DATATYPE_CODES.get(key)
+        if rules is not None:
+            for i, one in (enumerate(item) if isinstance(item, list) else [(None, item)]):
+                if not isinstance(one, dict):
+                    continue
+                place = sub if i is None else f"{sub}[{i}]"
+                for field, codes in rules.items():
+                    if field in one and one[field] not in codes:
+                        yield f"{place}.{field}", f"{_TYPE_NAMES[key]}.{field}"
+        yield from datatype_codes(item, sub)
 
 
 def bundle_shell_reasons(bundle: dict[str, Any]) -> list[str]:

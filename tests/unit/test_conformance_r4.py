@@ -120,3 +120,32 @@ def test_a_key_that_is_no_element_name_is_not_repeated() -> None:
     assert "Patient.?: is not an element of FHIR R4 here" in found
     assert "Patient.address[0].?: is empty (FHIR forbids empty elements)" in found
     assert NAME not in json.dumps(found) and BIRTH not in json.dumps(found)
+
+
+def test_codes_of_data_types_outside_their_required_bindings() -> None:
+    """HL7v2 codes copied as they are (name type L, telecom PRN) are not R4's."""
+    patient = example("us-core-patient")
+    patient["name"][0]["use"] = "L"
+    patient["telecom"] = [{"system": "phone", "value": "555", "use": "PRN"}]
+    patient["identifier"][0]["use"] = "MR"
+    patient["address"] = [{"city": "Springfield", "type": "H"}]
+    patient["contact"] = [{"name": {"family": NAME, "use": "official"},
+                           "telecom": [{"system": "PH", "value": "555"}]}]
+    patient["text"] = {"status": "done", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">"
+                       "x</div>"}
+    assert r4.resource_reasons(patient, "Patient") == [
+        "Patient.text.status: is not a code R4 allows for Narrative.status",
+        "Patient.identifier[0].use: is not a code R4 allows for Identifier.use",
+        "Patient.name[0].use: is not a code R4 allows for HumanName.use",
+        "Patient.telecom[0].use: is not a code R4 allows for ContactPoint.use",
+        "Patient.address[0].type: is not a code R4 allows for Address.type",
+        "Patient.contact[0].telecom[0].system: is not a code R4 allows for "
+        "ContactPoint.system"]
+    org = {"resourceType": "Organization", "id": "o", "name": "Northwing",
+           "address": [{"use": "work"}]}
+    assert r4.resource_reasons(org, "Organization") == []  # a string name is no HumanName
+    obs = example("us-core-observation-lab")
+    obs["valueQuantity"]["comparator"] = "~"
+    assert r4.resource_reasons(obs, "Observation") == [
+        "Observation.valueQuantity.comparator: is not a code R4 allows for "
+        "Quantity.comparator"]
