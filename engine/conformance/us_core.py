@@ -12,11 +12,12 @@ requires a laboratory category`.
 Which profile a resource is held to: the profiles it declares (meta.profile), and those
 that "claim" it by its category or code (a vital-signs category, or a vital-sign LOINC
 code without a laboratory category, claims an Observation for Vital Signs; a laboratory
-category for Laboratory Result). A resource that no US Core
-profile claims is held to its type's first profile the gate names (an Observation with
-no category to Laboratory Result, a Condition to Encounter Diagnosis, a DiagnosticReport
-to Laboratory), so an uncategorised one fails for want of that category; one claimed
-only by a profile the gate does not name is not checked.
+category for Laboratory Result; another category for Simple Observation). A resource
+that no US Core profile claims is held to the first profile of its type the gate names
+that takes it as a fallback (an uncategorised Observation among a DiagnosticReport's
+results to Laboratory Result, any other to Simple Observation; a Condition to Encounter
+Diagnosis, a DiagnosticReport to Laboratory), so it fails for want of that category;
+one claimed only by a profile the gate does not name is not checked.
 """
 
 from __future__ import annotations
@@ -66,13 +67,18 @@ FINISHED_REPORT = frozenset({"partial", "preliminary", "final", "amended", "corr
 @dataclasses.dataclass(frozen=True, slots=True)
 class Context:
     """What a rule may look up beyond its resource: the resource type each reference in
-    the Bundle resolves to (by fullUrl and by Type/id)."""
+    the Bundle resolves to (by fullUrl and by Type/id), and which resources are some
+    DiagnosticReport's results."""
 
     types: dict[str, str] = dataclasses.field(default_factory=dict)
+    urls: dict[str, str] = dataclasses.field(default_factory=dict)  # Type/id -> fullUrl
+    results: frozenset[str] = frozenset()  # references in DiagnosticReport.result
 
     @classmethod
     def of(cls, resources: Iterable[tuple[str | None, dict[str, Any]]]) -> Context:
         types: dict[str, str] = {}
+        urls: dict[str, str] = {}
+        results: set[str] = set()
         for full_url, resource in resources:
             kind, rid = resource.get("resourceType"), resource.get("id")
             if not isinstance(kind, str):
@@ -81,7 +87,13 @@ class Context:
                 types[full_url] = kind
             if isinstance(rid, str):
                 types[f"{kind}/{rid}"] = kind
-        return cls(types)
+                if isinstance(full_url, str):
+                    urls[f"{kind}/{rid}"] = full_url
+            if kind == "DiagnosticReport":
+                results.update(ref["reference"] for ref in listed(resource.get("result"))
+                               if isinstance(ref, dict) and isinstance(ref.get("reference"),
+                                                                         str))
+        return cls(types, urls, frozenset(results))
 
     def type_of(self, reference: Any) -> str | None:
         """The resource type a Reference points at, when it can be told."""
@@ -93,6 +105,11 @@ class Context:
         head = ref.rsplit("/", 2)
         return head[-2] if len(head) >= 2 and head[-2][:1].isupper() else None
 
+    def is_result(self, resource: dict[str, Any]) -> bool:
+        """Whether a DiagnosticReport in the Bundle lists `resource` among its results."""
+        key = f"{resource.get('resourceType')}/{resource.get('id')}"
+        return key in self.results or self.urls.get(key) in self.results
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Profile:
@@ -102,6 +119,9 @@ class Profile:
     rules: tuple[Rule, ...]
     claims: Callable[[dict[str, Any]], bool] | None = None  # None: every resource of type
     claim: tuple[str, str] = ("", "")  # where and what a resource lacks to be claimed
+    # whether a resource no profile claims is held to this one (the first named that
+    # says so, else the first named); None: yes
+    fallback: Callable[[dict[str, Any], Context], bool] | None = None
 
     def check(self, resource: dict[str, Any], ctx: Context) -> Iterator[tuple[str, str]]:
         for rule in self.rules:
@@ -326,6 +346,12 @@ def _vital(r: dict[str, Any]) -> bool:
             or (bool(code_of(r, LOINC) & VITAL_CODES) and not _lab(r)))
 
 
+def _other_observation(r: dict[str, Any]) -> bool:
+    """An Observation of another category (survey, social-history, exam, ...)."""
+    return present(r.get("category")) and not (
+        _lab(r) or has_code(r.get("category"), OBSERVATION_CATEGORY, {"vital-signs"}))
+
+
 def _encounter_diagnosis(r: dict[str, Any]) -> bool:
     return has_code(r.get("category"), CONDITION_CATEGORY, {"encounter-diagnosis"})
 
@@ -383,13 +409,19 @@ PROFILES: tuple[Profile, ...] = (
                 sliced("category", OBSERVATION_CATEGORY, ("laboratory",),
                        "a laboratory category"),
                 required("code", "a code"), *subject(), _value_or_absent,
-            ), _lab, ("category", "a laboratory category")),
+            ), _lab, ("category", "a laboratory category"),
+            lambda r, ctx: ctx.is_result(r)),
     Profile("us-core-vital-signs", "US Core Vital Signs", "Observation", (
         required("status", "a status"),
         sliced("category", OBSERVATION_CATEGORY, ("vital-signs",), "a vital-signs category"),
         required("code", "a code"), _vital_code, *subject(),
         choice("effective", "an effective time"), _value_or_absent, _ucum, _blood_pressure,
-    ), _vital, ("category", "a vital-signs category or a vital-sign code")),
+    ), _vital, ("category", "a vital-signs category or a vital-sign code"),
+        lambda r, ctx: False),
+    Profile("us-core-simple-observation", "US Core Simple Observation", "Observation", (
+        required("status", "a status"), required("category", "a category"),
+        required("code", "a code"), *subject(),
+    ), _other_observation, ("category", "a category")),
     Profile("us-core-condition-encounter-diagnosis", "US Core Condition Encounter Diagnosis",
             "Condition", (
                 sliced("category", CONDITION_CATEGORY, ("encounter-diagnosis",),
@@ -508,7 +540,8 @@ def reasons(resource: dict[str, Any], where: str, names: Sequence[str], ctx: Con
         if any(p.claims is not None and p.claims(resource)
                for p in PROFILES if p.type == kind):
             return []  # another US Core profile's, one the gate does not ask for
-        default = named[0]
+        default = next((p for p in named if p.fallback is None
+                        or p.fallback(resource, ctx)), named[0])
         loc, what = default.claim
         return [f"{where}.{loc}: {default.title} requires {what}"]
     found: list[str] = []

@@ -23,7 +23,8 @@ ORU = (
     "OBX|1|NM|2823-3^Potassium^LN||4.1|mmol/L|3.5-5.1|N|||F\r"
 ).encode()
 
-# A test-only lab mapping in two versions: v1 forgets Observation.category, v2 does not.
+# A test-only lab mapping in two versions: v1 forgets the category of the Observation its
+# DiagnosticReport lists, v2 does not.
 MAPPING = '''
 from engine.mapping import mapping
 
@@ -46,10 +47,21 @@ def run(message):
         obs["category"] = [{{"coding": [{{
             "system": "http://terminology.hl7.org/CodeSystem/observation-category",
             "code": "laboratory"}}]}}]
+    report = {{"resourceType": "DiagnosticReport", "id": f"dr-{{control}}",
+              "status": "final",
+              "category": [{{"coding": [{{
+                  "system": "http://terminology.hl7.org/CodeSystem/v2-0074",
+                  "code": "LAB"}}]}}],
+              "code": {{"coding": [{{"system": "http://loinc.org",
+                                     "code": message.value("OBR-4.1")}}]}},
+              "subject": {{"reference": f"urn:uuid:pat-{{mrn}}"}},
+              "effectiveDateTime": "2024-03-01T10:00:00-05:00",
+              "issued": "2024-03-01T10:15:00-05:00",
+              "result": [{{"reference": f"urn:uuid:obs-{{control}}"}}]}}
     return {{"resourceType": "Bundle", "type": "transaction", "entry": [
         {{"fullUrl": f"urn:uuid:{{r['id']}}", "resource": r,
           "request": {{"method": "PUT", "url": f"{{r['resourceType']}}/{{r['id']}}"}}}}
-        for r in (patient, obs)]}}
+        for r in (patient, obs, report)]}}
 '''
 REASON = ("Bundle.entry[1].resource(Observation).category: US Core Laboratory Result "
           "Observation requires a laboratory category")

@@ -51,6 +51,11 @@ EXAMPLES: dict[str, dict[str, Any]] = {
             {"code": cc(LOINC, "8462-4"), "valueQuantity": {
                 "value": 80, "unit": "mmHg", "system": "http://unitsofmeasure.org",
                 "code": "mm[Hg]"}}]},
+    "us-core-simple-observation": {
+        "resourceType": "Observation", "id": "obs-smoking", "status": "final",
+        "category": [cc(OBS_CAT, "social-history")], "code": cc(LOINC, "72166-2"),
+        "subject": PATIENT_REF, "effectiveDateTime": "2024-03-01",
+        "valueCodeableConcept": cc("http://snomed.info/sct", "266919005")},
     "us-core-condition-encounter-diagnosis": {
         "resourceType": "Condition", "id": "cond-ed",
         "category": [cc(COND_CAT, "encounter-diagnosis")],

@@ -27,10 +27,13 @@ NO_CATEGORY = ("Bundle.entry[1].resource(Observation).category: US Core Laborato
 
 
 def lab_bundle(category: bool = True) -> bytes:
+    """A lab result: the Patient, the Observation and the report that lists it."""
     obs = example("us-core-observation-lab")
     if not category:
         del obs["category"]
-    return json.dumps(bundle(example("us-core-patient"), obs)).encode()
+    report = example("us-core-diagnosticreport-lab")
+    report["result"] = [{"reference": "urn:uuid:obs-lab"}]
+    return json.dumps(bundle(example("us-core-patient"), obs, report)).encode()
 
 
 def test_a_valid_bundle_passes_every_gate() -> None:
@@ -70,7 +73,7 @@ def test_what_is_not_fhir_json_is_held() -> None:
 def test_a_bundle_over_max_entries_is_held_unvalidated() -> None:
     small = Gate(max_entries=1)
     [verdict] = check_all(lab_bundle(), [small]).values()
-    assert verdict.reasons == ("Bundle.entry: 2 entries, over this gate's max_entries of 1; "
+    assert verdict.reasons == ("Bundle.entry: 3 entries, over this gate's max_entries of 1; "
                                "held unvalidated",)
 
 
@@ -99,7 +102,8 @@ def test_r4_is_validated_once_per_resource_however_many_gates(monkeypatch) -> No
     check_all(lab_bundle(), [R4_ONLY, US_CORE, Gate.of(ConformanceConfig(
         profiles=["us-core-patient"]))])
     assert [c for c in calls if c.startswith("Bundle.entry")] == [
-        "Bundle.entry[0].resource(Patient)", "Bundle.entry[1].resource(Observation)"]
+        "Bundle.entry[0].resource(Patient)", "Bundle.entry[1].resource(Observation)",
+        "Bundle.entry[2].resource(DiagnosticReport)"]
 
 
 # ---- in routing -------------------------------------------------------------------

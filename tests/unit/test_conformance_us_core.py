@@ -102,6 +102,10 @@ BROKEN: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("us-core-vital-signs", lambda r: r["component"][0]["valueQuantity"].pop("system"),
      "Observation.component[0].valueQuantity: US Core Vital Signs requires a UCUM unit "
      "(system and code)"),
+    ("us-core-simple-observation", drop("code"),
+     "Observation.code: US Core Simple Observation requires a code"),
+    ("us-core-simple-observation", drop("subject"),
+     "Observation.subject: US Core Simple Observation requires a subject (the patient)"),
     ("us-core-condition-encounter-diagnosis", drop("code"),
      "Condition.code: US Core Condition Encounter Diagnosis requires a code"),
     ("us-core-condition-encounter-diagnosis",
@@ -198,7 +202,9 @@ def test_each_broken_rule_is_one_located_reason(profile, change, expected) -> No
     resource = example(profile)
     change(resource)
     assert reasons_of(resource, (profile,)) == [expected]
-    assert expected in reasons_of(resource)  # the shorthand finds it too
+    # the shorthand finds it too (an Observation here as a lab report's result)
+    in_report = Context(results=frozenset({f"{resource['resourceType']}/{resource['id']}"}))
+    assert expected in reasons_of(resource, ctx=in_report)
 
 
 def test_every_profile_has_a_broken_rule_tested() -> None:
@@ -245,6 +251,21 @@ def test_a_declared_profile_is_held_to_whatever_the_category() -> None:
         "Observation.category: US Core Vital Signs requires a vital-signs category",
         "Observation.code: US Core Vital Signs requires a vital-sign LOINC code"]
     assert reasons_of(obs, ("us-core-observation-lab",)) == []  # not one the gate names
+
+
+def test_an_uncategorised_result_of_a_report_is_held_to_lab_any_other_to_simple() -> None:
+    """A lab report's result lacks the laboratory category; an immunization's
+    eligibility observation lacks a category of its own, not a laboratory one."""
+    obs = example("us-core-observation-lab")
+    del obs["category"]
+    report = example("us-core-diagnosticreport-lab")
+    report["result"] = [{"reference": "urn:uuid:obs-lab"}]
+    ctx = Context.of([("urn:uuid:obs-lab", obs), ("urn:uuid:dr-lab", report)])
+    assert reasons_of(obs, ctx=ctx) == [
+        "Observation.category: US Core Laboratory Result Observation requires a laboratory "
+        "category"]
+    assert reasons_of(obs) == [
+        "Observation.category: US Core Simple Observation requires a category"]
 
 
 def test_an_uncategorised_observation_is_held_to_the_lab_profile_the_gate_names() -> None:
