@@ -195,10 +195,11 @@ def datatype_codes(value: Any, loc: str = "") -> Iterator[tuple[str, str]]:
         sub = f"{loc}.{element(key)}" if loc else element(key)
         rules = _DATATYPE_CODES.get(key)
         if rules is not None:
-            for i, one in (enumerate(item) if isinstance(item, list) else [(None, item)]):
+            places = ([(f"{sub}[{i}]", one) for i, one in enumerate(item)]
+                      if isinstance(item, list) else [(sub, item)])
+            for place, one in places:
                 if not isinstance(one, dict):
                     continue
-                place = sub if i is None else f"{sub}[{i}]"
                 for field, codes in rules.items():
                     if field in one and one[field] not in codes:
                         yield f"{place}.{field}", f"{_TYPE_NAMES[key]}.{field}"
