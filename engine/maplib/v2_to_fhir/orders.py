@@ -37,12 +37,14 @@ from engine.mapping_base import Skip
 RESULT_TYPES = frozenset({"ORU", "OUL"})
 # ORC-1 codes that change an order already placed: their ORC-9 is when the change was
 # made, not when the order was written, so it is not authoredOn.
-CHANGE_CONTROLS = frozenset({"CA", "CR", "DC", "DR", "OC", "OD", "DF", "HD", "HR", "OH",
+CHANGE_CONTROLS = frozenset({"CA", "CR", "DC", "DR", "OC", "OD", "DF", "HD", "HR", "OH", "SC",
                              "RL", "RR", "XO", "XR", "XX", "UA", "UC", "UD", "UH", "UM",
                              "UN", "UX", "OE", "OF", "OR"})
 # OBR-25 result status, for a result message whose ORC says nothing of the order.
 RESULT_ORDER_STATUS = {"F": "completed", "C": "completed", "X": "revoked", "P": "active",
                        "R": "active", "I": "active", "S": "active", "A": "active"}
+# Priorities senders use outside table 0485 that FHIR's request-priority names.
+SENDER_PRIORITY = {"URGENT": "urgent", "URG": "urgent", "U": "urgent"}
 # ORC-29 order type (table 0482): inpatient or outpatient order.
 ORDER_TYPE = {"I": "Inpatient Order", "O": "Outpatient Order"}
 V2_0482 = tables.V2_SYSTEM + "0482"
@@ -174,17 +176,16 @@ def _clinical_information(obr: Segment | None) -> list[dict]:
 
 
 def request_status(b: Build, orc: Segment | None, obr: Segment | None) -> str:
-    """ORC-5 (table 0038) when valued and known, else ORC-1 (table 0119); in a result
-    message without either, OBR-25 (a final result completes the order); else unknown."""
+    """ORC-5 (table 0038) when valued and known, else ORC-1 (table 0119), else OBR-25 (a
+    final result completes the order, as a status change SC often says only there);
+    else unknown (the element is required)."""
     status = ORDER_STATUS.get(_value(orc, 5).upper())
     if status:
         return status
     control = _value(orc, 1).upper()
     if control in ORDER_CONTROL_STATUS:
         return ORDER_CONTROL_STATUS[control]
-    if b.type in RESULT_TYPES:
-        return RESULT_ORDER_STATUS.get(_value(obr, 25).upper(), "unknown")
-    return "unknown"
+    return RESULT_ORDER_STATUS.get(_value(obr, 25).upper(), "unknown")
 
 
 # ---- elements ---------------------------------------------------------------------------
@@ -219,7 +220,7 @@ def priority(b: Build, tq1: Segment | None, orc: Segment | None,
     for segment, field, component in ((tq1, 9, 1), (orc, 7, 6), (obr, 27, 6), (obr, 5, 1)):
         code = _value(segment, field, component).upper()
         if code:
-            found = tables.PRIORITY.get(code)
+            found = tables.PRIORITY.get(code) or SENDER_PRIORITY.get(code)
             if found is None and code not in ("P", "C", "T", "PRN"):
                 assert segment is not None
                 place = b.field(segment, field) + ("" if component == 1 else f".{component}")
@@ -243,20 +244,13 @@ def _quantity(b: Build, tq1: Segment | None, orc: Segment | None) -> dict | None
 
 def occurrence(b: Build, tq1: Segment | None, orc: Segment | None,
                 obr: Segment | None) -> dict:
-    """When the service is wanted: TQ1-7/8 start and end (with TQ1-6 duration, TQ1-14
-    total occurrences as a Timing), else ORC-7.4/7.5, OBR-27.4/5, ORC-15 order effective
+    """When the service is wanted: TQ1 as a Timing (`_tq1_timing`) or, when it says only
+    when to start, a dateTime; else ORC-7.4/7.5, OBR-27.4/5, ORC-15 order effective
     time, OBR-6 requested time, OBR-7/8 observation time."""
     if tq1 is not None:
-        start = dt.to_fhir_datetime(tq1.value(7), b.field(tq1, 7), b.offset)
-        end = dt.to_fhir_datetime(tq1.value(8), b.field(tq1, 8), b.offset)
-        count = _count(b, tq1)
-        if count or (start and end):
-            repeat = compact({"boundsPeriod": compact({"start": start, "end": end}),
-                              "count": count})
-            if repeat:
-                return {"occurrenceTiming": {"repeat": repeat}}
-        if start:
-            return {"occurrenceDateTime": start}
+        found = _tq1_timing(b, tq1)
+        if found:
+            return found
     for segment, field in ((orc, 7), (obr, 27)):
         if segment is not None and dt.present(segment.value(field, 4)):
             place = b.field(segment, field)
@@ -278,6 +272,47 @@ def occurrence(b: Build, tq1: Segment | None, orc: Segment | None,
     return {}
 
 
+# CQ units of time (TQ1-6, TQ1-13) -> UCUM units FHIR's Timing accepts.
+TIME_UNITS = {"S": "s", "SEC": "s", "MIN": "min", "H": "h", "HR": "h", "HOUR": "h",
+              "D": "d", "DAY": "d", "WK": "wk", "W": "wk", "WEEK": "wk", "MO": "mo",
+              "MONTH": "mo", "A": "a", "Y": "a", "YR": "a", "YEAR": "a"}
+
+
+def _tq1_timing(b: Build, tq1: Segment) -> dict:
+    """TQ1-7/8 start and end as boundsPeriod (else TQ1-6 service duration as
+    boundsDuration), TQ1-14 total occurrences as count, TQ1-13 occurrence duration,
+    TQ1-3 repeat pattern as the Timing's code; only a start: occurrenceDateTime."""
+    start = dt.to_fhir_datetime(tq1.value(7), b.field(tq1, 7), b.offset)
+    end = dt.to_fhir_datetime(tq1.value(8), b.field(tq1, 8), b.offset)
+    bounds = _time_quantity(b, tq1, 6)
+    each = _time_quantity(b, tq1, 13)
+    pattern = first_concept(tq1, 3, b.facility)
+    repeat = compact({
+        "boundsPeriod": compact({"start": start, "end": end}) if end or not bounds else None,
+        "boundsDuration": bounds if not end else None,
+        "count": _count(b, tq1),
+        "duration": each["value"] if each else None,
+        "durationUnit": each["code"] if each else None,
+    })
+    if set(repeat) <= {"boundsPeriod"} and not end and not pattern:
+        return {"occurrenceDateTime": start} if start else {}
+    return {"occurrenceTiming": compact({"repeat": repeat, "code": pattern})}
+
+
+def _time_quantity(b: Build, tq1: Segment, field: int) -> dict | None:
+    """A CQ of time (6^wk) as a Duration; a unit that is not one of time is a warning."""
+    if not _value(tq1, field):
+        return None
+    number = dt.to_fhir_decimal(tq1.value(field, 1), b.field(tq1, field))
+    unit = TIME_UNITS.get(dt.present(tq1.value(field, 2)).upper())
+    if number is None:
+        return None
+    if unit is None:
+        return tolerate(MappingError("has no unit of time this mapping knows (s, min, h, "
+                                     "d, wk, mo, a)", field=b.field(tq1, field)))
+    return {"value": number, "unit": unit, "system": tables.UCUM, "code": unit}
+
+
 def _count(b: Build, tq1: Segment) -> int | None:
     text = _value(tq1, 14)
     if not text:
@@ -296,13 +331,30 @@ def authored_on(b: Build, orc: Segment | None) -> str | None:
 
 
 def _requester(b: Build, orc: Segment | None, obr: Segment | None) -> dict | None:
-    """ORC-12 ordering provider, else OBR-16, else ORC-21 ordering facility: each named
-    party is kept as a Practitioner or Organization."""
+    """ORC-12 ordering provider, else OBR-16, as a Practitioner; with an ORC-21 ordering
+    facility too, the PractitionerRole of that person at that Organization; the facility
+    alone when no person is named."""
     ordering = people.practitioner(b, dt.first_rep(orc, 12))
     also = people.practitioner(b, dt.first_rep(obr, 16))
+    person = ordering or also
     facility = ordering_facility(b, orc)
-    chosen = ordering or also or facility
+    if person is not None and facility is not None:
+        return b.ref(practitioner_role(b, person, facility))
+    chosen = person or facility
     return b.ref(chosen) if chosen is not None else None
+
+
+def practitioner_role(b: Build, person: dict, organization: dict) -> dict:
+    """One PractitionerRole per person and organization, kept once in `b`."""
+    key = {"system": f"Practitioner/{person['id']}", "value": organization["id"]}
+    role = b.add({
+        "resourceType": "PractitionerRole",
+        "id": resource_id("PractitionerRole", b.facility, key),
+        "practitioner": b.ref(person),
+        "organization": b.ref(organization),
+    }, merge=True)
+    assert role is not None
+    return role
 
 
 def ordering_facility(b: Build, orc: Segment | None) -> dict | None:

@@ -27,6 +27,7 @@ RESOURCES: tuple[str, ...] = (
     "Patient", "Encounter", "ServiceRequest", "Specimen", "Observation",
     "MedicationRequest", "Medication", "NutritionOrder", "SupplyRequest", "Condition",
     "AllergyIntolerance", "Coverage", "Account", "ChargeItem", "Practitioner",
+    "PractitionerRole",
     "Organization", "Location", "RelatedPerson", "MessageHeader", "Provenance",
 )
 
@@ -154,8 +155,8 @@ def nutrition_order(b: Build, orc: Segment | None, body: list[Segment]) -> dict:
                                      "schedule": _with_meals(schedule, when)})
                             for c in codes or [None] if c or text]
         elif kind == PREFERENCE:
-            preferences += codes
-            diet["instruction"].append(text)
+            preferences += [c if "text" in c or not text else {**c, "text": text}
+                            for c in codes] or ([{"text": text}] if text else [])
         else:
             if kind != DIET:
                 tolerate(MappingError("is not a diet type of table 0159 (D, S, P); read as "
