@@ -64,7 +64,9 @@ def dose(b: Build, group: imm.DoseGroup, from_visit: dict | None) -> dict | None
     assert b.patient is not None
     observations = [obx for _, obx in group.observations]
     if _is_forecast(group):
-        recommendation(b, group)
+        forecast = recommendation(b, group)
+        results.observations(b, observations, based_on=[forecast] if forecast else None,
+                             context=results.Context(key=_forecast_key(b, group)))
         return None
     rid, _ = imm.immunization_id(group, b.facility, b.patient["id"])
     if any(r["id"] == rid for r in b.resources("Immunization")):
@@ -111,8 +113,8 @@ def dose(b: Build, group: imm.DoseGroup, from_visit: dict | None) -> dict | None
     made = results.observations(b, observations, context=results.Context(key=dose_key))
     for observation in made:
         observation.setdefault("partOf", []).append(b.ref(kept))
-    reactions = [{"detail": b.ref(o)} for o in made
-                 if _code_of(o) == LOINC_REACTION]
+    reactions = [compact({"date": o.get("effectiveDateTime"), "detail": b.ref(o)})
+                 for o in made if _code_of(o) == LOINC_REACTION]
     if reactions:
         kept["reaction"] = reactions
     return kept
@@ -122,14 +124,36 @@ def dose(b: Build, group: imm.DoseGroup, from_visit: dict | None) -> dict | None
 
 
 def _status(b: Build, group: imm.DoseGroup) -> imm.DoseStatus:
-    """`v2_immunization.dose_status`; a code outside tables 0322/0323 is a warning, and
-    the dose is completed unless RXA-18 gives a refusal reason (then not-done)."""
-    try:
-        return imm.dose_status(group, b.facility)
-    except MappingError as error:
-        tolerate(error)
-    reason = imm.refusal_reason(group.rxa, b.facility)
-    return imm.DoseStatus("not-done", reason) if reason else imm.DoseStatus("completed")
+    """As `v2_immunization.dose_status` reads it (RXA-21 D entered-in-error, else RXA-20
+    through table 0322, empty CP), except that a code outside tables 0323/0322 is a
+    warning: an unknown RXA-21 reads as an add, an unknown RXA-20 as completed, or
+    not-done when RXA-18 gives a refusal reason."""
+    action = dt.present(group.rxa.value(21)).upper()
+    if action and action not in imm.ACTION_CODES:
+        tolerate(MappingError("is not a code from HL7 table 0323 (A, U, D); read as A",
+                              field=group.field(21)))
+    if action == "D":
+        return imm.DoseStatus("entered-in-error")
+    completion = dt.present(group.rxa.value(20)).upper() or "CP"
+    if completion not in imm.COMPLETION_STATUS:
+        tolerate(MappingError("is not a code from HL7 table 0322 (CP, RE, NA, PA)",
+                              field=group.field(20)))
+        reason = imm.refusal_reason(group.rxa, b.facility)
+        return imm.DoseStatus("not-done", reason) if reason else imm.DoseStatus("completed")
+    status = imm.COMPLETION_STATUS[completion]
+    reason = imm.refusal_reason(group.rxa, b.facility) if status == "not-done" else None
+    return imm.DoseStatus(status, reason, partial=completion == "PA")
+
+
+def _recorded(b: Build, group: imm.DoseGroup) -> str | None:
+    """RXA-22 system entry time, for an add (RXA-21 A, empty or unknown): on an update
+    it is the update's time. Else ORC-9 transaction time."""
+    when = None
+    if dt.present(group.rxa.value(21)).upper() not in ("U", "D"):
+        when = dt.to_fhir_datetime(group.rxa.value(22), group.field(22), b.offset)
+    if when is None and group.orc is not None:
+        when = dt.to_fhir_datetime(group.orc.value(9), f"{group.orc_path}-9", b.offset)
+    return when
 
 
 def _vaccine(b: Build, group: imm.DoseGroup) -> dict:
@@ -153,17 +177,6 @@ def _occurrence(b: Build, group: imm.DoseGroup) -> dict:
             tolerate(MappingError("is empty; the date given is recorded as unknown",
                               field=group.field(3)))
     return {"occurrenceString": "unknown"}
-
-
-def _recorded(b: Build, group: imm.DoseGroup) -> str | None:
-    """RXA-22 for an add (see `v2_immunization.recorded`), else ORC-9 transaction time."""
-    try:
-        when = imm.recorded(group, b.offset)
-    except MappingError as error:
-        when = tolerate(error)
-    if when is None and group.orc is not None:
-        when = dt.to_fhir_datetime(group.orc.value(9), f"{group.orc_path}-9", b.offset)
-    return when
 
 
 def _dose_quantity(group: imm.DoseGroup) -> dict | None:
@@ -284,8 +297,7 @@ def recommendation(b: Build, group: imm.DoseGroup) -> dict | None:
     if not recs:
         return None
     when = dt.to_fhir_datetime(group.rxa.value(3), group.field(3), b.offset)
-    key = {"system": "urn:conduit:immunization-forecast",
-           "value": f"{b.patient['id']}|{dt.present(group.rxa.value(3))}"}
+    key = _forecast_key(b, group)
     resource = compact({
         "resourceType": "ImmunizationRecommendation",
         "id": resource_id("ImmunizationRecommendation", b.facility, key),
@@ -296,6 +308,13 @@ def recommendation(b: Build, group: imm.DoseGroup) -> dict | None:
     if "date" not in resource:
         raise MappingError("is empty: the forecast has no date", field=group.field(3))
     return b.add(resource)
+
+
+def _forecast_key(b: Build, group: imm.DoseGroup) -> dict:
+    """A forecast is the registry's for this patient on that day: one per RXA-3."""
+    patient = b.patient["id"] if b.patient is not None else ""
+    return {"system": "urn:conduit:immunization-forecast",
+            "value": f"{patient}|{dt.present(group.rxa.value(3))}"}
 
 
 _CRITERIA = ((LOINC_DUE_DATE, "Date vaccine due"),
