@@ -10,7 +10,8 @@ switching a channel updates what v1 wrote.
 Choices a receiver will notice:
 - One ServiceRequest per ORC/OBR group: identifiers ORC-2/OBR-2 (PLAC), ORC-3/OBR-3
   (FILL), OBR-53, ORC-4 as requisition (PGN); status ORC-5, else ORC-1 (a placer's
-  cancel is revoked at once, a hold on-hold); intent order (reflex-order for OBR-11 G);
+  cancel is revoked at once, a hold on-hold); intent order (reflex-order for OBR-11 G, filler-order
+  for ORC-1 SN);
   code OBR-4; category OBR-24 (v2-0074, LAB beside a laboratory section; LAB when
   OBR-24 is empty); priority TQ1-9,
   ORC-7.6, OBR-27.6, OBR-5 (S stat, A asap, R routine); occurrence TQ1-7/8 (a Timing

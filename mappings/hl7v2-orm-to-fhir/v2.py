@@ -12,17 +12,22 @@ Versions 2.3 to 2.8. What changed from v1 (a shadow run shows it per path):
 - The message's people and visit are mapped as in hl7v2-adt-to-fhir@3: Patient (the same
   id), Encounter (PV1), RelatedPerson (NK1), AllergyIntolerance (AL1), Coverage (IN1),
   the Account's guarantors (GT1), ChargeItem (FT1).
-- ServiceRequest gains: requester as a Practitioner resource (ORC-12, else OBR-16; else
-  the ORC-21 ordering facility as an Organization), encounter, authoredOn ORC-9 (not on
-  an order control that changes a placed order, whose ORC-9 is the change's time),
-  intent reflex-order for OBR-11 G, quantity TQ1-2, occurrence TQ1-7/8 (a Timing with
-  TQ1-14 count), ORC-7, OBR-27, ORC-15, OBR-6, OBR-7/8; locationCode ORC-29,
-  locationReference ORC-13; OBR-53 alternate placer numbers; bodySite OBR-15.4; DG1 as
-  Conditions in reasonReference (OBR-31 stays reasonCode); the order's OBX
-  (ask-at-order-entry answers) as Observations in supportingInfo; ORC-10 entered by and
-  ORC-11 verified by as a Provenance of the order (an order control that changes a
-  placed order, CA, DC, HD, XO..., gets one recording when, ORC-9); OBR-13 relevant
-  clinical information as a note. category stays OBR-24 only.
+- ServiceRequest gains: requester as a resource (ORC-12, else OBR-16, a Practitioner;
+  with an ORC-21 ordering facility, the PractitionerRole of that person there; the
+  facility alone as an Organization), encounter, intent reflex-order for OBR-11 G and
+  filler-order for ORC-1 SN, quantity TQ1-2, occurrence as a Timing from TQ1 (start and
+  end, else TQ1-6 duration; TQ1-14 count, TQ1-13 duration, TQ1-3 pattern) or a dateTime,
+  else ORC-7, OBR-27, ORC-15, OBR-6, OBR-7/8; authoredOn ORC-9 (not on an order control
+  that changes a placed order, CA, DC, HD, XO, SC..., whose ORC-9 is the change's time);
+  locationCode ORC-29, locationReference ORC-13; OBR-2/OBR-3 when they differ from
+  ORC's and OBR-53 as identifiers; bodySite OBR-15.4; DG1 as Conditions in
+  reasonReference (OBR-31 stays reasonCode); the order's OBX (ask-at-order-entry
+  answers) as Observations in supportingInfo; OBR-13 relevant clinical information as a
+  note; status falls back to OBR-25 (final: completed) when ORC-5 and ORC-1 say
+  nothing; priority also reads URGENT as urgent. category stays OBR-24 only.
+- A Provenance of each order names ORC-10 entered by and ORC-11 verified by (FHIR's
+  ServiceRequest has no element for them); an order control that changes a placed order
+  gets one too, recording when (ORC-9) and which change (ORC-1).
 - Specimens: SPM with SAC containers (ids, type, method, site, quantity, collected,
   received, availability, condition), OBR-15 with OBR-7/8 collected, OBR-9 volume,
   OBR-10 collector, OBR-14 received.
@@ -37,7 +42,9 @@ Versions 2.3 to 2.8. What changed from v1 (a shadow run shows it per path):
   message control id) is a warning located by segment, occurrence and field, and an order
   that cannot be mapped at all costs only that order. Only a message without a PID or
   without any ORC or order detail fails. Every field no rule read is reported.
-- The Bundle ends with the message's Provenance.
+- MedicationRequest is `pharmacy.medication_request`'s (as hl7v2-rde-to-fhir@2 makes it),
+  plus the order's OBX as supportingInformation and its DG1 as reasonReference.
+- The Bundle ends with the message's MessageHeader and Provenance.
 """
 
 from __future__ import annotations

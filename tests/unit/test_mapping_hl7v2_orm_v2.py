@@ -138,6 +138,13 @@ def test_status_from_order_control_and_order_status(orm: Mapping, control: str,
     assert request["status"] == expected
 
 
+@pytest.mark.parametrize(("control", "action", "intent"), [
+    ("NW", "", "order"), ("NW", "G", "reflex-order"), ("SN", "", "filler-order")])
+def test_intent(orm: Mapping, control: str, action: str, intent: str) -> None:
+    request = only(bundle_of(orm, message(orc(f1=control), obr(f11=action))), "ServiceRequest")
+    assert request["intent"] == intent
+
+
 def test_identifiers_placer_filler_and_group(orm: Mapping) -> None:
     request = only(bundle_of(orm, message(orc(f3="L-77^LIS", f4="GRP-9^EHR"),
                                           obr(f3="L-77^LIS"))), "ServiceRequest")

@@ -12,7 +12,7 @@ EVENTS: tuple[str, ...] = ("O19",)
 RESOURCES: tuple[str, ...] = (
     "Patient", "Encounter", "ServiceRequest", "Specimen", "Observation", "Condition",
     "AllergyIntolerance", "Coverage", "Account", "ChargeItem", "Practitioner",
-    "PractitionerRole",
+    "PractitionerRole", "Device", "DocumentReference",
     "Organization", "Location", "RelatedPerson", "MessageHeader", "Provenance",
 )
 

@@ -134,7 +134,7 @@ def service_request(
         "requisition": dt.ei_to_identifier(dt.first_rep(orc, 4), placer_facility(b),
                                            tables.PLACER_GROUP_NUMBER),
         "status": request_status(b, orc, obr),
-        "intent": "reflex-order" if _value(obr, 11).upper() == "G" else "order",
+        "intent": _intent(orc, obr),
         "category": _category(b, obr),
         "priority": priority(b, tq1, orc, obr),
         "code": first_concept(obr, 4, b.facility),
@@ -193,6 +193,14 @@ def request_status(b: Build, orc: Segment | None, obr: Segment | None) -> str:
 
 def _value(segment: Segment | None, field: int, component: int = 1) -> str:
     return dt.present(segment.value(field, component)) if segment is not None else ""
+
+
+def _intent(orc: Segment | None, obr: Segment | None) -> str:
+    """reflex-order for OBR-11 G (an order the lab generated from a result), filler-order
+    for ORC-1 SN (the filler placed it and asks for a placer number), else order."""
+    if _value(obr, 11).upper() == "G":
+        return "reflex-order"
+    return "filler-order" if _value(orc, 1).upper() == "SN" else "order"
 
 
 def _identifiers(b: Build, numbers: list[dict], obr: Segment | None) -> list[dict]:

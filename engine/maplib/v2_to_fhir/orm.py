@@ -27,7 +27,7 @@ RESOURCES: tuple[str, ...] = (
     "Patient", "Encounter", "ServiceRequest", "Specimen", "Observation",
     "MedicationRequest", "Medication", "NutritionOrder", "SupplyRequest", "Condition",
     "AllergyIntolerance", "Coverage", "Account", "ChargeItem", "Practitioner",
-    "PractitionerRole",
+    "PractitionerRole", "Device", "DocumentReference",
     "Organization", "Location", "RelatedPerson", "MessageHeader", "Provenance",
 )
 
