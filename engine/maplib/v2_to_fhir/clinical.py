@@ -435,8 +435,9 @@ def problem(b: Build, prb: Segment) -> dict:
     """The Condition of a PRB; fails naming PRB-3 when it does not say what the problem
     is. PRB-1 DE (or a PC3 message) marks it entered-in-error."""
     assert b.patient is not None
-    code = cwe_to_codeable_concept(dt.first_rep(prb, 3), b.facility, None,
-                                   tables.DIAGNOSIS_CODING_SYSTEMS)
+    rep = dt.first_rep(prb, 3)
+    code = (v2c.text_or_concept(rep, b.facility) if rep is not None and len(rep.components()) == 1
+            else cwe_to_codeable_concept(rep, b.facility, None, tables.DIAGNOSIS_CODING_SYSTEMS))
     if code is None:
         raise MappingError("names no problem, so it cannot be listed", field="PRB-3")
     identifier = dt.first_ei(prb, 4, b.facility)
