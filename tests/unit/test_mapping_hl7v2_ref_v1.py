@@ -61,7 +61,8 @@ def test_declares_its_events_and_every_resource_its_bundles_hold(to_fhir: Mappin
             for case in FIXTURES.output_cases
             for e in bundle_of(to_fhir, FIXTURES.input(case))["entry"]}
     assert {"ServiceRequest", "Practitioner", "Organization", "Condition", "Coverage",
-            "Observation", "AllergyIntolerance", "Procedure", "RelatedPerson"} <= made
+            "Observation", "AllergyIntolerance", "Procedure", "RelatedPerson",
+            "ClaimResponse"} <= made
     assert made <= set(ref.RESOURCES)
 
 
@@ -147,3 +148,28 @@ def test_without_rf1_the_patient_still_maps_with_a_warning(to_fhir: Mapping) -> 
 def test_only_a_message_without_a_patient_fails(to_fhir: Mapping) -> None:
     checks.check_error(to_fhir, message(RF1, RP, pid=None), "PID-3", phi=["NGATA"])
     assert isinstance(run(to_fhir, message(RF1, RP, event="I15")), Skip)
+
+
+def test_aut_is_a_preauthorization_of_the_referrals_insurance(to_fhir: Mapping) -> None:
+    aut = checks.segment("AUT", {1: "P1", 2: "CIG", 3: "Cigna", 4: "20240701",
+                                 5: "20240930", 6: "PA-55^CIGNA", 7: "800.00&USD",
+                                 9: "4", 10: "20240630120000"})
+    bundle = bundle_of(to_fhir, message(RF1, aut, RP, PID, IN1))
+    claim = of_type(bundle, "ClaimResponse")[0]
+    assert (claim["use"], claim["status"], claim["outcome"]) == (
+        "preauthorization", "active", "complete")
+    assert claim["preAuthRef"] == "PA-55"
+    assert claim["preAuthPeriod"] == {"start": "2024-07-01", "end": "2024-09-30"}
+    assert claim["created"] == "2024-06-30T12:00:00-05:00"
+    assert claim["total"][0]["amount"] == {"value": 800.0, "currency": "USD"}
+    assert resolve(bundle, claim["insurer"])["name"] == "Cigna"
+    coverage = of_type(bundle, "Coverage")[0]
+    assert claim["insurance"][0]["coverage"] == {"reference": f"urn:uuid:{coverage['id']}"}
+    assert {"reference": f"urn:uuid:{claim['id']}"} in referral(bundle)["insurance"]
+
+
+def test_an_aut_naming_no_insurer_is_a_warning(to_fhir: Mapping) -> None:
+    aut = checks.segment("AUT", {4: "20240701", 6: "PA-56^X"})
+    raw = message(RF1, aut, RP)
+    assert not of_type(bundle_of(to_fhir, raw), "ClaimResponse")
+    assert [w.split(":")[0] for w in warnings(to_fhir, raw)] == ["AUT-3"]

@@ -25,7 +25,7 @@ EVENTS: tuple[str, ...] = ("I12", "I13", "I14")
 RESOURCES: tuple[str, ...] = (
     "Patient", "RelatedPerson", "Encounter", "Location", "Practitioner", "Organization",
     "ServiceRequest", "Condition", "Procedure", "AllergyIntolerance", "Observation",
-    "Coverage", "Account", "Provenance", "MessageHeader",
+    "Coverage", "ClaimResponse", "Account", "Provenance", "MessageHeader",
 )
 _NPI = "http://hl7.org/fhir/sid/us-npi"
 _REFERRAL = {"coding": [{"system": tables.SNOMED, "code": "3457005",
@@ -59,6 +59,7 @@ def build(message: Hl7Message) -> dict | Skip:
     clinical.procedures(b)
     observations = _results(b, message)
     coverages = financial.coverages(b)
+    coverages += b.each("AUT", lambda aut, n: b.add(authorization(b, aut, coverages)))
     financial.guarantors(b)
     providers = b.each("PRD", lambda prd, n: (prd, provider(b, prd)))
     rf1 = message.segment("RF1")
@@ -198,6 +199,82 @@ def _coded_rep(b: Build, rep, table: str, displays: dict[str, str]) -> dict | No
 
 def _role(prd: Segment) -> str:
     return dt.present(prd.value(1)).upper()
+
+
+# ---- AUT: the payor's authorization -------------------------------------------------
+
+_CLAIM_TYPE = "http://terminology.hl7.org/CodeSystem/claim-type"
+_ADJUDICATION = "http://terminology.hl7.org/CodeSystem/adjudication"
+
+
+def authorization(b: Build, aut: Segment, coverages: list[dict]) -> dict:
+    """AUT as a preauthorization ClaimResponse: AUT-6 id, AUT-4/5 period, AUT-7 limit,
+    AUT-8/9 requested and authorized treatments (as notes), AUT-10 created (else the
+    message time), the AUT-3/AUT-2 payor (else the coverage's) as insurer, the Coverage
+    of the AUT-1 plan as its insurance; fails naming
+    AUT-3 when no payor is known (ClaimResponse.insurer is required)."""
+    assert b.patient is not None
+    ident = dt.first_ei(aut, 6, b.facility)
+    company = dt.present(aut.value(2))
+    insurer = people.organization(
+        b, aut.value(3), {"system": people.local_system(b, "payor"), "value": company}
+        if company else None)
+    if insurer is None and coverages:
+        insurer_ref = coverages[0]["payor"][0]
+    elif insurer is not None:
+        insurer_ref = b.ref(insurer)
+    else:
+        raise MappingError("is empty and so is AUT-2, and no IN1 names a payor: the "
+                           "authorization names no insurer", field="AUT-3")
+    created = (dt.to_fhir_datetime(aut.value(10), "AUT-10", b.offset)
+               or dt.to_fhir_datetime(b.message.segments[0].value(7), "MSH-7", b.offset))
+    if created is None:
+        raise MappingError("is empty and so is MSH-7: the authorization has no date",
+                           field="AUT-10")
+    key = ({"system": ident["system"], "value": ident["value"]} if ident else
+           {"system": f"Patient/{b.patient['id']}", "value": f"AUT|{company}|{created}"})
+    limit = _money(aut, 7)
+    plan = dt.present(aut.value(1)).upper()
+    covered = next((c for c in coverages if c["resourceType"] == "Coverage" and plan and any(
+        k.get("value", "").upper() == plan for k in c.get("class", []))), None)
+    inpatient = dt.present(b.message.value("PV1-2")).upper() == "I"
+    kind = "institutional" if inpatient else "professional"
+    counts = [f"{label}: {dt.present(aut.value(n))}" for n, label in
+              ((8, "Requested treatments"), (9, "Authorized treatments"))
+              if dt.present(aut.value(n))]
+    return compact({
+        "resourceType": "ClaimResponse",
+        "id": resource_id("ClaimResponse", b.facility, key),
+        "identifier": [ident] if ident else None,
+        "status": "active",
+        "type": {"coding": [{"system": _CLAIM_TYPE, "code": kind,
+                             "display": kind.capitalize()}]},
+        "use": "preauthorization",
+        "patient": b.patient_ref(),
+        "created": created,
+        "insurer": insurer_ref,
+        "outcome": "complete",
+        "preAuthRef": ident["value"] if ident else None,
+        "preAuthPeriod": compact({
+            "start": dt.to_fhir_date(aut.value(4), "AUT-4"),
+            "end": dt.to_fhir_date(aut.value(5), "AUT-5"),
+        }),
+        "total": [{"category": {"coding": [{"system": _ADJUDICATION, "code": "benefit",
+                                            "display": "Benefit Amount"}]},
+                   "amount": limit}] if limit else None,
+        "processNote": [{"text": t} for t in counts],
+        "insurance": [{"sequence": 1, "focal": True, "coverage": b.ref(covered)}]
+        if covered else None,
+    })
+
+
+def _money(segment: Segment, number: int) -> dict | None:
+    raw = dt.present(segment.value(number, 1, 1))
+    value = dt.to_fhir_decimal(raw, f"{segment.name}-{number}") if raw else None
+    if value is None:
+        return None
+    currency = dt.present(segment.value(number, 1, 2)).upper()
+    return compact({"value": value, "currency": currency or None})
 
 
 # ---- PRD: providers ---------------------------------------------------------------------
