@@ -19,17 +19,20 @@ Choices a receiver will notice:
   ORC-9 (not on an order control that changes a placed order); requester ORC-12, else
   OBR-16 (Practitioner), else ORC-21 (Organization); locationCode ORC-29,
   locationReference ORC-13; reasonCode OBR-31, reasonReference the group's DG1 as
-  Conditions; notes the NTE after ORC/OBR and OBR-13 relevant clinical information.
-- Specimens: each SPM with its SAC containers (SPM-2/3/30/31/32 ids, SPM-4 type, SPM-6
+  Conditions; notes the NTE after ORC/OBR and OBR-13 relevant clinical information;
+  orderDetail OBR-46/47; basedOn the OBR-29 parent order (a logical reference by its
+  number); the ordering Practitioner gains ORC-24 address and ORC-14 (else OBR-17) phone.
+- Specimens: each SPM with its SAC containers (SPM-2/30/31/32 ids, SPM-3 parent as
+  a logical reference, SPM-4 type, SPM-6
   additive, SPM-7 method, SPM-8 site, SPM-12 quantity, SPM-14 description, SPM-17
   collected, SPM-18 received, SPM-20/21 status, SPM-24/28 condition, SPM-27 container;
   SAC-1/2/3 container ids, SAC-21/22/24 volumes, SAC-27 additive); else OBR-15.
 - OBX before the group's first SPM are answers to ask-at-order-entry questions: one
   Observation each (every value type), basedOn the order and listed in supportingInfo;
   OBX after an SPM are about that specimen (Observation.specimen).
-- ORC-10 entered by and ORC-11 verified by: a Provenance of the order (FHIR has no
-  ServiceRequest element for them); an order control that changes a placed order gets
-  one recording when (ORC-9).
+- ORC-10 entered by, ORC-11 verified by and ORC-19 action by: a Provenance of the order
+  (FHIR has no ServiceRequest element for them), with ORC-16 as its reason; an order
+  control that changes a placed order gets one recording when (ORC-9).
 - The patient group: Patient (the id hl7v2-adt-to-fhir@1 gives the PID), Encounter,
   RelatedPerson (NK1), AllergyIntolerance (AL1), Condition (DG1), Coverage (IN1),
   guarantors (GT1) on the Account, ChargeItem (FT1); the Bundle ends with the message's

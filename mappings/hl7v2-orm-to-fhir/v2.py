@@ -17,19 +17,23 @@ Versions 2.3 to 2.8. What changed from v1 (a shadow run shows it per path):
   facility alone as an Organization), encounter, intent reflex-order for OBR-11 G and
   filler-order for ORC-1 SN, quantity TQ1-2, occurrence as a Timing from TQ1 (start and
   end, else TQ1-6 duration; TQ1-14 count, TQ1-13 duration, TQ1-3 pattern) or a dateTime,
-  else ORC-7, OBR-27, ORC-15, OBR-6, OBR-7/8; authoredOn ORC-9 (not on an order control
-  that changes a placed order, CA, DC, HD, XO, SC..., whose ORC-9 is the change's time);
-  locationCode ORC-29, locationReference ORC-13; OBR-2/OBR-3 when they differ from
-  ORC's and OBR-53 as identifiers; bodySite OBR-15.4; DG1 as Conditions in
-  reasonReference (OBR-31 stays reasonCode); the order's OBX (ask-at-order-entry
-  answers) as Observations in supportingInfo; OBR-13 relevant clinical information as a
-  note; status falls back to OBR-25 (final: completed) when ORC-5 and ORC-1 say
-  nothing; priority also reads URGENT as urgent. category stays OBR-24 only.
-- A Provenance of each order names ORC-10 entered by and ORC-11 verified by (FHIR's
-  ServiceRequest has no element for them); an order control that changes a placed order
-  gets one too, recording when (ORC-9) and which change (ORC-1).
-- Specimens: SPM with SAC containers (ids, type, method, site, quantity, collected,
-  received, availability, condition), OBR-15 with OBR-7/8 collected, OBR-9 volume,
+  else ORC-7, OBR-27 (a v2.3 repeat interval as a Timing), ORC-15, OBR-6, OBR-7/8;
+  authoredOn ORC-9 (not on an order control that changes a placed order, CA, DC, HD,
+  XO, SC..., whose ORC-9 is the change's time); locationCode ORC-29, locationReference
+  ORC-13; OBR-2/OBR-3 when they differ from ORC's and OBR-53 as identifiers; bodySite
+  OBR-15.4; orderDetail OBR-46/47; basedOn the OBR-29 parent order (a logical reference
+  by its number); DG1 as Conditions in reasonReference (OBR-31 stays reasonCode); the
+  order's OBX (ask-at-order-entry answers) as Observations in supportingInfo; OBR-13
+  relevant clinical information as a note; the ordering Practitioner gains ORC-24
+  address and ORC-14 (else OBR-17) phone; status falls back to OBR-25 (final:
+  completed) when ORC-5 and ORC-1 say nothing; priority also reads URGENT as urgent.
+  category stays OBR-24 only.
+- A Provenance of each order names ORC-10 entered by, ORC-11 verified by and ORC-19
+  action by (FHIR's ServiceRequest has no element for them), with ORC-16 as its reason;
+  an order control that changes a placed order gets one too, recording when (ORC-9) and
+  which change (ORC-1).
+- Specimens: SPM with SAC containers (ids, SPM-3 parent, type, method, site, quantity,
+  collected, received, availability, condition), OBR-15 with OBR-7/8 collected, OBR-9 volume,
   OBR-10 collector, OBR-14 received.
 - NutritionOrder: ODS-1 D diets as oralDiet (ODS-3 type; a code naming a texture or a
   thickened fluid goes to texture or fluidConsistencyType; ODS-4 instruction; ODS-2 meal

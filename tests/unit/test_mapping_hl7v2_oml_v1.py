@@ -114,6 +114,14 @@ def test_specimen_from_spm(oml: Mapping) -> None:
     assert only(bundle, "ServiceRequest")["specimen"] == [ref(specimen)]
 
 
+def test_parent_specimen_is_a_logical_reference(oml: Mapping) -> None:
+    specimen = only(bundle_of(oml, message(ORC, OBR, spm(f3="P-1&EHR^LP-1&LIS"))),
+                    "Specimen")
+    assert specimen["parent"] == [{"type": "Specimen", "identifier": {
+        "system": "urn:conduit:id:LIS", "value": "LP-1"}}]
+    assert "LP-1" not in [i["value"] for i in specimen["identifier"]]
+
+
 def test_sac_is_a_container(oml: Mapping) -> None:
     sac = segment("SAC", {3: "TUBE-1^LIS", 21: "10", 22: "4.5", 24: "mL",
                           27: "EDTA^EDTA^HL70371"})

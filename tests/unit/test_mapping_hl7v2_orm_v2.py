@@ -238,6 +238,48 @@ def test_entered_and_verified_by_are_a_provenance_of_the_order(orm: Mapping) -> 
     assert roles == {"enterer": "TILLMAN", "verifier": "OSEI"}
 
 
+def test_reason_and_action_by_of_a_cancel(orm: Mapping) -> None:
+    bundle = bundle_of(orm, message(orc(f1="CA", f9="20240521090000-0500",
+                                        f16="DUP^Duplicate order^L", f19="13^NGUYEN^MAI"),
+                                    obr()))
+    (change,) = [p for p in of_type(bundle, "Provenance") if len(p["target"]) == 1]
+    assert change["reason"] == [{"coding": [{
+        "system": "urn:conduit:code:RIVERBEND_HOSP:L", "code": "DUP",
+        "display": "Duplicate order"}]}]
+    (agent,) = change["agent"]
+    assert agent["type"]["coding"][0]["code"] == "performer"
+    assert resolve(bundle, agent["who"])["name"][0]["family"] == "NGUYEN"
+
+
+def test_parent_order_and_order_details(orm: Mapping) -> None:
+    request = only(bundle_of(orm, message(orc(), obr(
+        f29="PARENT-7&EHR^L-70&LIS", f46="FAST^Fasting required^L"))), "ServiceRequest")
+    assert request["basedOn"] == [{"type": "ServiceRequest", "identifier": {
+        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
+                             "code": "PLAC", "display": "Placer Identifier"}]},
+        "system": "urn:conduit:id:EHR", "value": "PARENT-7"}}]
+    assert request["orderDetail"][0]["coding"][0]["code"] == "FAST"
+
+
+def test_v23_quantity_timing_interval_is_a_timing(orm: Mapping) -> None:
+    request = only(bundle_of(orm, message(orc(f7="1^Q4H^^20240520100000-0500^^R"), obr())),
+                   "ServiceRequest")
+    assert request["occurrenceTiming"] == {
+        "repeat": {"boundsPeriod": {"start": "2024-05-20T10:00:00-05:00"}},
+        "code": {"text": "Q4H"}}
+    assert request["priority"] == "routine"
+
+
+def test_ordering_provider_address_and_callback_phone(orm: Mapping) -> None:
+    bundle = bundle_of(orm, message(orc(f14="^WPN^PH^^^978^5550100",
+                                        f24="1 Main St^^Ashby^MA^01431"), obr()))
+    person = resolve(bundle, only(bundle, "ServiceRequest")["requester"])
+    assert person["address"] == [{"line": ["1 Main St"], "city": "Ashby", "state": "MA",
+                                  "postalCode": "01431"}]
+    assert person["telecom"] == [{"system": "phone", "value": "(978) 555-0100",
+                                  "use": "work"}]
+
+
 def test_dg1_is_a_condition_the_order_gives_as_reason(orm: Mapping) -> None:
     bundle = bundle_of(orm, message(orc(), obr(), "DG1|1||N18.30^CKD stage 3^I10C|||W"))
     condition = only(bundle, "Condition")

@@ -133,11 +133,14 @@ def service_request(
         "identifier": _identifiers(b, numbers.identifiers(), obr),
         "requisition": dt.ei_to_identifier(dt.first_rep(orc, 4), placer_facility(b),
                                            tables.PLACER_GROUP_NUMBER),
+        "basedOn": _parent(b, obr),
         "status": request_status(b, orc, obr),
         "intent": _intent(orc, obr),
         "category": _category(b, obr),
         "priority": priority(b, tq1, orc, obr),
         "code": first_concept(obr, 4, b.facility),
+        "orderDetail": codeable_concepts(obr, 46, b.facility)
+        + codeable_concepts(obr, 47, b.facility),
         "quantityQuantity": _quantity(b, tq1, orc),
         "subject": b.patient_ref(),
         "encounter": b.encounter_ref(),
@@ -191,8 +194,28 @@ def request_status(b: Build, orc: Segment | None, obr: Segment | None) -> str:
 # ---- elements ---------------------------------------------------------------------------
 
 
+def _reps(segment: Segment | None, field: int) -> list:
+    return segment.repetitions(field) if segment is not None else []
+
+
 def _value(segment: Segment | None, field: int, component: int = 1) -> str:
     return dt.present(segment.value(field, component)) if segment is not None else ""
+
+
+def _parent(b: Build, obr: Segment | None) -> list[dict]:
+    """OBR-29 parent order (EIP: placer's^filler's number) as a logical reference by the
+    parent's placer (else filler) number: the parent is not in this message."""
+    if obr is None or not _value(obr, 29):
+        return []
+    parts = [([obr.value(29, 1, s) for s in (1, 2, 3, 4)], tables.PLACER_IDENTIFIER,
+              placer_facility(b)),
+             ([obr.value(29, 2, s) for s in (1, 2, 3, 4)], tables.FILLER_IDENTIFIER,
+              filler_facility(b))]
+    for values, kind, authority in parts:
+        identifier = dt.ei_parts_to_identifier(values, authority, kind)
+        if identifier is not None:
+            return [{"type": "ServiceRequest", "identifier": identifier}]
+    return []
 
 
 def _intent(orc: Segment | None, obr: Segment | None) -> str:
@@ -260,10 +283,17 @@ def occurrence(b: Build, tq1: Segment | None, orc: Segment | None,
         if found:
             return found
     for segment, field in ((orc, 7), (obr, 27)):
-        if segment is not None and dt.present(segment.value(field, 4)):
+        if segment is not None and (dt.present(segment.value(field, 4))
+                                    or dt.present(segment.value(field, 2))):
             place = b.field(segment, field)
             start = dt.to_fhir_datetime(segment.value(field, 4), place + ".4", b.offset)
             end = dt.to_fhir_datetime(segment.value(field, 5), place + ".5", b.offset)
+            interval = dt.present(segment.value(field, 2))
+            if interval:  # the TQ's repeat pattern (QD, Q4H, BID...): a Timing
+                bounds = compact({"start": start, "end": end})
+                return {"occurrenceTiming": compact({
+                    "repeat": {"boundsPeriod": bounds} if bounds else None,
+                    "code": {"text": interval}})}
             if start and end and start != end:
                 return {"occurrencePeriod": {"start": start, "end": end}}
             if start:
@@ -345,11 +375,25 @@ def _requester(b: Build, orc: Segment | None, obr: Segment | None) -> dict | Non
     ordering = people.practitioner(b, dt.first_rep(orc, 12))
     also = people.practitioner(b, dt.first_rep(obr, 16))
     person = ordering or also
+    if person is not None:
+        _contact_details(person, orc, obr)
     facility = ordering_facility(b, orc)
     if person is not None and facility is not None:
         return b.ref(practitioner_role(b, person, facility))
     chosen = person or facility
     return b.ref(chosen) if chosen is not None else None
+
+
+def _contact_details(person: dict, orc: Segment | None, obr: Segment | None) -> None:
+    """ORC-24 ordering provider address and ORC-14 call back phone (else OBR-17, the
+    order callback phone), on the ordering Practitioner when it has none."""
+    address = [a for a in (dt.xad_to_address(r) for r in _reps(orc, 24)) if a]
+    phones = [t for t in (dt.xtn_to_contact_point(r, "work")
+                          for r in _reps(orc, 14) or _reps(obr, 17)) if t]
+    if address:
+        person.setdefault("address", address)
+    if phones:
+        person.setdefault("telecom", phones)
 
 
 def practitioner_role(b: Build, person: dict, organization: dict) -> dict:
@@ -506,22 +550,25 @@ _V2_0119 = tables.V2_SYSTEM + "0119"
 
 
 def order_provenance(b: Build, orc: Segment | None, request: dict) -> dict | None:
-    """ORC-10 entered by and ORC-11 verified by, who FHIR's ServiceRequest has no element
-    for, as a Provenance of the order: recorded at ORC-9 (else MSH-7), activity ORC-1.
-    An order control that changes a placed order (CA, DC, HD, XO, ...) gets one too, so
-    when the order was cancelled or changed (its ORC-9) is kept."""
+    """ORC-10 entered by, ORC-11 verified by and ORC-19 action by, whom FHIR's
+    ServiceRequest has no element for, as a Provenance of the order: recorded at ORC-9
+    (else MSH-7), activity ORC-1, reason ORC-16 (R4's ServiceRequest has no
+    statusReason). An order control that changes a placed order (CA, DC, HD, XO, ...)
+    gets one too, so when the order was cancelled or changed (its ORC-9) is kept."""
     if orc is None:
         return None
     agents = []
-    for field, code, display in ((10, "enterer", "Enterer"), (11, "verifier", "Verifier")):
+    for field, code, display in ((10, "enterer", "Enterer"), (11, "verifier", "Verifier"),
+                                 (19, "performer", "Performer")):
         who = people.practitioner(b, dt.first_rep(orc, field))
         if who is not None:
             agents.append({"type": {"coding": [{"system": _AGENT_TYPE, "code": code,
                                                 "display": display}]},
                            "who": b.ref(who)})
     control = _value(orc, 1).upper()
+    reason = first_concept(orc, 16, b.facility)
     changed = control in CHANGE_CONTROLS and bool(_value(orc, 9))
-    if not agents and not changed:
+    if not agents and not changed and reason is None:
         return None
     recorded = (dt.to_fhir_instant(orc.value(9), b.field(orc, 9), b.offset)
                 or dt.to_fhir_instant(b.message.segments[0].value(7), "MSH-7", b.offset))
@@ -540,6 +587,7 @@ def order_provenance(b: Build, orc: Segment | None, request: dict) -> dict | Non
                                 control, recorded)),
         "target": [b.ref(request)],
         "recorded": recorded,
+        "reason": [reason] if reason else None,
         "activity": {"coding": [{"system": _V2_0119, "code": control}]} if control else None,
         "agent": agents,
     }))

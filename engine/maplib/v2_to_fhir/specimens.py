@@ -25,7 +25,7 @@ _GROUP_END = frozenset({"SPM", "ORC", "OBR", "PID", "PV1", "MSH", "RXO", "ODS", 
 def specimen(b: Build, spm: Segment, *, key: dict | None = None) -> dict | None:
     """The Specimen of an SPM (v2.5+), kept in `b`; None when the SPM says nothing of one.
 
-    SPM-2/3/30/31/32 ids, SPM-4 type, SPM-6 additives and SPM-27 container type, SPM-7
+    SPM-2/30/31/32 ids, SPM-3 parent, SPM-4 type, SPM-6 additives and SPM-27 container type, SPM-7
     method, SPM-8 site, SPM-12 quantity, SPM-14 description, SPM-17 collected (a range is
     a period), SPM-18 received, SPM-20 availability and SPM-21 rejection as status,
     SPM-24/28 conditions; the SAC segments after it as containers. `key` (an order's
@@ -50,6 +50,7 @@ def specimen(b: Build, spm: Segment, *, key: dict | None = None) -> dict | None:
         "type": first_concept(spm, 4, b.facility),
         "subject": b.patient_ref(),
         "receivedTime": dt.to_fhir_datetime(spm.value(18), b.field(spm, 18), b.offset),
+        "parent": _parents(b, spm),
         "collection": collection,
         "container": containers,
         "condition": codeable_concepts(spm, 24, b.facility)
@@ -101,15 +102,11 @@ def from_obr15(b: Build, obr: Segment, *, key: dict | None = None) -> dict | Non
 
 def _identifiers(b: Build, spm: Segment) -> list[dict]:
     """SPM-2 (EIP: the filler's id first, the lab's accession, then the placer's), then
-    SPM-3 parent ids, SPM-31 other ids and SPM-32 shipment ids, without repeats."""
+    SPM-31 other ids and SPM-32 shipment ids, without repeats."""
     found: list[dict] = []
     for component, kind in ((2, tables.FILLER_IDENTIFIER), (1, tables.PLACER_IDENTIFIER)):
         found.append(dt.ei_parts_to_identifier(
             [spm.value(2, component, s) for s in (1, 2, 3, 4)], b.facility, kind))
-    for rep in spm.repetitions(3):
-        for component in (2, 1):
-            found.append(dt.ei_parts_to_identifier(
-                [rep.value(component, s) for s in (1, 2, 3, 4)], b.facility))
     for field in (31, 32):
         found += [dt.ei_to_identifier(rep, b.facility) for rep in spm.repetitions(field)]
     unique: list[dict] = []
@@ -118,6 +115,20 @@ def _identifiers(b: Build, spm: Segment) -> list[dict]:
                               != (u["system"], u["value"]) for u in unique):
             unique.append(identifier)
     return unique
+
+
+def _parents(b: Build, spm: Segment) -> list[dict]:
+    """SPM-3 parent specimen ids (EIP, the filler's else the placer's) as logical
+    references: the parent tube is not in this message."""
+    found = []
+    for rep in spm.repetitions(3):
+        for component in (2, 1):
+            identifier = dt.ei_parts_to_identifier(
+                [rep.value(component, s) for s in (1, 2, 3, 4)], b.facility)
+            if identifier is not None:
+                found.append({"type": "Specimen", "identifier": identifier})
+                break
+    return found
 
 
 def _accession(b: Build, spm: Segment) -> dict | None:
