@@ -1,0 +1,57 @@
+"""fhir-to-hl7v2-orm@1: FHIR R4 ServiceRequests with their Patient as an HL7 v2.5.1
+ORM^O01^ORM_O01 (MSH, PID, PV1, then per order ORC, OBR, NTE, DG1). The order groups are
+written by `engine/maplib/fhir_to_v2_orders.py`.
+
+Input: a ServiceRequest, or a Bundle of any type holding one or more (each is an order
+group, in entry order), their Patient, and optionally the Encounter, Specimens,
+Practitioners / PractitionerRoles (requester) and Conditions (reasonReference). Fails
+naming the FHIR path: no ServiceRequest (Bundle.entry); a subject that is not a Patient
+in the input, or orders about two patients (ServiceRequest.subject); a Specimen reference
+the input does not carry; an intent that is not an order (a proposal or plan); a status
+with no order control (draft, unknown); no code (OBR-4); no identifier and no id.
+
+Choices a receiver will notice:
+- MSH as fhir-to-hl7v2-adt@1 writes it; MSH-7 the first order's meta.lastUpdated, else
+  its authoredOn, else Bundle.timestamp / meta.lastUpdated (never the clock); MSH-10
+  hashes every order's id, version and status with MSH-7.
+- PID as fhir-to-hl7v2-adt@1 writes it; PV1 from the first order's Encounter (class from
+  table 0004, PV1-3 location, PV1-7 first participant, PV1-19 visit number), none
+  without one.
+- ORC-1 from status: active NW (XO after the first version), on-hold HD, revoked CA,
+  completed SC with ORC-5 CM, entered-in-error CA with ORC-5 CA. ORC-2/OBR-2 the
+  identifier typed PLAC (an untyped one, else the id), ORC-3/OBR-3 FILL, ORC-4 PGN
+  (requisition); ORC-7 and OBR-27 ^^^start^end^priority (occurrence[x]; stat S, asap and
+  urgent A, routine R); ORC-9 authoredOn; ORC-12 and OBR-16 the requester (XCN: id,
+  name, degree, authority, NPI type).
+- OBR-4 code (CE); OBR-7/8 the first Specimen's collection time, OBR-15 its type (ORM has
+  no SPM); OBR-24 a v2-0074 category. NTE after OBR: each note (NTE-4 RE) and the
+  patientInstruction (PI). DG1 per reasonCode and reasonReference Condition code (DG1-6
+  W, working).
+"""
+
+from __future__ import annotations
+
+from engine.formats.hl7v2.builder import MessageBuilder
+from engine.maplib import fhir_to_v2 as v2
+from engine.maplib import fhir_to_v2_orders as orders
+from engine.maplib import fhir_to_v2_parts as parts
+from engine.mapping import mapping
+
+
+@mapping("fhir-to-hl7v2-orm@1", accepts="fhir", emits="x-application/hl7-v2+er7")
+def orders_to_orm(resource: dict) -> str:
+    """One ORM^O01 for the ServiceRequests of the input."""
+    index = v2.Resources(resource)
+    found = orders.requests(resource, index)
+    person = orders.patient(found, index)
+    gathered = [orders.gather(o, index) for o in found]
+    builder = MessageBuilder()
+    v2.write_msh(builder, orders.header(found, resource, ("ORM", "O01", "ORM_O01")))
+    v2.write_pid(builder, person)
+    visit = orders.encounter(found, index)
+    if visit is not None:
+        parts.write_pv1(builder, visit, index)
+    writer = orders.OrderWriter(builder, index, timing=False, specimens=False)
+    for order in gathered:
+        writer.write(order)
+    return v2.encode(builder)
