@@ -173,3 +173,36 @@ def test_an_aut_naming_no_insurer_is_a_warning(to_fhir: Mapping) -> None:
     raw = message(RF1, aut, RP)
     assert not of_type(bundle_of(to_fhir, raw), "ClaimResponse")
     assert [w.split(":")[0] for w in warnings(to_fhir, raw)] == ["AUT-3"]
+
+
+def test_each_prd_gives_a_practitioner_role(to_fhir: Mapping) -> None:
+    located = checks.segment("PRD", {1: "RT", 2: "OYELARAN^BISI^^^DR", 4: "RAD^2^^WEST",
+                                     7: "1987654321^NPI"})
+    bundle = bundle_of(to_fhir, message(RF1, RP, located))
+    roles = {r["code"][0]["coding"][0]["code"]: r for r in of_type(bundle, "PractitionerRole")}
+    assert set(roles) == {"RP", "RT"}
+    referred = roles["RT"]
+    assert resolve(bundle, referred["practitioner"])["name"][0]["family"] == "OYELARAN"
+    assert resolve(bundle, referred["location"][0])["resourceType"] == "Location"
+
+
+def test_v28_authorized_provider_reason_text_comment_and_action(to_fhir: Mapping) -> None:
+    rf1 = checks.segment("RF1", {1: "A", 3: "Lab", 6: "REF-3^EHR", 14: "Low hemoglobin",
+                                 19: "West Hematology^^^^^^^^^WH-1",
+                                 20: "55^PIKE^ROSA^^^DR", 24: "Seen within a week"})
+    bundle = bundle_of(to_fhir, message(rf1, RP))
+    request = referral(bundle)
+    performers = [resolve(bundle, p) for p in request["performer"]]
+    assert (performers[0]["resourceType"], performers[0]["name"]) == (
+        "Organization", "West Hematology")
+    assert performers[1]["name"][0]["family"] == "PIKE"
+    assert {"text": "Low hemoglobin"} in request["reasonCode"]
+    assert {"text": "Seen within a week"} in request["note"]
+    deleted = rf1 + "|D"
+    assert referral(bundle_of(to_fhir, message(deleted, RP)))["status"] == "entered-in-error"
+
+
+def test_pid18_is_the_account(to_fhir: Mapping) -> None:
+    pid = PID + "||||||||||WA-9^^^WESTCLINIC^AN"
+    account = of_type(bundle_of(to_fhir, message(RF1, RP, pid=pid)), "Account")
+    assert [a["identifier"][0]["value"] for a in account] == ["WA-9"]

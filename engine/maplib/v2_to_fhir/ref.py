@@ -1,12 +1,14 @@
 """REF: a patient referral (I12 new, I13 modified, I14 cancelled) as a ServiceRequest
 with the people and facts it carries: the PRD providers (referring one as requester,
-referred-to ones as performers), the patient, visit, diagnoses (its reasons),
-procedures, allergies, results, guarantors and coverages (its insurance).
+referred-to and consulting ones as performers, each with a PractitionerRole), the
+payor's AUT authorization (a preauthorization ClaimResponse), the patient, visit,
+diagnoses (its reasons), procedures, allergies, results, guarantors, the PID-18 account
+and coverages (its insurance).
 
 RF1-1 status sets the request's status (A accepted, P pending: active; R rejected,
-E expired: revoked), and an I14 cancels it: revoked. The request is keyed on RF1-6
-(originating referral id), else RF1-11, else the patient, RF1-3 type and RF1-7 date, so
-the I13 and I14 about a referral update the I12's request.
+E expired: revoked), an I14 cancels it (revoked) and RF1-25 D marks it entered in error.
+The request is keyed on RF1-6 (originating referral id), else RF1-11, else the patient,
+RF1-3 type and RF1-7 date, so the I13 and I14 about a referral update the I12's request.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from engine.mapping_base import Skip
 
 EVENTS: tuple[str, ...] = ("I12", "I13", "I14")
 RESOURCES: tuple[str, ...] = (
-    "Patient", "RelatedPerson", "Encounter", "Location", "Practitioner", "Organization",
-    "ServiceRequest", "Condition", "Procedure", "AllergyIntolerance", "Observation",
+    "Patient", "RelatedPerson", "Encounter", "Location", "Practitioner", "PractitionerRole",
+    "Organization", "ServiceRequest", "Condition", "Procedure", "AllergyIntolerance", "Observation",
     "Coverage", "ClaimResponse", "Account", "Provenance", "MessageHeader",
 )
 _NPI = "http://hl7.org/fhir/sid/us-npi"
@@ -61,6 +63,8 @@ def build(message: Hl7Message) -> dict | Skip:
     coverages = financial.coverages(b)
     coverages += b.each("AUT", lambda aut, n: b.add(authorization(b, aut, coverages)))
     financial.guarantors(b)
+    if dt.present(message.value("PID-18")):
+        financial.account(b)
     providers = b.each("PRD", lambda prd, n: (prd, provider(b, prd)))
     rf1 = message.segment("RF1")
     if rf1 is None:
@@ -93,6 +97,7 @@ def referral(b: Build, rf1: Segment, providers: list[tuple[Segment, dict]], *,
         key = {"system": f"Patient/{b.patient['id']}", "value": f"RF1|{label}|{start or ''}"}
     requesters = [who for prd, who in providers if _role(prd) in REQUESTERS]
     performers = [who for prd, who in providers if _role(prd) in PERFORMERS]
+    performers += _authorized(b, rf1, performers)
     category = _coded(b, rf1, 5, "0284", REFERRAL_CATEGORY)
     return compact({
         "resourceType": "ServiceRequest",
@@ -114,12 +119,26 @@ def referral(b: Build, rf1: Segment, providers: list[tuple[Segment, dict]], *,
         "requester": b.ref(requesters[0]) if requesters else None,
         "performer": [b.ref(p) for p in performers],
         "reasonCode": [c for c in (_coded_rep(b, r, "0336", REFERRAL_REASON)
-                                   for r in rf1.repetitions(10)) if c],
+                                   for r in rf1.repetitions(10)) if c]
+        + [{"text": t} for t in (dt.present(rf1.value(14)),) if t],
         "reasonReference": [b.ref(c) for c in reasons],
         "insurance": [b.ref(c) for c in insurance],
         "supportingInfo": [b.ref(s) for s in supporting],
-        "note": notes,
+        "note": [*notes, *({"text": t} for t in (dt.present(rf1.value(24)),) if t)],
     })
+
+
+def _authorized(b: Build, rf1: Segment, known: list[dict]) -> list[dict]:
+    """RF1-19 authorized provider (XON) and RF1-20 authorized health professional (XCN),
+    v2.7+, as performers the PRDs did not already name."""
+    found: list[dict] = []
+    org_id = dt.present(rf1.value(19, 10))
+    org = people.organization(b, rf1.value(19), {"system": people.local_system(
+        b, "organization"), "value": org_id} if org_id else None)
+    for who in (org, *(people.practitioner(b, r) for r in rf1.repetitions(20))):
+        if who is not None and who not in known and who not in found:
+            found.append(who)
+    return found
 
 
 def _results(b: Build, message: Hl7Message) -> list[dict]:
@@ -168,6 +187,8 @@ def _notes(message: Hl7Message) -> list[dict]:
 
 
 def _status(b: Build, rf1: Segment) -> str:
+    if dt.present(rf1.value(25)).upper() == "D":
+        return "entered-in-error"
     if b.event == "I14":
         return "revoked"
     code = dt.present(rf1.value(1)).upper()
@@ -215,9 +236,11 @@ def authorization(b: Build, aut: Segment, coverages: list[dict]) -> dict:
     AUT-3 when no payor is known (ClaimResponse.insurer is required)."""
     assert b.patient is not None
     ident = dt.first_ei(aut, 6, b.facility)
-    company = dt.present(aut.value(2))
-    insurer = people.organization(
-        b, aut.value(3), {"system": people.local_system(b, "payor"), "value": company}
+    company, name = dt.present(aut.value(2)), dt.present(aut.value(3))
+    insurer = next((o for o in b.resources("Organization")  # the IN1 payor, named so
+                    if name and o.get("name", "").upper() == name.upper()), None)
+    insurer = insurer or people.organization(
+        b, name, {"system": people.local_system(b, "payor"), "value": company}
         if company else None)
     if insurer is None and coverages:
         insurer_ref = coverages[0]["payor"][0]
@@ -295,13 +318,42 @@ def provider(b: Build, prd: Segment) -> dict | None:
            else {"system": "name", "value": text.upper()})
     if names:
         names[0] = {**names[0], "text": text}
-    return b.add(compact({
+    person = b.add(compact({
         "resourceType": "Practitioner",
         "id": resource_id("Practitioner", b.facility, key),
         "identifier": ids,
         "name": names,
         "telecom": telecom,
         "address": address,
+    }), merge=True)
+    assert person is not None
+    _practitioner_role(b, prd, person, organization, telecom)
+    return person
+
+
+# Table 0286 provider role.
+PROVIDER_ROLE = {"RP": "Referring Provider", "PP": "Primary Care Provider",
+                 "CP": "Consulting Provider", "RT": "Referred to Provider"}
+
+
+def _practitioner_role(b: Build, prd: Segment, person: dict, organization: dict | None,
+                       telecom: list[dict]) -> dict | None:
+    """The PRD's role (PRD-1) of the practitioner, at the PRD-10 organization and PRD-4
+    location, for PRD-8/9: a PractitionerRole, keyed on the practitioner and role."""
+    role = _coded(b, prd, 1, "0286", PROVIDER_ROLE)
+    where = visit.location(b, dt.first_rep(prd, 4))
+    label = next((c["code"] for c in (role or {}).get("coding", [])), "")
+    key = {"system": f"Practitioner/{person['id']}", "value": f"role|{label}"}
+    return b.add(compact({
+        "resourceType": "PractitionerRole",
+        "id": resource_id("PractitionerRole", b.facility, key),
+        "period": compact({"start": dt.to_fhir_date(prd.value(8), "PRD-8"),
+                           "end": dt.to_fhir_date(prd.value(9), "PRD-9")}),
+        "practitioner": b.ref(person),
+        "organization": b.ref(organization) if organization else None,
+        "code": [role] if role else None,
+        "location": [b.ref(where)] if where else None,
+        "telecom": telecom,
     }), merge=True)
 
 
