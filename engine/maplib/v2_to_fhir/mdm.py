@@ -20,7 +20,8 @@ from engine.mapping_base import Skip
 
 EVENTS: tuple[str, ...] = tuple(f"T{n:02d}" for n in range(1, 12))
 RESOURCES: tuple[str, ...] = (
-    "Patient", "RelatedPerson", "Encounter", "Location", "Practitioner", "Organization",
+    "Patient", "RelatedPerson", "Encounter", "Location", "Practitioner", "PractitionerRole",
+    "Organization", "MessageHeader",
     "ServiceRequest", "DocumentReference", "Observation", "Device", "Provenance",
 )
 # OBX-2 types that are the document itself, not results about it.

@@ -11,11 +11,11 @@ resend or an upgrade updates rather than duplicates.
 from __future__ import annotations
 
 from engine.errors import MappingError
-from engine.formats.hl7v2 import Hl7Message, Segment
+from engine.formats.hl7v2 import Hl7Message, Segment, tables
 from engine.formats.hl7v2 import datatypes as dt
 from engine.leniency import tolerate
 from engine.maplib.fhir import resource_id
-from engine.maplib.v2_orders import keyed, order_groups
+from engine.maplib.v2_orders import keyed, order_groups, receiving_facility
 from engine.maplib.v2_to_fhir import people, results, visit
 from engine.maplib.v2_to_fhir.frame import Build
 from engine.maplib.v2_to_fhir.results import (
@@ -32,7 +32,8 @@ from engine.mapping_base import Skip
 
 EVENTS: tuple[str, ...] = ("R01", "R30", "R31", "R32")
 RESOURCES: tuple[str, ...] = (
-    "Patient", "RelatedPerson", "Encounter", "Location", "Practitioner", "Organization",
+    "Patient", "RelatedPerson", "Encounter", "Location", "Practitioner", "PractitionerRole",
+    "Organization", "MessageHeader",
     "ServiceRequest", "Specimen", "DiagnosticReport", "Observation", "DocumentReference",
     "Device", "Provenance",
 )
@@ -105,8 +106,10 @@ def report_groups(b: Build, segments: list[Segment]) -> list[dict]:
     return reports
 
 
-def report_group(b: Build, orc: Segment | None, obr: Segment, body: list[Segment]) -> dict:
-    """The ServiceRequest, Specimens, Observations and DiagnosticReport of one OBR."""
+def report_group(b: Build, orc: Segment | None, obr: Segment, body: list[Segment],
+                 outer: list[dict] | None = None) -> dict:
+    """The ServiceRequest, Specimens, Observations and DiagnosticReport of one OBR;
+    `outer` are the Specimens the group sits under (an OUL's SPM before its orders)."""
     key, identifiers, _placer = report_key(b, orc, obr)
     if any(r["id"] == resource_id("DiagnosticReport", b.facility, key)
            for r in b.resources("DiagnosticReport")):
@@ -116,7 +119,8 @@ def report_group(b: Build, orc: Segment | None, obr: Segment, body: list[Segment
     parts = report_parts(body)
     request = service_request(b, orc, obr)
     based_on = [b.ref(request)] if request is not None else []
-    specimens = specimens_of(b, obr, parts.spms, key)
+    specimens = (outer if outer and not parts.spms else
+                 specimens_of(b, obr, parts.spms, key))
     status = report_status(obr)
     by_spm = {id(obx): specimens[i] for obx, i in parts.results
               if i is not None and i < len(specimens)}
@@ -129,8 +133,58 @@ def report_group(b: Build, orc: Segment | None, obr: Segment, body: list[Segment
     made = results.observations(
         b, [obx for obx, _ in parts.results], based_on=based_on,
         specimen=specimens[0] if specimens else None, context=context)
+    _collected(b, obr, specimens)
+    _parent_result(b, obr, made)
     report = diagnostic_report(
-        b, orc, obr, key=key, identifiers=identifiers, status=status, based_on=based_on,
+        b, orc, obr, key=key, identifiers=identifiers, status=status,
+        based_on=based_on + _parent_order(b, obr),
         results=made, specimens=specimens, notes=parts.notes,
         forms=presented_forms(b, parts.forms))
     return b.add(report)
+
+
+def _collected(b: Build, obr: Segment, specimens: list[dict]) -> None:
+    """OBR-10 collector and OBR-14 received time for the group's first Specimen, where its
+    SPM did not say (OBR-15 specimens read them themselves)."""
+    collector = people.practitioner(b, dt.first_rep(obr, 10))
+    received = dt.to_fhir_datetime(obr.value(14), "OBR-14", b.offset)
+    if not specimens:
+        return
+    first = specimens[0]
+    if collector is not None:
+        collection = first.setdefault("collection", {})
+        collection.setdefault("collector", b.ref(collector))
+    if received:
+        first.setdefault("receivedTime", received)
+
+
+def _parent_result(b: Build, obr: Segment, made: list[dict]) -> None:
+    """OBR-26 parent result (the isolate a susceptibility panel is about: its OBX-3 code
+    and OBX-4 sub-id): that earlier Observation gains this group's results as
+    hasMember, the FHIR shape of an organism and its susceptibilities."""
+    code, sub_id = dt.present(obr.value(26, 1, 1)), dt.present(obr.value(26, 2))
+    if not code or not made:
+        return
+    earlier = results.made_for(b)
+    for obx in b.message.all("OBX"):
+        if dt.present(obx.value(3, 1)) == code and dt.present(obx.value(4)) == sub_id:
+            parent = earlier.get(id(obx))
+            if parent is not None and parent not in made:
+                members = parent.setdefault("hasMember", [])
+                members += [b.ref(o) for o in made if b.ref(o) not in members]
+                return
+    tolerate(MappingError("names a parent result this message does not carry",
+                          field="OBR-26"))
+
+
+def _parent_order(b: Build, obr: Segment) -> list[dict]:
+    """OBR-29 parent order (a reflex test's): basedOn by its filler (else placer) number."""
+    for component, kind in ((2, "FILL"), (1, "PLAC")):
+        parts = [obr.value(29, component, s) for s in (1, 2, 3, 4)]
+        authority = b.facility if kind == "FILL" else receiving_facility(b.message) or b.facility
+        identifier = dt.ei_parts_to_identifier(
+            parts, authority, tables.FILLER_IDENTIFIER if kind == "FILL"
+            else tables.PLACER_IDENTIFIER)
+        if identifier:
+            return [{"type": "ServiceRequest", "identifier": identifier}]
+    return []

@@ -84,7 +84,17 @@ def observations(
             b, g, k, ctx, based_on or [], s or specimen))
         if found is not None:
             made.append(b.add(found))
+            made_for(b)[id(obx)] = found
     return made
+
+
+def made_for(b: Build) -> dict[int, dict]:
+    """The Observation made for each OBX of this conversion (by the segment's identity),
+    so a later group can point at an earlier result (a susceptibility at its isolate)."""
+    found = b.__dict__.get("_observation_of")
+    if found is None:
+        found = b.__dict__["_observation_of"] = {}
+    return found
 
 
 def _results(b: Build, obxs: list[Segment]) -> list[list[Segment]]:
@@ -209,17 +219,32 @@ def _absent(status: str) -> dict:
     return {"coding": [{"system": DATA_ABSENT, "code": code}]}
 
 
+# Table 0074 sections whose results are imaging, procedure or vital-sign observations.
+IMAGING_SECTIONS = frozenset({"CT", "CUS", "NMR", "NMS", "OUS", "RAD", "RUS", "RX", "VUS",
+                              "XRC"})
+PROCEDURE_SECTIONS = frozenset({"AU", "CTH", "EC", "EN", "PF", "RC", "RT"})
+
+
 def _category(code: dict, section: str | None) -> list[dict]:
-    """vital-signs for a LOINC vital sign; laboratory in a lab report; else none."""
+    """vital-signs for a LOINC vital sign; else by the report's section (OBR-24):
+    laboratory for lab sections (or a report without one), imaging, procedure; none
+    outside a report."""
     loinc = any(c.get("system") == "http://loinc.org" and c.get("code") in VITAL_SIGNS
                 for c in code.get("coding", []))
-    if loinc:
-        coding = {"system": OBSERVATION_CATEGORY, "code": "vital-signs",
-                  "display": "Vital Signs"}
-        return [{"coding": [coding]}]
+    kind = dt.present(section or "").upper()
+    if loinc or kind in ("ICU", "NRS"):
+        return [_observation_category("vital-signs", "Vital Signs")]
     if section is None:
         return []
+    if kind in IMAGING_SECTIONS:
+        return [_observation_category("imaging", "Imaging")]
+    if kind in PROCEDURE_SECTIONS:
+        return [_observation_category("procedure", "Procedure")]
     return legacy.observation_category(section)
+
+
+def _observation_category(code: str, display: str) -> dict:
+    return {"coding": [{"system": OBSERVATION_CATEGORY, "code": code, "display": display}]}
 
 
 def _instance_identifier(b: Build, obx: Segment) -> list[dict]:
@@ -236,7 +261,7 @@ def _performers(b: Build, obx: Segment) -> list[dict]:
         person = people.practitioner(b, rep)
         if person is not None and b.ref(person) not in found:
             found.append(b.ref(person))
-    lab = _performing_lab(b, obx)
+    lab = _performing_lab(b, obx) or _producer(b, obx)
     if lab is not None:
         found.append(b.ref(lab))
     return found
@@ -259,6 +284,20 @@ def _performing_lab(b: Build, obx: Segment) -> dict | None:
     if lab is not None and address:
         lab.setdefault("address", [address])
     return lab
+
+
+def _producer(b: Build, obx: Segment) -> dict | None:
+    """OBX-15 producer's id (CE: id ^ name ^ coding system), the lab that made the
+    result, as reference labs send it instead of OBX-23."""
+    number, name = dt.present(obx.value(15, 1)), dt.present(obx.value(15, 2))
+    if not number and not name:
+        return None
+    system = dt.present(obx.value(15, 3))
+    identifier = None
+    if number:
+        identifier = {"system": dt.hd_system(system) if system
+                      else people.local_system(b, "organization"), "value": number}
+    return people.organization(b, name or number, identifier)
 
 
 def _device(b: Build, obx: Segment) -> dict | None:
@@ -507,7 +546,8 @@ def diagnostic_report(
 ) -> dict:
     """The DiagnosticReport of one OBR: identifiers, basedOn, status OBR-25, category
     OBR-24 (LAB by default), code OBR-4, effective OBR-7 (a period with OBR-8), issued
-    OBR-22, performer OBR-34 technicians and OBR-33 assistants, resultsInterpreter OBR-32,
+    OBR-22 (else MSH-7: the report was out by the time the message was), performer
+    OBR-34 technicians and OBR-33 assistants, resultsInterpreter OBR-32,
     results, specimens, notes (R5 note extension) and presented forms."""
     code = first_concept(obr, 4, b.facility)
     if code is None:
@@ -531,7 +571,8 @@ def diagnostic_report(
         "subject": b.patient_ref(),
         "encounter": b.encounter_ref(),
         **effective,
-        "issued": dt.to_fhir_instant(obr.value(22), "OBR-22", b.offset),
+        "issued": dt.to_fhir_instant(obr.value(22), "OBR-22", b.offset)
+        or dt.to_fhir_instant(b.message.segments[0].value(7), "MSH-7", b.offset),
         "performer": _report_people(b, obr, 34, 33),
         "resultsInterpreter": _report_people(b, obr, 32),
         "specimen": [b.ref(s) for s in specimens],
