@@ -3,6 +3,8 @@ the reference converter puts them, v1's ids, and one odd field costing only that
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from engine import testbench
@@ -301,3 +303,25 @@ def test_other_events_are_skipped_and_other_types_fail(rde: Mapping) -> None:
     with pytest.raises(MappingError) as caught:
         checks.run(rde, message(message_type="ORM^O01"))
     assert caught.value.field == "MSH-9"
+
+
+def test_the_order_as_placed_is_an_original_order_the_encoded_one_is_based_on(
+        rde: Mapping) -> None:
+    bundle = bundle_of(rde, FIXTURES.input("athena_o11_v251_rxo_and_rxe_ordering_facility"))
+    encoded, placed = of_type(bundle, "MedicationRequest")
+    assert (encoded["intent"], placed["intent"]) == ("order", "original-order")
+    assert encoded["basedOn"] == [{"reference": f"urn:uuid:{placed['id']}"}]
+    assert placed["dispenseRequest"]["dispenseInterval"]["value"] == 90
+    codes = {c["code"] for c in drug_of(bundle, encoded)["code"]["coding"]}
+    assert codes == {"314076", "68180-0514-09"}  # RXE-31 supplementary NDC beside RxNorm
+    role = only(bundle, "PractitionerRole")
+    assert role["practitioner"] == encoded["requester"]
+    assert resolve(bundle, role["organization"])["name"] == "Hillside Family Medicine"
+
+
+def test_every_resource_type_written_is_declared_for_the_coverage_table() -> None:
+    from engine.maplib.v2_to_fhir import rde as builder
+
+    written = {e["resource"]["resourceType"] for case in FIXTURES.output_cases
+               for e in json.loads((FIXTURES.folder / f"{case}.json").read_text())["entry"]}
+    assert written <= set(builder.RESOURCES), written - set(builder.RESOURCES)

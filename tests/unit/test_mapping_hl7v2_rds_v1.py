@@ -3,6 +3,7 @@ the reference converter puts them, the RDE feed's order ids, and leniency."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -215,3 +216,11 @@ def test_other_events_are_skipped_and_other_types_fail(rds: Mapping) -> None:
     with pytest.raises(MappingError) as caught:
         checks.run(rds, message(message_type="RDE^O11"))
     assert caught.value.field == "MSH-9"
+
+
+def test_every_resource_type_written_is_declared_for_the_coverage_table() -> None:
+    from engine.maplib.v2_to_fhir import rds as builder
+
+    written = {e["resource"]["resourceType"] for case in FIXTURES.output_cases
+               for e in json.loads((FIXTURES.folder / f"{case}.json").read_text())["entry"]}
+    assert written <= set(builder.RESOURCES), written - set(builder.RESOURCES)

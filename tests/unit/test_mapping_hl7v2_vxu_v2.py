@@ -3,6 +3,8 @@ the reference converter puts them, v1's ids, and one odd field costing only that
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from engine import testbench
@@ -283,3 +285,11 @@ def test_other_events_are_skipped_and_other_types_fail(vxu: Mapping) -> None:
     with pytest.raises(MappingError) as caught:
         checks.run(vxu, message(message_type="ORM^O01"))
     assert caught.value.field == "MSH-9"
+
+
+def test_every_resource_type_written_is_declared_for_the_coverage_table() -> None:
+    from engine.maplib.v2_to_fhir import vxu as builder
+
+    written = {e["resource"]["resourceType"] for case in FIXTURES.output_cases
+               for e in json.loads((FIXTURES.folder / f"{case}.json").read_text())["entry"]}
+    assert written <= set(builder.RESOURCES), written - set(builder.RESOURCES)

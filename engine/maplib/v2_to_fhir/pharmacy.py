@@ -31,7 +31,7 @@ from engine.maplib import v2_pharmacy as rx
 from engine.maplib.fhir import compact, resource_id
 from engine.maplib.v2_codes import codeable_concepts, first_concept
 from engine.maplib.v2_fhir import annotations
-from engine.maplib.v2_orders import placer_and_filler
+from engine.maplib.v2_orders import keyed, placer_and_filler
 from engine.maplib.v2_to_fhir import people
 from engine.maplib.v2_to_fhir.frame import Build
 
@@ -170,16 +170,19 @@ def pharmacy_orders(b: Build) -> list[PharmacyOrder]:
 def medication_request(b: Build, orc: Segment | None, order_segment: Segment,
                        rxrs: list[Segment], rxcs: list[Segment], *,
                        timings: list[Segment] | None = None,
-                       notes: list[Segment] | None = None) -> dict | None:
+                       notes: list[Segment] | None = None,
+                       intent: str = "order") -> dict | None:
     """The MedicationRequest of one pharmacy order (ORC with an RXO or an RXE), kept in
     `b` with its Medication and the practitioners it names; None (with a warning) when
     the order names no drug. TQ1 and NTE are found after the order's segments unless
-    given."""
+    given. With another `intent` (original-order: the RXO an RXE encodes) the request is
+    a second resource of the same order, keyed apart."""
     if timings is None or notes is None:
         found_timings, found_notes = _order_parts(b, orc or order_segment)
         timings = found_timings if timings is None else timings
         notes = found_notes if notes is None else notes
-    return guarded(lambda: _request(b, orc, order_segment, rxrs, rxcs, timings, notes))
+    return guarded(lambda: _request(b, orc, order_segment, rxrs, rxcs, timings, notes,
+                                    intent))
 
 
 def _order_parts(b: Build, first: Segment) -> tuple[list[Segment], list[Segment]]:
@@ -203,7 +206,8 @@ def _order_parts(b: Build, first: Segment) -> tuple[list[Segment], list[Segment]
 
 
 def _request(b: Build, orc: Segment | None, seg: Segment, rxrs: list[Segment],
-             rxcs: list[Segment], timings: list[Segment], notes: list[Segment]) -> dict:
+             rxcs: list[Segment], timings: list[Segment], notes: list[Segment],
+             intent: str) -> dict:
     f = fields_of(seg)
     medication = medication_resource(b, seg, f.code, f.form, rxcs,
                                      strength=(f.strength, f.strength_units,
@@ -215,7 +219,10 @@ def _request(b: Build, orc: Segment | None, seg: Segment, rxrs: list[Segment],
     plans = _schedules(b, orc, seg, timings)
     authored = _authored(b, orc, seg)
     key = identifiers[0] if identifiers else _fallback_key(b, orc, medication, authored)
+    if intent != "order":
+        key = keyed(key, intent)
     requester = _first_person(b, (orc, 12), (seg, f.prescriber), (orc, 21))
+    _ordering_facility(b, orc, requester)
     recorder = _first_person(b, (orc, 10), (orc, 19))
     request = {
         "resourceType": "MedicationRequest",
@@ -224,7 +231,7 @@ def _request(b: Build, orc: Segment | None, seg: Segment, rxrs: list[Segment],
         "groupIdentifier": dt.first_ei(orc, 4, b.facility) if orc is not None else None,
         "status": request_status(b, orc),
         "statusReason": first_concept(orc, 16, b.facility),
-        "intent": "order",
+        "intent": intent,
         "priority": next((p.priority for p in plans if p.priority), None),
         "medicationReference": b.ref(medication),
         "subject": b.patient_ref(),
@@ -240,6 +247,17 @@ def _request(b: Build, orc: Segment | None, seg: Segment, rxrs: list[Segment],
         "priorPrescription": _prior(b, orc),
     }
     return b.add(compact(request))
+
+
+def placed_with(b: Build, order: PharmacyOrder, rxo: Segment, encoded: dict) -> dict | None:
+    """The order as placed (RXO) beside the order as the pharmacy encoded it (RXE): a
+    MedicationRequest of intent original-order that the encoded one is basedOn."""
+    placed = medication_request(b, order.orc, rxo, order.owned(rxo, "RXR"),
+                                order.owned(rxo, "RXC"), timings=order.timings(),
+                                notes=[], intent="original-order")
+    if placed is not None:
+        encoded["basedOn"] = [b.ref(placed)]
+    return placed
 
 
 def order_identifiers(b: Build, orc: Segment | None, seg: Segment) -> list[dict]:
@@ -305,6 +323,37 @@ def _first_person(b: Build, *places: tuple[Segment | None, int]) -> dict | None:
     return chosen
 
 
+def _ordering_facility(b: Build, orc: Segment | None, requester: dict | None) -> None:
+    """ORC-21 ordering facility (XON) as an Organization, and the requester's
+    PractitionerRole at it (ORC-22 address, ORC-23 phone)."""
+    rep = dt.first_rep(orc, 21) if orc is not None else None
+    if rep is None:
+        return
+    name, number = dt.present(rep.value(1)), dt.present(rep.value(10)) or dt.present(
+        rep.value(3))
+    identifier = {"system": people.local_system(b, "organization"), "value": number} \
+        if number else None
+    org = people.organization(b, name, identifier)
+    if org is None:
+        return
+    address = dt.first_rep(orc, 22)
+    phone = dt.first_rep(orc, 23)
+    extra = compact({
+        "address": [a for a in (dt.xad_to_address(address),) if a] if address else None,
+        "telecom": [t for t in (dt.xtn_to_contact_point(phone, "work"),) if t]
+        if phone else None,
+    })
+    for key, value in extra.items():
+        org.setdefault(key, value)
+    if requester is None:
+        return
+    role_key = {"system": "urn:conduit:practitioner-role",
+                "value": f"{requester['id']}|{org['id']}"}
+    b.add({"resourceType": "PractitionerRole",
+           "id": resource_id("PractitionerRole", b.facility, role_key),
+           "practitioner": b.ref(requester), "organization": b.ref(org)})
+
+
 def _prior(b: Build, orc: Segment | None) -> dict | None:
     """ORC-8 parent order as a logical reference by identifier."""
     if orc is None:
@@ -344,6 +393,13 @@ def medication_resource(b: Build, seg: Segment, code_field: int, form_field: int
     drug and has no components. Its id is derived from its content, so the same drug
     named by many orders is one resource."""
     code = first_concept(seg, code_field, b.facility)
+    supplementary = {"RXE": 31, "RXO": 24, "RXD": 25}.get(seg.name)
+    for more in codeable_concepts(seg, supplementary, b.facility) if supplementary else []:
+        if code is None:
+            code = more
+            continue
+        known = code.setdefault("coding", [])
+        known.extend(c for c in more.get("coding", []) if c not in known)
     volume = None
     if strength:
         volume = rx.quantity(dt.to_fhir_decimal(seg.value(strength[2]), b.field(seg, strength[2])),

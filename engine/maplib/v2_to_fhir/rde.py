@@ -13,9 +13,9 @@ from engine.mapping_base import Skip
 
 EVENTS: tuple[str, ...] = ("O11", "O25", "O01")
 RESOURCES: tuple[str, ...] = (
-    "Patient", "Encounter", "Location", "Practitioner", "Organization", "RelatedPerson",
-    "Medication", "MedicationRequest", "Observation", "AllergyIntolerance", "Coverage",
-    "Provenance",
+    "Patient", "Encounter", "Location", "Practitioner", "PractitionerRole", "Organization",
+    "Medication", "MedicationRequest", "Observation", "Device", "DocumentReference",
+    "AllergyIntolerance", "Coverage", "MessageHeader", "Provenance",
 )
 
 
@@ -50,6 +50,8 @@ def orders(b: Build, *kinds: str) -> list[dict]:
         if request is None:
             continue
         made.append(request)
+        if placed is not None and placed is not segment:
+            pharmacy.placed_with(b, order, placed, request)
         results.observations(b, order.all("OBX"), based_on=[request])
     if not made:
         tolerate(MappingError("the message holds no pharmacy order that could be mapped",

@@ -14,9 +14,9 @@ from engine.mapping_base import Skip
 
 EVENTS: tuple[str, ...] = ("O13", "O01")
 RESOURCES: tuple[str, ...] = (
-    "Patient", "Encounter", "Location", "Practitioner", "Organization", "Medication",
-    "MedicationRequest", "MedicationDispense", "Observation", "AllergyIntolerance",
-    "Provenance",
+    "Patient", "Encounter", "Location", "Practitioner", "PractitionerRole", "Organization",
+    "Medication", "MedicationRequest", "MedicationDispense", "Observation", "Device",
+    "DocumentReference", "AllergyIntolerance", "MessageHeader", "Provenance",
 )
 
 
@@ -46,6 +46,8 @@ def _order(b: Build, order: pharmacy.PharmacyOrder) -> list[dict]:
         request = pharmacy.medication_request(
             b, order.orc, segment, order.routes(*owners), order.components(*owners),
             timings=order.timings(), notes=order.notes(*owners))
+        if request is not None and placed is not None and placed is not segment:
+            pharmacy.placed_with(b, order, placed, request)
     dispenses = [d for d in (pharmacy.dispense(b, order, rxd, request)
                              for rxd in order.all("RXD")) if d]
     based = dispenses[:1] or ([request] if request else [])

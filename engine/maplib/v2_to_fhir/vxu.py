@@ -13,8 +13,8 @@ from engine.mapping_base import Skip
 EVENTS: tuple[str, ...] = ("V04",)
 RESOURCES: tuple[str, ...] = (
     "Patient", "RelatedPerson", "Encounter", "Location", "Practitioner", "Organization",
-    "Immunization", "ImmunizationRecommendation", "Observation", "AllergyIntolerance",
-    "Coverage", "Provenance",
+    "Immunization", "ImmunizationRecommendation", "Observation", "Device",
+    "DocumentReference", "AllergyIntolerance", "Coverage", "MessageHeader", "Provenance",
 )
 
 
