@@ -30,8 +30,9 @@ Choices a receiver will notice:
 - OBX before the group's first SPM are answers to ask-at-order-entry questions: one
   Observation each (every value type), basedOn the order and listed in supportingInfo;
   OBX after an SPM are about that specimen (Observation.specimen).
-- ORC-10 entered by, ORC-11 verified by and ORC-19 action by: a Provenance of the order
-  (FHIR has no ServiceRequest element for them), with ORC-16 as its reason; an order
+- ORC-10 entered by, ORC-11 verified by and ORC-19 action by (on behalf of the ORC-17
+  entering organization): a Provenance of the order (FHIR has no ServiceRequest element
+  for them), with ORC-16 as its reason; an order
   control that changes a placed order gets one recording when (ORC-9).
 - The patient group: Patient (the id hl7v2-adt-to-fhir@1 gives the PID), Encounter,
   RelatedPerson (NK1), AllergyIntolerance (AL1), Condition (DG1), Coverage (IN1),

@@ -29,7 +29,8 @@ Versions 2.3 to 2.8. What changed from v1 (a shadow run shows it per path):
   completed) when ORC-5 and ORC-1 say nothing; priority also reads URGENT as urgent.
   category stays OBR-24 only.
 - A Provenance of each order names ORC-10 entered by, ORC-11 verified by and ORC-19
-  action by (FHIR's ServiceRequest has no element for them), with ORC-16 as its reason;
+  action by on behalf of the ORC-17 entering organization (FHIR's ServiceRequest has
+  no element for them), with ORC-16 as its reason;
   an order control that changes a placed order gets one too, recording when (ORC-9) and
   which change (ORC-1).
 - Specimens: SPM with SAC containers (ids, SPM-3 parent, type, method, site, quantity,

@@ -231,11 +231,14 @@ def test_start_only_is_a_date_time_and_authored_on_only_for_new_orders(orm: Mapp
 
 def test_entered_and_verified_by_are_a_provenance_of_the_order(orm: Mapping) -> None:
     bundle = bundle_of(orm, message(orc(f9="20240520081400-0500", f10="11^TILLMAN^JUNE",
-                                        f11="12^OSEI^KWAME"), obr()))
+                                        f11="12^OSEI^KWAME", f17="RBIM^Riverbend IM^L"),
+                                    obr()))
     (provenance,) = [p for p in of_type(bundle, "Provenance") if len(p["target"]) == 1]
     roles = {a["type"]["coding"][0]["code"]: resolve(bundle, a["who"])["name"][0]["family"]
              for a in provenance["agent"]}
     assert roles == {"enterer": "TILLMAN", "verifier": "OSEI"}
+    assert {resolve(bundle, a["onBehalfOf"])["name"] for a in provenance["agent"]} == {
+        "Riverbend IM"}
 
 
 def test_reason_and_action_by_of_a_cancel(orm: Mapping) -> None:

@@ -384,6 +384,19 @@ def _requester(b: Build, orc: Segment | None, obr: Segment | None) -> dict | Non
     return b.ref(chosen) if chosen is not None else None
 
 
+def coded_organization(b: Build, segment: Segment | None, field: int) -> dict | None:
+    """An Organization a CE/CWE names by code and text (ORC-17 entering organization,
+    RQ1-2 manufacturer, RQ1-4 vendor, RQD-9 deliver-to), kept once in `b`."""
+    if segment is None:
+        return None
+    code, text = dt.present(segment.value(field, 1)), dt.present(segment.value(field, 2))
+    if not code and not text:
+        return None
+    identifier = ({"system": people.local_system(b, "organization"), "value": code}
+                  if code else None)
+    return people.organization(b, text, identifier)
+
+
 def _contact_details(person: dict, orc: Segment | None, obr: Segment | None) -> None:
     """ORC-24 ordering provider address and ORC-14 call back phone (else OBR-17, the
     order callback phone), on the ordering Practitioner when it has none."""
@@ -550,11 +563,12 @@ _V2_0119 = tables.V2_SYSTEM + "0119"
 
 
 def order_provenance(b: Build, orc: Segment | None, request: dict) -> dict | None:
-    """ORC-10 entered by, ORC-11 verified by and ORC-19 action by, whom FHIR's
-    ServiceRequest has no element for, as a Provenance of the order: recorded at ORC-9
-    (else MSH-7), activity ORC-1, reason ORC-16 (R4's ServiceRequest has no
-    statusReason). An order control that changes a placed order (CA, DC, HD, XO, ...)
-    gets one too, so when the order was cancelled or changed (its ORC-9) is kept."""
+    """ORC-10 entered by, ORC-11 verified by and ORC-19 action by (on behalf of the
+    ORC-17 entering organization), whom FHIR's ServiceRequest has no element for, as a
+    Provenance of the order: recorded at ORC-9 (else MSH-7), activity ORC-1, reason
+    ORC-16 (R4's ServiceRequest has no statusReason). An order control that changes a
+    placed order (CA, DC, HD, XO, ...) gets one too, so when the order was cancelled or
+    changed (its ORC-9) is kept."""
     if orc is None:
         return None
     agents = []
@@ -565,6 +579,10 @@ def order_provenance(b: Build, orc: Segment | None, request: dict) -> dict | Non
             agents.append({"type": {"coding": [{"system": _AGENT_TYPE, "code": code,
                                                 "display": display}]},
                            "who": b.ref(who)})
+    entering = coded_organization(b, orc, 17)
+    if entering is not None:
+        for agent in agents:
+            agent["onBehalfOf"] = b.ref(entering)
     control = _value(orc, 1).upper()
     reason = first_concept(orc, 16, b.facility)
     changed = control in CHANGE_CONTROLS and bool(_value(orc, 9))

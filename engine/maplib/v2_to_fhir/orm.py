@@ -315,22 +315,10 @@ def supply_request(b: Build, orc: Segment | None, body: list[Segment]) -> dict:
         **compact(occurrence),
         "authoredOn": orders.authored_on(b, orc),
         "requester": b.ref(requester) if requester is not None else None,
-        "supplier": [b.ref(o) for o in (_coded_org(b, rq1, 4),) if o],
-        "deliverFrom": _ref(b, _coded_org(b, rq1, 2)),
-        "deliverTo": _ref(b, _coded_org(b, rqd, 9)),
+        "supplier": [b.ref(o) for o in (orders.coded_organization(b, rq1, 4),) if o],
+        "deliverFrom": _ref(b, orders.coded_organization(b, rq1, 2)),
+        "deliverTo": _ref(b, orders.coded_organization(b, rqd, 9)),
     }))
-
-
-def _coded_org(b: Build, segment: Segment | None, field: int) -> dict | None:
-    """An Organization a CE names (RQ1-2 manufacturer, RQ1-4 vendor, RQD-9 deliver-to)."""
-    if segment is None:
-        return None
-    code, text = dt.present(segment.value(field, 1)), dt.present(segment.value(field, 2))
-    if not code and not text:
-        return None
-    identifier = ({"system": people.local_system(b, "organization"), "value": code}
-                  if code else None)
-    return people.organization(b, text, identifier)
 
 
 def _ref(b: Build, resource: dict | None) -> dict | None:
