@@ -325,3 +325,13 @@ def test_every_resource_type_written_is_declared_for_the_coverage_table() -> Non
     written = {e["resource"]["resourceType"] for case in FIXTURES.output_cases
                for e in json.loads((FIXTURES.folder / f"{case}.json").read_text())["entry"]}
     assert written <= set(builder.RESOURCES), written - set(builder.RESOURCES)
+
+
+def test_cumulative_dosage_limits_from_cdo(rde: Mapping) -> None:
+    bundle = bundle_of(rde, FIXTURES.input("multiple_orders_o11_v28"))
+    dosage = of_type(bundle, "MedicationRequest")[1]["dosageInstruction"][0]
+    assert dosage["maxDosePerLifetime"] == {"value": 100000, "unit": "milligram",
+                                            "system": UCUM, "code": "mg"}
+    raw = message(*order(), "CDO|1||40^mg|2^FN")
+    assert warnings_of(rde, raw) == [
+        "CDO-4: has an interval unit this mapping does not read (D, WK, M, A, PL)"]

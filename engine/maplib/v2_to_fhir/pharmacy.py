@@ -514,6 +514,9 @@ def dosages(b: Build, seg: Segment, rxrs: list[Segment], plans: list[rx.Schedule
         "doseAndRate": dose_and_rate(b, seg),
         "maxDosePerPeriod": _daily_dose(b, seg, f.daily_dose),
     }
+    for cdo in _after(b, seg, "CDO"):
+        shared.update({k: v for k, v in _cumulative(b, cdo).items() if k not in shared
+                       or shared[k] is None})
     result = []
     for number, plan in enumerate(plans or [rx.Schedule(None)], start=1):
         dosage = {
@@ -528,6 +531,47 @@ def dosages(b: Build, seg: Segment, rxrs: list[Segment], plans: list[rx.Schedule
                                                {"text": plan.condition}]
         result.append(compact(dosage))
     return [d for d in result if d]
+
+
+def _after(b: Build, seg: Segment, name: str) -> list[Segment]:
+    """The `name` segments following `seg` before the next part of the order."""
+    segments = b.message.segments
+    start = next((i for i, s in enumerate(segments) if s is seg), len(segments))
+    found = []
+    for later in segments[start + 1:]:
+        if later.name in _PARTS:
+            break
+        if later.name == name:
+            found.append(later)
+    return found
+
+
+# CDO-4 time units (table 0918 style): a lifetime limit, or one per period.
+_CDO_PERIODS = {"D": "d", "WK": "wk", "M": "mo", "MO": "mo", "A": "a", "Y": "a", "H": "h"}
+
+
+def _cumulative(b: Build, cdo: Segment) -> dict:
+    """CDO (v2.7+ cumulative dosage): CDO-3 limit over CDO-4 interval as maxDosePerPeriod,
+    or maxDosePerLifetime when the interval is the patient's lifetime (PL)."""
+    value = dt.to_fhir_decimal(cdo.value(3, 1), b.field(cdo, 3))
+    if value is None:
+        return {}
+    code, text = dt.present(cdo.value(3, 2, 1)), dt.present(cdo.value(3, 2, 2))
+    limit: dict = {"value": value}
+    if text or code:
+        limit["unit"] = text or code
+    if rx.UCUM_UNITS.get(code.upper()):
+        limit.update(system=tables.UCUM, code=rx.UCUM_UNITS[code.upper()])
+    unit = dt.present(cdo.value(4, 2, 1)).upper()
+    if unit == "PL":
+        return {"maxDosePerLifetime": limit}
+    period = _CDO_PERIODS.get(unit)
+    if period is None:
+        return tolerate(MappingError("has an interval unit this mapping does not read "
+                                     "(D, WK, M, A, PL)", field=b.field(cdo, 4)), {})
+    count = dt.to_fhir_decimal(cdo.value(4, 1), b.field(cdo, 4)) or 1
+    return {"maxDosePerPeriod": {"numerator": limit, "denominator": {
+        "value": count, "unit": period, "system": tables.UCUM, "code": period}}}
 
 
 def _site(b: Build, rxr: Segment | None) -> dict | None:
