@@ -21,6 +21,7 @@ from engine.leniency import tolerate
 from engine.maplib import v2_scheduling as sched
 from engine.maplib.fhir import compact, resource_id
 from engine.maplib.v2_codes import first_concept
+from engine.maplib.v2_fhir import nte_text
 from engine.maplib.v2_to_fhir import people, visit
 from engine.maplib.v2_to_fhir.frame import Build
 
@@ -342,6 +343,30 @@ def _service_status(ais: Segment, status: str) -> str:
     """AIS-10, this service's own filler status (table 0278), else the appointment's."""
     filler = dt.present(ais.value(10, 1)) or dt.present(ais.value(10, 2))
     return sched.FILLER_STATUS.get(filler.upper().replace(" ", ""), status)
+
+
+def note_elements(b: Build) -> dict:
+    """The appointment's NTEs by comment type, as v1 (`v2_scheduling.note_elements`),
+    leaving out those that follow an OBX: they are that result's notes."""
+    found: dict[str, list[str]] = {"comment": [], "description": [], "patientInstruction": []}
+    owner = ""
+    for seg in b.message:
+        if seg.name != "NTE":
+            owner = seg.name
+            continue
+        if owner == "OBX":
+            continue
+        text = nte_text(seg)
+        kind = dt.present(seg.value(4, 1)).upper()
+        if not text:
+            continue
+        if kind in sched.PATIENT_INSTRUCTION_NOTES:
+            found["patientInstruction"].append(text)
+        elif kind in sched.REASON_NOTES:
+            found["description"].append(text)
+        else:
+            found["comment"].append(text)
+    return {k: "\n".join(v) for k, v in found.items() if v}
 
 
 # ---- contacts -----------------------------------------------------------------------------

@@ -15,7 +15,8 @@ from engine.mapping_base import Skip
 EVENTS: tuple[str, ...] = ("S12", "S13", "S14", "S15", "S16", "S17", "S26")
 RESOURCES: tuple[str, ...] = (
     "Patient", "Encounter", "Appointment", "ServiceRequest", "Practitioner", "Location",
-    "Device", "Condition", "Observation", "Provenance",
+    "Device", "Condition", "Observation", "DocumentReference", "Organization",
+    "MessageHeader", "Provenance",
 )
 
 
@@ -58,7 +59,7 @@ def _appointment(b: Build, sch) -> dict:
         "serviceType": scheduling.service_types(b),
         "appointmentType": sched.appointment_type(sch, b.facility),
         "priority": scheduling.priority(b, sch),
-        **sched.note_elements(b.message),
+        **scheduling.note_elements(b),
         **timed,
         "supportingInformation": supporting,
         "basedOn": [b.ref(s) for s in services] + scheduling.orders(b, sch),
