@@ -1,12 +1,35 @@
-"""hl7v2-adt-to-fhir@3: every ADT event as a FHIR R4 transaction Bundle, leniently.
+"""hl7v2-adt-to-fhir@3: every ADT event as a FHIR R4 transaction Bundle, leniently, at
+(and beyond) the breadth of the reference converter's ADT templates.
 
 Events A01-A17, A25-A31, A40, A41, A45, A47 and A60 are mapped; another event is skipped
 with a reason. What changed from v2 (a shadow run shows it per path):
 - A value that cannot be read (a date that does not exist, a sex outside table 0001, a
-  segment with nothing to key on) is a warning located by segment, occurrence and field,
+  PV1 without a visit number) is a warning located by segment, occurrence and field,
   and the rest of the message still maps; only a message without a PID fails.
-- The Bundle ends with a Provenance of the message (EVN-2 or MSH-7, the event, the
-  sending application), and every field with a value no rule read is reported.
+- Patient: every identifier (PID-2, PID-3, PID-4, PID-19 as us-ssn, PID-20 typed DL),
+  names of PID-5 and PID-9 with their use and period, addresses with county and
+  period, PID-13/14/40 telecoms, marital status (v3-MaritalStatus), language (BCP 47
+  where recognisable), multiple birth, death, religion, mother's maiden name, birth
+  place, citizenship and nationality extensions; PD1-3/PD1-4 and ROL (PP, FHCP) as
+  generalPractitioner; NK1 also as Patient.contact. The Patient id is v1's.
+- Encounter (id as v1/v2 from PV1-19): class through table 0004 (a local code keeps
+  the sender's system), admission and patient type, service type, priority, status
+  from the event, every PV1/PV2 doctor and ROL as a participant referencing a
+  Practitioner, current, prior, temporary and pending locations as Location resources,
+  hospitalization (pre-admit number, admit source, re-admission, diet, courtesies,
+  arrangements, discharge disposition and destination), reason, length, the servicing
+  facility and the PID-18 Account. Person events (A28-A31, A40, A47) map a PV1 only
+  when it names a visit.
+- A17 maps both patients and visits; merges (A30, A40, A41, A47) retire the prior
+  patient (active false, `replaced-by`), link the survivor (`replaces`) and add a
+  Linkage; A29 makes the Patient inactive.
+- AL1 and IAM, DG1, PR1, OBX, IN1/IN2 and GT1 map through the shared v2_to_fhir
+  converters (AllergyIntolerance, Condition, Procedure, Observation, Coverage, Account).
+- The Bundle holds the sending Organization (MSH-4), a MessageHeader (valid R4: the
+  source endpoint v2 rarely sends is a Conduit URN of the sending application) and ends
+  with a Provenance of the message (EVN-2 or MSH-7 recorded, EVN-6 occurred, EVN-4
+  reason, the event as activity, the sender as author and EVN-5 as enterer); every
+  field with a value no rule read is reported as left behind.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ Event rules a receiver notices:
 - person events (A28-A31, A40, A47) map a PV1 only when it names a visit (PV1-19):
   senders fill it with a placeholder;
 - A17 swaps two patients' beds: both PID/PV1 groups are mapped;
-- merges (A40, A41, A47) make the retired patient inactive and `replaced-by` the
+- merges (A30, A40, A41, A47) make the retired patient inactive and `replaced-by` the
   surviving one, which `replaces` it, with a Linkage of the two; A41 also retires
   the prior account (MRG-3);
 - A29 (delete person information) makes the Patient inactive.
@@ -27,12 +27,12 @@ EVENTS: tuple[str, ...] = (
 )
 RESOURCES: tuple[str, ...] = (
     "Patient", "RelatedPerson", "Practitioner", "Organization", "Location", "Encounter",
-    "Account", "AllergyIntolerance", "Condition", "Procedure", "Observation", "Coverage",
-    "Linkage", "MessageHeader", "Provenance",
+    "Account", "AllergyIntolerance", "Condition", "Procedure", "Observation", "Device",
+    "DocumentReference", "Coverage", "Linkage", "MessageHeader", "Provenance",
 )
 # Events about the person alone: their PV1, when sent, is often a placeholder.
 PERSON_EVENTS = frozenset({"A28", "A29", "A30", "A31", "A40", "A47"})
-MERGES = frozenset({"A40", "A41", "A47"})
+MERGES = frozenset({"A30", "A40", "A41", "A47"})
 _EVENTS = frozenset(EVENTS)
 
 

@@ -56,6 +56,7 @@ LANGUAGES: dict[str, tuple[str, str]] = {
     "URD": ("ur", "Urdu"), "PAN": ("pa", "Punjabi"), "HMN": ("hmn", "Hmong"),
     "ASL": ("ase", "American Sign Language"), "SGN": ("sgn", "Sign languages"),
 }
+_LANGUAGE_NAMES = {display.upper(): code for code, (_, display) in LANGUAGES.items()}
 _BCP47 = re.compile(r"[a-z]{2,3}(?:-[A-Z]{2})?\Z", re.IGNORECASE)
 _BCP47_NAMES = frozenset({"", "ISO639", "ISO6391", "ISO639-1", "BCP47", "IETF", "HL70296",
                           "ISO+", "ISO6392", "ISO639-2"})
@@ -225,6 +226,8 @@ def language(rep: Repetition | None, facility: str) -> dict | None:
     name = dt.present(rep.value(3)).upper().replace(" ", "")
     text = dt.present(rep.value(2))
     coding = None
+    if not name and not text and code.upper() in _LANGUAGE_NAMES:  # "Spanish" alone
+        code, text = _LANGUAGE_NAMES[code.upper()], code
     if name in _BCP47_NAMES and code.upper() in LANGUAGES:
         bcp, display = LANGUAGES[code.upper()]
         coding = {"system": BCP47, "code": bcp, "display": display}
@@ -257,9 +260,9 @@ def multiple_birth(pid: Segment) -> dict:
 def deceased(pid: Segment, offset: str | None) -> dict:
     """deceasedDateTime from PID-29, else deceasedBoolean from PID-30 (Y/N)."""
     when = dt.to_fhir_datetime(pid.value(29), "PID-29", offset)
-    if when:
-        return {"deceasedDateTime": when}
     indicator = dt.present(pid.value(30)).upper()
+    if when and indicator != "N":
+        return {"deceasedDateTime": when}
     if indicator in ("Y", "N"):
         return {"deceasedBoolean": indicator == "Y"}
     return {}

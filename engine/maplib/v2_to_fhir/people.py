@@ -125,13 +125,28 @@ def _registry_active(b: Build) -> bool | None:
 def _primary_care(b: Build, person: dict) -> None:
     """PD1-4 primary care providers and PD1-3 primary facility as generalPractitioner."""
     pd1 = b.message.segment("PD1")
-    if pd1 is None:
-        return
-    found = [practitioner(b, rep) for rep in pd1.repetitions(4)]
-    found += [xon_organization(b, rep) for rep in pd1.repetitions(3)]
+    found = [practitioner(b, rep) for rep in (pd1.repetitions(4) if pd1 is not None else [])]
+    found += [xon_organization(b, rep) for rep in (pd1.repetitions(3) if pd1 is not None else [])]
+    found += _primary_roles(b)
     refs = [b.ref(r) for r in found if r is not None]
     if refs:
         person["generalPractitioner"] = refs
+
+
+def _primary_roles(b: Build) -> list[dict | None]:
+    """ROL segments of the patient (right after PID/PD1) naming primary or family care
+    providers (ROL-3 PP, FHCP), as generalPractitioner too."""
+    pid = b.message.segment("PID")
+    segments = b.message.segments
+    start = next(i for i, s in enumerate(segments) if s is pid)
+    found: list[dict | None] = []
+    for s in segments[start + 1:]:
+        if s.name not in ("PD1", "ROL"):
+            break
+        if s.name == "ROL" and dt.present(s.value(2)).upper() != "DE" and dt.present(
+                s.value(3)).upper() in ("PP", "FHCP"):
+            found += [practitioner(b, rep) for rep in s.repetitions(4)]
+    return found
 
 
 def _contacts(b: Build, person: dict) -> None:

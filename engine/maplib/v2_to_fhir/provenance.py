@@ -21,6 +21,9 @@ from engine.maplib.v2_to_fhir.people import hd_organization, practitioner
 
 V2_0003 = "http://terminology.hl7.org/CodeSystem/v2-0003"
 V2_0062 = "http://terminology.hl7.org/CodeSystem/v2-0062"
+V2_0103 = "http://terminology.hl7.org/CodeSystem/v2-0103"
+V2_0104 = "http://terminology.hl7.org/CodeSystem/v2-0104"
+PROCESSING: dict[str, str] = {"P": "Production", "T": "Training", "D": "Debugging"}
 _AGENT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 _ENDPOINT = "urn:conduit:application:"
 
@@ -80,9 +83,7 @@ def provenance(b: Build) -> dict | None:
     sender = sending_organization(b)
     key = {"system": f"urn:conduit:msh:{b.facility}", "value": control}
     b.add(message_header(b, key, sender))
-    if not recorded:
-        return None
-    return compact({
+    made = compact({
         "resourceType": "Provenance",
         "id": resource_id("Provenance", b.facility, key),
         "target": targets,
@@ -93,6 +94,7 @@ def provenance(b: Build) -> dict | None:
         "agent": _agents(b, evn, sender),
         "location": _event_location(b, evn),
     })
+    return made if recorded else None
 
 
 def sending_organization(b: Build) -> dict | None:
@@ -116,6 +118,7 @@ def message_header(b: Build, key: dict, sender: dict | None) -> dict | None:
     return compact({
         "resourceType": "MessageHeader",
         "id": resource_id("MessageHeader", b.facility, key),
+        "meta": _tags(msh),
         "eventCoding": compact({"system": V2_0003, "code": b.event,
                                 "display": EVENT_DISPLAY.get(b.event)}),
         "destination": [d for d in (compact({
@@ -132,6 +135,18 @@ def message_header(b: Build, key: dict, sender: dict | None) -> dict | None:
         }),
         "focus": [b.ref(focus)] if focus else None,
     })
+
+
+def _tags(msh: Segment) -> dict | None:
+    """MSH-11 processing id (table 0103) and MSH-12 version (table 0104) as tags."""
+    tags = []
+    processing = dt.present(msh.value(11, 1)).upper()
+    if processing in PROCESSING:
+        tags.append({"system": V2_0103, "code": processing, "display": PROCESSING[processing]})
+    version = dt.present(msh.value(12, 1))
+    if version:
+        tags.append({"system": V2_0104, "code": version})
+    return {"tag": tags} if tags else None
 
 
 def _endpoint(b: Build, application: str) -> str:

@@ -23,6 +23,7 @@ from engine.maplib.v2_to_fhir.frame import Build
 V2 = tables.V2_SYSTEM
 V3_PRIORITY = "http://terminology.hl7.org/CodeSystem/v3-ActPriority"
 UCUM = tables.UCUM
+DIAGNOSES = tables.DIAGNOSIS_CODING_SYSTEMS  # a US admit reason in I10 is ICD-10-CM, as in DG1
 _LOCATION_TYPE = "http://terminology.hl7.org/CodeSystem/location-physical-type"
 
 # Encounter.status by trigger event; the events not here (A08, A31, ...) read it from
@@ -109,6 +110,8 @@ def _encounter(b: Build, pv1: Segment, patient: dict) -> dict:
     status = _status(b.event, class_code, discharged=end is not None)
     period = compact({"start": dt.to_fhir_datetime(pv1.value(44), "PV1-44", b.offset),
                       "end": end})
+    if status == "planned" and pv2 is not None and not period:
+        period = _expected(b, pv2)
     return compact({
         "resourceType": "Encounter",
         "id": resource_id("Encounter", b.facility, key),
@@ -123,12 +126,27 @@ def _encounter(b: Build, pv1: Segment, patient: dict) -> dict:
         "participant": _participants(b, pv1, pv2),
         "period": period,
         "length": _length(pv2),
-        "reasonCode": [c for c in (cwe_to_codeable_concept(rep, b.facility)
-                                   for rep in (pv2.repetitions(3) if pv2 else [])) if c],
+        "reasonCode": _reasons(b, pv2),
         "hospitalization": _hospitalization(b, pv1),
         "location": _locations(b, pv1, pv2, status),
         "serviceProvider": _service_provider(b, pv1),
     })
+
+
+def _expected(b: Build, pv2: Segment) -> dict:
+    """A planned visit's period: PV2-8 expected admit and PV2-9 expected discharge."""
+    return compact({"start": dt.to_fhir_datetime(pv2.value(8), "PV2-8", b.offset),
+                    "end": dt.to_fhir_datetime(pv2.value(9), "PV2-9", b.offset)})
+
+
+def _reasons(b: Build, pv2: Segment | None) -> list[dict]:
+    """PV2-3 admit reason, then PV2-4 transfer reason."""
+    if pv2 is None:
+        return []
+    reps = pv2.repetitions(3) + pv2.repetitions(4)
+    found = [c for c in (cwe_to_codeable_concept(rep, b.facility, None, DIAGNOSES)
+                         for rep in reps) if c]
+    return [c for n, c in enumerate(found) if c not in found[:n]]
 
 
 def _following(b: Build, segment: Segment, name: str) -> Segment | None:
@@ -192,6 +210,28 @@ def _priority(b: Build, pv1: Segment, pv2: Segment | None) -> dict | None:
     return {"coding": [{"system": V3_PRIORITY, "code": found[0], "display": found[1]}]}
 
 
+# ROL-3 role (table 0443) -> v3-ParticipationType, for ROL segments of the visit.
+ROLE_PARTICIPATION: dict[str, tuple[str, str]] = {
+    "AD": ("ADM", "admitter"), "AT": ("ATND", "attender"), "CP": ("CON", "consultant"),
+    "RP": ("REF", "referrer"), "RT": ("REF", "referrer"), "PP": ("PPRF", "primary performer"),
+    "FHCP": ("PART", "Participation"),
+}
+V2_0443 = V2 + "0443"
+
+
+def segments_after(b: Build, anchor: Segment, name: str, through: frozenset[str]) -> list[Segment]:
+    """The `name` segments that follow `anchor`, with only `through` segments between."""
+    segments = b.message.segments
+    start = next(i for i, s in enumerate(segments) if s is anchor)
+    found: list[Segment] = []
+    for s in segments[start + 1:]:
+        if s.name == name:
+            found.append(s)
+        elif s.name not in through:
+            break
+    return found
+
+
 def _participants(b: Build, pv1: Segment, pv2: Segment | None) -> list[dict]:
     found: list[dict] = []
     for name, field, code, display in PARTICIPANTS:
@@ -205,7 +245,32 @@ def _participants(b: Build, pv1: Segment, pv2: Segment | None) -> list[dict]:
                                       "display": display}]}],
                 "individual": {**b.ref(who), "display": dt.xcn_display(rep) or None},
             })
+    for rol in segments_after(b, pv1, "ROL", frozenset({"PV2", "ZPV", "ROL"})):
+        found += _role(b, rol)
     return [compact({**p, "individual": compact(p["individual"])}) for p in found]
+
+
+def _role(b: Build, rol: Segment) -> list[dict]:
+    """A visit's ROL: each ROL-4 person with ROL-3's role (v2-0443 and the v3 type), its
+    period ROL-5/6; a ROL whose action (ROL-2) is DE (delete) names nobody now."""
+    if dt.present(rol.value(2)).upper() == "DE":
+        return []
+    code = dt.present(rol.value(3)).upper()
+    concept = cwe_to_codeable_concept(dt.first_rep(rol, 3), b.facility, Bound(V2_0443, {}))
+    v3 = ROLE_PARTICIPATION.get(code)
+    if v3 is not None:
+        concept = {"coding": [{"system": tables.V3_PARTICIPATION_TYPE, "code": v3[0],
+                               "display": v3[1]}, *(concept or {}).get("coding", [])]}
+    period = compact({"start": dt.to_fhir_datetime(rol.value(5), "ROL-5", b.offset),
+                      "end": dt.to_fhir_datetime(rol.value(6), "ROL-6", b.offset)})
+    found = []
+    for rep in rol.repetitions(4):
+        who = people.practitioner(b, rep)
+        if who is not None:
+            found.append(compact({"type": [concept] if concept else None, "period": period,
+                                  "individual": {**b.ref(who),
+                                                 "display": dt.xcn_display(rep) or None}}))
+    return found
 
 
 def _length(pv2: Segment | None) -> dict | None:
