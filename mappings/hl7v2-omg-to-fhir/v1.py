@@ -14,7 +14,7 @@ order and its results agree). OMG specifics a receiver will notice:
   weight for a contrast study): Observations basedOn the order, in supportingInfo.
 - OBR-13 relevant clinical information (free text in most feeds) is a note.
 - The patient group, the Provenance of the order (ORC-10/11, changes), warnings and
-  left-behind fields are as in hl7v2-oml-to-fhir@1.
+  left-behind fields, and a second PID, are as in hl7v2-oml-to-fhir@1.
 """
 
 from __future__ import annotations

@@ -40,7 +40,9 @@ Choices a receiver will notice:
   MessageHeader and Provenance.
 - A value that cannot be read is a warning located by segment, occurrence and field;
   an order that cannot be mapped costs only that order. Only a message without a PID,
-  or without any ORC or OBR, fails. Every field no rule read is reported.
+  or without any ORC or OBR, fails. Every field no rule read is reported. What follows a
+  second PID (another patient's orders) is left out with a warning at PID[2], never
+  filed under the first patient.
 """
 
 from __future__ import annotations

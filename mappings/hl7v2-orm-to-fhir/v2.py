@@ -47,6 +47,9 @@ Versions 2.3 to 2.8. What changed from v1 (a shadow run shows it per path):
   message control id) is a warning located by segment, occurrence and field, and an order
   that cannot be mapped at all costs only that order. Only a message without a PID or
   without any ORC or order detail fails. Every field no rule read is reported.
+- A second PID no longer fails the message: what follows it (another patient's orders,
+  which must not land in the first patient's chart) is left out with a warning at PID[2]
+  and reported as left behind.
 - MedicationRequest is `pharmacy.medication_request`'s (as hl7v2-rde-to-fhir@2 makes it),
   plus the order's OBX as supportingInformation and its DG1 as reasonReference.
 - The Bundle ends with the message's MessageHeader and Provenance.

@@ -196,6 +196,18 @@ def test_a_code_without_system_is_the_senders_local_code(oml: Mapping) -> None:
                                           "code": "FERR", "display": "Ferritin"}]
 
 
+def test_a_second_patients_orders_are_left_out(oml: Mapping) -> None:
+    other = "PID|1||LK0000001^^^LAKESHORE^MR||OTHER^PERSON||19700101|M"
+    raw = message(ORC, OBR, spm(), other, ORC.replace("EP771200", "EP779999"))
+    result = mapped(oml, raw)
+    assert [str(w) for w in result.warnings] == [
+        "PID[2]: is a second patient in an order message: its orders are left out; split "
+        "the batch upstream"]
+    bundle = json.loads(result.output)
+    assert len(of_type(bundle, "ServiceRequest")) == 1
+    assert len(of_type(bundle, "Patient")) == 1
+
+
 def test_only_a_message_with_nothing_to_map_fails(oml: Mapping) -> None:
     checks.check_error(oml, message("NTE|1||nothing"), "ORC", phi=["ASHGROVE"])
     checks.check_error(oml, message(msh9="ORM^O01"), "MSH-9")

@@ -402,6 +402,21 @@ def test_an_order_that_cannot_be_mapped_costs_only_that_order(orm: Mapping) -> N
     assert len(of_type(bundle, "ServiceRequest")) == 1 and not of_type(bundle, "SupplyRequest")
 
 
+def test_a_second_patients_orders_are_left_out_not_misfiled(orm: Mapping) -> None:
+    other = "PID|1||RB0000999^^^RIVERBEND^MR||OTHER^PERSON||19700101|M"
+    raw = message(orc(), obr(), other, orc(f2="ORD-2^EHR"), obr(f2="ORD-2^EHR"),
+                  "DG1|1||E11.9^Diabetes^I10C")
+    result = mapped(orm, raw)
+    assert [str(w) for w in result.warnings] == [
+        "PID[2]: is a second patient in an order message: its orders are left out; split "
+        "the batch upstream"]
+    bundle = json.loads(result.output)
+    assert [r["identifier"][0]["value"] for r in of_type(bundle, "ServiceRequest")] == [
+        "ORD-1"]
+    assert not of_type(bundle, "Condition")
+    assert "PID[2]-3" in result.left_behind and "ORC[2]-2" in result.left_behind
+
+
 def test_order_without_number_is_keyed_on_the_message(orm: Mapping) -> None:
     first = only(bundle_of(orm, message(orc(f2=""), obr(f2=""))), "ServiceRequest")
     again = only(bundle_of(orm, message(orc(f2=""), obr(f2=""))), "ServiceRequest")

@@ -627,6 +627,20 @@ def patient_group(b: Build) -> None:
     financial.charges(b)
 
 
+def first_patient(b: Build) -> Hl7Message:
+    """The message up to a second PID, for the builder to read instead of the whole. An
+    order message carries one patient; what follows another PID (a batch glued together)
+    would be filed in the first patient's chart, so it is left out with a warning naming
+    PID[2] (and reported as left behind)."""
+    segments = b.message.segments
+    pids = [i for i, s in enumerate(segments) if s.name == "PID"]
+    if len(pids) < 2:
+        return b.message
+    tolerate(MappingError("is a second patient in an order message: its orders are left "
+                          "out; split the batch upstream", field="PID[2]"))
+    return Hl7Message(segments[:pids[1]], b.message.delimiters)
+
+
 def order_message(message: Hl7Message, kind: str, events: tuple[str, ...]) -> dict | Skip:
     """An OML or OMG (ORC/OBR order groups only) as a Bundle: the patient group, then
     one `service_order` per group, each guarded (a group that cannot be mapped costs
@@ -634,6 +648,7 @@ def order_message(message: Hl7Message, kind: str, events: tuple[str, ...]) -> di
     b = Build(message, kind, default_event=events[0])
     if b.event not in events:
         return Skip(f"{kind}^{b.event or '(no event)'} is not an event this mapping reads")
+    b.message = first_patient(b)
     groups = order_groups(b.message)
     if not groups:
         raise MappingError("the message has no ORC or OBR segment, so there is no order",

@@ -50,6 +50,7 @@ def build(message: Hl7Message) -> dict | Skip:
     b = Build(message, "ORM", default_event="O01")
     if b.event not in EVENTS:
         return Skip(f"ORM^{b.event or '(no event)'} is not an event this mapping reads")
+    b.message = orders.first_patient(b)
     found = orders_of(b.message)
     if not found:
         raise MappingError("the message has no ORC or order detail segment, so there is "
