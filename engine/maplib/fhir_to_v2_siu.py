@@ -88,12 +88,27 @@ def write_sch(builder: MessageBuilder, appointment: v2.Located, trigger: str) ->
 
 def write_contacts(builder: MessageBuilder, appointment: v2.Located,
                    index: v2.Resources) -> None:
-    """SCH-12, SCH-16, SCH-20 (placer, filler and entering contact) from the
-    Practitioners in supportingInformation, in that order (as v2-to-FHIR lists them)."""
-    people = [p for p in (parts.person(index, ref, appointment) for ref in
-                          v2.dicts(appointment.resource.get("supportingInformation"))) if p]
-    for field, who in zip((12, 16, 20), people, strict=False):
+    """SCH-12, SCH-16, SCH-20 (placer, filler and entering contact) from the people in
+    supportingInformation, in that order (as v2-to-FHIR lists them); a PractitionerRole
+    also gives the phone (SCH-13/17/21) and place (SCH-15/19/22)."""
+    fields = iter((12, 16, 20))
+    for ref in v2.dicts(appointment.resource.get("supportingInformation")):
+        who = parts.person(index, ref, appointment)
+        if who is None:
+            continue
+        field = next(fields, None)
+        if field is None:
+            return
         v2.put(builder, f"SCH-{field}", parts.xcn(who.resource))
+        role = index.resolve(ref, appointment)
+        if role is None or role.resource.get("resourceType") != "PractitionerRole":
+            continue
+        phones = [x for x in map(v2.xtn, v2.dicts(role.resource.get("telecom"))) if x]
+        v2.put_all(builder, f"SCH-{field + 1}", phones)
+        for place_ref in v2.dicts(role.resource.get("location"))[:1]:
+            place = index.resolve(place_ref, role)
+            v2.put(builder, f"SCH-{field + 3}", parts.pl(place.resource if place else None,
+                                                        v2.text(place_ref.get("display"))))
 
 
 def builder_has(builder: MessageBuilder, path: str) -> bool:

@@ -22,8 +22,9 @@ from v1 (a shadow run shows it per path):
 - Each AIS with a service is a ServiceRequest (code AIS-3, at AIS-4, status from the
   appointment's) in basedOn; serviceType is still every AIS-3.
 - priority from TQ1-9, else SCH-11.6 (S 1, A 2, R 3, P 4, C 5, T 6, PRN 7).
-- SCH-12/16/20 (placer, filler and entering contact) are Practitioners and SCH-15/19/22
-  their Locations, in supportingInformation. PV1 is the Encounter (its appointment points
+- SCH-12/16/20 (placer, filler and entering contact) are PractitionerRoles of their
+  Practitioners, with SCH-13/17/21 phones and SCH-15/19/22 Locations, in
+  supportingInformation. PV1 is the Encounter (its appointment points
   here), DG1 Conditions in reasonReference. A message without a PID maps an appointment
   of its resources alone; one without SCH, or with no participant at all, fails.
 - The Bundle ends with a Provenance of the message, and every field with a value no rule

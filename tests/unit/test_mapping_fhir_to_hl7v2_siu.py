@@ -150,6 +150,15 @@ def test_participants_are_written_by_kind(to_siu: Mapping) -> None:
     assert aip.value(12) == "Pending"
 
 
+def test_contacts_come_from_supporting_information(to_siu: Mapping) -> None:
+    message = message_of(to_siu, FIXTURES.input("epic_api_searchset_booked_s12"))
+    assert [message.value(f"SCH-12.{i}") for i in (1, 2, 3)] == [
+        "1730458812", "RAMIREZ", "TOMAS"]
+    assert [message.value(f"SCH-13.{i}") for i in (2, 6, 7)] == ["WPN", "608", "5550150"]
+    assert (message.value("SCH-15.1"), message.value("SCH-15.2")) == ("FM", "214")
+    assert not message.value("SCH-16") and not message.value("SCH-20")
+
+
 # ---- errors name FHIR paths -----------------------------------------------------------------
 
 

@@ -102,9 +102,13 @@ def test_epic_booking_lands_its_facts(to_fhir: Mapping) -> None:
     service = by_ref[appt["basedOn"][0]["reference"]]
     assert service["resourceType"] == "ServiceRequest" and service["code"] == appt[
         "serviceType"][0]
-    contacts = [by_ref[r["reference"]] for r in appt["supportingInformation"]]
-    assert {c["identifier"][0]["value"] for c in contacts
-            if c["resourceType"] == "Practitioner"} == {"8810", "8820", "8830"}
+    roles = [by_ref[r["reference"]] for r in appt["supportingInformation"]]
+    assert [r["resourceType"] for r in roles] == ["PractitionerRole"] * 3
+    contacts = [by_ref[r["practitioner"]["reference"]] for r in roles]
+    assert [c["identifier"][0]["value"] for c in contacts] == ["8810", "8820", "8830"]
+    assert roles[0]["telecom"] == [{"system": "phone", "value": "+1 (608) 555-0183",
+                                    "use": "work"}]
+    assert by_ref[roles[1]["location"][0]["reference"]]["name"] == "MFM"
     encounter = of_type(bundle, "Encounter")[0]
     assert encounter["appointment"] == [{"reference": f"urn:uuid:{appt['id']}"}]
 

@@ -373,22 +373,30 @@ def note_elements(b: Build) -> dict:
 
 
 def contacts(b: Build, sch: Segment) -> list[dict]:
-    """SCH-12/16/20 (placer, filler and entering person) as Practitioners and SCH-15/19/22
-    (their locations) as Locations: supporting information, as the reference puts it."""
+    """SCH-12/16/20 (placer, filler and entering contact) each as a PractitionerRole of
+    its Practitioner, with the phone (SCH-13/17/21) and place (SCH-15/19/22) that go with
+    it; a place without a person is a Location alone. Supporting information, as the
+    reference converter puts them."""
     found: list[dict] = []
-    for number in CONTACT_PEOPLE:
-        person = people.practitioner(b, dt.first_rep(sch, number))
-        if person is None:
-            continue
-        found.append(b.ref(person))
+    for person_at in CONTACT_PEOPLE:
+        place_at = CONTACT_PLACES[CONTACT_PEOPLE.index(person_at)]
+        person = people.practitioner(b, dt.first_rep(sch, person_at))
+        place = visit.location(b, dt.first_rep(sch, place_at))
         phones = [p for p in (dt.xtn_to_contact_point(rep, "work")
-                              for rep in sch.repetitions(number + 1)) if p]
-        if phones and "telecom" not in person:
-            person["telecom"] = phones
-    for number in CONTACT_PLACES:
-        place = visit.location(b, dt.first_rep(sch, number))
-        if place is not None:
-            found.append(b.ref(place))
+                              for rep in sch.repetitions(person_at + 1)) if p]
+        if person is None:
+            if place is not None:
+                found.append(b.ref(place))
+            continue
+        role = b.add(compact({
+            "resourceType": "PractitionerRole",
+            "id": resource_id("PractitionerRole", b.facility,
+                              {"system": person["id"], "value": f"SCH-{person_at}"}),
+            "practitioner": b.ref(person),
+            "location": [b.ref(place)] if place is not None else None,
+            "telecom": phones or None,
+        }))
+        found.append(b.ref(role))
     unique: list[dict] = []
     for ref in found:
         if ref not in unique:

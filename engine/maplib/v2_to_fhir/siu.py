@@ -14,9 +14,9 @@ from engine.mapping_base import Skip
 
 EVENTS: tuple[str, ...] = ("S12", "S13", "S14", "S15", "S16", "S17", "S26")
 RESOURCES: tuple[str, ...] = (
-    "Patient", "Encounter", "Appointment", "ServiceRequest", "Practitioner", "Location",
-    "Device", "Condition", "Observation", "DocumentReference", "Organization",
-    "MessageHeader", "Provenance",
+    "Patient", "Encounter", "Appointment", "ServiceRequest", "Practitioner",
+    "PractitionerRole", "Location", "Device", "Condition", "Observation",
+    "DocumentReference", "Organization", "MessageHeader", "Provenance",
 )
 
 
