@@ -159,7 +159,9 @@ def test_two_fills_of_one_order_are_two_dispenses(rds: Mapping) -> None:
     fills = of_type(bundle, "MedicationDispense")
     assert [f["type"].get("coding", [{}])[0].get("code") for f in fills] == ["P", "Q"]
     assert len({f["id"] for f in fills}) == 2
-    assert len(of_type(bundle, "MedicationRequest")) == 1
+    request = only(bundle, "MedicationRequest")
+    assert all(f["authorizingPrescription"] == [{"reference": f"urn:uuid:{request['id']}"}]
+               for f in fills), "both fills belong to the one ORC's order"
 
 
 def test_a_cabinet_dispense_without_an_order_names_the_prescription(rds: Mapping) -> None:

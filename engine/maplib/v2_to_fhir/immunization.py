@@ -41,6 +41,10 @@ FORECAST_CODES = frozenset({LOINC_DUE_VACCINE, LOINC_DUE_DATE, LOINC_EARLIEST, L
 DATE_CRITERION = "http://loinc.org"
 FORECAST_STATUS = "http://terminology.hl7.org/CodeSystem/immunization-recommendation-status"
 VACCINE = Bound(tables.CVX)
+# Route and site read a code sent without a system in their table only when the table
+# lists it (v1 put every such code in the table, so "ARM" became a v2-0162 code).
+ROUTE = Bound(tables.V2_0162, tables.ROUTE_OF_ADMINISTRATION)
+SITE = Bound(tables.V2_0163, tables.ADMINISTRATIVE_SITE)
 
 
 def immunizations(b: Build) -> list[dict]:
@@ -94,7 +98,8 @@ def dose(b: Build, group: imm.DoseGroup, from_visit: dict | None) -> dict | None
         "manufacturer": _manufacturer(b, group),
         "lotNumber": _lots(group),
         "expirationDate": dt.to_fhir_date(group.rxa.value(16), group.field(16)),
-        **imm.route_and_site(group, b.facility),
+        "route": first_concept(group.rxr, 1, b.facility, ROUTE),
+        "site": first_concept(group.rxr, 2, b.facility, SITE),
         "doseQuantity": _dose_quantity(group),
         "performer": _performers(b, group),
         "note": imm.notes(group, status),

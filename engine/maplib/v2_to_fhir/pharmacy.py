@@ -90,6 +90,9 @@ def guarded(convert: Callable[[], T]) -> T | None:
 _PARTS = frozenset({"ORC", "RXO", "RXE", "RXD", "RXG", "RXA", "OBX", "FT1", "BLG", "CTI"})
 # Segments that may open an order when a sender leaves out the ORC (v2.3 feeds).
 _OPENERS = frozenset({"RXO", "RXE", "RXD", "RXG", "RXA"})
+# ... and those an order holds once: a second one is a new order without its ORC (the
+# dispenses, gives and administrations of one order may repeat).
+_ONCE_PER_ORDER = frozenset({"RXO", "RXE"})
 
 
 class PharmacyOrder:
@@ -148,7 +151,7 @@ class PharmacyOrder:
 
 def pharmacy_orders(b: Build) -> list[PharmacyOrder]:
     """The message's orders in order: each ORC with what follows it; an order segment
-    before any ORC (or a second one of its kind) opens an order of its own."""
+    before any ORC (or a second RXO or RXE) opens an order of its own."""
     orders: list[PharmacyOrder] = []
     current: PharmacyOrder | None = None
     for seg in b.message.segments:
@@ -156,7 +159,8 @@ def pharmacy_orders(b: Build) -> list[PharmacyOrder]:
             current = PharmacyOrder(seg)
             orders.append(current)
             continue
-        if seg.name in _OPENERS and (current is None or current.first(seg.name) is not None):
+        if seg.name in _OPENERS and (current is None or (
+                seg.name in _ONCE_PER_ORDER and current.first(seg.name) is not None)):
             current = PharmacyOrder(None)
             orders.append(current)
         if current is not None:
