@@ -14,6 +14,13 @@ What changed from v1 (a shadow run shows it per path):
   routing instruction is an additionalInstruction; the order's OBX are Observations
   based on the MedicationRequest; AL1 and IN1 give AllergyIntolerance and Coverage; PV1
   gives the Encounter itself.
+- An order with both RXO (as placed) and RXE (as encoded) gives two MedicationRequests
+  of one order, as the reference converter does: the RXE's (v1's id, intent order)
+  basedOn the RXO's (intent original-order, keyed apart; RXO-20 reasonCode, RXO-28
+  dispenseInterval). ORC-21 ordering facility is an Organization (ORC-22/23 address and
+  phone) with the requester's PractitionerRole at it. RXE-31 supplementary codes (an NDC
+  beside RxNorm) are codings of the Medication. CDO cumulative dosage limits are
+  maxDosePerPeriod, or maxDosePerLifetime for a lifetime (PL) interval.
 - A value that cannot be read (an order control outside table 0119 -> status unknown, a
   dose that is not a number, a time of day that is not one) is a warning located by
   segment, occurrence and field, and the order still maps; an order without a drug is

@@ -17,9 +17,12 @@ What changed from v1 (a shadow run shows it per path):
   unknown), a bad RXA-16 expiry or RXA-6 amount (left out), an empty RXA-5 (vaccineCode
   data-absent unknown). The same dose twice keeps the later one with a warning. Only a
   message without a PID fails.
+- route (RXR-1) and site (RXR-2) read a code sent without a coding system in table
+  0162/0163 only when the table lists it; another is the sender's own (v1 wrote every
+  such code into the table's system).
 - Kept from v1: the Immunization id (ORC-3, else ORC-2, else patient|RXA-3|RXA-5), the
   Patient id hl7v2-adt-to-fhir gives, status, primarySource/reportOrigin, vaccine codes,
-  route/site, programEligibility, fundingSource and education as v1 read them.
+  programEligibility, fundingSource and education as v1 read them.
 - The Bundle ends with a Provenance of the message, and every field with a value no rule
   read is reported.
 """
