@@ -6,16 +6,17 @@ from __future__ import annotations
 
 from engine.errors import MappingError
 from engine.formats.hl7v2 import Hl7Message
+from engine.formats.hl7v2 import datatypes as dt
 from engine.maplib import v2_scheduling as sched
 from engine.maplib.fhir import compact
-from engine.maplib.v2_to_fhir import clinical, people, results, scheduling, visit
+from engine.maplib.v2_to_fhir import clinical, financial, people, results, scheduling, visit
 from engine.maplib.v2_to_fhir.frame import Build
 from engine.mapping_base import Skip
 
 EVENTS: tuple[str, ...] = ("S12", "S13", "S14", "S15", "S16", "S17", "S26")
 RESOURCES: tuple[str, ...] = (
     "Patient", "Encounter", "Appointment", "ServiceRequest", "Practitioner",
-    "PractitionerRole", "Location", "Device", "Condition", "Observation",
+    "PractitionerRole", "Location", "Device", "Condition", "Observation", "Account",
     "DocumentReference", "Organization", "MessageHeader", "Provenance",
 )
 
@@ -28,9 +29,14 @@ def build(message: Hl7Message) -> dict | Skip:
     if sch is None:
         raise MappingError("the SCH segment is missing, so there is no appointment",
                            field="SCH-2")
-    if message.segment("PID") is not None:
+    pid = message.segment("PID")
+    if pid is not None:
         people.patient(b)
         visit.encounter(b)
+        if dt.present(pid.value(18)):  # the patient account, on the visit
+            account = financial.account(b)
+            if b.encounter is not None:
+                b.encounter.setdefault("account", [b.ref(account)])
     appointment = _appointment(b, sch)
     if len(appointment["participant"]) == 0:
         raise MappingError("names no patient (PID) and no resource (AIP, AIL, AIG), so the "
