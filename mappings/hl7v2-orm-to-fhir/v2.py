@@ -11,7 +11,7 @@ Versions 2.3 to 2.8. What changed from v1 (a shadow run shows it per path):
   naming MSH-9.
 - The message's people and visit are mapped as in hl7v2-adt-to-fhir@3: Patient (the same
   id), Encounter (PV1), RelatedPerson (NK1), AllergyIntolerance (AL1), Coverage (IN1),
-  the Account's guarantors (GT1), ChargeItem (FT1).
+  the Account (PID-18) and its guarantors (GT1), ChargeItem (FT1).
 - ServiceRequest gains: requester as a resource (ORC-12, else OBR-16, a Practitioner;
   with an ORC-21 ordering facility, the PractitionerRole of that person there; the
   facility alone as an Organization), encounter, intent reflex-order for OBR-11 G and

@@ -107,6 +107,17 @@ def test_patient_is_the_adt_feeds(orm: Mapping) -> None:
     checks.check_same_patient(only(bundle_of(orm, message()), "Patient"), adt)
 
 
+def test_patient_account_is_the_adt_feeds(orm: Mapping) -> None:
+    pid = PID + "||||||||||RBA-5512^^^RIVERBEND^AN"  # PID-18
+    adt = ("MSH|^~\\&|EHR|RIVERBEND_HOSP|ADT|RIVERBEND_HOSP|20240520080000-0500||ADT^A04|A1|"
+           f"P|2.5.1\rEVN|A04|20240520080000-0500\r{pid}\r{PV1}\r").encode()
+    adt_v3 = checks.mapping("hl7v2-adt-to-fhir@3")
+    (expected,) = of_type(bundle_of(adt_v3, adt), "Account")
+    bundle = bundle_of(orm, message(pid=pid))
+    assert only(bundle, "Account")["id"] == expected["id"]
+    assert only(bundle, "Encounter")["account"] == [{"reference": f"urn:uuid:{expected['id']}"}]
+
+
 def test_new_change_and_cancel_update_one_service_request(orm: Mapping) -> None:
     ids = {only(bundle_of(orm, message(orc(f1=control), obr(), control=control)),
                 "ServiceRequest")["id"] for control in ("NW", "XO", "HD", "CA", "DC")}

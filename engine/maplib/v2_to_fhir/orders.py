@@ -616,7 +616,7 @@ def order_provenance(b: Build, orc: Segment | None, request: dict) -> dict | Non
 
 def patient_group(b: Build) -> None:
     """PID (fails without one), PV1, NK1, AL1/IAM, DG1, IN1, GT1 and FT1 of an order
-    message, each as every builder maps it."""
+    message, each as every builder maps it, and the PID-18 account."""
     people.patient(b)
     visit.encounter(b)
     people.related_persons(b)
@@ -625,6 +625,11 @@ def patient_group(b: Build) -> None:
     financial.coverages(b)
     financial.guarantors(b)
     financial.charges(b)
+    pid = b.message.segment("PID")
+    if getattr(b, "account", None) is not None or (pid is not None and _value(pid, 18)):
+        account = financial.account(b)  # PID-18, as the ADT feed makes it
+        if b.encounter is not None:
+            b.encounter.setdefault("account", [b.ref(account)])
 
 
 def first_patient(b: Build) -> Hl7Message:
