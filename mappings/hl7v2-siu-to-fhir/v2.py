@@ -25,7 +25,8 @@ from v1 (a shadow run shows it per path):
 - SCH-12/16/20 (placer, filler and entering contact) are PractitionerRoles of their
   Practitioners, with SCH-13/17/21 phones and SCH-15/19/22 Locations, in
   supportingInformation. PV1 is the Encounter (its appointment points
-  here), DG1 Conditions in reasonReference. A message without a PID maps an appointment
+  here; PID-18 its Account), DG1 Conditions in reasonReference, OBX Observations in
+  supportingInformation. A message without a PID maps an appointment
   of its resources alone; one without SCH, or with no participant at all, fails.
 - The Bundle ends with a Provenance of the message, and every field with a value no rule
   read is reported as left behind.
