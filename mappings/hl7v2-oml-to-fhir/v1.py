@@ -35,9 +35,9 @@ Choices a receiver will notice:
   for them), with ORC-16 as its reason; an order
   control that changes a placed order gets one recording when (ORC-9).
 - The patient group: Patient (the id hl7v2-adt-to-fhir@1 gives the PID), Encounter,
-  RelatedPerson (NK1), AllergyIntolerance (AL1), Condition (DG1), Coverage (IN1),
-  the Account (PID-18) and its guarantors (GT1), ChargeItem (FT1); the Bundle ends with the message's
-  MessageHeader and Provenance.
+  RelatedPerson (NK1), AllergyIntolerance (AL1), Condition (DG1), Coverage (IN1), the
+  Account (PID-18) and its guarantors (GT1), ChargeItem (FT1); the Bundle ends with the
+  message's MessageHeader and Provenance.
 - A value that cannot be read is a warning located by segment, occurrence and field;
   an order that cannot be mapped costs only that order. Only a message without a PID,
   or without any ORC or OBR, fails. Every field no rule read is reported. What follows a
