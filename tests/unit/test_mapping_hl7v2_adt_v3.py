@@ -413,3 +413,17 @@ def test_little_is_left_behind_of_a_typical_epic_admit(adt: Mapping) -> None:
                       "NK1-3", "NK1-7", "PV2-3", "PV2-25", "ROL-3", "ROL-4", "MSH-11", "MSH-12"}
     assert not mapped_fields & set(result.left_behind)
     assert len(result.left_behind) <= 8, result.left_behind
+
+
+def test_a_newborns_mother_and_the_identifiers_assigner(adt: Mapping) -> None:
+    pid = ("PID|1||NB1^^^MERCY&2.16.840.1.113883.3.99&ISO^MR||ROWE^BABY||20240601|F"
+           + "|" * 13 + "MG001234^^^MERCY^MR")
+    bundle = bundle_of(adt, message(pid=pid))
+    patient = one(bundle, "Patient")
+    assigner = resolve(bundle, patient["identifier"][0]["assigner"])
+    assert assigner["identifier"] == [{"system": "urn:ietf:rfc:3986",
+                                       "value": "urn:oid:2.16.840.1.113883.3.99"}]
+    mother = one(bundle, "RelatedPerson")
+    assert mother["identifier"][0]["value"] == "MG001234"
+    assert mother["relationship"][0]["coding"][0]["code"] == "MTH"
+    assert mother["patient"] == {"reference": f"urn:uuid:{patient['id']}"}

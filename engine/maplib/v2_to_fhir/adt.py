@@ -2,6 +2,9 @@
 message carries about them (related persons, allergies, diagnoses, procedures,
 observations, coverage, guarantors), with the message's Provenance and MessageHeader.
 
+The organizations that assigned the patient's identifiers (with a universal id) are
+their assigners, and PID-21 names the newborn's mother when no NK1 does.
+
 Event rules a receiver notices:
 - person events (A28-A31, A40, A47) map a PV1 only when it names a visit (PV1-19):
   senders fill it with a placeholder;
@@ -49,7 +52,9 @@ def build(message) -> dict | Skip:
         _merges(b, groups)
     if b.event == "A29" and b.patient is not None:
         b.patient["active"] = False
+    people.assigners(b)
     people.related_persons(b)
+    people.mother(b)
     clinical.allergies(b)
     clinical.conditions(b)
     clinical.procedures(b)

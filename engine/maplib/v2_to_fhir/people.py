@@ -104,6 +104,50 @@ def prior_patient(b: Build, mrg: Segment, survivor: dict) -> dict | None:
     return prior
 
 
+def assigners(b: Build) -> list[dict]:
+    """The Organizations that assigned the Patient's identifiers (CX-4 of PID-2, PID-3 and
+    PID-4 with a universal id, as the reference converter makes them), each the
+    identifier's assigner. Called by builders that want them (ADT)."""
+    pid = b.message.segment("PID")
+    if pid is None or b.patient is None:
+        return []
+    made: list[dict] = []
+    for rep in pid.repetitions(2) + pid.repetitions(3) + pid.repetitions(4):
+        if not dt.present(rep.value(4, 2)) or not dt.present(rep.value(1)):
+            continue
+        found = organization(b, dt.present(rep.value(4, 1)), {"system": "urn:ietf:rfc:3986",
+                              "value": dt.hd_system("", rep.value(4, 2), rep.value(4, 3))})
+        ident = dt.cx_to_identifier(rep, b.facility)
+        for kept in b.patient.get("identifier", []):
+            if found and ident and (kept.get("system"), kept["value"]) == (
+                    ident.get("system"), ident["value"]):
+                kept["assigner"] = b.ref(found)
+        if found and found not in made:
+            made.append(found)
+    return made
+
+
+def mother(b: Build) -> dict | None:
+    """PID-21 mother's identifier as the newborn's mother (a RelatedPerson), when no NK1
+    says more; keyed like an NK1's RelatedPerson so a later NK1 can name her."""
+    pid = b.message.segment("PID")
+    if pid is None or b.patient is None or b.message.all("NK1"):
+        return None
+    ids = [i for i in (dt.cx_to_identifier(rep, b.facility) for rep in pid.repetitions(21)) if i]
+    if not ids:
+        return None
+    key = {"system": f"Patient/{b.patient['id']}", "value": "PID-21"}
+    return b.add({
+        "resourceType": "RelatedPerson",
+        "id": resource_id("RelatedPerson", b.facility, key),
+        "identifier": ids,
+        "patient": b.ref(b.patient),
+        "relationship": [{"coding": [
+            {"system": tables.V2_0063, "code": "MTH", "display": "Mother"},
+            {"system": clinical.V3_ROLE_CODE, "code": "MTH", "display": "mother"}]}],
+    })
+
+
 def related_persons(b: Build) -> list[dict]:
     """One RelatedPerson per NK1 that names someone."""
     assert b.patient is not None
