@@ -177,9 +177,32 @@ class OrderWriter:
         self.notes.write([*parts.annotations(request),
                           (v2.text(request.get("patientInstruction")), "PI")])
         self.diagnoses.write(parts.reasons(order.request, self.index))
+        self._answers(order.request)
         if self.with_specimens:
             for specimen in order.specimens:
                 self._spm(specimen)
+
+    def _answers(self, request: v2.Located) -> None:
+        """One OBX per Observation in supportingInfo the input carries: the answers given
+        at order entry (fasting, weight), OBX-11 O (order detail) while registered."""
+        for ref in v2.dicts(request.resource.get("supportingInfo")):
+            found = self.index.resolve(ref, request)
+            if found is None or found.resource.get("resourceType") != "Observation":
+                continue
+            obs, path = found
+            code = v2.cwe(obs.get("code"), original_text=False)
+            value = v2.obx_value(obs, path)
+            if code is None or value is None:
+                continue
+            seg, b = self._seg("OBX"), self.builder
+            b.set(f"{seg}-1", str(self.counts["OBX"]))
+            b.set(f"{seg}-2", value.value_type)
+            v2.put(b, f"{seg}-3", code)
+            v2.put(b, f"{seg}-5", value.value)
+            v2.put(b, f"{seg}-6", value.units)
+            state = obs.get("status")
+            b.set(f"{seg}-11", "O" if state == "registered" else v2.status(
+                state, v2.RESULT_STATUS, "0085", f"{path}.status"))
 
     def _requester(self, order: Order) -> list[v2.Component] | None:
         ref = order.request.resource.get("requester")

@@ -1,5 +1,5 @@
 """fhir-to-hl7v2-orm@1: FHIR R4 ServiceRequests with their Patient as an HL7 v2.5.1
-ORM^O01^ORM_O01 (MSH, PID, PV1, then per order ORC, OBR, NTE, DG1). The order groups are
+ORM^O01^ORM_O01 (MSH, PID, PV1, then per order ORC, OBR, NTE, DG1, OBX). The order groups are
 written by `engine/maplib/fhir_to_v2_orders.py`.
 
 Input: a ServiceRequest, or a Bundle of any type holding one or more (each is an order
@@ -26,7 +26,8 @@ Choices a receiver will notice:
 - OBR-4 code (CE); OBR-7/8 the first Specimen's collection time, OBR-15 its type (ORM has
   no SPM); OBR-24 a v2-0074 category. NTE after OBR: each note (NTE-4 RE) and the
   patientInstruction (PI). DG1 per reasonCode and reasonReference Condition code (DG1-6
-  W, working).
+  W, working). OBX per Observation in supportingInfo (answers at order entry: OBX-2/3/5/6
+  as fhir-to-hl7v2-oru@1 writes them, OBX-11 O while registered).
 """
 
 from __future__ import annotations

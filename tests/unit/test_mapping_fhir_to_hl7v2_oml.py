@@ -21,7 +21,7 @@ ORDERS = checks.Fixtures("hl7v2-oml-to-fhir@1")
 HL7 = "x-application/hl7-v2+er7"
 LOINC = "http://loinc.org"
 SCT = "http://snomed.info/sct"
-STRUCTURE = re.compile(r"MSH PID (PV1 )?(ORC (TQ1 )?OBR (NTE )*(DG1 )*(SPM )*)+\Z")
+STRUCTURE = re.compile(r"MSH PID (PV1 )?(ORC (TQ1 )?OBR (NTE )*(DG1 )*(OBX )*(SPM )*)+\Z")
 
 to_oml = checks.mapping_fixture(FIXTURES.ref, accepts="fhir", emits=HL7)
 to_fhir = checks.mapping_fixture(ORDERS.ref)
@@ -152,6 +152,16 @@ def _reasons(bundle: dict, request: dict) -> set[str]:
     return {str(_codes(c) or c.get("text")) for c in found}
 
 
+def _answers(bundle: dict, request: dict) -> list[tuple]:
+    """The Observations answered at order entry: code and value."""
+    found = {f"urn:uuid:{o['id']}": o for o in of_type(bundle, "Observation")}
+    answers = [found[r["reference"]] for r in request.get("supportingInfo", [])
+               if r.get("reference") in found]
+    return sorted((str(_codes(o.get("code"))), str({k: v for k, v in o.items()
+                                                    if k.startswith("value")}))
+                  for o in answers)
+
+
 def order_facts(bundle: dict) -> dict:
     """What must survive a round trip: per order its placer and filler numbers, code,
     status, priority, time and reasons; the patient's identifiers and name."""
@@ -167,7 +177,8 @@ def order_facts(bundle: dict) -> dict:
                     "code": _codes(request.get("code")), "status": request["status"],
                     "priority": request.get("priority"),
                     "when": request.get("occurrenceDateTime"),
-                    "reasons": _reasons(bundle, request)}
+                    "reasons": _reasons(bundle, request),
+                    "answers": _answers(bundle, request)}
     return facts
 
 

@@ -20,7 +20,7 @@ FIXTURES = checks.Fixtures("fhir-to-hl7v2-orm@1", input_ext=".json", output_ext=
 ORDERS = checks.Fixtures("hl7v2-orm-to-fhir@2")
 HL7 = "x-application/hl7-v2+er7"
 LOINC = "http://loinc.org"
-STRUCTURE = re.compile(r"MSH PID (PV1 )?(ORC OBR (NTE )*(DG1 )*)+\Z")
+STRUCTURE = re.compile(r"MSH PID (PV1 )?(ORC OBR (NTE )*(DG1 )*(OBX )*)+\Z")
 
 to_orm = checks.mapping_fixture(FIXTURES.ref, accepts="fhir", emits=HL7)
 to_fhir = checks.mapping_fixture(ORDERS.ref)
@@ -171,6 +171,16 @@ def _reasons(bundle: dict, request: dict) -> set[str]:
     return {str(_codes(c) or c.get("text")) for c in found}
 
 
+def _answers(bundle: dict, request: dict) -> list[tuple]:
+    """The Observations answered at order entry: code and value."""
+    found = {f"urn:uuid:{o['id']}": o for o in of_type(bundle, "Observation")}
+    answers = [found[r["reference"]] for r in request.get("supportingInfo", [])
+               if r.get("reference") in found]
+    return sorted((str(_codes(o.get("code"))), str({k: v for k, v in o.items()
+                                                    if k.startswith("value")}))
+                  for o in answers)
+
+
 def order_facts(bundle: dict) -> dict:
     """What must survive a round trip: per order its placer and filler numbers, code,
     status, priority, time and reasons; the patient's identifiers and name."""
@@ -186,7 +196,8 @@ def order_facts(bundle: dict) -> dict:
                     "code": _codes(request.get("code")), "status": request["status"],
                     "priority": request.get("priority"),
                     "when": request.get("occurrenceDateTime"),
-                    "reasons": _reasons(bundle, request)}
+                    "reasons": _reasons(bundle, request),
+                    "answers": _answers(bundle, request)}
     return facts
 
 
