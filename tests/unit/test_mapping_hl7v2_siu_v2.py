@@ -147,6 +147,18 @@ def test_tq1_times_and_priority_win_when_sch11_is_empty(to_fhir: Mapping) -> Non
         "2025-03-10T14:00:00-06:00", "2025-03-10T14:45:00-06:00", 45, 1)
 
 
+def test_resource_start_offsets_count_from_the_appointment(to_fhir: Mapping) -> None:
+    raw = message(sch(), "RGS|1", "AIS|1|A|99213^Visit^CPT||10|min|20|min",
+                  "AIP|1|A|88^KEPT^KARL||||1|H|15")
+    bundle = bundle_of(to_fhir, raw)
+    service = of_type(bundle, "ServiceRequest")[0]
+    assert service["occurrencePeriod"] == {"start": "2025-03-10T09:10:00-06:00",
+                                           "end": "2025-03-10T09:30:00-06:00"}
+    person = of_type(bundle, "Appointment")[0]["participant"][1]
+    assert person["period"] == {"start": "2025-03-10T10:00:00-06:00",
+                                "end": "2025-03-10T10:15:00-06:00"}
+
+
 def test_removed_resource_group_is_left_out(to_fhir: Mapping) -> None:
     raw = message(sch(), "RGS|1|D", "AIP|1|A|77^GONE^GINA", "RGS|2|A",
                   "AIP|1|A|88^KEPT^KARL")

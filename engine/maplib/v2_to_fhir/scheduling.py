@@ -230,10 +230,22 @@ def participant_status(segment: Segment, field: int) -> str:
     return PARTICIPANT_STATUS.get(filler.upper().replace(" ", ""), "accepted")
 
 
-def _period(b: Build, seg: Segment, path: str) -> dict | None:
-    """A resource segment's own start and duration as the participant's period."""
+# Where each resource segment gives its start as an offset from the appointment's start
+# (amount, units; no units is minutes), used when it gives no start of its own.
+OFFSETS: dict[str, tuple[int, int]] = {"AIS": (5, 6), "AIG": (9, 10), "AIL": (7, 8),
+                                       "AIP": (7, 8)}
+
+
+def _period(b: Build, seg: Segment, path: str, base: str | None) -> dict | None:
+    """A resource segment's own start (else the appointment's start `base` plus its
+    offset) and duration, as the participant's period."""
     spot = sched.RESOURCE_SEGMENTS[seg.name]
     start = _instant(seg.value(spot.start), f"{path}-{spot.start}", b.offset)
+    amount_at, units_at = OFFSETS[seg.name]
+    offset = _lenient(sched.duration, seg.value(amount_at), sched._unit(seg, units_at),
+                      f"{path}-{amount_at}", f"{path}-{units_at}")
+    if start is None and base is not None and offset is not None:
+        start = sched._format_instant(datetime.fromisoformat(base) + offset)
     if start is None:
         return None
     length = _lenient(sched.duration, seg.value(spot.duration), sched._unit(seg, spot.units),
@@ -243,23 +255,27 @@ def _period(b: Build, seg: Segment, path: str) -> dict | None:
     return compact({"start": start, "end": end})
 
 
-def participants(b: Build, appointment: dict) -> tuple[list[dict], list[dict]]:
+def participants(b: Build, appointment: dict, start: str | None
+                 ) -> tuple[list[dict], list[dict]]:
     """(participants, services): the Patient, then each kept AIP (Practitioner), AIL
     (Location) and AIG (Device); each kept AIS a ServiceRequest. A segment with action
-    code D is a resource taken off the appointment and is left out."""
+    code D is a resource taken off the appointment and is left out. `start` is the
+    appointment's, which resource offsets count from."""
     found: list[dict] = []
     if b.patient is not None:
         found.append({"actor": b.ref(b.patient), "status": "accepted"})
     services: list[dict] = []
     for path, seg in kept_resources(b.message):
         if seg.name == "AIS":
-            services += b.each("AIS", lambda s, _n: service_request(b, s, appointment), [seg])
+            services += b.each("AIS", lambda s, _n, p=path: service_request(
+                b, s, p, appointment, start), [seg])
         else:
-            found += b.each(seg.name, lambda s, _n, p=path: _participant(b, s, p), [seg])
+            found += b.each(seg.name, lambda s, _n, p=path: _participant(b, s, p, start),
+                            [seg])
     return found, services
 
 
-def _participant(b: Build, seg: Segment, path: str) -> dict | None:
+def _participant(b: Build, seg: Segment, path: str, base: str | None) -> dict | None:
     actor, kind, status_field = {
         "AIP": _person, "AIL": _place, "AIG": _thing}[seg.name](b, seg)
     if actor is None and kind is None:
@@ -268,7 +284,7 @@ def _participant(b: Build, seg: Segment, path: str) -> dict | None:
         "type": [kind] if kind else None,
         "actor": actor,
         "status": participant_status(seg, status_field),
-        "period": _period(b, seg, path),
+        "period": _period(b, seg, path, base),
     })
 
 
@@ -317,7 +333,8 @@ def _thing(b: Build, seg: Segment) -> tuple[dict | None, dict | None, int]:
     return b.ref(device), kind, 14
 
 
-def service_request(b: Build, ais: Segment, appointment: dict) -> dict | None:
+def service_request(b: Build, ais: Segment, path: str, appointment: dict,
+                    base: str | None) -> dict | None:
     """The service an AIS books (AIS-3) as a ServiceRequest of the patient, at AIS-4;
     an AIS without a service (or a message without a patient) makes none."""
     code = first_concept(ais, 3, b.facility)
@@ -325,7 +342,7 @@ def service_request(b: Build, ais: Segment, appointment: dict) -> dict | None:
         return None
     set_id = dt.present(ais.value(1)) or str(b.occurrence(ais))
     key = {"system": appointment["id"], "value": f"AIS|{set_id}"}
-    when = _period(b, ais, b.field(ais, 4).rsplit("-", 1)[0]) or {}
+    when = _period(b, ais, path, base) or {}
     return b.add(compact({
         "resourceType": "ServiceRequest",
         "id": resource_id("ServiceRequest", b.facility, key),

@@ -53,7 +53,7 @@ def _appointment(b: Build, sch) -> dict:
     appointment: dict = {"resourceType": "Appointment",
                          "id": scheduling.appointment_id(b, sch, found), "status": status}
     b.add(appointment)
-    people_, services = scheduling.participants(b, appointment)
+    people_, services = scheduling.participants(b, appointment, timed.get("start"))
     conditions = clinical.conditions(b) if b.patient is not None else []
     observations = (results.observations(b, b.message.all("OBX"))
                     if b.patient is not None else [])
