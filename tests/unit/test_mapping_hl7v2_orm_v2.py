@@ -273,6 +273,9 @@ def test_parent_order_and_order_details(orm: Mapping) -> None:
                              "code": "PLAC", "display": "Placer Identifier"}]},
         "system": "urn:conduit:id:EHR", "value": "PARENT-7"}}]
     assert request["orderDetail"][0]["coding"][0]["code"] == "FAST"
+    by_filler = only(bundle_of(orm, message(orc(), obr(f29="^L-70&LIS"))), "ServiceRequest")
+    assert by_filler["basedOn"][0]["identifier"]["value"] == "L-70"
+    assert by_filler["basedOn"][0]["identifier"]["type"]["coding"][0]["code"] == "FILL"
 
 
 def test_v23_quantity_timing_interval_is_a_timing(orm: Mapping) -> None:

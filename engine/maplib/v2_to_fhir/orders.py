@@ -205,7 +205,7 @@ def _value(segment: Segment | None, field: int, component: int = 1) -> str:
 def _parent(b: Build, obr: Segment | None) -> list[dict]:
     """OBR-29 parent order (EIP: placer's^filler's number) as a logical reference by the
     parent's placer (else filler) number: the parent is not in this message."""
-    if obr is None or not _value(obr, 29):
+    if obr is None or not obr.repetitions(29):
         return []
     parts = [([obr.value(29, 1, s) for s in (1, 2, 3, 4)], tables.PLACER_IDENTIFIER,
               placer_facility(b)),
