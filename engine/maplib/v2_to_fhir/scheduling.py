@@ -12,7 +12,9 @@ says it will not happen), and the warning says so.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from engine.errors import MappingError
 from engine.formats.hl7v2 import Hl7Message, Segment, tables
@@ -24,6 +26,8 @@ from engine.maplib.v2_codes import first_concept
 from engine.maplib.v2_fhir import nte_text
 from engine.maplib.v2_to_fhir import people, visit
 from engine.maplib.v2_to_fhir.frame import Build
+
+T = TypeVar("T")
 
 # Trigger event -> Appointment.status. S16 (discontinued: an appointment in progress, or
 # the rest of a series, will not go on) has no R4 status of its own; cancelled is what a
@@ -55,7 +59,6 @@ SERVICE_STATUS: dict[str, str] = {
 # SCH fields naming the placer's, filler's and entering person, and their locations.
 CONTACT_PEOPLE = (12, 16, 20)
 CONTACT_PLACES = (15, 19, 22)
-PLACER_GROUP = tables.Coding(tables.V2_0203, "PGN", "Placer Group Number")
 
 
 # ---- status and identity ------------------------------------------------------------------
@@ -78,7 +81,7 @@ def identifiers(b: Build, sch: Segment) -> list[dict]:
         found = tolerate(MappingError(
             f"{error.message}; the appointment is keyed on its patient and start instead, "
             "so a later update cannot find it", field=error.field), [])
-    group = dt.ei_to_identifier(dt.first_rep(sch, 4), b.facility, PLACER_GROUP)
+    group = dt.ei_to_identifier(dt.first_rep(sch, 4), b.facility, tables.PLACER_GROUP_NUMBER)
     return [*found, group] if group else found
 
 
@@ -96,7 +99,7 @@ def appointment_id(b: Build, sch: Segment, found: list[dict]) -> str:
 # ---- timing -------------------------------------------------------------------------------
 
 
-def _lenient(read, *args):
+def _lenient(read: Callable[..., T], *args: Any) -> T | None:
     """`read(*args)`, or None with a warning when a field cannot be read."""
     try:
         return read(*args)
@@ -111,7 +114,8 @@ def _instant(value: str, field: str, offset: str | None) -> str | None:
     return _lenient(sched.instant, value, field, offset)
 
 
-def _starts(b: Build, sch: Segment, tq1: Segment | None, kept: list) -> list[tuple[str, str]]:
+def _starts(sch: Segment, tq1: Segment | None, kept: list) -> list[tuple[str, str]]:
+    """Where the start may be, in order: SCH-11.4, TQ1-7, each kept resource's start."""
     found = [("SCH-11", sch.value(11, 4))]
     if tq1 is not None:
         found.append(("TQ1-7", tq1.value(7)))
@@ -179,7 +183,7 @@ def timing(b: Build, sch: Segment, status: str) -> tuple[dict, str]:
     times read; otherwise what is valid, and a status R4 allows without times."""
     tq1 = b.message.segment("TQ1")
     kept = kept_resources(b.message)
-    start, start_field = _first_instant(b, _starts(b, sch, tq1, kept))
+    start, start_field = _first_instant(b, _starts(sch, tq1, kept))
     ends = [("SCH-11", sch.value(11, 5))] + ([("TQ1-8", tq1.value(8))] if tq1 else [])
     end, end_field = _first_instant(b, ends)
     length = _duration(sch, tq1, kept)
