@@ -176,11 +176,10 @@ def write_pv1(builder: MessageBuilder, encounter: v2.Located | None,
         place = index.resolve(entry.get("location"), encounter)
         display = v2.text((entry.get("location") or {}).get("display"))
         v2.put(builder, "PV1-3", pl(place.resource if place else None, display))
-    for n, part in enumerate(v2.dicts(resource.get("participant"))[:1]):
+    for part in v2.dicts(resource.get("participant"))[:1]:
         who = person(index, part.get("individual"), encounter)
         display = v2.text((part.get("individual") or {}).get("display"))
         v2.put(builder, "PV1-7", xcn(who.resource if who else None, display))
-        del n
     visits = v2.dicts(resource.get("identifier"))
     chosen = next((i for i in visits if type_code(i) == "VN"), visits[0] if visits else {})
     identifier = v2.cx(chosen) if chosen else None

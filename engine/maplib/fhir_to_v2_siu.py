@@ -61,6 +61,7 @@ def patient(appointment: v2.Located, index: v2.Resources) -> v2.Located | None:
 
 
 def write_sch(builder: MessageBuilder, appointment: v2.Located, trigger: str) -> None:
+    """SCH: ids, reason, type, duration, timing (SCH-11), orders and filler status."""
     resource, path = appointment
     placer, filler, group = parts.numbers(resource)
     if filler is None and placer is None:
@@ -80,7 +81,7 @@ def write_sch(builder: MessageBuilder, appointment: v2.Located, trigger: str) ->
     start = v2.to_dtm(resource.get("start"), f"{path}.start")
     end = v2.to_dtm(resource.get("end"), f"{path}.end")
     priority = _priority(resource, path)
-    v2.put(builder, "SCH-11", ["", "", f"M{minutes}" if builder_has(builder, "SCH-9")
+    v2.put(builder, "SCH-11", ["", "", f"M{minutes}" if _has(builder, "SCH-9")
                                else "", start, end, priority])
     _write_orders(builder, resource)
     builder.set("SCH-25", FILLER_STATUS[resource["status"]])
@@ -111,7 +112,8 @@ def write_contacts(builder: MessageBuilder, appointment: v2.Located,
                                                         v2.text(place_ref.get("display"))))
 
 
-def builder_has(builder: MessageBuilder, path: str) -> bool:
+def _has(builder: MessageBuilder, path: str) -> bool:
+    """Whether the field at `path` ("SCH-9") has been written."""
     seg, _, field = path.partition("-")
     return bool(builder.segment(seg).get(int(field)))
 
@@ -131,7 +133,7 @@ def _write_orders(builder: MessageBuilder, resource: dict) -> None:
         identifier = ref.get("identifier") if isinstance(ref.get("identifier"), dict) else {}
         code = parts.type_code(identifier)
         target = {"PLAC": "SCH-26", "FILL": "SCH-27"}.get(code)
-        if target and not builder_has(builder, target):
+        if target and not _has(builder, target):
             v2.put(builder, target, parts.ei(identifier))
 
 
@@ -141,10 +143,10 @@ def write_tq1(builder: MessageBuilder, appointment: v2.Located) -> None:
     start = v2.to_dtm(resource.get("start"), f"{path}.start")
     end = v2.to_dtm(resource.get("end"), f"{path}.end")
     priority = _priority(resource, path)
-    if not (start or end or priority or builder_has(builder, "SCH-9")):
+    if not (start or end or priority or _has(builder, "SCH-9")):
         return
     builder.set("TQ1-1", "1")
-    if builder_has(builder, "SCH-9"):
+    if _has(builder, "SCH-9"):
         v2.put(builder, "TQ1-6", [str(resource["minutesDuration"]), ["min", "minutes",
                                                                      "UCUM"]])
     builder.set("TQ1-7", start)
@@ -194,7 +196,7 @@ class Resources:
         serviceType."""
         resource, path = self.appointment
         written = False
-        for n, ref in enumerate(v2.dicts(resource.get("basedOn"))):
+        for ref in v2.dicts(resource.get("basedOn")):
             found = self.index.resolve(ref, self.appointment)
             if found is None or found.resource.get("resourceType") != "ServiceRequest":
                 continue
@@ -205,7 +207,6 @@ class Resources:
             v2.put(self.builder, f"{seg}-3", code)
             self._timing(seg, found.resource, found.path, 4, 7, 8, occurrence=True)
             written = True
-            del n
         if written:
             return
         for concept in v2.dicts(resource.get("serviceType")):
