@@ -427,3 +427,11 @@ def test_a_newborns_mother_and_the_identifiers_assigner(adt: Mapping) -> None:
     assert mother["identifier"][0]["value"] == "MG001234"
     assert mother["relationship"][0]["coding"][0]["code"] == "MTH"
     assert mother["patient"] == {"reference": f"urn:uuid:{patient['id']}"}
+
+
+def test_a_visit_without_number_is_one_encounter_across_updates(adt: Mapping) -> None:
+    pv1 = "PV1|1|O|CLINIC B^^^MERCY"
+    first = one(bundle_of(adt, message(pv1=pv1, event="A04")), "Encounter")
+    later = message(pv1=pv1, event="A08").replace(b"|C1|", b"|C2|")
+    assert one(bundle_of(adt, later), "Encounter")["id"] == first["id"]
+    assert of_type(bundle_of(adt, message(pv1="PV1|1|O", event="A08")), "Encounter") == []

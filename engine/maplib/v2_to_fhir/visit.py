@@ -83,26 +83,32 @@ PARTICIPANTS: tuple[tuple[str, int, str, str], ...] = (
 )
 
 
-def encounter(b: Build, pv1: Segment | None = None, *, primary: bool = True) -> dict | None:
+def encounter(b: Build, pv1: Segment | None = None, *, primary: bool = True,
+              visits_only: bool = False) -> dict | None:
     """The Encounter of `pv1` (the message's first PV1 by default, with the PV2 after
-    it), kept in `b` (as `b.encounter` when `primary`); None when there is no PV1."""
+    it), kept in `b` (as `b.encounter` when `primary`); None when there is no PV1.
+
+    With `visits_only` (ADT) a placeholder PV1 (`placeholder`) makes no Encounter, and
+    one without a visit number is keyed on the patient and admit time, else its class
+    and location, so an update finds the same Encounter; otherwise (the builders'
+    released behaviour) on the admit time, else the message control id."""
     pv1 = pv1 if pv1 is not None else b.message.segment("PV1")
-    if pv1 is None or b.patient is None:
+    if pv1 is None or b.patient is None or (visits_only and placeholder(pv1)):
         return None
     patient = b.patient
     n = b.occurrence(pv1)
-    visit = guard("PV1", n, lambda: _encounter(b, pv1, patient))
+    visit = guard("PV1", n, lambda: _encounter(b, pv1, patient, visits_only))
     kept = b.add(visit)
     if primary:
         b.encounter = kept
     return kept
 
 
-def _encounter(b: Build, pv1: Segment, patient: dict) -> dict:
+def _encounter(b: Build, pv1: Segment, patient: dict, visits_only: bool) -> dict:
     pv2 = _following(b, pv1, "PV2")
     visit = visit_identifier(pv1, b.facility)
     identifiers = [visit] if visit else []
-    key = visit or _fallback_key(b, pv1, patient)
+    key = visit or _fallback_key(b, pv1, patient, visits_only)
     identifiers += [i for i in (dt.cx_to_identifier(rep, b.facility)
                                 for rep in pv1.repetitions(50)) if i and i not in identifiers]
     class_code = dt.present(pv1.value(2)).upper()
@@ -161,11 +167,26 @@ def _following(b: Build, segment: Segment, name: str) -> Segment | None:
     return None
 
 
-def _fallback_key(b: Build, pv1: Segment, patient: dict) -> dict:
+def placeholder(pv1: Segment) -> bool:
+    """A PV1 that names no visit: no visit number, location, admit time or doctor (what
+    senders put where the message structure asks for a PV1, "PV1|1|N")."""
+    return not any(dt.present(pv1.value(n)) for n in (19, 3, 44, 7, 8, 9, 17))
+
+
+def _fallback_key(b: Build, pv1: Segment, patient: dict, visits_only: bool) -> dict:
+    """Without a visit number: the patient and the admit time, else (`visits_only`) the
+    class and location, so an updated message still updates one Encounter, or the
+    message control id."""
+    last = "class and location" if visits_only else "message control id"
     tolerate(MappingError("has no visit number; the Encounter is keyed on the patient and "
-                          "the admit time (else the message control id)",
-                          field=b.field(pv1, 19)))
-    when = dt.present(pv1.value(44)) or dt.present(b.message.segments[0].value(10))
+                          f"the admit time (else the {last})", field=b.field(pv1, 19)))
+    when = dt.present(pv1.value(44))
+    if not when and not visits_only:
+        when = dt.present(b.message.segments[0].value(10))
+    if not when:
+        rep = dt.first_rep(pv1, 3)
+        when = "|".join((dt.present(pv1.value(2)).upper(),
+                         dt.pl_display(rep).upper() if rep is not None else ""))
     return {"system": f"Patient/{patient['id']}", "value": f"PV1|{when}"}
 
 
