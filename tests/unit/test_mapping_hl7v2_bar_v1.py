@@ -221,3 +221,10 @@ def test_odd_fields_are_located_warnings_without_values(to_fhir: Mapping) -> Non
 def test_only_a_message_without_a_patient_fails(to_fhir: Mapping) -> None:
     checks.check_error(to_fhir, message(PV1, GT1, pid=None), "PID-3", phi=["ORTEGA"])
     assert isinstance(run(to_fhir, message(PV1, event="P10")), Skip)
+
+
+def test_p02_warnings_name_the_segment_of_the_whole_message(to_fhir: Mapping) -> None:
+    other = PID.replace("GS-100", "GS-200").replace("19700101", "19701301")
+    dg1 = checks.segment("DG1", {1: "1", 3: "I10^Essential hypertension^I10", 5: "20240231"})
+    raw = message(PV1, DG1, other, PV1.replace("V-5501", "V-5502"), dg1, event="P02")
+    assert sorted(w.split(":")[0] for w in warnings(to_fhir, raw)) == ["DG1[2]-5", "PID[2]-7"]

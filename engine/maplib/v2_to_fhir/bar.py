@@ -9,7 +9,11 @@ visit's diagnoses and procedures; DG1-21/PR1-20 action D marks one entered-in-er
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
 from engine.formats.hl7v2 import Hl7Message, Segment
+from engine.leniency import at, guard
 from engine.maplib.v2_to_fhir import clinical, financial, people, results, visit
 from engine.maplib.v2_to_fhir.frame import Build
 from engine.mapping_base import Skip
@@ -20,6 +24,7 @@ RESOURCES: tuple[str, ...] = (
     "Account", "Coverage", "Condition", "Procedure", "AllergyIntolerance", "Observation",
     "Provenance", "MessageHeader",
 )
+T = TypeVar("T")
 _ENDED = frozenset({"P02", "P06"})  # purge / end: the account is no longer active
 
 
@@ -31,9 +36,9 @@ def build(message: Hl7Message) -> dict | Skip:
     if len(groups) <= 1:
         account_facts(b, b)
     else:
-        for segments in groups:
-            part = Build(Hl7Message(segments, message.delimiters), "BAR")
-            account_facts(part, b)
+        for n, segments in enumerate(groups, start=1):
+            with at("PID", n):  # PID[2]-7: the second patient's birth date
+                account_facts(_Part(Hl7Message(segments, message.delimiters), message), b)
     return b.bundle()
 
 
@@ -54,6 +59,31 @@ def account_facts(b: Build, into: Build) -> None:
     if into is not b:
         for resource in b.resources():
             into.add(resource, merge=True)
+
+
+class _Part(Build):
+    """One patient group of a P02, its segments numbered as in the whole message so a
+    warning names DG1[3]-5, not the group's own first DG1."""
+
+    def __init__(self, group: Hl7Message, whole: Hl7Message) -> None:
+        super().__init__(group, "BAR")
+        self.whole = whole
+
+    def each(self, name: str, convert_one: Callable[[Segment, int], T | None],
+             segments: Iterable[Segment] | None = None) -> list[T]:
+        chosen = list(segments) if segments is not None else self.message.all(name)
+        numbers = {id(s): n for n, s in enumerate(self.whole.all(name), start=1)}
+        found: list[T] = []
+        for segment in chosen:
+            n = numbers.get(id(segment), 1)
+            result = guard(name, n, lambda s=segment, n=n: convert_one(s, n))
+            if result is not None:
+                found.append(result)
+        return found
+
+    def occurrence(self, segment: Segment) -> int:
+        return next((n for n, s in enumerate(self.whole.all(segment.name), start=1)
+                     if s is segment), 1)
 
 
 def patient_groups(message: Hl7Message) -> list[list[Segment]]:
