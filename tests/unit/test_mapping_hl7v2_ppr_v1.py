@@ -57,7 +57,7 @@ def test_declares_its_events_and_every_resource_its_bundles_hold(to_fhir: Mappin
     made = {e["resource"]["resourceType"]
             for case in FIXTURES.output_cases
             for e in bundle_of(to_fhir, FIXTURES.input(case))["entry"]}
-    assert {"Condition", "Goal", "Observation", "Practitioner"} <= made
+    assert {"Condition", "Goal", "Observation", "Practitioner", "ServiceRequest"} <= made
     assert made <= set(ppr.RESOURCES)
 
 
@@ -147,3 +147,14 @@ def test_only_a_message_without_a_patient_fails(to_fhir: Mapping) -> None:
     assert isinstance(run(to_fhir, message(PRB, event="PC4")), Skip)
     raw = message()
     assert [w.split(":")[0] for w in warnings(to_fhir, raw)] == ["PRB"]
+
+
+def test_a_problems_order_has_the_problem_as_its_reason(to_fhir: Mapping) -> None:
+    orc = checks.segment("ORC", {1: "NW", 2: "O-1^EHR", 12: "61^BERG^ANE^^^DR"})
+    obr = checks.segment("OBR", {1: "1", 2: "O-1^EHR", 4: "4548-4^Hemoglobin A1c^LN"})
+    bundle = bundle_of(to_fhir, message(PRB, GOL, orc, obr))
+    request = of_type(bundle, "ServiceRequest")[0]
+    condition = problem(bundle)
+    assert request["reasonReference"] == [{"reference": f"urn:uuid:{condition['id']}"}]
+    assert request["code"]["coding"][0]["code"] == "4548-4"
+    assert len(of_type(bundle, "Goal")) == 1  # the order is not the goal's

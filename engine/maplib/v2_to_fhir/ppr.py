@@ -1,7 +1,7 @@
 """PPR: problem list changes (PC1 add, PC2 update, PC3 delete) as problem-list Conditions
 with what each PROBLEM group carries: its NTE notes, the OBX behind it (Observations the
-Condition cites as evidence), its GOL goals (Goals addressing it) and the ROL of who
-asserted it.
+Condition cites as evidence), its GOL goals (Goals addressing it), the ROL of who
+asserted it and its ORC/OBR orders (ServiceRequests with the problem as their reason).
 
 A PC3 deletes: the problems it lists are entered-in-error, with no clinicalStatus (FHIR
 con-5). Conditions are keyed on PRB-4 (else the patient and PRB-3), Goals on GOL-4 (else
@@ -18,14 +18,15 @@ from engine.formats.hl7v2 import datatypes as dt
 from engine.leniency import tolerate
 from engine.maplib.fhir import compact, resource_id
 from engine.maplib.v2_codes import cwe_to_codeable_concept
-from engine.maplib.v2_to_fhir import clinical, people, results, visit
+from engine.maplib.v2_orders import OrderGroup
+from engine.maplib.v2_to_fhir import clinical, orders, people, results, visit
 from engine.maplib.v2_to_fhir.frame import Build
 from engine.mapping_base import Skip
 
 EVENTS: tuple[str, ...] = ("PC1", "PC2", "PC3")
 RESOURCES: tuple[str, ...] = (
     "Patient", "Encounter", "Location", "Practitioner", "Organization", "Condition",
-    "Observation", "Goal", "Provenance", "MessageHeader",
+    "Observation", "Goal", "ServiceRequest", "Specimen", "Provenance", "MessageHeader",
 )
 # GOL-18 goal life cycle status -> Goal.lifecycleStatus (codes and words senders use).
 GOAL_LIFECYCLE = {
@@ -68,6 +69,8 @@ def problem_groups(message: Hl7Message) -> list[tuple[Segment, list[Segment]]]:
 def _group_facts(b: Build, condition: dict | None, body: list[Segment]) -> None:
     """The problem's own OBX (evidence) and ROL (asserter), then each GOAL group: a GOL
     with its NTE (notes), ROL and OBX (the goal's outcome observations)."""
+    first_order = next((i for i, s in enumerate(body) if s.name == "ORC"), len(body))
+    body, ordered = body[:first_order], body[first_order:]
     first_goal = next((i for i, s in enumerate(body) if s.name == "GOL"), len(body))
     own, goals = body[:first_goal], body[first_goal:]
     observations = results.observations(b, [s for s in own if s.name == "OBX"])
@@ -80,6 +83,26 @@ def _group_facts(b: Build, condition: dict | None, body: list[Segment]) -> None:
         made = b.each("GOL", lambda s, n, parts=parts: goal(b, s, condition, parts), [gol])
         if made:
             b.add(made[0])
+    for group in _order_groups(ordered):
+        request = orders.service_order(b, group)
+        if request is not None and condition is not None:
+            reasons = request.setdefault("reasonReference", [])
+            if b.ref(condition) not in reasons:
+                reasons.append(b.ref(condition))
+
+
+def _order_groups(segments: list[Segment]) -> list[OrderGroup]:
+    """The PROBLEM's ORDER groups: each ORC with the OBR (or RXO, ...) and what follows."""
+    groups: list[OrderGroup] = []
+    for segment in segments:
+        if segment.name == "ORC":
+            groups.append(OrderGroup(segment, None, []))
+        elif groups:
+            orc, obr, body = groups[-1]
+            if segment.name == "OBR" and obr is None:
+                groups[-1] = OrderGroup(orc, segment, body)
+            body.append(segment)
+    return groups
 
 
 def _goal_groups(segments: list[Segment]) -> list[tuple[Segment, list[Segment]]]:
