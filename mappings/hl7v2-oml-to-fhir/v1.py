@@ -10,30 +10,32 @@ switching a channel updates what v1 wrote.
 Choices a receiver will notice:
 - One ServiceRequest per ORC/OBR group: identifiers ORC-2/OBR-2 (PLAC), ORC-3/OBR-3
   (FILL), OBR-53, ORC-4 as requisition (PGN); status ORC-5, else ORC-1 (a placer's
-  cancel is revoked at once, a hold on-hold); intent order (reflex-order for OBR-11 G, filler-order
-  for ORC-1 SN);
-  code OBR-4; category OBR-24 (v2-0074, LAB beside a laboratory section; LAB when
-  OBR-24 is empty); priority TQ1-9,
-  ORC-7.6, OBR-27.6, OBR-5 (S stat, A asap, R routine); occurrence TQ1-7/8 (a Timing
-  with TQ1-14), else ORC-7, OBR-27, ORC-15, OBR-6, OBR-7/8; quantity TQ1-2; authoredOn
-  ORC-9 (not on an order control that changes a placed order); requester ORC-12, else
-  OBR-16 (Practitioner), else ORC-21 (Organization); locationCode ORC-29,
-  locationReference ORC-13; reasonCode OBR-31, reasonReference the group's DG1 as
-  Conditions; notes the NTE after ORC/OBR and OBR-13 relevant clinical information;
-  orderDetail OBR-46/47; basedOn the OBR-29 parent order (a logical reference by its
-  number); the ordering Practitioner gains ORC-24 address and ORC-14 (else OBR-17) phone.
-- Specimens: each SPM with its SAC containers (SPM-2/30/31/32 ids, SPM-3 parent as
-  a logical reference, SPM-4 type, SPM-6
-  additive, SPM-7 method, SPM-8 site, SPM-12 quantity, SPM-14 description, SPM-17
-  collected, SPM-18 received, SPM-20/21 status, SPM-24/28 condition, SPM-27 container;
-  SAC-1/2/3 container ids, SAC-21/22/24 volumes, SAC-27 additive); else OBR-15.
+  cancel is revoked at once, a hold on-hold), else OBR-25; intent order (reflex-order
+  for OBR-11 G, filler-order for ORC-1 SN); code OBR-4 (a data-absent-reason when
+  empty: US Core requires a code); category OBR-24 (v2-0074, LAB beside a laboratory
+  section; LAB when OBR-24 is empty); priority TQ1-9, ORC-7.6, OBR-27.6, OBR-5 (S stat,
+  A asap, R routine, URGENT urgent); occurrence a Timing from TQ1 (start and end, else
+  TQ1-6 duration; TQ1-14 count, TQ1-13 duration, TQ1-3 pattern) or a dateTime, else
+  ORC-7, OBR-27, ORC-15, OBR-6, OBR-7/8; quantity TQ1-2; authoredOn ORC-9 (not on an
+  order control that changes a placed order); requester ORC-12, else OBR-16, a
+  Practitioner (with an ORC-21 ordering facility, the PractitionerRole of that person
+  there), else ORC-21 as an Organization; locationCode ORC-29, locationReference
+  ORC-13; reasonCode OBR-31, reasonReference the group's DG1 as Conditions; notes the
+  NTE after ORC/OBR and OBR-13 relevant clinical information; orderDetail OBR-46/47;
+  basedOn the OBR-29 parent order (a logical reference by its number); the ordering
+  Practitioner gains ORC-24 address and ORC-14 (else OBR-17) phone.
+- Specimens: each SPM with its SAC containers (SPM-2/30/31/32 ids, SPM-3 parent as a
+  logical reference, SPM-4 type, SPM-6 additive, SPM-7 method, SPM-8 site, SPM-12
+  quantity, SPM-14 description, SPM-17 collected, SPM-18 received, SPM-20/21 status,
+  SPM-24/28 condition, SPM-27 container; SAC-1/2/3 container ids, SAC-21/22/24
+  volumes, SAC-27 additive); else OBR-15.
 - OBX before the group's first SPM are answers to ask-at-order-entry questions: one
   Observation each (every value type), basedOn the order and listed in supportingInfo;
   OBX after an SPM are about that specimen (Observation.specimen).
 - ORC-10 entered by, ORC-11 verified by and ORC-19 action by (on behalf of the ORC-17
   entering organization): a Provenance of the order (FHIR has no ServiceRequest element
-  for them), with ORC-16 as its reason; an order
-  control that changes a placed order gets one recording when (ORC-9).
+  for them), with ORC-16 as its reason; an order control that changes a placed order
+  gets one recording when (ORC-9).
 - The patient group: Patient (the id hl7v2-adt-to-fhir@1 gives the PID), Encounter,
   RelatedPerson (NK1), AllergyIntolerance (AL1), Condition (DG1), Coverage (IN1), the
   Account (PID-18) and its guarantors (GT1), ChargeItem (FT1); the Bundle ends with the

@@ -27,7 +27,8 @@ Versions 2.3 to 2.8. What changed from v1 (a shadow run shows it per path):
   relevant clinical information as a note; the ordering Practitioner gains ORC-24
   address and ORC-14 (else OBR-17) phone; status falls back to OBR-25 (final:
   completed) when ORC-5 and ORC-1 say nothing; priority also reads URGENT as urgent.
-  category stays OBR-24 only.
+  category stays OBR-24 only. An ORC alone (a cancel or hold repeating no OBR) has a
+  data-absent-reason as its code: US Core requires one, and the PUT replaces the order.
 - A Provenance of each order names ORC-10 entered by, ORC-11 verified by and ORC-19
   action by on behalf of the ORC-17 entering organization (FHIR's ServiceRequest has
   no element for them), with ORC-16 as its reason;

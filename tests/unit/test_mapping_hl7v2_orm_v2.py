@@ -328,9 +328,12 @@ def test_old_specimen_source_in_obr15(orm: Mapping) -> None:
         {"reference": f"urn:uuid:{specimen['id']}"}]
 
 
-def test_an_orc_alone_is_a_service_request_without_code(orm: Mapping) -> None:
+def test_an_orc_alone_is_a_service_request_whose_code_is_absent(orm: Mapping) -> None:
     request = only(bundle_of(orm, message(orc(f1="DC", f3="L-7^LIS"))), "ServiceRequest")
-    assert request["status"] == "revoked" and "code" not in request
+    assert request["status"] == "revoked"
+    assert request["code"] == {"extension": [{
+        "url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
+        "valueCode": "unknown"}]}
 
 
 # ---- pharmacy, diet and supply orders ----------------------------------------------------------

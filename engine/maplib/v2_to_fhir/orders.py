@@ -138,7 +138,7 @@ def service_request(
         "intent": _intent(orc, obr),
         "category": _category(b, obr),
         "priority": priority(b, tq1, orc, obr),
-        "code": first_concept(obr, 4, b.facility),
+        "code": first_concept(obr, 4, b.facility) or _code_not_sent(),
         "orderDetail": codeable_concepts(obr, 46, b.facility)
         + codeable_concepts(obr, 47, b.facility),
         "quantityQuantity": _quantity(b, tq1, orc),
@@ -200,6 +200,15 @@ def _reps(segment: Segment | None, field: int) -> list:
 
 def _value(segment: Segment | None, field: int, component: int = 1) -> str:
     return dt.present(segment.value(field, component)) if segment is not None else ""
+
+
+_DATA_ABSENT = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
+
+
+def _code_not_sent() -> dict:
+    """What is ordered, when the message does not say (an ORC alone, an empty OBR-4):
+    US Core requires ServiceRequest.code, and a data-absent-reason is how it is said."""
+    return {"extension": [{"url": _DATA_ABSENT, "valueCode": "unknown"}]}
 
 
 def _parent(b: Build, obr: Segment | None) -> list[dict]:
