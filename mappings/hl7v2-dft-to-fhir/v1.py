@@ -5,7 +5,8 @@ Each FT1 is a ChargeItem on the patient's Account (PID-18): FT1-4 when, FT1-6 ty
 (a charge is billable; credits, payments and adjustments keep their type in a note),
 FT1-7 code (CPT, HCPCS or the sender's charge master), FT1-10 quantity, FT1-11 (else
 FT1-12) price, FT1-19 diagnoses as reasons, FT1-20 performer and FT1-21 orderer as
-Practitioners, FT1-24 enterer, FT1-25 procedure as a Procedure it names as its service,
+Practitioners, FT1-24 enterer, FT1-25 procedure (and in a P11 the PR1 of its group) as
+the Procedure it names as its service (one with a PR1 of that code and day),
 FT1-29 NDC as its product. DG1, PR1, GT1, IN1/IN2, ORC/OBR orders and OBX are mapped as
 in the other HL7v2 mappings. Another event is skipped with a reason; a value that cannot
 be read is a located warning; only a message without a PID fails.

@@ -8,8 +8,9 @@ when not sent, resolved when PRB-9 is), PRB-16 onset (PRB-17 its text), PRB-26 s
 PRB-10 classification as a second category, PRB-8 anticipated resolution and the NTEs
 after it as notes. PRB-1 DE or a PC3 makes it entered-in-error, without clinicalStatus.
 The OBX of a problem are Observations its evidence cites, its GOL are Goals addressing
-it, its ROL names the asserter. A value that cannot be read is a located warning; only a
-message without a PID fails.
+it (with their NTE, ROL and OBX outcomes), its ROL names the asserter, and its ORC/OBR
+orders are ServiceRequests with the problem as their reason. A value that cannot be read
+is a located warning; only a message without a PID fails.
 """
 
 from __future__ import annotations
