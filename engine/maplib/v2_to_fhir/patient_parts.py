@@ -118,7 +118,7 @@ def _driver_license(rep: Repetition) -> dict | None:
 # ---- names, addresses, telecoms ----------------------------------------------------------
 
 
-def human_name(rep: Repetition) -> dict | None:
+def human_name(rep: Repetition, where: str = "PID-5") -> dict | None:
     """An XPN with its type (XPN-7 through table 0200), professional suffix (XPN-14) and
     validity (XPN-10 range, else XPN-12/13); None without family or given name."""
     name = dt.xpn_to_human_name(rep)
@@ -130,7 +130,7 @@ def human_name(rep: Repetition) -> dict | None:
     professional = dt.present(rep.value(14))
     if professional:
         name["suffix"] = [*name.get("suffix", []), professional]
-    period = _period(rep, (10, 1), (10, 2), 12, 13, "XPN")
+    period = _period(rep, (10, 1), (10, 2), 12, 13, where)
     if period:
         name["period"] = period
     return name
@@ -140,7 +140,7 @@ def names(pid: Segment) -> list[dict]:
     """PID-5 names, then PID-9 aliases (a nickname unless typed otherwise)."""
     found = [human_name(rep) for rep in pid.repetitions(5)]
     for rep in pid.repetitions(9):
-        alias = human_name(rep)
+        alias = human_name(rep, "PID-9")
         if alias is not None:
             alias.setdefault("use", "nickname")
             found.append(alias)
@@ -151,12 +151,12 @@ def names(pid: Segment) -> list[dict]:
     return unique
 
 
-def address(rep: Repetition) -> dict | None:
+def address(rep: Repetition, where: str = "PID-11") -> dict | None:
     """An XAD with its use/type, county (XAD-9) and validity (XAD-12 range, else 13/14)."""
     found = dt.xad_to_address(rep)
     if found is None:
         return None
-    period = _period(rep, (12, 1), (12, 2), 13, 14, "XAD")
+    period = _period(rep, (12, 1), (12, 2), 13, 14, where)
     if period:
         found["period"] = period
     return found

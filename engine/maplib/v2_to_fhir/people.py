@@ -91,7 +91,7 @@ def prior_patient(b: Build, mrg: Segment, survivor: dict) -> dict | None:
     rid = resource_id("Patient", b.facility, _preferred(ids))
     if rid == survivor["id"]:
         return None
-    names = [n for n in (parts.human_name(rep) for rep in mrg.repetitions(7)) if n]
+    names = [n for n in (parts.human_name(rep, "MRG-7") for rep in mrg.repetitions(7)) if n]
     prior = b.add(compact({
         "resourceType": "Patient", "id": rid, "identifier": ids, "active": False,
         "name": names,
@@ -201,10 +201,10 @@ def _contacts(b: Build, person: dict) -> None:
 
 
 def _contact(b: Build, nk1: Segment) -> dict | None:
-    names = [n for n in (parts.human_name(rep) for rep in nk1.repetitions(2)) if n]
+    names = [n for n in (parts.human_name(rep, "NK1-2") for rep in nk1.repetitions(2)) if n]
     telecom = [dt.xtn_to_contact_point(rep, "home") for rep in nk1.repetitions(5)]
     telecom += [dt.xtn_to_contact_point(rep, "work") for rep in nk1.repetitions(6)]
-    addresses = [a for a in (parts.address(rep) for rep in nk1.repetitions(4)) if a]
+    addresses = [a for a in (parts.address(rep, "NK1-4") for rep in nk1.repetitions(4)) if a]
     organization = next((o for o in (xon_organization(b, rep) for rep in nk1.repetitions(13))
                          if o), None)
     role = dt.present(nk1.value(7)).upper()
