@@ -22,7 +22,7 @@ EVENTS: tuple[str, ...] = ("P01", "P02", "P05", "P06", "P12")
 RESOURCES: tuple[str, ...] = (
     "Patient", "RelatedPerson", "Encounter", "Location", "Practitioner", "Organization",
     "Account", "Coverage", "Condition", "Procedure", "AllergyIntolerance", "Observation",
-    "Provenance", "MessageHeader",
+    "Device", "DocumentReference", "Provenance", "MessageHeader",
 )
 T = TypeVar("T")
 _ENDED = frozenset({"P02", "P06"})  # purge / end: the account is no longer active
@@ -46,7 +46,9 @@ def account_facts(b: Build, into: Build) -> None:
     """One patient's account facts from `b`'s message, kept in `into`."""
     people.patient(b)
     visit.encounter(b)
+    people.assigners(b)
     people.related_persons(b)
+    people.mother(b)
     clinical.allergies(b)
     results.observations(b, b.message.all("OBX"))
     clinical.conditions(b)

@@ -20,7 +20,7 @@ EVENTS: tuple[str, ...] = ("P03", "P11")
 RESOURCES: tuple[str, ...] = (
     "Patient", "Encounter", "Location", "Practitioner", "Organization", "RelatedPerson",
     "Account", "ChargeItem", "Procedure", "Condition", "Coverage", "ServiceRequest",
-    "Specimen", "Observation", "Provenance", "MessageHeader",
+    "Specimen", "Observation", "Device", "DocumentReference", "Provenance", "MessageHeader",
 )
 # What an order group of a DFT holds; the first other segment ends it.
 _ORDER_PARTS = frozenset({"ORC", "OBR", "TQ1", "TQ2", "NTE", "OBX", "SPM", "CTI"})
@@ -32,6 +32,8 @@ def build(message: Hl7Message) -> dict | Skip:
         return Skip(f"DFT^{b.event or '(no event)'} is not a financial event this mapping reads")
     people.patient(b)
     visit.encounter(b)
+    people.assigners(b)
+    people.mother(b)
     clinical.conditions(b)
     clinical.procedures(b)
     financial.coverages(b)

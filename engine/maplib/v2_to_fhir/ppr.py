@@ -25,8 +25,9 @@ from engine.mapping_base import Skip
 
 EVENTS: tuple[str, ...] = ("PC1", "PC2", "PC3")
 RESOURCES: tuple[str, ...] = (
-    "Patient", "Encounter", "Location", "Practitioner", "Organization", "Condition",
-    "Observation", "Goal", "ServiceRequest", "Specimen", "Provenance", "MessageHeader",
+    "Patient", "RelatedPerson", "Encounter", "Location", "Practitioner", "Organization",
+    "Condition", "Observation", "Device", "DocumentReference", "Goal", "ServiceRequest",
+    "Specimen", "Provenance", "MessageHeader",
 )
 # GOL-18 goal life cycle status -> Goal.lifecycleStatus (codes and words senders use).
 GOAL_LIFECYCLE = {
@@ -44,6 +45,8 @@ def build(message: Hl7Message) -> dict | Skip:
         return Skip(f"PPR^{b.event or '(no event)'} is not a problem event this mapping reads")
     people.patient(b)
     visit.encounter(b)
+    people.assigners(b)
+    people.mother(b)
     groups = problem_groups(message)
     if not groups:
         tolerate(MappingError("the message has no PRB segment: no problem, only the "

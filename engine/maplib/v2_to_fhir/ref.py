@@ -27,7 +27,8 @@ EVENTS: tuple[str, ...] = ("I12", "I13", "I14")
 RESOURCES: tuple[str, ...] = (
     "Patient", "RelatedPerson", "Encounter", "Location", "Practitioner", "PractitionerRole",
     "Organization", "ServiceRequest", "Condition", "Procedure", "AllergyIntolerance", "Observation",
-    "Coverage", "ClaimResponse", "Account", "Provenance", "MessageHeader",
+    "Device", "DocumentReference", "Coverage", "ClaimResponse", "Account", "Provenance",
+    "MessageHeader",
 )
 _NPI = "http://hl7.org/fhir/sid/us-npi"
 _REFERRAL = {"coding": [{"system": tables.SNOMED, "code": "3457005",
@@ -55,7 +56,9 @@ def build(message: Hl7Message) -> dict | Skip:
         return Skip(f"REF^{b.event or '(no event)'} is not a referral event this mapping reads")
     people.patient(b)
     visit.encounter(b)
+    people.assigners(b)
     people.related_persons(b)
+    people.mother(b)
     allergies = clinical.allergies(b)
     diagnoses = clinical.conditions(b)
     clinical.procedures(b)
