@@ -150,6 +150,9 @@ class OrderWriter:
         request, path = order.request
         code_1, status_5 = control(order.request)
         placer, filler, group = parts.numbers(request)
+        requisition = request.get("requisition")
+        if isinstance(requisition, dict) and parts.ei(requisition):
+            group = parts.ei(requisition)
         if placer is None and filler is None:
             raise MappingError("has no identifier and no id, and ORC-2 or ORC-3 needs one",
                                field=f"{path}.identifier")
@@ -167,6 +170,7 @@ class OrderWriter:
             v2.put(b, f"{orc}-7", ["", "", "", start, end, urgency])
         b.set(f"{orc}-9", v2.to_dtm(request.get("authoredOn"), f"{path}.authoredOn"))
         v2.put(b, f"{orc}-12", requester)
+        self._contacts(orc, order)
         if self.timing and (start or end or urgency):
             tq1 = self._seg("TQ1")
             b.set(f"{tq1}-1", str(self.counts["TQ1"]))
@@ -203,6 +207,31 @@ class OrderWriter:
             state = obs.get("status")
             b.set(f"{seg}-11", "O" if state == "registered" else v2.status(
                 state, v2.RESULT_STATUS, "0085", f"{path}.status"))
+
+    def _contacts(self, orc: str, order: Order) -> None:
+        """ORC-14 call back phone and ORC-24 address of the ordering Practitioner; ORC-21
+        ordering facility (XON: name, authority, id), ORC-22 address, ORC-23 phone from
+        the requester's Organization (a PractitionerRole's, or the requester itself)."""
+        b = self.builder
+        if order.requester is not None:
+            person = order.requester.resource
+            v2.put_all(b, f"{orc}-14", [x for x in map(v2.xtn, v2.dicts(person.get("telecom")))
+                                        if x])
+            v2.put_all(b, f"{orc}-24", [x for x in map(v2.xad, v2.dicts(person.get("address")))
+                                        if x])
+        org = _ordering_facility(order.request, self.index)
+        if org is None:
+            return
+        identifier = next((i for i in v2.dicts(org.get("identifier"))
+                           if v2.text(i.get("value"))), {})
+        value, system = v2.text(identifier.get("value")), v2.text(identifier.get("system"))
+        authority = ([] if system.endswith(":organization") and system.startswith(
+            "urn:conduit:id:") else v2.authority(system)) if value else []
+        name = v2.text(org.get("name"))
+        if name or value:
+            v2.put(b, f"{orc}-21", [name, "", "", "", "", authority, "", "", "", value])
+        v2.put_all(b, f"{orc}-22", [x for x in map(v2.xad, v2.dicts(org.get("address"))) if x])
+        v2.put_all(b, f"{orc}-23", [x for x in map(v2.xtn, v2.dicts(org.get("telecom"))) if x])
 
     def _requester(self, order: Order) -> list[v2.Component] | None:
         ref = order.request.resource.get("requester")
@@ -262,6 +291,19 @@ class OrderWriter:
         start, end = _collected(specimen)
         v2.put(b, f"{spm}-17", [start, end] if start else None)
         b.set(f"{spm}-18", v2.to_dtm(resource.get("receivedTime"), f"{path}.receivedTime"))
+
+
+def _ordering_facility(request: v2.Located, index: v2.Resources) -> dict | None:
+    """The Organization the order is placed from: the requester PractitionerRole's, or
+    the requester when it is one."""
+    found = index.resolve(request.resource.get("requester"), request)
+    if found is None:
+        return None
+    if found.resource.get("resourceType") == "PractitionerRole":
+        found = index.resolve(found.resource.get("organization"), found)
+    if found is None or found.resource.get("resourceType") != "Organization":
+        return None
+    return found.resource
 
 
 def _collected(specimen: v2.Located) -> tuple[str, str]:

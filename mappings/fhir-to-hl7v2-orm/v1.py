@@ -19,10 +19,12 @@ Choices a receiver will notice:
   without one.
 - ORC-1 from status: active NW (XO after the first version), on-hold HD, revoked CA,
   completed SC with ORC-5 CM, entered-in-error CA with ORC-5 CA. ORC-2/OBR-2 the
-  identifier typed PLAC (an untyped one, else the id), ORC-3/OBR-3 FILL, ORC-4 PGN
-  (requisition); ORC-7 and OBR-27 ^^^start^end^priority (occurrence[x]; stat S, asap and
-  urgent A, routine R); ORC-9 authoredOn; ORC-12 and OBR-16 the requester (XCN: id,
-  name, degree, authority, NPI type).
+  identifier typed PLAC (an untyped one, else the id), ORC-3/OBR-3 FILL, ORC-4 the
+  requisition (else an identifier typed PGN); ORC-7 and OBR-27 ^^^start^end^priority
+  (occurrence[x]; stat S, asap and urgent A, routine R); ORC-9 authoredOn; ORC-12 and
+  OBR-16 the requester (XCN: id, name, degree, authority, NPI type), ORC-14/24 their
+  phone and address; ORC-21/22/23 the ordering facility (the requester
+  PractitionerRole's Organization: name, id, address, phone).
 - OBR-4 code (CE); OBR-7/8 the first Specimen's collection time, OBR-15 its type (ORM has
   no SPM); OBR-24 a v2-0074 category. NTE after OBR: each note (NTE-4 RE) and the
   patientInstruction (PI). DG1 per reasonCode and reasonReference Condition code (DG1-6

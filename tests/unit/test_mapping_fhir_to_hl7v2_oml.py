@@ -162,6 +162,17 @@ def _answers(bundle: dict, request: dict) -> list[tuple]:
                   for o in answers)
 
 
+def _facility(bundle: dict, request: dict) -> tuple | None:
+    """The ordering facility: the requester PractitionerRole's Organization."""
+    found = {f"urn:uuid:{r['id']}": r for r in (e["resource"] for e in bundle["entry"])}
+    role = found.get(request.get("requester", {}).get("reference", ""), {})
+    org = found.get(role.get("organization", {}).get("reference", ""))
+    if org is None:
+        return None
+    return (org.get("name"), [i["value"] for i in org.get("identifier", [])],
+            org.get("address"), org.get("telecom"))
+
+
 def order_facts(bundle: dict) -> dict:
     """What must survive a round trip: per order its placer and filler numbers, code,
     status, priority, time and reasons; the patient's identifiers and name."""
@@ -178,7 +189,9 @@ def order_facts(bundle: dict) -> dict:
                     "priority": request.get("priority"),
                     "when": request.get("occurrenceDateTime"),
                     "reasons": _reasons(bundle, request),
-                    "answers": _answers(bundle, request)}
+                    "answers": _answers(bundle, request),
+                    "requisition": request.get("requisition", {}).get("value"),
+                    "facility": _facility(bundle, request)}
     return facts
 
 
