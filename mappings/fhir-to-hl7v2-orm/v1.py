@@ -9,6 +9,8 @@ naming the FHIR path: no ServiceRequest (Bundle.entry); a subject that is not a 
 in the input, or orders about two patients (ServiceRequest.subject); a Specimen reference
 the input does not carry; an intent that is not an order (a proposal or plan); a status
 with no order control (draft, unknown); no code (OBR-4); no identifier and no id.
+Drug, diet and supply orders (MedicationRequest, NutritionOrder, SupplyRequest) are not
+sent by this version: a Bundle of only those fails naming Bundle.entry.
 
 Choices a receiver will notice:
 - MSH as fhir-to-hl7v2-adt@1 writes it; MSH-7 the first order's meta.lastUpdated, else
