@@ -13,6 +13,8 @@ order and its results agree). OMG specifics a receiver will notice:
 - OBX in the order are the clinical facts sent with it (a referral's question, a
   weight for a contrast study): Observations basedOn the order, in supportingInfo.
 - OBR-13 relevant clinical information (free text in most feeds) is a note.
+- A referral's v2.7+ PRT RT (referred-to provider) and PO (performing organization) are
+  the ServiceRequest's performers.
 - The patient group, the Provenance of the order (ORC-10/11, changes), warnings and
   left-behind fields, and a second PID, are as in hl7v2-oml-to-fhir@1.
 """

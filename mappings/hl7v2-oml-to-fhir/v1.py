@@ -23,7 +23,10 @@ Choices a receiver will notice:
   ORC-13; reasonCode OBR-31, reasonReference the group's DG1 as Conditions; notes the
   NTE after ORC/OBR and OBR-13 relevant clinical information; orderDetail OBR-46/47;
   basedOn the OBR-29 parent order (a logical reference by its number); the ordering
-  Practitioner gains ORC-24 address and ORC-14 (else OBR-17) phone.
+  Practitioner gains ORC-24 address and ORC-14 (else OBR-17) phone; v2.7+ PRT: RT
+  referred-to provider and PO performing organization as performers, OP ordering
+  provider as requester when ORC-12 and OBR-16 name none, EP/VP on the Provenance below
+  (PRT-2 DE, a removed participant, is left out).
 - Specimens: each SPM with its SAC containers (SPM-2/30/31/32 ids, SPM-3 parent as a
   logical reference, SPM-4 type, SPM-6 additive, SPM-7 method, SPM-8 site, SPM-12
   quantity, SPM-14 description, SPM-17 collected, SPM-18 received, SPM-20/21 status,

@@ -27,7 +27,10 @@ Versions 2.3 to 2.8. What changed from v1 (a shadow run shows it per path):
   relevant clinical information as a note; the ordering Practitioner gains ORC-24
   address and ORC-14 (else OBR-17) phone; status falls back to OBR-25 (final:
   completed) when ORC-5 and ORC-1 say nothing; priority also reads URGENT as urgent.
-  category stays OBR-24 only. An ORC alone (a cancel or hold repeating no OBR) has a
+  category stays OBR-24 only. v2.7+ PRT participations of the order: RT referred-to
+  provider and PO performing organization as performers, OP ordering provider as the
+  requester when ORC-12 and OBR-16 name none, EP/VP on the order's Provenance (a PRT
+  whose PRT-2 action is DE is left out). An ORC alone (a cancel or hold repeating no OBR) has a
   data-absent-reason as its code: US Core requires one, and the PUT replaces the order.
 - A Provenance of each order names ORC-10 entered by, ORC-11 verified by and ORC-19
   action by on behalf of the ORC-17 entering organization (FHIR's ServiceRequest has

@@ -101,6 +101,33 @@ def test_discontinued_consult_is_revoked_with_when_and_who(omg: Mapping) -> None
     assert change["agent"][0]["type"]["coding"][0]["code"] == "enterer"
 
 
+def test_v27_participations(omg: Mapping) -> None:
+    prts = ["PRT||AD||RT^Referred to provider^HL70912|4410^ABARA^CHIOMA^^^DR",
+            "PRT||AD||PO^Performing organization^HL70912||||NORTHSHORE HEART^^^^^NS^^^^NSH1",
+            "PRT||AD||EP^Entering provider^HL70912|55^TILLMAN^JUNE"]
+    orc = "ORC|NW|REF-1^EHR|||||||20250120100300-0500"
+    bundle = bundle_of(omg, message(orc, *prts, OBR))
+    request = only(bundle, "ServiceRequest")
+    by_ref = {f"urn:uuid:{e['resource']['id']}": e["resource"] for e in bundle["entry"]}
+    performers = [by_ref[p["reference"]] for p in request["performer"]]
+    assert [p["resourceType"] for p in performers] == ["Practitioner", "Organization"]
+    assert performers[0]["name"][0]["family"] == "ABARA"
+    assert performers[1]["name"] == "NORTHSHORE HEART"
+    (provenance,) = [p for p in of_type(bundle, "Provenance") if p["target"] == [ref(request)]]
+    assert by_ref[provenance["agent"][0]["who"]["reference"]]["name"][0]["family"] == "TILLMAN"
+    assert provenance["agent"][0]["type"]["coding"][0]["code"] == "enterer"
+
+
+def test_ordering_provider_from_prt_when_orc_names_none(omg: Mapping) -> None:
+    orc = "ORC|NW|REF-1^EHR|||||||20250120100300-0500"
+    bundle = bundle_of(omg, message(orc, "PRT||AD||OP^Ordering provider^HL70912|77^ROWE^ANNIKA",
+                                    OBR))
+    request = only(bundle, "ServiceRequest")
+    (person,) = [e["resource"] for e in bundle["entry"]
+                 if f"urn:uuid:{e['resource']['id']}" == request["requester"]["reference"]]
+    assert person["name"][0]["family"] == "ROWE"
+
+
 @pytest.mark.parametrize(("tq1", "warning"), [
     ("TQ1|1|||||6^fortnights",
      "TQ1-6: has no unit of time this mapping knows (s, min, h, d, wk, mo, a)"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from engine.errors import MappingError
-from engine.formats.hl7v2 import Hl7Message, Segment, tables
+from engine.formats.hl7v2 import Hl7Message, Repetition, Segment, tables
 from engine.formats.hl7v2 import datatypes as dt
 from engine.leniency import guard, tolerate
 from engine.maplib import v2_clinical
@@ -393,6 +393,20 @@ def _requester(b: Build, orc: Segment | None, obr: Segment | None) -> dict | Non
     return b.ref(chosen) if chosen is not None else None
 
 
+def xon_organization(b: Build, rep: Repetition | None) -> dict | None:
+    """An XON as an Organization: name, XON-10 (else XON-3) id in its XON-6 authority
+    (else the sender's), kept once in `b`."""
+    if rep is None:
+        return None
+    number = dt.present(rep.value(10)) or dt.present(rep.value(3))
+    identifier = None
+    if number:
+        system = (dt.hd_system(rep.value(6, 1), rep.value(6, 2), rep.value(6, 3))
+                  or people.local_system(b, "organization"))
+        identifier = {"system": system, "value": number}
+    return people.organization(b, rep.value(1), identifier)
+
+
 def coded_organization(b: Build, segment: Segment | None, field: int) -> dict | None:
     """An Organization a CE/CWE names by code and text (ORC-17 entering organization,
     RQ1-2 manufacturer, RQ1-4 vendor, RQD-9 deliver-to), kept once in `b`."""
@@ -433,17 +447,8 @@ def practitioner_role(b: Build, person: dict, organization: dict) -> dict:
 
 def ordering_facility(b: Build, orc: Segment | None) -> dict | None:
     """ORC-21 (XON) as an Organization, with ORC-22 address and ORC-23 phone."""
-    rep = dt.first_rep(orc, 21)
-    if orc is None or rep is None:
-        return None
-    number = dt.present(rep.value(10)) or dt.present(rep.value(3))
-    identifier = None
-    if number:
-        system = (dt.hd_system(rep.value(6, 1), rep.value(6, 2), rep.value(6, 3))
-                  or people.local_system(b, "organization"))
-        identifier = {"system": system, "value": number}
-    org = people.organization(b, rep.value(1), identifier)
-    if org is not None:
+    org = xon_organization(b, dt.first_rep(orc, 21))
+    if orc is not None and org is not None:
         address = [a for a in (dt.xad_to_address(r) for r in orc.repetitions(22)) if a]
         phones = [t for t in (dt.xtn_to_contact_point(r, "work")
                               for r in orc.repetitions(23)) if t]
@@ -499,8 +504,8 @@ def service_order(b: Build, group: OrderGroup) -> dict | None:
     """An ORC/OBR group of an order message (ORM, OML, OMG) as its ServiceRequest with
     what the group holds: Specimens (SPM with SAC, else OBR-15), Conditions (DG1, as
     reasons), the order's own OBX (ask-at-order-entry answers, as supportingInfo) and the
-    OBX of each specimen, and the NTE after ORC/OBR as notes; plus a Provenance naming
-    who entered (ORC-10) and verified (ORC-11) it."""
+    OBX of each specimen, the NTE after ORC/OBR as notes and its PRT participants; plus
+    a Provenance naming who entered (ORC-10, PRT EP) and verified (ORC-11, PRT VP) it."""
     orc, obr, body = group
     key = order_key(b, orc, obr)
     spms = [s for s in body if s.name == "SPM"]
@@ -527,8 +532,61 @@ def service_order(b: Build, group: OrderGroup) -> dict | None:
                                            specimen=made.get(id(spm)), context=context)
     if supporting:
         request["supportingInfo"] = [b.ref(o) for o in supporting]
-    order_provenance(b, orc, request)
+    prts = _participations(body)
+    _participants(b, request, prts)
+    order_provenance(b, orc, request, prts)
     return request
+
+
+# ---- PRT participations (v2.7+) -------------------------------------------------------------
+
+# PRT-4 (table 0912) codes an order's PRT is read for.
+ORDERING, REFERRED_TO, PERFORMING_ORG = "OP", "RT", "PO"
+ENTERING, VERIFYING = "EP", "VP"
+
+
+def _participations(body: list[Segment]) -> list[Segment]:
+    """The PRT of the order itself (those before its first specimen or observation),
+    but for one whose PRT-2 action is DE: that participant was removed."""
+    found = []
+    for seg in body:
+        if seg.name in ("SPM", "OBX"):
+            break
+        if seg.name == "PRT" and _value(seg, 2).upper() != "DE":
+            found.append(seg)
+    return found
+
+
+def _role(prt: Segment) -> str:
+    return _value(prt, 4).upper()
+
+
+def _participants(b: Build, request: dict, prts: list[Segment]) -> None:
+    """PRT-4 RT referred-to provider (PRT-5) and PO performing organization (PRT-8) as
+    performers; OP ordering provider as requester when ORC-12 and OBR-16 name none."""
+    performers: list[dict] = []
+    for prt in prts:
+        role = _role(prt)
+        if role == REFERRED_TO:
+            who = people.practitioner(b, dt.first_rep(prt, 5))
+        elif role == PERFORMING_ORG:
+            who = _prt_organization(b, prt)
+        elif role == ORDERING and "requester" not in request:
+            who = people.practitioner(b, dt.first_rep(prt, 5))
+            if who is not None:
+                request["requester"] = b.ref(who)
+            continue
+        else:
+            continue
+        if who is not None and b.ref(who) not in performers:
+            performers.append(b.ref(who))
+    if performers:
+        request["performer"] = performers
+
+
+def _prt_organization(b: Build, prt: Segment) -> dict | None:
+    """PRT-8 participating organization (XON)."""
+    return xon_organization(b, dt.first_rep(prt, 8))
 
 
 def order_conditions(b: Build, dg1s: list[Segment]) -> list[dict]:
@@ -571,7 +629,8 @@ _AGENT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type
 _V2_0119 = tables.V2_SYSTEM + "0119"
 
 
-def order_provenance(b: Build, orc: Segment | None, request: dict) -> dict | None:
+def order_provenance(b: Build, orc: Segment | None, request: dict,
+                     prts: Iterable[Segment] = ()) -> dict | None:
     """ORC-10 entered by, ORC-11 verified by and ORC-19 action by (on behalf of the
     ORC-17 entering organization), whom FHIR's ServiceRequest has no element for, as a
     Provenance of the order: recorded at ORC-9 (else MSH-7), activity ORC-1, reason
@@ -587,6 +646,14 @@ def order_provenance(b: Build, orc: Segment | None, request: dict) -> dict | Non
         if who is not None:
             agents.append({"type": {"coding": [{"system": _AGENT_TYPE, "code": code,
                                                 "display": display}]},
+                           "who": b.ref(who)})
+    for prt in prts:  # v2.7+ PRT EP entering and VP verifying providers
+        kind = {ENTERING: ("enterer", "Enterer"), VERIFYING: ("verifier", "Verifier")}.get(
+            _role(prt))
+        who = people.practitioner(b, dt.first_rep(prt, 5)) if kind else None
+        if kind and who is not None:
+            agents.append({"type": {"coding": [{"system": _AGENT_TYPE, "code": kind[0],
+                                                "display": kind[1]}]},
                            "who": b.ref(who)})
     entering = coded_organization(b, orc, 17)
     if entering is not None:
