@@ -10,7 +10,7 @@ import pytest
 
 from engine import testbench
 from engine.formats.hl7v2 import Hl7Message
-from engine.maplib.v2_to_fhir import orders
+from engine.maplib.v2_to_fhir import orders, people, specimens
 from engine.maplib.v2_to_fhir.frame import Build
 from engine.mapping import Mapping
 from engine.mapping_base import Mapped, Skip
@@ -132,6 +132,19 @@ def test_a_results_feed_finds_the_order_it_answers(orm: Mapping) -> None:
                            + obr(f3="L-9^LIS", f25="F") + "\r")
     b = Build(oru, "ORU")
     assert orders.request_id(b, oru.segment("ORC"), oru.segment("OBR")) == placed["id"]
+
+
+def test_contract_functions_give_nothing_for_nothing() -> None:
+    """orders.service_request and specimens.specimen, which the results builders call,
+    make nothing of an order or specimen segment that names nothing."""
+    parsed = Hl7Message.parse(message(orc(), obr(), "SPM|1").decode())
+    b = Build(parsed, "ORM")
+    people.patient(b)
+    assert orders.service_request(b, None, None) is None
+    assert specimens.specimen(b, parsed.segment("SPM")) is None
+    made = orders.service_request(b, parsed.segment("ORC"), parsed.segment("OBR"))
+    assert made is not None and made["id"] == orders.request_id(
+        b, parsed.segment("ORC"), parsed.segment("OBR"))
 
 
 # ---- ServiceRequest ------------------------------------------------------------------------
