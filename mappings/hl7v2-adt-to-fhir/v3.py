@@ -25,11 +25,14 @@ with a reason. What changed from v2 (a shadow run shows it per path):
   Linkage; A29 makes the Patient inactive.
 - AL1 and IAM, DG1, PR1, OBX, IN1/IN2 and GT1 map through the shared v2_to_fhir
   converters (AllergyIntolerance, Condition, Procedure, Observation, Coverage, Account).
-- The Bundle holds the sending Organization (MSH-4), a MessageHeader (valid R4: the
-  source endpoint v2 rarely sends is a Conduit URN of the sending application) and ends
-  with a Provenance of the message (EVN-2 or MSH-7 recorded, EVN-6 occurred, EVN-4
-  reason, the event as activity, the sender as author and EVN-5 as enterer); every
-  field with a value no rule read is reported as left behind.
+- The Bundle holds the sending Organization (MSH-4), the sending software (SFT) as a
+  Device, a MessageHeader (valid R4: the source endpoint v2 rarely sends is a Conduit
+  URN of the sending application) and ends with a Provenance of the message (EVN-2 or
+  MSH-7 recorded, EVN-6 occurred, EVN-4 reason, the event as activity, the sender as
+  author, EVN-5 as enterer, the software as assembler). Provenance.recorded must be an
+  instant, so a message whose EVN-2 and MSH-7 carry no time zone has no Provenance
+  (inventing a zone would shift the time). Every field with a value no rule read is
+  reported as left behind.
 """
 
 from __future__ import annotations

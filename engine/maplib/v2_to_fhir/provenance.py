@@ -184,12 +184,42 @@ def _agents(b: Build, evn: Segment | None, sender: dict | None) -> list[dict]:
     who = (b.ref(sender) if sender else
            {"display": " ".join(p for p in (application, b.facility) if p)})
     agents = [{"type": _agent_type("author", "Author"), "who": who}]
+    agents += [{"type": _agent_type("assembler", "Assembler"), "who": b.ref(device)}
+               for device in software(b)]
     for rep in (evn.repetitions(5) if evn is not None else []):
         operator = practitioner(b, rep)
         if operator is not None:
             agents.append({"type": _agent_type("enterer", "Enterer"), "who": b.ref(operator),
                            "onBehalfOf": b.ref(sender) if sender else None})
     return [compact(a) for a in agents]
+
+
+def software(b: Build) -> list[dict]:
+    """Each SFT (the sending software: vendor SFT-1, version SFT-2, product SFT-3,
+    binary id SFT-4, install date SFT-6) as a Device, kept in `b`."""
+    made: list[dict] = []
+    for sft in b.message.all("SFT"):
+        product = dt.present(sft.value(3))
+        vendor = dt.present(sft.value(1, 1))
+        version = dt.present(sft.value(2))
+        binary = dt.present(sft.value(4))
+        if not (product or vendor):
+            continue
+        key = {"system": "urn:conduit:software", "value": "|".join((vendor, product, version))}
+        device = b.add(compact({
+            "resourceType": "Device",
+            "id": resource_id("Device", b.facility, key),
+            "identifier": [{"system": "urn:conduit:software-binary-id", "value": binary}]
+            if binary else None,
+            "manufacturer": vendor or None,
+            "deviceName": [{"name": product, "type": "manufacturer-name"}] if product else None,
+            "version": [{"value": version}] if version else None,
+            "note": [{"text": f"Installed {installed}"}]
+            if (installed := dt.to_fhir_date(sft.value(6), "SFT-6")) else None,
+        }), merge=True)
+        if device is not None:
+            made.append(device)
+    return made
 
 
 def _agent_type(code: str, display: str) -> dict:
