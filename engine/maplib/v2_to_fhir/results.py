@@ -14,6 +14,7 @@ patient, OBX-3, OBX-4 and OBX-14 (else the message control id).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -396,23 +397,34 @@ def _lines(b: Build, obx: Segment) -> list[str]:
     return [formatted_text(rep, d).rstrip() for rep in raw.split(d.repetition)]
 
 
+_COMPARED = re.compile(r"\s*(<=|>=|<|>)\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*\Z")
+
+
 def _numeric(rep: Repetition, unit: legacy.Unit) -> dict:
+    """NM: a quantity; "<0.01" or ">=90" written in the one component (as many labs do)
+    a quantity with its comparator; anything else the lab's text, with a warning."""
     text = dt.present(rep.value(1))
     value = dt.parse_nm(text)
-    if value is None:
-        found = legacy._structured_numeric(rep, unit) if text[:1] in "<>=" else {}
-        if "valueString" in found or not found:
-            return tolerate(MappingError("is not a number; kept as text", field="OBX-5"),
-                            {"valueString": rep.text.strip()})
-        return found
-    return {"valueQuantity": unit.quantity(value)}
+    if value is not None:
+        return {"valueQuantity": unit.quantity(value)}
+    return _compared(rep, unit) or tolerate(
+        MappingError("is not a number; kept as text", field="OBX-5"),
+        {"valueString": rep.text.strip()})
+
+
+def _compared(rep: Repetition, unit: legacy.Unit) -> dict | None:
+    m = _COMPARED.match(dt.present(rep.value(1))) if len(rep.components()) == 1 else None
+    value = dt.parse_nm(m.group(2)) if m else None
+    if m is None or value is None:
+        return None
+    return {"valueQuantity": unit.quantity(value, m.group(1))}
 
 
 def _structured_numeric(rep: Repetition, unit: legacy.Unit) -> dict:
     found = legacy._structured_numeric(rep, unit)
     if "valueString" in found and dt.parse_nm(rep.value(2)) is None:
-        return tolerate(MappingError("is not a structured numeric; kept as text",
-                                     field="OBX-5"), found)
+        return _compared(rep, unit) or tolerate(
+            MappingError("is not a structured numeric; kept as text", field="OBX-5"), found)
     return found
 
 
