@@ -42,22 +42,32 @@ def event(appointment: v2.Located) -> str:
     return "S12" if version in ("", "1") else "S14"
 
 
-def patient(appointment: v2.Located, index: v2.Resources) -> v2.Located | None:
-    """The participant that is a Patient; one the input does not carry fails (its PID
-    would be missing), and an Appointment may have none (a resource's blocked time)."""
+def patients(appointment: v2.Located, index: v2.Resources) -> list[v2.Located]:
+    """The participants that are Patients, in order (a group visit has several); one the
+    input does not carry fails (its PID would be missing). An Appointment may have none
+    (a resource's blocked time)."""
+    found: list[v2.Located] = []
     for n, part in enumerate(v2.dicts(appointment.resource.get("participant"))):
         actor = part.get("actor") if isinstance(part.get("actor"), dict) else {}
         ref = v2.text(actor.get("reference"))
-        if ref.startswith("Patient/") or v2.text(actor.get("type")) == "Patient":
-            found = index.resolve(actor, appointment)
-            if found is None:
-                raise MappingError("references a Patient that the input does not carry",
-                                   field=f"{appointment.path}.participant[{n}].actor")
-            return found
-        found = index.resolve(actor, appointment)
-        if found is not None and found.resource.get("resourceType") == "Patient":
-            return found
-    return None
+        target = index.resolve(actor, appointment) if actor else None
+        if target is None and (ref.startswith("Patient/")
+                               or v2.text(actor.get("type")) == "Patient"):
+            raise MappingError("references a Patient that the input does not carry",
+                               field=f"{appointment.path}.participant[{n}].actor")
+        if target is not None and target.resource.get("resourceType") == "Patient" and all(
+                target.resource is not f.resource for f in found):
+            found.append(target)
+    return found
+
+
+def write_other_pid(builder: MessageBuilder, person: v2.Located, number: int) -> None:
+    """A further patient's PID (the `number`-th), written as `fhir_to_v2.write_pid`
+    writes the first."""
+    own = MessageBuilder()
+    v2.write_pid(own, person)
+    own.set("PID-1", str(number))
+    builder.segment("PID", number).update(own.segment("PID"))
 
 
 def write_sch(builder: MessageBuilder, appointment: v2.Located, trigger: str) -> None:

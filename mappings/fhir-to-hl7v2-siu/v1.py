@@ -27,7 +27,8 @@ Choices a receiver will notice:
   identifier typed PLAC/FILL; SCH-12, SCH-16 and SCH-20 the Practitioners (or roles) in
   supportingInformation, in that order. TQ1 says the same times in v2.5's own segment.
 - NTE after SCH: description (NTE-4 GR), comment (RE), patientInstruction (PI).
-- PID as fhir-to-hl7v2-adt@1 writes it, when a participant is a Patient; PV1 from the
+- PID as fhir-to-hl7v2-adt@1 writes it, for each participant that is a Patient (a group
+  visit has several; PID-1 numbers them); PV1, after the first, from the
   Encounter whose appointment is this one (else the only one), class from table 0004,
   PV1-19 the visit number; without an Encounter no PV1.
 - RGS|1 with action A (S12) or U; one AIS per ServiceRequest in basedOn (AIS-3 code,
@@ -54,7 +55,7 @@ def appointment_to_siu(resource: dict) -> str:
     index = v2.Resources(resource)
     appointment = v2.focus(resource, index, "Appointment", "appointment", "an Appointment")
     trigger = siu.event(appointment)
-    person = siu.patient(appointment, index)
+    people = siu.patients(appointment, index)
     builder = MessageBuilder()
     v2.write_msh(builder, parts.header(
         appointment, resource, ("SIU", trigger, "SIU_S12"),
@@ -64,10 +65,12 @@ def appointment_to_siu(resource: dict) -> str:
     siu.write_tq1(builder, appointment)
     notes = parts.Notes(builder)
     notes.write(siu.notes(appointment))
-    if person is not None:
-        v2.write_pid(builder, person)
+    if people:
+        v2.write_pid(builder, people[0])
         visit = siu.encounter(appointment, index)
         if visit is not None:
             parts.write_pv1(builder, visit, index)
+    for number, person in enumerate(people[1:], start=2):
+        siu.write_other_pid(builder, person, number)
     siu.Resources(builder, appointment, index, "A" if trigger == "S12" else "U").write()
     return v2.encode(builder)

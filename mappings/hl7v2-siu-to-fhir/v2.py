@@ -14,12 +14,13 @@ from v1 (a shadow run shows it per path):
 - S16 is mapped, as cancelled (R4 has no discontinued status).
 - Without SCH-1 and SCH-2 the appointment is still mapped, keyed on its patient and
   start, with a warning; SCH-4 placer group number is an identifier (type PGN).
-- participant: the Patient, then AIP-3 as a Practitioner (AIP-4 the type), AIL-3 as a
-  Location (AIL-4 its type; a PL with only a description stays a display), AIG-3 as a
-  Device (AIG-4 the type), each with its own period (its start, else the appointment's
-  start plus its start offset, and its duration) and a status from its filler status
-  (table 0278: pending/waitlist tentative, cancelled/deleted/no-show/discontinued
-  declined, else accepted). Action code D still removes one.
+- participant: the Patient (each PID's, for a group visit), then AIP-3 as a
+  Practitioner (AIP-4 the type), AIL-3 as a Location (AIL-4 its type; a PL with only a
+  description stays a display), AIG-3 as a Device (AIG-4 the type), each with its own
+  period (its start, else the appointment's start plus its start offset, and its
+  duration) and a status from its filler status (table 0278: pending/waitlist
+  tentative, cancelled/deleted/no-show/discontinued declined, else accepted). Action
+  code D still removes one.
 - Each AIS with a service is a ServiceRequest (code AIS-3, at its period as above,
   status from AIS-10 else the appointment's) in basedOn; serviceType is still every AIS-3.
 - priority from TQ1-9, else SCH-11.6 (S 1, A 2, R 3, P 4, C 5, T 6, PRN 7).

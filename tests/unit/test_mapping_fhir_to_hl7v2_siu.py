@@ -19,7 +19,7 @@ FIXTURES = checks.Fixtures("fhir-to-hl7v2-siu@1", input_ext=".json", output_ext=
 SIU_FIXTURES = checks.Fixtures("hl7v2-siu-to-fhir@2")
 HL7 = "x-application/hl7-v2+er7"
 # SIU_S12 in segment order: SCH, TQ1, NTE, the patient (PID, PV1), then one resource group.
-STRUCTURE = re.compile(r"MSH SCH (TQ1 )?(NTE )*(PID (PV1 )?)?RGS (AIS )*(AIG )*(AIL )*(AIP )*\Z")
+STRUCTURE = re.compile(r"MSH SCH (TQ1 )?(NTE )*(PID (PV1 )?)*RGS (AIS )*(AIG )*(AIL )*(AIP )*\Z")
 
 to_siu = checks.mapping_fixture(FIXTURES.ref, accepts="fhir", emits=HL7)
 to_fhir = checks.mapping_fixture(SIU_FIXTURES.ref)

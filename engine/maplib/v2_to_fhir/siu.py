@@ -38,6 +38,13 @@ def build(message: Hl7Message) -> dict | Skip:
             if b.encounter is not None:
                 b.encounter.setdefault("account", [b.ref(account)])
     appointment = _appointment(b, sch)
+    for other in message.all("PID")[1:]:  # a group appointment: every patient takes part
+        person = b.each("PID", lambda seg, _n: people.patient(b, seg, primary=False),
+                        [other])
+        for found in person:
+            ref = {"actor": b.ref(found), "status": "accepted"}
+            if ref not in appointment["participant"]:
+                appointment["participant"].insert(1, ref)
     if len(appointment["participant"]) == 0:
         raise MappingError("names no patient (PID) and no resource (AIP, AIL, AIG), so the "
                            "appointment has no participant", field="PID-3")
