@@ -115,7 +115,7 @@ def report_group(b: Build, orc: Segment | None, obr: Segment, body: list[Segment
            for r in b.resources("DiagnosticReport")):
         tolerate(MappingError("carries the order number and test code of an earlier OBR; "
                               "mapped as a report of its own", field="OBR-3"))
-        key = keyed(key, f"OBR{b.occurrence(obr)}")
+        key = keyed(key, f"OBR{results.occurrence(b, obr)}")
     parts = report_parts(body)
     request = service_request(b, orc, obr)
     based_on = [b.ref(request)] if request is not None else []

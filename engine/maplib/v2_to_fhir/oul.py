@@ -77,7 +77,7 @@ def _walk(b: Build) -> list[_Order]:
             _flush(b, loose, under)
             loose = []
             current = None
-            made = guard("SPM", b.occurrence(seg), lambda s=seg: _specimen(b, s))
+            made = guard("SPM", results.occurrence(b, seg), lambda s=seg: _specimen(b, s))
             under = [made] if made else []
         elif name == "ORC" and order_centric and current is not None and previous == "OBR" \
                 and current.orc is None:

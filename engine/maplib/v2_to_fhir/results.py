@@ -81,7 +81,7 @@ def observations(
             position += 1
         key = _result_key(obx, position, seen)
         own = ctx.specimen_of(obx) if ctx.specimen_of is not None else None
-        found = guard("OBX", b.occurrence(obx), lambda g=group, k=key, s=own: _observation(
+        found = guard("OBX", occurrence(b, obx), lambda g=group, k=key, s=own: _observation(
             b, g, k, ctx, based_on or [], s or specimen))
         if found is not None:
             made.append(b.add(found))
@@ -131,7 +131,7 @@ def _result_key(obx: Segment, position: int, seen: set[str]) -> str:
 def notes_after(b: Build, segment: Segment) -> list[Segment]:
     """The NTE segments directly after `segment` in the message (its comments)."""
     segments = b.message.segments
-    index = next((i for i, s in enumerate(segments) if s is segment), None)
+    index = _positions(b).get(id(segment))
     found: list[Segment] = []
     if index is None:
         return found
@@ -140,6 +140,29 @@ def notes_after(b: Build, segment: Segment) -> list[Segment]:
             break
         found.append(seg)
     return found
+
+
+def occurrence(b: Build, segment: Segment) -> int:
+    """`b.occurrence` from an index made once per message (OBX[1500] is found at once)."""
+    cached = b.__dict__.get("_occurrences")
+    if cached is None or cached[0] is not b.message.segments:
+        counts: dict[str, int] = {}
+        numbers: dict[int, int] = {}
+        for seg in b.message.segments:
+            counts[seg.name] = numbers[id(seg)] = counts.get(seg.name, 0) + 1
+        cached = (b.message.segments, numbers)
+        b.__dict__["_occurrences"] = cached
+    return cached[1].get(id(segment), 1)
+
+
+def _positions(b: Build) -> dict[int, int]:
+    """Each segment's index in the message, computed once per message (an ORU with
+    thousands of OBX stays linear)."""
+    cached = b.__dict__.get("_positions")
+    if cached is None or cached[0] is not b.message.segments:
+        cached = (b.message.segments, {id(s): i for i, s in enumerate(b.message.segments)})
+        b.__dict__["_positions"] = cached
+    return cached[1]
 
 
 # ---- one Observation ---------------------------------------------------------------------
@@ -524,7 +547,7 @@ def report_key(b: Build, orc: Segment | None, obr: Segment) -> tuple[dict, list[
             "has no filler or placer order number (nor ORC-3/ORC-2), so the report is "
             "identified by the message control id", field="OBR-3"),
             {"system": f"urn:conduit:msh:{b.facility}",
-             "value": f"{control}^OBR^{b.occurrence(obr)}"})
+             "value": f"{control}^OBR^{occurrence(b, obr)}"})
     identifiers = numbers.identifiers()
     for field, kind, authority in ((2, tables.PLACER_IDENTIFIER, receiving_facility(b.message)
                                     or b.facility), (3, tables.FILLER_IDENTIFIER, b.facility)):
@@ -616,7 +639,7 @@ def presented_forms(b: Build, forms: list[Segment]) -> list[dict]:
                 return None
             title = dt.present(obx.value(3, 2)) or dt.present(obx.value(3, 1))
             return compact({**attachment, "title": title})
-        made = guard("OBX", b.occurrence(obx), one)
+        made = guard("OBX", occurrence(b, obx), one)
         if made is not None:
             found.append(made)
     return found
@@ -652,7 +675,7 @@ def specimens_of(b: Build, obr: Segment, spms: list[Segment], key: dict) -> list
     if spms:
         return b.each("SPM", one, spms)
     if shared is not None:
-        found = guard("OBR", b.occurrence(obr), lambda: shared.from_obr15(b, obr, key=key))
+        found = guard("OBR", occurrence(b, obr), lambda: shared.from_obr15(b, obr, key=key))
     else:
-        found = guard("OBR", b.occurrence(obr), lambda: specimen_from_obr15(obr, sc))
+        found = guard("OBR", occurrence(b, obr), lambda: specimen_from_obr15(obr, sc))
     return [b.add(found)] if found else []
