@@ -214,6 +214,18 @@ def test_odd_resource_fields_cost_only_themselves(to_fhir: Mapping) -> None:
     assert any(w.startswith("AIS-4: ") for w in said)
 
 
+def test_codes_without_a_system_keep_their_code(to_fhir: Mapping) -> None:
+    raw = message(sch(f7="FOLLOWUP", f6="PTREQ^Patient request"), "RGS|1",
+                  "AIS|1|A|99213", "AIP|1|A|88^KEPT^KARL|ATT")
+    appt = appointment(to_fhir, raw)
+    assert appt["appointmentType"]["coding"][0]["code"] == "FOLLOWUP"
+    assert appt["appointmentType"]["coding"][0]["system"].endswith("v2-0276")
+    assert appt["serviceType"][0]["coding"][0]["code"] == "99213"
+    assert appt["reasonCode"][0]["coding"][0]["display"] == "Patient request"
+    assert appt["participant"][1]["type"][0]["coding"][0]["code"] == "ATT"
+    assert warnings(to_fhir, raw) == []
+
+
 def test_no_ids_still_maps_keyed_on_patient_and_start(to_fhir: Mapping) -> None:
     raw = message(sch(f1="", f2=""))
     first, again = appointment(to_fhir, raw), appointment(to_fhir, raw)
