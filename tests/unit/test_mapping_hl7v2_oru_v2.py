@@ -323,3 +323,48 @@ def test_another_message_type_fails_naming_msh9(to_fhir: Mapping) -> None:
     with pytest.raises(MappingError) as caught:
         run(to_fhir, message(msh9="ADT^A01"))
     assert caught.value.field == "MSH-9"
+
+
+# ---- results.observations: the entry point other message builders call ---------------------
+
+
+def _built(*segments: str):
+    """A lenient ADT Build with its Patient and Encounter, as the ADT builder makes them."""
+    from engine.formats.hl7v2 import Hl7Message
+    from engine.formats.hl7v2.reads import tracked
+    from engine.maplib.v2_to_fhir import people, visit
+    from engine.maplib.v2_to_fhir.frame import Build
+
+    head = "MSH|^~\\&|EPIC|LAKESIDE|EHR|LAKESIDE|20250310090500-0600||ADT^A08|A8|P|2.5.1"
+    raw = "\r".join([head, PID, "PV1|1|I|4W^1^2||||||||||||||||V-1^^^LAKESIDE^VN",
+                     *segments])
+    b = Build(tracked(Hl7Message.parse(raw)), "ADT")
+    people.patient(b)
+    visit.encounter(b)
+    return b
+
+
+def test_observations_outside_a_report_are_keyed_on_the_patient_and_kept_in_the_build() -> None:
+    from engine.leniency import lenient
+    from engine.maplib.v2_to_fhir import results
+
+    segments = (obx(f3="8302-2^Body height^LN", f5="170", f6="cm", f14="20250310080000"),
+                "NTE|1||Measured standing.", obx(f1="2", f3="29463-7^Body weight^LN",
+                                                  f5="heavy", f6="kg"))
+    with lenient() as notes:
+        b = _built(*segments)
+        request = {"resourceType": "ServiceRequest", "id": "sr-1"}
+        made = results.observations(b, b.message.all("OBX"), based_on=[request])
+    assert [str(n) for n in notes.warnings] == ["OBX[2]-5: is not a number; kept as text"]
+    assert [o["resourceType"] for o in made] == ["Observation", "Observation"]
+    assert all(o in b.resources("Observation") for o in made)
+    height, weight = made
+    assert height["subject"] == b.patient_ref() and height["encounter"] == b.encounter_ref()
+    assert height["basedOn"] == [{"reference": "urn:uuid:sr-1"}]
+    assert height["category"][0]["coding"][0]["code"] == "vital-signs"
+    assert height["note"] == [{"text": "Measured standing."}]
+    assert weight["valueString"] == "heavy"
+    with lenient():
+        again = _built(*segments)
+        assert [o["id"] for o in results.observations(again, again.message.all("OBX"))] == [
+            o["id"] for o in made]
