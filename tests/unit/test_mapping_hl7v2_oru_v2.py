@@ -368,3 +368,12 @@ def test_observations_outside_a_report_are_keyed_on_the_patient_and_kept_in_the_
         again = _built(*segments)
         assert [o["id"] for o in results.observations(again, again.message.all("OBX"))] == [
             o["id"] for o in made]
+
+
+def test_notes_say_who_entered_them_and_when(to_fhir: Mapping) -> None:
+    bundle = bundle_of(to_fhir, message(obr(), obx(), "NTE|1|L|Hemolyzed.||77^SMITH^ANN|"
+                                                      "20250310083000"))
+    note = of_type(bundle, "Observation")[0]["note"]
+    author = of_type(bundle, "Practitioner")[0]
+    assert note == [{"text": "Hemolyzed.", "authorReference": {
+        "reference": f"urn:uuid:{author['id']}"}, "time": "2025-03-10T08:30:00-06:00"}]

@@ -155,6 +155,22 @@ def occurrence(b: Build, segment: Segment) -> int:
     return cached[1].get(id(segment), 1)
 
 
+def notes_of(b: Build, ntes: list[Segment]) -> list[dict]:
+    """One Annotation per NTE that says something (NTE-3), with who entered it (NTE-5, a
+    Practitioner) and when (NTE-6), as v2.6+ senders say."""
+    found: list[dict] = []
+    for nte, note in zip(ntes, [annotations([n]) for n in ntes], strict=True):
+        if not note:
+            continue
+        author = people.practitioner(b, dt.first_rep(nte, 5))
+        found.append(compact({
+            **note[0],
+            "authorReference": b.ref(author) if author is not None else None,
+            "time": dt.to_fhir_datetime(nte.value(6), "NTE-6", b.offset),
+        }))
+    return found
+
+
 def _positions(b: Build) -> dict[int, int]:
     """Each segment's index in the message, computed once per message (an ORU with
     thousands of OBX stays linear)."""
@@ -199,7 +215,7 @@ def _observation(b: Build, group: list[Segment], key: str, ctx: Context,
         **value,
         "dataAbsentReason": None if value or attachment else _absent(status),
         "interpretation": legacy.interpretations(obx),
-        "note": annotations(notes),
+        "note": notes_of(b, notes),
         "bodySite": first_concept(obx, 20, b.facility),
         "method": first_concept(obx, 17, b.facility),
         "specimen": b.ref(specimen) if specimen else None,
@@ -597,7 +613,7 @@ def diagnostic_report(
         "resourceType": "DiagnosticReport",
         "id": resource_id("DiagnosticReport", b.facility, key),
         "extension": [{"url": legacy.REPORT_NOTE_EXTENSION, "valueAnnotation": a}
-                      for a in annotations(notes)],
+                      for a in notes_of(b, notes)],
         "identifier": [*identifiers, *([group] if group else [])],
         "basedOn": based_on,
         "status": status,
