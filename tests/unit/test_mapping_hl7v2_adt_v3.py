@@ -435,3 +435,21 @@ def test_a_visit_without_number_is_one_encounter_across_updates(adt: Mapping) ->
     later = message(pv1=pv1, event="A08").replace(b"|C1|", b"|C2|")
     assert one(bundle_of(adt, later), "Encounter")["id"] == first["id"]
     assert of_type(bundle_of(adt, message(pv1="PV1|1|O", event="A08")), "Encounter") == []
+
+
+def test_the_sending_software_is_a_device_assembling_the_provenance(adt: Mapping) -> None:
+    sft = "SFT|Acme Health^L|7.2.1|AcmeADT|B7210||20230101"
+    raw = message().replace(b"\rEVN|", f"\r{sft}\rEVN|".encode())
+    bundle = bundle_of(adt, raw)
+    device = one(bundle, "Device")
+    assert (device["manufacturer"], device["deviceName"][0]["name"],
+            device["version"][0]["value"]) == ("Acme Health", "AcmeADT", "7.2.1")
+    agents = bundle["entry"][-1]["resource"]["agent"]
+    assert {"type": agents[1]["type"], "who": {"reference": f"urn:uuid:{device['id']}"}} in agents
+    assert agents[1]["type"]["coding"][0]["code"] == "assembler"
+
+
+def test_a_merge_keeps_the_retired_patients_alternate_id(adt: Mapping) -> None:
+    raw = message("MRG|MG009999^^^MERCY^MR|ALT42^^^LEGACY", event="A40", pv1=None)
+    retired = of_type(bundle_of(adt, raw), "Patient")[1]
+    assert [i["value"] for i in retired["identifier"]] == ["MG009999", "ALT42"]

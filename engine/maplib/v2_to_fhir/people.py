@@ -81,14 +81,17 @@ def _preferred(identifiers: list[dict]) -> dict:
 
 
 def prior_patient(b: Build, mrg: Segment, survivor: dict) -> dict | None:
-    """The patient MRG-1 (else MRG-4) names, as the resource a merge retires: inactive,
-    `replaced-by` the survivor, which in turn `replaces` it. None when MRG names nobody
-    or the survivor itself (an A47 that only retypes an identifier)."""
+    """The patient MRG-1 (else MRG-4; MRG-2 adds its alternate id) names, as the resource
+    a merge retires: inactive, `replaced-by` the survivor, which in turn `replaces` it.
+    None when MRG names nobody or the survivor itself (an A47 that only retypes an
+    identifier)."""
     reps = mrg.repetitions(1) or mrg.repetitions(4)
     ids = [i for i in (dt.cx_to_identifier(rep, b.facility) for rep in reps) if i]
     if not ids:
         return None
     rid = resource_id("Patient", b.facility, _preferred(ids))
+    ids += [i for i in (dt.cx_to_identifier(rep, b.facility) for rep in mrg.repetitions(2))
+            if i and i not in ids]  # MRG-2 prior alternate id: the same retired patient
     if rid == survivor["id"]:
         return None
     names = [n for n in (parts.human_name(rep, "MRG-7") for rep in mrg.repetitions(7)) if n]
