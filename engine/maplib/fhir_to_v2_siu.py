@@ -216,6 +216,9 @@ class Resources:
             seg = self._next("AIS")
             v2.put(self.builder, f"{seg}-3", code)
             self._timing(seg, found.resource, found.path, 4, 7, 8, occurrence=True)
+            details = [c for c in (v2.cwe(d, original_text=False) for d in v2.dicts(
+                found.resource.get("orderDetail"))) if c]
+            v2.put_all(self.builder, f"{seg}-11", details)
             written = True
         if written:
             return

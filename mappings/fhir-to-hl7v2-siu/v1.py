@@ -32,12 +32,12 @@ Choices a receiver will notice:
   Encounter whose appointment is this one (else the only one), class from table 0004,
   PV1-19 the visit number; without an Encounter no PV1.
 - RGS|1 with action A (S12) or U; one AIS per ServiceRequest in basedOn (AIS-3 code,
-  AIS-4 occurrence start, AIS-7/8 its length in min), else per serviceType; then per
-  participant: Practitioner/PractitionerRole AIP (AIP-3 XCN, AIP-4 type), Location AIL
-  (AIL-3 PL: name split at " / ", PL.9 description; AIL-4 Location.type), anything else
-  (Device, HealthcareService, a display) AIG (AIG-3 identifier^name, AIG-4 type); each
-  with its period (start, length in min) and status (accepted Booked, tentative and
-  needs-action Pending, declined Cancelled).
+  AIS-4 occurrence start, AIS-7/8 its length in min, AIS-11 its orderDetail), else per
+  serviceType; then, in SIU_S12's order, AIG for a Device, HealthcareService or display
+  (AIG-3 identifier^name, AIG-4 type), AIL for a Location (AIL-3 PL: name split at
+  " / ", PL.9 description; AIL-4 Location.type), AIP for a Practitioner or
+  PractitionerRole (AIP-3 XCN, AIP-4 type); each with its period (start, length in min)
+  and status (accepted Booked, tentative and needs-action Pending, declined Cancelled).
 """
 
 from __future__ import annotations

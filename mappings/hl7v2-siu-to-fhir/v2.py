@@ -22,7 +22,8 @@ from v1 (a shadow run shows it per path):
   tentative, cancelled/deleted/no-show/discontinued declined, else accepted). Action
   code D still removes one.
 - Each AIS with a service is a ServiceRequest (code AIS-3, at its period as above,
-  status from AIS-10 else the appointment's) in basedOn; serviceType is still every AIS-3.
+  status from AIS-10 else the appointment's, orderDetail AIS-11/12) in basedOn;
+  serviceType is still every AIS-3.
 - priority from TQ1-9, else SCH-11.6 (S 1, A 2, R 3, P 4, C 5, T 6, PRN 7).
 - SCH-12/16/20 (placer, filler and entering contact) are PractitionerRoles of their
   Practitioners, with SCH-13/17/21 phones and SCH-15/19/22 Locations, in

@@ -197,6 +197,9 @@ def _facts(bundle: dict) -> dict:
         "practitioners": sorted(i["value"] for p in of_type(bundle, "Practitioner")
                                 for i in p.get("identifier", [])),
         "participants": len(appt["participant"]),
+        "booked services": [(_codes(r.get("code")), r.get("occurrencePeriod"),
+                             [_codes(d) for d in r.get("orderDetail", [])])
+                            for r in of_type(bundle, "ServiceRequest")],
     }
 
 

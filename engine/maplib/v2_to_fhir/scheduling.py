@@ -22,7 +22,7 @@ from engine.formats.hl7v2 import datatypes as dt
 from engine.leniency import tolerate
 from engine.maplib import v2_scheduling as sched
 from engine.maplib.fhir import compact, resource_id
-from engine.maplib.v2_codes import first_concept
+from engine.maplib.v2_codes import codeable_concepts, first_concept
 from engine.maplib.v2_fhir import nte_text
 from engine.maplib.v2_to_fhir import people, visit
 from engine.maplib.v2_to_fhir.frame import Build
@@ -339,8 +339,10 @@ def _thing(b: Build, seg: Segment) -> tuple[dict | None, dict | None, int]:
 
 def service_request(b: Build, ais: Segment, path: str, appointment: dict,
                     base: str | None) -> dict | None:
-    """The service an AIS books (AIS-3) as a ServiceRequest of the patient, at AIS-4;
-    an AIS without a service (or a message without a patient) makes none."""
+    """The service an AIS books (AIS-3) as a ServiceRequest of the patient, at AIS-4,
+    with the placer's and filler's supplemental information (AIS-11/12, such as "bring
+    films") as orderDetail; an AIS without a service (or a message without a patient)
+    makes none."""
     code = first_concept(ais, 3, b.facility)
     if code is None or b.patient is None:
         return None
@@ -357,6 +359,8 @@ def service_request(b: Build, ais: Segment, path: str, appointment: dict,
         "encounter": b.encounter_ref(),
         "occurrenceDateTime": when.get("start") if "end" not in when else None,
         "occurrencePeriod": when if "end" in when else None,
+        "orderDetail": [*codeable_concepts(ais, 11, b.facility),
+                        *codeable_concepts(ais, 12, b.facility)] or None,
     }))
 
 
