@@ -44,10 +44,10 @@ Choices a receiver will notice:
   Account (PID-18) and its guarantors (GT1), ChargeItem (FT1); the Bundle ends with the
   message's MessageHeader and Provenance.
 - A value that cannot be read is a warning located by segment, occurrence and field;
-  an order that cannot be mapped costs only that order. Only a message without a PID,
-  or without any ORC or OBR, fails. Every field no rule read is reported. What follows a
-  second PID (another patient's orders) is left out with a warning at PID[2], never
-  filed under the first patient.
+  an order that cannot be mapped costs only that order. Only a message without a PID
+  fails; one without any ORC or OBR maps its patient, with a warning at ORC. Every
+  field no rule read is reported. What follows a second PID (another patient's orders)
+  is left out with a warning at PID[2], never filed under the first patient.
 """
 
 from __future__ import annotations

@@ -49,8 +49,9 @@ Versions 2.3 to 2.8. What changed from v1 (a shadow run shows it per path):
 - Nothing odd costs the message: a value that cannot be read (a date that does not
   exist, a priority outside S/A/R, an order without a number, which is then keyed on the
   message control id) is a warning located by segment, occurrence and field, and an order
-  that cannot be mapped at all costs only that order. Only a message without a PID or
-  without any ORC or order detail fails. Every field no rule read is reported.
+  that cannot be mapped at all costs only that order. Only a message without a PID
+  fails; one without any ORC or order detail maps its patient, with a warning at ORC
+  (v1 failed). Every field no rule read is reported.
 - A second PID no longer fails the message: what follows it (another patient's orders,
   which must not land in the first patient's chart) is left out with a warning at PID[2]
   and reported as left behind.

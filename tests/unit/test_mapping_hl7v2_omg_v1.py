@@ -143,8 +143,19 @@ def test_one_odd_field_is_a_located_warning(omg: Mapping, tq1: str, warning: str
     assert only(bundle, "ServiceRequest")["code"]["coding"][0]["code"] == "306140002"
 
 
+def test_a_message_without_orders_still_maps_its_patient(omg: Mapping) -> None:
+    result = testbench.run_mapping(checks.mapping(FIXTURES.ref), message("NTE|1||nothing"))
+    assert isinstance(result, Mapped)
+    (warning,) = [str(w) for w in result.warnings if str(w).startswith("ORC:")]
+    assert "only its patient is mapped" in warning
+    bundle = json.loads(result.output)
+    assert len(of_type(bundle, "Patient")) == 1 and not of_type(bundle, "ServiceRequest")
+
+
 def test_only_a_message_with_nothing_to_map_fails(omg: Mapping) -> None:
-    checks.check_error(omg, message("NTE|1||nothing"), "ORC", phi=["FENWICK"])
+    no_pid = ("MSH|^~\\&|EPIC|MAPLEWOOD_HOSP|REFERRALS|MAPLEWOOD_HOSP|20250120100512-0500||"
+              "OMG^O19|C9|P|2.5.1\r" + ORC + "\r" + OBR + "\r").encode()
+    checks.check_error(omg, no_pid, "PID-3")
     checks.check_error(omg, message(msh9="ORM^O01"), "MSH-9")
     assert isinstance(testbench.run_mapping(checks.mapping(FIXTURES.ref),
                                             message(msh9="OMG^O20")), Skip)

@@ -208,8 +208,19 @@ def test_a_second_patients_orders_are_left_out(oml: Mapping) -> None:
     assert len(of_type(bundle, "Patient")) == 1
 
 
+def test_a_message_without_orders_still_maps_its_patient(oml: Mapping) -> None:
+    result = testbench.run_mapping(checks.mapping(FIXTURES.ref), message("NTE|1||nothing"))
+    assert isinstance(result, Mapped)
+    (warning,) = [str(w) for w in result.warnings if str(w).startswith("ORC:")]
+    assert "only its patient is mapped" in warning
+    bundle = json.loads(result.output)
+    assert len(of_type(bundle, "Patient")) == 1 and not of_type(bundle, "ServiceRequest")
+
+
 def test_only_a_message_with_nothing_to_map_fails(oml: Mapping) -> None:
-    checks.check_error(oml, message("NTE|1||nothing"), "ORC", phi=["ASHGROVE"])
+    no_pid = ("MSH|^~\\&|EPIC|LAKESHORE_HOSP|LIS|LAKESHORE_LAB|20240819101500-0500||"
+              "OML^O21|C9|P|2.5.1\r" + ORC + "\r" + OBR + "\r").encode()
+    checks.check_error(oml, no_pid, "PID-3")
     checks.check_error(oml, message(msh9="ORM^O01"), "MSH-9")
     assert isinstance(testbench.run_mapping(checks.mapping(FIXTURES.ref),
                                             message(msh9="OML^O33")), Skip)

@@ -466,8 +466,16 @@ def test_warnings_show_no_values_from_the_message() -> None:
         assert not [v for v in values if v in reason], line
 
 
+def test_a_message_without_orders_still_maps_its_patient(orm: Mapping) -> None:
+    result = testbench.run_mapping(checks.mapping(FIXTURES.ref), message("NTE|1||nothing"))
+    assert isinstance(result, Mapped)
+    (warning,) = [str(w) for w in result.warnings if str(w).startswith("ORC:")]
+    assert "only its patient is mapped" in warning
+    bundle = json.loads(result.output)
+    assert len(of_type(bundle, "Patient")) == 1 and not of_type(bundle, "ServiceRequest")
+
+
 def test_only_a_message_with_nothing_to_map_fails(orm: Mapping) -> None:
-    checks.check_error(orm, message("NTE|1||no order here"), "ORC", phi=["HOLLOWAY"])
     no_pid = ("MSH|^~\\&|EHR|RIVERBEND_HOSP|LIS|RIVERBEND_LAB|20240520081502-0500||ORM^O01|"
               f"C9|P|2.5.1\r{orc()}\r{obr()}\r").encode()
     checks.check_error(orm, no_pid, "PID-3")

@@ -725,16 +725,16 @@ def first_patient(b: Build) -> Hl7Message:
 def order_message(message: Hl7Message, kind: str, events: tuple[str, ...]) -> dict | Skip:
     """An OML or OMG (ORC/OBR order groups only) as a Bundle: the patient group, then
     one `service_order` per group, each guarded (a group that cannot be mapped costs
-    only that order). Fails naming ORC when there is no order at all."""
+    only that order). A message without any order maps its patient, with a warning."""
     b = Build(message, kind, default_event=events[0])
     if b.event not in events:
         return Skip(f"{kind}^{b.event or '(no event)'} is not an event this mapping reads")
     b.message = first_patient(b)
     groups = order_groups(b.message)
-    if not groups:
-        raise MappingError("the message has no ORC or OBR segment, so there is no order",
-                           field="ORC")
     patient_group(b)
+    if not groups:  # its patient is still news (as an ADT would say it); fails without PID
+        tolerate(MappingError("the message has no ORC or OBR segment: it carries no order, "
+                              "only its patient is mapped", field="ORC"))
     for group in groups:
         anchor = group.orc if group.orc is not None else group.obr
         assert anchor is not None

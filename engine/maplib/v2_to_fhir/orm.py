@@ -52,10 +52,10 @@ def build(message: Hl7Message) -> dict | Skip:
         return Skip(f"ORM^{b.event or '(no event)'} is not an event this mapping reads")
     b.message = orders.first_patient(b)
     found = orders_of(b.message)
-    if not found:
-        raise MappingError("the message has no ORC or order detail segment, so there is "
-                           "no order", field="ORC")
     orders.patient_group(b)
+    if not found:  # its patient is still news (as an ADT would say it); fails without PID
+        tolerate(MappingError("the message has no ORC or order detail segment: it carries "
+                              "no order, only its patient is mapped", field="ORC"))
     for order in found:
         anchor = order.orc or order.body[0]
         guard(anchor.name, b.occurrence(anchor), lambda o=order: place(b, o))
