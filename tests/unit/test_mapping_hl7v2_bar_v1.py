@@ -228,3 +228,15 @@ def test_p02_warnings_name_the_segment_of_the_whole_message(to_fhir: Mapping) ->
     dg1 = checks.segment("DG1", {1: "1", 3: "I10^Essential hypertension^I10", 5: "20240231"})
     raw = message(PV1, DG1, other, PV1.replace("V-5501", "V-5502"), dg1, event="P02")
     assert sorted(w.split(":")[0] for w in warnings(to_fhir, raw)) == ["DG1[2]-5", "PID[2]-7"]
+
+
+def test_a_procedures_rol_is_one_of_its_performers(to_fhir: Mapping) -> None:
+    rol = checks.segment("ROL", {1: "R1", 2: "AD", 3: "AI^Assistant^HL70443",
+                                 4: "9911^LARSEN^BO^^^DR"})
+    gone = checks.segment("ROL", {1: "R2", 2: "DE", 3: "AI", 4: "9912^MOE^KAI"})
+    bundle = bundle_of(to_fhir, message(PV1, PR1, rol, gone))
+    procedure = one(bundle, "Procedure")
+    assistant = procedure["performer"][1]
+    assert assistant["function"]["coding"][0]["code"] == "AI"
+    assert resolve(bundle, assistant["actor"])["name"][0]["family"] == "LARSEN"
+    assert len(procedure["performer"]) == 2  # the ROL that deletes names no performer

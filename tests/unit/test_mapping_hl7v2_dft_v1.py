@@ -145,3 +145,12 @@ def test_odd_fields_are_located_warnings_without_values(to_fhir: Mapping) -> Non
 def test_only_a_message_without_a_patient_fails(to_fhir: Mapping) -> None:
     checks.check_error(to_fhir, message(PV1, FT1, pid=None), "PID-3", phi=["VOSS"])
     assert isinstance(run(to_fhir, message(PV1, FT1, event="P10")), Skip)
+
+
+def test_an_ft1_note_keeps_its_author_and_time(to_fhir: Mapping) -> None:
+    nte = "NTE|1||Given in left deltoid||3301^VOSS^KARL^^^DR|20240430102000"
+    bundle = bundle_of(to_fhir, message(PV1, FT1, nte))
+    note = charge(bundle)["note"]
+    assert note[0]["text"] == "Given in left deltoid"
+    assert note[0]["time"] == "2024-04-30T10:20:00-04:00"
+    assert resolve(bundle, note[0]["authorReference"])["name"][0]["family"] == "VOSS"

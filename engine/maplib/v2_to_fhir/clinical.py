@@ -57,18 +57,33 @@ def _practitioners(b: Build, segment: Segment, number: int) -> list[dict]:
     return [p for p in found if p]
 
 
-def _notes_after(b: Build, segment: Segment) -> list[dict]:
-    """The NTE segments that follow `segment` (its comments), as Annotations."""
+def notes_after(b: Build, segment: Segment) -> list[dict]:
+    """The NTE segments that follow `segment` (its comments), as Annotations with NTE-5
+    who entered them (a Practitioner) and NTE-6 when."""
+    notes: list[dict] = []
+    for nte in following(b, segment, "NTE"):
+        text = "\n".join(dt.present(r.value(1)) for r in nte.repetitions(3)).strip()
+        if not text:
+            continue
+        author = people.practitioner(b, dt.first_rep(nte, 5))
+        notes.append(compact({
+            "authorReference": b.ref(author) if author else None,
+            "time": dt.to_fhir_datetime(nte.value(6), "NTE-6", b.offset),
+            "text": text,
+        }))
+    return notes
+
+
+def following(b: Build, segment: Segment, name: str) -> list[Segment]:
+    """The `name` segments right after `segment` (its NTE, its ROL), up to another."""
     segments = b.message.segments
     start = next((i for i, s in enumerate(segments) if s is segment), len(segments))
-    notes: list[dict] = []
-    for nte in segments[start + 1:]:
-        if nte.name != "NTE":
+    found: list[Segment] = []
+    for s in segments[start + 1:]:
+        if s.name != name:
             break
-        text = "\n".join(dt.present(r.value(1)) for r in nte.repetitions(3)).strip()
-        if text:
-            notes.append({"text": text})
-    return notes
+        found.append(s)
+    return found
 
 
 # ---- AL1 / IAM: AllergyIntolerance ------------------------------------------------------
@@ -134,7 +149,7 @@ def _iam(b: Build, iam: Segment) -> dict:
         "recordedDate": _when(b, iam, 13) or _when(b, iam, 24),
         "recorder": b.ref(recorder) if recorder else None,
         "asserter": _reporter(b, iam),
-        "note": notes + _notes_after(b, iam),
+        "note": notes + notes_after(b, iam),
         "reaction": [reaction] if reaction and not statement else None,
     })
 
@@ -342,7 +357,7 @@ def _procedure(b: Build, pr1: Segment) -> dict:
         "reasonCode": [c for c in (cwe_to_codeable_concept(r, b.facility, None,
                                                            tables.DIAGNOSIS_CODING_SYSTEMS)
                                    for r in pr1.repetitions(15)) if c],
-        "note": _notes_after(b, pr1),
+        "note": notes_after(b, pr1),
     })
 
 
@@ -395,7 +410,24 @@ def _performers(b: Build, pr1: Segment) -> list[dict]:
                                          "display": display}], "text": text},
                 "actor": b.ref(person),
             })
+    for rol in following(b, pr1, "ROL"):  # the PROCEDURE group's ROL (v2.4+)
+        if dt.present(rol.value(2)).upper() == "DE":
+            continue
+        role = cwe_to_codeable_concept(dt.first_rep(rol, 3), b.facility, _PROVIDER_ROLE)
+        for person in _practitioners(b, rol, 4):
+            if person["id"] not in seen:
+                seen.add(person["id"])
+                found.append(compact({"function": role, "actor": b.ref(person)}))
     return found
+
+
+# Table 0443 provider role (ROL-3), the roles a procedure's ROL names.
+_PROVIDER_ROLE = Bound(tables.V2_0443, {
+    "AT": "Attending", "AD": "Admitting", "CP": "Consulting Provider",
+    "PP": "Primary Care Provider", "RP": "Referring Provider", "AP": "Administering Provider",
+    "AI": "Assistant/Alternate Interpreter", "TN": "Technician", "RO": "Responsible Observer",
+    "OP": "Ordering Provider",
+})
 
 
 def _treating_unit(b: Build, pr1: Segment) -> dict | None:
@@ -467,7 +499,7 @@ def problem(b: Build, prb: Segment) -> dict:
         "onsetString": None if onset else dt.present(prb.value(17)) or None,
         "abatementDateTime": abated,
         "recordedDate": _when(b, prb, 7) or _when(b, prb, 2),
-        "note": _anticipated(b, prb) + _notes_after(b, prb),
+        "note": _anticipated(b, prb) + notes_after(b, prb),
     })
 
 

@@ -394,8 +394,8 @@ def _charge(b: Build, ft1: Segment, n: int) -> dict:
         "service": [b.ref(p) for p in services],
         "productCodeableConcept": product,
         "account": [b.ref(account(b))],
-        "note": [{"text": f"Transaction type: {TRANSACTION_TYPE.get(kind, kind)}"}]
-        if kind and kind != "CG" else None,
+        "note": ([{"text": f"Transaction type: {TRANSACTION_TYPE.get(kind, kind)}"}]
+                 if kind and kind != "CG" else []) + clinical.notes_after(b, ft1),
     })
 
 

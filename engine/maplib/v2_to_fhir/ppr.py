@@ -10,8 +10,6 @@ the problem and GOL-3), so PC2 and PC3 update what PC1 wrote.
 
 from __future__ import annotations
 
-from itertools import takewhile
-
 from engine.errors import MappingError
 from engine.formats.hl7v2 import Hl7Message, Segment
 from engine.formats.hl7v2 import datatypes as dt
@@ -144,8 +142,7 @@ def goal(b: Build, gol: Segment, condition: dict | None, parts: list[Segment]) -
     deleted = dt.present(gol.value(1)).upper() == "DE" or b.event == "PC3"
     due = dt.to_fhir_date(gol.value(8), "GOL-8")
     notes = [{"text": t} for t in (dt.present(gol.value(17)),) if t]
-    own_notes = takewhile(lambda s: s.name == "NTE", parts)  # not an OBX's NTE
-    notes += [{"text": t} for t in map(_nte_text, own_notes) if t]
+    notes += clinical.notes_after(b, gol)  # its own NTE, not an OBX's
     outcomes = results.observations(b, [s for s in parts if s.name == "OBX"])
     expressed = _asserter(b, [s for s in parts if s.name == "ROL"])
     return compact({
@@ -167,10 +164,6 @@ def goal(b: Build, gol: Segment, condition: dict | None, parts: list[Segment]) -
     })
 
 
-def _nte_text(nte: Segment) -> str:
-    return "\n".join(dt.present(r.value(1)) for r in nte.repetitions(3)).strip()
-
-
 def _lifecycle(gol: Segment) -> str:
     code, text = (dt.present(gol.value(18, c)).upper() for c in (1, 2))
     if not code and not text:
@@ -186,5 +179,3 @@ def _label(concept: dict) -> str:
     for coding in concept.get("coding", []):
         return f"{coding.get('system', '')}|{coding['code']}"
     return concept.get("text", "").upper()
-
-
