@@ -240,3 +240,13 @@ def test_a_procedures_rol_is_one_of_its_performers(to_fhir: Mapping) -> None:
     assert assistant["function"]["coding"][0]["code"] == "AI"
     assert resolve(bundle, assistant["actor"])["name"][0]["family"] == "LARSEN"
     assert len(procedure["performer"]) == 2  # the ROL that deletes names no performer
+
+
+def test_the_group_employer_holds_the_policy(to_fhir: Mapping) -> None:
+    group = checks.segment("IN1", {1: "1", 2: "PPO1", 3: "AET^^^NAIC", 4: "Aetna",
+                                   8: "GRP-7", 10: "E-77^^^GOODSAM", 11: "Acme Tools",
+                                   17: "SEL", 36: "POL-77"})
+    bundle = bundle_of(to_fhir, message(PV1, group))
+    holder = resolve(bundle, one(bundle, "Coverage")["policyHolder"])
+    assert (holder["resourceType"], holder["name"]) == ("Organization", "Acme Tools")
+    assert holder["identifier"][0]["value"] == "E-77"

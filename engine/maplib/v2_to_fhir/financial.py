@@ -61,6 +61,9 @@ def _coverage(b: Build, in1: Segment) -> dict:
     subscriber = _subscriber(b, in1, in2, resource.get("relationship"))
     if subscriber is not None:
         resource["subscriber"] = b.ref(subscriber)
+    holder = _group_employer(b, in1)
+    if holder is not None:
+        resource["policyHolder"] = b.ref(holder)
     if in2 is not None:
         resource["identifier"] = resource.get("identifier", []) + _in2_identifiers(b, in2)
         if "relationship" not in resource:
@@ -127,6 +130,17 @@ def _payor(b: Build, in1: Segment) -> dict | None:
     for key, value in extra.items():
         org.setdefault(key, value)
     return org
+
+
+def _group_employer(b: Build, in1: Segment) -> dict | None:
+    """IN1-11 insured's group employer (IN1-10 its id) as the policy holder: the
+    organization that holds a group policy."""
+    name = dt.present(in1.value(11))
+    number = next((i for i in (dt.cx_to_identifier(r, b.facility) for r in in1.repetitions(10))
+                   if i), None)
+    if not name:
+        return None
+    return people.organization(b, name, number)
 
 
 def _subscriber(b: Build, in1: Segment, in2: Segment | None,
