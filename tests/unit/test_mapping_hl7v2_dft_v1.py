@@ -154,3 +154,12 @@ def test_an_ft1_note_keeps_its_author_and_time(to_fhir: Mapping) -> None:
     assert note[0]["text"] == "Given in left deltoid"
     assert note[0]["time"] == "2024-04-30T10:20:00-04:00"
     assert resolve(bundle, note[0]["authorReference"])["name"][0]["family"] == "VOSS"
+
+
+def test_same_patient_and_visit_as_the_adt_feed(to_fhir: Mapping) -> None:
+    raw = message(PV1, FT1)
+    bundle = bundle_of(to_fhir, raw)
+    adt_raw = raw.replace(b"DFT^P03^DFT_P03", b"ADT^A08^ADT_A01").replace(b"EVN|P03", b"EVN|A08")
+    checks.check_same_patient(of_type(bundle, "Patient")[0], adt_raw)
+    admitted = checks.by_type(bundle_of(checks.mapping("hl7v2-adt-to-fhir@2"), adt_raw))
+    assert of_type(bundle, "Encounter")[0]["id"] == admitted["Encounter"]["id"]
