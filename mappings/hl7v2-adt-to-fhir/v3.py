@@ -17,7 +17,8 @@ with a reason. What changed from v2 (a shadow run shows it per path):
   from the event, every PV1/PV2 doctor and ROL as a participant referencing a
   Practitioner, current, prior, temporary and pending locations as Location resources,
   hospitalization (pre-admit number, admit source, re-admission, diet, courtesies,
-  arrangements, discharge disposition and destination), reason, length, the servicing
+  arrangements, discharge disposition and destination), reason, length (PV2-11, else
+  from the period), the servicing
   facility and the PID-18 Account. Person events (A28-A31, A40, A47) map a PV1 only
   when it names a visit.
 - A17 maps both patients and visits; merges (A30, A40, A41, A47) retire the prior

@@ -453,3 +453,13 @@ def test_a_merge_keeps_the_retired_patients_alternate_id(adt: Mapping) -> None:
     raw = message("MRG|MG009999^^^MERCY^MR|ALT42^^^LEGACY", event="A40", pv1=None)
     retired = of_type(bundle_of(adt, raw), "Patient")[1]
     assert [i["value"] for i in retired["identifier"]] == ["MG009999", "ALT42"]
+
+
+def test_length_from_the_period_when_pv2_does_not_say_it(adt: Mapping) -> None:
+    stay = PV1 + "|" * 25 + "20240601080000-0500|20240603093000-0500"
+    length = one(bundle_of(adt, message(pv1=stay, event="A03")), "Encounter")["length"]
+    assert length == {"value": 2970, "unit": "min", "system": "http://unitsofmeasure.org",
+                      "code": "min"}
+    dates = PV1 + "|" * 25 + "20240601|20240604"
+    assert one(bundle_of(adt, message(pv1=dates, event="A03")),
+               "Encounter")["length"]["value"] == 3

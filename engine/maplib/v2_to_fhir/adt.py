@@ -85,7 +85,9 @@ def _visit(b: Build, pv1: Segment | None) -> dict | None:
         return None
     if b.event in PERSON_EVENTS and visit.visit_identifier(pv1, b.facility) is None:
         return None
-    return visit.encounter(b, pv1, visits_only=True)
+    made = visit.encounter(b, pv1, visits_only=True)
+    visit.length_from_period(made)
+    return made
 
 
 def _other_patients(b: Build, groups: list) -> None:
@@ -94,7 +96,7 @@ def _other_patients(b: Build, groups: list) -> None:
     for pid, pv1, _mrg in groups:
         b.patient = people.patient(b, pid, primary=False)
         if pv1 is not None:
-            visit.encounter(b, pv1, primary=False, visits_only=True)
+            visit.length_from_period(visit.encounter(b, pv1, primary=False, visits_only=True))
     b.patient, b.encounter = first, first_visit
 
 

@@ -10,6 +10,8 @@ warning, on the patient and the admit time (else the message control id).
 
 from __future__ import annotations
 
+from datetime import date, datetime
+
 from engine.errors import MappingError
 from engine.formats.hl7v2 import Repetition, Segment, tables
 from engine.formats.hl7v2 import datatypes as dt
@@ -292,6 +294,24 @@ def _role(b: Build, rol: Segment) -> list[dict]:
                                   "individual": {**b.ref(who),
                                                  "display": dt.xcn_display(rep) or None}}))
     return found
+
+
+def length_from_period(visit: dict | None) -> None:
+    """Encounter.length, when PV2-11 did not say it, from a period with a start and an
+    end: whole minutes between two times, else whole days between two dates."""
+    period = (visit or {}).get("period", {})
+    if visit is None or "length" in visit or not {"start", "end"} <= set(period):
+        return
+    start, end = period["start"], period["end"]
+    if "T" in start and "T" in end:
+        minutes = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+        value, unit = int(minutes // 60), "min"
+    elif len(start) == len(end) == 10:
+        value, unit = (date.fromisoformat(end) - date.fromisoformat(start)).days, "d"
+    else:
+        return
+    if value >= 0:
+        visit["length"] = {"value": value, "unit": unit, "system": UCUM, "code": unit}
 
 
 def _length(pv2: Segment | None) -> dict | None:
