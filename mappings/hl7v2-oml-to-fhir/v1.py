@@ -31,14 +31,14 @@ Choices a receiver will notice:
   logical reference, SPM-4 type, SPM-6 additive, SPM-7 method, SPM-8 site, SPM-12
   quantity, SPM-14 description, SPM-17 collected, SPM-18 received, SPM-20/21 status,
   SPM-24/28 condition, SPM-27 container; SAC-1/2/3 container ids, SAC-21/22/24
-  volumes, SAC-27 additive); else OBR-15.
+  volumes, SAC-27 additive; OBR-10 collector, OBR-7 when SPM-17 is empty); else OBR-15.
 - OBX before the group's first SPM are answers to ask-at-order-entry questions: one
   Observation each (every value type), basedOn the order and listed in supportingInfo;
   OBX after an SPM are about that specimen (Observation.specimen).
 - ORC-10 entered by, ORC-11 verified by and ORC-19 action by (on behalf of the ORC-17
   entering organization): a Provenance of the order (FHIR has no ServiceRequest element
-  for them), with ORC-16 as its reason; an order control that changes a placed order
-  gets one recording when (ORC-9).
+  for them), with ORC-16 as its reason and ORC-15 as when it takes effect; an order
+  control that changes a placed order gets one recording when (ORC-9).
 - The patient group: Patient (the id hl7v2-adt-to-fhir@1 gives the PID), Encounter,
   RelatedPerson (NK1), AllergyIntolerance (AL1), Condition (DG1), Coverage (IN1), the
   Account (PID-18) and its guarantors (GT1), ChargeItem (FT1); the Bundle ends with the

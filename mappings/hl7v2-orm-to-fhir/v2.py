@@ -34,11 +34,12 @@ Versions 2.3 to 2.8. What changed from v1 (a shadow run shows it per path):
   data-absent-reason as its code: US Core requires one, and the PUT replaces the order.
 - A Provenance of each order names ORC-10 entered by, ORC-11 verified by and ORC-19
   action by on behalf of the ORC-17 entering organization (FHIR's ServiceRequest has
-  no element for them), with ORC-16 as its reason;
+  no element for them), with ORC-16 as its reason and ORC-15 as when it takes effect;
   an order control that changes a placed order gets one too, recording when (ORC-9) and
   which change (ORC-1).
 - Specimens: SPM with SAC containers (ids, SPM-3 parent, type, method, site, quantity,
-  collected, received, availability, condition), OBR-15 with OBR-7/8 collected, OBR-9 volume,
+  collected, received, availability, condition; OBR-10 collector, OBR-7 when SPM-17 is
+  empty), OBR-15 with OBR-7/8 collected, OBR-9 volume,
   OBR-10 collector, OBR-14 received.
 - NutritionOrder: ODS-1 D diets as oralDiet (ODS-3 type; a code naming a texture or a
   thickened fluid goes to texture or fluidConsistencyType; ODS-4 instruction; ODS-2 meal

@@ -114,6 +114,16 @@ def test_specimen_from_spm(oml: Mapping) -> None:
     assert only(bundle, "ServiceRequest")["specimen"] == [ref(specimen)]
 
 
+def test_obr_collector_and_time_complete_the_specimen(oml: Mapping) -> None:
+    obr = OBR + "|||20240819100000-0500|||55^DRAWER^DANA"
+    bundle = bundle_of(oml, message(ORC, obr, spm(f17="")))
+    collection = only(bundle, "Specimen")["collection"]
+    assert collection["collectedDateTime"] == "2024-08-19T10:00:00-05:00"
+    (collector,) = [e["resource"] for e in bundle["entry"]
+                    if f"urn:uuid:{e['resource']['id']}" == collection["collector"]["reference"]]
+    assert collector["name"][0]["family"] == "DRAWER"
+
+
 def test_parent_specimen_is_a_logical_reference(oml: Mapping) -> None:
     specimen = only(bundle_of(oml, message(ORC, OBR, spm(f3="P-1&EHR^LP-1&LIS"))),
                     "Specimen")

@@ -263,6 +263,10 @@ def test_entered_and_verified_by_are_a_provenance_of_the_order(orm: Mapping) -> 
     assert roles == {"enterer": "TILLMAN", "verifier": "OSEI"}
     assert {resolve(bundle, a["onBehalfOf"])["name"] for a in provenance["agent"]} == {
         "Riverbend IM"}
+    assert "occurredDateTime" not in provenance
+    bundle = bundle_of(orm, message(orc(f15="20240601000000-0500"), obr()))
+    (provenance,) = [p for p in of_type(bundle, "Provenance") if len(p["target"]) == 1]
+    assert provenance["occurredDateTime"] == "2024-06-01T00:00:00-05:00"
 
 
 def test_reason_and_action_by_of_a_cancel(orm: Mapping) -> None:

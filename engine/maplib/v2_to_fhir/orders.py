@@ -515,6 +515,8 @@ def service_order(b: Build, group: OrderGroup) -> dict | None:
     if not spms and obr is not None:
         old = specimens.from_obr15(b, obr, key=key)
         found = [old] if old is not None else []
+    elif obr is not None:
+        _collected_by(b, obr, found)
     dg1s = [s for s in body if s.name == "DG1"]
     request = service_request(
         b, orc, obr, tq1=next((s for s in body if s.name == "TQ1"), None),
@@ -589,6 +591,22 @@ def _prt_organization(b: Build, prt: Segment) -> dict | None:
     return xon_organization(b, dt.first_rep(prt, 8))
 
 
+def _collected_by(b: Build, obr: Segment, made: list[dict]) -> None:
+    """OBR-10 collector (and OBR-7 collection time, when SPM-17 says none) on the SPM
+    Specimens of the order: SPM has no field for who drew the sample."""
+    collector = people.practitioner(b, dt.first_rep(obr, 10))
+    when = (dt.to_fhir_datetime(obr.value(7), b.field(obr, 7), b.offset)
+            if _value(obr, 7) else None)
+    for specimen in made:
+        collection = specimen.setdefault("collection", {})
+        if collector is not None:
+            collection.setdefault("collector", b.ref(collector))
+        if when and "collectedPeriod" not in collection:
+            collection.setdefault("collectedDateTime", when)
+        if not collection:
+            del specimen["collection"]
+
+
 def order_conditions(b: Build, dg1s: list[Segment]) -> list[dict]:
     """The Conditions `clinical.conditions` made of these DG1 (called once per message),
     found by the id the released DG1 converter derives."""
@@ -634,9 +652,9 @@ def order_provenance(b: Build, orc: Segment | None, request: dict,
     """ORC-10 entered by, ORC-11 verified by and ORC-19 action by (on behalf of the
     ORC-17 entering organization), whom FHIR's ServiceRequest has no element for, as a
     Provenance of the order: recorded at ORC-9 (else MSH-7), activity ORC-1, reason
-    ORC-16 (R4's ServiceRequest has no statusReason). An order control that changes a
-    placed order (CA, DC, HD, XO, ...) gets one too, so when the order was cancelled or
-    changed (its ORC-9) is kept."""
+    ORC-16 (R4's ServiceRequest has no statusReason), occurred at ORC-15 (when the order
+    or its change takes effect). An order control that changes a placed order (CA, DC,
+    HD, XO, ...) gets one too, so when the order was cancelled or changed is kept."""
     if orc is None:
         return None
     agents = []
@@ -662,7 +680,8 @@ def order_provenance(b: Build, orc: Segment | None, request: dict,
     control = _value(orc, 1).upper()
     reason = first_concept(orc, 16, b.facility)
     changed = control in CHANGE_CONTROLS and bool(_value(orc, 9))
-    if not agents and not changed and reason is None:
+    effective = dt.to_fhir_datetime(orc.value(15), b.field(orc, 15), b.offset)
+    if not agents and not changed and reason is None and effective is None:
         return None
     recorded = (dt.to_fhir_instant(orc.value(9), b.field(orc, 9), b.offset)
                 or dt.to_fhir_instant(b.message.segments[0].value(7), "MSH-7", b.offset))
@@ -680,6 +699,7 @@ def order_provenance(b: Build, orc: Segment | None, request: dict,
                           keyed({"system": "ServiceRequest", "value": request["id"]},
                                 control, recorded)),
         "target": [b.ref(request)],
+        "occurredDateTime": effective,
         "recorded": recorded,
         "reason": [reason] if reason else None,
         "activity": {"coding": [{"system": _V2_0119, "code": control}]} if control else None,
