@@ -12,8 +12,9 @@ consulting ones (RT, CP) and RF1-19/20 its performers. AUT is a preauthorization
 ClaimResponse. DG1 Conditions are its reasons, OBX (under their OBR's ServiceRequest)
 and AL1/IAM its supporting info, IN1 Coverages and the ClaimResponse its insurance; PID
 (with the PID-18 Account), NK1, GT1, PR1 and PV1 are mapped as in the other HL7v2
-mappings. A message without RF1 still maps the patient, with a warning; only a message
-without a PID fails.
+mappings, but a PR1 without a date or dated after the message is a Procedure the
+referral asks for (preparation, basedOn it). A message without RF1 still maps the
+patient, with a warning; only a message without a PID fails.
 """
 
 from __future__ import annotations

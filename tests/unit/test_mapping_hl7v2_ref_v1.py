@@ -206,3 +206,13 @@ def test_pid18_is_the_account(to_fhir: Mapping) -> None:
     pid = PID + "||||||||||WA-9^^^WESTCLINIC^AN"
     account = of_type(bundle_of(to_fhir, message(RF1, RP, pid=pid)), "Account")
     assert [a["identifier"][0]["value"] for a in account] == ["WA-9"]
+
+
+def test_a_procedure_not_yet_done_is_one_the_referral_asks_for(to_fhir: Mapping) -> None:
+    done = checks.segment("PR1", {1: "1", 3: "85025^CBC^C4", 5: "20240620"})
+    asked = checks.segment("PR1", {1: "2", 3: "38221^Bone marrow biopsy^C4"})
+    bundle = bundle_of(to_fhir, message(RF1, RP, PID, done, asked))
+    by_code = {p["code"]["coding"][0]["code"]: p for p in of_type(bundle, "Procedure")}
+    assert by_code["85025"]["status"] == "completed" and "basedOn" not in by_code["85025"]
+    assert by_code["38221"]["status"] == "preparation"
+    assert by_code["38221"]["basedOn"] == [{"reference": f"urn:uuid:{referral(bundle)['id']}"}]

@@ -2,8 +2,9 @@
 with the people and facts it carries: the PRD providers (referring one as requester,
 referred-to and consulting ones as performers, each with a PractitionerRole), the
 payor's AUT authorization (a preauthorization ClaimResponse), the patient, visit,
-diagnoses (its reasons), procedures, allergies, results, guarantors, the PID-18 account
-and coverages (its insurance).
+diagnoses (its reasons), procedures (one without a date, or dated after the message, is
+one the referral asks for: status preparation, based on it), allergies, results,
+guarantors, the PID-18 account and coverages (its insurance).
 
 RF1-1 status sets the request's status (A accepted, P pending: active; R rejected,
 E expired: revoked), an I14 cancels it (revoked) and RF1-25 D marks it entered in error.
@@ -61,7 +62,7 @@ def build(message: Hl7Message) -> dict | Skip:
     people.mother(b)
     allergies = clinical.allergies(b)
     diagnoses = clinical.conditions(b)
-    clinical.procedures(b)
+    procedures = clinical.procedures(b)
     observations = _results(b, message)
     coverages = financial.coverages(b)
     coverages += b.each("AUT", lambda aut, n: b.add(authorization(b, aut, coverages)))
@@ -74,11 +75,26 @@ def build(message: Hl7Message) -> dict | Skip:
         tolerate(MappingError("the RF1 segment is missing: no referral, only the facts "
                               "about the patient are mapped", field="RF1"))
     else:
-        guard("RF1", 1, lambda: b.add(referral(
+        request = guard("RF1", 1, lambda: b.add(referral(
             b, rf1, [(prd, who) for prd, who in providers if who is not None],
             reasons=diagnoses, supporting=[*observations, *allergies],
             insurance=coverages, notes=_notes(message))))
+        _planned(b, procedures, request)
     return b.bundle()
+
+
+def _planned(b: Build, procedures: list[dict], request: dict | None) -> None:
+    """A referral's PR1 without a date, or dated after the message, is a procedure it asks
+    for (status preparation, based on the referral), not one done."""
+    sent = (dt.to_fhir_datetime(b.message.segments[0].value(7), "MSH-7", b.offset) or "")[:10]
+    for procedure in procedures:
+        done = procedure.get("performedDateTime") or procedure.get(
+            "performedPeriod", {}).get("start", "")
+        if done and (not sent or done[:10] <= sent):
+            continue
+        procedure["status"] = "preparation"
+        if request is not None:
+            procedure["basedOn"] = [b.ref(request)]
 
 
 def referral(b: Build, rf1: Segment, providers: list[tuple[Segment, dict]], *,
