@@ -377,3 +377,9 @@ def test_notes_say_who_entered_them_and_when(to_fhir: Mapping) -> None:
     author = of_type(bundle, "Practitioner")[0]
     assert note == [{"text": "Hemolyzed.", "authorReference": {
         "reference": f"urn:uuid:{author['id']}"}, "time": "2025-03-10T08:30:00-06:00"}]
+
+
+def test_a_pending_result_without_value_is_temporarily_unknown(to_fhir: Mapping) -> None:
+    found = observation(to_fhir, obx(f5="", f11="I"))
+    assert found["status"] == "registered"
+    assert found["dataAbsentReason"]["coding"][0]["code"] == "temp-unknown"

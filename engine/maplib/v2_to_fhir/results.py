@@ -255,7 +255,10 @@ def _status(obx: Segment, report_status: str) -> str:
 
 
 def _absent(status: str) -> dict:
-    code = {"cancelled": "not-performed", "entered-in-error": "error"}.get(status, "unknown")
+    """Why an OBX has no value: not performed (cancelled), an error, pending (registered
+    or preliminary: temporarily unknown), else unknown."""
+    code = {"cancelled": "not-performed", "entered-in-error": "error",
+            "registered": "temp-unknown", "preliminary": "temp-unknown"}.get(status, "unknown")
     return {"coding": [{"system": DATA_ABSENT, "code": code}]}
 
 
