@@ -463,3 +463,18 @@ def test_length_from_the_period_when_pv2_does_not_say_it(adt: Mapping) -> None:
     dates = PV1 + "|" * 25 + "20240601|20240604"
     assert one(bundle_of(adt, message(pv1=dates, event="A03")),
                "Encounter")["length"]["value"] == 3
+
+
+def test_rol_people_are_participants_and_practitioner_roles(adt: Mapping) -> None:
+    rol = "ROL|1|AD|AT^Attending^HL70443|91^WARD^WENDY^^^DR|20240601100000-0500"
+    bundle = bundle_of(adt, message(rol))
+    role = one(bundle, "PractitionerRole")
+    doctor = resolve(bundle, role["practitioner"])
+    assert doctor["identifier"][0]["value"] == "91"
+    assert role["code"][0]["coding"][0]["code"] == "AT"
+    assert role["period"] == {"start": "2024-06-01T10:00:00-05:00"}
+    [participant] = one(bundle, "Encounter")["participant"]
+    assert participant["individual"]["reference"] == f"urn:uuid:{doctor['id']}"
+    assert participant["type"][0]["coding"][0]["code"] == "ATND"
+    deleted = rol.replace("|AD|", "|DE|")
+    assert of_type(bundle_of(adt, message(deleted)), "PractitionerRole") == []

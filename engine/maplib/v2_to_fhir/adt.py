@@ -3,7 +3,8 @@ message carries about them (related persons, allergies, diagnoses, procedures,
 observations, coverage, guarantors), with the message's Provenance and MessageHeader.
 
 The organizations that assigned the patient's identifiers (with a universal id) are
-their assigners, and PID-21 names the newborn's mother when no NK1 does.
+their assigners, PID-21 names the newborn's mother when no NK1 does, and each ROL
+person is also a PractitionerRole (as the reference converter makes them).
 
 Event rules a receiver notices:
 - person events (A28-A31, A40, A47) map a PV1 only when it names a visit (PV1-19):
@@ -29,9 +30,10 @@ EVENTS: tuple[str, ...] = (
     "A60",
 )
 RESOURCES: tuple[str, ...] = (
-    "Patient", "RelatedPerson", "Practitioner", "Organization", "Location", "Encounter",
-    "Account", "AllergyIntolerance", "Condition", "Procedure", "Observation", "Device",
-    "DocumentReference", "Coverage", "Linkage", "MessageHeader", "Provenance",
+    "Patient", "RelatedPerson", "Practitioner", "PractitionerRole", "Organization",
+    "Location", "Encounter", "Account", "AllergyIntolerance", "Condition", "Procedure",
+    "Observation", "Device", "DocumentReference", "Coverage", "Linkage", "MessageHeader",
+    "Provenance",
 )
 # Events about the person alone: their PV1, when sent, is often a placeholder.
 PERSON_EVENTS = frozenset({"A28", "A29", "A30", "A31", "A40", "A47"})
@@ -53,6 +55,7 @@ def build(message) -> dict | Skip:
     if b.event == "A29" and b.patient is not None:
         b.patient["active"] = False
     people.assigners(b)
+    visit.practitioner_roles(b)
     people.related_persons(b)
     people.mother(b)
     clinical.allergies(b)

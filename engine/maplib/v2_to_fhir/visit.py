@@ -273,6 +273,38 @@ def _participants(b: Build, pv1: Segment, pv2: Segment | None) -> list[dict]:
     return [compact({**p, "individual": compact(p["individual"])}) for p in found]
 
 
+def practitioner_roles(b: Build) -> list[dict]:
+    """Each ROL person with its role (ROL-3), period (ROL-5/6), location (ROL-13) and
+    organization (ROL-14) as a PractitionerRole, as the reference converter makes them;
+    a ROL whose action is DE (delete) makes none. Called by builders that want them."""
+    made: list[dict] = []
+    for rol in b.message.all("ROL"):
+        if dt.present(rol.value(2)).upper() == "DE":
+            continue
+        concept = cwe_to_codeable_concept(dt.first_rep(rol, 3), b.facility, Bound(V2_0443, {}))
+        place = location(b, dt.first_rep(rol, 13))
+        org = people.xon_organization(b, dt.first_rep(rol, 14))
+        period = compact({"start": dt.to_fhir_datetime(rol.value(5), "ROL-5", b.offset),
+                          "end": dt.to_fhir_datetime(rol.value(6), "ROL-6", b.offset)})
+        for rep in rol.repetitions(4):
+            who = people.practitioner(b, rep)
+            if who is None:
+                continue
+            key = {"system": f"Practitioner/{who['id']}",
+                   "value": "|".join(c.get("code", "") for c in (concept or {}).get(
+                       "coding", [])) or (concept or {}).get("text", "")}
+            made.append(b.add(compact({
+                "resourceType": "PractitionerRole",
+                "id": resource_id("PractitionerRole", b.facility, key),
+                "period": period,
+                "practitioner": b.ref(who),
+                "organization": b.ref(org) if org else None,
+                "code": [concept] if concept else None,
+                "location": [b.ref(place)] if place else None,
+            }), merge=True))
+    return made
+
+
 def _role(b: Build, rol: Segment) -> list[dict]:
     """A visit's ROL: each ROL-4 person with ROL-3's role (v2-0443 and the v3 type), its
     period ROL-5/6; a ROL whose action (ROL-2) is DE (delete) names nobody now."""
