@@ -16,7 +16,8 @@ order and its results agree). OMG specifics a receiver will notice:
 - A referral's v2.7+ PRT RT (referred-to provider) and PO (performing organization) are
   the ServiceRequest's performers.
 - The patient group, the Provenance of the order (ORC-10/11, changes), warnings and
-  left-behind fields, and a second PID, are as in hl7v2-oml-to-fhir@1.
+  left-behind fields, a second PID and PRIOR_RESULT groups are as in
+  hl7v2-oml-to-fhir@1.
 """
 
 from __future__ import annotations

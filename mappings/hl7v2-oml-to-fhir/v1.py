@@ -47,7 +47,9 @@ Choices a receiver will notice:
   an order that cannot be mapped costs only that order. Only a message without a PID
   fails; one without any ORC or OBR maps its patient, with a warning at ORC. Every
   field no rule read is reported. What follows a second PID (another patient's orders)
-  is left out with a warning at PID[2], never filed under the first patient.
+  is left out with a warning at PID[2], never filed under the first patient. PRIOR_RESULT
+  groups (a PV1 after the orders, then earlier ORC/OBR/OBX sent for context) are not
+  read as new orders: they are reported as left behind.
 """
 
 from __future__ import annotations

@@ -227,6 +227,18 @@ def test_a_message_without_orders_still_maps_its_patient(oml: Mapping) -> None:
     assert len(of_type(bundle, "Patient")) == 1 and not of_type(bundle, "ServiceRequest")
 
 
+def test_prior_results_are_left_behind_not_read_as_orders(oml: Mapping) -> None:
+    prior = ["PV1|1|O|LAB^^^LAKESHORE", "ORC|RE|EP700001^EHR|L-1^LIS",
+             "OBR|1|EP700001^EHR|L-1^LIS|2093-3^Cholesterol^LN|||20240101080000-0500",
+             "OBX|1|NM|2093-3^Cholesterol^LN||240|mg/dL|||||F"]
+    result = mapped(oml, message(ORC, TQ1, OBR, spm(), *prior))
+    bundle = json.loads(result.output)
+    assert [r["identifier"][0]["value"] for r in of_type(bundle, "ServiceRequest")] == [
+        "EP771200"]
+    assert not of_type(bundle, "Observation")
+    assert {"PV1-3", "ORC[2]-2", "OBX-5"} <= set(result.left_behind)
+
+
 def test_only_a_message_with_nothing_to_map_fails(oml: Mapping) -> None:
     no_pid = ("MSH|^~\\&|EPIC|LAKESHORE_HOSP|LIS|LAKESHORE_LAB|20240819101500-0500||"
               "OML^O21|C9|P|2.5.1\r" + ORC + "\r" + OBR + "\r").encode()

@@ -742,6 +742,21 @@ def first_patient(b: Build) -> Hl7Message:
     return Hl7Message(segments[:pids[1]], b.message.delimiters)
 
 
+def without_prior_results(message: Hl7Message) -> Hl7Message:
+    """The message before its PRIOR_RESULT groups (OML, OMG: a PV1 after the orders opens
+    them). Those are earlier results sent for context, not orders: read as orders they
+    would be new active ServiceRequests, so they are left behind (and reported so)."""
+    segments = message.segments
+    first_order = next((i for i, s in enumerate(segments) if s.name in ("ORC", "OBR")), None)
+    if first_order is None:
+        return message
+    prior = next((i for i in range(first_order, len(segments))
+                  if segments[i].name == "PV1"), None)
+    if prior is None:
+        return message
+    return Hl7Message(segments[:prior], message.delimiters)
+
+
 def order_message(message: Hl7Message, kind: str, events: tuple[str, ...]) -> dict | Skip:
     """An OML or OMG (ORC/OBR order groups only) as a Bundle: the patient group, then
     one `service_order` per group, each guarded (a group that cannot be mapped costs
@@ -749,7 +764,7 @@ def order_message(message: Hl7Message, kind: str, events: tuple[str, ...]) -> di
     b = Build(message, kind, default_event=events[0])
     if b.event not in events:
         return Skip(f"{kind}^{b.event or '(no event)'} is not an event this mapping reads")
-    b.message = first_patient(b)
+    b.message = without_prior_results(first_patient(b))
     groups = order_groups(b.message)
     patient_group(b)
     if not groups:  # its patient is still news (as an ADT would say it); fails without PID
