@@ -1,7 +1,8 @@
 """Pharmacy segments as FHIR: an order (ORC with RXO or RXE, its RXR routes, RXC
-components, TQ1 timing and NTE notes) as a MedicationRequest and the Medication it
-names; a dispense (RXD) as a MedicationDispense; a give (RXG) or an administration
-(RXA) as a MedicationAdministration.
+components, TQ1 timing, CDO limits and NTE notes) as a MedicationRequest and the
+Medication it names; a dispense (RXD) as a MedicationDispense. (Gives, RXG, and
+pharmacy administrations, RXA, are not mapped here yet: no message type this package
+reads carries them, and the reference converter maps neither.)
 
 Choices a receiver notices:
 - A MedicationRequest's id is the one hl7v2-rde-to-fhir@1 gives the same order (ORC-2
@@ -9,8 +10,8 @@ Choices a receiver notices:
   one order and every version of the mapping update one resource. An order without
   either number is keyed on RXE-15 prescription number, else on the patient, the drug
   and when it was ordered, with a warning naming ORC-2.
-- The drug is a Medication resource (code RXE-2 / RXO-1 / RXD-2 / RXG-4 / RXA-5, form,
-  strength, RXC components as ingredients) referenced by medicationReference, as the
+- The drug is a Medication resource (code RXE-2 / RXO-1 / RXD-2 with the supplementary
+  codes, form, strength, RXC components as ingredients) referenced by medicationReference, as the
   reference converter does; its id comes from its content, so the same drug named by
   many orders is one resource.
 - Status, doses, timing, routes and units read as `engine.maplib.v2_pharmacy` reads them;
@@ -482,7 +483,7 @@ def _schedules(b: Build, orc: Segment | None, seg: Segment, timings: list[Segmen
             t, b.field(t, 1).rsplit("-", 1)[0], b.offset)) for t in timings]
         for t in timings:
             _check_time_units(b, t)
-        return [s for s in found if s is not None]
+        return [_sane(b, s, t) for s, t in zip(found, timings, strict=True) if s is not None]
     places = [(seg, 1)] if seg.name == "RXE" else []
     places += [(orc, 7)] if orc is not None else []
     for segment, number in places:
@@ -492,6 +493,24 @@ def _schedules(b: Build, orc: Segment | None, seg: Segment, timings: list[Segmen
             plan = guarded(lambda rep=rep, name=name: rx.schedule_from_tq(rep, name, b.offset))
             return [plan] if plan else []
     return []
+
+
+_MAX_INT = 2**31 - 1
+
+
+def _sane(b: Build, plan: rx.Schedule, tq1: Segment) -> rx.Schedule:
+    """FHIR counts are positive 32-bit integers: a TQ1-14 total of 0 or one too large to
+    be a count is left out, with a warning."""
+    repeat = (plan.timing or {}).get("repeat", {})
+    count = repeat.get("count")
+    if count is not None and not 1 <= count <= _MAX_INT:
+        tolerate(MappingError("is not a count of one or more occurrences; left out",
+                              field=b.field(tq1, 14)))
+        repeat.pop("count")
+        if not repeat:
+            plan.timing.pop("repeat")
+        plan = plan._replace(timing=plan.timing or None)
+    return plan
 
 
 def _check_time_units(b: Build, tq1: Segment) -> None:
@@ -658,11 +677,16 @@ def _dispense_request(b: Build, orc: Segment | None, seg: Segment, plans: list[r
 
 
 def _count(b: Build, seg: Segment, number: int) -> int | None:
-    """A count (refills): a whole number of zero or more, else a warning and none."""
+    """A count (refills): a whole number of zero or more that FHIR can hold, else a
+    warning and none."""
     try:
-        return rx.whole_number(seg.value(number), b.field(seg, number))
+        count = rx.whole_number(seg.value(number), b.field(seg, number))
     except MappingError as error:
         return tolerate(error)
+    if count is not None and count > _MAX_INT:
+        return tolerate(MappingError("is too large to be a count; left out",
+                                     field=b.field(seg, number)))
+    return count
 
 
 def _pharmacy(b: Build, seg: Segment, number: int) -> dict | None:

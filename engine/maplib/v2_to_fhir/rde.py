@@ -14,8 +14,8 @@ from engine.mapping_base import Skip
 EVENTS: tuple[str, ...] = ("O11", "O25", "O01")
 RESOURCES: tuple[str, ...] = (
     "Patient", "Encounter", "Location", "Practitioner", "PractitionerRole", "Organization",
-    "Medication", "MedicationRequest", "Observation", "Device", "DocumentReference",
-    "AllergyIntolerance", "Coverage", "MessageHeader", "Provenance",
+    "RelatedPerson", "Account", "Medication", "MedicationRequest", "Observation", "Device",
+    "DocumentReference", "AllergyIntolerance", "Coverage", "MessageHeader", "Provenance",
 )
 
 
@@ -27,6 +27,7 @@ def build(message: Hl7Message) -> dict | Skip:
     visit.encounter(b)
     clinical.allergies(b)
     financial.coverages(b)
+    financial.guarantors(b)
     orders(b, "RXE", "RXO")
     return b.bundle()
 
