@@ -383,3 +383,17 @@ def test_a_pending_result_without_value_is_temporarily_unknown(to_fhir: Mapping)
     found = observation(to_fhir, obx(f5="", f11="I"))
     assert found["status"] == "registered"
     assert found["dataAbsentReason"]["coding"][0]["code"] == "temp-unknown"
+
+
+@pytest.mark.parametrize(("unit", "quantity"), [
+    ("mmHg", {"unit": "mmHg", "system": UCUM, "code": "mm[Hg]"}),
+    ("K/uL^thousand per microliter", {"unit": "thousand per microliter", "system": UCUM,
+                                       "code": "10*3/uL"}),
+    ("^mg/dL", {"unit": "mg/dL", "system": UCUM, "code": "mg/dL"}),
+    ("lbs", {"unit": "lbs", "system": UCUM, "code": "[lb_av]"}),
+    ("cells/hpf", {"unit": "cells/hpf"}),
+])
+def test_common_unit_spellings_get_their_ucum_code(to_fhir: Mapping, unit: str,
+                                                   quantity: dict) -> None:
+    found = observation(to_fhir, obx(f5="7", f6=unit))
+    assert found["valueQuantity"] == {"value": 7, **quantity}

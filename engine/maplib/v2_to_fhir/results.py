@@ -50,6 +50,34 @@ VITAL_SIGNS = frozenset({
 })
 
 
+# Units senders write that are not UCUM but name exactly one UCUM unit (US Core vital
+# signs and lab results want the UCUM code); the text stays as sent.
+UCUM_ALIASES: dict[str, str] = {
+    "mmHg": "mm[Hg]", "mm Hg": "mm[Hg]", "MMHG": "mm[Hg]", "bpm": "/min", "BPM": "/min",
+    "beats/min": "/min", "breaths/min": "/min", "/MIN": "/min", "degF": "[degF]",
+    "DEGF": "[degF]", "deg F": "[degF]", "\u00b0F": "[degF]", "degC": "Cel",
+    "DEGC": "Cel", "deg C": "Cel", "\u00b0C": "Cel", "lb": "[lb_av]", "lbs": "[lb_av]",
+    "LB": "[lb_av]", "LBS": "[lb_av]", "in": "[in_i]", "IN": "[in_i]", "inches": "[in_i]",
+    "oz": "[oz_av]", "mEq/L": "meq/L", "MEQ/L": "meq/L", "IU/L": "[IU]/L",
+    "IU/mL": "[IU]/mL", "mIU/mL": "m[IU]/mL", "uIU/mL": "u[IU]/mL", "mIU/L": "m[IU]/L",
+    "K/uL": "10*3/uL", "x10E3/uL": "10*3/uL", "10^3/uL": "10*3/uL", "x10(3)/uL": "10*3/uL",
+    "M/uL": "10*6/uL", "x10E6/uL": "10*6/uL", "10^6/uL": "10*6/uL", "MG/DL": "mg/dL",
+    "G/DL": "g/dL", "MMOL/L": "mmol/L", "KG": "kg", "CM": "cm", "SEC": "s", "sec": "s",
+}
+
+
+def obx_unit(obx: Segment) -> legacy.Unit:
+    """OBX-6 as `v2_results.obx_unit` reads it, and UCUM also when the only unit sent is
+    text that parses as UCUM (`^mg/dL`) or a common spelling of one (mmHg, K/uL, lbs)."""
+    unit = legacy.obx_unit(obx)
+    if unit.system or not unit.unit:
+        return unit
+    sent = dt.present(obx.value(6, 1))
+    code = UCUM_ALIASES.get(sent) or UCUM_ALIASES.get(unit.unit) or (
+        unit.unit if not sent and legacy.looks_like_ucum(unit.unit) else "")
+    return legacy.Unit(unit.unit, tables.UCUM, code) if code else unit
+
+
 class Context(NamedTuple):
     """What the OBX of one group share (all optional for OBX outside a result group)."""
 
@@ -190,7 +218,7 @@ def _observation(b: Build, group: list[Segment], key: str, ctx: Context,
     code = first_concept(obx, 3, b.facility)
     if code is None:
         raise MappingError("is empty, so the result has no test code", field="OBX-3")
-    unit = legacy.obx_unit(obx)
+    unit = obx_unit(obx)
     value = _text_value(b, group) if len(group) > 1 else observation_value(b, obx, unit)
     attachment = value.pop("_attachment", None)
     notes = [n for o in group for n in notes_after(b, o)]
@@ -392,7 +420,7 @@ def observation_value(b: Build, obx: Segment, unit: legacy.Unit | None = None) -
     reps = [r for r in obx.repetitions(5) if dt.present(r.text)]
     if not reps:
         return {}
-    unit = unit or legacy.obx_unit(obx)
+    unit = unit or obx_unit(obx)
     kind = dt.present(obx.value(2)).upper()
     first = reps[0]
     if kind == "NM":
