@@ -112,7 +112,8 @@ def test_same_message_twice_gives_the_same_ids(to_fhir: Mapping) -> None:
 @pytest.mark.parametrize(("fields", "value"), [
     ({"f2": "NM", "f5": "5.10", "f6": "mmol/L"},
      {"valueQuantity": {"value": 5.10, "unit": "mmol/L", "system": UCUM, "code": "mmol/L"}}),
-    ({"f2": "NM", "f5": "142", "f6": "K/uL"}, {"valueQuantity": {"value": 142, "unit": "K/uL"}}),
+    ({"f2": "NM", "f5": "142", "f6": "cells/uL"},
+     {"valueQuantity": {"value": 142, "unit": "cells/uL"}}),
     ({"f2": "SN", "f5": ">^90", "f6": ""}, {"valueQuantity": {"value": 90, "comparator": ">"}}),
     ({"f2": "NM", "f5": "<0.01", "f6": ""},
      {"valueQuantity": {"value": 0.01, "comparator": "<"}}),
