@@ -335,3 +335,14 @@ def test_cumulative_dosage_limits_from_cdo(rde: Mapping) -> None:
     raw = message(*order(), "CDO|1||40^mg|2^FN")
     assert warnings_of(rde, raw) == [
         "CDO-4: has an interval unit this mapping does not read (D, WK, M, A, PL)"]
+
+
+@pytest.mark.parametrize(("tq1", "where"), [
+    ("TQ1|1||0ID", "TQ1-3"), ("TQ1|1||99999999999ID", "TQ1-3"),
+    ("TQ1|1||QD|||||||||||0", "TQ1-14"), ("TQ1|1||QD|||||||||||99999999999", "TQ1-14"),
+])
+def test_counts_fhir_cannot_hold_are_left_out_and_the_output_stays_valid(
+        rde: Mapping, tq1: str, where: str) -> None:
+    raw = message(*order(), tq1)
+    checks.check_transaction(bundle_of(rde, raw))
+    assert [w.split(":")[0] for w in warnings_of(rde, raw)] == [where]

@@ -483,7 +483,8 @@ def _schedules(b: Build, orc: Segment | None, seg: Segment, timings: list[Segmen
             t, b.field(t, 1).rsplit("-", 1)[0], b.offset)) for t in timings]
         for t in timings:
             _check_time_units(b, t)
-        return [_sane(b, s, t) for s, t in zip(found, timings, strict=True) if s is not None]
+        return [_sane(b, s, b.field(t, 14), b.field(t, 3))
+                for s, t in zip(found, timings, strict=True) if s is not None]
     places = [(seg, 1)] if seg.name == "RXE" else []
     places += [(orc, 7)] if orc is not None else []
     for segment, number in places:
@@ -491,26 +492,35 @@ def _schedules(b: Build, orc: Segment | None, seg: Segment, timings: list[Segmen
         if rep is not None and any(dt.present(c) for c in rep.components()):
             name = b.field(segment, number)
             plan = guarded(lambda rep=rep, name=name: rx.schedule_from_tq(rep, name, b.offset))
-            return [plan] if plan else []
+            return [_sane(b, plan, f"{name}.3", f"{name}.2")] if plan else []
     return []
 
 
 _MAX_INT = 2**31 - 1
 
 
-def _sane(b: Build, plan: rx.Schedule, tq1: Segment) -> rx.Schedule:
-    """FHIR counts are positive 32-bit integers: a TQ1-14 total of 0 or one too large to
-    be a count is left out, with a warning."""
-    repeat = (plan.timing or {}).get("repeat", {})
+def _sane(b: Build, plan: rx.Schedule, count_field: str, pattern_field: str
+          ) -> rx.Schedule:
+    """FHIR counts and frequencies are positive 32-bit integers: a total of 0 or one too
+    large (TQ1-14), or a pattern giving such a frequency (TQ1-3 "0ID"), is left out with a
+    warning; the pattern's text stays as Timing.code."""
+    repeat = (plan.timing or {}).get("repeat")
+    if not repeat:
+        return plan
     count = repeat.get("count")
     if count is not None and not 1 <= count <= _MAX_INT:
         tolerate(MappingError("is not a count of one or more occurrences; left out",
-                              field=b.field(tq1, 14)))
+                              field=count_field))
         repeat.pop("count")
-        if not repeat:
-            plan.timing.pop("repeat")
-        plan = plan._replace(timing=plan.timing or None)
-    return plan
+    frequency = repeat.get("frequency")
+    if frequency is not None and not 1 <= frequency <= _MAX_INT:
+        tolerate(MappingError("gives a frequency that is not one or more a period; the "
+                              "pattern is kept as text only", field=pattern_field))
+        for key in ("frequency", "period", "periodUnit", "when"):
+            repeat.pop(key, None)
+    if not repeat:
+        plan.timing.pop("repeat")
+    return plan._replace(timing=plan.timing or None)
 
 
 def _check_time_units(b: Build, tq1: Segment) -> None:
