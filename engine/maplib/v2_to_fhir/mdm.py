@@ -49,8 +49,10 @@ def build(message: Hl7Message) -> dict | Skip:
     measured = [o for o in obxs if dt.present(o.value(2)).upper() not in DOCUMENT_TYPES]
     # Keyed on the document, so an edit (T08) or a replacement updates its results.
     key = {"system": "urn:conduit:document", "value": document["id"]} if document else None
+    # Results of the document were observed at its activity time (TXA-4) unless they say.
+    when = dt.to_fhir_datetime(txa.value(4), "TXA-4", b.offset) if txa is not None else None
     made = results.observations(b, measured, based_on=requests or None,
-                                context=results.Context(key=key))
+                                context=results.Context(key=key, effective=when))
     if document is not None:
         for observation in made:
             observation["derivedFrom"] = [b.ref(document)]

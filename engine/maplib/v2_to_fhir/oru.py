@@ -126,7 +126,8 @@ def report_group(b: Build, orc: Segment | None, obr: Segment, body: list[Segment
               if i is not None and i < len(specimens)}
     context = Context(
         key=key, section=obr.value(24), report_status=status,
-        effective=dt.to_fhir_datetime(obr.value(7), "OBR-7", b.offset),
+        effective=dt.to_fhir_datetime(obr.value(7), "OBR-7", b.offset)
+        or results.collected(specimens),
         issued=dt.to_fhir_instant(obr.value(22), "OBR-22", b.offset),
         specimen_of=lambda obx: by_spm.get(id(obx)),
     )

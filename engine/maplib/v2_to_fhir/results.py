@@ -635,7 +635,8 @@ def diagnostic_report(
     if code is None:
         code = tolerate(MappingError("is empty, so the report's test is not named",
                                      field="OBR-4"), {"text": "Unspecified report"})
-    start = dt.to_fhir_datetime(obr.value(7), "OBR-7", b.offset)
+    start = (dt.to_fhir_datetime(obr.value(7), "OBR-7", b.offset)
+             or collected(specimens))  # OML/OUL senders often leave OBR-7 to the SPM
     end = dt.to_fhir_datetime(obr.value(8), "OBR-8", b.offset)
     effective = ({"effectivePeriod": compact({"start": start, "end": end})}
                  if end and end != start else {"effectiveDateTime": start})
@@ -662,6 +663,13 @@ def diagnostic_report(
         "presentedForm": forms,
     }
     return compact(report)
+
+
+def collected(specimens: list[dict]) -> str | None:
+    """When the first Specimen was collected (its time, or its period's start)."""
+    collection = specimens[0].get("collection", {}) if specimens else {}
+    return (collection.get("collectedDateTime")
+            or collection.get("collectedPeriod", {}).get("start"))
 
 
 def _report_people(b: Build, obr: Segment, *fields: int) -> list[dict]:
