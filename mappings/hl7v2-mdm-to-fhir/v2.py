@@ -19,7 +19,8 @@ What a receiver notices against v1:
 - New resources: the Encounter (PV1, referenced from context), RelatedPerson (NK1),
   ServiceRequests for ORC/OBR (context.related), Observations for OBX that are not the
   document itself (anything but ED/RP; text lines of one OBX-3 are one Observation), each
-  derivedFrom the document and keyed on it, and the message's Provenance.
+  derivedFrom the document, keyed on it and effective at TXA-4 unless OBX-14 says, and
+  the message's Provenance.
 - Ids are unchanged: Patient as hl7v2-adt-to-fhir@1, DocumentReference as v1 (TXA-12).
 """
 

@@ -23,7 +23,8 @@ What a receiver notices against v1:
 - Units: as v1, and also UCUM when the only unit is text that parses as UCUM ("^mg/dL")
   or a common spelling of one unit (mmHg, mEq/L, K/uL, x10E3/uL, uIU/mL, lbs, degF); the
   unit text stays as sent. An NM written "<0.01" is a quantity with its comparator.
-- DiagnosticReport: effectivePeriod when OBR-8 differs from OBR-7, issued OBR-22 else
+- DiagnosticReport: effectivePeriod when OBR-8 differs from OBR-7 (without OBR-7, when
+  the specimen was collected), issued OBR-22 else
   MSH-7 (as an instant: US Core requires it), the ORC-4 placer group number, basedOn the
   OBR-29 parent order too, performer (OBR-34/33) and resultsInterpreter (OBR-32) as
   Practitioners, presentedForm with size, hash and title; OBR-10 collector and OBR-14
