@@ -27,8 +27,9 @@ What a receiver notices against v1:
   the specimen was collected), issued OBR-22 else
   MSH-7 (as an instant: US Core requires it), the ORC-4 placer group number, basedOn the
   OBR-29 parent order too, performer (OBR-34/33) and resultsInterpreter (OBR-32) as
-  Practitioners, presentedForm with size, hash and title; OBR-10 collector and OBR-14
-  received time fill in the first Specimen.
+  Practitioners, conclusion the text of an impression or final diagnosis result (LOINC
+  19005-8, 22637-3, 59776-5, 18834-2), presentedForm with size, hash and title; OBR-10
+  collector and OBR-14 received time fill in the first Specimen.
 - Ids are unchanged for the same facts: Patient as hl7v2-adt-to-fhir@1, DiagnosticReport
   and Observation as v1 (a resend or an upgrade updates rather than duplicates).
 """

@@ -398,3 +398,9 @@ def test_common_unit_spellings_get_their_ucum_code(to_fhir: Mapping, unit: str,
                                                    quantity: dict) -> None:
     found = observation(to_fhir, obx(f5="7", f6=unit))
     assert found["valueQuantity"] == {"value": 7, **quantity}
+
+
+def test_an_impression_is_the_reports_conclusion(to_fhir: Mapping) -> None:
+    bundle = bundle_of(to_fhir, FIXTURES.input("radiology_report_text"))
+    report = of_type(bundle, "DiagnosticReport")[0]
+    assert report["conclusion"] == "IMPRESSION: No acute cardiopulmonary process."

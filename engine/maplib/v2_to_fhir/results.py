@@ -660,9 +660,23 @@ def diagnostic_report(
         "resultsInterpreter": _report_people(b, obr, 32),
         "specimen": [b.ref(s) for s in specimens],
         "result": [b.ref(r) for r in results],
+        "conclusion": _conclusion(results),
         "presentedForm": forms,
     }
     return compact(report)
+
+
+# LOINC codes of the narrative that is a report's conclusion: a radiology impression, a
+# pathology final diagnosis, a procedure's impression.
+CONCLUSION_CODES = frozenset({"19005-8", "22637-3", "59776-5", "18834-2"})
+
+
+def _conclusion(results: list[dict]) -> str | None:
+    """The text of the results that are the report's impression or final diagnosis."""
+    texts = [r["valueString"] for r in results if "valueString" in r and any(
+        c.get("system") == "http://loinc.org" and c.get("code") in CONCLUSION_CODES
+        for c in r["code"].get("coding", []))]
+    return "\n".join(texts) or None
 
 
 def collected(specimens: list[dict]) -> str | None:
