@@ -129,3 +129,11 @@ def test_nothing_to_map_fails_and_another_event_is_skipped(to_fhir: Mapping) -> 
         run(to_fhir, message("R22", "PV1|1|O"))
     assert nothing.value.field == "OBR"
     assert isinstance(run(to_fhir, message("R21", SPM, OBR, OBX)), Skip)
+
+
+def test_r23_containers_after_the_first_orders_belong_to_the_specimen(to_fhir: Mapping) -> None:
+    bundle = bundle_of(to_fhir, FIXTURES.input("r23_two_containers_aliquots"))
+    [specimen] = of_type(bundle, "Specimen")
+    assert [c["identifier"][0]["value"] for c in specimen["container"]] == [
+        "2502170200-A1", "2502170200-A2"]
+    assert len(of_type(bundle, "DiagnosticReport")) == 2

@@ -16,6 +16,7 @@ from engine.errors import MappingError
 from engine.formats.hl7v2 import Hl7Message, Segment
 from engine.formats.hl7v2 import datatypes as dt
 from engine.leniency import guard, tolerate
+from engine.maplib.fhir import compact
 from engine.maplib.v2_to_fhir import people, results, visit
 from engine.maplib.v2_to_fhir.frame import Build
 from engine.maplib.v2_to_fhir.oru import report_group
@@ -94,11 +95,30 @@ def _walk(b: Build) -> list[_Order]:
             current.body.append(seg)
         elif name == "OBX" and current is None:
             loose.append(seg)
+        elif name == "SAC" and current is not None and not order_centric and under:
+            _more_container(b, under[0], seg)  # R23: the next container of the specimen
         elif current is not None:
             current.body.append(seg)
         previous = name
     _flush(b, loose, under)
     return orders
+
+
+def _more_container(b: Build, specimen: dict, sac: Segment) -> None:
+    """A SAC after its specimen's first orders (R23 sends a container, its orders, the next
+    container...) adds that container to the Specimen: SAC-3 id, SAC-21 volume (SAC-23
+    unit)."""
+    identifier = dt.ei_to_identifier(dt.first_rep(sac, 3), b.facility)
+    volume = dt.to_fhir_decimal(sac.value(21), "SAC-21")
+    unit = dt.present(sac.value(23, 1))
+    container = compact({
+        "identifier": [identifier] if identifier else None,
+        "capacity": compact({"value": volume, "unit": unit or None})
+        if volume is not None else None,
+    })
+    known = specimen.setdefault("container", [])
+    if container and container not in known:
+        known.append(container)
 
 
 def _flush(b: Build, obxs: list[Segment], under: list[dict]) -> None:
