@@ -250,3 +250,21 @@ def test_the_group_employer_holds_the_policy(to_fhir: Mapping) -> None:
     holder = resolve(bundle, one(bundle, "Coverage")["policyHolder"])
     assert (holder["resourceType"], holder["name"]) == ("Organization", "Acme Tools")
     assert holder["identifier"][0]["value"] == "E-77"
+
+
+def test_each_visit_group_is_its_own_encounter_on_one_account(to_fhir: Mapping) -> None:
+    second = checks.segment("PV1", {1: "2", 2: "O", 19: "V-5502^^^GOODSAM^VN"})
+    dg1 = checks.segment("DG1", {1: "1", 3: "R51^Headache^I10"})
+    raw = message(PV1, DG1, second, dg1, GT1, IN1)
+    bundle = bundle_of(to_fhir, raw)
+    encounters = {e["identifier"][0]["value"]: e for e in of_type(bundle, "Encounter")}
+    assert set(encounters) == {"V-5501", "V-5502"}
+    by_code = {c["code"]["coding"][0]["code"]: c for c in of_type(bundle, "Condition")}
+    assert by_code["I10"]["encounter"]["reference"].endswith(encounters["V-5501"]["id"])
+    assert by_code["R51"]["encounter"]["reference"].endswith(encounters["V-5502"]["id"])
+    account = one(bundle, "Account")
+    assert len(of_type(bundle, "Patient")) == 1
+    assert (len(account["coverage"]), len(account["guarantor"])) == (1, 1)
+    nameless = checks.segment("DG1", {1: "1", 6: "A"})
+    said = warnings(to_fhir, message(PV1, DG1, second, nameless))
+    assert [w.split(":")[0] for w in said] == ["DG1[2]-3"]

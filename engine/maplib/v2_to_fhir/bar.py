@@ -3,8 +3,10 @@ diagnosis/procedure update P12) as the Account with its Patient, visit, guaranto
 coverages, diagnoses, procedures, allergies and observations.
 
 A P02 purges the accounts of one or more patients (one PID group each): every group is
-mapped, its Account inactive. A P06 ends an account: inactive too. A P12 updates a
-visit's diagnoses and procedures; DG1-21/PR1-20 action D marks one entered-in-error.
+mapped, its Account inactive. A patient's repeated VISIT groups (PV1 and what follows)
+are each an Encounter with their own diagnoses, procedures, guarantors and coverages, on
+the one Account. A P06 ends an account: inactive too. A P12 updates a visit's diagnoses
+and procedures; DG1-21/PR1-20 action D marks one entered-in-error.
 """
 
 from __future__ import annotations
@@ -32,12 +34,14 @@ def build(message: Hl7Message) -> dict | Skip:
     b = Build(message, "BAR")
     if b.event not in EVENTS:
         return Skip(f"BAR^{b.event or '(no event)'} is not a billing event this mapping reads")
-    groups = patient_groups(message)
+    groups = [visits for patient in patient_groups(message) for visits in visit_groups(patient)]
     if len(groups) <= 1:
         account_facts(b, b)
     else:
-        for n, segments in enumerate(groups, start=1):
-            with at("PID", n):  # PID[2]-7: the second patient's birth date
+        for segments in groups:
+            pid = next(s for s in segments if s.name == "PID")
+            patients = next(n for n, s in enumerate(message.all("PID"), start=1) if s is pid)
+            with at("PID", patients):  # PID[2]-7: the second patient's birth date
                 account_facts(_Part(Hl7Message(segments, message.delimiters), message), b)
     return b.bundle()
 
@@ -60,12 +64,23 @@ def account_facts(b: Build, into: Build) -> None:
         account["status"] = "inactive"
     if into is not b:
         for resource in b.resources():
-            into.add(resource, merge=True)
+            _merge(into, resource)
+
+
+def _merge(into: Build, resource: dict) -> None:
+    """Keep `resource` in `into`; when another group made it too (the Patient and its
+    Account in every VISIT group), add the list items (coverages, guarantors) it lacked."""
+    kept = into.add(resource, merge=True)
+    if kept is None or kept is resource:
+        return
+    for key, value in resource.items():
+        if isinstance(value, list) and isinstance(kept.get(key), list):
+            kept[key] += [v for v in value if v not in kept[key]]
 
 
 class _Part(Build):
-    """One patient group of a P02, its segments numbered as in the whole message so a
-    warning names DG1[3]-5, not the group's own first DG1."""
+    """One patient (P02) or visit group, its segments numbered as in the whole message so
+    a warning names DG1[3]-5, not the group's own first DG1."""
 
     def __init__(self, group: Hl7Message, whole: Hl7Message) -> None:
         super().__init__(group, "BAR")
@@ -86,6 +101,20 @@ class _Part(Build):
     def occurrence(self, segment: Segment) -> int:
         return next((n for n, s in enumerate(self.whole.all(segment.name), start=1)
                      if s is segment), 1)
+
+
+def visit_groups(segments: list[Segment]) -> list[list[Segment]]:
+    """A patient group's VISIT groups (BAR_P01 repeats them): what comes before the first
+    PV1 (MSH, EVN, PID, PD1) with each PV1 and the segments up to the next."""
+    first = next((i for i, s in enumerate(segments) if s.name == "PV1"), len(segments))
+    head, rest = segments[:first], segments[first:]
+    visits: list[list[Segment]] = []
+    for segment in rest:
+        if segment.name == "PV1" or not visits:
+            visits.append([*head, segment])
+        else:
+            visits[-1].append(segment)
+    return visits or [head]
 
 
 def patient_groups(message: Hl7Message) -> list[list[Segment]]:
