@@ -10,7 +10,8 @@ patient, IN2 Medicare/Medicaid/member ids), the Patient (its assigning authoriti
 Organizations, PID-21 mother), Encounter (with its ranked diagnoses), NK1 RelatedPersons
 (one resource per person however many segments name them), AL1/IAM allergies, DG1
 encounter diagnoses, PR1 Procedures (surgeon, anesthesiologist and ROL performers) and
-OBX Observations, then the Provenance.
+OBX Observations, then the Provenance. Each repeated VISIT group (PV1 and what follows)
+is its own Encounter with its diagnoses and procedures, on the one Account.
 A value that cannot be read is a warning located by segment and field; only a message
 without a PID fails. Patient, Encounter, Condition and Coverage ids are those the ADT
 mappings give the same facts, so billing and ADT feeds update one record.
