@@ -293,3 +293,16 @@ def test_every_resource_type_written_is_declared_for_the_coverage_table() -> Non
     written = {e["resource"]["resourceType"] for case in FIXTURES.output_cases
                for e in json.loads((FIXTURES.folder / f"{case}.json").read_text())["entry"]}
     assert written <= set(builder.RESOURCES), written - set(builder.RESOURCES)
+
+
+@pytest.mark.parametrize(("value", "applied"), [
+    ("2", {"doseNumberPositiveInt": 2}),
+    ("0", {"doseNumberString": "0"}),
+    ("99999999999", {"doseNumberString": "99999999999"}),  # too large for a positiveInt
+])
+def test_dose_number_is_a_positive_int_only_when_fhir_can_hold_it(
+        vxu: Mapping, value: str, applied: dict) -> None:
+    raw = message(*dose(), f"OBX|1|NM|30973-2^Dose number in series^LN|1|{value}||||||F")
+    bundle = bundle_of(vxu, raw)
+    checks.check_transaction(bundle)
+    assert only(bundle, "Immunization")["protocolApplied"] == [applied]
