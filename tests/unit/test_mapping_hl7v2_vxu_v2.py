@@ -73,7 +73,7 @@ def _check_output(bundle: dict) -> None:
     assert of_type(bundle, "Patient"), "every VXU output has its Patient"
 
 
-TestFixtures = checks.fixture_tests(FIXTURES, min_cases=17, min_outputs=14,
+TestFixtures = checks.fixture_tests(FIXTURES, min_cases=18, min_outputs=15,
                                     output=_check_output)
 
 
@@ -83,6 +83,8 @@ def test_fixtures_cover_versions_and_messy_styles() -> None:
         assert any(version + b"|" in r or version + b"\r" in r for r in raw.values()), version
     assert any(b"\n" in r and b"\r" not in r for r in raw.values()), "a \\n-only fixture"
     assert any(b"\rZ" in r for r in raw.values()), "a Z-segment"
+    assert any(b"\r\n" in r for r in raw.values()), "a \\r\\n fixture"
+    assert any(b"\\T\\" in r for r in raw.values()), "an escape sequence"
     assert sum(c.endswith("warns") or c.startswith("messy") for c in raw) >= 3
 
 
