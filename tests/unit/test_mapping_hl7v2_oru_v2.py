@@ -404,3 +404,10 @@ def test_an_impression_is_the_reports_conclusion(to_fhir: Mapping) -> None:
     bundle = bundle_of(to_fhir, FIXTURES.input("radiology_report_text"))
     report = of_type(bundle, "DiagnosticReport")[0]
     assert report["conclusion"] == "IMPRESSION: No acute cardiopulmonary process."
+
+
+def test_a_repeated_coded_answer_loses_none(to_fhir: Mapping) -> None:
+    found = observation(to_fhir, obx(f2="CWE", f5="112283007^Escherichia coli^SCT~"
+                                                  "3092008^Staphylococcus aureus^SCT"))
+    assert found["valueCodeableConcept"]["coding"][0]["code"] == "112283007"
+    assert found["note"] == [{"text": "Also reported: Staphylococcus aureus (3092008)"}]

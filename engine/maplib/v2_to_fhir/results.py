@@ -221,6 +221,7 @@ def _observation(b: Build, group: list[Segment], key: str, ctx: Context,
     unit = obx_unit(obx)
     value = _text_value(b, group) if len(group) > 1 else observation_value(b, obx, unit)
     attachment = value.pop("_attachment", None)
+    more = value.pop("_more", [])
     notes = [n for o in group for n in notes_after(b, o)]
     status = _status(obx, ctx.report_status)
     for line in group[1:]:  # the lines of one text result share the first line's status
@@ -243,7 +244,7 @@ def _observation(b: Build, group: list[Segment], key: str, ctx: Context,
         **value,
         "dataAbsentReason": None if value or attachment else _absent(status),
         "interpretation": legacy.interpretations(obx),
-        "note": notes_of(b, notes),
+        "note": notes_of(b, notes) + more,
         "bodySite": first_concept(obx, 20, b.facility),
         "method": first_concept(obx, 17, b.facility),
         "specimen": b.ref(specimen) if specimen else None,
@@ -431,7 +432,8 @@ def observation_value(b: Build, obx: Segment, unit: legacy.Unit | None = None) -
         return _numeric_range(first, unit)
     if kind in ("CE", "CWE", "CNE", "CF"):
         concept = cwe_to_codeable_concept(first, b.facility)
-        return {"valueCodeableConcept": concept} if concept else {}
+        return {"valueCodeableConcept": concept, "_more": _more_answers(b, reps[1:])} \
+            if concept else {}
     if kind in ("DT", "TS", "DTM"):
         return _datetime(first.value(1), b.offset)
     if kind == "TM":
@@ -449,6 +451,21 @@ def observation_value(b: Build, obx: Segment, unit: legacy.Unit | None = None) -
     if kind in ("ST", "TX", "FT", "TEXT") or kind not in ("", "NA"):
         return {"valueString": "\n".join(_lines(b, obx))}
     return _untyped(first, unit)
+
+
+def _more_answers(b: Build, reps: list[Repetition]) -> list[dict]:
+    """A coded OBX-5 that repeats (several organisms, several findings): the first is the
+    value, each other answer a note naming it, so none is lost."""
+    found: list[dict] = []
+    for rep in reps:
+        concept = cwe_to_codeable_concept(rep, b.facility) or {}
+        coding = (concept.get("coding") or [{}])[0]
+        text = concept.get("text") or coding.get("display") or coding.get("code")
+        if text:
+            code = coding.get("code")
+            label = f"{text} ({code})" if code and code != text else text
+            found.append({"text": f"Also reported: {label}"})
+    return found
 
 
 def _text_value(b: Build, group: list[Segment]) -> dict:
