@@ -415,8 +415,8 @@ def observation_value(b: Build, obx: Segment, unit: legacy.Unit | None = None) -
     with comparator, a range or a ratio; NR valueRange; ST/TX/FT valueString (FT's
     formatting commands decoded, repetitions as lines); CE/CWE/CNE/CF valueCodeableConcept;
     DT/TS/DTM valueDateTime; TM valueTime; DR valuePeriod; ED and RP an attachment (in
-    "_attachment", for a DocumentReference). Other or no type: numbers as quantities, the
-    rest as text.
+    "_attachment", for a DocumentReference); a repeated coded answer's others as notes
+    (in "_more"). Other or no type: numbers as quantities, the rest as text.
     """
     reps = [r for r in obx.repetitions(5) if dt.present(r.text)]
     if not reps:
