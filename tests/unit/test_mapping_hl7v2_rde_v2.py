@@ -346,3 +346,10 @@ def test_counts_fhir_cannot_hold_are_left_out_and_the_output_stays_valid(
     raw = message(*order(), tq1)
     checks.check_transaction(bundle_of(rde, raw))
     assert [w.split(":")[0] for w in warnings_of(rde, raw)] == [where]
+
+
+def test_a_note_carries_its_author_and_time(rde: Mapping) -> None:
+    bundle = bundle_of(rde, FIXTURES.input("o25_refill_authorization_v251"))
+    note, = only(bundle, "MedicationRequest")["note"]
+    assert note["time"] == "2024-08-15T08:50:00-05:00"
+    assert resolve(bundle, note["authorReference"])["name"][0]["family"] == "NAVARRO"

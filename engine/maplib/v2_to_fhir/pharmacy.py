@@ -31,7 +31,7 @@ from engine.leniency import tolerate
 from engine.maplib import v2_pharmacy as rx
 from engine.maplib.fhir import compact, resource_id
 from engine.maplib.v2_codes import codeable_concepts, first_concept
-from engine.maplib.v2_fhir import annotations
+from engine.maplib.v2_fhir import nte_text
 from engine.maplib.v2_orders import keyed, placer_and_filler
 from engine.maplib.v2_to_fhir import people
 from engine.maplib.v2_to_fhir.frame import Build
@@ -245,7 +245,7 @@ def _request(b: Build, orc: Segment | None, seg: Segment, rxrs: list[Segment],
         "requester": b.ref(requester) if requester else None,
         "recorder": b.ref(recorder) if recorder else None,
         "reasonCode": codeable_concepts(seg, f.indication, b.facility),
-        "note": _notes(seg, notes),
+        "note": _notes(b, seg, notes),
         "dosageInstruction": dosages(b, seg, rxrs, plans),
         "dispenseRequest": _dispense_request(b, orc, seg, plans),
         "substitution": _substitution(seg, f.substitution),
@@ -367,9 +367,26 @@ def _prior(b: Build, orc: Segment | None) -> dict | None:
     return {"type": "MedicationRequest", "identifier": identifier} if identifier else None
 
 
-def _notes(seg: Segment, notes: list[Segment]) -> list[dict]:
+def annotations(b: Build, notes: list[Segment]) -> list[dict]:
+    """One Annotation per NTE that says something: NTE-3 text, NTE-5 entered by as the
+    author (a Practitioner), NTE-6 entered time (v2.6+)."""
+    found = []
+    for nte in notes:
+        text = nte_text(nte)
+        if not text:
+            continue
+        author = people.practitioner(b, dt.first_rep(nte, 5))
+        found.append(compact({
+            "authorReference": b.ref(author) if author else None,
+            "time": dt.to_fhir_datetime(nte.value(6), b.field(nte, 6), b.offset),
+            "text": text,
+        }))
+    return found
+
+
+def _notes(b: Build, seg: Segment, notes: list[Segment]) -> list[dict]:
     """The order's NTE, then RXE-21 / RXO-6 pharmacy instructions as a note."""
-    found = annotations(notes)
+    found = annotations(b, notes)
     field = 21 if seg.name == "RXE" else 6
     text = _text(seg, field)
     if text:
@@ -792,7 +809,7 @@ def _dispense(b: Build, order: PharmacyOrder, rxd: Segment, request: dict | None
         "whenHandedOver": handed,
         "destination": _destination(b, rxd),
         "note": [*[{"text": t} for t in (_text(rxd, 9), _text(rxd, 15)) if t],
-                 *annotations(order.notes(rxd))],
+                 *annotations(b, order.notes(rxd))],
         "dosageInstruction": _dispense_dosage(b, order, rxd),
         "substitution": _dispense_substitution(b, rxd),
     }
