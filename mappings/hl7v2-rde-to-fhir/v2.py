@@ -11,9 +11,10 @@ What changed from v1 (a shadow run shows it per path):
   dispenseRequest.performer (an Organization); RXE-39 is initialFill; RXE-19 total daily
   dose is maxDosePerPeriod; RXE-15 prescription number is an identifier; RXE-32 is
   authoredOn when ORC-9 is empty; ORC-8 is priorPrescription; RXE-21 is a note; RXR-5
-  routing instruction is an additionalInstruction; the order's OBX are Observations
-  based on the MedicationRequest; AL1 and IN1 give AllergyIntolerance and Coverage; PV1
-  gives the Encounter itself.
+  routing instruction is an additionalInstruction; a note's NTE-5 author is a
+  Practitioner and NTE-6 its time; the order's OBX are Observations based on the
+  MedicationRequest; AL1, IN1 and GT1 give AllergyIntolerance, Coverage and the
+  Account's guarantors; PV1 gives the Encounter itself.
 - An order with both RXO (as placed) and RXE (as encoded) gives two MedicationRequests
   of one order, as the reference converter does: the RXE's (v1's id, intent order)
   basedOn the RXO's (intent original-order, keyed apart; RXO-20 reasonCode, RXO-28

@@ -8,7 +8,8 @@ Choices a receiver will notice:
   whenHandedOver RXD-3; quantity RXD-4/5; performer RXD-10 Practitioners; location
   RXD-30 dispensing pharmacy; destination RXD-13 dispense-to location; type RXD-33
   (v2-0484); substitution RXD-11 (table 0167: N, 0, 1 not substituted; G, T substituted);
-  note RXD-9 dispense notes, RXD-15 special instructions and the NTE after the RXD;
+  note RXD-9 dispense notes, RXD-15 special instructions and the NTE after the RXD
+  (NTE-5 author, NTE-6 time);
   dosageInstruction the RXR after the RXD (else the order's), the order's TQ1 and RXD-12
   total daily dose as maxDosePerPeriod.
 - status from ORC-5 (CM completed, IP in-progress, SC preparation, CA cancelled, DC
