@@ -21,6 +21,7 @@ to_fhir_v1 = checks.mapping_fixture(V1_FIXTURES.ref)
 
 UCUM = "http://unitsofmeasure.org"
 CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+V3 = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 PID = "PID|1||LK-5501^^^LAKESIDE^MR||QUILLAN^ROSA^^^^^L||19800202|F"
 
 
@@ -411,3 +412,15 @@ def test_a_repeated_coded_answer_loses_none(to_fhir: Mapping) -> None:
                                                   "3092008^Staphylococcus aureus^SCT"))
     assert found["valueCodeableConcept"]["coding"][0]["code"] == "112283007"
     assert found["note"] == [{"text": "Also reported: Staphylococcus aureus (3092008)"}]
+
+
+@pytest.mark.parametrize(("flag", "interpretation"), [
+    ("H", {"coding": [{"system": V3, "code": "H", "display": "High"}]}),
+    ("HIGH", {"coding": [{"system": V3, "code": "H", "display": "High"}], "text": "HIGH"}),
+    ("Not Detected", {"coding": [{"system": V3, "code": "ND", "display": "Not detected"}],
+                      "text": "Not Detected"}),
+    ("ZZ", {"text": "ZZ"}),
+])
+def test_abnormal_flags_are_v3_interpretations(to_fhir: Mapping, flag: str,
+                                               interpretation: dict) -> None:
+    assert observation(to_fhir, obx(f8=flag))["interpretation"] == [interpretation]

@@ -243,7 +243,7 @@ def _observation(b: Build, group: list[Segment], key: str, ctx: Context,
         "performer": _performers(b, obx),
         **value,
         "dataAbsentReason": None if value or attachment else _absent(status),
-        "interpretation": legacy.interpretations(obx),
+        "interpretation": interpretations(obx),
         "note": notes_of(b, notes) + more,
         "bodySite": first_concept(obx, 20, b.facility),
         "method": first_concept(obx, 17, b.facility),
@@ -281,6 +281,31 @@ def _status(obx: Segment, report_status: str) -> str:
         tolerate(MappingError("is not a result status of table 0085; read as the "
                               "report's status", field="OBX-11"))
     return legacy.observation_status(obx, report_status)
+
+
+# Abnormal flags senders spell out instead of table 0078's code.
+FLAG_ALIASES: dict[str, str] = {
+    "HI": "H", "HIGH": "H", "LO": "L", "LOW": "L", "ABN": "A", "ABNORMAL": "A",
+    "NORM": "N", "NORMAL": "N", "WNL": "N", "POSITIVE": "POS", "NEGATIVE": "NEG",
+    "DETECTED": "DET", "NOT DETECTED": "ND", "REACTIVE": "RR", "NONREACTIVE": "NR",
+    "NON-REACTIVE": "NR", "CRITICAL HIGH": "HH", "CRITICAL LOW": "LL", "SUSCEPTIBLE": "S",
+    "RESISTANT": "R", "INTERMEDIATE": "I",
+}
+
+
+def interpretations(obx: Segment) -> list[dict]:
+    """OBX-8 through table 0078 (`v2_results.interpretations`), a flag spelled out (HIGH,
+    Positive, Not detected) read as its code; another flag stays text."""
+    found: list[dict] = []
+    for rep, concept in zip([r for r in obx.repetitions(8) if dt.present(r.value(1))],
+                            legacy.interpretations(obx), strict=False):
+        code = FLAG_ALIASES.get(dt.present(rep.value(1)).upper())
+        if "coding" not in concept and code is not None:
+            concept = {"coding": [{"system": legacy.V3_INTERPRETATION, "code": code,
+                                   "display": legacy.INTERPRETATION[code]}],
+                       "text": dt.present(rep.value(1))}
+        found.append(concept)
+    return found
 
 
 def _absent(status: str) -> dict:
