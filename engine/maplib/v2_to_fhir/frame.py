@@ -44,6 +44,7 @@ class Build:
         self.patient: dict | None = None  # set by people.patient
         self.encounter: dict | None = None  # set by visit.encounter
         self._resources: dict[str, dict] = {}
+        self._numbers: dict[int, int] | None = None
 
     # -- resources ------------------------------------------------------------------------
 
@@ -94,11 +95,15 @@ class Build:
         return found
 
     def occurrence(self, segment: Segment) -> int:
-        """Which `segment.name` of the message this is, from 1."""
-        for n, s in enumerate(self.message.all(segment.name), start=1):
-            if s is segment:
-                return n
-        return 1
+        """Which `segment.name` of the message this is, from 1 (1 for a segment that is
+        not the message's own)."""
+        if self._numbers is None:
+            counts: dict[str, int] = {}
+            self._numbers = {}
+            for s in self.message.segments:
+                counts[s.name] = counts.get(s.name, 0) + 1
+                self._numbers[id(s)] = counts[s.name]
+        return self._numbers.get(id(segment), 1)
 
     def field(self, segment: Segment, number: int) -> str:
         """`OBX[3]-5`: a field's place, for warnings and keys."""
