@@ -308,3 +308,13 @@ def test_dose_number_is_a_positive_int_only_when_fhir_can_hold_it(
     bundle = bundle_of(vxu, raw)
     checks.check_transaction(bundle)
     assert only(bundle, "Immunization")["protocolApplied"] == [applied]
+
+
+def test_a_forecast_after_a_given_dose_is_a_recommendation_beside_it(vxu: Mapping) -> None:
+    raw = message(*dose(), "OBX|1|CE|30979-9^Vaccines due next^LN|1|141^Influenza^CVX||||||F",
+                  "OBX|2|TS|30980-7^Date vaccine due^LN|1|20250601||||||F")
+    bundle = bundle_of(vxu, raw)
+    checks.check_transaction(bundle)
+    assert only(bundle, "Immunization")["status"] == "completed"
+    rec = only(bundle, "ImmunizationRecommendation")
+    assert rec["recommendation"][0]["dateCriterion"][0]["value"] == "2025-06-01"

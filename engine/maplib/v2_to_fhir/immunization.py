@@ -118,6 +118,8 @@ def dose(b: Build, group: imm.DoseGroup, from_visit: dict | None) -> dict | None
     made = results.observations(b, observations, context=results.Context(key=dose_key))
     for observation in made:
         observation.setdefault("partOf", []).append(b.ref(kept))
+    if LOINC_DUE_VACCINE in {dt.present(obx.value(3, 1)) for obx in observations}:
+        recommendation(b, group)  # a registry's forecast sent after the dose it follows
     reactions = [compact({"date": o.get("effectiveDateTime"), "detail": b.ref(o)})
                  for o in made if _code_of(o) == LOINC_REACTION]
     if reactions:
