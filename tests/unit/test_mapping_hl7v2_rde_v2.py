@@ -353,3 +353,12 @@ def test_a_note_carries_its_author_and_time(rde: Mapping) -> None:
     note, = only(bundle, "MedicationRequest")["note"]
     assert note["time"] == "2024-08-15T08:50:00-05:00"
     assert resolve(bundle, note["authorReference"])["name"][0]["family"] == "NAVARRO"
+
+
+def test_an_empty_order_control_reads_order_status_else_warns(rde: Mapping) -> None:
+    completed = message(*order(orc="ORC||ORD-1^EHR|||CM"))
+    assert only(bundle_of(rde, completed), "MedicationRequest")["status"] == "completed"
+    assert warnings_of(rde, completed) == []
+    bare = message(*order(orc="ORC||ORD-1^EHR"))
+    assert only(bundle_of(rde, bare), "MedicationRequest")["status"] == "unknown"
+    assert warnings_of(rde, bare) == ["ORC-1: is empty and so is ORC-5; the status is unknown"]

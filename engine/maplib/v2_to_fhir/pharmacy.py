@@ -297,8 +297,13 @@ def request_status(b: Build, orc: Segment | None) -> str:
     outside table 0119 is unknown, with a warning."""
     if orc is None:
         return "unknown"
-    if dt.present(orc.value(1)).upper() in _REPORTS:
+    control = dt.present(orc.value(1)).upper()
+    if control in _REPORTS:
         return rx.ORDER_STATUS.get(dt.present(orc.value(5)).upper(), "active")
+    if not control:
+        status = rx.ORDER_STATUS.get(dt.present(orc.value(5)).upper())
+        return status or tolerate(MappingError("is empty and so is ORC-5; the status is "
+                                               "unknown", field=b.field(orc, 1)), "unknown")
     try:
         return rx.order_status(orc, b.field(orc, 1).rsplit("-", 1)[0])
     except MappingError as error:
