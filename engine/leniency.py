@@ -54,7 +54,8 @@ class Notes:
         if not field:
             return self._where[-1][0] if self._where else ""
         for name, occurrence in reversed(self._where):
-            if field.startswith(name) and occurrence > 1:
+            located = field[len(name):len(name) + 1] == "["  # already says which
+            if field.startswith(name) and occurrence > 1 and not located:
                 return f"{name}[{occurrence}]{field[len(name):]}"
         return field
 

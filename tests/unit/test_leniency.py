@@ -115,3 +115,9 @@ def test_warnings_never_quote_the_value_that_could_not_be_read():
         dt.to_fhir_date("SECRET-1980", "PID-7")
         dt.to_fhir_decimal("SECRET", "OBX-5")
     assert notes.warnings and not any("SECRET" in str(w) for w in notes.warnings)
+
+
+def test_a_field_already_located_is_not_located_twice():
+    with lenient() as notes:
+        guard("RXD", 2, lambda: dt.to_fhir_decimal("x", "RXD[2]-4"))
+    assert [w.at for w in notes.warnings] == ["RXD[2]-4"]

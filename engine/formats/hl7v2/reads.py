@@ -15,7 +15,7 @@ from engine.formats.hl7v2.message import HEADER_SEGMENTS, Hl7Message, Segment
 _SET_ID_FIRST = frozenset({
     "PID", "PV1", "NK1", "GT1", "AL1", "IAM", "DG1", "PR1", "OBX", "OBR", "IN1", "NTE",
     "FT1", "SPM", "TQ1", "TXA", "AIS", "AIG", "AIL", "AIP", "RGS", "ROL", "PRT", "CON",
-    "ACC", "UB2", "DRG", "OM1", "BLG", "RXA", "ARV",
+    "ACC", "UB2", "DRG", "OM1", "BLG", "RXA", "ARV", "CDO",
 })
 
 
