@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from engine.mapping import MappingCatalog
 from engine.maplib.v2_to_fhir.coverage import rows
+from engine.mapping import MappingCatalog
 from tests.fhir_server import FhirTestServer
 from tests.harness import REPO, EngineHarness, exchange, free_port
 

@@ -9,8 +9,8 @@ import re
 import pytest
 
 from engine.formats.hl7v2 import Hl7v2Codec
-from engine.mapping_base import Skip
 from engine.maplib.v2_to_fhir.coverage import rows
+from engine.mapping_base import Skip
 from tests import mapping_checks as checks
 
 FIXTURES = checks.Fixtures("hl7v2-to-fhir@1")

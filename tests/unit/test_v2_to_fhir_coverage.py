@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import importlib
 
-from engine.mapping import MappingCatalog
 from engine.maplib.v2_to_fhir import coverage
 from engine.maplib.v2_to_fhir.dispatch import TYPES
+from engine.mapping import MappingCatalog
 from tests.harness import REPO
 
 CATALOG = MappingCatalog.discover(REPO / "mappings")
