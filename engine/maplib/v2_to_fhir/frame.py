@@ -118,4 +118,20 @@ class Build:
             from engine.maplib.v2_to_fhir.provenance import provenance as made_from
 
             self.add(made_from(self))
-        return transaction(list(self._resources.values()), message_timestamp(self.message))
+        kept = [_with_active(r) for r in self._resources.values()]
+        return transaction(kept, message_timestamp(self.message))
+
+
+# US Core makes `active` 1..1 on these; a party a sender names in a current message is in
+# use, unless the message itself said otherwise (a merged-away record, an ended tie).
+_ACTIVE_REQUIRED = frozenset({"Organization", "RelatedPerson"})
+
+
+def _with_active(resource: dict) -> dict:
+    if (resource["resourceType"] not in _ACTIVE_REQUIRED or "active" in resource
+            or "end" in resource.get("period", {})):
+        return resource
+    rid = resource["id"]
+    ordered = {"resourceType": resource["resourceType"], "id": rid, "active": True}
+    ordered.update(resource)
+    return ordered
