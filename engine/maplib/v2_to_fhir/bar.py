@@ -11,11 +11,10 @@ and procedures; DG1-21/PR1-20 action D marks one entered-in-error.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from engine.formats.hl7v2 import Hl7Message, Segment
-from engine.leniency import at, guard
+from engine.leniency import at
 from engine.maplib.v2_to_fhir import clinical, financial, people, results, visit
 from engine.maplib.v2_to_fhir.frame import Build
 from engine.mapping_base import Skip
@@ -42,7 +41,7 @@ def build(message: Hl7Message) -> dict | Skip:
             pid = next(s for s in segments if s.name == "PID")
             patients = next(n for n, s in enumerate(message.all("PID"), start=1) if s is pid)
             with at("PID", patients):  # PID[2]-7: the second patient's birth date
-                account_facts(_Part(Hl7Message(segments, message.delimiters), message), b)
+                account_facts(_part(Hl7Message(segments, message.delimiters), message), b)
     return b.bundle()
 
 
@@ -78,29 +77,9 @@ def _merge(into: Build, resource: dict) -> None:
             kept[key] += [v for v in value if v not in kept[key]]
 
 
-class _Part(Build):
-    """One patient (P02) or visit group, its segments numbered as in the whole message so
-    a warning names DG1[3]-5, not the group's own first DG1."""
-
-    def __init__(self, group: Hl7Message, whole: Hl7Message) -> None:
-        super().__init__(group, "BAR")
-        self.whole = whole
-
-    def each(self, name: str, convert_one: Callable[[Segment, int], T | None],
-             segments: Iterable[Segment] | None = None) -> list[T]:
-        chosen = list(segments) if segments is not None else self.message.all(name)
-        numbers = {id(s): n for n, s in enumerate(self.whole.all(name), start=1)}
-        found: list[T] = []
-        for segment in chosen:
-            n = numbers.get(id(segment), 1)
-            result = guard(name, n, lambda s=segment, n=n: convert_one(s, n))
-            if result is not None:
-                found.append(result)
-        return found
-
-    def occurrence(self, segment: Segment) -> int:
-        return next((n for n, s in enumerate(self.whole.all(segment.name), start=1)
-                     if s is segment), 1)
+def _part(group: Hl7Message, whole: Hl7Message) -> Build:
+    """One patient (P02) or visit group, its segments numbered as in the whole message."""
+    return Build(group, "BAR", numbered_in=whole)
 
 
 def visit_groups(segments: list[Segment]) -> list[list[Segment]]:

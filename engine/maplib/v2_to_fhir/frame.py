@@ -27,9 +27,13 @@ _EVENT_CODE = re.compile(r"[A-Z0-9]{1,8}\Z")
 class Build:
     """A message being converted; see the module docstring."""
 
-    def __init__(self, message: Hl7Message, *types: str, default_event: str = "") -> None:
-        """Fails naming MSH-9 when the message is none of `types` (ADT, ORU, ...)."""
+    def __init__(self, message: Hl7Message, *types: str, default_event: str = "",
+                 numbered_in: Hl7Message | None = None) -> None:
+        """Fails naming MSH-9 when the message is none of `types` (ADT, ORU, ...). A
+        group of a larger message (a BAR's visit) is `numbered_in` that message, so its
+        warnings say DG1[3], as the sender counts, not the group's own first DG1."""
         self.message = message
+        self._numbered_in = numbered_in or message
         msh = message.segments[0]
         self.type = dt.present(msh.value(9, 1)).upper()
         if types and self.type not in types:
@@ -85,10 +89,9 @@ class Build:
         message order), each guarded: one that gives up is a warning located at its
         occurrence, and the others still map."""
         chosen = list(segments) if segments is not None else self.message.all(name)
-        numbers = {id(s): n for n, s in enumerate(self.message.all(name), start=1)}
         found: list[T] = []
         for segment in chosen:
-            n = numbers.get(id(segment), 1)
+            n = self.occurrence(segment)
             result = guard(name, n, lambda s=segment, n=n: convert_one(s, n))
             if result is not None:
                 found.append(result)
@@ -100,7 +103,7 @@ class Build:
         if self._numbers is None:
             counts: dict[str, int] = {}
             self._numbers = {}
-            for s in self.message.segments:
+            for s in self._numbered_in.segments:
                 counts[s.name] = counts.get(s.name, 0) + 1
                 self._numbers[id(s)] = counts[s.name]
         return self._numbers.get(id(segment), 1)

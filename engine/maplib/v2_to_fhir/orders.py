@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from engine.errors import MappingError
-from engine.formats.hl7v2 import Hl7Message, Repetition, Segment, tables
+from engine.formats.hl7v2 import Hl7Message, Segment, tables
 from engine.formats.hl7v2 import datatypes as dt
 from engine.leniency import guard, tolerate
 from engine.maplib import v2_clinical
@@ -393,20 +393,6 @@ def _requester(b: Build, orc: Segment | None, obr: Segment | None) -> dict | Non
     return b.ref(chosen) if chosen is not None else None
 
 
-def xon_organization(b: Build, rep: Repetition | None) -> dict | None:
-    """An XON as an Organization: name, XON-10 (else XON-3) id in its XON-6 authority
-    (else the sender's), kept once in `b`."""
-    if rep is None:
-        return None
-    number = dt.present(rep.value(10)) or dt.present(rep.value(3))
-    identifier = None
-    if number:
-        system = (dt.hd_system(rep.value(6, 1), rep.value(6, 2), rep.value(6, 3))
-                  or people.local_system(b, "organization"))
-        identifier = {"system": system, "value": number}
-    return people.organization(b, rep.value(1), identifier)
-
-
 def coded_organization(b: Build, segment: Segment | None, field: int) -> dict | None:
     """An Organization a CE/CWE names by code and text (ORC-17 entering organization,
     RQ1-2 manufacturer, RQ1-4 vendor, RQD-9 deliver-to), kept once in `b`."""
@@ -447,7 +433,7 @@ def practitioner_role(b: Build, person: dict, organization: dict) -> dict:
 
 def ordering_facility(b: Build, orc: Segment | None) -> dict | None:
     """ORC-21 (XON) as an Organization, with ORC-22 address and ORC-23 phone."""
-    org = xon_organization(b, dt.first_rep(orc, 21))
+    org = people.xon_organization(b, dt.first_rep(orc, 21))
     if orc is not None and org is not None:
         address = [a for a in (dt.xad_to_address(r) for r in orc.repetitions(22)) if a]
         phones = [t for t in (dt.xtn_to_contact_point(r, "work")
@@ -588,7 +574,7 @@ def _participants(b: Build, request: dict, prts: list[Segment]) -> None:
 
 def _prt_organization(b: Build, prt: Segment) -> dict | None:
     """PRT-8 participating organization (XON)."""
-    return xon_organization(b, dt.first_rep(prt, 8))
+    return people.xon_organization(b, dt.first_rep(prt, 8))
 
 
 def _collected_by(b: Build, obr: Segment, made: list[dict]) -> None:

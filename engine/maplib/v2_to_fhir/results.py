@@ -365,18 +365,8 @@ def _performers(b: Build, obx: Segment) -> list[dict]:
 
 
 def _performing_lab(b: Build, obx: Segment) -> dict | None:
-    """OBX-23 XON (name, id number in .10 else .3, assigning authority .6) with the
-    OBX-24 address."""
-    rep = dt.first_rep(obx, 23)
-    if rep is None:
-        return None
-    number = dt.present(rep.value(10)) or dt.present(rep.value(3))
-    identifier = None
-    if number:
-        system = (dt.hd_system(rep.value(6, 1), rep.value(6, 2), rep.value(6, 3))
-                  or people.local_system(b, "organization"))
-        identifier = {"system": system, "value": number}
-    lab = people.organization(b, rep.value(1), identifier)
+    """OBX-23 XON with the OBX-24 address."""
+    lab = people.xon_organization(b, dt.first_rep(obx, 23))
     address = dt.xad_to_address(dt.first_rep(obx, 24)) if dt.first_rep(obx, 24) else None
     if lab is not None and address:
         lab.setdefault("address", [address])
