@@ -23,6 +23,7 @@ from engine.formats.hl7v2 import datatypes as dt
 from engine.maplib.fhir import compact, resource_id
 from engine.maplib.v2_to_fhir import clinical, financial, people, results, visit
 from engine.maplib.v2_to_fhir.frame import Build
+from engine.maplib.v2_to_fhir.provenance import finish
 from engine.mapping_base import Skip
 
 EVENTS: tuple[str, ...] = (
@@ -65,7 +66,7 @@ def build(message) -> dict | Skip:
     financial.coverages(b)
     financial.guarantors(b)
     _account(b)
-    return b.bundle()
+    return finish(b)
 
 
 def _patient_groups(b: Build) -> list[tuple[Segment, Segment | None, Segment | None]]:

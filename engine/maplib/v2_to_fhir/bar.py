@@ -17,6 +17,7 @@ from engine.formats.hl7v2 import Hl7Message, Segment
 from engine.leniency import at
 from engine.maplib.v2_to_fhir import clinical, financial, people, results, visit
 from engine.maplib.v2_to_fhir.frame import Build
+from engine.maplib.v2_to_fhir.provenance import finish
 from engine.mapping_base import Skip
 
 EVENTS: tuple[str, ...] = ("P01", "P02", "P05", "P06", "P12")
@@ -42,7 +43,7 @@ def build(message: Hl7Message) -> dict | Skip:
             patients = next(n for n, s in enumerate(message.all("PID"), start=1) if s is pid)
             with at("PID", patients):  # PID[2]-7: the second patient's birth date
                 account_facts(_part(Hl7Message(segments, message.delimiters), message), b)
-    return b.bundle()
+    return finish(b)
 
 
 def account_facts(b: Build, into: Build) -> None:

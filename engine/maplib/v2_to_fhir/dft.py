@@ -14,6 +14,7 @@ from engine.formats.hl7v2 import Hl7Message, Segment
 from engine.maplib.v2_orders import OrderGroup, order_groups
 from engine.maplib.v2_to_fhir import clinical, financial, orders, people, results, visit
 from engine.maplib.v2_to_fhir.frame import Build
+from engine.maplib.v2_to_fhir.provenance import finish
 from engine.mapping_base import Skip
 
 EVENTS: tuple[str, ...] = ("P03", "P11")
@@ -45,7 +46,7 @@ def build(message: Hl7Message) -> dict | Skip:
         ordered.update(id(s) for s in group.body if s.name == "OBX")
     results.observations(b, [s for s in message.all("OBX") if id(s) not in ordered])
     financial.charges(b)
-    return b.bundle()
+    return finish(b)
 
 
 def common_orders(message: Hl7Message) -> list[OrderGroup]:

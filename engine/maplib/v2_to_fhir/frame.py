@@ -115,12 +115,9 @@ class Build:
 
     # -- the result -----------------------------------------------------------------------
 
-    def bundle(self, *, provenance: bool = True) -> dict[str, Any]:
-        """The transaction Bundle, with the message's Provenance last unless told not to."""
-        if provenance:
-            from engine.maplib.v2_to_fhir.provenance import provenance as made_from
-
-            self.add(made_from(self))
+    def transaction(self) -> dict[str, Any]:
+        """The transaction Bundle of what was made (`provenance.finish` adds the
+        message's Provenance first: every builder ends with it)."""
         kept = [_with_active(r) for r in self._resources.values()]
         return transaction(kept, message_timestamp(self.message))
 

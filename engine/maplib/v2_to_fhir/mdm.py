@@ -14,8 +14,9 @@ from engine.formats.hl7v2 import Hl7Message
 from engine.formats.hl7v2 import datatypes as dt
 from engine.leniency import tolerate
 from engine.maplib.v2_orders import order_groups
-from engine.maplib.v2_to_fhir import documents, people, results, visit
+from engine.maplib.v2_to_fhir import documents, orders, people, results, visit
 from engine.maplib.v2_to_fhir.frame import Build
+from engine.maplib.v2_to_fhir.provenance import finish
 from engine.mapping_base import Skip
 
 EVENTS: tuple[str, ...] = tuple(f"T{n:02d}" for n in range(1, 12))
@@ -36,7 +37,7 @@ def build(message: Hl7Message) -> dict | Skip:
     visit.encounter(b)
     people.related_persons(b)
     requests = [r for r in (
-        results.service_request(b, g.orc, g.obr) for g in order_groups(message)) if r]
+        orders.service_request(b, g.orc, g.obr) for g in order_groups(message)) if r]
     obxs = message.all("OBX")
     txa = message.segment("TXA")
     document = None
@@ -56,4 +57,4 @@ def build(message: Hl7Message) -> dict | Skip:
     if document is not None:
         for observation in made:
             observation["derivedFrom"] = [b.ref(document)]
-    return b.bundle()
+    return finish(b)

@@ -20,6 +20,7 @@ from engine.maplib.v2_fhir import annotations
 from engine.maplib.v2_orders import OrderGroup, leading_notes, order_numbers
 from engine.maplib.v2_to_fhir import orders, people, pharmacy, results
 from engine.maplib.v2_to_fhir.frame import Build
+from engine.maplib.v2_to_fhir.provenance import finish
 from engine.mapping_base import Skip
 
 EVENTS: tuple[str, ...] = ("O01",)
@@ -59,7 +60,7 @@ def build(message: Hl7Message) -> dict | Skip:
     for order in found:
         anchor = order.orc or order.body[0]
         guard(anchor.name, b.occurrence(anchor), lambda o=order: place(b, o))
-    return b.bundle()
+    return finish(b)
 
 
 def orders_of(message: Hl7Message) -> list[Order]:

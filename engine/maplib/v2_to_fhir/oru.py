@@ -18,6 +18,8 @@ from engine.maplib.fhir import resource_id
 from engine.maplib.v2_orders import keyed, order_groups, receiving_facility
 from engine.maplib.v2_to_fhir import people, results, visit
 from engine.maplib.v2_to_fhir.frame import Build
+from engine.maplib.v2_to_fhir.orders import service_request
+from engine.maplib.v2_to_fhir.provenance import finish
 from engine.maplib.v2_to_fhir.results import (
     Context,
     diagnostic_report,
@@ -25,9 +27,8 @@ from engine.maplib.v2_to_fhir.results import (
     report_key,
     report_parts,
     report_status,
-    service_request,
-    specimens_of,
 )
+from engine.maplib.v2_to_fhir.specimens import of_report
 from engine.mapping_base import Skip
 
 EVENTS: tuple[str, ...] = ("R01", "R30", "R31", "R32")
@@ -52,7 +53,7 @@ def build(message: Hl7Message) -> dict | Skip:
     for segments in groups:
         with_patient(b, segments)
         report_groups(b, segments)
-    return b.bundle()
+    return finish(b)
 
 
 def patient_groups(message: Hl7Message) -> list[list[Segment]]:
@@ -120,7 +121,7 @@ def report_group(b: Build, orc: Segment | None, obr: Segment, body: list[Segment
     request = service_request(b, orc, obr)
     based_on = [b.ref(request)] if request is not None else []
     specimens = (outer if outer and not parts.spms else
-                 specimens_of(b, obr, parts.spms, key))
+                 of_report(b, obr, parts.spms, key))
     status = report_status(obr)
     by_spm = {id(obx): specimens[i] for obx, i in parts.results
               if i is not None and i < len(specimens)}

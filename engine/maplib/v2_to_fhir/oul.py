@@ -17,9 +17,10 @@ from engine.formats.hl7v2 import Hl7Message, Segment
 from engine.formats.hl7v2 import datatypes as dt
 from engine.leniency import guard, tolerate
 from engine.maplib.fhir import compact
-from engine.maplib.v2_to_fhir import people, results, visit
+from engine.maplib.v2_to_fhir import orders, people, results, specimens, visit
 from engine.maplib.v2_to_fhir.frame import Build
 from engine.maplib.v2_to_fhir.oru import report_group
+from engine.maplib.v2_to_fhir.provenance import finish
 from engine.mapping_base import Skip
 
 EVENTS: tuple[str, ...] = ("R22", "R23", "R24")
@@ -52,14 +53,14 @@ def build(message: Hl7Message) -> dict | Skip:
     for order in _walk(b):
         if order.obr is None:
             obxs = [s for s in order.body if s.name == "OBX"]
-            request = results.service_request(b, order.orc, None) if obxs else None
+            request = orders.service_request(b, order.orc, None) if obxs else None
             results.observations(b, obxs, based_on=[request] if request else None,
                                  specimen=order.specimens[0] if order.specimens else None,
                                  context=results.Context(section=""))
             continue
         b.each("OBR", lambda obr, n, o=order: report_group(b, o.orc, obr, o.body, o.specimens),
                [order.obr])
-    return b.bundle()
+    return finish(b)
 
 
 def _walk(b: Build) -> list[_Order]:
@@ -129,7 +130,7 @@ def _flush(b: Build, obxs: list[Segment], under: list[dict]) -> None:
 
 def _specimen(b: Build, spm: Segment) -> dict | None:
     """The Specimen of an SPM that heads its orders (with its SAC containers)."""
-    found = results.specimens_of(b, spm, [spm], _message_key(b))
+    found = specimens.of_report(b, spm, [spm], _message_key(b))
     return found[0] if found else None
 
 

@@ -19,6 +19,7 @@ from engine.maplib.v2_codes import cwe_to_codeable_concept
 from engine.maplib.v2_orders import OrderGroup
 from engine.maplib.v2_to_fhir import clinical, orders, people, results, visit
 from engine.maplib.v2_to_fhir.frame import Build
+from engine.maplib.v2_to_fhir.provenance import finish
 from engine.mapping_base import Skip
 
 EVENTS: tuple[str, ...] = ("PC1", "PC2", "PC3")
@@ -53,7 +54,7 @@ def build(message: Hl7Message) -> dict | Skip:
         made = b.each("PRB", lambda s, n: clinical.problem(b, s), [prb])
         condition = b.add(made[0]) if made else None
         _group_facts(b, condition, body)
-    return b.bundle()
+    return finish(b)
 
 
 def problem_groups(message: Hl7Message) -> list[tuple[Segment, list[Segment]]]:

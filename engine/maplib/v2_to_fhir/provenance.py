@@ -239,3 +239,10 @@ def _event_location(b: Build, evn: Segment | None) -> dict | None:
         "name": name, "mode": "instance",
     }), merge=True)
     return b.ref(place) if place else None
+
+
+def finish(b: Build) -> dict:
+    """The message's transaction Bundle, with its Provenance (and MessageHeader) last:
+    how every builder ends."""
+    b.add(provenance(b))
+    return b.transaction()

@@ -9,6 +9,7 @@ from engine.formats.hl7v2 import Hl7Message
 from engine.leniency import tolerate
 from engine.maplib.v2_to_fhir import clinical, financial, people, pharmacy, results, visit
 from engine.maplib.v2_to_fhir.frame import Build
+from engine.maplib.v2_to_fhir.provenance import finish
 from engine.mapping_base import Skip
 
 EVENTS: tuple[str, ...] = ("O11", "O25", "O01")
@@ -29,7 +30,7 @@ def build(message: Hl7Message) -> dict | Skip:
     financial.coverages(b)
     financial.guarantors(b)
     orders(b, "RXE", "RXO")
-    return b.bundle()
+    return finish(b)
 
 
 def orders(b: Build, *kinds: str) -> list[dict]:

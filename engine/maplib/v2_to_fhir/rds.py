@@ -10,6 +10,7 @@ from engine.formats.hl7v2 import Hl7Message
 from engine.leniency import tolerate
 from engine.maplib.v2_to_fhir import clinical, people, pharmacy, results, visit
 from engine.maplib.v2_to_fhir.frame import Build
+from engine.maplib.v2_to_fhir.provenance import finish
 from engine.mapping_base import Skip
 
 EVENTS: tuple[str, ...] = ("O13", "O01")
@@ -33,7 +34,7 @@ def build(message: Hl7Message) -> dict | Skip:
     if not made:
         tolerate(MappingError("the message holds no dispense that could be mapped",
                               field="RXD"))
-    return b.bundle()
+    return finish(b)
 
 
 def _order(b: Build, order: pharmacy.PharmacyOrder) -> list[dict]:

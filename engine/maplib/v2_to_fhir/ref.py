@@ -22,6 +22,7 @@ from engine.maplib.fhir import compact, resource_id
 from engine.maplib.v2_codes import Bound, cwe_to_codeable_concept
 from engine.maplib.v2_to_fhir import clinical, financial, orders, people, results, visit
 from engine.maplib.v2_to_fhir.frame import Build
+from engine.maplib.v2_to_fhir.provenance import finish
 from engine.mapping_base import Skip
 
 EVENTS: tuple[str, ...] = ("I12", "I13", "I14")
@@ -80,7 +81,7 @@ def build(message: Hl7Message) -> dict | Skip:
             reasons=diagnoses, supporting=[*observations, *allergies],
             insurance=coverages, notes=_notes(message))))
         _planned(b, procedures, request)
-    return b.bundle()
+    return finish(b)
 
 
 def _planned(b: Build, procedures: list[dict], request: dict | None) -> None:

@@ -28,13 +28,10 @@ from engine.maplib.v2_codes import cwe_to_codeable_concept, first_concept
 from engine.maplib.v2_documents import encapsulated_attachment, formatted_text, mime_type
 from engine.maplib.v2_fhir import annotations
 from engine.maplib.v2_orders import (
-    SpecimenContext,
     keyed,
     order_numbers,
     receiving_facility,
     section_categories,
-    specimen_from_obr15,
-    specimen_from_spm,
 )
 from engine.maplib.v2_to_fhir import people
 from engine.maplib.v2_to_fhir.frame import Build
@@ -745,38 +742,3 @@ def presented_forms(b: Build, forms: list[Segment]) -> list[dict]:
             found.append(made)
     return found
 
-
-# ---- what a report hangs on: its order and specimens ----------------------------------------
-
-
-def service_request(b: Build, orc: Segment | None, obr: Segment | None) -> dict | None:
-    """The ServiceRequest a result answers, as the order builders make it
-    (`orders.service_request`), so the result's basedOn is the order feed's very order."""
-    try:
-        from engine.maplib.v2_to_fhir import orders
-    except ImportError:  # the orders builder is not installed: no order, no basedOn
-        return None
-    return orders.service_request(b, orc, obr)
-
-
-def specimens_of(b: Build, obr: Segment, spms: list[Segment], key: dict) -> list[dict]:
-    """The Specimens of a report: each SPM (guarded), else OBR-15 (v2.3-2.4)."""
-    assert b.patient is not None
-    sc = SpecimenContext(b.facility, b.patient["id"], b.offset, key)
-    try:
-        from engine.maplib.v2_to_fhir import specimens as shared
-    except ImportError:
-        shared = None
-
-    def one(spm: Segment, n: int) -> dict | None:
-        if shared is not None:
-            return shared.specimen(b, spm, key=key)
-        return b.add(specimen_from_spm(spm, sc))
-
-    if spms:
-        return b.each("SPM", one, spms)
-    if shared is not None:
-        found = guard("OBR", occurrence(b, obr), lambda: shared.from_obr15(b, obr, key=key))
-    else:
-        found = guard("OBR", occurrence(b, obr), lambda: specimen_from_obr15(obr, sc))
-    return [b.add(found)] if found else []

@@ -11,6 +11,7 @@ from engine.maplib import v2_scheduling as sched
 from engine.maplib.fhir import compact
 from engine.maplib.v2_to_fhir import clinical, financial, people, results, scheduling, visit
 from engine.maplib.v2_to_fhir.frame import Build
+from engine.maplib.v2_to_fhir.provenance import finish
 from engine.mapping_base import Skip
 
 EVENTS: tuple[str, ...] = ("S12", "S13", "S14", "S15", "S16", "S17", "S26")
@@ -48,7 +49,7 @@ def build(message: Hl7Message) -> dict | Skip:
     if len(appointment["participant"]) == 0:
         raise MappingError("names no patient (PID) and no resource (AIP, AIL, AIG), so the "
                            "appointment has no participant", field="PID-3")
-    return b.bundle()
+    return finish(b)
 
 
 def _appointment(b: Build, sch) -> dict:

@@ -2,7 +2,7 @@
 
 A Specimen is keyed on its own id (SPM-2: the filler's, else the placer's), so every
 message about the same tube (the order, each result) updates one resource; one without
-an id hangs off its order (`orders.order_key`) and its SPM-1, as `hl7v2-orm-to-fhir@1`
+an id hangs off its order (`order_keys.order_key`) and its SPM-1, as `hl7v2-orm-to-fhir@1`
 keys it.
 """
 
@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from engine.formats.hl7v2 import Segment, tables
 from engine.formats.hl7v2 import datatypes as dt
+from engine.leniency import guard
 from engine.maplib.fhir import compact, resource_id
 from engine.maplib.v2_codes import codeable_concepts, first_concept, subcomponent_concept
 from engine.maplib.v2_orders import keyed
-from engine.maplib.v2_to_fhir import orders, people
+from engine.maplib.v2_to_fhir import order_keys, people
 from engine.maplib.v2_to_fhir.frame import Build
 
 # SPM-20 specimen availability (table 0136, yes/no) -> Specimen.status.
@@ -73,8 +74,8 @@ def from_obr15(b: Build, obr: Segment, *, key: dict | None = None) -> dict | Non
     if source is None or b.patient is None:
         return None
     if key is None:
-        group = orders.group_of(b, obr)
-        key = orders.order_key(b, group.orc if group else None, obr)
+        group = order_keys.group_of(b, obr)
+        key = order_keys.order_key(b, group.orc if group else None, obr)
     start = dt.to_fhir_datetime(obr.value(7), b.field(obr, 7), b.offset)
     end = dt.to_fhir_datetime(obr.value(8), b.field(obr, 8), b.offset)
     collector = people.practitioner(b, dt.first_rep(obr, 10))
@@ -239,10 +240,18 @@ def _text(concept: dict | None) -> str:
 def _fallback_key(b: Build, spm: Segment, key: dict | None) -> dict:
     """An SPM without ids: its order's key (given, else its group's) and its SPM-1."""
     if key is None:
-        group = orders.group_of(b, spm)
+        group = order_keys.group_of(b, spm)
         if group is not None:
-            key = orders.order_key(b, group.orc, group.obr)
+            key = order_keys.order_key(b, group.orc, group.obr)
     if key is None:
         control = dt.present(b.message.segments[0].value(10)) or "no-control-id"
         key = {"system": f"urn:conduit:msh:{b.facility}", "value": control}
     return keyed(key, "SPM", dt.present(spm.value(1)) or "1")
+
+
+def of_report(b: Build, obr: Segment, spms: list[Segment], key: dict) -> list[dict]:
+    """The Specimens of a result report: each SPM (guarded), else OBR-15 (v2.3-2.4)."""
+    if spms:
+        return b.each("SPM", lambda spm, _n: specimen(b, spm, key=key), spms)
+    found = guard("OBR", b.occurrence(obr), lambda: from_obr15(b, obr, key=key))
+    return [found] if found else []

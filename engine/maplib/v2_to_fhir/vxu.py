@@ -8,6 +8,7 @@ from __future__ import annotations
 from engine.formats.hl7v2 import Hl7Message
 from engine.maplib.v2_to_fhir import clinical, financial, immunization, people, results, visit
 from engine.maplib.v2_to_fhir.frame import Build
+from engine.maplib.v2_to_fhir.provenance import finish
 from engine.mapping_base import Skip
 
 EVENTS: tuple[str, ...] = ("V04",)
@@ -29,7 +30,7 @@ def build(message: Hl7Message) -> dict | Skip:
     clinical.allergies(b)
     results.observations(b, _person_observations(message))
     immunization.immunizations(b)
-    return b.bundle()
+    return finish(b)
 
 
 def _person_observations(message: Hl7Message) -> list:
