@@ -327,3 +327,24 @@ def _section(request: dict) -> str:
             if coding.get("system") == tables.V2_0074 and v2.text(coding.get("code")):
                 return v2.text(coding["code"])
     return ""
+
+
+def order_message(resource: dict, message_type: tuple[str, str, str], *, timing: bool,
+                  specimens: bool) -> str:
+    """One ORM^O01 or OML^O21 for the ServiceRequests of the input: MSH, PID, PV1 when
+    an Encounter is there, then each order (with TQ1 and SPM when `timing` and
+    `specimens`, as OML has them and ORM does not)."""
+    index = v2.Resources(resource)
+    found = requests(resource, index)
+    person = patient(found, index)
+    gathered = [gather(o, index) for o in found]
+    builder = MessageBuilder()
+    v2.write_msh(builder, header(found, resource, message_type))
+    v2.write_pid(builder, person)
+    visit = encounter(found, index)
+    if visit is not None:
+        parts.write_pv1(builder, visit, index)
+    writer = OrderWriter(builder, index, timing=timing, specimens=specimens)
+    for order in gathered:
+        writer.write(order)
+    return v2.encode(builder)

@@ -36,27 +36,11 @@ Choices a receiver will notice:
 
 from __future__ import annotations
 
-from engine.formats.hl7v2.builder import MessageBuilder
-from engine.maplib import fhir_to_v2 as v2
 from engine.maplib import fhir_to_v2_orders as orders
-from engine.maplib import fhir_to_v2_parts as parts
 from engine.mapping import mapping
 
 
 @mapping("fhir-to-hl7v2-orm@1", accepts="fhir", emits="x-application/hl7-v2+er7")
 def orders_to_orm(resource: dict) -> str:
     """One ORM^O01 for the ServiceRequests of the input."""
-    index = v2.Resources(resource)
-    found = orders.requests(resource, index)
-    person = orders.patient(found, index)
-    gathered = [orders.gather(o, index) for o in found]
-    builder = MessageBuilder()
-    v2.write_msh(builder, orders.header(found, resource, ("ORM", "O01", "ORM_O01")))
-    v2.write_pid(builder, person)
-    visit = orders.encounter(found, index)
-    if visit is not None:
-        parts.write_pv1(builder, visit, index)
-    writer = orders.OrderWriter(builder, index, timing=False, specimens=False)
-    for order in gathered:
-        writer.write(order)
-    return v2.encode(builder)
+    return orders.order_message(resource, ("ORM", "O01", "ORM_O01"), timing=False, specimens=False)
