@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from engine.errors import MappingError
 from engine.formats.hl7v2 import Hl7Message, Hl7v2Codec
 from engine.mapping import Mapping
 from tests import mapping_checks as checks
 from tests.mapping_checks import bundle_of, message_of, of_type, run
+from tests.order_round_trip import check_round_trip, codes
 
 FIXTURES = checks.Fixtures("fhir-to-hl7v2-oml@1", input_ext=".json", output_ext=".hl7")
 ORDERS = checks.Fixtures("hl7v2-oml-to-fhir@1")
@@ -140,83 +140,6 @@ def test_errors_name_the_path_and_no_value(to_oml: Mapping) -> None:
 # ---- round trip: OML -> FHIR -> OML -> FHIR (the facts the ORM test keeps) -------------
 
 
-def _codes(concept: dict | None) -> list[tuple[str, str]]:
-    return [(c.get("code", ""), c.get("display", "")) for c in (concept or {}).get("coding", [])]
-
-
-def _reasons(bundle: dict, request: dict) -> set[str]:
-    conditions = {f"urn:uuid:{c['id']}": c for c in of_type(bundle, "Condition")}
-    found = [*request.get("reasonCode", []),
-             *(conditions[r["reference"]]["code"] for r in request.get("reasonReference", [])
-               if r.get("reference") in conditions)]
-    return {str(_codes(c) or c.get("text")) for c in found}
-
-
-def _answers(bundle: dict, request: dict) -> list[tuple]:
-    """The Observations answered at order entry: code and value."""
-    found = {f"urn:uuid:{o['id']}": o for o in of_type(bundle, "Observation")}
-    answers = [found[r["reference"]] for r in request.get("supportingInfo", [])
-               if r.get("reference") in found]
-    return sorted((str(_codes(o.get("code"))), str({k: v for k, v in o.items()
-                                                    if k.startswith("value")}))
-                  for o in answers)
-
-
-def _facility(bundle: dict, request: dict) -> tuple | None:
-    """The ordering facility: the requester PractitionerRole's Organization."""
-    found = {f"urn:uuid:{r['id']}": r for r in (e["resource"] for e in bundle["entry"])}
-    role = found.get(request.get("requester", {}).get("reference", ""), {})
-    org = found.get(role.get("organization", {}).get("reference", ""))
-    if org is None:
-        return None
-    return (org.get("name"), [i["value"] for i in org.get("identifier", [])],
-            org.get("address"), org.get("telecom"))
-
-
-def order_facts(bundle: dict) -> dict:
-    """What must survive a round trip: per order its placer and filler numbers, code,
-    status, priority, time and reasons; the patient's identifiers and name."""
-    facts: dict = {"patient": [(sorted((i.get("system"), i["value"]) for i in p["identifier"]),
-                                p.get("name"), p.get("birthDate"))
-                               for p in of_type(bundle, "Patient")]}
-    for n, request in enumerate(of_type(bundle, "ServiceRequest")):
-        numbers = {}
-        for i in request.get("identifier", []):
-            kind = i.get("type", {}).get("coding", [{}])[0].get("code", "")
-            numbers.setdefault(kind, i["value"])
-        facts[n] = {"numbers": {k: v for k, v in numbers.items() if k in ("PLAC", "FILL")},
-                    "code": _codes(request.get("code")), "status": request["status"],
-                    "priority": request.get("priority"),
-                    "when": request.get("occurrenceDateTime"),
-                    "reasons": _reasons(bundle, request),
-                    "answers": _answers(bundle, request),
-                    "requisition": request.get("requisition", {}).get("value"),
-                    "facility": _facility(bundle, request)}
-    return facts
-
-
-def check_round_trip(forward: Mapping, back: Mapping, raw: bytes) -> None:
-    """raw -> FHIR -> v2 -> FHIR keeps `order_facts`; a Bundle without a time (MSH-7
-    without a zone) or without a ServiceRequest (an order of another kind) cannot go
-    back and fails naming why."""
-    first = bundle_of(forward, raw)
-    if not of_type(first, "ServiceRequest"):
-        with pytest.raises(MappingError, match="holds no ServiceRequest"):
-            run(back, first)
-        return
-    try:
-        sent = run(back, first)
-    except MappingError as error:
-        assert "timestamp" not in first and "meta.lastUpdated: is missing" in str(error)
-        return
-    again = bundle_of(forward, sent)
-    want, got = order_facts(first), order_facts(again)
-    for key, facts in want.items():
-        if key != "patient" and not facts["numbers"]:  # none sent: the id stands in
-            facts["numbers"] = got[key]["numbers"]
-    assert got == want
-
-
 @pytest.mark.parametrize("case", ORDERS.output_cases)
 def test_oml_fixture_round_trips(to_oml: Mapping, to_fhir: Mapping, case: str) -> None:
     check_round_trip(to_fhir, to_oml, ORDERS.input(case))
@@ -230,7 +153,7 @@ def test_oml_fixtures_round_trip_specimens(to_oml: Mapping, to_fhir: Mapping) ->
         if not of_type(first, "ServiceRequest") or "timestamp" not in first:
             continue
         again = bundle_of(to_fhir, run(to_oml, first))
-        types = [sorted(str(_codes(s.get("type"))) for s in of_type(b, "Specimen"))
+        types = [sorted(str(codes(s.get("type"))) for s in of_type(b, "Specimen"))
                  for b in (first, again)]
         assert types[1] == types[0], case
         kept += bool(types[0])
