@@ -38,6 +38,7 @@ from engine.errors import MappingError
 from engine.formats.diff import diff_values
 from engine.formats.hl7v2 import Hl7Message
 from engine.mapping import Mapping, MappingCatalog, Skip
+from engine.mapping_base import Mapped
 from engine.structdiff import diff_outputs
 from engine.testbench import INPUT_EXT
 
@@ -90,6 +91,18 @@ def run(mapping: Mapping, message: bytes | dict) -> bytes | Skip:
     raw = message if isinstance(message, bytes) else json.dumps(message).encode()
     result = testbench.run_mapping(mapping, raw)
     return result if isinstance(result, Skip) else result.output
+
+
+def mapped(mapping: Mapping, raw: bytes) -> Mapped:
+    """The output with its warnings and what it left behind (a lenient mapping's run)."""
+    result = testbench.run_mapping(mapping, raw)
+    assert isinstance(result, Mapped), result
+    return result
+
+
+def warnings_of(mapping: Mapping, raw: bytes) -> list[str]:
+    """A lenient mapping's warnings for `raw`, each `place: reason`."""
+    return [str(w) for w in mapped(mapping, raw).warnings]
 
 
 def bundle_of(mapping: Mapping, message: bytes | dict) -> dict:

@@ -7,12 +7,10 @@ import json
 
 import pytest
 
-from engine import testbench
 from engine.errors import MappingError
 from engine.mapping import Mapping
-from engine.mapping_base import Mapped
 from tests import mapping_checks as checks
-from tests.mapping_checks import bundle_of, of_type, segment
+from tests.mapping_checks import bundle_of, of_type, segment, warnings_of
 
 FIXTURES = checks.Fixtures("hl7v2-rde-to-fhir@2")
 V1 = checks.Fixtures("hl7v2-rde-to-fhir@1")
@@ -41,16 +39,6 @@ def order(orc: str = "ORC|NW|ORD-1^EHR|RX-1^PHARM||||||20240601115500-0500|||"
     rxe = dict(BASE_RXE)
     rxe.update({int(k.removeprefix("rxe")): v for k, v in fields.items()})
     return [orc, segment("RXE", rxe)]
-
-
-def mapped(mapping: Mapping, raw: bytes) -> Mapped:
-    result = testbench.run_mapping(mapping, raw)
-    assert isinstance(result, Mapped), result
-    return result
-
-
-def warnings_of(mapping: Mapping, raw: bytes) -> list[str]:
-    return [str(w) for w in mapped(mapping, raw).warnings]
 
 
 def only(bundle: dict, kind: str) -> dict:

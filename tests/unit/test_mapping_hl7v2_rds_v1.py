@@ -8,12 +8,10 @@ import re
 
 import pytest
 
-from engine import testbench
 from engine.errors import MappingError
 from engine.mapping import Mapping
-from engine.mapping_base import Mapped
 from tests import mapping_checks as checks
-from tests.mapping_checks import bundle_of, of_type, segment
+from tests.mapping_checks import bundle_of, of_type, segment, warnings_of
 
 FIXTURES = checks.Fixtures("hl7v2-rds-to-fhir@1")
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -40,16 +38,6 @@ def rxd(**fields: str) -> str:
     values = dict(BASE_RXD)
     values.update({int(k.removeprefix("rxd")): v for k, v in fields.items()})
     return segment("RXD", values)
-
-
-def mapped(mapping: Mapping, raw: bytes) -> Mapped:
-    result = testbench.run_mapping(mapping, raw)
-    assert isinstance(result, Mapped), result
-    return result
-
-
-def warnings_of(mapping: Mapping, raw: bytes) -> list[str]:
-    return [str(w) for w in mapped(mapping, raw).warnings]
 
 
 def only(bundle: dict, kind: str) -> dict:

@@ -7,12 +7,10 @@ import json
 
 import pytest
 
-from engine import testbench
 from engine.errors import MappingError
 from engine.mapping import Mapping
-from engine.mapping_base import Mapped
 from tests import mapping_checks as checks
-from tests.mapping_checks import bundle_of, of_type, segment
+from tests.mapping_checks import bundle_of, mapped, of_type, segment, warnings_of
 
 FIXTURES = checks.Fixtures("hl7v2-vxu-to-fhir@2")
 V1 = checks.Fixtures("hl7v2-vxu-to-fhir@1")
@@ -42,16 +40,6 @@ def dose(orc: str | None = "ORC|RE|P-1^EHR|IMM-1^EHR", **fields: str) -> list[st
     rxa = dict(BASE_RXA)
     rxa.update({int(k.removeprefix("rxa")): v for k, v in fields.items()})
     return [*([orc] if orc else []), segment("RXA", {k: v for k, v in rxa.items()})]
-
-
-def mapped(mapping: Mapping, raw: bytes) -> Mapped:
-    result = testbench.run_mapping(mapping, raw)
-    assert isinstance(result, Mapped), result
-    return result
-
-
-def warnings_of(mapping: Mapping, raw: bytes) -> list[str]:
-    return [str(w) for w in mapped(mapping, raw).warnings]
 
 
 def only(bundle: dict, kind: str) -> dict:
