@@ -35,13 +35,17 @@ _INSERT_ORDER = (messages, outputs, queue)
 class UnitOfWork:
     """Changes that must become durable together, with the events that record them."""
 
-    __slots__ = ("events", "inserts", "query", "statements")
+    __slots__ = ("after_commit", "events", "inserts", "query", "statements")
 
     def __init__(self) -> None:
         self.inserts: dict[sa.Table, list[dict[str, Any]]] = {}
         self.statements: list[tuple[sa.Executable, Any]] = []
         self.events: list[Event] = []
         self.query: Callable[[sa.Connection], Any] | None = None
+        # Called on the event loop once the unit is durable, never if it was refused:
+        # what lives outside the database (a Redis stream) may only learn of a change
+        # after the commit (the outbox rule of engine.queue.base).
+        self.after_commit: list[Callable[[], object]] = []
 
     def insert(self, table: sa.Table, row: dict[str, Any]) -> None:
         self.inserts.setdefault(table, []).append(row)
@@ -63,6 +67,7 @@ class UnitOfWork:
                 whole.inserts.setdefault(table, []).extend(rows)
             whole.statements += unit.statements
             whole.events += unit.events
+            whole.after_commit += unit.after_commit
         return whole
 
 
@@ -143,6 +148,7 @@ class Writer:
                         fut.set_exception(StoreError(f"store write failed: {_brief(result)}"))
                     continue
                 committed.extend(uow.events)
+                _run_after_commit(uow)
                 if not fut.done():
                     fut.set_result(result)
             self.batches += 1
@@ -205,6 +211,16 @@ class Writer:
         if events:
             audit_chain.append(conn, self._audit_key, events)
         return results
+
+
+def _run_after_commit(uow: UnitOfWork) -> None:
+    """A failing hook is logged and never undoes or fails the commit it follows: what it
+    would have done is redone from the database (an outbox is published again)."""
+    for hook in uow.after_commit:
+        try:
+            hook()
+        except Exception as exc:
+            log.error("after-commit hook failed: %s", _brief(exc))
 
 
 def _retrieve(fut: asyncio.Future) -> None:

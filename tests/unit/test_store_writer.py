@@ -1,5 +1,5 @@
 """engine/store/writer.py: group commit, failure isolation within a batch, query results,
-the committed-events callback and a closing writer; on SQLite and PostgreSQL.
+the committed-events callback, after-commit hooks and a closing writer; on SQLite and PostgreSQL.
 
 The single bad unit next to a good one, through the queue, is also in
 tests/conformance/test_store.py."""
@@ -156,6 +156,32 @@ async def test_on_committed_gets_exactly_the_committed_events(writer):
     assert [(e.kind, e.message_id) for e in events] == [(Kind.RECEIVED, "A"),
                                                         (Kind.ADMIN, None)]
     assert all(batch for batch in writer.seen), "called with no events"
+
+
+async def test_after_commit_hooks_run_once_the_unit_is_durable_and_never_if_refused(db, writer):
+    await writer.commit(_unit("DUP"))
+    published: list[tuple[str, list[str]]] = []
+
+    def unit(mid: str) -> UnitOfWork:
+        uow = _unit(mid)
+        uow.after_commit.append(lambda: published.append((mid, _ids(db))))
+        return uow
+
+    def broken() -> None:
+        raise RuntimeError("the stream is down")
+
+    failing_hook = unit("B")
+    failing_hook.after_commit.insert(0, broken)
+    results = await asyncio.gather(writer.submit(unit("A")), writer.submit(unit("DUP")),
+                                   writer.submit(failing_hook), return_exceptions=True)
+    assert isinstance(results[1], StoreError) and results[0] is None and results[2] is None
+    # Each hook saw its own row already committed; the refused unit's hook never ran,
+    # and a hook that raised neither failed its unit nor stopped the hooks after it.
+    assert [mid for mid, _ in published] == ["A", "B"]
+    assert all(mid in committed for mid, committed in published)
+    merged = UnitOfWork.merged([unit("C"), unit("D")])
+    await writer.commit(merged)
+    assert [mid for mid, _ in published] == ["A", "B", "C", "D"]
 
 
 async def test_close_writes_everything_submitted_then_refuses(db, key):
