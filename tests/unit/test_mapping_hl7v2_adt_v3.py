@@ -445,7 +445,12 @@ def test_the_sending_software_is_a_device_assembling_the_provenance(adt: Mapping
     assert (device["manufacturer"], device["deviceName"][0]["name"],
             device["version"][0]["value"]) == ("Acme Health", "AcmeADT", "7.2.1")
     agents = bundle["entry"][-1]["resource"]["agent"]
-    assert {"type": agents[1]["type"], "who": {"reference": f"urn:uuid:{device['id']}"}} in agents
+    assert agents[1] == {"type": agents[1]["type"],
+                         "who": {"reference": f"urn:uuid:{device['id']}"},
+                         "onBehalfOf": agents[0]["who"]}  # for the sender, MSH-4
+    sender = next(e["resource"] for e in bundle["entry"]
+                  if e["fullUrl"] == agents[0]["who"]["reference"])
+    assert (sender["resourceType"], sender["name"]) == ("Organization", "MERCY_GEN")
     assert agents[1]["type"]["coding"][0]["code"] == "assembler"
 
 

@@ -172,6 +172,19 @@ def test_observations_before_and_after_the_specimen(oml: Mapping) -> None:
     assert asked["id"] != about_tube["id"]
 
 
+def test_a_lab_orders_observations_are_laboratory_ones(oml: Mapping) -> None:
+    """OML is a laboratory order: without OBR-24 its answers are still laboratory, as
+    the lab's results will report them (US Core's Laboratory Result Observation)."""
+    bundle = bundle_of(oml, message(
+        ORC, OBR, "OBX|1|CWE|49541-6^Fasting^LN||Y^Yes^HL70136||||||O", spm(),
+        "OBX|2|NM|VOL^Volume drawn^L||10|mL^^UCUM|||||F"))
+    assert [[c["code"] for c in o["category"][0]["coding"]]
+            for o in of_type(bundle, "Observation")] == [["laboratory"], ["laboratory"]]
+    radiology = bundle_of(oml, message(ORC, OBR + "||||||||||||||||||||RAD",
+                                       "OBX|1|CWE|49541-6^Fasting^LN||Y^Yes^HL70136||||||O"))
+    assert "category" not in only(radiology, "Observation")
+
+
 def test_two_orders_each_with_their_specimen(oml: Mapping) -> None:
     second_orc = ORC.replace("EP771200", "EP771201")
     second_obr = OBR.replace("EP771200", "EP771201").replace("2093-3", "718-7")

@@ -269,6 +269,16 @@ def test_entered_and_verified_by_are_a_provenance_of_the_order(orm: Mapping) -> 
     assert provenance["occurredDateTime"] == "2024-06-01T00:00:00-05:00"
 
 
+def test_without_an_entering_organization_the_order_is_entered_for_the_sender(
+        orm: Mapping) -> None:
+    bundle = bundle_of(orm, message(orc(f9="20240520081400-0500", f10="11^TILLMAN^JUNE"),
+                                    obr()))
+    (provenance,) = [p for p in of_type(bundle, "Provenance") if len(p["target"]) == 1]
+    (agent,) = provenance["agent"]
+    sender = resolve(bundle, agent["onBehalfOf"])  # MSH-4, US Core's provenance-1
+    assert (sender["resourceType"], sender["name"]) == ("Organization", "RIVERBEND_HOSP")
+
+
 def test_reason_and_action_by_of_a_cancel(orm: Mapping) -> None:
     bundle = bundle_of(orm, message(orc(f1="CA", f9="20240521090000-0500",
                                         f16="DUP^Duplicate order^L", f19="13^NGUYEN^MAI"),
@@ -329,6 +339,32 @@ def test_ask_at_order_entry_answers_are_supporting_observations(orm: Mapping) ->
     assert request["supportingInfo"] == [{"reference": f"urn:uuid:{observation['id']}"}]
     assert observation["basedOn"] == [{"reference": f"urn:uuid:{request['id']}"}]
     assert observation["valueCodeableConcept"]["coding"][0]["code"] == "Y"
+
+
+LAB = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                    "code": "laboratory", "display": "Laboratory"}]}]
+
+
+@pytest.mark.parametrize("section, category", [("CH", LAB), ("MB", LAB), ("", None),
+                                               ("CT", None), ("EC", None)])
+def test_a_lab_orders_answers_are_laboratory_observations(orm: Mapping, section: str,
+                                                          category: list | None) -> None:
+    """A lab order's (OBR-24 a lab section) answers are laboratory results, as the lab's
+    ORU reports them; an ORM order without a section, or an imaging or procedure order,
+    says nothing of what its answers are (its creatinine is not an imaging result)."""
+    bundle = bundle_of(orm, message(
+        orc(), obr(f24=section), "OBX|1|NM|2160-0^Creatinine^LN||0.9|mg/dL^^UCUM||||||F"))
+    assert only(bundle, "Observation").get("category") == category
+
+
+def test_a_method_specific_vital_sign_also_has_its_generic_code(orm: Mapping) -> None:
+    bundle = bundle_of(orm, message(
+        orc(), obr(f24="CH"), "OBX|1|NM|3141-9^Body weight Measured^LN||82.5|kg^^UCUM||||||O"))
+    observation = only(bundle, "Observation")
+    assert observation["code"]["coding"] == [
+        {"system": "http://loinc.org", "code": "3141-9", "display": "Body weight Measured"},
+        {"system": "http://loinc.org", "code": "29463-7", "display": "Body weight"}]
+    assert observation["category"][0]["coding"][0]["code"] == "vital-signs"
 
 
 def test_old_specimen_source_in_obr15(orm: Mapping) -> None:

@@ -128,6 +128,15 @@ def _category(b: Build, obr: Segment | None) -> list[dict]:
     return []
 
 
+def _section(b: Build, obr: Segment | None) -> str | None:
+    """The order's diagnostic service section (OBR-24), "" for a laboratory message's
+    order without one, else None: what `results.category` needs to tell whether the
+    order's own OBX are a lab order's."""
+    if obr is None:
+        return None
+    return _value(obr, 24) or ("" if b.type in LAB_TYPES else None)
+
+
 def _clinical_information(obr: Segment | None) -> list[dict]:
     """OBR-13 relevant clinical information, kept as a note (free text in most feeds)."""
     text = _value(obr, 13)
@@ -469,7 +478,7 @@ def service_order(b: Build, group: OrderGroup) -> dict | None:
     if dg1s and "reasonReference" not in request:  # a DG1 that made no Condition
         request["reasonCode"] = _reasons(b, obr, dg1s)
     asked, by_specimen = _order_observations(body)
-    context = results.Context(key=keyed(key, "AOE"))
+    context = results.Context(key=keyed(key, "AOE"), section=_section(b, obr), ordered=True)
     supporting = results.observations(b, asked, based_on=[request], context=context)
     for spm, obxs in by_specimen:
         supporting += results.observations(b, obxs, based_on=[request],
@@ -592,11 +601,12 @@ _V2_0119 = tables.V2_SYSTEM + "0119"
 def order_provenance(b: Build, orc: Segment | None, request: dict,
                      prts: Iterable[Segment] = ()) -> dict | None:
     """ORC-10 entered by, ORC-11 verified by and ORC-19 action by (on behalf of the
-    ORC-17 entering organization), whom FHIR's ServiceRequest has no element for, as a
-    Provenance of the order: recorded at ORC-9 (else MSH-7), activity ORC-1, reason
-    ORC-16 (R4's ServiceRequest has no statusReason), occurred at ORC-15 (when the order
-    or its change takes effect). An order control that changes a placed order (CA, DC,
-    HD, XO, ...) gets one too, so when the order was cancelled or changed is kept."""
+    ORC-17 entering organization, else the sending facility MSH-4), whom FHIR's
+    ServiceRequest has no element for, as a Provenance of the order: recorded at ORC-9
+    (else MSH-7), activity ORC-1, reason ORC-16 (R4's ServiceRequest has no
+    statusReason), occurred at ORC-15 (when the order or its change takes effect). An
+    order control that changes a placed order (CA, DC, HD, XO, ...) gets one too, so
+    when the order was cancelled or changed is kept."""
     if orc is None:
         return None
     agents = []
@@ -615,7 +625,9 @@ def order_provenance(b: Build, orc: Segment | None, request: dict,
             agents.append({"type": {"coding": [{"system": _AGENT_TYPE, "code": kind[0],
                                                 "display": kind[1]}]},
                            "who": b.ref(who)})
-    entering = coded_organization(b, orc, 17)
+    # US Core asks whom a person acted for: the entering organization, else the sender
+    entering = coded_organization(b, orc, 17) or (
+        people.hd_organization(b, b.message.segments[0], 4) if agents else None)
     if entering is not None:
         for agent in agents:
             agent["onBehalfOf"] = b.ref(entering)

@@ -177,20 +177,22 @@ def _reason(b: Build, evn: Segment | None) -> dict | None:
 
 
 def _agents(b: Build, evn: Segment | None, sender: dict | None) -> list[dict]:
-    """The author (the sending organization, else the application by name) and EVN-5's
-    operators as enterers."""
+    """The author (the sending organization, else the application by name), the SFT
+    software as assemblers and EVN-5's operators as enterers, these on behalf of the
+    sending organization (US Core's provenance-1)."""
     msh = b.message.segments[0]
     application = dt.present(msh.value(3, 1))
     who = (b.ref(sender) if sender else
            {"display": " ".join(p for p in (application, b.facility) if p)})
     agents = [{"type": _agent_type("author", "Author"), "who": who}]
-    agents += [{"type": _agent_type("assembler", "Assembler"), "who": b.ref(device)}
-               for device in software(b)]
+    on_behalf = b.ref(sender) if sender else None
+    agents += [{"type": _agent_type("assembler", "Assembler"), "who": b.ref(device),
+                "onBehalfOf": on_behalf} for device in software(b)]
     for rep in (evn.repetitions(5) if evn is not None else []):
         operator = practitioner(b, rep)
         if operator is not None:
             agents.append({"type": _agent_type("enterer", "Enterer"), "who": b.ref(operator),
-                           "onBehalfOf": b.ref(sender) if sender else None})
+                           "onBehalfOf": on_behalf})
     return [compact(a) for a in agents]
 
 

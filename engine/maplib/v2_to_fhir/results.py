@@ -37,6 +37,7 @@ from engine.maplib.v2_to_fhir import people
 from engine.maplib.v2_to_fhir.frame import Build
 
 DATA_ABSENT = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
+LOINC = "http://loinc.org"
 OBSERVATION_CATEGORY = legacy.OBSERVATION_CATEGORY
 TEXT_TYPES = frozenset({"TX", "FT"})
 # LOINC codes of the vital signs US Core profiles (and a few synonyms senders use).
@@ -44,7 +45,16 @@ VITAL_SIGNS = frozenset({
     "85353-1", "9279-1", "8867-4", "2708-6", "59408-5", "8310-5", "8302-2", "9843-4",
     "29463-7", "39156-5", "8480-6", "8462-4", "85354-9", "3141-9", "8287-5", "8306-3",
     "3150-0", "8478-0", "59576-9", "8289-1", "77606-2", "8308-9", "8327-9", "8331-1",
+    "3151-8",
 })
+# A method-specific LOINC vital sign and the generic code FHIR R4's vital signs profiles
+# require beside it ("if a more specific code is recorded, the generic code ... should
+# be sent"), with the generic code's display.
+GENERIC_VITAL_SIGNS: dict[str, tuple[str, str]] = {
+    "3141-9": ("29463-7", "Body weight"), "8306-3": ("8302-2", "Body height"),
+    "8308-9": ("8302-2", "Body height"), "8331-1": ("8310-5", "Body temperature"),
+    "8287-5": ("9843-4", "Head Occipital-frontal circumference"),
+}
 
 
 # Units senders write that are not UCUM but name exactly one UCUM unit (US Core vital
@@ -84,6 +94,7 @@ class Context(NamedTuple):
     effective: str | None = None  # OBR-7, for OBX without OBX-14
     issued: str | None = None  # OBR-22 as an instant
     specimen_of: Callable[[Segment], dict | None] | None = None  # the SPM an OBX follows
+    ordered: bool = False  # sent with an order (asked at order entry), not its results
 
 
 def observations(
@@ -215,6 +226,7 @@ def _observation(b: Build, group: list[Segment], key: str, ctx: Context,
     code = first_concept(obx, 3, b.facility)
     if code is None:
         raise MappingError("is empty, so the result has no test code", field="OBX-3")
+    _with_generic_vital_sign(code)
     unit = obx_unit(obx)
     value = _text_value(b, group) if len(group) > 1 else observation_value(b, obx, unit)
     attachment = value.pop("_attachment", None)
@@ -230,7 +242,7 @@ def _observation(b: Build, group: list[Segment], key: str, ctx: Context,
         "identifier": _instance_identifier(b, obx),
         "basedOn": [_reference(b, r) for r in based_on],
         "status": status,
-        "category": _category(code, ctx.section),
+        "category": category(code, ctx.section, ordered=ctx.ordered),
         "code": code,
         "subject": b.patient_ref(),
         "encounter": b.encounter_ref(),
@@ -253,6 +265,19 @@ def _observation(b: Build, group: list[Segment], key: str, ctx: Context,
         document = _document(b, observation, attachment)
         observation["derivedFrom"] = [b.ref(document)]
     return observation
+
+
+def _with_generic_vital_sign(code: dict) -> None:
+    """Add the generic LOINC code of a method-specific vital sign (`GENERIC_VITAL_SIGNS`)
+    as one more coding, the sender's coding first."""
+    codings = code.get("coding", [])
+    have = {(c.get("system"), c.get("code")) for c in codings}
+    for coding in list(codings):
+        generic = GENERIC_VITAL_SIGNS.get(coding.get("code", "")) if coding.get(
+            "system") == LOINC else None
+        if generic is not None and (LOINC, generic[0]) not in have:
+            codings.append({"system": LOINC, "code": generic[0], "display": generic[1]})
+            have.add((LOINC, generic[0]))
 
 
 def _id(b: Build, obx: Segment, key: str, ctx: Context) -> str:
@@ -319,22 +344,28 @@ IMAGING_SECTIONS = frozenset({"CT", "CUS", "NMR", "NMS", "OUS", "RAD", "RUS", "R
 PROCEDURE_SECTIONS = frozenset({"AU", "CTH", "EC", "EN", "PF", "RC", "RT"})
 
 
-def _category(code: dict, section: str | None) -> list[dict]:
-    """vital-signs for a LOINC vital sign; else by the report's section (OBR-24):
-    laboratory for lab sections (or a report without one), imaging, procedure; none
-    outside a report."""
-    loinc = any(c.get("system") == "http://loinc.org" and c.get("code") in VITAL_SIGNS
+def category(code: dict, section: str | None, *, ordered: bool = False) -> list[dict]:
+    """Observation.category from what the message says of a result, since US Core holds
+    an Observation to the profile its category names and no other fact tells a lab
+    result from a vital sign: vital-signs for a LOINC vital sign (or a bedside ICU or
+    nursing section); else by the diagnostic service section (OBR-24, table 0074) of
+    its report: laboratory for lab sections (or a report without one, as ORU and OUL
+    are lab results), imaging, procedure. The answers sent with an order (`ordered`)
+    are not the results of its section: only a lab order's (`section` a lab section, or
+    "" for OML without one) are laboratory, as the lab's results report them. Outside a
+    report or order (`section` None) the message says nothing of the kind: none."""
+    loinc = any(c.get("system") == LOINC and c.get("code") in VITAL_SIGNS
                 for c in code.get("coding", []))
     kind = dt.present(section or "").upper()
-    if loinc or kind in ("ICU", "NRS"):
+    if loinc or (kind in ("ICU", "NRS") and not ordered):
         return [_observation_category("vital-signs", "Vital Signs")]
     if section is None:
         return []
-    if kind in IMAGING_SECTIONS:
+    if kind in IMAGING_SECTIONS and not ordered:
         return [_observation_category("imaging", "Imaging")]
-    if kind in PROCEDURE_SECTIONS:
+    if kind in PROCEDURE_SECTIONS and not ordered:
         return [_observation_category("procedure", "Procedure")]
-    return legacy.observation_category(section)
+    return legacy.observation_category(section)  # laboratory for a lab section, or none
 
 
 def _observation_category(code: str, display: str) -> dict:
