@@ -45,7 +45,7 @@ class Kind(NamedTuple):
 # Source factories take (config, SourceContext); those that need nothing of the engine
 # take their config only.
 SOURCES: dict[str, Kind] = {
-    "mllp": Kind(MllpSourceConfig, lambda config, context: MllpSource(config)),
+    "mllp": Kind(MllpSourceConfig, lambda config, context: MllpSource(config, context.shared_port)),
     "fhir": Kind(FhirSourceConfig, FhirSource),
     "channel": Kind(ChannelSourceConfig, lambda config, context: ChannelSource(config)),
     "http": Kind(HttpSourceConfig, HttpSource),

@@ -36,6 +36,7 @@ from engine.ops import tracing
 from engine.ops.alerts import Alerting
 from engine.ops.slo import ServiceLevels
 from engine.ops.stats import Stats
+from engine.ops.trail_feed import TrailFeed, seed_point
 from engine.pipeline import x12_partner
 from engine.pipeline.delivery import DestinationWorker
 from engine.pipeline.respond import Responder
@@ -52,6 +53,7 @@ from engine.store.database import default_url, open_database
 from engine.store.messages import MessageStore
 from engine.store.totals import Total, roll_up
 from engine.store.writer import UnitOfWork, Writer
+from engine.supervisor import WorkerSlot
 
 log = logging.getLogger("conduit.engine")
 
@@ -61,11 +63,14 @@ ROLL_UP_SECONDS = 600.0  # after a crash, start-up counts at most this much of t
 class Services:
     """The stores and keys, opened once; shared by the daemon and the CLI's commands."""
 
-    def __init__(self, config: EngineConfig) -> None:
+    def __init__(self, config: EngineConfig, worker: WorkerSlot | None = None) -> None:
         self.config = config
         self.data_dir = Path(config.data_dir)
         self.url = config.store.url or default_url(self.data_dir)
-        self.embedded = self.url.startswith("sqlite")
+        self.embedded = self.store_is_embedded(config)
+        # The only engine on its store: the embedded one, unless it is one of a group of
+        # workers. Others share queues and the trail with processes they cannot see.
+        self.alone = self.embedded and worker is None
         keys_dir = config.keys.directory or str(self.data_dir / "keys")
         self.keys = KeyRing.load(keys_dir)
         self.vault = Vault(self.keys)
@@ -76,9 +81,15 @@ class Services:
         self.store = MessageStore(self.db, self.vault)
         self.writer: Writer | None = None
 
+    @staticmethod
+    def store_is_embedded(config: EngineConfig) -> bool:
+        """A SQLite file of this host: what one engine, or one group of workers, owns."""
+        return (config.store.url or "sqlite").startswith("sqlite")
+
     def _committed(self, events: list[Event]) -> None:
         log_events(events)
-        self.stats.observe(events)
+        if self.alone:  # otherwise counted from the trail (engine.ops.trail_feed)
+            self.stats.observe(events)
 
     async def roll_up_totals(self) -> list[Total]:
         """Count the audit events since the last roll-up into the stored totals."""
@@ -111,11 +122,17 @@ class Listener(Protocol):
 
 class Engine:
     def __init__(self, config: EngineConfig, channels: list[Any], catalog: MappingCatalog,
-                 serve: Callable[[Engine], Awaitable[Listener | None]] | None = None
-                 ) -> None:
+                 serve: Callable[[Engine], Awaitable[Listener | None]] | None = None,
+                 worker: WorkerSlot | None = None) -> None:
         """`serve` starts the web listener once the channels run (engine.web.server.serve
-        for the daemon); None runs without one."""
+        for the daemon); None runs without one. `worker`: this process's place in a group
+        started by `conduit run --workers N` (engine.supervisor)."""
         self.config = config
+        self.worker = worker
+        # What must happen once per group: the status page, alerts, service levels,
+        # polling folders, following the trail for the group's counts.
+        self.primary = worker is None or worker.primary
+        self._feed: TrailFeed | None = None
         self._loaded = channels
         self.catalog = catalog
         self.services: Services | None = None
@@ -135,20 +152,26 @@ class Engine:
         data_dir = Path(self.config.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         tracing.setup(self.config.tracing)
-        svc = Services(self.config)
+        svc = Services(self.config, self.worker)
         self.services = svc
-        if svc.embedded:
-            self._lock(data_dir)
+        if svc.alone:
+            self._lock_fd = lock_data_dir(data_dir)
         self.users = UserStore(svc.db)
         writer = svc.start_writer()
         self.heartbeat = Heartbeat(writer, svc.queue)
         await self.heartbeat.start()
         recovered = UnitOfWork()
-        svc.queue.release(recovered, any_owner=svc.embedded)
+        svc.queue.release(recovered, any_owner=svc.alone)
         recovered.record(Event(kind=Kind.ADMIN, detail={
             "action": "engine-start", "version": __version__, "channels": len(self._loaded)}))
         await writer.commit(recovered)
-        svc.stats.seed(await svc.roll_up_totals())
+        if svc.alone:
+            svc.stats.seed(await svc.roll_up_totals())
+        elif self.primary:
+            totals, mark = await self._seed_point()
+            svc.stats.seed(totals)
+            self._feed = TrailFeed(svc.db, svc.stats.observe, after=mark)
+            self._feed.start()
         self._roll_ups = asyncio.get_running_loop().create_task(self._roll_up_every(
             ROLL_UP_SECONDS), name="roll up audit totals")
         for loaded in self._loaded:
@@ -159,15 +182,18 @@ class Engine:
                 log.warning("channel %s: destination %s disabled: %s not set",
                             loaded.config.name, dest, ", ".join(variables))
             channel = self._build(loaded.config)
+            if not self.primary and not _shares_its_source(channel.source):
+                continue  # worker 0 polls it and delivers its messages
             self.channels[channel.name] = channel
         for channel in self.channels.values():
             await channel.start()
-        self.slo = ServiceLevels(self.config.slo)
-        self.slo.start(self)
-        self.alerting = Alerting.for_engine(self.config.alerts, self)
-        self.alerting.start()
-        if self._serve is not None:
-            self.web = await self._serve(self)
+        if self.primary:
+            self.slo = ServiceLevels(self.config.slo)
+            self.slo.start(self)
+            self.alerting = Alerting.for_engine(self.config.alerts, self)
+            self.alerting.start()
+            if self._serve is not None:
+                self.web = await self._serve(self)
         self.started_at = time.time()
         log.info("conduit %s started: %d channel(s), store %s", __version__,
                  len(self.channels), "embedded SQLite" if svc.embedded else "external")
@@ -183,7 +209,8 @@ class Engine:
                 log.warning("channel %s: source.required is checked only with validation: "
                             "lenient or strict; this channel has validation: off", cfg.name)
         mapping = self.catalog.get(cfg.mapping) if cfg.mapping else None
-        context = SourceContext(cfg.name, self.users, self.ops.record, codec.content_type)
+        context = SourceContext(cfg.name, self.users, self.ops.record, codec.content_type,
+                                shared_port=self.worker is not None)
         source = registry.SOURCES[type(cfg.source).__struct_config__.tag].factory(
             cfg.source, context)
         # Replies are read in the standard of what is sent: an HL7v2 ACK comes back for
@@ -232,19 +259,14 @@ class Engine:
             # The embedded store's lock file admits one process: nobody can take its
             # leases over, so a writer stalled past the heartbeat's trust must not stop
             # deliveries there.
-            heartbeat=None if svc.embedded else self.heartbeat,
+            heartbeat=None if svc.alone else self.heartbeat,
         )
 
-    def _lock(self, data_dir: Path) -> None:
-        """One daemon per embedded data folder: a second would fight over the queues."""
-        fd = os.open(data_dir / "conduit.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise StoreError(f"another conduit engine is already running on {data_dir}/"
-                             ) from None
-        self._lock_fd = fd
+    async def _seed_point(self) -> tuple[list[Total], int]:
+        assert self.services is not None and self.services.writer is not None
+        uow = UnitOfWork()
+        uow.query = seed_point
+        return await self.services.writer.commit(uow)
 
     async def _roll_up_every(self, seconds: float) -> None:
         """Keep the events a start-up must count few, even after a crash."""
@@ -261,6 +283,8 @@ class Engine:
         log.info("stopping: no new connections; finishing messages in flight")
         if self._roll_ups is not None:
             self._roll_ups.cancel()
+        if self._feed is not None:
+            await self._feed.stop()
         # Alerts and service levels first: channels stopping on purpose are no incident.
         if self.alerting is not None:
             await self.alerting.stop()
@@ -310,3 +334,23 @@ class Engine:
         await self.start()
         await stop.wait()
         await self.stop()
+
+
+def lock_data_dir(data_dir: Path) -> int:
+    """One daemon (or one group of workers) per embedded data folder: another would fight
+    over the queues. The open descriptor holds the lock until it is closed."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / "conduit.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreError(f"another conduit engine is already running on {data_dir}/"
+                         ) from None
+    return fd
+
+
+def _shares_its_source(source: Any) -> bool:
+    """Whether every worker may run this source: listeners share their port, and a
+    channel inbox is each process's own; a poller would take a file twice."""
+    return all(r.startswith(("tcp:", "inbox:")) for r in source.resources())

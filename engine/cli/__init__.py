@@ -54,7 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="conduit", description="Conduit interface engine")
     _add_conf(parser)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="run the daemon").set_defaults(func=cmd_run)
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("--workers", type=int, default=1, metavar="N",
+                     help="engine processes sharing the store and the listeners' ports "
+                          "(one per core); default 1")
+    run.set_defaults(func=cmd_run)
     sub.add_parser("validate", help="check conf/ and channels/").set_defaults(func=cmd_validate)
     send = sub.add_parser("send", help="send HL7v2 files over MLLP and print each ACK code")
     send.add_argument("--mllp", required=True, metavar="HOST:PORT")

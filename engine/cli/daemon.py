@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import sys
+from pathlib import Path
 
 from engine.cli.common import load_everything
 
@@ -23,13 +26,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from engine import logs
-    from engine.runtime import Engine
+    from engine.runtime import Engine, Services, lock_data_dir
+    from engine.supervisor import WorkerSlot, supervise
     from engine.web.server import serve
 
     engine_cfg, channels, catalog = load_everything(args)
     logs.setup(engine_cfg.log)
+    worker = WorkerSlot.from_env()
+    if worker is None and args.workers > 1:
+        embedded = Services.store_is_embedded(engine_cfg)
+        lock = lock_data_dir(Path(engine_cfg.data_dir)) if embedded else None  # the group's
+        try:
+            return supervise(args.workers, sys.argv[1:])
+        finally:
+            if lock is not None:
+                os.close(lock)
     _use_uvloop()
-    asyncio.run(Engine(engine_cfg, channels, catalog, serve=serve).run_until_signal())
+    asyncio.run(Engine(engine_cfg, channels, catalog, serve=serve,
+                       worker=worker).run_until_signal())
     return 0
 
 

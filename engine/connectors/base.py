@@ -90,3 +90,7 @@ class SourceContext(msgspec.Struct, frozen=True):
     # the content type of the channel's replies (its codec's), for a source whose
     # transport labels what it sends back (the http source); handed in by the runtime
     content_type: str = "application/octet-stream"
+    # Several worker processes of one engine listen on the same port (SO_REUSEPORT: the
+    # kernel spreads connections over them); never otherwise, so that a second engine
+    # started by mistake fails to bind instead of quietly taking half the traffic.
+    shared_port: bool = False

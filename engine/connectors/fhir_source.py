@@ -165,7 +165,7 @@ class FhirSource:
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
         self._runner = await listen(self.config, self._handle, self.address, log, "fhir",
-                                    "resources")
+                                    "resources", self.context.shared_port)
 
     async def stop(self) -> None:
         """Stop accepting; requests in flight finish and get their answers."""

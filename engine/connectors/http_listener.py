@@ -17,17 +17,18 @@ from engine.connectors.tls import exposed, server_context
 
 
 async def listen(config: Any, handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-                 address: str, log: logging.Logger, kind: str, carries: str
-                 ) -> web.AppRunner:
+                 address: str, log: logging.Logger, kind: str, carries: str,
+                 shared_port: bool = False) -> web.AppRunner:
     """Serve `handler` on config.host:config.port (config.tls, config.max_request_size);
-    the runner to clean up on stop. OSError when the port cannot be bound."""
+    the runner to clean up on stop. OSError when the port cannot be bound. `shared_port`:
+    engine.connectors.base.SourceContext.shared_port."""
     tls = server_context(config.tls) if config.tls else None
     app = web.Application(client_max_size=config.max_request_size + 1)
     app.router.add_route("*", "/{tail:.*}", handler)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, reuse_address=True,
-                       ssl_context=tls)
+                       reuse_port=shared_port or None, ssl_context=tls)
     try:
         await site.start()
     except OSError:

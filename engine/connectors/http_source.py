@@ -132,7 +132,7 @@ class HttpSource:
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
         self._runner = await listen(self.config, self._handle, self.address, log, "http",
-                                    "messages")
+                                    "messages", self.context.shared_port)
 
     async def stop(self) -> None:
         """Stop accepting; requests in flight finish and get their answers."""

@@ -252,8 +252,9 @@ class _Connection(asyncio.Protocol):
 class MllpSource:
     """Listens for MLLP connections and hands each frame to the channel."""
 
-    def __init__(self, config: MllpSourceConfig) -> None:
+    def __init__(self, config: MllpSourceConfig, shared_port: bool = False) -> None:
         self.config = config
+        self._shared_port = shared_port  # engine.connectors.base.SourceContext.shared_port
         self._notices = RateLimitedLog(log)
         self.admission = Admission(self.address, self._notices, limit=config.max_connections,
                                    per_peer=config.max_connections_per_peer,
@@ -288,6 +289,7 @@ class MllpSource:
         tls = server_context(self.config.tls) if self.config.tls else None
         self._server = await loop.create_server(
             lambda: _Connection(self), self.config.host, self.config.port, reuse_address=True,
+            reuse_port=self._shared_port or None,
             ssl=tls,  # a handshake is counted nowhere until done: give it a frame's time
             ssl_handshake_timeout=self.config.read_timeout if tls else None,
         )

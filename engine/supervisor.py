@@ -1,0 +1,129 @@
+"""`conduit run --workers N`: N engine processes sharing one store, kept running.
+
+Python runs one core per process, so a box with several cores runs several engines on
+one store, which is the same thing as engines on several hosts: the store's queues give
+each destination's head to one process at a time, its audit chain takes every
+process's events in one order, and a process that dies has its leases taken over by
+the others once its heartbeat stops (engine.queue.owners).
+
+The supervisor only starts, restarts and stops them. Each worker is an ordinary
+`conduit run` told its place by CONDUIT_WORKER ("index/count"): all of them listen on the
+channels' ports (SO_REUSEPORT, so the kernel spreads connections over them) and deliver;
+worker 0 alone serves the status page, runs alerts and service levels, and polls
+folders (two pollers would take one file twice). On the embedded store the supervisor
+holds the data folder's lock for the whole group.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+import msgspec
+
+log = logging.getLogger("conduit.supervisor")
+
+ENV = "CONDUIT_WORKER"
+RESTART_AFTER = (0.5, 1.0, 2.0, 5.0, 10.0)  # back-off for a worker that keeps dying
+STEADY = 30.0  # seconds up after which a worker's restarts count from the start again
+STOP_TIMEOUT = 60.0  # seconds a worker has to drain after SIGTERM before SIGKILL
+
+
+class WorkerSlot(msgspec.Struct, frozen=True):
+    """This process's place in a group of workers."""
+
+    index: int
+    count: int
+
+    @property
+    def primary(self) -> bool:
+        """The worker that serves the status page and does what must happen once."""
+        return self.index == 0
+
+    @classmethod
+    def from_env(cls) -> WorkerSlot | None:
+        value = os.environ.get(ENV)
+        if not value:
+            return None
+        index, _, count = value.partition("/")
+        return cls(int(index), int(count))
+
+
+class _Worker:
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.process: subprocess.Popen | None = None
+        self.started = 0.0
+        self.failures = 0
+        self.due = 0.0  # when to start it (again)
+
+
+def supervise(count: int, argv: Sequence[str]) -> int:
+    """Run `count` workers of `python -m engine.cli <argv>` until SIGTERM or SIGINT, then
+    stop them all (each drains) and return 0 if all of them stopped cleanly."""
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    workers = [_Worker(i) for i in range(count)]
+    log.info("starting %d workers", count)
+    while not stopping:
+        now = time.monotonic()
+        for w in workers:
+            if w.process is not None and w.process.poll() is not None:
+                code = w.process.returncode
+                w.process = None
+                w.failures = 0 if now - w.started > STEADY else w.failures + 1
+                w.due = now + RESTART_AFTER[min(w.failures, len(RESTART_AFTER) - 1)]
+                log.error("worker %d exited with %s; restarting in %.1fs", w.index,
+                          _describe(code), w.due - now)
+            if w.process is None and now >= w.due:
+                w.process = _spawn(w.index, count, argv)
+                w.started = now
+        time.sleep(0.2)
+    log.info("stopping %d workers", count)
+    return _stop_all(workers)
+
+
+def _spawn(index: int, count: int, argv: Sequence[str]) -> subprocess.Popen:
+    env = dict(os.environ, **{ENV: f"{index}/{count}"})
+    # The workers' own signal handlers drain them; a terminal's Ctrl-C reaches the whole
+    # process group, so the supervisor does not forward SIGINT twice.
+    return subprocess.Popen([sys.executable, "-m", "engine.cli", *argv], env=env)
+
+
+def _stop_all(workers: list[_Worker]) -> int:
+    running = [w for w in workers if w.process is not None and w.process.poll() is None]
+    for w in running:
+        assert w.process is not None
+        w.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    clean = True
+    for w in running:
+        assert w.process is not None
+        try:
+            code = w.process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.error("worker %d did not stop in %.0fs; killing it", w.index, STOP_TIMEOUT)
+            w.process.kill()
+            code = w.process.wait()
+        clean = clean and code == 0
+    return 0 if clean else 1
+
+
+def _describe(code: int) -> str:
+    if code >= 0:
+        return f"code {code}"
+    try:
+        return f"signal {signal.Signals(-code).name}"
+    except ValueError:
+        return f"signal {-code}"
