@@ -22,8 +22,8 @@ from sqlalchemy.sql.functions import FunctionElement
 from engine.store.schema import queue_owners
 from engine.store.writer import UnitOfWork
 
-OWNER_TTL = 10.0  # seconds without a heartbeat after which an owner is dead
-HEARTBEAT_EVERY = 2.0  # seconds between heartbeats; several fit in one TTL
+OWNER_TTL = 4.0  # seconds without a heartbeat after which an owner is dead (issue 14: within 5 s)
+HEARTBEAT_EVERY = 1.0  # seconds between heartbeats; several fit in one TTL
 FORGET_AFTER = 86400.0  # rows of owners silent this long are removed at start-up
 
 
