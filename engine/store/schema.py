@@ -218,3 +218,19 @@ message_relations = sa.Table(
     sa.Column("at", sa.Float, nullable=False),
     sa.Index("ix_message_relations_original", "original_id"),
 )
+
+# Queue entries of a queue backend outside the database (engine.queue.redis_streams),
+# written in the same commit as their message and published to it afterwards, in the
+# transaction that deletes them. Ids are never reused (AUTOINCREMENT on SQLite): they are
+# the entries' ids in the queue, and Redis remembers which ones it already holds.
+queue_outbox = sa.Table(
+    "queue_outbox",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("destination", sa.String(130), nullable=False),  # "channel/destination"
+    sa.Column("message_id", sa.String(26), nullable=False),
+    sa.Column("output_id", sa.String(26)),  # None: deliver the raw message
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_queue_outbox_destination", "destination", "id"),
+    sqlite_autoincrement=True,
+)
