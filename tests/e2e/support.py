@@ -103,15 +103,16 @@ class Daemon:
         else:
             self.env["CONDUIT_FHIR_URL"] = fhir_url
 
-    async def start(self, *, timeout: float = 20.0) -> None:
-        """Start `conduit run` and return once /readyz says the channels are started."""
+    async def start(self, *run_args: str, timeout: float = 20.0) -> None:
+        """Start `conduit run` (with `run_args`, such as "--workers", "2") and return once
+        /readyz says the channels are started."""
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.runs += 1
         out = self.tmp_path / f"daemon-{self.runs}.stdout"
         err = self.tmp_path / f"daemon-{self.runs}.stderr"
         self.log_files += [out, err]
         with open(out, "wb") as fo, open(err, "wb") as fe:
-            self.proc = subprocess.Popen([CONDUIT, "run"], cwd=REPO, env=self.env,
+            self.proc = subprocess.Popen([CONDUIT, "run", *run_args], cwd=REPO, env=self.env,
                                          stdout=fo, stderr=fe, stdin=subprocess.DEVNULL)
         await self.wait_ready(timeout)
 
