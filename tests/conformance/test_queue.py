@@ -10,15 +10,18 @@ dead owner taken over, a heartbeat) is in tests/integration/test_queue_leasing.p
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Callable
 
 import pytest
+import redis
 import sqlalchemy as sa
 
 from engine.errors import StoreError
 from engine.events import Event, Kind
 from engine.queue.base import Leased, Queue
+from engine.queue.redis_streams import RedisStreamsQueue
 from engine.queue.sql import SqlQueue
 from engine.security.crypto import Vault
 from engine.security.keys import KeyRing
@@ -28,12 +31,19 @@ from engine.store.writer import UnitOfWork, Writer
 
 DEST, OTHER = "adt/ehr", "adt/lab"
 
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def redis_prefix(db: sa.Engine) -> str:
+    """A key prefix of the test's own: every test has a store database of its own."""
+    return "conduit-test-" + hashlib.sha1(str(db.url).encode()).hexdigest()[:16]
+
+
 # name -> how to build that backend on a store database, for one owner.
-# The Redis Streams queue (a later issue) is added here, e.g.
-#   "redis": lambda db, owner: RedisStreamsQueue(db, REDIS_URL, owner=owner),
-# with whatever it needs to start empty for each test.
 QUEUES: dict[str, Callable[[sa.Engine, str], Queue]] = {
     "sql": lambda db, owner: SqlQueue(db, owner=owner),
+    "redis": lambda db, owner: RedisStreamsQueue(db, REDIS_URL, owner=owner,
+                                                 prefix=redis_prefix(db)),
 }
 
 
@@ -107,6 +117,12 @@ async def env(request, db_url, tmp_path):
     writer.start()
     yield Env(QUEUES[request.param], db, writer, MessageStore(db, vault), vault, events)
     await writer.close()
+    if request.param == "redis":  # the test's keys go with it
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=f"{{{redis_prefix(db)}}}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
     db.dispose()
 
 

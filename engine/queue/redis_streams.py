@@ -1,0 +1,358 @@
+"""The queue backend on Redis Streams, for several engine processes (and hosts) sharing
+their destinations' queues; the message store stays in SQL.
+
+One stream per destination, one consumer group, one consumer per engine owner. The
+guarantees of engine.queue.base, and how:
+
+- Queued in the message's commit: `put` writes a `queue_outbox` row in the unit of work.
+  The next lease of the destination, by any process, publishes the destination's outbox
+  rows (in id order) and deletes them in its own transaction; an id Redis already holds
+  is not added again, so a transaction that fails after publishing (or a crash) leaves
+  rows that are published again harmlessly. Nothing reaches Redis before its commit.
+- Outcomes after their commit: `ack`, `retry_later`, `dead_letter` and `release` add an
+  after-commit hook; the hooks of one writer batch are sent to Redis as one script call,
+  scheduled before anyone awaiting the commit resumes. If Redis cannot be reached they
+  are kept, in order, and sent again; meanwhile the entries stay this owner's, so none
+  is leased again (at-least-once only if this process dies first).
+- FIFO per destination: leasing is one Lua script (engine.queue.redis_scripts), atomic
+  in Redis: it takes nothing while another live owner holds entries of the destination,
+  otherwise the head. Liveness is the SQL owners table (engine.queue.owners), the one
+  the heartbeat keeps and trusts for half its TTL, so both backends take over a dead
+  owner's entries by the same rule, by the database's clock, within OWNER_TTL; an owner
+  missing from that list but active in Redis within half the TTL is also live (a new
+  process whose first heartbeat the list did not show yet). An idle-time rule alone
+  (XAUTOCLAIM's) would take the head from a live owner waiting out a long retry.
+- Delivered entries are XACKed and XDELed at once, so a stream holds what is queued.
+
+Redis must keep what it acknowledged: run it with `appendonly yes` and `appendfsync
+always` (docs/operations.md). Entries leave the outbox once published, so a Redis that
+restarts without its data loses them; the queue warns at start if AOF is off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import itertools
+import json
+import logging
+import threading
+import time
+import weakref
+from typing import Any, NamedTuple
+
+import redis
+import sqlalchemy as sa
+
+from engine.events import Event, Kind
+from engine.queue import owners
+from engine.queue.base import DeadLetter, Leased, QueueStats, Retrying
+from engine.queue.redis_scripts import FREE, GROUP, LEASE, OUTCOMES
+from engine.queue.sql import _with_content
+from engine.store.schema import dead_letter_answers, queue_outbox
+from engine.store.writer import UnitOfWork
+
+log = logging.getLogger("conduit.queue")
+
+PUBLISH_BATCH = 1000  # outbox rows a lease publishes at most (the rest by the next one)
+RETRY_REDIS_AFTER = 1.0  # seconds before outcomes Redis refused are sent again
+
+
+class _Row(NamedTuple):  # what engine.queue.sql._with_content reads of an entry
+    id: int
+    message_id: str
+    output_id: str | None
+    attempts: int
+    available_at: float
+
+
+class _Held(NamedTuple):
+    destination: str
+    stream_id: str
+    message_id: str
+    output_id: str | None
+
+
+class RedisStreamsQueue:
+    """FIFO queues per destination key in Redis Streams; implements
+    engine.queue.base.Queue. `prefix` separates engines (or tests) sharing one Redis."""
+
+    def __init__(self, engine: sa.Engine, url: str, owner: str, prefix: str = "conduit",
+                 owner_ttl: float = owners.OWNER_TTL) -> None:
+        self._engine = engine
+        self.owner = owner
+        self.owner_ttl = owner_ttl
+        self._redis = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5.0,
+                                           socket_connect_timeout=2.0)
+        self._p = "{" + prefix + "}"
+        self._lease_script = self._redis.register_script(LEASE)
+        self._outcome_script = self._redis.register_script(OUTCOMES)
+        self._lock = threading.Lock()  # _held and _taking: the loop and the writer thread
+        self._held: dict[int, _Held] = {}  # handed to this process's workers
+        self._taking: dict[int, dict[int, _Held]] = {}  # leases not committed yet
+        self._tokens = itertools.count()
+        self._outcomes: list[list[str]] = []  # committed, not yet applied in Redis
+        self._flush_pending = False
+        self._retry_at = 0.0
+
+    def check_persistence(self) -> bool:
+        """False (and a warning) when Redis would lose the queues on restart."""
+        try:
+            aof = self._redis.config_get("appendonly").get("appendonly")
+        except redis.RedisError:  # CONFIG may be disabled (managed Redis): cannot tell
+            return True
+        if aof != "yes":
+            log.warning("the Redis queue's server runs without appendonly: a restart "
+                        "loses every queued entry (docs/operations.md)")
+        return aof == "yes"
+
+    def close(self) -> None:
+        self._redis.close()
+
+    def _key(self, kind: str, destination: str) -> str:
+        return f"{self._p}:{kind}:{destination}"
+
+    @staticmethod
+    def put(uow: UnitOfWork, destination: str, message_id: str, output_id: str | None,
+            now: float) -> None:
+        uow.insert(queue_outbox, {"destination": destination, "message_id": message_id,
+                                  "output_id": output_id, "created_at": now})
+
+    def lease(self, destination: str, limit: int) -> UnitOfWork:
+        """Publish the destination's outbox, then lease up to `limit` entries from the
+        head (engine.queue.redis_scripts.LEASE); dead owners' entries taken over are one
+        "reclaimed" event per owner. If Redis cannot be reached nothing is leased."""
+        uow = UnitOfWork()
+        token = next(self._tokens)
+
+        def run(conn: sa.Connection) -> list[Leased]:
+            uow.events[:] = []  # assigned: the writer may run this again after a failure
+            uow.after_commit[:] = []
+            with self._lock:
+                self._taking.pop(token, None)  # a failed attempt's entries are offered again
+                held = [h.stream_id for h in self._held.values() if h.destination == destination]
+                held += [h.stream_id for taking in self._taking.values()
+                         for h in taking.values() if h.destination == destination]
+            rows = _outbox(conn, destination)
+            live = conn.execute(owners.live(self.owner_ttl)).scalars().all()
+            args: list[Any] = [self._p, destination, self.owner, limit,
+                               int(self.owner_ttl * 500), FREE, len(rows)]
+            for r in rows:
+                args += [r.id, r.message_id, r.output_id or "", repr(r.created_at)]
+            args += [len(held), *held, *live]
+            try:
+                entries, reclaimed = self._lease_script(keys=[f"{self._p}:ix"], args=args)
+            except redis.RedisError as exc:
+                log.warning("destination %s: the Redis queue cannot be reached: %s",
+                            destination, type(exc).__name__)
+                return []
+            if rows:
+                conn.execute(queue_outbox.delete().where(
+                    queue_outbox.c.id.in_([r.id for r in rows])))
+            taken: dict[int, _Held] = {}
+            found = []
+            for sid, oid, message_id, output_id, queued_at, tried in entries:
+                attempts, at = json.loads(tried)[:2] if tried else (0, float(queued_at))
+                found.append(_Row(int(oid), message_id, output_id or None, attempts, at))
+                taken[int(oid)] = _Held(destination, sid, message_id, output_id or None)
+            with self._lock:
+                self._taking[token] = taken
+            channel, _, dest = destination.partition("/")
+            uow.events[:] = [Event(kind=Kind.RECLAIMED, channel=channel, destination=dest,
+                                   detail={"owner": dead, "entries": n})
+                             for dead, n in zip(reclaimed[::2], reclaimed[1::2], strict=True)]
+            uow.after_commit[:] = [functools.partial(self._handed_out, token)]
+            return _with_content(conn, found) if found else []
+
+        # A unit of work dropped without committing hands its entries back to leasing.
+        weakref.finalize(run, self._forget, token)
+        uow.query = run
+        return uow
+
+    def _handed_out(self, token: int) -> None:
+        with self._lock:
+            self._held.update(self._taking.pop(token, {}))
+
+    def _forget(self, token: int) -> None:
+        with self._lock:
+            self._taking.pop(token, None)
+
+    def ack(self, uow: UnitOfWork, entry_id: int) -> None:
+        uow.after_commit.append(functools.partial(self._apply, ["a", str(entry_id)]))
+
+    def retry_later(self, uow: UnitOfWork, entry_id: int, attempts: int, at: float,
+                    error: str) -> None:
+        with self._lock:
+            held = self._held.get(entry_id)
+        if held is None:  # not this owner's: nothing to do, as in the SQL queue
+            return
+        state = json.dumps([attempts, at, error, held.message_id])
+        uow.after_commit.append(functools.partial(
+            self._apply, ["r", str(entry_id), self.owner, state]))
+
+    def dead_letter(self, uow: UnitOfWork, entry_id: int, attempts: int, error: str) -> None:
+        with self._lock:
+            held = self._held.get(entry_id)
+        if held is None:  # not this owner's: nothing to do, as in the SQL queue
+            return
+        dead = json.dumps([entry_id, held.message_id, held.output_id, attempts, error])
+        uow.after_commit.append(functools.partial(
+            self._apply, ["d", str(entry_id), self.owner, dead]))
+
+    def release(self, uow: UnitOfWork, destination: str | None = None,
+                any_owner: bool = False) -> None:
+        uow.after_commit.append(functools.partial(
+            self._apply, ["l", destination or "", "" if any_owner else self.owner]))
+
+    def replay(self, destination: str, actor: str) -> UnitOfWork:
+        """Every dead letter back at the tail, as new outbox rows (new ids, no
+        attempts), published by the next lease; forgotten as dead once committed."""
+        return self._clear_dead(destination, actor, Kind.REQUEUED, requeue=True)
+
+    def discard(self, destination: str, actor: str) -> UnitOfWork:
+        """Every dead letter removed; the messages stay in the store."""
+        return self._clear_dead(destination, actor, Kind.DISCARDED, requeue=False)
+
+    def _clear_dead(self, destination: str, actor: str, kind: Kind,
+                    requeue: bool) -> UnitOfWork:
+        uow = UnitOfWork()
+
+        def run(conn: sa.Connection) -> int:
+            members = self._redis.zrange(self._key("dead", destination), 0, -1)
+            dead = [json.loads(m) for m in members]
+            if requeue and dead:
+                now = time.time()
+                conn.execute(queue_outbox.insert(), [
+                    {"destination": destination, "message_id": d[1], "output_id": d[2],
+                     "created_at": now} for d in dead])
+            channel, _, dest = destination.partition("/")
+            uow.events[:] = [Event(kind=kind, actor=actor, channel=channel, destination=dest,
+                                   message_id=d[1]) for d in dead]
+            uow.after_commit[:] = [functools.partial(
+                self._apply, ["z", destination, str(len(members)), *members])] if dead else []
+            return len(dead)
+
+        uow.query = run
+        return uow
+
+    def _apply(self, outcome: list[str]) -> None:
+        """An outcome is committed: queue it for Redis. Called by the writer on the event
+        loop; the batch goes out before the committing coroutines resume."""
+        self._outcomes.append(outcome)
+        if not self._flush_pending:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        outcomes = list(self._outcomes)
+        wait = self._retry_at - time.monotonic()
+        if not outcomes or wait > 0:
+            if outcomes:
+                self._flush_later(wait)
+            return
+        try:
+            self._outcome_script(keys=[f"{self._p}:ix"],
+                                 args=[self._p, FREE, *itertools.chain(*outcomes)])
+        except redis.RedisError as exc:
+            log.warning("the Redis queue cannot be reached; %d outcome(s) kept to send "
+                        "again: %s", len(outcomes), type(exc).__name__)
+            self._retry_at = time.monotonic() + RETRY_REDIS_AFTER
+            self._flush_later(RETRY_REDIS_AFTER)
+            return
+        del self._outcomes[:len(outcomes)]
+        with self._lock:
+            for op, *args in outcomes:
+                if op in ("a", "d"):
+                    self._held.pop(int(args[0]), None)
+                elif op == "l":
+                    given_back = [oid for oid, h in self._held.items()
+                                  if not args[0] or h.destination == args[0]]
+                    for oid in given_back:
+                        del self._held[oid]
+        if self._outcomes:  # more arrived meanwhile
+            self._flush_later(0)
+
+    def _flush_later(self, delay: float) -> None:
+        if not self._flush_pending:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_later(max(delay, 0.0), self._flush)
+
+    def dead_letters(self, destination: str, limit: int = 20) -> list[DeadLetter]:
+        """The newest dead letters of one destination, newest first."""
+        dead = [json.loads(m) for m in
+                self._redis.zrevrange(self._key("dead", destination), 0, limit - 1)]
+        kept: set[int] = set()
+        if dead:
+            with self._engine.connect() as conn:
+                kept = set(conn.execute(
+                    sa.select(dead_letter_answers.c.queue_id).distinct()
+                    .where(dead_letter_answers.c.queue_id.in_([d[0] for d in dead]))
+                ).scalars())
+        return [DeadLetter(d[1], d[3], d[4], d[0] in kept) for d in dead]
+
+    def retrying(self, destination: str, limit: int = 3) -> list[Retrying]:
+        """The first entries of one destination tried before, in stream order."""
+        tried = self._redis.hgetall(self._key("try", destination))
+        if not tried:
+            return []
+        places = self._redis.hmget(f"{self._p}:ix", list(tried))
+        order = []
+        for state, place in zip(tried.values(), places, strict=True):
+            if place:  # else acknowledged meanwhile
+                ms, _, seq = place.rpartition("\x1f")[2].partition("-")
+                order.append(((int(ms), int(seq)), json.loads(state)))
+        order.sort(key=lambda o: o[0])
+        return [Retrying(s[3], s[0], s[1], s[2]) for _, s in order[:limit]]
+
+    def stats(self) -> list[QueueStats]:
+        """Counts per destination: Redis's streams, plus outbox rows not published yet
+        (ready)."""
+        by_dest: dict[str, QueueStats] = {}
+        dests = sorted(self._redis.smembers(f"{self._p}:dests"))
+        with self._redis.pipeline(transaction=False) as pipe:
+            for d in dests:
+                pipe.xlen(self._key("s", d))
+                pipe.xpending(self._key("s", d), GROUP)
+                pipe.hlen(self._key("try", d))
+                pipe.zcard(self._key("dead", d))
+                pipe.xrange(self._key("s", d), count=1)
+            replies = pipe.execute()
+        for n, d in enumerate(dests):
+            length, pending, tried, dead, first = replies[5 * n:5 * n + 5]
+            free = sum(c["pending"] for c in pending["consumers"] if c["name"] == FREE)
+            leased = pending["pending"] - free
+            by_dest[d] = QueueStats(d, ready=length - leased, leased=leased, retrying=tried,
+                                    dead=dead,
+                                    oldest_at=float(first[0][1]["t"]) if first else None)
+        with self._engine.connect() as conn:
+            unpublished = conn.execute(
+                sa.select(queue_outbox.c.destination, sa.func.count(),
+                          sa.func.min(queue_outbox.c.created_at))
+                .group_by(queue_outbox.c.destination)).all()
+        for d, count, oldest in unpublished:
+            s = by_dest.setdefault(d, QueueStats(d))
+            s.ready += count
+            if s.oldest_at is None or oldest < s.oldest_at:
+                s.oldest_at = oldest
+        return sorted((s for s in by_dest.values() if s.ready or s.leased or s.dead),
+                      key=lambda s: s.destination)
+
+
+def _outbox(conn: sa.Connection, destination: str) -> list[Any]:
+    """The destination's outbox rows in id order; none while another process publishes
+    them (PostgreSQL: a transaction-scoped advisory lock, tried without waiting, so two
+    writers never wait on each other's rows; SQLite's write lock already serialises)."""
+    if conn.dialect.name == "postgresql":
+        digest = hashlib.blake2b(f"conduit.outbox:{destination}".encode(),
+                                 digest_size=8).digest()
+        key = int.from_bytes(digest, "big", signed=True)
+        if not conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(key))).scalar():
+            return []
+    return conn.execute(
+        sa.select(queue_outbox.c.id, queue_outbox.c.message_id, queue_outbox.c.output_id,
+                  queue_outbox.c.created_at)
+        .where(queue_outbox.c.destination == destination)
+        .order_by(queue_outbox.c.id).limit(PUBLISH_BATCH)).all()
+
