@@ -12,6 +12,7 @@ import asyncio
 from typing import Annotated
 
 import msgspec
+import sqlalchemy as sa
 from msgspec import Meta
 
 from engine.security.jwt import (
@@ -86,7 +87,8 @@ class Authenticator:
 
     async def authenticate(self, authorization: str) -> Client:
         """The client behind an Authorization header, or Refused (401, or 403 for a user
-        whose role may not submit, or 503 when the issuer's keys cannot be read)."""
+        whose role may not submit, or 503 when the issuer's keys or the engine's users
+        cannot be read)."""
         if self.kind == "none":
             return Client("anonymous")
         scheme, _, token = authorization.strip().partition(" ")
@@ -103,7 +105,11 @@ class Authenticator:
             return Client(f"jwt:{claims.subject}", claims.scopes)
         if self._users is None:
             raise Refused(503, "transient", "the engine's users are not available")
-        user = await asyncio.to_thread(self._users.by_token, token)  # type: ignore[attr-defined]
+        try:
+            user = await asyncio.to_thread(self._users.by_token, token)  # type: ignore[attr-defined]
+        except sa.exc.SQLAlchemyError:  # the store is away: the sender must try again
+            raise Refused(503, "transient", "the engine's users cannot be read right now "
+                          "(its store is unavailable)") from None
         if user is None:
             raise Refused(401, "login", "unknown or revoked token")
         if not allows(user.role, Permission.SUBMIT):

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+import sqlalchemy as sa
 
 from engine.connectors.mllp import MllpClient
 from engine.errors import ConduitError
@@ -384,3 +385,17 @@ async def eventually(predicate, *, timeout: float, interval: float = 0.1,
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
         await asyncio.sleep(interval)
+
+
+def use_postgres(daemon: Daemon, pg_url: str, keys_dir: Path) -> None:
+    """Run `daemon` with the production example's settings on the database at `pg_url`,
+    its keys in `keys_dir` (shared by engines that open what each other sealed)."""
+    url = sa.engine.make_url(pg_url)
+    daemon.env.update({
+        "CONDUIT_CONF": str(REPO / "conf" / "production.example.yaml"),
+        "CONDUIT_KEYS_DIR": str(keys_dir),
+        "CONDUIT_DB_USER": url.username or "postgres",
+        "CONDUIT_DB_PASSWORD": url.password or "",
+        "CONDUIT_DB_HOST": url.host or "127.0.0.1",
+        "CONDUIT_DB_NAME": url.database or "",
+    })

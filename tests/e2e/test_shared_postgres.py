@@ -18,17 +18,16 @@ import sqlalchemy as sa
 from engine.queue.owners import OWNER_TTL
 from tests.e2e.support import (
     FHIR_DESTINATION,
-    REPO,
     CountingFhirServer,
     Daemon,
     Ledger,
     adt_batch,
     eventually,
     send_all,
+    use_postgres,
 )
 from tests.fhir_server import Answer
 
-EXAMPLE = REPO / "conf" / "production.example.yaml"
 _MRN = re.compile(rb'"(E2E[A-Z0-9]+)"')
 
 
@@ -36,19 +35,11 @@ _MRN = re.compile(rb'"(E2E[A-Z0-9]+)"')
 def pair(tmp_path: Path, pg_url: str) -> Iterator[tuple[Daemon, Daemon]]:
     """Two daemons on one database and one key folder, each with its own ports and data
     folder; not started yet; killed in teardown if a test left them running."""
-    url = sa.engine.make_url(pg_url)
     daemons = []
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         d = Daemon(tmp_path / name)
-        d.env.update({
-            "CONDUIT_CONF": str(EXAMPLE),
-            "CONDUIT_KEYS_DIR": str(tmp_path / "keys"),  # B opens what A sealed
-            "CONDUIT_DB_USER": url.username or "postgres",
-            "CONDUIT_DB_PASSWORD": url.password or "",
-            "CONDUIT_DB_HOST": url.host or "127.0.0.1",
-            "CONDUIT_DB_NAME": url.database or "",
-        })
+        use_postgres(d, pg_url, tmp_path / "keys")  # B opens what A sealed
         daemons.append(d)
     try:
         yield daemons[0], daemons[1]
