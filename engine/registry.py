@@ -35,6 +35,8 @@ from engine.formats.fhir import FhirCodec
 from engine.formats.hl7v2 import Hl7v2Codec
 from engine.formats.ncpdp import NcpdpCodec
 from engine.formats.x12 import X12Codec
+from engine.queue import redis_streams
+from engine.queue.sql import SqlQueue
 
 
 class Kind(NamedTuple):
@@ -61,6 +63,12 @@ DESTINATIONS: dict[str, Kind] = {
     "channel": Kind(ChannelDestinationConfig, ChannelDestination),
     "sftp": Kind(SftpDestinationConfig, SftpDestination),
     "core": Kind(CoreDestinationConfig, CoreDestination),
+}
+
+# Queue backends (engine.queue.base.Queue), built from (QueueConfig, store engine, owner).
+QUEUES: dict[str, Callable[..., Any]] = {
+    "sql": lambda config, db, owner: SqlQueue(db, owner),
+    "redis": redis_streams.from_config,
 }
 
 CODECS: dict[str, Callable[[], Codec]] = {

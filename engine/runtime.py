@@ -45,7 +45,6 @@ from engine.queue.base import Queue
 from engine.queue.heartbeat import Heartbeat
 from engine.queue.owners import new_owner_id
 from engine.queue.retry import RetryPolicy
-from engine.queue.sql import SqlQueue
 from engine.security.crypto import Vault
 from engine.security.keys import KeyRing
 from engine.security.users import UserStore
@@ -77,7 +76,7 @@ class Services:
         self.db = open_database(self.url)
         self.stats = Stats()
         self.owner = new_owner_id()
-        self.queue: Queue = SqlQueue(self.db, self.owner)
+        self.queue: Queue = registry.QUEUES[config.queue.type](config.queue, self.db, self.owner)
         self.store = MessageStore(self.db, self.vault)
         self.writer: Writer | None = None
 

@@ -120,6 +120,25 @@ class StoreConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     ] = None
 
 
+class QueueConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    type: Annotated[
+        Literal[tuple(registry.QUEUES)],  # type: ignore[valid-type]
+        Meta(description="sql: in the store database (the default); redis: Redis Streams, "
+             "for several processes or hosts sharing the queues"),
+    ] = "sql"
+    url: Annotated[
+        str | None,
+        Meta(description="redis://host:port/db of the Redis queue (run with appendonly yes)"),
+    ] = None
+    prefix: Annotated[
+        str, Meta(description="key prefix of this engine's queues in a shared Redis")
+    ] = "conduit"
+
+    def __post_init__(self) -> None:
+        if self.type == "redis" and not self.url:
+            raise ValueError("queue.url is required with type: redis")
+
+
 class WebConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     host: Annotated[str, Meta(description="address of the status page and API")] = "127.0.0.1"
     port: Annotated[int, Meta(ge=0, le=65535, description="0 disables the web listener")] = (
@@ -159,6 +178,9 @@ class EngineConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         str, Meta(description="this engine's name in acknowledgements (MSH-3)")
     ] = "CONDUIT"
     store: StoreConfig = StoreConfig()
+    queue: Annotated[
+        QueueConfig, Meta(description="where the delivery queues live")
+    ] = QueueConfig()
     web: WebConfig = WebConfig()
     log: LogConfig = LogConfig()
     keys: KeysConfig = KeysConfig()

@@ -340,6 +340,13 @@ class RedisStreamsQueue:
                       key=lambda s: s.destination)
 
 
+def from_config(config: Any, engine: sa.Engine, owner: str) -> RedisStreamsQueue:
+    """The queue a `queue: {type: redis}` configuration asks for (engine.registry)."""
+    q = RedisStreamsQueue(engine, config.url, owner, prefix=config.prefix)
+    q.check_persistence()
+    return q
+
+
 def _outbox(conn: sa.Connection, destination: str) -> list[Any]:
     """The destination's outbox rows in id order; none while another process publishes
     them (PostgreSQL: a transaction-scoped advisory lock, tried without waiting, so two
