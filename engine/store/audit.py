@@ -18,7 +18,7 @@ import msgspec
 import sqlalchemy as sa
 
 from engine.events import Event
-from engine.store.database import bulk_insert
+from engine.store.database import insert_tuples
 from engine.store.schema import audit, audit_head
 
 GENESIS = "0" * 64
@@ -27,41 +27,42 @@ _COLUMNS = ("seq", "at_us", "kind", "actor", "channel", "destination", "message_
 
 
 def link_hash(key: bytes, prev_hash: str, row: dict[str, Any]) -> str:
-    record = msgspec.json.encode([row[c] for c in _COLUMNS])
-    return hmac.digest(key, prev_hash.encode() + record, "sha256").hex()
+    return _link(key, prev_hash, [row[c] for c in _COLUMNS])
+
+
+def _link(key: bytes, prev_hash: str, values: list[Any]) -> str:
+    """The hash of an event whose columns are `values` (in _COLUMNS order)."""
+    return hmac.digest(key, prev_hash.encode() + msgspec.json.encode(values), "sha256").hex()
+
+
+# The head's read and move as plain SQL: they run in every write transaction, and building
+# and compiling them as expressions cost more than the statements themselves. FOR UPDATE
+# (which serialises appenders across processes) on PostgreSQL; SQLite's write lock does.
+_HEAD = "SELECT seq, hash FROM audit_head WHERE id = 1"
+_MOVE_HEAD = {"qmark": "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1",
+              "pyformat": "UPDATE audit_head SET seq = %s, hash = %s WHERE id = 1",
+              "format": "UPDATE audit_head SET seq = %s, hash = %s WHERE id = 1"}
+_ROW_COLUMNS = (*_COLUMNS, "prev_hash", "hash")
 
 
 def append(conn: sa.Connection, key: bytes, events: list[Event]) -> None:
     """Append events to the chain inside the caller's transaction. Locking the head row
     serialises appenders across processes (PostgreSQL); SQLite's write lock already does."""
-    seq, prev = conn.execute(
-        sa.select(audit_head.c.seq, audit_head.c.hash)
-        .where(audit_head.c.id == 1)
-        .with_for_update()
-    ).one()
+    sqlite = conn.dialect.name == "sqlite"
+    seq, prev = conn.exec_driver_sql(_HEAD if sqlite else _HEAD + " FOR UPDATE").one()
     now_us = time.time_ns() // 1000
+    encode = msgspec.json.encode
     rows = []
     for e in events:
         seq += 1
-        row = {
-            "seq": seq,
-            "at_us": now_us,
-            "kind": e.kind.value,
-            "actor": e.actor,
-            "channel": e.channel,
-            "destination": e.destination,
-            "message_id": e.message_id,
-            "peer": e.peer,
-            "content_hash": e.content_hash,
-            "patient": e.patient,
-            "detail": msgspec.json.encode(e.detail).decode(),
-        }
-        row["prev_hash"] = prev
-        prev = link_hash(key, prev, row)
-        row["hash"] = prev
-        rows.append(row)
-    bulk_insert(conn, audit, rows)
-    conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=seq, hash=prev))
+        values = [seq, now_us, e.kind.value, e.actor, e.channel, e.destination, e.message_id,
+                  e.peer, e.content_hash, e.patient, encode(e.detail).decode()]
+        digest = _link(key, prev, values)
+        values += (prev, digest)
+        rows.append(tuple(values))
+        prev = digest
+    insert_tuples(conn, audit, _ROW_COLUMNS, rows)
+    conn.exec_driver_sql(_MOVE_HEAD[conn.dialect.paramstyle], (seq, prev))
 
 
 class Broken(msgspec.Struct):

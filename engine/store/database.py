@@ -3,6 +3,7 @@ PostgreSQL, with tables created on first use."""
 
 from __future__ import annotations
 
+import functools
 import operator
 from pathlib import Path
 from typing import Any
@@ -72,13 +73,23 @@ def bulk_insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
     cost as much as SQLite itself, and these columns need none (str, int, float, bytes,
     None), so rows go to the driver as tuples. Rows must share their keys.
     """
-    columns = list(rows[0])
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    sql = (f"INSERT INTO {table.name} ({', '.join(columns)}) "
-           f"VALUES ({', '.join([mark] * len(columns))})")
+    columns = tuple(rows[0])
     values = operator.itemgetter(*columns)
-    conn.exec_driver_sql(sql, [values(row) for row in rows] if len(columns) > 1
-                         else [(values(row),) for row in rows])
+    insert_tuples(conn, table, columns, [values(row) for row in rows] if len(columns) > 1
+                  else [(values(row),) for row in rows])
+
+
+def insert_tuples(conn: sa.Connection, table: sa.Table, columns: tuple[str, ...],
+                  rows: list[tuple[Any, ...]]) -> None:
+    """bulk_insert for rows already in `columns` order: the audit trail builds them so."""
+    conn.exec_driver_sql(_insert_sql(table.name, columns, conn.dialect.paramstyle), rows)
+
+
+@functools.cache
+def _insert_sql(table: str, columns: tuple[str, ...], paramstyle: str) -> str:
+    mark = "?" if paramstyle == "qmark" else "%s"
+    return (f"INSERT INTO {table} ({', '.join(columns)}) "
+            f"VALUES ({', '.join([mark] * len(columns))})")
 
 
 def _safe(url: str) -> str:
