@@ -1,8 +1,7 @@
 """Pharmacy segments as FHIR: an order (ORC with RXO or RXE, its RXR routes, RXC
 components, TQ1 timing, CDO limits and NTE notes) as a MedicationRequest and the
-Medication it names; a dispense (RXD) as a MedicationDispense. (Gives, RXG, and
-pharmacy administrations, RXA, are not mapped here yet: no message type this package
-reads carries them, and the reference converter maps neither.)
+Medication it names; a dispense (RXD) as a MedicationDispense. (A pharmacy
+administration, RXA in a RAS, is `administrations`'s.)
 
 Choices a receiver notices:
 - A MedicationRequest's id is the one hl7v2-rde-to-fhir@1 gives the same order (ORC-2
@@ -393,13 +392,13 @@ def _notes(b: Build, seg: Segment, notes: list[Segment]) -> list[dict]:
     """The order's NTE, then RXE-21 / RXO-6 pharmacy instructions as a note."""
     found = annotations(b, notes)
     field = 21 if seg.name == "RXE" else 6
-    text = _text(seg, field)
+    text = text_of(seg, field)
     if text:
         found.append({"text": text})
     return found
 
 
-def _text(seg: Segment, field: int) -> str:
+def text_of(seg: Segment, field: int) -> str:
     """A CE/ST field as words: each repetition's text (else code), joined."""
     parts = []
     for rep in seg.repetitions(field):
@@ -564,7 +563,7 @@ def dosages(b: Build, seg: Segment, rxrs: list[Segment], plans: list[rx.Schedule
         "additionalInstruction": [*codeable_concepts(seg, f.admin_instructions, b.facility),
                                   *(codeable_concepts(rxr, 5, b.facility) if rxr else [])],
         "route": rx.route(rxr, b.facility) if rxr else None,
-        "site": _site(b, rxr),
+        "site": site(b, rxr),
         "method": first_concept(rxr, 4, b.facility) if rxr else None,
         "doseAndRate": dose_and_rate(b, seg),
         "maxDosePerPeriod": _daily_dose(b, seg, f.daily_dose),
@@ -629,7 +628,7 @@ def _cumulative(b: Build, cdo: Segment) -> dict:
         "value": count, "unit": period, "system": tables.UCUM, "code": period}}}
 
 
-def _site(b: Build, rxr: Segment | None) -> dict | None:
+def site(b: Build, rxr: Segment | None) -> dict | None:
     """RXR-2 site; RXR-6 site modifier is kept as text beside it."""
     if rxr is None:
         return None
@@ -781,7 +780,7 @@ def _dispense(b: Build, order: PharmacyOrder, rxd: Segment, request: dict | None
                                      strength=(16, 17, 28, 29))
     if medication is None:
         raise MappingError("is empty: the dispense names no medication", field=b.field(rxd, 2))
-    _batch(b, rxd, medication)
+    batch(b, rxd, medication)
     b.add(medication)
     orc = order.orc
     order_key = (order_identifiers(b, orc, rxd)[:1] or [None])[0]
@@ -813,7 +812,7 @@ def _dispense(b: Build, order: PharmacyOrder, rxd: Segment, request: dict | None
                                 dt.first_rep(rxd, 5)),
         "whenHandedOver": handed,
         "destination": _destination(b, rxd),
-        "note": [*[{"text": t} for t in (_text(rxd, 9), _text(rxd, 15)) if t],
+        "note": [*[{"text": t} for t in (text_of(rxd, 9), text_of(rxd, 15)) if t],
                  *annotations(b, order.notes(rxd))],
         "dosageInstruction": _dispense_dosage(b, order, rxd),
         "substitution": _dispense_substitution(b, rxd),
@@ -848,12 +847,15 @@ def _authorizing(b: Build, request: dict | None, prescription: str) -> list[dict
     return []
 
 
-def _batch(b: Build, rxd: Segment, medication: dict) -> None:
-    """RXD-18 lot, RXD-19 expiry and RXD-20 manufacturer describe the package dispensed:
-    Medication.batch and manufacturer (a new content, so a new id)."""
-    lot = dt.present(rxd.value(18, 1))
-    expires = dt.to_fhir_datetime(rxd.value(19), b.field(rxd, 19), b.offset)
-    maker = dt.first_rep(rxd, 20)
+def batch(b: Build, seg: Segment, medication: dict, fields: tuple[int, int, int] = (18, 19, 20)
+          ) -> None:
+    """The lot, expiry and manufacturer `fields` (RXD-18/19/20, RXA-15/16/17) describe
+    the package dispensed or given: Medication.batch and manufacturer (a new content, so
+    a new id)."""
+    lot_field, expiry_field, maker_field = fields
+    lot = dt.present(seg.value(lot_field, 1))
+    expires = dt.to_fhir_datetime(seg.value(expiry_field), b.field(seg, expiry_field), b.offset)
+    maker = dt.first_rep(seg, maker_field)
     org = None
     if maker is not None:
         code, name = dt.present(maker.value(1)), dt.present(maker.value(2))
@@ -922,7 +924,7 @@ def _dispense_dosage(b: Build, order: PharmacyOrder, rxd: Segment) -> list[dict]
         if order.timings() else []
     shared = compact({
         "route": rx.route(rxr, b.facility) if rxr else None,
-        "site": _site(b, rxr),
+        "site": site(b, rxr),
         "method": first_concept(rxr, 4, b.facility) if rxr else None,
         "additionalInstruction": codeable_concepts(rxr, 5, b.facility) if rxr else None,
         "maxDosePerPeriod": _daily_dose(b, rxd, 12),

@@ -1,0 +1,87 @@
+"""RAS^O17 (v2.3's RAS^O01): pharmacy administrations as the Patient, the visit, and per
+order the MedicationAdministration of each RXA, given under the order's
+MedicationRequest (from its RXE, else its RXO) when the message carries it, with the
+Medication, the administering practitioners, and the OBX after an RXA as Observations
+that are part of that administration."""
+
+from __future__ import annotations
+
+from engine.errors import MappingError
+from engine.formats.hl7v2 import Hl7Message, Segment
+from engine.leniency import tolerate
+from engine.maplib.v2_to_fhir import administrations, clinical, people, pharmacy, results, visit
+from engine.maplib.v2_to_fhir.frame import Build
+from engine.maplib.v2_to_fhir.provenance import finish
+from engine.mapping_base import Skip
+
+EVENTS: tuple[str, ...] = ("O17", "O01")
+RESOURCES: tuple[str, ...] = (
+    "Patient", "Encounter", "Location", "Practitioner", "PractitionerRole", "Organization",
+    "Medication", "MedicationRequest", "MedicationAdministration", "Observation", "Device",
+    "DocumentReference", "AllergyIntolerance", "MessageHeader", "Provenance",
+)
+
+
+def build(message: Hl7Message) -> dict | Skip:
+    b = Build(message, "RAS", default_event="O17")
+    if b.event not in EVENTS:
+        return Skip(f"RAS^{b.event or '(no event)'} is not an RAS event this mapping reads")
+    people.patient(b)
+    visit.encounter(b)
+    clinical.allergies(b)
+    made = []
+    for order in pharmacy.pharmacy_orders(b):
+        made += _order(b, order)
+    if not made:
+        tolerate(MappingError("the message holds no administration that could be mapped",
+                              field="RXA"))
+    return finish(b)
+
+
+def _order(b: Build, order: pharmacy.PharmacyOrder) -> list[dict]:
+    """The order's MedicationRequest (when it has an RXE or RXO), its administrations,
+    and the OBX of each administration (those before any RXA: the order's)."""
+    encoded, placed = order.first("RXE"), order.first("RXO")
+    request = None
+    segment = encoded or placed
+    if segment is not None:
+        owners = (segment, placed) if placed is not segment else (segment,)
+        request = pharmacy.medication_request(
+            b, order.orc, segment, order.routes(*owners), order.components(*owners),
+            timings=order.timings(), notes=order.notes(*owners))
+        if request is not None and placed is not None and placed is not segment:
+            pharmacy.placed_with(b, order, placed, request)
+    made = []
+    for rxas, obxs in _administration_groups(order):
+        given = [a for a in (administrations.administration(b, order, rxa, request)
+                             for rxa in rxas) if a]
+        observations = results.observations(
+            b, obxs, based_on=[request] if request else None)
+        for administration in given:
+            if observations:
+                administration["supportingInformation"] = [b.ref(o) for o in observations]
+        for observation in observations:
+            if given:
+                observation["partOf"] = [b.ref(a) for a in given]
+        made += given
+    return made
+
+
+def _administration_groups(order: pharmacy.PharmacyOrder
+                           ) -> list[tuple[list[Segment], list[Segment]]]:
+    """RAS's ADMINISTRATION groups: a run of RXA ({RXA} RXR) with the OBX that follow
+    it, which are about every administration of the run; OBX before any RXA belong to
+    the order alone (no RXA)."""
+    groups: list[tuple[list[Segment], list[Segment]]] = [([], [])]
+    closed = False  # the run's RXR or OBX came: a next RXA starts another group
+    for seg in order.segments:
+        if seg.name == "RXA":
+            if closed or not groups[-1][0]:
+                groups.append(([], []))
+            groups[-1][0].append(seg)
+            closed = False
+        elif seg.name in ("RXR", "OBX") and groups[-1][0]:
+            closed = True
+        if seg.name == "OBX":
+            groups[-1][1].append(seg)
+    return [g for g in groups if g[0] or g[1]]
