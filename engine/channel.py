@@ -143,7 +143,7 @@ class Channel:
             if self.respond is not None:
                 return await self.respond.answer(taking.hop["message_id"],
                                                  self.committer.commit(taking))
-            return (await self.committer.commit(taking))[0]
+            return await self.committer.commit(taking)
         return await self._take_envelope(raw, meta, opened)
 
     async def _take_envelope(self, raw: bytes, meta: SourceMeta, opened: Opened) -> Receipt:
@@ -159,7 +159,7 @@ class Channel:
                 prepared = await asyncio.gather(*(
                     self._prepare(p.raw, p.meta, received=p.received, control_id=p.control_id)
                     for p in window))
-                taken += await asyncio.gather(*(self.committer.commit(t) for t in prepared))
+                taken += await asyncio.gather(*(self.committer.commit_part(t) for t in prepared))
             return opened.receipt([r for r, _ in taken], [reply for _, reply in taken])
         prepared = [] if refused else await asyncio.gather(*(
             self._prepare(p.raw, p.meta, received=p.received, control_id=p.control_id)
@@ -169,13 +169,13 @@ class Channel:
             for taking in prepared:
                 self.duplicates.forget(taking.parsed, taking.hop["message_id"])
                 taking.trace.end(MessageStatus.REJECTED, "its transaction was refused whole")
-            receipt, _ = await self.committer.commit(
-                await self._prepare(bytes(raw), meta, refused))
+            receipt = await self.committer.commit(await self._prepare(bytes(raw), meta, refused))
             return opened.refused(receipt, refused)
         # an atomic envelope's parts become durable in one database transaction
         stored = asyncio.ensure_future(self._writer.commit(UnitOfWork.merged(
             [t.uow for t in prepared])))
-        taken = await asyncio.gather(*(self.committer.commit(t, stored) for t in prepared))
+        taken = await asyncio.gather(*(self.committer.commit_part(t, stored)
+                                       for t in prepared))
         return opened.receipt([r for r, _ in taken], [reply for _, reply in taken])
 
     async def _prepare(self, raw: bytes, meta: SourceMeta, refuse: tuple[Problem, ...] = (),

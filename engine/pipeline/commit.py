@@ -62,11 +62,9 @@ class Committer:
         self._forget = forget  # the duplicate step's: the store answers from now on
         self._notify = notify
 
-    async def commit(self, taking: Taking, stored: Awaitable[Any] | None = None
-                     ) -> tuple[Receipt, bytes]:
+    async def commit(self, taking: Taking, stored: Awaitable[Any] | None = None) -> Receipt:
         """Make a prepared message durable (or wait for `stored`, the commit of a unit
-        holding it), then answer: the receipt, and this message's own reply for an
-        envelope's reply."""
+        holding it), then answer."""
         raw, parsed, hop, status, trace = (taking.raw, taking.parsed, taking.hop,
                                            taking.status, taking.trace)
         try:
@@ -79,15 +77,23 @@ class Committer:
             trace.end(MessageStatus.ERROR, "the store could not take the message")
             busy = Outcome(Verdict.ERROR, (self._codec.problem(
                 ProblemKind.NOT_STORED, "the engine could not store the message; send it again"),))
-            return (Receipt("", MessageStatus.ERROR, self._codec.replies(raw, parsed, busy),
-                            problems=busy.problems), self._codec.reply(raw, parsed, busy))
+            return Receipt("", MessageStatus.ERROR, self._codec.replies(raw, parsed, busy),
+                           problems=busy.problems)
         self._forget(parsed, hop["message_id"])
         self._notify(status)
         outcome = Outcome(VERDICTS[status], taking.problems + taking.warnings)
         trace.end(status)
         return Receipt(hop["message_id"], status, self._codec.replies(raw, parsed, outcome),
                        on_replied=lambda: self._acknowledged(hop, outcome),
-                       problems=outcome.problems), self._codec.reply(raw, parsed, outcome)
+                       problems=outcome.problems)
+
+    async def commit_part(self, taking: Taking, stored: Awaitable[Any] | None = None
+                          ) -> tuple[Receipt, bytes]:
+        """`commit` an envelope's part, with the part's own reply for the envelope's one
+        reply (built only here: a message on its own is answered by its receipt)."""
+        receipt = await self.commit(taking, stored)
+        outcome = Outcome(VERDICTS[receipt.status], receipt.problems)
+        return receipt, self._codec.reply(taking.raw, taking.parsed, outcome)
 
     def _acknowledged(self, hop: dict[str, Any], outcome: Outcome) -> None:
         uow = UnitOfWork()

@@ -82,8 +82,7 @@ class Responder:
         if waiter is not None and not waiter.done():
             waiter.set_result((delivery, reason, stored))
 
-    async def answer(self, message_id: str, commit: Awaitable[tuple[Receipt, bytes]]
-                     ) -> Receipt:
+    async def answer(self, message_id: str, commit: Awaitable[Receipt]) -> Receipt:
         """Commit the message (`commit`, the channel's commit step), then wait for the
         destination's answer to it; the receipt carries the caller's Response. A message
         not taken on (rejected, filtered, a duplicate, not stored) keeps its usual
@@ -92,7 +91,7 @@ class Responder:
         waiter: asyncio.Future[_Result] = asyncio.get_running_loop().create_future()
         self._waiting[message_id] = waiter
         try:
-            receipt, _ = await commit
+            receipt = await commit
             if receipt.status is not MessageStatus.ACCEPTED or not receipt.message_id:
                 return receipt
             try:

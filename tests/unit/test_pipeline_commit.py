@@ -52,7 +52,7 @@ async def test_committed_then_answered_and_acknowledged_when_replied():
     writer = FakeWriter()
     step, forgotten, notified = committer(writer)
     taken = taking(MessageStatus.ACCEPTED)
-    receipt, own = await step.commit(taken)
+    receipt, own = await step.commit_part(taken)
     assert writer.committed == [taken.uow]
     assert (receipt.message_id, receipt.status) == ("M1", MessageStatus.ACCEPTED)
     assert b"MSA|AA|C1" in receipt.replies[0] and b"MSA|AA|C1" in own
@@ -65,7 +65,7 @@ async def test_committed_then_answered_and_acknowledged_when_replied():
 
 async def test_an_errored_message_is_answered_with_its_problems():
     step, _, notified = committer(FakeWriter())
-    receipt, _ = await step.commit(taking(MessageStatus.ERROR, (Problem("mapping"),)))
+    receipt = await step.commit(taking(MessageStatus.ERROR, (Problem("mapping"),)))
     assert receipt.status is MessageStatus.ERROR and b"MSA|AE|C1" in receipt.replies[0]
     assert receipt.problems == (Problem("mapping"),)
     assert notified == [MessageStatus.ERROR]  # the channel wakes workers on accepted only
@@ -76,13 +76,13 @@ async def test_a_commit_of_the_whole_given_is_waited_for_instead():
     step, _, _ = committer(writer)
     done = asyncio.get_running_loop().create_future()
     done.set_result(None)
-    receipt, _ = await step.commit(taking(MessageStatus.ACCEPTED), done)
+    receipt = await step.commit(taking(MessageStatus.ACCEPTED), done)
     assert writer.committed == [] and receipt.status is MessageStatus.ACCEPTED
 
 
 async def test_a_store_that_fails_answers_an_error_so_the_sender_resends(caplog):
     step, forgotten, notified = committer(FakeWriter(fail=True))
-    receipt, own = await step.commit(taking(MessageStatus.ACCEPTED))
+    receipt, own = await step.commit_part(taking(MessageStatus.ACCEPTED))
     assert (receipt.message_id, receipt.status) == ("", MessageStatus.ERROR)
     assert [p.text for p in receipt.problems] == [
         "the engine could not store the message; send it again"]

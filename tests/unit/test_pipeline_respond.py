@@ -57,11 +57,11 @@ def responder(writer: FakeWriter, timeout: float = 1.0) -> Responder:
                      writer=writer)  # type: ignore[arg-type]
 
 
-async def committed(receipt: Receipt, meanwhile=None) -> tuple[Receipt, bytes]:
+async def committed(receipt: Receipt, meanwhile=None) -> Receipt:
     if meanwhile is not None:
         meanwhile()  # the worker answers while the commit is still under way
     await asyncio.sleep(0)
-    return receipt, b"ACK"
+    return receipt
 
 
 def accepted(message_id: str = "M1") -> Receipt:
