@@ -2,9 +2,9 @@
 so a mixed feed needs one channel.
 
 MSH-9.1 chooses the builder (ADT, BAR, DFT, REF, MDM, OMG, OML, ORM, ORU, OUL, RDE, RDS,
-RAS, VXU, SIU, PPR): the output is that of the type's own mapping at the version this one
-was released with (`hl7v2-adt-to-fhir@3`, ...), warnings and what was left behind
-included. Any other type is skipped with a reason.
+RAS, RGV, VXU, SIU, PPR): the output is that of the type's own mapping at the version
+this one was released with (`hl7v2-adt-to-fhir@3`, ...), warnings and what was left
+behind included. Any other type is skipped with a reason.
 """
 
 from __future__ import annotations

@@ -29,4 +29,4 @@ def test_every_builder_declares_its_events_and_resources_and_has_a_mapping():
 
 def test_every_type_of_the_issue_is_named_by_the_dispatcher():
     assert set(TYPES) == {"ADT", "BAR", "DFT", "REF", "MDM", "OMG", "OML", "ORM", "ORU",
-                          "OUL", "RDE", "RDS", "RAS", "VXU", "SIU", "PPR"}
+                          "OUL", "RDE", "RDS", "RAS", "RGV", "VXU", "SIU", "PPR"}

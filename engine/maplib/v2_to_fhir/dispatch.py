@@ -13,7 +13,7 @@ from engine.formats.hl7v2 import datatypes as dt
 from engine.mapping_base import Skip
 
 TYPES = ("ADT", "BAR", "DFT", "REF", "MDM", "OMG", "OML", "ORM", "ORU", "OUL", "RDE",
-         "RDS", "RAS", "VXU", "SIU", "PPR")
+         "RDS", "RAS", "RGV", "VXU", "SIU", "PPR")
 
 
 def build(message: Hl7Message) -> dict | Skip:

@@ -1,7 +1,7 @@
 """Pharmacy segments as FHIR: an order (ORC with RXO or RXE, its RXR routes, RXC
 components, TQ1 timing, CDO limits and NTE notes) as a MedicationRequest and the
 Medication it names; a dispense (RXD) as a MedicationDispense. (A pharmacy
-administration, RXA in a RAS, is `administrations`'s.)
+administration, RXA in a RAS, is `administrations`'s; a give, RXG, `gives`'s.)
 
 Choices a receiver notices:
 - A MedicationRequest's id is the one hl7v2-rde-to-fhir@1 gives the same order (ORC-2
@@ -66,12 +66,15 @@ class OrderFields(NamedTuple):
 
 RXE_FIELDS = OrderFields(2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 23, 24, 25, 26, 27, 19, 33, 34)
 RXO_FIELDS = OrderFields(1, 2, 3, 4, 5, 7, 9, 11, 12, 13, 14, 21, 22, 18, 19, 20, 23, 25, 26)
+# A give (RXG) has no dispense amount, refills, prescriber or daily dose: field 0, which
+# reads empty.
+RXG_FIELDS = OrderFields(4, 5, 6, 7, 8, 13, 10, 0, 0, 0, 0, 15, 16, 17, 18, 22, 0, 23, 24)
 # Segments whose following NTE are notes on the order (an OBX's NTE is about the OBX).
 _ORDER_PARTS = frozenset({"ORC", "RXO", "RXE", "RXR", "RXC", "TQ1", "TQ2", "NTE"})
 
 
 def fields_of(segment: Segment) -> OrderFields:
-    return RXO_FIELDS if segment.name == "RXO" else RXE_FIELDS
+    return {"RXO": RXO_FIELDS, "RXG": RXG_FIELDS}.get(segment.name, RXE_FIELDS)
 
 
 def guarded(convert: Callable[[], T]) -> T | None:
@@ -220,7 +223,7 @@ def _request(b: Build, orc: Segment | None, seg: Segment, rxrs: list[Segment],
         raise MappingError("is empty: the order names no medication", field=b.field(seg, f.code))
     b.add(medication)
     identifiers = order_identifiers(b, orc, seg)
-    plans = _schedules(b, orc, seg, timings)
+    plans = schedules(b, orc, seg, timings)
     authored = _authored(b, orc, seg)
     key = identifiers[0] if identifiers else _fallback_key(b, orc, medication, authored)
     if intent != "order":
@@ -496,9 +499,9 @@ def ingredient(b: Build, rxc: Segment, volume: dict | None = None) -> dict | Non
 # ---- dosage -------------------------------------------------------------------------------
 
 
-def _schedules(b: Build, orc: Segment | None, seg: Segment, timings: list[Segment]
+def schedules(b: Build, orc: Segment | None, seg: Segment, timings: list[Segment]
                ) -> list[rx.Schedule]:
-    """One Schedule per TQ1; else the v2.3 TQ of RXE-1, else ORC-7."""
+    """One Schedule per TQ1; else the v2.3 TQ of RXE-1 (RXG-3), else ORC-7."""
     if timings:
         found = [guarded(lambda t=t: rx.schedule_from_tq1(
             t, b.field(t, 1).rsplit("-", 1)[0], b.offset)) for t in timings]
@@ -506,7 +509,7 @@ def _schedules(b: Build, orc: Segment | None, seg: Segment, timings: list[Segmen
             _check_time_units(b, t)
         return [_sane(b, s, b.field(t, 14), b.field(t, 3))
                 for s, t in zip(found, timings, strict=True) if s is not None]
-    places = [(seg, 1)] if seg.name == "RXE" else []
+    places = [(seg, {"RXE": 1, "RXG": 3}[seg.name])] if seg.name in ("RXE", "RXG") else []
     places += [(orc, 7)] if orc is not None else []
     for segment, number in places:
         rep = dt.first_rep(segment, number)
@@ -920,7 +923,7 @@ def _dispense_dosage(b: Build, order: PharmacyOrder, rxd: Segment) -> list[dict]
     """The route, site and method of the RXD's RXR (else the order's), the order's timing,
     and RXD-12 total daily dose."""
     rxr = next(iter(order.routes(rxd, order.first("RXE"), order.first("RXO"))), None)
-    plans = _schedules(b, order.orc, order.first("RXE") or rxd, order.timings()) \
+    plans = schedules(b, order.orc, order.first("RXE") or rxd, order.timings()) \
         if order.timings() else []
     shared = compact({
         "route": rx.route(rxr, b.facility) if rxr else None,

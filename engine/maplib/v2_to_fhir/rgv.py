@@ -1,0 +1,66 @@
+"""RGV^O15 (v2.3's RGV^O01): pharmacy gives as the Patient, the visit, and per order
+its MedicationRequest (from the RXE, else the RXO) with one MedicationRequest of intent
+instance-order per RXG (see `gives`), the Medication, and the OBX after an RXG as
+Observations based on that give."""
+
+from __future__ import annotations
+
+from engine.errors import MappingError
+from engine.formats.hl7v2 import Hl7Message
+from engine.leniency import tolerate
+from engine.maplib.v2_to_fhir import clinical, gives, people, pharmacy, results, visit
+from engine.maplib.v2_to_fhir.frame import Build
+from engine.maplib.v2_to_fhir.provenance import finish
+from engine.mapping_base import Skip
+
+EVENTS: tuple[str, ...] = ("O15", "O01")
+RESOURCES: tuple[str, ...] = (
+    "Patient", "Encounter", "Location", "Practitioner", "PractitionerRole", "Organization",
+    "Medication", "MedicationRequest", "Observation", "Device", "DocumentReference",
+    "AllergyIntolerance", "MessageHeader", "Provenance",
+)
+
+
+def build(message: Hl7Message) -> dict | Skip:
+    b = Build(message, "RGV", default_event="O15")
+    if b.event not in EVENTS:
+        return Skip(f"RGV^{b.event or '(no event)'} is not an RGV event this mapping reads")
+    people.patient(b)
+    visit.encounter(b)
+    clinical.allergies(b)
+    made = []
+    for order in pharmacy.pharmacy_orders(b):
+        made += _order(b, order)
+    if not made:
+        tolerate(MappingError("the message holds no give that could be mapped", field="RXG"))
+    return finish(b)
+
+
+def _order(b: Build, order: pharmacy.PharmacyOrder) -> list[dict]:
+    """The order's MedicationRequest (when it has an RXE or RXO), its gives, and the OBX
+    after each give (those before any RXG: the order's)."""
+    encoded, placed = order.first("RXE"), order.first("RXO")
+    request = None
+    segment = encoded or placed
+    if segment is not None:
+        owners = (segment, placed) if placed is not segment else (segment,)
+        request = pharmacy.medication_request(
+            b, order.orc, segment, order.routes(*owners), order.components(*owners),
+            timings=order.timings(), notes=order.notes(*owners))
+        if request is not None and placed is not None and placed is not segment:
+            pharmacy.placed_with(b, order, placed, request)
+    made: list[dict] = []
+    current: dict | None = None
+    obxs: list = []
+    for seg in [*order.segments, None]:
+        if seg is None or seg.name == "RXG":
+            if obxs:
+                based = current or request
+                results.observations(b, obxs, based_on=[based] if based else None)
+                obxs = []
+            if seg is not None:
+                current = gives.give(b, order, seg, request)
+                made += [current] if current else []
+        elif seg.name == "OBX":
+            obxs.append(seg)
+    return made
