@@ -235,8 +235,8 @@ class DestinationWorker:
             span = tracing.attempt(entry.message_id, self.channel, self.name, attempts,
                                    entry.control_id)
             try:
-                delivery = await asyncio.wait_for(self.destination.send(outbound),
-                                                  self.timeout + 5.0)
+                async with asyncio.timeout(self.timeout + 5.0):  # no task per send
+                    delivery = await self.destination.send(outbound)
             except TimeoutError:
                 delivery = Retry("no answer within the timeout")
             except Exception as exc:  # a connector bug must not kill the worker

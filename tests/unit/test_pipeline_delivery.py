@@ -281,6 +281,25 @@ async def test_stop_abandons_a_send_that_hangs_and_the_entry_stays_queued(env, m
     assert ids_of(await env.writer.commit(env.queue.lease(KEY, 10))) == [mid]
 
 
+async def test_a_send_that_outlasts_the_timeout_is_given_up_and_retried(env):
+    [mid] = await env.add(1)
+    hang = asyncio.Event()
+
+    async def never() -> Delivery:
+        await hang.wait()
+        return Sent("200")
+
+    dest = Scripted(never)  # then Sent
+    worker = env.worker(dest)
+    worker.timeout = -4.9  # the worker waits timeout + 5 s for a send: 0.1 s here
+    worker.start()
+    await until(lambda: env.kinds(Kind.SENT))
+    await worker.stop()
+    assert [(k, m, d["reason"]) for k, m, d in env.kinds(Kind.RETRIED)] == [
+        (Kind.RETRIED, mid, "no answer within the timeout")]
+    assert dest.ids() == [mid, mid] and env.counts() == (0, 0, 0, 0)
+
+
 def ids_of(entries) -> list[str]:
     return [e.message_id for e in entries]
 
