@@ -30,7 +30,8 @@ with a reason. What changed from v2 (a shadow run shows it per path):
   Device, a MessageHeader (valid R4: the source endpoint v2 rarely sends is a Conduit
   URN of the sending application) and ends with a Provenance of the message (EVN-2 or
   MSH-7 recorded, EVN-6 occurred, EVN-4 reason, the event as activity, the sender as
-  author, EVN-5 as enterer, the software as assembler). Provenance.recorded must be an
+  author, EVN-5 as enterer and the software as assembler, on behalf of the sender).
+  Provenance.recorded must be an
   instant, so a message whose EVN-2 and MSH-7 carry no time zone has no Provenance
   (inventing a zone would shift the time). Every field with a value no rule read is
   reported as left behind.

@@ -11,7 +11,9 @@ order and its results agree). OMG specifics a receiver will notice:
 - category is OBR-24 when sent (RAD, CTH, PT, ...), none otherwise: a general order is
   not assumed to be a laboratory one.
 - OBX in the order are the clinical facts sent with it (a referral's question, a
-  weight for a contrast study): Observations basedOn the order, in supportingInfo.
+  weight for a contrast study): Observations basedOn the order, in supportingInfo;
+  category laboratory only when OBR-24 is a lab section (pathology: SP), vital-signs for
+  a LOINC vital sign, else none (a CT order's creatinine is not an imaging result).
 - OBR-13 relevant clinical information (free text in most feeds) is a note.
 - A referral's v2.7+ PRT RT (referred-to provider) and PO (performing organization) are
   the ServiceRequest's performers.

@@ -34,11 +34,13 @@ Choices a receiver will notice:
   volumes, SAC-27 additive; OBR-10 collector, OBR-7 when SPM-17 is empty); else OBR-15.
 - OBX before the group's first SPM are answers to ask-at-order-entry questions: one
   Observation each (every value type), basedOn the order and listed in supportingInfo;
-  OBX after an SPM are about that specimen (Observation.specimen).
+  OBX after an SPM are about that specimen (Observation.specimen). Both are laboratory
+  Observations (unless OBR-24 names a section that is not a lab's).
 - ORC-10 entered by, ORC-11 verified by and ORC-19 action by (on behalf of the ORC-17
-  entering organization): a Provenance of the order (FHIR has no ServiceRequest element
-  for them), with ORC-16 as its reason and ORC-15 as when it takes effect; an order
-  control that changes a placed order gets one recording when (ORC-9).
+  entering organization, else the sending facility MSH-4): a Provenance of the order
+  (FHIR has no ServiceRequest element for them), with ORC-16 as its reason and ORC-15 as
+  when it takes effect; an order control that changes a placed order gets one recording
+  when (ORC-9).
 - The patient group: Patient (the id hl7v2-adt-to-fhir@1 gives the PID), Encounter,
   RelatedPerson (NK1), AllergyIntolerance (AL1), Condition (DG1), Coverage (IN1), the
   Account (PID-18) and its guarantors (GT1), ChargeItem (FT1); the Bundle ends with the

@@ -23,7 +23,8 @@ Versions 2.3 to 2.8. What changed from v1 (a shadow run shows it per path):
   ORC-13; OBR-2/OBR-3 when they differ from ORC's and OBR-53 as identifiers; bodySite
   OBR-15.4; orderDetail OBR-46/47; basedOn the OBR-29 parent order (a logical reference
   by its number); DG1 as Conditions in reasonReference (OBR-31 stays reasonCode); the
-  order's OBX (ask-at-order-entry answers) as Observations in supportingInfo; OBR-13
+  order's OBX (ask-at-order-entry answers) as Observations in supportingInfo (category
+  laboratory when OBR-24 is a lab section, as the lab's results report them); OBR-13
   relevant clinical information as a note; the ordering Practitioner gains ORC-24
   address and ORC-14 (else OBR-17) phone; status falls back to OBR-25 (final:
   completed) when ORC-5 and ORC-1 say nothing; priority also reads URGENT as urgent.
@@ -33,10 +34,10 @@ Versions 2.3 to 2.8. What changed from v1 (a shadow run shows it per path):
   whose PRT-2 action is DE is left out). An ORC alone (a cancel or hold repeating no OBR) has a
   data-absent-reason as its code: US Core requires one, and the PUT replaces the order.
 - A Provenance of each order names ORC-10 entered by, ORC-11 verified by and ORC-19
-  action by on behalf of the ORC-17 entering organization (FHIR's ServiceRequest has
-  no element for them), with ORC-16 as its reason and ORC-15 as when it takes effect;
-  an order control that changes a placed order gets one too, recording when (ORC-9) and
-  which change (ORC-1).
+  action by (FHIR's ServiceRequest has no element for them) on behalf of the ORC-17
+  entering organization, else the sending facility MSH-4 (US Core's provenance-1), with
+  ORC-16 as its reason and ORC-15 as when it takes effect; an order control that
+  changes a placed order gets one too, recording when (ORC-9) and which change (ORC-1).
 - Specimens: SPM with SAC containers (ids, SPM-3 parent, type, method, site, quantity,
   collected, received, availability, condition; OBR-10 collector, OBR-7 when SPM-17 is
   empty), OBR-15 with OBR-7/8 collected, OBR-9 volume,
