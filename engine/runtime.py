@@ -30,8 +30,9 @@ from engine.connectors.base import DestinationContext, SourceContext
 from engine.errors import StoreError
 from engine.events import Event, Kind, log_events
 from engine.formats.base import Codec
+from engine.group_controls import ControlFollower
 from engine.mapping import MappingCatalog
-from engine.operations import Operations
+from engine.operations import ACTIONS, Operations
 from engine.ops import tracing
 from engine.ops.alerts import Alerting
 from engine.ops.slo import ServiceLevels
@@ -132,6 +133,7 @@ class Engine:
         # polling folders, following the trail for the group's counts.
         self.primary = worker is None or worker.primary
         self._feed: TrailFeed | None = None
+        self._controls: ControlFollower | None = None  # actions taken by other processes
         self._loaded = channels
         self.catalog = catalog
         self.services: Services | None = None
@@ -186,6 +188,9 @@ class Engine:
             self.channels[channel.name] = channel
         for channel in self.channels.values():
             await channel.start()
+        if not svc.alone:
+            self._controls = ControlFollower(svc.db, self._carry_out)
+            await self._controls.start()
         if self.primary:
             self.slo = ServiceLevels(self.config.slo)
             self.slo.start(self)
@@ -261,6 +266,12 @@ class Engine:
             heartbeat=None if svc.alone else self.heartbeat,
         )
 
+    async def _carry_out(self, name: str, action: str) -> None:
+        """A channel action another process of the group took (engine.group_controls)."""
+        channel = self.channels.get(name)
+        if channel is not None and action in ACTIONS:
+            await getattr(channel, action)()
+
     async def _seed_point(self) -> tuple[list[Total], int]:
         assert self.services is not None and self.services.writer is not None
         uow = UnitOfWork()
@@ -284,6 +295,8 @@ class Engine:
             self._roll_ups.cancel()
         if self._feed is not None:
             await self._feed.stop()
+        if self._controls is not None:
+            await self._controls.stop()
         # Alerts and service levels first: channels stopping on purpose are no incident.
         if self.alerting is not None:
             await self.alerting.stop()

@@ -84,10 +84,18 @@ async def started_workers(daemon: Daemon, count: int) -> list[int]:
     return workers(daemon)
 
 
-async def viewer_token(daemon: Daemon) -> str:
-    added = await daemon.cli("users", "add", "ops-watch", "--role", "viewer")
+async def token_of(daemon: Daemon, role: str) -> str:
+    name = f"ops-{role}"
+    added = await daemon.cli("users", "add", name, "--role", role)
     assert added.returncode == 0, added.stderr
-    return (await daemon.cli("users", "token", "ops-watch")).stdout.strip()
+    return (await daemon.cli("users", "token", name)).stdout.strip()
+
+
+async def act(daemon: Daemon, token: str, action: str) -> None:
+    async with aiohttp.ClientSession() as http, http.post(
+            f"http://127.0.0.1:{daemon.web_port}/api/channels/{CHANNEL}/{action}",
+            headers={"Authorization": f"Bearer {token}"}) as resp:
+        assert resp.status == 200, await resp.text()
 
 
 async def test_two_workers_share_the_port_deliver_once_and_count_as_one_engine(
@@ -96,7 +104,7 @@ async def test_two_workers_share_the_port_deliver_once_and_count_as_one_engine(
     await daemon.start("--workers", "2")
     pids = await started_workers(daemon, 2)
     assert listening(daemon.mllp_port) == set(pids)
-    token = await viewer_token(daemon)
+    token = await token_of(daemon, "viewer")
 
     ledger = Ledger()
     batches = [adt_batch(f"W{n}", 100) for n in range(6)]  # six senders, six connections
@@ -120,6 +128,20 @@ async def test_two_workers_share_the_port_deliver_once_and_count_as_one_engine(
     verified = await daemon.cli("audit", "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "event=reclaimed" not in daemon.logs(), "a lease was taken over without a crash"
+
+
+async def test_pausing_a_channel_on_the_status_page_pauses_it_in_every_worker(
+        daemon: Daemon) -> None:
+    await daemon.start("--workers", "2")
+    pids = await started_workers(daemon, 2)
+    token = await token_of(daemon, "operator")
+    await act(daemon, token, "pause")  # worker 0 serves the page and pauses its own
+    await eventually(lambda: not listening(daemon.mllp_port), timeout=10,
+                     message="neither worker listening once the channel is paused")
+    await act(daemon, token, "resume")
+    await eventually(lambda: listening(daemon.mllp_port) == set(pids), timeout=10,
+                     message="both workers listening again after resume")
+    assert await daemon.stop(timeout=30) == 0, daemon.logs()[-3000:]
 
 
 def _at_least(count, daemon: Daemon, token: str, kind: str, n: int):

@@ -1,0 +1,95 @@
+"""Channel actions taken in one process of a group, carried out in all of them.
+
+An operator pauses a channel on the status page, which one process serves; the other
+processes sharing the store (workers of `conduit run --workers N`, engines on other
+hosts) run the same channel and would go on taking its traffic. Every action is already
+an `admin` event in the audit trail, which all of them share, so each process follows
+the trail's admin events and does the same to its own channel. Actions are idempotent
+(pausing a paused channel does nothing), so the process that took the action meets
+it again harmlessly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+
+import sqlalchemy as sa
+
+from engine.store.schema import audit, audit_head
+
+log = logging.getLogger("conduit.engine")
+
+FOLLOW_EVERY = 1.0  # seconds between looks at the trail
+PREFIX = "channel-"  # detail.action of a channel action: channel-pause, channel-resume...
+
+_head = sa.select(audit_head.c.seq).where(audit_head.c.id == 1)
+_admin = (sa.select(audit.c.channel, audit.c.detail)
+          .where(audit.c.seq > sa.bindparam("after"), audit.c.seq <= sa.bindparam("upto"),
+                 audit.c.kind == "admin", audit.c.channel.is_not(None))
+          .order_by(audit.c.seq))
+
+Apply = Callable[[str, str], Awaitable[None]]  # (channel, action such as "pause")
+
+
+class ControlFollower:
+    """Calls `apply(channel, action)` for each channel action appended after start."""
+
+    def __init__(self, db: sa.Engine, apply: Apply, every: float = FOLLOW_EVERY) -> None:
+        self._db = db
+        self._apply = apply
+        self._every = every
+        self.after: int | None = None
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self.after = await asyncio.to_thread(self._read_head)
+        self._task = asyncio.get_running_loop().create_task(self._run(),
+                                                            name="group controls")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def follow(self) -> int:
+        """Carry out the actions appended since the last look; how many."""
+        assert self.after is not None, "start() first"
+        upto, actions = await asyncio.to_thread(self._read, self.after)
+        for channel, action in actions:
+            try:
+                await self._apply(channel, action)
+            except Exception:  # one channel's failure must not stop the others' actions
+                log.exception("channel %s: could not %s as another process did", channel,
+                              action)
+        self.after = upto
+        return len(actions)
+
+    def _read_head(self) -> int:
+        with self._db.connect() as conn:
+            return conn.execute(_head).scalar() or 0
+
+    def _read(self, after: int) -> tuple[int, list[tuple[str, str]]]:
+        with self._db.connect() as conn:
+            upto = conn.execute(_head).scalar() or 0
+            rows = conn.execute(_admin, {"after": after, "upto": upto}).all()
+        actions = []
+        for channel, detail in rows:
+            action = str(json.loads(detail).get("action", ""))
+            if action.startswith(PREFIX):
+                actions.append((channel, action.removeprefix(PREFIX)))
+        return upto, actions
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._every)
+            try:
+                await self.follow()
+            except Exception as exc:  # the store is away: actions wait for it
+                log.warning("could not read channel actions from the audit trail: %s",
+                            type(exc).__name__)
