@@ -195,7 +195,7 @@ async def bench(args: argparse.Namespace, procs: Procs, tmp: Path) -> dict[str, 
     if args.cluster:
         for n in (1, 2, 4):
             url, name = fresh_postgres()
-            prefix = f"bench-{uuid.uuid4().hex[:8]}:"
+            prefix = f"bench-{uuid.uuid4().hex[:8]}"
             try:
                 r = await one_group(args, procs, tmp / f"cluster-{n}", n,
                                     {"url": url, "prefix": prefix})
@@ -228,6 +228,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--messages", type=int, default=None)
     p.add_argument("--connections", type=int, default=8)
     p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--keep", action="store_true", help="keep the engines' folders and logs")
     args = p.parse_args(argv)
     if args.messages is None:
         args.messages = 3000 if args.quick else 10000
@@ -250,7 +251,10 @@ def main(argv: list[str]) -> int:
         return 1
     finally:
         procs.kill_all()
-    shutil.rmtree(tmp, ignore_errors=True)
+    if args.keep:
+        print(f"bench: kept {tmp}", file=sys.stderr)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(result))
     clean = all(r["exit_code"] == 0 and not r["missing"] and not r["not_aa"]
                 for r in result["runs"])

@@ -17,6 +17,7 @@ from engine.errors import StoreError
 from engine.store.schema import audit_head, metadata
 
 _READ_ONLY = "conduit_read_only"
+_SCHEMA_LOCK = 0x636F6E64756974  # "conduit": the advisory lock held while creating tables
 
 
 def reader(engine: sa.Engine) -> sa.Engine:
@@ -70,6 +71,10 @@ def open_database(url: str) -> sa.Engine:
         engine = sa.create_engine(url, pool_size=4, max_overflow=4, pool_pre_ping=True)
     try:
         with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Workers of one group start together on a new database: one creates the
+                # tables while the others wait, then find them (DDL is transactional).
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
             metadata.create_all(conn)
             if conn.execute(sa.select(audit_head.c.id)).first() is None:
                 conn.execute(audit_head.insert().values(id=1, seq=0, hash="0" * 64))
