@@ -16,6 +16,7 @@ Status or Error, an HL7v2 ACK): a 2xx answer's body is read by the channel's cod
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import email.utils
 import logging
@@ -32,6 +33,7 @@ from yarl import URL
 from engine.config.base import DestinationBase
 from engine.connectors.base import DestinationContext
 from engine.connectors.http_auth import AuthConfig, AuthUnavailable, authenticator_for
+from engine.connectors.http_client import BadAnswer, ConnectionClosed, HttpClient
 from engine.connectors.tls import ClientTls, client_context
 from engine.errors import ConduitError
 from engine.message import Answer, Delivery, Fail, Outbound, Retry, Sent
@@ -79,6 +81,7 @@ class HttpDestination:
     def __init__(self, config: HttpDestinationConfig, context: DestinationContext) -> None:
         self.config = config
         self._context = context
+        self._client: HttpClient | None = None
         self._session: aiohttp.ClientSession | None = None
         self._tls: ssl.SSLContext | None = client_context(config.tls) if config.tls else None
         self._server_name = config.tls.server_name if config.tls else None
@@ -94,6 +97,10 @@ class HttpDestination:
         if problem:  # say so at start, not only when the first message waits on it
             log.warning("destination %s: authentication will fail until fixed: %s",
                         self.config.name, problem)
+        self._client = HttpClient(self.connections(), tls=self._tls,
+                                  server_name=self._server_name, max_body=MAX_BODY,
+                                  headers=dict(self.config.headers))
+        # for subclasses that post through aiohttp themselves (engine.connectors.core)
         self._session = aiohttp.ClientSession(
             headers=dict(self.config.headers),
             timeout=aiohttp.ClientTimeout(total=self.config.timeout),
@@ -120,9 +127,9 @@ class HttpDestination:
         return classify(status, headers.get("Retry-After"), answer=kept_answer(headers, body))
 
     async def send(self, outbound: Outbound) -> Delivery:
-        if self._session is None:
+        if self._client is None:
             await self.open()
-        assert self._session is not None
+        assert self._client is not None
         try:
             method, url, headers = self.request_for(outbound)
         except Unsendable as exc:
@@ -134,29 +141,31 @@ class HttpDestination:
         if credentials:
             headers["Authorization"] = credentials
         try:
-            async with self._session.request(
-                method, url, data=self.body_for(outbound), headers=headers,
-                server_hostname=self._server_name,
-            ) as resp:
-                body = await read_body(resp)
-                if resp.status == 401 and self._auth.refused():
-                    return Retry("HTTP 401 Unauthorized: the access token was refused; the "
-                                 "next attempt fetches a new one", code="401")
-                if resp.status != 401:
-                    self._auth.accepted()
-                reader = self._context.reply_reader
-                if self.config.read_reply and 200 <= resp.status < 300 and reader is not None:
-                    return reader.read_reply(body, outbound)
-                return self.read_answer(resp.status, resp.headers, body)
+            async with asyncio.timeout(self.config.timeout):
+                answer = await self._client.request(method, url, headers,
+                                                    self.body_for(outbound))
         except TimeoutError:
             return Retry("no answer within the timeout")
-        except aiohttp.ClientError as exc:
-            return Retry(connection_failure(exc))
+        except OSError as exc:  # ssl.SSLError and the client's own errors among them
+            return Retry(failure_reason(exc))
+        status, body = answer.status, answer.body
+        if status == 401 and self._auth.refused():
+            return Retry("HTTP 401 Unauthorized: the access token was refused; the next "
+                         "attempt fetches a new one", code="401")
+        if status != 401:
+            self._auth.accepted()
+        reader = self._context.reply_reader
+        if self.config.read_reply and 200 <= status < 300 and reader is not None:
+            return reader.read_reply(body, outbound)
+        return self.read_answer(status, answer.headers, body)
 
     async def healthcheck(self) -> str | None:
-        return None if self._session is not None else "not open"
+        return None if self._client is not None else "not open"
 
     async def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -186,6 +195,22 @@ def connection_failure(exc: aiohttp.ClientError) -> str:
         reason = getattr(exc.os_error, "reason", None) or type(exc.os_error).__name__
         return f"TLS handshake failed ({reason})"
     if isinstance(exc, aiohttp.ClientOSError) and exc.strerror:
+        return f"connection failed: {exc.strerror}"
+    return f"connection failed: {type(exc).__name__}"
+
+
+def failure_reason(exc: OSError) -> str:
+    """connection_failure for the destination's own client: why a connection failed,
+    without PHI; a TLS failure says what to fix."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        why = exc.verify_message or "verification failed"
+        return (f"TLS: the receiver's certificate is not trusted ({why}); check tls.ca "
+                "and tls.server_name")
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed ({exc.reason or type(exc).__name__})"
+    if isinstance(exc, (ConnectionClosed, BadAnswer)):
+        return f"connection failed: {exc}"
+    if exc.strerror:
         return f"connection failed: {exc.strerror}"
     return f"connection failed: {type(exc).__name__}"
 
