@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue as thread_queue
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import sqlalchemy as sa
@@ -87,7 +88,7 @@ class Writer:
         self._max_batch = max_batch
         self._pending: list[tuple[UnitOfWork, asyncio.Future]] = []
         self._wakeup = asyncio.Event()
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="conduit-writer")
+        self._thread = _Thread("conduit-writer")
         self._conn: sa.Connection | None = None  # used on the writer thread only
         self._task: asyncio.Task | None = None
         self._closing = False
@@ -120,11 +121,10 @@ class Writer:
         if self._task is not None:
             await self._task
             self._task = None
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._disconnect)
-        self._executor.shutdown(wait=True)
+        await self._thread.run(self._disconnect)
+        self._thread.stop()
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             if not self._pending:
                 if self._closing:
@@ -135,9 +135,9 @@ class Writer:
             batch = self._pending[: self._max_batch]
             del self._pending[: self._max_batch]
             try:
-                results = await loop.run_in_executor(self._executor, self._write, batch)
+                results = await self._thread.run(self._write, batch)
             except Exception as exc:  # one bad unit must not fail its neighbours
-                results = await loop.run_in_executor(self._executor, self._write_each, batch)
+                results = await self._thread.run(self._write_each, batch)
                 failed = sum(isinstance(r, Exception) for r in results)
                 log.error("store write failed for %d of %d units: %s", failed, len(batch),
                           _brief(exc))
@@ -211,6 +211,50 @@ class Writer:
         if events:
             audit_chain.append(conn, self._audit_key, events)
         return results
+
+
+class _Thread:
+    """The writer's own thread, running one call at a time for the event loop: what
+    run_in_executor did, without a pool's bookkeeping, which cost as much per batch as a
+    small transaction's Python. A daemon: if the process ends without `stop`, a batch cut
+    short was never acknowledged to anyone (SQLite rolls it back)."""
+
+    def __init__(self, name: str) -> None:
+        self._calls: thread_queue.SimpleQueue[tuple[Any, ...] | None] = \
+            thread_queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+
+    def run(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        if not self._thread.is_alive() and self._thread.ident is None:
+            self._thread.start()
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._calls.put((loop, fut, fn, args))
+        return fut
+
+    def stop(self) -> None:
+        if self._thread.ident is not None:
+            self._calls.put(None)
+            self._thread.join()
+
+    def _serve(self) -> None:
+        while (call := self._calls.get()) is not None:
+            loop, fut, fn, args = call
+            try:
+                result, error = fn(*args), None
+            except BaseException as exc:  # handed to the caller, as an executor would
+                result, error = None, exc
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
+                loop.call_soon_threadsafe(_settle, fut, result, error)
+
+
+def _settle(fut: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if fut.cancelled():
+        return
+    if error is not None:
+        fut.set_exception(error)
+    else:
+        fut.set_result(result)
 
 
 def _run_after_commit(uow: UnitOfWork) -> None:
