@@ -32,6 +32,7 @@ restarts without its data loses them; the queue warns at start if AOF is off.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import hashlib
 import itertools
@@ -91,6 +92,7 @@ class RedisStreamsQueue:
         self._lock = threading.Lock()  # _held and _taking: the loop and the writer thread
         self._held: dict[int, _Held] = {}  # handed to this process's workers
         self._taking: dict[int, dict[int, _Held]] = {}  # leases not committed yet
+        self._dropped: collections.deque[int] = collections.deque()  # leases never committed
         self._tokens = itertools.count()
         self._outcomes: list[list[str]] = []  # committed, not yet applied in Redis
         self._flush_pending = False
@@ -130,6 +132,7 @@ class RedisStreamsQueue:
             uow.events[:] = []  # assigned: the writer may run this again after a failure
             uow.after_commit[:] = []
             with self._lock:
+                self._tidy()
                 self._taking.pop(token, None)  # a failed attempt's entries are offered again
                 held = [h.stream_id for h in self._held.values() if h.destination == destination]
                 held += [h.stream_id for taking in self._taking.values()
@@ -175,8 +178,13 @@ class RedisStreamsQueue:
             self._held.update(self._taking.pop(token, {}))
 
     def _forget(self, token: int) -> None:
-        with self._lock:
-            self._taking.pop(token, None)
+        """Called by the garbage collector, on any thread, maybe while _lock is held:
+        only noted here, tidied under the lock by the next lease."""
+        self._dropped.append(token)
+
+    def _tidy(self) -> None:
+        while self._dropped:
+            self._taking.pop(self._dropped.popleft(), None)
 
     def ack(self, uow: UnitOfWork, entry_id: int) -> None:
         uow.after_commit.append(functools.partial(self._apply, ["a", str(entry_id)]))

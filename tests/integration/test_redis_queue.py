@@ -1,0 +1,270 @@
+"""The Redis Streams queue shared by several engine processes (issue 14): each entry
+taken once and each destination delivered in order whoever delivers it; a dead owner's
+entries taken over, a live one's never; and a Redis restart under load on the test's own
+server, after which nothing acknowledged is lost and nothing is delivered twice."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+import sqlalchemy as sa
+
+from engine.events import Event, Kind
+from engine.queue import owners
+from engine.queue.redis_streams import RedisStreamsQueue
+from engine.security.crypto import Vault
+from engine.security.keys import KeyRing
+from engine.store.database import open_database
+from engine.store.messages import MessageStore
+from engine.store.schema import audit
+from engine.store.writer import UnitOfWork, Writer
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+DESTINATIONS = ("adt/ehr", "adt/lab")
+
+
+@pytest.fixture
+def prefix():
+    """A key prefix of the test's own on the shared Redis, removed afterwards."""
+    name = f"conduit-test-{uuid.uuid4().hex[:12]}"
+    yield name
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{{{name}}}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def _mid(i: int) -> str:
+    return f"M{i:025d}"
+
+
+async def _fill(writer: Writer, store: MessageStore, start: int, stop: int) -> None:
+    """Messages start..stop-1, each queued for every destination in its own commit."""
+    for i in range(start, stop):
+        uow = UnitOfWork()
+        store.add_message(uow, {
+            "id": _mid(i), "channel": "adt", "received_at": time.time(),
+            "status": "accepted", "standard": "hl7v2", "message_type": "ADT^A01",
+            "control_id": f"C{i}", "sender": "A^B", "peer": "127.0.0.1:1",
+            "patient": None, "content_hash": "h", "error": None}, b"MSH|" + _mid(i).encode())
+        for dest in DESTINATIONS:
+            RedisStreamsQueue.put(uow, dest, _mid(i), None, time.time())
+        uow.record(Event(kind=Kind.RECEIVED, channel="adt", message_id=_mid(i)))
+        await writer.commit(uow)
+
+
+async def _deliver(q: RedisStreamsQueue, writer: Writer,
+                   delivered: dict[str, list[tuple[str, str]]], total: int,
+                   batch: int = 7, seconds: float = 60,
+                   sent: Callable[[], object] = lambda: None) -> None:
+    """One engine process as far as the queue goes: beats, leases small batches of every
+    destination, "delivers" each entry (records it, then calls `sent`) and confirms it,
+    until everything was delivered by someone."""
+    deadline = time.monotonic() + seconds
+    while sum(len(v) for v in delivered.values()) < total:
+        assert time.monotonic() < deadline, "the queues were not drained in time"
+        await writer.commit(owners.beat(q.owner, q.owner_ttl))
+        took = False
+        for dest in DESTINATIONS:
+            for entry in await writer.commit(q.lease(dest, batch)):
+                delivered[dest].append((entry.message_id, q.owner))
+                sent()
+                uow = UnitOfWork()
+                q.ack(uow, entry.id)
+                await writer.commit(uow)
+                took = True
+        # A holder pauses between batches, so the others get their chance to take over
+        # a destination (and to take an entry twice, if taking were not atomic).
+        await asyncio.sleep(0.01 if took else 0.02)
+
+
+def _check(delivered: dict[str, list[tuple[str, str]]], count: int) -> None:
+    for dest in DESTINATIONS:
+        ids = [mid for mid, _ in delivered[dest]]
+        twice = sorted(m for m, n in Counter(ids).items() if n > 1)
+        assert twice == [], f"{dest}: {len(twice)} entries delivered twice"
+        assert ids == [_mid(i) for i in range(count)], f"{dest}: lost or out of order"
+
+
+async def _open(url: str, keys: KeyRing) -> tuple[sa.Engine, Writer]:
+    db = open_database(url)
+    writer = Writer(db, keys.audit)
+    writer.start()
+    return db, writer
+
+
+async def test_processes_sharing_the_queues_take_each_entry_once_and_in_order(
+        pg_url, tmp_path, prefix) -> None:
+    keys = KeyRing.load(tmp_path / "keys")
+    db, writer = await _open(pg_url, keys)
+    await _fill(writer, MessageStore(db, Vault(keys)), 0, 200)
+    await writer.close()
+    db.dispose()
+
+    delivered: dict[str, list[tuple[str, str]]] = {dest: [] for dest in DESTINATIONS}
+    processes = [await _open(pg_url, keys) for _ in range(3)]  # own pool and writer each
+    queues = [RedisStreamsQueue(db, REDIS_URL, owner=f"host:{n}:test", prefix=prefix)
+              for n, (db, _) in enumerate(processes)]
+    try:
+        await asyncio.gather(*(_deliver(q, w, delivered, 400)
+                               for q, (_, w) in zip(queues, processes, strict=True)))
+    finally:
+        for db, w in processes:
+            await w.close()
+            db.dispose()
+    _check(delivered, 200)
+    for dest in DESTINATIONS:  # proof that the processes really competed
+        assert len({owner for _, owner in delivered[dest]}) > 1, f"{dest}: no contest"
+    assert queues[0].stats() == []
+
+
+async def test_a_live_owner_keeps_its_destination_and_a_dead_ones_entries_are_taken_over(
+        db_url, tmp_path, prefix) -> None:
+    keys = KeyRing.load(tmp_path / "keys")
+    db, writer = await _open(db_url, keys)
+    ttl = 2.0  # seconds; the engine's is owners.OWNER_TTL
+    a = RedisStreamsQueue(db, REDIS_URL, owner="host:1:aaaaaa", prefix=prefix, owner_ttl=ttl)
+    b = RedisStreamsQueue(db, REDIS_URL, owner="host:2:bbbbbb", prefix=prefix, owner_ttl=ttl)
+    try:
+        await _fill(writer, MessageStore(db, Vault(keys)), 0, 10)
+        await writer.commit(owners.beat(a.owner, ttl))
+        held = await writer.commit(a.lease("adt/ehr", 4))
+        assert [e.message_id for e in held] == [_mid(i) for i in range(4)]
+        # While a beats, b takes nothing of that destination: not even the entries after
+        # a's batch, which b would otherwise deliver before a's (FIFO).
+        assert await writer.commit(b.lease("adt/ehr", 100)) == []
+        assert len(await writer.commit(b.lease("adt/lab", 3))) == 3  # others are free
+
+        # a stops beating (killed): once its heartbeat is older than the TTL, b's next
+        # lease takes a's entries, then the rest, in order.
+        deadline = time.monotonic() + 10 * ttl
+        while not (taken := await writer.commit(b.lease("adt/ehr", 100))):
+            assert time.monotonic() < deadline, "a dead owner's entries were not taken over"
+            await asyncio.sleep(0.2)
+        assert [e.message_id for e in taken] == [_mid(i) for i in range(10)]
+        with db.connect() as conn:
+            [reclaimed] = conn.execute(sa.select(audit.c.destination, audit.c.detail)
+                                       .where(audit.c.kind == "reclaimed")).all()
+        assert reclaimed.destination == "ehr"
+        assert json.loads(reclaimed.detail) == {"owner": a.owner, "entries": 4}
+
+        # a wakes up: what it still does with the entries it held changes nothing of b's,
+        # and it leases nothing while b holds the destination.
+        uow = UnitOfWork()
+        a.retry_later(uow, held[0].id, 1, time.time() + 60, "HTTP 503")
+        a.dead_letter(uow, held[1].id, 1, "HTTP 400")
+        await writer.commit(uow)
+        await writer.commit(owners.beat(a.owner, ttl))
+        await writer.commit(owners.beat(b.owner, ttl))
+        assert await writer.commit(a.lease("adt/ehr", 100)) == []
+        assert a.retrying("adt/ehr") == [] and a.dead_letters("adt/ehr") == []
+        ehr = next(s for s in a.stats() if s.destination == "adt/ehr")
+        assert (ehr.ready, ehr.leased, ehr.retrying, ehr.dead) == (0, 10, 0, 0)
+    finally:
+        await writer.close()
+        db.dispose()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class OwnRedis:
+    """A redis-server of the test's own on a free loopback port, persisting every write
+    (appendonly, appendfsync always) in `folder`, as production should run it."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [shutil.which("redis-server") or "redis-server", "--port", str(self.port),
+             "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+             "--appendfsync", "always", "--dir", str(self.folder)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if client.ping():
+                    break
+            except redis.RedisError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        client.close()
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to write anything more on the way out."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+        self.process = None
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+async def test_a_redis_restart_under_load_loses_nothing_and_delivers_nothing_twice(
+        pg_url, tmp_path, caplog) -> None:
+    caplog.set_level(logging.WARNING, "conduit.queue")
+    server = OwnRedis(tmp_path)
+    server.start()
+    keys = KeyRing.load(tmp_path / "keys")
+    producer_db, producer = await _open(pg_url, keys)
+    store = MessageStore(producer_db, Vault(keys))
+    processes = [await _open(pg_url, keys) for _ in range(2)]
+    queues = [RedisStreamsQueue(db, server.url, owner=f"host:{n}:drill")
+              for n, (db, _) in enumerate(processes)]
+    delivered: dict[str, list[tuple[str, str]]] = {dest: [] for dest in DESTINATIONS}
+    count = 600
+    try:
+        async def produce() -> None:
+            for start in range(0, count, 20):  # messages keep coming throughout
+                await _fill(producer, store, start, start + 20)
+                await asyncio.sleep(0.02)
+
+        restarted = asyncio.Event()
+
+        def kill_midway() -> None:
+            """Redis dies halfway, between a send and its confirmation, with the rest
+            of the batch leased; it is back a second later, messages arriving meanwhile."""
+            if sum(len(v) for v in delivered.values()) == count:
+                server.kill()
+                asyncio.get_running_loop().call_later(1.0, restarted.set)
+
+        async def restart() -> None:
+            await restarted.wait()
+            server.start()
+
+        await asyncio.gather(
+            produce(), restart(),
+            *(_deliver(q, w, delivered, 2 * count, seconds=120, sent=kill_midway)
+              for q, (_, w) in zip(queues, processes, strict=True)))
+        _check(delivered, count)
+        assert queues[0].stats() == []
+        assert "outcome(s) kept to send again" in caplog.text  # a confirmation was held
+    finally:
+        server.kill()
+        for db, w in [*processes, (producer_db, producer)]:
+            await w.close()
+            db.dispose()
+        for q in queues:
+            q.close()
