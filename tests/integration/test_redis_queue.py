@@ -30,8 +30,10 @@ from engine.security.crypto import Vault
 from engine.security.keys import KeyRing
 from engine.store.database import open_database
 from engine.store.messages import MessageStore
-from engine.store.schema import audit
+from engine.store.schema import audit, queue
 from engine.store.writer import UnitOfWork, Writer
+from tests.fhir_server import Answer, FhirTestServer
+from tests.harness import EngineHarness, adt, exchange, free_port
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 DESTINATIONS = ("adt/ehr", "adt/lab")
@@ -268,3 +270,37 @@ async def test_a_redis_restart_under_load_loses_nothing_and_delivers_nothing_twi
             db.dispose()
         for q in queues:
             q.close()
+
+
+async def test_an_engine_configured_for_redis_queues_delivers_through_it(
+        tmp_path, pg_url, prefix) -> None:
+    fhir = await FhirTestServer().start()
+    fhir.script.append(Answer(503))
+    harness = EngineHarness(tmp_path, store_url=pg_url, conf=f"""
+        queue: {{type: redis, url: "{REDIS_URL}", prefix: {prefix}}}
+        """)
+    port = free_port()
+    try:
+        engine = await harness.start({"adt": f"""
+            source: {{type: mllp, port: {port}}}
+            mapping: hl7v2-adt-to-fhir@1
+            retry: {{initial_delay: 50ms, jitter: 0}}
+            destinations:
+              - {{name: fhir, type: fhir, url: "{fhir.url}"}}
+            """})
+        assert isinstance(engine.services.queue, RedisStreamsQueue)
+        batches = [[adt(f"RQ{c}-{i}", f"MRNRQ{c}{i}") for i in range(10)] for c in range(3)]
+        results = await asyncio.gather(*(exchange(port, b) for b in batches))
+        assert {a.value("MSA-1") for acks in results for a in acks} == {"AA"}
+        await fhir.wait_for(30)
+        await harness.settle(lambda: engine.services.stats.count("sent") == 30)
+        assert engine.services.stats.count("retried") == 1
+        assert engine.services.queue.stats() == []
+        with engine.services.db.connect() as conn:  # the SQL queue was never used
+            assert conn.execute(sa.select(sa.func.count()).select_from(queue)).scalar() == 0
+        client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+        assert client.smembers(f"{{{prefix}}}:dests") == {"adt/fhir"}
+        client.close()
+    finally:
+        await harness.stop()
+        await fhir.stop()
