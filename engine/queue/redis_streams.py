@@ -57,7 +57,10 @@ from engine.store.writer import UnitOfWork
 log = logging.getLogger("conduit.queue")
 
 PUBLISH_BATCH = 1000  # outbox rows a lease publishes at most (the rest by the next one)
-RETRY_REDIS_AFTER = 1.0  # seconds before outcomes Redis refused are sent again
+# After Redis failed to answer, it is left alone this long (leases take nothing, outcomes
+# wait): the writer thread and the event loop, which call it, must not stall on a Redis
+# that is away, at most a connect timeout per pause.
+REDIS_PAUSE = 1.0
 
 
 class _Row(NamedTuple):  # what engine.queue.sql._with_content reads of an entry
@@ -84,8 +87,8 @@ class RedisStreamsQueue:
         self._engine = engine
         self.owner = owner
         self.owner_ttl = owner_ttl
-        self._redis = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5.0,
-                                           socket_connect_timeout=2.0)
+        self._redis = redis.Redis.from_url(url, decode_responses=True, socket_timeout=2.0,
+                                           socket_connect_timeout=0.5)
         self._p = "{" + prefix + "}"
         self._lease_script = self._redis.register_script(LEASE)
         self._outcome_script = self._redis.register_script(OUTCOMES)
@@ -96,7 +99,7 @@ class RedisStreamsQueue:
         self._tokens = itertools.count()
         self._outcomes: list[list[str]] = []  # committed, not yet applied in Redis
         self._flush_pending = False
-        self._retry_at = 0.0
+        self._redis_back_at = 0.0  # time.monotonic() after a failure: see REDIS_PAUSE
 
     def check_persistence(self) -> bool:
         """False (and a warning) when Redis would lose the queues on restart."""
@@ -144,12 +147,14 @@ class RedisStreamsQueue:
             for r in rows:
                 args += [r.id, r.message_id, r.output_id or "", repr(r.created_at)]
             args += [len(held), *held, *live]
+            if time.monotonic() < self._redis_back_at:
+                return []
             try:
                 entries, reclaimed = self._lease_script(keys=[f"{self._p}:ix"], args=args)
             except redis.RedisError as exc:
-                log.warning("destination %s: the Redis queue cannot be reached: %s",
-                            destination, type(exc).__name__)
+                self._redis_failed(exc)
                 return []
+            self._redis_answered()
             if rows:
                 conn.execute(queue_outbox.delete().where(
                     queue_outbox.c.id.in_([r.id for r in rows])))
@@ -255,7 +260,7 @@ class RedisStreamsQueue:
     def _flush(self) -> None:
         self._flush_pending = False
         outcomes = list(self._outcomes)
-        wait = self._retry_at - time.monotonic()
+        wait = self._redis_back_at - time.monotonic()
         if not outcomes or wait > 0:
             if outcomes:
                 self._flush_later(wait)
@@ -264,11 +269,10 @@ class RedisStreamsQueue:
             self._outcome_script(keys=[f"{self._p}:ix"],
                                  args=[self._p, FREE, *itertools.chain(*outcomes)])
         except redis.RedisError as exc:
-            log.warning("the Redis queue cannot be reached; %d outcome(s) kept to send "
-                        "again: %s", len(outcomes), type(exc).__name__)
-            self._retry_at = time.monotonic() + RETRY_REDIS_AFTER
-            self._flush_later(RETRY_REDIS_AFTER)
+            self._redis_failed(exc, f"; {len(outcomes)} outcome(s) kept to send again")
+            self._flush_later(REDIS_PAUSE)
             return
+        self._redis_answered()
         del self._outcomes[:len(outcomes)]
         with self._lock:
             for op, *args in outcomes:
@@ -281,6 +285,17 @@ class RedisStreamsQueue:
                         del self._held[oid]
         if self._outcomes:  # more arrived meanwhile
             self._flush_later(0)
+
+    def _redis_failed(self, exc: Exception, detail: str = "") -> None:
+        """Pause Redis calls; one warning per outage, not one per call."""
+        if not self._redis_back_at:
+            log.warning("the Redis queue cannot be reached (%s)%s", type(exc).__name__, detail)
+        self._redis_back_at = time.monotonic() + REDIS_PAUSE
+
+    def _redis_answered(self) -> None:
+        if self._redis_back_at:
+            self._redis_back_at = 0.0
+            log.warning("the Redis queue answers again")
 
     def _flush_later(self, delay: float) -> None:
         if not self._flush_pending:
