@@ -100,6 +100,19 @@ class MappingCatalog:
     def versions(self, name: str) -> list[int]:
         return sorted(m.version for m in self._mappings.values() if m.name == name)
 
+    def unknown(self, ref: str) -> str:
+        """What to tell someone who asked for `ref`, which is not here: the versions of
+        that mapping when it has some (a list of every mapping is long: it hid the
+        status page's buttons), else every mapping."""
+        name = ref.partition("@")[0]
+        versions = self.versions(name)
+        if versions:
+            listed = ", ".join([f"{name}@{versions[0]}", *(f"@{v}" for v in versions[1:])])
+            return f"unknown mapping {ref}; available: {listed}"
+        refs = self.refs()
+        available = ", ".join(refs) if refs else "none (check mappings_dir)"
+        return f"no mapping called {name}; available: {available}"
+
 
 def _load_python(path: Path, expected: str) -> Mapping:
     declared = _load(path)

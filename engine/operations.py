@@ -254,8 +254,7 @@ class Operations:
         if mapping_ref:
             mapping = self._engine.catalog.get(mapping_ref)
             if mapping is None:
-                raise NotFound(f"no mapping {mapping_ref}; available: "
-                               f"{', '.join(self._engine.catalog.refs())}")
+                raise NotFound(self._engine.catalog.unknown(mapping_ref))
         raw = await asyncio.to_thread(self._svc.store.open_raw, message_id)
         assert raw is not None
         status = await channel.reprocess(message_id, raw, mapping, actor)

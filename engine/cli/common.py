@@ -86,6 +86,5 @@ def catalog(args: argparse.Namespace):
 def mapping_named(catalog, ref: str):
     mapping = catalog.get(ref)
     if mapping is None:
-        known = ", ".join(catalog.refs()) or "none"
-        raise ConduitError(f"no mapping {ref}; available: {known}")
+        raise ConduitError(catalog.unknown(ref))
     return mapping

@@ -113,13 +113,13 @@ def _mapping_problems(channel: LoadedChannel, catalog: MappingCatalog) -> Iterat
             continue
         found = catalog.get(ref)
         if found is None:
-            yield channel.error(_missing_mapping(ref, catalog), setting)
+            yield channel.error(catalog.unknown(ref), setting)
         elif found.accepts != cfg.format:
             yield channel.error(f"mapping {ref} accepts {found.accepts} messages, but this "
                                 f"channel's format is {cfg.format}", setting)
     answer = cfg.respond.mapping if cfg.respond is not None else None
     if answer is not None and catalog.get(answer) is None:  # it reads the answer's format
-        yield channel.error(_missing_mapping(answer, catalog), "respond.mapping")
+        yield channel.error(catalog.unknown(answer), "respond.mapping")
     if cfg.shadow is not None:
         live, candidate = catalog.get(cfg.mapping or ""), catalog.get(cfg.shadow)
         if cfg.mapping is None:
@@ -154,17 +154,6 @@ def _conformance_problems(channel: LoadedChannel, catalog: MappingCatalog
             yield channel.error(f"destination `{dest.name}` has a conformance gate, which "
                                 f"checks FHIR JSON, but mapping {cfg.mapping} emits "
                                 f"{mapping.emits}", where)
-
-
-def _missing_mapping(ref: str, catalog: MappingCatalog) -> str:
-    name = ref.partition("@")[0]
-    versions = catalog.versions(name)
-    if versions:
-        listed = ", ".join([f"{name}@{versions[0]}", *(f"@{v}" for v in versions[1:])])
-        return f"unknown mapping {ref}; available: {listed}"
-    refs = catalog.refs()
-    available = ", ".join(refs) if refs else "none (check mappings_dir)"
-    return f"no mapping called {name}; available: {available}"
 
 
 def _filter_problems(channel: LoadedChannel) -> Iterator[ConfigError]:

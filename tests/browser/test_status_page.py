@@ -268,7 +268,8 @@ async def test_an_analyst_reads_content_after_stating_a_reason(engine: StatusEng
     await page.get_by_role("button", name="Reprocess…").click()
     await page.get_by_role("dialog").get_by_label("Mapping version").fill("hl7v2-adt-to-fhir@9")
     await confirm(page, "Reprocess")
-    await expect(page.get_by_role("alert")).to_contain_text("no mapping hl7v2-adt-to-fhir@9")
+    await expect(page.get_by_role("alert")).to_contain_text(
+        "unknown mapping hl7v2-adt-to-fhir@9; available: hl7v2-adt-to-fhir@1, @2, @3")
     await page.get_by_role("button", name="Reprocess…").click()
     await page.get_by_role("dialog").get_by_label("Mapping version").fill("hl7v2-adt-to-fhir@1")
     await confirm(page, "Reprocess")
