@@ -23,9 +23,13 @@ import pytest
 import redis
 import sqlalchemy as sa
 
+from engine.config.base import RetryConfig
 from engine.events import Event, Kind
+from engine.pipeline.delivery import DestinationWorker
 from engine.queue import owners
+from engine.queue.heartbeat import Heartbeat
 from engine.queue.redis_streams import RedisStreamsQueue
+from engine.queue.retry import RetryPolicy
 from engine.security.crypto import Vault
 from engine.security.keys import KeyRing
 from engine.store.database import open_database
@@ -34,6 +38,7 @@ from engine.store.schema import audit, queue
 from engine.store.writer import UnitOfWork, Writer
 from tests.fhir_server import Answer, FhirTestServer
 from tests.harness import EngineHarness, adt, exchange, free_port
+from tests.integration.test_queue_leasing import HeldReceiver
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 DESTINATIONS = ("adt/ehr", "adt/lab")
@@ -305,3 +310,52 @@ async def test_an_engine_configured_for_redis_queues_delivers_through_it(
     finally:
         await harness.stop()
         await fhir.stop()
+
+
+async def test_a_worker_whose_entries_were_taken_over_sends_no_more_of_them(
+        db_url, tmp_path, prefix, caplog) -> None:
+    """A frozen process (a VM paused past the TTL) whose entries another process took
+    over from Redis: once its heartbeat tells it so, its worker stops sending from its old
+    batch and leases nothing while the new owner is alive."""
+    keys = KeyRing.load(tmp_path / "keys")
+    db, writer = await _open(db_url, keys)
+    ttl = 2.0
+    a = RedisStreamsQueue(db, REDIS_URL, owner="host:1:aaaaaa", prefix=prefix, owner_ttl=ttl)
+    b = RedisStreamsQueue(db, REDIS_URL, owner="host:2:bbbbbb", prefix=prefix, owner_ttl=ttl)
+    heartbeat = Heartbeat(writer, a, every=3600, ttl=ttl)  # beats only when the test says
+    receiver = HeldReceiver()
+    worker = DestinationWorker(
+        channel="adt", name="ehr", destination=receiver,
+        policy=RetryPolicy(RetryConfig()), timeout=5.0, queue=a, writer=writer,
+        vault=Vault(keys), raw_content_type="x-application/hl7-v2+er7", heartbeat=heartbeat)
+    caplog.set_level(logging.WARNING, "conduit.delivery")
+    try:
+        await _fill(writer, MessageStore(db, Vault(keys)), 0, 10)
+        await heartbeat.start()
+        worker.start()
+        await asyncio.wait_for(receiver.holding.wait(), 10)  # a sends the head, and hangs
+
+        deadline = time.monotonic() + 10 * ttl  # a's heartbeat goes stale
+        while not (taken := await writer.commit(b.lease("adt/ehr", 100))):
+            assert time.monotonic() < deadline, "a frozen owner's entries were not taken over"
+            await writer.commit(owners.beat(b.owner, ttl))
+            await asyncio.sleep(0.2)
+        assert [e.message_id for e in taken] == [_mid(i) for i in range(10)]
+        await heartbeat._beat()  # a thaws: its heartbeat learns of the lapse
+        receiver.let_through.set()
+
+        deadline = time.monotonic() + 10
+        while "leases no longer certain" not in caplog.text:
+            assert time.monotonic() < deadline, "the worker went on with its old batch"
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)  # room for a wrong send, were one coming
+        assert receiver.sent == [_mid(0)]
+        [ehr] = [s for s in b.stats() if s.destination == "adt/ehr"]
+        # The head a sent is confirmed (delivery is a fact); the rest stay b's, none given
+        # back by a.
+        assert (ehr.ready, ehr.leased) == (0, 9)
+    finally:
+        await worker.stop()
+        await heartbeat.stop()
+        await writer.close()
+        db.dispose()
