@@ -225,7 +225,7 @@ class _Thread:
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
 
     def run(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
-        if not self._thread.is_alive() and self._thread.ident is None:
+        if self._thread.ident is None:  # not started yet
             self._thread.start()
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
