@@ -134,6 +134,8 @@ class RedisStreamsQueue:
         def run(conn: sa.Connection) -> list[Leased]:
             uow.events[:] = []  # assigned: the writer may run this again after a failure
             uow.after_commit[:] = []
+            if time.monotonic() < self._redis_back_at:
+                return []
             with self._lock:
                 self._tidy()
                 self._taking.pop(token, None)  # a failed attempt's entries are offered again
@@ -147,8 +149,6 @@ class RedisStreamsQueue:
             for r in rows:
                 args += [r.id, r.message_id, r.output_id or "", repr(r.created_at)]
             args += [len(held), *held, *live]
-            if time.monotonic() < self._redis_back_at:
-                return []
             try:
                 entries, reclaimed = self._lease_script(keys=[f"{self._p}:ix"], args=args)
             except redis.RedisError as exc:
