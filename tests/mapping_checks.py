@@ -5,12 +5,13 @@ runs); this module holds the machinery they share:
 
 - finding a mapping (`mapping`, `mapping_fixture`) and its fixtures (`Fixtures`),
   writing a segment (`segment`) and running a message through a mapping as a channel
-  does (`run`, `bundle_of`, `message_of`, `of_type`, `by_type`);
+  does (`run`, `bundle_of`, `message_of`, `mapped`, `warnings_of`), and finding what it
+  wrote (`of_type`, `by_type`, `only`, `resolve`, `reference_to`, `segment_names`);
 - the tests every mapping's fixtures get (`fixture_tests`): the rules of a fixture
   folder (`check_fixture_files`) and each fixture run as `conduit test` runs it
   (`check_fixture`: `engine.testbench` and its structural diff);
-- FHIR R4 (fhir.resources R4B): `check_resource`, `check_transaction`, `empty_elements`,
-  `references`;
+- FHIR R4 (fhir.resources R4B): `check_resource`, `check_transaction`,
+  `transaction_holding`, `empty_elements`, `references`;
 - determinism (`check_deterministic`, `reversed_keys`);
 - errors that name a field and show none of the message's values (`check_error`);
 - the Patient hl7v2-adt-to-fhir@1 makes for the same PID (`adt_bundle`,
@@ -129,6 +130,34 @@ def by_type(bundle: dict) -> dict[str, dict]:
     return {e["resource"]["resourceType"]: e["resource"] for e in bundle["entry"]}
 
 
+def only(bundle: dict, kind: str) -> dict:
+    """The bundle's one resource of type `kind`; fails naming the type and the ids found
+    when there is none or more than one."""
+    found = of_type(bundle, kind)
+    assert len(found) == 1, f"expected one {kind}, got {len(found)}: {[r.get('id') for r in found]}"
+    return found[0]
+
+
+def reference_to(resource: dict) -> dict:
+    """The Reference a transaction Bundle's entries use for `resource`."""
+    return {"reference": f"urn:uuid:{resource['id']}"}
+
+
+def resolve(bundle: dict, reference: dict) -> dict:
+    """The resource in the bundle that `reference` points at: the one entry whose fullUrl
+    it names, which must be `urn:uuid:<that resource's id>`."""
+    target = reference["reference"]
+    found = [e["resource"] for e in bundle["entry"] if e.get("fullUrl") == target]
+    assert len(found) == 1, f"reference {target} names {len(found)} entries, not one"
+    assert target == f"urn:uuid:{found[0]['id']}", f"{target} is not its resource's id"
+    return found[0]
+
+
+def segment_names(message: Hl7Message) -> str:
+    """The message's segment names, each followed by a space: "MSH PID ORC OBR "."""
+    return " ".join(s.name for s in message.segments) + " "
+
+
 # ---- fixtures ---------------------------------------------------------------------------
 
 
@@ -163,6 +192,13 @@ class Fixtures:
 
     def input(self, case: str) -> bytes:
         return (self.folder / f"{case}{self.input_ext}").read_bytes()
+
+    def written_types(self) -> set[str]:
+        """The resource types the expected outputs (Bundles) hold, for checking that a
+        mapping declares every type it writes."""
+        return {e["resource"]["resourceType"] for case in self.output_cases
+                for e in json.loads((self.folder / f"{case}{self.output_ext}").read_text())[
+                    "entry"]}
 
 
 def check_fixture_files(fixtures: Fixtures) -> None:
@@ -326,6 +362,18 @@ def check_transaction(bundle: dict, literal: re.Pattern[str] | None = None) -> N
         else:
             assert literal.match(ref), f"{ref} is neither in the bundle nor literal"
     assert not (empty := empty_elements(bundle)), f"empty elements (FHIR forbids): {empty}"
+
+
+def transaction_holding(*kinds: str) -> Callable[[dict], None]:
+    """An `output` check for `fixture_tests`: a valid transaction (`check_transaction`)
+    holding at least one resource of each of `kinds`."""
+
+    def check(bundle: dict) -> None:
+        check_transaction(bundle)
+        missing = [kind for kind in kinds if not of_type(bundle, kind)]
+        assert not missing, f"the output holds no {', '.join(missing)}"
+
+    return check
 
 
 # ---- determinism ------------------------------------------------------------------------

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from engine.formats.hl7v2 import Hl7Message, Hl7v2Codec
+from engine.formats.hl7v2 import Hl7v2Codec
 from engine.mapping import Mapping
 from tests import mapping_checks as checks
-from tests.mapping_checks import bundle_of, message_of, of_type, run
+from tests.mapping_checks import bundle_of, message_of, of_type, run, segment_names
 from tests.order_round_trip import check_round_trip
 
 FIXTURES = checks.Fixtures("fhir-to-hl7v2-orm@1", input_ext=".json", output_ext=".hl7")
@@ -44,10 +44,6 @@ def order_bundle(*extra: dict, **fields: Any) -> dict:
             "entry": [{"resource": r} for r in (request, patient, *extra)]}
 
 
-def names(message: Hl7Message) -> str:
-    return " ".join(s.name for s in message.segments) + " "
-
-
 # ---- fixtures ---------------------------------------------------------------------------
 
 
@@ -60,7 +56,7 @@ def test_output_parses_in_orm_o01_order_with_msh_fields(to_orm: Mapping, case: s
     assert isinstance(out, bytes)
     parsed = Hl7v2Codec().parse(out)
     message = parsed.body
-    assert STRUCTURE.match(names(message)), names(message)
+    assert STRUCTURE.match(segment_names(message)), segment_names(message)
     assert parsed.message_type == "ORM^O01" and message.value("MSH-9.3") == "ORM_O01"
     assert message.value("MSH-3") == "CONDUIT" and message.value("MSH-7")
     assert message.value("MSH-11") == "P" and message.version == "2.5.1"

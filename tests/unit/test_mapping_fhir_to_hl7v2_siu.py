@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from engine.errors import MappingError
-from engine.formats.hl7v2 import Hl7Message, Hl7v2Codec
+from engine.formats.hl7v2 import Hl7v2Codec
 from engine.mapping import Mapping
 from tests import mapping_checks as checks
-from tests.mapping_checks import bundle_of, message_of, of_type, run
+from tests.mapping_checks import bundle_of, message_of, of_type, run, segment_names
 
 FIXTURES = checks.Fixtures("fhir-to-hl7v2-siu@1", input_ext=".json", output_ext=".hl7")
 SIU_FIXTURES = checks.Fixtures("hl7v2-siu-to-fhir@2")
@@ -41,10 +41,6 @@ def appointment(**fields: Any) -> dict:
             "entry": [{"resource": appt}, {"resource": patient}]}
 
 
-def names(message: Hl7Message) -> str:
-    return " ".join(s.name for s in message.segments) + " "
-
-
 # ---- fixtures ---------------------------------------------------------------------------
 
 
@@ -57,7 +53,7 @@ def test_output_parses_in_siu_s12_order_with_msh_fields(to_siu: Mapping, case: s
     assert isinstance(out, bytes)
     parsed = Hl7v2Codec().parse(out)
     message = parsed.body
-    assert STRUCTURE.match(names(message)), names(message)
+    assert STRUCTURE.match(segment_names(message)), segment_names(message)
     assert parsed.message_type.startswith("SIU^S") and message.value("MSH-9.3") == "SIU_S12"
     assert message.value("MSH-3") == "CONDUIT" and message.value("MSH-7")
     assert message.value("MSH-11") == "P" and message.version == "2.5.1"
@@ -139,7 +135,7 @@ def test_participants_are_written_by_kind(to_siu: Mapping) -> None:
                                 "suffix": ["MD"]}]}},
         {"resource": {"resourceType": "Location", "id": "l1", "name": "4N / 412"}}]
     message = message_of(to_siu, bundle)
-    assert names(message).endswith("RGS AIG AIL AIP ")
+    assert segment_names(message).endswith("RGS AIG AIL AIP ")
     assert message.value("AIG-3.2") == "Interpreter" and message.value("AIG-14") == "Booked"
     assert (message.value("AIL-3.1"), message.value("AIL-3.2")) == ("4N", "412")
     assert message.value("AIL-12") == "Cancelled"

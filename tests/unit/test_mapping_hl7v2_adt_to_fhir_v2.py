@@ -11,7 +11,7 @@ import pytest
 from engine.errors import MappingError
 from engine.mapping import Mapping, Skip
 from tests import mapping_checks as checks
-from tests.mapping_checks import bundle_of, of_type, run
+from tests.mapping_checks import bundle_of, of_type, only, run
 
 FIXTURES = checks.Fixtures("hl7v2-adt-to-fhir@2")
 V1_FIXTURES = checks.Fixtures("hl7v2-adt-to-fhir@1")
@@ -39,9 +39,7 @@ def message(*segments: str, event: str = "A08", pid: str | None = None) -> bytes
 
 
 def one(mapping: Mapping, kind: str, *segments: str, **kw: Any) -> dict:
-    found = of_type(bundle_of(mapping, message(*segments, **kw)), kind)
-    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
-    return found[0]
+    return only(bundle_of(mapping, message(*segments, **kw)), kind)
 
 
 # ---- fixtures ---------------------------------------------------------------------------

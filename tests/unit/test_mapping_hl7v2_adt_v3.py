@@ -11,12 +11,11 @@ import json
 
 import pytest
 
-from engine import testbench
 from engine.errors import MappingError
 from engine.maplib.v2_to_fhir import adt as adt_builder
 from engine.mapping import Mapping, Skip
 from tests import mapping_checks as checks
-from tests.mapping_checks import bundle_of, of_type, run
+from tests.mapping_checks import bundle_of, mapped, of_type, only, resolve, run
 
 FIXTURES = checks.Fixtures("hl7v2-adt-to-fhir@3")
 V3 = "http://terminology.hl7.org/CodeSystem/v3-"
@@ -42,23 +41,8 @@ def message(*segments: str, event: str = "A01", pid: str | None = PID, pv1: str 
     return ("\r".join([*head, *body, *segments]) + "\r").encode()
 
 
-def one(bundle: dict, kind: str) -> dict:
-    found = of_type(bundle, kind)
-    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
-    return found[0]
-
-
-def resolve(bundle: dict, ref: dict) -> dict:
-    by_url = {e["fullUrl"]: e["resource"] for e in bundle["entry"]}
-    return by_url[ref["reference"]]
-
-
-def mapped(mapping: Mapping, raw: bytes):
-    return testbench.run_mapping(mapping, raw)
-
-
 def patient_of(mapping: Mapping, pid: str, *segments: str, **kw) -> dict:
-    return one(bundle_of(mapping, message(*segments, pid=pid, **kw)), "Patient")
+    return only(bundle_of(mapping, message(*segments, pid=pid, **kw)), "Patient")
 
 
 # ---- declarations -----------------------------------------------------------------------
@@ -176,7 +160,7 @@ def test_death_time_else_indicator(adt: Mapping) -> None:
 def test_pd1_primary_care_is_general_practitioner(adt: Mapping) -> None:
     pd1 = "PD1|||SALEM FAMILY CLINIC^^SFC1|1558444123^WELBY^MARCUS^^^DR^^^^^^^NPI"
     bundle = bundle_of(adt, message(pd1, pv1=None, event="A28"))
-    patient = one(bundle, "Patient")
+    patient = only(bundle, "Patient")
     doctors = [resolve(bundle, r) for r in patient["generalPractitioner"]]
     assert [d["resourceType"] for d in doctors] == ["Practitioner", "Organization"]
     assert doctors[0]["identifier"][0] == {**doctors[0]["identifier"][0],
@@ -188,9 +172,9 @@ def test_pd1_primary_care_is_general_practitioner(adt: Mapping) -> None:
 def test_nk1_is_a_related_person_and_a_patient_contact(adt: Mapping) -> None:
     nk1 = "NK1|1|ROWE^SAM|SPO^Spouse^HL70063||^PRN^PH^^1^503^5550111"
     bundle = bundle_of(adt, message(nk1))
-    related = one(bundle, "RelatedPerson")
-    assert related["patient"] == {"reference": f"urn:uuid:{one(bundle, 'Patient')['id']}"}
-    [contact] = one(bundle, "Patient")["contact"]
+    related = only(bundle, "RelatedPerson")
+    assert related["patient"] == {"reference": f"urn:uuid:{only(bundle, 'Patient')['id']}"}
+    [contact] = only(bundle, "Patient")["contact"]
     assert contact["name"]["family"] == "ROWE"
     assert contact["relationship"][0]["coding"][0]["code"] == "SPO"
 
@@ -207,7 +191,7 @@ def test_merge_links_the_surviving_and_the_retired_patient(adt: Mapping) -> None
     # The retired resource is the very Patient the ADT feed made for that identifier.
     prior_pid = PID.replace("MG001234", "MG009999")
     checks.check_same_patient(retired, message(pid=prior_pid, event="A01"))
-    linkage = one(bundle, "Linkage")
+    linkage = only(bundle, "Linkage")
     assert [i["type"] for i in linkage["item"]] == ["source", "historical"]
 
 
@@ -229,7 +213,7 @@ def test_a17_maps_both_patients_and_their_visits(adt: Mapping) -> None:
 
 
 def test_a29_makes_the_patient_inactive(adt: Mapping) -> None:
-    assert one(bundle_of(adt, message(event="A29", pv1=None)), "Patient")["active"] is False
+    assert only(bundle_of(adt, message(event="A29", pv1=None)), "Patient")["active"] is False
 
 
 # ---- Encounter --------------------------------------------------------------------------
@@ -241,14 +225,14 @@ def test_a29_makes_the_patient_inactive(adt: Mapping) -> None:
     ("A14", "planned"), ("A27", "cancelled"), ("A16", "in-progress"),
 ])
 def test_encounter_status_follows_the_event(adt: Mapping, event: str, status: str) -> None:
-    assert one(bundle_of(adt, message(event=event)), "Encounter")["status"] == status
+    assert only(bundle_of(adt, message(event=event)), "Encounter")["status"] == status
 
 
 def test_an_update_reads_the_status_from_the_visit(adt: Mapping) -> None:
     discharged = PV1 + "|" * 26 + "20240601080000-0500"
-    assert one(bundle_of(adt, message(event="A08", pv1=discharged)),
+    assert only(bundle_of(adt, message(event="A08", pv1=discharged)),
                "Encounter")["status"] == "finished"
-    assert one(bundle_of(adt, message(event="A08")), "Encounter")["status"] == "in-progress"
+    assert only(bundle_of(adt, message(event="A08")), "Encounter")["status"] == "in-progress"
 
 
 @pytest.mark.parametrize(("code", "system", "expected"), [
@@ -258,7 +242,7 @@ def test_an_update_reads_the_status_from_the_visit(adt: Mapping) -> None:
 ])
 def test_encounter_class(adt: Mapping, code: str, system: str, expected: str) -> None:
     pv1 = PV1.replace("PV1|1|I|", f"PV1|1|{code}|")
-    found = one(bundle_of(adt, message(pv1=pv1)), "Encounter")["class"]
+    found = only(bundle_of(adt, message(pv1=pv1)), "Encounter")["class"]
     assert (found["system"], found["code"]) == (system, expected)
 
 
@@ -267,7 +251,7 @@ def test_every_doctor_is_a_practitioner_participant(adt: Mapping) -> None:
            "44^ADM^AD^^^DR||MGV5550001^^^MERCY^VN")
     pv2 = "PV2" + "|" * 13 + "55^SRC^SU^^^DR"
     bundle = bundle_of(adt, message(pv2, pv1=pv1))
-    encounter = one(bundle, "Encounter")
+    encounter = only(bundle, "Encounter")
     roles = [(p["type"][0]["coding"][0]["code"], resolve(bundle, p["individual"]))
              for p in encounter["participant"]]
     assert [(code, who["resourceType"], who["identifier"][0]["value"]) for code, who in roles] == [
@@ -294,9 +278,9 @@ def test_evn_operator_is_the_provenance_enterer(adt: Mapping) -> None:
                                 "name": "MERCY_GEN"}
     assert agents["enterer"]["name"][0]["family"] == "DESK"
     targets = {t["reference"] for t in provenance["target"]}
-    assert f"urn:uuid:{one(bundle, 'Patient')['id']}" in targets
-    assert f"urn:uuid:{one(bundle, 'Encounter')['id']}" in targets
-    header = one(bundle, "MessageHeader")
+    assert f"urn:uuid:{only(bundle, 'Patient')['id']}" in targets
+    assert f"urn:uuid:{only(bundle, 'Encounter')['id']}" in targets
+    header = only(bundle, "MessageHeader")
     assert header["eventCoding"]["code"] == "A01"
     assert resolve(bundle, header["sender"]) is agents["author"]
 
@@ -306,11 +290,11 @@ def test_locations_current_prior_and_pending(adt: Mapping) -> None:
            + "|" * 23 + "TELE^210^A^MERCY")
     bundle = bundle_of(adt, message(pv1=pv1, event="A02"))
     places = [(resolve(bundle, loc["location"])["name"], loc["status"])
-              for loc in one(bundle, "Encounter")["location"]]
+              for loc in only(bundle, "Encounter")["location"]]
     assert places == [("5W / 512 / 2", "active"), ("ED / 07", "completed"),
                       ("TELE / 210 / A", "planned")]
     assert {r["resourceType"] for r in (resolve(bundle, loc["location"]) for loc in
-                                        one(bundle, "Encounter")["location"])} == {"Location"}
+                                        only(bundle, "Encounter")["location"])} == {"Location"}
 
 
 def test_hospitalization_admission_and_discharge(adt: Mapping) -> None:
@@ -318,7 +302,7 @@ def test_hospitalization_admission_and_discharge(adt: Mapping) -> None:
            + "|" * 17 + "01^Home^HL70112|SNF OAKS|DIAB^Diabetic" + "|" * 7
            + "20240601080000-0500")
     pv2 = "PV2|||R07.9^Chest pain^I10" + "|" * 8 + "4"
-    encounter = one(bundle_of(adt, message(pv2, pv1=pv1, event="A03")), "Encounter")
+    encounter = only(bundle_of(adt, message(pv2, pv1=pv1, event="A03")), "Encounter")
     stay = encounter["hospitalization"]
     assert stay["preAdmissionIdentifier"]["value"] == "PRE1"
     assert stay["admitSource"]["coding"][0]["code"] == "7"
@@ -339,9 +323,9 @@ def test_hospitalization_admission_and_discharge(adt: Mapping) -> None:
 def test_pid18_account_is_the_encounters(adt: Mapping) -> None:
     pid = PID + "|" * 7 + "AC55^^^MERCY^AN"
     bundle = bundle_of(adt, message(pid=pid))
-    account = one(bundle, "Account")
+    account = only(bundle, "Account")
     assert account["identifier"][0]["value"] == "AC55"
-    assert one(bundle, "Encounter")["account"] == [{"reference": f"urn:uuid:{account['id']}"}]
+    assert only(bundle, "Encounter")["account"] == [{"reference": f"urn:uuid:{account['id']}"}]
 
 
 def test_person_events_ignore_a_placeholder_visit(adt: Mapping) -> None:
@@ -373,7 +357,7 @@ def test_a_code_without_a_system_is_kept_as_the_senders_without_warning(adt: Map
     pv1 = "PV1|1|I|3E^301^A^MERCY|ZZ" + "|" * 15 + "MGV5550001^^^MERCY^VN"
     result = mapped(adt, message(pv1=pv1))
     assert not result.warnings
-    encounter = one(json.loads(result.output), "Encounter")
+    encounter = only(json.loads(result.output), "Encounter")
     assert encounter["type"][0]["coding"][0] == {
         "system": "urn:conduit:code:MERCY_GEN:local", "code": "ZZ"}
 
@@ -400,8 +384,8 @@ def test_the_patient_is_the_adt_feeds_and_ids_are_deterministic(adt: Mapping) ->
     assert compared >= 10, f"only {compared} fixtures are events v1 maps too"
     raw = message()
     assert run(adt, raw) == run(adt, raw)
-    encounter = one(bundle_of(adt, raw), "Encounter")
-    assert encounter["id"] == one(checks.adt_bundle(raw), "Encounter")["id"]
+    encounter = only(bundle_of(adt, raw), "Encounter")
+    assert encounter["id"] == only(checks.adt_bundle(raw), "Encounter")["id"]
 
 
 def test_little_is_left_behind_of_a_typical_epic_admit(adt: Mapping) -> None:
@@ -419,11 +403,11 @@ def test_a_newborns_mother_and_the_identifiers_assigner(adt: Mapping) -> None:
     pid = ("PID|1||NB1^^^MERCY&2.16.840.1.113883.3.99&ISO^MR||ROWE^BABY||20240601|F"
            + "|" * 13 + "MG001234^^^MERCY^MR")
     bundle = bundle_of(adt, message(pid=pid))
-    patient = one(bundle, "Patient")
+    patient = only(bundle, "Patient")
     assigner = resolve(bundle, patient["identifier"][0]["assigner"])
     assert assigner["identifier"] == [{"system": "urn:ietf:rfc:3986",
                                        "value": "urn:oid:2.16.840.1.113883.3.99"}]
-    mother = one(bundle, "RelatedPerson")
+    mother = only(bundle, "RelatedPerson")
     assert mother["identifier"][0]["value"] == "MG001234"
     assert mother["relationship"][0]["coding"][0]["code"] == "MTH"
     assert mother["patient"] == {"reference": f"urn:uuid:{patient['id']}"}
@@ -431,9 +415,9 @@ def test_a_newborns_mother_and_the_identifiers_assigner(adt: Mapping) -> None:
 
 def test_a_visit_without_number_is_one_encounter_across_updates(adt: Mapping) -> None:
     pv1 = "PV1|1|O|CLINIC B^^^MERCY"
-    first = one(bundle_of(adt, message(pv1=pv1, event="A04")), "Encounter")
+    first = only(bundle_of(adt, message(pv1=pv1, event="A04")), "Encounter")
     later = message(pv1=pv1, event="A08").replace(b"|C1|", b"|C2|")
-    assert one(bundle_of(adt, later), "Encounter")["id"] == first["id"]
+    assert only(bundle_of(adt, later), "Encounter")["id"] == first["id"]
     assert of_type(bundle_of(adt, message(pv1="PV1|1|O", event="A08")), "Encounter") == []
 
 
@@ -441,7 +425,7 @@ def test_the_sending_software_is_a_device_assembling_the_provenance(adt: Mapping
     sft = "SFT|Acme Health^L|7.2.1|AcmeADT|B7210||20230101"
     raw = message().replace(b"\rEVN|", f"\r{sft}\rEVN|".encode())
     bundle = bundle_of(adt, raw)
-    device = one(bundle, "Device")
+    device = only(bundle, "Device")
     assert (device["manufacturer"], device["deviceName"][0]["name"],
             device["version"][0]["value"]) == ("Acme Health", "AcmeADT", "7.2.1")
     agents = bundle["entry"][-1]["resource"]["agent"]
@@ -462,23 +446,23 @@ def test_a_merge_keeps_the_retired_patients_alternate_id(adt: Mapping) -> None:
 
 def test_length_from_the_period_when_pv2_does_not_say_it(adt: Mapping) -> None:
     stay = PV1 + "|" * 25 + "20240601080000-0500|20240603093000-0500"
-    length = one(bundle_of(adt, message(pv1=stay, event="A03")), "Encounter")["length"]
+    length = only(bundle_of(adt, message(pv1=stay, event="A03")), "Encounter")["length"]
     assert length == {"value": 2970, "unit": "min", "system": "http://unitsofmeasure.org",
                       "code": "min"}
     dates = PV1 + "|" * 25 + "20240601|20240604"
-    assert one(bundle_of(adt, message(pv1=dates, event="A03")),
+    assert only(bundle_of(adt, message(pv1=dates, event="A03")),
                "Encounter")["length"]["value"] == 3
 
 
 def test_rol_people_are_participants_and_practitioner_roles(adt: Mapping) -> None:
     rol = "ROL|1|AD|AT^Attending^HL70443|91^WARD^WENDY^^^DR|20240601100000-0500"
     bundle = bundle_of(adt, message(rol))
-    role = one(bundle, "PractitionerRole")
+    role = only(bundle, "PractitionerRole")
     doctor = resolve(bundle, role["practitioner"])
     assert doctor["identifier"][0]["value"] == "91"
     assert role["code"][0]["coding"][0]["code"] == "AT"
     assert role["period"] == {"start": "2024-06-01T10:00:00-05:00"}
-    [participant] = one(bundle, "Encounter")["participant"]
+    [participant] = only(bundle, "Encounter")["participant"]
     assert participant["individual"]["reference"] == f"urn:uuid:{doctor['id']}"
     assert participant["type"][0]["coding"][0]["code"] == "ATND"
     deleted = rol.replace("|AD|", "|DE|")

@@ -4,11 +4,10 @@ odd fields as located warnings that hold no values; a purge ends every account."
 
 from __future__ import annotations
 
-from engine import testbench
 from engine.maplib.v2_to_fhir import bar
 from engine.mapping import Mapping, Skip
 from tests import mapping_checks as checks
-from tests.mapping_checks import bundle_of, of_type, run
+from tests.mapping_checks import bundle_of, of_type, only, resolve, run, warnings_of
 
 FIXTURES = checks.Fixtures("hl7v2-bar-to-fhir@1")
 to_fhir = checks.mapping_fixture(FIXTURES.ref)
@@ -39,20 +38,6 @@ def message(*segments: str, event: str = "P01", pid: str | None = PID) -> bytes:
     return ("\r".join(lines) + "\r").encode()
 
 
-def one(bundle: dict, kind: str) -> dict:
-    found = of_type(bundle, kind)
-    assert len(found) == 1, f"{len(found)} {kind}"
-    return found[0]
-
-
-def resolve(bundle: dict, ref: dict) -> dict:
-    return next(e["resource"] for e in bundle["entry"] if e["fullUrl"] == ref["reference"])
-
-
-def warnings(mapping: Mapping, raw: bytes) -> list[str]:
-    return [str(w) for w in testbench.run_mapping(mapping, raw).warnings]
-
-
 TestFixtures = checks.fixture_tests(FIXTURES, min_cases=10, min_outputs=8,
                                     output=checks.check_transaction)
 
@@ -69,23 +54,23 @@ def test_declares_its_events_and_every_resource_its_bundles_hold(to_fhir: Mappin
 
 def test_account_is_pid18_with_its_guarantor_and_coverage(to_fhir: Mapping) -> None:
     bundle = bundle_of(to_fhir, message(PV1, GT1, IN1))
-    account = one(bundle, "Account")
+    account = only(bundle, "Account")
     assert account["identifier"][0]["value"] == "ACC-9001"
     assert account["status"] == "active"
-    assert account["subject"] == [{"reference": f"urn:uuid:{one(bundle, 'Patient')['id']}"}]
+    assert account["subject"] == [{"reference": f"urn:uuid:{only(bundle, 'Patient')['id']}"}]
     guarantor = resolve(bundle, account["guarantor"][0]["party"])
     assert guarantor["resourceType"] == "RelatedPerson"
     assert guarantor["name"][0]["family"] == "ORTEGA"
     assert guarantor["birthDate"] == "1968-03-03" and guarantor["gender"] == "male"
     assert {"SPO", "SPS"} <= {c["code"] for r in guarantor["relationship"]
                               for c in r.get("coding", [])}
-    coverage = one(bundle, "Coverage")
+    coverage = only(bundle, "Coverage")
     assert account["coverage"][0]["coverage"]["reference"] == f"urn:uuid:{coverage['id']}"
 
 
 def test_coverage_names_its_payor_organization_and_the_insured_spouse(to_fhir: Mapping) -> None:
     bundle = bundle_of(to_fhir, message(PV1, GT1, IN1))
-    coverage = one(bundle, "Coverage")
+    coverage = only(bundle, "Coverage")
     payor = resolve(bundle, coverage["payor"][0])
     assert payor["resourceType"] == "Organization" and payor["name"] == "Aetna"
     assert payor["identifier"][0]["value"] == "AET"
@@ -105,8 +90,8 @@ def test_self_insured_coverage_has_the_patient_as_subscriber(to_fhir: Mapping) -
     in1 = checks.segment("IN1", {1: "1", 2: "MCR", 4: "Medicare", 17: "SEL", 49: "1EG4"})
     in2 = checks.segment("IN2", {6: "1EG4TE5MK73"})
     bundle = bundle_of(to_fhir, message(PV1, in1, in2))
-    coverage = one(bundle, "Coverage")
-    assert coverage["subscriber"] == {"reference": f"urn:uuid:{one(bundle, 'Patient')['id']}"}
+    coverage = only(bundle, "Coverage")
+    assert coverage["subscriber"] == {"reference": f"urn:uuid:{only(bundle, 'Patient')['id']}"}
     medicare = [i for i in coverage["identifier"]
                 if i.get("system") == "http://hl7.org/fhir/sid/us-medicare"]
     assert [i["value"] for i in medicare] == ["1EG4TE5MK73"]
@@ -115,14 +100,14 @@ def test_self_insured_coverage_has_the_patient_as_subscriber(to_fhir: Mapping) -
 
 def test_diagnosis_is_an_encounter_diagnosis_with_onset_and_clinician(to_fhir: Mapping) -> None:
     bundle = bundle_of(to_fhir, message(PV1, DG1))
-    condition = one(bundle, "Condition")
+    condition = only(bundle, "Condition")
     assert condition["code"]["coding"][0] == {"system": ICD10CM, "code": "I10",
                                               "display": "Essential hypertension"}
     assert "encounter-diagnosis" in [c["code"] for cat in condition["category"]
                                      for c in cat["coding"]]
     assert condition["onsetDateTime"] == "2024-03-10"
     assert resolve(bundle, condition["asserter"])["name"][0]["family"] == "REYES"
-    encounter = one(bundle, "Encounter")
+    encounter = only(bundle, "Encounter")
     assert condition["encounter"] == {"reference": f"urn:uuid:{encounter['id']}"}
     assert encounter["diagnosis"][0]["rank"] == 1
     assert encounter["diagnosis"][0]["use"]["coding"][0]["code"] == "AD"
@@ -130,7 +115,7 @@ def test_diagnosis_is_an_encounter_diagnosis_with_onset_and_clinician(to_fhir: M
 
 def test_procedure_has_code_period_category_and_surgeon(to_fhir: Mapping) -> None:
     bundle = bundle_of(to_fhir, message(PV1, PR1))
-    procedure = one(bundle, "Procedure")
+    procedure = only(bundle, "Procedure")
     assert procedure["status"] == "completed"
     assert procedure["code"]["coding"][0]["system"] == CPT
     assert procedure["performedPeriod"] == {"start": "2024-03-10T10:00:00-05:00",
@@ -149,7 +134,7 @@ def test_p12_deleted_diagnosis_is_entered_in_error_and_off_the_encounter(
     gone = by_code["R07.9"]
     assert gone["verificationStatus"]["coding"][0]["code"] == "entered-in-error"
     assert "clinicalStatus" not in gone
-    listed = [d["condition"]["reference"] for d in one(bundle, "Encounter")["diagnosis"]]
+    listed = [d["condition"]["reference"] for d in only(bundle, "Encounter")["diagnosis"]]
     assert listed == [f"urn:uuid:{by_code['I10']['id']}"]
 
 
@@ -189,7 +174,7 @@ def test_iam_allergy_statuses_follow_us_core(to_fhir: Mapping) -> None:
 def test_iam_update_of_the_same_allergy_keeps_its_id(to_fhir: Mapping) -> None:
     first = checks.segment("IAM", {1: "1", 3: "70618^Penicillin^RXNORM", 6: "A", 7: "A-9^EHR"})
     fixed = checks.segment("IAM", {1: "1", 3: "7980^Penicillin G^RXNORM", 6: "U", 7: "A-9^EHR"})
-    ids = [one(bundle_of(to_fhir, message(PV1, seg)), "AllergyIntolerance")["id"]
+    ids = [only(bundle_of(to_fhir, message(PV1, seg)), "AllergyIntolerance")["id"]
            for seg in (first, fixed)]
     assert ids[0] == ids[1]
 
@@ -198,10 +183,10 @@ def test_ids_are_the_adt_feeds(to_fhir: Mapping) -> None:
     raw = message(PV1, DG1, IN1)
     bundle = bundle_of(to_fhir, raw)
     adt_raw = raw.replace(b"BAR^P01^BAR_P01", b"ADT^A01^ADT_A01").replace(b"EVN|P01", b"EVN|A01")
-    checks.check_same_patient(one(bundle, "Patient"), adt_raw)
+    checks.check_same_patient(only(bundle, "Patient"), adt_raw)
     admitted = checks.by_type(bundle_of(checks.mapping("hl7v2-adt-to-fhir@2"), adt_raw))
     for kind in ("Encounter", "Coverage", "Condition"):
-        assert one(bundle, kind)["id"] == admitted[kind]["id"], kind
+        assert only(bundle, kind)["id"] == admitted[kind]["id"], kind
 
 
 def test_odd_fields_are_located_warnings_without_values(to_fhir: Mapping) -> None:
@@ -210,9 +195,9 @@ def test_odd_fields_are_located_warnings_without_values(to_fhir: Mapping) -> Non
     no_payor = checks.segment("IN1", {1: "2", 2: "XX", 36: "SECRET-POLICY-9"})
     raw = message(PV1, bad_dg1, bad_gt1, IN1, no_payor)
     bundle = bundle_of(to_fhir, raw)
-    assert one(bundle, "Condition")["code"]["coding"][0]["code"] == "I10"
+    assert only(bundle, "Condition")["code"]["coding"][0]["code"] == "I10"
     assert len(of_type(bundle, "Coverage")) == 1
-    said = warnings(to_fhir, raw)
+    said = warnings_of(to_fhir, raw)
     assert sorted(w.split(":")[0] for w in said) == ["DG1-5", "GT1-9", "IN1[2]-3"]
     for value in ("20241310", "Q", "SECRET-POLICY-9", "ORTEGA"):
         assert not any(value in w.split(":", 1)[1] for w in said), value
@@ -227,7 +212,7 @@ def test_p02_warnings_name_the_segment_of_the_whole_message(to_fhir: Mapping) ->
     other = PID.replace("GS-100", "GS-200").replace("19700101", "19701301")
     dg1 = checks.segment("DG1", {1: "1", 3: "I10^Essential hypertension^I10", 5: "20240231"})
     raw = message(PV1, DG1, other, PV1.replace("V-5501", "V-5502"), dg1, event="P02")
-    assert sorted(w.split(":")[0] for w in warnings(to_fhir, raw)) == ["DG1[2]-5", "PID[2]-7"]
+    assert sorted(w.split(":")[0] for w in warnings_of(to_fhir, raw)) == ["DG1[2]-5", "PID[2]-7"]
 
 
 def test_a_procedures_rol_is_one_of_its_performers(to_fhir: Mapping) -> None:
@@ -235,7 +220,7 @@ def test_a_procedures_rol_is_one_of_its_performers(to_fhir: Mapping) -> None:
                                  4: "9911^LARSEN^BO^^^DR"})
     gone = checks.segment("ROL", {1: "R2", 2: "DE", 3: "AI", 4: "9912^MOE^KAI"})
     bundle = bundle_of(to_fhir, message(PV1, PR1, rol, gone))
-    procedure = one(bundle, "Procedure")
+    procedure = only(bundle, "Procedure")
     assistant = procedure["performer"][1]
     assert assistant["function"]["coding"][0]["code"] == "AI"
     assert resolve(bundle, assistant["actor"])["name"][0]["family"] == "LARSEN"
@@ -247,7 +232,7 @@ def test_the_group_employer_holds_the_policy(to_fhir: Mapping) -> None:
                                    8: "GRP-7", 10: "E-77^^^GOODSAM", 11: "Acme Tools",
                                    17: "SEL", 36: "POL-77"})
     bundle = bundle_of(to_fhir, message(PV1, group))
-    holder = resolve(bundle, one(bundle, "Coverage")["policyHolder"])
+    holder = resolve(bundle, only(bundle, "Coverage")["policyHolder"])
     assert (holder["resourceType"], holder["name"]) == ("Organization", "Acme Tools")
     assert holder["identifier"][0]["value"] == "E-77"
 
@@ -262,9 +247,9 @@ def test_each_visit_group_is_its_own_encounter_on_one_account(to_fhir: Mapping) 
     by_code = {c["code"]["coding"][0]["code"]: c for c in of_type(bundle, "Condition")}
     assert by_code["I10"]["encounter"]["reference"].endswith(encounters["V-5501"]["id"])
     assert by_code["R51"]["encounter"]["reference"].endswith(encounters["V-5502"]["id"])
-    account = one(bundle, "Account")
+    account = only(bundle, "Account")
     assert len(of_type(bundle, "Patient")) == 1
     assert (len(account["coverage"]), len(account["guarantor"])) == (1, 1)
     nameless = checks.segment("DG1", {1: "1", 6: "A"})
-    said = warnings(to_fhir, message(PV1, DG1, second, nameless))
+    said = warnings_of(to_fhir, message(PV1, DG1, second, nameless))
     assert [w.split(":")[0] for w in said] == ["DG1[2]-3"]

@@ -5,11 +5,10 @@ that hold no values; ids stable across resends."""
 
 from __future__ import annotations
 
-from engine import testbench
 from engine.maplib.v2_to_fhir import dft
 from engine.mapping import Mapping, Skip
 from tests import mapping_checks as checks
-from tests.mapping_checks import bundle_of, of_type, run
+from tests.mapping_checks import bundle_of, of_type, only, resolve, run, warnings_of
 
 FIXTURES = checks.Fixtures("hl7v2-dft-to-fhir@1")
 to_fhir = checks.mapping_fixture(FIXTURES.ref)
@@ -34,18 +33,8 @@ def message(*segments: str, event: str = "P03", pid: str | None = PID) -> bytes:
     return ("\r".join(lines) + "\r").encode()
 
 
-def resolve(bundle: dict, ref: dict) -> dict:
-    return next(e["resource"] for e in bundle["entry"] if e["fullUrl"] == ref["reference"])
-
-
 def charge(bundle: dict) -> dict:
-    found = of_type(bundle, "ChargeItem")
-    assert len(found) == 1
-    return found[0]
-
-
-def warnings(mapping: Mapping, raw: bytes) -> list[str]:
-    return [str(w) for w in testbench.run_mapping(mapping, raw).warnings]
+    return only(bundle, "ChargeItem")
 
 
 TestFixtures = checks.fixture_tests(FIXTURES, min_cases=10, min_outputs=8,
@@ -136,7 +125,7 @@ def test_odd_fields_are_located_warnings_without_values(to_fhir: Mapping) -> Non
     item = charge(bundle_of(to_fhir, raw))
     assert item["code"]["coding"][0]["code"] == "99213"
     assert "quantity" not in item and "occurrenceDateTime" not in item
-    said = warnings(to_fhir, raw)
+    said = warnings_of(to_fhir, raw)
     assert [w.split(":")[0] for w in said] == ["FT1-4", "FT1-10", "FT1-11", "FT1[2]-7"]
     for value in ("20240431", "one and a half", "12O.00", "9.99", "FINCH"):
         assert not any(value in w.split(":", 1)[1] for w in said), value

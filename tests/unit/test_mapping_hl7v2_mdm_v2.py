@@ -10,13 +10,12 @@ import re
 
 import pytest
 
-from engine import testbench
 from engine.errors import MappingError
 from engine.maplib.fhir import resource_id
 from engine.maplib.v2_to_fhir import mdm
 from engine.mapping import Mapping
 from tests import mapping_checks as checks
-from tests.mapping_checks import bundle_of, of_type, run, segment
+from tests.mapping_checks import bundle_of, of_type, only, run, segment, warnings_of
 
 FIXTURES = checks.Fixtures("hl7v2-mdm-to-fhir@2")
 V1_FIXTURES = checks.Fixtures("hl7v2-mdm-to-fhir@1")
@@ -48,13 +47,7 @@ def message(event: str, *body: str, pid: str | None = PID) -> bytes:
 
 
 def document(mapping: Mapping, raw: bytes) -> dict:
-    found = of_type(bundle_of(mapping, raw), "DocumentReference")
-    assert len(found) == 1
-    return found[0]
-
-
-def warnings(mapping: Mapping, raw: bytes) -> list[str]:
-    return [str(w) for w in testbench.run_mapping(mapping, raw).warnings]
+    return only(bundle_of(mapping, raw), "DocumentReference")
 
 
 # ---- fixtures ---------------------------------------------------------------------------
@@ -201,7 +194,7 @@ def test_results_in_a_document_are_observations_derived_from_it(to_fhir: Mapping
 def test_odd_fields_are_located_warnings_and_the_document_still_maps(to_fhir: Mapping) -> None:
     raw = message("T02", txa(f2="", f4="20240611250000", f12="", f16="note.txt", f17="ZZ"),
                   text("Seen today."))
-    assert sorted(warnings(to_fhir, raw)) == [
+    assert sorted(warnings_of(to_fhir, raw)) == [
         "TXA-12: is empty; the document is identified by its file name (TXA-16)",
         "TXA-17: is not a completion status of table 0271; docStatus is left out",
         "TXA-2: is empty, so the document type is unknown",
@@ -214,7 +207,7 @@ def test_odd_fields_are_located_warnings_and_the_document_still_maps(to_fhir: Ma
 
 def test_an_addendum_without_parent_maps_without_relates_to(to_fhir: Mapping) -> None:
     raw = message("T06", txa(), text("x"))
-    assert warnings(to_fhir, raw) == [
+    assert warnings_of(to_fhir, raw) == [
         "TXA-13: is empty, but MDM^T06 (appends a document) names its parent document "
         "here; no relatesTo"]
     assert "relatesTo" not in document(to_fhir, raw)
@@ -223,14 +216,14 @@ def test_an_addendum_without_parent_maps_without_relates_to(to_fhir: Mapping) ->
 def test_bad_encapsulated_data_costs_only_that_attachment(to_fhir: Mapping) -> None:
     raw = message("T02", txa(), text("Text stays."),
                   segment("OBX", {1: "2", 2: "ED", 3: "X^X^L", 5: "^application^pdf^Base64^@@"}))
-    assert warnings(to_fhir, raw) == [
+    assert warnings_of(to_fhir, raw) == [
         "OBX[2]-5: holds encapsulated data that is not valid Base64"]
     content = document(to_fhir, raw)["content"]
     assert len(content) == 1 and content[0]["attachment"]["contentType"].startswith("text/")
 
 
 def test_warnings_hold_no_values(to_fhir: Mapping) -> None:
-    found = warnings(to_fhir, FIXTURES.input("messy_t02_missing_type_and_number"))
+    found = warnings_of(to_fhir, FIXTURES.input("messy_t02_missing_type_and_number"))
     assert found
     for value in ("rb_note_4471_0707.txt", "XX", "2024070725", "***", "GALLAGHER"):
         assert not [w for w in found if value in w], value

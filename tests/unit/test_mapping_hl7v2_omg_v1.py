@@ -12,7 +12,7 @@ from engine import testbench
 from engine.mapping import Mapping
 from engine.mapping_base import Mapped, Skip
 from tests import mapping_checks as checks
-from tests.mapping_checks import bundle_of, check_transaction, of_type, segment
+from tests.mapping_checks import bundle_of, check_transaction, of_type, only, reference_to, segment
 
 FIXTURES = checks.Fixtures("hl7v2-omg-to-fhir@1")
 
@@ -28,15 +28,6 @@ def message(*body: str, msh9: str = "OMG^O19^OMG_O19") -> bytes:
     segments = ["MSH|^~\\&|EPIC|MAPLEWOOD_HOSP|REFERRALS|MAPLEWOOD_HOSP|20250120100512-0500"
                 f"||{msh9}|C1|P|2.5.1", PID, *(body or (ORC, OBR))]
     return ("\r".join(segments) + "\r").encode()
-
-
-def only(bundle: dict, kind: str) -> dict:
-    (found,) = of_type(bundle, kind)
-    return found
-
-
-def ref(resource: dict) -> dict:
-    return {"reference": f"urn:uuid:{resource['id']}"}
 
 
 TestFixtures = checks.fixture_tests(FIXTURES, min_cases=6, min_outputs=6,
@@ -85,9 +76,9 @@ def test_clinical_facts_sent_with_the_order(omg: Mapping) -> None:
     bundle = bundle_of(omg, message(ORC, OBR, "OBX|1|NM|29463-7^Body weight^LN||94|kg^^UCUM"
                                               "|||||F", "DG1|1||I20.8^Other angina^I10"))
     request, weight = only(bundle, "ServiceRequest"), only(bundle, "Observation")
-    assert request["supportingInfo"] == [ref(weight)]
+    assert request["supportingInfo"] == [reference_to(weight)]
     assert weight["valueQuantity"]["value"] == 94
-    assert request["reasonReference"] == [ref(only(bundle, "Condition"))]
+    assert request["reasonReference"] == [reference_to(only(bundle, "Condition"))]
 
 
 def test_discontinued_consult_is_revoked_with_when_and_who(omg: Mapping) -> None:
@@ -95,7 +86,7 @@ def test_discontinued_consult_is_revoked_with_when_and_who(omg: Mapping) -> None
     bundle = bundle_of(omg, message(orc, OBR))
     request = only(bundle, "ServiceRequest")
     assert request["status"] == "revoked" and "authoredOn" not in request
-    (change,) = [p for p in of_type(bundle, "Provenance") if p["target"] == [ref(request)]]
+    (change,) = [p for p in of_type(bundle, "Provenance") if p["target"] == [reference_to(request)]]
     assert change["recorded"] == "2025-01-21T09:00:00-05:00"
     assert change["activity"]["coding"][0]["code"] == "DC"
     assert change["agent"][0]["type"]["coding"][0]["code"] == "enterer"
@@ -113,7 +104,8 @@ def test_v27_participations(omg: Mapping) -> None:
     assert [p["resourceType"] for p in performers] == ["Practitioner", "Organization"]
     assert performers[0]["name"][0]["family"] == "ABARA"
     assert performers[1]["name"] == "NORTHSHORE HEART"
-    (provenance,) = [p for p in of_type(bundle, "Provenance") if p["target"] == [ref(request)]]
+    (provenance,) = [p for p in of_type(bundle, "Provenance")
+                     if p["target"] == [reference_to(request)]]
     assert by_ref[provenance["agent"][0]["who"]["reference"]]["name"][0]["family"] == "TILLMAN"
     assert provenance["agent"][0]["type"]["coding"][0]["code"] == "enterer"
 

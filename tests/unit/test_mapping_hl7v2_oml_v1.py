@@ -12,7 +12,15 @@ from engine import testbench
 from engine.mapping import Mapping
 from engine.mapping_base import Mapped, Skip
 from tests import mapping_checks as checks
-from tests.mapping_checks import bundle_of, check_transaction, of_type, segment
+from tests.mapping_checks import (
+    bundle_of,
+    check_transaction,
+    mapped,
+    of_type,
+    only,
+    reference_to,
+    segment,
+)
 
 FIXTURES = checks.Fixtures("hl7v2-oml-to-fhir@1")
 ORM_V1 = checks.Fixtures("hl7v2-orm-to-fhir@1")
@@ -37,21 +45,6 @@ def message(*body: str, msh9: str = "OML^O21^OML_O21", control: str = "C1") -> b
     segments = ["MSH|^~\\&|EPIC|LAKESHORE_HOSP|LIS|LAKESHORE_LAB|20240819101500-0500||"
                 f"{msh9}|{control}|P|2.5.1", PID, *(body or (ORC, TQ1, OBR, spm()))]
     return ("\r".join(segments) + "\r").encode()
-
-
-def mapped(mapping: Mapping, raw: bytes) -> Mapped:
-    result = testbench.run_mapping(mapping, raw)
-    assert isinstance(result, Mapped), result
-    return result
-
-
-def only(bundle: dict, kind: str) -> dict:
-    (found,) = of_type(bundle, kind)
-    return found
-
-
-def ref(resource: dict) -> dict:
-    return {"reference": f"urn:uuid:{resource['id']}"}
 
 
 TestFixtures = checks.fixture_tests(FIXTURES, min_cases=8, min_outputs=8,
@@ -111,7 +104,7 @@ def test_specimen_from_spm(oml: Mapping) -> None:
             "system": "http://terminology.hl7.org/CodeSystem/v2-0371", "code": "SST",
             "display": "Serum separator"}]}}]
     assert specimen["note"] == [{"text": "Lipemic"}]
-    assert only(bundle, "ServiceRequest")["specimen"] == [ref(specimen)]
+    assert only(bundle, "ServiceRequest")["specimen"] == [reference_to(specimen)]
 
 
 def test_obr_collector_and_time_complete_the_specimen(oml: Mapping) -> None:
@@ -166,9 +159,9 @@ def test_observations_before_and_after_the_specimen(oml: Mapping) -> None:
         "OBX|2|NM|VOL^Volume drawn^L||10|mL^^UCUM|||||F"))
     request, specimen = only(bundle, "ServiceRequest"), only(bundle, "Specimen")
     asked, about_tube = of_type(bundle, "Observation")
-    assert request["supportingInfo"] == [ref(asked), ref(about_tube)]
+    assert request["supportingInfo"] == [reference_to(asked), reference_to(about_tube)]
     assert "specimen" not in asked
-    assert about_tube["specimen"] == ref(specimen)
+    assert about_tube["specimen"] == reference_to(specimen)
     assert asked["id"] != about_tube["id"]
 
 
@@ -192,7 +185,7 @@ def test_two_orders_each_with_their_specimen(oml: Mapping) -> None:
                                     spm(f2="EP-SPEC-2&EHR")))
     first, second = of_type(bundle, "ServiceRequest")
     one, two = of_type(bundle, "Specimen")
-    assert (first["specimen"], second["specimen"]) == ([ref(one)], [ref(two)])
+    assert (first["specimen"], second["specimen"]) == ([reference_to(one)], [reference_to(two)])
 
 
 @pytest.mark.parametrize(("body", "warning"), [

@@ -15,7 +15,16 @@ from engine.maplib.v2_to_fhir.frame import Build
 from engine.mapping import Mapping
 from engine.mapping_base import Mapped, Skip
 from tests import mapping_checks as checks
-from tests.mapping_checks import bundle_of, check_transaction, of_type, segment
+from tests.mapping_checks import (
+    bundle_of,
+    check_transaction,
+    mapped,
+    of_type,
+    only,
+    resolve,
+    segment,
+    warnings_of,
+)
 
 FIXTURES = checks.Fixtures("hl7v2-orm-to-fhir@2")
 V1_FIXTURES = checks.Fixtures("hl7v2-orm-to-fhir@1")
@@ -46,29 +55,8 @@ def message(*body: str, msh9: str = "ORM^O01", control: str = "CTRL1",
     return ("\r".join(segments) + "\r").encode()
 
 
-def mapped(mapping: Mapping, raw: bytes) -> Mapped:
-    result = testbench.run_mapping(mapping, raw)
-    assert isinstance(result, Mapped), result
-    return result
-
-
 def output(mapping: Mapping, raw: bytes) -> dict:
     return json.loads(mapped(mapping, raw).output)
-
-
-def only(bundle: dict, kind: str) -> dict:
-    (found,) = of_type(bundle, kind)
-    return found
-
-
-def resolve(bundle: dict, reference: dict) -> dict:
-    rid = reference["reference"].removeprefix("urn:uuid:")
-    (found,) = [e["resource"] for e in bundle["entry"] if e["resource"]["id"] == rid]
-    return found
-
-
-def warnings(mapping: Mapping, raw: bytes) -> list[str]:
-    return [str(w) for w in mapped(mapping, raw).warnings]
 
 
 # ---- fixtures ------------------------------------------------------------------------------
@@ -460,14 +448,14 @@ def test_one_message_of_several_kinds_keeps_them_apart(orm: Mapping) -> None:
 ])
 def test_one_odd_field_is_a_located_warning(orm: Mapping, body: tuple, warning: str) -> None:
     raw = message(*body)
-    assert warning in warnings(orm, raw)
+    assert warning in warnings_of(orm, raw)
     check_transaction(bundle_of(orm, raw))
     assert only(bundle_of(orm, raw), "ServiceRequest")["code"]["coding"][0]["code"] == "2160-0"
 
 
 def test_an_order_that_cannot_be_mapped_costs_only_that_order(orm: Mapping) -> None:
     raw = message(orc(), obr(), orc(f2="SUP-9^EHR"), "RQD|1")
-    assert "RQD-2: names no item (RQD-2, RQD-3 and RQD-4 are empty)" in warnings(orm, raw)
+    assert "RQD-2: names no item (RQD-2, RQD-3 and RQD-4 are empty)" in warnings_of(orm, raw)
     bundle = bundle_of(orm, raw)
     assert len(of_type(bundle, "ServiceRequest")) == 1 and not of_type(bundle, "SupplyRequest")
 

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from engine import testbench
 from engine.errors import MappingError
 from engine.maplib.v2_to_fhir import oru
 from engine.mapping import Mapping
 from tests import mapping_checks as checks
-from tests.mapping_checks import bundle_of, of_type, run, segment
+from tests.mapping_checks import bundle_of, of_type, only, run, segment, warnings_of
 
 FIXTURES = checks.Fixtures("hl7v2-oru-to-fhir@2")
 V1_FIXTURES = checks.Fixtures("hl7v2-oru-to-fhir@1")
@@ -45,13 +44,7 @@ def message(*body: str, pid: str | None = PID, msh9: str = "ORU^R01^ORU_R01") ->
 
 
 def observation(mapping: Mapping, *segments: str) -> dict:
-    found = of_type(bundle_of(mapping, message(obr(), *segments)), "Observation")
-    assert len(found) == 1, found
-    return found[0]
-
-
-def warnings(mapping: Mapping, raw: bytes) -> list[str]:
-    return [str(w) for w in testbench.run_mapping(mapping, raw).warnings]
+    return only(bundle_of(mapping, message(obr(), *segments)), "Observation")
 
 
 def ids(bundle: dict, *kinds: str) -> set[tuple[str, str]]:
@@ -262,7 +255,7 @@ def test_each_patient_of_a_batch_gets_only_their_results(to_fhir: Mapping) -> No
 
 def test_a_number_that_is_not_a_number_stays_text_with_a_warning(to_fhir: Mapping) -> None:
     raw = message(obr(), obx(f5="see note"), obx(f1="2", f5="5.5"))
-    assert warnings(to_fhir, raw) == ["OBX-5: is not a number; kept as text"]
+    assert warnings_of(to_fhir, raw) == ["OBX-5: is not a number; kept as text"]
     values = [o.get("valueString") or o["valueQuantity"]["value"]
               for o in of_type(bundle_of(to_fhir, raw), "Observation")]
     assert values == ["see note", 5.5]
@@ -270,7 +263,7 @@ def test_a_number_that_is_not_a_number_stays_text_with_a_warning(to_fhir: Mappin
 
 def test_a_bad_time_zone_is_read_without_it(to_fhir: Mapping) -> None:
     raw = message(obr(), obx(), obx(f1="2", f14="20250310070000+2500"))
-    assert warnings(to_fhir, raw) == [
+    assert warnings_of(to_fhir, raw) == [
         "OBX[2]-14: holds a time zone offset that does not exist; read without it"]
     second = of_type(bundle_of(to_fhir, raw), "Observation")[1]
     assert second["effectiveDateTime"] == "2025-03-10T07:00:00-06:00"
@@ -279,12 +272,12 @@ def test_a_bad_time_zone_is_read_without_it(to_fhir: Mapping) -> None:
 def test_a_code_without_a_system_is_the_senders_own(to_fhir: Mapping) -> None:
     found = observation(to_fhir, obx(f3="GLU^Glucose"))
     assert found["code"]["coding"][0]["system"].startswith("urn:conduit:code:LAKESIDE_LAB")
-    assert not warnings(to_fhir, message(obr(), obx(f3="GLU^Glucose")))
+    assert not warnings_of(to_fhir, message(obr(), obx(f3="GLU^Glucose")))
 
 
 def test_empty_required_looking_fields_are_warnings_not_failures(to_fhir: Mapping) -> None:
     raw = message(obr(f2="", f3="", f4="", f25="Q"), obx(), obx(f1="2", f3=""))
-    assert sorted(warnings(to_fhir, raw)) == [
+    assert sorted(warnings_of(to_fhir, raw)) == [
         "OBR-25: is not a result status of table 0123; the report's status is unknown",
         "OBR-2: has no placer or filler order number (nor ORC-3, OBR-2, OBR-3), so the order "
         "is identified by the message control id",
@@ -300,7 +293,7 @@ def test_empty_required_looking_fields_are_warnings_not_failures(to_fhir: Mappin
 
 def test_warnings_hold_no_values_from_the_message(to_fhir: Mapping) -> None:
     raw = FIXTURES.input("messy_bad_values")
-    found = warnings(to_fhir, raw)
+    found = warnings_of(to_fhir, raw)
     assert found
     for value in ("see note", "+2500", "20250231", "not-base64", "ROURKE", "Q"):
         assert not [w for w in found if value in w.split(": ", 1)[1]], value

@@ -5,11 +5,10 @@ wrote; odd fields as located warnings that hold no values."""
 
 from __future__ import annotations
 
-from engine import testbench
 from engine.maplib.v2_to_fhir import ppr
 from engine.mapping import Mapping, Skip
 from tests import mapping_checks as checks
-from tests.mapping_checks import bundle_of, of_type, run
+from tests.mapping_checks import bundle_of, of_type, only, run, warnings_of
 
 FIXTURES = checks.Fixtures("hl7v2-ppr-to-fhir@1")
 to_fhir = checks.mapping_fixture(FIXTURES.ref)
@@ -35,17 +34,11 @@ def message(*segments: str, event: str = "PC1", pid: str | None = PID) -> bytes:
 
 
 def problem(bundle: dict) -> dict:
-    found = of_type(bundle, "Condition")
-    assert len(found) == 1
-    return found[0]
+    return only(bundle, "Condition")
 
 
 def code(concept: dict) -> str:
     return concept["coding"][0]["code"]
-
-
-def warnings(mapping: Mapping, raw: bytes) -> list[str]:
-    return [str(w) for w in testbench.run_mapping(mapping, raw).warnings]
 
 
 TestFixtures = checks.fixture_tests(FIXTURES, min_cases=10, min_outputs=8,
@@ -136,7 +129,7 @@ def test_odd_fields_are_located_warnings_without_values(to_fhir: Mapping) -> Non
     condition = problem(bundle_of(to_fhir, raw))
     assert code(condition["clinicalStatus"]) == "active"
     assert "verificationStatus" not in condition and "onsetDateTime" not in condition
-    said = warnings(to_fhir, raw)
+    said = warnings_of(to_fhir, raw)
     assert [w.split(":")[0] for w in said] == ["PRB-13", "PRB-14", "PRB-16", "PRB[2]-3"]
     for value in ("PERHAPS", "DORMANT", "20241301", "SECRET", "ISAKSEN"):
         assert not any(value in w.split(":", 1)[1] for w in said), value
@@ -146,7 +139,7 @@ def test_only_a_message_without_a_patient_fails(to_fhir: Mapping) -> None:
     checks.check_error(to_fhir, message(PRB, pid=None), "PID-3", phi=["Diabetes"])
     assert isinstance(run(to_fhir, message(PRB, event="PC4")), Skip)
     raw = message()
-    assert [w.split(":")[0] for w in warnings(to_fhir, raw)] == ["PRB"]
+    assert [w.split(":")[0] for w in warnings_of(to_fhir, raw)] == ["PRB"]
 
 
 def test_a_problems_order_has_the_problem_as_its_reason(to_fhir: Mapping) -> None:

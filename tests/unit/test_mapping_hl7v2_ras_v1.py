@@ -4,7 +4,6 @@ leniency."""
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
@@ -13,7 +12,7 @@ from engine.errors import MappingError
 from engine.mapping import Mapping
 from engine.mapping_base import Skip
 from tests import mapping_checks as checks
-from tests.mapping_checks import bundle_of, of_type, segment, warnings_of
+from tests.mapping_checks import bundle_of, of_type, only, resolve, segment, warnings_of
 
 FIXTURES = checks.Fixtures("hl7v2-ras-to-fhir@1")
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -42,17 +41,6 @@ def rxa(**fields: str) -> str:
     return segment("RXA", {k: v for k, v in values.items() if v})
 
 
-def only(bundle: dict, kind: str) -> dict:
-    found = of_type(bundle, kind)
-    assert len(found) == 1, [r["id"] for r in found]
-    return found[0]
-
-
-def resolve(bundle: dict, reference: dict) -> dict:
-    target = reference["reference"].removeprefix("urn:uuid:")
-    return next(e["resource"] for e in bundle["entry"] if e["resource"]["id"] == target)
-
-
 def given(raw: bytes, mapping: Mapping) -> dict:
     return only(bundle_of(mapping, raw), "MedicationAdministration")
 
@@ -60,14 +48,9 @@ def given(raw: bytes, mapping: Mapping) -> dict:
 # ---- fixtures ---------------------------------------------------------------------------
 
 
-def _check_output(bundle: dict) -> None:
-    checks.check_transaction(bundle)
-    assert of_type(bundle, "Patient"), "every RAS output has its Patient"
-    assert of_type(bundle, "MedicationAdministration"), "every RAS output gives a dose"
-
-
-TestFixtures = checks.fixture_tests(FIXTURES, min_cases=7, min_outputs=5,
-                                    output=_check_output)
+TestFixtures = checks.fixture_tests(
+    FIXTURES, min_cases=7, min_outputs=5,
+    output=checks.transaction_holding("Patient", "MedicationAdministration"))
 
 
 def test_fixtures_cover_versions_vendors_and_messy_styles() -> None:
@@ -235,6 +218,5 @@ def test_other_events_are_skipped_and_other_types_fail(ras: Mapping) -> None:
 def test_every_resource_type_written_is_declared_for_the_coverage_table() -> None:
     from engine.maplib.v2_to_fhir import ras as builder
 
-    written = {e["resource"]["resourceType"] for case in FIXTURES.output_cases
-               for e in json.loads((FIXTURES.folder / f"{case}.json").read_text())["entry"]}
+    written = FIXTURES.written_types()
     assert written <= set(builder.RESOURCES), written - set(builder.RESOURCES)

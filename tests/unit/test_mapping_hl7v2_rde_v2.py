@@ -3,14 +3,12 @@ the reference converter puts them, v1's ids, and one odd field costing only that
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from engine.errors import MappingError
 from engine.mapping import Mapping
 from tests import mapping_checks as checks
-from tests.mapping_checks import bundle_of, of_type, segment, warnings_of
+from tests.mapping_checks import bundle_of, of_type, only, resolve, segment, warnings_of
 
 FIXTURES = checks.Fixtures("hl7v2-rde-to-fhir@2")
 V1 = checks.Fixtures("hl7v2-rde-to-fhir@1")
@@ -41,17 +39,6 @@ def order(orc: str = "ORC|NW|ORD-1^EHR|RX-1^PHARM||||||20240601115500-0500|||"
     return [orc, segment("RXE", rxe)]
 
 
-def only(bundle: dict, kind: str) -> dict:
-    found = of_type(bundle, kind)
-    assert len(found) == 1, [r["id"] for r in found]
-    return found[0]
-
-
-def resolve(bundle: dict, reference: dict) -> dict:
-    target = reference["reference"].removeprefix("urn:uuid:")
-    return next(e["resource"] for e in bundle["entry"] if e["resource"]["id"] == target)
-
-
 def drug_of(bundle: dict, request: dict) -> dict:
     return resolve(bundle, request["medicationReference"])
 
@@ -59,13 +46,8 @@ def drug_of(bundle: dict, request: dict) -> dict:
 # ---- fixtures ---------------------------------------------------------------------------
 
 
-def _check_output(bundle: dict) -> None:
-    checks.check_transaction(bundle)
-    assert of_type(bundle, "Patient"), "every RDE output has its Patient"
-
-
 TestFixtures = checks.fixture_tests(FIXTURES, min_cases=16, min_outputs=12,
-                                    output=_check_output)
+                                    output=checks.transaction_holding("Patient"))
 
 
 def test_fixtures_cover_versions_vendors_and_messy_styles() -> None:
@@ -310,8 +292,7 @@ def test_the_order_as_placed_is_an_original_order_the_encoded_one_is_based_on(
 def test_every_resource_type_written_is_declared_for_the_coverage_table() -> None:
     from engine.maplib.v2_to_fhir import rde as builder
 
-    written = {e["resource"]["resourceType"] for case in FIXTURES.output_cases
-               for e in json.loads((FIXTURES.folder / f"{case}.json").read_text())["entry"]}
+    written = FIXTURES.written_types()
     assert written <= set(builder.RESOURCES), written - set(builder.RESOURCES)
 
 

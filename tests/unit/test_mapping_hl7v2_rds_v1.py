@@ -3,7 +3,6 @@ the reference converter puts them, the RDE feed's order ids, and leniency."""
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
@@ -11,7 +10,7 @@ import pytest
 from engine.errors import MappingError
 from engine.mapping import Mapping
 from tests import mapping_checks as checks
-from tests.mapping_checks import bundle_of, of_type, segment, warnings_of
+from tests.mapping_checks import bundle_of, of_type, only, resolve, segment, warnings_of
 
 FIXTURES = checks.Fixtures("hl7v2-rds-to-fhir@1")
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -40,27 +39,11 @@ def rxd(**fields: str) -> str:
     return segment("RXD", values)
 
 
-def only(bundle: dict, kind: str) -> dict:
-    found = of_type(bundle, kind)
-    assert len(found) == 1, [r["id"] for r in found]
-    return found[0]
-
-
-def resolve(bundle: dict, reference: dict) -> dict:
-    target = reference["reference"].removeprefix("urn:uuid:")
-    return next(e["resource"] for e in bundle["entry"] if e["resource"]["id"] == target)
-
-
 # ---- fixtures ---------------------------------------------------------------------------
 
 
-def _check_output(bundle: dict) -> None:
-    checks.check_transaction(bundle)
-    assert of_type(bundle, "Patient"), "every RDS output has its Patient"
-
-
 TestFixtures = checks.fixture_tests(FIXTURES, min_cases=11, min_outputs=8,
-                                    output=_check_output)
+                                    output=checks.transaction_holding("Patient"))
 
 
 def test_fixtures_cover_versions_and_messy_styles() -> None:
@@ -211,6 +194,5 @@ def test_other_events_are_skipped_and_other_types_fail(rds: Mapping) -> None:
 def test_every_resource_type_written_is_declared_for_the_coverage_table() -> None:
     from engine.maplib.v2_to_fhir import rds as builder
 
-    written = {e["resource"]["resourceType"] for case in FIXTURES.output_cases
-               for e in json.loads((FIXTURES.folder / f"{case}.json").read_text())["entry"]}
+    written = FIXTURES.written_types()
     assert written <= set(builder.RESOURCES), written - set(builder.RESOURCES)

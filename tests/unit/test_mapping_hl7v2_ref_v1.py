@@ -5,11 +5,10 @@ the I12's request; odd fields as located warnings that hold no values."""
 
 from __future__ import annotations
 
-from engine import testbench
 from engine.maplib.v2_to_fhir import ref
 from engine.mapping import Mapping, Skip
 from tests import mapping_checks as checks
-from tests.mapping_checks import bundle_of, of_type, run
+from tests.mapping_checks import bundle_of, of_type, resolve, run, warnings_of
 
 FIXTURES = checks.Fixtures("hl7v2-ref-to-fhir@1")
 to_fhir = checks.mapping_fixture(FIXTURES.ref)
@@ -41,14 +40,6 @@ def referral(bundle: dict) -> dict:
              if r.get("category", [{}])[0].get("coding", [{}])[0].get("code") == "3457005"]
     assert len(found) == 1
     return found[0]
-
-
-def resolve(bundle: dict, reference: dict) -> dict:
-    return next(e["resource"] for e in bundle["entry"] if e["fullUrl"] == reference["reference"])
-
-
-def warnings(mapping: Mapping, raw: bytes) -> list[str]:
-    return [str(w) for w in testbench.run_mapping(mapping, raw).warnings]
 
 
 TestFixtures = checks.fixture_tests(FIXTURES, min_cases=10, min_outputs=8,
@@ -132,7 +123,7 @@ def test_odd_fields_are_located_warnings_without_values(to_fhir: Mapping) -> Non
     raw = message(odd, RP)
     request = referral(bundle_of(to_fhir, raw))
     assert request["status"] == "active" and "occurrencePeriod" not in request
-    said = warnings(to_fhir, raw)
+    said = warnings_of(to_fhir, raw)
     assert sorted(w.split(":")[0] for w in said) == ["RF1-1", "RF1-7"]
     for value in ("ZZ", "20241399", "AALTO"):
         assert not any(value in w.split(":", 1)[1] for w in said), value
@@ -142,7 +133,7 @@ def test_without_rf1_the_patient_still_maps_with_a_warning(to_fhir: Mapping) -> 
     raw = message(RP)
     bundle = bundle_of(to_fhir, raw)
     assert of_type(bundle, "Patient") and not of_type(bundle, "ServiceRequest")
-    assert [w.split(":")[0] for w in warnings(to_fhir, raw)] == ["RF1"]
+    assert [w.split(":")[0] for w in warnings_of(to_fhir, raw)] == ["RF1"]
 
 
 def test_only_a_message_without_a_patient_fails(to_fhir: Mapping) -> None:
@@ -172,7 +163,7 @@ def test_an_aut_naming_no_insurer_is_a_warning(to_fhir: Mapping) -> None:
     aut = checks.segment("AUT", {4: "20240701", 6: "PA-56^X"})
     raw = message(RF1, aut, RP)
     assert not of_type(bundle_of(to_fhir, raw), "ClaimResponse")
-    assert [w.split(":")[0] for w in warnings(to_fhir, raw)] == ["AUT-3"]
+    assert [w.split(":")[0] for w in warnings_of(to_fhir, raw)] == ["AUT-3"]
 
 
 def test_each_prd_gives_a_practitioner_role(to_fhir: Mapping) -> None:

@@ -4,7 +4,6 @@ give, how and when; and leniency."""
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
@@ -13,7 +12,7 @@ from engine.errors import MappingError
 from engine.mapping import Mapping
 from engine.mapping_base import Skip
 from tests import mapping_checks as checks
-from tests.mapping_checks import bundle_of, of_type, segment, warnings_of
+from tests.mapping_checks import bundle_of, of_type, resolve, segment, warnings_of
 
 FIXTURES = checks.Fixtures("hl7v2-rgv-to-fhir@1")
 
@@ -47,11 +46,6 @@ def gives(bundle: dict) -> list[dict]:
 def ordered(bundle: dict) -> dict:
     (found,) = [r for r in of_type(bundle, "MedicationRequest") if r["intent"] == "order"]
     return found
-
-
-def resolve(bundle: dict, reference: dict) -> dict:
-    target = reference["reference"].removeprefix("urn:uuid:")
-    return next(e["resource"] for e in bundle["entry"] if e["resource"]["id"] == target)
 
 
 # ---- fixtures ---------------------------------------------------------------------------
@@ -174,6 +168,5 @@ def test_other_events_are_skipped_and_other_types_fail(rgv: Mapping) -> None:
 def test_every_resource_type_written_is_declared_for_the_coverage_table() -> None:
     from engine.maplib.v2_to_fhir import rgv as builder
 
-    written = {e["resource"]["resourceType"] for case in FIXTURES.output_cases
-               for e in json.loads((FIXTURES.folder / f"{case}.json").read_text())["entry"]}
+    written = FIXTURES.written_types()
     assert written <= set(builder.RESOURCES), written - set(builder.RESOURCES)

@@ -8,12 +8,11 @@ from typing import Any
 
 import pytest
 
-from engine import testbench
 from engine.errors import MappingError
 from engine.maplib.v2_to_fhir import siu
 from engine.mapping import Mapping, Skip
 from tests import mapping_checks as checks
-from tests.mapping_checks import bundle_of, of_type, run
+from tests.mapping_checks import bundle_of, of_type, only, run, warnings_of
 
 FIXTURES = checks.Fixtures("hl7v2-siu-to-fhir@2")
 to_fhir = checks.mapping_fixture(FIXTURES.ref)
@@ -37,13 +36,7 @@ def message(*segments: str, event: str = "S12", pid: str | None = PID) -> bytes:
 
 
 def appointment(mapping: Mapping, raw: bytes) -> dict:
-    found = of_type(bundle_of(mapping, raw), "Appointment")
-    assert len(found) == 1
-    return found[0]
-
-
-def warnings(mapping: Mapping, raw: bytes) -> list[str]:
-    return [str(w) for w in testbench.run_mapping(mapping, raw).warnings]
+    return only(bundle_of(mapping, raw), "Appointment")
 
 
 def app3_holds(appt: dict) -> bool:
@@ -177,7 +170,7 @@ def test_unknown_sch11_unit_with_another_duration_is_a_warning(
         run(to_fhir_v1, raw)  # the issue: v1 delivers nothing
     appt = appointment(to_fhir, raw)
     assert (appt["status"], appt["end"]) == ("booked", "2025-03-10T09:30:00-06:00")
-    assert warnings(to_fhir, raw) == [
+    assert warnings_of(to_fhir, raw) == [
         "SCH-11: has a duration (component 3) that is not S, M, H, D or W and a number"]
 
 
@@ -187,7 +180,7 @@ def test_start_without_a_readable_end_is_proposed_with_requested_period(
     appt = appointment(to_fhir, raw)
     assert appt["status"] == "proposed" and "start" not in appt and "end" not in appt
     assert appt["requestedPeriod"] == [{"start": "2025-03-10T09:00:00-06:00"}]
-    said = warnings(to_fhir, raw)
+    said = warnings_of(to_fhir, raw)
     assert said[-1].startswith("SCH-11: gives a start but no end") and "proposed" in said[-1]
 
 
@@ -199,7 +192,7 @@ def test_a_deleted_appointment_without_times_stays_not_happening(to_fhir: Mappin
 def test_bad_zone_reads_the_time_in_the_senders_zone(to_fhir: Mapping) -> None:
     raw = message(sch(f11="^^30^202503100900+3000"))
     assert appointment(to_fhir, raw)["start"] == "2025-03-10T09:00:00-06:00"
-    assert warnings(to_fhir, raw) == [
+    assert warnings_of(to_fhir, raw) == [
         "SCH-11: holds a time zone offset that does not exist; read without it"]
 
 
@@ -209,7 +202,7 @@ def test_odd_resource_fields_cost_only_themselves(to_fhir: Mapping) -> None:
     appt = appointment(to_fhir, raw)
     assert appt["status"] == "booked" and appt["minutesDuration"] == 30
     assert len(appt["participant"]) == 2
-    said = warnings(to_fhir, raw)
+    said = warnings_of(to_fhir, raw)
     assert "AIP-9: is not a non-negative number" in said
     assert any(w.startswith("AIS-4: ") for w in said)
 
@@ -223,20 +216,20 @@ def test_codes_without_a_system_keep_their_code(to_fhir: Mapping) -> None:
     assert appt["serviceType"][0]["coding"][0]["code"] == "99213"
     assert appt["reasonCode"][0]["coding"][0]["display"] == "Patient request"
     assert appt["participant"][1]["type"][0]["coding"][0]["code"] == "ATT"
-    assert warnings(to_fhir, raw) == []
+    assert warnings_of(to_fhir, raw) == []
 
 
 def test_no_ids_still_maps_keyed_on_patient_and_start(to_fhir: Mapping) -> None:
     raw = message(sch(f1="", f2=""))
     first, again = appointment(to_fhir, raw), appointment(to_fhir, raw)
     assert first["id"] == again["id"] and "identifier" not in first
-    assert warnings(to_fhir, raw)[0].startswith("SCH-2: and SCH-1 are both empty")
+    assert warnings_of(to_fhir, raw)[0].startswith("SCH-2: and SCH-1 are both empty")
 
 
 def test_warnings_hold_no_values(to_fhir: Mapping) -> None:
     raw = message(sch(f1="", f2="", f11="^^Q77^209913011300+9900^20991301"),
                   "RGS|1", "AIG|1|A|SECRET-RM^Hidden|||||20991301|||XYZ|QQQ")
-    said = " ".join(warnings(to_fhir, raw))
+    said = " ".join(warnings_of(to_fhir, raw))
     assert said
     for value in ("Q77", "2099", "9900", "SECRET", "Hidden", "XYZ", "QQQ", "LK-5501",
                   "QUILLAN"):

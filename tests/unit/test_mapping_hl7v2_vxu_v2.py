@@ -3,14 +3,12 @@ the reference converter puts them, v1's ids, and one odd field costing only that
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from engine.errors import MappingError
 from engine.mapping import Mapping
 from tests import mapping_checks as checks
-from tests.mapping_checks import bundle_of, mapped, of_type, segment, warnings_of
+from tests.mapping_checks import bundle_of, mapped, of_type, only, resolve, segment, warnings_of
 
 FIXTURES = checks.Fixtures("hl7v2-vxu-to-fhir@2")
 V1 = checks.Fixtures("hl7v2-vxu-to-fhir@1")
@@ -42,27 +40,11 @@ def dose(orc: str | None = "ORC|RE|P-1^EHR|IMM-1^EHR", **fields: str) -> list[st
     return [*([orc] if orc else []), segment("RXA", {k: v for k, v in rxa.items()})]
 
 
-def only(bundle: dict, kind: str) -> dict:
-    found = of_type(bundle, kind)
-    assert len(found) == 1, [r["id"] for r in found]
-    return found[0]
-
-
-def resolve(bundle: dict, reference: dict) -> dict:
-    target = reference["reference"].removeprefix("urn:uuid:")
-    return next(e["resource"] for e in bundle["entry"] if e["resource"]["id"] == target)
-
-
 # ---- fixtures ---------------------------------------------------------------------------
 
 
-def _check_output(bundle: dict) -> None:
-    checks.check_transaction(bundle)
-    assert of_type(bundle, "Patient"), "every VXU output has its Patient"
-
-
 TestFixtures = checks.fixture_tests(FIXTURES, min_cases=18, min_outputs=15,
-                                    output=_check_output)
+                                    output=checks.transaction_holding("Patient"))
 
 
 def test_fixtures_cover_versions_and_messy_styles() -> None:
@@ -280,8 +262,7 @@ def test_other_events_are_skipped_and_other_types_fail(vxu: Mapping) -> None:
 def test_every_resource_type_written_is_declared_for_the_coverage_table() -> None:
     from engine.maplib.v2_to_fhir import vxu as builder
 
-    written = {e["resource"]["resourceType"] for case in FIXTURES.output_cases
-               for e in json.loads((FIXTURES.folder / f"{case}.json").read_text())["entry"]}
+    written = FIXTURES.written_types()
     assert written <= set(builder.RESOURCES), written - set(builder.RESOURCES)
 
 

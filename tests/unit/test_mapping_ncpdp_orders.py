@@ -14,7 +14,7 @@ from engine.formats.ncpdp import NcpdpCodec
 from engine.maplib import ncpdp_fhir as ncpdp
 from engine.maplib.fhir import resource_id
 from tests import mapping_checks as checks
-from tests.mapping_checks import bundle_of, of_type
+from tests.mapping_checks import bundle_of, of_type, only
 
 ROOT = Path(__file__).resolve().parents[2]
 NEWRX = ROOT / "tests" / "fixtures" / "ncpdp" / "newrx_default_ns.xml"
@@ -55,12 +55,6 @@ def order_id(newrx: Path) -> str:
     message = codec.parse(newrx.read_bytes()).body
     prescriber = ncpdp.practitioner(message.find("NewRx/Prescriber"))
     return ncpdp.request_id(message.value("Header/PrescriberOrderNumber"), prescriber)
-
-
-def only(bundle: dict, kind: str) -> dict:
-    found = of_type(bundle, kind)
-    assert len(found) == 1, f"{len(found)} {kind}"
-    return found[0]
 
 
 def test_the_newrx_mapping_gives_the_order_the_same_id():
