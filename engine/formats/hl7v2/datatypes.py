@@ -100,7 +100,7 @@ def _read_dtm(value: str) -> Dtm | str:
     m = _DTM.match(value)
     if m is None:
         return "is not an HL7 date/time (expected YYYY[MM[DD[HHMM[SS[.SSSS]]]]][+/-ZZZZ])"
-    dtm = Dtm(**{k: v or "" for k, v in m.groupdict().items()})
+    dtm = Dtm._make([part or "" for part in m.groups()])  # groups in Dtm's field order
     if not _in_range(dtm):
         if dtm.offset and _in_range(dtm._replace(offset="")):
             return _BAD_ZONE
