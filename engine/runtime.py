@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import gc
 import logging
 import os
 import signal
@@ -344,6 +345,11 @@ class Engine:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await self.start()
+        # Everything made so far (modules, mappings, channels) lives as long as the
+        # daemon: taken out of the collector's sight, a full collection under load costs
+        # about a millisecond instead of 80-100 ms (a stall every sender would wait on).
+        gc.collect()
+        gc.freeze()
         await stop.wait()
         await self.stop()
 

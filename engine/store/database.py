@@ -67,6 +67,8 @@ def open_database(url: str) -> sa.Engine:
             # A connection given back mid-transaction gives its turn back too.
             event.listen(engine.pool, "checkin", lambda dbapi_conn, _record: turn.release(
                 dbapi_conn))
+            event.listen(engine.pool, "close", lambda dbapi_conn, _record: turn.forget(
+                dbapi_conn))
     else:
         engine = sa.create_engine(url, pool_size=4, max_overflow=4, pool_pre_ping=True)
     try:
@@ -96,27 +98,34 @@ class _WriteTurn:
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._held: dict[int, int] = {}  # id(DBAPI connection) -> locked descriptor
+        self._fds: dict[int, int] = {}  # id(DBAPI connection) -> its own descriptor
+        self._held: set[int] = set()  # connections whose turn it is
 
     def take(self, conn: sa.Connection) -> None:
         key = id(conn.connection.dbapi_connection)
         if key in self._held:
             return
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except BaseException:
-            os.close(fd)
-            raise
-        self._held[key] = fd
+        fd = self._fds.get(key)
+        if fd is None:  # one descriptor per connection: flock excludes each from the others
+            fd = self._fds[key] = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._held.add(key)
 
     def give(self, conn: sa.Connection) -> None:
         self.release(conn.connection.dbapi_connection)
 
     def release(self, dbapi_conn: Any) -> None:
-        fd = self._held.pop(id(dbapi_conn), None)
+        key = id(dbapi_conn)
+        if key in self._held:
+            self._held.discard(key)
+            fcntl.flock(self._fds[key], fcntl.LOCK_UN)
+
+    def forget(self, dbapi_conn: Any) -> None:
+        """A connection closed for good: its descriptor goes too."""
+        self.release(dbapi_conn)
+        fd = self._fds.pop(id(dbapi_conn), None)
         if fd is not None:
-            os.close(fd)  # closing the descriptor releases its lock
+            os.close(fd)
 
 
 def bulk_insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
