@@ -25,7 +25,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 IDLE_SECONDS = 30.0  # an idle connection older than this is closed, not reused
-MAX_HEAD = 64 * 1024  # status line and headers
+MAX_HEAD = 64 * 1024  # status line and headers; a chunk's size line and the trailers
 
 
 class ConnectionClosed(ConnectionError):
@@ -135,6 +135,8 @@ class _Connection(asyncio.Protocol):
         self._headers: CIMultiDictProxy[str] | None = None
         self._length: int | None = None  # None: chunked or until the end
         self._chunked = False
+        self._chunk_left = 0  # bytes of the current chunk still to come
+        self._chunk_end = False  # the CRLF closing a chunk's data is still to come
         self._body = bytearray()
         self.open = False
         self.reusable = False
@@ -167,6 +169,7 @@ class _Connection(asyncio.Protocol):
         self._waiter = asyncio.get_running_loop().create_future()
         self._max_body, self.reusable = max_body, False
         self._status, self._headers, self._length, self._chunked = 0, None, None, False
+        self._chunk_left, self._chunk_end = 0, False
         self._body = bytearray()
         self._transport.write(data)
         try:
@@ -231,36 +234,56 @@ class _Connection(asyncio.Protocol):
         elif status in (204, 304):
             self._length = 0
         elif "Content-Length" in headers:
-            try:
-                self._length = int(headers["Content-Length"])
-            except ValueError:
-                raise BadAnswer("the answer's Content-Length is not a number") from None
+            length = headers["Content-Length"]
+            if not (length.isascii() and length.isdigit()):  # int() takes "-5", "+5", "1_0"
+                raise BadAnswer("the answer's Content-Length is not a number")
+            self._length = int(length)
         self.reusable = not close and (self._chunked or self._length is not None)
 
     def _read_chunks(self) -> None:
+        """A chunk's data joins the body as it arrives, not once it is whole: a receiver
+        announcing a chunk of 4 GB must not make this buffer grow past the body's limit."""
         while True:
+            if self._chunk_left:
+                part = self._buf[:self._chunk_left]
+                self._body += part
+                del self._buf[:len(part)]
+                self._chunk_left -= len(part)
+                if len(self._body) >= self._max_body:
+                    self._finish(keep=False)
+                    return
+                if self._chunk_left:
+                    return
+                self._chunk_end = True
+            if self._chunk_end:
+                if len(self._buf) < 2:
+                    return
+                if self._buf[:2] != b"\r\n":
+                    raise BadAnswer("the answer's chunked encoding is broken")
+                del self._buf[:2]
+                self._chunk_end = False
             line_end = self._buf.find(b"\r\n")
             if line_end < 0:
+                if len(self._buf) > MAX_HEAD:
+                    raise BadAnswer("the answer's chunk size line is too long")
                 return
             try:
                 size = int(bytes(self._buf[:line_end]).split(b";", 1)[0], 16)
             except ValueError:
                 raise BadAnswer("the answer's chunked encoding is broken") from None
+            if size < 0:
+                raise BadAnswer("the answer's chunked encoding is broken")
             if size == 0:  # the last chunk, then trailers up to an empty line
                 end = self._buf.find(b"\r\n\r\n", line_end)
                 if end < 0:
+                    if len(self._buf) > MAX_HEAD:
+                        raise BadAnswer("the answer's trailers are too long")
                     return
                 del self._buf[:end + 4]
                 self._finish(keep=True)
                 return
-            start = line_end + 2
-            if len(self._buf) < start + size + 2:
-                return
-            self._body += self._buf[start:start + size]
-            del self._buf[:start + size + 2]
-            if len(self._body) >= self._max_body:
-                self._finish(keep=False)
-                return
+            del self._buf[:line_end + 2]
+            self._chunk_left = size
 
     def _finish(self, keep: bool) -> None:
         assert self._waiter is not None and self._headers is not None

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from engine.connectors.http_client import ConnectionClosed, HttpClient
+from engine.connectors.http_client import BadAnswer, ConnectionClosed, HttpClient
 
 Answerer = Callable[[bytes], bytes | None]  # the request -> what to write (None: close)
 
@@ -17,8 +17,10 @@ Answerer = Callable[[bytes], bytes | None]  # the request -> what to write (None
 class Server:
     """Answers each request on a connection with the next answer of the script."""
 
-    def __init__(self, *answers: bytes | None, close_after: bool = False) -> None:
+    def __init__(self, *answers: bytes | None, close_after: bool = False,
+                 piece: int | None = None) -> None:
         self.answers = list(answers)
+        self.piece = piece  # bytes per write; None: two writes
         self.requests: list[bytes] = []
         self.connections = 0
         self.close_after = close_after
@@ -49,10 +51,13 @@ class Server:
                 answer = self.answers.pop(0)
                 if answer is None:
                     break
-                for piece in (answer[:7], answer[7:]):  # never in one read
+                step = self.piece or 7
+                pieces = ([answer[i:i + step] for i in range(0, len(answer), step)]
+                          if self.piece else [answer[:7], answer[7:]])  # never in one read
+                for piece in pieces:
                     writer.write(piece)
                     await writer.drain()
-                    await asyncio.sleep(0.01)
+                    await asyncio.sleep(0.002 if self.piece else 0.01)
                 if self.close_after:
                     break
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -142,3 +147,50 @@ async def test_a_header_with_a_line_break_is_never_sent():
             await client.request("POST", server.url, {"X-A": "1\r\nX-B: 2"}, b"")
         client.close()
         assert server.connections == 0
+
+
+async def test_a_huge_chunk_is_read_up_to_the_limit_not_waited_for_whole():
+    # A receiver announcing a 4 GB chunk: the client must not buffer until it all comes.
+    huge = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFF\r\n"
+            + b"x" * 100)  # and the connection stays open
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+    async with Server(huge, ok) as server:
+        client = HttpClient(1, max_body=10)
+        got = await asyncio.wait_for(client.request("POST", server.url, {}, b""), 5)
+        assert (got.status, got.body) == (200, b"x" * 10)
+        assert (await client.request("POST", server.url, {}, b"")).body == b"{}"
+        client.close()
+    assert server.connections == 2  # the one left mid-chunk was dropped
+
+
+async def test_a_chunked_answer_split_everywhere_is_read_whole():
+    answer = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+              b"5\r\nhello\r\n1;x=y\r\n!\r\n0\r\n\r\n")
+    async with Server(answer, answer, piece=3) as server:
+        client = HttpClient(1)
+        got = await client.request("POST", server.url, {}, b"")
+        again = await client.request("POST", server.url, {}, b"")
+        client.close()
+    assert (got.body, again.body, server.connections) == (b"hello!", b"hello!", 1)
+
+
+async def test_a_chunk_not_followed_by_its_line_end_is_refused():
+    bad = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}xx0\r\n\r\n"
+    async with Server(bad) as server:
+        client = HttpClient(1)
+        with pytest.raises(BadAnswer, match="chunked"):
+            await client.request("POST", server.url, {}, b"")
+        client.close()
+
+
+@pytest.mark.parametrize("length", [b"-5", b"+2", b"1_0"])
+async def test_a_content_length_that_is_not_a_plain_number_is_refused(length):
+    bad = b"HTTP/1.1 200 OK\r\nContent-Length: " + length + b"\r\n\r\n{}"
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+    async with Server(bad, ok) as server:
+        client = HttpClient(1)
+        with pytest.raises(BadAnswer, match="Content-Length"):
+            await client.request("POST", server.url, {}, b"")
+        assert (await client.request("POST", server.url, {}, b"")).body == b"{}"
+        client.close()
+    assert server.connections == 2  # the connection that answered it was not reused
