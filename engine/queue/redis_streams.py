@@ -51,6 +51,7 @@ from engine.queue import owners
 from engine.queue.base import DeadLetter, Leased, QueueStats, Retrying
 from engine.queue.redis_scripts import FREE, GROUP, LEASE, OUTCOMES
 from engine.queue.sql import _with_content
+from engine.store.database import reader
 from engine.store.schema import dead_letter_answers, queue_outbox
 from engine.store.writer import UnitOfWork
 
@@ -84,7 +85,7 @@ class RedisStreamsQueue:
 
     def __init__(self, engine: sa.Engine, url: str, owner: str, prefix: str = "conduit",
                  owner_ttl: float = owners.OWNER_TTL) -> None:
-        self._engine = engine
+        self._reads = reader(engine)  # never waits on the writer (SQLite: no write turn)
         self.owner = owner
         self.owner_ttl = owner_ttl
         self._redis = redis.Redis.from_url(url, decode_responses=True, socket_timeout=2.0,
@@ -142,7 +143,7 @@ class RedisStreamsQueue:
                 held = [h.stream_id for h in self._held.values() if h.destination == destination]
                 held += [h.stream_id for taking in self._taking.values()
                          for h in taking.values() if h.destination == destination]
-            rows = _outbox(conn, destination)
+            rows = _outbox(self._reads, conn, destination)
             live = conn.execute(owners.live(self.owner_ttl)).scalars().all()
             args: list[Any] = [self._p, destination, self.owner, limit,
                                int(self.owner_ttl * 500), FREE, len(rows)]
@@ -308,7 +309,7 @@ class RedisStreamsQueue:
                 self._redis.zrevrange(self._key("dead", destination), 0, limit - 1)]
         kept: set[int] = set()
         if dead:
-            with self._engine.connect() as conn:
+            with self._reads.connect() as conn:
                 kept = set(conn.execute(
                     sa.select(dead_letter_answers.c.queue_id).distinct()
                     .where(dead_letter_answers.c.queue_id.in_([d[0] for d in dead]))
@@ -349,7 +350,7 @@ class RedisStreamsQueue:
             by_dest[d] = QueueStats(d, ready=length - leased, leased=leased, retrying=tried,
                                     dead=dead,
                                     oldest_at=float(first[0][1]["t"]) if first else None)
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             unpublished = conn.execute(
                 sa.select(queue_outbox.c.destination, sa.func.count(),
                           sa.func.min(queue_outbox.c.created_at))
@@ -370,19 +371,21 @@ def from_config(config: Any, engine: sa.Engine, owner: str) -> RedisStreamsQueue
     return q
 
 
-def _outbox(conn: sa.Connection, destination: str) -> list[Any]:
-    """The destination's outbox rows in id order; none while another process publishes
-    them (PostgreSQL: a transaction-scoped advisory lock, tried without waiting, so two
-    writers never wait on each other's rows; SQLite's write lock already serialises)."""
+def _outbox(reads: sa.Engine, conn: sa.Connection, destination: str) -> list[Any]:
+    """The destination's committed outbox rows in id order, read on a connection of
+    their own: the writer's transaction also holds puts not committed yet, which must
+    reach no other process before they are. None while another process publishes them
+    (PostgreSQL: a transaction-scoped advisory lock, tried without waiting, so two writers
+    never wait on each other's rows; SQLite's write lock already serialises)."""
     if conn.dialect.name == "postgresql":
         digest = hashlib.blake2b(f"conduit.outbox:{destination}".encode(),
                                  digest_size=8).digest()
         key = int.from_bytes(digest, "big", signed=True)
         if not conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(key))).scalar():
             return []
-    return conn.execute(
-        sa.select(queue_outbox.c.id, queue_outbox.c.message_id, queue_outbox.c.output_id,
-                  queue_outbox.c.created_at)
-        .where(queue_outbox.c.destination == destination)
-        .order_by(queue_outbox.c.id).limit(PUBLISH_BATCH)).all()
-
+    with reads.connect() as committed:
+        return committed.execute(
+            sa.select(queue_outbox.c.id, queue_outbox.c.message_id, queue_outbox.c.output_id,
+                      queue_outbox.c.created_at)
+            .where(queue_outbox.c.destination == destination)
+            .order_by(queue_outbox.c.id).limit(PUBLISH_BATCH)).all()

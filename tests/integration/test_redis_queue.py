@@ -359,3 +359,41 @@ async def test_a_worker_whose_entries_were_taken_over_sends_no_more_of_them(
         await heartbeat.stop()
         await writer.close()
         db.dispose()
+
+
+async def test_an_entry_reaches_other_processes_only_once_its_message_is_committed(
+        pg_url, tmp_path, prefix) -> None:
+    """A lease runs in the writer's transaction, beside puts not committed yet: it must
+    not publish those, or another process would lease an entry whose message it cannot
+    read (and that may never be committed)."""
+    keys = KeyRing.load(tmp_path / "keys")
+    (db_a, writer_a), (db_b, writer_b) = [await _open(pg_url, keys) for _ in range(2)]
+    a = RedisStreamsQueue(db_a, REDIS_URL, owner="host:1:aaaaaa", prefix=prefix)
+    b = RedisStreamsQueue(db_b, REDIS_URL, owner="host:2:bbbbbb", prefix=prefix)
+    try:
+        open_transaction = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def hold(conn: sa.Connection) -> None:  # keeps b's transaction open a while
+            loop.call_soon_threadsafe(open_transaction.set)
+            time.sleep(1.0)
+
+        held = UnitOfWork()
+        held.query = hold
+        # One transaction of b's writer, in this order: a put, b's lease of the
+        # destination, and a unit that keeps the transaction open.
+        put = asyncio.ensure_future(_fill(writer_b, MessageStore(db_b, Vault(keys)), 0, 1))
+        leased_by_b = asyncio.ensure_future(writer_b.commit(b.lease("adt/ehr", 10)))
+        holding = asyncio.ensure_future(writer_b.commit(held))
+        await open_transaction.wait()
+        assert writer_b.batches == 0  # all three in b's first transaction
+        assert await writer_a.commit(a.lease("adt/ehr", 10)) == []  # not committed yet
+        await asyncio.gather(put, holding)
+        assert await leased_by_b == []
+        await writer_a.commit(owners.beat(a.owner))
+        [entry] = await writer_a.commit(a.lease("adt/ehr", 10))
+        assert entry.message_id == _mid(0)
+    finally:
+        for db, w in ((db_a, writer_a), (db_b, writer_b)):
+            await w.close()
+            db.dispose()
