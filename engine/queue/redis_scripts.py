@@ -98,11 +98,18 @@ if #got < limit then
   end
 end
 
-local out = {}
+local out, ids = {}, {}
 for _, e in ipairs(got) do
   local f = {}
   for i = 1, #e[2], 2 do f[e[2][i]] = e[2][i + 1] end
-  out[#out + 1] = {e[1], f['i'], f['m'], f['o'], f['t'], redis.call('HGET', try, f['i']) or ''}
+  out[#out + 1] = {e[1], f['i'], f['m'], f['o'], f['t'], ''}
+  ids[#ids + 1] = f['i']
+end
+if #ids > 0 and redis.call('EXISTS', try) == 1 then
+  local tried = redis.call('HMGET', try, unpack(ids))
+  for i, state in ipairs(tried) do
+    if state then out[i][6] = state end
+  end
 end
 local rec = {}
 for name, count in pairs(reclaimed) do
@@ -163,13 +170,44 @@ local function give_back(s, owner)
   end
 end
 
+-- A run of acks (the usual batch) costs a few calls per destination, not five per entry.
+local function ack_run(first)
+  local ids = {}
+  local n = first
+  while ARGV[n] == 'a' and #ids < 1000 do  -- unpack's stack is limited
+    ids[#ids + 1] = ARGV[n + 1]
+    n = n + 2
+  end
+  local places = redis.call('HMGET', ix, unpack(ids))
+  local by_dest = {}
+  for i, v in ipairs(places) do
+    if v then
+      local cut = string.find(v, '\\31', 1, true)
+      local dest = string.sub(v, 1, cut - 1)
+      local d = by_dest[dest]
+      if not d then
+        d = {sids = {}, ids = {}}
+        by_dest[dest] = d
+      end
+      d.sids[#d.sids + 1] = string.sub(v, cut + 1)
+      d.ids[#d.ids + 1] = ids[i]
+    end
+  end
+  for dest, d in pairs(by_dest) do
+    local s = P .. ':s:' .. dest
+    redis.call('XACK', s, G, unpack(d.sids))
+    redis.call('XDEL', s, unpack(d.sids))
+    redis.call('HDEL', ix, unpack(d.ids))
+    redis.call('HDEL', P .. ':try:' .. dest, unpack(d.ids))
+  end
+  return n
+end
+
 local n = 3
 while n <= #ARGV do
   local op = ARGV[n]
   if op == 'a' then
-    local dest, sid = where(ARGV[n + 1])
-    if dest then remove(dest, P .. ':s:' .. dest, sid, ARGV[n + 1]) end
-    n = n + 2
+    n = ack_run(n)
   elseif op == 'r' or op == 'd' then
     local id, owner = ARGV[n + 1], ARGV[n + 2]
     local dest, sid = where(id)
