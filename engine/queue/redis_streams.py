@@ -290,7 +290,9 @@ class RedisStreamsQueue:
     def _redis_failed(self, exc: Exception, detail: str = "") -> None:
         """Pause Redis calls; one warning per outage, not one per call."""
         if not self._redis_back_at:
-            log.warning("the Redis queue cannot be reached (%s)%s", type(exc).__name__, detail)
+            # Redis's own words (an OOM refusal, a script error) carry no message data.
+            log.warning("the Redis queue cannot be reached (%s: %s)%s", type(exc).__name__,
+                        str(exc).splitlines()[0][:200] if str(exc) else "", detail)
         self._redis_back_at = time.monotonic() + REDIS_PAUSE
 
     def _redis_answered(self) -> None:
