@@ -5,10 +5,15 @@ One stream per destination, one consumer group, one consumer per engine owner. T
 guarantees of engine.queue.base, and how:
 
 - Queued in the message's commit: `put` writes a `queue_outbox` row in the unit of work.
-  The next lease of the destination, by any process, publishes the destination's outbox
-  rows (in id order) and deletes them in its own transaction; an id Redis already holds
-  is not added again, so a transaction that fails after publishing (or a crash) leaves
-  rows that are published again harmlessly. Nothing reaches Redis before its commit.
+  The next lease of the destination, by any process, publishes the destination's
+  committed outbox rows (in id order; read on a connection of their own, since the
+  writer's transaction may hold puts not committed yet) and deletes them in its own
+  transaction; an id Redis already holds is not added again, so a transaction that fails
+  after publishing (or a crash) leaves rows that are published again harmlessly.
+  Nothing reaches Redis before its commit. (A row left by a failed transaction is
+  deleted by the next lease that drains the outbox, normally before its entry is handed
+  out; were the entry confirmed first and the row then published again, it would be sent
+  twice: at-least-once, as engine.queue.base allows.)
 - Outcomes after their commit: `ack`, `retry_later`, `dead_letter` and `release` add an
   after-commit hook; the hooks of one writer batch are sent to Redis as one script call,
   scheduled before anyone awaiting the commit resumes. If Redis cannot be reached they
