@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import hashlib
 import itertools
@@ -91,6 +92,7 @@ class RedisStreamsQueue:
     def __init__(self, engine: sa.Engine, url: str, owner: str, prefix: str = "conduit",
                  owner_ttl: float = owners.OWNER_TTL) -> None:
         self._reads = reader(engine)  # never waits on the writer (SQLite: no write turn)
+        self._outbox_conn: sa.Connection | None = None  # the writer thread's, kept open
         self.owner = owner
         self.owner_ttl = owner_ttl
         self._redis = redis.Redis.from_url(url, decode_responses=True, socket_timeout=2.0,
@@ -120,6 +122,8 @@ class RedisStreamsQueue:
 
     def close(self) -> None:
         self._redis.close()
+        if self._outbox_conn is not None:
+            self._outbox_conn.close()
 
     def _key(self, kind: str, destination: str) -> str:
         return f"{self._p}:{kind}:{destination}"
@@ -148,7 +152,7 @@ class RedisStreamsQueue:
                 held = [h.stream_id for h in self._held.values() if h.destination == destination]
                 held += [h.stream_id for taking in self._taking.values()
                          for h in taking.values() if h.destination == destination]
-            rows = _outbox(self._reads, conn, destination)
+            rows = self._committed_outbox(conn, destination)
             live = conn.execute(owners.live(self.owner_ttl)).scalars().all()
             args: list[Any] = [self._p, destination, self.owner, limit,
                                int(self.owner_ttl * 500), FREE, len(rows)]
@@ -183,6 +187,22 @@ class RedisStreamsQueue:
         weakref.finalize(run, self._forget, token)
         uow.query = run
         return uow
+
+    def _committed_outbox(self, conn: sa.Connection, destination: str) -> list[Any]:
+        """_outbox on a connection kept open between leases, as the writer keeps its own
+        (a pool checkout and, on PostgreSQL, a liveness ping per lease cost more than
+        the read); one that failed is replaced on the next lease."""
+        if self._outbox_conn is None:
+            self._outbox_conn = self._reads.connect()
+        try:
+            rows = _outbox(self._outbox_conn, conn, destination)
+            self._outbox_conn.rollback()  # ends the read: the next one sees newer commits
+            return rows
+        except Exception:
+            with contextlib.suppress(Exception):
+                self._outbox_conn.close()
+            self._outbox_conn = None
+            raise
 
     def _handed_out(self, token: int) -> None:
         with self._lock:
@@ -378,7 +398,7 @@ def from_config(config: Any, engine: sa.Engine, owner: str) -> RedisStreamsQueue
     return q
 
 
-def _outbox(reads: sa.Engine, conn: sa.Connection, destination: str) -> list[Any]:
+def _outbox(committed: sa.Connection, conn: sa.Connection, destination: str) -> list[Any]:
     """The destination's committed outbox rows in id order, read on a connection of
     their own: the writer's transaction also holds puts not committed yet, which must
     reach no other process before they are. None while another process publishes them
@@ -390,9 +410,8 @@ def _outbox(reads: sa.Engine, conn: sa.Connection, destination: str) -> list[Any
         key = int.from_bytes(digest, "big", signed=True)
         if not conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(key))).scalar():
             return []
-    with reads.connect() as committed:
-        return committed.execute(
-            sa.select(queue_outbox.c.id, queue_outbox.c.message_id, queue_outbox.c.output_id,
-                      queue_outbox.c.created_at)
-            .where(queue_outbox.c.destination == destination)
-            .order_by(queue_outbox.c.id).limit(PUBLISH_BATCH)).all()
+    return committed.execute(
+        sa.select(queue_outbox.c.id, queue_outbox.c.message_id, queue_outbox.c.output_id,
+                  queue_outbox.c.created_at)
+        .where(queue_outbox.c.destination == destination)
+        .order_by(queue_outbox.c.id).limit(PUBLISH_BATCH)).all()
