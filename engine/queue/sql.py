@@ -35,22 +35,6 @@ __all__ = ["DeadLetter", "Leased", "QueueStats", "Retrying", "SqlQueue"]
 READY, LEASED, DEAD = "ready", "leased", "dead"
 
 
-_not_mine = sa.or_(queue.c.lease_owner.is_(None), queue.c.lease_owner != sa.bindparam("owner"))
-# Run only once _held_by_others found nothing: other owners' leases left are dead ones.
-_head = (
-    sa.select(queue.c.id, queue.c.message_id, queue.c.output_id, queue.c.attempts,
-              queue.c.available_at, queue.c.state, queue.c.lease_owner)
-    .where(queue.c.destination == sa.bindparam("destination"),
-           sa.or_(queue.c.state == READY, sa.and_(queue.c.state == LEASED, _not_mine)))
-    .order_by(queue.c.id)
-    .limit(sa.bindparam("limit"))
-    .with_for_update(of=queue)
-)
-_take = (
-    queue.update()
-    .where(queue.c.id.in_(sa.bindparam("ids", expanding=True)))
-    .values(state=LEASED, lease_owner=sa.bindparam("owner"), lease_until=None)
-)
 _message_content = (
     sa.select(messages.c.id, messages.c.control_id, messages.c.patient, messages.c.key_id,
               messages.c.content, messages.c.received_at)
@@ -105,29 +89,27 @@ class SqlQueue:
         on them, which is what keeps the destination FIFO. Entries taken over from a dead
         owner are one "reclaimed" event per owner."""
         uow = UnitOfWork()
-        held_by_others = (
-            sa.select(queue.c.id)
-            .where(queue.c.destination == destination, queue.c.state == LEASED,
-                   queue.c.lease_owner != self.owner,
-                   queue.c.lease_owner.in_(owners.live(self.owner_ttl).scalar_subquery()))
-            .limit(1)
-        )
+        owner, ttl = self.owner, self.owner_ttl
 
         def run(conn: sa.Connection) -> list[Leased]:
             uow.events[:] = []  # assigned: the writer may run this again after a failure
-            if not _lease_lock(conn, destination) or conn.execute(held_by_others).first():
+            sql = _lease_sql(conn.dialect)
+            if sql.lock and not conn.exec_driver_sql(sql.lock, (_lock_key(destination),)
+                                                     ).scalar():
                 return []
-            rows = conn.execute(_head, {"destination": destination, "owner": self.owner,
-                                        "limit": limit}).all()
+            if conn.exec_driver_sql(sql.held_by_others, (destination, owner, ttl)).first():
+                return []
+            rows = conn.exec_driver_sql(sql.head, (destination, owner, limit)).all()
             if not rows:
                 return []
-            conn.execute(_take, {"ids": [r.id for r in rows], "owner": self.owner})
-            reclaimed = Counter(r.lease_owner or "" for r in rows if r.state == LEASED)
+            ids = tuple(r[0] for r in rows)
+            conn.exec_driver_sql(sql.take(len(ids)), (owner, *ids))
+            reclaimed = Counter(r[6] or "" for r in rows if r[5] == LEASED)
             channel, _, dest = destination.partition("/")
             uow.events[:] = [Event(kind=Kind.RECLAIMED, channel=channel, destination=dest,
                                    detail={"owner": dead, "entries": n})
                              for dead, n in reclaimed.items()]
-            return _with_content(conn, rows)
+            return [_leased(r) for r in rows]
 
         uow.query = run
         return uow
@@ -220,17 +202,82 @@ class SqlQueue:
         return sorted(by_dest.values(), key=lambda s: s.destination)
 
 
-def _lease_lock(conn: sa.Connection, destination: str) -> bool:
-    """Serialise leasing of one destination across processes, until the transaction
-    ends; False if another process is leasing it right now (it will hold the head, so
-    there is nothing to take). On PostgreSQL a non-blocking advisory lock: a blocking
-    one would hold this process's whole writer batch, and could deadlock two writers
-    leasing two destinations in opposite orders. SQLite's write lock already serialises."""
-    if conn.dialect.name != "postgresql":
-        return True
+class _LeaseSql:
+    """A lease's statements as plain SQL for one dialect: they run in every lease, and
+    building, caching and compiling them as expressions (and processing each bound id
+    of an IN list) cost more than the statements themselves.
+
+    `held_by_others`: a lease of a live other owner in the destination (owners beat in
+    engine.queue.owners; times are the database's clock). `head`: the next entries in id
+    order, ready or leased by an owner that is not this one (run only once
+    held_by_others found nothing: such leases are dead ones), with the content each
+    delivers, locked FOR UPDATE on PostgreSQL so no entry is taken twice even by
+    something that skips the advisory lock. `lock`: on PostgreSQL a non-blocking advisory
+    lock, serialising leasing of one destination across processes until the transaction
+    ends (a blocking one would hold this process's whole writer batch, and could
+    deadlock two writers leasing two destinations in opposite orders); SQLite's single
+    writer already serialises, so None."""
+
+    def __init__(self, dialect: sa.Dialect) -> None:
+        mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        now = str(owners.db_now().compile(dialect=dialect))
+        postgresql = dialect.name == "postgresql"
+        self._mark = mark
+        self.lock = f"SELECT pg_try_advisory_xact_lock({mark})" if postgresql else None
+        self.held_by_others = (
+            f"SELECT id FROM queue WHERE destination = {mark} AND state = '{LEASED}' "
+            f"AND lease_owner <> {mark} AND lease_owner IN (SELECT owner FROM queue_owners "
+            f"WHERE heartbeat_at >= {now} - {mark}) LIMIT 1")
+        self.head = (
+            "SELECT q.id, q.message_id, q.output_id, q.attempts, q.available_at, q.state, "
+            "q.lease_owner, m.id, m.control_id, m.patient, m.key_id, m.content, "
+            "m.received_at, o.key_id, o.content, o.content_type "
+            "FROM queue q LEFT OUTER JOIN messages m ON m.id = q.message_id "
+            "LEFT OUTER JOIN outputs o ON o.id = q.output_id "
+            f"WHERE q.destination = {mark} AND (q.state = '{READY}' OR (q.state = "
+            f"'{LEASED}' AND (q.lease_owner IS NULL OR q.lease_owner <> {mark}))) "
+            f"ORDER BY q.id LIMIT {mark}" + (" FOR UPDATE OF q" if postgresql else ""))
+        self._takes: dict[int, str] = {}
+
+    def take(self, count: int) -> str:
+        """Lease `count` entries by id (the owner, then the ids)."""
+        sql = self._takes.get(count)
+        if sql is None:
+            sql = self._takes[count] = (
+                f"UPDATE queue SET state = '{LEASED}', lease_owner = {self._mark}, "
+                f"lease_until = NULL WHERE id IN ({', '.join([self._mark] * count)})")
+        return sql
+
+
+_lease_sqls: dict[tuple[str, str], _LeaseSql] = {}
+
+
+def _lease_sql(dialect: sa.Dialect) -> _LeaseSql:
+    found = _lease_sqls.get((dialect.name, dialect.paramstyle))
+    if found is None:
+        found = _lease_sqls[(dialect.name, dialect.paramstyle)] = _LeaseSql(dialect)
+    return found
+
+
+def _lock_key(destination: str) -> int:
+    """The advisory lock's key of a destination: 64 bits of a hash of its name."""
     digest = hashlib.blake2b(f"conduit.queue:{destination}".encode(), digest_size=8).digest()
-    key = int.from_bytes(digest, "big", signed=True)
-    return bool(conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(key))).scalar())
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _leased(r: Any) -> Leased:
+    """A head row (_LeaseSql.head) as the entry it leases, with the content it delivers:
+    its output's, or the raw message's when it has no output."""
+    if r[7] is None:
+        raise LookupError(f"queue entry {r[0]}: its message {r[1]} is not in the store")
+    if r[2]:
+        if r[13] is None:
+            raise LookupError(f"queue entry {r[0]}: its output {r[2]} is not in the store")
+        key_id, sealed, record_id, ctype = r[13], r[14], r[2], r[15]
+    else:
+        key_id, sealed, record_id, ctype = r[10], r[11], r[1], ""
+    return Leased(r[0], r[1], r[2], r[3], r[4], r[8], r[9], key_id, bytes(sealed),
+                  record_id, ctype, r[12])
 
 
 def _clear_dead(destination: str, actor: str, kind: Kind, requeue: bool) -> UnitOfWork:
