@@ -267,6 +267,23 @@ def placed_with(b: Build, order: PharmacyOrder, rxo: Segment, encoded: dict) -> 
     return placed
 
 
+def order_request(b: Build, order: PharmacyOrder) -> dict | None:
+    """The MedicationRequest of an order that a dispense, give or administration reports
+    on: from its RXE as encoded, else its RXO as placed (the RXO's own facts added when
+    both are there); None when it has neither."""
+    encoded, placed = order.first("RXE"), order.first("RXO")
+    segment = encoded or placed
+    if segment is None:
+        return None
+    owners = (segment, placed) if placed is not segment else (segment,)
+    request = medication_request(
+        b, order.orc, segment, order.routes(*owners), order.components(*owners),
+        timings=order.timings(), notes=order.notes(*owners))
+    if request is not None and placed is not None and placed is not segment:
+        placed_with(b, order, placed, request)
+    return request
+
+
 def order_identifiers(b: Build, orc: Segment | None, seg: Segment) -> list[dict]:
     """ORC-2 placer and ORC-3 filler numbers (the released mapping's, first one keys the
     id), then RXE-15 prescription number."""

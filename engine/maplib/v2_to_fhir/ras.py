@@ -41,16 +41,7 @@ def build(message: Hl7Message) -> dict | Skip:
 def _order(b: Build, order: pharmacy.PharmacyOrder) -> list[dict]:
     """The order's MedicationRequest (when it has an RXE or RXO), its administrations,
     and the OBX of each administration (those before any RXA: the order's)."""
-    encoded, placed = order.first("RXE"), order.first("RXO")
-    request = None
-    segment = encoded or placed
-    if segment is not None:
-        owners = (segment, placed) if placed is not segment else (segment,)
-        request = pharmacy.medication_request(
-            b, order.orc, segment, order.routes(*owners), order.components(*owners),
-            timings=order.timings(), notes=order.notes(*owners))
-        if request is not None and placed is not None and placed is not segment:
-            pharmacy.placed_with(b, order, placed, request)
+    request = pharmacy.order_request(b, order)
     made = []
     for rxas, obxs in _administration_groups(order):
         given = [a for a in (administrations.administration(b, order, rxa, request)
