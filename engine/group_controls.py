@@ -12,13 +12,13 @@ it again harmlessly.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
 
 import sqlalchemy as sa
 
+from engine.every import Every
 from engine.store.schema import audit, audit_head
 
 log = logging.getLogger("conduit.engine")
@@ -41,21 +41,17 @@ class ControlFollower:
     def __init__(self, db: sa.Engine, apply: Apply, every: float = FOLLOW_EVERY) -> None:
         self._db = db
         self._apply = apply
-        self._every = every
         self.after: int | None = None
-        self._task: asyncio.Task | None = None
+        # The store away: actions wait for it.
+        self._every = Every(every, self.follow, name="group controls", log=log,
+                            failure="could not read channel actions from the audit trail")
 
     async def start(self) -> None:
         self.after = await asyncio.to_thread(self._read_head)
-        self._task = asyncio.get_running_loop().create_task(self._run(),
-                                                            name="group controls")
+        self._every.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._every.stop()
 
     async def follow(self) -> int:
         """Carry out the actions appended since the last look; how many."""
@@ -84,12 +80,3 @@ class ControlFollower:
             if action.startswith(PREFIX):
                 actions.append((channel, action.removeprefix(PREFIX)))
         return upto, actions
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._every)
-            try:
-                await self.follow()
-            except Exception as exc:  # the store is away: actions wait for it
-                log.warning("could not read channel actions from the audit trail: %s",
-                            type(exc).__name__)

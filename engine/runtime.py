@@ -30,6 +30,7 @@ from engine.config.schema import EngineConfig
 from engine.connectors.base import DestinationContext, SourceContext
 from engine.errors import StoreError
 from engine.events import Event, Kind, log_events
+from engine.every import Every
 from engine.formats.base import Codec
 from engine.group_controls import ControlFollower
 from engine.mapping import MappingCatalog
@@ -145,7 +146,7 @@ class Engine:
         self.web: Listener | None = None  # what `serve` started, once started
         self._lock_fd: int | None = None
         self.heartbeat: Heartbeat | None = None  # this process's claim to its leases
-        self._roll_ups: asyncio.Task | None = None
+        self._roll_ups: Every | None = None  # keeps the events a start-up counts few
         self.started_at: float | None = None
         self.slo: ServiceLevels | None = None  # service levels, once started
         self.alerting: Alerting | None = None  # alert rules, once started
@@ -174,8 +175,9 @@ class Engine:
             svc.stats.seed(totals)
             self._feed = TrailFeed(svc.db, svc.stats.observe, after=mark)
             self._feed.start()
-        self._roll_ups = asyncio.get_running_loop().create_task(self._roll_up_every(
-            ROLL_UP_SECONDS), name="roll up audit totals")
+        self._roll_ups = Every(ROLL_UP_SECONDS, svc.roll_up_totals, name="roll up audit totals",
+                               log=log, failure="could not roll up the audit totals")
+        self._roll_ups.start()
         for loaded in self._loaded:
             if not loaded.config.enabled:
                 log.info("channel %s is disabled in %s", loaded.config.name, loaded.file)
@@ -279,21 +281,11 @@ class Engine:
         uow.query = seed_point
         return await self.services.writer.commit(uow)
 
-    async def _roll_up_every(self, seconds: float) -> None:
-        """Keep the events a start-up must count few, even after a crash."""
-        assert self.services is not None
-        while True:
-            await asyncio.sleep(seconds)
-            try:
-                await self.services.roll_up_totals()
-            except StoreError as exc:
-                log.warning("could not roll up the audit totals: %s", exc)
-
     async def stop(self) -> None:
         """Drain: stop accepting, answer and record what is in flight, then close."""
         log.info("stopping: no new connections; finishing messages in flight")
         if self._roll_ups is not None:
-            self._roll_ups.cancel()
+            await self._roll_ups.stop()
         if self._feed is not None:
             await self._feed.stop()
         if self._controls is not None:

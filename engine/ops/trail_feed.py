@@ -10,7 +10,6 @@ the events the trail holds, whoever wrote them, at the cost of a second's delay.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +18,7 @@ import msgspec
 import sqlalchemy as sa
 
 from engine.events import Event, Kind
+from engine.every import Every
 from engine.store.schema import audit, audit_totals_mark
 from engine.store.totals import Total, roll_up
 
@@ -54,18 +54,15 @@ class TrailFeed:
         self._db = db
         self._observe = observe
         self.after = after
-        self._every = every
-        self._task: asyncio.Task | None = None
+        # The store away: counts wait, traffic does not.
+        self._every = Every(every, self.follow, name="trail feed", log=log,
+                            failure="could not follow the audit trail for the statistics")
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="trail feed")
+        self._every.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._every.stop()
 
     async def follow(self) -> int:
         """Read and feed what was appended since the last call; the number of events."""
@@ -83,15 +80,6 @@ class TrailFeed:
     def _read(self) -> list[Any]:
         with self._db.connect() as conn:
             return conn.execute(_after, {"after": self.after, "chunk": CHUNK}).all()
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.follow()
-            except Exception as exc:  # the store is away: counts wait, traffic does not
-                log.warning("could not follow the audit trail for the statistics: %s",
-                            type(exc).__name__)
-            await asyncio.sleep(self._every)
 
 
 def _by_time(rows: list[Any]) -> list[tuple[float, list[Event]]]:
