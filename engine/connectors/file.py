@@ -5,6 +5,7 @@ says otherwise: the files hold PHI."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -71,6 +72,25 @@ class FileDestination:
         except OSError as exc:
             return Retry(f"cannot write {target.name}: {exc.strerror or type(exc).__name__}")
         return Sent("written")
+
+    async def send_many(self, outbounds: list[Outbound]) -> list[Delivery]:
+        """Several files in one trip to a thread and one round of fsyncs, written in
+        order; the deliveries of those attempted, stopping at the first that failed. A
+        name met twice ends the batch before its second file (the rest are sent later)."""
+        targets: list[Path] = []
+        for outbound in outbounds:
+            target = self._dir / self._name(outbound)
+            if target in targets:
+                break
+            targets.append(target)
+        contents = [o.content for o in outbounds[:len(targets)]]
+        written, error = await asyncio.to_thread(write_many_atomically, targets, contents,
+                                                 self._mode)
+        deliveries: list[Delivery] = [Sent("written")] * written
+        if error is not None:
+            deliveries.append(Retry(f"cannot write {targets[written].name}: "
+                                    f"{error.strerror or type(error).__name__}"))
+        return deliveries
 
     async def healthcheck(self) -> str | None:
         if not self._dir.is_dir():  # a plain file in its place fails every write
@@ -139,13 +159,87 @@ def _warn_if_open(folder: Path, file_mode: int, name: str) -> None:
 def write_atomically(target: Path, content: bytes, mode: int = 0o600) -> None:
     """Write to a hidden temporary name with exactly `mode` (fchmod: the umask and a stale
     temporary file's mode do not count), flush to disk, then rename into place: a reader
-    polling the folder sees the whole file or nothing."""
-    make_folders(target.parent, folder_mode(mode))
-    tmp = target.with_name(f".{target.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, mode)
-    with open(fd, "wb") as fh:
+    polling the folder sees the whole file or nothing. Missing folders are made when the
+    first open finds them missing, not looked for on every write: each system call here
+    gives up the GIL and waits to take it back from a busy event loop, and a destination
+    writes one file after another."""
+    folder, name = os.path.split(target)
+    tmp = os.path.join(folder, f".{name}.tmp")
+    fd = _open_temporary(tmp, mode)
+    try:
         os.fchmod(fd, mode)
-        fh.write(content)
-        fh.flush()
-        os.fsync(fh.fileno())
+        view = memoryview(content)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     os.replace(tmp, target)
+
+
+def write_many_atomically(targets: list[Path], contents: list[bytes], mode: int = 0o600
+                          ) -> tuple[int, OSError | None]:
+    """write_atomically for several files at once: all written, then all flushed to
+    disk, then renamed into place in order and their folders flushed, so each file
+    counted is on disk whole under its name. The count written, and what stopped the
+    next one (None when all were). Targets must differ."""
+    fds: list[int] = []
+    tmps: list[str] = []
+    error: OSError | None = None
+    done = 0  # files written whole so far
+    try:
+        for target, content in zip(targets, contents, strict=True):
+            folder, name = os.path.split(target)
+            tmp = os.path.join(folder, f".{name}.tmp")
+            try:
+                fds.append(_open_temporary(tmp, mode))
+            except OSError as exc:
+                error = exc
+                break
+            tmps.append(tmp)
+            try:
+                os.fchmod(fds[-1], mode)
+                view = memoryview(content)
+                while view:
+                    view = view[os.write(fds[-1], view):]
+            except OSError as exc:
+                error = exc
+                break
+            done += 1
+        for i in range(done):
+            try:
+                os.fsync(fds[i])
+            except OSError as exc:
+                error, done = exc, i
+                break
+    finally:
+        for fd in fds:
+            os.close(fd)
+    for i in range(done):
+        try:
+            os.replace(tmps[i], targets[i])
+        except OSError as exc:
+            error, done = exc, i
+            break
+    for tmp in tmps[done:]:  # what was not renamed: a stale temporary file helps no one
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    try:
+        for folder in dict.fromkeys(os.path.dirname(t) for t in targets[:done]):
+            fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(fd)  # the renames themselves
+            finally:
+                os.close(fd)
+    except OSError as exc:  # renamed, but not known to be on disk: all written again
+        return 0, exc
+    return done, error
+
+
+def _open_temporary(tmp: str, mode: int) -> int:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW
+    try:
+        return os.open(tmp, flags, mode)
+    except FileNotFoundError:
+        make_folders(Path(tmp).parent, folder_mode(mode))
+        return os.open(tmp, flags, mode)

@@ -145,3 +145,43 @@ def test_extension_is_the_codecs_through_the_context(tmp_path):
     assert names == {"x-application/hl7-v2+er7": "M1.hl7", "application/fhir+json": "M1.json",
                      "application/json": "M1.json", "application/fhir+xml": "M1.xml",
                      "text/plain": "M1.dat"}
+
+
+async def test_several_files_at_once_each_whole_under_its_name(tmp_path):
+    out = tmp_path / "out"
+    dest = FileDestination(FileDestinationConfig(name="files", directory=str(out)),
+                           DestinationContext("c"))
+    await dest.open()
+    ids = [f"01J000000000000000000000{n:02d}" for n in range(3)]
+    sent = await dest.send_many([outbound(i) for i in ids])
+    assert [type(d) for d in sent] == [Sent, Sent, Sent]
+    assert sorted(p.name for p in out.iterdir()) == [f"{i}.json" for i in ids]  # no .tmp
+    assert all(mode_of(out / f"{i}.json") == 0o600 for i in ids)
+    assert (out / f"{ids[2]}.json").read_bytes() == b'{"resourceType": "Bundle"}'
+
+
+async def test_several_at_once_stop_at_the_first_file_that_cannot_be_written(tmp_path):
+    out = tmp_path / "out"
+    dest = FileDestination(FileDestinationConfig(
+        name="files", directory=str(out), filename="{message_id}/f{ext}"),
+        DestinationContext("c"))
+    await dest.open()
+    out.mkdir(exist_ok=True)
+    (out / "B").write_bytes(b"a plain file where a folder should be")
+    sent = await dest.send_many([outbound("A"), outbound("B"), outbound("C")])
+    assert [type(d).__name__ for d in sent] == ["Sent", "Retry"]  # C never attempted
+    assert "cannot write f.json" in sent[1].reason
+    assert (out / "A" / "f.json").exists() and not (out / "C").exists()
+    assert [p.name for p in (out / "A").iterdir()] == ["f.json"]  # no temporary left
+
+
+async def test_a_name_met_twice_ends_a_batch_before_its_second_file(tmp_path):
+    out = tmp_path / "out"
+    dest = FileDestination(FileDestinationConfig(
+        name="files", directory=str(out), filename="same{ext}"), DestinationContext("c"))
+    await dest.open()
+    first, second = outbound("A"), outbound("B")
+    second.content = b"second"
+    sent = await dest.send_many([first, second])
+    assert [type(d) for d in sent] == [Sent]  # the second is the worker's to send next
+    assert (out / "same.json").read_bytes() == b'{"resourceType": "Bundle"}'

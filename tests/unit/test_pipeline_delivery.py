@@ -356,3 +356,45 @@ async def test_with_concurrency_results_reach_the_hook_and_stop_keeps_the_rest(e
     assert env.counts() == (1, 0, 1, 1)  # the retrying one is back, ready; one dead
     [kept] = answers.of_message(env.db, ids[0])  # the receiver's answer kept with it
     assert kept["reason"] == "the receiver's answer"
+
+
+class ScriptedMany(Scripted):
+    """A destination that takes several entries at once (send_many, as the file
+    destination does): it attempts them in order, each answered by the script, and stops
+    at the first that is not Sent."""
+
+    def __init__(self, *script: Delivery) -> None:
+        super().__init__(*script)
+        self.calls: list[list[str]] = []
+
+    async def send_many(self, outbounds: list[Outbound]) -> list[Delivery]:
+        self.calls.append([o.message_id for o in outbounds])
+        deliveries: list[Delivery] = []
+        for outbound in outbounds:
+            deliveries.append(await self.send(outbound))
+            if not isinstance(deliveries[-1], Sent):
+                break
+        return deliveries
+
+
+async def test_entries_due_together_go_to_a_destination_that_takes_several_at_once(env):
+    ids = await env.add(5)
+    dest = ScriptedMany()
+    env.worker(dest).start()
+    await until(lambda: len(env.kinds(Kind.SENT)) == 5)
+    assert dest.calls == [ids]  # one hand-over, in queue order
+    assert [(m, d["attempt"]) for _, m, d in env.kinds(Kind.SENT)] == [(i, 1) for i in ids]
+    assert env.queue.stats() == []
+
+
+async def test_a_failure_inside_several_at_once_holds_back_the_rest_until_it_passes(env):
+    ids = await env.add(4)
+    dest = ScriptedMany(Sent("written"), Retry("disk full"), Retry("disk full"))
+    env.worker(dest).start()
+    await until(lambda: len(env.kinds(Kind.SENT)) == 4)
+    # the second is retried alone; the last two are attempted only once it went through
+    assert dest.ids() == [ids[0], ids[1], ids[1], ids[1], ids[2], ids[3]]
+    assert [m for _, m, _ in env.kinds(Kind.SENT)] == ids
+    assert [(m, d["attempt"]) for _, m, d in env.kinds(Kind.RETRIED)] == [(ids[1], 1),
+                                                                         (ids[1], 2)]
+    assert dest.calls[0] == ids and dest.calls[-1] == ids[2:]
