@@ -172,7 +172,7 @@ def drop_redis(prefix: str) -> None:
     import redis
 
     client = redis.Redis.from_url(REDIS)
-    keys = list(client.scan_iter(f"{prefix}*"))
+    keys = list(client.scan_iter(f"{{{prefix}}}*"))
     if keys:
         client.delete(*keys)
     client.close()
