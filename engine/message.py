@@ -9,7 +9,6 @@ themselves; the queue's RetryPolicy reads the Delivery and decides.
 
 from __future__ import annotations
 
-import base64
 import enum
 import os
 import time
@@ -208,11 +207,22 @@ def new_message_id() -> str:
     nothing about the patient; they are time plus randomness only.
     """
     raw = (time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10)
-    return base64.b32hexencode(raw)[:26].decode()
+    return _base32hex(raw)
 
 
 def message_id_floor(at: float) -> str:
     """The smallest message id made at or after time `at`: time ranges become id ranges,
     so searches by time use the same indexes as every other search."""
     raw = int(at * 1000).to_bytes(6, "big") + bytes(10)
-    return base64.b32hexencode(raw)[:26].decode()
+    return _base32hex(raw)
+
+
+_PAIRS = [a + b for a in "0123456789ABCDEFGHIJKLMNOPQRSTUV"
+          for b in "0123456789ABCDEFGHIJKLMNOPQRSTUV"]
+
+
+def _base32hex(raw: bytes) -> str:
+    """16 bytes as the first 26 characters of their base32hex, 10 bits at a time (the
+    standard library's is a loop in Python, twice the time: one id per message and more)."""
+    n = int.from_bytes(raw, "big") << 2  # 128 bits in 26 characters of 5: 2 bits to spare
+    return "".join([_PAIRS[(n >> shift) & 1023] for shift in range(120, -1, -10)])

@@ -8,17 +8,25 @@ mapping version: a redelivered or reprocessed message updates instead of duplica
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import Any
 
 # Changing this changes every id already stored on receiving servers: never do.
 ID_NAMESPACE = uuid.UUID("b2ec2468-a2cd-5d39-8c09-0636614f6dc6")
+_NAMESPACE = ID_NAMESPACE.bytes
 
 
 def resource_id(resource_type: str, scope: str, identifier: dict[str, Any]) -> str:
-    """uuid5 of type, scope (the sending facility), system and value: stable, a valid id."""
+    """uuid5 of type, scope (the sending facility), system and value: stable, a valid id.
+    Computed as RFC 4122 says (SHA-1 of namespace and name, version and variant bits
+    set) without a UUID object in between: a third of the time, several ids a message."""
     name = "|".join((resource_type, scope, identifier.get("system", ""), identifier["value"]))
-    return str(uuid.uuid5(ID_NAMESPACE, name))
+    d = bytearray(hashlib.sha1(_NAMESPACE + name.encode()).digest()[:16])
+    d[6] = (d[6] & 0x0F) | 0x50  # version 5
+    d[8] = (d[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    h = d.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def put_entry(resource: dict[str, Any]) -> dict[str, Any]:

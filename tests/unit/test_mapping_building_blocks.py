@@ -5,6 +5,7 @@ FHIR-to-v2 coding-system names (`fhir_to_v2`)."""
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 
 import pytest
@@ -13,6 +14,7 @@ from engine.errors import MappingError
 from engine.formats.hl7v2 import Hl7Message, tables
 from engine.formats.hl7v2 import datatypes as dt
 from engine.maplib import fhir_to_v2, v2_fhir
+from engine.maplib.fhir import ID_NAMESPACE, resource_id
 from engine.maplib.v2_codes import (
     Bound,
     coding_system,
@@ -218,3 +220,12 @@ def test_a_field_that_reads_every_code_in_its_table() -> None:
     eligibility = Bound(tables.V2_0064, {"V01": "Not VFC eligible"}, every_code=True)
     concept = cwe_to_codeable_concept(rep("V07"), "F", eligibility)
     assert concept == {"coding": [{"system": tables.V2_0064, "code": "V07"}]}
+
+
+@pytest.mark.parametrize("value", ["12345", "Ünïcødé 患者", "", "a|b"])
+def test_resource_ids_are_the_uuid5_receiving_servers_already_hold(value: str) -> None:
+    ident = {"system": "urn:oid:1.2.840", "value": value}
+    expected = uuid.uuid5(ID_NAMESPACE, f"Patient|MERCY GEN|urn:oid:1.2.840|{value}")
+    assert resource_id("Patient", "MERCY GEN", ident) == str(expected)
+    assert resource_id("Patient", "X", {"value": "1"}) == str(
+        uuid.uuid5(ID_NAMESPACE, "Patient|X||1"))

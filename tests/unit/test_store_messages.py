@@ -5,13 +5,15 @@ The queue and the audit chain over the same store: tests/conformance/test_store.
 
 from __future__ import annotations
 
+import base64
+import os
 import time
 
 import pytest
 import sqlalchemy as sa
 
 from engine.errors import KeyError_, StoreError
-from engine.message import message_id_floor, new_message_id
+from engine.message import _base32hex, message_id_floor, new_message_id
 from engine.security.crypto import Vault, content_hash
 from engine.security.keys import KeyRing
 from engine.store.database import open_database
@@ -183,3 +185,13 @@ async def test_read_of_an_unknown_message_is_a_store_error(env):
     _, writer, store = env
     with pytest.raises(StoreError, match="no message"):
         await store.read(writer, new_message_id(), actor="alice", reason="ticket 42")
+
+
+def test_message_ids_are_base32hex_of_time_then_randomness_and_sort_by_time():
+    for raw in (bytes(16), b"\xff" * 16, *(os.urandom(16) for _ in range(200))):
+        assert _base32hex(raw) == base64.b32hexencode(raw)[:26].decode()
+    floor = message_id_floor(1_700_000_000.0)
+    assert floor == base64.b32hexencode(
+        (1_700_000_000_000).to_bytes(6, "big") + bytes(10))[:26].decode()
+    assert message_id_floor(1_700_000_000.0) < new_message_id() < message_id_floor(
+        time.time() + 1)
