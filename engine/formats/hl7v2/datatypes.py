@@ -25,6 +25,7 @@ Coded values (CE/CWE) need the coding-system vocabulary and live in `engine.mapl
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 from collections.abc import Sequence
 from decimal import Decimal
@@ -132,11 +133,13 @@ def _valid_offset(offset: str) -> bool:
     return minutes <= 59 and (hours <= 13 or (hours == 14 and minutes == 0))
 
 
+@functools.lru_cache(maxsize=256)
 def dtm_offset(value: str) -> str | None:
     """The time zone offset of a DTM ("+HHMM"), or None when it has none or is malformed.
 
     Used to read the sender's zone from MSH-7; it never raises, because a bad MSH-7 must
-    not fail a message whose other dates carry their own zones.
+    not fail a message whose other dates carry their own zones. Cached: a v2-to-FHIR
+    mapping asks for the same MSH-7's zone several times a message.
     """
     dtm = _read_dtm(present(value)) if present(value) else None
     return dtm.offset if isinstance(dtm, Dtm) and dtm.offset else None
@@ -259,7 +262,8 @@ def hd_system(namespace: str, universal_id: str = "", universal_id_type: str = "
 
 
 def _get(rep: Repetition, component: int, subcomponent: int = 1) -> str:
-    return present(rep.value(component, subcomponent))
+    value = rep.value(component, subcomponent)  # present(), inlined: the hottest reader
+    return "" if value == '""' else value.strip()
 
 
 def first_rep(segment: Segment | None, field: int) -> Repetition | None:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 from engine.errors import ParseError
 from engine.formats.hl7v2.charsets import codec_for
-from engine.formats.hl7v2.escape import Delimiters, unescape
+from engine.formats.hl7v2.escape import Delimiters, _unescape, unescape
 
 _SEGMENT_NAME = re.compile(r"[A-Z][A-Z0-9]{2}\Z")
 # Segments whose field 1 is the field separator and field 2 the encoding characters.
@@ -48,17 +48,24 @@ class Repetition:
         return self._components
 
     def value(self, component: int = 1, subcomponent: int = 1) -> str:
-        """The decoded value at component.subcomponent, or "" when absent."""
-        comps = self.components()
+        """The decoded value at component.subcomponent, or "" when absent. (components()
+        and unescape() inlined: mappings read a few dozen values a message.)"""
+        d = self._d
+        comps = self._components
+        if comps is None:
+            comps = self._components = self.text.split(d.component)
         if component < 1 or component > len(comps):
             return ""
         comp = comps[component - 1]
-        if self._d.subcomponent in comp:
-            subs = comp.split(self._d.subcomponent)
+        if d.subcomponent in comp:
+            subs = comp.split(d.subcomponent)
             comp = subs[subcomponent - 1] if 0 < subcomponent <= len(subs) else ""
         elif subcomponent != 1:
             return ""
-        return unescape(comp, self._d)
+        esc = d.escape
+        if not esc or esc not in comp:
+            return comp
+        return _unescape(comp, d)
 
     def __bool__(self) -> bool:
         return bool(self.text)
