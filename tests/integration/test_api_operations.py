@@ -225,7 +225,8 @@ async def test_reprocess_an_errored_message_with_a_named_mapping_version(client,
 
         status, answer = await analyst.call("POST", f"/api/messages/{msg['id']}/reprocess",
                                             json={"mapping": "hl7v2-adt-to-fhir@9"})
-        assert status == 404 and "hl7v2-adt-to-fhir@2" in answer["message"]
+        assert status == 404 and answer["message"] == (
+            "unknown mapping hl7v2-adt-to-fhir@9; available: hl7v2-adt-to-fhir@1, @2")
         status, answer = await analyst.call("POST", f"/api/messages/{msg['id']}/reprocess",
                                             data=b"{not json", headers={
                                                 "Content-Type": "application/json"})
