@@ -36,6 +36,7 @@ LEASE_BATCH = 100
 # and a wait for the disk per file).
 SEND_MANY = 32
 IDLE_POLL = 1.0  # seconds between looks at the queue when nothing announced work
+GIVE_BACK_RETRY = 1.0  # seconds between tries to give a batch back while the store refuses
 # How long shutdown waits for a send in progress before abandoning it; the abandoned
 # message keeps its queue entry and is sent again after restart (at-least-once).
 DRAIN_GRACE = 5.0
@@ -195,11 +196,19 @@ class DestinationWorker:
                 log.exception("destination %s: the respond hook failed", self.key)
 
     async def _give_back(self) -> None:
-        """Return this process's leases of the destination to the queue, in place."""
-        release = UnitOfWork()
-        self._queue.release(release, self.key)
-        with contextlib.suppress(Exception):
-            await self._writer.commit(release)
+        """Return this process's leases of the destination to the queue, in place. Until
+        that commits they stay this process's and its own leases skip them, so while
+        the store refuses it is tried again; a stop tries once (the next start, or
+        whoever takes over from this process, gets them back)."""
+        while True:
+            release = UnitOfWork()
+            self._queue.release(release, self.key)
+            try:
+                await self._writer.commit(release)
+                return
+            except Exception:  # the writer logged it
+                if not await self._pause(GIVE_BACK_RETRY):
+                    return
 
     def _holds(self, token: int) -> bool:
         return self._heartbeat is None or self._heartbeat.holds(token)
