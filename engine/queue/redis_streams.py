@@ -37,7 +37,6 @@ restarts without its data loses them; the queue warns at start if AOF is off.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import functools
 import hashlib
@@ -46,7 +45,6 @@ import json
 import logging
 import threading
 import time
-import weakref
 from typing import Any, NamedTuple
 
 import redis
@@ -85,6 +83,12 @@ class _Held(NamedTuple):
     output_id: str | None
 
 
+class _Taking(NamedTuple):
+    destination: str
+    transaction: sa.Transaction | None  # the writer's, in which the lease ran
+    entries: dict[int, _Held]
+
+
 class RedisStreamsQueue:
     """FIFO queues per destination key in Redis Streams; implements
     engine.queue.base.Queue. `prefix` separates engines (or tests) sharing one Redis."""
@@ -102,8 +106,16 @@ class RedisStreamsQueue:
         self._outcome_script = self._redis.register_script(OUTCOMES)
         self._lock = threading.Lock()  # _held and _taking: the loop and the writer thread
         self._held: dict[int, _Held] = {}  # handed to this process's workers
-        self._taking: dict[int, dict[int, _Held]] = {}  # leases not committed yet
-        self._dropped: collections.deque[int] = collections.deque()  # leases never committed
+        # Leases that ran and are not handed out yet (by their after-commit hook). The
+        # writer runs a transaction's hooks before it starts the next, so a lease of the
+        # destination in a later transaction that finds one here knows its commit failed
+        # and offers its entries again at once: left to the garbage collector dropping
+        # the failed unit of work, they stayed out of reach for as long as a quiet daemon
+        # with frozen start-up objects (gc.freeze) went without a full collection.
+        # Leases in one transaction keep apart. (A failed batch is written again unit by
+        # unit before any hook runs: two leases of one destination in it would share
+        # entries; a process leases a destination from its one worker, once at a time.)
+        self._taking: dict[int, _Taking] = {}
         self._tokens = itertools.count()
         self._outcomes: list[list[str]] = []  # committed, not yet applied in Redis
         self._flush_pending = False
@@ -146,12 +158,16 @@ class RedisStreamsQueue:
             uow.after_commit[:] = []
             if time.monotonic() < self._redis_back_at:
                 return []
+            transaction = conn.get_transaction()
             with self._lock:
-                self._tidy()
                 self._taking.pop(token, None)  # a failed attempt's entries are offered again
+                for t, taking in list(self._taking.items()):  # see _taking
+                    if taking.destination == destination and taking.transaction is not transaction:
+                        del self._taking[t]
                 held = [h.stream_id for h in self._held.values() if h.destination == destination]
                 held += [h.stream_id for taking in self._taking.values()
-                         for h in taking.values() if h.destination == destination]
+                         if taking.destination == destination
+                         for h in taking.entries.values()]
             rows = self._committed_outbox(conn, destination)
             live = conn.execute(owners.live(self.owner_ttl)).scalars().all()
             args: list[Any] = [self._p, destination, self.owner, limit,
@@ -175,7 +191,7 @@ class RedisStreamsQueue:
                 found.append(_Row(int(oid), message_id, output_id or None, attempts, at))
                 taken[int(oid)] = _Held(destination, sid, message_id, output_id or None)
             with self._lock:
-                self._taking[token] = taken
+                self._taking[token] = _Taking(destination, transaction, taken)
             channel, _, dest = destination.partition("/")
             uow.events[:] = [Event(kind=Kind.RECLAIMED, channel=channel, destination=dest,
                                    detail={"owner": dead, "entries": n})
@@ -183,8 +199,6 @@ class RedisStreamsQueue:
             uow.after_commit[:] = [functools.partial(self._handed_out, token)]
             return _with_content(conn, found) if found else []
 
-        # A unit of work dropped without committing hands its entries back to leasing.
-        weakref.finalize(run, self._forget, token)
         uow.query = run
         return uow
 
@@ -206,16 +220,9 @@ class RedisStreamsQueue:
 
     def _handed_out(self, token: int) -> None:
         with self._lock:
-            self._held.update(self._taking.pop(token, {}))
-
-    def _forget(self, token: int) -> None:
-        """Called by the garbage collector, on any thread, maybe while _lock is held:
-        only noted here, tidied under the lock by the next lease."""
-        self._dropped.append(token)
-
-    def _tidy(self) -> None:
-        while self._dropped:
-            self._taking.pop(self._dropped.popleft(), None)
+            taking = self._taking.pop(token, None)
+            if taking is not None:
+                self._held.update(taking.entries)
 
     def ack(self, uow: UnitOfWork, entry_id: int) -> None:
         uow.after_commit.append(functools.partial(self._apply, ["a", str(entry_id)]))
