@@ -3,7 +3,8 @@ terminated (pg_terminate_backend) and, for a while, refused. Meanwhile senders g
 retryable answers (HL7 AE, HTTP 503), never an AA for something not stored and never a
 rejection that would make them drop the message; once the database is back, the engine
 carries on without a restart, delivers everything it acknowledged, and its chain
-verifies."""
+verifies. Run with the queues in PostgreSQL and in Redis Streams (the production
+example's default), whose leases and outcomes must also survive the store's absence."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import re
 from pathlib import Path
 
 import aiohttp
+import pytest
+import redis
 import sqlalchemy as sa
 
 from tests.conftest import PG_ADMIN_URL
@@ -29,6 +32,20 @@ from tests.e2e.support import (
 _PATIENT = {"resourceType": "Patient", "name": [{"family": "OUTAGE", "given": ["Drill"]}],
             "identifier": [{"system": "urn:oid:2.16.840.1.113883.3.999", "value": "OUT-1"}],
             "gender": "female", "birthDate": "1970-01-01"}
+
+
+REDIS_URL = "redis://127.0.0.1:6379/0"  # the production example's default
+
+
+def _drop_queue_keys(database: str) -> None:
+    """The Redis queue's keys of this test (use_postgres names their prefix)."""
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{{conduit-{database}}}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 def _cut(database: str, allow: bool) -> int:
@@ -64,10 +81,12 @@ def _mrns(body: bytes) -> list[str]:
     return [m.decode() for m in re.findall(rb'"(E2E[A-Z0-9]+)"', body)]
 
 
+@pytest.mark.parametrize("queue", ["sql", "redis"])
 async def test_while_the_store_is_away_senders_get_retryable_answers_and_nothing_acked_is_lost(
-        tmp_path: Path, pg_url: str, fhir: CountingFhirServer) -> None:
+        tmp_path: Path, pg_url: str, fhir: CountingFhirServer, queue: str) -> None:
     daemon = Daemon(tmp_path)
     use_postgres(daemon, pg_url, tmp_path / "keys")
+    daemon.env["CONDUIT_QUEUE"] = queue
     database = sa.engine.make_url(pg_url).database
     assert database
     try:
@@ -117,3 +136,4 @@ async def test_while_the_store_is_away_senders_get_retryable_answers_and_nothing
     finally:
         await asyncio.to_thread(_cut, database, True)
         daemon.kill_leftover()
+        _drop_queue_keys(database)
