@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 from engine.connectors.base import Destination
+from engine.errors import StoreError
 from engine.events import Event, Kind
 from engine.message import Delivery, Outbound, Retry, Sent
 from engine.ops import tracing
@@ -37,6 +39,7 @@ LEASE_BATCH = 100
 SEND_MANY = 32
 IDLE_POLL = 1.0  # seconds between looks at the queue when nothing announced work
 GIVE_BACK_RETRY = 1.0  # seconds between tries to give a batch back while the store refuses
+OUTCOME_RETRY = 1.0  # seconds between tries to record a send's outcome the store refused
 # How long shutdown waits for a send in progress before abandoning it; the abandoned
 # message keeps its queue entry and is sent again after restart (at-least-once).
 DRAIN_GRACE = 5.0
@@ -210,6 +213,23 @@ class DestinationWorker:
                 if not await self._pause(GIVE_BACK_RETRY):
                     return
 
+    def _record(self, uow: UnitOfWork) -> asyncio.Future[Any]:
+        """Submit a confirmation or dead letter without waiting. One the store refused is
+        submitted again until it commits: till then its send goes unaudited and the entry
+        stays this process's, skipped by its own leases (a retry's outcome is not: the
+        next one records the attempts)."""
+        stored = self._writer.submit(uow)
+        stored.add_done_callback(functools.partial(self._refused, uow))
+        return stored
+
+    def _refused(self, uow: UnitOfWork, stored: asyncio.Future[Any]) -> None:
+        if not stored.cancelled() and stored.exception() is not None:
+            asyncio.get_running_loop().call_later(OUTCOME_RETRY, self._record_again, uow)
+
+    def _record_again(self, uow: UnitOfWork) -> None:
+        with contextlib.suppress(StoreError):  # the store is closed: sent again after restart
+            self._record(uow)
+
     def _holds(self, token: int) -> bool:
         return self._heartbeat is None or self._heartbeat.holds(token)
 
@@ -331,7 +351,7 @@ class DestinationWorker:
                 detail["answer_bytes"] = len(answer.body)
             uow.record(Event(kind=Kind.SENT, **base, detail=detail, content_hash=(
                 content_hash(answer.body) if answer is not None else None)))
-            self._tell(entry.message_id, delivery, "", self._writer.submit(uow))
+            self._tell(entry.message_id, delivery, "", self._record(uow))
             return None
         self.last_error, self.last_error_at = decision.reason, time.time()
         if decision.action == "dead":
@@ -344,8 +364,7 @@ class DestinationWorker:
             uow.record(Event(kind=Kind.DEAD_LETTERED, **base,
                              detail={"code": code, "attempt": attempts,
                                      "reason": decision.reason}))
-            self._tell(entry.message_id, delivery, decision.reason,
-                       self._writer.submit(uow))
+            self._tell(entry.message_id, delivery, decision.reason, self._record(uow))
             return None
         due = time.time() + decision.delay
         self._queue.retry_later(uow, entry.id, attempts, due, decision.reason)
