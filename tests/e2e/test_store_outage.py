@@ -130,6 +130,13 @@ async def test_while_the_store_is_away_senders_get_retryable_answers_and_nothing
         acked = before.acked_mrns | after.acked_mrns
         await eventually(lambda: acked <= _delivered(fhir), timeout=60, interval=0.2,
                          message="every acknowledged message delivered after the outage")
+
+        async def drained() -> bool:  # every send's outcome recorded, none left in flight
+            listed = await daemon.cli("queue", "list")
+            return "(no queued, retrying or dead-lettered messages)" in listed.stdout
+
+        await eventually(drained, timeout=30, interval=1.0,
+                         message="the queues empty, sends refused with the store recorded")
         assert await daemon.stop() == 0, daemon.logs()[-3000:]
         verified = await daemon.cli("audit", "verify")
         assert verified.returncode == 0, verified.stdout + verified.stderr
