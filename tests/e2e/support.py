@@ -104,7 +104,7 @@ class Daemon:
         else:
             self.env["CONDUIT_FHIR_URL"] = fhir_url
 
-    async def start(self, *run_args: str, timeout: float = 20.0) -> None:
+    async def start(self, *run_args: str, timeout: float = 60.0) -> None:
         """Start `conduit run` (with `run_args`, such as "--workers", "2") and return once
         /readyz says the channels are started."""
         assert self.proc is None or self.proc.poll() is not None, "already running"
@@ -388,8 +388,9 @@ async def eventually(predicate, *, timeout: float, interval: float = 0.1,
 
 
 def use_postgres(daemon: Daemon, pg_url: str, keys_dir: Path) -> None:
-    """Run `daemon` with the production example's settings on the database at `pg_url`,
-    its keys in `keys_dir` (shared by engines that open what each other sealed)."""
+    """Run `daemon` with the production example's settings on the database at `pg_url`
+    and the Redis on 127.0.0.1 (CONDUIT_QUEUE=sql in daemon.env for the SQL queue), its
+    keys in `keys_dir` (shared by engines that open what each other sealed)."""
     url = sa.engine.make_url(pg_url)
     daemon.env.update({
         "CONDUIT_CONF": str(REPO / "conf" / "production.example.yaml"),
@@ -398,4 +399,7 @@ def use_postgres(daemon: Daemon, pg_url: str, keys_dir: Path) -> None:
         "CONDUIT_DB_PASSWORD": url.password or "",
         "CONDUIT_DB_HOST": url.host or "127.0.0.1",
         "CONDUIT_DB_NAME": url.database or "",
+        # The example's Redis queue, under keys of this test's own (engines sharing the
+        # database share them too).
+        "CONDUIT_QUEUE_PREFIX": f"conduit-{url.database}",
     })

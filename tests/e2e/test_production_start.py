@@ -35,6 +35,7 @@ def _production_env(tmp_path: Path, pg_url: str) -> tuple[dict[str, str], int]:
         "CONDUIT_DB_PASSWORD": url.password or "",
         "CONDUIT_DB_HOST": url.host or "127.0.0.1",
         "CONDUIT_DB_NAME": url.database or "",
+        "CONDUIT_QUEUE_PREFIX": f"conduit-{url.database}",  # the example's Redis queue
         "CONDUIT_WEB_PORT": str(web_port),
         "CONDUIT_MLLP_PORT": str(free_port()),  # the shipped channels' listeners
         "CONDUIT_FHIR_PORT": str(free_port()),

@@ -13,9 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 import sqlalchemy as sa
 
 from engine.queue.owners import OWNER_TTL
+from engine.queue.redis_scripts import GROUP
 from tests.e2e.support import (
     FHIR_DESTINATION,
     CountingFhirServer,
@@ -28,18 +30,22 @@ from tests.e2e.support import (
 )
 from tests.fhir_server import Answer
 
+REDIS_URL = "redis://127.0.0.1:6379/0"  # the production example's default
 _MRN = re.compile(rb'"(E2E[A-Z0-9]+)"')
 
 
-@pytest.fixture
-def pair(tmp_path: Path, pg_url: str) -> Iterator[tuple[Daemon, Daemon]]:
+@pytest.fixture(params=["sql", "redis"])
+def pair(request: pytest.FixtureRequest, tmp_path: Path, pg_url: str
+         ) -> Iterator[tuple[Daemon, Daemon]]:
     """Two daemons on one database and one key folder, each with its own ports and data
-    folder; not started yet; killed in teardown if a test left them running."""
+    folder, sharing queues in PostgreSQL or in Redis Streams; not started yet; killed in
+    teardown if a test left them running."""
     daemons = []
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         d = Daemon(tmp_path / name)
         use_postgres(d, pg_url, tmp_path / "keys")  # B opens what A sealed
+        d.env["CONDUIT_QUEUE"] = request.param
         daemons.append(d)
     try:
         yield daemons[0], daemons[1]
@@ -57,17 +63,28 @@ def delivered(fhir: CountingFhirServer) -> list[str]:
     return seq
 
 
-def leases(pg_url: str) -> dict[int, int]:
-    """pid -> entries of the FHIR destination leased by that process."""
-    db = sa.create_engine(pg_url)
-    try:
-        with db.connect() as conn:
-            rows = conn.execute(sa.text(
-                "SELECT lease_owner, count(*) FROM queue WHERE destination = :d "
-                "AND state = 'leased' GROUP BY lease_owner"), {"d": FHIR_DESTINATION}).all()
-    finally:
-        db.dispose()
-    return {int(owner.split(":")[1]): n for owner, n in rows}  # host:pid[:random]
+def leases(daemon: Daemon, pg_url: str) -> dict[int, int]:
+    """pid -> entries of the FHIR destination leased by that process, in whichever queue
+    the daemons share."""
+    if daemon.env["CONDUIT_QUEUE"] == "redis":
+        client = redis.Redis.from_url(REDIS_URL)
+        try:
+            prefix = daemon.env["CONDUIT_QUEUE_PREFIX"]
+            stream = f"{{{prefix}}}:s:{FHIR_DESTINATION}"
+            pending = client.xpending(stream, GROUP)
+        finally:
+            client.close()
+        rows = [(c["name"].decode(), c["pending"]) for c in pending["consumers"]]
+    else:
+        db = sa.create_engine(pg_url)
+        try:
+            with db.connect() as conn:
+                rows = conn.execute(sa.text(
+                    "SELECT lease_owner, count(*) FROM queue WHERE destination = :d "
+                    "AND state = 'leased' GROUP BY lease_owner"), {"d": FHIR_DESTINATION}).all()
+        finally:
+            db.dispose()
+    return {int(owner.split(":")[1]): n for owner, n in rows if n}  # host:pid[:random]
 
 
 async def test_two_engines_on_one_database_deliver_each_message_once(
@@ -112,13 +129,13 @@ async def test_after_a_sigkill_the_other_engine_takes_over_within_seconds_in_ord
     await eventually(lambda: len(delivered(fhir)) >= 20 and fhir.in_flight > 0, timeout=30,
                      message="deliveries under way")
 
-    held = await asyncio.to_thread(leases, pg_url)
+    held = await asyncio.to_thread(leases, pair[0], pg_url)
     by_pid = {d.proc.pid: d for d in pair if d.proc is not None}
     holder_pid = max((pid for pid in held if pid in by_pid), key=held.__getitem__)
     holder = by_pid[holder_pid]  # (the order check below fails if both were holding)
     survivor = next(d for d in pair if d is not holder)
     await holder.crash()
-    held = await asyncio.to_thread(leases, pg_url)
+    held = await asyncio.to_thread(leases, pair[0], pg_url)
     assert held.get(holder_pid, 0) > 0, "the killed engine held no lease; proves nothing"
     fhir.default = Answer()
 
