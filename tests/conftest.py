@@ -25,6 +25,23 @@ def pg_url():
     with admin.connect() as conn:
         conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.dispose()
+    _drop_redis_queues(f"conduit-{name}")
+
+
+def _drop_redis_queues(prefix: str) -> None:
+    """The Redis queue keys engines on this database made (tests.e2e.support.use_postgres
+    names their prefix after it), so runs leave nothing behind on the shared Redis."""
+    import redis
+
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    try:
+        keys = list(client.scan_iter(f"{{{prefix}}}*"))
+        if keys:
+            client.delete(*keys)
+    except redis.RedisError:
+        pass  # a test that needed no Redis ran without one
+    finally:
+        client.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
