@@ -111,6 +111,9 @@ async def test_two_engines_on_one_database_deliver_each_message_once(
     for prefix in batches:  # one queue, FIFO: each sender's messages in its order
         sent = [m for m in seq if m.startswith(f"E2E{prefix}")]
         assert sent == sorted(sent), f"{prefix}: delivered out of order"
+    # Both appended to one hash chain all along: it verifies whole.
+    verified = await pair[0].cli("audit", "verify")
+    assert verified.returncode == 0 and verified.stdout.startswith("ok "), verified
 
 
 async def test_after_a_sigkill_the_other_engine_takes_over_within_seconds_in_order(
