@@ -117,6 +117,15 @@ async def _open(url: str, keys: KeyRing) -> tuple[sa.Engine, Writer]:
     return db, writer
 
 
+def _worker(q: RedisStreamsQueue, writer: Writer, keys: KeyRing, heartbeat: Heartbeat,
+            receiver: object) -> DestinationWorker:
+    """The delivery worker of destination adt/ehr on `q`, sending to `receiver`."""
+    return DestinationWorker(
+        channel="adt", name="ehr", destination=receiver,
+        policy=RetryPolicy(RetryConfig()), timeout=5.0, queue=q, writer=writer,
+        vault=Vault(keys), raw_content_type="x-application/hl7-v2+er7", heartbeat=heartbeat)
+
+
 async def test_processes_sharing_the_queues_take_each_entry_once_and_in_order(
         pg_url, tmp_path, prefix) -> None:
     keys = KeyRing.load(tmp_path / "keys")
@@ -326,10 +335,7 @@ async def test_a_worker_whose_entries_were_taken_over_sends_no_more_of_them(
     b = RedisStreamsQueue(db, REDIS_URL, owner="host:2:bbbbbb", prefix=prefix, owner_ttl=ttl)
     heartbeat = Heartbeat(writer, a, every=3600, ttl=ttl)  # beats only when the test says
     receiver = HeldReceiver()
-    worker = DestinationWorker(
-        channel="adt", name="ehr", destination=receiver,
-        policy=RetryPolicy(RetryConfig()), timeout=5.0, queue=a, writer=writer,
-        vault=Vault(keys), raw_content_type="x-application/hl7-v2+er7", heartbeat=heartbeat)
+    worker = _worker(a, writer, keys, heartbeat, receiver)
     caplog.set_level(logging.WARNING, "conduit.delivery")
     try:
         await _fill(writer, MessageStore(db, Vault(keys)), 0, 10)
@@ -469,10 +475,7 @@ async def test_after_the_store_was_away_past_the_ttl_the_worker_delivers_everyth
     heartbeat = Heartbeat(writer, q, every=0.2, ttl=ttl)
     receiver = HeldReceiver()
     receiver.let_through.set()
-    worker = DestinationWorker(
-        channel="adt", name="ehr", destination=receiver,
-        policy=RetryPolicy(RetryConfig()), timeout=5.0, queue=q, writer=writer,
-        vault=Vault(keys), raw_content_type="x-application/hl7-v2+er7", heartbeat=heartbeat)
+    worker = _worker(q, writer, keys, heartbeat, receiver)
     client = redis.Redis.from_url(REDIS_URL)
     caplog.set_level(logging.WARNING, "conduit")
     try:
@@ -520,10 +523,7 @@ async def test_a_batch_given_back_while_the_store_is_away_is_delivered_once_it_i
     q = RedisStreamsQueue(db, REDIS_URL, owner="host:1:aaaaaa", prefix=prefix, owner_ttl=ttl)
     heartbeat = Heartbeat(writer, q, every=0.2, ttl=ttl)
     receiver = HeldReceiver()  # holds the head's send until let through
-    worker = DestinationWorker(
-        channel="adt", name="ehr", destination=receiver,
-        policy=RetryPolicy(RetryConfig()), timeout=5.0, queue=q, writer=writer,
-        vault=Vault(keys), raw_content_type="x-application/hl7-v2+er7", heartbeat=heartbeat)
+    worker = _worker(q, writer, keys, heartbeat, receiver)
     caplog.set_level(logging.WARNING, "conduit")
     try:
         await _fill(writer, MessageStore(db, Vault(keys)), 0, 10)
@@ -571,10 +571,7 @@ async def test_a_confirmation_the_store_refused_is_recorded_once_it_is_back(
     q = RedisStreamsQueue(db, REDIS_URL, owner="host:1:aaaaaa", prefix=prefix)
     heartbeat = Heartbeat(writer, q, every=3600, ttl=3600)  # trusted throughout
     receiver = HeldReceiver()
-    worker = DestinationWorker(
-        channel="adt", name="ehr", destination=receiver,
-        policy=RetryPolicy(RetryConfig()), timeout=5.0, queue=q, writer=writer,
-        vault=Vault(keys), raw_content_type="x-application/hl7-v2+er7", heartbeat=heartbeat)
+    worker = _worker(q, writer, keys, heartbeat, receiver)
     caplog.set_level(logging.WARNING, "conduit")
     try:
         await _fill(writer, MessageStore(db, Vault(keys)), 0, 10)
