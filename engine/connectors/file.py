@@ -158,31 +158,22 @@ def _warn_if_open(folder: Path, file_mode: int, name: str) -> None:
 
 def write_atomically(target: Path, content: bytes, mode: int = 0o600) -> None:
     """Write to a hidden temporary name with exactly `mode` (fchmod: the umask and a stale
-    temporary file's mode do not count), flush to disk, then rename into place: a reader
-    polling the folder sees the whole file or nothing. Missing folders are made when the
-    first open finds them missing, not looked for on every write: each system call here
-    gives up the GIL and waits to take it back from a busy event loop, and a destination
-    writes one file after another."""
-    folder, name = os.path.split(target)
-    tmp = os.path.join(folder, f".{name}.tmp")
-    fd = _open_temporary(tmp, mode)
-    try:
-        os.fchmod(fd, mode)
-        view = memoryview(content)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, target)
+    temporary file's mode do not count), flush to disk, rename into place and flush the
+    folder: a reader polling the folder sees the whole file or nothing, and a file
+    reported written survives a power cut under its name. Raises OSError."""
+    _, error = write_many_atomically([target], [content], mode)
+    if error is not None:
+        raise error
 
 
 def write_many_atomically(targets: list[Path], contents: list[bytes], mode: int = 0o600
                           ) -> tuple[int, OSError | None]:
-    """write_atomically for several files at once: all written, then all flushed to
-    disk, then renamed into place in order and their folders flushed, so each file
-    counted is on disk whole under its name. The count written, and what stopped the
-    next one (None when all were). Targets must differ."""
+    """Several files written as write_atomically says, at once: all written, then all
+    flushed to disk, then renamed into place in order and their folders flushed, so each
+    file counted is on disk whole under its name. Missing folders are made when the first
+    open finds them missing, not looked for on every write: each system call gives up the
+    GIL and waits to take it back from a busy event loop. The count written, and what
+    stopped the next one (None when all were). Targets must differ."""
     fds: list[int] = []
     tmps: list[str] = []
     error: OSError | None = None
