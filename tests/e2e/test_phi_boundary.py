@@ -10,6 +10,8 @@ import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.support import (
     Adt,
     CountingFhirServer,
@@ -49,14 +51,16 @@ def files_under(folder: Path, *, skip: Path | None = None) -> dict[str, bytes]:
             if p.is_file() and (skip is None or not p.is_relative_to(skip))}
 
 
-async def test_no_phi_outside_the_encrypted_store(daemon: Daemon,
-                                                   fhir: CountingFhirServer) -> None:
-    """Logs (debug), the SQLite files (with -wal/-shm), the key folder, every audit row
-    and the operators' CLI views are searched for the patient; none may show up. The
-    same search on the delivered outputs must find the patient, or it proves nothing."""
+@pytest.mark.parametrize("run_args", [(), ("--workers", "2")], ids=["one", "workers"])
+async def test_no_phi_outside_the_encrypted_store(daemon: Daemon, fhir: CountingFhirServer,
+                                                   run_args: tuple[str, ...]) -> None:
+    """Logs (debug, the supervisor's and every worker's), the SQLite files (with
+    -wal/-shm), the key folder, every audit row and the operators' CLI views are searched
+    for the patient; none may show up. The same search on the delivered outputs must find
+    the patient, or it proves nothing."""
     fhir.script.append(Answer(400))  # the first delivery is dead-lettered
     daemon.deliver_to(fhir.url)
-    await daemon.start()
+    await daemon.start(*run_args)
     accepted_update = replace(PATIENT, control_id="PHI0002", event="A08")
     map_error = replace(PATIENT, control_id="PHI0003", event="A08", admit="20240231101000")
     transfer = replace(PATIENT, control_id="PHI0004", event="A02")
