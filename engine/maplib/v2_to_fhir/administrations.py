@@ -24,7 +24,7 @@ from engine.maplib.v2_to_fhir.pharmacy import (
     batch,
     guarded,
     medication_resource,
-    order_identifiers,
+    report_key,
     site,
     text_of,
 )
@@ -58,8 +58,10 @@ def _administration(b: Build, order: PharmacyOrder, rxa: Segment,
     performers = [p for p in (people.practitioner(b, rep) for rep in rxa.repetitions(10)) if p]
     resource = {
         "resourceType": "MedicationAdministration",
-        "id": resource_id("MedicationAdministration", b.facility,
-                          _key(b, order, rxa, request, medication)),
+        # RXA-1 give and RXA-2 administration counters and RXA-3: a resend or an update
+        # (RXA-21 U) changes one resource, the next dose is a new one.
+        "id": resource_id("MedicationAdministration", b.facility, report_key(
+            b, order, rxa, request, medication, "administration", (1, 2, 3))),
         "status": status,
         "statusReason": codeable_concepts(rxa, 18, b.facility) if status == "not-done"
         else None,
@@ -77,21 +79,6 @@ def _administration(b: Build, order: PharmacyOrder, rxa: Segment,
         "dosage": _dosage(b, order, rxa),
     }
     return b.add(compact(resource))
-
-
-def _key(b: Build, order: PharmacyOrder, rxa: Segment, request: dict | None,
-         medication: dict) -> dict:
-    """The order (ORC-2, else ORC-3, else its MedicationRequest, else the patient and
-    drug) with RXA-1 give and RXA-2 administration counters and RXA-3: a resend or an
-    update (RXA-21 U) changes one resource, the next dose is a new one."""
-    found = order_identifiers(b, order.orc, rxa)[:1]
-    order_key = found[0] if found else (
-        {"system": "urn:conduit:medication-request", "value": request["id"]} if request
-        else {"system": people.local_system(b, "administration"),
-              "value": f"{b.patient['id'] if b.patient else ''}|{medication['id']}"})
-    return {"system": order_key.get("system", ""),
-            "value": "^".join((order_key["value"], "RXA", dt.present(rxa.value(1)),
-                               dt.present(rxa.value(2)), dt.present(rxa.value(3))))}
 
 
 def _status(b: Build, rxa: Segment) -> str:

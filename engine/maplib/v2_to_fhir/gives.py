@@ -14,7 +14,6 @@ from engine.formats.hl7v2 import Segment
 from engine.formats.hl7v2 import datatypes as dt
 from engine.maplib.fhir import compact, resource_id
 from engine.maplib.v2_codes import codeable_concepts
-from engine.maplib.v2_to_fhir import people
 from engine.maplib.v2_to_fhir.frame import Build
 from engine.maplib.v2_to_fhir.pharmacy import (
     PharmacyOrder,
@@ -23,7 +22,7 @@ from engine.maplib.v2_to_fhir.pharmacy import (
     dosages,
     guarded,
     medication_resource,
-    order_identifiers,
+    report_key,
     request_status,
     schedules,
     text_of,
@@ -47,8 +46,10 @@ def _give(b: Build, order: PharmacyOrder, rxg: Segment, request: dict | None) ->
     routes = order.owned(rxg, "RXR") or order.routes(order.first("RXE"), order.first("RXO"))
     resource = {
         "resourceType": "MedicationRequest",
-        "id": resource_id("MedicationRequest", b.facility, _key(b, order, rxg, request,
-                                                                 medication)),
+        # RXG-1 give and RXG-2 dispense counters: a resent or changed give updates one
+        # resource, the order's next give is another.
+        "id": resource_id("MedicationRequest", b.facility, report_key(
+            b, order, rxg, request, medication, "give", (1, 2))),
         "status": request_status(b, order.orc),
         "intent": "instance-order",
         "medicationReference": b.ref(medication),
@@ -62,18 +63,3 @@ def _give(b: Build, order: PharmacyOrder, rxg: Segment, request: dict | None) ->
         "dosageInstruction": dosages(b, rxg, routes, plans),
     }
     return b.add(compact(resource))
-
-
-def _key(b: Build, order: PharmacyOrder, rxg: Segment, request: dict | None,
-         medication: dict) -> dict:
-    """The order (ORC-2, else ORC-3, else its MedicationRequest, else the patient and
-    drug) with RXG-1 give and RXG-2 dispense counters: a resent or changed give updates
-    one resource, the order's next give is another."""
-    found = order_identifiers(b, order.orc, rxg)[:1]
-    order_key = found[0] if found else (
-        {"system": "urn:conduit:medication-request", "value": request["id"]} if request
-        else {"system": people.local_system(b, "give"),
-              "value": f"{b.patient['id'] if b.patient else ''}|{medication['id']}"})
-    return {"system": order_key.get("system", ""),
-            "value": "^".join((order_key["value"], "RXG", dt.present(rxg.value(1)),
-                               dt.present(rxg.value(2))))}

@@ -295,6 +295,22 @@ def order_identifiers(b: Build, orc: Segment | None, seg: Segment) -> list[dict]
     return found
 
 
+def report_key(b: Build, order: PharmacyOrder, seg: Segment, request: dict | None,
+               medication: dict, kind: str, counters: tuple[int, ...]) -> dict:
+    """The id key of what a segment reports on an order (a give, an administration): the
+    order (ORC-2, else ORC-3, else its MedicationRequest, else the patient and drug under
+    the local `kind` system) with the segment's name and its `counters` fields, so a
+    resent or changed report updates one resource and the order's next is another."""
+    found = order_identifiers(b, order.orc, seg)[:1]
+    order_key = found[0] if found else (
+        {"system": "urn:conduit:medication-request", "value": request["id"]} if request
+        else {"system": people.local_system(b, kind),
+              "value": f"{b.patient['id'] if b.patient else ''}|{medication['id']}"})
+    return {"system": order_key.get("system", ""),
+            "value": "^".join((order_key["value"], seg.name,
+                               *(dt.present(seg.value(n)) for n in counters)))}
+
+
 def _fallback_key(b: Build, orc: Segment | None, medication: dict, authored: str | None
                   ) -> dict:
     """Without an order number: the patient, the drug and the order time, so the same
