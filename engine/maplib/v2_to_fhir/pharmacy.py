@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import NamedTuple, TypeVar
 
 from engine.errors import MappingError
-from engine.formats.hl7v2 import Segment, tables
+from engine.formats.hl7v2 import Hl7Message, Segment, tables
 from engine.formats.hl7v2 import datatypes as dt
 from engine.leniency import tolerate
 from engine.maplib import v2_pharmacy as rx
@@ -32,8 +32,10 @@ from engine.maplib.fhir import compact, resource_id
 from engine.maplib.v2_codes import codeable_concepts, first_concept
 from engine.maplib.v2_fhir import nte_text
 from engine.maplib.v2_orders import keyed, placer_and_filler
-from engine.maplib.v2_to_fhir import people
+from engine.maplib.v2_to_fhir import clinical, people, visit
 from engine.maplib.v2_to_fhir.frame import Build
+from engine.maplib.v2_to_fhir.provenance import finish
+from engine.mapping_base import Skip
 
 T = TypeVar("T")
 
@@ -172,6 +174,26 @@ def pharmacy_orders(b: Build) -> list[PharmacyOrder]:
 
 
 # ---- the order ----------------------------------------------------------------------------
+
+
+def report_message(message: Hl7Message, kind: str, events: tuple[str, ...],
+                   per_order: Callable[[Build, PharmacyOrder], list[dict]],
+                   nothing: MappingError) -> dict | Skip:
+    """An RDS, RGV or RAS (what happened to pharmacy orders): the Patient, the visit and
+    the allergies, then what each order reports (`per_order`); a message of which no
+    order gave anything is the warning `nothing`. The first of `events` is the default
+    for a message whose MSH-9 names none."""
+    b = Build(message, kind, default_event=events[0])
+    if b.event not in events:
+        return Skip(f"{kind}^{b.event or '(no event)'} is not an {kind} event this mapping "
+                    "reads")
+    people.patient(b)
+    visit.encounter(b)
+    clinical.allergies(b)
+    made = [r for order in pharmacy_orders(b) for r in per_order(b, order)]
+    if not made:
+        tolerate(nothing)
+    return finish(b)
 
 
 def medication_request(b: Build, orc: Segment | None, order_segment: Segment,

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from engine.errors import MappingError
 from engine.formats.hl7v2 import Hl7Message, Segment
-from engine.leniency import tolerate
-from engine.maplib.v2_to_fhir import administrations, clinical, people, pharmacy, results, visit
+from engine.maplib.v2_to_fhir import administrations, pharmacy, results
 from engine.maplib.v2_to_fhir.frame import Build
-from engine.maplib.v2_to_fhir.provenance import finish
 from engine.mapping_base import Skip
 
 EVENTS: tuple[str, ...] = ("O17", "O01")
@@ -23,19 +21,8 @@ RESOURCES: tuple[str, ...] = (
 
 
 def build(message: Hl7Message) -> dict | Skip:
-    b = Build(message, "RAS", default_event="O17")
-    if b.event not in EVENTS:
-        return Skip(f"RAS^{b.event or '(no event)'} is not an RAS event this mapping reads")
-    people.patient(b)
-    visit.encounter(b)
-    clinical.allergies(b)
-    made = []
-    for order in pharmacy.pharmacy_orders(b):
-        made += _order(b, order)
-    if not made:
-        tolerate(MappingError("the message holds no administration that could be mapped",
-                              field="RXA"))
-    return finish(b)
+    return pharmacy.report_message(message, "RAS", EVENTS, _order, MappingError(
+        "the message holds no administration that could be mapped", field="RXA"))
 
 
 def _order(b: Build, order: pharmacy.PharmacyOrder) -> list[dict]:

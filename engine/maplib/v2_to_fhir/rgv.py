@@ -7,10 +7,8 @@ from __future__ import annotations
 
 from engine.errors import MappingError
 from engine.formats.hl7v2 import Hl7Message
-from engine.leniency import tolerate
-from engine.maplib.v2_to_fhir import clinical, gives, people, pharmacy, results, visit
+from engine.maplib.v2_to_fhir import gives, pharmacy, results
 from engine.maplib.v2_to_fhir.frame import Build
-from engine.maplib.v2_to_fhir.provenance import finish
 from engine.mapping_base import Skip
 
 EVENTS: tuple[str, ...] = ("O15", "O01")
@@ -22,18 +20,8 @@ RESOURCES: tuple[str, ...] = (
 
 
 def build(message: Hl7Message) -> dict | Skip:
-    b = Build(message, "RGV", default_event="O15")
-    if b.event not in EVENTS:
-        return Skip(f"RGV^{b.event or '(no event)'} is not an RGV event this mapping reads")
-    people.patient(b)
-    visit.encounter(b)
-    clinical.allergies(b)
-    made = []
-    for order in pharmacy.pharmacy_orders(b):
-        made += _order(b, order)
-    if not made:
-        tolerate(MappingError("the message holds no give that could be mapped", field="RXG"))
-    return finish(b)
+    return pharmacy.report_message(message, "RGV", EVENTS, _order, MappingError(
+        "the message holds no give that could be mapped", field="RXG"))
 
 
 def _order(b: Build, order: pharmacy.PharmacyOrder) -> list[dict]:
