@@ -116,7 +116,11 @@ def _stop_all(workers: list[_Worker]) -> int:
             log.error("worker %d did not stop in %.0fs; killing it", w.index, STOP_TIMEOUT)
             w.process.kill()
             code = w.process.wait()
-        clean = clean and code == 0
+        # A worker still starting (its drain handler not yet installed) dies of the
+        # SIGTERM itself: it had taken nothing, so that stop is clean too.
+        if code not in (0, -signal.SIGTERM):
+            log.error("worker %d stopped with %s", w.index, _describe(code))
+            clean = False
     return 0 if clean else 1
 
 

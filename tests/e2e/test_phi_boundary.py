@@ -95,7 +95,7 @@ async def test_no_phi_outside_the_encrypted_store(daemon: Daemon, fhir: Counting
     # While running, the write-ahead log still holds the newest pages: search it too.
     searched = {f"{k} (running)": v for k, v in files_under(daemon.data_dir, skip=out).items()}
     assert any(k.endswith("-wal (running)") for k in searched)
-    assert await daemon.stop() == 0
+    assert await daemon.stop() == 0, daemon.logs()[-6000:]
 
     searched.update(files_under(daemon.data_dir, skip=out))
     searched.update({str(p): p.read_bytes() for p in daemon.log_files})
