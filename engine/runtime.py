@@ -37,6 +37,7 @@ from engine.mapping import MappingCatalog
 from engine.operations import ACTIONS, Operations
 from engine.ops import tracing
 from engine.ops.alerts import Alerting
+from engine.ops.leader import ClusterLease
 from engine.ops.slo import ServiceLevels
 from engine.ops.stats import Stats
 from engine.ops.trail_feed import TrailFeed, seed_point
@@ -150,6 +151,7 @@ class Engine:
         self.started_at: float | None = None
         self.slo: ServiceLevels | None = None  # service levels, once started
         self.alerting: Alerting | None = None  # alert rules, once started
+        self._alerts_lease: ClusterLease | None = None  # whether this host sends alerts
 
     async def start(self) -> None:
         data_dir = Path(self.config.data_dir)
@@ -197,7 +199,13 @@ class Engine:
         if self.primary:
             self.slo = ServiceLevels(self.config.slo)
             self.slo.start(self)
-            self.alerting = Alerting.for_engine(self.config.alerts, self)
+            lease = None
+            if not svc.alone and self.config.alerts.rules:  # one host sends for all
+                lease = self._alerts_lease = ClusterLease(writer, "alerts", svc.owner)
+                await lease.start()
+            self.alerting = Alerting.for_engine(
+                self.config.alerts, self,
+                speaks=(lambda: lease.held) if lease is not None else (lambda: True))
             self.alerting.start()
             if self._serve is not None:
                 self.web = await self._serve(self)
@@ -293,6 +301,9 @@ class Engine:
         # Alerts and service levels first: channels stopping on purpose are no incident.
         if self.alerting is not None:
             await self.alerting.stop()
+        if self._alerts_lease is not None:
+            await self._alerts_lease.stop()
+            self._alerts_lease = None
         if self.slo is not None:
             await self.slo.stop()
         await asyncio.gather(*(c.stop() for c in self.channels.values()))

@@ -82,6 +82,16 @@ queue_owners = sa.Table(
     sa.Column("heartbeat_at", sa.Float, nullable=False),
 )
 
+# Duties done once for a whole cluster (sending alerts), each held by one process at a
+# time until `until` (the database's clock) unless renewed (engine.ops.leader).
+cluster_leases = sa.Table(
+    "cluster_leases",
+    metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("owner", sa.String(40), nullable=False),  # a queue owner id
+    sa.Column("until", sa.Float, nullable=False),
+)
+
 # What a receiver answered to a delivery that ended in the dead-letter queue (a FHIR
 # OperationOutcome may quote the patient back): sealed like message content, under its
 # own id. A table of its own, not queue columns, so existing databases gain it on start

@@ -44,15 +44,21 @@ class Alerting:
 
     def __init__(self, config: AlertsConfig, snapshot: Callable[[], Awaitable[Snapshot]],
                  record: Callable[[list[Event]], Awaitable[Any]],
-                 webhook: Webhook | None = None, host: str | None = None) -> None:
+                 webhook: Webhook | None = None, host: str | None = None,
+                 speaks: Callable[[], bool] = lambda: True) -> None:
+        """`speaks`: whether this process sends what changed (engine.ops.leader); one
+        that does not still tracks every alert, so it can take over without firing
+        again what already fired."""
         self.config = config
+        self._speaks = speaks
         self.tracker = Tracker(config.repeat)
         self.notifier = Notifier(record, webhook, host)
         self._snapshot = snapshot
         self._task: asyncio.Task | None = None
 
     @classmethod
-    def for_engine(cls, config: AlertsConfig, engine: Engine) -> Alerting:
+    def for_engine(cls, config: AlertsConfig, engine: Engine,
+                   speaks: Callable[[], bool] = lambda: True) -> Alerting:
         async def record(events: list[Event]) -> None:
             assert engine.services is not None and engine.services.writer is not None
             uow = UnitOfWork()
@@ -61,7 +67,8 @@ class Alerting:
             await engine.services.writer.commit(uow)
 
         webhook = Webhook(config.webhook) if config.webhook else None
-        return cls(config, lambda: collect(engine, config.rules), record, webhook)
+        return cls(config, lambda: collect(engine, config.rules), record, webhook,
+                   speaks=speaks)
 
     def start(self) -> None:
         if self.config.rules and self._task is None:
@@ -83,6 +90,8 @@ class Alerting:
         """One evaluation: snapshot, rules, notifications, delivery."""
         snap = await self._snapshot()
         notes = self.tracker.step(evaluate(self.config.rules, snap), snap.now)
+        if not self._speaks():
+            return []
         await self.notifier.send(notes)
         return notes
 
