@@ -16,6 +16,8 @@ from engine.cli.admin import (
     cmd_queue_retry,
     cmd_users,
 )
+from engine.cli.audit_reports import add_commands as add_audit_reports
+from engine.cli.audit_reports import cmd_audit_check_export
 from engine.cli.bench import (
     cmd_ack,
     cmd_map,
@@ -29,7 +31,8 @@ from engine.cli.daemon import cmd_run, cmd_validate
 from engine.cli.send import cmd_send
 from engine.errors import ConduitError, ConfigErrors
 
-_NO_CONF = frozenset({cmd_send, cmd_parse, cmd_ack})  # files and sockets only, no settings
+_NO_CONF = frozenset({cmd_send, cmd_parse, cmd_ack,  # files and sockets only, no settings
+                      cmd_audit_check_export})
 
 
 def _add_conf(parser: argparse.ArgumentParser) -> None:
@@ -71,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     show = audit.add_parser("show", help="every hop of one message")
     show.add_argument("--message", required=True, metavar="ID")
     show.set_defaults(func=cmd_audit_show)
+    add_audit_reports(audit)
     queue = sub.add_parser("queue", help="destination queues").add_subparsers(dest="what",
                                                                               required=True)
     queue.add_parser("list", help="depth, in-flight, retrying, dead, and why").set_defaults(
