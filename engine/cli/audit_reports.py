@@ -64,14 +64,16 @@ def cmd_audit_disclosures(args: argparse.Namespace) -> int:
     return with_services(args, body)
 
 
-def _keys_dir(config: Any) -> str:
-    return config.keys.directory or str(Path(config.data_dir) / "keys")
+def _signing_key(config: Any) -> Any:
+    from engine.security.signing import signing_key
+
+    return signing_key(config.keys.directory or str(Path(config.data_dir) / "keys"),
+                       getattr(config.keys, "provider", None))
 
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
     from engine import __version__, audit_export
     from engine.events import Event, Kind
-    from engine.security.signing import signing_key
     from engine.store import disclosures
     from engine.store.database import reader
     from engine.store.writer import UnitOfWork
@@ -82,7 +84,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
         except disclosures.BadPeriod as exc:
             print(f"conduit: {exc}", file=sys.stderr)
             return 2
-        signer = signing_key(_keys_dir(svc.config))
+        signer = _signing_key(svc.config)
         meta = {"engine_version": __version__, "exported_by": actor(),
                 "exported_at": disclosures.iso(time.time_ns() // 1000),
                 "from": disclosures.iso(lo), "to": disclosures.iso(hi)}
@@ -131,9 +133,9 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 def cmd_audit_public_key(args: argparse.Namespace) -> int:
-    from engine.security.signing import public_pem, signing_key
+    from engine.security.signing import public_pem
 
-    sys.stdout.write(public_pem(signing_key(_keys_dir(engine_config(args)))))
+    sys.stdout.write(public_pem(_signing_key(engine_config(args))))
     return 0
 
 

@@ -29,11 +29,15 @@ ENV_CONTENT_KEY = "CONDUIT_KEY"  # as engine.security.keys reads it
 FILE_NAME = "audit-signing.key"
 
 
-def signing_key(folder: str | Path, env: dict[str, str] | None = None) -> Ed25519PrivateKey:
-    """The engine's signing key: derived from CONDUIT_KEY when set, else read from (or
-    created in) `folder`."""
+def signing_key(folder: str | Path, provider: str | None = None,
+                env: dict[str, str] | None = None) -> Ed25519PrivateKey:
+    """The engine's signing key: derived from CONDUIT_KEY with the env key provider
+    (`keys.provider`, or none set and CONDUIT_KEY given), else read from (or created in)
+    `folder`."""
     env = dict(os.environ if env is None else env)
-    if env.get(ENV_CONTENT_KEY):
+    if provider == "env" or (provider is None and env.get(ENV_CONTENT_KEY)):
+        if not env.get(ENV_CONTENT_KEY):
+            raise KeyError_(f"the env key provider needs {ENV_CONTENT_KEY}")
         try:
             master = base64.b64decode(env[ENV_CONTENT_KEY], validate=True)
         except ValueError as exc:

@@ -19,7 +19,9 @@ from engine.mapping_base import MAPPING_REF
 from engine.message import MessageStatus
 from engine.operations import ACTIONS, NotFound, Operations
 from engine.security.roles import Permission, allows
+from engine.store.retention import ContentPruned
 from engine.store.search import MAX_PAGE, AuditQuery, MessageQuery
+from engine.web import audit_reports, revisions
 from engine.web.auth import (
     CSRF_HEADER,
     CSRF_KEY,
@@ -367,6 +369,8 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/audit", audit_events)
     r.add_get("/api/audit/verify", audit_verify)
     r.add_get("/api/audit/export", audit_export)
+    audit_reports.add_routes(app)  # /api/audit/disclosures
+    revisions.add_routes(app)  # /api/revisions: change control (engine.change)
     r.add_get("/api/events", events_stream)
     r.add_get("/api/alerts", list_alerts)
 
@@ -380,6 +384,8 @@ async def errors_as_json(request: web.Request, handler: Any) -> web.StreamRespon
         response = await handler(request)
     except NotFound as exc:
         response = json_error(404, "not-found", str(exc))
+    except ContentPruned as exc:  # the message is known; its content is gone for good
+        response = json_error(410, "content-pruned", str(exc))
     except BadParameter as exc:
         response = json_error(400, "bad-parameter", str(exc))
     except StoreError as exc:

@@ -195,6 +195,11 @@ TABLE = [
     ("GET",    "/api/audit?patient={mrn}",                     NO,  NO, DENY,DENY,DENY,  OK,  OK),
     ("GET",    "/api/audit/verify",                            NO,  NO, DENY,DENY,DENY,  OK,  OK),
     ("GET",    "/api/audit/export",                            NO,  NO, DENY,DENY,DENY,  OK,  OK),
+    ("GET",    "/api/audit/disclosures?patient={mrn}",         NO,  NO, DENY,DENY,DENY,  OK,  OK),
+    ("POST",   "/api/audit/disclosures",                       NO,  NO, DENY,DENY,DENY, BAD, BAD),
+    ("GET",    "/api/revisions",                               NO,  NO,  OK,  OK,  OK,  OK,  OK),
+    ("GET",    "/api/revisions/1",                             NO,  NO, GONE,GONE,GONE,GONE,GONE),
+    ("POST",   "/api/revisions/1/approve",                     NO,  NO, DENY,DENY,DENY,DENY,GONE),
     ("GET",    "/api/events",                                  NO,  NO,  OK,  OK,  OK,  OK,  OK),
     ("GET",    "/api/alerts",                                  NO,  NO,  OK,  OK,  OK,  OK,  OK),
     ("GET",    "/api/nosuch",                                  NO,  NO, GONE,GONE,GONE,GONE,GONE),
@@ -213,6 +218,8 @@ def route_of(path: str) -> str:
         return "unmatched"
     path = re.sub(r"^/api/channels/adt/\w+$", "/api/channels/{name}/{action}", path)
     path = re.sub(r"^/api/channels/\w+$", "/api/channels/{name}", path)
+    path = re.sub(r"^/api/revisions/1/\w+$", "/api/revisions/{number}/{action}", path)
+    path = re.sub(r"^/api/revisions/1$", "/api/revisions/{number}", path)
     return re.sub(r"^/api/queues/adt/fhir/", "/api/queues/{channel}/{destination}/", path)
 
 
