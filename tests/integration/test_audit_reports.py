@@ -161,7 +161,7 @@ async def test_cli_csv_has_a_stable_header_and_the_same_rows(world):
 
 async def test_period_bounds_the_report(world):
     later = conduit("audit", "disclosures", "--patient", MRN, "--from", "2999-01-01",
-                    conf=world.conf)
+                    "--to", "2999-12-31", conf=world.conf)
     assert later.returncode == 0 and later.stdout.splitlines() == [",".join(
         disclosures.COLUMNS)]
     earlier = conduit("audit", "disclosures", "--patient", MRN, "--to", "2000-01-01",
@@ -173,6 +173,9 @@ async def test_period_bounds_the_report(world):
     bad = conduit("audit", "disclosures", "--patient", MRN, "--from", "last tuesday",
                   conf=world.conf)
     assert bad.returncode == 2 and "not a date" in bad.stderr
+    future = conduit("audit", "disclosures", "--patient", MRN, "--from", "2999-01-01",
+                     conf=world.conf)  # to defaults to now: before the start
+    assert future.returncode == 2 and "ends before it starts" in future.stderr
 
 
 async def _ask(world: World, role: str, method: str, body: dict[str, str] | None = None,
@@ -286,7 +289,7 @@ async def test_an_export_checked_with_another_key_fails(exported):
     assert run.returncode == 1 and "signed by another key" in run.stderr
 
 
-def test_the_links_catch_what_the_signature_would_vouch_for(exported):
+async def test_the_links_catch_what_the_signature_would_vouch_for(exported):
     """Re-signed rows (as a faulty or dishonest exporter would) still fail the links."""
     signer = Ed25519PrivateKey.generate()
     pem = public_pem(signer).encode()
