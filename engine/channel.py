@@ -93,14 +93,16 @@ class Channel:
         self.last_error: str | None = None
         self.last_error_at: float | None = None
 
-    async def start(self) -> None:
-        """Deliver and accept (from stopped); a started channel stays as it is."""
+    async def start(self, accepting: bool = True) -> None:
+        """Deliver and accept (from stopped); a started channel stays as it is. Without
+        `accepting` it only delivers (paused): a channel swapped in for a paused one."""
         await self.duplicates.warm_up(time.time())
         if self.state in (State.STOPPED, State.ERROR):
             for worker in self.workers:
                 worker.start()
             self.state = State.PAUSED
-        await self.resume()
+        if accepting:
+            await self.resume()
 
     async def resume(self) -> None:
         """Accept again (from paused)."""

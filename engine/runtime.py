@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from engine import __version__, registry
 from engine.channel import Channel, State
+from engine.channel_swap import Swapper
 from engine.config.base import DestinationBase
 from engine.config.schema import EngineConfig
 from engine.connectors.base import DestinationContext, SourceContext
@@ -151,6 +152,7 @@ class Engine:
         self.started_at: float | None = None
         self.slo: ServiceLevels | None = None  # service levels, once started
         self.alerting: Alerting | None = None  # alert rules, once started
+        self._swapper: Swapper | None = None  # applies deployed channels (apply)
         self._alerts_lease: ClusterLease | None = None  # whether this host sends alerts
 
     async def start(self) -> None:
@@ -193,6 +195,9 @@ class Engine:
             self.channels[channel.name] = channel
         for channel in self.channels.values():
             await channel.start()
+        self._swapper = Swapper(self.channels, self._build,
+                                lambda c: self.primary or _shares_its_source(c.source), writer)
+        self._swapper.started(self._loaded, self.catalog)
         if not svc.alone:
             self._controls = ControlFollower(svc.db, self._carry_out)
             await self._controls.start()
@@ -212,6 +217,20 @@ class Engine:
         self.started_at = time.time()
         log.info("conduit %s started: %d channel(s), store %s", __version__,
                  len(self.channels), "embedded SQLite" if svc.embedded else "external")
+
+    async def apply(self, channels: list[Any], catalog: MappingCatalog) -> list[str]:
+        """Run `channels` (LoadedChannel) with `catalog` from now on without a restart:
+        only what changed is drained and swapped (engine.channel_swap). Returns the
+        names of the channels swapped, added or removed."""
+        assert self._swapper is not None, "the engine is not started"
+        previous, self.catalog = self.catalog, catalog  # what _build reads
+        try:
+            changed = await self._swapper.apply(channels, catalog)
+        except BaseException:
+            self.catalog = previous
+            raise
+        self._loaded = channels
+        return changed
 
     def _build(self, cfg: Any) -> Channel:
         svc = self.services

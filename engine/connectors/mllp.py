@@ -13,6 +13,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import os
 import socket
 from typing import Annotated
 
@@ -180,6 +181,13 @@ class _Connection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
+    def stop_reading(self) -> None:
+        """Take no more frames (the listener is stopping); those received still finish."""
+        self._admitted = False
+        if self._transport is not None and not self._transport.is_closing():
+            with contextlib.suppress(Exception):
+                self._transport.pause_reading()
+
     def _arm_timer(self) -> None:
         """One timer per connection, moved later only when it fires: activity just records
         its time, so a busy connection costs no timer churn per message. A frame's start
@@ -262,6 +270,7 @@ class MllpSource:
         self.workers: set[asyncio.Task] = set()
         self._server: asyncio.base_events.Server | None = None
         self._deliver: Deliver | None = None
+        self._adopted: socket.socket | None = None  # taken over from the source replaced
 
     @property
     def address(self) -> str:
@@ -283,26 +292,50 @@ class MllpSource:
         assert self._deliver is not None
         return await self._deliver(payload, meta)
 
+    def take_over(self, other: object) -> bool:
+        """Listen, once started, on the very socket `other` (the source this one replaces
+        in a swap) listens on: a copy of its descriptor keeps the port bound and its
+        backlog kept after `other` stops, so a swap refuses no connection; those that
+        come meanwhile wait in the backlog. False when `other` listens elsewhere."""
+        if (not isinstance(other, MllpSource) or other._server is None
+                or other.address != self.address or len(other._server.sockets) != 1):
+            return False
+        self._adopted = socket.socket(fileno=os.dup(other._server.sockets[0].fileno()))
+        return True
+
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
         loop = asyncio.get_running_loop()
         tls = server_context(self.config.tls) if self.config.tls else None
-        self._server = await loop.create_server(
-            lambda: _Connection(self), self.config.host, self.config.port, reuse_address=True,
-            reuse_port=self._shared_port or None,
-            ssl=tls,  # a handshake is counted nowhere until done: give it a frame's time
-            ssl_handshake_timeout=self.config.read_timeout if tls else None,
-        )
+        # a handshake is counted nowhere until done: give it a frame's time
+        handshake = self.config.read_timeout if tls else None
+        if self._adopted is not None:
+            sock, self._adopted = self._adopted, None
+            self._server = await loop.create_server(
+                lambda: _Connection(self), sock=sock, ssl=tls,
+                ssl_handshake_timeout=handshake)
+        else:
+            self._server = await loop.create_server(
+                lambda: _Connection(self), self.config.host, self.config.port,
+                reuse_address=True, reuse_port=self._shared_port or None, ssl=tls,
+                ssl_handshake_timeout=handshake)
         log.info("mllp listening on %s", self.address)
         if exposed(self.config.host, self.config.tls):
             log.warning("mllp %s: listening WITHOUT TLS on a network address (insecure: "
                         "true): messages cross the network in clear", self.address)
 
     async def stop(self) -> None:
-        """Stop accepting, finish the frames already received, then close connections."""
+        """Stop accepting, finish the frames already received, then close connections.
+        Connections stop reading first: a frame arriving while the others finish would be
+        committed after its connection closed, unanswered, and then sent again."""
         if self._server is not None:
             self._server.close()
-        if self.workers:
+        if self._adopted is not None:  # taken over but never started
+            self._adopted.close()
+            self._adopted = None
+        for conn in list(self.connections):
+            conn.stop_reading()
+        while self.workers:
             await asyncio.gather(*list(self.workers), return_exceptions=True)
         for conn in list(self.connections):
             conn.close()
