@@ -288,8 +288,10 @@ class Engine:
             policy=RetryPolicy(dest_cfg.retry or cfg.retry), timeout=dest_cfg.timeout,
             queue=svc.queue, writer=svc.writer, vault=svc.vault,
             raw_content_type=raw_content_type,
-            # in order, one at a time, unless the destination's messages stand alone
-            concurrency=getattr(dest_cfg, "concurrency", 1),
+            # in order, one at a time, unless the destination's messages stand alone, or
+            # order matters only per patient (engine.queue.base, lease by_key)
+            concurrency=dest_cfg.concurrency,
+            by_patient=(dest_cfg.order or cfg.order) == "patient",
             # The embedded store's lock file admits one process: nobody can take its
             # leases over, so a writer stalled past the heartbeat's trust must not stop
             # deliveries there.

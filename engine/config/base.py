@@ -55,6 +55,17 @@ class DestinationBase(msgspec.Struct, tag_field="type", forbid_unknown_fields=Tr
     timeout: Annotated[Duration, Meta(description="limit for one delivery attempt")] = (
         Duration(30.0)
     )
+    order: Annotated[
+        Literal["destination", "patient"] | None,
+        Meta(description="destination: every message in queue order, one at a time; "
+             "patient: in order per patient (the message's pseudonym; messages without "
+             "one count as one patient), up to `concurrency` patients at once; defaults "
+             "to the channel's order"),
+    ] = None
+    concurrency: Annotated[int, Meta(ge=1, le=64, description=(
+        "messages in flight at once: with order patient, each of another patient; with "
+        "order destination, more than 1 sends that many at once, out of order (for "
+        "messages that stand alone)"))] = 1
     send: Annotated[
         Literal["mapped", "received"],
         Meta(description="what this destination gets: the mapping's output (mapped), or "

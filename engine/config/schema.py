@@ -99,6 +99,12 @@ class ChannelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     retry: Annotated[
         RetryConfig, Meta(description="retry policy for destinations that set none")
     ] = RetryConfig()
+    order: Annotated[
+        Literal["destination", "patient"],
+        Meta(description="delivery order for destinations that set none: destination "
+                         "(strict queue order) or patient (in order per patient, "
+                         "patients in parallel up to the destination's concurrency)"),
+    ] = "destination"
     respond: Annotated[
         RespondConfig | None,
         Meta(description="request/response: the source answers each caller with the "

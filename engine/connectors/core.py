@@ -68,7 +68,7 @@ class CoreCredentials(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         "password itself)"))]
 
 
-class CoreDestinationConfig(DestinationBase, tag="core"):
+class CoreDestinationConfig(DestinationBase, tag="core", kw_only=True):
     url: Annotated[str, Meta(pattern=r"^https?://",
                              description="the payer's (or clearinghouse's) CORE endpoint")]
     sender_id: Annotated[str, Meta(pattern=_FIELD.pattern, description=(

@@ -6,6 +6,11 @@ decides the waits. Confirmations are written without waiting for their commit: i
 engine dies first, the entry is simply sent again (at-least-once). With a heartbeat
 (engine.queue.heartbeat), nothing is sent from a batch once this process can no longer
 be sure it still holds the batch's leases: the rest is given back and leased again.
+
+A destination whose order matters only per patient (`by_patient`) leases the first
+entry of each patient no one holds (engine.queue.by_key), up to `concurrency` at once:
+a patient's messages go one after another, a slow or refusing patient holds back only
+its own.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ class DestinationWorker:
         raw_content_type: str,
         heartbeat: Heartbeat | None = None,
         concurrency: int = 1,
+        by_patient: bool = False,
     ) -> None:
         self.channel = channel
         self.name = name
@@ -75,6 +81,11 @@ class DestinationWorker:
         # 1 keeps the queue FIFO; more sends that many at once, each with its own
         # retries, order not kept (for messages that stand alone: real-time inquiries)
         self.concurrency = max(1, concurrency)
+        # FIFO per patient: `concurrency` patients at once, each in order (_flow)
+        self.by_patient = by_patient
+        # by_patient: the commit recording an entry's confirmation or dead letter, by
+        # entry id, awaited before its place is given to the next lease (see _settled)
+        self._recorded: dict[int, asyncio.Future[Any]] = {}
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -114,7 +125,7 @@ class DestinationWorker:
         except Exception as exc:
             log.error("destination %s could not open: %s", self.key, type(exc).__name__)
         try:
-            if self.concurrency > 1:
+            if self.concurrency > 1 or self.by_patient:
                 await self._flow()
             while not self._stopping.is_set():
                 self._wakeup.clear()
@@ -148,9 +159,10 @@ class DestinationWorker:
     async def _flow(self) -> None:
         """Up to `concurrency` entries in flight, each sent and retried on its own; more
         are leased as places free up, so an entry waiting for its next attempt holds one
-        place, not the queue. Returns when stopping; in-flight entries are waited for
-        (a stop lets each finish the send under way). When a lease is in doubt, the
-        rest finish, everything is given back and leasing starts again."""
+        place, not the queue (by_patient: and its patient's later entries). Returns when
+        stopping; in-flight entries are waited for (a stop lets each finish the send
+        under way). When a lease is in doubt, the rest finish, everything is given back
+        and leasing starts again."""
         running: set[asyncio.Future[bool]] = set()
         try:
             while not self._stopping.is_set():
@@ -160,12 +172,13 @@ class DestinationWorker:
                 if token is not None and free > 0:
                     try:
                         batch: list[Leased] = await self._writer.commit(
-                            self._queue.lease(self.key, free))
+                            self._queue.lease(self.key, free, by_key=self.by_patient)
+                            if self.by_patient else self._queue.lease(self.key, free))
                     except Exception as exc:
                         log.error("destination %s: cannot lease from the queue: %s",
                                   self.key, exc)
                         batch = []
-                    running.update(asyncio.ensure_future(self._deliver(entry, token))
+                    running.update(asyncio.ensure_future(self._settled(entry, token))
                                    for entry in batch)
                 waits: list[asyncio.Future[Any]] = [
                     asyncio.ensure_future(self._wakeup.wait()),
@@ -189,6 +202,20 @@ class DestinationWorker:
         finally:
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
+
+    async def _settled(self, entry: Leased, token: int) -> bool:
+        """_deliver, then (by_patient) wait until its outcome is committed: the queue
+        lets the patient's next entry go only once that one is confirmed or dead (in
+        the Redis queue, once the commit's outcomes reached Redis), so a lease before
+        would find the patient still held and leave its place idle until the next look.
+        A refused commit is submitted again (_record); the place is freed regardless."""
+        try:
+            return await self._deliver(entry, token)
+        finally:
+            recorded = self._recorded.pop(entry.id, None)
+            if recorded is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(recorded)
 
     def _tell(self, message_id: str, delivery: Delivery, reason: str,
               stored: asyncio.Future[Any]) -> None:
@@ -220,6 +247,13 @@ class DestinationWorker:
         next one records the attempts)."""
         stored = self._writer.submit(uow)
         stored.add_done_callback(functools.partial(self._refused, uow))
+        return stored
+
+    def _recording(self, entry: Leased, uow: UnitOfWork) -> asyncio.Future[Any]:
+        """_record an entry's last outcome; by_patient, kept for _settled."""
+        stored = self._record(uow)
+        if self.by_patient:
+            self._recorded[entry.id] = stored
         return stored
 
     def _refused(self, uow: UnitOfWork, stored: asyncio.Future[Any]) -> None:
@@ -351,7 +385,7 @@ class DestinationWorker:
                 detail["answer_bytes"] = len(answer.body)
             uow.record(Event(kind=Kind.SENT, **base, detail=detail, content_hash=(
                 content_hash(answer.body) if answer is not None else None)))
-            self._tell(entry.message_id, delivery, "", self._record(uow))
+            self._tell(entry.message_id, delivery, "", self._recording(entry, uow))
             return None
         self.last_error, self.last_error_at = decision.reason, time.time()
         if decision.action == "dead":
@@ -364,7 +398,8 @@ class DestinationWorker:
             uow.record(Event(kind=Kind.DEAD_LETTERED, **base,
                              detail={"code": code, "attempt": attempts,
                                      "reason": decision.reason}))
-            self._tell(entry.message_id, delivery, decision.reason, self._record(uow))
+            self._tell(entry.message_id, delivery, decision.reason,
+                       self._recording(entry, uow))
             return None
         due = time.time() + decision.delay
         self._queue.retry_later(uow, entry.id, attempts, due, decision.reason)

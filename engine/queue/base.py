@@ -20,6 +20,13 @@ two guarantees:
 
 A destination's queue is FIFO: a lease gives the head first, and the worker keeps the
 head until it is confirmed or dead-lettered, so nothing overtakes it.
+
+Or FIFO per key, for a destination whose order matters only per patient: the key is the
+message's patient pseudonym (messages.patient, a keyed HMAC, never the identifier;
+messages without one share the key ""). A lease `by_key` gives only each key's first
+entry, and only when no live owner holds it (leased or waiting for a retry): one
+patient's entries go one at a time in queue order, different patients' in parallel. A
+dead letter leaves the queue in both modes, so it holds back nothing, as in strict FIFO.
 """
 
 from __future__ import annotations
@@ -29,6 +36,11 @@ from typing import Protocol, runtime_checkable
 import msgspec
 
 from engine.store.writer import UnitOfWork
+
+# How many entries from the head a `by_key` lease looks through for keys that are free:
+# a patient whose first entry lies further back waits until the head moves on. Bounds
+# the cost of a lease behind one patient's long backlog.
+BY_KEY_WINDOW = 5000
 
 
 class Leased(msgspec.Struct):
@@ -105,13 +117,18 @@ class Queue(Protocol):
         commit, for a backend outside the store database)."""
         ...
 
-    def lease(self, destination: str, limit: int) -> UnitOfWork:
+    def lease(self, destination: str, limit: int, by_key: bool = False) -> UnitOfWork:
         """A unit of work whose result is up to `limit` entries of `destination` from
         the head, in order, with their sealed content, now leased to this owner. Entries
         not yet due are included (the worker waits on the head: that keeps FIFO); none
         while another live owner holds leases in the destination. A unit of work because
         the content is read from the message store, and entries taken over from a dead
-        owner are audited ("reclaimed") in the same transaction."""
+        owner are audited ("reclaimed") in the same transaction.
+
+        `by_key`: FIFO per key instead (module docstring): the first entry of each key
+        that no live owner (this one included) holds, in queue order, up to `limit`;
+        other owners' leases hold back their keys only. Keys are looked for among the
+        first BY_KEY_WINDOW entries of the destination."""
         ...
 
     def ack(self, uow: UnitOfWork, entry_id: int) -> None:

@@ -7,7 +7,8 @@ prefix hash to one slot, so the scripts are also valid on a Redis Cluster.
 
 Keys of a prefix P:
 - P:s:<destination>    the stream of entries (fields i: entry id, m: message id,
-                       o: output id or "", t: queued at), consumer group "conduit",
+                       o: output id or "", t: queued at, k: the message's patient
+                       pseudonym or "", the key of FIFO per key), consumer group "conduit",
                        one consumer per engine owner plus FREE for released entries;
 - P:ix                 entry id -> "<destination>\\x1f<stream id>" for every entry in a
                        stream (finds an entry by id; an id there is never added twice);
@@ -19,18 +20,17 @@ Keys of a prefix P:
 
 from __future__ import annotations
 
+from engine.queue.base import BY_KEY_WINDOW
+
 GROUP = "conduit"
 FREE = "~released"  # the consumer holding released entries: anyone may take them
 
-# ARGV: P, destination, owner, limit, grace ms, FREE, n, n x (id, message, output, at),
-# h, h x held stream ids, live owners...
-# Publishes the outbox rows given (an id already in P:ix is skipped: a re-publish adds
-# nothing), then leases up to `limit` entries from the head: nothing while another
-# owner that is live (in the list, or active within the grace) holds entries; else the
-# entries of dead owners, released ones and this owner's own not handed out (a lease
-# whose commit failed), in stream order, then new ones. Returns {entries, reclaimed}:
-# entries {stream id, id, message, output, at, try JSON or ""}; reclaimed {owner, n...}.
-LEASE = """
+# ARGV: P, destination, owner, limit, grace ms, FREE, n, n x (id, message, output, at,
+# key), h, h x held stream ids, live owners...
+# Both leases first publish the outbox rows given (an id already in P:ix is skipped: a
+# re-publish adds nothing). Each returns {entries, reclaimed}: entries {stream id, id,
+# message, output, at, try JSON or ""}; reclaimed {owner, n...}.
+_PUBLISH = """
 local P, dest, me = ARGV[1], ARGV[2], ARGV[3]
 local limit, grace, free = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local G = '""" + GROUP + """'
@@ -46,10 +46,10 @@ for _ = 1, rows do
   local id = ARGV[n]
   if redis.call('HEXISTS', ix, id) == 0 then
     local sid = redis.call('XADD', s, '*', 'i', id, 'm', ARGV[n + 1], 'o', ARGV[n + 2],
-                           't', ARGV[n + 3])
+                           't', ARGV[n + 3], 'k', ARGV[n + 4])
     redis.call('HSET', ix, id, dest .. '\\31' .. sid)
   end
-  n = n + 4
+  n = n + 5
 end
 local nheld = tonumber(ARGV[n])
 n = n + 1
@@ -58,7 +58,38 @@ for i = n, n + nheld - 1 do held[ARGV[i]] = true end
 local live = {}
 for i = n + nheld, #ARGV do live[ARGV[i]] = true end
 if redis.call('EXISTS', s) == 0 then return {{}, {}} end
+"""
 
+# The entries' fields as returned, with their retry state; the reclaimed counts.
+_RETURN = """
+local out, ids = {}, {}
+for _, e in ipairs(got) do
+  local f = {}
+  for i = 1, #e[2], 2 do f[e[2][i]] = e[2][i + 1] end
+  out[#out + 1] = {e[1], f['i'], f['m'], f['o'], f['t'], ''}
+  ids[#ids + 1] = f['i']
+end
+if #ids > 0 and redis.call('EXISTS', try) == 1 then
+  local tried = redis.call('HMGET', try, unpack(ids))
+  for i, state in ipairs(tried) do
+    if state then out[i][6] = state end
+  end
+end
+local rec = {}
+for name, count in pairs(reclaimed) do
+  if count > 0 then
+    rec[#rec + 1] = name
+    rec[#rec + 1] = count
+  end
+end
+return {out, rec}
+"""
+
+# FIFO per destination: nothing while another owner that is live (in the list, or
+# active within the grace) holds entries; else up to `limit` from the head: the entries
+# of dead owners, released ones and this owner's own not handed out (a lease whose
+# commit failed), in stream order, then new ones.
+LEASE = _PUBLISH + """
 local takeable, reclaimed, pending = {}, {}, 0
 for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', s, G)) do
   local f = {}
@@ -97,29 +128,75 @@ if #got < limit then
     for _, e in ipairs(r[1][2]) do got[#got + 1] = e end
   end
 end
+""" + _RETURN
 
-local out, ids = {}, {}
-for _, e in ipairs(got) do
+# FIFO per key (engine.queue.by_key): walks the stream from its head, at most
+# BY_KEY_WINDOW entries, reading each chunk's holders from the pending list; the first
+# entry of each key (field k) is taken if it is new, released, a dead owner's or this
+# owner's own not handed out; one held by a live owner (this one's handed out included)
+# holds back its key only. New entries up to the last one taken are first read into the
+# released consumer, in order (a group hands out new entries only from its head); the
+# chosen ones are then claimed.
+LEASE_BY_KEY = _PUBLISH + """
+local status, reclaimed = {}, {}
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', s, G)) do
   local f = {}
-  for i = 1, #e[2], 2 do f[e[2][i]] = e[2][i + 1] end
-  out[#out + 1] = {e[1], f['i'], f['m'], f['o'], f['t'], ''}
-  ids[#ids + 1] = f['i']
-end
-if #ids > 0 and redis.call('EXISTS', try) == 1 then
-  local tried = redis.call('HMGET', try, unpack(ids))
-  for i, state in ipairs(tried) do
-    if state then out[i][6] = state end
+  for i = 1, #c, 2 do f[c[i]] = c[i + 1] end
+  local name = f['name']
+  if name == me or name == free then
+    status[name] = name
+  elseif live[name] or f['idle'] < grace then
+    status[name] = 'live'
+  elseif f['pending'] > 0 then
+    status[name] = 'dead'
+    reclaimed[name] = 0
+  else
+    redis.call('XGROUP', 'DELCONSUMER', s, G, name)
   end
 end
-local rec = {}
-for name, count in pairs(reclaimed) do
-  if count > 0 then
-    rec[#rec + 1] = name
-    rec[#rec + 1] = count
+
+local window = """ + str(BY_KEY_WINDOW) + """
+local seen, picks, scanned, fresh, read_new, start = {}, {}, 0, 0, 0, '-'
+while #picks < limit and scanned < window do
+  local chunk = redis.call('XRANGE', s, start, '+', 'COUNT', math.min(256, window - scanned))
+  if #chunk == 0 then break end
+  local holder = {}
+  for _, p in ipairs(redis.call('XPENDING', s, G, chunk[1][1], chunk[#chunk][1], #chunk)) do
+    holder[p[1]] = p[2]
   end
+  for _, e in ipairs(chunk) do
+    scanned = scanned + 1
+    local sid, who = e[1], holder[e[1]]
+    if not who then fresh = fresh + 1 end
+    local key = ''
+    for i = 1, #e[2], 2 do
+      if e[2][i] == 'k' then key = e[2][i + 1] end
+    end
+    if not seen[key] then
+      seen[key] = true
+      local take = not who or who == free or status[who] == 'dead'
+      if who == me then take = not held[sid] end
+      if take then
+        picks[#picks + 1] = e
+        if not who then read_new = fresh end
+        if who and reclaimed[who] then reclaimed[who] = reclaimed[who] + 1 end
+        if #picks >= limit then break end
+      end
+    end
+  end
+  start = '(' .. chunk[#chunk][1]
 end
-return {out, rec}
-"""
+if read_new > 0 then
+  redis.call('XREADGROUP', 'GROUP', G, free, 'COUNT', read_new, 'STREAMS', s, '>')
+end
+if #picks > 0 then
+  local claim = {'XCLAIM', s, G, me, 0}
+  for _, e in ipairs(picks) do claim[#claim + 1] = e[1] end
+  claim[#claim + 1] = 'JUSTID'
+  redis.call(unpack(claim))
+end
+local got = picks
+""" + _RETURN
 
 # ARGV: P, FREE, then outcomes, each an op and its arguments, applied in order:
 #   a id                  ack: remove the entry, whoever holds it

@@ -27,6 +27,9 @@ guarantees of engine.queue.base, and how:
   missing from that list but active in Redis within half the TTL is also live (a new
   process whose first heartbeat the list did not show yet). An idle-time rule alone
   (XAUTOCLAIM's) would take the head from a live owner waiting out a long retry.
+- FIFO per key (`by_key`): each published entry carries its message's patient
+  pseudonym (field k), and LEASE_BY_KEY takes the first entry of each key that no live
+  owner holds; other owners' entries hold back their keys only.
 - Delivered entries are XACKed and XDELed at once, so a stream holds what is queued.
 
 Redis must keep what it acknowledged: run it with `appendonly yes` and `appendfsync
@@ -53,10 +56,10 @@ import sqlalchemy as sa
 from engine.events import Event, Kind
 from engine.queue import owners
 from engine.queue.base import DeadLetter, Leased, QueueStats, Retrying
-from engine.queue.redis_scripts import FREE, GROUP, LEASE, OUTCOMES
+from engine.queue.redis_scripts import FREE, GROUP, LEASE, LEASE_BY_KEY, OUTCOMES
 from engine.queue.sql import _with_content
 from engine.store.database import reader
-from engine.store.schema import dead_letter_answers, queue_outbox
+from engine.store.schema import dead_letter_answers, messages, queue_outbox
 from engine.store.writer import UnitOfWork
 
 log = logging.getLogger("conduit.queue")
@@ -103,6 +106,7 @@ class RedisStreamsQueue:
                                            socket_connect_timeout=0.5)
         self._p = "{" + prefix + "}"
         self._lease_script = self._redis.register_script(LEASE)
+        self._lease_by_key_script = self._redis.register_script(LEASE_BY_KEY)
         self._outcome_script = self._redis.register_script(OUTCOMES)
         self._lock = threading.Lock()  # _held and _taking: the loop and the writer thread
         self._held: dict[int, _Held] = {}  # handed to this process's workers
@@ -146,12 +150,14 @@ class RedisStreamsQueue:
         uow.insert(queue_outbox, {"destination": destination, "message_id": message_id,
                                   "output_id": output_id, "created_at": now})
 
-    def lease(self, destination: str, limit: int) -> UnitOfWork:
+    def lease(self, destination: str, limit: int, by_key: bool = False) -> UnitOfWork:
         """Publish the destination's outbox, then lease up to `limit` entries from the
-        head (engine.queue.redis_scripts.LEASE); dead owners' entries taken over are one
-        "reclaimed" event per owner. If Redis cannot be reached nothing is leased."""
+        head (engine.queue.redis_scripts.LEASE; LEASE_BY_KEY `by_key`); dead owners'
+        entries taken over are one "reclaimed" event per owner. If Redis cannot be
+        reached nothing is leased."""
         uow = UnitOfWork()
         token = next(self._tokens)
+        script = self._lease_by_key_script if by_key else self._lease_script
 
         def run(conn: sa.Connection) -> list[Leased]:
             uow.events[:] = []  # assigned: the writer may run this again after a failure
@@ -173,10 +179,11 @@ class RedisStreamsQueue:
             args: list[Any] = [self._p, destination, self.owner, limit,
                                int(self.owner_ttl * 500), FREE, len(rows)]
             for r in rows:
-                args += [r.id, r.message_id, r.output_id or "", repr(r.created_at)]
+                args += [r.id, r.message_id, r.output_id or "", repr(r.created_at),
+                         r.patient or ""]
             args += [len(held), *held, *live]
             try:
-                entries, reclaimed = self._lease_script(keys=[f"{self._p}:ix"], args=args)
+                entries, reclaimed = script(keys=[f"{self._p}:ix"], args=args)
             except redis.RedisError as exc:
                 self._redis_failed(exc)
                 return []
@@ -408,7 +415,9 @@ def from_config(config: Any, engine: sa.Engine, owner: str) -> RedisStreamsQueue
 def _outbox(committed: sa.Connection, conn: sa.Connection, destination: str) -> list[Any]:
     """The destination's committed outbox rows in id order, read on a connection of
     their own: the writer's transaction also holds puts not committed yet, which must
-    reach no other process before they are. None while another process publishes them
+    reach no other process before they are. With each, its message's patient pseudonym:
+    the key of FIFO per key, published whatever the destination's order, so a change of
+    order finds every entry keyed. None while another process publishes them
     (PostgreSQL: a transaction-scoped advisory lock, tried without waiting, so two writers
     never wait on each other's rows; SQLite's write lock already serialises)."""
     if conn.dialect.name == "postgresql":
@@ -419,6 +428,8 @@ def _outbox(committed: sa.Connection, conn: sa.Connection, destination: str) -> 
             return []
     return committed.execute(
         sa.select(queue_outbox.c.id, queue_outbox.c.message_id, queue_outbox.c.output_id,
-                  queue_outbox.c.created_at)
+                  queue_outbox.c.created_at, messages.c.patient)
+        .select_from(queue_outbox.outerjoin(messages,
+                                            messages.c.id == queue_outbox.c.message_id))
         .where(queue_outbox.c.destination == destination)
         .order_by(queue_outbox.c.id).limit(PUBLISH_BATCH)).all()

@@ -13,11 +13,17 @@ takes nothing while another live owner holds leases in the destination, and othe
 takes the head in id order, including the entries of owners that stopped beating
 (engine.queue.owners). The head rows are also locked FOR UPDATE, so no entry is taken
 twice even by something that skips the advisory lock.
+
+FIFO per key (`by_key`, engine.queue.by_key): the key is the message's patient
+pseudonym, joined from `messages` (no column of the queue's own: existing stores gain
+no columns). Leasing is serialised the same way; live owners' leases hold back their
+keys only.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import time
 from collections import Counter
 from typing import Any
@@ -26,7 +32,8 @@ import sqlalchemy as sa
 
 from engine.events import Event, Kind
 from engine.queue import owners
-from engine.queue.base import DeadLetter, Leased, QueueStats, Retrying
+from engine.queue.base import BY_KEY_WINDOW, DeadLetter, Leased, QueueStats, Retrying
+from engine.queue.by_key import Seen, first_free_per_key
 from engine.store.schema import dead_letter_answers, messages, outputs, queue
 from engine.store.writer import UnitOfWork
 
@@ -82,12 +89,13 @@ class SqlQueue:
             "state": READY, "attempts": 0, "available_at": now, "created_at": now,
         })
 
-    def lease(self, destination: str, limit: int) -> UnitOfWork:
+    def lease(self, destination: str, limit: int, by_key: bool = False) -> UnitOfWork:
         """A unit of work whose result is the next `limit` entries, in order, leased to
         this process; nothing while another live process holds leases in `destination`
         (or is leasing it right now). Entries not yet due are included: the worker waits
         on them, which is what keeps the destination FIFO. Entries taken over from a dead
-        owner are one "reclaimed" event per owner."""
+        owner are one "reclaimed" event per owner. `by_key`: the first entry of each
+        patient that no live owner holds instead (engine.queue.by_key)."""
         uow = UnitOfWork()
         owner, ttl = self.owner, self.owner_ttl
 
@@ -97,9 +105,12 @@ class SqlQueue:
             if sql.lock and not conn.exec_driver_sql(sql.lock, (_lock_key(destination),)
                                                      ).scalar():
                 return []
-            if conn.exec_driver_sql(sql.held_by_others, (destination, owner, ttl)).first():
+            if by_key:
+                rows = _key_heads(conn, sql, destination, owner, ttl, limit)
+            elif conn.exec_driver_sql(sql.held_by_others, (destination, owner, ttl)).first():
                 return []
-            rows = conn.exec_driver_sql(sql.head, (destination, owner, limit)).all()
+            else:
+                rows = conn.exec_driver_sql(sql.head, (destination, owner, limit)).all()
             if not rows:
                 return []
             ids = tuple(r[0] for r in rows)
@@ -238,6 +249,29 @@ class _LeaseSql:
             f"'{LEASED}' AND (q.lease_owner IS NULL OR q.lease_owner <> {mark}))) "
             f"ORDER BY q.id LIMIT {mark}" + (" FOR UPDATE OF q" if postgresql else ""))
         self._takes: dict[int, str] = {}
+        # FIFO per key (_key_heads): every owner beating within the TTL; the leased
+        # entries with their keys; the ready ones from an id on; the chosen heads by id,
+        # checked again under their row locks.
+        self.live = f"SELECT owner FROM queue_owners WHERE heartbeat_at >= {now} - {mark}"
+        keyed = ("FROM queue q LEFT OUTER JOIN messages m ON m.id = q.message_id "
+                 f"WHERE q.destination = {mark} AND q.state = ")
+        self.leased = f"SELECT q.id, m.patient, q.lease_owner {keyed}'{LEASED}' ORDER BY q.id"
+        self.ready = (f"SELECT q.id, m.patient {keyed}'{READY}' AND q.id > {mark} "
+                      f"ORDER BY q.id LIMIT {mark}")
+        self._head_by_ids = self.head.replace(
+            f"WHERE q.destination = {mark} AND", "WHERE q.id IN ({ids}) AND q.destination = "
+            f"{mark} AND").replace(
+            f" LIMIT {mark}", "")
+        self._heads: dict[int, str] = {}
+
+    def heads(self, count: int) -> str:
+        """The head rows of `count` entries by id (the ids, then this owner), those still
+        ready or leased by another owner."""
+        sql = self._heads.get(count)
+        if sql is None:
+            sql = self._heads[count] = self._head_by_ids.replace(
+                "{ids}", ", ".join([self._mark] * count))
+        return sql
 
     def take(self, count: int) -> str:
         """Lease `count` entries by id (the owner, then the ids)."""
@@ -257,6 +291,35 @@ def _lease_sql(dialect: sa.Dialect) -> _LeaseSql:
     if found is None:
         found = _lease_sqls[(dialect.name, dialect.paramstyle)] = _LeaseSql(dialect)
     return found
+
+
+KEY_SCAN = 256  # ready entries read at a time while looking for free keys
+
+
+def _key_heads(conn: sa.Connection, sql: _LeaseSql, destination: str, owner: str,
+               ttl: float, limit: int) -> list[Any]:
+    """The head rows (as _LeaseSql.head) of up to `limit` entries, each the first of its
+    key and held by no live owner (engine.queue.by_key), in id order."""
+    live = set(conn.exec_driver_sql(sql.live, (ttl,)).scalars())
+    live.add(owner)  # its own leases are in flight or waiting for a retry
+    leased = [Seen(r[0], r[1] or "", r[2] or "")
+              for r in conn.exec_driver_sql(sql.leased, (destination,))]
+
+    def ready() -> Any:
+        after = -1
+        while True:
+            rows = conn.exec_driver_sql(sql.ready, (destination, after, KEY_SCAN)).all()
+            yield from (Seen(r[0], r[1] or "", None) for r in rows)
+            if len(rows) < KEY_SCAN:
+                return
+            after = rows[-1][0]
+
+    free = first_free_per_key(heapq.merge(leased, ready(), key=lambda e: e.id), live,
+                              limit, BY_KEY_WINDOW)
+    if not free:
+        return []
+    return conn.exec_driver_sql(sql.heads(len(free)),
+                                (*(f.id for f in free), destination, owner)).all()
 
 
 def _lock_key(destination: str) -> int:

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from engine.errors import StoreError
 from engine.events import Event, Kind
+from engine.queue import owners
 from engine.queue.base import Leased, Queue
 from engine.queue.redis_streams import RedisStreamsQueue
 from engine.queue.sql import SqlQueue
@@ -81,8 +82,26 @@ class Env:
             ids.append(mid)
         return ids
 
+    async def add_for(self, *patients: str | None) -> list[str]:
+        """One message per patient pseudonym given (None: a message without a patient),
+        in order, each queued for DEST in its own commit; their ids."""
+        ids = []
+        for patient in patients:
+            self._n += 1
+            mid = f"M{self._n:025d}"
+            uow = UnitOfWork()
+            self.store.add_message(uow, {**_row(mid, self._n), "patient": patient},
+                                   b"MSH|raw|" + mid.encode())
+            self.q.put(uow, DEST, mid, None, time.time())
+            await self.writer.commit(uow)
+            ids.append(mid)
+        return ids
+
     async def lease(self, destination: str = DEST, limit: int = 100) -> list[Leased]:
         return await self.writer.commit(self.q.lease(destination, limit))
+
+    async def lease_by_key(self, limit: int = 100, q: Queue | None = None) -> list[Leased]:
+        return await self.writer.commit((q or self.q).lease(DEST, limit, by_key=True))
 
     async def apply(self, change: Callable[[UnitOfWork], object]) -> None:
         uow = UnitOfWork()
@@ -349,3 +368,105 @@ async def test_stats_count_each_state_and_the_oldest_entry(env):
     [dest] = [s for s in env.q.stats() if s.destination == DEST]
     assert (dest.ready, dest.leased, dest.retrying, dest.dead) == (3, 0, 1, 2)
     assert dest.oldest_at == pytest.approx(t0 + 10)
+
+
+# ------------------------------------------------- FIFO per key (the patient pseudonym)
+
+
+async def test_by_key_leases_the_first_entry_of_each_patient_in_queue_order(env):
+    a1, a2, b1, c1, _b2, n1, _n2, _c2 = await env.add_for(
+        "pa", "pa", "pb", "pc", "pb", None, None, "pc")
+    heads = await env.lease_by_key()
+    assert ids_of(heads) == [a1, b1, c1, n1]  # messages without a patient: one key
+    assert await env.lease_by_key() == []  # each patient's head is held by this owner
+    await env.apply(lambda uow: env.q.ack(uow, heads[0].id))
+    assert ids_of(await env.lease_by_key()) == [a2]
+    assert env.stats() == {DEST: (3, 4, 0, 0)}
+
+
+async def test_by_key_respects_the_limit_and_gives_no_entry_twice(env):
+    ids = await env.add_for(*(f"p{i % 5}" for i in range(15)))
+    first = await env.lease_by_key(limit=2)
+    second = await env.lease_by_key(limit=2)
+    third = await env.lease_by_key(limit=10)
+    assert ids_of(first + second + third) == ids[:5]
+    assert await env.lease_by_key() == []
+
+
+async def test_by_key_leases_committed_together_share_no_entry_and_no_patient(env):
+    ids = await env.add_for(*(f"p{i % 4}" for i in range(12)))
+    batches = await asyncio.gather(*(env.lease_by_key(limit=2) for _ in range(5)))
+    taken = [mid for batch in batches for mid in ids_of(batch)]
+    assert sorted(taken) == ids[:4]  # each patient's head once; the rest wait
+
+
+async def test_by_key_a_retrying_entry_holds_back_its_patient_only(env):
+    a1, b1, _a2, b2, c1 = await env.add_for("pa", "pb", "pa", "pb", "pc")
+    held = await env.lease_by_key()
+    assert ids_of(held) == [a1, b1, c1]
+    head_a, head_b, head_c = held
+    due = time.time() + 60
+    await env.apply(lambda uow: (env.q.retry_later(uow, head_a.id, 1, due, "HTTP 503"),
+                                 env.q.ack(uow, head_b.id), env.q.ack(uow, head_c.id)))
+    assert ids_of(await env.lease_by_key()) == [b2]  # a2 waits behind a1's retry
+    [r] = env.q.retrying(DEST)
+    assert (r.message_id, r.attempts) == (a1, 1)
+
+    await env.release()  # given back in place: a1, not yet due, still comes first
+    again = await env.lease_by_key()
+    assert ids_of(again) == [a1, b2]
+    assert again[0].attempts == 1 and again[0].available_at == pytest.approx(due)
+
+
+async def test_by_key_a_dead_letter_holds_back_nothing(env):
+    """As in strict FIFO, a dead letter leaves the queue: the patient's next message goes
+    on (the operator replays the dead one, to the tail)."""
+    a1, a2, _b1 = await env.add_for("pa", "pa", "pb")
+    head_a, _ = await env.lease_by_key()
+    await env.apply(lambda uow: env.q.dead_letter(uow, head_a.id, 3, "HTTP 400"))
+    assert ids_of(await env.lease_by_key()) == [a2]
+    assert ids_of(env.q.dead_letters(DEST)) == [a1]
+
+
+async def test_by_key_another_live_owner_holds_back_only_its_patients(env):
+    """Processes share a destination by patient: each takes the heads the other does not
+    hold, and never a patient the other is delivering."""
+    a1, b1, a2, c1, _b2 = await env.add_for("pa", "pb", "pa", "pc", "pb")
+    other = env.make(env.db, "host:2:alive")
+    for live in (env.q, other):
+        await env.writer.commit(owners.beat(live.owner))
+    theirs = await env.lease_by_key(limit=1, q=other)
+    assert ids_of(theirs) == [a1]
+    assert ids_of(await env.lease_by_key()) == [b1, c1]  # not a2: a1 is the other's
+    assert await env.lease_by_key(q=other) == []
+    await env.apply(lambda uow: other.ack(uow, theirs[0].id))
+    assert ids_of(await env.lease_by_key(q=other)) == [a2]
+    assert not [e for e in env.events if e.kind == Kind.RECLAIMED]
+
+
+async def test_by_key_a_dead_owners_entries_are_taken_over_in_each_patients_order(env):
+    a1, b1, a2, b2, c1 = await env.add_for("pa", "pb", "pa", "pb", "pc")
+    gone = env.make(env.db, "host:2:crashed")  # never beats: dead once idle
+    assert ids_of(await env.lease_by_key(limit=2, q=gone)) == [a1, b1]
+    env.q.owner_ttl = 0.2  # how long this owner waits on an owner it cannot see beating
+    await asyncio.sleep(0.3)
+    env.events.clear()
+    taken = await env.lease_by_key()
+    assert ids_of(taken) == [a1, b1, c1]  # the heads again, not a2 or b2
+    [reclaimed] = [e for e in env.events if e.kind == Kind.RECLAIMED]
+    assert reclaimed.detail == {"owner": "host:2:crashed", "entries": 2}
+    await env.apply(lambda uow: [env.q.ack(uow, e.id) for e in taken])
+    assert ids_of(await env.lease_by_key()) == [a2, b2]
+    await env.writer.commit(owners.beat(env.q.owner))
+    assert await env.lease_by_key(q=gone) == []  # back, it finds its patients taken
+
+
+async def test_strict_and_by_key_leases_agree_on_what_is_held(env):
+    """A destination switched between orders: a strict lease waits for everything this
+    owner holds; a by_key lease after strict ones holds back the patients leased."""
+    a1, b1, a2, c1 = await env.add_for("pa", "pb", "pa", "pc")
+    assert ids_of(await env.lease(limit=2)) == [a1, b1]
+    assert ids_of(await env.lease_by_key()) == [c1]
+    await env.release()
+    assert ids_of(await env.lease()) == [a1, b1, a2, c1]
+
