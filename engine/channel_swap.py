@@ -30,9 +30,7 @@ from typing import Any, Protocol
 
 from engine.channel import Channel, State
 from engine.config.schema import ChannelConfig
-from engine.events import Event, Kind
 from engine.mapping import MappingCatalog
-from engine.store.writer import UnitOfWork, Writer
 
 log = logging.getLogger("conduit.swap")
 
@@ -74,10 +72,10 @@ class Swapper:
     the status page, operations and alerts look channels up in it by name)."""
 
     def __init__(self, channels: dict[str, Channel], build: Callable[[ChannelConfig], Channel],
-                 runs_here: Callable[[Channel], bool], writer: Writer) -> None:
+                 runs_here: Callable[[Channel], bool]) -> None:
         self.channels = channels
         self.fingerprints: dict[str, Fingerprint] = {}  # every enabled channel applied
-        self._build, self._runs_here, self._writer = build, runs_here, writer
+        self._build, self._runs_here = build, runs_here
         self._lock = asyncio.Lock()  # one deploy at a time
 
     def started(self, loaded: list[Loaded], catalog: MappingCatalog) -> None:
@@ -106,7 +104,6 @@ class Swapper:
                 self.fingerprints.pop(name, None)
             self.fingerprints.update({name: prints[name] for name in changed})
             if removed or changed:
-                await self._record(changed, removed)
                 # Start-up objects were frozen out of the collector's sight (runtime's
                 # gc.freeze): the replaced channels' cycles are freed by one collection.
                 gc.unfreeze()
@@ -138,12 +135,6 @@ class Swapper:
         if state is not State.STOPPED:
             await new.start(accepting=state is not State.PAUSED)
         log.info("channel %s %s (%s)", name, "swapped" if old else "added", new.state.value)
-
-    async def _record(self, changed: list[str], removed: list[str]) -> None:
-        uow = UnitOfWork()
-        uow.record(Event(kind=Kind.ADMIN, detail={
-            "action": "channels-applied", "changed": sorted(changed), "removed": removed}))
-        await self._writer.commit(uow)
 
 
 def _take_over(new: Channel, old: Channel) -> bool:

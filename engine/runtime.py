@@ -196,7 +196,7 @@ class Engine:
         for channel in self.channels.values():
             await channel.start()
         self._swapper = Swapper(self.channels, self._build,
-                                lambda c: self.primary or _shares_its_source(c.source), writer)
+                                lambda c: self.primary or _shares_its_source(c.source))
         self._swapper.started(self._loaded, self.catalog)
         if not svc.alone:
             self._controls = ControlFollower(svc.db, self._carry_out)
