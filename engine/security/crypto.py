@@ -24,7 +24,8 @@ class Vault:
 
     def __init__(self, keys: KeyRing) -> None:
         self.keys = keys
-        self._ciphers = {kid: AESGCM(key) for kid, key in keys.content.items()}
+        self._ciphers: dict[str, AESGCM] = {}
+        self._generation = keys.generation
 
     @property
     def key_id(self) -> str:
@@ -32,18 +33,39 @@ class Vault:
 
     def seal(self, plaintext: bytes, record_id: str) -> tuple[str, bytes]:
         """Encrypt with the current key; returns (key id, sealed bytes)."""
+        key_id = self.keys.current
+        cipher = self._cipher(key_id)
+        if cipher is None:
+            raise KeyError_(f"the current key {key_id} is not loaded")
         nonce = os.urandom(NONCE_BYTES)
-        sealed = self._ciphers[self.keys.current].encrypt(nonce, plaintext, record_id.encode())
-        return self.keys.current, nonce + sealed
+        return key_id, nonce + cipher.encrypt(nonce, plaintext, record_id.encode())
 
     def open(self, key_id: str, sealed: bytes, record_id: str) -> bytes:
-        cipher = self._ciphers.get(key_id)
+        cipher = self._cipher(key_id)
         if cipher is None:
-            raise KeyError_(f"record {record_id} needs key {key_id}, which is not loaded")
+            raise KeyError_(f"record {record_id} needs content key {key_id}, which the "
+                            f"{self._provider_name()} key provider does not hold (retired "
+                            "and destroyed, or the key folder is not this store's)")
         try:
             return cipher.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], record_id.encode())
         except InvalidTag as exc:
             raise KeyError_(f"record {record_id} failed authentication (altered or moved)") from exc
+
+    def _cipher(self, key_id: str) -> AESGCM | None:
+        if self._generation != self.keys.generation:  # keys came or went: forget retired ones
+            self._generation = self.keys.generation
+            self._ciphers = {k: c for k, c in self._ciphers.items() if k in self.keys.content}
+        cipher = self._ciphers.get(key_id)
+        if cipher is None:
+            key = self.keys.find(key_id)
+            if key is None:
+                return None
+            cipher = self._ciphers[key_id] = AESGCM(key)
+        return cipher
+
+    def _provider_name(self) -> str:
+        provider = self.keys.provider
+        return provider.name if provider is not None else "configured"
 
     def pseudonym(self, identifier: str | None) -> str | None:
         """A stable keyed stand-in for a patient identifier: searchable by whoever holds

@@ -1,35 +1,46 @@
 """The engine's secret keys: content encryption (rotatable), patient pseudonyms and the
-audit chain, kept as 0600 files under the key folder or given by the environment.
+audit chain, from a key provider (engine.security.key_providers).
 
 Content keys rotate without downtime: a new key becomes current for writing while every
-older key stays readable (each record names its key id). The pseudonym and audit keys do
-not rotate: changing them would orphan every pseudonym and break the chain's proof.
+older key stays readable (each record names its key id). A running engine picks a new
+key up by `refresh` (polled), and a record under a key it has not loaded yet (another
+process switched first) makes it ask the provider before giving up. The pseudonym and
+audit keys do not rotate: changing them would orphan every pseudonym and break the
+chain's proof.
 """
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import hashlib
+import logging
 import os
-import stat
+import threading
 import time
 from pathlib import Path
-
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from typing import TYPE_CHECKING
 
 from engine.errors import KeyError_
+from engine.security.key_providers import (
+    ENV_CONTENT_KEY,
+    FileKeys,
+    KeyProvider,
+    key_time,
+    provider_for,
+)
 
-KEY_BYTES = 32
-ENV_CONTENT_KEY = "CONDUIT_KEY"  # base64 of 32 bytes; for hosts that keep secrets outside files
+if TYPE_CHECKING:
+    from engine.config.keys import KeysConfig
+
+__all__ = ["ENV_CONTENT_KEY", "KeyRing", "rotate"]
+
+log = logging.getLogger("conduit.keys")
 
 
 class KeyRing:
     """Content keys by id, the current one for writing, and the two fixed keys."""
 
     def __init__(
-        self, content: dict[str, bytes], current: str, pseudonym: bytes, audit: bytes
+        self, content: dict[str, bytes], current: str, pseudonym: bytes, audit: bytes,
+        provider: KeyProvider | None = None, activate_after: float = 0.0,
     ) -> None:
         if current not in content:
             raise KeyError_(f"current key {current} is not among the loaded keys")
@@ -37,96 +48,83 @@ class KeyRing:
         self.current = current
         self.pseudonym = pseudonym
         self.audit = audit
+        self.provider = provider
+        self.activate_after = activate_after
+        self.generation = 0  # moves whenever the set of keys or the current one changes
+        self.loaded_at = time.time()
+        self._lock = threading.Lock()
 
     @classmethod
     def load(cls, folder: str | Path, env: dict[str, str] | None = None) -> KeyRing:
-        """Read keys from `folder`, creating it and first keys on first run.
-
-        With CONDUIT_KEY set, that key is current (id "env-" + fingerprint) and the
-        pseudonym and audit keys derive from it, so a host can keep no key on disk.
-        """
+        """Read keys from `folder`, creating it and first keys on first run; with
+        CONDUIT_KEY set, that key is current and the fixed keys derive from it."""
         env = dict(os.environ if env is None else env)
-        folder = Path(folder)
-        encoded = env.get(ENV_CONTENT_KEY)
-        if encoded:
-            master = _decode_env_key(encoded)
-            key_id = "env-" + hashlib.sha256(master).hexdigest()[:12]
-            content = _read_content_keys(folder) if folder.is_dir() else {}
-            content[key_id] = master
-            return cls(content, key_id, _derive(master, b"conduit pseudonym"),
-                       _derive(master, b"conduit audit chain"))
-        _ensure_private_dir(folder)
-        content = _read_content_keys(folder)
-        if not content:
-            _new_content_key(folder)
-            content = _read_content_keys(folder)
-        current = max(content)  # ids sort by creation time
-        return cls(content, current, _fixed_key(folder / "pseudonym.key"),
-                   _fixed_key(folder / "audit.key"))
+        return cls.open(provider_for(None, folder, Path(folder) / "kms", env))
+
+    @classmethod
+    def for_config(cls, config: KeysConfig, data_dir: str | Path,
+                   env: dict[str, str] | None = None) -> KeyRing:
+        """The ring of `keys:` in conf/conduit.yaml."""
+        env = dict(os.environ if env is None else env)
+        folder = config.directory or str(Path(data_dir) / "keys")
+        kms = config.kms_directory or str(Path(data_dir) / "kms")
+        return cls.open(provider_for(config.provider, folder, kms, env), config.activate_after)
+
+    @classmethod
+    def open(cls, provider: KeyProvider, activate_after: float = 0.0) -> KeyRing:
+        content, current = _listing(provider, activate_after)
+        return cls(content, current, provider.fixed("pseudonym"), provider.fixed("audit"),
+                   provider, activate_after)
+
+    @property
+    def pending(self) -> list[str]:
+        """Keys made but not current yet (newer than the current one)."""
+        since = key_time(self.current) or 0.0
+        return [k for k in self.content if (key_time(k) or 0.0) > since]
+
+    @property
+    def current_since(self) -> float:
+        """When the current key became current (at the latest)."""
+        made = key_time(self.current)
+        return self.loaded_at if made is None else made + self.activate_after
+
+    def refresh(self) -> bool:
+        """Re-read the provider's keys; True when the current key changed."""
+        if self.provider is None:
+            return False
+        content, current = _listing(self.provider, self.activate_after)
+        with self._lock:
+            changed = current != self.current
+            if changed or content.keys() != self.content.keys():
+                self.content = content  # before `current`: sealing reads it second
+                self.current = current
+                self.generation += 1
+        if changed:
+            log.info("content key %s is now current for writing", current)
+        return changed
+
+    def find(self, key_id: str) -> bytes | None:
+        """The key of `key_id`: loaded, or asked of the provider (a key another process
+        switched to before this one polled, or a retired key the provider keeps)."""
+        key = self.content.get(key_id)
+        if key is None and self.provider is not None:
+            key = self.provider.get(key_id)
+        return key
 
 
 def rotate(folder: str | Path) -> str:
-    """Create a new content key; it becomes current at the engine's next key load."""
-    folder = Path(folder)
-    _ensure_private_dir(folder)
-    return _new_content_key(folder)
+    """Create a new content key in a key folder."""
+    return FileKeys(folder, create=False).create()
 
 
-def _decode_env_key(encoded: str) -> bytes:
-    try:
-        key = base64.b64decode(encoded, validate=True)
-    except ValueError as exc:
-        raise KeyError_(f"{ENV_CONTENT_KEY} is not valid base64") from exc
-    if len(key) != KEY_BYTES:
-        raise KeyError_(f"{ENV_CONTENT_KEY} must decode to {KEY_BYTES} bytes, not {len(key)}")
-    return key
-
-
-def _derive(master: bytes, purpose: bytes) -> bytes:
-    return HKDF(hashes.SHA256(), KEY_BYTES, salt=None, info=purpose).derive(master)
-
-
-def _ensure_private_dir(folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(folder, 0o700)
-
-
-def _new_content_key(folder: Path) -> str:
-    # Sortable by creation time (the newest is current), to the microsecond.
-    now = time.time_ns() // 1000
-    seconds, micros = divmod(now, 1_000_000)
-    key_id = time.strftime("k%Y%m%dT%H%M%S", time.gmtime(seconds)) + f"{micros:06d}"
-    _write_key(folder / f"{key_id}.key", os.urandom(KEY_BYTES))
-    return key_id
-
-
-def _write_key(path: Path, key: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(base64.b64encode(key) + b"\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _read_key(path: Path) -> bytes:
-    mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyError_(f"{path} is readable by other users; run: chmod 600 {path}")
-    try:
-        key = base64.b64decode(path.read_bytes().strip(), validate=True)
-    except ValueError as exc:
-        raise KeyError_(f"{path} does not hold a base64 key") from exc
-    if len(key) != KEY_BYTES:
-        raise KeyError_(f"{path} holds {len(key)} bytes; a key has {KEY_BYTES}")
-    return key
-
-
-def _read_content_keys(folder: Path) -> dict[str, bytes]:
-    return {p.stem: _read_key(p) for p in sorted(folder.glob("k*.key"))}
-
-
-def _fixed_key(path: Path) -> bytes:
-    if not path.exists():
-        with contextlib.suppress(FileExistsError):  # another process created it first
-            _write_key(path, os.urandom(KEY_BYTES))
-    return _read_key(path)
+def _listing(provider: KeyProvider, activate_after: float) -> tuple[dict[str, bytes], str]:
+    content: dict[str, bytes] = {}
+    for key_id in provider.key_ids():
+        key = provider.get(key_id)
+        if key is not None:  # retired between the listing and the read
+            content[key_id] = key
+    current = provider.current(activate_after)
+    if current not in content:
+        raise KeyError_(f"current key {current} cannot be read from the {provider.name} "
+                        "key provider")
+    return content, current
