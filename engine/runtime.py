@@ -55,6 +55,7 @@ from engine.security.keys import KeyRing
 from engine.security.users import UserStore
 from engine.store.database import default_url, open_database
 from engine.store.messages import MessageStore
+from engine.store.rekey import KeyUpkeep
 from engine.store.totals import Total, roll_up
 from engine.store.writer import UnitOfWork, Writer
 from engine.supervisor import WorkerSlot
@@ -75,8 +76,7 @@ class Services:
         # The only engine on its store: the embedded one, unless it is one of a group of
         # workers. Others share queues and the trail with processes they cannot see.
         self.alone = self.embedded and worker is None
-        keys_dir = config.keys.directory or str(self.data_dir / "keys")
-        self.keys = KeyRing.load(keys_dir)
+        self.keys = KeyRing.for_config(config.keys, self.data_dir)
         self.vault = Vault(self.keys)
         self.db = open_database(self.url)
         self.stats = Stats()
@@ -149,6 +149,7 @@ class Engine:
         self._lock_fd: int | None = None
         self.heartbeat: Heartbeat | None = None  # this process's claim to its leases
         self._roll_ups: Every | None = None  # keeps the events a start-up counts few
+        self._key_upkeep: KeyUpkeep | None = None  # new keys, re-encryption, retirement
         self.started_at: float | None = None
         self.slo: ServiceLevels | None = None  # service levels, once started
         self.alerting: Alerting | None = None  # alert rules, once started
@@ -182,6 +183,9 @@ class Engine:
         self._roll_ups = Every(ROLL_UP_SECONDS, svc.roll_up_totals, name="roll up audit totals",
                                log=log, failure="could not roll up the audit totals")
         self._roll_ups.start()
+        self._key_upkeep = KeyUpkeep(self.config.keys, svc.db, writer, svc.vault,
+                                     primary=self.primary)
+        self._key_upkeep.start()
         for loaded in self._loaded:
             if not loaded.config.enabled:
                 log.info("channel %s is disabled in %s", loaded.config.name, loaded.file)
@@ -315,6 +319,8 @@ class Engine:
         log.info("stopping: no new connections; finishing messages in flight")
         if self._roll_ups is not None:
             await self._roll_ups.stop()
+        if self._key_upkeep is not None:
+            await self._key_upkeep.stop()
         if self._feed is not None:
             await self._feed.stop()
         if self._controls is not None:

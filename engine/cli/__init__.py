@@ -10,7 +10,6 @@ from collections.abc import Iterator, Sequence
 from engine.cli.admin import (
     cmd_audit_show,
     cmd_audit_verify,
-    cmd_keys_rotate,
     cmd_queue_dead,
     cmd_queue_list,
     cmd_queue_retry,
@@ -28,6 +27,7 @@ from engine.cli.bench import (
 )
 from engine.cli.common import DEFAULT_CONF
 from engine.cli.daemon import cmd_run, cmd_validate
+from engine.cli.keys import cmd_keys_rotate, cmd_keys_status
 from engine.cli.send import cmd_send
 from engine.errors import ConduitError, ConfigErrors
 
@@ -142,7 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     remove.set_defaults(func=cmd_users)
     keys = sub.add_parser("keys", help="encryption keys").add_subparsers(dest="what",
                                                                           required=True)
-    keys.add_parser("rotate", help="make a new content key").set_defaults(func=cmd_keys_rotate)
+    keys.add_parser("rotate", help="make a new content key; running engines switch to "
+                    "it, re-encrypt older content and retire old keys").set_defaults(
+        func=cmd_keys_rotate)
+    keys.add_parser("status", help="each content key, its state and the records it seals"
+                    ).set_defaults(func=cmd_keys_status)
     for command in commands(parser):
         if command.get_default("func") not in _NO_CONF:
             _add_conf(command)

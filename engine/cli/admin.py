@@ -168,24 +168,6 @@ def cmd_queue_retry(args: argparse.Namespace) -> int:
     return with_services(args, body)
 
 
-def cmd_keys_rotate(args: argparse.Namespace) -> int:
-    from engine.events import Event, Kind
-    from engine.security.keys import rotate
-    from engine.store.writer import UnitOfWork
-
-    async def body(svc) -> int:
-        folder = svc.config.keys.directory or str(svc.data_dir / "keys")
-        key_id = rotate(folder)
-        uow = UnitOfWork()
-        uow.record(Event(kind=Kind.ADMIN, actor=actor(),
-                         detail={"action": "key-rotate", "key_id": key_id}))
-        await svc.writer.commit(uow)
-        print(f"new content key {key_id}; the engine writes with it after its next start")
-        return 0
-
-    return with_services(args, body)
-
-
 def cmd_users(args: argparse.Namespace) -> int:
     from engine.events import Event, Kind
     from engine.security.roles import Role

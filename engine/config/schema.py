@@ -17,6 +17,7 @@ from msgspec import Meta
 from engine import registry
 from engine.config.alerts import AlertsConfig
 from engine.config.base import RetryConfig
+from engine.config.keys import KeysConfig
 from engine.config.respond import RespondConfig
 from engine.config.rules import FilterRule, SplitConfig
 from engine.config.slo import SloConfig
@@ -166,12 +167,6 @@ class LogConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         "text"
     )
     file: Annotated[str | None, Meta(description="log file; default is standard error")] = None
-
-
-class KeysConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    directory: Annotated[
-        str | None, Meta(description="key files; default: keys/ in the data folder")
-    ] = None
 
 
 class EngineConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
