@@ -61,6 +61,7 @@ class Env:
         self.vault = vault
         self.events = events  # everything committed, in order
         self.q = make(db, "host:1:conformance")
+        self.audit_key = b""
         self._n = 0
 
     async def add(self, n: int, *destinations: str, now: float | None = None,
@@ -134,7 +135,9 @@ async def env(request, db_url, tmp_path):
     events: list[Event] = []
     writer = Writer(db, keys.audit, on_committed=events.extend)
     writer.start()
-    yield Env(QUEUES[request.param], db, writer, MessageStore(db, vault), vault, events)
+    e = Env(QUEUES[request.param], db, writer, MessageStore(db, vault), vault, events)
+    e.audit_key = keys.audit  # for a second writer, as another process has
+    yield e
     await writer.close()
     if request.param == "redis":  # the test's keys go with it
         client = redis.Redis.from_url(REDIS_URL)
@@ -470,3 +473,39 @@ async def test_strict_and_by_key_leases_agree_on_what_is_held(env):
     await env.release()
     assert ids_of(await env.lease()) == [a1, b1, a2, c1]
 
+
+
+async def test_by_key_two_owners_delivering_at_once_keep_each_patients_order(env):
+    """Two owners, each with a writer of its own, lease by patient and confirm as fast as
+    they can: every entry is delivered once, each patient's in queue order."""
+    patients = [f"p{i % 7}" for i in range(70)]
+    ids = await env.add_for(*patients)
+    patient_of = dict(zip(ids, patients, strict=True))
+    delivered: list[tuple[str, str]] = []  # (message id, owner), as confirmed
+    second = Writer(env.db, env.audit_key)
+    second.start()
+    owners_ = [(env.q, env.writer), (env.make(env.db, "host:2:conformance"), second)]
+    for q, writer in owners_:
+        await writer.commit(owners.beat(q.owner))
+
+    async def deliver(q: Queue, writer: Writer) -> None:
+        deadline = time.monotonic() + 30
+        while len(delivered) < len(ids):
+            assert time.monotonic() < deadline, "not drained in time"
+            batch = await writer.commit(q.lease(DEST, 3, by_key=True))
+            for entry in batch:
+                delivered.append((entry.message_id, q.owner))
+                uow = UnitOfWork()
+                q.ack(uow, entry.id)
+                await writer.commit(uow)
+            await asyncio.sleep(0 if batch else 0.005)
+
+    try:
+        await asyncio.gather(*(deliver(q, w) for q, w in owners_))
+    finally:
+        await second.close()
+    got = [mid for mid, _ in delivered]
+    assert sorted(got) == ids  # each once
+    for p in set(patients):
+        assert [m for m in got if patient_of[m] == p] == [m for m in ids if patient_of[m] == p]
+    assert {owner for _, owner in delivered} == {q.owner for q, _ in owners_}
