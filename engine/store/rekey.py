@@ -35,6 +35,9 @@ log = logging.getLogger("conduit.keys")
 
 SEALED: dict[str, sa.Table] = {"messages": messages, "outputs": outputs,
                                "answers": dead_letter_answers}
+# The key id retention gives a record whose content it removed (engine.store.retention
+# PRUNED): nothing sealed is left to re-seal, and it is no key.
+PRUNED = "pruned"
 ROUND_SECONDS = 1.0  # at most this long re-sealing per round, then traffic has the writer
 
 
@@ -44,6 +47,7 @@ def key_uses(engine: sa.Engine) -> dict[str, dict[str, int]]:
     with reader(engine).connect() as conn:
         for name, table in SEALED.items():
             for key_id, n in conn.execute(sa.select(table.c.key_id, sa.func.count())
+                                          .where(table.c.key_id != PRUNED)
                                           .group_by(table.c.key_id)):
                 uses.setdefault(key_id, dict.fromkeys(SEALED, 0))[name] = n
     return uses
@@ -97,7 +101,7 @@ class Rekeyer:
     async def _batch_of(self, name: str, current: str) -> int | None:
         """Re-seal the next batch of `name`; None when the pass reached its end."""
         table = SEALED[name]
-        keep = [current, *self._vault.keys.pending]
+        keep = [current, *self._vault.keys.pending, PRUNED]
         rows = await asyncio.to_thread(self._select, table, self._cursors[name], keep)
         if not rows:
             return None

@@ -303,3 +303,29 @@ async def test_rotation_while_two_processes_write_loses_nothing(db_url, tmp_path
             await u.stop()
         for p in procs:
             await p.close()
+
+
+async def test_content_removed_by_retention_is_left_alone(db_url, tmp_path):
+    """Retention marks a record's key id `pruned` and empties it: no key, nothing to
+    re-seal, and it keeps nothing from retiring."""
+    keys = FileKeys(tmp_path / "keys")
+    proc = Process(db_url, keys)
+    try:
+        old = proc.ring.current
+        kept, pruned = await proc.add(b"MSH|kept"), await proc.add(b"MSH|pruned")
+        with proc.db.begin() as conn:
+            conn.execute(messages.update().where(messages.c.id == pruned)
+                         .values(key_id="pruned", content=b""))
+        new = keys.create()
+        proc.ring.refresh()
+        rekeyer = Rekeyer(proc.db, proc.writer, proc.vault, batch=10, retire_after=0)
+        await _until_retired(rekeyer, proc.ring, old)
+        with proc.db.connect() as conn:
+            row = conn.execute(sa.select(messages.c.key_id, messages.c.content)
+                               .where(messages.c.id == pruned)).one()
+        assert tuple(row) == ("pruned", b"")
+        assert proc.store.open_raw(kept) == b"MSH|kept"
+        assert key_uses(proc.db) == {new: {"messages": 1, "outputs": 0, "answers": 0}}
+        assert "unreadable" not in _admin(proc.db, "key-reencrypt")[0]
+    finally:
+        await proc.close()
