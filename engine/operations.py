@@ -17,7 +17,7 @@ import msgspec
 from engine.errors import ConduitError
 from engine.events import Event, Kind
 from engine.queue.base import QueueStats
-from engine.store import answers, correlation, x12_sent
+from engine.store import answers, correlation, retention, x12_sent
 from engine.store import audit as audit_chain
 from engine.store.database import reader
 from engine.store.search import AuditQuery, MessageQuery, find_audit, find_messages
@@ -114,6 +114,9 @@ class Operations:
             "state": channel.state.value,
             "source": channel.source.describe(),
             "mapping": channel.mapping.ref if channel.mapping else None,
+            "retention": retention.describe(channel.config.retention
+                                            if channel.config.retention is not None
+                                            else self._engine.config.retention),
             "shadow": channel.shadow.summary() if channel.shadow else None,
             "counts": counts,
             "counts_5m": recent,
@@ -212,6 +215,8 @@ class Operations:
         if stored is None:
             raise NotFound(f"no message {message_id}")
         out = msgspec.to_builtins(stored)
+        # Content pruned under the channel's retention: the metadata and hops remain.
+        out["pruned"] = await asyncio.to_thread(retention.pruned, self._svc.db, message_id)
         out["outputs"] = await asyncio.to_thread(self._svc.store.outputs_of, message_id)
         # Receivers' answers to dead letters: metadata here, the text only with content.
         out["answers"] = await asyncio.to_thread(answers.of_message, self._svc.db, message_id)

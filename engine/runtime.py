@@ -48,6 +48,7 @@ from engine.pipeline.respond import Responder
 from engine.pipeline.shadow import Shadow
 from engine.queue.base import Queue
 from engine.queue.heartbeat import Heartbeat
+from engine.queue.holds import holds_for
 from engine.queue.owners import new_owner_id
 from engine.queue.retry import RetryPolicy
 from engine.security.crypto import Vault
@@ -56,6 +57,7 @@ from engine.security.users import UserStore
 from engine.store.database import default_url, open_database
 from engine.store.messages import MessageStore
 from engine.store.rekey import KeyUpkeep
+from engine.store.retention import PASS_SECONDS, Pruner, retention_of
 from engine.store.totals import Total, roll_up
 from engine.store.writer import UnitOfWork, Writer
 from engine.supervisor import WorkerSlot
@@ -149,6 +151,7 @@ class Engine:
         self._lock_fd: int | None = None
         self.heartbeat: Heartbeat | None = None  # this process's claim to its leases
         self._roll_ups: Every | None = None  # keeps the events a start-up counts few
+        self._retention: Every | None = None  # prunes content past channels' retention
         self._key_upkeep: KeyUpkeep | None = None  # new keys, re-encryption, retirement
         self.started_at: float | None = None
         self.slo: ServiceLevels | None = None  # service levels, once started
@@ -206,6 +209,9 @@ class Engine:
             self._controls = ControlFollower(svc.db, self._carry_out)
             await self._controls.start()
         if self.primary:
+            self._retention = Every(PASS_SECONDS, self.pruner().run_once, name="retention",
+                                    log=log, failure="could not prune under retention")
+            self._retention.start()
             self.slo = ServiceLevels(self.config.slo)
             self.slo.start(self)
             lease = None
@@ -302,6 +308,14 @@ class Engine:
             heartbeat=None if svc.alone else self.heartbeat,
         )
 
+    def pruner(self) -> Pruner:
+        """Retention over the channels running now (engine.store.retention)."""
+        svc = self.services
+        assert svc is not None and svc.writer is not None
+        return Pruner(svc.writer, lambda: retention_of(
+            [c.config for c in self.channels.values()], self.config.retention),
+            holds=holds_for(svc.queue))
+
     async def _carry_out(self, name: str, action: str) -> None:
         """A channel action another process of the group took (engine.group_controls)."""
         channel = self.channels.get(name)
@@ -319,6 +333,8 @@ class Engine:
         log.info("stopping: no new connections; finishing messages in flight")
         if self._roll_ups is not None:
             await self._roll_ups.stop()
+        if self._retention is not None:
+            await self._retention.stop()
         if self._key_upkeep is not None:
             await self._key_upkeep.stop()
         if self._feed is not None:

@@ -28,6 +28,7 @@ from engine.cli.bench import (
 from engine.cli.common import DEFAULT_CONF
 from engine.cli.daemon import cmd_run, cmd_validate
 from engine.cli.keys import cmd_keys_rotate, cmd_keys_status
+from engine.cli.retention import add_commands as add_retention_commands
 from engine.cli.send import cmd_send
 from engine.errors import ConduitError, ConfigErrors
 
@@ -140,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     remove = users.add_parser("remove", help="remove a user and end their sessions")
     remove.add_argument("name")
     remove.set_defaults(func=cmd_users)
+    add_retention_commands(sub)  # retention run
     keys = sub.add_parser("keys", help="encryption keys").add_subparsers(dest="what",
                                                                           required=True)
     keys.add_parser("rotate", help="make a new content key; running engines switch to "

@@ -22,7 +22,7 @@ from engine.config.respond import RespondConfig
 from engine.config.rules import FilterRule, SplitConfig
 from engine.config.slo import SloConfig
 from engine.config.tracing import TracingConfig
-from engine.config.types import Duration
+from engine.config.types import Duration, Retention
 from engine.config.x12 import X12PartnerConfig
 
 SourceConfig: Any = reduce(or_, (k.config for k in registry.SOURCES.values()))
@@ -112,6 +112,12 @@ class ChannelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
                          "named destination's answer (mapped), waiting up to timeout, "
                          "instead of acknowledging on commit"),
     ] = None
+    retention: Annotated[
+        Retention | None,
+        Meta(description="how long message content and outputs are kept (30d, 12h); then "
+                         "pruned, metadata and audit trail kept, never while queued or "
+                         "dead-lettered; default: the engine's retention, or for ever"),
+    ] = None
 
     def __post_init__(self) -> None:
         if self.respond is not None and self.respond.destination not in {
@@ -195,3 +201,7 @@ class EngineConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     tracing: Annotated[
         TracingConfig, Meta(description="OpenTelemetry traces over OTLP/HTTP; off by default")
     ] = TracingConfig()
+    retention: Annotated[
+        Retention | None,
+        Meta(description="retention of channels that set none (30d); default: for ever"),
+    ] = None

@@ -33,6 +33,25 @@ class Duration(float):
         raise ValueError(f"expected a duration such as 500ms, 30s, 5m or 1h, got {value!r}")
 
 
+class Retention(Duration):
+    """How long content is kept: a duration of at least a minute (`30d`, `12h`); shorter
+    is surely a slip, content would go before anyone looked."""
+
+    MIN = 60.0
+
+    @classmethod
+    def parse(cls, value: Any) -> Retention:
+        try:
+            seconds = Duration.parse(value)
+        except ValueError:
+            raise ValueError(f"expected a retention such as 30d, 12h or 90m, got {value!r}"
+                             ) from None
+        if seconds < cls.MIN:
+            raise ValueError(f"a retention must be at least 1m (leave it out to keep content "
+                             f"for ever), got {value!r}")
+        return cls(seconds)
+
+
 class ByteSize(int):
     """Bytes. YAML may say `64KiB`, `10MiB`, `1GB` or a plain number of bytes."""
 
@@ -77,6 +96,8 @@ def dec_hook(type_: type, value: Any) -> Any:
     """msgspec decode hook for the types above."""
     if type_ is Duration:
         return Duration.parse(value)
+    if type_ is Retention:
+        return Retention.parse(value)
     if type_ is ByteSize:
         return ByteSize.parse(value)
     if type_ is Network:

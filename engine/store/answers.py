@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from engine.message import Answer, new_message_id
 from engine.security.crypto import Vault
+from engine.store.retention import is_pruned
 from engine.store.schema import dead_letter_answers as answers
 from engine.store.writer import UnitOfWork
 
@@ -61,7 +62,7 @@ def open_for_message(engine: sa.Engine, vault: Vault, message_id: str) -> list[d
     return [{**_public(r),
              "content": vault.open(r["key_id"], r["content"], r["id"]).decode(
                  "utf-8", errors="replace")}
-            for r in rows]
+            for r in rows if not is_pruned(r["key_id"])]
 
 
 def _public(row: Any) -> dict[str, Any]:

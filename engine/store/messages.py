@@ -13,6 +13,7 @@ from engine.events import Event, Kind
 from engine.message import message_id_floor, new_message_id
 from engine.security.crypto import Vault, content_hash
 from engine.store import correlation
+from engine.store.retention import ContentPruned, is_pruned
 from engine.store.schema import messages, outputs
 from engine.store.writer import UnitOfWork
 
@@ -79,6 +80,8 @@ class MessageStore:
         with self._engine.connect() as conn:
             row = conn.execute(sa.select(messages.c.key_id, messages.c.content)
                                .where(messages.c.id == message_id)).first()
+        if row is not None and is_pruned(row.key_id):
+            raise ContentPruned(message_id)
         return self._vault.open(row.key_id, row.content, message_id) if row else None
 
     def open_outputs(self, message_id: str) -> list[tuple[str, str, bytes]]:
@@ -90,7 +93,7 @@ class MessageStore:
                 .where(outputs.c.message_id == message_id).order_by(outputs.c.id)
             ).all()
         return [(r.mapping, r.content_type, self._vault.open(r.key_id, r.content, r.id))
-                for r in rows]
+                for r in rows if not is_pruned(r.key_id)]
 
     def recent_control_ids(self, channel: str, since: float) -> list[tuple[str, str, str, float]]:
         """(sender, control id, message id, received at) of the messages a channel took
@@ -144,6 +147,8 @@ class MessageStore:
             ).first()
         if row is None:
             raise StoreError(f"no message {message_id}")
+        if is_pruned(row.key_id):  # nothing is read, so no access to record
+            raise ContentPruned(message_id)
         uow = UnitOfWork()
         uow.record(Event(kind=Kind.VIEWED, actor=actor, channel=row.channel,
                          message_id=message_id, patient=row.patient,

@@ -244,3 +244,21 @@ queue_outbox = sa.Table(
     sa.Index("ix_queue_outbox_destination", "destination", "id"),
     sqlite_autoincrement=True,
 )
+
+# Retention (engine.store.retention): per channel, the newest message id the pruner has
+# looked at (every older one is pruned or listed as held), and the messages it found still
+# queued or dead-lettered, looked at again on each pass until they can be pruned. Ids only.
+retention_marks = sa.Table(
+    "retention_marks",
+    metadata,
+    sa.Column("channel", sa.String(64), primary_key=True),
+    sa.Column("through", sa.String(26), nullable=False),
+)
+
+retention_held = sa.Table(
+    "retention_held",
+    metadata,
+    sa.Column("message_id", sa.String(26), primary_key=True),
+    sa.Column("channel", sa.String(64), nullable=False),
+    sa.Index("ix_retention_held_channel", "channel", "message_id"),
+)
