@@ -19,6 +19,7 @@ from engine.events import Event, Kind
 from engine.queue.base import QueueStats
 from engine.store import answers, correlation, retention, x12_sent
 from engine.store import audit as audit_chain
+from engine.store import disclosures as accounting
 from engine.store.database import reader
 from engine.store.search import AuditQuery, MessageQuery, find_audit, find_messages
 from engine.store.writer import UnitOfWork
@@ -274,6 +275,12 @@ class Operations:
             with self._svc.db.connect() as conn:
                 return find_audit(conn, query)
         return await asyncio.to_thread(run)
+
+    async def disclosures(self, identifier: str, since_us: int, until_us: int, actor: str,
+                          fmt: str) -> tuple[str, list[dict[str, Any]]]:
+        """One patient's accounting of disclosures, its reading audited
+        (engine.store.disclosures)."""
+        return await accounting.report(self._svc, identifier, since_us, until_us, actor, fmt)
 
     async def verify(self) -> dict[str, Any]:
         def run() -> Any:

@@ -21,7 +21,7 @@ from engine.operations import ACTIONS, NotFound, Operations
 from engine.security.roles import Permission, allows
 from engine.store.retention import ContentPruned
 from engine.store.search import MAX_PAGE, AuditQuery, MessageQuery
-from engine.web import audit_reports, revisions
+from engine.web import audit_reports
 from engine.web.auth import (
     CSRF_HEADER,
     CSRF_KEY,
@@ -369,8 +369,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/audit", audit_events)
     r.add_get("/api/audit/verify", audit_verify)
     r.add_get("/api/audit/export", audit_export)
-    audit_reports.add_routes(app)  # /api/audit/disclosures
-    revisions.add_routes(app)  # /api/revisions: change control (engine.change)
+    audit_reports.add_routes(app, OPS)  # /api/audit/disclosures
     r.add_get("/api/events", events_stream)
     r.add_get("/api/alerts", list_alerts)
 

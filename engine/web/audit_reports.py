@@ -22,8 +22,19 @@ PATH = "/api/audit/disclosures"
 _FORMATS = ("json", "csv")
 
 
-@requires(Permission.READ_AUDIT)
-async def disclosures_report(request: web.Request) -> web.Response:
+def add_routes(app: web.Application, ops: web.AppKey[Any]) -> None:
+    """`ops`: engine.web.api's key of the Operations (api imports this module, so the
+    key is handed over rather than imported)."""
+
+    @requires(Permission.READ_AUDIT)
+    async def disclosures_report(request: web.Request) -> web.Response:
+        return await _report(request, request.app[ops])
+
+    app.router.add_get(PATH, disclosures_report)
+    app.router.add_post(PATH, disclosures_report)
+
+
+async def _report(request: web.Request, ops: Any) -> web.Response:
     if request.method == "POST":
         body = body_of(request)
         if not isinstance(body, dict):
@@ -43,11 +54,8 @@ async def disclosures_report(request: web.Request) -> web.Response:
         lo, hi = disclosures.period(None if since is None else str(since),
                                     None if until is None else str(until),
                                     time.time_ns() // 1000)
-        from engine.web.app import ENGINE_KEY  # here: engine.web.app imports this module
-
-        services = request.app[ENGINE_KEY].services
-        pseudonym, rows = await disclosures.report(
-            services, patient, lo, hi, f"web:{user_of(request).name}", fmt)
+        pseudonym, rows = await ops.disclosures(patient, lo, hi,
+                                                f"web:{user_of(request).name}", fmt)
     except disclosures.BadPeriod as exc:
         return json_error(400, "bad-parameter", str(exc))
     if fmt == "csv":
@@ -56,8 +64,3 @@ async def disclosures_report(request: web.Request) -> web.Response:
                                      'attachment; filename="disclosures.csv"'})
     return web.Response(text=disclosures.to_json(rows, pseudonym, lo, hi),
                         content_type="application/json")
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_get(PATH, disclosures_report)
-    app.router.add_post(PATH, disclosures_report)
