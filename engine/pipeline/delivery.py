@@ -24,9 +24,9 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.connectors.base import Destination
-from engine.errors import StoreError
+from engine.errors import KeyError_, StoreError
 from engine.events import Event, Kind
-from engine.message import Delivery, Outbound, Retry, Sent
+from engine.message import Delivery, Fail, Outbound, Retry, Sent
 from engine.ops import tracing
 from engine.queue.base import Leased, Queue
 from engine.queue.heartbeat import Heartbeat
@@ -298,14 +298,14 @@ class DestinationWorker:
                     if entry.available_at > now:
                         break
                     run.append(entry)
-            if len(run) < 2:
+            outbounds = self._outbounds(run) if len(run) >= 2 else None
+            if outbounds is None:  # one at a time (one that cannot be opened goes alone)
                 if not await self._deliver(batch[i], token):
                     return False
                 i += 1
                 continue
             if self._stopping.is_set() or not self._holds(token):
                 return False
-            outbounds = [self._outbound(entry, entry.attempts + 1) for entry in run]
             try:
                 async with asyncio.timeout(self.timeout + 5.0):
                     deliveries: list[Delivery] = list(await send_many(outbounds))
@@ -327,6 +327,12 @@ class DestinationWorker:
                     return False
         return True
 
+    def _outbounds(self, run: list[Leased]) -> list[Outbound] | None:
+        try:
+            return [self._outbound(entry, entry.attempts + 1) for entry in run]
+        except KeyError_:
+            return None
+
     def _outbound(self, entry: Leased, attempts: int) -> Outbound:
         content = self._vault.open(entry.key_id, entry.sealed, entry.record_id)
         return Outbound(entry.id, entry.message_id, self.channel, self.name, content,
@@ -339,7 +345,15 @@ class DestinationWorker:
         `attempts` and `due`: where an entry already attempted in a batch stands."""
         attempts = entry.attempts if attempts is None else attempts
         due = entry.available_at if due is None else due
-        outbound = self._outbound(entry, attempts)
+        try:
+            outbound = self._outbound(entry, attempts)
+        except KeyError_ as exc:  # its key is lost: dead, saying which; replayable after
+            if not self._holds(token):
+                return False
+            log.error("destination %s: %s", self.key, exc)  # ids only
+            self._outcome(entry, Fail(str(exc)), attempts + 1, tracing.attempt(
+                entry.message_id, self.channel, self.name, attempts + 1, entry.control_id))
+            return True
         while True:
             if not await self._pause(due - time.time()) or not self._holds(token):
                 return False
