@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from engine import __version__, registry
 from engine.channel import Channel, State
+from engine.change.follower import RevisionFollower, follow_revisions
 from engine.channel_swap import Swapper
 from engine.config.base import DestinationBase
 from engine.config.schema import EngineConfig
@@ -157,6 +158,8 @@ class Engine:
         self.slo: ServiceLevels | None = None  # service levels, once started
         self.alerting: Alerting | None = None  # alert rules, once started
         self._swapper: Swapper | None = None  # applies deployed channels (apply)
+        self.revision: int | None = None  # the live revision running (engine.change)
+        self._revisions: RevisionFollower | None = None  # swaps to each new live one
         self._alerts_lease: ClusterLease | None = None  # whether this host sends alerts
 
     async def start(self) -> None:
@@ -205,6 +208,8 @@ class Engine:
         self._swapper = Swapper(self.channels, self._build,
                                 lambda c: self.primary or _shares_its_source(c.source))
         self._swapper.started(self._loaded, self.catalog)
+        self._revisions = follow_revisions(self)
+        await self._revisions.start()
         if not svc.alone:
             self._controls = ControlFollower(svc.db, self._carry_out)
             await self._controls.start()
@@ -341,6 +346,8 @@ class Engine:
             await self._feed.stop()
         if self._controls is not None:
             await self._controls.stop()
+        if self._revisions is not None:  # no swap may start while the channels drain
+            await self._revisions.stop()
         # Alerts and service levels first: channels stopping on purpose are no incident.
         if self.alerting is not None:
             await self.alerting.stop()

@@ -27,6 +27,7 @@ from engine.cli.bench import (
 )
 from engine.cli.common import DEFAULT_CONF
 from engine.cli.daemon import cmd_run, cmd_validate
+from engine.cli.deploy import cmd_deploy, cmd_revisions, cmd_rollback
 from engine.cli.keys import cmd_keys_rotate, cmd_keys_status
 from engine.cli.retention import add_commands as add_retention_commands
 from engine.cli.send import cmd_send
@@ -62,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=1, metavar="N",
                      help="engine processes sharing the store and the listeners' ports "
                           "(one per core); default 1")
+    run.add_argument("--deploy", action="store_true",
+                     help="make the files on disk a revision when they differ from the "
+                          "live one (with change control it still waits for approval)")
     run.set_defaults(func=cmd_run)
     sub.add_parser("validate", help="check conf/ and channels/").set_defaults(func=cmd_validate)
     send = sub.add_parser("send", help="send HL7v2 files over MLLP and print each ACK code")
@@ -142,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("name")
     remove.set_defaults(func=cmd_users)
     add_retention_commands(sub)  # retention run
+    _add_change_control(sub)
     keys = sub.add_parser("keys", help="encryption keys").add_subparsers(dest="what",
                                                                           required=True)
     keys.add_parser("rotate", help="make a new content key; running engines switch to "
@@ -153,6 +158,36 @@ def build_parser() -> argparse.ArgumentParser:
         if command.get_default("func") not in _NO_CONF:
             _add_conf(command)
     return parser
+
+
+def _add_change_control(sub: argparse._SubParsersAction) -> None:
+    """`deploy`, `rollback` and `revisions` (engine.cli.deploy)."""
+    token = {"metavar": "FILE", "help": "a file holding your API token (or set "
+             "CONDUIT_TOKEN): who you are, when change control is on or you approve"}
+    deploy = sub.add_parser("deploy", help="make channels/ and mappings/ a revision (live "
+                            "at once, or after another admin approves); approve|reject N")
+    deploy.add_argument("action", nargs="?", choices=["approve", "reject"])
+    deploy.add_argument("number", nargs="?", type=int, metavar="N")
+    deploy.add_argument("--reason", help="why (kept with the revision and audited)")
+    deploy.add_argument("--diff", action="store_true",
+                        help="only show how the files differ from the live revision")
+    deploy.add_argument("--token-file", **token)
+    deploy.set_defaults(func=cmd_deploy)
+    rollback = sub.add_parser("rollback", help="a new revision with revision N's content")
+    rollback.add_argument("number", type=int, metavar="N")
+    rollback.add_argument("--reason")
+    rollback.add_argument("--token-file", **token)
+    rollback.set_defaults(func=cmd_rollback)
+    revisions = sub.add_parser("revisions", help="revisions of channels and mappings"
+                               ).add_subparsers(dest="what", required=True)
+    listing = revisions.add_parser("list", help="the newest revisions and their state")
+    listing.add_argument("--limit", type=int, default=20)
+    listing.set_defaults(func=cmd_revisions)
+    show = revisions.add_parser("show", help="one revision: hashes and its diff")
+    show.add_argument("number", type=int, metavar="N")
+    show.set_defaults(func=cmd_revisions)
+    revisions.add_parser("diff", help="the files on disk against the live revision"
+                         ).set_defaults(func=cmd_revisions)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

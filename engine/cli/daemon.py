@@ -33,18 +33,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     engine_cfg, channels, catalog = load_everything(args)
     logs.setup(engine_cfg.log)
     worker = WorkerSlot.from_env()
-    if worker is None and args.workers > 1:
-        embedded = Services.store_is_embedded(engine_cfg)
+    embedded = Services.store_is_embedded(engine_cfg)
+    if worker is None:
         lock = lock_data_dir(Path(engine_cfg.data_dir)) if embedded else None  # the group's
         try:
-            return supervise(args.workers, sys.argv[1:])
+            # Which revision to run: made, checked or refused before anything starts.
+            settled = _settle(args, engine_cfg, channels, catalog, follow_only=False)
+            if args.workers > 1:
+                return supervise(args.workers, sys.argv[1:])
         finally:
             if lock is not None:
                 os.close(lock)
+    else:
+        settled = _settle(args, engine_cfg, channels, catalog, follow_only=True)
     _use_uvloop()
-    asyncio.run(Engine(engine_cfg, channels, catalog, serve=serve,
-                       worker=worker).run_until_signal())
+    engine = Engine(engine_cfg, settled.channels, settled.catalog, serve=serve, worker=worker)
+    engine.revision = settled.revision
+    asyncio.run(engine.run_until_signal())
     return 0
+
+
+def _settle(args: argparse.Namespace, config, channels, catalog, *, follow_only: bool):
+    """The live revision to start with (engine.change.startup); a revision made now is
+    the token's user's (CONDUIT_TOKEN), or the OS user's."""
+    from engine.change.startup import settle
+    from engine.cli.deploy import who
+
+    return settle(config, channels, catalog, deploy=args.deploy, follow_only=follow_only,
+                  who=lambda db: who(args, db, token_required=False))
 
 
 def _use_uvloop() -> None:

@@ -40,6 +40,7 @@ __all__ = [
     "DEFAULT_ENGINE_CONFIG",
     "LoadedChannel",
     "load_all",
+    "load_channel_texts",
     "load_channels",
     "load_engine_config",
 ]
@@ -145,10 +146,33 @@ def _load_channels(
     return channels, errors
 
 
-def _load_channel(path: Path, env: Mapping[str, str]) -> tuple[LoadedChannel | None,
-                                                                  list[ConfigError]]:
-    """One channel file; optional destinations with unset variables are dropped first."""
-    doc = Document.read(path, env, allow_empty=False)
+def load_channel_texts(folder: str | Path, texts: Mapping[str, str],
+                       env: Mapping[str, str]) -> list[LoadedChannel]:
+    """Channels from file contents kept elsewhere (a deployed revision, engine.change):
+    `texts` maps each file's name in `folder` to its text. Checked exactly as files on
+    disk are, and named as if they were there; raises one ConfigErrors for all."""
+    channels: list[LoadedChannel] = []
+    errors: list[ConfigError] = []
+    for name in sorted(texts):
+        loaded, problems = _load_channel(Path(folder) / name, env, texts[name])
+        errors += problems
+        if loaded is not None:
+            channels.append(loaded)
+    if errors:
+        raise ConfigErrors(errors)
+    return channels
+
+
+def _load_channel(path: Path, env: Mapping[str, str], text: str | None = None
+                  ) -> tuple[LoadedChannel | None, list[ConfigError]]:
+    """One channel file (or its `text`, kept elsewhere); optional destinations with unset
+    variables are dropped first."""
+    if text is None:
+        doc = Document.read(path, env, allow_empty=False)
+    else:
+        doc = Document(str(path), env)
+        doc.text = text
+        doc.parse(allow_empty=False)
     if doc.data is None:
         return None, doc.errors
     if "name" not in doc.data:

@@ -17,6 +17,7 @@ from msgspec import Meta
 from engine import registry
 from engine.config.alerts import AlertsConfig
 from engine.config.base import RetryConfig
+from engine.config.change_control import ChangeControlConfig
 from engine.config.keys import KeysConfig
 from engine.config.respond import RespondConfig
 from engine.config.rules import FilterRule, SplitConfig
@@ -205,3 +206,7 @@ class EngineConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         Retention | None,
         Meta(description="retention of channels that set none (30d); default: for ever"),
     ] = None
+    change_control: Annotated[
+        ChangeControlConfig, Meta(description="revisions of channels and mappings: "
+                                  "approvals needed before one goes live")
+    ] = ChangeControlConfig()

@@ -4,7 +4,7 @@
     operator  viewer + start/stop/pause/resume channels, retry or discard dead letters
     analyst   viewer + message content (with a stated reason), reprocess, patient search
     auditor   viewer + audit trail read, verify and export, patient search
-    admin     everything, and users
+    admin     everything, and users, and approving deployed revisions (engine.change)
     integration  a sending system: may submit messages to a channel's HTTP/FHIR source,
               and nothing else (no status, no content)
 """
@@ -25,6 +25,7 @@ class Permission(enum.StrEnum):
     READ_AUDIT = "read-audit"
     MANAGE_USERS = "manage-users"
     SUBMIT = "submit-messages"
+    APPROVE_REVISIONS = "approve-revisions"  # admin only: a deployed revision goes live
 
 
 class Role(enum.StrEnum):

@@ -262,3 +262,35 @@ retention_held = sa.Table(
     sa.Column("channel", sa.String(64), nullable=False),
     sa.Index("ix_retention_held_channel", "channel", "message_id"),
 )
+
+# Revisions of the channel files and the mapping versions they pin (engine.change): the
+# files' text (configuration, never PHI) and hashes, who made it and why, and its state.
+# Numbers are taken under a lock, and the partial unique index admits one live revision.
+revisions = sa.Table(
+    "revisions",
+    metadata,
+    sa.Column("number", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("made_at", sa.Float, nullable=False),
+    sa.Column("author", sa.String(80), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # pending|live|superseded|rejected
+    sa.Column("digest", sa.String(64), nullable=False),  # of the whole content
+    sa.Column("content", sa.Text, nullable=False),  # JSON: channel files and mapping hashes
+    sa.Column("based_on", sa.Integer),  # the live revision when it was made
+    sa.Column("rollback_of", sa.Integer),
+    sa.Column("decided_by", sa.String(80)),  # who approved (last) or rejected it
+    sa.Column("decided_at", sa.Float),
+    sa.Column("live_at", sa.Float),
+    sa.Index("ux_revisions_live", "state", unique=True,
+             sqlite_where=sa.text("state = 'live'"),
+             postgresql_where=sa.text("state = 'live'")),
+)
+
+# Each admin's approval of a pending revision (engine.change.revisions).
+revision_approvals = sa.Table(
+    "revision_approvals",
+    metadata,
+    sa.Column("revision", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("approver", sa.String(80), primary_key=True),
+    sa.Column("at", sa.Float, nullable=False),
+)

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from engine.security.roles import Permission
-from engine.web import api
+from engine.web import api, revisions
 from engine.web.auth import PUBLIC, Auth, requires
 from engine.web.body import MAX_BYTES, json_bodies
 from engine.web.metrics import render
@@ -79,6 +79,7 @@ def build_app(engine: Any, *, metrics_open: bool = False, secure_cookies: bool =
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC, append_version=True)
     api.add_routes(app)
+    revisions.add_routes(app, engine)  # /api/revisions: change control (engine.change)
     return app
 
 

@@ -41,6 +41,7 @@ def test_allows_reads_the_table(role, permission):
 def test_content_and_users_are_never_granted_by_accident():
     assert {r for r in Role if allows(r, P.VIEW_CONTENT)} == {Role.ANALYST, Role.ADMIN}
     assert {r for r in Role if allows(r, P.MANAGE_USERS)} == {Role.ADMIN}
+    assert {r for r in Role if allows(r, P.APPROVE_REVISIONS)} == {Role.ADMIN}
     assert {r for r in Role if allows(r, P.READ_AUDIT)} == {Role.AUDITOR, Role.ADMIN}
     people = [r for r in Role if r is not Role.INTEGRATION]
     assert all(allows(r, P.VIEW_STATUS) and allows(r, P.VIEW_METRICS) for r in people)
@@ -72,6 +73,9 @@ ROUTES = {
     ("GET", "/api/audit"): P.READ_AUDIT,
     ("GET", "/api/audit/verify"): P.READ_AUDIT,
     ("GET", "/api/audit/export"): P.READ_AUDIT,
+    ("GET", "/api/revisions"): P.VIEW_STATUS,
+    ("GET", "/api/revisions/{number}"): P.VIEW_STATUS,
+    ("POST", "/api/revisions/{number}/{action}"): P.APPROVE_REVISIONS,
     ("GET", "/api/events"): P.VIEW_STATUS,
     ("GET", "/api/alerts"): P.VIEW_STATUS,
 }
