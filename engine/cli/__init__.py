@@ -25,6 +25,7 @@ from engine.cli.bench import (
     cmd_parse,
     cmd_test,
 )
+from engine.cli.backup import add_commands as add_backup_commands
 from engine.cli.common import DEFAULT_CONF
 from engine.cli.daemon import cmd_run, cmd_validate
 from engine.cli.deploy import cmd_deploy, cmd_revisions, cmd_rollback
@@ -145,8 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     remove = users.add_parser("remove", help="remove a user and end their sessions")
     remove.add_argument("name")
     remove.set_defaults(func=cmd_users)
-    add_retention_commands(sub)  # retention run
     _add_change_control(sub)
+    add_backup_commands(sub)  # backup, restore
+    add_retention_commands(sub)  # retention run
     keys = sub.add_parser("keys", help="encryption keys").add_subparsers(dest="what",
                                                                           required=True)
     keys.add_parser("rotate", help="make a new content key; running engines switch to "
