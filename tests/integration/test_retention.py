@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from engine.events import Event, Kind
 from engine.message import Answer
-from engine.queue.holds import holds_for
+from engine.queue.holds import RedisHolds, holds_for
 from engine.queue.redis_streams import RedisStreamsQueue
 from engine.queue.sql import SqlQueue
 from engine.security.crypto import Vault
@@ -267,3 +267,29 @@ async def test_two_engines_pruning_one_store_count_each_message_once(db, tmp_pat
         for s in (a, b):
             await s.writer.close()
             s.db.dispose()
+
+
+async def test_a_redis_backlog_too_long_to_read_holds_the_channel_back(tmp_path):
+    st = Store(f"sqlite:///{tmp_path / 'conduit.db'}", tmp_path / "keys", "redis")
+    st.writer.start()
+    try:
+        delivered = await st.add(40, queued=False)
+        backlog = [await st.add(40) for _ in range(3)]
+        assert len(await st.writer.commit(st.q.lease(DEST, 1))) == 1  # all published
+        cautious = Pruner(st.writer, lambda: {"adt": 30 * DAY},
+                          holds=RedisHolds(st.q, max_scan=2))
+        [result] = await cautious.run_once()
+        assert (result.busy, result.messages) == (True, 0)
+        assert not pruned(st.db, delivered)
+        [result] = await st.pruner().run_once()
+        assert (result.busy, result.messages, result.held) == (False, 1, 3)
+        assert pruned(st.db, delivered)
+        assert not any(pruned(st.db, mid) for mid in backlog)
+    finally:
+        await st.writer.close()
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=f"{{{redis_prefix(st.db)}}}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+        st.db.dispose()
