@@ -65,6 +65,7 @@ const TITLES = {
   403: 'Not allowed',
   404: 'Not found',
   409: 'Not possible right now',
+  410: 'No longer kept',
 };
 
 /** A heading for an error, by HTTP status. */

@@ -88,6 +88,8 @@ export function createMessagePanel(ctx, { close, changed, mappingOf }) {
       ['Sender', m.sender || '–'],
       ['From', h('span', { class: 'mono' }, m.peer || '–')],
       ['Size', `${num(m.size)} bytes`],
+      // Retention removed the content (and outputs); the metadata and hops remain.
+      m.pruned ? ['Content', "pruned under the channel's retention"] : null,
       m.error ? ['Note', m.error] : null,
       ['Outputs', m.outputs?.length
         ? m.outputs.map((o) => `${o.mapping} (${o.content_type})`).join(', ') : 'none'],
@@ -105,11 +107,11 @@ export function createMessagePanel(ctx, { close, changed, mappingOf }) {
     ].filter(Boolean);
     const tools = h('div', { class: 'actions' });
     const contentArea = h('div', { class: 'content-area' });
-    if (ctx.can('view-content')) {
+    if (ctx.can('view-content') && !m.pruned) {
       tools.append(h('button', { type: 'button', class: 'button primary',
         onclick: () => viewContent(m.id, contentArea) }, 'View content…'));
     }
-    if (ctx.can('reprocess')) {
+    if (ctx.can('reprocess') && !m.pruned) {
       tools.append(h('button', { type: 'button', class: 'button',
         onclick: () => reprocess(m.id) }, 'Reprocess…'));
     }
