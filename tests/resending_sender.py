@@ -1,7 +1,7 @@
 """An MLLP sender that behaves as real HL7 senders do: one message at a time on a kept
 connection, and the same message again on a new connection when the connection is
-refused or closed, or no acknowledgement comes in time. What a swap under load is
-measured with."""
+refused or closed, or no acknowledgement comes in time; and a probe counting the
+connections a listener refused. What a swap under load is measured with."""
 
 from __future__ import annotations
 
@@ -51,3 +51,17 @@ class ResendingSender:
                 await asyncio.sleep(pace)
         finally:
             await client.close()
+
+
+async def probe(port: int, stop: asyncio.Event) -> int:
+    """Connect and leave, every millisecond until `stop`: how many connections were
+    refused."""
+    refused = 0
+    while not stop.is_set():
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+        except OSError:  # refused, or reset by a listener closing with it in its backlog
+            refused += 1
+        await asyncio.sleep(0.001)
+    return refused

@@ -19,9 +19,8 @@ import pytest
 
 from engine.formats.hl7v2 import Hl7Message
 from tests.e2e.support import REPO, Adt, Daemon, eventually, free_port
-from tests.integration.test_channel_swap import probe
 from tests.mllp_receiver import MllpReceiver
-from tests.resending_sender import ResendingSender
+from tests.resending_sender import ResendingSender, probe
 
 SENDERS = 4
 

@@ -22,7 +22,7 @@ from engine.mapping import MappingCatalog
 from engine.message import MessageStatus, Receipt, SourceMeta
 from tests.harness import EngineHarness, adt, free_port
 from tests.mllp_receiver import MllpReceiver
-from tests.resending_sender import ResendingSender
+from tests.resending_sender import ResendingSender, probe
 
 
 def mllp_channel(port: int, *dests: tuple[str, int], extra: str = "") -> str:
@@ -45,20 +45,6 @@ async def deploy(h: EngineHarness, channels: dict[str, str]) -> list[str]:
     engine = h.engine
     assert engine is not None
     return await engine.apply(loaded, MappingCatalog.discover(cfg.mappings_dir))
-
-
-async def probe(port: int, stop: asyncio.Event) -> int:
-    """Connect and leave, every millisecond until `stop`: how many connections were
-    refused."""
-    refused = 0
-    while not stop.is_set():
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-        except OSError:  # refused, or reset by a listener closing with it in its backlog
-            refused += 1
-        await asyncio.sleep(0.001)
-    return refused
 
 
 def control_ids(receiver: MllpReceiver) -> collections.Counter[str]:
