@@ -109,8 +109,9 @@ class HttpDestination:
         )
 
     def connections(self) -> int:
-        """Connections kept to the receiver: 8 serve a FIFO queue sent one at a time."""
-        return 8
+        """Connections kept to the receiver: 8 serve a FIFO queue sent one at a time, and
+        one per message in flight beyond (`concurrency`)."""
+        return max(8, self.config.concurrency)
 
     def request_for(self, outbound: Outbound) -> tuple[str, str, dict[str, str]]:
         """Method, URL and headers for one message; subclasses speak dialects of HTTP.

@@ -447,6 +447,10 @@ class MllpDestination:
         self._client = MllpClient(
             config.host, config.port, tls=config.tls,
             markers=Markers(config.start_byte, config.end_byte, config.end_trailer))
+        # One exchange at a time on the one connection: with `concurrency` (order per
+        # patient) several sends wait here in turn, while a patient waiting for its next
+        # attempt holds back no one.
+        self._turn = asyncio.Lock()
 
     @property
     def address(self) -> str:
@@ -457,6 +461,10 @@ class MllpDestination:
         """Connect lazily on first send, so a down receiver does not stop the engine."""
 
     async def send(self, outbound: Outbound) -> Delivery:
+        async with self._turn:
+            return await self._send(outbound)
+
+    async def _send(self, outbound: Outbound) -> Delivery:
         reader = self._context.reply_reader
         try:
             if not self._client.connected:

@@ -18,6 +18,7 @@ from aiohttp import web
 from engine.formats.hl7v2 import Hl7Message
 from tests.harness import EngineHarness, adt, exchange, free_port
 from tests.loopback import LoopbackServer
+from tests.mllp_receiver import MllpReceiver
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 SLOW = 0.25  # seconds the receiver takes over each message of patient SLOW
@@ -114,6 +115,34 @@ async def test_each_patient_in_order_and_a_slow_one_holds_up_no_one(tmp_path, st
         assert last_slow - first_slow >= 3 * SLOW * 0.9  # SLOW's went one at a time
         assert 1 < receiver.most_in_flight <= 4
         assert engine.services.stats.count("retried") == 2
+    finally:
+        await harness.stop()
+        await receiver.stop()
+
+
+async def test_over_mllp_sends_take_turns_on_the_one_connection(tmp_path) -> None:
+    """An MLLP receiver has one connection: with order per patient and concurrency the
+    exchanges wait for each other there, each acknowledgement read for its own message,
+    and each patient's messages arrive in order."""
+    receiver = await MllpReceiver().start()
+    harness = EngineHarness(tmp_path)
+    port = free_port()
+    patients = ["P1", "P2", "P3"]
+    sent = {p: [f"{p}-{i}" for i in range(5)] for p in patients}
+    try:
+        engine = await harness.start({"adt": f"""
+            source: {{type: mllp, port: {port}}}
+            order: patient
+            destinations:
+              - {{name: lis, type: mllp, host: 127.0.0.1, port: {receiver.port},
+                  concurrency: 3}}
+            """})
+        await exchange(port, [adt(sent[p][i], p) for i in range(5) for p in patients])
+        await harness.settle(lambda: engine.services.stats.count("sent") == 15)
+        got = [Hl7Message.parse(m.decode()) for m in receiver.received]
+        for p in patients:
+            assert [m.control_id for m in got if m.value("PID-3.1") == p] == sent[p]
+        assert engine.services.stats.count("retried") == 0
     finally:
         await harness.stop()
         await receiver.stop()
