@@ -127,7 +127,7 @@ def test_unknown_key_without_suggestion_lists_known_ones(project: Path) -> None:
     assert errors == [
         "channels/c.yaml:8:1: colour: unknown setting `colour`; known settings here: "
         "description, destinations, duplicate_window, enabled, filter, format, mapping, "
-        "name, order, respond, retry, shadow, source, split, validation, x12"
+        "name, order, respond, retention, retry, shadow, source, split, validation, x12"
     ]
 
 
