@@ -166,12 +166,20 @@ def _tagging(tag: str) -> str:
             f"def tag(message):\n    return {{\"tag\": \"{tag}\"}}\n")
 
 
-async def test_swaps_under_load_lose_nothing_and_deliver_once(harness):
-    """Four resending senders keep sending while the channel is swapped six times
+@pytest.mark.parametrize("store", ["sqlite", "postgresql", "postgresql+redis"])
+async def test_swaps_under_load_lose_nothing_and_deliver_once(tmp_path, request, store):
+    """Four resending senders keep sending while the channel is swapped five times
     (a second destination added and taken away, a filter changed): every message
     acknowledged AA reaches `main` exactly once; `copy` gets exactly once each message
     received while it existed (what was queued for it when it was taken away is
-    delivered when it comes back), never one twice; no connection is refused."""
+    delivered when it comes back), never one twice; no connection is refused. On the
+    embedded store, and on PostgreSQL with the queues in it or in Redis Streams."""
+    harness = EngineHarness(tmp_path)
+    if store != "sqlite":
+        url = request.getfixturevalue("pg_url")  # its teardown drops the Redis keys too
+        queue = (f'queue: {{type: redis, url: "redis://127.0.0.1:6379/0", '
+                 f'prefix: conduit-{url.rsplit("/", 1)[1]}}}' if "redis" in store else "")
+        harness = EngineHarness(tmp_path, store_url=url, conf=queue)
     main, copy = await MllpReceiver().start(), await MllpReceiver().start()
     port = free_port()
     filt = "filter: [{field: MSH-9.1, equals: ADT}]"
@@ -205,6 +213,7 @@ async def test_swaps_under_load_lose_nothing_and_deliver_once(harness):
         assert len(got_copy) > 20
         assert sum(s.refused for s in senders) == 0
     finally:
+        await harness.stop()
         await main.stop()
         await copy.stop()
 
