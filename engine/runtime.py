@@ -313,13 +313,14 @@ class Engine:
             heartbeat=None if svc.alone else self.heartbeat,
         )
 
-    def pruner(self) -> Pruner:
-        """Retention over the channels running now (engine.store.retention)."""
+    def pruner(self, clock: Callable[[], float] = time.time) -> Pruner:
+        """Retention over the channels running now (engine.store.retention); `clock`
+        for tests that look at the store a month later."""
         svc = self.services
         assert svc is not None and svc.writer is not None
         return Pruner(svc.writer, lambda: retention_of(
             [c.config for c in self.channels.values()], self.config.retention),
-            holds=holds_for(svc.queue))
+            holds=holds_for(svc.queue), clock=clock)
 
     async def _carry_out(self, name: str, action: str) -> None:
         """A channel action another process of the group took (engine.group_controls)."""

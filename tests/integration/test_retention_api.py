@@ -9,8 +9,6 @@ import time
 import aiohttp
 import sqlalchemy as sa
 
-from engine.queue.holds import holds_for
-from engine.store.retention import Pruner
 from engine.store.schema import audit
 from tests.harness import adt, exchange, free_port
 from tests.integration.test_api_access import audit_rows
@@ -45,11 +43,9 @@ async def test_a_pruned_message_resolves_and_its_content_answers_gone(tmp_path):
             mid = listed["id"]
             assert (await analyst.get(f"/api/messages/{mid}"))["pruned"] is False
 
-            # A month and a day later, by the pruner's clock.
-            later = Pruner(svc.writer, lambda: {"adt": 30 * DAY}, holds=holds_for(svc.queue),
-                           clock=lambda: time.time() + 31 * DAY)
-            [result] = await later.run_once()
-            assert result.messages == 1
+            # The engine's own pruner, a month and a day later by its clock.
+            [result] = await engine.pruner(clock=lambda: time.time() + 31 * DAY).run_once()
+            assert (result.channel, result.messages) == ("adt", 1)
 
             detail = await analyst.get(f"/api/messages/{mid}")
             assert detail["pruned"] is True and detail["control_id"] == "R1"
