@@ -11,6 +11,7 @@ from engine.cli.common import actor, engine_config
 from engine.errors import ConduitError, StoreError
 
 _DOCS = "docs/operations.md, Backup and restore"
+ENV_CONTENT_KEY = "CONDUIT_KEY"  # engine.security.key_providers, without importing it here
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -36,9 +37,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def cmd_backup(args: argparse.Namespace) -> int:
     from engine.backup import check_apart, take, target_folder
     from engine.security import key_backup
-    from engine.security.keys import KeyRing
 
-    config, db_path, keys_dir = _embedded(args, "back up")
+    config, db_path, folders = _embedded(args, "back up")
     if config.queue.type != "sql":
         print(f"conduit: warning: the queues are in {config.queue.type}, outside this "
               f"backup; see {_DOCS}")
@@ -49,17 +49,19 @@ def cmd_backup(args: argparse.Namespace) -> int:
     keys_to = (target_folder(Path(args.keys_to), "conduit-keys", taken_at)
                if args.keys_to else None)
     check_apart(Path(config.data_dir), folder, keys_to)
-    keys = KeyRing.load(keys_dir)
-    manifest = take(db_path, keys, folder)
+    manifest = take(db_path, _ring(config, folders), folder)
     print(f"backup {folder}: {manifest.counts.get('messages', 0)} messages, "
           f"{_queued(manifest.counts)} queued, audit chain verified through event "
           f"#{manifest.audit_seq}; sha256 {manifest.sha256}")
     if keys_to is not None:
-        copied = key_backup.copy_folder(keys_dir, keys_to)
-        print(f"keys {keys_to}: {len(copied)} file(s); store them apart from the backup")
+        copied = key_backup.copy_folders(folders, keys_to)
+        print(f"keys {keys_to}: {copied} file(s); store them apart from the backup")
     else:
-        print(f"the backup holds no keys: keep a copy of {keys_dir} elsewhere "
-              "(conduit backup --keys-to), or it cannot be opened")
+        print(f"the backup holds no keys: keep a copy of {', '.join(map(str, folders.values()))}"
+              " elsewhere (conduit backup --keys-to), or it cannot be opened")
+    if _provider(config) == "env":
+        print(f"the content key in {ENV_CONTENT_KEY} is in no folder: keep it in your "
+              "secret store")
     _record(args, {"action": "backup", "through": manifest.audit_seq,
                    "sha256": manifest.sha256, "keys_copied": keys_to is not None})
     return 0
@@ -69,29 +71,24 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from engine import backup
     from engine.runtime import lock_data_dir
     from engine.security import key_backup
-    from engine.security.keys import ENV_CONTENT_KEY, KeyRing
 
-    config, db_path, keys_dir = _embedded(args, "restore")
+    config, db_path, folders = _embedded(args, "restore")
     source = Path(args.backup)
-    keys_from = Path(args.keys_from) if args.keys_from else None
+    copy = _copy_of_keys(Path(args.keys_from), folders) if args.keys_from else None
     try:
         lock = lock_data_dir(Path(config.data_dir))
     except StoreError:
         raise ConduitError(f"an engine is running on {config.data_dir}/: stop it before "
                            "restoring") from None
     try:
-        keys_source = keys_from or keys_dir
-        if not key_backup.holds_keys(keys_source) and not os.environ.get(ENV_CONTENT_KEY):
-            raise ConduitError(f"no keys in {keys_source}: give the key folder saved with "
-                               "the backup (--keys-from)")
-        keys = KeyRing.load(keys_source)
-        if keys_from is not None:
-            clash = key_backup.conflicts(keys_from, keys_dir)
-            if clash:
-                raise ConduitError(f"{keys_dir} holds other keys under the same names "
-                                   f"({', '.join(map(str, clash[:3]))}); move it away first")
+        keys = _ring(config, {**folders, **(copy or {})})
+        clash = key_backup.conflicts(copy, folders) if copy else []
+        if clash:
+            raise ConduitError(f"the key folder holds other keys under the same names "
+                               f"({', '.join(map(str, clash[:3]))}); move it away first")
         manifest = backup.restore(source, db_path, keys, force=args.force)
-        added = key_backup.put_back(keys_from, keys_dir) if keys_from is not None else []
+        added = sum(len(key_backup.put_back(path, folders[name]))
+                    for name, path in (copy or {}).items())
     finally:
         os.close(lock)
     _record(args, {"action": "restore", "backup_created_at": manifest.created_at,
@@ -99,14 +96,14 @@ def cmd_restore(args: argparse.Namespace) -> int:
     print(f"restored the backup of {manifest.created_at} to {db_path}: "
           f"{manifest.counts.get('messages', 0)} messages, {_queued(manifest.counts)} "
           f"queued, audit chain verified through event #{manifest.audit_seq}"
-          + (f"; {len(added)} key file(s) put in {keys_dir}" if added else ""))
+          + (f"; {added} key file(s) put back" if added else ""))
     print(f"messages acknowledged after {manifest.created_at} are not in it: senders "
           f"must resend them (see {_DOCS}); `conduit run` delivers what is queued")
     return 0
 
 
 def _embedded(args: argparse.Namespace, verb: str):
-    """The configuration, the SQLite file and the key folder; refuses an external
+    """The configuration, the SQLite file and the key folders; refuses an external
     store, which its database's own tools back up."""
     from engine.runtime import Services
     from engine.store.database import default_url
@@ -116,9 +113,49 @@ def _embedded(args: argparse.Namespace, verb: str):
         raise ConduitError(f"conduit {args.command} works on the embedded SQLite store; "
                            f"{verb} this engine's database with its own tools ({_DOCS})")
     url = config.store.url or default_url(config.data_dir)
-    db_path = Path(url.split(":///", 1)[-1])
-    keys_dir = Path(config.keys.directory or Path(config.data_dir) / "keys")
-    return config, db_path, keys_dir
+    return config, Path(url.split(":///", 1)[-1]), _key_folders(config)
+
+
+def _provider(config) -> str:
+    return config.keys.provider or ("env" if os.environ.get(ENV_CONTENT_KEY) else "file")
+
+
+def _key_folders(config) -> dict[str, Path]:
+    """This engine's key folders, by the name of their copy: keys/ always (with
+    CONDUIT_KEY it may hold older keys), kms/ with the file-based KMS."""
+    data = Path(config.data_dir)
+    folders = {"keys": Path(config.keys.directory or data / "keys")}
+    if _provider(config) == "kms":
+        folders["kms"] = Path(config.keys.kms_directory or data / "kms")
+    return folders
+
+
+def _copy_of_keys(given: Path, folders: dict[str, Path]) -> dict[str, Path]:
+    """The key folders in a copy made by --keys-to (or a plain key folder)."""
+    if (given / "audit.key").is_file():
+        return {"keys": given}
+    copy = {name: given / name for name in folders if (given / name).is_dir()}
+    if not copy:
+        raise ConduitError(f"{given} holds no copy of this engine's keys")
+    return copy
+
+
+def _ring(config, folders: dict[str, Path]):
+    """The configured provider's key ring over `folders`; folders without this engine's
+    keys are refused, not filled with new keys."""
+    import msgspec
+
+    from engine.security.keys import KeyRing
+
+    provider = _provider(config)
+    needed = {"file": folders["keys"] / "audit.key",
+              "kms": folders.get("kms", Path()) / "master.key"}.get(provider)
+    if needed is not None and not needed.is_file():
+        raise ConduitError(f"no keys in {needed.parent}: give the key folder saved with the "
+                           "backup (--keys-from)")
+    return KeyRing.for_config(msgspec.structs.replace(
+        config.keys, directory=str(folders["keys"]),
+        kms_directory=str(folders["kms"]) if "kms" in folders else None), config.data_dir)
 
 
 def _record(args: argparse.Namespace, detail: dict) -> None:

@@ -224,26 +224,27 @@ def _key_ids(conn: sa.Connection) -> list[str]:
     ids: set[str] = set()
     for t in _SEALED:
         if t in tables:
-            ids.update(r[0] for r in conn.exec_driver_sql(f"SELECT DISTINCT key_id FROM {t}"))
+            ids.update(r[0] for r in conn.exec_driver_sql(
+                f"SELECT DISTINCT key_id FROM {t} WHERE length(content) > 0"))
     return sorted(ids)
 
 
 def _check_keys(conn: sa.Connection, keys: KeyRing) -> None:
-    """Every content key the sealed records name is there, and opens one of them."""
+    """Every content key the sealed records name is there (loaded, or kept retired by
+    the provider), and opens one of them. Content retention removed is not looked at."""
     vault = Vault(keys)
     tables = _tables(conn)
     for t in _SEALED:
         if t not in tables:
             continue
         for key_id, record_id in conn.exec_driver_sql(
-                f"SELECT key_id, min(id) FROM {t} GROUP BY key_id").all():
+                f"SELECT key_id, min(id) FROM {t} WHERE length(content) > 0 "
+                "GROUP BY key_id").all():
             sealed = conn.exec_driver_sql(f"SELECT content FROM {t} WHERE id = ?",
                                           (record_id,)).scalar_one()
-            if key_id not in keys.content:
+            if keys.find(key_id) is None:
                 raise BackupInvalid(f"records in {t} are sealed under content key "
                                     f"{key_id}, which the key folder given does not hold")
-            if not sealed:
-                continue  # content removed (retention): nothing to open
             try:
                 vault.open(key_id, sealed, record_id)
             except KeyError_ as exc:

@@ -19,6 +19,7 @@ import pytest
 
 from engine.backup import restore, take
 from engine.cli import main
+from engine.config.keys import KeysConfig
 from engine.events import Event, Kind
 from engine.message import new_message_id
 from engine.queue.sql import SqlQueue
@@ -38,12 +39,17 @@ class Store:
     """A data folder with a real store and keys, and messages written through the
     engine's own writer, sealed, queued and audited."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, keys: KeysConfig | None = None) -> None:
         self.data_dir = data_dir
         self.db_path = data_dir / "conduit.db"
         self.keys_dir = data_dir / "keys"
-        self.keys = KeyRing.load(self.keys_dir)
+        self.config = keys or KeysConfig()
+        self.keys = self.ring()
         self.raw: dict[str, bytes] = {}
+
+    def ring(self) -> KeyRing:
+        """The keys now in the key folders, as the engine loads them."""
+        return KeyRing.for_config(self.config, self.data_dir)
 
     def add(self, count: int) -> None:
         asyncio.run(self._add(count))
@@ -76,7 +82,7 @@ class Store:
         """Every message's content, opened with the keys now in the key folder."""
         db = open_database(default_url(self.data_dir))
         try:
-            store = MessageStore(db, Vault(KeyRing.load(self.keys_dir)))
+            store = MessageStore(db, Vault(self.ring()))
             return {mid: store.open_raw(mid) for mid in self.raw}
         finally:
             db.dispose()
@@ -85,7 +91,7 @@ class Store:
         db = open_database(default_url(self.data_dir))
         try:
             with db.connect() as conn:
-                return audit.verify(conn, KeyRing.load(self.keys_dir).audit)
+                return audit.verify(conn, self.ring().audit)
         finally:
             db.dispose()
 
@@ -139,10 +145,58 @@ def test_the_data_backup_holds_no_key_material(store: Store, tmp_path: Path) -> 
     keys = [*store.keys.content.values(), store.keys.audit, store.keys.pseudonym]
     for key in keys:
         assert key not in backup and base64.b64encode(key) not in backup
-    assert sorted(str(p) for p in (tmp_path / "k").rglob("*") if p.is_file()) == sorted(
-        str(tmp_path / "k" / p.relative_to(store.keys_dir))
-        for p in store.keys_dir.rglob("*") if p.is_file())
+    copied = tmp_path / "k" / "keys"
+    assert sorted(p.relative_to(copied) for p in copied.rglob("*") if p.is_file()) == sorted(
+        p.relative_to(store.keys_dir) for p in store.keys_dir.rglob("*") if p.is_file())
+    assert {oct(p.stat().st_mode & 0o777) for p in copied.rglob("*")} == {"0o600"}
     assert oct((tmp_path / "k").stat().st_mode & 0o777) == "0o700"
+
+
+def test_kms_keys_are_copied_and_put_back(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the file-based KMS (its folder inside the data folder by default) the copy
+    holds the KMS too, and a restore after losing the whole data folder opens every
+    message again."""
+    monkeypatch.delenv("CONDUIT_KEY", raising=False)
+    conf = tmp_path / "conduit.yaml"
+    conf.write_text(f"data_dir: {tmp_path / 'data'}\nkeys: {{provider: kms}}\n")
+    store = Store(tmp_path / "data", KeysConfig(provider="kms"))
+    store.add(3)
+    assert (store.data_dir / "kms" / "master.key").is_file()
+    assert main(["backup", str(tmp_path / "bk"), "--keys-to", str(tmp_path / "k"),
+                 "--conf", str(conf)]) == 0
+    assert (tmp_path / "k" / "kms" / "master.key").read_bytes() == (
+        store.data_dir / "kms" / "master.key").read_bytes()
+    backup = (tmp_path / "bk" / "conduit.db").read_bytes()
+    assert (store.data_dir / "kms" / "master.key").read_bytes() not in backup
+    shutil.rmtree(store.data_dir)
+    assert main(["restore", str(tmp_path / "bk"), "--conf", str(conf)]) == 2  # no keys
+    assert not store.db_path.exists()
+    assert main(["restore", str(tmp_path / "bk"), "--keys-from", str(tmp_path / "k"),
+                 "--conf", str(conf)]) == 0
+    assert store.opened() == store.raw
+
+
+def test_content_removed_by_retention_needs_no_key(store: Store, tmp_path: Path) -> None:
+    """Retention empties a record and marks its key id "pruned": the backup and the
+    restore check the keys of the content still there, and pass."""
+    with sqlite3.connect(store.db_path) as conn:
+        conn.execute("UPDATE messages SET key_id = 'pruned', content = x'' WHERE rowid = 1")
+    conn.close()
+    manifest = take(store.db_path, store.keys, tmp_path / "bk")
+    assert manifest.key_ids == [store.keys.current]
+    restore(tmp_path / "bk", tmp_path / "again" / "conduit.db", store.keys, force=False)
+
+
+def test_restore_refuses_keys_that_clash_with_the_key_folder(
+        store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The key folder in place holds another audit key: the restore changes nothing."""
+    assert _conduit("backup", str(tmp_path / "bk"), "--keys-to", str(tmp_path / "k")) == 0
+    shutil.rmtree(store.data_dir)
+    KeyRing.load(store.keys_dir)  # another installation's keys where ours go
+    assert _conduit("restore", str(tmp_path / "bk"), "--keys-from", str(tmp_path / "k")) == 2
+    assert "other keys under the same names" in capsys.readouterr().err
+    assert not store.db_path.exists()
 
 
 def test_keys_must_be_kept_apart(store: Store, tmp_path: Path,
