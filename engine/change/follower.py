@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from typing import Any
 
 from engine.change.loading import load_snapshot
@@ -19,6 +20,7 @@ from engine.every import Every
 log = logging.getLogger("conduit.change")
 
 FOLLOW_EVERY = 1.0  # seconds between looks at the live revision
+RETRY_FAILED = 30  # seconds before a live revision that could not be run is tried again
 
 
 class RevisionFollower:
@@ -30,7 +32,8 @@ class RevisionFollower:
         self._store = store
         self._every = Every(every, self.follow, name="follow revisions", log=log,
                             failure="could not look at the live revision")
-        self._failed: int | None = None  # the revision that could not be run (said once)
+        # the revision that could not be run, and when it was last tried (said once)
+        self._failed: tuple[int, float] | None = None
 
     async def start(self) -> None:
         if self._engine.revision is None:  # started without a revision: what is live now
@@ -45,19 +48,25 @@ class RevisionFollower:
         number = await asyncio.to_thread(self._store.live_number)
         if number is None or number == self._engine.revision:
             return None
+        if self._failed is not None and self._failed[0] == number and (
+                time.monotonic() < self._failed[1] + RETRY_FAILED):
+            return None
         revision = await asyncio.to_thread(self._store.get, number)
         try:
             channels, catalog = await asyncio.to_thread(
                 load_snapshot, revision.snapshot, self._engine.config, dict(os.environ))
-        except ConduitError as exc:
-            if self._failed != number:
-                self._failed = number
+            swapped = await self._engine.apply(channels, catalog)
+        except Exception as exc:  # the running channels go on; said once per revision
+            if self._failed is None or self._failed[0] != number:
                 problems = exc.errors if isinstance(exc, ConfigErrors) else [exc]
+                why = "; ".join(str(p) for p in problems) if isinstance(
+                    exc, ConduitError) else type(exc).__name__
                 log.error("revision %d is live but cannot run here; still running revision "
-                          "%s: %s", number, self._engine.revision,
-                          "; ".join(str(p) for p in problems))
+                          "%s (tried again every %d s): %s", number, self._engine.revision,
+                          RETRY_FAILED, why)
+            self._failed = (number, time.monotonic())
             return None
-        swapped = await self._engine.apply(channels, catalog)
+        self._failed = None
         previous, self._engine.revision = self._engine.revision, number
         log.info("running revision %d (was %s); channels swapped: %s", number, previous,
                  ", ".join(swapped) or "none")

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from engine.change.revisions import RevisionStore
-from engine.change.snapshot import take
+from engine.change.snapshot import Snapshot, take
 from engine.security.roles import Role
 from tests.harness import EngineHarness, adt, exchange, free_port
 
@@ -97,5 +97,27 @@ async def test_an_admin_approves_on_the_api_and_the_engine_follows(tmp_path):
         await exchange(port, [adt("AFTER", "1002")])
         await harness.settle(lambda: len(list(second.glob("*"))) == 1)
         assert len(list(first.glob("*"))) == 1, "a message after the swap went to the old"
+    finally:
+        await harness.stop()
+
+
+async def test_a_live_revision_that_cannot_run_leaves_the_channels_running(tmp_path, caplog):
+    mappings = tmp_path / "mappings"
+    mappings.mkdir()
+    port = free_port()
+    harness = EngineHarness(tmp_path, mappings_dir=mappings)
+    out = tmp_path / "out"
+    engine = await harness.start({"adt": channel(port, out)})
+    try:
+        svc = engine.services
+        store = RevisionStore(svc.db, svc.keys.audit)
+        broken = channel(port, out) + "colour: blue\n"
+        store.make(Snapshot({"adt.yaml": broken}), author="ann", actor="cli:ann",
+                   reason="typo", approvals=0)
+        await harness.settle(lambda: "cannot run here" in caplog.text, timeout=5)
+        assert "adt.yaml:4:1: colour: unknown setting" in caplog.text
+        assert engine.revision is None  # still what it started with
+        await exchange(port, [adt("STILL", "1003")])
+        await harness.settle(lambda: len(list(out.glob("*"))) == 1)
     finally:
         await harness.stop()
