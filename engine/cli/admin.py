@@ -36,7 +36,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 def cmd_audit_show(args: argparse.Namespace) -> int:
     """Every hop of a message, then those of the messages linked to it (the Status or
     Error answering a NewRx, or the NewRx an answer relates to)."""
-    from engine.store import audit, correlation
+    from engine.store import audit, correlation, retention
 
     async def body(svc) -> int:
         with svc.db.connect() as conn:
@@ -47,6 +47,9 @@ def cmd_audit_show(args: argparse.Namespace) -> int:
             print(f"no audit events for message {args.message}", file=sys.stderr)
             return 1
         _print_events(events, _standard(svc, args.message))
+        if retention.pruned(svc.db, args.message):
+            print("content: pruned under the channel's retention (these events and the "
+                  "message's metadata remain)")
         for r, hops in linked:
             print(f"\nrelated: {r['message_id']} {r['type'] or '?'} ({r['relation']} this "
                   f"message), {r['status']}")

@@ -293,3 +293,41 @@ async def test_a_redis_backlog_too_long_to_read_holds_the_channel_back(tmp_path)
             client.delete(*keys)
         client.close()
         st.db.dispose()
+
+
+async def test_the_pruner_and_a_publishing_lease_exclude_each_other_on_postgresql(
+        pg_url, tmp_path):
+    """While another transaction publishes a destination's outbox (holding its lock), the
+    pruner leaves the channel for the next pass; while the pruner holds it, a lease
+    publishes nothing (the same lock: engine.queue.redis_streams._outbox)."""
+    from engine.queue.holds import publish_lock_key
+    from engine.queue.redis_streams import _outbox
+
+    st = Store(pg_url, tmp_path / "keys", "redis")
+    st.writer.start()
+    try:
+        delivered = await st.add(40, queued=False)
+        await st.add(40)  # an outbox row of adt/ehr, not published yet
+        lock = sa.select(sa.func.pg_try_advisory_xact_lock(publish_lock_key(DEST)))
+        with st.db.connect() as holder:
+            assert holder.execute(lock).scalar()
+            [result] = await st.pruner().run_once()
+            assert (result.busy, result.messages) == (True, 0)
+            with st.db.connect() as other, st.db.connect() as committed:
+                assert _outbox(committed, other, DEST) == []  # a lease would publish nothing
+                other.rollback()
+            holder.rollback()
+        with st.db.connect() as other, st.db.connect() as committed:
+            assert len(_outbox(committed, other, DEST)) == 1
+            other.rollback()
+        [result] = await st.pruner().run_once()
+        assert (result.busy, result.messages, result.held) == (False, 1, 1)
+        assert pruned(st.db, delivered)
+    finally:
+        await st.writer.close()
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=f"{{{redis_prefix(st.db)}}}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+        st.db.dispose()

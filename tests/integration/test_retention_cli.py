@@ -50,3 +50,10 @@ def test_retention_run_prunes_and_reports(tmp_path, capsys):
 
     assert main(["--conf", str(conf), "retention", "run"]) == 0
     assert "0 message(s) pruned" in capsys.readouterr().out
+
+    # The audit trail of a pruned message still shows, and says where its content went.
+    assert main(["--conf", str(conf), "audit", "show", "--message", old[0]]) == 0
+    shown = capsys.readouterr().out
+    assert "received" in shown and "content: pruned under the channel's retention" in shown
+    assert main(["--conf", str(conf), "audit", "show", "--message", young]) == 0
+    assert "pruned" not in capsys.readouterr().out
