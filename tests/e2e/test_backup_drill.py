@@ -80,6 +80,8 @@ async def test_backup_under_load_lose_the_data_folder_restore_and_resume(
     assert made.returncode == 0, made.stdout + made.stderr
     assert not all(s.done() for s in senders), "the load ended before the backup did"
     [backup] = list((tmp_path / "backups").iterdir())
+    refused = await daemon.cli("restore", str(backup), "--force")
+    assert refused.returncode == 2 and "an engine is running" in refused.stderr
     after_backup = len(ledger.acked)
     await eventually(lambda: len(ledger.acked) >= after_backup + 20, timeout=20,
                      message="traffic after the backup")
