@@ -143,6 +143,7 @@ export function createDetail(ctx) {
       summary.mapping ? fact('Fields dropped', h('abbr', { title: 'Fields that held a value ' +
         'no rule of the mapping read; each message lists its own under Left behind' },
       num(summary.counts?.fields_dropped ?? 0))) : null,
+      fact('Content kept', summary.retention ?? 'for ever'),
       fact('Throughput now', rate(summary.throughput_per_s)),
       fact('Latency', `p50 ${ms(summary.latency_ms?.p50)} · p99 ${ms(summary.latency_ms?.p99)}`),
       fact('Last message', summary.last_message_at ? timeAgo(summary.last_message_at) : 'none'),
