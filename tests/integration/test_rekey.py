@@ -329,3 +329,23 @@ async def test_content_removed_by_retention_is_left_alone(db_url, tmp_path):
         assert "unreadable" not in _admin(proc.db, "key-reencrypt")[0]
     finally:
         await proc.close()
+
+
+async def test_a_start_reseals_records_a_restored_backup_left_under_a_retired_key(
+        db_url, tmp_path):
+    keys = FileKeys(tmp_path / "keys")
+    proc = Process(db_url, keys)
+    try:
+        old = proc.ring.current
+        mid = await proc.add(b"MSH|from the backup")
+        new = keys.create()
+        keys.retire(old)  # retired long ago; the backup's rows came back under it
+        proc.ring.refresh()
+        assert proc.ring.content.keys() == {new}
+        started = Rekeyer(proc.db, proc.writer, proc.vault, batch=10, retire_after=0)
+        await started.round()
+        assert _key_ids(proc.db) == {new}
+        assert proc.store.open_raw(mid) == b"MSH|from the backup"
+        assert await started.round() == {"messages": 0, "outputs": 0, "answers": 0}
+    finally:
+        await proc.close()
