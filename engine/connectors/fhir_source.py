@@ -37,6 +37,7 @@ import email.utils
 import importlib.util
 import logging
 import re
+import socket
 import time
 from typing import Annotated, Any, NoReturn
 
@@ -49,7 +50,7 @@ from engine.config.types import ByteSize, Duration
 from engine.connectors import fhir_source_rest as rest
 from engine.connectors.base import Deliver, SourceContext
 from engine.connectors.fhir_source_auth import AuthConfig, Authenticator, Client, Refused
-from engine.connectors.http_listener import BodyRefused, listen, read_body
+from engine.connectors.http_listener import BodyRefused, listen, read_body, take_over
 from engine.connectors.tls import ServerTls, exposed
 from engine.events import Event, Kind
 from engine.formats import fhir_xml
@@ -152,6 +153,7 @@ class FhirSource:
         self.bundles = "Bundle" in self.types
         self._deliver: Deliver | None = None
         self._runner: web.AppRunner | None = None
+        self._adopted: socket.socket | None = None  # taken over from the source replaced
         self._seen: dict[str, float] = {}  # client name -> when it was last let in
 
     @property
@@ -164,11 +166,21 @@ class FhirSource:
 
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
+        sock, self._adopted = self._adopted, None
         self._runner = await listen(self.config, self._handle, self.address, log, "fhir",
-                                    "resources", self.context.shared_port)
+                                    "resources", self.context.shared_port, sock)
+
+    def take_over(self, other: object) -> bool:
+        """Serve, once started, the socket `other` (the source this one replaces in a
+        swap) listens on (engine.connectors.http_listener.take_over)."""
+        self._adopted = take_over(self, other)
+        return self._adopted is not None
 
     async def stop(self) -> None:
         """Stop accepting; requests in flight finish and get their answers."""
+        if self._adopted is not None:  # taken over but never started
+            self._adopted.close()
+            self._adopted = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

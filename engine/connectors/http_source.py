@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 from collections import Counter
 from typing import Annotated, Literal, NoReturn
 
@@ -40,7 +41,7 @@ from engine.config.base import SourceBase
 from engine.config.types import ByteSize, Duration, Network
 from engine.connectors.base import Deliver, SourceContext
 from engine.connectors.fhir_source_auth import AuthConfig, Authenticator, Refused
-from engine.connectors.http_listener import BodyRefused, listen, read_body
+from engine.connectors.http_listener import BodyRefused, listen, read_body, take_over
 from engine.connectors.mllp_admission import RateLimitedLog, peer_address, peer_key
 from engine.connectors.tls import ServerTls, exposed
 from engine.events import Event, Kind
@@ -117,6 +118,7 @@ class HttpSource:
         self._networks = [ipaddress.ip_network(n) for n in config.allow]
         self._deliver: Deliver | None = None
         self._runner: web.AppRunner | None = None
+        self._adopted: socket.socket | None = None  # taken over from the source replaced
         self._in_flight: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
         self._notices = RateLimitedLog(log)
@@ -131,11 +133,21 @@ class HttpSource:
 
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
+        sock, self._adopted = self._adopted, None
         self._runner = await listen(self.config, self._handle, self.address, log, "http",
-                                    "messages", self.context.shared_port)
+                                    "messages", self.context.shared_port, sock)
+
+    def take_over(self, other: object) -> bool:
+        """Serve, once started, the socket `other` (the source this one replaces in a
+        swap) listens on (engine.connectors.http_listener.take_over)."""
+        self._adopted = take_over(self, other)
+        return self._adopted is not None
 
     async def stop(self) -> None:
         """Stop accepting; requests in flight finish and get their answers."""
+        if self._adopted is not None:  # taken over but never started
+            self._adopted.close()
+            self._adopted = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

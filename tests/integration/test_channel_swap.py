@@ -12,6 +12,7 @@ import json
 import socket
 import textwrap
 
+import aiohttp
 import pytest
 
 from engine.channel import State
@@ -254,3 +255,34 @@ async def test_a_stopping_listener_takes_no_frame_it_could_not_answer():
     assert taken == ["SLOW"]  # the late one was never taken on: its resend is the first
     await slow.close()
     await late.close()
+
+
+async def test_an_http_listener_is_handed_over_too(harness, tmp_path):
+    """A swapped HTTP source serves the socket of the one it replaces: no connection
+    refused while it is swapped, and posting works before and after."""
+    port = free_port()
+    out = tmp_path / "out"
+
+    def http_channel(*dests: str) -> str:
+        listed = ", ".join(f'{{name: {d}, type: file, directory: "{out / d}"}}' for d in dests)
+        return (f"source: {{type: http, port: {port}, path: /in, auth: {{type: none}}}}\n"
+                f"destinations: [{listed}]\n")
+
+    await harness.start({"api": http_channel("a")})
+    stop = asyncio.Event()
+    refused = asyncio.ensure_future(probe(port, stop))
+    statuses = []
+    async with aiohttp.ClientSession() as http:
+        for n, dests in enumerate([("a", "b"), ("a",), ("a", "b")]):
+            async with http.post(f"http://127.0.0.1:{port}/in",
+                                 data=adt(f"HTTP-{n}", "M1")) as resp:
+                statuses.append(resp.status)
+            await asyncio.sleep(0.1)
+            assert await deploy(harness, {"api": http_channel(*dests)}) == ["api"]
+        async with http.post(f"http://127.0.0.1:{port}/in", data=adt("HTTP-3", "M1")) as resp:
+            statuses.append(resp.status)
+    await asyncio.sleep(0.1)
+    stop.set()
+    assert await refused == 0
+    assert statuses == [200] * 4
+    await harness.settle(lambda: len(list((out / "a").glob("*"))) == 4)
