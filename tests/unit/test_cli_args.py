@@ -10,7 +10,8 @@ import pytest
 from engine.cli import build_parser, commands
 from engine.cli.common import DEFAULT_CONF, conf_path
 
-NO_CONF = {"send", "parse", "ack"}  # they read files and sockets, never the settings
+NO_CONF = {"send", "parse", "ack",  # they read files and sockets, never the settings
+           "audit check-export"}  # an auditor's machine has no settings, only the file
 
 
 def _name(command: argparse.ArgumentParser) -> str:
