@@ -10,6 +10,7 @@ import { renderAlerts } from './alerts.js';
 import { createOverview } from './overview.js';
 import { createDetail } from './detail.js';
 import { createMessageBrowser } from './browse.js';
+import { createRevisions } from './revisions.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -32,6 +33,7 @@ const ctx = {
 const overview = createOverview();
 const detail = createDetail(ctx);
 const browser = createMessageBrowser(ctx);
+const revisions = createRevisions(ctx, () => session.user);
 
 // -- notices ----------------------------------------------------------------------------
 
@@ -86,6 +88,7 @@ async function enter() {
   live = new LiveStatus({ onStatus: applySnapshot, onLink: setLink, onRefused: stillSignedIn });
   live.start();
   await refreshStatus();
+  revisions.start();
   route();
 }
 
@@ -99,6 +102,7 @@ function leave(message) {
   snapshot = { channels: [], alerts: [], at: null };
   detail.hide();
   browser.hide();
+  revisions.stop();
   $('views').querySelector('[data-view=messages]').href = '#/messages';
   overview.clear();
   $('alerts').replaceChildren();
@@ -247,7 +251,7 @@ window.addEventListener('hashchange', route);
 
 // -- start ------------------------------------------------------------------------------
 
-fill($('overview-view'), overview.el);
+fill($('overview-view'), overview.el, revisions.el);
 fill($('detail-view'), detail.el);
 fill($('messages-view'), browser.el);
 
