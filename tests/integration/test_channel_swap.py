@@ -21,6 +21,8 @@ from engine.connectors.mllp import MllpClient, MllpSource, MllpSourceConfig
 from engine.formats.hl7v2 import Hl7Message
 from engine.mapping import MappingCatalog
 from engine.message import MessageStatus, Receipt, SourceMeta
+from engine.runtime import Engine
+from engine.supervisor import WorkerSlot
 from tests.harness import EngineHarness, adt, free_port
 from tests.mllp_receiver import MllpReceiver
 from tests.resending_sender import ResendingSender, probe
@@ -286,3 +288,39 @@ async def test_an_http_listener_is_handed_over_too(harness, tmp_path):
     assert await refused == 0
     assert statuses == [200] * 4
     await harness.settle(lambda: len(list((out / "a").glob("*"))) == 4)
+
+
+async def test_a_worker_other_than_the_first_swaps_only_what_it_shares(tmp_path):
+    """In a group, a worker besides the first runs listeners but never a folder poller
+    (worker 0 alone takes each file): a deploy keeps it so, whichever way a channel's
+    source changes."""
+    (tmp_path / "channels").mkdir()
+    inbox, out, port = tmp_path / "inbox", tmp_path / "out", free_port()
+    inbox.mkdir()
+    conf = tmp_path / "conduit.yaml"
+    conf.write_text(f"data_dir: {tmp_path / 'data'}\nchannels_dir: {tmp_path / 'channels'}\n")
+    listener = (f"source: {{type: mllp, port: {port}}}\n"
+                f"destinations: [{{name: f, type: file, directory: \"{out}\"}}]\n")
+    poller = (f"source: {{type: file, directory: \"{inbox}\"}}\n"
+              f"destinations: [{{name: f, type: file, directory: \"{out}\"}}]\n")
+
+    def load(files: dict[str, str]) -> tuple[list, MappingCatalog]:
+        for old in (tmp_path / "channels").glob("*.yaml"):
+            old.unlink()
+        for name, text in files.items():
+            (tmp_path / "channels" / f"{name}.yaml").write_text(text)
+        cfg, loaded = load_all(conf, {})
+        return loaded, MappingCatalog.discover(cfg.mappings_dir)
+
+    loaded, catalog = load({"a": listener, "b": poller})
+    cfg, _ = load_all(conf, {})
+    engine = Engine(cfg, loaded, catalog, worker=WorkerSlot(1, 2))
+    await engine.start()
+    try:
+        assert set(engine.channels) == {"a"}
+        # a becomes a poller (leaves this worker), b a listener (comes to it)
+        assert await engine.apply(*load({"a": poller, "b": listener})) == ["a", "b"]
+        assert set(engine.channels) == {"b"}
+        assert engine.channels["b"].state is State.STARTED
+    finally:
+        await engine.stop()
