@@ -26,6 +26,9 @@ from engine.store.snapshot import Manifest
 
 def target_folder(dest: Path, prefix: str, taken_at: float) -> Path:
     """A new folder named by the time inside `dest` if it is a folder, else `dest`."""
+    if (dest / snapshot.MANIFEST).exists():
+        raise ConduitError(f"{dest} is a backup; give a new folder, or the folder that "
+                           "holds the backups")
     if dest.is_dir():
         return dest / time.strftime(f"{prefix}-%Y%m%dT%H%M%SZ", time.gmtime(taken_at))
     if dest.exists():
@@ -60,7 +63,12 @@ def take(db_path: Path, keys: KeyRing, folder: Path) -> Manifest:
         snapshot.write_manifest(partial, snapshot.describe(partial / snapshot.SNAPSHOT,
                                                            keys, taken_at))
         snapshot.fsync_dir(partial)
-        manifest = snapshot.verify(partial, keys)  # read back from disk
+        try:
+            manifest = snapshot.verify(partial, keys)  # read back from disk
+        except snapshot.BackupInvalid as exc:
+            said = str(exc).replace(str(partial), str(folder))
+            raise snapshot.BackupInvalid(f"the backup failed its check and was not kept: "
+                                         f"{said}") from exc
         os.rename(partial, folder)
         snapshot.fsync_dir(folder.parent)
     except BaseException:

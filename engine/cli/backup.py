@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     config, db_path, folders = _embedded(args, "back up")
     if config.queue.type != "sql":
         print(f"conduit: warning: the queues are in {config.queue.type}, outside this "
-              f"backup; see {_DOCS}")
+              f"backup; see {_DOCS}", file=sys.stderr)
     if not db_path.is_file():
         raise ConduitError(f"no embedded store at {db_path}: nothing to back up")
     taken_at = time.time()
@@ -175,7 +176,7 @@ def _record(args: argparse.Namespace, detail: dict) -> None:
         with_services(args, body)
     except StoreError as exc:
         print(f"conduit: warning: the {detail['action']} is done but was not recorded in "
-              f"the audit trail: {exc}")
+              f"the audit trail: {exc}", file=sys.stderr)
 
 
 def _queued(counts: dict[str, int]) -> int:

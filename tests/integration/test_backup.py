@@ -199,6 +199,19 @@ def test_restore_refuses_keys_that_clash_with_the_key_folder(
     assert not store.db_path.exists()
 
 
+def test_backups_are_made_beside_each_other_not_inside_one(
+        store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An existing folder gets a new backup named by the time; a backup is never written
+    into another backup."""
+    (tmp_path / "backups").mkdir()
+    assert _conduit("backup", str(tmp_path / "backups")) == 0
+    [made] = list((tmp_path / "backups").iterdir())
+    assert made.name.startswith("conduit-backup-") and made.name.endswith("Z")
+    assert _conduit("backup", str(made)) == 2
+    assert "is a backup" in capsys.readouterr().err
+    assert sorted(p.name for p in made.iterdir()) == ["conduit.db", "manifest.json"]
+
+
 def test_keys_must_be_kept_apart(store: Store, tmp_path: Path,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     assert _conduit("backup", str(tmp_path / "bk"), "--keys-to",
@@ -238,7 +251,9 @@ def test_a_backup_failing_its_check_is_removed(store: Store, tmp_path: Path,
     with sqlite3.connect(store.db_path) as conn:
         conn.execute("UPDATE audit SET detail = '{\"x\": 1}' WHERE seq = 3")
     assert _conduit("backup", str(tmp_path / "bk")) == 2
-    assert "audit chain" in (err := capsys.readouterr().err) and "broken at event #3" in err
+    err = capsys.readouterr().err
+    assert "the backup failed its check and was not kept" in err
+    assert f"the audit chain in {tmp_path / 'bk' / 'conduit.db'} is broken at event #3" in err
     assert list(tmp_path.glob("*bk*")) == []
 
 
