@@ -12,7 +12,6 @@ from engine.cli.common import actor, engine_config
 from engine.errors import ConduitError, StoreError
 
 _DOCS = "docs/operations.md, Backup and restore"
-ENV_CONTENT_KEY = "CONDUIT_KEY"  # engine.security.key_providers, without importing it here
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -61,8 +60,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
         print(f"the backup holds no keys: keep a copy of {', '.join(map(str, folders.values()))}"
               " elsewhere (conduit backup --keys-to), or it cannot be opened")
     if _provider(config) == "env":
-        print(f"the content key in {ENV_CONTENT_KEY} is in no folder: keep it in your "
-              "secret store")
+        print("the content key in CONDUIT_KEY is in no folder: keep it in your secret store")
     _record(args, {"action": "backup", "through": manifest.audit_seq,
                    "sha256": manifest.sha256, "keys_copied": keys_to is not None})
     return 0
@@ -118,6 +116,9 @@ def _embedded(args: argparse.Namespace, verb: str):
 
 
 def _provider(config) -> str:
+    """The key provider in use, as engine.security.key_providers.provider_for picks it."""
+    from engine.security.key_providers import ENV_CONTENT_KEY
+
     return config.keys.provider or ("env" if os.environ.get(ENV_CONTENT_KEY) else "file")
 
 
