@@ -331,3 +331,21 @@ def test_restore_replaces_a_store_only_when_forced(store: Store, tmp_path: Path,
     with sqlite3.connect(kept[0]) as conn:
         assert conn.execute("SELECT count(*) FROM messages").fetchone() == (7,)
     assert store.chain().broken is None
+
+
+def test_a_content_key_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """With CONDUIT_KEY the keys are in no folder: the backup says to keep that key in
+    the secret store, and a restore after losing the data folder needs only the key."""
+    monkeypatch.setenv("CONDUIT_KEY", base64.b64encode(os.urandom(32)).decode())
+    monkeypatch.setenv("CONDUIT_DATA_DIR", str(tmp_path / "data"))
+    store = Store(tmp_path / "data")
+    store.add(2)
+    assert _conduit("backup", str(tmp_path / "bk")) == 0
+    assert "CONDUIT_KEY is in no folder" in capsys.readouterr().out
+    shutil.rmtree(store.data_dir)
+    assert _conduit("restore", str(tmp_path / "bk")) == 0
+    assert store.opened() == store.raw
+    monkeypatch.setenv("CONDUIT_KEY", base64.b64encode(os.urandom(32)).decode())
+    assert _conduit("restore", str(tmp_path / "bk"), "--force") == 2
+    assert "not this backup's keys" in capsys.readouterr().err
