@@ -98,8 +98,7 @@ class Swapper:
                 for dest, variables in wanted[name].disabled.items():
                     log.warning("channel %s: destination %s disabled: %s not set",
                                 name, dest, ", ".join(variables))
-            await asyncio.gather(*(self._retire(name) for name in removed),
-                                 *(self._replace(name, new) for name, new in built.items()))
+            await self._swap(removed, built)
             for name in removed:
                 self.fingerprints.pop(name, None)
             self.fingerprints.update({name: prints[name] for name in changed})
@@ -111,30 +110,40 @@ class Swapper:
                 gc.freeze()
             return sorted([*changed, *removed])
 
-    async def _retire(self, name: str) -> None:
-        channel = self.channels.get(name)
-        if channel is not None:
-            await channel.stop()  # its queued entries stay queued
-            if self.channels.get(name) is channel:
+    async def _swap(self, removed: list[str], built: dict[str, Channel]) -> None:
+        """Hand listening sockets over, stop what leaves (all at once), then start what
+        comes. Stopping everything first lets a channel take a port another one leaves
+        (a renamed channel, two channels trading ports)."""
+        here = {name: new for name, new in built.items() if self._runs_here(new)}
+        leaving = {name: old for name in [*removed, *built]
+                   if (old := self.channels.get(name)) is not None}
+        # an operator's pause or stop holds; anything else runs
+        states = {name: leaving[name].state if name in leaving else State.STARTED
+                  for name in here}
+        donors = [old for old in leaving.values() if old.state is State.STARTED]
+        for name, new in here.items():
+            if states[name] in (State.STARTED, State.ERROR):
+                for old in donors:  # the one at the same address, if any
+                    if _take_over(new, old):
+                        log.info("channel %s takes over the socket of channel %s", name,
+                                 old.name)
+                        donors.remove(old)
+                        break
+        # Stop taking messages and stop sending; the new workers start only once the old
+        # ones gave their leases back, so one queue has one sender. Entries queued for
+        # what left stay queued.
+        await asyncio.gather(*(old.stop() for old in leaving.values()))
+        for name, old in leaving.items():
+            if name not in here and self.channels.get(name) is old:
                 del self.channels[name]
-            log.info("channel %s stopped and removed here", name)
-
-    async def _replace(self, name: str, new: Channel) -> None:
-        old = self.channels.get(name)
-        if not self._runs_here(new):  # another worker of the group runs it
-            await self._retire(name)
-            return
-        state = old.state if old is not None else State.STARTED
-        if old is not None:
-            if state is State.STARTED and _take_over(new, old):
-                log.info("channel %s: the new source takes the listening socket over", name)
-            # Stop taking messages and stop sending at once; the new workers start only
-            # once the old ones gave their leases back, so one queue has one sender.
-            await old.stop()
-        self.channels[name] = new
-        if state is not State.STOPPED:
-            await new.start(accepting=state is not State.PAUSED)
-        log.info("channel %s %s (%s)", name, "swapped" if old else "added", new.state.value)
+                log.info("channel %s stopped and removed here", name)
+        self.channels.update(here)
+        await asyncio.gather(*(new.start(accepting=states[name] is not State.PAUSED)
+                               for name, new in here.items()
+                               if states[name] is not State.STOPPED))
+        for name, new in here.items():
+            log.info("channel %s %s (%s)", name, "swapped" if name in leaving else "added",
+                     new.state.value)
 
 
 def _take_over(new: Channel, old: Channel) -> bool:

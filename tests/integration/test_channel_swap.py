@@ -324,3 +324,28 @@ async def test_a_worker_other_than_the_first_swaps_only_what_it_shares(tmp_path)
         assert engine.channels["b"].state is State.STARTED
     finally:
         await engine.stop()
+
+
+async def test_a_renamed_channel_takes_the_port_over_and_leaves_its_queue(harness):
+    """A rename is one channel removed and one added on the same port: the new one takes
+    the listening socket over (nothing refused), and what was queued under the old name
+    stays queued under it."""
+    port, down = free_port(), free_port()
+    engine = await harness.start({"adt": mllp_channel(port, ("out", down))})
+    client = MllpClient("127.0.0.1", port)
+    await client.connect(5)
+    await client.exchange(adt("OLD-1", "M1"), 5)
+    await client.close()
+    stop = asyncio.Event()
+    refused = asyncio.ensure_future(probe(port, stop))
+    await asyncio.sleep(0.05)
+    assert await deploy(harness, {"adt-in": mllp_channel(port, ("out", down))}) == [
+        "adt", "adt-in"]
+    await asyncio.sleep(0.05)
+    stop.set()
+    assert await refused == 0
+    assert set(engine.channels) == {"adt-in"}
+    assert engine.channels["adt-in"].state is State.STARTED
+    assert engine.services is not None
+    assert {s.destination: s.ready + s.leased for s in engine.services.queue.stats()} == {
+        "adt/out": 1}
