@@ -190,8 +190,9 @@ class Engine:
                                log=log, failure="could not roll up the audit totals")
         self._roll_ups.start()
         self._key_upkeep = KeyUpkeep(self.config.keys, svc.db, writer, svc.vault,
-                                     primary=self.primary)
-        self._key_upkeep.start()
+                                     primary=self.primary,
+                                     cluster_owner=None if svc.alone else svc.owner)
+        await self._key_upkeep.start()
         for loaded in self._loaded:
             if not loaded.config.enabled:
                 log.info("channel %s is disabled in %s", loaded.config.name, loaded.file)

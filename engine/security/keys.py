@@ -79,7 +79,9 @@ class KeyRing:
     @property
     def pending(self) -> list[str]:
         """Keys made but not current yet (newer than the current one)."""
-        since = key_time(self.current) or 0.0
+        since = key_time(self.current)
+        if since is None:  # the environment's key: current whatever was made before it
+            return []
         return [k for k in self.content if (key_time(k) or 0.0) > since]
 
     @property

@@ -26,6 +26,7 @@ from engine.config.keys import KeysConfig
 from engine.errors import KeyError_
 from engine.events import Event, Kind
 from engine.every import Every
+from engine.ops.leader import ClusterLease
 from engine.security.crypto import Vault
 from engine.store.database import reader
 from engine.store.schema import dead_letter_answers, messages, outputs
@@ -39,6 +40,9 @@ SEALED: dict[str, sa.Table] = {"messages": messages, "outputs": outputs,
 # PRUNED): nothing sealed is left to re-seal, and it is no key.
 PRUNED = "pruned"
 ROUND_SECONDS = 1.0  # at most this long re-sealing per round, then traffic has the writer
+# A pass that found nothing to re-seal, its old keys too young to retire, is not repeated
+# (each is a scan of the three tables) until they may retire, or this long at most.
+IDLE_REST = 60.0
 
 
 def key_uses(engine: sa.Engine) -> dict[str, dict[str, int]]:
@@ -68,6 +72,8 @@ class Rekeyer:
         # The first pass after a start runs whatever the keys: it re-seals records left
         # under a key no longer in service (a restored backup, a process that lagged).
         self._first_pass = True
+        self._pass_work = 0  # records re-sealed or found unreadable in this pass
+        self._rest_until = 0.0  # time.time() before which no new pass starts
 
     async def round(self) -> dict[str, int]:
         """Re-seal batches for up to ROUND_SECONDS; at the end of a pass, retire what
@@ -75,6 +81,8 @@ class Rekeyer:
         done = dict.fromkeys(SEALED, 0)
         ring = self._vault.keys
         if not self._first_pass and not self._old_keys() and not self._unreadable:
+            return done
+        if time.time() < self._rest_until:
             return done
         until = time.monotonic() + ROUND_SECONDS
         while time.monotonic() < until:
@@ -87,8 +95,12 @@ class Rekeyer:
                 self._cursors[name] = None  # type: ignore[assignment]  # this pass is done
             else:
                 done[name] += n
+                self._pass_work += n
         if all(c is None for c in self._cursors.values()):
-            await self._retire_unused()
+            retire_at = await self._retire_unused()
+            if retire_at is not None and not self._pass_work:
+                self._rest_until = min(retire_at, time.time() + IDLE_REST)
+            self._pass_work = 0
             self._cursors = dict.fromkeys(SEALED, "")
             self._unreadable.clear()
             self._first_pass = False
@@ -115,6 +127,7 @@ class Rekeyer:
                 if (name, row.id) not in self._unreadable:
                     self._unreadable.add((name, row.id))
                     unreadable.append(row.key_id)
+                    self._pass_work += 1
                 continue
             key_id, sealed = self._vault.seal(plain, row.id)
             changes.append({"rid": row.id, "old_key": row.key_id, "old": row.content,
@@ -161,14 +174,17 @@ class Rekeyer:
         uow.query = run
         return uow
 
-    async def _retire_unused(self) -> None:
+    async def _retire_unused(self) -> float | None:
+        """Retire the old keys no record uses; the time they may retire at when that is
+        still to come."""
         ring = self._vault.keys
         provider = ring.provider
-        if provider is None or time.time() - ring.current_since < self._retire_after:
-            return
         old = self._old_keys()
-        if not old:
-            return
+        if provider is None or not old:
+            return None
+        retire_at = ring.current_since + self._retire_after
+        if time.time() < retire_at:
+            return retire_at
         uses = await asyncio.to_thread(key_uses, self._engine)
         for key_id in old:
             if sum(uses.get(key_id, {}).values()):
@@ -184,30 +200,44 @@ class Rekeyer:
             log.info("content key %s retired (%s): no record uses it", key_id,
                      provider.retires_by)
         await asyncio.to_thread(ring.refresh)
+        return None
 
 
 class KeyUpkeep:
     """What an engine process repeats for its keys: every process looks for new keys
-    (so all switch within `poll`); the primary also re-encrypts and retires."""
+    (so all switch within `poll`); the primary also re-encrypts and retires. On a store
+    shared with other hosts (`cluster_owner` given) only the primary holding the cluster's
+    `rekey` lease does, so a retirement is done and audited once."""
 
     def __init__(self, config: KeysConfig, engine: sa.Engine, writer: Writer, vault: Vault,
-                 *, primary: bool) -> None:
+                 *, primary: bool, cluster_owner: str | None = None) -> None:
         ring = vault.keys
         self._tasks = [Every(config.poll, lambda: asyncio.to_thread(ring.refresh),
                              name="look for new keys", log=log,
                              failure="could not read the key provider")]
         self.rekeyer: Rekeyer | None = None
+        self._lease: ClusterLease | None = None
         if primary and config.reencrypt:
             self.rekeyer = Rekeyer(engine, writer, vault, batch=config.reencrypt_batch,
                                    retire_after=config.retire_after)
-            self._tasks.append(Every(config.reencrypt_every, self.rekeyer.round,
+            if cluster_owner is not None:
+                self._lease = ClusterLease(writer, "rekey", cluster_owner)
+            self._tasks.append(Every(config.reencrypt_every, self._round,
                                      name="re-encrypt under the current key", log=log,
                                      failure="re-encryption round failed"))
 
-    def start(self) -> None:
+    async def _round(self) -> None:
+        if self.rekeyer is not None and (self._lease is None or self._lease.held):
+            await self.rekeyer.round()
+
+    async def start(self) -> None:
+        if self._lease is not None:
+            await self._lease.start()
         for task in self._tasks:
             task.start()
 
     async def stop(self) -> None:
         for task in self._tasks:
             await task.stop()
+        if self._lease is not None:
+            await self._lease.stop()

@@ -6,7 +6,9 @@ the file-based KMS."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import time
 
 import pytest
@@ -16,7 +18,7 @@ from engine.config.keys import KeysConfig
 from engine.errors import KeyError_
 from engine.message import Answer, new_message_id
 from engine.security.crypto import Vault, content_hash
-from engine.security.key_providers import FileKeys, FileKms, KeyProvider
+from engine.security.key_providers import EnvKeys, FileKeys, FileKms, KeyProvider
 from engine.security.keys import KeyRing
 from engine.store import answers
 from engine.store import audit as audit_chain
@@ -252,15 +254,16 @@ async def test_a_record_whose_key_is_lost_gives_a_clear_error(db_url, tmp_path):
 
 async def test_rotation_while_two_processes_write_loses_nothing(db_url, tmp_path):
     """Two engine processes on one store keep writing while a key is made: both switch
-    (polling), neither writes under a key the other cannot open, the primary re-seals
-    the backlog and retires the old key, and every record opens to what was written."""
+    (polling), neither writes under a key the other cannot open, one re-seals the
+    backlog and retires the old key, once, and every record opens to what was written."""
     config = KeysConfig(poll=0.05, activate_after=0.2, reencrypt_every=0.05,
                         reencrypt_batch=50, retire_after=0.3)
     keys = FileKeys(tmp_path / "keys")
     procs = [Process(db_url, FileKeys(tmp_path / "keys"), config.activate_after)
              for _ in range(2)]
-    upkeep = [KeyUpkeep(config, p.db, p.writer, p.vault, primary=i == 0)
-              for i, p in enumerate(procs)]
+    # Two hosts: each has a primary; the cluster's rekey lease lets one re-encrypt.
+    upkeep = [KeyUpkeep(config, p.db, p.writer, p.vault, primary=True,
+                        cluster_owner=f"host-{i}:1:test") for i, p in enumerate(procs)]
     written: dict[str, bytes] = {}
     stop = asyncio.Event()
 
@@ -275,7 +278,7 @@ async def test_rotation_while_two_processes_write_loses_nothing(db_url, tmp_path
     try:
         old = procs[0].ring.current
         for u in upkeep:
-            u.start()
+            await u.start()
         writers = [asyncio.create_task(traffic(p, n)) for n, p in enumerate(procs)]
         await asyncio.sleep(0.3)
         new = keys.create()
@@ -347,5 +350,24 @@ async def test_a_start_reseals_records_a_restored_backup_left_under_a_retired_ke
         assert _key_ids(proc.db) == {new}
         assert proc.store.open_raw(mid) == b"MSH|from the backup"
         assert await started.round() == {"messages": 0, "outputs": 0, "answers": 0}
+    finally:
+        await proc.close()
+
+
+async def test_moving_to_the_environment_key_reseals_and_retires_the_folder_keys(
+        db_url, tmp_path):
+    before = Process(db_url, FileKeys(tmp_path / "keys"))
+    old = before.ring.current
+    mid = await before.add(b"MSH|before")
+    await before.close()
+    proc = Process(db_url, EnvKeys(base64.b64encode(os.urandom(32)).decode(),
+                                   tmp_path / "keys"))
+    try:
+        assert proc.ring.current.startswith("env-") and proc.ring.pending == []
+        rekeyer = Rekeyer(proc.db, proc.writer, proc.vault, batch=10, retire_after=0)
+        await _until_retired(rekeyer, proc.ring, old)
+        assert _key_ids(proc.db) == {proc.ring.current}
+        assert proc.store.open_raw(mid) == b"MSH|before"
+        assert (tmp_path / "keys" / "retired" / f"{old}.key").exists()
     finally:
         await proc.close()
