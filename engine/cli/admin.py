@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from engine.cli.common import actor, with_services
+from engine.cli.live_destinations import NOT_LIVE, live_destinations
 
 if TYPE_CHECKING:
     from engine.queue.base import QueueStats
@@ -111,12 +112,15 @@ def cmd_queue_list(args: argparse.Namespace) -> int:
     (`conduit queue dead` lists every dead letter)."""
     async def body(svc) -> int:
         stats = await asyncio.to_thread(svc.queue.stats)
+        live = await asyncio.to_thread(live_destinations, svc) if stats else None
         print(f"{'DESTINATION':<40} {'DEPTH':>7} {'IN-FLIGHT':>9} {'RETRYING':>8} "
               f"{'DEAD':>6}  OLDEST")
         for s in stats:
             oldest = (f"{time.time() - s.oldest_at:.0f}s ago" if s.oldest_at else "-")
             print(f"{s.destination:<40} {s.ready + s.leased:>7} {s.leased:>9} "
                   f"{s.retrying:>8} {s.dead:>6}  {oldest}")
+            if live is not None and s.destination not in live:
+                print(NOT_LIVE)
             for line in await asyncio.to_thread(_why, svc, s):
                 print(line)
         if not stats:

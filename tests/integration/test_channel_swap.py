@@ -23,7 +23,7 @@ from engine.mapping import MappingCatalog
 from engine.message import MessageStatus, Receipt, SourceMeta
 from engine.runtime import Engine
 from engine.supervisor import WorkerSlot
-from tests.harness import EngineHarness, adt, free_port
+from tests.harness import REPO, EngineHarness, adt, free_port
 from tests.mllp_receiver import MllpReceiver
 from tests.resending_sender import ResendingSender, probe
 
@@ -131,6 +131,16 @@ async def test_a_swapped_channel_keeps_its_queue_and_its_pause(harness):
         assert stats.get("adt/old") == 3
         await asyncio.sleep(0.3)
         assert len(rx.received) == 3
+        # ... and `conduit queue list` says why they wait
+        cli = await asyncio.create_subprocess_exec(
+            str(REPO / ".venv" / "bin" / "conduit"), "--conf", str(harness.root / "conduit.yaml"),
+            "queue", "list", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(cli.communicate(), 60)
+        assert cli.returncode == 0, err.decode()
+        lines = out.decode().splitlines()
+        at = next(i for i, line in enumerate(lines) if line.startswith("adt/old "))
+        assert lines[at + 1].strip().startswith("no live channel has this destination")
+        assert not any(line.startswith("adt/out ") for line in lines)  # delivered
     finally:
         await rx.stop()
 
