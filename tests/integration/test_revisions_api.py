@@ -4,15 +4,18 @@ engine swapping to the approved revision without a restart, loaded from the stor
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
 import aiohttp
 import pytest
+import sqlalchemy as sa
 
 from engine.change.revisions import RevisionStore
 from engine.change.snapshot import Snapshot, take
 from engine.security.roles import Role
+from engine.store.schema import audit
 from tests.harness import EngineHarness, adt, exchange, free_port
 
 
@@ -97,6 +100,14 @@ async def test_an_admin_approves_on_the_api_and_the_engine_follows(tmp_path):
         await exchange(port, [adt("AFTER", "1002")])
         await harness.settle(lambda: len(list(second.glob("*"))) == 1)
         assert len(list(first.glob("*"))) == 1, "a message after the swap went to the old"
+        with svc.db.connect() as conn:
+            details = [json.loads(d) for d in conn.execute(
+                sa.select(audit.c.detail).where(audit.c.kind == "admin")).scalars()]
+        applied = [d for d in details if d["action"] == "revision-applied"]
+        assert [(d["revision"], d["swapped"]) for d in applied] == [
+            (1, []), (pending.number, ["adt"])]
+        assert [d["approver"] for d in details if d["action"] == "revision-approved"] == [
+            "bob"]
     finally:
         await harness.stop()
 
