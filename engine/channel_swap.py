@@ -6,9 +6,9 @@ What a new set of channel files does to the channels that run:
   already received are committed and answered, connections are then closed and their
   senders reconnect), its destination workers finish the send under way and give their
   leases back, then the new channel starts on the same queues (`channel/destination`),
-  so what was queued is delivered by the new workers. An MLLP listener on the same
-  address hands its socket to the new one (MllpSource.take_over): no connection is
-  refused during the swap, they wait in the backlog;
+  so what was queued is delivered by the new workers. A listener (MLLP, HTTP, FHIR)
+  hands its socket to the new channel listening at its address (the sources'
+  `take_over`): no connection is refused during the swap, they wait in the backlog;
 - an added channel starts, a removed one drains and stops. Entries queued for a
   destination (or a channel) that no longer exists stay in the queue, visible in
   `conduit queue list`, until it comes back or an operator deals with them;
