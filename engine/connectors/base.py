@@ -33,6 +33,10 @@ class ReplyWriter(Protocol):
 
 
 class Source(Protocol):
+    """A listener may also offer `take_over(other) -> bool`: serve, once started, the
+    socket of the source it replaces in a swap (engine.channel_swap), when `other`
+    listens at the same address, so the swap refuses no connection."""
+
     def resources(self) -> list[str]:
         """What this source binds, such as "tcp:127.0.0.1:2575", so validation can catch
         two channels on one port."""
