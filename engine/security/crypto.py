@@ -25,7 +25,6 @@ class Vault:
     def __init__(self, keys: KeyRing) -> None:
         self.keys = keys
         self._ciphers: dict[str, AESGCM] = {}
-        self._generation = keys.generation
 
     @property
     def key_id(self) -> str:
@@ -52,9 +51,6 @@ class Vault:
             raise KeyError_(f"record {record_id} failed authentication (altered or moved)") from exc
 
     def _cipher(self, key_id: str) -> AESGCM | None:
-        if self._generation != self.keys.generation:  # keys came or went: forget retired ones
-            self._generation = self.keys.generation
-            self._ciphers = {k: c for k, c in self._ciphers.items() if k in self.keys.content}
         cipher = self._ciphers.get(key_id)
         if cipher is None:
             key = self.keys.find(key_id)

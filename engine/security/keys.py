@@ -44,13 +44,13 @@ class KeyRing:
     ) -> None:
         if current not in content:
             raise KeyError_(f"current key {current} is not among the loaded keys")
-        self.content = content
+        self.content = content  # every key loaded since the start: never shrinks
+        self.listed = list(content)  # the keys in service at the last look
         self.current = current
         self.pseudonym = pseudonym
         self.audit = audit
         self.provider = provider
         self.activate_after = activate_after
-        self.generation = 0  # moves whenever the set of keys or the current one changes
         self.loaded_at = time.time()
         self._lock = threading.Lock()
 
@@ -82,7 +82,7 @@ class KeyRing:
         since = key_time(self.current)
         if since is None:  # the environment's key: current whatever was made before it
             return []
-        return [k for k in self.content if (key_time(k) or 0.0) > since]
+        return [k for k in self.listed if (key_time(k) or 0.0) > since]
 
     @property
     def current_since(self) -> float:
@@ -91,16 +91,17 @@ class KeyRing:
         return self.loaded_at if made is None else made + self.activate_after
 
     def refresh(self) -> bool:
-        """Re-read the provider's keys; True when the current key changed."""
+        """Re-read the provider's keys; True when the current key changed. A retired key
+        stays loaded until the process ends: a delivery leased before its records were
+        re-sealed holds their old ciphertext; a restart forgets it."""
         if self.provider is None:
             return False
         content, current = _listing(self.provider, self.activate_after)
         with self._lock:
             changed = current != self.current
-            if changed or content.keys() != self.content.keys():
-                self.content = content  # before `current`: sealing reads it second
-                self.current = current
-                self.generation += 1
+            self.content = {**self.content, **content}  # before `current`: seal reads it second
+            self.listed = list(content)
+            self.current = current
         if changed:
             log.info("content key %s is now current for writing", current)
         return changed

@@ -108,7 +108,7 @@ class Rekeyer:
 
     def _old_keys(self) -> list[str]:
         ring = self._vault.keys
-        return [k for k in ring.content if k != ring.current and k not in ring.pending]
+        return [k for k in ring.listed if k != ring.current and k not in ring.pending]
 
     async def _batch_of(self, name: str, current: str) -> int | None:
         """Re-seal the next batch of `name`; None when the pass reached its end."""

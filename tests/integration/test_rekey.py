@@ -86,7 +86,7 @@ def _chain_ok(proc: Process) -> bool:
 async def _until_retired(rekeyer: Rekeyer, ring: KeyRing, key_id: str, rounds: int = 50) -> None:
     for _ in range(rounds):
         await rekeyer.round()
-        if key_id not in ring.content:
+        if key_id not in ring.listed:
             return
     raise AssertionError(f"{key_id} not retired after {rounds} rounds")
 
@@ -150,7 +150,7 @@ async def test_old_key_is_retired_only_once_no_record_uses_it(db_url, tmp_path):
         for _ in range(5):
             await patient.round()
         assert _key_ids(proc.db) == {new}
-        assert old in proc.ring.content  # nothing uses it, but its successor is too new
+        assert old in proc.ring.listed  # nothing uses it, but its successor is too new
         assert not _admin(proc.db, "key-retire")
 
         rekeyer = Rekeyer(proc.db, proc.writer, proc.vault, batch=2, retire_after=0)
@@ -160,7 +160,7 @@ async def test_old_key_is_retired_only_once_no_record_uses_it(db_url, tmp_path):
         late = await lagging.add(b"MSH|late", mid=behind)
         assert lagging.ring.current == old
         await rekeyer.round()  # ends the pass: one record still under the old key
-        assert old in proc.ring.content and not _admin(proc.db, "key-retire")
+        assert old in proc.ring.listed and not _admin(proc.db, "key-retire")
         assert key_uses(proc.db)[old]["messages"] == 1
         await _until_retired(rekeyer, proc.ring, old)
         assert proc.store.open_raw(late) == b"MSH|late"
@@ -230,14 +230,14 @@ async def test_kms_end_to_end_destroys_the_retired_data_key(db_url, tmp_path):
 
 async def test_a_record_whose_key_is_lost_gives_a_clear_error(db_url, tmp_path):
     keys = FileKeys(tmp_path / "keys")
-    proc = Process(db_url, keys)
+    before = Process(db_url, keys)
+    lost = before.ring.current
+    mid = await before.add(b"MSH|lost")
+    await before.close()
+    keys.create()
+    (tmp_path / "keys" / f"{lost}.key").unlink()  # e.g. a key folder not copied over
+    proc = Process(db_url, FileKeys(tmp_path / "keys"))
     try:
-        lost = proc.ring.current
-        mid = await proc.add(b"MSH|lost")
-        keys.create()
-        proc.ring.refresh()
-        (tmp_path / "keys" / f"{lost}.key").unlink()  # e.g. a key folder not copied over
-        proc.ring.refresh()
         with pytest.raises(KeyError_, match=f"record {mid} needs content key {lost}"):
             await proc.store.read(proc.writer, mid, "cli:alice", "check")
         ok = await proc.add(b"MSH|fine")
@@ -248,6 +248,31 @@ async def test_a_record_whose_key_is_lost_gives_a_clear_error(db_url, tmp_path):
         assert key_uses(proc.db)[lost]["messages"] == 1
         [batch] = _admin(proc.db, "key-reencrypt")
         assert batch["unreadable"] == 1 and batch["missing_keys"] == lost
+    finally:
+        await proc.close()
+
+
+async def test_a_running_process_still_opens_what_it_leased_before_the_retirement(
+        db_url, tmp_path):
+    """A delivery leased before its record was re-sealed holds the old ciphertext: the
+    process that leased it keeps the retired key in memory, even one the KMS destroyed;
+    a process started afterwards cannot open that copy."""
+    kms = FileKms(tmp_path / "kms")
+    proc = Process(db_url, kms)
+    try:
+        old = proc.ring.current
+        mid = await proc.add(b"MSH|leased")
+        with proc.db.connect() as conn:
+            leased = conn.execute(sa.select(messages.c.content)
+                                  .where(messages.c.id == mid)).scalar()
+        kms.create()
+        proc.ring.refresh()
+        await _until_retired(Rekeyer(proc.db, proc.writer, proc.vault, retire_after=0),
+                             proc.ring, old)
+        assert kms.get(old) is None
+        assert proc.vault.open(old, leased, mid) == b"MSH|leased"
+        with pytest.raises(KeyError_, match=f"needs content key {old}"):
+            Vault(KeyRing.open(FileKms(tmp_path / "kms"))).open(old, leased, mid)
     finally:
         await proc.close()
 
@@ -283,7 +308,7 @@ async def test_rotation_while_two_processes_write_loses_nothing(db_url, tmp_path
         await asyncio.sleep(0.3)
         new = keys.create()
         deadline = time.monotonic() + 20
-        while old in procs[0].ring.content or old in procs[1].ring.content:
+        while old in procs[0].ring.listed or old in procs[1].ring.listed:
             assert time.monotonic() < deadline, "the old key was never retired"
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.2)  # traffic under the new key only
@@ -337,13 +362,14 @@ async def test_content_removed_by_retention_is_left_alone(db_url, tmp_path):
 async def test_a_start_reseals_records_a_restored_backup_left_under_a_retired_key(
         db_url, tmp_path):
     keys = FileKeys(tmp_path / "keys")
-    proc = Process(db_url, keys)
+    before = Process(db_url, keys)
+    old = before.ring.current
+    mid = await before.add(b"MSH|from the backup")
+    await before.close()
+    new = keys.create()
+    keys.retire(old)  # retired long ago; the backup's rows came back under it
+    proc = Process(db_url, FileKeys(tmp_path / "keys"))  # the engine started after it
     try:
-        old = proc.ring.current
-        mid = await proc.add(b"MSH|from the backup")
-        new = keys.create()
-        keys.retire(old)  # retired long ago; the backup's rows came back under it
-        proc.ring.refresh()
         assert proc.ring.content.keys() == {new}
         started = Rekeyer(proc.db, proc.writer, proc.vault, batch=10, retire_after=0)
         await started.round()

@@ -8,6 +8,8 @@ import pytest
 
 from engine.events import Kind
 from engine.message import Outbound, Sent
+from engine.security.crypto import Vault
+from engine.security.keys import KeyRing
 from tests.unit.test_pipeline_delivery import Scripted, env, until  # noqa: F401
 
 
@@ -28,7 +30,7 @@ async def test_a_message_under_a_lost_key_is_dead_lettered_and_the_rest_flow(
     ring.refresh()
     rest = await env.add(3)
     (tmp_path / "keys" / f"{lost}.key").unlink()
-    ring.refresh()
+    env.vault = Vault(KeyRing.load(tmp_path / "keys"))  # a process started after the loss
     dest = destination()
     env.worker(dest).start()
     await until(lambda: len(env.kinds(Kind.SENT)) == 3 and env.kinds(Kind.DEAD_LETTERED))

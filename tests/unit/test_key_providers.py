@@ -113,7 +113,7 @@ def test_a_process_opens_a_record_under_a_key_it_has_not_polled_yet(tmp_path):
     assert reader_ring.current != new_id  # reading it does not make it current
 
 
-def test_refresh_switches_after_activation_and_forgets_retired_keys(tmp_path):
+def test_refresh_switches_after_activation_and_keeps_retired_keys_loaded(tmp_path):
     keys = FileKeys(tmp_path / "keys")
     ring = KeyRing.open(keys, activate_after=0.3)
     vault = Vault(ring)
@@ -125,11 +125,12 @@ def test_refresh_switches_after_activation_and_forgets_retired_keys(tmp_path):
     time.sleep(0.35)
     assert ring.refresh() is True and ring.current == new and not ring.pending
     keys.retire(old)
+    os.remove(tmp_path / "keys" / "retired" / f"{old}.key")  # destroyed, as a KMS does
     ring.refresh()
-    assert old not in ring.content
-    os.remove(tmp_path / "keys" / "retired" / f"{old}.key")  # lost, not just retired
+    assert ring.listed == [new]
+    assert vault.open(old_id, sealed, "rec1") == b"MSH|1"  # until this process ends
     with pytest.raises(KeyError_, match=f"record rec1 needs content key {old}"):
-        vault.open(old_id, sealed, "rec1")
+        Vault(KeyRing.open(FileKeys(tmp_path / "keys"))).open(old_id, sealed, "rec1")
 
 
 def test_activation_must_outlast_two_polls(tmp_path):
