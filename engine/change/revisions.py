@@ -10,7 +10,6 @@ events go into the chain in the same transaction, so the trail and the table agr
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -265,6 +264,3 @@ def _read(conn: sa.Connection, where: Any, limit: int | None = 1) -> list[Revisi
         decided_by=r.decided_by, decided_at=r.decided_at, live_at=r.live_at,
         content=r.content, approvals=approvals.get(r.number, [])) for r in rows]
 
-
-def describe_json(rev: Revision) -> str:
-    return json.dumps(rev.summary(), sort_keys=True)
