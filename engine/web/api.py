@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from engine.errors import StoreError
+from engine.errors import KeyError_, StoreError
 from engine.mapping_base import MAPPING_REF
 from engine.message import MessageStatus
 from engine.operations import ACTIONS, NotFound, Operations
@@ -387,6 +387,8 @@ async def errors_as_json(request: web.Request, handler: Any) -> web.StreamRespon
         response = json_error(410, "content-pruned", str(exc))
     except BadParameter as exc:
         response = json_error(400, "bad-parameter", str(exc))
+    except KeyError_ as exc:  # a record's content key is missing: named, not a traceback
+        response = json_error(500, "key-missing", str(exc))
     except StoreError as exc:
         response = json_error(400 if "reason" in str(exc) else 503, "store", str(exc))
     if not response.prepared:
