@@ -13,7 +13,7 @@ from pathlib import Path
 
 from engine.change.loading import stale_mappings
 from engine.change.opening import open_revisions
-from engine.change.revisions import LIVE, Revision
+from engine.change.revisions import LIVE, PENDING, Revision
 from engine.change.snapshot import diff, take
 from engine.change.startup import Who
 from engine.cli.common import actor, engine_config, load_everything
@@ -76,6 +76,12 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             return 0
         if args.diff:
             sys.stdout.write(changes)
+            return 0
+        waiting = next((r for r in store.history() if r.state == PENDING
+                        and r.digest == snapshot.digest), None)
+        if waiting is not None:
+            print(f"nothing to deploy: revision {waiting.number} has these files and waits "
+                  f"for approval (conduit deploy approve {waiting.number})")
             return 0
         if not args.reason or not args.reason.strip():
             raise ConduitError('say why: conduit deploy --reason "..."')

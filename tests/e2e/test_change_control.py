@@ -101,6 +101,8 @@ async def test_deploy_approve_follow_refuse_and_roll_back(tmp_path):
         made = await as_user(daemon, ann, "deploy", "--reason", "move output")
         assert made.returncode == 0, made.stderr
         assert "revision 2 waits for approval" in made.stdout
+        again = await as_user(daemon, ann, "deploy", "--reason", "once more")
+        assert "revision 2 has these files and waits" in again.stdout, again.stderr
         await deliver(daemon, root, "M2", "out-1")  # pending: not live yet
 
         own = await as_user(daemon, ann, "deploy", "approve", "2")
