@@ -1,8 +1,8 @@
 """A deploy under load (issue 15): `conduit deploy` while senders keep sending, and the
 running engine (one process, or a group of two) swaps the channel each time without a
 restart. What must hold: every message acknowledged AA reaches each destination of the
-channel version that took it on exactly once (one taken while a destination was away is
-delivered to it when it is back: its entry waited in the queue), none twice, no
+channel version that took it on exactly once (the audit trail's "queued" events say
+which: they are made in the commit that takes a message on), none twice, no
 connection refused; the status page shows a channel added by a deploy and forgets it
 once removed; the audit chain verifies."""
 
@@ -114,6 +114,9 @@ async def test_deploys_under_load_lose_nothing_and_deliver_once(daemon: Daemon, 
         assert set(got_main) == set(acked)
         assert max(got_main.values()) == 1, [c for c, k in got_main.items() if k > 1][:5]
         assert set(got_copy) <= set(acked) and len(got_copy) > 50
+        # each destination got exactly the messages queued for it when taken on
+        assert _queued_for(daemon, "main") == set(acked)
+        assert _queued_for(daemon, "copy") == set(got_copy)
         assert max(got_copy.values()) == 1, [c for c, k in got_copy.items() if k > 1][:5]
         assert await daemon.stop(timeout=30) == 0, daemon.logs()[-3000:]
         verified = await daemon.cli("audit", "verify")
@@ -126,3 +129,11 @@ async def test_deploys_under_load_lose_nothing_and_deliver_once(daemon: Daemon, 
 def _queued(daemon: Daemon) -> bool:
     with sqlite3.connect(daemon.data_dir / "conduit.db") as db:
         return db.execute("SELECT count(*) FROM queue").fetchone()[0] > 0
+
+
+def _queued_for(daemon: Daemon, destination: str) -> set[str]:
+    """Control ids of the messages the audit trail says were queued for `destination`."""
+    with sqlite3.connect(daemon.data_dir / "conduit.db") as db:
+        return {r[0] for r in db.execute(
+            "SELECT m.control_id FROM audit a JOIN messages m ON a.message_id = m.id "
+            "WHERE a.kind = 'queued' AND a.destination = ?", (destination,))}

@@ -14,6 +14,7 @@ import textwrap
 
 import aiohttp
 import pytest
+import sqlalchemy as sa
 
 from engine.channel import State
 from engine.config.loader import load_all
@@ -22,6 +23,7 @@ from engine.formats.hl7v2 import Hl7Message
 from engine.mapping import MappingCatalog
 from engine.message import MessageStatus, Receipt, SourceMeta
 from engine.runtime import Engine
+from engine.store.schema import audit, messages
 from engine.supervisor import WorkerSlot
 from tests.harness import REPO, EngineHarness, adt, free_port
 from tests.mllp_receiver import MllpReceiver
@@ -48,6 +50,16 @@ async def deploy(h: EngineHarness, channels: dict[str, str]) -> list[str]:
     engine = h.engine
     assert engine is not None
     return await engine.apply(loaded, MappingCatalog.discover(cfg.mappings_dir))
+
+
+def queued_for(engine: Engine, destination: str) -> set[str]:
+    """Control ids of the messages the audit trail says were queued for `destination`
+    (in the commit that took them on)."""
+    assert engine.services is not None
+    with engine.services.db.connect() as conn:
+        return {r[0] for r in conn.execute(
+            sa.select(messages.c.control_id).join(audit, audit.c.message_id == messages.c.id)
+            .where(audit.c.kind == "queued", audit.c.destination == destination))}
 
 
 def control_ids(receiver: MllpReceiver) -> collections.Counter[str]:
@@ -223,6 +235,9 @@ async def test_swaps_under_load_lose_nothing_and_deliver_once(tmp_path, request,
         got_main, got_copy = control_ids(main), control_ids(copy)
         assert set(got_main) == set(acked) and max(got_main.values()) == 1
         assert set(got_copy) <= set(acked) and max(got_copy.values()) == 1
+        # each destination got exactly the messages queued for it when taken on
+        assert queued_for(engine, "main") == set(acked)
+        assert queued_for(engine, "copy") == set(got_copy)
         assert len(got_copy) > 20
         assert sum(s.refused for s in senders) == 0
     finally:
