@@ -98,7 +98,12 @@ class Swapper:
                 for dest, variables in wanted[name].disabled.items():
                     log.warning("channel %s: destination %s disabled: %s not set",
                                 name, dest, ", ".join(variables))
-            await self._swap(removed, built)
+            swapping = asyncio.ensure_future(self._swap(removed, built))
+            try:
+                await asyncio.shield(swapping)
+            except asyncio.CancelledError:  # a stop: finish first, or channels half
+                await swapping  # swapped would be left running with nobody to stop them
+                raise
             for name in removed:
                 self.fingerprints.pop(name, None)
             self.fingerprints.update({name: prints[name] for name in changed})

@@ -374,3 +374,35 @@ async def test_a_renamed_channel_takes_the_port_over_and_leaves_its_queue(harnes
     assert engine.services is not None
     assert {s.destination: s.ready + s.leased for s in engine.services.queue.stats()} == {
         "adt/out": 1}
+
+
+async def test_a_swap_cancelled_midway_finishes_before_the_cancel_lands(harness):
+    """Engine.stop cancels the revision follower, maybe while it swaps: the swap finishes
+    first, so no channel is left half swapped (an old one running, or a new one never
+    started) with nobody to stop it."""
+    rx = await MllpReceiver().start()
+    rx.silent = True  # a send in progress until its timeout: the swap waits on it
+    port = free_port()
+    slow = (f"source: {{type: mllp, port: {port}}}\n"
+            f"destinations: [{{name: out, type: mllp, host: 127.0.0.1, port: {rx.port}, "
+            "timeout: 1s}]\n")
+    try:
+        engine = await harness.start({"adt": slow})
+        old = engine.channels["adt"]
+        client = MllpClient("127.0.0.1", port)
+        await client.connect(5)
+        await client.exchange(adt("SLOW-1", "M1"), 5)
+        await client.close()
+        await asyncio.sleep(0.2)  # its send is under way
+        changed = slow + "filter: [{field: MSH-9.1, equals: ADT}]\n"
+        swapping = asyncio.ensure_future(deploy(harness, {"adt": changed}))
+        await asyncio.sleep(0.2)
+        assert not swapping.done()
+        swapping.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await swapping
+        assert old.state is State.STOPPED
+        assert engine.channels["adt"] is not old
+        assert engine.channels["adt"].state is State.STARTED
+    finally:
+        await rx.stop()
