@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from engine import __version__, registry
-from engine.channel import Channel, State
 from engine.change.follower import RevisionFollower, follow_revisions
+from engine.channel import Channel, State
 from engine.channel_swap import Swapper
 from engine.config.base import DestinationBase
 from engine.config.schema import EngineConfig
