@@ -34,6 +34,7 @@ from engine.events import Event, Kind
 from engine.queue import owners
 from engine.queue.base import BY_KEY_WINDOW, DeadLetter, Leased, QueueStats, Retrying
 from engine.queue.by_key import Seen, first_free_per_key
+from engine.security.crypto import ABSENT
 from engine.store.schema import dead_letter_answers, messages, outputs, queue
 from engine.store.writer import UnitOfWork
 
@@ -331,16 +332,23 @@ def _lock_key(destination: str) -> int:
 def _leased(r: Any) -> Leased:
     """A head row (_LeaseSql.head) as the entry it leases, with the content it delivers:
     its output's, or the raw message's when it has no output."""
-    if r[7] is None:
-        raise LookupError(f"queue entry {r[0]}: its message {r[1]} is not in the store")
+    if r[7] is None or (r[2] and r[13] is None):
+        return _absent(r)
     if r[2]:
-        if r[13] is None:
-            raise LookupError(f"queue entry {r[0]}: its output {r[2]} is not in the store")
         key_id, sealed, record_id, ctype = r[13], r[14], r[2], r[15]
     else:
         key_id, sealed, record_id, ctype = r[10], r[11], r[1], ""
     return Leased(r[0], r[1], r[2], r[3], r[4], r[8], r[9], key_id, bytes(sealed),
                   record_id, ctype, r[12])
+
+
+def _absent(r: Any) -> Leased:
+    """An entry whose message or output the store lacks (its queue in Redis kept while
+    the database went back to a backup; a row deleted by hand): leased all the same, so
+    the worker dead-letters it saying why instead of the destination stalling on it."""
+    entry_id, message_id, output_id, attempts, available_at = r[:5]
+    return Leased(entry_id, message_id, output_id, attempts, available_at, "", None,
+                  ABSENT, b"", output_id or message_id, "", available_at)
 
 
 def _clear_dead(destination: str, actor: str, kind: Kind, requeue: bool) -> UnitOfWork:
@@ -382,9 +390,12 @@ def _with_content(conn: sa.Connection, rows: list[Any]) -> list[Leased]:
             if output_ids else {})
     leased = []
     for r in rows:
-        m = meta[r.message_id]
-        if r.output_id:
-            o = outs[r.output_id]
+        m = meta.get(r.message_id)
+        o = outs.get(r.output_id) if r.output_id else None
+        if m is None or (r.output_id and o is None):
+            leased.append(_absent(r))
+            continue
+        if o is not None:
             key_id, sealed, record_id, ctype = o.key_id, o.content, o.id, o.content_type
         else:
             key_id, sealed, record_id, ctype = m.key_id, m.content, m.id, ""

@@ -17,6 +17,13 @@ from engine.errors import KeyError_
 from engine.security.keys import KeyRing
 
 NONCE_BYTES = 12
+PRUNED = "pruned"  # the key id of a record whose content retention removed
+ABSENT = "absent"  # the key id of a record a queue entry names but the store lacks
+# Key ids that seal nothing, and why opening such a record fails.
+NOTHING_SEALED = {
+    PRUNED: "its content was removed under its channel's retention",
+    ABSENT: "it is not in the store (a database restored to a point before it?)",
+}
 
 
 class Vault:
@@ -40,6 +47,8 @@ class Vault:
         return key_id, nonce + cipher.encrypt(nonce, plaintext, record_id.encode())
 
     def open(self, key_id: str, sealed: bytes, record_id: str) -> bytes:
+        if key_id in NOTHING_SEALED:
+            raise KeyError_(f"record {record_id} cannot be opened: {NOTHING_SEALED[key_id]}")
         cipher = self._cipher(key_id)
         if cipher is None:
             raise KeyError_(f"record {record_id} needs content key {key_id}, which the "

@@ -27,7 +27,7 @@ from engine.errors import KeyError_
 from engine.events import Event, Kind
 from engine.every import Every
 from engine.ops.leader import ClusterLease
-from engine.security.crypto import Vault
+from engine.security.crypto import PRUNED, Vault
 from engine.store.database import reader
 from engine.store.schema import dead_letter_answers, messages, outputs
 from engine.store.writer import UnitOfWork, Writer
@@ -36,9 +36,6 @@ log = logging.getLogger("conduit.keys")
 
 SEALED: dict[str, sa.Table] = {"messages": messages, "outputs": outputs,
                                "answers": dead_letter_answers}
-# The key id retention gives a record whose content it removed (engine.store.retention
-# PRUNED): nothing sealed is left to re-seal, and it is no key.
-PRUNED = "pruned"
 ROUND_SECONDS = 1.0  # at most this long re-sealing per round, then traffic has the writer
 # A pass that found nothing to re-seal, its old keys too young to retire, is not repeated
 # (each is a scan of the three tables) until they may retire, or this long at most.

@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from engine.errors import ConduitError
 from engine.events import Event, Kind
 from engine.message import message_id_floor
+from engine.security.crypto import PRUNED
 from engine.store.schema import (
     dead_letter_answers,
     messages,
@@ -47,7 +48,6 @@ from engine.store.writer import UnitOfWork, Writer
 
 log = logging.getLogger("conduit.retention")
 
-PRUNED = "pruned"  # the key_id of a record whose content retention removed
 BATCH = 500  # messages a transaction looks at
 PASS_SECONDS = 300.0  # how often the running engine prunes
 ACTOR = "retention"

@@ -10,6 +10,7 @@ from engine.events import Kind
 from engine.message import Outbound, Sent
 from engine.security.crypto import Vault
 from engine.security.keys import KeyRing
+from engine.store.schema import messages
 from tests.unit.test_pipeline_delivery import Scripted, env, until  # noqa: F401
 
 
@@ -38,3 +39,18 @@ async def test_a_message_under_a_lost_key_is_dead_lettered_and_the_rest_flow(
     [(_, mid, detail)] = env.kinds(Kind.DEAD_LETTERED)
     assert mid == first and f"needs content key {lost}" in detail["reason"]
     assert env.counts() == (0, 0, 0, 1)
+
+
+async def test_an_entry_whose_message_the_store_lacks_is_dead_lettered_saying_so(
+        env):  # noqa: F811
+    """A queue kept while its database went back to an earlier point (Redis streams
+    beside a PostgreSQL restored from a backup) names messages the store no longer has."""
+    [first, second] = await env.add(2)
+    with env.db.begin() as conn:
+        conn.execute(messages.delete().where(messages.c.id == first))
+    dest = Scripted()
+    env.worker(dest).start()
+    await until(lambda: env.kinds(Kind.SENT) and env.kinds(Kind.DEAD_LETTERED))
+    assert dest.ids() == [second]
+    [(_, mid, detail)] = env.kinds(Kind.DEAD_LETTERED)
+    assert mid == first and "not in the store" in detail["reason"]
