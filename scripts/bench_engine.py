@@ -240,9 +240,10 @@ class Sink:
         self.proc, self.port = proc, port
 
     @classmethod
-    async def start(cls, procs: Procs, port: int = 0) -> Sink:
+    async def start(cls, procs: Procs, port: int = 0, delay: float = 0.0) -> Sink:
         proc = await procs.start(sys.executable, SCRIPTS / "bench_sink.py", "--port", port,
-                                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+                                 "--delay", delay, stdin=asyncio.subprocess.PIPE,
+                                 stdout=asyncio.subprocess.PIPE)
         return cls(proc, await read_port(proc, "the HTTP sink"))
 
     async def ask(self, command: str) -> str:
@@ -353,8 +354,10 @@ def write_engine_config(tmp: Path) -> Path:
     return conf
 
 
-def write_config(tmp: Path, mllp_port: int, sink_port: int, dest_type: str) -> Path:
-    """conf/conduit.yaml and channels/bench.yaml in the temporary directory."""
+def write_config(tmp: Path, mllp_port: int, sink_port: int, dest_type: str,
+                 order: str = "destination", concurrency: int = 1) -> Path:
+    """conf/conduit.yaml and channels/bench.yaml in the temporary directory; the sink's
+    delivery `order` and `concurrency` (docs/configuration.md)."""
     conf = write_engine_config(tmp)
     # Retries stay short and never give up: the backlog phase keeps the sink down for a
     # while, and the drain should start soon after it returns.
@@ -364,7 +367,8 @@ def write_config(tmp: Path, mllp_port: int, sink_port: int, dest_type: str) -> P
         "mapping: hl7v2-adt-to-fhir@1\n"
         "retry:\n  max_attempts: 1000000\n  initial_delay: 200ms\n  max_delay: 1s\n"
         f"destinations:\n  - name: sink\n    type: {dest_type}\n"
-        f"    url: http://127.0.0.1:{sink_port}/fhir\n    timeout: 10s\n")
+        f"    url: http://127.0.0.1:{sink_port}/fhir\n    timeout: 10s\n"
+        f"    order: {order}\n    concurrency: {concurrency}\n")
     return conf
 
 
@@ -557,7 +561,9 @@ def print_figures(label: str, figs: dict[str, Any], ratios: str, other_threads: 
 
 async def bench(args: argparse.Namespace, procs: Procs, tmp: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"connections": args.connections, "messages": args.messages,
-                           "warmup": args.warmup, "backlog": args.backlog}
+                           "warmup": args.warmup, "backlog": args.backlog,
+                           "order": args.order, "concurrency": args.concurrency,
+                           "sink_delay_s": args.sink_delay}
 
     # 1. Ceilings: bare asyncio (the reference the ratio is defined against) and uvloop.
     sample, _ = build_messages(900_000_000, 1000)
@@ -576,9 +582,10 @@ async def bench(args: argparse.Namespace, procs: Procs, tmp: Path) -> dict[str, 
               f"({args.ceiling_messages:,} messages, {args.connections} connections)")
 
     # 2. Engine.
-    sink = await Sink.start(procs)
+    sink = await Sink.start(procs, delay=args.sink_delay)
     mllp_port = free_port()
-    conf = write_config(tmp, mllp_port, sink.port, args.dest_type)
+    conf = write_config(tmp, mllp_port, sink.port, args.dest_type, args.order,
+                        args.concurrency)
     engine = await start_engine(procs, tmp, conf, mllp_port)
     print(f"engine: pid {engine.pid}, MLLP {mllp_port}, sink {sink.port}, data in {tmp}")
     send = numbered_sender(mllp_port, args.connections)
@@ -639,7 +646,7 @@ async def bench(args: argparse.Namespace, procs: Procs, tmp: Path) -> dict[str, 
               f"{out['rss_at_100k_mb']:.0f} MiB at {queued:,} "
               f"(growth {out['backlog_growth_mb']:+.1f} MiB)")
         if args.drain:
-            sink = await Sink.start(procs, sink.port)
+            sink = await Sink.start(procs, sink.port, args.sink_delay)
             restarted = time.time()
             got = await until(sink.count, args.backlog, stall_s=60, timeout_s=args.drain_timeout)
             times = sorted((await sink.dump(tmp / "sink-drain.json"))["first"].values())
@@ -871,6 +878,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="do not measure the backlog's drain")
     p.add_argument("--drain-timeout", type=float, default=600.0, help="seconds")
     p.add_argument("--dest-type", choices=["http", "fhir"], default="http")
+    p.add_argument("--order", choices=["destination", "patient"], default="destination",
+                   help="the sink's delivery order (each bench message is its own patient)")
+    p.add_argument("--concurrency", type=int, default=1,
+                   help="the sink's messages in flight at once")
+    p.add_argument("--sink-delay", type=float, default=0.0, metavar="SECONDS",
+                   help="the sink answers each request this late (a slow receiver)")
     p.add_argument("--profile", type=float, default=0.0, metavar="SECONDS",
                    help="py-spy the engine for up to SECONDS of the measured phase")
     p.add_argument("--profile-gil", action="store_true",

@@ -15,7 +15,9 @@ clock the load generator uses) per id. Redeliveries are counted, not recorded tw
 Control, one line each on stdin, answer on stdout:
   `count`       -> `COUNT <unique ids> <requests> <requests without an id>`
   `dump <path>` -> writes {"requests", "unmatched", "first": {id: time}} as JSON -> `DUMPED`
-Prints `PORT <n>` once listening; stops on SIGTERM or when stdin closes.
+Prints `PORT <n>` once listening; stops on SIGTERM or when stdin closes. `--delay S`
+answers each request S seconds after it arrived (a slow receiving system; requests on
+different connections overlap, as a real server's do).
 """
 
 from __future__ import annotations
@@ -69,8 +71,9 @@ class Records:
 class HttpSink(asyncio.Protocol):
     """Minimal HTTP/1.1: Content-Length or chunked bodies, keep-alive, pipelining."""
 
-    def __init__(self, records: Records) -> None:
+    def __init__(self, records: Records, delay: float = 0.0) -> None:
         self._records = records
+        self._delay = delay
         self._buf = bytearray()
         self._transport: asyncio.Transport | None = None
 
@@ -89,7 +92,15 @@ class HttpSink(asyncio.Protocol):
             del self._buf[:end]
             self._records.note(body, now)
             assert self._transport is not None
-            self._transport.write(fhir_response(body.count(b'"request"')) if fhir else RESPONSE)
+            answer = fhir_response(body.count(b'"request"')) if fhir else RESPONSE
+            if self._delay:
+                asyncio.get_running_loop().call_later(self._delay, self._answer, answer)
+            else:
+                self._transport.write(answer)
+
+    def _answer(self, answer: bytes) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(answer)
 
     def _one_request(self) -> tuple[bytes | bytearray, int, bool] | None:
         """(body, bytes consumed, whether a FHIR client asks) of the first complete request
@@ -149,10 +160,10 @@ async def control(records: Records, stop: asyncio.Event) -> None:
     stop.set()
 
 
-async def serve(port: int) -> None:
+async def serve(port: int, delay: float = 0.0) -> None:
     loop = asyncio.get_running_loop()
     records = Records()
-    server = await loop.create_server(lambda: HttpSink(records), "127.0.0.1", port,
+    server = await loop.create_server(lambda: HttpSink(records, delay), "127.0.0.1", port,
                                       reuse_address=True, backlog=1024)
     print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
     stop = asyncio.Event()
@@ -167,13 +178,15 @@ async def serve(port: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--delay", type=float, default=0.0,
+                        help="seconds before each answer (a slow receiver)")
     args = parser.parse_args()
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(args.port))
+        asyncio.run(serve(args.port, args.delay))
     else:
-        uvloop.run(serve(args.port))
+        uvloop.run(serve(args.port, args.delay))
     return 0
 
 

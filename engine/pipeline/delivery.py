@@ -84,8 +84,10 @@ class DestinationWorker:
         # FIFO per patient: `concurrency` patients at once, each in order (_flow)
         self.by_patient = by_patient
         # by_patient: the commit recording an entry's confirmation or dead letter, by
-        # entry id, awaited before its place is given to the next lease (see _settled)
+        # entry id while it is sent; then, once the entry is done with, among the commits
+        # whose end wakes _flow to lease again (see _settled)
         self._recorded: dict[int, asyncio.Future[Any]] = {}
+        self._settling: set[asyncio.Future[Any]] = set()
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -183,7 +185,8 @@ class DestinationWorker:
                 waits: list[asyncio.Future[Any]] = [
                     asyncio.ensure_future(self._wakeup.wait()),
                     asyncio.ensure_future(self._stopping.wait())]
-                done, _ = await asyncio.wait({*waits, *running}, timeout=IDLE_POLL,
+                done, _ = await asyncio.wait({*waits, *running, *self._settling},
+                                             timeout=IDLE_POLL,
                                              return_when=asyncio.FIRST_COMPLETED)
                 for w in waits:
                     w.cancel()
@@ -204,18 +207,18 @@ class DestinationWorker:
                 await asyncio.gather(*running, return_exceptions=True)
 
     async def _settled(self, entry: Leased, token: int) -> bool:
-        """_deliver, then (by_patient) wait until its outcome is committed: the queue
-        lets the patient's next entry go only once that one is confirmed or dead (in
-        the Redis queue, once the commit's outcomes reached Redis), so a lease before
-        would find the patient still held and leave its place idle until the next look.
-        A refused commit is submitted again (_record); the place is freed regardless."""
+        """_deliver; by_patient, the commit of its outcome then wakes _flow to lease
+        again. The next lease runs at once and, in the SQL queue, sees the outcome (the
+        writer commits in order); the Redis queue frees the patient only once the
+        outcome's commit reached Redis, and a lease before found it still held: without
+        this wake-up its place would stay idle until the next look (IDLE_POLL)."""
         try:
             return await self._deliver(entry, token)
         finally:
             recorded = self._recorded.pop(entry.id, None)
-            if recorded is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(recorded)
+            if recorded is not None and not recorded.done():
+                self._settling.add(recorded)
+                recorded.add_done_callback(self._settling.discard)
 
     def _tell(self, message_id: str, delivery: Delivery, reason: str,
               stored: asyncio.Future[Any]) -> None:

@@ -26,7 +26,9 @@ GROUP = "conduit"
 FREE = "~released"  # the consumer holding released entries: anyone may take them
 
 # ARGV: P, destination, owner, limit, grace ms, FREE, n, n x (id, message, output, at,
-# key), h, h x held stream ids, live owners...
+# key), h, h x held stream ids, d, d x done stream ids, live owners...
+# Done: this owner's entries whose confirmation or dead letter is committed and on its
+# way to Redis (LEASE_BY_KEY passes them by: their key's next entry may go).
 # Both leases first publish the outbox rows given (an id already in P:ix is skipped: a
 # re-publish adds nothing). Each returns {entries, reclaimed}: entries {stream id, id,
 # message, output, at, try JSON or ""}; reclaimed {owner, n...}.
@@ -55,8 +57,13 @@ local nheld = tonumber(ARGV[n])
 n = n + 1
 local held = {}
 for i = n, n + nheld - 1 do held[ARGV[i]] = true end
+n = n + nheld
+local ndone = tonumber(ARGV[n])
+n = n + 1
+local done = {}
+for i = n, n + ndone - 1 do done[ARGV[i]] = true end
 local live = {}
-for i = n + nheld, #ARGV do live[ARGV[i]] = true end
+for i = n + ndone, #ARGV do live[ARGV[i]] = true end
 if redis.call('EXISTS', s) == 0 then return {{}, {}} end
 """
 
@@ -134,9 +141,9 @@ end
 # BY_KEY_WINDOW entries, reading each chunk's holders from the pending list; the first
 # entry of each key (field k) is taken if it is new, released, a dead owner's or this
 # owner's own not handed out; one held by a live owner (this one's handed out included)
-# holds back its key only. New entries up to the last one taken are first read into the
-# released consumer, in order (a group hands out new entries only from its head); the
-# chosen ones are then claimed.
+# holds back its key only; a done one (its outcome committed) is passed by. New entries
+# up to the last one taken are first read into the released consumer, in order (a group
+# hands out new entries only from its head); the chosen ones are then claimed.
 LEASE_BY_KEY = _PUBLISH + """
 local status, reclaimed = {}, {}
 for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', s, G)) do
@@ -172,7 +179,8 @@ while #picks < limit and scanned < window do
     for i = 1, #e[2], 2 do
       if e[2][i] == 'k' then key = e[2][i + 1] end
     end
-    if not seen[key] then
+    if done[sid] then  -- passed by: its outcome is on its way
+    elseif not seen[key] then
       seen[key] = true
       local take = not who or who == free or status[who] == 'dead'
       if who == me then take = not held[sid] end

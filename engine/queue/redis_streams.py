@@ -174,6 +174,7 @@ class RedisStreamsQueue:
                 held += [h.stream_id for taking in self._taking.values()
                          if taking.destination == destination
                          for h in taking.entries.values()]
+                done = self._done(destination) if by_key else []
             rows = self._committed_outbox(conn, destination)
             live = conn.execute(owners.live(self.owner_ttl)).scalars().all()
             args: list[Any] = [self._p, destination, self.owner, limit,
@@ -181,7 +182,7 @@ class RedisStreamsQueue:
             for r in rows:
                 args += [r.id, r.message_id, r.output_id or "", repr(r.created_at),
                          r.patient or ""]
-            args += [len(held), *held, *live]
+            args += [len(held), *held, len(done), *done, *live]
             try:
                 entries, reclaimed = script(keys=[f"{self._p}:ix"], args=args)
             except redis.RedisError as exc:
@@ -208,6 +209,15 @@ class RedisStreamsQueue:
 
         uow.query = run
         return uow
+
+    def _done(self, destination: str) -> list[str]:
+        """Stream ids of this owner's entries of `destination` confirmed or dead-lettered
+        by a commit, not yet applied in Redis (_outcomes, which the event loop appends
+        to: copied). A lease by key passes them by, so the patient's next entry goes at
+        once rather than after the flush. Called with _lock held."""
+        ids = {int(o[1]) for o in list(self._outcomes) if o[0] in ("a", "d")}
+        return [h.stream_id for oid in ids
+                if (h := self._held.get(oid)) is not None and h.destination == destination]
 
     def _committed_outbox(self, conn: sa.Connection, destination: str) -> list[Any]:
         """_outbox on a connection kept open between leases, as the writer keeps its own

@@ -33,6 +33,7 @@ class PatientReceiver(LoopbackServer):
         super().__init__()
         self.accepted: list[tuple[str, str, float]] = []
         self.refusals = 2
+        self.paused = False  # answer 503 to everything (a receiver that is down)
         self.in_flight = 0
         self.most_in_flight = 0
 
@@ -52,6 +53,8 @@ class PatientReceiver(LoopbackServer):
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
+            if self.paused:
+                return web.Response(status=503)
             if mrn == "REFUSED" and self.refusals:
                 self.refusals -= 1
                 return web.Response(status=503)
@@ -143,6 +146,38 @@ async def test_over_mllp_sends_take_turns_on_the_one_connection(tmp_path) -> Non
         for p in patients:
             assert [m.control_id for m in got if m.value("PID-3.1") == p] == sent[p]
         assert engine.services.stats.count("retried") == 0
+    finally:
+        await harness.stop()
+        await receiver.stop()
+
+
+async def test_one_patients_messages_follow_each_other_without_pause(tmp_path, store) -> None:
+    """A patient's next message is leased as soon as the one before is recorded, on both
+    queues (the Redis queue frees the patient only once the outcome reached Redis): a
+    pause of the worker's idle look (1 s) per message would take up to 30 s here. The
+    messages wait in the queue while the receiver is down, then go one after another."""
+    url, queue_conf = store
+    receiver = await PatientReceiver().start()
+    harness = EngineHarness(tmp_path, store_url=url, conf=queue_conf)
+    port = free_port()
+    sent = [f"ONE-{i}" for i in range(30)]
+    try:
+        engine = await harness.start({"adt": f"""
+            source: {{type: mllp, port: {port}}}
+            order: patient
+            retry: {{max_attempts: 1000, initial_delay: 50ms, max_delay: 50ms, jitter: 0}}
+            destinations:
+              - {{name: ehr, type: http, url: "{receiver.url}", concurrency: 4}}
+            """})
+        receiver.paused = True
+        await exchange(port, [adt(c, "P1") for c in sent])
+        await harness.settle(lambda: engine.services.stats.count("retried") > 0)
+        receiver.paused = False
+        started = time.monotonic()
+        await harness.settle(lambda: len(receiver.accepted) == len(sent), timeout=40)
+        assert time.monotonic() - started < 5
+        assert receiver.of("P1") == sent
+        assert receiver.most_in_flight == 1
     finally:
         await harness.stop()
         await receiver.stop()
