@@ -17,6 +17,7 @@ from engine.cli.admin import (
 )
 from engine.cli.audit_reports import add_commands as add_audit_reports
 from engine.cli.audit_reports import cmd_audit_check_export
+from engine.cli.backup import add_commands as add_backup_commands
 from engine.cli.bench import (
     cmd_ack,
     cmd_map,
@@ -25,7 +26,6 @@ from engine.cli.bench import (
     cmd_parse,
     cmd_test,
 )
-from engine.cli.backup import add_commands as add_backup_commands
 from engine.cli.common import DEFAULT_CONF
 from engine.cli.daemon import cmd_run, cmd_validate
 from engine.cli.deploy import cmd_deploy, cmd_revisions, cmd_rollback

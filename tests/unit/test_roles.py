@@ -73,6 +73,8 @@ ROUTES = {
     ("GET", "/api/audit"): P.READ_AUDIT,
     ("GET", "/api/audit/verify"): P.READ_AUDIT,
     ("GET", "/api/audit/export"): P.READ_AUDIT,
+    ("GET", "/api/audit/disclosures"): P.READ_AUDIT,
+    ("POST", "/api/audit/disclosures"): P.READ_AUDIT,
     ("GET", "/api/revisions"): P.VIEW_STATUS,
     ("GET", "/api/revisions/{number}"): P.VIEW_STATUS,
     ("POST", "/api/revisions/{number}/{action}"): P.APPROVE_REVISIONS,
