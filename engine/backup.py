@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from engine.errors import ConduitError
+from engine.fsync import fsync_dir, fsync_file
 from engine.security.keys import KeyRing
 from engine.store import snapshot
 from engine.store.snapshot import Manifest
@@ -62,7 +63,7 @@ def take(db_path: Path, keys: KeyRing, folder: Path) -> Manifest:
         snapshot.copy_store(db_path, partial / snapshot.SNAPSHOT)
         snapshot.write_manifest(partial, snapshot.describe(partial / snapshot.SNAPSHOT,
                                                            keys, taken_at))
-        snapshot.fsync_dir(partial)
+        fsync_dir(partial)
         try:
             manifest = snapshot.verify(partial, keys)  # read back from disk
         except snapshot.BackupInvalid as exc:
@@ -70,7 +71,7 @@ def take(db_path: Path, keys: KeyRing, folder: Path) -> Manifest:
             raise snapshot.BackupInvalid(f"the backup failed its check and was not kept: "
                                          f"{said}") from exc
         os.rename(partial, folder)
-        snapshot.fsync_dir(folder.parent)
+        fsync_dir(folder.parent)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -90,7 +91,7 @@ def restore(backup: Path, db_path: Path, keys: KeyRing, *, force: bool) -> Manif
     incoming = db_path.with_name(f".{db_path.name}.restoring-{os.getpid()}")
     try:
         shutil.copyfile(backup / manifest.snapshot, incoming)
-        snapshot.fsync_file(incoming)
+        fsync_file(incoming)
         if snapshot.sha256_of(incoming) != manifest.sha256:
             raise ConduitError(f"the copy of {backup} to {incoming} differs from it "
                                "(disk error?); nothing was replaced")
@@ -100,7 +101,7 @@ def restore(backup: Path, db_path: Path, keys: KeyRing, *, force: bool) -> Manif
             if old.exists():
                 os.rename(old, f"{db_path}.before-restore-{stamp}{suffix}")
         os.rename(incoming, db_path)
-        snapshot.fsync_dir(db_path.parent)
+        fsync_dir(db_path.parent)
     finally:
         incoming.unlink(missing_ok=True)
     return manifest

@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from engine.errors import ConduitError
+from engine.fsync import fsync_dir
 
 
 def key_files(folder: Path) -> list[Path]:
@@ -74,15 +75,6 @@ def put_back(source: Path, target: Path) -> list[Path]:
     for folder in sorted({(target / rel).parent for rel in added} | {target}, reverse=True):
         fsync_dir(folder)
     return added
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a folder's entries (a rename, a new file) durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _copy_private(src: Path, dst: Path) -> None:

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from engine.errors import KeyError_
+from engine.fsync import fsync_dir
 
 KEY_BYTES = 32
 ENV_CONTENT_KEY = "CONDUIT_KEY"  # base64 of 32 bytes; for hosts that keep secrets outside files
@@ -137,7 +138,7 @@ class FileKeys:
         ensure_private_dir(retired)
         with contextlib.suppress(FileNotFoundError):  # another process retired it first
             os.replace(self.folder / f"{key_id}.key", retired / f"{key_id}.key")
-        _sync_dir(self.folder)
+        fsync_dir(self.folder)
 
     def fixed(self, purpose: str) -> bytes:
         path = self.folder / f"{purpose}.key"
@@ -226,7 +227,7 @@ class FileKms:
     def retire(self, key_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.remove(self.folder / "data" / f"{key_id}.wrapped")
-        _sync_dir(self.folder / "data")
+        fsync_dir(self.folder / "data")
 
     def fixed(self, purpose: str) -> bytes:
         path = self.folder / "data" / f"{purpose}.wrapped"
@@ -276,14 +277,6 @@ def _write_private(path: Path, data: bytes) -> None:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
-
-
-def _sync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _safe_name(key_id: str) -> bool:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ import sqlalchemy as sa
 
 from engine import __version__
 from engine.errors import ConduitError, KeyError_
+from engine.fsync import fsync_file
 from engine.security.crypto import Vault
 from engine.security.keys import KeyRing
 from engine.store import audit
@@ -174,18 +174,6 @@ def sha256_of(path: Path) -> str:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(path: Path) -> None:
-    fsync_file(path)  # a directory is opened and synced like a file on Linux
 
 
 @contextlib.contextmanager
