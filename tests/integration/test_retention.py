@@ -133,13 +133,18 @@ async def st(request, db_url, tmp_path):
     s.writer.start()
     yield s
     await s.writer.close()
-    if request.param == "redis":
+    _close(s, redis_keys=request.param == "redis")
+
+
+def _close(st: Store, *, redis_keys: bool) -> None:
+    """Close the store's database, first removing the Redis keys its queue made."""
+    if redis_keys:
         client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(match=f"{{{redis_prefix(s.db)}}}:*", count=1000))
+        keys = list(client.scan_iter(match=f"{{{redis_prefix(st.db)}}}:*", count=1000))
         if keys:
             client.delete(*keys)
         client.close()
-    s.db.dispose()
+    st.db.dispose()
 
 
 async def test_old_delivered_content_goes_and_everything_else_stays(st):
@@ -287,12 +292,7 @@ async def test_a_redis_backlog_too_long_to_read_holds_the_channel_back(tmp_path)
         assert not any(pruned(st.db, mid) for mid in backlog)
     finally:
         await st.writer.close()
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(match=f"{{{redis_prefix(st.db)}}}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
-        st.db.dispose()
+        _close(st, redis_keys=True)
 
 
 async def test_the_pruner_and_a_publishing_lease_exclude_each_other_on_postgresql(
@@ -325,9 +325,4 @@ async def test_the_pruner_and_a_publishing_lease_exclude_each_other_on_postgresq
         assert pruned(st.db, delivered)
     finally:
         await st.writer.close()
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(match=f"{{{redis_prefix(st.db)}}}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
-        st.db.dispose()
+        _close(st, redis_keys=True)
