@@ -30,11 +30,13 @@ def first_free_per_key(entries: Iterable[Seen], live: Container[str], limit: int
     seen: set[str] = set()
     free: list[Seen] = []
     for n, entry in enumerate(entries):
-        if n >= window or len(free) >= limit:
+        if n >= window:
             break
         if entry.key in seen:
             continue
         seen.add(entry.key)
         if entry.owner is None or entry.owner not in live:
             free.append(entry)
+            if len(free) >= limit:
+                break
     return free
