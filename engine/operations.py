@@ -203,7 +203,7 @@ class Operations:
     # -- messages ----------------------------------------------------------------------
 
     def pseudonym(self, identifier: str) -> str | None:
-        return self._svc.vault.pseudonym(identifier)
+        return self._svc.vault.patient_pseudonym(identifier)
 
     async def search(self, query: MessageQuery) -> list[dict[str, Any]]:
         def run() -> list[Any]:

@@ -72,6 +72,12 @@ class Vault:
         provider = self.keys.provider
         return provider.name if provider is not None else "configured"
 
+    def patient_pseudonym(self, typed: str) -> str | None:
+        """The pseudonym of an identifier as a person types it to search or report:
+        "MRN123^^^HOSP^MR" and "http://hosp/mrn|MRN123" find what ingest keyed as
+        "MRN123" (identifier_value)."""
+        return self.pseudonym(identifier_value(typed))
+
     def pseudonym(self, identifier: str | None) -> str | None:
         """A stable keyed stand-in for a patient identifier: searchable by whoever holds
         the key and types the identifier, meaningless to anyone reading the tables."""
@@ -83,3 +89,16 @@ class Vault:
 
 def content_hash(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
+
+
+def identifier_value(given: str) -> str:
+    """The part of a typed identifier the engine turns into the pseudonym at ingest.
+
+    Ingest keys the identifier's value alone, never its assigning authority: HL7v2
+    PID-3's first component (its first subcomponent), FHIR Patient.identifier.value, X12
+    NM109, NCPDP's identification text, each stripped. So "MRN123^^^HOSP^MR" and
+    "http://hosp/mrn|MRN123" (a FHIR token) both come down to "MRN123"."""
+    text = given.strip()
+    if "|" in text:  # FHIR token: system|value
+        text = text.rsplit("|", 1)[1]
+    return text.split("^", 1)[0].split("&", 1)[0].strip()

@@ -34,19 +34,6 @@ _DELIVERY = frozenset({"queued", "sent", "retried", "dead-lettered", "requeued",
                        "discarded"})
 
 
-def identifier_value(given: str) -> str:
-    """The part of a typed identifier the engine turns into the pseudonym at ingest.
-
-    Ingest keys the identifier's value alone, never its assigning authority: HL7v2
-    PID-3's first component (its first subcomponent), FHIR Patient.identifier.value, X12
-    NM109, NCPDP's identification text, each stripped. So "MRN123^^^HOSP^MR" and
-    "http://hosp/mrn|MRN123" (a FHIR token) both come down to "MRN123"."""
-    text = given.strip()
-    if "|" in text:  # FHIR token: system|value
-        text = text.rsplit("|", 1)[1]
-    return text.split("^", 1)[0].split("&", 1)[0].strip()
-
-
 class BadPeriod(ValueError):
     """A date or time that cannot be read, or a period that ends before it starts."""
 
@@ -89,7 +76,7 @@ async def report(svc: Any, identifier: str, since_us: int, until_us: int, actor:
                  fmt: str) -> tuple[str, list[dict[str, Any]]]:
     """(pseudonym, rows) for one patient; the read is audited (who, the pseudonym, the
     period; never the identifier) and committed before the rows are returned."""
-    pseudonym = svc.vault.pseudonym(identifier_value(identifier))
+    pseudonym = svc.vault.patient_pseudonym(identifier)
     if pseudonym is None:
         raise BadPeriod("give the patient's identifier")
 

@@ -303,6 +303,9 @@ async def test_message_search_by_every_indexed_field(web, client, fhir, tmp_path
     assert await found(control_id="C3") == ["C3"]
     assert await found(patient="MRN-A") == ["C1", "C2", "L1"]
     assert await found(patient="  MRN-A ") == ["C1", "C2", "L1"]  # as typed, trimmed
+    # as a CX with its authority, or a FHIR token: the value is what ingest keyed
+    assert await found(patient="MRN-A^^^HOSP^MR") == ["C1", "C2", "L1"]
+    assert await found(patient="urn:oid:1.2.3|MRN-A") == ["C1", "C2", "L1"]
     assert await found(patient="MRN-B", channel="adt") == ["C3", "C4"]
     assert await found(patient="MRN-Z") == []
     assert await found(until=middle) == ["C1", "C2", "C3", "L1"]

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from engine import audit_export
 from engine.events import Event, Kind
+from engine.security.crypto import identifier_value
 from engine.security.signing import public_pem, signing_key
 from engine.store import audit as chain
 from engine.store import disclosures
@@ -75,7 +76,7 @@ def test_a_patients_hops_include_those_found_through_the_message(store):
 @pytest.mark.parametrize("typed", ["MRN123", " MRN123 ", "MRN123^^^HOSP^MR",
                                    "MRN123&x^^^HOSP", "http://hosp.example/mrn|MRN123"])
 def test_the_identifier_is_keyed_as_ingest_keys_it(typed):
-    assert disclosures.identifier_value(typed) == "MRN123"
+    assert identifier_value(typed) == "MRN123"
 
 
 def test_period_dates_are_utc_days_and_to_is_inclusive():
