@@ -21,10 +21,11 @@ every mapping version it names: a mapping version's file edited in place counts 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -77,6 +78,13 @@ class Swapper:
         self.fingerprints: dict[str, Fingerprint] = {}  # every enabled channel applied
         self._build, self._runs_here = build, runs_here
         self._lock = asyncio.Lock()  # one deploy at a time
+
+    @contextlib.asynccontextmanager
+    async def steady(self) -> AsyncIterator[None]:
+        """No swap while the body runs: an operator's pause taken in the middle of one
+        would land on the channel leaving and be lost to the one coming."""
+        async with self._lock:
+            yield
 
     def started(self, loaded: list[Loaded], catalog: MappingCatalog) -> None:
         """Remember what the engine started with."""

@@ -168,11 +168,12 @@ class Operations:
     # -- actions -----------------------------------------------------------------------
 
     async def control(self, name: str, action: str, actor: str) -> dict[str, Any]:
-        channel = self._channel(name)
         if action not in ACTIONS:
             raise NotFound(f"no action {action}")
-        before = channel.state.value
-        await getattr(channel, action)()
+        async with self._engine.steady():  # on the channel a deploy swaps in, if one runs
+            channel = self._channel(name)
+            before = channel.state.value
+            await getattr(channel, action)()
         await self._record(Event(kind=Kind.ADMIN, actor=actor, channel=name, detail={
             "action": f"channel-{action}", "from": before, "to": channel.state.value}))
         return {"name": name, "state": channel.state.value}

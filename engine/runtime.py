@@ -323,11 +323,16 @@ class Engine:
             [c.config for c in self.channels.values()], self.config.retention),
             holds=holds_for(svc.queue), clock=clock)
 
+    def steady(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """Hold off channel swaps while an operator's action finds and changes a channel."""
+        return self._swapper.steady() if self._swapper else contextlib.nullcontext()
+
     async def _carry_out(self, name: str, action: str) -> None:
         """A channel action another process of the group took (engine.group_controls)."""
-        channel = self.channels.get(name)
-        if channel is not None and action in ACTIONS:
-            await getattr(channel, action)()
+        async with self.steady():
+            channel = self.channels.get(name)
+            if channel is not None and action in ACTIONS:
+                await getattr(channel, action)()
 
     async def _seed_point(self) -> tuple[list[Total], int]:
         assert self.services is not None and self.services.writer is not None

@@ -88,6 +88,17 @@ def last_seq(engine: Engine) -> int:
         return conn.execute(sa.select(sa.func.coalesce(sa.func.max(audit.c.seq), 0))).scalar()
 
 
+async def running(engine: Engine) -> None:
+    """The shared channel started again: the table's operator cells pause and stop it,
+    and pytest-xdist may give a cell and the cell undoing it to different workers."""
+    channel = engine.channels["adt"]
+    if channel.state.value == "paused":
+        await channel.resume()
+    elif channel.state.value == "stopped":
+        await channel.start()
+    assert channel.state.value == "started"
+
+
 async def queue_of(base: str, token: str, key: str) -> dict[str, Any]:
     async with aiohttp.ClientSession() as client, client.get(
             f"{base}/api/queues", headers=bearer(token)) as resp:
@@ -290,6 +301,7 @@ async def test_refusal_is_the_same_whether_the_message_exists_or_not(world, role
 # -- session cookies -------------------------------------------------------------------------
 
 async def test_session_cookie_is_httponly_strict_and_csrf_protected(world):
+    await running(world.engine)
     base, token = world.base, world.tokens["operator"]
     jar = aiohttp.CookieJar(unsafe=True)  # keep cookies for 127.0.0.1
     async with aiohttp.ClientSession(cookie_jar=jar) as client:
@@ -344,6 +356,7 @@ async def test_session_cookie_is_httponly_strict_and_csrf_protected(world):
 
 
 async def test_a_viewer_session_cannot_act_even_with_the_csrf_token(world):
+    await running(world.engine)
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
         async with client.post(f"{world.base}/api/session",
                                json={"token": world.tokens["viewer"]}) as resp:
@@ -355,6 +368,7 @@ async def test_a_viewer_session_cannot_act_even_with_the_csrf_token(world):
 
 
 async def test_bearer_token_requests_need_no_csrf_header(world):
+    await running(world.engine)
     headers = bearer(world.tokens["operator"])
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as client:
         for action, state in (("pause", "paused"), ("resume", "started")):

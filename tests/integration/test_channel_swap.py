@@ -406,3 +406,34 @@ async def test_a_swap_cancelled_midway_finishes_before_the_cancel_lands(harness)
         assert engine.channels["adt"].state is State.STARTED
     finally:
         await rx.stop()
+
+
+async def test_an_operators_pause_during_a_swap_holds_on_the_new_channel(harness):
+    """A pause that arrives while a deploy drains the channel (a send under way keeps
+    it draining) waits for the swap and lands on the channel swapped in, instead of on
+    the one leaving, which would lose it."""
+    rx = await MllpReceiver().start()
+    rx.silent = True  # a send in progress until its timeout: the swap waits on it
+    port = free_port()
+    slow = (f"source: {{type: mllp, port: {port}}}\n"
+            f"destinations: [{{name: out, type: mllp, host: 127.0.0.1, port: {rx.port}, "
+            "timeout: 1s}]\n")
+    try:
+        engine = await harness.start({"adt": slow})
+        old = engine.channels["adt"]
+        client = MllpClient("127.0.0.1", port)
+        await client.connect(5)
+        await client.exchange(adt("SLOW-1", "M1"), 5)
+        await client.close()
+        await asyncio.sleep(0.2)  # its send is under way
+        changed = slow + "filter: [{field: MSH-9.1, equals: ADT}]\n"
+        swapping = asyncio.ensure_future(deploy(harness, {"adt": changed}))
+        await asyncio.sleep(0.2)
+        assert not swapping.done()
+        answer = await engine.ops.control("adt", "pause", "operator")
+        assert swapping.done() and await swapping == ["adt"]
+        assert engine.channels["adt"] is not old
+        assert answer["state"] == "paused"
+        assert engine.channels["adt"].state is State.PAUSED
+    finally:
+        await rx.stop()
