@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import socket
 import textwrap
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 import sqlalchemy as sa
 
-from engine.channel import State
+from engine.channel import Channel, State
 from engine.config.loader import load_all
 from engine.connectors.mllp import MllpClient, MllpSource, MllpSourceConfig
 from engine.formats.hl7v2 import Hl7Message
@@ -376,12 +378,13 @@ async def test_a_renamed_channel_takes_the_port_over_and_leaves_its_queue(harnes
         "adt/out": 1}
 
 
-async def test_a_swap_cancelled_midway_finishes_before_the_cancel_lands(harness):
-    """Engine.stop cancels the revision follower, maybe while it swaps: the swap finishes
-    first, so no channel is left half swapped (an old one running, or a new one never
-    started) with nobody to stop it."""
+@contextlib.asynccontextmanager
+async def swap_held_open(harness) -> AsyncIterator[tuple[Engine, Channel, asyncio.Future]]:
+    """A running channel `adt` whose deploy is under way and held open: a send to a
+    receiver that never answers keeps the old channel draining until its 1 s timeout.
+    Yields the engine, the channel leaving and the deploy's future."""
     rx = await MllpReceiver().start()
-    rx.silent = True  # a send in progress until its timeout: the swap waits on it
+    rx.silent = True
     port = free_port()
     slow = (f"source: {{type: mllp, port: {port}}}\n"
             f"destinations: [{{name: out, type: mllp, host: 127.0.0.1, port: {rx.port}, "
@@ -398,42 +401,31 @@ async def test_a_swap_cancelled_midway_finishes_before_the_cancel_lands(harness)
         swapping = asyncio.ensure_future(deploy(harness, {"adt": changed}))
         await asyncio.sleep(0.2)
         assert not swapping.done()
+        yield engine, old, swapping
+    finally:
+        await rx.stop()
+
+
+async def test_a_swap_cancelled_midway_finishes_before_the_cancel_lands(harness):
+    """Engine.stop cancels the revision follower, maybe while it swaps: the swap finishes
+    first, so no channel is left half swapped (an old one running, or a new one never
+    started) with nobody to stop it."""
+    async with swap_held_open(harness) as (engine, old, swapping):
         swapping.cancel()
         with pytest.raises(asyncio.CancelledError):
             await swapping
         assert old.state is State.STOPPED
         assert engine.channels["adt"] is not old
         assert engine.channels["adt"].state is State.STARTED
-    finally:
-        await rx.stop()
 
 
 async def test_an_operators_pause_during_a_swap_holds_on_the_new_channel(harness):
     """A pause that arrives while a deploy drains the channel (a send under way keeps
     it draining) waits for the swap and lands on the channel swapped in, instead of on
     the one leaving, which would lose it."""
-    rx = await MllpReceiver().start()
-    rx.silent = True  # a send in progress until its timeout: the swap waits on it
-    port = free_port()
-    slow = (f"source: {{type: mllp, port: {port}}}\n"
-            f"destinations: [{{name: out, type: mllp, host: 127.0.0.1, port: {rx.port}, "
-            "timeout: 1s}]\n")
-    try:
-        engine = await harness.start({"adt": slow})
-        old = engine.channels["adt"]
-        client = MllpClient("127.0.0.1", port)
-        await client.connect(5)
-        await client.exchange(adt("SLOW-1", "M1"), 5)
-        await client.close()
-        await asyncio.sleep(0.2)  # its send is under way
-        changed = slow + "filter: [{field: MSH-9.1, equals: ADT}]\n"
-        swapping = asyncio.ensure_future(deploy(harness, {"adt": changed}))
-        await asyncio.sleep(0.2)
-        assert not swapping.done()
+    async with swap_held_open(harness) as (engine, old, swapping):
         answer = await engine.ops.control("adt", "pause", "operator")
         assert swapping.done() and await swapping == ["adt"]
         assert engine.channels["adt"] is not old
         assert answer["state"] == "paused"
         assert engine.channels["adt"].state is State.PAUSED
-    finally:
-        await rx.stop()
