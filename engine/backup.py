@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from engine.errors import ConduitError
-from engine.fsync import fsync_dir, fsync_file
+from engine.fsync import fsync_dir, fsync_file, new_folder
 from engine.security.keys import KeyRing
 from engine.store import snapshot
 from engine.store.snapshot import Manifest
@@ -55,26 +55,17 @@ def take(db_path: Path, keys: KeyRing, folder: Path) -> Manifest:
     if folder.exists():
         raise ConduitError(f"{folder} already exists")
     folder.parent.mkdir(parents=True, exist_ok=True)
-    partial = folder.parent / f".{folder.name}.partial-{os.getpid()}"
-    shutil.rmtree(partial, ignore_errors=True)
-    os.mkdir(partial, 0o700)
-    try:
+    with new_folder(folder) as partial:
         taken_at = time.time()
         snapshot.copy_store(db_path, partial / snapshot.SNAPSHOT)
         snapshot.write_manifest(partial, snapshot.describe(partial / snapshot.SNAPSHOT,
                                                            keys, taken_at))
-        fsync_dir(partial)
         try:
             manifest = snapshot.verify(partial, keys)  # read back from disk
         except snapshot.BackupInvalid as exc:
             said = str(exc).replace(str(partial), str(folder))
             raise snapshot.BackupInvalid(f"the backup failed its check and was not kept: "
                                          f"{said}") from exc
-        os.rename(partial, folder)
-        fsync_dir(folder.parent)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     return manifest
 
 

@@ -11,11 +11,10 @@ crash leaves either no copy or a whole one.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 from engine.errors import ConduitError
-from engine.fsync import fsync_dir
+from engine.fsync import fsync_dir, new_folder
 
 
 def key_files(folder: Path) -> list[Path]:
@@ -31,19 +30,10 @@ def copy_folders(sources: dict[str, Path], target: Path) -> int:
     if target.exists():
         raise ConduitError(f"{target} already exists; keys are copied to a new folder")
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.parent / f".{target.name}.partial-{os.getpid()}"
-    shutil.rmtree(partial, ignore_errors=True)
     copied = 0
-    try:
-        os.mkdir(partial, 0o700)
+    with new_folder(target) as partial:
         for name, source in sources.items():
             copied += len(put_back(source, partial / name))
-        fsync_dir(partial)
-        os.rename(partial, target)
-        fsync_dir(target.parent)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     return copied
 
 
