@@ -8,9 +8,12 @@ a PID fails, ids are deterministic and the Patient is the one hl7v2-adt-to-fhir@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
+from engine.conformance import us_core
+from engine.conformance.gate import Gate, check_all
 from engine.errors import MappingError
 from engine.maplib.v2_to_fhir import adt as adt_builder
 from engine.mapping import Mapping, Skip
@@ -467,3 +470,60 @@ def test_rol_people_are_participants_and_practitioner_roles(adt: Mapping) -> Non
     assert participant["type"][0]["coding"][0]["code"] == "ATND"
     deleted = rol.replace("|AD|", "|DE|")
     assert of_type(bundle_of(adt, message(deleted)), "PractitionerRole") == []
+
+
+# ---- what US Core requires and a sender left empty --------------------------------------
+
+US_CORE = Gate(profiles=us_core.expand(["us-core"]))
+SNOMED = "http://snomed.info/sct"
+
+
+@pytest.fixture
+def chicago(monkeypatch: pytest.MonkeyPatch):
+    """The engine's local zone is America/Chicago for the test (then back)."""
+    monkeypatch.setenv("TZ", "America/Chicago")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_a_sender_without_zones_or_types_still_passes_us_core(adt: Mapping, chicago) -> None:
+    """No zone in MSH-7 or EVN-2, no PV1-4/PV1-18, an attending doctor without an id, no
+    PID-8: the Provenance is recorded in the engine's zone (summer time at that date),
+    with a warning saying so; the Encounter is typed by its class; the doctor is
+    identified by Conduit's key; the gender is unknown. The whole passes US Core."""
+    raw = (b"MSH|^~\\&|REG|LAKEVIEW|CONDUIT|HIE|20240115120000||ADT^A01|Z1|P|2.3\r"
+           b"EVN|A01|20240715083000\r"
+           b"PID|1||LV1001^^^LAKEVIEW^MR||BRANDT^OLA\r"
+           b"PV1|1|E|ER^04^^LAKEVIEW||||^HALVORSEN^INGRID^^^DR" + b"|" * 12 + b"LV-V77\r")
+    result = mapped(adt, raw)
+    bundle = json.loads(result.output)
+    provenance = only(bundle, "Provenance")
+    assert provenance["recorded"] == "2024-07-15T08:30:00-05:00"
+    assert [str(w) for w in result.warnings if "zone" in str(w)] == [
+        "EVN-2: has no time zone (nor has MSH-7); Provenance.recorded assumes the engine's "
+        "zone, UTC-05:00"]
+    assert only(bundle, "Encounter")["type"][0]["coding"] == [
+        {"system": SNOMED, "code": "50849002",
+         "display": "Emergency room admission (procedure)"}]
+    doctor = only(bundle, "Practitioner")
+    assert doctor["identifier"] == [{"use": "secondary", "system": "urn:ietf:rfc:3986",
+                                     "value": f"urn:uuid:{doctor['id']}"}]
+    assert only(bundle, "Patient")["gender"] == "unknown"
+    verdict = check_all(result.output, [US_CORE])[US_CORE]
+    assert verdict.reasons == ()
+
+
+def test_the_engine_zone_is_read_at_the_messages_date(adt: Mapping, chicago) -> None:
+    raw = message(evn="EVN|A01|").replace(b"20240601120000-0500", b"20240115120000")
+    assert only(bundle_of(adt, raw), "Provenance")["recorded"] == "2024-01-15T12:00:00-06:00"
+
+
+def test_a_visit_type_sent_is_never_replaced(adt: Mapping) -> None:
+    pv1 = "PV1|1|I|3E^301^A^MERCY||||||||||||||||MGV5550001^^^MERCY^VN"
+    typed = pv1.replace("MERCY||", "MERCY|E|")
+    assert only(bundle_of(adt, message(pv1=pv1)), "Encounter")["type"][0]["coding"][0][
+        "code"] == "32485007"
+    assert [c["code"] for c in only(bundle_of(adt, message(pv1=typed)), "Encounter")["type"][
+        0]["coding"]] == ["E"]

@@ -145,7 +145,9 @@ def test_encapsulated_and_pointer_content(to_fhir: Mapping) -> None:
 def test_notifications_without_content_still_give_the_document(to_fhir: Mapping,
                                                                event: str) -> None:
     doc = document(to_fhir, message(event, txa(f13="DOC-0^ESCRIPTION")))
-    assert doc["content"] == [{"attachment": {"title": "History and physical",
+    # US Core's us-core-6 wants data or a url: the url names the document at its sender
+    assert doc["content"] == [{"attachment": {"url": "urn:conduit:document:STMARY:DOC-1",
+                                              "title": "History and physical",
                                               "creation": "2024-06-11T09:45:00-05:00"}}]
     assert doc["type"]["coding"][0]["code"] == "HP"
 

@@ -10,6 +10,8 @@ are `v2_documents`'.
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from engine.errors import MappingError
 from engine.formats.hl7v2 import Segment
 from engine.formats.hl7v2 import datatypes as dt
@@ -72,7 +74,7 @@ def document_reference(b: Build, txa: Segment, obxs: list[Segment], *,
         "relatesTo": _relates_to(b, txa),
         "description": dt.present(txa.value(25)) or None,
         "securityLabel": security_label(txa, 18),
-        "content": _content(b, txa, obxs, title, origination),
+        "content": _content(b, txa, obxs, title, origination, key),
         "context": compact({
             "encounter": [b.encounter_ref()] if b.encounter is not None else None,
             "period": {"start": activity} if activity else None,
@@ -175,10 +177,12 @@ def _title(b: Build, txa: Segment) -> str | None:
 
 
 def _content(b: Build, txa: Segment, obxs: list[Segment], title: str | None,
-             creation: str | None) -> list[dict]:
+             creation: str | None, key: dict) -> list[dict]:
     """The text OBX lines as one attachment (TXA-3 may name its MIME type), then each ED
     value and each RP pointer in order; a message without content (a notification, a
-    cancel) carries the title alone, as FHIR requires content."""
+    cancel) carries the title alone, as FHIR requires content, and (`b.fill_required`)
+    a URN naming the document at its sender as the url US Core requires (us-core-6):
+    the content stays with the sender, under the number the DocumentReference keys."""
     d = b.message.delimiters
     text_type = _text_type(txa)
     lines: list[str] = []
@@ -206,10 +210,18 @@ def _content(b: Build, txa: Segment, obxs: list[Segment], title: str | None,
                    if text.strip() else []) + others
     if not attachments:
         fallback = CANCELLED_TITLE if b.event == CANCEL_EVENT else NOTIFICATION_TITLE
-        return [{"attachment": compact({"title": title or fallback, "creation": creation})}]
+        url = _document_urn(b, key) if b.fill_required else None
+        return [{"attachment": compact({"url": url, "title": title or fallback,
+                                        "creation": creation})}]
     return [{"attachment": compact({**a, "title": title or a.get("title"),
                                     "creation": creation or a.get("creation")})}
             for a in attachments]
+
+
+def _document_urn(b: Build, key: dict) -> str:
+    """`urn:conduit:document:<facility>:<number>` (TXA-12, else the TXA-16 file name)."""
+    number = quote(key["value"], safe="-._~")
+    return f"urn:conduit:document:{quote(b.facility, safe='-._~')}:{number}"
 
 
 def _described(b: Build, obx: Segment, found: dict) -> dict:

@@ -24,7 +24,8 @@ from engine.maplib.v2_to_fhir.frame import Build
 def patient(b: Build, pid: Segment | None = None, *, primary: bool = True) -> dict:
     """The Patient of `pid` (the message's first PID by default), kept in `b` (as
     `b.patient` when `primary`); fails naming PID-3 when there is no PID (a patient
-    message with no patient has nothing to map to)."""
+    message with no patient has nothing to map to). A PID-8 that is empty or no code of
+    table 0001 is gender `unknown` where `b.fill_required` (US Core requires one)."""
     pid = pid if pid is not None else b.message.segment("PID")
     if pid is None:
         raise MappingError("the PID segment is missing, so there is no patient", field="PID-3")
@@ -39,7 +40,7 @@ def patient(b: Build, pid: Segment | None = None, *, primary: bool = True) -> di
         "active": _registry_active(b),
         "name": parts.names(pid),
         "telecom": parts.telecoms(pid),
-        "gender": parts.gender(pid),
+        "gender": parts.gender(pid) or ("unknown" if b.fill_required else None),
         "birthDate": dt.to_fhir_date(pid.value(7), "PID-7"),
         **parts.deceased(pid, b.offset),
         "address": parts.addresses(pid),
@@ -259,12 +260,22 @@ def practitioner(b: Build, rep: Repetition | None) -> dict | None:
                               "type": _identifier_type(kind)})
     key = ({"system": identifier["system"], "value": number} if identifier
            else {"system": "name", "value": _name_key(name)})
+    rid = resource_id("Practitioner", b.facility, key)
+    if identifier is None and b.fill_required:
+        identifier = resource_identifier(rid)
     return b.add(compact({
         "resourceType": "Practitioner",
-        "id": resource_id("Practitioner", b.facility, key),
+        "id": rid,
         "identifier": [identifier] if identifier else None,
         "name": [name] if name else None,
     }), merge=True)
+
+
+def resource_identifier(rid: str) -> dict:
+    """A doctor named without an id (XCN-1 empty) is identified by the id Conduit keys
+    on the name, as a URN (US Core requires an identifier; `secondary`: not one the
+    sender assigned)."""
+    return {"use": "secondary", "system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{rid}"}
 
 
 def organization(b: Build, name: str, identifier: dict | None = None) -> dict | None:

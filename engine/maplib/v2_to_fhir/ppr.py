@@ -39,7 +39,7 @@ GOAL_LIFECYCLE = {
 
 
 def build(message: Hl7Message) -> dict | Skip:
-    b = Build(message, "PPR")
+    b = Build(message, "PPR", fill_required=True)
     if b.event not in EVENTS:
         return Skip(f"PPR^{b.event or '(no event)'} is not a problem event this mapping reads")
     people.patient(b)

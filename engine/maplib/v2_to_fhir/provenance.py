@@ -10,10 +10,13 @@ Conduit URN naming the sending application within its facility.
 
 from __future__ import annotations
 
+from datetime import datetime
 from urllib.parse import quote
 
+from engine.errors import MappingError
 from engine.formats.hl7v2 import Segment
 from engine.formats.hl7v2 import datatypes as dt
+from engine.leniency import is_lenient, tolerate
 from engine.maplib.fhir import compact, resource_id
 from engine.maplib.v2_codes import Bound, cwe_to_codeable_concept
 from engine.maplib.v2_to_fhir.frame import Build
@@ -80,6 +83,8 @@ def provenance(b: Build) -> dict | None:
                 or dt.to_fhir_instant(msh.value(7), "MSH-7", b.offset))
     if not targets or not control:
         return None
+    if not recorded and b.fill_required and is_lenient():  # strict: no guessing
+        recorded = _in_engine_zone(evn, msh)
     sender = sending_organization(b)
     key = {"system": f"urn:conduit:msh:{b.facility}", "value": control}
     b.add(message_header(b, key, sender))
@@ -95,6 +100,24 @@ def provenance(b: Build) -> dict | None:
         "location": _event_location(b, evn),
     })
     return made if recorded else None
+
+
+def _in_engine_zone(evn: Segment | None, msh: Segment) -> str | None:
+    """EVN-2, else MSH-7, sent with a time of day but no zone anywhere, as an instant in
+    the engine's local zone (at that date, so summer time counts), with a warning that
+    the zone was assumed: US Core requires Provenance.recorded, and a sender without
+    zones is most often in the engine's region."""
+    for value, field in ((_evn(evn, 2), "EVN-2"), (msh.value(7), "MSH-7")):
+        local = dt.to_fhir_datetime(value, field, "+0000")
+        if not local or "T" not in local:
+            continue
+        moment = datetime.fromisoformat(local[:19]).astimezone()
+        offset = moment.strftime("%z")
+        return tolerate(MappingError(
+            f"has no time zone (nor has MSH-7); Provenance.recorded assumes the engine's "
+            f"zone, UTC{offset[:3]}:{offset[3:]}", field=field),
+            dt.to_fhir_instant(value, field, offset))
+    return None
 
 
 def sending_organization(b: Build) -> dict | None:

@@ -53,7 +53,7 @@ PERFORMERS = frozenset({"RT", "CP", "CON"})
 
 
 def build(message: Hl7Message) -> dict | Skip:
-    b = Build(message, "REF")
+    b = Build(message, "REF", fill_required=True)
     if b.event not in EVENTS:
         return Skip(f"REF^{b.event or '(no event)'} is not a referral event this mapping reads")
     people.patient(b)
@@ -338,9 +338,12 @@ def provider(b: Build, prd: Segment) -> dict | None:
            else {"system": "name", "value": text.upper()})
     if names:
         names[0] = {**names[0], "text": text}
+    rid = resource_id("Practitioner", b.facility, key)
+    if not ids and b.fill_required:
+        ids = [people.resource_identifier(rid)]
     person = b.add(compact({
         "resourceType": "Practitioner",
-        "id": resource_id("Practitioner", b.facility, key),
+        "id": rid,
         "identifier": ids,
         "name": names,
         "telecom": telecom,

@@ -126,7 +126,7 @@ def _encounter(b: Build, pv1: Segment, patient: dict, visits_only: bool) -> dict
         "identifier": identifiers,
         "status": status,
         "class": encounter_class(b, class_code),
-        "type": _types(b, pv1),
+        "type": _types(b, pv1) or _type_from_class(b, class_code),
         "serviceType": cwe_to_codeable_concept(
             dt.first_rep(pv1, 10), b.facility, Bound(V2 + "0069", HOSPITAL_SERVICE)),
         "priority": _priority(b, pv1, pv2),
@@ -218,6 +218,26 @@ def _types(b: Build, pv1: Segment) -> list[dict]:
     patient_type = cwe_to_codeable_concept(dt.first_rep(pv1, 18), b.facility,
                                            Bound(local_code_system(b.facility, "HL70018")))
     return [t for t in (admission, patient_type) if t]
+
+
+SNOMED = "http://snomed.info/sct"
+# US Core requires Encounter.type (extensible to SNOMED CT "patient encounter procedure"
+# descendants): a visit whose PV1-4 and PV1-18 are empty is typed by its patient class,
+# the general code where the class says no more.
+CLASS_TYPE: dict[str, tuple[str, str]] = {
+    "I": ("32485007", "Hospital admission (procedure)"),
+    "E": ("50849002", "Emergency room admission (procedure)"),
+}
+ENCOUNTER_PROCEDURE = ("308335008", "Patient encounter procedure (procedure)")
+
+
+def _type_from_class(b: Build, class_code: str) -> list[dict] | None:
+    """With `b.fill_required`, the type a visit sent without one has by its class."""
+    if not b.fill_required:
+        return None
+    code, display = CLASS_TYPE.get(class_code, ENCOUNTER_PROCEDURE)
+    return [{"coding": [{"system": SNOMED, "code": code, "display": display}],
+             "text": display.removesuffix(" (procedure)")}]
 
 
 def _priority(b: Build, pv1: Segment, pv2: Segment | None) -> dict | None:
