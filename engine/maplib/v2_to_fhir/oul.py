@@ -3,8 +3,8 @@ centric, R24 order-centric) as Specimens with their containers (SAC), a Diagnost
 per OBR with its ServiceRequest and Observations, and Observations about the specimen.
 
 The three structures differ in what heads what: R22 and R23 send an SPM (with its SAC
-containers) before the orders done on it, R24 sends the OBR (then its ORC) before the
-SPMs it used. Reports are mapped as the ORU builder maps them (same ids for the same
+containers) before the orders done on it, R24 sends the OBR before the SPMs it used. In
+all three an order's ORC follows its OBR (some senders put it first; both are read). Reports are mapped as the ORU builder maps them (same ids for the same
 order number and test), so a result reaching a receiver by ORU and by OUL is one.
 """
 
@@ -81,9 +81,9 @@ def _walk(b: Build) -> list[_Order]:
             current = None
             made = guard("SPM", results.occurrence(b, seg), lambda s=seg: _specimen(b, s))
             under = [made] if made else []
-        elif name == "ORC" and order_centric and current is not None and previous == "OBR" \
+        elif name == "ORC" and current is not None and previous == "OBR" \
                 and current.orc is None:
-            current.orc = seg
+            current.orc = seg  # the standard's order: OBR, then its ORC (R22, R23, R24)
         elif name == "ORC":
             current = _Order(seg, None, [], under)
             orders.append(current)
