@@ -4,8 +4,9 @@ per OBR with its ServiceRequest and Observations, and Observations about the spe
 
 The three structures differ in what heads what: R22 and R23 send an SPM (with its SAC
 containers) before the orders done on it, R24 sends the OBR before the SPMs it used. In
-all three an order's ORC follows its OBR (some senders put it first; both are read). Reports are mapped as the ORU builder maps them (same ids for the same
-order number and test), so a result reaching a receiver by ORU and by OUL is one.
+all three an order's ORC follows its OBR (some senders put it first; both are read).
+Reports are mapped as the ORU builder maps them (same ids for the same order number and
+test), so a result reaching a receiver by ORU and by OUL is one.
 """
 
 from __future__ import annotations
