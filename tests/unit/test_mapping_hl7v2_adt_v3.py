@@ -527,3 +527,41 @@ def test_a_visit_type_sent_is_never_replaced(adt: Mapping) -> None:
         "code"] == "32485007"
     assert [c["code"] for c in only(bundle_of(adt, message(pv1=typed)), "Encounter")["type"][
         0]["coding"]] == ["E"]
+
+
+def test_an_aut_is_a_preauthorization_claim_response_on_its_coverage(adt: Mapping) -> None:
+    in1 = "IN1|1|PPO1^Blue PPO|BCX^^^MERCY^NIIP|BLUE CROSS" + "|" * 13 + "SEL"
+    aut = "AUT|PPO1|BCX|BLUE CROSS|20240601|20240701|AU-778|1500|4|3"
+    bundle = bundle_of(adt, message(in1, aut))
+    claim = only(bundle, "ClaimResponse")
+    assert claim["identifier"][0]["value"] == "AU-778"
+    assert claim["use"] == "preauthorization"
+    assert resolve(bundle, claim["insurer"])["name"] == "BLUE CROSS"
+    assert claim["patient"] == {"reference": f"urn:uuid:{only(bundle, 'Patient')['id']}"}
+
+
+def test_an_insured_without_relationship_is_unknown_for_us_core(adt: Mapping) -> None:
+    in1 = "IN1|1|PPO1^Blue PPO|BCX^^^MERCY^NIIP|BLUE CROSS"
+    coverage = only(bundle_of(adt, message(in1)), "Coverage")
+    assert coverage["relationship"]["coding"][0]["code"] == "unknown"
+    selfpaid = only(bundle_of(adt, message(in1 + "|" * 13 + "SEL")), "Coverage")
+    assert selfpaid["relationship"]["coding"][0]["code"] == "self"
+
+
+def test_an_obx_without_time_was_observed_as_of_the_event(adt: Mapping) -> None:
+    obx = "OBX|1|NM|29463-7^Body weight^LN||82.5|kg^kilogram^UCUM|||||F"
+    evn = "EVN|A01|20240601115900-0500||||20240601114500-0500"
+    weight = only(bundle_of(adt, message(obx, evn=evn)), "Observation")
+    assert weight["effectiveDateTime"] == "2024-06-01T11:45:00-05:00"
+    timed = obx + "|||20240531080000-0500"
+    assert only(bundle_of(adt, message(timed, evn=evn)), "Observation")[
+        "effectiveDateTime"] == "2024-05-31T08:00:00-05:00"
+
+
+def test_the_retired_record_of_a_merge_is_the_same_person(adt: Mapping) -> None:
+    mrg = "MRG|MG000777^^^MERCY^MR"
+    bundle = bundle_of(adt, message(mrg, event="A40", pv1=None))
+    retired = next(p for p in of_type(bundle, "Patient") if p.get("active") is False)
+    assert (retired["name"][0]["family"], retired["gender"]) == ("ROWE", "female")
+    verdict = check_all(json.dumps(bundle).encode(), [US_CORE])[US_CORE]
+    assert verdict.reasons == ()

@@ -207,6 +207,21 @@ def test_odd_fields_are_located_warnings_and_the_document_still_maps(to_fhir: Ma
     assert "docStatus" not in doc
 
 
+def test_a_notification_without_number_or_file_name_still_gives_its_document(
+        to_fhir: Mapping) -> None:
+    """Without TXA-12 and TXA-16 the document is keyed on the patient, its type and time:
+    one DocumentReference, the same on a resend, another for another document."""
+    raw = message("T01", txa(f12=""))
+    assert warnings_of(to_fhir, raw) == [
+        "TXA-12: is empty and so is TXA-16: the document is keyed on the patient, its type "
+        "and time (else the message control id)"]
+    doc = document(to_fhir, raw)
+    assert (doc["type"]["coding"][0]["code"], doc["status"]) == ("HP", "current")
+    assert doc["content"][0]["attachment"]["title"] == "History and physical"
+    assert document(to_fhir, raw)["id"] == doc["id"]
+    assert document(to_fhir, message("T01", txa(f12="", f4="20240612083000")))["id"] != doc["id"]
+
+
 def test_an_addendum_without_parent_maps_without_relates_to(to_fhir: Mapping) -> None:
     raw = message("T06", txa(), text("x"))
     assert warnings_of(to_fhir, raw) == [

@@ -3,8 +3,9 @@ message carries about them (related persons, allergies, diagnoses, procedures,
 observations, coverage, guarantors), with the message's Provenance and MessageHeader.
 
 The organizations that assigned the patient's identifiers (with a universal id) are
-their assigners, PID-21 names the newborn's mother when no NK1 does, and each ROL
-person is also a PractitionerRole (as the reference converter makes them).
+their assigners, PID-21 names the newborn's mother when no NK1 does, each ROL person
+is also a PractitionerRole and each AUT a preauthorization ClaimResponse (as the
+reference converter makes them).
 
 Event rules a receiver notices:
 - person events (A28-A31, A40, A47) map a PV1 only when it names a visit (PV1-19):
@@ -13,7 +14,8 @@ Event rules a receiver notices:
 - merges (A30, A40, A41, A47) make the retired patient inactive and `replaced-by` the
   surviving one, which `replaces` it, with a Linkage of the two; A41 also retires
   the prior account (MRG-3);
-- A29 (delete person information) makes the Patient inactive.
+- A29 (delete person information) makes the Patient inactive;
+- an OBX without OBX-14 was observed as of the event (EVN-6, else EVN-2, else MSH-7).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 from engine.formats.hl7v2 import Segment
 from engine.formats.hl7v2 import datatypes as dt
 from engine.maplib.fhir import compact, resource_id
-from engine.maplib.v2_to_fhir import clinical, financial, people, results, visit
+from engine.maplib.v2_to_fhir import clinical, financial, people, ref, results, visit
 from engine.maplib.v2_to_fhir.frame import Build
 from engine.maplib.v2_to_fhir.provenance import finish
 from engine.mapping_base import Skip
@@ -33,8 +35,8 @@ EVENTS: tuple[str, ...] = (
 RESOURCES: tuple[str, ...] = (
     "Patient", "RelatedPerson", "Practitioner", "PractitionerRole", "Organization",
     "Location", "Encounter", "Account", "AllergyIntolerance", "Condition", "Procedure",
-    "Observation", "Device", "DocumentReference", "Coverage", "Linkage", "MessageHeader",
-    "Provenance",
+    "Observation", "Device", "DocumentReference", "Coverage", "ClaimResponse", "Linkage",
+    "MessageHeader", "Provenance",
 )
 # Events about the person alone: their PV1, when sent, is often a placeholder.
 PERSON_EVENTS = frozenset({"A28", "A29", "A30", "A31", "A40", "A47"})
@@ -62,11 +64,26 @@ def build(message) -> dict | Skip:
     clinical.allergies(b)
     clinical.conditions(b)
     clinical.procedures(b)
-    results.observations(b, b.message.all("OBX"))
-    financial.coverages(b)
+    results.observations(b, b.message.all("OBX"),
+                         context=results.Context(effective=_event_time(b)))
+    coverages = financial.coverages(b)
+    b.each("AUT", lambda aut, n: b.add(ref.authorization(b, aut, coverages)))
     financial.guarantors(b)
     _account(b)
     return finish(b)
+
+
+def _event_time(b: Build) -> str | None:
+    """When the event happened (EVN-6), else was recorded (EVN-2, MSH-7): the time an
+    OBX sent without OBX-14 was reported as current (US Core requires a vital sign's)."""
+    evn = b.message.segment("EVN")
+    sent = [(evn.value(6), "EVN-6"), (evn.value(2), "EVN-2")] if evn is not None else []
+    sent.append((b.message.segments[0].value(7), "MSH-7"))
+    for value, field in sent:
+        when = dt.to_fhir_datetime(value, field, b.offset)
+        if when:
+            return when
+    return None
 
 
 def _patient_groups(b: Build) -> list[tuple[Segment, Segment | None, Segment | None]]:

@@ -1,6 +1,7 @@
 """BAR: a patient account's billing facts (add P01, purge P02, update P05, end P06,
 diagnosis/procedure update P12) as the Account with its Patient, visit, guarantors,
-coverages, diagnoses, procedures, allergies and observations.
+coverages (with each AUT as a preauthorization ClaimResponse), diagnoses, procedures,
+allergies and observations.
 
 A P02 purges the accounts of one or more patients (one PID group each): every group is
 mapped, its Account inactive. A patient's repeated VISIT groups (PV1 and what follows)
@@ -15,7 +16,7 @@ from typing import TypeVar
 
 from engine.formats.hl7v2 import Hl7Message, Segment
 from engine.leniency import at
-from engine.maplib.v2_to_fhir import clinical, financial, people, results, visit
+from engine.maplib.v2_to_fhir import clinical, financial, people, ref, results, visit
 from engine.maplib.v2_to_fhir.frame import Build
 from engine.maplib.v2_to_fhir.provenance import finish
 from engine.mapping_base import Skip
@@ -24,7 +25,7 @@ EVENTS: tuple[str, ...] = ("P01", "P02", "P05", "P06", "P12")
 RESOURCES: tuple[str, ...] = (
     "Patient", "RelatedPerson", "Encounter", "Location", "Practitioner", "Organization",
     "Account", "Coverage", "Condition", "Procedure", "AllergyIntolerance", "Observation",
-    "Device", "DocumentReference", "Provenance", "MessageHeader",
+    "Device", "DocumentReference", "ClaimResponse", "Provenance", "MessageHeader",
 )
 T = TypeVar("T")
 _ENDED = frozenset({"P02", "P06"})  # purge / end: the account is no longer active
@@ -57,7 +58,8 @@ def account_facts(b: Build, into: Build) -> None:
     results.observations(b, b.message.all("OBX"))
     clinical.conditions(b)
     clinical.procedures(b)
-    financial.coverages(b)
+    coverages = financial.coverages(b)
+    b.each("AUT", lambda aut, n: b.add(ref.authorization(b, aut, coverages)))
     financial.guarantors(b)
     account = financial.account(b)
     if b.event in _ENDED:

@@ -47,13 +47,10 @@ CANCELLED_TITLE = "Cancelled document"
 
 def document_reference(b: Build, txa: Segment, obxs: list[Segment], *,
                        related: list[dict] | None = None) -> dict | None:
-    """The DocumentReference of a TXA and the OBX that carry its content, kept in `b`;
-    None (with a warning) when the TXA names no document at all."""
+    """The DocumentReference of a TXA and the OBX that carry its content, kept in `b`
+    (without TXA-12 and TXA-16, keyed as `_fallback_key` says, with a warning)."""
     master = dt.first_ei(txa, 12, b.facility)
     key = master or _fallback_key(b, txa)
-    if key is None:
-        return tolerate(MappingError("has no unique document number (nor TXA-16 file name), "
-                                     "so the document cannot be identified", field="TXA-12"))
     activity = dt.to_fhir_datetime(txa.value(4), "TXA-4", b.offset)
     origination = dt.to_fhir_datetime(txa.value(6), "TXA-6", b.offset)
     title = _title(b, txa)
@@ -84,14 +81,24 @@ def document_reference(b: Build, txa: Segment, obxs: list[Segment], *,
     return b.add(compact(document))
 
 
-def _fallback_key(b: Build, txa: Segment) -> dict | None:
-    """Without TXA-12, TXA-16 unique file name keys the document, with a warning."""
+def _fallback_key(b: Build, txa: Segment) -> dict:
+    """Without TXA-12, TXA-16 unique file name keys the document, with a warning; without
+    either, the patient, the document type (TXA-2) and its activity or origination time
+    (TXA-4, TXA-6), else the message control id, so a notification without a number
+    still gives its document's facts (a resend updates it)."""
     name = dt.present(txa.value(16))
-    if not name:
-        return None
-    return tolerate(MappingError("is empty; the document is identified by its file name "
-                                 "(TXA-16)", field="TXA-12"),
-                    {"system": f"urn:conduit:document-file:{b.facility}", "value": name})
+    if name:
+        return tolerate(MappingError("is empty; the document is identified by its file "
+                                     "name (TXA-16)", field="TXA-12"),
+                        {"system": f"urn:conduit:document-file:{b.facility}", "value": name})
+    when = (dt.present(txa.value(4)) or dt.present(txa.value(6))
+            or dt.present(b.message.segments[0].value(10)))
+    kind = dt.present(txa.value(2, 1)).upper()
+    patient = b.patient["id"] if b.patient is not None else ""
+    return tolerate(MappingError("is empty and so is TXA-16: the document is keyed on the "
+                                 "patient, its type and time (else the message control id)",
+                                 field="TXA-12"),
+                    {"system": f"Patient/{patient}", "value": f"TXA|{kind}|{when}"})
 
 
 def _identifiers(b: Build, txa: Segment) -> list[dict]:

@@ -70,6 +70,8 @@ def _coverage(b: Build, in1: Segment) -> dict:
             relationship = clinical.relationship(b, in2, 72)
             if relationship:
                 resource["relationship"] = relationship
+    if "relationship" not in resource and b.fill_required:
+        resource["relationship"] = UNKNOWN_RELATIONSHIP  # US Core requires one
     if "type" in resource:
         resource["type"] = _plan_type(resource["type"])
     else:
@@ -88,6 +90,10 @@ def _coverage(b: Build, in1: Segment) -> dict:
     return compact(resource)
 
 
+# Neither IN1-17 nor IN2-72 says how the patient is related to the insured.
+UNKNOWN_RELATIONSHIP = {"coding": [{
+    "system": "http://terminology.hl7.org/CodeSystem/data-absent-reason", "code": "unknown",
+    "display": "Unknown"}]}
 # IN1-15 plan types that are v3-ActCode insurance policy codes (Coverage.type's
 # preferred binding); others stay the sender's codes.
 PLAN_TYPE = {"PPO": "preferred provider organization policy",

@@ -83,7 +83,9 @@ def _preferred(identifiers: list[dict]) -> dict:
 
 def prior_patient(b: Build, mrg: Segment, survivor: dict) -> dict | None:
     """The patient MRG-1 (else MRG-4; MRG-2 adds its alternate id) names, as the resource
-    a merge retires: inactive, `replaced-by` the survivor, which in turn `replaces` it.
+    a merge retires: inactive, `replaced-by` the survivor, which in turn `replaces` it;
+    with `b.fill_required` it bears the survivor's gender, and its names when MRG-7
+    sends none (a merge joins two records of one person; US Core requires both).
     None when MRG names nobody or the survivor itself (an A47 that only retypes an
     identifier)."""
     reps = mrg.repetitions(1) or mrg.repetitions(4)
@@ -96,9 +98,11 @@ def prior_patient(b: Build, mrg: Segment, survivor: dict) -> dict | None:
     if rid == survivor["id"]:
         return None
     names = [n for n in (parts.human_name(rep, "MRG-7") for rep in mrg.repetitions(7)) if n]
+    same = b.fill_required  # the retired record is the same person: US Core's name, gender
     prior = b.add(compact({
         "resourceType": "Patient", "id": rid, "identifier": ids, "active": False,
-        "name": names,
+        "name": names or (survivor.get("name") if same else None),
+        "gender": survivor.get("gender") if same else None,
         "link": [{"other": b.ref(survivor), "type": "replaced-by"}],
     }))
     links = survivor.setdefault("link", [])

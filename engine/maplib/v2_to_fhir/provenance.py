@@ -113,9 +113,10 @@ def _in_engine_zone(evn: Segment | None, msh: Segment) -> str | None:
             continue
         moment = datetime.fromisoformat(local[:19]).astimezone()
         offset = moment.strftime("%z")
+        said = "has no time zone" + (" (nor has MSH-7)" if field == "EVN-2" else "")
         return tolerate(MappingError(
-            f"has no time zone (nor has MSH-7); Provenance.recorded assumes the engine's "
-            f"zone, UTC{offset[:3]}:{offset[3:]}", field=field),
+            f"{said}; Provenance.recorded assumes the engine's zone, "
+            f"UTC{offset[:3]}:{offset[3:]}", field=field),
             dt.to_fhir_instant(value, field, offset))
     return None
 
