@@ -155,3 +155,18 @@ def test_only_a_message_with_nothing_to_map_fails(omg: Mapping) -> None:
 
 def test_same_message_same_bytes(omg: Mapping) -> None:
     checks.check_deterministic(omg, message(ORC, OBR, "OBX|1|NM|29463-7^Weight^LN||94|kg"))
+
+
+def test_an_imaging_orders_answers_are_surveys_and_its_lab_values_laboratory(omg: Mapping
+                                                                             ) -> None:
+    """US Core wants every Observation categorised: a question answered at order entry is
+    a survey; a value sent with its reference range is a lab result."""
+    obr = ("OBR|1|REF-1^EHR||74177^CT abdomen^C4|||||||||||||||||||||CT")
+    allergy = segment("OBX", {1: "1", 2: "CWE", 3: "CONTRAST^Contrast allergy^L",
+                              5: "N^No^HL70136", 11: "F"})
+    creatinine = segment("OBX", {1: "2", 2: "NM", 3: "2160-0^Creatinine^LN", 5: "0.9",
+                                 6: "mg/dL", 7: "0.7-1.3", 11: "F"})
+    bundle = bundle_of(omg, message(ORC, obr, allergy, creatinine))
+    codes = {o["code"]["coding"][0]["code"]: o["category"][0]["coding"][0]["code"]
+             for o in of_type(bundle, "Observation")}
+    assert codes == {"CONTRAST": "survey", "2160-0": "laboratory"}

@@ -417,3 +417,22 @@ def test_a_repeated_coded_answer_loses_none(to_fhir: Mapping) -> None:
 def test_abnormal_flags_are_v3_interpretations(to_fhir: Mapping, flag: str,
                                                interpretation: dict) -> None:
     assert observation(to_fhir, obx(f8=flag))["interpretation"] == [interpretation]
+
+
+def test_a_section_table_0074_does_not_know_is_still_a_lab_report(to_fhir: Mapping) -> None:
+    bundle = bundle_of(to_fhir, message(obr(f24="CHEMISTRY"), obx()))
+    assert only(bundle, "Observation")["category"][0]["coding"][0]["code"] == "laboratory"
+    report = only(bundle, "DiagnosticReport")
+    assert report["category"] == [{"coding": [{
+        "system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "LAB",
+        "display": "Laboratory"}]}, {"text": "CHEMISTRY"}]
+
+
+def test_bedside_charting_that_is_not_a_vital_sign_is_an_exam(to_fhir: Mapping) -> None:
+    """A vital-signs category would hold a pain score to the vital signs profile, whose
+    LOINC codes it cannot meet."""
+    bundle = bundle_of(to_fhir, message(
+        obr(f24="NRS"), obx(f3="72514-3^Pain severity^LN", f5="6", f6="{score}"),
+        obx(f1="2", f3="8867-4^Heart rate^LN", f5="72", f6="/min")))
+    codes = [o["category"][0]["coding"][0]["code"] for o in of_type(bundle, "Observation")]
+    assert codes == ["exam", "vital-signs"]

@@ -137,3 +137,15 @@ def test_r23_containers_after_the_first_orders_belong_to_the_specimen(to_fhir: M
     assert [c["identifier"][0]["value"] for c in specimen["container"]] == [
         "2502170200-A1", "2502170200-A2"]
     assert len(of_type(bundle, "DiagnosticReport")) == 2
+
+
+def test_an_orc_after_its_obr_keeps_the_results_on_the_obrs_report(to_fhir: Mapping) -> None:
+    """R22 as the standard orders it (SPM, OBR, ORC, OBX): the ORC is the OBR's, not an
+    order of its own without a report."""
+    orc = "ORC|SC|P-1^EHR|F-1^LIS||CM"
+    bundle = bundle_of(to_fhir, message("R22", SPM, OBR, orc, OBX))
+    report = of_type(bundle, "DiagnosticReport")[0]
+    observation = of_type(bundle, "Observation")[0]
+    assert report["result"] == [{"reference": f"urn:uuid:{observation['id']}"}]
+    assert len(of_type(bundle, "ServiceRequest")) == 1
+    assert of_type(bundle, "ServiceRequest")[0]["code"]["coding"][0]["code"] == "2345-7"

@@ -287,3 +287,13 @@ def test_a_forecast_after_a_given_dose_is_a_recommendation_beside_it(vxu: Mappin
     assert only(bundle, "Immunization")["status"] == "completed"
     rec = only(bundle, "ImmunizationRecommendation")
     assert rec["recommendation"][0]["dateCriterion"][0]["value"] == "2025-06-01"
+
+
+def test_dose_observations_are_survey_answers_for_us_core(vxu: Mapping) -> None:
+    """US Core holds an uncategorised Observation to no profile's satisfaction: the
+    eligibility and VIS answers given with a dose are surveys."""
+    obx = "OBX|1|CE|64994-7^Eligibility^LN|1|V02^Medicaid^HL70064||||||F|||20240601"
+    bundle = bundle_of(vxu, message(*dose(), obx))
+    category = only(bundle, "Observation")["category"][0]["coding"][0]
+    assert (category["system"], category["code"]) == (
+        "http://terminology.hl7.org/CodeSystem/observation-category", "survey")

@@ -70,7 +70,8 @@ def dose(b: Build, group: imm.DoseGroup, from_visit: dict | None) -> dict | None
     if _is_forecast(group):
         forecast = recommendation(b, group)
         results.observations(b, observations, based_on=[forecast] if forecast else None,
-                             context=results.Context(key=_forecast_key(b, group)))
+                             context=results.Context(key=_forecast_key(b, group),
+                                                     otherwise="survey"))
         return None
     rid, _ = imm.immunization_id(group, b.facility, b.patient["id"])
     if any(r["id"] == rid for r in b.resources("Immunization")):
@@ -115,7 +116,8 @@ def dose(b: Build, group: imm.DoseGroup, from_visit: dict | None) -> dict | None
     assert kept is not None
     # keyed within the dose, so two doses' OBX with the same sub-id stay apart
     dose_key = {"system": "urn:conduit:immunization", "value": kept["id"]}
-    made = results.observations(b, observations, context=results.Context(key=dose_key))
+    made = results.observations(b, observations,
+                                context=results.Context(key=dose_key, otherwise="survey"))
     for observation in made:
         observation.setdefault("partOf", []).append(b.ref(kept))
     if LOINC_DUE_VACCINE in {dt.present(obx.value(3, 1)) for obx in observations}:

@@ -478,7 +478,8 @@ def service_order(b: Build, group: OrderGroup) -> dict | None:
     if dg1s and "reasonReference" not in request:  # a DG1 that made no Condition
         request["reasonCode"] = _reasons(b, obr, dg1s)
     asked, by_specimen = _order_observations(body)
-    context = results.Context(key=keyed(key, "AOE"), section=_section(b, obr), ordered=True)
+    context = results.Context(key=keyed(key, "AOE"), section=_section(b, obr), ordered=True,
+                              otherwise="survey")
     supporting = results.observations(b, asked, based_on=[request], context=context)
     for spm, obxs in by_specimen:
         supporting += results.observations(b, obxs, based_on=[request],

@@ -34,7 +34,8 @@ def _order(b: Build, order: pharmacy.PharmacyOrder) -> list[dict]:
         given = [a for a in (administrations.administration(b, order, rxa, request)
                              for rxa in rxas) if a]
         observations = results.observations(
-            b, obxs, based_on=[request] if request else None)
+            b, obxs, based_on=[request] if request else None,
+            context=results.Context(otherwise="exam"))
         for administration in given:
             if observations:
                 administration["supportingInformation"] = [b.ref(o) for o in observations]

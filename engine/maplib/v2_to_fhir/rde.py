@@ -54,7 +54,8 @@ def orders(b: Build, *kinds: str) -> list[dict]:
         made.append(request)
         if placed is not None and placed is not segment:
             pharmacy.placed_with(b, order, placed, request)
-        results.observations(b, order.all("OBX"), based_on=[request])
+        results.observations(b, order.all("OBX"), based_on=[request],
+                             context=results.Context(otherwise="survey"))
     if not made:
         tolerate(MappingError("the message holds no pharmacy order that could be mapped",
                               field=kinds[0]))

@@ -31,7 +31,8 @@ def _order(b: Build, order: pharmacy.PharmacyOrder) -> list[dict]:
                              for rxd in order.all("RXD")) if d]
     based = dispenses[:1] or ([request] if request else [])
     observations = results.observations(b, order.all("OBX"),
-                                        based_on=[request] if request else None)
+                                        based_on=[request] if request else None,
+                                        context=results.Context(otherwise="survey"))
     for observation in observations:
         if dispenses:
             observation.setdefault("partOf", []).append(b.ref(based[0]))

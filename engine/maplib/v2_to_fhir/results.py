@@ -95,6 +95,9 @@ class Context(NamedTuple):
     issued: str | None = None  # OBR-22 as an instant
     specimen_of: Callable[[Segment], dict | None] | None = None  # the SPM an OBX follows
     ordered: bool = False  # sent with an order (asked at order entry), not its results
+    # The observation-category code of OBX the message gives no kind (answers sent with
+    # an order, a dose or an appointment: "survey"); None leaves them without one.
+    otherwise: str | None = None
 
 
 def observations(
@@ -242,7 +245,8 @@ def _observation(b: Build, group: list[Segment], key: str, ctx: Context,
         "identifier": _instance_identifier(b, obx),
         "basedOn": [_reference(b, r) for r in based_on],
         "status": status,
-        "category": category(code, ctx.section, ordered=ctx.ordered),
+        "category": category(code, ctx.section, ordered=ctx.ordered,
+                             otherwise=ctx.otherwise, lab_result=lab_result(obx)),
         "code": code,
         "subject": b.patient_ref(),
         "encounter": b.encounter_ref(),
@@ -344,28 +348,49 @@ IMAGING_SECTIONS = frozenset({"CT", "CUS", "NMR", "NMS", "OUS", "RAD", "RUS", "R
 PROCEDURE_SECTIONS = frozenset({"AU", "CTH", "EC", "EN", "PF", "RC", "RT"})
 
 
-def category(code: dict, section: str | None, *, ordered: bool = False) -> list[dict]:
+def category(code: dict, section: str | None, *, ordered: bool = False,
+             otherwise: str | None = None, lab_result: bool = False) -> list[dict]:
     """Observation.category from what the message says of a result, since US Core holds
     an Observation to the profile its category names and no other fact tells a lab
-    result from a vital sign: vital-signs for a LOINC vital sign (or a bedside ICU or
-    nursing section); else by the diagnostic service section (OBR-24, table 0074) of
-    its report: laboratory for lab sections (or a report without one, as ORU and OUL
-    are lab results), imaging, procedure. The answers sent with an order (`ordered`)
-    are not the results of its section: only a lab order's (`section` a lab section, or
-    "" for OML without one) are laboratory, as the lab's results report them. Outside a
-    report or order (`section` None) the message says nothing of the kind: none."""
+    result from a vital sign.
+
+    A LOINC vital sign is vital-signs wherever it is sent. In a result report (`section`
+    OBR-24, table 0074): imaging and procedure sections say so; bedside charting (ICU,
+    NRS) that is not a vital sign is an exam finding; a lab section, none ("", as ORU and
+    OUL are lab results) or one the table does not know (a lab's own name, CHEMISTRY)
+    is laboratory. The answers sent with an order (`ordered`) are not the results of its
+    section: only a lab order's (a lab section, or "" for OML without one) are
+    laboratory, as the lab's results report them. The rest (outside a report, or an
+    order's other answers) is laboratory when the OBX carries a lab result's marks
+    (`lab_result`), else `otherwise` (the caller's kind, "survey" for answers given with
+    an order, a dose or an appointment), else none."""
     loinc = any(c.get("system") == LOINC and c.get("code") in VITAL_SIGNS
                 for c in code.get("coding", []))
     kind = dt.present(section or "").upper()
-    if loinc or (kind in ("ICU", "NRS") and not ordered):
+    if loinc:
         return [_observation_category("vital-signs", "Vital Signs")]
-    if section is None:
+    if section is not None and not ordered:
+        if kind in ("ICU", "NRS"):
+            return [_observation_category("exam", "Exam")]
+        if kind in IMAGING_SECTIONS:
+            return [_observation_category("imaging", "Imaging")]
+        if kind in PROCEDURE_SECTIONS:
+            return [_observation_category("procedure", "Procedure")]
+        if not kind or kind in tables.LAB_SECTIONS or kind not in tables.SERVICE_SECTIONS:
+            return [_observation_category("laboratory", "Laboratory")]
+    elif section is not None and (not kind or kind in tables.LAB_SECTIONS):
+        return [_observation_category("laboratory", "Laboratory")]
+    if otherwise is None:
         return []
-    if kind in IMAGING_SECTIONS and not ordered:
-        return [_observation_category("imaging", "Imaging")]
-    if kind in PROCEDURE_SECTIONS and not ordered:
-        return [_observation_category("procedure", "Procedure")]
-    return legacy.observation_category(section)  # laboratory for a lab section, or none
+    if lab_result:
+        return [_observation_category("laboratory", "Laboratory")]
+    return [_observation_category(otherwise, otherwise.capitalize())]
+
+
+def lab_result(obx: Segment) -> bool:
+    """An OBX with a lab result's marks: a reference range (OBX-7) or the lab that made it
+    (OBX-15 producer, OBX-23 performing organization)."""
+    return any(dt.present(obx.value(n)) for n in (7, 15, 23))
 
 
 def _observation_category(code: str, display: str) -> dict:
@@ -687,10 +712,10 @@ def diagnostic_report(
     notes: list[Segment], forms: list[dict],
 ) -> dict:
     """The DiagnosticReport of one OBR: identifiers, basedOn, status OBR-25, category
-    OBR-24 (LAB by default), code OBR-4, effective OBR-7 (a period with OBR-8), issued
-    OBR-22 (else MSH-7: the report was out by the time the message was), performer
-    OBR-34 technicians and OBR-33 assistants, resultsInterpreter OBR-32,
-    results, specimens, notes (R5 note extension) and presented forms."""
+    OBR-24 (LAB by default, `report_categories`), code OBR-4, effective OBR-7 (a period
+    with OBR-8), issued OBR-22 (else MSH-7: the report was out by the time the message
+    was), performer OBR-34 technicians and OBR-33 assistants, resultsInterpreter
+    OBR-32, results, specimens, notes (R5 note extension) and presented forms."""
     code = first_concept(obr, 4, b.facility)
     if code is None:
         code = tolerate(MappingError("is empty, so the report's test is not named",
@@ -709,7 +734,7 @@ def diagnostic_report(
         "identifier": [*identifiers, *([group] if group else [])],
         "basedOn": based_on,
         "status": status,
-        "category": section_categories(obr.value(24)),
+        "category": report_categories(obr.value(24)),
         "code": code,
         "subject": b.patient_ref(),
         "encounter": b.encounter_ref(),
@@ -724,6 +749,17 @@ def diagnostic_report(
         "presentedForm": forms,
     }
     return compact(report)
+
+
+def report_categories(section: str) -> list[dict]:
+    """`section_categories` of OBR-24, and LAB also beside a section table 0074 does not
+    know (a lab's own name for it, CHEMISTRY): a result report is a lab's unless its
+    section says otherwise, as its Observations are (`category`)."""
+    found = section_categories(section)
+    if dt.present(section).upper() not in tables.SERVICE_SECTIONS and found and \
+            "coding" not in found[0]:
+        found.insert(0, section_categories("LAB")[0])
+    return found
 
 
 # LOINC codes of the narrative that is a report's conclusion: a radiology impression, a

@@ -35,7 +35,8 @@ def _order(b: Build, order: pharmacy.PharmacyOrder) -> list[dict]:
         if seg is None or seg.name == "RXG":
             if obxs:
                 based = current or request
-                results.observations(b, obxs, based_on=[based] if based else None)
+                results.observations(b, obxs, based_on=[based] if based else None,
+                                     context=results.Context(otherwise="exam"))
                 obxs = []
             if seg is not None:
                 current = gives.give(b, order, seg, request)

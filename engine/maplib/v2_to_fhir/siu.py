@@ -63,7 +63,8 @@ def _appointment(b: Build, sch) -> dict:
     b.add(appointment)
     people_, services = scheduling.participants(b, appointment, timed.get("start"))
     conditions = clinical.conditions(b) if b.patient is not None else []
-    observations = (results.observations(b, b.message.all("OBX"))
+    observations = (results.observations(b, b.message.all("OBX"),
+                                         context=results.Context(otherwise="survey"))
                     if b.patient is not None else [])
     supporting = scheduling.contacts(b, sch) + [b.ref(o) for o in observations]
     appointment.update(compact({

@@ -28,7 +28,8 @@ def build(message: Hl7Message) -> dict | Skip:
     visit.encounter(b)
     financial.coverages(b)
     clinical.allergies(b)
-    results.observations(b, _person_observations(message))
+    results.observations(b, _person_observations(message),
+                         context=results.Context(otherwise="survey"))
     immunization.immunizations(b)
     return finish(b)
 
