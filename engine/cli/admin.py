@@ -63,6 +63,7 @@ def cmd_audit_show(args: argparse.Namespace) -> int:
 # The engine's own answer, by the standard's name for it, after an acknowledged event
 # (its detail holds the verdict, and the code of a refusal).
 _ANSWERS = {"ncpdp": ("Status 000", "Error")}
+_UNANSWERED = frozenset({"Status", "Error", "Verify"})  # SCRIPT never answers an answer
 
 
 def _standard(svc: Any, message_id: str) -> str:
@@ -72,6 +73,9 @@ def _standard(svc: Any, message_id: str) -> str:
 
 def _print_events(events: list[dict[str, Any]], standard: str = "") -> None:
     names = _ANSWERS.get(standard)
+    if any(e["kind"] == "parsed" and json.loads(e["detail"]).get("type") in _UNANSWERED
+           for e in events):
+        names = None
     for e in events:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["at_us"] / 1e6))
         ms = f".{(e['at_us'] // 1000) % 1000:03d}"

@@ -131,6 +131,7 @@ async def test_a_pharmacys_error_is_shown_with_the_newrx_it_answers(world):
     assert re.search(r"acknowledged .*\"verdict\":\"accepted\"}  answered Status 000$", head,
                      re.MULTILINE), head
     assert "correlated" in head and "correlated" in tail and "received" in tail
+    assert "  answered " not in tail  # an Error is never answered: none is claimed
     assert "Lindqvist" not in printed  # the Error's Description quotes the patient
 
     kinds = dict(audited(harness, newrx))
