@@ -565,3 +565,44 @@ def test_the_retired_record_of_a_merge_is_the_same_person(adt: Mapping) -> None:
     assert (retired["name"][0]["family"], retired["gender"]) == ("ROWE", "female")
     verdict = check_all(json.dumps(bundle).encode(), [US_CORE])[US_CORE]
     assert verdict.reasons == ()
+
+
+def test_an_accident_is_an_observation_of_the_visit(adt: Mapping) -> None:
+    acc = ("ACC|20240601093000-0500|MV^Motor vehicle accident^HL70050|I-5 EXIT 12|OR|Y|N|"
+           "55^CLERK^CARL")
+    bundle = bundle_of(adt, message(acc))
+    accident = only(bundle, "Observation")
+    assert accident["code"]["coding"][0] == {
+        "system": V2 + "0050", "code": "MV", "display": "Motor vehicle accident"}
+    assert accident["effectiveDateTime"] == "2024-06-01T09:30:00-05:00"
+    assert accident["category"][0]["coding"][0]["code"] == "survey"
+    assert [n["text"] for n in accident["note"]] == [
+        "Location: I-5 EXIT 12", "Auto accident state: OR", "Job related: yes", "Death: no"]
+    assert resolve(bundle, accident["performer"][0])["name"][0]["family"] == "CLERK"
+    assert accident["encounter"] == {"reference": f"urn:uuid:{only(bundle, 'Encounter')['id']}"}
+    assert of_type(bundle_of(adt, message()), "Observation") == []
+
+
+def test_pv1_54_is_the_visits_episode_of_care(adt: Mapping) -> None:
+    pv1 = PV1 + "|" * 34 + "Knee replacement|EP-11^^^MERCY"
+    dg1 = "DG1|1|I10|M17.11^Osteoarthritis of right knee^I10||20240601|A"
+    bundle = bundle_of(adt, message(dg1, pv1=pv1))
+    episode = only(bundle, "EpisodeOfCare")
+    visit = only(bundle, "Encounter")
+    assert (episode["identifier"][0]["value"], episode["status"]) == ("EP-11", "active")
+    assert episode["type"] == [{"text": "Knee replacement"}]
+    assert resolve(bundle, episode["diagnosis"][0]["condition"])["code"]["coding"][0][
+        "code"] == "M17.11"
+    assert visit["episodeOfCare"] == [{"reference": f"urn:uuid:{episode['id']}"}]
+    assert of_type(bundle_of(adt, message()), "EpisodeOfCare") == []
+
+
+def test_an_operator_known_by_user_id_alone_is_referred_to_by_it(adt: Mapping) -> None:
+    evn = "EVN|A01|20240601115900-0500|||MTUSER01"
+    bundle = bundle_of(adt, message(evn=evn))
+    [enterer] = [a for a in only(bundle, "Provenance")["agent"]
+                 if a["type"]["coding"][0]["code"] == "enterer"]
+    assert enterer["who"] == {"type": "Practitioner", "identifier": {
+        "system": "urn:conduit:id:MERCY_GEN:practitioner", "value": "MTUSER01"}}
+    assert of_type(bundle, "Practitioner") == []
+    assert check_all(json.dumps(bundle).encode(), [US_CORE])[US_CORE].reasons == ()

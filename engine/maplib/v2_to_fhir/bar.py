@@ -23,11 +23,12 @@ from engine.mapping_base import Skip
 
 EVENTS: tuple[str, ...] = ("P01", "P02", "P05", "P06", "P12")
 RESOURCES: tuple[str, ...] = (
-    "Patient", "RelatedPerson", "Encounter", "Location", "Practitioner", "Organization",
-    "Account", "Coverage", "Condition", "Procedure", "AllergyIntolerance", "Observation",
-    "Device", "DocumentReference", "ClaimResponse", "Provenance", "MessageHeader",
+    "Patient", "RelatedPerson", "Encounter", "EpisodeOfCare", "Location", "Practitioner",
+    "Organization", "Account", "Coverage", "Condition", "Procedure", "AllergyIntolerance",
+    "Observation", "Device", "DocumentReference", "ClaimResponse", "Provenance", "MessageHeader",
 )
 T = TypeVar("T")
+SURVEY = results.Context(otherwise="survey")  # answers given at registration
 _ENDED = frozenset({"P02", "P06"})  # purge / end: the account is no longer active
 
 
@@ -55,9 +56,11 @@ def account_facts(b: Build, into: Build) -> None:
     people.related_persons(b)
     people.mother(b)
     clinical.allergies(b)
-    results.observations(b, b.message.all("OBX"))
+    results.observations(b, b.message.all("OBX"), context=SURVEY)
+    visit.accident(b)
     clinical.conditions(b)
     clinical.procedures(b)
+    visit.episode_of_care(b)
     coverages = financial.coverages(b)
     b.each("AUT", lambda aut, n: b.add(ref.authorization(b, aut, coverages)))
     financial.guarantors(b)

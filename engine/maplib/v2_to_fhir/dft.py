@@ -44,7 +44,8 @@ def build(message: Hl7Message) -> dict | Skip:
     for group in common_orders(message):
         orders.service_order(b, group)
         ordered.update(id(s) for s in group.body if s.name == "OBX")
-    results.observations(b, [s for s in message.all("OBX") if id(s) not in ordered])
+    results.observations(b, [s for s in message.all("OBX") if id(s) not in ordered],
+                         context=results.Context(otherwise="survey"))
     financial.charges(b)
     return finish(b)
 

@@ -53,7 +53,8 @@ def build(message: Hl7Message) -> dict | Skip:
     # Results of the document were observed at its activity time (TXA-4) unless they say.
     when = dt.to_fhir_datetime(txa.value(4), "TXA-4", b.offset) if txa is not None else None
     made = results.observations(b, measured, based_on=requests or None,
-                                context=results.Context(key=key, effective=when))
+                                context=results.Context(key=key, effective=when,
+                                                        otherwise="exam"))
     if document is not None:
         for observation in made:
             observation["derivedFrom"] = [b.ref(document)]

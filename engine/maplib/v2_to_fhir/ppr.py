@@ -22,6 +22,8 @@ from engine.maplib.v2_to_fhir.frame import Build
 from engine.maplib.v2_to_fhir.provenance import finish
 from engine.mapping_base import Skip
 
+# A problem's and a goal's OBX are assessments made about them (a pain score).
+SURVEY = results.Context(otherwise="survey")
 EVENTS: tuple[str, ...] = ("PC1", "PC2", "PC3")
 RESOURCES: tuple[str, ...] = (
     "Patient", "RelatedPerson", "Encounter", "Location", "Practitioner", "Organization",
@@ -75,7 +77,8 @@ def _group_facts(b: Build, condition: dict | None, body: list[Segment]) -> None:
     body, ordered = body[:first_order], body[first_order:]
     first_goal = next((i for i, s in enumerate(body) if s.name == "GOL"), len(body))
     own, goals = body[:first_goal], body[first_goal:]
-    observations = results.observations(b, [s for s in own if s.name == "OBX"])
+    observations = results.observations(b, [s for s in own if s.name == "OBX"],
+                                        context=SURVEY)
     if condition is not None and observations:
         condition["evidence"] = [{"detail": [b.ref(o) for o in observations]}]
     asserter = _asserter(b, [s for s in own if s.name == "ROL"])
@@ -144,7 +147,7 @@ def goal(b: Build, gol: Segment, condition: dict | None, parts: list[Segment]) -
     due = dt.to_fhir_date(gol.value(8), "GOL-8")
     notes = [{"text": t} for t in (dt.present(gol.value(17)),) if t]
     notes += clinical.notes_after(b, gol)  # its own NTE, not an OBX's
-    outcomes = results.observations(b, [s for s in parts if s.name == "OBX"])
+    outcomes = results.observations(b, [s for s in parts if s.name == "OBX"], context=SURVEY)
     expressed = _asserter(b, [s for s in parts if s.name == "ROL"])
     return compact({
         "resourceType": "Goal",

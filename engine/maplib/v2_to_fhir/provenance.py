@@ -14,13 +14,13 @@ from datetime import datetime
 from urllib.parse import quote
 
 from engine.errors import MappingError
-from engine.formats.hl7v2 import Segment
+from engine.formats.hl7v2 import Repetition, Segment
 from engine.formats.hl7v2 import datatypes as dt
 from engine.leniency import is_lenient, tolerate
 from engine.maplib.fhir import compact, resource_id
 from engine.maplib.v2_codes import Bound, cwe_to_codeable_concept
 from engine.maplib.v2_to_fhir.frame import Build
-from engine.maplib.v2_to_fhir.people import hd_organization, practitioner
+from engine.maplib.v2_to_fhir.people import hd_organization, local_system, practitioner
 
 V2_0003 = "http://terminology.hl7.org/CodeSystem/v2-0003"
 V2_0062 = "http://terminology.hl7.org/CodeSystem/v2-0062"
@@ -213,11 +213,24 @@ def _agents(b: Build, evn: Segment | None, sender: dict | None) -> list[dict]:
     agents += [{"type": _agent_type("assembler", "Assembler"), "who": b.ref(device),
                 "onBehalfOf": on_behalf} for device in software(b)]
     for rep in (evn.repetitions(5) if evn is not None else []):
-        operator = practitioner(b, rep)
-        if operator is not None:
-            agents.append({"type": _agent_type("enterer", "Enterer"), "who": b.ref(operator),
+        who = _operator(b, rep)
+        if who is not None:
+            agents.append({"type": _agent_type("enterer", "Enterer"), "who": who,
                            "onBehalfOf": on_behalf})
     return [compact(a) for a in agents]
+
+
+def _operator(b: Build, rep: Repetition) -> dict | None:
+    """An EVN-5 operator as a reference to their Practitioner; with `b.fill_required`,
+    one sent as a user id alone (no name, which US Core's Practitioner requires) is
+    referred to by that identifier instead of being made a Practitioner."""
+    if b.fill_required and not dt.present(rep.value(2)) and dt.present(rep.value(1)):
+        system = (dt.hd_system(rep.value(9, 1), rep.value(9, 2), rep.value(9, 3))
+                  or local_system(b, "practitioner"))
+        return {"type": "Practitioner",
+                "identifier": {"system": system, "value": dt.present(rep.value(1))}}
+    operator = practitioner(b, rep)
+    return b.ref(operator) if operator is not None else None
 
 
 def software(b: Build) -> list[dict]:

@@ -173,7 +173,8 @@ def _results(b: Build, message: Hl7Message) -> list[dict]:
             return
         request = orders.service_request(b, None, obr) if obr is not None else None
         made.extend(results.observations(b, list(obxs),
-                                         based_on=[request] if request else None))
+                                         based_on=[request] if request else None,
+                                         context=results.Context(otherwise="survey")))
 
     for segment in message.segments:
         if segment.name == "OBR":

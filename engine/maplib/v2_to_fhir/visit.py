@@ -466,3 +466,99 @@ def _physical_type(rep: Repetition) -> dict | None:
         if dt.present(rep.value(component)):
             return {"coding": [{"system": _LOCATION_TYPE, "code": code, "display": display}]}
     return None
+
+
+# ---- ACC: the accident that brought the patient --------------------------------------
+
+ACCIDENT_CODE: dict[str, str] = {  # table 0050 (user-defined; the standard's suggestions)
+    "AA": "Auto accident", "AP": "Airplane accident", "BT": "Boating accident",
+    "CH": "Chemical accident", "EL": "Electrical accident", "FA": "Fall",
+    "HA": "Home accident", "MA": "Machinery accident", "MV": "Motor vehicle accident",
+    "OT": "Other", "SP": "Sports accident", "WA": "Work accident",
+}
+_OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+_INDICATORS = ((5, "Job related"), (6, "Death"), (10, "Police notified"))
+
+
+def accident(b: Build) -> dict | None:
+    """The message's ACC as an Observation of the patient at the visit: what kind of
+    accident (ACC-2, table 0050, else "Accident"), when (ACC-1), who entered it (ACC-7,
+    the performer) and, as notes, where (ACC-3, ACC-11), the auto accident state (ACC-4),
+    the description (ACC-8) and the Y/N indicators (job related, death, police).
+    Categorised survey (asked at registration), as the other registration answers."""
+    acc = b.message.segment("ACC")
+    if acc is None or b.patient is None:
+        return None
+    return guard("ACC", 1, lambda: _accident(b, acc))
+
+
+def _accident(b: Build, acc: Segment) -> dict | None:
+    assert b.patient is not None
+    kind = cwe_to_codeable_concept(dt.first_rep(acc, 2), b.facility,
+                                   Bound(V2 + "0050", ACCIDENT_CODE))
+    when = dt.to_fhir_datetime(acc.value(1), "ACC-1", b.offset)
+    rep = dt.first_rep(acc, 11)
+    address = dt.xad_to_address(rep) if rep is not None else None
+    place = dt.present(acc.value(3)) or (address or {}).get("text") or ", ".join(
+        p for p in [*(address or {}).get("line", []), (address or {}).get("city", ""),
+                    (address or {}).get("state", "")] if p)
+    notes = [f"Location: {place}" if place else "",
+             f"Auto accident state: {s}" if (s := dt.present(acc.value(4))) else "",
+             dt.present(acc.value(8))]
+    notes += [f"{label}: {'yes' if flag == 'Y' else 'no'}" for n, label in _INDICATORS
+              if (flag := dt.present(acc.value(n)).upper()) in ("Y", "N")]
+    if kind is None and when is None and not any(notes):
+        return None
+    entered = people.practitioner(b, dt.first_rep(acc, 7))
+    key = {"system": f"Patient/{b.patient['id']}", "value": f"ACC|{acc.value(1)}"}
+    return b.add(compact({
+        "resourceType": "Observation",
+        "id": resource_id("Observation", b.facility, key),
+        "status": "final",
+        "category": [{"coding": [{"system": _OBSERVATION_CATEGORY, "code": "survey",
+                                  "display": "Survey"}]}],
+        "code": kind or {"text": "Accident"},
+        "subject": b.ref(b.patient),
+        "encounter": b.encounter_ref(),
+        "effectiveDateTime": when,
+        "performer": [b.ref(entered)] if entered else None,
+        "note": [{"text": n} for n in notes if n],
+    }))
+
+
+# ---- PV1-54: the episode of care the visit belongs to --------------------------------
+
+_EPISODE_STATUS = {"planned": "planned", "in-progress": "active", "onleave": "active",
+                   "arrived": "active", "triaged": "active", "finished": "finished",
+                   "cancelled": "cancelled", "entered-in-error": "entered-in-error"}
+
+
+def episode_of_care(b: Build) -> dict | None:
+    """PV1-54 service episode identifier (v2.7+; PV1-53 its description) as the
+    EpisodeOfCare the visit is part of: the patient, the visit's period, its service
+    provider and the message's diagnoses (DG1), its status following the visit's."""
+    pv1 = b.message.segment("PV1")
+    if pv1 is None or b.patient is None or b.encounter is None:
+        return None
+    ident = next((i for i in (dt.cx_to_identifier(rep, b.facility)
+                              for rep in pv1.repetitions(54)) if i), None)
+    if ident is None:
+        return None
+    visit = b.encounter
+    diagnoses = [{"condition": b.ref(c), "rank": n}
+                 for n, c in enumerate(b.resources("Condition"), start=1)]
+    description = dt.present(pv1.value(53))
+    episode = b.add(compact({
+        "resourceType": "EpisodeOfCare",
+        "id": resource_id("EpisodeOfCare", b.facility, ident),
+        "identifier": [ident],
+        "status": _EPISODE_STATUS.get(visit.get("status", ""), "active"),
+        "type": [{"text": description}] if description else None,
+        "diagnosis": diagnoses,
+        "patient": b.ref(b.patient),
+        "managingOrganization": visit.get("serviceProvider"),
+        "period": visit.get("period"),
+    }))
+    assert episode is not None
+    visit["episodeOfCare"] = [b.ref(episode)]
+    return episode
