@@ -112,7 +112,7 @@ def _medication(b: Build, order: Order) -> dict | None:
     if obxs:
         key = {"system": "MedicationRequest", "value": request["id"]}
         made = results.observations(b, obxs, based_on=[request],
-                                    context=results.Context(key=key))
+                                    context=results.Context(key=key, otherwise="survey"))
         if made:
             request["supportingInformation"] = [b.ref(o) for o in made]
     dg1s = [s for s in order.body if s.name == "DG1"]
