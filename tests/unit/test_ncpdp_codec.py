@@ -234,7 +234,13 @@ def test_unreadable_message_is_answered_error_correlated_when_its_id_is_found():
     error = answer_of(codec.reply(raw, None, Outcome(Verdict.REJECTED, (problem,))))
     assert error.value("Error/Code") == "900"
     assert error.value("Header/RelatesToMessageID") == "a3f1c2d4e5b6478899aa0011bb22cc33"
-    assert "not well-formed" in error.value("Error/Description")
+    assert error.value("Error/Description") == (
+        "Message: not well-formed XML at line 111, column 4 (mismatched tag)")
+    # addressed back to its sender, as a readable message's Error is
+    assert (error.value("Header/To"), error.value("Header/To@Qualifier")) == (
+        "HARBORSIDEEHR", "C")
+    assert (error.value("Header/From"), error.value("Header/From@Qualifier")) == (
+        "7701630", "P")
 
 
 @pytest.mark.parametrize("name", [r[0] for r in ROUTED if r[1] in ANSWERS])
@@ -290,3 +296,18 @@ def test_an_unreadable_message_with_control_characters_still_gets_readable_xml()
         Problem("bad byte \x00 at column 9", code="900"),))))
     assert error.value("Header/RelatesToMessageID") == ""
     assert error.value("Error/Description") == "bad byte ? at column 9"
+
+
+def test_a_body_with_two_messages_is_named_not_half_read():
+    """Only the first message element would be routed, mapped and answered: strict
+    refuses the Message naming Body, lenient takes it with that warning."""
+    raw = raw_of("newrx_default_ns.xml").replace(
+        b"</NewRx>", b"</NewRx><CancelRx><Patient/></CancelRx>")
+    parsed = codec.parse(raw)
+    strict = codec.validate(parsed, "strict")
+    assert [(p.segment, p.severity, p.text) for p in strict] == [
+        ("Body", "E", "Body holds 2 message elements; a SCRIPT Message carries one")]
+    assert [p.severity for p in codec.validate(parsed, "lenient")] == ["W"]
+    error = answer_of(codec.reply(raw, parsed, Outcome(Verdict.REJECTED, tuple(strict))))
+    assert error.value("Error/Code") == "900" and "Body holds 2" in error.value(
+        "Error/Description")

@@ -20,11 +20,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from engine import registry
 from engine.errors import ParseError
 from engine.formats.ncpdp import NcpdpCodec
 from engine.formats.ncpdp.message import ScriptMessage
-from engine.formats.ncpdp.xml import MAX_ELEMENTS, parse_xml
+from engine.formats.ncpdp.xml import MAX_ATTRIBUTES, MAX_ELEMENTS, parse_xml
 from engine.message import MessageStatus, Outcome, Problem, Verdict
+from engine.testbench import acknowledgement
 from tests.unit.test_channel import Env, meta
 from tests.unit.test_hl7v2_fuzz import FUZZ, time_limit
 
@@ -121,6 +123,64 @@ def test_hostile_xml_is_answered_with_error_900(name):
     assert answer.value("Body/Error/Code") == "900"
     description = answer.value("Body/Error/Description")
     assert description and LAUGH not in description.encode() and "root:" not in description
+
+
+# Payloads whose prolog (a DOCTYPE before the root) once hid them from detection:
+# `conduit parse` and `conduit ack` took them for HL7v2 and answered an HL7 ACK.
+DOCTYPED = ["billion_laughs", "quadratic_blowup", "xxe_file", "xxe_http", "external_dtd",
+            "parameter_entities"]
+
+
+@pytest.mark.parametrize("name", DOCTYPED)
+def test_conduit_ack_answers_a_hostile_prolog_with_a_script_error(name):
+    raw = HOSTILE[name]
+    assert registry.detect(raw) == "ncpdp"
+    with time_limit():
+        answer = ScriptMessage(*parse_xml(acknowledgement(raw)))
+    assert (answer.message_type, answer.value("Body/Error/Code")) == ("Error", "900")
+    assert "DTDs, entities and external references" in answer.value("Body/Error/Description")
+    assert answer.value("Header/To") == "HARBORSIDEEHR"  # addressed back to the sender
+
+
+def test_a_sound_message_in_utf16_or_after_a_processing_instruction_is_detected():
+    """Any XML prolog the parser reads, and UTF-16 with or without its byte-order mark,
+    is SCRIPT to `conduit parse` and `ack` too, not "unknown"."""
+    utf16 = GOOD.decode().replace('encoding="UTF-8"', 'encoding="UTF-16"')
+    styles = {"utf16_bom": utf16.encode("utf-16"), "utf16_le": utf16.encode("utf-16-le"),
+              "utf16_be": utf16.encode("utf-16-be"),
+              "stylesheet_pi": GOOD.replace(DECL, DECL + b'<?xml-stylesheet href="r.xsl"?>\n'
+                                            b"<!-- exported -->\n")}
+    for name, raw in styles.items():
+        assert registry.detect(raw) == "ncpdp", name
+        answer = ScriptMessage(*parse_xml(acknowledgement(raw)))
+        assert answer.value("Body/Status/Code") == "000", name
+        assert answer.value("Header/RelatesToMessageID") == (
+            "a3f1c2d4e5b6478899aa0011bb22cc33"), name
+
+
+def test_what_is_not_well_formed_is_said_in_the_error():
+    """The parser's reason, a fixed phrase, tells the sender what to fix; never a value."""
+    reasons = {
+        GOOD.replace(b"Lindqvist", "Lindqvíst".encode("latin-1")):
+            "a byte that is not in the declared encoding",
+        b"\n  " + GOOD: "XML or text declaration not at start of entity",
+        GOOD[:-40]: "unclosed token",
+        GOOD + b"trailing": "junk after document element",
+    }
+    for raw, reason in reasons.items():
+        with pytest.raises(ParseError) as refused:
+            codec.parse(raw)
+        assert reason in str(refused.value)
+        assert "Lindqv" not in str(refused.value)
+
+
+def test_an_element_with_too_many_attributes_is_refused_at_that_element():
+    """(The parser gathers one start tag's attributes before any check can run, so this
+    one costs memory in proportion to the tag; the request size bounds it.)"""
+    raw = GOOD.replace(b"<Header>", b"<Header " + b" ".join(
+        b'a%d="1"' % i for i in range(50_000)) + b">")
+    with time_limit(), pytest.raises(ParseError, match=f"more than {MAX_ATTRIBUTES} attr"):
+        codec.parse(raw)
 
 
 def test_the_entity_never_expands_and_nothing_is_fetched(monkeypatch):

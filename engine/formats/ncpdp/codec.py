@@ -29,8 +29,14 @@ from engine.message import Delivery, Outbound, Outcome, Parsed, Problem, Problem
 
 __all__ = ["NcpdpCodec"]
 
-_ROOT = re.compile(rb"^(?:<\?xml[^>]*\?>\s*)?(?:<!--.*?-->\s*)*<(?:[\w.-]+:)?Message[\s>/]",
-                   re.DOTALL)
+# The root element Message (any prefix) after the prolog: the XML declaration, comments
+# and processing instructions; or a DOCTYPE naming Message, so a billion-laughs or XXE
+# payload is known as SCRIPT (and refused by `parse` with Error 900), not taken for
+# another standard.
+_ROOT = re.compile(rb"^(?:<\?xml[^>]*\?>\s*)?(?:(?:<!--.*?-->|<\?.*?\?>)\s*)*"
+                   rb"(?:<!DOCTYPE\s+|<)(?:[\w.-]+:)?Message[\s>/\[]", re.DOTALL)
+_UTF16 = {b"\xff\xfe": "utf-16-le", b"\xfe\xff": "utf-16-be",
+          b"<\x00": "utf-16-le", b"\x00<": "utf-16-be"}
 # Error codes (NCPDP SCRIPT transport): 900 transaction rejected, 601 receiver unable to
 # process, 602 receiver system error (the sender may try again).
 _ERROR_CODES = {ProblemKind.NOT_STORED: "602", ProblemKind.UNREADABLE: "602",
@@ -46,8 +52,14 @@ class NcpdpCodec:
     streams = False
 
     def detect(self, raw: bytes) -> bool:
-        """An XML document whose root element is Message (any prefix)."""
-        return _ROOT.match(opening(raw, 4096)) is not None
+        """An XML document whose root element is Message (any prefix), in UTF-8 or
+        UTF-16 (with or without its byte-order mark)."""
+        head = opening(raw, 4096)
+        encoding = _UTF16.get(raw[:2])
+        if encoding is not None:
+            text = raw[:8192].decode(encoding, "replace").lstrip("\ufeff \t\r\n")
+            head = text.encode("utf-8", "replace")[:4096]
+        return _ROOT.match(head) is not None
 
     def require(self, must_have: Mapping[str, Sequence[str]]) -> None:
         """SCRIPT's required elements are the standard's (rules.py); nothing to keep."""

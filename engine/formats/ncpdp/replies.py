@@ -32,6 +32,11 @@ MAX_DESCRIPTION = 250
 # A MessageID salvaged from an unreadable message: printable ASCII only (a control
 # character copied into the answer would make the answer itself unreadable XML).
 _MESSAGE_ID = re.compile(rb"<(?:[\w.-]+:)?MessageID>\s*([\x21-\x3b\x3d-\x7e]{1,64})\s*<")
+# Its From and To (with their Qualifier), so the Error goes back to the sender by name.
+_PARTY = {name: re.compile(rb"<(?:[\w.-]+:)?" + name.encode()
+                           + rb"""(?:\s+Qualifier\s*=\s*["'](\w{1,10})["'])?\s*>"""
+                           rb"\s*([\x21-\x3b\x3d-\x7e]{1,80})\s*<")
+          for name in ("To", "From")}
 _RETRY_ERRORS = frozenset({"600", "602"})
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")  # no XML 1.0 has them
 
@@ -60,7 +65,8 @@ def _answer(message: ScriptMessage | None, raw: bytes, body: str) -> bytes:
         relates = message.value("Header/MessageID")
     else:  # unreadable: answer what can be salvaged, correlated when its id is found
         namespace, attributes = SCRIPT_NAMESPACE, VERSION_ATTRIBUTES
-        to = to_q = sender = sender_q = ""
+        to, to_q = _salvaged(raw, "From")
+        sender, sender_q = _salvaged(raw, "To")
         found = _MESSAGE_ID.search(raw[:65536])
         relates = found.group(1).decode("ascii", "replace") if found else ""
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -74,6 +80,15 @@ def _answer(message: ScriptMessage | None, raw: bytes, body: str) -> bytes:
     return (f'<?xml version="1.0" encoding="UTF-8"?>\n<Message xmlns={quoteattr(namespace)}'
             f"{attrs}><Header>{header}</Header><Body>{body}</Body></Message>"
             ).encode()
+
+
+def _salvaged(raw: bytes, name: str) -> tuple[str, str]:
+    """(value, qualifier) of Header/To or From found in an unreadable message's bytes."""
+    found = _PARTY[name].search(raw[:65536])
+    if found is None:
+        return "", ""
+    return (found.group(2).decode("ascii"),
+            (found.group(1) or b"").decode("ascii"))
 
 
 def _qualifier(value: str) -> str:

@@ -102,6 +102,11 @@ def check(message: ScriptMessage) -> list[tuple[str, str]]:
     """(where, what is missing) for each rule the message breaks; names, never values."""
     kind = message.message_type
     out: list[tuple[str, str]] = []
+    body = message.root.find("Body")
+    count = sum(isinstance(c.tag, str) for c in body) if body is not None else 0
+    if count > 1:  # only the first would be read, routed, mapped and answered
+        out.append(("Body", f"Body holds {count} message elements; a SCRIPT Message "
+                            "carries one"))
     for name, paths in HEADER + RULES.get(kind, []):
         if not any(_present(message, _under(kind, p)) for p in paths):
             out.append((paths[0].split("/")[0] if paths[0].startswith("Header")

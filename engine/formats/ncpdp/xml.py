@@ -1,12 +1,15 @@
 """Safe reading of SCRIPT XML: defusedxml refuses DTDs, entity declarations and external
 references (billion laughs, XXE) before anything is expanded; depth, element counts and
-attribute lengths are bounded while the parser reads, so a hostile message is refused at
-its first excess instead of after its whole tree is built. Element names are read by
-their local names (the SCRIPT namespace, a prefix or none at all are the same message)."""
+the number and length of attributes are bounded while the parser reads, so a hostile
+message is refused at its first excess instead of after its whole tree is built. Element
+names are read by their local names (the SCRIPT namespace, a prefix or none at all are
+the same message). What is not well-formed is refused with the parser's reason, a fixed
+phrase ("mismatched tag", "unclosed token"), never the text it stopped at."""
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from pyexpat import ErrorString, errors
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser
@@ -16,6 +19,8 @@ from engine.errors import ParseError
 MAX_DEPTH = 64  # a NewRx nests about 10 deep; nothing in SCRIPT needs more
 MAX_ELEMENTS = 50_000
 MAX_ATTRIBUTE = 4096  # SCRIPT attributes are qualifiers, versions and namespaces
+MAX_ATTRIBUTES = 64  # per element: a Message has six version attributes, others one or two
+_INVALID_TOKEN = errors.codes[errors.XML_ERROR_INVALID_TOKEN]
 
 
 def local(tag: str) -> str:
@@ -29,7 +34,8 @@ def _refused(text: str) -> ParseError:
 
 class _BoundedBuilder:
     """An ElementTree builder that makes tags local and refuses, as each element starts,
-    the element past MAX_DEPTH or MAX_ELEMENTS and the attribute past MAX_ATTRIBUTE."""
+    the element past MAX_DEPTH or MAX_ELEMENTS, with more than MAX_ATTRIBUTES attributes
+    or one longer than MAX_ATTRIBUTE."""
 
     def __init__(self) -> None:
         self._tree = ET.TreeBuilder()
@@ -45,6 +51,8 @@ class _BoundedBuilder:
             raise _refused(f"XML nested deeper than {MAX_DEPTH} or with more than "
                            f"{MAX_ELEMENTS} elements")
         if attrs:
+            if len(attrs) > MAX_ATTRIBUTES:
+                raise _refused(f"an XML element has more than {MAX_ATTRIBUTES} attributes")
             if any(len(v) > MAX_ATTRIBUTE for v in attrs.values()):
                 raise _refused(f"an XML attribute is longer than {MAX_ATTRIBUTE} characters")
             attrs = {local(k): v for k, v in attrs.items()}
@@ -55,6 +63,12 @@ class _BoundedBuilder:
     def end(self, tag: str) -> ET.Element:
         self.depth -= 1
         return self._tree.end(local(tag))
+
+
+def _reason(code: int) -> str:
+    if code == _INVALID_TOKEN:  # expat says "not well-formed (invalid token)"
+        return "a byte that is not in the declared encoding, or a character XML forbids"
+    return ErrorString(code)
 
 
 def parse_xml(raw: bytes) -> tuple[ET.Element, str]:
@@ -70,8 +84,11 @@ def parse_xml(raw: bytes) -> tuple[ET.Element, str]:
         raise _refused(f"refused XML: {type(exc).__name__} (DTDs, entities and external "
                        "references are not allowed)") from None
     except ET.ParseError as exc:
+        # expat's reason is a fixed phrase ("mismatched tag", "not well-formed (invalid
+        # token)" for bytes that are not the declared encoding ...), never message text
         line, column = exc.position
-        raise _refused(f"not well-formed XML at line {line}, column {column}") from None
+        raise _refused(f"not well-formed XML at line {line}, column {column} "
+                       f"({_reason(exc.code)})") from None
     except (LookupError, ValueError):  # an encoding the parser cannot read (UnicodeError too)
         raise _refused("the XML declares an encoding that cannot be read") from None
     return root, builder.namespace or ""
