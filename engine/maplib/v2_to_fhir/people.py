@@ -123,7 +123,8 @@ def assigners(b: Build) -> list[dict]:
     for rep in pid.repetitions(2) + pid.repetitions(3) + pid.repetitions(4):
         if not dt.present(rep.value(4, 2)) or not dt.present(rep.value(1)):
             continue
-        found = organization(b, dt.present(rep.value(4, 1)), {"system": "urn:ietf:rfc:3986",
+        name = dt.present(rep.value(4, 1)) or dt.present(rep.value(4, 2))  # as MSH-4's
+        found = organization(b, name, {"system": "urn:ietf:rfc:3986",
                               "value": dt.hd_system("", rep.value(4, 2), rep.value(4, 3))})
         ident = dt.cx_to_identifier(rep, b.facility)
         for kept in b.patient.get("identifier", []):
