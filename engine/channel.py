@@ -67,12 +67,16 @@ class Channel:
     def __init__(self, config: ChannelConfig, *, codec: Codec, mapping: Mapping | None,
                  source: Source, workers: list[DestinationWorker], store: MessageStore,
                  queue: Queue, writer: Writer, vault: Vault, shadow: Shadow | None = None,
-                 respond: Responder | None = None, partner: X12Partner | None = None
-                 ) -> None:
+                 respond: Responder | None = None, partner: X12Partner | None = None,
+                 takes_in: bool = True, delivers: bool = True) -> None:
+        """`takes_in` / `delivers`: whether this process runs the source / the destination
+        workers (both, unless a worker of `--workers ingest=N,deliver=M` does one half)."""
         assert config.name is not None
         self.name, self.config, self.codec, self.mapping = config.name, config, codec, mapping
         self.source, self.workers, self.shadow = source, workers, shadow
         self.respond = respond  # request/response: callers answered by a destination
+        self.takes_in = takes_in
+        self.sending = workers if delivers else []  # the workers this process runs
         splitter = Splitter(config.split) if config.split is not None else None
         self.envelopes = Envelopes(codec, splitter)
         self.reader = Reader(self.name, codec, config.validation, self.envelopes.splits)
@@ -98,7 +102,7 @@ class Channel:
         `accepting` it only delivers (paused): a channel swapped in for a paused one."""
         await self.duplicates.warm_up(time.time())
         if self.state in (State.STOPPED, State.ERROR):
-            for worker in self.workers:
+            for worker in self.sending:
                 worker.start()
             self.state = State.PAUSED
         if accepting:
@@ -109,13 +113,14 @@ class Channel:
         if self.state is not State.PAUSED:
             return
         try:
-            await self.source.start(self.deliver)
+            if self.takes_in:
+                await self.source.start(self.deliver)
         except OSError as exc:
             self.state = State.ERROR
             self.last_error = f"source could not start: {exc.strerror or exc}"
             self.last_error_at = time.time()
             log.error("channel %s: %s", self.name, self.last_error)
-            await asyncio.gather(*(w.stop() for w in self.workers))
+            await asyncio.gather(*(w.stop() for w in self.sending))
             return
         self.state = State.STARTED
 
@@ -123,15 +128,16 @@ class Channel:
         """Stop accepting (senders see the port closed and queue on their side), answer
         what was already received, and keep delivering what is queued."""
         if self.state is State.STARTED:
-            await self.source.stop()
+            if self.takes_in:
+                await self.source.stop()
             self.state = State.PAUSED
 
     async def stop(self) -> None:
         """Stop accepting, answer what was already received, finish sends in progress."""
-        if self.state is State.STARTED:
+        if self.state is State.STARTED and self.takes_in:
             await self.source.stop()
         if self.state in (State.STARTED, State.PAUSED):
-            await asyncio.gather(*(w.stop() for w in self.workers))
+            await asyncio.gather(*(w.stop() for w in self.sending))
         self.state = State.STOPPED
 
     async def deliver(self, raw: bytes, meta: SourceMeta) -> Receipt:

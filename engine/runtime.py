@@ -44,7 +44,7 @@ from engine.ops.slo import ServiceLevels
 from engine.ops.stats import Stats
 from engine.ops.trail_feed import TrailFeed, seed_point
 from engine.pipeline import x12_partner
-from engine.pipeline.delivery import DestinationWorker
+from engine.pipeline.delivery import IDLE_POLL, DestinationWorker
 from engine.pipeline.respond import Responder
 from engine.pipeline.shadow import Shadow
 from engine.queue.base import Queue
@@ -65,6 +65,7 @@ from engine.supervisor import WorkerSlot
 
 log = logging.getLogger("conduit.engine")
 
+DELIVER_ONLY_POLL = 0.1  # seconds: how soon a deliver worker finds what others took in
 ROLL_UP_SECONDS = 600.0  # after a crash, start-up counts at most this much of the trail
 
 
@@ -201,13 +202,12 @@ class Engine:
                 log.warning("channel %s: destination %s disabled: %s not set",
                             loaded.config.name, dest, ", ".join(variables))
             channel = self._build(loaded.config)
-            if not self.primary and not _shares_its_source(channel.source):
-                continue  # worker 0 polls it and delivers its messages
+            if not self._runs_here(channel):
+                continue
             self.channels[channel.name] = channel
         for channel in self.channels.values():
             await channel.start()
-        self._swapper = Swapper(self.channels, self._build,
-                                lambda c: self.primary or _shares_its_source(c.source))
+        self._swapper = Swapper(self.channels, self._build, self._runs_here)
         self._swapper.started(self._loaded, self.catalog)
         self._revisions = follow_revisions(self)
         await self._revisions.start()
@@ -248,6 +248,15 @@ class Engine:
         self._loaded = channels
         return changed
 
+    def _runs_here(self, channel: Channel) -> bool:
+        """A deliver worker sends every channel's queue except a request/response
+        channel's, whose callers wait in the process that took them in; otherwise worker
+        0 runs every channel and the others those whose source they can share (worker 0
+        polls a folder and delivers what it takes)."""
+        if self.worker is not None and not self.worker.takes_in:
+            return channel.respond is None
+        return self.primary or _shares_its_source(channel.source)
+
     def _build(self, cfg: Any) -> Channel:
         svc = self.services
         assert svc is not None and svc.writer is not None
@@ -275,7 +284,12 @@ class Engine:
                        store=svc.store, queue=svc.queue, writer=svc.writer, vault=svc.vault,
                        shadow=Shadow(candidate) if candidate else None,
                        respond=self._responder(cfg, workers),
-                       partner=x12_partner.for_channel(cfg.name, cfg, svc.db))
+                       partner=x12_partner.for_channel(cfg.name, cfg, svc.db),
+                       takes_in=self.worker is None or self.worker.takes_in,
+                       # a caller waiting for its answer is answered by this process's
+                       # own delivery (engine.pipeline.respond)
+                       delivers=self.worker is None or self.worker.delivers
+                       or cfg.respond is not None)
 
     def _responder(self, cfg: Any, workers: list[DestinationWorker]) -> Responder | None:
         """`respond:`: the waiter, hooked to its destination's worker; the answer is read
@@ -312,6 +326,8 @@ class Engine:
             # leases over, so a writer stalled past the heartbeat's trust must not stop
             # deliveries there.
             heartbeat=None if svc.alone else self.heartbeat,
+            idle_poll=DELIVER_ONLY_POLL if self.worker is not None
+            and not self.worker.takes_in else IDLE_POLL,
         )
 
     def pruner(self, clock: Callable[[], float] = time.time) -> Pruner:

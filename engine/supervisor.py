@@ -7,11 +7,17 @@ process's events in one order, and a process that dies has its leases taken over
 the others once its heartbeat stops (engine.queue.owners).
 
 The supervisor only starts, restarts and stops them. Each worker is an ordinary
-`conduit run` told its place by CONDUIT_WORKER ("index/count"): all of them listen on the
-channels' ports (SO_REUSEPORT, so the kernel spreads connections over them) and deliver;
-worker 0 alone serves the status page, runs alerts and service levels, and polls
+`conduit run` told its place by CONDUIT_WORKER ("index/count/role"): all of them listen on
+the channels' ports (SO_REUSEPORT, so the kernel spreads connections over them) and
+deliver; worker 0 alone serves the status page, runs alerts and service levels, and polls
 folders (two pollers would take one file twice). On the embedded store the supervisor
 holds the data folder's lock for the whole group.
+
+A worker may also do half of that (`--workers ingest=1,deliver=1`): an ingest worker
+takes messages in (listeners, pollers) and leaves their deliveries to the queue; a
+deliver worker listens on nothing and delivers every channel's queue. Taking a message
+in (parse, map, commit, ACK) then never waits behind the sends of earlier ones on the same
+event loop, and the two halves run on two cores.
 """
 
 from __future__ import annotations
@@ -34,11 +40,25 @@ STEADY = 30.0  # seconds up after which a worker's restarts count from the start
 STOP_TIMEOUT = 60.0  # seconds a worker has to drain after SIGTERM before SIGKILL
 
 
+ROLES = ("all", "ingest", "deliver")
+
+
 class WorkerSlot(msgspec.Struct, frozen=True):
     """This process's place in a group of workers."""
 
     index: int
     count: int
+    role: str = "all"  # one of ROLES
+
+    @property
+    def takes_in(self) -> bool:
+        """Whether this worker runs the channels' sources."""
+        return self.role != "deliver"
+
+    @property
+    def delivers(self) -> bool:
+        """Whether this worker sends what the channels queued."""
+        return self.role != "ingest"
 
     @property
     def primary(self) -> bool:
@@ -50,8 +70,29 @@ class WorkerSlot(msgspec.Struct, frozen=True):
         value = os.environ.get(ENV)
         if not value:
             return None
-        index, _, count = value.partition("/")
-        return cls(int(index), int(count))
+        index, count, *role = value.split("/")
+        return cls(int(index), int(count), *role)
+
+
+def parse_workers(text: str) -> tuple[str, ...]:
+    """`--workers`: "N" (N workers doing everything) or "ingest=N,deliver=M" (and "all=K"),
+    as one role per worker, ingest workers first so that worker 0 polls the folders."""
+    if text.isdigit():
+        if int(text) < 1:
+            raise ValueError("at least one worker")
+        return ("all",) * int(text)
+    counts: dict[str, int] = {}
+    for part in text.split(","):
+        role, sep, number = part.strip().partition("=")
+        if not sep or role not in ROLES or not number.isdigit():
+            raise ValueError(f"{part.strip()!r} is not ROLE=N with ROLE one of "
+                             f"{', '.join(ROLES)}")
+        counts[role] = counts.get(role, 0) + int(number)
+    roles = tuple(role for role in ("ingest", "all", "deliver")
+                  for _ in range(counts.get(role, 0)))
+    if not roles:
+        raise ValueError("at least one worker")
+    return roles
 
 
 class _Worker:
@@ -63,9 +104,10 @@ class _Worker:
         self.due = 0.0  # when to start it (again)
 
 
-def supervise(count: int, argv: Sequence[str]) -> int:
-    """Run `count` workers of `python -m engine.cli <argv>` until SIGTERM or SIGINT, then
+def supervise(roles: Sequence[str], argv: Sequence[str]) -> int:
+    """Run a worker of `python -m engine.cli <argv>` per role until SIGTERM or SIGINT, then
     stop them all (each drains) and return 0 if all of them stopped cleanly."""
+    count = len(roles)
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -75,7 +117,7 @@ def supervise(count: int, argv: Sequence[str]) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     workers = [_Worker(i) for i in range(count)]
-    log.info("starting %d workers", count)
+    log.info("starting %d workers (%s)", count, ", ".join(roles))
     while not stopping:
         now = time.monotonic()
         for w in workers:
@@ -87,15 +129,15 @@ def supervise(count: int, argv: Sequence[str]) -> int:
                 log.error("worker %d exited with %s; restarting in %.1fs", w.index,
                           _describe(code), w.due - now)
             if w.process is None and now >= w.due:
-                w.process = _spawn(w.index, count, argv)
+                w.process = _spawn(WorkerSlot(w.index, count, roles[w.index]), argv)
                 w.started = now
         time.sleep(0.2)
     log.info("stopping %d workers", count)
     return _stop_all(workers)
 
 
-def _spawn(index: int, count: int, argv: Sequence[str]) -> subprocess.Popen:
-    env = dict(os.environ, **{ENV: f"{index}/{count}"})
+def _spawn(slot: WorkerSlot, argv: Sequence[str]) -> subprocess.Popen:
+    env = dict(os.environ, **{ENV: f"{slot.index}/{slot.count}/{slot.role}"})
     # The workers' own signal handlers drain them; a terminal's Ctrl-C reaches the whole
     # process group, so the supervisor does not forward SIGINT twice.
     return subprocess.Popen([sys.executable, "-m", "engine.cli", *argv], env=env)

@@ -3,10 +3,12 @@ process is by scripts/bench_engine.py (same generator, sink and bench channel), 
 CPU of every process of the group counted.
 
 A benchmark, never a test: it measures and prints. Two modes:
-  --workers N   the embedded default (SQLite) with N workers, against the same run's
-                bare MLLP ceiling and the same run's single process
+  --workers N   the embedded default (SQLite) with N workers (or a split such as
+                ingest=1,deliver=1), against the same run's bare MLLP ceiling and the
+                same run's single process
   --cluster     PostgreSQL (a fresh database) and Redis Streams queues (a fresh key
-                prefix), with 1, 2 and 4 processes: one table row each
+                prefix), with 1, 2 and 4 processes, and one ingest and one deliver
+                process: one table row each
 Human-readable lines first; the last line is one JSON object.
 """
 
@@ -50,6 +52,8 @@ from bench_engine import (  # a sibling script, not a package
     write_config,
 )
 
+from engine.supervisor import parse_workers
+
 PG_ADMIN = os.environ.get("CONDUIT_TEST_PG",
                           "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("CONDUIT_BENCH_REDIS", "redis://127.0.0.1:6379/0")
@@ -72,19 +76,23 @@ def group_cpu(pid: int) -> float:
     return total
 
 
-async def start_group(procs: Procs, tmp: Path, conf: Path, mllp_port: int, workers: int
+async def start_group(procs: Procs, tmp: Path, conf: Path, mllp_port: int, workers: str
                       ) -> asyncio.subprocess.Process:
-    """`conduit run --workers N`, ready once N processes listen on the MLLP port."""
+    """`conduit run --workers SPEC`, ready once each worker that takes messages in listens
+    on the MLLP port."""
     argv: list[Any] = [BIN / "conduit", "--conf", conf, "run"]
-    if workers > 1:
-        argv += ["--workers", str(workers)]
+    roles = parse_workers(workers)
+    if roles != ("all",):
+        argv += ["--workers", workers]
+    listening = sum(role != "deliver" for role in roles)
     with open(tmp / "engine.out", "wb") as out, open(tmp / "engine.err", "wb") as err:
         proc = await procs.start(*argv, cwd=tmp, stdout=out, stderr=err)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if proc.returncode is not None:
             raise BenchError(f"conduit run exited {proc.returncode}:\n{engine_output(tmp)}")
-        if await asyncio.to_thread(_listeners, mllp_port) >= workers:
+        if await asyncio.to_thread(_listeners, mllp_port) >= listening:
+            await asyncio.sleep(1.0 if len(roles) > listening else 0)  # deliver workers
             return proc
         await asyncio.sleep(0.2)
     raise BenchError(f"{workers} workers did not listen on {mllp_port} within 90 s:\n"
@@ -113,7 +121,7 @@ async def ceiling(procs: Procs, connections: int, messages: int) -> float:
     return ack_figures(load)["ack_msgs_per_s"]
 
 
-async def one_group(args: argparse.Namespace, procs: Procs, tmp: Path, workers: int,
+async def one_group(args: argparse.Namespace, procs: Procs, tmp: Path, workers: str,
                     store: dict[str, str] | None) -> dict[str, Any]:
     """Start a group on a fresh store, warm it up, measure it, stop it."""
     tmp.mkdir(parents=True)
@@ -193,23 +201,23 @@ async def bench(args: argparse.Namespace, procs: Procs, tmp: Path) -> dict[str, 
     out: dict[str, Any] = {"ceiling_msgs_per_s": top, "messages": args.messages,
                            "connections": args.connections, "runs": []}
     if args.cluster:
-        for n in (1, 2, 4):
+        for n in ("1", "2", "4", "ingest=1,deliver=1"):
             url, name = fresh_postgres()
             prefix = f"bench-{uuid.uuid4().hex[:8]}"
             try:
-                r = await one_group(args, procs, tmp / f"cluster-{n}", n,
+                r = await one_group(args, procs, tmp / f"cluster-{n.replace(',', '-')}", n,
                                     {"url": url, "prefix": prefix})
             finally:
                 drop_postgres(name)
                 drop_redis(prefix)
-            report(f"PostgreSQL + Redis, {n} process(es)", r, top)
+            report(f"PostgreSQL + Redis, --workers {n}", r, top)
             out["runs"].append({"store": "postgresql+redis", **json_ready(r)})
     else:
-        for n in (1, args.workers):
-            r = await one_group(args, procs, tmp / f"embedded-{n}", n, None)
-            report(f"embedded, {n} worker(s)", r, top)
+        for n in ("1", args.workers):
+            r = await one_group(args, procs, tmp / f"embedded-{n.replace(',', '-')}", n, None)
+            report(f"embedded, --workers {n}", r, top)
             out["runs"].append({"store": "embedded", **json_ready(r)})
-    print("| store | processes | msg/s end to end | ratio to ceiling | ACK p99 ms | "
+    print("| store | --workers | msg/s end to end | ratio to ceiling | ACK p99 ms | "
           "CPU ms/msg |")
     print("|---|---|---|---|---|---|")
     for r in out["runs"]:
@@ -221,7 +229,8 @@ async def bench(args: argparse.Namespace, procs: Procs, tmp: Path) -> dict[str, 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="scripts/bench --workers N | --cluster")
     mode = p.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--workers", type=int, help="embedded default, 1 and N workers")
+    mode.add_argument("--workers", help="embedded default, 1 and N workers (or a split "
+                      "such as ingest=1,deliver=1)")
     mode.add_argument("--cluster", action="store_true",
                       help="PostgreSQL + Redis Streams, 1, 2 and 4 processes")
     p.add_argument("--quick", action="store_true", help="fewer messages")

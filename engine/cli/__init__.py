@@ -56,14 +56,24 @@ def commands(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParse
             yield from commands(child)
 
 
+def _workers(text: str) -> tuple[str, ...]:
+    from engine.supervisor import parse_workers
+
+    try:
+        return parse_workers(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="conduit", description="Conduit interface engine")
     _add_conf(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the daemon")
-    run.add_argument("--workers", type=int, default=1, metavar="N",
+    run.add_argument("--workers", type=_workers, default=("all",), metavar="N",
                      help="engine processes sharing the store and the listeners' ports "
-                          "(one per core); default 1")
+                          "(one per core); default 1. ingest=N,deliver=M splits taking "
+                          "messages in from delivering them")
     run.add_argument("--deploy", action="store_true",
                      help="make the files on disk a revision when they differ from the "
                           "live one (with change control it still waits for approval)")

@@ -34,12 +34,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     logs.setup(engine_cfg.log)
     worker = WorkerSlot.from_env()
     embedded = Services.store_is_embedded(engine_cfg)
+    if worker is None and embedded and not _whole(args.workers):
+        print("conduit run: on the embedded store no other host shares the work, so "
+              "--workers needs a worker taking messages in and one delivering them",
+              file=sys.stderr)
+        return 2
     if worker is None:
         lock = lock_data_dir(Path(engine_cfg.data_dir)) if embedded else None  # the group's
         try:
             # Which revision to run: made, checked or refused before anything starts.
             settled = _settle(args, engine_cfg, channels, catalog, follow_only=False)
-            if args.workers > 1:
+            if args.workers != ("all",):
                 return supervise(args.workers, sys.argv[1:])
         finally:
             if lock is not None:
@@ -51,6 +56,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     engine.revision = settled.revision
     asyncio.run(engine.run_until_signal())
     return 0
+
+
+def _whole(roles: tuple[str, ...]) -> bool:
+    """Whether the group both takes messages in and delivers them."""
+    return any(r != "deliver" for r in roles) and any(r != "ingest" for r in roles)
 
 
 def _settle(args: argparse.Namespace, config, channels, catalog, *, follow_only: bool):

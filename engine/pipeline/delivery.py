@@ -66,6 +66,7 @@ class DestinationWorker:
         heartbeat: Heartbeat | None = None,
         concurrency: int = 1,
         by_patient: bool = False,
+        idle_poll: float = IDLE_POLL,
     ) -> None:
         self.channel = channel
         self.name = name
@@ -78,6 +79,9 @@ class DestinationWorker:
         self._vault = vault
         self._raw_type = raw_content_type
         self._heartbeat = heartbeat
+        # A worker in a process that takes nothing in is never told of new entries, so it
+        # looks more often (`conduit run --workers ingest=N,deliver=M`).
+        self._idle_poll = idle_poll
         # 1 keeps the queue FIFO; more sends that many at once, each with its own
         # retries, order not kept (for messages that stand alone: real-time inquiries)
         self.concurrency = max(1, concurrency)
@@ -186,7 +190,7 @@ class DestinationWorker:
                     asyncio.ensure_future(self._wakeup.wait()),
                     asyncio.ensure_future(self._stopping.wait())]
                 done, _ = await asyncio.wait({*waits, *running, *self._settling},
-                                             timeout=IDLE_POLL,
+                                             timeout=self._idle_poll,
                                              return_when=asyncio.FIRST_COMPLETED)
                 for w in waits:
                     w.cancel()
@@ -273,7 +277,7 @@ class DestinationWorker:
     async def _idle(self) -> None:
         waits = [asyncio.ensure_future(self._wakeup.wait()),
                  asyncio.ensure_future(self._stopping.wait())]
-        await asyncio.wait(waits, timeout=IDLE_POLL, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waits, timeout=self._idle_poll, return_when=asyncio.FIRST_COMPLETED)
         for w in waits:
             w.cancel()
 
