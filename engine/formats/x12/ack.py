@@ -19,12 +19,15 @@ error, 6/7 ST01/ST02 missing; AK9 3 GE missing, 4 GS06/GE02 differ, 5 GE01 count
 TA105 000 no error, 001 ISA13/IEA02 differ, 021 IEA01 wrong, 023 ended early, 024
 invalid content, 005..027 an ISA element's value or width.
 
-Control numbers of what the engine sends are derived from the clock here; engine-managed
-persistent numbers per trading partner are a later step.
+Control numbers of the answers come from the clock (milliseconds), moved on by one
+when the clock has not, so two answers made in the same millisecond (a file of
+several interchanges answers each) never share an ISA13; what the engine sends a
+partner on its own is numbered per partner (engine.store.control_numbers).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -35,8 +38,15 @@ IMPLEMENTATION_999 = "005010X231A1"
 MAX_NOTES = 50  # IK3 loops per set in a 999; the rest are summed up by the IK5
 
 
+_last = [0]
+_lock = threading.Lock()
+
+
 def _control_number() -> int:
-    return int(time.time() * 1000) % 1_000_000_000 or 1
+    with _lock:
+        number = max(int(time.time() * 1000), _last[0] + 1)
+        _last[0] = number
+    return number % 1_000_000_000 or 1
 
 
 def _pad(value: str, width: int) -> str:
@@ -104,7 +114,9 @@ def build_999(interchange: Interchange, groups: list[tuple[Group, list[SetAnswer
         for answer in answers:
             body.append(e.join(["AK2", answer.st01, answer.st02, answer.st03]).rstrip(e))
             for note in answer.segments[:MAX_NOTES]:
-                body += _ik3(note, e)
+                for line in _ik3(note, e):
+                    if not (line.startswith("IK3") and line == body[-1]):
+                        body.append(line)  # several IK4s of one segment: one IK3
             body.append(e.join(["IK5", answer.code, *answer.errors[:5]]))
         code, accepted = group_code(answers, group.codes)
         included = group.ge.element(1) if group.ge is not None else str(len(answers))
@@ -162,6 +174,38 @@ class ReadAck:
     ta1: list[tuple[str, str, str]] = field(default_factory=list)  # (TA101, TA104, TA105)
     groups: list[tuple[str, str]] = field(default_factory=list)  # (AK102, AK901)
     sets: list[tuple[str, str, list[str]]] = field(default_factory=list)
+
+
+def set_answers(interchanges: list[Interchange]) -> list[SetAnswer]:
+    """Each AK2 of our own 999s read back whole (IK5 code, IK502 codes and IK3/IK4
+    notes), so answers made one set at a time can be gathered into one 999 per group
+    without losing why a set was refused."""
+    found: list[SetAnswer] = []
+    for ic in interchanges:
+        for group in ic.groups:
+            for tset in group.sets:
+                ik3: tuple[str, ...] = ()
+                for seg in tset.segments:
+                    if seg.id == "AK2":
+                        found.append(SetAnswer(seg.element(1), seg.element(2),
+                                               seg.element(3), "A"))
+                    elif not found:
+                        continue
+                    elif seg.id == "IK3":
+                        ik3 = (seg.element(1), seg.element(2), seg.element(3) or "ST",
+                               seg.element(4))
+                        found[-1].segments.append((*ik3, "", ""))
+                    elif seg.id == "IK4" and ik3:
+                        note = (*ik3, seg.element(1), seg.element(3))
+                        notes = found[-1].segments
+                        if notes and notes[-1] == (*ik3, "", ""):
+                            notes[-1] = note
+                        else:
+                            notes.append(note)
+                    elif seg.id == "IK5":
+                        found[-1].code = seg.element(1)
+                        found[-1].errors = [x for x in seg.elements[2:] if x]
+    return found
 
 
 def read_ack(interchanges: list[Interchange]) -> ReadAck:

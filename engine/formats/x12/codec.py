@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from engine.errors import ParseError
 from engine.formats.base import Envelope, opening
 from engine.formats.diff import Change, diff_values
-from engine.formats.x12.ack import SetAnswer, build_999, build_ta1, read_ack
+from engine.formats.x12.ack import SetAnswer, build_999, build_ta1, read_ack, set_answers
 from engine.formats.x12.interchange import (
     Interchange,
     LazySets,
@@ -226,20 +226,17 @@ class X12Codec:
         999 per group with each set's IK5 taken from its own reply (A when it had none),
         AK9 A/E/P/R and counts from what arrived."""
         assert isinstance(envelope, X12Envelope), "an envelope of this codec's own `split`"
-        outcomes: list[Outcome | str] = []
+        outcomes: list[Outcome | SetAnswer | str] = []
         for reply in replies:
-            code = "A"
             try:
-                found = read_ack(_read(reply)) if reply else None
+                found = set_answers(_read(reply)) if reply else []
             except ParseError:
-                found = None
-            if found is not None and found.sets:
-                code = found.sets[0][1]
-            outcomes.append(code)
+                found = []
+            outcomes.append(found[0] if found else "A")
         return self._answer(envelope.interchanges, outcomes).encode("utf-8")
 
-    def _answer(self, interchanges: list[Interchange], outcomes: Sequence[Outcome | str]
-                ) -> str:
+    def _answer(self, interchanges: list[Interchange],
+                outcomes: Sequence[Outcome | SetAnswer | str]) -> str:
         out: list[str] = []
         queue = list(outcomes)
         for ic in interchanges:
@@ -306,21 +303,28 @@ class X12Codec:
         return diff_values(self.parse(a).body.leaves(), self.parse(b).body.leaves())
 
 
-def _set_answer(tset: TransactionSet, given: Outcome | str, group_broken: bool
-                ) -> SetAnswer:
+def _set_answer(tset: TransactionSet, given: Outcome | SetAnswer | str,
+                group_broken: bool) -> SetAnswer:
+    """What the 999 says of one set: `given` is its outcome, the answer already made
+    for it alone (a set of a batch), or a bare IK5 code."""
     st = tset.st
     errors: list[str]
     notes: list[tuple[str, ...]] = []
-    if isinstance(given, str):
-        code, errors = given, []
+    if isinstance(given, SetAnswer):
+        code, errors, notes = given.code, list(given.errors), list(given.segments)
+        if code != "A" and not errors:
+            errors = ["5"]
+    elif isinstance(given, str):
+        code, errors = given, ([] if given == "A" else ["5"])
     else:
         notes = [p.where for p in given.problems if len(p.where) == 6]
         if given.verdict is Verdict.ACCEPTED:
             code, errors = ("E", ["5"]) if notes else ("A", [])
         else:
             code = "E" if given.verdict is Verdict.ERROR else "R"
-            errors = list(dict.fromkeys(
-                p.code for p in given.problems if p.code in _IK5_CODES)) or ["5"]
+            errors = list(dict.fromkeys(  # not an envelope's TA105/AK9 codes ("4": GE02)
+                p.code for p in given.problems
+                if p.code in _IK5_CODES and p.segment not in ("ISA", "GS"))) or ["5"]
     if tset.codes:  # the set's own envelope is broken: say so whatever the outcome
         code, errors = "R", list(tset.codes)
     elif group_broken:

@@ -20,13 +20,14 @@ from dataclasses import dataclass, field
 
 from engine.errors import ParseError
 from engine.formats.x12.tokens import (
+    TRAILING,
     Buffer,
     Delimiters,
     Segment,
     decode,
+    isa_delimiters,
     isa_width_errors,
     iter_segments,
-    read_delimiters,
     tokenize,
 )
 from engine.message import Problem
@@ -81,7 +82,7 @@ def read_interchanges(text: str) -> tuple[list[Interchange], list[str]]:
     """Every interchange of `text`, with its groups and sets and every problem found
     (as codes on each level), and the analyst's text of each problem. Raises ParseError
     only when the first ISA is unreadable."""
-    read_delimiters(text.lstrip("\ufeff \t\r\n\x00"))  # the first ISA must be readable
+    isa_delimiters(text.lstrip("\ufeff \t\r\n\x00\x1a"))  # the first ISA must be readable
     return _read(((segment, 0, 0) for segment in tokenize(text)), keep=True)
 
 
@@ -90,7 +91,7 @@ def read_envelopes(buffer: Buffer) -> tuple[list[Interchange], list[str]]:
     and constant memory beyond the envelopes: each set keeps only its ST and SE, its
     segment count and its byte span, so a 100 MB batch is checked before any of it is
     taken on, then read set by set (`set_text`)."""
-    read_delimiters(bytes(buffer[:256]).decode("latin-1").lstrip("\ufeff \t\r\n\x00"))
+    isa_delimiters(bytes(buffer[:512]).decode("latin-1").lstrip("\ufeff \t\r\n\x00\x1a"))
     return _read(iter_segments(buffer), keep=False)
 
 
@@ -121,6 +122,10 @@ def _read(segments: Iterator[tuple[Segment, int, int]], keep: bool
                 _note(current, "022", "ISA does not have 16 elements", notes)
             continue
         if current is None:
+            if sid == TRAILING and interchanges:
+                _note(interchanges[-1], "024", "what follows the last IEA is not an "
+                      "interchange (no readable ISA)", notes)
+                break
             raise ParseError("segment before the first ISA", segment=sid, code="022")
         if tset is not None and sid not in ("SE",):
             if sid in ("ST", "GE", "IEA", "GS"):

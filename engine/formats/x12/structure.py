@@ -189,7 +189,28 @@ def read_structure(definition: SetDefinition, segments: list[Segment]
     for node in root.walk():
         for segment, position in zip(node.segments, node.positions, strict=True):
             _check_elements(node, segment, position, issues)
+    _check_hierarchy(root, issues)
     return root, issues
+
+
+def _check_hierarchy(root: Node, issues: list[Issue]) -> None:
+    """HL01 numbers each level once, and HL02 names a level read before it: a parent
+    that does not exist would hang a patient under nobody (IK4 7 on the element)."""
+    seen: set[str] = set()
+    levels = sorted((position, node.id, segment) for node in root.walk()
+                    for segment, position in zip(node.segments, node.positions, strict=True)
+                    if segment.id == "HL")
+    for position, loop, segment in levels:
+        number, parent = segment.element(1), segment.element(2)
+        if number and number in seen:
+            issues.append(Issue("HL", position, loop, "8", 1, "7",
+                                text=f"HL01 at position {position} repeats an earlier "
+                                     f"level's number in loop {loop}"))
+        if parent and parent not in seen:
+            issues.append(Issue("HL", position, loop, "8", 2, "7",
+                                text=f"HL02 at position {position} names a parent level "
+                                     f"that comes nowhere before it in loop {loop}"))
+        seen.add(number)
 
 
 def _place(stack: list[_Open], segment: Segment, position: int, issues: list[Issue]

@@ -6,7 +6,12 @@ and the segment terminator is the character right after ISA16. The delimiters ar
 by walking the ISA's 16 element separators rather than by fixed offsets, so an ISA whose
 widths are wrong is still read (and its widths reported as a problem, see
 `isa_width_errors`). Line breaks after terminators (or a line break as the terminator)
-are tolerated.
+are tolerated, and so are the layouts of mainframe and VAN files: when the terminator
+is not a line break, a line break anywhere is dropped (files wrapped at 80 or 132
+columns, the ISA included) and spaces before a segment are padding (fixed-length
+records). Whitespace, NULs and a DOS end-of-file mark (Ctrl-Z) between or after
+interchanges are skipped; anything else after an IEA is handed on as one `TRAILING`
+segment for the reader to refuse, never a crash and never silently dropped.
 """
 
 from __future__ import annotations
@@ -23,8 +28,10 @@ ISA_WIDTHS = (2, 10, 2, 10, 2, 15, 2, 15, 6, 4, 1, 5, 9, 1, 1, 1)
 # TA105 note code for a wrong value or width of each ISA element (ISA01..ISA16).
 ISA_NOTE_CODES = ("010", "011", "012", "013", "005", "006", "007", "008", "014", "015",
                   "026", "017", "018", "019", "020", "027")
-_SKIP = "\ufeff \t\r\n\x00"
-_SKIP_BYTES = (b" ", b"\t", b"\r", b"\n", b"\x00", b"\xef", b"\xbb", b"\xbf")
+_SKIP = "\ufeff \t\r\n\x00\x1a"
+_SKIP_BYTES = (b" ", b"\t", b"\r", b"\n", b"\x00", b"\x1a", b"\xef", b"\xbb", b"\xbf")
+TRAILING = ""  # the id of the segment standing for what follows an IEA and is no ISA
+_BREAKS = str.maketrans("", "", "\r\n")
 Buffer = bytes | mmap.mmap
 
 
@@ -110,6 +117,15 @@ def read_delimiters(text: str) -> tuple[Delimiters, list[str]]:
     return Delimiters(element, repetition, component, terminator), elements
 
 
+def isa_delimiters(head: str) -> tuple[Delimiters, list[str]]:
+    """`read_delimiters` of the text starting an interchange, read again without line
+    breaks when they fall inside the ISA (a file wrapped at a fixed width)."""
+    delimiters, elements = read_delimiters(head)
+    if any("\r" in value or "\n" in value for value in elements):
+        return read_delimiters(head.translate(_BREAKS))
+    return delimiters, elements
+
+
 def isa_width_errors(elements: list[str]) -> list[tuple[int, str]]:
     """(ISA element number, TA105 note code) for each ISA element not of its fixed
     width."""
@@ -130,9 +146,17 @@ def iter_segments(buffer: Buffer, block: int = 1 << 18
     are read from its own ISA; text is UTF-8, else Latin-1."""
     size = len(buffer)
     position = _skip(buffer, 0, size)
+    delimiters: Delimiters | None = None
     while position < size:
-        delimiters, _ = read_delimiters(decode(bytes(buffer[position:position + 256])))
+        try:
+            delimiters, _ = isa_delimiters(decode(bytes(buffer[position:position + 512])))
+        except ParseError:
+            if delimiters is None:
+                raise
+            yield Segment([TRAILING], delimiters), position, size
+            return
         terminator = delimiters.segment.encode("latin-1")
+        unwrap = delimiters.segment not in "\r\n"
         ended = False
         while position < size and not ended:
             chunk = bytes(buffer[position:position + block])
@@ -143,8 +167,9 @@ def iter_segments(buffer: Buffer, block: int = 1 << 18
             offset = position
             for piece in _pieces(chunk, terminator):
                 start, offset = offset, offset + len(piece) + 1
-                text = decode(piece).strip("\r\n") if not isinstance(piece, str) \
-                    else piece.strip("\r\n")
+                text = decode(piece) if not isinstance(piece, str) else piece
+                text = (text.translate(_BREAKS) if unwrap else text.strip("\r\n")
+                        ).lstrip(" \t")
                 if not text.strip():
                     continue
                 segment = Segment(text.split(delimiters.element), delimiters)

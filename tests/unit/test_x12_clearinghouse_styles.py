@@ -1,0 +1,213 @@
+"""X12 files as clearinghouses, payers and mainframes really lay them out, tried the way
+a new user tries them: each file of tests/fixtures/x12/styles/ (a layout no other
+fixture has: a byte-order mark, CR alone after terminators, a DOS Ctrl-Z after two
+interchanges, 80-column wrapping, space-padded fixed records, control characters as
+delimiters, `+` and `{` repetition separators, several groups and sets) is read, passes
+strict validation, is answered as accepted and maps to the facts it holds. Broken
+variants of one batch get the TA1 or 999 that names what is wrong."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from engine.errors import ParseError
+from engine.formats.x12 import X12Codec
+from engine.formats.x12.ack import build_ta1
+from engine.formats.x12.interchange import read_interchanges
+from engine.formats.x12.tokens import tokenize
+from engine.message import Outcome, ProblemKind, Verdict
+from tests import mapping_checks as checks
+from tests.mapping_checks import of_type
+
+STYLES = Path(__file__).parents[1] / "fixtures" / "x12" / "styles"
+codec = X12Codec()
+
+# file -> the transaction types of its sets, in order
+SETS = {
+    "270_bom_two_sets_oneline.x12": ["270", "270"],
+    "271_bang_cr_only.x12": ["271"],
+    "276_277_two_interchanges_ctrlz.x12": ["276", "277"],
+    "277ca_wrapped_80_columns.x12": ["277CA"],
+    "278_request_control_chars.x12": ["278"],
+    "278_response_pipe_plus.x12": ["278"],
+    "834_fixed_80_records.x12": ["834"],
+    "835_two_groups_brace_rep.x12": ["835", "835"],
+    "837d_cr_terminator.x12": ["837D"],
+    "837i_caret_backslash.x12": ["837I"],
+    "837p_two_sets_oneline.x12": ["837P", "837P"],
+    "999_partner_partial.x12": ["999"],
+    "ta1_partner_only.x12": ["TA1"],
+}
+
+
+def mapped(ref: str, raw: bytes) -> dict:
+    return json.loads(checks.run(checks.mapping(ref), raw))
+
+
+def raw_of(name: str) -> bytes:
+    return (STYLES / name).read_bytes()
+
+
+def messages(raw: bytes) -> list[bytes]:
+    envelope = codec.split(raw)
+    return [raw] if envelope is None else list(envelope.messages)
+
+
+def channel_answer(raw: bytes, level: str = "strict") -> bytes:
+    """What a channel answers for a file: each set answered by its own outcome (an
+    envelope problem refuses every set, as the channel's batch step does), gathered
+    into one answer per interchange."""
+    envelope = codec.split(raw)
+    if envelope is None:
+        try:
+            parsed = codec.parse(raw)
+            problems = tuple(codec.validate(parsed, level))
+        except ParseError as exc:
+            return codec.reply(raw, None, Outcome(Verdict.REJECTED, (
+                codec.problem(ProblemKind.UNREADABLE, exc.message),)))
+        errors = [p for p in problems if p.severity == "E"]
+        return codec.reply(raw, parsed, Outcome(
+            Verdict.REJECTED if errors else Verdict.ACCEPTED, problems))
+    replies = []
+    for message in envelope.messages:
+        if envelope.problems:
+            outcome = Outcome(Verdict.REJECTED, tuple(envelope.problems))
+            parsed = None
+        else:
+            try:
+                parsed = codec.parse(message)
+                problems = tuple(codec.validate(parsed, level))
+                errors = [p for p in problems if p.severity == "E"]
+                outcome = Outcome(Verdict.REJECTED if errors else Verdict.ACCEPTED,
+                                  problems)
+            except ParseError as exc:
+                parsed, outcome = None, Outcome(Verdict.REJECTED, (codec.problem(
+                    ProblemKind.UNREADABLE, exc.message),))
+        replies.append(codec.reply(message, parsed, outcome))
+    return codec.envelope_reply(envelope, replies)
+
+
+def segs(reply: bytes) -> list[list[str]]:
+    return [s.elements for s in tokenize(reply.decode())]
+
+
+def of_id(reply: bytes, seg_id: str) -> list[list[str]]:
+    return [s for s in segs(reply) if s[0] == seg_id]
+
+
+@pytest.mark.parametrize("name", sorted(SETS))
+def test_every_style_reads_validates_and_is_accepted(name):
+    raw = raw_of(name)
+    parsed = [codec.parse(m) for m in messages(raw)]
+    assert [p.message_type for p in parsed] == SETS[name]
+    for one in parsed:
+        assert codec.validate(one, "strict") == [], (name, one.message_type)
+        for value in (one.control_id, one.sender, one.receiver):  # no layout left in
+            assert not set(value) & set("\r\n \x1a\x1c\x1d\x1e\x1f"), value
+    reply = channel_answer(raw)
+    if SETS[name][0] in ("999", "TA1"):
+        assert reply == b""  # acknowledgements are not acknowledged
+        return
+    assert not of_id(reply, "TA1") or all(t[4] == "A" for t in of_id(reply, "TA1"))
+    assert [s[1] for s in of_id(reply, "IK5")] == ["A"] * len(SETS[name])
+    assert all(s[1] == "A" for s in of_id(reply, "AK9"))
+    controls = [s[13] for s in of_id(reply, "ISA")]
+    assert len(controls) == len(set(controls)), "each answering interchange its own ISA13"
+
+
+def test_wrapped_and_padded_files_read_as_their_unwrapped_selves():
+    wrapped = read_interchanges(raw_of("277ca_wrapped_80_columns.x12").decode())[0][0]
+    assert not wrapped.codes and wrapped.isa.element(10) == "1015"
+    texts = [s.text() for g in wrapped.groups for t in g.sets for s in t.segments]
+    assert "NM1*QC*1*JONES*MARY****MI*111111111" in texts
+    padded = read_interchanges(raw_of("834_fixed_80_records.x12").decode())[0][0]
+    ids = [s.id for g in padded.groups for t in g.sets for s in t.segments]
+    assert ids[:3] == ["ST", "BGN", "REF"] and all(i == i.strip() for i in ids)
+
+
+def test_ctrl_z_after_the_last_interchange_is_the_end_of_the_file():
+    raw = raw_of("276_277_two_interchanges_ctrlz.x12")
+    assert raw.endswith(b"\x1a")
+    reply = channel_answer(raw)
+    assert [s[2] for s in of_id(reply, "AK1")] == ["501", "9501"]
+
+
+def test_the_styles_map_to_the_facts_they_hold():
+    bundle = mapped("x12-271-to-fhir@1", raw_of("271_bang_cr_only.x12"))
+    response = of_type(bundle, "CoverageEligibilityResponse")[0]
+    benefits = [(b["type"]["coding"][0]["code"], b.get("allowedMoney", {}).get("value"))
+                for item in response["insurance"][0]["item"] for b in item["benefit"]]
+    assert ("copay", 25) in benefits and ("deductible", 1500) in benefits
+
+    bundle = mapped("x12-835-to-fhir@1", messages(raw_of("835_two_groups_brace_rep.x12"))[0])
+    eobs = of_type(bundle, "ExplanationOfBenefit")
+    assert [e["claim"]["identifier"]["value"] for e in eobs] == [
+        "CLAIM-A1", "CLAIM-A2", "CLAIM-A3"]
+    line = eobs[0]["item"][1]
+    reasons = [a.get("reason", {}).get("coding", [{}])[0].get("code")
+               for a in line["adjudication"]]
+    assert "45" in reasons and "N130" in reasons and "M86" in reasons
+    payment = of_type(bundle, "PaymentReconciliation")[0]
+    assert payment["paymentAmount"]["value"] == 301
+
+    bundle = mapped("x12-834-to-fhir@1", raw_of("834_fixed_80_records.x12"))
+    assert len(of_type(bundle, "Patient")) == 3
+    ended = [c for c in of_type(bundle, "Coverage") if c["status"] == "cancelled"]
+    assert [c["period"]["end"] for c in ended] == ["2026-12-31"]
+
+    bundle = mapped("x12-837-to-fhir@1", messages(raw_of("837p_two_sets_oneline.x12"))[0])
+    assert [c["identifier"][0]["value"] for c in of_type(bundle, "Claim")] == [
+        "26463774", "26463775", "26463776"]
+    bundle = mapped("x12-837-to-fhir@1", raw_of("837i_caret_backslash.x12"))
+    claim = of_type(bundle, "Claim")[0]
+    assert [i["revenue"]["coding"][0]["code"] for i in claim["item"]] == ["0305", "0730"]
+    bundle = mapped("x12-837-to-fhir@1", raw_of("837d_cr_terminator.x12"))
+    teeth = [i["bodySite"]["coding"][0]["code"] for i in of_type(bundle, "Claim")[0]["item"]]
+    assert teeth == ["3", "30"]
+
+
+# -- broken variants of one batch ---------------------------------------------------------
+
+BATCH = raw_of("837p_two_sets_oneline.x12").decode()
+
+
+def test_what_follows_the_last_iea_and_is_no_interchange_gets_a_ta1():
+    reply = channel_answer((BATCH + "\nEND OF FILE\n").encode())
+    assert [t[4:6] for t in of_id(reply, "TA1")] == [["R", "024"]]
+    assert not of_id(reply, "IK5")
+
+
+def test_a_broken_second_interchange_refuses_the_file_with_valid_codes():
+    second = BATCH.replace("000000021", "000000022")[:700]
+    reply = channel_answer((BATCH + "\n" + second).encode())
+    ik5 = of_id(reply, "IK5")
+    assert ik5 == [["IK5", "R", "5"], ["IK5", "R", "5"]]  # never a code without one
+    assert [t[4:6] for t in of_id(reply, "TA1")] == [["R", "023"]]
+    controls = [s[13] for s in of_id(reply, "ISA")]
+    assert len(controls) == 2 and controls[0] != controls[1]
+
+
+def test_a_batch_keeps_each_sets_ik3_and_ik4_in_its_999():
+    broken = BATCH.replace("HL*3*1*22*1", "HL*3*9*22*1", 1)  # the second claim's parent
+    reply = channel_answer(broken.encode(), level="lenient")
+    assert of_id(reply, "IK3")[0] == ["IK3", "HL", "43", "2000", "8"]
+    assert of_id(reply, "IK4")[0] == ["IK4", "2", "", "7"]
+    assert [s[1:] for s in of_id(reply, "IK5")] == [["E", "5"], ["A"]]
+    reply = channel_answer(broken.encode())
+    assert [s[1:] for s in of_id(reply, "IK5")] == [["R", "5"], ["A"]]
+    assert of_id(reply, "AK9")[0][1] == "P"
+
+
+def test_a_group_whose_trailer_lies_gives_no_set_a_wrong_ik502():
+    reply = channel_answer(BATCH.replace("GE*2*21~", "GE*2*12~").encode())
+    assert [s[1:] for s in of_id(reply, "IK5")] == [["R", "5"], ["R", "5"]]
+    assert of_id(reply, "AK9")[0][1:] == ["R", "2", "2", "0", "4"]
+
+
+def test_answers_made_in_one_millisecond_have_their_own_control_numbers():
+    interchange = read_interchanges(BATCH)[0][0]
+    numbers = {segs(build_ta1(interchange, "R", "024").encode())[0][13] for _ in range(50)}
+    assert len(numbers) == 50
