@@ -139,6 +139,28 @@ def test_encapsulated_and_pointer_content(to_fhir: Mapping) -> None:
     assert (content[1]["contentType"], content[1]["url"]) == (
         "application/xml", "https://docs.example/1.xml")
     assert not of_type(bundle, "Observation")
+    # each is also a DiagnosticReport presenting it, as the reference converter makes one
+    reports = of_type(bundle, "DiagnosticReport")
+    assert [(r["presentedForm"][0]["contentType"], r["status"]) for r in reports] == [
+        ("application/pdf", "final"), ("application/xml", "final")]
+    assert reports[0]["presentedForm"][0]["data"] == "JVBERi0xLjQ="
+    assert reports[1]["presentedForm"][0]["url"] == "https://docs.example/1.xml"
+    assert reports[0]["effectiveDateTime"] == "2024-06-11T08:30:00-05:00"
+    assert reports[0]["performer"] == of_type(bundle, "DocumentReference")[0]["author"]
+
+
+def test_a_plain_text_document_makes_no_diagnostic_report(to_fhir: Mapping) -> None:
+    assert of_type(bundle_of(to_fhir, message("T02", txa(), text("Seen."))),
+                   "DiagnosticReport") == []
+
+
+def test_pv1_54_is_the_documents_episode_of_care(to_fhir: Mapping) -> None:
+    pv1 = "PV1|1|O|CLINIC^^^STMARY" + "|" * 51 + "EP-7^^^STMARY"
+    bundle = bundle_of(to_fhir, message("T02", pv1, txa(), text("x")))
+    episode = only(bundle, "EpisodeOfCare")
+    assert episode["identifier"][0]["value"] == "EP-7"
+    assert only(bundle, "Encounter")["episodeOfCare"] == [
+        {"reference": f"urn:uuid:{episode['id']}"}]
 
 
 @pytest.mark.parametrize("event", ["T01", "T03", "T05", "T07", "T09"])

@@ -19,7 +19,8 @@ from engine.mapping_base import Skip
 
 EVENTS: tuple[str, ...] = ("P03", "P11")
 RESOURCES: tuple[str, ...] = (
-    "Patient", "Encounter", "Location", "Practitioner", "Organization", "RelatedPerson",
+    "Patient", "Encounter", "EpisodeOfCare",
+    "Location", "Practitioner", "Organization", "RelatedPerson",
     "Account", "ChargeItem", "Procedure", "Condition", "Coverage", "ServiceRequest",
     "Specimen", "Observation", "Device", "DocumentReference", "Provenance", "MessageHeader",
 )
@@ -47,6 +48,7 @@ def build(message: Hl7Message) -> dict | Skip:
     results.observations(b, [s for s in message.all("OBX") if id(s) not in ordered],
                          context=results.Context(otherwise="survey"))
     financial.charges(b)
+    visit.episode_of_care(b)
     return finish(b)
 
 

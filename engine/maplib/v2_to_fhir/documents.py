@@ -13,7 +13,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from engine.errors import MappingError
-from engine.formats.hl7v2 import Segment
+from engine.formats.hl7v2 import Repetition, Segment
 from engine.formats.hl7v2 import datatypes as dt
 from engine.leniency import tolerate
 from engine.maplib.fhir import compact, resource_id
@@ -248,3 +248,66 @@ def _text_type(txa: Segment) -> str:
     if kind.startswith("text/") and kind != "text/plain":
         return kind
     return TEXT_CONTENT_TYPE
+
+
+# ---- ED and RP content as DiagnosticReports ---------------------------------------------
+
+# OBX-11 result status (table 0085) -> DiagnosticReport.status.
+REPORT_STATUS = {"F": "final", "C": "corrected", "P": "preliminary", "R": "registered",
+                 "I": "registered", "D": "entered-in-error", "W": "entered-in-error",
+                 "X": "cancelled", "A": "amended"}
+OTHER_SECTION = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074",
+                             "code": "OTH", "display": "Other"}]}
+
+
+def reports(b: Build, txa: Segment, obxs: list[Segment], document: dict) -> list[dict]:
+    """Each ED or RP OBX (an encapsulated or referenced document: a PDF, an image) also as
+    a DiagnosticReport presenting it, as the reference converter makes them: code OBX-3
+    (else the document type), status OBX-11 (else the document's completion, else final),
+    time OBX-14 (else TXA-4, TXA-6, MSH-7), the document's authors as performers;
+    category OTH (table 0074: no lab section), keyed on the document and OBX-1."""
+    made: list[dict] = []
+    for position, obx in enumerate(obxs, start=1):
+        kind = dt.present(obx.value(2)).upper()
+        if kind == "ED":
+            forms = [f for f in (_quiet(rep, b.field(obx, 5)) for rep in obx.repetitions(5))
+                     if f]
+        elif kind == "RP" and (pointer := dt.present(obx.value(5, 1))) and " " not in pointer:
+            forms = [{"contentType": mime_type(obx.value(5, 3), obx.value(5, 4)),
+                      "url": pointer}]
+        else:
+            continue
+        if not forms:
+            continue
+        status = (REPORT_STATUS.get(dt.present(obx.value(11)).upper())
+                  or DOC_STATUS.get(dt.present(txa.value(17)).upper()) or "final")
+        when = next((w for w in (
+            dt.to_fhir_datetime(obx.value(14), "OBX-14", b.offset),
+            dt.to_fhir_datetime(txa.value(4), "TXA-4", b.offset),
+            dt.to_fhir_datetime(txa.value(6), "TXA-6", b.offset),
+            dt.to_fhir_datetime(b.message.segments[0].value(7), "MSH-7", b.offset)) if w),
+            None)
+        key = {"system": f"urn:conduit:document-report:{document['id']}",
+               "value": dt.present(obx.value(1)) or str(position)}
+        report = b.add(compact({
+            "resourceType": "DiagnosticReport",
+            "id": resource_id("DiagnosticReport", b.facility, key),
+            "status": status,
+            "category": [OTHER_SECTION],
+            "code": first_concept(obx, 3, b.facility) or document["type"],
+            "subject": b.patient_ref(),
+            "encounter": b.encounter_ref(),
+            "effectiveDateTime": when,
+            "performer": document.get("author"),
+            "presentedForm": [_described(b, obx, f) for f in forms],
+        }))
+        made += [report] if report is not None else []
+    return made
+
+
+def _quiet(rep: Repetition, field: str) -> dict | None:
+    """An ED value's attachment; one that cannot be read was already a warning."""
+    try:
+        return encapsulated_attachment(rep, field)
+    except MappingError:
+        return None

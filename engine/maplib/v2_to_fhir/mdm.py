@@ -4,7 +4,8 @@ OBX results as Observations derived from the document.
 
 Every event T01-T11 maps: notifications without content (T01, T03, T05, T07, T09) still
 give the document's facts (type, status, people, parent) with a title-only attachment,
-because FHIR requires content.
+because FHIR requires content. An ED or RP OBX (a PDF, an image) is also a
+DiagnosticReport presenting it, as the reference converter makes one.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from engine.mapping_base import Skip
 
 EVENTS: tuple[str, ...] = tuple(f"T{n:02d}" for n in range(1, 12))
 RESOURCES: tuple[str, ...] = (
-    "Patient", "RelatedPerson", "Encounter", "Location", "Practitioner", "PractitionerRole",
+    "Patient", "RelatedPerson", "Encounter", "EpisodeOfCare",
+    "Location", "Practitioner", "PractitionerRole",
     "Organization", "MessageHeader",
-    "ServiceRequest", "DocumentReference", "Observation", "Device", "Provenance",
+    "ServiceRequest", "DocumentReference", "DiagnosticReport", "Observation", "Device",
+    "Provenance",
 )
 # OBX-2 types that are the document itself, not results about it.
 DOCUMENT_TYPES = frozenset({"ED", "RP"})
@@ -47,6 +50,8 @@ def build(message: Hl7Message) -> dict | Skip:
     else:
         document = documents.document_reference(
             b, txa, obxs, related=[b.ref(r) for r in requests])
+        if document is not None:
+            documents.reports(b, txa, obxs, document)
     measured = [o for o in obxs if dt.present(o.value(2)).upper() not in DOCUMENT_TYPES]
     # Keyed on the document, so an edit (T08) or a replacement updates its results.
     key = {"system": "urn:conduit:document", "value": document["id"]} if document else None
@@ -58,4 +63,5 @@ def build(message: Hl7Message) -> dict | Skip:
     if document is not None:
         for observation in made:
             observation["derivedFrom"] = [b.ref(document)]
+    visit.episode_of_care(b)
     return finish(b)

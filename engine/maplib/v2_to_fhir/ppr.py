@@ -26,7 +26,8 @@ from engine.mapping_base import Skip
 SURVEY = results.Context(otherwise="survey")
 EVENTS: tuple[str, ...] = ("PC1", "PC2", "PC3")
 RESOURCES: tuple[str, ...] = (
-    "Patient", "RelatedPerson", "Encounter", "Location", "Practitioner", "Organization",
+    "Patient", "RelatedPerson", "Encounter", "EpisodeOfCare",
+    "Location", "Practitioner", "Organization",
     "Condition", "Observation", "Device", "DocumentReference", "Goal", "ServiceRequest",
     "Specimen", "Provenance", "MessageHeader",
 )
@@ -56,6 +57,7 @@ def build(message: Hl7Message) -> dict | Skip:
         made = b.each("PRB", lambda s, n: clinical.problem(b, s), [prb])
         condition = b.add(made[0]) if made else None
         _group_facts(b, condition, body)
+    visit.episode_of_care(b)
     return finish(b)
 
 

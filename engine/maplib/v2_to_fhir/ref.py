@@ -27,7 +27,8 @@ from engine.mapping_base import Skip
 
 EVENTS: tuple[str, ...] = ("I12", "I13", "I14")
 RESOURCES: tuple[str, ...] = (
-    "Patient", "RelatedPerson", "Encounter", "Location", "Practitioner", "PractitionerRole",
+    "Patient", "RelatedPerson", "Encounter", "EpisodeOfCare",
+    "Location", "Practitioner", "PractitionerRole",
     "Organization", "ServiceRequest", "Condition", "Procedure", "AllergyIntolerance", "Observation",
     "Device", "DocumentReference", "Coverage", "ClaimResponse", "Account", "Provenance",
     "MessageHeader",
@@ -81,6 +82,7 @@ def build(message: Hl7Message) -> dict | Skip:
             reasons=diagnoses, supporting=[*observations, *allergies],
             insurance=coverages, notes=_notes(message))))
         _planned(b, procedures, request)
+    visit.episode_of_care(b)
     return finish(b)
 
 

@@ -533,6 +533,11 @@ _EPISODE_STATUS = {"planned": "planned", "in-progress": "active", "onleave": "ac
                    "cancelled": "cancelled", "entered-in-error": "entered-in-error"}
 
 
+def _encounter_diagnosis(condition: dict) -> bool:
+    return any(c.get("code") == "encounter-diagnosis" for k in condition.get("category", [])
+               for c in k.get("coding", []))
+
+
 def episode_of_care(b: Build) -> dict | None:
     """PV1-54 service episode identifier (v2.7+; PV1-53 its description) as the
     EpisodeOfCare the visit is part of: the patient, the visit's period, its service
@@ -545,8 +550,8 @@ def episode_of_care(b: Build) -> dict | None:
     if ident is None:
         return None
     visit = b.encounter
-    diagnoses = [{"condition": b.ref(c), "rank": n}
-                 for n, c in enumerate(b.resources("Condition"), start=1)]
+    diagnoses = [{"condition": b.ref(c), "rank": n} for n, c in enumerate(
+        (c for c in b.resources("Condition") if _encounter_diagnosis(c)), start=1)]
     description = dt.present(pv1.value(53))
     episode = b.add(compact({
         "resourceType": "EpisodeOfCare",
