@@ -8,10 +8,16 @@ Identifiers go back by system: NPI, DEA number, NCPDPID, SSN, MBI, and
 urn:conduit:id:ncpdp:<Element> to that element; a patient's other MR identifier
 becomes MedicalRecordIdentificationNumberEHR. Codes go back by system too, with the
 SCRIPT Qualifier from the coding's extension when `ncpdp_fhir` kept one.
+
+What FHIR allows and SCRIPT does not is written SCRIPT's way: telephone numbers as their
+10 digits (one that is not a 10-digit US number is left out), a ZIP+4 without its
+hyphen, a country as its 2-letter code (USA is US), units by their NCI code (a UCUM
+annotation such as {tbl} or a unit named "tablet" is C48542).
 """
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +30,8 @@ UNIT_NAMES = {"d": "day", "h": "hour", "wk": "week", "mo": "month", "a": "year",
               "min": "minute"}
 NCI_TIME_UNITS = {unit: code for code, unit in ncpdp.TIME_UNITS.items()}
 PRODUCT_QUALIFIERS = frozenset({"ND", "UP", "UPC", "HRI", "NH"})
+_NOT_DIGIT = re.compile(r"\D")
+_ZIP_PLUS_4 = re.compile(r"(\d{5})-(\d{4})\Z")
 _TELECOM_ORDER = ("PrimaryTelephone", "Beeper", "ElectronicMail", "Fax", "HomeTelephone",
                   "WorkTelephone", "OtherTelephone")
 
@@ -128,11 +136,12 @@ def address(addresses: Any) -> Data:
                   found[0] if found else {})
     lines = [plain(x) for x in chosen.get("line", []) if plain(x)] \
         if isinstance(chosen.get("line"), list) else []
+    country = plain(chosen.get("country"))
     return {"AddressLine1": lines[0] if lines else "",
             "AddressLine2": ", ".join(lines[1:]), "City": plain(chosen.get("city")),
             "StateProvince": plain(chosen.get("state")),
-            "PostalCode": plain(chosen.get("postalCode")),
-            "CountryCode": plain(chosen.get("country"))}
+            "PostalCode": _ZIP_PLUS_4.sub(r"\1\2", plain(chosen.get("postalCode"))),
+            "CountryCode": "US" if country.upper() in ("USA", "US") else country}
 
 
 def communication(telecom: Any) -> Data:
@@ -145,6 +154,10 @@ def communication(telecom: Any) -> Data:
         value, system, use = plain(point.get("value")), point.get("system"), point.get("use")
         if not value:
             continue
+        if system in ("phone", "fax", "pager"):
+            value = phone_number(value)
+            if not value:
+                continue
         if system == "phone" and use == "home":
             kind = "HomeTelephone"
         elif system == "phone" and use == "work":
@@ -157,6 +170,26 @@ def communication(telecom: Any) -> Data:
         if kind and kind not in found:
             found[kind] = value if kind == "ElectronicMail" else {"Number": value}
     return {k: found[k] for k in _TELECOM_ORDER if k in found}
+
+
+def phone_number(value: str) -> str:
+    """A telephone number as SCRIPT's 10 digits (a leading 1 and an extension after x
+    dropped); "" when it is not a 10-digit number."""
+    digits = _NOT_DIGIT.sub("", value.lower().split("x")[0].split("ext")[0])
+    if len(digits) == 11 and digits.startswith("1"):
+        digits = digits[1:]
+    return digits if len(digits) == 10 else ""
+
+
+def nci_unit(quantity: dict) -> str:
+    """A Quantity's unit as an NCI code: its own when it is NCI's, else one named by its
+    code (a UCUM annotation without braces) or its unit text; "" when none is known."""
+    if quantity.get("system") == ncpdp.NCI:
+        return plain(quantity.get("code"))
+    for word in (plain(quantity.get("code")).strip("{}"), plain(quantity.get("unit"))):
+        if word.upper() in ncpdp.NCI_UNIT_WORDS:
+            return ncpdp.NCI_UNIT_WORDS[word.upper()]
+    return ""
 
 
 def patient(resource: dict) -> Data:
@@ -181,10 +214,18 @@ def prescriber(resource: dict) -> Data:
         "CommunicationNumbers": communication(resource.get("telecom"))}}
 
 
+# Other names FHIR senders give the NCPDP provider id: THO's code system URL for it, and
+# the HL7 Consumer Real-Time Pharmacy Benefit Check guide's naming system.
+NCPDP_ID_ALIASES = (
+    "http://terminology.hl7.org/CodeSystem/NCPDPProviderIdentificationNumber",
+    "http://hl7.org/fhir/us/carin-rtpbc/NamingSystem/rtpbc-NamingSystem-ncpdp-provider-id")
+
+
 def pharmacy(resource: dict) -> Data:
-    """An Organization as Pharmacy."""
-    return {"Identification": identification(resource.get("identifier"), {
-                ncpdp.NCPDP_ID: "NCPDPID", ncpdp.NPI: "NPI", ncpdp.DEA: "DEANumber"}),
+    """An Organization as Pharmacy (its NCPDP id by THO's naming system or an alias)."""
+    systems = {ncpdp.NCPDP_ID: "NCPDPID", ncpdp.NPI: "NPI", ncpdp.DEA: "DEANumber"}
+    systems.update(dict.fromkeys(NCPDP_ID_ALIASES, "NCPDPID"))
+    return {"Identification": identification(resource.get("identifier"), systems),
             "BusinessName": plain(resource.get("name")),
             "Address": address(resource.get("address")),
             "CommunicationNumbers": communication(resource.get("telecom"))}
@@ -254,16 +295,15 @@ def _strength(medication: dict) -> Data:
 
 def quantity(value: Any) -> Data:
     """A SimpleQuantity as Quantity: CodeListQualifier from its extension (else 38,
-    original quantity), the NCI unit code (else C38046, unspecified)."""
+    original quantity), the NCI unit code (`nci_unit`, else C38046, unspecified)."""
     found = obj(value)
     amount = plain(found.get("value"))
     if not amount:
         return {}
     qualifier = next((plain(e.get("valueString")) for e in items(found.get("extension"))
                       if e.get("url") == ncpdp.QUANTITY_QUALIFIER_EXT), "") or "38"
-    unit = plain(found.get("code")) if found.get("system") == ncpdp.NCI else ""
     return {"Value": amount, "CodeListQualifier": qualifier,
-            "QuantityUnitOfMeasure": {"Code": unit or "C38046"}}
+            "QuantityUnitOfMeasure": {"Code": nci_unit(found) or "C38046"}}
 
 
 def coded(concept: Any) -> Data:
@@ -278,13 +318,19 @@ def coded(concept: Any) -> Data:
 
 
 def sig(dosage: dict) -> Data:
-    """A Dosage as Sig: SigText from text, one Instruction from the dose, route,
-    method and a frequency (frequency per 1 periodUnit) or an interval (once per
-    period)."""
+    """A Dosage as Sig: SigText from text, CodeSystem from SIG_CODE_SYSTEM_EXT, one
+    Instruction from the dose, route, method and a frequency (frequency per 1
+    periodUnit) or an interval (once per period; n times every m units is neither)."""
     dose = obj(next(iter(items(dosage.get("doseAndRate"))), {}).get("doseQuantity"))
     unit_coding = {"system": dose.get("system"), "code": dose.get("code"),
                    "extension": dose.get("extension")}
-    if dose.get("system") == ncpdp.NCI and not _qualifier(unit_coding):
+    system = plain(dose.get("system"))
+    if system and system != ncpdp.NCI and not system.startswith(ncpdp.CODE_LOCAL):
+        # a UCUM (or other) unit SCRIPT has no qualifier for: its NCI code when known,
+        # else the unit's text alone
+        nci = nci_unit(dose)
+        unit_coding = {"system": ncpdp.NCI, "code": nci} if nci else {}
+    if unit_coding.get("system") == ncpdp.NCI and not _qualifier(unit_coding):
         # NCI units of presentation (tablet, capsule, mL) are SCRIPT's dose units.
         unit_coding["extension"] = [{"url": ncpdp.QUALIFIER_EXT,
                                      "valueCode": "DoseUnitOfPresentation"}]
@@ -298,13 +344,23 @@ def sig(dosage: dict) -> Data:
     repeat = obj(obj(dosage.get("timing")).get("repeat"))
     unit = plain(repeat.get("periodUnit"))
     timing: Data = {}
-    if unit in NCI_TIME_UNITS and repeat.get("frequency"):
+    # SCRIPT says "n times per unit" (Frequency) or "once every n units" (Interval);
+    # n times every m units (3 times every 2 days) is neither and stays in SigText only.
+    period = plain(repeat.get("period")) or "1"
+    frequency = plain(repeat.get("frequency"))
+    if unit in NCI_TIME_UNITS and frequency:
         units = {"Text": UNIT_NAMES[unit], "Code": NCI_TIME_UNITS[unit]}
-        if plain(repeat.get("period")) in ("1", "1.0") or repeat.get("frequency") != 1:
-            timing = {"Frequency": {"FrequencyNumericValue": plain(repeat.get("frequency")),
+        if period in ("1", "1.0"):
+            timing = {"Frequency": {"FrequencyNumericValue": frequency,
                                     "FrequencyUnits": units}}
-        else:
-            timing = {"Interval": {"IntervalNumericValue": plain(repeat.get("period")),
+        elif frequency in ("1", "1.0"):
+            timing = {"Interval": {"IntervalNumericValue": period,
                                    "IntervalUnits": units}}
-    return {"SigText": plain(dosage.get("text")), "Instruction": {
+    code_system = next((e for e in items(dosage.get("extension"))
+                        if e.get("url") == ncpdp.SIG_CODE_SYSTEM_EXT), {})
+    return {"SigText": plain(dosage.get("text")),
+            "CodeSystem": {plain(v.get("url")): plain(v.get("valueString"))
+                           for v in items(code_system.get("extension"))
+                           if plain(v.get("url")).isidentifier()},
+            "Instruction": {
         "DoseAdministration": administration, "TimingAndDuration": timing}}

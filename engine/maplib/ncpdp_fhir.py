@@ -47,6 +47,7 @@ DEA_SCHEDULE_EXT = EXTENSION + "dea-schedule"  # Medication: the drug's DEA sche
 QUALIFIER_EXT = EXTENSION + "qualifier"
 DRUG_DB_QUALIFIER_EXT = QUALIFIER_EXT
 QUANTITY_QUALIFIER_EXT = EXTENSION + "quantity-qualifier"  # Quantity: CodeListQualifier
+SIG_CODE_SYSTEM_EXT = EXTENSION + "sig-code-system"  # Dosage: Sig/CodeSystem versions
 
 # DrugDBCode qualifiers that are RxNorm term types (the code is an RxCUI).
 RXNORM_TERM_TYPES = frozenset({"SCD", "SBD", "GPCK", "BPCK", "SCDF", "SBDF", "SCDG",
@@ -61,6 +62,15 @@ DEA_SCHEDULES = {"C48672": "Schedule I", "C48675": "Schedule II",
 NCI_UNITS = {"C48542": "Tablet", "C48480": "Capsule", "C28254": "mL", "C48155": "g",
              "C64933": "Each", "C38046": "Unspecified", "C48501": "Inhalation",
              "C62412": "Kit", "C48520": "Patch", "C48537": "Suppository"}
+# How senders spell dispense and dose units (HL7v2 RXE-11, FHIR unit text, UCUM
+# annotations without their braces), upper case -> the NCI code SCRIPT carries.
+NCI_UNIT_WORDS: dict[str, str] = {
+    **dict.fromkeys(("TAB", "TABS", "TABLET", "TABLETS", "TB", "TBL"), "C48542"),
+    **dict.fromkeys(("CAP", "CAPS", "CAPSULE", "CAPSULES"), "C48480"),
+    **dict.fromkeys(("ML", "MILLILITER", "MILLILITERS", "MILLILITRE", "CC"), "C28254"),
+    **dict.fromkeys(("G", "GM", "GRAM", "GRAMS"), "C48155"),
+    **dict.fromkeys(("EA", "EACH"), "C64933"),
+}
 PATIENT_IDS = {"MedicalRecordIdentificationNumberEHR": ("", "MR"),
                "SocialSecurity": (SSN, "SS"), "MedicareNumber": (MBI, "MC"),
                "MedicaidNumber": ("", "MA")}
@@ -462,8 +472,9 @@ def coded(element: ET.Element | None) -> dict[str, Any] | None:
 
 
 def dosage(sig: ET.Element | None) -> dict[str, Any] | None:
-    """Sig as a Dosage: SigText always as text; from the first Sig/Instruction what can
-    be read: DoseAdministration/Dosage (DoseQuantity with DoseUnitOfMeasure) as
+    """Sig as a Dosage: SigText always as text, Sig/CodeSystem in SIG_CODE_SYSTEM_EXT;
+    from the first Sig/Instruction what can be read: DoseAdministration/Dosage
+    (DoseQuantity with DoseUnitOfMeasure) as
     doseAndRate, RouteOfAdministration as route, DoseDeliveryMethod as method,
     TimingAndDuration/Frequency (FrequencyNumericValue per FrequencyUnits) or Interval
     (every IntervalNumericValue IntervalUnits) as timing.repeat. What the engine cannot
@@ -471,7 +482,8 @@ def dosage(sig: ET.Element | None) -> dict[str, Any] | None:
     if sig is None:
         return None
     instruction = sig.find("Instruction")
-    out: dict[str, Any] = {"text": text(sig, "SigText")}
+    out: dict[str, Any] = {"extension": _code_systems(sig.find("CodeSystem")),
+                           "text": text(sig, "SigText")}
     if instruction is not None:
         administration = instruction.find("DoseAdministration")
         if administration is not None:
@@ -487,6 +499,14 @@ def dosage(sig: ET.Element | None) -> dict[str, Any] | None:
             out["method"] = coded(administration.find("DoseDeliveryMethod"))
         out["timing"] = _timing(instruction.find("TimingAndDuration"))
     return compact(out) or None
+
+
+def _code_systems(element: ET.Element | None) -> list[dict[str, Any]]:
+    """Sig/CodeSystem (the versions of the code systems a structured Sig uses:
+    SNOMEDVersion, FMTVersion) as SIG_CODE_SYSTEM_EXT, one sub-extension per child."""
+    versions = [{"url": c.tag, "valueString": text(c)} for c in
+                (element if element is not None else []) if isinstance(c.tag, str) and text(c)]
+    return [{"url": SIG_CODE_SYSTEM_EXT, "extension": versions}] if versions else []
 
 
 def _timing(element: ET.Element | None) -> dict[str, Any] | None:

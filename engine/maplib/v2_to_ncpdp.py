@@ -27,6 +27,7 @@ from decimal import Decimal
 from engine.errors import MappingError
 from engine.formats.hl7v2 import Repetition, Segment, tables
 from engine.formats.hl7v2 import datatypes as dt
+from engine.maplib.ncpdp_fhir import NCI_UNIT_WORDS
 from engine.maplib.v2_codes import coding_system
 from engine.maplib.v2_pharmacy import OrderGroup, Schedule
 
@@ -34,13 +35,7 @@ NPI_OID = "2.16.840.1.113883.4.6"
 DEA_OID = "2.16.840.1.113883.4.814"
 UNSPECIFIED = "C38046"
 # EHR spellings of dispense units -> NCI Thesaurus codes SCRIPT quantities carry.
-NCI_UNITS: dict[str, str] = {
-    **dict.fromkeys(("TAB", "TABS", "TABLET", "TABLETS", "TB"), "C48542"),
-    **dict.fromkeys(("CAP", "CAPS", "CAPSULE", "CAPSULES"), "C48480"),
-    **dict.fromkeys(("ML", "MILLILITER", "MILLILITERS", "MILLILITRE", "CC"), "C28254"),
-    **dict.fromkeys(("G", "GM", "GRAM", "GRAMS"), "C48155"),
-    **dict.fromkeys(("EA", "EACH"), "C64933"),
-}
+NCI_UNITS = NCI_UNIT_WORDS
 _NCI_CODE = re.compile(r"C\d{4,6}\Z")
 # Table 0477 controlled substance schedule -> the NCI code of the DEA schedule.
 DEA_SCHEDULES = {"I": "C48672", "II": "C48675", "III": "C48676", "IV": "C48677",

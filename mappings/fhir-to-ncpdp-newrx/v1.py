@@ -15,8 +15,10 @@ Choices a receiver will notice:
   else CONDUIT; MessageID the first 32 hex digits of sha256 of the request's id (so a
   resend of the same request is the same message); SentTime authoredOn in UTC
   (a date is its midnight UTC); PrescriberOrderNumber the PLAC identifier (system
-  urn:conduit:id:ncpdp:PrescriberOrderNumber first), else the request's id (when longer
-  than SCRIPT's 35 characters, as a uuid is, 32 hex digits of its sha256). Without
+  urn:conduit:id:ncpdp:PrescriberOrderNumber first), else the EHR's own order
+  identifier (the official one first, any that fits SCRIPT's 35 characters), else the
+  request's id (when longer than 35 characters, as a uuid is, 32 hex digits of its
+  sha256). Without
   authoredOn it fails naming MedicationRequest.authoredOn (WrittenDate is required).
 - Patient (subject), Prescriber/NonVeterinarian (requester), Pharmacy, by
   `engine.maplib.fhir_to_ncpdp`; a missing subject or requester fails naming it.
@@ -31,6 +33,13 @@ Choices a receiver will notice:
   (numberOfRepeatsAllowed, else 0), Diagnosis (reasonCode pairs as Primary and
   Secondary, ClinicalInformationQualifier 1; ICD-10-CM ABF, SNOMED CT LD, ICD-9-CM DX),
   Note (the notes joined), Sig (the first dosageInstruction).
+- Sig/Instruction timing: repeat.frequency per 1 periodUnit as Frequency, once every
+  period as Interval; n times every m units (m > 1) is said in SigText only. A UCUM
+  dose or dispense unit is its NCI code when `fhir_to_ncpdp.nci_unit` knows it (else
+  the dose unit's text alone, the quantity C38046 Unspecified).
+- Telephone numbers, ZIP+4 codes and the country are written SCRIPT's way
+  (`engine.maplib.fhir_to_ncpdp`'s docstring). The pharmacy's NCPDP id is read from
+  THO's naming system or an alias senders use for it (NCPDP_ID_ALIASES).
 - Text is escaped by the XML writer; a control character XML cannot carry fails
   naming the element.
 """
@@ -66,8 +75,8 @@ def request_to_newrx(resource: dict) -> bytes:
     pharmacy_data = out.pharmacy(pharmacy)
     ncpdp_id = pharmacy_data["Identification"].get("NCPDPID", "")
     if not ncpdp_id:
-        raise MappingError("the pharmacy (with its NCPDPID) is not in the input",
-                           field=f"{R}.dispenseRequest.performer")
+        raise MappingError("names no pharmacy with an NCPDP id (SCRIPT addresses the "
+                           "NewRx to it)", field=f"{R}.dispenseRequest.performer")
     authored = out.plain(request.get("authoredOn"))
     if not authored:
         raise MappingError("the request has no authoredOn (WrittenDate)",
@@ -118,7 +127,10 @@ def _order(request: dict) -> tuple[str, str]:
     placer = next((i for i in ids if i.get("system") == ncpdp.ID_LOCAL
                    + "PrescriberOrderNumber"), None) or next(
         (i for i in ids if any(c.get("code") == "PLAC" for c in out.items(
-            out.obj(i.get("type")).get("coding")))), None)
+            out.obj(i.get("type")).get("coding")))), None) or next(
+        (i for i in sorted(ids, key=lambda i: i.get("use") != "official")
+         if i.get("system") != ncpdp.ID_LOCAL + "MessageID"
+         and 0 < len(out.plain(i.get("value"))) <= 35), None)
     if placer is None or not out.plain(placer.get("value")):
         rid = out.plain(request.get("id"))
         return (rid if len(rid) <= 35 else hashlib.sha256(rid.encode()).hexdigest()[:32]), ""

@@ -18,7 +18,12 @@ Choices a receiver will notice:
   free-text drug without codes: its code is then the description only); authoredOn
   WrittenDate (a date, or a dateTime when sent with a zone).
 - dosageInstruction: one Dosage, text SigText always; dose, route, method and
-  frequency from Sig/Instruction where present (`ncpdp_fhir.dosage`).
+  frequency from Sig/Instruction where present (`ncpdp_fhir.dosage`); Sig/CodeSystem
+  (the SNOMED CT and FMT versions a structured Sig is coded in) in the extension
+  urn:conduit:fhir:extension:ncpdp-sig-code-system, one sub-extension per element
+  (url SNOMEDVersion, FMTVersion), so the NewRx written back says them again.
+  FrequencyUnits and IntervalUnits are read by their NCI code (a Qualifier sent with
+  them is not kept).
 - dispenseRequest: quantity (NCI unit code, CodeListQualifier kept in an extension),
   numberOfRepeatsAllowed NumberOfRefills, expectedSupplyDuration DaysSupply in days
   (UCUM d), performer the pharmacy Organization.
