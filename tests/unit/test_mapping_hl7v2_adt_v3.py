@@ -606,3 +606,22 @@ def test_an_operator_known_by_user_id_alone_is_referred_to_by_it(adt: Mapping) -
         "system": "urn:conduit:id:MERCY_GEN:practitioner", "value": "MTUSER01"}}
     assert of_type(bundle, "Practitioner") == []
     assert check_all(json.dumps(bundle).encode(), [US_CORE])[US_CORE].reasons == ()
+
+
+def test_v28_prt_participants_of_the_visit_and_the_patient(adt: Mapping) -> None:
+    """PRT (v2.7+) after PV1 names the visit's participants as ROL does; after PID, a
+    primary care provider is the patient's general practitioner."""
+    visit_prt = ("PRT|1|AD||AT^Attending Provider^HL70912|92^VANCE^VERA^^^DR" + "|" * 6
+                 + "20240601100000-0500")
+    patient_prt = "PRT|2|AD||PP^Primary Care Provider^HL70912|93^PARK^PAUL^^^DR"
+    raw = message().replace(b"\rPV1|", f"\r{patient_prt}\rPV1|".encode())
+    raw = raw.rstrip(b"\r") + f"\r{visit_prt}\r".encode()
+    bundle = bundle_of(adt, raw)
+    [participant] = only(bundle, "Encounter")["participant"]
+    assert [c["code"] for c in participant["type"][0]["coding"]] == ["ATND", "AT"]
+    assert participant["period"] == {"start": "2024-06-01T10:00:00-05:00"}
+    assert resolve(bundle, participant["individual"])["name"][0]["family"] == "VANCE"
+    [gp] = only(bundle, "Patient")["generalPractitioner"]
+    assert resolve(bundle, gp)["name"][0]["family"] == "PARK"
+    deleted = raw.replace(b"PRT|1|AD|", b"PRT|1|DE|")
+    assert "participant" not in only(bundle_of(adt, deleted), "Encounter")

@@ -20,7 +20,7 @@ from engine.mapping_base import Skip
 EVENTS: tuple[str, ...] = ("P03", "P11")
 RESOURCES: tuple[str, ...] = (
     "Patient", "Encounter", "EpisodeOfCare",
-    "Location", "Practitioner", "Organization", "RelatedPerson",
+    "Location", "Practitioner", "PractitionerRole", "Organization", "RelatedPerson",
     "Account", "ChargeItem", "Procedure", "Condition", "Coverage", "ServiceRequest",
     "Specimen", "Observation", "Device", "DocumentReference", "Provenance", "MessageHeader",
 )

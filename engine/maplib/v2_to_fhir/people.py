@@ -187,18 +187,19 @@ def _primary_care(b: Build, person: dict) -> None:
 
 
 def _primary_roles(b: Build) -> list[dict | None]:
-    """ROL segments of the patient (right after PID/PD1) naming primary or family care
-    providers (ROL-3 PP, FHCP), as generalPractitioner too."""
+    """ROL (and v2.7+ PRT) segments of the patient (right after PID/PD1) naming primary
+    or family care providers (ROL-3 or PRT-4 PP, FHCP), as generalPractitioner too."""
     pid = b.message.segment("PID")
     segments = b.message.segments
     start = next(i for i, s in enumerate(segments) if s is pid)
     found: list[dict | None] = []
     for s in segments[start + 1:]:
-        if s.name not in ("PD1", "ROL"):
+        if s.name not in ("PD1", "ROL", "PRT"):
             break
-        if s.name == "ROL" and dt.present(s.value(2)).upper() != "DE" and dt.present(
-                s.value(3)).upper() in ("PP", "FHCP"):
-            found += [practitioner(b, rep) for rep in s.repetitions(4)]
+        role, person = (3, 4) if s.name == "ROL" else (4, 5)
+        if dt.present(s.value(2)).upper() != "DE" and dt.present(
+                s.value(role)).upper() in ("PP", "FHCP"):
+            found += [practitioner(b, rep) for rep in s.repetitions(person)]
     return found
 
 

@@ -27,7 +27,7 @@ SURVEY = results.Context(otherwise="survey")
 EVENTS: tuple[str, ...] = ("PC1", "PC2", "PC3")
 RESOURCES: tuple[str, ...] = (
     "Patient", "RelatedPerson", "Encounter", "EpisodeOfCare",
-    "Location", "Practitioner", "Organization",
+    "Location", "Practitioner", "PractitionerRole", "Organization",
     "Condition", "Observation", "Device", "DocumentReference", "Goal", "ServiceRequest",
     "Specimen", "Provenance", "MessageHeader",
 )

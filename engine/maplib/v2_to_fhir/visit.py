@@ -288,8 +288,10 @@ def _participants(b: Build, pv1: Segment, pv2: Segment | None) -> list[dict]:
                                       "display": display}]}],
                 "individual": {**b.ref(who), "display": dt.xcn_display(rep) or None},
             })
-    for rol in segments_after(b, pv1, "ROL", frozenset({"PV2", "ZPV", "ROL"})):
+    for rol in segments_after(b, pv1, "ROL", _VISIT_PARTIES):
         found += _role(b, rol)
+    for prt in segments_after(b, pv1, "PRT", _VISIT_PARTIES):
+        found += _role(b, prt, fields=_PRT_FIELDS)
     return [compact({**p, "individual": compact(p["individual"])}) for p in found]
 
 
@@ -325,21 +327,31 @@ def practitioner_roles(b: Build) -> list[dict]:
     return made
 
 
-def _role(b: Build, rol: Segment) -> list[dict]:
-    """A visit's ROL: each ROL-4 person with ROL-3's role (v2-0443 and the v3 type), its
-    period ROL-5/6; a ROL whose action (ROL-2) is DE (delete) names nobody now."""
+# The segments a visit's participants follow PV1 in; ROL and PRT (v2.7+) fields: role,
+# person, period start and end, and the role table.
+_VISIT_PARTIES = frozenset({"PV2", "ZPV", "ROL", "PRT"})
+_ROL_FIELDS = (3, 4, 5, 6, V2_0443)
+_PRT_FIELDS = (4, 5, 11, 12, V2 + "0912")
+
+
+def _role(b: Build, rol: Segment, fields: tuple = _ROL_FIELDS) -> list[dict]:
+    """A visit's ROL (or PRT, by `fields`): each ROL-4 (PRT-5) person with ROL-3's (PRT-4)
+    role (the table's code and the v3 type), its period ROL-5/6 (PRT-11/12); one whose
+    action (ROL-2, PRT-2) is DE (delete) names nobody now."""
+    role, person, start, end, table = fields
     if dt.present(rol.value(2)).upper() == "DE":
         return []
-    code = dt.present(rol.value(3)).upper()
-    concept = cwe_to_codeable_concept(dt.first_rep(rol, 3), b.facility, Bound(V2_0443, {}))
+    code = dt.present(rol.value(role)).upper()
+    concept = cwe_to_codeable_concept(dt.first_rep(rol, role), b.facility, Bound(table, {}))
     v3 = ROLE_PARTICIPATION.get(code)
     if v3 is not None:
         concept = {"coding": [{"system": tables.V3_PARTICIPATION_TYPE, "code": v3[0],
                                "display": v3[1]}, *(concept or {}).get("coding", [])]}
-    period = compact({"start": dt.to_fhir_datetime(rol.value(5), "ROL-5", b.offset),
-                      "end": dt.to_fhir_datetime(rol.value(6), "ROL-6", b.offset)})
+    period = compact({
+        "start": dt.to_fhir_datetime(rol.value(start), b.field(rol, start), b.offset),
+        "end": dt.to_fhir_datetime(rol.value(end), b.field(rol, end), b.offset)})
     found = []
-    for rep in rol.repetitions(4):
+    for rep in rol.repetitions(person):
         who = people.practitioner(b, rep)
         if who is not None:
             found.append(compact({"type": [concept] if concept else None, "period": period,
