@@ -140,7 +140,7 @@ def address(addresses: Any) -> Data:
     return {"AddressLine1": lines[0] if lines else "",
             "AddressLine2": ", ".join(lines[1:]), "City": plain(chosen.get("city")),
             "StateProvince": plain(chosen.get("state")),
-            "PostalCode": _ZIP_PLUS_4.sub(r"\1\2", plain(chosen.get("postalCode"))),
+            "PostalCode": postal_code(plain(chosen.get("postalCode"))),
             "CountryCode": "US" if country.upper() in ("USA", "US") else country}
 
 
@@ -170,6 +170,11 @@ def communication(telecom: Any) -> Data:
         if kind and kind not in found:
             found[kind] = value if kind == "ElectronicMail" else {"Number": value}
     return {k: found[k] for k in _TELECOM_ORDER if k in found}
+
+
+def postal_code(value: str) -> str:
+    """A US ZIP+4 as SCRIPT's 9 digits (02134-1234 is 021341234); others as sent."""
+    return _ZIP_PLUS_4.sub(r"\1\2", value.strip())
 
 
 def phone_number(value: str) -> str:

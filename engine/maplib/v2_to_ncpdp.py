@@ -27,6 +27,7 @@ from decimal import Decimal
 from engine.errors import MappingError
 from engine.formats.hl7v2 import Repetition, Segment, tables
 from engine.formats.hl7v2 import datatypes as dt
+from engine.maplib.fhir_to_ncpdp import postal_code
 from engine.maplib.ncpdp_fhir import NCI_UNIT_WORDS
 from engine.maplib.v2_codes import coding_system
 from engine.maplib.v2_pharmacy import OrderGroup, Schedule
@@ -79,7 +80,7 @@ def address(rep: Repetition | None) -> dict:
     country = {"USA": "US", "": "US" if _get(rep, 4) else ""}.get(country, country)
     return {"AddressLine1": _get(rep, 1), "AddressLine2": _get(rep, 2),
             "City": _get(rep, 3), "StateProvince": _get(rep, 4),
-            "PostalCode": _get(rep, 5), "CountryCode": country}
+            "PostalCode": postal_code(_get(rep, 5)), "CountryCode": country}
 
 
 def phone(reps: list[Repetition]) -> dict:
