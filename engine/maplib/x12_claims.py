@@ -577,11 +577,13 @@ def claim_resources(message: X12Message, variant: str, claim_type: str, created:
     scope = provider_key(name)
     ident = {"system": f"urn:conduit:id:x12:{scope}", "value": pcn}
     prior_auth = [claim.value("REF[G1]02")] if claim.value("REF[G1]02") else []
-    insurance = [compact({"sequence": 1, "focal": True, "coverage": reference(cov),
-                          "preAuthRef": prior_auth})]
-    for entry in other_insurance:
-        insurance.append({"sequence": len(insurance) + 1, "focal": False,
-                          "coverage": reference(entry["coverage"])})
+    # In coordination-of-benefits order (SBR01: P, S, T...), which Claim.insurance's
+    # sequence conveys: a claim sent to the secondary payer lists the primary first.
+    covered = sorted([(cov, True), *((e["coverage"], False) for e in other_insurance)],
+                     key=lambda pair: pair[0].get("order") or len(_ORDER) + 1)
+    insurance = [compact({"sequence": number, "focal": focal, "coverage": reference(c),
+                          "preAuthRef": prior_auth if focal else None})
+                 for number, (c, focal) in enumerate(covered, start=1)]
     subtype = None
     if variant == "I" and claim.value("CLM05-1"):
         inpatient = claim.value("CLM05-1")[-1:] in ("1", "2")

@@ -27,8 +27,10 @@ Choices a receiver will notice:
   relationship from SBR02 (self) or PAT01 (01 spouse, 19 child, 53 common, others
   "other", subscriber-relationship), payor the payer, class group SBR03/SBR04, order
   from SBR01 (P 1, S 2, T 3...), type SBR09 as urn:conduit:code:x12:claim-filing-indicator.
-  Claim.insurance[0] is that coverage (focal; REF*G1 prior authorization as preAuthRef),
-  then each other payer of a 2320 loop (its 2330A member and 2330B payer) not focal.
+  Claim.insurance holds that coverage (focal; REF*G1 prior authorization as preAuthRef)
+  and each other payer of a 2320 loop (its 2330A member and 2330B payer, not focal), in
+  coordination-of-benefits order (SBR01), so a claim sent to the secondary payer lists
+  the primary as sequence 1.
 - provider: the billing provider (2010AA) as Organization (NM102 2) or Practitioner
   (NM102 1) by NPI, with its REF*EI tax id as a second identifier; insurer: the payer
   Organization (type pay).

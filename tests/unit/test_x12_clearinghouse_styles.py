@@ -38,6 +38,7 @@ SETS = {
     "837d_cr_terminator.x12": ["837D"],
     "837i_caret_backslash.x12": ["837I"],
     "837p_two_sets_oneline.x12": ["837P", "837P"],
+    "837p_cob_optional_loops_crlf.x12": ["837P"],
     "999_partner_partial.x12": ["999"],
     "ta1_partner_only.x12": ["TA1"],
 }
@@ -169,6 +170,18 @@ def test_the_styles_map_to_the_facts_they_hold():
     assert teeth == ["3", "30"]
 
 
+def test_a_claim_to_the_secondary_payer_lists_the_primary_first():
+    bundle = mapped("x12-837-to-fhir@1", raw_of("837p_cob_optional_loops_crlf.x12"))
+    coverages = {e["fullUrl"]: e["resource"] for e in bundle["entry"]
+                 if e["resource"]["resourceType"] == "Coverage"}
+    claim = of_type(bundle, "Claim")[0]
+    listed = [(i["sequence"], i["focal"], coverages[i["coverage"]["reference"]]["subscriberId"])
+              for i in claim["insurance"]]
+    assert listed == [(1, False, "PRIM555001"), (2, True, "000221111A")]
+    assert claim["insurance"][1]["preAuthRef"] == ["PA998877"]
+    assert claim["related"][0]["claim"]["identifier"]["value"] == "ORIGCLAIM0001"
+
+
 # -- broken variants of one batch ---------------------------------------------------------
 
 BATCH = raw_of("837p_two_sets_oneline.x12").decode()
@@ -211,3 +224,16 @@ def test_answers_made_in_one_millisecond_have_their_own_control_numbers():
     interchange = read_interchanges(BATCH)[0][0]
     numbers = {segs(build_ta1(interchange, "R", "024").encode())[0][13] for _ in range(50)}
     assert len(numbers) == 50
+
+
+def test_a_repetition_separator_that_is_another_delimiter_refuses_the_interchange():
+    raw = BATCH.replace("*^*00501*", "*:*00501*", 1).encode()  # ISA11 = ISA16
+    reply = channel_answer(raw)
+    assert [t[4:6] for t in of_id(reply, "TA1")] == [["R", "022"]]
+    assert not of_id(reply, "IK5")
+
+
+def test_a_space_is_no_segment_terminator():
+    with pytest.raises(ParseError) as caught:
+        codec.parse(BATCH.replace("~", " ").encode())
+    assert caught.value.code == "004"

@@ -120,6 +120,10 @@ def _read(segments: Iterator[tuple[Segment, int, int]], keep: bool
                 _note(current, code, f"ISA{number:02d} is not of its fixed width", notes)
             if len(seg.elements) != 17:
                 _note(current, "022", "ISA does not have 16 elements", notes)
+            d = seg.delimiters
+            if d.repetition and d.repetition in (d.element, d.component, d.segment):
+                _note(current, "022", "ISA11 repetition separator is also another "
+                      "delimiter", notes)
             continue
         if current is None:
             if sid == TRAILING and interchanges:

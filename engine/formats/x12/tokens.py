@@ -25,9 +25,11 @@ from engine.errors import ParseError
 ISA_LENGTH = 106
 # Widths of ISA01..ISA16, fixed by the standard.
 ISA_WIDTHS = (2, 10, 2, 10, 2, 15, 2, 15, 6, 4, 1, 5, 9, 1, 1, 1)
-# TA105 note code for a wrong value or width of each ISA element (ISA01..ISA16).
+# TA105 note code for a wrong value or width of each ISA element (ISA01..ISA16). 5010
+# has no code of its own for the repetition separator (ISA11): X12 answers 022, invalid
+# control structure (RFI 1497; 032 came with 5042).
 ISA_NOTE_CODES = ("010", "011", "012", "013", "005", "006", "007", "008", "014", "015",
-                  "026", "017", "018", "019", "020", "027")
+                  "022", "017", "018", "019", "020", "027")
 _SKIP = "\ufeff \t\r\n\x00\x1a"
 _SKIP_BYTES = (b" ", b"\t", b"\r", b"\n", b"\x00", b"\x1a", b"\xef", b"\xbb", b"\xbf")
 TRAILING = ""  # the id of the segment standing for what follows an IEA and is no ISA
@@ -108,7 +110,7 @@ def read_delimiters(text: str) -> tuple[Delimiters, list[str]]:
                          segment="ISA", code="023")
     component = text[position + 1]
     terminator = text[position + 2]
-    if terminator.isalnum() or terminator in (element, component):
+    if terminator.isalnum() or terminator in (element, component, " "):
         raise ParseError(f"segment terminator {terminator!r} after ISA16 is not usable",
                          segment="ISA", code="004")
     elements = text[:position + 2].split(element)
