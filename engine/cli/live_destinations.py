@@ -30,5 +30,7 @@ def live_destinations(svc: Any) -> set[str] | None:
     except Exception as exc:  # a listing must not fail on it
         log.debug("queue list: the live channels could not be read (%s)", type(exc).__name__)
         return None
-    return {f"{c.config.name}/{d.name}" for c in channels if c.config.enabled
-            for d in c.config.destinations}
+    # an optional destination disabled here (its variable unset in this shell, not in
+    # the daemon's) is the channel's still: never marked as removed by a deploy
+    return {f"{c.config.name}/{d}" for c in channels if c.config.enabled
+            for d in [*(x.name for x in c.config.destinations), *c.disabled]}
