@@ -23,6 +23,7 @@ codec = NcpdpCodec()
 EHR, EHR2 = "HARBORSIDEEHR^C", "GREENMTNCLINIC01^C"
 CASCO, LAKE = "7701630^P", "4608821^P"
 ASTRID, TOMAS = "MRN448120", "PT-0093317"
+NORTHSTAR, BEACON, RENEE = "NORTHSTAR-EHR-77^C", "2218840^P", "NS-0044712"
 
 # file (under tests/fixtures/ncpdp or mappings/), type, MessageID, From, To, patient, version
 ROUTED = [
@@ -86,6 +87,20 @@ ROUTED = [
      EHR2, TOMAS, "2023011"),
     ("unknown_clinicalinforequest_prefixed.xml", "ClinicalInfoRequest", "CBP-CIR-0001", CASCO,
      EHR, ASTRID, "2017071"),
+    # other systems' styles: an ns:/ncpdp:/s: prefix, one line, minidom's tabs, CDATA,
+    # a bare `version` attribute, no patient identifier at all
+    ("newrx_compound_one_line_2023011_no_ids.xml", "NewRx", "dc-2023-0000451", "DERMCO-RX^C",
+     "5531177^P", None, "2023011"),
+    ("cancelrx_response_approved_ncpdp_prefix.xml", "CancelRxResponse", "PH-CXR-9001",
+     BEACON, NORTHSTAR, None, "2017071"),
+    ("rxrenewal_response_approved_s_prefix_one_line.xml", "RxRenewalResponse", "NS-RNR-0002",
+     NORTHSTAR, BEACON, RENEE, "2017071"),
+    ("rxfill_partial_minidom_tabs.xml", "RxFill", "PH-FILL-8001", BEACON, NORTHSTAR, RENEE,
+     "2017071"),
+    ("error_900_descriptioncode_version_attribute.xml", "Error", "PH-ERR-0006", "5531177^P",
+     "DERMCO-RX^C", None, "2023011"),
+    ("unknown_rxhistoryrequest_no_namespace.xml", "RxHistoryRequest", "NS-UNK-0008",
+     NORTHSTAR, BEACON, RENEE, "2017071"),
 ]
 ANSWERS = {"Status", "Error", "Verify"}
 
