@@ -175,7 +175,8 @@ def test_a_lab_orders_observations_are_laboratory_ones(oml: Mapping) -> None:
             for o in of_type(bundle, "Observation")] == [["laboratory"], ["laboratory"]]
     radiology = bundle_of(oml, message(ORC, OBR + "||||||||||||||||||||RAD",
                                        "OBX|1|CWE|49541-6^Fasting^LN||Y^Yes^HL70136||||||O"))
-    assert "category" not in only(radiology, "Observation")
+    category = only(radiology, "Observation")["category"][0]["coding"][0]["code"]
+    assert category == "survey"  # an answer given at order entry, not a lab result
 
 
 def test_two_orders_each_with_their_specimen(oml: Mapping) -> None:

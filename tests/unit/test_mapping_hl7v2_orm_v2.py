@@ -193,11 +193,23 @@ def test_a_lab_order_message_without_section_has_no_category(orm: Mapping) -> No
     assert "category" not in only(bundle_of(orm, message()), "ServiceRequest")
 
 
-def test_requester_is_a_practitioner_and_with_a_facility_a_role(orm: Mapping) -> None:
+def orderer(bundle: dict, request: dict) -> dict:
+    """The Practitioner behind a requester, which is the ordering provider's role."""
+    role = resolve(bundle, request["requester"])
+    assert role["resourceType"] == "PractitionerRole"
+    assert role["code"][0]["coding"][0]["code"] == "OP"  # v2-0443 ordering provider
+    return resolve(bundle, role["practitioner"])
+
+
+def test_requester_is_the_ordering_providers_role_at_the_facility_if_sent(orm: Mapping
+                                                                         ) -> None:
+    """As the reference converter (and the v2-to-FHIR IG's ROL) does: ORC-12 acts as
+    ordering provider, a PractitionerRole, with the ORC-21 facility when one is sent."""
     bundle = bundle_of(orm, message(orc(f12="1122334455^OKAFOR^CHIDI^^^DR^MD^^^^^^NPI"),
                                     obr()))
-    person = resolve(bundle, only(bundle, "ServiceRequest")["requester"])
-    assert person["resourceType"] == "Practitioner"
+    request = only(bundle, "ServiceRequest")
+    assert "organization" not in resolve(bundle, request["requester"])
+    person = orderer(bundle, request)
     assert person["identifier"][0] == {
         "system": "http://hl7.org/fhir/sid/us-npi", "value": "1122334455",
         "type": person["identifier"][0]["type"]}
@@ -210,8 +222,7 @@ def test_requester_is_a_practitioner_and_with_a_facility_a_role(orm: Mapping) ->
 
 def test_requester_falls_back_to_obr16(orm: Mapping) -> None:
     bundle = bundle_of(orm, message(orc(f12=""), obr(f16="88^PATEL^ANIKA")))
-    assert resolve(bundle, only(bundle, "ServiceRequest")["requester"])["name"][0][
-        "family"] == "PATEL"
+    assert orderer(bundle, only(bundle, "ServiceRequest"))["name"][0]["family"] == "PATEL"
 
 
 def test_timing_from_tq1(orm: Mapping) -> None:
@@ -305,7 +316,7 @@ def test_v23_quantity_timing_interval_is_a_timing(orm: Mapping) -> None:
 def test_ordering_provider_address_and_callback_phone(orm: Mapping) -> None:
     bundle = bundle_of(orm, message(orc(f14="^WPN^PH^^^978^5550100",
                                         f24="1 Main St^^Ashby^MA^01431"), obr()))
-    person = resolve(bundle, only(bundle, "ServiceRequest")["requester"])
+    person = orderer(bundle, only(bundle, "ServiceRequest"))
     assert person["address"] == [{"line": ["1 Main St"], "city": "Ashby", "state": "MA",
                                   "postalCode": "01431"}]
     assert person["telecom"] == [{"system": "phone", "value": "(978) 555-0100",
@@ -333,15 +344,22 @@ LAB = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation
                     "code": "laboratory", "display": "Laboratory"}]}]
 
 
-@pytest.mark.parametrize("section, category", [("CH", LAB), ("MB", LAB), ("", None),
-                                               ("CT", None), ("EC", None)])
+SURVEY = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                       "code": "survey", "display": "Survey"}]}]
+
+
+@pytest.mark.parametrize("section, unit, category", [
+    ("CH", "", LAB), ("MB", "", LAB), ("", "", SURVEY), ("CT", "", SURVEY), ("EC", "", SURVEY),
+    ("", "mg/dL^^UCUM", LAB), ("CT", "mg/dL^^UCUM", LAB)])
 def test_a_lab_orders_answers_are_laboratory_observations(orm: Mapping, section: str,
-                                                          category: list | None) -> None:
+                                                          unit: str, category: list) -> None:
     """A lab order's (OBR-24 a lab section) answers are laboratory results, as the lab's
     ORU reports them; an ORM order without a section, or an imaging or procedure order,
-    says nothing of what its answers are (its creatinine is not an imaging result)."""
+    says nothing of what its answers are: answers given at order entry (survey, as US
+    Core wants one), unless a concentration says it is a lab value (its creatinine is
+    not an imaging result)."""
     bundle = bundle_of(orm, message(
-        orc(), obr(f24=section), "OBX|1|NM|2160-0^Creatinine^LN||0.9|mg/dL^^UCUM||||||F"))
+        orc(), obr(f24=section), f"OBX|1|NM|2160-0^Creatinine^LN||0.9|{unit}||||||F"))
     assert only(bundle, "Observation").get("category") == category
 
 
@@ -389,7 +407,7 @@ def test_pharmacy_order_is_a_medication_request(orm: Mapping) -> None:
     medication = resolve(bundle, request["medicationReference"])
     assert medication["code"]["coding"][0]["code"] == "860975"
     assert request["dosageInstruction"][0]["route"]["coding"][0]["code"] == "PO"
-    assert resolve(bundle, request["requester"])["name"][0]["family"] == "OKAFOR"
+    assert orderer(bundle, request)["name"][0]["family"] == "OKAFOR"
 
 
 def test_diet_order_is_a_nutrition_order(orm: Mapping) -> None:

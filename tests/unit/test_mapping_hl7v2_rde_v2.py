@@ -108,7 +108,8 @@ def test_epic_fixture_facts_land_where_the_reference_puts_them(rde: Mapping) -> 
     assert drug["ingredient"][0]["strength"]["numerator"]["value"] == 500
     assert (request["status"], request["intent"]) == ("active", "order")
     assert request["authoredOn"] == "2024-09-14T08:09:00-05:00"
-    assert resolve(bundle, request["requester"])["identifier"][0]["value"] == "5566778899"
+    role = resolve(bundle, request["requester"])  # the prescriber as ordering provider
+    assert resolve(bundle, role["practitioner"])["identifier"][0]["value"] == "5566778899"
     assert resolve(bundle, request["recorder"])["name"][0]["family"] == "TRAN"
     assert request["encounter"]["reference"] == f"urn:uuid:{only(bundle, 'Encounter')['id']}"
     values = {i["value"] for i in request["identifier"]}
@@ -285,7 +286,8 @@ def test_the_order_as_placed_is_an_original_order_the_encoded_one_is_based_on(
     codes = {c["code"] for c in drug_of(bundle, encoded)["code"]["coding"]}
     assert codes == {"314076", "68180-0514-09"}  # RXE-31 supplementary NDC beside RxNorm
     role = only(bundle, "PractitionerRole")
-    assert role["practitioner"] == encoded["requester"]
+    assert encoded["requester"] == placed["requester"] == {"reference": f"urn:uuid:{role['id']}"}
+    assert role["code"][0]["coding"][0]["code"] == "OP"  # v2-0443 ordering provider
     assert resolve(bundle, role["organization"])["name"] == "Hillside Family Medicine"
 
 

@@ -343,19 +343,18 @@ def authored_on(b: Build, orc: Segment | None) -> str | None:
 
 
 def _requester(b: Build, orc: Segment | None, obr: Segment | None) -> dict | None:
-    """ORC-12 ordering provider, else OBR-16, as a Practitioner; with an ORC-21 ordering
-    facility too, the PractitionerRole of that person at that Organization; the facility
-    alone when no person is named."""
+    """ORC-12 ordering provider, else OBR-16, as a Practitioner in the role of ordering
+    provider (a PractitionerRole, at the ORC-21 ordering facility when one is sent); the
+    facility alone when no person is named."""
     ordering = people.practitioner(b, dt.first_rep(orc, 12))
     also = people.practitioner(b, dt.first_rep(obr, 16))
     person = ordering or also
     if person is not None:
         _contact_details(person, orc, obr)
     facility = ordering_facility(b, orc)
-    if person is not None and facility is not None:
-        return b.ref(practitioner_role(b, person, facility))
-    chosen = person or facility
-    return b.ref(chosen) if chosen is not None else None
+    if person is not None:
+        return b.ref(practitioner_role(b, person, facility, ORDERING_PROVIDER))
+    return b.ref(facility) if facility is not None else None
 
 
 def coded_organization(b: Build, segment: Segment | None, field: int) -> dict | None:
@@ -383,15 +382,25 @@ def _contact_details(person: dict, orc: Segment | None, obr: Segment | None) -> 
         person.setdefault("telecom", phones)
 
 
-def practitioner_role(b: Build, person: dict, organization: dict) -> dict:
-    """One PractitionerRole per person and organization, kept once in `b`."""
-    key = {"system": f"Practitioner/{person['id']}", "value": organization["id"]}
-    role = b.add({
+# Table 0443: the role in which ORC-12 (RXE-13, RXO-14) acts, as the reference converter
+# and the v2-to-FHIR IG's ROL mapping code a PractitionerRole.
+ORDERING_PROVIDER = {"coding": [{"system": tables.V2_0443, "code": "OP",
+                                 "display": "Ordering Provider"}]}
+
+
+def practitioner_role(b: Build, person: dict, organization: dict | None,
+                      code: dict | None = None) -> dict:
+    """One PractitionerRole per person and organization (or none), kept once in `b`;
+    `code` the role it acts in (table 0443)."""
+    key = {"system": f"Practitioner/{person['id']}",
+           "value": organization["id"] if organization else "no-organization"}
+    role = b.add(compact({
         "resourceType": "PractitionerRole",
         "id": resource_id("PractitionerRole", b.facility, key),
         "practitioner": b.ref(person),
-        "organization": b.ref(organization),
-    }, merge=True)
+        "organization": b.ref(organization) if organization else None,
+        "code": [code] if code else None,
+    }), merge=True)
     assert role is not None
     return role
 

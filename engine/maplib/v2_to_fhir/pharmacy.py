@@ -250,8 +250,8 @@ def _request(b: Build, orc: Segment | None, seg: Segment, rxrs: list[Segment],
     key = identifiers[0] if identifiers else _fallback_key(b, orc, medication, authored)
     if intent != "order":
         key = keyed(key, intent)
-    requester = _first_person(b, (orc, 12), (seg, f.prescriber), (orc, 21))
-    _ordering_facility(b, orc, requester)
+    requester = _ordering_role(b, _first_person(b, (orc, 12), (seg, f.prescriber), (orc, 21)),
+                               _ordering_facility(b, orc))
     recorder = _first_person(b, (orc, 10), (orc, 19))
     request = {
         "resourceType": "MedicationRequest",
@@ -390,19 +390,19 @@ def _first_person(b: Build, *places: tuple[Segment | None, int]) -> dict | None:
     return chosen
 
 
-def _ordering_facility(b: Build, orc: Segment | None, requester: dict | None) -> None:
-    """ORC-21 ordering facility (XON) as an Organization, and the requester's
-    PractitionerRole at it (ORC-22 address, ORC-23 phone)."""
+def _ordering_facility(b: Build, orc: Segment | None) -> dict | None:
+    """ORC-21 ordering facility (XON) as an Organization (ORC-22 address, ORC-23
+    phone)."""
     rep = dt.first_rep(orc, 21) if orc is not None else None
     if rep is None:
-        return
+        return None
     name, number = dt.present(rep.value(1)), dt.present(rep.value(10)) or dt.present(
         rep.value(3))
     identifier = {"system": people.local_system(b, "organization"), "value": number} \
         if number else None
     org = people.organization(b, name, identifier)
     if org is None:
-        return
+        return None
     address = dt.first_rep(orc, 22)
     phone = dt.first_rep(orc, 23)
     extra = compact({
@@ -412,13 +412,26 @@ def _ordering_facility(b: Build, orc: Segment | None, requester: dict | None) ->
     })
     for key, value in extra.items():
         org.setdefault(key, value)
-    if requester is None:
-        return
-    role_key = {"system": "urn:conduit:practitioner-role",
-                "value": f"{requester['id']}|{org['id']}"}
-    b.add({"resourceType": "PractitionerRole",
-           "id": resource_id("PractitionerRole", b.facility, role_key),
-           "practitioner": b.ref(requester), "organization": b.ref(org)})
+    return org
+
+
+# Table 0443: the role the prescriber acts in (the reference converter's PractitionerRole).
+_ORDERING_PROVIDER = {"coding": [{"system": tables.V2_0443, "code": "OP",
+                                  "display": "Ordering Provider"}]}
+
+
+def _ordering_role(b: Build, person: dict | None, facility: dict | None) -> dict | None:
+    """The prescriber as ordering provider: a PractitionerRole (at the ordering facility
+    when one is sent), kept once in `b`; None when no one is named."""
+    if person is None:
+        return None
+    key = {"system": "urn:conduit:practitioner-role",
+           "value": f"{person['id']}|{facility['id'] if facility else ''}"}
+    return b.add(compact({
+        "resourceType": "PractitionerRole",
+        "id": resource_id("PractitionerRole", b.facility, key),
+        "practitioner": b.ref(person), "organization": b.ref(facility) if facility else None,
+        "code": [_ORDERING_PROVIDER]}), merge=True)
 
 
 def _prior(b: Build, orc: Segment | None) -> dict | None:

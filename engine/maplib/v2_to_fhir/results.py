@@ -362,8 +362,9 @@ def category(code: dict, section: str | None, *, ordered: bool = False,
     section: only a lab order's (a lab section, or "" for OML without one) are
     laboratory, as the lab's results report them. The rest (outside a report, or an
     order's other answers) is laboratory when the OBX carries a lab result's marks
-    (`lab_result`), else `otherwise` (the caller's kind, "survey" for answers given with
-    an order, a dose or an appointment), else none."""
+    (`lab_result`: a range, a lab, a concentration), else `otherwise` (the caller's
+    kind, "survey" for answers given with an order, a dose or an appointment), else
+    none."""
     loinc = any(c.get("system") == LOINC and c.get("code") in VITAL_SIGNS
                 for c in code.get("coding", []))
     kind = dt.present(section or "").upper()
@@ -387,10 +388,16 @@ def category(code: dict, section: str | None, *, ordered: bool = False,
     return [_observation_category(otherwise, otherwise.capitalize())]
 
 
+# A unit per volume of a body fluid (mg/dL, mmol/L, 10*3/uL, ng/mL): a concentration.
+_CONCENTRATION = re.compile(r"/\s*(?:10\S*\s*)?[munpf]?[dc]?L\Z", re.IGNORECASE)
+
+
 def lab_result(obx: Segment) -> bool:
-    """An OBX with a lab result's marks: a reference range (OBX-7) or the lab that made it
-    (OBX-15 producer, OBX-23 performing organization)."""
-    return any(dt.present(obx.value(n)) for n in (7, 15, 23))
+    """An OBX with a lab result's marks: a reference range (OBX-7), the lab that made it
+    (OBX-15 producer, OBX-23 performing organization) or a concentration for its unit."""
+    unit = dt.present(obx.value(6, 1)) or dt.present(obx.value(6, 2))
+    return any(dt.present(obx.value(n)) for n in (7, 15, 23)) or bool(
+        _CONCENTRATION.search(unit))
 
 
 def _observation_category(code: str, display: str) -> dict:
