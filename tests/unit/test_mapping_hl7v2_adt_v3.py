@@ -625,3 +625,11 @@ def test_v28_prt_participants_of_the_visit_and_the_patient(adt: Mapping) -> None
     assert resolve(bundle, gp)["name"][0]["family"] == "PARK"
     deleted = raw.replace(b"PRT|1|AD|", b"PRT|1|DE|")
     assert "participant" not in only(bundle_of(adt, deleted), "Encounter")
+
+
+@pytest.mark.parametrize(("sex", "gender"), [("F", "female"), ("N", "other"), ("A", "other"),
+                                             ("U", "unknown"), ("", "unknown")])
+def test_administrative_sex_as_the_reference_reads_it(adt: Mapping, sex: str,
+                                                      gender: str) -> None:
+    pid = PID.replace("|19900101|F|", f"|19900101|{sex}|")
+    assert patient_of(adt, pid)["gender"] == gender

@@ -15,7 +15,7 @@ from engine.maplib.fhir import resource_id
 from engine.maplib.v2_to_fhir import mdm
 from engine.mapping import Mapping
 from tests import mapping_checks as checks
-from tests.mapping_checks import bundle_of, of_type, only, run, segment, warnings_of
+from tests.mapping_checks import bundle_of, of_type, only, resolve, run, segment, warnings_of
 
 FIXTURES = checks.Fixtures("hl7v2-mdm-to-fhir@2")
 V1_FIXTURES = checks.Fixtures("hl7v2-mdm-to-fhir@1")
@@ -274,3 +274,25 @@ def test_only_a_message_without_a_patient_fails(to_fhir: Mapping) -> None:
     assert caught.value.field == "PID-3"
     bundle = bundle_of(to_fhir, message("T02", text("x")))
     assert of_type(bundle, "Patient") and not of_type(bundle, "DocumentReference")
+
+
+def test_each_con_is_a_consent_of_the_patient(to_fhir: Mapping) -> None:
+    con = segment("CON", {1: "1", 2: "001^Release of Information^HL70496",
+                          4: "FORM-88^STMARY", 5: "I authorize release of my records.",
+                          11: "X^Rescinded^HL70498", 13: "20240611090000-0500",
+                          24: "LINDGREN^ASTRID~LINDGREN^ERIK",
+                          25: "1^Self^HL70548~2^Parent^HL70548"})
+    bundle = bundle_of(to_fhir, message("T02", txa(), text("x"), con))
+    consent = only(bundle, "Consent")
+    assert (consent["status"], consent["scope"]["coding"][0]["code"]) == (
+        "inactive", "patient-privacy")
+    assert [c["coding"][0]["code"] for c in consent["category"]] == ["59284-0", "001"]
+    assert consent["identifier"][0]["value"] == "FORM-88"
+    assert consent["policyRule"] == {"text": "I authorize release of my records."}
+    assert consent["dateTime"] == "2024-06-11T09:00:00-05:00"
+    who = [resolve(bundle, p)["resourceType"] for p in consent["performer"]]
+    assert who == ["Patient", "RelatedPerson"]
+    assert consent["patient"] == {"reference": f"urn:uuid:{only(bundle, 'Patient')['id']}"}
+    odd = con.replace("X^Rescinded", "Q^Quibbled")
+    assert "CON-11: is not a consent status of table 0498; read as active" in warnings_of(
+        to_fhir, message("T02", txa(), text("x"), odd))

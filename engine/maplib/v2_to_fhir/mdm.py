@@ -5,7 +5,8 @@ OBX results as Observations derived from the document.
 Every event T01-T11 maps: notifications without content (T01, T03, T05, T07, T09) still
 give the document's facts (type, status, people, parent) with a title-only attachment,
 because FHIR requires content. An ED or RP OBX (a PDF, an image) is also a
-DiagnosticReport presenting it, as the reference converter makes one.
+DiagnosticReport presenting it, and each CON a Consent, as the reference converter
+makes them.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ RESOURCES: tuple[str, ...] = (
     "Location", "Practitioner", "PractitionerRole",
     "Organization", "MessageHeader",
     "ServiceRequest", "DocumentReference", "DiagnosticReport", "Observation", "Device",
-    "Provenance",
+    "Consent", "Provenance",
 )
 # OBX-2 types that are the document itself, not results about it.
 DOCUMENT_TYPES = frozenset({"ED", "RP"})
@@ -63,5 +64,6 @@ def build(message: Hl7Message) -> dict | Skip:
     if document is not None:
         for observation in made:
             observation["derivedFrom"] = [b.ref(document)]
+    documents.consents(b)
     visit.episode_of_care(b)
     return finish(b)

@@ -199,6 +199,10 @@ def _period(rep: Repetition, start: tuple[int, int], end: tuple[int, int],
 
 
 def gender(pid: Segment) -> str | None:
+    """PID-8 through table 0001; N (not applicable) is `other`, as the reference converter
+    reads it (the released mappings' table says unknown)."""
+    if dt.present(pid.value(8)).upper() == "N":
+        return "other"
     return administrative_gender(pid, 8)
 
 
