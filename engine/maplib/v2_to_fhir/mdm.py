@@ -16,7 +16,7 @@ from engine.formats.hl7v2 import Hl7Message
 from engine.formats.hl7v2 import datatypes as dt
 from engine.leniency import tolerate
 from engine.maplib.v2_orders import order_groups
-from engine.maplib.v2_to_fhir import documents, orders, people, results, visit
+from engine.maplib.v2_to_fhir import consents, documents, orders, people, results, visit
 from engine.maplib.v2_to_fhir.frame import Build
 from engine.maplib.v2_to_fhir.provenance import finish
 from engine.mapping_base import Skip
@@ -64,6 +64,6 @@ def build(message: Hl7Message) -> dict | Skip:
     if document is not None:
         for observation in made:
             observation["derivedFrom"] = [b.ref(document)]
-    documents.consents(b)
+    consents.consents(b)
     visit.episode_of_care(b)
     return finish(b)
