@@ -436,3 +436,19 @@ def test_bedside_charting_that_is_not_a_vital_sign_is_an_exam(to_fhir: Mapping) 
         obx(f1="2", f3="8867-4^Heart rate^LN", f5="72", f6="/min")))
     codes = [o["category"][0]["coding"][0]["code"] for o in of_type(bundle, "Observation")]
     assert codes == ["exam", "vital-signs"]
+
+
+def test_the_labs_medical_director_acts_there(to_fhir: Mapping) -> None:
+    """OBX-25 with the OBX-23 performing lab: the director's PractitionerRole at the lab
+    (as the reference converter makes one), beside the lab itself."""
+    bundle = bundle_of(to_fhir, message(obr(), obx(
+        f23="ACME LAB^L^^^^CLIA&2.16.840.1.113883.4.7&ISO^XX^^^05D0000001",
+        f25="1234567890^HOUSE^GREG^^^DR^MD^^^^^^NPI")))
+    found = only(bundle, "Observation")
+    role = only(bundle, "PractitionerRole")
+    assert found["performer"] == [{"reference": f"urn:uuid:{role['id']}"},
+                                  role["organization"]]
+    assert role["code"][0]["coding"][0]["code"] == "MDIR"
+    lab = next(o for o in of_type(bundle, "Organization")
+               if f"urn:uuid:{o['id']}" == role["organization"]["reference"])
+    assert lab["name"] == "ACME LAB"

@@ -410,18 +410,41 @@ def _instance_identifier(b: Build, obx: Segment) -> list[dict]:
     return [identifier] if identifier else []
 
 
+# Table 0443 roles of the people an OBX names.
+_RESPONSIBLE_OBSERVER = {"coding": [{"system": tables.V2_0443, "code": "RO",
+                                     "display": "Responsible Observer"}]}
+_MEDICAL_DIRECTOR = {"coding": [{"system": tables.V2_0443, "code": "MDIR",
+                                 "display": "Medical Director"}]}
+
+
 def _performers(b: Build, obx: Segment) -> list[dict]:
     """OBX-16 responsible observers and OBX-25 the performing lab's medical director as
-    Practitioners, OBX-23 (with its OBX-24 address) the performing Organization."""
+    Practitioners, OBX-23 (with its OBX-24 address, else OBX-15) the performing
+    Organization; a person of a named lab acts there: a PractitionerRole (responsible
+    observer, medical director) at the lab, as the reference converter makes one."""
     found: list[dict] = []
-    for rep in [*obx.repetitions(16), *obx.repetitions(25)]:
-        person = people.practitioner(b, rep)
-        if person is not None and b.ref(person) not in found:
-            found.append(b.ref(person))
     lab = _performing_lab(b, obx) or _producer(b, obx)
+    for number, role in ((16, _RESPONSIBLE_OBSERVER), (25, _MEDICAL_DIRECTOR)):
+        for rep in obx.repetitions(number):
+            person = people.practitioner(b, rep)
+            who = _role_at(b, person, lab, role) if person and lab else person
+            if who is not None and b.ref(who) not in found:
+                found.append(b.ref(who))
     if lab is not None:
         found.append(b.ref(lab))
     return found
+
+
+def _role_at(b: Build, person: dict, lab: dict, code: dict) -> dict:
+    """One PractitionerRole per person and organization (the key the order builder's
+    roles use), kept once in `b`."""
+    key = {"system": f"Practitioner/{person['id']}", "value": lab["id"]}
+    role = b.add({"resourceType": "PractitionerRole",
+                  "id": resource_id("PractitionerRole", b.facility, key),
+                  "practitioner": b.ref(person), "organization": b.ref(lab),
+                  "code": [code]}, merge=True)
+    assert role is not None
+    return role
 
 
 def _performing_lab(b: Build, obx: Segment) -> dict | None:
