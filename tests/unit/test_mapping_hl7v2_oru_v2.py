@@ -199,8 +199,11 @@ def test_performers_device_method_and_site_are_resources(to_fhir: Mapping) -> No
     by_ref = {f"urn:uuid:{e['resource']['id']}": e["resource"] for e in bundle["entry"]}
     performers = [by_ref[p["reference"]] for p in found["performer"]]
     assert [p["resourceType"] for p in performers] == [
-        "Practitioner", "Practitioner", "Organization"]
+        "PractitionerRole", "PractitionerRole", "Organization"]  # each person at the lab
     lab = performers[2]
+    assert [(by_ref[p["practitioner"]["reference"]]["name"][0]["family"],
+             p["code"][0]["coding"][0]["code"], p["organization"]) for p in performers[:2]] \
+        == [("OYELOWO", "RO", found["performer"][2]), ("STEELE", "MDIR", found["performer"][2])]
     assert lab["identifier"] == [{"system": "urn:oid:2.16.840.1.113883.4.7",
                                   "value": "46D0098"}]
     assert lab["address"][0]["city"] == "BOULDER"
