@@ -623,6 +623,9 @@ def test_v28_prt_participants_of_the_visit_and_the_patient(adt: Mapping) -> None
     assert resolve(bundle, participant["individual"])["name"][0]["family"] == "VANCE"
     [gp] = only(bundle, "Patient")["generalPractitioner"]
     assert resolve(bundle, gp)["name"][0]["family"] == "PARK"
+    roles = {r["code"][0]["coding"][0]["code"]: resolve(bundle, r["practitioner"])["name"][0][
+        "family"] for r in of_type(bundle, "PractitionerRole")}
+    assert roles == {"PP": "PARK", "AT": "VANCE"}
     deleted = raw.replace(b"PRT|1|AD|", b"PRT|1|DE|")
     assert "participant" not in only(bundle_of(adt, deleted), "Encounter")
 

@@ -297,18 +297,23 @@ def _participants(b: Build, pv1: Segment, pv2: Segment | None) -> list[dict]:
 
 def practitioner_roles(b: Build) -> list[dict]:
     """Each ROL person with its role (ROL-3), period (ROL-5/6), location (ROL-13) and
-    organization (ROL-14) as a PractitionerRole, as the reference converter makes them;
-    a ROL whose action is DE (delete) makes none. Called by builders that want them."""
+    organization (ROL-14) as a PractitionerRole, as the reference converter makes them,
+    and each person of a v2.7+ PRT of the patient or the visit (role PRT-4, period
+    PRT-11/12, location PRT-9, organization PRT-8); a ROL or PRT whose action is DE
+    (delete) makes none. Called by builders that want them."""
     made: list[dict] = []
-    for rol in b.message.all("ROL"):
+    parties = [(rol, (3, 4, 5, 6, 13, 14, V2_0443)) for rol in b.message.all("ROL")]
+    parties += [(prt, (4, 5, 11, 12, 9, 8, V2 + "0912")) for prt in _party_prts(b)]
+    for rol, (role, person, start, end, where, org_field, table) in parties:
         if dt.present(rol.value(2)).upper() == "DE":
             continue
-        concept = cwe_to_codeable_concept(dt.first_rep(rol, 3), b.facility, Bound(V2_0443, {}))
-        place = location(b, dt.first_rep(rol, 13))
-        org = people.xon_organization(b, dt.first_rep(rol, 14))
-        period = compact({"start": dt.to_fhir_datetime(rol.value(5), "ROL-5", b.offset),
-                          "end": dt.to_fhir_datetime(rol.value(6), "ROL-6", b.offset)})
-        for rep in rol.repetitions(4):
+        concept = cwe_to_codeable_concept(dt.first_rep(rol, role), b.facility, Bound(table, {}))
+        place = location(b, dt.first_rep(rol, where))
+        org = people.xon_organization(b, dt.first_rep(rol, org_field))
+        period = compact({
+            "start": dt.to_fhir_datetime(rol.value(start), b.field(rol, start), b.offset),
+            "end": dt.to_fhir_datetime(rol.value(end), b.field(rol, end), b.offset)})
+        for rep in rol.repetitions(person):
             who = people.practitioner(b, rep)
             if who is None:
                 continue
@@ -325,6 +330,16 @@ def practitioner_roles(b: Build) -> list[dict]:
                 "location": [b.ref(place)] if place else None,
             }), merge=True))
     return made
+
+
+def _party_prts(b: Build) -> list[Segment]:
+    """The PRT of the patient (after PID/PD1) and of the visit (after PV1/PV2), not those
+    of an order or a result."""
+    found: list[Segment] = []
+    for anchor in (b.message.segment("PID"), b.message.segment("PV1")):
+        if anchor is not None:
+            found += segments_after(b, anchor, "PRT", _VISIT_PARTIES | {"PD1"})
+    return found
 
 
 # The segments a visit's participants follow PV1 in; ROL and PRT (v2.7+) fields: role,
