@@ -636,3 +636,16 @@ def test_administrative_sex_as_the_reference_reads_it(adt: Mapping, sex: str,
                                                       gender: str) -> None:
     pid = PID.replace("|19900101|F|", f"|19900101|{sex}|")
     assert patient_of(adt, pid)["gender"] == gender
+
+
+def test_an_rf1_is_the_referral_behind_the_visit(adt: Mapping) -> None:
+    rf1 = "RF1|A^Accepted^HL70283|R^Routine^HL70280|MED^Medical^HL70281|||REF-55^MERCY"
+    dg1 = "DG1|1|I10|M25.561^Pain in right knee^I10||20240601|A"
+    bundle = bundle_of(adt, message(dg1, rf1))
+    referral = only(bundle, "ServiceRequest")
+    assert (referral["status"], referral["intent"]) == ("active", "order")
+    assert referral["identifier"][0]["value"] == "REF-55"
+    assert not mapped(adt, message(dg1, rf1)).warnings
+    assert referral["subject"] == {"reference": f"urn:uuid:{only(bundle, 'Patient')['id']}"}
+    assert referral["reasonReference"] == [
+        {"reference": f"urn:uuid:{only(bundle, 'Condition')['id']}"}]

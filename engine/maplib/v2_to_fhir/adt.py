@@ -4,8 +4,9 @@ observations, coverage, guarantors), with the message's Provenance and MessageHe
 
 The organizations that assigned the patient's identifiers (with a universal id) are
 their assigners, PID-21 names the newborn's mother when no NK1 does, each ROL person
-is also a PractitionerRole, each AUT a preauthorization ClaimResponse, the ACC an
-Observation and PV1-54 an EpisodeOfCare (as the reference converter makes them).
+is also a PractitionerRole, each AUT a preauthorization ClaimResponse, each RF1 the
+referral's ServiceRequest, the ACC an Observation and PV1-54 an EpisodeOfCare (as the
+reference converter makes them).
 
 Event rules a receiver notices:
 - person events (A28-A31, A40, A47) map a PV1 only when it names a visit (PV1-19):
@@ -36,7 +37,7 @@ RESOURCES: tuple[str, ...] = (
     "Patient", "RelatedPerson", "Practitioner", "PractitionerRole", "Organization",
     "Location", "Encounter", "EpisodeOfCare", "Account", "AllergyIntolerance", "Condition",
     "Procedure", "Observation", "Device", "DocumentReference", "Coverage", "ClaimResponse",
-    "Linkage", "MessageHeader", "Provenance",
+    "ServiceRequest", "Linkage", "MessageHeader", "Provenance",
 )
 # Events about the person alone: their PV1, when sent, is often a placeholder.
 PERSON_EVENTS = frozenset({"A28", "A29", "A30", "A31", "A40", "A47"})
@@ -62,7 +63,7 @@ def build(message) -> dict | Skip:
     people.related_persons(b)
     people.mother(b)
     clinical.allergies(b)
-    clinical.conditions(b)
+    diagnoses = clinical.conditions(b)
     clinical.procedures(b)
     results.observations(b, b.message.all("OBX"),
                          context=results.Context(effective=_event_time(b), otherwise="survey"))
@@ -70,6 +71,8 @@ def build(message) -> dict | Skip:
     visit.episode_of_care(b)
     coverages = financial.coverages(b)
     b.each("AUT", lambda aut, n: b.add(ref.authorization(b, aut, coverages)))
+    b.each("RF1", lambda rf1, n: b.add(ref.referral(
+        b, rf1, [], reasons=diagnoses, supporting=[], insurance=coverages, notes=[])))
     financial.guarantors(b)
     _account(b)
     return finish(b)
