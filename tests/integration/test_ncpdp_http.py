@@ -145,6 +145,9 @@ async def test_a_message_missing_what_newrx_requires_is_answered_error_900(world
     status, content_type, body, message_id = await post(port, broken)
     assert status == 200 and content_type == "application/xml"  # a delivered Error
     assert b"<Error><Code>900</Code>" in body and b"LastName" in body
+    # addressed back to the prescriber system that sent it (the channel answers a
+    # refused message without its parse; the codec reads it again for the Header)
+    assert b'<To Qualifier="C">HARBORSIDEEHR</To><From Qualifier="P">7701630</From>' in body
     await harness.settle(lambda: Kind.ACKNOWLEDGED in kinds(harness, message_id))
     assert '"code":"900"' in dict(events(harness, message_id))[Kind.ACKNOWLEDGED]
     assert pharmacy.received == []

@@ -241,6 +241,24 @@ def test_refused_message_is_answered_error_900_saying_what_is_missing():
     assert error.value("Header/To") == "HARBORSIDEEHR"
 
 
+def test_a_refused_message_answered_without_its_parse_is_addressed_from_its_header():
+    """A channel answers a message validation refused without the parse (as it does an
+    unreadable one): the Error still goes To its From, in its version and namespace,
+    and a refused Status, Error or Verify is still never answered."""
+    raw = raw_of("newrx_controlled_prefixed_2023011.xml").replace(b"<script:LastName>", b"<x>", 1)
+    raw = raw.replace(b"</script:LastName>", b"</x>", 1)
+    problem = Problem("NewRx: patient last name is missing", code="900")
+    error = answer_of(codec.reply(raw, None, Outcome(Verdict.REJECTED, (problem,))))
+    assert error.value("Error/Code") == "900"
+    assert (error.value("Header/To"), error.value("Header/From")) == (
+        "GREENMTNCLINIC01", "4608821")
+    assert error.version == "2023011"
+    assert error.value("Header/RelatesToMessageID") == "GMC-NRX-000440"
+    for name in ("status_default_ns.xml", "error_no_namespace.xml", "verify_compact.xml"):
+        refused = raw_of(name).replace(b"RelatesToMessageID", b"RelatesTo")
+        assert codec.replies(refused, None, Outcome(Verdict.REJECTED, (problem,))) == ()
+
+
 def test_unreadable_message_is_answered_error_correlated_when_its_id_is_found():
     raw = raw_of("newrx_default_ns.xml").replace(b"</Body>", b"</Bdy>")
     with pytest.raises(ParseError) as caught:

@@ -120,7 +120,7 @@ class NcpdpCodec:
         with what was wrong otherwise; nothing for a Status, Error or Verify (answers
         are not answered)."""
         message = parsed.body if parsed is not None and isinstance(
-            parsed.body, ScriptMessage) else None
+            parsed.body, ScriptMessage) else _reread(raw)
         if message is not None and message.message_type in RESPONSES:
             return b""
         if outcome.verdict is Verdict.ACCEPTED:
@@ -141,6 +141,18 @@ class NcpdpCodec:
         """Element by element by path (namespaces, prefixes, whitespace and attribute
         order never differ)."""
         return diff_values(_leaves(self.parse(a).body), _leaves(self.parse(b).body))
+
+
+def _reread(raw: bytes) -> ScriptMessage | None:
+    """The message a channel refused after parsing it (validation: it answers without
+    the parse), read again so its Error goes back To its From, in its version and
+    namespace, and an answer refused is still not answered; None when unreadable."""
+    try:
+        root, namespace = parse_xml(raw)
+    except ParseError:
+        return None
+    message = ScriptMessage(root, namespace)
+    return message if root.tag == "Message" and message.header is not None else None
 
 
 def _party(message: ScriptMessage, which: str) -> str:
