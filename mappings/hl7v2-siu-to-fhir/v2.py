@@ -2,8 +2,10 @@
 leniently (the rules are in `engine/maplib/v2_to_fhir/siu.py` and `scheduling.py`).
 
 Events S12 (new), S13 (rescheduled), S14 (modified), S15 (cancelled), S16 (discontinued),
-S17 (deleted) and S26 (no-show); another SIU event is skipped with a reason. What changed
-from v1 (a shadow run shows it per path):
+S17 (deleted), S18-S24 (a service or resource added, modified, cancelled, discontinued or
+deleted: the appointment as modified, without the resources whose action code deletes
+them) and S26 (no-show); another SIU event is skipped with a reason. What changed from
+v1 (a shadow run shows it per path):
 - A timing field that cannot be read (a duration unit outside S/M/H/D/W, a number that is
   not one, a date that does not exist, a time with no zone anywhere) is a warning naming
   the field; the next source is tried (SCH-11, TQ1, the AIS/AIG/AIL/AIP start and

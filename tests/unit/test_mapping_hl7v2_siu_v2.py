@@ -62,7 +62,8 @@ def test_every_fixture_appointment_obeys_app2_and_app3(to_fhir: Mapping, case: s
 
 
 def test_declares_every_event_and_what_its_bundles_hold(to_fhir: Mapping) -> None:
-    assert siu.EVENTS == ("S12", "S13", "S14", "S15", "S16", "S17", "S26")
+    assert siu.EVENTS == ("S12", "S13", "S14", "S15", "S16", "S17", "S18", "S19", "S20",
+                          "S21", "S22", "S23", "S24", "S26")
     made = {e["resource"]["resourceType"]
             for case in FIXTURES.output_cases
             for e in bundle_of(to_fhir, FIXTURES.input(case))["entry"]}
@@ -248,5 +249,21 @@ def test_only_a_message_with_nothing_to_map_fails(to_fhir: Mapping) -> None:
 
 
 def test_other_siu_events_are_skipped(to_fhir: Mapping) -> None:
-    out: Any = run(to_fhir, message(sch(), event="S18"))
-    assert isinstance(out, Skip) and "S18" in out.reason
+    out: Any = run(to_fhir, message(sch(), event="S99"))
+    assert isinstance(out, Skip) and "S99" in out.reason
+
+
+@pytest.mark.parametrize("event", ["S18", "S20", "S22"])
+def test_a_resource_event_updates_the_appointment_and_drops_a_deleted_resource(
+        to_fhir: Mapping, event: str) -> None:
+    """S18-S24 change one service or resource of an appointment that stays (a message
+    with no output would leave the receiver's appointment stale): the appointment as a
+    modification, without the resource its action code (AIP-2 D) deletes."""
+    found = appointment(to_fhir, message(
+        sch(f25="Booked"), "RGS|1|U", "AIP|1|D|11^GONE^GUS", "AIP|2|A|12^NEW^NORA",
+        event=event))
+    assert found["status"] == "booked"
+    bundle = bundle_of(to_fhir, message(sch(), "RGS|1|U", "AIP|1|D|11^GONE^GUS",
+                                        "AIP|2|A|12^NEW^NORA", event=event))
+    assert [p["name"][0]["family"] for p in of_type(bundle, "Practitioner")] == ["NEW"]
+    assert len(found["participant"]) == 2  # the patient and the resource added

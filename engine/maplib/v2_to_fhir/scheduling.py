@@ -64,12 +64,18 @@ CONTACT_PLACES = (15, 19, 22)
 # ---- status and identity ------------------------------------------------------------------
 
 
+# S18-S24 add, modify, cancel, discontinue or delete one service or resource of an
+# appointment that stays: a modification (S14) of it, each resource's own action code
+# (AIS-2 ... AIP-2) and filler status saying what became of that resource.
+RESOURCE_EVENTS = frozenset({"S18", "S19", "S20", "S21", "S22", "S23", "S24"})
+
+
 def status(b: Build, sch: Segment) -> str:
-    """The event's status; for S12-S14 a SCH-25 filler status refines it."""
+    """The event's status; for S12-S14 (and S18-S24) a SCH-25 filler status refines it."""
     if b.event in STATUS_EVENTS:
         sch.value(25)  # read: the event states the status whatever SCH-25 says
         return EVENT_STATUS[b.event]
-    return sched.appointment_status(b.event, sch)
+    return sched.appointment_status("S14" if b.event in RESOURCE_EVENTS else b.event, sch)
 
 
 def identifiers(b: Build, sch: Segment) -> list[dict]:

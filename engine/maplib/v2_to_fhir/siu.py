@@ -14,7 +14,8 @@ from engine.maplib.v2_to_fhir.frame import Build
 from engine.maplib.v2_to_fhir.provenance import finish
 from engine.mapping_base import Skip
 
-EVENTS: tuple[str, ...] = ("S12", "S13", "S14", "S15", "S16", "S17", "S26")
+EVENTS: tuple[str, ...] = ("S12", "S13", "S14", "S15", "S16", "S17", "S18", "S19", "S20",
+                           "S21", "S22", "S23", "S24", "S26")
 RESOURCES: tuple[str, ...] = (
     "Patient", "Encounter", "Appointment", "ServiceRequest", "Practitioner",
     "PractitionerRole", "Location", "Device", "Condition", "Observation", "Account",
