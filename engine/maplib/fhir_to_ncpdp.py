@@ -149,7 +149,7 @@ def communication(telecom: Any) -> Data:
     phone of rank 1 (or the first plain one) PrimaryTelephone, home/work phones,
     fax, pager as Beeper, email as ElectronicMail, other phones OtherTelephone."""
     found: Data = {}
-    points = sorted(items(telecom), key=lambda p: p.get("rank") or 99)
+    points = sorted(items(telecom), key=_rank)
     for point in points:
         value, system, use = plain(point.get("value")), point.get("system"), point.get("use")
         if not value:
@@ -170,6 +170,13 @@ def communication(telecom: Any) -> Data:
         if kind and kind not in found:
             found[kind] = value if kind == "ElectronicMail" else {"Number": value}
     return {k: found[k] for k in _TELECOM_ORDER if k in found}
+
+
+def _rank(point: dict) -> Decimal:
+    """A ContactPoint's rank for ordering; one that is not a number ranks last."""
+    rank = point.get("rank")
+    return Decimal(rank) if isinstance(rank, (int, Decimal)) and not isinstance(
+        rank, bool) and rank else Decimal(99)
 
 
 def postal_code(value: str) -> str:

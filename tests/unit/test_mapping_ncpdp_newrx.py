@@ -372,6 +372,22 @@ def test_any_element_missing_or_garbled_maps_or_fails_naming_an_element(
     assert outcomes["output"] > 50 and outcomes["error"] > 0, outcomes
 
 
+def test_fhir_of_the_wrong_json_types_maps_what_it_can(to_newrx: Mapping) -> None:
+    """A ContactPoint rank sent as a string (or any value of the wrong JSON type) is read
+    as absent, never fails the whole prescription."""
+    bundle = _build_input(EHR)
+    for entry in bundle["entry"]:
+        if entry["resource"]["resourceType"] == "Patient":
+            entry["resource"]["telecom"] = [{"system": "phone", "value": "617-555-0188",
+                                             "rank": "2"},
+                                            {"system": "phone", "value": "6175550101",
+                                             "rank": 1}]
+    message = _script(run(to_newrx, bundle))
+    numbers = "NewRx/Patient/HumanPatient/CommunicationNumbers"
+    assert message.value(f"{numbers}/PrimaryTelephone/Number") == "6175550101"
+    assert message.value(f"{numbers}/OtherTelephone/Number") == "6175550188"
+
+
 def test_an_impossible_date_is_left_out_not_passed_on(to_fhir: Mapping) -> None:
     raw = NEWRX.input("ehr_default_ns_atorvastatin").replace(
         b"<Date>1962-07-14</Date>", b"<Date>1962-02-31</Date>")
