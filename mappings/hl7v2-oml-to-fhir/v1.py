@@ -1,8 +1,9 @@
-"""hl7v2-oml-to-fhir@1: an OML^O21 laboratory order as a FHIR R4 transaction Bundle,
-leniently.
+"""hl7v2-oml-to-fhir@1: an OML^O21 laboratory order (and the specimen-first O33 and
+O35, read as O21 with each order under the SPM that heads it) as a FHIR R4 transaction
+Bundle, leniently.
 
 Versions 2.4 to 2.8 (OML first appears in 2.4). Any other type fails naming MSH-9; an
-OML event other than O21 is skipped. Until now hl7v2-orm-to-fhir@1 read OML^O21; this
+OML event other than O21, O33 or O35 is skipped. Until now hl7v2-orm-to-fhir@1 read OML^O21; this
 mapping keeps its ServiceRequest and Specimen ids (uuid5 of the placer's facility and
 ORC-2/OBR-2, else ORC-3/OBR-3; a Specimen by SPM-2, else its order and SPM-1), so
 switching a channel updates what v1 wrote.

@@ -252,7 +252,24 @@ def test_only_a_message_with_nothing_to_map_fails(oml: Mapping) -> None:
     checks.check_error(oml, no_pid, "PID-3")
     checks.check_error(oml, message(msh9="ORM^O01"), "MSH-9")
     assert isinstance(testbench.run_mapping(checks.mapping(FIXTURES.ref),
-                                            message(msh9="OML^O33")), Skip)
+                                            message(msh9="OML^O39")), Skip)
+
+
+def test_a_specimen_first_order_o33_puts_the_specimen_under_each_order(oml: Mapping) -> None:
+    """O33/O35 send the SPM (its OBX, its SAC) before the orders done on it: each order
+    names that Specimen, and the OBX about it is mapped once, with the first order."""
+    spm = "SPM|1|SP-77&LIS||119364003^Serum specimen^SCT"
+    about = "OBX|1|CWE|SPECQ^Specimen quality^L||HEM^Hemolyzed^L||||||F"
+    second_orc = ORC.replace("EP771200", "EP771201")
+    second_obr = OBR.replace("EP771200", "EP771201").replace("2093-3", "718-7")
+    bundle = bundle_of(oml, message(spm, about, ORC, OBR, second_orc, second_obr,
+                                    msh9="OML^O33^OML_O33"))
+    specimen = only(bundle, "Specimen")
+    first, second = of_type(bundle, "ServiceRequest")
+    assert first["specimen"] == second["specimen"] == [reference_to(specimen)]
+    quality = only(bundle, "Observation")
+    assert quality["specimen"] == reference_to(specimen)
+    assert first["supportingInfo"] == [reference_to(quality)] and "supportingInfo" not in second
 
 
 def test_warnings_show_no_values_from_the_message() -> None:

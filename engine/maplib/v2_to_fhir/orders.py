@@ -490,9 +490,10 @@ def service_order(b: Build, group: OrderGroup) -> dict | None:
     context = results.Context(key=keyed(key, "AOE"), section=_section(b, obr), ordered=True,
                               otherwise="survey")
     supporting = results.observations(b, asked, based_on=[request], context=context)
-    for spm, obxs in by_specimen:
+    for n, (spm, obxs) in enumerate(by_specimen, start=1):  # OBX-1 restarts per specimen
+        about = context._replace(key=keyed(key, "AOE", f"SPM{n}"))
         supporting += results.observations(b, obxs, based_on=[request],
-                                           specimen=made.get(id(spm)), context=context)
+                                           specimen=made.get(id(spm)), context=about)
     if supporting:
         request["supportingInfo"] = [b.ref(o) for o in supporting]
     prts = _participations(body)
@@ -721,6 +722,43 @@ def without_prior_results(message: Hl7Message) -> Hl7Message:
     return Hl7Message(segments[:prior], message.delimiters)
 
 
+# OML events whose specimen (SPM, its OBX and SAC containers) heads the orders done on it:
+# O33 specimen-oriented, O35 specimen- and container-oriented.
+SPECIMEN_FIRST = frozenset({"O33", "O35"})
+
+
+def under_specimens(message: Hl7Message) -> list[OrderGroup]:
+    """The order groups of a specimen-first OML (O33, O35), each with the SPM block it
+    sits under moved after its own segments, so every order reads its specimen as an
+    O21 order does (`service_order`: the SPM, then the OBX about it; those OBX with the
+    specimen's first order only, so they are mapped once)."""
+    groups: list[tuple[OrderGroup, list[Segment]]] = []
+    block: list[Segment] = []
+    heading = False  # inside an SPM block, before its first order
+    for seg in message.segments:
+        if seg.name == "SPM":
+            block, heading = [seg], True
+        elif seg.name in ("ORC", "OBR"):
+            heading = False
+            last = groups[-1][0] if groups else None
+            if seg.name == "OBR" and last is not None and last.orc is not None \
+                    and last.obr is None:
+                groups[-1] = (OrderGroup(last.orc, seg, [*last.body, seg]), groups[-1][1])
+            else:
+                groups.append((OrderGroup(seg if seg.name == "ORC" else None,
+                                          seg if seg.name == "OBR" else None, [seg]), block))
+        elif heading:
+            block.append(seg)
+        elif groups:
+            groups[-1][0].body.append(seg)
+    found: list[OrderGroup] = []
+    for n, (group, spm) in enumerate(groups):
+        first = n == 0 or groups[n - 1][1] is not spm  # its OBX once, with the first order
+        block = spm if first else [s for s in spm if s.name != "OBX"]
+        found.append(OrderGroup(group.orc, group.obr, [*group.body, *block]))
+    return found
+
+
 def order_message(message: Hl7Message, kind: str, events: tuple[str, ...]) -> dict | Skip:
     """An OML or OMG (ORC/OBR order groups only) as a Bundle: the patient group, then
     one `service_order` per group, each guarded (a group that cannot be mapped costs
@@ -729,7 +767,8 @@ def order_message(message: Hl7Message, kind: str, events: tuple[str, ...]) -> di
     if b.event not in events:
         return Skip(f"{kind}^{b.event or '(no event)'} is not an event this mapping reads")
     b.message = without_prior_results(first_patient(b))
-    groups = order_groups(b.message)
+    groups = (under_specimens(b.message) if b.event in SPECIMEN_FIRST
+              else order_groups(b.message))
     patient_group(b)
     if not groups:  # its patient is still news (as an ADT would say it); fails without PID
         tolerate(MappingError("the message has no ORC or OBR segment: it carries no order, "
