@@ -237,3 +237,34 @@ def test_a_space_is_no_segment_terminator():
     with pytest.raises(ParseError) as caught:
         codec.parse(BATCH.replace("~", " ").encode())
     assert caught.value.code == "004"
+
+
+@pytest.mark.parametrize(("change", "note"), [
+    (("000000021", "ABCDEFGHI"), "018"),  # ISA13 and IEA02 alike, of the right width
+    (("*261204*1015*^", "*261399*1015*^"), "014"),
+    (("*261204*1015*^", "*261204*2599*^"), "015"),
+    (("*0*P*:~", "*7*P*:~"), "019"),
+    (("*0*P*:~", "*0*Q*:~"), "020"),
+])
+def test_isa_values_of_the_right_width_that_cannot_be_right_get_a_ta1(change, note):
+    reply = channel_answer(BATCH.replace(*change).encode())
+    assert [t[4:6] for t in of_id(reply, "TA1")] == [["R", note]]
+
+
+def test_a_set_control_number_repeated_in_its_group_is_refused_alone():
+    text = BATCH.replace("*0022*", "*0021*").replace("SE*58*0022", "SE*58*0021")
+    reply = channel_answer(text.encode())
+    assert [s[1:] for s in of_id(reply, "IK5")] == [["A"], ["R", "23"]]
+    assert of_id(reply, "AK9")[0][1] == "P"
+
+
+def test_a_group_control_number_that_is_not_digits_refuses_the_group():
+    text = BATCH.replace("*1015*21*X*", "*1015*2A*X*").replace("GE*2*21~", "GE*2*2A~")
+    reply = channel_answer(text.encode())
+    assert of_id(reply, "AK9")[0][1:] == ["R", "2", "2", "0", "6"]
+
+
+def test_a_set_without_st01_is_named_by_its_group_in_the_999():
+    reply = channel_answer(BATCH.replace("ST*837*0022*", "ST**0022*").encode())
+    assert [s[1:3] for s in of_id(reply, "AK2")] == [["837", "0021"], ["837", "0022"]]
+    assert [s[1:] for s in of_id(reply, "IK5")] == [["A"], ["R", "6"]]

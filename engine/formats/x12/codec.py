@@ -28,6 +28,7 @@ from engine.formats.base import Envelope, opening
 from engine.formats.diff import Change, diff_values
 from engine.formats.x12.ack import SetAnswer, build_999, build_ta1, read_ack, set_answers
 from engine.formats.x12.interchange import (
+    Group,
     Interchange,
     LazySets,
     TransactionSet,
@@ -60,6 +61,9 @@ __all__ = ["X12Codec"]
 STREAM_ABOVE = 8 * 1024 * 1024
 _837 = {"X222": "837P", "X223": "837I", "X224": "837D"}
 _ACKS = ("999", "997", "TA1")
+# GS01 functional identifier -> the transaction set such a group holds
+_SET_OF_GROUP = {"HS": "270", "HB": "271", "HR": "276", "HN": "277", "HI": "278",
+                 "BE": "834", "HP": "835", "HC": "837", "FA": "999"}
 # IK502 codes for what the engine finds itself: a truncated set lost its trailer (2);
 # anything else is reported as "one or more segments in error" (5), the 999 having no
 # code for application-level failures.
@@ -255,7 +259,7 @@ class X12Codec:
                 for tset in group.sets:
                     given = mine[index] if index < len(mine) else "A"
                     index += 1
-                    group_answers.append(_set_answer(tset, given, bool(group.codes)))
+                    group_answers.append(_set_answer(tset, given, group))
                 groups.append((group, group_answers))
                 answers += group_answers
             out.append(build_999(ic, groups, ta1=ic.isa.element(14) == "1"))
@@ -304,7 +308,7 @@ class X12Codec:
 
 
 def _set_answer(tset: TransactionSet, given: Outcome | SetAnswer | str,
-                group_broken: bool) -> SetAnswer:
+                group: Group) -> SetAnswer:
     """What the 999 says of one set: `given` is its outcome, the answer already made
     for it alone (a set of a batch), or a bare IK5 code."""
     st = tset.st
@@ -327,7 +331,9 @@ def _set_answer(tset: TransactionSet, given: Outcome | SetAnswer | str,
                 if p.code in _IK5_CODES and p.segment not in ("ISA", "GS"))) or ["5"]
     if tset.codes:  # the set's own envelope is broken: say so whatever the outcome
         code, errors = "R", list(tset.codes)
-    elif group_broken:
+    elif group.codes:
         code, errors = "R", errors or ["5"]
-    return SetAnswer(st.element(1), st.element(2), st.element(3), code,
+    # AK201 is mandatory: a set without ST01 is named by its group's kind (GS01)
+    st01 = st.element(1) or _SET_OF_GROUP.get(group.gs.element(1), "")
+    return SetAnswer(st01, st.element(2), st.element(3), code,
                      errors if code != "A" else [], notes if code != "A" else [])

@@ -8,9 +8,13 @@ a transaction set's as IK5 syntax error codes (999).
 - Interchange: ISA fixed widths (TA105 005..027 by element), ISA13 = IEA02 (001),
   IEA01 = number of groups (021), IEA missing (023), anything but GS/GE/ST..SE between
   ISA and IEA (024).
-- Group: GS06 = GE02 (AK9 code 4), GE01 = number of sets (5), GE missing (3).
+- Interchange values of the right width that cannot be right: ISA09 date (014), ISA10
+  time (015), ISA12 and ISA13 digits (017, 018), ISA14 0/1 (019), ISA15 P/T (020), an
+  ISA11 that is another delimiter (022).
+- Group: GS06 = GE02 (AK9 code 4), GE01 = number of sets (5), GE missing (3), GS06
+  digits (6).
 - Transaction set: ST02 = SE02 (IK5 code 3), SE01 = segments ST..SE inclusive (4),
-  SE missing (2), ST01 missing (6), ST02 missing (7).
+  SE missing (2), ST01 missing (6), ST02 missing (7), ST02 unique in its group (23).
 """
 
 from __future__ import annotations
@@ -78,6 +82,32 @@ def _note(target: Interchange | Group | TransactionSet, code: str, text: str,
         target.notes.append(text)
 
 
+def _isa_value_errors(isa: Segment) -> list[tuple[int, str, str]]:
+    """(ISA element, TA105 note, what it should be) for values of the right width that
+    cannot be right: a date or time that does not exist, a control number or version
+    that is not digits, an acknowledgement flag or usage outside the code list. The
+    qualifiers (ISA05/07) are not checked against HIPAA's short list: partners use
+    other X12 codes and the engine does not route on them."""
+    found = []
+    date, time_ = isa.element(9), isa.element(10)
+    if len(date) == 6 and not (date.isdigit() and 1 <= int(date[2:4]) <= 12
+                               and 1 <= int(date[4:]) <= 31):
+        found.append((9, "014", "a date (YYMMDD)"))
+    if len(time_) == 4 and not (time_.isdigit() and int(time_[:2]) < 24
+                                and int(time_[2:]) < 60):
+        found.append((10, "015", "a time (HHMM)"))
+    for number, code, what in ((12, "017", "a version number"),
+                               (13, "018", "a control number (digits)")):
+        value = isa.element(number)
+        if value and not value.isdigit():
+            found.append((number, code, what))
+    if isa.element(14) not in ("0", "1", ""):
+        found.append((14, "019", "0 or 1 (acknowledgement requested)"))
+    if isa.element(15) not in ("P", "T", ""):
+        found.append((15, "020", "P or T (usage)"))
+    return found
+
+
 def read_interchanges(text: str) -> tuple[list[Interchange], list[str]]:
     """Every interchange of `text`, with its groups and sets and every problem found
     (as codes on each level), and the analyst's text of each problem. Raises ParseError
@@ -124,6 +154,8 @@ def _read(segments: Iterator[tuple[Segment, int, int]], keep: bool
             if d.repetition and d.repetition in (d.element, d.component, d.segment):
                 _note(current, "022", "ISA11 repetition separator is also another "
                       "delimiter", notes)
+            for number, code, what in _isa_value_errors(seg):
+                _note(current, code, f"ISA{number:02d} is not {what}", notes)
             continue
         if current is None:
             if sid == TRAILING and interchanges:
@@ -161,6 +193,9 @@ def _read(segments: Iterator[tuple[Segment, int, int]], keep: bool
                 current.groups.append(group)
                 _note(group, "3", "transaction set outside GS/GE", notes)
             tset = TransactionSet([seg], span=(start, end))
+            if seg.element(2) and any(t.st.element(2) == seg.element(2) for t in group.sets):
+                _note(tset, "23", "ST02 repeats another set's control number in its "
+                      "functional group", notes)
             group.sets.append(tset)
             if not seg.element(1):
                 _note(tset, "6", "ST01 transaction set identifier is missing", notes)
@@ -171,6 +206,8 @@ def _read(segments: Iterator[tuple[Segment, int, int]], keep: bool
                 _note(group, "3", "functional group has no GE trailer", notes)
             group = Group(seg)
             current.groups.append(group)
+            if not seg.element(6).isdigit():
+                _note(group, "6", "GS06 group control number is not digits", notes)
         elif sid == "GE":
             if group is None:
                 _note(current, "024", "GE outside a functional group", notes)
