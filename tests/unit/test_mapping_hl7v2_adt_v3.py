@@ -54,7 +54,8 @@ def patient_of(mapping: Mapping, pid: str, *segments: str, **kw) -> dict:
 def test_declares_every_listed_event_and_the_resources_its_bundles_hold(adt: Mapping) -> None:
     listed = {f"A{n:02d}" for n in (*range(1, 18), *range(25, 32))} | {
         "A40", "A41", "A45", "A47", "A60"}
-    assert set(adt_builder.EVENTS) == listed
+    assert set(adt_builder.CORE_EVENTS) == listed
+    assert set(adt_builder.EVENTS) == listed | set(adt_builder.MORE_EVENTS)
     seen = {e["resource"]["resourceType"] for case in FIXTURES.output_cases
             for e in bundle_of(adt, FIXTURES.input(case))["entry"]}
     assert seen <= set(adt_builder.RESOURCES), seen - set(adt_builder.RESOURCES)
@@ -649,3 +650,34 @@ def test_an_rf1_is_the_referral_behind_the_visit(adt: Mapping) -> None:
     assert referral["subject"] == {"reference": f"urn:uuid:{only(bundle, 'Patient')['id']}"}
     assert referral["reasonReference"] == [
         {"reference": f"urn:uuid:{only(bundle, 'Condition')['id']}"}]
+
+
+@pytest.mark.parametrize("event", adt_builder.MORE_EVENTS)
+def test_every_other_adt_event_gives_a_valid_patient_and_visit(adt: Mapping, event: str) -> None:
+    """The events beyond issue 13's list (leave of absence, deletes, links, the other
+    merges, moves and changes, their cancels) give output too, never a skip."""
+    mrg = "MRG|MG000777^^^MERCY^MR||MA-1^^^MERCY^AN|MG000777"
+    bundle = bundle_of(adt, message(mrg, event=event))
+    checks.check_transaction(bundle)
+    assert only(bundle, "MessageHeader")["eventCoding"]["display"].startswith("ADT/ACK - ")
+    assert next(p["identifier"][0]["value"] for p in of_type(bundle, "Patient")
+            if p.get("active") is not False) == "MG001234"
+    if event in adt_builder.MERGES:
+        retired = next(p for p in of_type(bundle, "Patient") if p.get("active") is False)
+        assert retired["link"][0]["type"] == "replaced-by"
+    if event not in adt_builder.PERSON_EVENTS:
+        status = only(bundle, "Encounter")["status"]
+        assert status == {"A21": "onleave", "A23": "entered-in-error", "A38": "cancelled",
+                          "A53": "onleave"}.get(event, "in-progress")
+
+
+def test_a24_links_two_patients_and_a37_unlinks_them(adt: Mapping) -> None:
+    other = "PID|1||MG009999^^^MERCY^MR||ROWE^TAMSIN^A||19900101|F"
+    linked = bundle_of(adt, message(other, event="A24", pv1=None))
+    first, second = of_type(linked, "Patient")
+    assert first["link"] == [{"other": {"reference": f"urn:uuid:{second['id']}"},
+                              "type": "seealso"}]
+    assert second["link"] == [{"other": {"reference": f"urn:uuid:{first['id']}"},
+                               "type": "seealso"}]
+    unlinked = of_type(bundle_of(adt, message(other, event="A37", pv1=None)), "Patient")
+    assert len(unlinked) == 2 and not any("link" in p for p in unlinked)

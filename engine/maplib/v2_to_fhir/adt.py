@@ -11,10 +11,13 @@ reference converter makes them).
 Event rules a receiver notices:
 - person events (A28-A31, A40, A47) map a PV1 only when it names a visit (PV1-19):
   senders fill it with a placeholder;
-- A17 swaps two patients' beds: both PID/PV1 groups are mapped;
-- merges (A30, A40, A41, A47) make the retired patient inactive and `replaced-by` the
-  surviving one, which `replaces` it, with a Linkage of the two; A41 also retires
-  the prior account (MRG-3);
+- A17 swaps two patients' beds: both PID/PV1 groups are mapped; A24 links two
+  patients (each `seealso` the other) and A37 unlinks them, both mapped too;
+- merges and identifier changes (A18, A30, A34-A36, A39-A41, A46-A49) make the retired
+  patient inactive and `replaced-by` the surviving one, which `replaces` it, with a
+  Linkage of the two; A35, A36, A41 and A49 also retire the prior account (MRG-3);
+- the other events of MORE_EVENTS (leave of absence, deletes, moves, changes of visit
+  number or doctor, their cancels) map the Patient and the visit, its status by event;
 - A29 (delete person information) makes the Patient inactive;
 - an OBX without OBX-14 was observed as of the event (EVN-6, else EVN-2, else MSH-7).
 """
@@ -29,10 +32,20 @@ from engine.maplib.v2_to_fhir.frame import Build
 from engine.maplib.v2_to_fhir.provenance import finish
 from engine.mapping_base import Skip
 
-EVENTS: tuple[str, ...] = (
+# The events of issue 13's list, each with a fixture.
+CORE_EVENTS: tuple[str, ...] = (
     *(f"A{n:02d}" for n in (*range(1, 18), *range(25, 32))), "A40", "A41", "A45", "A47",
     "A60",
 )
+# Beyond that list, so no ADT a sender may send goes without output: leave of
+# absence and its cancels, deletes, links, the other merges, moves and changes of ids,
+# visit numbers and doctors (A20, bed status, and A19, a query, have no patient).
+MORE_EVENTS: tuple[str, ...] = (
+    "A18", "A21", "A22", "A23", "A24", "A32", "A33", "A34", "A35", "A36", "A37", "A38",
+    "A39", "A42", "A43", "A44", "A46", "A48", "A49", "A50", "A51", "A52", "A53", "A54",
+    "A55", "A61", "A62",
+)
+EVENTS: tuple[str, ...] = tuple(sorted(CORE_EVENTS + MORE_EVENTS))
 RESOURCES: tuple[str, ...] = (
     "Patient", "RelatedPerson", "Practitioner", "PractitionerRole", "Organization",
     "Location", "Encounter", "EpisodeOfCare", "Account", "AllergyIntolerance", "Condition",
@@ -40,8 +53,13 @@ RESOURCES: tuple[str, ...] = (
     "ServiceRequest", "Linkage", "MessageHeader", "Provenance",
 )
 # Events about the person alone: their PV1, when sent, is often a placeholder.
-PERSON_EVENTS = frozenset({"A28", "A29", "A30", "A31", "A40", "A47"})
-MERGES = frozenset({"A30", "A40", "A41", "A47"})
+PERSON_EVENTS = frozenset({"A18", "A24", "A28", "A29", "A30", "A31", "A34", "A37", "A39",
+                           "A40", "A43", "A46", "A47", "A48"})
+# Merges and changes of identifiers: MRG's patient is retired into PID's.
+MERGES = frozenset({"A18", "A30", "A34", "A35", "A36", "A39", "A40", "A41", "A46", "A47",
+                    "A48", "A49"})
+ACCOUNT_MERGES = frozenset({"A35", "A36", "A41", "A49"})  # MRG-3's account is retired too
+TWO_PATIENTS = frozenset({"A17", "A24", "A37"})  # swap, link, unlink: both are mapped
 _EVENTS = frozenset(EVENTS)
 
 
@@ -52,8 +70,10 @@ def build(message) -> dict | Skip:
     groups = _patient_groups(b)
     people.patient(b)
     _visit(b, groups[0][1])
-    if b.event == "A17":
-        _other_patients(b, groups[1:])
+    if b.event in TWO_PATIENTS:
+        others = _other_patients(b, groups[1:])
+        if b.event == "A24":
+            _link(b, others)
     if b.event in MERGES:
         _merges(b, groups)
     if b.event == "A29" and b.patient is not None:
@@ -116,14 +136,30 @@ def _visit(b: Build, pv1: Segment | None) -> dict | None:
     return made
 
 
-def _other_patients(b: Build, groups: list) -> None:
-    """A17's second patient and visit (the first is `b.patient`, `b.encounter`)."""
+def _other_patients(b: Build, groups: list) -> list[dict]:
+    """A17's (A24's, A37's) second patient and visit (the first is `b.patient`,
+    `b.encounter`); returns the other patients."""
     first, first_visit = b.patient, b.encounter
+    others: list[dict] = []
     for pid, pv1, _mrg in groups:
         b.patient = people.patient(b, pid, primary=False)
+        others.append(b.patient)
         if pv1 is not None:
             visit.length_from_period(visit.encounter(b, pv1, primary=False, visits_only=True))
     b.patient, b.encounter = first, first_visit
+    return others
+
+
+def _link(b: Build, others: list[dict]) -> None:
+    """A24 links the patients' records: each `seealso` the other (neither retired)."""
+    assert b.patient is not None
+    for other in others:
+        if other["id"] == b.patient["id"]:
+            continue
+        for one, two in ((b.patient, other), (other, b.patient)):
+            link = {"other": b.ref(two), "type": "seealso"}
+            if link not in one.setdefault("link", []):
+                one["link"].append(link)
 
 
 def _merges(b: Build, groups: list) -> None:
@@ -136,7 +172,7 @@ def _merges(b: Build, groups: list) -> None:
         prior = people.prior_patient(b, mrg, survivor)
         if prior is not None:
             b.add(_linkage(b, survivor, prior))
-        if b.event == "A41":
+        if b.event in ACCOUNT_MERGES:
             _prior_account(b, mrg, survivor)
 
 

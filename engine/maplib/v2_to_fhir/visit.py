@@ -35,6 +35,7 @@ EVENT_STATUS: dict[str, str] = {
                                   "A13", "A15", "A16", "A17", "A22", "A25", "A26")},
     "A03": "finished", "A05": "planned", "A14": "planned", "A11": "cancelled",
     "A27": "cancelled", "A38": "cancelled", "A21": "onleave", "A23": "entered-in-error",
+    "A52": "in-progress", "A53": "onleave",
 }
 # Table 0007 admission type (user-defined; the standard's suggested codes).
 ADMISSION_TYPE: dict[str, str] = {
