@@ -267,3 +267,10 @@ def test_a_resource_event_updates_the_appointment_and_drops_a_deleted_resource(
                                         "AIP|2|A|12^NEW^NORA", event=event))
     assert [p["name"][0]["family"] for p in of_type(bundle, "Practitioner")] == ["NEW"]
     assert len(found["participant"]) == 2  # the patient and the resource added
+
+
+def test_an_siu_without_an_event_is_a_booking(to_fhir: Mapping) -> None:
+    """MSH-9.2 (and EVN-1) empty: read as S12 rather than give no output."""
+    raw = message(sch(f25="Booked"), event="").replace(b"SIU^^SIU_S12|", b"SIU|")
+    assert b"|SIU|" in raw
+    assert appointment(to_fhir, raw)["status"] == "booked"
