@@ -204,21 +204,37 @@ def nci_unit(quantity: dict) -> str:
     return ""
 
 
+def species(resource: dict) -> dict | None:
+    """The species of a Patient that is an animal (the core patient-animal extension),
+    as a CodeableConcept ({} when unsaid); None for a person."""
+    animal = next((e for e in items(resource.get("extension"))
+                   if e.get("url") == ncpdp.ANIMAL_EXT), None)
+    if animal is None:
+        return None
+    return next((obj(e.get("valueCodeableConcept")) for e in items(animal.get("extension"))
+                 if e.get("url") == "species"), {})
+
+
 def patient(resource: dict) -> Data:
-    """A Patient as Patient/HumanPatient."""
-    return {"HumanPatient": {
+    """A Patient as Patient/HumanPatient, or an animal (`species`) as NonHumanPatient
+    with its Species code."""
+    kind = species(resource)
+    code = next((plain(c.get("code")) for c in items((kind or {}).get("coding"))
+                 if plain(c.get("code"))), "")
+    return {"HumanPatient" if kind is None else "NonHumanPatient": {
         "Identification": identification(resource.get("identifier"), {
             ncpdp.SSN: "SocialSecurity", ncpdp.MBI: "MedicareNumber"}, mrn=True),
         "Name": name(resource.get("name")),
         "Gender": GENDERS.get(plain(resource.get("gender")), "U"),
         "DateOfBirth": date(resource.get("birthDate")),
         "Address": address(resource.get("address")),
-        "CommunicationNumbers": communication(resource.get("telecom"))}}
+        "CommunicationNumbers": communication(resource.get("telecom")),
+        "Species": {"Code": code} if code else None}}
 
 
-def prescriber(resource: dict) -> Data:
-    """A Practitioner as Prescriber/NonVeterinarian."""
-    return {"NonVeterinarian": {
+def prescriber(resource: dict, veterinarian: bool = False) -> Data:
+    """A Practitioner as Prescriber/NonVeterinarian (Veterinarian for an animal)."""
+    return {"Veterinarian" if veterinarian else "NonVeterinarian": {
         "Identification": identification(resource.get("identifier"), {
             ncpdp.NPI: "NPI", ncpdp.DEA: "DEANumber"}),
         "Name": name(resource.get("name")),

@@ -48,6 +48,8 @@ QUALIFIER_EXT = EXTENSION + "qualifier"
 DRUG_DB_QUALIFIER_EXT = QUALIFIER_EXT
 QUANTITY_QUALIFIER_EXT = EXTENSION + "quantity-qualifier"  # Quantity: CodeListQualifier
 SIG_CODE_SYSTEM_EXT = EXTENSION + "sig-code-system"  # Dosage: Sig/CodeSystem versions
+# FHIR R4 core extension on a Patient that is an animal (a veterinarian's prescription).
+ANIMAL_EXT = "http://hl7.org/fhir/StructureDefinition/patient-animal"
 
 # DrugDBCode qualifiers that are RxNorm term types (the code is an RxCUI).
 RXNORM_TERM_TYPES = frozenset({"SCD", "SBD", "GPCK", "BPCK", "SCDF", "SBDF", "SCDG",
@@ -237,8 +239,12 @@ def _id_for(kind: str, ids: list[dict[str, Any]], preferred: tuple[str, ...],
 
 
 def patient(element: ET.Element | None) -> dict[str, Any] | None:
-    """Patient/HumanPatient as a Patient; None when there is no patient or no name."""
-    human = child(element, "HumanPatient") if element is not None else None
+    """Patient/HumanPatient as a Patient; a veterinarian's NonHumanPatient (its owner's
+    last name and its own first name) as a Patient with the core patient-animal
+    extension, its Species code (NCI) as the species; None when there is no patient or
+    no name."""
+    human = child(element, "HumanPatient", "NonHumanPatient") if element is not None \
+        else None
     if human is None:
         return None
     name = human_name(human.find("Name"))
@@ -252,8 +258,13 @@ def patient(element: ET.Element | None) -> dict[str, Any] | None:
     rid = _id_for("Patient", ids, (ID_LOCAL + "MedicalRecordIdentificationNumberEHR",),
                   fallback)
     found_address = address(human.find("Address"))
+    species = coded(human.find("Species")) if human.tag == "NonHumanPatient" else None
     return compact({
-        "resourceType": "Patient", "id": rid, "identifier": ids, "name": [name],
+        "resourceType": "Patient", "id": rid,
+        "extension": [{"url": ANIMAL_EXT, "extension": [
+            {"url": "species", "valueCodeableConcept": species or {"text": "animal"}}]}]
+        if human.tag == "NonHumanPatient" else [],
+        "identifier": ids, "name": [name],
         "telecom": telecom(human.find("CommunicationNumbers")),
         "gender": GENDERS.get(text(human, "Gender").upper()), "birthDate": born,
         "address": [found_address] if found_address else []})

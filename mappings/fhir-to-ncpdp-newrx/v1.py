@@ -21,7 +21,9 @@ Choices a receiver will notice:
   sha256). Without
   authoredOn it fails naming MedicationRequest.authoredOn (WrittenDate is required).
 - Patient (subject), Prescriber/NonVeterinarian (requester), Pharmacy, by
-  `engine.maplib.fhir_to_ncpdp`; a missing subject or requester fails naming it.
+  `engine.maplib.fhir_to_ncpdp`; a missing subject or requester fails naming it. A
+  Patient with the core patient-animal extension is a NonHumanPatient (its species
+  code as Species) and its prescriber a Veterinarian.
 - MedicationPrescribed: DrugDescription and DrugCoded from medicationReference (its
   DEA schedule extension as DEASchedule) or medicationCodeableConcept; a drug without
   a description (code.text, else a coding's display) fails naming
@@ -104,7 +106,8 @@ def request_to_newrx(resource: dict) -> bytes:
         "Sig": out.sig(next(iter(out.items(request.get("dosageInstruction"))), {})),
     }
     body = {"NewRx": {"Patient": out.patient(patient), "Pharmacy": pharmacy_data,
-                      "Prescriber": out.prescriber(prescriber),
+                      "Prescriber": out.prescriber(
+                          prescriber, veterinarian=out.species(patient) is not None),
                       "MedicationPrescribed": prescribed}}
     try:
         return message(body, to=(ncpdp_id, "P"), sender=(order[1] or "CONDUIT", "C"),

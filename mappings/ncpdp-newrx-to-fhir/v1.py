@@ -7,6 +7,9 @@ patient without a name) fails naming NewRx/Patient, without a prescriber
 NewRx/Prescriber, without MedicationPrescribed NewRx/MedicationPrescribed.
 
 Choices a receiver will notice:
+- A veterinarian's NewRx (NonHumanPatient, Prescriber/Veterinarian) maps too: the
+  animal is a Patient with the core patient-animal extension (species its Species
+  code, NCI), named as SCRIPT names it (the owner's last name, the animal's first).
 - Patient, Practitioner, Organization and Medication come from
   `engine.maplib.ncpdp_fhir`, with ids scoped "ncpdp": the same patient, prescriber,
   pharmacy and drug are the same resources from every SCRIPT message.

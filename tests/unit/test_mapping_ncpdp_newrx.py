@@ -180,6 +180,24 @@ def test_a_compound_without_codes_is_a_medication_by_its_description(
     assert found["MedicationRequest"]["dispenseRequest"]["quantity"]["code"] == "C28254"
 
 
+def test_a_veterinarians_newrx_maps_its_animal_and_goes_back_as_one(
+        to_fhir: Mapping, to_newrx: Mapping) -> None:
+    """The codec takes a NonHumanPatient as sound; the mapping once failed on it
+    ("no patient with a name"), so the shipped channel answered Error 601 and the
+    pharmacy never got the prescription."""
+    found = _bundle(to_fhir, "veterinary_nonhuman_patient_no_namespace")
+    animal = found["Patient"]
+    assert animal["extension"] == [{"url": ncpdp.ANIMAL_EXT, "extension": [
+        {"url": "species", "valueCodeableConcept": {"coding": [
+            {"system": ncpdp.NCI, "code": "C14201"}]}}]}]
+    assert animal["name"] == [{"family": "Haugland", "given": ["Biscuit"]}]
+    back = _script(run(to_newrx, run(to_fhir, NEWRX.input(
+        "veterinary_nonhuman_patient_no_namespace"))))
+    assert back.value("NewRx/Patient/NonHumanPatient/Species/Code") == "C14201"
+    assert back.value("NewRx/Prescriber/Veterinarian/Identification/StateLicenseNumber") \
+        == "VT-DVM-4471"
+
+
 def test_2023011_maps_like_2017071(to_fhir: Mapping) -> None:
     request = _bundle(to_fhir, "v2023011_prefixed_insulin_pen")["MedicationRequest"]
     assert [r["coding"][0]["code"] for r in request["reasonCode"]] == ["E109", "Z794"]
