@@ -43,7 +43,7 @@ TestFixtures = checks.fixture_tests(FIXTURES, min_cases=10, min_outputs=8,
 
 
 def test_declares_its_events_and_every_resource_its_bundles_hold(to_fhir: Mapping) -> None:
-    assert bar.EVENTS == ("P01", "P02", "P05", "P06", "P12")
+    assert bar.EVENTS == ("P01", "P02", "P05", "P06", "P10", "P12")
     made = {e["resource"]["resourceType"]
             for case in FIXTURES.output_cases
             for e in bundle_of(to_fhir, FIXTURES.input(case))["entry"]}
@@ -205,7 +205,9 @@ def test_odd_fields_are_located_warnings_without_values(to_fhir: Mapping) -> Non
 
 def test_only_a_message_without_a_patient_fails(to_fhir: Mapping) -> None:
     checks.check_error(to_fhir, message(PV1, GT1, pid=None), "PID-3", phi=["ORTEGA"])
-    assert isinstance(run(to_fhir, message(PV1, event="P10")), Skip)
+    assert isinstance(run(to_fhir, message(PV1, event="P99")), Skip)
+    # P10 (APC groups: GP1/GP2 are left behind) still gives the account's facts
+    assert of_type(bundle_of(to_fhir, message(PV1, event="P10")), "Account")
 
 
 def test_p02_warnings_name_the_segment_of_the_whole_message(to_fhir: Mapping) -> None:

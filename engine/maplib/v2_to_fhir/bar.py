@@ -1,7 +1,7 @@
-"""BAR: a patient account's billing facts (add P01, purge P02, update P05, end P06,
-diagnosis/procedure update P12) as the Account with its Patient, visit, guarantors,
-coverages (with each AUT as a preauthorization ClaimResponse), diagnoses, procedures,
-allergies and observations.
+"""BAR: a patient account's billing facts (add P01, purge P02, update P05, end P06, APC
+groups P10, diagnosis/procedure update P12) as the Account with its Patient, visit,
+guarantors, coverages (with each AUT as a preauthorization ClaimResponse), diagnoses,
+procedures, allergies and observations.
 
 A P02 purges the accounts of one or more patients (one PID group each): every group is
 mapped, its Account inactive. A patient's repeated VISIT groups (PV1 and what follows)
@@ -21,7 +21,7 @@ from engine.maplib.v2_to_fhir.frame import Build
 from engine.maplib.v2_to_fhir.provenance import finish
 from engine.mapping_base import Skip
 
-EVENTS: tuple[str, ...] = ("P01", "P02", "P05", "P06", "P12")
+EVENTS: tuple[str, ...] = ("P01", "P02", "P05", "P06", "P10", "P12")
 RESOURCES: tuple[str, ...] = (
     "Patient", "RelatedPerson", "Encounter", "EpisodeOfCare", "Location", "Practitioner",
     "Organization", "Account", "Coverage", "Condition", "Procedure", "AllergyIntolerance",
