@@ -6,6 +6,7 @@ RelatesToMessageID, and a receiver's Status/Error/Verify is read back for the qu
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -344,3 +345,19 @@ def test_a_body_with_two_messages_is_named_not_half_read():
     error = answer_of(codec.reply(raw, parsed, Outcome(Verdict.REJECTED, tuple(strict))))
     assert error.value("Error/Code") == "900" and "Body holds 2" in error.value(
         "Error/Description")
+
+
+def test_a_cancel_naming_no_prescription_is_refused_before_its_mapping_fails():
+    """Without an order number or the NewRx's MessageID no pharmacy can match a CancelRx
+    (nor can ncpdp-cancelrx-to-fhir@1): strict validation refuses it with Error 900
+    instead of taking it and answering Error 601 after the mapping failed."""
+    raw = raw_of("ncpdp-cancelrx-to-fhir/fixtures/v1/cancelrx_default_ns.xml")
+    assert codec.validate(codec.parse(raw), "strict") == []
+    without = re.sub(rb"<(PrescriberOrderNumber|RelatesToMessageID)>[^<]*</\1>", b"", raw)
+    problems = codec.validate(codec.parse(without), "strict")
+    assert [(p.segment, p.text) for p in problems] == [
+        ("Header", "CancelRx: prescription cancelled is missing "
+                   "(Header/PrescriberOrderNumber)")]
+    relating = without.replace(b"<SentTime>", b"<RelatesToMessageID>a3f1c2d4e5b6478899aa0011"
+                                              b"bb22cc33</RelatesToMessageID><SentTime>")
+    assert codec.validate(codec.parse(relating), "strict") == []

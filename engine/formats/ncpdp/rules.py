@@ -81,8 +81,12 @@ RULES: dict[str, list[Rule]] = {
                         ("change request code", ("MessageRequestCode",)),
                         ("drug description", ("MedicationPrescribed/DrugDescription",))],
     "RxChangeResponse": [*CORRELATED, *PATIENT, *PRESCRIBER, ("response", ("Response",))],
+    # a cancel names the prescription it cancels: the prescriber's order number, or the
+    # NewRx's MessageID (without either no pharmacy can match it, nor can its mapping)
     "CancelRx": [*PATIENT, *PRESCRIBER,
-                 ("drug description", ("MedicationPrescribed/DrugDescription",))],
+                 ("drug description", ("MedicationPrescribed/DrugDescription",)),
+                 ("prescription cancelled", ("Header/PrescriberOrderNumber",
+                                             "Header/RelatesToMessageID"))],
     "CancelRxResponse": [*CORRELATED, ("response", ("Response",))],
     "RxFill": [*PATIENT, *PHARMACY, ("fill status", ("FillStatus",)),
                ("drug description", ("MedicationDispensed/DrugDescription",
