@@ -39,6 +39,7 @@ SETS = {
     "837i_caret_backslash.x12": ["837I"],
     "837p_two_sets_oneline.x12": ["837P", "837P"],
     "837p_cob_optional_loops_crlf.x12": ["837P"],
+    "837p_colon_elements_nel_latin1.x12": ["837P"],
     "999_partner_partial.x12": ["999"],
     "ta1_partner_only.x12": ["TA1"],
 }
@@ -127,6 +128,20 @@ def test_wrapped_and_padded_files_read_as_their_unwrapped_selves():
     padded = read_interchanges(raw_of("834_fixed_80_records.x12").decode())[0][0]
     ids = [s.id for g in padded.groups for t in g.sets for s in t.segments]
     assert ids[:3] == ["ST", "BGN", "REF"] and all(i == i.strip() for i in ids)
+
+
+def test_a_terminator_beyond_ascii_splits_latin_1_and_utf_8_files_alike():
+    latin = raw_of("837p_colon_elements_nel_latin1.x12")
+    utf8 = latin.decode("latin-1").encode("utf-8")  # the NEL is two bytes here
+    for raw in (latin, utf8):
+        ic = read_interchanges(raw.decode("utf-8", "replace") if raw is utf8
+                               else raw.decode("latin-1"))[0][0]
+        assert not ic.codes and ic.iea is not None
+        envelope = codec.split(raw + raw)  # several sets: the byte-span path
+        assert envelope is not None and not envelope.problems
+        assert [codec.parse(m).patient_id for m in envelope.messages] == ["000221111A"] * 2
+    bundle = mapped("x12-837-to-fhir@1", latin)
+    assert of_type(bundle, "Patient")[0]["name"][0]["family"] == "MULLER"
 
 
 def test_ctrl_z_after_the_last_interchange_is_the_end_of_the_file():

@@ -150,14 +150,16 @@ def iter_segments(buffer: Buffer, block: int = 1 << 18
     position = _skip(buffer, 0, size)
     delimiters: Delimiters | None = None
     while position < size:
+        head = bytes(buffer[position:position + 512])
         try:
-            delimiters, _ = isa_delimiters(decode(bytes(buffer[position:position + 512])))
+            delimiters, _ = isa_delimiters(decode(head))
         except ParseError:
             if delimiters is None:
                 raise
             yield Segment([TRAILING], delimiters), position, size
             return
-        terminator = delimiters.segment.encode("latin-1")
+        # a delimiter beyond ASCII is split on as the bytes it was read from
+        terminator = delimiters.segment.encode(_encoding(head))
         unwrap = delimiters.segment not in "\r\n"
         ended = False
         while position < size and not ended:
@@ -165,10 +167,10 @@ def iter_segments(buffer: Buffer, block: int = 1 << 18
             while position + len(chunk) < size and terminator not in chunk:
                 chunk = bytes(buffer[position:position + 2 * len(chunk)])  # a huge segment
             if position + len(chunk) < size:
-                chunk = chunk[:chunk.rfind(terminator) + 1]
+                chunk = chunk[:chunk.rfind(terminator) + len(terminator)]
             offset = position
             for piece in _pieces(chunk, terminator):
-                start, offset = offset, offset + len(piece) + 1
+                start, offset = offset, offset + len(piece) + len(terminator)
                 text = decode(piece) if not isinstance(piece, str) else piece
                 text = (text.translate(_BREAKS) if unwrap else text.strip("\r\n")
                         ).lstrip(" \t")
@@ -186,7 +188,7 @@ def iter_segments(buffer: Buffer, block: int = 1 << 18
 def _pieces(chunk: bytes, terminator: bytes) -> list[str] | list[bytes]:
     """A block split at its terminators: as text when it is ASCII (one decode, and
     characters are bytes, so spans stay right), else as bytes decoded piece by piece."""
-    if chunk.isascii():
+    if chunk.isascii() and terminator.isascii():
         return chunk.decode("ascii").split(terminator.decode("ascii"))
     return chunk.split(terminator)
 
@@ -195,6 +197,15 @@ def _skip(buffer: Buffer, position: int, size: int) -> int:
     while position < size and buffer[position:position + 1] in _SKIP_BYTES:
         position += 1
     return position
+
+
+def _encoding(raw: bytes) -> str:
+    try:
+        raw.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError as exc:  # a UTF-8 character cut at the window's end
+        return "utf-8" if exc.start >= len(raw) - 3 and exc.reason.startswith(
+            "unexpected end") else "latin-1"
 
 
 def decode(raw: bytes) -> str:
