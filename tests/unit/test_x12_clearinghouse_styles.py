@@ -62,7 +62,10 @@ def channel_answer(raw: bytes, level: str = "strict") -> bytes:
     """What a channel answers for a file: each set answered by its own outcome (an
     envelope problem refuses every set, as the channel's batch step does), gathered
     into one answer per interchange."""
-    envelope = codec.split(raw)
+    try:
+        envelope = codec.split(raw)
+    except ParseError:
+        envelope = None
     if envelope is None:
         try:
             parsed = codec.parse(raw)
@@ -283,3 +286,14 @@ def test_a_set_without_st01_is_named_by_its_group_in_the_999():
     reply = channel_answer(BATCH.replace("ST*837*0022*", "ST**0022*").encode())
     assert [s[1:3] for s in of_id(reply, "AK2")] == [["837", "0021"], ["837", "0022"]]
     assert [s[1:] for s in of_id(reply, "IK5")] == [["A"], ["R", "6"]]
+
+
+@pytest.mark.parametrize(("broken", "note"), [
+    (BATCH.replace("*P*:~", "*P*::", 1), "004"),  # terminator = component separator
+    (BATCH.replace("*", "A"), "026"),  # a letter as element separator
+])
+def test_an_isa_with_unusable_delimiters_is_still_answered_with_a_ta1(broken, note):
+    reply = channel_answer(broken.encode())
+    assert [t[1:] for t in of_id(reply, "TA1")] == [["000000021", "261204", "1015", "R", note]]
+    assert [(s[6].strip(), s[8].strip()) for s in of_id(reply, "ISA")] == [
+        ("66783JJT", "TGJ23")]

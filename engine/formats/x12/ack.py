@@ -163,7 +163,7 @@ def _isa(isa: Segment, d: Delimiters, control: int, date: str, hhmm: str) -> str
         _pad(isa.element(7).strip() or "ZZ", 2), _pad(isa.element(8).strip(), 15),
         _pad(isa.element(5).strip() or "ZZ", 2), _pad(isa.element(6).strip(), 15),
         date, hhmm, d.repetition or "^", "00501", f"{control:09d}", "0",
-        (isa.element(15) or "P")[:1], d.component])
+        isa.element(15) if isa.element(15) in ("P", "T") else "P", d.component])
 
 
 @dataclass

@@ -40,7 +40,7 @@ from engine.formats.x12.interchange import (
 )
 from engine.formats.x12.message import PATH, X12Message, build_loops
 from engine.formats.x12.pyx12_check import element_issues
-from engine.formats.x12.tokens import Segment, decode
+from engine.formats.x12.tokens import Segment, decode, fixed_isa
 from engine.message import (
     Delivery,
     Fail,
@@ -214,8 +214,12 @@ class X12Codec:
         999 or TA1 (acknowledgements are not acknowledged) and for what has no ISA."""
         try:
             interchanges = _read(raw)
-        except ParseError:
-            return b""
+        except ParseError as exc:
+            fixed = fixed_isa(decode(raw))
+            if fixed is None:
+                return b""
+            note = exc.code if len(exc.code) == 3 and exc.code.isdigit() else "024"
+            return build_ta1(Interchange(fixed), "R", note).encode("utf-8")
         return self._answer(interchanges, [outcome]).encode("utf-8")
 
     def replies(self, raw: bytes, parsed: Parsed | None, outcome: Outcome

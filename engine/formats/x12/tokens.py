@@ -16,6 +16,7 @@ segment for the reader to refuse, never a crash and never silently dropped.
 
 from __future__ import annotations
 
+import itertools
 import mmap
 from collections.abc import Iterator
 from typing import NamedTuple
@@ -126,6 +127,28 @@ def isa_delimiters(head: str) -> tuple[Delimiters, list[str]]:
     if any("\r" in value or "\n" in value for value in elements):
         return read_delimiters(head.translate(_BREAKS))
     return delimiters, elements
+
+
+_FIXED_SEPARATORS = (3, 6, 17, 20, 31, 34, 50, 53, 69, 76, 81, 83, 89, 99, 101, 103)
+
+
+def fixed_isa(text: str) -> Segment | None:
+    """An ISA whose delimiters cannot be used (a terminator equal to the component
+    separator, a letter as element separator) read at the fixed offsets of its 16
+    elements, so its sender can still be told why in a TA1 (written with `*` `^` `:`
+    `~`); None when the separators are not where the fixed widths put them."""
+    text = text.lstrip(_SKIP)
+    if not text.startswith("ISA") or len(text) < ISA_LENGTH - 1:
+        return None
+    separator = text[3]
+    if any(text[at] != separator for at in _FIXED_SEPARATORS):
+        return None
+    bounds = (*_FIXED_SEPARATORS, 105)
+    elements = ["ISA", *(text[a + 1:b] for a, b in itertools.pairwise(bounds))]
+    if not all(value.isprintable() and not set(value) & set("*^:~")
+               for value in elements[1:11] + elements[12:16]):
+        return None  # its answer would not be X12 either
+    return Segment(elements, Delimiters("*", "^", ":", "~"))
 
 
 def isa_width_errors(elements: list[str]) -> list[tuple[int, str]]:
