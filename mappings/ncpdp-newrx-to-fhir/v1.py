@@ -43,8 +43,12 @@ Choices a receiver will notice:
   DigitalSignature is not mapped (it signs the SCRIPT message, not the FHIR one; the
   engine keeps the message itself byte for byte).
 - Bundle.timestamp: Header/SentTime when it has a time and a zone.
-- Not mapped: SenderSoftware, Supervisor, Observation, PriorAuthorization, benefits,
-  DrugUseEvaluation, a second Sig/Instruction (its text is in SigText).
+- Not mapped: SenderSoftware, Supervisor, Facility, Observation, PriorAuthorization,
+  benefits, DrugUseEvaluation, AllergyOrAdverseEvent, a second Sig/Instruction (its
+  text is in SigText), a compound's CompoundInformation (its ingredients and final
+  dosage form: the Medication is the compound's DrugDescription; the pharmacy gets
+  them in the SCRIPT message itself). `conduit map --report` does not list them
+  (left behind is reported for HL7v2 mappings only).
 """
 
 from __future__ import annotations
