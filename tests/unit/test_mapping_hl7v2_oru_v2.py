@@ -455,3 +455,19 @@ def test_the_labs_medical_director_acts_there(to_fhir: Mapping) -> None:
     lab = next(o for o in of_type(bundle, "Organization")
                if f"urn:uuid:{o['id']}" == role["organization"]["reference"])
     assert lab["name"] == "ACME LAB"
+
+
+def test_a_report_issued_without_a_zone_takes_the_engines_with_a_warning(to_fhir: Mapping
+                                                                         ) -> None:
+    """US Core requires a final lab report's issued instant; OBR-22 and MSH-7 without a
+    zone are read in the engine's zone (as Provenance.recorded is), and the warning says
+    so; a sent zone is kept as it is."""
+    head = "MSH|^~\\&|LIS|LAKESIDE_LAB|EHR|LAKESIDE|20250310090500||ORU^R01|C1|P|2.3"
+    raw = ("\r".join([head, PID, obr(), obx()]) + "\r").encode()
+    issued = only(bundle_of(to_fhir, raw), "DiagnosticReport")["issued"]
+    offset = issued[19:]
+    assert issued.startswith("2025-03-10T09:00:00") and offset[0] in "+-"
+    assert f"OBR-22: has no time zone; DiagnosticReport.issued assumes the engine's zone, " \
+        f"UTC{offset}" in warnings_of(to_fhir, raw)
+    zoned = only(bundle_of(to_fhir, message()), "DiagnosticReport")["issued"]
+    assert zoned == "2025-03-10T09:00:00-06:00"

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import datetime
 from typing import NamedTuple
 
 from engine.errors import MappingError
 from engine.formats.hl7v2 import Repetition, Segment, tables
 from engine.formats.hl7v2 import datatypes as dt
-from engine.leniency import guard, tolerate
+from engine.leniency import guard, is_lenient, tolerate
 from engine.maplib import v2_results as legacy
 from engine.maplib.fhir import compact, resource_id
 from engine.maplib.v2_codes import cwe_to_codeable_concept, first_concept
@@ -770,7 +771,8 @@ def diagnostic_report(
         "encounter": b.encounter_ref(),
         **effective,
         "issued": dt.to_fhir_instant(obr.value(22), "OBR-22", b.offset)
-        or dt.to_fhir_instant(b.message.segments[0].value(7), "MSH-7", b.offset),
+        or dt.to_fhir_instant(b.message.segments[0].value(7), "MSH-7", b.offset)
+        or _issued_in_engine_zone(b, obr),
         "performer": _report_people(b, obr, 34, 33),
         "resultsInterpreter": _report_people(b, obr, 32),
         "specimen": [b.ref(s) for s in specimens],
@@ -779,6 +781,26 @@ def diagnostic_report(
         "presentedForm": forms,
     }
     return compact(report)
+
+
+def _issued_in_engine_zone(b: Build, obr: Segment) -> str | None:
+    """OBR-22, else MSH-7, sent with a time of day but no zone anywhere, as an instant in
+    the engine's local zone (at that date), with a warning that the zone was assumed:
+    US Core requires a final lab report's issued time, and a sender without zones is
+    most often in the engine's region (as Provenance.recorded assumes). Only where the
+    builder fills what US Core requires (`b.fill_required`), and never in strict mode."""
+    if not b.fill_required or not is_lenient():
+        return None
+    for value, field in ((obr.value(22), "OBR-22"), (b.message.segments[0].value(7), "MSH-7")):
+        local = dt.to_fhir_datetime(value, field, "+0000")
+        if not local or "T" not in local:
+            continue
+        offset = datetime.fromisoformat(local[:19]).astimezone().strftime("%z")
+        return tolerate(MappingError(
+            f"has no time zone; DiagnosticReport.issued assumes the engine's zone, "
+            f"UTC{offset[:3]}:{offset[3:]}", field=field),
+            dt.to_fhir_instant(value, field, offset))
+    return None
 
 
 def report_categories(section: str) -> list[dict]:
