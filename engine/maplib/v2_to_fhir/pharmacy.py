@@ -250,7 +250,7 @@ def _request(b: Build, orc: Segment | None, seg: Segment, rxrs: list[Segment],
     key = identifiers[0] if identifiers else _fallback_key(b, orc, medication, authored)
     if intent != "order":
         key = keyed(key, intent)
-    requester = _ordering_role(b, _first_person(b, (orc, 12), (seg, f.prescriber), (orc, 21)),
+    requester = _ordering_role(b, _first_person(b, (orc, 12), (seg, f.prescriber)),
                                _ordering_facility(b, orc))
     recorder = _first_person(b, (orc, 10), (orc, 19))
     request = {
