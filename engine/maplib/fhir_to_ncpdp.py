@@ -345,6 +345,13 @@ def coded(concept: Any) -> Data:
             "Qualifier": qualifier, "Code": plain(coding.get("code"))}
 
 
+def _one(text: str) -> bool:
+    try:
+        return Decimal(text) == 1
+    except ArithmeticError:
+        return False
+
+
 def sig(dosage: dict) -> Data:
     """A Dosage as Sig: SigText from text, CodeSystem from SIG_CODE_SYSTEM_EXT, one
     Instruction from the dose, route, method and a frequency (frequency per 1
@@ -378,10 +385,10 @@ def sig(dosage: dict) -> Data:
     frequency = plain(repeat.get("frequency"))
     if unit in NCI_TIME_UNITS and frequency:
         units = {"Text": UNIT_NAMES[unit], "Code": NCI_TIME_UNITS[unit]}
-        if period in ("1", "1.0"):
+        if _one(period):
             timing = {"Frequency": {"FrequencyNumericValue": frequency,
                                     "FrequencyUnits": units}}
-        elif frequency in ("1", "1.0"):
+        elif _one(frequency):
             timing = {"Interval": {"IntervalNumericValue": period,
                                    "IntervalUnits": units}}
     code_system = next((e for e in items(dosage.get("extension"))
