@@ -333,3 +333,11 @@ def test_an_empty_order_control_reads_order_status_else_warns(rde: Mapping) -> N
     bare = message(*order(orc="ORC||ORD-1^EHR"))
     assert only(bundle_of(rde, bare), "MedicationRequest")["status"] == "unknown"
     assert warnings_of(rde, bare) == ["ORC-1: is empty and so is ORC-5; the status is unknown"]
+
+
+def test_the_ordering_facility_is_an_organization_not_a_person(rde: Mapping) -> None:
+    bundle = bundle_of(rde, FIXTURES.input("athena_o11_v251_rxo_and_rxe_ordering_facility"))
+    people = of_type(bundle, "Practitioner")
+    assert all("name" in p for p in people)  # ORC-21 read as an XCN made a nameless one
+    assert not [p for p in people if p["identifier"][0]["value"] == "Hillside Family Medicine"]
+    assert "Hillside Family Medicine" in {o.get("name") for o in of_type(bundle, "Organization")}
