@@ -36,8 +36,8 @@ class Build:
         With `fill_required`, what US Core requires and the message left empty is filled
         as US Core allows (an Encounter type from the patient class, a Practitioner's
         identifier from its resource id, Provenance.recorded in the engine's zone, a
-        notification's document named by URN); the builders that do not pass it yet
-        keep their outputs until their fixtures are regenerated."""
+        notification's document named by URN). Every builder passes it now (it was how
+        the two halves of the builders moved over one after the other); it can go."""
         self.message = message
         self.fill_required = fill_required
         self._numbered_in = numbered_in or message
