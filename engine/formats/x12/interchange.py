@@ -58,6 +58,7 @@ class Group:
     sets: list[TransactionSet] = field(default_factory=list)
     codes: list[str] = field(default_factory=list)  # AK9 syntax error codes
     notes: list[str] = field(default_factory=list)
+    numbers: set[str] = field(default_factory=set)  # ST02s seen (each once a group)
 
 
 @dataclass
@@ -193,9 +194,11 @@ def _read(segments: Iterator[tuple[Segment, int, int]], keep: bool
                 current.groups.append(group)
                 _note(group, "3", "transaction set outside GS/GE", notes)
             tset = TransactionSet([seg], span=(start, end))
-            if seg.element(2) and any(t.st.element(2) == seg.element(2) for t in group.sets):
+            if seg.element(2) in group.numbers:
                 _note(tset, "23", "ST02 repeats another set's control number in its "
                       "functional group", notes)
+            elif seg.element(2):
+                group.numbers.add(seg.element(2))
             group.sets.append(tset)
             if not seg.element(1):
                 _note(tset, "6", "ST01 transaction set identifier is missing", notes)

@@ -35,6 +35,7 @@ _SKIP = "\ufeff \t\r\n\x00\x1a"
 _SKIP_BYTES = (b" ", b"\t", b"\r", b"\n", b"\x00", b"\x1a", b"\xef", b"\xbb", b"\xbf")
 TRAILING = ""  # the id of the segment standing for what follows an IEA and is no ISA
 _BREAKS = str.maketrans("", "", "\r\n")
+_PADDING = ("", " ", "\t")  # what starts a piece that is no segment or is padded
 Buffer = bytes | mmap.mmap
 
 
@@ -183,6 +184,7 @@ def iter_segments(buffer: Buffer, block: int = 1 << 18
             return
         # a delimiter beyond ASCII is split on as the bytes it was read from
         terminator = delimiters.segment.encode(_encoding(head))
+        step = len(terminator)
         unwrap = delimiters.segment not in "\r\n"
         ended = False
         while position < size and not ended:
@@ -193,12 +195,16 @@ def iter_segments(buffer: Buffer, block: int = 1 << 18
                 chunk = chunk[:chunk.rfind(terminator) + len(terminator)]
             offset = position
             for piece in _pieces(chunk, terminator):
-                start, offset = offset, offset + len(piece) + len(terminator)
+                start, offset = offset, offset + len(piece) + step
                 text = decode(piece) if not isinstance(piece, str) else piece
-                text = (text.translate(_BREAKS) if unwrap else text.strip("\r\n")
-                        ).lstrip(" \t")
-                if not text.strip():
-                    continue
+                if not unwrap:
+                    text = text.strip("\r\n")
+                elif "\n" in text or "\r" in text:
+                    text = text.translate(_BREAKS)
+                if text[:1] in _PADDING:
+                    text = text.lstrip(" \t")
+                    if not text.strip():
+                        continue
                 segment = Segment(text.split(delimiters.element), delimiters)
                 yield segment, start, min(offset, size)
                 if segment.id == "IEA":
