@@ -205,13 +205,19 @@ async def test_pharmacy_error_602_or_silence_is_retried(world, mode):
 
 EPCS = (Path(__file__).parent.parent / "fixtures" / "ncpdp" / "epcs_newrx_signed_crlf.xml"
         ).read_bytes()
+# Another prescriber system's style: an scr: prefix on every element, spaces around the
+# xmlns's "=", attributes in another order, a tab before a CRLF inside SignatureValue.
+EPCS_PREFIXED = (Path(__file__).parents[2] / "mappings" / "ncpdp-newrx-to-fhir" / "fixtures"
+                 / "v1" / "epcs_schedule_ii_scr_prefix_crlf_signed.xml").read_bytes()
 
 
-async def test_a_signed_controlled_substance_newrx_is_delivered_byte_for_byte(tmp_path):
+@pytest.mark.parametrize("signed", [EPCS, EPCS_PREFIXED], ids=["default_ns", "scr_prefix"])
+async def test_a_signed_controlled_substance_newrx_is_delivered_byte_for_byte(tmp_path,
+                                                                              signed):
     """EPCS: the prescriber's digital signature covers the message as signed, so the
     engine passes it on exactly: CRLF line ends, tabs, single-quoted attributes in their
     order, a trailing space, UTF-8 accents and the signature elements themselves."""
-    assert b"<SignatureValue>" in EPCS and b"<X509Certificate>" in EPCS and b"\r\n\t" in EPCS
+    assert b"SignatureValue>" in signed and b"X509Certificate>" in signed and b"\r\n" in signed
     pharmacy = Pharmacy()
     await pharmacy.start()
     harness = EngineHarness(tmp_path)
@@ -227,13 +233,13 @@ async def test_a_signed_controlled_substance_newrx_is_delivered_byte_for_byte(tm
               read_reply: true, send: received}}
         """})
     try:
-        status, _, body, message_id = await post(port, EPCS)
+        status, _, body, message_id = await post(port, signed)
         assert status == 200 and b"<Status><Code>000</Code></Status>" in body
         await harness.settle(lambda: kinds(harness, message_id).count(Kind.SENT) == 2)
         written = list(out.iterdir())
         assert len(written) == 1 and written[0].suffix == ".xml"
-        assert written[0].read_bytes() == EPCS
-        assert pharmacy.received == [EPCS]
+        assert written[0].read_bytes() == signed
+        assert pharmacy.received == [signed]
     finally:
         await harness.stop()
         await pharmacy.stop()
