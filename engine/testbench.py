@@ -8,6 +8,8 @@ in their own CI against the same files the daemon would load.
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,14 @@ OUTCOME_EXT = (".skip", ".error", ".filtered", ".rejected")
 # vocabulary.
 FALLBACK = next(iter(registry.CODECS))
 detect = registry.detect  # the standard a message is written in, from its first bytes
+
+
+def run_in_utc() -> None:
+    """Expected outputs are written as if the engine ran in UTC: a time sent without any
+    zone is read in the engine's zone (maplib.v2_to_fhir.engine_zone), which must not make
+    a fixture pass on one machine and fail on another."""
+    os.environ["TZ"] = "UTC"
+    time.tzset()
 
 
 def codec_for(standard: str) -> Codec:

@@ -8,6 +8,11 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
+from engine.testbench import run_in_utc
+
+# Fixtures' expected outputs hold in UTC, whatever this machine's zone (engine.testbench).
+run_in_utc()
+
 PG_ADMIN_URL = os.environ.get(
     "CONDUIT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )

@@ -112,8 +112,9 @@ def cmd_mapping_diff(args: argparse.Namespace) -> int:
 
 def cmd_test(args: argparse.Namespace) -> int:
     from engine.config.loader import load_channels
-    from engine.testbench import channel_fixtures, mapping_fixtures
+    from engine.testbench import channel_fixtures, mapping_fixtures, run_in_utc
 
+    run_in_utc()
     engine_cfg = engine_config(args)
     mappings = catalog(args)
     results = list(mapping_fixtures(mappings, Path(engine_cfg.mappings_dir), args.names))

@@ -64,7 +64,7 @@ _EVENTS = frozenset(EVENTS)
 
 
 def build(message) -> dict | Skip:
-    b = Build(message, "ADT", fill_required=True)
+    b = Build(message, "ADT")
     if b.event not in _EVENTS:
         return Skip(f"ADT^{b.event or '(no event)'} is not an ADT event this mapping reads")
     groups = _patient_groups(b)

@@ -33,7 +33,7 @@ _ENDED = frozenset({"P02", "P06"})  # purge / end: the account is no longer acti
 
 
 def build(message: Hl7Message) -> dict | Skip:
-    b = Build(message, "BAR", fill_required=True)
+    b = Build(message, "BAR")
     if b.event not in EVENTS:
         return Skip(f"BAR^{b.event or '(no event)'} is not a billing event this mapping reads")
     groups = [visits for patient in patient_groups(message) for visits in visit_groups(patient)]
@@ -85,7 +85,7 @@ def _merge(into: Build, resource: dict) -> None:
 
 def _part(group: Hl7Message, whole: Hl7Message) -> Build:
     """One patient (P02) or visit group, its segments numbered as in the whole message."""
-    return Build(group, "BAR", numbered_in=whole, fill_required=True)
+    return Build(group, "BAR", numbered_in=whole)
 
 
 def visit_groups(segments: list[Segment]) -> list[list[Segment]]:

@@ -88,7 +88,7 @@ def _consenters(b: Build, con: Segment) -> list[dict]:
             rid = resource_id("Practitioner", b.facility, key)
             who = b.add(compact({
                 "resourceType": "Practitioner", "id": rid,
-                "identifier": [people.resource_identifier(rid)] if b.fill_required else None,
+                "identifier": [people.resource_identifier(rid)],
                 "name": [name]}), merge=True)
             found += [b.ref(who)] if who else []
         else:

@@ -29,7 +29,7 @@ _ORDER_PARTS = frozenset({"ORC", "OBR", "TQ1", "TQ2", "NTE", "OBX", "SPM", "CTI"
 
 
 def build(message: Hl7Message) -> dict | Skip:
-    b = Build(message, "DFT", fill_required=True)
+    b = Build(message, "DFT")
     if b.event not in EVENTS:
         return Skip(f"DFT^{b.event or '(no event)'} is not a financial event this mapping reads")
     people.patient(b)

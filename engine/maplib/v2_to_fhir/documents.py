@@ -187,7 +187,7 @@ def _content(b: Build, txa: Segment, obxs: list[Segment], title: str | None,
              creation: str | None, key: dict) -> list[dict]:
     """The text OBX lines as one attachment (TXA-3 may name its MIME type), then each ED
     value and each RP pointer in order; a message without content (a notification, a
-    cancel) carries the title alone, as FHIR requires content, and (`b.fill_required`)
+    cancel) carries the title alone, as FHIR requires content, and
     a URN naming the document at its sender as the url US Core requires (us-core-6):
     the content stays with the sender, under the number the DocumentReference keys."""
     d = b.message.delimiters
@@ -217,7 +217,7 @@ def _content(b: Build, txa: Segment, obxs: list[Segment], title: str | None,
                    if text.strip() else []) + others
     if not attachments:
         fallback = CANCELLED_TITLE if b.event == CANCEL_EVENT else NOTIFICATION_TITLE
-        url = _document_urn(b, key) if b.fill_required else None
+        url = _document_urn(b, key)
         return [{"attachment": compact({"url": url, "title": title or fallback,
                                         "creation": creation})}]
     return [{"attachment": compact({**a, "title": title or a.get("title"),

@@ -70,7 +70,7 @@ def _coverage(b: Build, in1: Segment) -> dict:
             relationship = clinical.relationship(b, in2, 72)
             if relationship:
                 resource["relationship"] = relationship
-    if "relationship" not in resource and b.fill_required:
+    if "relationship" not in resource:
         resource["relationship"] = UNKNOWN_RELATIONSHIP  # US Core requires one
     if "type" in resource:
         resource["type"] = _plan_type(resource["type"])

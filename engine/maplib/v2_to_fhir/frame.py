@@ -28,18 +28,11 @@ class Build:
     """A message being converted; see the module docstring."""
 
     def __init__(self, message: Hl7Message, *types: str, default_event: str = "",
-                 numbered_in: Hl7Message | None = None, fill_required: bool = False) -> None:
+                 numbered_in: Hl7Message | None = None) -> None:
         """Fails naming MSH-9 when the message is none of `types` (ADT, ORU, ...). A
         group of a larger message (a BAR's visit) is `numbered_in` that message, so its
-        warnings say DG1[3], as the sender counts, not the group's own first DG1.
-
-        With `fill_required`, what US Core requires and the message left empty is filled
-        as US Core allows (an Encounter type from the patient class, a Practitioner's
-        identifier from its resource id, Provenance.recorded in the engine's zone, a
-        notification's document named by URN). Every builder passes it now (it was how
-        the two halves of the builders moved over one after the other); it can go."""
+        warnings say DG1[3], as the sender counts, not the group's own first DG1."""
         self.message = message
-        self.fill_required = fill_required
         self._numbered_in = numbered_in or message
         msh = message.segments[0]
         self.type = dt.present(msh.value(9, 1)).upper()

@@ -34,7 +34,7 @@ DOCUMENT_TYPES = frozenset({"ED", "RP"})
 
 
 def build(message: Hl7Message) -> dict | Skip:
-    b = Build(message, "MDM", fill_required=True)
+    b = Build(message, "MDM")
     if b.event not in EVENTS:
         return Skip(f"MDM^{b.event or '(no event)'} is not a document event this mapping reads")
     people.patient(b)

@@ -763,7 +763,7 @@ def order_message(message: Hl7Message, kind: str, events: tuple[str, ...]) -> di
     """An OML or OMG (ORC/OBR order groups only) as a Bundle: the patient group, then
     one `service_order` per group, each guarded (a group that cannot be mapped costs
     only that order). A message without any order maps its patient, with a warning."""
-    b = Build(message, kind, default_event=events[0], fill_required=True)
+    b = Build(message, kind, default_event=events[0])
     if b.event not in events:
         return Skip(f"{kind}^{b.event or '(no event)'} is not an event this mapping reads")
     b.message = without_prior_results(first_patient(b))

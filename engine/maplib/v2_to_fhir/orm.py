@@ -48,7 +48,7 @@ class Order(NamedTuple):
 
 
 def build(message: Hl7Message) -> dict | Skip:
-    b = Build(message, "ORM", default_event="O01", fill_required=True)
+    b = Build(message, "ORM", default_event="O01")
     if b.event not in EVENTS:
         return Skip(f"ORM^{b.event or '(no event)'} is not an event this mapping reads")
     b.message = orders.first_patient(b)

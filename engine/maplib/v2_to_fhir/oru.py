@@ -41,7 +41,7 @@ RESOURCES: tuple[str, ...] = (
 
 
 def build(message: Hl7Message) -> dict | Skip:
-    b = Build(message, "ORU", default_event="R01", fill_required=True)
+    b = Build(message, "ORU", default_event="R01")
     if b.event not in EVENTS:
         return Skip(f"ORU^{b.event or '(no event)'} is not a result event this mapping reads")
     groups = patient_groups(message)

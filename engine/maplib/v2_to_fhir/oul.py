@@ -42,7 +42,7 @@ class _Order:
 
 
 def build(message: Hl7Message) -> dict | Skip:
-    b = Build(message, "OUL", default_event="R22", fill_required=True)
+    b = Build(message, "OUL", default_event="R22")
     if b.event not in EVENTS:
         return Skip(f"OUL^{b.event or '(no event)'} is not a result event this mapping reads")
     if not any(s.name in ("OBR", "OBX", "SPM") for s in message.segments):

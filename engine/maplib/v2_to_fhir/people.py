@@ -25,7 +25,7 @@ def patient(b: Build, pid: Segment | None = None, *, primary: bool = True) -> di
     """The Patient of `pid` (the message's first PID by default), kept in `b` (as
     `b.patient` when `primary`); fails naming PID-3 when there is no PID (a patient
     message with no patient has nothing to map to). A PID-8 that is empty or no code of
-    table 0001 is gender `unknown` where `b.fill_required` (US Core requires one)."""
+    table 0001 is gender `unknown` (US Core requires one)."""
     pid = pid if pid is not None else b.message.segment("PID")
     if pid is None:
         raise MappingError("the PID segment is missing, so there is no patient", field="PID-3")
@@ -40,7 +40,7 @@ def patient(b: Build, pid: Segment | None = None, *, primary: bool = True) -> di
         "active": _registry_active(b),
         "name": parts.names(pid),
         "telecom": parts.telecoms(pid),
-        "gender": parts.gender(pid) or ("unknown" if b.fill_required else None),
+        "gender": parts.gender(pid) or "unknown",
         "birthDate": dt.to_fhir_date(pid.value(7), "PID-7"),
         **parts.deceased(pid, b.offset),
         "address": parts.addresses(pid),
@@ -84,7 +84,7 @@ def _preferred(identifiers: list[dict]) -> dict:
 def prior_patient(b: Build, mrg: Segment, survivor: dict) -> dict | None:
     """The patient MRG-1 (else MRG-4; MRG-2 adds its alternate id) names, as the resource
     a merge retires: inactive, `replaced-by` the survivor, which in turn `replaces` it;
-    with `b.fill_required` it bears the survivor's gender, and its names when MRG-7
+    it bears the survivor's gender, and its names when MRG-7
     sends none (a merge joins two records of one person; US Core requires both).
     None when MRG names nobody or the survivor itself (an A47 that only retypes an
     identifier)."""
@@ -98,11 +98,11 @@ def prior_patient(b: Build, mrg: Segment, survivor: dict) -> dict | None:
     if rid == survivor["id"]:
         return None
     names = [n for n in (parts.human_name(rep, "MRG-7") for rep in mrg.repetitions(7)) if n]
-    same = b.fill_required  # the retired record is the same person: US Core's name, gender
+    # the retired record is the same person: US Core's name, gender
     prior = b.add(compact({
         "resourceType": "Patient", "id": rid, "identifier": ids, "active": False,
-        "name": names or (survivor.get("name") if same else None),
-        "gender": survivor.get("gender") if same else None,
+        "name": names or survivor.get("name"),
+        "gender": survivor.get("gender"),
         "link": [{"other": b.ref(survivor), "type": "replaced-by"}],
     }))
     links = survivor.setdefault("link", [])
@@ -267,7 +267,7 @@ def practitioner(b: Build, rep: Repetition | None) -> dict | None:
     key = ({"system": identifier["system"], "value": number} if identifier
            else {"system": "name", "value": _name_key(name)})
     rid = resource_id("Practitioner", b.facility, key)
-    if identifier is None and b.fill_required:
+    if identifier is None:
         identifier = resource_identifier(rid)
     return b.add(compact({
         "resourceType": "Practitioner",

@@ -183,7 +183,7 @@ def report_message(message: Hl7Message, kind: str, events: tuple[str, ...],
     the allergies, then what each order reports (`per_order`); a message of which no
     order gave anything is the warning `nothing`. The first of `events` is the default
     for a message whose MSH-9 names none."""
-    b = Build(message, kind, default_event=events[0], fill_required=True)
+    b = Build(message, kind, default_event=events[0])
     if b.event not in events:
         return Skip(f"{kind}^{b.event or '(no event)'} is not an {kind} event this mapping "
                     "reads")

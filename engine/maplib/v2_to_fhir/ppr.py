@@ -42,7 +42,7 @@ GOAL_LIFECYCLE = {
 
 
 def build(message: Hl7Message) -> dict | Skip:
-    b = Build(message, "PPR", fill_required=True)
+    b = Build(message, "PPR")
     if b.event not in EVENTS:
         return Skip(f"PPR^{b.event or '(no event)'} is not a problem event this mapping reads")
     people.patient(b)

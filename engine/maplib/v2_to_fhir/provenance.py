@@ -10,15 +10,14 @@ Conduit URN naming the sending application within its facility.
 
 from __future__ import annotations
 
-from datetime import datetime
 from urllib.parse import quote
 
-from engine.errors import MappingError
 from engine.formats.hl7v2 import Repetition, Segment
 from engine.formats.hl7v2 import datatypes as dt
-from engine.leniency import is_lenient, tolerate
+from engine.leniency import is_lenient
 from engine.maplib.fhir import compact, resource_id
 from engine.maplib.v2_codes import Bound, cwe_to_codeable_concept
+from engine.maplib.v2_to_fhir.engine_zone import assumed_instant
 from engine.maplib.v2_to_fhir.frame import Build
 from engine.maplib.v2_to_fhir.people import hd_organization, local_system, practitioner
 
@@ -110,7 +109,7 @@ def provenance(b: Build) -> dict | None:
                 or dt.to_fhir_instant(msh.value(7), "MSH-7", b.offset))
     if not targets or not control:
         return None
-    if not recorded and b.fill_required and is_lenient():  # strict: no guessing
+    if not recorded and is_lenient():  # strict: no guessing
         recorded = _in_engine_zone(evn, msh)
     sender = sending_organization(b)
     key = {"system": f"urn:conduit:msh:{b.facility}", "value": control}
@@ -130,22 +129,9 @@ def provenance(b: Build) -> dict | None:
 
 
 def _in_engine_zone(evn: Segment | None, msh: Segment) -> str | None:
-    """EVN-2, else MSH-7, sent with a time of day but no zone anywhere, as an instant in
-    the engine's local zone (at that date, so summer time counts), with a warning that
-    the zone was assumed: US Core requires Provenance.recorded, and a sender without
-    zones is most often in the engine's region."""
-    for value, field in ((_evn(evn, 2), "EVN-2"), (msh.value(7), "MSH-7")):
-        local = dt.to_fhir_datetime(value, field, "+0000")
-        if not local or "T" not in local:
-            continue
-        moment = datetime.fromisoformat(local[:19]).astimezone()
-        offset = moment.strftime("%z")
-        said = "has no time zone" + (" (nor has MSH-7)" if field == "EVN-2" else "")
-        return tolerate(MappingError(
-            f"{said}; Provenance.recorded assumes the engine's zone, "
-            f"UTC{offset[:3]}:{offset[3:]}", field=field),
-            dt.to_fhir_instant(value, field, offset))
-    return None
+    """EVN-2, else MSH-7, in the engine's zone when neither has one (engine_zone)."""
+    return assumed_instant([(_evn(evn, 2), "EVN-2"), (msh.value(7), "MSH-7")],
+                           "Provenance.recorded", name_the_rest=True)
 
 
 def sending_organization(b: Build) -> dict | None:
@@ -248,10 +234,10 @@ def _agents(b: Build, evn: Segment | None, sender: dict | None) -> list[dict]:
 
 
 def _operator(b: Build, rep: Repetition) -> dict | None:
-    """An EVN-5 operator as a reference to their Practitioner; with `b.fill_required`,
-    one sent as a user id alone (no name, which US Core's Practitioner requires) is
-    referred to by that identifier instead of being made a Practitioner."""
-    if b.fill_required and not dt.present(rep.value(2)) and dt.present(rep.value(1)):
+    """An EVN-5 operator as a reference to their Practitioner; one sent as a user id
+    alone (no name, which US Core's Practitioner requires) is referred to by that
+    identifier instead of being made a Practitioner."""
+    if not dt.present(rep.value(2)) and dt.present(rep.value(1)):
         system = (dt.hd_system(rep.value(9, 1), rep.value(9, 2), rep.value(9, 3))
                   or local_system(b, "practitioner"))
         return {"type": "Practitioner",

@@ -21,7 +21,7 @@ RESOURCES: tuple[str, ...] = (
 
 
 def build(message: Hl7Message) -> dict | Skip:
-    b = Build(message, "RDE", default_event="O11", fill_required=True)
+    b = Build(message, "RDE", default_event="O11")
     if b.event not in EVENTS:
         return Skip(f"RDE^{b.event or '(no event)'} is not an RDE event this mapping reads")
     people.patient(b)

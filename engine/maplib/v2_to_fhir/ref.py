@@ -54,7 +54,7 @@ PERFORMERS = frozenset({"RT", "CP", "CON"})
 
 
 def build(message: Hl7Message) -> dict | Skip:
-    b = Build(message, "REF", fill_required=True)
+    b = Build(message, "REF")
     if b.event not in EVENTS:
         return Skip(f"REF^{b.event or '(no event)'} is not a referral event this mapping reads")
     people.patient(b)
@@ -342,7 +342,7 @@ def provider(b: Build, prd: Segment) -> dict | None:
     if names:
         names[0] = {**names[0], "text": text}
     rid = resource_id("Practitioner", b.facility, key)
-    if not ids and b.fill_required:
+    if not ids:
         ids = [people.resource_identifier(rid)]
     person = b.add(compact({
         "resourceType": "Practitioner",

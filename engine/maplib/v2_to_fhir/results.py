@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import datetime
 from typing import NamedTuple
 
 from engine.errors import MappingError
@@ -35,6 +34,7 @@ from engine.maplib.v2_orders import (
     section_categories,
 )
 from engine.maplib.v2_to_fhir import people
+from engine.maplib.v2_to_fhir.engine_zone import assumed_instant
 from engine.maplib.v2_to_fhir.frame import Build
 
 DATA_ABSENT = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
@@ -787,20 +787,12 @@ def _issued_in_engine_zone(b: Build, obr: Segment) -> str | None:
     """OBR-22, else MSH-7, sent with a time of day but no zone anywhere, as an instant in
     the engine's local zone (at that date), with a warning that the zone was assumed:
     US Core requires a final lab report's issued time, and a sender without zones is
-    most often in the engine's region (as Provenance.recorded assumes). Only where the
-    builder fills what US Core requires (`b.fill_required`), and never in strict mode."""
-    if not b.fill_required or not is_lenient():
+    most often in the engine's region (as Provenance.recorded assumes). Never in strict
+    mode."""
+    if not is_lenient():
         return None
-    for value, field in ((obr.value(22), "OBR-22"), (b.message.segments[0].value(7), "MSH-7")):
-        local = dt.to_fhir_datetime(value, field, "+0000")
-        if not local or "T" not in local:
-            continue
-        offset = datetime.fromisoformat(local[:19]).astimezone().strftime("%z")
-        return tolerate(MappingError(
-            f"has no time zone; DiagnosticReport.issued assumes the engine's zone, "
-            f"UTC{offset[:3]}:{offset[3:]}", field=field),
-            dt.to_fhir_instant(value, field, offset))
-    return None
+    return assumed_instant([(obr.value(22), "OBR-22"), (b.message.segments[0].value(7), "MSH-7")],
+                           "DiagnosticReport.issued")
 
 
 def report_categories(section: str) -> list[dict]:

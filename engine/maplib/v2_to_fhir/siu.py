@@ -24,7 +24,7 @@ RESOURCES: tuple[str, ...] = (
 
 
 def build(message: Hl7Message) -> dict | Skip:
-    b = Build(message, "SIU", default_event="S12", fill_required=True)  # no MSH-9.2: booked
+    b = Build(message, "SIU", default_event="S12")  # no MSH-9.2: booked
     if b.event not in EVENTS:
         return Skip(f"SIU^{b.event or '(no event)'} is not an SIU event this mapping reads")
     sch = message.segment("SCH")

@@ -233,9 +233,7 @@ ENCOUNTER_PROCEDURE = ("308335008", "Patient encounter procedure (procedure)")
 
 
 def _type_from_class(b: Build, class_code: str) -> list[dict] | None:
-    """With `b.fill_required`, the type a visit sent without one has by its class."""
-    if not b.fill_required:
-        return None
+    """The type a visit sent without one has by its class (US Core requires one)."""
     code, display = CLASS_TYPE.get(class_code, ENCOUNTER_PROCEDURE)
     return [{"coding": [{"system": SNOMED, "code": code, "display": display}],
              "text": display.removesuffix(" (procedure)")}]

@@ -20,7 +20,7 @@ RESOURCES: tuple[str, ...] = (
 
 
 def build(message: Hl7Message) -> dict | Skip:
-    b = Build(message, "VXU", default_event="V04", fill_required=True)
+    b = Build(message, "VXU", default_event="V04")
     if b.event not in EVENTS:
         return Skip(f"VXU^{b.event or '(no event)'} is not a VXU event this mapping reads")
     people.patient(b)
