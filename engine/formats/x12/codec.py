@@ -210,7 +210,8 @@ class X12Codec:
 
     def reply(self, raw: bytes, parsed: Parsed | None, outcome: Outcome) -> bytes:
         """The answer to one interchange of one set: a TA1 (R) alone when the interchange
-        is broken; else a 999 for the set (with a TA1 A first when ISA14 = 1). b"" for a
+        is broken (also when its delimiters cannot be used: read at the ISA's fixed
+        offsets); else a 999 for the set (with a TA1 A first when ISA14 = 1). b"" for a
         999 or TA1 (acknowledgements are not acknowledged) and for what has no ISA."""
         try:
             interchanges = _read(raw)
