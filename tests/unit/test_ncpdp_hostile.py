@@ -198,7 +198,7 @@ def test_the_entity_never_expands_and_nothing_is_fetched(monkeypatch):
 
 
 def test_a_million_elements_stop_at_the_first_excess():
-    with time_limit(1.0), pytest.raises(ParseError, match=f"more than {MAX_ELEMENTS}"):
+    with time_limit(), pytest.raises(ParseError, match=f"more than {MAX_ELEMENTS}"):
         codec.parse(HOSTILE["a_million_elements"])
 
 
