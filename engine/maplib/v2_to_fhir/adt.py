@@ -103,7 +103,7 @@ def _event_time(b: Build) -> str | None:
     OBX sent without OBX-14 was reported as current (US Core requires a vital sign's)."""
     evn = b.message.segment("EVN")
     sent = [(evn.value(6), "EVN-6"), (evn.value(2), "EVN-2")] if evn is not None else []
-    sent.append((b.message.segments[0].value(7), "MSH-7"))
+    sent.append((b.sent, "MSH-7"))
     for value, field in sent:
         when = dt.to_fhir_datetime(value, field, b.offset)
         if when:

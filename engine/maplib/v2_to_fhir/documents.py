@@ -285,7 +285,7 @@ def reports(b: Build, txa: Segment, obxs: list[Segment], document: dict) -> list
             dt.to_fhir_datetime(obx.value(14), "OBX-14", b.offset),
             dt.to_fhir_datetime(txa.value(4), "TXA-4", b.offset),
             dt.to_fhir_datetime(txa.value(6), "TXA-6", b.offset),
-            dt.to_fhir_datetime(b.message.segments[0].value(7), "MSH-7", b.offset)) if w),
+            dt.to_fhir_datetime(b.sent, "MSH-7", b.offset)) if w),
             None)
         key = {"system": f"urn:conduit:document-report:{document['id']}",
                "value": dt.present(obx.value(1)) or str(position)}

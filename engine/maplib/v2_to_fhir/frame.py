@@ -18,7 +18,8 @@ from engine.formats.hl7v2 import Hl7Message, Segment
 from engine.formats.hl7v2 import datatypes as dt
 from engine.leniency import guard
 from engine.maplib.fhir import transaction
-from engine.maplib.v2_fhir import message_timestamp, sender_offset, sending_facility
+from engine.maplib.v2_fhir import sending_facility
+from engine.maplib.v2_to_fhir.sent_time import sent
 
 T = TypeVar("T")
 _EVENT_CODE = re.compile(r"[A-Z0-9]{1,8}\Z")
@@ -44,7 +45,8 @@ class Build:
         self.event = event if _EVENT_CODE.match(event) else ""
         self.structure = dt.present(msh.value(9, 3)).upper()
         self.facility = sending_facility(message)
-        self.offset = sender_offset(message)
+        self.sent = sent(message)  # MSH-7 as a DTM, even when sent in ISO 8601 form
+        self.offset = dt.dtm_offset(self.sent)
         self.patient: dict | None = None  # set by people.patient
         self.encounter: dict | None = None  # set by visit.encounter
         self._resources: dict[str, dict] = {}
@@ -119,7 +121,15 @@ class Build:
         """The transaction Bundle of what was made (`provenance.finish` adds the
         message's Provenance first: every builder ends with it)."""
         kept = [_with_active(r) for r in self._resources.values()]
-        return transaction(kept, message_timestamp(self.message))
+        return transaction(kept, self.timestamp())
+
+    def timestamp(self) -> str | None:
+        """MSH-7 as the Bundle's instant, or None when it has no time of day and zone
+        or cannot be read (its warning is Provenance.recorded's)."""
+        try:
+            return dt.to_fhir_instant(self.sent, "MSH-7", self.offset)
+        except MappingError:
+            return None
 
 
 # US Core makes `active` 1..1 on these; a party a sender names in a current message is in

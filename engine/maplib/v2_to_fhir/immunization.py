@@ -312,7 +312,7 @@ def recommendation(b: Build, group: imm.DoseGroup) -> dict | None:
         "resourceType": "ImmunizationRecommendation",
         "id": resource_id("ImmunizationRecommendation", b.facility, key),
         "patient": b.patient_ref(),
-        "date": when or dt.to_fhir_datetime(b.message.segments[0].value(7), "MSH-7", b.offset),
+        "date": when or dt.to_fhir_datetime(b.sent, "MSH-7", b.offset),
         "recommendation": recs,
     })
     if "date" not in resource:

@@ -649,7 +649,7 @@ def order_provenance(b: Build, orc: Segment | None, request: dict,
     if not agents and not changed and reason is None and effective is None:
         return None
     recorded = (dt.to_fhir_instant(orc.value(9), b.field(orc, 9), b.offset)
-                or dt.to_fhir_instant(b.message.segments[0].value(7), "MSH-7", b.offset))
+                or dt.to_fhir_instant(b.sent, "MSH-7", b.offset))
     if recorded is None:
         return None
     if not agents:  # who changed the order is not said: the system that sent it

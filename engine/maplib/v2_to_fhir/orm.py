@@ -181,7 +181,7 @@ def nutrition_order(b: Build, orc: Segment | None, body: list[Segment]) -> dict:
     allergies = b.resources("AllergyIntolerance")
     when = (dt.to_fhir_datetime(orc.value(15), b.field(orc, 15), b.offset)
             or dt.to_fhir_datetime(orc.value(9), b.field(orc, 9), b.offset)
-            or dt.to_fhir_datetime(b.message.segments[0].value(7), "MSH-7", b.offset))
+            or dt.to_fhir_datetime(b.sent, "MSH-7", b.offset))
     if when is None:
         raise MappingError("has no time the diet was ordered (nor ORC-15, MSH-7)",
                            field=b.field(orc, 9))

@@ -106,11 +106,11 @@ def provenance(b: Build) -> dict | None:
     evn = b.message.segment("EVN")
     control = dt.present(msh.value(10))
     recorded = (dt.to_fhir_instant(_evn(evn, 2), "EVN-2", b.offset)
-                or dt.to_fhir_instant(msh.value(7), "MSH-7", b.offset))
+                or dt.to_fhir_instant(b.sent, "MSH-7", b.offset))
     if not targets or not control:
         return None
     if not recorded and is_lenient():  # strict: no guessing
-        recorded = _in_engine_zone(evn, msh)
+        recorded = _in_engine_zone(evn, b.sent)
     sender = sending_organization(b)
     key = {"system": f"urn:conduit:msh:{b.facility}", "value": control}
     b.add(message_header(b, key, sender))
@@ -128,9 +128,9 @@ def provenance(b: Build) -> dict | None:
     return made if recorded else None
 
 
-def _in_engine_zone(evn: Segment | None, msh: Segment) -> str | None:
+def _in_engine_zone(evn: Segment | None, sent: str) -> str | None:
     """EVN-2, else MSH-7, in the engine's zone when neither has one (engine_zone)."""
-    return assumed_instant([(_evn(evn, 2), "EVN-2"), (msh.value(7), "MSH-7")],
+    return assumed_instant([(_evn(evn, 2), "EVN-2"), (sent, "MSH-7")],
                            "Provenance.recorded", name_the_rest=True)
 
 

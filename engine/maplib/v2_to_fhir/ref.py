@@ -89,7 +89,7 @@ def build(message: Hl7Message) -> dict | Skip:
 def _planned(b: Build, procedures: list[dict], request: dict | None) -> None:
     """A referral's PR1 without a date, or dated after the message, is a procedure it asks
     for (status preparation, based on the referral), not one done."""
-    sent = (dt.to_fhir_datetime(b.message.segments[0].value(7), "MSH-7", b.offset) or "")[:10]
+    sent = (dt.to_fhir_datetime(b.sent, "MSH-7", b.offset) or "")[:10]
     for procedure in procedures:
         done = procedure.get("performedDateTime") or procedure.get(
             "performedPeriod", {}).get("start", "")
@@ -273,7 +273,7 @@ def authorization(b: Build, aut: Segment, coverages: list[dict]) -> dict:
         raise MappingError("is empty and so is AUT-2, and no IN1 names a payor: the "
                            "authorization names no insurer", field="AUT-3")
     created = (dt.to_fhir_datetime(aut.value(10), "AUT-10", b.offset)
-               or dt.to_fhir_datetime(b.message.segments[0].value(7), "MSH-7", b.offset))
+               or dt.to_fhir_datetime(b.sent, "MSH-7", b.offset))
     if created is None:
         raise MappingError("is empty and so is MSH-7: the authorization has no date",
                            field="AUT-10")

@@ -771,7 +771,7 @@ def diagnostic_report(
         "encounter": b.encounter_ref(),
         **effective,
         "issued": dt.to_fhir_instant(obr.value(22), "OBR-22", b.offset)
-        or dt.to_fhir_instant(b.message.segments[0].value(7), "MSH-7", b.offset)
+        or dt.to_fhir_instant(b.sent, "MSH-7", b.offset)
         or _issued_in_engine_zone(b, obr),
         "performer": _report_people(b, obr, 34, 33),
         "resultsInterpreter": _report_people(b, obr, 32),
@@ -791,7 +791,7 @@ def _issued_in_engine_zone(b: Build, obr: Segment) -> str | None:
     mode."""
     if not is_lenient():
         return None
-    return assumed_instant([(obr.value(22), "OBR-22"), (b.message.segments[0].value(7), "MSH-7")],
+    return assumed_instant([(obr.value(22), "OBR-22"), (b.sent, "MSH-7")],
                            "DiagnosticReport.issued")
 
 
