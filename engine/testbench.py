@@ -19,7 +19,7 @@ import msgspec
 
 from engine import registry
 from engine.errors import MappingError, ParseError
-from engine.formats.base import Codec
+from engine.formats.base import Codec, opening
 from engine.formats.diff import Change
 from engine.mapping import MappingCatalog
 from engine.mapping_base import Mapped, Mapping, Skip
@@ -90,6 +90,32 @@ def acknowledgement(raw: bytes, level: str = "off") -> bytes:
     outcome = Outcome(verdict, tuple(found.problems))
     # The sender may ask for more than one answer (a commit and an application ACK).
     return b"\n".join(codec.replies(raw, found.parsed, outcome))
+
+
+def file_acknowledgements(raw: bytes, level: str = "off") -> list[bytes]:
+    """The answers the engine would send for a file: one for an envelope (an X12
+    interchange, an HL7 FHS/BHS batch), built as the channel builds it
+    (engine.pipeline.envelope: refused whole when the envelope itself is wrong, else each
+    message answered and the answers gathered, one 999 per group), else one per message.
+    HL7v2 messages merely following one another in a file are answered one by one, as a
+    sender sends each in its own frame."""
+    standard = detect(raw)
+    codec = registry.CODECS[standard]() if standard in registry.CODECS else None
+    envelope = None
+    if codec is not None and (standard != "hl7v2" or opening(raw, 3) in (b"FHS", b"BHS")):
+        try:
+            envelope = codec.split(raw)
+        except ParseError:
+            envelope = None  # read as one message: its parser says what is wrong
+    if codec is None or envelope is None:
+        messages = codec.file_messages(raw) if codec is not None else [raw]
+        return [acknowledgement(m, level) for m in messages]
+    if envelope.problems:
+        refused = Outcome(Verdict.REJECTED, tuple(envelope.problems))
+        replies = [codec.reply(m, None, refused) for m in envelope.messages]
+    else:
+        replies = [acknowledgement(m, level) for m in envelope.messages]
+    return [codec.envelope_reply(envelope, replies)]
 
 
 def run_mapping(mapping: Mapping, raw: bytes) -> Mapped | Skip:

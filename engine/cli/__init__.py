@@ -4,6 +4,7 @@ runtime, the stores or a connector; the commands live beside this module by topi
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterator, Sequence
 
@@ -112,7 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     parse.set_defaults(func=cmd_parse)
     ack = sub.add_parser("ack", help="the acknowledgement the engine would send")
     ack.add_argument("file", metavar="FILE")
-    ack.add_argument("--validate", choices=levels, default="off")
+    ack.add_argument("--validate", choices=levels, default=None,
+                     help="structure validation as a channel with this level does "
+                          "(default: the channel's with --channel, else off)")
+    ack.add_argument("--channel", metavar="NAME",
+                     help="answer as this channel of channels/ would (its validation)")
     ack.set_defaults(func=cmd_ack)
     test = sub.add_parser("test", help="run every mapping's and channel's fixtures")
     test.add_argument("names", nargs="*", metavar="NAME",
@@ -216,6 +221,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`conduit map ... | head`): what was left is not wanted,
+        # and Python's flush at exit must not raise again on the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

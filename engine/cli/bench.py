@@ -7,7 +7,13 @@ import os
 import sys
 from pathlib import Path
 
-from engine.cli.common import catalog, engine_config, mapping_named, messages_of
+from engine.cli.common import (
+    catalog,
+    channel_named,
+    engine_config,
+    mapping_named,
+    messages_of,
+)
 from engine.errors import ConduitError
 
 
@@ -39,12 +45,15 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 
 def cmd_ack(args: argparse.Namespace) -> int:
-    from engine.testbench import acknowledgement
+    from engine.testbench import file_acknowledgements
 
-    for n, raw in enumerate(messages_of(args.file), start=1):
+    level = args.validate
+    if args.channel:
+        level = channel_named(args, args.channel).validation if level is None else level
+    replies = file_acknowledgements(Path(args.file).read_bytes(), level or "off")
+    for n, reply in enumerate(replies, start=1):
         if n > 1:
             print()
-        reply = acknowledgement(raw, args.validate)
         print(reply.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "\n")
               .rstrip("\n"))
     return 0

@@ -88,3 +88,16 @@ def mapping_named(catalog, ref: str):
     if mapping is None:
         raise ConduitError(catalog.unknown(ref))
     return mapping
+
+
+def channel_named(args: argparse.Namespace, name: str):
+    """The configuration of channel `name` in channels/ (environment variables as the
+    daemon reads them)."""
+    from engine.config.loader import load_channels
+
+    channels_dir = Path(engine_config(args).channels_dir)
+    found = [c.config for c in load_channels(channels_dir, os.environ)
+             if c.config.name == name] if channels_dir.is_dir() else []
+    if not found:
+        raise ConduitError(f"no channel named {name} in {channels_dir}")
+    return found[0]

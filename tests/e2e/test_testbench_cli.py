@@ -90,5 +90,28 @@ def test_parse_and_ack_an_x12_file(tmp_path):
     broken.write_text(several().replace("IEA*2*000000101", "IEA*2*000000999"))
     ack = conduit("ack", str(broken))
     assert ack.returncode == 0 and "TA1*000000101*240101*1200*R*001~" in ack.stdout
+    # One 999 per functional group, as a channel answers the file: the two 270s of one
+    # group are two AK2s of one 999.
     good = conduit("ack", str(batch))
-    assert good.stdout.count("ST*999*") == 4 and "IK5*A~" in good.stdout
+    assert good.stdout.count("ST*999*") == 3, good.stdout
+    assert "AK2*270*0001*005010X279A1~IK5*A~AK2*270*0002*005010X279A1~IK5*A~AK9*A*2*2*2~" \
+        in good.stdout
+    # Answered as the shipped claims channel would (validation: lenient): the claim's
+    # missing segments are noted, the set accepted with errors.
+    channel = conduit("ack", "--channel", "x12-claims", str(batch))
+    assert channel.returncode == 0, channel.stderr
+    assert "IK3*PER*3*1000*3~" in channel.stdout and "IK5*E*5~AK9*E*1*1*1~" in channel.stdout
+    unknown = conduit("ack", "--channel", "nonesuch", str(batch))
+    assert unknown.returncode != 0 and "no channel named nonesuch" in unknown.stderr
+
+
+def test_output_cut_short_by_its_reader_ends_quietly(tmp_path):
+    """`conduit map ... | head`: the closed pipe ends the command, without a traceback
+    (200 Bundles: far more than a pipe holds, so the write after `head` left fails)."""
+    many = tmp_path / "many.hl7"
+    many.write_bytes(b"\n".join([(ADT / "v1" / "cerner_a04_register.hl7").read_bytes()] * 200))
+    shell = subprocess.run(
+        f"{sys.executable} -m engine.cli map hl7v2-adt-to-fhir@1 {many} | head -c 10",
+        shell=True, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert shell.stdout == '{\n  "resou'
+    assert "Traceback" not in shell.stderr and "BrokenPipe" not in shell.stderr, shell.stderr

@@ -186,3 +186,9 @@ def test_read_header_reads_one_header_segment():
 def test_formatting_counts_are_capped():
     assert unescape("\\.sp 999999999\\", Delimiters()) == "\n" * 101
     assert unescape("\\.sk 999999999\\", Delimiters()) == " " * 100
+
+
+@pytest.mark.parametrize("text", ["", "\r\n", "\ufeff  \n"])
+def test_an_empty_message_is_refused_as_empty(text: str) -> None:
+    with pytest.raises(ParseError, match="message is empty"):
+        Hl7Message.parse(text)

@@ -168,7 +168,8 @@ class Hl7Message:
         text = text.lstrip("\ufeff \t\r\n\x00")
         if not text.startswith("MSH"):
             raise ParseError(
-                "message does not start with an MSH segment", segment="MSH", code="100"
+                "message does not start with an MSH segment" if text else "message is empty",
+                segment="MSH", code="100"
             )
         d = read_delimiters(text)
         if "\n" in text:
