@@ -34,3 +34,65 @@ def test_an_iso_msh7_in_utc_and_without_seconds_is_the_same_instant() -> None:
 def test_the_released_oru_version_still_gives_no_timestamp() -> None:
     bundle = checks.bundle_of(checks.mapping("hl7v2-oru-to-fhir@1"), ORU_ISO)
     assert "timestamp" not in bundle
+
+
+# ---- PID-18 account and PID-21 mother, as the reference's order and result templates ----
+
+MSH = "MSH|^~\\&|LIS|RIVERBEND|EHR|RIVERBEND|20240301101500-0600||{type}|C-{n}|P|{v}\r"
+PID = ("PID|1||RB-{n}^^^RIVERBEND^MR||LARK^MINA||20230901|F||||||||||"
+       "ACCT-{n}^^^RIVERBEND^AN|||{mom}\r")
+ORU_BODY = ("OBR|1|P-{n}|F-{n}|718-7^Hemoglobin^LN|||202403010900-0600|||||||||||||||"
+            "202403011000-0600|||F\r"
+            "OBX|1|NM|718-7^Hemoglobin^LN||11.2|g/dL|10.5-14.0||||F\r")
+
+
+def _message(kind: str, n: int, body: str, *, mom: str = "", extra: str = "",
+             version: str = "2.5.1") -> bytes:
+    return (MSH.format(type=kind, n=n, v=version) + PID.format(n=n, mom=mom) + extra
+            + body.format(n=n)).encode()
+
+
+def test_an_oru_keeps_each_patients_pid18_account_on_their_visit() -> None:
+    two = _message("ORU^R01^ORU_R01", 1, "PV1|1|O|LAB^^^RIVERBEND||||||||||||||||V-1\r"
+                   + ORU_BODY) + (PID.format(n=2, mom="") + ORU_BODY.format(n=2)).encode()
+    bundle = checks.bundle_of(checks.mapping("hl7v2-to-fhir@1"), two)
+    accounts = checks.of_type(bundle, "Account")
+    assert [a["identifier"][0]["value"] for a in accounts] == ["ACCT-1", "ACCT-2"]
+    patients = checks.of_type(bundle, "Patient")
+    assert [a["subject"] for a in accounts] == [[checks.reference_to(p)] for p in patients]
+    assert checks.only(bundle, "Encounter")["account"] == [checks.reference_to(accounts[0])]
+    assert not any("PID-18" in line for line in checks.mapped(
+        checks.mapping("hl7v2-to-fhir@1"), two).left_behind)
+    checks.check_transaction(bundle)
+
+
+def test_an_order_without_nk1_names_pid21_as_the_mother_and_keeps_the_account() -> None:
+    orm = _message("ORM^O01", 3, "ORC|NW|P-3\rOBR|1|P-3||718-7^Hemoglobin^LN\r",
+                   mom="MOM-77^^^RIVERBEND^MR", version="2.3")
+    bundle = checks.bundle_of(checks.mapping("hl7v2-orm-to-fhir@2"), orm)
+    mother = checks.only(bundle, "RelatedPerson")
+    assert mother["identifier"][0]["value"] == "MOM-77"
+    assert mother["relationship"][0]["coding"][0]["code"] == "MTH"
+    assert checks.only(bundle, "Account")["identifier"][0]["value"] == "ACCT-3"
+    checks.check_transaction(bundle)
+
+
+def test_an_nk1_says_more_than_pid21_so_no_second_mother_is_made() -> None:
+    nk1 = "NK1|1|LARK^ADA|MTH^Mother^HL70063\r"
+    orm = _message("ORM^O01", 4, "ORC|NW|P-4\rOBR|1|P-4||718-7^Hemoglobin^LN\r",
+                   mom="MOM-78^^^RIVERBEND^MR", extra=nk1)
+    bundle = checks.bundle_of(checks.mapping("hl7v2-orm-to-fhir@2"), orm)
+    assert [r["name"][0]["family"] for r in checks.of_type(bundle, "RelatedPerson")] == ["LARK"]
+
+
+def test_pharmacy_messages_keep_the_account_and_the_mother() -> None:
+    rds = _message("RDS^O13^RDS_O13", 5, "ORC|RE|P-5\rRXD|1|00093105301^Amoxicillin 250mg^NDC|"
+                   "20240301|30|ML\r", mom="MOM-79^^^RIVERBEND^MR")
+    rde = rds.replace(b"RDS^O13^RDS_O13", b"RDE^O11^RDE_O11").replace(
+        b"RXD|1|00093105301^Amoxicillin 250mg^NDC|20240301|30|ML",
+        b"RXE|^^^20240301^^R|00093105301^Amoxicillin 250mg^NDC|250||mg")
+    for ref, raw in (("hl7v2-rds-to-fhir@1", rds), ("hl7v2-rde-to-fhir@2", rde)):
+        bundle = checks.bundle_of(checks.mapping(ref), raw)
+        assert checks.only(bundle, "Account")["identifier"][0]["value"] == "ACCT-5", ref
+        assert checks.only(bundle, "RelatedPerson")["identifier"][0]["value"] == "MOM-79", ref
+        checks.check_transaction(bundle)

@@ -258,6 +258,19 @@ def account(b: Build) -> dict:
     return made
 
 
+def patient_account(b: Build) -> dict | None:
+    """PID-18's account when it is sent (or the guarantors made one), on the visit; None
+    when neither: an account number is a fact the reference converter keeps from every
+    message that has a PID, but an account without one would say nothing."""
+    pid = b.message.segment("PID")
+    if _account_made(b) is None and (pid is None or not dt.present(pid.value(18))):
+        return None
+    made = account(b)
+    if b.encounter is not None:
+        b.encounter.setdefault("account", [b.ref(made)])
+    return made
+
+
 def _account_made(b: Build) -> dict | None:
     return getattr(b, "account", None)
 

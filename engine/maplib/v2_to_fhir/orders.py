@@ -676,21 +676,18 @@ def order_provenance(b: Build, orc: Segment | None, request: dict,
 
 
 def patient_group(b: Build) -> None:
-    """PID (fails without one), PV1, NK1, AL1/IAM, DG1, IN1, GT1 and FT1 of an order
-    message, each as every builder maps it, and the PID-18 account."""
+    """PID (fails without one), PV1, NK1 (else PID-21's mother), AL1/IAM, DG1, IN1, GT1
+    and FT1 of an order message, each as every builder maps it, and the PID-18 account."""
     people.patient(b)
     visit.encounter(b)
     people.related_persons(b)
+    people.mother(b)
     clinical.allergies(b)
     clinical.conditions(b)
     financial.coverages(b)
     financial.guarantors(b)
     financial.charges(b)
-    pid = b.message.segment("PID")
-    if getattr(b, "account", None) is not None or (pid is not None and _value(pid, 18)):
-        account = financial.account(b)  # PID-18, as the ADT feed makes it
-        if b.encounter is not None:
-            b.encounter.setdefault("account", [b.ref(account)])
+    financial.patient_account(b)  # PID-18, as the ADT feed makes it
 
 
 def first_patient(b: Build) -> Hl7Message:

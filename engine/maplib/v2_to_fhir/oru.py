@@ -16,7 +16,7 @@ from engine.formats.hl7v2 import datatypes as dt
 from engine.leniency import tolerate
 from engine.maplib.fhir import resource_id
 from engine.maplib.v2_orders import keyed, order_groups, receiving_facility
-from engine.maplib.v2_to_fhir import people, results, visit
+from engine.maplib.v2_to_fhir import financial, people, results, visit
 from engine.maplib.v2_to_fhir.frame import Build
 from engine.maplib.v2_to_fhir.orders import service_request
 from engine.maplib.v2_to_fhir.provenance import finish
@@ -33,8 +33,8 @@ from engine.mapping_base import Skip
 
 EVENTS: tuple[str, ...] = ("R01", "R30", "R31", "R32")
 RESOURCES: tuple[str, ...] = (
-    "Patient", "RelatedPerson", "Encounter", "Location", "Practitioner", "PractitionerRole",
-    "Organization", "MessageHeader",
+    "Patient", "RelatedPerson", "Encounter", "Account", "Location", "Practitioner",
+    "PractitionerRole", "Organization", "MessageHeader",
     "ServiceRequest", "Specimen", "DiagnosticReport", "Observation", "DocumentReference",
     "Device", "Provenance",
 )
@@ -68,15 +68,18 @@ def patient_groups(message: Hl7Message) -> list[list[Segment]]:
 
 
 def with_patient(b: Build, segments: list[Segment]) -> None:
-    """Set `b.patient` and `b.encounter` (with related persons) from one patient group's
-    PID, PV1 and NK1, read as people and visit read a message of that group alone."""
+    """Set `b.patient` and `b.encounter` (with related persons and the PID-18 account)
+    from one patient group's PID, PV1 and NK1, read as people and visit read a message of
+    that group alone."""
     whole = b.message
     b.message = Hl7Message([whole.segments[0], *segments], whole.delimiters)
     try:
         b.encounter = None
+        b.account = None  # type: ignore[attr-defined]  # each patient's own
         people.patient(b)
         visit.encounter(b)
         people.related_persons(b)
+        financial.patient_account(b)
     finally:
         b.message = whole
 

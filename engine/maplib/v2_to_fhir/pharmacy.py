@@ -32,7 +32,7 @@ from engine.maplib.fhir import compact, resource_id
 from engine.maplib.v2_codes import codeable_concepts, first_concept
 from engine.maplib.v2_fhir import nte_text
 from engine.maplib.v2_orders import keyed, placer_and_filler
-from engine.maplib.v2_to_fhir import clinical, people, visit
+from engine.maplib.v2_to_fhir import clinical, financial, people, visit
 from engine.maplib.v2_to_fhir.frame import Build
 from engine.maplib.v2_to_fhir.provenance import finish
 from engine.mapping_base import Skip
@@ -190,6 +190,8 @@ def report_message(message: Hl7Message, kind: str, events: tuple[str, ...],
     people.patient(b)
     visit.encounter(b)
     clinical.allergies(b)
+    people.mother(b)
+    financial.patient_account(b)
     made = [r for order in pharmacy_orders(b) for r in per_order(b, order)]
     if not made:
         tolerate(nothing)

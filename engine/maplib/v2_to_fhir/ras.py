@@ -14,7 +14,8 @@ from engine.mapping_base import Skip
 
 EVENTS: tuple[str, ...] = ("O17", "O01")
 RESOURCES: tuple[str, ...] = (
-    "Patient", "Encounter", "Location", "Practitioner", "PractitionerRole", "Organization",
+    "Patient", "RelatedPerson", "Account", "Encounter", "Location", "Practitioner",
+    "PractitionerRole", "Organization",
     "Medication", "MedicationRequest", "MedicationAdministration", "Observation", "Device",
     "DocumentReference", "AllergyIntolerance", "MessageHeader", "Provenance",
 )

@@ -29,6 +29,8 @@ def build(message: Hl7Message) -> dict | Skip:
     clinical.allergies(b)
     financial.coverages(b)
     financial.guarantors(b)
+    people.mother(b)
+    financial.patient_account(b)
     orders(b, "RXE", "RXO")
     return finish(b)
 

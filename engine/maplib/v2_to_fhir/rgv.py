@@ -13,7 +13,8 @@ from engine.mapping_base import Skip
 
 EVENTS: tuple[str, ...] = ("O15", "O01")
 RESOURCES: tuple[str, ...] = (
-    "Patient", "Encounter", "Location", "Practitioner", "PractitionerRole", "Organization",
+    "Patient", "RelatedPerson", "Account", "Encounter", "Location", "Practitioner",
+    "PractitionerRole", "Organization",
     "Medication", "MedicationRequest", "Observation", "Device", "DocumentReference",
     "AllergyIntolerance", "MessageHeader", "Provenance",
 )
