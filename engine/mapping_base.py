@@ -41,6 +41,9 @@ class Mapped(msgspec.Struct, frozen=True):
     output: Any
     warnings: tuple[Note, ...] = ()
     left_behind: tuple[str, ...] = ()
+    # Whether the conversion kept track of what it read (the HL7v2 to FHIR builders do,
+    # engine.maplib.v2_conversion); without it an empty `left_behind` says nothing.
+    tracked: bool = False
 
 
 class Mapping(msgspec.Struct, frozen=True):
@@ -76,7 +79,7 @@ class Mapping(msgspec.Struct, frozen=True):
         if isinstance(result, Skip):
             return result
         if isinstance(result, Mapped):
-            return Mapped(self._encode(result.output), result.warnings, result.left_behind)
+            return msgspec.structs.replace(result, output=self._encode(result.output))
         return Mapped(self._encode(result))
 
     def _encode(self, result: Any) -> bytes:

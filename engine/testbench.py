@@ -131,8 +131,11 @@ def report(mapped: Mapped) -> list[str]:
     if mapped.left_behind:
         lines.append(f"left behind ({len(mapped.left_behind)}): "
                      + ", ".join(mapped.left_behind))
-    else:
+    elif mapped.tracked:
         lines.append("left behind: nothing")
+    else:
+        lines.append("left behind: not tracked by this mapping (the newest HL7v2 to "
+                     "FHIR versions track it)")
     return lines
 
 

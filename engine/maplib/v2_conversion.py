@@ -30,7 +30,7 @@ def convert(message: Hl7Message, build: Callable[[Hl7Message], dict | Skip]) -> 
         result = build(copy)
     if isinstance(result, Skip):
         return result
-    return Mapped(result, tuple(notes.warnings), tuple(left_behind(copy)))
+    return Mapped(result, tuple(notes.warnings), tuple(left_behind(copy)), tracked=True)
 
 
 def per_segment(message: Hl7Message, name: str, convert_one: Callable[[Segment, int], T | None]

@@ -57,6 +57,10 @@ def test_map_report_lists_warnings_and_the_fields_left_behind(tmp_path):
     [line] = [x for x in reported.stderr.splitlines() if "left behind" in x]
     assert line.startswith(f"{odd}#1: left behind (")
     assert "ZPV-1, ZPV-2" in line and "PID-3" not in line and "FLAG" not in line
+    # A mapping that keeps no track of what it reads does not claim it left nothing.
+    untracked = conduit("map", "--report", "hl7v2-adt-to-fhir@1", str(odd))
+    assert "left behind: not tracked by this mapping" in untracked.stderr
+    assert "left behind: nothing" not in untracked.stderr
 
 
 def test_conduit_test_passes_then_fails_on_a_changed_expectation(tmp_path):
