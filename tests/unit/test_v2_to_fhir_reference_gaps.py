@@ -96,3 +96,13 @@ def test_pharmacy_messages_keep_the_account_and_the_mother() -> None:
         assert checks.only(bundle, "Account")["identifier"][0]["value"] == "ACCT-5", ref
         assert checks.only(bundle, "RelatedPerson")["identifier"][0]["value"] == "MOM-79", ref
         checks.check_transaction(bundle)
+
+
+def test_an_appointment_names_pid21_as_the_mother() -> None:
+    siu = _message("SIU^S12^SIU_S12", 6,
+                   "SCH|A-6|A-6|||||CHECKUP^Well child^L|||30|MIN|^^30^202403051000-0600\r",
+                   mom="MOM-80^^^RIVERBEND^MR")
+    bundle = checks.bundle_of(checks.mapping("hl7v2-siu-to-fhir@2"), siu)
+    assert checks.only(bundle, "RelatedPerson")["identifier"][0]["value"] == "MOM-80"
+    assert checks.only(bundle, "Account")["identifier"][0]["value"] == "ACCT-6"
+    checks.check_transaction(bundle)

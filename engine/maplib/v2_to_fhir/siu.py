@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from engine.errors import MappingError
 from engine.formats.hl7v2 import Hl7Message
-from engine.formats.hl7v2 import datatypes as dt
 from engine.maplib import v2_scheduling as sched
 from engine.maplib.fhir import compact
 from engine.maplib.v2_to_fhir import clinical, financial, people, results, scheduling, visit
@@ -19,6 +18,7 @@ EVENTS: tuple[str, ...] = ("S12", "S13", "S14", "S15", "S16", "S17", "S18", "S19
 RESOURCES: tuple[str, ...] = (
     "Patient", "Encounter", "Appointment", "ServiceRequest", "Practitioner",
     "PractitionerRole", "Location", "Device", "Condition", "Observation", "Account",
+    "RelatedPerson",
     "DocumentReference", "Organization", "MessageHeader", "Provenance",
 )
 
@@ -35,10 +35,8 @@ def build(message: Hl7Message) -> dict | Skip:
     if pid is not None:
         people.patient(b)
         visit.encounter(b)
-        if dt.present(pid.value(18)):  # the patient account, on the visit
-            account = financial.account(b)
-            if b.encounter is not None:
-                b.encounter.setdefault("account", [b.ref(account)])
+        financial.patient_account(b)
+        people.mother(b)  # PID-21, as the reference's SIU template names her
     appointment = _appointment(b, sch)
     for other in message.all("PID")[1:]:  # a group appointment: every patient takes part
         person = b.each("PID", lambda seg, _n: people.patient(b, seg, primary=False),
