@@ -106,3 +106,12 @@ def test_an_appointment_names_pid21_as_the_mother() -> None:
     assert checks.only(bundle, "RelatedPerson")["identifier"][0]["value"] == "MOM-80"
     assert checks.only(bundle, "Account")["identifier"][0]["value"] == "ACCT-6"
     checks.check_transaction(bundle)
+
+
+def test_an_iso_birth_date_is_still_the_patients_birth_date() -> None:
+    adt = (b"MSH|^~\\&|ATHENA|NORTHCLINIC|HUB|HUB|20240301101010-0500||ADT^A04^ADT_A01|A7|P|"
+           b"2.5.1\rEVN||20240301101000-0500\r"
+           b"PID|1||A-55123^^^ATHENA^PI||NGUYEN^THI||1990-07-04|F\rPV1|1|O\r")
+    mapping = checks.mapping("hl7v2-to-fhir@1")
+    assert checks.only(checks.bundle_of(mapping, adt), "Patient")["birthDate"] == "1990-07-04"
+    assert any(w.startswith("PID-7: is an ISO 8601") for w in checks.warnings_of(mapping, adt))

@@ -19,6 +19,7 @@ from engine.maplib import v2_clinical as clinical
 from engine.maplib.fhir import compact, resource_id
 from engine.maplib.v2_to_fhir import patient_parts as parts
 from engine.maplib.v2_to_fhir.frame import Build
+from engine.maplib.v2_to_fhir.sent_time import as_dtm
 
 
 def patient(b: Build, pid: Segment | None = None, *, primary: bool = True) -> dict:
@@ -41,7 +42,7 @@ def patient(b: Build, pid: Segment | None = None, *, primary: bool = True) -> di
         "name": parts.names(pid),
         "telecom": parts.telecoms(pid),
         "gender": parts.gender(pid) or "unknown",
-        "birthDate": dt.to_fhir_date(pid.value(7), "PID-7"),
+        "birthDate": dt.to_fhir_date(as_dtm(pid.value(7), "PID-7"), "PID-7"),
         **parts.deceased(pid, b.offset),
         "address": parts.addresses(pid),
         "maritalStatus": parts.marital_status(pid, b.facility),
