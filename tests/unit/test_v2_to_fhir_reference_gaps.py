@@ -115,3 +115,25 @@ def test_an_iso_birth_date_is_still_the_patients_birth_date() -> None:
     mapping = checks.mapping("hl7v2-to-fhir@1")
     assert checks.only(checks.bundle_of(mapping, adt), "Patient")["birthDate"] == "1990-07-04"
     assert any(w.startswith("PID-7: is an ISO 8601") for w in checks.warnings_of(mapping, adt))
+
+
+def test_a_sex_sent_as_a_word_is_that_sex_with_a_warning() -> None:
+    adt = (b"MSH|^~\\&|CPSI|RURALHOSP|||20240312101500-0600||ADT^A04|CP2|P|2.3\r"
+           b"PID|1||445566^^^RURALHOSP^MR||DUNN^WALTER||19480101|Male\rPV1|1|O\r")
+    mapping = checks.mapping("hl7v2-to-fhir@1")
+    assert checks.only(checks.bundle_of(mapping, adt), "Patient")["gender"] == "male"
+    assert any(w.startswith("PID-8: is a word") for w in checks.warnings_of(mapping, adt))
+    unreadable = adt.replace(b"|Male\r", b"|Mal\r")
+    assert checks.only(checks.bundle_of(mapping, unreadable), "Patient")["gender"] == "unknown"
+
+
+def test_a_repeated_rxa5_keeps_the_cvx_code_beside_the_cpt() -> None:
+    vxu = (b"MSH|^~\\&|ECW|SMALLPEDS|IIS|IIS|20240401093000-0500||VXU^V04|VX2|P|2.3.1\r"
+           b"PID|1||SP-77^^^SMALLPEDS||PARK^LEO||20220202|M\r"
+           b"RXA|0|1|20240401|20240401|90700^DTaP^C4~20^DTaP^cvx|0.5|mL\r")
+    bundle = checks.bundle_of(checks.mapping("hl7v2-vxu-to-fhir@2"), vxu)
+    codes = [(c["system"], c["code"])
+             for c in checks.only(bundle, "Immunization")["vaccineCode"]["coding"]]
+    assert codes == [("http://www.ama-assn.org/go/cpt", "90700"),
+                     ("http://hl7.org/fhir/sid/cvx", "20")]
+    checks.check_transaction(bundle)

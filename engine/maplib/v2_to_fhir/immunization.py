@@ -18,7 +18,13 @@ from engine.formats.hl7v2 import datatypes as dt
 from engine.leniency import tolerate
 from engine.maplib import v2_immunization as imm
 from engine.maplib.fhir import compact, resource_id
-from engine.maplib.v2_codes import Bound, codeable_concepts, coding_system, first_concept
+from engine.maplib.v2_codes import (
+    Bound,
+    codeable_concepts,
+    coding_system,
+    cwe_to_codeable_concept,
+    first_concept,
+)
 from engine.maplib.v2_to_fhir import people, results
 from engine.maplib.v2_to_fhir.frame import Build
 
@@ -166,10 +172,18 @@ def _recorded(b: Build, group: imm.DoseGroup) -> str | None:
 
 
 def _vaccine(b: Build, group: imm.DoseGroup) -> dict:
-    """RXA-5 (both triplets; CVX when no system is named). Empty, it is a warning and the
-    vaccine is marked unknown (R4 requires vaccineCode)."""
+    """RXA-5 (both triplets; CVX when no system is named). A sender that repeats RXA-5
+    (which does not repeat: CPT first, CVX after a ~) has each repetition's codes kept as
+    more codings of the one vaccine, so the CVX code US Core asks for is not lost. Empty,
+    it is a warning and the vaccine is marked unknown (R4 requires vaccineCode)."""
     concept = first_concept(group.rxa, 5, b.facility, imm.VACCINE)
     if concept is not None:
+        codings = concept.setdefault("coding", [])
+        for rep in group.rxa.repetitions(5)[1:]:
+            more = cwe_to_codeable_concept(rep, b.facility, imm.VACCINE) or {}
+            codings += [c for c in more.get("coding", []) if c not in codings]
+        if not codings:
+            concept.pop("coding")
         return concept
     tolerate(MappingError("is empty; the vaccine is recorded as unknown", field=group.field(5)))
     return {"extension": [{"url": DATA_ABSENT, "valueCode": "unknown"}]}

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import re
 
+from engine.errors import MappingError
 from engine.formats.hl7v2 import Repetition, Segment, tables
 from engine.formats.hl7v2 import datatypes as dt
+from engine.leniency import tolerate
 from engine.maplib.fhir import compact
 from engine.maplib.v2_codes import Bound, cwe_to_codeable_concept
 from engine.maplib.v2_fhir import administrative_gender
@@ -198,11 +200,23 @@ def _period(rep: Repetition, start: tuple[int, int], end: tuple[int, int],
 # ---- coded elements ---------------------------------------------------------------------
 
 
+# Senders that write PID-8 as a word instead of its table 0001 code: the word says the
+# same thing, so it is read (with a warning), never guessed from.
+_SEX_WORDS: dict[str, str] = {"MALE": "male", "FEMALE": "female", "OTHER": "other",
+                              "UNKNOWN": "unknown"}
+
+
 def gender(pid: Segment) -> str | None:
     """PID-8 through table 0001; N (not applicable) is `other`, as the reference converter
-    reads it (the released mappings' table says unknown)."""
-    if dt.present(pid.value(8)).upper() == "N":
+    reads it (the released mappings' table says unknown); the words Male, Female, Other and
+    Unknown are read as what they say, with a warning."""
+    code = dt.present(pid.value(8)).upper()
+    if code == "N":
         return "other"
+    if code in _SEX_WORDS:
+        return tolerate(MappingError("is a word, not a code from HL7 table 0001 (M, F, O, U, "
+                                     "A, N); read as the sex it names", field="PID-8"),
+                        _SEX_WORDS[code])
     return administrative_gender(pid, 8)
 
 
