@@ -17,6 +17,8 @@ from typing import Any
 from engine.formats.x12.message import X12Message
 from engine.formats.x12.structure import Node
 from engine.formats.x12.tokens import Segment
+from engine.maplib import x12_claim_cob as cob
+from engine.maplib import x12_claim_info as info
 from engine.maplib import x12_fhir as xf
 from engine.maplib.fhir import compact, reference, resource_id
 from engine.maplib.x12_codes import (
@@ -245,7 +247,8 @@ def _info(category: tuple[str, str], sequence: int, **value: Any) -> dict[str, A
 
 def supporting_info(variant: str, claim: Node) -> list[dict[str, Any]]:
     """Institutional facts (type of bill, admission, admission type and source, discharge
-    status, DRG) and claim notes (NTE), in that order."""
+    status, DRG), claim dates, UB-04 codes, contract, patient paid, attachments and
+    claim notes (NTE), in that order (x12_claim_info)."""
     out: list[dict[str, Any]] = []
 
     def add(category: tuple[str, str], **value: Any) -> None:
@@ -274,6 +277,9 @@ def supporting_info(variant: str, claim: Node) -> list[dict[str, Any]]:
                 add((C4BB_INFO, "drg"), code=concept(
                     "https://www.cms.gov/Medicare/Medicare-Fee-for-Service-Payment/"
                     "AcuteInpatientPPS/MS-DRG-Classifications-and-Software", comp[1]))
+    facts = info.dates(variant, claim) + (info.ub04_codes(claim) if variant == "I" else [])
+    facts += info.contract(claim) + info.patient_paid(claim) + info.attachments(claim)
+    out += [{"sequence": len(out) + n, **fact} for n, fact in enumerate(facts, start=1)]
     for nte in claim.segs("NTE"):
         if nte.element(2):
             add((INFO_CATEGORY, "info"), valueString=nte.element(2))
@@ -502,16 +508,20 @@ def _accident(claim: Node) -> dict[str, Any] | None:
     return compact({"date": date, "type": concept(ACT_CODE, kind) if kind else None})
 
 
-def _other_payers(claim: Node, beneficiary: dict[str, Any]
+def _other_payers(claim: Node, beneficiary: dict[str, Any], head: dict[str, Any],
+                  lines: list[Node], numbers: list[int]
                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """2320/2330A/2330B: the other payers' coverage (resources, insurance entries)."""
+    """2320/2330A/2330B: the other payers' coverage (resources, insurance entries), each
+    with what that payer decided as its ClaimResponse (x12_claim_cob); `head` is the
+    Claim's id, identifier, type, patient and created."""
     resources, insurance = [], []
-    for other in claim.kids("2320"):
+    found = [o for o in claim.kids("2320") if o.seg("SBR") is not None
+             and name_of(next(iter(o.kids("2330B")), None)) is not None]
+    for other in found:
         member_node = next(iter(other.kids("2330A")), None)
-        payer_node = next(iter(other.kids("2330B")), None)
+        payer_node = other.kids("2330B")[0]
         payer_nm1, member = name_of(payer_node), name_of(member_node)
-        if payer_node is None or payer_nm1 is None or other.seg("SBR") is None:
-            continue
+        assert payer_nm1 is not None
         payer = xf.organization(payer_nm1, payer_node.segments, payer=True)
         scope = payer_node.value("NM109") or payer_node.value("NM103")
         relationship = other.value("SBR02")
@@ -522,7 +532,10 @@ def _other_payers(claim: Node, beneficiary: dict[str, Any]
         cov = coverage(other.segs("SBR")[0], member, payer, beneficiary, holder, scope,
                        relationship)
         resources += [payer, cov]
-        insurance.append({"coverage": cov})
+        response = cob.prior_response(other, payer_node, payer, len(found) == 1, head,
+                                      lines, numbers)
+        resources += [response] if response else []
+        insurance.append({"coverage": cov, "claimResponse": response})
     return resources, insurance
 
 
@@ -570,29 +583,38 @@ def claim_resources(message: X12Message, variant: str, claim_type: str, created:
         claim_dates = _when(_period(seg.element(2), seg.element(3)))
     items = [item(variant, line, number, claim_place, diag, team, claim_dates)
              for number, line in zip(line_numbers(lines), lines, strict=True)]
-    others, other_insurance = _other_payers(claim, patient)
-    resources += team.resources + ([facility] if facility else []) + others
-
+    supporting = supporting_info(variant, claim)
+    for line, entry in zip(lines, items, strict=True):
+        for fact in info.attachments(line):  # line PWK: the item points at its own
+            supporting.append({"sequence": len(supporting) + 1, **fact})
+            entry.setdefault("informationSequence", []).append(len(supporting))
     pcn = claim.value("CLM01")
     scope = provider_key(name)
     ident = {"system": f"urn:conduit:id:x12:{scope}", "value": pcn}
+    head = {"resourceType": "Claim", "id": resource_id("Claim", "x12", ident),
+            "identifier": [ident], "type": concept(CLAIM_TYPE, claim_type),
+            "patient": reference(patient), "created": created}
+    others, other_insurance = _other_payers(claim, patient, head, lines,
+                                            line_numbers(lines))
+    resources += team.resources + ([facility] if facility else []) + others
     prior_auth = [claim.value("REF[G1]02")] if claim.value("REF[G1]02") else []
     # In coordination-of-benefits order (SBR01: P, S, T...), which Claim.insurance's
     # sequence conveys: a claim sent to the secondary payer lists the primary first.
-    covered = sorted([(cov, True), *((e["coverage"], False) for e in other_insurance)],
+    covered = sorted([(cov, None), *((e["coverage"], e) for e in other_insurance)],
                      key=lambda pair: pair[0].get("order") or len(_ORDER) + 1)
-    insurance = [compact({"sequence": number, "focal": focal, "coverage": reference(c),
-                          "preAuthRef": prior_auth if focal else None})
-                 for number, (c, focal) in enumerate(covered, start=1)]
+    insurance = [compact({"sequence": number, "focal": other is None,
+                          "coverage": reference(c),
+                          "preAuthRef": prior_auth if other is None else None,
+                          "claimResponse": reference(other["claimResponse"])
+                          if other and other["claimResponse"] else None})
+                 for number, (c, other) in enumerate(covered, start=1)]
     subtype = None
     if variant == "I" and claim.value("CLM05-1"):
         inpatient = claim.value("CLM05-1")[-1:] in ("1", "2")
         subtype = concept(C4BB_SUBTYPE, "inpatient" if inpatient else "outpatient")
     total = xf.money(claim.value("CLM02"))
     resources.append(compact({
-        "resourceType": "Claim",
-        "id": resource_id("Claim", "x12", ident),
-        "identifier": [ident],
+        **head,
         "status": "cancelled" if claim.value("CLM05-3") == "8" else "active",
         "type": concept(CLAIM_TYPE, claim_type),
         "subType": subtype,
@@ -606,7 +628,7 @@ def claim_resources(message: X12Message, variant: str, claim_type: str, created:
         "related": _related(claim, subscriber.scope),
         "facility": reference(facility) if facility else None,
         "careTeam": team.members,
-        "supportingInfo": supporting_info(variant, claim),
+        "supportingInfo": supporting,
         "diagnosis": diag.entries,
         "procedure": procedures(claim) if variant == "I" else [],
         "insurance": insurance,

@@ -10,7 +10,7 @@ docstring lists the choices a receiver will notice.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -160,7 +160,8 @@ def claim_patient(claim: Node, scope: str) -> dict[str, Any]:
 # ---- adjudication ------------------------------------------------------------------------
 
 
-def adjustments(segments: Sequence[Segment], remit: Remit) -> list[dict[str, Any]]:
+def adjustments(segments: Sequence[Segment], money: Callable[[str], dict[str, Any] | None]
+                ) -> list[dict[str, Any]]:
     """Each CAS reason (up to six per segment) as an adjudication: the group code as
     category, the CARC as reason, its amount and, when sent, its quantity as value."""
     out: list[dict[str, Any]] = []
@@ -176,7 +177,7 @@ def adjustments(segments: Sequence[Segment], remit: Remit) -> list[dict[str, Any
             out.append(compact({
                 "category": concept(GROUP, group, GROUPS.get(group, "")),
                 "reason": concept(CARC, reason),
-                "amount": remit.money(cas.element(start + 1)),
+                "amount": money(cas.element(start + 1)),
                 "value": quantity,
             }))
     return out
@@ -272,7 +273,7 @@ def service_item(line: Node, sequence: int, remit: Remit,
     adjudication = amounts(((ADJUDICATION, "submitted", svc.element(2)),
                             (ADJUDICATION, "eligible", line.value("AMT[B6]02")),
                             (ADJUDICATION, "benefit", svc.element(3))), remit)
-    adjudication += adjustments(line.segs("CAS"), remit)
+    adjudication += adjustments(line.segs("CAS"), remit.money)
     adjudication += remarks(_line_remarks(line))
     return compact({
         "sequence": sequence,
@@ -369,7 +370,7 @@ def eob(claim: Node, rid: str, remit: Remit, patient: dict[str, Any],
     items = [service_item(line, index, remit, period)
              for index, line in enumerate(claim.kids("2110"), start=1)]
     identifiers, pcn = claim_identifiers(claim, remit)
-    header = adjustments(claim.segs("CAS"), remit) + remarks(claim_remarks(claim))
+    header = adjustments(claim.segs("CAS"), remit.money) + remarks(claim_remarks(claim))
     totals = amounts(((ADJUDICATION, "submitted", clp.element(3)),
                       (ADJUDICATION, "eligible", claim.value("AMT[AU]02")),
                       (ADJUDICATION, "benefit", clp.element(4)),

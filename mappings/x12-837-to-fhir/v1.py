@@ -70,9 +70,27 @@ Choices a receiver will notice:
   surfaces are subSite (FDI-surface letters, others urn:conduit:code:x12:tooth-surface);
   a line without a tooth takes the SV304 oral cavity area (ADAAreaOralCavitySystem).
 - accident: DTP*439 date with CLM11 AA (MVA) or EM (WPA, v3-ActCode).
-- Not mapped: amounts of 2320/2430 adjudications (an ExplanationOfBenefit's business),
-  CAS, condition/occurrence/value codes (HI BG/BH/BI/BE), PWK attachments, ambulance
-  and spinal data (CR1/CR2), K3, CN1 contracts, pay-to address and plan (2010AB/AC).
+- supportingInfo after the 837I facts (`engine/maplib/x12_claim_info.py`): claim dates
+  DTP*431 onset (claiminformationcategory onset), 435/096 on an 837P hospitalized and
+  297/296 employmentimpacted (periods), every other dated DTP (454 initial treatment,
+  304 last seen, 453, 438, 455, 360/361, 090/091, 452...) as `info` coded by its
+  qualifier (urn:conduit:code:x12:date-qualifier); 837I HI BH occurrence (with its date),
+  BI occurrence span (period), BE value (valueQuantity without a unit: money or a count)
+  and BG condition codes as `info` in NUBC's code systems; CN1 contract (`info`,
+  urn:conduit:code:x12:contract-type, CN104 as text, CN102 amount else CN103 percent);
+  AMT*F5 patient paid (`info`, CARIN C4BBAdjudication paidbypatient, R4 Claim has no
+  patientPaid); PWK attachments (category attachment, report type PWK01 as code,
+  transmission PWK02 as reason, control number PWK06 as valueReference.identifier); a
+  line's PWK is pointed at by that item's informationSequence. Claim notes (NTE) last.
+- Coordination of benefits (`engine/maplib/x12_claim_cob.py`): R4 Claim has no
+  adjudication, so what another payer decided (2320 CAS, AMT*D paid as total benefit,
+  EAF memberliability, A8 noncovered; 2430 SVD02 paid and CAS per line, by SVD01 =
+  that payer's 2330B id, any 2430 when there is one other payer) is that payer's
+  ClaimResponse (request the Claim, created 2330B DTP*573 else the lines' latest), and
+  the Claim.insurance entry for that payer points at it in claimResponse, as FHIR's
+  coordination-of-benefits examples do. A 2320 loop with no adjudication gives none.
+- Not mapped: ambulance and spinal data (CR1/CR2), K3, pay-to address and plan
+  (2010AB/AC), 2320 MIA/MOA remarks, line-level DTP other than 472, SVD06 bundled lines.
   Unreadable dates and amounts are left out, never failing the claim.
 - The Bundle has no timestamp: X12 times carry no zone.
 """

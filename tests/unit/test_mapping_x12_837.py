@@ -316,3 +316,94 @@ def test_fixture_folder_is_protected_from_line_ending_conversion():
     attributes = (FIXTURES.folder.parent / ".gitattributes").read_text()
     assert "*.x12 -text" in attributes
     assert Path(FIXTURES.folder).is_dir()
+
+
+# ---- claim facts in supportingInfo and the prior payer's adjudication --------------------
+
+
+def _info(claim: dict) -> list[tuple[str, str, object]]:
+    """(category, code, the timing or value) of each supportingInfo entry."""
+    out = []
+    for entry in claim["supportingInfo"]:
+        code = entry.get("code", {}).get("coding", [{}])[0].get("code", "")
+        value = next((entry[k] for k in entry if k.startswith(("timing", "value"))), None)
+        out.append((entry["category"]["coding"][0]["code"], code, value))
+    return out
+
+
+def test_claim_dates_attachments_contract_and_patient_paid(claims):
+    bundle = bundle_of(claims, FIXTURES.input("837p_secondary_cob_onset_attachment"))
+    claim = the_claims(bundle)[0]
+    facts = _info(claim)
+    assert facts[:4] == [("onset", "431", "2026-11-17"), ("info", "454", "2026-11-19"),
+                         ("info", "304", "2026-11-10"),
+                         ("employmentimpacted", "", {"start": "2026-11-16",
+                                                     "end": "2026-12-01"})]
+    contract, paid = facts[4], facts[5]
+    assert contract[:2] == ("info", "02") and contract[2]["value"] == 240
+    assert paid[:2] == ("info", "paidbypatient") and paid[2]["value"] == 25
+    attachments = [e for e in claim["supportingInfo"]
+                   if e["category"]["coding"][0]["code"] == "attachment"]
+    assert [a["valueReference"]["identifier"]["value"] for a in attachments] == [
+        "LFM-ATT-5521", "LFM-XR-5522"]
+    # the line's own PWK is pointed at by that line only
+    assert "informationSequence" not in claim["item"][0]
+    assert claim["item"][1]["informationSequence"] == [attachments[1]["sequence"]]
+    assert [e["sequence"] for e in claim["supportingInfo"]] == list(
+        range(1, len(claim["supportingInfo"]) + 1))
+
+
+def test_the_primary_payers_adjudication_is_its_claim_response(claims):
+    bundle = bundle_of(claims, FIXTURES.input("837p_secondary_cob_onset_attachment"))
+    claim = the_claims(bundle)[0]
+    primary, ours = claim["insurance"]
+    assert primary["focal"] is False and ours["focal"] is True
+    assert "claimResponse" not in ours
+    response = resource(bundle, primary["claimResponse"])
+    assert response["request"]["reference"] == f"urn:uuid:{claim['id']}"
+    assert resource(bundle, response["insurer"])["name"] == "BADGER CROSS WISCONSIN"
+    assert response["created"] == "2026-11-29"
+    totals = {t["category"]["coding"][0]["code"]: t["amount"]["value"]
+              for t in response["total"]}
+    assert totals == {"benefit": 210, "memberliability": 25}
+    assert [(a["reason"]["coding"][0]["code"], a["amount"]["value"])
+            for a in response["adjudication"]] == [("45", 65), ("3", 25)]
+    lines = {i["itemSequence"]: [(a.get("reason", a["category"])["coding"][0]["code"],
+                                  a["amount"]["value"]) for a in i["adjudication"]]
+             for i in response["item"]}
+    assert lines == {1: [("benefit", 110), ("45", 40), ("3", 25)],
+                     2: [("benefit", 100), ("45", 50)]}
+
+
+def test_institutional_occurrence_value_and_condition_codes(claims):
+    bundle = bundle_of(claims, FIXTURES.input("837i_ub04_codes_prior_payer"))
+    claim = the_claims(bundle)[0]
+    nubc = [(e["code"]["coding"][0]["system"].rsplit("/", 1)[1], code, value)
+            for e, (_, code, value) in zip(claim["supportingInfo"], _info(claim),
+                                           strict=True)
+            if "nubc.org/CodeSystem/" in e.get("code", {}).get("coding", [{}])[0].get(
+                "system", "") and "TypeOfBill" not in e["code"]["coding"][0]["system"]]
+    assert ("OccurrenceCodes", "11", "2026-11-19") in nubc
+    assert ("OccurrenceSpanCodes", "74", {"start": "2026-11-01", "end": "2026-11-05"}) in nubc
+    assert ("ValueCodes", "A2", {"value": 150}) in nubc
+    assert [c for s, c, _ in nubc if s == "ConditionCodes"] == ["A1", "09"]
+    response = resource(bundle, claim["insurance"][0]["claimResponse"])
+    assert response["total"][0]["amount"]["value"] == 870.5
+    assert [i["itemSequence"] for i in response["item"]] == [1, 2]
+
+
+def test_a_second_other_payer_keeps_only_its_own_line_adjudication(claims):
+    """With two 2320 loops, a 2430 belongs to the payer its SVD01 names."""
+    other = ["SBR*S*18*G2******CI", "AMT*D*30", "OI***Y***Y",
+             "NM1*IL*1*QUILL*ADA****MI*X1", "NM1*PR*2*SECOND PAYER*****PI*SP2"]
+    third = ["SBR*T*18*G3******CI", "OI***Y***Y",
+             "NM1*IL*1*QUILL*ADA****MI*X2", "NM1*PR*2*THIRD PAYER*****PI*TP3"]
+    body = SUBSCRIBER[:7] + other + third + SUBSCRIBER[7:10] + [
+        "SVD*TP3*20*HC:99213**1", "CAS*CO*45*80"] + SUBSCRIBER[10:]
+    bundle = bundle_of(claims, raw(HEAD, body))
+    claim = the_claims(bundle)[0]
+    responses = [resource(bundle, i["claimResponse"]) if "claimResponse" in i else None
+                 for i in claim["insurance"]]
+    second, third_r = responses[1], responses[2]
+    assert second["total"][0]["amount"]["value"] == 30 and "item" not in second
+    assert third_r["item"][0]["itemSequence"] == 1 and "total" not in third_r
