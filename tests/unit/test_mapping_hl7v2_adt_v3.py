@@ -422,7 +422,12 @@ def test_a_visit_without_number_is_one_encounter_across_updates(adt: Mapping) ->
     first = only(bundle_of(adt, message(pv1=pv1, event="A04")), "Encounter")
     later = message(pv1=pv1, event="A08").replace(b"|C1|", b"|C2|")
     assert only(bundle_of(adt, later), "Encounter")["id"] == first["id"]
-    assert of_type(bundle_of(adt, message(pv1="PV1|1|O", event="A08")), "Encounter") == []
+    # a class alone is a fact about the visit (as the reference keeps it): one Encounter
+    # per patient and class across updates; a placeholder "PV1|1|N" makes none
+    class_only = only(bundle_of(adt, message(pv1="PV1|1|O", event="A08")), "Encounter")
+    again = message(pv1="PV1|1|O", event="A08").replace(b"|C1|", b"|C3|")
+    assert only(bundle_of(adt, again), "Encounter")["id"] == class_only["id"]
+    assert of_type(bundle_of(adt, message(pv1="PV1|1|N", event="A08")), "Encounter") == []
 
 
 def test_the_sending_software_is_a_device_assembling_the_provenance(adt: Mapping) -> None:

@@ -137,3 +137,12 @@ def test_a_repeated_rxa5_keeps_the_cvx_code_beside_the_cpt() -> None:
     assert codes == [("http://www.ama-assn.org/go/cpt", "90700"),
                      ("http://hl7.org/fhir/sid/cvx", "20")]
     checks.check_transaction(bundle)
+
+
+def test_an_adt_pv1_with_only_a_patient_class_is_still_the_visit_of_that_class() -> None:
+    adt = (b"MSH|^~\\&|APP|FAC|RCV|RCVFAC|20240901120000-0500||ADT^A01|D1|P|2.5.1\r"
+           b"EVN||20240901120000-0500\rPID|1||D-1^^^FAC^MR||DOE^JO||19800101|F\rPV1|1|I\r")
+    mapping = checks.mapping("hl7v2-adt-to-fhir@3")
+    assert checks.only(checks.bundle_of(mapping, adt), "Encounter")["class"]["code"] == "IMP"
+    placeholder = adt.replace(b"PV1|1|I\r", b"PV1|1|N\r")
+    assert not checks.of_type(checks.bundle_of(mapping, placeholder), "Encounter")

@@ -171,8 +171,12 @@ def _following(b: Build, segment: Segment, name: str) -> Segment | None:
 
 
 def placeholder(pv1: Segment) -> bool:
-    """A PV1 that names no visit: no visit number, location, admit time or doctor (what
-    senders put where the message structure asks for a PV1, "PV1|1|N")."""
+    """A PV1 that names no visit: no visit number, location, admit time or doctor, and a
+    patient class that says none (N not applicable, U unknown, or empty): what senders
+    put where the message structure asks for a PV1, "PV1|1|N". A class such as I or O is
+    a fact about the visit (the reference converter keeps it), so it makes an Encounter."""
+    if dt.present(pv1.value(2)).upper() not in ("", "N", "U"):
+        return False
     return not any(dt.present(pv1.value(n)) for n in (19, 3, 44, 7, 8, 9, 17))
 
 
