@@ -40,7 +40,7 @@ from engine.formats.x12.interchange import (
 )
 from engine.formats.x12.message import PATH, X12Message, build_loops
 from engine.formats.x12.pyx12_check import element_issues
-from engine.formats.x12.tokens import Segment, decode, fixed_isa
+from engine.formats.x12.tokens import Segment, decode, fixed_isa, routing_header
 from engine.message import (
     Delivery,
     Fail,
@@ -86,8 +86,9 @@ class X12Codec:
     streams = True  # split reads a large interchange from a buffer set by set
 
     def detect(self, raw: bytes) -> bool:
-        """An ISA first, after an optional BOM and whitespace."""
-        return opening(raw, 3) == b"ISA"
+        """An ISA first, after an optional BOM and whitespace, or after one short
+        routing line (tokens.routing_header)."""
+        return opening(raw, 3) == b"ISA" or routing_header(raw) > 0
 
     def require(self, must_have: Mapping[str, Sequence[str]]) -> None:
         """No must-have elements of X12's own yet; nothing to keep."""
@@ -117,7 +118,11 @@ class X12Codec:
             return []
         severity = "E" if level == "strict" else "W"
         issues = body.issues + (element_issues(body) if level == "strict" else [])
-        return [Problem(issue.text, code="5", segment=issue.segment,
+        # a routing line before the ISA is told, never refused (the 999 does not say it)
+        skipped = [Problem(f"{body.skipped} bytes before the ISA (one line, a VAN or "
+                           "clearinghouse routing header?) were read past",
+                           code="5", segment="ISA", severity="W")] if body.skipped else []
+        return skipped + [Problem(issue.text, code="5", segment=issue.segment,
                         field=issue.element or None, severity=severity,
                         where=(issue.segment, str(issue.position), issue.loop, issue.code,
                                str(issue.element or ""), issue.element_code))
@@ -127,8 +132,10 @@ class X12Codec:
 
     def parse(self, raw: bytes) -> Parsed:
         """The first transaction set of `raw`, with its routing fields; ParseError when
-        the interchange, its group or the set is broken (code: TA105, AK9 or IK502)."""
-        text = decode(raw)
+        the interchange, its group or the set is broken (code: TA105, AK9 or IK502). One
+        short routing line before the ISA is read past (body.skipped says how much)."""
+        skipped = routing_header(raw)
+        text = decode(raw[skipped:])
         if "\x00" in text[:4096]:
             raise ParseError("binary (NUL) bytes; X12 is text", code="024", segment="ISA")
         interchanges, _ = read_interchanges(text)
@@ -148,7 +155,8 @@ class X12Codec:
         if tset.codes:
             raise ParseError(tset.notes[0], segment="SE", code=tset.codes[0])
         isa, gs, st = first.isa, group.gs, tset.st
-        body = X12Message(isa, gs, tset.segments, build_loops(tset.segments))
+        body = X12Message(isa, gs, tset.segments, build_loops(tset.segments),
+                          skipped=skipped)
         kind = st.element(1)
         if kind == "837":
             convention = st.element(3) or gs.element(8)
@@ -192,18 +200,22 @@ class X12Codec:
         every set, each wrapped alone, with the interchange- and group-level problems
         (TA105 or AK9 codes), which refuse the whole. A set's own problems (SE count or
         control number) are found again when it is parsed, so a bad set is refused alone
-        and its group answered P."""
+        and its group answered P. Each set keeps a routing line sent before the ISA, so
+        each is read (and warned about) as the file was."""
+        skipped = routing_header(raw)
+        header = bytes(raw[:skipped])
         if len(raw) > STREAM_ABOVE:
-            interchanges, _ = read_envelopes(raw)
-            return X12Envelope(interchanges, LazySets(raw, interchanges),
+            buffer = memoryview(raw)[skipped:] if skipped else raw
+            interchanges, _ = read_envelopes(buffer)
+            return X12Envelope(interchanges, LazySets(buffer, interchanges, header),
                                problems_of(interchanges))
-        text = decode(raw)
+        text = decode(raw[skipped:])
         interchanges, _ = read_interchanges(text)
         problems = problems_of(interchanges)
         sets = [(ic, g, s) for ic in interchanges for g in ic.groups for s in g.sets]
         if len(sets) <= 1 and not problems:  # one set, or a TA1 alone
             return None
-        messages = [wrap(ic, g, s).encode("utf-8") for ic, g, s in sets]
+        messages = [header + wrap(ic, g, s).encode("utf-8") for ic, g, s in sets]
         return X12Envelope(interchanges, messages, problems)
 
     # -- answering -----------------------------------------------------------------------
@@ -213,6 +225,7 @@ class X12Codec:
         is broken (also when its delimiters cannot be used: read at the ISA's fixed
         offsets); else a 999 for the set (with a TA1 A first when ISA14 = 1). b"" for a
         999 or TA1 (acknowledgements are not acknowledged) and for what has no ISA."""
+        raw = raw[routing_header(raw):]
         try:
             interchanges = _read(raw)
         except ParseError as exc:

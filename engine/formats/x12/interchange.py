@@ -274,8 +274,10 @@ class LazySets(Sequence[bytes]):
     """The sets of a large buffer, each wrapped alone only when asked for, so a batch
     of any size is taken on one set at a time."""
 
-    def __init__(self, buffer: Buffer, interchanges: list[Interchange]) -> None:
+    def __init__(self, buffer: Buffer, interchanges: list[Interchange],
+                 header: bytes = b"") -> None:
         self._buffer = buffer
+        self._header = header  # a routing line sent before the ISA, kept on every set
         self._sets = [(ic, g, s) for ic in interchanges for g in ic.groups for s in g.sets]
 
     def __len__(self) -> int:
@@ -285,7 +287,8 @@ class LazySets(Sequence[bytes]):
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
         ic, group, tset = self._sets[index]
-        return wrap(ic, group, tset, set_text(self._buffer, tset)).encode("utf-8")
+        return self._header + wrap(ic, group, tset, set_text(self._buffer, tset)).encode(
+            "utf-8")
 
 
 def problems_of(interchanges: list[Interchange]) -> list[Problem]:

@@ -56,6 +56,7 @@ class X12Message:
     gs: Segment
     segments: list[Segment]  # ST..SE inclusive
     loops: list[HlLoop] = field(default_factory=list)  # every HL, in order
+    skipped: int = 0  # bytes of a routing header read past before the ISA (tokens.py)
     _structure: tuple[Node | None, list[Issue]] | None = field(default=None, repr=False)
 
     @property

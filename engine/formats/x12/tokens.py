@@ -237,6 +237,31 @@ def _encoding(raw: bytes) -> str:
             "unexpected end") else "latin-1"
 
 
+# A VAN or clearinghouse may put one routing line before the ISA; no more is read past.
+ROUTING_LIMIT = 512
+
+
+def routing_header(raw: bytes) -> int:
+    """How many bytes come before the ISA when a sender put one short line (at most
+    ROUTING_LIMIT bytes, a VAN's routing header) in front of it: 0 when the ISA comes
+    first (after a BOM and white space) or when what comes first is anything longer,
+    several lines, or not followed by a readable ISA."""
+    head = bytes(raw[:ROUTING_LIMIT + ISA_LENGTH + 32])  # raw may be a memory map
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n\x0b")[:3] == b"ISA":
+        return 0
+    at = head.find(b"ISA", 0, ROUTING_LIMIT + 1)
+    while 0 < at <= ROUTING_LIMIT:
+        line = head[:at].strip(b" \t\r\n")
+        if b"\r" in line or b"\n" in line or b"\x00" in line:
+            return 0  # more than one line before it: not a routing header
+        try:
+            isa_delimiters(decode(head[at:]))
+            return at
+        except ParseError:
+            at = head.find(b"ISA", at + 1, ROUTING_LIMIT + 1)
+    return 0
+
+
 def decode(raw: bytes) -> str:
     """X12 is ASCII in practice; anything else is read as Latin-1 so nothing fails."""
     try:
