@@ -5,8 +5,8 @@ What a receiver notices against v1:
 - A value that cannot be read is a warning located by segment, occurrence and field, and
   the rest maps: a number that is not a number stays the lab's text (valueString); a date
   that does not exist is kept as text; an OBX without a test code costs that OBX; an OBR
-  without an order number is keyed on the message control id. Only a message without a
-  PID, or without any OBR or OBX, fails.
+  without an order number is keyed on the message control id. A message without any OBR
+  or OBX maps its patient and visit with a warning. Only a message without a PID fails.
 - Every PATIENT_RESULT group is mapped under its own Patient (v1 failed on a second PID).
 - New resources: the Encounter (PV1), RelatedPerson (NK1), the ServiceRequest each report
   answers (basedOn is now a reference to it, keyed as the order feed keys the order),

@@ -32,7 +32,8 @@ v1 (a shadow run shows it per path):
   supportingInformation. PV1 is the Encounter (its appointment points
   here; PID-18 its Account), DG1 Conditions in reasonReference, OBX Observations in
   supportingInformation. A message without a PID maps an appointment
-  of its resources alone; one without SCH, or with no participant at all, fails.
+  of its resources alone; one without SCH maps its patient and visit with a warning;
+  one with neither SCH nor PID, or with no participant at all, fails.
 - The Bundle ends with a Provenance of the message, and every field with a value no rule
   read is reported as left behind.
 Kept from v1: ids (the same Appointment id for the same SCH-2/SCH-1, the Patient id of

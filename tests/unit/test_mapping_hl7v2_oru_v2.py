@@ -306,9 +306,11 @@ def test_only_a_message_with_nothing_to_map_fails(to_fhir: Mapping) -> None:
     with pytest.raises(MappingError) as no_patient:
         run(to_fhir, message(pid=None))
     assert no_patient.value.field == "PID-3"
-    with pytest.raises(MappingError) as no_result:
-        run(to_fhir, message("PV1|1|O"))
-    assert no_result.value.field == "OBR"
+    no_result = bundle_of(to_fhir, message("PV1|1|O"))  # the patient and visit still map
+    assert of_type(no_result, "Patient") and of_type(no_result, "Encounter")
+    assert not of_type(no_result, "DiagnosticReport")
+    assert any(w.startswith("OBR: the message has no OBR or OBX")
+               for w in warnings_of(to_fhir, message("PV1|1|O")))
 
 
 def test_obx_without_an_obr_are_still_observations(to_fhir: Mapping) -> None:

@@ -54,7 +54,8 @@ TestFixtures = checks.fixture_tests(FIXTURES, min_cases=14, min_outputs=14,
                                     output=checks.check_transaction)
 
 
-@pytest.mark.parametrize("case", FIXTURES.output_cases)
+@pytest.mark.parametrize("case", [c for c in FIXTURES.output_cases
+                                  if b"SCH|" in FIXTURES.input(c)])  # no SCH: no Appointment
 def test_every_fixture_appointment_obeys_app2_and_app3(to_fhir: Mapping, case: str) -> None:
     appt = appointment(to_fhir, FIXTURES.input(case))
     assert app3_holds(appt), f"{case}: {appt['status']} with start/end {appt.get('start')}"
@@ -241,7 +242,9 @@ def test_warnings_hold_no_values(to_fhir: Mapping) -> None:
 
 
 def test_only_a_message_with_nothing_to_map_fails(to_fhir: Mapping) -> None:
-    checks.check_error(to_fhir, message("RGS|1"), "SCH-2")
+    checks.check_error(to_fhir, message("RGS|1", pid=None), "SCH-2")
+    no_sch = bundle_of(to_fhir, message("RGS|1"))  # the patient still maps, with a warning
+    assert len(of_type(no_sch, "Patient")) == 1 and not of_type(no_sch, "Appointment")
     checks.check_error(to_fhir, message(sch(), pid=None), "PID-3")
     bundle = bundle_of(to_fhir, message(sch(), "RGS|1", "AIL|1|A|MRI^MR2^^LAKESIDE",
                                         pid=None))

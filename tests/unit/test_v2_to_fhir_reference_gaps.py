@@ -4,6 +4,9 @@ released versions keep refusing it as before."""
 
 from __future__ import annotations
 
+import pytest
+
+from engine.errors import MappingError
 from tests import mapping_checks as checks
 
 ORU_ISO = (
@@ -146,3 +149,15 @@ def test_an_adt_pv1_with_only_a_patient_class_is_still_the_visit_of_that_class()
     assert checks.only(checks.bundle_of(mapping, adt), "Encounter")["class"]["code"] == "IMP"
     placeholder = adt.replace(b"PV1|1|I\r", b"PV1|1|N\r")
     assert not checks.of_type(checks.bundle_of(mapping, placeholder), "Encounter")
+
+
+def test_a_result_message_without_results_still_maps_its_patient() -> None:
+    oul = (b"MSH|^~\\&|LIS|GH|EHR|GH|20240301120000-0500||OUL^R22^OUL_R22|C9|P|2.5.1\r"
+           b"PID|1||GH4471^^^GH^MR||SMITH^ALEX||19700101|M\r")
+    mapping = checks.mapping("hl7v2-to-fhir@1")
+    assert checks.only(checks.bundle_of(mapping, oul), "Patient")["birthDate"] == "1970-01-01"
+    assert any(w.startswith("OBR: the message has no SPM") for w in
+               checks.warnings_of(mapping, oul))
+    nothing = b"MSH|^~\\&|EPIC|MERCY|RCV|HIE|20250203101522-0600||SIU^S12|S1|P|2.5.1\rRGS|1\r"
+    with pytest.raises(MappingError, match="SCH-2: the SCH segment is missing"):
+        checks.run(checks.mapping("hl7v2-siu-to-fhir@2"), nothing)  # nothing to map to

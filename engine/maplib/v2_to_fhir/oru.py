@@ -48,8 +48,8 @@ def build(message: Hl7Message) -> dict | Skip:
     if not groups:
         raise MappingError("the PID segment is missing, so there is no patient", field="PID-3")
     if not any(s.name in ("OBR", "OBX") for s in message.segments):
-        raise MappingError("the message has no OBR or OBX segment, so there is no result",
-                           field="OBR")
+        tolerate(MappingError("the message has no OBR or OBX segment, so there is no "
+                              "result; only the patient and visit are mapped", field="OBR"))
     for segments in groups:
         with_patient(b, segments)
         report_groups(b, segments)

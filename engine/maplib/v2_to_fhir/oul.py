@@ -46,8 +46,8 @@ def build(message: Hl7Message) -> dict | Skip:
     if b.event not in EVENTS:
         return Skip(f"OUL^{b.event or '(no event)'} is not a result event this mapping reads")
     if not any(s.name in ("OBR", "OBX", "SPM") for s in message.segments):
-        raise MappingError("the message has no SPM, OBR or OBX segment, so there is no "
-                           "result", field="OBR")
+        tolerate(MappingError("the message has no SPM, OBR or OBX segment, so there is no "
+                              "result; only the patient and visit are mapped", field="OBR"))
     people.patient(b)
     visit.encounter(b)
     people.related_persons(b)

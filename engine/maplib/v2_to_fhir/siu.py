@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from engine.errors import MappingError
 from engine.formats.hl7v2 import Hl7Message
+from engine.leniency import tolerate
 from engine.maplib import v2_scheduling as sched
 from engine.maplib.fhir import compact
 from engine.maplib.v2_to_fhir import clinical, financial, people, results, scheduling, visit
@@ -28,15 +29,20 @@ def build(message: Hl7Message) -> dict | Skip:
     if b.event not in EVENTS:
         return Skip(f"SIU^{b.event or '(no event)'} is not an SIU event this mapping reads")
     sch = message.segment("SCH")
-    if sch is None:
+    pid = message.segment("PID")
+    if sch is None and pid is None:  # nothing to map to
         raise MappingError("the SCH segment is missing, so there is no appointment",
                            field="SCH-2")
-    pid = message.segment("PID")
+    if sch is None:
+        tolerate(MappingError("the SCH segment is missing, so there is no appointment; only "
+                              "the patient and visit are mapped", field="SCH-2"))
     if pid is not None:
         people.patient(b)
         visit.encounter(b)
         financial.patient_account(b)
         people.mother(b)  # PID-21, as the reference's SIU template names her
+    if sch is None:
+        return finish(b)
     appointment = _appointment(b, sch)
     for other in message.all("PID")[1:]:  # a group appointment: every patient takes part
         person = b.each("PID", lambda seg, _n: people.patient(b, seg, primary=False),
