@@ -211,6 +211,10 @@ def _read(segments: Iterator[tuple[Segment, int, int]], keep: bool
             current.groups.append(group)
             if not seg.element(6).isdigit():
                 _note(group, "6", "GS06 group control number is not digits", notes)
+            if (older := _older_version(seg.element(8))) is not None:
+                _note(group, "2", f"GS08 {seg.element(8)} is X12 {older}, not 5010: the "
+                      "HIPAA transactions read here are 5010 (GS08 005010...); the "
+                      "sender must send 5010", notes)
         elif sid == "GE":
             if group is None:
                 _note(current, "024", "GE outside a functional group", notes)
@@ -244,6 +248,16 @@ def _read(segments: Iterator[tuple[Segment, int, int]], keep: bool
     if current is not None and current.iea is None:
         _note(current, "023", "interchange has no IEA trailer (ended early)", notes)
     return interchanges, notes
+
+
+def _older_version(gs08: str) -> str | None:
+    """"4010" for a GS08 of a release before 5010 (004010X098A1, 003070...), which
+    reads differently (other loops, codes and acknowledgements: a 997, not a 999); None
+    for 5010 and anything later or unreadable."""
+    release = gs08.strip()[:6]
+    if len(release) == 6 and release.isdigit() and "002000" <= release < "005010":
+        return release[2:6]
+    return None
 
 
 def wrap(interchange: Interchange, group: Group, tset: TransactionSet,
