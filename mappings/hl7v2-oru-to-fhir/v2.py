@@ -8,7 +8,9 @@ What a receiver notices against v1:
   without an order number is keyed on the message control id. A message without any OBR
   or OBX maps its patient and visit with a warning. Only a message without a PID fails.
 - Every PATIENT_RESULT group is mapped under its own Patient (v1 failed on a second PID).
-- New resources: the Encounter (PV1), RelatedPerson (NK1), the ServiceRequest each report
+- New resources: the Encounter (PV1; without one, as the reference converter does, an
+  Encounter of unknown status and class UNK keyed on the patient's first order number, so
+  a corrected result finds the same one), RelatedPerson (NK1), the ServiceRequest each report
   answers (basedOn is now a reference to it, keyed as the order feed keys the order),
   Practitioners for OBX-16/OBX-25 performers and OBR-32/33/34 interpreters and
   technicians, the performing Organization (OBX-23/24), Device (OBX-18), and a

@@ -63,7 +63,8 @@ def test_an_oru_keeps_each_patients_pid18_account_on_their_visit() -> None:
     assert [a["identifier"][0]["value"] for a in accounts] == ["ACCT-1", "ACCT-2"]
     patients = checks.of_type(bundle, "Patient")
     assert [a["subject"] for a in accounts] == [[checks.reference_to(p)] for p in patients]
-    assert checks.only(bundle, "Encounter")["account"] == [checks.reference_to(accounts[0])]
+    visits = checks.of_type(bundle, "Encounter")  # the second patient's is unknown
+    assert [v["account"] for v in visits] == [[checks.reference_to(a)] for a in accounts]
     assert not any("PID-18" in line for line in checks.mapped(
         checks.mapping("hl7v2-to-fhir@1"), two).left_behind)
     checks.check_transaction(bundle)
@@ -161,3 +162,16 @@ def test_a_result_message_without_results_still_maps_its_patient() -> None:
     nothing = b"MSH|^~\\&|EPIC|MERCY|RCV|HIE|20250203101522-0600||SIU^S12|S1|P|2.5.1\rRGS|1\r"
     with pytest.raises(MappingError, match="SCH-2: the SCH segment is missing"):
         checks.run(checks.mapping("hl7v2-siu-to-fhir@2"), nothing)  # nothing to map to
+
+
+def test_results_without_a_pv1_belong_to_an_unknown_visit_kept_across_corrections() -> None:
+    oru = _message("ORU^R01^ORU_R01", 7, ORU_BODY)
+    mapping = checks.mapping("hl7v2-oru-to-fhir@2")
+    bundle = checks.bundle_of(mapping, oru)
+    visit = checks.only(bundle, "Encounter")
+    assert (visit["status"], visit["class"]["code"]) == ("unknown", "UNK")
+    assert checks.only(bundle, "DiagnosticReport")["encounter"] == checks.reference_to(visit)
+    corrected = oru.replace(b"|C-7|", b"|C-8|").replace(b"||F\r", b"||C\r")
+    again = checks.only(checks.bundle_of(mapping, corrected), "Encounter")
+    assert again["id"] == visit["id"]
+    checks.check_transaction(bundle)

@@ -15,9 +15,10 @@ from engine.formats.hl7v2 import Hl7Message, Segment, tables
 from engine.formats.hl7v2 import datatypes as dt
 from engine.leniency import tolerate
 from engine.maplib.fhir import resource_id
-from engine.maplib.v2_orders import keyed, order_groups, receiving_facility
+from engine.maplib.v2_orders import keyed, order_groups, order_numbers, receiving_facility
 from engine.maplib.v2_to_fhir import financial, people, results, visit
 from engine.maplib.v2_to_fhir.frame import Build
+from engine.maplib.v2_to_fhir.order_keys import filler_facility, placer_facility
 from engine.maplib.v2_to_fhir.orders import service_request
 from engine.maplib.v2_to_fhir.provenance import finish
 from engine.maplib.v2_to_fhir.results import (
@@ -78,10 +79,24 @@ def with_patient(b: Build, segments: list[Segment]) -> None:
         b.account = None  # type: ignore[attr-defined]  # each patient's own
         people.patient(b)
         visit.encounter(b)
+        if b.encounter is None:  # no PV1: the visit is unknown, but there is one
+            b.encounter = visit.unknown(b, _results_key(b))
         people.related_persons(b)
         financial.patient_account(b)
     finally:
         b.message = whole
+
+
+def _results_key(b: Build) -> dict:
+    """What a patient group's unknown visit is keyed on: its first order's placer (else
+    filler) number, so a corrected result finds the same Encounter; else the message."""
+    for group in order_groups(b.message):
+        numbers = order_numbers(group.orc, group.obr, placer_authority=placer_facility(b),
+                                filler_authority=filler_facility(b))
+        found = numbers.placer or numbers.filler
+        if found is not None:
+            return {"value": f"{found.get('system', '')}|{found['value']}"}
+    return {"value": f"MSH|{dt.present(b.message.segments[0].value(10))}"}
 
 
 def report_groups(b: Build, segments: list[Segment]) -> list[dict]:

@@ -170,6 +170,25 @@ def _following(b: Build, segment: Segment, name: str) -> Segment | None:
     return None
 
 
+def unknown(b: Build, key: dict) -> dict:
+    """The visit of results sent without a PV1, keyed on `key` within the patient: status
+    unknown, class UNK and the general encounter type (R4 and US Core require them), no
+    more, since the message says no more. The reference converter's ORU makes this
+    Encounter too, so the results still say they belong to a visit."""
+    assert b.patient is not None
+    kept = b.add({
+        "resourceType": "Encounter",
+        "id": resource_id("Encounter", b.facility, {
+            "system": f"Patient/{b.patient['id']}", "value": f"results|{key['value']}"}),
+        "status": "unknown",
+        "class": encounter_class(b, ""),
+        "type": _type_from_class(b, ""),
+        "subject": b.ref(b.patient),
+    })
+    assert kept is not None
+    return kept
+
+
 def placeholder(pv1: Segment) -> bool:
     """A PV1 that names no visit: no visit number, location, admit time or doctor, and a
     patient class that says none (N not applicable, U unknown, or empty): what senders
