@@ -38,6 +38,13 @@ EXT_ITEM_TRACE = PAS + "extension-itemTraceNumber"
 EXT_REVIEW_ACTION = PAS + "extension-reviewAction"
 EXT_REVIEW_ACTION_CODE = PAS + "extension-reviewActionCode"
 EXT_ITEM_PREAUTH_PERIOD = PAS + "extension-itemPreAuthPeriod"
+EXT_AUTHORIZED_DETAIL = PAS + "extension-itemAuthorizedDetail"
+EXT_DIAGNOSIS = PAS + "extension-communicatedDiagnosis"
+# A 278 response's UM03, UM04 and service dates, which PAS's ClaimResponse has no
+# element or extension for: Conduit's own, so a response taken to FHIR and back keeps them.
+EXT_SERVICE_TYPE = "urn:conduit:fhir:extension:x12-service-type"
+EXT_FACILITY = "urn:conduit:fhir:extension:x12-facility"
+EXT_SERVICE_DATE = "urn:conduit:fhir:extension:x12-service-date"
 # Where in the 278 an AAA (request validation) stood: no PAS element says it, and the
 # payer side needs it to answer in the same place.
 EXT_X12_LOOP = "urn:conduit:fhir:extension:x12-loop"
@@ -52,6 +59,7 @@ REJECT_REASON = "https://codesystem.x12.org/005010/901"
 FOLLOW_UP = "https://codesystem.x12.org/005010/889"
 ENTITY = "https://codesystem.x12.org/005010/98"
 QUANTITY_QUALIFIER = "https://codesystem.x12.org/005010/673"
+UNIT = "https://codesystem.x12.org/005010/355"  # SV103/SV204 unit or basis
 DECISION_REASON = "https://codesystem.x12.org/external/886"
 
 # HCR01: what the reviewer decided (the PAS reviewActionCode).

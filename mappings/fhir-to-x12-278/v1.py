@@ -41,7 +41,12 @@ Choices a receiver will notice:
   item's from item.adjudication (item n is the n-th 2000F); TRN per identifier (TRN01 2
   for the one the request reference names); UM01 ClaimResponse.subType; DTP*007 the
   preAuthPeriod (RD8 when it has both ends, DTP*036 for an end alone); MSG the
-  disposition; each error an AAA*N in the loop its x12-loop extension names (2000F for
+  disposition; UM02-UM04 and UM06 from the certificationType, Conduit's x12-service-type
+  and x12-facility and the levelOfServiceCode extensions; HI from communicatedDiagnosis
+  (the first ABK principal, the others ABF); each decided service's UM from its
+  serviceItemRequestType, certificationType and Conduit extensions, DTP*472 from
+  x12-service-date and SV1/SV2/SV3 from itemAuthorizedDetail (no charge: the FHIR side
+  has none); each error an AAA*N in the loop its x12-loop extension names (2000F for
   an item's, 2010C when unsaid), AAA03 X12 901, AAA04 X12 889. A response with nothing
   to say of the event (no identifier, decision, item or event error) has no 2000E: the
   request was refused before it.
@@ -363,13 +368,18 @@ class _Writer:
         self.out += errors.get("2000E", [])
         category = pas.code_of(answer.get("subType"), pas.REQUEST_CATEGORY)
         if category:
-            self.out.append(["UM", category])
+            self.out.append(["UM", category, *_um_rest(answer),
+                             "", _ext_code(answer, pas.EXT_LEVEL_OF_SERVICE)])
         for adjudication in dicts(answer.get("adjudication")):
             hcr = _hcr(adjudication)
             if hcr:
                 self.out.append(hcr)
                 break
         self.out += _preauth_dates(answer.get("preAuthPeriod"))
+        diagnoses = _communicated(answer)
+        hi = self._diagnoses({"diagnosis": diagnoses})
+        if hi:
+            self.out.append(["HI", *hi])
         if text(answer.get("disposition")):
             self.out.append(["MSG", text(answer["disposition"])])
         for sequence in sequences:
@@ -383,6 +393,9 @@ class _Writer:
         if trace is not None and isinstance(trace.get("valueIdentifier"), dict):
             self.out.append(self._trn(trace["valueIdentifier"], "2"))
         self.out += errors
+        request_type = _ext_code(item, pas.EXT_REQUEST_TYPE)
+        if request_type:
+            self.out.append(["UM", request_type, *_um_rest(item)])
         for adjudication in dicts(item.get("adjudication")):
             hcr = _hcr(adjudication)
             if hcr:
@@ -390,6 +403,11 @@ class _Writer:
                 break
         period = pas.find_extension(item, pas.EXT_ITEM_PREAUTH_PERIOD)
         self.out += _preauth_dates((period or {}).get("valuePeriod"))
+        served = pas.find_extension(item, pas.EXT_SERVICE_DATE) or {}
+        self.out += _dtp("472", served.get("valueDate"), served.get("valuePeriod"))
+        line = _authorized_line(item)
+        if line:
+            self.out.append(line)
 
 
 # ---- pieces ------------------------------------------------------------------------------
@@ -483,6 +501,53 @@ def _hcr(adjudication: dict) -> list[Any] | None:
         return None
     return ["HCR", action, text((parts.get("number") or {}).get("valueString")),
             pas.code_of((parts.get("reasonCode") or {}).get("valueCodeableConcept"))]
+
+
+def _um_rest(element: dict) -> list[Any]:
+    """UM02-UM04 of a response from its extensions: certificationType, and Conduit's
+    service type and facility."""
+    facility = pas.find_extension(element, pas.EXT_FACILITY) or {}
+    return [_ext_code(element, pas.EXT_CERTIFICATION_TYPE),
+            _ext_code(element, pas.EXT_SERVICE_TYPE),
+            pas.facility_element(facility.get("valueCodeableConcept"))]
+
+
+def _communicated(answer: dict) -> list[dict]:
+    """communicatedDiagnosis extensions as diagnoses, the first principal (a response's
+    HI lists the principal first; its other types are not kept in FHIR)."""
+    found = [e.get("valueCodeableConcept") for e in dicts(answer.get("extension"))
+             if e.get("url") == pas.EXT_DIAGNOSIS]
+    principal = [{"coding": [{"system": codes.DIAGNOSIS_TYPE, "code": "principal"}]}]
+    return [{"diagnosisCodeableConcept": c, "type": principal if n == 0 else []}
+            for n, c in enumerate(found)]
+
+
+def _authorized_line(item: dict) -> list[Any] | None:
+    """The SV1/SV2/SV3 of a decided service from PAS itemAuthorizedDetail."""
+    detail = pas.find_extension(item, pas.EXT_AUTHORIZED_DETAIL)
+    if detail is None:
+        return None
+    parts = dicts(detail.get("extension"))
+    product = next((p.get("valueCodeableConcept") for p in parts
+                    if p.get("url") == "productOrServiceCode"), None)
+    quantity = next((p.get("valueQuantity") for p in parts if p.get("url") == "quantity"),
+                    None)
+    revenue = next((p.get("valueCodeableConcept") for p in parts if p.get("url") == "revenue"),
+                   None)
+    as_item = {"productOrService": product, "revenue": revenue,
+               "modifier": [p.get("valueCodeableConcept") for p in parts
+                            if p.get("url") == "modifier"]}
+    units = _number(quantity.get("value")) if isinstance(quantity, dict) else ""
+    unit = text(quantity.get("code")) if isinstance(quantity, dict) and \
+        quantity.get("system") == pas.UNIT else ""
+    line = _line(as_item, units)
+    if line is not None and unit and line[0] in ("SV1", "SV2"):
+        line[-2] = unit  # SV103 / SV204
+    if line is None and revenue is not None:  # a revenue code alone (SV201)
+        code = pas.code_of(revenue, codes.REVENUE)
+        return ["SV2", code, "", "", unit or ("UN" if units else ""), units] if code \
+            else None
+    return line
 
 
 def _preauth_dates(period: Any) -> list[list[Any]]:

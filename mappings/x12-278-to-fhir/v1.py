@@ -49,7 +49,15 @@ Choices a receiver will notice:
   its end); disposition MSG; the event's decision (HCR) is ClaimResponse.adjudication
   and each service's is item.adjudication (category submitted) with the PAS reviewAction
   extension (reviewActionCode HCR01, number HCR02, reasonCode HCR03); an AAA is an error
-  (AAA03 X12 901, AAA04 X12 889) with its loop.
+  (AAA03 X12 901, AAA04 X12 889) with its loop. The response's event UM02 and UM06 are
+  the PAS certificationType and levelOfServiceCode extensions, its HI codes PAS
+  communicatedDiagnosis (the qualifier's kind is not kept); each decided service's UM01
+  and UM02 the PAS serviceItemRequestType and certificationType extensions, its
+  SV1/SV2/SV3 the PAS itemAuthorizedDetail (productOrServiceCode, modifier, quantity
+  with its SV103/SV204 unit in X12 355, revenue). UM03, UM04 and a service's DTP*472,
+  which PAS's ClaimResponse has no place for, are Conduit's extensions
+  urn:conduit:fhir:extension:x12-service-type, -x12-facility and -x12-service-date, so
+  fhir-to-x12-278@1 writes them back. A response's line charges are not kept.
 - Not mapped in v1: CL1, CR1-CR8, CRC, PWK, TOO, accident and onset dates, transport
   and other UMO loops, the requester's PRV and PER contact name, the event's HSD when
   it has service lines, service provider loops (2010F), the response's contact and
@@ -341,9 +349,16 @@ class _Facts:
         key = self._trn(referenced) if referenced is not None and referenced.element(2) \
             else self._claim_key()
         period = self._preauth_period(self.event)
+        um = self.event.seg("UM")
         return compact({
             "resourceType": "ClaimResponse",
             "id": resource_id("ClaimResponse", "x12", key),
+            "extension": [e for e in (
+                pas.extension(pas.EXT_CERTIFICATION_TYPE, pas.CERTIFICATION_TYPE, _el(um, 2)),
+                pas.extension(pas.EXT_LEVEL_OF_SERVICE, pas.LEVEL_OF_SERVICE, _el(um, 6)),
+                *self._um_place(um),
+                *({"url": pas.EXT_DIAGNOSIS, "valueCodeableConcept": d[
+                    "diagnosisCodeableConcept"]} for d in self._diagnoses())) if e],
             "identifier": [self._trn(t) for t in trns if t.element(2)],
             "status": "active",
             "type": codes.code_concept(codes.CLAIM_TYPE, "institutional" if _el(
@@ -379,15 +394,50 @@ class _Facts:
             period["end"] = expires["end"]
         return period
 
+    def _um_place(self, um: Segment | None) -> list[dict[str, Any] | None]:
+        """UM03 service type and UM04 facility of a response (Conduit's extensions)."""
+        facility = pas.facility(_el(um, 4), self.component) if um is not None else None
+        return [pas.extension(pas.EXT_SERVICE_TYPE, pas.SERVICE_TYPE, _el(um, 3)),
+                {"url": pas.EXT_FACILITY, "valueCodeableConcept": facility}
+                if facility else None]
+
+    def _authorized(self, node: Node) -> dict[str, Any] | None:
+        """A decided service's SV1/SV2/SV3 as PAS itemAuthorizedDetail."""
+        line = node.seg("SV1") or node.seg("SV2") or node.seg("SV3")
+        product, modifiers, _, units, revenue = self._line(line)
+        unit = {"SV1": line.element(3), "SV2": line.element(4)}.get(line.id, "") \
+            if line is not None else ""
+        parts = [
+            {"url": "productOrServiceCode", "valueCodeableConcept": product}
+            if product else None,
+            *({"url": "modifier", "valueCodeableConcept": m} for m in modifiers),
+            {"url": "quantity", "valueQuantity": compact({
+                "value": x12.amount(units), "system": pas.UNIT if unit else None,
+                "code": unit})}
+            if units and x12.amount(units) is not None else None,
+            {"url": "revenue", "valueCodeableConcept": codes.code_concept(codes.REVENUE,
+                                                                          revenue)}
+            if revenue else None]
+        found = [p for p in parts if p]
+        return {"url": pas.EXT_AUTHORIZED_DETAIL, "extension": found} if found else None
+
     def _decided_item(self, sequence: int, node: Node) -> dict[str, Any]:
         trn = node.seg("TRN")
         period = self._preauth_period(node)
+        um = node.seg("UM")
+        served = x12.dated(node.seg("DTP", "472"), "value")
         return compact({
             "extension": [e for e in (
                 {"url": pas.EXT_ITEM_TRACE, "valueIdentifier": self._trn(trn)}
                 if trn is not None and trn.element(2) else None,
                 {"url": pas.EXT_ITEM_PREAUTH_PERIOD, "valuePeriod": period}
-                if period else None) if e],
+                if period else None,
+                pas.extension(pas.EXT_REQUEST_TYPE, pas.REQUEST_CATEGORY, _el(um, 1)),
+                pas.extension(pas.EXT_CERTIFICATION_TYPE, pas.CERTIFICATION_TYPE,
+                              _el(um, 2)),
+                *self._um_place(um),
+                {"url": pas.EXT_SERVICE_DATE, **served} if served else None,
+                self._authorized(node)) if e],
             "itemSequence": sequence,
             "adjudication": [_adjudication(node.seg("HCR"))],
         })

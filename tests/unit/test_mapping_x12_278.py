@@ -308,29 +308,29 @@ def test_278_to_fhir_to_278_keeps_the_facts(case: str, to_fhir, to_x12) -> None:
 _FACTS = {"NM1": (1, 3, 4, 9), "HCR": (1, 2, 3), "HI": tuple(range(1, 13)), "SV1": (1, 2),
           "SV2": (1, 2, 3), "UM": (1, 2, 3), "TRN": (2,), "AAA": (3, 4), "DMG": (2, 3),
           "DTP": (1, 2, 3), "MSG": (1,), "INS": (2,)}
-# What a response echoes of its request and v1 does not map (see x12-278-to-fhir/v1.py).
-_ECHOED = {"SV1", "SV2"}
+# A response keeps each UM whole (UM04 facility, UM06 level of service too) and its
+# lines but for their charges, which ClaimResponse has no place for (x12-278-to-fhir/v1.py).
+_RESPONSE_LINES = {"SV1": (1, 3, 4), "SV2": (1, 2, 4, 5), "UM": (1, 2, 3, 4, 6)}
 _EVENT_PROVIDERS = ("71", "72", "73", "77", "AAJ", "DD", "DK", "DN", "G3", "P3", "SJ")
 
 
 def facts(message: X12Message) -> dict[str, list[str]]:
     """What a 278 says that both sides act on, by segment (not by position): names and
-    ids, the decision, the codes asked for, the dates (certification dates as one
-    period), the messages."""
+    ids, the decision, the review's and each service's UM, the codes asked for or
+    authorized, the dates (certification dates as one period), the messages."""
     response = message.value("BHT02") == "11"
     out: dict[str, list[str]] = {}
     for seg in message.segments:
-        if seg.id not in _FACTS or (response and seg.id in _ECHOED):
+        if seg.id not in _FACTS:
             continue
         if response and seg.id == "NM1" and seg.element(1) in _EVENT_PROVIDERS:
             continue
         if seg.id == "INS" and seg.element(1) == "Y":
             continue  # the subscriber's own INS*Y*18 is Coverage.relationship self
-        if response and seg.id == "DTP" and seg.element(1) not in ("007", "036"):
+        if response and seg.id == "DTP" and seg.element(1) not in ("007", "036", "472"):
             continue
-        elements = (1,) if response and seg.id == "UM" else _FACTS[seg.id]
-        if response and seg.id == "UM" and message.find("UM") is not seg:
-            continue  # only the event's UM01 is kept of a response's UM
+        elements = _RESPONSE_LINES.get(seg.id, _FACTS[seg.id]) if response else \
+            _FACTS[seg.id]
         values = [seg.element(i).replace(seg.delimiters.component, ":") for i in elements]
         out.setdefault(seg.id, []).append("|".join(values))
     if "DTP" in out:
@@ -411,3 +411,27 @@ def test_an_identifier_holding_a_separator_fails_naming_its_element(to_x12) -> N
     with pytest.raises(MappingError) as failed:
         run(to_x12, bundle)
     assert "NM109" in str(failed.value) and "MEM*0042" not in str(failed.value)
+
+
+def test_a_response_keeps_each_services_um_dates_line_and_the_diagnoses(to_fhir) -> None:
+    answer = main(run_json(to_fhir, fixture("modified_response_services_hi")))
+    urls = {e["url"]: e for e in answer["extension"]}
+    assert urls[PAS + "extension-certificationType"]["valueCodeableConcept"]["coding"][0][
+        "code"] == "I"
+    assert [e["valueCodeableConcept"]["coding"][0]["code"] for e in answer["extension"]
+            if e["url"] == PAS + "extension-communicatedDiagnosis"] == ["M17.11", "M25.561"]
+    therapy = {e["url"]: e for e in answer["item"][1]["extension"]}
+    assert therapy["urn:conduit:fhir:extension:x12-service-date"]["valuePeriod"] == {
+        "start": "2026-08-10", "end": "2026-10-10"}
+    detail = {p["url"]: p for p in therapy[PAS + "extension-itemAuthorizedDetail"]["extension"]}
+    assert detail["productOrServiceCode"]["valueCodeableConcept"]["coding"][0]["code"] == \
+        "97110"
+    assert detail["modifier"]["valueCodeableConcept"]["coding"][0]["code"] == "GP"
+    assert detail["quantity"]["valueQuantity"]["value"] == 8
+    assert therapy["urn:conduit:fhir:extension:x12-facility"]["valueCodeableConcept"][
+        "coding"][0]["code"] == "11"
+
+
+def run_json(mapping, raw: bytes) -> dict:
+    out = run(mapping, raw)
+    return out if isinstance(out, dict) else json.loads(out)
