@@ -42,3 +42,15 @@ def test_5010_and_later_releases_are_not_refused_for_their_version():
     assert codec.parse(five).version == "005010"
     later = interchange([("837", HEAD + SUBSCRIBER)], version="006020X313").encode()
     assert codec.parse(later).version == "006020"
+
+
+def test_a_partners_4010_997_is_still_read_back():
+    """A 997 is an answer to what we sent, read for its verdicts, never mapped."""
+    body = ["AK1*HC*17", "AK2*837*0001", "AK5*A", "AK9*A*1*1*1"]
+    text = "~".join([
+        "ISA*00*          *00*          *ZZ*PAYER          *ZZ*SUBMITTER      *240101*1200*U"
+        "*00401*000000301*0*P*:", "GS*FA*PAYER*SUBMITTER*20240101*1200*301*X*004010",
+        "ST*997*0001", *body, f"SE*{len(body) + 2}*0001", "GE*1*301",
+        "IEA*1*000000301"]) + "~"
+    parsed = codec.parse(text.encode())
+    assert (parsed.message_type, parsed.version) == ("997", "004010")

@@ -211,7 +211,8 @@ def _read(segments: Iterator[tuple[Segment, int, int]], keep: bool
             current.groups.append(group)
             if not seg.element(6).isdigit():
                 _note(group, "6", "GS06 group control number is not digits", notes)
-            if (older := _older_version(seg.element(8))) is not None:
+            # a 997 answering what we sent may be 4010 (FA groups are only read back)
+            if seg.element(1) != "FA" and (older := _older_version(seg.element(8))):
                 _note(group, "2", f"GS08 {seg.element(8)} is X12 {older}, not 5010: the "
                       "HIPAA transactions read here are 5010 (GS08 005010...); the "
                       "sender must send 5010", notes)
