@@ -36,7 +36,7 @@ def test_the_unit_starts_a_worker_group_on_the_production_settings():
     argv = _exec_start()
     assert Path(argv[0]).name == "conduit"
     args = build_parser().parse_args(argv[1:])
-    assert args.command == "run" and args.workers >= 2
+    assert args.command == "run" and len(args.workers) >= 2
     assert args.conf.endswith("production.yaml")
     text = UNIT.read_text()
     # The supervisor gets SIGTERM and drains its workers; systemd waits for the drain.
