@@ -61,6 +61,8 @@ def test_never_more_than_one_short_line(prefix):
     with pytest.raises(ParseError) as error:
         codec.parse(raw)
     assert error.value.segment == "ISA"
+    if b"AT ALL" not in prefix:  # the analyst is told why, not just "no ISA"
+        assert f"{len(prefix)} bytes come before the first ISA" in error.value.message
     assert not codec.detect(raw)
     assert codec.reply(raw, None, Outcome(Verdict.REJECTED)) == b""
 

@@ -138,7 +138,15 @@ class X12Codec:
         text = decode(raw[skipped:])
         if "\x00" in text[:4096]:
             raise ParseError("binary (NUL) bytes; X12 is text", code="024", segment="ISA")
-        interchanges, _ = read_interchanges(text)
+        try:
+            interchanges, _ = read_interchanges(text)
+        except ParseError as exc:
+            at = text.find("ISA", 0, 4096)
+            if exc.code != "022" or at <= 0 or not text[:at].strip():
+                raise
+            raise ParseError(f"{len(text[:at].encode())} bytes come before the first ISA; "
+                             "only one routing line of at most 512 bytes is read past",
+                             segment="ISA", code="022") from None
         first = interchanges[0]
         if first.codes:
             raise ParseError(first.notes[0], segment="ISA", code=first.codes[0])
