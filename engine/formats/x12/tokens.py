@@ -36,7 +36,7 @@ _SKIP_BYTES = (b" ", b"\t", b"\r", b"\n", b"\x00", b"\x1a", b"\xef", b"\xbb", b"
 TRAILING = ""  # the id of the segment standing for what follows an IEA and is no ISA
 _BREAKS = str.maketrans("", "", "\r\n")
 _PADDING = ("", " ", "\t")  # what starts a piece that is no segment or is padded
-Buffer = bytes | mmap.mmap
+Buffer = bytes | mmap.mmap | memoryview  # a memoryview: a file read past its routing line
 
 
 class Delimiters(NamedTuple):
