@@ -16,7 +16,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -403,3 +403,23 @@ def use_postgres(daemon: Daemon, pg_url: str, keys_dir: Path) -> None:
         # database share them too).
         "CONDUIT_QUEUE_PREFIX": f"conduit-{url.database}",
     })
+
+
+@contextlib.contextmanager
+def daemons_on_postgres(tmp_path: Path, pg_url: str, names: tuple[str, ...], queue: str
+                        ) -> Iterator[list[Daemon]]:
+    """Daemons on one database and one key folder (each opens what another sealed),
+    sharing queues in PostgreSQL (`queue` "sql") or Redis Streams ("redis"), each with its
+    own ports and data folder; not started yet; killed on the way out if left running."""
+    daemons = []
+    for name in names:
+        (tmp_path / name).mkdir()
+        d = Daemon(tmp_path / name)
+        use_postgres(d, pg_url, tmp_path / "keys")
+        d.env["CONDUIT_QUEUE"] = queue
+        daemons.append(d)
+    try:
+        yield daemons
+    finally:
+        for d in daemons:
+            d.kill_leftover()

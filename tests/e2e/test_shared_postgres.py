@@ -24,9 +24,9 @@ from tests.e2e.support import (
     Daemon,
     Ledger,
     adt_batch,
+    daemons_on_postgres,
     eventually,
     send_all,
-    use_postgres,
 )
 from tests.fhir_server import Answer
 
@@ -37,21 +37,10 @@ _MRN = re.compile(rb'"(E2E[A-Z0-9]+)"')
 @pytest.fixture(params=["sql", "redis"])
 def pair(request: pytest.FixtureRequest, tmp_path: Path, pg_url: str
          ) -> Iterator[tuple[Daemon, Daemon]]:
-    """Two daemons on one database and one key folder, each with its own ports and data
-    folder, sharing queues in PostgreSQL or in Redis Streams; not started yet; killed in
-    teardown if a test left them running."""
-    daemons = []
-    for name in ("a", "b"):
-        (tmp_path / name).mkdir()
-        d = Daemon(tmp_path / name)
-        use_postgres(d, pg_url, tmp_path / "keys")  # B opens what A sealed
-        d.env["CONDUIT_QUEUE"] = request.param
-        daemons.append(d)
-    try:
-        yield daemons[0], daemons[1]
-    finally:
-        for d in daemons:
-            d.kill_leftover()
+    """Two daemons sharing queues in PostgreSQL or in Redis Streams (B opens what A
+    sealed); see daemons_on_postgres."""
+    with daemons_on_postgres(tmp_path, pg_url, ("a", "b"), request.param) as (a, b):
+        yield a, b
 
 
 def delivered(fhir: CountingFhirServer) -> list[str]:

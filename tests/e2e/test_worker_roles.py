@@ -17,10 +17,10 @@ from tests.e2e.support import (
     Daemon,
     Ledger,
     adt_batch,
+    daemons_on_postgres,
     eventually,
     port_accepts,
     send_all,
-    use_postgres,
 )
 from tests.e2e.test_workers import delivered, listening, workers
 
@@ -65,20 +65,9 @@ async def test_a_one_sided_split_on_the_embedded_store_is_refused_by_name(
 
 @pytest.fixture
 def halves(tmp_path: Path, pg_url: str) -> Iterator[tuple[Daemon, Daemon]]:
-    """An ingest group and a deliver group on one database, one key folder and one Redis
-    queue prefix, each with its own ports and data folder; not started yet."""
-    pair = []
-    for name in ("ingest", "deliver"):
-        (tmp_path / name).mkdir()
-        d = Daemon(tmp_path / name)
-        use_postgres(d, pg_url, tmp_path / "keys")
-        d.env["CONDUIT_QUEUE"] = "redis"
-        pair.append(d)
-    try:
-        yield pair[0], pair[1]
-    finally:
-        for d in pair:
-            d.kill_leftover()
+    """An ingest group and a deliver group sharing Redis queues (daemons_on_postgres)."""
+    with daemons_on_postgres(tmp_path, pg_url, ("ingest", "deliver"), "redis") as (a, b):
+        yield a, b
 
 
 async def test_ingest_and_deliver_groups_on_postgres_and_redis(
