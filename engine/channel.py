@@ -202,9 +202,12 @@ class Channel:
         warnings: tuple[Problem, ...] = ()
         if parsed is not None and not refuse:
             rejection, warnings = self.reader.validate(parsed)
+        # What was read of a message validation refused still names it in the store
+        # (type, control id, sender), so an analyst finds it among its kind.
+        read = parsed
         if rejection:
             parsed, problem = None, rejection[0]
-        hop["patient"] = self._vault.pseudonym(parsed.patient_id) if parsed else None
+        hop["patient"] = self._vault.pseudonym(read.patient_id) if read else None
         uow.record(Event(kind=Kind.RECEIVED, content_hash=digest,
                          detail=received_detail(meta, received), **hop))
         status, error = MessageStatus.ACCEPTED, None
@@ -240,10 +243,10 @@ class Channel:
                 self.duplicates.taken(parsed, message_id, digest, now, status)
         self._store.add_message(uow, {
             "id": message_id, "channel": self.name, "received_at": now, "status": status,
-            "standard": parsed.standard if parsed else self.config.format,
-            "message_type": parsed.message_type[:40] if parsed else "",
-            "control_id": parsed.control_id[:64] if parsed else "",
-            "sender": parsed.sender[:200] if parsed else "", "peer": meta.peer,
+            "standard": read.standard if read else self.config.format,
+            "message_type": read.message_type[:40] if read else "",
+            "control_id": read.control_id[:64] if read else "",
+            "sender": read.sender[:200] if read else "", "peer": meta.peer,
             "patient": hop["patient"], "content_hash": digest, "error": error}, raw)
         return Taking(raw, parsed, uow, hop, status, tuple(problems), warnings, trace)
 

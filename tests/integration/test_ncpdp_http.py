@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from engine.events import Kind
-from engine.store.schema import audit, queue
+from engine.store.schema import audit, messages, queue
 from tests.harness import EngineHarness, free_port
 
 NEWRX = (Path(__file__).parent.parent / "fixtures" / "ncpdp" / "newrx_default_ns.xml"
@@ -151,6 +151,12 @@ async def test_a_message_missing_what_newrx_requires_is_answered_error_900(world
     await harness.settle(lambda: Kind.ACKNOWLEDGED in kinds(harness, message_id))
     assert '"code":"900"' in dict(events(harness, message_id))[Kind.ACKNOWLEDGED]
     assert pharmacy.received == []
+    # Kept as a rejected NewRx of its sender: an analyst finds it among NewRx messages.
+    with harness.engine.services.db.connect() as conn:
+        row = conn.execute(sa.select(messages.c.status, messages.c.message_type,
+                                     messages.c.sender)
+                           .where(messages.c.id == message_id)).one()
+    assert (row.status, row.message_type) == ("rejected", "NewRx") and row.sender
 
 
 async def test_unreadable_xml_and_hostile_xml_get_an_error_not_a_crash(world):
