@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 import socket
 import textwrap
 from pathlib import Path
@@ -18,10 +20,32 @@ from engine.web.server import serve
 REPO = Path(__file__).resolve().parent.parent
 
 
+# Ports handed to listeners that start later come from below the kernel's ephemeral
+# range (32768-60999 here): a port the kernel picked for `bind(0)` can be given again to
+# any test's outgoing connection before the listener binds it ("address already in
+# use"). Each pytest-xdist worker takes its own band, so workers never pick alike.
+_BAND = 2500
+
+
+def _band() -> range:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    index = int(worker) % 4 if worker.isdigit() else 0
+    return range(20000 + _BAND * index, 20000 + _BAND * (index + 1))
+
+
+_ports = itertools.cycle(_band())
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nobody listens on now, for a listener this test starts."""
+    for port in _ports:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("unreachable: the cycle never ends")
 
 
 def adt(control_id: str, mrn: str, event: str = "A01", family: str = "TESTPATIENT",

@@ -27,6 +27,7 @@ from engine.connectors.mllp import MllpClient
 from engine.errors import ConduitError
 from engine.formats.hl7v2 import Hl7Message
 from tests.fhir_server import FhirTestServer
+from tests.harness import free_port as harness_free_port
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = REPO / ".venv" / "bin"
@@ -36,10 +37,9 @@ FHIR_DESTINATION = f"{CHANNEL}/fhir-server"
 
 
 def free_port() -> int:
-    """A port nobody listens on right now (the kernel picks it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nobody listens on right now (tests.harness.free_port: outside the kernel's
+    ephemeral range, so no outgoing connection takes it before the daemon binds it)."""
+    return harness_free_port()
 
 
 def port_accepts(port: int) -> bool:
