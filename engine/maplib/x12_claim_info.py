@@ -16,9 +16,9 @@ from engine.formats.x12.structure import Node
 from engine.maplib import x12_fhir as xf
 from engine.maplib.fhir import compact
 from engine.maplib.x12_codes import concept
+from engine.maplib.x12_remit import C4BB_ADJUDICATION
 
 INFO_CATEGORY = "http://terminology.hl7.org/CodeSystem/claiminformationcategory"
-C4BB_ADJUDICATION = "http://hl7.org/fhir/us/carin-bb/CodeSystem/C4BBAdjudication"
 DATE_QUALIFIER = "urn:conduit:code:x12:date-qualifier"
 REPORT_TYPE = "urn:conduit:code:x12:attachment-report-type"
 TRANSMISSION = "urn:conduit:code:x12:attachment-transmission"

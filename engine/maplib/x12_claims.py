@@ -54,7 +54,6 @@ C4BB_DIAGNOSIS = "http://hl7.org/fhir/us/carin-bb/CodeSystem/C4BBClaimDiagnosisT
 CARE_ROLE = "http://terminology.hl7.org/CodeSystem/claimcareteamrole"
 ON_ADMISSION = "http://terminology.hl7.org/CodeSystem/ex-diagnosis-on-admission"
 PROCEDURE_TYPE = "http://terminology.hl7.org/CodeSystem/ex-procedure-type"
-INFO_CATEGORY = "http://terminology.hl7.org/CodeSystem/claiminformationcategory"
 RELATED_CLAIM = "http://terminology.hl7.org/CodeSystem/ex-relatedclaimrelationship"
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 ABSENT = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
@@ -282,7 +281,7 @@ def supporting_info(variant: str, claim: Node) -> list[dict[str, Any]]:
     out += [{"sequence": len(out) + n, **fact} for n, fact in enumerate(facts, start=1)]
     for nte in claim.segs("NTE"):
         if nte.element(2):
-            add((INFO_CATEGORY, "info"), valueString=nte.element(2))
+            add((info.INFO_CATEGORY, "info"), valueString=nte.element(2))
     return out
 
 
