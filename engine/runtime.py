@@ -248,12 +248,22 @@ class Engine:
         self._loaded = channels
         return changed
 
+    @property
+    def takes_in(self) -> bool:
+        """Whether this process runs sources (all but a deliver worker)."""
+        return self.worker is None or self.worker.takes_in
+
+    @property
+    def delivers(self) -> bool:
+        """Whether this process runs destination workers (all but an ingest worker)."""
+        return self.worker is None or self.worker.delivers
+
     def _runs_here(self, channel: Channel) -> bool:
         """A deliver worker sends every channel's queue except a request/response
         channel's, whose callers wait in the process that took them in; otherwise worker
         0 runs every channel and the others those whose source they can share (worker 0
         polls a folder and delivers what it takes)."""
-        if self.worker is not None and not self.worker.takes_in:
+        if not self.takes_in:
             return channel.respond is None
         return self.primary or _shares_its_source(channel.source)
 
@@ -285,11 +295,10 @@ class Engine:
                        shadow=Shadow(candidate) if candidate else None,
                        respond=self._responder(cfg, workers),
                        partner=x12_partner.for_channel(cfg.name, cfg, svc.db),
-                       takes_in=self.worker is None or self.worker.takes_in,
+                       takes_in=self.takes_in,
                        # a caller waiting for its answer is answered by this process's
                        # own delivery (engine.pipeline.respond)
-                       delivers=self.worker is None or self.worker.delivers
-                       or cfg.respond is not None)
+                       delivers=self.delivers or cfg.respond is not None)
 
     def _responder(self, cfg: Any, workers: list[DestinationWorker]) -> Responder | None:
         """`respond:`: the waiter, hooked to its destination's worker; the answer is read
@@ -326,8 +335,7 @@ class Engine:
             # leases over, so a writer stalled past the heartbeat's trust must not stop
             # deliveries there.
             heartbeat=None if svc.alone else self.heartbeat,
-            idle_poll=DELIVER_ONLY_POLL if self.worker is not None
-            and not self.worker.takes_in else IDLE_POLL,
+            idle_poll=IDLE_POLL if self.takes_in else DELIVER_ONLY_POLL,
         )
 
     def pruner(self, clock: Callable[[], float] = time.time) -> Pruner:
