@@ -225,6 +225,9 @@ class RedisStreamsQueue:
         the read); one that failed is replaced on the next lease."""
         if self._outbox_conn is None:
             self._outbox_conn = self._reads.connect()
+            if conn.dialect.name == "postgresql":  # each read its own transaction: the
+                # rollback below then costs no round trip (SQLite's reads begin by hand)
+                self._outbox_conn.execution_options(isolation_level="AUTOCOMMIT")
         try:
             rows = _outbox(self._outbox_conn, conn, destination)
             self._outbox_conn.rollback()  # ends the read: the next one sees newer commits

@@ -18,7 +18,7 @@ import msgspec
 import sqlalchemy as sa
 
 from engine.events import Event
-from engine.store.database import insert_tuples
+from engine.store.database import execute_together, insert_tuples
 from engine.store.schema import audit, audit_head
 
 GENESIS = "0" * 64
@@ -61,8 +61,8 @@ def append(conn: sa.Connection, key: bytes, events: list[Event]) -> None:
         values += (prev, digest)
         rows.append(tuple(values))
         prev = digest
-    insert_tuples(conn, audit, _ROW_COLUMNS, rows)
-    conn.exec_driver_sql(_MOVE_HEAD[conn.dialect.paramstyle], (seq, prev))
+    execute_together(conn, [insert_tuples(conn, audit, _ROW_COLUMNS, rows),
+                            (_MOVE_HEAD[conn.dialect.paramstyle], (seq, prev))])
 
 
 class Broken(msgspec.Struct):

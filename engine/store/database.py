@@ -128,8 +128,17 @@ class _WriteTurn:
             os.close(fd)
 
 
+# A driver-level statement and its parameters: a list of rows (executemany) or one row.
+Statement = tuple[str, "list[tuple[Any, ...]] | tuple[Any, ...]"]
+
+
 def bulk_insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    """Insert many rows with one driver-level executemany.
+    """Insert many rows with one driver-level executemany (see insert_rows)."""
+    execute_together(conn, [insert_rows(conn, table, rows)])
+
+
+def insert_rows(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> Statement:
+    """The insert of many rows as one driver-level statement.
 
     The hot path writes a few rows per message; SQLAlchemy's per-row parameter processing
     cost as much as SQLite itself, and these columns need none (str, int, float, bytes,
@@ -137,14 +146,39 @@ def bulk_insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
     """
     columns = tuple(rows[0])
     values = operator.itemgetter(*columns)
-    insert_tuples(conn, table, columns, [values(row) for row in rows] if len(columns) > 1
-                  else [(values(row),) for row in rows])
+    return insert_tuples(conn, table, columns, [values(row) for row in rows]
+                         if len(columns) > 1 else [(values(row),) for row in rows])
 
 
 def insert_tuples(conn: sa.Connection, table: sa.Table, columns: tuple[str, ...],
-                  rows: list[tuple[Any, ...]]) -> None:
-    """bulk_insert for rows already in `columns` order: the audit trail builds them so."""
-    conn.exec_driver_sql(_insert_sql(table.name, columns, conn.dialect.paramstyle), rows)
+                  rows: list[tuple[Any, ...]]) -> Statement:
+    """insert_rows for rows already in `columns` order: the audit trail builds them so."""
+    return _insert_sql(table.name, columns, conn.dialect.paramstyle), rows
+
+
+def execute_together(conn: sa.Connection, statements: list[Statement]) -> None:
+    """Run driver-level statements in order, in the connection's transaction.
+
+    On PostgreSQL they go out in one pipeline, so a writer batch's inserts cost one round
+    trip to the server rather than one per table: on loopback the waits for each
+    statement's answer, not the server's work, were most of a batch's time. (They return
+    nothing: a pipeline's results arrive only at its end, which SQLAlchemy cannot read.
+    A driver error comes as the driver's own; the writer's rollback after it replaces a
+    connection the server cut, as it does after any statement.)
+    """
+    if not statements:
+        return
+    if conn.dialect.name != "postgresql":
+        for sql, params in statements:
+            conn.exec_driver_sql(sql, params)
+        return
+    raw = conn.connection.dbapi_connection
+    with raw.pipeline(), raw.cursor() as cursor:
+        for sql, params in statements:
+            if isinstance(params, list):
+                cursor.executemany(sql, params)
+            else:
+                cursor.execute(sql, params)
 
 
 @functools.cache

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from engine.errors import StoreError
 from engine.events import Event
 from engine.store import audit as audit_chain
-from engine.store.database import bulk_insert
+from engine.store.database import execute_together, insert_rows
 from engine.store.schema import messages, outputs, queue
 
 log = logging.getLogger("conduit.store")
@@ -191,10 +191,12 @@ class Writer:
     def _apply(self, conn: sa.Connection, units: list[UnitOfWork]) -> list[Any]:
         others = [t for t in dict.fromkeys(t for uow in units for t in uow.inserts)
                   if t not in _INSERT_ORDER]  # any other table after those, never dropped
+        inserts = []
         for table in (*_INSERT_ORDER, *others):
             rows = [row for uow in units for row in uow.inserts.get(table, ())]
             if rows:
-                bulk_insert(conn, table, rows)
+                inserts.append(insert_rows(conn, table, rows))
+        execute_together(conn, inserts)
         # The same statement from many units runs once, as an executemany. Units of one
         # batch touch different queue entries, so their relative order does not matter.
         grouped: dict[int, tuple[sa.Executable, list[Any]]] = {}

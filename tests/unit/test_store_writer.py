@@ -213,3 +213,31 @@ async def test_an_insert_into_another_table_is_written_or_refused(db_url, tmp_pa
     finally:
         await writer.close()
         db.dispose()
+
+
+async def test_a_writer_whose_postgresql_connection_was_cut_writes_on_a_new_one(
+        pg_url, key):
+    """The batch's inserts go out in one pipeline on PostgreSQL (engine.store.database.
+    execute_together); when the server has cut the connection, the batch is written
+    again on a new one, and so is everything after it."""
+    db = open_database(pg_url)
+    w = Writer(db, key)
+    w.start()
+    try:
+        await w.commit(_unit("A"))
+        with db.connect() as admin:
+            cut = admin.execute(sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()")).all()
+            admin.commit()
+        assert cut, "the writer's connection was not found"
+        await w.commit(_unit("B"))
+        await w.commit(_unit("C"))
+    finally:
+        await w.close()
+        db.dispose()
+    db = open_database(pg_url)
+    assert _ids(db) == ["A", "B", "C"]
+    with db.connect() as conn:
+        assert audit.verify(conn, key) == audit.Verified(3)
+    db.dispose()
