@@ -13,7 +13,6 @@ message, as `sender_offset` reads no zone from it.
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Iterable
 
@@ -26,9 +25,10 @@ from engine.maplib.fhir import resource_id as _resource_id
 from engine.maplib.fhir import transaction
 
 UNNAMED_SENDER = "unnamed-sender"
-_ATTENDER = {
-    "coding": [{"system": tables.V3_PARTICIPATION_TYPE, "code": "ATND", "display": "attender"}]
-}
+def _attender() -> dict:
+    """A new participant type each time: a mapping may edit what it is given."""
+    return {"coding": [{"system": tables.V3_PARTICIPATION_TYPE, "code": "ATND",
+                        "display": "attender"}]}
 
 
 def sending_facility(message: Hl7Message) -> str:
@@ -244,7 +244,7 @@ def _encounter_class(class_code: str) -> dict:
 def _attenders(pv1: Segment) -> list[dict]:
     """PV1-7 attending doctors as participants with a display name only."""
     names = [dt.xcn_display(rep) for rep in pv1.repetitions(7)]
-    return [{"type": [copy.deepcopy(_ATTENDER)], "individual": {"display": n}} for n in names if n]
+    return [{"type": [_attender()], "individual": {"display": n}} for n in names if n]
 
 
 _LOCATION_STATUS = {"in-progress": "active", "planned": "planned", "finished": "completed"}
