@@ -420,9 +420,7 @@ class RedisStreamsQueue:
 
 def from_config(config: Any, engine: sa.Engine, owner: str) -> RedisStreamsQueue:
     """The queue a `queue: {type: redis}` configuration asks for (engine.registry)."""
-    q = RedisStreamsQueue(engine, config.url, owner, prefix=config.prefix)
-    q.check_persistence()
-    return q
+    return RedisStreamsQueue(engine, config.url, owner, prefix=config.prefix)
 
 
 def _outbox(committed: sa.Connection, conn: sa.Connection, destination: str) -> list[Any]:

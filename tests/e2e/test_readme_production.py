@@ -81,6 +81,11 @@ async def test_the_readme_starts_a_two_worker_cluster_that_takes_and_delivers_me
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.wait, 60) == 0, log.read_text()[-3000:]
         assert "starting 2 workers" in log.read_text()
+        # A Redis without appendonly is warned of once for the group, not once per worker.
+        client = redis.Redis.from_url("redis://127.0.0.1:6379/0", decode_responses=True)
+        aof = client.config_get("appendonly")["appendonly"]
+        client.close()
+        assert log.read_text().count("runs without appendonly") == (aof != "yes")
     finally:
         if proc.poll() is None:
             proc.kill()
