@@ -13,17 +13,24 @@ import time
 import msgspec
 
 from engine.config.schema import LogConfig
+from engine.supervisor import WorkerSlot
 
 
 class _JsonFormatter(logging.Formatter):
+    def __init__(self, worker: int | None) -> None:
+        super().__init__()
+        self._worker = worker
+
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, object] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        if self._worker is not None:
+            entry["worker"] = self._worker
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return msgspec.json.encode(entry).decode()
@@ -33,11 +40,15 @@ def setup(config: LogConfig) -> None:
     handler: logging.Handler = (
         logging.FileHandler(config.file) if config.file else logging.StreamHandler(sys.stderr)
     )
+    # In a group (`conduit run --workers`), which worker wrote the line.
+    slot = WorkerSlot.from_env()
+    worker = slot.index if slot is not None else None
     if config.format == "json":
-        handler.setFormatter(_JsonFormatter())
+        handler.setFormatter(_JsonFormatter(worker))
     else:
         handler.setFormatter(logging.Formatter(
-            "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
+            "%(asctime)s %(levelname)-7s " + ("" if worker is None else f"worker {worker} ")
+            + "%(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(config.level.upper())
