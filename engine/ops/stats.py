@@ -41,6 +41,9 @@ COUNTED = {
 }
 # Kinds also counted per destination.
 DESTINATION_KINDS = (Kind.SENT, Kind.RETRIED, Kind.DEAD_LETTERED, Kind.QUEUED)
+# Kinds whose events are looked at one by one (Stats._observe_one), not only counted.
+_ERROR_KINDS = (Kind.ERRORED, Kind.REJECTED, Kind.RETRIED, Kind.DEAD_LETTERED)
+_ONE_BY_ONE = frozenset({Kind.MAPPED, Kind.SENT, *_ERROR_KINDS})
 
 
 class Window:
@@ -204,32 +207,45 @@ class Stats:
                     listener(events, now)
                 except Exception:  # a listener's bug must not stop the writer's callback
                     log.exception("statistics listener failed")
+        # Counts per (kind, channel, destination) first, then each counter moved once:
+        # a writer batch holds a few kinds of event for many messages.
+        groups: collections.Counter[tuple[Kind, str, str]] = collections.Counter()
         for e in events:
-            self.events[(e.kind.value, e.channel or "", e.destination or "")] += 1
-            if e.kind is Kind.MAPPED and e.channel and "left_behind" in e.detail:
-                dropped = len(e.detail["left_behind"])
-                self.channels[e.channel].counts["fields_dropped"] += dropped
-                self.channels[e.channel].recent["fields_dropped"].add(dropped, now)
-            name = COUNTED.get(e.kind)
-            if name is None or not e.channel:
+            groups[(e.kind, e.channel or "", e.destination or "")] += 1
+            if e.kind in _ONE_BY_ONE and e.channel:
+                self._observe_one(e, now)
+        for (kind, channel, destination), n in groups.items():
+            self.events[(kind.value, channel, destination)] += n
+            name = COUNTED.get(kind)
+            if name is None or not channel:
                 continue
-            ch = self.channels[e.channel]
-            ch.counts[name] += 1
-            ch.recent[name].add(1, now)
-            ch.series[name].add(1, now)
-            if e.kind is Kind.RECEIVED:
+            ch = self.channels[channel]
+            ch.counts[name] += n
+            ch.recent[name].add(n, now)
+            ch.series[name].add(n, now)
+            if kind is Kind.RECEIVED:
                 ch.last_message_at = now
-            if e.kind in (Kind.ERRORED, Kind.REJECTED, Kind.RETRIED, Kind.DEAD_LETTERED):
-                reason = str(e.detail.get("reason", e.kind.value))
-                ch.last_error, ch.last_error_at = reason, now
-            if e.destination and e.kind in DESTINATION_KINDS:
-                dest = ch.destinations[e.destination]
-                dest.counts[name] += 1
-                dest.recent[name].add(1, now)
-                if e.kind is Kind.SENT and "latency_ms" in e.detail:
-                    seconds = e.detail["latency_ms"] / 1000
-                    dest.latency.add(seconds, now)
-                    ch.latency.add(seconds, now)
-                elif e.kind in (Kind.RETRIED, Kind.DEAD_LETTERED):
-                    dest.last_error = ch.last_error
-                    dest.last_error_at = now
+            if destination and kind in DESTINATION_KINDS:
+                dest = ch.destinations[destination]
+                dest.counts[name] += n
+                dest.recent[name].add(n, now)
+
+    def _observe_one(self, e: Event, now: float) -> None:
+        """What an event brings beyond its count: fields left behind, a latency, an error."""
+        ch = self.channels[e.channel]
+        if e.kind is Kind.MAPPED:
+            if "left_behind" in e.detail:
+                dropped = len(e.detail["left_behind"])
+                ch.counts["fields_dropped"] += dropped
+                ch.recent["fields_dropped"].add(dropped, now)
+            return
+        if e.kind is Kind.SENT:
+            if e.destination and "latency_ms" in e.detail:
+                seconds = e.detail["latency_ms"] / 1000
+                ch.destinations[e.destination].latency.add(seconds, now)
+                ch.latency.add(seconds, now)
+            return
+        ch.last_error, ch.last_error_at = str(e.detail.get("reason", e.kind.value)), now
+        if e.destination and e.kind in DESTINATION_KINDS:
+            dest = ch.destinations[e.destination]
+            dest.last_error, dest.last_error_at = ch.last_error, now
