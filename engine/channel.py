@@ -68,9 +68,11 @@ class Channel:
                  source: Source, workers: list[DestinationWorker], store: MessageStore,
                  queue: Queue, writer: Writer, vault: Vault, shadow: Shadow | None = None,
                  respond: Responder | None = None, partner: X12Partner | None = None,
-                 takes_in: bool = True, delivers: bool = True) -> None:
+                 takes_in: bool = True, delivers: bool = True, shared: bool = False) -> None:
         """`takes_in` / `delivers`: whether this process runs the source / the destination
-        workers (both, unless a worker of `--workers ingest=N,deliver=M` does one half)."""
+        workers (both, unless a worker of `--workers ingest=N,deliver=M` does one half).
+        `shared`: whether other processes may take this channel's messages into the same
+        store (engine.pipeline.duplicates then asks the store about every message)."""
         assert config.name is not None
         self.name, self.config, self.codec, self.mapping = config.name, config, codec, mapping
         self.source, self.workers, self.shadow = source, workers, shadow
@@ -80,7 +82,7 @@ class Channel:
         splitter = Splitter(config.split) if config.split is not None else None
         self.envelopes = Envelopes(codec, splitter)
         self.reader = Reader(self.name, codec, config.validation, self.envelopes.splits)
-        self.duplicates = Duplicates(self.name, config.duplicate_window, store)
+        self.duplicates = Duplicates(self.name, config.duplicate_window, store, shared)
         self.filters = Filtering(config.filter, codec.field, first=[splitter] if splitter else ())
         self.partner = partner  # X12 trading partners: our envelope out, their 999s in
         received = {d.name for d in config.destinations if d.send == "received"}

@@ -270,6 +270,18 @@ class Engine:
             return channel.respond is None
         return self.primary or _shares_its_source(channel.source)
 
+    def _shared(self, svc: Services, source: Any) -> bool:
+        """Whether other processes may take this channel's messages into the store, so
+        that its duplicate check must ask the store about each (engine.pipeline.
+        duplicates): always on a server store, which other hosts may share; on the
+        embedded one, when the group's other workers run this source too. A worker is
+        not told how many of its group take messages in, so one of `ingest=1,deliver=M`
+        counts as shared."""
+        if not svc.embedded:
+            return True
+        return self.worker is not None and self.worker.count > 1 \
+            and _shares_its_source(source)
+
     def _build(self, cfg: Any) -> Channel:
         svc = self.services
         assert svc is not None and svc.writer is not None
@@ -298,7 +310,7 @@ class Engine:
                        shadow=Shadow(candidate) if candidate else None,
                        respond=self._responder(cfg, workers),
                        partner=x12_partner.for_channel(cfg.name, cfg, svc.db),
-                       takes_in=self.takes_in,
+                       takes_in=self.takes_in, shared=self._shared(svc, source),
                        # a caller waiting for its answer is answered by this process's
                        # own delivery (engine.pipeline.respond)
                        delivers=self.delivers or cfg.respond is not None)

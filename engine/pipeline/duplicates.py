@@ -4,11 +4,33 @@ sender, control id and content) is acknowledged again but not processed again.
 Senders resend when an acknowledgement is late or lost; without this the receiving
 systems would see the admission twice. Only the content tells a resend from a new
 message under a reused id: the channel compares content hashes. The store is the truth
-(its control-id index); in front of it sit two Bloom filters, the current window's and
-the last one's, so the
+(its control-id index).
+
+A process that alone takes messages into its store (the embedded default, one engine)
+keeps two Bloom filters in front of it, the current window's and the last one's, so the
 question "could this be a resend?" costs a few microseconds and a fixed 4 MiB however
 much traffic flows, and only a "maybe" (a real resend, or about one message in a hundred
-at 1.7 million per window) asks the store.
+at 1.7 million per window) asks the store. The filters' "no" is only true of what this
+process took on: where other processes take messages into the same store (a PostgreSQL
+store, which other hosts may share; the workers of `conduit run --workers N` that run
+this channel's source), a resend may have been taken on by another one, so every
+message with a control id asks the store (`shared`), and the filters are not kept.
+
+What is guaranteed, within the window:
+- a copy that arrives after the first was committed (its sender has had the ACK, which
+  is only sent after the commit) is a duplicate, whichever process takes either: the
+  store answers for every process;
+- in one process, copies that arrive together are told apart too: the first is kept
+  pending until it is committed, and a check waits for another check of the same sender
+  and control id in this process to finish before it asks (no await comes between a
+  check and `taken`, so the waiting one then finds the first pending).
+
+What is not: two copies taken at the same moment by two processes, each checked before
+the other's commit is visible (the few milliseconds of a group commit, longer if the
+store is slow), are both processed, as nothing locks a control id across processes. A
+sender resends after its ACK timeout, so this needs a sender that sends one message twice
+at once over two connections, or a commit slower than the sender's timeout (the copy is
+then delivered twice, each time acknowledged: the receivers see it twice).
 
 `Duplicates` is the channel's step: it owns the index, the keys of messages taken on
 but not yet committed, and the questions to the store, and decides per message whether
@@ -111,40 +133,59 @@ class Earlier:
 
 
 class Duplicates:
-    """The duplicate step of one channel (a window of 0 turns it off: every copy is new)."""
+    """The duplicate step of one channel (a window of 0 turns it off: every copy is new).
+    `shared`: other processes take messages into the same store, so the index's "no"
+    does not hold and the store is asked for every message with a control id."""
 
-    def __init__(self, channel: str, window: float, store: TakenIds) -> None:
+    def __init__(self, channel: str, window: float, store: TakenIds,
+                 shared: bool = False) -> None:
         self.channel = channel
-        self.index = DuplicateIndex(window) if window > 0 else None
+        self.window = window
+        self.shared = shared
+        self.index = DuplicateIndex(window) if window > 0 and not shared else None
         self._store = store
         # (sender, control id) -> (message id, content hash) of the message taken on
         # under that key and not yet committed
         self._pending: dict[tuple[str, str], tuple[str, str]] = {}
+        # (sender, control id) -> set once this process's question to the store about
+        # that key has been answered (and the message, if new, taken on)
+        self._asking: dict[tuple[str, str], asyncio.Event] = {}
 
     async def warm_up(self, now: float) -> None:
         """Fill an empty index from the store's last window (once, on the first start)."""
         if self.index is None or self.index.entries:
             return
         for sender, control_id, _, at in await asyncio.to_thread(
-                self._store.recent_control_ids, self.channel, now - self.index.window):
+                self._store.recent_control_ids, self.channel, now - self.window):
             self.index.remember(sender, control_id, at)
 
     async def check(self, parsed: Parsed, digest: str, now: float) -> Earlier | None:
         """The message taken on within the window with this sender and control id, when
         there is one: a resend when its content is the same, else the same id reused for
         a new message (senders reset their counters on restart, daily, on failover)."""
-        if self.index is None or not self.index.maybe_seen(parsed.sender, parsed.control_id,
-                                                           now):
+        if self.window <= 0 or not parsed.control_id:
             return None
-        pending = self._pending.get((parsed.sender, parsed.control_id))
-        if pending is not None and pending[1] == digest:  # taken on a moment ago
-            return Earlier(pending[0], resend=True)
-        taken = await asyncio.to_thread(
-            self._store.taken_with_control_id, self.channel, parsed.sender,
-            parsed.control_id, now - self.index.window)
+        if self.index is not None and not self.index.maybe_seen(
+                parsed.sender, parsed.control_id, now):
+            return None  # this process alone writes the store: the index's "no" holds
+        key = (parsed.sender, parsed.control_id)
+        while (asking := self._asking.get(key)) is not None:
+            await asking.wait()  # a copy ahead of this one: once it is taken, it is pending
+        before = self._pending.get(key)
+        if before is not None and before[1] == digest:  # taken on a moment ago
+            return Earlier(before[0], resend=True)
+        asking = self._asking[key] = asyncio.Event()
+        try:
+            taken = await asyncio.to_thread(
+                self._store.taken_with_control_id, self.channel, parsed.sender,
+                parsed.control_id, now - self.window)
+        finally:
+            del self._asking[key]
+            asking.set()
         same = next((message_id for message_id, hash_ in taken if hash_ == digest), None)
         if same is not None:
             return Earlier(same, resend=True)
+        pending = self._pending.get(key) or before  # before: committed while asking
         first = taken[0][0] if taken else pending[0] if pending is not None else None
         return Earlier(first, resend=False) if first is not None else None
 
@@ -152,9 +193,10 @@ class Duplicates:
               status: MessageStatus) -> None:
         """A message was taken on with `status`: resends of it are duplicates from now on
         (no await may come between `check` and this, or two copies could both pass)."""
-        if self.index is None or status not in TAKEN_ON:
+        if self.window <= 0 or status not in TAKEN_ON or not parsed.control_id:
             return
-        self.index.remember(parsed.sender, parsed.control_id, now)
+        if self.index is not None:
+            self.index.remember(parsed.sender, parsed.control_id, now)
         self._pending[(parsed.sender, parsed.control_id)] = (message_id, digest)
 
     def forget(self, parsed: Parsed | None, message_id: str) -> None:

@@ -1,9 +1,20 @@
 """engine/pipeline/duplicates.py: the duplicate index never says "no" to a message it saw
 within the window; the channel's step tells a resend from a reused control id, first from
-the messages not yet committed, then from the store."""
+the messages not yet committed, then from the store; on a store other processes share,
+it asks the store about every message (on SQLite and PostgreSQL)."""
 
-from engine.message import MessageStatus, Parsed
+import asyncio
+import time
+
+import pytest
+
+from engine.message import MessageStatus, Parsed, new_message_id
 from engine.pipeline.duplicates import DuplicateIndex, Duplicates, Earlier
+from engine.security.crypto import Vault
+from engine.security.keys import KeyRing
+from engine.store.database import open_database
+from engine.store.messages import MessageStore
+from engine.store.writer import UnitOfWork, Writer
 
 T0 = 1_800_000_000.0
 
@@ -102,3 +113,86 @@ async def test_a_window_of_zero_turns_the_step_off_and_warm_up_fills_the_index()
     await warm.warm_up(T0)
     assert await warm.check(parsed(), "h0", T0) == Earlier("M0", resend=True)
     assert await warm.check(parsed("C2"), "h0", T0) is None
+
+
+# -- shared: two processes' steps on one real store -----------------------------------------
+
+@pytest.fixture
+async def shared_store(db_url, tmp_path):
+    keys = KeyRing.load(tmp_path / "keys")
+    db = open_database(db_url)
+    writer = Writer(db, keys.audit)
+    writer.start()
+    yield writer, MessageStore(db, Vault(keys))
+    await writer.close()
+    db.dispose()
+
+
+class Counting:
+    """The real store, counting the questions the step asks it."""
+
+    def __init__(self, store: MessageStore) -> None:
+        self.store, self.asked = store, 0
+
+    def recent_control_ids(self, channel, since):
+        return self.store.recent_control_ids(channel, since)
+
+    def taken_with_control_id(self, channel, sender, control_id, since):
+        self.asked += 1
+        return self.store.taken_with_control_id(channel, sender, control_id, since)
+
+
+async def take(step: Duplicates, writer: Writer, store: MessageStore, message: Parsed,
+               raw: bytes, now: float) -> tuple[str, Earlier | None]:
+    """What the channel does with one message: check, take on if new, commit, forget."""
+    digest, message_id = f"h-{raw.decode()}", new_message_id()
+    earlier = await step.check(message, digest, now)
+    status = MessageStatus.DUPLICATE if earlier and earlier.resend else MessageStatus.ACCEPTED
+    step.taken(message, message_id, digest, now, status)
+    uow = UnitOfWork()
+    store.add_message(uow, {
+        "id": message_id, "channel": "adt", "received_at": now, "status": status,
+        "standard": "hl7v2", "message_type": "ADT^A01", "control_id": message.control_id,
+        "sender": message.sender, "peer": "127.0.0.1:5000", "patient": None,
+        "content_hash": digest, "error": None}, raw)
+    await writer.commit(uow)
+    step.forget(message, message_id)
+    return message_id, earlier
+
+
+async def test_a_resend_taken_by_another_process_is_found_in_the_shared_store(shared_store):
+    writer, store = shared_store
+    now = time.time()
+    one, other = Counting(store), Counting(store)
+    first = Duplicates("adt", 3600, one, shared=True)
+    second = Duplicates("adt", 3600, other, shared=True)
+    assert first.index is None and second.index is None  # no filter to keep in step
+    await first.warm_up(now)
+    original, earlier = await take(first, writer, store, parsed(), b"one", now)
+    assert earlier is None
+    # The copy reaches the other process, whose own filter never saw the id.
+    _, earlier = await take(second, writer, store, parsed(), b"one", now + 1)
+    assert earlier == Earlier(original, resend=True)
+    _, earlier = await take(second, writer, store, parsed(), b"two", now + 2)
+    assert earlier == Earlier(original, resend=False)  # the id reused for new content
+    assert (one.asked, other.asked) == (1, 2)  # every message with a control id asks
+    # A process alone on its store trusts its filter's "no", and would take it again.
+    alone = Duplicates("adt", 3600, Counting(store))
+    assert await alone.check(parsed(), "h-one", now + 3) is None
+    # No control id, nothing to ask.
+    assert await second.check(parsed(""), "h-x", now) is None and other.asked == 2
+
+
+async def test_copies_arriving_together_in_one_process_are_taken_once(shared_store):
+    writer, store = shared_store
+    counting = Counting(store)
+    step = Duplicates("adt", 3600, counting, shared=True)
+    now = time.time()
+    results = await asyncio.gather(*(take(step, writer, store, parsed("C7"), b"same", now)
+                                     for _ in range(5)))
+    news = [message_id for message_id, earlier in results if earlier is None]
+    assert len(news) == 1
+    assert [e for _, e in results if e is not None] == [Earlier(news[0], resend=True)] * 4
+    assert counting.asked == 1  # the others waited for the first, then found it pending
+    assert store.taken_with_control_id("adt", "EPIC^NORTH", "C7", now - 60) == [
+        (news[0], "h-same")]
