@@ -49,6 +49,12 @@ class WorkerSlot(msgspec.Struct, frozen=True):
     index: int
     count: int
     role: str = "all"  # one of ROLES
+    taking_in: int = -1  # workers of the group that run the sources (-1: not told, all)
+
+    @property
+    def intake_shared(self) -> bool:
+        """Whether other workers of the group take messages in too."""
+        return (self.count if self.taking_in < 0 else self.taking_in) > 1
 
     @property
     def takes_in(self) -> bool:
@@ -70,8 +76,8 @@ class WorkerSlot(msgspec.Struct, frozen=True):
         value = os.environ.get(ENV)
         if not value:
             return None
-        index, count, *role = value.split("/")
-        return cls(int(index), int(count), *role)
+        index, count, *rest = value.split("/")
+        return cls(int(index), int(count), *rest[:1], *(int(n) for n in rest[1:2]))
 
 
 def parse_workers(text: str) -> tuple[str, ...]:
@@ -108,6 +114,7 @@ def supervise(roles: Sequence[str], argv: Sequence[str]) -> int:
     """Run a worker of `python -m engine.cli <argv>` per role until SIGTERM or SIGINT, then
     stop them all (each drains) and return 0 if all of them stopped cleanly."""
     count = len(roles)
+    taking_in = sum(role != "deliver" for role in roles)
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -129,7 +136,8 @@ def supervise(roles: Sequence[str], argv: Sequence[str]) -> int:
                 log.error("worker %d exited with %s; restarting in %.1fs", w.index,
                           _describe(code), w.due - now)
             if w.process is None and now >= w.due:
-                w.process = _spawn(WorkerSlot(w.index, count, roles[w.index]), argv)
+                w.process = _spawn(WorkerSlot(w.index, count, roles[w.index], taking_in),
+                                   argv)
                 w.started = now
         time.sleep(0.2)
     log.info("stopping %d workers", count)
@@ -137,7 +145,8 @@ def supervise(roles: Sequence[str], argv: Sequence[str]) -> int:
 
 
 def _spawn(slot: WorkerSlot, argv: Sequence[str]) -> subprocess.Popen:
-    env = dict(os.environ, **{ENV: f"{slot.index}/{slot.count}/{slot.role}"})
+    env = dict(os.environ,
+               **{ENV: f"{slot.index}/{slot.count}/{slot.role}/{slot.taking_in}"})
     # The workers' own signal handlers drain them; a terminal's Ctrl-C reaches the whole
     # process group, so the supervisor does not forward SIGINT twice.
     return subprocess.Popen([sys.executable, "-m", "engine.cli", *argv], env=env)

@@ -26,10 +26,13 @@ def test_what_names_no_worker_or_no_known_role_is_refused(text: str) -> None:
 
 def test_each_worker_reads_its_role_and_an_older_supervisor_means_all(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(ENV, "1/2/deliver")
+    monkeypatch.setenv(ENV, "1/2/deliver/1")
     slot = WorkerSlot.from_env()
-    assert slot == WorkerSlot(1, 2, "deliver")
+    assert slot == WorkerSlot(1, 2, "deliver", 1)
     assert slot is not None and slot.delivers and not slot.takes_in and not slot.primary
+    # the one ingest worker of ingest=1,deliver=M takes messages in alone
+    assert not slot.intake_shared and WorkerSlot(0, 3, "ingest", 2).intake_shared
     monkeypatch.setenv(ENV, "0/2")
     slot = WorkerSlot.from_env()
     assert slot is not None and slot.role == "all" and slot.takes_in and slot.delivers
+    assert slot.intake_shared  # an older supervisor's two workers both take in
