@@ -274,12 +274,11 @@ class Engine:
         """Whether other processes may take this channel's messages into the store, so
         that its duplicate check must ask the store about each (engine.pipeline.
         duplicates): always on a server store, which other hosts may share; on the
-        embedded one, when the group's other workers run this source too. A worker is
-        not told how many of its group take messages in, so one of `ingest=1,deliver=M`
-        counts as shared."""
+        embedded one, when the group's other workers run this source too (the one
+        ingest worker of `ingest=1,deliver=M` takes messages in alone)."""
         if not svc.embedded:
             return True
-        return self.worker is not None and self.worker.count > 1 \
+        return self.worker is not None and self.worker.intake_shared \
             and _shares_its_source(source)
 
     def _build(self, cfg: Any) -> Channel:
