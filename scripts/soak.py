@@ -104,7 +104,7 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="scripts/soak")
     p.add_argument("--minutes", type=float, default=5.0)
     p.add_argument("--rate", type=int, default=200, help="messages per second")
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", default="1", help="N, or ingest=N,deliver=M")
     p.add_argument("--connections", type=int, default=4)
     p.add_argument("--every", type=float, default=15.0, help="seconds between samples")
     p.add_argument("--warmup", type=float, default=30.0,
