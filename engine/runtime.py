@@ -54,7 +54,7 @@ from engine.queue.owners import new_owner_id
 from engine.queue.redis_streams import RedisStreamsQueue
 from engine.queue.retry import RetryPolicy
 from engine.security.crypto import Vault
-from engine.security.keys import KeyRing
+from engine.security.keys import for_store
 from engine.security.users import UserStore
 from engine.store.database import default_url, open_database
 from engine.store.messages import MessageStore
@@ -73,7 +73,9 @@ ROLL_UP_SECONDS = 600.0  # after a crash, start-up counts at most this much of t
 class Services:
     """The stores and keys, opened once; shared by the daemon and the CLI's commands."""
 
-    def __init__(self, config: EngineConfig, worker: WorkerSlot | None = None) -> None:
+    def __init__(self, config: EngineConfig, worker: WorkerSlot | None = None, *,
+                 writes: bool = True) -> None:
+        """`writes`: False for a command that only reads, which never makes keys."""
         self.config = config
         self.data_dir = Path(config.data_dir)
         self.url = config.store.url or default_url(self.data_dir)
@@ -81,9 +83,13 @@ class Services:
         # The only engine on its store: the embedded one, unless it is one of a group of
         # workers. Others share queues and the trail with processes they cannot see.
         self.alone = self.embedded and worker is None
-        self.keys = KeyRing.for_config(config.keys, self.data_dir)
-        self.vault = Vault(self.keys)
         self.db = open_database(self.url)
+        try:  # keys made only for a brand-new store, and only by a writer
+            self.keys = for_store(config.keys, self.data_dir, self.db, writes=writes)
+        except BaseException:
+            self.db.dispose()
+            raise
+        self.vault = Vault(self.keys)
         self.stats = Stats()
         self.owner = new_owner_id()
         self.queue: Queue = registry.QUEUES[config.queue.type](config.queue, self.db, self.owner)

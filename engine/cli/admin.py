@@ -31,7 +31,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
               f"{result.events} events verified before it")
         return 1
 
-    return with_services(args, body)
+    return with_services(args, body, writes=False)
 
 
 def cmd_audit_show(args: argparse.Namespace) -> int:
@@ -57,7 +57,7 @@ def cmd_audit_show(args: argparse.Namespace) -> int:
             _print_events(hops, _standard(svc, r["message_id"]))
         return 0
 
-    return with_services(args, body)
+    return with_services(args, body, writes=False)
 
 
 # The engine's own answer, by the standard's name for it, after an acknowledged event
@@ -131,7 +131,7 @@ def cmd_queue_list(args: argparse.Namespace) -> int:
             print("(no queued, retrying or dead-lettered messages)")
         return 0
 
-    return with_services(args, body)
+    return with_services(args, body, writes=False)
 
 
 async def _destination(svc, given: str) -> str | None:
@@ -164,7 +164,7 @@ def cmd_queue_dead(args: argparse.Namespace) -> int:
             print(f"(no dead letters on {target})")
         return 0
 
-    return with_services(args, body)
+    return with_services(args, body, writes=False)
 
 
 def cmd_queue_retry(args: argparse.Namespace) -> int:
@@ -213,4 +213,4 @@ def cmd_users(args: argparse.Namespace) -> int:
         await svc.writer.commit(uow)
         return 0
 
-    return with_services(args, body)
+    return with_services(args, body, writes=args.what != "list")

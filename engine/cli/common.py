@@ -44,11 +44,13 @@ def engine_config(args: argparse.Namespace):
     return load_engine_config(conf_path(args), os.environ)
 
 
-def with_services(args: argparse.Namespace, body) -> int:
+def with_services(args: argparse.Namespace, body, *, writes: bool = True) -> int:
+    """`writes`: False for a command that only reads: it never makes keys, and says which
+    folder has none (engine.security.keys.for_store)."""
     from engine.runtime import Services
 
     async def run() -> int:
-        svc = Services(engine_config(args))
+        svc = Services(engine_config(args), writes=writes)
         svc.start_writer()
         try:
             return await body(svc)

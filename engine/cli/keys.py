@@ -47,7 +47,7 @@ def cmd_keys_status(args: argparse.Namespace) -> int:
                   + " ".join(f"{counts.get(n, 0):>9}" for n in SEALED))
         return 0 if all(k in listed or ring.find(k) is not None for k in uses) else 1
 
-    return with_services(args, body)
+    return with_services(args, body, writes=False)
 
 
 def _state(ring, key_id: str, listed: list[str]) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import calendar
 import contextlib
+import errno
 import hashlib
 import os
 import stat
@@ -65,7 +66,19 @@ class KeyProvider(Protocol):
         ...
 
     def fixed(self, purpose: str) -> bytes:
-        """The pseudonym or audit key, made on first use."""
+        """The pseudonym or audit key, made on first use (by a provider that may make
+        keys: see `missing`)."""
+        ...
+
+    def missing(self) -> list[str]:
+        """The keys this provider has not got yet (names of files, never key material);
+        empty when every key is there. A provider opened with create=False makes none of
+        them: engine.security.keys.for_store decides whether a store may get new keys."""
+        ...
+
+    @property
+    def where(self) -> str:
+        """Where the keys live, for messages (a folder, or the environment)."""
         ...
 
 
@@ -107,11 +120,22 @@ class FileKeys:
     retires_by = "moved to retired/"
 
     def __init__(self, folder: str | Path, create: bool = True) -> None:
+        """`create`: make the folder and any missing key (a content key now, the fixed
+        keys on first use). Without it nothing is written: a missing key is an error."""
         self.folder = Path(folder)
+        self.creates = create
         if create:
             ensure_private_dir(self.folder)
             if not self.key_ids():
                 self.create()
+
+    @property
+    def where(self) -> str:
+        return str(self.folder)
+
+    def missing(self) -> list[str]:
+        gone = [] if self.key_ids() else ["a content key (k*.key)"]
+        return gone + [f"{p}.key" for p in FIXED if not (self.folder / f"{p}.key").exists()]
 
     def key_ids(self) -> list[str]:
         if not self.folder.is_dir():
@@ -130,7 +154,7 @@ class FileKeys:
     def create(self) -> str:
         ensure_private_dir(self.folder)
         key_id = new_key_id()
-        write_key(self.folder / f"{key_id}.key", os.urandom(KEY_BYTES))
+        _making(self.folder, write_key, self.folder / f"{key_id}.key", os.urandom(KEY_BYTES))
         return key_id
 
     def retire(self, key_id: str) -> None:
@@ -143,8 +167,10 @@ class FileKeys:
     def fixed(self, purpose: str) -> bytes:
         path = self.folder / f"{purpose}.key"
         if not path.exists():
+            if not self.creates:
+                raise KeyError_(f"no {purpose} key in {self.folder} ({path.name} is missing)")
             with contextlib.suppress(FileExistsError):  # another process created it first
-                write_key(path, os.urandom(KEY_BYTES))
+                _making(self.folder, write_key, path, os.urandom(KEY_BYTES))
         return read_key(path)
 
 
@@ -159,6 +185,13 @@ class EnvKeys(FileKeys):
         super().__init__(folder, create=False)
         self.master = _decode_env_key(encoded)
         self.env_id = "env-" + hashlib.sha256(self.master).hexdigest()[:12]
+
+    @property
+    def where(self) -> str:
+        return ENV_CONTENT_KEY
+
+    def missing(self) -> list[str]:
+        return []  # every key derives from CONDUIT_KEY
 
     def key_ids(self) -> list[str]:
         return [*super().key_ids(), self.env_id]
@@ -192,20 +225,39 @@ class FileKms:
     name = "kms"
     retires_by = "destroyed"
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, create: bool = True) -> None:
+        """`create`: make the folders, master key and missing data keys. Without it
+        nothing is written: a missing master key is an error here, a missing data key
+        where it is needed."""
         self.folder = Path(folder)
-        ensure_private_dir(self.folder)
-        ensure_private_dir(self.folder / "data")
+        self.creates = create
+        if create:
+            ensure_private_dir(self.folder)
+            ensure_private_dir(self.folder / "data")
         master = self.folder / "master.key"
         if not master.exists() and any((self.folder / "data").glob("*.wrapped")):
             raise KeyError_(f"{master} is missing, and without it no data key in "
                             f"{self.folder}/data unwraps; restore it")
+        if not master.exists() and not create:
+            self._master = None
+            return
         if not master.exists():
             with contextlib.suppress(FileExistsError):
-                write_key(master, os.urandom(KEY_BYTES))
+                _making(self.folder, write_key, master, os.urandom(KEY_BYTES))
         self._master = AESGCM(read_key(master))
-        if not self.key_ids():
+        if create and not self.key_ids():
             self.create()
+
+    @property
+    def where(self) -> str:
+        return str(self.folder)
+
+    def missing(self) -> list[str]:
+        data = self.folder / "data"
+        gone = [] if (self.folder / "master.key").exists() else ["master.key"]
+        gone += [] if self.key_ids() else ["a data key (data/k*.wrapped)"]
+        return gone + [f"data/{p}.wrapped" for p in FIXED
+                       if not (data / f"{p}.wrapped").exists()]
 
     def key_ids(self) -> list[str]:
         return sorted((p.stem for p in (self.folder / "data").glob("k*.wrapped")), key=_order)
@@ -232,26 +284,75 @@ class FileKms:
     def fixed(self, purpose: str) -> bytes:
         path = self.folder / "data" / f"{purpose}.wrapped"
         if not path.exists():
+            if not self.creates:
+                raise KeyError_(f"no {purpose} key in {self.folder} (data/{path.name} is "
+                                "missing)")
             with contextlib.suppress(FileExistsError):
                 self._store(purpose, os.urandom(KEY_BYTES))
         return self._unwrap(purpose, path.read_bytes())
 
+    def _aead(self) -> AESGCM:
+        if self._master is None:
+            raise KeyError_(f"no master key in {self.folder} (master.key is missing)")
+        return self._master
+
     def _store(self, key_id: str, key: bytes) -> None:
         nonce = os.urandom(12)
-        wrapped = nonce + self._master.encrypt(nonce, key, key_id.encode())
-        _write_private(self.folder / "data" / f"{key_id}.wrapped", wrapped)
+        wrapped = nonce + self._aead().encrypt(nonce, key, key_id.encode())
+        _making(self.folder, _write_private, self.folder / "data" / f"{key_id}.wrapped",
+                wrapped)
 
     def _unwrap(self, key_id: str, wrapped: bytes) -> bytes:
         try:
-            return self._master.decrypt(wrapped[:12], wrapped[12:], key_id.encode())
+            return self._aead().decrypt(wrapped[:12], wrapped[12:], key_id.encode())
         except InvalidTag as exc:
             raise KeyError_(f"data key {key_id} does not unwrap with {self.folder}/master.key "
                             "(another master key, or the wrapped key was altered)") from exc
 
 
+PRIVATE_DIR = 0o700
+
+
 def ensure_private_dir(folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(folder, 0o700)
+    """Make `folder` (mode 0700) or check it: a folder no other user can enter (no group
+    or other bits) is left as it is, so a read-only one (systemd ProtectSystem=strict, a
+    mounted secret) does; one open to others is made 0700, and where that is impossible
+    the error says what to do. A folder on a read-only file system that others may list
+    is accepted: nobody can add or swap a key file there, and each key file's own mode
+    is checked when it is read (read_key)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+    except OSError as exc:
+        raise KeyError_(f"cannot make the keys folder {folder}: {exc.strerror}; create it "
+                        f"(mode 0700, owned by the user running conduit) or point the "
+                        "engine at one that holds the keys") from None
+    mode = stat.S_IMODE(folder.stat().st_mode)
+    if not mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return
+    try:
+        os.chmod(folder, PRIVATE_DIR)
+    except OSError as exc:
+        if exc.errno == errno.EROFS:
+            return  # read-only: nobody can plant a key; read_key checks each file's mode
+        raise KeyError_(f"the keys folder {folder} is open to other users (mode "
+                        f"{mode:04o}) and could not be made private ({exc.strerror}); it "
+                        f"needs mode 0700 (no access for group or others): run "
+                        f"chmod 700 {folder} as its owner") from None
+
+
+def _making(folder: Path, write, path: Path, data: bytes) -> None:
+    """write(path, data) for a new key file; a folder that cannot take one (read-only,
+    not ours) is said in one line, with what to do."""
+    try:
+        write(path, data)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        why = ("it is on a read-only file system, so no key can be made in it: make keys "
+               "where the folder's source is written, or copy the keys there before the "
+               "first start" if exc.errno == errno.EROFS else exc.strerror)
+        raise KeyError_(f"cannot create {path.name} in the keys folder {folder}: {why}"
+                        ) from None
 
 
 def write_key(path: Path, key: bytes) -> None:
@@ -298,8 +399,9 @@ def _derive(master: bytes, purpose: bytes) -> bytes:
 
 
 def provider_for(kind: str | None, folder: str | Path, kms_folder: str | Path,
-                 env: dict[str, str]) -> KeyProvider:
-    """The configured provider; without one, CONDUIT_KEY when it is set, else files."""
+                 env: dict[str, str], create: bool = True) -> KeyProvider:
+    """The configured provider; without one, CONDUIT_KEY when it is set, else files.
+    `create`: whether it may make missing keys (and their folders)."""
     encoded = env.get(ENV_CONTENT_KEY)
     if kind is None:
         kind = "env" if encoded else "file"
@@ -308,5 +410,5 @@ def provider_for(kind: str | None, folder: str | Path, kms_folder: str | Path,
             raise KeyError_(f"keys.provider is env but {ENV_CONTENT_KEY} is not set")
         return EnvKeys(encoded, folder)
     if kind == "kms":
-        return FileKms(kms_folder)
-    return FileKeys(folder)
+        return FileKms(kms_folder, create)
+    return FileKeys(folder, create)

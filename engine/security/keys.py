@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import sqlalchemy as sa
+
 from engine.errors import KeyError_
 from engine.security.key_providers import (
     ENV_CONTENT_KEY,
@@ -30,9 +32,21 @@ from engine.security.key_providers import (
 if TYPE_CHECKING:
     from engine.config.keys import KeysConfig
 
-__all__ = ["ENV_CONTENT_KEY", "KeyRing", "rotate"]
+__all__ = ["ENV_CONTENT_KEY", "KeyRing", "KeysMissing", "WrongAuditKey", "for_store", "rotate"]
 
 log = logging.getLogger("conduit.keys")
+
+_SEE = ("point keys.directory (CONDUIT_KEYS_DIR in conf/production.yaml; keys.kms_directory "
+        "with the kms provider) at the folder this store was created with, or restore "
+        "that folder from its backup (docs/operations.md, Backup and restore)")
+
+
+class KeysMissing(KeyError_):
+    """The store needs keys the configured folder does not hold, and none are made."""
+
+
+class WrongAuditKey(KeyError_):
+    """The audit key does not continue the store's chain: these are another store's keys."""
 
 
 class KeyRing:
@@ -63,12 +77,10 @@ class KeyRing:
 
     @classmethod
     def for_config(cls, config: KeysConfig, data_dir: str | Path,
-                   env: dict[str, str] | None = None) -> KeyRing:
-        """The ring of `keys:` in conf/conduit.yaml."""
-        env = dict(os.environ if env is None else env)
-        folder = config.directory or str(Path(data_dir) / "keys")
-        kms = config.kms_directory or str(Path(data_dir) / "kms")
-        return cls.open(provider_for(config.provider, folder, kms, env), config.activate_after)
+                   env: dict[str, str] | None = None, create: bool = True) -> KeyRing:
+        """The ring of `keys:` in conf/conduit.yaml; `create`: make missing keys (an
+        engine opening a store goes through `for_store`, which decides that)."""
+        return cls.open(_provider(config, data_dir, env, create), config.activate_after)
 
     @classmethod
     def open(cls, provider: KeyProvider, activate_after: float = 0.0) -> KeyRing:
@@ -113,6 +125,69 @@ class KeyRing:
         if key is None and self.provider is not None:
             key = self.provider.get(key_id)
         return key
+
+
+def _provider(config: KeysConfig, data_dir: str | Path, env: dict[str, str] | None,
+              create: bool) -> KeyProvider:
+    env = dict(os.environ if env is None else env)
+    folder = config.directory or str(Path(data_dir) / "keys")
+    kms = config.kms_directory or str(Path(data_dir) / "kms")
+    return provider_for(config.provider, folder, kms, env, create)
+
+
+def for_store(config: KeysConfig, data_dir: str | Path, db: sa.Engine, *, writes: bool,
+              env: dict[str, str] | None = None) -> KeyRing:
+    """The ring that opens the store `db`. Keys are made only for a store with nothing
+    sealed or chained yet (no audit event, no message), and only by a process that
+    writes: new keys for a store that has history would seal with keys nobody else holds
+    and chain with an audit key its events were not made with, breaking the chain for
+    good. So a folder without the keys is refused (KeysMissing, naming the folder and
+    what is missing, never key material). A writer also checks that the audit key
+    continues the chain (its newest link; `conduit audit verify` checks all of it)."""
+    provider = _provider(config, data_dir, env, create=False)
+    missing = provider.missing()
+    if missing:
+        what = ", ".join(missing)
+        if not writes:
+            first = ("; the store has no events yet, and its first `conduit run` makes its "
+                     "keys" if store_is_new(db) else "")
+            raise KeysMissing(f"no keys in {provider.where} ({what} missing); this command "
+                              f"only reads and makes no keys{first}: {_SEE}")
+        if not store_is_new(db):
+            raise KeysMissing(f"the keys folder {provider.where} lacks {what}, but the store "
+                              "already holds audit events or messages, sealed and chained "
+                              "with keys made before: refusing to make new keys (they would "
+                              f"break the audit chain for good); {_SEE}")
+        provider = _provider(config, data_dir, env, create=True)
+    ring = KeyRing.open(provider, config.activate_after)
+    if writes:
+        check_audit_key(db, ring.audit, provider.where)
+    return ring
+
+
+def store_is_new(db: sa.Engine) -> bool:
+    """Nothing sealed or chained yet: no audit event and no message."""
+    from engine.store.database import reader
+
+    with reader(db).connect() as conn:
+        return all(conn.exec_driver_sql(f"SELECT 1 FROM {table} LIMIT 1").first() is None
+                   for table in ("audit", "messages"))
+
+
+def check_audit_key(db: sa.Engine, key: bytes, where: str) -> None:
+    """Raise WrongAuditKey unless `key` made the newest event's link (cheap: one row)."""
+    from engine.store.audit import link_hash
+    from engine.store.database import reader
+    from engine.store.schema import audit
+
+    with reader(db).connect() as conn:
+        newest = conn.execute(sa.select(audit).order_by(audit.c.seq.desc()).limit(1)
+                              ).mappings().first()
+    if newest is not None and link_hash(key, newest["prev_hash"], dict(newest)) != newest["hash"]:
+        raise WrongAuditKey(f"the audit key in {where} does not continue this store's audit "
+                            f"chain (its newest event, #{newest['seq']}, was not made with it): "
+                            f"these are another store's keys, or that event was altered "
+                            f"(conduit audit verify tells); {_SEE}")
 
 
 def rotate(folder: str | Path) -> str:
