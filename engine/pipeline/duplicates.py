@@ -42,9 +42,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import logging
 from typing import Protocol
 
 from engine.message import MessageStatus, Parsed
+
+log = logging.getLogger("conduit.duplicates")
 
 BITS = 16 * 1024 * 1024  # per filter: 2 MiB
 HASHES = 5  # about 1% false "maybe" at 1.7 million entries per window
@@ -179,6 +182,10 @@ class Duplicates:
             taken = await asyncio.to_thread(
                 self._store.taken_with_control_id, self.channel, parsed.sender,
                 parsed.control_id, now - self.window)
+        except Exception as exc:  # the store is away: its commit will fail too (AE)
+            log.warning("channel %s: could not ask the store whether a message is a resend "
+                        "(%s); taken as new", self.channel, type(exc).__name__)
+            taken = []
         finally:
             del self._asking[key]
             asking.set()

@@ -196,3 +196,25 @@ async def test_copies_arriving_together_in_one_process_are_taken_once(shared_sto
     assert counting.asked == 1  # the others waited for the first, then found it pending
     assert store.taken_with_control_id("adt", "EPIC^NORTH", "C7", now - 60) == [
         (news[0], "h-same")]
+
+
+class AwayStore:
+    """A store that cannot be reached (its database refuses connections)."""
+
+    def taken_with_control_id(self, channel, sender, control_id, since):
+        raise ConnectionRefusedError("the database refuses connections")
+
+    def recent_control_ids(self, channel, since):
+        raise ConnectionRefusedError("the database refuses connections")
+
+
+async def test_a_store_that_cannot_be_asked_leaves_the_message_to_its_commit(caplog):
+    """The message is taken as new, so the commit that follows (failing too while the
+    store is away) answers the sender "send again": it must not go unanswered."""
+    step = Duplicates("adt", window=3600, store=AwayStore(), shared=True)
+    message = parsed("C9", sender="EPIC^NORTH")
+    assert await step.check(message, "digest", T0) is None
+    assert "could not ask the store whether a message is a resend" in caplog.text
+    assert "C9" not in caplog.text and "EPIC" not in caplog.text
+    # the question is over: a copy arriving next asks again instead of waiting forever
+    assert await asyncio.wait_for(step.check(message, "digest", T0), 2) is None
