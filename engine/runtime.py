@@ -126,6 +126,7 @@ class Services:
     async def close(self) -> None:
         if self.writer is not None:
             await self.writer.close()
+        self.store.close()
         self.db.dispose()
 
 

@@ -123,8 +123,8 @@ class TakenIds(Protocol):
     def recent_control_ids(self, channel: str, since: float
                            ) -> list[tuple[str, str, str, float]]: ...
 
-    def taken_with_control_id(self, channel: str, sender: str, control_id: str,
-                              since: float) -> list[tuple[str, str]]: ...
+    def taken_with_control_ids(self, channel: str, keys: list[tuple[str, str]], since: float
+                               ) -> dict[tuple[str, str], list[tuple[str, str]]]: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -153,6 +153,12 @@ class Duplicates:
         # (sender, control id) -> set once this process's question to the store about
         # that key has been answered (and the message, if new, taken on)
         self._asking: dict[tuple[str, str], asyncio.Event] = {}
+        # Questions waiting for the store, asked together (_ask_all): as with the
+        # writer's group commit, those asked while one query runs go in the next, so a
+        # shared store costs one query per round of messages, not one per message.
+        self._questions: dict[tuple[str, str], asyncio.Future[list[tuple[str, str]]]] = {}
+        self._questions_since = 0.0
+        self._asker: asyncio.Task | None = None
 
     async def warm_up(self, now: float) -> None:
         """Fill an empty index from the store's last window (once, on the first start)."""
@@ -179,9 +185,7 @@ class Duplicates:
             return Earlier(before[0], resend=True)
         asking = self._asking[key] = asyncio.Event()
         try:
-            taken = await asyncio.to_thread(
-                self._store.taken_with_control_id, self.channel, parsed.sender,
-                parsed.control_id, now - self.window)
+            taken = await self._ask(key, now - self.window)
         except Exception as exc:  # the store is away: its commit will fail too (AE)
             log.warning("channel %s: could not ask the store whether a message is a resend "
                         "(%s); taken as new", self.channel, type(exc).__name__)
@@ -195,6 +199,32 @@ class Duplicates:
         pending = self._pending.get(key) or before  # before: committed while asking
         first = taken[0][0] if taken else pending[0] if pending is not None else None
         return Earlier(first, resend=False) if first is not None else None
+
+    def _ask(self, key: tuple[str, str], since: float
+             ) -> asyncio.Future[list[tuple[str, str]]]:
+        """The store's messages under `key` since `since`, asked with the other
+        questions waiting (one per key at a time: `check` waits for the one before)."""
+        answer = self._questions[key] = asyncio.get_running_loop().create_future()
+        self._questions_since = min(self._questions_since or since, since)
+        if self._asker is None or self._asker.done():
+            self._asker = asyncio.create_task(self._ask_all(), name="duplicate questions")
+        return answer
+
+    async def _ask_all(self) -> None:
+        while self._questions:
+            batch, since = self._questions, self._questions_since
+            self._questions, self._questions_since = {}, 0.0
+            try:
+                found = await asyncio.to_thread(self._store.taken_with_control_ids,
+                                                self.channel, list(batch), since)
+            except Exception as exc:
+                for answer in batch.values():
+                    if not answer.done():
+                        answer.set_exception(exc)
+                continue
+            for key, answer in batch.items():
+                if not answer.done():
+                    answer.set_result(found.get(key, []))
 
     def taken(self, parsed: Parsed, message_id: str, digest: str, now: float,
               status: MessageStatus) -> None:

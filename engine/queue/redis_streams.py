@@ -40,7 +40,6 @@ restarts without its data loses them; the queue warns at start if AOF is off.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import hashlib
 import itertools
@@ -58,7 +57,7 @@ from engine.queue import owners
 from engine.queue.base import DeadLetter, Leased, QueueStats, Retrying
 from engine.queue.redis_scripts import FREE, GROUP, LEASE, LEASE_BY_KEY, OUTCOMES
 from engine.queue.sql import _with_content
-from engine.store.database import reader
+from engine.store.database import KeptReader, reader
 from engine.store.schema import dead_letter_answers, messages, queue_outbox
 from engine.store.writer import UnitOfWork
 
@@ -99,7 +98,7 @@ class RedisStreamsQueue:
     def __init__(self, engine: sa.Engine, url: str, owner: str, prefix: str = "conduit",
                  owner_ttl: float = owners.OWNER_TTL) -> None:
         self._reads = reader(engine)  # never waits on the writer (SQLite: no write turn)
-        self._outbox_conn: sa.Connection | None = None  # the writer thread's, kept open
+        self._outbox_reads = KeptReader(engine)  # used on the writer thread
         self.owner = owner
         self.owner_ttl = owner_ttl
         self._redis = redis.Redis.from_url(url, decode_responses=True, socket_timeout=2.0,
@@ -138,8 +137,7 @@ class RedisStreamsQueue:
 
     def close(self) -> None:
         self._redis.close()
-        if self._outbox_conn is not None:
-            self._outbox_conn.close()
+        self._outbox_reads.close()
 
     def _key(self, kind: str, destination: str) -> str:
         return f"{self._p}:{kind}:{destination}"
@@ -220,23 +218,8 @@ class RedisStreamsQueue:
                 if (h := self._held.get(oid)) is not None and h.destination == destination]
 
     def _committed_outbox(self, conn: sa.Connection, destination: str) -> list[Any]:
-        """_outbox on a connection kept open between leases, as the writer keeps its own
-        (a pool checkout and, on PostgreSQL, a liveness ping per lease cost more than
-        the read); one that failed is replaced on the next lease."""
-        if self._outbox_conn is None:
-            self._outbox_conn = self._reads.connect()
-            if conn.dialect.name == "postgresql":  # each read its own transaction: the
-                # rollback below then costs no round trip (SQLite's reads begin by hand)
-                self._outbox_conn.execution_options(isolation_level="AUTOCOMMIT")
-        try:
-            rows = _outbox(self._outbox_conn, conn, destination)
-            self._outbox_conn.rollback()  # ends the read: the next one sees newer commits
-            return rows
-        except Exception:
-            with contextlib.suppress(Exception):
-                self._outbox_conn.close()
-            self._outbox_conn = None
-            raise
+        """_outbox on a connection kept open between leases, as the writer keeps its own."""
+        return self._outbox_reads.read(lambda committed: _outbox(committed, conn, destination))
 
     def _handed_out(self, token: int) -> None:
         with self._lock:

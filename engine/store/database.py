@@ -3,12 +3,15 @@ PostgreSQL, with tables created on first use."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import operator
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -18,6 +21,7 @@ from engine.store.schema import audit_head, metadata
 
 _READ_ONLY = "conduit_read_only"
 _SCHEMA_LOCK = 0x636F6E64756974  # "conduit": the advisory lock held while creating tables
+T = TypeVar("T")
 
 
 def reader(engine: sa.Engine) -> sa.Engine:
@@ -126,6 +130,43 @@ class _WriteTurn:
         fd = self._fds.pop(id(dbapi_conn), None)
         if fd is not None:
             os.close(fd)
+
+
+class KeptReader:
+    """One read-only connection kept open between reads, for a read asked very often (a
+    pool checkout, on PostgreSQL with its liveness ping, and a transaction's begin and
+    end cost more round trips than the read). Each read is its own snapshot: autocommit
+    on PostgreSQL, a rollback on SQLite. Reads from several threads take turns; a
+    connection that failed is replaced on the next read."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = reader(engine)
+        self._conn: sa.Connection | None = None
+        self._lock = threading.Lock()
+
+    def read(self, query: Callable[[sa.Connection], T]) -> T:
+        with self._lock:
+            if self._conn is None:
+                self._conn = self._engine.connect()
+                if self._conn.dialect.name == "postgresql":
+                    self._conn.execution_options(isolation_level="AUTOCOMMIT")
+            try:
+                result = query(self._conn)
+                self._conn.rollback()  # ends the read: the next one sees newer commits
+                return result
+            except Exception:
+                self._drop()
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
 
 
 # A driver-level statement and its parameters: a list of rows (executemany) or one row.

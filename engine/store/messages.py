@@ -13,6 +13,7 @@ from engine.events import Event, Kind
 from engine.message import message_id_floor, new_message_id
 from engine.security.crypto import Vault, content_hash
 from engine.store import correlation
+from engine.store.database import KeptReader, reader
 from engine.store.retention import ContentPruned, is_pruned
 from engine.store.schema import messages, outputs
 from engine.store.writer import UnitOfWork
@@ -36,10 +37,34 @@ class StoredMessage(msgspec.Struct):
     error: str | None
 
 
+# Whether messages were resends, asked for every message on a store other processes
+# share (engine.pipeline.duplicates), for all the control ids asked meanwhile at once:
+# built once, so each asking only binds its values. It must go through the control id's
+# index: given `id >= floor` or ORDER BY id, SQLite (without statistics) walked the
+# channel's whole window by (channel, id) instead, a scan per message. So the window's
+# bound is a function of id, which no index serves, and the rows are sorted here.
+_TAKEN_WITH_CONTROL_IDS = (
+    sa.select(messages.c.id, messages.c.content_hash, messages.c.sender,
+              messages.c.control_id)
+    .where(messages.c.control_id.in_(sa.bindparam("control_ids", expanding=True)),
+           messages.c.channel == sa.bindparam("channel"),
+           messages.c.status.in_(("accepted", "filtered")),
+           sa.func.coalesce(messages.c.id, "") >= sa.bindparam("floor"))
+    .limit(sa.bindparam("limit"))
+)
+
+
 class MessageStore:
     def __init__(self, engine: sa.Engine, vault: Vault) -> None:
-        self._engine = engine
+        # Every read here goes through the reader: on SQLite a writing connection would
+        # take the write turn and BEGIN IMMEDIATE, queueing each read behind the
+        # writer's commits (changes go through units of work, never through this).
+        self._engine = reader(engine)
         self._vault = vault
+        self._resend_reads = KeptReader(engine)  # asked once a message on a shared store
+
+    def close(self) -> None:
+        self._resend_reads.close()
 
     def add_message(self, uow: UnitOfWork, row: dict[str, Any], raw: bytes) -> None:
         """Seal `raw` into a new messages row (the row dict carries the metadata)."""
@@ -113,16 +138,25 @@ class MessageStore:
                               since: float, limit: int = 50) -> list[tuple[str, str]]:
         """(message id, content hash) of the messages a channel took on with this sender
         and control id since `since`, oldest first: a resend matches one's content."""
-        with self._engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(messages.c.id, messages.c.content_hash)
-                .where(messages.c.control_id == control_id, messages.c.sender == sender,
-                       messages.c.channel == channel,
-                       messages.c.status.in_(("accepted", "filtered")),
-                       messages.c.id >= message_id_floor(since))
-                .order_by(messages.c.id).limit(limit)
-            ).all()
-        return [(r.id, r.content_hash) for r in rows]
+        key = (sender, control_id)
+        return self.taken_with_control_ids(channel, [key], since, limit).get(key, [])
+
+    def taken_with_control_ids(self, channel: str, keys: list[tuple[str, str]],
+                               since: float, limit: int = 50
+                               ) -> dict[tuple[str, str], list[tuple[str, str]]]:
+        """taken_with_control_id for several (sender, control id) keys in one query; at
+        most `limit` rows a key (a sender reusing one id all day stops there)."""
+        rows = self._resend_reads.read(lambda conn: conn.execute(_TAKEN_WITH_CONTROL_IDS, {
+            "control_ids": sorted({control_id for _, control_id in keys}),
+            "channel": channel, "floor": message_id_floor(since),
+            "limit": limit * len(keys)}).all())
+        wanted = set(keys)
+        found: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for r in sorted(rows):  # by id: oldest first
+            key = (r.sender, r.control_id)
+            if key in wanted and len(found.setdefault(key, [])) < limit:
+                found[key].append((r.id, r.content_hash))
+        return found
 
     def original_of(self, control_id: str, answered: str = "") -> tuple[str, str] | None:
         """(message id, channel) of the stored message an answer relates to, preferring

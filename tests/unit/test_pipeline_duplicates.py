@@ -64,9 +64,9 @@ class FakeStore:
     def recent_control_ids(self, channel, since):
         return self.recent
 
-    def taken_with_control_id(self, channel, sender, control_id, since):
+    def taken_with_control_ids(self, channel, keys, since):
         self.asked += 1
-        return self.taken
+        return {key: self.taken for key in keys}
 
 
 def parsed(control_id: str = "C1", sender: str = "EPIC^NORTH") -> Parsed:
@@ -137,9 +137,9 @@ class Counting:
     def recent_control_ids(self, channel, since):
         return self.store.recent_control_ids(channel, since)
 
-    def taken_with_control_id(self, channel, sender, control_id, since):
+    def taken_with_control_ids(self, channel, keys, since):
         self.asked += 1
-        return self.store.taken_with_control_id(channel, sender, control_id, since)
+        return self.store.taken_with_control_ids(channel, keys, since)
 
 
 async def take(step: Duplicates, writer: Writer, store: MessageStore, message: Parsed,
@@ -201,7 +201,7 @@ async def test_copies_arriving_together_in_one_process_are_taken_once(shared_sto
 class AwayStore:
     """A store that cannot be reached (its database refuses connections)."""
 
-    def taken_with_control_id(self, channel, sender, control_id, since):
+    def taken_with_control_ids(self, channel, keys, since):
         raise ConnectionRefusedError("the database refuses connections")
 
     def recent_control_ids(self, channel, since):
@@ -218,3 +218,20 @@ async def test_a_store_that_cannot_be_asked_leaves_the_message_to_its_commit(cap
     assert "C9" not in caplog.text and "EPIC" not in caplog.text
     # the question is over: a copy arriving next asks again instead of waiting forever
     assert await asyncio.wait_for(step.check(message, "digest", T0), 2) is None
+
+
+async def test_questions_asked_together_go_to_the_store_as_one(shared_store):
+    """On a shared store every message asks; messages arriving together (a round of
+    senders) share one query, and each still gets its own key's answer."""
+    writer, store = shared_store
+    now = time.time()
+    first = Duplicates("adt", 3600, Counting(store), shared=True)
+    originals = [await take(first, writer, store, parsed(f"K{i}"), b"x", now) for i in range(3)]
+    counting = Counting(store)
+    step = Duplicates("adt", 3600, counting, shared=True)
+    results = await asyncio.gather(
+        *(step.check(parsed(f"K{i}"), "h-x", now + 1) for i in range(3)),
+        step.check(parsed("K0", sender="CERNER^SOUTH"), "h-x", now + 1),  # another sender
+        step.check(parsed("K9"), "h-x", now + 1))
+    assert results == [Earlier(mid, resend=True) for mid, _ in originals] + [None, None]
+    assert counting.asked == 1
