@@ -144,7 +144,6 @@ class Duplicates:
                  shared: bool = False) -> None:
         self.channel = channel
         self.window = window
-        self.shared = shared
         self.index = DuplicateIndex(window) if window > 0 and not shared else None
         self._store = store
         # (sender, control id) -> (message id, content hash) of the message taken on
