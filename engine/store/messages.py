@@ -134,18 +134,13 @@ class MessageStore:
             ).all()
         return [tuple(r) for r in rows]
 
-    def taken_with_control_id(self, channel: str, sender: str, control_id: str,
-                              since: float, limit: int = 50) -> list[tuple[str, str]]:
-        """(message id, content hash) of the messages a channel took on with this sender
-        and control id since `since`, oldest first: a resend matches one's content."""
-        key = (sender, control_id)
-        return self.taken_with_control_ids(channel, [key], since, limit).get(key, [])
-
     def taken_with_control_ids(self, channel: str, keys: list[tuple[str, str]],
                                since: float, limit: int = 50
                                ) -> dict[tuple[str, str], list[tuple[str, str]]]:
-        """taken_with_control_id for several (sender, control id) keys in one query; at
-        most `limit` rows a key (a sender reusing one id all day stops there)."""
+        """(message id, content hash) of the messages a channel took on since `since`
+        under each (sender, control id) key, oldest first: a resend matches one's
+        content. One query for all the keys; at most `limit` rows a key (a sender
+        reusing one id all day stops there)."""
         rows = self._resend_reads.read(lambda conn: conn.execute(_TAKEN_WITH_CONTROL_IDS, {
             "control_ids": sorted({control_id for _, control_id in keys}),
             "channel": channel, "floor": message_id_floor(since),

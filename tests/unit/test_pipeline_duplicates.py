@@ -194,8 +194,8 @@ async def test_copies_arriving_together_in_one_process_are_taken_once(shared_sto
     assert len(news) == 1
     assert [e for _, e in results if e is not None] == [Earlier(news[0], resend=True)] * 4
     assert counting.asked == 1  # the others waited for the first, then found it pending
-    assert store.taken_with_control_id("adt", "EPIC^NORTH", "C7", now - 60) == [
-        (news[0], "h-same")]
+    assert store.taken_with_control_ids("adt", [("EPIC^NORTH", "C7")], now - 60) == {
+        ("EPIC^NORTH", "C7"): [(news[0], "h-same")]}
 
 
 class AwayStore:

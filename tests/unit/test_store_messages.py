@@ -125,7 +125,7 @@ async def test_set_status_and_get(env):
     assert store.get(new_message_id()) is None
 
 
-async def test_taken_with_control_id_keeps_to_window_sender_channel_and_statuses(env):
+async def test_taken_with_control_ids_keeps_to_window_sender_channel_and_statuses(env):
     _, writer, store = env
     old = await _add(writer, store, _at(3600))
     ok = await _add(writer, store, _at(30, 1))
@@ -136,14 +136,15 @@ async def test_taken_with_control_id_keeps_to_window_sender_channel_and_statuses
     await _add(writer, store, _at(12, 6), sender="OTHER^APP")
     await _add(writer, store, _at(11, 7), channel="lab")
     await _add(writer, store, _at(10, 8), control_id="C2")
-    since = time.time() - 60
-    assert store.taken_with_control_id("adt", "EPIC^NW", "C1", since) == [
+    since, key = time.time() - 60, ("EPIC^NW", "C1")
+
+    def taken(since: float, **limit: int) -> list[tuple[str, str]]:
+        return store.taken_with_control_ids("adt", [key], since, **limit).get(key, [])
+
+    assert taken(since) == [
         (ok, content_hash(RAW)), (filtered, content_hash(b"MSH|filtered"))]
-    assert [m for m, _ in store.taken_with_control_id("adt", "EPIC^NW", "C1",
-                                                       time.time() - 7200)] == [
-        old, ok, filtered]
-    assert [m for m, _ in store.taken_with_control_id("adt", "EPIC^NW", "C1", since,
-                                                       limit=1)] == [ok]
+    assert [m for m, _ in taken(time.time() - 7200)] == [old, ok, filtered]
+    assert [m for m, _ in taken(since, limit=1)] == [ok]
 
 
 async def test_recent_control_ids_of_a_channel_oldest_first(env):
