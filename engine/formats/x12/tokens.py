@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from engine.errors import ParseError
+from engine.formats.base import opening
 
 ISA_LENGTH = 106
 # Widths of ISA01..ISA16, fixed by the standard.
@@ -247,7 +248,7 @@ def routing_header(raw: bytes) -> int:
     first (after a BOM and white space) or when what comes first is anything longer,
     several lines, or not followed by a readable ISA."""
     head = bytes(raw[:ROUTING_LIMIT + ISA_LENGTH + 32])  # raw may be a memory map
-    if head.lstrip(b"\xef\xbb\xbf \t\r\n\x0b")[:3] == b"ISA":
+    if opening(head, 3) == b"ISA":
         return 0
     at = head.find(b"ISA", 0, ROUTING_LIMIT + 1)
     while 0 < at <= ROUTING_LIMIT:
