@@ -58,6 +58,16 @@ def db_url(request, tmp_path):
 
 
 @pytest.fixture
+def db(db_url):
+    """The store's database opened on each of db_url's servers, tables created."""
+    from engine.store.database import open_database
+
+    db = open_database(db_url)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
 async def channel_env(tmp_path):
     """A channel's surroundings, started: its SQLite store, writer, queue, vault and the
     fake source and destination worker of tests.unit.test_channel.Env."""

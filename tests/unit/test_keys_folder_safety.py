@@ -19,7 +19,6 @@ from engine.errors import KeyError_
 from engine.events import Event, Kind
 from engine.security.key_providers import FileKeys, FileKms, ensure_private_dir
 from engine.security.keys import KeyRing, KeysMissing, WrongAuditKey, for_store
-from engine.store.database import open_database
 from engine.store.writer import UnitOfWork, Writer
 
 
@@ -37,13 +36,6 @@ def _one_event(db, audit_key: bytes) -> None:
         await writer.close()
 
     asyncio.run(run())
-
-
-@pytest.fixture
-def db(db_url):
-    engine = open_database(db_url)
-    yield engine
-    engine.dispose()
 
 
 def test_a_folder_opened_without_create_makes_nothing(tmp_path):

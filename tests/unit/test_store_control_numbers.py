@@ -15,13 +15,6 @@ from engine.store import control_numbers
 from engine.store.database import open_database
 
 
-@pytest.fixture
-def db(db_url):
-    db = open_database(db_url)
-    yield db
-    db.dispose()
-
-
 def test_each_partner_has_its_own_sequence_from_one(db):
     assert control_numbers.last(db, "ZZ:PAYERX") is None
     assert [control_numbers.take(db, "ZZ:PAYERX") for _ in range(3)] == [1, 2, 3]

@@ -14,7 +14,7 @@ from engine.events import Event, Kind
 from engine.message import message_id_floor
 from engine.security.keys import KeyRing
 from engine.store import audit
-from engine.store.database import bulk_insert, open_database
+from engine.store.database import bulk_insert
 from engine.store.schema import audit as trail
 from engine.store.schema import messages
 from engine.store.search import MAX_PAGE, AuditQuery, MessageQuery, find_audit, find_messages
@@ -28,13 +28,6 @@ def _row(i: int, **over) -> dict:
             "message_type": "ADT^A01", "control_id": f"C{i}", "sender": "EPIC^NW",
             "peer": "127.0.0.1", "patient": None, "size": 10, "content_hash": "0" * 64,
             "key_id": "k", "content": b"x", "error": None, **over}
-
-
-@pytest.fixture
-def db(db_url):
-    db = open_database(db_url)
-    yield db
-    db.dispose()
 
 
 @pytest.fixture

@@ -22,13 +22,6 @@ def key(tmp_path):
     return KeyRing.load(tmp_path / "keys").audit
 
 
-@pytest.fixture
-def db(db_url):
-    db = open_database(db_url)
-    yield db
-    db.dispose()
-
-
 def _append(db, key, events: list[Event]) -> None:
     with db.begin() as conn:
         audit.append(conn, key, events)

@@ -23,13 +23,6 @@ from engine.store.writer import UnitOfWork, Writer
 
 
 @pytest.fixture
-def db(db_url):
-    db = open_database(db_url)
-    yield db
-    db.dispose()
-
-
-@pytest.fixture
 def key(tmp_path):
     return KeyRing.load(tmp_path / "keys").audit
 

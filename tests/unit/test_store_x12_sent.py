@@ -4,18 +4,8 @@ the newest first; a message's partner_ack sums up its sets; counts per channel."
 
 from __future__ import annotations
 
-import pytest
-
 from engine.store import x12_sent
-from engine.store.database import open_database
 from engine.store.schema import x12_sent as table
-
-
-@pytest.fixture
-def db(db_url):
-    db = open_database(db_url)
-    yield db
-    db.dispose()
 
 
 def _send(db, message_id: str, group: str, sets: list[str], partner: str = "ZZ:PAYERX",
