@@ -35,7 +35,6 @@ from engine.formats.fhir import FhirCodec
 from engine.formats.hl7v2 import Hl7v2Codec
 from engine.formats.ncpdp import NcpdpCodec
 from engine.formats.x12 import X12Codec
-from engine.queue import redis_streams
 from engine.queue.sql import SqlQueue
 
 
@@ -65,10 +64,17 @@ DESTINATIONS: dict[str, Kind] = {
     "core": Kind(CoreDestinationConfig, CoreDestination),
 }
 
+def _redis_queue(config: Any, db: Any, owner: str) -> Any:
+    # redis (with the OpenTelemetry it loads) costs a quarter second at every start
+    from engine.queue import redis_streams
+
+    return redis_streams.from_config(config, db, owner)
+
+
 # Queue backends (engine.queue.base.Queue), built from (QueueConfig, store engine, owner).
 QUEUES: dict[str, Callable[..., Any]] = {
     "sql": lambda config, db, owner: SqlQueue(db, owner),
-    "redis": redis_streams.from_config,
+    "redis": _redis_queue,
 }
 
 CODECS: dict[str, Callable[[], Codec]] = {

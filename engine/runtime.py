@@ -51,7 +51,6 @@ from engine.queue.base import Queue
 from engine.queue.heartbeat import Heartbeat
 from engine.queue.holds import holds_for
 from engine.queue.owners import new_owner_id
-from engine.queue.redis_streams import RedisStreamsQueue
 from engine.queue.retry import RetryPolicy
 from engine.security.crypto import Vault
 from engine.security.keys import for_store
@@ -180,7 +179,10 @@ class Engine:
         if svc.alone:
             self._lock_fd = lock_data_dir(data_dir)
         self.users = UserStore(svc.db)
-        if self.primary and isinstance(svc.queue, RedisStreamsQueue):
+        if self.primary and self.config.queue.type == "redis":
+            from engine.queue.redis_streams import RedisStreamsQueue  # loaded by its queue
+
+            assert isinstance(svc.queue, RedisStreamsQueue)
             svc.queue.check_persistence()  # once per group, not per worker or command
         writer = svc.start_writer()
         self.heartbeat = Heartbeat(writer, svc.queue)

@@ -12,8 +12,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import asyncssh
+from engine.connectors.sftp import load_asyncssh
 
+asyncssh = load_asyncssh()  # without the DSA deprecation warnings it loads with
 USER = "clearinghouse"
 
 

@@ -14,7 +14,6 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 # Required bindings the models do not enforce: element -> the codes R4 allows, per type.
@@ -154,6 +153,8 @@ def resource_reasons(resource: Any, where: str) -> list[str]:
     kind = resource.get("resourceType")
     if not isinstance(kind, str) or not kind:
         return [f"{where}: has no resourceType"]
+    from fhir.resources.R4B import get_fhir_model_class  # loads the models on first use
+
     try:
         model = get_fhir_model_class(kind)
     except (KeyError, ValueError, AttributeError, ImportError):

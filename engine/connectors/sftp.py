@@ -30,10 +30,6 @@ from engine.connectors.file import file_name
 from engine.connectors.polling import Unavailable
 from engine.message import Delivery, Outbound, Retry, Sent
 
-with warnings.catch_warnings():  # asyncssh still loads DSA support, which nobody here uses
-    warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-    import asyncssh
-
 log = logging.getLogger("conduit.sftp")
 T = TypeVar("T")
 
@@ -128,10 +124,10 @@ class SftpSession:
             self._warned = True
 
     async def _connect(self) -> None:
-        s = self.settings
-        key = asyncssh.read_private_key(s.private_key, s.passphrase)
+        s, ssh = self.settings, load_asyncssh()
+        key = ssh.read_private_key(s.private_key, s.passphrase)
         self.warn_if_unchecked()
-        self._conn = await asyncssh.connect(
+        self._conn = await ssh.connect(
             s.host, s.port, username=s.username, client_keys=[key],
             known_hosts=s.known_hosts or None, preferred_auth="publickey", agent_path=None,
             config=[], connect_timeout=s.connect_timeout, login_timeout=s.connect_timeout,
@@ -141,31 +137,31 @@ class SftpSession:
     async def run(self, step: Callable[[Any], Awaitable[T]], timeout: float | None = None) -> T:
         """One file operation on the server, bounded: a file the server refuses is an
         OSError (FileNotFoundError when missing), a lost connection Unavailable."""
-        sftp = await self.client()
+        sftp, ssh = await self.client(), load_asyncssh()
         try:
             return await asyncio.wait_for(step(sftp), timeout or self.timeout)
-        except asyncssh.SFTPNoSuchFile:
+        except ssh.SFTPNoSuchFile:
             raise FileNotFoundError(2, "no such file") from None
-        except (asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection) as exc:
+        except (ssh.SFTPConnectionLost, ssh.SFTPNoConnection) as exc:
             await self.close()
             raise Unavailable(self.reason(exc)) from None
-        except asyncssh.SFTPError as exc:
+        except ssh.SFTPError as exc:
             raise OSError(0, _words(type(exc).__name__.removeprefix("SFTP"))) from None
-        except (asyncssh.Error, OSError, TimeoutError) as exc:
+        except (ssh.Error, OSError, TimeoutError) as exc:
             await self.close()
             raise Unavailable(self.reason(exc)) from None
 
     def reason(self, exc: BaseException) -> str:
         """What went wrong, for logs and Retry reasons: names what ops should fix, and
         never quotes the server (whose words we do not control)."""
-        s = self.settings
-        if isinstance(exc, asyncssh.PermissionDenied):
+        s, ssh = self.settings, load_asyncssh()
+        if isinstance(exc, ssh.PermissionDenied):
             return (f"authentication failed as {s.username} on {self.where}: the server "
                     "refused the key; ops must fix private_key or the account")
-        if isinstance(exc, asyncssh.HostKeyNotVerifiable):
+        if isinstance(exc, ssh.HostKeyNotVerifiable):
             return (f"host key of {self.where} is not the one in known_hosts "
                     f"({s.known_hosts}): refusing to connect; check the server's key")
-        if isinstance(exc, asyncssh.KeyImportError | asyncssh.KeyEncryptionError):
+        if isinstance(exc, ssh.KeyImportError | ssh.KeyEncryptionError):
             return f"private_key {s.private_key} cannot be read (wrong format or passphrase)"
         if isinstance(exc, TimeoutError):
             return f"no answer from {self.where} within the time limit"
@@ -185,6 +181,15 @@ class SftpSession:
                 await asyncio.wait_for(conn.wait_closed(), 5)
 
 
+def load_asyncssh() -> Any:
+    """asyncssh, loaded at the first connection: it takes a tenth of a second, which
+    every `conduit` command and engine start would pay for a connector few channels use."""
+    with warnings.catch_warnings():  # asyncssh still loads DSA support, which nobody here uses
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        import asyncssh
+    return asyncssh
+
+
 def _words(name: str) -> str:
     """PermissionDenied -> permission denied."""
     return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name).lower()
@@ -194,12 +199,12 @@ async def write_whole(sftp: Any, folder: str, name: str, content: bytes) -> None
     """Write `<name>.part`, then rename it to `name` (replacing an older one), so the
     partner never picks up half a file."""
     target = posixpath.join(folder, name)
-    part = target + ".part"
-    async with sftp.open(part, "wb", asyncssh.SFTPAttrs(permissions=0o600)) as fh:
+    part, ssh = target + ".part", load_asyncssh()
+    async with sftp.open(part, "wb", ssh.SFTPAttrs(permissions=0o600)) as fh:
         await fh.write(content)
     try:
         await sftp.posix_rename(part, target)  # replaces at once, where the server can
-    except asyncssh.SFTPOpUnsupported:
+    except ssh.SFTPOpUnsupported:
         if await sftp.exists(target):  # plain SFTP rename never replaces
             await sftp.remove(target)
         await sftp.rename(part, target)

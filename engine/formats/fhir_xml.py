@@ -28,8 +28,6 @@ import re
 from collections.abc import Iterator
 from typing import Any, NamedTuple, get_args, get_origin
 
-from fhir.resources.R4B import get_fhir_model_class
-from fhir_core.utils import get_fhir_type_name, is_list_type, is_primitive_type
 from lxml import etree
 
 FHIR_NS = "http://hl7.org/fhir"
@@ -69,6 +67,9 @@ class _Schema(NamedTuple):
 @functools.cache  # keyed by schema class names only: bounded by R4B
 def _schema(class_name: str) -> _Schema:
     """The elements of a model class by JSON/XML name, and their order."""
+    from fhir.resources.R4B import get_fhir_model_class  # the models load on first use
+    from fhir_core.utils import get_fhir_type_name, is_list_type, is_primitive_type
+
     klass = get_fhir_model_class(class_name)
     fields: dict[str, _Field] = {}
     for name, info in klass.model_fields.items():
@@ -90,6 +91,8 @@ def _schema(class_name: str) -> _Schema:
 
 @functools.lru_cache(maxsize=512)
 def _is_resource(kind: str) -> bool:
+    from fhir.resources.R4B import get_fhir_model_class
+
     try:
         klass = get_fhir_model_class(kind)
     except ValueError:

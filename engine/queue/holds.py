@@ -16,9 +16,9 @@ this pass (None), which is safe, and pruned once the backlog is down.
 from __future__ import annotations
 
 import hashlib
+import sys
 from typing import Any
 
-import redis
 import sqlalchemy as sa
 
 from engine.store.schema import queue_outbox
@@ -63,7 +63,10 @@ class RedisHolds:
     """`holds` for the pruner over a RedisStreamsQueue."""
 
     def __init__(self, q: Any, max_scan: int = MAX_SCAN) -> None:
-        self._redis: redis.Redis = q._redis
+        from redis import RedisError  # loaded with the queue
+
+        self._errors = RedisError
+        self._redis = q._redis
         self._p: str = q._p
         self._script = self._redis.register_script(HOLDING)
         self._max = max_scan
@@ -73,7 +76,7 @@ class RedisHolds:
         try:
             dests = {d for d in self._redis.smembers(f"{self._p}:dests")
                      if d.startswith(prefix)}
-        except redis.RedisError:
+        except self._errors:
             return None
         dests |= set(conn.execute(sa.select(queue_outbox.c.destination).distinct()
                                   .where(queue_outbox.c.destination.startswith(
@@ -86,7 +89,7 @@ class RedisHolds:
         try:
             found = self._script(keys=[f"{self._p}:ix"],
                                  args=[self._p, channel, self._max, *ids])
-        except redis.RedisError:
+        except self._errors:
             return None
         if not found or int(found[0]) == 0:
             return None
@@ -95,6 +98,5 @@ class RedisHolds:
 
 def holds_for(q: Any) -> RedisHolds | None:
     """What the pruner must also ask besides the SQL tables: the Redis queue, if used."""
-    from engine.queue.redis_streams import RedisStreamsQueue
-
-    return RedisHolds(q) if isinstance(q, RedisStreamsQueue) else None
+    streams = sys.modules.get("engine.queue.redis_streams")  # not loaded: no Redis queue
+    return RedisHolds(q) if streams and isinstance(q, streams.RedisStreamsQueue) else None
