@@ -13,6 +13,21 @@ from engine.testbench import run_in_utc
 # Fixtures' expected outputs hold in UTC, whatever this machine's zone (engine.testbench).
 run_in_utc()
 
+# Slowest folders first: with xdist's work stealing (scripts/test) the long end-to-end
+# runs start at once and the quick unit tests fill the gaps, instead of one late daemon
+# test keeping the whole suite waiting.
+_FOLDER_ORDER = ("browser", "e2e", "integration", "conformance", "unit")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        parts = item.path.parts
+        folder = parts[parts.index("tests") + 1] if "tests" in parts else ""
+        return _FOLDER_ORDER.index(folder) if folder in _FOLDER_ORDER else len(_FOLDER_ORDER)
+
+    items.sort(key=rank)  # stable: each module keeps its own order
+
+
 PG_ADMIN_URL = os.environ.get(
     "CONDUIT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )

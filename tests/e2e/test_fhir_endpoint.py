@@ -3,6 +3,7 @@ client posting to its FHIR source, and the HL7v2 files its file destination writ
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -77,9 +78,9 @@ async def _token(daemon: Daemon, name: str, role: str) -> str:
 
 @pytest.fixture
 async def endpoint(daemon: Daemon):
-    await daemon.start()
-    token = await _token(daemon, "ehr-feed", "integration")
-    admin = await _token(daemon, "root", "admin")
+    await daemon.start()  # makes the store and its keys, so the users can be added at once
+    token, admin = await asyncio.gather(_token(daemon, "ehr-feed", "integration"),
+                                        _token(daemon, "root", "admin"))
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
         yield Endpoint(daemon, http, token, admin)
     if daemon.running:

@@ -27,7 +27,7 @@ from engine.message import Fail, Outbound, Outcome, Problem, Retry, Sent, Verdic
 codec = Hl7v2Codec()
 FUZZ = settings(max_examples=400, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-LIMIT = 2.0  # seconds per input; generous for a loaded machine, far above the ~50 µs needed
+LIMIT = 10.0  # seconds per input: a hang, not a slow run on a machine the suite loads fully
 
 
 @contextlib.contextmanager
