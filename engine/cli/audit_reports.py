@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.cli.common import actor, engine_config, with_services
+from engine.cli.common import actor, with_services
 
 
 def add_commands(audit: Any) -> None:
@@ -135,8 +135,13 @@ def _write_atomically(path: Path, data: bytes) -> None:
 def cmd_audit_public_key(args: argparse.Namespace) -> int:
     from engine.security.signing import public_pem
 
-    sys.stdout.write(public_pem(_signing_key(engine_config(args))))
-    return 0
+    async def body(svc: Any) -> int:
+        # opened through the store, whose keys folder must hold its keys: the signing
+        # key is made only beside them, never in a folder a wrong setting points at
+        sys.stdout.write(public_pem(_signing_key(svc.config)))
+        return 0
+
+    return with_services(args, body, writes=False)
 
 
 def cmd_audit_check_export(args: argparse.Namespace) -> int:

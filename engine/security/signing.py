@@ -9,7 +9,6 @@ and audit keys do, so it is the same on every host given the same CONDUIT_KEY.
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 import stat
 from pathlib import Path
@@ -52,8 +51,14 @@ def signing_key(folder: str | Path, provider: str | None = None,
         pem = Ed25519PrivateKey.generate().private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption())
-        with contextlib.suppress(FileExistsError):  # another process made it first
+        try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first
+            pass
+        except OSError as exc:  # a read-only keys folder, say
+            raise KeyError_(f"cannot make {path}: {exc.strerror}; make it once where the "
+                            "keys folder is writable (conduit audit public-key)") from None
+        else:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(pem)
                 fh.flush()

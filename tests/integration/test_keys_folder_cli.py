@@ -78,3 +78,19 @@ def test_run_refuses_another_stores_audit_key(tmp_path, db_url, store_with_event
     assert f"the audit key in {tmp_path / 'other'} does not continue" in refused.stderr
     assert main(["--conf", store_with_events, "audit", "verify"]) == 0
     assert capsys.readouterr().out.startswith("ok 1 events")
+
+
+def test_public_key_is_made_only_beside_the_stores_keys(
+        tmp_path, db_url, store_with_events, capsys):
+    empty = tmp_path / "empty"
+    wrong = _conf(tmp_path, "wrong", db_url, empty)
+    assert main(["--conf", wrong, "audit", "public-key"]) != 0
+    assert f"no keys in {empty}" in capsys.readouterr().err
+    assert not empty.exists()  # no signing key made where a wrong setting points
+
+    assert main(["--conf", store_with_events, "audit", "public-key"]) == 0
+    first = capsys.readouterr().out
+    assert first.startswith("-----BEGIN PUBLIC KEY-----")
+    assert (tmp_path / "keys" / "audit-signing.key").exists()
+    assert main(["--conf", store_with_events, "audit", "public-key"]) == 0
+    assert capsys.readouterr().out == first  # the same key each time
