@@ -11,6 +11,7 @@ chain's proof.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import threading
@@ -32,7 +33,8 @@ from engine.security.key_providers import (
 if TYPE_CHECKING:
     from engine.config.keys import KeysConfig
 
-__all__ = ["ENV_CONTENT_KEY", "KeyRing", "KeysMissing", "WrongAuditKey", "for_store", "rotate"]
+__all__ = ["ENV_CONTENT_KEY", "KeyRing", "KeysMissing", "WrongAuditKey", "WrongPseudonymKey",
+           "for_store", "rotate"]
 
 log = logging.getLogger("conduit.keys")
 
@@ -47,6 +49,10 @@ class KeysMissing(KeyError_):
 
 class WrongAuditKey(KeyError_):
     """The audit key does not continue the store's chain: these are another store's keys."""
+
+
+class WrongPseudonymKey(KeyError_):
+    """The pseudonym key is not the one the store's patient pseudonyms were made with."""
 
 
 class KeyRing:
@@ -162,6 +168,7 @@ def for_store(config: KeysConfig, data_dir: str | Path, db: sa.Engine, *, writes
     ring = KeyRing.open(provider, config.activate_after)
     if writes:
         check_audit_key(db, ring.audit, provider.where)
+        check_pseudonym_key(db, ring.pseudonym, provider.where)
     return ring
 
 
@@ -188,6 +195,34 @@ def check_audit_key(db: sa.Engine, key: bytes, where: str) -> None:
                             f"chain (its newest event, #{newest['seq']}, was not made with it): "
                             f"these are another store's keys, or that event was altered "
                             f"(conduit audit verify tells); {_SEE}")
+
+
+def check_pseudonym_key(db: sa.Engine, key: bytes, where: str) -> None:
+    """Raise WrongPseudonymKey unless `key` is the one the store recorded (the first
+    writer records it). The audit chain cannot tell: its events hold pseudonyms, not the
+    identifiers they came from. A wrong key would make every new pseudonym differ from
+    the old ones, and an accounting of disclosures would silently miss earlier events."""
+    from engine.store.schema import key_checks
+
+    value = hmac.digest(key, b"conduit: the pseudonym key of this store", "sha256").hex()
+    query = sa.select(key_checks.c.value).where(key_checks.c.name == "pseudonym")
+    recorded = None
+    for _ in range(2):  # a second look when another process recorded it first
+        try:
+            with db.begin() as conn:
+                recorded = conn.execute(query).scalar()
+                if recorded is None:
+                    conn.execute(key_checks.insert().values(name="pseudonym", value=value))
+                    return
+        except sa.exc.IntegrityError:
+            continue
+        break
+    if not hmac.compare_digest(recorded or "", value):
+        raise WrongPseudonymKey(
+            f"the pseudonym key in {where} is not the one this store's patient pseudonyms "
+            "were made with: searches and accountings of disclosures by patient would "
+            f"miss every earlier event; these are another store's keys, or a mix of two "
+            f"folders; {_SEE}")
 
 
 def rotate(folder: str | Path) -> str:

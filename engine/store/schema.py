@@ -217,6 +217,16 @@ x12_sent = sa.Table(
     sa.Index("ix_x12_sent_channel_state", "channel", "state"),
 )
 
+# A check value of each fixed key the store was written with (engine.security.keys):
+# a keyed hash of a constant, so a wrong pseudonym key is refused at start instead of
+# silently making pseudonyms that match none of the store's earlier ones.
+key_checks = sa.Table(
+    "key_checks",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("value", sa.String(64), nullable=False),
+)
+
 # An answer (a SCRIPT Status, Error, Verify or *Response) and the stored message it
 # relates to (engine.store.correlation); ids only. A table of its own, since
 # create_all adds tables to an existing store but never columns.

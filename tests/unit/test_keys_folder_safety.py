@@ -6,8 +6,10 @@ production README)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -18,7 +20,13 @@ from engine.config.keys import KeysConfig
 from engine.errors import KeyError_
 from engine.events import Event, Kind
 from engine.security.key_providers import FileKeys, FileKms, ensure_private_dir
-from engine.security.keys import KeyRing, KeysMissing, WrongAuditKey, for_store
+from engine.security.keys import (
+    KeyRing,
+    KeysMissing,
+    WrongAuditKey,
+    WrongPseudonymKey,
+    for_store,
+)
 from engine.store.writer import UnitOfWork, Writer
 
 
@@ -185,3 +193,18 @@ def test_a_folder_that_cannot_be_made_private_says_the_mode_needed(tmp_path, mon
     monkeypatch.setattr(os, "chmod", refuse)  # a folder owned by another user
     with pytest.raises(KeyError_, match=r"mode 0750.*needs mode 0700.*chmod 700"):
         ensure_private_dir(folder)
+
+
+def test_a_pseudonym_key_other_than_the_stores_is_refused(tmp_path, db):
+    right = tmp_path / "right"
+    ring = for_store(_config(right), tmp_path, db, writes=True, env={})
+    _one_event(db, ring.audit)
+    mixed = tmp_path / "mixed"  # the right content and audit keys, another pseudonym key
+    mixed.mkdir(mode=0o700)
+    for key in right.iterdir():
+        shutil.copy2(key, mixed / key.name)
+    (mixed / "pseudonym.key").write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+    with pytest.raises(WrongPseudonymKey, match=f"the pseudonym key in {mixed} is not"):
+        for_store(_config(mixed), tmp_path, db, writes=True, env={})
+    again = for_store(_config(right), tmp_path, db, writes=True, env={})
+    assert again.pseudonym == ring.pseudonym  # the right folder still opens the store
