@@ -373,6 +373,27 @@ def read_key(path: Path) -> bytes:
 
 
 def _write_private(path: Path, data: bytes) -> None:
+    """A new key file, whole or not at all; FileExistsError if `path` exists.
+
+    Processes starting at once on a new store each make the missing keys: had the file
+    been created under its own name and then written, another process could read it
+    empty in between and refuse to start ("holds 0 bytes"). The key is written and
+    synced under a hidden name, then linked to its name, which fails, never replaces,
+    if another process made it first (its key is then the one everybody reads)."""
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}-{os.urandom(4).hex()}")
+    _write_new(partial, data)
+    try:
+        os.link(partial, path)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise  # FileExistsError: another process's key is in place
+        _write_new(path, data)  # a file system without hard links: as before
+    finally:
+        os.unlink(partial)
+    fsync_dir(path.parent)
+
+
+def _write_new(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
