@@ -43,15 +43,24 @@ __all__ = ["DeadLetter", "Leased", "QueueStats", "Retrying", "SqlQueue"]
 READY, LEASED, DEAD = "ready", "leased", "dead"
 
 
-_message_content = (
-    sa.select(messages.c.id, messages.c.control_id, messages.c.patient, messages.c.key_id,
-              messages.c.content, messages.c.received_at)
-    .where(messages.c.id.in_(sa.bindparam("ids", expanding=True)))
-)
-_output_content = (
-    sa.select(outputs.c.id, outputs.c.key_id, outputs.c.content, outputs.c.content_type)
-    .where(outputs.c.id.in_(sa.bindparam("ids", expanding=True)))
-)
+def _content_query(with_raw: bool) -> sa.Select:
+    """A leased batch's messages, each with its leased outputs (LEFT JOIN: a raw entry
+    or an output gone has none), in one round trip. The message's own sealed content
+    only `with_raw`: most destinations send an output, and reading every raw message
+    with it doubled what a lease read."""
+    o = outputs
+    joined = messages.outerjoin(o, sa.and_(
+        o.c.message_id == messages.c.id, o.c.id.in_(sa.bindparam("outputs", expanding=True))))
+    raw = messages.c.content if with_raw else sa.null()
+    return (sa.select(messages.c.id, messages.c.control_id, messages.c.patient,
+                      messages.c.received_at, messages.c.key_id, raw.label("content"),
+                      o.c.id.label("output_id"), o.c.key_id.label("output_key_id"),
+                      o.c.content.label("output_content"), o.c.content_type)
+            .select_from(joined)
+            .where(messages.c.id.in_(sa.bindparam("ids", expanding=True))))
+
+
+_with_raw, _outputs_only = _content_query(True), _content_query(False)
 _ack = queue.delete().where(queue.c.id == sa.bindparam("eid"))
 # Retries and dead letters change only an entry this process still holds: one that
 # was taken over meanwhile is its new owner's to try. (A confirmation is a fact whoever
@@ -383,11 +392,15 @@ def _clear_dead(destination: str, actor: str, kind: Kind, requeue: bool) -> Unit
 
 
 def _with_content(conn: sa.Connection, rows: list[Any]) -> list[Leased]:
-    message_ids = list({r.message_id for r in rows})
-    meta = {m.id: m for m in conn.execute(_message_content, {"ids": message_ids})}
     output_ids = [r.output_id for r in rows if r.output_id]
-    outs = ({o.id: o for o in conn.execute(_output_content, {"ids": output_ids})}
-            if output_ids else {})
+    query = _outputs_only if len(output_ids) == len(rows) else _with_raw
+    meta: dict[str, Any] = {}
+    outs: dict[str, Any] = {}
+    for row in conn.execute(query, {"ids": list({r.message_id for r in rows}),
+                                    "outputs": output_ids}):
+        meta[row.id] = row
+        if row.output_id is not None:
+            outs[row.output_id] = row
     leased = []
     for r in rows:
         m = meta.get(r.message_id)
@@ -396,7 +409,8 @@ def _with_content(conn: sa.Connection, rows: list[Any]) -> list[Leased]:
             leased.append(_absent(r))
             continue
         if o is not None:
-            key_id, sealed, record_id, ctype = o.key_id, o.content, o.id, o.content_type
+            key_id, sealed, record_id, ctype = (o.output_key_id, o.output_content,
+                                                o.output_id, o.content_type)
         else:
             key_id, sealed, record_id, ctype = m.key_id, m.content, m.id, ""
         leased.append(Leased(r.id, r.message_id, r.output_id, r.attempts, r.available_at,
