@@ -18,7 +18,7 @@ import msgspec
 import sqlalchemy as sa
 
 from engine.events import Event
-from engine.store.database import execute_together, insert_tuples
+from engine.store.database import Statement, execute_together, insert_tuples
 from engine.store.schema import audit, audit_head
 
 GENESIS = "0" * 64
@@ -45,11 +45,14 @@ _MOVE_HEAD = {"qmark": "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1",
 _ROW_COLUMNS = (*_COLUMNS, "prev_hash", "hash")
 
 
-def append(conn: sa.Connection, key: bytes, events: list[Event]) -> None:
-    """Append events to the chain inside the caller's transaction. Locking the head row
-    serialises appenders across processes (PostgreSQL); SQLite's write lock already does."""
+def append(conn: sa.Connection, key: bytes, events: list[Event],
+           before: list[Statement] | None = None) -> None:
+    """Append events to the chain inside the caller's transaction, after the statements
+    `before` (on PostgreSQL they go out with the head's read, one round trip fewer).
+    Locking the head row serialises appenders across processes (PostgreSQL); SQLite's
+    write lock already does."""
     sqlite = conn.dialect.name == "sqlite"
-    seq, prev = conn.exec_driver_sql(_HEAD if sqlite else _HEAD + " FOR UPDATE").one()
+    seq, prev = execute_together(conn, before or [], _HEAD if sqlite else _HEAD + " FOR UPDATE")
     now_us = time.time_ns() // 1000
     encode = msgspec.json.encode
     rows = []

@@ -197,22 +197,25 @@ def insert_tuples(conn: sa.Connection, table: sa.Table, columns: tuple[str, ...]
     return _insert_sql(table.name, columns, conn.dialect.paramstyle), rows
 
 
-def execute_together(conn: sa.Connection, statements: list[Statement]) -> None:
-    """Run driver-level statements in order, in the connection's transaction.
+def execute_together(conn: sa.Connection, statements: list[Statement],
+                     then: str | None = None) -> Any:
+    """Run driver-level statements in order, in the connection's transaction, then the
+    query `then` (no parameters), whose one row is returned.
 
     On PostgreSQL they go out in one pipeline, so a writer batch's inserts cost one round
     trip to the server rather than one per table: on loopback the waits for each
-    statement's answer, not the server's work, were most of a batch's time. (They return
-    nothing: a pipeline's results arrive only at its end, which SQLAlchemy cannot read.
-    A driver error comes as the driver's own; the writer's rollback after it replaces a
-    connection the server cut, as it does after any statement.)
+    statement's answer, not the server's work, were most of a batch's time. (The
+    statements return nothing: a pipeline's results arrive only at its end, which
+    SQLAlchemy cannot read. A driver error comes as the driver's own; the writer's
+    rollback after it replaces a connection the server cut, as it does after any
+    statement.)
     """
-    if not statements:
-        return
     if conn.dialect.name != "postgresql":
         for sql, params in statements:
             conn.exec_driver_sql(sql, params)
-        return
+        return conn.exec_driver_sql(then).one() if then is not None else None
+    if not statements and then is None:
+        return None
     raw = conn.connection.dbapi_connection
     with raw.pipeline(), raw.cursor() as cursor:
         for sql, params in statements:
@@ -220,6 +223,10 @@ def execute_together(conn: sa.Connection, statements: list[Statement]) -> None:
                 cursor.executemany(sql, params)
             else:
                 cursor.execute(sql, params)
+        if then is None:
+            return None
+        cursor.execute(then)
+        return cursor.fetchone()  # ends the pipeline's flight: one round trip for all
 
 
 @functools.cache

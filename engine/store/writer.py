@@ -196,22 +196,28 @@ class Writer:
             rows = [row for uow in units for row in uow.inserts.get(table, ())]
             if rows:
                 inserts.append(insert_rows(conn, table, rows))
-        execute_together(conn, inserts)
-        # The same statement from many units runs once, as an executemany. Units of one
-        # batch touch different queue entries, so their relative order does not matter.
-        grouped: dict[int, tuple[sa.Executable, list[Any]]] = {}
-        for uow in units:
-            for statement, params in uow.statements:
-                if isinstance(params, dict):
-                    grouped.setdefault(id(statement), (statement, []))[1].append(params)
-                else:
-                    conn.execute(statement, params)
-        for statement, params in grouped.values():
-            conn.execute(statement, params)
-        results = [uow.query(conn) if uow.query is not None else None for uow in units]
+        results: list[Any] = [None] * len(units)
+        if any(uow.statements or uow.query is not None for uow in units):
+            execute_together(conn, inserts)
+            inserts = []
+            # The same statement from many units runs once, as an executemany. Units of
+            # one batch touch different queue entries, so their relative order does not
+            # matter.
+            grouped: dict[int, tuple[sa.Executable, list[Any]]] = {}
+            for uow in units:
+                for statement, params in uow.statements:
+                    if isinstance(params, dict):
+                        grouped.setdefault(id(statement), (statement, []))[1].append(params)
+                    else:
+                        conn.execute(statement, params)
+            for statement, params in grouped.values():
+                conn.execute(statement, params)
+            results = [uow.query(conn) if uow.query is not None else None for uow in units]
         events = [e for uow in units for e in uow.events]
-        if events:
-            audit_chain.append(conn, self._audit_key, events)
+        if events:  # messages' batches: their inserts go out with the chain head's read
+            audit_chain.append(conn, self._audit_key, events, before=inserts)
+        else:
+            execute_together(conn, inserts)
         return results
 
 
