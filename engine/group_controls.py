@@ -7,6 +7,12 @@ an `admin` event in the audit trail, which all of them share, so each process fo
 the trail's admin events and does the same to its own channel. Actions are idempotent
 (pausing a paused channel does nothing), so the process that took the action meets
 it again harmlessly.
+
+A process that joins later (a worker the supervisor restarted, an engine started on
+another host) missed those events: each action also leaves the channel's resulting state
+in `channel_controls`, and a joining process starts each channel in that state (paused:
+delivering but not accepting; stopped: not at all). A group started again as a whole
+keeps them too, until an operator resumes or starts the channel.
 """
 
 from __future__ import annotations
@@ -14,12 +20,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.every import Every
-from engine.store.schema import audit, audit_head
+from engine.store.schema import audit, audit_head, channel_controls
 
 log = logging.getLogger("conduit.engine")
 
@@ -33,6 +41,17 @@ _admin = (sa.select(audit.c.channel, audit.c.detail)
           .order_by(audit.c.seq))
 
 Apply = Callable[[str, str], Awaitable[None]]  # (channel, action such as "pause")
+HELD = ("paused", "stopped")  # states a joining process starts a channel in
+
+
+def remember(conn: sa.Connection, channel: str, state: str) -> None:
+    """Record `channel`'s state after an operator's action, in the transaction of its
+    audit event (so the table and the trail agree, and the later commit wins in both)."""
+    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(
+        channel_controls).values(channel=channel, state=state, at=time.time())
+    conn.execute(insert.on_conflict_do_update(
+        index_elements=[channel_controls.c.channel],
+        set_={"state": insert.excluded.state, "at": insert.excluded.at}))
 
 
 class ControlFollower:
@@ -46,8 +65,15 @@ class ControlFollower:
         self._every = Every(every, self.follow, name="group controls", log=log,
                             failure="could not read channel actions from the audit trail")
 
+    async def seed(self) -> dict[str, str]:
+        """Where following starts (the trail's head now), and the channels the group
+        holds paused or stopped: channel -> state, to start them so."""
+        self.after, held = await asyncio.to_thread(self._read_held)
+        return held
+
     async def start(self) -> None:
-        self.after = await asyncio.to_thread(self._read_head)
+        if self.after is None:
+            await self.seed()
         self._every.start()
 
     async def stop(self) -> None:
@@ -66,9 +92,15 @@ class ControlFollower:
         self.after = upto
         return len(actions)
 
-    def _read_head(self) -> int:
+    def _read_held(self) -> tuple[int, dict[str, str]]:
+        # The head first: an action committed in between is in both the table and the
+        # events followed after the head, and doing it twice is harmless.
         with self._db.connect() as conn:
-            return conn.execute(_head).scalar() or 0
+            head = conn.execute(_head).scalar() or 0
+            held = dict(conn.execute(sa.select(channel_controls.c.channel,
+                                               channel_controls.c.state)
+                                     .where(channel_controls.c.state.in_(HELD))).all())
+        return head, held
 
     def _read(self, after: int) -> tuple[int, list[tuple[str, str]]]:
         with self._db.connect() as conn:

@@ -9,11 +9,13 @@ event with the actor who asked for it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from engine import group_controls
 from engine.errors import ConduitError
 from engine.events import Event, Kind
 from engine.queue.base import QueueStats
@@ -174,9 +176,14 @@ class Operations:
             channel = self._channel(name)
             before = channel.state.value
             await getattr(channel, action)()
-        await self._record(Event(kind=Kind.ADMIN, actor=actor, channel=name, detail={
-            "action": f"channel-{action}", "from": before, "to": channel.state.value}))
-        return {"name": name, "state": channel.state.value}
+        after = channel.state.value
+        uow = UnitOfWork()
+        uow.record(Event(kind=Kind.ADMIN, actor=actor, channel=name, detail={
+            "action": f"channel-{action}", "from": before, "to": after}))
+        # what a process joining the group later starts the channel as
+        uow.query = functools.partial(group_controls.remember, channel=name, state=after)
+        await self._svc.writer.commit(uow)
+        return {"name": name, "state": after}
 
     def _destination(self, key: str) -> str:
         for channel in self._engine.channels.values():

@@ -217,14 +217,21 @@ class Engine:
             if not self._runs_here(channel):
                 continue
             self.channels[channel.name] = channel
+        held: dict[str, str] = {}
+        if not svc.alone:  # joining a group: its channels paused or stopped stay so
+            self._controls = ControlFollower(svc.db, self._carry_out)
+            held = await self._controls.seed()
         for channel in self.channels.values():
-            await channel.start()
+            state = held.get(channel.name)
+            if state == "stopped":
+                log.info("channel %s stays stopped, as an operator left it", channel.name)
+            else:
+                await channel.start(accepting=state != "paused")
         self._swapper = Swapper(self.channels, self._build, self._runs_here)
         self._swapper.started(self._loaded, self.catalog)
         self._revisions = follow_revisions(self)
         await self._revisions.start()
-        if not svc.alone:
-            self._controls = ControlFollower(svc.db, self._carry_out)
+        if self._controls is not None:
             await self._controls.start()
         if self.primary:
             self._retention = Every(PASS_SECONDS, self.pruner().run_once, name="retention",

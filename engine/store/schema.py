@@ -165,6 +165,17 @@ audit_totals_mark = sa.Table(
     sa.Column("through", sa.BigInteger, nullable=False),  # the last event counted
 )
 
+# Each channel's state as an operator's last action left it (engine.group_controls), so
+# a process joining a group (a restarted worker, another host) starts the channel paused
+# or stopped as the group runs it. A table of its own so existing databases gain it.
+channel_controls = sa.Table(
+    "channel_controls",
+    metadata,
+    sa.Column("channel", sa.String(64), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),  # started | paused | stopped | error
+    sa.Column("at", sa.Float, nullable=False),
+)
+
 users = sa.Table(
     "users",
     metadata,
