@@ -1,7 +1,7 @@
 """Dead letters retried or discarded from two processes of one PostgreSQL database at
 once (two hosts' status pages, or `conduit queue retry` while an operator clicks Retry
-on the page) on the SQL queue: each dead letter is put back once or removed once, and
-the audit trail says what happened to it.
+on the page), on the SQL queue and on Redis Streams: each dead letter is put back once
+or removed once, and the audit trail says what happened to it.
 
 One process's retry or discard is held open after its statements (as a transaction is
 between its last statement and its commit) while the other's runs on its own Writer
@@ -14,17 +14,25 @@ import asyncio
 import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 import sqlalchemy as sa
 
+from engine.queue import owners
+from engine.queue.redis_streams import RedisStreamsQueue
 from engine.queue.sql import SqlQueue
+from engine.security.crypto import Vault
+from engine.security.keys import KeyRing
 from engine.store import audit as audit_chain
 from engine.store.database import open_database
+from engine.store.messages import MessageStore
 from engine.store.schema import audit, queue
 from engine.store.writer import UnitOfWork, Writer
+from tests.integration.test_redis_queue import REDIS_URL, _fill, _mid, _open
 
 DEST = "adt/fhir"
 MESSAGE = "01JDEADLETTER0000000000001"
@@ -34,8 +42,8 @@ MESSAGE = "01JDEADLETTER0000000000001"
 # DELETE ... RETURNING first (the second process's delete waits for the first's commit
 # and then finds none), and requeues only what it deleted. That file is being edited by
 # the lead engineer, who applies the fix; these markers go with it.
-_OPEN = pytest.mark.xfail(strict=True, reason="engine/queue/sql.py _clear_dead reads "
-                          "before it deletes; fix described in the helper report")
+_OPEN = pytest.mark.xfail(strict=True, raises=AssertionError,
+                          reason="engine/queue/sql.py _clear_dead reads before it deletes")
 
 
 @pytest.fixture
@@ -150,3 +158,72 @@ def test_the_trail_does_not_say_discarded_for_a_dead_letter_another_process_retr
     assert states == ["ready"]
     assert results == (1, 0)
     assert kinds == {"requeued": 1}, "the trail says discarded, yet it will be delivered"
+
+
+# The Redis Streams queue (engine/queue/redis_streams.py _clear_dead) reads the dead
+# letters from Redis in the transaction and forgets them only after its commit, so a
+# second process's retry in between reads them too and adds outbox rows of its own. A
+# fix needs the dead letters taken in Redis first (a script moving them out of the dead
+# set to a set of the retry's own, put back if its commit fails), in the lead's file.
+_OPEN_REDIS = pytest.mark.xfail(
+    strict=True, raises=AssertionError,
+    reason="engine/queue/redis_streams.py _clear_dead forgets dead letters after its commit")
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    """Redis keys of the test's own, removed afterwards."""
+    name = f"conduit-test-{uuid.uuid4().hex[:12]}"
+    yield name
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{{{name}}}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@_OPEN_REDIS
+async def test_two_retries_at_once_put_a_redis_dead_letter_back_once(pg_url, tmp_path, prefix):
+    keys = KeyRing.load(tmp_path / "keys")
+    (db_a, writer_a), (db_b, writer_b) = [await _open(pg_url, keys) for _ in range(2)]
+    a = RedisStreamsQueue(db_a, REDIS_URL, owner="host:1:aaaaaa", prefix=prefix)
+    b = RedisStreamsQueue(db_b, REDIS_URL, owner="host:2:bbbbbb", prefix=prefix)
+    try:
+        await _fill(writer_a, MessageStore(db_a, Vault(keys)), 0, 1)
+        await writer_a.commit(owners.beat(a.owner))
+        [entry] = await writer_a.commit(a.lease("adt/ehr", 10))
+        uow = UnitOfWork()
+        a.dead_letter(uow, entry.id, 5, "HTTP 400")
+        await writer_a.commit(uow)
+        await _until(lambda: len(a.dead_letters("adt/ehr")) == 1)
+
+        open_transaction = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def hold(conn: sa.Connection) -> None:  # keeps a's retry's transaction open
+            loop.call_soon_threadsafe(open_transaction.set)
+            time.sleep(1.0)
+
+        held = UnitOfWork()
+        held.query = hold
+        first = asyncio.ensure_future(writer_a.commit(a.replay("adt/ehr", "ops-a")))
+        holding = asyncio.ensure_future(writer_a.commit(held))
+        await open_transaction.wait()
+        second = await writer_b.commit(b.replay("adt/ehr", "ops-b"))
+        await asyncio.gather(first, holding)
+        await _until(lambda: a.dead_letters("adt/ehr") == [])
+
+        again = await writer_a.commit(a.lease("adt/ehr", 10))
+        assert [e.message_id for e in again] == [_mid(0)], "put back more than once"
+        assert sorted([await first, second]) == [0, 1]
+    finally:
+        for db, w in ((db_a, writer_a), (db_b, writer_b)):
+            await w.close()
+            db.dispose()
+
+
+async def _until(check, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        await asyncio.sleep(0.05)
