@@ -36,6 +36,13 @@ class NoSuchRevision(ConduitError):
     """No revision with that number."""
 
 
+class LiveMoved(ConduitError):
+    """Another process made a revision live since the caller looked at the live one."""
+
+
+ANY_LIVE = -1  # make(expect_live=...): whichever revision is live (no number is -1)
+
+
 @dataclass
 class Revision:
     number: int
@@ -127,15 +134,20 @@ class RevisionStore:
 
     def make(self, snapshot: Snapshot, *, author: str, actor: str, reason: str,
              approvals: int, rollback_of: int | None = None,
-             force_live: bool = False) -> Revision:
+             force_live: bool = False, expect_live: int | None = ANY_LIVE) -> Revision:
         """A new revision of `snapshot`, live at once when no approval is needed (or
-        `force_live`: the first revision, which has nothing to be compared with)."""
+        `force_live`: the first revision, which has nothing to be compared with).
+        `expect_live`: the live revision the caller decided on (None: none yet); if
+        another process changed it meanwhile, LiveMoved and nothing is made, so engines
+        starting together record their files once, not once each."""
         def change(conn: sa.Connection, events: list[Event]) -> int:
             now = time.time()
             number = (conn.execute(sa.select(sa.func.max(revisions.c.number))).scalar()
                       or 0) + 1
             live = conn.execute(sa.select(revisions.c.number)
                                 .where(revisions.c.state == LIVE)).scalar()
+            if expect_live != ANY_LIVE and live != expect_live:
+                raise LiveMoved(f"revision {live} went live meanwhile")
             conn.execute(revisions.insert().values(
                 number=number, made_at=now, author=author, reason=reason, state=PENDING,
                 digest=snapshot.digest, content=snapshot.to_json(), based_on=live,

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from engine.change.loading import load_snapshot
 from engine.change.opening import open_revisions
-from engine.change.revisions import PENDING, RevisionStore
+from engine.change.revisions import PENDING, LiveMoved, RevisionStore
 from engine.change.snapshot import Snapshot, differing, take
 from engine.config.loader import LoadedChannel
 from engine.config.schema import EngineConfig
@@ -70,6 +70,19 @@ def settle(config: EngineConfig, disk: list[LoadedChannel], catalog: MappingCata
 
 def _decide(store: RevisionStore, config: EngineConfig, snapshot: Snapshot,
             by: Callable[[], Who], deploy: bool, follow_only: bool) -> int:
+    """Each revision is made only if the live one is still the one decided on: engines
+    starting together on one database look, and then decide again on what the first of
+    them made (the same files: it runs that revision), instead of each making one."""
+    for _ in range(3):
+        try:
+            return _decide_once(store, config, snapshot, by, deploy, follow_only)
+        except LiveMoved:
+            continue
+    return _decide_once(store, config, snapshot, by, deploy, follow_only)
+
+
+def _decide_once(store: RevisionStore, config: EngineConfig, snapshot: Snapshot,
+                 by: Callable[[], Who], deploy: bool, follow_only: bool) -> int:
     live = store.live()
     approvals = config.change_control.approvals
     if live is None:
@@ -77,7 +90,8 @@ def _decide(store: RevisionStore, config: EngineConfig, snapshot: Snapshot,
             raise ConduitError("no live revision yet; start the group with `conduit run`")
         who = by()
         made = store.make(snapshot, author=who.author, actor=who.actor, approvals=0,
-                          reason="bootstrap: the first start", force_live=True)
+                          reason="bootstrap: the first start", force_live=True,
+                          expect_live=None)
         log.info("no revision yet: recorded the files on disk as revision %d, live",
                  made.number)
         return made.number
@@ -87,7 +101,7 @@ def _decide(store: RevisionStore, config: EngineConfig, snapshot: Snapshot,
     if approvals <= 0:
         who = by()
         made = store.make(snapshot, author=who.author, actor=who.actor, approvals=0,
-                          reason="engine start")
+                          reason="engine start", expect_live=live.number)
         log.info("the files on disk changed since revision %d (%s): recorded as revision "
                  "%d, live", live.number, ", ".join(files), made.number)
         return made.number
@@ -102,7 +116,8 @@ def _decide(store: RevisionStore, config: EngineConfig, snapshot: Snapshot,
     if waiting is None:
         who = by()
         waiting = store.make(snapshot, author=who.author, actor=who.actor,
-                             approvals=approvals, reason="conduit run --deploy")
+                             approvals=approvals, reason="conduit run --deploy",
+                             expect_live=live.number)
     if waiting.state == PENDING:
         log.warning("revision %d (the files on disk: %s) waits for approval by another "
                     "admin (`conduit deploy approve %d`); running live revision %d until "
