@@ -26,6 +26,8 @@ from engine.message import (
     Receipt,
     Verdict,
 )
+from engine.store.claims import Resend
+from engine.store.schema import messages
 from engine.store.writer import UnitOfWork, Writer
 
 log = logging.getLogger("conduit.channel")
@@ -69,7 +71,12 @@ class Committer:
                                            taking.status, taking.trace)
         try:
             with trace.step("commit"):
-                await (stored if stored is not None else self._writer.commit(taking.uow))
+                result = await (stored if stored is not None
+                                else self._writer.commit(taking.uow))
+                if isinstance(result, Resend):  # another process stored a copy first
+                    taking = _as_duplicate(taking, result.original)
+                    status = taking.status
+                    await self._writer.commit(taking.uow)
         except Exception as exc:
             log.error("channel %s: could not store an incoming message (%s); answered with "
                       "an error so the sender resends", self.channel, exc)
@@ -102,3 +109,17 @@ class Committer:
             detail["code"] = outcome.problems[0].code  # the standard's (SCRIPT Error 900)
         uow.record(Event(kind=Kind.ACKNOWLEDGED, detail=detail, **hop))
         self._writer.submit(uow)
+
+
+def _as_duplicate(taking: Taking, original: str) -> Taking:
+    """A copy found at its commit to be a resend of `original` (engine.store.claims),
+    stored as the duplicate step would have stored it: the message, how it was received
+    and read, and nothing routed."""
+    uow = UnitOfWork()
+    [row] = taking.uow.inserts[messages]
+    uow.insert(messages, {**row, "status": MessageStatus.DUPLICATE, "error": None})
+    for event in taking.uow.events:
+        if event.kind in (Kind.RECEIVED, Kind.PARSED):
+            uow.record(event)
+    uow.record(Event(kind=Kind.DUPLICATE, detail={"original": original}, **taking.hop))
+    return dataclasses.replace(taking, uow=uow, status=MessageStatus.DUPLICATE, problems=())

@@ -23,14 +23,11 @@ What is guaranteed, within the window:
 - in one process, copies that arrive together are told apart too: the first is kept
   pending until it is committed, and a check waits for another check of the same sender
   and control id in this process to finish before it asks (no await comes between a
-  check and `taken`, so the waiting one then finds the first pending).
-
-What is not: two copies taken at the same moment by two processes, each checked before
-the other's commit is visible (the few milliseconds of a group commit, longer if the
-store is slow), are both processed, as nothing locks a control id across processes. A
-sender resends after its ACK timeout, so this needs a sender that sends one message twice
-at once over two connections, or a commit slower than the sender's timeout (the copy is
-then delivered twice, each time acknowledged: the receivers see it twice).
+  check and `taken`, so the waiting one then finds the first pending);
+- across processes, copies that arrive together too: both may pass this check before
+  either is committed, so the commit checks again (a Claim, engine.store.claims), and
+  the copy committed second is stored and answered as a duplicate instead (not for
+  the parts of an atomic envelope, a FHIR transaction, taken whole in one commit).
 
 `Duplicates` is the channel's step: it owns the index, the keys of messages taken on
 but not yet committed, and the questions to the store, and decides per message whether
@@ -46,6 +43,7 @@ import logging
 from typing import Protocol
 
 from engine.message import MessageStatus, Parsed
+from engine.store.claims import Claim
 
 log = logging.getLogger("conduit.duplicates")
 
@@ -144,6 +142,7 @@ class Duplicates:
                  shared: bool = False) -> None:
         self.channel = channel
         self.window = window
+        self.shared = shared
         self.index = DuplicateIndex(window) if window > 0 and not shared else None
         self._store = store
         # (sender, control id) -> (message id, content hash) of the message taken on
@@ -234,6 +233,15 @@ class Duplicates:
         if self.index is not None:
             self.index.remember(parsed.sender, parsed.control_id, now)
         self._pending[(parsed.sender, parsed.control_id)] = (message_id, digest)
+
+    def claim(self, parsed: Parsed, digest: str, now: float, status: MessageStatus
+              ) -> Claim | None:
+        """What the commit of a message taken on checks again, on a shared store, for a
+        copy another process stored meanwhile (engine.store.claims)."""
+        if not self.shared or self.window <= 0 or status not in TAKEN_ON \
+                or not parsed.control_id:
+            return None
+        return Claim(self.channel, parsed.sender, parsed.control_id, digest, now - self.window)
 
     def forget(self, parsed: Parsed | None, message_id: str) -> None:
         """Once a message is committed (or dropped), the store answers for it; a later

@@ -45,14 +45,26 @@ _MOVE_HEAD = {"qmark": "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1",
 _ROW_COLUMNS = (*_COLUMNS, "prev_hash", "hash")
 
 
-def append(conn: sa.Connection, key: bytes, events: list[Event],
-           before: list[Statement] | None = None) -> None:
-    """Append events to the chain inside the caller's transaction, after the statements
-    `before` (on PostgreSQL they go out with the head's read, one round trip fewer).
-    Locking the head row serialises appenders across processes (PostgreSQL); SQLite's
+def lock_head(conn: sa.Connection, before: list[Statement] | None = None) -> tuple[int, str]:
+    """The chain's head (seq, hash), locked for the rest of the caller's transaction,
+    after the statements `before` (on PostgreSQL they go out with the head's read, one
+    round trip). The lock serialises appenders across processes (PostgreSQL); SQLite's
     write lock already does."""
     sqlite = conn.dialect.name == "sqlite"
     seq, prev = execute_together(conn, before or [], _HEAD if sqlite else _HEAD + " FOR UPDATE")
+    return seq, prev
+
+
+def append(conn: sa.Connection, key: bytes, events: list[Event],
+           before: list[Statement] | None = None, head: tuple[int, str] | None = None
+           ) -> None:
+    """Append events to the chain inside the caller's transaction, after the statements
+    `before`; `head` when the caller already holds it (lock_head)."""
+    if head is None:
+        seq, prev = lock_head(conn, before)
+        before = []
+    else:
+        seq, prev = head  # `before` goes out with the events' rows
     now_us = time.time_ns() // 1000
     encode = msgspec.json.encode
     rows = []
@@ -64,7 +76,7 @@ def append(conn: sa.Connection, key: bytes, events: list[Event],
         values += (prev, digest)
         rows.append(tuple(values))
         prev = digest
-    execute_together(conn, [insert_tuples(conn, audit, _ROW_COLUMNS, rows),
+    execute_together(conn, [*(before or []), insert_tuples(conn, audit, _ROW_COLUMNS, rows),
                             (_MOVE_HEAD[conn.dialect.paramstyle], (seq, prev))])
 
 

@@ -23,6 +23,8 @@ import sqlalchemy as sa
 from engine.errors import StoreError
 from engine.events import Event
 from engine.store import audit as audit_chain
+from engine.store import claims
+from engine.store.claims import Claim, Resend
 from engine.store.database import execute_together, insert_rows
 from engine.store.schema import messages, outputs, queue
 
@@ -36,9 +38,13 @@ _INSERT_ORDER = (messages, outputs, queue)
 class UnitOfWork:
     """Changes that must become durable together, with the events that record them."""
 
-    __slots__ = ("after_commit", "events", "inserts", "query", "statements")
+    __slots__ = ("after_commit", "claim", "events", "inserts", "query", "statements")
 
     def __init__(self) -> None:
+        # A message stored as taken on, unless another copy was stored first
+        # (engine.store.claims): then none of the unit is written, and its result is a
+        # Resend.
+        self.claim: Claim | None = None
         self.inserts: dict[sa.Table, list[dict[str, Any]]] = {}
         self.statements: list[tuple[sa.Executable, Any]] = []
         self.events: list[Event] = []
@@ -147,8 +153,9 @@ class Writer:
                     if not fut.done():
                         fut.set_exception(StoreError(f"store write failed: {_brief(result)}"))
                     continue
-                committed.extend(uow.events)
-                _run_after_commit(uow)
+                if not isinstance(result, Resend):  # else nothing of it was written
+                    committed.extend(uow.events)
+                    _run_after_commit(uow)
                 if not fut.done():
                     fut.set_result(result)
             self.batches += 1
@@ -189,6 +196,17 @@ class Writer:
         return results
 
     def _apply(self, conn: sa.Connection, units: list[UnitOfWork]) -> list[Any]:
+        claimed = {i: uow.claim for i, uow in enumerate(units) if uow.claim is not None}
+        if not claimed:
+            return self._apply_all(conn, units)
+        head = audit_chain.lock_head(conn)  # first: a copy committed meanwhile is seen
+        resends = claims.taken(conn, claimed)
+        results = iter(self._apply_all(conn, [u for i, u in enumerate(units)
+                                              if i not in resends], head))
+        return [resends[i] if i in resends else next(results) for i in range(len(units))]
+
+    def _apply_all(self, conn: sa.Connection, units: list[UnitOfWork],
+                   head: tuple[int, str] | None = None) -> list[Any]:
         others = [t for t in dict.fromkeys(t for uow in units for t in uow.inserts)
                   if t not in _INSERT_ORDER]  # any other table after those, never dropped
         inserts = []
@@ -215,7 +233,7 @@ class Writer:
             results = [uow.query(conn) if uow.query is not None else None for uow in units]
         events = [e for uow in units for e in uow.events]
         if events:  # messages' batches: their inserts go out with the chain head's read
-            audit_chain.append(conn, self._audit_key, events, before=inserts)
+            audit_chain.append(conn, self._audit_key, events, before=inserts, head=head)
         else:
             execute_together(conn, inserts)
         return results

@@ -1,10 +1,12 @@
 """`conduit run --workers 2` on the embedded default: a message resent over separate MLLP
 connections is processed once, whichever worker the kernel hands each connection to
-(SO_REUSEPORT); every copy after the first is acknowledged (AA, as a resend is) and
-stored as a duplicate, and the destination receives the message once."""
+(SO_REUSEPORT), and so are copies sent at the same moment to both workers; every copy
+after the first is acknowledged (AA, as a resend is) and stored as a duplicate, and the
+destination receives the message once."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 import subprocess
@@ -25,15 +27,19 @@ def served_by(mllp_port: int, client_port: int) -> int | None:
     return int(found.group(1)) if found else None
 
 
-async def send_once(port: int, payload: bytes) -> tuple[str, int | None]:
-    """One copy on a connection of its own: the ACK code and the worker that answered."""
+async def connected(port: int) -> tuple[MllpClient, int | None]:
+    """A connection of its own, and the worker the kernel handed it to."""
     client = MllpClient("127.0.0.1", port)
     await client.connect(5)
+    assert client._writer is not None
+    return client, served_by(port, client._writer.get_extra_info("sockname")[1])
+
+
+async def send_once(port: int, payload: bytes) -> tuple[str, int | None]:
+    """One copy on a connection of its own: the ACK code and the worker that answered."""
+    client, pid = await connected(port)
     try:
-        reply = await client.exchange(payload, 15)
-        assert client._writer is not None
-        local_port = client._writer.get_extra_info("sockname")[1]
-        return ack_code(reply), served_by(port, local_port)
+        return ack_code(await client.exchange(payload, 15)), pid
     finally:
         await client.close()
 
@@ -69,3 +75,32 @@ async def test_a_resend_to_the_other_worker_is_a_duplicate(daemon: Daemon) -> No
     assert await daemon.stop(timeout=30) == 0, daemon.logs()[-3000:]
     outputs = [p for p in daemon.output_files() if message.mrn in mrns_in([p.read_bytes()])]
     assert len(outputs) == 1, [p.name for p in daemon.output_files()]
+
+
+async def test_copies_sent_at_once_to_both_workers_are_taken_once(daemon: Daemon) -> None:
+    """Both workers check a copy before either is committed; the commit checks again."""
+    await daemon.start("--workers", "2")
+    pids = await started_workers(daemon, 2)
+    clients: list[tuple[MllpClient, int | None]] = []
+    try:
+        while len(clients) < 8 or (set(pids) - {pid for _, pid in clients}
+                                   and len(clients) < MAX_CONNECTIONS):
+            clients.append(await connected(daemon.mllp_port))
+        assert {pid for _, pid in clients} == set(pids), "every connection went to one worker"
+        for round_ in range(3):
+            message = Adt(control_id=f"ATONCE00000{round_}", mrn=f"E2EATONCE0{round_}")
+            replies = await asyncio.gather(*(c.exchange(message.payload(), 15)
+                                             for c, _ in clients))
+            assert [ack_code(r) for r in replies] == ["AA"] * len(clients)
+            statuses = stored(daemon, message.control_id)
+            assert sorted(statuses) == ["accepted"] + ["duplicate"] * (len(clients) - 1), \
+                statuses
+    finally:
+        for client, _ in clients:
+            await client.close()
+    await eventually(lambda: len(daemon.output_files()) >= 3 and queued(daemon) == 0,
+                     timeout=30, message="the destination's queue delivered")
+    assert await daemon.stop(timeout=30) == 0, daemon.logs()[-3000:]
+    delivered = sorted(m for p in daemon.output_files() for m in mrns_in([p.read_bytes()])
+                       if m.startswith("E2EATONCE"))  # a file per delivery
+    assert delivered == ["E2EATONCE00", "E2EATONCE01", "E2EATONCE02"]

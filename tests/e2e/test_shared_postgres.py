@@ -16,13 +16,16 @@ import pytest
 import redis
 import sqlalchemy as sa
 
+from engine.connectors.mllp import MllpClient
 from engine.queue.owners import OWNER_TTL
 from engine.queue.redis_scripts import GROUP
 from tests.e2e.support import (
     FHIR_DESTINATION,
+    Adt,
     CountingFhirServer,
     Daemon,
     Ledger,
+    ack_code,
     adt_batch,
     daemons_on_postgres,
     eventually,
@@ -146,3 +149,43 @@ async def test_after_a_sigkill_the_other_engine_takes_over_within_seconds_in_ord
     assert len(steps_back) <= 1, f"order broken at {len(steps_back)} places"
     for i in steps_back:
         assert seq[i] in seq[:i], "a step back to a message never sent before"
+
+
+async def test_copies_sent_to_both_engines_at_once_are_taken_once(
+        pair: tuple[Daemon, Daemon], fhir: CountingFhirServer, pg_url: str) -> None:
+    """Each engine checks its copies before the other's commit is visible; the commit
+    checks again under the audit head's lock, so one copy is taken on, every other is
+    stored and answered as a duplicate, and the FHIR server gets the message once."""
+    for d in pair:
+        d.deliver_to(fhir.url)
+        await d.start()
+    clients = []
+    try:
+        for d in (*pair, *pair, *pair):
+            client = MllpClient("127.0.0.1", d.mllp_port)
+            await client.connect(5)
+            clients.append(client)
+        for round_ in range(3):
+            message = Adt(control_id=f"PGONCE00000{round_}", mrn=f"E2EPGONCE0{round_}")
+            replies = await asyncio.gather(*(c.exchange(message.payload(), 15)
+                                             for c in clients))
+            assert [ack_code(r) for r in replies] == ["AA"] * len(clients)
+            db = sa.create_engine(pg_url)
+            try:
+                with db.connect() as conn:
+                    statuses = sorted(conn.execute(sa.text(
+                        "SELECT status FROM messages WHERE control_id = :c"),
+                        {"c": message.control_id}).scalars())
+            finally:
+                db.dispose()
+            assert statuses == ["accepted"] + ["duplicate"] * (len(clients) - 1)
+    finally:
+        for client in clients:
+            await client.close()
+    await eventually(lambda: len(delivered(fhir)) >= 3, timeout=30,
+                     message="the three messages at the FHIR server")
+    for d in pair:
+        assert await d.stop() == 0, d.logs()[-3000:]
+    assert sorted(delivered(fhir)) == ["E2EPGONCE00", "E2EPGONCE01", "E2EPGONCE02"]
+    verified = await pair[0].cli("audit", "verify")
+    assert verified.returncode == 0 and verified.stdout.startswith("ok "), verified
