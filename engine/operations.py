@@ -22,7 +22,7 @@ from engine.queue.base import QueueStats
 from engine.store import answers, correlation, retention, x12_sent
 from engine.store import audit as audit_chain
 from engine.store import disclosures as accounting
-from engine.store.database import reader
+from engine.store.database import reader, snapshot_reader
 from engine.store.search import AuditQuery, MessageQuery, find_audit, find_messages
 from engine.store.writer import UnitOfWork
 
@@ -291,8 +291,8 @@ class Operations:
         return await accounting.report(self._svc, identifier, since_us, until_us, actor, fmt)
 
     async def verify(self) -> dict[str, Any]:
-        def run() -> Any:
-            with self._svc.db.connect() as conn:
+        def run() -> Any:  # one snapshot while this and other processes append
+            with snapshot_reader(self._svc.db).connect() as conn:
                 return audit_chain.verify(conn, self._svc.keys.audit)
         return msgspec.to_builtins(await asyncio.to_thread(run))
 

@@ -19,9 +19,11 @@ if TYPE_CHECKING:
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from engine.store import audit
+    from engine.store.database import snapshot_reader
 
     async def body(svc) -> int:
-        with svc.db.connect() as conn:
+        # One snapshot: events engines append meanwhile are neither walked nor the head.
+        with snapshot_reader(svc.db).connect() as conn:
             result = audit.verify(conn, svc.keys.audit)
         if result.broken is None:
             print(f"ok {result.events} events")

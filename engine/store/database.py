@@ -31,6 +31,18 @@ def reader(engine: sa.Engine) -> sa.Engine:
     return engine.execution_options(**{_READ_ONLY: True})
 
 
+def snapshot_reader(engine: sa.Engine) -> sa.Engine:
+    """A reader whose transaction sees one moment through all its statements, for a read
+    that must agree with itself while other processes write (walking the audit chain,
+    then its head): REPEATABLE READ on PostgreSQL, whose READ COMMITTED default gives
+    each statement a newer snapshot; a SQLite reader's deferred transaction already
+    reads one snapshot, and never holds the writers up."""
+    db = reader(engine)
+    if db.dialect.name == "postgresql":
+        db = db.execution_options(isolation_level="REPEATABLE READ")
+    return db
+
+
 def default_url(data_dir: str | Path) -> str:
     return f"sqlite:///{Path(data_dir) / 'conduit.db'}"
 
