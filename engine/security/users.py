@@ -93,15 +93,31 @@ class UserStore:
                                .where(users.c.token_hash == _digest(token))).first()
         return User(row.name, Role(row.role)) if row else None
 
-    def open_session(self, user: User) -> tuple[str, str]:
-        """A new session for `user`: (cookie value, CSRF token)."""
-        session_id, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
-        now = time.time()
+    def sign_in(self, token: str) -> tuple[User, str, str] | None:
+        """The user holding `token` and a new session of theirs: (user, cookie value, CSRF
+        token); None for a token nobody holds. One transaction with the user's row
+        locked: a token replacement or a removal by another process at the same moment
+        either commits first (then the token matches nobody) or waits for this one and
+        then ends this session with the others."""
+        if not token.startswith(TOKEN_PREFIX):
+            return None
         with self._engine.begin() as conn:
-            conn.execute(sessions.delete().where(sessions.c.expires_at < now))
-            conn.execute(sessions.insert().values(id_hash=_digest(session_id), user=user.name,
-                                                  csrf=csrf, expires_at=now + SESSION_SECONDS))
-        return session_id, csrf
+            row = conn.execute(sa.select(users.c.name, users.c.role)
+                               .where(users.c.token_hash == _digest(token))
+                               .with_for_update()).first()
+            if row is None:
+                return None
+            user = User(row.name, Role(row.role))
+            return (user, *_new_session(conn, user.name))
+
+    def open_session(self, user: User) -> tuple[str, str]:
+        """A new session for `user`: (cookie value, CSRF token); refused once the user is
+        removed (the row is locked, as in sign_in)."""
+        with self._engine.begin() as conn:
+            if conn.execute(sa.select(users.c.name).where(users.c.name == user.name)
+                            .with_for_update()).first() is None:
+                raise ConduitError(f"no user {user.name}")
+            return _new_session(conn, user.name)
 
     def session(self, session_id: str) -> Session | None:
         with self._reader.connect() as conn:
@@ -116,6 +132,16 @@ class UserStore:
     def close_session(self, session_id: str) -> None:
         with self._engine.begin() as conn:
             conn.execute(sessions.delete().where(sessions.c.id_hash == _digest(session_id)))
+
+
+def _new_session(conn: sa.Connection, name: str) -> tuple[str, str]:
+    """A session of user `name` in the caller's transaction (expired ones swept)."""
+    session_id, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+    now = time.time()
+    conn.execute(sessions.delete().where(sessions.c.expires_at < now))
+    conn.execute(sessions.insert().values(id_hash=_digest(session_id), user=name, csrf=csrf,
+                                          expires_at=now + SESSION_SECONDS))
+    return session_id, csrf
 
 
 def same_secret(a: str, b: str) -> bool:

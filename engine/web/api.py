@@ -113,10 +113,12 @@ async def sign_in(request: web.Request) -> web.Response:
     token = str(body.get("token", "")) if isinstance(body, dict) else ""
     auth = request.app[AUTH]
     users = auth.users
-    user = await asyncio.to_thread(users.by_token, token) if token else None
-    if user is None:
+    # the user and the session in one transaction: a token replaced or a user removed by
+    # another process meanwhile leaves no session behind
+    signed = await asyncio.to_thread(users.sign_in, token) if token else None
+    if signed is None:
         return await auth.deny(request, None, 401, "unauthenticated", "unknown token")
-    session_id, csrf = await asyncio.to_thread(users.open_session, user)
+    user, session_id, csrf = signed
     response = _json({"user": user.name, "role": user.role.value, "csrf": csrf})
     response.set_cookie(SESSION_COOKIE, session_id, httponly=True, samesite="Strict",
                         secure=request.app[SECURE_COOKIES], path="/")
