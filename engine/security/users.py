@@ -49,11 +49,14 @@ class UserStore:
     def add(self, name: str, role: Role) -> None:
         if not _NAME.match(name):
             raise ConduitError("a user name is 1-64 letters, digits, '.', '_', '@' or '-'")
-        with self._engine.begin() as conn:
-            if conn.execute(sa.select(users.c.name).where(users.c.name == name)).first():
-                raise ConduitError(f"user {name} already exists")
-            conn.execute(users.insert().values(name=name, role=role.value,
-                                               created_at=time.time()))
+        try:
+            with self._engine.begin() as conn:
+                if conn.execute(sa.select(users.c.name).where(users.c.name == name)).first():
+                    raise ConduitError(f"user {name} already exists")
+                conn.execute(users.insert().values(name=name, role=role.value,
+                                                   created_at=time.time()))
+        except sa.exc.IntegrityError:  # another process added it since the look above
+            raise ConduitError(f"user {name} already exists") from None
 
     def set_role(self, name: str, role: Role) -> None:
         with self._engine.begin() as conn:
