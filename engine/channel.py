@@ -243,7 +243,7 @@ class Channel:
                     trace.routed(routed.status, self.mapping)
                 status, error, problems = routed.status, routed.error, routed.problems
                 self.duplicates.taken(parsed, message_id, digest, now, status)
-                uow.claim = self.duplicates.claim(parsed, digest, now, status)
+                uow.claim = self.duplicates.claim(parsed, digest, now, status, hop)
         self._store.add_message(uow, {
             "id": message_id, "channel": self.name, "received_at": now, "status": status,
             "standard": read.standard if read else self.config.format,

@@ -11,10 +11,15 @@ keeps two Bloom filters in front of it, the current window's and the last one's,
 question "could this be a resend?" costs a few microseconds and a fixed 4 MiB however
 much traffic flows, and only a "maybe" (a real resend, or about one message in a hundred
 at 1.7 million per window) asks the store. The filters' "no" is only true of what this
-process took on: where other processes take messages into the same store (a PostgreSQL
+process took on. Where other processes take messages into the same store (a PostgreSQL
 store, which other hosts may share; the workers of `conduit run --workers N` that run
-this channel's source), a resend may have been taken on by another one, so every
-message with a control id asks the store (`shared`), and the filters are not kept.
+this channel's source; `shared`), a resend may have been taken on by another one, so no
+filters are kept and the store is asked by the commit instead: each message taken on
+carries a Claim (engine.store.claims), which the writer checks after locking the audit
+chain's head row that every such commit takes. A copy another process committed first,
+even a moment before, is then seen, and this one is stored and answered as a duplicate;
+the same id with other content is flagged as reused there. Asking in the commit costs
+no round trip of its own, where asking before routing cost one per round of messages.
 
 What is guaranteed, within the window:
 - a copy that arrives after the first was committed (its sender has had the ACK, which
@@ -24,10 +29,8 @@ What is guaranteed, within the window:
   pending until it is committed, and a check waits for another check of the same sender
   and control id in this process to finish before it asks (no await comes between a
   check and `taken`, so the waiting one then finds the first pending);
-- across processes, copies that arrive together too: both may pass this check before
-  either is committed, so the commit checks again (a Claim, engine.store.claims), and
-  the copy committed second is stored and answered as a duplicate instead (not for
-  the parts of an atomic envelope, a FHIR transaction, taken whole in one commit).
+- across processes, copies that arrive together too, by the claims (not for the parts
+  of an atomic envelope, a FHIR transaction, taken whole in one commit).
 
 `Duplicates` is the channel's step: it owns the index, the keys of messages taken on
 but not yet committed, and the questions to the store, and decides per message whether
@@ -40,7 +43,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
-from typing import Protocol
+from typing import Any, Protocol
 
 from engine.message import MessageStatus, Parsed
 from engine.store.claims import Claim
@@ -172,10 +175,13 @@ class Duplicates:
         a new message (senders reset their counters on restart, daily, on failover)."""
         if self.window <= 0 or not parsed.control_id:
             return None
+        key = (parsed.sender, parsed.control_id)
+        if self.shared:  # the commit asks the store, after any other process's commit
+            pending = self._pending.get(key)
+            return Earlier(pending[0], resend=pending[1] == digest) if pending else None
         if self.index is not None and not self.index.maybe_seen(
                 parsed.sender, parsed.control_id, now):
             return None  # this process alone writes the store: the index's "no" holds
-        key = (parsed.sender, parsed.control_id)
         while (asking := self._asking.get(key)) is not None:
             await asking.wait()  # a copy ahead of this one: once it is taken, it is pending
         before = self._pending.get(key)
@@ -234,14 +240,17 @@ class Duplicates:
             self.index.remember(parsed.sender, parsed.control_id, now)
         self._pending[(parsed.sender, parsed.control_id)] = (message_id, digest)
 
-    def claim(self, parsed: Parsed, digest: str, now: float, status: MessageStatus
-              ) -> Claim | None:
-        """What the commit of a message taken on checks again, on a shared store, for a
-        copy another process stored meanwhile (engine.store.claims)."""
+    def claim(self, parsed: Parsed, digest: str, now: float, status: MessageStatus,
+              hop: dict[str, Any]) -> Claim | None:
+        """What the commit of a message taken on asks the store, on a shared store: was
+        a copy, or another message under its control id, stored by then
+        (engine.store.claims)."""
         if not self.shared or self.window <= 0 or status not in TAKEN_ON \
                 or not parsed.control_id:
             return None
-        return Claim(self.channel, parsed.sender, parsed.control_id, digest, now - self.window)
+        return Claim(self.channel, parsed.sender, parsed.control_id, digest,
+                     now - self.window, {k: hop[k] for k in ("channel", "message_id", "peer",
+                                                             "patient")})
 
     def forget(self, parsed: Parsed | None, message_id: str) -> None:
         """Once a message is committed (or dropped), the store answers for it; a later

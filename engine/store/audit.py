@@ -39,6 +39,7 @@ def _link(key: bytes, prev_hash: str, values: list[Any]) -> str:
 # and compiling them as expressions cost more than the statements themselves. FOR UPDATE
 # (which serialises appenders across processes) on PostgreSQL; SQLite's write lock does.
 _HEAD = "SELECT seq, hash FROM audit_head WHERE id = 1"
+HEAD_FOR_UPDATE = _HEAD + " FOR UPDATE"  # PostgreSQL's
 _MOVE_HEAD = {"qmark": "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1",
               "pyformat": "UPDATE audit_head SET seq = %s, hash = %s WHERE id = 1",
               "format": "UPDATE audit_head SET seq = %s, hash = %s WHERE id = 1"}
@@ -51,7 +52,7 @@ def lock_head(conn: sa.Connection, before: list[Statement] | None = None) -> tup
     round trip). The lock serialises appenders across processes (PostgreSQL); SQLite's
     write lock already does."""
     sqlite = conn.dialect.name == "sqlite"
-    seq, prev = execute_together(conn, before or [], _HEAD if sqlite else _HEAD + " FOR UPDATE")
+    seq, prev = execute_together(conn, before or [], _HEAD if sqlite else HEAD_FOR_UPDATE)
     return seq, prev
 
 

@@ -13,11 +13,13 @@ message that won, and the channel stores and answers it as the duplicate it is.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
+from engine.events import Event, Kind
 from engine.message import message_id_floor
+from engine.store import audit as audit_chain
 from engine.store.schema import messages
 
 
@@ -29,6 +31,7 @@ class Claim(NamedTuple):
     control_id: str
     content_hash: str
     since: float  # the start of the duplicate window
+    hop: dict[str, Any]  # the message's id, peer and patient, for its audit events
 
 
 class Resend(NamedTuple):
@@ -43,27 +46,56 @@ _TAKEN = (
     .where(messages.c.control_id.in_(sa.bindparam("control_ids", expanding=True)),
            messages.c.channel.in_(sa.bindparam("channels", expanding=True)),
            messages.c.status.in_(("accepted", "filtered")),
-           sa.func.coalesce(messages.c.id, "") >= sa.bindparam("floor"))
+           sa.func.coalesce(messages.c.id, "") >= sa.bindparam("floor"))  # the id index
     .order_by(messages.c.id)
 )
+# The same on PostgreSQL as driver SQL, to go out in one pipeline with the head's lock.
+_PG_TAKEN = ("SELECT id, channel, sender, control_id, content_hash FROM messages "
+             "WHERE control_id = ANY(%s) AND channel = ANY(%s) "
+             "AND status IN ('accepted', 'filtered') AND id >= %s ORDER BY id")
 
 
-def taken(conn: sa.Connection, claims: dict[int, Claim]) -> dict[int, Resend]:
-    """The claims (by their unit's place in the batch) that a stored message already
-    answers: same channel, sender, control id and content, within the window. Run after
-    the head row is locked, so what another process committed is visible."""
-    if not claims:
-        return {}
-    rows = conn.execute(_TAKEN, {
-        "control_ids": sorted({c.control_id for c in claims.values()}),
-        "channels": sorted({c.channel for c in claims.values()}),
-        "floor": message_id_floor(min(c.since for c in claims.values()))}).all()
-    first: dict[tuple[str, str, str, str], str] = {}
-    for r in rows:  # by id: the oldest copy is the original
-        first.setdefault((r.channel, r.sender, r.control_id, r.content_hash), r.id)
-    found = {}
+def lock_and_check(conn: sa.Connection, claims: dict[int, Claim]
+                   ) -> tuple[tuple[int, str], dict[int, Resend], dict[int, str]]:
+    """Lock the audit chain's head, then find which claims (by their unit's place in the
+    batch) a stored message already answers: the head, the resends (same channel,
+    sender, control id and content within the window) and the reused ids (same key,
+    other content: the first such message). On PostgreSQL one round trip for both."""
+    control_ids = sorted({c.control_id for c in claims.values()})
+    channels = sorted({c.channel for c in claims.values()})
+    floor = message_id_floor(min(c.since for c in claims.values()))
+    if conn.dialect.name == "postgresql":
+        raw = conn.connection.dbapi_connection
+        with raw.pipeline(), raw.cursor() as head_cursor, raw.cursor() as cursor:
+            head_cursor.execute(audit_chain.HEAD_FOR_UPDATE)
+            cursor.execute(_PG_TAKEN, (control_ids, channels, floor))
+            head, rows = head_cursor.fetchone(), cursor.fetchall()
+    else:
+        head = audit_chain.lock_head(conn)
+        rows = conn.execute(_TAKEN, {"control_ids": control_ids, "channels": channels,
+                                     "floor": floor}).all()
+    first: dict[tuple[str, str, str], str] = {}
+    same: dict[tuple[str, str, str, str], str] = {}
+    for id_, channel, sender, control_id, content_hash in rows:  # oldest first
+        first.setdefault((channel, sender, control_id), id_)
+        same.setdefault((channel, sender, control_id, content_hash), id_)
+    resends: dict[int, Resend] = {}
+    reused: dict[int, str] = {}
     for place, c in claims.items():
-        original = first.get((c.channel, c.sender, c.control_id, c.content_hash))
-        if original is not None and original >= message_id_floor(c.since):
-            found[place] = Resend(original)
-    return found
+        floor = message_id_floor(c.since)
+        original = same.get((c.channel, c.sender, c.control_id, c.content_hash))
+        if original is not None and original >= floor:
+            resends[place] = Resend(original)
+        elif (earlier := first.get((c.channel, c.sender, c.control_id))) and earlier >= floor:
+            reused[place] = earlier
+    return (head[0], head[1]), resends, reused
+
+
+def flag_reuse(events: list[Event], claim: Claim, original: str) -> None:
+    """Record that the claim's control id was used before for other content, after the
+    message's `parsed` event, unless the channel already did (a copy in this process)."""
+    if any(e.kind is Kind.CONTROL_ID_REUSED for e in events):
+        return
+    after = next((i + 1 for i, e in enumerate(events) if e.kind is Kind.PARSED), len(events))
+    events.insert(after, Event(kind=Kind.CONTROL_ID_REUSED, detail={"original": original},
+                               **claim.hop))

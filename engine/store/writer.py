@@ -199,8 +199,10 @@ class Writer:
         claimed = {i: uow.claim for i, uow in enumerate(units) if uow.claim is not None}
         if not claimed:
             return self._apply_all(conn, units)
-        head = audit_chain.lock_head(conn)  # first: a copy committed meanwhile is seen
-        resends = claims.taken(conn, claimed)
+        # the head's lock first: then a copy another process committed is seen
+        head, resends, reused = claims.lock_and_check(conn, claimed)
+        for place, original in reused.items():
+            claims.flag_reuse(units[place].events, claimed[place], original)
         results = iter(self._apply_all(conn, [u for i, u in enumerate(units)
                                               if i not in resends], head))
         return [resends[i] if i in resends else next(results) for i in range(len(units))]

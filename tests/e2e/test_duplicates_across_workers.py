@@ -28,11 +28,17 @@ def served_by(mllp_port: int, client_port: int) -> int | None:
 
 
 async def connected(port: int) -> tuple[MllpClient, int | None]:
-    """A connection of its own, and the worker the kernel handed it to."""
+    """A connection of its own, and the worker the kernel handed it to (None if no
+    worker has accepted it within seconds)."""
     client = MllpClient("127.0.0.1", port)
     await client.connect(5)
     assert client._writer is not None
-    return client, served_by(port, client._writer.get_extra_info("sockname")[1])
+    local_port = client._writer.get_extra_info("sockname")[1]
+    for _ in range(50):  # still in the listen backlog until a worker accepts it
+        if (pid := served_by(port, local_port)) is not None:
+            return client, pid
+        await asyncio.sleep(0.05)
+    return client, None
 
 
 async def send_once(port: int, payload: bytes) -> tuple[str, int | None]:
@@ -104,3 +110,34 @@ async def test_copies_sent_at_once_to_both_workers_are_taken_once(daemon: Daemon
     delivered = sorted(m for p in daemon.output_files() for m in mrns_in([p.read_bytes()])
                        if m.startswith("E2EATONCE"))  # a file per delivery
     assert delivered == ["E2EATONCE00", "E2EATONCE01", "E2EATONCE02"]
+
+
+async def test_a_control_id_reused_on_the_other_worker_is_processed_and_flagged(
+        daemon: Daemon) -> None:
+    await daemon.start("--workers", "2")
+    pids = await started_workers(daemon, 2)
+    by_worker: dict[int | None, MllpClient] = {}
+    extra: list[MllpClient] = []
+    try:
+        while set(pids) - set(by_worker) and len(by_worker) + len(extra) < MAX_CONNECTIONS:
+            client, pid = await connected(daemon.mllp_port)
+            (extra.append(client) if pid in by_worker else by_worker.setdefault(pid, client))
+        assert set(by_worker) == set(pids), "every connection went to one worker"
+        first, second = (by_worker[pid] for pid in pids)
+        one = Adt(control_id="REUSED000001", mrn="E2EREUSEDA1")
+        other = Adt(control_id="REUSED000001", mrn="E2EREUSEDB2", family="OTHERPATIENT")
+        assert ack_code(await first.exchange(one.payload(), 15)) == "AA"
+        assert ack_code(await second.exchange(other.payload(), 15)) == "AA"
+    finally:
+        for client in (*by_worker.values(), *extra):
+            await client.close()
+    assert stored(daemon, "REUSED000001") == ["accepted", "accepted"]
+    with sqlite3.connect(daemon.data_dir / "conduit.db", timeout=30) as conn:
+        flagged = conn.execute("SELECT count(*) FROM audit WHERE kind = 'control-id-reused'"
+                               ).fetchone()[0]
+    assert flagged == 1
+    await eventually(lambda: len(daemon.output_files()) >= 2 and queued(daemon) == 0,
+                     timeout=30, message="both delivered")
+    assert await daemon.stop(timeout=30) == 0, daemon.logs()[-3000:]
+    assert mrns_in([p.read_bytes() for p in daemon.output_files()]) >= {
+        "E2EREUSEDA1", "E2EREUSEDB2"}

@@ -1,19 +1,25 @@
 """engine/pipeline/duplicates.py: the duplicate index never says "no" to a message it saw
 within the window; the channel's step tells a resend from a reused control id, first from
 the messages not yet committed, then from the store; on a store other processes share,
-it asks the store about every message (on SQLite and PostgreSQL)."""
+every message taken on claims its key and the commit asks the store, after any other
+process's commit (engine.store.claims; on SQLite and PostgreSQL)."""
 
 import asyncio
+import json
 import time
 
 import pytest
+import sqlalchemy as sa
 
+from engine.events import Event, Kind
 from engine.message import MessageStatus, Parsed, new_message_id
 from engine.pipeline.duplicates import DuplicateIndex, Duplicates, Earlier
 from engine.security.crypto import Vault
 from engine.security.keys import KeyRing
+from engine.store.claims import Resend
 from engine.store.database import open_database
 from engine.store.messages import MessageStore
+from engine.store.schema import audit
 from engine.store.writer import UnitOfWork, Writer
 
 T0 = 1_800_000_000.0
@@ -143,24 +149,36 @@ class Counting:
 
 
 async def take(step: Duplicates, writer: Writer, store: MessageStore, message: Parsed,
-               raw: bytes, now: float) -> tuple[str, Earlier | None]:
-    """What the channel does with one message: check, take on if new, commit, forget."""
+               raw: bytes, now: float) -> tuple[str, Earlier | Resend | None]:
+    """What the channel does with one message: check, take on if new (with its claim on
+    a shared store), commit, forget; a copy another process stored first comes back
+    from the commit as a Resend."""
     digest, message_id = f"h-{raw.decode()}", new_message_id()
     earlier = await step.check(message, digest, now)
     status = MessageStatus.DUPLICATE if earlier and earlier.resend else MessageStatus.ACCEPTED
     step.taken(message, message_id, digest, now, status)
     uow = UnitOfWork()
+    hop = {"channel": "adt", "message_id": message_id, "peer": "127.0.0.1:5000",
+           "patient": None}
+    uow.record(Event(kind=Kind.PARSED, **hop))
+    uow.claim = step.claim(message, digest, now, status, hop)
     store.add_message(uow, {
         "id": message_id, "channel": "adt", "received_at": now, "status": status,
         "standard": "hl7v2", "message_type": "ADT^A01", "control_id": message.control_id,
         "sender": message.sender, "peer": "127.0.0.1:5000", "patient": None,
         "content_hash": digest, "error": None}, raw)
-    await writer.commit(uow)
+    result = await writer.commit(uow)
     step.forget(message, message_id)
-    return message_id, earlier
+    return message_id, result if isinstance(result, Resend) else earlier
 
 
-async def test_a_resend_taken_by_another_process_is_found_in_the_shared_store(shared_store):
+def audited(writer: Writer, kind: str) -> list[tuple[str, str]]:
+    with writer._engine.connect() as conn:
+        return [(r.message_id, json.loads(r.detail)["original"]) for r in conn.execute(
+            sa.select(audit.c.message_id, audit.c.detail).where(audit.c.kind == kind))]
+
+
+async def test_a_resend_taken_by_another_process_is_found_at_its_commit(shared_store):
     writer, store = shared_store
     now = time.time()
     one, other = Counting(store), Counting(store)
@@ -170,17 +188,26 @@ async def test_a_resend_taken_by_another_process_is_found_in_the_shared_store(sh
     await first.warm_up(now)
     original, earlier = await take(first, writer, store, parsed(), b"one", now)
     assert earlier is None
-    # The copy reaches the other process, whose own filter never saw the id.
-    _, earlier = await take(second, writer, store, parsed(), b"one", now + 1)
-    assert earlier == Earlier(original, resend=True)
-    _, earlier = await take(second, writer, store, parsed(), b"two", now + 2)
-    assert earlier == Earlier(original, resend=False)  # the id reused for new content
-    assert (one.asked, other.asked) == (1, 2)  # every message with a control id asks
-    # A process alone on its store trusts its filter's "no", and would take it again.
+    # The copy reaches the other process, which has nothing pending under its id: the
+    # commit finds the first stored, and stores nothing of this one.
+    copy, earlier = await take(second, writer, store, parsed(), b"one", now + 1)
+    assert earlier == Resend(original)
+    assert store.get(copy) is None
+    # The id reused for new content is taken on, and flagged as reused by the commit.
+    reuse, earlier = await take(second, writer, store, parsed(), b"two", now + 2)
+    assert earlier is None and store.get(reuse).status == "accepted"
+    assert audited(writer, "control-id-reused") == [(reuse, original)]
+    assert (one.asked, other.asked) == (0, 0)  # the commit asks, in its transaction
+    # Out of the window, a copy is new again.
+    late = Duplicates("adt", 1, Counting(store), shared=True)
+    _, earlier = await take(late, writer, store, parsed(), b"one", now + 5)
+    assert earlier is None
+    # A process alone on its store trusts its filter's "no", and makes no claim.
     alone = Duplicates("adt", 3600, Counting(store))
     assert await alone.check(parsed(), "h-one", now + 3) is None
-    # No control id, nothing to ask.
-    assert await second.check(parsed(""), "h-x", now) is None and other.asked == 2
+    assert alone.claim(parsed(), "h-one", now + 3, MessageStatus.ACCEPTED, {}) is None
+    # No control id, no claim.
+    assert second.claim(parsed(""), "h-x", now, MessageStatus.ACCEPTED, {}) is None
 
 
 async def test_copies_arriving_together_in_one_process_are_taken_once(shared_store):
@@ -193,7 +220,7 @@ async def test_copies_arriving_together_in_one_process_are_taken_once(shared_sto
     news = [message_id for message_id, earlier in results if earlier is None]
     assert len(news) == 1
     assert [e for _, e in results if e is not None] == [Earlier(news[0], resend=True)] * 4
-    assert counting.asked == 1  # the others waited for the first, then found it pending
+    assert counting.asked == 0  # the others found the first pending
     assert store.taken_with_control_ids("adt", [("EPIC^NORTH", "C7")], now - 60) == {
         ("EPIC^NORTH", "C7"): [(news[0], "h-same")]}
 
@@ -211,8 +238,10 @@ class AwayStore:
 async def test_a_store_that_cannot_be_asked_leaves_the_message_to_its_commit(caplog):
     """The message is taken as new, so the commit that follows (failing too while the
     store is away) answers the sender "send again": it must not go unanswered."""
-    step = Duplicates("adt", window=3600, store=AwayStore(), shared=True)
+    step = Duplicates("adt", window=3600, store=AwayStore())
     message = parsed("C9", sender="EPIC^NORTH")
+    assert step.index is not None
+    step.index.remember("EPIC^NORTH", "C9", T0)  # a "maybe": the store is asked
     assert await step.check(message, "digest", T0) is None
     assert "could not ask the store whether a message is a resend" in caplog.text
     assert "C9" not in caplog.text and "EPIC" not in caplog.text
@@ -221,14 +250,18 @@ async def test_a_store_that_cannot_be_asked_leaves_the_message_to_its_commit(cap
 
 
 async def test_questions_asked_together_go_to_the_store_as_one(shared_store):
-    """On a shared store every message asks; messages arriving together (a round of
-    senders) share one query, and each still gets its own key's answer."""
+    """The index's "maybe"s ask the store; those arriving together (a round of senders)
+    share one query, and each still gets its own key's answer."""
     writer, store = shared_store
     now = time.time()
-    first = Duplicates("adt", 3600, Counting(store), shared=True)
+    first = Duplicates("adt", 3600, Counting(store))
     originals = [await take(first, writer, store, parsed(f"K{i}"), b"x", now) for i in range(3)]
     counting = Counting(store)
-    step = Duplicates("adt", 3600, counting, shared=True)
+    step = Duplicates("adt", 3600, counting)
+    assert step.index is not None
+    for key in ("K0", "K1", "K2", "K9"):
+        step.index.remember("EPIC^NORTH", key, now)
+    step.index.remember("CERNER^SOUTH", "K0", now)
     results = await asyncio.gather(
         *(step.check(parsed(f"K{i}"), "h-x", now + 1) for i in range(3)),
         step.check(parsed("K0", sender="CERNER^SOUTH"), "h-x", now + 1),  # another sender
