@@ -134,12 +134,15 @@ class RevisionStore:
 
     def make(self, snapshot: Snapshot, *, author: str, actor: str, reason: str,
              approvals: int, rollback_of: int | None = None,
-             force_live: bool = False, expect_live: int | None = ANY_LIVE) -> Revision:
+             force_live: bool = False, expect_live: int | None = ANY_LIVE,
+             unless_pending: bool = False) -> Revision:
         """A new revision of `snapshot`, live at once when no approval is needed (or
         `force_live`: the first revision, which has nothing to be compared with).
         `expect_live`: the live revision the caller decided on (None: none yet); if
         another process changed it meanwhile, LiveMoved and nothing is made, so engines
-        starting together record their files once, not once each."""
+        starting together record their files once, not once each. `unless_pending`: a
+        revision of the same files already waiting for approval is returned instead of a
+        second one (looked for under the lock, so two deploys at once make one)."""
         def change(conn: sa.Connection, events: list[Event]) -> int:
             now = time.time()
             number = (conn.execute(sa.select(sa.func.max(revisions.c.number))).scalar()
@@ -147,7 +150,15 @@ class RevisionStore:
             live = conn.execute(sa.select(revisions.c.number)
                                 .where(revisions.c.state == LIVE)).scalar()
             if expect_live != ANY_LIVE and live != expect_live:
-                raise LiveMoved(f"revision {live} went live meanwhile")
+                raise LiveMoved(f"revision {live} went live while this one was being made; "
+                                "look again (conduit deploy history)")
+            if unless_pending:
+                waiting = conn.execute(
+                    sa.select(sa.func.max(revisions.c.number))
+                    .where(revisions.c.state == PENDING,
+                           revisions.c.digest == snapshot.digest)).scalar()
+                if waiting is not None:
+                    return int(waiting)
             conn.execute(revisions.insert().values(
                 number=number, made_at=now, author=author, reason=reason, state=PENDING,
                 digest=snapshot.digest, content=snapshot.to_json(), based_on=live,

@@ -117,7 +117,7 @@ def _decide_once(store: RevisionStore, config: EngineConfig, snapshot: Snapshot,
         who = by()
         waiting = store.make(snapshot, author=who.author, actor=who.actor,
                              approvals=approvals, reason="conduit run --deploy",
-                             expect_live=live.number)
+                             expect_live=live.number, unless_pending=True)
     if waiting.state == PENDING:
         log.warning("revision %d (the files on disk: %s) waits for approval by another "
                     "admin (`conduit deploy approve %d`); running live revision %d until "

@@ -87,8 +87,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             raise ConduitError('say why: conduit deploy --reason "..."')
         approvals = config.change_control.approvals
         by = who(args, db, token_required=approvals > 0)
+        # made only if nobody deployed meanwhile (another admin, an engine's --deploy)
         made = store.make(snapshot, author=by.author, actor=by.actor,
-                          reason=args.reason.strip(), approvals=approvals)
+                          reason=args.reason.strip(), approvals=approvals,
+                          expect_live=live.number if live else None, unless_pending=True)
     finally:
         db.dispose()
     sys.stdout.write(changes)

@@ -24,7 +24,8 @@ from engine.config.loader import load_all
 from engine.mapping import MappingCatalog
 
 
-def _host(root: Path, name: str, pg_url: str, keys: Path, out: str) -> Path:
+def _host(root: Path, name: str, pg_url: str, keys: Path, out: str, approvals: int = 0
+          ) -> Path:
     """One host's configuration: its own folders, the shared database and keys."""
     home = root / name
     (home / "channels").mkdir(parents=True)
@@ -37,25 +38,27 @@ def _host(root: Path, name: str, pg_url: str, keys: Path, out: str) -> Path:
     conf = home / "conduit.yaml"
     conf.write_text(f"data_dir: {home / 'data'}\nchannels_dir: {home / 'channels'}\n"
                     f"mappings_dir: {home / 'mappings'}\n"
-                    f"store: {{url: \"{pg_url}\"}}\nkeys: {{directory: \"{keys}\"}}\n")
+                    f"store: {{url: \"{pg_url}\"}}\nkeys: {{directory: \"{keys}\"}}\n"
+                    f"change_control: {{approvals: {approvals}}}\n")
     return conf
 
 
-def _start_together(confs: list[Path], monkeypatch: pytest.MonkeyPatch) -> list[Settled]:
-    """settle() of each configuration on its own thread, each having looked at the live
-    revision before any goes on."""
+def _start_together(confs: list[Path], monkeypatch: pytest.MonkeyPatch, look: str = "live",
+                    deploy: bool = False) -> list[Settled]:
+    """settle() of each configuration on its own thread, each having made its first
+    `look` (RevisionStore.live, or .history: the pending ones) before any goes on."""
     looked = threading.Barrier(len(confs), timeout=10)
     first_look = threading.local()
-    live = RevisionStore.live
+    read = getattr(RevisionStore, look)
 
-    def looking(self):
-        found = live(self)
+    def looking(self, *args, **kwargs):
+        found = read(self, *args, **kwargs)
         if not getattr(first_look, "done", False):
             first_look.done = True
             looked.wait()
         return found
 
-    monkeypatch.setattr(RevisionStore, "live", looking)
+    monkeypatch.setattr(RevisionStore, look, looking)
     settled: dict[int, Settled] = {}
     errors: dict[int, BaseException] = {}
 
@@ -64,7 +67,7 @@ def _start_together(confs: list[Path], monkeypatch: pytest.MonkeyPatch) -> list[
             config, channels = load_all(conf, {})
             settled[i] = settle(config, channels, MappingCatalog.discover(
                 config.mappings_dir), who=lambda _db: Who(f"os:host{i}", f"cli:host{i}"),
-                env={})
+                env={}, deploy=deploy)
         except BaseException as exc:  # reported below
             errors[i] = exc
 
@@ -73,6 +76,7 @@ def _start_together(confs: list[Path], monkeypatch: pytest.MonkeyPatch) -> list[
         t.start()
     for t in threads:
         t.join(30)
+    monkeypatch.undo()
     assert errors == {}, {i: repr(e) for i, e in errors.items()}
     return [settled[i] for i in range(len(confs))]
 
@@ -100,7 +104,6 @@ def test_two_engines_starting_with_changed_files_record_them_once(
     keys = tmp_path / "keys"
     confs = [_host(tmp_path, name, pg_url, keys, "out-1") for name in ("a", "b")]
     _start_together(confs[:1], monkeypatch)  # revision 1
-    monkeypatch.undo()
     for name in ("a", "b"):  # both hosts get the new files
         _host(tmp_path, f"{name}2", pg_url, keys, "out-2")
     confs = [tmp_path / f"{name}2" / "conduit.yaml" for name in ("a", "b")]
@@ -108,3 +111,18 @@ def test_two_engines_starting_with_changed_files_record_them_once(
     a, b = _start_together(confs, monkeypatch)
     assert a.revision == b.revision == 2
     assert [(n, s) for n, s, _ in _history(confs[0])] == [(2, LIVE), (1, "superseded")]
+
+
+def test_two_engines_started_with_deploy_wait_on_one_pending_revision(
+        pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`conduit run --deploy` on two hosts with the same new files, change control on:
+    one revision waits for approval, not two (the second would stay pending after the
+    first was approved, and could be approved live again later)."""
+    keys = tmp_path / "keys"
+    _start_together([_host(tmp_path, "a", pg_url, keys, "out-1", approvals=1)], monkeypatch)
+    confs = [_host(tmp_path, f"{name}2", pg_url, keys, "out-2", approvals=1)
+             for name in ("a", "b")]
+
+    a, b = _start_together(confs, monkeypatch, look="history", deploy=True)
+    assert a.revision == b.revision == 1  # the live one runs meanwhile
+    assert [(n, s) for n, s, _ in _history(confs[0])] == [(2, "pending"), (1, LIVE)]
