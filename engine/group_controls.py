@@ -12,7 +12,8 @@ A process that joins later (a worker the supervisor restarted, an engine started
 another host) missed those events: each action also leaves the channel's resulting state
 in `channel_controls`, and a joining process starts each channel in that state (paused:
 delivering but not accepting; stopped: not at all). A group started again as a whole
-keeps them too, until an operator resumes or starts the channel.
+keeps them too, until an operator resumes or starts the channel; an engine alone on its
+store (the embedded default without --workers) starts every channel, and clears them.
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ _admin = (sa.select(audit.c.channel, audit.c.detail)
 
 Apply = Callable[[str, str], Awaitable[None]]  # (channel, action such as "pause")
 HELD = ("paused", "stopped")  # states a joining process starts a channel in
+
+
+def cleared() -> sa.Delete:
+    """What an engine alone on its store commits at start: its channels all start
+    afresh, so no state an earlier group left may hold a later group's channels."""
+    return channel_controls.delete()
 
 
 def remember(conn: sa.Connection, channel: str, state: str) -> None:

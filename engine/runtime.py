@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from engine import __version__, registry
+from engine import __version__, group_controls, registry
 from engine.change.follower import RevisionFollower, follow_revisions
 from engine.channel import Channel, State
 from engine.channel_swap import Swapper
@@ -191,6 +191,8 @@ class Engine:
         svc.queue.release(recovered, any_owner=svc.alone)
         recovered.record(Event(kind=Kind.ADMIN, detail={
             "action": "engine-start", "version": __version__, "channels": len(self._loaded)}))
+        if svc.alone:  # engine.group_controls
+            recovered.execute(group_controls.cleared())
         await writer.commit(recovered)
         if svc.alone:
             svc.stats.seed(await svc.roll_up_totals())

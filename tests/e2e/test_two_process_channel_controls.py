@@ -50,3 +50,25 @@ async def test_a_restarted_worker_keeps_the_channel_as_the_group_left_it(
     await eventually(lambda: listening(daemon.mllp_port) == set(workers(daemon)),
                      timeout=10, message=f"both workers listening again after {undo}")
     assert await daemon.stop(timeout=30) == 0, daemon.logs()[-3000:]
+
+
+async def test_an_engine_alone_starts_its_channels_afresh_for_a_later_group(
+        daemon: Daemon) -> None:
+    """A group's pause holds through the group's restart, not through a run of the engine
+    alone (which starts every channel, as it always did): a group started after it does
+    not find the old pause."""
+    await daemon.start("--workers", "2")
+    await started_workers(daemon, 2)
+    token = await token_of(daemon, "operator")
+    await act(daemon, token, "pause")
+    await eventually(lambda: not listening(daemon.mllp_port), timeout=10,
+                     message="neither worker listening once the channel is paused")
+    assert await daemon.stop(timeout=30) == 0, daemon.logs()[-3000:]
+
+    await daemon.start()  # alone: the channel starts, as after any restart
+    assert listening(daemon.mllp_port)
+    assert await daemon.stop(timeout=30) == 0, daemon.logs()[-3000:]
+
+    await daemon.start("--workers", "2")
+    await started_workers(daemon, 2)  # both listening: the old pause is gone
+    assert await daemon.stop(timeout=30) == 0, daemon.logs()[-3000:]
