@@ -54,7 +54,7 @@ return found
 
 def publish_lock_key(destination: str) -> int:
     """The advisory lock a lease takes while publishing a destination's outbox
-    (engine.queue.redis_streams._outbox)."""
+    (engine.queue.redis_streams._publishable)."""
     digest = hashlib.blake2b(f"conduit.outbox:{destination}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 

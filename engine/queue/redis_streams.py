@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import itertools
 import json
 import logging
@@ -55,9 +54,10 @@ import sqlalchemy as sa
 from engine.events import Event, Kind
 from engine.queue import owners
 from engine.queue.base import DeadLetter, Leased, QueueStats, Retrying
+from engine.queue.holds import publish_lock_key
 from engine.queue.redis_scripts import FREE, GROUP, LEASE, LEASE_BY_KEY, OUTCOMES
-from engine.queue.sql import _with_content
-from engine.store.database import KeptReader, reader
+from engine.queue.sql import content_of, with_content
+from engine.store.database import KeptReader, pipelined, reader
 from engine.store.schema import dead_letter_answers, messages, queue_outbox
 from engine.store.writer import UnitOfWork
 
@@ -70,7 +70,7 @@ PUBLISH_BATCH = 1000  # outbox rows a lease publishes at most (the rest by the n
 REDIS_PAUSE = 1.0
 
 
-class _Row(NamedTuple):  # what engine.queue.sql._with_content reads of an entry
+class _Row(NamedTuple):  # what engine.queue.sql.with_content reads of an entry
     id: int
     message_id: str
     output_id: str | None
@@ -173,8 +173,7 @@ class RedisStreamsQueue:
                          if taking.destination == destination
                          for h in taking.entries.values()]
                 done = self._done(destination) if by_key else []
-            rows = self._committed_outbox(conn, destination)
-            live = conn.execute(owners.live(self.owner_ttl)).scalars().all()
+            rows, live = self._publishable(conn, destination)
             args: list[Any] = [self._p, destination, self.owner, limit,
                                int(self.owner_ttl * 500), FREE, len(rows)]
             for r in rows:
@@ -187,9 +186,6 @@ class RedisStreamsQueue:
                 self._redis_failed(exc)
                 return []
             self._redis_answered()
-            if rows:
-                conn.execute(queue_outbox.delete().where(
-                    queue_outbox.c.id.in_([r.id for r in rows])))
             taken: dict[int, _Held] = {}
             found = []
             for sid, oid, message_id, output_id, queued_at, tried in entries:
@@ -203,7 +199,11 @@ class RedisStreamsQueue:
                                    detail={"owner": dead, "entries": n})
                              for dead, n in zip(reclaimed[::2], reclaimed[1::2], strict=True)]
             uow.after_commit[:] = [functools.partial(self._handed_out, token)]
-            return _with_content(conn, found) if found else []
+            # the published rows' delete and the content's read: one round trip
+            published = [queue_outbox.delete().where(
+                queue_outbox.c.id.in_([r.id for r in rows]))] if rows else []
+            answers = pipelined(conn, *published, *([content_of(found)] if found else []))
+            return with_content(found, answers[-1]) if found else []
 
         uow.query = run
         return uow
@@ -217,9 +217,21 @@ class RedisStreamsQueue:
         return [h.stream_id for oid in ids
                 if (h := self._held.get(oid)) is not None and h.destination == destination]
 
-    def _committed_outbox(self, conn: sa.Connection, destination: str) -> list[Any]:
-        """_outbox on a connection kept open between leases, as the writer keeps its own."""
-        return self._outbox_reads.read(lambda committed: _outbox(committed, conn, destination))
+    def _publishable(self, conn: sa.Connection, destination: str
+                     ) -> tuple[list[Any], list[str]]:
+        """The destination's committed outbox rows (none while another process publishes
+        them) and the live owners. On PostgreSQL the publishing lock and the owners go
+        out in one round trip, with the transaction's BEGIN; the rows are read on a
+        connection kept open between leases (see _outbox)."""
+        if conn.dialect.name == "postgresql":
+            [[(locked,)], live] = pipelined(
+                conn, sa.select(sa.func.pg_try_advisory_xact_lock(publish_lock_key(destination))),
+                owners.live(self.owner_ttl))
+        else:  # SQLite's write lock already serialises publishers
+            locked, live = True, [tuple(r) for r in conn.execute(owners.live(self.owner_ttl))]
+        rows = self._outbox_reads.read(lambda committed: _outbox(committed, destination)) \
+            if locked else []
+        return rows, [owner for (owner,) in live]
 
     def _handed_out(self, token: int) -> None:
         with self._lock:
@@ -406,20 +418,14 @@ def from_config(config: Any, engine: sa.Engine, owner: str) -> RedisStreamsQueue
     return RedisStreamsQueue(engine, config.url, owner, prefix=config.prefix)
 
 
-def _outbox(committed: sa.Connection, conn: sa.Connection, destination: str) -> list[Any]:
+def _outbox(committed: sa.Connection, destination: str) -> list[Any]:
     """The destination's committed outbox rows in id order, read on a connection of
     their own: the writer's transaction also holds puts not committed yet, which must
     reach no other process before they are. With each, its message's patient pseudonym:
     the key of FIFO per key, published whatever the destination's order, so a change of
-    order finds every entry keyed. None while another process publishes them
-    (PostgreSQL: a transaction-scoped advisory lock, tried without waiting, so two writers
-    never wait on each other's rows; SQLite's write lock already serialises)."""
-    if conn.dialect.name == "postgresql":
-        digest = hashlib.blake2b(f"conduit.outbox:{destination}".encode(),
-                                 digest_size=8).digest()
-        key = int.from_bytes(digest, "big", signed=True)
-        if not conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(key))).scalar():
-            return []
+    order finds every entry keyed. Read only under the publishing lock (PostgreSQL: a
+    transaction-scoped advisory lock, tried without waiting, so two writers never wait
+    on each other's rows; SQLite's write lock already serialises)."""
     return committed.execute(
         sa.select(queue_outbox.c.id, queue_outbox.c.message_id, queue_outbox.c.output_id,
                   queue_outbox.c.created_at, messages.c.patient)

@@ -26,7 +26,8 @@ import hashlib
 import heapq
 import time
 from collections import Counter
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -391,13 +392,35 @@ def _clear_dead(destination: str, actor: str, kind: Kind, requeue: bool) -> Unit
     return uow
 
 
-def _with_content(conn: sa.Connection, rows: list[Any]) -> list[Leased]:
+class _Content(NamedTuple):
+    """A row of _content_query, by position (engine.store.database.pipelined gives
+    plain tuples)."""
+
+    id: str
+    control_id: str
+    patient: str | None
+    received_at: float
+    key_id: str
+    content: bytes | None
+    output_id: str | None
+    output_key_id: str | None
+    output_content: bytes | None
+    content_type: str | None
+
+
+def content_of(rows: list[Any]) -> sa.Select:
+    """The query reading what a leased batch sends (with_content reads its rows)."""
     output_ids = [r.output_id for r in rows if r.output_id]
     query = _outputs_only if len(output_ids) == len(rows) else _with_raw
-    meta: dict[str, Any] = {}
-    outs: dict[str, Any] = {}
-    for row in conn.execute(query, {"ids": list({r.message_id for r in rows}),
-                                    "outputs": output_ids}):
+    return query.params(ids=list({r.message_id for r in rows}), outputs=output_ids)
+
+
+def with_content(rows: list[Any], found: Iterable[Any]) -> list[Leased]:
+    """The leased entries `rows` with their content, from content_of's rows; an entry
+    whose message or output is gone (pruned, discarded) is absent."""
+    meta: dict[str, _Content] = {}
+    outs: dict[str, _Content] = {}
+    for row in map(_Content._make, found):
         meta[row.id] = row
         if row.output_id is not None:
             outs[row.output_id] = row
@@ -417,4 +440,8 @@ def _with_content(conn: sa.Connection, rows: list[Any]) -> list[Leased]:
                              m.control_id, m.patient, key_id, sealed, record_id, ctype,
                              m.received_at))
     return leased
+
+
+def _with_content(conn: sa.Connection, rows: list[Any]) -> list[Leased]:
+    return with_content(rows, conn.execute(content_of(rows)))
 

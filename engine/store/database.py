@@ -241,6 +241,30 @@ def execute_together(conn: sa.Connection, statements: list[Statement],
         return cursor.fetchone()  # ends the pipeline's flight: one round trip for all
 
 
+def pipelined(conn: sa.Connection, *statements: sa.Executable) -> list[list[tuple[Any, ...]]]:
+    """The rows of each statement, run in order in the connection's transaction: on
+    PostgreSQL in one pipeline, so a transaction's first statements (and its BEGIN) cost
+    one round trip when none needs another's answer. Plain tuples: no result processing,
+    so for columns of plain types (str, int, float, bytes)."""
+    if conn.dialect.name != "postgresql":
+        results = [conn.execute(s) for s in statements]
+        return [[tuple(r) for r in result] if result.returns_rows else [] for result in results]
+    expanded = [s.compile(dialect=conn.dialect).construct_expanded_state()
+                for s in statements]  # IN lists written out, as SQLAlchemy sends them
+    raw = conn.connection.dbapi_connection
+    with raw.pipeline() as pipeline:
+        cursors = [raw.cursor() for _ in expanded]
+        try:
+            for cursor, state in zip(cursors, expanded, strict=True):
+                cursor.execute(state.statement, state.parameters)
+            pipeline.sync()  # the one round trip: every result is in after it
+            return [[tuple(r) for r in cursor.fetchall()] if cursor.description else []
+                    for cursor in cursors]
+        finally:
+            for cursor in cursors:
+                cursor.close()
+
+
 @functools.cache
 def _insert_sql(table: str, columns: tuple[str, ...], paramstyle: str) -> str:
     mark = "?" if paramstyle == "qmark" else "%s"

@@ -299,9 +299,8 @@ async def test_the_pruner_and_a_publishing_lease_exclude_each_other_on_postgresq
         pg_url, tmp_path):
     """While another transaction publishes a destination's outbox (holding its lock), the
     pruner leaves the channel for the next pass; while the pruner holds it, a lease
-    publishes nothing (the same lock: engine.queue.redis_streams._outbox)."""
+    publishes nothing (the same lock: engine.queue.redis_streams._publishable)."""
     from engine.queue.holds import publish_lock_key
-    from engine.queue.redis_streams import _outbox
 
     st = Store(pg_url, tmp_path / "keys", "redis")
     st.writer.start()
@@ -313,12 +312,12 @@ async def test_the_pruner_and_a_publishing_lease_exclude_each_other_on_postgresq
             assert holder.execute(lock).scalar()
             [result] = await st.pruner().run_once()
             assert (result.busy, result.messages) == (True, 0)
-            with st.db.connect() as other, st.db.connect() as committed:
-                assert _outbox(committed, other, DEST) == []  # a lease would publish nothing
+            with st.db.connect() as other:
+                assert st.q._publishable(other, DEST)[0] == []  # a lease would publish nothing
                 other.rollback()
             holder.rollback()
-        with st.db.connect() as other, st.db.connect() as committed:
-            assert len(_outbox(committed, other, DEST)) == 1
+        with st.db.connect() as other:
+            assert len(st.q._publishable(other, DEST)[0]) == 1
             other.rollback()
         [result] = await st.pruner().run_once()
         assert (result.busy, result.messages, result.held) == (False, 1, 1)
