@@ -367,11 +367,13 @@ def _clear_dead(destination: str, actor: str, kind: Kind, requeue: bool) -> Unit
     uow = UnitOfWork()
 
     def run(conn: sa.Connection) -> int:
-        dead = conn.execute(
-            sa.select(queue.c.id, queue.c.message_id, queue.c.output_id)
-            .where(queue.c.destination == destination, queue.c.state == DEAD)
-            .order_by(queue.c.id)
-        ).all()
+        # Taken by their delete: a second retry or discard at the same moment (another
+        # process) waits for this one's rows and finds them gone, so no dead letter is
+        # put back twice, or put back and reported discarded.
+        dead = sorted(conn.execute(
+            queue.delete().where(queue.c.destination == destination, queue.c.state == DEAD)
+            .returning(queue.c.id, queue.c.message_id, queue.c.output_id)).all())
+        uow.events[:] = []  # assigned: the writer may run this again after a failed batch
         if not dead:
             return 0
         if requeue:
@@ -381,9 +383,7 @@ def _clear_dead(destination: str, actor: str, kind: Kind, requeue: bool) -> Unit
                 "output_id": r.output_id, "state": READY, "attempts": 0,
                 "available_at": now, "created_at": now,
             } for r in dead])
-        conn.execute(queue.delete().where(queue.c.id.in_([r.id for r in dead])))
         channel, _, dest = destination.partition("/")
-        # Assigned, not appended: the writer may run this again after a failed batch.
         uow.events[:] = [Event(kind=kind, actor=actor, channel=channel, destination=dest,
                                message_id=r.message_id) for r in dead]
         return len(dead)

@@ -37,14 +37,6 @@ from tests.integration.test_redis_queue import REDIS_URL, _fill, _mid, _open
 DEST = "adt/fhir"
 MESSAGE = "01JDEADLETTER0000000000001"
 
-# engine/queue/sql.py (_clear_dead) reads the dead letters, then inserts and deletes:
-# both processes read the same ones. The fix takes them with one
-# DELETE ... RETURNING first (the second process's delete waits for the first's commit
-# and then finds none), and requeues only what it deleted. That file is being edited by
-# the lead engineer, who applies the fix; these markers go with it.
-_OPEN = pytest.mark.xfail(strict=True, raises=AssertionError,
-                          reason="engine/queue/sql.py _clear_dead reads before it deletes")
-
 
 @pytest.fixture
 def two(pg_url: str) -> Iterator[tuple[sa.Engine, sa.Engine]]:
@@ -130,7 +122,6 @@ def _state(db: sa.Engine) -> tuple[list[str], dict[str, int]]:
     return states, kinds
 
 
-@_OPEN
 def test_two_retries_at_once_put_a_dead_letter_back_once(two):
     """Put back twice, it would be delivered twice to the same receiver."""
     results = _race(two, SqlQueue.replay(DEST, "ops-a"), SqlQueue.replay(DEST, "ops-b"))
@@ -140,7 +131,6 @@ def test_two_retries_at_once_put_a_dead_letter_back_once(two):
     assert kinds == {"requeued": 1}
 
 
-@_OPEN
 def test_a_dead_letter_discarded_is_not_retried_by_another_process(two):
     """An operator discards a dead letter (the receiver must not get it) while another
     retries: the retry finds nothing left to put back."""
@@ -151,7 +141,6 @@ def test_a_dead_letter_discarded_is_not_retried_by_another_process(two):
     assert kinds == {"discarded": 1}
 
 
-@_OPEN
 def test_the_trail_does_not_say_discarded_for_a_dead_letter_another_process_retried(two):
     results = _race(two, SqlQueue.replay(DEST, "ops-a"), SqlQueue.discard(DEST, "ops-b"))
     states, kinds = _state(two[0])
