@@ -460,6 +460,9 @@ class Engine:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        if self.worker is not None:
+            watch = asyncio.create_task(_stop_when_orphaned(os.getppid(), stop),
+                                        name="supervisor watch")
         await self.start()
         # Everything made so far (modules, mappings, channels) lives as long as the
         # daemon: taken out of the collector's sight, a full collection under load costs
@@ -467,7 +470,19 @@ class Engine:
         gc.collect()
         gc.freeze()
         await stop.wait()
+        if self.worker is not None:
+            watch.cancel()
         await self.stop()
+
+
+async def _stop_when_orphaned(supervisor: int, stop: asyncio.Event) -> None:
+    """A worker whose supervisor is gone (SIGKILLed or crashed: it could not stop its
+    workers) drains and stops as on SIGTERM, instead of running on unmanaged, holding the
+    port and taking messages no restart or stop of the group would reach."""
+    while os.getppid() == supervisor:
+        await asyncio.sleep(1.0)
+    log.warning("the supervisor (pid %d) is gone: draining and stopping", supervisor)
+    stop.set()
 
 
 def lock_data_dir(data_dir: Path) -> int:

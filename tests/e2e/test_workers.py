@@ -144,6 +144,26 @@ async def test_pausing_a_channel_on_the_status_page_pauses_it_in_every_worker(
     assert await daemon.stop(timeout=30) == 0, daemon.logs()[-3000:]
 
 
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z")
+
+
+async def test_workers_stop_when_their_supervisor_is_killed(daemon: Daemon) -> None:
+    """A SIGKILLed supervisor cannot stop its workers: they notice and drain themselves,
+    rather than run on unmanaged, holding the port and taking messages."""
+    await daemon.start("--workers", "2")
+    pids = await started_workers(daemon, 2)
+    await daemon.crash()
+    await eventually(lambda: not any(alive(p) for p in pids), timeout=20,
+                     message="both workers gone after their supervisor")
+    assert not listening(daemon.mllp_port)
+    assert "the supervisor" in daemon.logs() and "is gone" in daemon.logs()
+
+
 def _at_least(count, daemon: Daemon, token: str, kind: str, n: int):
     async def check() -> bool:
         return await count(daemon, token, kind) >= n
