@@ -37,18 +37,19 @@ class StoredMessage(msgspec.Struct):
     error: str | None
 
 
-# Whether messages were resends, asked for every message on a store other processes
-# share (engine.pipeline.duplicates), for all the control ids asked meanwhile at once:
-# built once, so each asking only binds its values. It must go through the control id's
-# index: given `id >= floor` or ORDER BY id, SQLite (without statistics) walked the
-# channel's whole window by (channel, id) instead, a scan per message. So the window's
-# bound is a function of id, which no index serves, and the rows are sorted here.
+# Whether messages were resends, asked for the duplicate index's "maybe"s
+# (engine.pipeline.duplicates), for all the control ids asked meanwhile at once: built
+# once, so each asking only binds its values. It must go through the control id's index:
+# SQLite (without statistics) otherwise searched by (channel, id) or (channel, status,
+# id), a walk of the channel's window per question. So every other column is wrapped in
+# a function no index serves, and the rows are sorted here.
 _TAKEN_WITH_CONTROL_IDS = (
     sa.select(messages.c.id, messages.c.content_hash, messages.c.sender,
               messages.c.control_id)
     .where(messages.c.control_id.in_(sa.bindparam("control_ids", expanding=True)),
-           messages.c.channel == sa.bindparam("channel"),
-           messages.c.status.in_(("accepted", "filtered")),
+           # coalesce: the control id's index, not the channel's (engine.store.claims)
+           sa.func.coalesce(messages.c.channel, "") == sa.bindparam("channel"),
+           sa.func.coalesce(messages.c.status, "").in_(("accepted", "filtered")),
            sa.func.coalesce(messages.c.id, "") >= sa.bindparam("floor"))
     .limit(sa.bindparam("limit"))
 )
