@@ -56,15 +56,6 @@ class StatusEngine:
         return f"http://127.0.0.1:{self.daemon.web_port}/"
 
 
-async def _user(daemon: Daemon, name: str, role: str) -> str:
-    """Add a user with the CLI, as an admin would, and make its token."""
-    added = await daemon.cli("users", "add", name, "--role", role)
-    assert added.returncode == 0, added.stderr
-    token = await daemon.cli("users", "token", name)
-    assert token.returncode == 0, token.stderr
-    return token.stdout.strip()
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def engine(tmp_path_factory) -> AsyncIterator[StatusEngine]:
     fhir = await RefusingFhirServer().start()
@@ -74,7 +65,7 @@ async def engine(tmp_path_factory) -> AsyncIterator[StatusEngine]:
     running = StatusEngine(daemon, fhir)
     try:
         await daemon.start()  # makes the store and its keys, so the users can be added at once
-        tokens = await asyncio.gather(*(_user(daemon, name, role)
+        tokens = await asyncio.gather(*(daemon.user_token(name, role)
                                         for name, role in USERS.items()))
         running.tokens.update(zip(USERS.values(), tokens, strict=True))
         yield running

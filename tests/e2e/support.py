@@ -183,6 +183,14 @@ class Daemon:
         return CliResult(proc.returncode, out.decode(errors="replace"),
                          err.decode(errors="replace"))
 
+    async def user_token(self, name: str, role: str) -> str:
+        """Add a user with the CLI, as an admin would, and make its API token."""
+        added = await self.cli("users", "add", name, "--role", role)
+        assert added.returncode == 0, added.stderr
+        made = await self.cli("users", "token", name)
+        assert made.returncode == 0, made.stderr
+        return made.stdout.strip()
+
     def output_files(self) -> list[Path]:
         if not self.out_dir.exists():
             return []

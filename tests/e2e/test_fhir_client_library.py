@@ -13,15 +13,10 @@ from engine.formats.hl7v2 import Hl7Message
 from tests.e2e.support import Daemon, eventually
 
 
-async def _token(daemon: Daemon, name: str, role: str) -> str:
-    assert (await daemon.cli("users", "add", name, "--role", role)).returncode == 0
-    return (await daemon.cli("users", "token", name)).stdout.strip()
-
-
 @pytest.fixture
 async def client(daemon: Daemon):
     await daemon.start()
-    token = await _token(daemon, "app", "integration")
+    token = await daemon.user_token("app", "integration")
     yield AsyncFHIRClient(f"http://127.0.0.1:{daemon.fhir_port}/fhir",
                           authorization=f"Bearer {token}")
     assert await daemon.stop() == 0

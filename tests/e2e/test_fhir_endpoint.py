@@ -68,19 +68,11 @@ class Endpoint:
         return (await self.api(f"/api/messages?channel={CHANNEL}&limit=500"))["messages"]
 
 
-async def _token(daemon: Daemon, name: str, role: str) -> str:
-    added = await daemon.cli("users", "add", name, "--role", role)
-    assert added.returncode == 0, added.stderr
-    made = await daemon.cli("users", "token", name)
-    assert made.returncode == 0, made.stderr
-    return made.stdout.strip()
-
-
 @pytest.fixture
 async def endpoint(daemon: Daemon):
     await daemon.start()  # makes the store and its keys, so the users can be added at once
-    token, admin = await asyncio.gather(_token(daemon, "ehr-feed", "integration"),
-                                        _token(daemon, "root", "admin"))
+    token, admin = await asyncio.gather(daemon.user_token("ehr-feed", "integration"),
+                                        daemon.user_token("root", "admin"))
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
         yield Endpoint(daemon, http, token, admin)
     if daemon.running:
@@ -283,7 +275,7 @@ async def test_refusals_are_401_or_403_audited_and_store_nothing(endpoint):
     status, _, answer = await endpoint.post(
         body=patient(), headers={"Authorization": "Bearer cdt_not-a-real-token"})
     assert status == 401 and answer["issue"][0]["code"] == "login"
-    viewer = await _token(endpoint.daemon, "watcher", "viewer")
+    viewer = await endpoint.daemon.user_token("watcher", "viewer")
     status, _, answer = await endpoint.post(body=patient(),
                                             headers={"Authorization": f"Bearer {viewer}"})
     assert status == 403 and answer["issue"][0]["code"] == "forbidden"
@@ -467,7 +459,7 @@ async def test_with_conduit_mllp_out_set_the_adt_is_also_sent_over_mllp(daemon):
     try:
         daemon.env["CONDUIT_MLLP_OUT"] = f"127.0.0.1:{receiver.port}"
         await daemon.start()
-        token = await _token(daemon, "ehr-feed", "integration")
+        token = await daemon.user_token("ehr-feed", "integration")
         url = f"http://127.0.0.1:{daemon.fhir_port}/fhir/Patient"
         headers = {"Authorization": f"Bearer {token}", "Content-Type": JSON}
         async with aiohttp.ClientSession() as http, \
@@ -490,8 +482,8 @@ async def test_with_a_forward_url_the_patient_also_reaches_another_fhir_server(d
     try:
         daemon.env["CONDUIT_FHIR_FORWARD_URL"] = server.url
         await daemon.start()
-        token = await _token(daemon, "ehr-feed", "integration")
-        admin = await _token(daemon, "root", "admin")
+        token = await daemon.user_token("ehr-feed", "integration")
+        admin = await daemon.user_token("root", "admin")
         headers = {"Authorization": f"Bearer {token}", "Content-Type": JSON}
         async with aiohttp.ClientSession() as http:
             async with http.post(f"http://127.0.0.1:{daemon.fhir_port}/fhir/Patient",

@@ -85,10 +85,7 @@ async def started_workers(daemon: Daemon, count: int) -> list[int]:
 
 
 async def token_of(daemon: Daemon, role: str) -> str:
-    name = f"ops-{role}"
-    added = await daemon.cli("users", "add", name, "--role", role)
-    assert added.returncode == 0, added.stderr
-    return (await daemon.cli("users", "token", name)).stdout.strip()
+    return await daemon.user_token(f"ops-{role}", role)
 
 
 async def act(daemon: Daemon, token: str, action: str) -> None:

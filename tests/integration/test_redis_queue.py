@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -40,22 +39,10 @@ from engine.store.schema import audit, queue
 from engine.store.writer import UnitOfWork, Writer
 from tests.fhir_server import Answer, FhirTestServer
 from tests.harness import EngineHarness, adt, exchange, free_port
+from tests.integration.conftest import REDIS_URL
 from tests.integration.test_queue_leasing import HeldReceiver
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 DESTINATIONS = ("adt/ehr", "adt/lab")
-
-
-@pytest.fixture
-def prefix():
-    """A key prefix of the test's own on the shared Redis, removed afterwards."""
-    name = f"conduit-test-{uuid.uuid4().hex[:12]}"
-    yield name
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{{{name}}}:*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def _mid(i: int) -> str:

@@ -14,12 +14,10 @@ import asyncio
 import os
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 import sqlalchemy as sa
 
 from engine.queue import owners
@@ -157,18 +155,6 @@ def test_the_trail_does_not_say_discarded_for_a_dead_letter_another_process_retr
 _OPEN_REDIS = pytest.mark.xfail(
     strict=True, raises=AssertionError,
     reason="engine/queue/redis_streams.py _clear_dead forgets dead letters after its commit")
-
-
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    """Redis keys of the test's own, removed afterwards."""
-    name = f"conduit-test-{uuid.uuid4().hex[:12]}"
-    yield name
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{{{name}}}:*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 @_OPEN_REDIS
