@@ -50,6 +50,8 @@ from typing import Any, NamedTuple
 
 import redis
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from engine.events import Event, Kind
 from engine.queue import owners
@@ -58,11 +60,12 @@ from engine.queue.holds import publish_lock_key
 from engine.queue.redis_scripts import FREE, GROUP, LEASE, LEASE_BY_KEY, OUTCOMES
 from engine.queue.sql import content_of, with_content
 from engine.store.database import KeptReader, pipelined, reader
-from engine.store.schema import dead_letter_answers, messages, queue_outbox
+from engine.store.schema import dead_letter_answers, dead_taken, messages, queue_outbox
 from engine.store.writer import UnitOfWork
 
 log = logging.getLogger("conduit.queue")
 
+DEAD_TAKEN_KEPT = 30 * 86400.0  # seconds a taken dead letter's id is remembered
 PUBLISH_BATCH = 1000  # outbox rows a lease publishes at most (the rest by the next one)
 # After Redis failed to answer, it is left alone this long (leases take nothing, outcomes
 # wait): the writer thread and the event loop, which call it, must not stall on a Redis
@@ -281,7 +284,9 @@ class RedisStreamsQueue:
 
         def run(conn: sa.Connection) -> int:
             members = self._redis.zrange(self._key("dead", destination), 0, -1)
-            dead = [json.loads(m) for m in members]
+            found = [json.loads(m) for m in members]
+            taken = _take_dead(conn, [int(d[0]) for d in found])
+            dead = [d for d in found if int(d[0]) in taken]  # not another's at once
             if requeue and dead:
                 now = time.time()
                 conn.execute(queue_outbox.insert(), [
@@ -291,7 +296,7 @@ class RedisStreamsQueue:
             uow.events[:] = [Event(kind=kind, actor=actor, channel=channel, destination=dest,
                                    message_id=d[1]) for d in dead]
             uow.after_commit[:] = [functools.partial(
-                self._apply, ["z", destination, str(len(members)), *members])] if dead else []
+                self._apply, ["z", destination, str(len(members)), *members])] if found else []
             return len(dead)
 
         uow.query = run
@@ -416,6 +421,23 @@ class RedisStreamsQueue:
 def from_config(config: Any, engine: sa.Engine, owner: str) -> RedisStreamsQueue:
     """The queue a `queue: {type: redis}` configuration asks for (engine.registry)."""
     return RedisStreamsQueue(engine, config.url, owner, prefix=config.prefix)
+
+
+def _take_dead(conn: sa.Connection, entry_ids: list[int]) -> set[int]:
+    """The dead letters this transaction takes for a retry or discard: those no other
+    took first (on PostgreSQL an insert of the same entry waits for the other's commit,
+    then takes nothing)."""
+    if not entry_ids:
+        return set()
+    now = time.time()
+    insert = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(dead_taken)
+    conn.execute(dead_taken.delete().where(dead_taken.c.taken_at < now - DEAD_TAKEN_KEPT))
+    taken: set[int] = set()
+    for at in range(0, len(entry_ids), 1000):  # within SQLite's bound parameters
+        taken.update(conn.execute(
+            insert.values([{"entry_id": i, "taken_at": now} for i in entry_ids[at:at + 1000]])
+            .on_conflict_do_nothing().returning(dead_taken.c.entry_id)).scalars())
+    return taken
 
 
 def _outbox(committed: sa.Connection, destination: str) -> list[Any]:

@@ -228,6 +228,17 @@ x12_sent = sa.Table(
     sa.Index("ix_x12_sent_channel_state", "channel", "state"),
 )
 
+# Dead letters of the Redis Streams queue that a retry or discard took
+# (engine.queue.redis_streams): Redis forgets them only once that commit is made, so a
+# retry or discard from another process at the same moment, reading the same dead set,
+# takes none found here. Entry ids are never reused; rows go after 30 days.
+dead_taken = sa.Table(
+    "dead_taken",
+    metadata,
+    sa.Column("entry_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("taken_at", sa.Float, nullable=False),
+)
+
 # A check value of each fixed key the store was written with (engine.security.keys):
 # a keyed hash of a constant, so a wrong pseudonym key is refused at start instead of
 # silently making pseudonyms that match none of the store's earlier ones.

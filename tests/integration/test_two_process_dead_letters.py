@@ -147,17 +147,6 @@ def test_the_trail_does_not_say_discarded_for_a_dead_letter_another_process_retr
     assert kinds == {"requeued": 1}, "the trail says discarded, yet it will be delivered"
 
 
-# The Redis Streams queue (engine/queue/redis_streams.py _clear_dead) reads the dead
-# letters from Redis in the transaction and forgets them only after its commit, so a
-# second process's retry in between reads them too and adds outbox rows of its own. A
-# fix needs the dead letters taken in Redis first (a script moving them out of the dead
-# set to a set of the retry's own, put back if its commit fails), in the lead's file.
-_OPEN_REDIS = pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="engine/queue/redis_streams.py _clear_dead forgets dead letters after its commit")
-
-
-@_OPEN_REDIS
 async def test_two_retries_at_once_put_a_redis_dead_letter_back_once(pg_url, tmp_path, prefix):
     keys = KeyRing.load(tmp_path / "keys")
     (db_a, writer_a), (db_b, writer_b) = [await _open(pg_url, keys) for _ in range(2)]
