@@ -39,20 +39,23 @@ def _link(key: bytes, prev_hash: str, values: list[Any]) -> str:
 # and compiling them as expressions cost more than the statements themselves. FOR UPDATE
 # (which serialises appenders across processes) on PostgreSQL; SQLite's write lock does.
 _HEAD = "SELECT seq, hash FROM audit_head WHERE id = 1"
-HEAD_FOR_UPDATE = _HEAD + " FOR UPDATE"  # PostgreSQL's
 _MOVE_HEAD = {"qmark": "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1",
               "pyformat": "UPDATE audit_head SET seq = %s, hash = %s WHERE id = 1",
               "format": "UPDATE audit_head SET seq = %s, hash = %s WHERE id = 1"}
 _ROW_COLUMNS = (*_COLUMNS, "prev_hash", "hash")
 
 
-def lock_head(conn: sa.Connection, before: list[Statement] | None = None) -> tuple[int, str]:
-    """The chain's head (seq, hash), locked for the rest of the caller's transaction,
-    after the statements `before` (on PostgreSQL they go out with the head's read, one
-    round trip). The lock serialises appenders across processes (PostgreSQL); SQLite's
+def head_query(conn: sa.Connection) -> str:
+    """The read of the chain's head (seq, hash) that locks it for the rest of the
+    transaction: FOR UPDATE serialises appenders across processes (PostgreSQL); SQLite's
     write lock already does."""
-    sqlite = conn.dialect.name == "sqlite"
-    seq, prev = execute_together(conn, before or [], _HEAD if sqlite else HEAD_FOR_UPDATE)
+    return _HEAD if conn.dialect.name == "sqlite" else _HEAD + " FOR UPDATE"
+
+
+def lock_head(conn: sa.Connection, before: list[Statement] | None = None) -> tuple[int, str]:
+    """The chain's head, locked (head_query), after the statements `before` (on
+    PostgreSQL they go out with the head's read, one round trip)."""
+    seq, prev = execute_together(conn, before or [], head_query(conn))
     return seq, prev
 
 

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from engine.events import Event, Kind
 from engine.message import message_id_floor
 from engine.store import audit as audit_chain
+from engine.store.database import pipelined
 from engine.store.schema import messages
 
 
@@ -40,8 +41,8 @@ class Resend(NamedTuple):
     original: str  # the stored message's id
 
 
-# SQLite's (no statistics): every column but control_id is wrapped in coalesce, which
-# keeps it from choosing the channel's indexes, whose search grows with the channel's
+# Every column but control_id is wrapped in coalesce, which keeps SQLite (without
+# statistics) from choosing the channel's indexes, whose search grows with the channel's
 # messages, over the control id's, whose search holds a handful of rows whatever the size.
 _TAKEN = (
     sa.select(messages.c.id, messages.c.channel, messages.c.sender, messages.c.control_id,
@@ -52,10 +53,6 @@ _TAKEN = (
            sa.func.coalesce(messages.c.status, "").in_(("accepted", "filtered")),
            sa.func.coalesce(messages.c.id, "") >= sa.bindparam("floor"))
 )
-# The same on PostgreSQL as driver SQL, to go out in one pipeline with the head's lock.
-_PG_TAKEN = ("SELECT id, channel, sender, control_id, content_hash FROM messages "
-             "WHERE control_id = ANY(%s) AND channel = ANY(%s) "
-             "AND status IN ('accepted', 'filtered') AND id >= %s ORDER BY id")
 
 
 def lock_and_check(conn: sa.Connection, claims: dict[int, Claim]
@@ -64,22 +61,15 @@ def lock_and_check(conn: sa.Connection, claims: dict[int, Claim]
     batch) a stored message already answers: the head, the resends (same channel,
     sender, control id and content within the window) and the reused ids (same key,
     other content: the first such message). On PostgreSQL one round trip for both."""
-    control_ids = sorted({c.control_id for c in claims.values()})
-    channels = sorted({c.channel for c in claims.values()})
-    floor = message_id_floor(min(c.since for c in claims.values()))
-    if conn.dialect.name == "postgresql":
-        raw = conn.connection.dbapi_connection
-        with raw.pipeline(), raw.cursor() as head_cursor, raw.cursor() as cursor:
-            head_cursor.execute(audit_chain.HEAD_FOR_UPDATE)
-            cursor.execute(_PG_TAKEN, (control_ids, channels, floor))
-            head, rows = head_cursor.fetchone(), cursor.fetchall()
-    else:
-        head = audit_chain.lock_head(conn)
-        rows = sorted(conn.execute(_TAKEN, {"control_ids": control_ids, "channels": channels,
-                                            "floor": floor}).all())
+    [[head], rows] = pipelined(
+        conn, sa.text(audit_chain.head_query(conn)),
+        _TAKEN.params(control_ids=sorted({c.control_id for c in claims.values()}),
+                      channels=sorted({c.channel for c in claims.values()}),
+                      floor=message_id_floor(min(c.since for c in claims.values()))))
+    rows.sort()  # by id: the oldest copy first
     first: dict[tuple[str, str, str], str] = {}
     same: dict[tuple[str, str, str, str], str] = {}
-    for id_, channel, sender, control_id, content_hash in rows:  # oldest first
+    for id_, channel, sender, control_id, content_hash in rows:
         first.setdefault((channel, sender, control_id), id_)
         same.setdefault((channel, sender, control_id, content_hash), id_)
     resends: dict[int, Resend] = {}
