@@ -25,9 +25,9 @@ import time
 from collections.abc import Awaitable, Callable
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.every import Every
+from engine.store.database import conflict_insert
 from engine.store.schema import audit, audit_head, channel_controls
 
 log = logging.getLogger("conduit.engine")
@@ -54,8 +54,8 @@ def cleared() -> sa.Delete:
 def remember(conn: sa.Connection, channel: str, state: str) -> None:
     """Record `channel`'s state after an operator's action, in the transaction of its
     audit event (so the table and the trail agree, and the later commit wins in both)."""
-    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(
-        channel_controls).values(channel=channel, state=state, at=time.time())
+    insert = conflict_insert(conn.dialect.name, channel_controls).values(
+        channel=channel, state=state, at=time.time())
     conn.execute(insert.on_conflict_do_update(
         index_elements=[channel_controls.c.channel],
         set_={"state": insert.excluded.state, "at": insert.excluded.at}))

@@ -16,10 +16,10 @@ import logging
 import time
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.every import Every
 from engine.queue.owners import db_now
+from engine.store.database import conflict_insert
 from engine.store.schema import cluster_leases
 from engine.store.writer import UnitOfWork, Writer
 
@@ -27,7 +27,6 @@ log = logging.getLogger("conduit.cluster")
 
 LEASE_TTL = 5.0  # seconds a holder that stopped renewing keeps the lease
 RENEW_EVERY = 1.0
-_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 def claim(name: str, owner: str, ttl: float = LEASE_TTL) -> UnitOfWork:
@@ -43,7 +42,7 @@ def claim(name: str, owner: str, ttl: float = LEASE_TTL) -> UnitOfWork:
         if taken.rowcount:
             return True
         # The first claim on this store: one insert wins, the others do nothing.
-        insert = _INSERTS[conn.dialect.name](t).from_select(
+        insert = conflict_insert(conn.dialect.name, t).from_select(
             ["name", "owner", "until"],
             sa.select(sa.literal(name), sa.literal(owner), db_now() + ttl))
         # RETURNING, since the driver's row count of an INSERT ... SELECT is unreliable

@@ -50,8 +50,6 @@ from typing import Any, NamedTuple
 
 import redis
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from engine.events import Event, Kind
 from engine.queue import owners
@@ -59,7 +57,7 @@ from engine.queue.base import DeadLetter, Leased, QueueStats, Retrying
 from engine.queue.holds import publish_lock_key
 from engine.queue.redis_scripts import FREE, GROUP, LEASE, LEASE_BY_KEY, OUTCOMES
 from engine.queue.sql import content_of, with_content
-from engine.store.database import KeptReader, pipelined, reader
+from engine.store.database import KeptReader, conflict_insert, pipelined, reader
 from engine.store.schema import dead_letter_answers, dead_taken, messages, queue_outbox
 from engine.store.writer import UnitOfWork
 
@@ -430,7 +428,7 @@ def _take_dead(conn: sa.Connection, entry_ids: list[int]) -> set[int]:
     if not entry_ids:
         return set()
     now = time.time()
-    insert = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(dead_taken)
+    insert = conflict_insert(conn.dialect.name, dead_taken)
     conn.execute(dead_taken.delete().where(dead_taken.c.taken_at < now - DEAD_TAKEN_KEPT))
     taken: set[int] = set()
     for at in range(0, len(entry_ids), 1000):  # within SQLite's bound parameters

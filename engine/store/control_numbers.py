@@ -15,8 +15,8 @@ a gap. Partners check for repeats, not gaps, so that is harmless.
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
+from engine.store.database import conflict_insert
 from engine.store.schema import x12_control_numbers
 
 MAX_CONTROL = 999_999_999
@@ -25,8 +25,7 @@ _table = x12_control_numbers
 
 
 def _upsert(dialect: str) -> sa.Executable:
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(_table).values(partner=sa.bindparam("partner"), last=1)
+    statement = conflict_insert(dialect, _table).values(partner=sa.bindparam("partner"), last=1)
     return statement.on_conflict_do_update(
         index_elements=[_table.c.partner],
         set_={"last": sa.case((_table.c.last >= MAX_CONTROL, 1),

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.errors import StoreError
 from engine.store.schema import audit_head, metadata
@@ -41,6 +42,12 @@ def snapshot_reader(engine: sa.Engine) -> sa.Engine:
     if db.dialect.name == "postgresql":
         db = db.execution_options(isolation_level="REPEATABLE READ")
     return db
+
+
+def conflict_insert(dialect: str, table: sa.Table) -> Any:
+    """An INSERT into `table` that takes ON CONFLICT clauses (on_conflict_do_nothing,
+    on_conflict_do_update): PostgreSQL's and SQLite's, which read alike."""
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
 def default_url(data_dir: str | Path) -> str:
