@@ -154,9 +154,9 @@ class Duplicates:
         # (sender, control id) -> set once this process's question to the store about
         # that key has been answered (and the message, if new, taken on)
         self._asking: dict[tuple[str, str], asyncio.Event] = {}
-        # Questions waiting for the store, asked together (_ask_all): as with the
-        # writer's group commit, those asked while one query runs go in the next, so a
-        # shared store costs one query per round of messages, not one per message.
+        # Questions waiting for the store (the index's "maybe"s), asked together
+        # (_ask_all): as with the writer's group commit, those asked while one query
+        # runs go in the next, so a burst of resends costs one query per round.
         self._questions: dict[tuple[str, str], asyncio.Future[list[tuple[str, str]]]] = {}
         self._questions_since = 0.0
         self._asker: asyncio.Task | None = None

@@ -202,22 +202,16 @@ def check_pseudonym_key(db: sa.Engine, key: bytes, where: str) -> None:
     writer records it). The audit chain cannot tell: its events hold pseudonyms, not the
     identifiers they came from. A wrong key would make every new pseudonym differ from
     the old ones, and an accounting of disclosures would silently miss earlier events."""
+    from engine.store.database import conflict_insert
     from engine.store.schema import key_checks
 
     value = hmac.digest(key, b"conduit: the pseudonym key of this store", "sha256").hex()
-    query = sa.select(key_checks.c.value).where(key_checks.c.name == "pseudonym")
-    recorded = None
-    for _ in range(2):  # a second look when another process recorded it first
-        try:
-            with db.begin() as conn:
-                recorded = conn.execute(query).scalar()
-                if recorded is None:
-                    conn.execute(key_checks.insert().values(name="pseudonym", value=value))
-                    return
-        except sa.exc.IntegrityError:
-            continue
-        break
-    if not hmac.compare_digest(recorded or "", value):
+    with db.begin() as conn:  # recorded unless it was (by another process, maybe just now)
+        conn.execute(conflict_insert(conn.dialect.name, key_checks)
+                     .values(name="pseudonym", value=value).on_conflict_do_nothing())
+        recorded = conn.execute(sa.select(key_checks.c.value)
+                                .where(key_checks.c.name == "pseudonym")).scalar_one()
+    if not hmac.compare_digest(recorded, value):
         raise WrongPseudonymKey(
             f"the pseudonym key in {where} is not the one this store's patient pseudonyms "
             "were made with: searches and accountings of disclosures by patient would "
