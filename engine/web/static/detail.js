@@ -342,7 +342,10 @@ export function createDetail(ctx) {
       seen = '';
       build();
       const summary = ctx.summary(name);
-      if (summary) renderSummary(summary);
+      if (summary) {
+        data = { ...summary }; // what the rows show, until the full detail arrives
+        renderSummary(summary);
+      }
       parts.title.focus();
       await refresh();
     }
