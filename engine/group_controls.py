@@ -12,8 +12,9 @@ A process that joins later (a worker the supervisor restarted, an engine started
 another host) missed those events: each action also leaves the channel's resulting state
 in `channel_controls`, and a joining process starts each channel in that state (paused:
 delivering but not accepting; stopped: not at all). A group started again as a whole
-keeps them too, until an operator resumes or starts the channel; an engine alone on its
-store (the embedded default without --workers) starts every channel, and clears them.
+keeps them too, until an operator resumes or starts the channel or a revision removes
+it; an engine alone on its store (the embedded default without --workers) starts every
+channel, and clears them.
 """
 
 from __future__ import annotations
@@ -59,6 +60,14 @@ def remember(conn: sa.Connection, channel: str, state: str) -> None:
     conn.execute(insert.on_conflict_do_update(
         index_elements=[channel_controls.c.channel],
         set_={"state": insert.excluded.state, "at": insert.excluded.at}))
+
+
+def forget_all_but(conn: sa.Connection, channels: set[str]) -> None:
+    """In the transaction making a revision live: channels it no longer runs lose their
+    held state, as the running processes drop them, so that one deployed again later
+    under the same name starts in a joining process as it starts in the others (afresh),
+    not paused or stopped as it was left before its removal."""
+    conn.execute(channel_controls.delete().where(channel_controls.c.channel.not_in(channels)))
 
 
 class ControlFollower:

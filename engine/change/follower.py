@@ -1,13 +1,16 @@
 """The running engine follows the live revision: every process of a group looks each
 second, and when another revision has gone live it loads that revision's channels from
 the store (not from disk) and hands them to Engine.apply, which drains and swaps the
-channels that changed. The primary records the swap in the audit trail, once."""
+channels that changed. The primary of each host records the swap in the audit trail,
+naming the host: an auditor sees which hosts run the revision (one that cannot run it
+says so in its log and records nothing)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import socket
 import time
 from typing import Any
 
@@ -73,7 +76,8 @@ class RevisionFollower:
         if self._engine.primary:
             await asyncio.to_thread(self._store.record, Event(kind=Kind.ADMIN, detail={
                 "action": "revision-applied", "revision": number, "previous": previous,
-                "digest": revision.digest, "swapped": sorted(swapped)}))
+                "digest": revision.digest, "swapped": sorted(swapped),
+                "host": socket.gethostname()}))
         return number
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from engine import group_controls
 from engine.change.snapshot import Snapshot, channel_name
 from engine.errors import ConduitError
 from engine.events import Event, Kind, log_events
@@ -253,8 +254,10 @@ def _go_live(conn: sa.Connection, number: int, now: float, actor: str,
         .values(state=SUPERSEDED))
     conn.execute(revisions.update().where(revisions.c.number == number)
                  .values(state=LIVE, live_at=now))
-    digest = conn.execute(sa.select(revisions.c.digest)
-                          .where(revisions.c.number == number)).scalar()
+    digest, content = conn.execute(sa.select(revisions.c.digest, revisions.c.content)
+                                   .where(revisions.c.number == number)).one()
+    group_controls.forget_all_but(conn, {
+        channel_name(file, text) for file, text in Snapshot.from_json(content).channels.items()})
     events.append(Event(kind=Kind.ADMIN, actor=actor, detail={
         "action": "revision-live", "revision": number, "digest": digest,
         "previous": previous}))

@@ -4,6 +4,7 @@ audit chain that records each change."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import textwrap
 import pytest
 import sqlalchemy as sa
 
+from engine import group_controls
 from engine.change.revisions import (
     LIVE,
     PENDING,
@@ -176,3 +178,30 @@ def test_two_processes_deploying_at_once_get_distinct_numbers_and_one_live(db_ur
             assert audit_chain.verify(conn, KEY).broken is None
     finally:
         db.dispose()
+
+
+def test_a_channel_removed_while_paused_starts_afresh_when_deployed_again(store):
+    """A process joining a group (a restarted worker, another host) starts each channel
+    as the group holds it. A channel paused, removed by a revision and later deployed
+    again under the same name runs started in every process that applied those
+    revisions; the joining one must start it so too, not paused as it was left."""
+    both = Snapshot({"adt.yaml": "name: adt\n", "lab.yaml": "name: lab\n"}, {})
+    store.make(both, author="os:ann", actor="cli:ann", reason="both", approvals=0)
+    with store._db.begin() as conn:
+        group_controls.remember(conn, "adt", "paused")
+        group_controls.remember(conn, "lab", "stopped")
+    store.make(Snapshot({"lab.yaml": "name: lab\n"}, {}), author="os:ann", actor="cli:ann",
+               reason="adt retired", approvals=0)
+    pending = store.make(both, author="os:ann", actor="cli:ann", reason="adt back",
+                         approvals=1)
+    assert asyncio.run(_held(store)) == {"lab": "stopped"}  # removed, not yet back
+    store.approve(pending.number, approver="bob", is_admin=True, actor="api:bob",
+                  approvals=1)
+    assert asyncio.run(_held(store)) == {"lab": "stopped"}
+
+
+async def _held(store: RevisionStore) -> dict[str, str]:
+    """What a joining process reads to start its channels: channel -> held state."""
+    async def apply(channel: str, action: str) -> None:
+        raise AssertionError("nothing to follow")
+    return await group_controls.ControlFollower(store._db, apply).seed()

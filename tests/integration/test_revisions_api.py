@@ -5,6 +5,7 @@ engine swapping to the approved revision without a restart, loaded from the stor
 from __future__ import annotations
 
 import json
+import socket
 import textwrap
 from pathlib import Path
 
@@ -104,8 +105,8 @@ async def test_an_admin_approves_on_the_api_and_the_engine_follows(tmp_path):
             details = [json.loads(d) for d in conn.execute(
                 sa.select(audit.c.detail).where(audit.c.kind == "admin")).scalars()]
         applied = [d for d in details if d["action"] == "revision-applied"]
-        assert [(d["revision"], d["swapped"]) for d in applied] == [
-            (1, []), (pending.number, ["adt"])]
+        assert [(d["revision"], d["swapped"], d["host"]) for d in applied] == [
+            (1, [], socket.gethostname()), (pending.number, ["adt"], socket.gethostname())]
         assert [d["approver"] for d in details if d["action"] == "revision-approved"] == [
             "bob"]
     finally:
