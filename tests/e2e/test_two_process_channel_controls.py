@@ -33,7 +33,7 @@ async def test_a_restarted_worker_keeps_the_channel_as_the_group_left_it(
     await started_workers(daemon, 2)
     token = await token_of(daemon, "operator")
     await act(daemon, token, action)  # served by worker 0, followed by worker 1
-    await eventually(lambda: not listening(daemon.mllp_port), timeout=10,
+    await eventually(lambda: not listening(daemon.mllp_port), timeout=30,
                      message=f"neither worker listening once the channel is {done}")
 
     before = workers(daemon)
@@ -48,7 +48,7 @@ async def test_a_restarted_worker_keeps_the_channel_as_the_group_left_it(
 
     await act(daemon, token, undo)
     await eventually(lambda: listening(daemon.mllp_port) == set(workers(daemon)),
-                     timeout=10, message=f"both workers listening again after {undo}")
+                     timeout=30, message=f"both workers listening again after {undo}")
     assert await daemon.stop(timeout=30) == 0, daemon.logs()[-3000:]
 
 
@@ -61,7 +61,7 @@ async def test_an_engine_alone_starts_its_channels_afresh_for_a_later_group(
     await started_workers(daemon, 2)
     token = await token_of(daemon, "operator")
     await act(daemon, token, "pause")
-    await eventually(lambda: not listening(daemon.mllp_port), timeout=10,
+    await eventually(lambda: not listening(daemon.mllp_port), timeout=30,
                      message="neither worker listening once the channel is paused")
     assert await daemon.stop(timeout=30) == 0, daemon.logs()[-3000:]
 

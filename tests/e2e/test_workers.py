@@ -112,9 +112,9 @@ async def test_two_workers_share_the_port_deliver_once_and_count_as_one_engine(
     await eventually(lambda: acked <= set(delivered(fhir)), timeout=90, interval=0.2,
                      message="every acknowledged message at the FHIR server")
     # Worker 0 serves /metrics; the other worker's messages count there too.
-    await eventually(_at_least(messages_counted, daemon, token, "received", 600), timeout=10,
+    await eventually(_at_least(messages_counted, daemon, token, "received", 600), timeout=30,
                      message="all 600 receipts counted by worker 0")
-    await eventually(_at_least(messages_counted, daemon, token, "sent", 600), timeout=10,
+    await eventually(_at_least(messages_counted, daemon, token, "sent", 600), timeout=30,
                      message="all 600 deliveries counted by worker 0")
     assert await daemon.stop(timeout=30) == 0, daemon.logs()[-3000:]
     assert not [p for p in pids if Path(f"/proc/{p}").exists()], "a worker outlived the stop"
@@ -133,10 +133,10 @@ async def test_pausing_a_channel_on_the_status_page_pauses_it_in_every_worker(
     pids = await started_workers(daemon, 2)
     token = await token_of(daemon, "operator")
     await act(daemon, token, "pause")  # worker 0 serves the page and pauses its own
-    await eventually(lambda: not listening(daemon.mllp_port), timeout=10,
+    await eventually(lambda: not listening(daemon.mllp_port), timeout=30,
                      message="neither worker listening once the channel is paused")
     await act(daemon, token, "resume")
-    await eventually(lambda: listening(daemon.mllp_port) == set(pids), timeout=10,
+    await eventually(lambda: listening(daemon.mllp_port) == set(pids), timeout=30,
                      message="both workers listening again after resume")
     assert await daemon.stop(timeout=30) == 0, daemon.logs()[-3000:]
 
