@@ -16,6 +16,7 @@ from engine.errors import StoreError
 from engine.events import Event, Kind
 from engine.security.keys import KeyRing
 from engine.store import audit
+from engine.store import writer as writer_module
 from engine.store.database import open_database
 from engine.store.schema import audit as trail
 from engine.store.schema import messages, queue_owners
@@ -67,6 +68,33 @@ async def test_units_waiting_together_commit_in_one_transaction(db, writer, key)
     assert _trail(db) == [f"M{i:03d}" for i in range(200)]
     with db.connect() as conn:
         assert audit.verify(conn, key) == audit.Verified(200)
+
+
+async def test_work_a_commit_wakes_joins_the_next_commit(writer, monkeypatch):
+    """A message's "acknowledged" is recorded a few rounds of the event loop after its
+    commit (its reply is written first), while its sender's next message comes at once.
+    The writer waits those rounds before committing, so each round's acknowledgements
+    share the next round's commit instead of taking commits of their own."""
+    monkeypatch.setattr(writer_module, "GATHER_S", 60.0)  # rounds, not this machine's speed
+    acknowledging: list[asyncio.Future] = []
+
+    async def acknowledge(mid: str) -> None:
+        for _ in range(3):  # the reply written, then recorded
+            await asyncio.sleep(0)
+        await writer.submit(_unit(mid))
+
+    async def sender(n: int) -> None:
+        for i in range(3):
+            await writer.commit(_unit(f"M{n}{i}"))
+            acknowledging.append(asyncio.ensure_future(acknowledge(f"A{n}{i}")))
+
+    await asyncio.gather(*(sender(n) for n in range(8)))
+    await asyncio.gather(*acknowledging)
+    batches = [{e.message_id for e in events} for events in writer.seen]
+    for i in (0, 1):
+        [together] = [b for b in batches if f"A0{i}" in b]
+        assert together == {f"A{n}{i}" for n in range(8)} | {f"M{n}{i + 1}" for n in range(8)}
+    assert writer.batches == 4  # messages 0, messages 1 + acks 0, 2 + 1, acks 2
 
 
 async def test_a_batch_is_never_larger_than_max_batch(db, key):
