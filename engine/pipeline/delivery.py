@@ -176,6 +176,9 @@ class DestinationWorker:
                 token = self._heartbeat.token() if self._heartbeat is not None else 0
                 free = self.concurrency - len(running)
                 if token is not None and free > 0:
+                    # outcomes committed by now are behind this lease; one committed with
+                    # it (the writer gathers units) wakes the wait below at once
+                    self._settling = {f for f in self._settling if not f.done()}
                     try:
                         batch: list[Leased] = await self._writer.commit(
                             self._queue.lease(self.key, free, by_key=self.by_patient)
@@ -214,15 +217,15 @@ class DestinationWorker:
         """_deliver; by_patient, the commit of its outcome then wakes _flow to lease
         again. The next lease runs at once and, in the SQL queue, sees the outcome (the
         writer commits in order); the Redis queue frees the patient only once the
-        outcome's commit reached Redis, and a lease before found it still held: without
-        this wake-up its place would stay idle until the next look (IDLE_POLL)."""
+        outcome's commit reached Redis, and a lease before it, or in the same commit (the
+        writer gathers units), found it still held: without this wake-up its place would
+        stay idle until the next look (IDLE_POLL)."""
         try:
             return await self._deliver(entry, token)
         finally:
             recorded = self._recorded.pop(entry.id, None)
             if recorded is not None and not recorded.done():
                 self._settling.add(recorded)
-                recorded.add_done_callback(self._settling.discard)
 
     def _tell(self, message_id: str, delivery: Delivery, reason: str,
               stored: asyncio.Future[Any]) -> None:
