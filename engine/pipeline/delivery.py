@@ -195,6 +195,7 @@ class DestinationWorker:
                 done, _ = await asyncio.wait({*waits, *running, *self._settling},
                                              timeout=self._idle_poll,
                                              return_when=asyncio.FIRST_COMPLETED)
+                self._settling -= done  # each wakes one look, not every look after it
                 for w in waits:
                     w.cancel()
                 finished = {t for t in running if t in done}

@@ -181,3 +181,30 @@ async def test_one_patients_messages_follow_each_other_without_pause(tmp_path, s
     finally:
         await harness.stop()
         await receiver.stop()
+
+
+async def test_a_worker_waiting_on_a_slow_receiver_does_not_spin(tmp_path, store) -> None:
+    """With every place taken by a send the receiver is slow to answer, the worker
+    waits: it does not loop on the commit of an outcome already done with, burning a
+    core until the send returns (the engine runs in this process, so its CPU is ours)."""
+    url, queue_conf = store
+    receiver = await PatientReceiver().start()
+    harness = EngineHarness(tmp_path, store_url=url, conf=queue_conf)
+    port = free_port()
+    sent = [f"SLOW-{i}" for i in range(6)]
+    try:
+        await harness.start({"adt": f"""
+            source: {{type: mllp, port: {port}}}
+            destinations:
+              - {{name: ehr, type: http, url: "{receiver.url}", order: patient}}
+            """})
+        await exchange(port, [adt(c, "SLOW") for c in sent])
+        await harness.settle(lambda: len(receiver.accepted) >= 1)
+        wall, cpu = time.monotonic(), time.process_time()
+        await harness.settle(lambda: len(receiver.accepted) == len(sent), timeout=20)
+        wall, cpu = time.monotonic() - wall, time.process_time() - cpu
+        assert receiver.of("SLOW") == sent
+        assert cpu < wall / 2, f"{cpu:.2f} s of CPU in {wall:.2f} s of slow sends"
+    finally:
+        await harness.stop()
+        await receiver.stop()
