@@ -41,18 +41,23 @@ class Resend(NamedTuple):
     original: str  # the stored message's id
 
 
-# Every column but control_id is wrapped in coalesce, which keeps SQLite (without
-# statistics) from choosing the channel's indexes, whose search grows with the channel's
-# messages, over the control id's, whose search holds a handful of rows whatever the size.
-_TAKEN = (
-    sa.select(messages.c.id, messages.c.channel, messages.c.sender, messages.c.control_id,
-              messages.c.content_hash)
-    .where(messages.c.control_id.in_(sa.bindparam("control_ids", expanding=True)),
-           sa.func.coalesce(messages.c.channel, "").in_(
-               sa.bindparam("channels", expanding=True)),
-           sa.func.coalesce(messages.c.status, "").in_(("accepted", "filtered")),
-           sa.func.coalesce(messages.c.id, "") >= sa.bindparam("floor"))
-)
+def taken(*columns: sa.ColumnElement[Any]) -> sa.Select:
+    """`columns` of the messages taken on (accepted or filtered) under the control ids
+    `control_ids`, in the channels `channels`, with ids from `floor` (bound when run):
+    the question of earlier copies, here and for the duplicate index's "maybe"s
+    (engine.store.messages). Every column but control_id is wrapped in coalesce, which
+    keeps SQLite (without statistics) from choosing the channel's indexes, whose search
+    grows with the channel's messages, over the control id's, whose search holds a
+    handful of rows whatever the size."""
+    return sa.select(*columns).where(
+        messages.c.control_id.in_(sa.bindparam("control_ids", expanding=True)),
+        sa.func.coalesce(messages.c.channel, "").in_(sa.bindparam("channels", expanding=True)),
+        sa.func.coalesce(messages.c.status, "").in_(("accepted", "filtered")),
+        sa.func.coalesce(messages.c.id, "") >= sa.bindparam("floor"))
+
+
+_TAKEN = taken(messages.c.id, messages.c.channel, messages.c.sender, messages.c.control_id,
+               messages.c.content_hash)
 
 
 def lock_and_check(conn: sa.Connection, claims: dict[int, Claim]

@@ -13,6 +13,7 @@ from engine.events import Event, Kind
 from engine.message import message_id_floor, new_message_id
 from engine.security.crypto import Vault, content_hash
 from engine.store import correlation
+from engine.store.claims import taken
 from engine.store.database import KeptReader, reader
 from engine.store.retention import ContentPruned, is_pruned
 from engine.store.schema import messages, outputs
@@ -39,20 +40,10 @@ class StoredMessage(msgspec.Struct):
 
 # Whether messages were resends, asked for the duplicate index's "maybe"s
 # (engine.pipeline.duplicates), for all the control ids asked meanwhile at once: built
-# once, so each asking only binds its values. It must go through the control id's index:
-# SQLite (without statistics) otherwise searched by (channel, id) or (channel, status,
-# id), a walk of the channel's window per question. So every other column is wrapped in
-# a function no index serves, and the rows are sorted here.
-_TAKEN_WITH_CONTROL_IDS = (
-    sa.select(messages.c.id, messages.c.content_hash, messages.c.sender,
-              messages.c.control_id)
-    .where(messages.c.control_id.in_(sa.bindparam("control_ids", expanding=True)),
-           # coalesce: the control id's index, not the channel's (engine.store.claims)
-           sa.func.coalesce(messages.c.channel, "") == sa.bindparam("channel"),
-           sa.func.coalesce(messages.c.status, "").in_(("accepted", "filtered")),
-           sa.func.coalesce(messages.c.id, "") >= sa.bindparam("floor"))
-    .limit(sa.bindparam("limit"))
-)
+# once, so each asking only binds its values; through the control id's index (see
+# engine.store.claims.taken), so the rows are sorted here.
+_TAKEN_WITH_CONTROL_IDS = taken(messages.c.id, messages.c.content_hash, messages.c.sender,
+                                messages.c.control_id).limit(sa.bindparam("limit"))
 
 
 class MessageStore:
@@ -144,7 +135,7 @@ class MessageStore:
         reusing one id all day stops there)."""
         rows = self._resend_reads.read(lambda conn: conn.execute(_TAKEN_WITH_CONTROL_IDS, {
             "control_ids": sorted({control_id for _, control_id in keys}),
-            "channel": channel, "floor": message_id_floor(since),
+            "channels": [channel], "floor": message_id_floor(since),
             "limit": limit * len(keys)}).all())
         wanted = set(keys)
         found: dict[tuple[str, str], list[tuple[str, str]]] = {}

@@ -24,7 +24,7 @@ def test_both_questions_search_by_control_id_on_sqlite(tmp_path):
         claims = plan(db, _TAKEN, {"control_ids": ["C1", "C2"], "channels": ["adt", "lab"],
                                    "floor": "0"})
         resends = plan(db, _TAKEN_WITH_CONTROL_IDS, {
-            "control_ids": ["C1", "C2"], "channel": "adt", "floor": "0", "limit": 100})
+            "control_ids": ["C1", "C2"], "channels": ["adt"], "floor": "0", "limit": 100})
     finally:
         db.dispose()
     for found in (claims, resends):
