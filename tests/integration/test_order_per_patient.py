@@ -85,42 +85,49 @@ def store(request):
     client.close()
 
 
-async def test_each_patient_in_order_and_a_slow_one_holds_up_no_one(tmp_path, store) -> None:
+@pytest.fixture
+async def rig(tmp_path, store):
+    """An engine harness on `store` and a PatientReceiver, both stopped after the test."""
     url, queue_conf = store
     receiver = await PatientReceiver().start()
     harness = EngineHarness(tmp_path, store_url=url, conf=queue_conf)
-    port = free_port()
-    patients = ["SLOW", "REFUSED", "P1", "P2", "P3"]
-    sent = {p: [f"{p}-{i}" for i in range(4)] for p in patients}
     try:
-        engine = await harness.start({"adt": f"""
-            source: {{type: mllp, port: {port}}}
-            retry: {{initial_delay: 100ms, jitter: 0}}
-            destinations:
-              - {{name: ehr, type: http, url: "{receiver.url}", order: patient,
-                  concurrency: 4}}
-            """})
-        # Interleaved on one connection: the queue holds them in this order.
-        payloads = [adt(sent[p][i], p) for i in range(4) for p in patients]
-        acks = await exchange(port, payloads)
-        assert {a.value("MSA-1") for a in acks} == {"AA"}
-        await harness.settle(lambda: len(receiver.accepted) == len(payloads), timeout=20)
-        await harness.settle(lambda: engine.services.queue.stats() == [], timeout=5)
-
-        for p in patients:  # each patient's messages once each, in the order sent
-            assert receiver.of(p) == sent[p], p
-        # The others were through while SLOW's messages were still going one by one,
-        # REFUSED's retries included: in strict order they would wait behind each.
-        last_slow = max(t for m, _, t in receiver.accepted if m == "SLOW")
-        first_slow = min(t for m, _, t in receiver.accepted if m == "SLOW")
-        others_done = max(t for m, _, t in receiver.accepted if m != "SLOW")
-        assert others_done < last_slow
-        assert last_slow - first_slow >= 3 * SLOW * 0.9  # SLOW's went one at a time
-        assert 1 < receiver.most_in_flight <= 4
-        assert engine.services.stats.count("retried") == 2
+        yield harness, receiver
     finally:
         await harness.stop()
         await receiver.stop()
+
+
+async def test_each_patient_in_order_and_a_slow_one_holds_up_no_one(rig) -> None:
+    harness, receiver = rig
+    port = free_port()
+    patients = ["SLOW", "REFUSED", "P1", "P2", "P3"]
+    sent = {p: [f"{p}-{i}" for i in range(4)] for p in patients}
+    engine = await harness.start({"adt": f"""
+        source: {{type: mllp, port: {port}}}
+        retry: {{initial_delay: 100ms, jitter: 0}}
+        destinations:
+          - {{name: ehr, type: http, url: "{receiver.url}", order: patient,
+              concurrency: 4}}
+        """})
+    # Interleaved on one connection: the queue holds them in this order.
+    payloads = [adt(sent[p][i], p) for i in range(4) for p in patients]
+    acks = await exchange(port, payloads)
+    assert {a.value("MSA-1") for a in acks} == {"AA"}
+    await harness.settle(lambda: len(receiver.accepted) == len(payloads), timeout=20)
+    await harness.settle(lambda: engine.services.queue.stats() == [], timeout=5)
+
+    for p in patients:  # each patient's messages once each, in the order sent
+        assert receiver.of(p) == sent[p], p
+    # The others were through while SLOW's messages were still going one by one,
+    # REFUSED's retries included: in strict order they would wait behind each.
+    last_slow = max(t for m, _, t in receiver.accepted if m == "SLOW")
+    first_slow = min(t for m, _, t in receiver.accepted if m == "SLOW")
+    others_done = max(t for m, _, t in receiver.accepted if m != "SLOW")
+    assert others_done < last_slow
+    assert last_slow - first_slow >= 3 * SLOW * 0.9  # SLOW's went one at a time
+    assert 1 < receiver.most_in_flight <= 4
+    assert engine.services.stats.count("retried") == 2
 
 
 async def test_over_mllp_sends_take_turns_on_the_one_connection(tmp_path) -> None:
@@ -151,60 +158,48 @@ async def test_over_mllp_sends_take_turns_on_the_one_connection(tmp_path) -> Non
         await receiver.stop()
 
 
-async def test_one_patients_messages_follow_each_other_without_pause(tmp_path, store) -> None:
+async def test_one_patients_messages_follow_each_other_without_pause(rig) -> None:
     """A patient's next message is leased as soon as the one before is recorded, on both
     queues (the Redis queue frees the patient only once the outcome reached Redis): a
     pause of the worker's idle look (1 s) per message would take up to 30 s here. The
     messages wait in the queue while the receiver is down, then go one after another."""
-    url, queue_conf = store
-    receiver = await PatientReceiver().start()
-    harness = EngineHarness(tmp_path, store_url=url, conf=queue_conf)
+    harness, receiver = rig
     port = free_port()
     sent = [f"ONE-{i}" for i in range(30)]
-    try:
-        engine = await harness.start({"adt": f"""
-            source: {{type: mllp, port: {port}}}
-            order: patient
-            retry: {{max_attempts: 1000, initial_delay: 50ms, max_delay: 50ms, jitter: 0}}
-            destinations:
-              - {{name: ehr, type: http, url: "{receiver.url}", concurrency: 4}}
-            """})
-        receiver.paused = True
-        await exchange(port, [adt(c, "P1") for c in sent])
-        await harness.settle(lambda: engine.services.stats.count("retried") > 0)
-        receiver.paused = False
-        started = time.monotonic()
-        await harness.settle(lambda: len(receiver.accepted) == len(sent), timeout=40)
-        assert time.monotonic() - started < 5
-        assert receiver.of("P1") == sent
-        assert receiver.most_in_flight == 1
-    finally:
-        await harness.stop()
-        await receiver.stop()
+    engine = await harness.start({"adt": f"""
+        source: {{type: mllp, port: {port}}}
+        order: patient
+        retry: {{max_attempts: 1000, initial_delay: 50ms, max_delay: 50ms, jitter: 0}}
+        destinations:
+          - {{name: ehr, type: http, url: "{receiver.url}", concurrency: 4}}
+        """})
+    receiver.paused = True
+    await exchange(port, [adt(c, "P1") for c in sent])
+    await harness.settle(lambda: engine.services.stats.count("retried") > 0)
+    receiver.paused = False
+    started = time.monotonic()
+    await harness.settle(lambda: len(receiver.accepted) == len(sent), timeout=40)
+    assert time.monotonic() - started < 5
+    assert receiver.of("P1") == sent
+    assert receiver.most_in_flight == 1
 
 
-async def test_a_worker_waiting_on_a_slow_receiver_does_not_spin(tmp_path, store) -> None:
+async def test_a_worker_waiting_on_a_slow_receiver_does_not_spin(rig) -> None:
     """With every place taken by a send the receiver is slow to answer, the worker
     waits: it does not loop on the commit of an outcome already done with, burning a
     core until the send returns (the engine runs in this process, so its CPU is ours)."""
-    url, queue_conf = store
-    receiver = await PatientReceiver().start()
-    harness = EngineHarness(tmp_path, store_url=url, conf=queue_conf)
+    harness, receiver = rig
     port = free_port()
     sent = [f"SLOW-{i}" for i in range(6)]
-    try:
-        await harness.start({"adt": f"""
-            source: {{type: mllp, port: {port}}}
-            destinations:
-              - {{name: ehr, type: http, url: "{receiver.url}", order: patient}}
-            """})
-        await exchange(port, [adt(c, "SLOW") for c in sent])
-        await harness.settle(lambda: len(receiver.accepted) >= 1)
-        wall, cpu = time.monotonic(), time.process_time()
-        await harness.settle(lambda: len(receiver.accepted) == len(sent), timeout=20)
-        wall, cpu = time.monotonic() - wall, time.process_time() - cpu
-        assert receiver.of("SLOW") == sent
-        assert cpu < wall / 2, f"{cpu:.2f} s of CPU in {wall:.2f} s of slow sends"
-    finally:
-        await harness.stop()
-        await receiver.stop()
+    await harness.start({"adt": f"""
+        source: {{type: mllp, port: {port}}}
+        destinations:
+          - {{name: ehr, type: http, url: "{receiver.url}", order: patient}}
+        """})
+    await exchange(port, [adt(c, "SLOW") for c in sent])
+    await harness.settle(lambda: len(receiver.accepted) >= 1)
+    wall, cpu = time.monotonic(), time.process_time()
+    await harness.settle(lambda: len(receiver.accepted) == len(sent), timeout=20)
+    wall, cpu = time.monotonic() - wall, time.process_time() - cpu
+    assert receiver.of("SLOW") == sent
+    assert cpu < wall / 2, f"{cpu:.2f} s of CPU in {wall:.2f} s of slow sends"
