@@ -18,6 +18,7 @@ from msgspec import Meta
 
 from engine.config.base import DestinationBase
 from engine.connectors.base import DestinationContext
+from engine.fsync import fsync_dir
 from engine.message import Delivery, Outbound, Retry, Sent
 
 # Generic JSON, and structured-syntax suffixes (RFC 6839: application/fhir+json is JSON,
@@ -214,12 +215,8 @@ def write_many_atomically(targets: list[Path], contents: list[bytes], mode: int 
         with contextlib.suppress(OSError):
             os.unlink(tmp)
     try:
-        for folder in dict.fromkeys(os.path.dirname(t) for t in targets[:done]):
-            fd = os.open(folder, os.O_RDONLY)
-            try:
-                os.fsync(fd)  # the renames themselves
-            finally:
-                os.close(fd)
+        for folder in dict.fromkeys(t.parent for t in targets[:done]):
+            fsync_dir(folder)  # the renames themselves
     except OSError as exc:  # renamed, but not known to be on disk: all written again
         return 0, exc
     return done, error

@@ -73,4 +73,3 @@ def test_sending_a_file_does_not_load_the_store_or_the_connectors():
                           text=True, timeout=60)
     assert "Connect call failed" in done.stderr or "refused" in done.stderr, done.stderr
     assert done.stdout.strip() == "[]"
-
