@@ -127,7 +127,8 @@ async def one_group(args: argparse.Namespace, procs: Procs, tmp: Path, workers: 
     tmp.mkdir(parents=True)
     sink = await Sink.start(procs)
     mllp_port = free_port()
-    conf = write_config(tmp, mllp_port, sink.port, "http")  # as scripts/bench_engine.py
+    conf = write_config(tmp, mllp_port, sink.port, "http",  # as scripts/bench_engine.py
+                        senders=args.connections)
     if store is not None:
         with conf.open("a") as f:
             f.write(f"store:\n  url: {store['url']}\n"

@@ -355,15 +355,19 @@ def write_engine_config(tmp: Path) -> Path:
 
 
 def write_config(tmp: Path, mllp_port: int, sink_port: int, dest_type: str,
-                 order: str = "destination", concurrency: int = 1) -> Path:
+                 order: str = "destination", concurrency: int = 1, senders: int = 8) -> Path:
     """conf/conduit.yaml and channels/bench.yaml in the temporary directory; the sink's
-    delivery `order` and `concurrency` (docs/configuration.md)."""
+    delivery `order` and `concurrency` (docs/configuration.md). The bench's `senders`
+    all come from 127.0.0.1, one peer standing in for many sending systems, so the
+    source admits that many connections from one address (its default of 20 would refuse
+    the rest, and their messages would count as lost)."""
     conf = write_engine_config(tmp)
     # Retries stay short and never give up: the backlog phase keeps the sink down for a
     # while, and the drain should start soon after it returns.
     (tmp / "channels" / "bench.yaml").write_text(
         "description: scripts/bench, MLLP ADT to FHIR over HTTP\n"
         f"source:\n  type: mllp\n  host: 127.0.0.1\n  port: {mllp_port}\n"
+        f"  max_connections_per_peer: {max(20, senders)}\n"
         "mapping: hl7v2-adt-to-fhir@1\n"
         "retry:\n  max_attempts: 1000000\n  initial_delay: 200ms\n  max_delay: 1s\n"
         f"destinations:\n  - name: sink\n    type: {dest_type}\n"
@@ -585,7 +589,7 @@ async def bench(args: argparse.Namespace, procs: Procs, tmp: Path) -> dict[str, 
     sink = await Sink.start(procs, delay=args.sink_delay)
     mllp_port = free_port()
     conf = write_config(tmp, mllp_port, sink.port, args.dest_type, args.order,
-                        args.concurrency)
+                        args.concurrency, args.connections)
     engine = await start_engine(procs, tmp, conf, mllp_port)
     print(f"engine: pid {engine.pid}, MLLP {mllp_port}, sink {sink.port}, data in {tmp}")
     send = numbered_sender(mllp_port, args.connections)

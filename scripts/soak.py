@@ -60,7 +60,8 @@ def sample(pid: int) -> tuple[float, int]:
 async def soak(args: argparse.Namespace, procs: Procs, tmp: Path) -> dict[str, Any]:
     sink = await Sink.start(procs)
     mllp_port = free_port()
-    conf = write_config(tmp, mllp_port, sink.port, "http")  # as scripts/bench_engine.py
+    conf = write_config(tmp, mllp_port, sink.port, "http",  # as scripts/bench_engine.py
+                        senders=args.connections)
     engine = await start_group(procs, tmp, conf, mllp_port, args.workers)
     print(f"soak: {args.minutes} min at {args.rate} msg/s, {args.workers} worker(s), "
           f"engine pid {engine.pid}, data in {tmp}")
