@@ -175,27 +175,29 @@ async def test_several_at_once_stop_at_the_first_file_that_cannot_be_written(tmp
     assert [p.name for p in (out / "A").iterdir()] == ["f.json"]  # no temporary left
 
 
+@pytest.mark.parametrize("failing", [0, 2, 3, 5, 9])
 async def test_a_file_the_disk_cannot_sync_is_retried_and_no_later_one_is_renamed(
-        tmp_path, monkeypatch):
-    """The batch's files are synced side by side; one failing, those before it are
-    written, it is retried, and those after it (synced or not) stay unnamed."""
+        tmp_path, monkeypatch, failing):
+    """The batch's files are synced side by side, in runs on several threads; one failing
+    (first, inside or at the edge of a run, last), those before it are written, it is
+    retried, and those after it (synced or not) stay unnamed."""
     out = tmp_path / "out"
     dest = FileDestination(FileDestinationConfig(name="files", directory=str(out)),
                            DestinationContext("c"))
     await dest.open()
-    ids = [f"01J000000000000000000000{n:02d}" for n in range(6)]
+    ids = [f"01J000000000000000000000{n:02d}" for n in range(10)]
     real_fsync = os.fsync
 
     def fsync(fd: int) -> None:
-        if os.readlink(f"/proc/self/fd/{fd}").endswith(f".{ids[3]}.json.tmp"):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(f".{ids[failing]}.json.tmp"):
             raise OSError(5, "Input/output error")
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", fsync)
     sent = await dest.send_many([outbound(i) for i in ids])
-    assert [type(d).__name__ for d in sent] == ["Sent", "Sent", "Sent", "Retry"]
-    assert "cannot write " + ids[3] + ".json: Input/output error" in sent[3].reason
-    assert sorted(p.name for p in out.iterdir()) == [f"{i}.json" for i in ids[:3]]
+    assert [type(d).__name__ for d in sent] == ["Sent"] * failing + ["Retry"]
+    assert f"cannot write {ids[failing]}.json: Input/output error" in sent[-1].reason
+    assert sorted(p.name for p in out.iterdir()) == [f"{i}.json" for i in ids[:failing]]
 
 
 async def test_a_name_met_twice_ends_a_batch_before_its_second_file(tmp_path):
