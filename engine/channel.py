@@ -261,9 +261,16 @@ class Channel:
         trace, uow, now = tracing.reprocess(message_id, self.name), UnitOfWork(), time.time()
         parsed, problem = self.reader.read(raw, SourceMeta("reprocess", size=len(raw)),
                                            trace, whole=False)
-        hop: dict[str, Any] = {
-            "channel": self.name, "message_id": message_id, "peer": None,
-            "patient": self._vault.pseudonym(parsed.patient_id) if parsed else None}
+        # The pseudonym stored with the message, so that its new hops are found with its
+        # others (engine.store.schema.MESSAGE_HOPS), even if this parse reads the patient
+        # differently; one the store could not read before is kept on its row now.
+        stored = await asyncio.to_thread(self._store.get, message_id)
+        kept = stored.patient if stored is not None else None
+        patient = kept or (self._vault.pseudonym(parsed.patient_id) if parsed else None)
+        if kept is None and patient is not None:
+            self._store.set_patient(uow, message_id, patient)
+        hop: dict[str, Any] = {"channel": self.name, "message_id": message_id, "peer": None,
+                               "patient": patient}
         mapping = mapping or self.mapping
         uow.record(Event(kind=Kind.REPROCESSED, actor=actor, detail={
             "mapping": mapping.ref if mapping else None}, **hop))

@@ -101,6 +101,8 @@ def open_database(url: str) -> sa.Engine:
                 # tables while the others wait, then find them (DDL is transactional).
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
             metadata.create_all(conn)
+            # Replaced by ix_audit_patient_other (engine.store.schema.MESSAGE_HOPS).
+            conn.exec_driver_sql("DROP INDEX IF EXISTS ix_audit_patient")
             if conn.execute(sa.select(audit_head.c.id)).first() is None:
                 conn.execute(audit_head.insert().values(id=1, seq=0, hash="0" * 64))
     except sa.exc.SQLAlchemyError as exc:

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from engine.events import Event, Kind
 from engine.store.database import reader
-from engine.store.schema import audit, messages
+from engine.store.schema import NOT_A_MESSAGE_HOP, audit, messages
 from engine.store.writer import UnitOfWork
 
 # The CSV's header, in order; JSON rows carry the same keys (detail decoded).
@@ -97,8 +97,11 @@ def find(conn: sa.Connection, pseudonym: str, since_us: int, until_us: int
          ) -> list[dict[str, Any]]:
     """The patient's hops recorded in [since_us, until_us), oldest first, each a dict
     with COLUMNS' keys (detail decoded). Run it in one read transaction."""
+    # Events of the patient's messages' hops come through the messages' patient index;
+    # those of other kinds (reads, requeues, answers) through the audit's own.
     own = [dict(r) for r in conn.execute(
-        sa.select(audit).where(audit.c.patient == pseudonym)).mappings()]
+        sa.select(audit).where(audit.c.patient == pseudonym, sa.text(NOT_A_MESSAGE_HOP))
+    ).mappings()]
     ids = {r["message_id"] for r in own if r["message_id"]}
     ids |= set(conn.execute(sa.select(messages.c.id).where(
         messages.c.patient == pseudonym)).scalars())

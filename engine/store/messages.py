@@ -81,6 +81,11 @@ class MessageStore:
         uow.execute(messages.update().where(messages.c.id == message_id)
                     .values(status=status, error=error))
 
+    @staticmethod
+    def set_patient(uow: UnitOfWork, message_id: str, patient: str) -> None:
+        uow.execute(messages.update().where(messages.c.id == message_id)
+                    .values(patient=patient))
+
     def outputs_of(self, message_id: str) -> list[dict[str, Any]]:
         """Metadata of every output a message has had (one per mapping run)."""
         with self._engine.connect() as conn:

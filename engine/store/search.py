@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from engine.message import message_id_floor
 from engine.store.messages import StoredMessage
-from engine.store.schema import audit, messages
+from engine.store.schema import MESSAGE_HOPS, NOT_A_MESSAGE_HOP, audit, messages
 
 MAX_PAGE = 500
 
@@ -74,8 +74,7 @@ class AuditQuery(msgspec.Struct, kw_only=True):
 def find_audit(conn: sa.Connection, q: AuditQuery) -> list[dict[str, Any]]:
     stmt = sa.select(audit)
     for column, value in ((audit.c.message_id, q.message_id), (audit.c.channel, q.channel),
-                          (audit.c.patient, q.patient), (audit.c.actor, q.actor),
-                          (audit.c.kind, q.kind)):
+                          (audit.c.actor, q.actor), (audit.c.kind, q.kind)):
         if value is not None:
             stmt = stmt.where(column == value)
     if q.since_us is not None:
@@ -84,9 +83,20 @@ def find_audit(conn: sa.Connection, q: AuditQuery) -> list[dict[str, Any]]:
         stmt = stmt.where(audit.c.at_us < q.until_us)
     if q.before_seq is not None:
         stmt = stmt.where(audit.c.seq < q.before_seq)
-    if q.after_seq is not None:
+    oldest_first = q.after_seq is not None
+    if oldest_first:
         stmt = stmt.where(audit.c.seq > q.after_seq).order_by(audit.c.seq)
     else:
         stmt = stmt.order_by(audit.c.seq.desc())
-    stmt = stmt.limit(max(1, min(q.limit, MAX_PAGE)))
-    return [dict(r) for r in conn.execute(stmt).mappings()]
+    limit = max(1, min(q.limit, MAX_PAGE))
+    if q.patient is None:
+        return [dict(r) for r in conn.execute(stmt.limit(limit)).mappings()]
+    # A patient's events by the two indexes that hold them (engine.store.schema.MESSAGE_HOPS):
+    # its messages' hops, and everything else; a page of each, merged into one.
+    own = stmt.where(audit.c.patient == q.patient)
+    hops = own.where(audit.c.kind.in_(MESSAGE_HOPS), audit.c.message_id.in_(
+        sa.select(messages.c.id).where(messages.c.patient == q.patient)))
+    rows = [dict(r) for part in (own.where(sa.text(NOT_A_MESSAGE_HOP)), hops)
+            for r in conn.execute(part.limit(limit)).mappings()]
+    rows.sort(key=lambda r: r["seq"], reverse=not oldest_first)
+    return rows[:limit]

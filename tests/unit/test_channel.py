@@ -328,6 +328,29 @@ async def test_reprocess_runs_the_same_steps_again_with_new_output(env):
     assert env.worker.notified == 1
 
 
+async def test_reprocess_records_the_patient_stored_with_the_message(env):
+    """A patient's report finds a message's hops through the pseudonym on its row
+    (engine.store.schema.MESSAGE_HOPS), so a reprocess records that one; a row an older
+    engine left without one gets what this parse reads."""
+    channel = env.channel()
+    first = await channel.deliver(adt("C1", "BAD"), meta(adt("C1", "BAD")))
+    raw = env.store.open_raw(first.message_id)
+    [row] = env.rows()
+    assert row.patient == env.vault.pseudonym("C1-MRN")
+    with env.db.begin() as conn:  # as if an older parser had found no patient in PID-3
+        conn.execute(messages.update().values(patient=None))
+    await channel.reprocess(first.message_id, raw, HL7_MAPPING_V2, "analyst")
+    assert env.rows()[0].patient == row.patient
+    assert {e.patient for e in env.events if e.message_id == first.message_id} == {
+        row.patient}
+    with env.db.begin() as conn:  # as if this parse read a different identifier
+        conn.execute(messages.update().values(patient="0" * 32))
+    await channel.reprocess(first.message_id, raw, HL7_MAPPING_V2, "analyst")
+    assert env.rows()[0].patient == "0" * 32
+    assert [e.patient for e in env.events if e.kind is Kind.REPROCESSED] == [
+        row.patient, "0" * 32]
+
+
 async def test_reprocess_refuses_a_bundle_the_channel_splits(env):
     channel = fhir_channel(env)
     raw = bundle("transaction", "ONE", "BAD")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
 
 from engine.events import Event, Kind
 from engine.message import message_id_floor
@@ -92,8 +94,12 @@ def test_message_page_size_is_kept_between_one_and_the_cap(db, limit, expected):
 
 @pytest.fixture
 def events(db, tmp_path):
+    """Two messages' events as the engine records them: each message's row is stored
+    with its hops, and carries their patient pseudonym (none for M2)."""
     key = KeyRing.load(tmp_path / "keys").audit
     with db.begin() as conn:
+        bulk_insert(conn, messages, [_row(1, id="M1", patient="P1"),
+                                     _row(2, id="M2", channel="lab")])
         audit.append(conn, key, [
             Event(kind=Kind.RECEIVED, channel="adt", message_id="M1", patient="P1"),
             Event(kind=Kind.VIEWED, actor="alice", channel="adt", message_id="M1",
@@ -144,3 +150,94 @@ def test_audit_rows_carry_every_column(db, events):
 def _rows_of(db) -> list[dict]:
     with db.connect() as conn:
         return find_audit(conn, AuditQuery())
+
+
+@pytest.fixture
+def patient_trail(db, tmp_path):
+    _fill_patient_trail(db, KeyRing.load(tmp_path / "keys").audit)
+
+
+def _fill_patient_trail(db, key: bytes) -> None:
+    """P1's events through both routes, interleaved with another patient's: hops of its
+    messages (found through messages.patient) and reads, requeues and answers (found
+    through the audit's own patient index)."""
+    with db.begin() as conn:
+        bulk_insert(conn, messages, [_row(1, id="M1", patient="P1"),
+                                     _row(2, id="M2", patient="P2"),
+                                     _row(3, id="M3", patient="P1")])
+        audit.append(conn, key, [
+            Event(kind=Kind.RECEIVED, channel="adt", message_id="M1", patient="P1"),  # 1
+            Event(kind=Kind.RECEIVED, channel="adt", message_id="M2", patient="P2"),  # 2
+            Event(kind=Kind.MAPPED, channel="adt", message_id="M1", patient="P1"),  # 3
+            Event(kind=Kind.VIEWED, actor="ana", message_id="M1", patient="P1"),  # 4
+            Event(kind=Kind.SENT, channel="adt", message_id="M2", patient="P2"),  # 5
+            Event(kind=Kind.SENT, channel="adt", message_id="M1", patient="P1"),  # 6
+            Event(kind=Kind.REQUEUED, actor="olive", message_id="M3", patient="P1"),  # 7
+            Event(kind=Kind.ACKNOWLEDGED, channel="adt", message_id="M3",
+                  patient="P1"),  # 8
+            Event(kind=Kind.VIEWED, actor="ana", patient="P1",
+                  detail={"search": "patient"}),  # 9: tied to no message
+        ])
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ({}, [9, 8, 7, 6, 4, 3, 1]),
+    ({"limit": 3}, [9, 8, 7]),
+    ({"limit": 3, "before_seq": 7}, [6, 4, 3]),
+    ({"limit": 3, "before_seq": 3}, [1]),
+    ({"after_seq": 0, "limit": 4}, [1, 3, 4, 6]),
+    ({"after_seq": 6}, [7, 8, 9]),
+    ({"kind": "sent"}, [6]),
+    ({"kind": "viewed"}, [9, 4]),
+    ({"message_id": "M3"}, [8, 7]),
+], ids=lambda v: "-".join(map(str, v)) or "all" if isinstance(v, dict) else None)
+def test_a_patients_events_come_by_both_routes_a_page_at_a_time(db, patient_trail,
+                                                                 query, expected):
+    assert _audit(db, patient="P1", **query) == expected
+    assert _audit(db, patient="P2") == [5, 2]
+
+
+def test_the_patient_search_reads_indexes_not_the_whole_trail(tmp_path):
+    """A trail of years is searched by patient through the messages' and the audit's
+    patient indexes; a scan of the audit table would take minutes. SQLite's plan only:
+    PostgreSQL's planner chooses by the table's statistics."""
+    from engine.store.database import open_database
+
+    db = open_database(f"sqlite:///{tmp_path / 'plan.db'}")
+    _fill_patient_trail(db, KeyRing.load(tmp_path / "keys").audit)
+    seen: list[str] = []
+
+    def explain(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and "FROM audit" in statement:
+            plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement,
+                                        tuple(parameters)).all()
+            seen.append(" / ".join(row[-1] for row in plan))
+
+    sa_event.listen(db, "before_cursor_execute", explain)
+    try:
+        _audit(db, patient="P1")
+    finally:
+        sa_event.remove(db, "before_cursor_execute", explain)
+        db.dispose()
+    assert len(seen) == 2, seen
+    assert all("SCAN audit" not in plan for plan in seen), seen
+    assert any("ix_audit_patient_other" in plan for plan in seen), seen
+    assert any("ix_audit_message" in plan and "ix_messages_patient" in plan
+               for plan in seen), seen
+
+
+def test_a_store_made_before_the_partial_index_loses_the_full_one(db_url):
+    """The audit's patient index on every event is dropped when the store opens: its
+    pages were a third of each commit's writes."""
+    from engine.store.database import open_database
+
+    db = open_database(db_url)
+    try:
+        with db.begin() as conn:
+            conn.exec_driver_sql("CREATE INDEX ix_audit_patient ON audit (patient)")
+        db.dispose()
+        db = open_database(db_url)
+        names = {ix["name"] for ix in sa.inspect(db).get_indexes("audit")}
+        assert "ix_audit_patient" not in names and "ix_audit_patient_other" in names
+    finally:
+        db.dispose()
