@@ -101,6 +101,11 @@ def open_database(url: str) -> sa.Engine:
                 # tables while the others wait, then find them (DDL is transactional).
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
             metadata.create_all(conn)
+            # create_all skips the indexes of a table that exists: a store made by an
+            # earlier version gets those added since here.
+            for table in metadata.sorted_tables:
+                for index in table.indexes:
+                    index.create(conn, checkfirst=True)
             # Replaced by ix_audit_patient_other (engine.store.schema.MESSAGE_HOPS).
             conn.exec_driver_sql("DROP INDEX IF EXISTS ix_audit_patient")
             if conn.execute(sa.select(audit_head.c.id)).first() is None:
