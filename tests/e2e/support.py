@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from engine.connectors.mllp import MllpClient
 from engine.errors import ConduitError
 from engine.formats.hl7v2 import Hl7Message
-from tests.fhir_server import FhirTestServer
+from tests.fhir_server import Answer, FhirTestServer
 from tests.harness import free_port as harness_free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -255,6 +255,15 @@ def mrns_in(blobs: Iterable[bytes]) -> set[str]:
     return found
 
 
+def delivered(fhir: FhirTestServer) -> list[str]:
+    """The MRN of each request the FHIR server got, in order of arrival (a request still
+    being answered counts: it was sent)."""
+    seq = []
+    for request in list(fhir.requests):
+        seq.extend(dict.fromkeys(m.decode() for m in _MRN.findall(request.body)))
+    return seq
+
+
 def mrns_in_files(paths: Iterable[Path]) -> set[str]:
     return mrns_in(p.read_bytes() for p in paths)
 
@@ -378,6 +387,21 @@ async def exchange_one(port: int, payload: bytes, timeout: float = 10.0) -> byte
         return await client.exchange(payload, timeout)
     finally:
         await client.close()
+
+
+async def backlog_under_way(fhir: CountingFhirServer, port: int, prefix: str) -> Ledger:
+    """150 ADTs sent to `port` and acknowledged while the FHIR server answers slowly;
+    returns once 20 have arrived and another is being answered: the moment a drill kills
+    the process delivering them. Each answer takes 0.4 s, so the 150 outlast their sending
+    (bounded at 60 s) on any host: at 0.05 s a loaded host had delivered them all before
+    the last was sent, and nothing was left in flight to kill."""
+    fhir.default = Answer(delay=0.4)
+    ledger = Ledger()
+    await asyncio.wait_for(send_all(port, adt_batch(prefix, 150), ledger), 60)
+    assert len(ledger.acked) == 150 and not ledger.other
+    await eventually(lambda: len(delivered(fhir)) >= 20 and fhir.in_flight > 0, timeout=30,
+                     message="deliveries under way")
+    return ledger
 
 
 async def eventually(predicate, *, timeout: float, interval: float = 0.1,

@@ -7,7 +7,6 @@ order."""
 from __future__ import annotations
 
 import asyncio
-import re
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,14 +26,15 @@ from tests.e2e.support import (
     Ledger,
     ack_code,
     adt_batch,
+    backlog_under_way,
     daemons_on_postgres,
+    delivered,
     eventually,
     send_all,
 )
 from tests.fhir_server import Answer
 
 REDIS_URL = "redis://127.0.0.1:6379/0"  # the production example's default
-_MRN = re.compile(rb'"(E2E[A-Z0-9]+)"')
 
 
 @pytest.fixture(params=["sql", "redis"])
@@ -44,15 +44,6 @@ def pair(request: pytest.FixtureRequest, tmp_path: Path, pg_url: str
     sealed); see daemons_on_postgres."""
     with daemons_on_postgres(tmp_path, pg_url, ("a", "b"), request.param) as (a, b):
         yield a, b
-
-
-def delivered(fhir: CountingFhirServer) -> list[str]:
-    """The MRN of each request the FHIR server got, in order of arrival (a request still
-    being answered counts: it was sent)."""
-    seq = []
-    for request in list(fhir.requests):
-        seq.extend(dict.fromkeys(m.decode() for m in _MRN.findall(request.body)))
-    return seq
 
 
 def leases(daemon: Daemon, pg_url: str) -> dict[int, int]:
@@ -117,12 +108,7 @@ async def test_after_a_sigkill_the_other_engine_takes_over_within_seconds_in_ord
     for d in pair:
         d.deliver_to(fhir.url)
         await d.start()
-    fhir.default = Answer(delay=0.05)  # slow enough that a backlog builds up
-    ledger = Ledger()
-    await asyncio.wait_for(send_all(pair[0].mllp_port, adt_batch("KS", 150), ledger), 60)
-    assert len(ledger.acked) == 150 and not ledger.other
-    await eventually(lambda: len(delivered(fhir)) >= 20 and fhir.in_flight > 0, timeout=30,
-                     message="deliveries under way")
+    ledger = await backlog_under_way(fhir, pair[0].mllp_port, "KS")
 
     held = await asyncio.to_thread(leases, pair[0], pg_url)
     by_pid = {d.proc.pid: d for d in pair if d.proc is not None}

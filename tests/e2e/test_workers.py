@@ -26,12 +26,12 @@ from tests.e2e.support import (
     Daemon,
     Ledger,
     adt_batch,
+    backlog_under_way,
+    delivered,
     eventually,
     send_all,
 )
 from tests.fhir_server import Answer
-
-_MRN = re.compile(rb'"(E2E[A-Z0-9]+)"')
 
 
 def workers(daemon: Daemon) -> list[int]:
@@ -47,13 +47,6 @@ def listening(port: int) -> set[int]:
     out = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True,
                          text=True, check=True).stdout
     return {int(p) for p in re.findall(r"pid=(\d+)", out)}
-
-
-def delivered(fhir: CountingFhirServer) -> list[str]:
-    seq = []
-    for request in list(fhir.requests):
-        seq.extend(dict.fromkeys(m.decode() for m in _MRN.findall(request.body)))
-    return seq
 
 
 def leases(daemon: Daemon) -> dict[int, int]:
@@ -175,12 +168,7 @@ async def test_a_killed_worker_is_restarted_and_its_leases_pass_on_within_second
     daemon.deliver_to(fhir.url)
     await daemon.start("--workers", "2")
     pids = await started_workers(daemon, 2)
-    fhir.default = Answer(delay=0.05)  # slow enough that a backlog builds up
-    ledger = Ledger()
-    await asyncio.wait_for(send_all(daemon.mllp_port, adt_batch("KW", 150), ledger), 60)
-    assert len(ledger.acked) == 150 and not ledger.other
-    await eventually(lambda: len(delivered(fhir)) >= 20 and fhir.in_flight > 0, timeout=30,
-                     message="deliveries under way")
+    ledger = await backlog_under_way(fhir, daemon.mllp_port, "KW")
 
     held = await asyncio.to_thread(leases, daemon)
     holder = max((pid for pid in held if pid in pids), key=held.__getitem__)
