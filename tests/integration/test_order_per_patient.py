@@ -21,7 +21,10 @@ from tests.loopback import LoopbackServer
 from tests.mllp_receiver import MllpReceiver
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-SLOW = 0.25  # seconds the receiver takes over each message of patient SLOW
+# Seconds the receiver takes over each message of patient SLOW: long enough that the
+# other patients' 16 messages, REFUSED's retries among them, are through before SLOW's
+# four even on a slow host under the whole suite (at 0.25 s they once ended 27 ms after).
+SLOW = 0.6
 
 
 class PatientReceiver(LoopbackServer):
