@@ -94,6 +94,17 @@ cluster_leases = sa.Table(
     sa.Column("until", sa.Float, nullable=False),
 )
 
+# The last notification sent for each alert that holds (engine.ops.alerts.told): what the
+# on-call has been told, so a process that starts speaking for the cluster sends what
+# changed while nobody spoke, and nothing twice. Names and numbers only, never PHI.
+alerts_told = sa.Table(
+    "alerts_told",
+    metadata,
+    sa.Column("rule", sa.Text, primary_key=True),
+    sa.Column("subject", sa.Text, primary_key=True),
+    sa.Column("notification", sa.Text, nullable=False),  # JSON
+)
+
 # What a receiver answered to a delivery that ended in the dead-letter queue (a FHIR
 # OperationOutcome may quote the patient back): sealed like message content, under its
 # own id. A table of its own, not queue columns, so existing databases gain it on start

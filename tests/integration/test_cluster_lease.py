@@ -1,7 +1,7 @@
 """One process sends the cluster's alerts (issue 14: alerts show the whole cluster, once):
 the `alerts` lease is held by one process at a time on a shared store, passes to another
 when its holder stops or goes silent, and an Alerting that does not hold it tracks its
-alerts without sending them."""
+alerts without sending them, then sends what changed meanwhile when it takes over."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from engine.config.alerts import AlertsConfig, ChannelStateRule
 from engine.ops import leader
 from engine.ops.alerts.rules import ChannelView, Snapshot
 from engine.ops.alerts.runner import Alerting
+from engine.ops.alerts.told import Told
 from engine.ops.leader import ClusterLease
 from engine.store.database import open_database
 from engine.store.writer import Writer
@@ -77,27 +78,45 @@ async def test_a_lease_not_renewed_in_time_is_not_trusted(writers) -> None:
     assert not lease.held
 
 
-async def test_an_alerting_that_does_not_speak_tracks_but_sends_nothing() -> None:
+async def test_the_process_that_takes_over_sends_the_clear_nobody_sent(writers) -> None:
+    """Process A speaks and sends a fire; it stops speaking, the alert clears while B is
+    still silent (B's next renewal has not come yet), then B takes over: B sends that
+    clear, once, and never the fire again. What was told lives in the shared store."""
     config = AlertsConfig(rules=[ChannelStateRule(name="adt-down")])
-    recorded: list[object] = []
-
-    async def record(events):
-        recorded.extend(events)
+    state = "stopped"
 
     async def snapshot() -> Snapshot:
         return Snapshot(time.time(), time.time() - 60,
-                        {"adt": ChannelView("stopped", None, {}, {}, {})}, {}, [])
+                        {"adt": ChannelView(state, None, {}, {}, {})}, {}, [])
 
-    speaking = False
-    alerting = Alerting(config, snapshot, record, speaks=lambda: speaking)
-    assert await alerting.run_once() == []
-    assert recorded == [] and [a["rule"] for a in alerting.active()] == ["adt-down"]
-    speaking = True  # the holder died; this one took the lease over
-    assert await alerting.run_once() == []  # already firing: not sent a second time
-    assert recorded == []
-    alerting.tracker.active.clear()  # a new alert, once this process speaks: sent
-    assert [n.state for n in await alerting.run_once()] == ["fired"]
-    assert len(recorded) == 1
+    speaking = [True, False]
+    sent: list[list[str]] = [[], []]
+    alertings = []
+    for i, writer in enumerate(writers):
+        store = Told(writer)
+        alertings.append(Alerting(config, snapshot, store.record, recall=store.recall,
+                                  speaks=lambda i=i: speaking[i]))
+    for i, alerting in enumerate(alertings):
+        sent[i] += [n.state for n in await alerting.run_once()]
+    assert sent == [["fired"], []]
+    assert [a["rule"] for a in alertings[1].active()] == ["adt-down"]  # tracked, unsent
+
+    speaking[0] = False  # A stopped; B has not taken the lease yet
+    state = "started"
+    for i, alerting in enumerate(alertings):
+        sent[i] += [n.state for n in await alerting.run_once()]
+    assert sent == [["fired"], []] and alertings[1].active() == []
+
+    speaking[1] = True  # B took the lease
+    for _ in range(3):
+        sent[1] += [n.state for n in await alertings[1].run_once()]
+    assert sent == [["fired"], ["cleared"]]
+
+    state = "stopped"  # a new alert, then B stops speaking, A takes the lease back
+    sent[1] += [n.state for n in await alertings[1].run_once()]
+    speaking[:] = [True, False]
+    sent[0] += [n.state for n in await alertings[0].run_once()]
+    assert sent == [["fired"], ["cleared", "fired"]]  # B told it: A does not again
 
 
 async def test_two_engines_on_one_database_send_a_cluster_alert_once(

@@ -32,6 +32,7 @@ from engine.ops.alerts import (
     active_since,
     evaluate,
     human,
+    reconcile,
 )
 
 CHICAGO = zoneinfo.ZoneInfo("America/Chicago")
@@ -302,8 +303,8 @@ async def test_notifications_go_to_webhook_audit_and_page():
         QueueDepthRule(name="deep", threshold=10, severity="critical")])
     source, hook, audited = Clocked(), FakeWebhook(), []
 
-    async def record(events):
-        audited.extend(events)
+    async def record(notes):
+        audited.extend(n.event() for n in notes)
 
     alerting = Alerting(config, source, record, hook, host="engine-1")  # type: ignore[arg-type]
     await alerting.run_once()
@@ -338,7 +339,7 @@ async def test_a_failing_webhook_is_retried_in_order_and_never_raises(caplog):
     config = AlertsConfig(rules=[QueueDepthRule(name="deep", threshold=0)])
     source, hook = Clocked(), FakeWebhook()
 
-    async def broken_audit(events):
+    async def broken_audit(notes):
         raise RuntimeError("store down")
 
     alerting = Alerting(config, source, broken_audit, hook)  # type: ignore[arg-type]
@@ -352,6 +353,64 @@ async def test_a_failing_webhook_is_retried_in_order_and_never_raises(caplog):
     hook.failing = False
     assert await alerting.run_once() == []
     assert [p["state"] for p in hook.received] == ["fired", "cleared"]
+
+
+# ------------------------------------------------- a process that starts speaking
+
+
+FHIR_DEEP = QueueDepthRule(name="fhir-deep", destination="adt/fhir", threshold=10)
+FILES_DEEP = QueueDepthRule(name="files-deep", destination="adt/files", threshold=10)
+
+
+def depths(fhir: int, files: int, at: float) -> Snapshot:
+    return Snapshot(at, T0 - 3600, queues={"adt/fhir": QueueView(fhir),
+                                           "adt/files": QueueView(files)})
+
+
+def speak(tracker: Tracker, snap: Snapshot, told: dict) -> list[tuple[str, str, float]]:
+    """The first round of a process that takes over: (state, rule, value) it sends."""
+    readings = evaluate([FHIR_DEEP, FILES_DEEP], snap)
+    notes = reconcile(tracker.step(readings, snap.now), tracker.active, readings, told,
+                      snap.now)
+    return sorted((n.state, n.rule, n.reading.value) for n in notes)
+
+
+def test_taking_over_sends_what_changed_while_nobody_spoke():
+    tracker = Tracker(3600)  # a silent process, tracking
+    [fhir_fired] = tracker.step(evaluate([FHIR_DEEP, FILES_DEEP], depths(20, 0, T0)), T0)
+    told = {("fhir-deep", "adt/fhir"): fhir_fired}  # the speaker sent it, then died
+    tracker.step(evaluate([FHIR_DEEP, FILES_DEEP], depths(2, 30, T0 + 5)), T0 + 5)
+    assert speak(tracker, depths(2, 30, T0 + 10), told) == [
+        ("cleared", "fhir-deep", 2), ("fired", "files-deep", 30)]
+
+
+def test_taking_over_sends_nothing_twice_and_no_clear_of_what_was_never_told():
+    tracker = Tracker(3600)
+    [fired] = tracker.step(evaluate([FHIR_DEEP, FILES_DEEP], depths(20, 0, T0)), T0)
+    told = {("fhir-deep", "adt/fhir"): fired}
+    assert speak(tracker, depths(25, 0, T0 + 5), told) == []  # still holds, already told
+    tracker = Tracker(3600)
+    tracker.step(evaluate([FHIR_DEEP, FILES_DEEP], depths(0, 30, T0)), T0)
+    assert speak(tracker, depths(0, 0, T0 + 5), {}) == []  # began and ended unheard
+
+
+def test_a_restart_fires_again_only_what_was_not_told():
+    """A fresh tracker fires everything that holds; what was told before the restart is
+    not sent again, and what ended while the engine was down is cleared."""
+    earlier = Tracker(3600)
+    told = {(n.rule, n.reading.subject): n for n in earlier.step(
+        evaluate([FHIR_DEEP, FILES_DEEP], depths(20, 30, T0)), T0)}
+    assert speak(Tracker(3600), depths(20, 0, T0 + 600), told) == [
+        ("cleared", "files-deep", 0)]
+
+
+def test_a_repeat_of_a_fire_nobody_sent_is_sent_as_the_fire():
+    tracker = Tracker(60)
+    tracker.step(evaluate([FHIR_DEEP], depths(20, 0, T0)), T0)
+    readings = evaluate([FHIR_DEEP], depths(20, 0, T0 + 61))
+    [repeat] = tracker.step(readings, T0 + 61)
+    [sent] = reconcile([repeat], tracker.active, readings, {}, T0 + 61)
+    assert (repeat.state, sent.state, sent.since) == ("repeated", "fired", T0)
 
 
 def test_human_durations():

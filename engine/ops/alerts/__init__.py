@@ -12,7 +12,8 @@ names and numbers only, never PHI), the status page (`active()`) and a webhook.
 
 The package, one job per module: `hours` (when a silence rule's hours are open),
 `rules` (snapshot in, readings out), `tracker` (fire, repeat, clear), `notify` (log,
-audit trail, webhook) and `runner` (the engine-facing loop). The `alerts:` section (the
+audit trail, webhook), `told` (what the on-call was told, reconciled by a process that
+starts speaking for the cluster) and `runner` (the engine-facing loop). The `alerts:` section (the
 rule kinds, `AlertsConfig`, `WebhookConfig`) is declared with the rest of the
 configuration, in `engine.config.alerts`, and imported from there only; this package's
 own parts are gathered here, so import them from `engine.ops.alerts`.
@@ -29,6 +30,7 @@ from engine.ops.alerts.rules import (
     evaluate,
 )
 from engine.ops.alerts.runner import Alerting, collect
+from engine.ops.alerts.told import Told, reconcile
 from engine.ops.alerts.tracker import Active, Notification, State, Tracker, human
 
 __all__ = [
@@ -45,11 +47,13 @@ __all__ = [
     "Reading",
     "Snapshot",
     "State",
+    "Told",
     "Tracker",
     "Webhook",
     "active_since",
     "collect",
     "evaluate",
     "human",
+    "reconcile",
     "span",
 ]

@@ -1,5 +1,6 @@
 """Delivery: every notification goes to the log, the audit trail (an ALERT event: names
-and numbers only, never PHI) and, when configured, a webhook.
+and numbers only, never PHI, with what the on-call was told: engine.ops.alerts.told) and,
+when configured, a webhook.
 
 Delivery must never take the engine down: an audit write that fails is logged, and a
 webhook that fails keeps its payloads (in order, bounded) for the next round.
@@ -18,7 +19,6 @@ import aiohttp
 from yarl import URL
 
 from engine.config.alerts import WebhookConfig
-from engine.events import Event
 from engine.ops.alerts.tracker import Notification
 
 log = logging.getLogger("conduit.alerts")
@@ -55,7 +55,7 @@ class Webhook:
 class Notifier:
     """Sends each round's notifications to the log, the audit trail and the webhook."""
 
-    def __init__(self, record: Callable[[list[Event]], Awaitable[Any]],
+    def __init__(self, record: Callable[[list[Notification]], Awaitable[Any]],
                  webhook: Webhook | None = None, host: str | None = None) -> None:
         self._record = record
         self._webhook = webhook
@@ -68,7 +68,7 @@ class Notifier:
                     "alert %s", note.message)
         if notes:
             try:
-                await self._record([n.event() for n in notes])
+                await self._record(notes)
             except Exception as exc:
                 log.error("could not audit %d alert notification(s): %s", len(notes), exc)
         if self._webhook is not None:

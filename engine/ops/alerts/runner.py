@@ -22,11 +22,11 @@ from engine.config.alerts import (
     Rule,
     SloBurnRule,
 )
-from engine.events import Event
+from engine.ops.alerts import told
 from engine.ops.alerts.notify import Notifier, Webhook
 from engine.ops.alerts.rules import BurnView, ChannelView, QueueView, Snapshot, evaluate
+from engine.ops.alerts.told import Key
 from engine.ops.alerts.tracker import Notification, Tracker
-from engine.store.writer import UnitOfWork
 
 if TYPE_CHECKING:
     from engine.runtime import Engine
@@ -43,14 +43,19 @@ class Alerting:
     """
 
     def __init__(self, config: AlertsConfig, snapshot: Callable[[], Awaitable[Snapshot]],
-                 record: Callable[[list[Event]], Awaitable[Any]],
+                 record: Callable[[list[Notification]], Awaitable[Any]],
                  webhook: Webhook | None = None, host: str | None = None,
-                 speaks: Callable[[], bool] = lambda: True) -> None:
+                 speaks: Callable[[], bool] = lambda: True,
+                 recall: Callable[[], Awaitable[dict[Key, Notification]]] | None = None
+                 ) -> None:
         """`speaks`: whether this process sends what changed (engine.ops.leader); one
-        that does not still tracks every alert, so it can take over without firing
-        again what already fired."""
+        that does not still tracks every alert. `recall`: what the on-call was told
+        (engine.ops.alerts.told), which a process that starts speaking reconciles its
+        tracker with; without it, nothing was told before this process."""
         self.config = config
         self._speaks = speaks
+        self._recall = recall
+        self._spoke = False  # since its last round as a silent process
         self.tracker = Tracker(config.repeat)
         self.notifier = Notifier(record, webhook, host)
         self._snapshot = snapshot
@@ -59,16 +64,11 @@ class Alerting:
     @classmethod
     def for_engine(cls, config: AlertsConfig, engine: Engine,
                    speaks: Callable[[], bool] = lambda: True) -> Alerting:
-        async def record(events: list[Event]) -> None:
-            assert engine.services is not None and engine.services.writer is not None
-            uow = UnitOfWork()
-            for e in events:
-                uow.record(e)
-            await engine.services.writer.commit(uow)
-
+        assert engine.services is not None and engine.services.writer is not None
+        store = told.Told(engine.services.writer)
         webhook = Webhook(config.webhook) if config.webhook else None
-        return cls(config, lambda: collect(engine, config.rules), record, webhook,
-                   speaks=speaks)
+        return cls(config, lambda: collect(engine, config.rules), store.record, webhook,
+                   speaks=speaks, recall=store.recall)
 
     def start(self) -> None:
         if self.config.rules and self._task is None:
@@ -89,9 +89,15 @@ class Alerting:
     async def run_once(self) -> list[Notification]:
         """One evaluation: snapshot, rules, notifications, delivery."""
         snap = await self._snapshot()
-        notes = self.tracker.step(evaluate(self.config.rules, snap), snap.now)
+        readings = evaluate(self.config.rules, snap)
+        notes = self.tracker.step(readings, snap.now)
         if not self._speaks():
+            self._spoke = False
             return []
+        if not self._spoke:
+            before = await self._recall() if self._recall is not None else {}
+            notes = told.reconcile(notes, self.tracker.active, readings, before, snap.now)
+            self._spoke = True
         await self.notifier.send(notes)
         return notes
 

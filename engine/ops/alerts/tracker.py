@@ -70,11 +70,13 @@ class Active:
     since: float
     notified_at: float
 
+    def fired(self, at: float) -> Notification:
+        """This alert's fire, as sent at `at`."""
+        return _note("fired", self.rule, self.reading, self.since, at)
+
     def public(self) -> dict[str, Any]:
         """For the status page and the API."""
-        note = Notification("fired", self.rule.name, _kind(self.rule), self.rule.severity,
-                            self.reading, self.since, self.notified_at)
-        out = note.payload("")
+        out = self.fired(self.notified_at).payload("")
         del out["source"], out["host"], out["state"], out["at"]
         out["since"] = self.since
         out["notified_at"] = self.notified_at
