@@ -125,6 +125,34 @@ async def test_backed_up_queue_fires_then_clears_through_webhook_and_audit(
     assert msgspec.json.encode(engine.ops.alerts())  # the page's SSE can serialise them
 
 
+async def test_a_restart_does_not_fire_again_what_it_already_fired(harness, fhir, receiver):
+    """The store keeps what the webhook was told (engine.ops.alerts.told): an engine
+    restarted with its queue still backed up tracks the alert again without a second
+    fire, and sends the clear once the queue drains."""
+    harness.conf = f"""
+    alerts:
+      interval: 100ms
+      repeat: 0s
+      webhook: {{url: "http://127.0.0.1:{receiver.port}/hook", timeout: 2s}}
+      rules:
+        - {{name: fhir-backlog, kind: queue_depth, destination: adt/fhir, threshold: 2}}
+    """
+    fhir.default = Answer(503)
+    port = free_port()
+    await harness.start({"adt": channel(port, fhir.url)})
+    await exchange(port, [adt(f"C{i}", f"MRN{i}") for i in range(3)])
+    await harness.settle(lambda: receiver.states("fhir-backlog") == ["fired"])
+    await harness.stop()
+
+    engine = await harness.start({"adt": channel(port, fhir.url)})
+    await harness.settle(lambda: [a["rule"] for a in engine.alerting.active()]
+                         == ["fhir-backlog"])
+    await asyncio.sleep(0.5)  # several more evaluations
+    assert receiver.states("fhir-backlog") == ["fired"]
+    fhir.default = Answer(200)
+    await harness.settle(lambda: receiver.states("fhir-backlog") == ["fired", "cleared"])
+
+
 async def test_alerting_without_rules_or_objectives_stays_quiet(harness, fhir):
     engine = await harness.start({"adt": channel(free_port(), fhir.url)})
     await asyncio.sleep(0.05)
