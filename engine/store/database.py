@@ -195,8 +195,12 @@ class KeptReader:
             self._conn = None
 
 
-# A driver-level statement and its parameters: a list of rows (executemany) or one row.
+# A driver-level statement and its parameters: one row, or a list of rows for an INSERT
+# made by insert_tuples (the only statements given a list).
 Statement = tuple[str, "list[tuple[Any, ...]] | tuple[Any, ...]"]
+
+# Variables one SQLite statement may bind on any build (999 before 3.32, 32,766 since).
+_SQLITE_VARIABLES = 999
 
 
 def bulk_insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
@@ -238,7 +242,10 @@ def execute_together(conn: sa.Connection, statements: list[Statement],
     """
     if conn.dialect.name != "postgresql":
         for sql, params in statements:
-            conn.exec_driver_sql(sql, params)
+            if isinstance(params, list) and len(params) > 1:
+                _insert_in_chunks(conn, sql, params)
+            else:
+                conn.exec_driver_sql(sql, params)
         return conn.exec_driver_sql(then).one() if then is not None else None
     if not statements and then is None:
         return None
@@ -253,6 +260,28 @@ def execute_together(conn: sa.Connection, statements: list[Statement],
             return None
         cursor.execute(then)
         return cursor.fetchone()  # ends the pipeline's flight: one round trip for all
+
+
+def _insert_in_chunks(conn: sa.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """SQLite: the rows of an INSERT in a few statements of many rows each, instead of
+    one step per row. The sqlite3 module lets go of the GIL around every step and must
+    take it back after; under a busy event loop those waits were a third of the writer
+    thread's time, and they stretch every commit (docs/performance.md). Chunks are powers
+    of two, so each table has a handful of statement texts for the driver's cache."""
+    most = 1 << ((_SQLITE_VARIABLES // len(rows[0])).bit_length() - 1)
+    done = 0
+    while done < len(rows):
+        n = min(most, 1 << ((len(rows) - done).bit_length() - 1))
+        chunk = rows[done:done + n]
+        conn.exec_driver_sql(_many_rows(sql, n), tuple(v for row in chunk for v in row))
+        done += n
+
+
+@functools.lru_cache(maxsize=256)
+def _many_rows(sql: str, n: int) -> str:
+    """`INSERT ... VALUES (?, ?)` as the same INSERT of `n` rows."""
+    head, row = sql.rsplit(" VALUES ", 1)
+    return f"{head} VALUES {', '.join([row] * n)}"
 
 
 def pipelined(conn: sa.Connection, *statements: sa.Executable) -> list[list[tuple[Any, ...]]]:

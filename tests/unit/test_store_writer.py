@@ -17,7 +17,7 @@ from engine.events import Event, Kind
 from engine.security.keys import KeyRing
 from engine.store import audit
 from engine.store import writer as writer_module
-from engine.store.database import open_database
+from engine.store.database import execute_together, insert_tuples, open_database
 from engine.store.schema import audit as trail
 from engine.store.schema import messages, queue_owners
 from engine.store.writer import UnitOfWork, Writer
@@ -262,3 +262,21 @@ async def test_a_writer_whose_postgresql_connection_was_cut_writes_on_a_new_one(
     with db.connect() as conn:
         assert audit.verify(conn, key) == audit.Verified(3)
     db.dispose()
+
+
+def test_many_rows_go_in_whole_in_order_and_with_their_values(db):
+    """SQLite takes a long insert in chunks of many rows (engine.store.database); every
+    row arrives once, in order (the queue's ids are given in that order), with values of
+    every type the store writes."""
+    table = sa.Table("chunked", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("name", sa.String(20)), sa.Column("size", sa.Float),
+                     sa.Column("content", sa.LargeBinary), sa.Column("note", sa.Text))
+    table.create(db)
+    rows = [(f"r{i}", i / 4, bytes([i % 256]) * 3, None if i % 3 else "x") for i in range(1237)]
+    with db.begin() as conn:
+        execute_together(conn, [insert_tuples(conn, table, ("name", "size", "content", "note"),
+                                              rows)])
+    with db.connect() as conn:
+        stored = conn.execute(sa.select(table).order_by(table.c.id)).all()
+    assert [tuple(r)[1:] for r in stored] == rows
+    assert [r.id for r in stored] == list(range(1, 1238))
