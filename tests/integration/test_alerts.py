@@ -58,6 +58,19 @@ def channel(port: int, fhir_url: str) -> str:
     """
 
 
+def backlog_alert(receiver: WebhookReceiver) -> str:
+    """An `alerts:` section with one rule, fhir-backlog (more than 2 entries queued for
+    adt/fhir), evaluated every 100 ms and sent to `receiver`."""
+    return f"""
+    alerts:
+      interval: 100ms
+      repeat: 0s
+      webhook: {{url: "http://127.0.0.1:{receiver.port}/hook", timeout: 2s}}
+      rules:
+        - {{name: fhir-backlog, kind: queue_depth, destination: adt/fhir, threshold: 2}}
+    """
+
+
 def alert_rows(engine) -> list[dict]:
     with engine.services.db.connect() as conn:
         rows = conn.execute(sa.select(audit.c.actor, audit.c.channel, audit.c.destination,
@@ -129,14 +142,7 @@ async def test_a_restart_does_not_fire_again_what_it_already_fired(harness, fhir
     """The store keeps what the webhook was told (engine.ops.alerts.told): an engine
     restarted with its queue still backed up tracks the alert again without a second
     fire, and sends the clear once the queue drains."""
-    harness.conf = f"""
-    alerts:
-      interval: 100ms
-      repeat: 0s
-      webhook: {{url: "http://127.0.0.1:{receiver.port}/hook", timeout: 2s}}
-      rules:
-        - {{name: fhir-backlog, kind: queue_depth, destination: adt/fhir, threshold: 2}}
-    """
+    harness.conf = backlog_alert(receiver)
     fhir.default = Answer(503)
     port = free_port()
     await harness.start({"adt": channel(port, fhir.url)})

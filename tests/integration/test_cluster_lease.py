@@ -20,7 +20,7 @@ from engine.store.database import open_database
 from engine.store.writer import Writer
 from tests.fhir_server import Answer
 from tests.harness import EngineHarness, adt, exchange, free_port
-from tests.integration.test_alerts import WebhookReceiver, channel
+from tests.integration.test_alerts import WebhookReceiver, backlog_alert, channel
 
 AUDIT_KEY = b"k" * 32
 
@@ -126,14 +126,7 @@ async def test_two_engines_on_one_database_send_a_cluster_alert_once(
     one that sent the fire stopped."""
     fhir.default = Answer(503)
     conf = f"""
-    keys: {{directory: {tmp_path / "keys"}}}
-    alerts:
-      interval: 100ms
-      repeat: 0s
-      webhook: {{url: "http://127.0.0.1:{receiver.port}/hook", timeout: 2s}}
-      rules:
-        - {{name: fhir-backlog, kind: queue_depth, destination: adt/fhir, threshold: 2}}
-    """
+    keys: {{directory: {tmp_path / "keys"}}}""" + backlog_alert(receiver)
     harnesses = [EngineHarness(tmp_path / name, pg_url, conf=conf) for name in ("a", "b")]
     ports = [free_port(), free_port()]
     engines = []
