@@ -204,7 +204,7 @@ _SQLITE_VARIABLES = 999
 
 
 def bulk_insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    """Insert many rows with one driver-level executemany (see insert_rows)."""
+    """Insert many rows through the driver in one go (see insert_rows)."""
     execute_together(conn, [insert_rows(conn, table, rows)])
 
 

@@ -13,10 +13,10 @@ names and numbers only, never PHI), the status page (`active()`) and a webhook.
 The package, one job per module: `hours` (when a silence rule's hours are open),
 `rules` (snapshot in, readings out), `tracker` (fire, repeat, clear), `notify` (log,
 audit trail, webhook), `told` (what the on-call was told, reconciled by a process that
-starts speaking for the cluster) and `runner` (the engine-facing loop). The `alerts:` section (the
-rule kinds, `AlertsConfig`, `WebhookConfig`) is declared with the rest of the
-configuration, in `engine.config.alerts`, and imported from there only; this package's
-own parts are gathered here, so import them from `engine.ops.alerts`.
+starts speaking for the cluster) and `runner` (the engine-facing loop). The `alerts:`
+section (the rule kinds, `AlertsConfig`, `WebhookConfig`) is declared with the rest of
+the configuration, in `engine.config.alerts`, and imported from there only; this
+package's own parts are gathered here, so import them from `engine.ops.alerts`.
 """
 
 from engine.ops.alerts.hours import DAYS, Day, active_since, span
