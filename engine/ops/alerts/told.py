@@ -50,7 +50,7 @@ class Told:
 def _remember(notes: list[Notification]) -> Callable[[sa.Connection], None]:
     """A fire or a repeat is kept, a clear forgets."""
     t = alerts_told
-    latest = {(n.rule, n.reading.subject): n for n in notes}  # the last note wins
+    latest = {n.key: n for n in notes}  # the last note wins
 
     def write(conn: sa.Connection) -> None:
         for (rule, subject), note in latest.items():
@@ -69,7 +69,7 @@ def _remember(notes: list[Notification]) -> Callable[[sa.Connection], None]:
 def _told(conn: sa.Connection) -> dict[Key, Notification]:
     rows = conn.execute(sa.select(alerts_told.c.notification))
     notes = (msgspec.json.decode(raw, type=Notification) for (raw,) in rows)
-    return {(n.rule, n.reading.subject): n for n in notes}
+    return {n.key: n for n in notes}
 
 
 def reconcile(notes: list[Notification], active: dict[Key, Active],
@@ -79,15 +79,14 @@ def reconcile(notes: list[Notification], active: dict[Key, Active],
     tracker (which now holds `active`) and what the on-call was `told` before."""
     out: list[Notification] = []
     for note in notes:
-        key = (note.rule, note.reading.subject)
         if note.state == "cleared":
-            if key in told:
+            if note.key in told:
                 out.append(note)
-        elif key not in told:  # a repeat of a fire nobody sent is that fire
+        elif note.key not in told:  # a repeat of a fire nobody sent is that fire
             out.append(dataclasses.replace(note, state="fired"))
         elif note.state == "repeated":
             out.append(note)
-    noted = {(n.rule, n.reading.subject) for n in notes}
+    noted = {n.key for n in notes}
     out += [alert.fired(now) for key, alert in active.items()
             if key not in noted and key not in told]
     current = {(rule.name, r.subject): r for rule, r in readings}

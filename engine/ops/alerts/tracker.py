@@ -35,6 +35,11 @@ class Notification:
     at: float
 
     @property
+    def key(self) -> tuple[str, str]:
+        """(rule, subject): which alert this is, as the tracker keys them."""
+        return self.rule, self.reading.subject
+
+    @property
     def message(self) -> str:
         r = self.reading
         return (f"{self.rule} {self.state}: {_LABELS[self.kind]} of {r.subject} is "
