@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from pathlib import Path
@@ -27,12 +28,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from engine import logs
     from engine.runtime import Engine, Services, lock_data_dir
-    from engine.supervisor import WorkerSlot, supervise
+    from engine.supervisor import WorkerSlot, keep_to_own_cpu, supervise
     from engine.web.server import serve
 
+    worker = WorkerSlot.from_env()
+    cpu = keep_to_own_cpu(worker) if worker is not None else None
     engine_cfg, channels, catalog = load_everything(args)
     logs.setup(engine_cfg.log)
-    worker = WorkerSlot.from_env()
+    if cpu is not None:
+        logging.getLogger("conduit.supervisor").info("worker runs on CPU %d", cpu)
     embedded = Services.store_is_embedded(engine_cfg)
     if worker is None and embedded and not _whole(args.workers):
         print("conduit run: on the embedded store no other host shares the work, so "

@@ -77,6 +77,23 @@ async def started_workers(daemon: Daemon, count: int) -> list[int]:
     return workers(daemon)
 
 
+def cpus_of(pids: list[int]) -> list[set[int]]:
+    """The CPUs each process's threads may run on (every thread of a worker inherits its
+    main thread's, set before any other exists)."""
+    return [{cpu for task in Path(f"/proc/{pid}/task").iterdir()
+             for cpu in os.sched_getaffinity(int(task.name))} for pid in pids]
+
+
+def assert_one_cpu_each(pids: list[int]) -> None:
+    """On a machine with several CPUs, each worker keeps to its own, worker 0 to the first;
+    with one CPU there is nothing to share out."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        assert cpus_of(pids) == [set(allowed)] * len(pids)
+        return
+    assert sorted(cpus_of(pids), key=min) == [{cpu} for cpu in allowed[:len(pids)]]
+
+
 async def token_of(daemon: Daemon, role: str) -> str:
     return await daemon.user_token(f"ops-{role}", role)
 
@@ -94,6 +111,7 @@ async def test_two_workers_share_the_port_deliver_once_and_count_as_one_engine(
     await daemon.start("--workers", "2")
     pids = await started_workers(daemon, 2)
     assert listening(daemon.mllp_port) == set(pids)
+    assert_one_cpu_each(pids)
     token = await token_of(daemon, "viewer")
 
     ledger = Ledger()
@@ -187,6 +205,7 @@ async def test_a_killed_worker_is_restarted_and_its_leases_pass_on_within_second
                      message="the rest delivered")
     now = await started_workers(daemon, 2)
     assert holder not in now and survivor in now, "the killed worker was not replaced"
+    assert_one_cpu_each(now)  # the replacement takes the CPU of the worker it replaces
     assert await daemon.stop(timeout=30) == 0, daemon.logs()[-3000:]
     assert "event=reclaimed" in daemon.logs(), "the takeover left no trace in the log"
     assert re.search(r"worker [01] exited with signal SIGKILL; restarting", daemon.logs())

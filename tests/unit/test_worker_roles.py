@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.supervisor import ENV, WorkerSlot, parse_workers
+from engine.supervisor import ENV, WorkerSlot, keep_to_own_cpu, parse_workers
 
 
 def test_a_count_is_that_many_workers_doing_everything() -> None:
@@ -36,3 +36,46 @@ def test_each_worker_reads_its_role_and_an_older_supervisor_means_all(
     slot = WorkerSlot.from_env()
     assert slot is not None and slot.role == "all" and slot.takes_in and slot.delivers
     assert slot.intake_shared  # an older supervisor's two workers both take in
+
+
+class _Affinity:
+    """What the OS would say and be told about this process's CPUs."""
+
+    def __init__(self, allowed: set[int]) -> None:
+        self.allowed = allowed
+        self.set_to: set[int] | None = None
+
+    def get(self, pid: int) -> set[int]:
+        return set(self.allowed)
+
+    def set(self, pid: int, cpus: set[int]) -> None:
+        self.set_to = set(cpus)
+
+
+@pytest.mark.parametrize(("allowed", "slots", "expected"), [
+    # the CPUs the group may use, in order, one worker each, round again when fewer
+    ({2, 5, 7}, [WorkerSlot(0, 3), WorkerSlot(1, 3), WorkerSlot(2, 3)], [2, 5, 7]),
+    ({0, 1}, [WorkerSlot(2, 4, "deliver"), WorkerSlot(3, 4, "deliver")], [0, 1]),
+    # one CPU, or a group of one: nothing to share out, the worker stays unpinned
+    ({3}, [WorkerSlot(0, 2), WorkerSlot(1, 2)], [None, None]),
+    ({0, 1}, [WorkerSlot(0, 1, "ingest")], [None]),
+])
+def test_each_worker_of_a_group_keeps_to_its_own_cpu(
+        monkeypatch: pytest.MonkeyPatch, allowed: set[int], slots: list[WorkerSlot],
+        expected: list[int | None]) -> None:
+    for slot, cpu in zip(slots, expected, strict=True):
+        affinity = _Affinity(allowed)
+        monkeypatch.setattr("os.sched_getaffinity", affinity.get)
+        monkeypatch.setattr("os.sched_setaffinity", affinity.set)
+        assert keep_to_own_cpu(slot) == cpu
+        assert affinity.set_to == (None if cpu is None else {cpu})
+
+
+def test_a_worker_the_os_will_not_pin_runs_where_it_is_put(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(pid: int, cpus: set[int]) -> None:
+        raise PermissionError("not allowed here")
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr("os.sched_setaffinity", refuse)
+    assert keep_to_own_cpu(WorkerSlot(1, 2)) is None
