@@ -83,18 +83,18 @@ class WorkerSlot(msgspec.Struct, frozen=True):
 def keep_to_own_cpu(slot: WorkerSlot) -> int | None:
     """Run this worker, and every thread it starts later, on one CPU of those the group
     may use, the next worker on the next one; returns that CPU, or None when the group has
-    one worker or one CPU (nothing to share out).
+    one worker, or more workers than CPUs (then they float, as the system balances them).
 
     Python lets one thread of a process run at a time: the event loop and the store's
     writer hand the GIL to each other many times a commit. Left to float, each worker's
     two threads sat on two cores and every handover woke the other core: pinned, a group
     of two on two cores took 16-41% more messages a second, at less CPU each
-    (docs/performance.md). Called first thing, before any thread exists, so that all of
-    them inherit it."""
+    (docs/performance.md); four on two cores, two to a core, ran no faster than floating.
+    Called first thing, before any thread exists, so that all of them inherit it."""
     allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if slot.count < 2 or len(allowed) < 2:
+    if not 2 <= slot.count <= len(allowed):
         return None
-    cpu = allowed[slot.index % len(allowed)]
+    cpu = allowed[slot.index]
     try:
         os.sched_setaffinity(0, {cpu})
     except OSError:  # a container that forbids it: the worker runs where it is put

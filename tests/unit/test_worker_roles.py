@@ -53,10 +53,11 @@ class _Affinity:
 
 
 @pytest.mark.parametrize(("allowed", "slots", "expected"), [
-    # the CPUs the group may use, in order, one worker each, round again when fewer
+    # the CPUs the group may use, in order, one worker each
     ({2, 5, 7}, [WorkerSlot(0, 3), WorkerSlot(1, 3), WorkerSlot(2, 3)], [2, 5, 7]),
-    ({0, 1}, [WorkerSlot(2, 4, "deliver"), WorkerSlot(3, 4, "deliver")], [0, 1]),
-    # one CPU, or a group of one: nothing to share out, the worker stays unpinned
+    ({0, 1, 2, 3}, [WorkerSlot(0, 2, "ingest", 1), WorkerSlot(1, 2, "deliver", 1)], [0, 1]),
+    # more workers than CPUs, or a group of one: the workers stay where the system puts them
+    ({0, 1}, [WorkerSlot(0, 4), WorkerSlot(3, 4)], [None, None]),
     ({3}, [WorkerSlot(0, 2), WorkerSlot(1, 2)], [None, None]),
     ({0, 1}, [WorkerSlot(0, 1, "ingest")], [None]),
 ])
