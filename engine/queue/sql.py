@@ -62,10 +62,9 @@ def _content_query(with_raw: bool) -> sa.Select:
 
 
 _with_raw, _outputs_only = _content_query(True), _content_query(False)
-_ack = queue.delete().where(queue.c.id == sa.bindparam("eid"))
 # Retries and dead letters change only an entry this process still holds: one that
 # was taken over meanwhile is its new owner's to try. (A confirmation is a fact whoever
-# holds the entry, so `_ack` deletes it regardless.)
+# holds the entry, so `ack` deletes it regardless.)
 _mine = sa.and_(queue.c.id == sa.bindparam("eid"), queue.c.state == LEASED,
                 queue.c.lease_owner == sa.bindparam("owner"))
 _retry = (
@@ -138,7 +137,7 @@ class SqlQueue:
 
     @staticmethod
     def ack(uow: UnitOfWork, entry_id: int) -> None:
-        uow.execute(_ack, {"eid": entry_id})
+        uow.delete(queue, entry_id)
 
     def retry_later(self, uow: UnitOfWork, entry_id: int, attempts: int, at: float,
                     error: str) -> None:

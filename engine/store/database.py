@@ -64,7 +64,8 @@ def open_database(url: str) -> sa.Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(
             url, connect_args={"isolation_level": None, "timeout": 30,
-                               "check_same_thread": False},
+                               "check_same_thread": False,
+                               "cached_statements": CACHED_STATEMENTS},
         )
 
         @event.listens_for(engine, "connect")
@@ -201,6 +202,10 @@ Statement = tuple[str, "list[tuple[Any, ...]] | tuple[Any, ...]"]
 
 # Variables one SQLite statement may bind on any build (999 before 3.32, 32,766 since).
 _SQLITE_VARIABLES = 999
+_MOST_ROWS = 64
+# Statements each SQLite connection keeps prepared (the sqlite3 module's default is 128):
+# the writer's inserts alone have up to _MOST_ROWS texts per table.
+CACHED_STATEMENTS = 1024
 
 
 def bulk_insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
@@ -263,21 +268,20 @@ def execute_together(conn: sa.Connection, statements: list[Statement],
 
 
 def _insert_in_chunks(conn: sa.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
-    """SQLite: the rows of an INSERT in a few statements of many rows each, instead of
-    one step per row. The sqlite3 module lets go of the GIL around every step and must
-    take it back after; under a busy event loop those waits were a third of the writer
-    thread's time, and they stretch every commit (docs/performance.md). Chunks are powers
-    of two, so each table has a handful of statement texts for the driver's cache."""
-    most = 1 << ((_SQLITE_VARIABLES // len(rows[0])).bit_length() - 1)
-    done = 0
-    while done < len(rows):
-        n = min(most, 1 << ((len(rows) - done).bit_length() - 1))
-        chunk = rows[done:done + n]
-        conn.exec_driver_sql(_many_rows(sql, n), tuple(v for row in chunk for v in row))
-        done += n
+    """SQLite: the rows of an INSERT in statements of up to 64 rows, instead of one step
+    per row. The sqlite3 module lets go of the GIL around every step and must take it
+    back after; under a busy event loop those waits were a third of the writer thread's
+    time, and they stretch every commit (docs/performance.md). A batch's rows of one table
+    mostly go in one statement; each table then has up to 64 statement texts, which the
+    driver keeps prepared (CACHED_STATEMENTS)."""
+    most = min(_MOST_ROWS, _SQLITE_VARIABLES // len(rows[0]))
+    for done in range(0, len(rows), most):
+        chunk = rows[done:done + most]
+        conn.exec_driver_sql(_many_rows(sql, len(chunk)),
+                             tuple(v for row in chunk for v in row))
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=CACHED_STATEMENTS)
 def _many_rows(sql: str, n: int) -> str:
     """`INSERT ... VALUES (?, ?)` as the same INSERT of `n` rows."""
     head, row = sql.rsplit(" VALUES ", 1)

@@ -43,6 +43,9 @@ _INSERT_ORDER = (messages, outputs, queue)
 # with the bench's 8 senders, 3,350 commits instead of 5,600 for 22,000 messages, and a
 # fifth less CPU per message (docs/performance.md). An idle loop runs the rounds in
 # microseconds.
+# Keys deleted by one statement: under SQLite's oldest limit of 999 variables.
+_DELETE_CHUNK = 500
+
 GATHER_ROUNDS = 8
 GATHER_S = 0.002
 
@@ -50,7 +53,8 @@ GATHER_S = 0.002
 class UnitOfWork:
     """Changes that must become durable together, with the events that record them."""
 
-    __slots__ = ("after_commit", "claim", "events", "inserts", "query", "statements")
+    __slots__ = ("after_commit", "claim", "deletes", "events", "inserts", "query",
+                 "statements")
 
     def __init__(self) -> None:
         # A message stored as taken on, unless another copy was stored first
@@ -58,6 +62,7 @@ class UnitOfWork:
         # Resend.
         self.claim: Claim | None = None
         self.inserts: dict[sa.Table, list[dict[str, Any]]] = {}
+        self.deletes: dict[sa.Table, list[Any]] = {}
         self.statements: list[tuple[sa.Executable, Any]] = []
         self.events: list[Event] = []
         self.query: Callable[[sa.Connection], Any] | None = None
@@ -68,6 +73,12 @@ class UnitOfWork:
 
     def insert(self, table: sa.Table, row: dict[str, Any]) -> None:
         self.inserts.setdefault(table, []).append(row)
+
+    def delete(self, table: sa.Table, key: Any) -> None:
+        """Delete the row of `table` whose `id` is `key`. A batch's deletes from one table
+        go in one statement: as one statement per row, each row's step let go of the GIL
+        and waited to take it back from the busy event loop."""
+        self.deletes.setdefault(table, []).append(key)
 
     def execute(self, statement: sa.Executable, params: Any = None) -> None:
         self.statements.append((statement, params))
@@ -84,6 +95,8 @@ class UnitOfWork:
             assert unit.query is None, "a unit with a query cannot be merged"
             for table, rows in unit.inserts.items():
                 whole.inserts.setdefault(table, []).extend(rows)
+            for table, keys in unit.deletes.items():
+                whole.deletes.setdefault(table, []).extend(keys)
             whole.statements += unit.statements
             whole.events += unit.events
             whole.after_commit += unit.after_commit
@@ -240,9 +253,17 @@ class Writer:
             if rows:
                 inserts.append(insert_rows(conn, table, rows))
         results: list[Any] = [None] * len(units)
-        if any(uow.statements or uow.query is not None for uow in units):
+        if any(uow.statements or uow.deletes or uow.query is not None for uow in units):
             execute_together(conn, inserts)
             inserts = []
+            deletes: dict[sa.Table, list[Any]] = {}
+            for uow in units:
+                for table, keys in uow.deletes.items():
+                    deletes.setdefault(table, []).extend(keys)
+            for table, keys in deletes.items():
+                for start in range(0, len(keys), _DELETE_CHUNK):
+                    chunk = keys[start:start + _DELETE_CHUNK]
+                    conn.execute(table.delete().where(table.c.id.in_(chunk)))
             # The same statement from many units runs once, as an executemany. Units of
             # one batch touch different queue entries, so their relative order does not
             # matter.

@@ -165,6 +165,26 @@ async def test_statements_run_after_the_inserts_of_their_batch(db, writer):
         assert conn.execute(sa.select(messages.c.status)).scalar_one() == "error"
 
 
+async def test_a_batch_deletes_exactly_the_rows_its_units_name(db, writer, monkeypatch):
+    """Deletes of many units go in a few statements (of at most _DELETE_CHUNK keys, here
+    7); a key no row has is no error, and a row another unit of the batch inserts and
+    deletes is gone."""
+    monkeypatch.setattr(writer_module, "_DELETE_CHUNK", 7)
+    await asyncio.gather(*(writer.submit(_unit(f"M{n:03d}", event=False)) for n in range(40)))
+    doomed = [f"M{n:03d}" for n in range(0, 40, 3)]
+    units = []
+    for mid in doomed:
+        unit = UnitOfWork()
+        unit.delete(messages, mid)
+        units.append(unit)
+    units[0].delete(messages, "no such row")
+    units[1].insert(messages, _unit("NEW").inserts[messages][0])
+    units[1].delete(messages, "NEW")
+    await asyncio.gather(*(writer.submit(u) for u in units))
+    assert writer.batches == 2
+    assert _ids(db) == [f"M{n:03d}" for n in range(40) if n % 3]
+
+
 async def test_on_committed_gets_exactly_the_committed_events(writer):
     await writer.commit(_unit("DUP"))
     writer.seen.clear()
