@@ -112,6 +112,8 @@ async def test_two_workers_share_the_port_deliver_once_and_count_as_one_engine(
     pids = await started_workers(daemon, 2)
     assert listening(daemon.mllp_port) == set(pids)
     assert_one_cpu_each(pids)
+    if len(os.sched_getaffinity(0)) >= 2:  # the operator can see where each one runs
+        assert len(re.findall(r"worker runs on CPU \d", daemon.logs())) == 2
     token = await token_of(daemon, "viewer")
 
     ledger = Ledger()
