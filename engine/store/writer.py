@@ -43,11 +43,11 @@ _INSERT_ORDER = (messages, outputs, queue)
 # with the bench's 8 senders, 3,350 commits instead of 5,600 for 22,000 messages, and a
 # fifth less CPU per message (docs/performance.md). An idle loop runs the rounds in
 # microseconds.
-# Keys deleted by one statement: under SQLite's oldest limit of 999 variables.
-_DELETE_CHUNK = 500
-
 GATHER_ROUNDS = 8
 GATHER_S = 0.002
+
+# Keys deleted by one statement: under SQLite's oldest limit of 999 variables.
+_DELETE_CHUNK = 500
 
 
 class UnitOfWork:
