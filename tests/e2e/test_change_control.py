@@ -68,7 +68,9 @@ async def deliver(daemon: Daemon, root: Path, control_id: str, folder: str) -> N
     assert ack_code(await exchange_one(daemon.mllp_port, msg.payload())) == "AA"
 
     def landed() -> list[str]:
-        return [p.parent.name for p in root.glob("out-*/*")
+        # a dot-file is one the file destination is still writing (then renames): it may
+        # be gone by the time it is read
+        return [p.parent.name for p in root.glob("out-*/[!.]*")
                 if msg.mrn.encode() in p.read_bytes()]
 
     await eventually(lambda: landed() != [], timeout=15)
