@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from pathlib import Path
@@ -29,6 +28,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from engine import logs
     from engine.runtime import Engine, Services, lock_data_dir
     from engine.supervisor import WorkerSlot, keep_to_own_cpu, supervise
+    from engine.supervisor import log as supervisor_log
     from engine.web.server import serve
 
     worker = WorkerSlot.from_env()
@@ -36,7 +36,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     engine_cfg, channels, catalog = load_everything(args)
     logs.setup(engine_cfg.log)
     if cpu is not None:
-        logging.getLogger("conduit.supervisor").info("worker runs on CPU %d", cpu)
+        supervisor_log.info("worker runs on CPU %d", cpu)
     embedded = Services.store_is_embedded(engine_cfg)
     if worker is None and embedded and not _whole(args.workers):
         print("conduit run: on the embedded store no other host shares the work, so "
