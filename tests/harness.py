@@ -61,6 +61,15 @@ def adt(control_id: str, mrn: str, event: str = "A01", family: str = "TESTPATIEN
     ).encode()
 
 
+def written(folder: Path) -> list[Path]:
+    """The files a file destination has finished in `folder`, by name. It writes
+    `.<name>.tmp` and then renames it, so a dot-file is one still being written, which may
+    be gone by the time it is read."""
+    if not folder.exists():
+        return []
+    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+
+
 async def exchange(port: int, payloads: list[bytes], timeout: float = 10.0) -> list[Hl7Message]:
     """Send each payload on one connection; return the parsed ACKs."""
     client = MllpClient("127.0.0.1", port)

@@ -28,6 +28,7 @@ from engine.errors import ConduitError
 from engine.formats.hl7v2 import Hl7Message
 from tests.fhir_server import Answer, FhirTestServer
 from tests.harness import free_port as harness_free_port
+from tests.harness import written
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = REPO / ".venv" / "bin"
@@ -192,9 +193,7 @@ class Daemon:
         return made.stdout.strip()
 
     def output_files(self) -> list[Path]:
-        if not self.out_dir.exists():
-            return []
-        return sorted(p for p in self.out_dir.iterdir() if not p.name.startswith("."))
+        return written(self.out_dir)
 
 
 async def run_tool(*argv: str, env: dict[str, str], cwd: Path = REPO,

@@ -14,6 +14,7 @@ from engine.security.roles import Role
 from engine.security.users import UserStore
 from engine.store.database import default_url, open_database
 from tests.e2e.support import Adt, Daemon, ack_code, eventually, exchange_one
+from tests.harness import written
 
 
 def write_channel(root: Path, out: str) -> None:
@@ -68,9 +69,7 @@ async def deliver(daemon: Daemon, root: Path, control_id: str, folder: str) -> N
     assert ack_code(await exchange_one(daemon.mllp_port, msg.payload())) == "AA"
 
     def landed() -> list[str]:
-        # a dot-file is one the file destination is still writing (then renames): it may
-        # be gone by the time it is read
-        return [p.parent.name for p in root.glob("out-*/[!.]*")
+        return [p.parent.name for folder in root.glob("out-*") for p in written(folder)
                 if msg.mrn.encode() in p.read_bytes()]
 
     await eventually(lambda: landed() != [], timeout=15)

@@ -14,6 +14,7 @@ from engine.formats import fhir_xml
 from engine.formats.hl7v2 import Hl7Message
 from tests.e2e.support import Daemon, eventually
 from tests.fhir_server import FhirTestServer
+from tests.harness import written
 from tests.mllp_receiver import MllpReceiver
 
 CHANNEL = "fhir-to-hl7v2"
@@ -45,9 +46,7 @@ class Endpoint:
         return self.daemon.data_dir / "out" / CHANNEL
 
     def files(self) -> list:
-        if not self.out.exists():
-            return []
-        return sorted(p for p in self.out.iterdir() if not p.name.startswith("."))
+        return written(self.out)
 
     async def post(self, path: str = "/Patient", body: Any = None, *, raw: bytes | None = None,
                    headers: dict[str, str] | None = None, method: str = "POST"

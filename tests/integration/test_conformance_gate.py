@@ -12,7 +12,7 @@ import textwrap
 from pathlib import Path
 
 from engine.store.search import MessageQuery
-from tests.harness import EngineHarness, exchange, free_port
+from tests.harness import EngineHarness, exchange, free_port, written
 
 NAME, MRN = "PLUMTREEWICK", "MRN55501234"  # fictional; never in a reason
 ORU = (
@@ -99,8 +99,8 @@ async def test_a_us_core_failure_is_held_for_the_gated_destination_then_reproces
         assert ack.value("MSA-1") == "AE"  # stored, but not everything could be sent
         assert "held for destination ehr" in ack.value("ERR-8")
         # the ungated archive gets the output; the FHIR server gets nothing
-        await harness.settle(lambda: len(list(out.glob("[!.]*"))) == 1)
-        archived = json.loads(next(out.glob("[!.]*")).read_bytes())
+        await harness.settle(lambda: len(written(out)) == 1)
+        archived = json.loads(written(out)[0].read_bytes())
         assert "category" not in archived["entry"][1]["resource"]
         await asyncio.sleep(0.5)
         assert fhir.requests == []
@@ -145,7 +145,7 @@ async def test_a_valid_output_goes_to_both_and_the_message_is_accepted(tmp_path,
         [ack] = await exchange(port, [ORU])
         assert ack.value("MSA-1") == "AA"
         await fhir.wait_for(1)
-        await harness.settle(lambda: len(list(out.glob("[!.]*"))) == 1)
+        await harness.settle(lambda: len(written(out)) == 1)
         [summary] = await engine.ops.search(MessageQuery(channel="lab", limit=5))
         assert summary["status"] == "accepted"
     finally:

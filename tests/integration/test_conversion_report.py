@@ -9,7 +9,7 @@ import asyncio
 import json
 
 from engine.store.search import MessageQuery
-from tests.harness import EngineHarness, exchange, free_port
+from tests.harness import EngineHarness, exchange, free_port, written
 
 # An ADT whose birth date does not exist, with a Z segment nobody maps
 ODD_ADT = (
@@ -38,8 +38,8 @@ async def test_an_odd_field_is_a_warning_the_message_is_delivered_and_reported(t
     try:
         [ack] = await exchange(port, [ODD_ADT])
         assert ack.value("MSA-1") == "AA"
-        await harness.settle(lambda: len(list(out.glob("[!.]*"))) == 1)
-        bundle = json.loads(next(out.glob("[!.]*")).read_bytes())
+        await harness.settle(lambda: len(written(out)) == 1)
+        bundle = json.loads(written(out)[0].read_bytes())
         patient = next(e["resource"] for e in bundle["entry"]
                        if e["resource"]["resourceType"] == "Patient")
         assert "birthDate" not in patient and patient["gender"] == "female"

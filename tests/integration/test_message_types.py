@@ -9,7 +9,7 @@ import pytest
 
 from engine.formats.hl7v2 import Hl7Message
 from tests.fhir_server import FhirTestServer
-from tests.harness import REPO, EngineHarness, exchange, free_port
+from tests.harness import REPO, EngineHarness, exchange, free_port, written
 from tests.mllp_receiver import MllpReceiver
 
 FIXTURES = REPO / "mappings"
@@ -140,7 +140,7 @@ async def test_every_vendor_fixture_gets_the_acknowledgement_its_outcome_calls_f
                 assert codes == want, f"{ref} {source.name}"
                 total += 1
             await harness.settle(
-                lambda r=ref, n=outputs: len(list((tmp_path / r).glob("*"))) == n)
+                lambda r=ref, n=outputs: len(written(tmp_path / r)) == n)
         assert total >= 60
     finally:
         await harness.stop()

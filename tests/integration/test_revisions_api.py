@@ -17,7 +17,7 @@ from engine.change.revisions import RevisionStore
 from engine.change.snapshot import Snapshot, take
 from engine.security.roles import Role
 from engine.store.schema import audit
-from tests.harness import EngineHarness, adt, exchange, free_port
+from tests.harness import EngineHarness, adt, exchange, free_port, written
 
 
 def channel(port: int, out: Path) -> str:
@@ -89,7 +89,7 @@ async def test_an_admin_approves_on_the_api_and_the_engine_follows(tmp_path):
                 assert "another admin" in (await resp.json())["message"]
 
         await exchange(port, [adt("BEFORE", "1001")])
-        await harness.settle(lambda: len(list(first.glob("*"))) == 1)
+        await harness.settle(lambda: len(written(first)) == 1)
         assert engine.revision == 1
 
         async with browser() as client:
@@ -99,8 +99,8 @@ async def test_an_admin_approves_on_the_api_and_the_engine_follows(tmp_path):
                 assert (await resp.json())["state"] == "live"
         await harness.settle(lambda: engine.revision == pending.number, timeout=10)
         await exchange(port, [adt("AFTER", "1002")])
-        await harness.settle(lambda: len(list(second.glob("*"))) == 1)
-        assert len(list(first.glob("*"))) == 1, "a message after the swap went to the old"
+        await harness.settle(lambda: len(written(second)) == 1)
+        assert len(written(first)) == 1, "a message after the swap went to the old"
         with svc.db.connect() as conn:
             details = [json.loads(d) for d in conn.execute(
                 sa.select(audit.c.detail).where(audit.c.kind == "admin")).scalars()]
@@ -130,6 +130,6 @@ async def test_a_live_revision_that_cannot_run_leaves_the_channels_running(tmp_p
         assert "adt.yaml:4:1: colour: unknown setting" in caplog.text
         assert engine.revision is None  # still what it started with
         await exchange(port, [adt("STILL", "1003")])
-        await harness.settle(lambda: len(list(out.glob("*"))) == 1)
+        await harness.settle(lambda: len(written(out)) == 1)
     finally:
         await harness.stop()
