@@ -105,14 +105,14 @@ def keep_to_own_cpu(slot: WorkerSlot) -> int | None:
 def parse_workers(text: str) -> tuple[str, ...]:
     """`--workers`: "N" (N workers doing everything) or "ingest=N,deliver=M" (and "all=K"),
     as one role per worker, ingest workers first so that worker 0 polls the folders."""
-    if text.isdigit():
+    if text.isdecimal():
         if int(text) < 1:
             raise ValueError("at least one worker")
         return ("all",) * int(text)
     counts: dict[str, int] = {}
     for part in text.split(","):
         role, sep, number = part.strip().partition("=")
-        if not sep or role not in ROLES or not number.isdigit():
+        if not sep or role not in ROLES or not number.isdecimal():
             raise ValueError(f"{part.strip()!r} is not ROLE=N with ROLE one of "
                              f"{', '.join(ROLES)}")
         counts[role] = counts.get(role, 0) + int(number)

@@ -19,7 +19,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     from engine.formats.hl7v2.split import split_messages
 
     host, _, port = args.mllp.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not port.isdecimal():
         raise SystemExit(f"--mllp expects HOST:PORT, got {args.mllp!r}")
 
     async def send_all() -> int:

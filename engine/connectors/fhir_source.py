@@ -50,7 +50,13 @@ from engine.config.types import ByteSize, Duration
 from engine.connectors import fhir_source_rest as rest
 from engine.connectors.base import Deliver, SourceContext
 from engine.connectors.fhir_source_auth import AuthConfig, Authenticator, Client, Refused
-from engine.connectors.http_listener import BodyRefused, listen, read_body, take_over
+from engine.connectors.http_listener import (
+    BodyRefused,
+    ConnectionGuard,
+    listen,
+    read_body,
+    take_over,
+)
 from engine.connectors.tls import ServerTls, exposed
 from engine.events import Event, Kind
 from engine.formats import fhir_xml
@@ -116,8 +122,18 @@ class FhirSourceConfig(SourceBase, tag="fhir", rename={"types": "resources"}, kw
         ByteSize, Meta(description="larger request bodies are refused with 413 unread")
     ] = ByteSize(10 * 1024 * 1024)
     read_timeout: Annotated[
-        Duration, Meta(description="time allowed to receive a request's body (408 after)")
+        Duration, Meta(description="time allowed to receive a request's body (408 after), "
+                                   "and its headers after the connection opened or the "
+                                   "last answer (the connection is closed after)")
     ] = Duration(30.0)
+    max_connections: Annotated[
+        int, Meta(ge=1, description="connections held at once; at the limit the "
+                                    "longest-idle gives way to a new one")
+    ] = 200
+    max_connections_per_peer: Annotated[
+        int, Meta(ge=1, description="connections one address (an IPv6 /64) may hold; "
+                                    "beyond it, that peer's longest-idle one gives way")
+    ] = 20
     subscription: Annotated[
         bool, Meta(description="also a FHIR R4 rest-hook subscription endpoint at the base: "
                                "pings, handshakes and heartbeats are answered and audited, "
@@ -153,6 +169,7 @@ class FhirSource:
         self.bundles = "Bundle" in self.types
         self._deliver: Deliver | None = None
         self._runner: web.AppRunner | None = None
+        self._guard: ConnectionGuard | None = None
         self._adopted: socket.socket | None = None  # taken over from the source replaced
         self._seen: dict[str, float] = {}  # client name -> when it was last let in
 
@@ -167,8 +184,9 @@ class FhirSource:
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
         sock, self._adopted = self._adopted, None
-        self._runner = await listen(self.config, self._handle, self.address, log, "fhir",
-                                    "resources", self.context.shared_port, sock)
+        self._runner, self._guard = await listen(
+            self.config, self._handle, self.address, log, "fhir", "resources",
+            self.context.shared_port, sock)
 
     def take_over(self, other: object) -> bool:
         """Serve, once started, the socket `other` (the source this one replaces in a
@@ -194,8 +212,11 @@ class FhirSource:
         """HTTP clients do not stay connected: the peers shown are the clients (user or
         JWT client names, never PHI) that were let in within the last RECENT seconds."""
         since = time.monotonic() - RECENT
+        guard = self._guard.admission if self._guard is not None else None
         return {"address": self.address,
                 "peers": sorted(name for name, at in self._seen.items() if at >= since),
+                "refused": dict(guard.refused) if guard else {},
+                "evicted": guard.evicted if guard else 0,
                 "insecure": exposed(self.config.host, self.config.tls)}
 
     # ------------------------------------------------------------------ routing

@@ -217,7 +217,7 @@ class _Connection(asyncio.Protocol):
         lines = head.decode("latin-1").split("\r\n")
         version, _, rest = lines[0].partition(" ")
         code = rest[:3]
-        if not version.startswith("HTTP/1.") or not code.isdigit():
+        if not version.startswith("HTTP/1.") or not code.isdecimal():
             raise BadAnswer("the answer is not HTTP/1.x")
         headers: CIMultiDict[str] = CIMultiDict()
         for line in lines[1:]:
@@ -235,7 +235,7 @@ class _Connection(asyncio.Protocol):
             self._length = 0
         elif "Content-Length" in headers:
             length = headers["Content-Length"]
-            if not (length.isascii() and length.isdigit()):  # int() takes "-5", "+5", "1_0"
+            if not (length.isascii() and length.isdecimal()):  # int() takes "-5", "+5", "1_0"
                 raise BadAnswer("the answer's Content-Length is not a number")
             self._length = int(length)
         self.reusable = not close and (self._chunked or self._length is not None)

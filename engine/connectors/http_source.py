@@ -39,10 +39,16 @@ from msgspec import Meta
 
 from engine.config.base import SourceBase
 from engine.config.types import ByteSize, Duration, Network
+from engine.connectors.admission import RateLimitedLog, peer_address, peer_key
 from engine.connectors.base import Deliver, SourceContext
 from engine.connectors.fhir_source_auth import AuthConfig, Authenticator, Refused
-from engine.connectors.http_listener import BodyRefused, listen, read_body, take_over
-from engine.connectors.mllp_admission import RateLimitedLog, peer_address, peer_key
+from engine.connectors.http_listener import (
+    BodyRefused,
+    ConnectionGuard,
+    listen,
+    read_body,
+    take_over,
+)
 from engine.connectors.tls import ServerTls, exposed
 from engine.events import Event, Kind
 from engine.message import MessageStatus, Receipt, SourceMeta
@@ -81,8 +87,18 @@ class HttpSourceConfig(SourceBase, tag="http"):
         ByteSize, Meta(description="larger request bodies are refused with 413 unread")
     ] = ByteSize(10 * 1024 * 1024)
     read_timeout: Annotated[
-        Duration, Meta(description="time allowed to receive a request's body (408 after)")
+        Duration, Meta(description="time allowed to receive a request's body (408 after), "
+                                   "and its headers after the connection opened or the "
+                                   "last answer (the connection is closed after)")
     ] = Duration(30.0)
+    max_connections: Annotated[
+        int, Meta(ge=1, description="connections held at once; at the limit the "
+                                    "longest-idle gives way to a new one")
+    ] = 200
+    max_connections_per_peer: Annotated[
+        int, Meta(ge=1, description="connections one address (an IPv6 /64) may hold; "
+                                    "beyond it, that peer's longest-idle one gives way")
+    ] = 20
     max_requests_per_peer: Annotated[
         int, Meta(ge=1, description="requests one address (an IPv6 /64) may have in flight "
                                     "at once; more are answered 429")
@@ -118,6 +134,7 @@ class HttpSource:
         self._networks = [ipaddress.ip_network(n) for n in config.allow]
         self._deliver: Deliver | None = None
         self._runner: web.AppRunner | None = None
+        self._guard: ConnectionGuard | None = None
         self._adopted: socket.socket | None = None  # taken over from the source replaced
         self._in_flight: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
@@ -134,8 +151,9 @@ class HttpSource:
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
         sock, self._adopted = self._adopted, None
-        self._runner = await listen(self.config, self._handle, self.address, log, "http",
-                                    "messages", self.context.shared_port, sock)
+        self._runner, self._guard = await listen(
+            self.config, self._handle, self.address, log, "http", "messages",
+            self.context.shared_port, sock)
 
     def take_over(self, other: object) -> bool:
         """Serve, once started, the socket `other` (the source this one replaces in a
@@ -153,8 +171,10 @@ class HttpSource:
             self._runner = None
 
     def describe(self) -> dict[str, object]:
+        guard = self._guard.admission if self._guard is not None else None
         return {"address": self.address, "peers": sorted(self._in_flight),
-                "refused": dict(self.refused),
+                "refused": dict(self.refused + guard.refused if guard else self.refused),
+                "evicted": guard.evicted if guard else 0,
                 "insecure": exposed(self.config.host, self.config.tls)}
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:

@@ -4,7 +4,7 @@ The listener handles each connection's frames strictly in order and writes each 
 only after the channel's durable commit. Silent or slow peers are timed out on their own
 connection: a frame must end within read_timeout of its first byte, however slowly its
 bytes come. Who may connect at all, and who gives way when the listener is full, is
-mllp_admission's job; nothing one peer does can block another.
+for engine.connectors.admission to decide; nothing one peer does can block another.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from msgspec import Meta
 
 from engine.config.base import DestinationBase, SourceBase
 from engine.config.types import ByteSize, Duration, Network
+from engine.connectors.admission import Admission, RateLimitedLog, peer_address, peer_key
 from engine.connectors.base import Deliver, DestinationContext
-from engine.connectors.mllp_admission import Admission, RateLimitedLog, peer_address, peer_key
 from engine.connectors.mllp_framing import CR, END, STANDARD, START, Frame, Framer, Markers
 from engine.connectors.tls import (
     ClientTls,
@@ -109,6 +109,7 @@ class _Connection(asyncio.Protocol):
         self._frame_began: float | None = None  # first byte of the frame under way
         self._paused = False
         self._admitted = False
+        self._eof = False  # the peer has sent all it will (half-closed its side)
         self.peer = ""
         self.host = ""  # the peer's address, without its port
         self.subject = ""  # the client certificate's subject under mutual TLS
@@ -174,7 +175,9 @@ class _Connection(asyncio.Protocol):
                 self._transport.pause_reading()
 
     def eof_received(self) -> bool:
-        # Keep the write side open until pending replies are sent.
+        # Keep the write side open until pending replies are sent; the worker then
+        # closes, so a client that reads until end of stream is not left waiting.
+        self._eof = True
         return self._busy
 
     def close(self) -> None:
@@ -253,6 +256,9 @@ class _Connection(asyncio.Protocol):
                 transport.resume_reading()
                 if self._frame_began is not None:  # its bytes waited on us, not on the peer
                     self._frame_began = asyncio.get_running_loop().time()
+        if self._eof:
+            transport.close()
+            return
         self._idle_since = asyncio.get_running_loop().time()
         self._advance_timer(self._deadline())  # a frame begun meanwhile may be overdue
 

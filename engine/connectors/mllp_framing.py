@@ -45,8 +45,9 @@ class Frame(NamedTuple):
 class Framer:
     """Incremental frame reader: feed bytes as they arrive, take complete frames out.
 
-    Bytes outside a frame (before <VT>) are counted in `discarded` and dropped. A frame
-    ended by <FS> without the trailing <CR> is accepted (some senders omit it).
+    Bytes outside a frame (before <VT>) are counted in `discarded` and dropped, and so is
+    an unfinished frame when a new <VT> starts another. A frame ended by <FS> without the
+    trailing <CR> is accepted (some senders omit it).
     """
 
     __slots__ = ("_buf", "_end", "_in_frame", "_oversize", "_skip_cr", "_start", "_total",
@@ -92,6 +93,14 @@ class Framer:
                 continue
             end = data.find(self._end, pos)
             stop = n if end < 0 else end
+            restart = data.find(self._start, pos, stop)
+            if restart >= 0:
+                # A sender that gave up on a frame half-way starts the next one over:
+                # what came before the new <VT> is a fragment, never part of the message.
+                self.discarded += self._total + restart - pos
+                self._in_frame = False
+                pos = restart
+                continue
             self._append(data, pos, stop)
             if end < 0:
                 break

@@ -163,7 +163,7 @@ class FhirCodec:
         value: Any = parsed.body
         for part in path.split("."):
             if isinstance(value, list):
-                value = value[int(part)] if part.isdigit() and int(part) < len(value) else None
+                value = value[int(part)] if part.isdecimal() and int(part) < len(value) else None
             elif isinstance(value, dict):
                 value = value.get(part)
             else:

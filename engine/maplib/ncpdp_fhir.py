@@ -572,7 +572,7 @@ def days(value: str) -> dict[str, Any] | None:
     """DaysSupply as a Duration in days (UCUM d); None when not a whole number."""
     value = value.strip()
     return ({"value": int(value), "unit": "days", "system": UCUM, "code": "d"}
-            if value.isdigit() else None)
+            if value.isdecimal() else None)
 
 
 def dispense_request(drug: ET.Element, pharmacy: dict[str, Any] | None
@@ -580,7 +580,7 @@ def dispense_request(drug: ET.Element, pharmacy: dict[str, Any] | None
     """Refills, quantity, days supply and the pharmacy as a dispenseRequest."""
     refills = text(drug, "NumberOfRefills")
     return compact({
-        "numberOfRepeatsAllowed": int(refills) if refills.isdigit() else None,
+        "numberOfRepeatsAllowed": int(refills) if refills.isdecimal() else None,
         "quantity": quantity(drug.find("Quantity")),
         "expectedSupplyDuration": days(text(drug, "DaysSupply")),
         "performer": reference(pharmacy) if pharmacy else None,

@@ -61,7 +61,7 @@ def _request(message: ScriptMessage) -> dict:
     proposal["requester"] = reference(who.pharmacy) if who.pharmacy else \
         proposal.get("requester")
     requested = ncpdp.text(body, "MedicationDispensed/PharmacyRequestedRefills")
-    if requested.isdigit():
+    if requested.isdecimal():
         proposal.setdefault("dispenseRequest", {})["numberOfRepeatsAllowed"] = int(requested)
     if prior:
         proposal["priorPrescription"] = prior

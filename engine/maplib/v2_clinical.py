@@ -548,6 +548,6 @@ def _coverage_classes(in1: Segment) -> list[dict]:
 def _order(in1: Segment) -> int | None:
     for value in (in1.value(22), in1.value(1)):
         text = dt.present(value)
-        if text.isdigit() and 0 < int(text) < 2**31:  # FHIR's positiveInt is 32-bit
+        if text.isdecimal() and 0 < int(text) < 2**31:  # FHIR's positiveInt is 32-bit
             return int(text)
     return None

@@ -132,7 +132,7 @@ def looks_like_ucum(unit: str) -> bool:
 
 def _ucum_component(token: str) -> bool:
     """One UCUM component: a number, or [prefix]atom[exponent]."""
-    if token.isdigit():
+    if token.isdecimal():
         return True
     m = _EXPONENT.match(token)
     if m and m.group(1) and not m.group(1).endswith(("*", "^")):

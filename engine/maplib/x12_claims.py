@@ -328,7 +328,7 @@ def _modifiers(comp: list[str]) -> list[dict[str, Any]]:
     for mod in comp[2:6]:
         mod = mod.strip().upper()
         if mod:
-            out.append(concept(CPT if mod.isdigit() else HCPCS, mod))
+            out.append(concept(CPT if mod.isdecimal() else HCPCS, mod))
     return out
 
 
@@ -414,7 +414,7 @@ def line_numbers(lines: list[Node]) -> list[int]:
     """Each line's item sequence: LX01 when every line has its own positive number,
     else the lines' order (some senders send LX*1 on every line)."""
     sent = [line.value("LX01") for line in lines]
-    if all(n.isdigit() and int(n) > 0 for n in sent) and len({int(n) for n in sent}) == \
+    if all(n.isdecimal() and int(n) > 0 for n in sent) and len({int(n) for n in sent}) == \
             len(sent):
         return [int(n) for n in sent]
     return list(range(1, len(lines) + 1))
@@ -429,7 +429,7 @@ def item(variant: str, line: Node, sequence: int, claim_place: str, diag: Diagno
     quantity = service.get("quantity")
     pointers = []
     for pointer in service.get("pointers", []):
-        if pointer.isdigit() and int(pointer) in diag.pointers:
+        if pointer.isdecimal() and int(pointer) in diag.pointers:
             sequence_of = diag.pointers[int(pointer)]
             if sequence_of not in pointers:
                 pointers.append(sequence_of)

@@ -210,7 +210,7 @@ def procedure(composite: Segment, index: int) -> dict[str, Any] | None:
     if not code:
         return None
     if qualifier == "HC":
-        system = CPT if code[:1].isdigit() else HCPCS
+        system = CPT if code[:1].isdecimal() else HCPCS
     else:
         system = {"AD": CDT, "N4": NDC}.get(qualifier, f"{x12_system('235')}:{qualifier}")
     return {"coding": [{"system": system, "code": code}]}

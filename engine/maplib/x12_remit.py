@@ -244,7 +244,7 @@ def product(svc: Segment) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     if not code:
         return {"text": "service not identified in the remittance"}, []
     system = procedure_system(qualifier, code, systems=_SVC_SYSTEMS, unknown="unknown")
-    mods = [concept(CPT if m[:1].isdigit() else HCPCS, m.strip().upper())
+    mods = [concept(CPT if m[:1].isdecimal() else HCPCS, m.strip().upper())
             for m in comp[2:6] if m.strip()]
     return concept(system, code), mods
 

@@ -46,7 +46,7 @@ def parse_time(text: str | None, *, end: bool = False) -> int | None:
         return None
     text = text.strip()
     try:
-        return int(float(text) * 1_000_000) if text.replace(".", "", 1).isdigit() else \
+        return int(float(text) * 1_000_000) if text.replace(".", "", 1).isdecimal() else \
             _iso_us(text, end)
     except ValueError:
         raise BadPeriod(f"{text!r} is not a date (2026-03-01), an ISO time "

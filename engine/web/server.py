@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from engine.connectors.http_listener import ConnectionGuard
 from engine.errors import ConduitError
 from engine.web.app import build_app
 
@@ -29,6 +30,13 @@ if TYPE_CHECKING:
     from engine.runtime import Engine
 
 log = logging.getLogger("conduit.engine")
+
+# Operators behind one address (a NAT, a jump host) each keep a live stream open and a
+# browser's handful of connections: a peer may hold many; a request must still arrive
+# in time (engine.connectors.http_listener.ConnectionGuard).
+WEB_CONNECTIONS = 512
+WEB_CONNECTIONS_PER_PEER = 128
+WEB_REQUEST_TIMEOUT = 30.0
 
 
 class WebServer:
@@ -54,8 +62,14 @@ async def serve(engine: Engine) -> WebServer | None:
     tls = tls_context(web_cfg.tls_cert, web_cfg.tls_key)
     app = build_app(engine, metrics_open=web_cfg.metrics_open,
                     secure_cookies=tls is not None)
+    guard = ConnectionGuard(f"{web_cfg.host}:{web_cfg.port}", log, "web",
+                            limit=WEB_CONNECTIONS, per_peer=WEB_CONNECTIONS_PER_PEER,
+                            timeout=WEB_REQUEST_TIMEOUT)
+    app.middlewares.insert(0, guard.middleware)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
     await runner.setup()
+    assert runner.server is not None
+    guard.attach(runner.server)
     server = WebServer(runner)
     web_site = web.TCPSite(runner, web_cfg.host, web_cfg.port, ssl_context=tls)
     try:

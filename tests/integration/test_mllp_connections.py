@@ -254,3 +254,20 @@ async def test_a_full_listener_never_drops_a_connection_that_awaits_its_reply(li
     assert source.describe()["refused"] == {"listener full": 1}
     sink.gate.set()
     assert await asyncio.wait_for(waiting[0].readuntil(b"\x1c\r"), 2) == b"\x0bACK\x1c\r"
+
+
+async def test_a_sender_that_half_closes_gets_its_replies_then_the_end_of_the_stream(listen):
+    """`printf ... | nc`-style senders write, shut their side and read until the end: the
+    listener answers what was sent and then closes, instead of idling for idle_timeout."""
+    source, sink = await listen()
+    sink.gate = asyncio.Event()
+    reader, writer = await _connect(source)
+    writer.write(wrap(b"MSH|one") + wrap(b"MSH|two"))
+    await writer.drain()
+    writer.write_eof()
+    await asyncio.sleep(0.05)
+    sink.gate.set()  # the replies are still owed when the sender's end arrives
+    answered = await asyncio.wait_for(reader.read(), 3)
+    assert answered == wrap(b"ACK") * 2
+    assert sink.taken == [b"MSH|one", b"MSH|two"]
+    writer.close()

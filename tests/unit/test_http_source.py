@@ -5,6 +5,7 @@ channel's outcome is said to a caller that has no acknowledgement of its own for
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import aiohttp
@@ -127,5 +128,61 @@ async def test_an_address_outside_allow_is_refused():
     try:
         assert (await call(url + "/in"))[0] == 403
         assert inbox.got == []
+    finally:
+        await source.stop()
+
+
+async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
+    try:
+        await asyncio.wait_for(reader.read(), seconds)
+        return True
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+async def test_headers_that_never_finish_are_closed_after_read_timeout():
+    """Slowloris: a request line and half a header, then a byte now and then. The body's
+    deadline never starts, so the connection's own must close it."""
+    source, inbox, url, _ = await start(read_timeout="0.5s")
+    port = int(url.rsplit(":", 1)[1])
+    try:
+        silent = await asyncio.open_connection("127.0.0.1", port)
+        silent[1].write(b"POST /in HTTP/1.1\r\nHost: x\r\n")
+        dripping = await asyncio.open_connection("127.0.0.1", port)
+        dripping[1].write(b"POST /in HTTP/1.1\r\n")
+        drip = asyncio.ensure_future(_drip(dripping[1]))
+        assert await _closed_within(silent[0], 3)
+        assert await _closed_within(dripping[0], 3)
+        drip.cancel()
+        assert (await call(url + "/in"))[0] == 200
+        assert len(inbox.got) == 1
+    finally:
+        await source.stop()
+
+
+async def _drip(writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(ConnectionError):
+        while True:
+            writer.write(b"X")
+            await writer.drain()
+            await asyncio.sleep(0.1)
+
+
+async def test_a_peer_at_its_connection_limit_loses_its_idle_ones_not_its_requests():
+    source, inbox, url, _ = await start(max_connections_per_peer=3)
+    port = int(url.rsplit(":", 1)[1])
+    try:
+        inbox.hold = asyncio.Event()
+        working = asyncio.ensure_future(call(url + "/in"))
+        while not inbox.got:
+            await asyncio.sleep(0.01)
+        idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(5)]
+        closed = [await _closed_within(reader, 1) for reader, _ in idle]
+        assert closed == [True, True, True, False, False]  # the oldest idle gave way
+        inbox.hold.set()
+        assert (await working)[0] == 200  # the request under way was never cut
+        assert source.describe()["evicted"] == 3
     finally:
         await source.stop()

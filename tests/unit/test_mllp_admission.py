@@ -1,4 +1,4 @@
-"""engine/connectors/mllp_admission.py and the MLLP source's connection settings: who
+"""engine/connectors/admission.py and the MLLP source's connection settings: who
 may connect, who gives way to a newcomer, and refusals logged at a bounded rate."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 from engine.config.loader import load_channels
 from engine.connectors.mllp import MllpSourceConfig
-from engine.connectors.mllp_admission import (
+from engine.connectors.admission import (
     LISTENER_FULL,
     NOT_ALLOWED,
     PEER_LIMIT,

@@ -51,6 +51,18 @@ def test_oversize_frame_is_truncated_and_reported_with_its_size():
     assert frames[1].payload == b"MSH|ok" and not frames[1].truncated
 
 
+def test_a_new_start_byte_abandons_the_unfinished_frame_before_it():
+    """A sender that times out half-way and resends must not have its message merged into
+    the fragment: the fragment is dropped, the resent message framed whole."""
+    message = b"MSH|^~\\&|LAB|SOUTHWING|||20261207||ADT^A04|C1|P|2.5\rPID|1||123"
+    framer = Framer(1024)
+    frames = framer.feed(b"\x0bMSH|^~\\&|LAB|SOUTH")
+    frames += framer.feed(b"WING|||2026\x0b" + message[:20])
+    frames += framer.feed(message[20:] + b"\x1c\x0d")
+    assert [f.payload for f in frames] == [message]
+    assert framer.discarded == len(b"MSH|^~\\&|LAB|SOUTHWING|||2026")
+
+
 def test_in_frame_tracks_an_unfinished_frame():
     framer = Framer(1024)
     framer.feed(b"\x0bMSH|partial")

@@ -53,7 +53,7 @@ def wanted(condition: str, verdict: Verdict) -> bool:
 def _version_tuple(version: str) -> tuple[int, ...]:
     parts: list[int] = []
     for piece in version.split("."):
-        if not (piece.isascii() and piece.isdigit()):
+        if not (piece.isascii() and piece.isdecimal()):
             break
         parts.append(int(piece))
     return tuple(parts) or (2, 5)

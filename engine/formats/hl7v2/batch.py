@@ -288,7 +288,7 @@ def _count(line: bytes, name: str, problems: list[Problem], d: Delimiters,
     value = Segment(_decode(line, encoding), d).value(1).strip()
     if not value:
         return None
-    if not (value.isascii() and value.isdigit()):
+    if not (value.isascii() and value.isdecimal()):
         problems.append(Problem(f"{name}-1 should be a count, not {value[:20]!r}",
                                 code="102", segment=name, field=1))
         return None

@@ -430,7 +430,7 @@ def _phone_number(rep: Repetition) -> str:
     country, area, local, extension = (_get(rep, i) for i in (5, 6, 7, 8))
     if not local:
         return _get(rep, 12) or _get(rep, 1)
-    number = f"{local[:3]}-{local[3:]}" if len(local) == 7 and local.isdigit() else local
+    number = f"{local[:3]}-{local[3:]}" if len(local) == 7 and local.isdecimal() else local
     if area:
         number = f"({area}) {number}"
     if country:

@@ -240,7 +240,7 @@ class X12Codec:
             fixed = fixed_isa(decode(raw))
             if fixed is None:
                 return b""
-            note = exc.code if len(exc.code) == 3 and exc.code.isdigit() else "024"
+            note = exc.code if len(exc.code) == 3 and exc.code.isdecimal() else "024"
             return build_ta1(Interchange(fixed), "R", note).encode("utf-8")
         return self._answer(interchanges, [outcome]).encode("utf-8")
 

@@ -91,16 +91,16 @@ def _isa_value_errors(isa: Segment) -> list[tuple[int, str, str]]:
     other X12 codes and the engine does not route on them."""
     found = []
     date, time_ = isa.element(9), isa.element(10)
-    if len(date) == 6 and not (date.isdigit() and 1 <= int(date[2:4]) <= 12
+    if len(date) == 6 and not (date.isdecimal() and 1 <= int(date[2:4]) <= 12
                                and 1 <= int(date[4:]) <= 31):
         found.append((9, "014", "a date (YYMMDD)"))
-    if len(time_) == 4 and not (time_.isdigit() and int(time_[:2]) < 24
+    if len(time_) == 4 and not (time_.isdecimal() and int(time_[:2]) < 24
                                 and int(time_[2:]) < 60):
         found.append((10, "015", "a time (HHMM)"))
     for number, code, what in ((12, "017", "a version number"),
                                (13, "018", "a control number (digits)")):
         value = isa.element(number)
-        if value and not value.isdigit():
+        if value and not value.isdecimal():
             found.append((number, code, what))
     if isa.element(14) not in ("0", "1", ""):
         found.append((14, "019", "0 or 1 (acknowledgement requested)"))
@@ -209,7 +209,7 @@ def _read(segments: Iterator[tuple[Segment, int, int]], keep: bool
                 _note(group, "3", "functional group has no GE trailer", notes)
             group = Group(seg)
             current.groups.append(group)
-            if not seg.element(6).isdigit():
+            if not seg.element(6).isdecimal():
                 _note(group, "6", "GS06 group control number is not digits", notes)
             # a 997 answering what we sent may be 4010 (FA groups are only read back)
             if seg.element(1) != "FA" and (older := _older_version(seg.element(8))):
@@ -256,7 +256,7 @@ def _older_version(gs08: str) -> str | None:
     reads differently (other loops, codes and acknowledgements: a 997, not a 999); None
     for 5010 and anything later or unreadable."""
     release = gs08.strip()[:6]
-    if len(release) == 6 and release.isdigit() and "002000" <= release < "005010":
+    if len(release) == 6 and release.isdecimal() and "002000" <= release < "005010":
         return release[2:6]
     return None
 

@@ -109,7 +109,7 @@ class X12Message:
         for seg in pool:
             if seg.id != seg_id:
                 continue
-            if selector.isdigit():
+            if selector.isdecimal():
                 count += 1
                 if count == int(selector):
                     return seg

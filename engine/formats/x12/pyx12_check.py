@@ -222,7 +222,7 @@ def _coordinates(err: Any) -> tuple[int, int]:
     if isinstance(refdes, int):  # a syntax rule names its element by number
         return refdes, 0
     tail = str(refdes or "")[-2:]
-    return (int(tail), 0) if tail.isdigit() else (0, 0)
+    return (int(tail), 0) if tail.isdecimal() else (0, 0)
 
 
 # -- what to keep --------------------------------------------------------------------------

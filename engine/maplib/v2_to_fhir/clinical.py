@@ -288,7 +288,7 @@ def _encounter_diagnosis(b: Build, dg1: Segment, condition: dict, deleted: bool)
         "condition": ref,
         "use": {"coding": [{"system": _DIAGNOSIS_ROLE, "code": use[0], "display": use[1]}]}
         if use else None,
-        "rank": int(rank) if rank.isdigit() and int(rank) > 0 else None,
+        "rank": int(rank) if rank.isdecimal() and int(rank) > 0 else None,
     }))
 
 

@@ -287,7 +287,7 @@ def _protocol(group: imm.DoseGroup) -> list[dict]:
             series = dt.present(obx.value(5, 2)) or dt.present(obx.value(5, 1))
     if not number:
         return []
-    whole = number.isdigit() and 1 <= int(number) <= 2**31 - 1  # a FHIR positiveInt
+    whole = number.isdecimal() and 1 <= int(number) <= 2**31 - 1  # a FHIR positiveInt
     dose_number = ({"doseNumberPositiveInt": int(number)} if whole
                    else {"doseNumberString": number})
     return [compact({"series": series, **dose_number})]

@@ -329,7 +329,7 @@ def _count(b: Build, tq1: Segment) -> int | None:
     text = _value(tq1, 14)
     if not text:
         return None
-    if text.isdigit() and int(text) > 0:
+    if text.isdecimal() and int(text) > 0:
         return int(text)
     return tolerate(MappingError("is not a positive whole number of occurrences",
                                  field=b.field(tq1, 14)))

@@ -268,7 +268,7 @@ def multiple_birth(pid: Segment) -> dict:
     """PID-25 birth order as multipleBirthInteger, else PID-24 (Y/N) as the boolean."""
     order = dt.present(pid.value(25))
     indicator = dt.present(pid.value(24)).upper()
-    if order.isdigit() and indicator != "N":
+    if order.isdecimal() and indicator != "N":
         return {"multipleBirthInteger": int(order)}
     if indicator in ("Y", "N"):
         return {"multipleBirthBoolean": indicator == "Y"}

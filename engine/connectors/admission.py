@@ -1,4 +1,4 @@
-"""Who may hold a connection to an MLLP listener.
+"""Who may hold a connection to a listener (MLLP, and the HTTP sources and status page).
 
 Three rules, checked as a connection arrives: its peer must be in the allowed networks
 (when the source names any); a peer may hold `per_peer` connections; the listener holds
@@ -91,8 +91,9 @@ class Admission:
     """Admits, evicts and refuses connections to one listener, and counts them."""
 
     def __init__(self, name: str, notices: RateLimitedLog, *, limit: int, per_peer: int,
-                 allow: Sequence[str] = ()) -> None:
+                 allow: Sequence[str] = (), kind: str = "mllp") -> None:
         self.name = name  # the listener's address, for log lines
+        self.kind = kind  # what it speaks, for log lines
         self.limit = limit
         self.per_peer = per_peer
         self.networks = [ipaddress.ip_network(n) for n in allow]
@@ -146,12 +147,12 @@ class Admission:
         self.leave(victim)
         victim.close()
         self.evicted += 1
-        self._notices.log(logging.INFO, ("evicted", key), "mllp %s: closing idle %s to admit "
-                          "%s", self.name, victim.peer, newcomer.peer)
+        self._notices.log(logging.INFO, ("evicted", key), "%s %s: closing idle %s to admit "
+                          "%s", self.kind, self.name, victim.peer, newcomer.peer)
         return True
 
     def _refuse(self, conn: Occupant, key: str, reason: str, why: str) -> bool:
         self.refused[reason] += 1
-        self._notices.log(logging.WARNING, (reason, key), "mllp %s: refusing %s: %s",
-                          self.name, conn.peer, why)
+        self._notices.log(logging.WARNING, (reason, key), "%s %s: refusing %s: %s",
+                          self.kind, self.name, conn.peer, why)
         return False
