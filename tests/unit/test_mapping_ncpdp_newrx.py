@@ -348,7 +348,8 @@ ROBUST = ("epcs_schedule_ii_oxycodone_signed", "structured_sig_metformin",
 
 
 def _variants(raw: bytes) -> list[bytes]:
-    """The message once without each element, and once with each text made nonsense."""
+    """The message once without each element, and with each text made nonsense: a bad
+    date and markup, or digits Python's isdigit() takes and int() refuses ("²")."""
     root = _script(raw).root
     out = []
     for index, element in enumerate(root.iter()):
@@ -359,9 +360,10 @@ def _variants(raw: bytes) -> list[bytes]:
             parents[target].remove(target)
             out.append(ET.tostring(trimmed))
         if element.text and element.text.strip():
-            garbled = copy.deepcopy(root)
-            list(garbled.iter())[index].text = "9999-99-99T99:99 x<&>"
-            out.append(ET.tostring(garbled))
+            for nonsense in ("9999-99-99T99:99 x<&>", "\u00b2"):
+                garbled = copy.deepcopy(root)
+                list(garbled.iter())[index].text = nonsense
+                out.append(ET.tostring(garbled))
     return out
 
 
