@@ -27,6 +27,7 @@ from engine.formats.base import Codec
 from engine.mapping_base import Mapping
 from engine.message import (
     MessageStatus,
+    Parsed,
     Problem,
     Receipt,
     SourceMeta,
@@ -54,6 +55,11 @@ log = logging.getLogger("conduit.channel")
 # Parts of a (non-atomic) batch prepared and committed together: enough to fill the
 # writer's group commits, few enough that a batch of any size takes flat memory.
 WINDOW = 64
+# A message this large (an ORU carrying a PDF, a 20,000-OBX result, a 10 MB Bundle) is
+# parsed, validated and mapped on a worker thread: seconds of Python on the event loop
+# would hold up every other sender's acknowledgement and the status page. Smaller ones
+# stay on the loop, where a thread's hand-over would cost more than the work.
+LARGE_MESSAGE = 64 * 1024
 
 
 class State(enum.StrEnum):
@@ -199,11 +205,13 @@ class Channel:
         trace = tracing.receive(message_id, self.name, meta.transport)
         hop: dict[str, Any] = {"channel": self.name, "message_id": message_id,
                                "peer": meta.peer}
-        parsed, problem = self.reader.read(raw, meta, trace, control_id)
-        rejection: tuple[Problem, ...] = refuse
-        warnings: tuple[Problem, ...] = ()
-        if parsed is not None and not refuse:
-            rejection, warnings = self.reader.validate(parsed)
+        large = len(raw) >= LARGE_MESSAGE
+        if large:
+            parsed, problem, rejection, warnings = await asyncio.to_thread(
+                self._read, raw, meta, trace, control_id, refuse)
+        else:
+            parsed, problem, rejection, warnings = self._read(raw, meta, trace, control_id,
+                                                              refuse)
         # What was read of a message validation refused still names it in the store
         # (type, control id, sender), so an analyst finds it among its kind.
         read = parsed
@@ -229,6 +237,8 @@ class Channel:
                 if self.partner else None
             # filtered first: no await may come between the duplicate check and `taken`
             failed = await self.filters.check(parsed, len(raw))
+            premapped = await self.router.premap(parsed) if large and failed is None \
+                else None
             earlier = await self.duplicates.check(parsed, digest, now)
             if earlier is not None and earlier.resend:
                 status = MessageStatus.DUPLICATE
@@ -239,7 +249,8 @@ class Channel:
                     uow.record(Event(kind=Kind.CONTROL_ID_REUSED,
                                      detail={"original": earlier.message_id}, **hop))
                 with trace.step("map"):
-                    routed = self.router.route(uow, parsed, hop, now, failed, control=control)
+                    routed = self.router.route(uow, parsed, hop, now, failed, control=control,
+                                               premapped=premapped)
                     trace.routed(routed.status, self.mapping)
                 status, error, problems = routed.status, routed.error, routed.problems
                 self.duplicates.taken(parsed, message_id, digest, now, status)
@@ -252,6 +263,17 @@ class Channel:
             "sender": read.sender[:200] if read else "", "peer": meta.peer,
             "patient": hop["patient"], "content_hash": digest, "error": error}, raw)
         return Taking(raw, parsed, uow, hop, status, tuple(problems), warnings, trace)
+
+    def _read(self, raw: bytes, meta: SourceMeta, trace: Any, control_id: str,
+              refuse: tuple[Problem, ...]
+              ) -> tuple[Parsed | None, Problem | None, tuple[Problem, ...], tuple[Problem, ...]]:
+        """Parse and validate: the message, the problem refusing it, what validation
+        refuses it for, and its warnings."""
+        parsed, problem = self.reader.read(raw, meta, trace, control_id)
+        rejection, warnings = refuse, ()
+        if parsed is not None and not refuse:
+            rejection, warnings = self.reader.validate(parsed)
+        return parsed, problem, rejection, warnings
 
     async def reprocess(self, message_id: str, raw: bytes, mapping: Mapping | None,
                         actor: str) -> MessageStatus:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Iterable
 from typing import Any
+
+import msgspec
 
 # Changing this changes every id already stored on receiving servers: never do.
 ID_NAMESPACE = uuid.UUID("b2ec2468-a2cd-5d39-8c09-0636614f6dc6")
@@ -63,6 +66,20 @@ def one_per_id(resources: list[dict[str, Any]], *, latest: bool = False) -> list
         if latest or resource["id"] not in by_id:
             by_id[resource["id"]] = resource
     return list(by_id.values())
+
+
+def distinct(items: Iterable[Any]) -> list[Any]:
+    """Each item once, by value, where it first stands. In linear time: a sender may
+    repeat a field thousands of times, and comparing each element with all kept before
+    took minutes on a 3 MB message."""
+    seen: set[bytes] = set()
+    kept = []
+    for item in items:
+        key = msgspec.json.encode(item, order="sorted")
+        if key not in seen:
+            seen.add(key)
+            kept.append(item)
+    return kept
 
 
 def compact(resource: dict[str, Any]) -> dict[str, Any]:

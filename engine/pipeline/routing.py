@@ -21,6 +21,7 @@ gates does none of this work.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
@@ -98,13 +99,25 @@ class Router:
         if self._gates:
             warm()  # load the FHIR models now, not on the first message
 
+    async def premap(self, parsed: Parsed) -> Mapped | Skip | MappingError | None:
+        """The channel's mapping run on a worker thread, for `route(premapped=...)`: a
+        mapping is pure, so running it ahead changes nothing but where its time goes."""
+        if self.mapping is None:
+            return None
+        try:
+            return await asyncio.to_thread(self.mapping.run, parsed.body)
+        except MappingError as exc:
+            return exc
+
     def route(self, uow: UnitOfWork, parsed: Parsed, hop: dict[str, Any], now: float,
               failed: str | FilterError | None, mapping: Mapping | None = None,
-              control: int | None = None) -> Routed:
+              control: int | None = None,
+              premapped: Mapped | Skip | MappingError | None = None) -> Routed:
         """Record the filter's verdict (`failed`, from the filter step), map (with the
-        channel's mapping unless another is given) and queue a parsed message; with a
-        `control` number (taken by the X12 partner step) the X12 output, or the message
-        passed through, is sent under the partner's envelope."""
+        channel's mapping unless another is given, or take `premapped`, the channel's
+        mapping's outcome from `premap`) and queue a parsed message; with a `control`
+        number (taken by the X12 partner step) the X12 output, or the message passed
+        through, is sent under the partner's envelope."""
         mapping = mapping or self.mapping
         if isinstance(failed, FilterError):
             uow.record(Event(kind=Kind.ERRORED, detail={"filter": str(failed)}, **hop))
@@ -116,7 +129,9 @@ class Router:
         output_id, result = None, None  # result: the output bytes, for the gates
         if mapping is not None:
             try:
-                mapped = mapping.run(parsed.body)
+                if isinstance(premapped, MappingError):
+                    raise premapped
+                mapped = premapped if premapped is not None else mapping.run(parsed.body)
                 if self.strict and isinstance(mapped, Mapped) and mapped.warnings:
                     first = mapped.warnings[0]
                     raise MappingError(first.text, field=first.at or None)

@@ -16,7 +16,7 @@ from engine.formats.hl7v2 import Hl7Message, Segment, tables
 from engine.formats.hl7v2 import datatypes as dt
 from engine.leniency import guard, tolerate
 from engine.maplib import v2_clinical
-from engine.maplib.fhir import compact, resource_id
+from engine.maplib.fhir import compact, distinct, resource_id
 from engine.maplib.v2_codes import codeable_concepts, first_concept, subcomponent_concept
 from engine.maplib.v2_fhir import annotations
 from engine.maplib.v2_orders import (
@@ -437,11 +437,7 @@ def _reasons(b: Build, obr: Segment | None, dg1s: Iterable[Segment]) -> list[dic
     found = codeable_concepts(obr, 31, b.facility)
     for dg1 in dg1s:
         found += codeable_concepts(dg1, 3, b.facility)
-    unique: list[dict] = []
-    for concept in found:
-        if concept not in unique:
-            unique.append(concept)
-    return unique
+    return distinct(found)
 
 
 def _body_site(b: Build, obr: Segment | None) -> list[dict]:

@@ -15,7 +15,7 @@ from engine.errors import MappingError
 from engine.formats.hl7v2 import Repetition, Segment, tables
 from engine.formats.hl7v2 import datatypes as dt
 from engine.leniency import tolerate
-from engine.maplib.fhir import compact
+from engine.maplib.fhir import compact, distinct
 from engine.maplib.v2_codes import Bound, cwe_to_codeable_concept
 from engine.maplib.v2_fhir import administrative_gender
 
@@ -146,11 +146,7 @@ def names(pid: Segment) -> list[dict]:
         if alias is not None:
             alias.setdefault("use", "nickname")
             found.append(alias)
-    unique: list[dict] = []
-    for name in found:
-        if name and name not in unique:
-            unique.append(name)
-    return unique
+    return distinct(name for name in found if name)
 
 
 def address(rep: Repetition, where: str = "PID-11") -> dict | None:
@@ -182,11 +178,7 @@ def telecoms(pid: Segment) -> list[dict]:
     points = [dt.xtn_to_contact_point(rep, "home") for rep in pid.repetitions(13)]
     points += [dt.xtn_to_contact_point(rep, "work") for rep in pid.repetitions(14)]
     points += [dt.xtn_to_contact_point(rep, "home") for rep in pid.repetitions(40)]
-    unique: list[dict] = []
-    for point in points:
-        if point and point not in unique:
-            unique.append(point)
-    return unique
+    return distinct(point for point in points if point)
 
 
 def _period(rep: Repetition, start: tuple[int, int], end: tuple[int, int],

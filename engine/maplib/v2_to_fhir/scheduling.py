@@ -21,7 +21,7 @@ from engine.formats.hl7v2 import Hl7Message, Segment, tables
 from engine.formats.hl7v2 import datatypes as dt
 from engine.leniency import tolerate
 from engine.maplib import v2_scheduling as sched
-from engine.maplib.fhir import compact, resource_id
+from engine.maplib.fhir import compact, distinct, resource_id
 from engine.maplib.v2_codes import codeable_concepts, first_concept
 from engine.maplib.v2_fhir import nte_text
 from engine.maplib.v2_to_fhir import people, visit
@@ -428,11 +428,7 @@ def contacts(b: Build, sch: Segment) -> list[dict]:
             "telecom": phones or None,
         }))
         found.append(b.ref(role))
-    unique: list[dict] = []
-    for ref in found:
-        if ref not in unique:
-            unique.append(ref)
-    return unique
+    return distinct(found)
 
 
 def orders(b: Build, sch: Segment) -> list[dict]:

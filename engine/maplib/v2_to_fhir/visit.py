@@ -16,7 +16,7 @@ from engine.errors import MappingError
 from engine.formats.hl7v2 import Repetition, Segment, tables
 from engine.formats.hl7v2 import datatypes as dt
 from engine.leniency import guard, tolerate
-from engine.maplib.fhir import compact, resource_id
+from engine.maplib.fhir import compact, distinct, resource_id
 from engine.maplib.v2_codes import Bound, cwe_to_codeable_concept, local_code_system
 from engine.maplib.v2_fhir import visit_identifier
 from engine.maplib.v2_to_fhir import people
@@ -155,7 +155,7 @@ def _reasons(b: Build, pv2: Segment | None) -> list[dict]:
     reps = pv2.repetitions(3) + pv2.repetitions(4)
     found = [c for c in (cwe_to_codeable_concept(rep, b.facility, None, DIAGNOSES)
                          for rep in reps) if c]
-    return [c for n, c in enumerate(found) if c not in found[:n]]
+    return distinct(found)
 
 
 def _following(b: Build, segment: Segment, name: str) -> Segment | None:
@@ -476,11 +476,9 @@ def _locations(b: Build, pv1: Segment, pv2: Segment | None, status: str) -> list
         place = location(b, rep)
         if place is None:
             continue
-        entry = compact({"location": {**b.ref(place), "display": place["name"]},
-                         "status": fixed or _CURRENT_STATUS.get(status)})
-        if entry not in found:
-            found.append(entry)
-    return found
+        found.append(compact({"location": {**b.ref(place), "display": place["name"]},
+                              "status": fixed or _CURRENT_STATUS.get(status)}))
+    return distinct(found)
 
 
 def _service_provider(b: Build, pv1: Segment) -> dict | None:
