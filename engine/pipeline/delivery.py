@@ -91,6 +91,9 @@ class DestinationWorker:
         # entry id while it is sent; then, once the entry is done with, among the commits
         # whose end wakes _flow to lease again (see _settled)
         self._recorded: dict[int, asyncio.Future[Any]] = {}
+        # Outcomes submitted and not committed yet (the store refusing them meanwhile):
+        # their entries must not be given back before, or another lease sends them again
+        self._unrecorded = 0
         self._settling: set[asyncio.Future[Any]] = set()
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -240,7 +243,12 @@ class DestinationWorker:
         """Return this process's leases of the destination to the queue, in place. Until
         that commits they stay this process's and its own leases skip them, so while
         the store refuses it is tried again; a stop tries once (the next start, or
-        whoever takes over from this process, gets them back)."""
+        whoever takes over from this process, gets them back). Not before every outcome
+        recorded so far has committed: an entry sent whose confirmation the store has not
+        taken yet would otherwise be leased and sent again once the store is back."""
+        while self._unrecorded:
+            if not await self._pause(OUTCOME_RETRY):
+                break
         while True:
             release = UnitOfWork()
             self._queue.release(release, self.key)
@@ -256,6 +264,11 @@ class DestinationWorker:
         submitted again until it commits: till then its send goes unaudited and the entry
         stays this process's, skipped by its own leases (a retry's outcome is not: the
         next one records the attempts)."""
+        stored = self._submit(uow)
+        self._unrecorded += 1  # its done callback runs later, never within submit
+        return stored
+
+    def _submit(self, uow: UnitOfWork) -> asyncio.Future[Any]:
         stored = self._writer.submit(uow)
         stored.add_done_callback(functools.partial(self._refused, uow))
         return stored
@@ -270,10 +283,14 @@ class DestinationWorker:
     def _refused(self, uow: UnitOfWork, stored: asyncio.Future[Any]) -> None:
         if not stored.cancelled() and stored.exception() is not None:
             asyncio.get_running_loop().call_later(OUTCOME_RETRY, self._record_again, uow)
+        else:
+            self._unrecorded -= 1
 
     def _record_again(self, uow: UnitOfWork) -> None:
-        with contextlib.suppress(StoreError):  # the store is closed: sent again after restart
-            self._record(uow)
+        try:
+            self._submit(uow)
+        except StoreError:  # the store is closed: sent again after restart
+            self._unrecorded -= 1
 
     def _holds(self, token: int) -> bool:
         return self._heartbeat is None or self._heartbeat.holds(token)

@@ -2,7 +2,8 @@
 terminated (pg_terminate_backend) and, for a while, refused. Meanwhile senders get only
 retryable answers (HL7 AE, HTTP 503), never an AA for something not stored and never a
 rejection that would make them drop the message; once the database is back, the engine
-carries on without a restart, delivers everything it acknowledged, and its chain
+carries on without a restart, delivers everything it acknowledged once (the store goes
+while deliveries are under way, their confirmations not yet recorded), and its chain
 verifies. Run with the queues in PostgreSQL and in Redis Streams (the production
 example's default), whose leases and outcomes must also survive the store's absence."""
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
 import aiohttp
@@ -28,6 +30,7 @@ from tests.e2e.support import (
     send_all,
     use_postgres,
 )
+from tests.fhir_server import Answer
 
 _PATIENT = {"resourceType": "Patient", "name": [{"family": "OUTAGE", "given": ["Drill"]}],
             "identifier": [{"system": "urn:oid:2.16.840.1.113883.3.999", "value": "OUT-1"}],
@@ -35,6 +38,7 @@ _PATIENT = {"resourceType": "Patient", "name": [{"family": "OUTAGE", "given": ["
 
 
 REDIS_URL = "redis://127.0.0.1:6379/0"  # the production example's default
+OUTAGE = 8.0  # seconds the database is away at least
 
 
 def _drop_queue_keys(database: str) -> None:
@@ -77,6 +81,11 @@ def _delivered(fhir: CountingFhirServer) -> set[str]:
     return {m for r in list(fhir.requests) for m in _mrns(r.body)}
 
 
+def _sends(fhir: CountingFhirServer) -> Counter[str]:
+    """How many accepted requests carried each MRN."""
+    return Counter(m for r in list(fhir.received) for m in set(_mrns(r.body)))
+
+
 def _mrns(body: bytes) -> list[str]:
     return [m.decode() for m in re.findall(rb'"(E2E[A-Z0-9]+)"', body)]
 
@@ -91,6 +100,7 @@ async def test_while_the_store_is_away_senders_get_retryable_answers_and_nothing
     assert database
     try:
         daemon.deliver_to(fhir.url)
+        fhir.default = Answer(200, delay=0.2)  # a backlog still being sent at the cut
         await daemon.start()
         added = await daemon.cli("users", "add", "ehr-feed", "--role", "integration")
         assert added.returncode == 0, added.stderr
@@ -100,7 +110,9 @@ async def test_while_the_store_is_away_senders_get_retryable_answers_and_nothing
         await asyncio.wait_for(send_all(daemon.mllp_port, adt_batch("OB", 40), before), 60)
         assert len(before.acked) == 40
 
+        assert len(_delivered(fhir)) < 40, "delivery finished before the cut"
         terminated = await asyncio.to_thread(_cut, database, False)
+        cut_at = asyncio.get_running_loop().time()
         assert terminated >= 1, "the engine held no connection to terminate"
         during = Ledger()
         away = adt_batch("OD", 15)
@@ -112,6 +124,8 @@ async def test_while_the_store_is_away_senders_get_retryable_answers_and_nothing
         assert not during.acked, [m.control_id for m in during.acked]
         assert set(during.other.values()) <= {"AE"} and len(during.other) == 15, during.other
         assert fhir_status == 503
+        # away long enough for the heartbeat to doubt its leases and give them back
+        await asyncio.sleep(max(0.0, cut_at + OUTAGE - asyncio.get_running_loop().time()))
 
         await asyncio.to_thread(_cut, database, True)
         after = Ledger()
@@ -137,6 +151,8 @@ async def test_while_the_store_is_away_senders_get_retryable_answers_and_nothing
 
         await eventually(drained, timeout=30, interval=1.0,
                          message="the queues empty, sends refused with the store recorded")
+        twice = {mrn: n for mrn, n in _sends(fhir).items() if n > 1}
+        assert not twice, f"delivered more than once: {twice}"
         assert await daemon.stop() == 0, daemon.logs()[-3000:]
         verified = await daemon.cli("audit", "verify")
         assert verified.returncode == 0, verified.stdout + verified.stderr

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from engine.config.loader import load_channels
-from engine.connectors.mllp import MllpSourceConfig
 from engine.connectors.admission import (
     LISTENER_FULL,
     NOT_ALLOWED,
@@ -20,6 +19,7 @@ from engine.connectors.admission import (
     peer_address,
     peer_key,
 )
+from engine.connectors.mllp import MllpSourceConfig
 from engine.errors import ConfigErrors
 
 
