@@ -89,6 +89,15 @@ def tolerate(error: MappingError, fallback: T = None) -> T:  # type: ignore[assi
     return fallback
 
 
+def notice(error: MappingError) -> None:
+    """Where a value was read only in part (a time of day without a zone, kept as its
+    date): note `error` under a lenient conversion; strictly nothing, since the part
+    read is the rule every earlier version keeps."""
+    notes = _current.get()
+    if notes is not None:
+        notes.warn(error)
+
+
 @contextlib.contextmanager
 def at(segment: str, occurrence: int) -> Iterator[None]:
     """Warnings raised within the block are located in this segment occurrence."""

@@ -25,6 +25,7 @@ from engine.formats.hl7v2.datatypes import (
     xpn_to_human_name,
     xtn_to_contact_point,
 )
+from engine.leniency import lenient
 
 
 def rep(text: str) -> Repetition:
@@ -73,9 +74,17 @@ def test_datetime_converts_zone_and_precision(v2: str, fhir: str) -> None:
     assert to_fhir_datetime(v2, "PV1-44") == fhir
 
 
-def test_time_without_zone_keeps_only_the_date() -> None:
-    """FHIR requires a zone with a time; inventing one would shift the time by hours."""
+def test_time_without_zone_keeps_only_the_date_and_says_so_when_lenient() -> None:
+    """FHIR requires a zone with a time; inventing one would shift the time by hours. The
+    time lost is a warning under a lenient conversion (two troponins at 03:15 and 06:15
+    must not both read "that day" unremarked), and nothing more under a strict one,
+    whose versions promised this output."""
     assert to_fhir_datetime("20240312083000", "PV1-44") == "2024-03-12"
+    with lenient() as notes:
+        assert to_fhir_datetime("20240312083000", "OBX-14") == "2024-03-12"
+        assert to_fhir_datetime("20240312", "OBX-14") == "2024-03-12"  # no time: no loss
+    assert [(w.at, "only the date is kept" in w.text) for w in notes.warnings] == [
+        ("OBX-14", True)]
 
 
 def test_time_without_zone_takes_the_senders_zone() -> None:

@@ -35,7 +35,7 @@ from urllib.parse import quote
 from engine.errors import MappingError
 from engine.formats.hl7v2 import tables
 from engine.formats.hl7v2.message import Repetition, Segment
-from engine.leniency import tolerate
+from engine.leniency import notice, tolerate
 
 # YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]; each part only after the one before it.
 _DTM = re.compile(
@@ -94,6 +94,8 @@ def parse_dtm(value: str, field: str) -> Dtm | None:
 
 
 _BAD_ZONE = "holds a time zone offset that does not exist; read without it"
+_NO_ZONE = ("has a time of day but no time zone, here or in MSH-7; FHIR needs one with a "
+            "time, so only the date is kept")
 
 
 def _read_dtm(value: str) -> Dtm | str:
@@ -172,9 +174,10 @@ def to_fhir_datetime(value: str, field: str, default_offset: str | None = None) 
     if dtm is None:
         return None
     offset = dtm.offset or default_offset or ""
-    if not dtm.hour or not offset:
+    if not dtm.hour:
         return _date_part(dtm)
-    if not _valid_offset(offset):
+    if not offset or not _valid_offset(offset):
+        notice(MappingError(_NO_ZONE, field=field))
         return _date_part(dtm)
     time = f"{dtm.hour}:{dtm.minute or '00'}:{dtm.second or '00'}"
     if dtm.fraction:
