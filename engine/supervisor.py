@@ -38,6 +38,13 @@ ENV = "CONDUIT_WORKER"
 RESTART_AFTER = (0.5, 1.0, 2.0, 5.0, 10.0)  # back-off for a worker that keeps dying
 STEADY = 30.0  # seconds up after which a worker's restarts count from the start again
 STOP_TIMEOUT = 60.0  # seconds a worker has to drain after SIGTERM before SIGKILL
+# A worker that never ran STEADY seconds and exits this many times in a row with code 2
+# (what `conduit` says for a setting it cannot use: a port taken, a store that will not
+# open) stops the group: a second group started by mistake, or a wrong setting, fails
+# with its error instead of restarting for ever while half of it takes traffic. Once a
+# worker has run steadily, it is restarted however it ends (a store away for a while).
+GIVE_UP_AFTER = 3
+CANNOT_START = 2
 
 
 ROLES = ("all", "ingest", "deliver")
@@ -130,6 +137,7 @@ class _Worker:
         self.started = 0.0
         self.failures = 0
         self.due = 0.0  # when to start it (again)
+        self.steady = False  # it has run STEADY seconds once
 
 
 def supervise(roles: Sequence[str], argv: Sequence[str]) -> int:
@@ -153,7 +161,14 @@ def supervise(roles: Sequence[str], argv: Sequence[str]) -> int:
             if w.process is not None and w.process.poll() is not None:
                 code = w.process.returncode
                 w.process = None
+                w.steady = w.steady or now - w.started > STEADY
                 w.failures = 0 if now - w.started > STEADY else w.failures + 1
+                if code == CANNOT_START and not w.steady and w.failures >= GIVE_UP_AFTER:
+                    log.error("worker %d cannot start (exited with %s %d times, its error "
+                              "above); stopping the group", w.index, _describe(code),
+                              w.failures)
+                    _stop_all(workers)
+                    return CANNOT_START
                 w.due = now + RESTART_AFTER[min(w.failures, len(RESTART_AFTER) - 1)]
                 log.error("worker %d exited with %s; restarting in %.1fs", w.index,
                           _describe(code), w.due - now)

@@ -33,3 +33,32 @@ def test_workers_that_drain_or_were_still_starting_stop_cleanly() -> None:
 
 def test_a_worker_failing_its_drain_makes_the_stop_fail() -> None:
     assert _stop_all([worker(0, 0), worker(1, 1)]) == 1
+
+
+def test_a_group_whose_worker_cannot_start_stops_with_its_code(monkeypatch) -> None:
+    """A second group started by mistake: worker 0 cannot bind the status page's port and
+    exits 2 at each start. The group gives up with 2 after a few tries (worker 1, which
+    shares the MLLP port and would take traffic, stopped with it), rather than restart
+    worker 0 for ever."""
+    import signal
+
+    from engine import supervisor
+
+    started: list[subprocess.Popen] = []
+
+    def spawn(slot: supervisor.WorkerSlot, argv: object) -> subprocess.Popen:
+        script = "import sys; sys.exit(2)" if slot.index == 0 else HANDLES_TERM.format(code=0)
+        started.append(subprocess.Popen([sys.executable, "-c", script],
+                                        stdout=subprocess.DEVNULL))
+        return started[-1]
+
+    monkeypatch.setattr(supervisor, "_spawn", spawn)
+    monkeypatch.setattr(supervisor, "RESTART_AFTER", (0.1,))
+    handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    try:
+        assert supervisor.supervise(["all", "all"], []) == 2
+    finally:
+        signal.signal(signal.SIGTERM, handlers[0])
+        signal.signal(signal.SIGINT, handlers[1])
+    assert len(started) == 1 + supervisor.GIVE_UP_AFTER  # worker 1 once, worker 0 thrice
+    assert all(p.poll() is not None for p in started)
