@@ -300,7 +300,8 @@ def test_outcomes_give_ik5_codes():
 
     assert ik5(Outcome(Verdict.ACCEPTED)) == ["IK5", "A"]
     failed = codec.problem(ProblemKind.MAPPING_FAILED, "no mapping")
-    assert ik5(Outcome(Verdict.ERROR, (failed,))) == ["IK5", "E", "5"]
+    # stored for the analyst, but not processed: the sender must send it again corrected
+    assert ik5(Outcome(Verdict.ERROR, (failed,))) == ["IK5", "R", "5"]
     cut = codec.problem(ProblemKind.TRUNCATED, "too big")
     assert ik5(Outcome(Verdict.REJECTED, (cut,))) == ["IK5", "R", "2"]
 

@@ -351,7 +351,9 @@ def _set_answer(tset: TransactionSet, given: Outcome | SetAnswer | str,
         if given.verdict is Verdict.ACCEPTED:
             code, errors = ("E", ["5"]) if notes else ("A", [])
         else:
-            code = "E" if given.verdict is Verdict.ERROR else "R"
+            # not processed (its mapping failed, say): stored for the analyst, but for the
+            # sender refused, to be sent again corrected; E would tell it the set is taken
+            code = "R"
             errors = list(dict.fromkeys(  # not an envelope's TA105/AK9 codes ("4": GE02)
                 p.code for p in given.problems
                 if p.code in _IK5_CODES and p.segment not in ("ISA", "GS"))) or ["5"]
