@@ -540,8 +540,10 @@ def _other_payers(claim: Node, beneficiary: dict[str, Any], head: dict[str, Any]
 
 def claim_resources(message: X12Message, variant: str, claim_type: str, created: str,
                     billing: Node, subscriber: Subscriber, patient_level: Node | None,
-                    claim: Node) -> list[dict[str, Any]]:
-    """One CLM as a Claim and the resources it points at."""
+                    claim: Node, occurrence: int = 1) -> list[dict[str, Any]]:
+    """One CLM as a Claim and the resources it points at; `occurrence`: this is the
+    n-th claim of the set under its billing provider's CLM01 (practice systems that number
+    claims by the patient's account send two visits so), keyed apart from the first."""
     name = billing.first("2010AA")
     billing_nm1 = name_of(name)
     assert name is not None and billing_nm1 is not None, "checked by the mapping"
@@ -590,7 +592,8 @@ def claim_resources(message: X12Message, variant: str, claim_type: str, created:
     pcn = claim.value("CLM01")
     scope = provider_key(name)
     ident = {"system": f"urn:conduit:id:x12:{scope}", "value": pcn}
-    head = {"resourceType": "Claim", "id": resource_id("Claim", "x12", ident),
+    key = ident if occurrence == 1 else {**ident, "value": f"{pcn}#{occurrence}"}
+    head = {"resourceType": "Claim", "id": resource_id("Claim", "x12", key),
             "identifier": [ident], "type": concept(CLAIM_TYPE, claim_type),
             "patient": reference(patient), "created": created}
     others, other_insurance = _other_payers(claim, patient, head, lines,

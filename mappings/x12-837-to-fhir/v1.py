@@ -15,7 +15,9 @@ Choices a receiver will notice:
 - Claim.id is uuid5 of CLM01, the patient control number, scoped by the billing provider
   (its NPI, else REF*EI tax id, else name): Claim.identifier system
   urn:conduit:id:x12:<that id>. A corrected claim (CLM05-3 7) with the same CLM01
-  updates the same Claim; REF*F8 (the payer's number of the original) is Claim.related
+  updates the same Claim; a second claim under the same CLM01 in one set (two visits
+  numbered by the patient's account) is keyed by `CLM01#2` and kept, with the CLM01 as
+  sent for its identifier. REF*F8 (the payer's number of the original) is Claim.related
   (prior). status is active, cancelled for a void (CLM05-3 8). use is claim, priority
   normal, created is BHT04 (else GS04), total CLM02 in USD.
 - Patient: the subscriber (2010BA) when SBR02 is 18, else the patient (2010CA under
@@ -97,6 +99,7 @@ Choices a receiver will notice:
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from engine.errors import MappingError
@@ -125,6 +128,7 @@ def claims_to_fhir(message: X12Message) -> dict[str, Any]:
         raise MappingError("the set holds no claim", field="CLM")
     resources: list[dict[str, Any]] = []
     subscribers: dict[int, xc.Subscriber] = {}
+    numbered: Counter[tuple[str, str]] = Counter()  # claims so far by provider and CLM01
     for billing, sub, patient_level, claim in found:
         if xc.name_of(billing.first("2010AA")) is None:
             raise MappingError("a claim's billing provider name is missing", field="2010AA")
@@ -136,6 +140,9 @@ def claims_to_fhir(message: X12Message) -> dict[str, Any]:
                 raise MappingError("a claim's subscriber or payer name is missing",
                                    field=field)
             subscribers[id(sub)] = read
+        number = (xc.provider_key(billing.first("2010AA")), claim.value("CLM01"))
+        numbered[number] += 1
         resources += xc.claim_resources(message, variant[0], variant[1], created,
-                                        billing, subscribers[id(sub)], patient_level, claim)
+                                        billing, subscribers[id(sub)], patient_level, claim,
+                                        numbered[number])
     return transaction(one_per_id(resources))

@@ -235,6 +235,19 @@ def test_the_claim_id_is_the_patient_control_number_of_the_billing_provider(clai
     assert the_claims(bundle_of(claims, raw(other, SUBSCRIBER)))[0]["id"] != first["id"]
 
 
+def test_two_claims_under_one_clm01_are_both_kept(claims):
+    """Practice systems that number claims by the patient's account send two visits under
+    one CLM01: the second is its own Claim (keyed CLM01#2), never folded into the first."""
+    second_visit = ["CLM*C-1*40***11:B:1*Y*A*Y*Y", "HI*ABK:M545",
+                    "LX*1", "SV1*HC:99211*40*UN*1***1", "DTP*472*D8*20261202"]
+    first, second = the_claims(bundle_of(claims, raw(HEAD, SUBSCRIBER + second_visit)))
+    assert first["id"] == the_claims(bundle_of(claims, raw(HEAD, SUBSCRIBER)))[0]["id"]
+    assert second["id"] != first["id"]
+    assert [c["identifier"][0]["value"] for c in (first, second)] == ["C-1", "C-1"]
+    assert [c["total"]["value"] for c in (first, second)] == [150, 40]
+    assert second["item"][0]["productOrService"]["coding"][0]["code"] == "99211"
+
+
 def test_the_member_is_the_same_patient_whoever_bills(claims):
     one = bundle_of(claims, raw(HEAD, SUBSCRIBER))
     other = [s.replace("1234567893", "1245319599") for s in HEAD]
