@@ -72,6 +72,21 @@ async def test_enhanced_mode_sends_what_msh15_and_msh16_ask_for(harness, tmp_pat
         assert all(a.value("MSA-2") == "E1" for a in got)
 
 
+async def test_an_acknowledgement_sent_in_is_stored_and_not_answered(harness, tmp_path):
+    """A system that sends its application ACKs to our listener gets no ACK of its ACK
+    (it might acknowledge that too, and the two would answer each other for ever)."""
+    port = free_port()
+    engine = await harness.start({"adt": _channel(port, tmp_path)})
+    ack = (b"MSH|^~\\&|LAB|SOUTHWING|CONDUIT|HIE|20240301101500||ACK^A01^ACK|K1|P|2.5.1\r"
+           b"MSA|AA|OUT77\r")
+    assert await _frames(port, ack, 0, quiet=0.5) == []
+    [following] = await _replies(port, adt("F1", "MRN1"), 1)  # the listener carries on
+    assert following.value("MSA-1") == "AA"
+    with engine.services.db.connect() as conn:
+        types = sorted(r.message_type for r in conn.execute(sa.select(messages.c.message_type)))
+    assert types == ["ACK^A01", "ADT^A01"]
+
+
 async def test_batch_is_taken_message_by_message_and_answered_as_a_batch(harness, tmp_path):
     port = free_port()
     engine = await harness.start({"adt": _channel(port, tmp_path)})

@@ -104,7 +104,11 @@ class Hl7v2Codec:
                 ) -> tuple[bytes, ...]:
         """Original mode: the one ACK. Enhanced mode: the commit ACK and/or the
         application ACK, as MSH-15/16 ask (both known at commit, since the message was
-        mapped and queued before it was committed)."""
+        mapped and queued before it was committed). Nothing for an ACK: acknowledgements
+        are not acknowledged (a peer that acknowledged ours in turn would answer for
+        ever)."""
+        if parsed is not None and parsed.message_type.partition("^")[0] == "ACK":
+            return ()
         replies = (self.reply(raw, parsed, outcome),
                    self.application_reply(raw, parsed, outcome))
         return tuple(r for r in replies if r)
