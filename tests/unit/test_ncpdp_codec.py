@@ -260,6 +260,19 @@ def test_a_refused_message_answered_without_its_parse_is_addressed_from_its_head
         assert codec.replies(refused, None, Outcome(Verdict.REJECTED, (problem,))) == ()
 
 
+def test_an_answer_too_broken_to_parse_is_still_not_answered():
+    """A pharmacy's Status with a mistyped end tag: not well-formed, but still an
+    answer by its Body, so no Error goes back (two engines would answer each other)."""
+    problem = Problem("not well-formed XML", code="900")
+    for name in ("status_default_ns.xml", "error_no_namespace.xml", "verify_compact.xml"):
+        broken = raw_of(name).replace(b"</Code>", b"</Cod>", 1)
+        with pytest.raises(ParseError):
+            codec.parse(broken)
+        assert codec.replies(broken, None, Outcome(Verdict.REJECTED, (problem,))) == (), name
+    newrx = raw_of("newrx_default_ns.xml").replace(b"</Body>", b"</Bdy>")
+    assert codec.replies(newrx, None, Outcome(Verdict.REJECTED, (problem,)))  # answered
+
+
 def test_unreadable_message_is_answered_error_correlated_when_its_id_is_found():
     raw = raw_of("newrx_default_ns.xml").replace(b"</Body>", b"</Bdy>")
     with pytest.raises(ParseError) as caught:

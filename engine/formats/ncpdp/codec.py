@@ -22,7 +22,13 @@ from engine.errors import ParseError
 from engine.formats.base import Envelope, opening
 from engine.formats.diff import Change, diff_values
 from engine.formats.ncpdp.message import PATH, ScriptMessage
-from engine.formats.ncpdp.replies import RESPONSES, build_error, build_status, read_answer
+from engine.formats.ncpdp.replies import (
+    RESPONSES,
+    build_error,
+    build_status,
+    is_answer,
+    read_answer,
+)
 from engine.formats.ncpdp.rules import check
 from engine.formats.ncpdp.xml import parse_xml
 from engine.message import Delivery, Outbound, Outcome, Parsed, Problem, ProblemKind, Verdict
@@ -121,7 +127,9 @@ class NcpdpCodec:
         are not answered)."""
         message = parsed.body if parsed is not None and isinstance(
             parsed.body, ScriptMessage) else _reread(raw)
-        if message is not None and message.message_type in RESPONSES:
+        answer = message.message_type in RESPONSES if message is not None \
+            else is_answer(raw)  # too broken to parse: known by its Body's first element
+        if answer:
             return b""
         if outcome.verdict is Verdict.ACCEPTED:
             return build_status(message, raw)

@@ -37,6 +37,9 @@ _PARTY = {name: re.compile(rb"<(?:[\w.-]+:)?" + name.encode()
                            + rb"""(?:\s+Qualifier\s*=\s*["'](\w{1,10})["'])?\s*>"""
                            rb"\s*([\x21-\x3b\x3d-\x7e]{1,80})\s*<")
           for name in ("To", "From")}
+# The Body's first element, read from the bytes of a message too broken to parse: a
+# Status, Error or Verify that is not well-formed is still an answer, and not answered.
+_FIRST_IN_BODY = re.compile(rb"<(?:[\w.-]+:)?Body\b[^>]*>\s*<(?:[\w.-]+:)?([\w.-]+)")
 _RETRY_ERRORS = frozenset({"600", "602"})
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")  # no XML 1.0 has them
 
@@ -80,6 +83,13 @@ def _answer(message: ScriptMessage | None, raw: bytes, body: str) -> bytes:
     return (f'<?xml version="1.0" encoding="UTF-8"?>\n<Message xmlns={quoteattr(namespace)}'
             f"{attrs}><Header>{header}</Header><Body>{body}</Body></Message>"
             ).encode()
+
+
+def is_answer(raw: bytes) -> bool:
+    """Whether the bytes of a message that could not be parsed are a Status, Error or
+    Verify (RESPONSES), by its Body's first element."""
+    found = _FIRST_IN_BODY.search(raw[:1 << 16])  # the first Body: a second root's is not
+    return found is not None and found[1].decode("ascii", "replace") in RESPONSES
 
 
 def _salvaged(raw: bytes, name: str) -> tuple[str, str]:

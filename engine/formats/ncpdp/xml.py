@@ -67,7 +67,8 @@ class _BoundedBuilder:
 
 def _reason(code: int) -> str:
     if code == _INVALID_TOKEN:  # expat says "not well-formed (invalid token)"
-        return "a byte that is not in the declared encoding, or a character XML forbids"
+        return ("a character XML forbids there, such as a bare & or < in text (written "
+                "&amp; and &lt;), or a byte that is not in the declared encoding")
     return ErrorString(code)
 
 
