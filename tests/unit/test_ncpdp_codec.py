@@ -188,6 +188,41 @@ def test_a_veterinarians_newrx_is_sound_without_an_npi():
         "NewRx: prescriber NPI is missing (Prescriber/NonVeterinarian/Identification/NPI)"]
 
 
+@pytest.mark.parametrize(("sent", "wrong"), [
+    (b"<Value>thirty</Value>", "quantity is not a number above 0"),
+    (b"<Value>1,000</Value>", "quantity is not a number above 0"),
+    (b"<Value>0</Value>", "quantity is not a number above 0"),
+    (b"<DaysSupply>30.0</DaysSupply>", "days supply is not a whole number of days"),
+    (b"<NumberOfRefills>\xc2\xb2</NumberOfRefills>", "number of refills is not a whole number"),
+    (b"<Date>1962-02-30</Date>", "patient date of birth is not a date (CCYY-MM-DD)"),
+    (b"<Date>20261201</Date>", "written date is not a date (CCYY-MM-DD)"),
+], ids=["words", "thousands", "zero", "decimal-days", "superscript", "feb-30", "compact"])
+def test_strict_names_a_value_the_mapping_could_not_read(sent, wrong):
+    """What strict takes, the mappings map: a value present but unreadable is refused
+    naming the element (never quoting the value), not silently left out."""
+    raw = raw_of("newrx_default_ns.xml")
+    original = {b"Value": b"<Value>90</Value>", b"DaysSupply": b"<DaysSupply>90</DaysSupply>",
+                b"NumberOfRefills": b"<NumberOfRefills>3</NumberOfRefills>"}
+    tag = sent[1:sent.index(b">")]
+    if tag == b"Date":
+        was = b"<Date>1962-07-14</Date>" if b"1962" in sent else b"<Date>2026-12-01</Date>"
+    else:
+        was = original[tag]
+    texts = [p.text for p in codec.validate(codec.parse(raw.replace(was, sent, 1)), "strict")]
+    assert len(texts) == 1 and f"NewRx: {wrong}" in texts[0], texts
+    assert sent[len(tag) + 2:-len(tag) - 3].decode() not in texts[0].replace(wrong, "")
+
+
+def test_an_rxfill_of_an_unknown_fill_status_is_refused_by_strict():
+    ok = raw_of("ncpdp-rxfill-to-fhir/fixtures/v1/rxfill_dispensed_default_ns.xml")
+    assert codec.validate(codec.parse(ok), "strict") == []
+    odd = ok.replace(b"<Dispensed", b"<Dispensed_Partial").replace(b"</Dispensed>",
+                                                                 b"</Dispensed_Partial>")
+    assert [p.text for p in codec.validate(codec.parse(odd), "strict")] == [
+        "RxFill: fill status is none of Dispensed, PartiallyDispensed, NotDispensed, "
+        "Transferred (FillStatus)"]
+
+
 def test_choice_elements_count_as_present():
     """A Response or FillStatus holds an element, never text: <Replace/> and
     <Dispensed/> are answers, and an empty <Response/> is not."""

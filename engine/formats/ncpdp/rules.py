@@ -13,6 +13,10 @@ whose content is the element it holds, never text.
 
 from __future__ import annotations
 
+import datetime
+import re
+from collections.abc import Callable
+
 from engine.formats.ncpdp.message import ScriptMessage
 
 Rule = tuple[str, tuple[str, ...]]
@@ -97,6 +101,35 @@ RULES: dict[str, list[Rule]] = {
     "Error": [*CORRELATED, ("error code", ("Code",))],
     "Verify": [*CORRELATED, ("verify status code", ("VerifyStatus/Code",))],
 }
+
+
+def _date(text: str) -> bool:
+    try:  # CCYY-MM-DD, a day of the calendar (not 1962-02-31)
+        return len(text) == 10 and datetime.date.fromisoformat(text) is not None
+    except ValueError:
+        return False
+
+
+_WHOLE = re.compile(r"[0-9]{1,9}")
+_DECIMAL = re.compile(r"[0-9]{1,11}(\.[0-9]{1,5})?")
+# Values the mappings read, in the form the standard gives them: where present, a value
+# they could not read is named, not left out of what the receiver gets (a quantity of
+# "thirty", a 30.0-day supply, a birth date of February 30th).
+VALUES: list[tuple[str, str, Callable[[str], bool]]] = [
+    (f"{drug}/{path}", f"{name} is not {what}", check)
+    for drug in ("MedicationPrescribed", "MedicationDispensed")
+    for path, name, what, check in (
+        ("Quantity/Value", "quantity", "a number above 0",
+         lambda v: bool(_DECIMAL.fullmatch(v)) and float(v) > 0),
+        ("DaysSupply", "days supply", "a whole number of days",
+         lambda v: bool(_WHOLE.fullmatch(v))),
+        ("NumberOfRefills", "number of refills", "a whole number",
+         lambda v: bool(_WHOLE.fullmatch(v))),
+        ("WrittenDate/Date", "written date", "a date (CCYY-MM-DD)", _date))
+] + [(f"{who}/DateOfBirth/Date", "patient date of birth is not a date (CCYY-MM-DD)", _date)
+     for who in _PATIENTS]
+FILL_STATUSES = ("Dispensed", "PartiallyDispensed", "NotDispensed", "Transferred")
+
 # A controlled substance (a DEASchedule on the drug) needs the prescriber's DEA number.
 _SCHEDULED = ("MedicationPrescribed/DrugCoded/DEASchedule/Code",)
 _DEA = tuple(f"{p}/Identification/DEANumber" for p in _PRESCRIBER)
@@ -115,6 +148,14 @@ def check(message: ScriptMessage) -> list[tuple[str, str]]:
         if not any(_present(message, _under(kind, p)) for p in paths):
             out.append((paths[0].split("/")[0] if paths[0].startswith("Header")
                         else kind, f"{kind}: {name} is missing ({paths[0]})"))
+    for path, wrong, readable in VALUES:
+        value = message.value(_under(kind, path))
+        if value and not readable(value):
+            out.append((kind, f"{kind}: {wrong} ({path})"))
+    fill = message.find(_under(kind, "FillStatus")) if kind == "RxFill" else None
+    if fill is not None and not any(c.tag in FILL_STATUSES for c in fill):
+        out.append((kind, f"{kind}: fill status is none of {', '.join(FILL_STATUSES)} "
+                          "(FillStatus)"))
     scheduled = message.value(_under(kind, _SCHEDULED[0]))
     if scheduled and scheduled != "C38046" and not any(
             message.value(_under(kind, p)) for p in _DEA):
