@@ -48,7 +48,8 @@ def _conversion(hops: list[dict[str, Any]]) -> dict[str, Any] | None:
         if hop.get("kind") == "mapped" and "output" in detail:
             return {"mapping": detail.get("mapping"),
                     "warnings": detail.get("warnings", []),
-                    "left_behind": detail.get("left_behind", [])}
+                    "left_behind": detail.get("left_behind", []),
+                    "tracked": detail.get("tracked", True)}
     return None
 
 

@@ -241,8 +241,10 @@ class Router:
 def notes(mapped: Mapped) -> dict[str, Any]:
     """What a mapped event says about its conversion: the warnings (places and reasons,
     never values) and the fields left behind, for the analyst and the per-channel count
-    of fields dropped. Nothing when the conversion read everything it was given."""
-    found: dict[str, Any] = {}
+    of fields dropped. Nothing when the conversion read everything it was given;
+    `tracked: false` when its mapping does not say what it leaves behind (an earlier
+    version), so no one reads "nothing left behind" into an empty list."""
+    found: dict[str, Any] = {} if mapped.tracked else {"tracked": False}
     if mapped.warnings:
         found["warnings"] = [{"at": w.at, "text": w.text} for w in mapped.warnings]
     if mapped.left_behind:

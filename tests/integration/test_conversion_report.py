@@ -9,7 +9,7 @@ import asyncio
 import json
 
 from engine.store.search import MessageQuery
-from tests.harness import EngineHarness, exchange, free_port, written
+from tests.harness import EngineHarness, adt, exchange, free_port, written
 
 # An ADT whose birth date does not exist, with a Z segment nobody maps
 ODD_ADT = (
@@ -46,7 +46,7 @@ async def test_an_odd_field_is_a_warning_the_message_is_delivered_and_reported(t
         [summary] = await engine.ops.search(MessageQuery(channel="adt", limit=5))
         detail = await engine.ops.message(summary["id"])
         conversion = detail["conversion"]
-        assert conversion["mapping"] == "hl7v2-adt-to-fhir@3"
+        assert conversion["mapping"] == "hl7v2-adt-to-fhir@3" and conversion["tracked"]
         assert conversion["warnings"] == [
             {"at": "PID-7", "text": "holds a date/time that does not exist"}]
         assert {"ZPV-1", "ZPV-2"} <= set(conversion["left_behind"])
@@ -80,5 +80,23 @@ async def test_a_strict_channel_refuses_what_a_lenient_one_maps(tmp_path):
         assert "PID-8" in failed.value("MSA-3") + failed.value("ERR-8")
         await asyncio.sleep(0.2)
         assert not list(out.glob("*"))
+    finally:
+        await harness.stop()
+
+
+async def test_a_mapping_that_does_not_track_what_it_leaves_says_so(tmp_path):
+    """hl7v2-adt-to-fhir@1 reports no fields left behind: its empty list must not read as
+    "every field was read" (the shipped channel once showed that for an admission whose
+    allergies and diagnoses @1 does not map)."""
+    port, out = free_port(), tmp_path / "out"
+    harness = EngineHarness(tmp_path)
+    engine = await harness.start({"adt": channel(port, out).replace("@3", "@1")})
+    try:
+        [ack] = await exchange(port, [adt("T1", "MRN1") + b"ZPV|LOCAL-FLAG|42\r"])
+        assert ack.value("MSA-1") == "AA"
+        [summary] = await engine.ops.search(MessageQuery(channel="adt", limit=5))
+        conversion = (await engine.ops.message(summary["id"]))["conversion"]
+        assert (conversion["mapping"], conversion["left_behind"], conversion["tracked"]) == (
+            "hl7v2-adt-to-fhir@1", [], False)
     finally:
         await harness.stop()

@@ -46,7 +46,9 @@ function conversionFacts(conversion) {
     ['Left behind', left.length
       ? h('span', { class: 'mono left-behind' }, `${left.length} ${left.length === 1
         ? 'field' : 'fields'}: ${left.join(', ')}`)
-      : 'nothing: every field with a value was read'],
+      : conversion.tracked === false
+        ? `not tracked: ${conversion.mapping} does not report the fields it leaves behind`
+        : 'nothing: every field with a value was read'],
   ];
 }
 
