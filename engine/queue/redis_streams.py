@@ -18,7 +18,10 @@ guarantees of engine.queue.base, and how:
   after-commit hook; the hooks of one writer batch are sent to Redis as one script call,
   scheduled before anyone awaiting the commit resumes. If Redis cannot be reached they
   are kept, in order, and sent again; meanwhile the entries stay this owner's, so none
-  is leased again (at-least-once only if this process dies first).
+  is leased again. An ack is also a `queue_acked` row in its commit: should this process
+  stop or die before Redis took it, the lease that takes the entry over finds the row
+  and removes the entry rather than hand it out, so nothing confirmed is sent twice. The
+  row goes in a later lease's transaction, once Redis has removed the entry.
 - FIFO per destination: leasing is one Lua script (engine.queue.redis_scripts), atomic
   in Redis: it takes nothing while another live owner holds entries of the destination,
   otherwise the head. Liveness is the SQL owners table (engine.queue.owners), the one
@@ -58,13 +61,20 @@ from engine.queue.holds import publish_lock_key
 from engine.queue.redis_scripts import FREE, GROUP, LEASE, LEASE_BY_KEY, OUTCOMES
 from engine.queue.sql import content_of, with_content
 from engine.store.database import KeptReader, conflict_insert, pipelined, reader
-from engine.store.schema import dead_letter_answers, dead_taken, messages, queue_outbox
+from engine.store.schema import (
+    dead_letter_answers,
+    dead_taken,
+    messages,
+    queue_acked,
+    queue_outbox,
+)
 from engine.store.writer import UnitOfWork
 
 log = logging.getLogger("conduit.queue")
 
 DEAD_TAKEN_KEPT = 30 * 86400.0  # seconds a taken dead letter's id is remembered
 PUBLISH_BATCH = 1000  # outbox rows a lease publishes at most (the rest by the next one)
+ACKED_DELETE = 500  # queue_acked rows a lease deletes at most (SQLite takes 999 variables)
 # After Redis failed to answer, it is left alone this long (leases take nothing, outcomes
 # wait): the writer thread and the event loop, which call it, must not stall on a Redis
 # that is away, at most a connect timeout per pause.
@@ -122,6 +132,7 @@ class RedisStreamsQueue:
         self._taking: dict[int, _Taking] = {}
         self._tokens = itertools.count()
         self._outcomes: list[list[str]] = []  # committed, not yet applied in Redis
+        self._acks_applied: list[int] = []  # acked in Redis: their queue_acked rows can go
         self._flush_pending = False
         self._redis_back_at = 0.0  # time.monotonic() after a failure: see REDIS_PAUSE
 
@@ -174,6 +185,7 @@ class RedisStreamsQueue:
                          if taking.destination == destination
                          for h in taking.entries.values()]
                 done = self._done(destination) if by_key else []
+                applied = self._acks_applied[:ACKED_DELETE]
             rows, live = self._publishable(conn, destination)
             args: list[Any] = [self._p, destination, self.owner, limit,
                                int(self.owner_ttl * 500), FREE, len(rows)]
@@ -193,21 +205,39 @@ class RedisStreamsQueue:
                 attempts, at = json.loads(tried)[:2] if tried else (0, float(queued_at))
                 found.append(_Row(int(oid), message_id, output_id or None, attempts, at))
                 taken[int(oid)] = _Held(destination, sid, message_id, output_id or None)
-            with self._lock:
-                self._taking[token] = _Taking(destination, transaction, taken)
             channel, _, dest = destination.partition("/")
             uow.events[:] = [Event(kind=Kind.RECLAIMED, channel=channel, destination=dest,
                                    detail={"owner": dead, "entries": n})
                              for dead, n in zip(reclaimed[::2], reclaimed[1::2], strict=True)]
-            uow.after_commit[:] = [functools.partial(self._handed_out, token)]
-            # the published rows' delete and the content's read: one round trip
+            # the published rows' and applied acks' deletes, the acks of entries taken
+            # and the content's read: one round trip
             published = [queue_outbox.delete().where(
                 queue_outbox.c.id.in_([r.id for r in rows]))] if rows else []
-            answers = pipelined(conn, *published, *([content_of(found)] if found else []))
+            if applied:
+                published.append(queue_acked.delete().where(
+                    queue_acked.c.entry_id.in_(applied)))
+            reads = [sa.select(queue_acked.c.entry_id).where(
+                queue_acked.c.entry_id.in_(list(taken))), content_of(found)] if found else []
+            answers = pipelined(conn, *published, *reads)
+            acked = {entry_id for (entry_id,) in answers[-2]} if found else set()
+            for entry_id in acked:  # confirmed before, its removal lost: remove it now
+                del taken[entry_id]
+            with self._lock:
+                self._taking[token] = _Taking(destination, transaction, taken)
+            uow.after_commit[:] = [functools.partial(self._handed_out, token)] + [
+                functools.partial(self._apply, ["a", str(entry_id)]) for entry_id in acked]
+            if applied:
+                uow.after_commit.append(functools.partial(self._deleted_acks, applied))
+            found = [r for r in found if r.id not in acked]
             return with_content(found, answers[-1]) if found else []
 
         uow.query = run
         return uow
+
+    def _deleted_acks(self, deleted: list[int]) -> None:
+        gone = set(deleted)
+        with self._lock:
+            self._acks_applied = [i for i in self._acks_applied if i not in gone]
 
     def _done(self, destination: str) -> list[str]:
         """Stream ids of this owner's entries of `destination` confirmed or dead-lettered
@@ -241,6 +271,7 @@ class RedisStreamsQueue:
                 self._held.update(taking.entries)
 
     def ack(self, uow: UnitOfWork, entry_id: int) -> None:
+        uow.insert(queue_acked, {"entry_id": entry_id, "acked_at": time.time()})
         uow.after_commit.append(functools.partial(self._apply, ["a", str(entry_id)]))
 
     def retry_later(self, uow: UnitOfWork, entry_id: int, attempts: int, at: float,
@@ -327,6 +358,8 @@ class RedisStreamsQueue:
         del self._outcomes[:len(outcomes)]
         with self._lock:
             for op, *args in outcomes:
+                if op == "a":
+                    self._acks_applied.append(int(args[0]))
                 if op in ("a", "d"):
                     self._held.pop(int(args[0]), None)
                 elif op == "l":

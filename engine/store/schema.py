@@ -303,6 +303,17 @@ queue_outbox = sa.Table(
     sqlite_autoincrement=True,
 )
 
+# Entries of the Redis queue whose delivery was confirmed by a commit, until Redis has
+# removed them too (engine.queue.redis_streams): while Redis is away the removal waits in
+# the process's memory, and a process stopped or killed meanwhile loses it; a later lease
+# that takes such an entry finds it here and removes it instead of sending it again.
+queue_acked = sa.Table(
+    "queue_acked",
+    metadata,
+    sa.Column("entry_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("acked_at", sa.Float, nullable=False),
+)
+
 # Retention (engine.store.retention): per channel, the newest message id the pruner has
 # looked at (every older one is pruned or listed as held), and the messages it found still
 # queued or dead-lettered, looked at again on each pass until they can be pruned. Ids only.

@@ -35,7 +35,7 @@ from engine.security.crypto import Vault
 from engine.security.keys import KeyRing
 from engine.store.database import open_database
 from engine.store.messages import MessageStore
-from engine.store.schema import audit, queue
+from engine.store.schema import audit, queue, queue_acked
 from engine.store.writer import UnitOfWork, Writer
 from tests.fhir_server import Answer, FhirTestServer
 from tests.harness import EngineHarness, adt, exchange, free_port
@@ -587,5 +587,51 @@ async def test_a_confirmation_the_store_refused_is_recorded_once_it_is_back(
         await heartbeat.stop()
         store.close()
         q.close()
+        await writer.close()
+        db.dispose()
+
+
+async def test_confirmations_redis_never_got_are_not_sent_again_by_whoever_takes_over(
+        db_url, tmp_path, prefix) -> None:
+    """Redis goes away; a confirms three deliveries (their commits succeed, their removal
+    from Redis waits in a's memory) and is stopped, or killed, before Redis is back. b
+    takes a's entries over: the three confirmed are removed, not sent again; the one a
+    had not confirmed is b's to send. Their queue_acked rows then go."""
+    keys = KeyRing.load(tmp_path / "keys")
+    db, writer = await _open(db_url, keys)
+    ttl = 2.0
+    a = RedisStreamsQueue(db, REDIS_URL, owner="host:1:aaaaaa", prefix=prefix, owner_ttl=ttl)
+    b = RedisStreamsQueue(db, REDIS_URL, owner="host:2:bbbbbb", prefix=prefix, owner_ttl=ttl)
+    try:
+        await _fill(writer, MessageStore(db, Vault(keys)), 0, 4)
+        await writer.commit(owners.beat(a.owner, ttl))
+        held = await writer.commit(a.lease("adt/ehr", 4))
+        assert len(held) == 4
+        a._redis_back_at = time.monotonic() + 3600  # Redis unreachable from now on
+        uow = UnitOfWork()
+        for entry in held[:3]:
+            a.ack(uow, entry.id)
+        await writer.commit(uow)
+        a.close()  # stopped: the three removals it kept for Redis are gone with it
+
+        deadline = time.monotonic() + 10 * ttl
+        while not (taken := await writer.commit(b.lease("adt/ehr", 100))):
+            assert time.monotonic() < deadline, "a's entries were not taken over"
+            await asyncio.sleep(0.2)
+        assert [e.message_id for e in taken] == [_mid(3)]  # the one a never confirmed
+        await asyncio.sleep(0.1)  # b's removal of the three reaches Redis
+        ehr = next(s for s in b.stats() if s.destination == "adt/ehr")
+        assert (ehr.ready, ehr.leased) == (0, 1)
+        uow = UnitOfWork()
+        b.ack(uow, taken[0].id)
+        await writer.commit(uow)
+        await asyncio.sleep(0.1)
+        assert await writer.commit(b.lease("adt/ehr", 100)) == []  # deletes applied rows
+        with db.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(queue_acked)
+                                ).scalar() == 0
+        assert all(s.destination != "adt/ehr" for s in b.stats())
+    finally:
+        b.close()
         await writer.close()
         db.dispose()
