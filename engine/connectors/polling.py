@@ -287,7 +287,18 @@ class PollingSource:
             return
         await self._reply(entry, receipt)
         taken = receipt.status in _TAKEN
-        if taken:
+        kept = sum(part.status in _TAKEN for part in receipt.parts)
+        if not taken and kept:
+            first = next(p.message_id for p in receipt.parts if p.status is receipt.status)
+            # Some of its messages were taken on: the file is done with (moved back, it
+            # would be taken again), and which ones were refused is in its answer.
+            self.taken += 1
+            log.warning("%s source %s: %s: %d of its %d messages were taken on, the rest "
+                        "not (the first: message %s, %s); its answer says which; moved "
+                        "to %s", self.transport, self.address, entry.name, kept,
+                        len(receipt.parts), first or "-", receipt.status.value, cfg.done)
+            taken = True
+        elif taken:
             self.taken += 1
         else:
             self.refused += 1

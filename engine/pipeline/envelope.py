@@ -98,7 +98,8 @@ def _refusal(problems: Sequence[Problem], atomic: bool,
 
 def combine(receipts: Sequence[Receipt], reply: bytes) -> Receipt:
     """One receipt for the messages of an envelope: the worst status, the first stored
-    message's id, one reply; acknowledging it acknowledges each."""
+    message's id, each message's own receipt as a part (a file source tells a file partly
+    taken from one refused), one reply; acknowledging it acknowledges each."""
 
     def replied() -> None:
         for receipt in receipts:
@@ -107,7 +108,9 @@ def combine(receipts: Sequence[Receipt], reply: bytes) -> Receipt:
     worst = max((r.status for r in receipts), key=_SEVERITY.index,
                 default=MessageStatus.ACCEPTED)
     first = next((r.message_id for r in receipts if r.message_id), "")
-    return Receipt(first, worst, (reply,), replied)
+    parts = tuple(PartReceipt(i, r.message_id, r.status, r.problems)
+                  for i, r in enumerate(receipts))
+    return Receipt(first, worst, (reply,), replied, parts=parts)
 
 
 class _Batch:

@@ -256,7 +256,8 @@ async def test_an_hl7_batch_is_answered_with_one_batch_ack(env):
     assert reply.startswith(b"BHS|") and b"MSA|AA|B1" in reply and b"MSA|AE|B2" in reply
     assert {r.control_id: r.status for r in env.rows()} == {"B1": "accepted", "B2": "error"}
     assert env.queued() == 1
-    assert receipt.parts == ()  # an HL7 batch is not itemised
+    # each message of the batch is a part (a file source tells partly taken from refused)
+    assert [p.status for p in receipt.parts] == [MessageStatus.ACCEPTED, MessageStatus.ERROR]
 
 
 async def test_an_hl7_batch_whose_count_is_wrong_is_refused_whole(env):

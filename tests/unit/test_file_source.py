@@ -17,7 +17,7 @@ from engine import registry
 from engine.config.types import dec_hook
 from engine.connectors.base import SourceContext
 from engine.connectors.file_source import FileSource, FileSourceConfig
-from engine.message import MessageStatus, Receipt, SourceMeta
+from engine.message import MessageStatus, PartReceipt, Receipt, SourceMeta
 
 POLL = 0.05
 SETTLE = 0.3
@@ -159,6 +159,29 @@ async def test_taken_files_go_to_done_refused_ones_to_error_with_the_answer_besi
     for reply in replies.iterdir():
         assert stat.S_IMODE(reply.stat().st_mode) == 0o600
     assert (inbox / "done" / "a.837").read_bytes() == BATCH  # moved whole, never deleted
+
+
+async def test_a_file_partly_taken_goes_to_done_with_a_warning_naming_a_refused_one(
+        inbox, caplog):
+    """An 837 file of three sets, the second refused: the other two are taken on, so the
+    file is done with (from error, an operator would move it back and send those two
+    twice); the warning says so and names the refused message, the answer says which."""
+    parts = (PartReceipt(0, "m-1", MessageStatus.ACCEPTED),
+             PartReceipt(1, "m-2", MessageStatus.REJECTED),
+             PartReceipt(2, "m-3", MessageStatus.ACCEPTED))
+    channel = Channel()
+    channel.answers = [Receipt("m-1", MessageStatus.REJECTED, parts=parts)]
+    polling = source(inbox)
+    (inbox / "three.837").write_bytes(BATCH)
+    with caplog.at_level(logging.WARNING, logger="conduit"):
+        await polling.start(channel)
+        try:
+            await until(lambda: names(inbox / "done") == ["three.837"])
+        finally:
+            await polling.stop()
+    assert names(inbox / "error") == []
+    [line] = [r.getMessage() for r in caplog.records if "three.837" in r.getMessage()]
+    assert "2 of its 3 messages were taken on" in line and "message m-2, rejected" in line
 
 
 async def test_the_answer_is_written_before_the_file_moves_and_the_channel_is_told(tmp_path,
