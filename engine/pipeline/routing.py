@@ -27,6 +27,8 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+import msgspec
+
 from engine.conformance.gate import Gate, check_all, warm
 from engine.errors import MappingError
 from engine.events import Event, Kind
@@ -223,8 +225,10 @@ class Router:
         uow.record(Event(kind=Kind.ERRORED, detail={
             "mapping": ref, "reason": str(exc),
             **({"field": exc.field} if exc.field else {})}, **hop))
-        return Routed(MessageStatus.ERROR, reason, (
-            self._problem(ProblemKind.MAPPING_FAILED, reason),))
+        problem = self._problem(ProblemKind.MAPPING_FAILED, reason)
+        if exc.field and not problem.where:  # the field, for answers that locate (ERR-2)
+            problem = msgspec.structs.replace(problem, where=(exc.field,))
+        return Routed(MessageStatus.ERROR, reason, (problem,))
 
     def _compare(self, message_id: str, parsed: Parsed, mapping: Mapping,
                  live: Mapped | Skip | MappingError) -> None:

@@ -228,6 +228,7 @@ async def test_filtered_skipped_rejected_and_errored(env):
     errored = await channel.deliver(adt("C4", "BAD"), meta(adt("C4", "BAD")))
     assert errored.status is MessageStatus.ERROR
     assert b"MSA|AE|C4" in errored.replies[0]
+    assert b"\rERR||PID^1^5|207^" in errored.replies[0]  # located where the mapping said
     assert env.event(errored.message_id, Kind.ERRORED).detail == {
         "mapping": "test-adt@1", "reason": "PID-5: no usable name", "field": "PID-5"}
 

@@ -56,6 +56,20 @@ def test_v25_ack_err_has_location_code_and_severity():
     assert ack.value("ERR-8") == "bad value"
 
 
+@pytest.mark.parametrize(("version", "where", "located"), [
+    ("2.5.1", "OBX[3]-5", ("OBX", "3", "5")), ("2.5.1", "PID-3", ("PID", "1", "3")),
+    ("2.3", "PID-3", ("PID", "1", "3")), ("2.5.1", "NewRx/Patient", ("", "", ""))])
+def test_a_mapping_failure_is_located_where_its_mapping_says(version, where, located):
+    """The field a mapping names (MappingError.field, carried as the problem's `where`)
+    fills ERR-2 (ERR-1 before v2.5), so the sender sees which field to correct."""
+    problem = Problem("mapping hl7v2-oru-to-fhir@2 failed: not a number", where=(where,))
+    ack = _ack(_msg(version), Verdict.ERROR, (problem,))
+    err = ack.segment("ERR")
+    assert err is not None
+    at = 1 if version == "2.3" else 2
+    assert (err.value(at, 1), err.value(at, 2), err.value(at, 3)) == located
+
+
 def test_ack_text_with_delimiters_is_escaped():
     ack = _ack(_msg(), Verdict.ERROR, (Problem("a|b^c"),))
     assert ack.value("ERR-8") == "a|b^c"
