@@ -17,8 +17,9 @@ from typing import Any
 
 from aiohttp import web
 
-from engine.connectors.admission import Admission, RateLimitedLog
+from engine.connectors.admission import Admission
 from engine.connectors.tls import exposed, server_context
+from engine.log_limit import RateLimitedLog
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

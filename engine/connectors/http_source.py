@@ -39,7 +39,7 @@ from msgspec import Meta
 
 from engine.config.base import SourceBase
 from engine.config.types import ByteSize, Duration, Network
-from engine.connectors.admission import RateLimitedLog, peer_address, peer_key
+from engine.connectors.admission import peer_address, peer_key
 from engine.connectors.base import Deliver, SourceContext
 from engine.connectors.fhir_source_auth import AuthConfig, Authenticator, Refused
 from engine.connectors.http_listener import (
@@ -51,6 +51,7 @@ from engine.connectors.http_listener import (
 )
 from engine.connectors.tls import ServerTls, exposed
 from engine.events import Event, Kind
+from engine.log_limit import RateLimitedLog
 from engine.message import MessageStatus, Receipt, SourceMeta
 
 log = logging.getLogger("conduit.http")

@@ -22,7 +22,7 @@ from msgspec import Meta
 
 from engine.config.base import DestinationBase, SourceBase
 from engine.config.types import ByteSize, Duration, Network
-from engine.connectors.admission import Admission, RateLimitedLog, peer_address, peer_key
+from engine.connectors.admission import Admission, peer_address, peer_key
 from engine.connectors.base import Deliver, DestinationContext
 from engine.connectors.mllp_framing import CR, END, STANDARD, START, Frame, Framer, Markers
 from engine.connectors.tls import (
@@ -33,6 +33,7 @@ from engine.connectors.tls import (
     peer_subject,
     server_context,
 )
+from engine.log_limit import RateLimitedLog
 from engine.message import Delivery, Outbound, Receipt, Retry, SourceMeta
 
 log = logging.getLogger("conduit.mllp")

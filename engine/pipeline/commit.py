@@ -17,6 +17,7 @@ from typing import Any
 
 from engine.events import Event, Kind
 from engine.formats.base import Codec
+from engine.log_limit import RateLimitedLog
 from engine.message import (
     MessageStatus,
     Outcome,
@@ -31,6 +32,9 @@ from engine.store.schema import messages
 from engine.store.writer import UnitOfWork, Writer
 
 log = logging.getLogger("conduit.channel")
+# While the store is away every message refused would write a line: one per channel in
+# this many seconds, with the count of those held back.
+_REFUSED_EVERY = 10.0
 
 VERDICTS = {MessageStatus.ACCEPTED: Verdict.ACCEPTED, MessageStatus.DUPLICATE:
             Verdict.ACCEPTED, MessageStatus.FILTERED: Verdict.ACCEPTED,
@@ -63,6 +67,7 @@ class Committer:
         self._writer = writer
         self._forget = forget  # the duplicate step's: the store answers from now on
         self._notify = notify
+        self._refusals = RateLimitedLog(log, every=_REFUSED_EVERY)
 
     async def commit(self, taking: Taking, stored: Awaitable[Any] | None = None) -> Receipt:
         """Make a prepared message durable (or wait for `stored`, the commit of a unit
@@ -78,8 +83,9 @@ class Committer:
                     status = taking.status
                     await self._writer.commit(taking.uow)
         except Exception as exc:
-            log.error("channel %s: could not store an incoming message (%s); answered with "
-                      "an error so the sender resends", self.channel, exc)
+            self._refusals.log(logging.ERROR, "store", "channel %s: could not store an "
+                               "incoming message (%s); answered with an error so the "
+                               "sender resends", self.channel, exc)
             self._forget(parsed, hop["message_id"])
             trace.end(MessageStatus.ERROR, "the store could not take the message")
             busy = Outcome(Verdict.ERROR, (self._codec.problem(

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from engine.errors import StoreError
 from engine.events import Event
+from engine.log_limit import RateLimitedLog
 from engine.store import audit as audit_chain
 from engine.store import claims
 from engine.store.claims import Claim, Resend
@@ -117,6 +118,7 @@ class Writer:
         self._audit_key = audit_key
         self._on_committed = on_committed
         self._max_batch = max_batch
+        self._failures = RateLimitedLog(log, every=10.0)  # a store away fails every batch
         self._pending: list[tuple[UnitOfWork, asyncio.Future]] = []
         self._wakeup = asyncio.Event()
         self._thread = _Thread("conduit-writer")
@@ -171,8 +173,8 @@ class Writer:
             except Exception as exc:  # one bad unit must not fail its neighbours
                 results = await self._thread.run(self._write_each, batch)
                 failed = sum(isinstance(r, Exception) for r in results)
-                log.error("store write failed for %d of %d units: %s", failed, len(batch),
-                          _brief(exc))
+                self._failures.log(logging.ERROR, "write", "store write failed for %d of "
+                                   "%d units: %s", failed, len(batch), _brief(exc))
             committed: list[Event] = []
             for (uow, fut), result in zip(batch, results, strict=True):
                 if isinstance(result, Exception):

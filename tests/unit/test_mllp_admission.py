@@ -15,12 +15,12 @@ from engine.connectors.admission import (
     NOT_ALLOWED,
     PEER_LIMIT,
     Admission,
-    RateLimitedLog,
     peer_address,
     peer_key,
 )
 from engine.connectors.mllp import MllpSourceConfig
 from engine.errors import ConfigErrors
+from engine.log_limit import RateLimitedLog
 
 
 class _Conn:

@@ -7,6 +7,7 @@ tests/conformance/test_store.py."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -118,6 +119,20 @@ async def test_a_failing_unit_does_not_fail_its_neighbours(db, writer):
     # Nothing of a failed unit was written, its event included.
     assert _trail(db) == ["DUP", "A", "B", "C"]
     assert [e.message_id for batch in writer.seen for e in batch] == ["A", "B", "C"]
+
+
+async def test_failing_batches_one_after_another_log_one_line_with_a_count(db, writer,
+                                                                          caplog):
+    """A store away fails every batch: the first failure is logged, the rest in the next
+    seconds are counted into a later line, not written each (600 lines in 10 s, once)."""
+    await writer.commit(_unit("DUP"))
+    with caplog.at_level(logging.ERROR, logger="conduit.store"):
+        for _ in range(5):
+            results = await asyncio.gather(writer.submit(_unit("DUP")), writer.submit(
+                _unit("DUP")), return_exceptions=True)
+            assert all(isinstance(r, StoreError) for r in results)
+    lines = [r.getMessage() for r in caplog.records if "store write failed" in r.getMessage()]
+    assert len(lines) == 1, lines
 
 
 async def test_a_failed_unit_is_written_all_or_nothing(db, writer):
