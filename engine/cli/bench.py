@@ -126,11 +126,14 @@ def cmd_test(args: argparse.Namespace) -> int:
     run_in_utc()
     engine_cfg = engine_config(args)
     mappings = catalog(args)
-    results = list(mapping_fixtures(mappings, Path(engine_cfg.mappings_dir), args.names))
+    # a mapping's folder or a channel's file, as a shell completes them, by its name
+    names = [Path(n).stem if "/" in n or n.endswith((".yaml", ".yml")) else n
+             for n in args.names]
+    results = list(mapping_fixtures(mappings, Path(engine_cfg.mappings_dir), names))
     channels_dir = Path(engine_cfg.channels_dir)
     if channels_dir.is_dir():
         channels = load_channels(channels_dir, os.environ)
-        results += channel_fixtures(channels, mappings, channels_dir, args.names)
+        results += channel_fixtures(channels, mappings, channels_dir, names)
     failed = [r for r in results if not r.ok]
     for r in results:
         if r.ok and not args.quiet:
@@ -139,5 +142,10 @@ def cmd_test(args: argparse.Namespace) -> int:
             print(f"FAIL {r.name}")
             for line in r.details:
                 print(f"       {line}")
+    if not results:
+        asked = ", ".join(args.names) if args.names else "any mapping or channel"
+        print(f"conduit test: no fixtures found for {asked} (a mapping is named "
+              "name@version or name, a channel by its name)", file=sys.stderr)
+        return 1
     print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
-    return 1 if failed or not results else 0
+    return 1 if failed else 0

@@ -78,6 +78,16 @@ def test_conduit_test_passes_then_fails_on_a_changed_expectation(tmp_path):
     assert "gender" in broken.stdout
 
 
+def test_conduit_test_takes_a_mapping_folder_and_says_when_nothing_matched():
+    by_folder = conduit("test", "-q", "mappings/ncpdp-newrx-to-fhir/")
+    assert by_folder.returncode == 0 and " passed, 0 failed" in by_folder.stdout, \
+        by_folder.stdout + by_folder.stderr
+    assert not by_folder.stdout.startswith("0 passed")
+    unknown = conduit("test", "no-such-mapping")
+    assert unknown.returncode == 1 and "passed" not in unknown.stdout
+    assert "no fixtures found for no-such-mapping" in unknown.stderr
+
+
 def test_parse_and_ack_an_x12_file(tmp_path):
     from tests.unit.test_x12_codec import several
 
