@@ -44,8 +44,15 @@ if TYPE_CHECKING:
 CONTENT_TYPE = "application/fhir+json"
 # FHIR JSON for every module that reads or writes it: numbers with a fraction keep their
 # digits both ways (decimal.Decimal in, the same digits out).
-decode_json = msgspec.json.Decoder(float_hook=decimal.Decimal).decode
+_decode_json = msgspec.json.Decoder(float_hook=decimal.Decimal).decode
 encode_json = msgspec.json.Encoder(decimal_format="number").encode
+_BOM = b"\xef\xbb\xbf"
+
+
+def decode_json(raw: bytes) -> Any:
+    """FHIR JSON, a leading UTF-8 byte order mark ignored (RFC 8259 allows it; older .NET
+    clients send one)."""
+    return _decode_json(raw[3:] if raw[:3] == _BOM else raw)
 _SEVERITY = {"E": "error", "W": "warning", "I": "information", "F": "fatal"}
 # HL7 table 0357 codes (what the channel uses for its own problems) as FHIR issue types.
 _ISSUE_TYPES = {"100": "structure", "101": "required", "102": "structure", "103": "value",

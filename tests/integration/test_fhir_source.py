@@ -157,6 +157,18 @@ async def test_lenient_validation_accepts_and_says_what_is_wrong(harness, tmp_pa
     await world.harness.settle(lambda: len(world.files()) == 1)
 
 
+async def test_a_body_with_a_byte_order_mark_is_taken(harness, tmp_path):
+    """Older .NET clients put a UTF-8 BOM before the JSON (RFC 8259 lets a reader ignore
+    it): the Patient is taken and delivered like any other."""
+    world = await start(harness, tmp_path, "{type: none}")
+    async with aiohttp.ClientSession() as http, http.post(
+            world.base + "/Patient", data=b"\xef\xbb\xbf" + json.dumps(patient("BOM1")).encode(),
+            headers={"Content-Type": JSON}) as resp:
+        assert resp.status == 201, await resp.text()
+    await world.harness.settle(lambda: len(world.files()) == 1)
+    assert b"BOM1" in world.files()[0].read_bytes()
+
+
 async def test_a_batch_answers_entry_by_entry(harness, tmp_path):
     world = await start(harness, tmp_path, "{type: none}")
     bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
