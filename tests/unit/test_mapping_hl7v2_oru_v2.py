@@ -264,6 +264,18 @@ def test_a_number_that_is_not_a_number_stays_text_with_a_warning(to_fhir: Mappin
     assert values == ["see note", 5.5]
 
 
+def test_a_repeated_number_keeps_the_first_and_says_the_rest_was_not_read(
+        to_fhir: Mapping) -> None:
+    """A value of one number sent twice (140~141): the first is the value, and the
+    warning says the others were left, rather than the 141 vanishing unremarked."""
+    raw = message(obr(), obx(f5="140~141"))
+    assert warnings_of(to_fhir, raw) == [
+        "OBX-5: repeats, and a value of type NM holds one: only the first of its 2 is read"]
+    [found] = of_type(bundle_of(to_fhir, raw), "Observation")
+    assert found["valueQuantity"]["value"] == 140
+    assert not warnings_of(to_fhir, message(obr(), obx(f2="CWE", f5="A^Pos~B^Neg")))
+
+
 def test_a_bad_time_zone_is_read_without_it(to_fhir: Mapping) -> None:
     raw = message(obr(), obx(), obx(f1="2", f14="20250310070000+2500"))
     assert warnings_of(to_fhir, raw) == [

@@ -21,7 +21,7 @@ from typing import NamedTuple
 from engine.errors import MappingError
 from engine.formats.hl7v2 import Repetition, Segment, tables
 from engine.formats.hl7v2 import datatypes as dt
-from engine.leniency import guard, is_lenient, tolerate
+from engine.leniency import guard, is_lenient, notice, tolerate
 from engine.maplib import v2_results as legacy
 from engine.maplib.fhir import compact, resource_id
 from engine.maplib.v2_codes import cwe_to_codeable_concept, first_concept
@@ -523,6 +523,9 @@ def observation_value(b: Build, obx: Segment, unit: legacy.Unit | None = None) -
     unit = unit or obx_unit(obx)
     kind = dt.present(obx.value(2)).upper()
     first = reps[0]
+    if len(reps) > 1 and kind in _FIRST_ONLY:
+        notice(MappingError(f"repeats, and a value of type {kind or 'unknown'} holds one: "
+                            f"only the first of its {len(reps)} is read", field="OBX-5"))
     if kind == "NM":
         return _numeric(first, unit)
     if kind == "SN":
@@ -550,6 +553,12 @@ def observation_value(b: Build, obx: Segment, unit: legacy.Unit | None = None) -
     if kind in ("ST", "TX", "FT", "TEXT") or kind not in ("", "NA"):
         return {"valueString": "\n".join(_lines(b, obx))}
     return _untyped(first, unit)
+
+
+# OBX-2 types whose value is one OBX-5 repetition (a coded answer's others become notes,
+# text's lines): the others are said to be left, not dropped unremarked.
+_FIRST_ONLY = frozenset({"NM", "SN", "NR", "DT", "TS", "DTM", "TM", "DR", "ED", "RP", "",
+                         "NA"})
 
 
 def _more_answers(b: Build, reps: list[Repetition]) -> list[dict]:
