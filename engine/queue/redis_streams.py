@@ -133,6 +133,11 @@ class RedisStreamsQueue:
         self._tokens = itertools.count()
         self._outcomes: list[list[str]] = []  # committed, not yet applied in Redis
         self._acks_applied: list[int] = []  # acked in Redis: their queue_acked rows can go
+        # An ack's row, written once however often the ack is: a confirmation committed
+        # whose answer was lost is submitted again, and an owner whose entry was taken
+        # over may confirm it after its new owner did.
+        self._ack_row = conflict_insert(engine.dialect.name, queue_acked) \
+            .on_conflict_do_nothing(index_elements=["entry_id"])
         self._flush_pending = False
         self._redis_back_at = 0.0  # time.monotonic() after a failure: see REDIS_PAUSE
 
@@ -271,7 +276,7 @@ class RedisStreamsQueue:
                 self._held.update(taking.entries)
 
     def ack(self, uow: UnitOfWork, entry_id: int) -> None:
-        uow.insert(queue_acked, {"entry_id": entry_id, "acked_at": time.time()})
+        uow.execute(self._ack_row, {"entry_id": entry_id, "acked_at": time.time()})
         uow.after_commit.append(functools.partial(self._apply, ["a", str(entry_id)]))
 
     def retry_later(self, uow: UnitOfWork, entry_id: int, attempts: int, at: float,

@@ -635,3 +635,24 @@ async def test_confirmations_redis_never_got_are_not_sent_again_by_whoever_takes
         b.close()
         await writer.close()
         db.dispose()
+
+
+async def test_an_entry_confirmed_twice_commits_both_times(db_url, tmp_path, prefix) -> None:
+    """A confirmation whose commit's answer was lost is submitted again, and an owner
+    whose entry was taken over may confirm it after the new owner did: the second commit
+    must not fail on the entry's queue_acked row (its unit would be retried for ever)."""
+    keys = KeyRing.load(tmp_path / "keys")
+    db, writer = await _open(db_url, keys)
+    q = RedisStreamsQueue(db, REDIS_URL, owner="host:1:aaaaaa", prefix=prefix)
+    try:
+        await _fill(writer, MessageStore(db, Vault(keys)), 0, 1)
+        await writer.commit(owners.beat(q.owner, q.owner_ttl))
+        [entry] = await writer.commit(q.lease("adt/ehr", 1))
+        for _ in range(2):
+            uow = UnitOfWork()
+            q.ack(uow, entry.id)
+            await writer.commit(uow)
+    finally:
+        q.close()
+        await writer.close()
+        db.dispose()

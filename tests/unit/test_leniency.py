@@ -41,8 +41,10 @@ def test_a_time_zone_that_does_not_exist_is_dropped_and_the_time_kept():
         assert dt.to_fhir_datetime("202406011230+2500", "OBX-14", "-0500") == (
             "2024-06-01T12:30:00-05:00")
         assert dt.to_fhir_datetime("202406011230+2500", "OBX-14", None) == "2024-06-01"
-    assert [w.at for w in notes.warnings] == ["OBX-14"]
-    assert "time zone" in notes.warnings[0].text
+    # the second time also loses its time of day, and says so
+    assert [w.at for w in notes.warnings] == ["OBX-14", "OBX-14"]
+    assert "does not exist" in notes.warnings[0].text
+    assert "only the date is kept" in notes.warnings[1].text
 
 
 def test_warnings_are_located_at_the_segment_occurrence_being_converted():

@@ -110,8 +110,8 @@ def _date(text: str) -> bool:
         return False
 
 
-_WHOLE = re.compile(r"[0-9]{1,9}")
-_DECIMAL = re.compile(r"[0-9]{1,11}(\.[0-9]{1,5})?")
+_WHOLE = re.compile(r"[0-9]+")
+_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
 # Values the mappings read, in the form the standard gives them: where present, a value
 # they could not read is named, not left out of what the receiver gets (a quantity of
 # "thirty", a 30.0-day supply, a birth date of February 30th).
