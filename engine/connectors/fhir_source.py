@@ -53,6 +53,9 @@ from engine.connectors.fhir_source_auth import AuthConfig, Authenticator, Client
 from engine.connectors.http_listener import (
     BodyRefused,
     ConnectionGuard,
+    MaxConnections,
+    MaxConnectionsPerPeer,
+    ReadTimeout,
     listen,
     read_body,
     take_over,
@@ -121,19 +124,9 @@ class FhirSourceConfig(SourceBase, tag="fhir", rename={"types": "resources"}, kw
     max_request_size: Annotated[
         ByteSize, Meta(description="larger request bodies are refused with 413 unread")
     ] = ByteSize(10 * 1024 * 1024)
-    read_timeout: Annotated[
-        Duration, Meta(description="time allowed to receive a request's body (408 after), "
-                                   "and its headers after the connection opened or the "
-                                   "last answer (the connection is closed after)")
-    ] = Duration(30.0)
-    max_connections: Annotated[
-        int, Meta(ge=1, description="connections held at once; at the limit the "
-                                    "longest-idle gives way to a new one")
-    ] = 200
-    max_connections_per_peer: Annotated[
-        int, Meta(ge=1, description="connections one address (an IPv6 /64) may hold; "
-                                    "beyond it, that peer's longest-idle one gives way")
-    ] = 20
+    read_timeout: ReadTimeout = Duration(30.0)
+    max_connections: MaxConnections = 200
+    max_connections_per_peer: MaxConnectionsPerPeer = 20
     subscription: Annotated[
         bool, Meta(description="also a FHIR R4 rest-hook subscription endpoint at the base: "
                                "pings, handshakes and heartbeats are answered and audited, "

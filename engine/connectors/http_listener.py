@@ -13,15 +13,30 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
+from msgspec import Meta
 
+from engine.config.types import Duration
 from engine.connectors.admission import Admission
 from engine.connectors.tls import exposed, server_context
 from engine.log_limit import RateLimitedLog
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# The settings every HTTP source takes for its listener (engine.connectors.fhir_source,
+# engine.connectors.http_source), described once.
+ReadTimeout = Annotated[Duration, Meta(
+    description="time allowed to receive a request's body (408 after), and its headers "
+                "after the connection opened or the last answer (the connection is closed "
+                "after)")]
+MaxConnections = Annotated[int, Meta(
+    ge=1, description="connections held at once; at the limit the longest-idle gives way "
+                      "to a new one")]
+MaxConnectionsPerPeer = Annotated[int, Meta(
+    ge=1, description="connections one address (an IPv6 /64) may hold; beyond it, that "
+                      "peer's longest-idle one gives way")]
 
 
 class _Occupant:

@@ -45,6 +45,9 @@ from engine.connectors.fhir_source_auth import AuthConfig, Authenticator, Refuse
 from engine.connectors.http_listener import (
     BodyRefused,
     ConnectionGuard,
+    MaxConnections,
+    MaxConnectionsPerPeer,
+    ReadTimeout,
     listen,
     read_body,
     take_over,
@@ -87,19 +90,9 @@ class HttpSourceConfig(SourceBase, tag="http"):
     max_request_size: Annotated[
         ByteSize, Meta(description="larger request bodies are refused with 413 unread")
     ] = ByteSize(10 * 1024 * 1024)
-    read_timeout: Annotated[
-        Duration, Meta(description="time allowed to receive a request's body (408 after), "
-                                   "and its headers after the connection opened or the "
-                                   "last answer (the connection is closed after)")
-    ] = Duration(30.0)
-    max_connections: Annotated[
-        int, Meta(ge=1, description="connections held at once; at the limit the "
-                                    "longest-idle gives way to a new one")
-    ] = 200
-    max_connections_per_peer: Annotated[
-        int, Meta(ge=1, description="connections one address (an IPv6 /64) may hold; "
-                                    "beyond it, that peer's longest-idle one gives way")
-    ] = 20
+    read_timeout: ReadTimeout = Duration(30.0)
+    max_connections: MaxConnections = 200
+    max_connections_per_peer: MaxConnectionsPerPeer = 20
     max_requests_per_peer: Annotated[
         int, Meta(ge=1, description="requests one address (an IPv6 /64) may have in flight "
                                     "at once; more are answered 429")
