@@ -289,7 +289,8 @@ class PollingSource:
         taken = receipt.status in _TAKEN
         kept = sum(part.status in _TAKEN for part in receipt.parts)
         if not taken and kept:
-            first = next(p.message_id for p in receipt.parts if p.status is receipt.status)
+            first = next((p.message_id for p in receipt.parts if p.status is receipt.status),
+                         "")
             # Some of its messages were taken on: the file is done with (moved back, it
             # would be taken again), and which ones were refused is in its answer.
             self.taken += 1
