@@ -349,7 +349,7 @@ def write_pid(builder: MessageBuilder, patient: Located) -> None:
                            field=f"{path}.identifier")
     builder.set("PID-1", "1")
     put_all(builder, "PID-3", identifiers)
-    put_all(builder, "PID-5", [n for n in map(xpn, dicts(resource.get("name"))) if n])
+    put_all(builder, "PID-5", xpns(dicts(resource.get("name"))))
     builder.set("PID-7", to_dt(resource.get("birthDate"), f"{path}.birthDate"))
     builder.set("PID-8", _sex(resource.get("gender"), f"{path}.gender"))
     put_all(builder, "PID-10", race_reps(resource, clinical.US_CORE_RACE))
@@ -436,6 +436,18 @@ def xpn(name: dict) -> list[Component] | None:
         " ".join(suffix[1:]),
         NAME_TYPE.get(text(name.get("use")), ""),
     ]
+
+
+def xpns(names: list[dict]) -> list[list[Component]]:
+    """Each HumanName with parts as an XPN. A patient whose names have none, only `text`
+    (apps send {"text": "Jane Q Public"}), gets the first such text whole in the family
+    name, where receivers look, rather than split by a guess or sent with no name."""
+    found = [n for n in map(xpn, names) if n]
+    if found:
+        return found
+    whole = next((n for n in names if text(n.get("text"))), None)
+    return [[text(whole.get("text")), "", "", "", "", "",
+             NAME_TYPE.get(text(whole.get("use")), "")]] if whole else []
 
 
 def xad(address: dict) -> list[Component] | None:

@@ -167,6 +167,17 @@ def test_values_with_delimiters_arrive_as_text(to_adt: Mapping) -> None:
     assert message.value("PID-11.1") == "C\\O MARINA | SLIP 9"
 
 
+def test_a_name_sent_only_as_text_reaches_pid_5(to_adt: Mapping) -> None:
+    """Apps send {"text": "Jane Q Public"} without parts: the ADT must not go out with an
+    empty PID-5. The text goes whole into the family name, not split by a guess (and
+    only when no name has parts: beside them a text is their display)."""
+    message = message_of(to_adt, patient(name=[{"use": "official", "text": "Jane Q Public"},
+                                               {"use": "nickname"}]))
+    assert [rep.value(1) for rep in message.segment("PID").repetitions(5)] == [
+        "Jane Q Public"]
+    assert message.value("PID-5.2") == "" and message.value("PID-5.7") == "L"
+
+
 def test_charset_is_declared_only_when_needed(to_adt: Mapping) -> None:
     assert message_of(to_adt, patient()).value("MSH-18") == ""
     accented = patient(name=[{"family": "PEÑA", "given": ["JOSÉ"]}])
