@@ -446,8 +446,8 @@ def xpns(names: list[dict]) -> list[list[Component]]:
     if found:
         return found
     whole = next((n for n in names if text(n.get("text"))), None)
-    return [[text(whole.get("text")), "", "", "", "", "",
-             NAME_TYPE.get(text(whole.get("use")), "")]] if whole else []
+    named = xpn({"family": whole["text"], "use": whole.get("use")}) if whole else None
+    return [named] if named else []
 
 
 def xad(address: dict) -> list[Component] | None:
