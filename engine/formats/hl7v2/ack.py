@@ -18,11 +18,10 @@ mode; an empty or unknown one is read as AL, erring on the side of answering.
 from __future__ import annotations
 
 import os
-import re
 import time
 
 from engine.formats.hl7v2.escape import DEFAULT, Delimiters, escape
-from engine.formats.hl7v2.message import Hl7Message, Segment
+from engine.formats.hl7v2.message import FIELD_PATH, Hl7Message, Segment
 from engine.message import Outcome, Problem, Verdict
 
 APPLICATION_CODES = {Verdict.ACCEPTED: "AA", Verdict.ERROR: "AE", Verdict.REJECTED: "AR"}
@@ -128,10 +127,11 @@ def _err_segment(problem: Problem, d: Delimiters, vt: tuple[int, ...]) -> str:
     seg = problem.segment or ""
     field = str(problem.field) if problem.field is not None else ""
     sequence = "1" if seg else ""
-    located = _LOCATION.fullmatch(problem.where[0]) if not seg and len(problem.where) == 1 \
+    located = FIELD_PATH.match(problem.where[0]) if not seg and len(problem.where) == 1 \
         else None
-    if located:  # a mapping's field, "PID-3" or "OBX[3]-5"
-        seg, sequence, field = located[1], located[2] or "1", located[3]
+    if located and located["field"] and not (located["rep"] or located["comp"]):
+        # a mapping's field, "PID-3" or "OBX[3]-5"
+        seg, sequence, field = located["seg"], located["segrep"] or "1", located["field"]
     if vt < (2, 5):
         # ERR-1 ELD: segment ^ sequence ^ field position ^ code&text&HL70357 (just the
         # code when the message declares no subcomponent separator)
@@ -142,9 +142,6 @@ def _err_segment(problem: Problem, d: Delimiters, vt: tuple[int, ...]) -> str:
     # ERR-2 location, ERR-3 code, ERR-4 severity, ERR-8 user message
     return f.join(["ERR", "", location, code, problem.severity, "", "", "", text])
 
-
-# Where a mapping says a field is (MappingError.field): segment, occurrence, field.
-_LOCATION = re.compile(r"([A-Z][A-Z0-9]{2})(?:\[([0-9]+)\])?-([0-9]+)")
 
 # HL7 table 0357, message error condition codes.
 _CODE_NAMES = {
