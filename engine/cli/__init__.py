@@ -231,7 +231,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {err}", file=sys.stderr)
         return 2
     except ConduitError as exc:
-        print(f"conduit: {exc}", file=sys.stderr)
+        from engine import logs
+
+        logs.fatal(f"conduit: {exc}")
         return 2
     except KeyboardInterrupt:
         return 130

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import shutil
 import socket
@@ -115,6 +116,23 @@ async def test_web_port_taken(daemon: Daemon) -> None:
     assert "CONDUIT_WEB_PORT" in last
     assert "Traceback" not in result.stderr, result.stderr
     assert not port_accepts(daemon.mllp_port)
+
+
+async def test_a_json_log_says_why_the_daemon_stopped_in_json(daemon: Daemon) -> None:
+    """With `log.format: json` (the production example's), the port-taken stop is one
+    more JSON line a log shipper can read, not a plain line among JSON ones."""
+    root = copy_config(daemon)
+    edit(root / "conf" / "conduit.yaml", "format: text", "format: json")
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", daemon.web_port))
+        squatter.listen()
+        result = await run_tool(CONDUIT, "--conf", "conf/conduit.yaml", "run",
+                                env=daemon.env, timeout=20, cwd=root)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    entries = [json.loads(line) for line in lines]  # every line JSON
+    assert entries[-1]["level"] == "critical"
+    assert f"127.0.0.1:{daemon.web_port}" in entries[-1]["msg"]
 
 
 async def test_a_listener_on_the_network_without_tls_is_refused(daemon: Daemon) -> None:

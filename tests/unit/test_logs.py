@@ -16,7 +16,9 @@ from engine.config.schema import LogConfig
 def restore_logging():
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    kept = logs._handler, logs._json
     yield
+    logs._handler, logs._json = kept
     for handler in root.handlers:
         if handler not in handlers:
             handler.close()
