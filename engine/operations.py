@@ -18,6 +18,7 @@ import msgspec
 from engine import group_controls
 from engine.errors import ConduitError
 from engine.events import Event, Kind
+from engine.queue import owners
 from engine.queue.base import QueueStats
 from engine.store import answers, correlation, retention, x12_sent
 from engine.store import audit as audit_chain
@@ -61,6 +62,7 @@ class Operations:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._queue_cache: tuple[float, list[QueueStats]] | None = None
+        self._peers_cache: tuple[float, dict[str, set[str]]] | None = None
 
     @property
     def _svc(self) -> Any:
@@ -77,9 +79,29 @@ class Operations:
 
     async def channels(self) -> list[dict[str, Any]]:
         queues = await self.queue_stats()
+        peers = await self.cluster_peers()
         levels = self._service_levels()
-        return [{**self._summary(c, queues), "slo": levels.get(c.name, [])}
+        return [{**self._summary(c, queues, peers), "slo": levels.get(c.name, [])}
                 for c in self._engine.channels.values()]
+
+    async def cluster_peers(self) -> dict[str, set[str]]:
+        """Each channel's connected peers in the whole group, as every live process last
+        wrote them with its heartbeat (engine.queue.owners); a lone process has only its
+        own, which _summary reads from the source itself."""
+        if self._svc.alone:
+            return {}
+        now = time.monotonic()
+        if self._peers_cache is None or now - self._peers_cache[0] > QUEUE_STATS_TTL:
+            self._peers_cache = (now, await asyncio.to_thread(self._read_cluster_peers))
+        return self._peers_cache[1]
+
+    def _read_cluster_peers(self) -> dict[str, set[str]]:
+        merged: dict[str, set[str]] = {}
+        with reader(self._svc.db).connect() as conn:
+            for row in owners.live_peers(conn):
+                for channel, peers in msgspec.json.decode(row).items():
+                    merged.setdefault(channel, set()).update(peers)
+        return merged
 
     def _service_levels(self) -> dict[str, list[dict[str, Any]]]:
         """Each channel's service-level rows (none when no objective is configured)."""
@@ -89,8 +111,12 @@ class Operations:
             by_channel.setdefault(row["channel"], []).append(row)
         return by_channel
 
-    def _summary(self, channel: Channel, queues: dict[str, QueueStats]) -> dict[str, Any]:
+    def _summary(self, channel: Channel, queues: dict[str, QueueStats],
+                 cluster_peers: dict[str, set[str]]) -> dict[str, Any]:
         stats = self._svc.stats.channels[channel.name]
+        source = channel.source.describe()
+        if channel.name in cluster_peers:
+            source["peers"] = sorted(cluster_peers[channel.name].union(source.get("peers", [])))
         now = time.time()
         p50, p99 = stats.latency.percentiles(0.5, 0.99, now=now)
         destinations = []
@@ -116,7 +142,7 @@ class Operations:
             "name": channel.name,
             "description": channel.config.description,
             "state": channel.state.value,
-            "source": channel.source.describe(),
+            "source": source,
             "mapping": channel.mapping.ref if channel.mapping else None,
             "retention": retention.describe(channel.config.retention
                                             if channel.config.retention is not None
@@ -134,7 +160,7 @@ class Operations:
 
     async def channel(self, name: str) -> dict[str, Any]:
         channel = self._channel(name)
-        summary = self._summary(channel, await self.queue_stats())
+        summary = self._summary(channel, await self.queue_stats(), await self.cluster_peers())
         summary["slo"] = self._service_levels().get(name, [])
         stats = self._svc.stats.channels[name]
         summary["series"] = {k: stats.series[k].values() for k in

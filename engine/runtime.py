@@ -170,6 +170,11 @@ class Engine:
         self._revisions: RevisionFollower | None = None  # swaps to each new live one
         self._alerts_lease: ClusterLease | None = None  # whether this host sends alerts
 
+    def _source_peers(self) -> dict[str, list[str]]:
+        """Who is connected to each channel's source in this process."""
+        return {name: peers for name, channel in self.channels.items()
+                if (peers := channel.source.describe().get("peers"))}
+
     async def start(self) -> None:
         data_dir = Path(self.config.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -185,7 +190,8 @@ class Engine:
             assert isinstance(svc.queue, RedisStreamsQueue)
             svc.queue.check_persistence()  # once per group, not per worker or command
         writer = svc.start_writer()
-        self.heartbeat = Heartbeat(writer, svc.queue)
+        self.heartbeat = Heartbeat(writer, svc.queue,
+                                   peers=None if svc.alone else self._source_peers)
         await self.heartbeat.start()
         recovered = UnitOfWork()
         svc.queue.release(recovered, any_owner=svc.alone)

@@ -14,6 +14,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
+
+import msgspec
 
 from engine.errors import StoreError
 from engine.queue import owners
@@ -27,8 +30,11 @@ class Heartbeat:
     """Beats for `queue.owner` through the writer until stopped."""
 
     def __init__(self, writer: Writer, queue: Queue, *,
-                 every: float = owners.HEARTBEAT_EVERY, ttl: float = owners.OWNER_TTL) -> None:
+                 every: float = owners.HEARTBEAT_EVERY, ttl: float = owners.OWNER_TTL,
+                 peers: Callable[[], dict[str, list[str]]] | None = None) -> None:
         self._writer = writer
+        self._peers = peers  # in a group: this process's senders, for the status page
+        self._peers_written: bytes | None = None
         self._queue = queue
         self._every = every
         self._ttl = ttl
@@ -78,7 +84,12 @@ class Heartbeat:
 
     async def _beat(self) -> None:
         submitted = time.monotonic()
-        continuous = await self._writer.commit(owners.beat(self._queue.owner, self._ttl))
+        peers = msgspec.json.encode(self._peers()) if self._peers is not None else None
+        changed = peers if peers != self._peers_written else None
+        continuous = await self._writer.commit(owners.beat(
+            self._queue.owner, self._ttl, peers=changed.decode() if changed else None))
+        if changed is not None:
+            self._peers_written = changed
         if not continuous:
             self.generation += 1
             if self.generation > 1:

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
-from engine.store.schema import queue_owners
+from engine.store.schema import owner_peers, queue_owners
 from engine.store.writer import UnitOfWork
 
 OWNER_TTL = 4.0  # seconds without a heartbeat after which an owner is dead (issue 14: within 5 s)
@@ -61,13 +61,16 @@ def live(ttl: float = OWNER_TTL) -> sa.Select:
     return sa.select(queue_owners.c.owner).where(queue_owners.c.heartbeat_at >= db_now() - ttl)
 
 
-def beat(owner: str, ttl: float = OWNER_TTL) -> UnitOfWork:
-    """A unit of work that records a heartbeat of `owner`; its result is True when the
-    owner was alive until now, False when its row was missing or stale (the first beat,
-    or one after a lapse: its leases may have been taken over meanwhile)."""
+def beat(owner: str, ttl: float = OWNER_TTL, *, peers: str | None = None) -> UnitOfWork:
+    """A unit of work that records a heartbeat of `owner` (and its connected peers, a
+    JSON object, when given); its result is True when the owner was alive until now,
+    False when its row was missing or stale (the first beat, or one after a lapse: its
+    leases may have been taken over meanwhile)."""
     t = queue_owners
 
     def run(conn: sa.Connection) -> bool:
+        if peers is not None:
+            _keep_peers(conn, owner, peers)
         kept = conn.execute(t.update().where(t.c.owner == owner, t.c.heartbeat_at >= db_now() - ttl)
                             .values(heartbeat_at=db_now()))
         if kept.rowcount:
@@ -84,12 +87,28 @@ def beat(owner: str, ttl: float = OWNER_TTL) -> UnitOfWork:
     return uow
 
 
+def _keep_peers(conn: sa.Connection, owner: str, peers: str) -> None:
+    """Only `owner` writes its row, so an update then an insert cannot race."""
+    p = owner_peers
+    if not conn.execute(p.update().where(p.c.owner == owner).values(peers=peers)).rowcount:
+        conn.execute(p.insert().values(owner=owner, peers=peers))
+
+
+def live_peers(conn: sa.Connection, ttl: float = OWNER_TTL) -> list[str]:
+    """The peers JSON of every owner alive now."""
+    return list(conn.execute(sa.select(owner_peers.c.peers)
+                             .where(owner_peers.c.owner.in_(live(ttl)))).scalars())
+
+
 def retire(uow: UnitOfWork, owner: str) -> None:
-    """Remove `owner`'s row (shutdown, after its leases were given back)."""
+    """Remove `owner`'s rows (shutdown, after its leases were given back)."""
     uow.execute(queue_owners.delete().where(queue_owners.c.owner == owner))
+    uow.execute(owner_peers.delete().where(owner_peers.c.owner == owner))
 
 
 def forget(uow: UnitOfWork, age: float = FORGET_AFTER) -> None:
     """Remove the rows of owners silent for `age` seconds: processes that were killed.
     Harmless for their leases: an owner without a row is as dead as a silent one."""
     uow.execute(queue_owners.delete().where(queue_owners.c.heartbeat_at < db_now() - age))
+    uow.execute(owner_peers.delete().where(
+        owner_peers.c.owner.not_in(sa.select(queue_owners.c.owner))))

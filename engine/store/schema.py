@@ -84,6 +84,16 @@ queue_owners = sa.Table(
     sa.Column("heartbeat_at", sa.Float, nullable=False),
 )
 
+# Each owner's connected peers per channel source ({"channel": ["host:port", ...]}, JSON),
+# written with its heartbeat when they change, so the status page of whichever process
+# serves it lists every process's senders. Addresses only, never message content.
+owner_peers = sa.Table(
+    "owner_peers",
+    metadata,
+    sa.Column("owner", sa.String(40), primary_key=True),  # queue_owners.owner
+    sa.Column("peers", sa.Text, nullable=False),
+)
+
 # Duties done once for a whole cluster (sending alerts), each held by one process at a
 # time until `until` (the database's clock) unless renewed (engine.ops.leader).
 cluster_leases = sa.Table(

@@ -140,6 +140,45 @@ async def test_two_workers_share_the_port_deliver_once_and_count_as_one_engine(
     assert "event=reclaimed" not in daemon.logs(), "a lease was taken over without a crash"
 
 
+def connections_of(pid: int, port: int) -> set[str]:
+    """The peer addresses ("127.0.0.1:port") of `pid`'s established connections on `port`."""
+    out = subprocess.run(["ss", "-tnpH", "state", "established", f"sport = :{port}"],
+                         capture_output=True, text=True, check=True).stdout
+    return {line.split()[3] for line in out.splitlines() if f"pid={pid}," in line}
+
+
+async def test_the_status_page_lists_the_senders_of_every_worker(daemon: Daemon) -> None:
+    """Worker 0 serves the page, but a sender the kernel gave to worker 1 is connected
+    all the same: operations staff must see it among the channel's peers."""
+    await daemon.start("--workers", "2")
+    pids = await started_workers(daemon, 2)
+    second = next(p for p in pids
+                  if b"CONDUIT_WORKER=1/" in Path(f"/proc/{p}/environ").read_bytes())
+    token = await token_of(daemon, "viewer")
+    held: list[asyncio.StreamWriter] = []
+    try:
+        while not connections_of(second, daemon.mllp_port) and len(held) < 64:
+            held.append((await asyncio.open_connection("127.0.0.1", daemon.mllp_port))[1])
+            await asyncio.sleep(0.05)
+        ours = {f"127.0.0.1:{w.get_extra_info('sockname')[1]}" for w in held}
+        assert connections_of(second, daemon.mllp_port) & ours, "no sender reached worker 1"
+
+        async def listed() -> set[str]:
+            async with aiohttp.ClientSession() as http, http.get(
+                    f"http://127.0.0.1:{daemon.web_port}/api/channels/{CHANNEL}",
+                    headers={"Authorization": f"Bearer {token}"}) as resp:
+                assert resp.status == 200, await resp.text()
+                return set((await resp.json())["source"]["peers"])
+
+        async def all_listed() -> bool:
+            return await listed() == ours
+        await eventually(all_listed, timeout=15, message="every worker's senders listed")
+    finally:
+        for writer in held:
+            writer.close()
+    assert await daemon.stop(timeout=30) == 0, daemon.logs()[-3000:]
+
+
 async def test_pausing_a_channel_on_the_status_page_pauses_it_in_every_worker(
         daemon: Daemon) -> None:
     await daemon.start("--workers", "2")
