@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import itertools
 import logging
 import time
@@ -281,8 +282,10 @@ class Channel:
         commit; no duplicate check), with the channel's current mapping or the one
         given; new output, new queue entries."""
         trace, uow, now = tracing.reprocess(message_id, self.name), UnitOfWork(), time.time()
-        parsed, problem = self.reader.read(raw, SourceMeta("reprocess", size=len(raw)),
-                                           trace, whole=False)
+        large = len(raw) >= LARGE_MESSAGE  # read and mapped off the loop, as when received
+        read = functools.partial(self.reader.read, raw, SourceMeta("reprocess", size=len(raw)),
+                                 trace, whole=False)
+        parsed, problem = await asyncio.to_thread(read) if large else read()
         # The pseudonym stored with the message, so that its new hops are found with its
         # others (engine.store.schema.MESSAGE_HOPS), even if this parse reads the patient
         # differently; one the store could not read before is kept on its row now.
@@ -305,8 +308,11 @@ class Channel:
             control = await self.partner.before_routing(uow, parsed, hop, mapping) \
                 if self.partner else None
             failed = await self.filters.check(parsed, len(raw))
+            premapped = await self.router.premap(parsed, mapping) if large and failed is None \
+                else None
             with trace.step("map"):
-                routed = self.router.route(uow, parsed, hop, now, failed, mapping, control)
+                routed = self.router.route(uow, parsed, hop, now, failed, mapping, control,
+                                           premapped)
                 trace.routed(routed.status, mapping)
             status, error = routed.status, routed.error
         self._store.set_status(uow, message_id, status, error)

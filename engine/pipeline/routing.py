@@ -101,13 +101,16 @@ class Router:
         if self._gates:
             warm()  # load the FHIR models now, not on the first message
 
-    async def premap(self, parsed: Parsed) -> Mapped | Skip | MappingError | None:
-        """The channel's mapping run on a worker thread, for `route(premapped=...)`: a
-        mapping is pure, so running it ahead changes nothing but where its time goes."""
-        if self.mapping is None:
+    async def premap(self, parsed: Parsed, mapping: Mapping | None = None
+                     ) -> Mapped | Skip | MappingError | None:
+        """The mapping (the channel's unless another is given) run on a worker thread,
+        for `route(premapped=...)`: a mapping is pure, so running it ahead changes
+        nothing but where its time goes."""
+        mapping = mapping or self.mapping
+        if mapping is None:
             return None
         try:
-            return await asyncio.to_thread(self.mapping.run, parsed.body)
+            return await asyncio.to_thread(mapping.run, parsed.body)
         except MappingError as exc:
             return exc
 
