@@ -17,8 +17,9 @@ What a receiver notices against v1:
   patient under the same rule.
 - OBX-6 `F` (Fahrenheit, as vendors write it) is UCUM [degF]; coding system `CPT4` is
   CPT (http://www.ama-assn.org/go/cpt).
-- DFT: FT1 amounts keep the currency sent (CP.1.2), and a credit (FT1-6 CR or CD) is a
-  negative amount.
+- DFT: an FT1 amount written as an MO (`42.00^USD`, where CP.2 would be a two-letter
+  price type) keeps its currency, CR is read as a credit (table 0017's CD), and a credit
+  is a negative amount however it was signed.
 - DB1-1 and IN3-1 (set ids) are no longer listed as left behind.
 
 MSH-9.1 chooses the builder (ADT, BAR, DFT, REF, MDM, OMG, OML, ORM, ORU, OUL, RDE, RDS,

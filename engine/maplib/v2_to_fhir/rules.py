@@ -28,8 +28,8 @@ class Rules(msgspec.Struct, frozen=True):
     # Vendor spellings read as what they mean: OBX-6 `F` as UCUM [degF], coding system
     # `CPT4` as CPT.
     vendor_spellings: bool = False
-    # FT1 amounts as sent: the currency of FT1-11/12 (CP.1.2) and credits (FT1-6 CR,
-    # CD) as negative ChargeItem amounts.
+    # FT1 amounts as billing systems send them: a currency after the amount as an MO
+    # (`42.00^USD`), CR as a credit, and a credit (CR, CD) as a negative amount.
     ft1_currency_and_credits: bool = False
     # Set ids (DB1-1, IN3-1) are read, so they are not listed as left behind.
     set_ids_read: bool = False
