@@ -16,6 +16,10 @@ import re
 import pytest
 
 from engine.formats.hl7v2 import Hl7v2Codec
+from engine.formats.hl7v2.datatypes import cx_to_identifier
+from engine.maplib.fhir import resource_id
+from engine.maplib.v2_fhir import sending_facility
+from engine.maplib.v2_to_fhir import patient_key
 from engine.mapping import Mapping
 from tests import mapping_checks as checks
 
@@ -149,3 +153,33 @@ def test_a_unit_the_sender_says_is_ucum_is_kept(dispatcher):
     temperature = next(o for o in checks.of_type(bundle, "Observation")
                        if o["code"]["coding"][0]["code"] == "8310-5")
     assert temperature["valueQuantity"]["code"] == "F"
+
+
+def _keys(raw: bytes) -> list[tuple[str, str]]:
+    """(new key, released key) of each PID with a PID-3 id in the message."""
+    message = Hl7v2Codec().parse(raw).body
+    facility = sending_facility(message)
+    found = []
+    for pid in message.all("PID"):
+        new = patient_key.patient_id(pid.repetitions(3), facility)
+        ids = [i for i in (cx_to_identifier(r, facility) for r in pid.repetitions(3)) if i]
+        if new is not None:
+            mr = next((i for i in ids if i.get("type", {}).get("coding", [{}])[0].get("code")
+                       == "MR"), ids[0])
+            found.append((new, resource_id("Patient", facility, mr)))
+    return found
+
+
+@pytest.mark.parametrize("case", DISPATCHER.output_cases)
+def test_every_type_refers_to_its_patient_by_the_new_key_only(dispatcher, case: str):
+    """Whatever the message type (ADT to PPR), each PID's Patient has the new key, and
+    nothing in the Bundle still refers to the key the released version gave it."""
+    raw = DISPATCHER.input(case)
+    bundle = checks.bundle_of(dispatcher, raw)
+    patients = {p["id"] for p in checks.of_type(bundle, "Patient")}
+    mentioned = set(checks.references(bundle))
+    for new, released in _keys(raw):
+        assert new in patients, f"{case}: no Patient with the new key"
+        if released != new:
+            assert released not in patients and f"urn:uuid:{released}" not in mentioned, (
+                f"{case}: the released key is still used")
