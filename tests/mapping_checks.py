@@ -38,6 +38,7 @@ from engine import testbench
 from engine.errors import MappingError
 from engine.formats.diff import diff_values
 from engine.formats.hl7v2 import Hl7Message
+from engine.maplib.v2_to_fhir.coverage import rows
 from engine.mapping import Mapping, MappingCatalog, Skip
 from engine.mapping_base import Mapped
 from engine.structdiff import diff_outputs
@@ -79,6 +80,24 @@ def mapping_fixture(ref: str, *, accepts: str | None = None, emits: str | None =
         return found
 
     return fixture
+
+
+# The per-type versions each hl7v2-to-fhir version gives the very output of (the others of
+# a type: the type's newest version). hl7v2-to-fhir@2's rules (engine.maplib.v2_to_fhir.
+# rules.SECOND) have per-type versions for ADT and ORU only; mappings/README.md says why.
+DISPATCHED: dict[str, dict[str, str | None]] = {
+    "hl7v2-to-fhir@1": {"ADT": "hl7v2-adt-to-fhir@3", "ORU": "hl7v2-oru-to-fhir@2"},
+    "hl7v2-to-fhir@2": {"ADT": "hl7v2-adt-to-fhir@4", "ORU": "hl7v2-oru-to-fhir@3"},
+}
+
+
+def dispatched_types(dispatcher: str) -> list[tuple[str, str]]:
+    """(message type, per-type mapping) whose output `dispatcher` gives for that type."""
+    pinned = DISPATCHED[dispatcher]
+    newest = [(code, ref) for code, _, ref, _ in rows(catalog()) if catalog().get(ref)]
+    if dispatcher != "hl7v2-to-fhir@1":
+        return [(code, ref) for code, ref in pinned.items() if ref]
+    return [(code, pinned.get(code) or ref) for code, ref in newest]
 
 
 def segment(name: str, fields: dict[int, str]) -> str:

@@ -33,9 +33,14 @@ from urllib.parse import quote
 from engine.formats.hl7v2 import Repetition, Segment, tables
 from engine.formats.hl7v2 import datatypes as dt
 from engine.maplib.fhir import compact
+from engine.maplib.v2_to_fhir import rules
 
 LOCAL_CODE_PREFIX = "urn:conduit:code:"
 LOCAL_NAME = "local"  # the name of a sender's codes sent without a coding system
+
+# Vendor spellings of table 0396 names, read as the standard name under the
+# `vendor_spellings` rule (hl7v2-to-fhir@2); released versions keep them local codes.
+VENDOR_SYSTEMS: dict[str, str] = {"CPT4": tables.CPT, "CPT-4": tables.CPT}
 
 _HL7_TABLE = re.compile(r"HL7-?(\d{4})\Z")
 _OID = re.compile(r"[0-2](?:\.(?:0|[1-9]\d*))+\Z")
@@ -74,6 +79,8 @@ def coding_system(
     key = name.upper().replace(" ", "")
     if key in systems:
         return systems[key]
+    if key in VENDOR_SYSTEMS and rules.current().vendor_spellings:
+        return VENDOR_SYSTEMS[key]
     table = _HL7_TABLE.match(key)
     if table:
         return tables.V2_SYSTEM + table[1]

@@ -16,8 +16,9 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from engine.formats.hl7v2 import Hl7Message, Segment
-from engine.formats.hl7v2.reads import left_behind, tracked
+from engine.formats.hl7v2.reads import LATER_SET_ID_FIRST, left_behind, tracked
 from engine.leniency import guard, lenient
+from engine.maplib.v2_to_fhir import rules
 from engine.mapping_base import Mapped, Skip
 
 T = TypeVar("T")
@@ -30,7 +31,9 @@ def convert(message: Hl7Message, build: Callable[[Hl7Message], dict | Skip]) -> 
         result = build(copy)
     if isinstance(result, Skip):
         return result
-    return Mapped(result, tuple(notes.warnings), tuple(left_behind(copy)), tracked=True)
+    set_ids = LATER_SET_ID_FIRST if rules.current().set_ids_read else frozenset()
+    return Mapped(result, tuple(notes.warnings), tuple(left_behind(copy, set_ids)),
+                  tracked=True)
 
 
 def per_segment(message: Hl7Message, name: str, convert_one: Callable[[Segment, int], T | None]

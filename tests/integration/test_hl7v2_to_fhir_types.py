@@ -9,10 +9,10 @@ import json
 
 import pytest
 
-from engine.maplib.v2_to_fhir.coverage import rows
 from engine.mapping import MappingCatalog
 from tests.fhir_server import FhirTestServer
 from tests.harness import REPO, EngineHarness, exchange, free_port
+from tests.mapping_checks import dispatched_types
 
 MAPPINGS = REPO / "mappings"
 CATALOG = MappingCatalog.discover(MAPPINGS)
@@ -29,7 +29,10 @@ def samples(ref: str) -> list[tuple[bytes, dict]]:
     return found[::step][:PER_TYPE]
 
 
-TYPES = [(code, ref) for code, _, ref, _ in rows(CATALOG) if CATALOG.get(ref) is not None]
+# Each dispatcher with the per-type versions whose output it gives (hl7v2-to-fhir@2: ADT
+# and ORU only; the other types' own versions key the Patient as @1 does).
+DISPATCHERS = {ref: dispatched_types(ref) for ref in ("hl7v2-to-fhir@1", "hl7v2-to-fhir@2")}
+TYPES = [pair for types in DISPATCHERS.values() for pair in types]
 
 
 @pytest.fixture
@@ -45,32 +48,26 @@ def test_every_message_type_of_the_issue_has_a_mapping():
 
 
 async def test_each_type_through_its_own_mapping_and_through_the_dispatcher(tmp_path, fhir):
-    ports = {ref: free_port() for _, ref in TYPES}
-    mixed = free_port()
+    ports = {ref: free_port() for ref in {ref for _, ref in TYPES} | set(DISPATCHERS)}
     channels = {
         ref.replace("@", "-v"): f"""
-        source: {{type: mllp, port: {ports[ref]}}}
+        source: {{type: mllp, port: {port}}}
         mapping: {ref}
         duplicate_window: 0
         destinations: [{{name: ehr, type: fhir, url: "{fhir.url}"}}]
-        """ for _, ref in TYPES}
-    channels["mixed"] = f"""
-        source: {{type: mllp, port: {mixed}}}
-        mapping: hl7v2-to-fhir@1
-        duplicate_window: 0
-        destinations: [{{name: ehr, type: fhir, url: "{fhir.url}"}}]
-        """
+        """ for ref, port in ports.items()}
     harness = EngineHarness(tmp_path)
     engine = await harness.start(channels)
     try:
         expected: list[dict] = []
-        for _, ref in TYPES:
-            for raw, bundle in samples(ref):
-                [ack] = await exchange(ports[ref], [raw])
-                assert ack.value("MSA-1") in ("AA", "CA"), ref
-                [again] = await exchange(mixed, [raw])
-                assert again.value("MSA-1") in ("AA", "CA"), ref
-                expected += [bundle, bundle]
+        for mixed, types in DISPATCHERS.items():
+            for _, ref in types:
+                for raw, bundle in samples(ref):
+                    [ack] = await exchange(ports[ref], [raw])
+                    assert ack.value("MSA-1") in ("AA", "CA"), ref
+                    [again] = await exchange(ports[mixed], [raw])
+                    assert again.value("MSA-1") in ("AA", "CA"), (mixed, ref)
+                    expected += [bundle, bundle]
         received = await fhir.wait_for(len(expected), timeout=30)
         got = sorted(json.dumps(r.json(), sort_keys=True) for r in received)
         assert got == sorted(json.dumps(b, sort_keys=True) for b in expected)

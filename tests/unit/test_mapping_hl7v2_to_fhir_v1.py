@@ -9,13 +9,11 @@ import re
 import pytest
 
 from engine.formats.hl7v2 import Hl7v2Codec
-from engine.maplib.v2_to_fhir.coverage import rows
 from engine.mapping_base import Skip
 from tests import mapping_checks as checks
 
 FIXTURES = checks.Fixtures("hl7v2-to-fhir@1")
-TYPES = [(code, ref) for code, _, ref, _ in rows(checks.catalog())
-         if checks.catalog().get(ref) is not None]
+TYPES = checks.dispatched_types(FIXTURES.ref)  # the versions released with it
 WRONG_TYPE = "MSH-9: message type is not"
 
 

@@ -55,17 +55,25 @@ def tracked(message: Hl7Message) -> Hl7Message:
     return Hl7Message(copies, message.delimiters)
 
 
-def left_behind(message: Hl7Message) -> list[str]:
+# Segments whose field 1 is a Set ID too, but which the first release of the lenient
+# mappings listed as left behind; a later release passes them (`also_set_ids`), so a
+# released version's report never changes.
+LATER_SET_ID_FIRST = frozenset({"DB1", "IN3"})
+
+
+def left_behind(message: Hl7Message, also_set_ids: frozenset[str] = frozenset()
+                ) -> list[str]:
     """Every non-empty field of a `tracked` message that no reader indexed (Set IDs and
-    the header's delimiters are structure, not facts, and never listed)."""
+    the header's delimiters are structure, not facts, and never listed; `also_set_ids`
+    names more segments whose field 1 is a Set ID)."""
     occurrences: dict[str, int] = {}
     found: list[str] = []
     for segment in message.segments:
         n = occurrences[segment.name] = occurrences.get(segment.name, 0) + 1
         fields = segment._split()
         read = fields.read if isinstance(fields, _ReadFields) else set()
-        first = 3 if segment.name in HEADER_SEGMENTS else (
-            2 if segment.name in _SET_ID_FIRST else 1)
+        set_id_first = segment.name in _SET_ID_FIRST or segment.name in also_set_ids
+        first = 3 if segment.name in HEADER_SEGMENTS else (2 if set_id_first else 1)
         label = segment.name if n == 1 else f"{segment.name}[{n}]"
         for index in range(first, len(fields)):
             if index not in read and list.__getitem__(fields, index):

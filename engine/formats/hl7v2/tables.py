@@ -85,6 +85,30 @@ IDENTIFIER_TYPE: dict[str, str] = {
     "VN": "Visit number",
 }
 
+# Table 0203 codes (and one vendor spelling) that name the record number a facility keeps
+# for its patient, best first: what keys the Patient under the patient-key rule of
+# hl7v2-to-fhir@2 (`engine.maplib.v2_to_fhir.patient_key`). MRN is not a table 0203
+# code, but many senders type their medical record number so; MRT (a temporary record
+# number) ranks below the permanent ones, PE (an enterprise-wide number) last.
+LOCAL_RECORD_NUMBER_TYPES: tuple[str, ...] = ("MR", "MRN", "PI", "PT", "PN", "MRT", "PE")
+# Table 0203 codes of numbers another body issues (a state, a payer, a bank) or that name
+# an account or visit rather than the patient's record: never the Patient's key while
+# PID-3 holds any other identifier. Codes starting NN (national person id, NNxxx per
+# country) are of this kind too (`is_foreign_identifier_type`).
+FOREIGN_IDENTIFIER_TYPES = frozenset({
+    "SS", "DL", "DS", "PPN", "NI", "NH", "HC", "JHN", "NPI", "SB", "SR", "RRI", "BR",
+    "MA", "MC", "MCD", "MCR", "MB", "SN", "AN", "ANC", "AND", "ANT", "VN",
+    "BC", "AM", "DI", "MS", "VS", "CZ", "WP", "CY", "EI", "EN", "DN", "PRN",
+})
+
+
+def is_foreign_identifier_type(code: str) -> bool:
+    """A CX-5 identifier type of `FOREIGN_IDENTIFIER_TYPES`, or a national person
+    identifier (NNxxx)."""
+    code = code.upper()
+    return code in FOREIGN_IDENTIFIER_TYPES or (code.startswith("NN") and len(code) == 5)
+
+
 # Table 0200 name type -> HumanName.use, per the IG's concept map. Codes the IG leaves
 # unmapped (A alias, B birth, C adopted, ...) get no use: FHIR has no "alias" use, and
 # "usual" would claim it is the name the patient goes by.

@@ -358,6 +358,12 @@ def _guarantor_party(b: Build, gt1: Segment, n: int) -> dict | None:
 # are kept as ChargeItems of unknown status, their type said in a note.
 TRANSACTION_TYPE = {"CG": "Charge", "CD": "Credit", "PY": "Payment", "AJ": "Adjustment",
                     "CO": "Co-payment"}
+# Under the `ft1_currency_and_credits` rule (hl7v2-to-fhir@2): CR, the spelling of a
+# credit many billing systems use, is a credit too, and a credit is a negative amount
+# however it was signed (a receiver summing the ChargeItems of an Account must not add
+# a credit as a charge).
+VENDOR_TRANSACTION_TYPE = {**TRANSACTION_TYPE, "CR": "Credit"}
+CREDITS = frozenset({"CD", "CR"})
 _PERFORMER = {"coding": [{"system": tables.V3_PARTICIPATION_TYPE, "code": "PRF",
                           "display": "performer"}]}
 _ORDERER = {"coding": [{"system": tables.V2_0443, "code": "OP",
@@ -393,7 +399,8 @@ def _charge(b: Build, ft1: Segment, n: int) -> dict:
                     f"{v2c._key(code)}|{start or ''}"}
     kind = dt.present(ft1.value(6)).upper()
     quantity = dt.to_fhir_decimal(ft1.value(10), "FT1-10")
-    price = _money(ft1, 11) or _money(ft1, 12)
+    price = _ft1_amount(b, ft1, kind)
+    kinds = VENDOR_TRANSACTION_TYPE if b.rules.ft1_currency_and_credits else TRANSACTION_TYPE
     performers = [{"function": _PERFORMER, "actor": b.ref(p)}
                   for p in _xcns(b, ft1, 20)]
     performers += [{"function": _ORDERER, "actor": b.ref(p)} for p in _xcns(b, ft1, 21)]
@@ -427,9 +434,25 @@ def _charge(b: Build, ft1: Segment, n: int) -> dict:
         "service": [b.ref(p) for p in services],
         "productCodeableConcept": product,
         "account": [b.ref(account(b))],
-        "note": ([{"text": f"Transaction type: {TRANSACTION_TYPE.get(kind, kind)}"}]
+        "note": ([{"text": f"Transaction type: {kinds.get(kind, kind)}"}]
                  if kind and kind != "CG" else []) + clinical.notes_after(b, ft1),
     })
+
+
+def _ft1_amount(b: Build, ft1: Segment, kind: str) -> dict | None:
+    """FT1-11, else FT1-12, as Money. Under `ft1_currency_and_credits`, also the currency
+    of a sender that writes the amount as an MO (`22.50^USD`: CP.2 is a two-letter price
+    type, so three letters there are a currency), and a credit as a negative amount."""
+    extended = _money(ft1, 11)
+    price = extended or _money(ft1, 12)
+    if price is None or not b.rules.ft1_currency_and_credits:
+        return price
+    sent = dt.present(ft1.value(11 if extended else 12, 2)).upper()
+    if "currency" not in price and len(sent) == 3 and sent.isalpha():
+        price["currency"] = sent
+    if kind in CREDITS and price["value"] > 0:
+        price["value"] = -price["value"]
+    return price
 
 
 def _xcns(b: Build, segment: Segment, number: int) -> list[dict]:

@@ -19,6 +19,7 @@ from engine.formats.hl7v2 import datatypes as dt
 from engine.leniency import guard
 from engine.maplib.fhir import transaction
 from engine.maplib.v2_fhir import sending_facility
+from engine.maplib.v2_to_fhir import rules
 from engine.maplib.v2_to_fhir.sent_time import sent
 
 T = TypeVar("T")
@@ -45,6 +46,7 @@ class Build:
         self.event = event if _EVENT_CODE.match(event) else ""
         self.structure = dt.present(msh.value(9, 3)).upper()
         self.facility = sending_facility(message)
+        self.rules = rules.current()  # the version's: see engine.maplib.v2_to_fhir.rules
         self.sent = sent(message)  # MSH-7 as a DTM, even when sent in ISO 8601 form
         self.offset = dt.dtm_offset(self.sent)
         self.patient: dict | None = None  # set by people.patient

@@ -2,9 +2,11 @@
 every practitioner named in an XCN, and organizations (MSH-4, assigning authorities).
 
 Ids are deterministic (see `engine.maplib.fhir`), as in every v2 mapping, so the
-Patient an ORU refers to is the very one the ADT feed made: the Patient id is derived
-from the preferred PID-3 identifier exactly as hl7v2-adt-to-fhir@1 derives it. The
-element-level rules for PID live in `patient_parts`.
+Patient an ORU refers to is the very one the ADT feed made: under the first release's
+rules the Patient id is derived from the preferred PID-3 identifier exactly as
+hl7v2-adt-to-fhir@1 derives it (within MSH-4); under `patient_key_by_authority`
+(hl7v2-to-fhir@2) as `patient_key` says (the best local record number, within its
+assigning authority). The element-level rules for PID live in `patient_parts`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from engine.formats.hl7v2 import datatypes as dt
 from engine.leniency import tolerate
 from engine.maplib import v2_clinical as clinical
 from engine.maplib.fhir import compact, resource_id
+from engine.maplib.v2_to_fhir import patient_key
 from engine.maplib.v2_to_fhir import patient_parts as parts
 from engine.maplib.v2_to_fhir.frame import Build
 from engine.maplib.v2_to_fhir.sent_time import as_dtm
@@ -58,13 +61,31 @@ def patient(b: Build, pid: Segment | None = None, *, primary: bool = True) -> di
 
 
 def patient_id(b: Build, pid: Segment, identifiers: list[dict], where: str = "PID-3") -> str:
-    """hl7v2-adt-to-fhir@1's id (the MR, else first, PID-3 identifier); without a PID-3
-    id, leniently, the first other identifier, else the name and birth date."""
-    pid3 = [i for i in (dt.cx_to_identifier(rep, b.facility) for rep in pid.repetitions(3)) if i]
-    if pid3:
-        return resource_id("Patient", b.facility, _preferred(pid3))
+    """hl7v2-adt-to-fhir@1's id (the MR, else first, PID-3 identifier), or under
+    `patient_key_by_authority` the `patient_key` of PID-3; without a PID-3 id,
+    leniently, the first other identifier, else the name and birth date."""
+    if b.rules.patient_key_by_authority:
+        keyed = patient_key.patient_id(pid.repetitions(3), b.facility)
+        if keyed is not None:
+            return keyed
+    else:
+        pid3 = [i for i in (dt.cx_to_identifier(rep, b.facility)
+                            for rep in pid.repetitions(3)) if i]
+        if pid3:
+            return resource_id("Patient", b.facility, _preferred(pid3))
     tolerate(MappingError("has no identifier; the patient is keyed on another identifier "
                           "or on the name and birth date", field=where))
+    return _fallback_id(b, pid, identifiers, where)
+
+
+def _fallback_id(b: Build, pid: Segment, identifiers: list[dict], where: str) -> str:
+    """Without a PID-3 id: PID-2 or PID-4 (ranked and scoped as PID-3 would be, under
+    `patient_key_by_authority`), else the first other identifier, else the name and
+    birth date."""
+    if b.rules.patient_key_by_authority:
+        keyed = patient_key.patient_id(pid.repetitions(2) + pid.repetitions(4), b.facility)
+        if keyed is not None:
+            return keyed
     if identifiers:
         return resource_id("Patient", b.facility, identifiers[0])
     name = dt.present(pid.value(5, 1)).upper() + "^" + dt.present(pid.value(5, 2)).upper()
@@ -93,7 +114,8 @@ def prior_patient(b: Build, mrg: Segment, survivor: dict) -> dict | None:
     ids = [i for i in (dt.cx_to_identifier(rep, b.facility) for rep in reps) if i]
     if not ids:
         return None
-    rid = resource_id("Patient", b.facility, _preferred(ids))
+    rid = (patient_key.patient_id(reps, b.facility) if b.rules.patient_key_by_authority
+           else None) or resource_id("Patient", b.facility, _preferred(ids))
     ids += [i for i in (dt.cx_to_identifier(rep, b.facility) for rep in mrg.repetitions(2))
             if i and i not in ids]  # MRG-2 prior alternate id: the same retired patient
     if rid == survivor["id"]:

@@ -33,7 +33,7 @@ from engine.maplib.v2_orders import (
     receiving_facility,
     section_categories,
 )
-from engine.maplib.v2_to_fhir import people
+from engine.maplib.v2_to_fhir import people, rules
 from engine.maplib.v2_to_fhir.engine_zone import assumed_instant
 from engine.maplib.v2_to_fhir.frame import Build
 
@@ -74,10 +74,19 @@ UCUM_ALIASES: dict[str, str] = {
 }
 
 
+# Under the `vendor_spellings` rule (hl7v2-to-fhir@2): a bare `F` is how vendors write
+# Fahrenheit (UCUM's F, farad, is no clinical unit); released versions keep it as text.
+VENDOR_UCUM_ALIASES: dict[str, str] = {"F": "[degF]"}
+
+
 def obx_unit(obx: Segment) -> legacy.Unit:
     """OBX-6 as `v2_results.obx_unit` reads it, and UCUM also when the only unit sent is
     text that parses as UCUM (`^mg/dL`) or a common spelling of one (mmHg, K/uL, lbs)."""
     unit = legacy.obx_unit(obx)
+    if rules.current().vendor_spellings and dt.present(obx.value(6, 3)).upper() != "UCUM":
+        vendor = VENDOR_UCUM_ALIASES.get(dt.present(obx.value(6, 1)))
+        if vendor:
+            return legacy.Unit(unit.unit, tables.UCUM, vendor)
     if unit.system or not unit.unit:
         return unit
     sent = dt.present(obx.value(6, 1))

@@ -1,0 +1,71 @@
+"""The Patient's key under the patient-key rule of hl7v2-to-fhir@2 (and
+hl7v2-adt-to-fhir@4, hl7v2-oru-to-fhir@3): which identifier, within which scope.
+
+Why: a medical record number is issued by the organisation named in its CX-4 (assigning
+authority), not by the application that happens to send it. The hospital's ADT system
+(MSH-4 "ADT1") and its lab system (MSH-4 "LAB") send the same MRN for the same person;
+keyed within MSH-4 they made two Patients, and a result filed under the lab's Patient is
+missing from the chart the ADT feed built. Keyed within CX-4 they make one. Only when
+CX-4 is empty does the sender stand in for the authority, as before.
+
+Which identifier: PID-3 often lists an SSN, a driver's licence or a payer's number
+beside the record number, in any order, and some senders type their record number MRN
+rather than MR. The key is the PID-3 identifier whose type ranks best in
+`tables.LOCAL_RECORD_NUMBER_TYPES`; then one of no or another type; a number another
+body issued (`tables.is_foreign_identifier_type`: SSN, licence, insurance, account) only
+when nothing else is sent. Ties go to the first sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from urllib.parse import unquote
+
+from engine.formats.hl7v2 import Repetition, tables
+from engine.formats.hl7v2 import datatypes as dt
+from engine.maplib.fhir import resource_id
+
+_OTHER = len(tables.LOCAL_RECORD_NUMBER_TYPES)  # untyped, or a type of no known kind
+_FOREIGN = _OTHER + 1
+
+
+def rank(type_code: str) -> int:
+    """Lower is better: a local record number by its place in the ranked list, then any
+    other type (or none), then a number another body issued."""
+    code = type_code.strip().upper()
+    if code in tables.LOCAL_RECORD_NUMBER_TYPES:
+        return tables.LOCAL_RECORD_NUMBER_TYPES.index(code)
+    return _FOREIGN if tables.is_foreign_identifier_type(code) else _OTHER
+
+
+def chosen(reps: Sequence[Repetition]) -> Repetition | None:
+    """The CX that keys the Patient: the best-ranked with an id number, the first sent
+    of equals; None when none has an id number."""
+    with_ids = [rep for rep in reps if dt.present(rep.value(1))]
+    if not with_ids:
+        return None
+    return min(with_ids, key=lambda rep: rank(dt.present(rep.value(5))))  # min keeps the first
+
+
+def scope(rep: Repetition, facility: str) -> str:
+    """Who issued the number: CX-4's authority when sent, else the sending facility.
+
+    A CX-4 namespace alone scopes exactly as a sending facility of that name does (both
+    give the identifier the system urn:conduit:id:<name>), so a feed that leaves CX-4
+    empty and one that names the same organisation there key the patient alike; a
+    universal id (an OID, a URI) scopes by itself, whatever namespace comes with it."""
+    authority = dt.hd_system(rep.value(4, 1), rep.value(4, 2), rep.value(4, 3))
+    if authority is None:
+        return facility
+    if authority.startswith(dt.CONDUIT_ID_PREFIX):
+        return unquote(authority[len(dt.CONDUIT_ID_PREFIX):])
+    return authority
+
+
+def patient_id(reps: Sequence[Repetition], facility: str) -> str | None:
+    """The Patient id keyed on `chosen(reps)` within its `scope`; None without an id."""
+    rep = chosen(reps)
+    identifier = dt.cx_to_identifier(rep, facility) if rep is not None else None
+    if rep is None or identifier is None:
+        return None
+    return resource_id("Patient", scope(rep, facility), identifier)
