@@ -1,6 +1,7 @@
-"""The logic of ncpdp-cancelrx-to-fhir@1 (a SCRIPT CancelRx or CancelRxResponse as a FHIR
-transaction Bundle), importable so ncpdp-to-fhir@1 can dispatch to it. The choices a
-receiver notices are documented in mappings/ncpdp-cancelrx-to-fhir/v1.py.
+"""The logic of ncpdp-cancelrx-to-fhir@1 and @2 (a SCRIPT CancelRx or CancelRxResponse
+as a FHIR transaction Bundle), importable so ncpdp-to-fhir can dispatch to it; `version`
+picks a released version's rules. The choices a receiver notices are documented in
+mappings/ncpdp-cancelrx-to-fhir/v<N>.py.
 """
 
 from __future__ import annotations
@@ -19,21 +20,22 @@ ABORT = {"coding": [{"system": orders.TASK_CODE, "code": "abort",
 RESPONSE_STATUS = {"Approved": "completed", "Denied": "rejected"}
 
 
-def cancelrx_to_fhir(message: ScriptMessage) -> dict:
+def cancelrx_to_fhir(message: ScriptMessage, version: int = 1) -> dict:
     """A CancelRx as its cancelled MedicationRequest and a requested Task; a
-    CancelRxResponse as that Task completed or rejected."""
+    CancelRxResponse as that Task completed or rejected; by ncpdp-cancelrx-to-fhir
+    @<version>'s rules."""
     if message.message_type == "CancelRx":
-        return _cancel(message)
+        return _cancel(message, version)
     if message.message_type == "CancelRxResponse":
-        return _response(message)
+        return _response(message, version)
     raise MappingError(f"the message is a {message.message_type or 'nothing'}, not a "
                        "CancelRx or CancelRxResponse", field="Body")
 
 
-def _cancel(message: ScriptMessage) -> dict:
+def _cancel(message: ScriptMessage, version: int) -> dict:
     body = message.body
     assert body is not None
-    who = orders.parties(body)
+    who = orders.parties(body, orders.assigner(message, version))
     if who.patient is None:
         raise MappingError("the CancelRx has no patient with a name", field="CancelRx/Patient")
     if who.prescriber is None:
@@ -65,11 +67,11 @@ def _cancel(message: ScriptMessage) -> dict:
     return transaction([task, request, *who.resources(), medication], sent)
 
 
-def _response(message: ScriptMessage) -> dict:
+def _response(message: ScriptMessage, version: int) -> dict:
     body = message.body
     assert body is not None
     relates, answer = orders.answered(message)
-    who = orders.parties(body)
+    who = orders.parties(body, orders.assigner(message, version))
     focus = orders.order_reference(message.value("Header/PrescriberOrderNumber"),
                                    who.prescriber)
     status = RESPONSE_STATUS.get(answer.kind, "rejected" if "Denied" in answer.kind

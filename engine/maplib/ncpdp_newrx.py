@@ -1,6 +1,7 @@
-"""The logic of ncpdp-newrx-to-fhir@1 (a SCRIPT NewRx as a FHIR transaction Bundle),
-importable so ncpdp-to-fhir@1 can dispatch to it: a mapping file cannot import another.
-The choices a receiver notices are documented in mappings/ncpdp-newrx-to-fhir/v1.py.
+"""The logic of ncpdp-newrx-to-fhir@1 and @2 (a SCRIPT NewRx as a FHIR transaction
+Bundle), importable so ncpdp-to-fhir can dispatch to it: a mapping file cannot import
+another. `version` picks a released version's rules, so @1's output never changes. The
+choices a receiver notices are documented in mappings/ncpdp-newrx-to-fhir/v<N>.py.
 """
 
 from __future__ import annotations
@@ -10,20 +11,23 @@ from typing import Any
 from engine.errors import MappingError
 from engine.formats.ncpdp.message import ScriptMessage
 from engine.maplib import ncpdp_fhir as ncpdp
+from engine.maplib import ncpdp_orders as orders
 from engine.maplib.fhir import compact, reference, transaction
 
 
-def newrx_to_fhir(message: ScriptMessage) -> dict:
-    """The NewRx as a MedicationRequest with its Patient, prescriber, pharmacy and drug."""
+def newrx_to_fhir(message: ScriptMessage, version: int = 1) -> dict:
+    """The NewRx as a MedicationRequest with its Patient, prescriber, pharmacy and drug,
+    as ncpdp-newrx-to-fhir@<version> writes it (2: per-sender ids within the sender)."""
     if message.message_type != "NewRx":
         raise MappingError(f"the message is a {message.message_type or 'nothing'}, "
                            "not a NewRx", field="Body")
     rx = message.body
     assert rx is not None
-    patient = ncpdp.patient(rx.find("Patient"))
+    assigner = orders.assigner(message, version)
+    patient = ncpdp.patient(rx.find("Patient"), assigner=assigner)
     if patient is None:
         raise MappingError("the NewRx has no patient with a name", field="NewRx/Patient")
-    prescriber = ncpdp.practitioner(rx.find("Prescriber"))
+    prescriber = ncpdp.practitioner(rx.find("Prescriber"), assigner=assigner)
     if prescriber is None:
         raise MappingError("the NewRx has no prescriber", field="NewRx/Prescriber")
     drug = rx.find("MedicationPrescribed")
@@ -31,7 +35,7 @@ def newrx_to_fhir(message: ScriptMessage) -> dict:
     if drug is None or medication is None:
         raise MappingError("the NewRx has no prescribed drug",
                            field="NewRx/MedicationPrescribed")
-    pharmacy = ncpdp.pharmacy(rx.find("Pharmacy"))
+    pharmacy = ncpdp.pharmacy(rx.find("Pharmacy"), assigner=assigner)
     order_number = message.value("Header/PrescriberOrderNumber")
     message_id = message.value("Header/MessageID")
     request = compact({

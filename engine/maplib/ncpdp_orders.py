@@ -25,6 +25,7 @@ from engine.errors import MappingError
 from engine.formats.ncpdp.message import ScriptMessage
 from engine.maplib import ncpdp_fhir as ncpdp
 from engine.maplib.fhir import compact, reference, resource_id
+from engine.maplib.ncpdp_scope import prescriber_system
 
 TASK_CODE = "http://hl7.org/fhir/CodeSystem/task-code"
 MESSAGE_ID = ncpdp.ID_LOCAL + "MessageID"
@@ -45,10 +46,18 @@ class Parties:
         return [r for r in (self.patient, self.prescriber, self.pharmacy) if r]
 
 
-def parties(body: ET.Element) -> Parties:
-    return Parties(ncpdp.patient(body.find("Patient")),
-                   ncpdp.practitioner(body.find("Prescriber")),
-                   ncpdp.pharmacy(body.find("Pharmacy")))
+def parties(body: ET.Element, assigner: str = "") -> Parties:
+    """The patient, prescriber and pharmacy; with an `assigner` (the prescriber's
+    system, version 2 mappings) their per-sender identifiers are keyed within it."""
+    return Parties(ncpdp.patient(body.find("Patient"), assigner=assigner),
+                   ncpdp.practitioner(body.find("Prescriber"), assigner=assigner),
+                   ncpdp.pharmacy(body.find("Pharmacy"), assigner=assigner))
+
+
+def assigner(message: ScriptMessage, version: int) -> str:
+    """The system a mapping version keys per-sender ids within: none for version 1
+    (the MRN alone), the prescriber's system from version 2 (`ncpdp_scope`)."""
+    return prescriber_system(message) if version >= 2 else ""
 
 
 def order_number(message: ScriptMessage, *, relates_names_order: bool) -> str:

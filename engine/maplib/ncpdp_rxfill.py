@@ -1,6 +1,7 @@
-"""The logic of ncpdp-rxfill-to-fhir@1 (a SCRIPT RxFill as a FHIR MedicationDispense
-Bundle), importable so ncpdp-to-fhir@1 can dispatch to it. The choices a receiver
-notices are documented in mappings/ncpdp-rxfill-to-fhir/v1.py.
+"""The logic of ncpdp-rxfill-to-fhir@1 and @2 (a SCRIPT RxFill as a FHIR
+MedicationDispense Bundle), importable so ncpdp-to-fhir can dispatch to it; `version`
+picks a released version's rules. The choices a receiver notices are documented in
+mappings/ncpdp-rxfill-to-fhir/v<N>.py.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ FILL_STATUS = {"Dispensed": "completed", "PartiallyDispensed": "in-progress",
 HANDED_OVER = frozenset({"completed", "in-progress"})
 
 
-def rxfill_to_fhir(message: ScriptMessage) -> dict:
-    """An RxFill as the MedicationDispense it reports."""
+def rxfill_to_fhir(message: ScriptMessage, version: int = 1) -> dict:
+    """An RxFill as the MedicationDispense it reports, by ncpdp-rxfill-to-fhir
+    @<version>'s rules."""
     if message.message_type != "RxFill":
         raise MappingError(f"the message is a {message.message_type or 'nothing'}, "
                            "not an RxFill", field="Body")
@@ -32,7 +34,7 @@ def rxfill_to_fhir(message: ScriptMessage) -> dict:
     if choice is None or choice.tag not in FILL_STATUS:
         raise MappingError("the RxFill holds no Dispensed, PartiallyDispensed, "
                            "NotDispensed or Transferred", field="RxFill/FillStatus")
-    who = orders.parties(body)
+    who = orders.parties(body, orders.assigner(message, version))
     if who.patient is None:
         raise MappingError("the RxFill has no patient with a name", field="RxFill/Patient")
     prescribed = body.find("MedicationPrescribed")

@@ -1,6 +1,7 @@
-"""The logic of ncpdp-rxrenewal-to-fhir@1 (a SCRIPT RxRenewalRequest or RxRenewalResponse
-as a FHIR Task-based renewal Bundle), importable so ncpdp-to-fhir@1 can dispatch to it.
-The choices a receiver notices are documented in mappings/ncpdp-rxrenewal-to-fhir/v1.py.
+"""The logic of ncpdp-rxrenewal-to-fhir@1 and @2 (a SCRIPT RxRenewalRequest or
+RxRenewalResponse as a FHIR Task-based renewal Bundle), importable so ncpdp-to-fhir can
+dispatch to it; `version` picks a released version's rules. The choices a receiver
+notices are documented in mappings/ncpdp-rxrenewal-to-fhir/v<N>.py.
 """
 
 from __future__ import annotations
@@ -20,29 +21,30 @@ APPROVED = frozenset({"Approved", "ApprovedWithChanges", "Replace"})
 STATUS = {"Denied": "rejected", "Pending": "accepted"}
 
 
-def rxrenewal_to_fhir(message: ScriptMessage) -> dict:
-    """A renewal request as a proposal and its Task; a response as that Task decided."""
+def rxrenewal_to_fhir(message: ScriptMessage, version: int = 1) -> dict:
+    """A renewal request as a proposal and its Task; a response as that Task decided;
+    by ncpdp-rxrenewal-to-fhir@<version>'s rules."""
     if message.message_type == "RxRenewalRequest":
-        return _request(message)
+        return _request(message, version)
     if message.message_type == "RxRenewalResponse":
-        return _response(message)
+        return _response(message, version)
     raise MappingError(f"the message is a {message.message_type or 'nothing'}, not an "
                        "RxRenewalRequest or RxRenewalResponse", field="Body")
 
 
-def _who(message: ScriptMessage) -> orders.Parties:
+def _who(message: ScriptMessage, version: int) -> orders.Parties:
     assert message.body is not None
-    who = orders.parties(message.body)
+    who = orders.parties(message.body, orders.assigner(message, version))
     if who.patient is None:
         raise MappingError(f"the {message.message_type} has no patient with a name",
                            field=f"{message.message_type}/Patient")
     return who
 
 
-def _request(message: ScriptMessage) -> dict:
+def _request(message: ScriptMessage, version: int) -> dict:
     body = message.body
     assert body is not None
-    who = _who(message)
+    who = _who(message, version)
     drug = body.find("MedicationPrescribed")
     if drug is None:
         drug = body.find("MedicationDispensed")
@@ -88,11 +90,11 @@ def _identifiers(message: ScriptMessage) -> list[dict[str, Any]]:
         [{"system": orders.RX_REFERENCE, "value": rx_number}] if rx_number else [])
 
 
-def _response(message: ScriptMessage) -> dict:
+def _response(message: ScriptMessage, version: int) -> dict:
     body = message.body
     assert body is not None
     relates, answer = orders.answered(message)
-    who = _who(message)
+    who = _who(message, version)
     pharmacy_system = message.value("Header/To")
     proposal_ref = {"reference": "MedicationRequest/"
                     + orders.proposal_id(pharmacy_system, relates)}

@@ -1,0 +1,55 @@
+"""ncpdp-cancelrx-to-fhir@2: an NCPDP SCRIPT CancelRx, and the pharmacy's
+CancelRxResponse, as a FHIR R4 transaction Bundle.
+
+Shape chosen: both a status change and a Task. The CancelRx is the prescriber's
+decision, so the order's MedicationRequest is PUT again with status `cancelled` (at the
+id ncpdp-newrx-to-fhir@2 gave the NewRx); the pharmacy's part (did it stop the
+prescription?) is a Task, code `abort` (http://hl7.org/fhir/CodeSystem/task-code),
+focus that MedicationRequest, owner the pharmacy: `requested` for the CancelRx,
+`completed` when the CancelRxResponse approves, `rejected` when it denies (statusReason
+its ReasonCode and DenialReason). The response's Task has the same id as the request's.
+
+- MedicationRequest id: Header/PrescriberOrderNumber within its prescriber
+  (`ncpdp_fhir.request_id`), else RelatesToMessageID (the NewRx's MessageID, which is
+  the NewRx's id when it had no order number). A CancelRx with neither fails naming
+  Header/PrescriberOrderNumber: it could not cancel the right order. Its content is
+  rebuilt from the CancelRx's MedicationPrescribed with the NewRx mapping's rules
+  (`ncpdp_orders.medication_request`): SCRIPT repeats the prescription in a CancelRx;
+  what the CancelRx leaves out (a Sig, say) is left out of the rewritten request.
+- Task id: the CancelRx's MessageID within its sender (Header/From); the response
+  reaches it by its RelatesToMessageID and Header/To. identifier the CancelRx's
+  MessageID; authoredOn the CancelRx's SentTime, lastModified the response's;
+  requester the prescriber, owner the pharmacy, for the patient; businessStatus the
+  Response element (Approved, Denied) in urn:conduit:code:ncpdp:Response:CancelRxResponse;
+  note the response's Note.
+- A CancelRx without a patient with a name fails naming CancelRx/Patient; without a
+  prescriber, CancelRx/Prescriber; without MedicationPrescribed,
+  CancelRx/MedicationPrescribed. A CancelRxResponse without a Response choice fails
+  naming CancelRxResponse/Response, without RelatesToMessageID naming
+  Header/RelatesToMessageID. Any other message type fails naming Body.
+- Patient, Practitioner, Organization, Medication: `ncpdp_fhir` (same ids as every
+  SCRIPT mapping). Bundle.timestamp: Header/SentTime with a time and a zone.
+
+Changed from @1 (ids differ, so this is a new version; @1 keeps its output):
+- Identity within the prescriber's system: an identifier only its assigner keeps unique
+  (the MRN, a state license, any identifier without a national system, and the name
+  fallbacks) is keyed within the prescriber's system, Header From with its Qualifier
+  ("HARBORSIDEEHR^C"; Header To of a message the pharmacy sends), and the Identifier
+  says so in assigner.display. Two clinics' patients with the same MRN are two
+  Patients; @1 made them one, and the second clinic's NewRx replaced the first's
+  patient. National identifiers (SSN, MBI, NPI, DEA, NCPDPID) are keyed as before. See
+  `engine.maplib.ncpdp_scope`.
+"""
+
+from __future__ import annotations
+
+from engine.formats.ncpdp.message import ScriptMessage
+from engine.maplib.ncpdp_cancelrx import cancelrx_to_fhir as _cancelrx_to_fhir
+from engine.mapping import mapping
+
+
+@mapping("ncpdp-cancelrx-to-fhir@2", accepts="ncpdp", emits="application/fhir+json")
+def cancelrx_to_fhir(message: ScriptMessage) -> dict:
+    """The rules above, kept in `engine.maplib.ncpdp_cancelrx` so ncpdp-to-fhir@2 uses the
+    same code."""
+    return _cancelrx_to_fhir(message, version=2)
