@@ -1,7 +1,7 @@
-"""The logic of ncpdp-cancelrx-to-fhir@1 and @2 (a SCRIPT CancelRx or CancelRxResponse
-as a FHIR transaction Bundle), importable so ncpdp-to-fhir can dispatch to it; `version`
-picks a released version's rules. The choices a receiver notices are documented in
-mappings/ncpdp-cancelrx-to-fhir/v<N>.py.
+"""The logic of ncpdp-cancelrx-to-fhir@1 (a SCRIPT CancelRx or CancelRxResponse as a FHIR
+transaction Bundle), importable so ncpdp-to-fhir@1 can dispatch to it; @2 is
+`ncpdp_cancelrx_v2`. The choices a receiver notices are documented in
+mappings/ncpdp-cancelrx-to-fhir/v1.py.
 """
 
 from __future__ import annotations
@@ -20,22 +20,21 @@ ABORT = {"coding": [{"system": orders.TASK_CODE, "code": "abort",
 RESPONSE_STATUS = {"Approved": "completed", "Denied": "rejected"}
 
 
-def cancelrx_to_fhir(message: ScriptMessage, version: int = 1) -> dict:
+def cancelrx_to_fhir(message: ScriptMessage) -> dict:
     """A CancelRx as its cancelled MedicationRequest and a requested Task; a
-    CancelRxResponse as that Task completed or rejected; by ncpdp-cancelrx-to-fhir
-    @<version>'s rules."""
+    CancelRxResponse as that Task completed or rejected."""
     if message.message_type == "CancelRx":
-        return _cancel(message, version)
+        return _cancel(message)
     if message.message_type == "CancelRxResponse":
-        return _response(message, version)
+        return _response(message)
     raise MappingError(f"the message is a {message.message_type or 'nothing'}, not a "
                        "CancelRx or CancelRxResponse", field="Body")
 
 
-def _cancel(message: ScriptMessage, version: int) -> dict:
+def _cancel(message: ScriptMessage) -> dict:
     body = message.body
     assert body is not None
-    who = orders.parties(body, orders.assigner(message, version))
+    who = orders.parties(body)
     if who.patient is None:
         raise MappingError("the CancelRx has no patient with a name", field="CancelRx/Patient")
     if who.prescriber is None:
@@ -67,11 +66,11 @@ def _cancel(message: ScriptMessage, version: int) -> dict:
     return transaction([task, request, *who.resources(), medication], sent)
 
 
-def _response(message: ScriptMessage, version: int) -> dict:
+def _response(message: ScriptMessage) -> dict:
     body = message.body
     assert body is not None
     relates, answer = orders.answered(message)
-    who = orders.parties(body, orders.assigner(message, version))
+    who = orders.parties(body)
     focus = orders.order_reference(message.value("Header/PrescriberOrderNumber"),
                                    who.prescriber)
     status = RESPONSE_STATUS.get(answer.kind, "rejected" if "Denied" in answer.kind

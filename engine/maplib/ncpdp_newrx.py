@@ -13,6 +13,7 @@ from engine.formats.ncpdp.message import ScriptMessage
 from engine.maplib import ncpdp_fhir as ncpdp
 from engine.maplib import ncpdp_orders as orders
 from engine.maplib.fhir import compact, reference, transaction
+from engine.maplib.ncpdp_scope import order_id
 
 
 def newrx_to_fhir(message: ScriptMessage, version: int = 1) -> dict:
@@ -40,8 +41,8 @@ def newrx_to_fhir(message: ScriptMessage, version: int = 1) -> dict:
     message_id = message.value("Header/MessageID")
     request = compact({
         "resourceType": "MedicationRequest",
-        "id": ncpdp.request_id(order_number or message_id, prescriber),
-        "identifier": _identifiers(message, order_number, message_id),
+        "id": _request_id(order_number, message_id, prescriber, assigner),
+        "identifier": _identifiers(message, order_number, message_id, assigner),
         "status": "active", "intent": "order",
         "medicationReference": reference(medication),
         "subject": reference(patient),
@@ -57,13 +58,25 @@ def newrx_to_fhir(message: ScriptMessage, version: int = 1) -> dict:
     return transaction(resources, _instant(message.value("Header/SentTime")))
 
 
-def _identifiers(message: ScriptMessage, order_number: str, message_id: str
-                 ) -> list[dict[str, Any]]:
+def _request_id(order_number: str, message_id: str, prescriber: dict[str, Any],
+                assigner: str) -> str:
+    """@1: the order number (else the MessageID) within the prescriber; @2 (with an
+    assigner): the MessageID within the prescriber's system, which a CancelRx or RxFill
+    names in RelatesToMessageID whatever order number it carries."""
+    if assigner:
+        return order_id(assigner, message_id)
+    return ncpdp.request_id(order_number or message_id, prescriber)
+
+
+def _identifiers(message: ScriptMessage, order_number: str, message_id: str,
+                 assigner: str = "") -> list[dict[str, Any]]:
     out = []
     if order_number:
-        out.append(ncpdp.order_identifier(order_number, message.value("Header/From")))
+        out.append(ncpdp.order_identifier(order_number,
+                                          assigner or message.value("Header/From")))
     if message_id:
-        out.append({"system": ncpdp.ID_LOCAL + "MessageID", "value": message_id})
+        out.append(compact({"system": ncpdp.ID_LOCAL + "MessageID", "value": message_id,
+                            "assigner": {"display": assigner} if assigner else None}))
     return out
 
 

@@ -25,7 +25,7 @@ from engine.errors import MappingError
 from engine.formats.ncpdp.message import ScriptMessage
 from engine.maplib import ncpdp_fhir as ncpdp
 from engine.maplib.fhir import compact, reference, resource_id
-from engine.maplib.ncpdp_scope import prescriber_system
+from engine.maplib.ncpdp_scope import order_literal, prescriber_system
 
 TASK_CODE = "http://hl7.org/fhir/CodeSystem/task-code"
 MESSAGE_ID = ncpdp.ID_LOCAL + "MessageID"
@@ -81,6 +81,28 @@ def order_reference(number: str, prescriber: dict[str, Any] | None) -> dict[str,
         return {"type": "MedicationRequest", "identifier": identifier}
     return {"reference": f"MedicationRequest/{ncpdp.request_id(number, prescriber)}",
             "type": "MedicationRequest", "identifier": identifier}
+
+
+def order_by_number(number: str, system: str) -> dict[str, Any]:
+    """A logical reference to the order by its PrescriberOrderNumber as `system`
+    numbered it: what a message that does not name the NewRx's MessageID can say."""
+    return {"type": "MedicationRequest",
+            "identifier": ncpdp.order_identifier(number, system)}
+
+
+def order_reference_v2(message: ScriptMessage, *, relates_names_order: bool
+                       ) -> dict[str, Any] | None:
+    """The order a message is about, as the version 2 mappings name it: a literal
+    reference to the id ncpdp-newrx-to-fhir@2 gave it when RelatesToMessageID names the
+    NewRx (CancelRx, RxFill), whatever order number the message carries; else a logical
+    reference by PrescriberOrderNumber (its id cannot be known from the number); None
+    when neither is sent."""
+    system = prescriber_system(message)
+    relates = message.value("Header/RelatesToMessageID") if relates_names_order else ""
+    if relates:
+        return order_literal(system, relates)
+    number = message.value("Header/PrescriberOrderNumber")
+    return order_by_number(number, system) if number else None
 
 
 def message_identifier(message: ScriptMessage) -> dict[str, Any] | None:

@@ -49,8 +49,9 @@ def rxfill_to_fhir(message: ScriptMessage, version: int = 1) -> dict:
     filled = ncpdp.date_of(drug.find("LastFillDate"))
     handed = (ncpdp.date_of(drug.find("DeliveredOnDate")) or filled) \
         if status in HANDED_OVER else None
-    authorizing = orders.order_reference(
-        orders.order_number(message, relates_names_order=True), who.prescriber)
+    authorizing = orders.order_reference_v2(message, relates_names_order=True) \
+        if version >= 2 else orders.order_reference(
+            orders.order_number(message, relates_names_order=True), who.prescriber)
     dispense = compact({
         "resourceType": "MedicationDispense",
         "id": _dispense_id(message, who.pharmacy, filled,

@@ -13,6 +13,7 @@ from engine.formats.ncpdp.message import ScriptMessage
 from engine.maplib import ncpdp_fhir as ncpdp
 from engine.maplib import ncpdp_orders as orders
 from engine.maplib.fhir import compact, reference, transaction
+from engine.maplib.ncpdp_scope import order_id, prescriber_system
 
 RENEWAL = {"coding": [{"system": orders.TASK_CODE, "code": "fulfill",
                        "display": "Fulfill the focal request"}],
@@ -54,8 +55,9 @@ def _request(message: ScriptMessage, version: int) -> dict:
                            field="RxRenewalRequest/MedicationDispensed")
     pharmacy_system = message.value("Header/From")
     message_id = message.value("Header/MessageID")
-    prior = orders.order_reference(message.value("Header/PrescriberOrderNumber"),
-                                   who.prescriber)
+    prior = orders.order_reference_v2(message, relates_names_order=False) \
+        if version >= 2 else orders.order_reference(
+            message.value("Header/PrescriberOrderNumber"), who.prescriber)
     proposal = orders.medication_request(
         message, drug, who, medication,
         rid=orders.proposal_id(pharmacy_system, message_id), status="active",
@@ -98,7 +100,8 @@ def _response(message: ScriptMessage, version: int) -> dict:
     pharmacy_system = message.value("Header/To")
     proposal_ref = {"reference": "MedicationRequest/"
                     + orders.proposal_id(pharmacy_system, relates)}
-    renewed = _renewed(message, who, proposal_ref) if answer.kind in APPROVED else None
+    renewed = _renewed(message, who, proposal_ref, version) \
+        if answer.kind in APPROVED else None
     status = "completed" if answer.kind in APPROVED else STATUS.get(answer.kind, "rejected")
     sent = orders.instant(message.value("Header/SentTime"))
     task = compact({
@@ -118,9 +121,12 @@ def _response(message: ScriptMessage, version: int) -> dict:
     return transaction([task, *(renewed or []), *who.resources()], sent)
 
 
-def _renewed(message: ScriptMessage, who: orders.Parties, proposal: dict[str, Any]
-             ) -> list[dict[str, Any]] | None:
-    """The renewed order and its drug; None when the response carries no prescription."""
+def _renewed(message: ScriptMessage, who: orders.Parties, proposal: dict[str, Any],
+             version: int) -> list[dict[str, Any]] | None:
+    """The renewed order and its drug; None when the response carries no prescription.
+    @2 gives the order the id a NewRx's gets (`ncpdp_scope.order_id`: this response's
+    MessageID within the prescriber's system), which an RxFill or CancelRx names in
+    RelatesToMessageID."""
     body = message.body
     assert body is not None
     drug = body.find("MedicationPrescribed")
@@ -136,8 +142,10 @@ def _renewed(message: ScriptMessage, who: orders.Parties, proposal: dict[str, An
     identifiers = ([ncpdp.order_identifier(number, message.value("Header/From"))]
                    if message.value("Header/PrescriberOrderNumber") else []) + (
                        [identifier] if identifier else [])
+    rid = order_id(prescriber_system(message), message.value("Header/MessageID")) \
+        if version >= 2 else ncpdp.request_id(number, who.prescriber)
     request = orders.medication_request(
-        message, drug, who, medication, rid=ncpdp.request_id(number, who.prescriber),
-        status="active", intent="order", identifiers=identifiers)
+        message, drug, who, medication, rid=rid, status="active", intent="order",
+        identifiers=identifiers)
     request["basedOn"] = [proposal]
     return [request, medication]

@@ -17,7 +17,10 @@ link; it never merges two people, which is what keying by the MRN alone did.
 from __future__ import annotations
 
 from engine.formats.ncpdp.message import ScriptMessage
+from engine.maplib.fhir import resource_id
 
+SCOPE = "ncpdp"
+ORDER_KEY = "urn:conduit:id:ncpdp:MessageID"
 # What the pharmacy sends to the prescriber: the prescriber's system is its Header To.
 PHARMACY_SENDS = frozenset({"RxFill", "RxRenewalRequest", "CancelRxResponse",
                             "RxChangeRequest", "RxFillIndicatorChange"})
@@ -35,3 +38,17 @@ def prescriber_system(message: ScriptMessage) -> str:
     prescriber's message, Header To of a pharmacy's."""
     return party(message, "To" if message.message_type in PHARMACY_SENDS else "From")
 
+
+def order_id(system: str, message_id: str) -> str:
+    """The id of the MedicationRequest an order-making message (NewRx, an approved
+    RxRenewalResponse) writes: that message's MessageID within the prescriber's system.
+    Every later message about the order names that MessageID in RelatesToMessageID, so
+    it reaches the same id without knowing the order number."""
+    return resource_id("MedicationRequest", SCOPE,
+                       {"system": ORDER_KEY, "value": f"order|{system}|{message_id}"})
+
+
+def order_literal(system: str, message_id: str) -> dict[str, str]:
+    """A literal reference to that MedicationRequest."""
+    return {"reference": f"MedicationRequest/{order_id(system, message_id)}",
+            "type": "MedicationRequest"}

@@ -59,6 +59,15 @@ Changed from @1 (ids differ, so this is a new version; @1 keeps its output):
   Patients; @1 made them one, and the second clinic's NewRx replaced the first's
   patient. National identifiers (SSN, MBI, NPI, DEA, NCPDPID) are keyed as before. See
   `engine.maplib.ncpdp_scope`.
+- The order's MedicationRequest id is the NewRx's MessageID within the prescriber's
+  system (`ncpdp_scope.order_id`; an approved RxRenewalResponse's renewed order: the
+  response's MessageID), not the order number: a CancelRx or RxFill names its NewRx in
+  RelatesToMessageID (the NewRx's MessageID, as SCRIPT says), with or without the order
+  number, or with another one. @1 derived it from the order number, and a CancelRx
+  naming its NewRx only by RelatesToMessageID cancelled a new MedicationRequest while
+  the real order stayed active. A message naming the order only by
+  PrescriberOrderNumber gets a logical reference (identifier: the PLAC order number,
+  assigner the prescriber's system), since the id cannot be derived from it.
 """
 
 from __future__ import annotations

@@ -27,22 +27,23 @@ identifiers within the prescriber's system; see those mappings' docstrings).
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from engine.formats.ncpdp.message import ScriptMessage
-from engine.maplib.ncpdp_cancelrx import cancelrx_to_fhir
+from engine.maplib.ncpdp_cancelrx_v2 import cancelrx_to_fhir
 from engine.maplib.ncpdp_newrx import newrx_to_fhir
 from engine.maplib.ncpdp_rxfill import rxfill_to_fhir
 from engine.maplib.ncpdp_rxrenewal import rxrenewal_to_fhir
 from engine.mapping import Skip, mapping
 
-VERSION = 2  # of each type's mapping
-BY_TYPE: dict[str, Callable[[ScriptMessage, int], dict]] = {
-    "NewRx": newrx_to_fhir,
+# Each type's mapping, version 2.
+BY_TYPE: dict[str, Callable[[ScriptMessage], dict]] = {
+    "NewRx": partial(newrx_to_fhir, version=2),
     "CancelRx": cancelrx_to_fhir,
     "CancelRxResponse": cancelrx_to_fhir,
-    "RxFill": rxfill_to_fhir,
-    "RxRenewalRequest": rxrenewal_to_fhir,
-    "RxRenewalResponse": rxrenewal_to_fhir,
+    "RxFill": partial(rxfill_to_fhir, version=2),
+    "RxRenewalRequest": partial(rxrenewal_to_fhir, version=2),
+    "RxRenewalResponse": partial(rxrenewal_to_fhir, version=2),
 }
 
 
@@ -53,4 +54,4 @@ def ncpdp_to_fhir(message: ScriptMessage) -> dict | Skip:
     convert = BY_TYPE.get(kind)
     if convert is None:
         return Skip(f"{kind or 'a message without a Body element'} is not mapped to FHIR")
-    return convert(message, VERSION)
+    return convert(message)

@@ -11,6 +11,7 @@ import pytest
 
 from engine.mapping import Mapping
 from tests import mapping_checks as checks
+from tests.fhir_store import FhirServer
 from tests.mapping_checks import bundle_of
 
 VERSION = 2
@@ -130,3 +131,56 @@ def test_national_identifiers_are_not_scoped(newrx):
     for kind in ("Practitioner", "Organization"):
         assert [r["id"] for r in resources(bundle_of(newrx, raw), kind)] == \
             [r["id"] for r in resources(bundle_of(newrx, other), kind)]
+
+
+# ---- 2. which order a later message reaches --------------------------------------------
+
+NEWRX = ("ncpdp-newrx-to-fhir", "ehr_default_ns_atorvastatin")  # MessageID a3f1c2d4...
+CANCELS = {  # CancelRx cases naming that NewRx, and how
+    "by RelatesToMessageID and the order number": "cancelrx_default_ns",
+    "by RelatesToMessageID alone": "cancelrx_relates_to_only_no_order_number",
+    "by RelatesToMessageID, with another order number": "cancelrx_relates_to_other_order_number",
+}
+
+
+def server_after(*steps: tuple[str, str]) -> FhirServer:
+    """A FHIR server after the Bundles of these (mapping, case) messages, in order."""
+    server = FhirServer()
+    for name, case in steps:
+        server.transaction(bundle_of(checks.mapping(ref(name)), fixture(name, case)))
+    return server
+
+
+@pytest.mark.parametrize("case", CANCELS.values(), ids=CANCELS.keys())
+def test_cancelrx_cancels_the_real_order_and_makes_no_other(case):
+    server = server_after(NEWRX, ("ncpdp-cancelrx-to-fhir", case))
+    orders = server.of_type("MedicationRequest")
+    assert len(orders) == 1, "the CancelRx wrote a second MedicationRequest"
+    assert orders[0]["status"] == "cancelled"
+    assert orders[0]["id"] == server_after(NEWRX).of_type("MedicationRequest")[0]["id"]
+    (task,) = server.of_type("Task")
+    assert task["focus"]["reference"] == f"MedicationRequest/{orders[0]['id']}"
+
+
+def test_cancelrx_with_only_an_order_number_makes_no_order_up():
+    """Its order's id cannot be known: no MedicationRequest is written (never an active
+    one at a new id); the Task names the order by its number and assigner."""
+    case = "cancelrx_order_number_only_no_relates_to"
+    bundle = bundle_of(checks.mapping(ref("ncpdp-cancelrx-to-fhir")),
+                       fixture("ncpdp-cancelrx-to-fhir", case))
+    assert not [e for e in bundle["entry"]
+                if e["resource"]["resourceType"] == "MedicationRequest"
+                and e["request"]["method"] == "PUT"]
+    (task,) = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Task"]
+    assert task["focus"]["identifier"]["value"] == "ORD-2026-55120"
+    assert task["focus"]["identifier"]["assigner"] == {"display": "HARBORSIDEEHR^C"}
+
+
+def test_rxfill_names_the_real_order():
+    server = server_after(NEWRX)
+    (order,) = server.of_type("MedicationRequest")
+    bundle = bundle_of(checks.mapping(ref("ncpdp-rxfill-to-fhir")),
+                       fixture("ncpdp-rxfill-to-fhir", "rxfill_dispensed_default_ns"))
+    (dispense,) = resources(bundle, "MedicationDispense")
+    assert dispense["authorizingPrescription"][0]["reference"] == \
+        f"MedicationRequest/{order['id']}"
