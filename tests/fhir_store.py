@@ -29,6 +29,9 @@ class Refused(Exception):
 
 
 class FhirServer:
+    """Referential integrity is enforced, as HAPI does by default: a literal reference
+    in a written resource must name a resource the server holds."""
+
     def __init__(self) -> None:
         self.resources: dict[str, dict[str, Any]] = {}  # "Type/id" -> resource
 
@@ -46,6 +49,11 @@ class FhirServer:
                 if e["request"]["method"] == "PUT" and "fullUrl" in e}
         for entry in bundle["entry"]:
             self._entry(work, entry, urls)
+        for key, resource in work.items():
+            if resource is not self.resources.get(key):
+                for ref in _references(resource):
+                    if ref not in work:
+                        raise Refused(422, f"{key} refers to {ref}, which does not exist")
         self.resources = work
 
     def _entry(self, work: dict[str, dict[str, Any]], entry: dict[str, Any],
@@ -70,6 +78,16 @@ class FhirServer:
         if len(found) != 1:
             raise Refused(404 if not found else 412, f"{url} matches {len(found)}")
         return found[0]
+
+
+def _references(node: Any) -> list[str]:
+    """Literal references (`Type/id`) anywhere in a resource."""
+    if isinstance(node, dict):
+        found = [node["reference"]] if isinstance(node.get("reference"), str) else []
+        return found + [r for v in node.values() for r in _references(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in _references(v)]
+    return []
 
 
 def _matches(resource: dict[str, Any], name: str, value: str) -> bool:

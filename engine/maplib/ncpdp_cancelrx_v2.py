@@ -14,9 +14,10 @@ from engine.errors import MappingError
 from engine.formats.ncpdp.message import ScriptMessage
 from engine.maplib import ncpdp_fhir as ncpdp
 from engine.maplib import ncpdp_orders as orders
-from engine.maplib.fhir import compact, reference, transaction
+from engine.maplib.fhir import compact, transaction
+from engine.maplib.fhir_patch import literal, patch_entry, search_token, set_ops, with_entries
 from engine.maplib.ncpdp_cancelrx import ABORT, RESPONSE_STATUS
-from engine.maplib.ncpdp_scope import order_id, prescriber_system
+from engine.maplib.ncpdp_scope import order_id, order_literal, prescriber_system
 
 
 def cancelrx_to_fhir(message: ScriptMessage) -> dict:
@@ -39,9 +40,7 @@ def _cancel(message: ScriptMessage) -> dict:
         raise MappingError("the CancelRx has no patient with a name", field="CancelRx/Patient")
     if who.prescriber is None:
         raise MappingError("the CancelRx has no prescriber", field="CancelRx/Prescriber")
-    drug = body.find("MedicationPrescribed")
-    medication = ncpdp.medication(drug)
-    if drug is None or medication is None:
+    if ncpdp.medication(body.find("MedicationPrescribed")) is None:
         raise MappingError("the CancelRx names no prescribed drug",
                            field="CancelRx/MedicationPrescribed")
     relates = message.value("Header/RelatesToMessageID")
@@ -49,57 +48,56 @@ def _cancel(message: ScriptMessage) -> dict:
     if not relates and not number:
         raise MappingError("the CancelRx names no order (neither an order number nor the "
                            "NewRx's RelatesToMessageID)", field="Header/PrescriberOrderNumber")
-    # Without RelatesToMessageID the order's id cannot be known (it is derived from the
-    # NewRx's MessageID): no MedicationRequest is written rather than one at a made-up
-    # id, and the Task names the order by its number. Not a warning: a strict channel
-    # fails a mapping that warns, and would then withhold the CancelRx from the pharmacy.
-    request = orders.medication_request(
-        message, drug, who, medication, rid=order_id(system, relates), status="cancelled",
-        intent="order", identifiers=[{"system": orders.MESSAGE_ID, "value": relates,
-                                      "assigner": {"display": system}}]) if relates else None
-    focus = reference(request) if request else orders.order_by_number(number, system)
+    target = _order_url(relates, number, system, who)
+    focus = order_literal(system, relates) if relates \
+        else orders.order_by_number(number, system)
     sent = orders.instant(message.value("Header/SentTime"))
-    task = _task(message, who, focus, sent)
-    return transaction([task, *([request] if request else []), *who.resources(),
-                        medication], sent)
+    cancel = patch_entry(target, set_ops({"status": "cancelled"}))
+    return with_entries(transaction([_task(message, who, focus, sent)], sent), [cancel])
+
+
+def _order_url(relates: str, number: str, system: str, who: orders.Parties) -> str:
+    """The order to cancel: by the id its NewRx's MessageID gives (RelatesToMessageID);
+    without one, the server's one MedicationRequest with this PrescriberOrderNumber for
+    this patient (a conditional PATCH: its id cannot be derived from the number, and
+    the server refuses when none or several match rather than cancel another order)."""
+    if relates:
+        return f"MedicationRequest/{order_id(system, relates)}"
+    assert who.patient is not None
+    token = search_token(ncpdp.ID_LOCAL + "PrescriberOrderNumber", number)
+    return f"MedicationRequest?identifier={token}&subject=Patient/{who.patient['id']}"
 
 
 def _task(message: ScriptMessage, who: orders.Parties, focus: dict[str, Any],
           sent: str | None) -> dict[str, Any]:
+    """The cancel request to the pharmacy: written whole (the CancelRx is its source),
+    naming the patient, prescriber and pharmacy the NewRx wrote, not rewriting them."""
     identifier = orders.message_identifier(message)
+    assert who.patient is not None and who.prescriber is not None
     return compact({
         "resourceType": "Task",
         "id": orders.task_id(message.value("Header/From"), message.value("Header/MessageID")),
         "identifier": [identifier] if identifier else [],
         "status": "requested", "intent": "order", "code": ABORT,
-        "focus": focus, "for": reference(who.patient),
+        "focus": focus, "for": literal("Patient", who.patient["id"]),
         "authoredOn": sent, "lastModified": sent,
-        "requester": reference(who.prescriber),
-        "owner": reference(who.pharmacy) if who.pharmacy else None,
+        "requester": literal("Practitioner", who.prescriber["id"]),
+        "owner": literal("Organization", who.pharmacy["id"]) if who.pharmacy else None,
     })
 
 
 def _response(message: ScriptMessage) -> dict:
-    body = message.body
-    assert body is not None
+    """The CancelRx's Task decided: a PATCH of what the response says (status, its
+    Response, reason, note, time), so the Task keeps what the CancelRx wrote."""
     relates, answer = orders.answered(message)
-    who = orders.parties(body, prescriber_system(message))
-    focus = orders.order_reference_v2(message, relates_names_order=False)
     status = RESPONSE_STATUS.get(answer.kind, "rejected" if "Denied" in answer.kind
                                  else "completed")
-    task: dict[str, Any] = compact({
-        "resourceType": "Task",
-        "id": orders.task_id(message.value("Header/To"), relates),
-        "identifier": [{"system": orders.MESSAGE_ID, "value": relates}],
+    sent = orders.instant(message.value("Header/SentTime"))
+    task = f"Task/{orders.task_id(message.value('Header/To'), relates)}"
+    decided = patch_entry(task, set_ops({
         "status": status,
         "statusReason": answer.reason() if status == "rejected" else None,
         "businessStatus": answer.business_status("CancelRxResponse"),
-        "intent": "order", "code": ABORT, "focus": focus,
-        "for": reference(who.patient) if who.patient else None,
-        "lastModified": orders.instant(message.value("Header/SentTime")),
-        "requester": reference(who.prescriber) if who.prescriber else None,
-        "owner": reference(who.pharmacy) if who.pharmacy else None,
-        "note": [{"text": answer.note}] if answer.note else [],
-    })
-    return transaction([task, *who.resources()],
-                       orders.instant(message.value("Header/SentTime")))
+        "lastModified": sent,
+        "note": [{"text": answer.note}] if answer.note else None}))
+    return with_entries(transaction([], sent), [decided])

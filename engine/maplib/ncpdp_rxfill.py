@@ -14,6 +14,7 @@ from engine.formats.ncpdp.message import ScriptMessage
 from engine.maplib import ncpdp_fhir as ncpdp
 from engine.maplib import ncpdp_orders as orders
 from engine.maplib.fhir import compact, reference, resource_id, transaction
+from engine.maplib.fhir_patch import held_by_server
 
 FILL_STATUS = {"Dispensed": "completed", "PartiallyDispensed": "in-progress",
                "NotDispensed": "declined", "Transferred": "cancelled"}
@@ -73,7 +74,10 @@ def rxfill_to_fhir(message: ScriptMessage, version: int = 1) -> dict:
         "substitution": _substitution(prescribed, dispensed),
     })
     sent = orders.instant(message.value("Header/SentTime"))
-    return transaction([dispense, *who.resources(), medication], sent)
+    written = [dispense, *who.resources(), medication]
+    if version >= 2:  # the NewRx wrote the patient and prescriber: name, do not rewrite
+        written = held_by_server(written, who.patient, who.prescriber)
+    return transaction(written, sent)
 
 
 def _dispense_id(message: ScriptMessage, pharmacy: dict[str, Any] | None,

@@ -13,6 +13,7 @@ from engine.formats.ncpdp.message import ScriptMessage
 from engine.maplib import ncpdp_fhir as ncpdp
 from engine.maplib import ncpdp_orders as orders
 from engine.maplib.fhir import compact, reference, transaction
+from engine.maplib.fhir_patch import held_by_server, literal, patch_entry, set_ops, with_entries
 from engine.maplib.ncpdp_scope import order_id, prescriber_system
 
 RENEWAL = {"coding": [{"system": orders.TASK_CODE, "code": "fulfill",
@@ -82,7 +83,10 @@ def _request(message: ScriptMessage, version: int) -> dict:
         "requester": reference(who.pharmacy) if who.pharmacy else None,
         "owner": reference(who.prescriber) if who.prescriber else None,
     })
-    return transaction([task, compact(proposal), *who.resources(), medication], sent)
+    written = [task, compact(proposal), *who.resources(), medication]
+    if version >= 2:  # the NewRx wrote the patient and prescriber: name, do not rewrite
+        written = held_by_server(written, who.patient, who.prescriber)
+    return transaction(written, sent)
 
 
 def _identifiers(message: ScriptMessage) -> list[dict[str, Any]]:
@@ -118,7 +122,26 @@ def _response(message: ScriptMessage, version: int) -> dict:
         "output": [{"type": {"text": "renewed prescription"},
                     "valueReference": reference(renewed[0])}] if renewed else [],
     })
+    if version >= 2:
+        return _decided(task, renewed or [], who, sent)
     return transaction([task, *(renewed or []), *who.resources()], sent)
+
+
+def _decided(task: dict[str, Any], renewed: list[dict[str, Any]], who: orders.Parties,
+             sent: str | None) -> dict:
+    """@2: the request's Task decided by a PATCH of what the response says (so it keeps
+    what the request wrote), the renewed order and its drug written whole (this
+    response is their source), the patient, prescriber and pharmacy only named."""
+    written = held_by_server([*renewed, *who.resources()], who.patient, who.prescriber,
+                             who.pharmacy)
+    output = [{"type": {"text": "renewed prescription"},
+               "valueReference": literal("MedicationRequest", renewed[0]["id"])}] \
+        if renewed else None
+    decided = patch_entry(f"Task/{task['id']}", set_ops({
+        "status": task["status"], "statusReason": task.get("statusReason"),
+        "businessStatus": task["businessStatus"], "lastModified": sent,
+        "note": task.get("note"), "output": output}))
+    return with_entries(transaction(written, sent), [decided])
 
 
 def _renewed(message: ScriptMessage, who: orders.Parties, proposal: dict[str, Any],

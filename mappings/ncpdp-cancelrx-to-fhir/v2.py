@@ -2,24 +2,36 @@
 CancelRxResponse, as a FHIR R4 transaction Bundle.
 
 Shape chosen: both a status change and a Task. The CancelRx is the prescriber's
-decision, so the order's MedicationRequest is PUT again with status `cancelled` (at the
-id ncpdp-newrx-to-fhir@2 gave the NewRx); the pharmacy's part (did it stop the
+decision, so the order's MedicationRequest gets status `cancelled`, by a PATCH (a JSON
+Patch replacing /status, in a Binary; `engine.maplib.fhir_patch`) and not a PUT: the
+MedicationRequest keeps everything the NewRx said (dosage, dispense request, notes),
+whatever the CancelRx repeats of it. The pharmacy's part (did it stop the
 prescription?) is a Task, code `abort` (http://hl7.org/fhir/CodeSystem/task-code),
 focus that MedicationRequest, owner the pharmacy: `requested` for the CancelRx,
 `completed` when the CancelRxResponse approves, `rejected` when it denies (statusReason
-its ReasonCode and DenialReason). The response's Task has the same id as the request's.
+its ReasonCode and DenialReason).
 
-- MedicationRequest: the NewRx's, at the id ncpdp-newrx-to-fhir@2 gave it, which
-  RelatesToMessageID names (`ncpdp_scope.order_id`). Its content is rebuilt from the
-  CancelRx's MedicationPrescribed with the NewRx mapping's rules
-  (`ncpdp_orders.medication_request`): what the CancelRx leaves out (a Sig, say) is
-  left out of the rewritten request. A CancelRx without RelatesToMessageID writes no
-  MedicationRequest (its id cannot be known from the order number, and one at a
-  made-up id would be a second order): the Task's focus names the order by its
-  PrescriberOrderNumber (assigner the prescriber's system). This is not a warning: a
-  strict channel (the shipped one) fails a mapping that warns, and the CancelRx would
-  then not go on to the pharmacy. A CancelRx with neither fails naming
+- Which order: the one whose NewRx RelatesToMessageID names, `PATCH
+  MedicationRequest/<id>` at the id ncpdp-newrx-to-fhir@2 gave it
+  (`ncpdp_scope.order_id`), whatever order number the CancelRx carries. Without
+  RelatesToMessageID the id cannot be derived, so the PATCH is conditional:
+  `MedicationRequest?identifier=urn:conduit:id:ncpdp:PrescriberOrderNumber|<number>&
+  subject=Patient/<id>` (the order number for this patient, whose id is scoped to the
+  prescriber's system); the Task's focus then names the order by that number (assigner
+  the prescriber's system). A PATCH of an order the server does not hold, or a
+  conditional one matching none or several, fails the transaction: a CancelRx never
+  makes an order up. (HAPI and Azure take a conditional PATCH in a transaction; a
+  server that does not answers 4xx, a dead letter for that destination.) Not a
+  warning: a strict channel (the shipped one) fails a mapping that warns, and would
+  then not send the CancelRx on to the pharmacy. A CancelRx with neither fails naming
   Header/PrescriberOrderNumber.
+- Written whole: only the Task (the CancelRx is its source). The Patient, prescriber,
+  pharmacy and Medication the NewRx wrote are named by literal references
+  (`Patient/<id>`), not PUT again with what the CancelRx repeats of them.
+- CancelRxResponse: a PATCH of the CancelRx's Task (status, businessStatus, statusReason
+  when rejected, lastModified, note), so the Task keeps its identifier, authoredOn,
+  focus and parties; a response to a CancelRx the server never got fails (404) rather
+  than make a Task without its request.
 - Task id: the CancelRx's MessageID within its sender (Header/From); the response
   reaches it by its RelatesToMessageID and Header/To. identifier the CancelRx's
   MessageID; authoredOn the CancelRx's SentTime, lastModified the response's;

@@ -68,6 +68,10 @@ Changed from @1 (ids differ, so this is a new version; @1 keeps its output):
   the real order stayed active. A message naming the order only by
   PrescriberOrderNumber gets a logical reference (identifier: the PLAC order number,
   assigner the prescriber's system), since the id cannot be derived from it.
+- Every resource is written whole (PUT): the NewRx is the source of the order, and the
+  fullest description of the patient and prescriber. Later messages about the order
+  (ncpdp-cancelrx-, -rxfill-, -rxrenewal-to-fhir@2) change it by PATCH and only name
+  the Patient and Practitioner, so they do not undo what the NewRx wrote.
 """
 
 from __future__ import annotations

@@ -52,6 +52,14 @@ Changed from @1 (ids differ, so this is a new version; @1 keeps its output):
   the real order stayed active. A message naming the order only by
   PrescriberOrderNumber gets a logical reference (identifier: the PLAC order number,
   assigner the prescriber's system), since the id cannot be derived from it.
+- Written whole: the MedicationDispense (the RxFill is its source), the pharmacy's
+  Organization (the pharmacy describes itself) and the Medication (its content is the
+  drug's codes, the same from every message, and a dispensed product may be new). The
+  Patient and prescriber are named by literal references (`Patient/<id>`,
+  `Practitioner/<id>`), not PUT: the prescriber's NewRx wrote them, and the pharmacy's
+  echo (often without a telephone or address) would replace them with less. A server
+  enforcing references refuses an RxFill whose NewRx it never got, as it already
+  refused its authorizingPrescription.
 """
 
 from __future__ import annotations

@@ -56,6 +56,13 @@ Changed from @1 (ids differ, so this is a new version; @1 keeps its output):
   the real order stayed active. A message naming the order only by
   PrescriberOrderNumber gets a logical reference (identifier: the PLAC order number,
   assigner the prescriber's system), since the id cannot be derived from it.
+- Written whole: what a message is the source of (the request's proposal and Task, the
+  approved response's renewed MedicationRequest, the Medication, the pharmacy's
+  Organization in the request). The Patient and prescriber (and, in a response, the
+  pharmacy) are named by literal references, not PUT: the NewRx wrote them. The
+  response decides the request's Task by a PATCH (status, businessStatus, statusReason,
+  lastModified, note, output the renewed order as `MedicationRequest/<id>`), so the
+  Task keeps its identifier, authoredOn, basedOn and focus.
 """
 
 from __future__ import annotations

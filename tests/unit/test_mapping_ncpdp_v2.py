@@ -4,20 +4,29 @@ message reaches, and what a later message leaves of what an earlier one wrote.""
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from pathlib import Path
 
 import pytest
+from fhir.resources.R4B.bundle import Bundle
 
+from engine.config.types import Duration
+from engine.connectors.base import DestinationContext
+from engine.connectors.fhir import FhirDestination, FhirDestinationConfig
 from engine.mapping import Mapping
+from engine.message import Outbound
 from tests import mapping_checks as checks
-from tests.fhir_store import FhirServer
+from tests.fhir_store import FhirServer, Refused
 from tests.mapping_checks import bundle_of
 
 VERSION = 2
 MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
 FHIR = "application/fhir+json"
-LITERAL = re.compile(r"^(MedicationRequest|Patient|Practitioner|Task)/[0-9a-f-]{36}\Z")
+LITERAL = re.compile(r"^(MedicationRequest|Patient|Practitioner|Organization|Task)/"
+                     r"[0-9a-f-]{36}\Z")
+PATCHED = re.compile(r"^(MedicationRequest|Task)(/[0-9a-f-]{36}|\?identifier=.+)\Z")
 MRN = "urn:conduit:id:ncpdp:MedicalRecordIdentificationNumberEHR"
 # Four clinics' NewRx for four different people who all have MRN MRN448120 (their own
 # EHR's number): an EHR with the SCRIPT namespace as default, a Surescripts-style 2017071
@@ -28,7 +37,19 @@ SAME_MRN = ("ehr_default_ns_atorvastatin", "surescripts_2017071_same_mrn_other_c
 
 
 def _valid(bundle: dict) -> None:
-    checks.check_transaction(bundle, LITERAL)
+    """A valid R4 transaction whose entries are PUTs of resources at their ids or
+    PATCHes (a JSON Patch in a Binary) of a literal or conditional MedicationRequest or
+    Task url; other references resolve in the Bundle or are literal."""
+    Bundle.model_validate(bundle)
+    puts = {"entry": [e for e in bundle["entry"] if e["request"]["method"] == "PUT"]}
+    for entry in bundle["entry"]:
+        if entry["request"]["method"] == "PATCH":
+            assert entry["resource"]["resourceType"] == "Binary"
+            assert entry["resource"]["contentType"] == "application/json-patch+json"
+            assert PATCHED.match(entry["request"]["url"]), entry["request"]["url"]
+            json.loads(base64.b64decode(entry["resource"]["data"]))
+    if puts["entry"]:  # a response may only PATCH
+        checks.check_transaction({**bundle, **puts}, LITERAL)
 
 
 class TestNewRxFixtures(checks.fixture_tests(checks.Fixtures(
@@ -106,7 +127,6 @@ def test_the_mrn_says_which_system_assigned_it(newrx):
     ("ncpdp-cancelrx-to-fhir", "cancelrx_default_ns"),  # From the prescriber
     ("ncpdp-rxfill-to-fhir", "rxfill_dispensed_default_ns"),  # To the prescriber
     ("ncpdp-rxrenewal-to-fhir", "renewal_request_default_ns"),
-    ("ncpdp-cancelrx-to-fhir", "cancelrx_response_approved"),
 ])
 def test_later_messages_of_either_side_name_the_prescribers_patient(newrx, mapping, case):
     """The pharmacy echoes the EHR's MRN with the EHR as Header To: the same Patient."""
@@ -184,3 +204,99 @@ def test_rxfill_names_the_real_order():
     (dispense,) = resources(bundle, "MedicationDispense")
     assert dispense["authorizingPrescription"][0]["reference"] == \
         f"MedicationRequest/{order['id']}"
+
+
+# ---- 3. what a later message leaves of what the NewRx wrote --------------------------
+
+LEAN_CANCEL = ("ncpdp-cancelrx-to-fhir", "cancelrx_lean_patient_and_drug_only")
+SAME_MRN_OTHER = ("ncpdp-newrx-to-fhir", "surescripts_2017071_same_mrn_other_clinic")
+
+
+def the_order(server: FhirServer) -> dict:
+    (order,) = server.of_type("MedicationRequest")
+    return order
+
+
+def test_a_lean_cancelrx_keeps_the_orders_directions_and_the_patients_address():
+    """The CancelRx repeats the patient without an address, the prescriber without a
+    telephone and the drug without directions: the order is cancelled and nothing the
+    NewRx said is lost."""
+    before = server_after(NEWRX)
+    after = server_after(NEWRX, LEAN_CANCEL)
+    order = the_order(after)
+    assert order["status"] == "cancelled"
+    assert order["dosageInstruction"] == the_order(before)["dosageInstruction"]
+    assert order["dispenseRequest"] == the_order(before)["dispenseRequest"]
+    for kind in ("Patient", "Practitioner", "Organization", "Medication"):
+        assert after.of_type(kind) == before.of_type(kind), f"the CancelRx rewrote {kind}"
+
+
+def test_a_cancelrx_with_only_an_order_number_cancels_that_order_in_place():
+    after = server_after(NEWRX, ("ncpdp-cancelrx-to-fhir",
+                                 "cancelrx_order_number_only_no_relates_to"))
+    order = the_order(after)
+    assert order["status"] == "cancelled"
+    assert order["dosageInstruction"] == the_order(server_after(NEWRX))["dosageInstruction"]
+
+
+def test_a_cancelrx_for_an_order_the_server_lacks_changes_nothing():
+    """A PATCH of an absent order fails the transaction: no order is made up."""
+    server = FhirServer()
+    server.transaction(bundle_of(checks.mapping(ref("ncpdp-newrx-to-fhir")),
+                                 fixture(*SAME_MRN_OTHER)))  # another order altogether
+    with pytest.raises(Refused):
+        server.transaction(bundle_of(checks.mapping(ref(LEAN_CANCEL[0])),
+                                     fixture(*LEAN_CANCEL)))
+    assert [o["status"] for o in server.of_type("MedicationRequest")] == ["active"]
+
+
+def test_the_cancel_response_decides_the_task_and_keeps_what_the_cancelrx_said():
+    cancelled = server_after(NEWRX, ("ncpdp-cancelrx-to-fhir", "cancelrx_default_ns"))
+    answered = server_after(NEWRX, ("ncpdp-cancelrx-to-fhir", "cancelrx_default_ns"),
+                            ("ncpdp-cancelrx-to-fhir", "cancelrx_response_approved"))
+    (asked,), (task,) = cancelled.of_type("Task"), answered.of_type("Task")
+    assert task["status"] == "completed" and asked["status"] == "requested"
+    for kept in ("identifier", "authoredOn", "focus", "for", "requester", "owner"):
+        assert task[kept] == asked[kept], kept
+    assert answered.of_type("Patient") == cancelled.of_type("Patient")
+
+
+@pytest.mark.parametrize("steps", [
+    [("ncpdp-rxfill-to-fhir", "rxfill_dispensed_default_ns")],
+    [("ncpdp-rxfill-to-fhir", "rxfill_transferred_compact")],
+    [("ncpdp-rxrenewal-to-fhir", "renewal_request_default_ns")],
+], ids=["rxfill dispensed", "rxfill transferred", "renewal request"])
+def test_pharmacy_messages_name_the_patient_and_prescriber_without_rewriting_them(steps):
+    before = server_after(NEWRX)
+    after = server_after(NEWRX, *steps)
+    for kind in ("Patient", "Practitioner"):
+        assert after.of_type(kind) == before.of_type(kind), kind
+    assert the_order(before) in after.of_type("MedicationRequest")
+
+
+def test_the_renewal_response_completes_the_requests_task_keeping_it():
+    steps = [NEWRX, ("ncpdp-rxrenewal-to-fhir", "renewal_request_default_ns")]
+    asked = server_after(*steps)
+    answered = server_after(*steps, ("ncpdp-rxrenewal-to-fhir",
+                                     "renewal_response_approved_default_ns"))
+    (before,), (task,) = asked.of_type("Task"), answered.of_type("Task")
+    assert (before["status"], task["status"]) == ("requested", "completed")
+    for kept in ("identifier", "authoredOn", "basedOn", "focus", "requester", "owner"):
+        assert task[kept] == before[kept], kept
+    renewed = task["output"][0]["valueReference"]["reference"]
+    assert answered.get(renewed)["status"] == "active"
+    assert answered.of_type("Patient") == asked.of_type("Patient")
+
+
+def test_the_fhir_destination_sends_the_patches_as_the_mapping_wrote_them():
+    """A transaction is POSTed to the base URL with its entries as they are: the
+    PATCH entries reach the server."""
+    raw = checks.run(checks.mapping(ref(LEAN_CANCEL[0])), fixture(*LEAN_CANCEL))
+    config = FhirDestinationConfig(name="ehr", url="https://ehr.example.org/fhir",
+                                   timeout=Duration(5.0))
+    destination = FhirDestination(config, DestinationContext("c"))
+    outbound = Outbound(1, "M", "c", "ehr", raw, FHIR)
+    method, url, _ = destination.request_for(outbound)
+    assert (method, url) == ("POST", "https://ehr.example.org/fhir")
+    sent = json.loads(destination.body_for(outbound))
+    assert [e["request"]["method"] for e in sent["entry"]] == ["PUT", "PATCH"]
