@@ -72,8 +72,8 @@ def _identifiers(message: ScriptMessage, order_number: str, message_id: str,
                  assigner: str = "") -> list[dict[str, Any]]:
     out = []
     if order_number:
-        out.append(ncpdp.order_identifier(order_number,
-                                          assigner or message.value("Header/From")))
+        # assigner: Header/From as @1 wrote it, which fhir-to-ncpdp-newrx reads back
+        out.append(ncpdp.order_identifier(order_number, message.value("Header/From")))
     if message_id:
         out.append(compact({"system": ncpdp.ID_LOCAL + "MessageID", "value": message_id,
                             "assigner": {"display": assigner} if assigner else None}))
