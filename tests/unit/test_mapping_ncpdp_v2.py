@@ -15,6 +15,7 @@ from fhir.resources.R4B.bundle import Bundle
 from engine.config.types import Duration
 from engine.connectors.base import DestinationContext
 from engine.connectors.fhir import FhirDestination, FhirDestinationConfig
+from engine.formats.ncpdp import NcpdpCodec
 from engine.mapping import Mapping
 from engine.message import Outbound
 from tests import mapping_checks as checks
@@ -300,3 +301,55 @@ def test_the_fhir_destination_sends_the_patches_as_the_mapping_wrote_them():
     assert (method, url) == ("POST", "https://ehr.example.org/fhir")
     sent = json.loads(destination.body_for(outbound))
     assert [e["request"]["method"] for e in sent["entry"]] == ["PUT", "PATCH"]
+
+
+# ---- 4. which RxNorm code a pharmacy gets -------------------------------------------
+
+BUILD = checks.Fixtures(f"fhir-to-ncpdp-newrx@{max(VERSION, 2)}", input_ext=".json",
+                        output_ext=".xml")
+
+
+class TestBuildFixtures(checks.fixture_tests(checks.Fixtures(
+        "fhir-to-ncpdp-newrx@2", input_ext=".json", output_ext=".xml"), min_cases=10)):
+    pass
+
+
+def drug_codes(case: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(DrugDBCode, ProductCode) as (Code, Qualifier) in the NewRx written for a case."""
+    raw = checks.run(checks.mapping(ref("fhir-to-ncpdp-newrx")), BUILD.input(case))
+    message = NcpdpCodec().parse(raw).body
+    pairs = [(message.value(f"{p}/Code"), message.value(f"{p}/Qualifier")) for p in (
+        "NewRx/MedicationPrescribed/DrugCoded/DrugDBCode",
+        "NewRx/MedicationPrescribed/DrugCoded/ProductCode")]
+    return [p for p in pairs[:1] if p[0]], [p for p in pairs[1:] if p[0]]
+
+
+def test_an_epic_ingredient_code_is_not_sent_as_a_clinical_drug():
+    """Epic lists IN, SCD and SBD RxNorm codings without saying which is which: none is
+    claimed to be SCD (@1 sent the ingredient, the first, as SCD); the NDC names it."""
+    databases, products = drug_codes("epic_rxnorm_in_scd_sbd_no_term_types_ndc")
+    assert databases == []
+    assert products == [("00069152530", "ND")]
+
+
+def test_stated_term_types_send_the_clinical_drug():
+    assert drug_codes("rxnorm_term_types_stated_ingredient_first")[0] == [("197361", "SCD")]
+
+
+def test_an_ingredient_is_sent_as_an_ingredient():
+    assert drug_codes("rxnorm_ingredient_only_stated")[0] == [("17767", "IN")]
+
+
+@pytest.mark.parametrize("case", [c for c in checks.Fixtures(
+    "ncpdp-newrx-to-fhir@2", input_ext=".xml").output_cases])
+def test_newrx_to_fhir_and_back_keeps_the_drug_codes(case):
+    """ncpdp-newrx-to-fhir@2 states each RxNorm code's term type, so the way back
+    sends the same DrugDBCode and qualifier."""
+    raw = fixture("ncpdp-newrx-to-fhir", case)
+    again = checks.run(checks.mapping(ref("fhir-to-ncpdp-newrx")),
+                       checks.run(checks.mapping(ref("ncpdp-newrx-to-fhir")), raw))
+    codec = NcpdpCodec()
+    path = "NewRx/MedicationPrescribed/DrugCoded/"
+    for leaf in ("DrugDBCode/Code", "DrugDBCode/Qualifier", "ProductCode/Code"):
+        assert codec.parse(again).body.value(path + leaf) == \
+            codec.parse(raw).body.value(path + leaf), leaf
