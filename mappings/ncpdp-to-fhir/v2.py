@@ -20,6 +20,11 @@ Verify are the transport's answers (the engine correlates them); RxChange and
 RxFillIndicatorChange have no FHIR mapping yet. A version that maps them
 will be ncpdp-to-fhir@3, so a channel pinned to @2 keeps skipping them.
 
+A SCRIPT 10.6 message (version="010" release="006", which the codec checks in 10.6's
+own element names) is skipped, "SCRIPT 10.6 is not mapped to FHIR": the type mappings
+read 2017071 and 2023011, whose patient, prescriber and Sig 10.6 names otherwise, and a
+channel still sends it on to the pharmacy as received.
+
 Changed from @1: each type goes through its mapping's version 2 (ids of per-sender
 identifiers within the prescriber's system; see those mappings' docstrings).
 """
@@ -50,6 +55,8 @@ BY_TYPE: dict[str, Callable[[ScriptMessage], dict]] = {
 @mapping("ncpdp-to-fhir@2", accepts="ncpdp", emits="application/fhir+json")
 def ncpdp_to_fhir(message: ScriptMessage) -> dict | Skip:
     """The message through its type's mapping; a Skip for a type none maps."""
+    if message.is_10_6:  # checked in its own names; still goes on to the pharmacy
+        return Skip("SCRIPT 10.6 is not mapped to FHIR")
     kind = message.message_type
     convert = BY_TYPE.get(kind)
     if convert is None:
