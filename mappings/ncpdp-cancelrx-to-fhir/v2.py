@@ -43,8 +43,9 @@ its ReasonCode and DenialReason).
   CancelRx/MedicationPrescribed. A CancelRxResponse without a Response choice fails
   naming CancelRxResponse/Response, without RelatesToMessageID naming
   Header/RelatesToMessageID. Any other message type fails naming Body.
-- Patient, Practitioner, Organization, Medication: `ncpdp_fhir` (same ids as every
-  SCRIPT mapping). Bundle.timestamp: Header/SentTime with a time and a zone.
+- Patient, Practitioner, Organization: their ids as `ncpdp_fhir` gives them (as every
+  SCRIPT mapping), named, not written (above). Bundle.timestamp: Header/SentTime with
+  a time and a zone.
 
 Changed from @1 (ids differ, so this is a new version; @1 keeps its output):
 - Identity within the prescriber's system: an identifier only its assigner keeps unique

@@ -13,10 +13,11 @@ Choices a receiver will notice:
 - Patient, Practitioner, Organization and Medication come from
   `engine.maplib.ncpdp_fhir`, with ids scoped "ncpdp": the same patient, prescriber,
   pharmacy and drug are the same resources from every SCRIPT message.
-- MedicationRequest: status active, intent order; id from the prescriber order number
-  within its prescriber (`ncpdp_fhir.request_id`), so CancelRx and RxFill reach it;
-  identifier Header/PrescriberOrderNumber (type PLAC, assigner the Header/From
-  system) and Header/MessageID (urn:conduit:id:ncpdp:MessageID); subject, requester,
+- MedicationRequest: status active, intent order; id from the NewRx's MessageID within
+  the prescriber's system (`ncpdp_scope.order_id`), which a CancelRx and an RxFill name
+  in RelatesToMessageID; identifier Header/PrescriberOrderNumber (type PLAC, assigner
+  the Header/From system, as @1 wrote it) and Header/MessageID
+  (urn:conduit:id:ncpdp:MessageID, assigner the prescriber's system); subject, requester,
   medicationReference (always a Medication resource, also for a compound or a
   free-text drug without codes: its code is then the description only); authoredOn
   WrittenDate (a date, or a dateTime when sent with a zone).

@@ -15,11 +15,11 @@ Patient, Organization (the pharmacy), Practitioner (the prescriber) and Medicati
   RxReferenceNumber, the RxFill's own MessageID within its sender. identifier RxReferenceNumber
   (urn:conduit:id:ncpdp:RxReferenceNumber) and the MessageID.
 - authorizingPrescription: the order's MedicationRequest, id as ncpdp-newrx-to-fhir@2
-  gave it (Header/PrescriberOrderNumber within the prescriber, else RelatesToMessageID:
-  the NewRx's MessageID), a literal `MedicationRequest/<id>` reference (it is not in
-  this Bundle: a server enforcing references needs the NewRx first) with the order
-  number as identifier; a logical reference by order number alone when the RxFill
-  names no prescriber; left out when it names no order.
+  gave it from RelatesToMessageID (the NewRx's MessageID, within the prescriber's
+  system, Header To), a literal `MedicationRequest/<id>` reference (it is not in this
+  Bundle: a server enforcing references needs the NewRx first); without
+  RelatesToMessageID a logical reference by Header/PrescriberOrderNumber (identifier,
+  assigner the prescriber's system); left out when it names no order.
 - medication: MedicationDispensed (else MedicationPrescribed) as a Medication
   (`ncpdp_fhir.medication`); quantity and daysSupply (UCUM d) from MedicationDispensed;
   dosageInstruction its Sig; substitution.wasSubstituted true when the dispensed

@@ -13,8 +13,10 @@ whose priorPrescription is the order being renewed):
   the NewRx mapping's rules), numberOfRepeatsAllowed PharmacyRequestedRefills when
   sent, authoredOn the request's SentTime (the proposal's own time, not the old
   WrittenDate), requester the pharmacy, priorPrescription the order being renewed
-  (Header/PrescriberOrderNumber within the prescriber, the id ncpdp-newrx-to-fhir@2
-  gave it; left out without an order number); and a Task, code `fulfill`
+  as a logical reference by Header/PrescriberOrderNumber (identifier, assigner the
+  prescriber's system, Header To: a renewal request does not name the NewRx's
+  MessageID, from which the order's id is derived; left out without an order number);
+  and a Task, code `fulfill`
   (http://hl7.org/fhir/CodeSystem/task-code) with text "Prescription renewal request",
   status `requested`, intent order, focus the proposal, basedOn the prior order,
   for the patient, requester the pharmacy, owner the prescriber, authoredOn SentTime,
@@ -27,16 +29,17 @@ whose priorPrescription is the order being renewed):
   Pending -> `accepted` (taken on, no decision yet). businessStatus the Response
   element (urn:conduit:code:ncpdp:Response:RxRenewalResponse), note its Note.
   The renewed MedicationRequest (from the response's MedicationPrescribed) is intent
-  order, status active, basedOn the proposal, id from the response's
-  PrescriberOrderNumber within the prescriber (else its MessageID), so the RxFill and
-  CancelRx for the renewed prescription reach it like a NewRx's.
+  order, status active, basedOn the proposal, id from the response's MessageID within
+  the prescriber's system (`ncpdp_scope.order_id`, as a NewRx's), so the RxFill and
+  CancelRx for the renewed prescription reach it by RelatesToMessageID like a NewRx's.
 - Failures: any other message type names Body; no patient with a name names
   <type>/Patient; a request without a drug names RxRenewalRequest/MedicationDispensed;
   a response without RelatesToMessageID names Header/RelatesToMessageID, without a
   Response choice <type>/Response; an approval without a prescriber names
   RxRenewalResponse/Prescriber (the renewed order's id needs it).
 - Patient, Practitioner, Organization, Medication: `ncpdp_fhir` (the same ids from
-  every SCRIPT mapping). Bundle.timestamp: Header/SentTime with a time and a zone.
+  every SCRIPT mapping; which are written and which only named: below).
+  Bundle.timestamp: Header/SentTime with a time and a zone.
 
 Changed from @1 (ids differ, so this is a new version; @1 keeps its output):
 - Identity within the prescriber's system: an identifier only its assigner keeps unique
