@@ -275,11 +275,13 @@ def _qualifier(coding: dict) -> str:
                  if e.get("url") == ncpdp.QUALIFIER_EXT), "")
 
 
-def drug(code: dict, medication: dict | None = None) -> Data:
+def drug(code: dict, medication: dict | None = None, *, term_types: bool = False) -> Data:
     """A drug (a Medication, or a medicationCodeableConcept) as DrugDescription and
     DrugCoded: RxNorm (qualifier kept, else SCD) and urn:conduit:code:ncpdp:<Q> codes as
     DrugDBCode, NDC (ND) and product qualifiers as ProductCode, DrugCoded/Strength from
-    the first ingredient's NCI strength and the form, DEASchedule from the extension."""
+    the first ingredient's NCI strength and the form, DEASchedule from the extension.
+    With `term_types` (fhir-to-ncpdp-newrx@2) the RxNorm code is chosen by the term type
+    its coding states (`rxnorm_code`), never assumed to be SCD."""
     codings = items(code.get("coding"))
     description = plain(code.get("text")) or next(
         (plain(c.get("display")) for c in codings if plain(c.get("display"))), "")
@@ -292,11 +294,15 @@ def drug(code: dict, medication: dict | None = None) -> Data:
         if system == ncpdp.NDC:
             products.append({"Code": value, "Qualifier": "ND"})
         elif system == ncpdp.RXNORM:
-            databases.append({"Code": value, "Qualifier": qualifier or "SCD"})
+            if not term_types:
+                databases.append({"Code": value, "Qualifier": qualifier or "SCD"})
         elif system.startswith(ncpdp.CODE_LOCAL):
             local = system[len(ncpdp.CODE_LOCAL):]
             (products if local in PRODUCT_QUALIFIERS else databases).append(
                 {"Code": value, "Qualifier": local})
+    chosen = rxnorm_code(codings) if term_types else None
+    if chosen:
+        databases.insert(0, chosen)
     medication = medication or {}
     schedule = next((obj(e.get("valueCodeableConcept")) for e in items(
         medication.get("extension")) if e.get("url") == ncpdp.DEA_SCHEDULE_EXT), {})
@@ -306,6 +312,34 @@ def drug(code: dict, medication: dict | None = None) -> Data:
         "ProductCode": products[:1], "Strength": _strength(medication),
         "DrugDBCode": databases[:1],
         "DEASchedule": {"Code": schedule_code} if schedule_code else None}}
+
+
+# RxNorm term types a prescription names a dispensable drug by, best first (RxNorm's own
+# names; SCRIPT spells the packs GPK and BPK), and the qualifier SCRIPT writes for each.
+DISPENSABLE = ("SCD", "SBD", "GPCK", "BPCK")
+SCRIPT_TERM_TYPE = {"GPCK": "GPK", "BPCK": "BPK"}
+RXNORM_SPELLING = {"GPK": "GPCK", "BPK": "BPCK"}
+
+
+def rxnorm_code(codings: list) -> Data | None:
+    """The RxNorm coding to send as DrugDBCode, by the term type its coding states (the
+    qualifier extension ncpdp-newrx-to-fhir writes): SCD, then SBD, GPCK, BPCK (a
+    dispensable product), else another stated term type as itself (an ingredient is
+    IN, not SCD). A coding that states none is not sent: EHRs list an ingredient, a
+    clinical and a branded drug side by side (IN, SCD, SBD) and the first is often the
+    ingredient, so calling it SCD would name another drug. None when no RxNorm coding
+    states its term type (the NDC and the description still name the drug)."""
+    stated: dict[str, str] = {}
+    for coding in (obj(c) for c in codings):
+        value = plain(coding.get("code"))
+        kind = _qualifier(coding).upper()
+        kind = RXNORM_SPELLING.get(kind, kind)
+        if plain(coding.get("system")) == ncpdp.RXNORM and value and \
+                kind in ncpdp.RXNORM_TERM_TYPES:
+            stated.setdefault(kind, value)
+    kind = next((k for k in DISPENSABLE if k in stated), next(iter(stated), ""))
+    return {"Code": stated[kind], "Qualifier": SCRIPT_TERM_TYPE.get(kind, kind)} \
+        if kind else None
 
 
 def _strength(medication: dict) -> Data:

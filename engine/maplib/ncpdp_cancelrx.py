@@ -1,6 +1,7 @@
 """The logic of ncpdp-cancelrx-to-fhir@1 (a SCRIPT CancelRx or CancelRxResponse as a FHIR
-transaction Bundle), importable so ncpdp-to-fhir@1 can dispatch to it. The choices a
-receiver notices are documented in mappings/ncpdp-cancelrx-to-fhir/v1.py.
+transaction Bundle), importable so ncpdp-to-fhir@1 can dispatch to it; @2 is
+`ncpdp_cancelrx_v2`. The choices a receiver notices are documented in
+mappings/ncpdp-cancelrx-to-fhir/v1.py.
 """
 
 from __future__ import annotations

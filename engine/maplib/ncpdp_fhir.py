@@ -11,6 +11,14 @@ fixed preference (Patient: the EHR's MRN, else the first identifier sent, else n
 birth date; Practitioner: NPI, DEA, state license; Organization: NCPDPID, NPI;
 Medication: RxNorm, NDC, else the drug description).
 
+An identifier only its assigner keeps unique (an MRN, a state license, anything without
+a national system, and the name fallbacks) names one person only within the system that
+assigned it: given an `assigner` (the prescriber's system, "value^qualifier" of Header
+From, or To for what a pharmacy sends; see `ncpdp_scope`), such an id is keyed within it
+and the Identifier says its assigner, so two clinics' MRN 1234 are two Patients. Without
+one (the version 1 mappings), ids are keyed by the value alone, as they always were.
+National identifiers (SSN, MBI, NPI, DEA, NCPDPID, RxNorm, NDC) are never scoped.
+
 Systems: RxNorm, NDC, NPI as FHIR names them; DEA number urn:oid:2.16.840.1.113883.4.814
 (the HL7 OID used by US profiles); NCPDP provider id (NCPDPID)
 http://terminology.hl7.org/NamingSystem/NCPDPProviderIdentificationNumber (THO); NCI
@@ -80,6 +88,8 @@ PRESCRIBER_IDS = {"NPI": (NPI, "NPI"), "DEANumber": (DEA, "DEA"),
                   "StateLicenseNumber": ("", "MD")}
 PHARMACY_IDS = {"NCPDPID": (NCPDP_ID, ""), "NPI": (NPI, "NPI"),
                 "DEANumber": (DEA, "DEA"), "StateLicenseNumber": ("", "LN")}
+# Identifier systems unique nationwide: an id keyed by one needs no assigner.
+NATIONAL_SYSTEMS = frozenset({SSN, MBI, NPI, DEA, NCPDP_ID})
 GENDERS = {"M": "male", "F": "female", "U": "unknown", "O": "other"}
 _DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
 _DATETIME = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}(:\d{2}(\.\d+)?)?)"
@@ -209,10 +219,11 @@ def telecom(numbers: ET.Element | None) -> list[dict[str, Any]]:
     return out
 
 
-def identifiers(ids: ET.Element | None, known: dict[str, tuple[str, str]]
-                ) -> list[dict[str, Any]]:
+def identifiers(ids: ET.Element | None, known: dict[str, tuple[str, str]],
+                assigner: str = "") -> list[dict[str, Any]]:
     """Each child of an Identification element as an Identifier: a published system
-    where there is one, else urn:conduit:id:ncpdp:<Element>; typed by v2 table 0203."""
+    where there is one, else urn:conduit:id:ncpdp:<Element>; typed by v2 table 0203.
+    With an `assigner`, one that is not national says it (assigner.display)."""
     if ids is None:
         return []
     out: list[dict[str, Any]] = []
@@ -221,28 +232,40 @@ def identifiers(ids: ET.Element | None, known: dict[str, tuple[str, str]]
         if not value or not isinstance(element.tag, str):
             continue
         system, kind = known.get(element.tag, ("", ""))
+        system = system or ID_LOCAL + element.tag
+        local = assigner and system not in NATIONAL_SYSTEMS
         out.append(compact({
             "type": {"coding": [{"system": V2_0203, "code": kind}]} if kind else None,
-            "system": system or ID_LOCAL + element.tag, "value": value}))
+            "system": system, "value": value,
+            "assigner": {"display": assigner} if local else None}))
     return out
 
 
+def scoped_key(identifier: dict[str, Any], assigner: str) -> dict[str, str]:
+    """The key an id is derived from: the identifier itself when national (or without
+    an assigner), else its value within its assigner."""
+    system = identifier.get("system", "")
+    if not assigner or system in NATIONAL_SYSTEMS:
+        return {"system": system, "value": identifier["value"]}
+    return {"system": system, "value": f"{assigner}|{identifier['value']}"}
+
+
 def _id_for(kind: str, ids: list[dict[str, Any]], preferred: tuple[str, ...],
-            fallback: dict[str, str] | None) -> str | None:
+            fallback: dict[str, str] | None, assigner: str = "") -> str | None:
     for system in preferred:
         for identifier in ids:
             if identifier["system"] == system:
-                return resource_id(kind, SCOPE, identifier)
+                return resource_id(kind, SCOPE, scoped_key(identifier, assigner))
     if ids:
-        return resource_id(kind, SCOPE, ids[0])
-    return resource_id(kind, SCOPE, fallback) if fallback else None
+        return resource_id(kind, SCOPE, scoped_key(ids[0], assigner))
+    return resource_id(kind, SCOPE, scoped_key(fallback, assigner)) if fallback else None
 
 
-def patient(element: ET.Element | None) -> dict[str, Any] | None:
+def patient(element: ET.Element | None, *, assigner: str = "") -> dict[str, Any] | None:
     """Patient/HumanPatient as a Patient; a veterinarian's NonHumanPatient (its owner's
     last name and its own first name) as a Patient with the core patient-animal
     extension, its Species code (NCI) as the species; None when there is no patient or
-    no name."""
+    no name. `assigner`: the system whose MRN it is (see the module's docstring)."""
     human = child(element, "HumanPatient", "NonHumanPatient") if element is not None \
         else None
     if human is None:
@@ -250,13 +273,13 @@ def patient(element: ET.Element | None) -> dict[str, Any] | None:
     name = human_name(human.find("Name"))
     if name is None:
         return None
-    ids = identifiers(human.find("Identification"), PATIENT_IDS)
+    ids = identifiers(human.find("Identification"), PATIENT_IDS, assigner)
     born = date_of(human.find("DateOfBirth"))
     fallback = {"system": ID_LOCAL + "patient-name-birthdate",
                 "value": "|".join((name.get("family", ""), *name.get("given", [])[:1],
                                    born or ""))}
     rid = _id_for("Patient", ids, (ID_LOCAL + "MedicalRecordIdentificationNumberEHR",),
-                  fallback)
+                  fallback, assigner)
     found_address = address(human.find("Address"))
     species = coded(human.find("Species")) if human.tag == "NonHumanPatient" else None
     return compact({
@@ -270,21 +293,23 @@ def patient(element: ET.Element | None) -> dict[str, Any] | None:
         "address": [found_address] if found_address else []})
 
 
-def practitioner(element: ET.Element | None) -> dict[str, Any] | None:
+def practitioner(element: ET.Element | None, *, assigner: str = ""
+                 ) -> dict[str, Any] | None:
     """Prescriber (NonVeterinarian or Veterinarian) as a Practitioner, by NPI, else
-    DEA number, else state license; None without a name or identifier."""
+    DEA number, else state license (within `assigner`, when given); None without a name
+    or identifier."""
     person = child(element, "NonVeterinarian", "Veterinarian") if element is not None \
         else None
     if person is None:
         return None
-    ids = identifiers(person.find("Identification"), PRESCRIBER_IDS)
+    ids = identifiers(person.find("Identification"), PRESCRIBER_IDS, assigner)
     name = human_name(person.find("Name"))
     if not ids and name is None:
         return None
     fallback = {"system": ID_LOCAL + "prescriber-name", "value": "|".join(
         [*(name or {}).get("given", [])[:1], (name or {}).get("family", "")])}
     rid = _id_for("Practitioner", ids, (NPI, DEA, ID_LOCAL + "StateLicenseNumber"),
-                  fallback)
+                  fallback, assigner)
     found_address = address(person.find("Address"))
     return compact({
         "resourceType": "Practitioner", "id": rid, "identifier": ids,
@@ -293,17 +318,18 @@ def practitioner(element: ET.Element | None) -> dict[str, Any] | None:
         "address": [found_address] if found_address else []})
 
 
-def pharmacy(element: ET.Element | None) -> dict[str, Any] | None:
+def pharmacy(element: ET.Element | None, *, assigner: str = "") -> dict[str, Any] | None:
     """Pharmacy as an Organization (type: pharmacy is said by its NCPDPID), by
-    NCPDPID, else NPI; None without an identifier or name."""
+    NCPDPID, else NPI (else within `assigner`, when given); None without an identifier
+    or name."""
     if element is None:
         return None
-    ids = identifiers(element.find("Identification"), PHARMACY_IDS)
+    ids = identifiers(element.find("Identification"), PHARMACY_IDS, assigner)
     name = text(element, "BusinessName")
     if not ids and not name:
         return None
     rid = _id_for("Organization", ids, (NCPDP_ID, NPI),
-                  {"system": ID_LOCAL + "pharmacy-name", "value": name})
+                  {"system": ID_LOCAL + "pharmacy-name", "value": name}, assigner)
     found_address = address(element.find("Address"))
     return compact({
         "resourceType": "Organization", "id": rid, "identifier": ids, "active": True,

@@ -25,6 +25,7 @@ from engine.errors import MappingError
 from engine.formats.ncpdp.message import ScriptMessage
 from engine.maplib import ncpdp_fhir as ncpdp
 from engine.maplib.fhir import compact, reference, resource_id
+from engine.maplib.ncpdp_scope import order_literal, prescriber_system
 
 TASK_CODE = "http://hl7.org/fhir/CodeSystem/task-code"
 MESSAGE_ID = ncpdp.ID_LOCAL + "MessageID"
@@ -45,10 +46,18 @@ class Parties:
         return [r for r in (self.patient, self.prescriber, self.pharmacy) if r]
 
 
-def parties(body: ET.Element) -> Parties:
-    return Parties(ncpdp.patient(body.find("Patient")),
-                   ncpdp.practitioner(body.find("Prescriber")),
-                   ncpdp.pharmacy(body.find("Pharmacy")))
+def parties(body: ET.Element, assigner: str = "") -> Parties:
+    """The patient, prescriber and pharmacy; with an `assigner` (the prescriber's
+    system, version 2 mappings) their per-sender identifiers are keyed within it."""
+    return Parties(ncpdp.patient(body.find("Patient"), assigner=assigner),
+                   ncpdp.practitioner(body.find("Prescriber"), assigner=assigner),
+                   ncpdp.pharmacy(body.find("Pharmacy"), assigner=assigner))
+
+
+def assigner(message: ScriptMessage, version: int) -> str:
+    """The system a mapping version keys per-sender ids within: none for version 1
+    (the MRN alone), the prescriber's system from version 2 (`ncpdp_scope`)."""
+    return prescriber_system(message) if version >= 2 else ""
 
 
 def order_number(message: ScriptMessage, *, relates_names_order: bool) -> str:
@@ -72,6 +81,28 @@ def order_reference(number: str, prescriber: dict[str, Any] | None) -> dict[str,
         return {"type": "MedicationRequest", "identifier": identifier}
     return {"reference": f"MedicationRequest/{ncpdp.request_id(number, prescriber)}",
             "type": "MedicationRequest", "identifier": identifier}
+
+
+def order_by_number(number: str, system: str) -> dict[str, Any]:
+    """A logical reference to the order by its PrescriberOrderNumber as `system`
+    numbered it: what a message that does not name the NewRx's MessageID can say."""
+    return {"type": "MedicationRequest",
+            "identifier": ncpdp.order_identifier(number, system)}
+
+
+def order_reference_v2(message: ScriptMessage, *, relates_names_order: bool
+                       ) -> dict[str, Any] | None:
+    """The order a message is about, as the version 2 mappings name it: a literal
+    reference to the id ncpdp-newrx-to-fhir@2 gave it when RelatesToMessageID names the
+    NewRx (CancelRx, RxFill), whatever order number the message carries; else a logical
+    reference by PrescriberOrderNumber (its id cannot be known from the number); None
+    when neither is sent."""
+    system = prescriber_system(message)
+    relates = message.value("Header/RelatesToMessageID") if relates_names_order else ""
+    if relates:
+        return order_literal(system, relates)
+    number = message.value("Header/PrescriberOrderNumber")
+    return order_by_number(number, system) if number else None
 
 
 def message_identifier(message: ScriptMessage) -> dict[str, Any] | None:

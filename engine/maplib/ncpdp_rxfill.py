@@ -1,6 +1,7 @@
-"""The logic of ncpdp-rxfill-to-fhir@1 (a SCRIPT RxFill as a FHIR MedicationDispense
-Bundle), importable so ncpdp-to-fhir@1 can dispatch to it. The choices a receiver
-notices are documented in mappings/ncpdp-rxfill-to-fhir/v1.py.
+"""The logic of ncpdp-rxfill-to-fhir@1 and @2 (a SCRIPT RxFill as a FHIR
+MedicationDispense Bundle), importable so ncpdp-to-fhir can dispatch to it; `version`
+picks a released version's rules. The choices a receiver notices are documented in
+mappings/ncpdp-rxfill-to-fhir/v<N>.py.
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ from engine.formats.ncpdp.message import ScriptMessage
 from engine.maplib import ncpdp_fhir as ncpdp
 from engine.maplib import ncpdp_orders as orders
 from engine.maplib.fhir import compact, reference, resource_id, transaction
+from engine.maplib.fhir_patch import held_by_server
 
 FILL_STATUS = {"Dispensed": "completed", "PartiallyDispensed": "in-progress",
                "NotDispensed": "declined", "Transferred": "cancelled"}
 HANDED_OVER = frozenset({"completed", "in-progress"})
 
 
-def rxfill_to_fhir(message: ScriptMessage) -> dict:
-    """An RxFill as the MedicationDispense it reports."""
+def rxfill_to_fhir(message: ScriptMessage, version: int = 1) -> dict:
+    """An RxFill as the MedicationDispense it reports, by ncpdp-rxfill-to-fhir
+    @<version>'s rules."""
     if message.message_type != "RxFill":
         raise MappingError(f"the message is a {message.message_type or 'nothing'}, "
                            "not an RxFill", field="Body")
@@ -32,7 +35,7 @@ def rxfill_to_fhir(message: ScriptMessage) -> dict:
     if choice is None or choice.tag not in FILL_STATUS:
         raise MappingError("the RxFill holds no Dispensed, PartiallyDispensed, "
                            "NotDispensed or Transferred", field="RxFill/FillStatus")
-    who = orders.parties(body)
+    who = orders.parties(body, orders.assigner(message, version))
     if who.patient is None:
         raise MappingError("the RxFill has no patient with a name", field="RxFill/Patient")
     prescribed = body.find("MedicationPrescribed")
@@ -47,8 +50,9 @@ def rxfill_to_fhir(message: ScriptMessage) -> dict:
     filled = ncpdp.date_of(drug.find("LastFillDate"))
     handed = (ncpdp.date_of(drug.find("DeliveredOnDate")) or filled) \
         if status in HANDED_OVER else None
-    authorizing = orders.order_reference(
-        orders.order_number(message, relates_names_order=True), who.prescriber)
+    authorizing = orders.order_reference_v2(message, relates_names_order=True) \
+        if version >= 2 else orders.order_reference(
+            orders.order_number(message, relates_names_order=True), who.prescriber)
     dispense = compact({
         "resourceType": "MedicationDispense",
         "id": _dispense_id(message, who.pharmacy, filled,
@@ -70,7 +74,10 @@ def rxfill_to_fhir(message: ScriptMessage) -> dict:
         "substitution": _substitution(prescribed, dispensed),
     })
     sent = orders.instant(message.value("Header/SentTime"))
-    return transaction([dispense, *who.resources(), medication], sent)
+    written = [dispense, *who.resources(), medication]
+    if version >= 2:  # the NewRx wrote the patient and prescriber: name, do not rewrite
+        written = held_by_server(written, who.patient, who.prescriber)
+    return transaction(written, sent)
 
 
 def _dispense_id(message: ScriptMessage, pharmacy: dict[str, Any] | None,

@@ -43,6 +43,13 @@ class ScriptMessage:
         return (attrs.get("TransactionVersion") or attrs.get("version")
                 or attrs.get("Version") or "")
 
+    @property
+    def is_10_6(self) -> bool:
+        """A SCRIPT 10.6 message (version="010" release="006"): it names some elements
+        otherwise than 2017071 (rules.IN_10_6)."""
+        attrs = self.root.attrib
+        return attrs.get("version") == "010" and attrs.get("release") == "006"
+
     def _where(self, path: str) -> tuple[ET.Element | None, str, str]:
         path, _, attribute = path.strip().partition("@")
         head = path.split("/", 1)[0]

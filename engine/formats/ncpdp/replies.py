@@ -28,6 +28,9 @@ SCRIPT_NAMESPACE = "http://www.ncpdp.org/schema/SCRIPT"
 VERSION_ATTRIBUTES = {"DatatypesVersion": "2017071", "TransportVersion": "2017071",
                       "TransactionDomain": "SCRIPT", "TransactionVersion": "2017071",
                       "StructuresVersion": "2017071", "ECLVersion": "2017071"}
+# What a message may say its version with, copied to its answer: 2017071's attributes
+# above, and SCRIPT 10.6's version="010" release="006" (answered in its own version).
+ANSWERED_VERSION = (*VERSION_ATTRIBUTES, "version", "release")
 MAX_DESCRIPTION = 250
 # A MessageID salvaged from an unreadable message: printable ASCII only (a control
 # character copied into the answer would make the answer itself unreadable XML).
@@ -62,7 +65,7 @@ def _answer(message: ScriptMessage | None, raw: bytes, body: str) -> bytes:
     if message is not None:
         namespace = message.namespace or SCRIPT_NAMESPACE
         attributes = {k: v for k, v in message.root.attrib.items()
-                      if k in VERSION_ATTRIBUTES} or VERSION_ATTRIBUTES
+                      if k in ANSWERED_VERSION} or VERSION_ATTRIBUTES
         to, to_q = message.value("Header/From"), message.value("Header/From@Qualifier")
         sender, sender_q = message.value("Header/To"), message.value("Header/To@Qualifier")
         relates = message.value("Header/MessageID")

@@ -6,6 +6,12 @@ directions, and the Header's routing and correlation fields.
 
 Each rule is a name for the analyst and the element paths any one of which satisfies
 it (a date of birth may be a Date or a DateTime). Paths are under the message element.
+
+Paths are 2017071's (2023011 names these elements the same way). A SCRIPT 10.6 message
+(`version="010" release="006"`) names some of them otherwise, and is checked, and told
+what it lacks, in its own names (`IN_10_6`): a patient and a prescriber without the
+HumanPatient and NonVeterinarian levels, the pharmacy's StoreName, the quantity's
+PotencyUnitCode, Directions for the Sig, Refills/Value for NumberOfRefills.
 An element is there when it holds text or other elements: a Response or FillStatus is a
 choice (`<Response><Approved/></Response>`, `<FillStatus><Dispensed/></FillStatus>`)
 whose content is the element it holds, never text.
@@ -135,21 +141,48 @@ _SCHEDULED = ("MedicationPrescribed/DrugCoded/DEASchedule/Code",)
 _DEA = tuple(f"{p}/Identification/DEANumber" for p in _PRESCRIBER)
 
 
+# 2017071 path prefixes as SCRIPT 10.6 writes them ("" where 10.6 has no such element:
+# it has no animal patient and no veterinarian prescriber).
+IN_10_6 = (("Patient/HumanPatient/", "Patient/"), ("Patient/NonHumanPatient/", ""),
+           ("Prescriber/NonVeterinarian/", "Prescriber/"), ("Prescriber/Veterinarian/", ""),
+           ("Pharmacy/BusinessName", "Pharmacy/StoreName"),
+           ("Quantity/QuantityUnitOfMeasure/Code", "Quantity/PotencyUnitCode"),
+           ("Sig/SigText", "Directions"), ("NumberOfRefills", "Refills/Value"))
+
+
+def in_10_6(path: str) -> str:
+    """A 2017071 path in SCRIPT 10.6's names; "" when 10.6 has no such element."""
+    for old, new in IN_10_6:
+        if old in path:
+            if not new:
+                return ""
+            path = path.replace(old, new)
+    return path
+
+
+def _in_version(message: ScriptMessage) -> Callable[[str], str]:
+    return in_10_6 if message.is_10_6 else (lambda path: path)
+
+
 def check(message: ScriptMessage) -> list[tuple[str, str]]:
-    """(where, what is missing) for each rule the message breaks; names, never values."""
+    """(where, what is missing) for each rule the message breaks, each element named as
+    the message's SCRIPT version names it; names, never values."""
     kind = message.message_type
+    named = _in_version(message)
     out: list[tuple[str, str]] = []
     body = message.root.find("Body")
     count = sum(isinstance(c.tag, str) for c in body) if body is not None else 0
     if count > 1:  # only the first would be read, routed, mapped and answered
         out.append(("Body", f"Body holds {count} message elements; a SCRIPT Message "
                             "carries one"))
-    for name, paths in HEADER + RULES.get(kind, []):
+    for name, sent in HEADER + RULES.get(kind, []):
+        paths = tuple(dict.fromkeys(p for p in map(named, sent) if p))
         if not any(_present(message, _under(kind, p)) for p in paths):
             out.append((paths[0].split("/")[0] if paths[0].startswith("Header")
                         else kind, f"{kind}: {name} is missing ({paths[0]})"))
-    for path, wrong, readable in VALUES:
-        value = message.value(_under(kind, path))
+    for sent, wrong, readable in VALUES:
+        path = named(sent)
+        value = message.value(_under(kind, path)) if path else ""
         if value and not readable(value):
             out.append((kind, f"{kind}: {wrong} ({path})"))
     fill = message.find(_under(kind, "FillStatus")) if kind == "RxFill" else None
@@ -157,10 +190,11 @@ def check(message: ScriptMessage) -> list[tuple[str, str]]:
         out.append((kind, f"{kind}: fill status is none of {', '.join(FILL_STATUSES)} "
                           "(FillStatus)"))
     scheduled = message.value(_under(kind, _SCHEDULED[0]))
+    dea = tuple(p for p in map(named, _DEA) if p)
     if scheduled and scheduled != "C38046" and not any(
-            message.value(_under(kind, p)) for p in _DEA):
+            message.value(_under(kind, p)) for p in dea):
         out.append((kind, f"{kind}: a controlled substance needs the prescriber's DEA "
-                          f"number ({_DEA[0]})"))
+                          f"number ({dea[0]})"))
     return out
 
 
