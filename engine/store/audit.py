@@ -4,7 +4,10 @@ separate row moved in the same transaction.
 Each event's hash covers the previous hash and every column of the event, keyed with
 the audit key, so editing, deleting, inserting or reordering rows breaks the chain, and
 recomputing it needs the key. Deleting the newest rows leaves a shorter valid chain, which
-the head row catches.
+the head row catches; and since moving the head back onto an earlier event needs only
+that event's hash, which is in its row, the head is sealed too: a second row (SEAL_ROW)
+holds an HMAC of the head's number and hash under the same key, moved in the same
+statement, so a shortened trail cannot be passed off as whole without the key.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import sqlalchemy as sa
 
 from engine.events import Event
 from engine.store.database import Statement, execute_together, insert_tuples
-from engine.store.schema import audit, audit_head
+from engine.store.schema import audit, audit_head, messages
 
 GENESIS = "0" * 64
 _COLUMNS = ("seq", "at_us", "kind", "actor", "channel", "destination", "message_id",
@@ -35,13 +38,21 @@ def _link(key: bytes, prev_hash: str, values: list[Any]) -> str:
     return hmac.digest(key, prev_hash.encode() + msgspec.json.encode(values), "sha256").hex()
 
 
+def seal(key: bytes, seq: int, head_hash: str) -> str:
+    """The head's seal: which event is the last, in a form only the key can make."""
+    return hmac.digest(key, f"audit-head:{seq}:{head_hash}".encode(), "sha256").hex()
+
+
 # The head's read and move as plain SQL: they run in every write transaction, and building
 # and compiling them as expressions cost more than the statements themselves. FOR UPDATE
 # (which serialises appenders across processes) on PostgreSQL; SQLite's write lock does.
 _HEAD = "SELECT seq, hash FROM audit_head WHERE id = 1"
-_MOVE_HEAD = {"qmark": "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1",
-              "pyformat": "UPDATE audit_head SET seq = %s, hash = %s WHERE id = 1",
-              "format": "UPDATE audit_head SET seq = %s, hash = %s WHERE id = 1"}
+SEAL_ROW = 2  # audit_head's row whose hash is the head's seal (engine.store.database)
+UNSEALED = "unsealed"  # a store no engine of this version has written an event to yet
+_MOVE = "UPDATE audit_head SET seq = {p}, hash = CASE WHEN id = 1 THEN {p} ELSE {p} END " \
+        "WHERE id IN (1, 2)"
+_MOVE_HEAD = {"qmark": _MOVE.format(p="?"), "pyformat": _MOVE.format(p="%s"),
+              "format": _MOVE.format(p="%s")}
 _ROW_COLUMNS = (*_COLUMNS, "prev_hash", "hash")
 
 
@@ -81,7 +92,8 @@ def append(conn: sa.Connection, key: bytes, events: list[Event],
         rows.append(tuple(values))
         prev = digest
     execute_together(conn, [*(before or []), insert_tuples(conn, audit, _ROW_COLUMNS, rows),
-                            (_MOVE_HEAD[conn.dialect.paramstyle], (seq, prev))])
+                            (_MOVE_HEAD[conn.dialect.paramstyle],
+                             (seq, prev, seal(key, seq, prev)))])
 
 
 class Broken(msgspec.Struct):
@@ -114,14 +126,31 @@ def verify(conn: sa.Connection, key: bytes, chunk: int = 5000) -> Verified:
         prev = row["hash"]
         expected_seq += 1
         count += 1
-    head_seq, head_hash = conn.execute(
-        sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
-    ).one()
-    if head_seq != count or head_hash != prev:
+    heads = {row.id: row for row in conn.execute(
+        sa.select(audit_head.c.id, audit_head.c.seq, audit_head.c.hash))}
+    head_seq = heads[1].seq
+    if head_seq != count or heads[1].hash != prev:
         return Verified(count, Broken(head_seq, "head",
                                       f"the trail ends at event #{count}, but event "
                                       f"#{head_seq} was recorded as the last"))
+    sealed = heads[SEAL_ROW].hash if SEAL_ROW in heads else None
+    if sealed == UNSEALED and count == 0 and _no_messages(conn):
+        return Verified(count)  # a new store
+    if sealed == UNSEALED:
+        return Verified(count, Broken(head_seq, "head",
+                                      "the last event is not sealed (no event has been "
+                                      "written since this version first opened the store; "
+                                      "start the engine once, then verify)"))
+    if sealed is None or not hmac.compare_digest(sealed, seal(key, head_seq, prev)):
+        return Verified(count, Broken(head_seq, "head",
+                                      f"the trail ends at event #{count}, but that was not "
+                                      "recorded as the last (newer events were removed?)"))
     return Verified(count)
+
+
+def _no_messages(conn: sa.Connection) -> bool:
+    """An empty trail is whole only while nothing was ever taken in."""
+    return conn.execute(sa.select(messages.c.id).limit(1)).first() is None
 
 
 def _rows(conn: sa.Connection, chunk: int) -> Iterator[dict[str, Any]]:

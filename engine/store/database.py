@@ -109,8 +109,11 @@ def open_database(url: str) -> sa.Engine:
                     index.create(conn, checkfirst=True)
             # Replaced by ix_audit_patient_other (engine.store.schema.MESSAGE_HOPS).
             conn.exec_driver_sql("DROP INDEX IF EXISTS ix_audit_patient")
-            if conn.execute(sa.select(audit_head.c.id)).first() is None:
+            heads = set(conn.execute(sa.select(audit_head.c.id)).scalars())
+            if 1 not in heads:
                 conn.execute(audit_head.insert().values(id=1, seq=0, hash="0" * 64))
+            if 2 not in heads:  # the head's seal (engine.store.audit), made at the next event
+                conn.execute(audit_head.insert().values(id=2, seq=0, hash="unsealed"))
     except sa.exc.SQLAlchemyError as exc:
         raise StoreError(f"cannot open the store at {_safe(url)}: {exc.__class__.__name__}: "
                          f"{str(exc).splitlines()[0]}") from exc

@@ -70,7 +70,7 @@ def test_append_numbers_events_and_links_each_to_the_one_before(env):
     assert (rows[1]["kind"], rows[1]["channel"], rows[1]["destination"]) == (
         "received", "adt", None)
     with db.connect() as conn:
-        head = conn.execute(sa.select(audit_head)).mappings().one()
+        head = conn.execute(sa.select(audit_head).where(audit_head.c.id == 1)).mappings().one()
     assert (head["seq"], head["hash"]) == (5, rows[-1]["hash"])
     assert _verify(db, key) == audit.Verified(5)
 
@@ -111,6 +111,20 @@ def _delete_tail_and_move_head(conn):
     conn.execute(audit_head.update().values(seq=4))
 
 
+def _delete_tail_and_point_the_head_at_the_new_last(conn):
+    """The new last event's hash is in its row: the head is moved onto it exactly, as
+    someone with write access but not the key would do to hide the newest events."""
+    last = conn.execute(sa.select(trail.c.hash).where(trail.c.seq == 4)).scalar_one()
+    conn.execute(trail.delete().where(trail.c.seq >= 5))
+    conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=4, hash=last))
+
+
+def _unseal_the_head(conn):
+    _delete_tail_and_point_the_head_at_the_new_last(conn)
+    conn.execute(audit_head.update().where(audit_head.c.id == audit.SEAL_ROW)
+                 .values(hash=audit.UNSEALED))
+
+
 def _add_a_row_after_the_head(conn):
     last = conn.execute(sa.select(trail).where(trail.c.seq == 6)).mappings().one()
     conn.execute(trail.insert().values({**last, "seq": 7, "prev_hash": last["hash"],
@@ -126,6 +140,8 @@ def _edit_the_head(conn):
     (_edit_kind, 3, "differs"),
     (_delete_first, 2, "missing"),
     (_delete_tail_and_move_head, 4, "recorded as the last"),
+    (_delete_tail_and_point_the_head_at_the_new_last, 4, "not recorded as the last"),
+    (_unseal_the_head, 4, "not sealed"),
     (_add_a_row_after_the_head, 7, "differs"),
     (_edit_the_head, 6, "recorded as the last"),
 ], ids=lambda v: v.__name__.strip("_") if callable(v) else None)
@@ -152,3 +168,16 @@ def test_events_of_message_in_order_and_only_that_message(env):
     assert [(e["seq"], e["kind"]) for e in first] == [(1, "queued"), (2, "received"),
                                                       (4, "sent")]
     assert {e["message_id"] for e in first} == {"M1"}
+
+
+def test_a_store_from_before_the_seal_is_sealed_by_its_next_event(env):
+    """A trail written by an earlier version has no seal: verify says so (it cannot
+    tell a whole trail from a shortened one) until the engine's next event seals it."""
+    db, key = env
+    _append(db, key, _events(3))
+    with db.begin() as conn:
+        conn.execute(audit_head.update().where(audit_head.c.id == audit.SEAL_ROW)
+                     .values(hash=audit.UNSEALED))
+    assert "not sealed" in _verify(db, key).broken.reason
+    _append(db, key, _events(1, start=3))
+    assert _verify(db, key) == audit.Verified(4)
