@@ -277,10 +277,11 @@ class Channel:
         return parsed, problem, rejection, warnings
 
     async def reprocess(self, message_id: str, raw: bytes, mapping: Mapping | None,
-                        actor: str) -> MessageStatus:
+                        actor: str, mapping_source: str | None = None) -> MessageStatus:
         """Run a stored message through the same steps again (parse, filters, routing,
         commit; no duplicate check), with the channel's current mapping or the one
-        given; new output, new queue entries."""
+        given; new output, new queue entries. `mapping_source`, the sha256 of the
+        mapping's source, goes into the trail with its name."""
         trace, uow, now = tracing.reprocess(message_id, self.name), UnitOfWork(), time.time()
         large = len(raw) >= LARGE_MESSAGE  # read and mapped off the loop, as when received
         read = functools.partial(self.reader.read, raw, SourceMeta("reprocess", size=len(raw)),
@@ -297,8 +298,10 @@ class Channel:
         hop: dict[str, Any] = {"channel": self.name, "message_id": message_id, "peer": None,
                                "patient": patient}
         mapping = mapping or self.mapping
-        uow.record(Event(kind=Kind.REPROCESSED, actor=actor, detail={
-            "mapping": mapping.ref if mapping else None}, **hop))
+        detail: dict[str, Any] = {"mapping": mapping.ref if mapping else None}
+        if mapping_source is not None:
+            detail["source_sha256"] = mapping_source
+        uow.record(Event(kind=Kind.REPROCESSED, actor=actor, detail=detail, **hop))
         error: str | None
         if parsed is None:
             assert problem is not None

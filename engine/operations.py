@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from engine import group_controls
+from engine.change.revisions import RevisionStore
+from engine.change.snapshot import mapping_hashes
 from engine.errors import ConduitError
 from engine.events import Event, Kind
 from engine.queue import owners
@@ -56,6 +59,11 @@ def _conversion(hops: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 class NotFound(ConduitError):
     """No such channel, destination or message (only said to callers allowed to know)."""
+
+
+class NotApproved(ConduitError):
+    """Under change control, a mapping version no live revision pins: its output must
+    not reach production without the review a deploy gets."""
 
 
 class Operations:
@@ -296,12 +304,34 @@ class Operations:
             mapping = self._engine.catalog.get(mapping_ref)
             if mapping is None:
                 raise NotFound(self._engine.catalog.unknown(mapping_ref))
+        used = mapping or channel.mapping
+        source = await asyncio.to_thread(self._mapping_source, used.ref) if used else None
+        if mapping is not None and mapping is not channel.mapping:
+            await asyncio.to_thread(self._check_pinned, mapping.ref, source)
         raw = await asyncio.to_thread(self._svc.store.open_raw, message_id)
         assert raw is not None
-        status = await channel.reprocess(message_id, raw, mapping, actor)
-        used = mapping or channel.mapping
+        status = await channel.reprocess(message_id, raw, mapping, actor, source)
         return {"id": message_id, "status": status.value,
                 "mapping": used.ref if used else None}
+
+    def _mapping_source(self, ref: str) -> str:
+        """The sha256 of the mapping version's source file as it is now ("" without
+        one), so the trail says which code made what a reprocess sent."""
+        return mapping_hashes(Path(self._engine.config.mappings_dir), [ref])[ref]
+
+    def _check_pinned(self, ref: str, source: str | None) -> None:
+        """Under change control, only a version the live revision pins, unchanged since,
+        may map a message again; any version may without it."""
+        if not self._engine.config.change_control.enabled:
+            return
+        live = RevisionStore(self._svc.db, self._svc.keys.audit).live()
+        pinned = live.snapshot.mappings if live is not None else {}
+        if ref not in pinned:
+            raise NotApproved(f"{ref} is in no live revision: under change control a "
+                              "message is reprocessed only with a mapping version the live "
+                              "revision pins (deploy a channel that uses it first)")
+        if pinned[ref] != source:
+            raise NotApproved(f"{ref} on disk is not the source the live revision pinned")
 
     # -- audit -------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from aiohttp import web
 from engine.errors import KeyError_, StoreError
 from engine.mapping_base import MAPPING_REF
 from engine.message import MessageStatus
-from engine.operations import ACTIONS, NotFound, Operations
+from engine.operations import ACTIONS, NotApproved, NotFound, Operations
 from engine.security.roles import Permission, allows
 from engine.store.retention import ContentPruned
 from engine.store.search import MAX_PAGE, AuditQuery, MessageQuery
@@ -385,6 +385,8 @@ async def errors_as_json(request: web.Request, handler: Any) -> web.StreamRespon
         response = await handler(request)
     except NotFound as exc:
         response = json_error(404, "not-found", str(exc))
+    except NotApproved as exc:
+        response = json_error(409, "not-approved", str(exc))
     except ContentPruned as exc:  # the message is known; its content is gone for good
         response = json_error(410, "content-pruned", str(exc))
     except BadParameter as exc:
