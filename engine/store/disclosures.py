@@ -176,6 +176,10 @@ def _what(row: dict[str, Any], detail: dict[str, Any], mapping: str) -> str:
         return "acknowledgement sent back to the sender"
     if kind == "admin" and detail.get("action") == ACTION:
         return f"accounting of disclosures read by {actor}"
+    if kind == "admin" and detail.get("action") == "patient-search":
+        return f"{detail.get('of', 'messages')} searched by patient by {actor}"
+    if kind == "admin" and detail.get("action") == "audit-export":
+        return f"audit trail exported by {actor}"
     return kind
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from engine.audit_export import EXPORT_ACTION
 from engine.errors import KeyError_, StoreError
 from engine.mapping_base import MAPPING_REF
 from engine.message import MessageStatus
@@ -214,6 +215,9 @@ async def list_messages(request: web.Request) -> web.Response:
     started = time.perf_counter()
     found = await _ops(request).search(query)
     older, newer = await _neighbours(_ops(request), query, found)
+    if patient is not None:
+        await _ops(request).record_read(_actor(request), PATIENT_SEARCH, patient,
+                                        of="messages", found=len(found))
     if not allows(role, Permission.SEARCH_PATIENT):
         for m in found:
             m["patient"] = None
@@ -296,7 +300,11 @@ def _audit_query(request: web.Request) -> AuditQuery:
 
 @requires(Permission.READ_AUDIT)
 async def audit_events(request: web.Request) -> web.Response:
-    rows = await _ops(request).audit(_audit_query(request))
+    query = _audit_query(request)
+    rows = await _ops(request).audit(query)
+    if query.patient is not None:
+        await _ops(request).record_read(_actor(request), PATIENT_SEARCH, query.patient,
+                                        of="audit", found=len(rows))
     for row in rows:
         row["detail"] = msgspec.json.decode(row["detail"])
     return _json({"events": rows, "next": rows[-1]["seq"] if rows else None})
@@ -308,11 +316,21 @@ async def audit_verify(request: web.Request) -> web.Response:
     return _json({"ok": result["broken"] is None, **result})
 
 
+# The export's filters named in its event; a patient goes as the event's pseudonym.
+_EXPORT_FILTERS = ("message", "channel", "patient", "actor", "kind", "since", "until")
+# A search by patient: who looked for whose messages or events, and how many they saw.
+PATIENT_SEARCH = "patient-search"
+
+
 @requires(Permission.READ_AUDIT)
 async def audit_export(request: web.Request) -> web.StreamResponse:
     """Every matching event as JSON lines, oldest first, streamed a page at a time."""
     query = _audit_query(request)  # before the 200 goes out: a bad parameter is a 400
     query.limit, query.after_seq = MAX_PAGE, 0
+    # recorded before the first byte: no export without its event, even one cut short
+    await _ops(request).record_read(
+        _actor(request), EXPORT_ACTION, query.patient, via="api",
+        **{k: v for k, v in request.query.items() if k in _EXPORT_FILTERS and k != "patient"})
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson",
                                            "Cache-Control": "no-store"})
     await response.prepare(request)

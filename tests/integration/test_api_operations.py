@@ -380,7 +380,9 @@ async def test_audit_query_verify_and_export(web, client, fhir, tmp_path):
         assert resp.headers["Content-Type"].startswith("application/x-ndjson")
         lines = (await resp.read()).splitlines()
     exported = [json.loads(line) for line in lines]
-    assert [e["seq"] for e in exported] == list(range(1, total + 1)), "oldest first, all"
+    # all, oldest first, down to the export's own event, recorded before the first line
+    assert [e["seq"] for e in exported] == list(range(1, total + 2))
+    assert json.loads(exported[-1]["detail"]) == {"action": "audit-export", "via": "api"}
     assert all(e["hash"] and e["prev_hash"] for e in exported)
     assert exported[0]["detail"]  # each line is the stored row, detail as recorded
 

@@ -312,3 +312,35 @@ async def test_the_links_catch_what_the_signature_would_vouch_for(exported):
     assert any("does not link" in p for p in audit_export.check(signed(relinked), pem)[0])
     cut = audit_export.check(signed(rows[1:]), pem)[0]  # no longer from the start hash
     assert cut
+
+
+async def test_searches_by_patient_and_api_exports_are_reads_on_the_record(world):
+    """A list of a patient's messages or events discloses as much as a report does: each
+    is an event naming who looked and how much they saw, in that patient's accounting;
+    an export of the trail through the API is on the record as the CLI's is."""
+    before = last_seq(world.engine)
+    pseudonym = world.engine.services.vault.pseudonym(MRN)
+    async with aiohttp.ClientSession() as client:
+        for role, path in (("analyst", "/api/messages"), ("auditor", "/api/audit")):
+            async with client.get(f"{world.harness.base}{path}", params={"patient": MRN},
+                                  headers=bearer(world.tokens[role])) as resp:
+                assert resp.status == 200
+        async with client.get(f"{world.harness.base}/api/audit/export",
+                              params={"channel": "adt"},
+                              headers=bearer(world.tokens["auditor"])) as resp:
+            assert resp.status == 200
+            await resp.read()
+    rows = audit_rows(world.engine, audit.c.seq > before, audit.c.kind == "admin")
+    seen = [(r.actor, r.patient, json.loads(r.detail)) for r in rows]
+    assert seen[0] == ("web:ana", pseudonym,
+                       {"action": "patient-search", "of": "messages", "found": 2})
+    assert seen[1][:2] == ("web:aud", pseudonym)
+    assert seen[1][2]["action"] == "patient-search" and seen[1][2]["of"] == "audit"
+    assert seen[2] == ("web:aud", None, {"action": "audit-export", "via": "api",
+                                         "channel": "adt"})
+    no_phi("".join(str(tuple(r)) for r in rows))
+    status, _, text = await _ask(world, "auditor", "POST", {"patient": MRN})
+    assert status == 200
+    searched = [e for e in json.loads(text)["events"] if e["event"] == "admin"
+                and "searched by patient" in e["what"]]
+    assert {e["actor"] for e in searched} == {"web:ana", "web:aud"}
