@@ -163,6 +163,7 @@ class Engine:
         self._retention: Every | None = None  # prunes content past channels' retention
         self._key_upkeep: KeyUpkeep | None = None  # new keys, re-encryption, retirement
         self.started_at: float | None = None
+        self._stopping = False
         self.slo: ServiceLevels | None = None  # service levels, once started
         self.alerting: Alerting | None = None  # alert rules, once started
         self._swapper: Swapper | None = None  # applies deployed channels (apply)
@@ -404,6 +405,7 @@ class Engine:
 
     async def stop(self) -> None:
         """Drain: stop accepting, answer and record what is in flight, then close."""
+        self._stopping = True  # /readyz says so at once: balancers drain this node
         log.info("stopping: no new connections; finishing messages in flight")
         if self._roll_ups is not None:
             await self._roll_ups.stop()
@@ -456,7 +458,10 @@ class Engine:
             except Exception:
                 store_ok = False
         channels = {name: c.state.value for name, c in self.channels.items()}
-        ready = store_ok and all(s == State.STARTED.value for s in channels.values())
+        # An operator's pause or stop is not a fault: a load balancer taking the node out
+        # for it would cut every other channel too. A source that failed is.
+        ready = (store_ok and self.started_at is not None and not self._stopping
+                 and all(s != State.ERROR.value for s in channels.values()))
         return {"ready": ready, "store": "ok" if store_ok else "unreachable",
                 "channels": channels}
 

@@ -207,6 +207,25 @@ async def test_counts_start_from_the_audit_totals(tmp_path):
         await again.stop()
 
 
+async def test_an_operators_pause_or_stop_leaves_the_node_ready(tmp_path):
+    """/readyz is what a load balancer follows: one channel paused or stopped on purpose
+    must not take the other channels' listeners out of service; a stopping engine must."""
+    out = tmp_path / "out"
+    harness = EngineHarness(tmp_path)
+    engine = await harness.start({"a": mllp_to_files(free_port(), out),
+                                  "b": mllp_to_files(free_port(), out)})
+    try:
+        assert (await engine.readiness())["ready"] is True
+        await engine.channels["a"].pause()
+        await engine.channels["b"].stop()
+        ready = await engine.readiness()
+        assert ready["ready"] is True
+        assert ready["channels"] == {"a": "paused", "b": "stopped"}
+    finally:
+        await harness.stop()
+    assert (await engine.readiness())["ready"] is False
+
+
 async def test_a_source_that_cannot_bind_leaves_the_other_channels_running(tmp_path):
     taken, good, out = free_port(), free_port(), tmp_path / "out"
     with socket.socket() as squatter:
