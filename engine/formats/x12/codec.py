@@ -40,6 +40,7 @@ from engine.formats.x12.interchange import (
 )
 from engine.formats.x12.message import PATH, X12Message, build_loops
 from engine.formats.x12.pyx12_check import element_issues
+from engine.formats.x12.structure import OUT_OF_SEQUENCE, Issue
 from engine.formats.x12.tokens import Segment, decode, fixed_isa, routing_header
 from engine.message import (
     Delivery,
@@ -116,14 +117,14 @@ class X12Codec:
         body = parsed.body
         if not isinstance(body, X12Message):
             return []
-        severity = "E" if level == "strict" else "W"
-        issues = body.issues + (element_issues(body) if level == "strict" else [])
+        strict = level == "strict"
+        issues = body.issues + (element_issues(body) if strict else [])
         # a routing line before the ISA is told, never refused (the 999 does not say it)
         skipped = [Problem(f"{body.skipped} bytes before the ISA (one line, a VAN or "
                            "clearinghouse routing header?) were read past",
                            code="5", segment="ISA", severity="W")] if body.skipped else []
         return skipped + [Problem(issue.text, code="5", segment=issue.segment,
-                        field=issue.element or None, severity=severity,
+                        field=issue.element or None, severity=_severity(issue, strict),
                         where=(issue.segment, str(issue.position), issue.loop, issue.code,
                                str(issue.element or ""), issue.element_code))
                 for issue in issues]
@@ -331,6 +332,13 @@ class X12Codec:
         """Element by element of the first set, by X12 path (`NM1[2].09`, `CLM[1].05-1`):
         delimiters and line breaks never differ, a changed element always does."""
         return diff_values(self.parse(a).body.leaves(), self.parse(b).body.leaves())
+
+
+def _severity(issue: Issue, strict: bool) -> str:
+    """E refuses the set in strict mode; W notes it (IK5 E). A segment read into its
+    own loop out of the guide's order (IK3 7) is only noted, even in strict mode: its
+    data is read whole and where it belongs, and payers take such files."""
+    return "E" if strict and issue.code != OUT_OF_SEQUENCE else "W"
 
 
 def _set_answer(tset: TransactionSet, given: Outcome | SetAnswer | str,
