@@ -93,7 +93,10 @@ Choices a receiver will notice:
   coordination-of-benefits examples do. A 2320 loop with no adjudication gives none.
 - Not mapped: ambulance and spinal data (CR1/CR2), K3, pay-to address and plan
   (2010AB/AC), 2320 MIA/MOA remarks, line-level DTP other than 472, SVD06 bundled lines.
-  Unreadable dates and amounts are left out, never failing the claim.
+  Unreadable dates and amounts are left out, never failing the claim; a claim total
+  (CLM02), birth date (DMG02, with DMG01 D8) or gender (DMG03) left out so is a warning
+  beside the output, located as `CLM[2].02` with its loop and segment position, never
+  quoting the value (`engine/maplib/x12_unread.py`).
 - The Bundle has no timestamp: X12 times carry no zone.
 """
 
@@ -107,11 +110,16 @@ from engine.formats.x12.message import X12Message
 from engine.maplib import x12_claims as xc
 from engine.maplib import x12_fhir as xf
 from engine.maplib.fhir import one_per_id, transaction
+from engine.maplib.x12_unread import BIRTH_DATE, CLAIM_TOTAL, GENDER, unread
 from engine.mapping import mapping
+from engine.mapping_base import Mapped
+
+# Read leniently and, when they cannot be read, left out with a located warning.
+_READ_LENIENTLY = (CLAIM_TOTAL, BIRTH_DATE, GENDER)
 
 
 @mapping("x12-837-to-fhir@1", accepts="x12", emits="application/fhir+json")
-def claims_to_fhir(message: X12Message) -> dict[str, Any]:
+def claims_to_fhir(message: X12Message) -> Mapped:
     """Map one 837 transaction set to a transaction Bundle of its claims."""
     if message.segments[0].element(1) != "837":
         raise MappingError("this mapping reads 837 claim sets only", field="ST01")
@@ -145,4 +153,4 @@ def claims_to_fhir(message: X12Message) -> dict[str, Any]:
         resources += xc.claim_resources(message, variant[0], variant[1], created,
                                         billing, subscribers[id(sub)], patient_level, claim,
                                         numbered[number])
-    return transaction(one_per_id(resources))
+    return Mapped(transaction(one_per_id(resources)), unread(tree, _READ_LENIENTLY))

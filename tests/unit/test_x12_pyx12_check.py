@@ -100,8 +100,9 @@ def test_sets_pyx12_has_no_map_for_are_judged_by_our_structure_quietly(
     assert parsed.message_type.startswith(kind)
     for _ in range(3):
         assert codec.validate(parsed, "strict") == []
-    # a date pyx12 would have refused passes: only our structure looked at the set
-    bad = re.sub(rb"\*D8\*(\d{4})\d\d", rb"*D8*\g<1>13", raw)
+    # a service date pyx12 would have refused passes: only our structure looked at the
+    # set (it checks the birth date a Patient is built from, not DTP dates)
+    bad = re.sub(rb"(DTP\*\d{3})\*D8\*(\d{4})\d\d", rb"\1*D8*\g<2>13", raw)
     assert bad != raw
     assert codec.validate(codec.parse(bad), "strict") == []
     assert caplog.records == []

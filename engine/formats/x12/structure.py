@@ -16,9 +16,11 @@ when no loop of the set knows its id); it is never dropped, so a mapping still s
 
 What is checked: required segments and loops present (IK3 3), segment and loop repeat
 limits (IK3 5 and 4), mandatory elements present (IK4 1), element values in the code
-lists a definition gives (IK4 7); a definition lists only the codes a mapping relies
-on. Element lengths, data types and the full code lists are pyx12's, in strict mode,
-for the sets it has maps for (pyx12_check.py).
+lists a definition gives (IK4 7), and the amounts and dates a mapping reads (IK4 6 a
+decimal that is not one, 8 a date that is not one): a definition lists only the codes
+and formats a mapping relies on, so that what a mapping has to leave out is told.
+Element lengths, data types and the full code lists are pyx12's, in strict mode, for
+the sets it has maps for (pyx12_check.py).
 
 Mappings read the tree: `tree.first("2010BA").value("NM109")` is the subscriber's
 member id whatever else the sender put before it.
@@ -26,6 +28,8 @@ member id whatever else the sender put before it.
 
 from __future__ import annotations
 
+import datetime
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -46,6 +50,7 @@ class Seg:
     at: int = 1  # which element holds the qualifier (HL03 for HL)
     required: tuple[int, ...] = ()  # mandatory elements (IK4 1 when empty)
     codes: tuple[tuple[int, tuple[str, ...]], ...] = ()  # element -> allowed values
+    formats: tuple[tuple[int, str], ...] = ()  # element -> R (a decimal) or DATE (below)
 
     def matches(self, segment: Segment) -> bool:
         return segment.id == self.id and (
@@ -367,6 +372,43 @@ def _check_elements(node: Node, segment: Segment, position: int,
             issues.append(Issue(segment.id, position, node.id, "8", element, "7",
                                 text=f"{segment.id}{element:02d} holds a code this "
                                      f"transaction does not allow in loop {node.id}"))
+    for element, kind in spec.formats:
+        code = _format_error(segment, element, kind)
+        if code:
+            issues.append(Issue(segment.id, position, node.id, "8", element, code,
+                                text=f"{segment.id}{element:02d} at position {position} "
+                                     f"is not {_FORMAT_NAMES[kind]} in loop {node.id}"))
+
+
+DECIMAL, DATE = "R", "DATE"
+_FORMAT_NAMES = {DECIMAL: "a decimal number", DATE: "a date in the format its qualifier "
+                                                    "names"}
+_R = re.compile(r"-?(?:\d+\.?\d*|\.\d+)")
+_DATE_FORMATS = {"D8": ("%Y%m%d",), "RD8": ("%Y%m%d", "%Y%m%d"), "DT": ("%Y%m%d%H%M",)}
+
+
+def _format_error(segment: Segment, element: int, kind: str) -> str:
+    """The IK403 code of an element not in its format ("" when it is, or is empty): 6
+    for a decimal with a character X12's R type does not allow (a comma, a letter), 8
+    for a date that is not one in the format its qualifier, the element before it, names
+    (DMG01 D8 for DMG02; a qualifier outside the list is the code list's to report)."""
+    value = segment.element(element).strip()
+    if not value:
+        return ""
+    if kind == DECIMAL:
+        return "" if _R.fullmatch(value) else "6"
+    formats = _DATE_FORMATS.get(segment.element(element - 1).strip())
+    if formats is None:
+        return ""
+    parts = value.split("-") if len(formats) > 1 else [value]
+    if len(parts) != len(formats):
+        return "8"
+    try:
+        for part, form in zip(parts, formats, strict=True):
+            datetime.datetime.strptime(part, form)
+    except ValueError:
+        return "8"
+    return ""
 
 
 def _spec_of(node: Node, segment: Segment) -> Seg | None:

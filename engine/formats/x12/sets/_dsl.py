@@ -13,13 +13,13 @@ def _q(qualifiers: str | tuple[str, ...]) -> tuple[str, ...]:
 
 
 def R(seg_id: str, max: int = 1, q: str | tuple[str, ...] = (), at: int = 1,
-      required: tuple[int, ...] = (), codes: tuple = ()) -> Seg:
-    return Seg(seg_id, "R", max, _q(q), at, required, codes)
+      required: tuple[int, ...] = (), codes: tuple = (), formats: tuple = ()) -> Seg:
+    return Seg(seg_id, "R", max, _q(q), at, required, codes, formats)
 
 
 def S(seg_id: str, max: int = 1, q: str | tuple[str, ...] = (), at: int = 1,
-      required: tuple[int, ...] = (), codes: tuple = ()) -> Seg:
-    return Seg(seg_id, "S", max, _q(q), at, required, codes)
+      required: tuple[int, ...] = (), codes: tuple = (), formats: tuple = ()) -> Seg:
+    return Seg(seg_id, "S", max, _q(q), at, required, codes, formats)
 
 
 def HL(level: str | tuple[str, ...]) -> Seg:
