@@ -40,6 +40,7 @@ from engine.formats.x12.interchange import (
 )
 from engine.formats.x12.message import PATH, X12Message, build_loops
 from engine.formats.x12.pyx12_check import element_issues
+from engine.formats.x12.sets import supported
 from engine.formats.x12.structure import OUT_OF_SEQUENCE, Issue
 from engine.formats.x12.tokens import Segment, decode, fixed_isa, routing_header
 from engine.message import (
@@ -117,6 +118,9 @@ class X12Codec:
         body = parsed.body
         if not isinstance(body, X12Message):
             return []
+        unsupported = _unsupported(body)
+        if unsupported is not None:
+            return [unsupported]
         strict = level == "strict"
         issues = body.issues + (element_issues(body) if strict else [])
         # a routing line before the ISA is told, never refused (the 999 does not say it)
@@ -332,6 +336,22 @@ class X12Codec:
         """Element by element of the first set, by X12 path (`NM1[2].09`, `CLM[1].05-1`):
         delimiters and line breaks never differ, a changed element always does."""
         return diff_values(self.parse(a).body.leaves(), self.parse(b).body.leaves())
+
+
+def _unsupported(body: X12Message) -> Problem | None:
+    """A set whose ST01 the engine supports no guide for is refused in strict and lenient
+    mode alike (IK5 R): answering it A or E would say it was checked. IK502 6 for an id
+    that is not an X12 one (three digits), 1 (transaction set not supported) otherwise.
+    The text names the id, which is not PHI."""
+    st = body.segments[0]
+    st01 = st.element(1)
+    if st.id != "ST" or supported(st01):  # a partner's TA1 has no set to judge
+        return None
+    if not (len(st01) == 3 and st01.isdecimal()):
+        return Problem(f"ST01 {st01[:10]!r} is not an X12 transaction set identifier",
+                       code="6", segment="ST", field=1, severity="E")
+    return Problem(f"transaction set {st01} is not supported: the engine has no guide to "
+                   "read it against", code="1", segment="ST", field=1, severity="E")
 
 
 def _severity(issue: Issue, strict: bool) -> str:
