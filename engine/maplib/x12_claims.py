@@ -593,6 +593,9 @@ def claim_resources(message: X12Message, variant: str, claim_type: str, created:
     if version >= 2:
         for line, entry in zip(lines, items, strict=True):
             entry.update(compact({"extension": refs.line_trace(line, scope)}))
+        facts = refs.hours(claim) if variant == "I" else []
+        supporting += [{"sequence": len(supporting) + n, **fact}
+                       for n, fact in enumerate(facts, start=1)]
     for line, entry in zip(lines, items, strict=True):
         for fact in info.attachments(line):  # line PWK: the item points at its own
             supporting.append({"sequence": len(supporting) + 1, **fact})

@@ -1,6 +1,6 @@
 """x12-837-to-fhir@2: @1's claims plus what @1 left out: each line's item control number
-(REF*6R, the number an 835 line returns) and the clearinghouse's claim number (REF*D9).
-@1 keeps its output for the same input."""
+(REF*6R, the number an 835 line returns), the clearinghouse's claim number (REF*D9)
+and an 837I's admission and discharge hours. @1 keeps its output for the same input."""
 
 from __future__ import annotations
 
@@ -52,6 +52,17 @@ def test_the_clearinghouse_claim_number_is_a_second_identifier():
         "system": QUALIFIER, "code": "D9",
         "display": "Claim identifier for transmission intermediaries"}]},
         "system": "urn:conduit:id:x12:CBS7781", "value": "CBS2612040008120"}
+
+
+def test_an_inpatient_claim_keeps_its_admission_and_discharge_hours():
+    facts = claim(V2, "837i_inpatient_drg_revenue")["supportingInfo"]
+    hours = {f["code"]["coding"][0]["code"]: f["valueString"] for f in facts
+             if "valueString" in f and f["category"]["coding"][0]["code"] == "info"}
+    assert hours == {"435": "19:40", "096": "11:30"}
+    admission = next(f for f in facts if f["category"]["coding"][0]["code"] ==
+                     "admissionperiod")
+    assert admission["timingPeriod"] == {"start": "2026-11-25"}  # as @1 gives it
+    assert [f["sequence"] for f in facts] == list(range(1, len(facts) + 1))
 
 
 def test_version_1_gives_what_it_gave_for_the_same_claims():
