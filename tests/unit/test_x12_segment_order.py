@@ -16,6 +16,7 @@ import pytest
 from engine.formats.x12 import X12Codec
 from tests import mapping_checks as checks
 from tests.mapping_checks import of_type, resolve
+from tests.unit import test_mapping_x12_837 as claims837
 from tests.unit.test_x12_clearinghouse_styles import channel_answer
 from tests.unit.test_x12_codec import interchange, segments
 
@@ -153,3 +154,14 @@ def test_a_second_patient_still_opens_a_claim_whose_clp_is_missing():
     read = structure(body)
     assert [(i.segment, i.loop, i.code) for i in read.issues] == [("CLP", "2100", "3")]
     assert len(read.tree.all("2100")) == 2
+
+
+def test_a_stray_segment_is_never_handed_to_another_hierarchical_level():
+    """A PRV in a claim whose rendering provider's NM1 is missing is not the billing
+    provider's taxonomy (2000A, another level), which has a place for one."""
+    subscriber = claims837.SUBSCRIBER
+    at = subscriber.index("HI*ABK:J069*ABF:R05") + 1
+    body = [*subscriber[:at], "PRV*PE*PXC*207Q00000X", *subscriber[at:]]
+    read = codec.parse(claims837.raw(claims837.HEAD, body)).body
+    assert read.tree.first("2000A").segs("PRV") == []
+    assert "7" not in [i.code for i in read.issues]

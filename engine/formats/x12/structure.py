@@ -267,7 +267,10 @@ def _out_of_sequence(stack: list[_Open], segment: Segment, position: int,
     X12 table holds at one position (NM1*IL before NM1*QC). A segment that would go
     over its repeat limit in the innermost loop that knows it is not taken this way, nor
     handed to a loop further out: a second claim patient more likely starts a claim
-    whose CLP is missing, and a dependent's second DMG is not the subscriber's."""
+    whose CLP is missing, and a dependent's second DMG is not the subscriber's. Nor is
+    a segment handed past the innermost hierarchical level (an HL loop): each level is
+    another party (billing provider, subscriber, patient), and a stray PRV inside a claim
+    is not the billing provider's taxonomy."""
     for depth in range(len(stack) - 1, -1, -1):
         current = stack[depth]
         body = current.node.loop.body
@@ -286,6 +289,8 @@ def _out_of_sequence(stack: list[_Open], segment: Segment, position: int,
                                          f"after segments the guide puts after it in "
                                          f"loop {current.node.id}; read into that loop"))
             return True
+        if current.node.loop.trigger.id == "HL":
+            return False
     return False
 
 
