@@ -32,6 +32,8 @@ OUT_OF_SEQUENCE = {
     "837p_practice_dtp_after_hi_lf.x12": [("DTP", "21", "2300"), ("DTP", "22", "2300")],
     "837p_practice_ref_after_hi_oneline.x12": [("REF", "27", "2300"),
                                                ("REF", "28", "2300")],
+    "837p_practice_dependent_crlf.x12": [("DTP", "27", "2300"), ("REF", "28", "2300"),
+                                         ("DTP", "40", "2400")],
 }
 
 
@@ -127,6 +129,21 @@ def test_references_after_the_diagnoses_keep_the_claims_lines_and_providers():
     assert roles == {"referring": {"1902114873"}, "rendering": {"1467559032"}}
     assert npis([resolve(out, claim["facility"])]) == {"1811042396"}
     assert resolve(out, claim["patient"])["name"][0]["given"] == ["JUNE"]
+
+
+def test_a_dependents_claim_keeps_its_dates_lines_and_providers():
+    out = bundle("837p_practice_dependent_crlf.x12")
+    claim, = of_type(out, "Claim")
+    assert resolve(out, claim["patient"])["name"][0]["given"] == ["KEMI"]
+    # the second line's date came after its REF*6R: still that line's service date
+    assert [(i["productOrService"]["coding"][0]["code"], i["servicedDate"])
+            for i in claim["item"]] == [("97161", "2026-12-03"), ("97110", "2026-12-03")]
+    assert sum(i["net"]["value"] for i in claim["item"]) == claim["total"]["value"] == 306
+    rendering, = claim["careTeam"]
+    assert npis([resolve(out, rendering["provider"])]) == {"1588301224"}
+    assert npis([resolve(out, claim["facility"])]) == {"1245672210"}
+    assert [(s["code"]["coding"][0]["code"], s["timingDate"])
+            for s in claim["supportingInfo"]] == [("454", "2026-11-02")]
 
 
 # ---- the reader's rules, on small sets ----------------------------------------------------
