@@ -16,7 +16,7 @@ warnings go to the audit trail and the analyst's page, and the values here are P
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from engine.formats.x12.structure import Node
 from engine.formats.x12.tokens import Segment
@@ -33,6 +33,11 @@ class Read:
     element: int
     readable: Callable[[Segment], bool]
     what: str
+    loops: tuple[str, ...] = ()  # only in these loops (the ones the mapping reads); all
+
+    def within(self, *loops: str) -> Read:
+        """The same read, only where the mapping reads it (an 834 member's 2100A)."""
+        return replace(self, loops=loops)
 
 
 def _amount(element: int) -> Callable[[Segment], bool]:
@@ -65,7 +70,8 @@ def unread(tree: Node, reads: Sequence[Read]) -> tuple[Note, ...]:
     for position, loop, segment in placed:
         seen[segment.id] = occurrence = seen.get(segment.id, 0) + 1
         for read in reads:
-            if (read.segment == segment.id and segment.element(read.element).strip()
+            if (read.segment == segment.id and (not read.loops or loop in read.loops)
+                    and segment.element(read.element).strip()
                     and not read.readable(segment)):
                 notes.append(Note(f"{segment.id}[{occurrence}].{read.element:02d}",
                                   f"{read.what} (loop {loop}, segment {position})"))

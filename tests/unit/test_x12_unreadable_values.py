@@ -90,3 +90,30 @@ def test_a_claim_whose_values_read_gets_no_warning(case):
     if source.with_suffix(".error").exists():
         pytest.skip("the mapping refuses this set")
     assert checks.warnings_of(MAPPING, source.read_bytes()) == []
+
+
+def fixture(mapping: str, case: str) -> str:
+    return (REPO / "mappings" / mapping / "fixtures" / "v1" / f"{case}.x12").read_text()
+
+
+@pytest.mark.parametrize(("ref", "case", "good", "bad", "at"), [
+    ("x12-834-to-fhir@1", "adds_subscriber_spouse_child", "DMG*D8*19850214*F*M",
+     "DMG*D8*19850231*Q*M", "DMG[1]"),
+    ("x12-270-to-fhir@1", "cms_hets_subscriber_rd8", "DMG*D8*19480211*F",
+     "DMG*D8*19480231*Q", "DMG[1]"),
+])
+def test_enrollment_and_eligibility_warn_and_note_a_person_left_without_them(
+        ref, case, good, bad, at):
+    """The same rule for the 834 member and the 270 subscriber a Patient is built from:
+    the lenient 999 notes the elements (IK4 8 and 7) and the mapping warns."""
+    raw = fixture(ref.split("@")[0], case)
+    assert good in raw
+    data = raw.replace(good, bad).encode()
+    codec = X12Codec()
+    problems = codec.validate(codec.parse(data), "lenient")
+    assert {(p.segment, p.field, p.where[5]) for p in problems} == {
+        ("DMG", 2, "8"), ("DMG", 3, "7")}
+    mapping = MappingCatalog.discover(REPO / "mappings").get(ref)
+    assert [w.split(":")[0] for w in checks.warnings_of(mapping, data)] == [
+        f"{at}.02", f"{at}.03"]
+    assert checks.warnings_of(mapping, raw.encode()) == []

@@ -26,10 +26,9 @@ require them; contact and secondary-id segments are situational.
 
 from __future__ import annotations
 
-from engine.formats.x12.sets._dsl import HL, ST, L, N, R, S
-from engine.formats.x12.structure import DATE, DECIMAL, Loop, Seg, SetDefinition
+from engine.formats.x12.sets._dsl import DMG, HL, ST, L, N, R, S
+from engine.formats.x12.structure import DECIMAL, Loop, Seg, SetDefinition
 
-_GENDERS = ("F", "M", "U")  # DMG03
 _SBR01 = ("A", "B", "C", "D", "E", "F", "G", "H", "P", "S", "T", "U")
 # Who each 2310/2330/2420 letter is, per variant: (letter, name, NM101 qualifiers,
 # whether it carries an address (N3/N4), how often it may repeat).
@@ -161,23 +160,17 @@ def _claim(variant: str, usage: str) -> Loop:
              *head, *_parties(variant, "2310"), _other_subscriber(variant), _line(variant))
 
 
-def _demographics(usage: str) -> Seg:
-    """DMG: a D8 birth date (DMG02) and a gender code (DMG03), checked because the
-    Patient is built from them and whatever cannot be read is left out of it."""
-    return Seg("DMG", usage, 1, codes=((1, ("D8",)), (3, _GENDERS)), formats=((2, DATE),))
-
-
 def _claims(variant: str) -> Loop:
     """The table: header, billing provider, subscriber, patient, claims."""
     patient = L("2000C", "Patient level", HL("23"), "S", N,
                 R("PAT", required=(1,)),
-                _name("2010CA", "Patient name", "QC", R("N3"), R("N4"), _demographics("R"),
+                _name("2010CA", "Patient name", "QC", R("N3"), R("N4"), DMG("R"),
                       S("REF", N), S("PER"), usage="R"),
                 _claim(variant, "R"))
     subscriber = L("2000B", "Subscriber level", HL("22"), "R", N,
                    R("SBR", required=(1,), codes=((1, _SBR01),)), S("PAT"),
                    _name("2010BA", "Subscriber name", "IL", S("N3"), S("N4"),
-                         _demographics("S"),
+                         DMG("S"),
                          S("REF", N), S("PER"), usage="R"),
                    _name("2010BB", "Payer name", "PR", S("N3"), S("N4"), S("REF", N),
                          usage="R"),
