@@ -19,6 +19,7 @@ from engine.formats.x12.structure import Node
 from engine.formats.x12.tokens import Segment
 from engine.maplib import x12_claim_cob as cob
 from engine.maplib import x12_claim_info as info
+from engine.maplib import x12_claim_refs as refs
 from engine.maplib import x12_fhir as xf
 from engine.maplib.fhir import compact, reference, resource_id
 from engine.maplib.x12_codes import (
@@ -540,10 +541,13 @@ def _other_payers(claim: Node, beneficiary: dict[str, Any], head: dict[str, Any]
 
 def claim_resources(message: X12Message, variant: str, claim_type: str, created: str,
                     billing: Node, subscriber: Subscriber, patient_level: Node | None,
-                    claim: Node, occurrence: int = 1) -> list[dict[str, Any]]:
+                    claim: Node, occurrence: int = 1, version: int = 1
+                    ) -> list[dict[str, Any]]:
     """One CLM as a Claim and the resources it points at; `occurrence`: this is the
     n-th claim of the set under its billing provider's CLM01 (practice systems that number
-    claims by the patient's account send two visits so), keyed apart from the first."""
+    claims by the patient's account send two visits so), keyed apart from the first.
+    `version` 2 adds what x12-837-to-fhir@2 reads besides (x12_claim_refs); 1 is @1's
+    output, which never changes."""
     name = billing.first("2010AA")
     billing_nm1 = name_of(name)
     assert name is not None and billing_nm1 is not None, "checked by the mapping"
@@ -585,16 +589,23 @@ def claim_resources(message: X12Message, variant: str, claim_type: str, created:
     items = [item(variant, line, number, claim_place, diag, team, claim_dates)
              for number, line in zip(line_numbers(lines), lines, strict=True)]
     supporting = supporting_info(variant, claim)
+    scope = provider_key(name)
+    if version >= 2:
+        for line, entry in zip(lines, items, strict=True):
+            entry.update(compact({"extension": refs.line_trace(line, scope)}))
+        facts = refs.hours(claim) if variant == "I" else []
+        supporting += [{"sequence": len(supporting) + n, **fact}
+                       for n, fact in enumerate(facts, start=1)]
     for line, entry in zip(lines, items, strict=True):
         for fact in info.attachments(line):  # line PWK: the item points at its own
             supporting.append({"sequence": len(supporting) + 1, **fact})
             entry.setdefault("informationSequence", []).append(len(supporting))
     pcn = claim.value("CLM01")
-    scope = provider_key(name)
     ident = {"system": f"urn:conduit:id:x12:{scope}", "value": pcn}
     key = ident if occurrence == 1 else {**ident, "value": f"{pcn}#{occurrence}"}
+    idents = [ident, *(refs.intermediary_ids(message, claim) if version >= 2 else [])]
     head = {"resourceType": "Claim", "id": resource_id("Claim", "x12", key),
-            "identifier": [ident], "type": concept(CLAIM_TYPE, claim_type),
+            "identifier": idents, "type": concept(CLAIM_TYPE, claim_type),
             "patient": reference(patient), "created": created}
     others, other_insurance = _other_payers(claim, patient, head, lines,
                                             line_numbers(lines))

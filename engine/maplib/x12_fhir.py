@@ -101,6 +101,12 @@ def money(value: str, currency: str = "USD") -> dict[str, Any] | None:
     return {"value": number, "currency": currency} if number is not None else None
 
 
+def gender_of(code: str) -> str | None:
+    """A DMG03 (or 834 member) gender code as FHIR administrative gender; None for a
+    code outside M, F and U."""
+    return _GENDER.get(code)
+
+
 def as_nm1(n1: Segment) -> Segment:
     """An N1 (N102 name, N103/N104 id) read as an NM1 of a non-person, so the NM1
     builders make the same Organization from it as from an NM1 elsewhere."""
@@ -182,7 +188,7 @@ def patient(nm1: Segment, segments: Sequence[Segment], scope: str) -> dict[str, 
     ident = identifier(nm1.element(8), nm1.element(9), scope)
     dmg = next((s for s in segments if s.id == "DMG"), None)
     birth = x12_date(dmg.element(2)) if dmg is not None and dmg.element(1) == "D8" else None
-    gender = _GENDER.get(dmg.element(3)) if dmg is not None else None
+    gender = gender_of(dmg.element(3)) if dmg is not None else None
     key = ident or {"system": "urn:conduit:x12:demographics",
                     "value": "|".join((nm1.element(3), nm1.element(4), birth or ""))}
     addr = address(segments)

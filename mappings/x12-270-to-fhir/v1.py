@@ -4,7 +4,8 @@ payer's and the provider's resources.
 
 A set that is not a 270 fails naming ST01; a 270 without a subscriber level fails naming
 HL (nothing was asked). Whatever else cannot be read (a bad date, a loop without its
-name) is left out, never failing the set.
+name) is left out, never failing the set; a birth date or gender (DMG02/DMG03) left out
+so is a warning beside the output (`DMG[1].02`, its loop and position, never the value).
 
 Choices a receiver will notice:
 - One request per inquiry: a subscriber (2000C) asked about for themself (it has EQ
@@ -47,11 +48,16 @@ from engine.formats.x12.structure import Node
 from engine.maplib import x12_eligibility as elig
 from engine.maplib.fhir import compact, one_per_id, reference, resource_id, transaction
 from engine.maplib.x12_fhir import dated, set_timestamp
+from engine.maplib.x12_unread import BIRTH_DATE, GENDER, unread
 from engine.mapping import mapping
+from engine.mapping_base import Mapped
+
+# A person's birth date and gender, left out with a located warning when unreadable.
+_READ_LENIENTLY = (BIRTH_DATE, GENDER)
 
 
 @mapping("x12-270-to-fhir@1", accepts="x12", emits="application/fhir+json")
-def inquiry_to_fhir(message: X12Message) -> dict:
+def inquiry_to_fhir(message: X12Message) -> Mapped:
     """Every inquiry of a 270 as a CoverageEligibilityRequest in one transaction."""
     if message.segments[0].element(1) != "270":
         raise MappingError("the set is not a 270 eligibility inquiry", field="ST01")
@@ -81,7 +87,7 @@ def inquiry_to_fhir(message: X12Message) -> dict:
     requests = [r for r in resources if r["resourceType"] == "CoverageEligibilityRequest"]
     if not requests:
         raise MappingError("no subscriber level names its person", field="NM1")
-    return transaction(one_per_id(resources))
+    return Mapped(transaction(one_per_id(resources)), unread(tree, _READ_LENIENTLY))
 
 
 def _inquiries(subscriber_level: Node, payer: dict, provider: dict | None, scope: str,

@@ -3,7 +3,9 @@ Bundle: one CoverageEligibilityResponse per person answered about, with the Cove
 the Patient(s), the payer and the provider.
 
 A set that is not a 271 fails naming ST01. Whatever else cannot be read is left out,
-never failing the set: an EB with an unreadable amount keeps its other facts.
+never failing the set: an EB with an unreadable amount keeps its other facts. A birth
+date or gender (DMG02/DMG03) left out so is a warning beside the output (`DMG[1].02`,
+its loop and position, never the value).
 
 Choices a receiver will notice:
 - One response per person: each dependent (2000D), and a subscriber (2000C) that has
@@ -76,7 +78,9 @@ from engine.maplib.x12_fhir import (
     set_timestamp,
     x12_date,
 )
+from engine.maplib.x12_unread import BIRTH_DATE, GENDER, unread
 from engine.mapping import mapping
+from engine.mapping_base import Mapped
 
 _BENEFIT_TYPE = "http://terminology.hl7.org/CodeSystem/benefit-type"
 _BENEFIT_TYPES = {"A": "copay-percent", "B": "copay", "C": "deductible"}
@@ -91,8 +95,12 @@ _STRONG = {"346": "start", "356": "start", "347": "end", "357": "end", "307": "r
 _WEAK = {"291": "range", "292": "range"}
 
 
+# A person's birth date and gender, left out with a located warning when unreadable.
+_READ_LENIENTLY = (BIRTH_DATE, GENDER)
+
+
 @mapping("x12-271-to-fhir@1", accepts="x12", emits="application/fhir+json")
-def response_to_fhir(message: X12Message) -> dict:
+def response_to_fhir(message: X12Message) -> Mapped:
     """Every person a 271 answers about as a CoverageEligibilityResponse."""
     if message.segments[0].element(1) != "271":
         raise MappingError("the set is not a 271 eligibility response", field="ST01")
@@ -126,7 +134,8 @@ def response_to_fhir(message: X12Message) -> dict:
             resources.append(_unanswered(payer, source_errors, context))
     if not any(r["resourceType"] == "CoverageEligibilityResponse" for r in resources):
         raise MappingError("the 271 answers about no one", field="NM1")
-    return transaction(one_per_id(resources))
+    return Mapped(transaction(one_per_id(resources)),
+                  unread(tree, _READ_LENIENTLY) if tree is not None else ())
 
 
 class _Context:

@@ -5,7 +5,9 @@ Coverage per health coverage (HD).
 A set that is not an 834 fails naming ST01; one without a payer (1000B N1*IN) fails
 naming N1, since a Coverage needs its payor. An 834 without members is skipped.
 Anything else that cannot be read is left out of its element; the file is never refused
-for one member's odd field.
+for one member's odd field. A member's birth date or gender (2100A DMG02/DMG03) left out
+so is a warning beside the output (`DMG[2].02`, its loop and segment position; never
+the value).
 
 Choices a receiver will notice:
 - Ids are uuid5 (`maplib.fhir.resource_id`), so every file about a member updates the
@@ -59,11 +61,16 @@ from engine.formats.x12.message import X12Message
 from engine.maplib import x12_enrollment as en
 from engine.maplib import x12_fhir as xf
 from engine.maplib.fhir import one_per_id, resource_id, transaction
+from engine.maplib.x12_unread import BIRTH_DATE, GENDER, unread
 from engine.mapping import Skip, mapping
+from engine.mapping_base import Mapped
+
+# A member's birth date and gender, left out with a located warning when unreadable.
+_READ_LENIENTLY = (BIRTH_DATE.within("2100A"), GENDER.within("2100A"))
 
 
 @mapping("x12-834-to-fhir@1", accepts="x12", emits="application/fhir+json")
-def enrollment_to_fhir(message: X12Message) -> dict[str, Any] | Skip:
+def enrollment_to_fhir(message: X12Message) -> Mapped | Skip:
     """Map one 834 to a transaction Bundle of its sponsor, payer, members and coverages."""
     if message.segments[0].element(1) != "834" or message.tree is None:
         raise MappingError("is not 834; this mapping reads 834 enrollments", field="ST01")
@@ -98,4 +105,4 @@ def enrollment_to_fhir(message: X12Message) -> dict[str, Any] | Skip:
                 key = {**key, "value": f"{key['value']}#{count}"}
             resources.append(en.coverage(node, member, resource_id("Coverage", "x12", key),
                                          person, subscriber, parties, group))
-    return transaction(one_per_id(resources, latest=True))
+    return Mapped(transaction(one_per_id(resources, latest=True)), unread(tree, _READ_LENIENTLY))

@@ -93,56 +93,24 @@ Choices a receiver will notice:
   coordination-of-benefits examples do. A 2320 loop with no adjudication gives none.
 - Not mapped: ambulance and spinal data (CR1/CR2), K3, pay-to address and plan
   (2010AB/AC), 2320 MIA/MOA remarks, line-level DTP other than 472, SVD06 bundled lines.
-  Unreadable dates and amounts are left out, never failing the claim.
+  Unreadable dates and amounts are left out, never failing the claim; a claim total
+  (CLM02), birth date (DMG02, with DMG01 D8) or gender (DMG03) left out so is a warning
+  beside the output, located as `CLM[2].02` with its loop and segment position, never
+  quoting the value (`engine/maplib/x12_unread.py`).
 - The Bundle has no timestamp: X12 times carry no zone.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from typing import Any
-
-from engine.errors import MappingError
 from engine.formats.x12.message import X12Message
-from engine.maplib import x12_claims as xc
-from engine.maplib import x12_fhir as xf
-from engine.maplib.fhir import one_per_id, transaction
+from engine.maplib.x12_claim_set import claims_bundle
 from engine.mapping import mapping
+from engine.mapping_base import Mapped
 
 
 @mapping("x12-837-to-fhir@1", accepts="x12", emits="application/fhir+json")
-def claims_to_fhir(message: X12Message) -> dict[str, Any]:
-    """Map one 837 transaction set to a transaction Bundle of its claims."""
-    if message.segments[0].element(1) != "837":
-        raise MappingError("this mapping reads 837 claim sets only", field="ST01")
-    variant = xc.variant_of(message)
-    tree = message.tree
-    if variant is None or tree is None:
-        raise MappingError("not an 837P (X222), 837I (X223) or 837D (X224) convention",
-                           field="ST03")
-    created = xf.set_timestamp(message)
-    if created is None:
-        raise MappingError("the set's creation date is not a date", field="BHT04")
-    found = xc.claims_of(tree)
-    if not found:
-        raise MappingError("the set holds no claim", field="CLM")
-    resources: list[dict[str, Any]] = []
-    subscribers: dict[int, xc.Subscriber] = {}
-    numbered: Counter[tuple[str, str]] = Counter()  # claims so far by provider and CLM01
-    for billing, sub, patient_level, claim in found:
-        if xc.name_of(billing.first("2010AA")) is None:
-            raise MappingError("a claim's billing provider name is missing", field="2010AA")
-        if id(sub) not in subscribers:
-            read = xc.subscriber_of(message, sub)
-            if read is None:
-                field = "SBR" if sub.seg("SBR") is None else \
-                    "2010BA" if xc.name_of(sub.first("2010BA")) is None else "2010BB"
-                raise MappingError("a claim's subscriber or payer name is missing",
-                                   field=field)
-            subscribers[id(sub)] = read
-        number = (xc.provider_key(billing.first("2010AA")), claim.value("CLM01"))
-        numbered[number] += 1
-        resources += xc.claim_resources(message, variant[0], variant[1], created,
-                                        billing, subscribers[id(sub)], patient_level, claim,
-                                        numbered[number])
-    return transaction(one_per_id(resources))
+def claims_to_fhir(message: X12Message) -> Mapped:
+    """Map one 837 transaction set to a transaction Bundle of its claims (the shared
+    steps are in `engine/maplib/x12_claim_set.py`; this version's output never
+    changes)."""
+    return claims_bundle(message, version=1)

@@ -37,7 +37,8 @@ def cases() -> list[tuple[str, Path]]:
 def test_every_issue_mapping_has_channel_cases():
     refs = {ref for ref, _ in cases()}
     assert refs == {"x12-270-to-fhir@1", "fhir-to-x12-270@1", "x12-271-to-fhir@1",
-                    "x12-837-to-fhir@1", "x12-835-to-fhir@1", "x12-834-to-fhir@1",
+                    "x12-837-to-fhir@1", "x12-837-to-fhir@2", "x12-835-to-fhir@1",
+                    "x12-834-to-fhir@1",
                     "x12-278-to-fhir@1", "fhir-to-x12-278@1"}
 
 

@@ -117,9 +117,15 @@ def test_strict_answers_a_broken_835_with_ik3_naming_the_loop():
     reply = codec.reply(raw, parsed, Outcome(Verdict.REJECTED, tuple(problems)))
     segs = segments(reply)
     assert ["IK3", "NM1", "8", "2100", "3"] in segs  # required patient missing
-    # a TS3 after the lines opens a header number (2000) without its LX
-    assert ["IK3", "LX", "14", "2000", "3"] in segs
-    assert ["IK3", "TS3", "14", "2000", "8"] in segs and ["IK4", "2", "", "1"] in segs
+    # a TS3 after the lines is the open header number's (2000), out of sequence: no
+    # header number without its LX is made up for it
+    assert ["IK3", "TS3", "14", "2000", "7"] in segs
+    assert ["IK3", "LX", "14", "2000", "3"] not in segs
+    # its three missing elements are IK4s of that one IK3, not an IK3 each
+    at = segs.index(["IK3", "TS3", "14", "2000", "7"])
+    assert segs[at + 1:at + 4] == [["IK4", "2", "", "1"], ["IK4", "3", "", "1"],
+                                   ["IK4", "4", "", "1"]]
+    assert [s[1:3] for s in segs if s[0] == "IK3"].count(["TS3", "14"]) == 1
     assert ["IK5", "R", "5"] in segs
 
 

@@ -67,6 +67,27 @@ def test_the_engine_999_for_a_bad_270_nests_its_notes_and_reads_clean() -> None:
     assert answer.tree.value("AK901") == "R"
 
 
+def test_a_segment_with_several_bad_elements_is_one_ik3_with_an_ik4_each() -> None:
+    """Strict validation (our checks and pyx12's) finds SV102, SV103, DMG02 and DMG03
+    one by one; the 999 names each segment once, in the set's order, its elements
+    beneath it."""
+    body = [s.replace("SV1*HC:99213*100*UN*", "SV1*HC:99213*1O0*XX*") for s in CLAIM_837P]
+    body.insert(8, "DMG*D8*19801301*X")  # the subscriber's, after NM1*IL
+    raw = engine_999(one("837", body).encode())
+    answer = read_999(raw)
+    assert answer.issues == []
+    notes = answer.tree.all("2100")
+    named = [(n.value("IK301"), n.value("IK302")) for n in notes]
+    assert len(named) == len(set(named))  # no segment named twice
+    assert [int(position) for _, position in named] == sorted(int(p) for _, p in named)
+    by_segment = {n.value("IK301"): n for n in notes}
+    assert [(k.value("IK401"), k.value("IK403")) for k in by_segment["SV1"].kids("2110")
+            ] == [("2", "6"), ("3", "7")]
+    assert [(k.value("IK401"), k.value("IK403")) for k in by_segment["DMG"].kids("2110")
+            ] == [("2", "8"), ("3", "7")]
+    assert by_segment["SV1"].value("IK304") == by_segment["DMG"].value("IK304") == "8"
+
+
 def test_the_engine_999_for_a_bad_837_envelope_reads_clean() -> None:
     raw = one("837", CLAIM_837P).replace("SE*16*0001", "SE*99*0001").encode()
     answer = read_999(codec.reply(raw, None, Outcome(Verdict.REJECTED)))

@@ -100,8 +100,9 @@ def test_sets_pyx12_has_no_map_for_are_judged_by_our_structure_quietly(
     assert parsed.message_type.startswith(kind)
     for _ in range(3):
         assert codec.validate(parsed, "strict") == []
-    # a date pyx12 would have refused passes: only our structure looked at the set
-    bad = re.sub(rb"\*D8\*(\d{4})\d\d", rb"*D8*\g<1>13", raw)
+    # a service date pyx12 would have refused passes: only our structure looked at the
+    # set (it checks the birth date a Patient is built from, not DTP dates)
+    bad = re.sub(rb"(DTP\*\d{3})\*D8\*(\d{4})\d\d", rb"\1*D8*\g<2>13", raw)
     assert bad != raw
     assert codec.validate(codec.parse(bad), "strict") == []
     assert caplog.records == []
@@ -218,3 +219,20 @@ def test_maps_are_loaded_once() -> None:
     for _ in range(5):
         assert len(element_issues(body)) == 2
     assert pyx12_check._load.cache_info().misses == loads
+
+
+def test_a_segment_only_out_of_sequence_is_noted_once_and_the_rest_still_checked() -> None:
+    """A line's REF*6R before its DTP*472: ours says the DTP is out of sequence (7);
+    pyx12's view of the same DTP (missing, then unrecognized) is dropped, while what it
+    finds elsewhere (a unit outside SV103's codes) still refuses the set."""
+    raw = (FIXTURES[2] / "837p_subscriber_is_patient.x12").read_text()
+    raw = raw.replace("SV1*HC:87804*50.00*UN*1***1~DTP*472*D8*20261124~",
+                      "SV1*HC:87804*50.00*UN*1***1~REF*6R*L3~DTP*472*D8*20261124~")
+    raw = raw.replace("SV1*HC:J1885*45.00*UN*", "SV1*HC:J1885*45.00*XX*")
+    raw = raw.replace("SE*37*", "SE*38*")
+    problems = codec.validate(codec.parse(raw.encode()), "strict")
+    found = {(p.where[0], p.where[3], p.where[4], p.where[5]) for p in problems}
+    assert ("DTP", "7", "", "") in found
+    assert ("DTP", "3", "", "") not in found and ("DTP", "1", "", "") not in found
+    assert ("SV1", "8", "3", "7") in found
+    assert [p.severity for p in problems if p.where[0] == "SV1"] == ["E"]

@@ -156,6 +156,31 @@ async def test_a_channel_answers_structure_problems_by_its_validation(channel_en
     assert ["IK3", "NM1", "9", "2100", "3"] in segs
 
 
+@pytest.mark.parametrize("validation", ["strict", "lenient"])
+@pytest.mark.parametrize("st01, ik502", [("850", "1"), ("83P", "6")])
+async def test_a_set_no_guide_supports_is_refused_not_accepted_unchecked(
+        channel_env, validation, st01, ik502):
+    """An 850 (a purchase order, not a health care set) or a misspelt id cannot be
+    checked against any guide: IK5 R with IK502 1 (not supported) or 6 (invalid id)."""
+    raw = interchange([("270", INQUIRY)]).replace("ST*270", f"ST*{st01}").encode()
+    channel = channel_env.channel(None, X12Codec(), format="x12", validation=validation,
+                                  source={"type": "channel", "inbox": "x12-in"})
+    receipt = await channel.deliver(raw, meta(raw, "channel"))
+    assert receipt.status is MessageStatus.REJECTED
+    segs = segments(receipt.replies[0])
+    assert ["IK5", "R", ik502] in segs and ["AK9", "R", "1", "1", "0"] in segs
+    assert not [s for s in segs if s[0] == "IK3"]
+
+
+async def test_without_validation_a_set_of_any_id_is_passed_on(channel_env):
+    raw = interchange([("270", INQUIRY)]).replace("ST*270", "ST*850").encode()
+    channel = channel_env.channel(None, X12Codec(), format="x12", validation="off",
+                                  source={"type": "channel", "inbox": "x12-in"})
+    receipt = await channel.deliver(raw, meta(raw, "channel"))
+    assert receipt.status is MessageStatus.ACCEPTED
+    assert ["IK5", "A"] in segments(receipt.replies[0])
+
+
 @pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.x12")), ids=lambda p: p.stem)
 def test_the_sample_sets_are_sound_under_strict_validation(path):
     """Strict is our loops plus pyx12's element checks where it has a map (277CA)."""

@@ -113,10 +113,7 @@ def build_999(interchange: Interchange, groups: list[tuple[Group, list[SetAnswer
                         group.gs.element(8)]).rstrip(e)]
         for answer in answers:
             body.append(e.join(["AK2", answer.st01, answer.st02, answer.st03]).rstrip(e))
-            for note in answer.segments[:MAX_NOTES]:
-                for line in _ik3(note, e):
-                    if not (line.startswith("IK3") and line == body[-1]):
-                        body.append(line)  # several IK4s of one segment: one IK3
+            body += _ik3_loops(answer.segments, e)
             body.append(e.join(["IK5", answer.code, *answer.errors[:5]]))
         code, accepted = group_code(answers, group.codes)
         included = group.ge.element(1) if group.ge is not None else str(len(answers))
@@ -129,16 +126,38 @@ def build_999(interchange: Interchange, groups: list[tuple[Group, list[SetAnswer
     return t.join(out) + t
 
 
-def _ik3(note: tuple[str, ...], e: str) -> list[str]:
-    """IK3 (and IK4 for an element) for one structure note. IK303 is the loop's id where
-    the guide names one (not the set's own table), cut to the 4 characters element 447
-    allows ("2010BA" is sent as "2010"; the analyst's text keeps the whole id)."""
-    seg_id, position, loop, code, element, element_code = note
-    out = [e.join(["IK3", seg_id, position, "" if loop == "ST" else loop[:4], code]
-                  ).rstrip(e)]
-    if element and element_code:
-        out.append(e.join(["IK4", element, "", element_code]))
-    return out
+def _ik3_loops(notes: list[tuple[str, ...]], e: str) -> list[str]:
+    """The IK3 loops of one set: one IK3 per segment in error (by its id and position),
+    in the set's order, followed by an IK4 per element in error, as the 999 nests them;
+    notes come one per finding, and a segment with three bad elements is one IK3 with
+    three IK4s, not three IK3s. At most MAX_NOTES segments (the IK5 sums up the rest)."""
+    by_segment: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
+    for note in notes:
+        by_segment.setdefault(note[:3], []).append(note)
+    ordered = sorted(by_segment.values(), key=lambda found: _number(found[0][1]))
+    lines: list[str] = []
+    for found in ordered[:MAX_NOTES]:
+        lines.append(_ik3(found, e))
+        elements = sorted({(n[4], n[5]) for n in found if n[4] and n[5]},
+                          key=lambda pair: (_number(pair[0]), pair[1]))
+        lines += [e.join(["IK4", element, "", code]) for element, code in elements]
+    return lines
+
+
+def _ik3(found: list[tuple[str, ...]], e: str) -> str:
+    """The IK3 of one segment's notes. IK304 is its segment-level finding (out of
+    sequence, over its repeats...) when it has one, else 8 (data element errors, the
+    IK4s say which). IK303 is the loop's id where the guide names one (not the set's
+    own table), cut to the 4 characters element 447 allows ("2010BA" is sent as
+    "2010"; the analyst's text keeps the whole id)."""
+    seg_id, position, loop = found[0][:3]
+    code = next((n[3] for n in found if n[3] != "8"), "8")
+    return e.join(["IK3", seg_id, position, "" if loop == "ST" else loop[:4], code]
+                  ).rstrip(e)
+
+
+def _number(value: str) -> int:
+    return int(value) if value.isdecimal() else 0
 
 
 def build_ta1(interchange: Interchange, code: str, note: str) -> str:

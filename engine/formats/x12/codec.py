@@ -40,6 +40,8 @@ from engine.formats.x12.interchange import (
 )
 from engine.formats.x12.message import PATH, X12Message, build_loops
 from engine.formats.x12.pyx12_check import element_issues
+from engine.formats.x12.sets import supported
+from engine.formats.x12.structure import OUT_OF_SEQUENCE, Issue
 from engine.formats.x12.tokens import Segment, decode, fixed_isa, routing_header
 from engine.message import (
     Delivery,
@@ -116,14 +118,17 @@ class X12Codec:
         body = parsed.body
         if not isinstance(body, X12Message):
             return []
-        severity = "E" if level == "strict" else "W"
-        issues = body.issues + (element_issues(body) if level == "strict" else [])
+        unsupported = _unsupported(body)
+        if unsupported is not None:
+            return [unsupported]
+        strict = level == "strict"
+        issues = body.issues + (element_issues(body) if strict else [])
         # a routing line before the ISA is told, never refused (the 999 does not say it)
         skipped = [Problem(f"{body.skipped} bytes before the ISA (one line, a VAN or "
                            "clearinghouse routing header?) were read past",
                            code="5", segment="ISA", severity="W")] if body.skipped else []
         return skipped + [Problem(issue.text, code="5", segment=issue.segment,
-                        field=issue.element or None, severity=severity,
+                        field=issue.element or None, severity=_severity(issue, strict),
                         where=(issue.segment, str(issue.position), issue.loop, issue.code,
                                str(issue.element or ""), issue.element_code))
                 for issue in issues]
@@ -331,6 +336,29 @@ class X12Codec:
         """Element by element of the first set, by X12 path (`NM1[2].09`, `CLM[1].05-1`):
         delimiters and line breaks never differ, a changed element always does."""
         return diff_values(self.parse(a).body.leaves(), self.parse(b).body.leaves())
+
+
+def _unsupported(body: X12Message) -> Problem | None:
+    """A set whose ST01 the engine supports no guide for is refused in strict and lenient
+    mode alike (IK5 R): answering it A or E would say it was checked. IK502 6 for an id
+    that is not an X12 one (three digits), 1 (transaction set not supported) otherwise.
+    The text names the id, which is not PHI."""
+    st = body.segments[0]
+    st01 = st.element(1)
+    if st.id != "ST" or supported(st01):  # a partner's TA1 has no set to judge
+        return None
+    if not (len(st01) == 3 and st01.isdecimal()):
+        return Problem(f"ST01 {st01[:10]!r} is not an X12 transaction set identifier",
+                       code="6", segment="ST", field=1, severity="E")
+    return Problem(f"transaction set {st01} is not supported: the engine has no guide to "
+                   "read it against", code="1", segment="ST", field=1, severity="E")
+
+
+def _severity(issue: Issue, strict: bool) -> str:
+    """E refuses the set in strict mode; W notes it (IK5 E). A segment read into its
+    own loop out of the guide's order (IK3 7) is only noted, even in strict mode: its
+    data is read whole and where it belongs, and payers take such files."""
+    return "E" if strict and issue.code != OUT_OF_SEQUENCE else "W"
 
 
 def _set_answer(tset: TransactionSet, given: Outcome | SetAnswer | str,

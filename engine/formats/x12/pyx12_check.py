@@ -41,7 +41,7 @@ import pyx12.segment  # type: ignore[import-untyped]
 from pyx12.map_walker import walk_tree  # type: ignore[import-untyped]
 
 from engine.formats.x12.message import X12Message
-from engine.formats.x12.structure import Issue
+from engine.formats.x12.structure import OUT_OF_SEQUENCE, Issue
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,12 @@ def _keep(message: X12Message, found: list[Issue]) -> list[Issue]:
     are dropped: its walker loses its place differently and would report the same fault
     again as a cascade of missing segments."""
     ours = {(i.segment, i.position, i.element) for i in message.issues}
-    structure_broken = any(not i.element for i in message.issues)
+    # a segment only out of sequence was still read into its loop: pyx12 calls it
+    # unrecognized, or the one before it missing, where ours says 7; what it says of
+    # other segments still counts
+    structure_broken = any(not i.element and i.code != OUT_OF_SEQUENCE
+                           for i in message.issues)
+    moved = {i.segment for i in message.issues if i.code == OUT_OF_SEQUENCE}
     loops = _loop_at(message)
     st01 = message.segments[0].element(1)
     kept: list[Issue] = []
@@ -245,7 +250,7 @@ def _keep(message: X12Message, found: list[Issue]) -> list[Issue]:
             continue  # pyx12 counts every PLB as a new FOOTER loop
         if (issue.segment, issue.position, issue.element) in ours:
             continue
-        if not issue.element and structure_broken:
+        if not issue.element and (structure_broken or issue.segment in moved):
             continue
         key = (issue.segment, issue.position, issue.element, issue.element_code)
         if key in seen:

@@ -8,15 +8,19 @@ segments that repeat with different meanings, the qualifier values of one elemen
 NM1*IL opens 2010BA, HL with HL03 = 22 opens 2000B) and holds its own segments and child
 loops in the order the guide gives them. The reader walks a set once: each segment is
 matched in the open loop at or after the last matched place, else in the loops around
-it (which closes the inner ones), the way the guides' loop rules read. A segment that
-fits nowhere is kept in the loop it came in and reported (IK3 2 unexpected, or 1 when
-no loop of the set knows its id); it is never dropped, so a mapping still sees it.
+it (which closes the inner ones), the way the guides' loop rules read. A segment that an
+open loop has a place for earlier (a claim's CAS after its DTM) is read into that loop
+and reported out of sequence (IK3 7), never taken as the start of a new loop. A segment
+that fits nowhere is kept in the loop it came in and reported (IK3 2 unexpected, or 1
+when no loop of the set knows its id); it is never dropped, so a mapping still sees it.
 
 What is checked: required segments and loops present (IK3 3), segment and loop repeat
 limits (IK3 5 and 4), mandatory elements present (IK4 1), element values in the code
-lists a definition gives (IK4 7); a definition lists only the codes a mapping relies
-on. Element lengths, data types and the full code lists are pyx12's, in strict mode,
-for the sets it has maps for (pyx12_check.py).
+lists a definition gives (IK4 7), and the amounts and dates a mapping reads (IK4 6 a
+decimal that is not one, 8 a date that is not one): a definition lists only the codes
+and formats a mapping relies on, so that what a mapping has to leave out is told.
+Element lengths, data types and the full code lists are pyx12's, in strict mode, for
+the sets it has maps for (pyx12_check.py).
 
 Mappings read the tree: `tree.first("2010BA").value("NM109")` is the subscriber's
 member id whatever else the sender put before it.
@@ -24,12 +28,15 @@ member id whatever else the sender put before it.
 
 from __future__ import annotations
 
+import datetime
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from engine.formats.x12.tokens import Segment
 
 UNBOUNDED = 0
+OUT_OF_SEQUENCE = "7"  # IK304: segment not in proper sequence
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,7 @@ class Seg:
     at: int = 1  # which element holds the qualifier (HL03 for HL)
     required: tuple[int, ...] = ()  # mandatory elements (IK4 1 when empty)
     codes: tuple[tuple[int, tuple[str, ...]], ...] = ()  # element -> allowed values
+    formats: tuple[tuple[int, str], ...] = ()  # element -> R (a decimal) or DATE (below)
 
     def matches(self, segment: Segment) -> bool:
         return segment.id == self.id and (
@@ -89,7 +97,7 @@ class Issue:
     position: int
     loop: str
     code: str  # IK304: 1 unrecognized, 2 unexpected, 3 required missing, 4 loop over
-    #           max, 5 segment over max, 8 element errors
+    #           max, 5 segment over max, 7 not in proper sequence, 8 element errors
     element: int = 0
     element_code: str = ""  # IK403: 1 mandatory missing, 7 invalid code value
     text: str = ""  # for the analyst: names, never values
@@ -215,6 +223,18 @@ def _check_hierarchy(root: Node, issues: list[Issue]) -> None:
 
 def _place(stack: list[_Open], segment: Segment, position: int, issues: list[Issue]
            ) -> bool:
+    """Put one segment in its loop: where the guide's order expects it next, else in an
+    open loop that has a place for it earlier (out of sequence, IK3 7), else in a loop
+    whose opening segment is missing. The order matters: a segment an open loop knows
+    is never taken as the start of a loop of its own (a claim's CAS after its DTM is
+    still the claim's, not a service line without its SVC)."""
+    return (_follow(stack, segment, position, issues)
+            or _out_of_sequence(stack, segment, position, issues)
+            or _imply(stack, segment, position, issues))
+
+
+def _follow(stack: list[_Open], segment: Segment, position: int, issues: list[Issue]
+            ) -> bool:
     """Match in the innermost open loop first, then outwards, closing what is left."""
     for depth in range(len(stack) - 1, -1, -1):
         current = stack[depth]
@@ -235,7 +255,51 @@ def _place(stack: list[_Open], segment: Segment, position: int, issues: list[Iss
                 current.node.segments.append(segment)
                 current.node.positions.append(position)
             return True
-    return _imply(stack, segment, position, issues)
+    return False
+
+
+def _out_of_sequence(stack: list[_Open], segment: Segment, position: int,
+                     issues: list[Issue]) -> bool:
+    """A segment of an open loop (the innermost first) sent after segments the guide
+    puts after it: kept in that loop, its place in the loop and the inner loops left as
+    they are, so what follows reads on where it was. Reported as IK3 7 (segment not in
+    proper sequence) unless it only swaps places with segments of its own id, which the
+    X12 table holds at one position (NM1*IL before NM1*QC). A segment that would go
+    over its repeat limit in the innermost loop that knows it is not taken this way, nor
+    handed to a loop further out: a second claim patient more likely starts a claim
+    whose CLP is missing, and a dependent's second DMG is not the subscriber's. Nor is
+    a segment handed past the innermost hierarchical level (an HL loop): each level is
+    another party (billing provider, subscriber, patient), and a stray PRV inside a claim
+    is not the billing provider's taxonomy."""
+    for depth in range(len(stack) - 1, -1, -1):
+        current = stack[depth]
+        body = current.node.loop.body
+        for index in range(current.index - 1, -1, -1):
+            item = body[index]
+            if isinstance(item, Loop) or not item.matches(segment):
+                continue
+            if item.max and current.counts.get(index, 0) >= item.max:
+                return False
+            current.counts[index] = current.counts.get(index, 0) + 1
+            current.node.segments.append(segment)
+            current.node.positions.append(position)
+            if not _same_position(body, index, current.index):
+                issues.append(Issue(segment.id, position, current.node.id, OUT_OF_SEQUENCE,
+                                    text=f"{segment.id} at position {position} comes "
+                                         f"after segments the guide puts after it in "
+                                         f"loop {current.node.id}; read into that loop"))
+            return True
+        if current.node.loop.trigger.id == "HL":
+            return False
+    return False
+
+
+def _same_position(body: tuple[Seg | Loop, ...], earlier: int, last: int) -> bool:
+    """Whether every item from `earlier` to `last` is a segment of one id: the guide
+    splits one X12 table position by qualifier (NM1*QC, NM1*IL...), and the standard
+    does not order them."""
+    items = body[earlier:last + 1]
+    return all(isinstance(item, Seg) and item.id == body[earlier].id for item in items)
 
 
 def _imply(stack: list[_Open], segment: Segment, position: int, issues: list[Issue]
@@ -313,6 +377,43 @@ def _check_elements(node: Node, segment: Segment, position: int,
             issues.append(Issue(segment.id, position, node.id, "8", element, "7",
                                 text=f"{segment.id}{element:02d} holds a code this "
                                      f"transaction does not allow in loop {node.id}"))
+    for element, kind in spec.formats:
+        code = _format_error(segment, element, kind)
+        if code:
+            issues.append(Issue(segment.id, position, node.id, "8", element, code,
+                                text=f"{segment.id}{element:02d} at position {position} "
+                                     f"is not {_FORMAT_NAMES[kind]} in loop {node.id}"))
+
+
+DECIMAL, DATE = "R", "DATE"
+_FORMAT_NAMES = {DECIMAL: "a decimal number", DATE: "a date in the format its qualifier "
+                                                    "names"}
+_R = re.compile(r"-?(?:\d+\.?\d*|\.\d+)")
+_DATE_FORMATS = {"D8": ("%Y%m%d",), "RD8": ("%Y%m%d", "%Y%m%d"), "DT": ("%Y%m%d%H%M",)}
+
+
+def _format_error(segment: Segment, element: int, kind: str) -> str:
+    """The IK403 code of an element not in its format ("" when it is, or is empty): 6
+    for a decimal with a character X12's R type does not allow (a comma, a letter), 8
+    for a date that is not one in the format its qualifier, the element before it, names
+    (DMG01 D8 for DMG02; a qualifier outside the list is the code list's to report)."""
+    value = segment.element(element).strip()
+    if not value:
+        return ""
+    if kind == DECIMAL:
+        return "" if _R.fullmatch(value) else "6"
+    formats = _DATE_FORMATS.get(segment.element(element - 1).strip())
+    if formats is None:
+        return ""
+    parts = value.split("-") if len(formats) > 1 else [value]
+    if len(parts) != len(formats):
+        return "8"
+    try:
+        for part, form in zip(parts, formats, strict=True):
+            datetime.datetime.strptime(part, form)
+    except ValueError:
+        return "8"
+    return ""
 
 
 def _spec_of(node: Node, segment: Segment) -> Seg | None:

@@ -40,3 +40,16 @@ def definition_for(st01: str, convention: str) -> SetDefinition | None:
 
 def known_sets() -> list[SetDefinition]:
     return sorted(_BY_KEY.values(), key=lambda d: (d.st01, d.convention))
+
+
+# HIPAA 5010 sets the engine has no loops for but takes, routes and answers all the same
+# (payment order 820, attachments 275, application advice 824, the acknowledgements):
+# real X12 sets a partner may send, whose guide the engine does not check.
+UNCHECKED = frozenset({"275", "820", "824", "997", "999"})
+
+
+def supported(st01: str) -> bool:
+    """Whether the engine takes a set of this ST01: one it has a definition of, or a
+    HIPAA set it passes on unchecked. Any other (an 850 purchase order, a misspelt id)
+    cannot be read against any guide."""
+    return st01 in UNCHECKED or any(kind == st01 for kind, _ in _BY_KEY)

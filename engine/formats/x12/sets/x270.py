@@ -12,7 +12,7 @@ may give the receiver's address (N3/N4 in 2100B) before any rejection of it.
 
 from __future__ import annotations
 
-from engine.formats.x12.sets._dsl import HL, ST, L, N, R, S
+from engine.formats.x12.sets._dsl import DMG, HL, ST, L, N, R, S
 from engine.formats.x12.structure import SetDefinition
 
 _PAYER = ("2B", "36", "GP", "P5", "PR")
@@ -28,7 +28,7 @@ def _inquiry(person: str, level: str) -> tuple:
     return (S("TRN", 2, required=(1, 2, 3)),
             L(f"2100{level}", f"{person} name",
               R("NM1", q="IL" if level == "C" else "03", required=(1, 2)), "R", 1,
-              S("REF", 9), S("N3"), S("N4"), S("PRV"), S("DMG"), S("INS"), S("HI"),
+              S("REF", 9), S("N3"), S("N4"), S("PRV"), DMG(), S("INS"), S("HI"),
               S("DTP", 2), eq))
 
 
@@ -45,7 +45,7 @@ def _benefits(person: str, level: str) -> tuple:
     return (S("TRN", 3, required=(1, 2, 3)),
             L(f"2100{level}", f"{person} name",
               R("NM1", q="IL" if level == "C" else "03", required=(1,)), "R", 1,
-              S("REF", 9), S("N3"), S("N4"), S("AAA", 9), S("PRV"), S("DMG"), S("INS"),
+              S("REF", 9), S("N3"), S("N4"), S("AAA", 9), S("PRV"), DMG(), S("INS"),
               S("HI"), S("DTP", 9), S("MPI"), eb))
 
 

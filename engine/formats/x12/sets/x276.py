@@ -19,7 +19,7 @@ qualifier is named only where it tells apart segments of one loop.
 
 from __future__ import annotations
 
-from engine.formats.x12.sets._dsl import HL, ST, L, N, R, S
+from engine.formats.x12.sets._dsl import DMG, HL, ST, L, N, R, S
 from engine.formats.x12.structure import Loop, SetDefinition
 
 
@@ -59,11 +59,11 @@ REQUEST = SetDefinition("276", "005010X212", "Health care claim status request",
         L("2000C", "Service provider level", HL("19"), "R", N,
           L("2100C", "Provider name", R("NM1", q="1P", required=(1, 2)), "R", 2),
           L("2000D", "Subscriber level", HL("22"), "R", N,
-            S("DMG"),
+            DMG(),
             L("2100D", "Subscriber name", R("NM1", q="IL", required=(1, 2)), "R"),
             _claim_276("D"),
             L("2000E", "Dependent level", HL("23"), "S", N,
-              S("DMG"),
+              DMG(),
               L("2100E", "Dependent name", R("NM1", q="QC", required=(1, 2)), "R"),
               _claim_276("E")))))),
 ))

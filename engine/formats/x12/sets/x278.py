@@ -24,7 +24,7 @@ that a subscriber event followed by a dependent is read as the guide nests them.
 
 from __future__ import annotations
 
-from engine.formats.x12.sets._dsl import HL, ST, L, N, R, S
+from engine.formats.x12.sets._dsl import DMG, HL, ST, L, N, R, S
 from engine.formats.x12.structure import Loop, SetDefinition
 
 # NM101 codes that open the provider loops of the event and service levels (2010EA,
@@ -54,7 +54,7 @@ def _name_loop(loop_id: str, name: str, nm1: tuple[str, ...] | str, response: bo
     if provider:
         body.append(S("PRV"))
     if person:
-        body += [S("DMG"), S("INS")]
+        body += [DMG(), S("INS")]
     return L(loop_id, name, R("NM1", q=nm1, required=(1, 2)), usage, repeat, *body)
 
 

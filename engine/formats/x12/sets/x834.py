@@ -15,7 +15,7 @@ order among them, and the reader only looks forward within a loop.
 
 from __future__ import annotations
 
-from engine.formats.x12.sets._dsl import ST, L, N, R, S
+from engine.formats.x12.sets._dsl import DMG, ST, L, N, R, S
 from engine.formats.x12.structure import Loop, SetDefinition
 
 # INS03 and HD01 maintenance type: 001 change, 002 delete, 021 addition, 024
@@ -36,7 +36,7 @@ def _contact_loop(loop_id: str, name: str, qualifiers: str | tuple[str, ...],
 _MEMBER_NAME = L(
     "2100A", "Member name", R("NM1", q=("IL", "74"), required=(1, 2)), "R", 1,
     S("PER", required=(1,)), S("N3", required=(1,)), S("N4"),
-    S("DMG", required=(1, 2)), S("EC", N), S("ICM"), S("AMT", 7, required=(1, 2)),
+    DMG(required=(1, 2)), S("EC", N), S("ICM"), S("AMT", 7, required=(1, 2)),
     S("HLH"), S("LUI", N),
 )
 
@@ -83,7 +83,7 @@ ENROLLMENT = SetDefinition("834", "005010X220A1", "Benefit enrollment and mainte
       S("DTP", 24, required=(1, 2, 3)),
       _MEMBER_NAME,
       L("2100B", "Incorrect member name", R("NM1", q="70", required=(1, 2)), "S", 1,
-        S("DMG")),
+        DMG()),
       L("2100C", "Member mailing address", R("NM1", q="31", required=(1,)), "S", 1,
         R("N3"), R("N4")),
       _contact_loop("2100D", "Member employer", "36", 3),

@@ -26,8 +26,8 @@ require them; contact and secondary-id segments are situational.
 
 from __future__ import annotations
 
-from engine.formats.x12.sets._dsl import HL, ST, L, N, R, S
-from engine.formats.x12.structure import Loop, Seg, SetDefinition
+from engine.formats.x12.sets._dsl import DMG, HL, ST, L, N, R, S
+from engine.formats.x12.structure import DECIMAL, Loop, Seg, SetDefinition
 
 _SBR01 = ("A", "B", "C", "D", "E", "F", "G", "H", "P", "S", "T", "U")
 # Who each 2310/2330/2420 letter is, per variant: (letter, name, NM101 qualifiers,
@@ -155,7 +155,8 @@ def _claim(variant: str, usage: str) -> Loop:
             "D": (S("DTP", N), S("DN1"), S("DN2", 35), S("PWK", 10), S("CN1"), S("AMT", N),
                   S("REF", N), S("K3", 10), S("NTE", N), S("HI", N, required=(1,)),
                   S("HCP"))}[variant]
-    return L("2300", "Claim information", R("CLM", required=(1, 2, 5)), usage, 100,
+    return L("2300", "Claim information", R("CLM", required=(1, 2, 5),
+                                            formats=((2, DECIMAL),)), usage, 100,
              *head, *_parties(variant, "2310"), _other_subscriber(variant), _line(variant))
 
 
@@ -163,12 +164,13 @@ def _claims(variant: str) -> Loop:
     """The table: header, billing provider, subscriber, patient, claims."""
     patient = L("2000C", "Patient level", HL("23"), "S", N,
                 R("PAT", required=(1,)),
-                _name("2010CA", "Patient name", "QC", R("N3"), R("N4"), R("DMG"),
+                _name("2010CA", "Patient name", "QC", R("N3"), R("N4"), DMG("R"),
                       S("REF", N), S("PER"), usage="R"),
                 _claim(variant, "R"))
     subscriber = L("2000B", "Subscriber level", HL("22"), "R", N,
                    R("SBR", required=(1,), codes=((1, _SBR01),)), S("PAT"),
-                   _name("2010BA", "Subscriber name", "IL", S("N3"), S("N4"), S("DMG"),
+                   _name("2010BA", "Subscriber name", "IL", S("N3"), S("N4"),
+                         DMG("S"),
                          S("REF", N), S("PER"), usage="R"),
                    _name("2010BB", "Payer name", "PR", S("N3"), S("N4"), S("REF", N),
                          usage="R"),
