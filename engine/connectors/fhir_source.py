@@ -327,9 +327,18 @@ class FhirSource:
         if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
             raise _Answer(_fhir(400, rest.refusal(
                 "structure", "Bundle.entry must be a list of objects", "Bundle.entry")))
-        wants = self._entry_wants(entries, notification is not None)
+        refused = {} if notification is not None or kind != "batch" else {
+            i: r for i, e in enumerate(entries) if (r := rest.batch_refusal(i, e)) is not None}
+        kept = [i for i in range(len(entries)) if i not in refused]
+        if refused and not kept:  # nothing for the channel: nothing stored
+            return _fhir(200, rest.response_bundle("batch", list(refused.values())))
+        wants = self._entry_wants([entries[i] for i in kept], notification is not None)
         await self._authorize(request, pattern, client, wants)
-        receipt, _ = await self._deliver_resource(request, bundle, client)
+        if refused:  # the channel gets the entries it can take; the answer has them all
+            bundle = {**bundle, "entry": [entries[i] for i in kept]}
+        receipt, _ = await self._deliver_resource(request, bundle, client, [
+            f"left out of the batch: Bundle.entry[{i}] (answered {refused[i]['status'][:3]})"
+            for i in refused])
         if notification is not None:
             code = rest.http_status(receipt.status, receipt.problems, receipt.message_id,
                                     created=False)
@@ -338,7 +347,8 @@ class FhirSource:
                 headers["Retry-After"] = "10"
             response = _fhir(code, _receipt_outcome(receipt), **headers)
         else:
-            response = self._bundle_answer(receipt, entries, str(kind))
+            response = self._bundle_answer(receipt, [entries[i] for i in kept], str(kind),
+                                           refused)
         return await _send(request, response, receipt)
 
     # ------------------------------------------------------------------ steps
@@ -461,11 +471,14 @@ class FhirSource:
         return await _send(request, response, receipt)
 
     async def _deliver_resource(self, request: web.Request, resource: dict[str, Any],
-                                client: Client) -> tuple[Receipt, dict[str, Any]]:
+                                client: Client, left_out: list[str] | None = None
+                                ) -> tuple[Receipt, dict[str, Any]]:
         """Stamp meta.lastUpdated where missing, hand the message to the channel, and
-        return its receipt (after the durable commit) with what was stored."""
+        return its receipt (after the durable commit) with what was stored. `left_out`:
+        the batch entries answered by the source itself, not in `resource`."""
         now = dt.datetime.now(dt.UTC)
         stamped, changes = _stamp(resource, rest.instant(now))
+        changes += left_out or []
         raw = encode_json(stamped) if changes else request[_RAW]
         if request.get(_FROM_XML):
             changes.insert(0, CONVERTED)
@@ -512,25 +525,27 @@ class FhirSource:
         shown["meta"] = {**(resource.get("meta") or {}), "versionId": version}
         return _fhir(code, shown, **headers)
 
-    def _bundle_answer(self, receipt: Receipt, entries: list[dict[str, Any]], kind: str
-                       ) -> web.Response:
+    def _bundle_answer(self, receipt: Receipt, entries: list[dict[str, Any]], kind: str,
+                       refused: dict[int, dict[str, Any]]) -> web.Response:
         """The transaction/batch-response: per entry, its part's receipt when the channel
         split the Bundle, else the whole Bundle's. The channel checks every part of a
         transaction before it commits any, so a transaction is taken or refused whole
         (400/422 with the channel's OperationOutcome). Should a part still fail after
         others were committed (its own commit failed), the answer is that part's error
         with an OperationOutcome naming every entry's fate and message id, so the sender
-        does not resend the committed ones blindly."""
+        does not resend the committed ones blindly. `refused`: the batch entries the
+        source answered itself (by their index in the request), not in `entries`."""
         mid = receipt.message_id
         headers = {MESSAGE_ID_HEADER: mid} if mid else {}
         if not mid:
             return _fhir(503, _receipt_outcome(receipt), **headers, **{"Retry-After": "10"})
         parts = {p.index: p for p in receipt.parts}
+        originals = [i for i in range(len(entries) + len(refused)) if i not in refused]
         responses = []
         for index, entry in enumerate(entries):
             resource = entry.get("resource")
             if parts and index not in parts:
-                responses.append(rest.untaken_entry(resource))
+                responses.append(rest.untaken_entry(resource, originals[index]))
                 continue
             responses.append(rest.part_entry(
                 parts.get(index), resource, default_status=receipt.status, message_id=mid,
@@ -549,7 +564,10 @@ class FhirSource:
                 for item in r.get("outcome", {}).get("issue", []):
                     issues.append({**item, "expression": [f"Bundle.entry[{index}]"]})
             return _fhir(worst, rest.outcome(issues), **headers)
-        return _fhir(200, rest.response_bundle(kind, responses), **headers)
+        taken = iter(responses)
+        everything = [refused[i] if i in refused else next(taken)
+                      for i in range(len(responses) + len(refused))]
+        return _fhir(200, rest.response_bundle(kind, everything), **headers)
 
 
 # ---------------------------------------------------------------------- helpers
