@@ -19,6 +19,9 @@ Decisions a sender will notice:
   the message is stored, so the stored message is what the mapping read (HL7v2 MSH-7
   comes from it). Where the sender set one, it is kept. Stamped messages say so in their
   "received" audit detail (SourceMeta.changes).
+- Versions: a PUT without meta.versionId gets the next version of its id, kept in the
+  store (engine.connectors.fhir_source_versions): 201 and W/"1" the first time, then
+  200 and W/"2", ... ; a version the sender set is kept.
 - JSON and XML: an XML body (application/fhir+xml, or application/xml, text/xml) is
   turned into FHIR JSON first (engine.formats.fhir_xml), so the channel, the store and
   the mappings only ever see JSON; the "received" audit event says it was converted.
@@ -50,6 +53,7 @@ from engine.config.types import ByteSize, Duration
 from engine.connectors import fhir_source_rest as rest
 from engine.connectors.base import Deliver, SourceContext
 from engine.connectors.fhir_source_auth import AuthConfig, Authenticator, Client, Refused
+from engine.connectors.fhir_source_versions import Taken, Versioner
 from engine.connectors.http_listener import (
     BodyRefused,
     ConnectionGuard,
@@ -165,6 +169,7 @@ class FhirSource:
         self._guard: ConnectionGuard | None = None
         self._adopted: socket.socket | None = None  # taken over from the source replaced
         self._seen: dict[str, float] = {}  # client name -> when it was last let in
+        self.versions = Versioner(context.versions, context.channel)
 
     @property
     def address(self) -> str:
@@ -296,7 +301,9 @@ class FhirSource:
             raise _Answer(_fhir(400, rest.refusal(
                 "invalid", "the resource's id must equal the id in the URL", f"{kind}.id")))
         await self._authorize(request, pattern, client, [(kind, UPDATE)])
-        return await self._take(request, resource, client, created=False)
+        resource, taken = await self.versions.update(kind, rid, resource)
+        return await self._take(request, resource, client, created=taken is not None and
+                                taken.version == 1, taken=[taken] if taken else [])
 
     async def _system(self, request: web.Request, pattern: str) -> web.StreamResponse:
         """A batch or transaction Bundle; with `subscription`, also pings and
@@ -334,11 +341,17 @@ class FhirSource:
             return _fhir(200, rest.response_bundle("batch", list(refused.values())))
         wants = self._entry_wants([entries[i] for i in kept], notification is not None)
         await self._authorize(request, pattern, client, wants)
-        if refused:  # the channel gets the entries it can take; the answer has them all
-            bundle = {**bundle, "entry": [entries[i] for i in kept]}
+        given = [entries[i] for i in kept]
+        taken: list[Taken] = []
+        if notification is None:
+            given, taken = await self._versioned(given)
+        if refused or taken:  # the channel gets the entries it can take, versioned
+            bundle = {**bundle, "entry": given}
         receipt, _ = await self._deliver_resource(request, bundle, client, [
+            f"Bundle.entry[{t.entry}].resource.meta.versionId" for t in taken] + [
             f"left out of the batch: Bundle.entry[{i}] (answered {refused[i]['status'][:3]})"
             for i in refused])
+        await self.versions.settle(taken, receipt)
         if notification is not None:
             code = rest.http_status(receipt.status, receipt.problems, receipt.message_id,
                                     created=False)
@@ -347,8 +360,7 @@ class FhirSource:
                 headers["Retry-After"] = "10"
             response = _fhir(code, _receipt_outcome(receipt), **headers)
         else:
-            response = self._bundle_answer(receipt, [entries[i] for i in kept], str(kind),
-                                           refused)
+            response = self._bundle_answer(receipt, given, str(kind), refused)
         return await _send(request, response, receipt)
 
     # ------------------------------------------------------------------ steps
@@ -461,9 +473,30 @@ class FhirSource:
             wants.append((kind, CREATE if method == "POST" else UPDATE))
         return wants
 
+    async def _versioned(self, entries: list[dict[str, Any]]
+                         ) -> tuple[list[dict[str, Any]], list[Taken]]:
+        """The entries with the next version of each PUT's resource, and what was taken."""
+        out, taken = [], []
+        for index, entry in enumerate(entries):
+            resource, request = entry.get("resource"), entry.get("request")
+            if isinstance(resource, dict) and isinstance(request, dict) \
+                    and request.get("method") == "PUT":
+                resource, took = await self.versions.update(
+                    str(resource.get("resourceType")), resource.get("id"), resource, index)
+                if took is not None:
+                    entry = {**entry, "resource": resource}
+                    taken.append(took)
+            out.append(entry)
+        return out, taken
+
     async def _take(self, request: web.Request, resource: dict[str, Any], client: Client,
-                    *, created: bool) -> web.StreamResponse:
-        receipt, stamped = await self._deliver_resource(request, resource, client)
+                    *, created: bool, taken: list[Taken] | None = None
+                    ) -> web.StreamResponse:
+        """Deliver one resource and answer it; a version taken for it is given back when
+        the answer is no 2xx."""
+        changes = [f"{t.kind}.meta.versionId" for t in taken or []]
+        receipt, stamped = await self._deliver_resource(request, resource, client, changes)
+        await self.versions.settle(taken or [], receipt)
         if receipt.response is not None:  # a `respond:` channel: its answer, not ours
             return await _send(request, _responded(receipt), receipt)
         response = self._single_answer(receipt, stamped, self._base_url(request),
@@ -471,14 +504,15 @@ class FhirSource:
         return await _send(request, response, receipt)
 
     async def _deliver_resource(self, request: web.Request, resource: dict[str, Any],
-                                client: Client, left_out: list[str] | None = None
+                                client: Client, made: list[str] | None = None
                                 ) -> tuple[Receipt, dict[str, Any]]:
         """Stamp meta.lastUpdated where missing, hand the message to the channel, and
-        return its receipt (after the durable commit) with what was stored. `left_out`:
-        the batch entries answered by the source itself, not in `resource`."""
+        return its receipt (after the durable commit) with what was stored. `made`: what
+        the source already changed in `resource` (a version it set, the batch entries it
+        answered itself and left out), for the "received" audit detail."""
         now = dt.datetime.now(dt.UTC)
         stamped, changes = _stamp(resource, rest.instant(now))
-        changes += left_out or []
+        changes += made or []
         raw = encode_json(stamped) if changes else request[_RAW]
         if request.get(_FROM_XML):
             changes.insert(0, CONVERTED)
@@ -549,7 +583,7 @@ class FhirSource:
                 continue
             responses.append(rest.part_entry(
                 parts.get(index), resource, default_status=receipt.status, message_id=mid,
-                problems=receipt.problems))
+                problems=receipt.problems, created=rest.creates(entry)))
             if not parts:
                 responses[-1]["outcome"]["issue"][0]["diagnostics"] = \
                     f"message {mid}: {receipt.status.value} (the Bundle as one message)"

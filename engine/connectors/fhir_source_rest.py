@@ -112,7 +112,7 @@ def capability_statement(resources: Sequence[str], *, bundles: bool, subscriptio
                          "delivered onwards; nothing here can be read back.",
         "resource": [
             {"type": kind, "interaction": [{"code": "create"}, {"code": "update"}],
-             "versioning": "no-version", "updateCreate": True}
+             "versioning": "versioned", "updateCreate": True}
             for kind in resources if kind != "Bundle"],
     }
     if bundles:
@@ -202,15 +202,27 @@ def response_bundle(kind: str, entries: Sequence[dict[str, Any]]) -> dict[str, A
             "entry": [{"response": e} for e in entries]}
 
 
+def creates(entry: dict[str, Any]) -> bool:
+    """Whether a Bundle entry, once taken, made a new resource (201) rather than a new
+    version of one (200): every POST, and a PUT at its first version."""
+    request = entry.get("request")
+    resource = entry.get("resource")
+    if not isinstance(request, dict) or request.get("method") != "PUT" \
+            or not isinstance(resource, dict):
+        return True
+    return version_of(resource) == "1"
+
+
 def part_entry(part: PartReceipt | None, resource: Any, *, default_status: MessageStatus,
-               message_id: str, problems: Sequence[Problem]) -> dict[str, Any]:
+               message_id: str, problems: Sequence[Problem], created: bool = True
+               ) -> dict[str, Any]:
     """The `response` of one request entry: its part's receipt when the channel split the
     Bundle, else the whole Bundle's (`default_status`, `message_id`)."""
     status = part.status if part else default_status
     mid = part.message_id if part else message_id
     own = part.problems if part else problems
     kind = resource.get("resourceType") if isinstance(resource, dict) else None
-    code = http_status(status, own, mid, created=True)
+    code = http_status(status, own, mid, created=created)
     response: dict[str, Any] = {"status": REASONS.get(code, str(code))}
     if code < 300 and isinstance(kind, str):
         rid = resource.get("id") if isinstance(resource.get("id"), str) else mid

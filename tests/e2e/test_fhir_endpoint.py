@@ -152,7 +152,7 @@ async def test_update_with_a_new_version_becomes_an_adt_a31_and_prefer_is_honour
     assert hl7(endpoint.files()[0]).value("MSH-9.2") == "A31"
     status, _, answer = await endpoint.post("/Patient/p-101", patient(id="p-101"),
                                             method="PUT", headers={"Prefer": "return=minimal"})
-    assert (status, answer) == (200, None)
+    assert (status, answer) == (201, None)  # an update that creates (its first version)
     status, _, answer = await endpoint.post("/Patient/p-102", patient(id="p-999"),
                                             method="PUT")
     assert status == 400
