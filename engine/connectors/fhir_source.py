@@ -18,7 +18,10 @@ Decisions a sender will notice:
   resource) has none, the source sets it to the receipt time (UTC, milliseconds) before
   the message is stored, so the stored message is what the mapping read (HL7v2 MSH-7
   comes from it). Where the sender set one, it is kept. Stamped messages say so in their
-  "received" audit detail (SourceMeta.changes).
+  "received" audit detail (SourceMeta.changes). The entries of a Bundle that carries a
+  timestamp are not stamped: the sender's Bundle.timestamp is their time, and it is what
+  the FHIR-to-HL7v2 mappings then read as MSH-7 (of the Bundle, or of each split part,
+  which carries it as its meta.lastUpdated), not the time the engine received it.
 - Versions: a PUT without meta.versionId gets the next version of its id, kept in the
   store (engine.connectors.fhir_source_versions): 201 and W/"1" the first time, then
   200 and W/"2", ... ; a version the sender set is kept.
@@ -711,8 +714,8 @@ def _empty(request: web.Request) -> bool:
 
 def _stamp(resource: dict[str, Any], now: str) -> tuple[dict[str, Any], list[str]]:
     """The resource with meta.lastUpdated set where the server would set it (the resource,
-    or each entry's resource of a Bundle; never a notification's status entry), and the
-    FHIRPath of each element set."""
+    or each entry's resource of a Bundle without a timestamp; never a notification's
+    status entry), and the FHIRPath of each element set."""
     changes: list[str] = []
     if resource.get("resourceType") != "Bundle":
         stamped = _stamp_one(resource, now)
@@ -720,8 +723,8 @@ def _stamp(resource: dict[str, Any], now: str) -> tuple[dict[str, Any], list[str
             changes.append(f"{resource['resourceType']}.meta.lastUpdated")
         return stamped, changes
     entries = resource.get("entry")
-    if not isinstance(entries, list):
-        return resource, changes
+    if not isinstance(entries, list) or resource.get("timestamp"):
+        return resource, changes  # the sender's Bundle.timestamp is its entries' time
     new_entries = []
     for index, entry in enumerate(entries):
         inner = entry.get("resource") if isinstance(entry, dict) else None

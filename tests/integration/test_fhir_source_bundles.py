@@ -98,3 +98,17 @@ async def test_a_transaction_with_a_read_is_still_refused_whole(harness, tmp_pat
     assert status == 400, answer
     assert "Bundle.entry[1].request.method" in expressions(answer)
     assert world.rows(messages) == []
+
+
+async def test_the_bundle_timestamp_is_the_adt_message_time(harness, tmp_path):
+    """MSH-7 of the ADT made from a transaction's Patient is the Bundle's timestamp (when
+    the sender assembled it), not the time the engine received it."""
+    world = await start(harness, tmp_path, "{type: none}")
+    bundle = {"resourceType": "Bundle", "type": "transaction",
+              "timestamp": "2024-05-06T07:08:09+02:00",
+              "entry": [entry(patient("TS1")), entry(patient("TS2"))]}
+    status, _, answer = await world.post("", bundle)
+    assert status == 200, answer
+    await world.harness.settle(lambda: len(world.files()) == 2)
+    times = {f.read_text().split("\r")[0].split("|")[6] for f in world.files()}
+    assert times == {"20240506070809+0200"}
