@@ -313,7 +313,8 @@ class Engine:
         mapping = self.catalog.get(cfg.mapping) if cfg.mapping else None
         context = SourceContext(cfg.name, self.users, self.ops.record, codec.content_type,
                                 shared_port=self.worker is not None,
-                                versions=FhirVersions(svc.db, svc.vault))
+                                versions=FhirVersions(svc.db, svc.vault),
+                                validation=cfg.validation)
         source = registry.SOURCES[type(cfg.source).__struct_config__.tag].factory(
             cfg.source, context)
         # Replies are read in the standard of what is sent: an HL7v2 ACK comes back for

@@ -101,3 +101,6 @@ class SourceContext(msgspec.Struct, frozen=True):
     # the version each resource id is at (engine.store.fhir_versions.FhirVersions), for
     # a FHIR source, which assigns meta.versionId as a FHIR server does
     versions: Any = None
+    # the channel's validation (off, lenient, strict), for what only the source can see
+    # (the FHIR source: a JSON key sent twice, which decoding drops)
+    validation: str = "off"

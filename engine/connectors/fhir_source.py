@@ -72,6 +72,7 @@ from engine.events import Event, Kind
 from engine.formats import fhir_xml
 from engine.formats.fhir import decode_json, encode_json
 from engine.formats.fhir import issue as problem_issue
+from engine.formats.fhir_json_rules import duplicate_keys
 from engine.message import MessageStatus, Receipt, SourceMeta
 from engine.security.jwt import CREATE, UPDATE
 
@@ -84,6 +85,8 @@ MESSAGE_ID_HEADER = "X-Conduit-Message-Id"
 _PINGS = ("handshake", "heartbeat", "query-status")
 _RAW = web.RequestKey("conduit_raw", bytes)  # the body as read, until it is delivered
 _FROM_XML = web.RequestKey("conduit_from_xml", bool)  # the body came as XML
+_TWICE = web.RequestKey("conduit_twice", list)  # FHIRPaths of keys sent twice (lenient)
+_TWICE_TEXT = "this key is sent twice in its object; FHIR JSON has each element once"
 CONVERTED = "converted from application/fhir+xml"  # SourceMeta.changes: all of the body
 _XML_INLINE = 256 * 1024  # larger XML bodies are converted off the event loop
 # No FHIR resource repeats an element this often; a body that does is built to make
@@ -443,7 +446,24 @@ class FhirSource:
             raise _Answer(_fhir(400, rest.refusal(
                 "too-costly", f"an array holds more than {MAX_ARRAY_ITEMS} items", where)))
         request[_RAW] = raw
+        await self._keys_twice(request, raw)
         return body
+
+    async def _keys_twice(self, request: web.Request, raw: bytes) -> None:
+        """A key sent twice in one object is no FHIR JSON, and decoding keeps only the
+        last, so only the source sees it: under strict validation a 400 naming each
+        (nothing stored); otherwise the last is kept, said in the "received" audit detail
+        and, under lenient, as a warning in the answer."""
+        if request.get(_FROM_XML):
+            return  # made from XML here: each key once
+        twice = duplicate_keys(raw) if len(raw) <= _XML_INLINE else \
+            await asyncio.to_thread(duplicate_keys, raw)
+        if not twice:
+            return
+        if self.context.validation == "strict":
+            raise _Answer(_fhir(400, rest.outcome(
+                rest.issue("error", "structure", _TWICE_TEXT, where) for where in twice[:50])))
+        request[_TWICE] = twice
 
     async def _read_body(self, request: web.Request) -> bytes:
         """The body, bounded in size and in time; a refusal closes the connection."""
@@ -502,8 +522,11 @@ class FhirSource:
         await self.versions.settle(taken or [], receipt)
         if receipt.response is not None:  # a `respond:` channel: its answer, not ours
             return await _send(request, _responded(receipt), receipt)
+        notes = [rest.issue("warning", "structure", _TWICE_TEXT, where)
+                 for where in request.get(_TWICE, [])[:50]] \
+            if self.context.validation == "lenient" else []
         response = self._single_answer(receipt, stamped, self._base_url(request),
-                                       created=created, prefer=_prefer(request))
+                                       created=created, prefer=_prefer(request), notes=notes)
         return await _send(request, response, receipt)
 
     async def _deliver_resource(self, request: web.Request, resource: dict[str, Any],
@@ -516,6 +539,7 @@ class FhirSource:
         now = dt.datetime.now(dt.UTC)
         stamped, changes = _stamp(resource, rest.instant(now))
         changes += made or []
+        changes += [f"{where}: sent twice, the last kept" for where in request.get(_TWICE, [])]
         raw = encode_json(stamped) if changes else request[_RAW]
         if request.get(_FROM_XML):
             changes.insert(0, CONVERTED)
@@ -535,8 +559,10 @@ class FhirSource:
     # ------------------------------------------------------------------ answers
 
     def _single_answer(self, receipt: Receipt, resource: dict[str, Any], base_url: str,
-                       *, created: bool,
-                       prefer: str) -> web.StreamResponse:
+                       *, created: bool, prefer: str,
+                       notes: list[dict[str, Any]] | None = None) -> web.StreamResponse:
+        """`notes`: issues the source adds to an OperationOutcome answer (the lenient
+        warnings about what only it could see)."""
         mid = receipt.message_id
         code = rest.http_status(receipt.status, receipt.problems, mid, created)
         headers = {MESSAGE_ID_HEADER: mid} if mid else {}
@@ -544,7 +570,7 @@ class FhirSource:
         if code >= 400:
             if code == 503:
                 headers["Retry-After"] = "10"
-            return _fhir(code, _receipt_outcome(receipt), **headers)
+            return _fhir(code, _receipt_outcome(receipt, notes), **headers)
         kind = str(resource.get("resourceType"))
         rid = resource.get("id") if isinstance(resource.get("id"), str) else mid
         version = rest.version_of(resource)
@@ -556,7 +582,7 @@ class FhirSource:
         if prefer == "minimal":
             return web.Response(status=code, headers=headers)
         if prefer == "OperationOutcome":
-            return _fhir(code, _receipt_outcome(receipt), **headers)
+            return _fhir(code, _receipt_outcome(receipt, notes), **headers)
         shown = dict(resource)
         shown["id"] = rid
         shown["meta"] = {**(resource.get("meta") or {}), "versionId": version}
@@ -781,9 +807,11 @@ def _http_date(resource: dict[str, Any]) -> str | None:
     return email.utils.format_datetime(moment.astimezone(dt.UTC), usegmt=True)
 
 
-def _receipt_outcome(receipt: Receipt) -> dict[str, Any]:
+def _receipt_outcome(receipt: Receipt, notes: list[dict[str, Any]] | None = None
+                     ) -> dict[str, Any]:
     """The channel's own answer (an OperationOutcome from the codec, or the splitter's
-    for a split Bundle) with the message id added, so the sender can trace it."""
+    for a split Bundle) with the source's `notes` and the message id added, so the
+    sender can trace it."""
     body: Any = None
     if receipt.replies:
         try:
@@ -792,7 +820,7 @@ def _receipt_outcome(receipt: Receipt) -> dict[str, Any]:
             body = None
     if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
         body = rest.outcome([problem_issue(p) for p in receipt.problems])
-    issues = list(body.get("issue") or [])
+    issues = list(body.get("issue") or []) + list(notes or [])
     if receipt.message_id:
         issues.append(rest.issue("information", "informational",
                                  f"message {receipt.message_id}: {receipt.status.value}"))
