@@ -22,9 +22,9 @@ Decisions a sender will notice:
   timestamp are not stamped: the sender's Bundle.timestamp is their time, and it is what
   the FHIR-to-HL7v2 mappings then read as MSH-7 (of the Bundle, or of each split part,
   which carries it as its meta.lastUpdated), not the time the engine received it.
-- Versions: a PUT without meta.versionId gets the next version of its id, kept in the
-  store (engine.connectors.fhir_source_versions): 201 and W/"1" the first time, then
-  200 and W/"2", ... ; a version the sender set is kept.
+- Versions: a PUT gets the next version of its id, kept in the store
+  (engine.connectors.fhir_source_versions): 201 and W/"1" the first time, then 200 and
+  W/"2", ...; a versionId in the body does not set it (but one ahead is kept).
 - JSON and XML: an XML body (application/fhir+xml, or application/xml, text/xml) is
   turned into FHIR JSON first (engine.formats.fhir_xml), so the channel, the store and
   the mappings only ever see JSON; the "received" audit event says it was converted.

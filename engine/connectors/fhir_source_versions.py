@@ -9,9 +9,12 @@ resource to the channel, sets it as meta.versionId in what is stored, and gives 
 when the answer is no 2xx (refused, failed, or not stored), so that a refused update
 does not count.
 
-A resource that arrives with meta.versionId keeps it and takes no version: a FHIR server
-relaying its own resources (a subscription's notifications, a forwarder) is the keeper
-of those, and its versions are what the receiver must see.
+A meta.versionId in the body does not set the version, as R4 says: clients send back
+the version they read (fhirpy's update does), and taking it would answer W/"1" again
+and make another A28. One exception, for an engine that relays other servers'
+resources: a whole-number versionId ahead of the one kept here is taken as it is
+(a Cerner Patient at version 7 stays version 7, an A31), and the count goes on from
+there. Subscription notifications are not versioned here: their server keeps that.
 """
 
 from __future__ import annotations
@@ -37,17 +40,15 @@ class Taken(NamedTuple):
     entry: int | None = None
 
 
-def unversioned(resource: Any) -> bool:
-    """True when the sender set no meta.versionId (a malformed meta is left alone, for
-    validation to report)."""
-    if not isinstance(resource, dict):
-        return False
-    meta = resource.get("meta")
-    return meta is None or (isinstance(meta, dict) and not meta.get("versionId"))
+def _sent(resource: dict[str, Any]) -> int:
+    """The body's meta.versionId as a whole number (a relayed server's version), else 1."""
+    sent = (resource.get("meta") or {}).get("versionId")
+    return int(sent) if isinstance(sent, str) and sent.isdigit() and len(sent) < 16 else 1
 
 
 def with_version(resource: dict[str, Any], version: int) -> dict[str, Any]:
-    """The resource with meta.versionId set (a copy; the sender's dict is kept)."""
+    """The resource with meta.versionId set (a copy; the sender's dict is kept), over
+    any the sender put there."""
     return {**resource, "meta": {**(resource.get("meta") or {}), "versionId": str(version)}}
 
 
@@ -62,11 +63,11 @@ class Versioner:
     async def update(self, kind: str, rid: Any, resource: dict[str, Any],
                      entry: int | None = None) -> tuple[dict[str, Any], Taken | None]:
         """The resource of a PUT with its next version, and what was taken (None when
-        the sender set the version, the id is no FHIR id, or there is no store)."""
+        the id is no FHIR id, for validation to refuse, or there is no store)."""
         if self._versions is None or not isinstance(rid, str) or not VALID_ID.match(rid) \
-                or not unversioned(resource):
+                or not isinstance(resource.get("meta", {}), dict):
             return resource, None
-        version = await self._versions.take(self._channel, kind, rid)
+        version = await self._versions.take(self._channel, kind, rid, _sent(resource))
         return with_version(resource, version), Taken(kind, rid, version, entry)
 
     async def settle(self, taken: Sequence[Taken], receipt: Receipt) -> None:

@@ -31,22 +31,25 @@ _table = fhir_versions
 
 
 def _upsert(dialect: str) -> sa.Executable:
+    floor = sa.bindparam("floor", type_=sa.BigInteger)
     statement = conflict_insert(dialect, _table).values(
-        channel=sa.bindparam("channel"), resource=sa.bindparam("resource"), version=1)
+        channel=sa.bindparam("channel"), resource=sa.bindparam("resource"), version=floor)
     return statement.on_conflict_do_update(
         index_elements=[_table.c.channel, _table.c.resource],
-        set_={"version": _table.c.version + 1},
+        set_={"version": sa.case((_table.c.version < floor, floor),
+                                 else_=_table.c.version + 1)},
     ).returning(_table.c.version)
 
 
-def take(db: sa.Engine, channel: str, resource: str) -> int:
-    """The next version of `resource` (a pseudonym) on `channel`: 1 the first time,
-    durable on return."""
+def take(db: sa.Engine, channel: str, resource: str, floor: int = 1) -> int:
+    """The next version of `resource` (a pseudonym) on `channel`, durable on return: 1
+    the first time, then one more each time; `floor` when that is ahead (the version
+    another FHIR server gave the resource it relays, which the receiver knows it by)."""
     if db.dialect.name not in ("postgresql", "sqlite"):
         raise NotImplementedError(f"FHIR versions on {db.dialect.name}")
     with db.begin() as conn:
-        return int(conn.execute(_upsert(db.dialect.name),
-                                {"channel": channel, "resource": resource}).scalar_one())
+        return int(conn.execute(_upsert(db.dialect.name), {
+            "channel": channel, "resource": resource, "floor": max(1, floor)}).scalar_one())
 
 
 def give_back(db: sa.Engine, channel: str, resource: str, version: int) -> None:
@@ -82,8 +85,8 @@ class FhirVersions:
         assert key is not None  # kind and rid are never empty here
         return key
 
-    async def take(self, channel: str, kind: str, rid: str) -> int:
-        return await asyncio.to_thread(take, self._db, channel, self.key(kind, rid))
+    async def take(self, channel: str, kind: str, rid: str, floor: int = 1) -> int:
+        return await asyncio.to_thread(take, self._db, channel, self.key(kind, rid), floor)
 
     async def give_back(self, channel: str, kind: str, rid: str, version: int) -> None:
         await asyncio.to_thread(give_back, self._db, channel, self.key(kind, rid), version)

@@ -58,12 +58,16 @@ async def test_a_second_put_of_an_id_is_an_update_with_the_next_version(harness,
     assert status == 400
     status, headers, _ = await put(world, "pv1", patient("PV1", id="pv1"))
     assert (status, headers["ETag"]) == (200, 'W/"3"')
-    # another id has versions of its own; a version the sender set is kept
-    status, headers, _ = await put(world, "pv2", patient("PV2", id="pv2"))
-    assert (status, headers["ETag"]) == (201, 'W/"1"')
+    # a client sending back the version it read gets the next one, not its own again
+    status, headers, body = await put(world, "pv1", patient("PV1", id="pv1",
+                                                            meta={"versionId": "3"}))
+    assert (status, headers["ETag"], body["meta"]["versionId"]) == (200, 'W/"4"', "4")
+    # another id has versions of its own; one relayed from a server that is ahead is kept
     status, headers, _ = await put(world, "pv2", patient("PV2", id="pv2",
                                                          meta={"versionId": "7"}))
-    assert headers["ETag"] == 'W/"7"'
+    assert (status, headers["ETag"]) == (200, 'W/"7"')
+    status, headers, _ = await put(world, "pv2", patient("PV2", id="pv2"))
+    assert headers["ETag"] == 'W/"8"'
 
 
 async def test_transaction_puts_take_versions_too(harness, tmp_path):
@@ -106,3 +110,4 @@ async def test_engines_on_one_postgresql_share_the_versions(tmp_path, pg_url):
     finally:
         await second.stop()
         await first.stop()
+

@@ -62,3 +62,10 @@ def test_two_processes_on_one_postgresql_database_never_share_a_version(pg_url):
         assert proc.returncode == 0, err[-2000:]
         taken += [int(n) for n in out.split()]
     assert sorted(taken) == list(range(1, 201))
+
+
+def test_a_version_ahead_is_taken_and_the_count_goes_on_from_it(db):
+    take = fhir_versions.take
+    assert take(db, "c", "relayed", floor=7) == 7  # another server's version 7
+    assert take(db, "c", "relayed") == 8
+    assert take(db, "c", "relayed", floor=3) == 9  # behind (a client's echo): the next
