@@ -22,9 +22,11 @@ Decisions a sender will notice:
   timestamp are not stamped: the sender's Bundle.timestamp is their time, and it is what
   the FHIR-to-HL7v2 mappings then read as MSH-7 (of the Bundle, or of each split part,
   which carries it as its meta.lastUpdated), not the time the engine received it.
-- Versions: a PUT gets the next version of its id, kept in the store
+- Versions and ids: a PUT gets the next version of its id, kept in the store
   (engine.connectors.fhir_source_versions): 201 and W/"1" the first time, then 200 and
-  W/"2", ...; a versionId in the body does not set it (but one ahead is kept).
+  W/"2", ...; a versionId in the body does not set it (but one ahead is kept). A create
+  gets an id of the server's own (a UUID; the body's is ignored, as R4 says) and
+  version 1.
 - JSON and XML: an XML body (application/fhir+xml, or application/xml, text/xml) is
   turned into FHIR JSON first (engine.formats.fhir_xml), so the channel, the store and
   the mappings only ever see JSON; the "received" audit event says it was converted.
@@ -288,7 +290,9 @@ class FhirSource:
         client = await self._authenticate(request, pattern)
         resource = await self._read_typed(request, kind)
         await self._authorize(request, pattern, client, [(kind, CREATE)])
-        return await self._take(request, resource, client, created=True)
+        resource, taken = await self.versions.create(kind, resource)
+        return await self._take(request, resource, client, created=True,
+                                taken=[taken] if taken else [], assigned=[f"{kind}.id"])
 
     async def _read_typed(self, request: web.Request, kind: str) -> dict[str, Any]:
         """The body, which must be a resource of the type the URL names."""
@@ -513,11 +517,11 @@ class FhirSource:
         return out, taken
 
     async def _take(self, request: web.Request, resource: dict[str, Any], client: Client,
-                    *, created: bool, taken: list[Taken] | None = None
-                    ) -> web.StreamResponse:
+                    *, created: bool, taken: list[Taken] | None = None,
+                    assigned: list[str] | None = None) -> web.StreamResponse:
         """Deliver one resource and answer it; a version taken for it is given back when
-        the answer is no 2xx."""
-        changes = [f"{t.kind}.meta.versionId" for t in taken or []]
+        the answer is no 2xx. `assigned`: elements the source set (a create's id)."""
+        changes = (assigned or []) + [f"{t.kind}.meta.versionId" for t in taken or []]
         receipt, stamped = await self._deliver_resource(request, resource, client, changes)
         await self.versions.settle(taken or [], receipt)
         if receipt.response is not None:  # a `respond:` channel: its answer, not ours

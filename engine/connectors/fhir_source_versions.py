@@ -15,11 +15,15 @@ and make another A28. One exception, for an engine that relays other servers'
 resources: a whole-number versionId ahead of the one kept here is taken as it is
 (a Cerner Patient at version 7 stays version 7, an A31), and the count goes on from
 there. Subscription notifications are not versioned here: their server keeps that.
+
+A create (POST [base]/[type]) gets an id of the server's own, a UUID, and version 1,
+whatever the body said: the id FHIR clients then read back from Location and ETag.
 """
 
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -69,6 +73,18 @@ class Versioner:
             return resource, None
         version = await self._versions.take(self._channel, kind, rid, _sent(resource))
         return with_version(resource, version), Taken(kind, rid, version, entry)
+
+    async def create(self, kind: str, resource: dict[str, Any]
+                     ) -> tuple[dict[str, Any], Taken | None]:
+        """The resource of a create with an id of the server's own and version 1: FHIR
+        has the server assign both (R4 http.html#create), so an id or version the client
+        put in the body is replaced (a client that names its ids uses PUT)."""
+        rid = str(uuid.uuid4())
+        made = {**resource, "id": rid}
+        if self._versions is None:
+            return made, None
+        version = await self._versions.take(self._channel, kind, rid)  # 1: a new id
+        return with_version(made, version), Taken(kind, rid, version)
 
     async def settle(self, taken: Sequence[Taken], receipt: Receipt) -> None:
         """Give back each version whose resource was not taken on (its answer no 2xx)."""

@@ -111,3 +111,22 @@ async def test_engines_on_one_postgresql_share_the_versions(tmp_path, pg_url):
         await second.stop()
         await first.stop()
 
+
+async def test_a_create_gets_an_id_of_the_servers_own(harness, tmp_path):
+    """POST [base]/Patient: the server assigns the id (R4 http.html#create), whatever id
+    the client put in the body; Location and ETag name it, and a PUT to it is an update."""
+    world = await started(harness, tmp_path / "out")
+    locations = []
+    for _ in range(2):
+        status, headers, body = await world.post("/Patient", patient("CR1", id="client-id"))
+        assert status == 201, body
+        assert headers["ETag"] == 'W/"1"'
+        locations.append(headers["Location"])
+        rid = headers["Location"].split("/Patient/")[1].split("/")[0]
+        assert rid != "client-id" and body["id"] == rid
+        assert headers["Location"].endswith(f"/fhir/Patient/{rid}/_history/1")
+    assert locations[0] != locations[1]
+    status, headers, _ = await put(world, rid, patient("CR1", id=rid))
+    assert (status, headers["ETag"]) == (200, 'W/"2"')
+    await harness.settle(lambda: len(world.files()) == 3)
+    assert events(world) == ["ADT^A28^ADT_A05", "ADT^A28^ADT_A05", "ADT^A31^ADT_A05"]
