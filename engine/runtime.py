@@ -56,6 +56,7 @@ from engine.security.crypto import Vault
 from engine.security.keys import for_store
 from engine.security.users import UserStore
 from engine.store.database import default_url, open_database
+from engine.store.fhir_versions import FhirVersions
 from engine.store.messages import MessageStore
 from engine.store.rekey import KeyUpkeep
 from engine.store.retention import PASS_SECONDS, Pruner, retention_of
@@ -318,7 +319,9 @@ class Engine:
                             "lenient or strict; this channel has validation: off", cfg.name)
         mapping = self.catalog.get(cfg.mapping) if cfg.mapping else None
         context = SourceContext(cfg.name, self.users, self.ops.record, codec.content_type,
-                                shared_port=self.worker is not None)
+                                shared_port=self.worker is not None,
+                                versions=FhirVersions(svc.db, svc.vault),
+                                validation=cfg.validation)
         source = registry.SOURCES[type(cfg.source).__struct_config__.tag].factory(
             cfg.source, context)
         # Replies are read in the standard of what is sent: an HL7v2 ACK comes back for

@@ -98,3 +98,9 @@ class SourceContext(msgspec.Struct, frozen=True):
     # kernel spreads connections over them); never otherwise, so that a second engine
     # started by mistake fails to bind instead of quietly taking half the traffic.
     shared_port: bool = False
+    # the version each resource id is at (engine.store.fhir_versions.FhirVersions), for
+    # a FHIR source, which assigns meta.versionId as a FHIR server does
+    versions: Any = None
+    # the channel's validation (off, lenient, strict), for what only the source can see
+    # (the FHIR source: a JSON key sent twice, which decoding drops)
+    validation: str = "off"

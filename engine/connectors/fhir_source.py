@@ -18,7 +18,15 @@ Decisions a sender will notice:
   resource) has none, the source sets it to the receipt time (UTC, milliseconds) before
   the message is stored, so the stored message is what the mapping read (HL7v2 MSH-7
   comes from it). Where the sender set one, it is kept. Stamped messages say so in their
-  "received" audit detail (SourceMeta.changes).
+  "received" audit detail (SourceMeta.changes). The entries of a Bundle that carries a
+  timestamp are not stamped: the sender's Bundle.timestamp is their time, and it is what
+  the FHIR-to-HL7v2 mappings then read as MSH-7 (of the Bundle, or of each split part,
+  which carries it as its meta.lastUpdated), not the time the engine received it.
+- Versions and ids: a PUT gets the next version of its id, kept in the store
+  (engine.connectors.fhir_source_versions): 201 and W/"1" the first time, then 200 and
+  W/"2", ...; a versionId in the body does not set it (but one ahead is kept). A create
+  gets an id of the server's own (a UUID; the body's is ignored, as R4 says) and
+  version 1.
 - JSON and XML: an XML body (application/fhir+xml, or application/xml, text/xml) is
   turned into FHIR JSON first (engine.formats.fhir_xml), so the channel, the store and
   the mappings only ever see JSON; the "received" audit event says it was converted.
@@ -50,6 +58,7 @@ from engine.config.types import ByteSize, Duration
 from engine.connectors import fhir_source_rest as rest
 from engine.connectors.base import Deliver, SourceContext
 from engine.connectors.fhir_source_auth import AuthConfig, Authenticator, Client, Refused
+from engine.connectors.fhir_source_versions import Taken, Versioner
 from engine.connectors.http_listener import (
     BodyRefused,
     ConnectionGuard,
@@ -65,6 +74,7 @@ from engine.events import Event, Kind
 from engine.formats import fhir_xml
 from engine.formats.fhir import decode_json, encode_json
 from engine.formats.fhir import issue as problem_issue
+from engine.formats.fhir_json_rules import duplicate_keys
 from engine.message import MessageStatus, Receipt, SourceMeta
 from engine.security.jwt import CREATE, UPDATE
 
@@ -77,6 +87,8 @@ MESSAGE_ID_HEADER = "X-Conduit-Message-Id"
 _PINGS = ("handshake", "heartbeat", "query-status")
 _RAW = web.RequestKey("conduit_raw", bytes)  # the body as read, until it is delivered
 _FROM_XML = web.RequestKey("conduit_from_xml", bool)  # the body came as XML
+_TWICE = web.RequestKey("conduit_twice", list)  # FHIRPaths of keys sent twice (lenient)
+_TWICE_TEXT = "this key is sent twice in its object; FHIR JSON has each element once"
 CONVERTED = "converted from application/fhir+xml"  # SourceMeta.changes: all of the body
 _XML_INLINE = 256 * 1024  # larger XML bodies are converted off the event loop
 # No FHIR resource repeats an element this often; a body that does is built to make
@@ -165,6 +177,7 @@ class FhirSource:
         self._guard: ConnectionGuard | None = None
         self._adopted: socket.socket | None = None  # taken over from the source replaced
         self._seen: dict[str, float] = {}  # client name -> when it was last let in
+        self.versions = Versioner(context.versions, context.channel)
 
     @property
     def address(self) -> str:
@@ -277,7 +290,9 @@ class FhirSource:
         client = await self._authenticate(request, pattern)
         resource = await self._read_typed(request, kind)
         await self._authorize(request, pattern, client, [(kind, CREATE)])
-        return await self._take(request, resource, client, created=True)
+        resource, taken = await self.versions.create(kind, resource)
+        return await self._take(request, resource, client, created=True,
+                                taken=[taken] if taken else [], assigned=[f"{kind}.id"])
 
     async def _read_typed(self, request: web.Request, kind: str) -> dict[str, Any]:
         """The body, which must be a resource of the type the URL names."""
@@ -296,7 +311,9 @@ class FhirSource:
             raise _Answer(_fhir(400, rest.refusal(
                 "invalid", "the resource's id must equal the id in the URL", f"{kind}.id")))
         await self._authorize(request, pattern, client, [(kind, UPDATE)])
-        return await self._take(request, resource, client, created=False)
+        resource, taken = await self.versions.update(kind, rid, resource)
+        return await self._take(request, resource, client, created=taken is not None and
+                                taken.version == 1, taken=[taken] if taken else [])
 
     async def _system(self, request: web.Request, pattern: str) -> web.StreamResponse:
         """A batch or transaction Bundle; with `subscription`, also pings and
@@ -327,9 +344,24 @@ class FhirSource:
         if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
             raise _Answer(_fhir(400, rest.refusal(
                 "structure", "Bundle.entry must be a list of objects", "Bundle.entry")))
-        wants = self._entry_wants(entries, notification is not None)
+        refused = {} if notification is not None or kind != "batch" else {
+            i: r for i, e in enumerate(entries) if (r := rest.batch_refusal(i, e)) is not None}
+        kept = [i for i in range(len(entries)) if i not in refused]
+        if refused and not kept:  # nothing for the channel: nothing stored
+            return _fhir(200, rest.response_bundle("batch", list(refused.values())))
+        wants = self._entry_wants([entries[i] for i in kept], notification is not None)
         await self._authorize(request, pattern, client, wants)
-        receipt, _ = await self._deliver_resource(request, bundle, client)
+        given = [entries[i] for i in kept]
+        taken: list[Taken] = []
+        if notification is None:
+            given, taken = await self._versioned(given)
+        if refused or taken:  # the channel gets the entries it can take, versioned
+            bundle = {**bundle, "entry": given}
+        receipt, _ = await self._deliver_resource(request, bundle, client, [
+            f"Bundle.entry[{t.entry}].resource.meta.versionId" for t in taken] + [
+            f"left out of the batch: Bundle.entry[{i}] (answered {refused[i]['status'][:3]})"
+            for i in refused])
+        await self.versions.settle(taken, receipt)
         if notification is not None:
             code = rest.http_status(receipt.status, receipt.problems, receipt.message_id,
                                     created=False)
@@ -338,7 +370,7 @@ class FhirSource:
                 headers["Retry-After"] = "10"
             response = _fhir(code, _receipt_outcome(receipt), **headers)
         else:
-            response = self._bundle_answer(receipt, entries, str(kind))
+            response = self._bundle_answer(receipt, given, str(kind), refused)
         return await _send(request, response, receipt)
 
     # ------------------------------------------------------------------ steps
@@ -418,7 +450,24 @@ class FhirSource:
             raise _Answer(_fhir(400, rest.refusal(
                 "too-costly", f"an array holds more than {MAX_ARRAY_ITEMS} items", where)))
         request[_RAW] = raw
+        await self._keys_twice(request, raw)
         return body
+
+    async def _keys_twice(self, request: web.Request, raw: bytes) -> None:
+        """A key sent twice in one object is no FHIR JSON, and decoding keeps only the
+        last, so only the source sees it: under strict validation a 400 naming each
+        (nothing stored); otherwise the last is kept, said in the "received" audit detail
+        and, under lenient, as a warning in the answer."""
+        if request.get(_FROM_XML):
+            return  # made from XML here: each key once
+        twice = duplicate_keys(raw) if len(raw) <= _XML_INLINE else \
+            await asyncio.to_thread(duplicate_keys, raw)
+        if not twice:
+            return
+        if self.context.validation == "strict":
+            raise _Answer(_fhir(400, rest.outcome(
+                rest.issue("error", "structure", _TWICE_TEXT, where) for where in twice[:50])))
+        request[_TWICE] = twice
 
     async def _read_body(self, request: web.Request) -> bytes:
         """The body, bounded in size and in time; a refusal closes the connection."""
@@ -451,21 +500,50 @@ class FhirSource:
             wants.append((kind, CREATE if method == "POST" else UPDATE))
         return wants
 
+    async def _versioned(self, entries: list[dict[str, Any]]
+                         ) -> tuple[list[dict[str, Any]], list[Taken]]:
+        """The entries with the next version of each PUT's resource, and what was taken."""
+        out, taken = [], []
+        for index, entry in enumerate(entries):
+            resource, request = entry.get("resource"), entry.get("request")
+            if isinstance(resource, dict) and isinstance(request, dict) \
+                    and request.get("method") == "PUT":
+                resource, took = await self.versions.update(
+                    str(resource.get("resourceType")), resource.get("id"), resource, index)
+                if took is not None:
+                    entry = {**entry, "resource": resource}
+                    taken.append(took)
+            out.append(entry)
+        return out, taken
+
     async def _take(self, request: web.Request, resource: dict[str, Any], client: Client,
-                    *, created: bool) -> web.StreamResponse:
-        receipt, stamped = await self._deliver_resource(request, resource, client)
+                    *, created: bool, taken: list[Taken] | None = None,
+                    assigned: list[str] | None = None) -> web.StreamResponse:
+        """Deliver one resource and answer it; a version taken for it is given back when
+        the answer is no 2xx. `assigned`: elements the source set (a create's id)."""
+        changes = (assigned or []) + [f"{t.kind}.meta.versionId" for t in taken or []]
+        receipt, stamped = await self._deliver_resource(request, resource, client, changes)
+        await self.versions.settle(taken or [], receipt)
         if receipt.response is not None:  # a `respond:` channel: its answer, not ours
             return await _send(request, _responded(receipt), receipt)
+        notes = [rest.issue("warning", "structure", _TWICE_TEXT, where)
+                 for where in request.get(_TWICE, [])[:50]] \
+            if self.context.validation == "lenient" else []
         response = self._single_answer(receipt, stamped, self._base_url(request),
-                                       created=created, prefer=_prefer(request))
+                                       created=created, prefer=_prefer(request), notes=notes)
         return await _send(request, response, receipt)
 
     async def _deliver_resource(self, request: web.Request, resource: dict[str, Any],
-                                client: Client) -> tuple[Receipt, dict[str, Any]]:
+                                client: Client, made: list[str] | None = None
+                                ) -> tuple[Receipt, dict[str, Any]]:
         """Stamp meta.lastUpdated where missing, hand the message to the channel, and
-        return its receipt (after the durable commit) with what was stored."""
+        return its receipt (after the durable commit) with what was stored. `made`: what
+        the source already changed in `resource` (a version it set, the batch entries it
+        answered itself and left out), for the "received" audit detail."""
         now = dt.datetime.now(dt.UTC)
         stamped, changes = _stamp(resource, rest.instant(now))
+        changes += made or []
+        changes += [f"{where}: sent twice, the last kept" for where in request.get(_TWICE, [])]
         raw = encode_json(stamped) if changes else request[_RAW]
         if request.get(_FROM_XML):
             changes.insert(0, CONVERTED)
@@ -485,8 +563,10 @@ class FhirSource:
     # ------------------------------------------------------------------ answers
 
     def _single_answer(self, receipt: Receipt, resource: dict[str, Any], base_url: str,
-                       *, created: bool,
-                       prefer: str) -> web.StreamResponse:
+                       *, created: bool, prefer: str,
+                       notes: list[dict[str, Any]] | None = None) -> web.StreamResponse:
+        """`notes`: issues the source adds to an OperationOutcome answer (the lenient
+        warnings about what only it could see)."""
         mid = receipt.message_id
         code = rest.http_status(receipt.status, receipt.problems, mid, created)
         headers = {MESSAGE_ID_HEADER: mid} if mid else {}
@@ -494,7 +574,7 @@ class FhirSource:
         if code >= 400:
             if code == 503:
                 headers["Retry-After"] = "10"
-            return _fhir(code, _receipt_outcome(receipt), **headers)
+            return _fhir(code, _receipt_outcome(receipt, notes), **headers)
         kind = str(resource.get("resourceType"))
         rid = resource.get("id") if isinstance(resource.get("id"), str) else mid
         version = rest.version_of(resource)
@@ -506,35 +586,37 @@ class FhirSource:
         if prefer == "minimal":
             return web.Response(status=code, headers=headers)
         if prefer == "OperationOutcome":
-            return _fhir(code, _receipt_outcome(receipt), **headers)
+            return _fhir(code, _receipt_outcome(receipt, notes), **headers)
         shown = dict(resource)
         shown["id"] = rid
         shown["meta"] = {**(resource.get("meta") or {}), "versionId": version}
         return _fhir(code, shown, **headers)
 
-    def _bundle_answer(self, receipt: Receipt, entries: list[dict[str, Any]], kind: str
-                       ) -> web.Response:
+    def _bundle_answer(self, receipt: Receipt, entries: list[dict[str, Any]], kind: str,
+                       refused: dict[int, dict[str, Any]]) -> web.Response:
         """The transaction/batch-response: per entry, its part's receipt when the channel
         split the Bundle, else the whole Bundle's. The channel checks every part of a
         transaction before it commits any, so a transaction is taken or refused whole
         (400/422 with the channel's OperationOutcome). Should a part still fail after
         others were committed (its own commit failed), the answer is that part's error
         with an OperationOutcome naming every entry's fate and message id, so the sender
-        does not resend the committed ones blindly."""
+        does not resend the committed ones blindly. `refused`: the batch entries the
+        source answered itself (by their index in the request), not in `entries`."""
         mid = receipt.message_id
         headers = {MESSAGE_ID_HEADER: mid} if mid else {}
         if not mid:
             return _fhir(503, _receipt_outcome(receipt), **headers, **{"Retry-After": "10"})
         parts = {p.index: p for p in receipt.parts}
+        originals = [i for i in range(len(entries) + len(refused)) if i not in refused]
         responses = []
         for index, entry in enumerate(entries):
             resource = entry.get("resource")
             if parts and index not in parts:
-                responses.append(rest.untaken_entry(resource))
+                responses.append(rest.untaken_entry(resource, originals[index]))
                 continue
             responses.append(rest.part_entry(
                 parts.get(index), resource, default_status=receipt.status, message_id=mid,
-                problems=receipt.problems))
+                problems=receipt.problems, created=rest.creates(entry)))
             if not parts:
                 responses[-1]["outcome"]["issue"][0]["diagnostics"] = \
                     f"message {mid}: {receipt.status.value} (the Bundle as one message)"
@@ -549,7 +631,10 @@ class FhirSource:
                 for item in r.get("outcome", {}).get("issue", []):
                     issues.append({**item, "expression": [f"Bundle.entry[{index}]"]})
             return _fhir(worst, rest.outcome(issues), **headers)
-        return _fhir(200, rest.response_bundle(kind, responses), **headers)
+        taken = iter(responses)
+        everything = [refused[i] if i in refused else next(taken)
+                      for i in range(len(responses) + len(refused))]
+        return _fhir(200, rest.response_bundle(kind, everything), **headers)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -659,8 +744,8 @@ def _empty(request: web.Request) -> bool:
 
 def _stamp(resource: dict[str, Any], now: str) -> tuple[dict[str, Any], list[str]]:
     """The resource with meta.lastUpdated set where the server would set it (the resource,
-    or each entry's resource of a Bundle; never a notification's status entry), and the
-    FHIRPath of each element set."""
+    or each entry's resource of a Bundle without a timestamp; never a notification's
+    status entry), and the FHIRPath of each element set."""
     changes: list[str] = []
     if resource.get("resourceType") != "Bundle":
         stamped = _stamp_one(resource, now)
@@ -668,8 +753,8 @@ def _stamp(resource: dict[str, Any], now: str) -> tuple[dict[str, Any], list[str
             changes.append(f"{resource['resourceType']}.meta.lastUpdated")
         return stamped, changes
     entries = resource.get("entry")
-    if not isinstance(entries, list):
-        return resource, changes
+    if not isinstance(entries, list) or resource.get("timestamp"):
+        return resource, changes  # the sender's Bundle.timestamp is its entries' time
     new_entries = []
     for index, entry in enumerate(entries):
         inner = entry.get("resource") if isinstance(entry, dict) else None
@@ -726,9 +811,11 @@ def _http_date(resource: dict[str, Any]) -> str | None:
     return email.utils.format_datetime(moment.astimezone(dt.UTC), usegmt=True)
 
 
-def _receipt_outcome(receipt: Receipt) -> dict[str, Any]:
+def _receipt_outcome(receipt: Receipt, notes: list[dict[str, Any]] | None = None
+                     ) -> dict[str, Any]:
     """The channel's own answer (an OperationOutcome from the codec, or the splitter's
-    for a split Bundle) with the message id added, so the sender can trace it."""
+    for a split Bundle) with the source's `notes` and the message id added, so the
+    sender can trace it."""
     body: Any = None
     if receipt.replies:
         try:
@@ -737,7 +824,7 @@ def _receipt_outcome(receipt: Receipt) -> dict[str, Any]:
             body = None
     if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
         body = rest.outcome([problem_issue(p) for p in receipt.problems])
-    issues = list(body.get("issue") or [])
+    issues = list(body.get("issue") or []) + list(notes or [])
     if receipt.message_id:
         issues.append(rest.issue("information", "informational",
                                  f"message {receipt.message_id}: {receipt.status.value}"))

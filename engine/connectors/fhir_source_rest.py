@@ -26,9 +26,10 @@ _FORMAT_PARAM = {"json": FHIR_JSON, "application/json": FHIR_JSON, FHIR_JSON: FH
                  "application/json+fhir": FHIR_JSON, "xml": FHIR_XML, "text/xml": FHIR_XML,
                  "application/xml": FHIR_XML, FHIR_XML: FHIR_XML}
 FHIR_VERSION = "4.0.1"
-REASONS = {200: "200 OK", 201: "201 Created", 400: "400 Bad Request", 422:
-           "422 Unprocessable Entity", 503: "503 Service Unavailable", 500:
-           "500 Internal Server Error"}
+REASONS = {200: "200 OK", 201: "201 Created", 400: "400 Bad Request", 405:
+           "405 Method Not Allowed", 422: "422 Unprocessable Entity", 503:
+           "503 Service Unavailable", 500: "500 Internal Server Error"}
+TAKEN_METHODS = ("POST", "PUT")  # of a Bundle entry: create and update, nothing else
 
 
 def media_type(header: str) -> str:
@@ -111,7 +112,7 @@ def capability_statement(resources: Sequence[str], *, bundles: bool, subscriptio
                          "delivered onwards; nothing here can be read back.",
         "resource": [
             {"type": kind, "interaction": [{"code": "create"}, {"code": "update"}],
-             "versioning": "no-version", "updateCreate": True}
+             "versioning": "versioned", "updateCreate": True}
             for kind in resources if kind != "Bundle"],
     }
     if bundles:
@@ -201,15 +202,27 @@ def response_bundle(kind: str, entries: Sequence[dict[str, Any]]) -> dict[str, A
             "entry": [{"response": e} for e in entries]}
 
 
+def creates(entry: dict[str, Any]) -> bool:
+    """Whether a Bundle entry, once taken, made a new resource (201) rather than a new
+    version of one (200): every POST, and a PUT at its first version."""
+    request = entry.get("request")
+    resource = entry.get("resource")
+    if not isinstance(request, dict) or request.get("method") != "PUT" \
+            or not isinstance(resource, dict):
+        return True
+    return version_of(resource) == "1"
+
+
 def part_entry(part: PartReceipt | None, resource: Any, *, default_status: MessageStatus,
-               message_id: str, problems: Sequence[Problem]) -> dict[str, Any]:
+               message_id: str, problems: Sequence[Problem], created: bool = True
+               ) -> dict[str, Any]:
     """The `response` of one request entry: its part's receipt when the channel split the
     Bundle, else the whole Bundle's (`default_status`, `message_id`)."""
     status = part.status if part else default_status
     mid = part.message_id if part else message_id
     own = part.problems if part else problems
     kind = resource.get("resourceType") if isinstance(resource, dict) else None
-    code = http_status(status, own, mid, created=True)
+    code = http_status(status, own, mid, created=created)
     response: dict[str, Any] = {"status": REASONS.get(code, str(code))}
     if code < 300 and isinstance(kind, str):
         rid = resource.get("id") if isinstance(resource.get("id"), str) else mid
@@ -221,12 +234,38 @@ def part_entry(part: PartReceipt | None, resource: Any, *, default_status: Messa
     return response
 
 
-def untaken_entry(resource: Any) -> dict[str, Any]:
-    """The `response` of a request entry the channel did not take as a message (its split
-    takes another resource type)."""
-    kind = resource.get("resourceType") if isinstance(resource, dict) else "entry"
-    return {"status": "200 OK", "outcome": outcome([issue(
-        "information", "informational", f"{kind} entries are not taken by this channel")])}
+def untaken_entry(resource: Any, index: int) -> dict[str, Any]:
+    """The `response` of a batch entry the channel did not take as a message (its split
+    takes another resource type): nothing was created, so no 2xx."""
+    kind = resource.get("resourceType") if isinstance(resource, dict) else None
+    what = f"{kind} entries are" if isinstance(kind, str) and kind.isalpha() and \
+        len(kind) <= 64 else "this entry is"
+    return entry_refused(400, "not-supported", f"{what} not taken by this channel",
+                         f"Bundle.entry[{index}]")
+
+
+def entry_refused(code: int, issue_type: str, text: str, expression: str) -> dict[str, Any]:
+    """The `response` of one batch entry refused on its own: its status and an
+    OperationOutcome locating why."""
+    return {"status": REASONS.get(code, str(code)),
+            "outcome": outcome([issue("error", issue_type, text, expression)])}
+
+
+def batch_refusal(index: int, entry: dict[str, Any]) -> dict[str, Any] | None:
+    """The `response` of a batch entry this endpoint cannot process at all (a read, a
+    delete, a POST without a resource), or None for one the channel is handed. A batch's
+    entries are independent (FHIR R4 http.html#batch): such an entry is answered alone
+    while the others are taken."""
+    request = entry.get("request")
+    method = request.get("method") if isinstance(request, dict) else None
+    if method not in TAKEN_METHODS:
+        return entry_refused(405, "not-supported", "only POST and PUT of a resource are "
+                             "taken here", f"Bundle.entry[{index}].request.method")
+    resource = entry.get("resource")
+    if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+        return entry_refused(400, "required", f"a {method} entry needs a resource",
+                             f"Bundle.entry[{index}].resource")
+    return None
 
 
 def version_of(resource: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from engine.formats import fhir_json_rules
 from engine.message import Problem
 
 MAX_ISSUES = 50  # a broken 10 MiB Bundle must not answer with a million issues
@@ -44,6 +45,7 @@ def validate_resource(resource: Any, level: str,
     severity = "E" if level == "strict" else "W"
     kind = resource.get("resourceType")
     problems = list(_model_problems(resource, str(kind), severity))
+    problems += fhir_json_rules.problems(resource, severity)  # what the models let through
     if must_have:
         problems += _must_have_problems(resource, must_have, severity)
     return problems[:MAX_ISSUES]

@@ -16,9 +16,11 @@ Decisions, each for a reason:
   named in the part's audit detail, since the stored part then differs from the entry.
 - Entries of other types, and entries without a resource (a DELETE in a transaction),
   are not taken; they are counted in every part's "received" audit detail and in the
-  reply, so nothing goes unsaid. With `*` every entry with a resource is a part, except
-  a subscription notification's status entry (SubscriptionStatus, or the R4 backport's
-  status Parameters), which is envelope, not data.
+  reply, so nothing goes unsaid; except in a transaction, which is then refused whole
+  naming each such entry (`Bundle.entry[3]`, issue type not-supported), since FHIR
+  processes a transaction entirely or not at all. With `*` every entry with a resource
+  is a part, except a subscription notification's status entry (SubscriptionStatus, or
+  the R4 backport's status Parameters), which is envelope, not data.
 - A part without an id of its own (a POST in a transaction, with a urn:uuid fullUrl)
   gets a control id from its content (`sha256:` and 40 hex digits of the part as
   stored, the Bundle's time carried in), so the duplicate check knows a resent Bundle's
@@ -47,16 +49,20 @@ Decisions, each for a reason:
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
 
 from engine.config.rules import SplitConfig
 from engine.formats.fhir import decode_json, encode_json
+from engine.formats.fhir_validation import MAX_ISSUES
 from engine.message import Problem
 from engine.security.crypto import content_hash
 
 _STATUS_PROFILE = "subscription-status"  # in the backport IG's status profiles' URLs
+NOT_SUPPORTED = "not-supported"  # the FHIR issue type of an entry this channel does not take
+_WORD = re.compile(r"[A-Za-z]{1,64}")  # a resourceType fit to quote back (never content)
 
 
 class Split(msgspec.Struct):
@@ -92,6 +98,8 @@ class Splitter:
         if problem is not None:
             return Split([], [], [problem])
         chosen, dropped = self._select(entries)
+        if bundle.get("type") == "transaction" and dropped:
+            return Split([], [], self._untaken(entries, chosen))
         if not chosen:
             return None
         time, source = _bundle_context(bundle)
@@ -138,6 +146,31 @@ class Splitter:
             else:
                 dropped[kind] = dropped.get(kind, 0) + 1
         return chosen, dropped
+
+    def _untaken(self, entries: list[dict[str, Any]], chosen: list[int]) -> list[Problem]:
+        """Why a transaction is refused whole: per entry this channel does not take
+        (another type, or no resource), a problem located at that entry. FHIR processes a
+        transaction entirely or not at all, so an entry left out cannot be answered 200."""
+        taken = set(chosen)
+        what = "every resource but a status" if self.resource == "*" else \
+            f"{self.resource} entries"
+        problems = []
+        for index, entry in enumerate(entries):
+            if index in taken:
+                continue
+            if len(problems) == MAX_ISSUES:
+                problems.append(Problem(f"{len(entries) - len(taken) - MAX_ISSUES} more "
+                                        "entries are not taken", code=NOT_SUPPORTED,
+                                        segment="Bundle.entry"))
+                break
+            resource = entry.get("resource")
+            kind = resource.get("resourceType") if isinstance(resource, dict) else None
+            name = f"a {kind} entry" if isinstance(kind, str) and _WORD.fullmatch(kind) \
+                else "an entry without a resource"
+            problems.append(Problem(
+                f"{name} is not taken by this channel (it takes {what}); a transaction is "
+                "taken whole or not at all", code=NOT_SUPPORTED, segment=f"Bundle.entry[{index}]"))
+        return problems
 
     def reply(self, split: Split, replies: list[bytes], message_ids: list[str]) -> bytes:
         """One OperationOutcome for the whole Bundle: each part's own reply (an

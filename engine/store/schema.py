@@ -241,6 +241,17 @@ x12_control_numbers = sa.Table(
     sa.Column("last", sa.BigInteger, nullable=False),
 )
 
+# The version each resource id is at on a FHIR source (engine.store.fhir_versions): the
+# server assigns meta.versionId, so a second PUT of an id is an update (version 2). Keyed
+# by channel and the keyed pseudonym of "Type/id" (ids may be identifiers), never the id.
+fhir_versions = sa.Table(
+    "fhir_versions",
+    metadata,
+    sa.Column("channel", sa.String(64), primary_key=True),
+    sa.Column("resource", sa.String(32), primary_key=True),  # pseudonym of "Patient/123"
+    sa.Column("version", sa.BigInteger, nullable=False),
+)
+
 # Each X12 transaction set the engine sent a partner, and what the partner's 999 (or TA1)
 # said of it: found again by the partner's id with AK102 (our GS06) and AK202 (our
 # ST02). Codes only in `detail` (IK5/AK9 codes, IK3/IK4 positions), never data.

@@ -39,17 +39,21 @@ async def test_fhirpy_creates_a_patient_and_reads_the_capability_statement(clien
     assert patient.id and patient["meta"]["lastUpdated"]
     assert patient["name"][0]["family"] == "Pyclient"
     out = daemon.data_dir / "out" / "fhir-to-hl7v2"
-    await eventually(lambda: (out / f"{patient.id}.hl7").exists(), timeout=20,
+    assert patient["meta"]["versionId"] == "1"
+    await eventually(lambda: len(list(out.glob("*.hl7"))) == 1, timeout=20,
                      message="the HL7 file of the created Patient")
-    adt = Hl7Message.parse((out / f"{patient.id}.hl7").read_text())
+    (written,) = out.glob("*.hl7")
+    adt = Hl7Message.parse(written.read_text())
     assert adt.value("PID-3.1") == "E2EPY1"
 
-    # An update is a PUT to Patient/{id}; a new version becomes an A31.
-    patient["meta"] = {"versionId": "2"}
+    # An update is a PUT to Patient/{id}: the server's next version, an A31.
     patient["name"][0]["given"] = ["Ada", "L"]
     await patient.update()
+    assert patient["meta"]["versionId"] == "2"
     await eventually(lambda: len(list(out.glob("*.hl7"))) == 2, timeout=20,
                      message="a second HL7 file")
+    assert sorted(Hl7Message.parse(f.read_text()).value("MSH-9.2")
+                  for f in out.glob("*.hl7")) == ["A28", "A31"]
 
     # Errors reach the client library as its own exception types.
     with pytest.raises(OperationOutcome) as caught:

@@ -24,11 +24,12 @@ def _batch(count: int = 2) -> bytes:
             + _msg("M2") + f"BTS|{count}\r".encode())
 
 
-def _bundle(kind: str) -> bytes:
-    return json.dumps({"resourceType": "Bundle", "type": kind, "entry": [
-        {"resource": {"resourceType": "Observation", "id": "o"}},
-        {"resource": {"resourceType": "Patient", "id": "a"}},
-        {"resource": {"resourceType": "Patient"}}]}).encode()
+def _bundle(kind: str, *, observation: bool = True) -> bytes:
+    entries = [{"resource": {"resourceType": "Patient", "id": "a"}},
+               {"resource": {"resourceType": "Patient"}}]
+    if observation:  # not taken by the Patient splitter
+        entries.insert(0, {"resource": {"resourceType": "Observation", "id": "o"}})
+    return json.dumps({"resourceType": "Bundle", "type": kind, "entry": entries}).encode()
 
 
 META = SourceMeta("mllp", "127.0.0.1:1", 999, tls_subject="CN=lab",
@@ -77,13 +78,13 @@ def test_a_split_bundle_opens_into_its_parts_with_their_entry_changes():
 
 
 def test_a_transaction_is_refused_whole_when_a_part_fails_naming_its_entry():
-    opened = FHIR.open(_bundle("transaction"), META)
+    opened = FHIR.open(_bundle("transaction", observation=False), META)
     assert opened.atomic
     ok = (MessageStatus.ACCEPTED, ())
     assert opened.refusal([ok, ok]) == ()
     failed = (MessageStatus.REJECTED, (Problem("bad", segment="Patient.name"),))
     refusal = opened.refusal([ok, failed])
-    assert [p.segment for p in refusal] == ["Bundle.entry[2].resource.name"]
+    assert [p.segment for p in refusal] == ["Bundle.entry[1].resource.name"]
     kept = Receipt("M0", MessageStatus.REJECTED, (b"outcome",))
     assert opened.refused(kept, refusal) is kept
 

@@ -46,12 +46,12 @@ def parts(result) -> list[dict]:
     return [json.loads(m) for m in result.messages]
 
 
-def test_a_transaction_gives_one_part_per_patient_in_entry_order():
-    raw = bundle("transaction", entry(patient("a")), entry(patient("b")),
+def test_a_batch_gives_one_part_per_patient_in_entry_order():
+    raw = bundle("batch", entry(patient("a")), entry(patient("b")),
                  entry(OBSERVATION), entry(patient("c")),
                  timestamp="2024-03-01T10:00:00Z")
     result = split(raw)
-    assert result.problems == [] and result.atomic
+    assert result.problems == [] and not result.atomic
     assert [p["id"] for p in parts(result)] == ["a", "b", "c"]
     assert [result.index(i) for i in range(3)] == [0, 1, 3]
     assert [d["split_from"] for d in result.details] == [0, 1, 3]
@@ -100,10 +100,25 @@ def test_a_part_without_an_id_gets_a_control_id_from_its_content():
 
 
 def test_entries_without_a_resource_are_counted_not_taken():
-    raw = bundle("transaction", entry(None, "DELETE"), entry(patient("a")))
+    raw = bundle("batch", entry(None, "DELETE"), entry(patient("a")))
     result = split(raw)
     assert [p["id"] for p in parts(result)] == ["a"]
     assert result.details[0]["split_from"] == 1 and result.details[0]["dropped"] == 1
+
+
+def test_a_transaction_with_an_entry_not_taken_is_refused_naming_each_entry():
+    """A transaction is all or nothing (FHIR R4 http.html#transaction): an entry of
+    another type, or one without a resource, refuses the whole Bundle."""
+    raw = bundle("transaction", entry(patient("a")), entry(OBSERVATION), entry(patient("b")),
+                 entry(None, "DELETE"))
+    result = split(raw)
+    assert result.messages == []
+    assert [(p.segment, p.code) for p in result.problems] == [
+        ("Bundle.entry[1]", "not-supported"), ("Bundle.entry[3]", "not-supported")]
+    assert "Observation" in result.problems[0].text
+    only_patients = split(bundle("transaction", entry(patient("a")), entry(patient("b"))))
+    assert only_patients.problems == [] and only_patients.atomic
+    assert [only_patients.index(i) for i in range(2)] == [0, 1]
 
 
 @pytest.mark.parametrize("status", [
