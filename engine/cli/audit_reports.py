@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.cli.common import actor, with_services
-from engine.errors import ConduitError
+from engine.errors import ConduitError, path_error
 
 
 def add_commands(audit: Any) -> None:
@@ -191,12 +191,21 @@ def cmd_audit_public_key(args: argparse.Namespace) -> int:
     return with_services(args, body, writes=False)
 
 
+def _read(path: str, what: str) -> bytes:
+    """The bytes of a file the auditor names; a missing or unreadable one, or a folder,
+    is said in one line (the auditor's machine has no engine to debug)."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise path_error(f"read {what}", exc) from None
+
+
 def cmd_audit_check_export(args: argparse.Namespace) -> int:
     """Exit 0 when the export is intact and signed by the key given, 1 when not."""
     from engine.audit_export import check
 
-    problems, payload = check(Path(args.file).read_bytes(),
-                              Path(args.public_key).read_bytes())
+    problems, payload = check(_read(args.file, "the export"),
+                              _read(args.public_key, "the public key"))
     if problems:
         print(f"TAMPERED or not ours: {args.file}", file=sys.stderr)
         for p in problems:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from engine.cli.common import actor, engine_config
-from engine.errors import ConduitError, StoreError
+from engine.errors import ConduitError, StoreError, path_error
 
 _DOCS = "docs/operations.md, Backup and restore"
 
@@ -54,7 +54,11 @@ def cmd_backup(args: argparse.Namespace) -> int:
           f"{_queued(manifest.counts)} queued, audit chain verified through event "
           f"#{manifest.audit_seq}; sha256 {manifest.sha256}")
     if keys_to is not None:
-        copied = key_backup.copy_folders(folders, keys_to)
+        try:
+            copied = key_backup.copy_folders(folders, keys_to)
+        except OSError as exc:
+            raise path_error(f"copy the keys to {keys_to} (the data backup {folder} is "
+                             "made)", exc) from None
         print(f"keys {keys_to}: {copied} file(s); store them apart from the backup")
     else:
         print(f"the backup holds no keys: keep a copy of {', '.join(map(str, folders.values()))}"
@@ -74,6 +78,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     config, db_path, folders = _embedded(args, "restore")
     source = Path(args.backup)
     copy = _copy_of_keys(Path(args.keys_from), folders) if args.keys_from else None
+    _make_data_folder(Path(config.data_dir))
     try:
         lock = lock_data_dir(Path(config.data_dir))
     except StoreError:
@@ -99,6 +104,15 @@ def cmd_restore(args: argparse.Namespace) -> int:
     print(f"messages acknowledged after {manifest.created_at} are not in it: senders "
           f"must resend them (see {_DOCS}); `conduit run` delivers what is queued")
     return 0
+
+
+def _make_data_folder(data_dir: Path) -> None:
+    """The data folder a restore fills, made if missing; one that cannot be made is said
+    in one line before the backup is read."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise path_error("make the data folder", exc) from None
 
 
 def _embedded(args: argparse.Namespace, verb: str):

@@ -61,7 +61,7 @@ def open_database(url: str) -> sa.Engine:
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _make_folder(Path(path).parent)
         engine = sa.create_engine(
             url, connect_args={"isolation_level": None, "timeout": 30,
                                "check_same_thread": False,
@@ -115,6 +115,16 @@ def open_database(url: str) -> sa.Engine:
         raise StoreError(f"cannot open the store at {_safe(url)}: {exc.__class__.__name__}: "
                          f"{str(exc).splitlines()[0]}") from exc
     return engine
+
+
+def _make_folder(folder: Path) -> None:
+    """The store's folder, made if missing; one that cannot be made (a file in the way,
+    no permission) is a StoreError the CLI says in one line, not a traceback."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot make the data folder {folder}: "
+                         f"{exc.strerror or exc}") from None
 
 
 class _WriteTurn:

@@ -135,6 +135,10 @@ def read_manifest(folder: Path) -> Manifest:
         return msgspec.json.decode(path.read_bytes(), type=Manifest)
     except FileNotFoundError:
         raise BackupInvalid(f"{folder} is no conduit backup: it has no {MANIFEST}") from None
+    except NotADirectoryError:
+        raise BackupInvalid(f"{folder} is no conduit backup: it is not a folder") from None
+    except OSError as exc:
+        raise BackupInvalid(f"{path} cannot be read: {exc.strerror or exc}") from None
     except msgspec.DecodeError as exc:
         raise BackupInvalid(f"{path} cannot be read: {exc}") from exc
 
