@@ -22,6 +22,7 @@ from engine.errors import ConduitError, path_error
 from engine.fsync import fsync_dir, fsync_file, new_folder
 from engine.security.keys import KeyRing
 from engine.store import snapshot
+from engine.store.database import PRIVATE_FILE, make_private_folder
 from engine.store.snapshot import Manifest
 
 
@@ -109,10 +110,10 @@ def restore(backup: Path, db_path: Path, keys: KeyRing, *, force: bool) -> Manif
 def _put_in_place(backup: Path, manifest: Manifest, db_path: Path) -> None:
     """The snapshot copied beside the store, checked, and renamed over it; the old
     store and its journal kept as conduit.db.before-restore-<time>."""
-    db_path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_folder(db_path.parent)
     incoming = db_path.with_name(f".{db_path.name}.restoring-{os.getpid()}")
     try:
-        shutil.copyfile(backup / manifest.snapshot, incoming)
+        _copy_private(backup / manifest.snapshot, incoming)
         fsync_file(incoming)
         if snapshot.sha256_of(incoming) != manifest.sha256:
             raise ConduitError(f"the copy of {backup} to {incoming} differs from it "
@@ -121,11 +122,21 @@ def _put_in_place(backup: Path, manifest: Manifest, db_path: Path) -> None:
         for suffix in ("", "-wal", "-shm"):  # the old store and its journal, together
             old = Path(f"{db_path}{suffix}")
             if old.exists():
-                os.rename(old, f"{db_path}.before-restore-{stamp}{suffix}")
+                kept = Path(f"{db_path}.before-restore-{stamp}{suffix}")
+                os.rename(old, kept)
+                os.chmod(kept, PRIVATE_FILE)  # the whole old store: its owner's only
         os.rename(incoming, db_path)
         fsync_dir(db_path.parent)
     finally:
         incoming.unlink(missing_ok=True)
+
+
+def _copy_private(source: Path, target: Path) -> None:
+    """Copy `source` to the new file `target`, made 0600 whatever the umask: it becomes
+    the store."""
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+    with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+        shutil.copyfileobj(src, out)
 
 
 def _within(path: Path, folder: Path) -> bool:

@@ -74,11 +74,12 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from engine import backup
     from engine.runtime import lock_data_dir
     from engine.security import key_backup
+    from engine.store.database import make_private_folder
 
     config, db_path, folders = _embedded(args, "restore")
     source = Path(args.backup)
     copy = _copy_of_keys(Path(args.keys_from), folders) if args.keys_from else None
-    _make_data_folder(Path(config.data_dir))
+    make_private_folder(Path(config.data_dir))  # 0700 if new; before the lock makes it
     try:
         lock = lock_data_dir(Path(config.data_dir))
     except StoreError:
@@ -104,15 +105,6 @@ def cmd_restore(args: argparse.Namespace) -> int:
     print(f"messages acknowledged after {manifest.created_at} are not in it: senders "
           f"must resend them (see {_DOCS}); `conduit run` delivers what is queued")
     return 0
-
-
-def _make_data_folder(data_dir: Path) -> None:
-    """The data folder a restore fills, made if missing; one that cannot be made is said
-    in one line before the backup is read."""
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise path_error("make the data folder", exc) from None
 
 
 def _embedded(args: argparse.Namespace, verb: str):
