@@ -18,10 +18,11 @@ import shutil
 import time
 from pathlib import Path
 
-from engine.errors import ConduitError
+from engine.errors import ConduitError, path_error
 from engine.fsync import fsync_dir, fsync_file, new_folder
 from engine.security.keys import KeyRing
 from engine.store import snapshot
+from engine.store.database import PRIVATE_FILE, make_private_folder
 from engine.store.snapshot import Manifest
 
 
@@ -34,7 +35,21 @@ def target_folder(dest: Path, prefix: str, taken_at: float) -> Path:
         return dest / time.strftime(f"{prefix}-%Y%m%dT%H%M%SZ", time.gmtime(taken_at))
     if dest.exists():
         raise ConduitError(f"{dest} exists and is not a folder")
+    _check_can_make(dest)
     return dest
+
+
+def _check_can_make(dest: Path) -> None:
+    """Refuse a destination that could never be made (under a file, in a folder we may
+    not write) before anything is taken: found at the copy, it was a traceback, and for
+    --keys-to a data backup already made without its keys."""
+    above = dest.parent
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        raise ConduitError(f"cannot make {dest}: {above} is not a folder")
+    if not os.access(above, os.W_OK | os.X_OK):
+        raise ConduitError(f"cannot make {dest}: no permission to write in {above}")
 
 
 def check_apart(data_dir: Path, backup: Path, keys_to: Path | None) -> None:
@@ -54,6 +69,13 @@ def take(db_path: Path, keys: KeyRing, folder: Path) -> Manifest:
     """Snapshot the store at `db_path` into the new backup folder `folder`, verified."""
     if folder.exists():
         raise ConduitError(f"{folder} already exists")
+    try:
+        return _take(db_path, keys, folder)
+    except OSError as exc:  # a disk full or a folder we may not write, met midway
+        raise path_error(f"write the backup {folder}", exc) from None
+
+
+def _take(db_path: Path, keys: KeyRing, folder: Path) -> Manifest:
     folder.parent.mkdir(parents=True, exist_ok=True)
     with new_folder(folder) as partial:
         taken_at = time.time()
@@ -78,10 +100,20 @@ def restore(backup: Path, db_path: Path, keys: KeyRing, *, force: bool) -> Manif
     if not force and not snapshot.store_is_empty(db_path):
         raise ConduitError(f"{db_path} already holds a store; restore --force replaces it "
                            "(the old one is kept beside it)")
-    db_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _put_in_place(backup, manifest, db_path)
+    except OSError as exc:
+        raise path_error(f"restore to {db_path.parent}", exc) from None
+    return manifest
+
+
+def _put_in_place(backup: Path, manifest: Manifest, db_path: Path) -> None:
+    """The snapshot copied beside the store, checked, and renamed over it; the old
+    store and its journal kept as conduit.db.before-restore-<time>."""
+    make_private_folder(db_path.parent)
     incoming = db_path.with_name(f".{db_path.name}.restoring-{os.getpid()}")
     try:
-        shutil.copyfile(backup / manifest.snapshot, incoming)
+        _copy_private(backup / manifest.snapshot, incoming)
         fsync_file(incoming)
         if snapshot.sha256_of(incoming) != manifest.sha256:
             raise ConduitError(f"the copy of {backup} to {incoming} differs from it "
@@ -90,12 +122,21 @@ def restore(backup: Path, db_path: Path, keys: KeyRing, *, force: bool) -> Manif
         for suffix in ("", "-wal", "-shm"):  # the old store and its journal, together
             old = Path(f"{db_path}{suffix}")
             if old.exists():
-                os.rename(old, f"{db_path}.before-restore-{stamp}{suffix}")
+                kept = Path(f"{db_path}.before-restore-{stamp}{suffix}")
+                os.rename(old, kept)
+                os.chmod(kept, PRIVATE_FILE)  # the whole old store: its owner's only
         os.rename(incoming, db_path)
         fsync_dir(db_path.parent)
     finally:
         incoming.unlink(missing_ok=True)
-    return manifest
+
+
+def _copy_private(source: Path, target: Path) -> None:
+    """Copy `source` to the new file `target`, made 0600 whatever the umask: it becomes
+    the store."""
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+    with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+        shutil.copyfileobj(src, out)
 
 
 def _within(path: Path, folder: Path) -> bool:

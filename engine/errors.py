@@ -22,6 +22,14 @@ class ConduitError(Exception):
     """Base of every error the engine raises on purpose."""
 
 
+def path_error(doing: str, exc: OSError) -> ConduitError:
+    """An operating system error on a path, as one line for a person (`cannot read the
+    export: q4.audit: No such file or directory`) instead of a traceback: a missing file or
+    a folder given for a file is an ordinary mistake, not an engine fault."""
+    where = f": {exc.filename}" if exc.filename is not None else ""
+    return ConduitError(f"cannot {doing}{where}: {exc.strerror or exc}")
+
+
 class ConfigError(ConduitError):
     """A configuration value is wrong; located by file, line, column and field path."""
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.cli.common import actor, with_services
+from engine.errors import ConduitError, path_error
 
 
 def add_commands(audit: Any) -> None:
@@ -73,10 +74,8 @@ def _signing_key(config: Any) -> Any:
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
     from engine import __version__, audit_export
-    from engine.events import Event, Kind
     from engine.store import disclosures
     from engine.store.database import reader
-    from engine.store.writer import UnitOfWork
 
     async def body(svc: Any) -> int:
         try:
@@ -102,23 +101,71 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
             print(f"conduit: {exc}", file=sys.stderr)
             return 1
         payload = doc["payload"]
+        await _write_and_record(svc, out, doc, meta)
         rows = payload["rows"]
-        uow = UnitOfWork()
-        uow.record(Event(kind=Kind.ADMIN, actor=actor(), detail={
-            "action": audit_export.EXPORT_ACTION, "from": meta["from"], "to": meta["to"],
-            "events": len(rows), "first": rows[0]["seq"] if rows else None,
-            "last": rows[-1]["seq"] if rows else None}))
-        await svc.writer.commit(uow)
-        _write_atomically(Path(args.out), json.dumps(doc, indent=1).encode() + b"\n")
         span = f"events #{rows[0]['seq']}..#{rows[-1]['seq']}" if rows else "no events"
         print(f"exported {len(rows)} {span} to {args.out}; chain verified through "
               f"#{payload['chain_head']['seq']}; signed by key {doc['signature']['key']}")
         return 0
 
+    out = Path(args.out)
+    _check_out(out)  # before the store is opened: a refused export records nothing
     return with_services(args, body)
 
 
+def _check_out(out: Path) -> None:
+    """Refuse an --out the export could never be written to, in one line, before the
+    chain is read: found only at the write, it cost a traceback and an export event
+    for a file that was never made."""
+    folder = out.parent
+    if out.is_dir():
+        raise ConduitError(f"{out} is a folder: give --out the name of a file to write")
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise ConduitError(f"cannot write the export: the folder {folder} {what}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConduitError(f"cannot write the export: no permission to write in {folder}")
+
+
+async def _write_and_record(svc: Any, out: Path, doc: dict[str, Any],
+                            meta: dict[str, Any]) -> None:
+    """Write the export into place, then record it: the trail says an export was made
+    only once the file is there. A write that fails is recorded as `failed` (someone
+    tried to take the chain away, which an auditor wants to see) and said in one line;
+    an export whose record cannot be made is removed, so none exists unaudited."""
+    rows = doc["payload"]["rows"]
+    try:
+        _write_atomically(out, json.dumps(doc, indent=1).encode() + b"\n")
+    except OSError as exc:
+        reason = exc.strerror or exc.__class__.__name__
+        await _record_export(svc, meta, rows, {"outcome": "failed", "reason": reason})
+        raise ConduitError(f"cannot write the export to {out}: {reason}; nothing "
+                           "exported (recorded as a failed export)") from None
+    try:
+        await _record_export(svc, meta, rows, {"outcome": "exported"})
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
+
+
+async def _record_export(svc: Any, meta: dict[str, Any], rows: list[dict[str, Any]],
+                         outcome: dict[str, str]) -> None:
+    """The audit-export event: the period, the events it covers and how it ended."""
+    from engine import audit_export
+    from engine.events import Event, Kind
+    from engine.store.writer import UnitOfWork
+
+    uow = UnitOfWork()
+    uow.record(Event(kind=Kind.ADMIN, actor=actor(), detail={
+        "action": audit_export.EXPORT_ACTION, "from": meta["from"], "to": meta["to"],
+        "events": len(rows), "first": rows[0]["seq"] if rows else None,
+        "last": rows[-1]["seq"] if rows else None, **outcome}))
+    await svc.writer.commit(uow)
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
+    """Write under a temporary name beside `path`, then rename: a reader never sees a
+    half-written export, and a failed write leaves nothing behind."""
     fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -144,12 +191,21 @@ def cmd_audit_public_key(args: argparse.Namespace) -> int:
     return with_services(args, body, writes=False)
 
 
+def _read(path: str, what: str) -> bytes:
+    """The bytes of a file the auditor names; a missing or unreadable one, or a folder,
+    is said in one line (the auditor's machine has no engine to debug)."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise path_error(f"read {what}", exc) from None
+
+
 def cmd_audit_check_export(args: argparse.Namespace) -> int:
     """Exit 0 when the export is intact and signed by the key given, 1 when not."""
     from engine.audit_export import check
 
-    problems, payload = check(Path(args.file).read_bytes(),
-                              Path(args.public_key).read_bytes())
+    problems, payload = check(_read(args.file, "the export"),
+                              _read(args.public_key, "the public key"))
     if problems:
         print(f"TAMPERED or not ours: {args.file}", file=sys.stderr)
         for p in problems:

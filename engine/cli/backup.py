@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from engine.cli.common import actor, engine_config
-from engine.errors import ConduitError, StoreError
+from engine.errors import ConduitError, StoreError, path_error
 
 _DOCS = "docs/operations.md, Backup and restore"
 
@@ -54,7 +54,11 @@ def cmd_backup(args: argparse.Namespace) -> int:
           f"{_queued(manifest.counts)} queued, audit chain verified through event "
           f"#{manifest.audit_seq}; sha256 {manifest.sha256}")
     if keys_to is not None:
-        copied = key_backup.copy_folders(folders, keys_to)
+        try:
+            copied = key_backup.copy_folders(folders, keys_to)
+        except OSError as exc:
+            raise path_error(f"copy the keys to {keys_to} (the data backup {folder} is "
+                             "made)", exc) from None
         print(f"keys {keys_to}: {copied} file(s); store them apart from the backup")
     else:
         print(f"the backup holds no keys: keep a copy of {', '.join(map(str, folders.values()))}"
@@ -70,10 +74,12 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from engine import backup
     from engine.runtime import lock_data_dir
     from engine.security import key_backup
+    from engine.store.database import make_private_folder
 
     config, db_path, folders = _embedded(args, "restore")
     source = Path(args.backup)
     copy = _copy_of_keys(Path(args.keys_from), folders) if args.keys_from else None
+    make_private_folder(Path(config.data_dir))  # 0700 if new; before the lock makes it
     try:
         lock = lock_data_dir(Path(config.data_dir))
     except StoreError:

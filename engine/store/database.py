@@ -6,8 +6,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import logging
 import operator
 import os
+import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +22,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from engine.errors import StoreError
 from engine.store.schema import audit_head, metadata
 
+log = logging.getLogger("conduit.store")
+
+PRIVATE_DIR = 0o700  # the data folder the engine makes
+PRIVATE_FILE = 0o600  # conduit.db and, as SQLite copies its mode, -wal and -shm
 _READ_ONLY = "conduit_read_only"
 _SCHEMA_LOCK = 0x636F6E64756974  # "conduit": the advisory lock held while creating tables
 T = TypeVar("T")
@@ -61,7 +67,7 @@ def open_database(url: str) -> sa.Engine:
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            private_store(Path(path))
         engine = sa.create_engine(
             url, connect_args={"isolation_level": None, "timeout": 30,
                                "check_same_thread": False,
@@ -118,6 +124,62 @@ def open_database(url: str) -> sa.Engine:
         raise StoreError(f"cannot open the store at {_safe(url)}: {exc.__class__.__name__}: "
                          f"{str(exc).splitlines()[0]}") from exc
     return engine
+
+
+def private_store(path: Path) -> None:
+    """Make the SQLite file at `path` readable by its owner only before SQLite opens it.
+
+    The store holds sealed content but also users, token hashes, the audit trail and
+    patient pseudonyms in the clear; made by SQLite under the usual umask it was 0644 in
+    a 0755 folder, for any local user to copy. SQLite makes -wal and -shm with the main
+    file's mode, so creating the main file 0600 (os.open, not os.umask: the umask is the
+    whole process's, and the engine is multithreaded) covers all three. Files of ours an
+    older version left open to others are closed, with a warning naming them."""
+    make_private_folder(path.parent)
+    for suffix in ("", "-wal", "-shm"):
+        make_private(Path(f"{path}{suffix}"))
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
+    except FileExistsError:
+        pass  # SQLite opens it as it is (read-only, if it must)
+    except OSError as exc:
+        raise StoreError(f"cannot open the store {path}: {exc.strerror or exc}") from None
+
+
+def make_private_folder(folder: Path) -> None:
+    """The store's folder, made 0700 if missing. One the engine made a moment ago
+    (Engine.start and the data folder's lock make it with the umask's mode before the
+    store is opened) is still empty, and is made 0700 too; a folder already in use is
+    the admin's to set. One that cannot be made (a file in the way, no permission) is a
+    StoreError the CLI says in one line, not a traceback."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+    except OSError as exc:
+        raise StoreError(f"cannot make the data folder {folder}: "
+                         f"{exc.strerror or exc}") from None
+    info = folder.stat()
+    if (info.st_mode & 0o077 and info.st_uid == os.geteuid()
+            and all(p.name == "conduit.lock" for p in folder.iterdir())):
+        os.chmod(folder, PRIVATE_DIR)
+
+
+def make_private(path: Path) -> None:
+    """Close a store file of ours that others may read (0600), with a warning naming
+    it: someone may have copied it already. Another user's file is left, and said."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return
+    if not info.st_mode & 0o077:
+        return
+    was = stat.S_IMODE(info.st_mode)
+    if info.st_uid != os.geteuid():
+        log.warning("store file %s is readable by other users (mode %04o) and is not "
+                    "ours to change: make it 0600", path, was)
+        return
+    os.chmod(path, PRIVATE_FILE)
+    log.warning("store file %s was readable by other users (mode %04o); made it 0600",
+                path, was)
 
 
 class _WriteTurn:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from engine.fsync import fsync_file
 from engine.security.crypto import Vault
 from engine.security.keys import KeyRing
 from engine.store import audit
+from engine.store.database import PRIVATE_FILE
 
 SNAPSHOT = "conduit.db"
 MANIFEST = "manifest.json"
@@ -66,6 +68,8 @@ def copy_store(db_path: Path, target: Path) -> None:
     src = sqlite3.connect(db_path, timeout=30)
     try:
         src.execute("PRAGMA query_only=1")
+        # made 0600 before SQLite opens it: the copy holds what the store holds
+        os.close(os.open(target, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
         dst = sqlite3.connect(target)
         try:
             src.backup(dst, pages=-1)  # all pages in one step: one read transaction
@@ -135,6 +139,10 @@ def read_manifest(folder: Path) -> Manifest:
         return msgspec.json.decode(path.read_bytes(), type=Manifest)
     except FileNotFoundError:
         raise BackupInvalid(f"{folder} is no conduit backup: it has no {MANIFEST}") from None
+    except NotADirectoryError:
+        raise BackupInvalid(f"{folder} is no conduit backup: it is not a folder") from None
+    except OSError as exc:
+        raise BackupInvalid(f"{path} cannot be read: {exc.strerror or exc}") from None
     except msgspec.DecodeError as exc:
         raise BackupInvalid(f"{path} cannot be read: {exc}") from exc
 
