@@ -120,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="CHANNEL/DESTINATION, or a destination name that is unique")
     retry.set_defaults(func=cmd_queue_retry)
     levels = ["off", "lenient", "strict"]
-    parse = sub.add_parser("parse", help="what a message is, and every problem with it")
+    parse = sub.add_parser("parse", help="what a message is, and every problem in its "
+                           "structure (no mapping is run)")
     parse.add_argument("files", nargs="+", metavar="FILE")
     parse.add_argument("--validate", choices=levels, default="strict",
                        help="structure validation (HL7v2: hl7apy); default strict")
@@ -131,7 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="structure validation as a channel with this level does "
                           "(default: the channel's with --channel, else off)")
     ack.add_argument("--channel", metavar="NAME",
-                     help="answer as this channel of channels/ would (its validation)")
+                     help="answer as this channel of channels/ would: its validation, "
+                          "filter and mapping, run dry (nothing stored or sent; "
+                          "duplicates not checked)")
     ack.set_defaults(func=cmd_ack)
     test = sub.add_parser("test", help="run every mapping's and channel's fixtures")
     test.add_argument("names", nargs="*", metavar="NAME",

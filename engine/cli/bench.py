@@ -16,11 +16,19 @@ from engine.cli.common import (
 )
 from engine.errors import ConduitError
 
+# `parse` checks what the message is and its structure; a channel may still refuse it in
+# its mapping (a birth date that does not exist, under a strict mapping), which `parse`
+# does not run: said, so that "no problems found" is not read as "the engine takes it".
+NOT_MAPPED = ("conduit parse: no channel's filter or mapping was run; `conduit ack "
+              "--channel NAME FILE` gives the answer a channel would send, `conduit map "
+              "NAME@VERSION FILE` what a mapping makes of it")
+
 
 def cmd_parse(args: argparse.Namespace) -> int:
+    """What each message is and what validation finds; exit 1 when an error was found."""
     from engine.testbench import inspect
 
-    worst = 0
+    worst, read_any = 0, False
     for name in args.files:
         for n, raw in enumerate(messages_of(name), start=1):
             found = inspect(raw, args.validate)
@@ -41,22 +49,47 @@ def cmd_parse(args: argparse.Namespace) -> int:
             if not found.problems:
                 print("  no problems found" + ("" if args.validate == "off"
                                                else f" ({args.validate} validation)"))
+            read_any = read_any or p is not None
+    if read_any:
+        print(NOT_MAPPED, file=sys.stderr)
     return worst
 
 
 def cmd_ack(args: argparse.Namespace) -> int:
-    from engine.testbench import file_acknowledgements
-
-    level = args.validate
+    """The answer the engine would send: with --channel, as that channel answers (its
+    validation, filter and mapping run dry); else from parsing and validation alone."""
+    raw = Path(args.file).read_bytes()
     if args.channel:
-        level = channel_named(args, args.channel).validation if level is None else level
-    replies = file_acknowledgements(Path(args.file).read_bytes(), level or "off")
+        replies = _channel_replies(args, raw)
+    else:
+        from engine.testbench import file_acknowledgements
+
+        replies = file_acknowledgements(raw, args.validate or "off")
     for n, reply in enumerate(replies, start=1):
         if n > 1:
             print()
         print(reply.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "\n")
               .rstrip("\n"))
     return 0
+
+
+def _channel_replies(args: argparse.Namespace, raw: bytes) -> list[bytes]:
+    """The channel's own answers (engine.dry_run: its validation, filter, mapping and
+    gates, nothing stored or sent); what the dry run cannot know, and what became of
+    each message, go to stderr, so stdout stays the acknowledgements alone."""
+    from engine.dry_run import channel_acknowledgements, limits
+
+    config = channel_named(args, args.channel)
+    answers = channel_acknowledgements(config, catalog(args), raw, args.validate)
+    level = args.validate or config.validation
+    print(f"conduit ack: as channel {config.name} would answer (validation {level}, "
+          f"its filter, mapping {config.mapping or 'none'}); nothing is stored or sent",
+          file=sys.stderr)
+    for line in limits(config):
+        print(f"conduit ack: {line}", file=sys.stderr)
+    for n, answer in enumerate(answers, start=1):
+        print(f"{args.file}#{n}: {answer.status.value}", file=sys.stderr)
+    return [b"\n".join(answer.replies) for answer in answers]
 
 
 def cmd_map(args: argparse.Namespace) -> int:
