@@ -36,7 +36,7 @@ from engine.channel import Channel
 from engine.config.schema import ChannelConfig
 from engine.connectors.mllp_framing import KEPT_OF_OVERSIZE
 from engine.errors import ConduitError
-from engine.formats.base import Codec, opening
+from engine.formats.base import opening
 from engine.mapping import MappingCatalog
 from engine.message import MessageStatus, SourceMeta
 
@@ -115,16 +115,6 @@ class _NoSource:
         return {"type": "dry run"}
 
 
-def codec_of(config: ChannelConfig) -> Codec:
-    """The channel's codec, with the fields its source requires (checked under lenient
-    or strict validation), as engine.runtime builds it."""
-    codec = registry.CODECS[config.format]()
-    required = getattr(config.source, "required", None)
-    if required:
-        codec.require(required)
-    return codec
-
-
 def dry_channel(config: ChannelConfig, catalog: MappingCatalog,
                 validation: str | None = None) -> Channel:
     """The channel of `config` with nothing durable behind it and its duplicate check
@@ -140,7 +130,7 @@ def dry_channel(config: ChannelConfig, catalog: MappingCatalog,
     mapping = catalog.get(config.mapping) if config.mapping else None
     if config.mapping and mapping is None:  # the engine would not start such a channel
         raise ConduitError(f"channel {config.name}: {catalog.unknown(config.mapping)}")
-    return Channel(config, codec=codec_of(config), mapping=mapping, source=source,
+    return Channel(config, codec=registry.codec_for(config), mapping=mapping, source=source,
                    workers=destinations, store=nowhere, queue=nowhere, writer=nowhere,
                    vault=nowhere, delivers=False)
 

@@ -85,6 +85,16 @@ CODECS: dict[str, Callable[[], Codec]] = {
 }
 
 
+def codec_for(config: Any) -> Codec:
+    """A channel's codec, with the fields its source requires (checked under lenient or
+    strict validation): the engine's and `conduit ack --channel`'s alike."""
+    codec = CODECS[config.format]()
+    required = getattr(config.source, "required", None)
+    if required:
+        codec.require(required)
+    return codec
+
+
 def _fhir_xml(raw: bytes) -> bool:
     return raw[:1] == b"<" and b"http://hl7.org/fhir" in raw.lower()
 

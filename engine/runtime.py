@@ -179,7 +179,7 @@ class Engine:
 
     async def start(self) -> None:
         data_dir = Path(self.config.data_dir)
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # its store is private
         tracing.setup(self.config.tracing)
         svc = Services(self.config, self.worker)
         self.services = svc
@@ -310,13 +310,10 @@ class Engine:
     def _build(self, cfg: Any) -> Channel:
         svc = self.services
         assert svc is not None and svc.writer is not None
-        codec = registry.CODECS[cfg.format]()
-        required = getattr(cfg.source, "required", None)
-        if required:
-            codec.require(required)  # checked under validation: lenient or strict only
-            if cfg.validation == "off":
-                log.warning("channel %s: source.required is checked only with validation: "
-                            "lenient or strict; this channel has validation: off", cfg.name)
+        codec = registry.codec_for(cfg)
+        if getattr(cfg.source, "required", None) and cfg.validation == "off":
+            log.warning("channel %s: source.required is checked only with validation: "
+                        "lenient or strict; this channel has validation: off", cfg.name)
         mapping = self.catalog.get(cfg.mapping) if cfg.mapping else None
         context = SourceContext(cfg.name, self.users, self.ops.record, codec.content_type,
                                 shared_port=self.worker is not None,
@@ -502,7 +499,7 @@ async def _stop_when_orphaned(supervisor: int, stop: asyncio.Event) -> None:
 def lock_data_dir(data_dir: Path) -> int:
     """One daemon (or one group of workers) per embedded data folder: another would fight
     over the queues. The open descriptor holds the lock until it is closed."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(data_dir / "conduit.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
