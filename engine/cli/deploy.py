@@ -22,6 +22,9 @@ from engine.security.roles import Role
 from engine.security.users import UserStore
 
 TOKEN_ENV = "CONDUIT_TOKEN"
+# Who may author a revision (approving takes admin, engine.change.revisions): not a
+# sending system's credential (integration), nor the read-only roles.
+CHANGERS = frozenset({Role.OPERATOR, Role.ANALYST, Role.ADMIN})
 
 
 def who(args: argparse.Namespace, db, *, token_required: bool) -> Who:
@@ -32,6 +35,9 @@ def who(args: argparse.Namespace, db, *, token_required: bool) -> Who:
         if user is None:
             raise ConduitError("the API token given is not any user's (make one with "
                                "`conduit users token NAME`)")
+        if user.role not in CHANGERS:
+            raise ConduitError(f"user {user.name} has the {user.role.value} role, which may "
+                               "not make or decide revisions (operator, analyst or admin may)")
         return Who(user.name, f"cli:{user.name}", user.role == Role.ADMIN)
     if token_required:
         raise ConduitError(f"change control needs to know who you are: give your API token "

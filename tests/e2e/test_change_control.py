@@ -87,7 +87,8 @@ async def test_deploy_approve_follow_refuse_and_roll_back(tmp_path):
     daemon = Daemon(tmp_path)
     root = setup(daemon)
     try:
-        made = tokens(daemon, {"ann": Role.ANALYST, "bob": Role.ADMIN})
+        made = tokens(daemon, {"ann": Role.ANALYST, "bob": Role.ADMIN,
+                               "ehr": Role.INTEGRATION})
         ann, bob = made["ann"], made["bob"]
         await daemon.start()
         assert "revision 1" in daemon.logs()  # the bootstrap says so
@@ -99,6 +100,9 @@ async def test_deploy_approve_follow_refuse_and_roll_back(tmp_path):
             f'"{root / "out-2"}"}}' in shown.stdout
         anonymous = await daemon.cli("deploy", "--reason", "move output")
         assert anonymous.returncode == 2 and "CONDUIT_TOKEN" in anonymous.stderr
+        # a sending system's credential is no identity for configuration changes
+        sender = await as_user(daemon, made["ehr"], "deploy", "--reason", "move output")
+        assert sender.returncode == 2 and "integration role" in sender.stderr
         made = await as_user(daemon, ann, "deploy", "--reason", "move output")
         assert made.returncode == 0, made.stderr
         assert "revision 2 waits for approval" in made.stdout
