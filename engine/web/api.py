@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import time
 from typing import Any
+from urllib.parse import unquote
 
 import msgspec
 from aiohttp import web
@@ -243,17 +244,24 @@ async def _neighbours(ops: Operations, query: MessageQuery, found: list[dict[str
     return (last if older else None), (first if newer else None)
 
 
+REASON_HEADER = "X-Conduit-Reason"
+
+
 @requires(Permission.VIEW_STATUS)
 async def message_detail(request: web.Request) -> web.Response:
     user = user_of(request)
     wants_content = request.query.get("content") in ("1", "true", "yes")
-    reason = request.query.get("reason", "").strip()
+    # The header (percent-encoded) keeps the reason out of the address, which proxies
+    # and browsers record; `&reason=` still works for scripts.
+    said = request.headers.get(REASON_HEADER)
+    reason = (unquote(said) if said is not None else request.query.get("reason", "")).strip()
     if wants_content and not allows(user.role, Permission.VIEW_CONTENT):
         return await request.app[AUTH].deny(request, user, 403, "forbidden",
                                             f"role {user.role.value} may not see content")
     if wants_content and not reason:
         return json_error(400, "reason-required",
-                          "reading message content needs a reason (&reason=...)")
+                          f"reading message content needs a reason ({REASON_HEADER}: "
+                          "... percent-encoded, or &reason=...)")
     ops = _ops(request)
     detail = await ops.message(request.match_info["id"])
     if not allows(user.role, Permission.SEARCH_PATIENT):

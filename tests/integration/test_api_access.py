@@ -13,6 +13,7 @@ import json
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import msgspec
@@ -461,3 +462,18 @@ async def test_an_analyst_content_view_does_show_the_patient(world):
     viewed = audit_rows(world.engine, audit.c.kind == "viewed", audit.c.actor == "web:ana")
     assert {e.message_id for e in viewed} >= set(world.ids.values())
     assert all(json.loads(e.detail)["reason"] in ("x", "PHI boundary test") for e in viewed)
+
+
+async def test_the_reason_can_travel_in_a_header_out_of_the_address(world):
+    """The status page sends the reason in X-Conduit-Reason (percent-encoded, so any
+    language fits), never in the URL a proxy logs; the trail keeps it decoded."""
+    mid = world.ids["accepted"]
+    said = "Überprüfung: INC-7 ζ"
+    async with aiohttp.ClientSession() as client, client.get(
+            f"{world.base}/api/messages/{mid}", params={"content": "1"},
+            headers={**bearer(world.tokens["analyst"]),
+                     "X-Conduit-Reason": quote(said)}) as resp:
+        assert resp.status == OK
+        assert "reason" not in str(resp.url)
+    viewed = audit_rows(world.engine, audit.c.kind == "viewed", audit.c.message_id == mid)
+    assert json.loads(viewed[-1].detail)["reason"] == said

@@ -24,10 +24,10 @@ export function whenUnauthorized(handler) {
 /**
  * fetch() a JSON endpoint. Nothing is cached (`no-store`): status must be fresh, and
  * message content must never land in the browser's cache.
- * `quiet401` lets the sign-in checks handle a 401 themselves.
+ * `quiet401` lets the sign-in checks handle a 401 themselves; `extra` adds headers.
  */
-export async function api(path, { method = 'GET', body, quiet401 = false } = {}) {
-  const headers = { Accept: 'application/json' };
+export async function api(path, { method = 'GET', body, quiet401 = false, extra = {} } = {}) {
+  const headers = { Accept: 'application/json', ...extra };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (method !== 'GET' && csrf) headers['X-CSRF-Token'] = csrf;
   let response;

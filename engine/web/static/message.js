@@ -139,7 +139,8 @@ export function createMessagePanel(ctx, { close, changed, mappingOf }) {
     const answer = await ask({
       title: 'Why do you need to read this message?',
       message: 'Its content is patient data. Your name, the time and your reason are ' +
-        'written to the audit trail before it is shown.',
+        'written to the audit trail before it is shown. Do not name the patient in ' +
+        'the reason: the trail and its exports keep it as written.',
       fields: [{ name: 'reason', label: 'Reason', required: true, multiline: true,
         maxlength: 200, placeholder: 'e.g. INC-2231: PID-3 missing in the FHIR Patient' }],
       confirm: 'Show content',
@@ -147,7 +148,9 @@ export function createMessagePanel(ctx, { close, changed, mappingOf }) {
     if (!answer) return;
     let reply;
     try {
-      reply = await ctx.api(`/api/messages/${enc(id)}?content=1&reason=${enc(answer.reason)}`);
+      // the reason in a header, not the address, which proxies and browsers keep
+      reply = await ctx.api(`/api/messages/${enc(id)}?content=1`,
+        { extra: { 'X-Conduit-Reason': enc(answer.reason) } });
     } catch (error) {
       ctx.fail(error);
       return;
