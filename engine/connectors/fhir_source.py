@@ -349,7 +349,8 @@ class FhirSource:
         kept = [i for i in range(len(entries)) if i not in refused]
         if refused and not kept:  # nothing for the channel: nothing stored
             return _fhir(200, rest.response_bundle("batch", list(refused.values())))
-        wants = self._entry_wants([entries[i] for i in kept], notification is not None)
+        wants = self._entry_wants([entries[i] for i in kept], notification is not None,
+                                  transaction=kind == "transaction")
         await self._authorize(request, pattern, client, wants)
         given = [entries[i] for i in kept]
         taken: list[Taken] = []
@@ -480,9 +481,11 @@ class FhirSource:
             refusal.force_close()
             raise _Answer(refusal) from None
 
-    def _entry_wants(self, entries: list[dict[str, Any]], notification: bool
-                     ) -> list[tuple[str, str]]:
-        """(resource type, action) for each entry, refusing methods we do not take."""
+    def _entry_wants(self, entries: list[dict[str, Any]], notification: bool, *,
+                     transaction: bool = False) -> list[tuple[str, str]]:
+        """(resource type, action) for each entry, refusing methods we do not take, a PUT
+        whose body is not what its URL names, and (a transaction's) a resource written
+        twice."""
         wants: list[tuple[str, str]] = []
         for index, entry in enumerate(entries):
             resource = entry.get("resource")
@@ -497,7 +500,15 @@ class FhirSource:
                 raise _Answer(_fhir(400, rest.refusal(
                     "not-supported", f"entry {index}: only POST and PUT of a resource are "
                     "taken here", f"Bundle.entry[{index}].request.method")))
+            wrong = rest.put_target_problem(index, entry)
+            if wrong is not None:
+                raise _Answer(_fhir(400, rest.refusal("invalid", *wrong)))
             wants.append((kind, CREATE if method == "POST" else UPDATE))
+        twice = rest.twice_written(entries) if transaction and not notification else None
+        if twice is not None:
+            raise _Answer(_fhir(400, rest.refusal(
+                "duplicate", "a transaction may write a resource once; an earlier entry "
+                "writes this one", f"Bundle.entry[{twice}].request.url")))
         return wants
 
     async def _versioned(self, entries: list[dict[str, Any]]

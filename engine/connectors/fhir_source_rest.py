@@ -265,6 +265,49 @@ def batch_refusal(index: int, entry: dict[str, Any]) -> dict[str, Any] | None:
     if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
         return entry_refused(400, "required", f"a {method} entry needs a resource",
                              f"Bundle.entry[{index}].resource")
+    wrong = put_target_problem(index, entry)
+    return entry_refused(400, "invalid", *wrong) if wrong else None
+
+
+def put_target(entry: dict[str, Any]) -> tuple[str, str] | None:
+    """(type, id) a PUT entry's request.url names (`[base/]Type/id`), else None (another
+    method; a conditional update, judged by its search; a URL of a type alone, which
+    senders use for the body's own id)."""
+    request = entry.get("request")
+    if not isinstance(request, dict) or request.get("method") != "PUT":
+        return None
+    url = str(request.get("url", ""))
+    parts = url.rstrip("/").split("/")
+    if "?" in url or len(parts) < 2 or not parts[-2][:1].isupper():
+        return None
+    return parts[-2], parts[-1]
+
+
+def put_target_problem(index: int, entry: dict[str, Any]) -> tuple[str, str] | None:
+    """(text, FHIRPath) when a PUT entry's resource is not the one its URL names: an
+    update writes the resource the URL names (R4 http.html#update), so a body with
+    another type or id would be stored under the wrong identity."""
+    target, resource = put_target(entry), entry.get("resource")
+    if target is None or not isinstance(resource, dict):
+        return None
+    rid = resource.get("id")
+    if resource.get("resourceType") != target[0] or (rid is not None and rid != target[1]):
+        return ("the resource's type and id must equal those its request.url names",
+                f"Bundle.entry[{index}].resource.id")
+    return None
+
+
+def twice_written(entries: list[dict[str, Any]]) -> int | None:
+    """The index of the first PUT entry of a transaction that writes a resource an earlier
+    entry writes: R4 (http.html#transaction) fails a transaction whose entries overlap."""
+    seen: set[tuple[str, str]] = set()
+    for index, entry in enumerate(entries):
+        target = put_target(entry)
+        if target is None:
+            continue
+        if target in seen:
+            return index
+        seen.add(target)
     return None
 
 

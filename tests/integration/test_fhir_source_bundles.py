@@ -112,3 +112,33 @@ async def test_the_bundle_timestamp_is_the_adt_message_time(harness, tmp_path):
     await world.harness.settle(lambda: len(world.files()) == 2)
     times = {f.read_text().split("\r")[0].split("|")[6] for f in world.files()}
     assert times == {"20240506070809+0200"}
+
+
+def put(resource: dict[str, Any], url: str) -> dict[str, Any]:
+    return {"resource": resource, "request": {"method": "PUT", "url": url}}
+
+
+async def test_a_put_entry_is_written_only_under_the_identity_its_url_names(
+        harness, tmp_path):
+    """A PUT to Patient/pat-b whose body says pat-a was stored as pat-a, an A28 for a
+    patient never sent (R4 http.html#update writes what the URL names): refused, whole in
+    a transaction, alone in a batch; and a transaction may write a resource only once."""
+    world = await start(harness, tmp_path, "{type: none}")
+    mismatch = put(patient("MM1", id="pat-a"), "Patient/pat-b")
+    status, _, answer = await world.post("", {"resourceType": "Bundle", "type": "transaction",
+                                              "entry": [entry(patient("MM0")), mismatch]})
+    assert status == 400, answer
+    assert "Bundle.entry[1].resource.id" in expressions(answer)
+    status, _, answer = await world.post("", {"resourceType": "Bundle", "type": "batch",
+                                              "entry": [mismatch, entry(patient("MM2"))]})
+    assert status == 200, answer
+    assert [e["response"]["status"][:3] for e in answer["entry"]] == ["400", "201"]
+    assert expressions(answer["entry"][0]["response"]["outcome"]) == [
+        "Bundle.entry[0].resource.id"]
+    twice = put(patient("MM3", id="pat-d"), "Patient/pat-d")
+    status, _, answer = await world.post("", {"resourceType": "Bundle", "type": "transaction",
+                                              "entry": [twice, twice]})
+    assert status == 400, answer
+    assert answer["issue"][0]["code"] == "duplicate"
+    assert "Bundle.entry[1].request.url" in expressions(answer)
+    assert [m.status for m in world.rows(messages)] == ["accepted"]  # MM2's alone
