@@ -632,9 +632,9 @@ class FhirSource:
                 responses[-1]["outcome"]["issue"][0]["diagnostics"] = \
                     f"message {mid}: {receipt.status.value} (the Bundle as one message)"
         failed = [r for r in responses if not r["status"].startswith("2")]
-        if not parts and failed:  # the Bundle as one message was not taken on
-            code = rest.http_status(receipt.status, receipt.problems, mid, True)
-            return _fhir(code, _receipt_outcome(receipt), **headers)
+        code = rest.http_status(receipt.status, receipt.problems, mid, True)
+        if not parts and code >= 300:  # the Bundle as one message was not taken on
+            return _fhir(code, _receipt_outcome(receipt), **headers)  # (even of no entries)
         if kind == "transaction" and failed:
             worst = max(int(r["status"][:3]) for r in failed)
             issues = []

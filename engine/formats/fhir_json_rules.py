@@ -86,6 +86,10 @@ def duplicate_keys(raw: bytes) -> list[str]:
     return found
 
 
+# ele-1: every element has a value or children; `{}` has neither
+_EMPTY_OBJECT = "an empty object is not allowed in FHIR JSON (ele-1); leave the element out"
+
+
 def problems(resource: dict[str, Any], severity: str) -> list[Problem]:
     """Nulls, empty arrays, over-long ids and codes outside their required binding in
     `resource` (a Bundle with its entries, contained resources)."""
@@ -111,6 +115,9 @@ def _walk(node: Any, kind: str, loc: Loc, severity: str, owner: str | None
         if value is None:
             yield Problem("null is not allowed in FHIR JSON; leave the element out",
                           code=STRUCTURE, segment=path(kind, here), severity=severity)
+        elif value == {}:
+            yield Problem(_EMPTY_OBJECT, code=STRUCTURE, segment=path(kind, here),
+                          severity=severity)
         elif isinstance(value, list):
             if not value:
                 yield Problem("an empty array is not allowed in FHIR JSON; leave the "
@@ -119,6 +126,9 @@ def _walk(node: Any, kind: str, loc: Loc, severity: str, owner: str | None
             elif None in value and not _paired(node, key):
                 yield Problem("null is allowed in an array only beside its _element "
                               "array", code=STRUCTURE, segment=path(kind, here),
+                              severity=severity)
+            for i in (i for i, item in enumerate(value) if item == {}):
+                yield Problem(_EMPTY_OBJECT, code=STRUCTURE, segment=path(kind, (*here, i)),
                               severity=severity)
             if key == "telecom":
                 yield from _telecom(value, kind, here, severity)

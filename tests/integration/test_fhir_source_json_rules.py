@@ -23,6 +23,8 @@ CASES = [  # (body, FHIRPath named)
     (BASE + ', "name": [{"family": "A", "family": "B"}]}', "Patient.name[0].family"),
     (BASE + ', "telecom": [{"system": "beeper", "value": "555-0100"}]}',
      "Patient.telecom[0].system"),
+    (BASE + ', "maritalStatus": {}}', "Patient.maritalStatus"),
+    (BASE + ', "address": [{}]}', "Patient.address[0]"),
 ]
 
 
@@ -72,3 +74,11 @@ async def test_lenient_warns_and_maps_what_it_can(harness, tmp_path):
     await world.harness.settle(lambda: len(world.files()) == 1)
     adt = world.files()[0].read_text()
     assert MRN in adt and "|F|" in adt  # the last gender sent, as JSON readers take it
+
+
+async def test_strict_refuses_a_transaction_of_no_entries(harness, tmp_path):
+    world = await start(harness, tmp_path, "{type: none}", validation="strict")
+    status, answer = await post_raw(world.base, json.dumps(
+        {"resourceType": "Bundle", "type": "transaction", "entry": []}), path="")
+    assert status == 400, answer
+    assert "Bundle.entry" in located(answer, "error")

@@ -17,6 +17,16 @@ def test_nulls_and_empty_arrays_are_located():
         "Patient.birthDate", "Patient.name", "Patient.address[0].line"]
 
 
+def test_empty_objects_are_located():
+    """ele-1: an element has a value or children; `{}` has neither, alone or in a list,
+    and a transaction of no entries is an empty array."""
+    assert where({"resourceType": "Patient", "maritalStatus": {},
+                  "address": [{"city": "X"}, {}]}) == [
+        "Patient.maritalStatus", "Patient.address[1]"]
+    assert where({"resourceType": "Bundle", "type": "transaction", "entry": []}) == [
+        "Bundle.entry"]
+
+
 def test_a_null_in_a_primitive_array_is_allowed_beside_its_extension_array():
     paired = {"resourceType": "Patient", "name": [{"given": ["Jo", None],
                                                    "_given": [None, {"id": "x"}]}]}
