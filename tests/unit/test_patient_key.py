@@ -168,3 +168,42 @@ def test_new_versions_are_deterministic(ref: str):
     raw = _oru("LAB", f"E4410072^^^{HOSPITAL}^MR") if "oru" in ref or ref == ANY_NEW else \
         _adt("ADT1", f"E4410072^^^{HOSPITAL}^MR")
     checks.check_deterministic(mapping, raw)
+
+
+# ---- visits and accounts sent without their own authority --------------------------------
+
+
+def _hie_adt(pid3: str, visit: str, account: str = "ACC77") -> bytes:
+    return ("MSH|^~\\&|HIE|STATEHIE|CONDUIT|HOSP|20240402170512-0400||ADT^A01|"
+            f"H{pid3[:6]}{visit}|P|2.5.1\r"
+            "EVN|A01|20240402170500-0400\r"
+            f"PID|1||{pid3}||ROE^SAM^^^^^L||19700101|M||||||||||{account}\r"
+            f"PV1|1|I|5W^514^2||||1234^ATTEND^ANNA||||||||||||{visit}\r").encode()
+
+
+def test_two_patients_visit_numbers_from_one_sender_are_two_encounters():
+    """An HIE relays two facilities' patients, each with visit V100 and account ACC77 and
+    no authority on either: keyed within MSH-4 they were one Encounter and one Account
+    whose subject switched from one patient to the other."""
+    adt = checks.mapping(ADT_NEW)
+    north = checks.bundle_of(adt, _hie_adt("N1^^^&2.16.840.1.113883.3.1&ISO^MR", "V100"))
+    south = checks.bundle_of(adt, _hie_adt("N1^^^&2.16.840.1.113883.3.2&ISO^MR", "V100"))
+    for kind in ("Encounter", "Account"):
+        assert checks.only(north, kind)["id"] != checks.only(south, kind)["id"], kind
+    # a visit number with its own authority is that authority's, whoever the patient
+    own = "V100^^^NWH^VN"
+    assert checks.only(checks.bundle_of(adt, _hie_adt("N1^^^&2.16.840.1.113883.3.1&ISO^MR",
+                                                        own)), "Encounter")["id"] == \
+        checks.only(checks.bundle_of(adt, _hie_adt("N1^^^&2.16.840.1.113883.3.2&ISO^MR",
+                                                     own)), "Encounter")["id"]
+
+
+def test_one_patients_visit_from_two_feeds_is_one_encounter():
+    """The ADT and the lab feed (each its own MSH-4) send the same patient and visit
+    number without an authority: one Patient already, and now one Encounter too."""
+    pid3 = f"E100^^^{HOSPITAL}^MR"
+    adt = _adt("NWADT", pid3).replace(b"||V100233^^^NWH^VN", b"|V100233")  # to PV1-19
+    oru = _oru("NWLAB", pid3).replace(b"V100233^^^NWH^VN", b"V100233")
+    from_adt = checks.only(checks.bundle_of(checks.mapping(ADT_NEW), adt), "Encounter")
+    from_lab = checks.only(checks.bundle_of(checks.mapping(ORU_NEW), oru), "Encounter")
+    assert from_adt["id"] == from_lab["id"]

@@ -17,7 +17,7 @@ from engine.maplib import v2_clinical as v2c
 from engine.maplib.fhir import compact, resource_id
 from engine.maplib.v2_codes import Bound, cwe_to_codeable_concept
 from engine.maplib.v2_fhir import administrative_gender
-from engine.maplib.v2_to_fhir import clinical, people
+from engine.maplib.v2_to_fhir import clinical, patient_key, people
 from engine.maplib.v2_to_fhir.clinical import PROCEDURE_CODING_SYSTEMS
 from engine.maplib.v2_to_fhir.frame import Build
 
@@ -246,7 +246,9 @@ def account(b: Build) -> dict:
         key = {"system": f"Patient/{b.patient['id']}", "value": "account"}
     made = b.add(compact({
         "resourceType": "Account",
-        "id": resource_id("Account", b.facility, key),
+        "id": resource_id("Account", *(
+            patient_key.number_key(number, key, b.facility, b.patient["id"])
+            if ident is not None and b.rules.numbers_within_patient else (b.facility, key))),
         "identifier": [ident] if ident else None,
         "status": "active",
         "type": _ACCOUNT_TYPE,

@@ -69,3 +69,16 @@ def patient_id(reps: Sequence[Repetition], facility: str) -> str | None:
     if rep is None or identifier is None:
         return None
     return resource_id("Patient", scope(rep, facility), identifier)
+
+
+def number_key(rep: Repetition | None, identifier: dict, facility: str, patient_id: str
+               ) -> tuple[str, dict]:
+    """(scope, key) of a visit or account number `rep` read as `identifier`: its own
+    assigning authority's numbering when it names one (the identifier as it is), else
+    the Patient's, whatever system the sending facility lent the identifier: a number
+    no authority issued is only known to be unique for one patient, since two facilities
+    behind one sender (an HIE) both count visits from 1, and two feeds of one hospital
+    name the same visit each under its own MSH-4."""
+    if rep is not None and any(dt.present(rep.value(4, i)) for i in (1, 2, 3)):
+        return facility, identifier
+    return f"Patient/{patient_id}", {"value": identifier.get("value")}

@@ -33,11 +33,16 @@ class Rules(msgspec.Struct, frozen=True):
     ft1_currency_and_credits: bool = False
     # Set ids (DB1-1, IN3-1) are read, so they are not listed as left behind.
     set_ids_read: bool = False
+    # A visit (PV1-19) or account (PID-18) number sent without its own assigning
+    # authority is unique within the Patient, not the sending system: one HIE's two
+    # patients with visit V100 are two Encounters, and one patient's visit sent by the
+    # ADT and the lab feed is one (`patient_key.number_scope`); off: within MSH-4.
+    numbers_within_patient: bool = False
 
 
 FIRST = Rules()
 SECOND = Rules(patient_key_by_authority=True, vendor_spellings=True,
-               ft1_currency_and_credits=True, set_ids_read=True)
+               ft1_currency_and_credits=True, set_ids_read=True, numbers_within_patient=True)
 
 _current: contextvars.ContextVar[Rules] = contextvars.ContextVar("conduit_v2_rules",
                                                                  default=FIRST)

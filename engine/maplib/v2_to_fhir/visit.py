@@ -19,7 +19,7 @@ from engine.leniency import guard, tolerate
 from engine.maplib.fhir import compact, distinct, resource_id
 from engine.maplib.v2_codes import Bound, cwe_to_codeable_concept, local_code_system
 from engine.maplib.v2_fhir import visit_identifier
-from engine.maplib.v2_to_fhir import people
+from engine.maplib.v2_to_fhir import patient_key, people
 from engine.maplib.v2_to_fhir.frame import Build
 
 V2 = tables.V2_SYSTEM
@@ -123,7 +123,7 @@ def _encounter(b: Build, pv1: Segment, patient: dict, visits_only: bool) -> dict
         period = _expected(b, pv2)
     return compact({
         "resourceType": "Encounter",
-        "id": resource_id("Encounter", b.facility, key),
+        "id": resource_id("Encounter", *_visit_key(b, pv1, patient, visit, key)),
         "identifier": identifiers,
         "status": status,
         "class": encounter_class(b, class_code),
@@ -197,6 +197,16 @@ def placeholder(pv1: Segment) -> bool:
     if dt.present(pv1.value(2)).upper() not in ("", "N", "U"):
         return False
     return not any(dt.present(pv1.value(n)) for n in (19, 3, 44, 7, 8, 9, 17))
+
+
+def _visit_key(b: Build, pv1: Segment, patient: dict, visit: dict | None, key: dict
+               ) -> tuple[str, dict]:
+    """Where PV1-19's visit number is unique, and its key there
+    (`rules.numbers_within_patient`); else within MSH-4 as sent."""
+    if visit is None or not b.rules.numbers_within_patient:
+        return b.facility, key
+    rep = next((r for r in pv1.repetitions(19) if dt.present(r.value(1))), None)
+    return patient_key.number_key(rep, visit, b.facility, patient["id"])
 
 
 def _fallback_key(b: Build, pv1: Segment, patient: dict, visits_only: bool) -> dict:
