@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from engine.formats.hl7v2 import Hl7v2Codec
 from engine.mapping import Mapping
 from tests import mapping_checks as checks
 
@@ -207,3 +208,17 @@ def test_one_patients_visit_from_two_feeds_is_one_encounter():
     from_adt = checks.only(checks.bundle_of(checks.mapping(ADT_NEW), adt), "Encounter")
     from_lab = checks.only(checks.bundle_of(checks.mapping(ORU_NEW), oru), "Encounter")
     assert from_adt["id"] == from_lab["id"]
+
+
+@pytest.mark.parametrize(("pid3", "keyed"), [
+    ("999-12-3456^^^USSSA^SS~Z100^^^NORTHWING^MRN", "Z100"),  # Cerner-like: SSN first
+    ("D4477^^^IL^DL~M200^^^CMC^PI", "M200"),
+    ("P1^^^X^PT~E1^^^EPI^MR", "E1"),
+    ("999-12-3456^^^USSSA^SS", "999-12-3456"),  # nothing else sent
+])
+def test_the_audit_pseudonym_follows_the_same_identifier_as_the_patient(pid3, keyed):
+    """The patient pseudonym behind audit searches and the accounting of disclosures is
+    the record number the Patient is keyed on: with an SSN first it was the SSN, so a
+    search by the MRN missed that patient's messages."""
+    parsed = Hl7v2Codec().parse(_adt("NWADT", pid3))
+    assert parsed.patient_id == keyed

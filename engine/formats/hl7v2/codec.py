@@ -21,6 +21,7 @@ from engine.formats.hl7v2.charsets import decode_text, encode_text, reply_codec
 from engine.formats.hl7v2.escape import unescape
 from engine.formats.hl7v2.message import FIELD_PATH, Hl7Message, Segment, read_header
 from engine.formats.hl7v2.split import split_messages
+from engine.formats.hl7v2.tables import identifier_rank
 from engine.message import (
     Delivery,
     Fail,
@@ -41,7 +42,10 @@ def _first_subcomponent(text: str, sub: str) -> str:
 
 
 def _patient_identifier(message: Hl7Message) -> str | None:
-    """PID-3's medical record number (identifier type MR), else its first identifier.
+    """PID-3's record number, the identifier the Patient is keyed on
+    (`tables.identifier_rank`: MR, then MRN, PI, ...; an SSN or licence only when
+    nothing else is sent; the first of equals), else PID-2: what the message's patient
+    pseudonym, and so audit searches and the accounting of disclosures, go by.
 
     Read from PID-3's raw text rather than through Repetition objects: this runs for
     every message, and only the identifier it returns needs unescaping."""
@@ -53,20 +57,21 @@ def _patient_identifier(message: Hl7Message) -> str | None:
     if pid is None:
         return None
     d = pid.delimiters
-    first = ""
+    best, best_rank = "", 1 << 30
     for rep in pid.raw(3).split(d.repetition):
         comps = rep.split(d.component)
         ident = _first_subcomponent(comps[0], d.subcomponent)
         if not ident:
             continue
-        if len(comps) > 4:
-            kind = unescape(_first_subcomponent(comps[4], d.subcomponent), d)
-            if kind.upper() == "MR":
-                return unescape(ident, d)
-        if not first:
-            first = ident
-    if first:
-        return unescape(first, d)
+        kind = unescape(_first_subcomponent(comps[4], d.subcomponent), d) \
+            if len(comps) > 4 else ""
+        rank = identifier_rank(kind)
+        if rank == 0:
+            return unescape(ident, d)
+        if rank < best_rank:
+            best, best_rank = ident, rank
+    if best:
+        return unescape(best, d)
     return pid.value(2) or None  # PID-2 external id, used by older senders
 
 

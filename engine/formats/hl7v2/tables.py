@@ -109,6 +109,17 @@ def is_foreign_identifier_type(code: str) -> bool:
     return code in FOREIGN_IDENTIFIER_TYPES or (code.startswith("NN") and len(code) == 5)
 
 
+def identifier_rank(type_code: str) -> int:
+    """Lower is better as the patient's key: a local record number by its place in
+    LOCAL_RECORD_NUMBER_TYPES, then any other type (or none), then a number another body
+    issued."""
+    code = type_code.strip().upper()
+    if code in LOCAL_RECORD_NUMBER_TYPES:
+        return LOCAL_RECORD_NUMBER_TYPES.index(code)
+    other = len(LOCAL_RECORD_NUMBER_TYPES)
+    return other + 1 if is_foreign_identifier_type(code) else other
+
+
 # Table 0200 name type -> HumanName.use, per the IG's concept map. Codes the IG leaves
 # unmapped (A alias, B birth, C adopted, ...) get no use: FHIR has no "alias" use, and
 # "usual" would claim it is the name the patient goes by.

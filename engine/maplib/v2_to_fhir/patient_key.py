@@ -25,18 +25,6 @@ from engine.formats.hl7v2 import Repetition, tables
 from engine.formats.hl7v2 import datatypes as dt
 from engine.maplib.fhir import resource_id
 
-_OTHER = len(tables.LOCAL_RECORD_NUMBER_TYPES)  # untyped, or a type of no known kind
-_FOREIGN = _OTHER + 1
-
-
-def rank(type_code: str) -> int:
-    """Lower is better: a local record number by its place in the ranked list, then any
-    other type (or none), then a number another body issued."""
-    code = type_code.strip().upper()
-    if code in tables.LOCAL_RECORD_NUMBER_TYPES:
-        return tables.LOCAL_RECORD_NUMBER_TYPES.index(code)
-    return _FOREIGN if tables.is_foreign_identifier_type(code) else _OTHER
-
 
 def chosen(reps: Sequence[Repetition]) -> Repetition | None:
     """The CX that keys the Patient: the best-ranked with an id number, the first sent
@@ -44,7 +32,8 @@ def chosen(reps: Sequence[Repetition]) -> Repetition | None:
     with_ids = [rep for rep in reps if dt.present(rep.value(1))]
     if not with_ids:
         return None
-    return min(with_ids, key=lambda rep: rank(dt.present(rep.value(5))))  # min keeps the first
+    # min keeps the first of equals
+    return min(with_ids, key=lambda rep: tables.identifier_rank(dt.present(rep.value(5))))
 
 
 def scope(rep: Repetition, facility: str) -> str:
