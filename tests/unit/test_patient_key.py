@@ -222,3 +222,13 @@ def test_the_audit_pseudonym_follows_the_same_identifier_as_the_patient(pid3, ke
     search by the MRN missed that patient's messages."""
     parsed = Hl7v2Codec().parse(_adt("NWADT", pid3))
     assert parsed.patient_id == keyed
+
+
+def test_a_record_number_in_pid2_beats_an_ssn_in_pid3():
+    """A v2.3 sender puts its MRN in PID-2 and only the SSN in PID-3: the Patient is the
+    one the same MRN sent in PID-3 keys, not one keyed on the SSN."""
+    mrn = f"E4410072^^^{HOSPITAL}^MR"
+    in_pid2 = _adt("NWADT", "999-12-3456^^^USSSA^SS").replace(
+        b"PID|1||", f"PID|1|{mrn}|".encode())
+    assert _patient_id(ADT_NEW, in_pid2) == _patient_id(ADT_NEW, _adt("NWADT", mrn))
+    assert _patient_id(ADT_OLD, in_pid2) != _patient_id(ADT_OLD, _adt("NWADT", mrn))

@@ -62,10 +62,14 @@ def patient(b: Build, pid: Segment | None = None, *, primary: bool = True) -> di
 
 def patient_id(b: Build, pid: Segment, identifiers: list[dict], where: str = "PID-3") -> str:
     """hl7v2-adt-to-fhir@1's id (the MR, else first, PID-3 identifier), or under
-    `patient_key_by_authority` the `patient_key` of PID-3; without a PID-3 id,
-    leniently, the first other identifier, else the name and birth date."""
+    `patient_key_by_authority` the `patient_key` of PID-3, PID-2 and PID-4; without
+    one, leniently, the first other identifier, else the name and birth date."""
     if b.rules.patient_key_by_authority:
-        keyed = patient_key.patient_id(pid.repetitions(3), b.facility)
+        # with PID-2's and PID-4's (after PID-3's, which win among equals): a v2.3
+        # sender's record number in PID-2 beats the SSN it put in PID-3
+        pid3 = pid.repetitions(3)
+        keyed = patient_key.patient_id(pid3 + pid.repetitions(2) + pid.repetitions(4),
+                                       b.facility) if patient_key.chosen(pid3) else None
         if keyed is not None:
             return keyed
     else:
