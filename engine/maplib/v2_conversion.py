@@ -31,9 +31,16 @@ def convert(message: Hl7Message, build: Callable[[Hl7Message], dict | Skip]) -> 
         result = build(copy)
     if isinstance(result, Skip):
         return result
-    set_ids = LATER_SET_ID_FIRST if rules.current().set_ids_read else frozenset()
-    return Mapped(result, tuple(notes.warnings), tuple(left_behind(copy, set_ids)),
-                  tracked=True)
+    switches = rules.current()
+    set_ids = LATER_SET_ID_FIRST if switches.set_ids_read else frozenset()
+    behind = left_behind(copy, set_ids)
+    if switches.set_ids_read:  # and the acknowledgment types, which the engine reads
+        behind = [f for f in behind if f not in ENGINE_READS]
+    return Mapped(result, tuple(notes.warnings), tuple(behind), tracked=True)
+
+
+# MSH-15 and MSH-16: the acknowledgment types the engine answers by, never lost.
+ENGINE_READS = frozenset({"MSH-15", "MSH-16"})
 
 
 def per_segment(message: Hl7Message, name: str, convert_one: Callable[[Segment, int], T | None]

@@ -128,6 +128,17 @@ def test_set_ids_of_db1_and_in3_are_not_left_behind(dispatcher):
     assert {"DB1-1", "IN3-1"} <= set(released)
 
 
+def test_the_acknowledgment_types_are_not_left_behind():
+    """MSH-15 and MSH-16 decide the ACK the engine sends: every enhanced-mode message
+    (Epic's) counted them among the fields dropped."""
+    raw = (b"MSH|^~\\&|EPIC|NWH|CONDUIT|HIE|20240402170512-0400||ADT^A01^ADT_A01|E1|P|2.5.1"
+           b"|||AL|NE\rPID|1||E1^^^NWH^MR||ROE^SAM||19700101|M\r")
+    assert not {"MSH-15", "MSH-16"} & set(checks.mapped(
+        checks.mapping("hl7v2-adt-to-fhir@4"), raw).left_behind)
+    assert {"MSH-15", "MSH-16"} <= set(checks.mapped(
+        checks.mapping("hl7v2-adt-to-fhir@3"), raw).left_behind)
+
+
 @pytest.mark.parametrize("ref", ["hl7v2-oru-to-fhir@3", "hl7v2-to-fhir@2"])
 def test_fahrenheit_as_vendors_write_it_is_ucum_degf(ref: str):
     bundle = checks.bundle_of(checks.mapping(ref), ORU.input(LAB))

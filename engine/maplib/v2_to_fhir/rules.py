@@ -31,7 +31,8 @@ class Rules(msgspec.Struct, frozen=True):
     # FT1 amounts as billing systems send them: a currency after the amount as an MO
     # (`42.00^USD`), CR as a credit, and a credit (CR, CD) as a negative amount.
     ft1_currency_and_credits: bool = False
-    # Set ids (DB1-1, IN3-1) are read, so they are not listed as left behind.
+    # Set ids (DB1-1, IN3-1) are read, so they are not listed as left behind; nor are
+    # MSH-15 and MSH-16, the acknowledgment types the engine itself answers by.
     set_ids_read: bool = False
     # A visit (PV1-19) or account (PID-18) number sent without its own assigning
     # authority is unique within the Patient, not the sending system: one HIE's two
