@@ -232,3 +232,17 @@ def test_a_record_number_in_pid2_beats_an_ssn_in_pid3():
         b"PID|1||", f"PID|1|{mrn}|".encode())
     assert _patient_id(ADT_NEW, in_pid2) == _patient_id(ADT_NEW, _adt("NWADT", mrn))
     assert _patient_id(ADT_OLD, in_pid2) != _patient_id(ADT_OLD, _adt("NWADT", mrn))
+
+
+def test_two_strangers_with_one_name_and_no_ids_are_not_one_patient():
+    """DOE^JOHN with no identifier and no birth date from two messages (a man in
+    Springfield, a woman in Chicago): keyed on the name alone they were one Patient, the
+    second overwriting the first."""
+    def nameless(control: str, sex: str) -> bytes:
+        return (f"MSH|^~\\&|REG|NWH|CONDUIT|HIE|20240402170512-0400||ADT^A04|{control}|P|"
+                f"2.5.1\rEVN|A04|20240402170500-0400\rPID|1||||DOE^JOHN|||{sex}\r").encode()
+    first, second = nameless("J1", "M"), nameless("J2", "F")
+    assert _patient_id(ADT_NEW, first) != _patient_id(ADT_NEW, second)
+    warned = [str(w) for w in checks.mapped(checks.mapping(ADT_NEW), first).warnings]
+    assert any("no birth date either" in w for w in warned)
+    assert _patient_id(ADT_OLD, first) == _patient_id(ADT_OLD, second)  # released: as was

@@ -93,10 +93,16 @@ def _fallback_id(b: Build, pid: Segment, identifiers: list[dict], where: str) ->
     if identifiers:
         return resource_id("Patient", b.facility, identifiers[0])
     name = dt.present(pid.value(5, 1)).upper() + "^" + dt.present(pid.value(5, 2)).upper()
-    key = {"system": "urn:conduit:name-birthdate", "value": f"{name}|{dt.present(pid.value(7))}"}
+    born = dt.present(pid.value(7))
+    key = {"system": "urn:conduit:name-birthdate", "value": f"{name}|{born}"}
     if key["value"] == "^|":
         raise MappingError("has no identifier, name or birth date, so the patient cannot be "
                            "identified", field=where)
+    if not born and b.rules.patient_key_by_authority:
+        # a name alone is shared by strangers: this message's own patient, never merged
+        tolerate(MappingError("has no birth date either; the patient is this message's "
+                              "own, not matched to others by name", field=b.field(pid, 7)))
+        key["value"] += "|" + dt.present(b.message.segments[0].value(10))
     return resource_id("Patient", b.facility, key)
 
 
