@@ -48,7 +48,7 @@ def _cancel(message: ScriptMessage) -> dict:
     if not relates and not number:
         raise MappingError("the CancelRx names no order (neither an order number nor the "
                            "NewRx's RelatesToMessageID)", field="Header/PrescriberOrderNumber")
-    target = _order_url(relates, number, system, who)
+    target = _order_url(relates, number, system)
     focus = order_literal(system, relates) if relates \
         else orders.order_by_number(number, system)
     sent = orders.instant(message.value("Header/SentTime"))
@@ -56,16 +56,18 @@ def _cancel(message: ScriptMessage) -> dict:
     return with_entries(transaction([_task(message, who, focus, sent)], sent), [cancel])
 
 
-def _order_url(relates: str, number: str, system: str, who: orders.Parties) -> str:
+def _order_url(relates: str, number: str, system: str) -> str:
     """The order to cancel: by the id its NewRx's MessageID gives (RelatesToMessageID);
-    without one, the server's one MedicationRequest with this PrescriberOrderNumber for
-    this patient (a conditional PATCH: its id cannot be derived from the number, and
-    the server refuses when none or several match rather than cancel another order)."""
+    without one, the server's one MedicationRequest with this PrescriberOrderNumber (a
+    conditional PATCH: its id cannot be derived from the number, and the server refuses
+    when none or several match rather than cancel another order). Not narrowed by the
+    patient: a CancelRx that identifies the patient otherwise than the NewRx did (no
+    MRN: keyed on the name and birth date) would name a Patient that does not exist,
+    match nothing, and leave the order active."""
     if relates:
         return f"MedicationRequest/{order_id(system, relates)}"
-    assert who.patient is not None
     token = search_token(ncpdp.ID_LOCAL + "PrescriberOrderNumber", number)
-    return f"MedicationRequest?identifier={token}&subject=Patient/{who.patient['id']}"
+    return f"MedicationRequest?identifier={token}"
 
 
 def _task(message: ScriptMessage, who: orders.Parties, focus: dict[str, Any],
@@ -79,7 +81,8 @@ def _task(message: ScriptMessage, who: orders.Parties, focus: dict[str, Any],
         "id": orders.task_id(message.value("Header/From"), message.value("Header/MessageID")),
         "identifier": [identifier] if identifier else [],
         "status": "requested", "intent": "order", "code": ABORT,
-        "focus": focus, "for": literal("Patient", who.patient["id"]),
+        "focus": focus, "for": literal("Patient", who.patient["id"])
+        if orders.named_as_written(who.patient) else None,
         "authoredOn": sent, "lastModified": sent,
         "requester": literal("Practitioner", who.prescriber["id"]),
         "owner": literal("Organization", who.pharmacy["id"]) if who.pharmacy else None,

@@ -54,6 +54,17 @@ def parties(body: ET.Element, assigner: str = "") -> Parties:
                    ncpdp.pharmacy(body.find("Pharmacy"), assigner=assigner))
 
 
+def named_as_written(patient: dict[str, Any] | None) -> bool:
+    """Whether a later message's patient has the id its NewRx wrote: only one keyed on
+    the EHR's record number is sure to. Without it the id comes from another identifier
+    or the name and birth date, which the NewRx (sent with the MRN) did not use, and a
+    reference to it would name a Patient no server holds (refused where references are
+    checked); the order the message names leads to the patient instead."""
+    mrn = ncpdp.ID_LOCAL + "MedicalRecordIdentificationNumberEHR"
+    return patient is not None and any(
+        i.get("system") == mrn for i in patient.get("identifier", []))
+
+
 def assigner(message: ScriptMessage, version: int) -> str:
     """The system a mapping version keys per-sender ids within: none for version 1
     (the MRN alone), the prescriber's system from version 2 (`ncpdp_scope`)."""

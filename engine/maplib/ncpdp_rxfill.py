@@ -62,7 +62,8 @@ def rxfill_to_fhir(message: ScriptMessage, version: int = 1) -> dict:
         "statusReasonCodeableConcept": {"text": note or choice.tag}
         if status in ("declined", "cancelled") else None,
         "medicationReference": reference(medication),
-        "subject": reference(who.patient),
+        "subject": reference(who.patient)
+        if version < 2 or orders.named_as_written(who.patient) else None,
         "performer": [{"actor": reference(who.pharmacy)}] if who.pharmacy else [],
         "authorizingPrescription": [authorizing] if authorizing else [],
         "quantity": ncpdp.quantity(drug.find("Quantity")),

@@ -197,6 +197,38 @@ def test_cancelrx_with_only_an_order_number_makes_no_order_up():
     assert task["focus"]["identifier"]["assigner"] == {"display": "HARBORSIDEEHR^C"}
 
 
+def test_cancelrx_by_order_number_reaches_the_order_whatever_patient_key_it_derives():
+    """A CancelRx naming the order by number alone, whose patient comes without the MRN
+    (pharmacies and EHRs often leave it out): its patient key is the name and birth
+    date's, not the NewRx's. Narrowed to that Patient, the cancel matched nothing (404)
+    and the order stayed active."""
+    name = "ncpdp-cancelrx-to-fhir"
+    raw = fixture(name, "cancelrx_order_number_only_no_relates_to")
+    without_mrn = re.sub(rb"\s*<MedicalRecordIdentificationNumberEHR>[^<]*"
+                         rb"</MedicalRecordIdentificationNumberEHR>", b"", raw, count=1)
+    assert without_mrn != raw
+    server = server_after(NEWRX)
+    server.transaction(bundle_of(checks.mapping(ref(name)), without_mrn))
+    (order,) = server.of_type("MedicationRequest")
+    assert order["status"] == "cancelled"
+
+
+def test_an_rxfill_without_the_mrn_names_no_patient_the_server_lacks():
+    """The pharmacy's RxFill leaves the EHR's MRN out: its patient key would be one no
+    NewRx wrote, which a server checking references refuses; the dispense names the
+    order, which names the patient."""
+    name = "ncpdp-rxfill-to-fhir"
+    raw = fixture(name, "rxfill_dispensed_default_ns")
+    without_mrn = re.sub(rb"\s*<MedicalRecordIdentificationNumberEHR>[^<]*"
+                         rb"</MedicalRecordIdentificationNumberEHR>", b"", raw, count=1)
+    assert without_mrn != raw
+    server = server_after(NEWRX)
+    server.transaction(bundle_of(checks.mapping(ref(name)), without_mrn))
+    (dispense,) = server.of_type("MedicationDispense")
+    (order,) = server.of_type("MedicationRequest")
+    assert dispense["authorizingPrescription"][0]["reference"].endswith(order["id"])
+
+
 def test_rxfill_names_the_real_order():
     server = server_after(NEWRX)
     (order,) = server.of_type("MedicationRequest")
