@@ -166,3 +166,14 @@ def test_arbitrary_bytes_never_crash_the_codec(raw):
             codec.parse(raw)
         with contextlib.suppress(ParseError):
             codec.split(raw)
+
+
+def test_an_isa_without_a_component_separator_gets_a_readable_ta1():
+    """ISA16 left empty: the TA1 used to copy it, and its own ISA was as unreadable as
+    the sender's (a fuzz example found it)."""
+    raw = (b"ISA*00*          *00*          *ZZ*SUBMITTER      *ZZ*PAYER          *240101*"
+           b"1200*^*00501*000000101*0*P**~GS*HS*SUBMITTER*PAYER*20240101*1200*1*X*"
+           b"005010X279A1~ST*270*0001*005010X279A1~SE*2*0001~GE*1*1~IEA*1*000000101~")
+    reply = codec.reply(raw, None, Outcome(Verdict.REJECTED, ()))
+    assert reply.startswith(b"ISA*") and b"*P*:~TA1*000000101*" in reply
+    assert codec.split(reply) is None

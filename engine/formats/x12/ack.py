@@ -93,7 +93,7 @@ def build_999(interchange: Interchange, groups: list[tuple[Group, list[SetAnswer
     """One interchange answering `interchange`: a TA1 first when `ta1` (TA104 A), then
     one 999 per group (AK1, AK2/IK3/IK5 per set, AK9), in a functional group of its
     own, sender and receiver swapped."""
-    d = interchange.delimiters
+    d = answer_delimiters(interchange.delimiters)
     e, t = d.element, d.segment
     isa = interchange.isa
     control = _control_number()
@@ -162,7 +162,7 @@ def _number(value: str) -> int:
 
 def build_ta1(interchange: Interchange, code: str, note: str) -> str:
     """An interchange holding only a TA1 (TA104 `code`, TA105 `note`) for `interchange`."""
-    d = interchange.delimiters
+    d = answer_delimiters(interchange.delimiters)
     e, t = d.element, d.segment
     isa = interchange.isa
     control = _control_number()
@@ -172,6 +172,20 @@ def build_ta1(interchange: Interchange, code: str, note: str) -> str:
                    isa.element(10) or hhmm, code, note]),
            e.join(["IEA", "0", f"{control:09d}"])]
     return t.join(out) + t
+
+
+STANDARD = Delimiters("*", "^", ":", "~")
+
+
+def answer_delimiters(sent: Delimiters) -> Delimiters:
+    """The sender's own delimiters for our answer, unless they cannot write one: an ISA
+    whose ISA16 was left empty (or repeats another delimiter) is answered with `* ^ : ~`,
+    or the TA1 telling it so would be as unreadable as its own ISA."""
+    used = [sent.element, sent.component, sent.segment] + ([sent.repetition]
+                                                          if sent.repetition else [])
+    if all(len(c) == 1 for c in used) and len(set(used)) == len(used):
+        return sent
+    return STANDARD
 
 
 def _isa(isa: Segment, d: Delimiters, control: int, date: str, hhmm: str) -> str:
