@@ -58,7 +58,7 @@ from engine.config.types import ByteSize, Duration
 from engine.connectors import fhir_source_rest as rest
 from engine.connectors.base import Deliver, SourceContext
 from engine.connectors.fhir_source_auth import AuthConfig, Authenticator, Client, Refused
-from engine.connectors.fhir_source_versions import Taken, Versioner
+from engine.connectors.fhir_source_versions import VALID_ID, Taken, Versioner
 from engine.connectors.http_listener import (
     BodyRefused,
     ConnectionGuard,
@@ -311,7 +311,17 @@ class FhirSource:
             raise _Answer(_fhir(400, rest.refusal(
                 "invalid", "the resource's id must equal the id in the URL", f"{kind}.id")))
         await self._authorize(request, pattern, client, [(kind, UPDATE)])
-        resource, taken = await self.versions.update(kind, rid, resource)
+        expected = rest.if_match(request.headers.get("If-Match"))
+        if expected is None:
+            resource, taken = await self.versions.update(kind, rid, resource)
+        else:  # version-aware: R4 http.html#concurrency
+            found = await self.versions.update_if(kind, rid, resource, expected) \
+                if VALID_ID.match(rid) and expected > 0 else None
+            if found is None:
+                raise _Answer(_fhir(412, rest.refusal(
+                    "conflict", f"If-Match names version {expected}, which is not the "
+                    f"current version of this {kind}", f"{kind}.meta.versionId")))
+            resource, taken = found
         return await self._take(request, resource, client, created=taken is not None and
                                 taken.version == 1, taken=[taken] if taken else [])
 

@@ -321,3 +321,12 @@ def instant(moment: dt.datetime) -> str:
     """A FHIR instant in UTC with milliseconds."""
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + \
         f"{moment.microsecond // 1000:03d}Z"
+
+
+def if_match(header: str | None) -> int | None:
+    """The version an If-Match header names (`W/"3"`, `"3"`), None without one; a
+    header naming no whole version is version 0, which no resource is at."""
+    if header is None or not header.strip():
+        return None
+    tag = header.strip().removeprefix("W/").strip('"')
+    return int(tag) if tag.isdecimal() and len(tag) < 16 else 0

@@ -74,6 +74,18 @@ class Versioner:
         version = await self._versions.take(self._channel, kind, rid, _sent(resource))
         return with_version(resource, version), Taken(kind, rid, version, entry)
 
+    async def update_if(self, kind: str, rid: str, resource: dict[str, Any], expected: int
+                        ) -> tuple[dict[str, Any], Taken] | None:
+        """A version-aware update (If-Match: W/"`expected`"): the next version when the
+        id is at `expected` now, else None (412: another update came first, or the id
+        is unknown)."""
+        if self._versions is None:
+            return None
+        version = await self._versions.take_if(self._channel, kind, rid, expected)
+        if version is None:
+            return None
+        return with_version(resource, version), Taken(kind, rid, version)
+
     async def create(self, kind: str, resource: dict[str, Any]
                      ) -> tuple[dict[str, Any], Taken | None]:
         """The resource of a create with an id of the server's own and version 1: FHIR

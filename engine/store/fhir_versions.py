@@ -52,6 +52,18 @@ def take(db: sa.Engine, channel: str, resource: str, floor: int = 1) -> int:
             "channel": channel, "resource": resource, "floor": max(1, floor)}).scalar_one())
 
 
+def take_if(db: sa.Engine, channel: str, resource: str, expected: int) -> int | None:
+    """The next version of `resource` when it is at `expected` now (a version-aware
+    update, If-Match), else None: one conditional statement, so two clients updating
+    from one version cannot both win."""
+    where = sa.and_(_table.c.channel == channel, _table.c.resource == resource,
+                    _table.c.version == expected)
+    with db.begin() as conn:
+        value = conn.execute(_table.update().where(where).values(
+            version=_table.c.version + 1).returning(_table.c.version)).scalar()
+    return int(value) if value is not None else None
+
+
 def give_back(db: sa.Engine, channel: str, resource: str, version: int) -> None:
     """Undo `take` of `version` when it is still the latest (the resource was not taken
     on); a version 1 given back forgets the id, so its next PUT is a create again."""
@@ -87,6 +99,10 @@ class FhirVersions:
 
     async def take(self, channel: str, kind: str, rid: str, floor: int = 1) -> int:
         return await asyncio.to_thread(take, self._db, channel, self.key(kind, rid), floor)
+
+    async def take_if(self, channel: str, kind: str, rid: str, expected: int) -> int | None:
+        return await asyncio.to_thread(take_if, self._db, channel, self.key(kind, rid),
+                                       expected)
 
     async def give_back(self, channel: str, kind: str, rid: str, version: int) -> None:
         await asyncio.to_thread(give_back, self._db, channel, self.key(kind, rid), version)

@@ -23,10 +23,11 @@ CHANNEL = """
 """
 
 
-async def put(world: World, rid: str, body: dict[str, Any]) -> tuple[int, Any, Any]:
+async def put(world: World, rid: str, body: dict[str, Any], if_match: str | None = None
+              ) -> tuple[int, Any, Any]:
+    headers = {"Content-Type": JSON, **({"If-Match": if_match} if if_match else {})}
     async with aiohttp.ClientSession() as http, http.put(
-            f"{world.base}/Patient/{rid}", data=json.dumps(body),
-            headers={"Content-Type": JSON}) as resp:
+            f"{world.base}/Patient/{rid}", data=json.dumps(body), headers=headers) as resp:
         return resp.status, resp.headers, await resp.json()
 
 
@@ -130,3 +131,22 @@ async def test_a_create_gets_an_id_of_the_servers_own(harness, tmp_path):
     assert (status, headers["ETag"]) == (200, 'W/"2"')
     await harness.settle(lambda: len(world.files()) == 3)
     assert events(world) == ["ADT^A28^ADT_A05", "ADT^A28^ADT_A05", "ADT^A31^ADT_A05"]
+
+
+async def test_a_version_aware_update_of_a_stale_version_is_refused(harness, tmp_path):
+    """If-Match names the version the client read (R4 http.html#concurrency): an update
+    from an older one would overwrite what another client wrote meanwhile, and send
+    stale demographics as an A31. It gets 412 and changes nothing."""
+    world = await started(harness, tmp_path / "out")
+    for _ in range(3):
+        await put(world, "pm1", patient("PM1", id="pm1"))
+    status, _, answer = await put(world, "pm1", patient("PM1", id="pm1", gender="male"),
+                                  if_match='W/"1"')
+    assert status == 412, answer
+    assert answer["issue"][0]["code"] == "conflict"
+    status, headers, _ = await put(world, "pm1", patient("PM1", id="pm1"), if_match='W/"3"')
+    assert (status, headers["ETag"]) == (200, 'W/"4"')
+    status, _, _ = await put(world, "unknown", patient("PM2", id="unknown"),
+                             if_match='W/"1"')
+    assert status == 412  # no such resource at any version
+    await harness.settle(lambda: len(world.files()) == 4)  # the refused ones sent nothing
