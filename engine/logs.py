@@ -54,20 +54,21 @@ def setup(config: LogConfig) -> None:
     root.setLevel(config.level.upper())
     # aiohttp's access log would print request lines; ours says what matters.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    global _handler, _json
-    _handler, _json = handler, config.format == "json"
+    global _handler
+    _handler = handler
 
 
-_handler: logging.Handler | None = None
-_json = False
+_handler: logging.Handler | None = None  # set up: where the log goes
 
 
 def fatal(text: str) -> None:
     """Say why the process stops: on the terminal as a plain line, and in the log as
     well once the log is set up and is JSON or a file, so a log shipper sees the reason
     as one more JSON line and a log file's reader sees it at all."""
-    to_terminal = _handler is None or isinstance(_handler, logging.FileHandler) or not _json
-    if _handler is not None and (_json or isinstance(_handler, logging.FileHandler)):
+    to_file = isinstance(_handler, logging.FileHandler)
+    to_log = _handler is not None and (
+        to_file or isinstance(_handler.formatter, _JsonFormatter))
+    if to_log:
         logging.getLogger("conduit").critical("%s", text)
-    if to_terminal:
+    if to_file or not to_log:
         print(text, file=sys.stderr)

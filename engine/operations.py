@@ -259,10 +259,8 @@ class Operations:
         """A read that discloses without opening content (a search by patient, an export
         of the trail) is an event of its own, committed before the answer goes out; one
         by patient is in that patient's accounting of disclosures."""
-        uow = UnitOfWork()
-        uow.record(Event(kind=Kind.ADMIN, actor=actor, patient=patient,
-                         detail={"action": action, **detail}))
-        await self._svc.writer.commit(uow)
+        await self._record(Event(kind=Kind.ADMIN, actor=actor, patient=patient,
+                                 detail={"action": action, **detail}))
 
     async def message(self, message_id: str) -> dict[str, Any]:
         stored = await asyncio.to_thread(self._svc.store.get, message_id)

@@ -55,7 +55,7 @@ from engine.queue.retry import RetryPolicy
 from engine.security.crypto import Vault
 from engine.security.keys import for_store
 from engine.security.users import UserStore
-from engine.store.database import default_url, open_database
+from engine.store.database import PRIVATE_DIR, default_url, open_database
 from engine.store.fhir_versions import FhirVersions
 from engine.store.messages import MessageStore
 from engine.store.rekey import KeyUpkeep
@@ -179,7 +179,7 @@ class Engine:
 
     async def start(self) -> None:
         data_dir = Path(self.config.data_dir)
-        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # its store is private
+        data_dir.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)  # its store is private
         tracing.setup(self.config.tracing)
         svc = Services(self.config, self.worker)
         self.services = svc
@@ -499,7 +499,7 @@ async def _stop_when_orphaned(supervisor: int, stop: asyncio.Event) -> None:
 def lock_data_dir(data_dir: Path) -> int:
     """One daemon (or one group of workers) per embedded data folder: another would fight
     over the queues. The open descriptor holds the lock until it is closed."""
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data_dir.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
     fd = os.open(data_dir / "conduit.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

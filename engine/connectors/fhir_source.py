@@ -58,7 +58,7 @@ from engine.config.types import ByteSize, Duration
 from engine.connectors import fhir_source_rest as rest
 from engine.connectors.base import Deliver, SourceContext
 from engine.connectors.fhir_source_auth import AuthConfig, Authenticator, Client, Refused
-from engine.connectors.fhir_source_versions import VALID_ID, Taken, Versioner
+from engine.connectors.fhir_source_versions import Taken, Versioner
 from engine.connectors.http_listener import (
     BodyRefused,
     ConnectionGuard,
@@ -315,8 +315,7 @@ class FhirSource:
         if expected is None:
             resource, taken = await self.versions.update(kind, rid, resource)
         else:  # version-aware: R4 http.html#concurrency
-            found = await self.versions.update_if(kind, rid, resource, expected) \
-                if VALID_ID.match(rid) and expected > 0 else None
+            found = await self.versions.update_if(kind, rid, resource, expected)
             if found is None:
                 raise _Answer(_fhir(412, rest.refusal(
                     "conflict", f"If-Match names version {expected}, which is not the "

@@ -79,7 +79,7 @@ class Versioner:
         """A version-aware update (If-Match: W/"`expected`"): the next version when the
         id is at `expected` now, else None (412: another update came first, or the id
         is unknown)."""
-        if self._versions is None:
+        if self._versions is None or not VALID_ID.match(rid) or expected < 1:
             return None
         version = await self._versions.take_if(self._channel, kind, rid, expected)
         if version is None:

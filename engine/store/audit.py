@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from engine.events import Event
 from engine.store.database import Statement, execute_together, insert_tuples
-from engine.store.schema import audit, audit_head, messages
+from engine.store.schema import SEAL_ROW, UNSEALED, audit, audit_head, messages
 
 GENESIS = "0" * 64
 _COLUMNS = ("seq", "at_us", "kind", "actor", "channel", "destination", "message_id",
@@ -47,10 +47,8 @@ def seal(key: bytes, seq: int, head_hash: str) -> str:
 # and compiling them as expressions cost more than the statements themselves. FOR UPDATE
 # (which serialises appenders across processes) on PostgreSQL; SQLite's write lock does.
 _HEAD = "SELECT seq, hash FROM audit_head WHERE id = 1"
-SEAL_ROW = 2  # audit_head's row whose hash is the head's seal (engine.store.database)
-UNSEALED = "unsealed"  # a store no engine of this version has written an event to yet
 _MOVE = "UPDATE audit_head SET seq = {p}, hash = CASE WHEN id = 1 THEN {p} ELSE {p} END " \
-        "WHERE id IN (1, 2)"
+        f"WHERE id IN (1, {SEAL_ROW})"
 _MOVE_HEAD = {"qmark": _MOVE.format(p="?"), "pyformat": _MOVE.format(p="%s"),
               "format": _MOVE.format(p="%s")}
 _ROW_COLUMNS = (*_COLUMNS, "prev_hash", "hash")

@@ -20,7 +20,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.errors import StoreError
-from engine.store.schema import audit_head, metadata
+from engine.store.schema import SEAL_ROW, UNSEALED, audit_head, metadata
 
 log = logging.getLogger("conduit.store")
 
@@ -118,8 +118,8 @@ def open_database(url: str) -> sa.Engine:
             heads = set(conn.execute(sa.select(audit_head.c.id)).scalars())
             if 1 not in heads:
                 conn.execute(audit_head.insert().values(id=1, seq=0, hash="0" * 64))
-            if 2 not in heads:  # the head's seal (engine.store.audit), made at the next event
-                conn.execute(audit_head.insert().values(id=2, seq=0, hash="unsealed"))
+            if SEAL_ROW not in heads:  # the head's seal (engine.store.audit): at the next event
+                conn.execute(audit_head.insert().values(id=SEAL_ROW, seq=0, hash=UNSEALED))
     except sa.exc.SQLAlchemyError as exc:
         raise StoreError(f"cannot open the store at {_safe(url)}: {exc.__class__.__name__}: "
                          f"{str(exc).splitlines()[0]}") from exc

@@ -174,6 +174,11 @@ audit = sa.Table(
 
 # The chain's head, moved in the same transaction as every append, so that deleting the
 # newest audit rows (which leaves an intact but shorter chain) is still detected.
+# audit_head's rows: 1 the chain's head (seq, hash of the last event), SEAL_ROW its
+# seal, an HMAC of that head under the audit key (engine.store.audit); UNSEALED until an
+# engine of the version that seals has written an event.
+SEAL_ROW = 2
+UNSEALED = "unsealed"
 audit_head = sa.Table(
     "audit_head",
     metadata,

@@ -16,9 +16,9 @@ from engine.config.schema import LogConfig
 def restore_logging():
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    kept = logs._handler, logs._json
+    kept = logs._handler
     yield
-    logs._handler, logs._json = kept
+    logs._handler = kept
     for handler in root.handlers:
         if handler not in handlers:
             handler.close()
